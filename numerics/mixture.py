@@ -1,0 +1,246 @@
+r"""Gaussian mixtures with class labels: exact scores, denoisers and guidance under the OU process.
+
+Time convention: OU forward time ``t > 0``, :math:`\alpha_t = e^{-t}`, :math:`\sigma_t^2 = 1 - e^{-2t}`
+(computed as ``-expm1(-2t)``, accurate down to the smallest positive ``t``).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from numerics import _kernels as K_
+from numerics._validate import WEIGHT_SUM_TOL, as_float_array, check_int, check_points, check_time
+from numerics.schedule import alpha_sigma2
+
+__all__ = ["GaussianMixture", "PSD_TOL_FACTOR"]
+
+#: Eigenvalues of a covariance below ``-PSD_TOL_FACTOR * d * eps * max(1, |S|_2)`` reject the matrix as
+#: not positive semi-definite; those within ``+-`` that bound are set to exactly zero (rank deficiency).
+#: The bound is a few times the backward error of a symmetric eigensolver, :math:`O(d\,u\,\|S\|_2)`.
+PSD_TOL_FACTOR = 16.0
+#: Relative tolerance on the asymmetry :math:`\max|S - S^\top| \le` ``SYM_TOL * max(1, max|S|)``.
+SYM_TOL = 1e-10
+
+
+def _spectral(covs: np.ndarray, name: str = "covs") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Eigen-decompose each covariance once: ``(evecs (K,d,d), evals (K,d) descending, rank (K,))``."""
+    K, d, _ = covs.shape
+    evecs = np.zeros((K, d, d))
+    evals = np.zeros((K, d))
+    rank = np.zeros(K, dtype=np.int64)
+    eps = np.finfo(np.float64).eps
+    for k in range(K):
+        S = covs[k]
+        scale = max(1.0, float(np.max(np.abs(S))))
+        if np.max(np.abs(S - S.T)) > SYM_TOL * scale:
+            raise ValueError(f"{name}: component {k} is not symmetric (max |S - S^T| = {np.max(np.abs(S - S.T)):.3g})")
+        lam, U = np.linalg.eigh(0.5 * (S + S.T))
+        lam, U = lam[::-1], U[:, ::-1]
+        tol = PSD_TOL_FACTOR * d * eps * max(1.0, float(np.max(np.abs(lam))))
+        if lam[-1] < -tol:
+            raise ValueError(f"{name}: component {k} is not positive semi-definite (smallest eigenvalue {lam[-1]:.3g})")
+        lam = np.where(lam <= tol, 0.0, lam)
+        rank[k] = int(np.count_nonzero(lam))
+        evecs[k], evals[k] = U, lam
+    return np.ascontiguousarray(evecs), np.ascontiguousarray(evals), rank
+
+
+class GaussianMixture:
+    r"""A labelled Gaussian mixture :math:`X_0 \sim \sum_k w_k N(\mu_k, S_k)` and its OU marginals.
+
+    Parameters
+    ----------
+    weights : array_like, shape (K,)
+        Non-negative, summing to 1 within ``1e-9`` (they are renormalised exactly).
+    means : array_like, shape (K, d)
+    covs : array_like, shape (K, d, d)
+        Symmetric positive semi-definite; singular ones (low rank: a Gaussian on an affine subspace;
+        zero: an atom) are allowed and exact for every ``t > 0``.
+    labels : array_like of int, shape (K,), optional
+        Class of each component, integers covering ``0..C-1``.  Default: each component its own class.
+
+    Notes
+    -----
+    Each covariance is eigen-decomposed once, :math:`S_k = U_k \mathrm{diag}(\lambda_k) U_k^\top`; then for
+    every ``t`` :math:`C_k^{-1} = U_k \mathrm{diag}(1/(\alpha_t^2\lambda_k + \sigma_t^2)) U_k^\top`, so no
+    factorisation is repeated per time.  Eigenvalues within the PSD tolerance of zero are set to zero:
+    :attr:`covs` returns the covariances the mixture actually uses.
+    """
+
+    def __init__(self, weights, means, covs, labels=None):
+        w = as_float_array(weights, "weights", 1)
+        mu = as_float_array(means, "means", 2)
+        S = as_float_array(covs, "covs", 3)
+        K = w.shape[0]
+        if K == 0:
+            raise ValueError("weights: need at least one component")
+        if np.any(w < 0):
+            raise ValueError(f"weights: must be non-negative, got min {w.min():.3g}")
+        if abs(w.sum() - 1.0) > WEIGHT_SUM_TOL:
+            raise ValueError(f"weights: must sum to 1 (within {WEIGHT_SUM_TOL:g}), got {w.sum():.17g}")
+        if mu.shape[0] != K:
+            raise ValueError(f"means: expected {K} rows (one per weight), got shape {mu.shape}")
+        d = mu.shape[1]
+        if d == 0:
+            raise ValueError("means: dimension d must be >= 1")
+        if S.shape != (K, d, d):
+            raise ValueError(f"covs: expected shape {(K, d, d)}, got {S.shape}")
+        self.weights = w / w.sum()
+        self.means = mu
+        self.evecs, self.evals, self.rank = _spectral(S)
+        with np.errstate(divide="ignore"):
+            self.log_weights = np.log(self.weights)
+        self.labels, self.n_classes = self._check_labels(labels, K)
+        self.d, self.K = d, K
+        for c in range(self.n_classes):
+            if not np.any(self.weights[self.labels == c] > 0):
+                raise ValueError(f"labels: class {c} has only zero-weight components")
+
+    @staticmethod
+    def _check_labels(labels, K: int) -> tuple[np.ndarray, int]:
+        if labels is None:
+            return np.arange(K, dtype=np.int64), K
+        lab = np.asarray(labels)
+        if lab.shape != (K,):
+            raise ValueError(f"labels: expected shape ({K},), got {lab.shape}")
+        if lab.dtype == bool or not (np.issubdtype(lab.dtype, np.integer) or np.issubdtype(lab.dtype, np.floating)):
+            raise ValueError(f"labels: must be integers, got dtype {lab.dtype}")
+        if np.issubdtype(lab.dtype, np.floating) and not np.all(np.isfinite(lab) & (lab == np.round(lab))):
+            raise ValueError("labels: must be integers")
+        lab = lab.astype(np.int64)
+        C = int(lab.max()) + 1 if K else 0
+        if lab.min() < 0 or set(np.unique(lab)) != set(range(C)):
+            raise ValueError(f"labels: must be integers covering 0..C-1, got {sorted(set(lab.tolist()))}")
+        return lab, C
+
+    # ------------------------------------------------------------------ structure
+    @property
+    def covs(self) -> np.ndarray:
+        """The covariances in use, :math:`U\\,\\mathrm{diag}(\\lambda)\\,U^\\top` (``(K, d, d)``)."""
+        return np.einsum("kij,kj,klj->kil", self.evecs, self.evals, self.evecs)
+
+    def __repr__(self) -> str:
+        return f"GaussianMixture(K={self.K}, d={self.d}, classes={self.n_classes}, ranks={self.rank.tolist()})"
+
+    def conditional(self, y: int) -> "GaussianMixture":
+        """The class-``y`` mixture (weights renormalised), a ``GaussianMixture`` with a single class."""
+        y = self._check_label(y)
+        sel = self.labels == y
+        w = self.weights[sel]
+        return GaussianMixture(w / w.sum(), self.means[sel], self.covs[sel], labels=np.zeros(sel.sum(), dtype=np.int64))
+
+    def class_prior(self) -> np.ndarray:
+        """:math:`P(Y = c) = \\sum_{k: y(k) = c} w_k`, shape ``(C,)``."""
+        return np.bincount(self.labels, weights=self.weights, minlength=self.n_classes)
+
+    def _check_label(self, y, name: str = "y") -> int:
+        return check_int(y, name, 0, self.n_classes - 1)
+
+    # ------------------------------------------------------------------ kernels
+    def _args(self, t):
+        alpha, sigma2 = alpha_sigma2(check_time(t))
+        return alpha, sigma2, self.means, self.evecs, self.evals, self.rank, self.log_weights
+
+    def _average(self, x, t, quantity: int, mask=None):
+        X, single = check_points(x, self.d)
+        args = self._args(t)
+        n = X.shape[0]
+        mask = np.ones(self.K, dtype=np.bool_) if mask is None else mask
+        avg_in, avg_out = np.empty((n, self.d)), np.empty((n, self.d))
+        logz, work = np.empty((n, 2)), np.empty((n, 3, self.d))
+        K_.mixture_average(X, *args, mask, quantity, avg_in, avg_out, logz, work)
+        if not np.all(np.isfinite(np.where(mask.any(), logz[:, 0], 0.0))):
+            raise ValueError("x: a point is so far from every component that its density underflows to 0")
+        return avg_in, avg_out, logz, single
+
+    @staticmethod
+    def _shape(arr, single):
+        return arr[0] if single else arr
+
+    def score(self, x, t) -> np.ndarray:
+        r"""Score :math:`\nabla_x\log p_t(x) = -\sum_k \pi_k(x) C_k^{-1}(x - \alpha_t\mu_k)`; ``(N, d)``."""
+        s, _, _, single = self._average(x, t, K_.SCORE)
+        return self._shape(s, single)
+
+    def denoiser(self, x, t) -> np.ndarray:
+        r"""Tweedie denoiser :math:`E[X_0\mid X_t=x] = \sum_k \pi_k(x)\big(\mu_k + \alpha_t S_k C_k^{-1}(x-\alpha_t\mu_k)\big)`."""
+        m, _, _, single = self._average(x, t, K_.DENOISER)
+        return self._shape(m, single)
+
+    def log_density(self, x, t) -> np.ndarray:
+        r""":math:`\log p_t(x) = \mathrm{logsumexp}_k\,(\log w_k + \log N(x;\alpha_t\mu_k, C_k))`; ``(N,)``."""
+        L = self._class_log_mass(x, t, np.zeros(self.K, dtype=np.int64), 1)
+        return self._shape(L[0][:, 0], L[1])
+
+    def _class_log_mass(self, x, t, labels, C):
+        X, single = check_points(x, self.d)
+        args = self._args(t)
+        n = X.shape[0]
+        out, sums, work = np.empty((n, C)), np.empty((n, C)), np.empty((n, 2, self.d))
+        K_.class_log_mass(X, *args, labels, out, sums, work)
+        if not np.all(np.isfinite(np.max(out, axis=1))):
+            raise ValueError("x: a point is so far from every component that its density underflows to 0")
+        return out, single
+
+    def class_log_posterior(self, x, t) -> np.ndarray:
+        r""":math:`\log p_t(y\mid x)` for every class, by log-sum-exp; ``(N, C)``."""
+        L, single = self._class_log_mass(x, t, self.labels, self.n_classes)
+        m = np.max(L, axis=1, keepdims=True)
+        lse = m + np.log(np.sum(np.exp(L - m), axis=1, keepdims=True))
+        return self._shape(L - lse, single)
+
+    def class_posterior(self, x, t) -> np.ndarray:
+        r""":math:`p_t(y\mid x) = \sum_{k:\,y(k)=y}\pi_k(x)`; ``(N, C)``, rows sum to 1."""
+        return np.exp(self.class_log_posterior(x, t))
+
+    def guidance_vector(self, x, t, y) -> np.ndarray:
+        r"""Guidance vector :math:`g_y(x) = \nabla_x\log p_t(y\mid x)`, computed without cancellation as
+
+        .. math::  g_y = p_t(\neg y\mid x)\,\big(s_{y}(x) - s_{\neg y}(x)\big),
+
+        where :math:`s_y` and :math:`s_{\neg y}` are the scores of the class-``y`` mixture and of the
+        other classes' mixture.  ``(N, d)``.
+        """
+        y = self._check_label(y)
+        mask = self.labels == y
+        s_in, s_out, logz, single = self._average(x, t, K_.SCORE, mask)
+        if not np.any(~mask):
+            return self._shape(np.zeros_like(s_in), single)
+        # p(not y | x) = 1 / (1 + exp(logz_in - logz_out)), stable for either sign
+        with np.errstate(over="ignore"):
+            p_not = 1.0 / (1.0 + np.exp(logz[:, 0] - logz[:, 1]))
+        return self._shape(p_not[:, None] * (s_in - s_out), single)
+
+    def conditional_score(self, x, t, y) -> np.ndarray:
+        r"""Class-conditional score :math:`\nabla_x\log p_t(x\mid y)`; ``(N, d)``."""
+        y = self._check_label(y)
+        s_in, _, _, single = self._average(x, t, K_.SCORE, self.labels == y)
+        return self._shape(s_in, single)
+
+    def posterior_cov(self, x, t, y=None) -> np.ndarray:
+        r"""Posterior covariance :math:`\mathrm{Cov}[X_0\mid X_t=x]` (or given class ``y``); ``(N, d, d)``.
+
+        Law of total covariance over components, with :math:`\mathrm{Cov}[X_0\mid x,k] = \sigma_t^2 S_k C_k^{-1}`.
+        """
+        mask = np.ones(self.K, dtype=np.bool_) if y is None else (self.labels == self._check_label(y))
+        X, single = check_points(x, self.d)
+        args = self._args(t)
+        n = X.shape[0]
+        out, work = np.empty((n, self.d, self.d)), np.empty((n, 4, self.d))
+        K_.mixture_posterior_cov(X, *args, mask, out, work)
+        if not np.all(np.isfinite(out)):
+            raise ValueError("x: a point is so far from every component that its density underflows to 0")
+        return self._shape(out, single)
+
+    def guidance_hessian(self, x, t, y) -> np.ndarray:
+        r""":math:`\nabla_x^2\log p_t(y\mid x) = \frac{\alpha_t^2}{\sigma_t^4}\big(\mathrm{Cov}[X_0\mid x,y]-\mathrm{Cov}[X_0\mid x]\big)`."""
+        alpha, sigma2 = alpha_sigma2(check_time(t))
+        return (alpha**2 / sigma2**2) * (self.posterior_cov(x, t, y) - self.posterior_cov(x, t))
+
+    def sample_data(self, n: int, rng: np.random.Generator, y: int | None = None) -> np.ndarray:
+        """Draw ``n`` samples of :math:`X_0` (of class ``y`` if given)."""
+        n = check_int(n, "n", 1)
+        gm = self if y is None else self.conditional(y)
+        ks = rng.choice(gm.K, size=n, p=gm.weights)
+        z = rng.standard_normal((n, gm.d))
+        sq = gm.evecs * np.sqrt(gm.evals)[:, None, :]
+        return gm.means[ks] + np.einsum("nij,nj->ni", sq[ks], z)
