@@ -193,22 +193,28 @@ class GaussianMixture:
         return np.exp(self.class_log_posterior(x, t))
 
     def guidance_vector(self, x, t, y) -> np.ndarray:
-        r"""Guidance vector :math:`g_y(x) = \nabla_x\log p_t(y\mid x)`, computed without cancellation as
+        r"""Guidance vector :math:`g_y(x) = \nabla_x\log p_t(y\mid x)`; ``(N, d)``.
 
-        .. math::  g_y = p_t(\neg y\mid x)\,\big(s_{y}(x) - s_{\neg y}(x)\big),
+        Computed without cancellation as
 
-        where :math:`s_y` and :math:`s_{\neg y}` are the scores of the class-``y`` mixture and of the
-        other classes' mixture.  ``(N, d)``.
+        .. math::  g_y = p_t(\neg y\mid x)\,\big(s_y - s_{\neg y}\big)
+                       = p_t(\neg y\mid x)\,\frac{\alpha_t}{\sigma_t^2}\big(D_y(x) - D_{\neg y}(x)\big),
+
+        where :math:`s_y, D_y` (:math:`s_{\neg y}, D_{\neg y}`) are the score and denoiser of the class-``y``
+        mixture (of the other classes).  The second form follows from Tweedie's formula; it drops the common
+        :math:`-x/\sigma_t^2` of the two scores, which would otherwise cancel catastrophically at large ``t``
+        (``proofs_notes/foundations.md#class-posterior-and-guidance``).
         """
         y = self._check_label(y)
         mask = self.labels == y
-        s_in, s_out, logz, single = self._average(x, t, K_.SCORE, mask)
+        d_in, d_out, logz, single = self._average(x, t, K_.DENOISER, mask)
         if not np.any(~mask):
-            return self._shape(np.zeros_like(s_in), single)
+            return self._shape(np.zeros_like(d_in), single)
+        alpha, sigma2 = alpha_sigma2(float(t))
         # p(not y | x) = 1 / (1 + exp(logz_in - logz_out)), stable for either sign
         with np.errstate(over="ignore"):
             p_not = 1.0 / (1.0 + np.exp(logz[:, 0] - logz[:, 1]))
-        return self._shape(p_not[:, None] * (s_in - s_out), single)
+        return self._shape((p_not * (alpha / sigma2))[:, None] * (d_in - d_out), single)
 
     def conditional_score(self, x, t, y) -> np.ndarray:
         r"""Class-conditional score :math:`\nabla_x\log p_t(x\mid y)`; ``(N, d)``."""
