@@ -20,7 +20,7 @@ import numpy as np
 from numerics.mixture import GaussianMixture
 
 __all__ = ["MPResult", "mp_reference", "mixture_error_bound", "score_error_bound", "guidance_error_bound",
-           "relative_error", "UNIT_ROUNDOFF"]
+           "relative_error", "within_bound", "UNDERFLOW", "UNIT_ROUNDOFF"]
 
 UNIT_ROUNDOFF = 2.0**-53
 
@@ -96,12 +96,15 @@ def mp_reference(gm: GaussianMixture, x, t: float, dps: int = 50) -> MPResult:
         for c in range(C):
             members = [k for k in range(K) if gm.labels[k] == c]
             others = [k for k in range(K) if gm.labels[k] != c]
+            z_out = mp.fsum(ex[k] for k in others)  # never Z - mass: that cancels when p(y|x) ~ 1
+            p_not = z_out / Z
             s_y = [mp.fsum(ex[k] * s_comp[k][l] for k in members) / cls_mass[c] for l in range(d)]
-            guidance.append([s_y[l] - score[l] for l in range(d)])
-            z_out = Z - cls_mass[c]
+            s_o = [mp.fsum(ex[k] * s_comp[k][l] for k in others) / z_out if z_out > 0 else mp.mpf(0) for l in range(d)]
+            # g_y = p(not y|x) (s_y - s_not_y) (Bayes; proved symbolically in tests/test_theory_targets.py)
+            guidance.append([p_not * (s_y[l] - s_o[l]) for l in range(d)])
             d_in = [mp.fsum(ex[k] * m_comp[k][l] for k in members) / cls_mass[c] for l in range(d)]
             d_out = [mp.fsum(ex[k] * m_comp[k][l] for k in others) / z_out if z_out > 0 else mp.mpf(0) for l in range(d)]
-            class_den.append((d_in, d_out, z_out / Z))
+            class_den.append((d_in, d_out, p_not))
         return MPResult(score, den, logp, cls_logpost, guidance, class_den, pi, q_all, s_comp, m_comp, kap, rho, max(loge))
 
 
@@ -152,6 +155,20 @@ def mixture_error_bound(gm: GaussianMixture, ref: MPResult, quantity: str = "sco
             total += ref.pi[k] * (eps_k + c * u) * (1 + ref.kappa[k]) * (_norm(comp[k]) + (ref.q[k] + gm.d * a) * diff)
         nm = _norm(mean)
         return float(total / nm) if nm > 0 else float("inf")
+
+
+#: Below this norm a float64 result may underflow (subnormals have no relative accuracy).
+UNDERFLOW = 1e-290
+
+
+def within_bound(computed, ref, rel_bound: float) -> bool:
+    r"""``True`` when :math:`\|\hat v - v\| \le` ``rel_bound`` :math:`\|v\|`, or when both norms lie below
+    :data:`UNDERFLOW` (the exact value is not representable with relative accuracy in float64)."""
+    if relative_error(computed, ref) <= rel_bound:
+        return True
+    with mp.workdps(50):
+        nref = mp.sqrt(mp.fsum(b**2 for b in ref))
+    return float(nref) < UNDERFLOW and float(np.linalg.norm(np.atleast_1d(computed))) < UNDERFLOW
 
 
 def score_error_bound(gm: GaussianMixture, ref: MPResult) -> float:

@@ -71,8 +71,8 @@ class SymbolicMixture:
 
     @classmethod
     def two_class_1d(cls, schedule: VPSchedule = OU) -> "SymbolicMixture":
-        """:math:`w N(\\mu_0, v_0) + (1-w) N(\\mu_1, v_1)` in d = 1, classes 0 and 1, all symbolic."""
-        w = sp.Symbol("w", positive=True)
+        r""":math:`p_0 N(\mu_0, v_0) + (1-p_0) N(\mu_1, v_1)` in d = 1, classes 0 and 1, all symbolic."""
+        w = sp.Symbol("p0", positive=True)
         m0, m1 = sp.symbols("mu0 mu1", real=True)
         v0, v1 = sp.symbols("v0 v1", positive=True)
         return cls([w, 1 - w], [[m0], [m1]], [[[v0]], [[v1]]], labels=[0, 1], schedule=schedule)

@@ -1,0 +1,377 @@
+"""Claims, measurements, the ``@claim`` decorator and the claim registry.
+
+A *claim* is one numerically testable statement of the theory. Its author writes a function of a
+:class:`Context` that returns a list of :class:`Measurement` objects, and decorates it with
+:func:`claim`::
+
+    from numerics.checks.claim import claim, Measurement
+
+    @claim(id="foundations.tweedie_first_order", paper="foundations",
+           statement="E[X0|Xt=x] = (x + sigma_t^2 score)/alpha_t",
+           note="proofs_notes/foundations.md#tweedie", provenance="standard",
+           expect="holds", quick={"d": 2}, full={"d": 16})
+    def tweedie(ctx):
+        ...
+        return [Measurement(name="max rel err", measured=err, predicted=0.0, kind="equal",
+                            tol=tol, reason="float64 rounding: 8*d*u")]
+
+The harness calls the function twice: once as stated (``ctx.broken`` is False) and once as the
+*negative control* (``ctx.broken`` is True), where the function must compute a deliberately broken
+variant that the same measurements flag. See :mod:`numerics.checks.verdict` for the pass rules.
+
+Only NumPy is imported here; matplotlib is imported lazily by :meth:`Context.figure`.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import math
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Mapping, MutableMapping
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.figure import Figure
+
+__all__ = [
+    "CONTROLS",
+    "Claim",
+    "ClaimFunction",
+    "Context",
+    "EXPECTS",
+    "KINDS",
+    "Measurement",
+    "PROFILES",
+    "PROVENANCES",
+    "REGISTRY",
+    "claim",
+    "claim_seed",
+]
+
+#: Measurement kinds and their pass rules (see :func:`numerics.checks.verdict.passes`).
+KINDS: frozenset[str] = frozenset({"equal", "le", "ge", "interval", "true"})
+#: Where the statement comes from: quoted from the paper, our reconstruction, or textbook.
+PROVENANCES: frozenset[str] = frozenset({"quoted", "reconstructed", "standard"})
+#: What the theory predicts for the measurements.
+EXPECTS: frozenset[str] = frozenset({"holds", "fails-as-predicted"})
+#: Negative-control modes: ``"broken"`` (default, the function is rerun with ctx.broken=True)
+#: or ``"none"`` (no control; requires ``control_reason``).
+CONTROLS: frozenset[str] = frozenset({"broken", "none"})
+#: Parameter profiles.
+PROFILES: tuple[str, ...] = ("quick", "full")
+
+_ID_RE = re.compile(r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_\-]+)+$")
+_NEEDS_PREDICTED = frozenset({"equal", "le", "ge"})
+
+
+def _as_float(value: Any, name: str) -> float:
+    """Convert ``value`` to a Python float or raise a ``TypeError`` naming the field."""
+    try:
+        return float(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"Measurement.{name} must be a real number, got {value!r}") from exc
+
+
+def _opt_float(value: Any, name: str) -> float | None:
+    return None if value is None else _as_float(value, name)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One measured quantity, the theory's prediction for it, and the pass rule.
+
+    Parameters
+    ----------
+    name : str
+        Short label, unique within the claim (used as the key for baseline comparison).
+    measured : float
+        The measured value. NaN never passes. For ``kind="true"`` pass 1.0/True when the
+        predicted qualitative event happened.
+    predicted : float or None
+        The theory's value or bound; required for ``"equal"``, ``"le"``, ``"ge"``.
+    kind : {"equal", "le", "ge", "interval", "true"}
+        The pass rule (see :func:`numerics.checks.verdict.passes`).
+    tol : float
+        Non-negative, finite tolerance, derived (quadrature error, rounding, Monte Carlo), never tuned.
+    reason : str
+        Required, non-empty: why that tolerance.
+    ci : tuple of float, optional
+        ``(lo, hi)`` confidence interval of a Monte-Carlo ``measured``; "le" uses its upper end,
+        "ge" its lower end, "interval" requires it to lie inside the tolerance-widened interval.
+    lo, hi : float, optional
+        The predicted interval for ``kind="interval"`` (required there, ``lo <= hi``).
+    extra : dict, optional
+        Anything else worth recording (JSON-serialisable values are stored as such).
+
+    Raises
+    ------
+    ValueError
+        On an unknown kind, an empty reason, a negative or non-finite tol, a missing predicted /
+        lo / hi, or a reversed ci / interval; the message names the field.
+    TypeError
+        When a numeric field is not a real number.
+    """
+
+    name: str
+    measured: float
+    predicted: float | None = None
+    kind: str = "equal"
+    tol: float = 0.0
+    reason: str = ""
+    ci: tuple[float, float] | None = None
+    lo: float | None = None
+    hi: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise ValueError("Measurement.name must be a non-empty string")
+        if self.kind not in KINDS:
+            raise ValueError(f"Measurement.kind must be one of {sorted(KINDS)}, got {self.kind!r}")
+        if not isinstance(self.reason, str) or not self.reason.strip():
+            raise ValueError(f"Measurement.reason is required (why tol={self.tol!r}?) "
+                             f"for measurement {self.name!r}")
+        set_(self, "measured", _as_float(self.measured, "measured"))
+        set_(self, "predicted", _opt_float(self.predicted, "predicted"))
+        tol = _as_float(self.tol, "tol")
+        if not (math.isfinite(tol) and tol >= 0.0):
+            raise ValueError(f"Measurement.tol must be finite and >= 0, got {tol!r}")
+        set_(self, "tol", tol)
+        set_(self, "lo", _opt_float(self.lo, "lo"))
+        set_(self, "hi", _opt_float(self.hi, "hi"))
+        self._check_kind_fields()
+        set_(self, "ci", self._checked_ci())
+        if not isinstance(self.extra, dict):
+            raise TypeError(f"Measurement.extra must be a dict, got {type(self.extra).__name__}")
+
+    def _check_kind_fields(self) -> None:
+        if self.kind in _NEEDS_PREDICTED and self.predicted is None:
+            raise ValueError(f"Measurement.predicted is required for kind={self.kind!r}")
+        if self.kind == "interval":
+            if self.lo is None or self.hi is None:
+                raise ValueError("Measurement.lo and Measurement.hi are required for kind='interval'")
+            if self.lo > self.hi:
+                raise ValueError(f"Measurement.lo ({self.lo}) > Measurement.hi ({self.hi})")
+
+    def _checked_ci(self) -> tuple[float, float] | None:
+        if self.ci is None:
+            return None
+        try:
+            lo, hi = self.ci
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"Measurement.ci must be a (lo, hi) pair, got {self.ci!r}") from exc
+        lo, hi = _as_float(lo, "ci[0]"), _as_float(hi, "ci[1]")
+        if lo > hi:
+            raise ValueError(f"Measurement.ci is reversed: ({lo}, {hi})")
+        return (lo, hi)
+
+
+ClaimFunction = Callable[["Context"], "list[Measurement]"]
+
+
+def claim_seed(seed: int, claim_id: str) -> np.random.SeedSequence:
+    """The seed sequence of claim ``claim_id`` in a run with seed ``seed``.
+
+    Mixes the run seed with four 32-bit words of SHA-256(claim_id), so each claim gets its own
+    reproducible stream that does not depend on which other claims run or in what order.
+    """
+    digest = hashlib.sha256(claim_id.encode("utf-8")).digest()
+    words = [int.from_bytes(digest[4 * i: 4 * i + 4], "little") for i in range(4)]
+    return np.random.SeedSequence([int(seed), *words])
+
+
+@dataclass
+class Context:
+    """What a claim function receives.
+
+    Attributes
+    ----------
+    claim_id : str
+        The claim's id.
+    params : dict
+        A private deep copy of the profile's parameter set.
+    profile : {"quick", "full"}
+    seed : int
+        The run seed (the same for every claim of the run).
+    broken : bool
+        True when the harness runs the negative control.
+    rng : numpy.random.Generator
+        Seeded from ``seed`` and ``claim_id`` (:func:`claim_seed`); identical for the stated run
+        and the control, so the two differ only by ``broken``.
+    sub_seed : int
+        A 63-bit integer from the same seed sequence, for APIs that take an int seed.
+    """
+
+    claim_id: str
+    params: dict[str, Any]
+    profile: str
+    seed: int
+    broken: bool = False
+    rng: np.random.Generator = field(init=False, repr=False)
+    sub_seed: int = field(init=False)
+    _figure: Any = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        ss = claim_seed(self.seed, self.claim_id)
+        self.rng = np.random.default_rng(ss)
+        self.sub_seed = int(ss.spawn(1)[0].generate_state(1, np.uint64)[0]) >> 1
+
+    def figure(self, **kwargs: Any) -> "Figure":
+        """A matplotlib Figure (Agg canvas, no pyplot state) the claim may draw into.
+
+        The harness saves it as ``figures/<claim id>.png`` (the control run's figure is discarded).
+        Repeated calls return the same figure; ``kwargs`` (e.g. ``figsize``) apply to the first.
+        """
+        if self._figure is None:
+            from matplotlib.backends.backend_agg import FigureCanvasAgg
+            from matplotlib.figure import Figure
+
+            self._figure = Figure(**kwargs)
+            FigureCanvasAgg(self._figure)
+        return self._figure
+
+    @property
+    def drawn_figure(self) -> "Figure | None":
+        """The figure if the claim drew into it (at least one Axes), else None."""
+        fig = self._figure
+        return fig if fig is not None and fig.axes else None
+
+
+@dataclass(frozen=True, eq=False)
+class Claim:
+    """A registered claim: metadata, parameter sets and the function that measures.
+
+    Build claims with the :func:`claim` decorator; constructing one directly validates the same
+    way (``ValueError`` naming the field). Claims compare and hash by identity.
+    """
+
+    id: str
+    paper: str
+    statement: str
+    note: str
+    provenance: str
+    expect: str
+    func: ClaimFunction
+    quick: Mapping[str, Any]
+    full: Mapping[str, Any]
+    control: str = "broken"
+    control_reason: str = ""
+    module: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.id, str) or not _ID_RE.match(self.id):
+            raise ValueError(f"claim id must look like '<paper>.<name>', got {self.id!r}")
+        if not self.id.startswith(f"{self.paper}."):
+            raise ValueError(f"claim id {self.id!r} must start with its paper {self.paper!r} + '.'")
+        for name in ("statement", "note"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name).strip():
+                raise ValueError(f"claim {self.id!r}: {name} must be a non-empty string")
+        self._check_choice("provenance", PROVENANCES)
+        self._check_choice("expect", EXPECTS)
+        self._check_choice("control", CONTROLS)
+        if self.control == "none" and not str(self.control_reason).strip():
+            raise ValueError(f"claim {self.id!r}: control='none' requires a control_reason")
+        for name in PROFILES:
+            if not isinstance(getattr(self, name), Mapping):
+                raise TypeError(f"claim {self.id!r}: {name} must be a dict of parameters")
+        if not callable(self.func):
+            raise TypeError(f"claim {self.id!r}: func must be callable")
+
+    def _check_choice(self, name: str, allowed: frozenset[str]) -> None:
+        value = getattr(self, name)
+        if value not in allowed:
+            raise ValueError(f"claim {self.id!r}: {name} must be one of {sorted(allowed)}, "
+                             f"got {value!r}")
+
+    def params(self, profile: str) -> dict[str, Any]:
+        """A deep copy of the parameter set of ``profile`` ("quick" or "full")."""
+        if profile not in PROFILES:
+            raise ValueError(f"unknown profile {profile!r} (choose one of {', '.join(PROFILES)})")
+        return copy.deepcopy(dict(getattr(self, profile)))
+
+    def context(self, profile: str, seed: int, broken: bool = False) -> Context:
+        """A fresh :class:`Context` for one call of the claim function."""
+        return Context(claim_id=self.id, params=self.params(profile), profile=profile,
+                       seed=seed, broken=broken)
+
+
+#: The default registry: claim id -> Claim, in registration order.
+REGISTRY: dict[str, Claim] = {}
+
+
+def _register(registry: MutableMapping[str, Claim], new: Claim) -> None:
+    old = registry.get(new.id)
+    same_source = old is not None and (
+        old.module, getattr(old.func, "__qualname__", None)
+    ) == (new.module, getattr(new.func, "__qualname__", None))
+    if old is not None and not same_source:
+        raise ValueError(f"duplicate claim id {new.id!r} (already defined in {old.module})")
+    registry[new.id] = new  # re-import of the same module replaces its own entry
+
+
+def claim(
+    *,
+    id: str,
+    paper: str,
+    statement: str,
+    note: str,
+    provenance: str,
+    expect: str = "holds",
+    quick: Mapping[str, Any] | None = None,
+    full: Mapping[str, Any] | None = None,
+    control: str = "broken",
+    control_reason: str = "",
+    registry: MutableMapping[str, Claim] | None = None,
+) -> Callable[[ClaimFunction], ClaimFunction]:
+    """Decorator registering a claim function.
+
+    Parameters
+    ----------
+    id : str
+        ``"<paper>.<name>"``, unique in the registry.
+    paper : str
+        Short name of the paper (``ce_guidance``, ``support``, ``discrete_kl``, ``discriminator``)
+        or ``"foundations"``.
+    statement : str
+        The statement checked, in one line.
+    note : str
+        Pointer to the precise statement, e.g. ``"proofs_notes/foundations.md#tweedie"``.
+    provenance : {"quoted", "reconstructed", "standard"}
+    expect : {"holds", "fails-as-predicted"}
+        "fails-as-predicted" marks a counterexample: its measurements encode the predicted failure.
+    quick, full : dict, optional
+        Parameter sets. ``quick`` defaults to ``{}``; ``full`` defaults to ``quick``.
+    control : {"broken", "none"}
+        ``"none"`` disables the negative control (discouraged) and requires ``control_reason``.
+    control_reason : str
+        Why there is no negative control; shown in the report.
+    registry : mutable mapping, optional
+        Where to register; default :data:`REGISTRY`. Tests and demos pass their own dict.
+
+    Returns
+    -------
+    callable
+        A decorator that returns the function unchanged, with the :class:`Claim` attached as
+        ``func.claim``.
+
+    Raises
+    ------
+    ValueError
+        On invalid metadata or a duplicate id (from a different function).
+    """
+    quick_set = dict(quick or {})
+    full_set = dict(full) if full is not None else dict(quick_set)
+    target = REGISTRY if registry is None else registry
+
+    def decorate(func: ClaimFunction) -> ClaimFunction:
+        new = Claim(id=id, paper=paper, statement=statement, note=note, provenance=provenance,
+                    expect=expect, func=func, quick=quick_set, full=full_set, control=control,
+                    control_reason=control_reason, module=getattr(func, "__module__", ""))
+        _register(target, new)
+        func.claim = new  # type: ignore[attr-defined]
+        return func
+
+    return decorate

@@ -1,0 +1,509 @@
+"""Reports: ``report.json``, ``report.md``, one PNG per claim, baselines, atomic writes.
+
+Every file is written atomically (:func:`atomic_write_bytes`): to a temporary file in the same
+directory, flushed and fsynced, then ``os.replace``-d over the target, so a reader never sees a
+partial file and an interrupted write leaves the previous version.
+
+``report.json`` schema (``"schema": "guidance-verify/report/1"``) is documented in
+:func:`report_dict`. JSON has no NaN or infinity: non-finite floats are stored as the strings
+``"nan"``, ``"inf"``, ``"-inf"`` (``float()`` reads them back), so the file is strict JSON.
+
+matplotlib is imported lazily, with the Agg canvas and no pyplot state.
+"""
+from __future__ import annotations
+
+import functools
+import io
+import json
+import math
+import os
+import platform
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+from numerics.checks import verdict as V
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.figure import Figure
+
+    from numerics.checks.runner import CheckedMeasurement, ClaimResult, RunReport
+
+__all__ = [
+    "SCHEMA",
+    "Baseline",
+    "BaselineError",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "control_text",
+    "default_figure",
+    "figure_relpath",
+    "jsonable",
+    "load_baseline",
+    "measured_text",
+    "predicted_text",
+    "render_markdown",
+    "report_dict",
+    "save_claim_figure",
+    "write_report",
+]
+
+SCHEMA = "guidance-verify/report/1"
+
+
+# --------------------------------------------------------------------------- atomic writes
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temp file in the same directory, then os.replace).
+
+    The file gets the usual permissions (0o666 minus the umask). On any error the temporary file
+    is removed and the previous content of ``path`` (if any) is untouched.
+    """
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> None:
+    """Write ``text`` to ``path`` atomically (see :func:`atomic_write_bytes`)."""
+    atomic_write_bytes(path, text.encode(encoding))
+
+
+# --------------------------------------------------------------------------- JSON
+
+
+def jsonable(obj: Any) -> Any:
+    """Convert ``obj`` to strict-JSON-compatible values.
+
+    Non-finite floats become ``"nan"`` / ``"inf"`` / ``"-inf"``; NumPy scalars and arrays become
+    Python numbers and lists; tuples and sets become lists; mapping keys become strings; anything
+    else unknown becomes its ``repr``.
+    """
+    if obj is None or isinstance(obj, (bool, str)):
+        return obj
+    if isinstance(obj, int):
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else ("nan" if math.isnan(obj) else
+                                               ("inf" if obj > 0 else "-inf"))
+    if isinstance(obj, Mapping):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [jsonable(v) for v in obj]
+    if hasattr(obj, "tolist"):  # NumPy scalars and arrays
+        return jsonable(obj.tolist())
+    return repr(obj)
+
+
+def _measurement_dict(c: "CheckedMeasurement") -> dict[str, Any]:
+    m = c.measurement
+    return {"name": m.name, "kind": m.kind, "measured": m.measured, "predicted": m.predicted,
+            "tol": m.tol, "ci": list(m.ci) if m.ci else None, "lo": m.lo, "hi": m.hi,
+            "reason": m.reason, "passed": c.passed, "rule": c.rule, "extra": m.extra}
+
+
+def _claim_dict(r: "ClaimResult") -> dict[str, Any]:
+    c = r.claim
+    return {
+        "id": c.id, "paper": c.paper, "statement": c.statement, "note": c.note,
+        "provenance": c.provenance, "expect": c.expect, "module": c.module,
+        "params": c.params(r.profile),
+        "verdict": r.verdict, "stated_verdict": r.stated_verdict, "control": r.control,
+        "control_reason": c.control_reason or None, "failed": r.failed,
+        "measurements": [_measurement_dict(m) for m in r.measurements],
+        "control_measurements": [_measurement_dict(m) for m in r.control_measurements],
+        "error": r.error, "control_error": r.control_error, "interrupted_by": r.interrupted_by,
+        "wall_time_s": r.wall_time, "control_wall_time_s": r.control_wall_time,
+        "figure": r.figure, "figure_error": r.figure_error, "drift": r.drift,
+    }
+
+
+@functools.lru_cache(maxsize=1)
+def _versions() -> dict[str, str]:
+    import numpy
+
+    return {"python": sys.version.split()[0], "numpy": numpy.__version__,
+            "platform": platform.platform()}
+
+
+def _summary(run: "RunReport") -> dict[str, Any]:
+    counts = {v: 0 for v in V.VERDICTS}
+    for r in run.results:
+        counts[r.verdict] = counts.get(r.verdict, 0) + 1
+    return {"n_planned": len(run.planned), "n_finished": len(run.results), "counts": counts,
+            "n_drift": sum(len(r.drift) for r in run.results),
+            "failed": [r.claim.id for r in run.results if r.failed], "ok": run.ok}
+
+
+def report_dict(run: "RunReport") -> dict[str, Any]:
+    """The JSON document of a run (before :func:`jsonable`).
+
+    Schema ``guidance-verify/report/1``::
+
+        {
+          "schema": "guidance-verify/report/1",
+          "status": "running" | "complete" | "interrupted",
+          "interrupted_by": null | "KeyboardInterrupt" | "SystemExit(<code>)",
+          "profile": "quick" | "full", "seed": int, "control": bool,
+          "selection": null | [glob, ...],
+          "started_utc": ISO-8601, "finished_utc": null | ISO-8601, "wall_time_s": float,
+          "versions": {"python": str, "numpy": str, "platform": str},
+          "baseline": null | {"path": str, "profile": str|null, "seed": int|null,
+                              "started_utc": str|null},
+          "planned": [claim id, ...],
+          "summary": {"n_planned": int, "n_finished": int,
+                      "counts": {verdict: int, ...}, "n_drift": int,
+                      "failed": [claim id, ...], "ok": bool},
+          "claims": [
+            {"id", "paper", "statement", "note", "provenance", "expect", "module": str,
+             "params": {...},
+             "verdict": "holds" | "fails-as-predicted" | "VIOLATED" | "UNFALSIFIABLE"
+                        | "ERROR" | "INTERRUPTED",
+             "stated_verdict": verdict of the stated run before the control,
+             "control": "flagged" | "NOT FLAGGED" | "ERROR" | "none" | "skipped" | "not run",
+             "control_reason": str | null, "failed": bool,
+             "measurements": [M, ...], "control_measurements": [M, ...],
+             "error": traceback str | null, "control_error": traceback str | null,
+             "interrupted_by": str | null,
+             "wall_time_s": float, "control_wall_time_s": float | null,
+             "figure": "figures/<id>.png" | null, "figure_error": str | null,
+             "drift": [{"measurement": name, "baseline": float, "measured": float,
+                        "delta": float, "allowed": float}, ...]}
+          ]
+        }
+        M = {"name", "kind", "measured", "predicted", "tol", "ci": [lo, hi] | null,
+             "lo", "hi", "reason", "passed": bool, "rule": str, "extra": {...}}
+
+    ``status`` is ``"running"`` while the run is in progress (a file left in that state was cut
+    off hard, e.g. by SIGKILL); ``summary.ok`` is true exactly when the exit status is 0.
+    """
+    return {
+        "schema": SCHEMA, "status": run.status, "interrupted_by": run.interrupted_by,
+        "profile": run.profile, "seed": run.seed, "control": run.control,
+        "selection": run.selection, "started_utc": run.started_utc,
+        "finished_utc": run.finished_utc, "wall_time_s": run.wall_time,
+        "versions": _versions(), "baseline": run.baseline, "planned": run.planned,
+        "summary": _summary(run), "claims": [_claim_dict(r) for r in run.results],
+    }
+
+
+def write_report(run: "RunReport", out_dir: str | os.PathLike[str]) -> None:
+    """Write ``report.json`` and ``report.md`` of ``run`` into ``out_dir`` atomically."""
+    out = Path(out_dir)
+    doc = json.dumps(jsonable(report_dict(run)), indent=2, allow_nan=False)
+    atomic_write_text(out / "report.json", doc + "\n")
+    atomic_write_text(out / "report.md", render_markdown(run))
+
+
+# --------------------------------------------------------------------------- Markdown
+
+
+def _cell(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _num(x: float | None) -> str:
+    return "" if x is None else f"{x:.4g}"
+
+
+def predicted_text(m: Any) -> str:
+    """The prediction of a measurement as shown in tables: ``"<= 0.1"``, ``"[0, 1]"``, ..."""
+    if m.kind == "le":
+        return f"<= {_num(m.predicted)}"
+    if m.kind == "ge":
+        return f">= {_num(m.predicted)}"
+    if m.kind == "interval":
+        return f"[{_num(m.lo)}, {_num(m.hi)}]"
+    if m.kind == "true":
+        return "event"
+    return _num(m.predicted)
+
+
+def measured_text(m: Any) -> str:
+    """The measured value as shown in tables, with its ci if any."""
+    if m.ci:
+        return f"{_num(m.measured)} [{_num(m.ci[0])}, {_num(m.ci[1])}]"
+    return _num(m.measured)
+
+
+def control_text(r: "ClaimResult") -> str:
+    """Control status for tables; ``none`` shows its reason."""
+    if r.control == V.CONTROL_NONE:
+        return f"none ({r.claim.control_reason})"
+    return r.control
+
+
+def _md_summary(run: "RunReport") -> list[str]:
+    s = _summary(run)
+    counts = ", ".join(f"{n} {v}" for v, n in s["counts"].items() if n)
+    base = f" · baseline `{run.baseline['path']}`" if run.baseline else ""
+    return [
+        "# guidance-verify report", "",
+        f"status **{run.status}**"
+        + (f" ({run.interrupted_by})" if run.interrupted_by else "")
+        + f" · profile `{run.profile}` · seed {run.seed} · control "
+        + ("on" if run.control else "off") + base,
+        f"started {run.started_utc} · wall time {run.wall_time:.1f} s · "
+        f"{s['n_finished']}/{s['n_planned']} claims: {counts or 'none finished'}"
+        + (f" · **{s['n_drift']} drifted**" if s["n_drift"] else ""), "",
+        "**OK**" if run.ok else "**NOT OK**", "",
+    ]
+
+
+def _md_table(run: "RunReport") -> list[str]:
+    lines = ["| claim | measurement | measured | predicted | tol | pass | verdict | control |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in run.results:
+        rows = r.measurements or [None]
+        for i, c in enumerate(rows):
+            head = (f"[{r.claim.id}](#{r.claim.id.replace('.', '')})", r.verdict,
+                    control_text(r)) if i == 0 else ("", "", "")
+            if c is None:
+                cells = ["", "", "", "", ""]
+            else:
+                m = c.measurement
+                cells = [m.name, measured_text(m), predicted_text(m), _num(m.tol),
+                         "yes" if c.passed else "**no**"]
+            lines.append("| " + " | ".join(_cell(x) for x in
+                                           (head[0], *cells, head[1], head[2])) + " |")
+    return lines + [""]
+
+
+def _md_measurements(title: str, checked: list["CheckedMeasurement"]) -> list[str]:
+    if not checked:
+        return []
+    lines = [f"{title}:", "", "| measurement | rule | pass | tolerance reason |", "|---|---|---|---|"]
+    for c in checked:
+        lines.append(f"| {_cell(c.measurement.name)} | {_cell(c.rule)} | "
+                     f"{'yes' if c.passed else '**no**'} | {_cell(c.measurement.reason)} |")
+    return lines + [""]
+
+
+def _md_claim(r: "ClaimResult") -> list[str]:
+    c = r.claim
+    lines = [f"## {c.id}", "", f"**{r.verdict}** (control: {control_text(r)})", "",
+             f"- statement: {c.statement}", f"- paper: `{c.paper}` · provenance: {c.provenance} "
+             f"· expect: {c.expect}", f"- precise statement: {c.note}",
+             f"- params ({r.profile}): `{json.dumps(jsonable(c.params(r.profile)))}`",
+             f"- wall time: {r.wall_time:.2f} s"
+             + (f" (+ control {r.control_wall_time:.2f} s)" if r.control_wall_time else ""), ""]
+    lines += _md_measurements("Measurements", r.measurements)
+    lines += _md_measurements("Negative control (must be flagged)", r.control_measurements)
+    for label, text in (("Error", r.error), ("Control error", r.control_error)):
+        if text:
+            lines += [f"{label}:", "", "```", text.rstrip(), "```", ""]
+    if r.drift:
+        lines += ["Drift against the baseline:", ""]
+        lines += [f"- {d['measurement']}: {d['baseline']:.6g} -> {d['measured']:.6g} "
+                  f"(|delta| {abs(d['delta']):.3g} > allowed {d['allowed']:.3g})" for d in r.drift]
+        lines.append("")
+    if r.figure:
+        lines += [f"![{c.id}]({r.figure})", ""]
+    return lines
+
+
+def render_markdown(run: "RunReport") -> str:
+    """``report.md``: summary, one table of all measurements, then a section per claim."""
+    lines = _md_summary(run) + _md_table(run)
+    for r in run.results:
+        lines += _md_claim(r)
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def figure_relpath(claim_id: str) -> str:
+    """Path of a claim's figure relative to the run directory: ``figures/<claim id>.png``."""
+    safe = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in claim_id)
+    return f"figures/{safe}.png"
+
+
+def _new_figure(figsize: tuple[float, float]) -> "Figure":
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _draw_prediction(ax: Any, m: Any) -> None:
+    band = dict(color="tab:blue", alpha=0.2, lw=0)
+    if m.kind == "equal":
+        ax.axvspan(m.predicted - m.tol, m.predicted + m.tol, **band)
+        ax.axvline(m.predicted, color="tab:blue", lw=1, label="predicted")
+    elif m.kind in ("le", "ge"):
+        edge = m.predicted + m.tol if m.kind == "le" else m.predicted - m.tol
+        ax.axvspan(min(m.predicted, edge), max(m.predicted, edge), **band)
+        ax.axvline(m.predicted, color="tab:blue", lw=1,
+                   label=("bound (<=)" if m.kind == "le" else "bound (>=)"))
+    elif m.kind == "interval":
+        ax.axvspan(m.lo - m.tol, m.hi + m.tol, **band)
+        ax.axvspan(m.lo, m.hi, color="tab:blue", alpha=0.2, lw=0, label="predicted interval")
+
+
+def _draw_measurement(ax: Any, c: "CheckedMeasurement") -> None:
+    m = c.measurement
+    color = "tab:green" if c.passed else "tab:red"
+    ax.set_yticks([])
+    ax.set_title(f"{m.name} [{m.kind}]: {'pass' if c.passed else 'FAIL'}", fontsize=8, loc="left")
+    if m.kind == "true":
+        ax.text(0.5, 0.5, f"event happened: {m.measured == 1.0}", ha="center", va="center",
+                color=color, transform=ax.transAxes)
+        ax.set_xticks([])
+        return
+    if any(v is not None and not math.isfinite(v) for v in (m.predicted, m.lo, m.hi)):
+        ax.text(0.5, 0.5, "non-finite prediction", ha="center", transform=ax.transAxes)
+        return
+    _draw_prediction(ax, m)
+    if math.isfinite(m.measured):
+        xerr = None
+        if m.ci and all(math.isfinite(v) for v in m.ci):
+            xerr = [[max(m.measured - m.ci[0], 0.0)], [max(m.ci[1] - m.measured, 0.0)]]
+        ax.errorbar([m.measured], [0.0], xerr=xerr, fmt="o", color=color, capsize=4,
+                    label="measured")
+    else:
+        ax.text(0.5, 0.5, f"measured = {m.measured}", ha="center", color=color,
+                transform=ax.transAxes)
+    ax.tick_params(labelsize=7)
+
+
+def default_figure(result: "ClaimResult", max_rows: int = 12) -> "Figure":
+    """Measured vs predicted, one row per measurement, with tolerance bands and ci bars.
+
+    The shaded band is the pass region's tolerance (``predicted +- tol``, the bound and its
+    ``tol`` slack, or the interval widened by ``tol``); the dot is the measured value (green
+    pass, red fail) with its ci. A claim without measurements gets a text panel with its verdict.
+    """
+    rows = result.measurements[:max_rows]
+    fig = _new_figure((6.4, 1.0 + 1.1 * max(1, len(rows))))
+    fig.suptitle(f"{result.claim.id}: {result.verdict}", fontsize=10)
+    if not rows:
+        ax = fig.add_subplot(1, 1, 1)
+        ax.axis("off")
+        last = (result.error or "no measurements").strip().splitlines()[-1]
+        ax.text(0.5, 0.5, last[:100], ha="center", va="center", fontsize=8, wrap=True)
+        return fig
+    for i, c in enumerate(rows):
+        _draw_measurement(fig.add_subplot(len(rows), 1, i + 1), c)
+    if len(result.measurements) > max_rows:
+        fig.text(0.5, 0.01, f"... {len(result.measurements) - max_rows} more in report.md",
+                 ha="center", fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def _png_bytes(fig: "Figure") -> bytes:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    if not isinstance(fig.canvas, FigureCanvasAgg):
+        FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    return buf.getvalue()
+
+
+def save_claim_figure(result: "ClaimResult", out_dir: str | os.PathLike[str]) -> None:
+    """Save the claim's own figure, or :func:`default_figure`, to ``figures/<id>.png``.
+
+    Sets ``result.figure`` (relative path) or, if drawing fails, ``result.figure_error``;
+    a figure failure never changes the verdict.
+    """
+    rel = figure_relpath(result.claim.id)
+    path = Path(out_dir) / rel
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig = result.figure_obj if result.figure_obj is not None else default_figure(result)
+        atomic_write_bytes(path, _png_bytes(fig))
+        result.figure = rel
+    except Exception as exc:  # noqa: BLE001 - a bad figure must not lose the result
+        result.figure_error = f"{type(exc).__name__}: {exc}"
+
+
+# --------------------------------------------------------------------------- baselines
+
+
+class BaselineError(ValueError):
+    """The baseline file is missing, unreadable or not a guidance-verify report."""
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """Measurements of a stored report, keyed by (claim id, measurement name)."""
+
+    path: str
+    records: Mapping[tuple[str, str], Mapping[str, Any]]
+    profile: str | None = None
+    seed: int | None = None
+    started_utc: str | None = None
+
+    def info(self) -> dict[str, Any]:
+        """What the report records about the baseline."""
+        return {"path": self.path, "profile": self.profile, "seed": self.seed,
+                "started_utc": self.started_utc}
+
+    def drift_of(self, result: "ClaimResult") -> list[dict[str, Any]]:
+        """Drift records of ``result``'s stated measurements (see :func:`verdict.drift`).
+
+        Measurements absent from the baseline are not compared.
+        """
+        out = []
+        for c in result.measurements:
+            rec = self.records.get((result.claim.id, c.measurement.name))
+            if rec is None:
+                continue
+            d = V.drift(c.measurement, rec)
+            if d is not None:
+                out.append({"measurement": c.measurement.name, **d})
+        return out
+
+
+def load_baseline(path: str | os.PathLike[str]) -> Baseline:
+    """Read a ``report.json`` as a :class:`Baseline`.
+
+    Raises
+    ------
+    BaselineError
+        With a one-line message, if the file cannot be read or is not a report.
+    """
+    try:
+        with open(path, encoding="utf-8") as fh:
+            doc = json.load(fh)
+    except OSError as exc:
+        raise BaselineError(f"cannot read baseline {str(path)!r}: {exc.strerror or exc}") from exc
+    except ValueError as exc:
+        raise BaselineError(f"baseline {str(path)!r} is not valid JSON: {exc}") from exc
+    if not isinstance(doc, dict) or not isinstance(doc.get("claims"), list):
+        raise BaselineError(f"baseline {str(path)!r} is not a guidance-verify report.json")
+    records: dict[tuple[str, str], Mapping[str, Any]] = {}
+    try:
+        for c in doc["claims"]:
+            for m in c.get("measurements", []):
+                float(m["measured"])
+                records[(c["id"], m["name"])] = m
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise BaselineError(f"baseline {str(path)!r} has a malformed claim entry: {exc!r}") from exc
+    return Baseline(path=str(path), records=records, profile=doc.get("profile"),
+                    seed=doc.get("seed"), started_utc=doc.get("started_utc"))

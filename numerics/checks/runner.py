@@ -1,0 +1,361 @@
+"""Run claims, isolate their failures, and keep the report on disk current.
+
+:func:`run_claim` runs one claim (the stated run, then the negative control) and never raises for
+an ordinary exception: it is recorded as ``ERROR`` with its traceback. ``KeyboardInterrupt`` and
+``SystemExit`` raised inside a claim are recorded too (verdict ``INTERRUPTED``) and returned, not
+re-raised; :func:`run_claims` then writes the report with status ``"interrupted"`` and stops.
+
+:func:`run_claims` runs an explicit list of :class:`~numerics.checks.claim.Claim` objects (tests
+pass their own; the CLI passes the loaded registry), saves one figure per claim and rewrites
+``report.json`` / ``report.md`` atomically after each claim, so the file on disk is always complete,
+valid JSON describing what has finished.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import fnmatch
+import os
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
+
+from numerics.checks import verdict as V
+from numerics.checks.claim import Claim, Context, Measurement
+
+if TYPE_CHECKING:  # pragma: no cover
+    from numerics.checks.report import Baseline
+
+__all__ = [
+    "CheckedMeasurement",
+    "ClaimResult",
+    "NoMatchError",
+    "RunReport",
+    "run_claim",
+    "run_claims",
+    "select",
+]
+
+
+class NoMatchError(ValueError):
+    """A ``--only`` glob matched no claim; ``.pattern`` is the glob."""
+
+    def __init__(self, pattern: str, known: int) -> None:
+        super().__init__(f"no claim matches {pattern!r} ({known} claims known; "
+                         f"see 'guidance-verify list')")
+        self.pattern = pattern
+
+
+@dataclass(frozen=True)
+class CheckedMeasurement:
+    """A measurement with its pass flag and its rule with the numbers filled in."""
+
+    measurement: Measurement
+    passed: bool
+    rule: str
+
+    @classmethod
+    def of(cls, m: Measurement) -> "CheckedMeasurement":
+        return cls(m, V.passes(m), V.rule_text(m))
+
+
+@dataclass
+class _Outcome:
+    """What one call of a claim function produced."""
+
+    ctx: Context
+    checked: list[CheckedMeasurement] = field(default_factory=list)
+    error: str | None = None
+    interrupted_by: str | None = None
+    wall_time: float = 0.0
+
+    @property
+    def all_pass(self) -> bool:
+        return V.all_pass(c.passed for c in self.checked)
+
+
+@dataclass
+class ClaimResult:
+    """The outcome of one claim: verdict, control status, measurements, errors, drift, figure."""
+
+    claim: Claim
+    profile: str
+    seed: int
+    verdict: str
+    stated_verdict: str
+    control: str
+    measurements: list[CheckedMeasurement] = field(default_factory=list)
+    control_measurements: list[CheckedMeasurement] = field(default_factory=list)
+    error: str | None = None
+    control_error: str | None = None
+    interrupted_by: str | None = None
+    wall_time: float = 0.0
+    control_wall_time: float | None = None
+    figure: str | None = None
+    figure_error: str | None = None
+    drift: list[dict[str, Any]] = field(default_factory=list)
+    figure_obj: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def failed(self) -> bool:
+        """True for a failing verdict or any baseline drift."""
+        return V.is_failure(self.verdict) or bool(self.drift)
+
+
+@dataclass
+class RunReport:
+    """A run: settings, status, and the results of the claims that finished."""
+
+    profile: str
+    seed: int
+    control: bool
+    planned: list[str]
+    selection: list[str] | None = None
+    out_dir: str | None = None
+    baseline: dict[str, Any] | None = None
+    status: str = "running"
+    interrupted_by: str | None = None
+    started_utc: str = field(default_factory=lambda: _utc_now())
+    finished_utc: str | None = None
+    wall_time: float = 0.0
+    results: list[ClaimResult] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True exactly when the run completed and no claim failed or drifted."""
+        return self.status == "complete" and not any(r.failed for r in self.results)
+
+    def exit_code(self) -> int:
+        """0 if :attr:`ok`; 130 after a KeyboardInterrupt; 1 otherwise."""
+        if self.ok:
+            return 0
+        if self.status == "interrupted" and (self.interrupted_by or "").startswith("Keyboard"):
+            return 130
+        return 1
+
+
+def _utc_now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _describe_interrupt(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return f"SystemExit({exc.code!r})"
+    return type(exc).__name__
+
+
+def _check_output(out: Any) -> list[CheckedMeasurement]:
+    """Validate a claim function's return value and check each measurement."""
+    if not isinstance(out, (list, tuple)):
+        raise TypeError(f"a claim must return a list of Measurement, got {type(out).__name__}")
+    if not out:
+        raise ValueError("a claim must return at least one Measurement (an empty list proves nothing)")
+    bad = [type(m).__name__ for m in out if not isinstance(m, Measurement)]
+    if bad:
+        raise TypeError(f"a claim must return Measurement objects, got {', '.join(bad)}")
+    names = [m.name for m in out]
+    dups = sorted({n for n in names if names.count(n) > 1})
+    if dups:
+        raise ValueError(f"duplicate measurement names: {dups}")
+    return [CheckedMeasurement.of(m) for m in out]
+
+
+def _call(claim: Claim, profile: str, seed: int, broken: bool) -> _Outcome:
+    """Call the claim function once; exceptions become ``error`` / ``interrupted_by``."""
+    ctx = claim.context(profile, seed, broken)
+    outcome = _Outcome(ctx)
+    t0 = time.perf_counter()
+    try:
+        outcome.checked = _check_output(claim.func(ctx))
+    except (KeyboardInterrupt, SystemExit) as exc:
+        outcome.error = traceback.format_exc()
+        outcome.interrupted_by = _describe_interrupt(exc)
+    except Exception:  # noqa: BLE001 - isolating claim failures is the point
+        outcome.error = traceback.format_exc()
+    outcome.wall_time = time.perf_counter() - t0
+    return outcome
+
+
+def _stated_result(claim: Claim, profile: str, seed: int, out: _Outcome) -> ClaimResult:
+    if out.interrupted_by:
+        stated = V.INTERRUPTED
+    elif out.error:
+        stated = V.ERROR
+    else:
+        stated = V.stated_verdict(claim.expect, out.all_pass)
+    return ClaimResult(claim=claim, profile=profile, seed=seed, verdict=stated,
+                       stated_verdict=stated, control=V.CONTROL_NOT_RUN,
+                       measurements=out.checked, error=out.error,
+                       interrupted_by=out.interrupted_by, wall_time=out.wall_time,
+                       figure_obj=None if out.error else out.ctx.drawn_figure)
+
+
+def _apply_control(result: ClaimResult, out: _Outcome) -> None:
+    result.control_measurements = out.checked
+    result.control_error = out.error
+    result.control_wall_time = out.wall_time
+    if out.interrupted_by:
+        result.interrupted_by = out.interrupted_by
+        result.verdict = V.INTERRUPTED
+        return
+    if out.error:
+        result.control = V.CONTROL_ERROR
+    else:
+        result.control = V.CONTROL_NOT_FLAGGED if out.all_pass else V.CONTROL_FLAGGED
+    result.verdict = V.final_verdict(result.stated_verdict, result.control)
+
+
+def run_claim(claim: Claim, *, profile: str = "quick", seed: int = 0,
+              control: bool = True) -> ClaimResult:
+    """Run one claim: the stated run, then (if it passed) the negative control.
+
+    Parameters
+    ----------
+    claim : Claim
+    profile : {"quick", "full"}
+    seed : int
+        Run seed; the claim's generator is seeded from it and the claim id.
+    control : bool
+        False skips the negative control (control status ``"skipped"``).
+
+    Returns
+    -------
+    ClaimResult
+        Never raises for an exception inside the claim (ERROR / INTERRUPTED instead).
+
+    Notes
+    -----
+    The control is run only when the stated run passed its own verdict (holds /
+    fails-as-predicted); after VIOLATED or ERROR its status is ``"not run"``.
+    """
+    claim.params(profile)  # validates the profile before anything runs
+    result = _stated_result(claim, profile, seed, _call(claim, profile, seed, broken=False))
+    if V.is_failure(result.verdict):
+        return result
+    if claim.control == "none":
+        result.control = V.CONTROL_NONE
+    elif not control:
+        result.control = V.CONTROL_SKIPPED
+    else:
+        _apply_control(result, _call(claim, profile, seed, broken=True))
+    return result
+
+
+def _matches(claim_id: str, pattern: str) -> bool:
+    return fnmatch.fnmatchcase(claim_id, pattern) or fnmatch.fnmatchcase(claim_id, pattern + ".*")
+
+
+def select(claims: Mapping[str, Claim] | Iterable[Claim],
+           patterns: Sequence[str] | None) -> list[Claim]:
+    """Claims whose id matches any of ``patterns``, in registry order.
+
+    A pattern is an ``fnmatch`` glob on the claim id (case-sensitive); a bare prefix such as
+    ``"support"`` also selects ``"support.*"``. ``None`` or an empty list selects everything.
+
+    Raises
+    ------
+    NoMatchError
+        If some pattern matches no claim.
+    """
+    items = list(claims.values()) if isinstance(claims, Mapping) else list(claims)
+    if not patterns:
+        return items
+    for pattern in patterns:
+        if not any(_matches(c.id, pattern) for c in items):
+            raise NoMatchError(pattern, len(items))
+    return [c for c in items if any(_matches(c.id, p) for p in patterns)]
+
+
+def _finish_claim(run: RunReport, result: ClaimResult, baseline: "Baseline | None",
+                  out_dir: Path | None) -> None:
+    from numerics.checks import report
+
+    if baseline is not None:
+        result.drift = baseline.drift_of(result)
+    run.results.append(result)  # first, so a Ctrl-C while drawing does not lose the result
+    if out_dir is not None:
+        report.save_claim_figure(result, out_dir)
+    result.figure_obj = None  # free the figure; it is on disk now
+
+
+def run_claims(
+    claims: Sequence[Claim],
+    *,
+    profile: str = "quick",
+    seed: int = 0,
+    out_dir: str | os.PathLike[str] | None = None,
+    control: bool = True,
+    baseline: "Baseline | None" = None,
+    selection: Sequence[str] | None = None,
+    on_start: Callable[[Claim, int, int], None] | None = None,
+    on_result: Callable[[ClaimResult], None] | None = None,
+) -> RunReport:
+    """Run ``claims`` in order, writing the report after each one.
+
+    Parameters
+    ----------
+    claims : sequence of Claim
+        Exactly the claims to run (see :func:`select`).
+    profile : {"quick", "full"}
+    seed : int
+    out_dir : path, optional
+        Where ``report.json``, ``report.md`` and ``figures/<id>.png`` go; ``None`` writes nothing.
+        The directory is created if needed.
+    control : bool
+        False skips every negative control.
+    baseline : Baseline, optional
+        From :func:`numerics.checks.report.load_baseline`; drift is recorded per claim.
+    selection : sequence of str, optional
+        The globs that chose ``claims``, recorded in the report.
+    on_start : callable(claim, index, total), optional
+        Called before each claim (progress display).
+    on_result : callable(ClaimResult), optional
+        Called after each claim, once its result is on disk.
+
+    Returns
+    -------
+    RunReport
+        ``status`` is ``"complete"``, or ``"interrupted"`` if a claim raised KeyboardInterrupt /
+        SystemExit or one arrived in the harness between claims (the remaining claims are not run).
+    """
+    from numerics.checks import report
+
+    if profile not in ("quick", "full"):
+        raise ValueError(f"unknown profile {profile!r} (choose quick or full)")
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    run = RunReport(profile=profile, seed=int(seed), control=control,
+                    planned=[c.id for c in claims],
+                    selection=list(selection) if selection else None,
+                    out_dir=str(out) if out is not None else None,
+                    baseline=baseline.info() if baseline is not None else None)
+    t0 = time.perf_counter()
+
+    def save() -> None:
+        run.wall_time = time.perf_counter() - t0
+        if out is not None:
+            report.write_report(run, out)
+
+    try:
+        save()
+        for i, c in enumerate(claims):
+            if on_start is not None:
+                on_start(c, i, len(claims))
+            result = run_claim(c, profile=profile, seed=seed, control=control)
+            _finish_claim(run, result, baseline, out)
+            if result.interrupted_by:
+                run.status, run.interrupted_by = "interrupted", result.interrupted_by
+            save()
+            if on_result is not None:
+                on_result(result)
+            if result.interrupted_by:
+                break
+        else:
+            run.status = "complete"
+    except (KeyboardInterrupt, SystemExit) as exc:
+        run.status, run.interrupted_by = "interrupted", _describe_interrupt(exc)
+    run.finished_utc = _utc_now()
+    save()
+    return run

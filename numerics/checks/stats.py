@@ -1,0 +1,301 @@
+"""Statistics helpers for claims: confidence intervals and log-log slope fits.
+
+Every interval is two-sided at confidence ``level`` (default 0.95). SciPy is imported lazily (only
+the t and beta quantiles need it), so importing this module is cheap.
+
+Functions
+---------
+mean_ci          mean of a sample with a Student-t or normal confidence interval
+proportion_ci    binomial proportion with a Wilson score or Clopper-Pearson (exact) interval
+loglog_slope     ordinary least squares of log y on log x: slope, standard error, t interval
+upper_end_le     the rule "an upper bound holds": the CI's upper end is <= the bound
+lower_end_ge     the mirror rule "a lower bound holds"
+half_width       half the width of a (lo, hi) interval
+"""
+from __future__ import annotations
+
+import math
+from statistics import NormalDist
+from typing import Any, NamedTuple, Sequence
+
+import numpy as np
+
+__all__ = [
+    "MeanCI",
+    "ProportionCI",
+    "SlopeFit",
+    "half_width",
+    "loglog_slope",
+    "lower_end_ge",
+    "mean_ci",
+    "proportion_ci",
+    "upper_end_le",
+]
+
+
+class MeanCI(NamedTuple):
+    """Sample mean with a confidence interval.
+
+    ``se`` is the standard error s / sqrt(n) (s with ddof=1); ``ci`` is ``(lo, hi)``.
+    """
+
+    mean: float
+    lo: float
+    hi: float
+    se: float
+    n: int
+    level: float
+    method: str
+
+    @property
+    def ci(self) -> tuple[float, float]:
+        return (self.lo, self.hi)
+
+
+class ProportionCI(NamedTuple):
+    """Binomial proportion ``k / n`` with a confidence interval ``(lo, hi)`` in [0, 1]."""
+
+    p: float
+    lo: float
+    hi: float
+    k: int
+    n: int
+    level: float
+    method: str
+
+    @property
+    def ci(self) -> tuple[float, float]:
+        return (self.lo, self.hi)
+
+
+class SlopeFit(NamedTuple):
+    """OLS fit ``log y = intercept + slope * log x`` (natural logs).
+
+    ``se`` is the usual OLS standard error of the slope, sqrt(SSR / (n - 2) / Sxx);
+    ``(lo, hi)`` is the t interval with n - 2 degrees of freedom; ``r2`` the coefficient of
+    determination; ``intercept_se`` the standard error of the intercept.
+    """
+
+    slope: float
+    intercept: float
+    se: float
+    lo: float
+    hi: float
+    intercept_se: float
+    r2: float
+    n: int
+    level: float
+
+    @property
+    def ci(self) -> tuple[float, float]:
+        return (self.lo, self.hi)
+
+
+def _check_level(level: float) -> float:
+    level = float(level)
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level!r}")
+    return level
+
+
+def _z(level: float) -> float:
+    """Two-sided standard normal quantile for confidence ``level``."""
+    return NormalDist().inv_cdf(0.5 + level / 2.0)
+
+
+def _t(level: float, df: int) -> float:
+    """Two-sided Student-t quantile for confidence ``level`` with ``df`` degrees of freedom."""
+    from scipy.stats import t as student_t
+
+    return float(student_t.ppf(0.5 + level / 2.0, df))
+
+
+def _finite_1d(x: Any, name: str) -> np.ndarray:
+    arr = np.asarray(x, dtype=np.float64)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return arr
+
+
+def mean_ci(x: Sequence[float] | np.ndarray, level: float = 0.95, method: str = "t") -> MeanCI:
+    """Mean of a sample with a two-sided confidence interval.
+
+    Parameters
+    ----------
+    x : array_like, shape (n,)
+        Independent draws, n >= 2, all finite.
+    level : float
+        Confidence level in (0, 1).
+    method : {"t", "normal"}
+        ``"t"``: mean +- t_{n-1} * s / sqrt(n) (exact for Gaussian data); ``"normal"``: with the
+        normal quantile (the CLT approximation, for large n).
+
+    Returns
+    -------
+    MeanCI
+    """
+    level = _check_level(level)
+    arr = _finite_1d(x, "x")
+    n = arr.size
+    if n < 2:
+        raise ValueError(f"mean_ci needs at least 2 samples, got {n}")
+    if method not in ("t", "normal"):
+        raise ValueError(f"method must be 't' or 'normal', got {method!r}")
+    mean = float(arr.mean())
+    se = float(arr.std(ddof=1) / math.sqrt(n))
+    q = _t(level, n - 1) if method == "t" else _z(level)
+    return MeanCI(mean, mean - q * se, mean + q * se, se, n, level, method)
+
+
+def _check_counts(k: int, n: int) -> tuple[int, int]:
+    if int(k) != k or int(n) != n:
+        raise ValueError(f"k and n must be integers, got k={k!r}, n={n!r}")
+    k, n = int(k), int(n)
+    if n < 1 or not 0 <= k <= n:
+        raise ValueError(f"need n >= 1 and 0 <= k <= n, got k={k}, n={n}")
+    return k, n
+
+
+def _wilson(k: int, n: int, level: float) -> tuple[float, float]:
+    z = _z(level)
+    p = k / n
+    denom = 1.0 + z * z / n
+    center = (p + z * z / (2 * n)) / denom
+    half = z / denom * math.sqrt(p * (1.0 - p) / n + z * z / (4.0 * n * n))
+    # exact ends at k = 0 and k = n, and never exclude p (both hold in exact arithmetic)
+    lo = 0.0 if k == 0 else min(p, max(0.0, center - half))
+    hi = 1.0 if k == n else max(p, min(1.0, center + half))
+    return lo, hi
+
+
+def _clopper_pearson(k: int, n: int, level: float) -> tuple[float, float]:
+    from scipy.stats import beta
+
+    alpha = 1.0 - level
+    lo = 0.0 if k == 0 else float(beta.ppf(alpha / 2.0, k, n - k + 1))
+    hi = 1.0 if k == n else float(beta.ppf(1.0 - alpha / 2.0, k + 1, n - k))
+    return lo, hi
+
+
+def proportion_ci(k: int, n: int, level: float = 0.95, method: str = "wilson") -> ProportionCI:
+    """Binomial proportion ``k / n`` with a two-sided confidence interval.
+
+    Parameters
+    ----------
+    k, n : int
+        Successes and trials, ``0 <= k <= n``, ``n >= 1``.
+    level : float
+        Confidence level in (0, 1).
+    method : {"wilson", "clopper-pearson"}
+        ``"wilson"``: the Wilson score interval without continuity correction (as
+        ``scipy.stats.binomtest(...).proportion_ci(method="wilson")``);
+        ``"clopper-pearson"``: the exact interval from beta quantiles (coverage >= level;
+        scipy's ``method="exact"``).
+
+    Returns
+    -------
+    ProportionCI
+    """
+    level = _check_level(level)
+    k, n = _check_counts(k, n)
+    if method == "wilson":
+        lo, hi = _wilson(k, n, level)
+    elif method in ("clopper-pearson", "exact"):
+        lo, hi = _clopper_pearson(k, n, level)
+        method = "clopper-pearson"
+    else:
+        raise ValueError(f"method must be 'wilson' or 'clopper-pearson', got {method!r}")
+    return ProportionCI(k / n, lo, hi, k, n, level, method)
+
+
+def loglog_slope(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray,
+                 level: float = 0.95) -> SlopeFit:
+    """Fit ``log y = a + b log x`` by ordinary least squares; slope ``b`` with a t interval.
+
+    Parameters
+    ----------
+    x, y : array_like, shape (n,)
+        Positive, finite values; n >= 3 and at least two distinct x.
+    level : float
+        Confidence level of the slope interval (t with n - 2 degrees of freedom).
+
+    Returns
+    -------
+    SlopeFit
+        Natural logs; the slope does not depend on the base.
+
+    Notes
+    -----
+    The interval treats the residuals on the log scale as independent with equal variance; for a
+    rate measured from a deterministic sequence it describes the scatter about a straight line,
+    not a sampling error.
+    """
+    level = _check_level(level)
+    xa, ya = _finite_1d(x, "x"), _finite_1d(y, "y")
+    if xa.shape != ya.shape:
+        raise ValueError(f"x and y must have the same length, got {xa.size} and {ya.size}")
+    if np.any(xa <= 0) or np.any(ya <= 0):
+        raise ValueError("x and y must be positive for a log-log fit")
+    n = xa.size
+    if n < 3:
+        raise ValueError(f"loglog_slope needs at least 3 points for a standard error, got {n}")
+    lx, ly = np.log(xa), np.log(ya)
+    mx, my = lx.mean(), ly.mean()
+    sxx = float(np.sum((lx - mx) ** 2))
+    if sxx == 0.0:
+        raise ValueError("x values are all equal; the slope is undefined")
+    slope = float(np.sum((lx - mx) * (ly - my)) / sxx)
+    intercept = float(my - slope * mx)
+    ssr = float(np.sum((ly - intercept - slope * lx) ** 2))
+    syy = float(np.sum((ly - my) ** 2))
+    s2 = ssr / (n - 2)
+    se = math.sqrt(s2 / sxx)
+    intercept_se = math.sqrt(s2 * (1.0 / n + mx * mx / sxx))
+    q = _t(level, n - 2)
+    r2 = 1.0 - ssr / syy if syy > 0 else 1.0
+    return SlopeFit(slope, intercept, se, slope - q * se, slope + q * se, intercept_se, r2, n,
+                    level)
+
+
+def _ends(measured_ci: Any) -> tuple[float, float]:
+    """``(lo, hi)`` of a pair, or of an object with ``lo``/``hi`` attributes."""
+    if hasattr(measured_ci, "lo") and hasattr(measured_ci, "hi"):
+        return float(measured_ci.lo), float(measured_ci.hi)
+    lo, hi = measured_ci
+    return float(lo), float(hi)
+
+
+def upper_end_le(measured_ci: Any, bound: float, tol: float = 0.0) -> bool:
+    """The rule "the upper bound holds": the CI's upper end is <= ``bound + tol``.
+
+    Parameters
+    ----------
+    measured_ci : (lo, hi) pair, or MeanCI / ProportionCI / SlopeFit
+    bound : float
+    tol : float
+        Non-negative slack (e.g. quadrature error), default 0.
+
+    Returns
+    -------
+    bool
+        False if any value is NaN.
+    """
+    _, hi = _ends(measured_ci)
+    return bool(hi <= float(bound) + float(tol))
+
+
+def lower_end_ge(measured_ci: Any, bound: float, tol: float = 0.0) -> bool:
+    """The rule "the lower bound holds": the CI's lower end is >= ``bound - tol``.
+
+    False if any value is NaN.
+    """
+    lo, _ = _ends(measured_ci)
+    return bool(lo >= float(bound) - float(tol))
+
+
+def half_width(ci: Any) -> float:
+    """Half the width of a ``(lo, hi)`` interval (or of an object with ``lo``/``hi``)."""
+    lo, hi = _ends(ci)
+    return (hi - lo) / 2.0

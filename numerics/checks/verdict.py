@@ -1,0 +1,179 @@
+"""Verdict logic: when a measurement passes, what a claim run concludes, and baseline drift.
+
+Pass rules (``m`` a :class:`~numerics.checks.claim.Measurement`; any NaN involved -> fail):
+
+=========  ==================================================================================
+kind       passes when
+=========  ==================================================================================
+equal      ``|measured - predicted| <= tol`` (a ``ci``, if given, is only recorded: fold the
+           Monte-Carlo half-width into ``tol`` and say so in ``reason``)
+le         ``U <= predicted + tol`` with ``U = ci[1]`` if a ci is given, else ``measured``
+ge         ``L >= predicted - tol`` with ``L = ci[0]`` if a ci is given, else ``measured``
+interval   ``lo - tol <= measured <= hi + tol``, and with a ci the *whole* ci lies inside
+           ``[lo - tol, hi + tol]`` (conservative, like le/ge: the statement must hold at the
+           stated confidence, not merely be compatible with it)
+true       ``measured == 1.0`` (the predicted qualitative event happened; tol is ignored)
+=========  ==================================================================================
+
+Claim verdicts: :data:`HOLDS`, :data:`FAILS_AS_PREDICTED`, :data:`VIOLATED`, :data:`ERROR`,
+:data:`UNFALSIFIABLE`, :data:`INTERRUPTED`. Control statuses: :data:`CONTROL_FLAGGED` (good),
+:data:`CONTROL_NOT_FLAGGED`, :data:`CONTROL_ERROR`, :data:`CONTROL_NONE`,
+:data:`CONTROL_SKIPPED` (``--no-control``), :data:`CONTROL_NOT_RUN` (the stated run already failed).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable, Mapping
+
+from numerics.checks.claim import Measurement
+from numerics.checks.stats import half_width, lower_end_ge, upper_end_le
+
+__all__ = [
+    "CONTROL_ERROR",
+    "CONTROL_FLAGGED",
+    "CONTROL_NONE",
+    "CONTROL_NOT_FLAGGED",
+    "CONTROL_NOT_RUN",
+    "CONTROL_SKIPPED",
+    "ERROR",
+    "FAILS_AS_PREDICTED",
+    "FAILURES",
+    "HOLDS",
+    "INTERRUPTED",
+    "UNFALSIFIABLE",
+    "VERDICTS",
+    "VIOLATED",
+    "all_pass",
+    "drift",
+    "final_verdict",
+    "is_failure",
+    "passes",
+    "rule_text",
+    "stated_verdict",
+]
+
+HOLDS = "holds"
+FAILS_AS_PREDICTED = "fails-as-predicted"
+VIOLATED = "VIOLATED"
+ERROR = "ERROR"
+UNFALSIFIABLE = "UNFALSIFIABLE"
+INTERRUPTED = "INTERRUPTED"
+#: Every verdict, in display order.
+VERDICTS: tuple[str, ...] = (HOLDS, FAILS_AS_PREDICTED, VIOLATED, UNFALSIFIABLE, ERROR, INTERRUPTED)
+#: Verdicts that make a run fail (exit status 1).
+FAILURES: frozenset[str] = frozenset({VIOLATED, ERROR, UNFALSIFIABLE, INTERRUPTED})
+
+CONTROL_FLAGGED = "flagged"
+CONTROL_NOT_FLAGGED = "NOT FLAGGED"
+CONTROL_ERROR = "ERROR"
+CONTROL_NONE = "none"
+CONTROL_SKIPPED = "skipped"
+CONTROL_NOT_RUN = "not run"
+
+
+def _nan(*values: float | None) -> bool:
+    return any(v is not None and math.isnan(v) for v in values)
+
+
+def passes(m: Measurement) -> bool:
+    """Whether measurement ``m`` passes its rule (see the module docstring). NaN never passes."""
+    ci = m.ci or (None, None)
+    if _nan(m.measured, m.predicted, m.tol, m.lo, m.hi, *ci):
+        return False
+    if m.kind == "equal":
+        return abs(m.measured - m.predicted) <= m.tol
+    if m.kind == "le":
+        return upper_end_le(m.ci if m.ci else (m.measured, m.measured), m.predicted, m.tol)
+    if m.kind == "ge":
+        return lower_end_ge(m.ci if m.ci else (m.measured, m.measured), m.predicted, m.tol)
+    if m.kind == "interval":
+        lo, hi = m.lo - m.tol, m.hi + m.tol
+        inside = lo <= m.measured <= hi
+        return inside and (m.ci is None or (lo <= m.ci[0] and m.ci[1] <= hi))
+    if m.kind == "true":
+        return m.measured == 1.0
+    raise ValueError(f"unknown measurement kind {m.kind!r}")
+
+
+def _g(x: float | None) -> str:
+    return "None" if x is None else f"{x:.6g}"
+
+
+def rule_text(m: Measurement) -> str:
+    """The rule of ``m`` with its numbers filled in, e.g. ``"U=0.0012 <= 0.002 + tol 1e-06"``."""
+    if m.kind == "equal":
+        return f"|{_g(m.measured)} - {_g(m.predicted)}| <= tol {_g(m.tol)}"
+    if m.kind == "le":
+        end = f"ci hi {_g(m.ci[1])}" if m.ci else _g(m.measured)
+        return f"{end} <= {_g(m.predicted)} + tol {_g(m.tol)}"
+    if m.kind == "ge":
+        end = f"ci lo {_g(m.ci[0])}" if m.ci else _g(m.measured)
+        return f"{end} >= {_g(m.predicted)} - tol {_g(m.tol)}"
+    if m.kind == "interval":
+        what = f"ci [{_g(m.ci[0])}, {_g(m.ci[1])}]" if m.ci else _g(m.measured)
+        return f"{what} within [{_g(m.lo)}, {_g(m.hi)}] +- tol {_g(m.tol)}"
+    return f"event happened: measured {_g(m.measured)} == 1"
+
+
+def stated_verdict(expect: str, passed: bool) -> str:
+    """Verdict of the stated (non-broken) run from whether all its measurements ``passed``."""
+    if not passed:
+        return VIOLATED
+    return HOLDS if expect == "holds" else FAILS_AS_PREDICTED
+
+
+def final_verdict(stated: str, control: str) -> str:
+    """Combine the stated run's verdict with the negative control's status.
+
+    A control that was not flagged makes a passing claim :data:`UNFALSIFIABLE`; a control that
+    raised makes it :data:`ERROR`. A failed stated run keeps its own verdict.
+    """
+    if stated in FAILURES:
+        return stated
+    if control == CONTROL_NOT_FLAGGED:
+        return UNFALSIFIABLE
+    if control == CONTROL_ERROR:
+        return ERROR
+    return stated
+
+
+def is_failure(verdict: str) -> bool:
+    """Whether ``verdict`` makes the run fail."""
+    return verdict in FAILURES
+
+
+def _same(a: float, b: float) -> bool:
+    return (math.isnan(a) and math.isnan(b)) or a == b
+
+
+def drift(current: Measurement, baseline: Mapping[str, Any]) -> dict[str, float] | None:
+    """Compare a measurement with its record in a baseline report.
+
+    Parameters
+    ----------
+    current : Measurement
+    baseline : mapping
+        The baseline's measurement record (needs ``"measured"``, a float; NaN allowed).
+
+    Returns
+    -------
+    dict or None
+        ``None`` if within ``allowed = tol + h`` where ``h`` is the current ci's half-width (0
+        without a ci); otherwise a record ``{"baseline", "measured", "delta", "allowed"}``.
+        Two NaNs (or two equal infinities) agree; NaN against a number drifts.
+    """
+    base = float(baseline["measured"])
+    now = current.measured
+    allowed = current.tol + (half_width(current.ci) if current.ci else 0.0)
+    if _same(base, now):
+        return None
+    delta = now - base
+    if not math.isnan(delta) and abs(delta) <= allowed:
+        return None
+    return {"baseline": base, "measured": now, "delta": delta, "allowed": allowed}
+
+
+def all_pass(flags: Iterable[bool]) -> bool:
+    """``all`` that is explicit about an empty list being a failure for claims (never vacuous)."""
+    flags = list(flags)
+    return bool(flags) and all(flags)

@@ -1,0 +1,400 @@
+"""The ``guidance-verify`` command line.
+
+Subcommands: ``run`` (check the claims), ``list`` (show them), ``derive`` (print the symbolic
+derivations), ``sample`` (draw guided samples). ``main(argv)`` returns the exit status:
+
+0  nothing VIOLATED, ERROR, UNFALSIFIABLE, interrupted or drifted
+1  some claim failed, drifted or the run was interrupted (130 after Ctrl-C)
+2  bad input: unknown profile or claim glob, unwritable --out, unreadable --baseline, bad options
+
+Tests (and embedding code) inject claims with ``main(argv, registry={id: Claim, ...})``; from a
+shell, ``GUIDANCE_VERIFY_CLAIM_MODULES=mod1,mod2`` replaces the list of claim modules.
+
+Importing this module is cheap: NumPy, rich, matplotlib and the claims load inside the commands.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import importlib
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+
+if TYPE_CHECKING:  # pragma: no cover
+    from numerics.checks.claim import Claim
+    from numerics.checks.runner import ClaimResult, RunReport
+
+__all__ = ["build_parser", "main"]
+
+PROG = "guidance-verify"
+PROFILES = ("quick", "full")
+TARGETS = ("two_class", "atoms", "subspace")
+METHODS = ("ddim", "ddpm", "ei_ode", "ei_sde", "dpm_solver_2", "euler", "euler_maruyama")
+
+ClaimSource = Mapping[str, "Claim"] | Iterable["Claim"] | None
+
+
+class UsageError(Exception):
+    """Bad input: printed as one line on stderr, exit status 2."""
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _pos_int(text: str) -> int:
+    value = _nonneg_int(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be >= 1")
+    return value
+
+
+_RUN_EPILOG = """\
+verdicts: holds, fails-as-predicted (a counterexample behaving as predicted) are passes;
+VIOLATED, ERROR, UNFALSIFIABLE (the negative control was not flagged) and INTERRUPTED fail.
+exit status: 0 if nothing failed or drifted, 1 otherwise (130 after Ctrl-C), 2 on bad input.
+examples:
+  guidance-verify run
+  guidance-verify run --only 'support.*' foundations --profile full --seed 1
+  guidance-verify run --baseline results/20250101T000000Z/report.json
+"""
+
+
+def _add_run(sub: Any) -> None:
+    p = sub.add_parser(
+        "run", help="run the claims and write a report",
+        description="Run the claims (each stated, then its negative control), print a table, and "
+                    "write report.json, report.md and figures/<claim id>.png into --out.",
+        epilog=_RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--profile", default="quick", metavar="{quick,full}",
+                   help="parameter set of every claim (default: quick, about a minute)")
+    p.add_argument("--only", action="extend", nargs="+", metavar="GLOB", default=None,
+                   help="run only claims whose id matches a glob (fnmatch); a bare paper name "
+                        "such as 'support' selects all its claims; repeatable")
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help="output directory (default: results/<UTC timestamp>)")
+    p.add_argument("--seed", type=_nonneg_int, default=0, metavar="N",
+                   help="run seed; each claim's generator is seeded from it and the claim id "
+                        "(default: 0)")
+    p.add_argument("--baseline", metavar="FILE", default=None,
+                   help="a stored report.json; a measurement that moved by more than its tol "
+                        "(plus its ci half-width) is drift, and drift fails the run")
+    p.add_argument("--no-control", action="store_true",
+                   help="skip the negative controls (faster; a check that cannot fail goes "
+                        "unnoticed)")
+
+
+def _add_sample(sub: Any) -> None:
+    p = sub.add_parser(
+        "sample", help="draw guided samples from a test target",
+        description="Draw guided samples from one of the exact test targets with a chosen "
+                    "sampler and save them.")
+    p.add_argument("--target", choices=TARGETS, default="two_class",
+                   help="test target (default: two_class)")
+    p.add_argument("--method", choices=METHODS, default="ddim", help="sampler (default: ddim)")
+    p.add_argument("--n", type=_pos_int, default=1000, help="number of samples (default: 1000)")
+    p.add_argument("--guidance", type=float, default=1.0,
+                   help="guidance strength w (default: 1.0, no extra guidance)")
+    p.add_argument("--label", type=int, default=0, help="class label to guide to (default: 0)")
+    p.add_argument("--seed", type=_nonneg_int, default=0, help="seed (default: 0)")
+    p.add_argument("--out", metavar="PATH", default=None, help="where to save the samples")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``guidance-verify`` (subcommands run, list, derive, sample)."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Verified numerics for the theory of guided diffusion sampling: check the "
+                    "claims of the seed papers, claim by claim, each with a negative control.",
+        epilog="Run 'guidance-verify <command> --help' for the options of a command.")
+    sub = parser.add_subparsers(dest="command", metavar="<command>", required=True)
+    _add_run(sub)
+    sub.add_parser("list", help="list the claims",
+                   description="List the claims with their paper, provenance, expected outcome "
+                               "and statement.")
+    d = sub.add_parser("derive", help="print the symbolic derivations",
+                       description="Print every derivation of theory/ (SymPy); with --out, "
+                                   "also write them as Markdown files.")
+    d.add_argument("--latex", action="store_true", help="print LaTeX instead of plain text")
+    d.add_argument("--out", metavar="DIR", default=None, help="write Markdown derivations here")
+    _add_sample(sub)
+    return parser
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _claims(registry: ClaimSource) -> dict[str, "Claim"]:
+    if registry is None:
+        from numerics.checks import load_all
+
+        return load_all()
+    if isinstance(registry, Mapping):
+        return dict(registry)
+    return {c.id: c for c in registry}
+
+
+def _default_out() -> Path:
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    base = Path("results") / stamp
+    out, k = base, 1
+    while out.exists():
+        k += 1
+        out = base.with_name(f"{stamp}-{k}")
+    return out
+
+
+def _writable_dir(out: Path) -> Path:
+    """Create ``out`` and prove it writable, or raise UsageError."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".probe.", dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise UsageError(f"cannot write to --out {str(out)!r}: {exc.strerror or exc}") from None
+    return out
+
+
+def _select(claims: dict[str, "Claim"], only: Sequence[str] | None) -> list["Claim"]:
+    """Selected claims; import-error pseudo-claims always run (they may hide the ones asked for)."""
+    from numerics.checks.runner import NoMatchError, select
+
+    broken = [c for c in claims.values() if c.paper == "import"]
+    real = {k: c for k, c in claims.items() if c.paper != "import"}
+    try:
+        chosen = select(real, only)
+    except NoMatchError as exc:
+        hint = (f"; claim modules that failed to import: "
+                f"{', '.join(c.module for c in broken)}") if broken else ""
+        raise UsageError(f"{exc}{hint}") from None
+    return chosen + broken
+
+
+def _console(stderr: bool = False) -> Any:
+    """A rich console; 160 columns when not a terminal (logs, CI) and $COLUMNS is unset."""
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    wide = not getattr(stream, "isatty", lambda: False)() and "COLUMNS" not in os.environ
+    return Console(stderr=stderr, highlight=False, soft_wrap=False, width=160 if wide else None)
+
+
+_STYLE = {"holds": "green", "fails-as-predicted": "cyan"}
+
+
+def _style(verdict: str) -> str:
+    return _STYLE.get(verdict, "bold red")
+
+
+# --------------------------------------------------------------------------- run
+
+
+def _results_table(run: "RunReport") -> Any:
+    from rich.table import Table
+
+    from numerics.checks.report import control_text, measured_text, predicted_text
+
+    drift = run.baseline is not None
+    table = Table(title=f"guidance-verify: {run.profile} profile, seed {run.seed}",
+                  show_lines=False)
+    for col in ("claim", "measurement", "measured", "predicted", "tol", "ok", "verdict",
+                "control") + (("drift",) if drift else ()):
+        table.add_column(col, overflow="fold")
+    for r in run.results:
+        _add_claim_rows(table, r, drift, control_text, measured_text, predicted_text)
+    return table
+
+
+def _add_claim_rows(table: Any, r: "ClaimResult", drift: bool, control_text: Any,
+                    measured_text: Any, predicted_text: Any) -> None:
+    from rich.markup import escape
+
+    drifted = {d["measurement"] for d in r.drift}
+    rows = r.measurements or [None]
+    for i, c in enumerate(rows):
+        first = i == 0
+        head = [r.claim.id if first else ""]
+        tail = [f"[{_style(r.verdict)}]{r.verdict}[/]" if first else "",
+                escape(control_text(r)) if first else ""]
+        if c is None:
+            body = [escape(_last_line(r.error) or "(no measurements)"), "", "", "", ""]
+        else:
+            m = c.measurement
+            body = [escape(m.name), escape(measured_text(m)), escape(predicted_text(m)),
+                    f"{m.tol:.3g}", "[green]yes[/]" if c.passed else "[bold red]no[/]"]
+        extra = []
+        if drift:
+            extra = ["[bold red]DRIFT[/]" if c is not None and c.measurement.name in drifted
+                     else ""]
+        table.add_row(*head, *body, *tail, *extra)
+
+
+def _last_line(text: str | None, width: int = 90) -> str:
+    """The last non-empty line of a traceback (the exception), shortened to ``width``."""
+    lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
+    last = lines[-1] if lines else ""
+    return last if len(last) <= width else last[: width - 3] + "..."
+
+
+def _summary_line(run: "RunReport", out: Path) -> str:
+    from collections import Counter
+
+    from rich.markup import escape
+
+    counts = Counter(r.verdict for r in run.results)
+    parts = ", ".join(f"{n} {v}" for v, n in counts.items())
+    drift = sum(len(r.drift) for r in run.results)
+    status = "" if run.status == "complete" else f" [bold red]{run.status.upper()}[/]" + (
+        f" ({run.interrupted_by})" if run.interrupted_by else "")
+    return (f"{len(run.results)}/{len(run.planned)} claims: {parts or 'none'}"
+            + (f", [bold red]{drift} drifted[/]" if drift else "") + status
+            + f"\nwall time {run.wall_time:.1f} s; report: {escape(str(out / 'report.json'))}")
+
+
+def _load_baseline(path: str | None) -> Any:
+    if path is None:
+        return None
+    from numerics.checks.report import BaselineError, load_baseline
+
+    try:
+        return load_baseline(path)
+    except BaselineError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _warn_baseline(baseline: Any, args: argparse.Namespace) -> None:
+    if baseline is None:
+        return
+    if (baseline.profile, baseline.seed) != (args.profile, args.seed):
+        print(f"{PROG}: warning: baseline was run with profile {baseline.profile!r}, seed "
+              f"{baseline.seed!r}; this run uses {args.profile!r}, seed {args.seed}",
+              file=sys.stderr)
+
+
+def _execute(claims: list["Claim"], args: argparse.Namespace, out: Path,
+             baseline: Any) -> "RunReport":
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                               TimeElapsedColumn)
+
+    from numerics.checks.runner import run_claims
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=_console(stderr=True), transient=True) as bar:
+        task = bar.add_task("starting", total=len(claims))
+        return run_claims(
+            claims, profile=args.profile, seed=args.seed, out_dir=out,
+            control=not args.no_control, baseline=baseline, selection=args.only,
+            on_start=lambda c, i, n: bar.update(task, description=c.id),
+            on_result=lambda r: bar.advance(task))
+
+
+def _cmd_run(args: argparse.Namespace, registry: ClaimSource) -> int:
+    if args.profile not in PROFILES:
+        raise UsageError(f"unknown profile {args.profile!r} (choose quick or full)")
+    claims = _select(_claims(registry), args.only)
+    baseline = _load_baseline(args.baseline)
+    out = _writable_dir(Path(args.out) if args.out else _default_out())
+    _warn_baseline(baseline, args)
+    run = _execute(claims, args, out, baseline)
+    console = _console()
+    console.print(_results_table(run))
+    console.print(_summary_line(run, out))
+    return run.exit_code()
+
+
+# --------------------------------------------------------------------------- other commands
+
+
+def _cmd_list(registry: ClaimSource) -> int:
+    from rich.markup import escape
+    from rich.table import Table
+
+    claims = _claims(registry)
+    table = Table(title=f"{len(claims)} claims")
+    for col in ("claim", "paper", "provenance", "expect", "control", "statement"):
+        table.add_column(col, overflow="fold")
+    for c in claims.values():
+        control = c.control if c.control != "none" else f"none ({c.control_reason})"
+        table.add_row(*(escape(x) for x in (c.id, c.paper, c.provenance, c.expect, control,
+                                            c.statement)))
+    _console().print(table)
+    broken = [c.module for c in claims.values() if c.paper == "import"]
+    for module in broken:
+        print(f"{PROG}: error: claim module {module!r} failed to import "
+              f"('guidance-verify run' shows the traceback)", file=sys.stderr)
+    return 1 if broken else 0
+
+
+def _cmd_derive(args: argparse.Namespace) -> int:
+    try:
+        derive = importlib.import_module("theory.derive")
+    except ImportError as exc:
+        print(f"{PROG}: error: theory.derive is not available: {exc}", file=sys.stderr)
+        return 1
+    derive.print_all(latex=args.latex)
+    if args.out is not None:
+        derive.write_markdown(str(_writable_dir(Path(args.out))))
+    return 0
+
+
+def _cmd_sample(args: argparse.Namespace) -> int:
+    try:
+        cli_sample = importlib.import_module("numerics.cli_sample")
+    except ImportError as exc:
+        print(f"{PROG}: error: the sample command is not available: {exc}", file=sys.stderr)
+        return 1
+    rc = cli_sample.run(args)
+    return rc if isinstance(rc, int) else 0
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main(argv: Sequence[str] | None = None, *, registry: ClaimSource = None) -> int:
+    """Run ``guidance-verify`` with arguments ``argv`` (default ``sys.argv[1:]``).
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+    registry : mapping id -> Claim, or iterable of Claim, optional
+        The claims ``run`` and ``list`` use instead of :func:`numerics.checks.load_all`
+        (tests and embedding code inject claims this way).
+
+    Returns
+    -------
+    int
+        The exit status (see the module docstring); argparse errors and ``--help`` return their
+        status instead of exiting.
+    """
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    try:
+        if args.command == "run":
+            return _cmd_run(args, registry)
+        if args.command == "list":
+            return _cmd_list(registry)
+        if args.command == "derive":
+            return _cmd_derive(args)
+        return _cmd_sample(args)
+    except UsageError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

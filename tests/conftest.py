@@ -1,0 +1,26 @@
+"""Shared test settings.
+
+``GV_SLOW=full`` runs the slow sweeps in full; by default (and in CI) tests marked ``slow`` run a reduced
+form of the same sweep, chosen by :func:`slow_size`.
+"""
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile("ci", deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
+settings.register_profile("dev", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+FULL = os.environ.get("GV_SLOW", "") == "full"
+
+
+def slow_size(reduced, full):
+    """The size a slow sweep uses: ``full`` under ``GV_SLOW=full``, else ``reduced``."""
+    return full if FULL else reduced
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(20261122)
