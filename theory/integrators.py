@@ -1,0 +1,831 @@
+r"""One-step samplers, derived by integrating the linear part of the reverse dynamics exactly.
+
+Time convention
+---------------
+Times are OU forward times (:data:`theory.forward.OU`: :math:`\alpha_t = e^{-t}`,
+:math:`\sigma_t^2 = 1 - e^{-2t}`).  A sampler step goes from the current forward time
+:math:`t` to the next, smaller one :math:`s` (:math:`0 < s < t`), step :math:`h = t - s > 0`.
+In sampler time :math:`\tau` (:math:`d\tau = -dt`) the reverse dynamics are
+
+.. math::
+    \frac{dy}{d\tau} = y + \nabla\log p(y) \quad\text{(probability-flow ODE)},\qquad
+    dy = \big(y + 2\nabla\log p(y)\big)\,d\tau + \sqrt2\,dB \quad\text{(reverse SDE)},
+
+and :math:`D(x) = (x + \sigma_t^2\nabla\log p_t(x))/\alpha_t`, :math:`\varepsilon(x) = -\sigma_t\nabla\log p_t(x)`.
+
+Every update is linear in the state, the frozen quantity and the noise,
+
+.. math::  x_s = c_x(t,s)\,x_t + c_q(t,s)\,q + c_z(t,s)\,z,\qquad z\sim N(0, I),
+
+where :math:`q` is the quantity held constant over the step (denoiser, score or noise
+prediction, evaluated at :math:`(x_t, t)`).  The coefficients are **derived** here: the
+dynamics are written with the linear part separated, the linear part is integrated exactly
+(``sympy.integrate`` / ``sympy.dsolve``) with :math:`q` frozen, and the result is read off.
+
+Public API: :class:`Update`, :func:`all_updates`, :func:`get_update`, :func:`derivation_steps`,
+:func:`guidance_gap`, :func:`ei_sde_code_noise_gap`, :func:`dpm_solver_2_exact_linear`, and one
+builder per scheme (:func:`ddim`, :func:`ddpm`, :func:`ddim_eta`, :func:`dpm_solver_1`,
+:func:`dpm_solver_2`, :func:`ei_ode`, :func:`ei_sde`, :func:`ei_sde_code`, :func:`euler`,
+:func:`euler_maruyama`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import sympy as sp
+
+from theory.forward import GENERAL, OU, VPSchedule, s, t
+
+__all__ = [
+    "Update",
+    "all_updates",
+    "get_update",
+    "derivation_steps",
+    "guidance_gap",
+    "ei_sde_code_noise_gap",
+    "dpm_solver_2_exact_linear",
+    "ddim",
+    "ddpm",
+    "ddim_eta",
+    "dpm_solver_1",
+    "dpm_solver_2",
+    "ei_ode",
+    "ei_sde",
+    "ei_sde_code",
+    "euler",
+    "euler_maruyama",
+    "posterior_gaussian",
+    "UPDATE_NAMES",
+    "t_prev",
+    "eta",
+    "h",
+]
+
+# ----------------------------------------------------------------------------------------
+# symbols
+# ----------------------------------------------------------------------------------------
+#: previous (larger) forward time of a multistep method, ``t_prev > t``.
+t_prev = sp.Symbol("t_p", positive=True)
+#: step size ``h = t - s`` (display and series only; coefficients are written in ``t, s``).
+h = sp.Symbol("h", positive=True)
+#: DDIM stochasticity, ``0 <= eta <= 1``.
+eta = sp.Symbol("eta", nonnegative=True)
+tau = sp.Symbol("tau", nonnegative=True)  # sampler time elapsed inside a step
+r = sp.Symbol("r", positive=True)  # integration variable
+x_t = sp.Symbol("x_t", real=True)  # current state
+x_s = sp.Symbol("x_s", real=True)  # next state
+x_0 = sp.Symbol("x_0", real=True)  # clean sample (conditioning variable of the posterior)
+q = sp.Symbol("q", real=True)  # frozen quantity
+q_prev = sp.Symbol("q_p", real=True)  # frozen quantity at the previous step (multistep)
+z = sp.Symbol("z", real=True)  # standard normal
+w = sp.Symbol("w", real=True)  # guidance weight
+g = sp.Symbol("g", real=True)  # guidance vector grad log p_t(y|x) (per coordinate)
+theta = sp.Symbol("theta", positive=True)  # s = theta * t in the t -> 0 series
+lam = sp.Symbol("ell", real=True)  # half log-SNR, integration variable
+ell_t = sp.Symbol("ell_t", real=True)
+h_ell = sp.Symbol("h_ell", positive=True)  # ell_s - ell_t > 0
+h_ell_prev = sp.Symbol("h_ell_p", positive=True)  # ell_t - ell_p > 0
+slope = sp.Symbol("D_1", real=True)  # slope of the denoiser in ell (multistep)
+# abstract schedule values used to display derivations
+a_s, a_t, a_ts = sp.symbols("alpha_s alpha_t alpha_t|s", positive=True)
+sg_s, sg_t, sg_ts = sp.symbols("sigma_s sigma_t sigma_t|s", positive=True)
+
+UPDATE_NAMES = (
+    "ddim",
+    "ddpm",
+    "ddim_eta",
+    "dpm_solver_1",
+    "dpm_solver_2",
+    "ei_ode",
+    "ei_sde",
+    "ei_sde_code",
+    "euler",
+    "euler_maruyama",
+)
+
+
+# ----------------------------------------------------------------------------------------
+# the Update record
+# ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Update:
+    r"""One sampler step :math:`x_s = c_x x_t + c_q q \;[+\, c_{q,prev}\, q_{prev}] \;[+\, c_z z]`.
+
+    Parameters
+    ----------
+    name : str
+        Scheme name (``"ddim"``, ``"ddpm"``, ...).
+    frozen : str
+        What is held constant over :math:`[s, t]`: ``"denoiser"``, ``"score"``, ``"noise"``
+        (noise prediction :math:`\varepsilon`), or ``"denoiser-linear"`` (linear in the
+        half log-SNR, multistep).
+    c_x, c_q : sympy.Expr
+        Coefficients of the current state and the frozen quantity, in the symbols ``args``.
+    c_z : sympy.Expr
+        Standard deviation multiplying a standard normal ``z`` (0 for deterministic schemes).
+    c_q_prev : sympy.Expr or None
+        Coefficient of the frozen quantity at the previous (larger) time ``t_prev`` (multistep).
+    args : tuple of sympy.Symbol
+        Arguments of the coefficient functions, in order: ``(t, s)``, ``(t, s, eta)`` or
+        ``(t, s, t_prev)``.
+    exponential : bool
+        Whether the linear part is integrated exactly (``False`` for Euler baselines).
+    """
+
+    name: str
+    frozen: str
+    c_x: sp.Expr
+    c_q: sp.Expr
+    c_z: sp.Expr = sp.S.Zero
+    c_q_prev: sp.Expr | None = None
+    args: tuple = (t, s)
+    exponential: bool = True
+    description: str = ""
+
+    @property
+    def stochastic(self) -> bool:
+        """``True`` when the update injects noise (``c_z`` is not identically zero)."""
+        return self.c_z != 0
+
+    def coefficients(self) -> tuple[tuple[str, sp.Expr], ...]:
+        """Ordered ``(label, expression)`` pairs: ``c_x, c_q[, c_q_prev][, c_z]``.
+
+        This is the return order of the generated Numba function ``<name>_coeffs``.
+        """
+        out = [("c_x", self.c_x), ("c_q", self.c_q)]
+        if self.c_q_prev is not None:
+            out.append(("c_q_prev", self.c_q_prev))
+        if self.stochastic:
+            out.append(("c_z", self.c_z))
+        return tuple(out)
+
+    def step(self, x: sp.Expr = x_t, qq: sp.Expr = q, zz: sp.Expr = z, qp: sp.Expr = q_prev) -> sp.Expr:
+        r"""The update as an expression: :math:`c_x x + c_q q + c_{q,prev} q_p + c_z z`."""
+        out = self.c_x * x + self.c_q * qq + self.c_z * zz
+        if self.c_q_prev is not None:
+            out += self.c_q_prev * qp
+        return out
+
+
+# ----------------------------------------------------------------------------------------
+# helpers
+# ----------------------------------------------------------------------------------------
+def _coeff(expr: sp.Expr, sym: sp.Symbol) -> sp.Expr:
+    """Coefficient of ``sym`` in an expression affine in ``sym``."""
+    e = sp.expand(expr)
+    c = e.coeff(sym, 1)
+    assert sp.expand(e - c * sym).has(sym) is False, (expr, sym)
+    return c
+
+
+def _schedule_values(schedule: VPSchedule) -> dict:
+    """Map abstract alpha/sigma symbols to a schedule's expressions in (t, s)."""
+    return {
+        a_s: schedule.alpha(s),
+        a_t: schedule.alpha(t),
+        a_ts: schedule.alpha_ts(t, s),
+        sg_s: sp.sqrt(schedule.sigma2(s)),
+        sg_t: sp.sqrt(schedule.sigma2(t)),
+        sg_ts: sp.sqrt(sp.simplify(schedule.sigma2_ts(t, s))),
+    }
+
+
+def _half_logsnr_step(schedule: VPSchedule, t_hi: sp.Expr, t_lo: sp.Expr) -> sp.Expr:
+    r""":math:`\ell_{t_{lo}} - \ell_{t_{hi}} = \tfrac12\log\frac{\alpha_{lo}^2\sigma_{hi}^2}{\sigma_{lo}^2\alpha_{hi}^2}`,
+    written as one logarithm of a ratio (positive when ``t_lo < t_hi``)."""
+    ratio = (schedule.alpha(t_lo) ** 2 * schedule.sigma2(t_hi)) / (
+        schedule.sigma2(t_lo) * schedule.alpha(t_hi) ** 2
+    )
+    return sp.log(sp.powsimp(ratio)) / 2
+
+
+# ----------------------------------------------------------------------------------------
+# 1. data-prediction (denoiser-frozen) form: DDIM
+# ----------------------------------------------------------------------------------------
+@lru_cache(maxsize=None)
+def _ddim_derivation() -> dict:
+    r"""Derive DDIM for any VP schedule.
+
+    Forward-time PF-ODE :math:`\dot x = f(t) x - \tfrac12 g(t)^2\nabla\log p_t(x)` with
+    :math:`\nabla\log p_t = (\alpha_t D - x)/\sigma_t^2`.  Then :math:`1/\sigma_t` is an
+    integrating factor, and in the half log-SNR :math:`\ell = \log(\alpha/\sigma)`,
+    :math:`d(x/\sigma)/d\ell = e^{\ell} D`; freezing :math:`D` and integrating over
+    :math:`[\ell_t, \ell_s]` gives the update.
+    """
+    schedule = GENERAL
+    xf = sp.Function("x")(t)
+    Dq = q
+    alpha = schedule.alpha(t)
+    sig2 = schedule.sigma2(t)
+    sig = sp.sqrt(sig2)
+    score = (alpha * Dq - xf) / sig2
+    rhs = schedule.drift_coefficient(t) * xf - schedule.diffusion2(t) / 2 * score
+    linear = sp.simplify(sp.diff(rhs, xf))
+    d_scaled = sp.simplify(sp.diff(xf / sig, t).subs(sp.Derivative(xf, t), rhs))
+    if d_scaled.has(xf):  # 1/sigma must kill the linear part
+        raise AssertionError("1/sigma_t is not an integrating factor")
+    ell = sp.log(alpha / sig)
+    d_ell = sp.simplify(sp.diff(ell, t))
+    d_scaled_dell = sp.simplify(d_scaled / d_ell)
+    # d(x/sigma)/d ell must be e^ell * D:
+    if sp.simplify(d_scaled_dell - sp.exp(ell) * Dq) != 0:
+        raise AssertionError("data-prediction ODE is not d(x/sigma)/d ell = e^ell D")
+    # integrate with D frozen over [ell_t, ell_s]; ell_s = ell_t + h_ell
+    integral = sp.integrate(sp.exp(lam) * Dq, (lam, ell_t, ell_t + h_ell))
+    # x_s / sigma_s = x_t / sigma_t + integral ; e^{ell_t} = alpha_t/sigma_t, e^{ell_s} = alpha_s/sigma_s
+    integral = sp.expand(integral, power_exp=True).subs(
+        {sp.exp(ell_t): a_t / sg_t, sp.exp(h_ell): (a_s / sg_s) / (a_t / sg_t)}
+    )
+    update_abstract = sp.expand(sg_s * (x_t / sg_t + integral))
+    return {
+        "pf_ode": rhs,
+        "linear_part": linear,
+        "d_scaled": d_scaled,
+        "d_ell": d_ell,
+        "data_ode": d_scaled_dell,
+        "integral": integral,
+        "update": update_abstract,
+    }
+
+
+@lru_cache(maxsize=None)
+def _ddim_direct_t_integral() -> sp.Expr:
+    r"""Cross-check (OU only): variation of constants directly in forward time.
+
+    :math:`x_s = \Phi(s,t)x_t + D\int_t^s \Phi(s,r)\,b(r)\,dr`, with
+    :math:`\Phi(s,t) = \exp\int_t^s a(r)dr`, :math:`a = \alpha^2/\sigma^2`, :math:`b = -\alpha/\sigma^2`.
+    Returns the coefficient of ``D`` (about 3 s of ``sympy.integrate``).
+    """
+    a_r = 1 / (sp.exp(2 * r) - 1)
+    phi = sp.exp(sp.expand(sp.integrate(a_r, (r, t, s))))  # propagator from t back to s: sigma_s/sigma_t
+    b_r = -OU.alpha(r) / OU.sigma2(r)
+    integrand = phi.subs(t, r) * b_r  # Phi(s, r) b(r) = -sigma_s alpha_r / sigma_r^3
+    parts = sp.separatevars(integrand, symbols=[r], dict=True)  # constant (in r) x function of r
+    # int_t^s = -int_s^t
+    return sp.simplify(-parts["coeff"] * sp.integrate(sp.simplify(parts[r]), (r, s, t)))
+
+
+def ddim(schedule: VPSchedule = OU) -> Update:
+    r"""DDIM (denoiser frozen, deterministic).
+
+    .. math::  x_s = \frac{\sigma_s}{\sigma_t}x_t + \Big(\alpha_s - \alpha_t\frac{\sigma_s}{\sigma_t}\Big)D .
+    """
+    upd = _ddim_derivation()["update"]
+    vals = _schedule_values(schedule)
+    return Update(
+        name="ddim",
+        frozen="denoiser",
+        c_x=_coeff(upd, x_t).subs(vals),
+        c_q=_coeff(upd, q).subs(vals),
+        description="DDIM: data prediction D(x_t) frozen, linear part integrated exactly in log-SNR",
+    )
+
+
+# ----------------------------------------------------------------------------------------
+# 2. Gaussian posterior: DDPM and the eta family
+# ----------------------------------------------------------------------------------------
+@lru_cache(maxsize=None)
+def posterior_gaussian() -> dict:
+    r"""Derive :math:`q(x_s \mid x_t, x_0)` by Bayes' rule (abstract alpha/sigma symbols).
+
+    :math:`\log q(x_s\mid x_t,x_0) = -\frac{(x_s-\alpha_s x_0)^2}{2\sigma_s^2}
+    - \frac{(x_t-\alpha_{t|s}x_s)^2}{2\sigma_{t|s}^2} + \text{const}`; completing the square in
+    :math:`x_s` gives precision, mean and variance.  The identity
+    :math:`\sigma_t^2 = \sigma_{t|s}^2 + \alpha_{t|s}^2\sigma_s^2` (VP) turns them into
+
+    .. math::
+        \mu = \frac{\alpha_{t|s}\sigma_s^2}{\sigma_t^2}x_t + \frac{\alpha_s\sigma_{t|s}^2}{\sigma_t^2}x_0,
+        \qquad v = \frac{\sigma_s^2\sigma_{t|s}^2}{\sigma_t^2}.
+
+    Returns a dict with keys ``log_density``, ``precision``, ``mean``, ``variance`` (raw, abstract),
+    ``mean_cx``, ``mean_cq``, ``variance_vp`` (after the VP identity, abstract).
+    """
+    logq = -((x_s - a_s * x_0) ** 2) / (2 * sg_s**2) - (x_t - a_ts * x_s) ** 2 / (2 * sg_ts**2)
+    poly = sp.Poly(sp.expand(logq), x_s)
+    c2 = poly.coeff_monomial(x_s**2)
+    c1 = poly.coeff_monomial(x_s)
+    precision = sp.together(-2 * c2)
+    mean = sp.together(c1 / precision)
+    variance = sp.together(1 / precision)
+    # VP identity: sigma_t|s^2 + alpha_t|s^2 sigma_s^2 = sigma_t^2
+    vp = {sg_ts**2: sg_t**2 - a_ts**2 * sg_s**2}
+
+    def _vp(e: sp.Expr) -> sp.Expr:
+        num, den = sp.fraction(sp.factor(e))
+        den = sp.factor(sp.expand(den).subs(vp))
+        return sp.factor(num) / den
+
+    mean_vp = _vp(mean)
+    return {
+        "log_density": logq,
+        "precision": precision,
+        "mean": mean,
+        "variance": variance,
+        "mean_cx": sp.simplify(_coeff(mean_vp, x_t)),
+        "mean_cq": sp.simplify(_coeff(mean_vp, x_0)),
+        "variance_vp": sp.simplify(_vp(variance)),
+    }
+
+
+def ddpm(schedule: VPSchedule = OU) -> Update:
+    r"""DDPM: sample the exact Gaussian posterior :math:`q(x_s\mid x_t, x_0 = D(x_t))`.
+
+    .. math::  x_s = \frac{\alpha_{t|s}\sigma_s^2}{\sigma_t^2}x_t + \frac{\alpha_s\sigma_{t|s}^2}{\sigma_t^2}D
+               + \frac{\sigma_s\sigma_{t|s}}{\sigma_t}z .
+    """
+    post = posterior_gaussian()
+    vals = _schedule_values(schedule)
+    return Update(
+        name="ddpm",
+        frozen="denoiser",
+        c_x=post["mean_cx"].subs(vals),
+        c_q=post["mean_cq"].subs(vals),
+        c_z=sp.sqrt(post["variance_vp"]).subs(vals),
+        description="DDPM ancestral step: exact Gaussian posterior with x_0 replaced by D(x_t)",
+    )
+
+
+@lru_cache(maxsize=None)
+def _eta_abstract() -> dict:
+    r"""The eta family in abstract symbols: :math:`x_s = \alpha_s D + \sqrt{\sigma_s^2-c^2}\,\hat\varepsilon + c z`."""
+    post = posterior_gaussian()
+    c = eta * sp.sqrt(post["variance_vp"])
+    eps_hat = (x_t - a_t * q) / sg_t
+    upd = a_s * q + sp.sqrt(sg_s**2 - c**2) * eps_hat + c * z
+    return {"c": c, "eps_hat": eps_hat, "update": upd}
+
+
+def ddim_eta(schedule: VPSchedule = OU) -> Update:
+    r"""The DDIM eta family (``0 <= eta <= 1``), arguments ``(t, s, eta)``.
+
+    .. math::
+        x_s = \alpha_s D + \sqrt{\sigma_s^2 - c^2}\,\hat\varepsilon + c\,z,\quad
+        c = \eta\,\frac{\sigma_s\sigma_{t|s}}{\sigma_t},\quad \hat\varepsilon = \frac{x_t - \alpha_t D}{\sigma_t}.
+    """
+    e = _eta_abstract()
+    upd = e["update"]
+    vals = _schedule_values(schedule)
+    return Update(
+        name="ddim_eta",
+        frozen="denoiser",
+        c_x=_coeff(upd, x_t).subs(vals),
+        c_q=_coeff(upd, q).subs(vals),
+        c_z=_coeff(upd, z).subs(vals),
+        args=(t, s, eta),
+        description="DDIM eta family: eta=0 is DDIM, eta=1 is DDPM",
+    )
+
+
+# ----------------------------------------------------------------------------------------
+# 3. noise-prediction form: DPM-Solver-1
+# ----------------------------------------------------------------------------------------
+@lru_cache(maxsize=None)
+def _dpm1_derivation() -> dict:
+    r"""Noise prediction frozen: :math:`d(x/\alpha)/d\ell = -e^{-\ell}\varepsilon`, integrated exactly."""
+    schedule = GENERAL
+    xf = sp.Function("x")(t)
+    alpha = schedule.alpha(t)
+    sig = sp.sqrt(schedule.sigma2(t))
+    score = -q / sig  # eps frozen: score = -eps / sigma
+    rhs = schedule.drift_coefficient(t) * xf - schedule.diffusion2(t) / 2 * score
+    d_scaled = sp.simplify(sp.diff(xf / alpha, t).subs(sp.Derivative(xf, t), rhs))
+    if d_scaled.has(xf):
+        raise AssertionError("1/alpha_t is not an integrating factor")
+    ell = sp.log(alpha / sig)
+    d_ell = sp.simplify(sp.diff(ell, t))
+    d_scaled_dell = sp.simplify(d_scaled / d_ell)
+    if sp.simplify(d_scaled_dell + sp.exp(-ell) * q) != 0:
+        raise AssertionError("noise ODE is not d(x/alpha)/d ell = -e^{-ell} eps")
+    integral = sp.integrate(-sp.exp(-lam) * q, (lam, ell_t, ell_t + h_ell))
+    integral = sp.expand(integral, power_exp=True).subs(
+        {sp.exp(ell_t): a_t / sg_t, sp.exp(h_ell): (a_s / sg_s) / (a_t / sg_t)}
+    )
+    update_abstract = sp.expand(a_s * (x_t / a_t + integral))
+    return {
+        "d_scaled": d_scaled,
+        "noise_ode": d_scaled_dell,
+        "integral": integral,
+        "update": update_abstract,
+    }
+
+
+def dpm_solver_1(schedule: VPSchedule = OU) -> Update:
+    r"""DPM-Solver-1: noise prediction :math:`\varepsilon` frozen, ``q = eps(x_t)``.
+
+    .. math::  x_s = \frac{\alpha_s}{\alpha_t}x_t + \Big(\sigma_s - \frac{\alpha_s}{\alpha_t}\sigma_t\Big)\varepsilon .
+    """
+    upd = _dpm1_derivation()["update"]
+    vals = _schedule_values(schedule)
+    return Update(
+        name="dpm_solver_1",
+        frozen="noise",
+        c_x=_coeff(upd, x_t).subs(vals),
+        c_q=_coeff(upd, q).subs(vals),
+        description="DPM-Solver-1: noise prediction frozen; equals DDIM",
+    )
+
+
+# ----------------------------------------------------------------------------------------
+# 4. multistep second order: DPM-Solver++(2M)
+# ----------------------------------------------------------------------------------------
+@lru_cache(maxsize=None)
+def _dpm2_derivation() -> dict:
+    r"""Denoiser linear in :math:`\ell` on the step, slope from the previous step.
+
+    :math:`D(\ell) \approx D_t + (\ell-\ell_t)D_1`, :math:`D_1 = (D_t - D_p)/h_{p}`.
+    Exact integration gives :math:`\alpha_s(1-e^{-h})D_t + \alpha_s(h-1+e^{-h})D_1`; DPM-Solver++(2M)
+    replaces :math:`h - 1 + e^{-h}` by :math:`\tfrac h2(1-e^{-h})` (equal to :math:`O(h^3)`).
+    """
+    integrand = sp.exp(lam) * (q + (lam - ell_t) * slope)
+    integral = sp.integrate(integrand, (lam, ell_t, ell_t + h_ell))
+    # multiply by sigma_s, use sigma_s e^{ell_s} = alpha_s: sigma_s e^{ell_t} = alpha_s e^{-h}
+    scaled = sp.expand(sp.expand(integral, power_exp=True) * sp.exp(-ell_t - h_ell), power_exp=True)
+    # scaled = integral / e^{ell_s};  update = sigma_s/sigma_t x_t + alpha_s * scaled
+    c_D = sp.simplify(scaled.coeff(q))
+    c_slope = sp.simplify(scaled.coeff(slope))
+    exact_2m = {"c_D": c_D, "c_slope": c_slope}
+    # 2M approximation of the slope weight:
+    approx_slope = h_ell / 2 * (1 - sp.exp(-h_ell))
+    gap = sp.series(c_slope - approx_slope, h_ell, 0, 4).removeO()
+    d1 = (q - q_prev) / h_ell_prev
+    lu = sp.expand(c_D * q + approx_slope * d1)
+    return {
+        "integral": integral,
+        "exact": exact_2m,
+        "approx_gap_series": gap,
+        "coef_q": sp.factor(lu.coeff(q)),
+        "coef_q_prev": sp.factor(lu.coeff(q_prev)),
+    }
+
+
+def _dpm2_subs(expr: sp.Expr, schedule: VPSchedule) -> sp.Expr:
+    return expr.subs(
+        {
+            h_ell: _half_logsnr_step(schedule, t, s),
+            h_ell_prev: _half_logsnr_step(schedule, t_prev, t),
+        }
+    )
+
+
+def _exp_minus_hell(schedule: VPSchedule) -> sp.Expr:
+    r""":math:`e^{-(\ell_s-\ell_t)} = \frac{\alpha_t\sigma_s}{\sigma_t\alpha_s}` (algebraic form)."""
+    return schedule.alpha(t) * sp.sqrt(schedule.sigma2(s)) / (sp.sqrt(schedule.sigma2(t)) * schedule.alpha(s))
+
+
+def dpm_solver_2(schedule: VPSchedule = OU) -> Update:
+    r"""DPM-Solver++(2M), data-prediction multistep, arguments ``(t, s, t_prev)``, ``t_prev > t > s``.
+
+    With half log-SNR steps :math:`h = \ell_s - \ell_t`, :math:`h_p = \ell_t - \ell_{t_p}`:
+
+    .. math::
+        x_s = \frac{\sigma_s}{\sigma_t}x_t + \alpha_s(1-e^{-h})\Big[\Big(1+\frac{h}{2h_p}\Big)D_t
+              - \frac{h}{2h_p}D_{t_p}\Big].
+
+    ``q = D(x_t)``, ``q_prev = D(x_{t_p})``.  The first step has no previous value and falls back
+    to :func:`ddim` (which is the limit ``t_prev -> infinity``).
+    """
+    d = _dpm2_derivation()
+    em = _exp_minus_hell(schedule)
+    cq = d["coef_q"].subs(sp.exp(-h_ell), em)
+    cqp = d["coef_q_prev"].subs(sp.exp(-h_ell), em)
+    vals = _schedule_values(schedule)
+    return Update(
+        name="dpm_solver_2",
+        frozen="denoiser-linear",
+        c_x=(sg_s / sg_t).subs(vals),
+        c_q=_dpm2_subs(a_s * cq, schedule).subs(vals),
+        c_q_prev=_dpm2_subs(a_s * cqp, schedule).subs(vals),
+        args=(t, s, t_prev),
+        description="DPM-Solver++(2M); first step: DDIM",
+    )
+
+
+def dpm_solver_2_exact_linear(schedule: VPSchedule = OU) -> tuple[sp.Expr, sp.Expr]:
+    r"""Coefficients ``(c_q, c_q_prev)`` of the *exact* integral of the linear-in-:math:`\ell` denoiser,
+
+    .. math::  \alpha_s(1-e^{-h})D_t + \alpha_s\frac{h-1+e^{-h}}{h_p}(D_t - D_p),
+
+    which DPM-Solver++(2M) approximates to :math:`O(h^3)` per step.
+    """
+    d = _dpm2_derivation()
+    ex = d["exact"]
+    lu = sp.expand(ex["c_D"] * q + ex["c_slope"] * (q - q_prev) / h_ell_prev)
+    em = _exp_minus_hell(schedule)
+    vals = _schedule_values(schedule)
+    cq = _dpm2_subs(a_s * lu.coeff(q).subs(sp.exp(-h_ell), em), schedule).subs(vals)
+    cqp = _dpm2_subs(a_s * lu.coeff(q_prev).subs(sp.exp(-h_ell), em), schedule).subs(vals)
+    return cq, cqp
+
+
+# ----------------------------------------------------------------------------------------
+# 5. score-frozen exponential integrators (OU; constant linear part) and Euler baselines
+# ----------------------------------------------------------------------------------------
+@lru_cache(maxsize=None)
+def _ei_derivation() -> dict:
+    r"""Score frozen on the step; OU linear part :math:`y` integrated exactly in sampler time.
+
+    ODE: :math:`y' = y + q` (dsolve and variation of constants agree):
+    :math:`y(\tau) = e^\tau y_0 + (e^\tau - 1)q`.
+    SDE: :math:`dy = (y + 2q)d\tau + \sqrt2 dB`: mean :math:`e^\tau y_0 + 2(e^\tau-1)q`, variance
+    :math:`\int_0^\tau 2e^{2(\tau-r)}dr = e^{2\tau}-1` (Ito isometry).
+    """
+    yf = sp.Function("y")
+    ode = sp.Eq(yf(tau).diff(tau), yf(tau) + q)
+    sol = sp.dsolve(ode, yf(tau), ics={yf(0): x_t}).rhs
+    voc = sp.exp(tau) * x_t + sp.integrate(sp.exp(tau - r) * q, (r, 0, tau))
+    if sp.simplify(sol - voc) != 0:
+        raise AssertionError("dsolve and variation of constants disagree")
+    sde_mean = sp.exp(tau) * x_t + sp.integrate(sp.exp(tau - r) * 2 * q, (r, 0, tau))
+    sde_var = sp.integrate(sp.exp(2 * (tau - r)) * 2, (r, 0, tau))
+    euler_ode = x_t + tau * (x_t + q)
+    euler_sde_mean = x_t + tau * (x_t + 2 * q)
+    euler_sde_var = 2 * tau
+    return {
+        "ode": ode,
+        "ode_solution": sp.expand(sol),
+        "voc": sp.expand(voc),
+        "ode_rhs": yf(tau) + q,
+        "sde_mean": sp.expand(sde_mean),
+        "sde_var": sp.simplify(sde_var),
+        "euler_ode": sp.expand(euler_ode),
+        "euler_sde_mean": sp.expand(euler_sde_mean),
+        "euler_sde_var": euler_sde_var,
+    }
+
+
+def _at_step(expr: sp.Expr) -> sp.Expr:
+    """Evaluate an expression in the elapsed sampler time at tau = h = t - s."""
+    return expr.subs(tau, t - s)
+
+
+def ei_ode() -> Update:
+    r"""Score-frozen exponential integrator of the PF-ODE: :math:`y \leftarrow e^h y + (e^h-1)\,\mathrm{score}`."""
+    d = _ei_derivation()
+    sol = _at_step(d["ode_solution"])
+    return Update("ei_ode", "score", _coeff(sol, x_t), _coeff(sol, q),
+                  description="EI-ODE: score frozen, PF-ODE linear part integrated exactly")
+
+
+def ei_sde() -> Update:
+    r"""Score-frozen exponential integrator of the reverse SDE, exact linear noise:
+    :math:`y \leftarrow e^h y + 2(e^h-1)\,\mathrm{score} + \sqrt{e^{2h}-1}\,z`."""
+    d = _ei_derivation()
+    mean = _at_step(d["sde_mean"])
+    return Update("ei_sde", "score", _coeff(mean, x_t), _coeff(mean, q), sp.sqrt(_at_step(d["sde_var"])),
+                  description="EI-SDE: score frozen, reverse-SDE linear part exact in mean and variance")
+
+
+def ei_sde_code() -> Update:
+    r"""The support paper's code variant: noise std :math:`\sqrt{2(e^h-1)}` instead of :math:`\sqrt{e^{2h}-1}`.
+
+    The variances differ by :math:`(e^{2h}-1) - 2(e^h-1) = (e^h-1)^2 = h^2 + O(h^3)`: first-order agreement.
+    """
+    d = _ei_derivation()
+    mean = _at_step(d["sde_mean"])
+    # the code's noise: the diffusion sqrt(2) times sqrt(e^h - 1) (variance 2(e^h - 1), not e^{2h} - 1)
+    code_var = 2 * _coeff(_at_step(d["ode_solution"]), q)
+    return Update("ei_sde_code", "score", _coeff(mean, x_t), _coeff(mean, q), sp.sqrt(code_var),
+                  description="EI-SDE as in the support paper's code: noise sqrt(2(e^h-1)) instead of sqrt(e^{2h}-1)")
+
+
+def euler() -> Update:
+    r"""Euler on the PF-ODE (not exponential): :math:`y \leftarrow y + h(y + \mathrm{score})`."""
+    d = _ei_derivation()
+    e = _at_step(d["euler_ode"])
+    return Update("euler", "score", _coeff(e, x_t), _coeff(e, q), exponential=False,
+                  description="Euler baseline on the PF-ODE")
+
+
+def euler_maruyama() -> Update:
+    r"""Euler-Maruyama on the reverse SDE: :math:`y \leftarrow y + h(y + 2\,\mathrm{score}) + \sqrt{2h}\,z`."""
+    d = _ei_derivation()
+    e = _at_step(d["euler_sde_mean"])
+    return Update("euler_maruyama", "score", _coeff(e, x_t), _coeff(e, q),
+                  sp.sqrt(_at_step(d["euler_sde_var"])), exponential=False,
+                  description="Euler-Maruyama baseline on the reverse SDE")
+
+
+# ----------------------------------------------------------------------------------------
+# registry
+# ----------------------------------------------------------------------------------------
+_BUILDERS = {
+    "ddim": ddim,
+    "ddpm": ddpm,
+    "ddim_eta": ddim_eta,
+    "dpm_solver_1": dpm_solver_1,
+    "dpm_solver_2": dpm_solver_2,
+    "ei_ode": ei_ode,
+    "ei_sde": ei_sde,
+    "ei_sde_code": ei_sde_code,
+    "euler": euler,
+    "euler_maruyama": euler_maruyama,
+}
+
+
+@lru_cache(maxsize=None)
+def get_update(name: str) -> Update:
+    """The OU :class:`Update` called ``name`` (one of :data:`UPDATE_NAMES`)."""
+    if name not in _BUILDERS:
+        raise ValueError(f"name: unknown update {name!r}; expected one of {', '.join(UPDATE_NAMES)}")
+    return _BUILDERS[name]()
+
+
+def all_updates() -> list[Update]:
+    """Every update of the package for the OU schedule, in the order of :data:`UPDATE_NAMES`."""
+    return [get_update(n) for n in UPDATE_NAMES]
+
+
+# ----------------------------------------------------------------------------------------
+# extras: noise gap of the code variant, guidance mean-form vs score-form
+# ----------------------------------------------------------------------------------------
+def ei_sde_code_noise_gap(order: int = 4) -> dict:
+    r"""Difference between the exact linear noise and the code's noise.
+
+    Returns ``variance_gap`` :math:`= (e^{2h}-1) - 2(e^h-1)` (closed form :math:`(e^h-1)^2`),
+    its series, and the series of the std gap :math:`\sqrt{e^{2h}-1}-\sqrt{2(e^h-1)}
+    = \tfrac{\sqrt2}{4}h^{3/2} + O(h^{5/2})`.
+    """
+    ex = get_update("ei_sde").c_z.subs(t - s, h).subs(t, s + h)
+    co = get_update("ei_sde_code").c_z.subs(t - s, h).subs(t, s + h)
+    ex, co = sp.simplify(ex), sp.simplify(co)
+    var_gap = sp.simplify(ex**2 - co**2)
+    return {
+        "variance_gap": var_gap,
+        "variance_gap_closed": sp.factor(var_gap),
+        "variance_gap_series": sp.series(var_gap, h, 0, order),
+        "std_gap_series": sp.series(ex - co, h, 0, order),
+        "variance_exact_series": sp.series(ex**2, h, 0, 3),
+        "variance_code_series": sp.series(co**2, h, 0, 3),
+    }
+
+
+@lru_cache(maxsize=None)
+def guidance_gap() -> dict:
+    r"""Guided DDPM: score form vs mean form, per unit :math:`w g` and in full.
+
+    *Score form*: replace :math:`D` by :math:`D + \frac{\sigma_t^2}{\alpha_t}w g` (i.e. add
+    :math:`w g` to the score); the posterior mean moves by
+    :math:`\frac{\alpha_s\sigma_{t|s}^2}{\sigma_t^2}\cdot\frac{\sigma_t^2}{\alpha_t}wg
+    = \frac{\alpha_s}{\alpha_t}\sigma_{t|s}^2\,wg`.
+    *Mean form* (Dhariwal-Nichol): mean :math:`+\ w\,v\,g` with :math:`v = \sigma_s^2\sigma_{t|s}^2/\sigma_t^2`.
+
+    The difference is :math:`\sigma_{t|s}^2\big(\frac{\alpha_s}{\alpha_t}-\frac{\sigma_s^2}{\sigma_t^2}\big)wg \ge 0`.
+
+    Returns keys ``score_shift``, ``mean_shift``, ``difference`` (OU, in t, s, w, g),
+    ``score_shift_per_wg``, ``mean_shift_per_wg`` (unsimplified, per unit :math:`wg`),
+    ``difference_abstract``, ``series_h`` (s fixed, t = s + h, to :math:`O(h^3)`),
+    ``series_h_leading`` and ``series_t0`` (:math:`s=\theta t`, :math:`t\to0`, to :math:`O(t^3)`).
+    """
+    ddpm_u = get_update("ddpm")
+    vals = _schedule_values(OU)
+    D_shift = OU.sigma2(t) / OU.alpha(t) * w * g
+    score_shift = ddpm_u.c_q * D_shift
+    mean_shift = w * ddpm_u.c_z**2 * g
+    difference = score_shift - mean_shift
+    post = posterior_gaussian()
+    abstract = sp.simplify(post["mean_cq"] * sg_t**2 / a_t * w * g - w * post["variance_vp"] * g)
+    # series in the step h with s fixed
+    diff_h = sp.simplify(difference.subs(t, s + h))
+    series_h = sp.series(diff_h, h, 0, 3).removeO()
+    lead_h = sp.simplify(series_h.coeff(h, 2)) * h**2
+    # t -> 0 with s = theta t, 0 < theta < 1
+    diff_t = difference.subs(s, theta * t)
+    series_t0 = sp.series(diff_t, t, 0, 3).removeO()
+    return {
+        "score_shift_per_wg": ddpm_u.c_q * OU.sigma2(t) / OU.alpha(t),
+        "mean_shift_per_wg": ddpm_u.c_z**2,
+        "score_shift": sp.simplify(score_shift),
+        "mean_shift": sp.simplify(mean_shift),
+        "difference": sp.simplify(difference),
+        "difference_abstract": abstract,
+        "series_h": sp.simplify(series_h),
+        "series_h_leading": lead_h,
+        "series_t0": sp.factor(sp.simplify(series_t0)),
+        "abstract_values": vals,
+    }
+
+
+# ----------------------------------------------------------------------------------------
+# derivation steps for the `derive` command
+# ----------------------------------------------------------------------------------------
+_COEF_TEX = {"c_x": "c_x", "c_q": "c_q", "c_q_prev": r"c_{q,\mathrm{prev}}", "c_z": "c_z"}
+
+
+def _result_steps(u: Update) -> list[tuple[str, sp.Expr]]:
+    args = ", ".join(sp.latex(a) for a in u.args)
+    return [(rf"{_COEF_TEX[label]}({args})\ \text{{(OU)}}", expr) for label, expr in u.coefficients()]
+
+
+_SHOW_Q = {  # how the frozen quantity q is displayed in derivations
+    "ddim": sp.Symbol("D"), "ddpm": sp.Symbol("D"), "ddim_eta": sp.Symbol("D"),
+    "dpm_solver_1": sp.Symbol("varepsilon"), "dpm_solver_2": sp.Symbol("D_t"),
+}
+
+
+def derivation_steps(name: str) -> list[tuple[str, sp.Expr]]:
+    r"""The derivation of update ``name`` as ``(label, expression)`` pairs, read "label = expression".
+
+    Labels are LaTeX (the left-hand side, with ``\text{...}`` comments); expressions are what SymPy
+    derived, with the frozen quantity ``q`` displayed as :math:`D`, :math:`\varepsilon` or :math:`q`
+    (the score).  ``name`` is one of :data:`UPDATE_NAMES`, ``"posterior"`` or ``"guidance_gap"``.
+    """
+    steps = _derivation_steps(name)
+    shown = _SHOW_Q.get(name)
+    if shown is None:
+        return steps
+    return [(label, expr.subs({q: shown, q_prev: sp.Symbol("D_p")})) for label, expr in steps]
+
+
+def _derivation_steps(name: str) -> list[tuple[str, sp.Expr]]:
+    if name == "ddim":
+        d = _ddim_derivation()
+        steps = [
+            (r"\frac{dx}{dt}\ \text{(PF-ODE, forward time; } \nabla\log p_t = (\alpha_t D - x)/\sigma_t^2,"
+             r"\ \log\alpha_t = L(t))", d["pf_ode"]),
+            (r"\partial_x \frac{dx}{dt}\ \text{(linear part)}", d["linear_part"]),
+            (r"\frac{d}{dt}\frac{x}{\sigma_t}\ \text{(no } x\text{: } 1/\sigma_t \text{ is an integrating factor)}",
+             d["d_scaled"]),
+            (r"\frac{d\ell_t}{dt},\ \ell_t = \log(\alpha_t/\sigma_t)", d["d_ell"]),
+            (r"\frac{d(x/\sigma)}{d\ell}\ (= e^{\ell}D)", d["data_ode"]),
+            (r"\int_{\ell_t}^{\ell_t + h_\ell} e^{\ell} D\, d\ell\ \text{(D frozen)}", d["integral"]),
+            (r"x_s = \sigma_s\big(x_t/\sigma_t + \textstyle\int\big)", d["update"]),
+        ]
+        return steps + _result_steps(get_update("ddim"))
+    if name in ("ddpm", "posterior"):
+        p = posterior_gaussian()
+        steps = [
+            (r"\log q(x_s\mid x_t, x_0) + \text{const}\ \text{(Bayes)}", p["log_density"]),
+            (r"\text{posterior precision}", p["precision"]),
+            (r"\text{posterior mean (completing the square)}", p["mean"]),
+            (r"\text{posterior variance}", p["variance"]),
+            (r"\partial_{x_t}\mu\ \text{(using } \sigma_t^2 = \sigma_{t|s}^2 + \alpha_{t|s}^2\sigma_s^2)", p["mean_cx"]),
+            (r"\partial_{x_0}\mu", p["mean_cq"]),
+            (r"v", p["variance_vp"]),
+        ]
+        return steps + (_result_steps(get_update("ddpm")) if name == "ddpm" else [])
+    if name == "ddim_eta":
+        e = _eta_abstract()
+        return [
+            (r"c = \eta\sqrt{v}", e["c"]),
+            (r"\hat\varepsilon", e["eps_hat"]),
+            (r"x_s = \alpha_s D + \sqrt{\sigma_s^2 - c^2}\,\hat\varepsilon + c z", e["update"]),
+        ] + _result_steps(get_update("ddim_eta"))
+    if name == "dpm_solver_1":
+        d = _dpm1_derivation()
+        return [
+            (r"\frac{d}{dt}\frac{x}{\alpha_t}\ \text{(}\varepsilon\text{ frozen, } \nabla\log p = -\varepsilon/\sigma_t)",
+             d["d_scaled"]),
+            (r"\frac{d(x/\alpha)}{d\ell}\ (= -e^{-\ell}\varepsilon)", d["noise_ode"]),
+            (r"\int_{\ell_t}^{\ell_t + h_\ell} -e^{-\ell}\varepsilon\, d\ell", d["integral"]),
+            (r"x_s = \alpha_s\big(x_t/\alpha_t + \textstyle\int\big)", d["update"]),
+        ] + _result_steps(get_update("dpm_solver_1"))
+    if name == "dpm_solver_2":
+        d = _dpm2_derivation()
+        return [
+            (r"\int_{\ell_t}^{\ell_t+h} e^{\ell}\big(D_t + (\ell - \ell_t) D_1\big)\,d\ell", d["integral"]),
+            (r"e^{-\ell_s}\times\text{coefficient of } D_t", d["exact"]["c_D"]),
+            (r"e^{-\ell_s}\times\text{coefficient of } D_1", d["exact"]["c_slope"]),
+            (r"(h - 1 + e^{-h}) - \tfrac h2 (1 - e^{-h})\ \text{(2M replacement, series)}", d["approx_gap_series"]),
+            (r"\text{2M weight of } D_t\ (\times\alpha_s),\ D_1 = (D_t - D_p)/h_p", d["coef_q"]),
+            (r"\text{2M weight of } D_p\ (\times\alpha_s)", d["coef_q_prev"]),
+        ] + _result_steps(get_update("dpm_solver_2"))
+    if name in ("ei_ode", "ei_sde", "ei_sde_code", "euler", "euler_maruyama"):
+        d = _ei_derivation()
+        if name in ("ei_ode", "euler"):
+            steps = [
+                (r"\frac{dy}{d\tau}\ \text{(PF-ODE, sampler time, score } q \text{ frozen)}", d["ode_rhs"]),
+                (r"y(\tau)\ \text{(dsolve)}", d["ode_solution"]),
+            ]
+            if name == "euler":
+                steps.append((r"y + \tau(y + q)\ \text{(Euler: first-order Taylor)}", d["euler_ode"]))
+        else:
+            steps = [
+                (r"E\,y(\tau)\ \text{(}dy = (y + 2q)d\tau + \sqrt2 dB\text{, variation of constants)}", d["sde_mean"]),
+                (r"\mathrm{Var}\,y(\tau) = \int_0^\tau 2e^{2(\tau-r)}dr\ \text{(Ito isometry)}", d["sde_var"]),
+            ]
+            if name == "ei_sde_code":
+                gap = ei_sde_code_noise_gap()
+                steps += [
+                    (r"(e^{2h} - 1) - 2(e^h - 1)\ \text{(code's variance gap)}", gap["variance_gap_closed"]),
+                    (r"\sqrt{e^{2h}-1} - \sqrt{2(e^h-1)}", gap["std_gap_series"]),
+                ]
+            if name == "euler_maruyama":
+                steps += [
+                    (r"y + \tau(y + 2q)\ \text{(Euler-Maruyama mean)}", d["euler_sde_mean"]),
+                    (r"\text{Euler-Maruyama variance}", d["euler_sde_var"]),
+                ]
+        return steps + _result_steps(get_update(name))
+    if name == "guidance_gap":
+        gg = guidance_gap()
+        return [
+            (r"\text{score form: } \frac{\alpha_s\sigma_{t|s}^2}{\sigma_t^2}\cdot\frac{\sigma_t^2}{\alpha_t} w g", gg["score_shift"]),
+            (r"\text{mean form: } w\,v\,g", gg["mean_shift"]),
+            (r"\text{score form} - \text{mean form}", gg["difference_abstract"]),
+            (r"\text{score form} - \text{mean form}\ \text{(OU)}", gg["difference"]),
+            (r"\text{series in } h = t - s\ (s \text{ fixed})", gg["series_h"]),
+            (r"\text{series as } t\to 0,\ s = \theta t", gg["series_t0"]),
+        ]
+    raise ValueError(
+        f"name: unknown derivation {name!r}; expected one of {', '.join(UPDATE_NAMES)}, posterior, guidance_gap"
+    )
