@@ -6,10 +6,16 @@ with an atom, a rank-one and full-rank components.  Tolerances are per point:
 
 * rounding: the first-order bounds of Theorem 8.1 (``numerics.reference``), evaluated from a 50-digit
   mpmath reference at that point, plus a few ulps for the final arithmetic of the identity;
-* finite differences (second-order claims): a Richardson a-posteriori estimate.  With the central
-  difference :math:`J_h`, :math:`J_h - J = c h^2 + O(h^4)`, so :math:`|J_h - J_{h/2}|` estimates
-  :math:`\tfrac34 c h^2`; we use the extrapolation :math:`(4J_{h/2} - J_h)/3` and take
-  :math:`|J_h - J_{h/2}|` (at least 4x its own error) plus the rounding :math:`4u\|s\|/h` as its error.
+* finite differences (second-order claims), step :math:`h = 10^{-2}\sigma_t`: a Richardson a-posteriori
+  estimate.  With the central difference :math:`J_h`, :math:`J_h - J = c h^2 + O(h^4)`, so
+  :math:`|J_h - J_{h/2}|` estimates :math:`\tfrac34 c h^2`; we use the extrapolation
+  :math:`(4J_{h/2} - J_h)/3`, whose truncation error is :math:`O(h^4)`, and take :math:`|J_h - J_{h/2}|`
+  as its bound.  Rounding: if each evaluation of ``f`` errs by at most :math:`\varepsilon_f`, the
+  extrapolation errs by at most :math:`(4\cdot 2\varepsilon_f/h + \varepsilon_f/h)/3 = 3\varepsilon_f/h`;
+  :math:`\varepsilon_f = c\,u\,(1+\kappa)\,F` with Theorem 8.1's :math:`c = 4(d^{3/2}+K+4)`, the worst
+  component condition number :math:`\kappa` and ``F`` the size of the terms the kernel sums before they
+  cancel (:math:`(\|x\| + \alpha\max\|\mu_k\|)/\sigma^2` for the score,
+  :math:`(\alpha/\sigma^2)(\|x\|/\alpha + \max\|\mu_k\| + 1)` for the guidance vector).
 
 The measured value of each claim is the worst ratio (error / tolerance) over all points; the claim holds
 when it is at most 1.
@@ -69,6 +75,17 @@ def _jacobian(f, x: np.ndarray, h: float) -> tuple[np.ndarray, np.ndarray]:
     return (4 * Jh2 - Jh) / 3, np.abs(Jh - Jh2)
 
 
+FD_STEP = 1e-2  # h / sigma_t
+
+
+def _eval_error(gm: GaussianMixture, t: float, magnitude: float) -> float:
+    r"""Evaluation error :math:`\varepsilon_f = c\,u\,(1+\kappa)\,F` of a kernel output whose summed terms have size ``F``."""
+    a, s2 = np.exp(-t), -np.expm1(-2 * t)
+    kappa = float(np.max((a**2 * gm.evals.max(axis=1) + s2) / s2))
+    c = 4 * (gm.d**1.5 + gm.K + 4)
+    return c * U * (1 + kappa) * magnitude
+
+
 @claim(
     id="foundations.tweedie_first_order",
     paper="foundations",
@@ -112,17 +129,18 @@ def tweedie_second_order(ctx: Context) -> list[Measurement]:
     worst = 0.0
     for gm, t, x in _setting(ctx):
         a, s2 = np.exp(-t), -np.expm1(-2 * t)
-        h = 1e-3 * np.sqrt(s2)
+        h = FD_STEP * np.sqrt(s2)
         J, err = _jacobian(lambda z: gm.score(z, t), x, h)
         inner = 1.0 if ctx.broken else s2
         pred = s2 / a**2 * (np.eye(gm.d) + inner * J)
         cov = gm.posterior_cov(x, t)
-        rounding = 4 * U * np.linalg.norm(gm.score(x, t)) / h
+        mu_max = float(np.linalg.norm(gm.means, axis=1).max())
+        rounding = 3 * _eval_error(gm, t, (np.linalg.norm(x) + h * np.sqrt(gm.d) + a * mu_max) / s2) / h
         tol = s2**2 / a**2 * (err + rounding) + 64 * U * (np.abs(cov).max() + np.sum(gm.denoiser(x, t) ** 2))
         worst = max(worst, float(np.max(np.abs(pred - cov) / tol)))
     return [_ratio_measurement(
         "max |Cov - Tweedie2| / tolerance", worst,
-        "Richardson a-posteriori error of the FD Hessian (h = 1e-3 sigma_t) + 4u|s|/h rounding, "
+        "Richardson a-posteriori error of the FD Hessian (h = 1e-2 sigma_t) + 3 eps_s/h rounding (module doc), "
         "and 64u(|Cov| + |D|^2) for the covariance's total-covariance sum",
         {"sigma2_dropped": ctx.broken})]
 
@@ -144,16 +162,17 @@ def hessian_identity(ctx: Context) -> list[Measurement]:
         a, s2 = np.exp(-t), -np.expm1(-2 * t)
         y = int(ctx.rng.integers(gm.n_classes))
         y_cov = (y + 1) % gm.n_classes if ctx.broken else y
-        h = 1e-3 * np.sqrt(s2)
+        h = FD_STEP * np.sqrt(s2)
         J, err = _jacobian(lambda z: gm.guidance_vector(z, t, y), x, h)
         H = a**2 / s2**2 * (gm.posterior_cov(x, t, y_cov) - gm.posterior_cov(x, t))
-        rounding = 4 * U * np.linalg.norm(gm.guidance_vector(x, t, y)) / h
+        mu_max = float(np.linalg.norm(gm.means, axis=1).max())
+        rounding = 3 * _eval_error(gm, t, a / s2 * ((np.linalg.norm(x) + h * np.sqrt(gm.d)) / a + mu_max + 1)) / h
         scale = np.abs(gm.posterior_cov(x, t, y)).max() + np.abs(gm.posterior_cov(x, t)).max() + np.sum(gm.denoiser(x, t) ** 2)
         tol = err + rounding + a**2 / s2**2 * 128 * U * scale
         worst = max(worst, float(np.max(np.abs(J - H) / tol)))
     return [_ratio_measurement(
         "max |Hess - covariance form| / tolerance", worst,
-        "Richardson a-posteriori error of the FD Jacobian of g_y + 4u|g|/h, and the covariance difference's "
+        "Richardson a-posteriori error of the FD Jacobian of g_y (h = 1e-2 sigma_t) + 3 eps_g/h, and the covariance difference's "
         "rounding 128u(|Cov_y| + |Cov| + |D|^2) alpha^2/sigma^4",
         {"wrong_class_cov": ctx.broken})]
 
