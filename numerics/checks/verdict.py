@@ -158,13 +158,16 @@ def drift(current: Measurement, baseline: Mapping[str, Any]) -> dict[str, float]
     Returns
     -------
     dict or None
-        ``None`` if within ``allowed = tol + h`` where ``h`` is the current ci's half-width (0
-        without a ci); otherwise a record ``{"baseline", "measured", "delta", "allowed"}``.
+        ``None`` if within ``allowed = max(tol + h, drift_tol)`` where ``h`` is the current ci's
+        half-width (0 without a ci) and ``drift_tol`` is ``current.extra["drift_tol"]`` (0 if absent: a
+        claim whose value is itself rounding noise, e.g. an error-to-bound ratio, states how much it may
+        move between platforms); otherwise a record ``{"baseline", "measured", "delta", "allowed"}``.
         Two NaNs (or two equal infinities) agree; NaN against a number drifts.
     """
     base = float(baseline["measured"])
     now = current.measured
     allowed = current.tol + (half_width(current.ci) if current.ci else 0.0)
+    allowed = max(allowed, float(current.extra.get("drift_tol", 0.0)) if current.extra else 0.0)
     if _same(base, now):
         return None
     delta = now - base

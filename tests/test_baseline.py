@@ -1,0 +1,47 @@
+"""The quick profile against the stored baseline: the suite as a regression test.
+
+Regenerate after a deliberate change with
+``guidance-verify run --out /tmp/b && cp /tmp/b/report.json tests/data/baseline_quick.json``.
+"""
+import json
+import pathlib
+
+import pytest
+
+from numerics.cli import main
+
+BASELINE = pathlib.Path(__file__).resolve().parent / "data" / "baseline_quick.json"
+
+
+@pytest.fixture(scope="module")
+def rerun(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    code = main(["run", "--baseline", str(BASELINE), "--out", str(out)])
+    return code, json.loads((out / "report.json").read_text())
+
+
+def test_quick_profile_matches_baseline(rerun):
+    code, report = rerun
+    drifted = [(c["id"], d) for c in report["claims"] for d in c.get("drift", [])]
+    assert not drifted, drifted
+    assert code == 0, report["summary"]
+
+
+def test_baseline_detects_a_drift(tmp_path):
+    """Negative control: the first claim's first value moved past its drift allowance must fail the run."""
+    data = json.loads(BASELINE.read_text())
+    first = data["claims"][0]
+    m = first["measurements"][0]
+    allowance = float(m["tol"]) + float(m.get("extra", {}).get("drift_tol", 0.0))
+    m["measured"] = float(m["measured"]) + 10.0 * (1.0 + allowance)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(data))
+    code = main(["run", "--only", first["id"], "--baseline", str(bad), "--out", str(tmp_path / "o")])
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert code != 0
+    assert report["claims"][0]["drift"], report["claims"][0]
+
+
+def test_baseline_is_quick_profile():
+    data = json.loads(BASELINE.read_text())
+    assert data["profile"] == "quick" and data["status"] == "complete" and data["summary"]["ok"]
