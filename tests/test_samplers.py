@@ -1,0 +1,246 @@
+"""Tests of numerics.samplers and numerics.exact_gaussian."""
+from __future__ import annotations
+
+import math
+
+import mpmath as mp
+import numba
+import numpy as np
+import pytest
+
+from numerics import sample, time_grid
+from numerics._generated import integrator_coeffs as IC
+from numerics.checks.samplers import gaussian_target, two_class_mixture
+from numerics.exact_gaussian import exact_law, gaussian_kl, pf_map
+from numerics.mixture import GaussianMixture
+from numerics.samplers import METHODS, STOCHASTIC_METHODS, ScoreModel
+
+GRID = time_grid("uniform", T=2.0, delta=0.05, n=8)
+DETERMINISTIC = [m for m in METHODS if m not in STOCHASTIC_METHODS]
+
+
+def _kw(method):
+    return {"eta": 0.5} if method == "ddim_eta" else {}
+
+
+# ------------------------------------------------------------------------------------------ bad input
+@pytest.fixture(scope="module")
+def gm():
+    return two_class_mixture()
+
+
+@pytest.mark.parametrize("kwargs, arg", [
+    ({"method": "heun"}, "method"),
+    ({"method": 3}, "method"),
+    ({"grid": [1.0, 2.0]}, "grid"),
+    ({"grid": [1.0, np.nan, 0.1]}, "grid"),
+    ({"grid": [1.0, 0.5, 0.0]}, "grid"),
+    ({"grid": "uniform"}, "grid"),
+    ({"n": 0}, "n"),
+    ({"n": 2.5}, "n"),
+    ({"x_init": np.full((4, 2), np.nan), "n": 4}, "x_init"),
+    ({"x_init": np.zeros((4, 3)), "n": 4}, "x_init"),
+    ({"x_init": np.zeros((5, 2)), "n": 4}, "x_init"),
+    ({"guidance": -1.0, "label": 0}, "guidance"),
+    ({"guidance": np.inf, "label": 0}, "guidance"),
+    ({"guidance": np.nan, "label": 0}, "guidance"),
+    ({"label": 2}, "label"),
+    ({"label": -1}, "label"),
+    ({"label": 0.5}, "label"),
+    ({"guidance": 3.0}, "label"),
+    ({"method": "ddim_eta"}, "eta"),
+    ({"method": "ddim_eta", "eta": 1.5}, "eta"),
+    ({"method": "ddim_eta", "eta": -0.1}, "eta"),
+    ({"method": "ddim", "eta": 0.5}, "eta"),
+    ({"guidance_form": "xyz"}, "guidance_form"),
+    ({"guidance_form": "cg_mean", "method": "ddim"}, "guidance_form"),
+])
+def test_bad_input(gm, kwargs, arg):
+    kw = {"grid": GRID, "n": 4, **kwargs}
+    with pytest.raises(ValueError, match=arg):
+        sample(gm, **kw)
+
+
+def test_bad_target():
+    with pytest.raises(ValueError, match="target"):
+        sample(object(), grid=GRID, n=2)
+
+
+@pytest.mark.parametrize("score, msg", [
+    (lambda x, t: x[:1], "shape"),
+    (lambda x, t: np.full_like(x, np.nan), "non-finite"),
+    (lambda x: x, "failed"),
+])
+def test_score_model_validation(score, msg):
+    with pytest.raises(ValueError, match=msg):
+        ScoreModel(score, 2)
+
+
+def test_score_model_runs_and_matches_mixture():
+    g = gaussian_target()
+    sm = ScoreModel(g.score, 2)
+    x0 = np.random.default_rng(0).standard_normal((16, 2))
+    for m in ("ddim", "ei_ode"):
+        a = sample(sm, m, grid=GRID, n=16, x_init=x0)
+        b = sample(g, m, grid=GRID, n=16, x_init=x0)
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
+
+
+# ------------------------------------------------------------------------------------------ runs
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_guided_finite(gm, method):
+    x = sample(gm, method, grid=time_grid("geometric", T=5.0, delta=1e-3, kappa=0.2), n=200, seed=1,
+               label=1, guidance=3.0, **_kw(method))
+    assert x.shape == (200, 2) and x.dtype == np.float64 and np.all(np.isfinite(x))
+
+
+def test_forms_and_trajectory(gm):
+    x, traj = sample(gm, "ddpm", grid=GRID, n=50, label=0, guidance=2.0, guidance_form="cg_mean",
+                     return_trajectory=True)
+    assert traj.shape == (GRID.size, 50, 2) and np.array_equal(traj[-1], x)
+    # CG = CFG for exact scores: the guided DDIM outputs agree to rounding
+    a = sample(gm, "ddim", grid=GRID, n=50, label=0, guidance=2.0, guidance_form="cg")
+    b = sample(gm, "ddim", grid=GRID, n=50, label=0, guidance=2.0, guidance_form="cfg")
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("method", ["ddpm", "ei_sde", "dpm_solver_2"])
+def test_bit_identical_across_threads(gm, method):
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs 2 Numba threads")
+    old = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        a = sample(gm, method, grid=GRID, n=3000, seed=7, label=1, guidance=3.0)
+        numba.set_num_threads(2)
+        b = sample(gm, method, grid=GRID, n=3000, seed=7, label=1, guidance=3.0)
+    finally:
+        numba.set_num_threads(old)
+    assert np.array_equal(a, b)
+
+
+def test_seed_reproducible(gm):
+    a = sample(gm, "ddpm", grid=GRID, n=10, seed=3)
+    assert np.array_equal(a, sample(gm, "ddpm", grid=GRID, n=10, seed=3))
+    assert not np.array_equal(a, sample(gm, "ddpm", grid=GRID, n=10, seed=4))
+
+
+# ------------------------------------------------------------------------------------------ CG forms
+def test_cg_score_vs_mean_form_gap(gm):
+    """One DDPM step from the same x_t and noise: the two forms differ by w (score - mean form) g(x_t)."""
+    t, s, w = 0.7, 0.5, 3.0
+    x0 = np.random.default_rng(2).standard_normal((100, 2))
+    a = sample(gm, "ddpm", grid=[t, s], n=100, x_init=x0, seed=5, label=1, guidance=w, guidance_form="cg")
+    b = sample(gm, "ddpm", grid=[t, s], n=100, x_init=x0, seed=5, label=1, guidance=w, guidance_form="cg_mean")
+    sf, mf = IC.ddpm_guidance_shifts(t, s)
+    gap = w * (sf - mf) * gm.guidance_vector(x0, t, 1)
+    assert sf > mf
+    np.testing.assert_allclose(a - b, gap, rtol=0, atol=64 * np.finfo(float).eps * (1 + np.abs(a).max()))
+
+
+# ------------------------------------------------------------------------------------------ exact law
+def _affine_guidance(t):
+    """g(x, t) = A_t x + b_t, a smooth made-up affine guidance vector."""
+    a = math.exp(-t)
+    return np.array([[-0.3 * a, 0.1], [0.0, -0.2]]), np.array([0.5 * a, -0.25])
+
+
+def _guided_model(g):
+    A = _affine_guidance
+    return ScoreModel(g.score, 2, guidance=lambda x, t, y: x @ A(t)[0].T + A(t)[1], n_classes=1)
+
+
+Z_FAMILY = 4.5  # two-sided normal quantile: 5 statistics x ~16 cases x P(|Z| > 4.5) = 6.8e-6 each -> < 1e-3
+
+
+CASES = [(m, "cg", False) for m in METHODS] + [("ddpm", "cg", True), ("ddpm", "cg_mean", True),
+                                               ("ddim", "cg", True), ("ei_sde", "cg", True),
+                                               ("dpm_solver_2", "cg", True), ("euler_maruyama", "cg", True)]
+
+
+@pytest.mark.parametrize("method, form, guided", CASES)
+def test_sampler_matches_exact_law_mc(method, form, guided):
+    r"""Sample mean and covariance (n = 20000) vs the exact law.
+
+    Mean: each coordinate of the sample mean is N(m_i, S_ii/n).  Covariance (np.cov, Gaussian data):
+    Var(S^_ij) = (S_ij^2 + S_ii S_jj)/(n - 1).  Each statistic must lie within Z_FAMILY standard errors.
+    """
+    g = gaussian_target()
+    n, w = 20000, 2.0
+    eta = _kw(method).get("eta")
+    target = _guided_model(g) if guided else g
+    kw = dict(label=0, guidance=w) if guided else {}
+    x = sample(target, method, grid=GRID, n=n, seed=11, eta=eta, guidance_form=form, **kw)
+    m, S = exact_law(g, method, GRID, eta=eta, guidance=w, guidance_form=form,
+                     affine_guidance=_affine_guidance if guided else None)
+    se_m = np.sqrt(np.diag(S) / n)
+    assert np.all(np.abs(x.mean(0) - m) <= Z_FAMILY * se_m), (x.mean(0), m)
+    se_S = np.sqrt((S**2 + np.outer(np.diag(S), np.diag(S))) / (n - 1))
+    assert np.all(np.abs(np.cov(x.T) - S) <= Z_FAMILY * se_S), (np.cov(x.T), S)
+
+
+@pytest.mark.parametrize("method", DETERMINISTIC)
+@pytest.mark.parametrize("guided", [False, True])
+def test_exact_law_vs_probed_affine_map(method, guided):
+    """Brute force: the deterministic sampler is affine, x -> M x + c; probe it at 0 and the unit vectors
+    (the sampler's own arithmetic, not exact_gaussian's matrices) and push N(m0, S0) through it."""
+    g = gaussian_target()
+    target = _guided_model(g) if guided else g
+    kw = dict(label=0, guidance=2.0) if guided else {}
+    probes = np.vstack([np.zeros(2), np.eye(2)])
+    y = sample(target, method, grid=GRID, n=3, x_init=probes, **kw)
+    c, M = y[0], (y[1:] - y[0]).T
+    m0, S0 = np.array([0.3, -1.0]), np.array([[1.0, 0.4], [0.4, 0.5]])
+    m, S = exact_law(g, method, GRID, m0=m0, S0=S0, guidance=2.0, affine_guidance=_affine_guidance if guided else None)
+    np.testing.assert_allclose(m, M @ m0 + c, rtol=0, atol=1e-11)
+    np.testing.assert_allclose(S, M @ S0 @ M.T, rtol=0, atol=1e-11)
+
+
+def test_exact_law_one_ddpm_step_mpmath():
+    """One DDPM step on N(mu, lam) in 1-D, x_t ~ N(m0, v0), from the Gaussian posterior q(x_s | x_t, x_0 = D(x_t))
+    evaluated in 40-digit mpmath."""
+    mp.mp.dps = 40
+    mu, lam, t, s, m0, v0 = 0.7, 0.4, 0.9, 0.35, 0.2, 1.3
+    g = GaussianMixture([1.0], [[mu]], [[[lam]]])
+    T, S_ = mp.mpf(t), mp.mpf(s)
+    a_t, a_s, a_h = mp.e**-T, mp.e**-S_, mp.e**-(T - S_)
+    s2t, s2s, s2h = 1 - a_t**2, 1 - a_s**2, 1 - a_h**2
+    k = a_t * lam / (a_t**2 * lam + s2t)  # D(x) = mu + k (x - a_t mu)
+    cx, cq = a_h * s2s / s2t, a_s * s2h / s2t
+    slope = cx + cq * k
+    mean = slope * m0 + cq * (mu - k * a_t * mu)
+    var = slope**2 * v0 + s2h * s2s / s2t
+    m, S = exact_law(g, "ddpm", [t, s], m0=[m0], S0=[[v0]])
+    assert abs(m[0] - float(mean)) <= 1e-15 and abs(S[0, 0] - float(var)) <= 1e-15
+
+
+def test_pf_map_solves_the_ode():
+    """pf_map vs scipy's DOP853 on the PF-ODE dx/dt = -x - s(x, t) (forward time, integrated backward)."""
+    from scipy.integrate import solve_ivp
+
+    g = gaussian_target()
+    x0 = np.array([0.8, -1.7])
+    sol = solve_ivp(lambda t, x: -x - g.score(x, t), (2.0, 0.05), x0, method="DOP853", rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(pf_map(g, x0, 2.0, 0.05), sol.y[:, -1], rtol=0, atol=1e-9)
+    # and it transports the marginal N(alpha_t mu, C_t) to N(alpha_s mu, C_s): check on 3 samples' linearity
+    e = pf_map(g, np.eye(2), 2.0, 0.05) - pf_map(g, np.zeros((1, 2)), 2.0, 0.05)
+    C = lambda t: math.exp(-2 * t) * g.covs[0] + (-math.expm1(-2 * t)) * np.eye(2)  # noqa: E731
+    np.testing.assert_allclose(e.T @ C(2.0) @ e, C(0.05), atol=1e-12)
+
+
+def test_gaussian_kl():
+    rng = np.random.default_rng(0)
+    R, _ = np.linalg.qr(rng.standard_normal((3, 3)))
+    d0, d1 = np.array([0.5, 1.0, 2.0]), np.array([1.5, 0.7, 1.1])
+    m0, m1 = rng.standard_normal(3), rng.standard_normal(3)
+    # rotation-invariant: a sum of 1-D KLs in the common eigenbasis
+    dm = R.T @ (m1 - m0)
+    ref = 0.5 * np.sum(d0 / d1 + dm**2 / d1 - 1 + np.log(d1 / d0))
+    kl = gaussian_kl(m0, R @ np.diag(d0) @ R.T, m1, R @ np.diag(d1) @ R.T)
+    assert abs(kl - ref) <= 1e-13 * max(1, ref)
+    assert gaussian_kl(m0, np.eye(3), m0, np.eye(3)) == 0.0
+
+
+def test_exact_law_rejects_mixture(gm):
+    with pytest.raises(ValueError, match="target"):
+        exact_law(gm, "ddim", GRID)
