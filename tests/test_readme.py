@@ -1,4 +1,5 @@
 """README's quick start stays true: CI runs its test command, and its example claim works."""
+import os
 import pathlib
 import re
 
@@ -19,7 +20,7 @@ def test_quick_start_is_two_commands_and_ci_runs_the_test_one():
     assert 'pip install ".[test]"' in ci and "\npython -m pytest -q\n" in ci
 
 
-def test_readme_python_examples_run():
+def test_readme_python_examples_run(tmp_path):
     """Every python block executes; the claim example registers into a private registry."""
     import importlib
 
@@ -27,6 +28,8 @@ def test_readme_python_examples_run():
     from numerics.checks.runner import run_claim
 
     saved = dict(claim_mod.REGISTRY)
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
     try:
         for block in re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S):
             ns: dict = {}
@@ -36,5 +39,15 @@ def test_readme_python_examples_run():
         res = run_claim(new[0])
         assert res.verdict == "holds" and res.control == "flagged"
     finally:
+        os.chdir(cwd)
         claim_mod.REGISTRY.clear()
         claim_mod.REGISTRY.update(saved)
+
+
+def test_sampler_table_is_generated():
+    """README's sampler table is exactly what theory.derive renders from the derivations."""
+    from theory.derive import sampler_table_markdown
+
+    text = (ROOT / "README.md").read_text()
+    block = text.split("<!-- samplers:begin -->\n")[1].split("\n<!-- samplers:end -->")[0]
+    assert block == sampler_table_markdown()

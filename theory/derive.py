@@ -182,3 +182,47 @@ def write_markdown(out_dir: str, names: list[str] | None = None) -> list[str]:
         index.append(f"- [{der.title}]({der.name}.md)")
     _atomic_write(os.path.join(out_dir, "index.md"), "\n".join(index) + "\n")
     return paths
+
+
+# ----------------------------------------------------------------------------- README sampler table
+def _step(name: str, startswith: str):
+    from theory import integrators
+
+    for label, expr in integrators.derivation_steps(name):
+        if label.strip().startswith(startswith):
+            return expr
+    raise KeyError(f"{name}: no step starting with {startswith!r}")
+
+
+def sampler_rows() -> list[tuple[str, str, str]]:
+    r"""``(method, frozen quantity, update in LaTeX)`` for every sampler, each update taken from the
+    final step of its SymPy derivation (score-frozen schemes in :math:`h = t - s`)."""
+    from theory import integrators
+
+    t, s = fw.t, fw.s
+    h = sp.Symbol("h", positive=True)
+    xt, D, q, z = sp.symbols("x_t D q z")
+    Dp = sp.Symbol("D_p")
+    rows = []
+    for upd in integrators.all_updates():
+        n = upd.name
+        if n in ("ddim", "ddim_eta", "dpm_solver_1"):
+            expr = _step(n, "x_s")
+        elif n == "ddpm":
+            expr = (_step(n, r"\partial_{x_t}") * xt + _step(n, r"\partial_{x_0}") * D
+                    + sp.sqrt(_step(n, "v")) * z)
+        elif n == "dpm_solver_2":
+            a_s, s_s, s_t = sp.symbols(r"alpha_s sigma_s sigma_t", positive=True)
+            expr = s_s / s_t * xt + a_s * (_step(n, r"\text{2M weight of } D_t") * D + _step(n, r"\text{2M weight of } D_p") * Dp)
+        else:
+            coeffs = [sp.simplify(c.subs(t, s + h)) for c in (upd.c_x, upd.c_q, upd.c_z)]
+            expr = coeffs[0] * xt + coeffs[1] * q + coeffs[2] * z
+        rows.append((n, upd.frozen, f"x_s = {sp.latex(expr)}".replace("t|s", r"t\mid s")))
+    return rows
+
+
+def sampler_table_markdown() -> str:
+    """The README's sampler table (regenerate with ``python -c 'from theory.derive import sampler_table_markdown as f; print(f())'``)."""
+    lines = ["| method | frozen over the step | update (from the derivation) |", "|---|---|---|"]
+    lines += [f"| `{n}` | {frozen} | ${upd}$ |" for n, frozen, upd in sampler_rows()]
+    return "\n".join(lines)
