@@ -1,0 +1,174 @@
+"""Tests of the Gaussian channel (theory + numerics), the discrete-sampler path KL and the discrete_kl claims."""
+import math
+
+import numpy as np
+import pytest
+import sympy as sp
+
+import theory.gaussian_channel as G
+from numerics import channel as C
+
+
+# ----------------------------------------------------------------------------------------------- theory
+def test_scalar_channel_identities():
+    ch = G.scalar_gaussian_channel()
+    assert ch["immse_residual"] == 0
+    assert ch["closed_form_residual_M"] == 0 and ch["closed_form_residual_I"] == 0
+    assert sp.simplify(ch["M0"] - G.v) == 0
+
+
+def test_matrix_immse_and_binary_and_shift():
+    assert G.matrix_immse()["residual"] == 0
+    assert G.binary_channel()["residual"] == 0
+    assert G.mixture_kl_shift()["residual"] == 0
+
+
+def test_ou_map_and_ddpm_is_snr_sampler():
+    om = G.ou_map()
+    assert om["snr_residual"] == 0 and om["snr_closed"] == 0 and om["scale_residual"] == 0
+    d = G.ddpm_in_snr_time()
+    assert d["residual_Y"] == 0 and d["residual_D"] == 0 and d["residual_z"] == 0
+
+
+def test_lemma2_gaussian_symbolic():
+    l2 = G.lemma2_gaussian()
+    assert l2["telescope_residual"] == 0 and l2["integral_residual"] == 0 and l2["step_residual"] == 0
+    chain, gap = G.riemann_gap_gaussian([0, sp.Rational(1, 3), 1, sp.Rational(7, 2)])
+    diff = sp.simplify(sp.exp(2 * (chain - gap)))  # the log terms combine to 1
+    assert diff == 1 or all(abs(sp.N((chain - gap).subs(G.v, vv), 50)) < 1e-40 for vv in (sp.Rational(7, 10), 3))
+    st = G.per_step_kl_gaussian()
+    assert st["residual"] == 0
+    assert sp.simplify(st["series"] - (G.delta**2 * st["s"] ** 2 / 4 - G.delta**3 * st["s"] ** 3 / 6)) == 0
+
+
+def test_numerics_match_lambdified_closed_forms():
+    f = G.lambdified()
+    g = C.gaussian([0.3], 2.0)
+    for t in (0.0, 0.5, 3.0, 40.0):
+        assert C.mmse(g, t) == pytest.approx(f["M"](t, 2.0), rel=1e-14)
+        assert C.mutual_info(g, t) == pytest.approx(f["I"](t, 2.0), rel=1e-14, abs=1e-300)
+    tau = np.array([1e-3, 0.1, 1.0, 4.0])
+    np.testing.assert_allclose(C.snr_of_ou(tau), f["snr"](tau), rtol=1e-13)
+    np.testing.assert_allclose(C.ou_of_snr(C.snr_of_ou(tau)), tau, rtol=1e-12)
+    assert C.step_kl(g, 1.0, 0.25) == pytest.approx(f["step_kl"](0.25, 2.0 / 3.0), rel=1e-13)
+
+
+# ----------------------------------------------------------------------------------------------- numerics
+@pytest.mark.parametrize("t", [0.05, 1.0, 6.0])
+def test_mmse_mi_vs_mpmath(t):
+    for target in (C.binary(), C.discrete([-1, 0, 2], [0.3, 0.4, 0.3]),
+                   C.gaussian_mixture([0.4, 0.6], [[-1.0], [1.5]], [[[0.5]], [[0.2]]])):
+        M, eM = C.mmse(target, t, err=True)
+        I, eI = C.mutual_info(target, t, err=True)
+        assert abs(M - float(C.mp_mmse(target, t, dps=20))) <= 1e-10 * max(M, 1e-3) + 10 * eM
+        assert abs(I - float(C.mp_mutual_info(target, t, dps=20))) <= 1e-10 + 10 * eI
+
+
+def test_mmse_derivative_and_monotone():
+    b = C.binary()
+    h = 1e-4
+    fd = (C.mmse(b, 1.0 + h) - C.mmse(b, 1.0 - h)) / (2 * h)
+    assert C.mmse_derivative(b, 1.0) == pytest.approx(fd, rel=1e-6)
+    M = C.mmse(b, np.linspace(0, 10, 41))
+    assert np.all(np.diff(M) < 0) and M[0] == 1.0
+
+
+def test_gaussian_2d_closed_form_vs_quadrature_mixture():
+    S = np.array([[1.0, 0.3], [0.3, 0.5]])
+    g = C.gaussian([0.2, -0.1], S)
+    # the same law as a 2-component mixture of identical components: forces the quadrature path
+    gm = C.gaussian_mixture([0.5, 0.5], [[0.2, -0.1]] * 2, [S, S])
+    for t in (0.3, 2.0):
+        assert C.mmse(gm, t, nodes=40) == pytest.approx(C.mmse(g, t), rel=1e-10)
+        assert C.mutual_info(gm, t, nodes=40) == pytest.approx(C.mutual_info(g, t), abs=1e-10)
+        assert C.mmse(g, t) == pytest.approx(np.trace(S @ np.linalg.inv(np.eye(2) + t * S)), rel=1e-14)
+
+
+def test_posterior_binary_is_tanh():
+    y = np.linspace(-3, 3, 7)
+    np.testing.assert_allclose(C.posterior_mean(C.binary(), y[:, None], 2.5)[:, 0], np.tanh(y), rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(C.posterior_cov(C.binary(), y[:, None], 2.5)[:, 0, 0], 1 - np.tanh(y) ** 2,
+                               rtol=1e-12, atol=1e-15)
+
+
+def test_lemma2_two_ways_and_note_numbers():
+    b = C.binary()
+    ts = C.schedule("uniform", T=8.0, n=8)
+    a, g = C.path_kl_chain(b, ts, inner_nodes=128), C.riemann_gap(b, ts)
+    assert abs(a - g) < 1e-11  # inner Gauss-Hermite at delta = 1 converges geometrically: 48 nodes 3e-10
+    assert round(g, 7) == 0.2866020  # the note's C2 value
+    g3 = C.discrete([-1, 0, 2], [0.3, 0.4, 0.3])
+    assert C.riemann_gap(g3, C.schedule("uniform", T=6.0, n=6)) == pytest.approx(0.4088, abs=5e-5)
+
+
+def test_two_point_moments():
+    m, v, mu3 = np.array([0.3, -1.0]), np.array([0.5, 2.0]), np.array([0.2, -1.5])
+    a, b, p = C.two_point(m, v, mu3)
+    np.testing.assert_allclose(p * a + (1 - p) * b, m, rtol=1e-14)
+    np.testing.assert_allclose(p * (a - m) ** 2 + (1 - p) * (b - m) ** 2, v, rtol=1e-13)
+    np.testing.assert_allclose(p * (a - m) ** 3 + (1 - p) * (b - m) ** 3, mu3, rtol=1e-12)
+
+
+def test_snr_sampler_gaussian_covariance_recursion():
+    """The mean-only sampler on N(0, v): Monte Carlo variance vs the exact recursion V_k."""
+    v = 2.0
+    g = C.gaussian([0.0], v)
+    ts = C.schedule("uniform", T=4.0, n=4)
+    rng = np.random.default_rng(3)
+    N = 200_000
+    y = C.snr_sample(g, ts, np.zeros((N, 1)), rng.standard_normal((4, N, 1)))
+    V = 0.0
+    for k in range(1, 5):
+        d, tp = ts[k] - ts[k - 1], ts[k - 1]
+        A = v / (1 + tp * v)
+        V = (1 + d * A) ** 2 * V + d
+    assert abs(y.var() - V) < 5 * V * math.sqrt(2 / N)
+
+
+def test_ddpm_sampler_equals_snr_sampler():
+    """The package's DDPM sampler on OU time is this sampler in Y = (alpha/sigma^2) X, path by path."""
+    samplers = pytest.importorskip("numerics.samplers")
+    from numerics.mixture import GaussianMixture
+    gm = GaussianMixture([0.3, 0.7], [[-1.0], [1.2]], [[[0.3]], [[0.0]]])
+    ct = C.gaussian_mixture([0.3, 0.7], [[-1.0], [1.2]], [[[0.3]], [[0.0]]])
+    grid = np.array([3.0, 2.0, 1.2, 0.7, 0.4, 0.2, 0.1, 0.05])
+    n, seed = 64, 11
+    x0 = np.random.default_rng(5).standard_normal((n, 1))
+    _, traj = samplers.sample(gm, method="ddpm", grid=grid, n=n, seed=seed, x_init=x0, return_trajectory=True)
+    rng = np.random.default_rng(seed)  # the sampler draws one (n, d) block per step from this generator
+    z = np.stack([rng.standard_normal((n, 1)) for _ in range(grid.size - 1)])
+    ts = C.snr_of_ou(grid)
+    scale = np.exp(-grid) / -np.expm1(-2 * grid)
+    ys = C.snr_sample(ct, ts, scale[0] * x0, z, trajectory=True)
+    for k in range(grid.size):
+        np.testing.assert_allclose(ys[k], scale[k] * traj[k], rtol=1e-9, atol=1e-9 * scale[k])
+
+
+@pytest.mark.parametrize("call, arg", [
+    (lambda: C.gaussian([0.0], -1.0), "cov"),
+    (lambda: C.discrete([1.0, 2.0], [0.5, 0.6]), "probs"),
+    (lambda: C.discrete([1.0, 2.0], [1.0]), "probs"),
+    (lambda: C.gaussian_mixture([1.0], [[np.nan]], [[[1.0]]]), "means"),
+    (lambda: C.mmse(C.binary(), -1.0), "t"),
+    (lambda: C.mmse("binary", 1.0), "target"),
+    (lambda: C.mmse(C.binary(), 1.0, nodes=2), "nodes"),
+    (lambda: C.riemann_gap(C.binary(), [0.0, 2.0, 1.0]), "ts"),
+    (lambda: C.schedule("weird", T=1.0, n=3), "kind"),
+    (lambda: C.step_kl(C.binary(), 0.0, 0.1, moment=4), "moment"),
+    (lambda: C.posterior_mean(C.binary(), np.zeros((3, 2)), 1.0), "y"),
+])
+def test_bad_input_names_argument(call, arg):
+    with pytest.raises(ValueError, match=arg):
+        call()
+
+
+# ----------------------------------------------------------------------------------------------- claims
+def test_claims_registered_and_cheap_ones_hold_with_controls_flagged():
+    from numerics.checks import discrete_kl as DK
+    from numerics.checks.verdict import passes
+    ids = [c for c in DK.__dict__.values() if hasattr(c, "claim")]
+    assert len(ids) == 9
+    for fn in (DK.theorem1, DK.decomposition, DK.geometric):
+        c = fn.claim
+        assert all(passes(m) for m in fn(c.context("quick", 0)))
+        assert not all(passes(m) for m in fn(c.context("quick", 0, broken=True)))
