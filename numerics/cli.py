@@ -1,7 +1,7 @@
 """The ``guidance-verify`` command line.
 
 Subcommands: ``run`` (check the claims), ``list`` (show them), ``derive`` (print the symbolic
-derivations), ``sample`` (draw guided samples). ``main(argv)`` returns the exit status:
+derivations), ``sample`` (draw guided samples), ``bench`` (time one guided step per backend). ``main(argv)`` returns the exit status:
 
 0  nothing VIOLATED, ERROR, UNFALSIFIABLE, interrupted or drifted
 1  some claim failed, drifted or the run was interrupted (130 after Ctrl-C)
@@ -112,8 +112,20 @@ def _add_sample(sub: Any) -> None:
     p.add_argument("--out", metavar="PATH", default=None, help="where to save the samples")
 
 
+def _add_bench(sub: Any) -> None:
+    p = sub.add_parser(
+        "bench", help="time one guided sampler step (Numba, NumPy, torch, JAX, GEMM floor)",
+        description="Time one guided DDIM and DDPM step of a K-component mixture for each backend "
+                    "(ns per particle-step, median of repeats after warm-up, with spread and ratios "
+                    "to Numba), plus Numba compile times (cold and cached) and the import time.")
+    p.add_argument("--quick", action="store_true", help="a reduced grid (under a minute)")
+    p.add_argument("--json", metavar="PATH", default=None,
+                   help="write the records {K, d, N, step, backend, ns_per_particle_step, ...}")
+    p.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # test-sized grid
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``guidance-verify`` (subcommands run, list, derive, sample)."""
+    """The argument parser of ``guidance-verify`` (subcommands run, list, derive, sample, bench)."""
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Verified numerics for the theory of guided diffusion sampling: check the "
@@ -130,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--latex", action="store_true", help="print LaTeX instead of plain text")
     d.add_argument("--out", metavar="DIR", default=None, help="write Markdown derivations here")
     _add_sample(sub)
+    _add_bench(sub)
     return parser
 
 
@@ -360,6 +373,16 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     return rc if isinstance(rc, int) else 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from numerics.bench import main_bench
+
+    if args.json is not None:
+        parent = Path(args.json).resolve().parent
+        if not parent.is_dir():
+            raise UsageError(f"cannot write --json {args.json!r}: no directory {str(parent)!r}")
+    return main_bench(quick=args.quick, tiny=args.tiny, json_path=args.json)
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -390,6 +413,8 @@ def main(argv: Sequence[str] | None = None, *, registry: ClaimSource = None) -> 
             return _cmd_list(registry)
         if args.command == "derive":
             return _cmd_derive(args)
+        if args.command == "bench":
+            return _cmd_bench(args)
         return _cmd_sample(args)
     except UsageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)

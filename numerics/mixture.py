@@ -248,5 +248,9 @@ class GaussianMixture:
         gm = self if y is None else self.conditional(y)
         ks = rng.choice(gm.K, size=n, p=gm.weights)
         z = rng.standard_normal((n, gm.d))
-        sq = gm.evecs * np.sqrt(gm.evals)[:, None, :]
-        return gm.means[ks] + np.einsum("nij,nj->ni", sq[ks], z)
+        out = gm.means[ks].copy()
+        for k in range(gm.K):  # one (d, d) factor per component: memory O(n d), not O(n d^2)
+            sel = ks == k
+            if gm.rank[k] and np.any(sel):
+                out[sel] += z[sel] @ (gm.evecs[k] * np.sqrt(gm.evals[k])[None, :]).T
+        return out

@@ -1,0 +1,212 @@
+"""Fast guided path (GEMM form), NumPy-broadcast reference and the ``bench`` command.
+
+Bounds used below (u = 2^-53, gamma_n = n u / (1 - n u)):
+
+* logits: |l_gemm - l_direct| <= E_gemm + E_direct, the first-order bounds of
+  :func:`numerics._kernels_fast.logit_error_bounds` (GEMM form: gamma_{d+4} S^2 / (2 c0) with
+  S = |x| + alpha |mu_k|; direct form: gamma_{d+4} (|v|^2 + 2|v| S) / (2 c0)), doubled for the
+  first-order neglect.
+* mixture averages: a logit error eps perturbs the weights relatively by <= 2 eps, hence the average
+  Q = sum pi_k q_k by <= 2 eps max_k |q_k - Q|; plus the rounding of the sum, gamma_{n}(max_k |q_k|)
+  with n = d + K + R + 8.  For two float64 implementations the bound is the sum of both:
+  tol = 2 (2 eps_max spread + gamma_n scale), with eps_max the largest GEMM-form logit bound among
+  components of non-negligible weight (the direct form's is smaller).
+"""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from numerics import GaussianMixture
+from numerics._kernels_fast import (GEMM_RATIO, FastMixture, guided_ddim_step, guided_ddpm_step,
+                                    logit_error_bounds)
+from numerics.reference_numpy import NumpyMixture
+
+U = 2.0**-53
+
+
+def gamma(n):
+    return n * U / (1 - n * U)
+
+
+def _mixture(rng, K=6, d=5, scale=2.0):
+    """Full, low-rank, isotropic and atom components, two classes."""
+    A = rng.standard_normal((K, d, 2))
+    covs = np.einsum("kij,klj->kil", A, A) * 0.5
+    covs[0] = 0.0                      # atom
+    covs[1] = 0.3 * np.eye(d)          # isotropic
+    covs[2] += 0.1 * np.eye(d)         # full rank, spiked
+    w = rng.random(K) + 0.2
+    return GaussianMixture(w / w.sum(), scale * rng.standard_normal((K, d)), covs, labels=np.arange(K) % 2)
+
+
+def _component_quantities(gm, x, t, quantity):
+    """Per-component score or denoiser (N, K, d) from the model's formulas, in mpmath-free float64."""
+    alpha, sigma2 = np.exp(-t), -np.expm1(-2 * t)
+    covs = gm.covs
+    C = alpha**2 * covs + sigma2 * np.eye(gm.d)
+    v = x[:, None, :] - alpha * gm.means[None]
+    Cv = np.linalg.solve(C[None], v[..., None])[..., 0]
+    if quantity == "score":
+        return -Cv
+    return gm.means[None] + alpha * np.einsum("kij,nkj->nki", covs, Cv)
+
+
+def _tol(fm, gm, x, t, quantity):
+    n = gm.d + gm.K + fm.R + 8
+    q = _component_quantities(gm, x, t, quantity)
+    ref = getattr(gm, quantity)(x, t)
+    Eg, _ = logit_error_bounds(fm, x, t)
+    L, _ = fm.logits(x, t, "direct")
+    heavy = L - L.max(axis=1, keepdims=True) > -40.0
+    eps = np.where(heavy, Eg, 0.0).max(axis=1)
+    spread = np.abs(q - ref[:, None, :]).max(axis=(1, 2))
+    scale = np.abs(q).max(axis=(1, 2)) + np.abs(x).max(axis=1) / min(1.0, -np.expm1(-2 * t))
+    return (2.0 * (2.0 * eps * spread + gamma(n) * scale))[:, None], ref
+
+
+@pytest.mark.parametrize("t", [1e-3, 0.05, 0.5, 3.0])
+@pytest.mark.parametrize("quantity", ["score", "denoiser"])
+def test_fast_and_numpy_agree_with_mixture(rng, t, quantity):
+    gm = _mixture(rng)
+    x = 2.0 * rng.standard_normal((300, gm.d))
+    x[:50] = np.exp(-t) * gm.means[rng.integers(0, gm.K, 50)] + 1e-3 * rng.standard_normal((50, gm.d))
+    fm, nm = FastMixture(gm), NumpyMixture(gm)
+    tol, ref = _tol(fm, gm, x, t, quantity)
+    for impl in (fm, nm):
+        got = getattr(impl, quantity)(x, t)
+        assert np.all(np.abs(got - ref) <= tol), (type(impl).__name__, np.max(np.abs(got - ref) / tol))
+
+
+@pytest.mark.parametrize("t", [0.05, 0.7])
+def test_guided_quantities_and_steps(rng, t):
+    gm = _mixture(rng)
+    x = 1.5 * rng.standard_normal((200, gm.d))
+    fm, nm = FastMixture(gm), NumpyMixture(gm)
+    alpha, sigma2 = np.exp(-t), -np.expm1(-2 * t)
+    w, y = 3.0, 1
+    g = gm.guidance_vector(x, t, y)
+    D_ref = gm.denoiser(x, t) + w * (sigma2 / alpha) * g
+    s_ref = gm.score(x, t) + w * g
+    tol_D, _ = _tol(fm, gm, x, t, "denoiser")
+    tol_s, _ = _tol(fm, gm, x, t, "score")
+    # the guidance vector adds w (sigma2/alpha) |g| relative rounding (its own p_not and difference)
+    tol_D = tol_D * (1 + w) + gamma(gm.d + 8) * w * (sigma2 / alpha) * np.abs(g).max(axis=1, keepdims=True)
+    tol_s = tol_s * (1 + w) + gamma(gm.d + 8) * w * np.abs(g).max(axis=1, keepdims=True)
+    for impl in (fm, nm):
+        assert np.all(np.abs(impl.guided_denoiser(x, t, y, w) - D_ref) <= tol_D)
+        assert np.all(np.abs(impl.guided_score(x, t, y, w) - s_ref) <= tol_s)
+    from numerics._generated.integrator_coeffs import ddim_coeffs, ddpm_coeffs
+
+    s = 0.8 * t
+    z = rng.standard_normal(x.shape)
+    cx, cq = ddim_coeffs(t, s)
+    assert np.all(np.abs(guided_ddim_step(fm, x, t, s, y, w) - (cx * x + cq * D_ref)) <= abs(cq) * tol_D + 4 * U * np.abs(x))
+    cx, cq, cz = ddpm_coeffs(t, s)
+    want = cx * x + cq * D_ref + cz * z
+    assert np.all(np.abs(guided_ddpm_step(fm, x, t, s, y, w, z) - want) <= abs(cq) * tol_D + 4 * U * (np.abs(x) + np.abs(z)))
+    assert np.allclose(nm.ddpm_step(x, t, s, y, w, z), want, rtol=0, atol=float(np.max(abs(cq) * tol_D)) + 1e-15)
+
+
+def test_dense_and_sparse_recombination_agree(rng, monkeypatch):
+    import numerics._kernels_fast as kf
+
+    gm = _mixture(rng)
+    x = rng.standard_normal((100, gm.d))
+    fm = FastMixture(gm)
+    a = fm.guided_denoiser(x, 0.4, 0, 2.0)
+    monkeypatch.setattr(kf, "DENSE_FRACTION", -1.0)
+    b = fm.guided_denoiser(x, 0.4, 0, 2.0)
+    monkeypatch.setattr(kf, "INLINE_DIM", 0)
+    monkeypatch.setattr(kf, "DENSE_FRACTION", 1e9)
+    c = fm.guided_denoiser(x, 0.4, 0, 2.0)
+    tol, _ = _tol(fm, gm, x, 0.4, "denoiser")
+    assert np.all(np.abs(b - c) <= 3 * tol) and np.all(np.abs(a - b) <= 3 * tol)
+
+
+def test_gemm_form_within_derived_bound_and_fallback(rng):
+    """GEMM vs direct logits obey the derived bound; the bound is not vacuous; the fallback triggers."""
+    d, K = 64, 4
+    means = 30.0 * rng.standard_normal((K, d))   # large |mu|: strong cancellation near alpha mu
+    gm = GaussianMixture(np.full(K, 0.25), means, np.zeros((K, d, d)), labels=[0, 1, 0, 1])
+    fm = FastMixture(gm)
+    t = 1e-4
+    x = np.exp(-t) * means[rng.integers(0, K, 400)] + 1e-2 * rng.standard_normal((400, d))
+    Lg, used_g = fm.logits(x, t, "gemm")
+    Ld, used_d = fm.logits(x, t, "direct")
+    assert not used_g.any() and used_d.all()
+    Eg, Ed = logit_error_bounds(fm, x, t)
+    err = np.abs(Lg - Ld)
+    assert np.all(err <= 2 * (Eg + Ed))
+    near = Ld > Ld.max(axis=1, keepdims=True) - 1.0   # the heaviest component of each particle
+    assert np.max(err[near] / Eg[near]) > 1e-4     # the bound is attained to within 4 orders: not vacuous
+    assert np.median(err[near]) > 10 * np.median(Ed[near])  # the cancellation is real: beyond the direct bound
+    La, used = fm.logits(x, t, "auto")
+    assert used[near].all()                        # the fallback recomputes exactly those entries
+    S = np.linalg.norm(x, axis=1)[:, None] + np.exp(-t) * fm.mun[None]
+    assert np.all(np.abs(La - Ld) <= 2 * (np.where(used, Ed, Eg) + Ed))
+    # where the GEMM form is kept, its bound is within GEMM_RATIO of the direct form's (plus the floor)
+    sigma2 = -np.expm1(-2 * t)
+    keep = ~used
+    gam = gamma(d + 4)
+    assert np.all(0.5 * gam * S[keep] ** 2 / sigma2 <= GEMM_RATIO * (Ed[keep] + gam) + 1e-300)
+    # and at moderate t nothing falls back
+    x2 = np.exp(-0.5) * means[rng.integers(0, K, 100)] + np.sqrt(-np.expm1(-1.0)) * rng.standard_normal((100, d))
+    assert not fm.logits(x2, 0.5, "auto")[1].any()
+
+
+def test_bad_input(rng):
+    gm = _mixture(rng)
+    fm = FastMixture(gm)
+    x = rng.standard_normal((5, gm.d))
+    with pytest.raises(ValueError, match="x"):
+        fm.denoiser(x[:, :2], 0.3)
+    with pytest.raises(ValueError, match="s"):
+        guided_ddim_step(fm, x, 0.3, 0.5, 0, 1.0)
+    with pytest.raises(ValueError, match="z"):
+        guided_ddpm_step(fm, x, 0.3, 0.2, 0, 1.0, np.zeros((4, gm.d)))
+
+
+def test_bench_cli_tiny_writes_records(tmp_path):
+    from numerics.cli import main
+
+    path = tmp_path / "bench.json"
+    assert main(["bench", "--quick", "--tiny", "--json", str(path)]) == 0
+    recs = json.loads(path.read_text())
+    assert recs, "no records"
+    keys = {"K", "d", "N", "step", "backend", "ns_per_particle_step"}
+    for r in recs:
+        assert keys <= set(r)
+        assert r["step"] in ("ddim", "ddpm")
+        assert r["backend"] in ("numba", "numpy", "torch", "jax", "gemm")
+        assert np.isfinite(r["ns_per_particle_step"]) and r["ns_per_particle_step"] > 0
+    got = {(r["step"], r["backend"]) for r in recs}
+    assert {("ddim", "numba"), ("ddpm", "numba"), ("ddim", "numpy"), ("ddim", "gemm")} <= got
+
+
+def test_bench_cli_bad_json_dir(tmp_path, capsys):
+    from numerics.cli import main
+
+    assert main(["bench", "--tiny", "--json", str(tmp_path / "no" / "such" / "b.json")]) == 2
+
+
+def test_import_compiles_nothing():
+    code = r"""
+import numba.core.registry, sys
+import numerics, numerics.cli, numerics.bench, numerics.reference_numpy, numerics._kernels_fast
+from numba.core.dispatcher import Dispatcher
+compiled = []
+for name, mod in list(sys.modules.items()):
+    if not name.startswith("numerics"):
+        continue
+    for attr, obj in vars(mod).items():
+        if isinstance(obj, Dispatcher) and obj.signatures:
+            compiled.append(f"{name}.{attr}")
+print("COMPILED:" + ",".join(compiled))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    line = [ln for ln in out.stdout.splitlines() if ln.startswith("COMPILED:")][0]
+    assert line == "COMPILED:", line
