@@ -1,0 +1,667 @@
+r"""Exact-score targets beyond Gaussians: labelled mixtures of uniform laws on regions.
+
+Time convention: OU forward time ``t > 0``, :math:`\lambda_t = \alpha_t = e^{-t}`,
+:math:`\sigma_t^2 = 1 - e^{-2t}`.  Each component ``k`` is uniform on a region :math:`\Omega_k` (a box,
+a sphere, or a planar disk / annulus / crescent / "lens").  Given :math:`X_t = y`, the posterior of
+:math:`X_0` within component ``k`` is the uniform law on :math:`\Omega_k` tilted by the Gaussian kernel
+:math:`N(x;\,\mu,\tau^2 I)` with :math:`\mu = y/\lambda`, :math:`\tau = \sigma/\lambda`.  Everything
+follows from two numbers per component, the kernel mass :math:`M_k = \int_{\Omega_k} N(x;\mu,\tau^2 I)\,dx`
+and the tilted mean :math:`c_k`:
+
+* :math:`\log p_t(y\mid k) = \log M_k - \log|\Omega_k| - d\log\lambda` (full-dimensional regions;
+  spheres use the normalised surface measure, closed form via Bessel functions);
+* the score :math:`\nabla\log p_t(y) = (\lambda\,\bar m(y) - y)/\sigma^2`, :math:`\bar m = \sum_k\pi_k c_k`;
+* the class-``y`` score with :math:`m_y` in place of :math:`\bar m`, and the guidance vector
+  :math:`\lambda(m_y - \bar m)/\sigma^2`.
+
+How :math:`M_k, c_k` are computed
+--------------------------------
+* **Box** :math:`\prod_j[a_j,b_j]`: closed form, a product of truncated normals, in log space
+  (``scipy.special.log_ndtr``, upper tails by symmetry).
+* **Sphere** :math:`c + R\,S^{d-1}`: closed form (von Mises-Fisher): with
+  :math:`\kappa = \lambda R|y-\lambda c|/\sigma^2`, :math:`c_k = c + R\,\frac{I_{d/2}(\kappa)}{I_{d/2-1}(\kappa)}
+  \frac{y-\lambda c}{|y-\lambda c|}`; exponentially scaled ``scipy.special.ive``.
+* **Planar regions** (disk, annulus, crescent = disk minus a disk, lens): by vertical slices.  On each
+  vertical line the region is a union of at most two intervals, and the Gaussian integral over an interval
+  is closed form (truncated normal, log space).  The remaining 1-D integral in ``x`` is a composite
+  Gauss-Legendre rule on panels that (i) are uniform in :math:`v = \operatorname{asinh}((x - x^*)/\tau)`,
+  with :math:`x^*` the abscissa of the nearest point of the region to :math:`\mu` (so the rule resolves
+  the kernel at every :math:`\tau`), (ii) break at every abscissa where the slice structure changes
+  (sqrt-type endpoints), and (iii) use the substitution :math:`x = a + (b-a)\sin^2(\pi u/2)` that makes
+  the sqrt endpoint behaviour analytic.  Panels are restricted to
+  :math:`|x-\mu_x|^2 \le d_{\min}^2 + 2L\tau^2` (:math:`L = 40`: the dropped part of the integrand is
+  below :math:`e^{-40}` of its peak).  The quadrature error is *estimated* by refinement
+  (:meth:`RegionMixture.quadrature_error`: the same rule with twice the panels and nodes); the tests
+  compare against independent references (non-central chi-square CDF for disks and annuli, the closed
+  form for rectangles).
+
+The authors' approximate score
+------------------------------
+``kernel="authors"`` reproduces the approximation of the support paper's code (see the note, section 1.2):
+kernel :math:`\exp(-|x-y|^2/2\sigma^2)/(2\pi\sigma^2)` centred at ``y`` (no :math:`\lambda`), class weights not
+divided by the areas, a fixed 20 x 20 trapezoid rule over the region ("curve" mode for regions with one
+interval per slice, "bbox" mode -- bounding box x-range times [-5, 5], masked -- otherwise).  The score is
+then :math:`(\lambda\bar m - y)/\sigma^2` with the approximate :math:`\bar m`.  It is *not* the exact score:
+see ``proofs_notes/support.md`` and the claim ``support.score_identity``.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+from scipy.special import gammaln, ive, log_ndtr, logsumexp
+
+from numerics._validate import WEIGHT_SUM_TOL, as_float_array, check_points, check_time
+from numerics.samplers import ScoreModel
+
+__all__ = ["Box", "Sphere", "Disk", "Annulus", "Crescent", "Lens", "RegionMixture", "three_disks",
+           "two_crescents", "LOG_CUTOFF"]
+
+#: Relative cutoff of the planar quadrature: the dropped integrand is below exp(-LOG_CUTOFF) of its peak.
+LOG_CUTOFF = 40.0
+_LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+
+
+def _real(v, name: str, positive: bool = False) -> float:
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (numbers.Real, np.floating, np.integer)):
+        raise ValueError(f"{name}: must be a real number, got {v!r}")
+    v = float(v)
+    if not math.isfinite(v) or (positive and v <= 0):
+        raise ValueError(f"{name}: must be finite{' and > 0' if positive else ''}, got {v!r}")
+    return v
+
+
+def _center(c, d: int | None, name: str = "center") -> np.ndarray:
+    c = as_float_array(c, name, 1)
+    if d is not None and c.shape[0] != d:
+        raise ValueError(f"{name}: must have length {d}, got {c.shape[0]}")
+    return c
+
+
+# ------------------------------------------------------------------------------- truncated normals
+def log_gauss_interval(alpha: np.ndarray, beta: np.ndarray) -> np.ndarray:
+    r""":math:`\log(\Phi(\beta) - \Phi(\alpha))` elementwise, stable in both tails (``-inf`` if empty)."""
+    alpha, beta = np.broadcast_arrays(np.asarray(alpha, float), np.asarray(beta, float))
+    flip = alpha > 0
+    lo = np.where(flip, -beta, alpha)
+    hi = np.where(flip, -alpha, beta)
+    lh, ll = log_ndtr(hi), log_ndtr(lo)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        out = lh + np.log(-np.expm1(ll - lh))
+    return np.where(hi > lo, out, -np.inf)
+
+
+def trunc_normal(alpha: np.ndarray, beta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    r"""``(log Z, m)`` with :math:`Z = \Phi(\beta)-\Phi(\alpha)` and :math:`m = (\phi(\alpha)-\phi(\beta))/Z`,
+    the mean of a standard normal truncated to :math:`[\alpha, \beta]` (0 where the interval is empty)."""
+    logZ = log_gauss_interval(alpha, beta)
+    ok = np.isfinite(logZ)
+    lz = np.where(ok, logZ, 0.0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        a2 = np.where(np.isfinite(alpha), alpha, 0.0)
+        b2 = np.where(np.isfinite(beta), beta, 0.0)
+        pa = np.where(np.isfinite(alpha), np.exp(-0.5 * a2 * a2 - _LOG_SQRT_2PI - lz), 0.0)
+        pb = np.where(np.isfinite(beta), np.exp(-0.5 * b2 * b2 - _LOG_SQRT_2PI - lz), 0.0)
+        m = np.where(ok, pa - pb, 0.0)
+    return logZ, m
+
+
+# ------------------------------------------------------------------------------- regions
+class Box:
+    """Uniform on the box ``prod_j [lo_j, hi_j]`` in R^d (closed-form scores)."""
+
+    kind = "box"
+
+    def __init__(self, lo, hi):
+        self.lo = as_float_array(lo, "lo", 1)
+        self.hi = as_float_array(hi, "hi", 1)
+        if self.lo.shape != self.hi.shape:
+            raise ValueError(f"hi: must have the shape of lo {self.lo.shape}, got {self.hi.shape}")
+        if np.any(self.hi <= self.lo):
+            raise ValueError("hi: must exceed lo in every coordinate")
+        self.d = self.lo.shape[0]
+        self.log_volume = float(np.sum(np.log(self.hi - self.lo)))
+
+    def __repr__(self):
+        return f"Box(lo={self.lo.tolist()}, hi={self.hi.tolist()})"
+
+    def kernel_moments(self, mu: np.ndarray, tau: float):
+        """``(log M, mean)`` of ``N(mu, tau^2 I)`` restricted to the box (closed form)."""
+        logZ, m = trunc_normal((self.lo - mu) / tau, (self.hi - mu) / tau)
+        return logZ.sum(axis=1), mu + tau * m
+
+    def distance(self, x) -> np.ndarray:
+        x = np.atleast_2d(np.asarray(x, float))
+        gap = np.maximum(np.maximum(self.lo - x, 0.0), x - self.hi)
+        return np.sqrt(np.sum(gap * gap, axis=1))
+
+    def contains(self, x) -> np.ndarray:
+        x = np.atleast_2d(np.asarray(x, float))
+        return np.all((x >= self.lo) & (x <= self.hi), axis=1)
+
+
+class Sphere:
+    """Uniform (surface measure) on the sphere ``center + R S^{d-1}``; d = 2 is a circle."""
+
+    kind = "sphere"
+
+    def __init__(self, center, radius):
+        self.center = _center(center, None)
+        self.d = self.center.shape[0]
+        if self.d < 2:
+            raise ValueError(f"center: a sphere needs d >= 2, got d={self.d}")
+        self.R = _real(radius, "radius", positive=True)
+
+    def __repr__(self):
+        return f"Sphere(center={self.center.tolist()}, radius={self.R})"
+
+    def log_likelihood_and_mean(self, y: np.ndarray, lam: float, s2: float):
+        r"""``(log p_t(y | sphere), E[X_0 | y, sphere])`` in closed form (von Mises-Fisher)."""
+        d, R = self.d, self.R
+        v = y - lam * self.center
+        r = np.sqrt(np.sum(v * v, axis=1))
+        kap = lam * R * r / s2
+        nu = d / 2 - 1
+        small = kap < 1e-8
+        ks = np.where(small, 1.0, kap)
+        # log[(kap/2)^(-nu) I_nu(kap)]; its kap -> 0 limit is -log Gamma(nu + 1)
+        lbess = np.where(small, -gammaln(nu + 1), np.log(ive(nu, ks)) + ks - nu * np.log(ks / 2))
+        ll = (-0.5 * d * np.log(2 * np.pi * s2) - (r * r + lam * lam * R * R) / (2 * s2)
+              + gammaln(d / 2) + lbess)
+        # A(kap)/kap with A = I_{d/2}/I_{d/2-1}; the limit at 0 is 1/d
+        a_over_k = np.where(small, 1.0 / d, ive(nu + 1, ks) / ive(nu, ks) / ks)
+        mean = self.center + (R * a_over_k * lam * R / s2)[:, None] * v
+        return ll, mean
+
+    def distance(self, x) -> np.ndarray:
+        x = np.atleast_2d(np.asarray(x, float))
+        return np.abs(np.linalg.norm(x - self.center, axis=1) - self.R)
+
+    def contains(self, x) -> np.ndarray:
+        return self.distance(x) == 0.0
+
+
+class _Planar:
+    """A planar region given by vertical slices (at most two y-intervals per abscissa)."""
+
+    kind = "planar"
+    d = 2
+    single_interval = True
+
+    # subclasses set: xa, xb, breaks (abscissae where the slices change), area, intervals(x), distance(x)
+    def bbox(self) -> tuple[float, float, float, float]:
+        raise NotImplementedError
+
+    @property
+    def log_volume(self) -> float:
+        return math.log(self.area)
+
+    def contains(self, p) -> np.ndarray:
+        p = np.atleast_2d(np.asarray(p, float))
+        lo, hi = self.intervals(p[:, 0])
+        y = p[:, 1:2]
+        inside = (y >= lo) & (y <= hi) & (hi > lo)
+        return np.any(inside, axis=1) & (p[:, 0] >= self.xa) & (p[:, 0] <= self.xb)
+
+    def nearest_x(self, p: np.ndarray) -> np.ndarray:
+        """Abscissa of (a numerical approximation of) the nearest point of the region to ``p``."""
+        xs = self._boundary_points()
+        d2 = (p[:, None, 0] - xs[None, :, 0]) ** 2 + (p[:, None, 1] - xs[None, :, 1]) ** 2
+        x = xs[np.argmin(d2, axis=1), 0]
+        return np.where(self.contains(p), p[:, 0], x)
+
+    def _boundary_points(self) -> np.ndarray:
+        if getattr(self, "_bp", None) is None:
+            self._bp = self.boundary(2001)
+        return self._bp
+
+    def kernel_moments(self, mu: np.ndarray, tau: float, panels: int = 24, order: int = 8):
+        r"""``(log M, mean)`` of :math:`N(\mu,\tau^2 I)` restricted to the region, by the slice rule."""
+        N = mu.shape[0]
+        dmin = self.distance(mu)
+        xs = np.clip(self.nearest_x(mu), self.xa, self.xb)
+        half = np.sqrt(dmin ** 2 + 2 * LOG_CUTOFF * tau * tau)
+        lo = np.maximum(self.xa, mu[:, 0] - half)
+        hi = np.minimum(self.xb, mu[:, 0] + half)
+        lo, hi = np.minimum(lo, xs), np.maximum(hi, xs)
+        va, vb = np.arcsinh((lo - xs) / tau), np.arcsinh((hi - xs) / tau)
+        v = va[:, None] + (vb - va)[:, None] * np.linspace(0, 1, panels + 1)[None, :]
+        edges = xs[:, None] + tau * np.sinh(v)
+        br = np.clip(np.asarray(self.breaks, float)[None, :], lo[:, None], hi[:, None])
+        edges = np.sort(np.concatenate([edges, br], axis=1), axis=1)
+        edges[:, 0], edges[:, -1] = lo, hi
+        a, b = edges[:, :-1], edges[:, 1:]
+        u, wu = np.polynomial.legendre.leggauss(order)
+        u, wu = 0.5 * (u + 1), 0.5 * wu
+        s = np.sin(0.5 * np.pi * u) ** 2
+        jac = 0.5 * np.pi * np.sin(np.pi * u) * wu
+        x = a[:, :, None] + (b - a)[:, :, None] * s                   # (N, P, n)
+        wx = (b - a)[:, :, None] * jac                                 # quadrature weights
+        x = x.reshape(N, -1)
+        wx = wx.reshape(N, -1)
+        ylo, yhi = self.intervals(x)                                   # (N, Q, J)
+        muy = mu[:, 1][:, None, None]
+        logZ, m = trunc_normal((ylo - muy) / tau, (yhi - muy) / tau)
+        lslice = logsumexp(logZ, axis=2)                               # log mass of the slice
+        with np.errstate(invalid="ignore"):
+            ymean = muy[:, :, 0] + tau * np.sum(np.exp(logZ - lslice[:, :, None]) * m, axis=2)
+        z = (x - mu[:, 0:1]) / tau
+        with np.errstate(divide="ignore"):
+            lw = lslice - 0.5 * z * z - _LOG_SQRT_2PI - np.log(tau) + np.log(np.maximum(wx, 0.0))
+        lmax = np.max(lw, axis=1, keepdims=True)
+        w = np.exp(lw - lmax)
+        w = np.where(np.isfinite(w), w, 0.0)
+        sw = w.sum(axis=1)
+        ymean = np.where(w > 0, ymean, 0.0)
+        mean = np.stack([np.sum(w * x, axis=1) / sw, np.sum(w * ymean, axis=1) / sw], axis=1)
+        return lmax[:, 0] + np.log(sw), mean
+
+    def authors_nodes(self, n: int = 20) -> tuple[np.ndarray, np.ndarray]:
+        """The authors' fixed trapezoid nodes and weights (curve mode, or bbox mode for two-interval slices)."""
+        def trap(k):
+            w = np.ones(k)
+            w[0] = w[-1] = 0.5
+            return w
+        if self.single_interval:
+            xs = np.linspace(self.xa, self.xb, n)
+            wx = trap(n) * (self.xb - self.xa) / (n - 1)
+            lo, hi = self.intervals(xs[None, :])
+            lo, hi = lo[0, :, 0], hi[0, :, 0]
+            t = np.linspace(0, 1, n)
+            X = np.repeat(xs, n)
+            Y = (lo[:, None] + (hi - lo)[:, None] * t[None, :]).ravel()
+            W = (wx[:, None] * trap(n)[None, :] * ((hi - lo) / (n - 1))[:, None]).ravel()
+        else:
+            xs, ys = np.linspace(self.xa, self.xb, n), np.linspace(-5.0, 5.0, n)
+            X, Y = np.meshgrid(xs, ys, indexing="ij")
+            X, Y = X.ravel(), Y.ravel()
+            W = np.outer(trap(n) * (self.xb - self.xa) / (n - 1), trap(n) * 10.0 / (n - 1)).ravel()
+            W = W * self.contains(np.stack([X, Y], axis=1))
+        return np.stack([X, Y], axis=1), W
+
+
+def _circle_interval(x, cx, cy, R):
+    h2 = R * R - (x - cx) ** 2
+    h = np.sqrt(np.maximum(h2, 0.0))
+    empty = h2 <= 0
+    return np.where(empty, 0.0, cy - h), np.where(empty, 0.0, cy + h)
+
+
+class _DiskMinusDisk(_Planar):
+    """Closed disk ``|x - c| <= R`` minus the open disk ``|x - c2| < r`` (r = 0: the plain disk)."""
+
+    def __init__(self, center, radius, hole_center=None, hole_radius=0.0):
+        self.c = _center(center, 2)
+        self.R = _real(radius, "radius", positive=True)
+        self.r = _real(hole_radius, "hole_radius")
+        if self.r < 0:
+            raise ValueError(f"hole_radius: must be >= 0, got {hole_radius!r}")
+        self.c2 = self.c.copy() if hole_center is None else _center(hole_center, 2, "hole_center")
+        dist = float(np.linalg.norm(self.c2 - self.c))
+        if self.r > 0 and dist + self.R <= self.r:
+            raise ValueError("hole_radius: the hole covers the whole disk")
+        self.xa, self.xb = self.c[0] - self.R, self.c[0] + self.R
+        br = [self.c2[0] - self.r, self.c2[0] + self.r] if self.r > 0 else []
+        self.breaks = [b for b in br if self.xa < b < self.xb]
+        self.single_interval = self.r == 0
+        self.area = math.pi * self.R ** 2 - _lens_area(self.R, self.r, dist)
+        self._isect = _circle_intersections(self.c, self.R, self.c2, self.r) if self.r > 0 else np.zeros((0, 2))
+
+    def bbox(self):
+        return self.xa, self.xb, self.c[1] - self.R, self.c[1] + self.R
+
+    def intervals(self, x):
+        x = np.asarray(x, float)
+        l0, u0 = _circle_interval(x, self.c[0], self.c[1], self.R)
+        if self.r == 0:
+            return l0[..., None], u0[..., None]
+        l1, u1 = _circle_interval(x, self.c2[0], self.c2[1], self.r)
+        hole = u1 > l1
+        # [l0, u0] minus (l1, u1): [l0, min(u0, l1)] and [max(l0, u1), u0]
+        lo = np.stack([l0, np.where(hole, np.maximum(l0, u1), u0)], axis=-1)
+        hi = np.stack([np.where(hole, np.minimum(u0, l1), u0), u0], axis=-1)
+        return lo, hi
+
+    def distance(self, p) -> np.ndarray:
+        p = np.atleast_2d(np.asarray(p, float))
+        inA = np.linalg.norm(p - self.c, axis=1) <= self.R
+        inB = np.linalg.norm(p - self.c2, axis=1) < self.r
+        cand = [np.where(inA & ~inB, 0.0, np.inf)]
+        pa = _project(p, self.c, self.R)
+        okA = np.linalg.norm(pa - self.c2, axis=1) >= self.r
+        cand.append(np.where(okA, np.linalg.norm(p - pa, axis=1), np.inf))
+        if self.r > 0:
+            pb = _project(p, self.c2, self.r)
+            okB = np.linalg.norm(pb - self.c, axis=1) <= self.R
+            cand.append(np.where(okB, np.linalg.norm(p - pb, axis=1), np.inf))
+            for q in self._isect:
+                cand.append(np.linalg.norm(p - q, axis=1))
+        return np.min(np.stack(cand), axis=0)
+
+    def boundary(self, n: int) -> np.ndarray:
+        th = np.linspace(0, 2 * np.pi, n, endpoint=False)
+        pts = self.c + self.R * np.stack([np.cos(th), np.sin(th)], axis=1)
+        if self.r > 0:
+            pts = np.concatenate([pts, self.c2 + self.r * np.stack([np.cos(th), np.sin(th)], axis=1)])
+        keep = self.distance(pts) <= 1e-9
+        return pts[keep] if keep.any() else pts
+
+    def nearest_x(self, p):
+        # exact nearest point: the candidate achieving the distance
+        p = np.atleast_2d(np.asarray(p, float))
+        dist = self.distance(p)
+        pa = _project(p, self.c, self.R)
+        best = np.where(np.abs(np.linalg.norm(p - pa, axis=1) - dist) <= 1e-12 * (1 + dist), pa[:, 0], np.nan)
+        if self.r > 0:
+            pb = _project(p, self.c2, self.r)
+            okB = np.linalg.norm(pb - self.c, axis=1) <= self.R
+            hit = okB & (np.abs(np.linalg.norm(p - pb, axis=1) - dist) <= 1e-12 * (1 + dist))
+            best = np.where(np.isnan(best) & hit, pb[:, 0], best)
+            for q in self._isect:
+                hit = np.abs(np.linalg.norm(p - q, axis=1) - dist) <= 1e-12 * (1 + dist)
+                best = np.where(np.isnan(best) & hit, q[0], best)
+        best = np.where(dist == 0, p[:, 0], best)
+        return np.where(np.isnan(best), np.clip(p[:, 0], self.xa, self.xb), best)
+
+
+def _project(p, c, R):
+    v = p - c
+    n = np.linalg.norm(v, axis=1, keepdims=True)
+    u = np.where(n > 0, v / np.where(n > 0, n, 1.0), np.array([1.0, 0.0]))
+    return c + R * u
+
+
+def _circle_intersections(c1, R, c2, r) -> np.ndarray:
+    d = float(np.linalg.norm(c2 - c1))
+    if d == 0 or d > R + r or d < abs(R - r):
+        return np.zeros((0, 2))
+    a = (R * R - r * r + d * d) / (2 * d)
+    h = math.sqrt(max(R * R - a * a, 0.0))
+    e = (c2 - c1) / d
+    base = c1 + a * e
+    perp = np.array([-e[1], e[0]])
+    return np.stack([base + h * perp, base - h * perp])
+
+
+def _lens_area(R, r, d) -> float:
+    """Area of the intersection of two disks of radii R, r at centre distance d."""
+    if r == 0 or d >= R + r:
+        return 0.0
+    if d <= abs(R - r):
+        return math.pi * min(R, r) ** 2
+    a1 = r * r * math.acos((d * d + r * r - R * R) / (2 * d * r))
+    a2 = R * R * math.acos((d * d + R * R - r * r) / (2 * d * R))
+    a3 = 0.5 * math.sqrt((-d + r + R) * (d + r - R) * (d - r + R) * (d + r + R))
+    return a1 + a2 - a3
+
+
+class Disk(_DiskMinusDisk):
+    """Uniform on the closed disk ``|x - center| <= radius`` in R^2."""
+
+    def __init__(self, center, radius):
+        super().__init__(center, radius)
+
+    def __repr__(self):
+        return f"Disk(center={self.c.tolist()}, radius={self.R})"
+
+
+class Annulus(_DiskMinusDisk):
+    """Uniform on ``r_in <= |x - center| <= r_out`` in R^2 (non-convex; medial axis: the centre)."""
+
+    def __init__(self, center, r_out, r_in):
+        r_out = _real(r_out, "r_out", positive=True)
+        r_in = _real(r_in, "r_in", positive=True)
+        if r_in >= r_out:
+            raise ValueError(f"r_in: must be < r_out={r_out}, got {r_in}")
+        super().__init__(center, r_out, center, r_in)
+
+    def __repr__(self):
+        return f"Annulus(center={self.c.tolist()}, r_out={self.R}, r_in={self.r})"
+
+
+class Crescent(_DiskMinusDisk):
+    """The authors' crescent: disk (centre, r_out) minus the disk (centre + (offset, 0), r_in)."""
+
+    def __init__(self, center, r_out=1.5, r_in=1.0, offset=0.8):
+        c = _center(center, 2)
+        off = _real(offset, "offset")
+        if off == 0:
+            raise ValueError("offset: must be non-zero (offset 0 is an annulus)")
+        super().__init__(c, r_out, c + np.array([off, 0.0]), r_in)
+
+    def __repr__(self):
+        return f"Crescent(center={self.c.tolist()}, r_out={self.R}, r_in={self.r}, offset={self.c2[0] - self.c[0]})"
+
+
+class Lens(_Planar):
+    r"""The authors' "lens" :math:`\{-3\le x\le -1,\ |y|\le 0.5(x+3)^2(x+1)^2\}` (shifted by ``center``)."""
+
+    def __init__(self, center=(0.0, 0.0)):
+        self.shift = _center(center, 2)
+        self.xa, self.xb = -3.0 + self.shift[0], -1.0 + self.shift[0]
+        self.breaks = []
+        self.area = 16 / 15  # 2 * 0.5 * int_{-3}^{-1} (x+3)^2 (x+1)^2 dx, the integral being 16/15
+        self._bp = None
+
+    def __repr__(self):
+        return f"Lens(center={self.shift.tolist()})"
+
+    def _g(self, x):
+        u = np.asarray(x, float) - self.shift[0]
+        return np.where((u >= -3) & (u <= -1), 0.5 * (u + 3) ** 2 * (u + 1) ** 2, 0.0)
+
+    def bbox(self):
+        return self.xa, self.xb, self.shift[1] - 0.5, self.shift[1] + 0.5
+
+    def intervals(self, x):
+        g = self._g(x)
+        return (self.shift[1] - g)[..., None], (self.shift[1] + g)[..., None]
+
+    def boundary(self, n: int) -> np.ndarray:
+        x = np.linspace(self.xa, self.xb, n)
+        g = self._g(x)
+        return np.concatenate([np.stack([x, self.shift[1] + g], 1), np.stack([x, self.shift[1] - g], 1)])
+
+    def distance(self, p) -> np.ndarray:
+        """Distance to the lens; boundary sampled at 20001 abscissae (error <= half the largest chord, < 2e-4)."""
+        p = np.atleast_2d(np.asarray(p, float))
+        if getattr(self, "_fine", None) is None:
+            self._fine = self.boundary(20001)
+        bp = self._fine
+        out = np.empty(p.shape[0])
+        for i in range(0, p.shape[0], 256):
+            q = p[i:i + 256]
+            d2 = (q[:, None, 0] - bp[None, :, 0]) ** 2 + (q[:, None, 1] - bp[None, :, 1]) ** 2
+            out[i:i + 256] = np.sqrt(d2.min(axis=1))
+        return np.where(self.contains(p), 0.0, out)
+
+
+# ------------------------------------------------------------------------------- the mixture
+class RegionMixture(ScoreModel):
+    r"""A labelled mixture of uniform laws on regions, with exact OU scores.
+
+    Parameters
+    ----------
+    regions : sequence of Box / Sphere / Disk / Annulus / Crescent / Lens
+        All of the same dimension ``d``.
+    weights : array_like, optional
+        Component weights (non-negative, summing to 1); default equal.
+    labels : array_like of int, optional
+        Class of each component (covering ``0..C-1``); default each its own class.
+    kernel : {"exact", "authors"}
+        ``"authors"``: the support paper's approximate posterior (no lambda, 20 x 20 trapezoid, weights
+        not divided by area); planar regions only.
+    panels, order : int
+        Planar quadrature: asinh-uniform panels and Gauss-Legendre nodes per panel.
+
+    Notes
+    -----
+    A :class:`numerics.samplers.ScoreModel`, so :func:`numerics.samplers.sample` accepts it directly;
+    ``denoiser`` is the exact posterior mean (not Tweedie from the score).  The results of one ``(x, t)``
+    are cached, so a guided step computes the component moments once.
+    """
+
+    def __init__(self, regions, weights=None, labels=None, kernel: str = "exact", panels: int = 24,
+                 order: int = 8):
+        if isinstance(regions, (Box, Sphere, _Planar)):
+            regions = [regions]
+        try:
+            regions = list(regions)
+        except TypeError:
+            raise ValueError("regions: must be a sequence of regions") from None
+        if not regions or not all(isinstance(r, (Box, Sphere, _Planar)) for r in regions):
+            raise ValueError("regions: must be a non-empty sequence of Box/Sphere/Disk/Annulus/Crescent/Lens")
+        dims = {r.d for r in regions}
+        if len(dims) != 1:
+            raise ValueError(f"regions: all must have the same dimension, got {sorted(dims)}")
+        K = len(regions)
+        if weights is None:
+            w = np.full(K, 1.0 / K)
+        else:
+            w = as_float_array(weights, "weights", 1)
+            if w.shape[0] != K:
+                raise ValueError(f"weights: need {K} entries (one per region), got {w.shape[0]}")
+            if np.any(w < 0) or abs(w.sum() - 1) > WEIGHT_SUM_TOL:
+                raise ValueError("weights: must be non-negative and sum to 1")
+            w = w / w.sum()
+        if labels is None:
+            lab = np.arange(K)
+        else:
+            lab = np.asarray(labels)
+            if lab.shape != (K,) or not np.issubdtype(lab.dtype, np.integer):
+                raise ValueError(f"labels: must be {K} integers")
+            if set(lab.tolist()) != set(range(int(lab.max()) + 1)) or lab.min() < 0:
+                raise ValueError("labels: must cover 0..C-1")
+        if kernel not in ("exact", "authors"):
+            raise ValueError(f"kernel: must be 'exact' or 'authors', got {kernel!r}")
+        if kernel == "authors" and not all(isinstance(r, _Planar) for r in regions):
+            raise ValueError("kernel: 'authors' is defined for planar regions only")
+        for name, v in (("panels", panels), ("order", order)):
+            if isinstance(v, bool) or not isinstance(v, (numbers.Integral, np.integer)) or v < 2:
+                raise ValueError(f"{name}: must be an integer >= 2, got {v!r}")
+        self.regions, self.weights, self.labels = regions, w, lab.astype(int)
+        self.d, self.K, self.n_classes = dims.pop(), K, int(lab.max()) + 1
+        self.kernel, self.panels, self.order = kernel, int(panels), int(order)
+        self._cache = None
+        self._score = self._guidance = self._cond = True  # ScoreModel fields: all callables available
+
+    def __repr__(self):
+        return f"RegionMixture({self.regions}, weights={self.weights.tolist()}, labels={self.labels.tolist()})"
+
+    # -- component moments ----------------------------------------------------------------------
+    def component_moments(self, x, t, panels: int | None = None, order: int | None = None):
+        """``(log w_k + log p_t(x | k), E[X_0 | X_t = x, k])``: arrays ``(N, K)`` and ``(N, K, d)``."""
+        x, _ = check_points(x, self.d)
+        t = check_time(t)
+        P, n = panels or self.panels, order or self.order
+        key = (t, P, n, self.kernel)
+        if self._cache is not None and self._cache[0] == key and np.array_equal(self._cache[1], x):
+            return self._cache[2]
+        lam, s2 = math.exp(-t), -math.expm1(-2 * t)
+        N = x.shape[0]
+        ll = np.empty((N, self.K))
+        mean = np.empty((N, self.K, self.d))
+        if self.kernel == "authors":
+            for k, reg in enumerate(self.regions):
+                nodes, W = reg.authors_nodes()
+                d2 = np.sum((x[:, None, :] - nodes[None, :, :]) ** 2, axis=2)
+                with np.errstate(divide="ignore"):
+                    lw = np.log(W)[None, :] - d2 / (2 * s2) - np.log(2 * np.pi * s2)
+                l = logsumexp(lw, axis=1)
+                ll[:, k] = math.log(self.weights[k]) + l
+                mean[:, k] = np.exp(lw - l[:, None]) @ nodes
+        else:
+            mu, tau = x / lam, math.sqrt(s2) / lam
+            for k, reg in enumerate(self.regions):
+                if isinstance(reg, Sphere):
+                    l, m = reg.log_likelihood_and_mean(x, lam, s2)
+                else:
+                    if isinstance(reg, Box):
+                        lm, m = reg.kernel_moments(mu, tau)
+                    else:
+                        lm, m = reg.kernel_moments(mu, tau, P, n)
+                    l = lm - reg.log_volume - self.d * math.log(lam)
+                with np.errstate(divide="ignore"):
+                    ll[:, k] = l + math.log(self.weights[k])
+                mean[:, k] = m
+        out = (ll, mean)
+        self._cache = (key, x.copy(), out)
+        return out
+
+    def log_density(self, x, t) -> np.ndarray:
+        """:math:`\\log p_t(x)` (exact kernel: Lebesgue density; spheres: density of the smoothed surface law)."""
+        ll, _ = self.component_moments(x, t)
+        return logsumexp(ll, axis=1)
+
+    def class_log_posterior(self, x, t) -> np.ndarray:
+        ll, _ = self.component_moments(x, t)
+        cl = np.stack([logsumexp(np.where(self.labels == c, ll, -np.inf), axis=1) for c in range(self.n_classes)], 1)
+        return cl - logsumexp(cl, axis=1, keepdims=True)
+
+    def class_posterior(self, x, t) -> np.ndarray:
+        return np.exp(self.class_log_posterior(x, t))
+
+    def _mean(self, x, t, y=None) -> np.ndarray:
+        ll, mean = self.component_moments(x, t)
+        if y is not None:
+            ll = np.where(self.labels == y, ll, -np.inf)
+        pi = np.exp(ll - logsumexp(ll, axis=1, keepdims=True))
+        return np.einsum("nk,nkd->nd", pi, mean)
+
+    def _label(self, y) -> int:
+        if isinstance(y, bool) or not isinstance(y, (numbers.Integral, np.integer)) or not 0 <= y < self.n_classes:
+            raise ValueError(f"y: must be a class in 0..{self.n_classes - 1}, got {y!r}")
+        return int(y)
+
+    def denoiser(self, x, t) -> np.ndarray:
+        """:math:`E[X_0 \\mid X_t = x]` (exact posterior mean)."""
+        return self._mean(x, t)
+
+    def conditional_denoiser(self, x, t, y) -> np.ndarray:
+        return self._mean(x, t, self._label(y))
+
+    def score(self, x, t) -> np.ndarray:
+        x2, _ = check_points(x, self.d)
+        lam, s2 = math.exp(-t), -math.expm1(-2 * t)
+        return (lam * self._mean(x2, t) - x2) / s2
+
+    def conditional_score(self, x, t, y) -> np.ndarray:
+        x2, _ = check_points(x, self.d)
+        lam, s2 = math.exp(-t), -math.expm1(-2 * t)
+        return (lam * self._mean(x2, t, self._label(y)) - x2) / s2
+
+    def guidance_vector(self, x, t, y) -> np.ndarray:
+        lam, s2 = math.exp(-t), -math.expm1(-2 * t)
+        return lam * (self._mean(x, t, self._label(y)) - self._mean(x, t)) / s2
+
+    def guided_denoiser(self, x, t, y, gamma) -> np.ndarray:
+        r""":math:`D_\gamma = \gamma m_y - (\gamma - 1)\bar m`."""
+        return gamma * self._mean(x, t, self._label(y)) - (gamma - 1) * self._mean(x, t)
+
+    def distance(self, x, y=None) -> np.ndarray:
+        """Distance from points to the support of the mixture (or of class ``y``)."""
+        x, _ = check_points(x, self.d)
+        regs = [r for r, l in zip(self.regions, self.labels) if y is None or l == self._label(y)]
+        return np.min(np.stack([r.distance(x) for r in regs]), axis=0)
+
+    def quadrature_error(self, x, t) -> float:
+        """Refinement estimate of the planar-quadrature error of the denoiser: max over ``x`` of
+        ``|m(P, n) - m(2P, 2n)|`` over all components (0 when every region is closed form)."""
+        if self.kernel != "exact" or not any(isinstance(r, _Planar) for r in self.regions):
+            return 0.0
+        _, m1 = self.component_moments(x, t)
+        _, m2 = self.component_moments(x, t, 2 * self.panels, 2 * self.order)
+        self._cache = None
+        return float(np.max(np.abs(m1 - m2)))
+
+
+def three_disks(**kw) -> RegionMixture:
+    """The authors' convex example (Figures 3-4): three disks, weights 1/3, target class 1."""
+    return RegionMixture([Disk((-1.5, 0.5), 0.7), Disk((0.2, 3.0), 1.2), Disk((2.5, -0.5), 1.5)], **kw)
+
+
+def two_crescents(**kw) -> RegionMixture:
+    """The authors' non-convex example (Figures 5-6): crescents at (2, 2) (bite to the right, class 0)
+    and (-2, 3) (bite to the left, class 1); outer radius 1.5, inner 1.0, offset 0.8; weights 1/2."""
+    return RegionMixture([Crescent((2.0, 2.0), 1.5, 1.0, 0.8), Crescent((-2.0, 3.0), 1.5, 1.0, -0.8)], **kw)

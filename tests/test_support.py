@@ -1,0 +1,163 @@
+"""Region targets (numerics.region_targets) and the support claims' helpers."""
+import math
+
+import numpy as np
+import pytest
+from scipy.stats import ncx2
+
+from numerics.region_targets import (Annulus, Box, Crescent, Disk, Lens, RegionMixture, Sphere, three_disks,
+                                     two_crescents)
+from numerics.samplers import sample
+from numerics.grids import time_grid
+
+
+def _fd(f, x, h):
+    g = np.zeros_like(x)
+    for j in range(x.shape[1]):
+        e = np.zeros(x.shape[1]); e[j] = h
+        g[:, j] = (f(x + e) - f(x - e)) / (2 * h)
+    return g
+
+
+@pytest.mark.parametrize("rm", [RegionMixture([Box([-1, 0], [0, 2]), Box([1, -1], [3, 0])]),
+                                RegionMixture([Sphere([0, 0, 0], 1.0), Sphere([2, 1, 0], 0.5)]),
+                                three_disks()])
+def test_score_is_gradient_of_log_density(rm):
+    rng = np.random.default_rng(0)
+    for t in (0.05, 0.7):
+        x = rng.normal(size=(6, rm.d))
+        s = math.sqrt(-math.expm1(-2 * t))
+        fd = _fd(lambda z: rm.log_density(z, t), x, 1e-4 * s)
+        assert np.max(np.abs(rm.score(x, t) - fd)) * s < 1e-5
+        fdc = _fd(lambda z: rm.class_log_posterior(z, t)[:, 1], x, 1e-4 * s)
+        assert np.max(np.abs(rm.guidance_vector(x, t, 1) - fdc)) * s < 1e-5
+
+
+def test_box_closed_form_vs_slice_quadrature():
+    # a rectangle as a "lens-like" planar region is not available; compare the box with a Monte-Carlo mean
+    box = Box([0.0, -1.0], [1.0, 0.5])
+    rng = np.random.default_rng(1)
+    mu, tau = np.array([[0.3, 0.2], [2.0, -3.0]]), 0.4
+    lm, m = box.kernel_moments(mu, tau)
+    u = rng.uniform(size=(400000, 2)) * (box.hi - box.lo) + box.lo
+    for i in range(2):
+        w = np.exp(-np.sum((u - mu[i]) ** 2, axis=1) / (2 * tau ** 2)) / (2 * math.pi * tau ** 2)
+        M = w.mean() * 1.5
+        assert abs(math.log(M) - lm[i]) < 0.02
+        assert np.max(np.abs((w[:, None] * u).sum(0) / w.sum() - m[i])) < 0.01
+
+
+def test_box_far_tail_is_finite():
+    box = Box([0.0], [1.0])
+    lm, m = box.kernel_moments(np.array([[40.0], [-40.0]]), 0.01)
+    assert np.all(np.isfinite(lm)) and np.all(np.abs(m - np.array([[1.0], [0.0]])) < 1e-3)
+
+
+@pytest.mark.parametrize("d", [2, 3])
+def test_sphere_vs_quadrature(d):
+    sp = Sphere(np.zeros(d), 1.3)
+    t = 0.3
+    lam, s2 = math.exp(-t), -math.expm1(-2 * t)
+    y = np.array([[0.4, -0.2] + [0.1] * (d - 2)])
+    ll, m = sp.log_likelihood_and_mean(y, lam, s2)
+    rng = np.random.default_rng(2)
+    if d == 2:
+        th = np.linspace(0, 2 * np.pi, 4000, endpoint=False)
+        u = np.stack([np.cos(th), np.sin(th)], 1)
+    else:
+        u = rng.normal(size=(400000, 3)); u /= np.linalg.norm(u, axis=1, keepdims=True)
+    x = 1.3 * u
+    k = np.exp(-np.sum((y - lam * x) ** 2, axis=1) / (2 * s2)) / (2 * np.pi * s2) ** (d / 2)
+    tol = 1e-10 if d == 2 else 0.01
+    assert abs(math.log(k.mean()) - ll[0]) < tol
+    assert np.max(np.abs((k[:, None] * x).sum(0) / k.sum() - m[0])) < tol
+
+
+@pytest.mark.parametrize("reg", [Disk((0.2, 3.0), 1.2), Annulus((0.0, 0.0), 1.5, 1.0)])
+def test_planar_quadrature_vs_ncx2_and_refinement_bound(reg):
+    rng = np.random.default_rng(3)
+    for tau in (0.3, 0.05, 0.005):
+        mu = reg.c + rng.normal(size=(60, 2)) * 1.5
+        lm, m = reg.kernel_moments(mu, tau)
+        lm2, m2 = reg.kernel_moments(mu, tau, 48, 16)
+        r = np.linalg.norm(mu - reg.c, axis=1)
+        ref = ncx2.cdf(reg.R ** 2 / tau ** 2, 2, r ** 2 / tau ** 2)
+        if reg.r > 0:
+            ref = ref - ncx2.cdf(reg.r ** 2 / tau ** 2, 2, r ** 2 / tau ** 2)
+        ok = ref > 1e-6
+        est = np.abs(lm - lm2)  # the refinement estimate
+        err = np.abs(lm[ok] - np.log(ref[ok]))
+        # reference accurate to ~1e-9 relative where ref > 1e-6; the estimate bounds the error up to that
+        assert np.all(err <= 10 * est[ok] + 1e-6)
+        assert np.max(err) < 1e-4
+
+
+def test_distance_functions_vs_brute_force():
+    rng = np.random.default_rng(4)
+    for reg in [Disk((0, 0), 1.0), Annulus((0, 0), 1.5, 1.0), Crescent((2, 2)), Crescent((-2, 3), offset=-0.8)]:
+        p = rng.normal(size=(300, 2)) * 2 + reg.c
+        # brute force: dense grid of the region
+        g = np.linspace(-1, 1, 801) * reg.R
+        X, Y = np.meshgrid(g + reg.c[0], g + reg.c[1])
+        pts = np.stack([X.ravel(), Y.ravel()], 1)
+        pts = pts[reg.contains(pts)]
+        d = reg.distance(p)
+        for i in range(0, 300, 15):
+            bf = np.min(np.linalg.norm(pts - p[i], axis=1))
+            assert abs(bf - d[i]) < 2 * reg.R / 800 * 1.5
+    lens = Lens()
+    assert lens.distance([[-2.0, 0.0]])[0] == 0 and abs(lens.distance([[-2.0, 1.5]])[0] - 1.0) < 1e-3
+    assert abs(Box([0, 0], [1, 1]).distance([[2.0, 2.0]])[0] - math.sqrt(2)) < 1e-15
+    assert abs(Sphere([0, 0, 0], 2.0).distance([[0, 0, 0.5]])[0] - 1.5) < 1e-15
+
+
+def test_areas():
+    assert abs(Crescent((0, 0)).area - (math.pi * 2.25 - 0.0) + 0) > 0  # hole removed
+    rng = np.random.default_rng(5)
+    for reg in [Crescent((0, 0)), Annulus((0, 0), 1.5, 1.0), Lens((2.0, 0.0))]:
+        xa, xb, ya, yb = reg.bbox()
+        u = rng.uniform(size=(400000, 2)) * [xb - xa, yb - ya] + [xa, ya]
+        mc = reg.contains(u).mean() * (xb - xa) * (yb - ya)
+        assert abs(mc - reg.area) < 0.01 * (xb - xa) * (yb - ya)
+
+
+def test_sampler_accepts_region_mixture_and_lands_on_target():
+    rm = three_disks()
+    x = sample(rm, "ei_ode", grid=time_grid("geometric", T=5.0, delta=1e-3, kappa=0.5), n=8, seed=0, label=1,
+               guidance=2.0)
+    assert np.all(rm.distance(x, 1) < 10 * math.sqrt(2e-3))
+
+
+def test_authors_kernel_differs_from_exact_and_agrees_as_t_to_0():
+    rm, ap = three_disks(), three_disks(kernel="authors")
+    x = np.array([[0.2, 3.0], [0.5, 2.5]])
+    far = np.abs(rm.denoiser(x, 0.3) - ap.denoiser(x, 0.3)).max()
+    assert far > 0.2  # no lambda: the kernel is centred at y, not y/lambda
+    y = np.array([[0.2, 3.0]])  # deep inside: both near the disk's centre at small t
+    assert np.abs(rm.denoiser(y, 1e-3) - ap.denoiser(y, 1e-3)).max() < 0.05
+
+
+@pytest.mark.parametrize("bad, match", [
+    (lambda: Disk((0, 0), -1.0), "radius"),
+    (lambda: Disk((0, 0, 0), 1.0), "center"),
+    (lambda: Box([0, 0], [1, -1]), "hi"),
+    (lambda: Annulus((0, 0), 1.0, 2.0), "r_in"),
+    (lambda: Crescent((0, 0), offset=0.0), "offset"),
+    (lambda: Sphere([0.0], 1.0), "center"),
+    (lambda: RegionMixture([Disk((0, 0), 1.0), Box([0, 0, 0], [1, 1, 1])]), "regions"),
+    (lambda: RegionMixture([Disk((0, 0), 1.0)], weights=[0.5, 0.5]), "weights"),
+    (lambda: RegionMixture([Disk((0, 0), 1.0)], kernel="nope"), "kernel"),
+    (lambda: RegionMixture([Box([0], [1])], kernel="authors"), "kernel"),
+    (lambda: three_disks().score(np.array([[np.nan, 0.0]]), 0.5), "x"),
+    (lambda: three_disks().score(np.zeros((1, 2)), -1.0), "t"),
+    (lambda: three_disks().guidance_vector(np.zeros((1, 2)), 0.5, 7), "y"),
+])
+def test_bad_input(bad, match):
+    with pytest.raises(ValueError, match=match):
+        bad()
+
+
+def test_support_claims_registered():
+    from numerics.checks import load_all
+    claims = load_all(["numerics.checks.support"])
+    assert {"support.rate_exponent", "support.three_disks", "support.score_identity"} <= set(claims)
