@@ -86,6 +86,21 @@ def component_quantity(k, quantity, alpha, sigma2, means, evecs, evals, rank, pr
                 out[l] += evecs[k, l, j] * coef
 
 
+@njit(cache=True)
+def online_push(m, z, ell, comp, acc):
+    r"""One step of an online log-sum-exp average: fold weight :math:`e^{\ell}` and vector ``comp`` into
+    the running ``(max m, sum z, acc)`` (``acc`` holds :math:`\sum e^{\ell_k - m} q_k`); returns the new ``(m, z)``."""
+    if ell > m:
+        scale = math.exp(m - ell)
+        for l in range(acc.shape[0]):
+            acc[l] = acc[l] * scale + comp[l]
+        return ell, z * scale + 1.0
+    wgt = math.exp(ell - m)
+    for l in range(acc.shape[0]):
+        acc[l] += wgt * comp[l]
+    return m, z + wgt
+
+
 @njit(cache=True, parallel=True)
 def mixture_average(x, alpha, sigma2, means, evecs, evals, rank, logw, in_mask, quantity,
                     avg_in, avg_out, logz, work):
@@ -117,29 +132,9 @@ def mixture_average(x, alpha, sigma2, means, evecs, evals, rank, logw, in_mask, 
                 continue
             component_quantity(k, quantity, alpha, sigma2, means, evecs, evals, rank, proj, resid, comp)
             if in_mask[k]:
-                if ell > m_in:
-                    scale = math.exp(m_in - ell)
-                    z_in = z_in * scale + 1.0
-                    for l in range(d):
-                        avg_in[i, l] = avg_in[i, l] * scale + comp[l]
-                    m_in = ell
-                else:
-                    wgt = math.exp(ell - m_in)
-                    z_in += wgt
-                    for l in range(d):
-                        avg_in[i, l] += wgt * comp[l]
+                m_in, z_in = online_push(m_in, z_in, ell, comp, avg_in[i])
             else:
-                if ell > m_out:
-                    scale = math.exp(m_out - ell)
-                    z_out = z_out * scale + 1.0
-                    for l in range(d):
-                        avg_out[i, l] = avg_out[i, l] * scale + comp[l]
-                    m_out = ell
-                else:
-                    wgt = math.exp(ell - m_out)
-                    z_out += wgt
-                    for l in range(d):
-                        avg_out[i, l] += wgt * comp[l]
+                m_out, z_out = online_push(m_out, z_out, ell, comp, avg_out[i])
         if z_in > 0.0:
             for l in range(d):
                 avg_in[i, l] /= z_in
@@ -215,17 +210,7 @@ def mixture_posterior_cov(x, alpha, sigma2, means, evecs, evals, rank, logw, in_
             if ell == -np.inf:  # the quadratic form overflowed: this component has no mass here
                 continue
             component_quantity(k, 1, alpha, sigma2, means, evecs, evals, rank, proj, resid, comp)
-            if ell > m_run:
-                scale = math.exp(m_run - ell)
-                z = z * scale + 1.0
-                for l in range(d):
-                    mbar[l] = mbar[l] * scale + comp[l]
-                m_run = ell
-            else:
-                wgt = math.exp(ell - m_run)
-                z += wgt
-                for l in range(d):
-                    mbar[l] += wgt * comp[l]
+            m_run, z = online_push(m_run, z, ell, comp, mbar)
         for a in range(d):
             for b in range(d):
                 out[i, a, b] = 0.0

@@ -81,3 +81,16 @@ def check_nonneg_scalar(value, name: str) -> float:
     if not np.isfinite(value) or value < 0:
         raise ValueError(f"{name}: must be finite and >= 0, got {value!r}")
     return value
+
+
+def check_positive(value, name: str, allow_zero: bool = False) -> float:
+    """A finite real number ``> 0`` (or ``>= 0`` with ``allow_zero``)."""
+    if isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name}: must be a real number, got {value!r}")
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: must be a real number, got {value!r}") from None
+    if not np.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
+        raise ValueError(f"{name}: must be finite and {'>=' if allow_zero else '>'} 0, got {value!r}")
+    return v

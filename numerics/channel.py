@@ -51,7 +51,7 @@ from typing import Callable
 
 import numpy as np
 
-from numerics._validate import WEIGHT_SUM_TOL, as_float_array, check_int
+from numerics._validate import WEIGHT_SUM_TOL, as_float_array, check_int, check_positive
 
 __all__ = [
     "ChannelTarget",
@@ -106,13 +106,7 @@ def _tensor_rule(n: int, d: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _check_snr(t, name: str = "t", allow_zero: bool = True) -> float:
-    try:
-        t = float(t)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name}: must be a real number, got {t!r}") from None
-    if not math.isfinite(t) or t < 0 or (t == 0 and not allow_zero):
-        raise ValueError(f"{name}: must be finite and {'>=' if allow_zero else '>'} 0, got {t!r}")
-    return t
+    return check_positive(t, name, allow_zero)
 
 
 def _check_nodes(n) -> int:

@@ -40,7 +40,7 @@ from typing import Mapping
 import numpy as np
 from scipy.special import expit, log_expit
 
-from numerics._validate import as_float_array, check_int, check_time
+from numerics._validate import as_float_array, check_int, check_time, check_positive
 from numerics.checks.stats import mean_ci
 from numerics.mixture import GaussianMixture
 
@@ -57,13 +57,7 @@ PHASE_OMEGA = 6.0
 
 
 def _pos(value, name: str, allow_zero: bool = False) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name}: must be a real number, got {value!r}") from None
-    if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
-        raise ValueError(f"{name}: must be finite and {'>=' if allow_zero else '>'} 0, got {value!r}")
-    return v
+    return check_positive(value, name, allow_zero)
 
 
 # --------------------------------------------------------------------------- perturbations
