@@ -1,0 +1,472 @@
+r"""Classifiers trained by cross-entropy on samples of a noised two-class mixture, and their errors.
+
+Time convention: OU forward time ``t > 0``, :math:`\alpha_t = e^{-t}`, :math:`\sigma_t^2 = 1 - e^{-2t}`.
+
+Class coding: class index 0 is the "positive" class.  A binary logistic classifier has logit
+:math:`\hat f(x) = \theta^\top\phi(x)`, :math:`\hat p(0\mid x) = \sigma(\hat f)`, :math:`\hat p(1\mid x) = \sigma(-\hat f)`,
+and guidance vectors :math:`\nabla\log\hat p(0\mid x) = \sigma(-\hat f)\nabla\hat f`,
+:math:`\nabla\log\hat p(1\mid x) = -\sigma(\hat f)\nabla\hat f`.
+
+Features
+--------
+* :class:`QuadraticFeatures` ``[1, x_i, x_i x_j (i<=j)]``: the Bayes logit of a two-Gaussian mixture with
+  unequal covariances is quadratic in ``x`` at every ``t`` (:func:`bayes_quadratic_coefficients`), so this
+  family is well specified there.  Its logit error is an unbounded quadratic, so Theorem 1's (A2)
+  (:math:`|r|\le M`) fails unless the fit is exact: fits in this family are reported *outside the
+  assumptions* (:meth:`LogisticClassifier.certificates` returns ``inf``).
+* :class:`RandomFourierFeatures` ``[1, cos(<w_j, x> + b_j)]``: bounded logit with bounded derivatives,
+  so, against a true posterior with a probability floor (:class:`LabelNoiseSetting`), (A1)-(A2) are
+  certified: :func:`certify_label_noise`.
+
+Fitting is by damped Newton (IRLS) on the mean cross-entropy plus ``lam/2 |theta_{1:}|^2`` (the
+intercept is not penalised).
+
+Errors
+------
+:func:`errors_quadrature_2d` computes, for any :class:`~numerics.mixture.GaussianMixture` with two classes
+in ``d = 1`` or ``2``, the conditional KL :math:`\varepsilon^2` and the joint-law guidance MSE
+:math:`\mathbb E_X\sum_y p_t(y\mid X)\|\hat g_y - g_y\|^2` by tensor Gauss-Hermite quadrature per
+component (nodes mapped by the Cholesky factor of the component's time-``t`` covariance), with the
+a-posteriori error ``|I_n - I_{n/2}|``; :func:`score_fourth_moment` gives Theorem 1's :math:`S_4` the same way.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import expit, log_expit
+
+from numerics._validate import as_float_array, check_int, check_time
+from numerics.classifier_error import ErrorEstimate, theorem_bound
+from numerics.mixture import GaussianMixture
+
+__all__ = [
+    "QuadraticFeatures", "RandomFourierFeatures", "LogisticClassifier", "LabelNoiseSetting",
+    "bayes_quadratic_coefficients", "errors_quadrature_2d", "score_fourth_moment", "certify_label_noise",
+    "sample_noised", "Certificate", "bound_for",
+]
+
+
+def _x(x, d: int, name: str = "x") -> np.ndarray:
+    X = as_float_array(x, name, (1, 2))
+    if X.ndim == 1:
+        X = X[:, None] if d == 1 else X[None, :]
+    if X.shape[1] != d:
+        raise ValueError(f"{name}: last dimension must be d={d}, got shape {X.shape}")
+    if not np.all(np.isfinite(X)):
+        raise ValueError(f"{name}: contains NaN or infinite values")
+    return X
+
+
+# --------------------------------------------------------------------------- features
+class QuadraticFeatures:
+    r"""``phi(x) = [1, x_1..x_d, x_i x_j (i <= j)]``; ``p = 1 + d + d(d+1)/2`` features."""
+
+    bounded = False
+
+    def __init__(self, d: int):
+        self.d = check_int(d, "d", 1)
+        self.pairs = [(i, j) for i in range(self.d) for j in range(i, self.d)]
+        self.p = 1 + self.d + len(self.pairs)
+
+    def __call__(self, x) -> np.ndarray:
+        X = _x(x, self.d)
+        quad = np.stack([X[:, i] * X[:, j] for i, j in self.pairs], axis=1)
+        return np.concatenate([np.ones((X.shape[0], 1)), X, quad], axis=1)
+
+    def jacobian(self, x) -> np.ndarray:
+        """``(N, p, d)``: d phi_k / d x_l."""
+        X = _x(x, self.d)
+        N, d = X.shape
+        J = np.zeros((N, self.p, d))
+        J[:, 1:1 + d, :] = np.eye(d)[None]
+        for k, (i, j) in enumerate(self.pairs):
+            J[:, 1 + d + k, i] += X[:, j]
+            J[:, 1 + d + k, j] += X[:, i]
+        return J
+
+    def unpack(self, theta):
+        r"""``(c, b, A)`` with :math:`\hat f = c + b^\top x + x^\top A x` (``A`` symmetric)."""
+        th = as_float_array(theta, "theta", 1)
+        if th.size != self.p:
+            raise ValueError(f"theta: expected {self.p} coefficients, got {th.size}")
+        d = self.d
+        A = np.zeros((d, d))
+        for k, (i, j) in enumerate(self.pairs):
+            v = th[1 + d + k]
+            if i == j:
+                A[i, i] = v
+            else:
+                A[i, j] = A[j, i] = v / 2
+        return float(th[0]), th[1:1 + d].copy(), A
+
+    def pack(self, c, b, A) -> np.ndarray:
+        """Inverse of :meth:`unpack`."""
+        d = self.d
+        A = as_float_array(A, "A", 2)
+        out = [float(c), *as_float_array(b, "b", 1)]
+        out += [A[i, i] if i == j else A[i, j] + A[j, i] for i, j in self.pairs]
+        return np.array(out)
+
+
+class RandomFourierFeatures:
+    r"""``phi(x) = [1, cos(<w_j, x> + b_j)]``, ``w_j ~ N(0, scale^2 I)``, ``b_j ~ U[0, 2 pi)``, ``j < n_features``.
+
+    With coefficients ``(c, a)``: :math:`|\hat f|\le|c|+\sum|a_j|`, :math:`\|\nabla\hat f\|\le\sum|a_j|\|w_j\|`,
+    :math:`\|\nabla^2\hat f\|_{op}\le\sum|a_j|\|w_j\|^2`.
+    """
+
+    bounded = True
+
+    def __init__(self, d: int, n_features: int, scale: float, rng: np.random.Generator):
+        self.d = check_int(d, "d", 1)
+        J = check_int(n_features, "n_features", 1)
+        try:
+            s = float(scale)
+        except (TypeError, ValueError):
+            raise ValueError(f"scale: must be a positive real number, got {scale!r}") from None
+        if not (math.isfinite(s) and s > 0):
+            raise ValueError(f"scale: must be a positive real number, got {scale!r}")
+        if not isinstance(rng, np.random.Generator):
+            raise ValueError("rng: must be a numpy.random.Generator")
+        self.W = s * rng.standard_normal((J, self.d))
+        self.b = rng.uniform(0.0, 2 * math.pi, J)
+        self.p = J + 1
+
+    def __call__(self, x) -> np.ndarray:
+        X = _x(x, self.d)
+        return np.concatenate([np.ones((X.shape[0], 1)), np.cos(X @ self.W.T + self.b)], axis=1)
+
+    def jacobian(self, x) -> np.ndarray:
+        X = _x(x, self.d)
+        S = -np.sin(X @ self.W.T + self.b)  # (N, J)
+        J = np.zeros((X.shape[0], self.p, self.d))
+        J[:, 1:, :] = S[:, :, None] * self.W[None]
+        return J
+
+    def sup_bounds(self, theta) -> tuple[float, float, float]:
+        """``(sup |f|, sup |grad f|, sup ||Hess f||_op)`` certified for coefficients ``theta``."""
+        a = np.abs(as_float_array(theta, "theta", 1)[1:])
+        nw = np.linalg.norm(self.W, axis=1)
+        return float(abs(theta[0]) + a.sum()), float(a @ nw), float(a @ nw**2)
+
+
+# --------------------------------------------------------------------------- classifier
+class LogisticClassifier:
+    r"""Binary logistic regression :math:`\hat p(0\mid x) = \sigma(\theta^\top\phi(x))` on a feature map.
+
+    Parameters
+    ----------
+    features : QuadraticFeatures or RandomFourierFeatures (anything with ``__call__``, ``jacobian``, ``p``, ``d``)
+    lam : float, >= 0
+        L2 penalty on the non-intercept coefficients (objective: mean cross-entropy + lam/2 |theta_{1:}|^2).
+    """
+
+    def __init__(self, features, lam: float = 0.0):
+        if not all(hasattr(features, a) for a in ("__call__", "jacobian", "p", "d")):
+            raise ValueError("features: need a feature map with __call__, jacobian, p and d")
+        try:
+            lam = float(lam)
+        except (TypeError, ValueError):
+            raise ValueError(f"lam: must be a non-negative real number, got {lam!r}") from None
+        if not (math.isfinite(lam) and lam >= 0):
+            raise ValueError(f"lam: must be a non-negative real number, got {lam!r}")
+        self.features, self.lam, self.d = features, lam, features.d
+        self.theta: np.ndarray | None = None
+        self.n_train = 0
+        self.hessian: np.ndarray | None = None
+
+    # ---- training
+    def _objective(self, Phi, s, theta, hess: bool = True):
+        f = Phi @ theta
+        pen = np.r_[0.0, theta[1:]]
+        val = -np.mean(log_expit(s * f)) + 0.5 * self.lam * pen @ pen
+        if not hess:
+            return val, None, None
+        grad = -(Phi.T @ (s * expit(-s * f))) / len(s) + self.lam * pen
+        w = expit(f) * expit(-f)
+        H = (Phi * w[:, None]).T @ Phi / len(s)
+        H[np.diag_indices_from(H)] += self.lam * np.r_[0.0, np.ones(len(theta) - 1)]
+        return val, grad, H
+
+    def fit(self, x, y, max_iter: int = 100, tol: float = 1e-12) -> "LogisticClassifier":
+        """Damped Newton on the penalised mean cross-entropy.  ``y``: labels in {0, 1}.
+
+        Stops when the Newton decrement squared is below ``tol``; raises ``RuntimeError`` if it does
+        not (e.g. separable data with ``lam = 0``: the MLE does not exist).
+        """
+        X = _x(x, self.d)
+        Y = np.asarray(y)
+        if Y.ndim != 1 or Y.shape[0] != X.shape[0]:
+            raise ValueError(f"y: expected shape ({X.shape[0]},), got {Y.shape}")
+        if not np.all((Y == 0) | (Y == 1)):
+            raise ValueError("y: labels must be 0 or 1")
+        if X.shape[0] < 2:
+            raise ValueError(f"x: need at least 2 samples, got {X.shape[0]}")
+        Phi = self.features(X)
+        s = np.where(Y == 0, 1.0, -1.0)
+        theta = np.zeros(self.features.p)
+        val, g, H = self._objective(Phi, s, theta)
+        for _ in range(max_iter):
+            try:
+                step = np.linalg.solve(H, -g)
+            except np.linalg.LinAlgError:
+                step = np.linalg.lstsq(H, -g, rcond=None)[0]
+            dec = float(-g @ step)
+            if dec < tol:
+                break
+            lr = 1.0
+            while True:
+                nv, _, _ = self._objective(Phi, s, theta + lr * step, hess=False)
+                if nv <= val - 0.25 * lr * dec or lr < 1e-10:
+                    break
+                lr *= 0.5
+            theta = theta + lr * step
+            val, g, H = self._objective(Phi, s, theta)
+        else:
+            raise RuntimeError(f"fit: Newton did not converge in {max_iter} iterations (separable data? use lam > 0)")
+        self.theta, self.n_train, self.hessian = theta, X.shape[0], H
+        return self
+
+    def _need_fit(self):
+        if self.theta is None:
+            raise ValueError("classifier: not fitted (call fit first)")
+
+    def covariance(self) -> np.ndarray:
+        """Asymptotic covariance of the MLE, ``H^{-1} / n`` (well-specified model, ``lam = 0``)."""
+        self._need_fit()
+        return np.linalg.inv(self.hessian) / self.n_train
+
+    # ---- prediction
+    def logit(self, x) -> np.ndarray:
+        r""":math:`\hat f(x) = \log\hat p(0\mid x) - \log\hat p(1\mid x)`; ``(N,)``."""
+        self._need_fit()
+        return self.features(x) @ self.theta
+
+    def logit_grad(self, x) -> np.ndarray:
+        self._need_fit()
+        return self.features.jacobian(x).transpose(0, 2, 1) @ self.theta
+
+    def log_posterior(self, x) -> np.ndarray:
+        """``(N, 2)`` array of log p_hat(y | x)."""
+        f = self.logit(x)
+        return np.stack([log_expit(f), log_expit(-f)], axis=1)
+
+    def guidance(self, x) -> np.ndarray:
+        r"""``(N, 2, d)``: exact :math:`\nabla_x\log\hat p(y\mid x)` for y = 0, 1."""
+        f, gf = self.logit(x), self.logit_grad(x)
+        return np.stack([expit(-f)[:, None] * gf, -expit(f)[:, None] * gf], axis=1)
+
+    def guidance_vector(self, x, y: int) -> np.ndarray:
+        """``(N, d)``: the guidance vector of class ``y``."""
+        y = check_int(y, "y", 0, 1)
+        return self.guidance(x)[:, y]
+
+    def certificates(self) -> tuple[float, float, float]:
+        r"""``(sup|f_hat|, sup|grad f_hat|, sup ||Hess f_hat||_op)``; ``inf`` where unbounded (non-constant quadratic)."""
+        self._need_fit()
+        f = self.features
+        if isinstance(f, RandomFourierFeatures):
+            return f.sup_bounds(self.theta)
+        if isinstance(f, QuadraticFeatures):
+            c, b, A = f.unpack(self.theta)
+            if np.any(b != 0) or np.any(A != 0):
+                return math.inf, math.inf, float(2 * np.linalg.norm(A, 2)) if np.all(b == 0) else math.inf
+            return abs(c), 0.0, 0.0
+        return math.inf, math.inf, math.inf
+
+
+# --------------------------------------------------------------------------- targets
+def _two_class(gm):
+    if not isinstance(gm, GaussianMixture):
+        raise ValueError("gm: must be a GaussianMixture")
+    if gm.n_classes != 2:
+        raise ValueError(f"gm: need exactly two classes, got {gm.n_classes}")
+
+
+def sample_noised(gm: GaussianMixture, t, n: int, rng: np.random.Generator):
+    """``(x (n, d), y (n,))`` from the joint law of ``(X_t, Y)`` (OU time ``t``)."""
+    t = check_time(t)
+    n = check_int(n, "n", 1)
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError("rng: must be a numpy.random.Generator")
+    comp = rng.choice(gm.K, size=n, p=gm.weights)
+    a, s2 = math.exp(-t), -math.expm1(-2 * t)
+    x0 = np.empty((n, gm.d))
+    for k in range(gm.K):
+        idx = np.flatnonzero(comp == k)
+        if idx.size:
+            sub = GaussianMixture([1.0], gm.means[k:k + 1], gm.covs[k:k + 1])
+            x0[idx] = sub.sample_data(idx.size, rng)
+    return a * x0 + math.sqrt(s2) * rng.standard_normal((n, gm.d)), gm.labels[comp].astype(int)
+
+
+def bayes_quadratic_coefficients(gm: GaussianMixture, t) -> np.ndarray:
+    r"""Coefficients on :class:`QuadraticFeatures` of the Bayes logit :math:`\log p_t(0\mid x)/p_t(1\mid x)`.
+
+    ``gm`` must have one Gaussian component per class (full-rank at time ``t``: :math:`C_k = \alpha^2S_k + \sigma^2I`):
+    :math:`f = \log\frac{\pi_0}{\pi_1} - \frac12\log\frac{|C_0|}{|C_1|} - \frac12(x-\alpha m_0)^\top C_0^{-1}(x-\alpha m_0)
+    + \frac12(x-\alpha m_1)^\top C_1^{-1}(x-\alpha m_1)`.
+    """
+    _two_class(gm)
+    if gm.K != 2:
+        raise ValueError(f"gm: need one component per class, got {gm.K} components")
+    t = check_time(t)
+    a, s2 = math.exp(-t), -math.expm1(-2 * t)
+    k0, k1 = int(np.flatnonzero(gm.labels == 0)[0]), int(np.flatnonzero(gm.labels == 1)[0])
+    eye = np.eye(gm.d)
+    C0, C1 = a * a * gm.covs[k0] + s2 * eye, a * a * gm.covs[k1] + s2 * eye
+    P0, P1 = np.linalg.inv(C0), np.linalg.inv(C1)
+    m0, m1 = a * gm.means[k0], a * gm.means[k1]
+    A = -0.5 * (P0 - P1)
+    b = P0 @ m0 - P1 @ m1
+    c = (math.log(gm.weights[k0] / gm.weights[k1]) - 0.5 * (np.linalg.slogdet(C0)[1] - np.linalg.slogdet(C1)[1])
+         - 0.5 * m0 @ P0 @ m0 + 0.5 * m1 @ P1 @ m1)
+    return QuadraticFeatures(gm.d).pack(c, b, A)
+
+
+@dataclass(frozen=True)
+class LabelNoiseSetting:
+    r"""Two locations :math:`\pm\mu` with a shared covariance ``S``; each location carries class 0 with probability
+    ``1-rho`` (at ``+mu``) or ``rho`` (at ``-mu``), equal class priors.
+
+    So :math:`p_t(y\mid x)\in[\rho, 1-\rho]` for every ``x`` and ``t`` (a convex combination of the location
+    posteriors), and the true classifier is smooth:
+    :math:`\|\nabla^2\log p_t(y\mid x)\|_{op}\le\alpha_t^2\|C_t^{-1}\mu\|^2`, :math:`C_t = \alpha_t^2S+\sigma_t^2I`
+    (the posterior covariances of :math:`X_0` given ``x`` and given ``(x, y)`` differ only in the spread
+    :math:`w(1-w)DD^\top` of the two location means, :math:`D = 2\sigma_t^2C_t^{-1}\mu`, :math:`w(1-w)\le1/4`).
+    """
+
+    mu: tuple
+    S: tuple
+    rho: float
+
+    def __post_init__(self):
+        mu = as_float_array(self.mu, "mu", 1)
+        S = as_float_array(self.S, "S", 2)
+        if S.shape != (mu.size, mu.size):
+            raise ValueError(f"S: expected shape {(mu.size, mu.size)}, got {S.shape}")
+        if not (0.0 < float(self.rho) < 0.5):
+            raise ValueError(f"rho: must lie in (0, 1/2), got {self.rho!r}")
+
+    def mixture(self) -> GaussianMixture:
+        mu, S, r = np.asarray(self.mu, float), np.asarray(self.S, float), float(self.rho)
+        return GaussianMixture([(1 - r) / 2, r / 2, r / 2, (1 - r) / 2], np.stack([mu, -mu, mu, -mu]),
+                               np.stack([S] * 4), labels=[0, 0, 1, 1])
+
+    def true_hessian_bound(self, t) -> float:
+        t = check_time(t)
+        a, s2 = math.exp(-t), -math.expm1(-2 * t)
+        mu, S = np.asarray(self.mu, float), np.asarray(self.S, float)
+        v = np.linalg.solve(a * a * S + s2 * np.eye(mu.size), mu)
+        return a * a * float(v @ v)
+
+
+@dataclass(frozen=True)
+class Certificate:
+    """Theorem-1 constants for one fit: ``L`` (Hessian of r), ``M`` (sup |r|); ``ok`` False when not certified."""
+
+    L: float
+    M: float
+    ok: bool
+    why: str
+
+
+def certify_label_noise(setting: LabelNoiseSetting, t, clf: LogisticClassifier) -> Certificate:
+    r"""Certified ``(L, M)`` of Theorem 1 for ``clf`` against the true posterior of ``setting`` at time ``t``.
+
+    :math:`\|\nabla^2 r_y\|\le\|\nabla^2\log\hat p_y\| + \|\nabla^2\log p_y\|` with
+    :math:`\nabla^2\log\sigma(\pm\hat f) = -\sigma'(\hat f)\nabla\hat f^{\otimes2}\pm\sigma(\mp\hat f)\nabla^2\hat f`, so
+    :math:`L = G^2/4 + H + \alpha_t^2\|C_t^{-1}\mu\|^2` (``G, H`` the certified sup of the gradient and Hessian of
+    :math:`\hat f`).  With :math:`|\hat f|\le B` and :math:`p_y\in[\rho,1-\rho]`:
+    :math:`r_y\in[\log\sigma(-B)-\log(1-\rho),\ \log\sigma(B)-\log\rho]`, and also :math:`|r_y|\le|\hat f - f|\le B+\log\frac{1-\rho}{\rho}`.
+    """
+    if not isinstance(setting, LabelNoiseSetting):
+        raise ValueError("setting: must be a LabelNoiseSetting")
+    B, G, H = clf.certificates()
+    if not math.isfinite(B) or not math.isfinite(G) or not math.isfinite(H):
+        return Certificate(math.inf, math.inf, False, "logit of the fit is unbounded: |r| <= M fails (A2)")
+    rho = float(setting.rho)
+    M = min(max(math.log1p(-rho) - float(log_expit(-B)), float(log_expit(B)) - math.log(rho)),
+            B + math.log((1 - rho) / rho))
+    L = G * G / 4 + H + setting.true_hessian_bound(t)
+    return Certificate(L, M, True, "bounded random-Fourier logit against a floored posterior")
+
+
+# --------------------------------------------------------------------------- quadrature
+def _nodes(gm, t, n):
+    """Tensor Gauss-Hermite nodes/weights for E over p_t = sum_k w_k N(alpha m_k, C_k); also component ids."""
+    s, w = np.polynomial.hermite_e.hermegauss(n)
+    w = w / math.sqrt(2 * math.pi)
+    d = gm.d
+    Z = np.stack(np.meshgrid(*([s] * d), indexing="ij"), axis=-1).reshape(-1, d)
+    Wz = np.prod(np.stack(np.meshgrid(*([w] * d), indexing="ij"), axis=-1).reshape(-1, d), axis=1)
+    a, s2 = math.exp(-t), -math.expm1(-2 * t)
+    xs, ws, ks = [], [], []
+    for k in range(gm.K):
+        if gm.weights[k] == 0:
+            continue
+        Lc = np.linalg.cholesky(a * a * gm.covs[k] + s2 * np.eye(d))
+        xs.append(a * gm.means[k] + Z @ Lc.T)
+        ws.append(gm.weights[k] * Wz)
+        ks.append(np.full(Z.shape[0], k))
+    return np.concatenate(xs), np.concatenate(ws), np.concatenate(ks)
+
+
+def _check_quad(gm, t, n):
+    _two_class(gm)
+    if gm.d > 2:
+        raise ValueError(f"gm: quadrature needs d <= 2, got d={gm.d}")
+    return check_time(t), check_int(n, "n", 8)
+
+
+def errors_quadrature_2d(gm: GaussianMixture, t, clf: LogisticClassifier, n: int = 64,
+                         guidance_sign: float = 1.0) -> ErrorEstimate:
+    r"""Conditional KL and joint-law guidance MSE of ``clf`` against ``gm``'s posterior at time ``t`` (``d <= 2``).
+
+    ``guidance_sign`` multiplies the learned guidance before comparing (``-1``: the wrong-sign negative control).
+    Errors: ``|I_n - I_{n/2}|`` of the tensor Gauss-Hermite rule (the integrands are analytic, so the rule
+    converges geometrically and the halved-rule difference bounds the finer rule's error once resolved).
+    """
+    t, n = _check_quad(gm, t, n)
+
+    def run(m):
+        x, w, _ = _nodes(gm, t, m)
+        lp = gm.class_log_posterior(x, t)
+        p = np.exp(lp)
+        g = np.stack([gm.guidance_vector(x, t, 0), gm.guidance_vector(x, t, 1)], axis=1)
+        lph = clf.log_posterior(x)
+        gh = guidance_sign * clf.guidance(x)
+        kl = np.sum(p * (lp - lph), axis=1)
+        mse = np.sum(p * np.sum((gh - g) ** 2, axis=2), axis=1)
+        return float(w @ kl), float(w @ mse)
+
+    kl, mse = run(n)
+    kl2, mse2 = run(n // 2)
+    return ErrorEstimate(kl, mse, abs(kl - kl2), abs(mse - mse2))
+
+
+def score_fourth_moment(gm: GaussianMixture, t, n: int = 64) -> tuple[float, float]:
+    r""":math:`S_4 = (\sum_y\pi_y\mathbb E_{p_t(\cdot\mid y)}\|\nabla\log p_t(x\mid y)\|^4)^{1/2}` and its halved-rule error."""
+    t, n = _check_quad(gm, t, n)
+    conds = [gm.conditional(y) for y in (0, 1)]
+
+    def run(m):
+        x, w, ks = _nodes(gm, t, m)
+        tot = 0.0
+        for y in (0, 1):
+            sel = gm.labels[ks] == y
+            sc = conds[y].score(x[sel], t)
+            tot += float(w[sel] @ np.sum(sc**2, axis=1) ** 2)
+        return math.sqrt(tot)
+
+    s4, s4h = run(n), run(n // 2)
+    return s4, abs(s4 - s4h)
+
+
+def bound_for(eps: float, d: int, cert: Certificate, S4: float) -> float:
+    """Theorem 1 at a certified fit (``inf`` when not certified)."""
+    if not cert.ok:
+        return math.inf
+    return theorem_bound(eps, d, cert.L, cert.M, S4)

@@ -1,0 +1,101 @@
+"""The authors' three experiments (numerics.support_experiments): definitions, reproducibility, bad input."""
+import numpy as np
+import pytest
+
+from numerics.region_targets import Crescent, Disk, Lens
+from numerics.support_experiments import (EXPERIMENTS, FIVE_REGIONS_SEED, experiment, run_deltas,
+                                          run_experiment, sigma_delta)
+
+
+def test_three_disks_definition():
+    e = experiment("three_disks")
+    rm = e.mixture
+    assert [type(r) for r in rm.regions] == [Disk, Disk, Disk]
+    np.testing.assert_array_equal([r.c for r in rm.regions], [[-1.5, 0.5], [0.2, 3.0], [2.5, -0.5]])
+    np.testing.assert_array_equal([r.R for r in rm.regions], [0.7, 1.2, 1.5])
+    np.testing.assert_allclose(rm.weights, [1 / 3] * 3)
+    assert e.eta == 1
+    np.testing.assert_array_equal(e.starts, [[-3, 3], [-1, -3], [0, 0], [2, -4], [5, -2]])
+
+
+def test_two_crescents_definition():
+    e = experiment("two_crescents")
+    rm = e.mixture
+    assert all(isinstance(r, Crescent) for r in rm.regions)
+    np.testing.assert_array_equal([r.c for r in rm.regions], [[2, 2], [-2, 3]])
+    assert [(r.R, r.r) for r in rm.regions] == [(1.5, 1.0), (1.5, 1.0)]
+    # hole offset +0.8 (opening to the right) for the target, -0.8 for the other
+    np.testing.assert_allclose([r.c2[0] - r.c[0] for r in rm.regions], [0.8, -0.8])
+    np.testing.assert_allclose(rm.weights, [0.5, 0.5])
+    assert e.eta == 0
+    np.testing.assert_array_equal(e.starts, [[-2, 2], [-1.5, -2], [1.5, 2], [2, -1.6]])
+    # the concavity of the target is not in it; the rim is
+    assert not rm.regions[0].contains([[2.5, 2.0]])[0] and rm.regions[0].contains([[0.8, 2.0]])[0]
+
+
+def test_five_regions_definition():
+    e = experiment("five_regions")
+    rm = e.mixture
+    assert isinstance(rm.regions[0], Lens)
+    assert rm.regions[0].contains([[-2.0, 0.4]])[0] and not rm.regions[0].contains([[-2.0, 0.6]])[0]
+    np.testing.assert_array_equal([r.c for r in rm.regions[1:]], [[2, 2], [2, -2], [-3, 3], [-1, -3]])
+    np.testing.assert_allclose([r.c2[0] - r.c[0] for r in rm.regions[1:3]], [0.8, -0.8])
+    assert [r.R for r in rm.regions[3:]] == [0.8, 0.8]
+    np.testing.assert_allclose(rm.weights, [0.2] * 5)
+    assert e.etas == (0, 1, 2, 3, 4)
+    assert e.starts.shape == (100, 2)
+    np.testing.assert_array_equal(e.starts, np.random.default_rng(FIVE_REGIONS_SEED).standard_normal((100, 2)))
+
+
+@pytest.mark.parametrize("method", ["ei_ode", "ei_sde_code"])
+def test_run_reproducible(method):
+    a = run_experiment("three_disks", 2.0, method, 0.5, 1e-2, seed=3)
+    b = run_experiment("three_disks", 2.0, method, 0.5, 1e-2, seed=3)
+    np.testing.assert_array_equal(a.endpoints, b.endpoints)
+    np.testing.assert_array_equal(a.trajectory, b.trajectory)
+    assert a.trajectory.shape == (a.grid.size, 5, 2)
+    np.testing.assert_array_equal(a.trajectory[-1], a.endpoints)
+    assert a.sigma == sigma_delta(1e-2)
+    np.testing.assert_allclose(a.distances, experiment("three_disks").mixture.distance(a.endpoints, 1))
+    if method == "ei_sde_code":
+        c = run_experiment("three_disks", 2.0, method, 0.5, 1e-2, seed=4)
+        assert not np.array_equal(a.endpoints, c.endpoints)
+
+
+def test_run_deltas_equals_direct_for_ode():
+    rs = run_deltas("two_crescents", 1.5, "ddim", 0.5, [1e-2, 1e-3])
+    for r in rs:
+        d = run_experiment("two_crescents", 1.5, "ddim", 0.5, r.delta)
+        np.testing.assert_array_equal(r.endpoints, d.endpoints)
+
+
+def test_close_to_target_and_wrong_class_far():
+    r = run_experiment("three_disks", 1.0, "ei_ode", 0.5, 1e-3)
+    assert r.max_over_sigma < 10
+    w = run_experiment("three_disks", 1.0, "ei_ode", 0.5, 1e-3, guide_eta=0)
+    assert np.min(w.distances) > 0.5
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(exp="nope"), "name"), (dict(gamma=0.5), "gamma"), (dict(gamma=float("nan")), "gamma"),
+    (dict(method="euler"), "method"), (dict(kappa=0.0), "kappa"), (dict(kappa=2.0), "kappa"),
+    (dict(delta=1.5), "delta"), (dict(delta=-1e-3), "delta"), (dict(eta=3), "y"),
+    (dict(x_init=np.zeros((3, 3))), "x_init"), (dict(x_init=[[np.nan, 0.0]]), "x_init"),
+    (dict(bias=[1.0]), "bias"), (dict(gamma=True), "gamma"),
+])
+def test_bad_input(kw, match):
+    args = dict(exp="three_disks", gamma=1.0, method="ei_ode", kappa=0.5, delta=1e-2)
+    args.update(kw)
+    with pytest.raises(ValueError, match=match):
+        run_experiment(**args)
+
+
+def test_bad_deltas():
+    with pytest.raises(ValueError, match="deltas"):
+        run_deltas("three_disks", 1.0, "ei_ode", 0.5, [])
+    with pytest.raises(ValueError, match="delta"):
+        run_deltas("three_disks", 1.0, "ei_ode", 0.5, [1e-2, 2.0])
+
+
+def test_names():
+    assert EXPERIMENTS == ("three_disks", "two_crescents", "five_regions")

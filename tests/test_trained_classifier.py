@@ -1,0 +1,102 @@
+"""Tests of numerics.trained_classifier and the ce_guidance.trained_classifiers claim."""
+import math
+
+import numpy as np
+import pytest
+from scipy.stats import chi2
+
+from numerics.checks.ce_guidance_trained import SETTING_B, setting_q
+from numerics.trained_classifier import (LabelNoiseSetting, LogisticClassifier, QuadraticFeatures,
+                                         RandomFourierFeatures, bayes_quadratic_coefficients,
+                                         certify_label_noise, errors_quadrature_2d, sample_noised)
+
+
+def test_bayes_coefficients_match_posterior():
+    gm = setting_q()
+    x = np.random.default_rng(1).standard_normal((50, 2)) * 2
+    for t in (0.05, 0.5, 2.0):
+        lp = gm.class_log_posterior(x, t)
+        f = QuadraticFeatures(2)(x) @ bayes_quadratic_coefficients(gm, t)
+        assert np.max(np.abs(f - (lp[:, 0] - lp[:, 1]))) < 1e-10
+
+
+def test_fit_recovers_bayes_coefficients():
+    """Well-specified MLE: (theta_hat - theta*)^T Cov^{-1} (theta_hat - theta*) ~ chi2_6; reject above the 0.999 quantile."""
+    gm, t = setting_q(), 0.5
+    x, y = sample_noised(gm, t, 200_000, np.random.default_rng(2))
+    clf = LogisticClassifier(QuadraticFeatures(2)).fit(x, y)
+    dlt = clf.theta - bayes_quadratic_coefficients(gm, t)
+    stat = float(dlt @ np.linalg.solve(clf.covariance(), dlt))
+    assert stat < chi2.ppf(0.999, 6)
+    # and the quadrature eps^2 is of the parametric size p/(2n) (within a factor 20 either way)
+    e = errors_quadrature_2d(gm, t, clf, 48)
+    assert 6 / (2 * 200_000) / 20 < e.kl < 20 * 6 / (2 * 200_000)
+
+
+@pytest.mark.parametrize("kind", ["quad", "rff"])
+def test_guidance_matches_finite_differences(kind):
+    rng = np.random.default_rng(3)
+    gm = setting_q() if kind == "quad" else SETTING_B.mixture()
+    x, y = sample_noised(gm, 0.3, 2000, rng)
+    feats = QuadraticFeatures(2) if kind == "quad" else RandomFourierFeatures(2, 16, 1.0, rng)
+    clf = LogisticClassifier(feats, 1e-3).fit(x, y)
+    pts = rng.standard_normal((20, 2))
+    g = clf.guidance(pts)
+    h = 1e-5
+    for j in range(2):
+        e = np.zeros(2)
+        e[j] = h
+        fd = (clf.log_posterior(pts + e) - clf.log_posterior(pts - e)) / (2 * h)
+        # central difference: O(h^2) truncation plus ~u/h rounding of log p values of size <= 10
+        assert np.max(np.abs(fd - g[:, :, j])) < 1e-6
+
+
+def test_certificates_rff_vs_quadratic():
+    rng = np.random.default_rng(4)
+    gm = SETTING_B.mixture()
+    x, y = sample_noised(gm, 0.5, 1000, rng)
+    rff = LogisticClassifier(RandomFourierFeatures(2, 8, 1.0, rng), 1e-2).fit(x, y)
+    cert = certify_label_noise(SETTING_B, 0.5, rff)
+    assert cert.ok and math.isfinite(cert.L) and cert.M > 0
+    # the certified M really bounds |r| at sampled points
+    lp, lph = gm.class_log_posterior(x, 0.5), rff.log_posterior(x)
+    assert np.max(np.abs(lph - lp)) <= cert.M
+    quad = LogisticClassifier(QuadraticFeatures(2)).fit(x, y)
+    assert not certify_label_noise(SETTING_B, 0.5, quad).ok
+
+
+def test_wrong_sign_guidance_has_larger_mse():
+    gm, t = setting_q(), 0.5
+    x, y = sample_noised(gm, t, 5000, np.random.default_rng(5))
+    clf = LogisticClassifier(QuadraticFeatures(2)).fit(x, y)
+    good = errors_quadrature_2d(gm, t, clf, 40)
+    bad = errors_quadrature_2d(gm, t, clf, 40, guidance_sign=-1.0)
+    assert bad.mse > 10 * good.mse
+
+
+@pytest.mark.parametrize("call, arg", [
+    (lambda: LogisticClassifier(QuadraticFeatures(2), lam=-1.0), "lam"),
+    (lambda: LogisticClassifier(object()), "features"),
+    (lambda: LogisticClassifier(QuadraticFeatures(2)).fit(np.zeros((5, 3)), np.zeros(5)), "x"),
+    (lambda: LogisticClassifier(QuadraticFeatures(2)).fit(np.zeros((5, 2)), np.full(5, 2)), "y"),
+    (lambda: LogisticClassifier(QuadraticFeatures(2)).fit(np.zeros((5, 2)), np.zeros(4)), "y"),
+    (lambda: LogisticClassifier(QuadraticFeatures(2)).fit(np.full((5, 2), np.nan), np.zeros(5)), "x"),
+    (lambda: LogisticClassifier(QuadraticFeatures(2)).logit(np.zeros((2, 2))), "classifier"),
+    (lambda: RandomFourierFeatures(2, 0, 1.0, np.random.default_rng()), "n_features"),
+    (lambda: RandomFourierFeatures(2, 4, -1.0, np.random.default_rng()), "scale"),
+    (lambda: LabelNoiseSetting((1.0, 0.0), ((1.0, 0.0), (0.0, 1.0)), 0.7), "rho"),
+    (lambda: sample_noised(setting_q(), -1.0, 10, np.random.default_rng()), "t"),
+    (lambda: QuadraticFeatures(2).unpack(np.zeros(3)), "theta"),
+])
+def test_bad_input_names_argument(call, arg):
+    with pytest.raises(ValueError, match=arg):
+        call()
+
+
+def test_claim_quick_holds_and_control_flagged():
+    from numerics.checks.claim import REGISTRY
+    from numerics.checks.runner import run_claim
+    import numerics.checks.ce_guidance_trained  # noqa: F401
+    r = run_claim(REGISTRY["ce_guidance.trained_classifiers"], profile="quick", seed=0)
+    assert r.verdict == "holds", r.error
+    assert r.control == "flagged"
