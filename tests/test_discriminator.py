@@ -1,0 +1,244 @@
+"""Tests of theory.discriminator, numerics.discriminator and the note's key numbers (setting G, T = 8)."""
+import math
+
+import numpy as np
+import pytest
+import sympy as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from numerics import discriminator as D
+from numerics.mixture import GaussianMixture
+from theory import discriminator as TD
+from theory.forward import t as t_sym
+from theory.targets import SymbolicMixture
+
+DATA, MODEL = D.setting_g()
+T = 8.0
+COARSE = D.Grid1D(dx=0.02)
+
+
+# -- SymPy identities -------------------------------------------------------------------------------
+def test_bayes_logit_makes_refined_score_exact_gaussian():
+    data = SymbolicMixture.gaussian_1d()
+    model = SymbolicMixture.gaussian_1d(sp.Symbol("mu_hat", real=True), sp.Symbol("v_hat", positive=True))
+    assert sp.simplify(TD.refined_score_residual(data, model)) == 0
+
+
+def test_bayes_logit_refined_score_setting_g_numeric():
+    half, q = sp.Rational(1, 2), sp.Rational(1, 4)
+    data = SymbolicMixture([half, half], [[-2], [2]], [[[q]], [[q]]])
+    model = SymbolicMixture([sp.Rational(7, 10), sp.Rational(3, 10)], [[-2], [2]], [[[sp.Rational(9, 25)]]] * 2)
+    r = TD.refined_score_residual(data, model)
+    for xv, tv in [(0.3, 0.5), (-1.0, 0.01), (2.5, 3.0)]:
+        assert abs(float(r.subs({data.x[0]: xv, t_sym: tv}))) < 1e-12
+
+
+def test_dsm_identity_constant_free_of_correction():
+    assert sp.simplify(TD.conditional_target_residual()) == 0
+    diff, cs = TD.dsm_minus_esm_polynomial(2)
+    assert not (diff.free_symbols & set(cs))
+    assert sp.simplify(diff - TD.dsm_constant()) == 0
+
+
+def test_kl_rate_and_girsanov_weight():
+    assert sp.simplify(TD.kl_rate_residual()) == 0
+    assert TD.girsanov_weight() == 1
+
+
+def test_ce_gap_bound_pieces():
+    b = TD.ce_gap_bound()
+    assert b["stationary"] == 0 and b["curvature_residual"] == 0
+    assert b["sigma_product_max"] == sp.Rational(1, 4)
+    assert sp.simplify(b["bound"] - sp.Symbol("epsilon", positive=True) ** 2 / 4) == 0
+
+
+def test_gaussian_case():
+    assert TD.gaussian_log_ratio().degree() == 2
+    beta = TD.mse_linear_optimum()
+    mu, muh, vh = sp.symbols("mu mu_hat v_hat", real=True)
+    a = sp.exp(-t_sym)
+    expect = (a * sp.Symbol("mu", real=True) - a * sp.Symbol("mu_hat", real=True)) / (
+        a**2 * sp.Symbol("v_hat", positive=True) + 1 - a**2)
+    assert sp.simplify(beta - expect) == 0
+    assert TD.mse_refined_is_forward_marginal() == 0
+    assert TD.quadratic_family_ce_stationary() == 0
+
+
+def test_ce_stationarity_linear_equal_variances_gives_mse_optimum():
+    """With v = v_hat, d* is linear: at beta = beta_MSE, c = c*, the CE integrands vanish pointwise."""
+    (f1, f0), (b, c) = TD.ce_stationarity_linear()
+    v = sp.Symbol("v", positive=True)
+    vh = sp.Symbol("v_hat", positive=True)
+    poly = TD.gaussian_log_ratio().as_expr().subs(vh, v)
+    coeffs = sp.Poly(sp.expand(poly), TD.x).all_coeffs()
+    assert len(coeffs) == 2 or sp.simplify(coeffs[0]) == 0
+    slope, icpt = sp.Poly(sp.simplify(poly), TD.x).all_coeffs()[-2:]
+    assert sp.simplify(slope - TD.mse_linear_optimum().subs(vh, v)) == 0
+    val = f0.subs(vh, v).subs({b: slope, c: icpt})
+    num = val.subs({TD.x: 0.7, t_sym: 0.4, sp.Symbol("mu", real=True): 0.3,
+                    sp.Symbol("mu_hat", real=True): -0.2, v: 1.3})
+    assert abs(float(num)) < 1e-14
+
+
+# -- numerics vs closed form -----------------------------------------------------------------------------
+def test_mixture1d_matches_package_mixture():
+    gm = GaussianMixture(DATA.w, DATA.m[:, None], DATA.v[:, None, None])
+    x = np.linspace(-4, 4, 9)
+    for t in (0.01, 0.5, 3.0):
+        np.testing.assert_allclose(DATA.score(x, t), gm.score(x[:, None], t)[:, 0], rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(DATA.log_density(x, t), gm.log_density(x[:, None], t), rtol=1e-12, atol=1e-12)
+    # derivative of the score by central differences
+    h = 1e-5
+    s, ds = DATA.score_and_derivative(x, 0.3)
+    fd = (DATA.score(x + h, 0.3) - DATA.score(x - h, 0.3)) / (2 * h)
+    np.testing.assert_allclose(ds, fd, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("sampler", ["sde", "ode"])
+def test_grid_endpoint_matches_gaussian_moments(sampler):
+    """Linear refinement of a Gaussian model: grid density vs RK4 moment equations (closed-form Gaussian)."""
+    data, model = D.Mixture1D([1], [0.0], [1.0]), D.Mixture1D([1], [0.5], [2.25])
+    beta = lambda t: 0.3 * math.exp(-t)  # noqa: E731
+    m, v = D.gaussian_refined_endpoint(model, beta, sampler, T, 2000)
+    field = D.linear_field(model, beta)
+    g = D.Grid1D(-9, 9, 0.02)
+    if sampler == "sde":
+        dens = D.sde_endpoint(field, model, T, g, 8e-3)
+    else:
+        dens = D.ode_endpoint(field, model, T, g, 8e-3).density
+    exact = np.exp(-(g.x - m) ** 2 / (2 * v)) / math.sqrt(2 * math.pi * v)
+    assert np.max(np.abs(dens - exact)) < 2e-4
+    assert abs(D.grid_kl(data.density(g.x, 0), dens, g.dx) - D.gaussian_kl_1d(0, 1, m, v)) < 2e-4
+
+
+def test_sde_mass_conservation_and_model_reproduction():
+    g = D.Grid1D(dx=0.02)
+    q = D.sde_endpoint(D.bayes_field(DATA, MODEL, w=0.0), MODEL, T, g, 8e-3)
+    assert abs(q.sum() * g.dx - 1) < 1e-12
+    assert D.grid_kl(MODEL.density(g.x, 0), q, g.dx) < 1e-6
+
+
+def test_ode_exact_correction_preserves_terminal_kl():
+    """PF-ODE with the exact refined score is an invertible map p_T -> p_0, so the endpoint KL equals KL_T."""
+    res = D.ode_endpoint(D.bayes_field(DATA, MODEL, w=1.0), MODEL, T, COARSE, 8e-3)
+    kl_T = D.grid_kl(DATA.density(COARSE.x, T), MODEL.density(COARSE.x, T), COARSE.dx)
+    assert abs(res.kl_from(DATA) - kl_T) < 5e-8  # RK4 at dtau=8e-3 on a dx=0.02 grid
+    assert abs(res.mass - 1) < 1e-6
+
+
+def test_linear_beta_spline_resolution():
+    data, model = D.Mixture1D([1], [0.0], [1.0]), D.Mixture1D([1], [1.0], [0.25])
+    b1 = D.linear_beta_spline(data, model, "ce", T, 101)
+    b2 = D.linear_beta_spline(data, model, "ce", T, 201)
+    ts = np.linspace(0, T, 37)
+    assert max(abs(b1(t) - b2(t)) for t in ts) < 1e-4
+    bm = D.linear_beta_spline(data, model, "mse", T, 101)
+    for t, tol in ((0.0, 1e-10), (0.72, 1e-10), (3.2, 1e-10), (0.7, 1e-5)):
+        # closed form (mu_t - mu_hat_t)/v_hat_t; exact (GH quadrature) at the spline knots (multiples of 0.08),
+        # cubic-spline interpolation error O(h^4) ~ 2e-6 between them
+        a = math.exp(-t)
+        assert abs(bm(t) - (0 - a) / (0.25 * a * a + 1 - a * a)) < tol
+
+
+@settings(max_examples=15)
+@given(eps=st.floats(0.0, 0.5), omega=st.floats(0.0, 30.0), t=st.floats(0.01, 3.0))
+def test_ce_gap_bound_numeric(eps, omega, t):
+    gap = D.ce_gap(DATA, MODEL, t, lambda z: eps * np.sin(omega * z))
+    assert -1e-10 <= gap <= eps**2 / 4 + 1e-9
+
+
+def test_trained_logits_fit():
+    rng = np.random.default_rng(0)
+    real, fake = DATA.sample(1000, rng), MODEL.sample(1000, rng)
+    fg = D.fit_logit_gm(D.FourierLogit(seed=1), real, MODEL, rng, T, lam=1e-3, repeats=1)
+    fc = D.fit_logit_ce(D.FourierLogit(seed=1), real, fake, rng, T, lam=1e-3, repeats=1, maxiter=60)
+    x = np.linspace(-3, 3, 13)
+    for fam in (fg, fc):
+        assert np.all(np.isfinite(fam.grad(x, 0.5)))
+        # scalar-time fast path agrees with the feature matrix
+        np.testing.assert_allclose(fam.grad(x, 0.5), fam.features(x, np.full(13, 0.5), 1) @ fam.coef.ravel(),
+                                   rtol=1e-10, atol=1e-12)
+    # the gradient-matched correction points the right way at the under-weighted right mode (t = 0.5)
+    target = DATA.score(np.array([1.2]), 0.5) - MODEL.score(np.array([1.2]), 0.5)
+    assert np.sign(fg.grad(np.array([1.2]), 0.5)[0]) == np.sign(target[0])
+
+
+# -- bad input ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kwargs, name", [
+    ({"weights": [0.5, 0.6], "means": [0, 1], "variances": [1, 1]}, "weights"),
+    ({"weights": [1.0], "means": [np.nan], "variances": [1]}, "means"),
+    ({"weights": [1.0], "means": [0.0], "variances": [0.0]}, "variances"),
+    ({"weights": [0.5, 0.5], "means": [0.0], "variances": [1, 1]}, "means"),
+])
+def test_mixture_bad_input(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        D.Mixture1D(**kwargs)
+
+
+def test_solver_bad_input():
+    f = D.bayes_field(DATA, MODEL)
+    with pytest.raises(ValueError, match="dtau"):
+        D.sde_endpoint(f, MODEL, T, COARSE, dtau=0.0)
+    with pytest.raises(ValueError, match="T"):
+        D.ode_endpoint(f, MODEL, T=-1.0)
+    with pytest.raises(ValueError, match="dx"):
+        D.Grid1D(dx=-0.1)
+    with pytest.raises(ValueError, match="sampler"):
+        D.kl_with_error(DATA, f, MODEL, "heun")
+    with pytest.raises(ValueError, match="objective"):
+        D.linear_beta_spline(DATA, MODEL, "hinge")
+    with pytest.raises(ValueError, match="w"):
+        D.bayes_field(DATA, MODEL, w=float("nan"))
+    with pytest.raises(ValueError, match="degree"):
+        TD.dsm_minus_esm_polynomial(-1)
+
+
+# -- the note's key numbers ------------------------------------------------------------------------------
+def test_note_base_numbers():
+    g = D.Grid1D(dx=0.005)
+    assert abs(D.grid_kl(DATA.density(g.x, 0), MODEL.density(g.x, 0), g.dx) - 0.11668) < 5e-6
+    assert abs(D.grid_kl(DATA.density(g.x, T), MODEL.density(g.x, T), g.dx) - 3.6e-8) < 5e-10
+
+
+def test_note_ripple_and_weight_numbers():
+    g = D.Grid1D(dx=0.01)
+    kl, err = D.kl_with_error(DATA, D.bayes_field(DATA, MODEL, 1.0, 0.1, 1.0), MODEL, "ode", T, g, 4e-3)
+    assert abs(kl - 0.279) < 5e-4 + err and kl > 0.11668          # PF-ODE worse than the unrefined model
+    kl, err = D.kl_with_error(DATA, D.bayes_field(DATA, MODEL, 2.0), MODEL, "sde", T, g, 4e-3)
+    assert abs(kl - 0.1064) < 5e-5 + err
+
+
+def test_note_misspecified_gaussian_numbers():
+    data, model = D.Mixture1D([1], [0.0], [1.0]), D.Mixture1D([1], [1.0], [0.25])
+    bm = D.linear_beta_spline(data, model, "mse", T, 101)
+    bc = D.linear_beta_spline(data, model, "ce", T, 101)
+    km = D.gaussian_kl_1d(0, 1, *D.gaussian_refined_endpoint(model, bm, "sde", T, 1600))
+    kc = D.gaussian_kl_1d(0, 1, *D.gaussian_refined_endpoint(model, bc, "sde", T, 1600))
+    assert abs(km - 0.806) < 2e-3 and abs(kc - 1.086) < 2e-3 and km < kc
+
+
+def test_empirical_field_matches_atom_mixture():
+    """The memorising refined score is the score of n atoms' OU marginal (package mixture with zero covariances)."""
+    pts = np.array([-1.5, 0.2, 2.0])
+    gm = GaussianMixture(np.full(3, 1 / 3), pts[:, None], np.zeros((3, 1, 1)))
+    x = np.linspace(-3, 3, 7)
+    s, _ = D.empirical_field(pts)(x, 0.05)
+    np.testing.assert_allclose(s, gm.score(x[:, None], 0.05)[:, 0], rtol=1e-9, atol=1e-9)
+    with pytest.raises(ValueError, match="t"):
+        D.empirical_field(pts)(x, 0.0)
+
+
+def test_gaussian_path_kl_matches_sympy_integrand():
+    """numerics.gaussian_path_kl (hand-coded moments) vs the SymPy-derived integrand, lambdified, by scipy quad."""
+    from scipy.integrate import quad
+    b = sp.Symbol("beta", real=True)
+    expr = TD.gaussian_fisher_gap(b)
+    syms = [t_sym, sp.Symbol("mu", real=True), sp.Symbol("v", positive=True), sp.Symbol("mu_hat", real=True),
+            sp.Symbol("v_hat", positive=True), b]
+    f = sp.lambdify(syms, expr, "math")
+    data, model = D.Mixture1D([1], [0.0], [1.0]), D.Mixture1D([1], [1.0], [0.25])
+    beta = lambda t: 0.2 * math.exp(-t)  # noqa: E731
+    integral = quad(lambda tt: f(tt, 0.0, 1.0, 1.0, 0.25, beta(tt)), 0, T, limit=200, epsabs=1e-13)[0]
+    kl_T = D.gaussian_kl_1d(0.0, 1.0, math.exp(-T), 0.25 * math.exp(-2 * T) - math.expm1(-2 * T))
+    assert abs(D.gaussian_path_kl(data, model, beta, T) - (kl_T + integral)) < 1e-10
