@@ -37,8 +37,14 @@ Within each class group, components with :math:`\pi_k/\pi_{\max} < 2^{-64}` (log
 :data:`LOG_DROP` below the group's maximum) get weight exactly 0 (no ``exp`` evaluated, no term in the
 recombination).  Their total relative weight is below :math:`K\,2^{-64}`, so for :math:`K \le 2^{10}` the
 result changes by less than :math:`2^{-54}\max_k\|m_k\|`, i.e. below one rounding of the largest term.
-The recombination :math:`G B^\top` is done by BLAS when many weights survive, and otherwise sparsely in
-Numba (only the surviving components), see :data:`DENSE_FRACTION`.
+The whole step runs in one fused parallel kernel, :func:`guided_step` (``prange`` over chunks of :data:`CHUNK`
+particles, dynamic schedule, per-chunk scratch allocated by the caller): logits (vectorised over components),
+per-group log-sum-exp with a branch-free polynomial ``exp`` (:func:`_exp_neg`, <= 2 ulp) so the weight loop
+vectorises, guidance mixing, and the recombination -- a dense dot per coordinate for ``d <= INLINE_DIM``, and
+for larger ``d`` only the surviving rows of :math:`B^\top`, four per pass over the output row -- fused with
+the DDIM/DDPM update.  Helpers are inlined at Numba-IR level (``inline="always"``): a call boundary would
+otherwise cost an atomic NRT incref/decref per array argument per particle (hundreds of ns per particle, and
+cache-line ping-pong between the two threads).
 
 All kernels: ``njit(cache=True)``, no fastmath, all arrays allocated by the caller outside ``prange``.
 """
@@ -47,6 +53,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import numba
 from numba import njit, prange
 
 from numerics._validate import check_points, check_time
@@ -54,7 +61,7 @@ from numerics.reference_numpy import LOG_2PI, spiked_factors
 from numerics.schedule import alpha_sigma2
 
 __all__ = ["FastMixture", "guided_ddim_step", "guided_ddpm_step", "logit_error_bounds",
-           "GEMM_RATIO", "LOG_DROP", "DENSE_FRACTION"]
+           "GEMM_RATIO", "LOG_DROP", "INLINE_DIM", "CHUNK"]
 
 #: :math:`\rho`: the GEMM form is kept while its error bound is at most this multiple of the direct form's.
 GEMM_RATIO = 64.0
@@ -62,8 +69,8 @@ GEMM_RATIO = 64.0
 LOG_DROP = -64.0 * math.log(2.0)
 #: Up to this dimension the products x.mu_k, x.u_j are formed inside the Numba kernel instead of by BLAS.
 INLINE_DIM = 32
-#: Recombine with BLAS when the mean number of surviving components per particle exceeds this fraction of K.
-DENSE_FRACTION = 0.25
+#: Particles per ``prange`` work item of :func:`guided_step` (scheduled dynamically).
+CHUNK = 64
 
 FORM_AUTO, FORM_GEMM, FORM_DIRECT = 0, 1, 2
 
@@ -128,125 +135,315 @@ def logits(x, XB, mu, mu2, mun, spikeT, muU, spk_start, const, c0, omega, alpha,
             used[i, k] = dr
 
 
-@njit(cache=True, parallel=True)
-def guided_coeffs(x, XB, mu, mu2, mun, spikeT, muU, spk_start, const, c0, omega, coef_mu, coef_x, coef_spk,
-                  in_mask, alpha, w, ratio, log_drop, G, a, info, B, inline_dots):
-    r"""Coefficients of the guided quantity :math:`Q_w = a\,x + G B^\top` for every particle.
+#: Lower clamp of the argument of :func:`_exp_neg` (one below :data:`LOG_DROP`; clamped lanes are discarded).
+EXP_LO = LOG_DROP - 1.0
+_LOG2E = 1.4426950408889634
+_LN2_HI = 6.93147180369123816490e-01  # fdlibm split of ln 2: n * _LN2_HI is exact for |n| < 2**20
+_LN2_LO = 1.90821492927058770002e-10
+_SHIFT = 6755399441055744.0  # 1.5 * 2**52: (t + _SHIFT) - _SHIFT rounds t to the nearest integer
+_POW2_OFF = 70
+_POW2 = np.ldexp(1.0, np.arange(-_POW2_OFF, 1)).astype(np.float64)  # 2**-70 .. 2**0, exact
+#: Taylor coefficients 1/j! of e^r, j = 0..13 (|r| <= ln2/2: truncation error < 6e-18 relative).
+_EC = tuple(1.0 / math.factorial(j) for j in range(14))
 
-    :math:`Q_w = Q_\text{in} + (w-1)\,p(\neg y\mid x)(Q_\text{in} - Q_\text{out})`, so component ``k`` gets weight
-    :math:`\beta_k = (1 + (w-1)p_\neg)\pi^\text{in}_k` (in the mask) or :math:`-(w-1)p_\neg\pi^\text{out}_k`; the
-    component quantity is ``coef_x[k] x + coef_mu[k] mu_k + sum_j coef_spk[j] p_j u_j``.
-    ``G`` (``(n, K+R)``) is also the scratch for logits and projections.  ``info[i]`` =
-    ``(direct-form entries, surviving components, 1 if the mask has no mass at x_i)``.
-    With ``inline_dots`` the products ``XB[i] = x_i B`` are formed here (small ``d``, where a BLAS call on a
-    tall, narrow matrix costs more than it saves); the loop runs over the columns innermost (vectorisable).
+
+@njit(cache=True, inline="always")
+def _exp_neg(y):
+    r""":math:`e^y` for :math:`y \in [` :data:`EXP_LO` :math:`, 0]`: branch-free, so loops over it vectorise.
+
+    Cody-Waite reduction :math:`y = n\ln 2 + r`, :math:`|r| \le \ln 2/2 + 2^{-40}` (``n ln2_hi`` exact), degree-13
+    Taylor polynomial in Horner form, exact scaling by :math:`2^n` (table; the result is a normal number).  Error
+    at most 2 ulp (``tests/test_bench.py`` checks it against ``math.exp``): a relative weight error of at most
+    :math:`2^{-51}`, the effect of a logit error of :math:`2^{-51}`, below the :math:`\gamma_{d+4}(|\ell|+1)` floor
+    of :func:`logit_error_bounds`.  Plain IEEE arithmetic (no fastmath); callers clamp the argument first.
     """
-    n = x.shape[0]
+    n = (y * _LOG2E + _SHIFT) - _SHIFT
+    r = (y - n * _LN2_HI) - n * _LN2_LO
+    p = _EC[13]
+    p = p * r + _EC[12]
+    p = p * r + _EC[11]
+    p = p * r + _EC[10]
+    p = p * r + _EC[9]
+    p = p * r + _EC[8]
+    p = p * r + _EC[7]
+    p = p * r + _EC[6]
+    p = p * r + _EC[5]
+    p = p * r + _EC[4]
+    p = p * r + _EC[3]
+    p = p * r + _EC[2]
+    p = p * r + _EC[1]
+    p = p * r + _EC[0]
+    return p * _POW2[int(n) + _POW2_OFF]
+
+
+@njit(cache=True)
+def exp_neg_array(y, out):
+    """``out[i] = e^{y[i]}`` by :func:`_exp_neg` (``y`` in ``[EXP_LO, 0]``; for testing)."""
+    for i in range(y.shape[0]):
+        out[i] = _exp_neg(y[i])
+
+
+@njit(cache=True, inline="always")
+def _max_range(v, row, lo, hi):
+    """``max(v[row, lo:hi])`` (``-inf`` if empty) with 8 independent partial maxima."""
+    m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = -np.inf
+    k = lo
+    while k + 8 <= hi:
+        a0 = v[row, k]
+        a1 = v[row, k + 1]
+        a2 = v[row, k + 2]
+        a3 = v[row, k + 3]
+        a4 = v[row, k + 4]
+        a5 = v[row, k + 5]
+        a6 = v[row, k + 6]
+        a7 = v[row, k + 7]
+        m0 = a0 if a0 > m0 else m0
+        m1 = a1 if a1 > m1 else m1
+        m2 = a2 if a2 > m2 else m2
+        m3 = a3 if a3 > m3 else m3
+        m4 = a4 if a4 > m4 else m4
+        m5 = a5 if a5 > m5 else m5
+        m6 = a6 if a6 > m6 else m6
+        m7 = a7 if a7 > m7 else m7
+        k += 8
+    while k < hi:
+        a0 = v[row, k]
+        m0 = a0 if a0 > m0 else m0
+        k += 1
+    m0 = max(max(max(m0, m1), max(m2, m3)), max(max(m4, m5), max(m6, m7)))
+    return m0
+
+
+@njit(cache=True, inline="always")
+def _dot_range(u, urow, v, vrow, lo, hi):
+    """``sum(u[urow, lo:hi] * v[vrow, lo:hi])`` with 8 partial sums (each sequential; error <= gamma_n sum|u v|)."""
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
+    k = lo
+    while k + 8 <= hi:
+        s0 += u[urow, k] * v[vrow, k]
+        s1 += u[urow, k + 1] * v[vrow, k + 1]
+        s2 += u[urow, k + 2] * v[vrow, k + 2]
+        s3 += u[urow, k + 3] * v[vrow, k + 3]
+        s4 += u[urow, k + 4] * v[vrow, k + 4]
+        s5 += u[urow, k + 5] * v[vrow, k + 5]
+        s6 += u[urow, k + 6] * v[vrow, k + 6]
+        s7 += u[urow, k + 7] * v[vrow, k + 7]
+        k += 8
+    while k < hi:
+        s0 += u[urow, k] * v[vrow, k]
+        k += 1
+    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+
+
+@njit(cache=True, inline="always")
+def _sum_range(v, row, lo, hi):
+    """``sum(v[row, lo:hi])`` with 8 partial sums."""
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
+    k = lo
+    while k + 8 <= hi:
+        s0 += v[row, k]
+        s1 += v[row, k + 1]
+        s2 += v[row, k + 2]
+        s3 += v[row, k + 3]
+        s4 += v[row, k + 4]
+        s5 += v[row, k + 5]
+        s6 += v[row, k + 6]
+        s7 += v[row, k + 7]
+        k += 8
+    while k < hi:
+        s0 += v[row, k]
+        k += 1
+    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+
+
+@njit(cache=True, inline="always")
+def _weights(L, E, ch, lo, hi, log_drop):
+    """``E[ch, k] = exp(L[ch, k] - m)`` over ``lo:hi`` (``m`` the maximum), 0 below ``log_drop``; ``(m, z, n)``."""
+    m = _max_range(L, ch, lo, hi)
+    nterm = 0
+    for k in range(lo, hi):
+        y = L[ch, k] - m  # NaN when m = -inf (no mass): dropped like -inf
+        keep = y >= log_drop
+        yc = y if y > EXP_LO else EXP_LO
+        e = _exp_neg(yc)
+        E[ch, k] = e if keep else 0.0
+        nterm += 1 if keep else 0
+    return m, _sum_range(E, ch, lo, hi), nterm
+
+
+@njit(cache=True, inline="always")
+def _logits_row(x, i, xb, r, mu, mu2, mun, spikeT, muU, spk_start, const, c0, omega, alpha, ratio, L, P, ch):
+    r"""``L[ch, k]`` = logit of particle ``i``, component ``k`` (products in ``xb[r]``), GEMM form with the fallback.
+
+    The common case (no spikes, no entry near the fallback threshold) is one vectorised loop; the test
+    :math:`S^2 > \rho\max(\|v\|^2, c_0)` flags a superset of the entries the exact test of :func:`_quad`
+    sends to the direct form, and only then is the per-component path taken.  Returns the direct-form count.
+    """
     K = mu.shape[0]
-    C = B.shape[1]
-    for i in prange(n):
-        if inline_dots:
-            for c in range(C):
-                XB[i, c] = 0.0
-            for l in range(x.shape[1]):
-                xl = x[i, l]
-                for c in range(C):
-                    XB[i, c] += xl * B[l, c]
-        x2 = _norm2(x, i)
-        xn = math.sqrt(x2)
-        m_in = -np.inf
-        m_out = -np.inf
-        nfb = 0
+    R = spikeT.shape[0]
+    d = x.shape[1]
+    x2 = _dot_range(x, i, x, i, 0, d)
+    xn = math.sqrt(x2)
+    a2 = alpha * alpha
+    nflag = 0
+    for k in range(K):
+        v2 = x2 - 2.0 * alpha * xb[r, k] + a2 * mu2[k]
+        v2 = v2 if v2 > 0.0 else 0.0
+        S = xn + alpha * mun[k]
+        lim = v2 if v2 > c0[k] else c0[k]
+        nflag += 1 if S * S > ratio * lim else 0
+        L[ch, k] = const[k] - 0.5 * (v2 / c0[k])
+    nfb = 0
+    if nflag > 0 or R > 0:
         for k in range(K):
             if const[k] == -np.inf:
-                G[i, k] = -np.inf
                 for j in range(spk_start[k], spk_start[k + 1]):
-                    G[i, K + j] = 0.0
+                    P[ch, j] = 0.0
                 continue
-            q, dr = _quad(x, i, k, x2, xn, XB, mu, mu2, mun, spikeT, muU, spk_start, c0[k], omega, alpha,
-                          ratio, 0, G)
-            if dr:
-                nfb += 1
-            ell = const[k] - 0.5 * q
-            G[i, k] = ell
-            if in_mask[k]:
-                if ell > m_in:
-                    m_in = ell
-            elif ell > m_out:
-                m_out = ell
-        z_in = 0.0
-        z_out = 0.0
-        nterm = 0
-        for k in range(K):
-            ell = G[i, k]
-            m = m_in if in_mask[k] else m_out
-            e = 0.0
-            if ell != -np.inf and ell - m >= log_drop:
-                e = math.exp(ell - m)
-                nterm += 1
-            G[i, k] = e
-            if in_mask[k]:
-                z_in += e
-            else:
-                z_out += e
-        info[i, 0] = nfb
-        info[i, 1] = nterm
-        info[i, 2] = 0
-        if z_in == 0.0:
-            info[i, 2] = 1
-            a[i] = 0.0
-            for c in range(G.shape[1]):
-                G[i, c] = 0.0
-            continue
-        p_not = 0.0
-        if z_out > 0.0:
-            p_not = 1.0 / (1.0 + math.exp((m_in + math.log(z_in)) - (m_out + math.log(z_out))))
-        g_in = (1.0 + (w - 1.0) * p_not) / z_in
-        g_out = 0.0
-        if z_out > 0.0:
-            g_out = -(w - 1.0) * p_not / z_out
-        ai = 0.0
-        for k in range(K):
-            beta = G[i, k] * (g_in if in_mask[k] else g_out)
-            ai += beta * coef_x[k]
-            G[i, k] = beta * coef_mu[k]
-            for j in range(spk_start[k], spk_start[k + 1]):
-                G[i, K + j] = beta * coef_spk[j] * G[i, K + j] if beta != 0.0 else 0.0
-        a[i] = ai
+            q, dr = _quad_row(x, i, k, x2, xn, xb, r, mu, mu2, mun, spikeT, muU, spk_start, c0[k], omega, alpha,
+                              ratio, P, ch)
+            nfb += 1 if dr else 0
+            L[ch, k] = const[k] - 0.5 * q
+    return nfb
 
 
 @njit(cache=True, parallel=True)
-def combine_sparse(x, G, a, BT, cx, cq, cz, z, use_z, out):
-    r"""``out = cx x + cq (a x + G B^T) [+ cz z]``, summing only the nonzero entries of ``G``."""
+def guided_step(x, XB, inline_dots, B, BT, K_in, mu, mu2, mun, spikeT, muU, spk_start, const, c0, omega,
+                coef_mu, coef_x, coef_spk, alpha, w, ratio, log_drop, cx, cq, cz, z, use_z, chunk,
+                XW, L, E, P, IDX, info, out):
+    r"""One fused pass: ``out = cx x + cq Q_w(x) [+ cz z]``, :math:`Q_w = a\,x + G B^\top` (see below).
+
+    Components are ordered so that ``0:K_in`` is the class ``y`` (``in``) and ``K_in:K`` the rest.
+    :math:`Q_w = Q_\text{in} + (w-1)\,p(\neg y\mid x)(Q_\text{in} - Q_\text{out})`: component ``k`` gets weight
+    :math:`\beta_k = (1 + (w-1)p_\neg)\pi^\text{in}_k` (in) or :math:`-(w-1)p_\neg\pi^\text{out}_k`, and its
+    quantity is ``coef_x[k] x + coef_mu[k] mu_k + sum_j coef_spk[j] p_j u_j``.
+
+    Particles are processed in chunks of ``chunk`` (``prange`` over chunks, dynamic schedule set by the caller);
+    ``XW, L, E, P, IDX`` are per-chunk scratch rows, ``info[ch]`` accumulates ``(direct-form entries, surviving
+    components, particles whose class has no mass)``.  With ``inline_dots`` the products :math:`x_iB` are formed
+    here (vectorised over the columns) and the recombination is a dense dot per output coordinate; otherwise
+    ``XB`` comes from BLAS and the recombination adds only the surviving rows of ``BT``.
+    """
     n, d = x.shape
-    C = G.shape[1]
-    for i in prange(n):
-        ai = a[i]
-        for l in range(d):
-            out[i, l] = ai * x[i, l]
-        for c in range(C):
-            g = G[i, c]
-            if g != 0.0:
+    K = mu.shape[0]
+    C = B.shape[1]
+    R = C - K
+    n_chunks = (n + chunk - 1) // chunk
+    a2 = alpha * alpha
+    for ch in prange(n_chunks):
+        nfb = 0
+        nsurv = 0
+        nmassless = 0
+        for i in range(ch * chunk, min(n, (ch + 1) * chunk)):
+            # ---- products x.mu_k, x.u_j; logits
+            if inline_dots:
+                for c in range(C):
+                    XW[ch, c] = 0.0
                 for l in range(d):
-                    out[i, l] += g * BT[c, l]
-        for l in range(d):
-            v = cx * x[i, l] + cq * out[i, l]
-            if use_z:
-                v += cz * z[i, l]
-            out[i, l] = v
+                    xl = x[i, l]
+                    for c in range(C):
+                        XW[ch, c] += xl * B[l, c]
+                nfb += _logits_row(x, i, XW, ch, mu, mu2, mun, spikeT, muU, spk_start, const, c0, omega, alpha,
+                                   ratio, L, P, ch)
+            else:
+                nfb += _logits_row(x, i, XB, i, mu, mu2, mun, spikeT, muU, spk_start, const, c0, omega, alpha,
+                                   ratio, L, P, ch)
+            # ---- normalised weights per class group (log-sum-exp), guidance mixing
+            m_in, z_in, t_in = _weights(L, E, ch, 0, K_in, log_drop)
+            m_out, z_out, t_out = _weights(L, E, ch, K_in, K, log_drop)
+            nsurv += t_in + t_out
+            if z_in == 0.0:
+                nmassless += 1
+                for l in range(d):
+                    out[i, l] = 0.0
+                continue
+            p_not = 0.0
+            g_out = 0.0
+            if z_out > 0.0:
+                p_not = 1.0 / (1.0 + math.exp((m_in + math.log(z_in)) - (m_out + math.log(z_out))))
+                g_out = -(w - 1.0) * p_not / z_out
+            g_in = (1.0 + (w - 1.0) * p_not) / z_in
+            for k in range(K_in):
+                E[ch, k] *= g_in
+            for k in range(K_in, K):
+                E[ch, k] *= g_out
+            # E[ch, :K] now holds beta_k
+            for k in range(K if R > 0 else 0):
+                beta = E[ch, k]
+                for j in range(spk_start[k], spk_start[k + 1]):
+                    E[ch, K + j] = beta * coef_spk[j] * P[ch, j] if beta != 0.0 else 0.0
+            ai = _dot_range(E, ch, coef_x, 0, 0, K)  # coef_x, coef_mu are passed as (1, K) rows
+            for k in range(K):
+                E[ch, k] *= coef_mu[0, k]
+            # ---- recombination and the step
+            if inline_dots:
+                for l in range(d):
+                    y = _dot_range(E, ch, B, l, 0, C)
+                    v = cx * x[i, l] + cq * (ai * x[i, l] + y)
+                    if use_z:
+                        v += cz * z[i, l]
+                    out[i, l] = v
+            else:
+                cnt = 0
+                for c in range(C):
+                    if E[ch, c] != 0.0:
+                        IDX[ch, cnt] = c
+                        cnt += 1
+                for l in range(d):
+                    out[i, l] = ai * x[i, l]
+                t = 0
+                while t + 4 <= cnt:  # four rows per pass over out[i]: a quarter of the load/store traffic
+                    c0_, c1_, c2_, c3_ = IDX[ch, t], IDX[ch, t + 1], IDX[ch, t + 2], IDX[ch, t + 3]
+                    g0, g1, g2, g3 = E[ch, c0_], E[ch, c1_], E[ch, c2_], E[ch, c3_]
+                    for l in range(d):
+                        out[i, l] += (g0 * BT[c0_, l] + g1 * BT[c1_, l]) + (g2 * BT[c2_, l] + g3 * BT[c3_, l])
+                    t += 4
+                while t < cnt:
+                    c = IDX[ch, t]
+                    g = E[ch, c]
+                    for l in range(d):
+                        out[i, l] += g * BT[c, l]
+                    t += 1
+                for l in range(d):
+                    v = cx * x[i, l] + cq * out[i, l]
+                    if use_z:
+                        v += cz * z[i, l]
+                    out[i, l] = v
+        info[ch, 0] = nfb
+        info[ch, 1] = nsurv
+        info[ch, 2] = nmassless
 
 
-@njit(cache=True, parallel=True)
-def combine_dense(x, Y, a, cx, cq, cz, z, use_z, out):
-    r"""``out = cx x + cq (a x + Y) [+ cz z]`` with ``Y = G B^T`` from BLAS (``out`` may be ``Y``)."""
-    n, d = x.shape
-    for i in prange(n):
-        ai = a[i]
+@njit(cache=True, inline="always")
+def _quad_row(x, i, k, x2, xn, xb, r, mu, mu2, mun, spikeT, muU, spk_start, c0k, omega, alpha, ratio, P, ch):
+    """:func:`_quad` in automatic form for one particle, with the products in ``xb[r]`` and ``p_j`` in ``P[ch]``."""
+    K = mu.shape[0]
+    d = x.shape[1]
+    S = xn + alpha * mun[k]
+    v2 = x2 - 2.0 * alpha * xb[r, k] + alpha * alpha * mu2[k]
+    if v2 < 0.0:
+        v2 = 0.0
+    direct = S * S > ratio * max(v2 + 2.0 * math.sqrt(v2) * S, c0k)
+    if direct:
+        v2 = 0.0
         for l in range(d):
-            v = cx * x[i, l] + cq * (ai * x[i, l] + Y[i, l])
-            if use_z:
-                v += cz * z[i, l]
-            out[i, l] = v
+            vl = x[i, l] - alpha * mu[k, l]
+            v2 += vl * vl
+        for j in range(spk_start[k], spk_start[k + 1]):
+            pj = 0.0
+            for l in range(d):
+                pj += spikeT[j, l] * (x[i, l] - alpha * mu[k, l])
+            P[ch, j] = pj
+    else:
+        for j in range(spk_start[k], spk_start[k + 1]):
+            P[ch, j] = xb[r, K + j] - alpha * muU[j]
+    quad = v2 / c0k
+    for j in range(spk_start[k], spk_start[k + 1]):
+        pj = P[ch, j]
+        quad -= pj * pj * omega[j]
+    if quad < 0.0:
+        quad = 0.0
+    return quad, direct
 
 
 class FastMixture:
@@ -282,7 +479,8 @@ class FastMixture:
         self.muU = np.einsum("jd,jd->j", self.spikeT, self.mu[self.owner]) if self.R else np.zeros(0)
         self.BT = np.ascontiguousarray(np.concatenate([self.mu, self.spikeT], axis=0))  # (K+R, d)
         self.B = np.ascontiguousarray(self.BT.T)  # (d, K+R)
-        self._work: dict[int, tuple] = {}
+        self._work: dict = {}
+        self._orders: dict = {}
         self.last_info: np.ndarray | None = None
 
     # ------------------------------------------------------------------ pieces
@@ -302,14 +500,40 @@ class FastMixture:
             coef_spk = alpha * sigma2 * self.delta / (c0o * cj)
         return c0, const, omega, coef_mu, coef_x, coef_spk
 
+    def _ordered(self, y):
+        """Per-label data with the class-``y`` components first: ``(perm, sperm, K_in, mu, mu2, mun, spikeT, muU,
+        spk_start, B, BT)`` (``perm``/``sperm`` reorder components/spikes; cached)."""
+        key = None if y is None else int(y)
+        hit = self._orders.get(key)
+        if hit is not None:
+            return hit
+        mask = np.ones(self.K, dtype=bool) if key is None else self.labels == key
+        perm = np.concatenate([np.nonzero(mask)[0], np.nonzero(~mask)[0]]).astype(np.int64)
+        sperm = np.concatenate([np.arange(self.spk_start[k], self.spk_start[k + 1]) for k in perm]
+                               + [np.zeros(0)]).astype(np.int64)
+        counts = np.diff(self.spk_start)[perm]
+        spk_start = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        mu = np.ascontiguousarray(self.mu[perm])
+        spikeT = np.ascontiguousarray(self.spikeT[sperm])
+        BT = np.ascontiguousarray(np.concatenate([mu, spikeT], axis=0))
+        hit = (perm, sperm, int(mask.sum()), mu, self.mu2[perm].copy(), self.mun[perm].copy(), spikeT,
+               self.muU[sperm].copy(), spk_start, np.ascontiguousarray(BT.T), BT)
+        self._orders[key] = hit
+        return hit
+
     def workspace(self, n: int):
-        """``(XB, G, a, info, Y)`` for ``n`` particles (allocated once per ``n``)."""
-        ws = self._work.get(n)
+        """``(XB, XW, L, E, P, IDX, info)`` for ``n`` particles: ``XB`` (``n x (K+R)``, BLAS products, only when
+        ``d > INLINE_DIM``) and per-chunk scratch rows (allocated once per ``(n, chunk)``)."""
+        chunk = CHUNK
+        key = (n, chunk, self.d > INLINE_DIM)
+        ws = self._work.get(key)
         if ws is None:
             C = self.K + self.R
-            ws = (np.empty((n, C)), np.empty((n, C)), np.empty(n), np.empty((n, 3), dtype=np.int64),
-                  np.empty((n, self.d)))
-            self._work = {n: ws}
+            nc = (n + chunk - 1) // chunk
+            XB = np.empty((n, C)) if key[2] else np.empty((1, C))
+            ws = (XB, np.empty((nc, C)), np.empty((nc, self.K)), np.empty((nc, C)), np.empty((nc, max(self.R, 1))),
+                  np.empty((nc, C), dtype=np.int64), np.zeros((nc, 3), dtype=np.int64), chunk)
+            self._work = {key: ws}
         return ws
 
     def _run(self, x, t, quantity, y, w, cx, cq, cz, z, out):
@@ -317,32 +541,36 @@ class FastMixture:
         X = np.ascontiguousarray(X)
         alpha, sigma2 = alpha_sigma2(check_time(t))
         if y is None:
-            mask, w = np.ones(self.K, dtype=np.bool_), 1.0
-        else:
-            mask = self.labels == int(y)
+            w = 1.0
+        perm, sperm, K_in, mu, mu2, mun, spikeT, muU, spk_start, B, BT = self._ordered(y)
         c0, const, omega, coef_mu, coef_x, coef_spk = self._consts(alpha, sigma2, quantity)
+        c0, const, coef_mu, coef_x = c0[perm], const[perm], coef_mu[perm][None, :], coef_x[perm][None, :]
+        omega, coef_spk = omega[sperm], coef_spk[sperm]
         n = X.shape[0]
-        XB, G, a, info, Y = self.workspace(n)
+        XB, XW, L, E, P, IDX, info, chunk = self.workspace(n)
         inline = self.d <= INLINE_DIM
         if not inline:
-            np.matmul(X, self.B, out=XB)
-        guided_coeffs(X, XB, self.mu, self.mu2, self.mun, self.spikeT, self.muU, self.spk_start, const, c0,
-                      omega, coef_mu, coef_x, coef_spk, mask, alpha, float(w), self.ratio, LOG_DROP, G, a, info,
-                      self.B, inline)
+            np.matmul(X, B, out=XB)
+        if out is None:
+            out = np.empty((n, self.d))
+        elif out.shape != X.shape or out.dtype != np.float64 or not out.flags.c_contiguous:
+            raise ValueError(f"out: expected a C-contiguous float64 array of shape {X.shape}")
+        elif np.shares_memory(out, X) or (z is not None and np.shares_memory(out, z)):
+            raise ValueError("out: must not overlap x or z")
+        use_z = z is not None
+        zz = np.ascontiguousarray(z, dtype=np.float64) if use_z else X
+        if use_z and zz.shape != X.shape:
+            raise ValueError(f"z: expected shape {X.shape}, got {zz.shape}")
+        old = numba.set_parallel_chunksize(1)  # dynamic schedule over chunks: robust to a busy core
+        try:
+            guided_step(X, XB, inline, B, BT, K_in, mu, mu2, mun, spikeT, muU, spk_start, const, c0, omega,
+                        coef_mu, coef_x, coef_spk, alpha, float(w), self.ratio, LOG_DROP, float(cx), float(cq),
+                        float(cz), zz, use_z, chunk, XW, L, E, P, IDX, info, out)
+        finally:
+            numba.set_parallel_chunksize(old)
         self.last_info = info
         if info[:, 2].any():
             raise ValueError("x: a point is so far from every component that its density underflows to 0")
-        if out is None:
-            out = np.empty((n, self.d))
-        use_z = z is not None
-        zz = np.ascontiguousarray(z) if use_z else X
-        if use_z and zz.shape != X.shape:
-            raise ValueError(f"z: expected shape {X.shape}, got {zz.shape}")
-        if info[:, 1].sum() > DENSE_FRACTION * self.K * n:
-            np.matmul(G, self.BT, out=Y)
-            combine_dense(X, Y, a, cx, cq, cz, zz, use_z, out)
-        else:
-            combine_sparse(X, G, a, self.BT, cx, cq, cz, zz, use_z, out)
         return out[0] if single else out
 
     # ------------------------------------------------------------------ public

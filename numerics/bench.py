@@ -307,9 +307,8 @@ fm = FastMixture(gm)
 t2 = time.perf_counter()
 guided_ddim_step(fm, x, 0.5, 0.45, 0, 3.0); guided_ddpm_step(fm, x, 0.5, 0.45, 0, 3.0, z)
 from numerics import _kernels_fast as kf
-kf.DENSE_FRACTION = -1.0  # force the BLAS recombination path too
-kf.INLINE_DIM = 0  # and the BLAS products
-guided_ddim_step(fm, x, 0.5, 0.45, 0, 3.0)
+kf.INLINE_DIM = 0  # the BLAS-products / sparse-recombination branch too
+guided_ddim_step(kf.FastMixture(gm), x, 0.5, 0.45, 0, 3.0)
 print(time.perf_counter() - t2)
 """
 
@@ -337,10 +336,38 @@ def compile_times() -> dict:
 # --------------------------------------------------------------------------- entry point
 
 
+def machine_header() -> str:
+    """One line describing the machine: cores, CPU model, load, and the numba / numpy / jax versions."""
+    import importlib.metadata as md
+
+    model = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    vers = []
+    for pkg in ("numba", "numpy", "jax"):
+        try:
+            vers.append(f"{pkg} {md.version(pkg)}")
+        except md.PackageNotFoundError:
+            vers.append(f"{pkg} -")
+    try:
+        load = "load avg %.2f %.2f %.2f" % os.getloadavg()
+    except OSError:
+        load = "load avg ?"
+    return f"machine: {os.cpu_count()} CPUs (nproc), {model}; {load}; " + ", ".join(vers)
+
+
+
 def main_bench(quick: bool = False, tiny: bool = False, json_path: str | None = None,
                compile_timing: bool = True, log=print) -> int:
     """The ``bench`` subcommand; returns the exit status."""
     config = CONFIG_TINY if tiny else CONFIG_QUICK if quick else CONFIG_FULL
+    log(machine_header())
     log(f"guided step benchmark ({'tiny' if tiny else 'quick' if quick else 'full'}): float64, "
         f"{THREADS} threads, t={T_STEP} -> s={S_STEP}, w={GUIDANCE}; ns per particle-step "
         f"(median ± (max-min)/median), ratio = backend / numba")

@@ -110,20 +110,54 @@ def test_guided_quantities_and_steps(rng, t):
     assert np.allclose(nm.ddpm_step(x, t, s, y, w, z), want, rtol=0, atol=float(np.max(abs(cq) * tol_D)) + 1e-15)
 
 
-def test_dense_and_sparse_recombination_agree(rng, monkeypatch):
+def test_inline_and_blas_products_agree(rng, monkeypatch):
+    """Inline products + dense recombination (small d) vs BLAS products + sparse recombination."""
     import numerics._kernels_fast as kf
 
     gm = _mixture(rng)
-    x = rng.standard_normal((100, gm.d))
+    x = rng.standard_normal((300, gm.d))
     fm = FastMixture(gm)
     a = fm.guided_denoiser(x, 0.4, 0, 2.0)
-    monkeypatch.setattr(kf, "DENSE_FRACTION", -1.0)
-    b = fm.guided_denoiser(x, 0.4, 0, 2.0)
     monkeypatch.setattr(kf, "INLINE_DIM", 0)
-    monkeypatch.setattr(kf, "DENSE_FRACTION", 1e9)
-    c = fm.guided_denoiser(x, 0.4, 0, 2.0)
+    b = FastMixture(gm).guided_denoiser(x, 0.4, 0, 2.0)
     tol, _ = _tol(fm, gm, x, 0.4, "denoiser")
-    assert np.all(np.abs(b - c) <= 3 * tol) and np.all(np.abs(a - b) <= 3 * tol)
+    assert np.all(np.abs(a - b) <= 3 * tol)
+
+
+def test_exp_neg_accuracy():
+    """The vectorisable exp of the fast path is within 2 ulp of math.exp on its whole domain."""
+    import math
+
+    from numerics._kernels_fast import EXP_LO, exp_neg_array
+
+    rng = np.random.default_rng(5)
+    y = np.concatenate([rng.uniform(EXP_LO, 0.0, 200_000), np.linspace(EXP_LO, 0.0, 100_001),
+                        [0.0, -0.0, EXP_LO, -5e-324, -1e-300, -np.log(2) / 2, np.log(2) / 2 - 30 * np.log(2)]])
+    y = y[(y >= EXP_LO) & (y <= 0.0)]
+    got = np.empty_like(y)
+    exp_neg_array(y, got)
+    want = np.array([math.exp(v) for v in y])
+    ulp = np.abs(got - want) / np.spacing(want)
+    assert ulp.max() <= 2.0, ulp.max()
+    assert got[y == 0.0].tolist() == [1.0] * int(np.sum(y == 0.0))
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64])
+def test_chunking_and_out_argument(rng, monkeypatch, chunk):
+    """Results do not depend on the chunk size; ``out`` is filled in place and must not overlap ``x``."""
+    import numerics._kernels_fast as kf
+
+    gm = _mixture(rng)
+    x = rng.standard_normal((101, gm.d))
+    z = rng.standard_normal((101, gm.d))
+    ref = guided_ddpm_step(FastMixture(gm), x, 0.4, 0.3, 1, 2.5, z)
+    monkeypatch.setattr(kf, "CHUNK", chunk)
+    fm = FastMixture(gm)
+    out = np.empty_like(x)
+    assert guided_ddpm_step(fm, x, 0.4, 0.3, 1, 2.5, z, out=out) is out
+    assert np.array_equal(out, ref)
+    with pytest.raises(ValueError, match="out"):
+        guided_ddpm_step(fm, x, 0.4, 0.3, 1, 2.5, z, out=x)
 
 
 def test_gemm_form_within_derived_bound_and_fallback(rng):
