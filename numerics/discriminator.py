@@ -29,6 +29,8 @@ from typing import Callable
 import numba
 import numpy as np
 
+from numerics._validate import check_positive
+
 __all__ = [
     "Mixture1D", "Grid1D", "Field", "SETTING_G_DATA", "SETTING_G_MODEL", "setting_g",
     "bayes_field", "linear_field", "feature_field", "empirical_field",
@@ -50,13 +52,7 @@ def _hermegauss(nodes: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _pos_float(value, name: str, allow_zero: bool = False) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name}: must be a real number, got {value!r}") from None
-    if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
-        raise ValueError(f"{name}: must be finite and {'>=' if allow_zero else '>'} 0, got {value!r}")
-    return v
+    return check_positive(value, name, allow_zero)
 
 
 def _pos_int(value, name: str, minimum: int = 1) -> int:
