@@ -32,6 +32,8 @@ import numbers
 
 import numpy as np
 
+from numerics.schedule import logsnr_t, t_of_logsnr
+
 __all__ = ["time_grid", "logsnr", "logsnr_inverse", "validate_grid", "GRID_KINDS", "MAX_STEPS"]
 
 GRID_KINDS = ("uniform", "logsnr", "geometric")
@@ -41,16 +43,9 @@ MAX_STEPS = 10_000_000
 _INT_SLACK = 1e-9
 
 
-def logsnr(t: np.ndarray | float) -> np.ndarray:
-    r"""OU log-SNR :math:`\lambda_t = \log(\alpha_t^2/\sigma_t^2) = -2t - \log(-\mathrm{expm1}(-2t))`."""
-    t = np.asarray(t, dtype=np.float64)
-    return -2.0 * t - np.log(-np.expm1(-2.0 * t))
-
-
-def logsnr_inverse(lam: np.ndarray | float) -> np.ndarray:
-    r"""Inverse of :func:`logsnr`: :math:`t = \tfrac12\log(1 + e^{-\lambda})` (``logaddexp`` form, no overflow)."""
-    lam = np.asarray(lam, dtype=np.float64)
-    return 0.5 * np.logaddexp(0.0, -lam)
+#: The OU log-SNR map and its inverse (one implementation, in :mod:`numerics.schedule`).
+logsnr = logsnr_t
+logsnr_inverse = t_of_logsnr
 
 
 def _finite_float(value: object, name: str) -> float:

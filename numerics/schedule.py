@@ -36,7 +36,6 @@ def logsnr_t(t):
 
 
 def t_of_logsnr(lam):
-    r"""Inverse of :func:`logsnr_t`: :math:`t = \tfrac12\log(1 + e^{-\lambda}) = \tfrac12\,\mathrm{log1p}(e^{-\lambda})`."""
+    r"""Inverse of :func:`logsnr_t`: :math:`t = \tfrac12\log(1 + e^{-\lambda})` (``logaddexp`` form, no overflow)."""
     lam = np.asarray(lam, dtype=np.float64)
-    # for large positive lam, log1p(exp(-lam)) is accurate; for very negative lam use -lam + log1p(exp(lam))
-    return 0.5 * np.where(lam > -30, np.log1p(np.exp(-np.minimum(lam, 700))), -lam + np.log1p(np.exp(lam)))
+    return 0.5 * np.logaddexp(0.0, -lam)
