@@ -9,6 +9,7 @@ quadrature error.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -17,7 +18,8 @@ from numerics.checks.claim import Context, Measurement, claim
 from numerics.checks.stats import loglog_slope, mean_ci
 from numerics.classifier_error import (Ripple, SettingG, _hermite, _integrands, errors_quadrature,
                                        theorem_bound)
-from numerics.grid_density import gaussian_on_grid, kl_grid, propagate, uniform_grid
+from numerics.grid_density import (gaussian_on_grid, gaussian_on_grid_2d, kl_grid, kl_grid_2d, propagate,
+                                   propagate_2d, uniform_grid)
 
 PAPER = "ce_guidance"
 NOTE = "proofs_notes/ce_guidance.md"
@@ -356,15 +358,83 @@ def c8_chain(mu, y, T, N, delta, omega, grid, broken=False):
     return res, rhs_disc, mse_k, ts
 
 
+def c8_chain_2d(mu, y, T, N, delta, omega, grid1, grid2, broken=False):
+    """Output density on ``grid1 x grid2`` of the d=2 guided chain of C8 (mu = (mu, 0), ripple along e2).
+
+    Step k: x' ~ N(e^{-h}x + 2 y mu alpha_{t_k} sinh h + 2(1-e^{-h}) Delta_{t_k}(x), (1 - e^{-2h}) I_2), the
+    isotropic kernel of ``propagate_2d``; Delta = grad r_y, r_y = log sig(y(f + hh)) - log sig(y f),
+    f = 2 alpha mu x_1, hh = delta sin(omega x_2).  Returns the GridResult and the time grid.
+    """
+    from scipy.special import expit
+    h = T / N
+    ts = T - h * np.arange(N + 1)
+    ysgn = -y if broken else y
+    c = 2 * (-math.expm1(-h))
+
+    def mean(X1, X2, k):
+        a = math.exp(-ts[k])
+        f, fp = 2 * a * mu * X1, 2 * a * mu
+        hh, hp = delta * np.sin(omega * X2), delta * omega * np.cos(omega * X2)
+        s_hat, s = expit(-y * (f + hh)), expit(-y * f)
+        d1, d2 = y * (s_hat - s) * fp, y * s_hat * hp
+        return (math.exp(-h) * X1 + 2 * ysgn * mu * a * math.sinh(h) + c * d1, math.exp(-h) * X2 + c * d2)
+
+    res = propagate_2d(gaussian_on_grid_2d(grid1, grid2, [0.0, 0.0], 1.0), grid1, grid2, mean, -math.expm1(-2 * h), N)
+    return res, ts
+
+
+@functools.lru_cache(maxsize=256)
+def _c8_mse_2d(mu, t, delta, omega):
+    """Per-class (y = +1) guidance MSE at OU time t for the ripple along e2 (cached: the control reuses it)."""
+    return errors_quadrature(SettingG([mu, 0.0], t), Ripple(delta, omega, E2), y=1)
+
+
+def _end_to_end_2d(ctx: Context, q: dict) -> list[Measurement]:
+    """The d=2 part of C8: output KL (grid n and its halved spacing) vs init + sum_k 2 tanh(h/2) MSE_k, the per-class
+    MSE by the package's tensor quadrature (``errors_quadrature``, y = +1) with its halved-rule error."""
+    mu, T, N = q["mu"], q["T"], q["N"]
+    h = T / N
+    ms = []
+    for dl, om in q["perturbations"]:
+        g1, g2 = (uniform_grid(lo, hi, q["n"]) for lo, hi in q["box"])
+        f1, f2 = (uniform_grid(lo, hi, 2 * q["n"] - 1) for lo, hi in q["box"])
+        res, ts = c8_chain_2d(mu, 1, T, N, dl, om, g1, g2, ctx.broken)
+        res2, _ = c8_chain_2d(mu, 1, T, N, dl, om, f1, f2, ctx.broken)
+        kl = kl_grid_2d(gaussian_on_grid_2d(g1, g2, [mu, 0.0], 1.0), res.density, g1, g2)
+        kl2 = kl_grid_2d(gaussian_on_grid_2d(f1, f2, [mu, 0.0], 1.0), res2.density, f1, f2)
+        ref_l1 = float(np.sum(np.abs(res.density - res2.density[::2, ::2])) * (g1[1] - g1[0]) * (g2[1] - g2[0]))
+        est = [_c8_mse_2d(mu, float(t), dl, om) for t in ts[:-1]]
+        mse_k = np.array([e.mse for e in est])
+        mse_err = float(np.sum(2 * math.tanh(h / 2) * np.array([e.mse_err for e in est])))
+        init = 0.5 * math.exp(-2 * T) * mu**2
+        rhs = init + float(np.sum(2 * math.tanh(h / 2) * mse_k))
+        ms.append(Measurement(name=f"d=2 output KL vs init + sum MSE (delta={dl}, omega={om})", measured=kl, predicted=rhs,
+                              kind="le", tol=abs(kl - kl2) + res.escaped + mse_err,
+                              reason="grid refinement |KL_n - KL_2n| (quadrature, both spacings halved) plus escaped mass "
+                                     "(union bound over the coordinates) plus the MSE quadrature's halved-rule error",
+                              extra={"init_kl": init, "sum_mse_term": rhs - init, "kl_fine": kl2, "refinement_l1": ref_l1,
+                                     "escaped": res.escaped, "mse_quad_err": mse_err, "grid": [q["n"], q["n"]],
+                                     "wrong_class": ctx.broken}))
+    return ms
+
+
+C8_D2_QUICK = {"mu": 1.0, "T": 2.0, "N": 6, "n": 81, "box": [[-6.5, 7.5], [-7.0, 7.0]],
+               "perturbations": [[0.2, 5.0]]}
+C8_D2_FULL = {"mu": 1.0, "T": 3.0, "N": 12, "n": 121, "box": [[-7.0, 8.0], [-7.5, 7.5]],
+              "perturbations": [[0.01, 10.0], [0.2, 5.0], [0.1, 12.0]]}
+
+
 @claim(id="ce_guidance.end_to_end_kl", paper=PAPER,
-       statement="d=1, w=1, exact score: KL(p_0(.|y) || output) <= KL(p_T(.|y) || N(0,1)) + sum_k 2 tanh(h/2) E_{p_tk(.|y)}|g_hat - g|^2 "
+       statement="d=1 and d=2, w=1, exact score: KL(p_0(.|y) || output) <= KL(p_T(.|y) || N(0,I)) + sum_k 2 tanh(h/2) E_{p_tk(.|y)}|g_hat - g|^2 "
                  "(a Riemann sum of the integral of the guidance MSE), exact output law by grid propagation",
        note=f"{NOTE}#c8-end-to-end", provenance="reconstructed",
-       quick={"mu": 1.0, "T": 2.0, "N": 20, "n": 601, "lo": -7.0, "hi": 8.0, "perturbations": [[0.01, 10.0], [0.2, 25.0]]},
+       quick={"mu": 1.0, "T": 2.0, "N": 20, "n": 601, "lo": -7.0, "hi": 8.0, "perturbations": [[0.01, 10.0], [0.2, 25.0]],
+              "d2": C8_D2_QUICK},
        full={"mu": 1.0, "T": 3.0, "N": 40, "n": 1201, "lo": -8.0, "hi": 9.0,
-             "perturbations": [[0.01, 10.0], [0.003, 18.26], [0.2, 25.0], [0.1, 100.0]]})
+             "perturbations": [[0.01, 10.0], [0.003, 18.26], [0.2, 25.0], [0.1, 100.0]], "d2": C8_D2_FULL})
 def end_to_end_kl(ctx: Context) -> list[Measurement]:
-    """Control: the chain guides toward the other class (wrong sign of the guidance)."""
+    """d=1 (parameters at the top level) and d=2 (``d2``: mu = (mu, 0), ripple along e2, isotropic kernels by
+    ``propagate_2d``).  Control: the chain guides toward the other class (wrong sign of the guidance)."""
     p = ctx.params
     ms = []
     for dl, om in p["perturbations"]:
@@ -381,6 +451,8 @@ def end_to_end_kl(ctx: Context) -> list[Measurement]:
                               reason="grid refinement |KL_n - KL_2n| (quadrature) plus escaped mass (domain truncation)",
                               extra={"continuous_integral_mse": integral, "init_kl": 0.5 * math.exp(-2 * p["T"]) * p["mu"] ** 2,
                                      "escaped": res.escaped, "wrong_class": ctx.broken}))
+    if p.get("d2"):
+        ms += _end_to_end_2d(ctx, p["d2"])
     return ms
 
 

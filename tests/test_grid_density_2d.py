@@ -1,0 +1,132 @@
+"""Tests of the 2-D grid propagation (numerics.grid_density.propagate_2d and its companions)."""
+import math
+
+import numpy as np
+import pytest
+from scipy.special import ndtr
+
+from numerics.grid_density import (gaussian_on_grid, gaussian_on_grid_2d, kl_grid_2d, propagate, propagate_2d,
+                                   refinement_error_2d, tv_grid_2d, uniform_grid)
+
+U = np.finfo(np.float64).eps
+
+
+def _outside_mass(m, S, g1, g2):
+    """Union bound on the mass of N(m, S) outside [g1[0], g1[-1]] x [g2[0], g2[-1]]."""
+    out = 0.0
+    for i, g in ((0, g1), (1, g2)):
+        sd = math.sqrt(S[i, i])
+        out += ndtr((g[0] - m[i]) / sd) + ndtr((m[i] - g[-1]) / sd)
+    return out
+
+
+def test_linear_gaussian_chain_matches_closed_form():
+    """x' = A x + b + N(0, v I), A a contracting rotation (couples the coordinates): N(m, S) -> N(Am + b, ASA^T + vI).
+
+    Tolerance, derived per step for the sup-norm error e_k of the grid density:
+      * the new error is the old one pushed through the kernel: sup_z sum_x K(z, x) dx = 1/|det A|, so e_k/|det A|;
+      * aliasing of the trapezoid rule (Poisson summation) for the Gaussian integrand x -> p_k(x) N(z; Ax+b, vI),
+        whose covariance is C = (S^-1 + A^T A / v)^-1: relative error <= 4 sum_i exp(-2 pi^2 C_ii / dx_i^2);
+      * the lattice points outside the box: <= peak kernel 1/(2 pi v) x 2 x (mass of p_k outside the box) (the
+        factor 2 covers the Riemann sum of a monotone tail against its integral, one extra cell per side);
+      * rounding of the nonnegative sums: (n1 n2 + 8) u x the largest density value.
+    """
+    g1, g2 = uniform_grid(-7, 6, 101), uniform_grid(-6.5, 6.5, 101)
+    dx1, dx2 = g1[1] - g1[0], g2[1] - g2[0]
+    th, a, v, steps = 0.4, 0.8, 0.2, 5
+    A = a * np.array([[math.cos(th), -math.sin(th)], [math.sin(th), math.cos(th)]])
+    b = np.array([0.3, -0.2])
+    m, S = np.array([-1.0, 0.5]), np.array([[0.5, 0.1], [0.1, 0.4]])
+    res = propagate_2d(gaussian_on_grid_2d(g1, g2, m, S), g1, g2,
+                       lambda X1, X2, k: (A[0, 0] * X1 + A[0, 1] * X2 + b[0], A[1, 0] * X1 + A[1, 1] * X2 + b[1]),
+                       v, steps)
+    tol, detA = 0.0, abs(np.linalg.det(A))
+    for _ in range(steps):
+        C = np.linalg.inv(np.linalg.inv(S) + A.T @ A / v)
+        alias = 4 * sum(math.exp(-2 * math.pi**2 * C[i, i] / d**2) for i, d in ((0, dx1), (1, dx2)))
+        trunc = 2 * _outside_mass(m, S, g1, g2) / (2 * math.pi * v)
+        m, S = A @ m + b, A @ S @ A.T + v * np.eye(2)
+        peak = 1 / (2 * math.pi * math.sqrt(np.linalg.det(S)))
+        tol = tol / detA + alias * peak + trunc + (g1.size * g2.size + 8) * U * peak
+    exact = gaussian_on_grid_2d(g1, g2, m, S)
+    err = float(np.max(np.abs(res.density - exact)))
+    assert err <= tol, (err, tol)
+    assert tol < 1e-9  # the bound is informative: the grid resolves the chain
+    assert res.escaped < 1e-9
+    assert kl_grid_2d(exact, res.density, g1, g2) < 1e-12
+    assert tv_grid_2d(exact, res.density, g1, g2) < 1e-9
+    # moments of the grid density against the closed form
+    X1, X2 = np.meshgrid(g1, g2, indexing="ij")
+    w = res.density * dx1 * dx2
+    mean = np.array([np.sum(w * X1), np.sum(w * X2)])
+    assert np.max(np.abs(mean - m)) < 1e-9
+    assert abs(np.sum(w * (X1 - m[0]) * (X2 - m[1])) - S[0, 1]) < 1e-9
+    # refinement estimate agrees that the quadrature is converged
+    err_ref = refinement_error_2d(
+        lambda a1, a2: propagate_2d(gaussian_on_grid_2d(a1, a2, [-1.0, 0.5], [[0.5, 0.1], [0.1, 0.4]]), a1, a2,
+                                    lambda X1, X2, k: (A[0, 0] * X1 + A[0, 1] * X2 + b[0],
+                                                       A[1, 0] * X1 + A[1, 1] * X2 + b[1]), v, 2).density,
+        uniform_grid(-7, 6, 41), uniform_grid(-6.5, 6.5, 41))
+    assert err_ref < 1e-8
+
+
+def test_product_separable_case_is_outer_product_of_1d():
+    """m(x) = (m1(x1), m2(x2)) and p0 = p1 (x) p2: the 2-D chain is the outer product of two 1-D chains.
+
+    Both sides are sums of the same nonnegative terms in another order, so they agree to
+    steps x (n1 n2 + n1 + n2 + 8) u relatively (gamma_n bounds of the summations).  The 2-D escaped mass is
+    sum_k (e1_k M2_k + M1_k e2_k), with e_k the 1-D escaped mass of step k and M_k the grid mass before it.
+    """
+    g1, g2 = uniform_grid(-5, 5, 61), uniform_grid(-4, 6, 51)
+    dx1, dx2 = g1[1] - g1[0], g2[1] - g2[0]
+    p1 = gaussian_on_grid(g1, 0.5, 0.6)
+    p2 = 0.3 * gaussian_on_grid(g2, -1.0, 0.3) + 0.7 * gaussian_on_grid(g2, 1.5, 0.5)
+    f1 = lambda x: x + 0.3 * np.sin(2 * x)  # noqa: E731
+    f2 = lambda x: 0.7 * x - 0.2  # noqa: E731
+    var = lambda k: 0.3 + 0.1 * k  # noqa: E731
+    steps = 4
+    res = propagate_2d(np.outer(p1, p2), g1, g2, lambda X1, X2, k: (f1(X1), f2(X2)), var, steps)
+    r1 = propagate(p1, g1, lambda x, k: f1(x), var, steps)
+    r2 = propagate(p2, g2, lambda x, k: f2(x), var, steps)
+    outer = np.outer(r1.density, r2.density)
+    tol = steps * (g1.size * g2.size + g1.size + g2.size + 8) * U * outer.max()
+    assert np.max(np.abs(res.density - outer)) <= tol
+    esc = 0.0
+    for k in range(steps):
+        a1 = propagate(p1, g1, lambda x, j: f1(x), var, k)
+        a2 = propagate(p2, g2, lambda x, j: f2(x), var, k)
+        e1 = propagate(a1.density, g1, lambda x, j: f1(x), lambda j: var(k), 1).escaped
+        e2 = propagate(a2.density, g2, lambda x, j: f2(x), lambda j: var(k), 1).escaped
+        esc += e1 * a2.density.sum() * dx2 + a1.density.sum() * dx1 * e2
+    assert res.escaped > 1e-6  # the narrow box makes the escape visible
+    assert abs(res.escaped - esc) <= 1e-12 + 64 * U * esc
+
+
+def test_steps_zero_is_identity():
+    g = uniform_grid(-4, 4, 21)
+    p0 = gaussian_on_grid_2d(g, g, [0.0, 0.0], 1.0)
+    res = propagate_2d(p0, g, g, lambda X1, X2, k: (X1, X2), 1.0, 0)
+    assert np.array_equal(res.density, p0) and res.escaped == 0.0
+
+
+@pytest.mark.parametrize("bad, name", [
+    (lambda g: propagate_2d(np.ones((5, 4)), g, g, lambda X1, X2, k: (X1, X2), 1.0, 1), "density0"),
+    (lambda g: propagate_2d(-np.ones((5, 5)), g, g, lambda X1, X2, k: (X1, X2), 1.0, 1), "density0"),
+    (lambda g: propagate_2d(np.ones(25), g, g, lambda X1, X2, k: (X1, X2), 1.0, 1), "density0"),
+    (lambda g: propagate_2d(np.ones((5, 5)), np.array([0, 1, 3, 4, 5.0]), g, lambda X1, X2, k: (X1, X2), 1.0, 1), "grid1"),
+    (lambda g: propagate_2d(np.ones((5, 5)), g, g[::-1], lambda X1, X2, k: (X1, X2), 1.0, 1), "grid2"),
+    (lambda g: propagate_2d(np.ones((5, 5)), g, g, lambda X1, X2, k: (X1, X2), 0.0, 1), "transition_var"),
+    (lambda g: propagate_2d(np.ones((5, 5)), g, g, lambda X1, X2, k: (X1, X2), lambda k: -1.0, 1), "transition_var"),
+    (lambda g: propagate_2d(np.ones((5, 5)), g, g, lambda X1, X2, k: (X1 * np.nan, X2), 1.0, 1), "transition_mean_fn"),
+    (lambda g: propagate_2d(np.ones((5, 5)), g, g, lambda X1, X2, k: (X1[0], X2), 1.0, 1), "transition_mean_fn"),
+    (lambda g: propagate_2d(np.ones((5, 5)), g, g, lambda X1, X2, k: X1, 1.0, 1), "transition_mean_fn"),
+    (lambda g: propagate_2d(np.ones((5, 5)), g, g, lambda X1, X2, k: (X1, X2), 1.0, -1), "steps"),
+    (lambda g: kl_grid_2d(np.ones((5, 5)), np.pad(np.ones((4, 5)), ((1, 0), (0, 0))), g, g), "q"),
+    (lambda g: kl_grid_2d(np.ones((5, 4)), np.ones((5, 5)), g, g), "p"),
+    (lambda g: gaussian_on_grid_2d(g, g, [0.0, 0.0], [[1.0, 2.0], [2.0, 1.0]]), "cov"),
+    (lambda g: gaussian_on_grid_2d(g, g, [0.0], 1.0), "mean"),
+    (lambda g: refinement_error_2d(lambda a, b: np.ones(3), g, g), "run"),
+])
+def test_bad_input_names_the_argument(bad, name):
+    with pytest.raises(ValueError, match=rf"^{name}\b"):
+        bad(np.linspace(0, 1, 5))
