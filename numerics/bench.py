@@ -23,6 +23,8 @@ import time
 
 import numpy as np
 
+from numerics.schedule import alpha_t, sigma2_t
+
 __all__ = ["run_bench", "make_target", "BACKENDS", "CONFIG_FULL", "CONFIG_QUICK", "CONFIG_TINY"]
 
 BACKENDS = ("numba", "numpy", "torch", "jax", "gemm")
@@ -54,7 +56,7 @@ def make_particles(gm, n: int, t: float, seed: int = 1):
     rng = np.random.default_rng(seed)
     ks = rng.choice(gm.K, size=n, p=gm.weights)  # isotropic components (make_target): sd = sqrt(lambda_0)
     x0 = gm.means[ks] + np.sqrt(gm.evals[ks, -1])[:, None] * rng.standard_normal((n, gm.d))
-    alpha, sigma2 = np.exp(-t), -np.expm1(-2 * t)
+    alpha, sigma2 = alpha_t(t), sigma2_t(t)
     x = alpha * x0 + np.sqrt(sigma2) * rng.standard_normal(x0.shape)
     return np.ascontiguousarray(x), rng.standard_normal(x0.shape)
 

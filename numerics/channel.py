@@ -51,7 +51,7 @@ from typing import Callable
 
 import numpy as np
 
-from numerics._validate import WEIGHT_SUM_TOL, as_float_array, check_int, check_positive
+from numerics._validate import WEIGHT_SUM_TOL, as_float_array, check_int, check_points, check_positive
 
 __all__ = [
     "ChannelTarget",
@@ -483,11 +483,7 @@ def posterior_mean(target: ChannelTarget, y, t) -> np.ndarray:
     r""":math:`E[X\mid Y_t = y]`, ``y`` (N, d) or (d,) in SNR time."""
     target = _check_target(target)
     t = _check_snr(t)
-    arr = as_float_array(y, "y", (1, 2))
-    single = arr.ndim == 1
-    arr = arr.reshape(1, -1) if single else arr
-    if arr.shape[1] != target.d:
-        raise ValueError(f"y: last dimension must be d={target.d}, got shape {arr.shape}")
+    arr, single = check_points(y, target.d, "y")
     m = target.posterior(arr, t)[3]
     return m[0] if single else m
 
@@ -496,11 +492,7 @@ def posterior_cov(target: ChannelTarget, y, t) -> np.ndarray:
     r""":math:`\mathrm{Cov}(X\mid Y_t = y)`, shape (N, d, d) (or (d, d) for one point)."""
     target = _check_target(target)
     t = _check_snr(t)
-    arr = as_float_array(y, "y", (1, 2))
-    single = arr.ndim == 1
-    arr = arr.reshape(1, -1) if single else arr
-    if arr.shape[1] != target.d:
-        raise ValueError(f"y: last dimension must be d={target.d}, got shape {arr.shape}")
+    arr, single = check_points(y, target.d, "y")
     c = target.posterior(arr, t)[4]
     return c[0] if single else c
 

@@ -43,6 +43,7 @@ from scipy.special import expit, log_expit
 from numerics._validate import as_float_array, check_int, check_time, check_positive
 from numerics.checks.stats import mean_ci
 from numerics.mixture import GaussianMixture
+from numerics.schedule import alpha_sigma2
 
 __all__ = [
     "SettingG", "Ripple", "FourierFeatures", "ErrorEstimate", "MCErrors",
@@ -417,7 +418,7 @@ def errors_monte_carlo(gm: GaussianMixture, t: float, perturbations: Mapping[int
         if getattr(h, "d", gm.d) != gm.d:
             raise ValueError(f"perturbations: class {c_} perturbation has d={h.d}, mixture has d={gm.d}")
     yy = None if y is None else check_int(y, "y", 0, C - 1)
-    a, s2 = math.exp(-t), -math.expm1(-2 * t)
+    a, s2 = alpha_sigma2(t)
     x = a * gm.sample_data(n, rng, y=yy) + math.sqrt(s2) * rng.standard_normal((n, gm.d))
     log_p = gm.class_log_posterior(x, t)
     g = np.stack([gm.guidance_vector(x, t, c_) for c_ in range(C)], axis=1)

@@ -33,6 +33,7 @@ from numerics._generated.integrator_coeffs import ei_sde_coeffs
 from numerics._validate import as_float_array, check_int, check_positive
 from numerics.grid_density import gaussian_on_grid_2d, kl_grid_2d, propagate_2d, uniform_grid
 from numerics.mixture import GaussianMixture
+from numerics.schedule import alpha_sigma2, alpha_t, sigma2_t
 
 __all__ = ["setting_g2", "FeatureLogit2D", "mixture_score_at", "fit_logit_gm_2d", "fit_logit_ce_2d",
            "gm_solve_2d", "time_grid", "mixture_density_grid", "refined_chain_2d", "endpoint_kl_2d",
@@ -177,7 +178,7 @@ def mixture_score_at(mix: GaussianMixture, X, t) -> np.ndarray:
     t = np.asarray(t, dtype=np.float64).ravel()
     if t.shape != (X.shape[0],) or not np.all(np.isfinite(t)) or np.any(t <= 0):
         raise ValueError(f"t: expected {X.shape[0]} finite times > 0")
-    a, s2 = np.exp(-t), -np.expm1(-2 * t)
+    a, s2 = alpha_t(t), sigma2_t(t)
     S = mix.covs
     lc = np.empty((X.shape[0], mix.K))
     sc = np.empty((X.shape[0], mix.K, 2))
@@ -302,7 +303,7 @@ def time_grid(T: float, steps: int, power: float = 1.5) -> np.ndarray:
 def mixture_density_grid(mix: GaussianMixture, grid1, grid2, t: float) -> np.ndarray:
     """Density of the OU marginal at ``t >= 0`` on the tensor grid (positive-definite covariances at ``t = 0``)."""
     t = check_positive(t, "t", True)
-    a, s2 = math.exp(-t), -math.expm1(-2 * t)
+    a, s2 = alpha_sigma2(t)
     S = mix.covs
     return sum(mix.weights[k] * gaussian_on_grid_2d(grid1, grid2, a * mix.means[k], a * a * S[k] + s2 * np.eye(2))
                for k in range(mix.K))

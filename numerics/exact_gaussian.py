@@ -34,6 +34,7 @@ from numerics._generated import integrator_coeffs as IC
 from numerics.mixture import GaussianMixture
 from numerics.samplers import (_Q_KIND, STOCHASTIC_METHODS, _check_eta, _check_form, _check_grid,
                                _check_guidance, _check_method, _coeffs)
+from numerics.schedule import alpha_sigma2
 
 __all__ = ["gaussian_params", "affine_score", "affine_q", "exact_law", "pf_map", "gaussian_kl", "cov_t"]
 
@@ -63,7 +64,7 @@ def affine_q(kind: str, mu, Sigma, t: float, w: float = 0.0, guid: AffineGuidanc
 
     denoiser: :math:`\alpha_t\Sigma C_t^{-1}x + \mu - \alpha_t^2\Sigma C_t^{-1}\mu + w\frac{\sigma_t^2}{\alpha_t}(A_t x + b_t)`.
     """
-    a, s2 = math.exp(-t), -math.expm1(-2.0 * t)
+    a, s2 = alpha_sigma2(t)
     A, b = guid(t) if guid is not None else (np.zeros_like(Sigma), np.zeros_like(mu))
     A, b = np.asarray(A, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if kind == "denoiser":

@@ -54,6 +54,7 @@ from scipy.special import gammaln, ive, log_ndtr, logsumexp
 
 from numerics._validate import WEIGHT_SUM_TOL, as_float_array, check_points, check_time
 from numerics.samplers import ScoreModel
+from numerics.schedule import alpha_sigma2
 
 __all__ = ["Box", "Sphere", "Disk", "Annulus", "Crescent", "Lens", "RegionMixture", "three_disks",
            "two_crescents", "LOG_CUTOFF"]
@@ -558,7 +559,7 @@ class RegionMixture(ScoreModel):
         key = (t, P, n, self.kernel)
         if self._cache is not None and self._cache[0] == key and np.array_equal(self._cache[1], x):
             return self._cache[2]
-        lam, s2 = math.exp(-t), -math.expm1(-2 * t)
+        lam, s2 = alpha_sigma2(t)
         N = x.shape[0]
         ll = np.empty((N, self.K))
         mean = np.empty((N, self.K, self.d))
@@ -623,16 +624,16 @@ class RegionMixture(ScoreModel):
 
     def score(self, x, t) -> np.ndarray:
         x2, _ = check_points(x, self.d)
-        lam, s2 = math.exp(-t), -math.expm1(-2 * t)
+        lam, s2 = alpha_sigma2(t)
         return (lam * self._mean(x2, t) - x2) / s2
 
     def conditional_score(self, x, t, y) -> np.ndarray:
         x2, _ = check_points(x, self.d)
-        lam, s2 = math.exp(-t), -math.expm1(-2 * t)
+        lam, s2 = alpha_sigma2(t)
         return (lam * self._mean(x2, t, self._label(y)) - x2) / s2
 
     def guidance_vector(self, x, t, y) -> np.ndarray:
-        lam, s2 = math.exp(-t), -math.expm1(-2 * t)
+        lam, s2 = alpha_sigma2(t)
         return lam * (self._mean(x, t, self._label(y)) - self._mean(x, t)) / s2
 
     def guided_denoiser(self, x, t, y, gamma) -> np.ndarray:

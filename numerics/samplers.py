@@ -30,6 +30,7 @@ import numpy as np
 from numerics._generated import integrator_coeffs as IC
 from numerics.grids import time_grid
 from numerics.mixture import GaussianMixture
+from numerics.schedule import alpha_sigma2
 
 __all__ = ["sample", "ScoreModel", "METHODS", "GUIDANCE_FORMS", "DENOISER_METHODS", "SCORE_METHODS",
            "STOCHASTIC_METHODS", "default_grid"]
@@ -124,7 +125,7 @@ class ScoreModel:
         return np.asarray(self._cond(x, t, y), dtype=np.float64)
 
     def denoiser(self, x: np.ndarray, t: float) -> np.ndarray:
-        a, s2 = math.exp(-t), -math.expm1(-2.0 * t)
+        a, s2 = alpha_sigma2(t)
         return (x + s2 * self.score(x, t)) / a
 
 
@@ -155,9 +156,9 @@ class _Guided:
         if self.form == "cfg":
             if self._cond is not None:
                 return w * self._cond.denoiser(x, t) + (1.0 - w) * tg.denoiser(x, t)
-            a, s2 = math.exp(-t), -math.expm1(-2.0 * t)
+            a, s2 = alpha_sigma2(t)
             return (x + s2 * self.score(x, t)) / a
-        a, s2 = math.exp(-t), -math.expm1(-2.0 * t)
+        a, s2 = alpha_sigma2(t)
         return tg.denoiser(x, t) + (w * s2 / a) * tg.guidance_vector(x, t, self.label)
 
     def eps(self, x: np.ndarray, t: float) -> np.ndarray:

@@ -36,6 +36,7 @@ import numpy as np
 from numerics.grids import time_grid
 from numerics.region_targets import Crescent, Disk, Lens, RegionMixture
 from numerics.samplers import ScoreModel, sample
+from numerics.schedule import alpha_sigma2
 
 __all__ = ["EXPERIMENTS", "METHODS", "run_deltas", "draw_regions", "AUTHORS_ODE", "AUTHORS_SDE", "Experiment", "ExperimentRun",
            "experiment", "run_experiment", "sigma_delta", "five_regions_starts", "FIVE_REGIONS_SEED"]
@@ -214,7 +215,7 @@ class _RowGuided(ScoreModel):
         super().__init__(rm.score, rm.d, guidance=self._guidance_rows, n_classes=rm.n_classes)
 
     def _guidance_rows(self, x, t, y):
-        lam, s2 = math.exp(-t), -math.expm1(-2 * t)
+        lam, s2 = alpha_sigma2(t)
         if x.shape[0] != self.etas.shape[0]:  # ScoreModel's shape probe
             return self.rm.guidance_vector(x, t, int(self.etas[0]))
         g = np.empty_like(x)
@@ -350,7 +351,7 @@ def biased_mixture(rm: RegionMixture, eta: int, b) -> ScoreModel:
     b = np.asarray(b, float)
 
     def guidance(x, t, y):
-        lam, s2 = math.exp(-t), -math.expm1(-2 * t)
+        lam, s2 = alpha_sigma2(t)
         g = rm.guidance_vector(x, t, y)
         return g + (lam / s2) * b if y == eta else g
 

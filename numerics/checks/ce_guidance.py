@@ -20,6 +20,7 @@ from numerics.classifier_error import (Ripple, SettingG, _hermite, _integrands, 
                                        theorem_bound)
 from numerics.grid_density import (gaussian_on_grid, gaussian_on_grid_2d, kl_grid, kl_grid_2d, propagate,
                                    propagate_2d, uniform_grid)
+from numerics.schedule import alpha_sigma2
 
 PAPER = "ce_guidance"
 NOTE = "proofs_notes/ce_guidance.md"
@@ -46,7 +47,7 @@ def bayes_guided_score(ctx: Context) -> list[Measurement]:
     gm = SettingG(mu, 1.0).mixture()
     worst = 0.0
     for t in p["times"]:
-        a, s2 = math.exp(-t), -math.expm1(-2 * t)
+        a, s2 = alpha_sigma2(t)
         x = a * gm.sample_data(p["n"], ctx.rng) + math.sqrt(s2) * ctx.rng.standard_normal((p["n"], p["d"]))
         for cls, ysign in ((0, 1.0), (1, -1.0)):
             sign = -1.0 if ctx.broken else 1.0
@@ -112,7 +113,7 @@ def true_classifier_hessian(ctx: Context) -> list[Measurement]:
     gm = SettingG(mu, 1.0).mixture()
     worst_form, worst_sup = 0.0, 0.0
     for t in p["times"]:
-        a, s2 = math.exp(-t), -math.expm1(-2 * t)
+        a, s2 = alpha_sigma2(t)
         s = np.linspace(-4, 4, p["n"]) / (a * m)  # covers the peak at 0 with grid point s = 0
         x = s[:, None] * (mu / m)[None, :]
         H = gm.guidance_hessian(x, t, 0)

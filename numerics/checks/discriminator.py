@@ -19,8 +19,10 @@ import math
 import numpy as np
 
 from numerics import discriminator as D
+from numerics import discriminator_2d as D2
 from numerics.checks.claim import Context, Measurement, claim
 from numerics.checks.stats import mean_ci
+from numerics.schedule import alpha_sigma2
 
 NOTE = "proofs_notes/discriminator.md"
 PAPER = "discriminator"
@@ -171,7 +173,7 @@ def dsm_esm_constant(ctx: Context) -> list[Measurement]:
     """Control: the conditional target drops alpha_t, -(x_t - x_0)/sigma^2, which no longer averages to the score."""
     p = ctx.params
     t = p["t"]
-    a, s2 = math.exp(-t), -math.expm1(-2 * t)
+    a, s2 = alpha_sigma2(t)
     x0 = DATA.sample(p["n"], ctx.rng)
     z = ctx.rng.standard_normal(p["n"])
     xt = a * x0 + math.sqrt(s2) * z
@@ -522,7 +524,7 @@ def overfitting(ctx: Context) -> list[Measurement]:
     def emp_log(t):
         if ctx.broken:
             return DATA.log_density(xs, t)
-        a, s2 = math.exp(-t), -math.expm1(-2 * t)
+        a, s2 = alpha_sigma2(t)
         e = -0.5 * (xs[:, None] - a * pts) ** 2 / s2
         m = e.max(axis=1, keepdims=True)
         return (m + np.log(np.exp(e - m).mean(axis=1, keepdims=True)))[:, 0] - 0.5 * math.log(2 * math.pi * s2)
@@ -678,7 +680,6 @@ def reference_marginal_mismatch(ctx: Context) -> list[Measurement]:
 # ----------------------------------------------------------------------------------------------
 # C7 in 2-D: trained discriminators, both objectives, endpoint KL vs sample size
 # ----------------------------------------------------------------------------------------------
-from numerics import discriminator_2d as D2  # noqa: E402  (appended claim; keeps the 1-D section untouched)
 
 DATA2, MODEL2 = D2.setting_g2()
 BOX2 = ((-5.5, 5.5), (-5.0, 5.5))

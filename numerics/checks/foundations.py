@@ -28,6 +28,7 @@ from numerics.checks.claim import Context, Measurement, claim
 from numerics.mixture import GaussianMixture
 from numerics.reference import UNIT_ROUNDOFF as U
 from numerics.reference import guidance_error_bound, mixture_error_bound, mp_reference
+from numerics.schedule import alpha_t, sigma2_t
 
 NOTE = "proofs_notes/foundations.md"
 QUICK = {"d": 3, "K": 6, "classes": 3, "points_per_time": 4, "times": [0.02, 0.2, 1.0, 3.0]}
@@ -83,7 +84,7 @@ FD_STEP = 1e-2  # h / sigma_t
 
 def _eval_error(gm: GaussianMixture, t: float, magnitude: float) -> float:
     r"""Evaluation error :math:`\varepsilon_f = c\,u\,(1+\kappa)\,F` of a kernel output whose summed terms have size ``F``."""
-    a, s2 = np.exp(-t), -np.expm1(-2 * t)
+    a, s2 = alpha_t(t), sigma2_t(t)
     kappa = float(np.max((a**2 * gm.evals.max(axis=1) + s2) / s2))
     c = 4 * (gm.d**1.5 + gm.K + 4)
     return c * U * (1 + kappa) * magnitude
@@ -103,7 +104,7 @@ def tweedie_first_order(ctx: Context) -> list[Measurement]:
     """Direct posterior mean (kernel) vs Tweedie's map of the kernel score. Control: alpha_t dropped."""
     worst = 0.0
     for gm, t, x in _setting(ctx):
-        a, s2 = np.exp(-t), -np.expm1(-2 * t)
+        a, s2 = alpha_t(t), sigma2_t(t)
         s, D = gm.score(x, t), gm.denoiser(x, t)
         tweedie = (x + s2 * s) if ctx.broken else (x + s2 * s) / a
         ref = mp_reference(gm, x, t)
@@ -131,7 +132,7 @@ def tweedie_second_order(ctx: Context) -> list[Measurement]:
     Control: the inner sigma^2 dropped, (sigma^2/alpha^2)(I + H)."""
     worst = 0.0
     for gm, t, x in _setting(ctx):
-        a, s2 = np.exp(-t), -np.expm1(-2 * t)
+        a, s2 = alpha_t(t), sigma2_t(t)
         h = FD_STEP * np.sqrt(s2)
         J, err = _jacobian(lambda z: gm.score(z, t), x, h)
         inner = 1.0 if ctx.broken else s2
@@ -162,7 +163,7 @@ def hessian_identity(ctx: Context) -> list[Measurement]:
     Control: the class-(y+1) covariance in place of class y."""
     worst = 0.0
     for gm, t, x in _setting(ctx):
-        a, s2 = np.exp(-t), -np.expm1(-2 * t)
+        a, s2 = alpha_t(t), sigma2_t(t)
         y = int(ctx.rng.integers(gm.n_classes))
         y_cov = (y + 1) % gm.n_classes if ctx.broken else y
         h = FD_STEP * np.sqrt(s2)

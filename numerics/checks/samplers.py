@@ -24,6 +24,7 @@ from numerics.exact_gaussian import pf_map
 from numerics.grids import time_grid
 from numerics.mixture import GaussianMixture
 from numerics.samplers import ScoreModel, sample
+from numerics.schedule import alpha_sigma2
 
 U = float(np.finfo(np.float64).eps) / 2
 NOTE_INT = "proofs_notes/integrators.md"
@@ -61,7 +62,7 @@ def _denoisers(gm, grid, traj, label, w):
     out = []
     for k in range(grid.size - 1):
         t = float(grid[k])
-        a, s2 = math.exp(-t), -math.expm1(-2 * t)
+        a, s2 = alpha_sigma2(t)
         out.append(gm.denoiser(traj[k], t) + (w * s2 / a) * gm.guidance_vector(traj[k], t, label))
     return out
 

@@ -21,6 +21,7 @@ from numerics.grids import time_grid
 from numerics.mixture import GaussianMixture
 from numerics.region_targets import Box, Disk, RegionMixture, Sphere, three_disks, two_crescents
 from numerics.samplers import ScoreModel, sample
+from numerics.schedule import alpha_sigma2
 
 NOTE = "proofs_notes/support.md"
 U = float(np.finfo(np.float64).eps) / 2
@@ -55,7 +56,7 @@ def biased(gm, b: np.ndarray, label: int) -> ScoreModel:
     r"""Exact unconditional score; class-``label`` score with the denoiser biased by ``b``
     (:math:`+\lambda b/\sigma^2`); use with ``guidance_form="cfg"``: the guided denoiser is biased by gamma b."""
     def cond(x, t, y):
-        lam, s2 = math.exp(-t), -math.expm1(-2 * t)
+        lam, s2 = alpha_sigma2(t)
         return gm.conditional_score(x, t, y) + (lam / s2) * b
     return ScoreModel(gm.score, gm.d, conditional_score=cond, guidance=gm.guidance_vector, n_classes=gm.n_classes)
 
@@ -542,7 +543,7 @@ def score_identity(ctx: Context) -> list[Measurement]:
         worst = 0.0
         worst_alt = 0.0
         for t in p["ts"]:
-            lam, s2 = math.exp(-t), -math.expm1(-2 * t)
+            lam, s2 = alpha_sigma2(t)
             s = math.sqrt(s2)
             reg = rm.regions[1]
             anchor = reg.c if hasattr(reg, "c") else (reg.center if hasattr(reg, "center") else 0.5 * (reg.lo + reg.hi))
