@@ -158,6 +158,8 @@ class _Guided:
                 return w * self._cond.denoiser(x, t) + (1.0 - w) * tg.denoiser(x, t)
             a, s2 = alpha_sigma2(t)
             return (x + s2 * self.score(x, t)) / a
+        if isinstance(tg, GaussianMixture):  # one kernel pass instead of two
+            return tg.guided_denoiser(x, t, self.label, w)
         a, s2 = alpha_sigma2(t)
         return tg.denoiser(x, t) + (w * s2 / a) * tg.guidance_vector(x, t, self.label)
 

@@ -228,3 +228,22 @@ def test_thread_count_invariance(rng):
     finally:
         numba.set_num_threads(prev)
     assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("t", [1e-6, 0.05, 0.5, 3.0, 30.0])
+def test_guided_denoiser_one_pass_equals_two(rng, t):
+    """D_w from one kernel pass equals D + w sigma^2/alpha g_y (two passes) to rounding; w = 0 gives D, and a
+    sign flip of w (the control) does not."""
+    gm = random_mixture(rng, 6, 3, n_classes=3)
+    x = np.exp(-t) * gm.sample_data(64, rng) + np.sqrt(-np.expm1(-2 * t)) * rng.standard_normal((64, 3))
+    a, s2 = np.exp(-t), -np.expm1(-2 * t)
+    for y in range(3):
+        D = gm.denoiser(x, t)
+        shift = s2 / a * gm.guidance_vector(x, t, y)
+        scale = np.abs(gm.conditional(y).denoiser(x, t)).max() + np.abs(D).max()
+        # tolerance: both are sums of the same O(scale) terms; 64 u (1 + w) scale covers the reorderings
+        for w in (0.0, 1.0, 3.0, 10.0):
+            tol = 64 * 2.0**-53 * (1 + w) * scale
+            assert np.abs(gm.guided_denoiser(x, t, y, w) - (D + w * shift)).max() <= tol
+        if np.abs(shift).max() > 1e3 * tol:
+            assert np.abs(gm.guided_denoiser(x, t, y, -3.0) - (D + 3.0 * shift)).max() > tol
