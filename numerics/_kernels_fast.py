@@ -3,8 +3,8 @@ r"""Fast guided mixture steps: squared distances in GEMM form, Numba log-sum-exp
 Model, notation and time convention as in :mod:`numerics.reference_numpy` ("spiked" eigen-factors
 :math:`S_k = \lambda_{0k} I + U_k\mathrm{diag}(\delta_k)U_k^\top`, OU time, :math:`c_0 = \alpha^2\lambda_0+\sigma^2`,
 :math:`c_j = c_0 + \alpha^2\delta_j`).  With :math:`B = [\mu_1 \dots \mu_K \mid u_1 \dots u_R]` (``d x (K+R)``,
-all spike vectors of all components), one BLAS product :math:`XB` gives every :math:`x\cdot\mu_k` and
-:math:`x\cdot u_j`, and
+all spike vectors of all components), one product :math:`XB` gives every :math:`x\cdot\mu_k` and
+:math:`x\cdot u_j` (formed inside the kernel, chunk by chunk: :func:`_chunk_products`), and
 
 .. math::
     \|v_k\|^2 = \|x\|^2 - 2\alpha\, x\cdot\mu_k + \alpha^2\|\mu_k\|^2, \qquad p_j = x\cdot u_j - \alpha\,u_j\cdot\mu_k .
@@ -33,18 +33,23 @@ states (``t`` not tiny) have :math:`S^2/\|v\|^2 = O(1)` and never fall back.
 
 Truncation of negligible weights
 --------------------------------
-Within each class group, components with :math:`\pi_k/\pi_{\max} < 2^{-64}` (logit more than
-:data:`LOG_DROP` below the group's maximum) get weight exactly 0 (no ``exp`` evaluated, no term in the
-recombination).  Their total relative weight is below :math:`K\,2^{-64}`, so for :math:`K \le 2^{10}` the
-result changes by less than :math:`2^{-54}\max_k\|m_k\|`, i.e. below one rounding of the largest term.
+The guided combination is :math:`\sum_k \beta_k m_k` with :math:`\beta_k = (1+(w-1)p_\neg)\pi^\text{in}_k` or
+:math:`-(w-1)p_\neg\pi^\text{out}_k`.  Terms with :math:`|\beta_k| < 2^{-64}\max_j|\beta_j|` get weight exactly 0
+(no term in the recombination; below :data:`LOG_DROP` within their class group no ``exp`` is kept either).
+Their total is below :math:`K\,2^{-64}\max_j|\beta_j|`, so for :math:`K \le 2^{10}` the result changes by less
+than :math:`2^{-54}\max_j|\beta_j|\max_k\|m_k\|`, i.e. below one rounding of the largest term.  (Truncating
+within each group only kept the whole other group alive when :math:`p_\neg` is negligible.)
 The whole step runs in one fused parallel kernel, :func:`guided_step` (``prange`` over chunks of :data:`CHUNK`
-particles, dynamic schedule, per-chunk scratch allocated by the caller): logits (vectorised over components),
-per-group log-sum-exp with a branch-free polynomial ``exp`` (:func:`_exp_neg`, <= 2 ulp) so the weight loop
-vectorises, guidance mixing, and the recombination -- a dense dot per coordinate for ``d <= INLINE_DIM``, and
+particles, dynamic schedule, per-chunk scratch allocated by the caller): products, logits (vectorised over
+components), one ``exp`` pass over the chunk's logits with a branch-free polynomial ``exp`` (:func:`_exp_neg`,
+<= 2 ulp) so it vectorises, guidance mixing, and the recombination -- a dense dot per coordinate for ``d <= DENSE_DIM``, and
 for larger ``d`` only the surviving rows of :math:`B^\top`, four per pass over the output row -- fused with
 the DDIM/DDPM update.  Helpers are inlined at Numba-IR level (``inline="always"``): a call boundary would
 otherwise cost an atomic NRT incref/decref per array argument per particle (hundreds of ns per particle, and
 cache-line ping-pong between the two threads).
+
+No BLAS call inside a step: a BLAS product before the kernel left OpenBLAS's threads spinning for ~0.1 s and
+slowed the Numba threads on two cores by up to 3x (measured; ``products='blas'`` keeps that variant for tests).
 
 All kernels: ``njit(cache=True)``, no fastmath, all arrays allocated by the caller outside ``prange``.
 """
@@ -61,14 +66,15 @@ from numerics.reference_numpy import LOG_2PI, spiked_factors
 from numerics.schedule import alpha_sigma2
 
 __all__ = ["FastMixture", "guided_ddim_step", "guided_ddpm_step", "logit_error_bounds",
-           "GEMM_RATIO", "LOG_DROP", "INLINE_DIM", "CHUNK"]
+           "GEMM_RATIO", "LOG_DROP", "DENSE_DIM", "CHUNK"]
 
 #: :math:`\rho`: the GEMM form is kept while its error bound is at most this multiple of the direct form's.
 GEMM_RATIO = 64.0
 #: Components whose weight is below ``2**-64`` of their group's largest are dropped (exactly 0).
 LOG_DROP = -64.0 * math.log(2.0)
-#: Up to this dimension the products x.mu_k, x.u_j are formed inside the Numba kernel instead of by BLAS.
-INLINE_DIM = 32
+#: Up to this dimension the recombination is a dense dot per output coordinate; above it only the surviving
+#: rows of :math:`B^\top` are added.
+DENSE_DIM = 32
 #: Particles per ``prange`` work item of :func:`guided_step` (scheduled dynamically).
 CHUNK = 64
 
@@ -257,18 +263,27 @@ def _sum_range(v, row, lo, hi):
 
 
 @njit(cache=True, inline="always")
-def _weights(L, E, ch, lo, hi, log_drop):
-    """``E[ch, k] = exp(L[ch, k] - m)`` over ``lo:hi`` (``m`` the maximum), 0 below ``log_drop``; ``(m, z, n)``."""
-    m = _max_range(L, ch, lo, hi)
-    nterm = 0
+def _scaled_kept(Lc, r, lo, hi, g, thr, E, ch):
+    """``E[ch, k] = g Lc[r, k]`` for ``lo <= k < hi``, exactly 0 where its magnitude is below ``thr``; the count kept."""
+    nkeep = 0
     for k in range(lo, hi):
-        y = L[ch, k] - m  # NaN when m = -inf (no mass): dropped like -inf
-        keep = y >= log_drop
-        yc = y if y > EXP_LO else EXP_LO
-        e = _exp_neg(yc)
-        E[ch, k] = e if keep else 0.0
-        nterm += 1 if keep else 0
-    return m, _sum_range(E, ch, lo, hi), nterm
+        b = Lc[r, k] * g
+        keep = (b if b > 0.0 else -b) >= thr
+        E[ch, k] = b if keep else 0.0
+        nkeep += 1 if keep else 0
+    return nkeep
+
+
+@njit(cache=True, inline="always")
+def _exp_shifted(y, r, n, log_drop):
+    """``y[r, k] = exp(y[r, k])`` for ``k < n`` (``y <= 0``: logits minus their group maximum), exactly 0 below
+    ``log_drop`` or NaN; branch-free, so the loop vectorises."""
+    for k in range(n):
+        v = y[r, k]
+        keep = v >= log_drop
+        vc = v if v > EXP_LO else EXP_LO
+        e = _exp_neg(vc)
+        y[r, k] = e if keep else 0.0
 
 
 @njit(cache=True, inline="always")
@@ -277,12 +292,15 @@ def _logits_row(x, i, xb, r, mu, mu2, mun, spikeT, muU, spk_start, const, c0, om
 
     The common case (no spikes, no entry near the fallback threshold) is one vectorised loop; the test
     :math:`S^2 > \rho\max(\|v\|^2, c_0)` flags a superset of the entries the exact test of :func:`_quad`
-    sends to the direct form, and only then is the per-component path taken.  Returns the direct-form count.
+    sends to the direct form, and only then is the per-component path taken.  Returns the direct-form count,
+    or -1 when :math:`\|x_i\|^2` is not finite (a NaN or infinite coordinate, or overflow).
     """
     K = mu.shape[0]
     R = spikeT.shape[0]
     d = x.shape[1]
     x2 = _dot_range(x, i, x, i, 0, d)
+    if not math.isfinite(x2):
+        return -1
     xn = math.sqrt(x2)
     a2 = alpha * alpha
     nflag = 0
@@ -307,10 +325,50 @@ def _logits_row(x, i, xb, r, mu, mu2, mun, spikeT, muU, spk_start, const, c0, om
     return nfb
 
 
+@njit(cache=True)
+def _chunk_products(x, lo, hi, B, xb):
+    r"""``xb[i - lo, c]`` = :math:`x_i \cdot B_{:,c}` for ``lo <= i < hi``, four particles per pass over ``B``.
+
+    The loop over columns is innermost, so it vectorises without reassociation (each entry is the sequential sum
+    over coordinates: error :math:`\le \gamma_d \sum_l |x_{il} B_{lc}|`, as for any summation order).
+    """
+    d = x.shape[1]
+    C = B.shape[1]
+    i = lo
+    while i + 4 <= hi:
+        r = i - lo
+        for c in range(C):
+            xb[r, c] = 0.0
+            xb[r + 1, c] = 0.0
+            xb[r + 2, c] = 0.0
+            xb[r + 3, c] = 0.0
+        for l in range(d):
+            x0 = x[i, l]
+            x1 = x[i + 1, l]
+            x2 = x[i + 2, l]
+            x3 = x[i + 3, l]
+            for c in range(C):
+                b = B[l, c]
+                xb[r, c] += x0 * b
+                xb[r + 1, c] += x1 * b
+                xb[r + 2, c] += x2 * b
+                xb[r + 3, c] += x3 * b
+        i += 4
+    while i < hi:
+        r = i - lo
+        for c in range(C):
+            xb[r, c] = 0.0
+        for l in range(d):
+            x0 = x[i, l]
+            for c in range(C):
+                xb[r, c] += x0 * B[l, c]
+        i += 1
+
+
 @njit(cache=True, parallel=True)
-def guided_step(x, XB, inline_dots, B, BT, K_in, mu, mu2, mun, spikeT, muU, spk_start, const, c0, omega,
-                coef_mu, coef_x, coef_spk, alpha, w, ratio, log_drop, cx, cq, cz, z, use_z, chunk,
-                XW, L, E, P, IDX, info, out):
+def guided_step(x, XB, kernel_products, dense, B, BT, K_in, mu, mu2, mun, spikeT, muU, spk_start, const, c0,
+                omega, coef_mu, coef_x, coef_spk, alpha, w, ratio, log_drop, cx, cq, cz, z, use_z, chunk,
+                XW, L, M, E, P, IDX, info, out):
     r"""One fused pass: ``out = cx x + cq Q_w(x) [+ cz z]``, :math:`Q_w = a\,x + G B^\top` (see below).
 
     Components are ordered so that ``0:K_in`` is the class ``y`` (``in``) and ``K_in:K`` the rest.
@@ -319,64 +377,92 @@ def guided_step(x, XB, inline_dots, B, BT, K_in, mu, mu2, mun, spikeT, muU, spk_
     quantity is ``coef_x[k] x + coef_mu[k] mu_k + sum_j coef_spk[j] p_j u_j``.
 
     Particles are processed in chunks of ``chunk`` (``prange`` over chunks, dynamic schedule set by the caller);
-    ``XW, L, E, P, IDX`` are per-chunk scratch rows, ``info[ch]`` accumulates ``(direct-form entries, surviving
-    components, particles whose class has no mass)``.  With ``inline_dots`` the products :math:`x_iB` are formed
-    here (vectorised over the columns) and the recombination is a dense dot per output coordinate; otherwise
-    ``XB`` comes from BLAS and the recombination adds only the surviving rows of ``BT``.
+    Per chunk: logits of all its particles, then one flat ``exp`` loop over all (particle, component) pairs
+    (so it vectorises even for small ``K``), then mixing and recombination particle by particle.
+    ``XW`` (``chunk x (K+R)`` per chunk), ``L`` (``chunk x K``), ``M`` (``chunk x 2``: group maxima, NaN for a
+    non-finite particle), ``P`` (``chunk x R``), ``E, IDX`` (``K+R``) are per-chunk scratch, ``info[ch]`` accumulates
+    ``(direct-form entries, surviving components, particles whose class has no mass, non-finite particles)``.
+    With ``kernel_products`` the products :math:`x_iB` of a chunk are formed here (:func:`_chunk_products`),
+    otherwise they are read from ``XB`` (BLAS, computed by the caller).  With ``dense`` the recombination is a
+    dense dot per output coordinate (small ``d``); otherwise only the surviving rows of ``BT`` are added.
     """
     n, d = x.shape
     K = mu.shape[0]
     C = B.shape[1]
     R = C - K
     n_chunks = (n + chunk - 1) // chunk
-    a2 = alpha * alpha
+    drop_factor = math.exp(log_drop)
     for ch in prange(n_chunks):
         nfb = 0
         nsurv = 0
         nmassless = 0
-        for i in range(ch * chunk, min(n, (ch + 1) * chunk)):
-            # ---- products x.mu_k, x.u_j; logits
-            if inline_dots:
-                for c in range(C):
-                    XW[ch, c] = 0.0
+        nbad = 0
+        lo = ch * chunk
+        hi = min(n, lo + chunk)
+        if kernel_products:
+            xb = XW[ch]
+            _chunk_products(x, lo, hi, B, xb)
+        else:
+            xb = XB[lo:hi]
+        Lc = L[ch]
+        Pc = P[ch]
+        # ---- logits of the whole chunk (products x.mu_k, x.u_j in xb[i - lo])
+        for r in range(hi - lo):
+            fb = _logits_row(x, lo + r, xb, r, mu, mu2, mun, spikeT, muU, spk_start, const, c0, omega, alpha,
+                             ratio, Lc, Pc, r)
+            if fb < 0:  # |x_i|^2 is not finite: reported by the caller
+                nbad += 1
+                M[ch, r, 0] = np.nan
+                for k in range(K):
+                    Lc[r, k] = -np.inf
+                continue
+            nfb += fb
+            # ---- log-sum-exp shifts: each class group's largest logit
+            m_in = _max_range(Lc, r, 0, K_in)
+            m_out = _max_range(Lc, r, K_in, K)
+            M[ch, r, 0] = m_in
+            M[ch, r, 1] = m_out
+            for k in range(K_in):
+                Lc[r, k] -= m_in  # NaN when m = -inf (no mass): dropped like -inf below
+            for k in range(K_in, K):
+                Lc[r, k] -= m_out
+        # ---- exp of all (particle, component) pairs of the chunk, after all logits (the loop vectorises)
+        for r in range(hi - lo):
+            _exp_shifted(Lc, r, K, log_drop)
+        for i in range(lo, hi):
+            r = i - lo
+            m_in = M[ch, r, 0]
+            if m_in != m_in:
                 for l in range(d):
-                    xl = x[i, l]
-                    for c in range(C):
-                        XW[ch, c] += xl * B[l, c]
-                nfb += _logits_row(x, i, XW, ch, mu, mu2, mun, spikeT, muU, spk_start, const, c0, omega, alpha,
-                                   ratio, L, P, ch)
-            else:
-                nfb += _logits_row(x, i, XB, i, mu, mu2, mun, spikeT, muU, spk_start, const, c0, omega, alpha,
-                                   ratio, L, P, ch)
-            # ---- normalised weights per class group (log-sum-exp), guidance mixing
-            m_in, z_in, t_in = _weights(L, E, ch, 0, K_in, log_drop)
-            m_out, z_out, t_out = _weights(L, E, ch, K_in, K, log_drop)
-            nsurv += t_in + t_out
+                    out[i, l] = np.nan
+                continue
+            m_out = M[ch, r, 1]
+            z_in = _sum_range(Lc, r, 0, K_in)
+            z_out = _sum_range(Lc, r, K_in, K)
             if z_in == 0.0:
                 nmassless += 1
                 for l in range(d):
                     out[i, l] = 0.0
                 continue
+            # ---- guidance mixing: p(not y | x) = 1 / (1 + (z_in / z_out) e^(m_in - m_out))
             p_not = 0.0
             g_out = 0.0
             if z_out > 0.0:
-                p_not = 1.0 / (1.0 + math.exp((m_in + math.log(z_in)) - (m_out + math.log(z_out))))
+                p_not = 1.0 / (1.0 + (z_in / z_out) * math.exp(m_in - m_out))
                 g_out = -(w - 1.0) * p_not / z_out
             g_in = (1.0 + (w - 1.0) * p_not) / z_in
-            for k in range(K_in):
-                E[ch, k] *= g_in
-            for k in range(K_in, K):
-                E[ch, k] *= g_out
-            # E[ch, :K] now holds beta_k
+            # beta_k; drop |beta_k| < 2^-64 max|beta| (each group's largest weight is exactly 1)
+            thr = (g_in if g_in > -g_out else -g_out) * drop_factor
+            nsurv += _scaled_kept(Lc, r, 0, K_in, g_in, thr, E, ch) + _scaled_kept(Lc, r, K_in, K, g_out, thr, E, ch)
             for k in range(K if R > 0 else 0):
                 beta = E[ch, k]
                 for j in range(spk_start[k], spk_start[k + 1]):
-                    E[ch, K + j] = beta * coef_spk[j] * P[ch, j] if beta != 0.0 else 0.0
+                    E[ch, K + j] = beta * coef_spk[j] * Pc[r, j] if beta != 0.0 else 0.0
             ai = _dot_range(E, ch, coef_x, 0, 0, K)  # coef_x, coef_mu are passed as (1, K) rows
             for k in range(K):
                 E[ch, k] *= coef_mu[0, k]
             # ---- recombination and the step
-            if inline_dots:
+            if dense:
                 for l in range(d):
                     y = _dot_range(E, ch, B, l, 0, C)
                     v = cx * x[i, l] + cq * (ai * x[i, l] + y)
@@ -384,34 +470,38 @@ def guided_step(x, XB, inline_dots, B, BT, K_in, mu, mu2, mun, spikeT, muU, spk_
                         v += cz * z[i, l]
                     out[i, l] = v
             else:
+                # surviving rows of BT, padded to a multiple of four with weight 0 (row 0 is then read, not used)
                 cnt = 0
                 for c in range(C):
                     if E[ch, c] != 0.0:
                         IDX[ch, cnt] = c
                         cnt += 1
-                for l in range(d):
-                    out[i, l] = ai * x[i, l]
-                t = 0
-                while t + 4 <= cnt:  # four rows per pass over out[i]: a quarter of the load/store traffic
+                cnt4 = max(4, (cnt + 3) // 4 * 4)
+                for t in range(cnt, cnt4):
+                    IDX[ch, t] = 0
+                ax = cx + cq * ai
+                for t in range(0, cnt4, 4):  # four rows per pass over out[i]; the first pass also adds cx x + cz z
                     c0_, c1_, c2_, c3_ = IDX[ch, t], IDX[ch, t + 1], IDX[ch, t + 2], IDX[ch, t + 3]
-                    g0, g1, g2, g3 = E[ch, c0_], E[ch, c1_], E[ch, c2_], E[ch, c3_]
-                    for l in range(d):
-                        out[i, l] += (g0 * BT[c0_, l] + g1 * BT[c1_, l]) + (g2 * BT[c2_, l] + g3 * BT[c3_, l])
-                    t += 4
-                while t < cnt:
-                    c = IDX[ch, t]
-                    g = E[ch, c]
-                    for l in range(d):
-                        out[i, l] += g * BT[c, l]
-                    t += 1
-                for l in range(d):
-                    v = cx * x[i, l] + cq * out[i, l]
-                    if use_z:
-                        v += cz * z[i, l]
-                    out[i, l] = v
+                    g0 = cq * E[ch, c0_] if t < cnt else 0.0
+                    g1 = cq * E[ch, c1_] if t + 1 < cnt else 0.0
+                    g2 = cq * E[ch, c2_] if t + 2 < cnt else 0.0
+                    g3 = cq * E[ch, c3_] if t + 3 < cnt else 0.0
+                    if t == 0:
+                        if use_z:
+                            for l in range(d):
+                                out[i, l] = (ax * x[i, l] + cz * z[i, l]) + ((g0 * BT[c0_, l] + g1 * BT[c1_, l])
+                                                                           + (g2 * BT[c2_, l] + g3 * BT[c3_, l]))
+                        else:
+                            for l in range(d):
+                                out[i, l] = ax * x[i, l] + ((g0 * BT[c0_, l] + g1 * BT[c1_, l])
+                                                            + (g2 * BT[c2_, l] + g3 * BT[c3_, l]))
+                    else:
+                        for l in range(d):
+                            out[i, l] += (g0 * BT[c0_, l] + g1 * BT[c1_, l]) + (g2 * BT[c2_, l] + g3 * BT[c3_, l])
         info[ch, 0] = nfb
         info[ch, 1] = nsurv
         info[ch, 2] = nmassless
+        info[ch, 3] = nbad
 
 
 @njit(cache=True, inline="always")
@@ -453,7 +543,10 @@ class FastMixture:
     ``tests/test_bench.py``.  Work arrays are cached per particle count (reused across steps).
     """
 
-    def __init__(self, gm, ratio: float = GEMM_RATIO):
+    def __init__(self, gm, ratio: float = GEMM_RATIO, products: str = "kernel"):
+        if products not in ("kernel", "blas"):
+            raise ValueError(f"products: must be 'kernel' or 'blas', got {products!r}")
+        self.products = products
         self.gm = gm
         self.d, self.K = gm.d, gm.K
         self.labels = gm.labels
@@ -522,23 +615,25 @@ class FastMixture:
         return hit
 
     def workspace(self, n: int):
-        """``(XB, XW, L, E, P, IDX, info)`` for ``n`` particles: ``XB`` (``n x (K+R)``, BLAS products, only when
-        ``d > INLINE_DIM``) and per-chunk scratch rows (allocated once per ``(n, chunk)``)."""
+        """``(XB, XW, L, M, E, P, IDX, info)`` for ``n`` particles: ``XB`` (``n x (K+R)``, BLAS products, only with
+        ``products='blas'``) and per-chunk scratch (allocated once per ``(n, chunk)``)."""
         chunk = CHUNK
-        key = (n, chunk, self.d > INLINE_DIM)
+        blas = self.products == "blas"
+        key = (n, chunk, blas)
         ws = self._work.get(key)
         if ws is None:
             C = self.K + self.R
             nc = (n + chunk - 1) // chunk
-            XB = np.empty((n, C)) if key[2] else np.empty((1, C))
-            ws = (XB, np.empty((nc, C)), np.empty((nc, self.K)), np.empty((nc, C)), np.empty((nc, max(self.R, 1))),
-                  np.empty((nc, C), dtype=np.int64), np.zeros((nc, 3), dtype=np.int64), chunk)
+            XB = np.empty((n, C)) if blas else np.empty((1, C))
+            XW = np.empty((1, 1, C)) if blas else np.empty((nc, chunk, C))
+            ws = (XB, XW, np.empty((nc, chunk, self.K)), np.empty((nc, chunk, 2)), np.empty((nc, C)),
+                  np.empty((nc, chunk, max(self.R, 1))),
+                  np.empty((nc, C + 4), dtype=np.int64), np.zeros((nc, 4), dtype=np.int64), chunk)
             self._work = {key: ws}
         return ws
 
     def _run(self, x, t, quantity, y, w, cx, cq, cz, z, out):
-        X, single = check_points(x, self.d)
-        X = np.ascontiguousarray(X)
+        X, single = check_points(x, self.d, check_finite=False)  # finiteness: checked in the kernel
         alpha, sigma2 = alpha_sigma2(check_time(t))
         if y is None:
             w = 1.0
@@ -547,9 +642,9 @@ class FastMixture:
         c0, const, coef_mu, coef_x = c0[perm], const[perm], coef_mu[perm][None, :], coef_x[perm][None, :]
         omega, coef_spk = omega[sperm], coef_spk[sperm]
         n = X.shape[0]
-        XB, XW, L, E, P, IDX, info, chunk = self.workspace(n)
-        inline = self.d <= INLINE_DIM
-        if not inline:
+        XB, XW, L, M, E, P, IDX, info, chunk = self.workspace(n)
+        kernel_products = self.products == "kernel"
+        if not kernel_products:
             np.matmul(X, B, out=XB)
         if out is None:
             out = np.empty((n, self.d))
@@ -563,12 +658,15 @@ class FastMixture:
             raise ValueError(f"z: expected shape {X.shape}, got {zz.shape}")
         old = numba.set_parallel_chunksize(1)  # dynamic schedule over chunks: robust to a busy core
         try:
-            guided_step(X, XB, inline, B, BT, K_in, mu, mu2, mun, spikeT, muU, spk_start, const, c0, omega,
+            guided_step(X, XB, kernel_products, self.d <= DENSE_DIM, B, BT, K_in, mu, mu2, mun, spikeT, muU, spk_start, const, c0, omega,
                         coef_mu, coef_x, coef_spk, alpha, float(w), self.ratio, LOG_DROP, float(cx), float(cq),
-                        float(cz), zz, use_z, chunk, XW, L, E, P, IDX, info, out)
+                        float(cz), zz, use_z, chunk, XW, L, M, E, P, IDX, info, out)
         finally:
             numba.set_parallel_chunksize(old)
         self.last_info = info
+        if info[:, 3].any():
+            check_points(X, self.d)  # names a NaN or infinite coordinate
+            raise ValueError("x: |x|^2 overflows float64 (coordinates of order 1e154 or larger)")
         if info[:, 2].any():
             raise ValueError("x: a point is so far from every component that its density underflows to 0")
         return out[0] if single else out

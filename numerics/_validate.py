@@ -13,8 +13,11 @@ import numpy as np
 WEIGHT_SUM_TOL = 1e-9
 
 
-def as_float_array(value, name: str, ndim: int | tuple[int, ...]) -> np.ndarray:
-    """Convert ``value`` to a C-contiguous float64 array of the given dimension(s), all finite."""
+def as_float_array(value, name: str, ndim: int | tuple[int, ...], check_finite: bool = True) -> np.ndarray:
+    """Convert ``value`` to a C-contiguous float64 array of the given dimension(s), all finite.
+
+    ``check_finite=False`` skips the finiteness pass, for callers whose kernel detects non-finite input itself.
+    """
     try:
         arr = np.asarray(value)
     except Exception as exc:  # ragged lists etc.
@@ -29,7 +32,7 @@ def as_float_array(value, name: str, ndim: int | tuple[int, ...]) -> np.ndarray:
     if arr.ndim not in dims:
         raise ValueError(f"{name}: expected {' or '.join(map(str, dims))}-D array, got shape {arr.shape}")
     arr = np.ascontiguousarray(arr, dtype=np.float64)
-    if not np.all(np.isfinite(arr)):
+    if check_finite and not np.all(np.isfinite(arr)):
         raise ValueError(f"{name}: contains NaN or infinite values")
     return arr
 
@@ -48,9 +51,9 @@ def check_time(t, name: str = "t") -> float:
     return t
 
 
-def check_points(x, d: int, name: str = "x") -> tuple[np.ndarray, bool]:
+def check_points(x, d: int, name: str = "x", check_finite: bool = True) -> tuple[np.ndarray, bool]:
     """Points ``(N, d)`` (or one point ``(d,)``), finite float64; returns the 2-D array and whether it was 1-D."""
-    arr = as_float_array(x, name, (1, 2))
+    arr = as_float_array(x, name, (1, 2), check_finite)
     single = arr.ndim == 1
     if single:
         arr = arr[None, :]

@@ -7,7 +7,8 @@ backend, so random-number generation is not timed).  Target: isotropic component
 (:math:`s_k^2 \in [0.05, 0.2]`), means :math:`N(0, I_d)`, particles drawn from :math:`p_t` at ``t = 0.5``,
 step to ``s = 0.45``.  float64 throughout, 2 threads (Numba, BLAS via the machine's 2 cores, JAX/XLA, torch).
 
-Reported per configuration: median ns per particle-step over the repeats after one warm-up call, the spread
+Reported per configuration: median ns per particle-step over the repeats after :data:`WARMUP` s of warm-up
+calls (so other runtimes' idle threads have stopped spinning, see there), the spread
 ``(max - min) / median``, and each backend's time relative to Numba in the same run.  The GEMM floor is the
 ``(N x d) @ (d x K)`` product alone (``np.matmul`` with a preallocated output).
 """
@@ -192,11 +193,24 @@ def _make_gemm(fm):
 # --------------------------------------------------------------------------- timing
 
 
+#: Warm-up time before a backend is timed: its calls are repeated until this much has passed.  Each runtime's
+#: worker threads (OpenBLAS, the OpenMP of Numba and of torch, XLA's pool) busy-wait for up to ~0.1 s after
+#: their last task (OpenBLAS: 2^28 cycles); on two cores they steal the CPU from whichever backend runs next
+#: (measured: Numba steps up to 3x slower right after a BLAS or torch call).  A sampler loop runs one runtime
+#: only, so the previous backend's threads are left to go idle first.  (Sleeping instead made every backend
+#: slower, thread wake-up included: the pool must be hot, as it is inside a sampler loop.)
+WARMUP = 0.3
+
+
 def _time(fn, x, z, repeats: int, budget: float) -> tuple[float, float, int]:
-    """``(median seconds, spread, repeats)`` after one warm-up call; fewer repeats (>= 3) past ``budget`` s."""
-    t0 = time.perf_counter()
-    fn(x, z)
-    first = time.perf_counter() - t0
+    """``(median seconds, spread, repeats)`` after :data:`WARMUP` s of warm-up calls (at least one); fewer
+    repeats (>= 3) past ``budget`` s."""
+    t_start = time.perf_counter()
+    first = None
+    while first is None or time.perf_counter() - t_start < WARMUP:
+        t0 = time.perf_counter()
+        fn(x, z)
+        first = time.perf_counter() - t0
     if first * repeats > budget:
         repeats = max(3, min(repeats, int(budget / max(first, 1e-9))))
     ts = []
@@ -309,7 +323,7 @@ fm = FastMixture(gm)
 t2 = time.perf_counter()
 guided_ddim_step(fm, x, 0.5, 0.45, 0, 3.0); guided_ddpm_step(fm, x, 0.5, 0.45, 0, 3.0, z)
 from numerics import _kernels_fast as kf
-kf.INLINE_DIM = 0  # the BLAS-products / sparse-recombination branch too
+kf.DENSE_DIM = 0  # the sparse-recombination branch too
 guided_ddim_step(kf.FastMixture(gm), x, 0.5, 0.45, 0, 3.0)
 print(time.perf_counter() - t2)
 """
@@ -352,7 +366,7 @@ def machine_header() -> str:
     except OSError:
         pass
     vers = []
-    for pkg in ("numba", "numpy", "jax"):
+    for pkg in ("numba", "numpy", "jax", "torch"):
         try:
             vers.append(f"{pkg} {md.version(pkg)}")
         except md.PackageNotFoundError:
@@ -364,9 +378,25 @@ def machine_header() -> str:
     return f"machine: {os.cpu_count()} CPUs (nproc), {model}; {load}; " + ", ".join(vers)
 
 
+def suite_times(log=print) -> dict:
+    """Wall time of ``guidance-verify run`` (quick profile) with an empty Numba cache, then with it filled."""
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="gv-suite-") as tmp:
+        env = dict(os.environ, NUMBA_CACHE_DIR=os.path.join(tmp, "numba-cache"), MPLBACKEND="Agg")
+        for label in ("cold", "warm"):
+            t0 = time.perf_counter()
+            res = subprocess.run([sys.executable, "-m", "numerics.cli", "run", "--out", os.path.join(tmp, label)],
+                                 env=env, capture_output=True, text=True, timeout=3600)
+            out[f"suite_{label}_s"] = time.perf_counter() - t0
+            if res.returncode != 0:
+                log(f"  guidance-verify run ({label}) exited {res.returncode}: "
+                    f"{(res.stderr or res.stdout).strip().splitlines()[-1:]}")
+    return out
+
+
 
 def main_bench(quick: bool = False, tiny: bool = False, json_path: str | None = None,
-               compile_timing: bool = True, log=print) -> int:
+               compile_timing: bool = True, suite_timing: bool = False, log=print) -> int:
     """The ``bench`` subcommand; returns the exit status."""
     config = CONFIG_TINY if tiny else CONFIG_QUICK if quick else CONFIG_FULL
     log(machine_header())
@@ -378,6 +408,10 @@ def main_bench(quick: bool = False, tiny: bool = False, json_path: str | None = 
         ct = compile_times()
         log(f"numba fast-path compile: cold {ct['compile_cold_s']:.2f} s, from cache "
             f"{ct['compile_cached_s']:.2f} s; import numerics: {ct['import_numerics_s'] * 1e3:.0f} ms")
+    if suite_timing:
+        st = suite_times(log=log)
+        log(f"guidance-verify run (quick profile): cold {st['suite_cold_s']:.0f} s (empty Numba cache), "
+            f"warm {st['suite_warm_s']:.0f} s")
     if json_path is not None:
         tmp = f"{json_path}.tmp"
         with open(tmp, "w") as fh:

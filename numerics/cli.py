@@ -121,6 +121,9 @@ def _add_bench(sub: Any) -> None:
     p.add_argument("--quick", action="store_true", help="a reduced grid (under a minute)")
     p.add_argument("--json", metavar="PATH", default=None,
                    help="write the records {K, d, N, step, backend, ns_per_particle_step, ...}")
+    p.add_argument("--suite", action="store_true",
+                   help="also time `guidance-verify run` (quick profile) cold (empty Numba cache) and warm "
+                        "(several minutes; always done without --quick)")
     p.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # test-sized grid
 
 
@@ -380,7 +383,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         parent = Path(args.json).resolve().parent
         if not parent.is_dir():
             raise UsageError(f"cannot write --json {args.json!r}: no directory {str(parent)!r}")
-    return main_bench(quick=args.quick, tiny=args.tiny, json_path=args.json)
+    return main_bench(quick=args.quick, tiny=args.tiny, json_path=args.json,
+                      suite_timing=args.suite or not (args.quick or args.tiny))
 
 
 # --------------------------------------------------------------------------- main

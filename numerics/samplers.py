@@ -132,10 +132,15 @@ class ScoreModel:
 class _Guided:
     """The guided score / denoiser / noise prediction of a target at fixed label, weight and form."""
 
-    def __init__(self, target, label: int | None, w: float, form: str):
+    def __init__(self, target, label: int | None, w: float, form: str, fast: bool = False):
         self.target, self.label, self.w, self.form = target, label, w, form
         self.unguided = label is None
         self._cond = None
+        self._fast = None
+        if fast and isinstance(target, GaussianMixture) and form == "cg":
+            from numerics._kernels_fast import FastMixture
+
+            self._fast = FastMixture(target)
         if not self.unguided and form == "cfg" and isinstance(target, GaussianMixture):
             self._cond = target.conditional(label)
 
@@ -151,6 +156,8 @@ class _Guided:
     def denoiser(self, x: np.ndarray, t: float) -> np.ndarray:
         r""":math:`D_w = D + w(\sigma_t^2/\alpha_t) g_y` (``cg``) or :math:`w D_y + (1-w) D` (``cfg``)."""
         tg, w = self.target, self.w
+        if self._fast is not None:  # GEMM-form kernel (numerics._kernels_fast), same quantity to its bound
+            return self._fast.denoiser(x, t) if self.unguided else self._fast.guided_denoiser(x, t, self.label, w)
         if self.unguided or self.form == "cg_mean":  # cg_mean guides the posterior mean instead
             return tg.denoiser(x, t)
         if self.form == "cfg":
@@ -288,7 +295,7 @@ def _step(method: str, guided: _Guided, x: np.ndarray, t: float, s: float, eta, 
 
 def sample(target, method: str = "ddim", grid=None, n: int = 1000, seed=0, label: int | None = None,
            guidance: float = 1.0, x_init=None, guidance_form: str = "cg", eta: float | None = None,
-           return_trajectory: bool = False):
+           return_trajectory: bool = False, fast: bool = False):
     r"""Run a guided sampler from ``grid[0]`` down to ``grid[-1]``.
 
     Parameters
@@ -317,6 +324,10 @@ def sample(target, method: str = "ddim", grid=None, n: int = 1000, seed=0, label
         Only for ``ddim_eta``, in ``[0, 1]`` (0: DDIM, 1: DDPM).
     return_trajectory : bool
         Also return the ``(len(grid), n, d)`` trajectory (``[0]`` is ``x_init``).
+    fast : bool
+        For a :class:`GaussianMixture` target and the ``cg`` form: evaluate the (guided) denoiser with the fast
+        GEMM-form kernel of :mod:`numerics._kernels_fast` (the one ``guidance-verify bench`` times) instead of the
+        reference kernel.  Equal to its derived error bound (``tests/test_bench.py``); ignored otherwise.
 
     Returns
     -------
@@ -338,7 +349,9 @@ def sample(target, method: str = "ddim", grid=None, n: int = 1000, seed=0, label
     label = _check_label(label, target, w)
     rng = np.random.default_rng(seed)
     x = _initial(x_init, n, target.d, rng)
-    guided = _Guided(target, label, w, form)
+    if not isinstance(fast, (bool, np.bool_)):
+        raise ValueError(f"fast: must be True or False, got {fast!r}")
+    guided = _Guided(target, label, w, form, bool(fast))
     traj = [x.copy()] if return_trajectory else None
     q_prev, t_prev = None, None
     for k in range(grid.size - 1):
