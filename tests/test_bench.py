@@ -275,3 +275,36 @@ def test_sampler_fast_option_matches_reference_kernel(rng, method, monkeypatch):
     assert np.max(np.abs(other - ref)) > 0.1 * scale
     with pytest.raises(ValueError, match="fast"):
         sample(gm, method, n=10, fast="yes")
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+@pytest.mark.parametrize("step", ["ddim", "ddpm"])
+def test_optional_backends_compute_the_same_step(backend, step):
+    """The bench's torch and JAX steps (GEMM form, no fallback) equal the NumPy reference step.
+
+    Tolerance: the GEMM-form logit error is at most ``E_gemm`` (``logit_error_bounds``), which perturbs each
+    weight by a relative ``2 E_gemm``; the step moves by at most ``|c_q| 2 E_gemm (1 + 2(w-1)) max_k |m_k|``,
+    plus rounding of the update (``8u(|x| + |z|)``).  Skipped where the backend is not installed.
+    """
+    pytest.importorskip(backend)
+    from numerics import bench
+    from numerics._generated.integrator_coeffs import ddim_coeffs, ddpm_coeffs
+    from numerics._kernels_fast import logit_error_bounds
+
+    gm = bench.make_target(6, 16)
+    x, z = bench.make_particles(gm, 200, bench.T_STEP)
+    fm = FastMixture(gm)
+    run, conv = (bench._make_jax if backend == "jax" else bench._make_torch)(fm, step)
+    got = np.asarray(run(conv(x), conv(z)))
+    nm = NumpyMixture(gm)
+    args = (x, bench.T_STEP, bench.S_STEP, bench.LABEL, bench.GUIDANCE)
+    want = nm.ddim_step(*args) if step == "ddim" else nm.ddpm_step(*args, z)
+    cq = (ddim_coeffs if step == "ddim" else ddpm_coeffs)(bench.T_STEP, bench.S_STEP)[1]
+    e_gemm = float(np.max(logit_error_bounds(fm, x, bench.T_STEP)[0]))
+    m_max = float(np.max(np.abs(gm.means))) + np.max(np.abs(x))
+    tol = abs(cq) * 2 * e_gemm * (1 + 2 * (bench.GUIDANCE - 1)) * m_max + 8 * U * (np.abs(x) + np.abs(z))
+    assert np.all(np.abs(got - want) <= tol)
+    # control: the other label is a different step
+    wrong = nm.ddim_step(x, bench.T_STEP, bench.S_STEP, 1, bench.GUIDANCE) if step == "ddim" else \
+        nm.ddpm_step(x, bench.T_STEP, bench.S_STEP, 1, bench.GUIDANCE, z)
+    assert not np.all(np.abs(got - wrong) <= tol)
