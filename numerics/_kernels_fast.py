@@ -51,7 +51,8 @@ cache-line ping-pong between the two threads).
 No BLAS call inside a step: a BLAS product before the kernel left OpenBLAS's threads spinning for ~0.1 s and
 slowed the Numba threads on two cores by up to 3x (measured; ``products='blas'`` keeps that variant for tests).
 
-All kernels: ``njit(cache=True)``, no fastmath, all arrays allocated by the caller outside ``prange``.
+All kernels: ``njit(cache=True)``, no fastmath except ``contract`` (fused multiply-add) in the products, all
+arrays allocated by the caller outside ``prange``.
 """
 from __future__ import annotations
 
@@ -325,35 +326,27 @@ def _logits_row(x, i, xb, r, mu, mu2, mun, spikeT, muU, spk_start, const, c0, om
     return nfb
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath={"contract"})
 def _chunk_products(x, lo, hi, B, xb):
-    r"""``xb[i - lo, c]`` = :math:`x_i \cdot B_{:,c}` for ``lo <= i < hi``, four particles per pass over ``B``.
+    r"""``xb[i - lo, c]`` = :math:`x_i \cdot B_{:,c}` for ``lo <= i < hi``: eight (``C >= 32``) or four particles
+    per pass over ``B``, the rest one at a time.
 
-    The loop over columns is innermost, so it vectorises without reassociation (each entry is the sequential sum
-    over coordinates: error :math:`\le \gamma_d \sum_l |x_{il} B_{lc}|`, as for any summation order).
+    The loop over columns is innermost, so it vectorises without reassociation: each entry is the sequential
+    sum over coordinates in the same order on every path (so results do not depend on chunking), with error
+    :math:`\le \gamma_d \sum_l |x_{il} B_{lc}|`.  ``contract`` lets ``acc + x b`` be one fused multiply-add (one
+    rounding instead of two; NaN/inf semantics unchanged).  Eight rows per pass halve the loads of ``B`` and
+    were faster for ``C >= 32``; for fewer columns the wider block was slower (``guidance-verify bench``).
     """
-    d = x.shape[1]
     C = B.shape[1]
     i = lo
+    if C >= 32:
+        while i + 8 <= hi:
+            _products_rows8(x, i, i - lo, B, xb)
+            i += 8
     while i + 4 <= hi:
-        r = i - lo
-        for c in range(C):
-            xb[r, c] = 0.0
-            xb[r + 1, c] = 0.0
-            xb[r + 2, c] = 0.0
-            xb[r + 3, c] = 0.0
-        for l in range(d):
-            x0 = x[i, l]
-            x1 = x[i + 1, l]
-            x2 = x[i + 2, l]
-            x3 = x[i + 3, l]
-            for c in range(C):
-                b = B[l, c]
-                xb[r, c] += x0 * b
-                xb[r + 1, c] += x1 * b
-                xb[r + 2, c] += x2 * b
-                xb[r + 3, c] += x3 * b
+        _products_rows4(x, i, i - lo, B, xb)
         i += 4
+    d = x.shape[1]
     while i < hi:
         r = i - lo
         for c in range(C):
@@ -363,6 +356,58 @@ def _chunk_products(x, lo, hi, B, xb):
             for c in range(C):
                 xb[r, c] += x0 * B[l, c]
         i += 1
+
+
+@njit(cache=True, fastmath={"contract"}, inline="always")
+def _products_rows4(x, i, r, B, xb):
+    """Rows ``r .. r+3`` of ``xb`` = particles ``i .. i+3`` times ``B`` (see :func:`_chunk_products`)."""
+    d = x.shape[1]
+    C = B.shape[1]
+    for c in range(C):
+        xb[r, c] = 0.0
+        xb[r + 1, c] = 0.0
+        xb[r + 2, c] = 0.0
+        xb[r + 3, c] = 0.0
+    for l in range(d):
+        x0 = x[i, l]
+        x1 = x[i + 1, l]
+        x2 = x[i + 2, l]
+        x3 = x[i + 3, l]
+        for c in range(C):
+            b = B[l, c]
+            xb[r, c] += x0 * b
+            xb[r + 1, c] += x1 * b
+            xb[r + 2, c] += x2 * b
+            xb[r + 3, c] += x3 * b
+
+
+@njit(cache=True, fastmath={"contract"}, inline="always")
+def _products_rows8(x, i, r, B, xb):
+    """Rows ``r .. r+7`` of ``xb`` = particles ``i .. i+7`` times ``B`` (see :func:`_chunk_products`)."""
+    d = x.shape[1]
+    C = B.shape[1]
+    for c in range(C):
+        for q in range(8):
+            xb[r + q, c] = 0.0
+    for l in range(d):
+        x0 = x[i, l]
+        x1 = x[i + 1, l]
+        x2 = x[i + 2, l]
+        x3 = x[i + 3, l]
+        x4 = x[i + 4, l]
+        x5 = x[i + 5, l]
+        x6 = x[i + 6, l]
+        x7 = x[i + 7, l]
+        for c in range(C):
+            b = B[l, c]
+            xb[r, c] += x0 * b
+            xb[r + 1, c] += x1 * b
+            xb[r + 2, c] += x2 * b
+            xb[r + 3, c] += x3 * b
+            xb[r + 4, c] += x4 * b
+            xb[r + 5, c] += x5 * b
+            xb[r + 6, c] += x6 * b
+            xb[r + 7, c] += x7 * b
 
 
 @njit(cache=True, parallel=True)
