@@ -48,8 +48,12 @@ the DDIM/DDPM update.  Helpers are inlined at Numba-IR level (``inline="always"`
 otherwise cost an atomic NRT incref/decref per array argument per particle (hundreds of ns per particle, and
 cache-line ping-pong between the two threads).
 
-No BLAS call inside a step: a BLAS product before the kernel left OpenBLAS's threads spinning for ~0.1 s and
-slowed the Numba threads on two cores by up to 3x (measured; ``products='blas'`` keeps that variant for tests).
+Products and threads: one multithreaded BLAS product before the kernel left OpenBLAS's worker threads spinning
+for ~0.1 s, which slowed the Numba threads on two cores by up to 3x (measured; ``products='blas'`` keeps that
+variant for tests).  So the products are formed inside the parallel kernel, per chunk: by small BLAS calls
+(``np.dot``, Numba's binding to SciPy's BLAS) whose size, at most :data:`GEMM_BLOCK_WORK` multiply-adds, keeps
+OpenBLAS on the calling thread, or by vectorised loops (:func:`_chunk_products`) when such blocks would be too
+thin (:meth:`FastMixture._products_mode`).  Either way the result does not depend on the number of threads.
 
 All kernels: ``njit(cache=True)``, no fastmath except ``contract`` (fused multiply-add) in the products, all
 arrays allocated by the caller outside ``prange``.
@@ -76,6 +80,12 @@ LOG_DROP = -64.0 * math.log(2.0)
 #: Up to this dimension the recombination is a dense dot per output coordinate; above it only the surviving
 #: rows of :math:`B^\top` are added.
 DENSE_DIM = 32
+#: Largest ``rows x d x (K+R)`` of one in-kernel BLAS call: OpenBLAS runs a GEMM of at most 4 x 65536
+#: multiply-adds on the calling thread (its ``GEMM_MULTITHREAD_THRESHOLD``), so the calls never start BLAS threads.
+GEMM_BLOCK_WORK = 4 * 65536
+#: Below this many particles per in-kernel BLAS call the loops of :func:`_chunk_products` are used instead
+#: (16 was still faster than the loops; smaller blocks were not measured).
+GEMM_MIN_ROWS = 16
 #: Particles per ``prange`` work item of :func:`guided_step` (scheduled dynamically).
 CHUNK = 64
 
@@ -411,7 +421,7 @@ def _products_rows8(x, i, r, B, xb):
 
 
 @njit(cache=True, parallel=True)
-def guided_step(x, XB, kernel_products, dense, B, BT, K_in, mu, mu2, mun, spikeT, muU, spk_start, const, c0,
+def guided_step(x, XB, products, gemm_rows, dense, B, BT, K_in, mu, mu2, mun, spikeT, muU, spk_start, const, c0,
                 omega, coef_mu, coef_x, coef_spk, alpha, w, ratio, log_drop, cx, cq, cz, z, use_z, chunk,
                 XW, L, M, E, P, IDX, info, out):
     r"""One fused pass: ``out = cx x + cq Q_w(x) [+ cz z]``, :math:`Q_w = a\,x + G B^\top` (see below).
@@ -427,8 +437,9 @@ def guided_step(x, XB, kernel_products, dense, B, BT, K_in, mu, mu2, mun, spikeT
     ``XW`` (``chunk x (K+R)`` per chunk), ``L`` (``chunk x K``), ``M`` (``chunk x 2``: group maxima, NaN for a
     non-finite particle), ``P`` (``chunk x R``), ``E, IDX`` (``K+R``) are per-chunk scratch, ``info[ch]`` accumulates
     ``(direct-form entries, surviving components, particles whose class has no mass, non-finite particles)``.
-    With ``kernel_products`` the products :math:`x_iB` of a chunk are formed here (:func:`_chunk_products`),
-    otherwise they are read from ``XB`` (BLAS, computed by the caller).  With ``dense`` the recombination is a
+    ``products``: 1 -- the products :math:`x_iB` of a chunk are formed here by :func:`_chunk_products`; 2 -- by
+    single-threaded BLAS calls (``np.dot``) on blocks of ``gemm_rows`` particles; 0 -- read from ``XB``
+    (BLAS, computed by the caller).  With ``dense`` the recombination is a
     dense dot per output coordinate (small ``d``); otherwise only the surviving rows of ``BT`` are added.
     """
     n, d = x.shape
@@ -444,9 +455,14 @@ def guided_step(x, XB, kernel_products, dense, B, BT, K_in, mu, mu2, mun, spikeT
         nbad = 0
         lo = ch * chunk
         hi = min(n, lo + chunk)
-        if kernel_products:
+        if products == 1:
             xb = XW[ch]
             _chunk_products(x, lo, hi, B, xb)
+        elif products == 2:
+            xb = XW[ch]
+            for a in range(lo, hi, gemm_rows):
+                e = min(hi, a + gemm_rows)
+                np.dot(x[a:e], B, xb[a - lo:e - lo])
         else:
             xb = XB[lo:hi]
         Lc = L[ch]
@@ -582,15 +598,25 @@ def _quad_row(x, i, k, x2, xn, xb, r, mu, mu2, mun, spikeT, muU, spk_start, c0k,
 
 
 class FastMixture:
-    """Fast guided evaluation of a :class:`~numerics.mixture.GaussianMixture` (GEMM form with fallback).
+    r"""Fast guided evaluation of a :class:`~numerics.mixture.GaussianMixture` (GEMM form with fallback).
 
     Results agree with ``gm.score`` / ``gm.denoiser`` / ``gm.guidance_vector`` to the bounds stated in
     ``tests/test_bench.py``.  Work arrays are cached per particle count (reused across steps).
+
+    Parameters
+    ----------
+    gm : GaussianMixture
+    ratio : float
+        :math:`\rho` of the GEMM-form fallback test (module docstring).
+    products : {"auto", "dgemm", "loops", "blas"}
+        How the products :math:`x_i \cdot \mu_k, x_i \cdot u_j` are formed: in-kernel BLAS blocks, in-kernel
+        loops, one multithreaded BLAS call before the kernel (slow on few cores; for tests), or ``auto``
+        (:meth:`_products_mode`).
     """
 
-    def __init__(self, gm, ratio: float = GEMM_RATIO, products: str = "kernel"):
-        if products not in ("kernel", "blas"):
-            raise ValueError(f"products: must be 'kernel' or 'blas', got {products!r}")
+    def __init__(self, gm, ratio: float = GEMM_RATIO, products: str = "auto"):
+        if products not in ("auto", "loops", "dgemm", "blas"):
+            raise ValueError(f"products: must be 'auto', 'loops', 'dgemm' or 'blas', got {products!r}")
         self.products = products
         self.gm = gm
         self.d, self.K = gm.d, gm.K
@@ -659,6 +685,21 @@ class FastMixture:
         self._orders[key] = hit
         return hit
 
+    def _products_mode(self):
+        """``(mode, gemm_rows)`` for :func:`guided_step` (see there).
+
+        ``auto``: in-kernel BLAS blocks when a block holds at least :data:`GEMM_MIN_ROWS` particles, otherwise
+        the loops.  Measured (whole DDIM step, 2 threads, N = 1e4, ns per particle, BLAS blocks vs loops):
+        K = 8, d = 256: 307 vs 481; K = 16, d = 256: 385 vs 490; K = 64, d = 128 (blocks of 32): 580 vs 715;
+        K = 64, d = 256 (blocks of 16): 950 vs 1165; at d = 2 and 16 within noise of each other.
+        """
+        C = self.K + self.R
+        rows = max(1, min(CHUNK, GEMM_BLOCK_WORK // (self.d * C)))
+        mode = {"blas": 0, "loops": 1, "dgemm": 2}.get(self.products)
+        if mode is None:
+            mode = 2 if rows >= GEMM_MIN_ROWS else 1
+        return mode, rows
+
     def workspace(self, n: int):
         """``(XB, XW, L, M, E, P, IDX, info)`` for ``n`` particles: ``XB`` (``n x (K+R)``, BLAS products, only with
         ``products='blas'``) and per-chunk scratch (allocated once per ``(n, chunk)``)."""
@@ -688,8 +729,8 @@ class FastMixture:
         omega, coef_spk = omega[sperm], coef_spk[sperm]
         n = X.shape[0]
         XB, XW, L, M, E, P, IDX, info, chunk = self.workspace(n)
-        kernel_products = self.products == "kernel"
-        if not kernel_products:
+        mode, gemm_rows = self._products_mode()
+        if mode == 0:
             np.matmul(X, B, out=XB)
         if out is None:
             out = np.empty((n, self.d))
@@ -703,7 +744,7 @@ class FastMixture:
             raise ValueError(f"z: expected shape {X.shape}, got {zz.shape}")
         old = numba.set_parallel_chunksize(1)  # dynamic schedule over chunks: robust to a busy core
         try:
-            guided_step(X, XB, kernel_products, self.d <= DENSE_DIM, B, BT, K_in, mu, mu2, mun, spikeT, muU, spk_start, const, c0, omega,
+            guided_step(X, XB, mode, gemm_rows, self.d <= DENSE_DIM, B, BT, K_in, mu, mu2, mun, spikeT, muU, spk_start, const, c0, omega,
                         coef_mu, coef_x, coef_spk, alpha, float(w), self.ratio, LOG_DROP, float(cx), float(cq),
                         float(cz), zz, use_z, chunk, XW, L, M, E, P, IDX, info, out)
         finally:

@@ -121,7 +121,7 @@ def test_kernel_and_blas_products_agree(rng, monkeypatch, dense_dim):
     a = fm.guided_denoiser(x, 0.4, 0, 2.0)
     tol, _ = _tol(fm, gm, x, 0.4, "denoiser")
     monkeypatch.setattr(kf, "DENSE_DIM", dense_dim)
-    for products in ("kernel", "blas"):
+    for products in ("loops", "dgemm", "blas"):
         b = FastMixture(gm, products=products).guided_denoiser(x, 0.4, 0, 2.0)
         assert np.all(np.abs(a - b) <= 3 * tol)
     with pytest.raises(ValueError, match="products"):
@@ -146,17 +146,20 @@ def test_exp_neg_accuracy():
     assert got[y == 0.0].tolist() == [1.0] * int(np.sum(y == 0.0))
 
 
+@pytest.mark.parametrize("products", ["loops"])
 @pytest.mark.parametrize("chunk", [1, 7, 64])
-def test_chunking_and_out_argument(rng, monkeypatch, chunk):
-    """Results do not depend on the chunk size; ``out`` is filled in place and must not overlap ``x``."""
+def test_chunking_and_out_argument(rng, monkeypatch, chunk, products):
+    """With the loop products, results do not depend on the chunk size (bit for bit); ``out`` is filled in
+    place and must not overlap ``x``.  (In-kernel BLAS blocks may round differently for other block sizes:
+    ``test_products_do_not_depend_on_threads``.)"""
     import numerics._kernels_fast as kf
 
     gm = _mixture(rng)
     x = rng.standard_normal((101, gm.d))
     z = rng.standard_normal((101, gm.d))
-    ref = guided_ddpm_step(FastMixture(gm), x, 0.4, 0.3, 1, 2.5, z)
+    ref = guided_ddpm_step(FastMixture(gm, products=products), x, 0.4, 0.3, 1, 2.5, z)
     monkeypatch.setattr(kf, "CHUNK", chunk)
-    fm = FastMixture(gm)
+    fm = FastMixture(gm, products=products)
     out = np.empty_like(x)
     assert guided_ddpm_step(fm, x, 0.4, 0.3, 1, 2.5, z, out=out) is out
     assert np.array_equal(out, ref)
@@ -308,3 +311,24 @@ def test_optional_backends_compute_the_same_step(backend, step):
     wrong = nm.ddim_step(x, bench.T_STEP, bench.S_STEP, 1, bench.GUIDANCE) if step == "ddim" else \
         nm.ddpm_step(x, bench.T_STEP, bench.S_STEP, 1, bench.GUIDANCE, z)
     assert not np.all(np.abs(got - wrong) <= tol)
+
+
+@pytest.mark.parametrize("products", ["loops", "dgemm"])
+def test_products_do_not_depend_on_threads(rng, products):
+    """The step is bit-identical for 1 and 2 Numba threads (fixed chunks; BLAS blocks run on the calling thread)."""
+    import numba
+
+    gm = _mixture(rng, K=12, d=40)
+    x = rng.standard_normal((517, gm.d))
+    z = rng.standard_normal((517, gm.d))
+    fm = FastMixture(gm, products=products)
+    assert fm._products_mode()[0] == (1 if products == "loops" else 2)
+    old = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = guided_ddpm_step(fm, x, 0.4, 0.3, 1, 2.5, z)
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        two = guided_ddpm_step(fm, x, 0.4, 0.3, 1, 2.5, z)
+    finally:
+        numba.set_num_threads(old)
+    assert np.array_equal(one, two)
