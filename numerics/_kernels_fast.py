@@ -78,8 +78,10 @@ GEMM_RATIO = 64.0
 #: Components whose weight is below ``2**-64`` of their group's largest are dropped (exactly 0).
 LOG_DROP = -64.0 * math.log(2.0)
 #: Up to this dimension the recombination is a dense dot per output coordinate; above it only the surviving
-#: rows of :math:`B^\top` are added.
-DENSE_DIM = 32
+#: rows of :math:`B^\top` are added, four per (vectorised) pass over the output row.  Measured crossover (whole
+#: step, 2 threads, K = 64, ns per particle, dense vs rows): d = 2: 143-172 vs 188-277; d = 8: 211-217 vs
+#: 216-223; d = 16: 296-307 vs 251-256; d = 32: 497-515 vs 326-330.
+DENSE_DIM = 8
 #: Largest ``rows x d x (K+R)`` of one in-kernel BLAS call: OpenBLAS runs a GEMM of at most 4 x 65536
 #: multiply-adds on the calling thread (its ``GEMM_MULTITHREAD_THRESHOLD``), so the calls never start BLAS threads.
 GEMM_BLOCK_WORK = 4 * 65536
