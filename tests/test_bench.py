@@ -208,6 +208,15 @@ def test_bad_input(rng):
         guided_ddim_step(fm, x, 0.3, 0.5, 0, 1.0)
     with pytest.raises(ValueError, match="z"):
         guided_ddpm_step(fm, x, 0.3, 0.2, 0, 1.0, np.zeros((4, gm.d)))
+    # non-finite input is detected inside the kernel (no separate pass), then named
+    for products in ("loops", "dgemm"):
+        fm = FastMixture(gm, products=products)
+        for bad, msg in ((np.nan, "NaN or infinite"), (np.inf, "NaN or infinite"), (1e200, "overflows")):
+            xb = x.copy()
+            xb[3, 1] = bad
+            with pytest.raises(ValueError, match=msg):
+                fm.guided_denoiser(xb, 0.3, 0, 2.0)
+        assert np.all(np.isfinite(fm.guided_denoiser(x, 0.3, 0, 2.0)))
 
 
 def test_bench_cli_tiny_writes_records(tmp_path):
