@@ -515,7 +515,7 @@ def guided_step(x, XB, products, gemm_rows, dense, B, BT, K_in, mu, mu2, mun, sp
                 g_out = -(w - 1.0) * p_not / z_out
             g_in = (1.0 + (w - 1.0) * p_not) / z_in
             # beta_k; drop |beta_k| < 2^-64 max|beta| (each group's largest weight is exactly 1)
-            thr = (g_in if g_in > -g_out else -g_out) * drop_factor
+            thr = max(abs(g_in), abs(g_out)) * drop_factor  # signs differ with w < 1 or w > 1
             nsurv += _scaled_kept(Lc, r, 0, K_in, g_in, thr, E, ch) + _scaled_kept(Lc, r, K_in, K, g_out, thr, E, ch)
             for k in range(K if R > 0 else 0):
                 beta = E[ch, k]

@@ -80,13 +80,14 @@ def test_fast_and_numpy_agree_with_mixture(rng, t, quantity):
         assert np.all(np.abs(got - ref) <= tol), (type(impl).__name__, np.max(np.abs(got - ref) / tol))
 
 
+@pytest.mark.parametrize("w", [0.0, 0.5, 3.0])  # w < 1 flips the sign of the other class's weights
 @pytest.mark.parametrize("t", [0.05, 0.7])
-def test_guided_quantities_and_steps(rng, t):
+def test_guided_quantities_and_steps(rng, t, w):
     gm = _mixture(rng)
     x = 1.5 * rng.standard_normal((200, gm.d))
     fm, nm = FastMixture(gm), NumpyMixture(gm)
     alpha, sigma2 = np.exp(-t), -np.expm1(-2 * t)
-    w, y = 3.0, 1
+    y = 1
     g = gm.guidance_vector(x, t, y)
     D_ref = gm.denoiser(x, t) + w * (sigma2 / alpha) * g
     s_ref = gm.score(x, t) + w * g
