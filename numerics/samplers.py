@@ -327,7 +327,8 @@ def sample(target, method: str = "ddim", grid=None, n: int = 1000, seed=0, label
     fast : bool
         For a :class:`GaussianMixture` target and the ``cg`` form: evaluate the (guided) denoiser with the fast
         GEMM-form kernel of :mod:`numerics._kernels_fast` (the one ``guidance-verify bench`` times) instead of the
-        reference kernel.  Equal to its derived error bound (``tests/test_bench.py``); ignored otherwise.
+        reference kernel; equal to the reference up to its derived error bound (``tests/test_bench.py``). Only
+        methods that use the denoiser (DDIM, DDPM, ...) are affected; ignored for other targets and forms.
 
     Returns
     -------
