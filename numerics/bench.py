@@ -196,7 +196,8 @@ def _make_gemm(fm):
 #: Warm-up time before a backend is timed: its calls are repeated until this much has passed.  Each runtime's
 #: worker threads (OpenBLAS, the OpenMP of Numba and of torch, XLA's pool) busy-wait for up to ~0.1 s after
 #: their last task (OpenBLAS: 2^28 cycles); on two cores they steal the CPU from whichever backend runs next
-#: (measured: Numba steps up to 3x slower right after a BLAS or torch call).  A sampler loop runs one runtime
+#: (measured: a Numba step right after a 2-thread BLAS call, K = 64, d = 256: 2400 ns instead of 1455 ns with
+#: ``OPENBLAS_NUM_THREADS=1``; backends timed in turn swung by up to 3x).  A sampler loop runs one runtime
 #: only, so the previous backend's threads are left to go idle first.  (Sleeping instead made every backend
 #: slower, thread wake-up included: the pool must be hot, as it is inside a sampler loop.)
 WARMUP = 0.3
