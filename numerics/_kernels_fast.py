@@ -94,62 +94,18 @@ CHUNK = 64
 FORM_AUTO, FORM_GEMM, FORM_DIRECT = 0, 1, 2
 
 
-@njit(cache=True)
-def _quad(x, i, k, x2, xn, XB, mu, mu2, mun, spikeT, muU, spk_start, c0k, omega, alpha, ratio, form, P):
-    r"""Quadratic form :math:`v^\top C_k^{-1} v` of particle ``i``, component ``k``; leaves :math:`p_j` in ``P[i, K+j]``.
-
-    Returns ``(quad, used_direct)``.
-    """
-    K = mu.shape[0]
-    d = x.shape[1]
-    S = xn + alpha * mun[k]
-    v2 = x2 - 2.0 * alpha * XB[i, k] + alpha * alpha * mu2[k]
-    if v2 < 0.0:
-        v2 = 0.0
-    direct = form == 2
-    if form == 0:
-        direct = S * S > ratio * max(v2 + 2.0 * math.sqrt(v2) * S, c0k)
-    if direct:
-        v2 = 0.0
-        for l in range(d):
-            vl = x[i, l] - alpha * mu[k, l]
-            v2 += vl * vl
-        for j in range(spk_start[k], spk_start[k + 1]):
-            pj = 0.0
-            for l in range(d):
-                pj += spikeT[j, l] * (x[i, l] - alpha * mu[k, l])
-            P[i, K + j] = pj
-    else:
-        for j in range(spk_start[k], spk_start[k + 1]):
-            P[i, K + j] = XB[i, K + j] - alpha * muU[j]
-    quad = v2 / c0k
-    for j in range(spk_start[k], spk_start[k + 1]):
-        pj = P[i, K + j]
-        quad -= pj * pj * omega[j]
-    if quad < 0.0:
-        quad = 0.0
-    return quad, direct
-
-
-@njit(cache=True)
-def _norm2(x, i):
-    s = 0.0
-    for l in range(x.shape[1]):
-        s += x[i, l] * x[i, l]
-    return s
-
-
 @njit(cache=True, parallel=True)
 def logits(x, XB, mu, mu2, mun, spikeT, muU, spk_start, const, c0, omega, alpha, ratio, form, L, used, P):
-    """``L[i, k]`` = log w_k + log N(x_i; alpha mu_k, C_k) in the requested form; ``used[i, k]`` = direct form used."""
+    """``L[i, k]`` = log w_k + log N(x_i; alpha mu_k, C_k) in the requested form; ``used[i, k]`` = direct form used;
+    ``P`` (``n x R``) receives the spike projections."""
     n = x.shape[0]
     K = mu.shape[0]
     for i in prange(n):
-        x2 = _norm2(x, i)
+        x2 = _dot_range(x, i, x, i, 0, x.shape[1])
         xn = math.sqrt(x2)
         for k in range(K):
-            q, dr = _quad(x, i, k, x2, xn, XB, mu, mu2, mun, spikeT, muU, spk_start, c0[k], omega, alpha,
-                          ratio, form, P)
+            q, dr = _quad_row(x, i, k, x2, xn, XB, i, mu, mu2, mun, spikeT, muU, spk_start, c0[k], omega, alpha,
+                              ratio, form, P, i)
             L[i, k] = const[k] - 0.5 * q
             used[i, k] = dr
 
@@ -304,7 +260,7 @@ def _logits_row(x, i, xb, r, mu, mu2, mun, spikeT, muU, spk_start, const, c0, om
     r"""``L[ch, k]`` = logit of particle ``i``, component ``k`` (products in ``xb[r]``), GEMM form with the fallback.
 
     The common case (no spikes, no entry near the fallback threshold) is one vectorised loop; the test
-    :math:`S^2 > \rho\max(\|v\|^2, c_0)` flags a superset of the entries the exact test of :func:`_quad`
+    :math:`S^2 > \rho\max(\|v\|^2, c_0)` flags a superset of the entries the exact test of :func:`_quad_row`
     sends to the direct form, and only then is the per-component path taken.  Returns the direct-form count,
     or -1 when :math:`\|x_i\|^2` is not finite (a NaN or infinite coordinate, or overflow).
     """
@@ -332,7 +288,7 @@ def _logits_row(x, i, xb, r, mu, mu2, mun, spikeT, muU, spk_start, const, c0, om
                     P[ch, j] = 0.0
                 continue
             q, dr = _quad_row(x, i, k, x2, xn, xb, r, mu, mu2, mun, spikeT, muU, spk_start, c0[k], omega, alpha,
-                              ratio, P, ch)
+                              ratio, FORM_AUTO, P, ch)
             nfb += 1 if dr else 0
             L[ch, k] = const[k] - 0.5 * q
     return nfb
@@ -568,15 +524,21 @@ def guided_step(x, XB, products, gemm_rows, dense, B, BT, K_in, mu, mu2, mun, sp
 
 
 @njit(cache=True, inline="always")
-def _quad_row(x, i, k, x2, xn, xb, r, mu, mu2, mun, spikeT, muU, spk_start, c0k, omega, alpha, ratio, P, ch):
-    """:func:`_quad` in automatic form for one particle, with the products in ``xb[r]`` and ``p_j`` in ``P[ch]``."""
+def _quad_row(x, i, k, x2, xn, xb, r, mu, mu2, mun, spikeT, muU, spk_start, c0k, omega, alpha, ratio, form, P,
+              ch):
+    r"""Quadratic form :math:`v^\top C_k^{-1} v` of particle ``i`` (products in ``xb[r]``), component ``k``, in the
+    GEMM form, the direct form, or (``form`` = :data:`FORM_AUTO`) the GEMM form with the fallback test of the
+    module docstring; leaves :math:`p_j` in ``P[ch, j]``.  Returns ``(quad, used_direct)``.
+    """
     K = mu.shape[0]
     d = x.shape[1]
     S = xn + alpha * mun[k]
     v2 = x2 - 2.0 * alpha * xb[r, k] + alpha * alpha * mu2[k]
     if v2 < 0.0:
         v2 = 0.0
-    direct = S * S > ratio * max(v2 + 2.0 * math.sqrt(v2) * S, c0k)
+    direct = form == FORM_DIRECT
+    if form == FORM_AUTO:
+        direct = S * S > ratio * max(v2 + 2.0 * math.sqrt(v2) * S, c0k)
     if direct:
         v2 = 0.0
         for l in range(d):
@@ -786,7 +748,7 @@ class FastMixture:
         XB = X @ self.B
         L = np.empty((n, self.K))
         used = np.empty((n, self.K), dtype=np.bool_)
-        P = np.empty((n, self.K + self.R))
+        P = np.empty((n, max(self.R, 1)))
         code = {"auto": FORM_AUTO, "gemm": FORM_GEMM, "direct": FORM_DIRECT}[form]
         logits(X, XB, self.mu, self.mu2, self.mun, self.spikeT, self.muU, self.spk_start, const, c0, omega,
                alpha, self.ratio, code, L, used, P)
