@@ -64,14 +64,16 @@ import math
 
 import numpy as np
 import numba
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic
 
 from numerics._validate import check_points, check_time
 from numerics.reference_numpy import LOG_2PI, spiked_factors
 from numerics.schedule import alpha_sigma2
 
 __all__ = ["FastMixture", "guided_ddim_step", "guided_ddpm_step", "logit_error_bounds",
-           "GEMM_RATIO", "LOG_DROP", "DENSE_DIM", "CHUNK"]
+           "GEMM_RATIO", "LOG_DROP", "DENSE_DIM", "LANES_DIM", "CHUNK"]
 
 #: :math:`\rho`: the GEMM form is kept while its error bound is at most this multiple of the direct form's.
 GEMM_RATIO = 64.0
@@ -88,6 +90,13 @@ GEMM_BLOCK_WORK = 4 * 65536
 #: Below this many particles per in-kernel BLAS call the loops of :func:`_chunk_products` are used instead
 #: (16 was still faster than the loops; smaller blocks were not measured).
 GEMM_MIN_ROWS = 16
+#: Up to this dimension, mixtures of isotropic components are stepped across the particles of a chunk
+#: (:func:`_lanes_chunk`) rather than particle by particle.
+LANES_DIM = 16
+#: Particles per ``prange`` work item of the lanes path: each of its loops runs over this many particles, so
+#: that their set-up cost is spread (measured, K = 8, d = 2, N = 1e5, 2 threads: 28 / 21 / 18 ns per particle
+#: for 64 / 256 / 1024).
+LANES_CHUNK = 512
 #: Particles per ``prange`` work item of :func:`guided_step` (scheduled dynamically).
 CHUNK = 64
 
@@ -116,10 +125,34 @@ _LOG2E = 1.4426950408889634
 _LN2_HI = 6.93147180369123816490e-01  # fdlibm split of ln 2: n * _LN2_HI is exact for |n| < 2**20
 _LN2_LO = 1.90821492927058770002e-10
 _SHIFT = 6755399441055744.0  # 1.5 * 2**52: (t + _SHIFT) - _SHIFT rounds t to the nearest integer
-_POW2_OFF = 70
-_POW2 = np.ldexp(1.0, np.arange(-_POW2_OFF, 1)).astype(np.float64)  # 2**-70 .. 2**0, exact
+#: Bits of ``_SHIFT`` minus the exponent bias: ``bits(t + _SHIFT) - _SHIFT_BITS`` is ``n + 1023``, ``n = round(t)``.
+_SHIFT_BITS = 0x4338000000000000 - 1023
 #: Taylor coefficients 1/j! of e^r, j = 0..13 (|r| <= ln2/2: truncation error < 6e-18 relative).
 _EC = tuple(1.0 / math.factorial(j) for j in range(14))
+
+
+@intrinsic
+def _f64_bits(typingctx, v):
+    """The IEEE-754 bits of a float64 as an int64 (an LLVM ``bitcast``: free, and it vectorises)."""
+    if not isinstance(v, types.Float) or v.bitwidth != 64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+
+    return types.int64(types.float64), codegen
+
+
+@intrinsic
+def _bits_f64(typingctx, b):
+    """The float64 whose IEEE-754 bits are the int64 ``b`` (inverse of :func:`_f64_bits`)."""
+    if not isinstance(b, types.Integer) or b.bitwidth != 64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+
+    return types.float64(types.int64), codegen
 
 
 @njit(cache=True, inline="always")
@@ -127,12 +160,14 @@ def _exp_neg(y):
     r""":math:`e^y` for :math:`y \in [` :data:`EXP_LO` :math:`, 0]`: branch-free, so loops over it vectorise.
 
     Cody-Waite reduction :math:`y = n\ln 2 + r`, :math:`|r| \le \ln 2/2 + 2^{-40}` (``n ln2_hi`` exact), degree-13
-    Taylor polynomial in Horner form, exact scaling by :math:`2^n` (table; the result is a normal number).  Error
-    at most 2 ulp (``tests/test_bench.py`` checks it against ``math.exp``): a relative weight error of at most
-    :math:`2^{-51}`, the effect of a logit error of :math:`2^{-51}`, below the :math:`\gamma_{d+4}(|\ell|+1)` floor
-    of :func:`logit_error_bounds`.  Plain IEEE arithmetic (no fastmath); callers clamp the argument first.
+    Taylor polynomial in Horner form, exact scaling by :math:`2^n` (its bits, ``(n + 1023) << 52``, built from
+    those of ``t + _SHIFT``; the result is a normal number).  Error at most 2 ulp (``tests/test_bench.py`` checks
+    it against ``math.exp``): a relative weight error of at most :math:`2^{-51}`, the effect of a logit error of
+    :math:`2^{-51}`, below the :math:`\gamma_{d+4}(|\ell|+1)` floor of :func:`logit_error_bounds`.  Plain IEEE
+    arithmetic (no fastmath); callers clamp the argument first.
     """
-    n = (y * _LOG2E + _SHIFT) - _SHIFT
+    t = y * _LOG2E + _SHIFT
+    n = t - _SHIFT
     r = (y - n * _LN2_HI) - n * _LN2_LO
     p = _EC[13]
     p = p * r + _EC[12]
@@ -148,7 +183,7 @@ def _exp_neg(y):
     p = p * r + _EC[2]
     p = p * r + _EC[1]
     p = p * r + _EC[0]
-    return p * _POW2[int(n) + _POW2_OFF]
+    return p * _bits_f64((_f64_bits(t) - _SHIFT_BITS) << 52)
 
 
 @njit(cache=True)
@@ -379,9 +414,9 @@ def _products_rows8(x, i, r, B, xb):
 
 
 @njit(cache=True, parallel=True)
-def guided_step(x, XB, products, gemm_rows, dense, B, BT, K_in, mu, mu2, mun, spikeT, muU, spk_start, const, c0,
-                omega, coef_mu, coef_x, coef_spk, alpha, w, ratio, log_drop, cx, cq, cz, z, use_z, chunk,
-                XW, L, M, E, P, IDX, info, out):
+def guided_step(x, XB, products, gemm_rows, dense, lanes, B, BT, K_in, mu, mu2, mun, spikeT, muU, spk_start, const,
+                c0, omega, coef_mu, coef_x, coef_spk, alpha, w, ratio, log_drop, cx, cq, cz, z, use_z, chunk,
+                XW, L, M, E, P, IDX, XT, LT, V, info, out):
     r"""One fused pass: ``out = cx x + cq Q_w(x) [+ cz z]``, :math:`Q_w = a\,x + G B^\top` (see below).
 
     Components are ordered so that ``0:K_in`` is the class ``y`` (``in``) and ``K_in:K`` the rest.
@@ -389,138 +424,298 @@ def guided_step(x, XB, products, gemm_rows, dense, B, BT, K_in, mu, mu2, mun, sp
     :math:`\beta_k = (1 + (w-1)p_\neg)\pi^\text{in}_k` (in) or :math:`-(w-1)p_\neg\pi^\text{out}_k`, and its
     quantity is ``coef_x[k] x + coef_mu[k] mu_k + sum_j coef_spk[j] p_j u_j``.
 
-    Particles are processed in chunks of ``chunk`` (``prange`` over chunks, dynamic schedule set by the caller);
-    Per chunk: logits of all its particles, then one flat ``exp`` loop over all (particle, component) pairs
-    (so it vectorises even for small ``K``), then mixing and recombination particle by particle.
-    ``XW`` (``chunk x (K+R)`` per chunk), ``L`` (``chunk x K``), ``M`` (``chunk x 2``: group maxima, NaN for a
-    non-finite particle), ``P`` (``chunk x R``), ``E, IDX`` (``K+R``) are per-chunk scratch, ``info[ch]`` accumulates
-    ``(direct-form entries, surviving components, particles whose class has no mass, non-finite particles)``.
+    Particles are processed in chunks of ``chunk`` (``prange`` over chunks, dynamic schedule set by the caller),
+    either particle by particle (:func:`_rows_range`) or, with ``lanes``, across the particles of the chunk
+    (:func:`_lanes_chunk`; particles it flags are then redone by :func:`_rows_range` one at a time).
+    ``XW`` (``chunk x (K+R)`` per chunk), ``L`` (``chunk x K``), ``M`` (``chunk x 2``), ``P`` (``chunk x R``),
+    ``E, IDX`` (``K+R``), ``XT`` (``d x chunk``), ``LT`` (``K x chunk``), ``V`` (``LANE_ROWS x chunk``) are
+    per-chunk scratch; ``info[ch]`` accumulates ``(direct-form entries, surviving components, particles whose
+    class has no mass, non-finite particles)``.
     ``products``: 1 -- the products :math:`x_iB` of a chunk are formed here by :func:`_chunk_products`; 2 -- by
     single-threaded BLAS calls (``np.dot``) on blocks of ``gemm_rows`` particles; 0 -- read from ``XB``
     (BLAS, computed by the caller).  With ``dense`` the recombination is a
     dense dot per output coordinate (small ``d``); otherwise only the surviving rows of ``BT`` are added.
     """
-    n, d = x.shape
-    K = mu.shape[0]
-    C = B.shape[1]
-    R = C - K
+    n = x.shape[0]
     n_chunks = (n + chunk - 1) // chunk
     drop_factor = math.exp(log_drop)
+    # argument groups for the inlined helpers (Numba inlines functions of at most 31 arguments)
+    model = (mu, mu2, mun, spikeT, muU, spk_start, const, c0, omega)
+    coefs = (coef_mu, coef_x, coef_spk)
+    scal = (alpha, w, ratio, log_drop, drop_factor, cx, cq, cz)
     for ch in prange(n_chunks):
-        nfb = 0
-        nsurv = 0
-        nmassless = 0
-        nbad = 0
         lo = ch * chunk
         hi = min(n, lo + chunk)
-        if products == 1:
+        if lanes:
+            nsurv = _lanes_chunk(x, lo, hi, B, BT, K_in, mu2, mun, const, c0, alpha, w, ratio, log_drop,
+                                 drop_factor, coef_mu, coef_x, cx, cq, cz, z, use_z, XT[ch], LT[ch], V[ch], out)
+            nfb = nmassless = nbad = 0
             xb = XW[ch]
-            _chunk_products(x, lo, hi, B, xb)
-        elif products == 2:
-            xb = XW[ch]
-            for a in range(lo, hi, gemm_rows):
-                e = min(hi, a + gemm_rows)
-                np.dot(x[a:e], B, xb[a - lo:e - lo])
+            for r in range(hi - lo):
+                if V[ch, LANE_FLAG, r] != 0.0:  # redo this particle on the per-particle path
+                    _chunk_products(x, lo + r, lo + r + 1, B, xb)
+                    a, b, c, e = _rows_range(x, lo + r, lo + r + 1, xb, dense, B, BT, K_in, model, coefs, scal, z,
+                                             use_z, L[ch], M[ch], E, P[ch], IDX, ch, out)
+                    nfb += a
+                    nsurv += b
+                    nmassless += c
+                    nbad += e
         else:
-            xb = XB[lo:hi]
-        Lc = L[ch]
-        Pc = P[ch]
-        # ---- logits of the whole chunk (products x.mu_k, x.u_j in xb[i - lo])
-        for r in range(hi - lo):
-            fb = _logits_row(x, lo + r, xb, r, mu, mu2, mun, spikeT, muU, spk_start, const, c0, omega, alpha,
-                             ratio, Lc, Pc, r)
-            if fb < 0:  # |x_i|^2 is not finite: reported by the caller
-                nbad += 1
-                M[ch, r, 0] = np.nan
-                for k in range(K):
-                    Lc[r, k] = -np.inf
-                continue
-            nfb += fb
-            # ---- log-sum-exp shifts: each class group's largest logit
-            m_in = _max_range(Lc, r, 0, K_in)
-            m_out = _max_range(Lc, r, K_in, K)
-            M[ch, r, 0] = m_in
-            M[ch, r, 1] = m_out
-            for k in range(K_in):
-                Lc[r, k] -= m_in  # NaN when m = -inf (no mass): dropped like -inf below
-            for k in range(K_in, K):
-                Lc[r, k] -= m_out
-        # ---- exp of all (particle, component) pairs of the chunk, after all logits (the loop vectorises)
-        for r in range(hi - lo):
-            _exp_shifted(Lc, r, K, log_drop)
-        for i in range(lo, hi):
-            r = i - lo
-            m_in = M[ch, r, 0]
-            if m_in != m_in:
-                for l in range(d):
-                    out[i, l] = np.nan
-                continue
-            m_out = M[ch, r, 1]
-            z_in = _sum_range(Lc, r, 0, K_in)
-            z_out = _sum_range(Lc, r, K_in, K)
-            if z_in == 0.0:
-                nmassless += 1
-                for l in range(d):
-                    out[i, l] = 0.0
-                continue
-            # ---- guidance mixing: p(not y | x) = 1 / (1 + (z_in / z_out) e^(m_in - m_out))
-            p_not = 0.0
-            g_out = 0.0
-            if z_out > 0.0:
-                p_not = 1.0 / (1.0 + (z_in / z_out) * math.exp(m_in - m_out))
-                g_out = -(w - 1.0) * p_not / z_out
-            g_in = (1.0 + (w - 1.0) * p_not) / z_in
-            # beta_k; drop |beta_k| < 2^-64 max|beta| (each group's largest weight is exactly 1)
-            thr = max(abs(g_in), abs(g_out)) * drop_factor  # signs differ with w < 1 or w > 1
-            nsurv += _scaled_kept(Lc, r, 0, K_in, g_in, thr, E, ch) + _scaled_kept(Lc, r, K_in, K, g_out, thr, E, ch)
-            for k in range(K if R > 0 else 0):
-                beta = E[ch, k]
-                for j in range(spk_start[k], spk_start[k + 1]):
-                    E[ch, K + j] = beta * coef_spk[j] * Pc[r, j] if beta != 0.0 else 0.0
-            ai = _dot_range(E, ch, coef_x, 0, 0, K)  # coef_x, coef_mu are passed as (1, K) rows
-            for k in range(K):
-                E[ch, k] *= coef_mu[0, k]
-            # ---- recombination and the step
-            if dense:
-                for l in range(d):
-                    y = _dot_range(E, ch, B, l, 0, C)
-                    v = cx * x[i, l] + cq * (ai * x[i, l] + y)
-                    if use_z:
-                        v += cz * z[i, l]
-                    out[i, l] = v
+            if products == 1:
+                xb = XW[ch]
+                _chunk_products(x, lo, hi, B, xb)
+            elif products == 2:
+                xb = XW[ch]
+                for a in range(lo, hi, gemm_rows):
+                    e = min(hi, a + gemm_rows)
+                    np.dot(x[a:e], B, xb[a - lo:e - lo])
             else:
-                # surviving rows of BT, padded to a multiple of four with weight 0 (row 0 is then read, not used)
-                cnt = 0
-                for c in range(C):
-                    if E[ch, c] != 0.0:
-                        IDX[ch, cnt] = c
-                        cnt += 1
-                cnt4 = max(4, (cnt + 3) // 4 * 4)
-                for t in range(cnt, cnt4):
-                    IDX[ch, t] = 0
-                ax = cx + cq * ai
-                for t in range(0, cnt4, 4):  # four rows per pass over out[i]; the first pass also adds cx x + cz z
-                    c0_, c1_, c2_, c3_ = IDX[ch, t], IDX[ch, t + 1], IDX[ch, t + 2], IDX[ch, t + 3]
-                    g0 = cq * E[ch, c0_] if t < cnt else 0.0
-                    g1 = cq * E[ch, c1_] if t + 1 < cnt else 0.0
-                    g2 = cq * E[ch, c2_] if t + 2 < cnt else 0.0
-                    g3 = cq * E[ch, c3_] if t + 3 < cnt else 0.0
-                    if t == 0:
-                        if use_z:
-                            for l in range(d):
-                                out[i, l] = (ax * x[i, l] + cz * z[i, l]) + ((g0 * BT[c0_, l] + g1 * BT[c1_, l])
-                                                                           + (g2 * BT[c2_, l] + g3 * BT[c3_, l]))
-                        else:
-                            for l in range(d):
-                                out[i, l] = ax * x[i, l] + ((g0 * BT[c0_, l] + g1 * BT[c1_, l])
-                                                            + (g2 * BT[c2_, l] + g3 * BT[c3_, l]))
-                    else:
-                        for l in range(d):
-                            out[i, l] += (g0 * BT[c0_, l] + g1 * BT[c1_, l]) + (g2 * BT[c2_, l] + g3 * BT[c3_, l])
+                xb = XB[lo:hi]
+            nfb, nsurv, nmassless, nbad = _rows_range(x, lo, hi, xb, dense, B, BT, K_in, model, coefs, scal, z,
+                                                      use_z, L[ch], M[ch], E, P[ch], IDX, ch, out)
         info[ch, 0] = nfb
         info[ch, 1] = nsurv
         info[ch, 2] = nmassless
         info[ch, 3] = nbad
+
+
+@njit(cache=True, inline="always")
+def _rows_range(x, lo, hi, xb, dense, B, BT, K_in, model, coefs, scal, z, use_z, Lc, Mc, E, Pc, IDX, ch, out):
+    """Particles ``lo <= i < hi`` one at a time (products in ``xb[i - lo]``): logits of all of them, one ``exp``
+    pass, then mixing and recombination per particle (see :func:`guided_step`; ``model``, ``coefs`` and ``scal``
+    are its argument groups).  Returns the counts
+    ``(direct-form entries, surviving components, massless particles, non-finite particles)``."""
+    mu, mu2, mun, spikeT, muU, spk_start, const, c0, omega = model
+    coef_mu, coef_x, coef_spk = coefs
+    alpha, w, ratio, log_drop, drop_factor, cx, cq, cz = scal
+    d = x.shape[1]
+    K = mu.shape[0]
+    C = B.shape[1]
+    R = C - K
+    nfb = 0
+    nsurv = 0
+    nmassless = 0
+    nbad = 0
+    # ---- logits of the whole range (products x.mu_k, x.u_j in xb[i - lo])
+    for r in range(hi - lo):
+        fb = _logits_row(x, lo + r, xb, r, mu, mu2, mun, spikeT, muU, spk_start, const, c0, omega, alpha,
+                         ratio, Lc, Pc, r)
+        if fb < 0:  # |x_i|^2 is not finite: reported by the caller
+            nbad += 1
+            Mc[r, 0] = np.nan
+            for k in range(K):
+                Lc[r, k] = -np.inf
+            continue
+        nfb += fb
+        # ---- log-sum-exp shifts: each class group's largest logit
+        m_in = _max_range(Lc, r, 0, K_in)
+        m_out = _max_range(Lc, r, K_in, K)
+        Mc[r, 0] = m_in
+        Mc[r, 1] = m_out
+        for k in range(K_in):
+            Lc[r, k] -= m_in  # NaN when m = -inf (no mass): dropped like -inf below
+        for k in range(K_in, K):
+            Lc[r, k] -= m_out
+    # ---- exp of all (particle, component) pairs of the range, after all logits (the loop vectorises)
+    for r in range(hi - lo):
+        _exp_shifted(Lc, r, K, log_drop)
+    for i in range(lo, hi):
+        r = i - lo
+        m_in = Mc[r, 0]
+        if m_in != m_in:
+            for l in range(d):
+                out[i, l] = np.nan
+            continue
+        m_out = Mc[r, 1]
+        z_in = _sum_range(Lc, r, 0, K_in)
+        z_out = _sum_range(Lc, r, K_in, K)
+        if z_in == 0.0:
+            nmassless += 1
+            for l in range(d):
+                out[i, l] = 0.0
+            continue
+        # ---- guidance mixing: p(not y | x) = 1 / (1 + (z_in / z_out) e^(m_in - m_out))
+        g_in, g_out = _group_factors(z_in, z_out, m_in, m_out, w)
+        # beta_k; drop |beta_k| < 2^-64 max|beta| (each group's largest weight is exactly 1)
+        thr = max(abs(g_in), abs(g_out)) * drop_factor  # signs differ with w < 1 or w > 1
+        nsurv += _scaled_kept(Lc, r, 0, K_in, g_in, thr, E, ch) + _scaled_kept(Lc, r, K_in, K, g_out, thr, E, ch)
+        for k in range(K if R > 0 else 0):
+            beta = E[ch, k]
+            for j in range(spk_start[k], spk_start[k + 1]):
+                E[ch, K + j] = beta * coef_spk[j] * Pc[r, j] if beta != 0.0 else 0.0
+        ai = _dot_range(E, ch, coef_x, 0, 0, K)  # coef_x, coef_mu are passed as (1, K) rows
+        for k in range(K):
+            E[ch, k] *= coef_mu[0, k]
+        # ---- recombination and the step
+        if dense:
+            for l in range(d):
+                y = _dot_range(E, ch, B, l, 0, C)
+                v = cx * x[i, l] + cq * (ai * x[i, l] + y)
+                if use_z:
+                    v += cz * z[i, l]
+                out[i, l] = v
+        else:
+            _sparse_recombination(x, i, z, use_z, cx + cq * ai, cq, cz, E, IDX, ch, BT, out)
+    return nfb, nsurv, nmassless, nbad
+
+
+@njit(cache=True, inline="always")
+def _group_factors(z_in, z_out, m_in, m_out, w):
+    r"""``(g_in, g_out)``: :math:`\beta_k = g\,e^{\ell_k - m}` per class group, with
+    :math:`p_\neg = 1/(1 + (z_\text{in}/z_\text{out})e^{m_\text{in} - m_\text{out}})` (0 if ``z_out = 0``),
+    :math:`g_\text{in} = (1 + (w-1)p_\neg)/z_\text{in}`, :math:`g_\text{out} = -(w-1)p_\neg/z_\text{out}`."""
+    p_not = 0.0
+    g_out = 0.0
+    if z_out > 0.0:
+        p_not = 1.0 / (1.0 + (z_in / z_out) * math.exp(m_in - m_out))
+        g_out = -(w - 1.0) * p_not / z_out
+    return (1.0 + (w - 1.0) * p_not) / z_in, g_out
+
+
+@njit(cache=True, inline="always")
+def _sparse_recombination(x, i, z, use_z, ax, cq, cz, E, IDX, ch, BT, out):
+    """``out[i] = ax x_i [+ cz z_i] + cq sum_c E[ch, c] BT[c]`` over the nonzero ``E[ch, c]``: surviving rows of
+    ``BT``, padded to a multiple of four with weight 0 (row 0 is then read, not used), four per pass over
+    ``out[i]``; the first pass also adds ``ax x + cz z``."""
+    d = x.shape[1]
+    C = BT.shape[0]
+    cnt = 0
+    for c in range(C):
+        if E[ch, c] != 0.0:
+            IDX[ch, cnt] = c
+            cnt += 1
+    cnt4 = max(4, (cnt + 3) // 4 * 4)
+    for t in range(cnt, cnt4):
+        IDX[ch, t] = 0
+    for t in range(0, cnt4, 4):
+        c0_, c1_, c2_, c3_ = IDX[ch, t], IDX[ch, t + 1], IDX[ch, t + 2], IDX[ch, t + 3]
+        g0 = cq * E[ch, c0_] if t < cnt else 0.0
+        g1 = cq * E[ch, c1_] if t + 1 < cnt else 0.0
+        g2 = cq * E[ch, c2_] if t + 2 < cnt else 0.0
+        g3 = cq * E[ch, c3_] if t + 3 < cnt else 0.0
+        if t == 0:
+            if use_z:
+                for l in range(d):
+                    out[i, l] = (ax * x[i, l] + cz * z[i, l]) + ((g0 * BT[c0_, l] + g1 * BT[c1_, l])
+                                                               + (g2 * BT[c2_, l] + g3 * BT[c3_, l]))
+            else:
+                for l in range(d):
+                    out[i, l] = ax * x[i, l] + ((g0 * BT[c0_, l] + g1 * BT[c1_, l])
+                                                + (g2 * BT[c2_, l] + g3 * BT[c3_, l]))
+        else:
+            for l in range(d):
+                out[i, l] += (g0 * BT[c0_, l] + g1 * BT[c1_, l]) + (g2 * BT[c2_, l] + g3 * BT[c3_, l])
+
+
+#: Rows of the per-lane scratch ``V`` of :func:`_lanes_chunk`.
+LANE_X2, LANE_XN, LANE_FLAG, LANE_M_IN, LANE_M_OUT, LANE_G_IN, LANE_G_OUT, LANE_THR, LANE_AI, LANE_Y = range(10)
+LANE_ROWS = 10
+
+
+@njit(cache=True, inline="always")
+def _lanes_chunk(x, lo, hi, B, BT, K_in, mu2, mun, const, c0, alpha, w, ratio, log_drop, drop_factor, coef_mu,
+                 coef_x, cx, cq, cz, z, use_z, XT, LT, V, out):
+    r"""The step for particles ``lo <= i < hi`` computed across them ("lanes"): every loop runs over the
+    particles of the chunk, innermost, so it vectorises whatever ``K`` and ``d`` (isotropic components, ``R = 0``).
+
+    The same formulas as :func:`_rows_range` -- GEMM-form logits with the fallback test of the module docstring,
+    group maxima, :func:`_exp_neg`, :func:`_group_factors`, truncation below :math:`2^{-64}\max|\beta|`, and a dense
+    recombination -- with ``x`` transposed into ``XT`` (``d x chunk``), logits and weights in ``LT``
+    (``K x chunk``), per-particle values in the rows of ``V``.  Products are sequential sums over coordinates.
+    A particle is flagged in ``V[LANE_FLAG]`` (and its output is to be recomputed by the caller) when one of its
+    entries fails the GEMM-form test, :math:`\|x\|^2` is not finite, or its class has no mass.
+    Returns the number of surviving (particle, component) pairs of the unflagged particles.
+    """
+    n_r = hi - lo
+    d = x.shape[1]
+    K = mu2.shape[0]
+    a2 = alpha * alpha
+    for r in range(n_r):
+        for l in range(d):
+            XT[l, r] = x[lo + r, l]
+    for r in range(n_r):
+        V[LANE_X2, r] = 0.0
+    for l in range(d):
+        for r in range(n_r):
+            V[LANE_X2, r] += XT[l, r] * XT[l, r]
+    for r in range(n_r):
+        s = V[LANE_X2, r]
+        V[LANE_XN, r] = math.sqrt(s)
+        V[LANE_FLAG, r] = 0.0 if s - s == 0.0 else 1.0  # inf or NaN
+        V[LANE_M_IN, r] = -np.inf
+        V[LANE_M_OUT, r] = -np.inf
+    # ---- products, logits and the fallback test, component by component
+    for k in range(K):
+        for r in range(n_r):
+            LT[k, r] = 0.0
+        for l in range(d):
+            b = B[l, k]
+            for r in range(n_r):
+                LT[k, r] += XT[l, r] * b
+        ck, ak, mk, sk = c0[k], a2 * mu2[k], alpha * mun[k], const[k]
+        g = LANE_M_IN if k < K_in else LANE_M_OUT
+        for r in range(n_r):
+            v2 = V[LANE_X2, r] - 2.0 * alpha * LT[k, r] + ak
+            v2 = v2 if v2 > 0.0 else 0.0
+            S = V[LANE_XN, r] + mk
+            lim = v2 if v2 > ck else ck
+            V[LANE_FLAG, r] += 1.0 if S * S > ratio * lim else 0.0
+            lk = sk - 0.5 * (v2 / ck)
+            LT[k, r] = lk
+            V[g, r] = lk if lk > V[g, r] else V[g, r]
+    # ---- weights within each group, e^(l - m), and their sums
+    for r in range(n_r):
+        V[LANE_G_IN, r] = 0.0
+        V[LANE_G_OUT, r] = 0.0
+    for k in range(K):
+        g = LANE_M_IN if k < K_in else LANE_M_OUT
+        zrow = LANE_G_IN if k < K_in else LANE_G_OUT  # holds the group's sum until the mixing below
+        for r in range(n_r):
+            v = LT[k, r] - V[g, r]  # NaN when m = -inf (no mass): dropped
+            keep = v >= log_drop
+            vc = v if v > EXP_LO else EXP_LO
+            e = _exp_neg(vc)
+            e = e if keep else 0.0
+            LT[k, r] = e
+            V[zrow, r] += e
+    # ---- guidance mixing and the truncation threshold
+    for r in range(n_r):
+        z_in = V[LANE_G_IN, r]
+        if z_in == 0.0:
+            V[LANE_FLAG, r] += 1.0
+            z_in = 1.0
+        g_in, g_out = _group_factors(z_in, V[LANE_G_OUT, r], V[LANE_M_IN, r], V[LANE_M_OUT, r], w)
+        V[LANE_G_IN, r] = g_in
+        V[LANE_G_OUT, r] = g_out
+        V[LANE_THR, r] = max(abs(g_in), abs(g_out)) * drop_factor
+        V[LANE_AI, r] = 0.0
+    # ---- beta_k (0 below the threshold), a = sum beta_k coef_x[k], then beta_k coef_mu[k]
+    nsurv = 0
+    for k in range(K):
+        g = LANE_G_IN if k < K_in else LANE_G_OUT
+        cxk, cmk = coef_x[0, k], coef_mu[0, k]
+        for r in range(n_r):
+            b = LT[k, r] * V[g, r]
+            keep = (b if b > 0.0 else -b) >= V[LANE_THR, r]
+            b = b if keep else 0.0
+            nsurv += 1 if keep and V[LANE_FLAG, r] == 0.0 else 0
+            V[LANE_AI, r] += b * cxk
+            LT[k, r] = b * cmk
+    # ---- dense recombination and the step, coordinate by coordinate
+    for l in range(d):
+        for r in range(n_r):
+            V[LANE_Y, r] = 0.0
+        for k in range(K):
+            b = BT[k, l]
+            for r in range(n_r):
+                V[LANE_Y, r] += LT[k, r] * b
+        for r in range(n_r):
+            xv = XT[l, r]
+            v = cx * xv + cq * (V[LANE_AI, r] * xv + V[LANE_Y, r])
+            if use_z:
+                v += cz * z[lo + r, l]
+            out[lo + r, l] = v
+    return nsurv
 
 
 @njit(cache=True, inline="always")
@@ -664,21 +859,32 @@ class FastMixture:
             mode = 2 if rows >= GEMM_MIN_ROWS else 1
         return mode, rows
 
+    def _lanes(self) -> bool:
+        """Whether :func:`guided_step` runs across particles (:func:`_lanes_chunk`): isotropic components and
+        ``d <=`` :data:`LANES_DIM`."""
+        return self.R == 0 and self.d <= LANES_DIM
+
     def workspace(self, n: int):
-        """``(XB, XW, L, M, E, P, IDX, info)`` for ``n`` particles: ``XB`` (``n x (K+R)``, BLAS products, only with
-        ``products='blas'``) and per-chunk scratch (allocated once per ``(n, chunk)``)."""
-        chunk = CHUNK
+        """``(XB, XW, L, M, E, P, IDX, XT, LT, V, info, chunk)`` for ``n`` particles: ``XB`` (``n x (K+R)``, BLAS
+        products, only with ``products='blas'``) and per-chunk scratch (allocated once per ``(n, chunk)``).  The
+        lanes path uses chunks of :data:`LANES_CHUNK` and ``XT, LT, V``, and one row of the per-particle scratch
+        (for the particles it hands back)."""
         blas = self.products == "blas"
-        key = (n, chunk, blas)
+        lanes = self._lanes()
+        chunk = LANES_CHUNK if lanes else CHUNK
+        key = (n, chunk, blas, lanes)
         ws = self._work.get(key)
         if ws is None:
             C = self.K + self.R
             nc = (n + chunk - 1) // chunk
+            rows = 1 if lanes else chunk
+            lc = chunk if lanes else 1
             XB = np.empty((n, C)) if blas else np.empty((1, C))
-            XW = np.empty((1, 1, C)) if blas else np.empty((nc, chunk, C))
-            ws = (XB, XW, np.empty((nc, chunk, self.K)), np.empty((nc, chunk, 2)), np.empty((nc, C)),
-                  np.empty((nc, chunk, max(self.R, 1))),
-                  np.empty((nc, C + 4), dtype=np.int64), np.zeros((nc, 4), dtype=np.int64), chunk)
+            XW = np.empty((1, 1, C)) if blas and not lanes else np.empty((nc, rows, C))
+            ws = (XB, XW, np.empty((nc, rows, self.K)), np.empty((nc, rows, 2)), np.empty((nc, C)),
+                  np.empty((nc, rows, max(self.R, 1))), np.empty((nc, C + 4), dtype=np.int64),
+                  np.empty((nc, self.d, lc)), np.empty((nc, self.K, lc)), np.empty((nc, LANE_ROWS, lc)),
+                  np.zeros((nc, 4), dtype=np.int64), chunk)
             self._work = {key: ws}
         return ws
 
@@ -692,9 +898,10 @@ class FastMixture:
         c0, const, coef_mu, coef_x = c0[perm], const[perm], coef_mu[perm][None, :], coef_x[perm][None, :]
         omega, coef_spk = omega[sperm], coef_spk[sperm]
         n = X.shape[0]
-        XB, XW, L, M, E, P, IDX, info, chunk = self.workspace(n)
+        XB, XW, L, M, E, P, IDX, XT, LT, V, info, chunk = self.workspace(n)
+        lanes = self._lanes()
         mode, gemm_rows = self._products_mode()
-        if mode == 0:
+        if mode == 0 and not lanes:
             np.matmul(X, B, out=XB)
         if out is None:
             out = np.empty((n, self.d))
@@ -708,9 +915,9 @@ class FastMixture:
             raise ValueError(f"z: expected shape {X.shape}, got {zz.shape}")
         old = numba.set_parallel_chunksize(1)  # dynamic schedule over chunks: robust to a busy core
         try:
-            guided_step(X, XB, mode, gemm_rows, self.d <= DENSE_DIM, B, BT, K_in, mu, mu2, mun, spikeT, muU, spk_start, const, c0, omega,
-                        coef_mu, coef_x, coef_spk, alpha, float(w), self.ratio, LOG_DROP, float(cx), float(cq),
-                        float(cz), zz, use_z, chunk, XW, L, M, E, P, IDX, info, out)
+            guided_step(X, XB, mode, gemm_rows, self.d <= DENSE_DIM, lanes, B, BT, K_in, mu, mu2, mun, spikeT, muU,
+                        spk_start, const, c0, omega, coef_mu, coef_x, coef_spk, alpha, float(w), self.ratio, LOG_DROP,
+                        float(cx), float(cq), float(cz), zz, use_z, chunk, XW, L, M, E, P, IDX, XT, LT, V, info, out)
         finally:
             numba.set_parallel_chunksize(old)
         self.last_info = info

@@ -42,6 +42,18 @@ def _mixture(rng, K=6, d=5, scale=2.0):
     return GaussianMixture(w / w.sum(), scale * rng.standard_normal((K, d)), covs, labels=np.arange(K) % 2)
 
 
+def _iso_mixture(rng, K=6, d=5, scale=2.0):
+    """Isotropic components (one an atom), two classes: no spikes, so small ``d`` takes the lanes path."""
+    var = rng.uniform(0.05, 0.5, K)
+    var[0] = 0.0
+    w = rng.random(K) + 0.2
+    return GaussianMixture(w / w.sum(), scale * rng.standard_normal((K, d)), var[:, None, None] * np.eye(d),
+                           labels=np.arange(K) % 2)
+
+
+MIXTURES = {"spiked": _mixture, "iso": _iso_mixture}
+
+
 def _component_quantities(gm, x, t, quantity):
     """Per-component score or denoiser (N, K, d) from the model's formulas, in mpmath-free float64."""
     alpha, sigma2 = np.exp(-t), -np.expm1(-2 * t)
@@ -67,23 +79,26 @@ def _tol(fm, gm, x, t, quantity):
     return (2.0 * (2.0 * eps * spread + gamma(n) * scale))[:, None], ref
 
 
+@pytest.mark.parametrize("kind", ["spiked", "iso"])
 @pytest.mark.parametrize("t", [1e-3, 0.05, 0.5, 3.0])
 @pytest.mark.parametrize("quantity", ["score", "denoiser"])
-def test_fast_and_numpy_agree_with_mixture(rng, t, quantity):
-    gm = _mixture(rng)
+def test_fast_and_numpy_agree_with_mixture(rng, t, quantity, kind):
+    gm = MIXTURES[kind](rng)
     x = 2.0 * rng.standard_normal((300, gm.d))
     x[:50] = np.exp(-t) * gm.means[rng.integers(0, gm.K, 50)] + 1e-3 * rng.standard_normal((50, gm.d))
     fm, nm = FastMixture(gm), NumpyMixture(gm)
+    assert fm._lanes() == (kind == "iso")
     tol, ref = _tol(fm, gm, x, t, quantity)
     for impl in (fm, nm):
         got = getattr(impl, quantity)(x, t)
         assert np.all(np.abs(got - ref) <= tol), (type(impl).__name__, np.max(np.abs(got - ref) / tol))
 
 
+@pytest.mark.parametrize("kind", ["spiked", "iso"])
 @pytest.mark.parametrize("w", [0.0, 0.5, 3.0])  # w < 1 flips the sign of the other class's weights
 @pytest.mark.parametrize("t", [0.05, 0.7])
-def test_guided_quantities_and_steps(rng, t, w):
-    gm = _mixture(rng)
+def test_guided_quantities_and_steps(rng, t, w, kind):
+    gm = MIXTURES[kind](rng)
     x = 1.5 * rng.standard_normal((200, gm.d))
     fm, nm = FastMixture(gm), NumpyMixture(gm)
     alpha, sigma2 = np.exp(-t), -np.expm1(-2 * t)
@@ -342,3 +357,60 @@ def test_products_do_not_depend_on_threads(rng, products):
     finally:
         numba.set_num_threads(old)
     assert np.array_equal(one, two)
+
+
+@pytest.mark.parametrize("d", [2, 16])
+def test_lanes_path_matches_rows_and_hands_back_flagged_particles(rng, monkeypatch, d):
+    """The lanes path (isotropic, small d) agrees with the per-particle path within the bound; particles near
+    alpha mu_k at small t fail the GEMM-form test and are redone per particle (direct form, counted); results
+    do not depend on the lanes chunk (bit for bit) or on the thread count."""
+    import numba
+
+    import numerics._kernels_fast as kf
+
+    gm = _iso_mixture(rng, K=9, d=d)
+    t = 1e-3
+    x = 1.5 * rng.standard_normal((700, d))
+    x[::7] = np.exp(-t) * gm.means[rng.integers(0, gm.K, 100)] + 1e-4 * rng.standard_normal((100, d))
+    z = rng.standard_normal(x.shape)
+    fm = FastMixture(gm)
+    assert fm._lanes()
+    lanes = guided_ddpm_step(fm, x, t, 0.8 * t, 1, 2.5, z)
+    n_direct = fm.logits(x, t, "auto")[1].sum()     # entries the per-particle test sends to the direct form
+    assert n_direct > 20 and fm.last_info[:, 0].sum() == n_direct  # all redone per particle, none missed
+    monkeypatch.setattr(kf, "LANES_DIM", 0)
+    rows_fm = FastMixture(gm)
+    assert not rows_fm._lanes()
+    rows = guided_ddpm_step(rows_fm, x, t, 0.8 * t, 1, 2.5, z)
+    tol, _ = _tol(fm, gm, x, t, "denoiser")
+    from numerics._generated.integrator_coeffs import ddpm_coeffs
+
+    cq = abs(ddpm_coeffs(t, 0.8 * t)[1])
+    slack = 8 * U * (np.abs(x) + np.abs(z))
+    assert np.all(np.abs(lanes - rows) <= 3.5 * cq * tol + slack)
+    monkeypatch.setattr(kf, "LANES_DIM", 16)
+    for chunk in (1, 7, 64):
+        monkeypatch.setattr(kf, "LANES_CHUNK", chunk)
+        assert np.array_equal(guided_ddpm_step(FastMixture(gm), x, t, 0.8 * t, 1, 2.5, z), lanes)
+    old = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = guided_ddpm_step(FastMixture(gm), x, t, 0.8 * t, 1, 2.5, z)
+    finally:
+        numba.set_num_threads(old)
+    assert np.array_equal(one, guided_ddpm_step(FastMixture(gm), x, t, 0.8 * t, 1, 2.5, z))
+    # control: the other class is a different step
+    other = guided_ddpm_step(fm, x, t, 0.8 * t, 0, 2.5, z)
+    assert not np.all(np.abs(lanes - other) <= 3.5 * cq * tol + slack)
+
+
+def test_lanes_path_bad_input(rng):
+    """NaN, inf and overflowing points are named on the lanes path too."""
+    gm = _iso_mixture(rng, K=4, d=3)
+    fm = FastMixture(gm)
+    assert fm._lanes()
+    for bad, msg in [(np.nan, "NaN or infinite"), (np.inf, "NaN or infinite"), (1e200, "overflows")]:
+        x = rng.standard_normal((600, 3))
+        x[517, 1] = bad
+        with pytest.raises(ValueError, match=msg):
+            fm.guided_denoiser(x, 0.3, 0, 2.0)
