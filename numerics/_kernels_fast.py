@@ -55,8 +55,16 @@ variant for tests).  So the products are formed inside the parallel kernel, per 
 OpenBLAS on the calling thread, or by vectorised loops (:func:`_chunk_products`) when such blocks would be too
 thin (:meth:`FastMixture._products_mode`).  Either way the result does not depend on the number of threads.
 
-All kernels: ``njit(cache=True)``, no fastmath except ``contract`` (fused multiply-add) in the products, all
-arrays allocated by the caller outside ``prange``.
+Lanes path (isotropic components, ``d <=`` :data:`LANES_DIM`): the per-particle loops above are short (``K``
+and ``d`` small) and their set-up dominated, so :func:`_lanes_chunk` runs the same formulas *across* the
+particles of a chunk of :data:`LANES_CHUNK` (every inner loop over particles, so it vectorises), with BLAS
+products and recombination from ``d =`` :data:`LANES_GEMM_DIM` on.  Particles it cannot do the same way (an entry
+that fails the GEMM-form test, a non-finite :math:`\|x\|^2`, a class without mass) are flagged and redone by
+the per-particle path, so the fallback and the error reports are shared.
+
+All kernels: ``njit(cache=True)``; the only fastmath flag is ``contract`` (fused multiply-add: one rounding
+instead of two, NaN/inf semantics unchanged; every bound here counts at most one rounding per operation, so
+contraction keeps them); all arrays allocated by the caller outside ``prange``.
 """
 from __future__ import annotations
 
@@ -93,6 +101,8 @@ GEMM_MIN_ROWS = 16
 #: Up to this dimension, mixtures of isotropic components are stepped across the particles of a chunk
 #: (:func:`_lanes_chunk`) rather than particle by particle.
 LANES_DIM = 16
+#: From this dimension on, the lanes path forms its products and recombination by BLAS calls.
+LANES_GEMM_DIM = 8
 #: Particles per ``prange`` work item of the lanes path: each of its loops runs over this many particles, so
 #: that their set-up cost is spread (measured, K = 8, d = 2, N = 1e5, 2 threads: 28 / 21 / 18 ns per particle
 #: for 64 / 256 / 1024).
@@ -163,8 +173,9 @@ def _exp_neg(y):
     Taylor polynomial in Horner form, exact scaling by :math:`2^n` (its bits, ``(n + 1023) << 52``, built from
     those of ``t + _SHIFT``; the result is a normal number).  Error at most 2 ulp (``tests/test_bench.py`` checks
     it against ``math.exp``): a relative weight error of at most :math:`2^{-51}`, the effect of a logit error of
-    :math:`2^{-51}`, below the :math:`\gamma_{d+4}(|\ell|+1)` floor of :func:`logit_error_bounds`.  Plain IEEE
-    arithmetic (no fastmath); callers clamp the argument first.
+    :math:`2^{-51}`, below the :math:`\gamma_{d+4}(|\ell|+1)` floor of :func:`logit_error_bounds`.  IEEE
+    arithmetic; inlined, it takes the caller's ``contract`` flag (Horner steps as fused multiply-adds, as in
+    :func:`exp_neg_array`, which the test uses).  Callers clamp the argument first.
     """
     t = y * _LOG2E + _SHIFT
     n = t - _SHIFT
@@ -186,7 +197,7 @@ def _exp_neg(y):
     return p * _bits_f64((_f64_bits(t) - _SHIFT_BITS) << 52)
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath={"contract"})
 def exp_neg_array(y, out):
     """``out[i] = e^{y[i]}`` by :func:`_exp_neg` (``y`` in ``[EXP_LO, 0]``; for testing)."""
     for i in range(y.shape[0]):
@@ -413,10 +424,10 @@ def _products_rows8(x, i, r, B, xb):
             xb[r + 7, c] += x7 * b
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, fastmath={"contract"})
 def guided_step(x, XB, products, gemm_rows, dense, lanes, B, BT, K_in, mu, mu2, mun, spikeT, muU, spk_start, const,
                 c0, omega, coef_mu, coef_x, coef_spk, alpha, w, ratio, log_drop, cx, cq, cz, z, use_z, chunk,
-                XW, L, M, E, P, IDX, XT, LT, V, info, out):
+                XW, L, M, E, P, IDX, XT, W, V, info, out):
     r"""One fused pass: ``out = cx x + cq Q_w(x) [+ cz z]``, :math:`Q_w = a\,x + G B^\top` (see below).
 
     Components are ordered so that ``0:K_in`` is the class ``y`` (``in``) and ``K_in:K`` the rest.
@@ -428,12 +439,12 @@ def guided_step(x, XB, products, gemm_rows, dense, lanes, B, BT, K_in, mu, mu2, 
     either particle by particle (:func:`_rows_range`) or, with ``lanes``, across the particles of the chunk
     (:func:`_lanes_chunk`; particles it flags are then redone by :func:`_rows_range` one at a time).
     ``XW`` (``chunk x (K+R)`` per chunk), ``L`` (``chunk x K``), ``M`` (``chunk x 2``), ``P`` (``chunk x R``),
-    ``E, IDX`` (``K+R``), ``XT`` (``d x chunk``), ``LT`` (``K x chunk``), ``V`` (``LANE_ROWS x chunk``) are
+    ``E`` (``K+R``), ``IDX`` (``K+R+8``), ``XT`` (``d x chunk``), ``W`` (``(K + d) chunk``), ``V`` (``LANE_ROWS x chunk``) are
     per-chunk scratch; ``info[ch]`` accumulates ``(direct-form entries, surviving components, particles whose
     class has no mass, non-finite particles)``.
     ``products``: 1 -- the products :math:`x_iB` of a chunk are formed here by :func:`_chunk_products`; 2 -- by
     single-threaded BLAS calls (``np.dot``) on blocks of ``gemm_rows`` particles; 0 -- read from ``XB``
-    (BLAS, computed by the caller).  With ``dense`` the recombination is a
+    (BLAS, computed by the caller).  On the lanes path, 2 means BLAS products and recombination, otherwise loops.  With ``dense`` the recombination is a
     dense dot per output coordinate (small ``d``); otherwise only the surviving rows of ``BT`` are added.
     """
     n = x.shape[0]
@@ -446,33 +457,39 @@ def guided_step(x, XB, products, gemm_rows, dense, lanes, B, BT, K_in, mu, mu2, 
     for ch in prange(n_chunks):
         lo = ch * chunk
         hi = min(n, lo + chunk)
+        xb = XW[ch]
+        n_groups = 1
+        nsurv = 0
         if lanes:
             nsurv = _lanes_chunk(x, lo, hi, B, BT, K_in, mu2, mun, const, c0, alpha, w, ratio, log_drop,
-                                 drop_factor, coef_mu, coef_x, cx, cq, cz, z, use_z, XT[ch], LT[ch], V[ch], out)
-            nfb = nmassless = nbad = 0
-            xb = XW[ch]
-            for r in range(hi - lo):
-                if V[ch, LANE_FLAG, r] != 0.0:  # redo this particle on the per-particle path
-                    _chunk_products(x, lo + r, lo + r + 1, B, xb)
-                    a, b, c, e = _rows_range(x, lo + r, lo + r + 1, xb, dense, B, BT, K_in, model, coefs, scal, z,
-                                             use_z, L[ch], M[ch], E, P[ch], IDX, ch, out)
-                    nfb += a
-                    nsurv += b
-                    nmassless += c
-                    nbad += e
+                                 drop_factor, coef_mu, coef_x, cx, cq, cz, z, use_z, products == 2, XT[ch], W[ch],
+                                 V[ch], out)
+            n_groups = 0
+            for r in range(hi - lo):  # compact the flagged lanes in place: redone one by one below
+                if V[ch, LANE_FLAG, r] != 0.0:
+                    V[ch, LANE_FLAG, n_groups] = r
+                    n_groups += 1
+        elif products == 1:
+            _chunk_products(x, lo, hi, B, xb)
+        elif products == 2:
+            for a in range(lo, hi, gemm_rows):
+                e = min(hi, a + gemm_rows)
+                np.dot(x[a:e], B, xb[a - lo:e - lo])
         else:
-            if products == 1:
-                xb = XW[ch]
-                _chunk_products(x, lo, hi, B, xb)
-            elif products == 2:
-                xb = XW[ch]
-                for a in range(lo, hi, gemm_rows):
-                    e = min(hi, a + gemm_rows)
-                    np.dot(x[a:e], B, xb[a - lo:e - lo])
-            else:
-                xb = XB[lo:hi]
-            nfb, nsurv, nmassless, nbad = _rows_range(x, lo, hi, xb, dense, B, BT, K_in, model, coefs, scal, z,
-                                                      use_z, L[ch], M[ch], E, P[ch], IDX, ch, out)
+            xb = XB[lo:hi]
+        nfb = nmassless = nbad = 0
+        for grp in range(n_groups):  # one call site: the per-particle path is inlined once
+            i0, i1 = lo, hi
+            if lanes:
+                i0 = lo + int(V[ch, LANE_FLAG, grp])
+                i1 = i0 + 1
+                _chunk_products(x, i0, i1, B, xb)
+            a, b, c, e = _rows_range(x, i0, i1, xb, dense, B, BT, K_in, model, coefs, scal, z, use_z, L[ch], M[ch],
+                                     E, P[ch], IDX, ch, out)
+            nfb += a
+            nsurv += b
+            nmassless += c
+            nbad += e
         info[ch, 0] = nfb
         info[ch, 1] = nsurv
         info[ch, 2] = nmassless
@@ -575,8 +592,8 @@ def _group_factors(z_in, z_out, m_in, m_out, w):
 @njit(cache=True, inline="always")
 def _sparse_recombination(x, i, z, use_z, ax, cq, cz, E, IDX, ch, BT, out):
     """``out[i] = ax x_i [+ cz z_i] + cq sum_c E[ch, c] BT[c]`` over the nonzero ``E[ch, c]``: surviving rows of
-    ``BT``, padded to a multiple of four with weight 0 (row 0 is then read, not used), four per pass over
-    ``out[i]``; the first pass also adds ``ax x + cz z``."""
+    ``BT``, padded to a multiple of eight with weight 0 (row 0 is then read, not used), eight per pass over
+    ``out[i]`` (four in the first pass, which also adds ``ax x + cz z``)."""
     d = x.shape[1]
     C = BT.shape[0]
     cnt = 0
@@ -584,27 +601,35 @@ def _sparse_recombination(x, i, z, use_z, ax, cq, cz, E, IDX, ch, BT, out):
         if E[ch, c] != 0.0:
             IDX[ch, cnt] = c
             cnt += 1
-    cnt4 = max(4, (cnt + 3) // 4 * 4)
-    for t in range(cnt, cnt4):
+    cnt8 = max(4, (cnt + 4 + 7) // 8 * 8 - 4)
+    for t in range(cnt, cnt8):
         IDX[ch, t] = 0
-    for t in range(0, cnt4, 4):
+    c0_, c1_, c2_, c3_ = IDX[ch, 0], IDX[ch, 1], IDX[ch, 2], IDX[ch, 3]
+    g0 = cq * E[ch, c0_] if cnt > 0 else 0.0
+    g1 = cq * E[ch, c1_] if cnt > 1 else 0.0
+    g2 = cq * E[ch, c2_] if cnt > 2 else 0.0
+    g3 = cq * E[ch, c3_] if cnt > 3 else 0.0
+    if use_z:
+        for l in range(d):
+            out[i, l] = (ax * x[i, l] + cz * z[i, l]) + ((g0 * BT[c0_, l] + g1 * BT[c1_, l])
+                                                       + (g2 * BT[c2_, l] + g3 * BT[c3_, l]))
+    else:
+        for l in range(d):
+            out[i, l] = ax * x[i, l] + ((g0 * BT[c0_, l] + g1 * BT[c1_, l]) + (g2 * BT[c2_, l] + g3 * BT[c3_, l]))
+    for t in range(4, cnt8, 8):
         c0_, c1_, c2_, c3_ = IDX[ch, t], IDX[ch, t + 1], IDX[ch, t + 2], IDX[ch, t + 3]
+        c4_, c5_, c6_, c7_ = IDX[ch, t + 4], IDX[ch, t + 5], IDX[ch, t + 6], IDX[ch, t + 7]
         g0 = cq * E[ch, c0_] if t < cnt else 0.0
         g1 = cq * E[ch, c1_] if t + 1 < cnt else 0.0
         g2 = cq * E[ch, c2_] if t + 2 < cnt else 0.0
         g3 = cq * E[ch, c3_] if t + 3 < cnt else 0.0
-        if t == 0:
-            if use_z:
-                for l in range(d):
-                    out[i, l] = (ax * x[i, l] + cz * z[i, l]) + ((g0 * BT[c0_, l] + g1 * BT[c1_, l])
-                                                               + (g2 * BT[c2_, l] + g3 * BT[c3_, l]))
-            else:
-                for l in range(d):
-                    out[i, l] = ax * x[i, l] + ((g0 * BT[c0_, l] + g1 * BT[c1_, l])
-                                                + (g2 * BT[c2_, l] + g3 * BT[c3_, l]))
-        else:
-            for l in range(d):
-                out[i, l] += (g0 * BT[c0_, l] + g1 * BT[c1_, l]) + (g2 * BT[c2_, l] + g3 * BT[c3_, l])
+        g4 = cq * E[ch, c4_] if t + 4 < cnt else 0.0
+        g5 = cq * E[ch, c5_] if t + 5 < cnt else 0.0
+        g6 = cq * E[ch, c6_] if t + 6 < cnt else 0.0
+        g7 = cq * E[ch, c7_] if t + 7 < cnt else 0.0
+        for l in range(d):
+            out[i, l] += (((g0 * BT[c0_, l] + g1 * BT[c1_, l]) + (g2 * BT[c2_, l] + g3 * BT[c3_, l]))
+                          + ((g4 * BT[c4_, l] + g5 * BT[c5_, l]) + (g6 * BT[c6_, l] + g7 * BT[c7_, l])))
 
 
 #: Rows of the per-lane scratch ``V`` of :func:`_lanes_chunk`.
@@ -614,14 +639,17 @@ LANE_ROWS = 10
 
 @njit(cache=True, inline="always")
 def _lanes_chunk(x, lo, hi, B, BT, K_in, mu2, mun, const, c0, alpha, w, ratio, log_drop, drop_factor, coef_mu,
-                 coef_x, cx, cq, cz, z, use_z, XT, LT, V, out):
+                 coef_x, cx, cq, cz, z, use_z, gemm, XT, W, V, out):
     r"""The step for particles ``lo <= i < hi`` computed across them ("lanes"): every loop runs over the
     particles of the chunk, innermost, so it vectorises whatever ``K`` and ``d`` (isotropic components, ``R = 0``).
 
     The same formulas as :func:`_rows_range` -- GEMM-form logits with the fallback test of the module docstring,
     group maxima, :func:`_exp_neg`, :func:`_group_factors`, truncation below :math:`2^{-64}\max|\beta|`, and a dense
-    recombination -- with ``x`` transposed into ``XT`` (``d x chunk``), logits and weights in ``LT``
-    (``K x chunk``), per-particle values in the rows of ``V``.  Products are sequential sums over coordinates.
+    recombination -- with logits and weights in ``LT`` (``K x n``, the head of the flat scratch ``W``) and
+    per-particle values in the rows of ``V``.  With ``gemm`` the products :math:`B^\top x` and the recombination
+    :math:`\beta^\top B^\top` are single-threaded BLAS calls (``K d n`` multiply-adds each, at most
+    :data:`GEMM_BLOCK_WORK`); otherwise ``x`` is transposed into ``XT`` (``d x chunk``) and both are loops over
+    the particles (sequential sums over coordinates, resp. components).
     A particle is flagged in ``V[LANE_FLAG]`` (and its output is to be recomputed by the caller) when one of its
     entries fails the GEMM-form test, :math:`\|x\|^2` is not finite, or its class has no mass.
     Returns the number of surviving (particle, component) pairs of the unflagged particles.
@@ -630,14 +658,26 @@ def _lanes_chunk(x, lo, hi, B, BT, K_in, mu2, mun, const, c0, alpha, w, ratio, l
     d = x.shape[1]
     K = mu2.shape[0]
     a2 = alpha * alpha
-    for r in range(n_r):
-        for l in range(d):
-            XT[l, r] = x[lo + r, l]
-    for r in range(n_r):
-        V[LANE_X2, r] = 0.0
-    for l in range(d):
+    LT = W[:K * n_r].reshape((K, n_r))
+    if gemm:
+        np.dot(BT, x[lo:hi].T, LT)
         for r in range(n_r):
-            V[LANE_X2, r] += XT[l, r] * XT[l, r]
+            V[LANE_X2, r] = _dot_range(x, lo + r, x, lo + r, 0, d)
+    else:
+        for r in range(n_r):
+            s = 0.0
+            for l in range(d):
+                v = x[lo + r, l]
+                XT[l, r] = v
+                s += v * v
+            V[LANE_X2, r] = s
+        for k in range(K):
+            for r in range(n_r):
+                LT[k, r] = 0.0
+            for l in range(d):
+                b = B[l, k]
+                for r in range(n_r):
+                    LT[k, r] += XT[l, r] * b
     for r in range(n_r):
         s = V[LANE_X2, r]
         V[LANE_XN, r] = math.sqrt(s)
@@ -646,12 +686,6 @@ def _lanes_chunk(x, lo, hi, B, BT, K_in, mu2, mun, const, c0, alpha, w, ratio, l
         V[LANE_M_OUT, r] = -np.inf
     # ---- products, logits and the fallback test, component by component
     for k in range(K):
-        for r in range(n_r):
-            LT[k, r] = 0.0
-        for l in range(d):
-            b = B[l, k]
-            for r in range(n_r):
-                LT[k, r] += XT[l, r] * b
         ck, ak, mk, sk = c0[k], a2 * mu2[k], alpha * mun[k], const[k]
         g = LANE_M_IN if k < K_in else LANE_M_OUT
         for r in range(n_r):
@@ -701,7 +735,20 @@ def _lanes_chunk(x, lo, hi, B, BT, K_in, mu2, mun, const, c0, alpha, w, ratio, l
             nsurv += 1 if keep and V[LANE_FLAG, r] == 0.0 else 0
             V[LANE_AI, r] += b * cxk
             LT[k, r] = b * cmk
-    # ---- dense recombination and the step, coordinate by coordinate
+    # ---- dense recombination and the step
+    if gemm:
+        Y = W[K * n_r:(K + d) * n_r].reshape((n_r, d))
+        np.dot(LT.T, BT, Y)
+        for r in range(n_r):
+            ai = V[LANE_AI, r]
+            i = lo + r
+            if use_z:
+                for l in range(d):
+                    out[i, l] = (cx * x[i, l] + cq * (ai * x[i, l] + Y[r, l])) + cz * z[i, l]
+            else:
+                for l in range(d):
+                    out[i, l] = cx * x[i, l] + cq * (ai * x[i, l] + Y[r, l])
+        return nsurv
     for l in range(d):
         for r in range(n_r):
             V[LANE_Y, r] = 0.0
@@ -716,6 +763,19 @@ def _lanes_chunk(x, lo, hi, B, BT, K_in, mu2, mun, const, c0, alpha, w, ratio, l
                 v += cz * z[lo + r, l]
             out[lo + r, l] = v
     return nsurv
+
+
+@njit(cache=True, parallel=True)
+def stream_update(x, z, use_z, cx, cz, out):
+    """``out = cx x [+ cz z]``: the memory traffic of a step without its model (the bench's ``stream`` floor)."""
+    n, d = x.shape
+    for i in prange(n):
+        if use_z:
+            for l in range(d):
+                out[i, l] = cx * x[i, l] + cz * z[i, l]
+        else:
+            for l in range(d):
+                out[i, l] = cx * x[i, l]
 
 
 @njit(cache=True, inline="always")
@@ -864,27 +924,42 @@ class FastMixture:
         ``d <=`` :data:`LANES_DIM`."""
         return self.R == 0 and self.d <= LANES_DIM
 
+    def _layout(self):
+        """``(lanes, mode, gemm_rows, chunk)`` for :func:`guided_step`.
+
+        Per-particle path: :meth:`_products_mode` and chunks of :data:`CHUNK`.  Lanes path: BLAS (``mode`` 2)
+        for ``d >=`` :data:`LANES_GEMM_DIM` unless ``products='loops'``, in chunks of at most
+        ``GEMM_BLOCK_WORK / (K d)`` particles (so each call stays on the calling thread) when that is at least
+        64, otherwise loops in chunks of :data:`LANES_CHUNK`.
+        """
+        if not self._lanes():
+            mode, rows = self._products_mode()
+            return False, mode, rows, CHUNK
+        cap = GEMM_BLOCK_WORK // (self.K * self.d) // 8 * 8
+        want = self.products == "dgemm" or (self.products == "auto" and self.d >= LANES_GEMM_DIM)
+        if want and cap >= 64:
+            return True, 2, 0, min(LANES_CHUNK, cap)
+        return True, 1, 0, LANES_CHUNK
+
     def workspace(self, n: int):
-        """``(XB, XW, L, M, E, P, IDX, XT, LT, V, info, chunk)`` for ``n`` particles: ``XB`` (``n x (K+R)``, BLAS
-        products, only with ``products='blas'``) and per-chunk scratch (allocated once per ``(n, chunk)``).  The
-        lanes path uses chunks of :data:`LANES_CHUNK` and ``XT, LT, V``, and one row of the per-particle scratch
-        (for the particles it hands back)."""
+        """``(XB, XW, L, M, E, P, IDX, XT, W, V, info, chunk)`` for ``n`` particles: ``XB`` (``n x (K+R)``, BLAS
+        products, only with ``products='blas'``) and per-chunk scratch (allocated once per ``(n, layout)``).  The
+        lanes path uses ``XT, W, V`` and one row of the per-particle scratch (for the particles it hands back)."""
         blas = self.products == "blas"
-        lanes = self._lanes()
-        chunk = LANES_CHUNK if lanes else CHUNK
-        key = (n, chunk, blas, lanes)
+        lanes, mode, _, chunk = self._layout()
+        key = (n, chunk, blas, lanes, mode)
         ws = self._work.get(key)
         if ws is None:
             C = self.K + self.R
             nc = (n + chunk - 1) // chunk
             rows = 1 if lanes else chunk
             lc = chunk if lanes else 1
-            XB = np.empty((n, C)) if blas else np.empty((1, C))
+            XB = np.empty((n, C)) if blas and not lanes else np.empty((1, C))
             XW = np.empty((1, 1, C)) if blas and not lanes else np.empty((nc, rows, C))
             ws = (XB, XW, np.empty((nc, rows, self.K)), np.empty((nc, rows, 2)), np.empty((nc, C)),
-                  np.empty((nc, rows, max(self.R, 1))), np.empty((nc, C + 4), dtype=np.int64),
-                  np.empty((nc, self.d, lc)), np.empty((nc, self.K, lc)), np.empty((nc, LANE_ROWS, lc)),
-                  np.zeros((nc, 4), dtype=np.int64), chunk)
+                  np.empty((nc, rows, max(self.R, 1))), np.empty((nc, C + 8), dtype=np.int64),
+                  np.empty((nc, self.d if mode == 1 else 1, lc)), np.empty((nc, (self.K + self.d) * lc)),
+                  np.empty((nc, LANE_ROWS, lc)), np.zeros((nc, 4), dtype=np.int64), chunk)
             self._work = {key: ws}
         return ws
 
@@ -898,10 +973,9 @@ class FastMixture:
         c0, const, coef_mu, coef_x = c0[perm], const[perm], coef_mu[perm][None, :], coef_x[perm][None, :]
         omega, coef_spk = omega[sperm], coef_spk[sperm]
         n = X.shape[0]
-        XB, XW, L, M, E, P, IDX, XT, LT, V, info, chunk = self.workspace(n)
-        lanes = self._lanes()
-        mode, gemm_rows = self._products_mode()
-        if mode == 0 and not lanes:
+        XB, XW, L, M, E, P, IDX, XT, W, V, info, chunk = self.workspace(n)
+        lanes, mode, gemm_rows, _ = self._layout()
+        if mode == 0:
             np.matmul(X, B, out=XB)
         if out is None:
             out = np.empty((n, self.d))
@@ -917,7 +991,7 @@ class FastMixture:
         try:
             guided_step(X, XB, mode, gemm_rows, self.d <= DENSE_DIM, lanes, B, BT, K_in, mu, mu2, mun, spikeT, muU,
                         spk_start, const, c0, omega, coef_mu, coef_x, coef_spk, alpha, float(w), self.ratio, LOG_DROP,
-                        float(cx), float(cq), float(cz), zz, use_z, chunk, XW, L, M, E, P, IDX, XT, LT, V, info, out)
+                        float(cx), float(cq), float(cz), zz, use_z, chunk, XW, L, M, E, P, IDX, XT, W, V, info, out)
         finally:
             numba.set_parallel_chunksize(old)
         self.last_info = info

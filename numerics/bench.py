@@ -10,7 +10,9 @@ step to ``s = 0.45``.  float64 throughout, 2 threads (Numba, BLAS via the machin
 Reported per configuration: median ns per particle-step over the repeats after :data:`WARMUP` s of warm-up
 calls (so other runtimes' idle threads have stopped spinning, see there), the spread
 ``(max - min) / median``, and each backend's time relative to Numba in the same run.  The GEMM floor is the
-``(N x d) @ (d x K)`` product alone (``np.matmul`` with a preallocated output).
+``(N x d) @ (d x K)`` product alone (``np.matmul`` with a preallocated output).  A second floor is printed
+(not written to ``--json``): ``stream``, the update's own memory traffic ``out = c_x x [+ c_z z]``, which no
+implementation of the step can avoid; for few components and large ``d`` it is as large as the GEMM floor.
 """
 from __future__ import annotations
 
@@ -180,6 +182,21 @@ def _make_torch(fm, step):  # pragma: no cover - torch is not installed on the d
     return run, lambda x: torch.from_numpy(x)
 
 
+def _make_stream(gm, step):
+    """The update's own memory traffic, ``out = c_x x [+ c_z z]`` (Numba, 2 threads): the floor for large ``d``
+    and few components, where the products are cheap and reading ``x, z`` and writing ``out`` dominate."""
+    from numerics._kernels_fast import stream_update
+
+    cx, _, cz = _step_coeffs(step)
+    out = {}
+
+    def run(x, z):
+        o = out.setdefault(x.shape, np.empty_like(x))
+        stream_update(x, z, step == "ddpm", cx, cz, o)
+        return o
+    return run
+
+
 def _make_gemm(fm):
     MuT = np.ascontiguousarray(fm.mu.T)
     out = {}
@@ -262,7 +279,8 @@ def run_bench(config: dict, backends=BACKENDS, budget: float = 4.0, log=print) -
                             log(f"  {b}: error {type(exc).__name__}: {exc}")
                     if floor is not None:
                         res["gemm"] = floor
-                    _print_row(log, K, d, N, step, res)
+                    stream = _measure("stream", gm, step, x, z, config["repeats"], budget) if floor else None
+                    _print_row(log, K, d, N, step, res, stream)
                     for b, (ns, spread, reps) in res.items():
                         records.append(dict(K=K, d=d, N=N, step=step, backend=b, ns_per_particle_step=ns,
                                             spread=spread, repeats=reps))
@@ -278,6 +296,8 @@ def _measure(b, gm, step, x, z, repeats, budget):
         return med / x.shape[0] * 1e9, spread, reps
     if b == "numpy":
         fn = _make_numpy(gm, step)
+    elif b == "stream":
+        fn = _make_stream(gm, step)
     elif b == "gemm":
         from numerics._kernels_fast import FastMixture
 
@@ -299,12 +319,12 @@ def _measure(b, gm, step, x, z, repeats, budget):
 _measure.fallback = 0
 
 
-def _print_row(log, K, d, N, step, res):
+def _print_row(log, K, d, N, step, res, stream=None):
     nb = res.get("numba", (float("nan"),))[0]
     parts = []
-    for b in BACKENDS:
-        if b in res:
-            ns, spread, _ = res[b]
+    for b, val in [(b, res.get(b)) for b in BACKENDS] + [("stream", stream)]:
+        if val is not None:
+            ns, spread, _ = val
             rel = f"{ns / nb:.2f}x" if nb == nb and b != "numba" else ""
             parts.append(f"{b} {ns:9.1f} ±{100 * spread:3.0f}% {rel:>7}")
     log(f"K={K:<3d} d={d:<4d} N={N:<7d} {step:4s} | " + " | ".join(parts)
