@@ -418,3 +418,15 @@ def test_lanes_path_bad_input(rng):
         x[517, 1] = bad
         with pytest.raises(ValueError, match=msg):
             fm.guided_denoiser(x, 0.3, 0, 2.0)
+
+
+def test_stream_floor_kernel(rng):
+    """The bench's ``stream`` floor computes the update it claims to time."""
+    from numerics._kernels_fast import stream_update
+
+    x, z = rng.standard_normal((37, 5)), rng.standard_normal((37, 5))
+    out = np.empty_like(x)
+    stream_update(x, z, True, 0.9, 0.3, out)
+    assert np.allclose(out, 0.9 * x + 0.3 * z, rtol=4 * U, atol=0)
+    stream_update(x, z, False, 0.9, 0.3, out)
+    assert np.array_equal(out, 0.9 * x)
