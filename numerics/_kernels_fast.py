@@ -10,7 +10,7 @@ all spike vectors of all components), one product :math:`XB` gives every :math:`
     \|v_k\|^2 = \|x\|^2 - 2\alpha\, x\cdot\mu_k + \alpha^2\|\mu_k\|^2, \qquad p_j = x\cdot u_j - \alpha\,u_j\cdot\mu_k .
 
 The guided denoiser (or score) is then :math:`a\,x + G B^\top` with per-particle coefficients
-:math:`G` (``K+R`` per particle) built by the Numba kernel :func:`guided_coeffs`.
+:math:`G` (``K+R`` per particle), built and applied inside the fused kernel :func:`guided_step`.
 
 Cancellation and the fallback (``proofs`` in the docstring of :func:`logit_error_bounds`)
 ---------------------------------------------------------------------------------------
@@ -43,8 +43,8 @@ The whole step runs in one fused parallel kernel, :func:`guided_step` (``prange`
 particles, dynamic schedule, per-chunk scratch allocated by the caller): products, logits (vectorised over
 components), one ``exp`` pass over the chunk's logits with a branch-free polynomial ``exp`` (:func:`_exp_neg`,
 <= 2 ulp) so it vectorises, guidance mixing, and the recombination -- a dense dot per coordinate for ``d <= DENSE_DIM``, and
-for larger ``d`` only the surviving rows of :math:`B^\top`, four per pass over the output row -- fused with
-the DDIM/DDPM update.  Helpers are inlined at Numba-IR level (``inline="always"``): a call boundary would
+for larger ``d`` only the surviving rows of :math:`B^\top`, eight per pass over the output row
+(:func:`_sparse_recombination`) -- fused with the DDIM/DDPM update.  Helpers are inlined at Numba-IR level (``inline="always"``): a call boundary would
 otherwise cost an atomic NRT incref/decref per array argument per particle (hundreds of ns per particle, and
 cache-line ping-pong between the two threads).
 

@@ -371,7 +371,8 @@ def compile_times() -> dict:
 
 
 def machine_header() -> str:
-    """One line describing the machine: cores, CPU model, load, and the numba / numpy / jax versions."""
+    """One line describing the machine: cores, CPU model, load, the numba / numpy / jax / torch versions, and
+    ``OPENBLAS_CORETYPE`` when the environment pins OpenBLAS's kernels."""
     import importlib.metadata as md
 
     model = "unknown CPU"
@@ -393,7 +394,11 @@ def machine_header() -> str:
         load = "load avg %.2f %.2f %.2f" % os.getloadavg()
     except OSError:
         load = "load avg ?"
-    return f"machine: {os.cpu_count()} CPUs (nproc), {model}; {load}; " + ", ".join(vers)
+    # OpenBLAS picks its kernels by CPU unless told (a pinned core type changes the GEMM floor and the BLAS-bound
+    # rows, e.g. Haswell = AVX2 kernels on an AVX-512 machine)
+    core = os.environ.get("OPENBLAS_CORETYPE")
+    blas = f"; OPENBLAS_CORETYPE={core}" if core else ""
+    return f"machine: {os.cpu_count()} CPUs (nproc), {model}; {load}; " + ", ".join(vers) + blas
 
 
 def suite_times(log=print) -> dict:
