@@ -118,7 +118,7 @@ def _add_bench(sub: Any) -> None:
         description="Time one guided DDIM and DDPM step of a K-component mixture for each backend "
                     "(ns per particle-step, median of repeats after warm-up, with spread and ratios "
                     "to Numba), plus Numba compile times (cold and cached) and the import time.")
-    p.add_argument("--quick", action="store_true", help="a reduced grid (under a minute)")
+    p.add_argument("--quick", action="store_true", help="a reduced grid, Numba compile timed from cache only (under a minute)")
     p.add_argument("--json", metavar="PATH", default=None,
                    help="write the records {K, d, N, step, backend, ns_per_particle_step, ...}")
     p.add_argument("--suite", action="store_true",
