@@ -638,6 +638,18 @@ LANE_ROWS = 10
 
 
 @njit(cache=True, inline="always")
+def _lanes_combination(src, coef, col, dst, drow, n_r):
+    """``dst[drow, r] = sum_j src[j, r] coef[j, col]`` for ``r < n_r``: sequential over ``j``, the loop over the
+    lanes ``r`` innermost (it vectorises).  The lanes path's loop products and dense recombination."""
+    for r in range(n_r):
+        dst[drow, r] = 0.0
+    for j in range(src.shape[0]):
+        c = coef[j, col]
+        for r in range(n_r):
+            dst[drow, r] += src[j, r] * c
+
+
+@njit(cache=True, inline="always")
 def _lanes_chunk(x, lo, hi, B, BT, K_in, mu2, mun, const, c0, alpha, w, ratio, log_drop, drop_factor, coef_mu,
                  coef_x, cx, cq, cz, z, use_z, gemm, XT, W, V, out):
     r"""The step for particles ``lo <= i < hi`` computed across them ("lanes"): every loop runs over the
@@ -672,12 +684,7 @@ def _lanes_chunk(x, lo, hi, B, BT, K_in, mu2, mun, const, c0, alpha, w, ratio, l
                 s += v * v
             V[LANE_X2, r] = s
         for k in range(K):
-            for r in range(n_r):
-                LT[k, r] = 0.0
-            for l in range(d):
-                b = B[l, k]
-                for r in range(n_r):
-                    LT[k, r] += XT[l, r] * b
+            _lanes_combination(XT, B, k, LT, k, n_r)
     for r in range(n_r):
         s = V[LANE_X2, r]
         V[LANE_XN, r] = math.sqrt(s)
@@ -750,12 +757,7 @@ def _lanes_chunk(x, lo, hi, B, BT, K_in, mu2, mun, const, c0, alpha, w, ratio, l
                     out[i, l] = cx * x[i, l] + cq * (ai * x[i, l] + Y[r, l])
         return nsurv
     for l in range(d):
-        for r in range(n_r):
-            V[LANE_Y, r] = 0.0
-        for k in range(K):
-            b = BT[k, l]
-            for r in range(n_r):
-                V[LANE_Y, r] += LT[k, r] * b
+        _lanes_combination(LT, BT, l, V, LANE_Y, n_r)
         for r in range(n_r):
             xv = XT[l, r]
             v = cx * xv + cq * (V[LANE_AI, r] * xv + V[LANE_Y, r])
