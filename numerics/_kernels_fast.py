@@ -42,11 +42,11 @@ within each group only kept the whole other group alive when :math:`p_\neg` is n
 The whole step runs in one fused parallel kernel, :func:`guided_step` (``prange`` over chunks of :data:`CHUNK`
 particles, dynamic schedule, per-chunk scratch allocated by the caller): products, logits (vectorised over
 components), one ``exp`` pass over the chunk's logits with a branch-free polynomial ``exp`` (:func:`_exp_neg`,
-<= 2 ulp) so it vectorises, guidance mixing, and the recombination -- a dense dot per coordinate for ``d <= DENSE_DIM``, and
-for larger ``d`` only the surviving rows of :math:`B^\top`, eight per pass over the output row
-(:func:`_sparse_recombination`) -- fused with the DDIM/DDPM update.  Helpers are inlined at Numba-IR level (``inline="always"``): a call boundary would
-otherwise cost an atomic NRT incref/decref per array argument per particle (hundreds of ns per particle, and
-cache-line ping-pong between the two threads).
+<= 2 ulp) so it vectorises, guidance mixing, and the recombination -- a dense dot per coordinate for
+``d <= DENSE_DIM``, and for larger ``d`` only the surviving rows of :math:`B^\top`, eight per pass over the
+output row (:func:`_sparse_recombination`) -- fused with the DDIM/DDPM update.  Helpers are inlined at
+Numba-IR level (``inline="always"``): a call boundary would otherwise cost an atomic NRT incref/decref per
+array argument per particle (hundreds of ns per particle, and cache-line ping-pong between the two threads).
 
 Products and threads: one multithreaded BLAS product before the kernel left OpenBLAS's worker threads spinning
 for ~0.1 s, which slowed the Numba threads on two cores by up to 3x (measured; ``products='blas'`` keeps that
@@ -439,13 +439,14 @@ def guided_step(x, XB, products, gemm_rows, dense, lanes, B, BT, K_in, mu, mu2, 
     either particle by particle (:func:`_rows_range`) or, with ``lanes``, across the particles of the chunk
     (:func:`_lanes_chunk`; particles it flags are then redone by :func:`_rows_range` one at a time).
     ``XW`` (``chunk x (K+R)`` per chunk), ``L`` (``chunk x K``), ``M`` (``chunk x 2``), ``P`` (``chunk x R``),
-    ``E`` (``K+R``), ``IDX`` (``K+R+8``), ``XT`` (``d x chunk``), ``W`` (``(K + d) chunk``), ``V`` (``LANE_ROWS x chunk``) are
-    per-chunk scratch; ``info[ch]`` accumulates ``(direct-form entries, surviving components, particles whose
-    class has no mass, non-finite particles)``.
+    ``E`` (``K+R``), ``IDX`` (``K+R+8``), ``XT`` (``d x chunk``), ``W`` (``(K + d) chunk``), ``V``
+    (``LANE_ROWS x chunk``) are per-chunk scratch; ``info[ch]`` accumulates ``(direct-form entries, surviving
+    components, particles whose class has no mass, non-finite particles)``.
     ``products``: 1 -- the products :math:`x_iB` of a chunk are formed here by :func:`_chunk_products`; 2 -- by
     single-threaded BLAS calls (``np.dot``) on blocks of ``gemm_rows`` particles; 0 -- read from ``XB``
-    (BLAS, computed by the caller).  On the lanes path, 2 means BLAS products and recombination, otherwise loops.  With ``dense`` the recombination is a
-    dense dot per output coordinate (small ``d``); otherwise only the surviving rows of ``BT`` are added.
+    (BLAS, computed by the caller).  On the lanes path, 2 means BLAS products and recombination, otherwise
+    loops.  With ``dense`` the recombination is a dense dot per output coordinate (small ``d``); otherwise only
+    the surviving rows of ``BT`` are added.
     """
     n = x.shape[0]
     n_chunks = (n + chunk - 1) // chunk
@@ -832,7 +833,9 @@ class FastMixture:
     products : {"auto", "dgemm", "loops", "blas"}
         How the products :math:`x_i \cdot \mu_k, x_i \cdot u_j` are formed: in-kernel BLAS blocks, in-kernel
         loops, one multithreaded BLAS call before the kernel (slow on few cores; for tests), or ``auto``
-        (:meth:`_products_mode`).
+        (:meth:`_products_mode`).  On the lanes path (isotropic components, ``d <=`` :data:`LANES_DIM`):
+        BLAS calls per chunk for ``dgemm``, and for ``auto`` from ``d =`` :data:`LANES_GEMM_DIM` on, loops
+        otherwise (:meth:`_layout`).
     """
 
     def __init__(self, gm, ratio: float = GEMM_RATIO, products: str = "auto"):
