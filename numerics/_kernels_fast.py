@@ -50,10 +50,13 @@ array argument per particle (hundreds of ns per particle, and cache-line ping-po
 
 Products and threads: one multithreaded BLAS product before the kernel left OpenBLAS's worker threads spinning
 for ~0.1 s, which slowed the Numba threads on two cores by up to 3x (measured; ``products='blas'`` keeps that
-variant for tests).  So the products are formed inside the parallel kernel, per chunk: by small BLAS calls
-(``np.dot``, Numba's binding to SciPy's BLAS) whose size, at most :data:`GEMM_BLOCK_WORK` multiply-adds, keeps
-OpenBLAS on the calling thread, or by vectorised loops (:func:`_chunk_products`) when such blocks would be too
-thin (:meth:`FastMixture._products_mode`).  Either way the result does not depend on the number of threads.
+variant for tests).  So the products are formed inside the parallel kernel, per chunk, by a register-tiled loop
+(:func:`_chunk_products`: four particles by four columns, sums reassociated into vector accumulators, in that
+function only), which is faster than the BLAS product of all particles at once, the bench's floor (measured,
+d = 256: K = 64: 234-313 against 404-435 ns per particle; K = 8: 39-88 against 123-163).  Each entry is computed
+by the same instruction sequence wherever it falls, so the result depends neither on the chunking nor on the
+number of threads.  (``products='dgemm'`` keeps the earlier in-kernel BLAS blocks, sized so that OpenBLAS stays
+on the calling thread.)
 
 Lanes path (isotropic components, ``d <=`` :data:`LANES_DIM`): the per-particle loops above are short (``K``
 and ``d`` small) and their set-up dominated, so :func:`_lanes_chunk` runs the same formulas *across* the
@@ -95,9 +98,6 @@ DENSE_DIM = 8
 #: Largest ``rows x d x (K+R)`` of one in-kernel BLAS call: OpenBLAS runs a GEMM of at most 4 x 65536
 #: multiply-adds on the calling thread (its ``GEMM_MULTITHREAD_THRESHOLD``), so the calls never start BLAS threads.
 GEMM_BLOCK_WORK = 4 * 65536
-#: Below this many particles per in-kernel BLAS call the loops of :func:`_chunk_products` are used instead
-#: (16 was still faster than the loops; smaller blocks were not measured).
-GEMM_MIN_ROWS = 16
 #: Up to this dimension, mixtures of isotropic components are stepped across the particles of a chunk
 #: (:func:`_lanes_chunk`) rather than particle by particle.
 LANES_DIM = 16
@@ -340,88 +340,77 @@ def _logits_row(x, i, xb, r, mu, mu2, mun, spikeT, muU, spk_start, const, c0, om
     return nfb
 
 
-@njit(cache=True, fastmath={"contract"})
-def _chunk_products(x, lo, hi, B, xb):
-    r"""``xb[i - lo, c]`` = :math:`x_i \cdot B_{:,c}` for ``lo <= i < hi``: eight (``C >= 32``) or four particles
-    per pass over ``B``, the rest one at a time.
+@njit(cache=True, fastmath={"contract", "reassoc"})
+def _chunk_products(x, lo, hi, BT, xb):
+    r"""``xb[i - lo, c]`` = :math:`x_i \cdot B_{:,c}` (``BT`` = :math:`B^\top`, ``C x d``) for ``lo <= i < hi``.
 
-    The loop over columns is innermost, so it vectorises without reassociation: each entry is the sequential
-    sum over coordinates in the same order on every path (so results do not depend on chunking), with error
-    :math:`\le \gamma_d \sum_l |x_{il} B_{lc}|`.  ``contract`` lets ``acc + x b`` be one fused multiply-add (one
-    rounding instead of two; NaN/inf semantics unchanged).  Eight rows per pass halve the loads of ``B`` and
-    were faster for ``C >= 32``; for fewer columns the wider block was slower (``guidance-verify bench``).
+    Register tiles of four particles by four columns: sixteen dot products over the coordinates in one loop
+    whose sums the compiler may reassociate (``reassoc``, in this function only), so each becomes a vector
+    accumulator (AVX-512 on the development machine) and every loaded :math:`x_{il}` and :math:`B_{lc}` is used
+    four times.  Ragged edges repeat the last particle or column (computed, not stored), so every entry is
+    computed by the same instruction sequence wherever it falls: results do not depend on the chunking or the
+    thread count (tested).  Any summation order keeps the bound
+    :math:`|\widehat{x\cdot b} - x\cdot b| \le \gamma_d \sum_l |x_{l} b_{l}|` used throughout; ``reassoc``
+    and ``contract`` leave NaN/inf semantics unchanged.  Measured (products alone, 2 threads, d = 256,
+    ns per particle, N = 1e4 / 1e5): K = 64: 234-313 / 264-306 against 404-426 / 408-435 for one 2-thread BLAS
+    product of all particles; K = 8: 39-63 / 84-88 against 123-140 / 155-163.
     """
-    C = B.shape[1]
-    i = lo
-    if C >= 32:
-        while i + 8 <= hi:
-            _products_rows8(x, i, i - lo, B, xb)
-            i += 8
-    while i + 4 <= hi:
-        _products_rows4(x, i, i - lo, B, xb)
-        i += 4
     d = x.shape[1]
-    while i < hi:
-        r = i - lo
-        for c in range(C):
-            xb[r, c] = 0.0
-        for l in range(d):
-            x0 = x[i, l]
-            for c in range(C):
-                xb[r, c] += x0 * B[l, c]
-        i += 1
+    C = BT.shape[0]
+    for i in range(lo, hi, 4):
+        i1 = min(i + 1, hi - 1)
+        i2 = min(i + 2, hi - 1)
+        i3 = min(i + 3, hi - 1)
+        for c in range(0, C, 4):
+            c1 = min(c + 1, C - 1)
+            c2 = min(c + 2, C - 1)
+            c3 = min(c + 3, C - 1)
+            s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = 0.0
+            s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = 0.0
+            for l in range(d):
+                b0 = BT[c, l]
+                b1 = BT[c1, l]
+                b2 = BT[c2, l]
+                b3 = BT[c3, l]
+                x0 = x[i, l]
+                s00 += x0 * b0
+                s01 += x0 * b1
+                s02 += x0 * b2
+                s03 += x0 * b3
+                x1 = x[i1, l]
+                s10 += x1 * b0
+                s11 += x1 * b1
+                s12 += x1 * b2
+                s13 += x1 * b3
+                x2 = x[i2, l]
+                s20 += x2 * b0
+                s21 += x2 * b1
+                s22 += x2 * b2
+                s23 += x2 * b3
+                x3 = x[i3, l]
+                s30 += x3 * b0
+                s31 += x3 * b1
+                s32 += x3 * b2
+                s33 += x3 * b3
+            _store_tile_row(xb, i - lo, c, C, s00, s01, s02, s03)
+            if i + 1 < hi:
+                _store_tile_row(xb, i + 1 - lo, c, C, s10, s11, s12, s13)
+            if i + 2 < hi:
+                _store_tile_row(xb, i + 2 - lo, c, C, s20, s21, s22, s23)
+            if i + 3 < hi:
+                _store_tile_row(xb, i + 3 - lo, c, C, s30, s31, s32, s33)
 
 
-@njit(cache=True, fastmath={"contract"}, inline="always")
-def _products_rows4(x, i, r, B, xb):
-    """Rows ``r .. r+3`` of ``xb`` = particles ``i .. i+3`` times ``B`` (see :func:`_chunk_products`)."""
-    d = x.shape[1]
-    C = B.shape[1]
-    for c in range(C):
-        xb[r, c] = 0.0
-        xb[r + 1, c] = 0.0
-        xb[r + 2, c] = 0.0
-        xb[r + 3, c] = 0.0
-    for l in range(d):
-        x0 = x[i, l]
-        x1 = x[i + 1, l]
-        x2 = x[i + 2, l]
-        x3 = x[i + 3, l]
-        for c in range(C):
-            b = B[l, c]
-            xb[r, c] += x0 * b
-            xb[r + 1, c] += x1 * b
-            xb[r + 2, c] += x2 * b
-            xb[r + 3, c] += x3 * b
-
-
-@njit(cache=True, fastmath={"contract"}, inline="always")
-def _products_rows8(x, i, r, B, xb):
-    """Rows ``r .. r+7`` of ``xb`` = particles ``i .. i+7`` times ``B`` (see :func:`_chunk_products`)."""
-    d = x.shape[1]
-    C = B.shape[1]
-    for c in range(C):
-        for q in range(8):
-            xb[r + q, c] = 0.0
-    for l in range(d):
-        x0 = x[i, l]
-        x1 = x[i + 1, l]
-        x2 = x[i + 2, l]
-        x3 = x[i + 3, l]
-        x4 = x[i + 4, l]
-        x5 = x[i + 5, l]
-        x6 = x[i + 6, l]
-        x7 = x[i + 7, l]
-        for c in range(C):
-            b = B[l, c]
-            xb[r, c] += x0 * b
-            xb[r + 1, c] += x1 * b
-            xb[r + 2, c] += x2 * b
-            xb[r + 3, c] += x3 * b
-            xb[r + 4, c] += x4 * b
-            xb[r + 5, c] += x5 * b
-            xb[r + 6, c] += x6 * b
-            xb[r + 7, c] += x7 * b
+@njit(cache=True, inline="always")
+def _store_tile_row(xb, r, c, C, s0, s1, s2, s3):
+    """``xb[r, c:c+4] = (s0, s1, s2, s3)``, the columns that exist (``< C``)."""
+    xb[r, c] = s0
+    if c + 1 < C:
+        xb[r, c + 1] = s1
+    if c + 2 < C:
+        xb[r, c + 2] = s2
+    if c + 3 < C:
+        xb[r, c + 3] = s3
 
 
 @njit(cache=True, parallel=True, fastmath={"contract"})
@@ -474,7 +463,7 @@ def guided_step(x, XB, products, gemm_rows, dense, lanes, B, BT, K_in, mu, mu2, 
                     V[tid, LANE_FLAG, n_groups] = r
                     n_groups += 1
         elif products == 1:
-            _chunk_products(x, lo, hi, B, xb)
+            _chunk_products(x, lo, hi, BT, xb)
         elif products == 2:
             for a in range(lo, hi, gemm_rows):
                 e = min(hi, a + gemm_rows)
@@ -487,7 +476,7 @@ def guided_step(x, XB, products, gemm_rows, dense, lanes, B, BT, K_in, mu, mu2, 
             if lanes:
                 i0 = lo + int(V[tid, LANE_FLAG, grp])
                 i1 = i0 + 1
-                _chunk_products(x, i0, i1, B, xb)
+                _chunk_products(x, i0, i1, BT, xb)
             a, b, c, e = _rows_range(x, i0, i1, xb, dense, B, BT, K_in, model, coefs, scal, z, use_z, L[tid], M[tid],
                                      E, P[tid], IDX, tid, out)
             nfb += a
@@ -835,10 +824,10 @@ class FastMixture:
         :math:`\rho` of the GEMM-form fallback test (module docstring).
     products : {"auto", "dgemm", "loops", "blas"}
         How the products :math:`x_i \cdot \mu_k, x_i \cdot u_j` are formed: in-kernel BLAS blocks, in-kernel
-        loops, one multithreaded BLAS call before the kernel (slow on few cores; for tests), or ``auto``
-        (:meth:`_products_mode`).  On the lanes path (isotropic components, ``d <=`` :data:`LANES_DIM`):
-        BLAS calls per chunk for ``dgemm``, and for ``auto`` from ``d =`` :data:`LANES_GEMM_DIM` on, loops
-        otherwise (:meth:`_layout`).
+        register-tiled loops, one multithreaded BLAS call before the kernel (slow on few cores; for tests), or
+        ``auto`` (the loops, :meth:`_products_mode`).  On the lanes path (isotropic components,
+        ``d <=`` :data:`LANES_DIM`): BLAS calls per chunk for ``dgemm``, and for ``auto`` from
+        ``d =`` :data:`LANES_GEMM_DIM` on, loops otherwise (:meth:`_layout`).
     """
 
     def __init__(self, gm, ratio: float = GEMM_RATIO, products: str = "auto"):
@@ -915,16 +904,14 @@ class FastMixture:
     def _products_mode(self):
         """``(mode, gemm_rows)`` for :func:`guided_step` (see there).
 
-        ``auto``: in-kernel BLAS blocks when a block holds at least :data:`GEMM_MIN_ROWS` particles, otherwise
-        the loops.  Measured (whole DDIM step, 2 threads, N = 1e4, ns per particle, BLAS blocks vs loops):
-        K = 8, d = 256: 307 vs 481; K = 16, d = 256: 385 vs 490; K = 64, d = 128 (blocks of 32): 580 vs 715;
-        K = 64, d = 256 (blocks of 16): 950 vs 1165; at d = 2 and 16 within noise of each other.
+        ``auto``: the register-tiled loops of :func:`_chunk_products`.  Measured (whole DDPM step, 2 threads,
+        N = 1e4, ns per particle, against the in-kernel BLAS blocks used before): K = 64, d = 256: 692-713 vs
+        1033-1080; K = 8, d = 256: 340-462 vs 396-583; K = 64, d = 64: 532-542 vs 572-602; spiked components,
+        d = 2 to 64: within noise of each other.
         """
         C = self.K + self.R
         rows = max(1, min(CHUNK, GEMM_BLOCK_WORK // (self.d * C)))
-        mode = {"blas": 0, "loops": 1, "dgemm": 2}.get(self.products)
-        if mode is None:
-            mode = 2 if rows >= GEMM_MIN_ROWS else 1
+        mode = {"blas": 0, "loops": 1, "dgemm": 2, "auto": 1}[self.products]
         return mode, rows
 
     def _lanes(self) -> bool:

@@ -163,15 +163,45 @@ def test_exp_neg_accuracy():
     assert got[y == 0.0].tolist() == [1.0] * int(np.sum(y == 0.0))
 
 
+def test_tiled_products_bound_and_edges(rng):
+    """The register-tiled products are within gamma_d sum_l |x_l b_l| of the exact dot product (reference:
+    math.fsum of the rounded products, itself within 2u of it), and every entry is bit-identical however the
+    particles are grouped (ragged tiles of 1-3 particles or columns repeat the last one)."""
+    import math
+
+    from numerics._kernels_fast import _chunk_products
+
+    for d in (1, 3, 8, 17, 40):
+        for C in (1, 2, 3, 5, 9):
+            x = rng.standard_normal((11, d)) * 10.0 ** rng.integers(-3, 4, (11, 1))
+            BT = rng.standard_normal((C, d))
+            full = np.empty((11, C))
+            _chunk_products(x, 0, 11, BT, full)
+            exact = np.array([[math.fsum(x[i] * BT[c]) for c in range(C)] for i in range(11)])
+            bound = (gamma(d) + 2 * U) * (np.abs(x) @ np.abs(BT).T)
+            assert np.all(np.abs(full - exact) <= bound), (d, C)
+            for lo, hi in ((0, 1), (3, 5), (4, 11), (10, 11)):
+                part = np.empty((hi - lo, C))
+                _chunk_products(x, lo, hi, BT, part)
+                assert np.array_equal(part, full[lo:hi]), (d, C, lo, hi)
+    # control: a dropped coordinate is far outside the bound
+    x = rng.standard_normal((5, 17))
+    BT = rng.standard_normal((3, 17))
+    got = np.empty((5, 3))
+    _chunk_products(x[:, :16].copy(), 0, 5, BT[:, :16].copy(), got)
+    assert not np.all(np.abs(got - x @ BT.T) <= (gamma(17) + 2 * U) * (np.abs(x) @ np.abs(BT).T))
+
+
 @pytest.mark.parametrize("products", ["loops"])
+@pytest.mark.parametrize("d", [5, 37])
 @pytest.mark.parametrize("chunk", [1, 7, 64])
-def test_chunking_and_out_argument(rng, monkeypatch, chunk, products):
-    """With the loop products, results do not depend on the chunk size (bit for bit); ``out`` is filled in
-    place and must not overlap ``x``.  (In-kernel BLAS blocks may round differently for other block sizes:
-    ``test_products_do_not_depend_on_threads``.)"""
+def test_chunking_and_out_argument(rng, monkeypatch, chunk, d, products):
+    """With the loop products, results do not depend on the chunk size (bit for bit; d = 37 for ragged
+    register tiles over coordinates and columns); ``out`` is filled in place and must not overlap ``x``.
+    (In-kernel BLAS blocks may round differently for other block sizes: ``test_products_do_not_depend_on_threads``.)"""
     import numerics._kernels_fast as kf
 
-    gm = _mixture(rng)
+    gm = _mixture(rng, d=d)
     x = rng.standard_normal((101, gm.d))
     z = rng.standard_normal((101, gm.d))
     ref = guided_ddpm_step(FastMixture(gm, products=products), x, 0.4, 0.3, 1, 2.5, z)
