@@ -540,7 +540,7 @@ def guided_step(x, XB, products, gemm_rows, dense, lanes, B, BT, K_in, mu, mu2, 
 @njit(cache=True, inline="always")
 def _rows_range(x, lo, hi, xb, have_x2, dense, B, BT, K_in, model, coefs, scal, z, use_z, Lc, Mc, E, Pc, IDX, ch,
                out):
-    """Particles ``lo <= i < hi`` one at a time (products in ``xb[i - lo]``; with ``have_x2``, :math:`\|x_i\|^2` in
+    r"""Particles ``lo <= i < hi`` one at a time (products in ``xb[i - lo]``; with ``have_x2``, :math:`\|x_i\|^2` in
     ``Mc[i - lo, 2]``, from :func:`_chunk_products`): logits of all of them, one ``exp``
     pass, then mixing and recombination per particle (see :func:`guided_step`; ``model``, ``coefs`` and ``scal``
     are its argument groups).  Returns the counts

@@ -164,7 +164,7 @@ def test_exp_neg_accuracy():
 
 
 def test_tiled_products_bound_and_edges(rng):
-    """The register-tiled products are within gamma_d sum_l |x_l b_l| of the exact dot product (reference:
+    """The register-tiled products and |x|^2 are within gamma_d sum_l |x_l b_l| of the exact sums (reference:
     math.fsum of the rounded products, itself within 2u of it), and every entry is bit-identical however the
     particles are grouped (ragged tiles of 1-3 particles or columns repeat the last one)."""
     import math
@@ -175,20 +175,23 @@ def test_tiled_products_bound_and_edges(rng):
         for C in (1, 2, 3, 5, 9):
             x = rng.standard_normal((11, d)) * 10.0 ** rng.integers(-3, 4, (11, 1))
             BT = rng.standard_normal((C, d))
-            full = np.empty((11, C))
-            _chunk_products(x, 0, 11, BT, full)
+            full, M = np.empty((11, C)), np.empty((11, 3))
+            _chunk_products(x, 0, 11, BT, full, M)
             exact = np.array([[math.fsum(x[i] * BT[c]) for c in range(C)] for i in range(11)])
             bound = (gamma(d) + 2 * U) * (np.abs(x) @ np.abs(BT).T)
             assert np.all(np.abs(full - exact) <= bound), (d, C)
+            x2 = np.array([math.fsum(x[i] * x[i]) for i in range(11)])
+            assert np.all(np.abs(M[:, 2] - x2) <= (gamma(d) + 2 * U) * x2), (d, C)
             for lo, hi in ((0, 1), (3, 5), (4, 11), (10, 11)):
-                part = np.empty((hi - lo, C))
-                _chunk_products(x, lo, hi, BT, part)
+                part, Mp = np.empty((hi - lo, C)), np.empty((hi - lo, 3))
+                _chunk_products(x, lo, hi, BT, part, Mp)
                 assert np.array_equal(part, full[lo:hi]), (d, C, lo, hi)
+                assert np.array_equal(Mp[:, 2], M[lo:hi, 2]), (d, C, lo, hi)
     # control: a dropped coordinate is far outside the bound
     x = rng.standard_normal((5, 17))
     BT = rng.standard_normal((3, 17))
     got = np.empty((5, 3))
-    _chunk_products(x[:, :16].copy(), 0, 5, BT[:, :16].copy(), got)
+    _chunk_products(x[:, :16].copy(), 0, 5, BT[:, :16].copy(), got, np.empty((5, 3)))
     assert not np.all(np.abs(got - x @ BT.T) <= (gamma(17) + 2 * U) * (np.abs(x) @ np.abs(BT).T))
 
 
