@@ -626,13 +626,39 @@ def _rows_range(x, lo, hi, xb, have_x2, dense, B, BT, K_in, model, coefs, scal, 
 def _group_factors(z_in, z_out, m_in, m_out, w):
     r"""``(g_in, g_out)``: :math:`\beta_k = g\,e^{\ell_k - m}` per class group, with
     :math:`p_\neg = 1/(1 + (z_\text{in}/z_\text{out})e^{m_\text{in} - m_\text{out}})` (0 if ``z_out = 0``),
-    :math:`g_\text{in} = (1 + (w-1)p_\neg)/z_\text{in}`, :math:`g_\text{out} = -(w-1)p_\neg/z_\text{out}`."""
-    p_not = 0.0
-    g_out = 0.0
-    if z_out > 0.0:
-        p_not = 1.0 / (1.0 + (z_in / z_out) * math.exp(m_in - m_out))
-        g_out = -(w - 1.0) * p_not / z_out
+    :math:`g_\text{in} = (1 + (w-1)p_\neg)/z_\text{in}`, :math:`g_\text{out} = -(w-1)p_\neg/z_\text{out}`.
+
+    :math:`p_\neg` is formed from :math:`e = e^{-|\Delta|}`, :math:`\Delta = m_\text{in} - m_\text{out}`, as
+    :math:`z_\text{out}/(z_\text{out} + z_\text{in}e)` (:math:`\Delta \le 0`) or
+    :math:`z_\text{out}e/(z_\text{out}e + z_\text{in})` (:math:`\Delta > 0`): no overflow, and no library
+    call (:func:`_exp_nonpos`), so the lanes path's loop over particles vectorises (measured, N = 1e5: K = 8,
+    d = 2: 12.3 -> 10.5 ns per particle; d = 16: 34 -> 31.5).  For :math:`|\Delta| > 2|` :data:`EXP_LO` :math:`|`
+    that ``e`` is :math:`e^{2\,\mathrm{EXP\_LO}} < 2^{-130}`, larger than the true value; the result is the same
+    as with the true value as long as :math:`|w-1|K < 2^{65}`: with :math:`\Delta < 0`, :math:`p_\neg` rounds
+    to 1 either way; with :math:`\Delta > 0`, :math:`(w-1)p_\neg` is below an ulp of 1 in :math:`g_\text{in}`
+    and every out-group :math:`|\beta_k| \le |w-1|2^{-130}` is under the truncation threshold
+    :math:`2^{-64}\max|\beta| \ge 2^{-65}/K`, either way.
+    """
+    dm = m_in - m_out
+    e = _exp_nonpos(-abs(dm))
+    if dm > 0.0:
+        p_not = z_out * e / (z_out * e + z_in)
+    else:
+        p_not = z_out / (z_out + z_in * e)
+    g_out = -(w - 1.0) * p_not / z_out if z_out > 0.0 else 0.0
     return (1.0 + (w - 1.0) * p_not) / z_in, g_out
+
+
+@njit(cache=True, inline="always")
+def _exp_nonpos(a):
+    r""":math:`e^a` for :math:`a \le 0` as :math:`e^{a_1}e^{a_2}` by :func:`_exp_neg`, :math:`a_1 = \max(a,`
+    :data:`EXP_LO` :math:`)`, :math:`a_2 = \max(a - a_1,` :data:`EXP_LO` :math:`)` (:math:`a - a_1` is exact):
+    within 2 ulp for :math:`a \ge` ``EXP_LO`` (then :math:`e^{a_2} = 1` exactly), 5 ulp down to ``2 EXP_LO``, and
+    :math:`e^{2\,\mathrm{EXP\_LO}} < 2^{-130}` below (``-inf`` and NaN included).  Branch-free."""
+    a1 = a if a > EXP_LO else EXP_LO
+    a2 = a - a1
+    a2 = a2 if a2 > EXP_LO else EXP_LO
+    return _exp_neg(a1) * _exp_neg(a2)
 
 
 @njit(cache=True, inline="always")

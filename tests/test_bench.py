@@ -195,6 +195,53 @@ def test_tiled_products_bound_and_edges(rng):
     assert not np.all(np.abs(got - x @ BT.T) <= (gamma(17) + 2 * U) * (np.abs(x) @ np.abs(BT).T))
 
 
+def test_exp_nonpos_and_group_factors():
+    """e^a for a <= 0 without a library call: within 10 ulp down to 2 EXP_LO (two factors of <= 2 ulp each,
+    i.e. <= 4u relative, and one rounding), then held at e^(2 EXP_LO) < 2^-130.  The guidance factors built on it
+    match the textbook p_not = 1 / (1 + (z_in / z_out) e^Delta) (mpmath, from the same float m_in, m_out) to
+    first order: e is within eps_e = (9 + |Delta|) u relative (9u as above, |Delta| u from rounding
+    Delta = m_in - m_out, as with any exp of it), p_not within eps_p = eps_e + 3u, g_out within eps_p + 2u, and
+    g_in within ((eps_p + 2u) |(w-1) p| + 2u |1 + (w-1) p|) / z_in; beyond |Delta| = 2 |EXP_LO|, both are
+    the correctly rounded ones (p_not = 1), or g_in is and |g_out| <= |w - 1| 2^-130 (p_not < 2^-120)."""
+    import math
+
+    import mpmath
+
+    from numerics._kernels_fast import EXP_LO, _exp_nonpos, _group_factors
+
+    rng = np.random.default_rng(11)
+    a = np.concatenate([rng.uniform(2 * EXP_LO, 0.0, 3000), [0.0, EXP_LO, 2 * EXP_LO, EXP_LO * (1 + 2**-52)]])
+    for v in a:
+        got, want = _exp_nonpos(v), math.exp(v)
+        assert abs(got - want) <= 10 * np.spacing(want), v
+    for v in (2 * EXP_LO - 1e-9, -1e3, -np.inf, np.nan):
+        assert _exp_nonpos(v) == _exp_nonpos(2 * EXP_LO) < 2.0**-130
+    for _ in range(3000):
+        z_in, z_out = rng.uniform(1.0, 64.0, 2)
+        dm = rng.uniform(-2.2, 2.2) * abs(EXP_LO) * rng.choice([1.0, 1e-3])
+        m_out = rng.uniform(-50.0, 50.0)
+        m_in = m_out + dm
+        w = rng.choice([-1.0, 0.5, 3.0, 50.0])
+        g_in, g_out = _group_factors(z_in, z_out, m_in, m_out, w)
+        with mpmath.workprec(113):
+            p = 1 / (1 + mpmath.mpf(z_in) / z_out * mpmath.exp(mpmath.mpf(m_in) - m_out))
+        want_in, want_out = (1 + (w - 1) * p) / z_in, -(w - 1) * p / z_out
+        if abs(m_in - m_out) <= 2 * abs(EXP_LO):
+            eps_p = (9 + abs(m_in - m_out)) * U + 3 * U
+            assert abs(g_out - want_out) <= (eps_p + 2 * U) * abs(want_out), (dm, w)
+            bound_in = ((eps_p + 2 * U) * abs((w - 1) * p) + 2 * U * abs(1 + (w - 1) * p)) / z_in
+            assert abs(g_in - want_in) <= bound_in, (dm, w)
+        elif m_in > m_out:  # p_not below 2^-120: g_in as if p_not were 0
+            assert abs(g_in - want_in) <= 2 * U * abs(want_in)
+            assert abs(g_out) <= abs(w - 1) * 2.0**-130
+        else:  # p_not rounds to 1
+            assert abs(g_in - want_in) <= 2 * U * abs(want_in) and abs(g_out - want_out) <= 2 * U * abs(want_out)
+    assert _group_factors(2.0, 0.0, 0.0, -np.inf, 3.0) == (0.5, 0.0)  # the other class has no mass
+    # control: the sign of Delta swapped (the two forms exchanged) is far off
+    g_in, _ = _group_factors(2.0, 3.0, -1.0, 0.0, 3.0)
+    assert abs(g_in - (1 + 2 / (1 + 2 / 3 * math.exp(1.0))) / 2) > 0.1
+
+
 @pytest.mark.parametrize("products", ["loops"])
 @pytest.mark.parametrize("d", [5, 37])
 @pytest.mark.parametrize("chunk", [1, 7, 64])
