@@ -653,7 +653,8 @@ def _group_factors(z_in, z_out, m_in, m_out, w):
 def _exp_nonpos(a):
     r""":math:`e^a` for :math:`a \le 0` as :math:`e^{a_1}e^{a_2}` by :func:`_exp_neg`, :math:`a_1 = \max(a,`
     :data:`EXP_LO` :math:`)`, :math:`a_2 = \max(a - a_1,` :data:`EXP_LO` :math:`)` (:math:`a - a_1` is exact):
-    within 2 ulp for :math:`a \ge` ``EXP_LO`` (then :math:`e^{a_2} = 1` exactly), 5 ulp down to ``2 EXP_LO``, and
+    within 2 ulp for :math:`a \ge` ``EXP_LO`` (then :math:`e^{a_2} = 1` exactly), 10 ulp (``9u`` relative: two
+    factors of at most ``4u``, one rounding) down to ``2 EXP_LO``, and
     :math:`e^{2\,\mathrm{EXP\_LO}} < 2^{-130}` below (``-inf`` and NaN included).  Branch-free."""
     a1 = a if a > EXP_LO else EXP_LO
     a2 = a - a1

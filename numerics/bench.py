@@ -360,7 +360,7 @@ def compile_times(cold: bool = True) -> dict:
     """Cold compile (fresh ``NUMBA_CACHE_DIR``) and cached load of the fast-path kernels, and import time.
 
     With ``cold=False`` the cached load is timed against the current cache (filled first if needed) and
-    ``compile_cold_s`` is ``None``: the cold compile alone takes ~40 s, too long for ``bench --quick``."""
+    ``compile_cold_s`` is ``None``: the cold compile alone takes ~50 s, too long for ``bench --quick``."""
     env = dict(os.environ)
     with tempfile.TemporaryDirectory(prefix="gv-numba-cache-") as cache:
         if cold:
@@ -436,7 +436,7 @@ def main_bench(quick: bool = False, tiny: bool = False, json_path: str | None = 
     records = run_bench(config, budget=1.0 if tiny else 4.0, log=log)
     if compile_timing and not tiny:
         ct = compile_times(cold=not quick)
-        cold = ("not timed with --quick (~40 s; the full run times it)" if ct["compile_cold_s"] is None
+        cold = ("not timed with --quick (~50 s; the full run times it)" if ct["compile_cold_s"] is None
                 else f"{ct['compile_cold_s']:.2f} s")
         log(f"numba fast-path compile: cold {cold}, from cache {ct['compile_cached_s']:.2f} s; "
             f"import numerics: {ct['import_numerics_s'] * 1e3:.0f} ms")
