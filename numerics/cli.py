@@ -377,7 +377,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from numerics.bench import main_bench
+    from numerics.bench.timing import main_bench
 
     if args.json is not None:
         parent = Path(args.json).resolve().parent

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from numerics import _kernels as K_
-from numerics._validate import WEIGHT_SUM_TOL, as_float_array, check_int, check_points, check_time
+from numerics.validate import WEIGHT_SUM_TOL, as_float_array, check_int, check_points, check_time
 from numerics.schedule import alpha_sigma2
 
 __all__ = ["GaussianMixture", "PSD_TOL_FACTOR"]

@@ -4,7 +4,7 @@ Every method takes one step from forward time :math:`t` to :math:`s < t` as
 
 .. math::  x_s = c_x\,x_t + c_q\,q(x_t, t) \;[+\,c_{q'}\,q(x_{t'}, t')]\;[+\,c_z\,z],\qquad z\sim N(0, I),
 
-with the generated coefficients of :mod:`numerics._generated.integrator_coeffs` and ``q`` one of
+with the generated coefficients of :mod:`numerics.generated.integrator_coeffs` and ``q`` one of
 
 * the guided denoiser :math:`D_w = (x + \sigma_t^2 s_w)/\alpha_t` (``ddim``, ``ddpm``, ``ddim_eta``,
   ``dpm_solver_2``), computed without cancellation as :math:`D + w\,(\sigma_t^2/\alpha_t)\,g_y`;
@@ -27,7 +27,7 @@ from typing import Callable
 
 import numpy as np
 
-from numerics._generated import integrator_coeffs as IC
+from numerics.generated import integrator_coeffs as IC
 from numerics.grids import time_grid
 from numerics.mixture import GaussianMixture
 from numerics.schedule import alpha_sigma2
@@ -138,7 +138,7 @@ class _Guided:
         self._cond = None
         self._fast = None
         if fast and isinstance(target, GaussianMixture) and form == "cg":
-            from numerics._kernels_fast import FastMixture
+            from numerics.fast.kernels import FastMixture
 
             self._fast = FastMixture(target)
         if not self.unguided and form == "cfg" and isinstance(target, GaussianMixture):
@@ -156,7 +156,7 @@ class _Guided:
     def denoiser(self, x: np.ndarray, t: float) -> np.ndarray:
         r""":math:`D_w = D + w(\sigma_t^2/\alpha_t) g_y` (``cg``) or :math:`w D_y + (1-w) D` (``cfg``)."""
         tg, w = self.target, self.w
-        if self._fast is not None:  # GEMM-form kernel (numerics._kernels_fast), same quantity to its bound
+        if self._fast is not None:  # GEMM-form kernel (numerics.fast.kernels), same quantity to its bound
             return self._fast.denoiser(x, t) if self.unguided else self._fast.guided_denoiser(x, t, self.label, w)
         if self.unguided or self.form == "cg_mean":  # cg_mean guides the posterior mean instead
             return tg.denoiser(x, t)
@@ -326,7 +326,7 @@ def sample(target, method: str = "ddim", grid=None, n: int = 1000, seed=0, label
         Also return the ``(len(grid), n, d)`` trajectory (``[0]`` is ``x_init``).
     fast : bool
         For a :class:`GaussianMixture` target and the ``cg`` form: evaluate the (guided) denoiser with the fast
-        GEMM-form kernel of :mod:`numerics._kernels_fast` (the one ``guidance-verify bench`` times) instead of the
+        GEMM-form kernel of :mod:`numerics.fast.kernels` (the one ``guidance-verify bench`` times) instead of the
         reference kernel; equal to the reference up to its derived error bound (``tests/test_bench.py``). Only
         methods that use the denoiser (DDIM, DDPM, ...) are affected; ignored for other targets and forms.
 

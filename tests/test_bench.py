@@ -3,7 +3,7 @@
 Bounds used below (u = 2^-53, gamma_n = n u / (1 - n u)):
 
 * logits: |l_gemm - l_direct| <= E_gemm + E_direct, the first-order bounds of
-  :func:`numerics._kernels_fast.logit_error_bounds` (GEMM form: gamma_{d+4} S^2 / (2 c0) with
+  :func:`numerics.fast.kernels.logit_error_bounds` (GEMM form: gamma_{d+4} S^2 / (2 c0) with
   S = |x| + alpha |mu_k|; direct form: gamma_{d+4} (|v|^2 + 2|v| S) / (2 c0)), doubled for the
   first-order neglect.
 * mixture averages: a logit error eps perturbs the weights relatively by <= 2 eps, hence the average
@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 
 from numerics import GaussianMixture
-from numerics._kernels_fast import (GEMM_RATIO, FastMixture, guided_ddim_step, guided_ddpm_step,
+from numerics.fast.kernels import (GEMM_RATIO, FastMixture, guided_ddim_step, guided_ddpm_step,
                                     logit_error_bounds)
-from numerics.reference_numpy import NumpyMixture
+from numerics.bench.numpy_baseline import NumpyMixture
 
 U = 2.0**-53
 
@@ -114,7 +114,7 @@ def test_guided_quantities_and_steps(rng, t, w, kind):
     for impl in (fm, nm):
         assert np.all(np.abs(impl.guided_denoiser(x, t, y, w) - D_ref) <= tol_D)
         assert np.all(np.abs(impl.guided_score(x, t, y, w) - s_ref) <= tol_s)
-    from numerics._generated.integrator_coeffs import ddim_coeffs, ddpm_coeffs
+    from numerics.generated.integrator_coeffs import ddim_coeffs, ddpm_coeffs
 
     s = 0.8 * t
     z = rng.standard_normal(x.shape)
@@ -129,7 +129,7 @@ def test_guided_quantities_and_steps(rng, t, w, kind):
 @pytest.mark.parametrize("dense_dim", [0, 10_000])
 def test_kernel_and_blas_products_agree(rng, monkeypatch, dense_dim):
     """In-kernel products vs BLAS products, with dense and with sparse recombination, all within the bound."""
-    import numerics._kernels_fast as kf
+    import numerics.fast.kernels as kf
 
     gm = _mixture(rng)
     x = rng.standard_normal((300, gm.d))
@@ -149,7 +149,7 @@ def test_exp_neg_accuracy():
     """The vectorisable exp of the fast path is within 2 ulp of math.exp on its whole domain."""
     import math
 
-    from numerics._kernels_fast import EXP_LO, exp_neg_array
+    from numerics.fast.kernels import EXP_LO, exp_neg_array
 
     rng = np.random.default_rng(5)
     y = np.concatenate([rng.uniform(EXP_LO, 0.0, 200_000), np.linspace(EXP_LO, 0.0, 100_001),
@@ -169,7 +169,7 @@ def test_tiled_products_bound_and_edges(rng):
     particles are grouped (ragged tiles of 1-3 particles or columns repeat the last one)."""
     import math
 
-    from numerics._kernels_fast import _chunk_products
+    from numerics.fast.kernels import _chunk_products
 
     for d in (1, 3, 8, 17, 40):
         for C in (1, 2, 3, 5, 9):
@@ -207,7 +207,7 @@ def test_exp_nonpos_and_group_factors():
 
     import mpmath
 
-    from numerics._kernels_fast import EXP_LO, _exp_nonpos, _group_factors
+    from numerics.fast.kernels import EXP_LO, _exp_nonpos, _group_factors
 
     rng = np.random.default_rng(11)
     a = np.concatenate([rng.uniform(2 * EXP_LO, 0.0, 3000), [0.0, EXP_LO, 2 * EXP_LO, EXP_LO * (1 + 2**-52)]])
@@ -248,7 +248,7 @@ def test_chunking_and_out_argument(rng, monkeypatch, chunk, d, products):
     """With the loop products, results do not depend on the chunk size (bit for bit; d = 37 for ragged
     register tiles over coordinates and columns); ``out`` is filled in place and must not overlap ``x``.
     (In-kernel BLAS blocks may round differently for other block sizes: ``test_products_do_not_depend_on_threads``.)"""
-    import numerics._kernels_fast as kf
+    import numerics.fast.kernels as kf
 
     gm = _mixture(rng, d=d)
     x = rng.standard_normal((101, gm.d))
@@ -341,7 +341,7 @@ def test_bench_cli_bad_json_dir(tmp_path, capsys):
 def test_import_compiles_nothing():
     code = r"""
 import numba.core.registry, sys
-import numerics, numerics.cli, numerics.bench, numerics.reference_numpy, numerics._kernels_fast
+import numerics, numerics.cli, numerics.bench.timing, numerics.bench.numpy_baseline, numerics.fast.kernels
 from numba.core.dispatcher import Dispatcher
 compiled = []
 for name, mod in list(sys.modules.items()):
@@ -366,7 +366,7 @@ def test_sampler_fast_option_matches_reference_kernel(rng, method, monkeypatch):
     ~1e-13 here); over 113 contracting steps the measured end-point difference is ~1e-14.  ``1e-9`` (relative to
     the sample scale) is a wiring check with a wide margin; the control (another label) moves points by O(1).
     """
-    import numerics._kernels_fast as kf
+    import numerics.fast.kernels as kf
     from numerics.samplers import sample
 
     gm = GaussianMixture([0.5, 0.3, 0.2], [[-2.0, 0.0, 1.0], [2.0, 1.0, 0.0], [0.0, -2.0, 0.5]],
@@ -395,9 +395,9 @@ def test_optional_backends_compute_the_same_step(backend, step):
     plus rounding of the update (``8u(|x| + |z|)``).  Skipped where the backend is not installed.
     """
     pytest.importorskip(backend)
-    from numerics import bench
-    from numerics._generated.integrator_coeffs import ddim_coeffs, ddpm_coeffs
-    from numerics._kernels_fast import logit_error_bounds
+    from numerics.bench import timing as bench
+    from numerics.generated.integrator_coeffs import ddim_coeffs, ddpm_coeffs
+    from numerics.fast.kernels import logit_error_bounds
 
     gm = bench.make_target(6, 16)
     x, z = bench.make_particles(gm, 200, bench.T_STEP)
@@ -446,7 +446,7 @@ def test_lanes_path_matches_rows_and_hands_back_flagged_particles(rng, monkeypat
     form, counted); results do not depend on the thread count, nor (with loop products) on the chunk."""
     import numba
 
-    import numerics._kernels_fast as kf
+    import numerics.fast.kernels as kf
 
     gm = _iso_mixture(rng, K=9, d=d)
     t, w = 1e-3, 2.5
@@ -463,7 +463,7 @@ def test_lanes_path_matches_rows_and_hands_back_flagged_particles(rng, monkeypat
     assert not rows_fm._lanes()
     rows = guided_ddpm_step(rows_fm, x, t, 0.8 * t, 1, w, z)
     tol, _ = _tol(fm, gm, x, t, "denoiser")
-    from numerics._generated.integrator_coeffs import ddpm_coeffs
+    from numerics.generated.integrator_coeffs import ddpm_coeffs
 
     # _tol bounds two float64 implementations of D; guidance with w multiplies it by (1 + w) (as in
     # test_guided_quantities_and_steps), the step by |c_q|; slack: each side rounds c_x x + c_z z and the final
@@ -506,7 +506,7 @@ def test_lanes_path_bad_input(rng):
 
 def test_stream_floor_kernel(rng):
     """The bench's ``stream`` floor computes the update it claims to time."""
-    from numerics._kernels_fast import stream_update
+    from numerics.fast.kernels import stream_update
 
     x, z = rng.standard_normal((37, 5)), rng.standard_normal((37, 5))
     out = np.empty_like(x)

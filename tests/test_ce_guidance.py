@@ -1,4 +1,4 @@
-"""Tests of numerics.classifier_error, numerics.grid_density and the ce_guidance claims."""
+"""Tests of numerics.papers.ce_guidance.classifier_error, numerics.references.grid_density and the ce_guidance claims."""
 import math
 
 import numpy as np
@@ -6,10 +6,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from numerics.classifier_error import (FourierFeatures, Ripple, SettingG, c_M, errors_monte_carlo,
+from numerics.papers.ce_guidance.classifier_error import (FourierFeatures, Ripple, SettingG, c_M, errors_monte_carlo,
                                        errors_quadrature, perturbed_guidance, perturbed_log_posterior,
                                        theorem_bound)
-from numerics.grid_density import (gaussian_on_grid, kl_grid, propagate, refinement_error, tv_grid,
+from numerics.references.grid_density import (gaussian_on_grid, kl_grid, propagate, refinement_error, tv_grid,
                                    uniform_grid)
 
 E2 = np.array([0.0, 1.0])
@@ -112,7 +112,7 @@ def test_propagate_matches_closed_form_gaussian_chain():
 
 
 def test_propagate_matches_euler_maruyama_exact_law():
-    from numerics.exact_gaussian import exact_law
+    from numerics.references.exact_gaussian import exact_law
     cond = SettingG([1.0], 1.0).mixture().conditional(0)
     T, N = 2.0, 10
     ts = np.linspace(T, 0.1, N + 1)
@@ -215,11 +215,11 @@ def test_counterexample_is_outside_and_exceeds_bound_at_claimed_L():
 
 # ----------------------------------------------------------------------------- claims
 def test_ce_claims_hold_and_controls_flag():
-    import numerics.checks.ce_guidance  # noqa: F401
+    import numerics.papers.ce_guidance.claims  # noqa: F401
     from numerics.checks.claim import REGISTRY
     from numerics.checks.runner import run_claim
     # only this module's claims (ce_guidance_trained registers under the same paper prefix)
-    ids = [c for c, cl in REGISTRY.items() if cl.func.__module__ == "numerics.checks.ce_guidance"]
+    ids = [c for c, cl in REGISTRY.items() if cl.func.__module__ == "numerics.papers.ce_guidance.claims"]
     assert len(ids) == 9
     for cid in ids:
         r = run_claim(REGISTRY[cid], profile="quick", seed=1)

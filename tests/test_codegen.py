@@ -19,7 +19,7 @@ import pytest
 import sympy as sp
 
 import theory.codegen as C
-from numerics._generated import integrator_coeffs as G
+from numerics.generated import integrator_coeffs as G
 from theory.forward import s, t
 from theory.integrators import eta, t_prev
 

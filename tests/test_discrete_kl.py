@@ -6,7 +6,7 @@ import pytest
 import sympy as sp
 
 import theory.gaussian_channel as G
-from numerics import channel as C
+from numerics.papers.discrete_kl import channel as C
 
 
 # ----------------------------------------------------------------------------------------------- theory
@@ -164,7 +164,7 @@ def test_bad_input_names_argument(call, arg):
 
 # ----------------------------------------------------------------------------------------------- claims
 def test_claims_registered_and_cheap_ones_hold_with_controls_flagged():
-    from numerics.checks import discrete_kl as DK
+    from numerics.papers.discrete_kl import claims as DK
     from numerics.checks.verdict import passes
     ids = [c for c in DK.__dict__.values() if hasattr(c, "claim")]
     assert len(ids) == 9

@@ -1,4 +1,4 @@
-"""Tests of theory.discriminator, numerics.discriminator and the note's key numbers (setting G, T = 8)."""
+"""Tests of theory.discriminator, numerics.papers.discriminator.refined_1d and the note's key numbers (setting G, T = 8)."""
 import math
 
 import numpy as np
@@ -7,7 +7,7 @@ import sympy as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from numerics import discriminator as D
+from numerics.papers.discriminator import refined_1d as D
 from numerics.mixture import GaussianMixture
 from theory import discriminator as TD
 from theory.forward import t as t_sym

@@ -1,8 +1,8 @@
-"""Tests of numerics.discriminator_2d (2-D trained logits, EI-SDE chain on a grid)."""
+"""Tests of numerics.papers.discriminator.refined_2d (2-D trained logits, EI-SDE chain on a grid)."""
 import numpy as np
 import pytest
 
-from numerics import discriminator_2d as D2
+from numerics.papers.discriminator import refined_2d as D2
 from numerics.mixture import GaussianMixture
 
 

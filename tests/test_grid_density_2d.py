@@ -1,11 +1,11 @@
-"""Tests of the 2-D grid propagation (numerics.grid_density.propagate_2d and its companions)."""
+"""Tests of the 2-D grid propagation (numerics.references.grid_density.propagate_2d and its companions)."""
 import math
 
 import numpy as np
 import pytest
 from scipy.special import ndtr
 
-from numerics.grid_density import (gaussian_on_grid, gaussian_on_grid_2d, kl_grid_2d, propagate, propagate_2d,
+from numerics.references.grid_density import (gaussian_on_grid, gaussian_on_grid_2d, kl_grid_2d, propagate, propagate_2d,
                                    refinement_error_2d, tv_grid_2d, uniform_grid)
 
 U = np.finfo(np.float64).eps

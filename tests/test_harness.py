@@ -533,7 +533,7 @@ def test_import_of_checks_stays_light() -> None:
     import subprocess
 
     code = ("import sys, numerics; before = set(sys.modules);"
-            "import numerics.checks.runner, numerics.checks.report, numerics.checks.stats;"
+            "import numerics.checks.runner, numerics.checks.report, numerics.stats;"
             "new = set(sys.modules) - before;"
             "print(sorted({m.split('.')[0] for m in new} & {'matplotlib', 'scipy', 'rich', "
             "'numba'}))")

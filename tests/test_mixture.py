@@ -1,7 +1,7 @@
 """Numba mixture kernels against SymPy (formulas) and a 50-digit mpmath reference (rounding).
 
 Tolerances: against SymPy the kernels must agree to the derived float64 bound of
-``numerics.reference`` (Theorem 8.1 of proofs_notes/foundations.md); against mpmath the same bound is
+``numerics.references.mpmath_reference`` (Theorem 8.1 of proofs_notes/foundations.md); against mpmath the same bound is
 applied per point, and the worst relative error seen on "benign" points is asserted below 1e-12.
 """
 import mpmath as mp
@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from conftest import slow_size
 from numerics import GaussianMixture
 from numerics import _kernels as K_
-from numerics.reference import (guidance_error_bound, mixture_error_bound, mp_reference, relative_error,
+from numerics.references.mpmath_reference import (guidance_error_bound, mixture_error_bound, mp_reference, relative_error,
                                 score_error_bound, within_bound)
 from theory import forward as fw
 from theory.targets import SymbolicMixture

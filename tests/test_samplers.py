@@ -1,4 +1,4 @@
-"""Tests of numerics.samplers and numerics.exact_gaussian."""
+"""Tests of numerics.samplers and numerics.references.exact_gaussian."""
 from __future__ import annotations
 
 import math
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from numerics import sample, time_grid
-from numerics._generated import integrator_coeffs as IC
-from numerics.checks.samplers import gaussian_target, two_class_mixture
-from numerics.exact_gaussian import exact_law, gaussian_kl, pf_map
+from numerics.generated import integrator_coeffs as IC
+from numerics.papers.samplers.claims import gaussian_target, two_class_mixture
+from numerics.references.exact_gaussian import exact_law, gaussian_kl, pf_map
 from numerics.mixture import GaussianMixture
 from numerics.samplers import METHODS, STOCHASTIC_METHODS, ScoreModel
 

@@ -1,4 +1,4 @@
-"""Statistics helpers of numerics.checks.stats, checked against SciPy."""
+"""Statistics helpers of numerics.stats, checked against SciPy."""
 from __future__ import annotations
 
 import math
@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats as sps
 
-from numerics.checks.stats import (
+from numerics.stats import (
     half_width,
     loglog_slope,
     lower_end_ge,

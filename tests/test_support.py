@@ -1,11 +1,11 @@
-"""Region targets (numerics.region_targets) and the support claims' helpers."""
+"""Region targets (numerics.papers.support.region_targets) and the support claims' helpers."""
 import math
 
 import numpy as np
 import pytest
 from scipy.stats import ncx2
 
-from numerics.region_targets import (Annulus, Box, Crescent, Disk, Lens, RegionMixture, Sphere, three_disks,
+from numerics.papers.support.region_targets import (Annulus, Box, Crescent, Disk, Lens, RegionMixture, Sphere, three_disks,
                                      two_crescents)
 from numerics.samplers import sample
 from numerics.grids import time_grid
@@ -159,5 +159,5 @@ def test_bad_input(bad, match):
 
 def test_support_claims_registered():
     from numerics.checks import load_all
-    claims = load_all(["numerics.checks.support"])
+    claims = load_all(["numerics.papers.support.claims"])
     assert {"support.rate_exponent", "support.three_disks", "support.score_identity"} <= set(claims)

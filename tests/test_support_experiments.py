@@ -1,9 +1,9 @@
-"""The authors' three experiments (numerics.support_experiments): definitions, reproducibility, bad input."""
+"""The authors' three experiments (numerics.papers.support.experiments): definitions, reproducibility, bad input."""
 import numpy as np
 import pytest
 
-from numerics.region_targets import Crescent, Disk, Lens
-from numerics.support_experiments import (EXPERIMENTS, FIVE_REGIONS_SEED, experiment, run_deltas,
+from numerics.papers.support.region_targets import Crescent, Disk, Lens
+from numerics.papers.support.experiments import (EXPERIMENTS, FIVE_REGIONS_SEED, experiment, run_deltas,
                                           run_experiment, sigma_delta)
 
 

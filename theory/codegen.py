@@ -1,6 +1,6 @@
 r"""Emit the integrator coefficients of :mod:`theory.integrators` as Numba functions.
 
-Run ``python -m theory.codegen`` to (re)write ``numerics/_generated/integrator_coeffs.py`` and
+Run ``python -m theory.codegen`` to (re)write ``numerics/generated/integrator_coeffs.py`` and
 ``python -m theory.codegen --check`` to verify that the committed file is current (exit code 1
 and a diff if it is not).  ``--output PATH`` writes elsewhere.
 
@@ -472,8 +472,8 @@ def _generate_source_cached() -> str:
 
 
 def default_output_path() -> Path:
-    """``<repo>/numerics/_generated/integrator_coeffs.py``."""
-    return Path(__file__).resolve().parent.parent / "numerics" / "_generated" / "integrator_coeffs.py"
+    """``<repo>/numerics/generated/integrator_coeffs.py``."""
+    return Path(__file__).resolve().parent.parent / "numerics" / "generated" / "integrator_coeffs.py"
 
 
 def write(path: str | Path | None = None) -> Path:
@@ -504,7 +504,7 @@ def main(argv: list[str] | None = None) -> int:
     """Command line: ``python -m theory.codegen [--check] [--output PATH]``."""
     ap = argparse.ArgumentParser(prog="python -m theory.codegen", description=__doc__.split("\n")[0])
     ap.add_argument("--check", action="store_true", help="exit 1 if the file differs from a fresh generation")
-    ap.add_argument("--output", default=None, help="target path (default: numerics/_generated/integrator_coeffs.py)")
+    ap.add_argument("--output", default=None, help="target path (default: numerics/generated/integrator_coeffs.py)")
     ns = ap.parse_args(argv)
     if ns.check:
         ok, diff = check(ns.output)

@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 #: Modules that define the registered claims (each registers into REGISTRY on import).
-CLAIM_MODULES: list[str] = ["numerics.checks.foundations", "numerics.checks.samplers", "numerics.checks.ce_guidance", "numerics.checks.discrete_kl", "numerics.checks.support", "numerics.checks.discriminator", "numerics.checks.support_experiments", "numerics.checks.ce_guidance_trained"]
+CLAIM_MODULES: list[str] = ["numerics.papers.foundations.claims", "numerics.papers.samplers.claims", "numerics.papers.ce_guidance.claims", "numerics.papers.discrete_kl.claims", "numerics.papers.support.claims", "numerics.papers.discriminator.claims", "numerics.papers.support.claims_experiments", "numerics.papers.ce_guidance.claims_trained"]
 #: Environment variable that overrides :data:`CLAIM_MODULES` (comma-separated module names).
 CLAIM_MODULES_ENV = "GUIDANCE_VERIFY_CLAIM_MODULES"
 

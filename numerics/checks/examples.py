@@ -18,7 +18,7 @@ from statistics import NormalDist
 import numpy as np
 
 from numerics.checks.claim import Claim, Context, Measurement, claim
-from numerics.checks.stats import mean_ci
+from numerics.stats import mean_ci
 
 __all__ = ["CLAIMS"]
 

@@ -26,7 +26,7 @@ import math
 from typing import Any, Iterable, Mapping
 
 from numerics.checks.claim import Measurement
-from numerics.checks.stats import half_width, lower_end_ge, upper_end_le
+from numerics.stats import half_width, lower_end_ge, upper_end_le
 
 __all__ = [
     "CONTROL_ERROR",

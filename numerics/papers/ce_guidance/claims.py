@@ -15,10 +15,10 @@ import math
 import numpy as np
 
 from numerics.checks.claim import Context, Measurement, claim
-from numerics.checks.stats import loglog_slope, mean_ci
-from numerics.classifier_error import (Ripple, SettingG, _hermite, _integrands, errors_quadrature,
+from numerics.stats import loglog_slope, mean_ci
+from numerics.papers.ce_guidance.classifier_error import (Ripple, SettingG, _hermite, _integrands, errors_quadrature,
                                        theorem_bound)
-from numerics.grid_density import (gaussian_on_grid, gaussian_on_grid_2d, kl_grid, kl_grid_2d, propagate,
+from numerics.references.grid_density import (gaussian_on_grid, gaussian_on_grid_2d, kl_grid, kl_grid_2d, propagate,
                                    propagate_2d, uniform_grid)
 from numerics.schedule import alpha_sigma2
 
@@ -466,7 +466,7 @@ def end_to_end_kl(ctx: Context) -> list[Measurement]:
 def discretisation_rate(ctx: Context) -> list[Measurement]:
     """Package ``exact_law`` (euler_maruyama) on the class-conditional Gaussian, started at the exact p_T(.|y).
     Control: started at N(0, I) (the initialisation error is a floor: no rate)."""
-    from numerics.exact_gaussian import exact_law, gaussian_kl
+    from numerics.references.exact_gaussian import exact_law, gaussian_kl
     p = ctx.params
     mu = ctx.rng.standard_normal(p["d"])
     mu /= np.linalg.norm(mu)

@@ -17,10 +17,10 @@ import math
 
 import numpy as np
 
-from numerics._generated import integrator_coeffs as IC
+from numerics.generated import integrator_coeffs as IC
 from numerics.checks.claim import Context, Measurement, claim
-from numerics.checks.stats import loglog_slope
-from numerics.exact_gaussian import pf_map
+from numerics.stats import loglog_slope
+from numerics.references.exact_gaussian import pf_map
 from numerics.grids import time_grid
 from numerics.mixture import GaussianMixture
 from numerics.samplers import ScoreModel, sample
@@ -342,7 +342,7 @@ def _ddpm_grid_law(gm: GaussianMixture, grid_t: np.ndarray, label: int, w: float
     generated :func:`ddpm_coeffs` and :math:`D_w = D + w\,\sigma_t^2/\alpha_t\,g_y` (classifier guidance in
     score form).  Returns ``(density, escaped mass)``.
     """
-    from numerics.grid_density import gaussian_on_grid, propagate
+    from numerics.references.grid_density import gaussian_on_grid, propagate
 
     def mean(xx, k):
         t, s = float(grid_t[k]), float(grid_t[k + 1])
@@ -378,7 +378,7 @@ def ddpm_exact_law_1d(ctx: Context) -> list[Measurement]:
     and escaped mass, both bounding the CDF error).  Control: the exact law computed for w = 1 (no
     extra guidance: the class-conditional chain) against the guided sampler.
     """
-    from numerics.grid_density import refinement_error, uniform_grid
+    from numerics.references.grid_density import refinement_error, uniform_grid
 
     p = ctx.params
     gm = GaussianMixture([0.5, 0.5], [[-2.0], [1.5]], np.array([[[0.5]], [[0.3]]]), labels=[0, 1])

@@ -52,7 +52,7 @@ import numbers
 import numpy as np
 from scipy.special import gammaln, ive, log_ndtr, logsumexp
 
-from numerics._validate import WEIGHT_SUM_TOL, as_float_array, check_points, check_time
+from numerics.validate import WEIGHT_SUM_TOL, as_float_array, check_points, check_time
 from numerics.samplers import ScoreModel
 from numerics.schedule import alpha_sigma2
 

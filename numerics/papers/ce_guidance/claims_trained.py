@@ -1,10 +1,10 @@
 r"""Trained classifiers: does cross-entropy training give good guidance?  (ce_guidance, our reconstruction.)
 
 Two settings in ``d = 2``, OU time, classifiers fitted by damped Newton on the cross-entropy of ``n`` samples
-of :math:`(X_t, Y)` (``numerics/trained_classifier.py``); :math:`\varepsilon^2` (conditional KL) and the
+of :math:`(X_t, Y)` (``numerics/papers/ce_guidance/trained_classifier.py``); :math:`\varepsilon^2` (conditional KL) and the
 joint-law guidance MSE are computed by tensor Gauss-Hermite quadrature against the exact posterior.
 
-* **B (certified)**: :class:`~numerics.trained_classifier.LabelNoiseSetting` -- the true posterior has a
+* **B (certified)**: :class:`~numerics.papers.ce_guidance.trained_classifier.LabelNoiseSetting` -- the true posterior has a
   floor ``rho``, the classifier is a random-Fourier-feature logistic regression with an L2 penalty
   (bounded, smooth logit), so Theorem 1's ``L`` and ``M`` are certified per fit and
   :math:`\mathrm{MSE}\le(\varepsilon/\sqrt{c_M})(2dL+MS_4)` is checked fit by fit.  The family is
@@ -24,9 +24,9 @@ import numpy as np
 from scipy.stats import t as student_t
 
 from numerics.checks.claim import Context, Measurement, claim
-from numerics.checks.stats import loglog_slope
+from numerics.stats import loglog_slope
 from numerics.mixture import GaussianMixture
-from numerics.trained_classifier import (LabelNoiseSetting, LogisticClassifier, QuadraticFeatures,
+from numerics.papers.ce_guidance.trained_classifier import (LabelNoiseSetting, LogisticClassifier, QuadraticFeatures,
                                          RandomFourierFeatures, bound_for, certify_label_noise,
                                          errors_quadrature_2d, sample_noised, score_fourth_moment)
 

@@ -5,7 +5,7 @@ with its exact score; reverse samplers start from the model's terminal marginal.
 not available: every statement here is our reconstruction (provenance "reconstructed"; "secondary
 source" in a statement means it rests on a third-party reading of the paper).
 
-Tolerances.  Endpoint KLs come from second-order schemes (:func:`numerics.discriminator.kl_with_error`);
+Tolerances.  Endpoint KLs come from second-order schemes (:func:`numerics.papers.discriminator.refined_1d.kl_with_error`);
 their error estimate ``err`` is the change when dx and dtau are doubled (the fine value's error is about
 err/3), and every KL comparison allows ``err``.  Comparisons with the note's printed numbers also allow
 half a unit of the last printed digit ("rounding").  Expensive solves are memoised, so the negative
@@ -18,10 +18,10 @@ import math
 
 import numpy as np
 
-from numerics import discriminator as D
-from numerics import discriminator_2d as D2
+from numerics.papers.discriminator import refined_1d as D
+from numerics.papers.discriminator import refined_2d as D2
 from numerics.checks.claim import Context, Measurement, claim
-from numerics.checks.stats import mean_ci
+from numerics.stats import mean_ci
 from numerics.schedule import alpha_sigma2
 
 NOTE = "proofs_notes/discriminator.md"

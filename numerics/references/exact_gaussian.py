@@ -30,7 +30,7 @@ from typing import Callable
 
 import numpy as np
 
-from numerics._generated import integrator_coeffs as IC
+from numerics.generated import integrator_coeffs as IC
 from numerics.mixture import GaussianMixture
 from numerics.samplers import (_Q_KIND, STOCHASTIC_METHODS, _check_eta, _check_form, _check_grid,
                                _check_guidance, _check_method, _coeffs)

@@ -15,9 +15,9 @@ Time convention: OU forward time ``t``, :math:`\alpha_t = e^{-t}`, :math:`\sigma
   a linear least-squares problem) and :func:`fit_logit_ce_2d` (logistic regression of real against model
   samples, L-BFGS, convex).
 * Sampler (:func:`refined_chain_2d`): the score-frozen exponential-integrator SDE step
-  (:func:`numerics._generated.integrator_coeffs.ei_sde_coeffs`),
+  (:func:`numerics.generated.integrator_coeffs.ei_sde_coeffs`),
   :math:`x_s = c_x x + c_q (s_\theta + w\nabla d)(x, t) + c_z z`, from :math:`p_{\theta,T}` down to ``t = 0``,
-  its exact law pushed through :func:`numerics.grid_density.propagate_2d` (isotropic kernels
+  its exact law pushed through :func:`numerics.references.grid_density.propagate_2d` (isotropic kernels
   :math:`N(\cdot, c_z^2 I_2)`); :func:`endpoint_kl_2d` returns :math:`\mathrm{KL}(p_0\|\text{endpoint})` on the
   grid and on the grid with both spacings halved, and the escaped mass.
 """
@@ -29,9 +29,9 @@ from typing import Callable
 
 import numpy as np
 
-from numerics._generated.integrator_coeffs import ei_sde_coeffs
-from numerics._validate import as_float_array, check_int, check_positive
-from numerics.grid_density import gaussian_on_grid_2d, kl_grid_2d, propagate_2d, uniform_grid
+from numerics.generated.integrator_coeffs import ei_sde_coeffs
+from numerics.validate import as_float_array, check_int, check_positive
+from numerics.references.grid_density import gaussian_on_grid_2d, kl_grid_2d, propagate_2d, uniform_grid
 from numerics.mixture import GaussianMixture
 from numerics.schedule import alpha_sigma2, alpha_t, sigma2_t
 
@@ -313,7 +313,7 @@ def refined_chain_2d(model: GaussianMixture, correction: Correction | None, w: f
     r"""Exact law on ``grid1 x grid2`` of the EI-SDE chain with score :math:`s_\theta + w\,\nabla d`, started from
     :math:`p_{\theta,T}` (``T = times[0]``) and run through the decreasing OU ``times`` to ``times[-1] >= 0``.
 
-    Returns the :class:`numerics.grid_density.GridResult` (``density``, ``escaped``).
+    Returns the :class:`numerics.references.grid_density.GridResult` (``density``, ``escaped``).
     """
     w = float(w)
     if not math.isfinite(w):

@@ -4,7 +4,7 @@ Statements and proofs: ``proofs_notes/foundations.md``.  Every claim is checked 
 float64 numerics (the Numba kernels) at points drawn from the time-``t`` marginal of a labelled mixture
 with an atom, a rank-one and full-rank components.  Tolerances are per point:
 
-* rounding: the first-order bounds of Theorem 8.1 (``numerics.reference``), evaluated from a 50-digit
+* rounding: the first-order bounds of Theorem 8.1 (``numerics.references.mpmath_reference``), evaluated from a 50-digit
   mpmath reference at that point, plus a few ulps for the final arithmetic of the identity;
 * finite differences (second-order claims), step :math:`h = 10^{-2}\sigma_t`: a Richardson a-posteriori
   estimate.  With the central difference :math:`J_h`, :math:`J_h - J = c h^2 + O(h^4)`, so
@@ -26,8 +26,8 @@ import numpy as np
 
 from numerics.checks.claim import Context, Measurement, claim
 from numerics.mixture import GaussianMixture
-from numerics.reference import UNIT_ROUNDOFF as U
-from numerics.reference import guidance_error_bound, mixture_error_bound, mp_reference
+from numerics.references.mpmath_reference import UNIT_ROUNDOFF as U
+from numerics.references.mpmath_reference import guidance_error_bound, mixture_error_bound, mp_reference
 from numerics.schedule import alpha_t, sigma2_t
 
 NOTE = "proofs_notes/foundations.md"

@@ -44,7 +44,7 @@ from typing import Callable
 
 import numpy as np
 
-from numerics._validate import as_float_array, check_int
+from numerics.validate import as_float_array, check_int
 
 __all__ = ["GridResult", "uniform_grid", "gaussian_on_grid", "propagate", "kl_grid", "tv_grid",
            "refinement_error", "spacing", "gaussian_on_grid_2d", "propagate_2d", "kl_grid_2d", "tv_grid_2d",

@@ -16,7 +16,7 @@ Definitions follow ``/work/shared/papers/support.md`` section 4 (read from the a
   ``np.random.default_rng(20260310)`` (same law, different points).
 
 Differences from the authors' code (on purpose): exact OU scores (the lambda-correct posterior, class
-weights as *mixture* weights, the planar slice quadrature of :mod:`numerics.region_targets` instead of a
+weights as *mixture* weights, the planar slice quadrature of :mod:`numerics.papers.support.region_targets` instead of a
 fixed 20 x 20 trapezoid rule).  Time convention: OU forward time, ``T = 5``, the authors' grid
 ``time_grid("geometric", T=5, delta, kappa)``.
 
@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from numerics.grids import time_grid
-from numerics.region_targets import Crescent, Disk, Lens, RegionMixture
+from numerics.papers.support.region_targets import Crescent, Disk, Lens, RegionMixture
 from numerics.samplers import ScoreModel, sample
 from numerics.schedule import alpha_sigma2
 

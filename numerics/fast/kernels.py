@@ -1,6 +1,6 @@
 r"""Fast guided mixture steps: squared distances in GEMM form, Numba log-sum-exp, sparse recombination.
 
-Model, notation and time convention as in :mod:`numerics.reference_numpy` ("spiked" eigen-factors
+Model, notation and time convention as in :mod:`numerics.bench.numpy_baseline` ("spiked" eigen-factors
 :math:`S_k = \lambda_{0k} I + U_k\mathrm{diag}(\delta_k)U_k^\top`, OU time, :math:`c_0 = \alpha^2\lambda_0+\sigma^2`,
 :math:`c_j = c_0 + \alpha^2\delta_j`).  With :math:`B = [\mu_1 \dots \mu_K \mid u_1 \dots u_R]` (``d x (K+R)``,
 all spike vectors of all components), one product :math:`XB` gives every :math:`x\cdot\mu_k` and
@@ -80,8 +80,8 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from numerics._validate import check_points, check_time
-from numerics.reference_numpy import LOG_2PI, spiked_factors
+from numerics.validate import check_points, check_time
+from numerics.bench.numpy_baseline import LOG_2PI, spiked_factors
 from numerics.schedule import alpha_sigma2
 
 __all__ = ["FastMixture", "guided_ddim_step", "guided_ddpm_step", "logit_error_bounds",
@@ -1114,7 +1114,7 @@ class FastMixture:
 
 def guided_ddim_step(fm: FastMixture, x, t: float, s: float, y: int, w: float, out=None) -> np.ndarray:
     r"""One guided DDIM step :math:`x_s = c_x x_t + c_q D_w(x_t)` from OU time ``t`` to ``s < t``."""
-    from numerics._generated.integrator_coeffs import ddim_coeffs
+    from numerics.generated.integrator_coeffs import ddim_coeffs
 
     if not 0.0 < s < t:
         raise ValueError(f"s: need 0 < s < t, got s={s!r}, t={t!r}")
@@ -1124,7 +1124,7 @@ def guided_ddim_step(fm: FastMixture, x, t: float, s: float, y: int, w: float, o
 
 def guided_ddpm_step(fm: FastMixture, x, t: float, s: float, y: int, w: float, z, out=None) -> np.ndarray:
     r"""One guided DDPM step :math:`x_s = c_x x_t + c_q D_w(x_t) + c_z z` (``z`` standard normal, ``(N, d)``)."""
-    from numerics._generated.integrator_coeffs import ddpm_coeffs
+    from numerics.generated.integrator_coeffs import ddpm_coeffs
 
     if not 0.0 < s < t:
         raise ValueError(f"s: need 0 < s < t, got s={s!r}, t={t!r}")

@@ -2,7 +2,7 @@ r"""The support paper's three experiments with exact scores (note ``/work/shared
 
 One claim per experiment: ``support.experiment_three_disks`` (Fig. 3/4), ``support.experiment_crescents``
 (Fig. 5/6), ``support.experiment_five_regions`` (Fig. 7).  Each runs the experiment for every
-(gamma, method, kappa, delta) of its profile (:func:`numerics.support_experiments.run_deltas`), stores the
+(gamma, method, kappa, delta) of its profile (:func:`numerics.papers.support.experiments.run_deltas`), stores the
 table of the largest / median distance to the guided class's support and of max distance / sigma_delta in
 ``Measurement.extra`` (also as Markdown, key ``table_md``), and measures:
 
@@ -35,8 +35,8 @@ import math
 import numpy as np
 
 from numerics.checks.claim import Context, Measurement, claim
-from numerics.checks.stats import proportion_ci
-from numerics.support_experiments import (AUTHORS_ODE, AUTHORS_SDE, METHODS, draw_regions, experiment,
+from numerics.stats import proportion_ci
+from numerics.papers.support.experiments import (AUTHORS_ODE, AUTHORS_SDE, METHODS, draw_regions, experiment,
                                           run_deltas)
 
 NOTE = "proofs_notes/support.md"

@@ -2,7 +2,7 @@ r"""Claims of the support paper (Chandramoorthy, Cao, Wu, arXiv 2605.07220): che
 
 Only the abstract of the paper is known; every statement here is our reconstruction
 (``proofs_notes/support.md``), checked with exact scores.  C1 and C3 live in
-:mod:`numerics.checks.samplers` (``samplers.subspace_contraction``, ``samplers.ddpm_orthogonal_variance``).
+:mod:`numerics.papers.samplers.claims` (``samplers.subspace_contraction``, ``samplers.ddpm_orthogonal_variance``).
 Setting: OU time, ``T = 5``, the geometric grid ``time_grid("geometric", T=5, delta, kappa)``; the note's
 "EI" is ``ei_ode``, its "DDPM-EI" is ``ei_sde_code``, its DDIM is ``ddim``.  Guidance "cg" with weight
 gamma equals CFG with weight gamma under exact scores (checked in C12).
@@ -15,11 +15,11 @@ import numpy as np
 from scipy.stats import binom, chi
 
 from numerics.checks.claim import Context, Measurement, claim
-from numerics.checks.samplers import subspace_atoms
-from numerics.checks.stats import loglog_slope, proportion_ci
+from numerics.papers.samplers.claims import subspace_atoms
+from numerics.stats import loglog_slope, proportion_ci
 from numerics.grids import time_grid
 from numerics.mixture import GaussianMixture
-from numerics.region_targets import Box, Disk, RegionMixture, Sphere, three_disks, two_crescents
+from numerics.papers.support.region_targets import Box, Disk, RegionMixture, Sphere, three_disks, two_crescents
 from numerics.samplers import ScoreModel, sample
 from numerics.schedule import alpha_sigma2
 
@@ -467,7 +467,7 @@ def nonconvex(ctx: Context) -> list[Measurement]:
     r = 6 * sigma(delta)
     starts = np.array([[-2.0, 2.0], [-1.5, -2.0], [1.5, 2.0], [2.0, -1.6]])
     cres = two_crescents()
-    from numerics.region_targets import Annulus
+    from numerics.papers.support.region_targets import Annulus
     ann = RegionMixture([Annulus((0.0, 0.0), 1.5, 1.0), Disk((3.0, 0.0), 0.5)])
     out = []
     fig = None if ctx.broken else ctx.figure(figsize=(10, 5))

@@ -1,6 +1,6 @@
 r"""Claims of Reeves & Pfister, *Information-theoretic proofs for diffusion sampling* (arXiv 2502.02305).
 
-Setting (SNR time, see :mod:`numerics.channel`): comparison chain :math:`Y_k = Y_{k-1} + \delta_kX + \sqrt{\delta_k}N_k`,
+Setting (SNR time, see :mod:`numerics.papers.discrete_kl.channel`): comparison chain :math:`Y_k = Y_{k-1} + \delta_kX + \sqrt{\delta_k}N_k`,
 sampler :math:`\hat Y_k = \hat Y_{k-1} + \delta_kf_k(\hat Y_{k-1}) + \sqrt{\delta_k}N_k`, both from 0;
 :math:`\Delta_n` is the KL of the comparison path from the sampler path.  Only the paper's abstract and the
 caption of its Figure 1 were read: Lemma 2's content ("half the gap between the left Riemann sum of M and
@@ -18,9 +18,9 @@ import math
 import mpmath as mp
 import numpy as np
 
-from numerics import channel as C
+from numerics.papers.discrete_kl import channel as C
 from numerics.checks.claim import Context, Measurement, claim
-from numerics.checks.stats import loglog_slope
+from numerics.stats import loglog_slope
 
 NOTE = "proofs_notes/discrete_kl.md"
 U = np.finfo(np.float64).eps / 2
@@ -80,7 +80,7 @@ def immse(ctx: Context) -> list[Measurement]:
                     "the brief's 1e-8; the mpmath central difference is good to ~1e-12 (comment above), so any excess is real",
                     extra={"rows": rows, "note_values": {"0.1": 0.45432970, "1": 0.22479975, "5": 0.01923141}}),
         Measurement("max rel err of float64 M, I vs mpmath", worst_f64, 0.0, "le", 1e-8,
-                    "trapezoid-in-y rule, error estimate ~1e-15 (module doc of numerics.channel); 1e-8 is the brief's target",
+                    "trapezoid-in-y rule, error estimate ~1e-15 (module doc of numerics.papers.discrete_kl.channel); 1e-8 is the brief's target",
                     extra={"half_dropped": ctx.broken}),
     ]
 

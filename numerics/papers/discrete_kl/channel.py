@@ -51,7 +51,7 @@ from typing import Callable
 
 import numpy as np
 
-from numerics._validate import WEIGHT_SUM_TOL, as_float_array, check_int, check_points, check_positive
+from numerics.validate import WEIGHT_SUM_TOL, as_float_array, check_int, check_points, check_positive
 
 __all__ = [
     "ChannelTarget",
@@ -363,7 +363,7 @@ def product(a: ChannelTarget, b: ChannelTarget) -> ChannelTarget:
 
 def _check_target(target) -> ChannelTarget:
     if not isinstance(target, ChannelTarget):
-        raise ValueError(f"target: must be a ChannelTarget (see numerics.channel.gaussian/binary/...), "
+        raise ValueError(f"target: must be a ChannelTarget (see numerics.papers.discrete_kl.channel.gaussian/binary/...), "
                          f"got {type(target).__name__}")
     return target
 

@@ -81,7 +81,7 @@ def _gemm_form_constants(fm, t: float):
 
 
 def _make_numba(gm, step):
-    from numerics._kernels_fast import FastMixture, guided_ddim_step, guided_ddpm_step
+    from numerics.fast.kernels import FastMixture, guided_ddim_step, guided_ddpm_step
 
     fm = FastMixture(gm)
     out = {}
@@ -95,7 +95,7 @@ def _make_numba(gm, step):
 
 
 def _make_numpy(gm, step):
-    from numerics.reference_numpy import NumpyMixture
+    from numerics.bench.numpy_baseline import NumpyMixture
 
     nm = NumpyMixture(gm)
     if step == "ddim":
@@ -104,7 +104,7 @@ def _make_numpy(gm, step):
 
 
 def _step_coeffs(step):
-    from numerics._generated.integrator_coeffs import ddim_coeffs, ddpm_coeffs
+    from numerics.generated.integrator_coeffs import ddim_coeffs, ddpm_coeffs
 
     if step == "ddim":
         cx, cq = ddim_coeffs(T_STEP, S_STEP)
@@ -185,7 +185,7 @@ def _make_torch(fm, step):  # pragma: no cover - torch is not installed on the d
 def _make_stream(gm, step):
     """The update's own memory traffic, ``out = c_x x [+ c_z z]`` (Numba, 2 threads): the floor for large ``d``
     and few components, where the products are cheap and reading ``x, z`` and writing ``out`` dominate."""
-    from numerics._kernels_fast import stream_update
+    from numerics.fast.kernels import stream_update
 
     cx, _, cz = _step_coeffs(step)
     out = {}
@@ -299,16 +299,16 @@ def _measure(b, gm, step, x, z, repeats, budget):
     elif b == "stream":
         fn = _make_stream(gm, step)
     elif b == "gemm":
-        from numerics._kernels_fast import FastMixture
+        from numerics.fast.kernels import FastMixture
 
         fn = _make_gemm(FastMixture(gm))
     elif b == "jax":
-        from numerics._kernels_fast import FastMixture
+        from numerics.fast.kernels import FastMixture
 
         fn, conv = _make_jax(FastMixture(gm), step)
         x, z = conv(x), conv(z)
     else:
-        from numerics._kernels_fast import FastMixture
+        from numerics.fast.kernels import FastMixture
 
         fn, conv = _make_torch(FastMixture(gm), step)
         x, z = conv(x), conv(z)
@@ -336,8 +336,8 @@ def _print_row(log, K, d, N, step, res, stream=None):
 _COMPILE_SCRIPT = r"""
 import time, numpy as np
 t0 = time.perf_counter()
-from numerics.bench import make_target, make_particles
-from numerics._kernels_fast import FastMixture, guided_ddim_step, guided_ddpm_step
+from numerics.bench.timing import make_target, make_particles
+from numerics.fast.kernels import FastMixture, guided_ddim_step, guided_ddpm_step
 t1 = time.perf_counter()
 gm = make_target(4, 2); x, z = make_particles(gm, 64, 0.5)
 fm = FastMixture(gm)

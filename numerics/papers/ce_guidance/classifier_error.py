@@ -40,8 +40,8 @@ from typing import Mapping
 import numpy as np
 from scipy.special import expit, log_expit
 
-from numerics._validate import as_float_array, check_int, check_time, check_positive
-from numerics.checks.stats import mean_ci
+from numerics.validate import as_float_array, check_int, check_time, check_positive
+from numerics.stats import mean_ci
 from numerics.mixture import GaussianMixture
 from numerics.schedule import alpha_sigma2
 

@@ -29,7 +29,7 @@ from typing import Callable
 import numba
 import numpy as np
 
-from numerics._validate import check_positive
+from numerics.validate import check_positive
 
 __all__ = [
     "Mixture1D", "Grid1D", "Field", "SETTING_G_DATA", "SETTING_G_MODEL", "setting_g",

@@ -37,8 +37,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import expit, log_expit
 
-from numerics._validate import as_float_array, check_int, check_time
-from numerics.classifier_error import ErrorEstimate, theorem_bound
+from numerics.validate import as_float_array, check_int, check_time
+from numerics.papers.ce_guidance.classifier_error import ErrorEstimate, theorem_bound
 from numerics.mixture import GaussianMixture
 from numerics.schedule import alpha_sigma2
 

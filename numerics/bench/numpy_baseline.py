@@ -32,7 +32,7 @@ import math
 
 import numpy as np
 
-from numerics._validate import check_points, check_time
+from numerics.validate import check_points, check_time
 from numerics.schedule import alpha_sigma2
 
 __all__ = ["spiked_factors", "NumpyMixture", "SPIKE_TOL_FACTOR"]
@@ -148,14 +148,14 @@ class NumpyMixture:
 
     def ddim_step(self, x, t, s, y: int, w: float) -> np.ndarray:
         """One guided DDIM step from OU time ``t`` to ``s < t`` (coefficients from the generated table)."""
-        from numerics._generated.integrator_coeffs import ddim_coeffs
+        from numerics.generated.integrator_coeffs import ddim_coeffs
 
         cx, cq = ddim_coeffs(float(t), float(s))
         return cx * x + cq * self.guided_denoiser(x, t, y, w)
 
     def ddpm_step(self, x, t, s, y: int, w: float, z) -> np.ndarray:
         """One guided DDPM (ancestral) step with the given standard normal ``z`` (``(N, d)``)."""
-        from numerics._generated.integrator_coeffs import ddpm_coeffs
+        from numerics.generated.integrator_coeffs import ddpm_coeffs
 
         cx, cq, cz = ddpm_coeffs(float(t), float(s))
         return cx * x + cq * self.guided_denoiser(x, t, y, w) + cz * z
