@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy.stats import chi2
 
-from numerics.papers.ce_guidance.claims_trained import SETTING_B, setting_q
+from numerics.papers.ce_guidance.claims import SETTING_B, setting_q
 from numerics.papers.ce_guidance.trained_classifier import (LabelNoiseSetting, LogisticClassifier, QuadraticFeatures,
                                          RandomFourierFeatures, bayes_quadratic_coefficients,
                                          certify_label_noise, errors_quadrature_2d, sample_noised)
@@ -96,7 +96,7 @@ def test_bad_input_names_argument(call, arg):
 def test_claim_quick_holds_and_control_flagged():
     from numerics.checks.claim import REGISTRY
     from numerics.checks.runner import run_claim
-    import numerics.papers.ce_guidance.claims_trained  # noqa: F401
+    import numerics.papers.ce_guidance.claims  # noqa: F401
     r = run_claim(REGISTRY["ce_guidance.trained_classifiers"], profile="quick", seed=0)
     assert r.verdict == "holds", r.error
     assert r.control == "flagged"

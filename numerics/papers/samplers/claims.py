@@ -1,7 +1,7 @@
-r"""Claims about the samplers: coefficient identities, convergence orders, and the support note's C1/C3.
+r"""Claims about the samplers: coefficient identities, convergence orders, the exact output law of guided DDPM.
 
-Statements: ``proofs_notes/integrators.md`` (identities, orders) and section 5 of the support note
-(``/work/shared/papers/support.md``, checks C1 and C3, [RECONSTRUCTED]).  Everything runs the package's
+Statements: ``proofs_notes/integrators.md`` (identities, orders). The support note's C1 and C3 (laws of
+the samplers on subspace data) are claims of that paper: :mod:`numerics.papers.support.claims`.  Everything runs the package's
 own float64 sampler (:func:`numerics.samplers.sample`) on exact mixture scores (Numba kernels).
 
 Rounding tolerances are first-order: a step :math:`x_s = c_x x + c_q q + c_z z` computed from two routes
@@ -23,12 +23,11 @@ from numerics.stats import loglog_slope
 from numerics.references.exact_gaussian import pf_map
 from numerics.grids import time_grid
 from numerics.mixture import GaussianMixture
-from numerics.samplers import ScoreModel, sample
+from numerics.samplers import sample
 from numerics.schedule import alpha_sigma2
 
 U = float(np.finfo(np.float64).eps) / 2
 NOTE_INT = "proofs_notes/integrators.md"
-NOTE_SUPPORT = "proofs_notes/support.md"
 
 
 def two_class_mixture() -> GaussianMixture:
@@ -36,13 +35,6 @@ def two_class_mixture() -> GaussianMixture:
     covs = np.array([[[0.3, 0.1], [0.1, 0.2]], [[0.2, 0.0], [0.0, 0.0]], np.zeros((2, 2)), 0.25 * np.eye(2)])
     means = np.array([[-2.0, 0.0], [-1.0, 2.0], [2.0, 1.0], [1.5, -1.5]])
     return GaussianMixture([0.3, 0.2, 0.25, 0.25], means, covs, labels=[0, 0, 1, 1])
-
-
-def subspace_atoms() -> GaussianMixture:
-    """C1's target: atoms on the x1 axis of R^3, class 0 at {-3,-2,-1}, class 1 at {1,2,3}, equal weights."""
-    means = np.zeros((6, 3))
-    means[:, 0] = [-3, -2, -1, 1, 2, 3]
-    return GaussianMixture(np.full(6, 1 / 6), means, np.zeros((6, 3, 3)), labels=[0, 0, 0, 1, 1, 1])
 
 
 def _step_bound(grid: np.ndarray, traj: np.ndarray, qs: list[np.ndarray], coeffs: list[tuple], z_scale: float) -> float:
@@ -189,145 +181,6 @@ def convergence_orders(ctx: Context) -> list[Measurement]:
             extra={"errors": errs, "ns": list(p["ns"]), "grid": p["kind"], "slope_se": fit.se,
                    "alpha_dropped": ctx.broken}))
     return out
-
-
-# ------------------------------------------------------------------------------------------- support C1
-def _rho(method: str, grid: np.ndarray) -> tuple[float, np.ndarray]:
-    r"""The C1 contraction :math:`\rho` and the per-step condition numbers
-    :math:`(|c_x| + |c_q|/\sigma_{t_k}^2)/|\rho_k|` (for the rounding tolerance)."""
-    h = grid[:-1] - grid[1:]
-    s2 = -np.expm1(-2 * grid[:-1])
-    if method == "ei_ode":
-        a, b = np.exp(h), np.expm1(h) / s2
-    elif method == "euler":
-        a, b = 1 + h, h / s2
-    else:  # ddim: sigma_s/sigma_t per step, telescoping to sigma_delta/sigma_T
-        r = np.sqrt(-np.expm1(-2 * grid[1:]) / s2)
-        return math.sqrt(-math.expm1(-2 * grid[-1])) / math.sqrt(-math.expm1(-2 * grid[0])), np.ones_like(r)
-    return float(np.prod(a - b)), (a + b) / np.abs(a - b)
-
-
-NOTE_RHO = {(0.1, "ei_ode"): 4.862e-2, (0.5, "ei_ode"): 6.397e-2, (0.1, "ddim"): 4.470e-2, (0.5, "ddim"): 4.470e-2}
-
-
-@claim(
-    id="samplers.subspace_contraction",
-    paper="samplers",
-    statement="(support C1) with all classes on a shared subspace V, the V-orthogonal part of the ei_ode, euler "
-              "and ddim outputs is rho times the initial one for every guidance gamma",
-    note=f"{NOTE_SUPPORT} (C1)",
-    provenance="reconstructed",
-    quick={"kappas": [0.1], "gammas": [1.0, 3.0, 10.0], "n": 64},
-    full={"kappas": [0.1, 0.5], "gammas": [1.0, 3.0, 10.0], "n": 512},
-)
-def subspace_contraction(ctx: Context) -> list[Measurement]:
-    """Relative deviation from the rho-law.  Control: the score biased by 1e-3 in the x2 direction."""
-    p = ctx.params
-    gm = subspace_atoms()
-    out = []
-    x0 = ctx.rng.standard_normal((p["n"], 3))
-    target = gm
-    if ctx.broken:
-        bias = np.array([0.0, 1e-3, 0.0])
-        target = ScoreModel(lambda x, t: gm.score(x, t) + bias, 3,
-                            guidance=lambda x, t, y: gm.guidance_vector(x, t, y), n_classes=2)
-    for kappa in p["kappas"]:
-        grid = time_grid("geometric", T=5.0, delta=1e-3, kappa=kappa)
-        for method in ("ei_ode", "euler", "ddim"):
-            rho, cond = _rho(method, grid)
-            worst = 0.0
-            for gamma in p["gammas"]:
-                x = sample(target, method, grid=grid, n=p["n"], x_init=x0, label=1, guidance=gamma)
-                worst = max(worst, float(np.max(np.abs(x[:, 1:] - rho * x0[:, 1:]) / np.abs(rho * x0[:, 1:]))))
-            # per step: coefficients (4u) x condition, the posterior-weight sum (K u), the update (4u); and rho itself
-            tol = U * float(np.sum(4 * cond + gm.K + 4)) + U * grid.size
-            out.append(Measurement(
-                name=f"rho-law rel. deviation {method} kappa={kappa}", measured=worst, predicted=0.0, kind="equal",
-                tol=tol, reason="rounding: per step u(4 cond_k + K + 4), cond_k = (|c_x| + |c_q|/sigma^2)/|rho_k|, "
-                                "summed over the steps, plus N u for the product rho",
-                extra={"rho": rho, "steps": int(grid.size - 1), "gammas": list(p["gammas"]), "biased": ctx.broken}))
-            if (kappa, method) in NOTE_RHO:
-                out.append(Measurement(
-                    name=f"rho {method} kappa={kappa}", measured=rho, predicted=NOTE_RHO[(kappa, method)],
-                    kind="equal", tol=5e-6, reason="the note quotes 4 significant digits: half a unit of the last, 5e-6"))
-    return out
-
-
-# ------------------------------------------------------------------------------------------- support C3
-def variance_recursion(grid: np.ndarray, noise: str = "code", drift: float = 2.0) -> float:
-    r""":math:`v_{k+1} = (e^{h} - \mathrm{drift}\,(e^h-1)/\sigma_{t_k}^2)^2 v_k + \nu_k`, :math:`v_0 = 1`,
-    :math:`\nu_k = 2(e^h - 1)` (``code``) or :math:`e^{2h} - 1` (``exact``)."""
-    v = 1.0
-    for t, s in zip(grid[:-1], grid[1:]):
-        h = float(t - s)
-        s2 = -math.expm1(-2 * float(t))
-        nu = 2 * math.expm1(h) if noise == "code" else math.expm1(2 * h)
-        v = (math.exp(h) - drift * math.expm1(h) / s2) ** 2 * v + nu
-    return v
-
-
-NOTE_VAR = {0.1: 2.192e-3, 0.5: 2.979e-3}
-
-
-@claim(
-    id="samplers.ddpm_orthogonal_variance",
-    paper="samplers",
-    statement="(support C3) for DDPM-EI (ei_sde_code) with classes on a shared subspace, the orthogonal "
-              "variance per coordinate follows v_{k+1} = (e^h - 2(e^h-1)/sigma_k^2)^2 v_k + 2(e^h-1), for any gamma",
-    note=f"{NOTE_SUPPORT} (C3)",
-    provenance="reconstructed",
-    quick={"kappas": [0.1], "n": 4000, "gamma": 3.0, "safety": 1.5},
-    full={"kappas": [0.1, 0.5], "n": 20000, "gamma": 3.0, "safety": 1.5},
-)
-def ddpm_orthogonal_variance(ctx: Context) -> list[Measurement]:
-    r"""Monte-Carlo variance of the orthogonal coordinates vs the recursion.
-
-    The orthogonal coordinates are exactly Gaussian with mean 0 (linear recursion from N(0, I)), so with
-    ``m = 2n`` squared coordinates :math:`\hat v = \frac1m\sum z_i^2 \sim v\,\chi^2_m/m`; the 95% interval uses
-    the normal approximation of :math:`\chi^2_m` (relative sd :math:`\sqrt{2/m}`; m >= 8000 so the skew
-    is negligible).  Control: the drift coefficient halved to :math:`(e^h - 1)` (the PF-ODE drift with SDE
-    noise), built by hand.  The spec's control (``ei_sde`` noise :math:`\sqrt{e^{2h}-1}`) changes v by only
-    3.4e-4 (kappa 0.1) relative, far below MC resolution (would need ~3e8 samples), so it is only reported.
-    """
-    p = ctx.params
-    gm = subspace_atoms()
-    out = []
-    for kappa in p["kappas"]:
-        grid = time_grid("geometric", T=5.0, delta=1e-3, kappa=kappa)
-        v_code, v_exact = variance_recursion(grid, "code"), variance_recursion(grid, "exact")
-        seed = int(ctx.rng.integers(2**62))
-        if ctx.broken:
-            x = _ei_sde_half_drift(gm, grid, p["n"], p["gamma"], seed)
-        else:
-            x = sample(gm, "ei_sde_code", grid=grid, n=p["n"], seed=seed, label=1, guidance=p["gamma"])
-        z2 = x[:, 1:].ravel() ** 2
-        m = z2.size
-        v_hat = float(z2.mean())
-        half = 1.96 * v_code * math.sqrt(2.0 / m)
-        out.append(Measurement(
-            name=f"orthogonal variance kappa={kappa}", measured=v_hat, predicted=v_code, kind="equal",
-            tol=p["safety"] * half, ci=(v_hat - 1.96 * v_hat * math.sqrt(2 / m), v_hat + 1.96 * v_hat * math.sqrt(2 / m)),
-            reason=f"95% chi-square (normal approx.) half-width 1.96 v sqrt(2/m), m = {m}, times safety {p['safety']}",
-            extra={"ratio": v_hat / v_code, "note_value": NOTE_VAR.get(kappa), "v_ei_sde_exact_noise": v_exact,
-                   "exact_over_code": v_exact / v_code, "half_drift_control": ctx.broken,
-                   "v_half_drift": variance_recursion(grid, "code", drift=1.0)}))
-        if kappa in NOTE_VAR:
-            out.append(Measurement(name=f"recursion v_N kappa={kappa}", measured=v_code, predicted=NOTE_VAR[kappa],
-                                   kind="equal", tol=5e-7,
-                                   reason="the note quotes 4 significant digits: half a unit of the last, 5e-7"))
-    return out
-
-
-def _ei_sde_half_drift(gm, grid, n, gamma, seed):
-    r"""Control: :math:`x_s = e^h x + (e^h - 1) s_w + \sqrt{2(e^h-1)}\,z` (drift halved), same RNG use as ``sample``."""
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((n, gm.d))
-    for k in range(grid.size - 1):
-        t, s = float(grid[k]), float(grid[k + 1])
-        cx, cq, cz = IC.ei_sde_code_coeffs(t, s)
-        sw = gm.score(x, t) + gamma * gm.guidance_vector(x, t, 1)
-        x = cx * x + 0.5 * cq * sw + cz * rng.standard_normal(x.shape)
-    return x
 
 
 # ----------------------------------------------------------------------------- exact law on a grid (1-D)
