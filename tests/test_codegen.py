@@ -199,6 +199,18 @@ def test_header_and_table():
         assert len(vals) == len(labels) and all(isinstance(v, float) for v in vals), name
 
 
+def test_primitives_come_from_the_shared_helpers():
+    # each primitive of a time is written once, in _decay / _growth; the coefficient functions call them
+    text = C.default_output_path().read_text()
+    assert text.count("def _decay(v):") == 1 and text.count("def _growth(v):") == 1
+    functions = text.split("def ddim_coeffs", 1)[1]
+    assert "math.exp(" not in functions and "math.expm1(" not in functions
+    assert "_decay(s)" in functions and "_decay(hp)" in functions and "_growth(h)" in functions
+    v = 0.37
+    assert G._decay(v) == (math.exp(-v), -math.expm1(-v), math.exp(-2 * v), -math.expm1(-2 * v))
+    assert G._growth(v) == (math.exp(v), math.expm1(v), math.exp(2 * v), math.expm1(2 * v))
+
+
 def test_stabilize_refuses_sign_indefinite():
     with pytest.raises(C.StabilizeError):
         C.stabilize(sp.exp(-s) - sp.Rational(1, 2))

@@ -133,6 +133,16 @@ def test_ddim_direct_forward_time_integral_agrees():
     assert same(I._ddim_direct_t_integral(), ddim().c_q) == "symbolic"
 
 
+def test_log_snr_step_refuses_a_wrong_factor_or_rate():
+    # negative controls of the step shared by DDIM and DPM-Solver-1
+    xf = sp.Function("x")(t)
+    ddim_score = (GENERAL.alpha(t) * I.q - xf) / GENERAL.sigma2(t)
+    with pytest.raises(AssertionError, match="integrating factor"):
+        I._log_snr_step(ddim_score, xf, "alpha", sp.exp(I.lam))  # 1/alpha leaves x in the ODE
+    with pytest.raises(AssertionError, match="d ell"):
+        I._log_snr_step(ddim_score, xf, "sigma", -sp.exp(-I.lam))  # DPM-Solver-1's rate
+
+
 def test_ddim_is_exact_for_constant_denoiser():
     # with D constant the data-prediction ODE is linear: the DDIM map must solve the PF-ODE
     # dx/dt = -x - (alpha_t D - x)/sigma_t^2 exactly, as a function of s (the endpoint).
@@ -347,6 +357,8 @@ def test_guidance_gap_series():
 # ------------------------------------------------------------------------------------------
 def test_registry():
     ups = all_updates()
+    assert UPDATE_NAMES == ("ddim", "ddpm", "ddim_eta", "dpm_solver_1", "dpm_solver_2", "ei_ode", "ei_sde",
+                            "ei_sde_code", "euler", "euler_maruyama")  # the order of the generated module
     assert [u.name for u in ups] == list(UPDATE_NAMES)
     assert all(isinstance(u, Update) for u in ups)
     for u in ups:

@@ -95,6 +95,24 @@ _VARINFO = {
 _ORDER = (Y, X, Z, E)  # variable order of the positive-form search
 _UNBOUNDED = (h,)  # positive symbols with no upper bound (monomial basis only)
 _PRIMITIVE_ORDER = tuple(_P)  # emission order of primitive assignments
+#: The primitives of a time are computed by one shared generated helper per family:
+#: helper -> (primitive prefixes in return order, the times it serves, docstring).  The helper's
+#: body is the ``_DEF`` entries of the first time, written in its argument ``v``; the eta
+#: primitives (used by one function) stay inline.
+_HELPERS = {
+    "_decay": (("a", "am", "a2", "sig2"), ("s", "h", "hp"),
+               "(exp(-v), 1 - exp(-v), exp(-2v), 1 - exp(-2v)) of a time v >= 0, without cancellation."),
+    "_growth": (("ea", "em", "ea2", "em2"), ("h",),
+                "(exp(v), exp(v) - 1, exp(2v), exp(2v) - 1) of a step v >= 0, without cancellation."),
+}
+_TIME = {"s": s, "h": h, "hp": hp}
+#: primitive name -> (helper, time, the names that one call returns)
+_FROM_HELPER = {
+    f"{p}_{v}": (helper, v, tuple(f"{q}_{v}" for q in prefixes))
+    for helper, (prefixes, times, _doc) in _HELPERS.items()
+    for v in times
+    for p in prefixes
+}
 
 
 class StabilizeError(ValueError):
@@ -390,6 +408,22 @@ def _code(e: sp.Expr) -> str:
     return pycode(e, **_PRINT_SETTINGS)
 
 
+def _emit_helper(helper: str) -> str:
+    """One shared primitive helper: the ``_DEF`` entries of its primitives, written in a time ``v``."""
+    prefixes, times, doc = _HELPERS[helper]
+    for p in prefixes:  # the helper computes what _DEF defines, for every time it serves
+        first = _DEF[f"{p}_{times[0]}"]
+        assert all(_DEF[f"{p}_{v}"] == first.subs(_TIME[times[0]], _TIME[v]) for v in times), (helper, p)
+    v = sp.Symbol("v", positive=True)
+    ret = ", ".join(_code(_DEF[f"{p}_{times[0]}"].subs(_TIME[times[0]], v)) for p in prefixes)
+    return "\n".join([
+        "@numba.njit(cache=True)",
+        f"def {helper}(v):",
+        f'    """{doc}"""',
+        f"    return ({ret})",
+    ])
+
+
 def _emit_function(spec: CoeffSpec) -> str:
     stable = [stabilize(e, spec.args) for e in spec.exprs]
     used = set().union(*(x.free_symbols for x in stable))
@@ -403,11 +437,18 @@ def _emit_function(spec: CoeffSpec) -> str:
         lines.append(f"    h = {_code(t - s)}")
     if needs_hp:
         lines.append(f"    hp = {_code(sp.Symbol('t_prev') - t)}")
+    called = set()
     for name in _PRIMITIVE_ORDER:
-        if _P[name] in used:
-            if name == "eta":
-                continue  # the argument itself
+        if _P[name] not in used or name == "eta":  # eta: the argument itself
+            continue
+        if name not in _FROM_HELPER:
             lines.append(f"    {name} = {_code(_DEF[name])}")
+            continue
+        helper, v, names = _FROM_HELPER[name]
+        if (helper, v) not in called:  # one call per helper and time; unused results go to `_`
+            called.add((helper, v))
+            targets = ", ".join(n if _P[n] in used else "_" for n in names)
+            lines.append(f"    {targets} = {helper}({v})")
     for lab, e in zip(spec.labels, stable):
         lines.append(f"    {lab} = {_code(e)}")
     lines.append(f"    return ({ret},)" if len(spec.labels) == 1 else f"    return ({ret})")
@@ -430,7 +471,9 @@ Expressions are rewritten in cancellation-free form (see theory/codegen.py): pri
 ``a_v = exp(-v)``, ``am_v = -expm1(-v) = 1 - exp(-v)``, ``a2_v = exp(-2v)``,
 ``sig2_v = -expm1(-2v) = 1 - exp(-2v)`` for ``v`` in ``s``, ``h = t - s``, ``hp = t_prev - t``;
 ``ea_h = exp(h)``, ``em_h = expm1(h)``, ``ea2_h = exp(2h)``, ``em2_h = expm1(2h)``;
-``eta2 = eta**2``, ``etam2 = (1 - eta)(1 + eta)``.  Relative error a few units of roundoff
+``eta2 = eta**2``, ``etam2 = (1 - eta)(1 + eta)``.  The ``*_v`` primitives come from one shared
+helper ``_decay(v)``, the growing ones from ``_growth(h)`` (Numba inlines both and drops unused
+results: the same operations as writing them out).  Relative error a few units of roundoff
 plus about (t + s) units from the rounding of ``h = t - s`` (tested against 50-digit mpmath for
 t, s in [1e-10, 50] and steps down to 1e-12).
 
@@ -440,6 +483,8 @@ No argument checking (hot path): callers pass 0 < s < t (< t_prev) and 0 <= eta 
 import math
 
 import numba
+
+# The coefficient functions below share a skeleton generated from one template in theory/codegen.py; only their formulas differ.
 
 
 '''
@@ -454,6 +499,9 @@ def generate_source() -> str:
 def _generate_source_cached() -> str:
     specs = coefficient_specs()
     parts = [HEADER]
+    for helper in _HELPERS:
+        parts.append(_emit_helper(helper))
+        parts.append("\n\n\n")
     names = []
     for spec in specs:
         parts.append(_emit_function(spec))

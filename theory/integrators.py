@@ -91,20 +91,6 @@ slope = sp.Symbol("D_1", real=True)  # slope of the denoiser in ell (multistep)
 a_s, a_t, a_ts = sp.symbols("alpha_s alpha_t alpha_t|s", positive=True)
 sg_s, sg_t, sg_ts = sp.symbols("sigma_s sigma_t sigma_t|s", positive=True)
 
-UPDATE_NAMES = (
-    "ddim",
-    "ddpm",
-    "ddim_eta",
-    "dpm_solver_1",
-    "dpm_solver_2",
-    "ei_ode",
-    "ei_sde",
-    "ei_sde_code",
-    "euler",
-    "euler_maruyama",
-)
-
-
 # ----------------------------------------------------------------------------------------
 # the Update record
 # ----------------------------------------------------------------------------------------
@@ -200,6 +186,63 @@ def _half_logsnr_step(schedule: VPSchedule, t_hi: sp.Expr, t_lo: sp.Expr) -> sp.
     return sp.log(sp.powsimp(ratio)) / 2
 
 
+def _read_off(update: sp.Expr, schedule: VPSchedule, **fields) -> Update:
+    r"""The :class:`Update` whose coefficients of :math:`x_t, q, z` are read off ``update``.
+
+    ``update`` is written in the abstract :math:`\alpha, \sigma` symbols; the coefficients are
+    taken in those symbols and then evaluated on ``schedule``.  ``fields`` are the remaining
+    :class:`Update` fields (``name``, ``frozen``, ``description``, ``args``).
+    """
+    vals = _schedule_values(schedule)
+    c_z = _coeff(update, z).subs(vals) if update.has(z) else sp.S.Zero
+    return Update(c_x=_coeff(update, x_t).subs(vals), c_q=_coeff(update, q).subs(vals), c_z=c_z, **fields)
+
+
+def _log_snr_step(score: sp.Expr, xf: sp.Expr, factor: str, rate: sp.Expr) -> dict:
+    r"""Integrate the PF-ODE over one step in the half log-SNR, the frozen quantity ``q`` held fixed.
+
+    The steps shared by DDIM and DPM-Solver-1 (schedule :data:`theory.forward.GENERAL`):
+    the forward-time PF-ODE :math:`\dot x = f(t)x - \tfrac12 g(t)^2\,\mathrm{score}` is multiplied by
+    the integrating factor :math:`1/m_t` (``factor``: ``"sigma"`` or ``"alpha"``), which must remove
+    :math:`x`; in :math:`\ell = \log(\alpha/\sigma)` it must read
+    :math:`d(x/m)/d\ell = \mathrm{rate}(\ell)\,q`; integrating over :math:`[\ell_t, \ell_t + h_\ell]`
+    and using :math:`e^{\ell} = \alpha/\sigma` gives :math:`x_s = m_s(x_t/m_t + \int)`.
+
+    ``score`` is the score model in the state ``xf`` (a function of ``t``) and ``q``; ``rate`` is an
+    expression in :data:`lam` (the integration variable).  Returns the keys ``pf_ode``,
+    ``linear_part``, ``d_scaled``, ``d_ell``, ``scaled_ode`` (:math:`d(x/m)/d\ell`), ``integral`` and
+    ``update`` (abstract symbols).
+    """
+    schedule = GENERAL
+    alpha = schedule.alpha(t)
+    sig = sp.sqrt(schedule.sigma2(t))
+    m_expr, m_s, m_t = {"sigma": (sig, sg_s, sg_t), "alpha": (alpha, a_s, a_t)}[factor]  # m_t; abstract m_s, m_t
+    rhs = schedule.drift_coefficient(t) * xf - schedule.diffusion2(t) / 2 * score
+    linear = sp.simplify(sp.diff(rhs, xf))
+    d_scaled = sp.simplify(sp.diff(xf / m_expr, t).subs(sp.Derivative(xf, t), rhs))
+    if d_scaled.has(xf):  # 1/m must kill the linear part
+        raise AssertionError(f"1/{factor}_t is not an integrating factor")
+    ell = sp.log(alpha / sig)
+    d_ell = sp.simplify(sp.diff(ell, t))
+    d_scaled_dell = sp.simplify(d_scaled / d_ell)
+    if sp.simplify(d_scaled_dell - rate.subs(lam, ell) * q) != 0:
+        raise AssertionError(f"d(x/{factor})/d ell is not {rate.subs(lam, sp.Symbol('ell'))} q")
+    integral = sp.integrate(rate * q, (lam, ell_t, ell_t + h_ell))
+    # e^{ell_t} = alpha_t/sigma_t, e^{ell_s} = e^{ell_t + h_ell} = alpha_s/sigma_s
+    integral = sp.expand(integral, power_exp=True).subs(
+        {sp.exp(ell_t): a_t / sg_t, sp.exp(h_ell): (a_s / sg_s) / (a_t / sg_t)}
+    )
+    return {
+        "pf_ode": rhs,
+        "linear_part": linear,
+        "d_scaled": d_scaled,
+        "d_ell": d_ell,
+        "scaled_ode": d_scaled_dell,
+        "integral": integral,
+        "update": sp.expand(m_s * (x_t / m_t + integral)),
+    }
+
+
 # ----------------------------------------------------------------------------------------
 # 1. data-prediction (denoiser-frozen) form: DDIM
 # ----------------------------------------------------------------------------------------
@@ -211,42 +254,13 @@ def _ddim_derivation() -> dict:
     :math:`\nabla\log p_t = (\alpha_t D - x)/\sigma_t^2`.  Then :math:`1/\sigma_t` is an
     integrating factor, and in the half log-SNR :math:`\ell = \log(\alpha/\sigma)`,
     :math:`d(x/\sigma)/d\ell = e^{\ell} D`; freezing :math:`D` and integrating over
-    :math:`[\ell_t, \ell_s]` gives the update.
+    :math:`[\ell_t, \ell_s]` gives the update (steps in :func:`_log_snr_step`).
     """
-    schedule = GENERAL
     xf = sp.Function("x")(t)
-    Dq = q
-    alpha = schedule.alpha(t)
-    sig2 = schedule.sigma2(t)
-    sig = sp.sqrt(sig2)
-    score = (alpha * Dq - xf) / sig2
-    rhs = schedule.drift_coefficient(t) * xf - schedule.diffusion2(t) / 2 * score
-    linear = sp.simplify(sp.diff(rhs, xf))
-    d_scaled = sp.simplify(sp.diff(xf / sig, t).subs(sp.Derivative(xf, t), rhs))
-    if d_scaled.has(xf):  # 1/sigma must kill the linear part
-        raise AssertionError("1/sigma_t is not an integrating factor")
-    ell = sp.log(alpha / sig)
-    d_ell = sp.simplify(sp.diff(ell, t))
-    d_scaled_dell = sp.simplify(d_scaled / d_ell)
-    # d(x/sigma)/d ell must be e^ell * D:
-    if sp.simplify(d_scaled_dell - sp.exp(ell) * Dq) != 0:
-        raise AssertionError("data-prediction ODE is not d(x/sigma)/d ell = e^ell D")
-    # integrate with D frozen over [ell_t, ell_s]; ell_s = ell_t + h_ell
-    integral = sp.integrate(sp.exp(lam) * Dq, (lam, ell_t, ell_t + h_ell))
-    # x_s / sigma_s = x_t / sigma_t + integral ; e^{ell_t} = alpha_t/sigma_t, e^{ell_s} = alpha_s/sigma_s
-    integral = sp.expand(integral, power_exp=True).subs(
-        {sp.exp(ell_t): a_t / sg_t, sp.exp(h_ell): (a_s / sg_s) / (a_t / sg_t)}
-    )
-    update_abstract = sp.expand(sg_s * (x_t / sg_t + integral))
-    return {
-        "pf_ode": rhs,
-        "linear_part": linear,
-        "d_scaled": d_scaled,
-        "d_ell": d_ell,
-        "data_ode": d_scaled_dell,
-        "integral": integral,
-        "update": update_abstract,
-    }
+    score = (GENERAL.alpha(t) * q - xf) / GENERAL.sigma2(t)  # q = D, the denoiser
+    d = _log_snr_step(score, xf, "sigma", sp.exp(lam))
+    d["data_ode"] = d.pop("scaled_ode")
+    return d
 
 
 @lru_cache(maxsize=None)
@@ -271,13 +285,10 @@ def ddim(schedule: VPSchedule = OU) -> Update:
 
     .. math::  x_s = \frac{\sigma_s}{\sigma_t}x_t + \Big(\alpha_s - \alpha_t\frac{\sigma_s}{\sigma_t}\Big)D .
     """
-    upd = _ddim_derivation()["update"]
-    vals = _schedule_values(schedule)
-    return Update(
+    return _read_off(
+        _ddim_derivation()["update"], schedule,
         name="ddim",
         frozen="denoiser",
-        c_x=_coeff(upd, x_t).subs(vals),
-        c_q=_coeff(upd, q).subs(vals),
         description="DDIM: data prediction D(x_t) frozen, linear part integrated exactly in log-SNR",
     )
 
@@ -363,15 +374,10 @@ def ddim_eta(schedule: VPSchedule = OU) -> Update:
         x_s = \alpha_s D + \sqrt{\sigma_s^2 - c^2}\,\hat\varepsilon + c\,z,\quad
         c = \eta\,\frac{\sigma_s\sigma_{t|s}}{\sigma_t},\quad \hat\varepsilon = \frac{x_t - \alpha_t D}{\sigma_t}.
     """
-    e = _eta_abstract()
-    upd = e["update"]
-    vals = _schedule_values(schedule)
-    return Update(
+    return _read_off(
+        _eta_abstract()["update"], schedule,
         name="ddim_eta",
         frozen="denoiser",
-        c_x=_coeff(upd, x_t).subs(vals),
-        c_q=_coeff(upd, q).subs(vals),
-        c_z=_coeff(upd, z).subs(vals),
         args=(t, s, eta),
         description="DDIM eta family: eta=0 is DDIM, eta=1 is DDPM",
     )
@@ -382,32 +388,18 @@ def ddim_eta(schedule: VPSchedule = OU) -> Update:
 # ----------------------------------------------------------------------------------------
 @lru_cache(maxsize=None)
 def _dpm1_derivation() -> dict:
-    r"""Noise prediction frozen: :math:`d(x/\alpha)/d\ell = -e^{-\ell}\varepsilon`, integrated exactly."""
-    schedule = GENERAL
+    r"""Noise prediction frozen: :math:`d(x/\alpha)/d\ell = -e^{-\ell}\varepsilon`, integrated exactly.
+
+    With :math:`\nabla\log p_t = -\varepsilon/\sigma_t`, :math:`1/\alpha_t` is the integrating factor;
+    freezing :math:`\varepsilon` over :math:`[\ell_t, \ell_s]` gives
+    :math:`x_s = \alpha_s\big(x_t/\alpha_t - \int_{\ell_t}^{\ell_s} e^{-\ell}\varepsilon\,d\ell\big)`
+    (steps in :func:`_log_snr_step`).
+    """
     xf = sp.Function("x")(t)
-    alpha = schedule.alpha(t)
-    sig = sp.sqrt(schedule.sigma2(t))
-    score = -q / sig  # eps frozen: score = -eps / sigma
-    rhs = schedule.drift_coefficient(t) * xf - schedule.diffusion2(t) / 2 * score
-    d_scaled = sp.simplify(sp.diff(xf / alpha, t).subs(sp.Derivative(xf, t), rhs))
-    if d_scaled.has(xf):
-        raise AssertionError("1/alpha_t is not an integrating factor")
-    ell = sp.log(alpha / sig)
-    d_ell = sp.simplify(sp.diff(ell, t))
-    d_scaled_dell = sp.simplify(d_scaled / d_ell)
-    if sp.simplify(d_scaled_dell + sp.exp(-ell) * q) != 0:
-        raise AssertionError("noise ODE is not d(x/alpha)/d ell = -e^{-ell} eps")
-    integral = sp.integrate(-sp.exp(-lam) * q, (lam, ell_t, ell_t + h_ell))
-    integral = sp.expand(integral, power_exp=True).subs(
-        {sp.exp(ell_t): a_t / sg_t, sp.exp(h_ell): (a_s / sg_s) / (a_t / sg_t)}
-    )
-    update_abstract = sp.expand(a_s * (x_t / a_t + integral))
-    return {
-        "d_scaled": d_scaled,
-        "noise_ode": d_scaled_dell,
-        "integral": integral,
-        "update": update_abstract,
-    }
+    score = -q / sp.sqrt(GENERAL.sigma2(t))  # q = eps frozen: score = -eps / sigma
+    d = _log_snr_step(score, xf, "alpha", -sp.exp(-lam))
+    d["noise_ode"] = d.pop("scaled_ode")
+    return d
 
 
 def dpm_solver_1(schedule: VPSchedule = OU) -> Update:
@@ -415,13 +407,10 @@ def dpm_solver_1(schedule: VPSchedule = OU) -> Update:
 
     .. math::  x_s = \frac{\alpha_s}{\alpha_t}x_t + \Big(\sigma_s - \frac{\alpha_s}{\alpha_t}\sigma_t\Big)\varepsilon .
     """
-    upd = _dpm1_derivation()["update"]
-    vals = _schedule_values(schedule)
-    return Update(
+    return _read_off(
+        _dpm1_derivation()["update"], schedule,
         name="dpm_solver_1",
         frozen="noise",
-        c_x=_coeff(upd, x_t).subs(vals),
-        c_q=_coeff(upd, q).subs(vals),
         description="DPM-Solver-1: noise prediction frozen; equals DDIM",
     )
 
@@ -459,18 +448,18 @@ def _dpm2_derivation() -> dict:
     }
 
 
-def _dpm2_subs(expr: sp.Expr, schedule: VPSchedule) -> sp.Expr:
-    return expr.subs(
-        {
-            h_ell: _half_logsnr_step(schedule, t, s),
-            h_ell_prev: _half_logsnr_step(schedule, t_prev, t),
-        }
+def _dpm2_on_schedule(weight: sp.Expr, schedule: VPSchedule) -> sp.Expr:
+    r"""A 2M weight (in :math:`h_\ell, h_{\ell,p}`, divided by :math:`\alpha_s`) as a coefficient on ``schedule``.
+
+    :math:`e^{-h_\ell} = \frac{\alpha_t\sigma_s}{\sigma_t\alpha_s}` (algebraic form); the log-SNR steps
+    :math:`h_\ell = \ell_s - \ell_t`, :math:`h_{\ell,p} = \ell_t - \ell_{t_p}` by :func:`_half_logsnr_step`.
+    """
+    exp_minus_hell = schedule.alpha(t) * sp.sqrt(schedule.sigma2(s)) / (
+        sp.sqrt(schedule.sigma2(t)) * schedule.alpha(s)
     )
-
-
-def _exp_minus_hell(schedule: VPSchedule) -> sp.Expr:
-    r""":math:`e^{-(\ell_s-\ell_t)} = \frac{\alpha_t\sigma_s}{\sigma_t\alpha_s}` (algebraic form)."""
-    return schedule.alpha(t) * sp.sqrt(schedule.sigma2(s)) / (sp.sqrt(schedule.sigma2(t)) * schedule.alpha(s))
+    expr = a_s * weight.subs(sp.exp(-h_ell), exp_minus_hell)
+    steps = {h_ell: _half_logsnr_step(schedule, t, s), h_ell_prev: _half_logsnr_step(schedule, t_prev, t)}
+    return expr.subs(steps).subs(_schedule_values(schedule))
 
 
 def dpm_solver_2(schedule: VPSchedule = OU) -> Update:
@@ -486,16 +475,12 @@ def dpm_solver_2(schedule: VPSchedule = OU) -> Update:
     to :func:`ddim` (which is the limit ``t_prev -> infinity``).
     """
     d = _dpm2_derivation()
-    em = _exp_minus_hell(schedule)
-    cq = d["coef_q"].subs(sp.exp(-h_ell), em)
-    cqp = d["coef_q_prev"].subs(sp.exp(-h_ell), em)
-    vals = _schedule_values(schedule)
     return Update(
         name="dpm_solver_2",
         frozen="denoiser-linear",
-        c_x=(sg_s / sg_t).subs(vals),
-        c_q=_dpm2_subs(a_s * cq, schedule).subs(vals),
-        c_q_prev=_dpm2_subs(a_s * cqp, schedule).subs(vals),
+        c_x=(sg_s / sg_t).subs(_schedule_values(schedule)),
+        c_q=_dpm2_on_schedule(d["coef_q"], schedule),
+        c_q_prev=_dpm2_on_schedule(d["coef_q_prev"], schedule),
         args=(t, s, t_prev),
         description="DPM-Solver++(2M); first step: DDIM",
     )
@@ -511,11 +496,7 @@ def dpm_solver_2_exact_linear(schedule: VPSchedule = OU) -> tuple[sp.Expr, sp.Ex
     d = _dpm2_derivation()
     ex = d["exact"]
     lu = sp.expand(ex["c_D"] * q + ex["c_slope"] * (q - q_prev) / h_ell_prev)
-    em = _exp_minus_hell(schedule)
-    vals = _schedule_values(schedule)
-    cq = _dpm2_subs(a_s * lu.coeff(q).subs(sp.exp(-h_ell), em), schedule).subs(vals)
-    cqp = _dpm2_subs(a_s * lu.coeff(q_prev).subs(sp.exp(-h_ell), em), schedule).subs(vals)
-    return cq, cqp
+    return _dpm2_on_schedule(lu.coeff(q), schedule), _dpm2_on_schedule(lu.coeff(q_prev), schedule)
 
 
 # ----------------------------------------------------------------------------------------
@@ -559,21 +540,24 @@ def _at_step(expr: sp.Expr) -> sp.Expr:
     return expr.subs(tau, t - s)
 
 
+def _score_frozen(name: str, mean: sp.Expr, c_z: sp.Expr = sp.S.Zero, **fields) -> Update:
+    r"""The score-frozen :class:`Update` with mean ``mean`` (in :math:`\tau`, taken at :math:`\tau = h`) and noise std ``c_z``."""
+    m = _at_step(mean)
+    return Update(name, "score", _coeff(m, x_t), _coeff(m, q), c_z, **fields)
+
+
 def ei_ode() -> Update:
     r"""Score-frozen exponential integrator of the PF-ODE: :math:`y \leftarrow e^h y + (e^h-1)\,\mathrm{score}`."""
-    d = _ei_derivation()
-    sol = _at_step(d["ode_solution"])
-    return Update("ei_ode", "score", _coeff(sol, x_t), _coeff(sol, q),
-                  description="EI-ODE: score frozen, PF-ODE linear part integrated exactly")
+    return _score_frozen("ei_ode", _ei_derivation()["ode_solution"],
+                         description="EI-ODE: score frozen, PF-ODE linear part integrated exactly")
 
 
 def ei_sde() -> Update:
     r"""Score-frozen exponential integrator of the reverse SDE, exact linear noise:
     :math:`y \leftarrow e^h y + 2(e^h-1)\,\mathrm{score} + \sqrt{e^{2h}-1}\,z`."""
     d = _ei_derivation()
-    mean = _at_step(d["sde_mean"])
-    return Update("ei_sde", "score", _coeff(mean, x_t), _coeff(mean, q), sp.sqrt(_at_step(d["sde_var"])),
-                  description="EI-SDE: score frozen, reverse-SDE linear part exact in mean and variance")
+    return _score_frozen("ei_sde", d["sde_mean"], sp.sqrt(_at_step(d["sde_var"])),
+                         description="EI-SDE: score frozen, reverse-SDE linear part exact in mean and variance")
 
 
 def ei_sde_code() -> Update:
@@ -582,28 +566,23 @@ def ei_sde_code() -> Update:
     The variances differ by :math:`(e^{2h}-1) - 2(e^h-1) = (e^h-1)^2 = h^2 + O(h^3)`: first-order agreement.
     """
     d = _ei_derivation()
-    mean = _at_step(d["sde_mean"])
     # the code's noise: the diffusion sqrt(2) times sqrt(e^h - 1) (variance 2(e^h - 1), not e^{2h} - 1)
     code_var = 2 * _coeff(_at_step(d["ode_solution"]), q)
-    return Update("ei_sde_code", "score", _coeff(mean, x_t), _coeff(mean, q), sp.sqrt(code_var),
-                  description="EI-SDE as in the support paper's code: noise sqrt(2(e^h-1)) instead of sqrt(e^{2h}-1)")
+    return _score_frozen("ei_sde_code", d["sde_mean"], sp.sqrt(code_var),
+                         description="EI-SDE as in the support paper's code: noise sqrt(2(e^h-1)) instead of sqrt(e^{2h}-1)")
 
 
 def euler() -> Update:
     r"""Euler on the PF-ODE (not exponential): :math:`y \leftarrow y + h(y + \mathrm{score})`."""
-    d = _ei_derivation()
-    e = _at_step(d["euler_ode"])
-    return Update("euler", "score", _coeff(e, x_t), _coeff(e, q), exponential=False,
-                  description="Euler baseline on the PF-ODE")
+    return _score_frozen("euler", _ei_derivation()["euler_ode"], exponential=False,
+                         description="Euler baseline on the PF-ODE")
 
 
 def euler_maruyama() -> Update:
     r"""Euler-Maruyama on the reverse SDE: :math:`y \leftarrow y + h(y + 2\,\mathrm{score}) + \sqrt{2h}\,z`."""
     d = _ei_derivation()
-    e = _at_step(d["euler_sde_mean"])
-    return Update("euler_maruyama", "score", _coeff(e, x_t), _coeff(e, q),
-                  sp.sqrt(_at_step(d["euler_sde_var"])), exponential=False,
-                  description="Euler-Maruyama baseline on the reverse SDE")
+    return _score_frozen("euler_maruyama", d["euler_sde_mean"], sp.sqrt(_at_step(d["euler_sde_var"])),
+                         exponential=False, description="Euler-Maruyama baseline on the reverse SDE")
 
 
 # ----------------------------------------------------------------------------------------
@@ -621,6 +600,8 @@ _BUILDERS = {
     "euler": euler,
     "euler_maruyama": euler_maruyama,
 }
+#: the update names, in the order of :func:`all_updates` and of the generated module.
+UPDATE_NAMES = tuple(_BUILDERS)
 
 
 @lru_cache(maxsize=None)
