@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 import numpy as np
 
 from numerics.builtin_targets import get_target
-from numerics.checks.report import atomic_write_bytes
+from numerics.atomic import atomic_write_bytes
 
 __all__ = ["run"]
 

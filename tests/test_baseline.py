@@ -32,8 +32,12 @@ def test_baseline_detects_a_drift(tmp_path):
     data = json.loads(BASELINE.read_text())
     first = data["claims"][0]
     m = first["measurements"][0]
-    allowance = float(m["tol"]) + float(m.get("extra", {}).get("drift_tol", 0.0))
-    m["measured"] = float(m["measured"]) + 10.0 * (1.0 + allowance)
+    value = float(m["measured"])
+    ci = m.get("ci") or (value, value)
+    # past every allowance: tol + ci half-width, drift_tol, and the relative floor sqrt(u) |value|
+    allowance = (float(m["tol"]) + (float(ci[1]) - float(ci[0])) / 2.0
+                 + float(m.get("extra", {}).get("drift_tol", 0.0)) + abs(value))
+    m["measured"] = value + 10.0 * (1.0 + allowance)
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(data))
     code = main(["run", "--only", first["id"], "--baseline", str(bad), "--out", str(tmp_path / "o")])

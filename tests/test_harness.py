@@ -16,6 +16,7 @@ from typing import Any, Callable
 import numpy as np
 import pytest
 
+import numerics.atomic as atomic
 import numerics.checks as checks
 from numerics.checks import examples, report, verdict as V
 from numerics.checks.claim import REGISTRY, Claim, Context, Measurement, claim
@@ -258,8 +259,11 @@ def test_load_all_finds_claims_built_by_a_helper_module(
 def test_load_all_reads_the_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(checks.CLAIM_MODULES_ENV, "numerics.checks.examples")
     assert list(checks.load_all()) == list(examples.CLAIMS)
+    assert checks.claim_modules() == ["numerics.checks.examples"]
+    monkeypatch.setenv(checks.CLAIM_MODULES_ENV, " numerics.checks.examples , gv_x ,")
+    assert checks.claim_modules() == ["numerics.checks.examples", "gv_x"]
     monkeypatch.delenv(checks.CLAIM_MODULES_ENV)
-    assert checks.claim_modules() == checks.CLAIM_MODULES
+    assert "numerics.checks.examples" not in checks.claim_modules()  # the entry points again
 
 
 def test_select_globs_and_paper_prefix() -> None:
@@ -415,8 +419,8 @@ def test_non_finite_values_are_strict_json(tmp_path: Path) -> None:
 
 def test_atomic_write_replaces_and_leaves_no_temp_files(tmp_path: Path) -> None:
     target = tmp_path / "f.txt"
-    report.atomic_write_text(target, "one")
-    report.atomic_write_text(target, "two")
+    atomic.atomic_write_text(target, "one")
+    atomic.atomic_write_text(target, "two")
     assert target.read_text() == "two"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.txt"]
     assert (target.stat().st_mode & 0o777) == 0o666 & ~_umask()
@@ -431,16 +435,16 @@ def _umask() -> int:
 def test_atomic_write_failure_keeps_old_content(tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     target = tmp_path / "f.txt"
-    report.atomic_write_text(target, "old")
+    atomic.atomic_write_text(target, "old")
     with pytest.raises(TypeError):
-        report.atomic_write_bytes(target, "not bytes")  # type: ignore[arg-type]
+        atomic.atomic_write_bytes(target, "not bytes")  # type: ignore[arg-type]
 
     def failing_replace(src: str, dst: str) -> None:
         raise OSError("disk on fire")
 
-    monkeypatch.setattr(report.os, "replace", failing_replace)
+    monkeypatch.setattr(atomic.os, "replace", failing_replace)
     with pytest.raises(OSError, match="disk on fire"):
-        report.atomic_write_text(target, "new")
+        atomic.atomic_write_text(target, "new")
     assert target.read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.txt"]
 
@@ -510,6 +514,21 @@ def test_baseline_drift(tmp_path: Path, ci_half: float | None, shift: float,
         assert doc["summary"]["n_drift"] == 1 and doc["claims"][0]["failed"] is True
 
 
+def test_last_bits_of_a_tol_zero_measurement_are_not_drift() -> None:
+    """A bound measured with tol 0 (e.g. ``max (KL - bound) <= 0``) moves by a few ulp between
+    machines (another BLAS kernel sums in another order): not drift. 1e-6 relative is."""
+    for value in (-0.035707570937411566, 0.07361040836917797, 9225.222137543502, -1e-30):
+        m = meas(value, 1e4, kind="le", tol=0.0)
+        for ulps in (1, 2, 16, -3):
+            assert V.drift(m, {"measured": value + ulps * np.spacing(value)}) is None
+        d = V.drift(m, {"measured": value * (1.0 + 1e-6)})
+        assert d is not None and d["allowed"] == pytest.approx(
+            V.REPRODUCIBILITY_REL * abs(value), rel=1e-5)
+    assert V.drift(meas(0.0, tol=0.0), {"measured": 1e-30}) is not None  # the floor is relative
+    # the floor never shrinks what the claim allows on its own
+    assert V.drift(meas(1.0, tol=0.5), {"measured": 1.4}) is None
+
+
 def test_drift_of_nan() -> None:
     assert V.drift(meas(NAN), {"measured": "nan"}) is None
     assert V.drift(meas(NAN), {"measured": 0.0}) is not None
@@ -540,3 +559,14 @@ def test_import_of_checks_stays_light() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=Path(__file__).resolve().parents[1])
     assert out.stdout.strip() == "[]"
+
+
+def test_report_does_not_import_the_runner() -> None:
+    """runner -> report -> results, never back: the report module loads without the runner."""
+    import subprocess
+
+    code = ("import sys, numerics.checks.report;"
+            "print('numerics.checks.runner' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).resolve().parents[1])
+    assert out.stdout.strip() == "False"

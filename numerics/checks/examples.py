@@ -29,6 +29,7 @@ CLAIMS: dict[str, Claim] = {}
 FALSE_ALARM = 1e-6
 
 
+# Each demo spells out its whole @claim(...) (no shared partial), so that each reads as a template.
 @claim(
     id="examples.gaussian_mean",
     paper="examples",

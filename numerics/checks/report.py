@@ -1,8 +1,8 @@
-"""Reports: ``report.json``, ``report.md``, one PNG per claim, baselines, atomic writes.
+"""Reports: ``report.json``, ``report.md``, one PNG per claim, baselines.
 
-Every file is written atomically (:func:`atomic_write_bytes`): to a temporary file in the same
-directory, flushed and fsynced, then ``os.replace``-d over the target, so a reader never sees a
-partial file and an interrupted write leaves the previous version.
+Every file is written atomically (:func:`numerics.atomic.atomic_write_bytes`): to a temporary file
+in the same directory, flushed and fsynced, then ``os.replace``-d over the target, so a reader never
+sees a partial file and an interrupted write leaves the previous version.
 
 ``report.json`` schema (``"schema": "guidance-verify/report/1"``) is documented in
 :func:`report_dict`. JSON has no NaN or infinity: non-finite floats are stored as the strings
@@ -19,24 +19,21 @@ import math
 import os
 import platform
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
+from numerics.atomic import atomic_write_bytes, atomic_write_text
 from numerics.checks import verdict as V
+from numerics.checks.results import CheckedMeasurement, ClaimResult, RunReport
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
-
-    from numerics.checks.runner import CheckedMeasurement, ClaimResult, RunReport
 
 __all__ = [
     "SCHEMA",
     "Baseline",
     "BaselineError",
-    "atomic_write_bytes",
-    "atomic_write_text",
     "control_text",
     "default_figure",
     "figure_relpath",
@@ -51,43 +48,6 @@ __all__ = [
 ]
 
 SCHEMA = "guidance-verify/report/1"
-
-
-# --------------------------------------------------------------------------- atomic writes
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file in the same directory, then os.replace).
-
-    The file gets the usual permissions (0o666 minus the umask). On any error the temporary file
-    is removed and the previous content of ``path`` (if any) is untouched.
-    """
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> None:
-    """Write ``text`` to ``path`` atomically (see :func:`atomic_write_bytes`)."""
-    atomic_write_bytes(path, text.encode(encoding))
 
 
 # --------------------------------------------------------------------------- JSON
@@ -116,14 +76,14 @@ def jsonable(obj: Any) -> Any:
     return repr(obj)
 
 
-def _measurement_dict(c: "CheckedMeasurement") -> dict[str, Any]:
+def _measurement_dict(c: CheckedMeasurement) -> dict[str, Any]:
     m = c.measurement
     return {"name": m.name, "kind": m.kind, "measured": m.measured, "predicted": m.predicted,
             "tol": m.tol, "ci": list(m.ci) if m.ci else None, "lo": m.lo, "hi": m.hi,
             "reason": m.reason, "passed": c.passed, "rule": c.rule, "extra": m.extra}
 
 
-def _claim_dict(r: "ClaimResult") -> dict[str, Any]:
+def _claim_dict(r: ClaimResult) -> dict[str, Any]:
     c = r.claim
     return {
         "id": c.id, "paper": c.paper, "statement": c.statement, "note": c.note,
@@ -147,7 +107,7 @@ def _versions() -> dict[str, str]:
             "platform": platform.platform()}
 
 
-def _summary(run: "RunReport") -> dict[str, Any]:
+def _summary(run: RunReport) -> dict[str, Any]:
     counts = {v: 0 for v in V.VERDICTS}
     for r in run.results:
         counts[r.verdict] = counts.get(r.verdict, 0) + 1
@@ -156,7 +116,7 @@ def _summary(run: "RunReport") -> dict[str, Any]:
             "failed": [r.claim.id for r in run.results if r.failed], "ok": run.ok}
 
 
-def report_dict(run: "RunReport") -> dict[str, Any]:
+def report_dict(run: RunReport) -> dict[str, Any]:
     """The JSON document of a run (before :func:`jsonable`).
 
     Schema ``guidance-verify/report/1``::
@@ -208,7 +168,7 @@ def report_dict(run: "RunReport") -> dict[str, Any]:
     }
 
 
-def write_report(run: "RunReport", out_dir: str | os.PathLike[str]) -> None:
+def write_report(run: RunReport, out_dir: str | os.PathLike[str]) -> None:
     """Write ``report.json`` and ``report.md`` of ``run`` into ``out_dir`` atomically."""
     out = Path(out_dir)
     doc = json.dumps(jsonable(report_dict(run)), indent=2, allow_nan=False)
@@ -229,6 +189,8 @@ def _num(x: float | None) -> str:
 
 def predicted_text(m: Any) -> str:
     """The prediction of a measurement as shown in tables: ``"<= 0.1"``, ``"[0, 1]"``, ..."""
+    # Same dispatch on kind as verdict.rule_text, kept apart: this is the short table cell (the
+    # prediction only, 4 digits); rule_text is the whole inequality with measured value and tol.
     if m.kind == "le":
         return f"<= {_num(m.predicted)}"
     if m.kind == "ge":
@@ -247,14 +209,14 @@ def measured_text(m: Any) -> str:
     return _num(m.measured)
 
 
-def control_text(r: "ClaimResult") -> str:
+def control_text(r: ClaimResult) -> str:
     """Control status for tables; ``none`` shows its reason."""
     if r.control == V.CONTROL_NONE:
         return f"none ({r.claim.control_reason})"
     return r.control
 
 
-def _md_summary(run: "RunReport") -> list[str]:
+def _md_summary(run: RunReport) -> list[str]:
     s = _summary(run)
     counts = ", ".join(f"{n} {v}" for v, n in s["counts"].items() if n)
     base = f" · baseline `{run.baseline['path']}`" if run.baseline else ""
@@ -271,7 +233,7 @@ def _md_summary(run: "RunReport") -> list[str]:
     ]
 
 
-def _md_table(run: "RunReport") -> list[str]:
+def _md_table(run: RunReport) -> list[str]:
     lines = ["| claim | measurement | measured | predicted | tol | pass | verdict | control |",
              "|---|---|---|---|---|---|---|---|"]
     for r in run.results:
@@ -290,7 +252,7 @@ def _md_table(run: "RunReport") -> list[str]:
     return lines + [""]
 
 
-def _md_measurements(title: str, checked: list["CheckedMeasurement"]) -> list[str]:
+def _md_measurements(title: str, checked: list[CheckedMeasurement]) -> list[str]:
     if not checked:
         return []
     lines = [f"{title}:", "", "| measurement | rule | pass | tolerance reason |", "|---|---|---|---|"]
@@ -300,7 +262,7 @@ def _md_measurements(title: str, checked: list["CheckedMeasurement"]) -> list[st
     return lines + [""]
 
 
-def _md_claim(r: "ClaimResult") -> list[str]:
+def _md_claim(r: ClaimResult) -> list[str]:
     c = r.claim
     lines = [f"## {c.id}", "", f"**{r.verdict}** (control: {control_text(r)})", "",
              f"- statement: {c.statement}", f"- paper: `{c.paper}` · provenance: {c.provenance} "
@@ -323,7 +285,7 @@ def _md_claim(r: "ClaimResult") -> list[str]:
     return lines
 
 
-def render_markdown(run: "RunReport") -> str:
+def render_markdown(run: RunReport) -> str:
     """``report.md``: summary, one table of all measurements, then a section per claim."""
     lines = _md_summary(run) + _md_table(run)
     for r in run.results:
@@ -364,7 +326,7 @@ def _draw_prediction(ax: Any, m: Any) -> None:
         ax.axvspan(m.lo, m.hi, color="tab:blue", alpha=0.2, lw=0, label="predicted interval")
 
 
-def _draw_measurement(ax: Any, c: "CheckedMeasurement") -> None:
+def _draw_measurement(ax: Any, c: CheckedMeasurement) -> None:
     m = c.measurement
     color = "tab:green" if c.passed else "tab:red"
     ax.set_yticks([])
@@ -390,7 +352,7 @@ def _draw_measurement(ax: Any, c: "CheckedMeasurement") -> None:
     ax.tick_params(labelsize=7)
 
 
-def default_figure(result: "ClaimResult", max_rows: int = 12) -> "Figure":
+def default_figure(result: ClaimResult, max_rows: int = 12) -> "Figure":
     """Measured vs predicted, one row per measurement, with tolerance bands and ci bars.
 
     The shaded band is the pass region's tolerance (``predicted +- tol``, the bound and its
@@ -425,7 +387,7 @@ def _png_bytes(fig: "Figure") -> bytes:
     return buf.getvalue()
 
 
-def save_claim_figure(result: "ClaimResult", out_dir: str | os.PathLike[str]) -> None:
+def save_claim_figure(result: ClaimResult, out_dir: str | os.PathLike[str]) -> None:
     """Save the claim's own figure, or :func:`default_figure`, to ``figures/<id>.png``.
 
     Sets ``result.figure`` (relative path) or, if drawing fails, ``result.figure_error``;
@@ -464,7 +426,7 @@ class Baseline:
         return {"path": self.path, "profile": self.profile, "seed": self.seed,
                 "started_utc": self.started_utc}
 
-    def drift_of(self, result: "ClaimResult") -> list[dict[str, Any]]:
+    def drift_of(self, result: ClaimResult) -> list[dict[str, Any]]:
         """Drift records of ``result``'s stated measurements (see :func:`verdict.drift`).
 
         Measurements absent from the baseline are not compared.

@@ -9,23 +9,26 @@ re-raised; :func:`run_claims` then writes the report with status ``"interrupted"
 pass their own; the CLI passes the loaded registry), saves one figure per claim and rewrites
 ``report.json`` / ``report.md`` atomically after each claim, so the file on disk is always complete,
 valid JSON describing what has finished.
+
+The result classes (:class:`CheckedMeasurement`, :class:`ClaimResult`, :class:`RunReport`) live in
+:mod:`numerics.checks.results` and are importable from here too. Imports go one way:
+``runner -> report -> results``.
 """
 from __future__ import annotations
 
-import datetime as _dt
 import fnmatch
 import os
 import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from numerics.checks import report
 from numerics.checks import verdict as V
 from numerics.checks.claim import Claim, Context, Measurement
-
-if TYPE_CHECKING:  # pragma: no cover
-    from numerics.checks.report import Baseline
+from numerics.checks.report import Baseline
+from numerics.checks.results import CheckedMeasurement, ClaimResult, RunReport, utc_now
 
 __all__ = [
     "CheckedMeasurement",
@@ -47,19 +50,6 @@ class NoMatchError(ValueError):
         self.pattern = pattern
 
 
-@dataclass(frozen=True)
-class CheckedMeasurement:
-    """A measurement with its pass flag and its rule with the numbers filled in."""
-
-    measurement: Measurement
-    passed: bool
-    rule: str
-
-    @classmethod
-    def of(cls, m: Measurement) -> "CheckedMeasurement":
-        return cls(m, V.passes(m), V.rule_text(m))
-
-
 @dataclass
 class _Outcome:
     """What one call of a claim function produced."""
@@ -73,70 +63,6 @@ class _Outcome:
     @property
     def all_pass(self) -> bool:
         return V.all_pass(c.passed for c in self.checked)
-
-
-@dataclass
-class ClaimResult:
-    """The outcome of one claim: verdict, control status, measurements, errors, drift, figure."""
-
-    claim: Claim
-    profile: str
-    seed: int
-    verdict: str
-    stated_verdict: str
-    control: str
-    measurements: list[CheckedMeasurement] = field(default_factory=list)
-    control_measurements: list[CheckedMeasurement] = field(default_factory=list)
-    error: str | None = None
-    control_error: str | None = None
-    interrupted_by: str | None = None
-    wall_time: float = 0.0
-    control_wall_time: float | None = None
-    figure: str | None = None
-    figure_error: str | None = None
-    drift: list[dict[str, Any]] = field(default_factory=list)
-    figure_obj: Any = field(default=None, repr=False, compare=False)
-
-    @property
-    def failed(self) -> bool:
-        """True for a failing verdict or any baseline drift."""
-        return V.is_failure(self.verdict) or bool(self.drift)
-
-
-@dataclass
-class RunReport:
-    """A run: settings, status, and the results of the claims that finished."""
-
-    profile: str
-    seed: int
-    control: bool
-    planned: list[str]
-    selection: list[str] | None = None
-    out_dir: str | None = None
-    baseline: dict[str, Any] | None = None
-    status: str = "running"
-    interrupted_by: str | None = None
-    started_utc: str = field(default_factory=lambda: _utc_now())
-    finished_utc: str | None = None
-    wall_time: float = 0.0
-    results: list[ClaimResult] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        """True exactly when the run completed and no claim failed or drifted."""
-        return self.status == "complete" and not any(r.failed for r in self.results)
-
-    def exit_code(self) -> int:
-        """0 if :attr:`ok`; 130 after a KeyboardInterrupt; 1 otherwise."""
-        if self.ok:
-            return 0
-        if self.status == "interrupted" and (self.interrupted_by or "").startswith("Keyboard"):
-            return 130
-        return 1
-
-
-def _utc_now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def _describe_interrupt(exc: BaseException) -> str:
@@ -267,10 +193,8 @@ def select(claims: Mapping[str, Claim] | Iterable[Claim],
     return [c for c in items if any(_matches(c.id, p) for p in patterns)]
 
 
-def _finish_claim(run: RunReport, result: ClaimResult, baseline: "Baseline | None",
+def _finish_claim(run: RunReport, result: ClaimResult, baseline: Baseline | None,
                   out_dir: Path | None) -> None:
-    from numerics.checks import report
-
     if baseline is not None:
         result.drift = baseline.drift_of(result)
     run.results.append(result)  # first, so a Ctrl-C while drawing does not lose the result
@@ -286,7 +210,7 @@ def run_claims(
     seed: int = 0,
     out_dir: str | os.PathLike[str] | None = None,
     control: bool = True,
-    baseline: "Baseline | None" = None,
+    baseline: Baseline | None = None,
     selection: Sequence[str] | None = None,
     on_start: Callable[[Claim, int, int], None] | None = None,
     on_result: Callable[[ClaimResult], None] | None = None,
@@ -319,8 +243,6 @@ def run_claims(
         ``status`` is ``"complete"``, or ``"interrupted"`` if a claim raised KeyboardInterrupt /
         SystemExit or one arrived in the harness between claims (the remaining claims are not run).
     """
-    from numerics.checks import report
-
     if profile not in ("quick", "full"):
         raise ValueError(f"unknown profile {profile!r} (choose quick or full)")
     out = Path(out_dir) if out_dir is not None else None
@@ -356,6 +278,6 @@ def run_claims(
             run.status = "complete"
     except (KeyboardInterrupt, SystemExit) as exc:
         run.status, run.interrupted_by = "interrupted", _describe_interrupt(exc)
-    run.finished_utc = _utc_now()
+    run.finished_utc = utc_now()
     save()
     return run

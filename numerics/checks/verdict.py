@@ -26,6 +26,7 @@ import math
 from typing import Any, Iterable, Mapping
 
 from numerics.checks.claim import Measurement
+from numerics.constants import UNIT_ROUNDOFF
 from numerics.stats import half_width, lower_end_ge, upper_end_le
 
 __all__ = [
@@ -40,11 +41,13 @@ __all__ = [
     "FAILURES",
     "HOLDS",
     "INTERRUPTED",
+    "REPRODUCIBILITY_REL",
     "UNFALSIFIABLE",
     "VERDICTS",
     "VIOLATED",
     "all_pass",
     "drift",
+    "drift_allowance",
     "final_verdict",
     "is_failure",
     "passes",
@@ -146,6 +149,18 @@ def _same(a: float, b: float) -> bool:
     return (math.isnan(a) and math.isnan(b)) or a == b
 
 
+#: Relative reproducibility floor of baseline drift: sqrt(u) = 2^-26.5 ~ 1.05e-8 (see drift()).
+REPRODUCIBILITY_REL = math.sqrt(UNIT_ROUNDOFF)
+
+
+def drift_allowance(current: Measurement, base: float) -> float:
+    """How far ``current.measured`` may move from the baseline value ``base`` (see drift())."""
+    allowed = current.tol + (half_width(current.ci) if current.ci else 0.0)
+    allowed = max(allowed, float(current.extra.get("drift_tol", 0.0)) if current.extra else 0.0)
+    scale = max((abs(v) for v in (base, current.measured) if math.isfinite(v)), default=0.0)
+    return max(allowed, REPRODUCIBILITY_REL * scale)
+
+
 def drift(current: Measurement, baseline: Mapping[str, Any]) -> dict[str, float] | None:
     """Compare a measurement with its record in a baseline report.
 
@@ -158,18 +173,43 @@ def drift(current: Measurement, baseline: Mapping[str, Any]) -> dict[str, float]
     Returns
     -------
     dict or None
-        ``None`` if within ``allowed = max(tol + h, drift_tol)`` where ``h`` is the current ci's
-        half-width (0 without a ci) and ``drift_tol`` is ``current.extra["drift_tol"]`` (0 if absent: a
-        claim whose value is itself rounding noise, e.g. an error-to-bound ratio, states how much it may
-        move between platforms); otherwise a record ``{"baseline", "measured", "delta", "allowed"}``.
-        Two NaNs (or two equal infinities) agree; NaN against a number drifts.
+        ``None`` if ``|measured - baseline| <= allowed``, otherwise a record
+        ``{"baseline", "measured", "delta", "allowed"}``. Two NaNs (or two equal infinities) agree;
+        NaN against a number drifts. ``allowed`` is the largest of
+
+        - ``tol + h``, ``h`` the current ci's half-width (0 without a ci): what the claim's own
+          check already tolerates;
+        - ``current.extra["drift_tol"]`` (0 if absent): a claim whose value is itself rounding noise
+          (e.g. an error-to-bound ratio near 0) states how much it may move between platforms;
+        - ``sqrt(u) * max(|baseline|, |measured|)`` (:data:`REPRODUCIBILITY_REL`, u = 2^-53, so
+          about 1.05e-8 relative): the cross-platform reproducibility floor.
+
+    Notes
+    -----
+    The floor is what makes a baseline stored on one machine usable on another. The values are
+    float64 results of long reductions (sums over points and grid nodes, BLAS dot products and
+    matrix products, Numba reductions), and the order of those sums depends on the BLAS kernel
+    (block sizes, AVX2 or AVX-512 width), the CPU and the thread count. Two orders of a sum of n
+    terms each lie within ``(n - 1) u sum|x_i|`` of the exact sum, so they differ by up to
+    ``2 (n - 1) u kappa |value|`` with ``kappa = sum|x_i| / |sum x_i|``; later steps (a max over
+    points, a ratio, a log-log slope) carry that over with their own condition numbers. The harness
+    knows neither n nor kappa of a measurement, so no ``k u |value|`` with one k is an honest bound
+    for all of them; measurements whose tol is 0 (bounds such as ``max (KL - bound) <= 0``) were
+    seen to move by up to 4e-15 relative (about 35 ulp) between two machines. ``sqrt(u)`` relative
+    covers every reordering with ``2 n kappa <= u^(-1/2) ~ 9.5e7`` (e.g. a million terms with kappa
+    up to 47), and it is far below what the guard is for: a changed formula, parameter, grid, seed
+    or sampler typically moves a value by its discretisation or Monte-Carlo error, many orders of
+    magnitude more (a 1e-6 relative change is still reported).
+
+    The baseline is a regression guard, not a verdict: every measurement is first judged against
+    its own derived tolerance on the machine that runs it. The floor only stops the guard from
+    reporting float64 reordering as a change; it never makes a failing measurement pass.
     """
     base = float(baseline["measured"])
     now = current.measured
-    allowed = current.tol + (half_width(current.ci) if current.ci else 0.0)
-    allowed = max(allowed, float(current.extra.get("drift_tol", 0.0)) if current.extra else 0.0)
     if _same(base, now):
         return None
+    allowed = drift_allowance(current, base)
     delta = now - base
     if not math.isnan(delta) and abs(delta) <= allowed:
         return None
