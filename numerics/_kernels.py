@@ -16,8 +16,9 @@ At forward time ``t`` its marginal is :math:`N(\alpha\mu_k, C_k)`, :math:`C_k = 
 Mixture quantities are posterior averages with weights :math:`\pi_k = \mathrm{softmax}_k(\ell_k)`, accumulated in
 one pass with a running maximum (online log-sum-exp), so nothing under- or overflows.
 
-All kernels take ``alpha`` and ``sigma2`` (computed by the caller as ``exp(-t)`` and ``-expm1(-2 t)``) rather
-than ``t``; they loop over particles with ``prange`` and allocate nothing inside it.
+The mixture kernels take per-particle arrays ``alpha`` and ``sigma2`` of shape ``(N,)`` (computed by the
+caller as ``exp(-t_i)`` and ``-expm1(-2 t_i)``; one time for all particles is a constant array) rather than
+``t``; they loop over particles with ``prange`` and allocate nothing inside it.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-LOG_2PI = math.log(2.0 * math.pi)
+from numerics.constants import LOG_2PI
 
 #: ``quantity`` codes for :func:`mixture_average`.
 SCORE = 0
@@ -66,6 +67,15 @@ def component_logit(xi, k, alpha, sigma2, means, evecs, evals, rank, logw, proj,
 
 
 @njit(cache=True)
+def live_logit(xi, k, alpha, sigma2, means, evecs, evals, rank, logw, proj, resid):
+    r""":math:`\ell_k(x)` as :func:`component_logit`, or ``-inf`` for a component without mass at ``x``: zero
+    weight (not evaluated) or a quadratic form that overflowed.  Callers skip a component when it is ``-inf``."""
+    if logw[k] == -np.inf:
+        return -np.inf
+    return component_logit(xi, k, alpha, sigma2, means, evecs, evals, rank, logw, proj, resid)
+
+
+@njit(cache=True)
 def component_quantity(k, quantity, alpha, sigma2, means, evecs, evals, rank, proj, resid, out):
     """Write :math:`s_k` (``quantity == SCORE``) or :math:`m_k` (``DENOISER``) into ``out``."""
     d = out.shape[0]
@@ -101,6 +111,17 @@ def online_push(m, z, ell, comp, acc):
     return m, z + wgt
 
 
+@njit(cache=True)
+def online_finish(m, z, acc):
+    r"""End an online average: divide ``acc`` by ``z``; return the log of the total weight, :math:`m + \log z`
+    (``-inf``, and ``acc`` left as it is, when nothing was pushed)."""
+    if z > 0.0:
+        for l in range(acc.shape[0]):
+            acc[l] /= z
+        return m + math.log(z)
+    return -np.inf
+
+
 @njit(cache=True, parallel=True)
 def mixture_average(x, alpha, sigma2, means, evecs, evals, rank, logw, in_mask, quantity,
                     avg_in, avg_out, logz, work):
@@ -113,10 +134,10 @@ def mixture_average(x, alpha, sigma2, means, evecs, evals, rank, logw, in_mask, 
     """
     n, d = x.shape
     K = means.shape[0]
+    # each prange kernel unpacks its own scratch rows (views of ``work``: no allocation inside the parallel loop)
     for i in prange(n):
-        proj = work[i, 0]
-        resid = work[i, 1]
-        comp = work[i, 2]
+        al, s2 = alpha[i], sigma2[i]  # this particle's time
+        proj, resid, comp = work[i, 0], work[i, 1], work[i, 2]
         m_in = -np.inf
         m_out = -np.inf
         z_in = 0.0
@@ -125,28 +146,16 @@ def mixture_average(x, alpha, sigma2, means, evecs, evals, rank, logw, in_mask, 
             avg_in[i, l] = 0.0
             avg_out[i, l] = 0.0
         for k in range(K):
-            if logw[k] == -np.inf:
+            ell = live_logit(x[i], k, al, s2, means, evecs, evals, rank, logw, proj, resid)
+            if ell == -np.inf:
                 continue
-            ell = component_logit(x[i], k, alpha, sigma2, means, evecs, evals, rank, logw, proj, resid)
-            if ell == -np.inf:  # the quadratic form overflowed: this component has no mass here
-                continue
-            component_quantity(k, quantity, alpha, sigma2, means, evecs, evals, rank, proj, resid, comp)
+            component_quantity(k, quantity, al, s2, means, evecs, evals, rank, proj, resid, comp)
             if in_mask[k]:
                 m_in, z_in = online_push(m_in, z_in, ell, comp, avg_in[i])
             else:
                 m_out, z_out = online_push(m_out, z_out, ell, comp, avg_out[i])
-        if z_in > 0.0:
-            for l in range(d):
-                avg_in[i, l] /= z_in
-            logz[i, 0] = m_in + math.log(z_in)
-        else:
-            logz[i, 0] = -np.inf
-        if z_out > 0.0:
-            for l in range(d):
-                avg_out[i, l] /= z_out
-            logz[i, 1] = m_out + math.log(z_out)
-        else:
-            logz[i, 1] = -np.inf
+        logz[i, 0] = online_finish(m_in, z_in, avg_in[i])
+        logz[i, 1] = online_finish(m_out, z_out, avg_out[i])
 
 
 @njit(cache=True, parallel=True)
@@ -160,16 +169,14 @@ def class_log_mass(x, alpha, sigma2, means, evecs, evals, rank, logw, labels, ou
     K = means.shape[0]
     C = out.shape[1]
     for i in prange(n):
-        proj = work[i, 0]
-        resid = work[i, 1]
+        al, s2 = alpha[i], sigma2[i]  # this particle's time
+        proj, resid = work[i, 0], work[i, 1]
         for c in range(C):
             out[i, c] = -np.inf
             sums[i, c] = 0.0
         for k in range(K):
-            if logw[k] == -np.inf:
-                continue
-            ell = component_logit(x[i], k, alpha, sigma2, means, evecs, evals, rank, logw, proj, resid)
-            if ell == -np.inf:  # the quadratic form overflowed: this component has no mass here
+            ell = live_logit(x[i], k, al, s2, means, evecs, evals, rank, logw, proj, resid)
+            if ell == -np.inf:
                 continue
             c = labels[k]
             m = out[i, c]
@@ -195,21 +202,17 @@ def mixture_posterior_cov(x, alpha, sigma2, means, evecs, evals, rank, logw, in_
     n, d = x.shape
     K = means.shape[0]
     for i in prange(n):
-        proj = work[i, 0]
-        resid = work[i, 1]
-        comp = work[i, 2]
-        mbar = work[i, 3]
+        al, s2 = alpha[i], sigma2[i]  # this particle's time
+        proj, resid, comp, mbar = work[i, 0], work[i, 1], work[i, 2], work[i, 3]
         m_run = -np.inf
         z = 0.0
         for l in range(d):
             mbar[l] = 0.0
         for k in range(K):
-            if logw[k] == -np.inf or not in_mask[k]:
+            ell = live_logit(x[i], k, al, s2, means, evecs, evals, rank, logw, proj, resid) if in_mask[k] else -np.inf
+            if ell == -np.inf:
                 continue
-            ell = component_logit(x[i], k, alpha, sigma2, means, evecs, evals, rank, logw, proj, resid)
-            if ell == -np.inf:  # the quadratic form overflowed: this component has no mass here
-                continue
-            component_quantity(k, 1, alpha, sigma2, means, evecs, evals, rank, proj, resid, comp)
+            component_quantity(k, 1, al, s2, means, evecs, evals, rank, proj, resid, comp)
             m_run, z = online_push(m_run, z, ell, comp, mbar)
         for a in range(d):
             for b in range(d):
@@ -219,19 +222,15 @@ def mixture_posterior_cov(x, alpha, sigma2, means, evecs, evals, rank, logw, in_
                 for b in range(d):
                     out[i, a, b] = np.nan
             continue
-        for l in range(d):
-            mbar[l] /= z
-        logz = m_run + math.log(z)
+        logz = online_finish(m_run, z, mbar)
         for k in range(K):
-            if logw[k] == -np.inf or not in_mask[k]:
-                continue
-            ell = component_logit(x[i], k, alpha, sigma2, means, evecs, evals, rank, logw, proj, resid)
-            if ell == -np.inf:  # the quadratic form overflowed: this component has no mass here
+            ell = live_logit(x[i], k, al, s2, means, evecs, evals, rank, logw, proj, resid) if in_mask[k] else -np.inf
+            if ell == -np.inf:
                 continue
             pik = math.exp(ell - logz)
             if pik == 0.0:
                 continue
-            component_quantity(k, 1, alpha, sigma2, means, evecs, evals, rank, proj, resid, comp)
+            component_quantity(k, 1, al, s2, means, evecs, evals, rank, proj, resid, comp)
             for l in range(d):
                 comp[l] -= mbar[l]
             for a in range(d):
@@ -239,7 +238,7 @@ def mixture_posterior_cov(x, alpha, sigma2, means, evecs, evals, rank, logw, in_
                     out[i, a, b] += pik * comp[a] * comp[b]
             for j in range(rank[k]):
                 lam = evals[k, j]
-                pj = pik * lam * sigma2 / (alpha * alpha * lam + sigma2)
+                pj = pik * lam * s2 / (al * al * lam + s2)
                 for a in range(d):
                     ua = evecs[k, a, j] * pj
                     for b in range(d):

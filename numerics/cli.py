@@ -7,8 +7,11 @@ derivations), ``sample`` (draw guided samples), ``bench`` (time one guided step 
 1  some claim failed, drifted or the run was interrupted (130 after Ctrl-C)
 2  bad input: unknown profile or claim glob, unwritable --out, unreadable --baseline, bad options
 
-Tests (and embedding code) inject claims with ``main(argv, registry={id: Claim, ...})``; from a
-shell, ``GUIDANCE_VERIFY_CLAIM_MODULES=mod1,mod2`` replaces the list of claim modules.
+The claims are those of the claim modules declared in the entry-point group
+``guidance_verify.claims`` (this package's papers and any other installed package's; see
+:mod:`numerics.checks`). Tests (and embedding code) inject claims with
+``main(argv, registry={id: Claim, ...})``; from a shell, ``GUIDANCE_VERIFY_CLAIM_MODULES=mod1,mod2``
+replaces the list of claim modules.
 
 Importing this module is cheap: NumPy, rich, matplotlib and the claims load inside the commands.
 """
@@ -25,14 +28,14 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 if TYPE_CHECKING:  # pragma: no cover
     from numerics.checks.claim import Claim
-    from numerics.checks.runner import ClaimResult, RunReport
+    from numerics.checks.results import ClaimResult, RunReport
 
 __all__ = ["build_parser", "main"]
 
 PROG = "guidance-verify"
 PROFILES = ("quick", "full")
 TARGETS = ("two_class", "atoms", "subspace")
-METHODS = ("ddim", "ddpm", "ei_ode", "ei_sde", "dpm_solver_2", "euler", "euler_maruyama")
+from numerics.methods import METHODS  # noqa: E402 - the table of sampler methods (numerics.methods)
 
 ClaimSource = Mapping[str, "Claim"] | Iterable["Claim"] | None
 
@@ -152,11 +155,20 @@ def build_parser() -> argparse.ArgumentParser:
 # --------------------------------------------------------------------------- helpers
 
 
+_NO_CLAIMS = ("no claims found: no claim module is declared in the entry-point group "
+              "'guidance_verify.claims' (is guidance-verify installed? 'pip install -e .' "
+              "refreshes the entry points) and GUIDANCE_VERIFY_CLAIM_MODULES is not set")
+
+
 def _claims(registry: ClaimSource) -> dict[str, "Claim"]:
+    """The injected claims, or those of every claim module; none at all is a UsageError."""
     if registry is None:
         from numerics.checks import load_all
 
-        return load_all()
+        claims = load_all()
+        if not claims:
+            raise UsageError(_NO_CLAIMS)
+        return claims
     if isinstance(registry, Mapping):
         return dict(registry)
     return {c.id: c for c in registry}
@@ -354,11 +366,18 @@ def _cmd_list(registry: ClaimSource) -> int:
     return 1 if broken else 0
 
 
-def _cmd_derive(args: argparse.Namespace) -> int:
+def _optional_module(name: str, what: str):
+    """Import ``name`` lazily (it pulls in SymPy or matplotlib); ``None`` after printing why it failed."""
     try:
-        derive = importlib.import_module("theory.derive")
+        return importlib.import_module(name)
     except ImportError as exc:
-        print(f"{PROG}: error: theory.derive is not available: {exc}", file=sys.stderr)
+        print(f"{PROG}: error: {what} is not available: {exc}", file=sys.stderr)
+        return None
+
+
+def _cmd_derive(args: argparse.Namespace) -> int:
+    derive = _optional_module("theory.derive", "theory.derive")
+    if derive is None:
         return 1
     derive.print_all(latex=args.latex)
     if args.out is not None:
@@ -367,10 +386,8 @@ def _cmd_derive(args: argparse.Namespace) -> int:
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
-    try:
-        cli_sample = importlib.import_module("numerics.cli_sample")
-    except ImportError as exc:
-        print(f"{PROG}: error: the sample command is not available: {exc}", file=sys.stderr)
+    cli_sample = _optional_module("numerics.cli_sample", "the sample command")
+    if cli_sample is None:
         return 1
     rc = cli_sample.run(args)
     return rc if isinstance(rc, int) else 0

@@ -28,13 +28,14 @@ an array
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 
 from numerics.schedule import logsnr_t, t_of_logsnr
+from numerics.validate import check_int, check_positive, check_real, check_sorted
 
-__all__ = ["time_grid", "logsnr", "logsnr_inverse", "validate_grid", "GRID_KINDS", "MAX_STEPS"]
+__all__ = ["time_grid", "logsnr", "logsnr_inverse", "validate_grid", "check_grid", "default_grid", "GRID_KINDS",
+           "MAX_STEPS"]
 
 GRID_KINDS = ("uniform", "logsnr", "geometric")
 #: refuse to build grids longer than this (protects against kappa ~ 1e-300 and the like)
@@ -48,37 +49,12 @@ logsnr = logsnr_t
 logsnr_inverse = t_of_logsnr
 
 
-def _finite_float(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name} must be a real number, got {value!r}")
-    v = float(value)
-    if not math.isfinite(v):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    return v
-
-
 def _check_T_delta(T: object, delta: object) -> tuple[float, float]:
-    T = _finite_float(T, "T")
-    delta = _finite_float(delta, "delta")
-    if T <= 0:
-        raise ValueError(f"T must be > 0, got {T!r}")
-    if delta <= 0:
-        raise ValueError(f"delta must be > 0, got {delta!r}")
+    T = check_positive(T, "T")
+    delta = check_positive(delta, "delta")
     if delta >= T:
-        raise ValueError(f"delta must be < T (delta={delta!r}, T={T!r})")
+        raise ValueError(f"delta: must be < T (delta={delta!r}, T={T!r})")
     return T, delta
-
-
-def _check_n(n: object) -> int:
-    if n is None:
-        raise ValueError("n is required (number of steps) for this kind of grid")
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
-        raise ValueError(f"n must be an integer, got {n!r}")
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n!r}")
-    if n > MAX_STEPS:
-        raise ValueError(f"n must be <= {MAX_STEPS}, got {n!r}")
-    return int(n)
 
 
 def validate_grid(grid: object, T: float | None = None, delta: float | None = None, name: str = "grid") -> np.ndarray:
@@ -87,24 +63,29 @@ def validate_grid(grid: object, T: float | None = None, delta: float | None = No
     Raises ``ValueError`` naming ``name`` if it is not 1-D with at least 2 points, not finite,
     not strictly decreasing, or leaves :math:`(0, T]` (and, if ``delta`` is given, goes below ``delta``).
     """
-    try:
-        arr = np.array(grid, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be a 1-D array of floats: {exc}") from None
-    if arr.ndim != 1 or arr.size < 2:
-        raise ValueError(f"{name} must be a 1-D array with at least 2 times, got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} must be finite (found NaN or inf)")
-    if not np.all(np.diff(arr) < 0):
-        k = int(np.argmax(np.diff(arr) >= 0))
-        raise ValueError(f"{name} must be strictly decreasing (grid[{k}]={arr[k]!r} <= grid[{k + 1}]={arr[k + 1]!r})")
+    arr = check_sorted(grid, name, decreasing=True)
     if arr[-1] <= 0:
-        raise ValueError(f"{name} leaves (0, T]: last time {arr[-1]!r} <= 0")
+        raise ValueError(f"{name}: leaves (0, T]: last time {float(arr[-1])!r} <= 0")
     if T is not None and arr[0] > T:
-        raise ValueError(f"{name} leaves (0, T]: first time {arr[0]!r} > T={T!r}")
+        raise ValueError(f"{name}: leaves (0, T]: first time {float(arr[0])!r} > T={T!r}")
     if delta is not None and arr[-1] < delta:
-        raise ValueError(f"{name} goes below delta: last time {arr[-1]!r} < delta={delta!r}")
+        raise ValueError(f"{name}: goes below delta: last time {float(arr[-1])!r} < delta={delta!r}")
     return arr
+
+
+def default_grid() -> np.ndarray:
+    """The support paper's grid: ``time_grid("geometric", T=5, delta=1e-3, kappa=0.1)`` (113 steps)."""
+    return time_grid("geometric", T=5.0, delta=1e-3, kappa=0.1)
+
+
+def check_grid(grid: object, name: str = "grid") -> np.ndarray:
+    """A sampler's grid argument: ``None`` gives :func:`default_grid`; otherwise an explicit array of times,
+    validated by :func:`validate_grid` (a kind name is refused: build the grid with :func:`time_grid`)."""
+    if grid is None:
+        return default_grid()
+    if isinstance(grid, str):
+        raise ValueError(f"{name}: must be an array of times (build one with time_grid({grid!r}, ...))")
+    return validate_grid(grid, name=name)
 
 
 def _uniform(T: float, delta: float, n: int) -> np.ndarray:
@@ -129,7 +110,7 @@ def _geometric(T: float, delta: float, kappa: float) -> np.ndarray:
     t_c = T - n_c * kappa
     n_tail_est = math.log(max(t_c, delta) / delta) / math.log1p(kappa) if t_c > delta else 0.0
     if n_c + n_tail_est + 2 > MAX_STEPS:
-        raise ValueError(f"kappa={kappa!r} gives more than {MAX_STEPS} steps")
+        raise ValueError(f"kappa: {kappa!r} gives more than {MAX_STEPS} steps")
     times = [T - k * kappa for k in range(n_c + 1)]
     times[0] = T
     if times[-1] <= delta * (1 + 1e-12):  # constant steps already reached delta
@@ -183,32 +164,31 @@ def time_grid(
         ``delta`` <= 0 or >= ``T``; ``T`` <= 0.
     """
     if not isinstance(kind, str):
-        Tv = None if T is None else _finite_float(T, "T")
-        dv = None if delta is None else _finite_float(delta, "delta")
+        Tv = None if T is None else check_real(T, "T")
+        dv = None if delta is None else check_real(delta, "delta")
         if n is not None:
-            raise ValueError("n must not be given with an explicit grid")
+            raise ValueError("n: must not be given with an explicit grid")
         if kappa is not None:
-            raise ValueError("kappa must not be given with an explicit grid")
+            raise ValueError("kappa: must not be given with an explicit grid")
         return validate_grid(kind, Tv, dv, name="grid")
     if kind not in GRID_KINDS:
-        raise ValueError(f"kind must be one of {', '.join(GRID_KINDS)} or an array, got {kind!r}")
+        raise ValueError(f"kind: must be one of {', '.join(GRID_KINDS)} or an array, got {kind!r}")
     T, delta = _check_T_delta(5.0 if T is None else T, 1e-3 if delta is None else delta)
     if kind in ("uniform", "logsnr"):
         if kappa is not None:
-            raise ValueError(f"kappa is not used by kind {kind!r}; give n")
-        n = _check_n(n)
+            raise ValueError(f"kappa: is not used by kind {kind!r}; give n")
+        if n is None:
+            raise ValueError(f"n: is required (number of steps) for kind {kind!r}")
+        n = check_int(n, "n", 1, MAX_STEPS)
         grid = _uniform(T, delta, n) if kind == "uniform" else _logsnr_grid(T, delta, n)
     else:
         if n is not None:
-            raise ValueError("n is not used by kind 'geometric'; give kappa")
+            raise ValueError("n: is not used by kind 'geometric'; give kappa")
         if kappa is None:
-            raise ValueError("kappa is required for kind 'geometric'")
-        kappa = _finite_float(kappa, "kappa")
-        if kappa <= 0:
-            raise ValueError(f"kappa must be > 0, got {kappa!r}")
-        grid = _geometric(T, delta, kappa)
+            raise ValueError("kappa: is required for kind 'geometric'")
+        grid = _geometric(T, delta, check_positive(kappa, "kappa"))
     # rounding can merge neighbouring points of very fine grids: refuse rather than return a bad grid
     if not np.all(np.diff(grid) < 0):
         arg = "kappa" if kind == "geometric" else "n"
-        raise ValueError(f"{arg} too fine for T={T!r}, delta={delta!r}: grid points coincide in float64")
+        raise ValueError(f"{arg}: too fine for T={T!r}, delta={delta!r}: grid points coincide in float64")
     return grid

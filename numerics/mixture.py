@@ -2,14 +2,20 @@ r"""Gaussian mixtures with class labels: exact scores, denoisers and guidance un
 
 Time convention: OU forward time ``t > 0``, :math:`\alpha_t = e^{-t}`, :math:`\sigma_t^2 = 1 - e^{-2t}`
 (computed as ``-expm1(-2t)``, accurate down to the smallest positive ``t``).
+
+Per-sample times: every method of points ``x`` (``(N, d)``) takes ``t`` either as one time for all points
+or as an array of ``N`` times, one per point (row ``i`` is then the value at ``(x_i, t_i)``; it equals the
+scalar-``t`` result of that row up to the rounding of ``exp``/``expm1`` of the time, exactly where NumPy's
+``exp``/``expm1`` agree with the C library's, as they do on the usual platforms).
 """
 from __future__ import annotations
 
 import numpy as np
 
 from numerics import _kernels as K_
-from numerics.validate import WEIGHT_SUM_TOL, as_float_array, check_int, check_points, check_time
-from numerics.schedule import alpha_sigma2
+from numerics.schedule import alpha_sigma2, alpha_t, sigma2_t
+from numerics.validate import as_float_array, check_int, check_label, check_labels, check_points, check_times, \
+    check_weights
 
 __all__ = ["GaussianMixture", "PSD_TOL_FACTOR"]
 
@@ -67,16 +73,10 @@ class GaussianMixture:
     """
 
     def __init__(self, weights, means, covs, labels=None):
-        w = as_float_array(weights, "weights", 1)
+        w = check_weights(weights, "weights")
         mu = as_float_array(means, "means", 2)
         S = as_float_array(covs, "covs", 3)
         K = w.shape[0]
-        if K == 0:
-            raise ValueError("weights: need at least one component")
-        if np.any(w < 0):
-            raise ValueError(f"weights: must be non-negative, got min {w.min():.3g}")
-        if abs(w.sum() - 1.0) > WEIGHT_SUM_TOL:
-            raise ValueError(f"weights: must sum to 1 (within {WEIGHT_SUM_TOL:g}), got {w.sum():.17g}")
         if mu.shape[0] != K:
             raise ValueError(f"means: expected {K} rows (one per weight), got shape {mu.shape}")
         d = mu.shape[1]
@@ -84,33 +84,16 @@ class GaussianMixture:
             raise ValueError("means: dimension d must be >= 1")
         if S.shape != (K, d, d):
             raise ValueError(f"covs: expected shape {(K, d, d)}, got {S.shape}")
-        self.weights = w / w.sum()
+        self.weights = w
         self.means = mu
         self.evecs, self.evals, self.rank = _spectral(S)
         with np.errstate(divide="ignore"):
             self.log_weights = np.log(self.weights)
-        self.labels, self.n_classes = self._check_labels(labels, K)
+        self.labels, self.n_classes = (np.arange(K, dtype=np.int64), K) if labels is None else check_labels(labels, K)
         self.d, self.K = d, K
         for c in range(self.n_classes):
             if not np.any(self.weights[self.labels == c] > 0):
                 raise ValueError(f"labels: class {c} has only zero-weight components")
-
-    @staticmethod
-    def _check_labels(labels, K: int) -> tuple[np.ndarray, int]:
-        if labels is None:
-            return np.arange(K, dtype=np.int64), K
-        lab = np.asarray(labels)
-        if lab.shape != (K,):
-            raise ValueError(f"labels: expected shape ({K},), got {lab.shape}")
-        if lab.dtype == bool or not (np.issubdtype(lab.dtype, np.integer) or np.issubdtype(lab.dtype, np.floating)):
-            raise ValueError(f"labels: must be integers, got dtype {lab.dtype}")
-        if np.issubdtype(lab.dtype, np.floating) and not np.all(np.isfinite(lab) & (lab == np.round(lab))):
-            raise ValueError("labels: must be integers")
-        lab = lab.astype(np.int64)
-        C = int(lab.max()) + 1 if K else 0
-        if lab.min() < 0 or set(np.unique(lab)) != set(range(C)):
-            raise ValueError(f"labels: must be integers covering 0..C-1, got {sorted(set(lab.tolist()))}")
-        return lab, C
 
     # ------------------------------------------------------------------ structure
     @property
@@ -133,16 +116,26 @@ class GaussianMixture:
         return np.bincount(self.labels, weights=self.weights, minlength=self.n_classes)
 
     def _check_label(self, y, name: str = "y") -> int:
-        return check_int(y, name, 0, self.n_classes - 1)
+        return check_label(y, self.n_classes, name)
 
     # ------------------------------------------------------------------ kernels
-    def _args(self, t):
-        alpha, sigma2 = alpha_sigma2(check_time(t))
-        return alpha, sigma2, self.means, self.evecs, self.evals, self.rank, self.log_weights
+    @staticmethod
+    def _alpha_sigma2(t, n: int) -> tuple[np.ndarray, np.ndarray]:
+        r""":math:`(\alpha_{t_i}, \sigma_{t_i}^2)` per point, shape ``(n,)`` each, for one time or ``n`` times."""
+        t = check_times(t, n)
+        if isinstance(t, float):  # the scalar route: math.exp / math.expm1, as everywhere else
+            alpha, sigma2 = alpha_sigma2(t)
+            return np.full(n, alpha), np.full(n, sigma2)
+        return alpha_t(t), sigma2_t(t)
+
+    def _points_args(self, x, t):
+        """``(X (N, d), single, kernel arguments)`` for points ``x`` and one time or one per point."""
+        X, single = check_points(x, self.d)
+        alpha, sigma2 = self._alpha_sigma2(t, X.shape[0])
+        return X, single, (alpha, sigma2, self.means, self.evecs, self.evals, self.rank, self.log_weights)
 
     def _average(self, x, t, quantity: int, mask=None):
-        X, single = check_points(x, self.d)
-        args = self._args(t)
+        X, single, args = self._points_args(x, t)
         n = X.shape[0]
         mask = np.ones(self.K, dtype=np.bool_) if mask is None else mask
         avg_in, avg_out = np.empty((n, self.d)), np.empty((n, self.d))
@@ -150,7 +143,7 @@ class GaussianMixture:
         K_.mixture_average(X, *args, mask, quantity, avg_in, avg_out, logz, work)
         if not np.all(np.isfinite(np.where(mask.any(), logz[:, 0], 0.0))):
             raise ValueError("x: a point is so far from every component that its density underflows to 0")
-        return avg_in, avg_out, logz, single
+        return avg_in, avg_out, logz, single, args[0], args[1]
 
     @staticmethod
     def _shape(arr, single):
@@ -158,12 +151,12 @@ class GaussianMixture:
 
     def score(self, x, t) -> np.ndarray:
         r"""Score :math:`\nabla_x\log p_t(x) = -\sum_k \pi_k(x) C_k^{-1}(x - \alpha_t\mu_k)`; ``(N, d)``."""
-        s, _, _, single = self._average(x, t, K_.SCORE)
+        s, _, _, single, _, _ = self._average(x, t, K_.SCORE)
         return self._shape(s, single)
 
     def denoiser(self, x, t) -> np.ndarray:
         r"""Tweedie denoiser :math:`E[X_0\mid X_t=x] = \sum_k \pi_k(x)\big(\mu_k + \alpha_t S_k C_k^{-1}(x-\alpha_t\mu_k)\big)`."""
-        m, _, _, single = self._average(x, t, K_.DENOISER)
+        m, _, _, single, _, _ = self._average(x, t, K_.DENOISER)
         return self._shape(m, single)
 
     def log_density(self, x, t) -> np.ndarray:
@@ -172,8 +165,7 @@ class GaussianMixture:
         return self._shape(L[0][:, 0], L[1])
 
     def _class_log_mass(self, x, t, labels, C):
-        X, single = check_points(x, self.d)
-        args = self._args(t)
+        X, single, args = self._points_args(x, t)
         n = X.shape[0]
         out, sums, work = np.empty((n, C)), np.empty((n, C)), np.empty((n, 2, self.d))
         K_.class_log_mass(X, *args, labels, out, sums, work)
@@ -207,10 +199,9 @@ class GaussianMixture:
         """
         y = self._check_label(y)
         mask = self.labels == y
-        d_in, d_out, logz, single = self._average(x, t, K_.DENOISER, mask)
+        d_in, d_out, logz, single, alpha, sigma2 = self._average(x, t, K_.DENOISER, mask)
         if not np.any(~mask):
             return self._shape(np.zeros_like(d_in), single)
-        alpha, sigma2 = alpha_sigma2(float(t))
         # p(not y | x) = 1 / (1 + exp(logz_in - logz_out)), stable for either sign
         with np.errstate(over="ignore"):
             p_not = 1.0 / (1.0 + np.exp(logz[:, 0] - logz[:, 1]))
@@ -227,7 +218,7 @@ class GaussianMixture:
         y = self._check_label(y)
         w = float(w)
         mask = self.labels == y
-        d_in, d_out, logz, single = self._average(x, t, K_.DENOISER, mask)
+        d_in, d_out, logz, single, _, _ = self._average(x, t, K_.DENOISER, mask)
         if not np.any(~mask):
             return self._shape(d_in, single)
         with np.errstate(over="ignore"):
@@ -239,7 +230,7 @@ class GaussianMixture:
     def conditional_score(self, x, t, y) -> np.ndarray:
         r"""Class-conditional score :math:`\nabla_x\log p_t(x\mid y)`; ``(N, d)``."""
         y = self._check_label(y)
-        s_in, _, _, single = self._average(x, t, K_.SCORE, self.labels == y)
+        s_in, _, _, single, _, _ = self._average(x, t, K_.SCORE, self.labels == y)
         return self._shape(s_in, single)
 
     def posterior_cov(self, x, t, y=None) -> np.ndarray:
@@ -248,8 +239,7 @@ class GaussianMixture:
         Law of total covariance over components, with :math:`\mathrm{Cov}[X_0\mid x,k] = \sigma_t^2 S_k C_k^{-1}`.
         """
         mask = np.ones(self.K, dtype=np.bool_) if y is None else (self.labels == self._check_label(y))
-        X, single = check_points(x, self.d)
-        args = self._args(t)
+        X, single, args = self._points_args(x, t)
         n = X.shape[0]
         out, work = np.empty((n, self.d, self.d)), np.empty((n, 4, self.d))
         K_.mixture_posterior_cov(X, *args, mask, out, work)
@@ -259,8 +249,10 @@ class GaussianMixture:
 
     def guidance_hessian(self, x, t, y) -> np.ndarray:
         r""":math:`\nabla_x^2\log p_t(y\mid x) = \frac{\alpha_t^2}{\sigma_t^4}\big(\mathrm{Cov}[X_0\mid x,y]-\mathrm{Cov}[X_0\mid x]\big)`."""
-        alpha, sigma2 = alpha_sigma2(check_time(t))
-        return (alpha**2 / sigma2**2) * (self.posterior_cov(x, t, y) - self.posterior_cov(x, t))
+        X, single = check_points(x, self.d)
+        alpha, sigma2 = self._alpha_sigma2(t, X.shape[0])
+        c = alpha**2 / sigma2**2
+        return (c[0] if single else c[:, None, None]) * (self.posterior_cov(x, t, y) - self.posterior_cov(x, t))
 
     def sample_data(self, n: int, rng: np.random.Generator, y: int | None = None) -> np.ndarray:
         """Draw ``n`` samples of :math:`X_0` (of class ``y`` if given)."""

@@ -9,7 +9,10 @@ with the generated coefficients of :mod:`numerics.generated.integrator_coeffs` a
 * the guided denoiser :math:`D_w = (x + \sigma_t^2 s_w)/\alpha_t` (``ddim``, ``ddpm``, ``ddim_eta``,
   ``dpm_solver_2``), computed without cancellation as :math:`D + w\,(\sigma_t^2/\alpha_t)\,g_y`;
 * the guided noise prediction :math:`\varepsilon_w = -\sigma_t s_w` (``dpm_solver_1``);
-* the guided score :math:`s_w` (``ei_ode``, ``ei_sde``, ``ei_sde_code``, ``euler``, ``euler_maruyama``).
+* the guided score :math:`s_w` (``ei_ode``, ``ei_sde``, ``ei_sde_code``, ``euler``, ``euler_maruyama``);
+
+which one, the coefficient function, the order and the rest are the method's record in the table
+:data:`numerics.methods.TABLE`.
 
 Guidance forms: ``"cg"`` :math:`s_w = s + w\,g_y` (:math:`g_y = \nabla\log p_t(y\mid x)`);
 ``"cfg"`` :math:`s_w = w\,s_y + (1-w)\,s`; ``"cg_mean"`` (``ddpm`` only): the unguided posterior mean
@@ -22,111 +25,19 @@ number of Numba threads.  The per-step update is NumPy; the score kernels are Nu
 from __future__ import annotations
 
 import math
-import numbers
-from typing import Callable
 
 import numpy as np
 
-from numerics.generated import integrator_coeffs as IC
-from numerics.grids import time_grid
+from numerics.grids import check_grid, default_grid
+from numerics.methods import (DENOISER_METHODS, GUIDANCE_FORMS, METHODS, SCORE_METHODS, STOCHASTIC_METHODS, Method,
+                              check_eta, check_form, get_method)
 from numerics.mixture import GaussianMixture
 from numerics.schedule import alpha_sigma2
+from numerics.target import ScoreModel, Target
+from numerics.validate import check_array, check_bool, check_int, check_label, check_nonneg_scalar
 
-__all__ = ["sample", "ScoreModel", "METHODS", "GUIDANCE_FORMS", "DENOISER_METHODS", "SCORE_METHODS",
+__all__ = ["sample", "ScoreModel", "Target", "METHODS", "GUIDANCE_FORMS", "DENOISER_METHODS", "SCORE_METHODS",
            "STOCHASTIC_METHODS", "default_grid"]
-
-#: method -> kind of ``q`` it freezes over a step
-_Q_KIND = {
-    "ddim": "denoiser", "ddpm": "denoiser", "ddim_eta": "denoiser", "dpm_solver_2": "denoiser",
-    "dpm_solver_1": "eps",
-    "ei_ode": "score", "ei_sde": "score", "ei_sde_code": "score", "euler": "score", "euler_maruyama": "score",
-}
-METHODS: tuple[str, ...] = tuple(_Q_KIND)
-DENOISER_METHODS = tuple(m for m, k in _Q_KIND.items() if k == "denoiser")
-SCORE_METHODS = tuple(m for m, k in _Q_KIND.items() if k == "score")
-STOCHASTIC_METHODS = ("ddpm", "ddim_eta", "ei_sde", "ei_sde_code", "euler_maruyama")
-GUIDANCE_FORMS = ("cg", "cfg", "cg_mean")
-
-
-def default_grid() -> np.ndarray:
-    """The support paper's grid: ``time_grid("geometric", T=5, delta=1e-3, kappa=0.1)`` (113 steps)."""
-    return time_grid("geometric", T=5.0, delta=1e-3, kappa=0.1)
-
-
-class ScoreModel:
-    r"""A user score model: callables of points ``(N, d)`` and a scalar OU time.
-
-    Parameters
-    ----------
-    score : callable
-        ``score(x, t) -> (N, d)``, the (unconditional) score :math:`\nabla\log p_t(x)`.
-    d : int
-        Dimension.
-    guidance : callable, optional
-        ``guidance(x, t, y) -> (N, d)``, the guidance vector :math:`\nabla\log p_t(y\mid x)` (``"cg"``).
-    conditional_score : callable, optional
-        ``conditional_score(x, t, y) -> (N, d)``, :math:`\nabla\log p_t(x\mid y)` (``"cfg"``).
-    n_classes : int, optional
-        Number of classes; labels must lie in ``0..n_classes-1`` (default: any label >= 0).
-
-    Raises
-    ------
-    ValueError
-        If a callable does not return a finite ``(2, d)`` float array on a test ``(2, d)`` input at
-        ``t = 0.5`` (label 0).
-
-    Notes
-    -----
-    The denoiser is Tweedie's :math:`D = (x + \sigma_t^2 s)/\alpha_t`; it cancels at large ``t``
-    (a score model gives no better route).
-    """
-
-    def __init__(self, score: Callable, d: int, guidance: Callable | None = None,
-                 conditional_score: Callable | None = None, n_classes: int | None = None):
-        if isinstance(d, bool) or not isinstance(d, numbers.Integral) or d < 1:
-            raise ValueError(f"d: must be an integer >= 1, got {d!r}")
-        self.d = int(d)
-        self.n_classes = None if n_classes is None else int(n_classes)
-        if self.n_classes is not None and self.n_classes < 1:
-            raise ValueError(f"n_classes: must be >= 1, got {n_classes!r}")
-        self._score = self._checked(score, "score", False)
-        self._guidance = None if guidance is None else self._checked(guidance, "guidance", True)
-        self._cond = None if conditional_score is None else self._checked(conditional_score, "conditional_score", True)
-
-    def _checked(self, f: Callable, name: str, labelled: bool) -> Callable:
-        if not callable(f):
-            raise ValueError(f"{name}: must be callable")
-        x = np.linspace(-0.5, 0.5, 2 * self.d).reshape(2, self.d)
-        try:
-            out = f(x, 0.5, 0) if labelled else f(x, 0.5)
-            out = np.asarray(out, dtype=np.float64)
-        except Exception as exc:  # noqa: BLE001 - any failure of the user callable is a bad argument
-            raise ValueError(f"{name}: calling it on a (2, {self.d}) array failed: {exc!r}") from None
-        if out.shape != (2, self.d):
-            raise ValueError(f"{name}: must return shape (N, d) = (2, {self.d}), got {out.shape}")
-        if not np.all(np.isfinite(out)):
-            raise ValueError(f"{name}: returned non-finite values on a test input")
-        return f
-
-    def __repr__(self) -> str:
-        return f"ScoreModel(d={self.d}, guidance={self._guidance is not None}, cfg={self._cond is not None})"
-
-    def score(self, x: np.ndarray, t: float) -> np.ndarray:
-        return np.asarray(self._score(x, t), dtype=np.float64)
-
-    def guidance_vector(self, x: np.ndarray, t: float, y: int) -> np.ndarray:
-        if self._guidance is None:
-            raise ValueError("guidance_form: 'cg' with a label needs a ScoreModel with a guidance callable")
-        return np.asarray(self._guidance(x, t, y), dtype=np.float64)
-
-    def conditional_score(self, x: np.ndarray, t: float, y: int) -> np.ndarray:
-        if self._cond is None:
-            raise ValueError("guidance_form: 'cfg' needs a ScoreModel with a conditional_score callable")
-        return np.asarray(self._cond(x, t, y), dtype=np.float64)
-
-    def denoiser(self, x: np.ndarray, t: float) -> np.ndarray:
-        a, s2 = alpha_sigma2(t)
-        return (x + s2 * self.score(x, t)) / a
 
 
 class _Guided:
@@ -138,7 +49,7 @@ class _Guided:
         self._cond = None
         self._fast = None
         if fast and isinstance(target, GaussianMixture) and form == "cg":
-            from numerics.fast.kernels import FastMixture
+            from numerics.fast import FastMixture
 
             self._fast = FastMixture(target)
         if not self.unguided and form == "cfg" and isinstance(target, GaussianMixture):
@@ -179,117 +90,42 @@ class _Guided:
 
 
 # ---------------------------------------------------------------------------------------- validation
-def _check_method(method) -> str:
-    if not isinstance(method, str) or method not in _Q_KIND:
-        raise ValueError(f"method: must be one of {', '.join(METHODS)}, got {method!r}")
-    return method
-
-
-def _check_form(form, method: str) -> str:
-    if not isinstance(form, str) or form not in GUIDANCE_FORMS:
-        raise ValueError(f"guidance_form: must be one of {', '.join(GUIDANCE_FORMS)}, got {form!r}")
-    if form == "cg_mean" and method != "ddpm":
-        raise ValueError(f"guidance_form: 'cg_mean' is only defined for method 'ddpm', got method {method!r}")
-    return form
-
-
-def _check_eta(eta, method: str) -> float | None:
-    if method != "ddim_eta":
-        if eta is not None:
-            raise ValueError(f"eta: only method 'ddim_eta' takes eta, got eta={eta!r} for {method!r}")
-        return None
-    if eta is None:
-        raise ValueError("eta: method 'ddim_eta' needs eta in [0, 1]")
-    if isinstance(eta, bool) or not isinstance(eta, (numbers.Real, np.floating, np.integer)):
-        raise ValueError(f"eta: must be a real number in [0, 1], got {eta!r}")
-    eta = float(eta)
-    if not (0.0 <= eta <= 1.0):
-        raise ValueError(f"eta: must be in [0, 1], got {eta!r}")
-    return eta
-
-
-def _check_grid(grid) -> np.ndarray:
-    if grid is None:
-        return default_grid()
-    if isinstance(grid, str):
-        raise ValueError(f"grid: must be an array of times (build one with time_grid({grid!r}, ...))")
-    return time_grid(grid)
-
-
-def _check_n(n) -> int:
-    if isinstance(n, bool) or not isinstance(n, (numbers.Integral, np.integer)) or int(n) < 1:
-        raise ValueError(f"n: must be an integer >= 1, got {n!r}")
-    return int(n)
-
-
-def _check_guidance(guidance) -> float:
-    if isinstance(guidance, bool) or not isinstance(guidance, (numbers.Real, np.floating, np.integer)):
-        raise ValueError(f"guidance: must be a real number >= 0, got {guidance!r}")
-    w = float(guidance)
-    if not math.isfinite(w) or w < 0:
-        raise ValueError(f"guidance: must be finite and >= 0, got {guidance!r}")
-    return w
-
-
 def _check_label(label, target, w: float) -> int | None:
+    """The class to guide towards; ``None`` (unguided) only with ``w == 1``."""
     if label is None:
         if w != 1.0:
             raise ValueError(f"label: guidance={w!r} != 1 needs a label (label=None means unguided)")
         return None
-    if isinstance(label, bool) or not isinstance(label, (numbers.Integral, np.integer)):
-        raise ValueError(f"label: must be an integer class, got {label!r}")
-    label = int(label)
-    C = target.n_classes
-    if label < 0 or (C is not None and label >= C):
-        where = "an integer >= 0" if C is None else f"an existing class in 0..{C - 1}"
-        raise ValueError(f"label: must be {where}, got {label}")
-    return label
+    return check_label(label, target.n_classes, "label")
 
 
-def _check_target(target):
-    if not isinstance(target, (GaussianMixture, ScoreModel)):
-        raise ValueError(f"target: must be a GaussianMixture or a ScoreModel, got {type(target).__name__}")
+def _check_target(target) -> Target:
+    if not isinstance(target, Target):
+        raise ValueError("target: must be a GaussianMixture, a ScoreModel or another numerics.target.Target "
+                         f"(d, n_classes, score, denoiser, guidance_vector, conditional_score), got {type(target).__name__}")
     return target
 
 
 def _initial(x_init, n: int, d: int, rng: np.random.Generator) -> np.ndarray:
     if x_init is None:
         return rng.standard_normal((n, d))
-    try:
-        x = np.array(x_init, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"x_init: must be a float array of shape ({n}, {d}): {exc}") from None
-    if x.shape != (n, d):
-        raise ValueError(f"x_init: must have shape (n, d) = ({n}, {d}), got {x.shape}")
-    if not np.all(np.isfinite(x)):
-        raise ValueError("x_init: contains NaN or infinite values")
-    return x
+    return check_array(x_init, "x_init", (n, d))
 
 
 # ---------------------------------------------------------------------------------------- stepping
-def _coeffs(method: str, t: float, s: float, eta: float | None, t_prev: float | None) -> tuple:
-    """Coefficients of one step; ``dpm_solver_2`` without a previous time is DDIM."""
-    if method == "ddim_eta":
-        return IC.ddim_eta_coeffs(t, s, eta)
-    if method == "dpm_solver_2":
-        return IC.ddim_coeffs(t, s) if t_prev is None else IC.dpm_solver_2_coeffs(t, s, t_prev)
-    return IC.COEFFICIENT_FUNCTIONS[method][0](t, s)
-
-
-def _step(method: str, guided: _Guided, x: np.ndarray, t: float, s: float, eta, t_prev, q_prev,
+def _step(method: Method, guided: _Guided, x: np.ndarray, t: float, s: float, eta, t_prev, q_prev,
           rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     r"""One step :math:`x_t\to x_s`; returns ``(x_s, q(x_t))`` (``q`` is reused by multistep methods)."""
-    kind = _Q_KIND[method]
-    q = guided.q(kind, x, t)
-    c = _coeffs(method, t, s, eta, t_prev)
+    q = guided.q(method.q, x, t)
+    c = method.coefficients(t, s, eta, t_prev)
     out = c[0] * x + c[1] * q
-    if method == "dpm_solver_2" and t_prev is not None:
+    if method.multistep and t_prev is not None:
         out = out + c[2] * q_prev
-    if method == "ddpm" and guided.form == "cg_mean" and not guided.unguided:
+    if guided.form == "cg_mean" and not guided.unguided:  # only methods with guidance_shifts (check_form)
         # q was the unguided denoiser: add the mean-form shift w * mean_form * g
-        out = out + (guided.w * IC.ddpm_guidance_shifts(t, s)[1]) * guided.target.guidance_vector(x, t, guided.label)
-    if method in STOCHASTIC_METHODS:
-        out = out + c[2] * rng.standard_normal(x.shape)
+        out = out + (guided.w * method.guidance_shifts(t, s)[1]) * guided.target.guidance_vector(x, t, guided.label)
+    if method.stochastic:
+        out = out + c[-1] * rng.standard_normal(x.shape)
     return out, q
 
 
@@ -300,12 +136,12 @@ def sample(target, method: str = "ddim", grid=None, n: int = 1000, seed=0, label
 
     Parameters
     ----------
-    target : GaussianMixture or ScoreModel
+    target : GaussianMixture, ScoreModel or another :class:`numerics.target.Target`
     method : str
-        One of :data:`METHODS`.  A step :math:`t\to s` is
+        One of :data:`METHODS` (the table :data:`numerics.methods.TABLE`).  A step :math:`t\to s` is
         :math:`x_s = c_x x_t + c_q q + [c_{q'} q_{\rm prev}] + [c_z z]` with the generated coefficients.
     grid : array_like, optional
-        Strictly decreasing OU times (validated by :func:`numerics.grids.time_grid`); default
+        Strictly decreasing OU times (validated by :func:`numerics.grids.check_grid`); default
         :func:`default_grid`.
     n : int
         Number of samples (ignored shape-wise when ``x_init`` is given, which must be ``(n, d)``).
@@ -341,23 +177,21 @@ def sample(target, method: str = "ddim", grid=None, n: int = 1000, seed=0, label
         Naming the argument (see the module docstring for the rules).
     """
     target = _check_target(target)
-    method = _check_method(method)
-    form = _check_form(guidance_form, method)
-    eta = _check_eta(eta, method)
-    grid = _check_grid(grid)
-    n = _check_n(n)
-    w = _check_guidance(guidance)
+    rec = get_method(method)
+    form = check_form(guidance_form, rec.name)
+    eta = check_eta(eta, rec.name)
+    grid = check_grid(grid)
+    n = check_int(n, "n", 1)
+    w = check_nonneg_scalar(guidance, "guidance")
     label = _check_label(label, target, w)
     rng = np.random.default_rng(seed)
     x = _initial(x_init, n, target.d, rng)
-    if not isinstance(fast, (bool, np.bool_)):
-        raise ValueError(f"fast: must be True or False, got {fast!r}")
-    guided = _Guided(target, label, w, form, bool(fast))
+    guided = _Guided(target, label, w, form, check_bool(fast, "fast"))
     traj = [x.copy()] if return_trajectory else None
     q_prev, t_prev = None, None
     for k in range(grid.size - 1):
         t, s = float(grid[k]), float(grid[k + 1])
-        x, q = _step(method, guided, x, t, s, eta, t_prev, q_prev, rng)
+        x, q = _step(rec, guided, x, t, s, eta, t_prev, q_prev, rng)
         q_prev, t_prev = q, t
         if traj is not None:
             traj.append(x.copy())

@@ -33,6 +33,11 @@ __all__ = [
 ]
 
 
+def _interval(self) -> tuple[float, float]:
+    """``(lo, hi)``: the confidence interval (the ``ci`` property of the result tuples below)."""
+    return (self.lo, self.hi)
+
+
 class MeanCI(NamedTuple):
     """Sample mean with a confidence interval.
 
@@ -47,9 +52,7 @@ class MeanCI(NamedTuple):
     level: float
     method: str
 
-    @property
-    def ci(self) -> tuple[float, float]:
-        return (self.lo, self.hi)
+    ci = property(_interval)
 
 
 class ProportionCI(NamedTuple):
@@ -63,9 +66,7 @@ class ProportionCI(NamedTuple):
     level: float
     method: str
 
-    @property
-    def ci(self) -> tuple[float, float]:
-        return (self.lo, self.hi)
+    ci = property(_interval)
 
 
 class SlopeFit(NamedTuple):
@@ -86,9 +87,7 @@ class SlopeFit(NamedTuple):
     n: int
     level: float
 
-    @property
-    def ci(self) -> tuple[float, float]:
-        return (self.lo, self.hi)
+    ci = property(_interval)
 
 
 def _check_level(level: float) -> float:

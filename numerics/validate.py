@@ -1,13 +1,20 @@
 """Input validation shared by every public numerics function.
 
-Every check raises :class:`ValueError` whose message starts with the argument's name, so a user
-never sees a Numba typing error or a silent NaN for malformed input.
+Every check raises :class:`ValueError` whose message starts with the argument's name (``"name: ..."``),
+so a user never sees a Numba typing error or a silent NaN for malformed input.  The checks are generic
+(a positive integer, a finite real, a label in range, a finite array of a shape, a monotone sequence,
+a choice among names ...); paper-specific rules are built from them in the paper's own module.
 """
 from __future__ import annotations
 
 import numbers
+from collections.abc import Sequence
 
 import numpy as np
+
+__all__ = ["WEIGHT_SUM_TOL", "as_float_array", "check_array", "check_bool", "check_choice", "check_density", "check_int",
+           "check_label", "check_labels", "check_nonneg_scalar", "check_points", "check_positive", "check_real",
+           "check_sorted", "check_time", "check_times", "check_weights"]
 
 #: Tolerance on ``|sum(weights) - 1|``.
 WEIGHT_SUM_TOL = 1e-9
@@ -37,18 +44,41 @@ def as_float_array(value, name: str, ndim: int | tuple[int, ...], check_finite: 
     return arr
 
 
+def _real_scalar(value, name: str) -> float:
+    """A real number (Python or NumPy scalar, or a 0-d numeric array; not bool, str or complex) as a float."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
+        arr = np.asarray(value) if not isinstance(value, (str, bytes, bool, np.bool_)) else None
+        if (arr is not None and arr.ndim == 0 and np.issubdtype(arr.dtype, np.number)
+                and not np.iscomplexobj(arr)):
+            return float(arr.item())
+        raise ValueError(f"{name}: must be a real number, got {value!r}")
+    return float(value)
+
+
+def check_real(value, name: str) -> float:
+    """A finite real number."""
+    v = _real_scalar(value, name)
+    if not np.isfinite(v):
+        raise ValueError(f"{name}: must be finite, got {value!r}")
+    return v
+
+
 def check_time(t, name: str = "t") -> float:
     """A forward time: a finite real number ``> 0``."""
-    if isinstance(t, (bool, np.bool_)) or not isinstance(t, (numbers.Real, np.floating, np.integer)):
-        arr = np.asarray(t)
-        if arr.ndim == 0 and np.issubdtype(arr.dtype, np.number) and not np.iscomplexobj(arr):
-            t = arr.item()
-        else:
-            raise ValueError(f"{name}: must be a real scalar, got {type(t).__name__}")
-    t = float(t)
-    if not np.isfinite(t) or t <= 0.0:
-        raise ValueError(f"{name}: must be finite and > 0, got {t!r}")
-    return t
+    return check_positive(t, name)
+
+
+def check_times(t, n: int, name: str = "t") -> float | np.ndarray:
+    """One forward time for all ``n`` points (a finite real ``> 0``, returned as float) or one per point
+    (shape ``(n,)``, each finite and ``> 0``, returned as a float64 array)."""
+    if not (isinstance(t, (list, tuple)) or (isinstance(t, np.ndarray) and t.ndim > 0)):
+        return check_time(t, name)
+    arr = as_float_array(t, name, 1)
+    if arr.shape != (n,):
+        raise ValueError(f"{name}: expected a scalar or {n} times (one per point), got shape {arr.shape}")
+    if np.any(arr <= 0.0):
+        raise ValueError(f"{name}: must be > 0, got min {float(arr.min())!r}")
+    return arr
 
 
 def check_points(x, d: int, name: str = "x", check_finite: bool = True) -> tuple[np.ndarray, bool]:
@@ -62,6 +92,24 @@ def check_points(x, d: int, name: str = "x", check_finite: bool = True) -> tuple
     if arr.shape[0] == 0:
         raise ValueError(f"{name}: needs at least one point, got shape {arr.shape}")
     return arr, single
+
+
+def check_array(value, name: str, shape: tuple[int | None, ...], check_finite: bool = True) -> np.ndarray:
+    """A float64 array (a copy) of the given shape (``None``: any size >= 1 on that axis), all finite."""
+    try:
+        arr = np.array(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name}: must be a float array of shape {_shape_str(shape)}: {exc}") from None
+    if arr.ndim != len(shape) or any(
+            (s is None and a < 1) or (s is not None and a != s) for a, s in zip(arr.shape, shape)):
+        raise ValueError(f"{name}: must have shape {_shape_str(shape)}, got {arr.shape}")
+    if check_finite and not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name}: contains NaN or infinite values")
+    return arr
+
+
+def _shape_str(shape: tuple[int | None, ...]) -> str:
+    return "(" + ", ".join("N" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
 def check_int(value, name: str, low: int | None = None, high: int | None = None) -> int:
@@ -78,22 +126,98 @@ def check_int(value, name: str, low: int | None = None, high: int | None = None)
 
 def check_nonneg_scalar(value, name: str) -> float:
     """A finite real scalar ``>= 0`` (a guidance weight, for instance)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
-        raise ValueError(f"{name}: must be a real scalar, got {value!r}")
-    value = float(value)
-    if not np.isfinite(value) or value < 0:
-        raise ValueError(f"{name}: must be finite and >= 0, got {value!r}")
-    return value
+    return check_positive(value, name, allow_zero=True)
 
 
 def check_positive(value, name: str, allow_zero: bool = False) -> float:
     """A finite real number ``> 0`` (or ``>= 0`` with ``allow_zero``)."""
-    if isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name}: must be a real number, got {value!r}")
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name}: must be a real number, got {value!r}") from None
+    v = _real_scalar(value, name)
     if not np.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
         raise ValueError(f"{name}: must be finite and {'>=' if allow_zero else '>'} 0, got {value!r}")
     return v
+
+
+def check_bool(value, name: str) -> bool:
+    """``True`` or ``False`` (Python or NumPy bool)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name}: must be True or False, got {value!r}")
+    return bool(value)
+
+
+def check_choice(value, name: str, choices: Sequence[str]) -> str:
+    """One of the strings ``choices``."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name}: must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def check_label(y, n_classes: int | None, name: str = "y") -> int:
+    """A class label: an integer (not bool) in ``0..n_classes-1`` (``n_classes=None``: any integer >= 0)."""
+    if isinstance(y, (bool, np.bool_)) or not isinstance(y, (numbers.Integral, np.integer)):
+        raise ValueError(f"{name}: must be an integer class, got {y!r}")
+    y = int(y)
+    if y < 0 or (n_classes is not None and y >= n_classes):
+        where = "an integer >= 0" if n_classes is None else f"an existing class in 0..{n_classes - 1}"
+        raise ValueError(f"{name}: must be {where}, got {y}")
+    return y
+
+
+def check_labels(labels, K: int, name: str = "labels") -> tuple[np.ndarray, int]:
+    """``K`` class labels covering ``0..C-1`` (integers, or floats with integer values); returns ``(int64 array, C)``."""
+    lab = np.asarray(labels)
+    if lab.shape != (K,):
+        raise ValueError(f"{name}: expected shape ({K},), got {lab.shape}")
+    if lab.dtype == bool or not (np.issubdtype(lab.dtype, np.integer) or np.issubdtype(lab.dtype, np.floating)):
+        raise ValueError(f"{name}: must be integers, got dtype {lab.dtype}")
+    if np.issubdtype(lab.dtype, np.floating) and not np.all(np.isfinite(lab) & (lab == np.round(lab))):
+        raise ValueError(f"{name}: must be integers")
+    lab = lab.astype(np.int64)
+    C = int(lab.max()) + 1 if K else 0
+    if lab.min() < 0 or set(np.unique(lab)) != set(range(C)):
+        raise ValueError(f"{name}: must be integers covering 0..C-1, got {sorted(set(lab.tolist()))}")
+    return lab, C
+
+
+def check_weights(weights, name: str = "weights", K: int | None = None) -> np.ndarray:
+    """Mixture weights: a non-empty 1-D finite array (of ``K`` entries if given), non-negative, summing to 1
+    within :data:`WEIGHT_SUM_TOL`; returned renormalised, ``w / w.sum()``."""
+    w = as_float_array(weights, name, 1)
+    if w.shape[0] == 0:
+        raise ValueError(f"{name}: need at least one component")
+    if K is not None and w.shape[0] != K:
+        raise ValueError(f"{name}: need {K} entries (one per component), got {w.shape[0]}")
+    if np.any(w < 0):
+        raise ValueError(f"{name}: must be non-negative, got min {w.min():.3g}")
+    if abs(w.sum() - 1.0) > WEIGHT_SUM_TOL:
+        raise ValueError(f"{name}: must sum to 1 (within {WEIGHT_SUM_TOL:g}), got {w.sum():.17g}")
+    return w / w.sum()
+
+
+def check_sorted(values, name: str, decreasing: bool = False, min_size: int = 2) -> np.ndarray:
+    """A 1-D finite float64 array (a copy) of at least ``min_size`` entries, strictly increasing (or decreasing)."""
+    try:
+        arr = np.array(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name}: must be a 1-D array of floats: {exc}") from None
+    if arr.ndim != 1 or arr.size < min_size:
+        raise ValueError(f"{name}: must be a 1-D array with at least {min_size} entries, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name}: must be finite (found NaN or inf)")
+    step = -np.diff(arr) if decreasing else np.diff(arr)
+    if not np.all(step > 0):
+        k = int(np.argmax(step <= 0))
+        op = "<=" if decreasing else ">="
+        raise ValueError(f"{name}: must be strictly {'decreasing' if decreasing else 'increasing'} "
+                         f"({name}[{k}]={float(arr[k])!r} {op} {name}[{k + 1}]={float(arr[k + 1])!r})")
+    return arr
+
+
+def check_density(value, name: str, ndim: int | tuple[int, ...], shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """Density values on a grid: a finite float64 array (no copy if already one) of the given dimension(s), of
+    ``shape`` if given, all ``>= 0``."""
+    arr = as_float_array(value, name, ndim)
+    if shape is not None and arr.shape != tuple(shape):
+        raise ValueError(f"{name}: expected shape {tuple(shape)}, got {arr.shape}")
+    if np.any(arr < 0):
+        raise ValueError(f"{name}: must be non-negative")
+    return arr

@@ -7,8 +7,9 @@ import sympy as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from numerics.papers.discriminator import refined_1d as D
+from numerics.divergences import gaussian_kl_1d, kl_cells
 from numerics.mixture import GaussianMixture
+from numerics.papers.discriminator import refined_1d as D
 from theory import discriminator as TD
 from theory.forward import t as t_sym
 from theory.targets import SymbolicMixture
@@ -109,20 +110,20 @@ def test_grid_endpoint_matches_gaussian_moments(sampler):
         dens = D.ode_endpoint(field, model, T, g, 8e-3).density
     exact = np.exp(-(g.x - m) ** 2 / (2 * v)) / math.sqrt(2 * math.pi * v)
     assert np.max(np.abs(dens - exact)) < 2e-4
-    assert abs(D.grid_kl(data.density(g.x, 0), dens, g.dx) - D.gaussian_kl_1d(0, 1, m, v)) < 2e-4
+    assert abs(D.endpoint_kl(data.density(g.x, 0), dens, g.dx) - gaussian_kl_1d(0, 1, m, v)) < 2e-4
 
 
 def test_sde_mass_conservation_and_model_reproduction():
     g = D.Grid1D(dx=0.02)
     q = D.sde_endpoint(D.bayes_field(DATA, MODEL, w=0.0), MODEL, T, g, 8e-3)
     assert abs(q.sum() * g.dx - 1) < 1e-12
-    assert D.grid_kl(MODEL.density(g.x, 0), q, g.dx) < 1e-6
+    assert D.endpoint_kl(MODEL.density(g.x, 0), q, g.dx) < 1e-6
 
 
 def test_ode_exact_correction_preserves_terminal_kl():
     """PF-ODE with the exact refined score is an invertible map p_T -> p_0, so the endpoint KL equals KL_T."""
     res = D.ode_endpoint(D.bayes_field(DATA, MODEL, w=1.0), MODEL, T, COARSE, 8e-3)
-    kl_T = D.grid_kl(DATA.density(COARSE.x, T), MODEL.density(COARSE.x, T), COARSE.dx)
+    kl_T = kl_cells(DATA.density(COARSE.x, T), MODEL.density(COARSE.x, T), COARSE.dx)
     assert abs(res.kl_from(DATA) - kl_T) < 5e-8  # RK4 at dtau=8e-3 on a dx=0.02 grid
     assert abs(res.mass - 1) < 1e-6
 
@@ -197,8 +198,8 @@ def test_solver_bad_input():
 # -- the note's key numbers ------------------------------------------------------------------------------
 def test_note_base_numbers():
     g = D.Grid1D(dx=0.005)
-    assert abs(D.grid_kl(DATA.density(g.x, 0), MODEL.density(g.x, 0), g.dx) - 0.11668) < 5e-6
-    assert abs(D.grid_kl(DATA.density(g.x, T), MODEL.density(g.x, T), g.dx) - 3.6e-8) < 5e-10
+    assert abs(kl_cells(DATA.density(g.x, 0), MODEL.density(g.x, 0), g.dx) - 0.11668) < 5e-6
+    assert abs(kl_cells(DATA.density(g.x, T), MODEL.density(g.x, T), g.dx) - 3.6e-8) < 5e-10
 
 
 def test_note_ripple_and_weight_numbers():
@@ -213,8 +214,8 @@ def test_note_misspecified_gaussian_numbers():
     data, model = D.Mixture1D([1], [0.0], [1.0]), D.Mixture1D([1], [1.0], [0.25])
     bm = D.linear_beta_spline(data, model, "mse", T, 101)
     bc = D.linear_beta_spline(data, model, "ce", T, 101)
-    km = D.gaussian_kl_1d(0, 1, *D.gaussian_refined_endpoint(model, bm, "sde", T, 1600))
-    kc = D.gaussian_kl_1d(0, 1, *D.gaussian_refined_endpoint(model, bc, "sde", T, 1600))
+    km = gaussian_kl_1d(0, 1, *D.gaussian_refined_endpoint(model, bm, "sde", T, 1600))
+    kc = gaussian_kl_1d(0, 1, *D.gaussian_refined_endpoint(model, bc, "sde", T, 1600))
     assert abs(km - 0.806) < 2e-3 and abs(kc - 1.086) < 2e-3 and km < kc
 
 
@@ -240,5 +241,5 @@ def test_gaussian_path_kl_matches_sympy_integrand():
     data, model = D.Mixture1D([1], [0.0], [1.0]), D.Mixture1D([1], [1.0], [0.25])
     beta = lambda t: 0.2 * math.exp(-t)  # noqa: E731
     integral = quad(lambda tt: f(tt, 0.0, 1.0, 1.0, 0.25, beta(tt)), 0, T, limit=200, epsabs=1e-13)[0]
-    kl_T = D.gaussian_kl_1d(0.0, 1.0, math.exp(-T), 0.25 * math.exp(-2 * T) - math.expm1(-2 * T))
+    kl_T = gaussian_kl_1d(0.0, 1.0, math.exp(-T), 0.25 * math.exp(-2 * T) - math.expm1(-2 * T))
     assert abs(D.gaussian_path_kl(data, model, beta, T) - (kl_T + integral)) < 1e-10

@@ -5,10 +5,9 @@ import numpy as np
 import pytest
 from scipy.special import ndtr
 
+from numerics.constants import UNIT_ROUNDOFF as U
 from numerics.references.grid_density import (gaussian_on_grid, gaussian_on_grid_2d, kl_grid_2d, propagate, propagate_2d,
-                                   refinement_error_2d, tv_grid_2d, uniform_grid)
-
-U = np.finfo(np.float64).eps
+                                              refinement_error_2d, tv_grid_2d, uniform_grid)
 
 
 def _outside_mass(m, S, g1, g2):
@@ -121,7 +120,6 @@ def test_steps_zero_is_identity():
     (lambda g: propagate_2d(np.ones((5, 5)), g, g, lambda X1, X2, k: (X1[0], X2), 1.0, 1), "transition_mean_fn"),
     (lambda g: propagate_2d(np.ones((5, 5)), g, g, lambda X1, X2, k: X1, 1.0, 1), "transition_mean_fn"),
     (lambda g: propagate_2d(np.ones((5, 5)), g, g, lambda X1, X2, k: (X1, X2), 1.0, -1), "steps"),
-    (lambda g: kl_grid_2d(np.ones((5, 5)), np.pad(np.ones((4, 5)), ((1, 0), (0, 0))), g, g), "q"),
     (lambda g: kl_grid_2d(np.ones((5, 4)), np.ones((5, 5)), g, g), "p"),
     (lambda g: gaussian_on_grid_2d(g, g, [0.0, 0.0], [[1.0, 2.0], [2.0, 1.0]]), "cov"),
     (lambda g: gaussian_on_grid_2d(g, g, [0.0], 1.0), "mean"),
@@ -130,3 +128,11 @@ def test_steps_zero_is_identity():
 def test_bad_input_names_the_argument(bad, name):
     with pytest.raises(ValueError, match=rf"^{name}\b"):
         bad(np.linspace(0, 1, 5))
+
+
+def test_kl_grid_2d_q_zero_rule():
+    """KL is +inf where q vanishes on the support of p; cells where both vanish contribute nothing."""
+    g = np.linspace(0.0, 1.0, 5)
+    q = np.pad(np.ones((4, 5)), ((1, 0), (0, 0)))
+    assert kl_grid_2d(np.ones((5, 5)), q, g, g) == math.inf
+    assert kl_grid_2d(q, q, g, g) == 0.0

@@ -194,7 +194,7 @@ def test_error_messages_are_specific():
     # negative control for the check above: a different argument's name is not what is reported
     with pytest.raises(ValueError) as exc:
         time_grid("geometric", kappa=-1.0)
-    assert str(exc.value).startswith("kappa")
+    assert str(exc.value).startswith("kappa:")
     with pytest.raises(ValueError) as exc:
         time_grid("uniform", n=0)
-    assert str(exc.value).startswith("n ")
+    assert str(exc.value).startswith("n:")  # every message is "<argument>: ..." (numerics.validate)

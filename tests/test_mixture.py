@@ -4,6 +4,8 @@ Tolerances: against SymPy the kernels must agree to the derived float64 bound of
 ``numerics.references.mpmath_reference`` (Theorem 8.1 of proofs_notes/foundations.md); against mpmath the same bound is
 applied per point, and the worst relative error seen on "benign" points is asserted below 1e-12.
 """
+import math
+
 import mpmath as mp
 import numpy as np
 import pytest
@@ -164,7 +166,7 @@ def test_reference_flags_dropped_alpha():
     n, d = 1, 2
     avg_in, avg_out, logz, work = np.empty((n, d)), np.empty((n, d)), np.empty((n, 2)), np.empty((n, 3, d))
     sigma2 = -np.expm1(-2 * t)
-    K_.mixture_average(x, 1.0, sigma2, gm.means, gm.evecs, gm.evals, gm.rank, gm.log_weights,
+    K_.mixture_average(x, np.ones(n), np.full(n, sigma2), gm.means, gm.evecs, gm.evals, gm.rank, gm.log_weights,
                        np.ones(gm.K, dtype=np.bool_), K_.SCORE, avg_in, avg_out, logz, work)
     assert relative_error(avg_in[0], ref.score) > 1e3 * score_error_bound(gm, ref)
 
@@ -247,3 +249,46 @@ def test_guided_denoiser_one_pass_equals_two(rng, t):
             assert np.abs(gm.guided_denoiser(x, t, y, w) - (D + w * shift)).max() <= tol
         if np.abs(shift).max() > 1e3 * tol:
             assert np.abs(gm.guided_denoiser(x, t, y, -3.0) - (D + 3.0 * shift)).max() > tol
+
+
+# ----------------------------------------------------------------------------- per-sample times
+def _row_by_row(f, x, t):
+    return np.stack([f(x[i], float(t[i])) for i in range(x.shape[0])])
+
+
+def test_per_sample_times_equal_scalar_rows(rng):
+    """Every method of points takes one time per point: row i equals the scalar-t call at (x_i, t_i).  Exactly
+    when NumPy's exp/expm1 agree with math's on these times (they do on the usual platforms), else to 8 u."""
+    gm = random_mixture(rng, 5, 3, n_classes=2)
+    n = 40
+    t = np.exp(rng.uniform(np.log(1e-6), np.log(20.0), n))
+    x = np.exp(-t)[:, None] * gm.sample_data(n, rng) + np.sqrt(-np.expm1(-2 * t))[:, None] * rng.standard_normal((n, 3))
+    same_exp = (np.array_equal(np.exp(-t), [math.exp(-v) for v in t])
+                and np.array_equal(np.expm1(-2 * t), [math.expm1(-2 * v) for v in t]))
+    calls = {
+        "score": gm.score, "denoiser": gm.denoiser, "log_density": gm.log_density,
+        "class_log_posterior": gm.class_log_posterior, "class_posterior": gm.class_posterior,
+        "guidance_vector": lambda x_, t_: gm.guidance_vector(x_, t_, 1),
+        "guided_denoiser": lambda x_, t_: gm.guided_denoiser(x_, t_, 0, 2.5),
+        "conditional_score": lambda x_, t_: gm.conditional_score(x_, t_, 0),
+        "posterior_cov": gm.posterior_cov, "guidance_hessian": lambda x_, t_: gm.guidance_hessian(x_, t_, 1),
+    }
+    for name, f in calls.items():
+        per_sample, rows = f(x, t), _row_by_row(f, x, t)
+        assert per_sample.shape == rows.shape, name
+        if same_exp:
+            np.testing.assert_array_equal(per_sample, rows, err_msg=name)
+        else:
+            np.testing.assert_allclose(per_sample, rows, rtol=8 * 2.0**-53, atol=0, err_msg=name)
+    # a constant array of times is the scalar time
+    np.testing.assert_array_equal(gm.score(x, np.full(n, 0.3)), gm.score(x, 0.3))
+    # control: the rows are not all the same time's (the test above has teeth)
+    assert not np.allclose(gm.score(x, t), gm.score(x, float(t[0])))
+
+
+@pytest.mark.parametrize("t", [np.ones(3), np.array([1.0, 0.0]), np.array([1.0, np.nan]), np.ones((2, 1)),
+                               [1.0, -1.0]])
+def test_per_sample_times_rejected(rng, t):
+    gm = random_mixture(rng, 3, 2)
+    with pytest.raises(ValueError, match="^t:"):
+        gm.score(np.zeros((2, 2)), t)

@@ -86,6 +86,47 @@ def test_score_model_runs_and_matches_mixture():
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
 
 
+def test_any_target_protocol_object_is_sampled():
+    """sample() takes any numerics.target.Target (duck-typed), not just the package's classes: a plain class
+    wrapping an exact mixture gives the mixture's own output bit for bit."""
+    from numerics import target as TG
+
+    g = gaussian_target()
+
+    class Wrapped:
+        d, n_classes = g.d, g.n_classes
+
+        def score(self, x, t):
+            return g.score(x, t)
+
+        def denoiser(self, x, t):
+            return g.denoiser(x, t)
+
+        def guidance_vector(self, x, t, y):
+            return g.guidance_vector(x, t, y)
+
+        def conditional_score(self, x, t, y):
+            return g.conditional_score(x, t, y)
+
+    w = Wrapped()
+    assert isinstance(w, TG.Target) and isinstance(g, TG.Target) and isinstance(ScoreModel(g.score, 2), TG.Target)
+    assert ScoreModel is TG.ScoreModel  # numerics.samplers.ScoreModel is the one in numerics.target
+    x0 = np.random.default_rng(0).standard_normal((16, 2))
+    for m in ("ddim", "ei_ode", "dpm_solver_1"):
+        np.testing.assert_array_equal(sample(w, m, grid=GRID, n=16, x_init=x0), sample(g, m, grid=GRID, n=16, x_init=x0))
+
+
+def test_score_model_reports_its_callables():
+    g = gaussian_target()
+    sm = ScoreModel(g.score, 2, guidance=g.guidance_vector)
+    assert sm.has_guidance and not sm.has_conditional_score
+    with pytest.raises(ValueError, match="guidance_form: 'cfg'"):
+        sample(sm, "ddim", grid=GRID, n=4, label=0, guidance=2.0, guidance_form="cfg")
+    for bad, needle in [(dict(d=0), "^d:"), (dict(d=2.0), "^d:"), (dict(d=2, n_classes=0), "^n_classes:")]:
+        with pytest.raises(ValueError, match=needle):
+            ScoreModel(g.score, **bad)
+
+
 # ------------------------------------------------------------------------------------------ runs
 @pytest.mark.parametrize("method", METHODS)
 def test_every_method_guided_finite(gm, method):

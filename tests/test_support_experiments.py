@@ -79,7 +79,8 @@ def test_close_to_target_and_wrong_class_far():
 @pytest.mark.parametrize("kw,match", [
     (dict(exp="nope"), "name"), (dict(gamma=0.5), "gamma"), (dict(gamma=float("nan")), "gamma"),
     (dict(method="euler"), "method"), (dict(kappa=0.0), "kappa"), (dict(kappa=2.0), "kappa"),
-    (dict(delta=1.5), "delta"), (dict(delta=-1e-3), "delta"), (dict(eta=3), "y"),
+    (dict(delta=1.5), "delta"), (dict(delta=-1e-3), "delta"), (dict(eta=3), "^eta:"),
+    (dict(guide_eta=[0, 1, 2, 1, 5]), "^guide_eta:"), (dict(method="nope"), "^method:"),
     (dict(x_init=np.zeros((3, 3))), "x_init"), (dict(x_init=[[np.nan, 0.0]]), "x_init"),
     (dict(bias=[1.0]), "bias"), (dict(gamma=True), "gamma"),
 ])
@@ -99,3 +100,13 @@ def test_bad_deltas():
 
 def test_names():
     assert EXPERIMENTS == ("three_disks", "two_crescents", "five_regions")
+
+
+def test_region_mixture_is_a_target_without_private_fields():
+    """The region mixtures are numerics.target.Target objects in their own right (sample() accepts them); they do
+    not subclass ScoreModel or set its private fields."""
+    from numerics.target import ScoreModel, Target
+
+    rm = experiment("three_disks").mixture
+    assert isinstance(rm, Target) and not isinstance(rm, ScoreModel)
+    assert not {"_score", "_guidance", "_cond"} & set(vars(rm))

@@ -30,11 +30,12 @@ from typing import Callable
 
 import numpy as np
 
-from numerics.generated import integrator_coeffs as IC
+from numerics.divergences import gaussian_kl  # one definition, re-exported here
+from numerics.grids import check_grid
+from numerics.methods import check_eta, check_form, get_method
 from numerics.mixture import GaussianMixture
-from numerics.samplers import (_Q_KIND, STOCHASTIC_METHODS, _check_eta, _check_form, _check_grid,
-                               _check_guidance, _check_method, _coeffs)
 from numerics.schedule import alpha_sigma2
+from numerics.validate import check_nonneg_scalar
 
 __all__ = ["gaussian_params", "affine_score", "affine_q", "exact_law", "pf_map", "gaussian_kl", "cov_t"]
 
@@ -99,39 +100,39 @@ def exact_law(target: GaussianMixture, method: str, grid, m0=None, S0=None, eta:
     (mean (d,), cov (d, d))
     """
     mu, Sigma = gaussian_params(target)
-    method = _check_method(method)
-    form = _check_form(guidance_form, method)
+    rec = get_method(method)
+    form = check_form(guidance_form, rec.name)
     if form == "cfg":
         raise ValueError("guidance_form: exact_law supports 'cg' and 'cg_mean' (give affine_guidance)")
-    eta = _check_eta(eta, method)
-    grid = _check_grid(grid)
-    w = _check_guidance(guidance) if affine_guidance is not None else 0.0
+    eta = check_eta(eta, rec.name)
+    grid = check_grid(grid)
+    w = check_nonneg_scalar(guidance, "guidance") if affine_guidance is not None else 0.0
     d = mu.size
     m = np.zeros(d) if m0 is None else np.asarray(m0, dtype=np.float64).copy()
     S = np.eye(d) if S0 is None else np.asarray(S0, dtype=np.float64).copy()
     # joint state (x_t, x_{t_prev}): mean (2d,), cov (2d, 2d); the second block is used by dpm_solver_2
     mj, Sj = np.concatenate([m, m]), np.block([[S, S], [S, S]])
-    kind = _Q_KIND[method]
+    kind = rec.q
     t_prev = None
     I = np.eye(d)
     for k in range(grid.size - 1):
         t, s = float(grid[k]), float(grid[k + 1])
-        c = _coeffs(method, t, s, eta, t_prev)
+        c = rec.coefficients(t, s, eta, t_prev)
         q_w = 0.0 if form == "cg_mean" else w
         Q, r = affine_q(kind, mu, Sigma, t, q_w, affine_guidance)
         Mx, cst = c[0] * I + c[1] * Q, c[1] * r
         Mp = np.zeros((d, d))
-        if method == "dpm_solver_2" and t_prev is not None:
+        if rec.multistep and t_prev is not None:
             Qp, rp = affine_q(kind, mu, Sigma, t_prev, w, affine_guidance)
             Mp, cst = c[2] * Qp, cst + c[2] * rp
         if form == "cg_mean" and affine_guidance is not None:
             A, b = affine_guidance(t)
-            shift = w * IC.ddpm_guidance_shifts(t, s)[1]
+            shift = w * rec.guidance_shifts(t, s)[1]
             Mx, cst = Mx + shift * np.asarray(A), cst + shift * np.asarray(b)
         M = np.block([[Mx, Mp], [I, np.zeros((d, d))]])
         noise = np.zeros((2 * d, 2 * d))
-        if method in STOCHASTIC_METHODS:
-            noise[:d, :d] = c[2] ** 2 * I
+        if rec.stochastic:
+            noise[:d, :d] = c[-1] ** 2 * I
         mj = M @ mj + np.concatenate([cst, np.zeros(d)])
         Sj = M @ Sj @ M.T + noise
         Sj = 0.5 * (Sj + Sj.T)
@@ -152,15 +153,3 @@ def pf_map(target: GaussianMixture, x, t: float, s: float) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     y = (x - math.exp(-t) * mu) @ U
     return math.exp(-s) * mu + (y * np.sqrt(cs / ct)) @ U.T
-
-
-def gaussian_kl(m0, S0, m1, S1) -> float:
-    r""":math:`\mathrm{KL}(N(m_0,S_0)\,\|\,N(m_1,S_1)) = \tfrac12\big[\mathrm{tr}(S_1^{-1}S_0) + (m_1-m_0)^\top S_1^{-1}(m_1-m_0) - d + \log\frac{\det S_1}{\det S_0}\big]`."""
-    m0, m1 = np.asarray(m0, dtype=np.float64), np.asarray(m1, dtype=np.float64)
-    S0, S1 = np.asarray(S0, dtype=np.float64), np.asarray(S1, dtype=np.float64)
-    L1 = np.linalg.cholesky(S1)
-    L0 = np.linalg.cholesky(S0)
-    Z = np.linalg.solve(L1, L0)
-    v = np.linalg.solve(L1, m1 - m0)
-    logdet = 2.0 * (np.sum(np.log(np.diag(L1))) - np.sum(np.log(np.diag(L0))))
-    return float(0.5 * (np.sum(Z * Z) + v @ v - m0.size + logdet))

@@ -44,7 +44,8 @@ from typing import Callable
 
 import numpy as np
 
-from numerics.validate import as_float_array, check_int
+from numerics.divergences import kl_cells
+from numerics.validate import as_float_array, check_density, check_int
 
 __all__ = ["GridResult", "uniform_grid", "gaussian_on_grid", "propagate", "kl_grid", "tv_grid",
            "refinement_error", "spacing", "gaussian_on_grid_2d", "propagate_2d", "kl_grid_2d", "tv_grid_2d",
@@ -83,12 +84,7 @@ def spacing(grid, name: str = "grid") -> float:
 
 
 def _check_density(p, grid, name: str) -> np.ndarray:
-    arr = as_float_array(p, name, 1)
-    if arr.shape != np.shape(grid):
-        raise ValueError(f"{name}: expected shape {np.shape(grid)}, got {arr.shape}")
-    if np.any(arr < 0):
-        raise ValueError(f"{name}: must be non-negative")
-    return arr
+    return check_density(p, name, 1, np.shape(grid))
 
 
 def gaussian_on_grid(grid, mean: float, var: float) -> np.ndarray:
@@ -152,19 +148,11 @@ def propagate(density0, grid, transition_mean_fn: Callable[[np.ndarray, int], np
 def kl_grid(p, q, grid) -> float:
     r""":math:`\mathrm{KL}(p\|q) = \int p\log(p/q)` by the grid rule, both normalised on the grid first.
 
-    ``ValueError`` if ``q`` vanishes where ``p`` does not (infinite KL).
+    :func:`numerics.divergences.kl_cells` with cell ``dx``: ``math.inf`` if ``q`` vanishes where ``p`` does not.
     """
     g = as_float_array(grid, "grid", 1)
     dx = spacing(g)
-    p, q = _check_density(p, g, "p"), _check_density(q, g, "q")
-    zp, zq = p.sum() * dx, q.sum() * dx
-    if zp <= 0 or zq <= 0:
-        raise ValueError("p, q: must have positive mass")
-    p, q = p / zp, q / zq
-    on = p > 0
-    if np.any(q[on] == 0):
-        raise ValueError("q: vanishes where p is positive (KL is infinite)")
-    return float(np.sum(p[on] * np.log(p[on] / q[on])) * dx)
+    return kl_cells(_check_density(p, g, "p"), _check_density(q, g, "q"), dx)
 
 
 def tv_grid(p, q, grid) -> float:
@@ -200,12 +188,7 @@ def _grids_2d(grid1, grid2) -> tuple[np.ndarray, np.ndarray, float, float]:
 
 
 def _check_density_2d(p, g1, g2, name: str) -> np.ndarray:
-    arr = as_float_array(p, name, 2)
-    if arr.shape != (g1.size, g2.size):
-        raise ValueError(f"{name}: expected shape {(g1.size, g2.size)}, got {arr.shape}")
-    if np.any(arr < 0):
-        raise ValueError(f"{name}: must be non-negative")
-    return arr
+    return check_density(p, name, 2, (g1.size, g2.size))
 
 
 def gaussian_on_grid_2d(grid1, grid2, mean, cov) -> np.ndarray:
@@ -328,19 +311,10 @@ def propagate_2d(density0, grid1, grid2,
 def kl_grid_2d(p, q, grid1, grid2) -> float:
     r""":math:`\mathrm{KL}(p\|q)` by the tensor grid rule, both normalised on the grid first (as :func:`kl_grid`).
 
-    ``ValueError`` if ``q`` vanishes where ``p`` does not (infinite KL).
+    :func:`numerics.divergences.kl_cells` with cell ``dx1 * dx2``: ``math.inf`` if ``q`` vanishes where ``p`` does not.
     """
     g1, g2, dx1, dx2 = _grids_2d(grid1, grid2)
-    p, q = _check_density_2d(p, g1, g2, "p"), _check_density_2d(q, g1, g2, "q")
-    da = dx1 * dx2
-    zp, zq = p.sum() * da, q.sum() * da
-    if zp <= 0 or zq <= 0:
-        raise ValueError("p, q: must have positive mass")
-    p, q = p / zp, q / zq
-    on = p > 0
-    if np.any(q[on] == 0):
-        raise ValueError("q: vanishes where p is positive (KL is infinite)")
-    return float(np.sum(p[on] * np.log(p[on] / q[on])) * da)
+    return kl_cells(_check_density_2d(p, g1, g2, "p"), _check_density_2d(q, g1, g2, "q"), dx1 * dx2)
 
 
 def tv_grid_2d(p, q, grid1, grid2) -> float:

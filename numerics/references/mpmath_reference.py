@@ -17,12 +17,11 @@ from dataclasses import dataclass
 import mpmath as mp
 import numpy as np
 
+from numerics.constants import UNIT_ROUNDOFF
 from numerics.mixture import GaussianMixture
 
 __all__ = ["MPResult", "mp_reference", "mixture_error_bound", "score_error_bound", "guidance_error_bound",
            "relative_error", "within_bound", "UNDERFLOW", "UNIT_ROUNDOFF"]
-
-UNIT_ROUNDOFF = 2.0**-53
 
 
 @dataclass
@@ -129,6 +128,14 @@ def _constants(gm: GaussianMixture, ref: MPResult):
     return a, c
 
 
+def _component_errors(ref: MPResult, c, u):
+    r"""``(k, \varepsilon_k + c u)`` for every component with posterior weight, :math:`\varepsilon_k = u(1 + 2\rho_k)`
+    (``rho`` capped at 1e30): the per-component relative error of Theorem 8.1 before the condition factors."""
+    for k in range(len(ref.pi)):
+        if ref.pi[k] != 0:
+            yield k, u * (1 + 2 * min(ref.rho[k], mp.mpf(1e30))) + c * u
+
+
 def mixture_error_bound(gm: GaussianMixture, ref: MPResult, quantity: str = "score") -> float:
     r"""Relative first-order error bound of the float64 score (or denoiser), Theorem 8.1.
 
@@ -147,12 +154,9 @@ def mixture_error_bound(gm: GaussianMixture, ref: MPResult, quantity: str = "sco
     with mp.workdps(50):
         a, c = _constants(gm, ref)
         total = mp.mpf(0)
-        for k in range(gm.K):
-            if ref.pi[k] == 0:
-                continue
-            eps_k = u * (1 + 2 * min(ref.rho[k], mp.mpf(1e30)))
+        for k, err in _component_errors(ref, c, u):
             diff = _norm([comp[k][l] - mean[l] for l in range(gm.d)])
-            total += ref.pi[k] * (eps_k + c * u) * (1 + ref.kappa[k]) * (_norm(comp[k]) + (ref.q[k] + gm.d * a) * diff)
+            total += ref.pi[k] * err * (1 + ref.kappa[k]) * (_norm(comp[k]) + (ref.q[k] + gm.d * a) * diff)
         nm = _norm(mean)
         return float(total / nm) if nm > 0 else float("inf")
 
@@ -191,11 +195,8 @@ def guidance_error_bound(gm: GaussianMixture, ref: MPResult, y: int) -> float:
         if p_not == 0:
             return 0.0
         worst = mp.mpf(0)
-        for k in range(gm.K):
-            if ref.pi[k] == 0:
-                continue
-            eps_k = u * (1 + 2 * min(ref.rho[k], mp.mpf(1e30)))
-            worst = max(worst, (eps_k + c * u) * (1 + ref.kappa[k]) * (ref.q[k] + gm.d * a + 1))
+        for k, err in _component_errors(ref, c, u):
+            worst = max(worst, err * (1 + ref.kappa[k]) * (ref.q[k] + gm.d * a + 1))
         diff = _norm([d_in[l] - d_out[l] for l in range(gm.d)])
         if diff == 0:
             return float("inf")

@@ -40,14 +40,15 @@ from typing import Mapping
 import numpy as np
 from scipy.special import expit, log_expit
 
-from numerics.validate import as_float_array, check_int, check_time, check_positive
-from numerics.stats import mean_ci
 from numerics.mixture import GaussianMixture
+from numerics.quadrature import gauss_hermite_normal
 from numerics.schedule import alpha_sigma2
+from numerics.stats import mean_ci
+from numerics.validate import as_float_array, check_int, check_positive, check_time
 
 __all__ = [
     "SettingG", "Ripple", "FourierFeatures", "ErrorEstimate", "MCErrors",
-    "perturbed_log_posterior", "perturbed_guidance", "errors_quadrature", "errors_monte_carlo",
+    "perturbed_log_posterior", "perturbed_guidance", "ripple_integrands", "errors_quadrature", "errors_monte_carlo",
     "theorem_bound", "c_M", "SIGMA2_MAX",
 ]
 
@@ -187,7 +188,7 @@ class SettingG:
 
     def pq_moments(self, n: int = 80) -> tuple[float, float]:
         r""":math:`(\mathbb E[pq], \mathbb E[(pq)^2])` with :math:`p = p_t(+1\mid X)`, by Gauss-Hermite (``n`` nodes per component)."""
-        s, w = _hermite(n)
+        s, w = gauss_hermite_normal(n)
         f = 2 * self.alpha * self.m * (s + self.alpha * self.m)  # by symmetry both components give the same
         pq = expit(f) * expit(-f)
         return float(w @ pq), float(w @ pq**2)
@@ -206,12 +207,6 @@ class SettingG:
         """
         gf, M, G, H = self.grad_f_norm, h.sup_abs, h.sup_grad, h.sup_hess
         return H + SIGMA2_MAX * M * gf**2 + 0.25 * (2 * gf * G + G**2), M
-
-
-def _hermite(n: int):
-    """Probabilists' Gauss-Hermite nodes and weights for E over N(0, 1)."""
-    s, w = np.polynomial.hermite_e.hermegauss(n)
-    return s, w / math.sqrt(2 * math.pi)
 
 
 def c_M(M: float) -> float:
@@ -263,8 +258,15 @@ class ErrorEstimate:
         return math.sqrt(max(self.kl, 0.0))
 
 
-def _integrands(f, h, gf, dh_par, dh_perp, y, w=1.0):
-    """Per-node KL and squared error of ``w * ghat`` against ``g``.  ``y`` None: label-averaged; +1/-1: that class."""
+def ripple_integrands(f, h, gf, dh_par, dh_perp, y, w=1.0):
+    r"""Per-node conditional KL and squared guidance error in setting G with a logit perturbation ``h``.
+
+    ``f`` the true logit of :math:`Y=+1` at the nodes, ``h`` the perturbation there, ``gf`` :math:`\|\nabla f\|`,
+    ``dh_par`` / ``dh_perp`` the components of :math:`\nabla h` along / orthogonal to :math:`\nabla f` (arrays
+    broadcasting together).  Returns ``(kl, err)``: :math:`\mathrm{KL}(p(\cdot\mid x)\|\hat p(\cdot\mid x))` and the
+    squared error of ``w`` times the learned guidance against the true one, label-averaged (``y`` None) or of
+    class ``y`` (+1 / -1).
+    """
     lp, lph = log_expit(f), log_expit(f + h)
     lq, lqh = log_expit(-f), log_expit(-f - h)
     p, q, ph, qh = np.exp(lp), np.exp(lq), np.exp(lph), np.exp(lqh)
@@ -332,17 +334,17 @@ def _quad_perp(setting, ripple, y, n_s, n_v, w):
     gf = setting.grad_f_norm
 
     def run(halve):
-        s0, ws = _hermite(n_s // 2 if halve else n_s)
+        s0, ws = gauss_hermite_normal(n_s // 2 if halve else n_s)
         sn, cs, wv = _phase_or_grid(om, n_v, halve)
         h, dperp = (dl * sn)[None, :], (dl * om * cs)[None, :]
         kl = mse = 0.0
         for wc, cen in _centres(setting, None):  # the KL is always over the marginal
-            k_, m_ = _integrands((gf * (s0 + cen))[:, None], h, gf, 0.0, dperp, None, w)
+            k_, m_ = ripple_integrands((gf * (s0 + cen))[:, None], h, gf, 0.0, dperp, None, w)
             kl += wc * (ws @ k_ @ wv)
             if y is None:
                 mse += wc * (ws @ m_ @ wv)
         if y is not None:
-            _, m_ = _integrands((gf * (s0 + y * setting.alpha * setting.m))[:, None], h, gf, 0.0, dperp, y, w)
+            _, m_ = ripple_integrands((gf * (s0 + y * setting.alpha * setting.m))[:, None], h, gf, 0.0, dperp, y, w)
             mse = ws @ m_ @ wv
         return float(kl), float(mse)
 
@@ -370,11 +372,11 @@ def _quad_par(setting, ripple, y, c, n_v, w):
         dpar = dpar * c
         phi = lambda z: np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)  # noqa: E731
         marg = 0.5 * (phi(s - am) + phi(s + am))
-        k_, mj = _integrands(f, h, gf, dpar, 0.0, None, w)
+        k_, mj = ripple_integrands(f, h, gf, dpar, 0.0, None, w)
         kl = float(np.sum(k_ * marg) * ds)
         if y is None:
             return kl, float(np.sum(mj * marg) * ds)
-        _, my = _integrands(f, h, gf, dpar, 0.0, y, w)
+        _, my = ripple_integrands(f, h, gf, dpar, 0.0, y, w)
         return kl, float(np.sum(my * phi(s - y * am)) * ds)
 
     kl, mse = run(False)

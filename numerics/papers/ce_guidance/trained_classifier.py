@@ -33,20 +33,38 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from scipy.special import expit, log_expit
 
-from numerics.validate import as_float_array, check_int, check_time
-from numerics.papers.ce_guidance.classifier_error import ErrorEstimate, theorem_bound
 from numerics.mixture import GaussianMixture
+from numerics.papers.ce_guidance.classifier_error import ErrorEstimate, theorem_bound
+from numerics.quadrature import gauss_hermite_normal_nd
 from numerics.schedule import alpha_sigma2
+from numerics.validate import as_float_array, check_int, check_time
 
 __all__ = [
     "QuadraticFeatures", "RandomFourierFeatures", "LogisticClassifier", "LabelNoiseSetting",
     "bayes_quadratic_coefficients", "errors_quadrature_2d", "score_fourth_moment", "certify_label_noise",
-    "sample_noised", "Certificate", "bound_for",
+    "sample_noised", "Certificate", "bound_for", "LogitBounds", "QuadraticCoefficients",
 ]
+
+
+class LogitBounds(NamedTuple):
+    r"""Certified :math:`\sup|\hat f|`, :math:`\sup\|\nabla\hat f\|`, :math:`\sup\|\nabla^2\hat f\|_{op}` of a logit (``inf`` if unbounded)."""
+
+    sup_abs: float
+    sup_grad: float
+    sup_hess: float
+
+
+class QuadraticCoefficients(NamedTuple):
+    r"""A quadratic logit :math:`\hat f = c + b^\top x + x^\top A x` (``A`` symmetric)."""
+
+    c: float
+    b: np.ndarray
+    A: np.ndarray
 
 
 def _x(x, d: int, name: str = "x") -> np.ndarray:
@@ -85,7 +103,7 @@ class QuadraticFeatures:
             J[:, 1 + d + k, j] += X[:, i]
         return J
 
-    def unpack(self, theta):
+    def unpack(self, theta) -> QuadraticCoefficients:
         r"""``(c, b, A)`` with :math:`\hat f = c + b^\top x + x^\top A x` (``A`` symmetric)."""
         th = as_float_array(theta, "theta", 1)
         if th.size != self.p:
@@ -98,11 +116,10 @@ class QuadraticFeatures:
                 A[i, i] = v
             else:
                 A[i, j] = A[j, i] = v / 2
-        return float(th[0]), th[1:1 + d].copy(), A
+        return QuadraticCoefficients(float(th[0]), th[1:1 + d].copy(), A)
 
     def pack(self, c, b, A) -> np.ndarray:
         """Inverse of :meth:`unpack`."""
-        d = self.d
         A = as_float_array(A, "A", 2)
         out = [float(c), *as_float_array(b, "b", 1)]
         out += [A[i, i] if i == j else A[i, j] + A[j, i] for i, j in self.pairs]
@@ -144,11 +161,11 @@ class RandomFourierFeatures:
         J[:, 1:, :] = S[:, :, None] * self.W[None]
         return J
 
-    def sup_bounds(self, theta) -> tuple[float, float, float]:
+    def sup_bounds(self, theta) -> LogitBounds:
         """``(sup |f|, sup |grad f|, sup ||Hess f||_op)`` certified for coefficients ``theta``."""
         a = np.abs(as_float_array(theta, "theta", 1)[1:])
         nw = np.linalg.norm(self.W, axis=1)
-        return float(abs(theta[0]) + a.sum()), float(a @ nw), float(a @ nw**2)
+        return LogitBounds(float(abs(theta[0]) + a.sum()), float(a @ nw), float(a @ nw**2))
 
 
 # --------------------------------------------------------------------------- classifier
@@ -262,7 +279,7 @@ class LogisticClassifier:
         y = check_int(y, "y", 0, 1)
         return self.guidance(x)[:, y]
 
-    def certificates(self) -> tuple[float, float, float]:
+    def certificates(self) -> LogitBounds:
         r"""``(sup|f_hat|, sup|grad f_hat|, sup ||Hess f_hat||_op)``; ``inf`` where unbounded (non-constant quadratic)."""
         self._need_fit()
         f = self.features
@@ -271,9 +288,9 @@ class LogisticClassifier:
         if isinstance(f, QuadraticFeatures):
             c, b, A = f.unpack(self.theta)
             if np.any(b != 0) or np.any(A != 0):
-                return math.inf, math.inf, float(2 * np.linalg.norm(A, 2)) if np.all(b == 0) else math.inf
-            return abs(c), 0.0, 0.0
-        return math.inf, math.inf, math.inf
+                return LogitBounds(math.inf, math.inf, float(2 * np.linalg.norm(A, 2)) if np.all(b == 0) else math.inf)
+            return LogitBounds(abs(c), 0.0, 0.0)
+        return LogitBounds(math.inf, math.inf, math.inf)
 
 
 # --------------------------------------------------------------------------- targets
@@ -396,11 +413,8 @@ def certify_label_noise(setting: LabelNoiseSetting, t, clf: LogisticClassifier) 
 # --------------------------------------------------------------------------- quadrature
 def _nodes(gm, t, n):
     """Tensor Gauss-Hermite nodes/weights for E over p_t = sum_k w_k N(alpha m_k, C_k); also component ids."""
-    s, w = np.polynomial.hermite_e.hermegauss(n)
-    w = w / math.sqrt(2 * math.pi)
     d = gm.d
-    Z = np.stack(np.meshgrid(*([s] * d), indexing="ij"), axis=-1).reshape(-1, d)
-    Wz = np.prod(np.stack(np.meshgrid(*([w] * d), indexing="ij"), axis=-1).reshape(-1, d), axis=1)
+    Z, Wz = gauss_hermite_normal_nd(n, d)
     a, s2 = alpha_sigma2(t)
     xs, ws, ks = [], [], []
     for k in range(gm.K):

@@ -46,15 +46,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 
+from numerics.quadrature import gauss_hermite_normal, gauss_hermite_normal_nd
 from numerics.validate import WEIGHT_SUM_TOL, as_float_array, check_int, check_points, check_positive
 
 __all__ = [
     "ChannelTarget",
+    "Posterior",
+    "QuadraturePoints",
+    "TwoPointLaw",
+    "ConditionalMoments",
     "gaussian",
     "binary",
     "discrete",
@@ -89,22 +93,6 @@ DEFAULT_NODES = 160
 MAX_QUAD_DIM = 3
 
 
-@lru_cache(maxsize=64)
-def _hermite(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Probabilists' Gauss-Hermite nodes and weights normalised to sum to 1 (``E g(Z)``, Z ~ N(0,1))."""
-    z, w = np.polynomial.hermite_e.hermegauss(n)
-    return z, w / w.sum()
-
-
-def _tensor_rule(n: int, d: int) -> tuple[np.ndarray, np.ndarray]:
-    z, w = _hermite(n)
-    if d == 1:
-        return z[:, None], w
-    grids = np.meshgrid(*([z] * d), indexing="ij")
-    wg = np.meshgrid(*([w] * d), indexing="ij")
-    return np.stack([g.ravel() for g in grids], axis=1), np.prod(np.stack([g.ravel() for g in wg]), axis=0)
-
-
 def _check_snr(t, name: str = "t", allow_zero: bool = True) -> float:
     return check_positive(t, name, allow_zero)
 
@@ -117,6 +105,45 @@ def _logsumexp(a: np.ndarray, axis: int) -> np.ndarray:
     m = np.max(a, axis=axis, keepdims=True)
     m = np.where(np.isfinite(m), m, 0.0)
     return np.squeeze(m, axis=axis) + np.log(np.sum(np.exp(a - m), axis=axis))
+
+
+class Posterior(NamedTuple):
+    r"""Posterior of :math:`X` given :math:`Y_t = y` at ``N`` points, for a target with ``K`` components in ``d`` dimensions.
+
+    ``log_weights`` (N, K): :math:`\log P(J = j\mid y)`; ``component_means`` (N, K, d): :math:`E[X\mid y, j]`;
+    ``gains`` (K, d, d): :math:`S_j = \mathrm{Cov}(X\mid y, j)`; ``mean`` (N, d): :math:`E[X\mid y]`;
+    ``cov`` (N, d, d): :math:`\mathrm{Cov}(X\mid y)`.
+    """
+
+    log_weights: np.ndarray
+    component_means: np.ndarray
+    gains: np.ndarray
+    mean: np.ndarray
+    cov: np.ndarray
+
+
+class QuadraturePoints(NamedTuple):
+    r"""Points of :math:`Y_t` with ``weights @ g(points) ~ E g(Y_t)``; ``component`` the mixture component of each point."""
+
+    points: np.ndarray
+    weights: np.ndarray
+    component: np.ndarray
+
+
+class TwoPointLaw(NamedTuple):
+    """The law taking the value ``a`` with probability ``p`` and ``b`` with probability ``1 - p`` (arrays)."""
+
+    a: np.ndarray
+    b: np.ndarray
+    p: np.ndarray
+
+
+class ConditionalMoments(NamedTuple):
+    """1-D posterior mean, variance and third central moment at each point."""
+
+    mean: np.ndarray
+    var: np.ndarray
+    mu3: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -199,8 +226,8 @@ class ChannelTarget:
             out[:, j] = -0.5 * np.sum(r * r, axis=0) - 0.5 * logdet - 0.5 * self.d * math.log(2 * math.pi)
         return out
 
-    def posterior(self, y: np.ndarray, t: float):
-        r"""Posterior of :math:`X` given :math:`Y_t = y`: ``(log w (N,K), m_j (N,K,d), S (K,d,d), m (N,d), cov (N,d,d))``.
+    def posterior(self, y: np.ndarray, t: float) -> Posterior:
+        r"""Posterior of :math:`X` given :math:`Y_t = y` (``y`` (N, d)): a :class:`Posterior`.
 
         ``t = 0`` returns the prior (the observation carries no information).
         """
@@ -218,17 +245,17 @@ class ChannelTarget:
         m = np.einsum("nk,nka->na", w, mj)
         dev = mj - m[:, None, :]
         cov = np.einsum("nk,kab->nab", w, S) + np.einsum("nk,nka,nkb->nab", w, dev, dev)
-        return logw, mj, S, m, cov
+        return Posterior(logw, mj, S, m, cov)
 
-    def nodes(self, t: float, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def nodes(self, t: float, n: int) -> QuadraturePoints:
         r"""Quadrature points of :math:`Y_t`: ``(y (P,d), weights (P,), component (P,))`` with ``sum w g(y) ~ E g(Y_t)``."""
         if self.d > MAX_QUAD_DIM:
             raise ValueError(f"target: quadrature supports d <= {MAX_QUAD_DIM}, got d={self.d}")
         if t == 0.0:
-            return np.zeros((1, self.d)), np.ones(1), np.zeros(1, dtype=np.int64)
+            return QuadraturePoints(np.zeros((1, self.d)), np.ones(1), np.zeros(1, dtype=np.int64))
         if self.d == 1:
             return self._trapezoid_nodes(t, n)
-        z, w = _tensor_rule(n, self.d)
+        z, w = gauss_hermite_normal_nd(n, self.d)
         mu, C = self.predictive(t)
         L = np.linalg.cholesky(C)
         ys, ws, cs = [], [], []
@@ -238,9 +265,9 @@ class ChannelTarget:
             ys.append(mu[j] + z @ L[j].T)
             ws.append(self.weights[j] * w)
             cs.append(np.full(w.size, j))
-        return np.concatenate(ys), np.concatenate(ws), np.concatenate(cs)
+        return QuadraturePoints(np.concatenate(ys), np.concatenate(ws), np.concatenate(cs))
 
-    def _trapezoid_nodes(self, t: float, n: int):
+    def _trapezoid_nodes(self, t: float, n: int) -> QuadraturePoints:
         r"""1-D rule: the trapezoid rule in ``y`` (not in the standardised variable) on one grid for all components.
 
         The posterior quantities are analytic in a strip :math:`|\mathrm{Im}\,y| < \pi/s` with ``s`` the spread
@@ -269,7 +296,7 @@ class ChannelTarget:
             ys.append(y[keep])
             ws.append(self.weights[j] * hh * dens[keep])
             cs.append(np.full(int(keep.sum()), j))
-        return np.concatenate(ys)[:, None], np.concatenate(ws), np.concatenate(cs)
+        return QuadraturePoints(np.concatenate(ys)[:, None], np.concatenate(ws), np.concatenate(cs))
 
     def expect(self, g: Callable[[np.ndarray], np.ndarray], t: float, n: int = DEFAULT_NODES) -> float:
         """:math:`E\\,g(Y_t)` by the tensor Gauss-Hermite rule (``g`` maps (P, d) points to (P,) values)."""
@@ -420,7 +447,7 @@ def schedule(kind: str, T: float | None = None, n: int | None = None, t1: float 
 # ---------------------------------------------------------------------------------------------- M and I
 def _mmse_q(target: ChannelTarget, t: float, n: int) -> float:
     y, w, _ = target.nodes(t, n)
-    cov = target.posterior(y, t)[4]
+    cov = target.posterior(y, t).cov
     return float(np.dot(w, np.trace(cov, axis1=1, axis2=2)))
 
 
@@ -430,7 +457,7 @@ def _mi_q(target: ChannelTarget, t: float, n: int) -> float:
     if target.K == 1:
         return float(cond)
     y, w, comp = target.nodes(t, n)
-    logw = target.posterior(y, t)[0]
+    logw = target.posterior(y, t).log_weights
     lab = float(np.dot(w, logw[np.arange(y.shape[0]), comp])) + target.entropy
     return float(cond + lab)
 
@@ -479,25 +506,26 @@ def mutual_info(target: ChannelTarget, t, nodes: int = DEFAULT_NODES, err: bool 
     return _with_err(_mi_q, target, t, nodes, err)
 
 
-def posterior_mean(target: ChannelTarget, y, t) -> np.ndarray:
-    r""":math:`E[X\mid Y_t = y]`, ``y`` (N, d) or (d,) in SNR time."""
+def _posterior_field(target, y, t, field: str) -> np.ndarray:
+    """One field of the validated posterior at ``y`` (N, d) or (d,) (then the field of that one point)."""
     target = _check_target(target)
     t = _check_snr(t)
     arr, single = check_points(y, target.d, "y")
-    m = target.posterior(arr, t)[3]
-    return m[0] if single else m
+    v = getattr(target.posterior(arr, t), field)
+    return v[0] if single else v
+
+
+def posterior_mean(target: ChannelTarget, y, t) -> np.ndarray:
+    r""":math:`E[X\mid Y_t = y]`, ``y`` (N, d) or (d,) in SNR time."""
+    return _posterior_field(target, y, t, "mean")
 
 
 def posterior_cov(target: ChannelTarget, y, t) -> np.ndarray:
     r""":math:`\mathrm{Cov}(X\mid Y_t = y)`, shape (N, d, d) (or (d, d) for one point)."""
-    target = _check_target(target)
-    t = _check_snr(t)
-    arr, single = check_points(y, target.d, "y")
-    c = target.posterior(arr, t)[4]
-    return c[0] if single else c
+    return _posterior_field(target, y, t, "cov")
 
 
-def conditional_moments_1d(target: ChannelTarget, y: np.ndarray, t: float):
+def conditional_moments_1d(target: ChannelTarget, y: np.ndarray, t: float) -> ConditionalMoments:
     """1-D posterior mean, variance and third central moment at points ``y`` (N,)."""
     logw, mj, S, m, cov = target.posterior(np.asarray(y, dtype=float).reshape(-1, 1), t)
     w = np.exp(logw)
@@ -505,7 +533,7 @@ def conditional_moments_1d(target: ChannelTarget, y: np.ndarray, t: float):
     s = S[:, 0, 0][None]
     var = cov[:, 0, 0]
     mu3 = np.sum(w * (e**3 + 3 * e * s), axis=1)
-    return m[:, 0], var, mu3
+    return ConditionalMoments(m[:, 0], var, mu3)
 
 
 def mmse_derivative(target: ChannelTarget, t: float, nodes: int = DEFAULT_NODES) -> float:
@@ -513,7 +541,7 @@ def mmse_derivative(target: ChannelTarget, t: float, nodes: int = DEFAULT_NODES)
     target = _check_target(target)
     t = _check_snr(t)
     y, w, _ = target.nodes(t, nodes)
-    cov = target.posterior(y, t)[4]
+    cov = target.posterior(y, t).cov
     return -float(np.dot(w, np.einsum("nab,nba->n", cov, cov)))
 
 
@@ -567,13 +595,13 @@ def expected_estimation_error(target: ChannelTarget, ts, f: Callable, nodes: int
     for k in range(1, ts.size):
         tp = float(ts[k - 1])
         y, w, _ = target.nodes(tp, nodes)
-        m = target.posterior(y, tp)[3]
+        m = target.posterior(y, tp).mean
         fy = np.asarray(f(y, tp), dtype=float).reshape(m.shape)
         out[k - 1] = 0.5 * (ts[k] - tp) * float(np.dot(w, np.sum((fy - m) ** 2, axis=1)))
     return out
 
 
-def two_point(mean: np.ndarray, var: np.ndarray, mu3: np.ndarray):
+def two_point(mean: np.ndarray, var: np.ndarray, mu3: np.ndarray) -> TwoPointLaw:
     r"""Two-point law matching mean, variance and third central moment: ``(a, b, p)``, value ``a`` w.p. ``p``.
 
     Standardised values :math:`\sqrt{(1-p)/p}` (prob ``p``) and :math:`-\sqrt{p/(1-p)}` have skewness
@@ -588,7 +616,7 @@ def two_point(mean: np.ndarray, var: np.ndarray, mu3: np.ndarray):
     p = np.clip(p, 1e-300, 1.0 - 1e-16)
     a = mean + sd * np.sqrt((1.0 - p) / p)
     b = mean - sd * np.sqrt(p / (1.0 - p))
-    return a, b, p
+    return TwoPointLaw(a, b, p)
 
 
 def step_kl(target: ChannelTarget, t_prev: float, delta: float, f: Callable | None = None, moment: int = 1,
@@ -620,7 +648,7 @@ def step_kl(target: ChannelTarget, t_prev: float, delta: float, f: Callable | No
     logw, mj, S, m, cov = target.posterior(y, t_prev)
     Nn, K = logw.shape
     s2 = delta * delta * S[:, 0, 0] + delta  # (K,) component increment variances
-    z, wz = _hermite(inner_nodes)
+    z, wz = gauss_hermite_normal(inner_nodes)
     # U[n, j, q]: q-th node of component j of P_{U|y_n}
     U = delta * mj[:, :, 0][:, :, None] + np.sqrt(s2)[None, :, None] * z[None, None, :]
     lpc = -0.5 * (U[..., None] - delta * mj[:, None, None, :, 0]) ** 2 / s2[None, None, None, :] \
@@ -661,6 +689,7 @@ def terminal_kl_grid(target: ChannelTarget, ts, f: Callable | None = None, point
     Grid :math:`\pm(t_n\max_j|\mu_j| + \mathrm{width}\sqrt{t_n\,(1 + t_n\max\Sigma)})`, trapezoid rule; the
     sampler kernel is :math:`N(y + \delta_k f(y), \delta_k)` and :math:`\hat Y_1\sim N(\delta_1 f(0), \delta_1)`
     exactly (``noise_var(delta)`` replaces the kernel variance ``delta`` if given: negative controls).  Returns the KL, the sampler's mass on the grid (should be ~1) and the grid spacing.
+    The KL is ``inf`` if the sampler's grid law underflows to 0 where :math:`P_{Y_{t_n}}` does not (no floor).
     """
     target = _check_target(target)
     if target.d != 1:
@@ -670,7 +699,7 @@ def terminal_kl_grid(target: ChannelTarget, ts, f: Callable | None = None, point
     T = float(ts[-1])
     if f is None:
         def f(yy, tt):  # noqa: E306
-            return target.posterior(yy.reshape(-1, 1), tt)[3][:, 0]
+            return target.posterior(yy.reshape(-1, 1), tt).mean[:, 0]
     R = T * float(np.abs(target.means).max()) + width * math.sqrt(T * (1 + T * float(target.covs.max())))
     y = np.linspace(-R, R, points)
     h = y[1] - y[0]
@@ -689,8 +718,9 @@ def terminal_kl_grid(target: ChannelTarget, ts, f: Callable | None = None, point
         q = Kmat @ (wq * q)
     logp = _logsumexp(np.log(target.weights)[None] + target.log_component_density(y[:, None], T), axis=1)
     p = np.exp(logp)
-    with np.errstate(divide="ignore"):
-        integrand = np.where(p > 0, p * (logp - np.log(np.maximum(q, 1e-300))), 0.0)
+    # the q = 0 rule of numerics.divergences: +inf where the sampler's grid law vanishes and P_{Y_n} does not
+    with np.errstate(divide="ignore", invalid="ignore"):
+        integrand = np.where(p > 0, p * (logp - np.log(q)), 0.0)
     return {"kl": float(np.dot(wq, integrand)), "mass": float(np.dot(wq, q)), "h": float(h)}
 
 
@@ -713,7 +743,7 @@ def snr_sample(target: ChannelTarget, ts, y0: np.ndarray, noises: np.ndarray, f:
     traj = [y.copy()]
     for k in range(1, ts.size):
         tp, dk = float(ts[k - 1]), float(ts[k] - ts[k - 1])
-        fy = target.posterior(y, tp)[3] if f is None else np.asarray(f(y, tp), dtype=float)
+        fy = target.posterior(y, tp).mean if f is None else np.asarray(f(y, tp), dtype=float)
         y = y + dk * fy + math.sqrt(dk) * z[k - 1]
         traj.append(y.copy())
     return np.stack(traj) if trajectory else y
@@ -746,6 +776,8 @@ def _mp_integral(target: ChannelTarget, t, integrand, mp):
     return mp.quad(lambda y: integrand(y, parts), [-mp.inf] + brk + [mp.inf])
 
 
+# mp_mmse and mp_mutual_info share their prologue (validate, precision, the t = 0 case) by shape only: the
+# value at t = 0 and the integrand differ, so each stays written out
 def mp_mmse(target: ChannelTarget, t, dps: int = 30):
     r""":math:`M(t)` of a 1-D target by mpmath (tanh-sinh quadrature at ``dps`` digits); returns an ``mpf``."""
     target = _check_target(target)

@@ -23,19 +23,19 @@ Time convention: OU forward time ``t``, :math:`\alpha_t = e^{-t}`, :math:`\sigma
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
 from numerics.generated.integrator_coeffs import ei_sde_coeffs
-from numerics.validate import as_float_array, check_int, check_positive
-from numerics.references.grid_density import gaussian_on_grid_2d, kl_grid_2d, propagate_2d, uniform_grid
 from numerics.mixture import GaussianMixture
-from numerics.schedule import alpha_sigma2, alpha_t, sigma2_t
+from numerics.papers.discriminator.refined_1d import time_hats
+from numerics.references.grid_density import gaussian_on_grid_2d, kl_grid_2d, propagate_2d, uniform_grid
+from numerics.schedule import alpha_sigma2
+from numerics.validate import check_array, check_choice, check_int, check_positive, check_real, check_sorted
 
-__all__ = ["setting_g2", "FeatureLogit2D", "mixture_score_at", "fit_logit_gm_2d", "fit_logit_ce_2d",
+__all__ = ["setting_g2", "FeatureLogit2D", "fit_logit_gm_2d", "fit_logit_ce_2d",
            "gm_solve_2d", "time_grid", "mixture_density_grid", "refined_chain_2d", "endpoint_kl_2d",
            "bayes_correction", "feature_correction", "EndpointKL"]
 
@@ -51,17 +51,9 @@ def setting_g2() -> tuple[GaussianMixture, GaussianMixture]:
     return GaussianMixture(*G2_DATA), GaussianMixture(*G2_MODEL)
 
 
-def _pos_int(value, name: str, minimum: int = 1) -> int:
-    return check_int(value, name, minimum)
-
-
 def _points(X, name: str = "X") -> np.ndarray:
-    X = as_float_array(X, name, 2)
-    if X.shape[1] != 2:
-        raise ValueError(f"{name}: expected shape (N, 2), got {X.shape}")
-    if not np.all(np.isfinite(X)):
-        raise ValueError(f"{name}: contains NaN or infinite values")
-    return X
+    """At least one finite point of the plane, ``(N, 2)``."""
+    return check_array(X, name, (None, 2))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -85,17 +77,13 @@ class FeatureLogit2D:
 
     def __init__(self, kind: str = "fourier", n_freq: int = 48, scale: float = 1.0,
                  knots=(0.0, 0.05, 0.2, 0.6, 1.5, 4.0), seed: int = 0):
-        if kind not in ("fourier", "quadratic"):
-            raise ValueError(f"kind: must be 'fourier' or 'quadratic', got {kind!r}")
-        self.kind = kind
-        n_freq = _pos_int(n_freq, "n_freq")
+        self.kind = check_choice(kind, "kind", ("fourier", "quadratic"))
+        n_freq = check_int(n_freq, "n_freq", 1)
         scale = check_positive(scale, "scale")
         rng = np.random.default_rng(seed)
         self.omega = scale * rng.standard_normal((n_freq, 2))
         self.phase = rng.uniform(0, 2 * np.pi, n_freq)
-        kn = np.asarray(knots, dtype=np.float64)
-        if kn.ndim != 1 or kn.size < 2 or not np.all(np.isfinite(kn)) or np.any(np.diff(kn) <= 0):
-            raise ValueError("knots: must be an increasing 1-D sequence of >= 2 finite times")
+        kn = check_sorted(knots, "knots")
         self.knots = kn
         self.n_basis = n_freq + 1 if kind == "fourier" else 6
         self.coef = np.zeros((self.n_basis, kn.size))
@@ -106,9 +94,7 @@ class FeatureLogit2D:
 
     def hats(self, t) -> np.ndarray:
         """Time hats, shape ``(N, K)`` (``N = 1`` for a scalar ``t``)."""
-        t = np.atleast_1d(np.asarray(t, dtype=np.float64))
-        eye = np.eye(self.knots.size)
-        return np.stack([np.interp(t, self.knots, eye[k]) for k in range(self.knots.size)], axis=-1)
+        return time_hats(t, self.knots)
 
     def basis(self, X) -> np.ndarray:
         """Spatial features :math:`f_j(x)`, shape ``(N, J)``."""
@@ -142,6 +128,7 @@ class FeatureLogit2D:
             raise ValueError(f"t: expected a scalar or {X.shape[0]} times, got {H.shape[0]}")
         return H
 
+    # features/grad_features and logit/grad: a value and its x-gradient, written in parallel on purpose
     def features(self, X, t) -> np.ndarray:
         """Features of :math:`d_\\phi`, shape ``(N, J*K)`` (column ``j*K + k``)."""
         X = _points(X)
@@ -172,31 +159,6 @@ class FeatureLogit2D:
 # ----------------------------------------------------------------------------------------------
 # fits
 # ----------------------------------------------------------------------------------------------
-def mixture_score_at(mix: GaussianMixture, X, t) -> np.ndarray:
-    r"""Score :math:`\nabla\log p_{t_i}(x_i)` of a 2-D mixture at per-sample times ``t`` (shape ``(N,)``, > 0)."""
-    X = _points(X)
-    t = np.asarray(t, dtype=np.float64).ravel()
-    if t.shape != (X.shape[0],) or not np.all(np.isfinite(t)) or np.any(t <= 0):
-        raise ValueError(f"t: expected {X.shape[0]} finite times > 0")
-    a, s2 = alpha_t(t), sigma2_t(t)
-    S = mix.covs
-    lc = np.empty((X.shape[0], mix.K))
-    sc = np.empty((X.shape[0], mix.K, 2))
-    for k in range(mix.K):
-        c11 = a * a * S[k, 0, 0] + s2
-        c22 = a * a * S[k, 1, 1] + s2
-        c12 = a * a * S[k, 0, 1]
-        det = c11 * c22 - c12 * c12
-        r1, r2 = X[:, 0] - a * mix.means[k, 0], X[:, 1] - a * mix.means[k, 1]
-        p1, p2 = (c22 * r1 - c12 * r2) / det, (c11 * r2 - c12 * r1) / det
-        lc[:, k] = mix.log_weights[k] - 0.5 * np.log(det) - 0.5 * (r1 * p1 + r2 * p2)
-        sc[:, k, 0], sc[:, k, 1] = -p1, -p2
-    lc -= lc.max(axis=1, keepdims=True)
-    pi = np.exp(lc)
-    pi /= pi.sum(axis=1, keepdims=True)
-    return np.einsum("nk,nkd->nd", pi, sc)
-
-
 def _noisy(x0: np.ndarray, rng: np.random.Generator, T: float, t_min: float):
     t = rng.uniform(t_min, T, x0.shape[0])
     a, s = np.exp(-t), np.sqrt(-np.expm1(-2 * t))
@@ -210,16 +172,14 @@ def _check_fit_args(T, lam, t_min, repeats):
     t_min = check_positive(t_min, "t_min")
     if t_min > T:
         raise ValueError(f"t_min: must be <= T={T}, got {t_min}")
-    return T, lam, t_min, _pos_int(repeats, "repeats")
+    return T, lam, t_min, check_int(repeats, "repeats", 1)
 
 
 def gm_solve_2d(fam: FeatureLogit2D, X, t, target, lam: float = 0.0) -> FeatureLogit2D:
     r"""Ridge least squares :math:`\min_\phi \frac1N\sum_i\|r_i - \nabla d_\phi(x_i,t_i)\|^2 + \lambda\|\phi\|^2`
     for residual targets ``target`` (shape ``(N, 2)``); sets and returns ``fam``."""
     X = _points(X)
-    target = as_float_array(target, "target", 2)
-    if target.shape != X.shape:
-        raise ValueError(f"target: expected shape {X.shape}, got {target.shape}")
+    target = check_array(target, "target", X.shape)
     lam = check_positive(lam, "lam", True)
     p = fam.n_params
     A, r = np.zeros((p, p)), np.zeros(p)
@@ -239,10 +199,8 @@ def fit_logit_gm_2d(fam: FeatureLogit2D, real, model: GaussianMixture, rng: np.r
     :math:`\nabla\log p(x_t|x_0) - s_\theta(x_t)` on :math:`\nabla d_\phi(x_t,t)`, ``t ~ U[t_min, T]``."""
     T, lam, t_min, repeats = _check_fit_args(T, lam, t_min, repeats)
     real = _points(real, "real")
-    if real.shape[0] == 0:
-        raise ValueError("real: needs at least one sample")
     xt, t, target = _noisy(np.repeat(real, repeats, axis=0), rng, T, t_min)
-    return gm_solve_2d(fam, xt, t, target - mixture_score_at(model, xt, t), lam)
+    return gm_solve_2d(fam, xt, t, target - model.score(xt, t), lam)  # the model score at per-sample times
 
 
 def _softplus(z):
@@ -256,8 +214,6 @@ def fit_logit_ce_2d(fam: FeatureLogit2D, real, fake, rng: np.random.Generator, T
     from scipy.optimize import minimize
     T, lam, t_min, repeats = _check_fit_args(T, lam, t_min, repeats)
     real, fake = _points(real, "real"), _points(fake, "fake")
-    if real.shape[0] == 0 or fake.shape[0] == 0:
-        raise ValueError("real, fake: need at least one sample each")
     xr, tr, _ = _noisy(np.repeat(real, repeats, axis=0), rng, T, t_min)
     xf, tf, _ = _noisy(np.repeat(fake, repeats, axis=0), rng, T, t_min)
     F = np.vstack([fam.features(xr, tr), fam.features(xf, tf)])
@@ -295,7 +251,7 @@ def feature_correction(fam: FeatureLogit2D) -> Correction:
 def time_grid(T: float, steps: int, power: float = 1.5) -> np.ndarray:
     r"""OU times :math:`t_k = T(1 - k/N)^{\text{power}}`, ``k = 0..N`` (last one 0), refined near ``t = 0``."""
     T = check_positive(T, "T")
-    steps = _pos_int(steps, "steps")
+    steps = check_int(steps, "steps", 1)
     power = check_positive(power, "power")
     return T * (1.0 - np.arange(steps + 1) / steps) ** power
 
@@ -315,13 +271,11 @@ def refined_chain_2d(model: GaussianMixture, correction: Correction | None, w: f
 
     Returns the :class:`numerics.references.grid_density.GridResult` (``density``, ``escaped``).
     """
-    w = float(w)
-    if not math.isfinite(w):
-        raise ValueError(f"w: must be finite, got {w!r}")
-    ts = as_float_array(times, "times", 1)
-    if ts.size < 2 or np.any(np.diff(ts) >= 0) or ts[-1] < 0:
-        raise ValueError("times: must be a decreasing sequence of >= 2 OU times ending at >= 0")
-    g1, g2 = as_float_array(grid1, "grid1", 1), as_float_array(grid2, "grid2", 1)
+    w = check_real(w, "w")
+    ts = check_sorted(times, "times", decreasing=True)
+    if ts[-1] < 0:
+        raise ValueError(f"times: must end at an OU time >= 0, got {ts[-1]!r}")
+    g1, g2 = check_array(grid1, "grid1", (None,)), check_array(grid2, "grid2", (None,))
     coefs = [ei_sde_coeffs(float(ts[k]), float(ts[k + 1])) for k in range(ts.size - 1)]
 
     def mean(X1, X2, k):
@@ -356,7 +310,7 @@ def endpoint_kl_2d(data: GaussianMixture, model: GaussianMixture, correction: Co
                    box, n: int, times, refine: bool = True) -> EndpointKL:
     """KL(data_0 || refined EI-SDE endpoint) on an ``n x n`` grid over ``box = [[lo1, hi1], [lo2, hi2]]``, and on the
     grid with halved spacings when ``refine``."""
-    n = _pos_int(n, "n", 3)
+    n = check_int(n, "n", 3)
     try:
         (lo1, hi1), (lo2, hi2) = box
     except (TypeError, ValueError):

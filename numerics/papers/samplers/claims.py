@@ -17,16 +17,17 @@ import math
 
 import numpy as np
 
-from numerics.generated import integrator_coeffs as IC
 from numerics.checks.claim import Context, Measurement, claim
-from numerics.stats import loglog_slope
-from numerics.references.exact_gaussian import pf_map
+from numerics.constants import UNIT_ROUNDOFF as U
+from numerics.generated import integrator_coeffs as IC
 from numerics.grids import time_grid
+from numerics.methods import TABLE, check_method
 from numerics.mixture import GaussianMixture
+from numerics.references.exact_gaussian import pf_map
 from numerics.samplers import sample
 from numerics.schedule import alpha_sigma2
+from numerics.stats import loglog_slope
 
-U = float(np.finfo(np.float64).eps) / 2
 NOTE_INT = "proofs_notes/integrators.md"
 
 
@@ -47,6 +48,14 @@ def _step_bound(grid: np.ndarray, traj: np.ndarray, qs: list[np.ndarray], coeffs
             mag += abs(c[2]) * z_scale
         tot += 4 * (7 + t + s) * U * mag
     return tot
+
+
+def _guided_setup(ctx: Context) -> tuple[GaussianMixture, np.ndarray, dict]:
+    """The identity claims' setting: the two-class mixture, the geometric grid of ``kappa`` and the ``sample``
+    keywords (``n`` points, class 1 guided with weight ``w``)."""
+    p = ctx.params
+    grid = time_grid("geometric", T=5.0, delta=1e-3, kappa=p["kappa"])
+    return two_class_mixture(), grid, dict(grid=grid, n=p["n"], seed=ctx.sub_seed, label=1, guidance=p["w"])
 
 
 def _denoisers(gm, grid, traj, label, w):
@@ -73,9 +82,8 @@ def _denoisers(gm, grid, traj, label, w):
 def ddpm_is_ddim_eta1(ctx: Context) -> list[Measurement]:
     """DDPM vs DDIM-eta(1) on a guided 2-class mixture.  Control: eta = 0 (DDIM)."""
     p = ctx.params
-    gm, grid = two_class_mixture(), time_grid("geometric", T=5.0, delta=1e-3, kappa=p["kappa"])
+    gm, grid, kw = _guided_setup(ctx)
     eta = 0.0 if ctx.broken else 1.0
-    kw = dict(grid=grid, n=p["n"], seed=ctx.sub_seed, label=1, guidance=p["w"])
     x1, traj = sample(gm, "ddpm", return_trajectory=True, **kw)
     x2 = sample(gm, "ddim_eta", eta=eta, **kw)
     qs = _denoisers(gm, grid, traj, 1, p["w"])
@@ -102,8 +110,7 @@ def dpm_solver_1_is_ddim(ctx: Context) -> list[Measurement]:
     r"""DPM-Solver-1 vs DDIM.  Control: the DPM-Solver-1 update with :math:`\alpha` dropped, built by hand:
     :math:`x_s = x_t + c_q\varepsilon` (i.e. :math:`c_x = 1` instead of :math:`e^h = \alpha_s/\alpha_t`)."""
     p = ctx.params
-    gm, grid = two_class_mixture(), time_grid("geometric", T=5.0, delta=1e-3, kappa=p["kappa"])
-    kw = dict(grid=grid, n=p["n"], seed=ctx.sub_seed, label=1, guidance=p["w"])
+    gm, grid, kw = _guided_setup(ctx)
     xd, traj = sample(gm, "ddim", return_trajectory=True, **kw)
     if ctx.broken:
         x = np.random.default_rng(ctx.sub_seed).standard_normal((p["n"], gm.d))
@@ -131,7 +138,22 @@ def dpm_solver_1_is_ddim(ctx: Context) -> list[Measurement]:
 
 
 # ------------------------------------------------------------------------------------------- orders
-ORDERS = {"ddim": 1, "euler": 1, "ei_ode": 1, "dpm_solver_2": 2}
+def order_methods(params: dict) -> dict[str, int]:
+    """``method -> order`` measured by :func:`convergence_orders`: every deterministic method of the table
+    :data:`numerics.methods.TABLE` with an order, or the profile's ``methods`` (a subset, in its order)."""
+    table = {m.name: m.order for m in TABLE.values() if not m.stochastic and m.order is not None}
+    names = params.get("methods")
+    if names is None:
+        return table
+    return {check_method(n, "methods", tuple(table)): table[n] for n in names}
+
+
+def _orders_text() -> str:
+    by_order: dict[int, list[str]] = {}
+    for name, order in order_methods({}).items():
+        by_order.setdefault(order, []).append(name)
+    return " and ".join(f"p = {p} ({', '.join(names)})" for p, names in sorted(by_order.items()))
+
 
 
 def gaussian_target() -> GaussianMixture:
@@ -152,21 +174,23 @@ def _ddim_alpha_dropped(gm, grid, x):
     id="samplers.convergence_orders",
     paper="samplers",
     statement="on a Gaussian target, the endpoint error vs the exact probability-flow map decays like h^p with "
-              "p = 1 (ddim, euler, ei_ode) and p = 2 (dpm_solver_2)",
+              f"the orders of the method table: {_orders_text()}",
     note=f"{NOTE_INT}#orders",
     provenance="standard",
-    quick={"ns": [16, 32, 64, 128], "T": 2.0, "delta": 0.05, "points": 64, "kind": "logsnr"},
+    quick={"ns": [16, 32, 64, 128], "T": 2.0, "delta": 0.05, "points": 64, "kind": "logsnr",
+           "methods": ["ddim", "euler", "ei_ode", "dpm_solver_2"]},
     full={"ns": [32, 64, 128, 256, 512], "T": 2.0, "delta": 0.05, "points": 256, "kind": "logsnr"},
 )
 def convergence_orders(ctx: Context) -> list[Measurement]:
-    """Log-log slope of max endpoint error vs n.  Control: every row replaced by DDIM with alpha dropped
-    (an inconsistent scheme: its error tends to a constant, slope ~ 0)."""
+    """Log-log slope of max endpoint error vs n, for every method of :func:`order_methods` (the quick profile
+    keeps to four of them).  Control: every row replaced by DDIM with alpha dropped (an inconsistent scheme:
+    its error tends to a constant, slope ~ 0)."""
     p = ctx.params
     gm = gaussian_target()
     x0 = ctx.rng.standard_normal((p["points"], gm.d))
     exact = pf_map(gm, x0, p["T"], p["delta"])
     out = []
-    for method, order in ORDERS.items():
+    for method, order in order_methods(p).items():
         errs = []
         for n in p["ns"]:
             grid = time_grid(p["kind"], T=p["T"], delta=p["delta"], n=n)

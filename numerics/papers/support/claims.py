@@ -47,18 +47,20 @@ import numpy as np
 from scipy.stats import binom, chi
 
 from numerics.checks.claim import Context, Measurement, claim
+from numerics.constants import UNIT_ROUNDOFF as U
 from numerics.generated import integrator_coeffs as IC
 from numerics.grids import time_grid
+from numerics.methods import TABLE
 from numerics.mixture import GaussianMixture
 from numerics.papers.support.experiments import (AUTHORS_ODE, AUTHORS_SDE, METHODS, draw_regions, experiment,
                                                  run_deltas)
 from numerics.papers.support.region_targets import Box, Disk, RegionMixture, Sphere, three_disks, two_crescents
-from numerics.samplers import ScoreModel, sample
+from numerics.samplers import sample
 from numerics.schedule import alpha_sigma2
 from numerics.stats import loglog_slope, proportion_ci
+from numerics.target import ScoreModel
 
 NOTE = "proofs_notes/support.md"
-U = float(np.finfo(np.float64).eps) / 2
 
 
 def p_kappa(kappa: float) -> float:
@@ -749,7 +751,9 @@ FRACTION_MIN = 0.8
 
 
 def exponent(method: str, kappa: float) -> float:
-    return p_kappa(kappa) if method in ("ei_ode", "ei_sde_code") else 0.5
+    """The contraction exponent of a scheme: p(kappa) when the score is frozen over the step (C2), 1/2 when
+    the denoiser is (DDIM/DDPM)."""
+    return p_kappa(kappa) if TABLE[method].frozen == "score" else 0.5
 
 
 def gamma_star(kappa: float) -> float:
@@ -882,7 +886,7 @@ def _figure(ctx: Context, exp, runs, p, scatter: bool = False):
                     ax.plot(r.trajectory[:, k, 0], r.trajectory[:, k, 1], lw=0.8, color="C0")
                     ax.plot(r.starts[k, 0], r.starts[k, 1], "o", ms=3, color="0.3")
                 ax.plot(r.endpoints[:, 0], r.endpoints[:, 1], "k*", ms=6)
-            ax.set_title(f"{'ODE' if method in ('ei_ode', 'ddim') else 'SDE'} ({method}) gamma={gamma:g}\n"
+            ax.set_title(f"{'SDE' if TABLE[method].stochastic else 'ODE'} ({method}) gamma={gamma:g}\n"
                          f"max d/sigma={r.max_over_sigma:.2f}", fontsize=7)
             ax.tick_params(labelsize=6)
     fig.suptitle(f"{exp.name} ({exp.figure}), exact scores, kappa={kappa:g}, delta={d_fig:g}"
@@ -890,11 +894,21 @@ def _figure(ctx: Context, exp, runs, p, scatter: bool = False):
     fig.tight_layout()
 
 
+def _experiment(ctx: Context, name: str, wrong: dict, absolute: tuple[float, float] | None = None,
+                scatter: bool = False) -> list[Measurement]:
+    """Run the experiment ``name`` over the profile (``wrong``: the control's class for each class), draw it
+    and measure it (``absolute``: the absolute window, disks only)."""
+    exp, rows, runs = _run_table(ctx, name, wrong)
+    _figure(ctx, exp, runs, ctx.params, scatter=scatter)
+    return _measure(rows, runs, ctx.params, exp.name, absolute=absolute)
+
+
 QUICK = {"gammas": [1.0, 5.0], "kappas": [0.1], "deltas": [1e-2, 1e-3], "methods": [AUTHORS_ODE, AUTHORS_SDE]}
 FULL = {"gammas": [1.0, 1.5, 2.0, 5.0, 50.0], "kappas": [0.1, 0.5], "deltas": [1e-2, 1e-3, 1e-4, 1e-5],
         "methods": list(METHODS)}
 
 
+# one claim per experiment (own id, statement and profiles); the bodies are the one helper _experiment
 @claim(
     id="support.experiment_three_disks",
     paper="support",
@@ -908,9 +922,7 @@ FULL = {"gammas": [1.0, 1.5, 2.0, 5.0, 50.0], "kappas": [0.1, 0.5], "deltas": [1
 )
 def experiment_three_disks(ctx: Context) -> list[Measurement]:
     """See the module docstring.  Control: guidance towards disk 0 (distances measured to disk 1)."""
-    exp, rows, runs = _run_table(ctx, "three_disks", {1: 0, 0: 1, 2: 1})
-    _figure(ctx, exp, runs, ctx.params)
-    return _measure(rows, runs, ctx.params, exp.name, absolute=(4.7, 1.0))
+    return _experiment(ctx, "three_disks", {1: 0, 0: 1, 2: 1}, absolute=(4.7, 1.0))
 
 
 @claim(
@@ -926,9 +938,7 @@ def experiment_three_disks(ctx: Context) -> list[Measurement]:
 )
 def experiment_crescents(ctx: Context) -> list[Measurement]:
     """See the module docstring.  Control: guidance towards the other crescent."""
-    exp, rows, runs = _run_table(ctx, "two_crescents", {0: 1, 1: 0})
-    _figure(ctx, exp, runs, ctx.params)
-    return _measure(rows, runs, ctx.params, exp.name, absolute=None)
+    return _experiment(ctx, "two_crescents", {0: 1, 1: 0})
 
 
 @claim(
@@ -946,6 +956,4 @@ def experiment_five_regions(ctx: Context) -> list[Measurement]:
     """Starts: the first ``n`` of the experiment's 100 N(0, I) draws, start i guided to class i mod 5.
     Quick uses kappa = 0.5 (26 steps) to stay within the time budget.  Control: start i guided to class
     (i + 1) mod 5, distances measured to class i mod 5."""
-    exp, rows, runs = _run_table(ctx, "five_regions", {c: (c + 1) % 5 for c in range(5)})
-    _figure(ctx, exp, runs, ctx.params, scatter=True)
-    return _measure(rows, runs, ctx.params, exp.name, absolute=None)
+    return _experiment(ctx, "five_regions", {c: (c + 1) % 5 for c in range(5)}, scatter=True)

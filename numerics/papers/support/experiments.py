@@ -28,23 +28,25 @@ equal to the authors' CFG form under exact scores (claim ``support.score_identit
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from numerics.grids import time_grid
+from numerics.methods import check_method, select
 from numerics.papers.support.region_targets import Crescent, Disk, Lens, RegionMixture
-from numerics.samplers import ScoreModel, sample
+from numerics.samplers import sample
 from numerics.schedule import alpha_sigma2
+from numerics.target import ScoreModel
+from numerics.validate import check_array, check_choice, check_label, check_positive
 
 __all__ = ["EXPERIMENTS", "METHODS", "run_deltas", "draw_regions", "AUTHORS_ODE", "AUTHORS_SDE", "Experiment", "ExperimentRun",
            "experiment", "run_experiment", "sigma_delta", "five_regions_starts", "FIVE_REGIONS_SEED"]
 
-#: The four schemes: the authors' ODE and SDE schemes and the classical DDIM / DDPM.
-METHODS: tuple[str, ...] = ("ei_ode", "ei_sde_code", "ddim", "ddpm")
+#: The four schemes (names of the method table :data:`numerics.methods.TABLE`): the authors' ODE and SDE
+#: schemes and the classical DDIM / DDPM.
+METHODS: tuple[str, ...] = select("ei_ode", "ei_sde_code", "ddim", "ddpm")
 AUTHORS_ODE, AUTHORS_SDE = "ei_ode", "ei_sde_code"
-STOCHASTIC = ("ei_sde_code", "ddpm")
 #: Seed of the N(0, I) starts of the five-region experiment (the authors' JAX key, used with NumPy).
 FIVE_REGIONS_SEED = 20260310
 T_MAX = 5.0
@@ -123,9 +125,7 @@ EXPERIMENTS: tuple[str, ...] = tuple(_BUILDERS)
 
 def experiment(name: str) -> Experiment:
     """The experiment ``name`` (one of :data:`EXPERIMENTS`), freshly built."""
-    if not isinstance(name, str) or name not in _BUILDERS:
-        raise ValueError(f"name: must be one of {', '.join(EXPERIMENTS)}, got {name!r}")
-    return _BUILDERS[name]()
+    return _BUILDERS[check_choice(name, "name", EXPERIMENTS)]()
 
 
 @dataclass
@@ -163,44 +163,35 @@ class ExperimentRun:
                 "n": int(d.size)}
 
 
-def _positive(v, name: str) -> float:
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (numbers.Real, np.floating, np.integer)):
-        raise ValueError(f"{name}: must be a real number, got {v!r}")
-    v = float(v)
-    if not math.isfinite(v) or v <= 0:
-        raise ValueError(f"{name}: must be finite and > 0, got {v!r}")
-    return v
-
-
 def _check_common(exp, gamma, method, kappa):
     if not isinstance(exp, Experiment):
         exp = experiment(exp)
-    gamma = _positive(gamma, "gamma")
+    gamma = check_positive(gamma, "gamma")
     if gamma < 1:
         raise ValueError(f"gamma: must be >= 1, got {gamma!r}")
-    if not isinstance(method, str) or method not in METHODS:
-        raise ValueError(f"method: must be one of {', '.join(METHODS)}, got {method!r}")
-    kappa = _positive(kappa, "kappa")
+    method = check_method(method, allowed=METHODS)
+    kappa = check_positive(kappa, "kappa")
     if kappa > 1:
         raise ValueError(f"kappa: must be in (0, 1], got {kappa!r}")
     return exp, gamma, method, kappa
 
 
 def _check_delta(delta) -> float:
-    delta = _positive(delta, "delta")
+    delta = check_positive(delta, "delta")
     if delta >= 1:
         raise ValueError(f"delta: must be in (0, 1), got {delta!r}")
     return delta
 
 
 def _check_etas(rm: RegionMixture, eta, n: int, name: str) -> np.ndarray:
-    if isinstance(eta, (numbers.Integral, np.integer)) and not isinstance(eta, bool):
-        return np.full(n, rm._label(eta), dtype=int)
+    """One class of ``rm`` for all ``n`` starts, or one per start."""
+    if np.ndim(eta) == 0:
+        return np.full(n, check_label(eta, rm.n_classes, name), dtype=int)
     arr = np.asarray(eta)
     if arr.shape != (n,) or not np.issubdtype(arr.dtype, np.integer):
         raise ValueError(f"{name}: must be a class or {n} integer classes (one per start), got {eta!r}")
     for v in np.unique(arr):
-        rm._label(int(v))
+        check_label(v, rm.n_classes, name)
     return arr.astype(int)
 
 
@@ -281,21 +272,11 @@ def run_experiment(exp, gamma: float, method: str, kappa: float, delta: float, e
 
 def _setup(exp, eta, x_init, guide_eta, bias):
     rm = exp.mixture
-    x0 = exp.starts if x_init is None else x_init
-    try:
-        x0 = np.array(x0, dtype=float)
-    except (TypeError, ValueError):
-        raise ValueError("x_init: must be a float array of shape (n, 2)") from None
-    if x0.ndim != 2 or x0.shape[1] != 2 or x0.shape[0] < 1:
-        raise ValueError(f"x_init: must have shape (n, 2), got {x0.shape}")
-    if not np.all(np.isfinite(x0)):
-        raise ValueError("x_init: contains NaN or infinite values")
+    x0 = check_array(exp.starts if x_init is None else x_init, "x_init", (None, 2))
     etas = _check_etas(rm, exp.eta if eta is None else eta, x0.shape[0], "eta")
     geta = etas if guide_eta is None else _check_etas(rm, guide_eta, x0.shape[0], "guide_eta")
     if bias is not None:
-        bias = np.asarray(bias, float)
-        if bias.shape != (2,) or not np.all(np.isfinite(bias)):
-            raise ValueError(f"bias: must be a finite vector of length 2, got {bias!r}")
+        bias = check_array(bias, "bias", (2,))
     return x0, etas, geta, _RowGuided(rm, geta, bias)
 
 

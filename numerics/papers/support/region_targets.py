@@ -47,37 +47,26 @@ see ``proofs_notes/support.md`` and the claim ``support.score_identity``.
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 from scipy.special import gammaln, ive, log_ndtr, logsumexp
 
-from numerics.validate import WEIGHT_SUM_TOL, as_float_array, check_points, check_time
-from numerics.samplers import ScoreModel
+from numerics.constants import LOG_2PI
 from numerics.schedule import alpha_sigma2
+from numerics.validate import (as_float_array, check_array, check_choice, check_int, check_label, check_labels,
+                               check_points, check_positive, check_real, check_time, check_weights)
 
 __all__ = ["Box", "Sphere", "Disk", "Annulus", "Crescent", "Lens", "RegionMixture", "three_disks",
            "two_crescents", "LOG_CUTOFF"]
 
 #: Relative cutoff of the planar quadrature: the dropped integrand is below exp(-LOG_CUTOFF) of its peak.
 LOG_CUTOFF = 40.0
-_LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
-
-
-def _real(v, name: str, positive: bool = False) -> float:
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (numbers.Real, np.floating, np.integer)):
-        raise ValueError(f"{name}: must be a real number, got {v!r}")
-    v = float(v)
-    if not math.isfinite(v) or (positive and v <= 0):
-        raise ValueError(f"{name}: must be finite{' and > 0' if positive else ''}, got {v!r}")
-    return v
+_LOG_SQRT_2PI = 0.5 * LOG_2PI
 
 
 def _center(c, d: int | None, name: str = "center") -> np.ndarray:
-    c = as_float_array(c, name, 1)
-    if d is not None and c.shape[0] != d:
-        raise ValueError(f"{name}: must have length {d}, got {c.shape[0]}")
-    return c
+    """A finite point of R^d (any d >= 1 if ``d`` is None)."""
+    return check_array(c, name, (d,))
 
 
 # ------------------------------------------------------------------------------- truncated normals
@@ -152,7 +141,7 @@ class Sphere:
         self.d = self.center.shape[0]
         if self.d < 2:
             raise ValueError(f"center: a sphere needs d >= 2, got d={self.d}")
-        self.R = _real(radius, "radius", positive=True)
+        self.R = check_positive(radius, "radius")
 
     def __repr__(self):
         return f"Sphere(center={self.center.tolist()}, radius={self.R})"
@@ -294,8 +283,8 @@ class _DiskMinusDisk(_Planar):
 
     def __init__(self, center, radius, hole_center=None, hole_radius=0.0):
         self.c = _center(center, 2)
-        self.R = _real(radius, "radius", positive=True)
-        self.r = _real(hole_radius, "hole_radius")
+        self.R = check_positive(radius, "radius")
+        self.r = check_real(hole_radius, "hole_radius")
         if self.r < 0:
             raise ValueError(f"hole_radius: must be >= 0, got {hole_radius!r}")
         self.c2 = self.c.copy() if hole_center is None else _center(hole_center, 2, "hole_center")
@@ -411,8 +400,8 @@ class Annulus(_DiskMinusDisk):
     """Uniform on ``r_in <= |x - center| <= r_out`` in R^2 (non-convex; medial axis: the centre)."""
 
     def __init__(self, center, r_out, r_in):
-        r_out = _real(r_out, "r_out", positive=True)
-        r_in = _real(r_in, "r_in", positive=True)
+        r_out = check_positive(r_out, "r_out")
+        r_in = check_positive(r_in, "r_in")
         if r_in >= r_out:
             raise ValueError(f"r_in: must be < r_out={r_out}, got {r_in}")
         super().__init__(center, r_out, center, r_in)
@@ -426,7 +415,7 @@ class Crescent(_DiskMinusDisk):
 
     def __init__(self, center, r_out=1.5, r_in=1.0, offset=0.8):
         c = _center(center, 2)
-        off = _real(offset, "offset")
+        off = check_real(offset, "offset")
         if off == 0:
             raise ValueError("offset: must be non-zero (offset 0 is an annulus)")
         super().__init__(c, r_out, c + np.array([off, 0.0]), r_in)
@@ -479,7 +468,7 @@ class Lens(_Planar):
 
 
 # ------------------------------------------------------------------------------- the mixture
-class RegionMixture(ScoreModel):
+class RegionMixture:
     r"""A labelled mixture of uniform laws on regions, with exact OU scores.
 
     Parameters
@@ -498,7 +487,7 @@ class RegionMixture(ScoreModel):
 
     Notes
     -----
-    A :class:`numerics.samplers.ScoreModel`, so :func:`numerics.samplers.sample` accepts it directly;
+    A :class:`numerics.target.Target`, so :func:`numerics.samplers.sample` accepts it directly;
     ``denoiser`` is the exact posterior mean (not Tweedie from the score).  The results of one ``(x, t)``
     are cached, so a guided step computes the component moments once.
     """
@@ -517,35 +506,15 @@ class RegionMixture(ScoreModel):
         if len(dims) != 1:
             raise ValueError(f"regions: all must have the same dimension, got {sorted(dims)}")
         K = len(regions)
-        if weights is None:
-            w = np.full(K, 1.0 / K)
-        else:
-            w = as_float_array(weights, "weights", 1)
-            if w.shape[0] != K:
-                raise ValueError(f"weights: need {K} entries (one per region), got {w.shape[0]}")
-            if np.any(w < 0) or abs(w.sum() - 1) > WEIGHT_SUM_TOL:
-                raise ValueError("weights: must be non-negative and sum to 1")
-            w = w / w.sum()
-        if labels is None:
-            lab = np.arange(K)
-        else:
-            lab = np.asarray(labels)
-            if lab.shape != (K,) or not np.issubdtype(lab.dtype, np.integer):
-                raise ValueError(f"labels: must be {K} integers")
-            if set(lab.tolist()) != set(range(int(lab.max()) + 1)) or lab.min() < 0:
-                raise ValueError("labels: must cover 0..C-1")
-        if kernel not in ("exact", "authors"):
-            raise ValueError(f"kernel: must be 'exact' or 'authors', got {kernel!r}")
+        w = np.full(K, 1.0 / K) if weights is None else check_weights(weights, "weights", K)
+        lab, C = (np.arange(K), K) if labels is None else check_labels(labels, K)
+        kernel = check_choice(kernel, "kernel", ("exact", "authors"))
         if kernel == "authors" and not all(isinstance(r, _Planar) for r in regions):
             raise ValueError("kernel: 'authors' is defined for planar regions only")
-        for name, v in (("panels", panels), ("order", order)):
-            if isinstance(v, bool) or not isinstance(v, (numbers.Integral, np.integer)) or v < 2:
-                raise ValueError(f"{name}: must be an integer >= 2, got {v!r}")
         self.regions, self.weights, self.labels = regions, w, lab.astype(int)
-        self.d, self.K, self.n_classes = dims.pop(), K, int(lab.max()) + 1
-        self.kernel, self.panels, self.order = kernel, int(panels), int(order)
+        self.d, self.K, self.n_classes = dims.pop(), K, C
+        self.kernel, self.panels, self.order = kernel, check_int(panels, "panels", 2), check_int(order, "order", 2)
         self._cache = None
-        self._score = self._guidance = self._cond = True  # ScoreModel fields: all callables available
 
     def __repr__(self):
         return f"RegionMixture({self.regions}, weights={self.weights.tolist()}, labels={self.labels.tolist()})"
@@ -611,9 +580,7 @@ class RegionMixture(ScoreModel):
         return np.einsum("nk,nkd->nd", pi, mean)
 
     def _label(self, y) -> int:
-        if isinstance(y, bool) or not isinstance(y, (numbers.Integral, np.integer)) or not 0 <= y < self.n_classes:
-            raise ValueError(f"y: must be a class in 0..{self.n_classes - 1}, got {y!r}")
-        return int(y)
+        return check_label(y, self.n_classes, "y")
 
     def denoiser(self, x, t) -> np.ndarray:
         """:math:`E[X_0 \\mid X_t = x]` (exact posterior mean)."""

@@ -1,0 +1,183 @@
+r"""The table of sampler methods: one :class:`Method` record per method, the only list of them.
+
+Every method takes one step from OU forward time :math:`t` to :math:`s < t` as
+
+.. math::  x_s = c_x\,x_t + c_q\,q(x_t, t) \;[+\,c_{q'}\,q(x_{t'}, t')]\;[+\,c_z\,z],\qquad z\sim N(0, I),
+
+with the generated coefficients of :mod:`numerics.generated.integrator_coeffs`.  The record says what
+``q`` is, what is frozen over the step (as :attr:`theory.integrators.Update.frozen` states it), whether
+noise is injected, the method's order and its coefficient function.  The samplers
+(:mod:`numerics.samplers`), the exact Gaussian laws (:mod:`numerics.references.exact_gaussian`), the
+command line, the order claim (``samplers.convergence_orders``) and the support experiments read it,
+and the method-name checks live here.
+
+Orders
+------
+``order`` is the global order :math:`p` of a deterministic method as an integrator of the
+probability-flow ODE (endpoint error :math:`O(h^p)`, measured by ``samplers.convergence_orders``):
+DDIM, DPM-Solver-1 (the same map as DDIM, ``proofs_notes/integrators.md`` section 3), the score-frozen
+exponential integrator and Euler are first order; DPM-Solver++(2M) is second order (its local error is
+:math:`O(h^3)`, section 4).  The stochastic methods discretise the reverse SDE; their weak order is
+expected to be 1 (Euler-Maruyama: Kloeden & Platen, *Numerical Solution of SDEs*, Thm 14.5.2; the
+others freeze the drift over the step and match the transition's first two moments to
+:math:`O(h^2)`), but no claim measures it, so ``order`` is ``None`` for them.
+"""
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from numerics.generated import integrator_coeffs as IC
+from numerics.validate import check_choice
+
+__all__ = ["Method", "TABLE", "METHODS", "DETERMINISTIC_METHODS", "STOCHASTIC_METHODS", "DENOISER_METHODS",
+           "SCORE_METHODS", "GUIDANCE_FORMS", "QUANTITIES", "get_method", "select", "check_method", "check_form",
+           "check_eta"]
+
+#: Guidance forms: ``cg`` (score form :math:`s + w g_y`), ``cfg`` (:math:`w s_y + (1-w) s`) and ``cg_mean``
+#: (the posterior mean shifted by :math:`w` times the posterior variance times :math:`g_y`; methods with
+#: :attr:`Method.guidance_shifts` only).
+GUIDANCE_FORMS = ("cg", "cfg", "cg_mean")
+#: What ``q`` can be: the (guided) denoiser :math:`D_w`, noise prediction :math:`\varepsilon_w = -\sigma_t s_w`
+#: or score :math:`s_w`.
+QUANTITIES = ("denoiser", "eps", "score")
+
+
+@dataclass(frozen=True)
+class Method:
+    r"""One sampler method.
+
+    Attributes
+    ----------
+    name : str
+        The name ``sample(method=...)`` takes.
+    frozen : str
+        What is held constant over the step, as in :class:`theory.integrators.Update`: ``"denoiser"``,
+        ``"noise"``, ``"score"`` or ``"denoiser-linear"`` (linear in the half log-SNR, multistep).
+    q : str
+        The quantity the update evaluates at :math:`(x_t, t)`, one of :data:`QUANTITIES`.
+    stochastic : bool
+        Whether the update adds :math:`c_z z` (the last coefficient is :math:`c_z`).
+    order : int or None
+        Global order of a deterministic method on the probability-flow ODE; ``None`` for stochastic
+        methods (see the module docstring).
+    coeffs : callable
+        The generated coefficient function, ``coeffs(t, s)``, ``coeffs(t, s, eta)`` or ``coeffs(t, s, t_prev)``.
+    takes_eta : bool
+        Whether the method takes ``eta`` (in ``[0, 1]``, required).
+    first_step : callable or None
+        Multistep methods: the coefficients of the first step (no previous ``q``); ``None`` for one-step methods.
+    guidance_shifts : callable or None
+        ``(t, s) -> (score_form, mean_form)`` shifts of the posterior mean per unit :math:`w g_y`; a method
+        with it accepts ``guidance_form="cg_mean"``.
+    description : str
+    """
+
+    name: str
+    frozen: str
+    q: str
+    stochastic: bool
+    order: int | None
+    coeffs: Callable
+    takes_eta: bool = False
+    first_step: Callable | None = None
+    guidance_shifts: Callable | None = None
+    description: str = ""
+
+    @property
+    def multistep(self) -> bool:
+        """Whether the update also uses ``q`` at the previous time."""
+        return self.first_step is not None
+
+    @property
+    def guidance_forms(self) -> tuple[str, ...]:
+        """The guidance forms this method accepts."""
+        return GUIDANCE_FORMS if self.guidance_shifts is not None else ("cg", "cfg")
+
+    def coefficients(self, t: float, s: float, eta: float | None = None, t_prev: float | None = None) -> tuple:
+        """Coefficients of one step ``t -> s`` (``t_prev``: the previous time of a multistep method, ``None`` on
+        its first step).  No argument checking (hot path)."""
+        if self.takes_eta:
+            return self.coeffs(t, s, eta)
+        if self.first_step is not None:
+            return self.first_step(t, s) if t_prev is None else self.coeffs(t, s, t_prev)
+        return self.coeffs(t, s)
+
+
+_RECORDS = (
+    Method("ddim", "denoiser", "denoiser", False, 1, IC.ddim_coeffs,
+           description="DDIM: data prediction frozen, linear part exact in log-SNR"),
+    Method("ddpm", "denoiser", "denoiser", True, None, IC.ddpm_coeffs, guidance_shifts=IC.ddpm_guidance_shifts,
+           description="DDPM ancestral step: Gaussian posterior with x_0 replaced by D(x_t)"),
+    Method("ddim_eta", "denoiser", "denoiser", True, None, IC.ddim_eta_coeffs, takes_eta=True,
+           description="DDIM eta family: eta = 0 is DDIM, eta = 1 is DDPM"),
+    Method("dpm_solver_1", "noise", "eps", False, 1, IC.dpm_solver_1_coeffs,
+           description="DPM-Solver-1: noise prediction frozen; the same map as DDIM"),
+    Method("dpm_solver_2", "denoiser-linear", "denoiser", False, 2, IC.dpm_solver_2_coeffs,
+           first_step=IC.ddim_coeffs, description="DPM-Solver++(2M): denoiser linear in log-SNR; first step DDIM"),
+    Method("ei_ode", "score", "score", False, 1, IC.ei_ode_coeffs,
+           description="EI-ODE: score frozen, PF-ODE linear part exact"),
+    Method("ei_sde", "score", "score", True, None, IC.ei_sde_coeffs,
+           description="EI-SDE: score frozen, reverse-SDE linear part exact in mean and variance"),
+    Method("ei_sde_code", "score", "score", True, None, IC.ei_sde_code_coeffs,
+           description="EI-SDE of the support paper's code: noise sqrt(2(e^h - 1))"),
+    Method("euler", "score", "score", False, 1, IC.euler_coeffs, description="Euler on the PF-ODE"),
+    Method("euler_maruyama", "score", "score", True, None, IC.euler_maruyama_coeffs,
+           description="Euler-Maruyama on the reverse SDE"),
+)
+
+#: name -> :class:`Method`, in the order of :data:`theory.integrators.UPDATE_NAMES`.
+TABLE: dict[str, Method] = {m.name: m for m in _RECORDS}
+#: Every method name.
+METHODS: tuple[str, ...] = tuple(TABLE)
+DETERMINISTIC_METHODS: tuple[str, ...] = tuple(m.name for m in _RECORDS if not m.stochastic)
+STOCHASTIC_METHODS: tuple[str, ...] = tuple(m.name for m in _RECORDS if m.stochastic)
+DENOISER_METHODS: tuple[str, ...] = tuple(m.name for m in _RECORDS if m.q == "denoiser")
+SCORE_METHODS: tuple[str, ...] = tuple(m.name for m in _RECORDS if m.q == "score")
+
+
+def check_method(method, name: str = "method", allowed: tuple[str, ...] | None = None) -> str:
+    """A method name of the table (or of its subset ``allowed``)."""
+    return check_choice(method, name, METHODS if allowed is None else allowed)
+
+
+def get_method(method, name: str = "method") -> Method:
+    """The :class:`Method` record of a (validated) method name."""
+    return TABLE[check_method(method, name)]
+
+
+def select(*names: str) -> tuple[str, ...]:
+    """A choice of methods (for an experiment), each checked against the table: ``select("ddim", "ddpm")``."""
+    for n in names:
+        check_method(n, "names")
+    return tuple(names)
+
+
+def check_form(form, method: str) -> str:
+    """A guidance form the (validated) ``method`` accepts."""
+    form = check_choice(form, "guidance_form", GUIDANCE_FORMS)
+    if form not in TABLE[method].guidance_forms:
+        with_shift = [m.name for m in _RECORDS if m.guidance_shifts is not None]
+        raise ValueError(f"guidance_form: {form!r} is only defined for method {', '.join(map(repr, with_shift))}, "
+                         f"got method {method!r}")
+    return form
+
+
+def check_eta(eta, method: str) -> float | None:
+    """``eta`` of a (validated) ``method``: a real in ``[0, 1]`` for methods that take it, ``None`` otherwise."""
+    if not TABLE[method].takes_eta:
+        if eta is not None:
+            takers = ", ".join(repr(m.name) for m in _RECORDS if m.takes_eta)
+            raise ValueError(f"eta: only method {takers} takes eta, got eta={eta!r} for {method!r}")
+        return None
+    if eta is None:
+        raise ValueError(f"eta: method {method!r} needs eta in [0, 1]")
+    if isinstance(eta, (bool, np.bool_)) or not isinstance(eta, (numbers.Real, np.floating, np.integer)):
+        raise ValueError(f"eta: must be a real number in [0, 1], got {eta!r}")
+    eta = float(eta)
+    if not (0.0 <= eta <= 1.0):
+        raise ValueError(f"eta: must be in [0, 1], got {eta!r}")
+    return eta
