@@ -35,7 +35,7 @@ def test_readme_python_examples_run(tmp_path):
             ns: dict = {}
             exec(compile(block, "README.md", "exec"), ns)
         new = [c for k, c in claim_mod.REGISTRY.items() if k not in saved]
-        assert [c.id for c in new] == ["mypaper.class_posterior_sums_to_one"]
+        assert [c.id for c in new] == ["mypaper.two_atom_posterior"]
         res = run_claim(new[0])
         assert res.verdict == "holds" and res.control == "flagged"
     finally:
