@@ -3,7 +3,7 @@
 Bounds used below (u = 2^-53, gamma_n = n u / (1 - n u)):
 
 * logits: |l_gemm - l_direct| <= E_gemm + E_direct, the first-order bounds of
-  :func:`numerics.fast.kernels.logit_error_bounds` (GEMM form: gamma_{d+4} S^2 / (2 c0) with
+  :func:`numerics.fast.mixture.logit_error_bounds` (GEMM form: gamma_{d+4} S^2 / (2 c0) with
   S = |x| + alpha |mu_k|; direct form: gamma_{d+4} (|v|^2 + 2|v| S) / (2 c0)), doubled for the
   first-order neglect.
 * mixture averages: a logit error eps perturbs the weights relatively by <= 2 eps, hence the average
@@ -20,8 +20,7 @@ import numpy as np
 import pytest
 
 from numerics import GaussianMixture
-from numerics.fast.kernels import (GEMM_RATIO, FastMixture, guided_ddim_step, guided_ddpm_step,
-                                    logit_error_bounds)
+from numerics.fast import GEMM_RATIO, FastMixture, guided_ddim_step, guided_ddpm_step, logit_error_bounds
 from numerics.bench.numpy_baseline import NumpyMixture
 
 U = 2.0**-53
@@ -129,7 +128,7 @@ def test_guided_quantities_and_steps(rng, t, w, kind):
 @pytest.mark.parametrize("dense_dim", [0, 10_000])
 def test_kernel_and_blas_products_agree(rng, monkeypatch, dense_dim):
     """In-kernel products vs BLAS products, with dense and with sparse recombination, all within the bound."""
-    import numerics.fast.kernels as kf
+    import numerics.fast.mixture as kf
 
     gm = _mixture(rng)
     x = rng.standard_normal((300, gm.d))
@@ -248,7 +247,7 @@ def test_chunking_and_out_argument(rng, monkeypatch, chunk, d, products):
     """With the loop products, results do not depend on the chunk size (bit for bit; d = 37 for ragged
     register tiles over coordinates and columns); ``out`` is filled in place and must not overlap ``x``.
     (In-kernel BLAS blocks may round differently for other block sizes: ``test_products_do_not_depend_on_threads``.)"""
-    import numerics.fast.kernels as kf
+    import numerics.fast.mixture as kf
 
     gm = _mixture(rng, d=d)
     x = rng.standard_normal((101, gm.d))
@@ -341,7 +340,7 @@ def test_bench_cli_bad_json_dir(tmp_path, capsys):
 def test_import_compiles_nothing():
     code = r"""
 import numba.core.registry, sys
-import numerics, numerics.cli, numerics.bench.timing, numerics.bench.numpy_baseline, numerics.fast.kernels
+import numerics, numerics.cli, numerics.bench.timing, numerics.bench.numpy_baseline, numerics.fast.mixture
 from numba.core.dispatcher import Dispatcher
 compiled = []
 for name, mod in list(sys.modules.items()):
@@ -366,7 +365,7 @@ def test_sampler_fast_option_matches_reference_kernel(rng, method, monkeypatch):
     ~1e-13 here); over 113 contracting steps the measured end-point difference is ~1e-14.  ``1e-9`` (relative to
     the sample scale) is a wiring check with a wide margin; the control (another label) moves points by O(1).
     """
-    import numerics.fast.kernels as kf
+    import numerics.fast.mixture as kf
     from numerics.samplers import sample
 
     gm = GaussianMixture([0.5, 0.3, 0.2], [[-2.0, 0.0, 1.0], [2.0, 1.0, 0.0], [0.0, -2.0, 0.5]],
@@ -397,7 +396,6 @@ def test_optional_backends_compute_the_same_step(backend, step):
     pytest.importorskip(backend)
     from numerics.bench import timing as bench
     from numerics.generated.integrator_coeffs import ddim_coeffs, ddpm_coeffs
-    from numerics.fast.kernels import logit_error_bounds
 
     gm = bench.make_target(6, 16)
     x, z = bench.make_particles(gm, 200, bench.T_STEP)
@@ -446,7 +444,7 @@ def test_lanes_path_matches_rows_and_hands_back_flagged_particles(rng, monkeypat
     form, counted); results do not depend on the thread count, nor (with loop products) on the chunk."""
     import numba
 
-    import numerics.fast.kernels as kf
+    import numerics.fast.mixture as kf
 
     gm = _iso_mixture(rng, K=9, d=d)
     t, w = 1e-3, 2.5
@@ -506,7 +504,7 @@ def test_lanes_path_bad_input(rng):
 
 def test_stream_floor_kernel(rng):
     """The bench's ``stream`` floor computes the update it claims to time."""
-    from numerics.fast.kernels import stream_update
+    from numerics.fast import stream_update
 
     x, z = rng.standard_normal((37, 5)), rng.standard_normal((37, 5))
     out = np.empty_like(x)

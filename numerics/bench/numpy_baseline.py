@@ -7,13 +7,10 @@ so memory stays bounded), and the posterior weights come from a log-sum-exp.
 
 Eigen-factors in "spiked" form
 ------------------------------
-Each covariance is written :math:`S_k = \lambda_{0k} I + U_k\,\mathrm{diag}(\delta_k)\,U_k^\top` with
-:math:`\lambda_{0k}` its smallest eigenvalue (``0`` when singular) and :math:`U_k` (``d x r'_k``) the
-eigenvectors whose eigenvalue exceeds it, :math:`\delta_{kj} = \lambda_{kj} - \lambda_{0k} > 0`
-(:func:`spiked_factors`).  Atoms and subspace Gaussians have :math:`\lambda_0 = 0` (this is then the rank-r
-form of :mod:`numerics._kernels`); an isotropic :math:`s^2 I` has no spikes at all, so its cost is
-``O(d)`` per component instead of ``O(d^2)``.  With :math:`c_0 = \alpha^2\lambda_0 + \sigma^2`,
-:math:`c_j = c_0 + \alpha^2\delta_j`, :math:`p = U^\top v`:
+Each covariance is written :math:`S_k = \lambda_{0k} I + U_k\,\mathrm{diag}(\delta_k)\,U_k^\top`
+(:func:`numerics.fast.spiked.spiked_factors`, shared with the fast path: :math:`\lambda_{0k}` the smallest
+eigenvalue, :math:`U_k` the eigenvectors above it, :math:`\delta_k > 0` their excess).  With
+:math:`c_0 = \alpha^2\lambda_0 + \sigma^2`, :math:`c_j = c_0 + \alpha^2\delta_j`, :math:`p = U^\top v`:
 
 .. math::
     \log N(x;\alpha\mu, C) &= -\tfrac12\Big(d\log 2\pi + d\log c_0 + \sum_j \log(1 + \alpha^2\delta_j/c_0)
@@ -28,44 +25,17 @@ denoiser (``w = 1``: the class-conditional quantity; ``w = 0``: the unconditiona
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
+from numerics.constants import LOG_2PI
+from numerics.fast.spiked import spiked_factors
 from numerics.validate import check_points, check_time
 from numerics.schedule import alpha_sigma2
 
-__all__ = ["spiked_factors", "NumpyMixture", "SPIKE_TOL_FACTOR"]
+__all__ = ["NumpyMixture"]
 
-LOG_2PI = math.log(2.0 * math.pi)
-#: Eigenvalues within ``SPIKE_TOL_FACTOR * d * eps * max(1, lambda_max)`` of the smallest one are merged into
-#: the isotropic part (the same bound as :data:`numerics.mixture.PSD_TOL_FACTOR`: the backward error of the
-#: symmetric eigensolver, so the merge changes the covariance by no more than its computation already did).
-SPIKE_TOL_FACTOR = 16.0
 #: Elements of the ``(n, K, d)`` offset array formed at once.
 CHUNK_ELEMENTS = 1 << 21
-
-
-def spiked_factors(evecs: np.ndarray, evals: np.ndarray, rank: np.ndarray):
-    """``(lam0 (K,), U (K, d, rmax), delta (K, rmax))`` from descending eigen-factors; zero-padded spikes.
-
-    Padding has ``delta = 0`` and ``U = 0``, which contributes nothing to any formula of this module.
-    """
-    K, d = evals.shape
-    eps = np.finfo(np.float64).eps
-    lam0 = np.where(np.asarray(rank) < d, 0.0, evals[:, d - 1])
-    spikes = []
-    for k in range(K):
-        tol = SPIKE_TOL_FACTOR * d * eps * max(1.0, float(np.max(np.abs(evals[k]))))
-        sel = np.nonzero(evals[k] - lam0[k] > tol)[0]
-        spikes.append((evecs[k][:, sel], evals[k, sel] - lam0[k]))
-    rmax = max((s[1].shape[0] for s in spikes), default=0)
-    U = np.zeros((K, d, rmax))
-    delta = np.zeros((K, rmax))
-    for k, (u, dl) in enumerate(spikes):
-        U[k, :, : dl.shape[0]] = u
-        delta[k, : dl.shape[0]] = dl
-    return np.ascontiguousarray(lam0, dtype=np.float64), U, delta
 
 
 class NumpyMixture:

@@ -26,6 +26,7 @@ import time
 
 import numpy as np
 
+from numerics.atomic import atomic_write_text
 from numerics.schedule import alpha_t, sigma2_t
 
 __all__ = ["run_bench", "make_target", "BACKENDS", "CONFIG_FULL", "CONFIG_QUICK", "CONFIG_TINY"]
@@ -72,16 +73,15 @@ def _gemm_form_constants(fm, t: float):
     from numerics.schedule import alpha_sigma2
 
     alpha, sigma2 = alpha_sigma2(t)
-    c0, const, omega, coef_mu, coef_x, coef_spk = fm._consts(alpha, sigma2, "denoiser")
+    co = fm._consts(alpha, sigma2, "denoiser")
     onehot = np.zeros((fm.R, fm.K))
     onehot[np.arange(fm.R), fm.owner] = 1.0
     mask = (fm.labels == LABEL).astype(np.float64)
-    return dict(alpha=alpha, B=fm.B, BT=fm.BT, mu2=fm.mu2, muU=fm.muU, c0=c0, const=const, omega=omega,
-                coef_mu=coef_mu, coef_x=coef_x, coef_spk=coef_spk, onehot=onehot, mask=mask)
+    return dict(alpha=alpha, B=fm.B, BT=fm.BT, mu2=fm.mu2, muU=fm.muU, onehot=onehot, mask=mask, **co._asdict())
 
 
 def _make_numba(gm, step):
-    from numerics.fast.kernels import FastMixture, guided_ddim_step, guided_ddpm_step
+    from numerics.fast import FastMixture, guided_ddim_step, guided_ddpm_step
 
     fm = FastMixture(gm)
     out = {}
@@ -185,7 +185,7 @@ def _make_torch(fm, step):  # pragma: no cover - torch is not installed on the d
 def _make_stream(gm, step):
     """The update's own memory traffic, ``out = c_x x [+ c_z z]`` (Numba, 2 threads): the floor for large ``d``
     and few components, where the products are cheap and reading ``x, z`` and writing ``out`` dominate."""
-    from numerics.fast.kernels import stream_update
+    from numerics.fast import stream_update
 
     cx, _, cz = _step_coeffs(step)
     out = {}
@@ -211,10 +211,10 @@ def _make_gemm(fm):
 
 
 #: Warm-up time before a backend is timed: its calls are repeated until this much has passed.  Each runtime's
-#: worker threads (OpenBLAS, the OpenMP of Numba and of torch, XLA's pool) busy-wait for up to ~0.1 s after
-#: their last task (OpenBLAS: 2^28 cycles); on two cores they steal the CPU from whichever backend runs next
-#: (measured: a Numba step right after a 2-thread BLAS call, K = 64, d = 256: 2400 ns instead of 1455 ns with
-#: ``OPENBLAS_NUM_THREADS=1``; backends timed in turn swung by up to 3x).  A sampler loop runs one runtime
+#: worker threads (OpenBLAS, the OpenMP of Numba and of torch, XLA's pool) busy-wait for a while after their
+#: last task (OpenBLAS: 2^28 cycles); on two cores they steal the CPU from whichever backend runs next
+#: (measured: a Numba step right after a 2-thread BLAS call was much slower than with
+#: ``OPENBLAS_NUM_THREADS=1``, and backends timed in turn swung several-fold).  A sampler loop runs one runtime
 #: only, so the previous backend's threads are left to go idle first.  (Sleeping instead made every backend
 #: slower, thread wake-up included: the pool must be hot, as it is inside a sampler loop.)
 WARMUP = 0.3
@@ -299,16 +299,16 @@ def _measure(b, gm, step, x, z, repeats, budget):
     elif b == "stream":
         fn = _make_stream(gm, step)
     elif b == "gemm":
-        from numerics.fast.kernels import FastMixture
+        from numerics.fast import FastMixture
 
         fn = _make_gemm(FastMixture(gm))
     elif b == "jax":
-        from numerics.fast.kernels import FastMixture
+        from numerics.fast import FastMixture
 
         fn, conv = _make_jax(FastMixture(gm), step)
         x, z = conv(x), conv(z)
     else:
-        from numerics.fast.kernels import FastMixture
+        from numerics.fast import FastMixture
 
         fn, conv = _make_torch(FastMixture(gm), step)
         x, z = conv(x), conv(z)
@@ -337,7 +337,7 @@ _COMPILE_SCRIPT = r"""
 import time, numpy as np
 t0 = time.perf_counter()
 from numerics.bench.timing import make_target, make_particles
-from numerics.fast.kernels import FastMixture, guided_ddim_step, guided_ddpm_step
+from numerics.fast import FastMixture, guided_ddim_step, guided_ddpm_step
 t1 = time.perf_counter()
 gm = make_target(4, 2); x, z = make_particles(gm, 64, 0.5)
 fm = FastMixture(gm)
@@ -360,7 +360,7 @@ def compile_times(cold: bool = True) -> dict:
     """Cold compile (fresh ``NUMBA_CACHE_DIR``) and cached load of the fast-path kernels, and import time.
 
     With ``cold=False`` the cached load is timed against the current cache (filled first if needed) and
-    ``compile_cold_s`` is ``None``: the cold compile alone takes ~50 s, too long for ``bench --quick``."""
+    ``compile_cold_s`` is ``None``: the cold compile alone is too long for ``bench --quick``."""
     env = dict(os.environ)
     with tempfile.TemporaryDirectory(prefix="gv-numba-cache-") as cache:
         if cold:
@@ -436,7 +436,7 @@ def main_bench(quick: bool = False, tiny: bool = False, json_path: str | None = 
     records = run_bench(config, budget=1.0 if tiny else 4.0, log=log)
     if compile_timing and not tiny:
         ct = compile_times(cold=not quick)
-        cold = ("not timed with --quick (~50 s; the full run times it)" if ct["compile_cold_s"] is None
+        cold = ("not timed with --quick (the full run times it)" if ct["compile_cold_s"] is None
                 else f"{ct['compile_cold_s']:.2f} s")
         log(f"numba fast-path compile: cold {cold}, from cache {ct['compile_cached_s']:.2f} s; "
             f"import numerics: {ct['import_numerics_s'] * 1e3:.0f} ms")
@@ -445,9 +445,6 @@ def main_bench(quick: bool = False, tiny: bool = False, json_path: str | None = 
         log(f"guidance-verify run (quick profile): cold {st['suite_cold_s']:.0f} s (empty Numba cache), "
             f"warm {st['suite_warm_s']:.0f} s")
     if json_path is not None:
-        tmp = f"{json_path}.tmp"
-        with open(tmp, "w") as fh:
-            json.dump(records, fh, indent=1)
-        os.replace(tmp, json_path)
+        atomic_write_text(json_path, json.dumps(records, indent=1))
         log(f"wrote {len(records)} records to {json_path}")
     return 0

@@ -1,9 +1,10 @@
 r"""Fast guided mixture steps: squared distances in GEMM form, Numba log-sum-exp, sparse recombination.
 
-Model, notation and time convention as in :mod:`numerics.bench.numpy_baseline` ("spiked" eigen-factors
-:math:`S_k = \lambda_{0k} I + U_k\mathrm{diag}(\delta_k)U_k^\top`, OU time, :math:`c_0 = \alpha^2\lambda_0+\sigma^2`,
-:math:`c_j = c_0 + \alpha^2\delta_j`).  With :math:`B = [\mu_1 \dots \mu_K \mid u_1 \dots u_R]` (``d x (K+R)``,
-all spike vectors of all components), one product :math:`XB` gives every :math:`x\cdot\mu_k` and
+Model and time convention as in :class:`~numerics.mixture.GaussianMixture` (OU time), covariances in the
+spiked form of :mod:`numerics.fast.spiked` (:math:`S_k = \lambda_{0k} I + U_k\mathrm{diag}(\delta_k)U_k^\top`,
+:math:`c_0 = \alpha^2\lambda_0+\sigma^2`, :math:`c_j = c_0 + \alpha^2\delta_j`; the formulas in the direct
+form are in :mod:`numerics.bench.numpy_baseline`).  With :math:`B = [\mu_1 \dots \mu_K \mid u_1 \dots u_R]`
+(``d x (K+R)``, all spike vectors of all components), one product :math:`XB` gives every :math:`x\cdot\mu_k` and
 :math:`x\cdot u_j` (formed inside the kernel, chunk by chunk: :func:`_chunk_products`), and
 
 .. math::
@@ -12,8 +13,8 @@ all spike vectors of all components), one product :math:`XB` gives every :math:`
 The guided denoiser (or score) is then :math:`a\,x + G B^\top` with per-particle coefficients
 :math:`G` (``K+R`` per particle), built and applied inside the fused kernel :func:`guided_step`.
 
-Cancellation and the fallback (``proofs`` in the docstring of :func:`logit_error_bounds`)
----------------------------------------------------------------------------------------
+Cancellation and the fallback (proofs: :func:`numerics.fast.mixture.logit_error_bounds`)
+-------------------------------------------------------------------------------------
 Let :math:`S = \|x\| + \alpha\|\mu_k\|` and :math:`\gamma_n = nu/(1-nu)`.  The GEMM form has
 :math:`|\widehat{\|v\|^2} - \|v\|^2| \le \gamma_{d+4} S^2` (every summand of the three terms is bounded by
 :math:`S^2` in absolute value, whatever the summation order of BLAS), so its logit error is about
@@ -39,39 +40,50 @@ The guided combination is :math:`\sum_k \beta_k m_k` with :math:`\beta_k = (1+(w
 Their total is below :math:`K\,2^{-64}\max_j|\beta_j|`, so for :math:`K \le 2^{10}` the result changes by less
 than :math:`2^{-54}\max_j|\beta_j|\max_k\|m_k\|`, i.e. below one rounding of the largest term.  (Truncating
 within each group only kept the whole other group alive when :math:`p_\neg` is negligible.)
-The whole step runs in one fused parallel kernel, :func:`guided_step` (``prange`` over chunks of :data:`CHUNK`
-particles, dynamic schedule, per-thread scratch allocated by the caller): products, logits (vectorised over
-components), one ``exp`` pass over the chunk's logits with a branch-free polynomial ``exp`` (:func:`_exp_neg`,
-<= 2 ulp) so it vectorises, guidance mixing, and the recombination -- a dense dot per coordinate for
-``d <= DENSE_DIM``, and for larger ``d`` only the surviving rows of :math:`B^\top`, eight per pass over the
-output row (:func:`_sparse_recombination`) -- fused with the DDIM/DDPM update.  Helpers are inlined at
-Numba-IR level (``inline="always"``): a call boundary would otherwise cost an atomic NRT incref/decref per
-array argument per particle (hundreds of ns per particle, and cache-line ping-pong between the two threads).
+The whole step runs in one fused parallel kernel, :func:`guided_step` (``prange`` over chunks of
+:data:`~numerics.fast.mixture.CHUNK` particles, dynamic schedule, per-thread scratch allocated by the caller):
+products, logits (vectorised over components), one ``exp`` pass over the chunk's logits with a branch-free
+polynomial ``exp`` (:func:`_exp_neg`, <= 2 ulp) so it vectorises, guidance mixing, and the recombination -- a
+dense dot per coordinate for ``d <=`` :data:`~numerics.fast.mixture.DENSE_DIM`, and for larger ``d`` only the
+surviving rows of :math:`B^\top`, eight per pass over the output row (:func:`_sparse_recombination`) -- fused
+with the DDIM/DDPM update.  Helpers are inlined at Numba-IR level (``inline="always"``): a call boundary would
+otherwise cost an atomic NRT incref/decref per array argument per particle (measured: a large share of the
+step for small ``K`` and ``d``), and cache-line ping-pong between the two threads.
 
 Products and threads: one multithreaded BLAS product before the kernel left OpenBLAS's worker threads spinning
-for ~0.1 s, which slowed the Numba threads on two cores by up to 3x (measured; ``products='blas'`` keeps that
+after it returned, which slowed the Numba threads on two cores several-fold (``products='blas'`` keeps that
 variant for tests).  So the products are formed inside the parallel kernel, per chunk, by a register-tiled loop
 (:func:`_chunk_products`: four particles by four columns, sums reassociated into vector accumulators, in that
-function only), which is faster than the BLAS product of all particles at once, the bench's floor (measured,
-d = 256: K = 64: 234-313 against 404-435 ns per particle; K = 8: 39-88 against 123-163).  Each entry is computed
-by the same instruction sequence wherever it falls, so the result depends neither on the chunking nor on the
-number of threads.  (``products='dgemm'`` keeps the earlier in-kernel BLAS blocks, sized so that OpenBLAS stays
-on the calling thread.)
+function only), which is faster than the BLAS product of all particles at once, the bench's floor (measured;
+the README has the numbers).  Each entry is computed by the same instruction sequence wherever it falls, so the
+result depends neither on the chunking nor on the number of threads.  (``products='dgemm'`` keeps the earlier
+in-kernel BLAS blocks, sized so that OpenBLAS stays on the calling thread.)
 
-Lanes path (isotropic components, ``d <=`` :data:`LANES_DIM`): the per-particle loops above are short (``K``
-and ``d`` small) and their set-up dominated, so :func:`_lanes_chunk` runs the same formulas *across* the
-particles of a chunk of :data:`LANES_CHUNK` (every inner loop over particles, so it vectorises), with BLAS
-products and recombination from ``d =`` :data:`LANES_GEMM_DIM` on.  Particles it cannot do the same way (an entry
-that fails the GEMM-form test, a non-finite :math:`\|x\|^2`, a class without mass) are flagged and redone by
-the per-particle path, so the fallback and the error reports are shared.
+Lanes path (isotropic components, ``d <=`` :data:`~numerics.fast.mixture.LANES_DIM`): the per-particle loops
+above are short (``K`` and ``d`` small) and their set-up dominated, so :func:`_lanes_chunk` runs the same formulas
+*across* the particles of a chunk of :data:`~numerics.fast.mixture.LANES_CHUNK` (every inner loop over
+particles, so it vectorises), with BLAS products and recombination from ``d =``
+:data:`~numerics.fast.mixture.LANES_GEMM_DIM` on.  Particles it cannot do the same way (an entry that fails the
+GEMM-form test, a non-finite :math:`\|x\|^2`, a class without mass) are flagged and redone by the per-particle
+path, so the fallback and the error reports are shared.
 
 All kernels: ``njit(cache=True)``; the only fastmath flag is ``contract`` (fused multiply-add: one rounding
 instead of two, NaN/inf semantics unchanged; every bound here counts at most one rounding per operation, so
-contraction keeps them); all arrays allocated by the caller outside ``prange``.
+contraction keeps them), plus ``reassoc`` in :func:`_chunk_products` alone; all arrays allocated by the caller
+outside ``prange``.
+
+Layout of the package: every ``@njit`` function of the fast path is in this one file (Numba's on-disk cache
+is invalidated per file, so a kernel must not depend on jitted code elsewhere); the Python front
+(:class:`~numerics.fast.mixture.FastMixture`, the step functions, layout constants) is in
+:mod:`numerics.fast.mixture`, so editing it does not force a recompile.  The kernels take their arrays and
+scalars grouped in the named tuples :class:`Components`, :class:`Coefs`, :class:`StepScalars`,
+:class:`Layout` and :class:`Workspace` (inside the kernels, attribute access compiles to a field extraction;
+:func:`guided_step`, called from Python, takes them as plain tuples, see there).
 """
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 import numba
@@ -80,52 +92,98 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from numerics.validate import check_points, check_time
-from numerics.bench.numpy_baseline import LOG_2PI, spiked_factors
-from numerics.schedule import alpha_sigma2
+__all__ = ["Components", "Coefs", "StepScalars", "Layout", "Workspace", "guided_step", "logits", "stream_update",
+           "exp_neg_array", "LOG_DROP", "EXP_LO", "LANE_ROWS", "FORM_AUTO", "FORM_GEMM", "FORM_DIRECT"]
 
-__all__ = ["FastMixture", "guided_ddim_step", "guided_ddpm_step", "logit_error_bounds",
-           "GEMM_RATIO", "LOG_DROP", "DENSE_DIM", "LANES_DIM", "CHUNK"]
-
-#: :math:`\rho`: the GEMM form is kept while its error bound is at most this multiple of the direct form's.
-GEMM_RATIO = 64.0
 #: Components whose weight is below ``2**-64`` of their group's largest are dropped (exactly 0).
 LOG_DROP = -64.0 * math.log(2.0)
-#: Up to this dimension the recombination is a dense dot per output coordinate; above it only the surviving
-#: rows of :math:`B^\top` are added, four per (vectorised) pass over the output row.  Measured crossover (whole
-#: step, 2 threads, K = 64, ns per particle, dense vs rows): d = 2: 143-172 vs 188-277; d = 8: 211-217 vs
-#: 216-223; d = 16: 296-307 vs 251-256; d = 32: 497-515 vs 326-330.
-DENSE_DIM = 8
-#: Largest ``rows x d x (K+R)`` of one in-kernel BLAS call: OpenBLAS runs a GEMM of at most 4 x 65536
-#: multiply-adds on the calling thread (its ``GEMM_MULTITHREAD_THRESHOLD``), so the calls never start BLAS threads.
-GEMM_BLOCK_WORK = 4 * 65536
-#: Up to this dimension, mixtures of isotropic components are stepped across the particles of a chunk
-#: (:func:`_lanes_chunk`) rather than particle by particle.
-LANES_DIM = 16
-#: From this dimension on, the lanes path forms its products and recombination by BLAS calls.
-LANES_GEMM_DIM = 8
-#: Particles per ``prange`` work item of the lanes path: each of its loops runs over this many particles, so
-#: that their set-up cost is spread (measured, K = 8, d = 2, N = 1e5, 2 threads: 28 / 21 / 18 ns per particle
-#: for 64 / 256 / 1024).
-LANES_CHUNK = 512
-#: Particles per ``prange`` work item of :func:`guided_step` (scheduled dynamically).
-CHUNK = 64
 
+#: ``form`` of :func:`logits` and :func:`_quad_row`: GEMM form with the fallback test, GEMM form, direct form.
 FORM_AUTO, FORM_GEMM, FORM_DIRECT = 0, 1, 2
 
 
+class Components(NamedTuple):
+    """Component data of the GEMM form, in the order the kernels see them (for a guided step: the class ``y``
+    first).  ``K`` components, ``R`` spikes (all components), ``d`` dimensions."""
+
+    K_in: int  #: components ``0:K_in`` are the class ``y`` (``K`` when unguided)
+    mu: np.ndarray  #: ``(K, d)`` means
+    mu2: np.ndarray  #: ``(K,)`` :math:`\|\mu_k\|^2`
+    mun: np.ndarray  #: ``(K,)`` :math:`\|\mu_k\|`
+    spikeT: np.ndarray  #: ``(R, d)`` spike directions :math:`u_j` as rows
+    muU: np.ndarray  #: ``(R,)`` :math:`u_j\cdot\mu_{k(j)}` (``k(j)`` the component owning spike ``j``)
+    spk_start: np.ndarray  #: ``(K+1,)`` int64: the spikes of component ``k`` are ``spk_start[k]:spk_start[k+1]``
+    B: np.ndarray  #: ``(d, K+R)`` :math:`[\mu_1 \dots \mu_K \mid u_1 \dots u_R]`
+    BT: np.ndarray  #: ``(K+R, d)`` its transpose, C-contiguous
+
+
+class Coefs(NamedTuple):
+    """Per-time constants of the components (same order as :class:`Components`).  :func:`guided_step` takes
+    ``coef_mu`` and ``coef_x`` as ``(1, K)`` rows."""
+
+    c0: np.ndarray  #: ``(K,)`` :math:`c_0 = \alpha^2\lambda_0 + \sigma^2`
+    const: np.ndarray  #: ``(K,)`` :math:`\log w_k - \tfrac12(d\log 2\pi + \log\det C_k)`
+    omega: np.ndarray  #: ``(R,)`` :math:`\alpha^2\delta_j/(c_0 c_j)`
+    coef_mu: np.ndarray  #: per component: the quantity is ``coef_x x + coef_mu mu + sum_j coef_spk p_j u_j``
+    coef_x: np.ndarray
+    coef_spk: np.ndarray  #: ``(R,)``
+
+
+class StepScalars(NamedTuple):
+    """The scalars of one step: ``out = cx x + cq Q_w(x) [+ cz z]`` at :math:`\alpha`, guidance ``w``,
+    fallback ratio :math:`\rho` and drop level (all float)."""
+
+    alpha: float
+    w: float
+    ratio: float
+    log_drop: float
+    cx: float
+    cq: float
+    cz: float
+
+
+class Layout(NamedTuple):
+    """How :func:`guided_step` walks the particles (chosen by :meth:`numerics.fast.mixture.FastMixture._layout`)."""
+
+    lanes: bool  #: across the particles of a chunk (:func:`_lanes_chunk`) rather than one by one
+    products: int  #: 0: read from ``Workspace.XB``; 1: :func:`_chunk_products`; 2: in-kernel BLAS calls
+    gemm_rows: int  #: particles per in-kernel BLAS call (``products`` 2, per-particle path)
+    chunk: int  #: particles per ``prange`` work item
+    dense: bool  #: dense recombination (small ``d``) rather than the surviving rows of ``BT``
+
+
+class Workspace(NamedTuple):
+    """Arrays :func:`guided_step` writes (allocated by the caller; ``nt`` = ``numba.config.NUMBA_NUM_THREADS``,
+    ``C = K + R``, ``rows`` = the chunk on the per-particle path, 1 on the lanes path, ``lc`` = the chunk on the
+    lanes path, 1 otherwise)."""
+
+    XB: np.ndarray  #: ``(n, C)`` products by one BLAS call before the kernel (``products`` 0), else ``(1, C)``
+    XW: np.ndarray  #: ``(nt, rows, C)`` products of a chunk
+    L: np.ndarray  #: ``(nt, rows, K)`` logits, then weights
+    M: np.ndarray  #: ``(nt, rows, 3)`` group maxima and :math:`\|x\|^2`
+    E: np.ndarray  #: ``(nt, C)`` coefficients of one particle
+    P: np.ndarray  #: ``(nt, rows, max(R, 1))`` spike projections
+    IDX: np.ndarray  #: ``(nt, C + 8)`` int64, surviving rows of ``BT``
+    XT: np.ndarray  #: ``(nt, d or 1, lc)`` transposed particles (lanes path, loop products)
+    W: np.ndarray  #: ``(nt, (K + d) lc)`` lanes path: logits and weights, then BLAS recombination
+    V: np.ndarray  #: ``(nt, LANE_ROWS, lc)`` lanes path: per-particle values
+    info: np.ndarray  #: ``(n_chunks, 4)`` int64 counts per chunk (see :func:`guided_step`)
+
+
 @njit(cache=True, parallel=True)
-def logits(x, XB, mu, mu2, mun, spikeT, muU, spk_start, const, c0, omega, alpha, ratio, form, L, used, P):
+def logits(x, XB, comp, coefs, alpha, ratio, form, L, used, P):
     """``L[i, k]`` = log w_k + log N(x_i; alpha mu_k, C_k) in the requested form; ``used[i, k]`` = direct form used;
-    ``P`` (``n x R``) receives the spike projections."""
+    ``P`` (``n x R``) receives the spike projections.  ``comp``: :class:`Components`, ``coefs``: :class:`Coefs`
+    (``c0``, ``const``, ``omega`` used)."""
     n = x.shape[0]
-    K = mu.shape[0]
+    K = comp.mu.shape[0]
+    const = coefs.const
+    c0 = coefs.c0
     for i in prange(n):
         x2 = _dot_range(x, i, x, i, 0, x.shape[1])
         xn = math.sqrt(x2)
         for k in range(K):
-            q, dr = _quad_row(x, i, k, x2, xn, XB, i, mu, mu2, mun, spikeT, muU, spk_start, c0[k], omega, alpha,
-                              ratio, form, P, i)
+            q, dr = _quad_row(x, i, k, x2, xn, XB, i, comp, c0[k], coefs.omega, alpha, ratio, form, P, i)
             L[i, k] = const[k] - 0.5 * q
             used[i, k] = dr
 
@@ -193,7 +251,8 @@ def _prefetch(typingctx, arr, i, l, write):
 def _prefetch_step_rows(z, use_z, out, i):
     """Prefetch row ``i`` of ``out`` (to be written) and of ``z`` (read): one hint per 64-byte line.  Issued one
     particle ahead of the recombination, it overlaps their memory traffic with the current particle's work
-    (measured, K = 8, d = 256, N = 1e4, DDPM: ~310 -> ~265 ns per particle; out alone: ~285)."""
+    (measured faster for large ``d`` and few components, where that traffic dominates; prefetching ``z`` as
+    well as ``out`` gained more than ``out`` alone)."""
     for l in range(0, out.shape[1], 8):
         _prefetch(out, i, l, 1)
         if use_z:
@@ -337,17 +396,19 @@ def _exp_shifted(y, r, n, log_drop):
 
 
 @njit(cache=True, inline="always")
-def _logits_row(x, i, x2, xb, r, mu, mu2, mun, spikeT, muU, spk_start, const, c0, omega, alpha, ratio, L, P, ch):
+def _logits_row(x, i, x2, xb, r, comp, coefs, alpha, ratio, L, P, ch):
     r"""``L[ch, k]`` = logit of particle ``i``, component ``k`` (products in ``xb[r]``, :math:`\|x_i\|^2` in ``x2``),
-    GEMM form with the fallback.
+    GEMM form with the fallback (``comp``: :class:`Components`, ``coefs``: :class:`Coefs`).
 
     The common case (no spikes, no entry near the fallback threshold) is one vectorised loop; the test
     :math:`S^2 > \rho\max(\|v\|^2, c_0)` flags a superset of the entries the exact test of :func:`_quad_row`
     sends to the direct form, and only then is the per-component path taken.  Returns the direct-form count,
     or -1 when :math:`\|x_i\|^2` is not finite (a NaN or infinite coordinate, or overflow).
     """
-    K = mu.shape[0]
-    R = spikeT.shape[0]
+    mu2, mun, spk_start = comp.mu2, comp.mun, comp.spk_start
+    const, c0 = coefs.const, coefs.c0
+    K = comp.mu.shape[0]
+    R = comp.spikeT.shape[0]
     if not math.isfinite(x2):
         return -1
     xn = math.sqrt(x2)
@@ -367,8 +428,7 @@ def _logits_row(x, i, x2, xb, r, mu, mu2, mun, spikeT, muU, spk_start, const, c0
                 for j in range(spk_start[k], spk_start[k + 1]):
                     P[ch, j] = 0.0
                 continue
-            q, dr = _quad_row(x, i, k, x2, xn, xb, r, mu, mu2, mun, spikeT, muU, spk_start, c0[k], omega, alpha,
-                              ratio, FORM_AUTO, P, ch)
+            q, dr = _quad_row(x, i, k, x2, xn, xb, r, comp, c0[k], coefs.omega, alpha, ratio, FORM_AUTO, P, ch)
             nfb += 1 if dr else 0
             L[ch, k] = const[k] - 0.5 * q
     return nfb
@@ -386,9 +446,12 @@ def _chunk_products(x, lo, hi, BT, xb, Mc):
     computed by the same instruction sequence wherever it falls: results do not depend on the chunking or the
     thread count (tested).  Any summation order keeps the bound
     :math:`|\widehat{x\cdot b} - x\cdot b| \le \gamma_d \sum_l |x_{l} b_{l}|` used throughout; ``reassoc``
-    and ``contract`` leave NaN/inf semantics unchanged.  Measured (products alone, 2 threads, d = 256,
-    ns per particle, N = 1e4 / 1e5): K = 64: 234-313 / 264-306 against 404-426 / 408-435 for one 2-thread BLAS
-    product of all particles; K = 8: 39-63 / 84-88 against 123-140 / 155-163.
+    and ``contract`` leave NaN/inf semantics unchanged.  Measured faster (products alone, 2 threads) than one
+    2-thread BLAS product of all particles.
+
+    The sixteen accumulators and the four-way repetitions below are written out by hand on purpose (a
+    deliberate duplicate, not to be folded into a loop or a helper): the register tile only exists if every
+    accumulator is a separate scalar, which Numba cannot derive from a loop over a small array.
     """
     d = x.shape[1]
     C = BT.shape[0]
@@ -415,7 +478,7 @@ def _chunk_products(x, lo, hi, BT, xb, Mc):
             c3 = min(c + 3, C - 1)
             s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = 0.0
             s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = 0.0
-            for l in range(d):
+            for l in range(d):  # unrolled 4 x 4 tile, written out on purpose (see the docstring)
                 b0 = BT[c, l]
                 b1 = BT[c1, l]
                 b2 = BT[c2, l]
@@ -462,38 +525,47 @@ def _store_tile_row(xb, r, c, C, s0, s1, s2, s3):
 
 
 @njit(cache=True, parallel=True, fastmath={"contract"})
-def guided_step(x, XB, products, gemm_rows, dense, lanes, B, BT, K_in, mu, mu2, mun, spikeT, muU, spk_start, const,
-                c0, omega, coef_mu, coef_x, coef_spk, alpha, w, ratio, log_drop, cx, cq, cz, z, use_z, chunk,
-                XW, L, M, E, P, IDX, XT, W, V, info, out):
+def guided_step(x, z, use_z, comp_t, coefs_t, scal_t, layout_t, ws_t, out):
     r"""One fused pass: ``out = cx x + cq Q_w(x) [+ cz z]``, :math:`Q_w = a\,x + G B^\top` (see below).
 
-    Components are ordered so that ``0:K_in`` is the class ``y`` (``in``) and ``K_in:K`` the rest.
+    ``comp_t``: the fields of a :class:`Components`, ordered so that ``0:K_in`` is the class ``y`` (``in``) and
+    ``K_in:K`` the rest; ``coefs_t``: of a :class:`Coefs` in the same order (``coef_mu``, ``coef_x`` as
+    ``(1, K)`` rows); ``scal_t``: of a :class:`StepScalars`; ``layout_t``: of a :class:`Layout`; ``ws_t``: of a
+    :class:`Workspace`.  They come as plain tuples (``tuple(nt)``) and are named again here: Numba's dispatcher
+    types and unboxes a named-tuple argument more slowly than a plain tuple, per argument and call (measured; a
+    visible share of a step of a few hundred particles), and rebuilding the named tuples in here costs nothing.
     :math:`Q_w = Q_\text{in} + (w-1)\,p(\neg y\mid x)(Q_\text{in} - Q_\text{out})`: component ``k`` gets weight
     :math:`\beta_k = (1 + (w-1)p_\neg)\pi^\text{in}_k` (in) or :math:`-(w-1)p_\neg\pi^\text{out}_k`, and its
     quantity is ``coef_x[k] x + coef_mu[k] mu_k + sum_j coef_spk[j] p_j u_j``.
 
-    Particles are processed in chunks of ``chunk`` (``prange`` over chunks, dynamic schedule set by the caller),
-    either particle by particle (:func:`_rows_range`) or, with ``lanes``, across the particles of the chunk
-    (:func:`_lanes_chunk`; particles it flags are then redone by :func:`_rows_range` one at a time).
-    ``XW`` (``chunk x (K+R)``), ``L`` (``chunk x K``), ``M`` (``chunk x 3``), ``P`` (``chunk x R``),
-    ``E`` (``K+R``), ``IDX`` (``K+R+8``), ``XT`` (``d x chunk``), ``W`` (``(K + d) chunk``), ``V``
-    (``LANE_ROWS x chunk``) are scratch, one per thread (indexed by ``numba.get_thread_id()``: reused, so it
-    stays in cache; measured -20 to -27% at d = 2, N = 1e5 against one per chunk; a chunk writes all it reads,
-    so results do not depend on which thread ran it); ``info[ch]`` accumulates ``(direct-form entries, surviving
-    components, particles whose class has no mass, non-finite particles)``.
-    ``products``: 1 -- the products :math:`x_iB` of a chunk are formed here by :func:`_chunk_products`; 2 -- by
-    single-threaded BLAS calls (``np.dot``) on blocks of ``gemm_rows`` particles; 0 -- read from ``XB``
-    (BLAS, computed by the caller).  On the lanes path, 2 means BLAS products and recombination, otherwise
-    loops.  With ``dense`` the recombination is a dense dot per output coordinate (small ``d``); otherwise only
-    the surviving rows of ``BT`` are added.
+    Particles are processed in chunks of ``layout.chunk`` (``prange`` over chunks, dynamic schedule set by the
+    caller), either particle by particle (:func:`_rows_range`) or, with ``layout.lanes``, across the particles of
+    the chunk (:func:`_lanes_chunk`; particles it flags are then redone by :func:`_rows_range` one at a time).
+    The scratch arrays of ``ws`` are one per thread (indexed by ``numba.get_thread_id()``: reused, so they stay
+    in cache, measured faster than scratch per chunk; a chunk writes all it reads, so results do not depend on
+    which thread ran it); ``ws.info[ch]`` accumulates ``(direct-form entries, surviving components, particles
+    whose class has no mass, non-finite particles)``.
+    ``layout.products``: 1 -- the products :math:`x_iB` of a chunk are formed here by :func:`_chunk_products`;
+    2 -- by single-threaded BLAS calls (``np.dot``) on blocks of ``layout.gemm_rows`` particles; 0 -- read from
+    ``ws.XB`` (BLAS, computed by the caller).  On the lanes path, 2 means BLAS products and recombination,
+    otherwise loops.  With ``layout.dense`` the recombination is a dense dot per output coordinate (small
+    ``d``); otherwise only the surviving rows of ``BT`` are added.
     """
+    comp = Components(*comp_t)
+    coefs = Coefs(*coefs_t)
+    scal = StepScalars(*scal_t)
+    layout = Layout(*layout_t)
+    ws = Workspace(*ws_t)
     n = x.shape[0]
+    chunk = layout.chunk
+    products = layout.products
+    gemm_rows = layout.gemm_rows
+    lanes = layout.lanes
     n_chunks = (n + chunk - 1) // chunk
-    drop_factor = math.exp(log_drop)
-    # argument groups for the inlined helpers (Numba inlines functions of at most 31 arguments)
-    model = (mu, mu2, mun, spikeT, muU, spk_start, const, c0, omega)
-    coefs = (coef_mu, coef_x, coef_spk)
-    scal = (alpha, w, ratio, log_drop, drop_factor, cx, cq, cz)
+    drop_factor = math.exp(scal.log_drop)
+    B, BT = comp.B, comp.BT
+    XB, XW, L, M, E, P, IDX = ws.XB, ws.XW, ws.L, ws.M, ws.E, ws.P, ws.IDX
+    XT, W, V, info = ws.XT, ws.W, ws.V, ws.info
     for ch in prange(n_chunks):
         lo = ch * chunk
         hi = min(n, lo + chunk)
@@ -502,9 +574,8 @@ def guided_step(x, XB, products, gemm_rows, dense, lanes, B, BT, K_in, mu, mu2, 
         n_groups = 1
         nsurv = 0
         if lanes:
-            nsurv = _lanes_chunk(x, lo, hi, B, BT, K_in, mu2, mun, const, c0, alpha, w, ratio, log_drop,
-                                 drop_factor, coef_mu, coef_x, cx, cq, cz, z, use_z, products == 2, XT[tid], W[tid],
-                                 V[tid], out)
+            nsurv = _lanes_chunk(x, lo, hi, comp, coefs, scal, drop_factor, z, use_z, products == 2, XT[tid],
+                                 W[tid], V[tid], out)
             n_groups = 0
             for r in range(hi - lo):  # compact the flagged lanes in place: redone one by one below
                 if V[tid, LANE_FLAG, r] != 0.0:
@@ -525,8 +596,8 @@ def guided_step(x, XB, products, gemm_rows, dense, lanes, B, BT, K_in, mu, mu2, 
                 i0 = lo + int(V[tid, LANE_FLAG, grp])
                 i1 = i0 + 1
                 _chunk_products(x, i0, i1, BT, xb, M[tid])
-            a, b, c, e = _rows_range(x, i0, i1, xb, lanes or products == 1, dense, B, BT, K_in, model, coefs, scal, z,
-                                     use_z, L[tid], M[tid], E, P[tid], IDX, tid, out)
+            a, b, c, e = _rows_range(x, i0, i1, xb, lanes or products == 1, layout.dense, comp, coefs, scal,
+                                     drop_factor, z, use_z, L[tid], M[tid], E, P[tid], IDX, tid, out)
             nfb += a
             nsurv += b
             nmassless += c
@@ -538,18 +609,19 @@ def guided_step(x, XB, products, gemm_rows, dense, lanes, B, BT, K_in, mu, mu2, 
 
 
 @njit(cache=True, inline="always")
-def _rows_range(x, lo, hi, xb, have_x2, dense, B, BT, K_in, model, coefs, scal, z, use_z, Lc, Mc, E, Pc, IDX, ch,
+def _rows_range(x, lo, hi, xb, have_x2, dense, comp, coefs, scal, drop_factor, z, use_z, Lc, Mc, E, Pc, IDX, ch,
                out):
     r"""Particles ``lo <= i < hi`` one at a time (products in ``xb[i - lo]``; with ``have_x2``, :math:`\|x_i\|^2` in
     ``Mc[i - lo, 2]``, from :func:`_chunk_products`): logits of all of them, one ``exp``
-    pass, then mixing and recombination per particle (see :func:`guided_step`; ``model``, ``coefs`` and ``scal``
-    are its argument groups).  Returns the counts
+    pass, then mixing and recombination per particle (see :func:`guided_step`; ``comp``, ``coefs`` and ``scal``
+    are its argument groups, ``drop_factor`` = ``exp(scal.log_drop)``).  Returns the counts
     ``(direct-form entries, surviving components, massless particles, non-finite particles)``."""
-    mu, mu2, mun, spikeT, muU, spk_start, const, c0, omega = model
-    coef_mu, coef_x, coef_spk = coefs
-    alpha, w, ratio, log_drop, drop_factor, cx, cq, cz = scal
+    K_in, B, BT, spk_start = comp.K_in, comp.B, comp.BT, comp.spk_start
+    coef_mu, coef_x, coef_spk = coefs.coef_mu, coefs.coef_x, coefs.coef_spk
+    alpha, w, ratio, log_drop = scal.alpha, scal.w, scal.ratio, scal.log_drop
+    cx, cq, cz = scal.cx, scal.cq, scal.cz
     d = x.shape[1]
-    K = mu.shape[0]
+    K = comp.mu.shape[0]
     C = B.shape[1]
     R = C - K
     nfb = 0
@@ -559,8 +631,7 @@ def _rows_range(x, lo, hi, xb, have_x2, dense, B, BT, K_in, model, coefs, scal, 
     # ---- logits of the whole range (products x.mu_k, x.u_j in xb[i - lo])
     for r in range(hi - lo):
         x2 = Mc[r, 2] if have_x2 else _dot_range(x, lo + r, x, lo + r, 0, d)
-        fb = _logits_row(x, lo + r, x2, xb, r, mu, mu2, mun, spikeT, muU, spk_start, const, c0, omega, alpha,
-                         ratio, Lc, Pc, r)
+        fb = _logits_row(x, lo + r, x2, xb, r, comp, coefs, alpha, ratio, Lc, Pc, r)
         if fb < 0:  # |x_i|^2 is not finite: reported by the caller
             nbad += 1
             Mc[r, 0] = np.nan
@@ -631,8 +702,8 @@ def _group_factors(z_in, z_out, m_in, m_out, w):
     :math:`p_\neg` is formed from :math:`e = e^{-|\Delta|}`, :math:`\Delta = m_\text{in} - m_\text{out}`, as
     :math:`z_\text{out}/(z_\text{out} + z_\text{in}e)` (:math:`\Delta \le 0`) or
     :math:`z_\text{out}e/(z_\text{out}e + z_\text{in})` (:math:`\Delta > 0`): no overflow, and no library
-    call (:func:`_exp_nonpos`), so the lanes path's loop over particles vectorises (measured, N = 1e5: K = 8,
-    d = 2: 12.3 -> 10.5 ns per particle; d = 16: 34 -> 31.5).  For :math:`|\Delta| > 2|` :data:`EXP_LO` :math:`|`
+    call (:func:`_exp_nonpos`), so the lanes path's loop over particles vectorises (measured faster than with
+    ``math.exp``).  For :math:`|\Delta| > 2|` :data:`EXP_LO` :math:`|`
     that ``e`` is :math:`e^{2\,\mathrm{EXP\_LO}} < 2^{-130}`, larger than the true value; the result is the same
     as with the true value as long as :math:`|w-1|K < 2^{65}`: with :math:`\Delta < 0`, :math:`p_\neg` rounds
     to 1 either way; with :math:`\Delta > 0`, :math:`(w-1)p_\neg` is below an ulp of 1 in :math:`g_\text{in}`
@@ -723,8 +794,7 @@ def _lanes_combination(src, coef, col, dst, drow, n_r):
 
 
 @njit(cache=True, inline="always")
-def _lanes_chunk(x, lo, hi, B, BT, K_in, mu2, mun, const, c0, alpha, w, ratio, log_drop, drop_factor, coef_mu,
-                 coef_x, cx, cq, cz, z, use_z, gemm, XT, W, V, out):
+def _lanes_chunk(x, lo, hi, comp, coefs, scal, drop_factor, z, use_z, gemm, XT, W, V, out):
     r"""The step for particles ``lo <= i < hi`` computed across them ("lanes"): every loop runs over the
     particles of the chunk, innermost, so it vectorises whatever ``K`` and ``d`` (isotropic components, ``R = 0``).
 
@@ -733,12 +803,17 @@ def _lanes_chunk(x, lo, hi, B, BT, K_in, mu2, mun, const, c0, alpha, w, ratio, l
     recombination -- with logits and weights in ``LT`` (``K x n``, the head of the flat scratch ``W``) and
     per-particle values in the rows of ``V``.  With ``gemm`` the products :math:`B^\top x` and the recombination
     :math:`\beta^\top B^\top` are single-threaded BLAS calls (``K d n`` multiply-adds each, at most
-    :data:`GEMM_BLOCK_WORK`); otherwise ``x`` is transposed into ``XT`` (``d x chunk``) and both are loops over
-    the particles (sequential sums over coordinates, resp. components).
+    :data:`~numerics.fast.mixture.GEMM_BLOCK_WORK`); otherwise ``x`` is transposed into ``XT`` (``d x chunk``)
+    and both are loops over the particles (sequential sums over coordinates, resp. components).
     A particle is flagged in ``V[LANE_FLAG]`` (and its output is to be recomputed by the caller) when one of its
     entries fails the GEMM-form test, :math:`\|x\|^2` is not finite, or its class has no mass.
-    Returns the number of surviving (particle, component) pairs of the unflagged particles.
+    Returns the number of surviving (particle, component) pairs of the unflagged particles.  ``comp``, ``coefs``,
+    ``scal`` and ``drop_factor`` as in :func:`_rows_range`.
     """
+    K_in, mu2, mun, B, BT = comp.K_in, comp.mu2, comp.mun, comp.B, comp.BT
+    const, c0, coef_mu, coef_x = coefs.const, coefs.c0, coefs.coef_mu, coefs.coef_x
+    alpha, w, ratio, log_drop = scal.alpha, scal.w, scal.ratio, scal.log_drop
+    cx, cq, cz = scal.cx, scal.cq, scal.cz
     n_r = hi - lo
     d = x.shape[1]
     K = mu2.shape[0]
@@ -854,12 +929,13 @@ def stream_update(x, z, use_z, cx, cz, out):
 
 
 @njit(cache=True, inline="always")
-def _quad_row(x, i, k, x2, xn, xb, r, mu, mu2, mun, spikeT, muU, spk_start, c0k, omega, alpha, ratio, form, P,
-              ch):
-    r"""Quadratic form :math:`v^\top C_k^{-1} v` of particle ``i`` (products in ``xb[r]``), component ``k``, in the
-    GEMM form, the direct form, or (``form`` = :data:`FORM_AUTO`) the GEMM form with the fallback test of the
-    module docstring; leaves :math:`p_j` in ``P[ch, j]``.  Returns ``(quad, used_direct)``.
+def _quad_row(x, i, k, x2, xn, xb, r, comp, c0k, omega, alpha, ratio, form, P, ch):
+    r"""Quadratic form :math:`v^\top C_k^{-1} v` of particle ``i`` (products in ``xb[r]``), component ``k``
+    (``comp``: :class:`Components`), in the GEMM form, the direct form, or (``form`` = :data:`FORM_AUTO`) the
+    GEMM form with the fallback test of the module docstring; leaves :math:`p_j` in ``P[ch, j]``.  Returns
+    ``(quad, used_direct)``.
     """
+    mu, mu2, mun, spikeT, muU, spk_start = comp.mu, comp.mu2, comp.mun, comp.spikeT, comp.muU, comp.spk_start
     K = mu.shape[0]
     d = x.shape[1]
     S = xn + alpha * mun[k]
@@ -890,281 +966,3 @@ def _quad_row(x, i, k, x2, xn, xb, r, mu, mu2, mun, spikeT, muU, spk_start, c0k,
         quad = 0.0
     return quad, direct
 
-
-class FastMixture:
-    r"""Fast guided evaluation of a :class:`~numerics.mixture.GaussianMixture` (GEMM form with fallback).
-
-    Results agree with ``gm.score`` / ``gm.denoiser`` / ``gm.guidance_vector`` to the bounds stated in
-    ``tests/test_bench.py``.  Work arrays are cached per particle count (reused across steps).
-
-    Parameters
-    ----------
-    gm : GaussianMixture
-    ratio : float
-        :math:`\rho` of the GEMM-form fallback test (module docstring).
-    products : {"auto", "dgemm", "loops", "blas"}
-        How the products :math:`x_i \cdot \mu_k, x_i \cdot u_j` are formed: in-kernel BLAS blocks, in-kernel
-        register-tiled loops, one multithreaded BLAS call before the kernel (slow on few cores; for tests), or
-        ``auto`` (the loops, :meth:`_products_mode`).  On the lanes path (isotropic components,
-        ``d <=`` :data:`LANES_DIM`): BLAS calls per chunk for ``dgemm``, and for ``auto`` from
-        ``d =`` :data:`LANES_GEMM_DIM` on, loops otherwise (:meth:`_layout`).
-    """
-
-    def __init__(self, gm, ratio: float = GEMM_RATIO, products: str = "auto"):
-        if products not in ("auto", "loops", "dgemm", "blas"):
-            raise ValueError(f"products: must be 'auto', 'loops', 'dgemm' or 'blas', got {products!r}")
-        self.products = products
-        self.gm = gm
-        self.d, self.K = gm.d, gm.K
-        self.labels = gm.labels
-        self.log_weights = np.ascontiguousarray(gm.log_weights)
-        self.ratio = float(ratio)
-        lam0, U, delta = spiked_factors(gm.evecs, gm.evals, gm.rank)
-        self.lam0 = lam0
-        cols, owner, dl, start = [], [], [], [0]
-        for k in range(self.K):
-            sel = delta[k] > 0.0
-            cols.append(U[k][:, sel].T)
-            dl.append(delta[k][sel])
-            owner += [k] * int(sel.sum())
-            start.append(start[-1] + int(sel.sum()))
-        self.spikeT = np.ascontiguousarray(np.concatenate(cols, axis=0)) if cols else np.zeros((0, self.d))
-        self.delta = np.concatenate(dl) if dl else np.zeros(0)
-        self.owner = np.asarray(owner, dtype=np.int64)
-        self.spk_start = np.asarray(start, dtype=np.int64)
-        self.R = self.spikeT.shape[0]
-        self.mu = np.ascontiguousarray(gm.means)
-        self.mu2 = np.einsum("kd,kd->k", self.mu, self.mu)
-        self.mun = np.sqrt(self.mu2)
-        self.muU = np.einsum("jd,jd->j", self.spikeT, self.mu[self.owner]) if self.R else np.zeros(0)
-        self.BT = np.ascontiguousarray(np.concatenate([self.mu, self.spikeT], axis=0))  # (K+R, d)
-        self.B = np.ascontiguousarray(self.BT.T)  # (d, K+R)
-        self._work: dict = {}
-        self._orders: dict = {}
-        self.last_info: np.ndarray | None = None
-
-    # ------------------------------------------------------------------ pieces
-    def _consts(self, alpha, sigma2, quantity):
-        a2 = alpha * alpha
-        c0 = a2 * self.lam0 + sigma2
-        c0o = c0[self.owner]
-        cj = c0o + a2 * self.delta
-        l1p = np.log1p(a2 * self.delta / c0o)
-        logdet = self.d * np.log(c0) + np.bincount(self.owner, weights=l1p, minlength=self.K)
-        const = self.log_weights - 0.5 * (self.d * LOG_2PI + logdet)
-        omega = a2 * self.delta / (c0o * cj)
-        if quantity == "score":
-            coef_mu, coef_x, coef_spk = alpha / c0, -1.0 / c0, omega
-        else:
-            coef_mu, coef_x = sigma2 / c0, alpha * self.lam0 / c0
-            coef_spk = alpha * sigma2 * self.delta / (c0o * cj)
-        return c0, const, omega, coef_mu, coef_x, coef_spk
-
-    def _ordered(self, y):
-        """Per-label data with the class-``y`` components first: ``(perm, sperm, K_in, mu, mu2, mun, spikeT, muU,
-        spk_start, B, BT)`` (``perm``/``sperm`` reorder components/spikes; cached)."""
-        key = None if y is None else int(y)
-        hit = self._orders.get(key)
-        if hit is not None:
-            return hit
-        mask = np.ones(self.K, dtype=bool) if key is None else self.labels == key
-        perm = np.concatenate([np.nonzero(mask)[0], np.nonzero(~mask)[0]]).astype(np.int64)
-        sperm = np.concatenate([np.arange(self.spk_start[k], self.spk_start[k + 1]) for k in perm]
-                               + [np.zeros(0)]).astype(np.int64)
-        counts = np.diff(self.spk_start)[perm]
-        spk_start = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        mu = np.ascontiguousarray(self.mu[perm])
-        spikeT = np.ascontiguousarray(self.spikeT[sperm])
-        BT = np.ascontiguousarray(np.concatenate([mu, spikeT], axis=0))
-        hit = (perm, sperm, int(mask.sum()), mu, self.mu2[perm].copy(), self.mun[perm].copy(), spikeT,
-               self.muU[sperm].copy(), spk_start, np.ascontiguousarray(BT.T), BT)
-        self._orders[key] = hit
-        return hit
-
-    def _products_mode(self):
-        """``(mode, gemm_rows)`` for :func:`guided_step` (see there).
-
-        ``auto``: the register-tiled loops of :func:`_chunk_products`.  Measured (whole DDPM step, 2 threads,
-        N = 1e4, ns per particle, against the in-kernel BLAS blocks used before): K = 64, d = 256: 692-713 vs
-        1033-1080; K = 8, d = 256: 340-462 vs 396-583; K = 64, d = 64: 532-542 vs 572-602; spiked components,
-        d = 2 to 64: within noise of each other.
-        """
-        C = self.K + self.R
-        rows = max(1, min(CHUNK, GEMM_BLOCK_WORK // (self.d * C)))
-        mode = {"blas": 0, "loops": 1, "dgemm": 2, "auto": 1}[self.products]
-        return mode, rows
-
-    def _lanes(self) -> bool:
-        """Whether :func:`guided_step` runs across particles (:func:`_lanes_chunk`): isotropic components and
-        ``d <=`` :data:`LANES_DIM`."""
-        return self.R == 0 and self.d <= LANES_DIM
-
-    def _layout(self):
-        """``(lanes, mode, gemm_rows, chunk)`` for :func:`guided_step`.
-
-        Per-particle path: :meth:`_products_mode` and chunks of :data:`CHUNK`.  Lanes path: BLAS (``mode`` 2)
-        for ``d >=`` :data:`LANES_GEMM_DIM` unless ``products='loops'``, in chunks of at most
-        ``GEMM_BLOCK_WORK / (K d)`` particles (so each call stays on the calling thread) when that is at least
-        64, otherwise loops in chunks of :data:`LANES_CHUNK`.
-        """
-        if not self._lanes():
-            mode, rows = self._products_mode()
-            return False, mode, rows, CHUNK
-        cap = GEMM_BLOCK_WORK // (self.K * self.d) // 8 * 8
-        want = self.products == "dgemm" or (self.products == "auto" and self.d >= LANES_GEMM_DIM)
-        if want and cap >= 64:
-            return True, 2, 0, min(LANES_CHUNK, cap)
-        return True, 1, 0, LANES_CHUNK
-
-    def workspace(self, n: int):
-        """``(XB, XW, L, M, E, P, IDX, XT, W, V, info, chunk)`` for ``n`` particles: ``XB`` (``n x (K+R)``, BLAS
-        products, only with ``products='blas'``) and per-thread scratch (allocated once per ``(n, layout)``).  The
-        lanes path uses ``XT, W, V`` and one row of the per-particle scratch (for the particles it hands back)."""
-        blas = self.products == "blas"
-        lanes, mode, _, chunk = self._layout()
-        key = (n, chunk, blas, lanes, mode)
-        ws = self._work.get(key)
-        if ws is None:
-            C = self.K + self.R
-            nc = (n + chunk - 1) // chunk
-            nt = numba.config.NUMBA_NUM_THREADS  # numba.get_thread_id() < nt
-            rows = 1 if lanes else chunk
-            lc = chunk if lanes else 1
-            XB = np.empty((n, C)) if blas and not lanes else np.empty((1, C))
-            XW = np.empty((nt, rows, C))
-            ws = (XB, XW, np.empty((nt, rows, self.K)), np.empty((nt, rows, 3)), np.empty((nt, C)),
-                  np.empty((nt, rows, max(self.R, 1))), np.empty((nt, C + 8), dtype=np.int64),
-                  np.empty((nt, self.d if mode == 1 else 1, lc)), np.empty((nt, (self.K + self.d) * lc)),
-                  np.empty((nt, LANE_ROWS, lc)), np.zeros((nc, 4), dtype=np.int64), chunk)
-            self._work = {key: ws}
-        return ws
-
-    def _run(self, x, t, quantity, y, w, cx, cq, cz, z, out):
-        X, single = check_points(x, self.d, check_finite=False)  # finiteness: checked in the kernel
-        alpha, sigma2 = alpha_sigma2(check_time(t))
-        if y is None:
-            w = 1.0
-        perm, sperm, K_in, mu, mu2, mun, spikeT, muU, spk_start, B, BT = self._ordered(y)
-        c0, const, omega, coef_mu, coef_x, coef_spk = self._consts(alpha, sigma2, quantity)
-        c0, const, coef_mu, coef_x = c0[perm], const[perm], coef_mu[perm][None, :], coef_x[perm][None, :]
-        omega, coef_spk = omega[sperm], coef_spk[sperm]
-        n = X.shape[0]
-        XB, XW, L, M, E, P, IDX, XT, W, V, info, chunk = self.workspace(n)
-        lanes, mode, gemm_rows, _ = self._layout()
-        if mode == 0:
-            np.matmul(X, B, out=XB)
-        if out is None:
-            out = np.empty((n, self.d))
-        elif out.shape != X.shape or out.dtype != np.float64 or not out.flags.c_contiguous:
-            raise ValueError(f"out: expected a C-contiguous float64 array of shape {X.shape}")
-        elif np.shares_memory(out, X) or (z is not None and np.shares_memory(out, z)):
-            raise ValueError("out: must not overlap x or z")
-        use_z = z is not None
-        zz = np.ascontiguousarray(z, dtype=np.float64) if use_z else X
-        if use_z and zz.shape != X.shape:
-            raise ValueError(f"z: expected shape {X.shape}, got {zz.shape}")
-        old = numba.set_parallel_chunksize(1)  # dynamic schedule over chunks: robust to a busy core
-        try:
-            guided_step(X, XB, mode, gemm_rows, self.d <= DENSE_DIM, lanes, B, BT, K_in, mu, mu2, mun, spikeT, muU,
-                        spk_start, const, c0, omega, coef_mu, coef_x, coef_spk, alpha, float(w), self.ratio, LOG_DROP,
-                        float(cx), float(cq), float(cz), zz, use_z, chunk, XW, L, M, E, P, IDX, XT, W, V, info, out)
-        finally:
-            numba.set_parallel_chunksize(old)
-        self.last_info = info
-        if info[:, 3].any():
-            check_points(X, self.d)  # names a NaN or infinite coordinate
-            raise ValueError("x: |x|^2 overflows float64 (coordinates of order 1e154 or larger)")
-        if info[:, 2].any():
-            raise ValueError("x: a point is so far from every component that its density underflows to 0")
-        return out[0] if single else out
-
-    # ------------------------------------------------------------------ public
-    def score(self, x, t) -> np.ndarray:
-        r""":math:`\nabla_x\log p_t(x)`; OU time ``t``."""
-        return self._run(x, t, "score", None, 1.0, 0.0, 1.0, 0.0, None, None)
-
-    def denoiser(self, x, t) -> np.ndarray:
-        r""":math:`E[X_0\mid X_t = x]`; OU time ``t``."""
-        return self._run(x, t, "denoiser", None, 1.0, 0.0, 1.0, 0.0, None, None)
-
-    def guided_score(self, x, t, y: int, w: float) -> np.ndarray:
-        r""":math:`\nabla\log p_t(x) + w\,\nabla\log p_t(y\mid x)`."""
-        return self._run(x, t, "score", y, w, 0.0, 1.0, 0.0, None, None)
-
-    def guided_denoiser(self, x, t, y: int, w: float) -> np.ndarray:
-        r""":math:`D(x) + w(\sigma_t^2/\alpha_t)\nabla\log p_t(y\mid x)`."""
-        return self._run(x, t, "denoiser", y, w, 0.0, 1.0, 0.0, None, None)
-
-    def logits(self, x, t, form: str = "auto"):
-        """``(L, used_direct)``: :math:`\\log w_k + \\log N(x;\\alpha\\mu_k, C_k)` per (particle, component)."""
-        X, _ = check_points(x, self.d)
-        X = np.ascontiguousarray(X)
-        alpha, sigma2 = alpha_sigma2(check_time(t))
-        c0, const, omega, *_ = self._consts(alpha, sigma2, "score")
-        n = X.shape[0]
-        XB = X @ self.B
-        L = np.empty((n, self.K))
-        used = np.empty((n, self.K), dtype=np.bool_)
-        P = np.empty((n, max(self.R, 1)))
-        code = {"auto": FORM_AUTO, "gemm": FORM_GEMM, "direct": FORM_DIRECT}[form]
-        logits(X, XB, self.mu, self.mu2, self.mun, self.spikeT, self.muU, self.spk_start, const, c0, omega,
-               alpha, self.ratio, code, L, used, P)
-        return L, used
-
-
-def guided_ddim_step(fm: FastMixture, x, t: float, s: float, y: int, w: float, out=None) -> np.ndarray:
-    r"""One guided DDIM step :math:`x_s = c_x x_t + c_q D_w(x_t)` from OU time ``t`` to ``s < t``."""
-    from numerics.generated.integrator_coeffs import ddim_coeffs
-
-    if not 0.0 < s < t:
-        raise ValueError(f"s: need 0 < s < t, got s={s!r}, t={t!r}")
-    cx, cq = ddim_coeffs(float(t), float(s))
-    return fm._run(x, t, "denoiser", y, w, cx, cq, 0.0, None, out)
-
-
-def guided_ddpm_step(fm: FastMixture, x, t: float, s: float, y: int, w: float, z, out=None) -> np.ndarray:
-    r"""One guided DDPM step :math:`x_s = c_x x_t + c_q D_w(x_t) + c_z z` (``z`` standard normal, ``(N, d)``)."""
-    from numerics.generated.integrator_coeffs import ddpm_coeffs
-
-    if not 0.0 < s < t:
-        raise ValueError(f"s: need 0 < s < t, got s={s!r}, t={t!r}")
-    cx, cq, cz = ddpm_coeffs(float(t), float(s))
-    return fm._run(x, t, "denoiser", y, w, cx, cq, cz, z, out)
-
-
-def logit_error_bounds(fm: FastMixture, x, t):
-    r"""Per (particle, component) first-order bounds ``(E_gemm, E_direct)`` on the logit error.
-
-    With :math:`S = \|x\| + \alpha\|\mu_k\|`, :math:`\gamma = \gamma_{d+4}`, :math:`e = \gamma S` (error of each
-    GEMM-form projection :math:`p_j`, :math:`\|u_j\| = 1`) and :math:`\omega_j = \alpha^2\delta_j/(c_0 c_j) < 1/c_0`:
-
-    .. math::
-        E_\text{gemm} &= \tfrac12\Big(\gamma S^2/c_0 + \sum_j \omega_j (2|p_j| e + e^2)\Big) + \gamma\,(|\ell| + 1) \\
-        E_\text{direct} &= \tfrac12\Big(\gamma(\|v\|^2 + 2\|v\| S)/c_0 + \sum_j \omega_j(2|p_j| e_v + e_v^2)\Big)
-                         + \gamma\,(|\ell| + 1),\quad e_v = \gamma(\|v\| + S)
-
-    The last term covers the rounding of the final sum and of the constants (shared by both forms).
-    """
-    X, _ = check_points(x, fm.d)
-    alpha, sigma2 = alpha_sigma2(check_time(t))
-    u = np.finfo(np.float64).eps / 2
-    n = fm.d + 4
-    gam = n * u / (1 - n * u)
-    c0, const, omega, *_ = fm._consts(alpha, sigma2, "score")
-    S = np.linalg.norm(X, axis=1)[:, None] + alpha * fm.mun[None, :]
-    v = X[:, None, :] - alpha * fm.mu[None, :, :]
-    vn = np.linalg.norm(v, axis=2)
-    L_abs = np.abs(fm.logits(X, t, "direct")[0])
-    e = gam * S
-    ev = gam * (vn + S)
-    spk_g = np.zeros_like(S)
-    spk_d = np.zeros_like(S)
-    for j in range(fm.R):
-        k = fm.owner[j]
-        pj = np.abs(v[:, k, :] @ fm.spikeT[j])
-        spk_g[:, k] += omega[j] * (2 * pj * e[:, k] + e[:, k] ** 2)
-        spk_d[:, k] += omega[j] * (2 * pj * ev[:, k] + ev[:, k] ** 2)
-    floor = gam * (L_abs + 1.0)
-    E_gemm = 0.5 * (gam * S**2 / c0 + spk_g) + floor
-    E_direct = 0.5 * (gam * (vn**2 + 2 * vn * S) / c0 + spk_d) + floor
-    return E_gemm, E_direct
