@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import sympy as sp
 
+from theory._validate import as_scalar, check_int, check_schedule, is_negative
 from theory.forward import OU, VPSchedule, t
 
 __all__ = [
@@ -43,6 +44,10 @@ v, vh = sp.symbols("v v_hat", positive=True)
 
 def gaussian_marginal(mean0, var0, schedule: VPSchedule = OU):
     r"""``(mean_t, var_t)`` of :math:`N(m_0, v_0)` under the schedule: :math:`(\alpha_t m_0, \alpha_t^2 v_0 + \sigma_t^2)`."""
+    check_schedule(schedule)
+    mean0, var0 = as_scalar(mean0, "mean0"), as_scalar(var0, "var0")
+    if is_negative(var0):
+        raise ValueError(f"var0: must be >= 0, got {var0}")
     a = schedule.alpha()
     return a * mean0, a**2 * var0 + schedule.sigma2()
 
@@ -51,9 +56,20 @@ def _log_normal(xx, m, var):
     return -(xx - m) ** 2 / (2 * var) - sp.log(2 * sp.pi * var) / 2
 
 
+def _check_pair(data, model) -> None:
+    from theory.targets import SymbolicMixture
+
+    for name, m in (("data", data), ("model", model)):
+        if not isinstance(m, SymbolicMixture):
+            raise TypeError(f"{name}: must be a SymbolicMixture, got {type(m).__name__}")
+
+
 # -- Bayes logit ---------------------------------------------------------------------------------
 def bayes_logit(data, model, xx=None) -> sp.Expr:
     r""":math:`d^* = \log p_t - \log\hat p_t` for two :class:`~theory.targets.SymbolicMixture` in d = 1."""
+    _check_pair(data, model)
+    if xx is not None:
+        xx = as_scalar(xx, "xx")
     if data.d != 1 or model.d != 1:
         raise ValueError("data, model: one-dimensional mixtures required")
     d = data.log_density() - model.log_density().subs(model.x[0], data.x[0])
@@ -62,6 +78,7 @@ def bayes_logit(data, model, xx=None) -> sp.Expr:
 
 def refined_score_residual(data, model) -> sp.Expr:
     r""":math:`s_\theta + \partial_x d^* - \nabla\log p_t` (identically 0)."""
+    _check_pair(data, model)
     xs = data.x[0]
     s_model = model.score()[0].subs(model.x[0], xs)
     return s_model + sp.diff(bayes_logit(data, model), xs) - data.score()[0]
@@ -101,8 +118,10 @@ def dsm_minus_esm_polynomial(degree: int = 2, schedule: VPSchedule = OU) -> tupl
     with symbolic :math:`c_k`, Gaussian data :math:`N(\mu, v)`, by exact Gaussian moments (the model score
     is absorbed in :math:`c`).  Returns ``(difference, coefficients)``; the difference is free of the
     :math:`c_k` and equals :func:`dsm_constant`."""
-    if not isinstance(degree, int) or degree < 0:
+    if isinstance(degree, float):  # as before: a float is refused with a ValueError
         raise ValueError(f"degree: must be a non-negative integer, got {degree!r}")
+    degree = check_int(degree, "degree", low=0)
+    check_schedule(schedule)
     cs = list(sp.symbols(f"c0:{degree + 1}", real=True))
     z1, z2 = sp.symbols("z1 z2", real=True)
     a, s2 = schedule.alpha(), schedule.sigma2()
@@ -123,6 +142,7 @@ def dsm_minus_esm_polynomial(degree: int = 2, schedule: VPSchedule = OU) -> tupl
 # -- KL identity and Girsanov ---------------------------------------------------------------------
 def girsanov_weight(schedule: VPSchedule = OU) -> sp.Expr:
     r""":math:`g(t)^2/2`, the weight of the score error in the path KL (1 for OU)."""
+    check_schedule(schedule)
     return sp.simplify(schedule.diffusion2() / 2)
 
 
@@ -151,6 +171,7 @@ def _softplus(z):
 
 def ce_pointwise(d=dd, p=pp, q=qq) -> sp.Expr:
     r"""Two-class pointwise cross-entropy :math:`\varphi(d) = p\,\mathrm{softplus}(-d) + q\,\mathrm{softplus}(d)`."""
+    d, p, q = as_scalar(d, "d"), as_scalar(p, "p"), as_scalar(q, "q")
     return p * _softplus(-d) + q * _softplus(d)
 
 
@@ -187,7 +208,8 @@ def gaussian_fisher_gap(beta: sp.Expr | None = None, schedule: VPSchedule = OU) 
     Gaussian data/model and a linear-logit correction :math:`\beta` (default: a symbol), by exact Gaussian
     moments.  Its time integral plus :math:`\mathrm{KL}(p_T\|\hat p_T)` is the Girsanov path KL that bounds the
     refined SDE's endpoint KL (data processing)."""
-    b = sp.Symbol("beta", real=True) if beta is None else beta
+    check_schedule(schedule)
+    b = sp.Symbol("beta", real=True) if beta is None else as_scalar(beta, "beta")
     m1, v1 = gaussian_marginal(mu, v, schedule)
     m2, v2 = gaussian_marginal(muh, vh, schedule)
     z = sp.Symbol("z", real=True)

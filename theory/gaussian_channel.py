@@ -35,6 +35,7 @@ from functools import lru_cache
 
 import sympy as sp
 
+from theory._validate import as_scalar, is_negative, reject_text
 from theory.forward import OU
 
 __all__ = [
@@ -183,6 +184,10 @@ def ddpm_in_snr_time() -> dict:
 
 def gaussian_kl_1d(m1, v1, m2, v2) -> sp.Expr:
     r""":math:`D(N(m_1,v_1)\|N(m_2,v_2))`: the log-ratio is a quadratic in ``u``, averaged with the moments of ``p``."""
+    m1, v1, m2, v2 = (as_scalar(val, name) for val, name in ((m1, "m1"), (v1, "v1"), (m2, "m2"), (v2, "v2")))
+    for val, name in ((v1, "v1"), (v2, "v2")):
+        if is_negative(val) or val.is_zero:
+            raise ValueError(f"{name}: must be > 0, got {val}")
     logratio = sp.expand(sp.log(_gauss(u, m1, v1)).expand(force=True) - sp.log(_gauss(u, m2, v2)).expand(force=True))
     # E_p of a quadratic in u: use the first two moments of p
     poly = sp.Poly(logratio, u)
@@ -234,6 +239,17 @@ def riemann_gap_gaussian(ts: list) -> tuple[sp.Expr, sp.Expr]:
 
     Returns ``(chain_rule_sum, riemann_gap)``; their difference simplifies to zero.
     """
+    reject_text(ts, "ts")
+    if not hasattr(ts, "__iter__") or isinstance(ts, (dict, set, frozenset, sp.Basic)):
+        raise TypeError(f"ts: must be a sequence of times, got {type(ts).__name__}")
+    ts = [as_scalar(tk, f"ts[{k}]") for k, tk in enumerate(ts)]
+    if not ts:
+        raise ValueError("ts: need at least one time")
+    for k, tk in enumerate(ts):
+        if is_negative(tk):
+            raise ValueError(f"ts[{k}]: SNR times must be >= 0, got {tk}")
+        if k and is_negative(tk - ts[k - 1]):
+            raise ValueError(f"ts: must be non-decreasing, ts[{k}] = {tk} < ts[{k - 1}] = {ts[k - 1]}")
     ch = scalar_gaussian_channel()
     M, I = ch["M"], ch["I"]
     step = per_step_kl_gaussian()

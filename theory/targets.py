@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 import sympy as sp
 
+from theory._validate import WEIGHT_SUM_TOL, as_matrix, as_scalar, check_int, check_schedule, is_negative, reject_text
 from theory.forward import OU, VPSchedule, t
 
 __all__ = ["SymbolicMixture", "gaussian_density"]
@@ -34,29 +35,122 @@ def gaussian_density(x: sp.Matrix, mean: sp.Matrix, cov: sp.Matrix) -> sp.Expr:
     return sp.exp(-quad / 2) / sp.sqrt((2 * sp.pi) ** d * cov.det())
 
 
+def _sequence(value, name: str) -> list:
+    reject_text(value, name)
+    if not hasattr(value, "__iter__") or isinstance(value, (dict, set, frozenset)):
+        raise TypeError(f"{name}: must be a sequence (list, tuple or array), got {type(value).__name__}")
+    if getattr(value, "ndim", 1) == 0:
+        raise TypeError(f"{name}: must be a sequence, got a 0-d array")
+    return list(value)
+
+
+def _check_weights(weights) -> list[sp.Expr]:
+    """Numbers or expressions, none negative (when decidable), summing to 1 (when decidable)."""
+    ws = [as_scalar(w, f"weights[{k}]") for k, w in enumerate(_sequence(weights, "weights"))]
+    if not ws:
+        raise ValueError("weights: need at least one component")
+    for k, w in enumerate(ws):
+        if is_negative(w):
+            raise ValueError(f"weights[{k}]: must be non-negative, got {w}")
+    total = sp.Add(*ws)
+    if not total.free_symbols and total.is_number:
+        if total.is_Rational:
+            ok = total == 1
+        else:
+            ok = abs(complex(total.evalf()) - 1) <= WEIGHT_SUM_TOL
+        if not ok:
+            raise ValueError(f"weights: must sum to 1, got {total}")
+    elif (total - 1).is_zero is False:
+        raise ValueError(f"weights: must sum to 1, got {total}")
+    return ws
+
+
+def _check_real(m: sp.Matrix, name: str) -> None:
+    for e in m:
+        if e.is_extended_real is False:
+            raise ValueError(f"{name}: entries must be real, got {e}")
+
+
+def _check_means(means, K: int) -> list[sp.Matrix]:
+    ms = [as_matrix(m, f"means[{k}]") for k, m in enumerate(_sequence(means, "means"))]
+    if len(ms) != K:
+        raise ValueError(f"means: need one per weight ({K}), got {len(ms)}")
+    d = ms[0].shape[0]
+    for k, m in enumerate(ms):
+        if m.cols != 1 or m.rows < 1:
+            raise ValueError(f"means[{k}]: must be a column (d entries), got shape {m.shape}")
+        if m.rows != d:
+            raise ValueError(f"means[{k}]: dimension {m.rows} differs from means[0] ({d})")
+        _check_real(m, f"means[{k}]")
+    return ms
+
+
+def _check_covs(covs, K: int, d: int) -> list[sp.Matrix]:
+    cs = [as_matrix(c, f"covs[{k}]") for k, c in enumerate(_sequence(covs, "covs"))]
+    if len(cs) != K:
+        raise ValueError(f"covs: need one per weight ({K}), got {len(cs)}")
+    for k, c in enumerate(cs):
+        name = f"covs[{k}]"
+        if c.shape != (d, d):
+            raise ValueError(f"{name}: must be {d} x {d} (square, the means' dimension), got shape {c.shape}")
+        _check_real(c, name)
+        numeric = not c.free_symbols
+        asym = c - c.T
+        if numeric:
+            scale = max([1.0] + [abs(complex(e.evalf())) for e in c])
+            if any(abs(complex(e.evalf())) > 1e-12 * scale for e in asym):
+                raise ValueError(f"{name}: must be symmetric")
+        elif asym.is_zero_matrix is False:
+            raise ValueError(f"{name}: must be symmetric")
+        for i in range(d):
+            if is_negative(c[i, i]):
+                raise ValueError(f"{name}: diagonal entries must be non-negative (positive semi-definite), got {c[i, i]}")
+        if numeric and d > 1:
+            import mpmath
+
+            with mpmath.workdps(30):
+                ev = mpmath.eigsy(mpmath.matrix([[mpmath.mpf(float(e)) for e in row] for row in c.tolist()]),
+                                  eigvals_only=True)
+                if min(ev) < -1e-12 * scale:
+                    raise ValueError(f"{name}: must be positive semi-definite, smallest eigenvalue {float(min(ev)):.3g}")
+    return cs
+
+
+def _check_labels(labels, K: int) -> list[int]:
+    ys = [check_int(y, f"labels[{k}]") for k, y in enumerate(_sequence(labels, "labels"))]
+    if len(ys) != K:
+        raise ValueError(f"labels: need one per weight ({K}), got {len(ys)}")
+    return ys
+
+
 class SymbolicMixture:
     r"""A labelled Gaussian mixture with symbolic parameters and its marginals under a VP schedule.
 
     Parameters
     ----------
-    weights : sequence of sympy expressions, length K
-    means : sequence of column ``Matrix`` (d x 1) or lists
-    covs : sequence of ``Matrix`` (d x d), positive semi-definite (zero for atoms)
+    weights : sequence of K numbers or sympy expressions, non-negative, summing to 1
+    means : sequence of column ``Matrix`` (d x 1), lists or arrays
+    covs : sequence of ``Matrix`` (d x d), lists or arrays, symmetric positive semi-definite (zero for atoms)
     labels : sequence of int, optional (default: component k has class k)
     schedule : VPSchedule, default :data:`theory.forward.OU`
+
+    Entries are real numbers (``int``, ``float``, ``Fraction``, NumPy numbers; a float becomes the ``Float`` of
+    the same double) or SymPy expressions, never strings: SymPy would parse and evaluate text, so a string
+    (or bytes) is refused with a ``TypeError`` naming the argument, like ``bool``, ``None`` and other types.
+    Malformed values (negative or non-finite weights, weights not summing to 1, lengths or dimensions
+    that disagree, a non-square, non-symmetric or indefinite covariance) raise a ``ValueError`` naming the
+    argument.  Conditions SymPy cannot decide for symbolic entries are not enforced.
     """
 
     def __init__(self, weights: Sequence, means: Sequence, covs: Sequence, labels: Sequence[int] | None = None,
                  schedule: VPSchedule = OU):
-        self.weights = [sp.sympify(w) for w in weights]
-        self.means = [sp.Matrix(m) for m in means]
-        self.covs = [sp.Matrix(c) for c in covs]
+        self.weights = _check_weights(weights)
         K = len(self.weights)
-        if not (len(self.means) == len(self.covs) == K):
-            raise ValueError("means, covs: need one per weight")
+        self.means = _check_means(means, K)
         self.d = self.means[0].shape[0]
-        self.labels = list(range(K)) if labels is None else [int(y) for y in labels]
-        self.schedule = schedule
+        self.covs = _check_covs(covs, K, self.d)
+        self.labels = list(range(K)) if labels is None else _check_labels(labels, K)
+        self.schedule = check_schedule(schedule)
         self.x = sp.Matrix(sp.symbols(f"x1:{self.d + 1}", real=True))
         self.alpha = schedule.alpha(t)
         self.sigma2 = schedule.sigma2(t)
@@ -65,8 +159,10 @@ class SymbolicMixture:
     @classmethod
     def gaussian_1d(cls, mean=None, var=None, schedule: VPSchedule = OU) -> "SymbolicMixture":
         """One Gaussian :math:`N(\\mu, v)` in d = 1 with symbols ``mu``, ``v`` by default."""
-        mean = sp.Symbol("mu", real=True) if mean is None else mean
-        var = sp.Symbol("v", positive=True) if var is None else var
+        mean = sp.Symbol("mu", real=True) if mean is None else as_scalar(mean, "mean")
+        var = sp.Symbol("v", positive=True) if var is None else as_scalar(var, "var")
+        if is_negative(var):
+            raise ValueError(f"var: must be >= 0, got {var}")
         return cls([1], [[mean]], [[[var]]], schedule=schedule)
 
     @classmethod
