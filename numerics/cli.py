@@ -4,8 +4,12 @@ Subcommands: ``run`` (check the claims), ``list`` (show them), ``derive`` (print
 derivations), ``sample`` (draw guided samples), ``bench`` (time one guided step per backend). ``main(argv)`` returns the exit status:
 
 0  nothing VIOLATED, ERROR, UNFALSIFIABLE, interrupted or drifted
-1  some claim failed, drifted or the run was interrupted (130 after Ctrl-C)
+1  some claim failed, drifted, the run was interrupted (130 after Ctrl-C), or writing its output
+   failed (disk full, ...)
 2  bad input: unknown profile or claim glob, unwritable --out, unreadable --baseline, bad options
+
+Every error is one line on stderr, ``guidance-verify: error: <what>``, naming the flag at fault,
+never a traceback; input is checked before any long work (sampling, running claims).
 
 The claims are those of the claim modules declared in the entry-point group
 ``guidance_verify.claims`` (this package's papers and any other installed package's; see
@@ -20,11 +24,12 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import importlib
+import math
 import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, NoReturn, Sequence
 
 if TYPE_CHECKING:  # pragma: no cover
     from numerics.checks.claim import Claim
@@ -47,21 +52,84 @@ class UsageError(Exception):
 # --------------------------------------------------------------------------- parser
 
 
-def _nonneg_int(text: str) -> int:
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors raise :class:`UsageError` (one line) instead of exiting."""
+
+    def error(self, message: str) -> "NoReturn":  # type: ignore[override]
+        raise UsageError(f"{' '.join(message.split())} (see '{self.prog} --help')")
+
+
+#: Largest run / sample seed: seeds are stored as JSON integers and fit int64.
+MAX_SEED = 2**63 - 1
+#: Largest ``sample --n``: the samples are held in memory (16 d bytes each, d = 2 here: 160 MB).
+MAX_SAMPLES = 10_000_000
+#: Largest ``sample --label`` the parser accepts (the target then checks it is one of its classes).
+MAX_LABEL = 2**31 - 1
+
+
+def _short(text: object, width: int = 40) -> str:
+    text = repr(text) if isinstance(text, str) else str(text)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _parse_int(text: str) -> int:
+    """An integer from ``text``: decimal, or a float literal with an integral value (``1e6``)."""
+    s = text.strip()
     try:
-        value = int(text)
+        return int(s)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+        pass
+    try:
+        value = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {_short(text)}") from None
+    if math.isinf(value) or (s.lstrip("+-").isdigit()):
+        raise argparse.ArgumentTypeError(f"out of range: {_short(text)}")
+    if not (math.isfinite(value) and value.is_integer()):
+        raise argparse.ArgumentTypeError(f"not an integer: {_short(text)}")
+    return int(value)
+
+
+def _int_in(low: int, high: int) -> Any:
+    def parse(text: str) -> int:
+        value = _parse_int(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {_short(value)}")
+        if value > high:
+            raise argparse.ArgumentTypeError(f"must be <= {high}, got {_short(value)}")
+        return value
+
+    return parse
+
+
+_nonneg_int = _int_in(0, MAX_SEED)
+_pos_int = _int_in(1, MAX_SAMPLES)
+_label = _int_in(0, MAX_LABEL)
+
+
+def _finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {_short(text)}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be finite, got {_short(text)}")
     return value
 
 
-def _pos_int(text: str) -> int:
-    value = _nonneg_int(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("must be >= 1")
-    return value
+def _path(text: str) -> str:
+    """A non-empty path without NUL bytes (an empty --out would silently mean the cwd)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    if "\0" in text:
+        raise argparse.ArgumentTypeError("must not contain a NUL byte")
+    return text
+
+
+def _glob(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty glob matches no claim")
+    return text
 
 
 _RUN_EPILOG = """\
@@ -83,15 +151,18 @@ def _add_run(sub: Any) -> None:
         epilog=_RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--profile", default="quick", metavar="{quick,full}",
                    help="parameter set of every claim (default: quick, about a minute)")
-    p.add_argument("--only", action="extend", nargs="+", metavar="GLOB", default=None,
+    p.add_argument("--only", action="extend", nargs="+", metavar="GLOB", default=None, type=_glob,
                    help="run only claims whose id matches a glob (fnmatch); a bare paper name "
                         "such as 'support' selects all its claims; repeatable")
-    p.add_argument("--out", metavar="DIR", default=None,
-                   help="output directory (default: results/<UTC timestamp>)")
+    p.add_argument("--out", metavar="DIR", default=None, type=_path,
+                   help="output directory (default: results/<UTC timestamp>, a new one). An "
+                        "existing DIR is reused: what an earlier run left there (report.json, "
+                        "report.md, figures/*.png) is removed first, so the folder never mixes "
+                        "two runs; nothing else in it is touched")
     p.add_argument("--seed", type=_nonneg_int, default=0, metavar="N",
-                   help="run seed; each claim's generator is seeded from it and the claim id "
-                        "(default: 0)")
-    p.add_argument("--baseline", metavar="FILE", default=None,
+                   help="run seed, 0 <= N < 2^63; each claim's generator is seeded from it and "
+                        "the claim id (default: 0)")
+    p.add_argument("--baseline", metavar="FILE", default=None, type=_path,
                    help="a stored report.json; a measurement that moved by more than its tol "
                         "(plus its ci half-width) is drift, and drift fails the run")
     p.add_argument("--no-control", action="store_true",
@@ -107,12 +178,20 @@ def _add_sample(sub: Any) -> None:
     p.add_argument("--target", choices=TARGETS, default="two_class",
                    help="test target (default: two_class)")
     p.add_argument("--method", choices=METHODS, default="ddim", help="sampler (default: ddim)")
-    p.add_argument("--n", type=_pos_int, default=1000, help="number of samples (default: 1000)")
-    p.add_argument("--guidance", type=float, default=1.0,
-                   help="guidance strength w (default: 1.0, no extra guidance)")
-    p.add_argument("--label", type=int, default=0, help="class label to guide to (default: 0)")
-    p.add_argument("--seed", type=_nonneg_int, default=0, help="seed (default: 0)")
-    p.add_argument("--out", metavar="PATH", default=None, help="where to save the samples")
+    p.add_argument("--n", type=_pos_int, default=1000,
+                   help=f"number of samples, 1 <= n <= {MAX_SAMPLES:.0e} (held in memory; "
+                        f"'1e6' is read as 1000000) (default: 1000)")
+    p.add_argument("--guidance", type=_finite_float, default=1.0,
+                   help="guidance strength w >= 0 (default: 1.0, no extra guidance)")
+    p.add_argument("--label", type=_label, default=0,
+                   help="class label to guide to, one of the target's classes (default: 0)")
+    p.add_argument("--seed", type=_nonneg_int, default=0, help="seed, 0 <= seed < 2^63 (default: 0)")
+    p.add_argument("--out", metavar="DIR", default=None, type=_path,
+                   help="directory for samples.npy and samples.png (default: "
+                        "results/sample-<UTC timestamp>); checked writable before sampling; a "
+                        "DIR already holding samples.npy or samples.png is refused unless --force")
+    p.add_argument("--force", action="store_true",
+                   help="overwrite samples.npy / samples.png already in --out")
 
 
 def _add_bench(sub: Any) -> None:
@@ -122,7 +201,7 @@ def _add_bench(sub: Any) -> None:
                     "(ns per particle-step, median of repeats after warm-up, with spread and ratios "
                     "to Numba), plus Numba compile times (cold and cached) and the import time.")
     p.add_argument("--quick", action="store_true", help="a reduced grid, Numba compile timed from cache only (under a minute)")
-    p.add_argument("--json", metavar="PATH", default=None,
+    p.add_argument("--json", metavar="PATH", default=None, type=_path,
                    help="write the records {K, d, N, step, backend, ns_per_particle_step, ...}")
     p.add_argument("--suite", action="store_true",
                    help="also time `guidance-verify run` (quick profile) cold (empty Numba cache) and warm "
@@ -132,7 +211,7 @@ def _add_bench(sub: Any) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``guidance-verify`` (subcommands run, list, derive, sample, bench)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG,
         description="Verified numerics for the theory of guided diffusion sampling: check the "
                     "claims of the seed papers, claim by claim, each with a negative control.",
@@ -146,7 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Print every derivation of theory/ (SymPy); with --out, "
                                    "also write them as Markdown files.")
     d.add_argument("--latex", action="store_true", help="print LaTeX instead of plain text")
-    d.add_argument("--out", metavar="DIR", default=None, help="write Markdown derivations here")
+    d.add_argument("--out", metavar="DIR", default=None, type=_path,
+                   help="write Markdown derivations here")
     _add_sample(sub)
     _add_bench(sub)
     return parser
@@ -174,8 +254,8 @@ def _claims(registry: ClaimSource) -> dict[str, "Claim"]:
     return {c.id: c for c in registry}
 
 
-def _default_out() -> Path:
-    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+def _default_out(prefix: str = "") -> Path:
+    stamp = prefix + _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     base = Path("results") / stamp
     out, k = base, 1
     while out.exists():
@@ -184,15 +264,18 @@ def _default_out() -> Path:
     return out
 
 
-def _writable_dir(out: Path) -> Path:
-    """Create ``out`` and prove it writable, or raise UsageError."""
+def _writable_dir(out: Path, flag: str = "--out") -> Path:
+    """Create ``out`` and prove it writable, or raise UsageError naming ``flag``."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"cannot write to {flag} {str(out)!r}: it is an existing file, "
+                         f"not a directory")
     try:
         out.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".probe.", dir=out)
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise UsageError(f"cannot write to --out {str(out)!r}: {exc.strerror or exc}") from None
+        raise UsageError(f"cannot write to {flag} {str(out)!r}: {exc.strerror or exc}") from None
     return out
 
 
@@ -300,7 +383,7 @@ def _load_baseline(path: str | None) -> Any:
     try:
         return load_baseline(path)
     except BaselineError as exc:
-        raise UsageError(str(exc)) from None
+        raise UsageError(f"bad --baseline: {exc}") from None
 
 
 def _warn_baseline(baseline: Any, args: argparse.Namespace) -> None:
@@ -340,6 +423,8 @@ def _cmd_run(args: argparse.Namespace, registry: ClaimSource) -> int:
     console = _console()
     console.print(_results_table(run))
     console.print(_summary_line(run, out))
+    if run.error:
+        print(f"{PROG}: error: {run.error}", file=sys.stderr)
     return run.exit_code()
 
 
@@ -379,27 +464,63 @@ def _cmd_derive(args: argparse.Namespace) -> int:
     derive = _optional_module("theory.derive", "theory.derive")
     if derive is None:
         return 1
+    out = _writable_dir(Path(args.out)) if args.out is not None else None  # before the work
     derive.print_all(latex=args.latex)
-    if args.out is not None:
-        derive.write_markdown(str(_writable_dir(Path(args.out))))
+    if out is not None:
+        derive.write_markdown(str(out))
     return 0
 
 
+SAMPLE_FILES = ("samples.npy", "samples.png")
+
+
+def _sample_out(args: argparse.Namespace) -> tuple[Path, bool]:
+    """The checked output directory of ``sample`` (created, writable) and whether it is new."""
+    out = Path(args.out) if args.out is not None else _default_out("sample-")
+    if out.is_dir() and not args.force:
+        there = [name for name in SAMPLE_FILES if (out / name).exists()]
+        if there:
+            raise UsageError(f"--out {str(out)!r} already holds {' and '.join(there)}; "
+                             f"pass --force to overwrite")
+    new = not out.exists()
+    return _writable_dir(out), new
+
+
 def _cmd_sample(args: argparse.Namespace) -> int:
-    cli_sample = _optional_module("numerics.cli_sample", "the sample command")
-    if cli_sample is None:
-        return 1
-    rc = cli_sample.run(args)
-    return rc if isinstance(rc, int) else 0
+    out, new = _sample_out(args)  # before sampling: a bad --out must not cost the sampling
+    args.out = str(out)
+    rc = 1
+    try:
+        cli_sample = _optional_module("numerics.cli_sample", "the sample command")
+        if cli_sample is not None:
+            rc = cli_sample.run(args)
+            rc = rc if isinstance(rc, int) else 0
+    finally:
+        if rc != 0 and new:
+            _remove_if_empty(out)
+    return rc
+
+
+def _remove_if_empty(path: Path) -> None:
+    try:
+        path.rmdir()
+    except OSError:
+        pass
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
     from numerics.bench.timing import main_bench
 
     if args.json is not None:
-        parent = Path(args.json).resolve().parent
+        target = Path(args.json)
+        parent = target.resolve().parent
+        if target.is_dir():
+            raise UsageError(f"cannot write --json {args.json!r}: it is a directory")
         if not parent.is_dir():
             raise UsageError(f"cannot write --json {args.json!r}: no directory {str(parent)!r}")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise UsageError(f"cannot write --json {args.json!r}: directory {str(parent)!r} "
+                             f"is not writable")
     return main_bench(quick=args.quick, tiny=args.tiny, json_path=args.json,
                       suite_timing=args.suite or not (args.quick or args.tiny))
 
@@ -420,13 +541,16 @@ def main(argv: Sequence[str] | None = None, *, registry: ClaimSource = None) -> 
     Returns
     -------
     int
-        The exit status (see the module docstring); argparse errors and ``--help`` return their
-        status instead of exiting.
+        The exit status (see the module docstring); bad arguments print one line and return 2,
+        ``--help`` returns 0, instead of exiting.
     """
     try:
         args = build_parser().parse_args(argv)
-    except SystemExit as exc:
+    except SystemExit as exc:  # --help
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    except UsageError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
     try:
         if args.command == "run":
             return _cmd_run(args, registry)
@@ -440,6 +564,13 @@ def main(argv: Sequence[str] | None = None, *, registry: ClaimSource = None) -> 
     except UsageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: error: interrupted (Ctrl-C)", file=sys.stderr)
+        return 130
+    except OSError as exc:  # e.g. disk full while writing samples or derivations
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"{PROG}: error: cannot write{where}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -31,16 +31,33 @@ def _scatter_png(gm, xs: np.ndarray, title: str) -> bytes:
     return buf.getvalue()
 
 
+#: API parameter names of :func:`numerics.samplers.sample` that are command-line flags.
+_FLAGS = ("label", "guidance", "n", "seed", "method")
+
+
+def _flag_message(exc: Exception) -> str:
+    """The API's message, one line, with a leading ``label:`` turned into ``argument --label:``."""
+    text = " ".join(str(exc).split())
+    for name in _FLAGS:
+        if text.startswith(f"{name}:"):
+            return f"argument --{name}{text[len(name):]}"
+    return text
+
+
 def run(args: argparse.Namespace) -> int:
-    """Draw ``args.n`` samples and write ``samples.npy`` and ``samples.png`` into ``args.out``."""
+    """Draw ``args.n`` samples and write ``samples.npy`` and ``samples.png`` into ``args.out``.
+
+    The command line (:mod:`numerics.cli`) has already checked ``args.out`` (writable, and not
+    holding earlier samples unless ``--force``) before this runs.
+    """
     from numerics.samplers import sample
 
     gm = get_target(args.target)
     label = None if args.guidance == 1.0 and args.label is None else args.label
     try:
         xs = sample(gm, method=args.method, n=args.n, seed=args.seed, label=label, guidance=args.guidance)
-    except ValueError as exc:
-        print(f"guidance-verify sample: error: {exc}", file=sys.stderr)
+    except (ValueError, TypeError) as exc:  # the API's validation: one line naming the flag
+        print(f"guidance-verify: error: {_flag_message(exc)}", file=sys.stderr)
         return 2
     out = args.out or os.path.join("results", "sample-" + datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ"))
     os.makedirs(out, exist_ok=True)

@@ -191,17 +191,18 @@ def test_derive_calls_theory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
     assert calls == [("print_all", False)]
 
 
-def test_sample_delegates_to_cli_sample(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sample_delegates_to_cli_sample(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     got: list[Any] = []
     fake = types.ModuleType("numerics.cli_sample")
     fake.run = lambda args: got.append(args) or 7  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "numerics.cli_sample", fake)
     rc = main(["sample", "--target", "atoms", "--method", "ddpm", "--n", "5", "--guidance",
-               "2.5", "--label", "1", "--seed", "3", "--out", "x.npy"])
+               "2.5", "--label", "1", "--seed", "3", "--out", str(tmp_path / "x")])
     assert rc == 7
     a = got[0]
     assert (a.target, a.method, a.n, a.guidance, a.label, a.seed, a.out) == (
-        "atoms", "ddpm", 5, 2.5, 1, 3, "x.npy")
+        "atoms", "ddpm", 5, 2.5, 1, 3, str(tmp_path / "x"))
+    assert not (tmp_path / "x").exists()  # the folder made for a failed sample is removed
 
 
 def test_import_of_cli_is_cheap() -> None:

@@ -34,6 +34,7 @@ __all__ = [
     "SCHEMA",
     "Baseline",
     "BaselineError",
+    "clear_outputs",
     "control_text",
     "default_figure",
     "figure_relpath",
@@ -53,27 +54,86 @@ SCHEMA = "guidance-verify/report/1"
 # --------------------------------------------------------------------------- JSON
 
 
+#: Containers nested deeper than this are stored as a marker string (no RecursionError).
+MAX_DEPTH = 100
+#: Longest ``repr`` of an unknown object kept in a report (longer ones are cut, marked "...").
+MAX_REPR = 10_000
+
+
 def jsonable(obj: Any) -> Any:
-    """Convert ``obj`` to strict-JSON-compatible values.
+    """Convert ``obj`` to strict-JSON-compatible values; never raises.
 
     Non-finite floats become ``"nan"`` / ``"inf"`` / ``"-inf"``; NumPy scalars and arrays become
     Python numbers and lists; tuples and sets become lists; mapping keys become strings; anything
-    else unknown becomes its ``repr``.
+    else unknown becomes its ``repr`` (cut at :data:`MAX_REPR` characters). What JSON cannot hold
+    becomes a marker string in angle brackets, so that one odd value (a claim's ``extra``) can never
+    make the whole report unwritable:
+
+    - a container that contains itself: ``"<cycle: dict>"``;
+    - containers nested deeper than :data:`MAX_DEPTH`: ``"<list nested deeper than 100 levels>"``;
+    - an int beyond the float range (over about 308 digits, including ints too long for ``str``):
+      ``"<int too large for float: ~1.234568e+4299>"``;
+    - an object whose conversion or ``repr`` raises: ``"<unserialisable T: ExcType>"``.
     """
-    if obj is None or isinstance(obj, (bool, str)):
-        return obj
-    if isinstance(obj, int):
-        return obj
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else ("nan" if math.isnan(obj) else
-                                               ("inf" if obj > 0 else "-inf"))
-    if isinstance(obj, Mapping):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, set, frozenset)):
-        return [jsonable(v) for v in obj]
-    if hasattr(obj, "tolist"):  # NumPy scalars and arrays
-        return jsonable(obj.tolist())
-    return repr(obj)
+    return _jsonable(obj, 0, set())
+
+
+def _big_int(value: int) -> str:
+    exp10 = math.log10(abs(value))  # exact enough for any int size (no str conversion)
+    exp = math.floor(exp10)
+    sign = "-" if value < 0 else ""
+    return f"<int too large for float: ~{sign}{10 ** (exp10 - exp):.6f}e+{exp}>"
+
+
+def _key(k: Any) -> str:
+    if isinstance(k, str):
+        return k
+    try:
+        return str(k) if not isinstance(k, int) or _fits_float(k) else _big_int(k)
+    except Exception:  # noqa: BLE001 - a bad __str__ must not stop the report
+        return f"<key {type(k).__name__}>"
+
+
+def _fits_float(value: int) -> bool:
+    try:
+        float(value)
+    except OverflowError:
+        return False
+    return True
+
+
+def _repr(obj: Any) -> str:
+    text = repr(obj)
+    return text if len(text) <= MAX_REPR else text[: MAX_REPR - 3] + "..."
+
+
+def _jsonable(obj: Any, depth: int, path: set[int]) -> Any:
+    try:
+        if obj is None or isinstance(obj, (bool, str)):
+            return obj
+        if isinstance(obj, int):
+            return int(obj) if _fits_float(obj) else _big_int(obj)
+        if isinstance(obj, float):
+            obj = float(obj)
+            return obj if math.isfinite(obj) else ("nan" if math.isnan(obj) else
+                                                   ("inf" if obj > 0 else "-inf"))
+        if depth >= MAX_DEPTH:
+            return f"<{type(obj).__name__} nested deeper than {MAX_DEPTH} levels>"
+        if isinstance(obj, (Mapping, list, tuple, set, frozenset)):
+            if id(obj) in path:
+                return f"<cycle: {type(obj).__name__}>"
+            path.add(id(obj))
+            try:
+                if isinstance(obj, Mapping):
+                    return {_key(k): _jsonable(v, depth + 1, path) for k, v in obj.items()}
+                return [_jsonable(v, depth + 1, path) for v in obj]
+            finally:
+                path.discard(id(obj))
+        if hasattr(obj, "tolist"):  # NumPy scalars and arrays
+            return _jsonable(obj.tolist(), depth + 1, path)
+        return _repr(obj)
+    except Exception as exc:  # noqa: BLE001 - one odd value must not stop the report
+        return f"<unserialisable {type(obj).__name__}: {type(exc).__name__}>"
 
 
 def _measurement_dict(c: CheckedMeasurement) -> dict[str, Any]:
@@ -83,12 +143,29 @@ def _measurement_dict(c: CheckedMeasurement) -> dict[str, Any]:
             "reason": m.reason, "passed": c.passed, "rule": c.rule, "extra": m.extra}
 
 
+def _params(r: ClaimResult) -> Any:
+    try:
+        return r.claim.params(r.profile)
+    except Exception as exc:  # noqa: BLE001 - e.g. a parameter deepcopy cannot copy
+        return f"<params not copyable: {type(exc).__name__}: {exc}>"
+
+
+def _safe_claim_dict(r: ClaimResult) -> dict[str, Any]:
+    """:func:`_claim_dict`, or a minimal entry if building it raises (one claim never stops the report)."""
+    try:
+        return _claim_dict(r)
+    except Exception as exc:  # noqa: BLE001
+        return {"id": str(r.claim.id), "verdict": r.verdict, "failed": r.failed,
+                "measurements": [], "control_measurements": [], "drift": [],
+                "report_error": f"{type(exc).__name__}: {exc}"}
+
+
 def _claim_dict(r: ClaimResult) -> dict[str, Any]:
     c = r.claim
     return {
         "id": c.id, "paper": c.paper, "statement": c.statement, "note": c.note,
         "provenance": c.provenance, "expect": c.expect, "module": c.module,
-        "params": c.params(r.profile),
+        "params": _params(r),
         "verdict": r.verdict, "stated_verdict": r.stated_verdict, "control": r.control,
         "control_reason": c.control_reason or None, "failed": r.failed,
         "measurements": [_measurement_dict(m) for m in r.measurements],
@@ -123,7 +200,7 @@ def report_dict(run: RunReport) -> dict[str, Any]:
 
         {
           "schema": "guidance-verify/report/1",
-          "status": "running" | "complete" | "interrupted",
+          "status": "running" | "complete" | "interrupted" | "failed",
           "interrupted_by": null | "KeyboardInterrupt" | "SystemExit(<code>)",
           "profile": "quick" | "full", "seed": int, "control": bool,
           "selection": null | [glob, ...],
@@ -135,6 +212,7 @@ def report_dict(run: RunReport) -> dict[str, Any]:
           "summary": {"n_planned": int, "n_finished": int,
                       "counts": {verdict: int, ...}, "n_drift": int,
                       "failed": [claim id, ...], "ok": bool},
+          "error": null | str (why the run failed: a report or figure could not be written),
           "claims": [
             {"id", "paper", "statement", "note", "provenance", "expect", "module": str,
              "params": {...},
@@ -156,7 +234,11 @@ def report_dict(run: RunReport) -> dict[str, Any]:
              "lo", "hi", "reason", "passed": bool, "rule": str, "extra": {...}}
 
     ``status`` is ``"running"`` while the run is in progress (a file left in that state was cut
-    off hard, e.g. by SIGKILL); ``summary.ok`` is true exactly when the exit status is 0.
+    off hard, e.g. by SIGKILL, or the disk filled up and not even the failure could be written);
+    ``"failed"`` means writing into the output directory failed (``error`` says why) and the
+    remaining claims were not run. ``summary.ok`` is true exactly when the exit status is 0. A claim
+    entry whose own conversion failed is cut down to ``id``, ``verdict``, ``failed`` and
+    ``report_error``.
     """
     return {
         "schema": SCHEMA, "status": run.status, "interrupted_by": run.interrupted_by,
@@ -164,7 +246,8 @@ def report_dict(run: RunReport) -> dict[str, Any]:
         "selection": run.selection, "started_utc": run.started_utc,
         "finished_utc": run.finished_utc, "wall_time_s": run.wall_time,
         "versions": _versions(), "baseline": run.baseline, "planned": run.planned,
-        "summary": _summary(run), "claims": [_claim_dict(r) for r in run.results],
+        "summary": _summary(run), "error": run.error,
+        "claims": [_safe_claim_dict(r) for r in run.results],
     }
 
 
@@ -267,7 +350,7 @@ def _md_claim(r: ClaimResult) -> list[str]:
     lines = [f"## {c.id}", "", f"**{r.verdict}** (control: {control_text(r)})", "",
              f"- statement: {c.statement}", f"- paper: `{c.paper}` · provenance: {c.provenance} "
              f"· expect: {c.expect}", f"- precise statement: {c.note}",
-             f"- params ({r.profile}): `{json.dumps(jsonable(c.params(r.profile)))}`",
+             f"- params ({r.profile}): `{json.dumps(jsonable(_params(r)))}`",
              f"- wall time: {r.wall_time:.2f} s"
              + (f" (+ control {r.control_wall_time:.2f} s)" if r.control_wall_time else ""), ""]
     lines += _md_measurements("Measurements", r.measurements)
@@ -287,9 +370,16 @@ def _md_claim(r: ClaimResult) -> list[str]:
 
 def render_markdown(run: RunReport) -> str:
     """``report.md``: summary, one table of all measurements, then a section per claim."""
-    lines = _md_summary(run) + _md_table(run)
+    lines = _md_summary(run)
+    if run.error:
+        lines += [f"**error**: {run.error}", ""]
+    lines += _md_table(run)
     for r in run.results:
-        lines += _md_claim(r)
+        try:
+            lines += _md_claim(r)
+        except Exception as exc:  # noqa: BLE001 - one claim never stops the report
+            lines += [f"## {r.claim.id}", "", f"**{r.verdict}** (section not rendered: "
+                      f"{type(exc).__name__}: {exc})", ""]
     return "\n".join(lines) + "\n"
 
 
@@ -455,8 +545,12 @@ def load_baseline(path: str | os.PathLike[str]) -> Baseline:
             doc = json.load(fh)
     except OSError as exc:
         raise BaselineError(f"cannot read baseline {str(path)!r}: {exc.strerror or exc}") from exc
-    except ValueError as exc:
-        raise BaselineError(f"baseline {str(path)!r} is not valid JSON: {exc}") from exc
+    except ValueError as exc:  # includes UnicodeDecodeError and ints over 4300 digits
+        raise BaselineError(f"baseline {str(path)!r} is not valid JSON: {_one_line(exc)}") from exc
+    except RecursionError:
+        raise BaselineError(f"baseline {str(path)!r} is nested too deeply to be a report.json") from None
+    except MemoryError:
+        raise BaselineError(f"baseline {str(path)!r} is too large to read") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("claims"), list):
         raise BaselineError(f"baseline {str(path)!r} is not a guidance-verify report.json")
     records: dict[tuple[str, str], Mapping[str, Any]] = {}
@@ -465,7 +559,46 @@ def load_baseline(path: str | os.PathLike[str]) -> Baseline:
             for m in c.get("measurements", []):
                 float(m["measured"])
                 records[(c["id"], m["name"])] = m
+    except OverflowError:
+        raise BaselineError(f"baseline {str(path)!r} has a measured value beyond the float range "
+                            f"(claim {_one_line(repr(c.get('id')))})") from None
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise BaselineError(f"baseline {str(path)!r} has a malformed claim entry: {exc!r}") from exc
-    return Baseline(path=str(path), records=records, profile=doc.get("profile"),
-                    seed=doc.get("seed"), started_utc=doc.get("started_utc"))
+        raise BaselineError(f"baseline {str(path)!r} has a malformed claim entry: "
+                            f"{_one_line(repr(exc))}") from exc
+    profile, seed, started = doc.get("profile"), doc.get("seed"), doc.get("started_utc")
+    return Baseline(path=str(path), records=records,
+                    profile=profile if isinstance(profile, str) else None,
+                    seed=seed if isinstance(seed, int) and _fits_float(seed) else None,
+                    started_utc=started if isinstance(started, str) else None)
+
+
+def _one_line(text: Any, width: int = 200) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= width else line[: width - 3] + "..."
+
+
+#: What a run owns in its output directory (removed at the start of a run into that directory).
+RUN_FILES = ("report.json", "report.md")
+
+
+def clear_outputs(out_dir: str | os.PathLike[str]) -> list[str]:
+    """Remove what an earlier run left in ``out_dir``; return the removed paths (relative).
+
+    A run owns ``report.json``, ``report.md``, ``figures/*.png`` and the temporary files of their
+    atomic writes (``.report.json.*.tmp``, ...); removing them first means the directory never
+    mixes the report of one run with the figures of another. Nothing else is touched.
+    """
+    out = Path(out_dir)
+    doomed = [out / name for name in RUN_FILES]
+    doomed += [p for p in out.glob(".report.*.tmp")]
+    figures = out / "figures"
+    if figures.is_dir():
+        doomed += sorted(figures.glob("*.png")) + sorted(figures.glob(".*.png.*.tmp"))
+    removed = []
+    for path in doomed:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        removed.append(str(path.relative_to(out)))
+    return removed

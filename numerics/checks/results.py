@@ -64,7 +64,11 @@ class ClaimResult:
 
 @dataclass
 class RunReport:
-    """A run: settings, status, and the results of the claims that finished."""
+    """A run: settings, status, and the results of the claims that finished.
+
+    ``status`` is ``"running"``, ``"complete"``, ``"interrupted"`` (Ctrl-C / SystemExit) or
+    ``"failed"`` (the output directory could not be written; ``error`` says why).
+    """
 
     profile: str
     seed: int
@@ -75,6 +79,7 @@ class RunReport:
     baseline: dict[str, Any] | None = None
     status: str = "running"
     interrupted_by: str | None = None
+    error: str | None = None
     started_utc: str = field(default_factory=utc_now)
     finished_utc: str | None = None
     wall_time: float = 0.0

@@ -16,17 +16,20 @@ The result classes (:class:`CheckedMeasurement`, :class:`ClaimResult`, :class:`R
 """
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import os
+import signal
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from numerics.checks import report
 from numerics.checks import verdict as V
-from numerics.checks.claim import Claim, Context, Measurement
+from numerics.checks.claim import PROFILES, Claim, Context, Measurement
 from numerics.checks.report import Baseline
 from numerics.checks.results import CheckedMeasurement, ClaimResult, RunReport, utc_now
 
@@ -54,7 +57,7 @@ class NoMatchError(ValueError):
 class _Outcome:
     """What one call of a claim function produced."""
 
-    ctx: Context
+    ctx: Any  # a Context, or a _BlankContext when it could not be built
     checked: list[CheckedMeasurement] = field(default_factory=list)
     error: str | None = None
     interrupted_by: str | None = None
@@ -63,6 +66,12 @@ class _Outcome:
     @property
     def all_pass(self) -> bool:
         return V.all_pass(c.passed for c in self.checked)
+
+
+class _BlankContext:
+    """Stands in for a Context that could not be built (it has drawn no figure)."""
+
+    drawn_figure = None
 
 
 def _describe_interrupt(exc: BaseException) -> str:
@@ -89,9 +98,12 @@ def _check_output(out: Any) -> list[CheckedMeasurement]:
 
 def _call(claim: Claim, profile: str, seed: int, broken: bool) -> _Outcome:
     """Call the claim function once; exceptions become ``error`` / ``interrupted_by``."""
-    ctx = claim.context(profile, seed, broken)
-    outcome = _Outcome(ctx)
     t0 = time.perf_counter()
+    try:
+        ctx = claim.context(profile, seed, broken)
+    except Exception:  # noqa: BLE001 - e.g. parameters that cannot be deep-copied
+        return _Outcome(_BlankContext(), error=traceback.format_exc())
+    outcome = _Outcome(ctx)
     try:
         outcome.checked = _check_output(claim.func(ctx))
     except (KeyboardInterrupt, SystemExit) as exc:
@@ -155,7 +167,8 @@ def run_claim(claim: Claim, *, profile: str = "quick", seed: int = 0,
     The control is run only when the stated run passed its own verdict (holds /
     fails-as-predicted); after VIOLATED or ERROR its status is ``"not run"``.
     """
-    claim.params(profile)  # validates the profile before anything runs
+    if profile not in PROFILES:  # validated before anything runs
+        raise ValueError(f"unknown profile {profile!r} (choose one of {', '.join(PROFILES)})")
     result = _stated_result(claim, profile, seed, _call(claim, profile, seed, broken=False))
     if V.is_failure(result.verdict):
         return result
@@ -225,7 +238,8 @@ def run_claims(
     seed : int
     out_dir : path, optional
         Where ``report.json``, ``report.md`` and ``figures/<id>.png`` go; ``None`` writes nothing.
-        The directory is created if needed.
+        The directory is created if needed, and what an earlier run left there (its report and
+        ``figures/*.png``, see :func:`numerics.checks.report.clear_outputs`) is removed first.
     control : bool
         False skips every negative control.
     baseline : Baseline, optional
@@ -240,14 +254,16 @@ def run_claims(
     Returns
     -------
     RunReport
-        ``status`` is ``"complete"``, or ``"interrupted"`` if a claim raised KeyboardInterrupt /
-        SystemExit or one arrived in the harness between claims (the remaining claims are not run).
+        ``status`` is ``"complete"``; ``"interrupted"`` if a claim raised KeyboardInterrupt /
+        SystemExit or one arrived in the harness between claims (the remaining claims are not run);
+        ``"failed"`` if writing into ``out_dir`` raised OSError (disk full, read-only, removed):
+        the remaining claims are not run, ``error`` says why, and the report on disk is the last
+        one written (with status ``"failed"`` if that could still be written). Never raises for
+        either; the final write holds Ctrl-C back, so a second Ctrl-C cannot tear it.
     """
     if profile not in ("quick", "full"):
         raise ValueError(f"unknown profile {profile!r} (choose quick or full)")
     out = Path(out_dir) if out_dir is not None else None
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
     run = RunReport(profile=profile, seed=int(seed), control=control,
                     planned=[c.id for c in claims],
                     selection=list(selection) if selection else None,
@@ -261,6 +277,9 @@ def run_claims(
             report.write_report(run, out)
 
     try:
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            report.clear_outputs(out)
         save()
         for i, c in enumerate(claims):
             if on_start is not None:
@@ -278,6 +297,63 @@ def run_claims(
             run.status = "complete"
     except (KeyboardInterrupt, SystemExit) as exc:
         run.status, run.interrupted_by = "interrupted", _describe_interrupt(exc)
+    except OSError as exc:  # disk full, folder gone or read-only: stop, say why
+        _mark_failed(run, out, exc)
+    except Exception as exc:  # noqa: BLE001 - a harness bug (callback, report): stop, say why
+        _mark_failed(run, out, exc)
     run.finished_utc = utc_now()
-    save()
+    _final_save(run, save, out)
     return run
+
+
+def _write_error(out: Path | None, exc: Exception) -> str:
+    if not isinstance(exc, OSError):
+        text = " ".join(str(exc).split())[:200]
+        return f"the run stopped on an internal error: {type(exc).__name__}: {text}"
+    where = f" ({exc.filename})" if exc.filename else ""
+    return (f"cannot write the report into --out {str(out)!r}: "
+            f"{exc.strerror or type(exc).__name__}{where}")
+
+
+def _mark_failed(run: RunReport, out: Path | None, exc: Exception) -> None:
+    if run.status != "failed":
+        run.status, run.error = "failed", _write_error(out, exc)
+
+
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[list[int]]:
+    """Hold back SIGINT (Ctrl-C) in the main thread for the duration; yields the signals caught.
+
+    Elsewhere (another thread, no Python handler installed) it does nothing.
+    """
+    caught: list[int] = []
+    old = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
+    if old is None:
+        yield caught
+        return
+    signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield caught
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def _final_save(run: RunReport, save: Callable[[], None], out: Path | None) -> None:
+    """Write the final report with Ctrl-C held back; never raises.
+
+    A KeyboardInterrupt that still gets through (raised inside the write) marks the run
+    interrupted and the write is tried once more; an OSError (or any other exception) marks the
+    run failed and is tried once more too (to record the failure). If both attempts fail, the last report written stays:
+    complete, valid JSON (the writes are atomic), with status ``"running"``.
+    """
+    for _ in range(2):
+        try:
+            with _sigint_deferred():
+                save()
+            return
+        except KeyboardInterrupt:
+            if run.status != "failed":
+                run.status = "interrupted"
+                run.interrupted_by = run.interrupted_by or "KeyboardInterrupt"
+        except Exception as exc:  # noqa: BLE001 - OSError (disk full, ...) or a bug
+            _mark_failed(run, out, exc)

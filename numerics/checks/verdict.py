@@ -153,10 +153,19 @@ def _same(a: float, b: float) -> bool:
 REPRODUCIBILITY_REL = math.sqrt(UNIT_ROUNDOFF)
 
 
+def _drift_tol(extra: Any) -> float:
+    """``extra["drift_tol"]`` as a float >= 0; 0 when absent or not a usable number."""
+    try:
+        value = float(extra.get("drift_tol", 0.0)) if extra else 0.0
+    except (TypeError, ValueError, OverflowError, AttributeError):
+        return 0.0
+    return value if value >= 0.0 else 0.0  # NaN and negatives count as absent
+
+
 def drift_allowance(current: Measurement, base: float) -> float:
     """How far ``current.measured`` may move from the baseline value ``base`` (see drift())."""
     allowed = current.tol + (half_width(current.ci) if current.ci else 0.0)
-    allowed = max(allowed, float(current.extra.get("drift_tol", 0.0)) if current.extra else 0.0)
+    allowed = max(allowed, _drift_tol(current.extra))
     scale = max((abs(v) for v in (base, current.measured) if math.isfinite(v)), default=0.0)
     return max(allowed, REPRODUCIBILITY_REL * scale)
 
