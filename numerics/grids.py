@@ -101,16 +101,38 @@ def _logsnr_grid(T: float, delta: float, n: int) -> np.ndarray:
     return g
 
 
+def _geometric_steps(T: float, delta: float, kappa: float) -> float:
+    """Estimated step count of the geometric grid (as :func:`_geometric` bounds it), for ``delta < T``."""
+    span = max(0.0, min(T - 1.0, T - delta))
+    if not span / kappa <= MAX_STEPS:
+        return math.inf
+    n_c = math.floor(span / kappa)
+    t_c = T - n_c * kappa
+    return n_c + (math.log(max(t_c, delta) / delta) / math.log1p(kappa) if t_c > delta else 0.0) + 2
+
+
+def _too_many_steps(T: float, delta: float, kappa: float, ratio: float):
+    """Raise the error for a geometric grid of more than :data:`MAX_STEPS` steps.  It blames ``T`` when the
+    constant phase alone, (T - 1)/kappa = ``ratio`` steps, is too long although ``kappa`` gives a short grid from
+    the default T = 5 (T = 1e300 with kappa = 0.1); otherwise ``kappa`` (too small for any T)."""
+    if ratio + 2 > MAX_STEPS and _geometric_steps(min(T, 5.0), min(delta, 1e-3), kappa) <= MAX_STEPS:
+        raise ValueError(f"T: T={T!r} with kappa={kappa!r} needs about (T - 1)/kappa = {ratio:.3g} constant steps, "
+                         f"more than {MAX_STEPS}; use a smaller T (OU time beyond ~40 is stationary in float64)")
+    raise ValueError(f"kappa: {kappa!r} gives more than {MAX_STEPS} steps")
+
+
 def _geometric(T: float, delta: float, kappa: float) -> np.ndarray:
     # constant phase: sampler time [0, min(T - 1, T - delta)], n_c = floor(.../kappa)
     span = max(0.0, min(T - 1.0, T - delta))
     ratio = span / kappa
+    if not ratio <= MAX_STEPS:  # also ratio = inf (T = 1e300, kappa = 1e-10), before round() of it
+        _too_many_steps(T, delta, kappa, ratio)
     n_c = int(round(ratio)) if abs(ratio - round(ratio)) <= _INT_SLACK * max(1.0, ratio) else int(math.floor(ratio))
     # number of tail steps from forward time t_c to delta: ceil(log(t_c/delta)/log1p(kappa))
     t_c = T - n_c * kappa
     n_tail_est = math.log(max(t_c, delta) / delta) / math.log1p(kappa) if t_c > delta else 0.0
     if n_c + n_tail_est + 2 > MAX_STEPS:
-        raise ValueError(f"kappa: {kappa!r} gives more than {MAX_STEPS} steps")
+        _too_many_steps(T, delta, kappa, ratio)
     times = [T - k * kappa for k in range(n_c + 1)]
     times[0] = T
     if times[-1] <= delta * (1 + 1e-12):  # constant steps already reached delta

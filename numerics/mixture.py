@@ -14,10 +14,40 @@ import numpy as np
 
 from numerics import _kernels as K_
 from numerics.schedule import alpha_sigma2, alpha_t, sigma2_t
-from numerics.validate import as_float_array, check_int, check_label, check_labels, check_points, check_times, \
-    check_weights
+from numerics.validate import as_float_array, check_int, check_label, check_labels, check_points, check_real, \
+    check_rng, check_times, check_weights
 
-__all__ = ["GaussianMixture", "PSD_TOL_FACTOR"]
+__all__ = ["GaussianMixture", "PSD_TOL_FACTOR", "GUIDANCE_T_MIN", "HESSIAN_T_MIN"]
+
+#: Smallest ``t`` :meth:`GaussianMixture.guidance_vector` accepts: the smallest normal float64, DBL_MIN ~ 2.2e-308.
+#: Derivation: :math:`g_y = p_{\neg y}\,(\alpha_t/\sigma_t^2)(D_y - D_{\neg y})` with
+#: :math:`\sigma_t^2 = -\mathrm{expm1}(-2t) \approx 2t`; :math:`\alpha_t/\sigma_t^2 \approx 1/(2t)` is finite only
+#: for :math:`2t \ge 1/\mathrm{DBL\_MAX} \approx 5.6\times10^{-309}` (at ``t = 1e-310`` it is ``inf`` and
+#: :math:`g_y` came out ``-inf``); requiring :math:`t \ge` DBL_MIN keeps :math:`\sigma_t^2` normal and the factor
+#: :math:`\le 2.3\times10^{307}`.
+GUIDANCE_T_MIN = float(np.finfo(np.float64).tiny)
+#: Smallest ``t`` :meth:`GaussianMixture.guidance_hessian` accepts: :math:`\sqrt{\mathrm{DBL\_MIN}} \approx 1.49\times10^{-154}`.
+#: Derivation: the Hessian is :math:`(\alpha_t^2/\sigma_t^4)(\mathrm{Cov}_y - \mathrm{Cov})` with
+#: :math:`\sigma_t^4 \approx 4t^2`; :math:`\sigma_t^4` must be a normal float (it underflows to 0, a division by
+#: zero, at ``t = 1e-200``, and to a subnormal that makes the factor ``inf``, -inf results, at ``1e-160``):
+#: :math:`4t^2 \ge` DBL_MIN holds for :math:`t \ge \sqrt{\mathrm{DBL\_MIN}}/2`; the bound
+#: :math:`t \ge \sqrt{\mathrm{DBL\_MIN}}` keeps :math:`\alpha_t^2/\sigma_t^4 \le 1/(4\,\mathrm{DBL\_MIN}) \approx 1.1\times10^{307}`.
+HESSIAN_T_MIN = float(np.sqrt(np.finfo(np.float64).tiny))
+
+
+def _check_min_time(t, t_min: float, what: str) -> None:
+    """Refuse times below ``t_min`` (scalar or per-point ``t``), naming ``t``; malformed ``t`` is left to
+    :func:`numerics.validate.check_times`, which the caller runs next."""
+    if isinstance(t, (str, bytes, bool, np.bool_)):
+        return
+    try:
+        arr = np.asarray(t, dtype=np.float64)
+    except (TypeError, ValueError):
+        return
+    ok = arr[np.isfinite(arr) & (arr > 0)]
+    if ok.size and float(ok.min()) < t_min:
+        raise ValueError(f"t: {what} needs t >= {t_min:.6g} (below it alpha_t and sigma_t^2 ~ 2t leave the "
+                         f"normal float64 range and the result is not finite), got {float(ok.min())!r}")
 
 #: Eigenvalues of a covariance below ``-PSD_TOL_FACTOR * d * eps * max(1, |S|_2)`` reject the matrix as
 #: not positive semi-definite; those within ``+-`` that bound are set to exactly zero (rank deficiency).
@@ -25,6 +55,14 @@ __all__ = ["GaussianMixture", "PSD_TOL_FACTOR"]
 PSD_TOL_FACTOR = 16.0
 #: Relative tolerance on the asymmetry :math:`\max|S - S^\top| \le` ``SYM_TOL * max(1, max|S|)``.
 SYM_TOL = 1e-10
+
+
+def _check_score_finite(s: np.ndarray, what: str) -> None:
+    """A score is :math:`-C_k^{-1}(x - \\alpha\\mu_k)`, up to :math:`|x - \\alpha\\mu_k|/\\sigma_t^2`: near an atom at
+    ``t`` ~ 1e-310 it overflows although the density does not; refuse that, naming ``t``."""
+    if not np.isfinite(s).all():
+        raise ValueError(f"t: the {what} overflows float64 at this time (|x - alpha mu| / sigma_t^2 > DBL_MAX near a "
+                         "singular component); use a larger t")
 
 
 def _spectral(covs: np.ndarray, name: str = "covs") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -39,7 +77,14 @@ def _spectral(covs: np.ndarray, name: str = "covs") -> tuple[np.ndarray, np.ndar
         scale = max(1.0, float(np.max(np.abs(S))))
         if np.max(np.abs(S - S.T)) > SYM_TOL * scale:
             raise ValueError(f"{name}: component {k} is not symmetric (max |S - S^T| = {np.max(np.abs(S - S.T)):.3g})")
-        lam, U = np.linalg.eigh(0.5 * (S + S.T))
+        with np.errstate(over="ignore", invalid="ignore"):
+            try:
+                lam, U = np.linalg.eigh(0.5 * (S + S.T))
+            except np.linalg.LinAlgError as exc:
+                raise ValueError(f"{name}: component {k}: the eigen-decomposition failed ({exc})") from None
+        if not (np.all(np.isfinite(lam)) and np.all(np.isfinite(U))):
+            raise ValueError(f"{name}: component {k}: the eigen-decomposition is not finite (entries too large for "
+                             f"float64: max |S| = {np.max(np.abs(S)):.3g}; rescale the data)")
         lam, U = lam[::-1], U[:, ::-1]
         tol = PSD_TOL_FACTOR * d * eps * max(1.0, float(np.max(np.abs(lam))))
         if lam[-1] < -tol:
@@ -152,6 +197,7 @@ class GaussianMixture:
     def score(self, x, t) -> np.ndarray:
         r"""Score :math:`\nabla_x\log p_t(x) = -\sum_k \pi_k(x) C_k^{-1}(x - \alpha_t\mu_k)`; ``(N, d)``."""
         s, _, _, single, _, _ = self._average(x, t, K_.SCORE)
+        _check_score_finite(s, "score")
         return self._shape(s, single)
 
     def denoiser(self, x, t) -> np.ndarray:
@@ -196,8 +242,12 @@ class GaussianMixture:
         mixture (of the other classes).  The second form follows from Tweedie's formula; it drops the common
         :math:`-x/\sigma_t^2` of the two scores, which would otherwise cancel catastrophically at large ``t``
         (``proofs_notes/foundations.md#class-posterior-and-guidance``).
+
+        ``t`` must be at least :data:`GUIDANCE_T_MIN` (the derivation is there); a result that still overflows
+        (a point between classes at such a ``t``) raises ``ValueError`` naming ``t``.
         """
         y = self._check_label(y)
+        _check_min_time(t, GUIDANCE_T_MIN, "the guidance vector")
         mask = self.labels == y
         d_in, d_out, logz, single, alpha, sigma2 = self._average(x, t, K_.DENOISER, mask)
         if not np.any(~mask):
@@ -205,7 +255,12 @@ class GaussianMixture:
         # p(not y | x) = 1 / (1 + exp(logz_in - logz_out)), stable for either sign
         with np.errstate(over="ignore"):
             p_not = 1.0 / (1.0 + np.exp(logz[:, 0] - logz[:, 1]))
-        return self._shape((p_not * (alpha / sigma2))[:, None] * (d_in - d_out), single)
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = (p_not * (alpha / sigma2))[:, None] * (d_in - d_out)
+        if not np.isfinite(out).all():
+            raise ValueError("t: the guidance vector overflows float64 at this time (its scale alpha_t/sigma_t^2 "
+                             f"is {float(np.max(alpha / sigma2)):.3g}); use a larger t")
+        return self._shape(out, single)
 
     def guided_denoiser(self, x, t, y, w: float) -> np.ndarray:
         r"""Classifier-guided denoiser :math:`D_w = D + w\,\frac{\sigma_t^2}{\alpha_t} g_y` in ONE kernel pass; ``(N, d)``.
@@ -216,7 +271,7 @@ class GaussianMixture:
         Equal to ``denoiser(x, t) + w * sigma2/alpha * guidance_vector(x, t, y)`` up to rounding, at half the cost.
         """
         y = self._check_label(y)
-        w = float(w)
+        w = check_real(w, "w")
         mask = self.labels == y
         d_in, d_out, logz, single, _, _ = self._average(x, t, K_.DENOISER, mask)
         if not np.any(~mask):
@@ -224,13 +279,17 @@ class GaussianMixture:
         with np.errstate(over="ignore"):
             p_not = 1.0 / (1.0 + np.exp(logz[:, 0] - logz[:, 1]))
             p_in = 1.0 / (1.0 + np.exp(logz[:, 1] - logz[:, 0]))
-        out = p_in[:, None] * d_in + ((1.0 - w) * p_not)[:, None] * d_out + (w * p_not)[:, None] * d_in
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = p_in[:, None] * d_in + ((1.0 - w) * p_not)[:, None] * d_out + (w * p_not)[:, None] * d_in
+        if not np.isfinite(out).all():
+            raise ValueError(f"w: the guided denoiser overflows float64 with w={w!r}; use a smaller weight")
         return self._shape(out, single)
 
     def conditional_score(self, x, t, y) -> np.ndarray:
         r"""Class-conditional score :math:`\nabla_x\log p_t(x\mid y)`; ``(N, d)``."""
         y = self._check_label(y)
         s_in, _, _, single, _, _ = self._average(x, t, K_.SCORE, self.labels == y)
+        _check_score_finite(s_in, "conditional score")
         return self._shape(s_in, single)
 
     def posterior_cov(self, x, t, y=None) -> np.ndarray:
@@ -248,15 +307,28 @@ class GaussianMixture:
         return self._shape(out, single)
 
     def guidance_hessian(self, x, t, y) -> np.ndarray:
-        r""":math:`\nabla_x^2\log p_t(y\mid x) = \frac{\alpha_t^2}{\sigma_t^4}\big(\mathrm{Cov}[X_0\mid x,y]-\mathrm{Cov}[X_0\mid x]\big)`."""
+        r""":math:`\nabla_x^2\log p_t(y\mid x) = \frac{\alpha_t^2}{\sigma_t^4}\big(\mathrm{Cov}[X_0\mid x,y]-\mathrm{Cov}[X_0\mid x]\big)`.
+
+        ``t`` must be at least :data:`HESSIAN_T_MIN` (the derivation is there); a result that still overflows
+        raises ``ValueError`` naming ``t``.
+        """
         X, single = check_points(x, self.d)
+        _check_min_time(t, HESSIAN_T_MIN, "the guidance Hessian")
         alpha, sigma2 = self._alpha_sigma2(t, X.shape[0])
         c = alpha**2 / sigma2**2
-        return (c[0] if single else c[:, None, None]) * (self.posterior_cov(x, t, y) - self.posterior_cov(x, t))
+        out = (c[0] if single else c[:, None, None]) * (self.posterior_cov(x, t, y) - self.posterior_cov(x, t))
+        if not np.isfinite(out).all():
+            raise ValueError("t: the guidance Hessian overflows float64 at this time (its scale alpha_t^2/sigma_t^4 "
+                             f"is {float(np.max(c)):.3g}); use a larger t")
+        return out
 
     def sample_data(self, n: int, rng: np.random.Generator, y: int | None = None) -> np.ndarray:
-        """Draw ``n`` samples of :math:`X_0` (of class ``y`` if given)."""
+        """Draw ``n`` samples of :math:`X_0` (of class ``y`` if given) with the generator ``rng``
+        (a ``np.random.Generator``; anything else raises ``ValueError`` naming ``rng``)."""
         n = check_int(n, "n", 1)
+        if n * self.d > 2**31:  # 16 GiB of float64: refuse up front rather than a MemoryError
+            raise ValueError(f"n: n={n} x d={self.d} is more than 2**31 float64 values (16 GiB)")
+        rng = check_rng(rng)
         gm = self if y is None else self.conditional(y)
         ks = rng.choice(gm.K, size=n, p=gm.weights)
         z = rng.standard_normal((n, gm.d))

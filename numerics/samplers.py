@@ -30,14 +30,30 @@ import numpy as np
 
 from numerics.grids import check_grid, default_grid
 from numerics.methods import (DENOISER_METHODS, GUIDANCE_FORMS, METHODS, SCORE_METHODS, STOCHASTIC_METHODS, Method,
-                              check_eta, check_form, get_method)
+                              check_eta, check_form, get_method, grid_coefficients)
 from numerics.mixture import GaussianMixture
 from numerics.schedule import alpha_sigma2
 from numerics.target import ScoreModel, Target
-from numerics.validate import check_array, check_bool, check_int, check_label, check_nonneg_scalar
+from numerics.validate import check_array, check_bool, check_int, check_label, check_nonneg_scalar, check_seed
 
 __all__ = ["sample", "ScoreModel", "Target", "METHODS", "GUIDANCE_FORMS", "DENOISER_METHODS", "SCORE_METHODS",
-           "STOCHASTIC_METHODS", "default_grid"]
+           "STOCHASTIC_METHODS", "default_grid", "MAX_GUIDANCE", "MAX_X_INIT", "MAX_ELEMENTS"]
+
+#: Largest guidance weight ``sample`` accepts.  Weights used in practice are O(1)-O(100); the guided
+#: quantities are ``s + w g`` and ``D + w (sigma^2/alpha) g``, and one step moves a particle by about
+#: ``w h |g|``: with ``w`` beyond 1e8 a step of an ordinary grid throws particles ~1e8 times further than the
+#: data's scale, and a few such steps take them out of the range where the target's density is representable
+#: (squared distances over sigma_t^2 beyond DBL_MAX), which surfaced as an error blaming the particles.  A
+#: larger weight is refused up front, naming ``guidance``.
+MAX_GUIDANCE = 1e8
+#: Largest ``max |x_init|`` ``sample`` accepts: a density-based target forms ``|x - alpha mu|^2 / c`` with
+#: ``c >= sigma_t^2``, finite only for ``|x| < sqrt(DBL_MAX) ~ 1.3e154`` (times sigma_t / sqrt(d)); 1e150 leaves
+#: a factor 1e4 of headroom for d and sigma_t.
+MAX_X_INIT = 1e150
+#: Largest number of float64 values in one ``(n, d)`` array (or the ``(len(grid), n, d)`` trajectory) ``sample``
+#: allocates: 2**31 values = 16 GiB.  A larger ``n`` is refused up front (naming ``n``) instead of a NumPy
+#: MemoryError or "array is too big" error after the grid has been checked.
+MAX_ELEMENTS = 2**31
 
 
 class _Guided:
@@ -109,21 +125,47 @@ def _check_target(target) -> Target:
 def _initial(x_init, n: int, d: int, rng: np.random.Generator) -> np.ndarray:
     if x_init is None:
         return rng.standard_normal((n, d))
-    return check_array(x_init, "x_init", (n, d))
+    x = check_array(x_init, "x_init", (n, d))
+    big = float(np.max(np.abs(x)))
+    if big > MAX_X_INIT:
+        raise ValueError(f"x_init: max |x_init| = {big:.3g} exceeds {MAX_X_INIT:g} (squared distances to the "
+                         "target's components would overflow float64)")
+    return x
+
+
+def _check_guidance(guidance) -> float:
+    w = check_nonneg_scalar(guidance, "guidance")
+    if w > MAX_GUIDANCE:
+        raise ValueError(f"guidance: must be <= {MAX_GUIDANCE:g} (numerics.samplers.MAX_GUIDANCE), got {w!r}")
+    return w
+
+
+def _step_failure(k: int, t: float, s: float, guided: _Guided, x_init_given: bool, detail: str) -> ValueError:
+    """The error for a step whose result is not finite (or whose target evaluation failed): it names the step,
+    its times and the likely cause, and starts with the argument most likely at fault."""
+    if not guided.unguided and guided.w > 1.0:
+        culprit, cause = "guidance", (f"the guidance weight w={guided.w!r} pushes the particles out of the range "
+                                      "where the target is representable; use a smaller weight or finer steps")
+    elif k == 0 and x_init_given:
+        culprit, cause = "x_init", "the start points are too far from the target for its first evaluation"
+    else:
+        culprit, cause = "grid", ("the steps are too long for this method (an unstable step amplifies the "
+                                  "particles until they overflow); use a finer grid")
+    return ValueError(f"{culprit}: step {k} (t={t!r} -> s={s!r}) {detail}; likely cause: {cause}")
 
 
 # ---------------------------------------------------------------------------------------- stepping
-def _step(method: Method, guided: _Guided, x: np.ndarray, t: float, s: float, eta, t_prev, q_prev,
+def _step(method: Method, guided: _Guided, x: np.ndarray, t: float, s: float, c: tuple, shift, t_prev, q_prev,
           rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    r"""One step :math:`x_t\to x_s`; returns ``(x_s, q(x_t))`` (``q`` is reused by multistep methods)."""
+    r"""One step :math:`x_t\to x_s` with the coefficients ``c`` (and ``cg_mean`` shifts ``shift``) of
+    :func:`numerics.methods.grid_coefficients`; returns ``(x_s, q(x_t))`` (``q`` is reused by multistep methods)."""
     q = guided.q(method.q, x, t)
-    c = method.coefficients(t, s, eta, t_prev)
     out = c[0] * x + c[1] * q
     if method.multistep and t_prev is not None:
         out = out + c[2] * q_prev
     if guided.form == "cg_mean" and not guided.unguided:  # only methods with guidance_shifts (check_form)
         # q was the unguided denoiser: add the mean-form shift w * mean_form * g
-        out = out + (guided.w * method.guidance_shifts(t, s)[1]) * guided.target.guidance_vector(x, t, guided.label)
+        out = out + (guided.w * shift[1]) * guided.target.guidance_vector(x, t, guided.label)
     if method.stochastic:
         out = out + c[-1] * rng.standard_normal(x.shape)
     return out, q
@@ -142,17 +184,21 @@ def sample(target, method: str = "ddim", grid=None, n: int = 1000, seed=0, label
         :math:`x_s = c_x x_t + c_q q + [c_{q'} q_{\rm prev}] + [c_z z]` with the generated coefficients.
     grid : array_like, optional
         Strictly decreasing OU times (validated by :func:`numerics.grids.check_grid`); default
-        :func:`default_grid`.
+        :func:`default_grid`.  The method's coefficients are evaluated on every step up front
+        (:func:`numerics.methods.grid_coefficients`): a step longer than the method's ``max_step`` or with a
+        non-finite coefficient is refused naming ``grid``.
     n : int
         Number of samples (ignored shape-wise when ``x_init`` is given, which must be ``(n, d)``).
-    seed : int or SeedSequence
-        Seed of the single ``np.random.default_rng`` used for ``x_init`` and the step noise.
+    seed : int, SeedSequence or Generator
+        Seed of the single ``np.random.default_rng`` used for ``x_init`` and the step noise (a non-negative
+        integer; validated by :func:`numerics.validate.check_seed`).
     label : int, optional
         Class ``y`` to guide towards; ``None`` with ``guidance == 1`` is unguided sampling.
     guidance : float
-        :math:`w \ge 0`.
+        :math:`0 \le w \le` :data:`MAX_GUIDANCE`.
     x_init : array_like, optional
-        ``(n, d)`` start points; default :math:`N(0, I)` draws (the OU stationary law).
+        ``(n, d)`` real start points with ``max |x_init| <=`` :data:`MAX_X_INIT`; default :math:`N(0, I)` draws
+        (the OU stationary law).
     guidance_form : {"cg", "cfg", "cg_mean"}
         ``cg``: :math:`s_w = s + w g_y`; ``cfg``: :math:`s_w = w s_y + (1-w)s`; ``cg_mean`` (ddpm):
         :math:`\mu_{\rm post}(x_t, D) + w\,\frac{\sigma_s^2\sigma_{t|s}^2}{\sigma_t^2}\,g_y`.
@@ -174,24 +220,41 @@ def sample(target, method: str = "ddim", grid=None, n: int = 1000, seed=0, label
     Raises
     ------
     ValueError
-        Naming the argument (see the module docstring for the rules).
+        Naming the argument (see the module docstring for the rules), before any step; or, if a step produces
+        a non-finite value anyway, naming the step, its times and the likely cause (the message starts with
+        the argument most likely at fault: ``guidance``, ``x_init`` or ``grid``).
     """
     target = _check_target(target)
     rec = get_method(method)
     form = check_form(guidance_form, rec.name)
     eta = check_eta(eta, rec.name)
     grid = check_grid(grid)
+    coefs, shifts = grid_coefficients(rec, grid, eta, form)
     n = check_int(n, "n", 1)
-    w = check_nonneg_scalar(guidance, "guidance")
+    w = _check_guidance(guidance)
     label = _check_label(label, target, w)
-    rng = np.random.default_rng(seed)
+    return_trajectory = check_bool(return_trajectory, "return_trajectory")
+    size = n * target.d * (grid.size if return_trajectory else 1)
+    if size > MAX_ELEMENTS:
+        what = f"the trajectory (len(grid)={grid.size}) x " if return_trajectory else ""
+        raise ValueError(f"n: {what}n={n} x d={target.d} is {size} float64 values, more than {MAX_ELEMENTS} "
+                         "(numerics.samplers.MAX_ELEMENTS, 16 GiB)")
+    fast = check_bool(fast, "fast")
+    rng = check_seed(seed)
     x = _initial(x_init, n, target.d, rng)
-    guided = _Guided(target, label, w, form, check_bool(fast, "fast"))
+    guided = _Guided(target, label, w, form, fast)
     traj = [x.copy()] if return_trajectory else None
     q_prev, t_prev = None, None
     for k in range(grid.size - 1):
         t, s = float(grid[k]), float(grid[k + 1])
-        x, q = _step(rec, guided, x, t, s, eta, t_prev, q_prev, rng)
+        try:
+            x, q = _step(rec, guided, x, t, s, coefs[k], None if shifts is None else shifts[k], t_prev, q_prev, rng)
+        except ValueError as exc:
+            if not str(exc).startswith("x:"):  # the target's own argument errors (score: ..., t: ...) pass through
+                raise
+            raise _step_failure(k, t, s, guided, x_init is not None, f"could not evaluate the target ({exc})") from None
+        if not np.isfinite(x).all():
+            raise _step_failure(k, t, s, guided, x_init is not None, "produced non-finite values")
         q_prev, t_prev = q, t
         if traj is not None:
             traj.append(x.copy())

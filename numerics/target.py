@@ -14,7 +14,7 @@ from typing import Callable, Protocol, runtime_checkable
 import numpy as np
 
 from numerics.schedule import alpha_sigma2
-from numerics.validate import check_int
+from numerics.validate import check_int, check_time
 
 __all__ = ["Target", "ScoreModel"]
 
@@ -61,7 +61,11 @@ class ScoreModel:
     ------
     ValueError
         If a callable does not return a finite ``(2, d)`` float array on a test ``(2, d)`` input at
-        ``t = 0.5`` (label 0).
+        ``t = 0.5`` (label 0); and on every later call whose output is not exactly the shape of ``x``
+        (``(N, d)``: no broadcasting of ``(1, d)`` or ``(d,)``), not of a real floating dtype (integers,
+        complex and objects are refused) or not finite: the message starts with the callable's name
+        (``score``, ``guidance``, ``conditional_score``; ``denoiser`` for the Tweedie denoiser) and gives the
+        time and what was wrong.
 
     Notes
     -----
@@ -83,14 +87,33 @@ class ScoreModel:
         x = np.linspace(-0.5, 0.5, 2 * self.d).reshape(2, self.d)
         try:
             out = f(x, 0.5, 0) if labelled else f(x, 0.5)
-            out = np.asarray(out, dtype=np.float64)
+            out = np.asarray(out)
         except Exception as exc:  # noqa: BLE001 - any failure of the user callable is a bad argument
             raise ValueError(f"{name}: calling it on a (2, {self.d}) array failed: {exc!r}") from None
         if out.shape != (2, self.d):
             raise ValueError(f"{name}: must return shape (N, d) = (2, {self.d}), got {out.shape}")
+        if not np.issubdtype(out.dtype, np.floating):
+            raise ValueError(f"{name}: must return a real floating array, got dtype {out.dtype}")
         if not np.all(np.isfinite(out)):
             raise ValueError(f"{name}: returned non-finite values on a test input")
         return f
+
+    @staticmethod
+    def _output(out, name: str, x, t) -> np.ndarray:
+        """A callable's output checked (on every call: O(N d), cheap next to the model): exactly the shape of
+        ``x``, a real floating dtype, all finite; returned as float64 (a no-op for float64 output)."""
+        out = np.asarray(out)
+        shape = np.shape(x)
+        if out.shape != shape:
+            raise ValueError(f"{name}: at t={t!r} returned shape {out.shape}, expected exactly {shape} (the shape of x; "
+                             "no broadcasting)")
+        if not np.issubdtype(out.dtype, np.floating):
+            raise ValueError(f"{name}: at t={t!r} returned dtype {out.dtype}, expected a real floating array")
+        out = np.asarray(out, dtype=np.float64)
+        if not np.isfinite(out).all():
+            raise ValueError(f"{name}: at t={t!r} returned non-finite values "
+                             f"({int(np.count_nonzero(~np.isfinite(out)))} of {out.size})")
+        return out
 
     @property
     def has_guidance(self) -> bool:
@@ -106,18 +129,21 @@ class ScoreModel:
         return f"ScoreModel(d={self.d}, guidance={self.has_guidance}, cfg={self.has_conditional_score})"
 
     def score(self, x: np.ndarray, t: float) -> np.ndarray:
-        return np.asarray(self._score(x, t), dtype=np.float64)
+        return self._output(self._score(x, t), "score", x, t)
 
     def guidance_vector(self, x: np.ndarray, t: float, y: int) -> np.ndarray:
         if self._guidance is None:
             raise ValueError("guidance_form: 'cg' with a label needs a ScoreModel with a guidance callable")
-        return np.asarray(self._guidance(x, t, y), dtype=np.float64)
+        return self._output(self._guidance(x, t, y), "guidance", x, t)
 
     def conditional_score(self, x: np.ndarray, t: float, y: int) -> np.ndarray:
         if self._cond is None:
             raise ValueError("guidance_form: 'cfg' needs a ScoreModel with a conditional_score callable")
-        return np.asarray(self._cond(x, t, y), dtype=np.float64)
+        return self._output(self._cond(x, t, y), "conditional_score", x, t)
 
     def denoiser(self, x: np.ndarray, t: float) -> np.ndarray:
-        a, s2 = alpha_sigma2(t)
-        return (x + s2 * self.score(x, t)) / a
+        a, s2 = alpha_sigma2(check_time(t))
+        if a == 0.0:  # t > ~745: alpha_t = e^{-t} underflows, Tweedie's (x + sigma^2 s)/alpha is not representable
+            raise ValueError(f"denoiser: at t={t!r} alpha_t = exp(-t) underflows to 0, so the Tweedie denoiser "
+                             "(x + sigma_t^2 s)/alpha_t is not representable; use times t < 745")
+        return self._output((x + s2 * self.score(x, t)) / a, "denoiser", x, t)

@@ -14,7 +14,7 @@ import numpy as np
 
 __all__ = ["WEIGHT_SUM_TOL", "as_float_array", "check_array", "check_bool", "check_choice", "check_density", "check_int",
            "check_label", "check_labels", "check_nonneg_scalar", "check_points", "check_positive", "check_real",
-           "check_sorted", "check_time", "check_times", "check_weights"]
+           "check_rng", "check_seed", "check_sorted", "check_time", "check_times", "check_weights"]
 
 #: Tolerance on ``|sum(weights) - 1|``.
 WEIGHT_SUM_TOL = 1e-9
@@ -42,6 +42,26 @@ def as_float_array(value, name: str, ndim: int | tuple[int, ...], check_finite: 
     if check_finite and not np.all(np.isfinite(arr)):
         raise ValueError(f"{name}: contains NaN or infinite values")
     return arr
+
+
+def _real_numbers(value, name: str, what: str) -> None:
+    """Refuse what ``np.array(value, dtype=float64)`` would quietly convert: strings (``"1.5"`` parsed),
+    complex numbers (imaginary part dropped) and other non-numeric objects.  ``what`` describes the
+    expected value for the message."""
+    if isinstance(value, (str, bytes)):
+        raise ValueError(f"{name}: must be {what}, got a string {value!r}")
+    try:
+        arr = np.asarray(value)
+    except Exception:  # ragged lists etc.: left to the caller's conversion, which reports them
+        return
+    if np.issubdtype(arr.dtype, np.complexfloating):
+        raise ValueError(f"{name}: must be {what}, got complex values")
+    if arr.dtype.kind in "USO" or not (np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)):
+        if arr.dtype == object and all(
+                isinstance(v, (numbers.Real, np.floating, np.integer)) and not isinstance(v, (bool, np.bool_))
+                for v in arr.ravel().tolist()):
+            return  # a list of real Python/NumPy scalars of mixed types
+        raise ValueError(f"{name}: must be {what}, got dtype {arr.dtype}")
 
 
 def _real_scalar(value, name: str) -> float:
@@ -95,7 +115,9 @@ def check_points(x, d: int, name: str = "x", check_finite: bool = True) -> tuple
 
 
 def check_array(value, name: str, shape: tuple[int | None, ...], check_finite: bool = True) -> np.ndarray:
-    """A float64 array (a copy) of the given shape (``None``: any size >= 1 on that axis), all finite."""
+    """A float64 array (a copy) of the given shape (``None``: any size >= 1 on that axis), all finite.
+    Strings and complex numbers are refused, not converted."""
+    _real_numbers(value, name, f"a real float array of shape {_shape_str(shape)}")
     try:
         arr = np.array(value, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -171,10 +193,17 @@ def check_labels(labels, K: int, name: str = "labels") -> tuple[np.ndarray, int]
         raise ValueError(f"{name}: must be integers, got dtype {lab.dtype}")
     if np.issubdtype(lab.dtype, np.floating) and not np.all(np.isfinite(lab) & (lab == np.round(lab))):
         raise ValueError(f"{name}: must be integers")
+    # K labels can cover at most 0..K-1: bound them before any conversion or per-label allocation (a label
+    # of 2**62 must not build a set of 2**62 integers)
+    if K and (lab.min() < 0 or lab.max() >= K):
+        bad = lab.min() if lab.min() < 0 else lab.max()
+        raise ValueError(f"{name}: must be integers covering 0..C-1 (each in 0..{K - 1} for {K} components), "
+                         f"got {bad.item()!r}")
     lab = lab.astype(np.int64)
     C = int(lab.max()) + 1 if K else 0
-    if lab.min() < 0 or set(np.unique(lab)) != set(range(C)):
-        raise ValueError(f"{name}: must be integers covering 0..C-1, got {sorted(set(lab.tolist()))}")
+    present = np.unique(lab)
+    if present.size != C:  # sizes O(K): present is a subset of 0..C-1, so equal sizes mean it covers them
+        raise ValueError(f"{name}: must be integers covering 0..C-1, got {present.tolist()}")
     return lab, C
 
 
@@ -194,7 +223,9 @@ def check_weights(weights, name: str = "weights", K: int | None = None) -> np.nd
 
 
 def check_sorted(values, name: str, decreasing: bool = False, min_size: int = 2) -> np.ndarray:
-    """A 1-D finite float64 array (a copy) of at least ``min_size`` entries, strictly increasing (or decreasing)."""
+    """A 1-D finite float64 array (a copy) of at least ``min_size`` entries, strictly increasing (or decreasing).
+    Strings and complex numbers are refused, not converted."""
+    _real_numbers(values, name, "a 1-D array of real numbers")
     try:
         arr = np.array(values, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -221,3 +252,26 @@ def check_density(value, name: str, ndim: int | tuple[int, ...], shape: tuple[in
     if np.any(arr < 0):
         raise ValueError(f"{name}: must be non-negative")
     return arr
+
+
+def check_seed(seed, name: str = "seed") -> np.random.Generator:
+    """A random generator from ``seed``: ``None``, a non-negative integer (not bool), a sequence of them, a
+    ``np.random.SeedSequence``, ``BitGenerator`` or ``Generator`` (all as ``np.random.default_rng`` takes
+    them); anything else (a float, a string, a negative integer) is refused naming ``name``."""
+    if isinstance(seed, (bool, np.bool_, str, bytes, float, complex, np.floating, np.complexfloating)):
+        raise ValueError(f"{name}: must be None, a non-negative integer, a SeedSequence or a Generator, got {seed!r}")
+    if isinstance(seed, (numbers.Integral, np.integer)) and int(seed) < 0:
+        raise ValueError(f"{name}: must be a non-negative integer, got {int(seed)}")
+    try:
+        return np.random.default_rng(seed)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name}: must be None, a non-negative integer, a SeedSequence or a Generator, "
+                         f"got {seed!r} ({exc})") from None
+
+
+def check_rng(rng, name: str = "rng") -> np.random.Generator:
+    """A ``np.random.Generator`` (used as it is, so the caller's stream advances)."""
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError(f"{name}: must be a numpy.random.Generator (np.random.default_rng(seed)), "
+                         f"got {type(rng).__name__}")
+    return rng

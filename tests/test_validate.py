@@ -50,6 +50,24 @@ from numerics import validate as V
     (lambda: V.check_sorted([1.0], "grid"), "^grid: must be a 1-D array with at least 2 entries"),
     (lambda: V.check_sorted([[1.0, 2.0]], "grid"), "^grid: must be a 1-D array"),
     (lambda: V.check_sorted([0.0, np.nan], "grid"), "^grid: must be finite"),
+    # strings and complex numbers are refused, not converted (issue 24)
+    (lambda: V.check_sorted(["1.0", "0.5"], "grid", decreasing=True), "^grid: must be a 1-D array of real numbers"),
+    (lambda: V.check_sorted([1.0 + 1j, 0.5], "grid", decreasing=True), "^grid: .*complex"),
+    (lambda: V.check_sorted("10", "grid"), "^grid: .*string"),
+    (lambda: V.check_array(np.ones((2, 2), dtype=complex), "x_init", (2, 2)), "^x_init: .*complex"),
+    (lambda: V.check_array([["1", "2"]], "x_init", (1, 2)), "^x_init: must be a real float array"),
+    (lambda: V.check_array([[object(), 1.0]], "x_init", (1, 2)), "^x_init: must be a real float array"),
+    # labels bounded by K before any per-label allocation
+    (lambda: V.check_labels([0, 2**62], 2), "^labels: must be integers covering"),
+    (lambda: V.check_labels([0.0, 1e300], 2), "^labels: must be integers covering"),
+    (lambda: V.check_labels([1, 1], 2), "^labels: must be integers covering"),
+    # seeds and generators
+    (lambda: V.check_seed(-1), "^seed: must be a non-negative integer"),
+    (lambda: V.check_seed(1.5), "^seed: must be None"),
+    (lambda: V.check_seed("abc"), "^seed: must be None"),
+    (lambda: V.check_seed(True), "^seed: must be None"),
+    (lambda: V.check_seed([1, -2]), "^seed: must be None"),
+    (lambda: V.check_rng(0), "^rng: must be a numpy.random.Generator"),
 ])
 def test_rejects_naming_the_argument(call, needle):
     with pytest.raises(ValueError, match=needle):
@@ -75,3 +93,14 @@ def test_accepts():
     g = V.check_sorted(src, "grid", decreasing=True)
     g[0] = 0.0  # a copy
     assert src[0] == 3.0
+
+
+def test_accepts_seeds_and_mixed_real_lists():
+    for seed in (None, 0, np.int64(7), [1, 2], np.random.SeedSequence(3)):
+        assert isinstance(V.check_seed(seed), np.random.Generator)
+    g = np.random.default_rng(1)
+    assert V.check_seed(g) is g and V.check_rng(g) is g
+    np.testing.assert_array_equal(V.check_sorted([3, 2.5, np.float32(1.0)], "grid", decreasing=True), [3.0, 2.5, 1.0])
+    np.testing.assert_array_equal(V.check_array(np.array([1, 2.0], dtype=object), "b", (2,)), [1.0, 2.0])
+    lab, C = V.check_labels(np.array([1, 0, 2]), 3)
+    assert C == 3 and lab.tolist() == [1, 0, 2]
