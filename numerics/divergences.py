@@ -31,7 +31,7 @@ import math
 
 import numpy as np
 
-from numerics.validate import as_float_array, check_density
+from numerics.validate import as_float_array, check_density, check_positive, check_real
 
 __all__ = ["gaussian_kl", "gaussian_kl_1d", "kl_cells"]
 
@@ -107,7 +107,10 @@ def gaussian_kl(m0, S0, m1, S1) -> float:
     Z = np.linalg.solve(L1, L0)
     v = np.linalg.solve(L1, m1 - m0)
     logdet = 2.0 * (np.sum(np.log(np.diag(L1))) - np.sum(np.log(np.diag(L0))))
-    return float(0.5 * (np.sum(Z * Z) + v @ v - d + logdet))
+    out = float(0.5 * (np.sum(Z * Z) + v @ v - d + logdet))
+    if not math.isfinite(out):
+        raise ValueError("m0, S0, m1, S1: the divergence is not finite in float64 (overflow); rescale the inputs")
+    return out
 
 
 def gaussian_kl_1d(m0: float, v0: float, m1: float, v1: float) -> float:
@@ -116,4 +119,12 @@ def gaussian_kl_1d(m0: float, v0: float, m1: float, v1: float) -> float:
     The scalar case of :func:`gaussian_kl`, in closed form (the two agree to rounding,
     ``tests/test_divergences.py``).  Absolute rounding error a few units of :math:`u(1 + v_0/v_1 + (m_1-m_0)^2/v_1)`.
     """
-    return 0.5 * (v0 / v1 + (m1 - m0) ** 2 / v1 - 1.0 + math.log(v1 / v0))
+    m0, m1 = check_real(m0, "m0"), check_real(m1, "m1")
+    v0, v1 = check_positive(v0, "v0"), check_positive(v1, "v1")
+    try:
+        out = 0.5 * (v0 / v1 + (m1 - m0) ** 2 / v1 - 1.0 + math.log(v1 / v0))
+    except (OverflowError, ValueError, ZeroDivisionError):
+        out = math.inf
+    if not math.isfinite(out):
+        raise ValueError(f"m0, v0, m1, v1: the divergence overflows float64 (m0={m0!r}, v0={v0!r}, m1={m1!r}, v1={v1!r})")
+    return out

@@ -35,6 +35,8 @@ __all__ = ["GaussRule", "gauss_hermite_normal", "gauss_hermite_normal_nd"]
 
 #: Largest number of nodes accepted (``hermegauss`` builds an ``n x n`` companion matrix).
 MAX_NODES = 4000
+#: Largest number of points of a tensor-product rule (:func:`gauss_hermite_normal_nd`).
+MAX_POINTS_ND = 10**8
 
 
 class GaussRule(NamedTuple):
@@ -82,6 +84,8 @@ def gauss_hermite_normal_nd(n: int, d: int) -> GaussRule:
     """
     z, w = gauss_hermite_normal(n)
     d = check_int(d, "d", 1)
+    if d * np.log(z.size) + np.log(d) > np.log(MAX_POINTS_ND):
+        raise ValueError(f"d: the rule has n**d = {z.size}**{d} points of {d} coordinates, more than {MAX_POINTS_ND} values")
     if d == 1:
         return GaussRule(z[:, None], w)
     grids = np.meshgrid(*([z] * d), indexing="ij")

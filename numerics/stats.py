@@ -91,9 +91,16 @@ class SlopeFit(NamedTuple):
 
 
 def _check_level(level: float) -> float:
-    level = float(level)
+    if isinstance(level, (str, bytes)):
+        raise ValueError(f"level must be a real number in (0, 1), got {level!r}")
+    try:
+        level = float(level)
+    except (TypeError, ValueError):
+        raise ValueError(f"level must be a real number in (0, 1), got {level!r}") from None
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be in (0, 1), got {level!r}")
+    if not 0.5 + level / 2.0 < 1.0:  # the two-sided quantile of probability 1.0 is infinite
+        raise ValueError(f"level must be in (0, 1) with 0.5 + level/2 < 1 in float64, got {level!r}")
     return level
 
 
@@ -110,7 +117,12 @@ def _t(level: float, df: int) -> float:
 
 
 def _finite_1d(x: Any, name: str) -> np.ndarray:
-    arr = np.asarray(x, dtype=np.float64)
+    try:
+        if isinstance(x, (str, bytes)) or np.iscomplexobj(np.asarray(x)):
+            raise TypeError("strings and complex numbers are not converted")
+        arr = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be a one-dimensional array of real numbers ({exc})") from None
     if arr.ndim != 1:
         raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
@@ -142,18 +154,25 @@ def mean_ci(x: Sequence[float] | np.ndarray, level: float = 0.95, method: str = 
         raise ValueError(f"mean_ci needs at least 2 samples, got {n}")
     if method not in ("t", "normal"):
         raise ValueError(f"method must be 't' or 'normal', got {method!r}")
-    mean = float(arr.mean())
-    se = float(arr.std(ddof=1) / math.sqrt(n))
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean = float(arr.mean())
+        se = float(arr.std(ddof=1) / math.sqrt(n))
+    if not (math.isfinite(mean) and math.isfinite(se)):
+        raise ValueError("x: its mean or standard deviation overflows float64; rescale the sample")
     q = _t(level, n - 1) if method == "t" else _z(level)
     return MeanCI(mean, mean - q * se, mean + q * se, se, n, level, method)
 
 
 def _check_counts(k: int, n: int) -> tuple[int, int]:
-    if int(k) != k or int(n) != n:
+    try:
+        bad = isinstance(k, (str, bytes)) or isinstance(n, (str, bytes)) or int(k) != k or int(n) != n
+    except (TypeError, ValueError, OverflowError):
+        bad = True
+    if bad:
         raise ValueError(f"k and n must be integers, got k={k!r}, n={n!r}")
     k, n = int(k), int(n)
     if n < 1 or not 0 <= k <= n:
-        raise ValueError(f"need n >= 1 and 0 <= k <= n, got k={k}, n={n}")
+        raise ValueError(f"k, n: need n >= 1 and 0 <= k <= n, got k={k}, n={n}")
     return k, n
 
 

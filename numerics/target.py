@@ -128,18 +128,26 @@ class ScoreModel:
     def __repr__(self) -> str:
         return f"ScoreModel(d={self.d}, guidance={self.has_guidance}, cfg={self.has_conditional_score})"
 
+    @staticmethod
+    def _call(f: Callable, name: str, x, t, *y):
+        """Call a user callable; any exception it raises is reported as a ValueError naming it."""
+        try:
+            return f(x, t, *y)
+        except Exception as exc:  # noqa: BLE001 - any failure of the user callable is a bad argument
+            raise ValueError(f"{name}: at t={t!r} raised {exc!r}") from exc
+
     def score(self, x: np.ndarray, t: float) -> np.ndarray:
-        return self._output(self._score(x, t), "score", x, t)
+        return self._output(self._call(self._score, "score", x, t), "score", x, t)
 
     def guidance_vector(self, x: np.ndarray, t: float, y: int) -> np.ndarray:
         if self._guidance is None:
             raise ValueError("guidance_form: 'cg' with a label needs a ScoreModel with a guidance callable")
-        return self._output(self._guidance(x, t, y), "guidance", x, t)
+        return self._output(self._call(self._guidance, "guidance", x, t, y), "guidance", x, t)
 
     def conditional_score(self, x: np.ndarray, t: float, y: int) -> np.ndarray:
         if self._cond is None:
             raise ValueError("guidance_form: 'cfg' needs a ScoreModel with a conditional_score callable")
-        return self._output(self._cond(x, t, y), "conditional_score", x, t)
+        return self._output(self._call(self._cond, "conditional_score", x, t, y), "conditional_score", x, t)
 
     def denoiser(self, x: np.ndarray, t: float) -> np.ndarray:
         a, s2 = alpha_sigma2(check_time(t))
