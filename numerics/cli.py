@@ -157,7 +157,8 @@ def _add_run(sub: Any) -> None:
     p.add_argument("--out", metavar="DIR", default=None, type=_path,
                    help="output directory (default: results/<UTC timestamp>, a new one). An "
                         "existing DIR is reused: what an earlier run left there (report.json, "
-                        "report.md, figures/*.png) is removed first, so the folder never mixes "
+                        "report.md and the figures its report lists) is removed first, so the "
+                        "folder never mixes "
                         "two runs; nothing else in it is touched")
     p.add_argument("--seed", type=_nonneg_int, default=0, metavar="N",
                    help="run seed, 0 <= N < 2^63; each claim's generator is seeded from it and "

@@ -458,15 +458,30 @@ def test_report_of_a_claim_whose_params_cannot_be_copied(tmp_path: Path) -> None
 
 def test_rerun_into_the_same_out_clears_the_old_run(tmp_path: Path) -> None:
     assert main(["run", "--out", str(tmp_path)], registry=examples.CLAIMS) == 0
-    (tmp_path / "figures" / "old.claim.png").write_bytes(b"stale")
+    first = sorted(p.name for p in (tmp_path / "figures").iterdir())
+    assert len(first) == 2 and "examples.gaussian_mean.png" in first
+    (tmp_path / "figures" / "mine.png").write_bytes(b"the user's own figure")
     (tmp_path / ".report.json.abc.tmp").write_text("torn")
     (tmp_path / "notes.txt").write_text("mine")
     assert main(["run", "--out", str(tmp_path), "--only", "examples.gaussian_mean"],
                 registry=examples.CLAIMS) == 0
-    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == ["examples.gaussian_mean.png"]
+    # the first run's other figure is gone; a figure its report did not list is kept
+    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == ["examples.gaussian_mean.png", "mine.png"]
     assert [c["id"] for c in load(tmp_path / "report.json")["claims"]] == ["examples.gaussian_mean"]
     assert (tmp_path / "notes.txt").read_text() == "mine"
     assert not (tmp_path / ".report.json.abc.tmp").exists()
+
+
+def test_out_without_an_earlier_report_keeps_its_figures(tmp_path: Path) -> None:
+    """A folder that never held a run (no report.json of ours) keeps its figures/*.png and report.md."""
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "figures" / "plot.png").write_bytes(b"png")
+    (tmp_path / "report.md").write_text("my notes")
+    (tmp_path / "report.json").write_text('{"not": "ours"}')
+    from numerics.checks.report import clear_outputs
+
+    assert clear_outputs(tmp_path) == []
+    assert (tmp_path / "figures" / "plot.png").exists() and (tmp_path / "report.md").read_text() == "my notes"
 
 
 @pytest.mark.parametrize("make", ["file", "immutable"])

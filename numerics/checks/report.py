@@ -584,16 +584,24 @@ RUN_FILES = ("report.json", "report.md")
 def clear_outputs(out_dir: str | os.PathLike[str]) -> list[str]:
     """Remove what an earlier run left in ``out_dir``; return the removed paths (relative).
 
-    A run owns ``report.json``, ``report.md``, ``figures/*.png`` and the temporary files of their
-    atomic writes (``.report.json.*.tmp``, ...); removing them first means the directory never
-    mixes the report of one run with the figures of another. Nothing else is touched.
+    A run owns ``report.json``, ``report.md``, the figures its report lists (``figures/<claim id>.png``)
+    and the temporary files of their atomic writes (``.report.json.*.tmp``, ...); removing them first
+    means the directory never mixes the report of one run with the figures of another. Only what an
+    earlier run's ``report.json`` proves to be a run's own is removed: without such a report (a folder
+    that never held a run) only the report's own temporary files go, and a figure the old report does
+    not list (the user's own ``figures/x.png``) is kept. Nothing else is touched.
     """
     out = Path(out_dir)
-    doomed = [out / name for name in RUN_FILES]
-    doomed += [p for p in out.glob(".report.*.tmp")]
+    doomed = sorted(out.glob(".report.*.tmp"))
     figures = out / "figures"
-    if figures.is_dir():
-        doomed += sorted(figures.glob("*.png")) + sorted(figures.glob(".*.png.*.tmp"))
+    old = _earlier_report(out / "report.json")
+    if old is not None:
+        doomed += [out / name for name in RUN_FILES]
+        listed = {c.get("figure") for c in old.get("claims", []) if isinstance(c, dict)}
+        doomed += [out / f for f in sorted(x for x in listed if isinstance(x, str))
+                   if f.startswith("figures/") and f.endswith(".png") and "/" not in f[len("figures/"):]]
+        if figures.is_dir():
+            doomed += sorted(figures.glob(".*.png.*.tmp"))
     removed = []
     for path in doomed:
         try:
@@ -602,3 +610,14 @@ def clear_outputs(out_dir: str | os.PathLike[str]) -> list[str]:
             continue
         removed.append(str(path.relative_to(out)))
     return removed
+
+
+def _earlier_report(path: Path) -> dict | None:
+    """The parsed ``report.json`` at ``path`` if it is a report of this package, else ``None``."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None
+    if isinstance(data, dict) and isinstance(data.get("claims"), list) and "summary" in data and "status" in data:
+        return data
+    return None

@@ -239,7 +239,7 @@ def run_claims(
     out_dir : path, optional
         Where ``report.json``, ``report.md`` and ``figures/<id>.png`` go; ``None`` writes nothing.
         The directory is created if needed, and what an earlier run left there (its report and
-        ``figures/*.png``, see :func:`numerics.checks.report.clear_outputs`) is removed first.
+        the figures that report lists, see :func:`numerics.checks.report.clear_outputs`) is removed first.
     control : bool
         False skips every negative control.
     baseline : Baseline, optional
