@@ -25,15 +25,13 @@ others freeze the drift over the step and match the transition's first two momen
 from __future__ import annotations
 
 import math
-import numbers
 import sys
 from dataclasses import dataclass
 from typing import Callable
 
-import numpy as np
 
 from numerics.generated import integrator_coeffs as IC
-from numerics.validate import check_choice
+from numerics.validate import check_choice, check_real
 
 __all__ = ["Method", "TABLE", "METHODS", "DETERMINISTIC_METHODS", "STOCHASTIC_METHODS", "DENOISER_METHODS",
            "SCORE_METHODS", "GUIDANCE_FORMS", "QUANTITIES", "get_method", "select", "check_method", "check_form",
@@ -201,9 +199,7 @@ def check_eta(eta, method: str) -> float | None:
         return None
     if eta is None:
         raise ValueError(f"eta: method {method!r} needs eta in [0, 1]")
-    if isinstance(eta, (bool, np.bool_)) or not isinstance(eta, (numbers.Real, np.floating, np.integer)):
-        raise ValueError(f"eta: must be a real number in [0, 1], got {eta!r}")
-    eta = float(eta)
+    eta = check_real(eta, "eta")
     if not (0.0 <= eta <= 1.0):
         raise ValueError(f"eta: must be in [0, 1], got {eta!r}")
     return eta

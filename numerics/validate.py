@@ -67,7 +67,10 @@ def _real_numbers(value, name: str, what: str) -> None:
 def _real_scalar(value, name: str) -> float:
     """A real number (Python or NumPy scalar, or a 0-d numeric array; not bool, str or complex) as a float."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
-        arr = np.asarray(value) if not isinstance(value, (str, bytes, bool, np.bool_)) else None
+        try:
+            arr = np.asarray(value) if not isinstance(value, (str, bytes, bool, np.bool_)) else None
+        except (TypeError, ValueError):  # ragged nested lists: not a number either
+            arr = None
         if (arr is not None and arr.ndim == 0 and np.issubdtype(arr.dtype, np.number)
                 and not np.iscomplexobj(arr)):
             return float(arr.item())
