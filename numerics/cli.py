@@ -126,6 +126,36 @@ def _path(text: str) -> str:
     return text
 
 
+#: Most seeds of one ensemble (a sanity bound: each seed reruns every seeded claim).
+MAX_SEEDS = 10_000
+
+
+def _seed_range(text: str) -> tuple[int, int | None]:
+    """``--seeds``: ``"N"`` (N seeds from --seed) or ``"A-B"`` (seeds A..B) -> (first, count)."""
+    text = text.strip()
+    if "-" in text.lstrip("-"):
+        a, b = text.split("-", 1)
+        lo, hi = _nonneg_int(a), _nonneg_int(b)
+        if hi < lo:
+            raise argparse.ArgumentTypeError(f"empty seed range {text!r} (B < A)")
+        first, count = lo, hi - lo + 1
+    else:
+        first, count = None, _nonneg_int(text)  # type: ignore[assignment]
+    if not 1 <= count <= MAX_SEEDS:
+        raise argparse.ArgumentTypeError(f"the number of seeds must be 1 to {MAX_SEEDS}, got {count}")
+    return (first, count)  # type: ignore[return-value]
+
+
+def _seed_list(args: argparse.Namespace) -> list[int] | None:
+    if args.seeds is None:
+        return None
+    first, count = args.seeds
+    start = args.seed if first is None else first
+    if start + count - 1 > MAX_SEED:
+        raise UsageError(f"--seeds: the last seed {start + count - 1} is above {MAX_SEED}")
+    return list(range(start, start + count))
+
+
 def _glob(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError("an empty glob matches no claim")
@@ -134,11 +164,14 @@ def _glob(text: str) -> str:
 
 _RUN_EPILOG = """\
 verdicts: holds, fails-as-predicted (a counterexample behaving as predicted) are passes;
-VIOLATED, ERROR, UNFALSIFIABLE (the negative control was not flagged) and INTERRUPTED fail.
+VIOLATED, ERROR, UNFALSIFIABLE (a counted measurement that no control flags, or a control
+that flags nothing) and INTERRUPTED fail; over --seeds, UNSTABLE (the verdict changed with the
+seed) fails too.
 exit status: 0 if nothing failed or drifted, 1 otherwise (130 after Ctrl-C), 2 on bad input.
 examples:
   guidance-verify run
   guidance-verify run --only 'support.*' foundations --profile full --seed 1
+  guidance-verify run --seeds 20
   guidance-verify run --baseline results/20250101T000000Z/report.json
 """
 
@@ -146,7 +179,7 @@ examples:
 def _add_run(sub: Any) -> None:
     p = sub.add_parser(
         "run", help="run the claims and write a report",
-        description="Run the claims (each stated, then its negative control), print a table, and "
+        description="Run the claims (each stated, then each of its controls), print a table, and "
                     "write report.json, report.md and figures/<claim id>.png into --out.",
         epilog=_RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--profile", default="quick", metavar="{quick,full}",
@@ -163,11 +196,15 @@ def _add_run(sub: Any) -> None:
     p.add_argument("--seed", type=_nonneg_int, default=0, metavar="N",
                    help="run seed, 0 <= N < 2^63; each claim's generator is seeded from it and "
                         "the claim id (default: 0)")
+    p.add_argument("--seeds", type=_seed_range, default=None, metavar="N|A-B",
+                   help="a seed ensemble: run every claim at N seeds (--seed, --seed + 1, ...) or "
+                        "at seeds A to B inclusive; a claim whose verdict changes with the seed is "
+                        "UNSTABLE and fails the run; claims that read no seed run once")
     p.add_argument("--baseline", metavar="FILE", default=None, type=_path,
                    help="a stored report.json; a measurement that moved by more than its tol "
                         "(plus its ci half-width) is drift, and drift fails the run")
     p.add_argument("--no-control", action="store_true",
-                   help="skip the negative controls (faster; a check that cannot fail goes "
+                   help="skip the controls (faster; a check that cannot fail goes "
                         "unnoticed)")
 
 
@@ -215,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
         description="Verified numerics for the theory of guided diffusion sampling: check the "
-                    "claims of the seed papers, claim by claim, each with a negative control.",
+                    "claims of the seed papers, claim by claim, each with its named controls.",
         epilog="Run 'guidance-verify <command> --help' for the options of a command.")
     sub = parser.add_subparsers(dest="command", metavar="<command>", required=True)
     _add_run(sub)
@@ -324,9 +361,37 @@ def _results_table(run: "RunReport") -> Any:
                   show_lines=False)
     for col in ("claim", "measurement", "measured", "predicted", "tol", "ok", "verdict",
                 "control") + (("drift",) if drift else ()):
-        table.add_column(col, overflow="fold")
+        table.add_column(col, overflow="fold", min_width=40 if col == "measurement" else None)
     for r in run.results:
-        _add_claim_rows(table, r, drift, control_text, measured_text, predicted_text)
+        if r.seed == run.seed and r.reused_from is None:
+            _add_claim_rows(table, r, drift, control_text, measured_text, predicted_text)
+    return table
+
+
+def _ensemble_table(run: "RunReport") -> Any:
+    """One row per claim: its verdict over the seeds and how many seeds gave each verdict."""
+    from collections import Counter
+
+    from rich.markup import escape
+    from rich.table import Table
+
+    from numerics.checks.verdict import UNSTABLE
+
+    seeds = run.seeds or []
+    table = Table(title=f"seed ensemble: {len(seeds)} seeds ({seeds[0]}-{seeds[-1]})"
+                  if seeds else "seed ensemble")
+    for col in ("claim", "over seeds", "verdicts (count)"):
+        table.add_column(col, overflow="fold")
+    for cid, e in run.ensemble.items():
+        counts = Counter(e["verdicts"].values())
+        text = ", ".join(f"{v} x{n}" for v, n in counts.items())
+        if e["seed_independent"]:
+            text += " (reads no seed: run once)"
+        elif e["verdict"] == UNSTABLE:
+            text += "; " + ", ".join(f"seed {s}: {v}" for s, v in e["verdicts"].items()
+                                     if v != counts.most_common(1)[0][0])
+        verdict = e["verdict"]
+        table.add_row(escape(cid), f"[{_style(verdict)}]{verdict}[/]", escape(text))
     return table
 
 
@@ -366,13 +431,23 @@ def _summary_line(run: "RunReport", out: Path) -> str:
 
     from rich.markup import escape
 
-    counts = Counter(r.verdict for r in run.results)
+    ensemble = run.ensemble
+    counts = Counter(e["verdict"] for e in ensemble.values())
     parts = ", ".join(f"{n} {v}" for v, n in counts.items())
+    if run.seeds:
+        parts += f" (over {len(run.seeds)} seeds, {len(run.results)} claim x seed results)"
     drift = sum(len(r.drift) for r in run.results)
     status = "" if run.status == "complete" else f" [bold red]{run.status.upper()}[/]" + (
         f" ({run.interrupted_by})" if run.interrupted_by else "")
-    return (f"{len(run.results)}/{len(run.planned)} claims: {parts or 'none'}"
+    from numerics.checks.report import matrix_size
+
+    size = matrix_size(run)
+    matrix = (f"\ncontrol matrix: {size['flagged_cells']}/{size['cells']} cells flagged "
+              f"({size['counted_measurements']} counted measurements, {size['controls']} controls, "
+              f"{size['informational']} informational measurements)")
+    return (f"{len(ensemble)}/{len(run.planned)} claims: {parts or 'none'}"
             + (f", [bold red]{drift} drifted[/]" if drift else "") + status
+            + matrix
             + f"\nwall time {run.wall_time:.1f} s; report: {escape(str(out / 'report.json'))}")
 
 
@@ -405,9 +480,10 @@ def _execute(claims: list["Claim"], args: argparse.Namespace, out: Path,
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=_console(stderr=True), transient=True) as bar:
-        task = bar.add_task("starting", total=len(claims))
+        seeds = _seed_list(args)
+        task = bar.add_task("starting", total=len(claims) * len(seeds or [0]))
         return run_claims(
-            claims, profile=args.profile, seed=args.seed, out_dir=out,
+            claims, profile=args.profile, seed=args.seed, seeds=seeds, out_dir=out,
             control=not args.no_control, baseline=baseline, selection=args.only,
             on_start=lambda c, i, n: bar.update(task, description=c.id),
             on_result=lambda r: bar.advance(task))
@@ -423,6 +499,8 @@ def _cmd_run(args: argparse.Namespace, registry: ClaimSource) -> int:
     run = _execute(claims, args, out, baseline)
     console = _console()
     console.print(_results_table(run))
+    if run.seeds:
+        console.print(_ensemble_table(run))
     console.print(_summary_line(run, out))
     if run.error:
         print(f"{PROG}: error: {run.error}", file=sys.stderr)
@@ -438,10 +516,11 @@ def _cmd_list(registry: ClaimSource) -> int:
 
     claims = _claims(registry)
     table = Table(title=f"{len(claims)} claims")
-    for col in ("claim", "paper", "provenance", "expect", "control", "statement"):
+    for col in ("claim", "paper", "provenance", "expect", "controls", "statement"):
         table.add_column(col, overflow="fold")
     for c in claims.values():
-        control = c.control if c.control != "none" else f"none ({c.control_reason})"
+        control = (", ".join(c.controls) if c.control != "none"
+                   else f"none ({c.control_reason})")
         table.add_row(*(escape(x) for x in (c.id, c.paper, c.provenance, c.expect, control,
                                             c.statement)))
     _console().print(table)

@@ -11,6 +11,10 @@ loglog_slope     ordinary least squares of log y on log x: slope, standard error
 upper_end_le     the rule "an upper bound holds": the CI's upper end is <= the bound
 lower_end_ge     the mirror rule "a lower bound holds"
 half_width       half the width of a (lo, hi) interval
+
+Seed ensembles: :data:`ENSEMBLE_LEVEL` is the level every counted Monte-Carlo interval uses, so that
+a whole ensemble (:data:`DESIGN_INTERVALS` intervals x :data:`DESIGN_SEEDS` seeds) fails by chance
+with probability at most :data:`FAMILY_ERROR` (Bonferroni).
 """
 from __future__ import annotations
 
@@ -21,6 +25,10 @@ from typing import Any, NamedTuple, Sequence
 import numpy as np
 
 __all__ = [
+    "DESIGN_INTERVALS",
+    "DESIGN_SEEDS",
+    "ENSEMBLE_LEVEL",
+    "FAMILY_ERROR",
     "MeanCI",
     "ProportionCI",
     "SlopeFit",
@@ -31,6 +39,18 @@ __all__ = [
     "proportion_ci",
     "upper_end_le",
 ]
+
+
+#: Chance of a false failure allowed anywhere in one seed ensemble (all claims, all seeds).
+FAMILY_ERROR = 0.01
+#: Design size of an ensemble: at most this many Monte-Carlo intervals in one run of all claims ...
+DESIGN_INTERVALS = 200
+#: ... times this many seeds (``run --seeds 20`` of the quick profile; the full profile uses 5).
+DESIGN_SEEDS = 20
+#: Two-sided level of every Monte-Carlo interval a claim counts (Bonferroni over the design):
+#: ``1 - FAMILY_ERROR / (DESIGN_INTERVALS * DESIGN_SEEDS) = 1 - 2.5e-6`` (z = 4.71). A run of
+#: 200 intervals x 20 seeds then fails by chance alone with probability at most 1%.
+ENSEMBLE_LEVEL = 1.0 - FAMILY_ERROR / (DESIGN_INTERVALS * DESIGN_SEEDS)
 
 
 def _interval(self) -> tuple[float, float]:

@@ -29,6 +29,8 @@ def make_claim(cid: str, func: Callable[[Context], Any], expect: str = "holds",
                **kw: Any) -> Claim:
     """Register ``func`` as claim ``cid`` into a fresh dict and return the Claim."""
     reg: dict[str, Claim] = {}
+    if kw.get("control", "broken") != "none":
+        kw.setdefault("controls", {"bump": "adds 1 to the measured value (test only)"})
     claim(id=cid, paper=cid.split(".")[0], statement=f"statement of {cid}", note="test",
           provenance="standard", expect=expect, registry=reg, **kw)(func)
     return reg[cid]
@@ -154,17 +156,18 @@ def test_claim_metadata_is_validated() -> None:
         make_claim("t.nocontrol", sensitive(), control="none")
     with pytest.raises(ValueError, match="must start with its paper"):
         claim(id="a.x", paper="b", statement="s", note="n", provenance="standard",
-              registry={})(sensitive())
+              controls={"bump": "adds 1"}, registry={})(sensitive())
     with pytest.raises(ValueError, match="provenance"):
         claim(id="a.x", paper="a", statement="s", note="n", provenance="folklore",
-              registry={})(sensitive())
+              controls={"bump": "adds 1"}, registry={})(sensitive())
     with pytest.raises(ValueError, match="expect"):
         make_claim("t.x", sensitive(), expect="maybe")
 
 
 def test_duplicate_id_from_another_function_is_rejected() -> None:
     reg: dict[str, Claim] = {}
-    kw = dict(id="t.dup", paper="t", statement="s", note="n", provenance="standard", registry=reg)
+    kw = dict(id="t.dup", paper="t", statement="s", note="n", provenance="standard", registry=reg,
+              controls={"bump": "adds 1"})
 
     def first(ctx: Context) -> list[Measurement]:
         return [meas(0.0)]
@@ -185,7 +188,7 @@ def test_examples_do_not_touch_the_default_registry() -> None:
 
 def test_context_rng_is_reproducible_and_per_claim() -> None:
     a1 = GOOD.context("quick", seed=5).rng.random(4)
-    a2 = GOOD.context("quick", seed=5, broken=True).rng.random(4)
+    a2 = GOOD.context("quick", seed=5, control="shifted_mean").rng.random(4)
     b = COUNTER.context("quick", seed=5).rng.random(4)
     c = GOOD.context("quick", seed=6).rng.random(4)
     assert np.array_equal(a1, a2)
@@ -219,7 +222,7 @@ def test_load_all_isolates_a_broken_module(tmp_path: Path, monkeypatch: pytest.M
         from numerics.checks.claim import claim, Measurement
 
         @claim(id="tmpgood.one", paper="tmpgood", statement="s", note="n",
-               provenance="standard")
+               provenance="standard", controls={"flip": "reports 1 instead of 0"})
         def one(ctx):
             return [Measurement(name="m", measured=float(ctx.broken), predicted=0.0,
                                 tol=0.0, reason="exact")]
@@ -246,7 +249,7 @@ def test_load_all_finds_claims_built_by_a_helper_module(
                 return [Measurement(name="m", measured=float(ctx.broken), predicted=0.0,
                                     tol=0.0, reason="exact")]
             claim(id=cid, paper=cid.split(".")[0], statement="s", note="n",
-                  provenance="standard")(body)
+                  provenance="standard", controls={"flip": "reports 1 instead of 0"})(body)
     """))
     (tmp_path / "gv_uses_helper.py").write_text("import gv_helper\ngv_helper.make('tmphelp.a')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -299,7 +302,8 @@ def test_bad_return_value_is_error(bad_return: Any) -> None:
 def test_uncaught_control_is_unfalsifiable() -> None:
     r = run_claim(make_claim("t.blind", lambda ctx: [meas(0.0)]))
     assert (r.stated_verdict, r.control, r.verdict) == ("holds", "NOT FLAGGED", "UNFALSIFIABLE")
-    assert len(r.control_measurements) == 1 and r.failed
+    assert len(r.controls) == 1 and len(r.controls[0].measurements) == 1 and r.failed
+    assert r.unflagged == ["m"] and r.idle_controls == ["bump"]
 
 
 def test_good_claim_with_flagged_control_holds(tmp_path: Path) -> None:
@@ -307,7 +311,8 @@ def test_good_claim_with_flagged_control_holds(tmp_path: Path) -> None:
     r = run.results[0]
     assert (r.verdict, r.control) == ("holds", "flagged")
     assert [c.passed for c in r.measurements] == [True]
-    assert [c.passed for c in r.control_measurements] == [False]
+    assert [c.passed for c in r.controls[0].measurements] == [False]
+    assert r.matrix == {"sample mean": {"shifted_mean": True}}
     assert run.ok and run.exit_code() == 0
 
 
@@ -334,7 +339,7 @@ def test_raising_control_is_error() -> None:
 
     r = run_claim(make_claim("t.ctlerr", body))
     assert (r.stated_verdict, r.control, r.verdict) == ("holds", "ERROR", "ERROR")
-    assert "control exploded" in r.control_error and r.error is None
+    assert "control exploded" in r.controls[0].error and r.error is None
 
 
 def test_control_none_and_no_control() -> None:
@@ -483,7 +488,7 @@ def test_figures_own_and_default(tmp_path: Path) -> None:
 
 def _value_claim(cid: str, box: dict[str, float], ci_half: float | None = None) -> Claim:
     def body(ctx: Context) -> list[Measurement]:
-        v = box["v"]
+        v = box["v"] + (1000.0 if ctx.broken else 0.0)
         ci = (v - ci_half, v + ci_half) if ci_half is not None else None
         return [Measurement(name="value", measured=v, predicted=100.0, kind="le", tol=0.01,
                             ci=ci, reason="test"),
@@ -570,3 +575,139 @@ def test_report_does_not_import_the_runner() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=Path(__file__).resolve().parents[1])
     assert out.stdout.strip() == "False"
+
+
+# --------------------------------------------------------------------------- controls per measurement
+
+
+def two_measurements(ctx: Context) -> list[Measurement]:
+    """m1 moves under control a, m2 under control b; control c moves nothing."""
+    return [meas(1.0 if ctx.control == "a" else 0.0, name="m1"),
+            meas(1.0 if ctx.control == "b" else 0.0, name="m2")]
+
+
+ABC = {"a": "moves m1", "b": "moves m2", "c": "moves nothing"}
+
+
+def test_control_matrix_records_which_control_flags_which_measurement() -> None:
+    r = run_claim(make_claim("t.matrix", two_measurements, controls={"a": "x", "b": "y"}))
+    assert r.verdict == "holds" and r.control == "flagged"
+    assert r.matrix == {"m1": {"a": True, "b": False}, "m2": {"a": False, "b": True}}
+    assert [cr.flagged for cr in r.controls] == [["m1"], ["m2"]]
+
+
+def test_a_measurement_no_control_flags_makes_the_claim_unfalsifiable() -> None:
+    # control a flags m1, so the claim-level "some measurement failed" rule would pass; m2 is vacuous
+    r = run_claim(make_claim("t.vacuous", two_measurements, controls={"a": "x"}))
+    assert (r.verdict, r.unflagged, r.idle_controls) == ("UNFALSIFIABLE", ["m2"], [])
+
+
+def test_a_control_that_flags_nothing_makes_the_claim_unfalsifiable() -> None:
+    r = run_claim(make_claim("t.idle", two_measurements, controls=ABC))
+    assert (r.verdict, r.unflagged, r.idle_controls) == ("UNFALSIFIABLE", [], ["c"])
+    assert "flags nothing: c" in report.control_text(r)
+
+
+def test_informational_measurements_are_shown_but_never_counted() -> None:
+    def body(ctx: Context) -> list[Measurement]:
+        return [meas(1.0 if ctx.bug("a") else 0.0, name="m1"),
+                meas(5.0, name="info", counted=False)]  # fails, but is informational
+
+    r = run_claim(make_claim("t.info", body, controls={"a": "x"}))
+    assert r.verdict == "holds" and list(r.matrix) == ["m1"]
+    assert [c.passed for c in r.measurements] == [True, False]
+    only_info = run_claim(make_claim("t.onlyinfo", lambda ctx: [meas(0.0, counted=False)]))
+    assert only_info.verdict == "ERROR" and "counted" in only_info.error
+
+
+def test_a_control_missing_the_measurement_does_not_flag_it() -> None:
+    def body(ctx: Context) -> list[Measurement]:
+        if ctx.bug("a"):
+            return [meas(9.0, name="other")]
+        return [meas(0.0, name="m1")]
+
+    r = run_claim(make_claim("t.missing", body, controls={"a": "x"}))
+    assert r.verdict == "UNFALSIFIABLE" and r.unflagged == ["m1"]
+
+
+def test_a_misspelt_control_name_raises_and_controls_must_be_named() -> None:
+    r = run_claim(make_claim("t.typo", lambda ctx: [meas(float(ctx.bug("alpha_droped")))],
+                             controls={"alpha_dropped": "x"}))
+    assert r.verdict == "ERROR" and "declares no control 'alpha_droped'" in r.error
+    with pytest.raises(ValueError, match="identifier"):
+        make_claim("t.badname", sensitive(), controls={"not a name": "x"})
+    with pytest.raises(ValueError, match="one-line"):
+        make_claim("t.nodesc", sensitive(), controls={"a": "  "})
+    with pytest.raises(ValueError, match="controls declared"):
+        make_claim("t.both", sensitive(), controls={"a": "x"}, control="none", control_reason="r")
+
+
+def test_control_matrix_in_json_and_markdown(tmp_path: Path) -> None:
+    run_claims([make_claim("t.md", two_measurements, controls={"a": "bug A", "b": "bug B"})],
+               out_dir=tmp_path)
+    doc = load_strict(tmp_path / "report.json")
+    entry = doc["claims"][0]
+    assert entry["matrix"] == {"m1": {"a": True, "b": False}, "m2": {"a": False, "b": True}}
+    assert [c["name"] for c in entry["controls"]] == ["a", "b"]
+    assert doc["summary"]["matrix"] == {"counted_measurements": 2, "controls": 2, "cells": 4,
+                                        "flagged_cells": 2, "informational": 0}
+    md = (tmp_path / "report.md").read_text()
+    assert "| measurement | a | b |" in md and "| m1 | X | - |" in md and "`b`: bug B" in md
+
+
+# --------------------------------------------------------------------------- seed ensembles
+
+
+def seed_dependent(threshold: float) -> Callable[[Context], list[Measurement]]:
+    """Passes when the claim's first uniform draw is below ``threshold``."""
+    def body(ctx: Context) -> list[Measurement]:
+        u = ctx.rng.random()
+        return [meas(1.0 if ctx.bug("bump") else float(u > threshold), tol=0.5)]
+    return body
+
+
+def test_seed_ensemble_flags_a_verdict_that_changes_with_the_seed(tmp_path: Path) -> None:
+    c = make_claim("t.coin", seed_dependent(0.5))
+    run = run_claims([c], seeds=range(10), out_dir=tmp_path)
+    verdicts = {r.seed: r.verdict for r in run.results}
+    assert set(verdicts.values()) == {"holds", "VIOLATED"}  # 10 seeds: both outcomes occur
+    assert run.ensemble["t.coin"]["verdict"] == "UNSTABLE" and not run.ok
+    doc = load_strict(tmp_path / "report.json")
+    assert doc["summary"]["unstable"] == ["t.coin"] and len(doc["claims"]) == 10
+    assert doc["seeds"] == list(range(10)) and "**UNSTABLE**" in (tmp_path / "report.md").read_text()
+
+
+def test_seed_ensemble_of_stable_claims_is_ok_and_keeps_every_seed() -> None:
+    run = run_claims([make_claim("t.always", seed_dependent(2.0))], seeds=[3, 4, 5])
+    assert [r.seed for r in run.results] == [3, 4, 5] and run.ok
+    assert all(r.reused_from is None and r.used_seed for r in run.results)
+    assert run.ensemble["t.always"] == {"verdicts": {3: "holds", 4: "holds", 5: "holds"},
+                                         "verdict": "holds", "seed_independent": False}
+
+
+def test_a_claim_that_reads_no_seed_runs_once_in_an_ensemble() -> None:
+    calls: list[int] = []
+
+    def body(ctx: Context) -> list[Measurement]:
+        calls.append(1)
+        return [meas(1.0 if ctx.bug("bump") else 0.0)]
+
+    run = run_claims([make_claim("t.fixed", body)], seeds=range(5))
+    assert len(calls) == 2  # stated + control, at the first seed only
+    assert [r.reused_from for r in run.results] == [None, 0, 0, 0, 0] and run.ok
+    assert run.ensemble["t.fixed"]["seed_independent"]
+
+
+def test_reading_the_seed_in_a_control_only_counts_as_seeded() -> None:
+    def body(ctx: Context) -> list[Measurement]:
+        return [meas(ctx.rng.random() + 1.0 if ctx.bug("bump") else 0.0)]
+
+    r = run_claim(make_claim("t.ctlseed", body))
+    assert r.used_seed and r.verdict == "holds"
+
+
+def test_bad_seed_lists_are_rejected() -> None:
+    with pytest.raises(ValueError, match="distinct"):
+        run_claims([GOOD], seeds=[1, 1])
+    with pytest.raises(ValueError, match="non-empty"):
+        run_claims([GOOD], seeds=[])

@@ -9,15 +9,22 @@ A *claim* is one numerically testable statement of the theory. Its author writes
     @claim(id="foundations.tweedie_first_order", paper="foundations",
            statement="E[X0|Xt=x] = (x + sigma_t^2 score)/alpha_t",
            note="proofs_notes/foundations.md#tweedie", provenance="standard",
-           expect="holds", quick={"d": 2}, full={"d": 16})
+           expect="holds", quick={"d": 2}, full={"d": 16},
+           controls={"alpha_dropped": "Tweedie's map without the 1/alpha_t"})
     def tweedie(ctx):
+        a = 1.0 if ctx.bug("alpha_dropped") else alpha_t(t)
         ...
         return [Measurement(name="max rel err", measured=err, predicted=0.0, kind="equal",
                             tol=tol, reason="float64 rounding: 8*d*u")]
 
-The harness calls the function twice: once as stated (``ctx.broken`` is False) and once as the
-*negative control* (``ctx.broken`` is True), where the function must compute a deliberately broken
-variant that the same measurements flag. See :mod:`numerics.checks.verdict` for the pass rules.
+A claim declares its *controls*: named bugs that a careful implementer could make (a dropped
+alpha_t, a sign flip, a time index one step off, w where w - 1 belongs, ...), each described in one
+line. The harness calls the function once as stated (``ctx.control`` is None) and once per control
+(``ctx.control`` is its name; ``ctx.bug(name)`` is True only in that control's run), and records for
+every measurement which controls moved it across its pass line (the *control matrix*). A counted
+measurement that no control flags, or a control that flags no counted measurement, makes the claim
+UNFALSIFIABLE. A measurement declared ``counted=False`` is informational: recorded and shown, never
+counted. Scaling an output by a constant is not a control. See :mod:`numerics.checks.verdict`.
 
 Only NumPy is imported here; matplotlib is imported lazily by :meth:`Context.figure`.
 """
@@ -63,6 +70,9 @@ CONTROLS: frozenset[str] = frozenset({"broken", "none"})
 PROFILES: tuple[str, ...] = ("quick", "full")
 
 _ID_RE = re.compile(r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_\-]+)+$")
+# TRANSITION ONLY (removed once every claim names its controls): an unnamed ctx.broken control.
+_LEGACY = {"legacy_broken": "LEGACY unnamed control (ctx.broken): name and describe it"}
+_CONTROL_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NEEDS_PREDICTED = frozenset({"equal", "le", "ge"})
 
 
@@ -104,6 +114,9 @@ class Measurement:
         The predicted interval for ``kind="interval"`` (required there, ``lo <= hi``).
     extra : dict, optional
         Anything else worth recording (JSON-serialisable values are stored as such).
+    counted : bool
+        True (default): the measurement counts toward the verdict and some control must flag it.
+        False: informational, recorded and shown, never counted (and not required to be flagged).
 
     Raises
     ------
@@ -124,9 +137,12 @@ class Measurement:
     lo: float | None = None
     hi: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    counted: bool = True
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
+        if not isinstance(self.counted, bool):
+            raise TypeError(f"Measurement.counted must be a bool, got {self.counted!r}")
         if not isinstance(self.name, str) or not self.name.strip():
             raise ValueError("Measurement.name must be a non-empty string")
         if self.kind not in KINDS:
@@ -183,7 +199,6 @@ def claim_seed(seed: int, claim_id: str) -> np.random.SeedSequence:
     return np.random.SeedSequence([int(seed), *words])
 
 
-@dataclass
 class Context:
     """What a claim function receives.
 
@@ -194,35 +209,86 @@ class Context:
     params : dict
         A private deep copy of the profile's parameter set.
     profile : {"quick", "full"}
+    control : str or None
+        None in the stated run; the name of the control being run otherwise.
+    controls : tuple of str
+        The names of the claim's declared controls.
     seed : int
         The run seed (the same for every claim of the run).
-    broken : bool
-        True when the harness runs the negative control.
     rng : numpy.random.Generator
         Seeded from ``seed`` and ``claim_id`` (:func:`claim_seed`); identical for the stated run
-        and the control, so the two differ only by ``broken``.
+        and every control, so the runs differ only by the control.
     sub_seed : int
         A 63-bit integer from the same seed sequence, for APIs that take an int seed.
+    used_seed : bool
+        True once ``seed``, ``rng`` or ``sub_seed`` has been read. A claim whose runs never read
+        them draws no random numbers from the run seed, so its verdict cannot depend on it; a
+        seed ensemble (``run --seeds``) runs such a claim once.
     """
 
-    claim_id: str
-    params: dict[str, Any]
-    profile: str
-    seed: int
-    broken: bool = False
-    rng: np.random.Generator = field(init=False, repr=False)
-    sub_seed: int = field(init=False)
-    _figure: Any = field(default=None, init=False, repr=False)
+    def __init__(self, claim_id: str, params: dict[str, Any], profile: str, seed: int,
+                 control: str | None = None, controls: tuple[str, ...] = ()) -> None:
+        self.claim_id = claim_id
+        self.params = params
+        self.profile = profile
+        self.control = control
+        self.controls = tuple(controls)
+        self._seed = int(seed)
+        self._rng: np.random.Generator | None = None
+        self._sub_seed: int | None = None
+        self.used_seed = False
+        self._figure: Any = None
+        if control is not None and control not in self.controls:
+            raise ValueError(f"claim {claim_id!r} declares no control {control!r} "
+                             f"(declared: {', '.join(self.controls) or 'none'})")
 
-    def __post_init__(self) -> None:
-        ss = claim_seed(self.seed, self.claim_id)
-        self.rng = np.random.default_rng(ss)
-        self.sub_seed = int(ss.spawn(1)[0].generate_state(1, np.uint64)[0]) >> 1
+    def __repr__(self) -> str:
+        return (f"Context(claim_id={self.claim_id!r}, profile={self.profile!r}, seed={self._seed}, "
+                f"control={self.control!r})")
+
+    @property
+    def seed(self) -> int:
+        self.used_seed = True
+        return self._seed
+
+    @property
+    def rng(self) -> np.random.Generator:
+        self.used_seed = True
+        if self._rng is None:
+            self._rng = np.random.default_rng(claim_seed(self._seed, self.claim_id))
+        return self._rng
+
+    @property
+    def sub_seed(self) -> int:
+        self.used_seed = True
+        if self._sub_seed is None:
+            ss = claim_seed(self._seed, self.claim_id)
+            self._sub_seed = int(ss.spawn(1)[0].generate_state(1, np.uint64)[0]) >> 1
+        return self._sub_seed
+
+    @property
+    def broken(self) -> bool:
+        """True in any control's run (for claims with one control; prefer :meth:`bug`)."""
+        return self.control is not None
+
+    def bug(self, name: str) -> bool:
+        """True exactly in the run of control ``name``.
+
+        Raises
+        ------
+        ValueError
+            If the claim declares no control ``name`` (a misspelt control would otherwise be a
+            control that changes nothing).
+        """
+        if name not in self.controls:
+            raise ValueError(f"claim {self.claim_id!r} declares no control {name!r} "
+                             f"(declared: {', '.join(self.controls) or 'none'})")
+        return self.control == name
 
     def figure(self, **kwargs: Any) -> "Figure":
         """A matplotlib Figure (Agg canvas, no pyplot state) the claim may draw into.
 
-        The harness saves it as ``figures/<claim id>.png`` (the control run's figure is discarded).
+        The harness saves it as ``figures/<claim id>.png`` (the controls' figures are discarded).
         Repeated calls return the same figure; ``kwargs`` (e.g. ``figsize``) apply to the first.
         """
         if self._figure is None:
@@ -260,6 +326,7 @@ class Claim:
     control: str = "broken"
     control_reason: str = ""
     module: str = ""
+    controls: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not _ID_RE.match(self.id):
@@ -274,11 +341,27 @@ class Claim:
         self._check_choice("control", CONTROLS)
         if self.control == "none" and not str(self.control_reason).strip():
             raise ValueError(f"claim {self.id!r}: control='none' requires a control_reason")
+        self._check_controls()
         for name in PROFILES:
             if not isinstance(getattr(self, name), Mapping):
                 raise TypeError(f"claim {self.id!r}: {name} must be a dict of parameters")
         if not callable(self.func):
             raise TypeError(f"claim {self.id!r}: func must be callable")
+
+    def _check_controls(self) -> None:
+        if not isinstance(self.controls, Mapping):
+            raise TypeError(f"claim {self.id!r}: controls must be a dict name -> one-line bug")
+        if self.control == "none" and self.controls:
+            raise ValueError(f"claim {self.id!r}: control='none' with controls declared")
+        if self.control == "broken" and not self.controls:
+            raise ValueError(f"claim {self.id!r}: declare at least one named control "
+                             f"(controls={{'name': 'the bug in one line'}}) or control='none'")
+        for name, text in self.controls.items():
+            if not isinstance(name, str) or not _CONTROL_RE.match(name):
+                raise ValueError(f"claim {self.id!r}: control name {name!r} must be an identifier")
+            if not isinstance(text, str) or not text.strip() or "\n" in text.strip():
+                raise ValueError(f"claim {self.id!r}: control {name!r} needs a one-line description")
+        object.__setattr__(self, "controls", dict(self.controls))
 
     def _check_choice(self, name: str, allowed: frozenset[str]) -> None:
         value = getattr(self, name)
@@ -292,10 +375,10 @@ class Claim:
             raise ValueError(f"unknown profile {profile!r} (choose one of {', '.join(PROFILES)})")
         return copy.deepcopy(dict(getattr(self, profile)))
 
-    def context(self, profile: str, seed: int, broken: bool = False) -> Context:
-        """A fresh :class:`Context` for one call of the claim function."""
+    def context(self, profile: str, seed: int, control: str | None = None) -> Context:
+        """A fresh :class:`Context` for one call of the claim function (``control`` None: stated)."""
         return Context(claim_id=self.id, params=self.params(profile), profile=profile,
-                       seed=seed, broken=broken)
+                       seed=seed, control=control, controls=tuple(self.controls))
 
 
 #: The default registry: claim id -> Claim, in registration order.
@@ -324,6 +407,7 @@ def claim(
     full: Mapping[str, Any] | None = None,
     control: str = "broken",
     control_reason: str = "",
+    controls: Mapping[str, str] | None = None,
     registry: MutableMapping[str, Claim] | None = None,
 ) -> Callable[[ClaimFunction], ClaimFunction]:
     """Decorator registering a claim function.
@@ -345,9 +429,13 @@ def claim(
     quick, full : dict, optional
         Parameter sets. ``quick`` defaults to ``{}``; ``full`` defaults to ``quick``.
     control : {"broken", "none"}
-        ``"none"`` disables the negative control (discouraged) and requires ``control_reason``.
+        ``"broken"`` (default): run every control of ``controls``. ``"none"`` disables the
+        controls (discouraged) and requires ``control_reason``.
     control_reason : str
-        Why there is no negative control; shown in the report.
+        Why there is no control; shown in the report.
+    controls : dict, optional
+        ``{name: one-line description of the bug}``; required unless ``control="none"``. In the
+        claim function, ``ctx.bug(name)`` is True exactly in that control's run.
     registry : mutable mapping, optional
         Where to register; default :data:`REGISTRY`. Tests and demos pass their own dict.
 
@@ -369,7 +457,8 @@ def claim(
     def decorate(func: ClaimFunction) -> ClaimFunction:
         new = Claim(id=id, paper=paper, statement=statement, note=note, provenance=provenance,
                     expect=expect, func=func, quick=quick_set, full=full_set, control=control,
-                    control_reason=control_reason, module=getattr(func, "__module__", ""))
+                    control_reason=control_reason, module=getattr(func, "__module__", ""),
+                    controls=dict(controls or ({} if control == "none" else _LEGACY)))
         _register(target, new)
         func.claim = new  # type: ignore[attr-defined]
         return func

@@ -39,12 +39,13 @@ FALSE_ALARM = 1e-6
     expect="holds",
     quick={"mu": 0.3, "n": 4096, "shift": 0.5},
     full={"mu": 0.3, "n": 65536, "shift": 0.5},
+    controls={"shifted_mean": "the draws are centred at mu + shift (an offset left in the sampler)"},
     registry=CLAIMS,
 )
 def gaussian_mean(ctx: Context) -> list[Measurement]:
     """Sample mean vs mu; tolerance z_{1 - a/2} / sqrt(n) with a = FALSE_ALARM (exact: var 1)."""
     p = ctx.params
-    mu = p["mu"] + (p["shift"] if ctx.broken else 0.0)
+    mu = p["mu"] + (p["shift"] if ctx.bug("shifted_mean") else 0.0)
     x = ctx.rng.normal(mu, 1.0, size=p["n"])
     est = mean_ci(x, level=0.95, method="normal")
     tol = NormalDist().inv_cdf(1.0 - FALSE_ALARM / 2.0) / math.sqrt(p["n"])
@@ -66,12 +67,13 @@ def gaussian_mean(ctx: Context) -> list[Measurement]:
     expect="fails-as-predicted",
     quick={"n": 1000},
     full={"n": 1_000_000},
+    controls={"constant_data": "the data array is filled with one value instead of 1..n"},
     registry=CLAIMS,
 )
 def variance_identity_fails(ctx: Context) -> list[Measurement]:
     """The gap mean(x^2) - mean(x)^2 for x = 1..n, against its exact value (n^2 - 1)/12."""
     n = ctx.params["n"]
-    x = np.full(n, 7.0) if ctx.broken else np.arange(1.0, n + 1.0)
+    x = np.full(n, 7.0) if ctx.bug("constant_data") else np.arange(1.0, n + 1.0)
     gap = float(np.mean(x * x) - np.mean(x) ** 2)
     predicted = (n * n - 1) / 12.0
     # Both means are sums of n terms <= n^2: relative rounding <= n * u each (u = 2^-53); the

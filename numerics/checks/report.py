@@ -4,7 +4,7 @@ Every file is written atomically (:func:`numerics.atomic.atomic_write_bytes`): t
 in the same directory, flushed and fsynced, then ``os.replace``-d over the target, so a reader never
 sees a partial file and an interrupted write leaves the previous version.
 
-``report.json`` schema (``"schema": "guidance-verify/report/1"``) is documented in
+``report.json`` schema (``"schema": "guidance-verify/report/2"``) is documented in
 :func:`report_dict`. JSON has no NaN or infinity: non-finite floats are stored as the strings
 ``"nan"``, ``"inf"``, ``"-inf"`` (``float()`` reads them back), so the file is strict JSON.
 
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from numerics.atomic import atomic_write_bytes, atomic_write_text
 from numerics.checks import verdict as V
-from numerics.checks.results import CheckedMeasurement, ClaimResult, RunReport
+from numerics.checks.results import CheckedMeasurement, ClaimResult, ControlRun, RunReport
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -40,6 +40,8 @@ __all__ = [
     "figure_relpath",
     "jsonable",
     "load_baseline",
+    "matrix_size",
+    "matrix_text",
     "measured_text",
     "predicted_text",
     "render_markdown",
@@ -48,7 +50,7 @@ __all__ = [
     "write_report",
 ]
 
-SCHEMA = "guidance-verify/report/1"
+SCHEMA = "guidance-verify/report/2"
 
 
 # --------------------------------------------------------------------------- JSON
@@ -140,7 +142,14 @@ def _measurement_dict(c: CheckedMeasurement) -> dict[str, Any]:
     m = c.measurement
     return {"name": m.name, "kind": m.kind, "measured": m.measured, "predicted": m.predicted,
             "tol": m.tol, "ci": list(m.ci) if m.ci else None, "lo": m.lo, "hi": m.hi,
-            "reason": m.reason, "passed": c.passed, "rule": c.rule, "extra": m.extra}
+            "reason": m.reason, "counted": m.counted, "passed": c.passed, "rule": c.rule,
+            "extra": m.extra}
+
+
+def _control_dict(cr: ControlRun) -> dict[str, Any]:
+    return {"name": cr.name, "description": cr.description, "status": cr.status,
+            "flagged": cr.flagged, "error": cr.error, "wall_time_s": cr.wall_time,
+            "measurements": [_measurement_dict(m) for m in cr.measurements]}
 
 
 def _params(r: ClaimResult) -> Any:
@@ -155,8 +164,8 @@ def _safe_claim_dict(r: ClaimResult) -> dict[str, Any]:
     try:
         return _claim_dict(r)
     except Exception as exc:  # noqa: BLE001
-        return {"id": str(r.claim.id), "verdict": r.verdict, "failed": r.failed,
-                "measurements": [], "control_measurements": [], "drift": [],
+        return {"id": str(r.claim.id), "seed": r.seed, "verdict": r.verdict, "failed": r.failed,
+                "measurements": [], "controls": [], "matrix": {}, "drift": [],
                 "report_error": f"{type(exc).__name__}: {exc}"}
 
 
@@ -165,12 +174,14 @@ def _claim_dict(r: ClaimResult) -> dict[str, Any]:
     return {
         "id": c.id, "paper": c.paper, "statement": c.statement, "note": c.note,
         "provenance": c.provenance, "expect": c.expect, "module": c.module,
-        "params": _params(r),
+        "params": _params(r), "seed": r.seed, "used_seed": r.used_seed,
+        "reused_from": r.reused_from,
         "verdict": r.verdict, "stated_verdict": r.stated_verdict, "control": r.control,
         "control_reason": c.control_reason or None, "failed": r.failed,
         "measurements": [_measurement_dict(m) for m in r.measurements],
-        "control_measurements": [_measurement_dict(m) for m in r.control_measurements],
-        "error": r.error, "control_error": r.control_error, "interrupted_by": r.interrupted_by,
+        "controls": [_control_dict(cr) for cr in r.controls],
+        "matrix": r.matrix, "unflagged": r.unflagged, "idle_controls": r.idle_controls,
+        "error": r.error, "interrupted_by": r.interrupted_by,
         "wall_time_s": r.wall_time, "control_wall_time_s": r.control_wall_time,
         "figure": r.figure, "figure_error": r.figure_error, "drift": r.drift,
     }
@@ -188,42 +199,66 @@ def _summary(run: RunReport) -> dict[str, Any]:
     counts = {v: 0 for v in V.VERDICTS}
     for r in run.results:
         counts[r.verdict] = counts.get(r.verdict, 0) + 1
-    return {"n_planned": len(run.planned), "n_finished": len(run.results), "counts": counts,
-            "n_drift": sum(len(r.drift) for r in run.results),
-            "failed": [r.claim.id for r in run.results if r.failed], "ok": run.ok}
+    ensemble = run.ensemble
+    return {"n_planned": len(run.planned), "n_finished": len(ensemble), "counts": counts,
+            "n_runs": len(run.results), "n_drift": sum(len(r.drift) for r in run.results),
+            "failed": sorted({r.claim.id for r in run.results if r.failed}
+                             | {k for k, e in ensemble.items() if e["verdict"] == V.UNSTABLE}),
+            "unstable": [k for k, e in ensemble.items() if e["verdict"] == V.UNSTABLE],
+            "matrix": matrix_size(run), "ok": run.ok}
+
+
+def matrix_size(run: RunReport) -> dict[str, int]:
+    """Size of the control matrix at the first seed: measurements, controls, cells, flagged cells."""
+    first = [r for r in run.results if r.reused_from is None and r.seed == run.seed]
+    rows = sum(len(r.counted) for r in first if r.controls)
+    controls = sum(len(r.controls) for r in first)
+    cells = sum(len(r.counted) * len(r.controls) for r in first)
+    flagged = sum(len(cr.flagged) for r in first for cr in r.controls)
+    return {"counted_measurements": rows, "controls": controls, "cells": cells,
+            "flagged_cells": flagged,
+            "informational": sum(len(r.measurements) - len(r.counted) for r in first)}
 
 
 def report_dict(run: RunReport) -> dict[str, Any]:
     """The JSON document of a run (before :func:`jsonable`).
 
-    Schema ``guidance-verify/report/1``::
+    Schema ``guidance-verify/report/2``::
 
         {
-          "schema": "guidance-verify/report/1",
+          "schema": "guidance-verify/report/2",
           "status": "running" | "complete" | "interrupted" | "failed",
           "interrupted_by": null | "KeyboardInterrupt" | "SystemExit(<code>)",
-          "profile": "quick" | "full", "seed": int, "control": bool,
+          "profile": "quick" | "full", "seed": int (the first seed),
+          "seeds": null | [int, ...] (a seed ensemble, --seeds), "control": bool,
           "selection": null | [glob, ...],
           "started_utc": ISO-8601, "finished_utc": null | ISO-8601, "wall_time_s": float,
           "versions": {"python": str, "numpy": str, "platform": str},
           "baseline": null | {"path": str, "profile": str|null, "seed": int|null,
                               "started_utc": str|null},
           "planned": [claim id, ...],
-          "summary": {"n_planned": int, "n_finished": int,
-                      "counts": {verdict: int, ...}, "n_drift": int,
-                      "failed": [claim id, ...], "ok": bool},
+          "summary": {"n_planned": int, "n_finished": int (claims), "n_runs": int (claim x seed),
+                      "counts": {verdict: int, ...} (over runs), "n_drift": int,
+                      "failed": [claim id, ...], "unstable": [claim id, ...],
+                      "matrix": {"counted_measurements", "controls", "cells", "flagged_cells",
+                                 "informational": int}, "ok": bool},
           "error": null | str (why the run failed: a report or figure could not be written),
-          "claims": [
+          "ensemble": null | {claim id: {"verdicts": {seed: verdict}, "verdict": verdict or
+                                         "UNSTABLE", "seed_independent": bool}},
+          "claims": [   # one entry per claim and seed
             {"id", "paper", "statement", "note", "provenance", "expect", "module": str,
-             "params": {...},
+             "params": {...}, "seed": int, "used_seed": bool, "reused_from": null | int,
              "verdict": "holds" | "fails-as-predicted" | "VIOLATED" | "UNFALSIFIABLE"
                         | "ERROR" | "INTERRUPTED",
-             "stated_verdict": verdict of the stated run before the control,
+             "stated_verdict": verdict of the stated run before the controls,
              "control": "flagged" | "NOT FLAGGED" | "ERROR" | "none" | "skipped" | "not run",
              "control_reason": str | null, "failed": bool,
-             "measurements": [M, ...], "control_measurements": [M, ...],
-             "error": traceback str | null, "control_error": traceback str | null,
-             "interrupted_by": str | null,
+             "measurements": [M, ...],
+             "controls": [{"name", "description", "status", "flagged": [name, ...],
+                           "error": str | null, "wall_time_s": float, "measurements": [M, ...]}],
+             "matrix": {counted measurement: {control: bool (flagged)}},
+             "unflagged": [measurement, ...], "idle_controls": [control, ...],
+             "error": traceback str | null, "interrupted_by": str | null,
              "wall_time_s": float, "control_wall_time_s": float | null,
              "figure": "figures/<id>.png" | null, "figure_error": str | null,
              "drift": [{"measurement": name, "baseline": float, "measured": float,
@@ -231,7 +266,7 @@ def report_dict(run: RunReport) -> dict[str, Any]:
           ]
         }
         M = {"name", "kind", "measured", "predicted", "tol", "ci": [lo, hi] | null,
-             "lo", "hi", "reason", "passed": bool, "rule": str, "extra": {...}}
+             "lo", "hi", "reason", "counted": bool, "passed": bool, "rule": str, "extra": {...}}
 
     ``status`` is ``"running"`` while the run is in progress (a file left in that state was cut
     off hard, e.g. by SIGKILL, or the disk filled up and not even the failure could be written);
@@ -242,11 +277,12 @@ def report_dict(run: RunReport) -> dict[str, Any]:
     """
     return {
         "schema": SCHEMA, "status": run.status, "interrupted_by": run.interrupted_by,
-        "profile": run.profile, "seed": run.seed, "control": run.control,
+        "profile": run.profile, "seed": run.seed, "seeds": run.seeds, "control": run.control,
         "selection": run.selection, "started_utc": run.started_utc,
         "finished_utc": run.finished_utc, "wall_time_s": run.wall_time,
         "versions": _versions(), "baseline": run.baseline, "planned": run.planned,
         "summary": _summary(run), "error": run.error,
+        "ensemble": run.ensemble if run.seeds else None,
         "claims": [_safe_claim_dict(r) for r in run.results],
     }
 
@@ -293,10 +329,39 @@ def measured_text(m: Any) -> str:
 
 
 def control_text(r: ClaimResult) -> str:
-    """Control status for tables; ``none`` shows its reason."""
+    """Control status for tables: ``flagged 3/3`` (controls that flag something / controls), what
+    is not flagged, or ``none`` with its reason."""
     if r.control == V.CONTROL_NONE:
         return f"none ({r.claim.control_reason})"
-    return r.control
+    if not r.controls:
+        return r.control
+    n_ok = sum(cr.status == V.CONTROL_FLAGGED for cr in r.controls)
+    text = f"{r.control} {n_ok}/{len(r.controls)}"
+    if r.unflagged:
+        text += "; no control flags: " + ", ".join(r.unflagged)
+    if r.idle_controls:
+        text += "; flags nothing: " + ", ".join(r.idle_controls)
+    errors = [cr.name for cr in r.controls if cr.status == V.CONTROL_ERROR]
+    if errors:
+        text += "; raised: " + ", ".join(errors)
+    return text
+
+
+def matrix_text(r: ClaimResult) -> list[str]:
+    """The control matrix of ``r`` as Markdown: counted measurement x control, X where flagged."""
+    if not r.controls:
+        return []
+    names = [cr.name for cr in r.controls]
+    lines = ["Control matrix (X: the control moves the measurement across its pass line):", "",
+             "| measurement | " + " | ".join(_cell(n) for n in names) + " |",
+             "|---|" + "---|" * len(names)]
+    for meas, row in r.matrix.items():
+        cells = ["X" if row[n] else ("**-**" if not any(row.values()) else "-") for n in names]
+        lines.append(f"| {_cell(meas)} | " + " | ".join(cells) + " |")
+    lines += ["", "Controls (bugs modelled):", ""]
+    lines += [f"- `{cr.name}`: {cr.description} ({cr.status}"
+              + (f", {cr.wall_time:.2f} s)" if cr.wall_time else ")") for cr in r.controls]
+    return lines + [""]
 
 
 def _md_summary(run: RunReport) -> list[str]:
@@ -307,19 +372,32 @@ def _md_summary(run: RunReport) -> list[str]:
         "# guidance-verify report", "",
         f"status **{run.status}**"
         + (f" ({run.interrupted_by})" if run.interrupted_by else "")
-        + f" · profile `{run.profile}` · seed {run.seed} · control "
+        + f" · profile `{run.profile}` · "
+        + (f"seeds {_seed_range(run.seeds)}" if run.seeds else f"seed {run.seed}") + " · control "
         + ("on" if run.control else "off") + base,
         f"started {run.started_utc} · wall time {run.wall_time:.1f} s · "
-        f"{s['n_finished']}/{s['n_planned']} claims: {counts or 'none finished'}"
-        + (f" · **{s['n_drift']} drifted**" if s["n_drift"] else ""), "",
+        f"{s['n_finished']}/{s['n_planned']} claims"
+        + (f" ({s['n_runs']} claim x seed runs)" if run.seeds else "")
+        + f": {counts or 'none finished'}"
+        + (f" · **{len(s['unstable'])} UNSTABLE**" if s["unstable"] else "")
+        + (f" · **{s['n_drift']} drifted**" if s["n_drift"] else ""),
+        _matrix_line(s["matrix"]), "",
         "**OK**" if run.ok else "**NOT OK**", "",
     ]
+
+
+def _matrix_line(size: Mapping[str, int]) -> str:
+    return (f"control matrix: {size['counted_measurements']} counted measurements x their "
+            f"claims' controls ({size['controls']} controls), {size['flagged_cells']} of "
+            f"{size['cells']} cells flagged; {size['informational']} informational measurements")
 
 
 def _md_table(run: RunReport) -> list[str]:
     lines = ["| claim | measurement | measured | predicted | tol | pass | verdict | control |",
              "|---|---|---|---|---|---|---|---|"]
     for r in run.results:
+        if r.reused_from is not None or r.seed != run.seed:
+            continue  # the table shows the first seed; the ensemble table shows the others
         rows = r.measurements or [None]
         for i, c in enumerate(rows):
             head = (f"[{r.claim.id}](#{r.claim.id.replace('.', '')})", r.verdict,
@@ -328,8 +406,8 @@ def _md_table(run: RunReport) -> list[str]:
                 cells = ["", "", "", "", ""]
             else:
                 m = c.measurement
-                cells = [m.name, measured_text(m), predicted_text(m), _num(m.tol),
-                         "yes" if c.passed else "**no**"]
+                cells = [m.name + ("" if m.counted else " (info)"), measured_text(m),
+                         predicted_text(m), _num(m.tol), "yes" if c.passed else "**no**"]
             lines.append("| " + " | ".join(_cell(x) for x in
                                            (head[0], *cells, head[1], head[2])) + " |")
     return lines + [""]
@@ -340,7 +418,8 @@ def _md_measurements(title: str, checked: list[CheckedMeasurement]) -> list[str]
         return []
     lines = [f"{title}:", "", "| measurement | rule | pass | tolerance reason |", "|---|---|---|---|"]
     for c in checked:
-        lines.append(f"| {_cell(c.measurement.name)} | {_cell(c.rule)} | "
+        info = "" if c.measurement.counted else " (informational)"
+        lines.append(f"| {_cell(c.measurement.name)}{info} | {_cell(c.rule)} | "
                      f"{'yes' if c.passed else '**no**'} | {_cell(c.measurement.reason)} |")
     return lines + [""]
 
@@ -354,8 +433,9 @@ def _md_claim(r: ClaimResult) -> list[str]:
              f"- wall time: {r.wall_time:.2f} s"
              + (f" (+ control {r.control_wall_time:.2f} s)" if r.control_wall_time else ""), ""]
     lines += _md_measurements("Measurements", r.measurements)
-    lines += _md_measurements("Negative control (must be flagged)", r.control_measurements)
-    for label, text in (("Error", r.error), ("Control error", r.control_error)):
+    lines += matrix_text(r)
+    errors = [("Error", r.error)] + [(f"Control `{cr.name}` error", cr.error) for cr in r.controls]
+    for label, text in errors:
         if text:
             lines += [f"{label}:", "", "```", text.rstrip(), "```", ""]
     if r.drift:
@@ -368,13 +448,38 @@ def _md_claim(r: ClaimResult) -> list[str]:
     return lines
 
 
+def _md_ensemble(run: RunReport) -> list[str]:
+    """The seed-ensemble table: one row per claim, its verdict at every seed."""
+    if not run.seeds:
+        return []
+    lines = [f"Seed ensemble ({len(run.seeds)} seeds: {_seed_range(run.seeds)}); measurements of "
+             "every seed are in report.json:", "",
+             "| claim | verdict over seeds | verdicts by seed |", "|---|---|---|"]
+    for cid, e in run.ensemble.items():
+        by = ", ".join(f"{s}: {v}" for s, v in e["verdicts"].items())
+        if e["seed_independent"]:
+            by = "seed-independent (reads no seed): " + by.split(",")[0]
+        verdict = e["verdict"] if e["verdict"] != V.UNSTABLE else "**UNSTABLE**"
+        lines.append(f"| {_cell(cid)} | {verdict} | {_cell(by)} |")
+    return lines + [""]
+
+
+def _seed_range(seeds: list[int]) -> str:
+    if seeds == list(range(seeds[0], seeds[0] + len(seeds))):
+        return f"{seeds[0]}-{seeds[-1]}"
+    return ", ".join(map(str, seeds))
+
+
 def render_markdown(run: RunReport) -> str:
     """``report.md``: summary, one table of all measurements, then a section per claim."""
     lines = _md_summary(run)
     if run.error:
         lines += [f"**error**: {run.error}", ""]
     lines += _md_table(run)
+    lines += _md_ensemble(run)
     for r in run.results:
+        if r.reused_from is not None or r.seed != run.seed:
+            continue
         try:
             lines += _md_claim(r)
         except Exception as exc:  # noqa: BLE001 - one claim never stops the report
@@ -556,6 +661,8 @@ def load_baseline(path: str | os.PathLike[str]) -> Baseline:
     records: dict[tuple[str, str], Mapping[str, Any]] = {}
     try:
         for c in doc["claims"]:
+            if c.get("seed", doc.get("seed")) != doc.get("seed"):
+                continue  # a seed ensemble's baseline is its first seed
             for m in c.get("measurements", []):
                 float(m["measured"])
                 records[(c["id"], m["name"])] = m

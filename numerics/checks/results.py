@@ -13,7 +13,7 @@ from typing import Any
 from numerics.checks import verdict as V
 from numerics.checks.claim import Claim, Measurement
 
-__all__ = ["CheckedMeasurement", "ClaimResult", "RunReport", "utc_now"]
+__all__ = ["CheckedMeasurement", "ClaimResult", "ControlRun", "RunReport", "utc_now"]
 
 
 def utc_now() -> str:
@@ -35,8 +35,34 @@ class CheckedMeasurement:
 
 
 @dataclass
+class ControlRun:
+    """One control's run: its name, the bug it models, what it measured and what it flagged.
+
+    ``flagged`` lists the counted measurements that passed in the stated run and fail here (or
+    are NaN here): the ones this bug moves across their pass line. ``status`` is
+    :data:`~numerics.checks.verdict.CONTROL_FLAGGED` when that list is not empty,
+    ``CONTROL_NOT_FLAGGED`` when it is, ``CONTROL_ERROR`` when the run raised.
+    """
+
+    name: str
+    description: str
+    status: str
+    measurements: list[CheckedMeasurement] = field(default_factory=list)
+    flagged: list[str] = field(default_factory=list)
+    error: str | None = None
+    wall_time: float = 0.0
+
+
+@dataclass
 class ClaimResult:
-    """The outcome of one claim: verdict, control status, measurements, errors, drift, figure."""
+    """The outcome of one claim at one seed: verdict, controls, measurements, errors, drift, figure.
+
+    ``control`` summarises the controls: ``"flagged"`` when every control flagged a counted
+    measurement and every counted measurement was flagged by some control (see :attr:`matrix`),
+    ``"NOT FLAGGED"`` otherwise (the claim is UNFALSIFIABLE), ``"ERROR"`` if a control raised.
+    ``used_seed`` is False when no run of the claim read the seed (seed-independent); a seed
+    ensemble then reuses the result for every seed (``reused_from`` names the seed it ran at).
+    """
 
     claim: Claim
     profile: str
@@ -45,16 +71,44 @@ class ClaimResult:
     stated_verdict: str
     control: str
     measurements: list[CheckedMeasurement] = field(default_factory=list)
-    control_measurements: list[CheckedMeasurement] = field(default_factory=list)
+    controls: list[ControlRun] = field(default_factory=list)
     error: str | None = None
-    control_error: str | None = None
     interrupted_by: str | None = None
     wall_time: float = 0.0
-    control_wall_time: float | None = None
     figure: str | None = None
     figure_error: str | None = None
     drift: list[dict[str, Any]] = field(default_factory=list)
+    used_seed: bool = True
+    reused_from: int | None = None
     figure_obj: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def counted(self) -> list[str]:
+        """Names of the stated run's counted measurements."""
+        return [c.measurement.name for c in self.measurements if c.measurement.counted]
+
+    @property
+    def matrix(self) -> dict[str, dict[str, bool]]:
+        """The control matrix: counted measurement -> {control name: flagged by it}."""
+        return {name: {cr.name: name in cr.flagged for cr in self.controls}
+                for name in self.counted}
+
+    @property
+    def unflagged(self) -> list[str]:
+        """Counted measurements that no control flagged (empty when no control ran)."""
+        if not self.controls:
+            return []
+        return [name for name, row in self.matrix.items() if not any(row.values())]
+
+    @property
+    def idle_controls(self) -> list[str]:
+        """Controls that ran without error and flagged no counted measurement."""
+        return [cr.name for cr in self.controls if cr.error is None and not cr.flagged]
+
+    @property
+    def control_wall_time(self) -> float | None:
+        """Total wall time of the controls (None when none ran)."""
+        return sum(cr.wall_time for cr in self.controls) if self.controls else None
 
     @property
     def failed(self) -> bool:
@@ -84,11 +138,28 @@ class RunReport:
     finished_utc: str | None = None
     wall_time: float = 0.0
     results: list[ClaimResult] = field(default_factory=list)
+    seeds: list[int] | None = None
+
+    @property
+    def ensemble(self) -> dict[str, dict[str, Any]]:
+        """Per claim id: ``{"verdicts": {seed: verdict}, "verdict": ...}`` over the seeds run.
+
+        The claim's verdict is the common verdict when every seed gave the same one, and
+        :data:`~numerics.checks.verdict.UNSTABLE` when the verdict changed with the seed.
+        """
+        out: dict[str, dict[str, Any]] = {}
+        for r in self.results:
+            entry = out.setdefault(r.claim.id, {"verdicts": {}, "seed_independent": not r.used_seed})
+            entry["verdicts"][r.seed] = r.verdict
+        for entry in out.values():
+            entry["verdict"] = V.ensemble_verdict(entry["verdicts"].values())
+        return out
 
     @property
     def ok(self) -> bool:
-        """True exactly when the run completed and no claim failed or drifted."""
-        return self.status == "complete" and not any(r.failed for r in self.results)
+        """True exactly when the run completed, no claim failed or drifted, none is UNSTABLE."""
+        return (self.status == "complete" and not any(r.failed for r in self.results)
+                and not any(e["verdict"] == V.UNSTABLE for e in self.ensemble.values()))
 
     def exit_code(self) -> int:
         """0 if :attr:`ok`; 130 after a KeyboardInterrupt; 1 otherwise."""

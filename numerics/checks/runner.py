@@ -17,6 +17,7 @@ The result classes (:class:`CheckedMeasurement`, :class:`ClaimResult`, :class:`R
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fnmatch
 import os
 import signal
@@ -31,11 +32,12 @@ from numerics.checks import report
 from numerics.checks import verdict as V
 from numerics.checks.claim import PROFILES, Claim, Context, Measurement
 from numerics.checks.report import Baseline
-from numerics.checks.results import CheckedMeasurement, ClaimResult, RunReport, utc_now
+from numerics.checks.results import CheckedMeasurement, ClaimResult, ControlRun, RunReport, utc_now
 
 __all__ = [
     "CheckedMeasurement",
     "ClaimResult",
+    "ControlRun",
     "NoMatchError",
     "RunReport",
     "run_claim",
@@ -65,13 +67,19 @@ class _Outcome:
 
     @property
     def all_pass(self) -> bool:
-        return V.all_pass(c.passed for c in self.checked)
+        """Every counted measurement passed (and there is at least one)."""
+        return V.all_pass(c.passed for c in self.checked if c.measurement.counted)
+
+    @property
+    def used_seed(self) -> bool:
+        return bool(getattr(self.ctx, "used_seed", True))
 
 
 class _BlankContext:
     """Stands in for a Context that could not be built (it has drawn no figure)."""
 
     drawn_figure = None
+    used_seed = True
 
 
 def _describe_interrupt(exc: BaseException) -> str:
@@ -93,14 +101,17 @@ def _check_output(out: Any) -> list[CheckedMeasurement]:
     dups = sorted({n for n in names if names.count(n) > 1})
     if dups:
         raise ValueError(f"duplicate measurement names: {dups}")
+    if not any(m.counted for m in out):
+        raise ValueError("a claim must return at least one counted Measurement "
+                         "(informational ones alone prove nothing)")
     return [CheckedMeasurement.of(m) for m in out]
 
 
-def _call(claim: Claim, profile: str, seed: int, broken: bool) -> _Outcome:
+def _call(claim: Claim, profile: str, seed: int, control: str | None) -> _Outcome:
     """Call the claim function once; exceptions become ``error`` / ``interrupted_by``."""
     t0 = time.perf_counter()
     try:
-        ctx = claim.context(profile, seed, broken)
+        ctx = claim.context(profile, seed, control)
     except Exception:  # noqa: BLE001 - e.g. parameters that cannot be deep-copied
         return _Outcome(_BlankContext(), error=traceback.format_exc())
     outcome = _Outcome(ctx)
@@ -126,27 +137,42 @@ def _stated_result(claim: Claim, profile: str, seed: int, out: _Outcome) -> Clai
                        stated_verdict=stated, control=V.CONTROL_NOT_RUN,
                        measurements=out.checked, error=out.error,
                        interrupted_by=out.interrupted_by, wall_time=out.wall_time,
+                       used_seed=out.used_seed,
                        figure_obj=None if out.error else out.ctx.drawn_figure)
 
 
-def _apply_control(result: ClaimResult, out: _Outcome) -> None:
-    result.control_measurements = out.checked
-    result.control_error = out.error
-    result.control_wall_time = out.wall_time
-    if out.interrupted_by:
-        result.interrupted_by = out.interrupted_by
-        result.verdict = V.INTERRUPTED
-        return
+def _control_run(name: str, description: str, stated: list[CheckedMeasurement],
+                 out: _Outcome) -> ControlRun:
     if out.error:
+        return ControlRun(name, description, V.CONTROL_ERROR, out.checked, [], out.error,
+                          out.wall_time)
+    flagged = V.control_flags([c.measurement for c in stated], [c.measurement for c in out.checked])
+    status = V.CONTROL_FLAGGED if flagged else V.CONTROL_NOT_FLAGGED
+    return ControlRun(name, description, status, out.checked, flagged, None, out.wall_time)
+
+
+def _run_controls(result: ClaimResult, claim: Claim, profile: str, seed: int) -> None:
+    """Run every control of ``claim``, fill in ``result.controls`` and the verdict."""
+    for name, description in claim.controls.items():
+        out = _call(claim, profile, seed, control=name)
+        result.used_seed = result.used_seed or out.used_seed
+        if out.interrupted_by:
+            result.interrupted_by = out.interrupted_by
+            result.verdict = V.INTERRUPTED
+            return
+        result.controls.append(_control_run(name, description, result.measurements, out))
+    if any(cr.status == V.CONTROL_ERROR for cr in result.controls):
         result.control = V.CONTROL_ERROR
+    elif result.unflagged or result.idle_controls:
+        result.control = V.CONTROL_NOT_FLAGGED
     else:
-        result.control = V.CONTROL_NOT_FLAGGED if out.all_pass else V.CONTROL_FLAGGED
+        result.control = V.CONTROL_FLAGGED
     result.verdict = V.final_verdict(result.stated_verdict, result.control)
 
 
 def run_claim(claim: Claim, *, profile: str = "quick", seed: int = 0,
               control: bool = True) -> ClaimResult:
-    """Run one claim: the stated run, then (if it passed) the negative control.
+    """Run one claim: the stated run, then (if it passed) every control.
 
     Parameters
     ----------
@@ -155,7 +181,7 @@ def run_claim(claim: Claim, *, profile: str = "quick", seed: int = 0,
     seed : int
         Run seed; the claim's generator is seeded from it and the claim id.
     control : bool
-        False skips the negative control (control status ``"skipped"``).
+        False skips the controls (control status ``"skipped"``).
 
     Returns
     -------
@@ -164,12 +190,15 @@ def run_claim(claim: Claim, *, profile: str = "quick", seed: int = 0,
 
     Notes
     -----
-    The control is run only when the stated run passed its own verdict (holds /
-    fails-as-predicted); after VIOLATED or ERROR its status is ``"not run"``.
+    The controls run only when the stated run passed its own verdict (holds /
+    fails-as-predicted); after VIOLATED or ERROR their status is ``"not run"``. Each control
+    records the counted measurements it flagged (see :func:`numerics.checks.verdict.control_flags`);
+    a counted measurement no control flags, or a control that flags nothing, makes the claim
+    UNFALSIFIABLE; a control that raises makes it ERROR.
     """
     if profile not in PROFILES:  # validated before anything runs
         raise ValueError(f"unknown profile {profile!r} (choose one of {', '.join(PROFILES)})")
-    result = _stated_result(claim, profile, seed, _call(claim, profile, seed, broken=False))
+    result = _stated_result(claim, profile, seed, _call(claim, profile, seed, control=None))
     if V.is_failure(result.verdict):
         return result
     if claim.control == "none":
@@ -177,7 +206,7 @@ def run_claim(claim: Claim, *, profile: str = "quick", seed: int = 0,
     elif not control:
         result.control = V.CONTROL_SKIPPED
     else:
-        _apply_control(result, _call(claim, profile, seed, broken=True))
+        _run_controls(result, claim, profile, seed)
     return result
 
 
@@ -206,6 +235,15 @@ def select(claims: Mapping[str, Claim] | Iterable[Claim],
     return [c for c in items if any(_matches(c.id, p) for p in patterns)]
 
 
+def _seed_result(claim: Claim, first: ClaimResult | None, seed: int, profile: str,
+                 control: bool) -> ClaimResult:
+    """The claim's result at ``seed``: run it, or reuse ``first`` if that never read the seed."""
+    if first is not None and not first.used_seed and not first.interrupted_by:
+        return dataclasses.replace(first, seed=seed, reused_from=first.seed, drift=[],
+                                   figure=None, figure_obj=None)
+    return run_claim(claim, profile=profile, seed=seed, control=control)
+
+
 def _finish_claim(run: RunReport, result: ClaimResult, baseline: Baseline | None,
                   out_dir: Path | None) -> None:
     if baseline is not None:
@@ -221,6 +259,7 @@ def run_claims(
     *,
     profile: str = "quick",
     seed: int = 0,
+    seeds: Sequence[int] | None = None,
     out_dir: str | os.PathLike[str] | None = None,
     control: bool = True,
     baseline: Baseline | None = None,
@@ -236,6 +275,13 @@ def run_claims(
         Exactly the claims to run (see :func:`select`).
     profile : {"quick", "full"}
     seed : int
+        The run seed (ignored when ``seeds`` is given).
+    seeds : sequence of int, optional
+        A seed ensemble: every claim runs at every seed, in order, and the report keeps every
+        seed's result; a claim whose verdict changes with the seed is UNSTABLE (a failure, see
+        :attr:`RunReport.ensemble`). A claim that did not read the seed at the first seed
+        (``ClaimResult.used_seed`` False) is not rerun: its result is reused for the other seeds
+        (``reused_from``), since it cannot depend on the seed.
     out_dir : path, optional
         Where ``report.json``, ``report.md`` and ``figures/<id>.png`` go; ``None`` writes nothing.
         The directory is created if needed, and what an earlier run left there (its report and
@@ -247,9 +293,10 @@ def run_claims(
     selection : sequence of str, optional
         The globs that chose ``claims``, recorded in the report.
     on_start : callable(claim, index, total), optional
-        Called before each claim (progress display).
+        Called before each run of a claim at one seed (progress display; ``total`` counts
+        claim x seed runs).
     on_result : callable(ClaimResult), optional
-        Called after each claim, once its result is on disk.
+        Called after each such run, once its result is on disk.
 
     Returns
     -------
@@ -264,7 +311,11 @@ def run_claims(
     if profile not in ("quick", "full"):
         raise ValueError(f"unknown profile {profile!r} (choose quick or full)")
     out = Path(out_dir) if out_dir is not None else None
-    run = RunReport(profile=profile, seed=int(seed), control=control,
+    seed_list = [int(s) for s in seeds] if seeds is not None else [int(seed)]
+    if not seed_list or len(set(seed_list)) != len(seed_list):
+        raise ValueError(f"seeds must be a non-empty list of distinct seeds, got {seeds!r}")
+    run = RunReport(profile=profile, seed=seed_list[0], control=control,
+                    seeds=seed_list if seeds is not None else None,
                     planned=[c.id for c in claims],
                     selection=list(selection) if selection else None,
                     out_dir=str(out) if out is not None else None,
@@ -281,17 +332,25 @@ def run_claims(
             out.mkdir(parents=True, exist_ok=True)
             report.clear_outputs(out)
         save()
-        for i, c in enumerate(claims):
-            if on_start is not None:
-                on_start(c, i, len(claims))
-            result = run_claim(c, profile=profile, seed=seed, control=control)
-            _finish_claim(run, result, baseline, out)
-            if result.interrupted_by:
-                run.status, run.interrupted_by = "interrupted", result.interrupted_by
-            save()
-            if on_result is not None:
-                on_result(result)
-            if result.interrupted_by:
+        total, done = len(claims) * len(seed_list), 0
+        for c in claims:
+            first: ClaimResult | None = None
+            for s in seed_list:
+                if on_start is not None:
+                    on_start(c, done, total)
+                result = _seed_result(c, first, s, profile, control)
+                done += 1
+                _finish_claim(run, result, baseline if s == seed_list[0] else None,
+                              out if first is None else None)
+                first = first or result
+                if result.interrupted_by:
+                    run.status, run.interrupted_by = "interrupted", result.interrupted_by
+                save()
+                if on_result is not None:
+                    on_result(result)
+                if result.interrupted_by:
+                    break
+            if run.status == "interrupted":
                 break
         else:
             run.status = "complete"

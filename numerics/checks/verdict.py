@@ -15,8 +15,17 @@ interval   ``lo - tol <= measured <= hi + tol``, and with a ci the *whole* ci li
 true       ``measured == 1.0`` (the predicted qualitative event happened; tol is ignored)
 =========  ==================================================================================
 
+Only *counted* measurements (``Measurement.counted``, the default) decide anything; informational
+ones are recorded and shown.
+
 Claim verdicts: :data:`HOLDS`, :data:`FAILS_AS_PREDICTED`, :data:`VIOLATED`, :data:`ERROR`,
-:data:`UNFALSIFIABLE`, :data:`INTERRUPTED`. Control statuses: :data:`CONTROL_FLAGGED` (good),
+:data:`UNFALSIFIABLE`, :data:`INTERRUPTED`, and over a seed ensemble :data:`UNSTABLE`.
+
+Controls: a claim names its controls (realistic bugs). A control *flags* a counted measurement
+when the measurement passes in the stated run and fails in the control's run (:func:`control_flags`).
+The claim is UNFALSIFIABLE when some counted measurement is flagged by no control (it cannot fail
+on any of the bugs the claim models) or some control flags no counted measurement (the claim misses
+a bug it says it catches). Control statuses: :data:`CONTROL_FLAGGED` (good),
 :data:`CONTROL_NOT_FLAGGED`, :data:`CONTROL_ERROR`, :data:`CONTROL_NONE`,
 :data:`CONTROL_SKIPPED` (``--no-control``), :data:`CONTROL_NOT_RUN` (the stated run already failed).
 """
@@ -43,11 +52,14 @@ __all__ = [
     "INTERRUPTED",
     "REPRODUCIBILITY_REL",
     "UNFALSIFIABLE",
+    "UNSTABLE",
     "VERDICTS",
     "VIOLATED",
     "all_pass",
     "drift",
+    "control_flags",
     "drift_allowance",
+    "ensemble_verdict",
     "final_verdict",
     "is_failure",
     "passes",
@@ -61,10 +73,12 @@ VIOLATED = "VIOLATED"
 ERROR = "ERROR"
 UNFALSIFIABLE = "UNFALSIFIABLE"
 INTERRUPTED = "INTERRUPTED"
-#: Every verdict, in display order.
-VERDICTS: tuple[str, ...] = (HOLDS, FAILS_AS_PREDICTED, VIOLATED, UNFALSIFIABLE, ERROR, INTERRUPTED)
+UNSTABLE = "UNSTABLE"
+#: Every verdict, in display order (UNSTABLE only describes a claim over a seed ensemble).
+VERDICTS: tuple[str, ...] = (HOLDS, FAILS_AS_PREDICTED, VIOLATED, UNFALSIFIABLE, ERROR, INTERRUPTED,
+                             UNSTABLE)
 #: Verdicts that make a run fail (exit status 1).
-FAILURES: frozenset[str] = frozenset({VIOLATED, ERROR, UNFALSIFIABLE, INTERRUPTED})
+FAILURES: frozenset[str] = frozenset({VIOLATED, ERROR, UNFALSIFIABLE, INTERRUPTED, UNSTABLE})
 
 CONTROL_FLAGGED = "flagged"
 CONTROL_NOT_FLAGGED = "NOT FLAGGED"
@@ -138,6 +152,24 @@ def final_verdict(stated: str, control: str) -> str:
     if control == CONTROL_ERROR:
         return ERROR
     return stated
+
+
+def control_flags(stated: Iterable[Measurement], control: Iterable[Measurement]) -> list[str]:
+    """Names of the counted measurements of ``stated`` that pass there and fail in ``control``.
+
+    A measurement the control's run does not return is not flagged by it (the control must
+    produce the measurement to show that it moves it).
+    """
+    moved = {m.name for m in control if not passes(m)}
+    return [m.name for m in stated if m.counted and passes(m) and m.name in moved]
+
+
+def ensemble_verdict(verdicts: Iterable[str]) -> str:
+    """The verdict of a claim over seeds: the common one, or :data:`UNSTABLE` if they differ."""
+    distinct = set(verdicts)
+    if not distinct:
+        raise ValueError("ensemble_verdict needs at least one verdict")
+    return distinct.pop() if len(distinct) == 1 else UNSTABLE
 
 
 def is_failure(verdict: str) -> bool:
