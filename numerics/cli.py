@@ -361,7 +361,7 @@ def _results_table(run: "RunReport") -> Any:
                   show_lines=False)
     for col in ("claim", "measurement", "measured", "predicted", "tol", "ok", "verdict",
                 "control") + (("drift",) if drift else ()):
-        table.add_column(col, overflow="fold", min_width=40 if col == "measurement" else None)
+        table.add_column(col, overflow="fold", min_width=5 if col == "drift" else None)
     for r in run.results:
         if r.seed == run.seed and r.reused_from is None:
             _add_claim_rows(table, r, drift, control_text, measured_text, predicted_text)

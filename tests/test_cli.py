@@ -85,7 +85,7 @@ def test_error_claim_does_not_stop_the_others(tmp_path: Path,
     reg = {**registry_with(("t.boom", boom)), **examples.CLAIMS}
     assert main(["run", "--out", str(tmp_path)], registry=reg) == 1
     out = capsys.readouterr().out
-    assert "ERROR" in out and "missing parameter [x]" in out  # brackets survive rich markup
+    assert "ERROR" in out and "missing parameter" in out and "[x]" in out  # brackets survive markup
     assert [c["verdict"] for c in load(tmp_path / "report.json")["claims"]] == [
         "ERROR", "holds", "fails-as-predicted"]
 
