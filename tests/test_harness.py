@@ -711,3 +711,17 @@ def test_bad_seed_lists_are_rejected() -> None:
         run_claims([GOOD], seeds=[1, 1])
     with pytest.raises(ValueError, match="non-empty"):
         run_claims([GOOD], seeds=[])
+
+
+def test_reduced_profile_is_full_with_the_documented_overrides() -> None:
+    def body(ctx: Context) -> list[Measurement]:
+        return [meas(1.0 if ctx.bug("bump") else 0.0, extra=dict(ctx.params))]
+
+    c = make_claim("t.red", body, quick={"n": 1}, full={"n": 100, "d": 4}, reduced={"n": 10},
+                   reduced_reason="n cut to 10: the check is a rounding bound, independent of n")
+    assert c.params("reduced") == {"n": 10, "d": 4} and c.params("full") == {"n": 100, "d": 4}
+    assert run_claim(c, profile="reduced").measurements[0].measurement.extra == {"n": 10, "d": 4}
+    with pytest.raises(ValueError, match="unknown full parameters"):
+        make_claim("t.red2", body, full={"n": 1}, reduced={"m": 2}, reduced_reason="r")
+    with pytest.raises(ValueError, match="reduced_reason"):
+        make_claim("t.red3", body, full={"n": 1}, reduced={"n": 2})

@@ -66,8 +66,9 @@ EXPECTS: frozenset[str] = frozenset({"holds", "fails-as-predicted"})
 #: Negative-control modes: ``"broken"`` (default, the function is rerun with ctx.broken=True)
 #: or ``"none"`` (no control; requires ``control_reason``).
 CONTROLS: frozenset[str] = frozenset({"broken", "none"})
-#: Parameter profiles.
-PROFILES: tuple[str, ...] = ("quick", "full")
+#: Parameter profiles. ``"reduced"`` is the full profile with each claim's documented
+#: ``reduced`` overrides (what CI can afford; the full profile of a claim without overrides).
+PROFILES: tuple[str, ...] = ("quick", "full", "reduced")
 
 _ID_RE = re.compile(r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_\-]+)+$")
 # TRANSITION ONLY (removed once every claim names its controls): an unnamed ctx.broken control.
@@ -208,7 +209,7 @@ class Context:
         The claim's id.
     params : dict
         A private deep copy of the profile's parameter set.
-    profile : {"quick", "full"}
+    profile : {"quick", "full", "reduced"}
     control : str or None
         None in the stated run; the name of the control being run otherwise.
     controls : tuple of str
@@ -327,6 +328,8 @@ class Claim:
     control_reason: str = ""
     module: str = ""
     controls: Mapping[str, str] = field(default_factory=dict)
+    reduced: Mapping[str, Any] = field(default_factory=dict)
+    reduced_reason: str = ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not _ID_RE.match(self.id):
@@ -342,9 +345,14 @@ class Claim:
         if self.control == "none" and not str(self.control_reason).strip():
             raise ValueError(f"claim {self.id!r}: control='none' requires a control_reason")
         self._check_controls()
-        for name in PROFILES:
+        for name in ("quick", "full", "reduced"):
             if not isinstance(getattr(self, name), Mapping):
                 raise TypeError(f"claim {self.id!r}: {name} must be a dict of parameters")
+        unknown = sorted(set(self.reduced) - set(self.full))
+        if unknown:
+            raise ValueError(f"claim {self.id!r}: reduced overrides unknown full parameters {unknown}")
+        if self.reduced and not str(self.reduced_reason).strip():
+            raise ValueError(f"claim {self.id!r}: reduced overrides need a reduced_reason")
         if not callable(self.func):
             raise TypeError(f"claim {self.id!r}: func must be callable")
 
@@ -370,9 +378,14 @@ class Claim:
                              f"got {value!r}")
 
     def params(self, profile: str) -> dict[str, Any]:
-        """A deep copy of the parameter set of ``profile`` ("quick" or "full")."""
+        """A deep copy of the parameter set of ``profile`` ("quick", "full" or "reduced").
+
+        ``"reduced"`` is ``full`` updated with the claim's ``reduced`` overrides.
+        """
         if profile not in PROFILES:
             raise ValueError(f"unknown profile {profile!r} (choose one of {', '.join(PROFILES)})")
+        if profile == "reduced":
+            return copy.deepcopy({**dict(self.full), **dict(self.reduced)})
         return copy.deepcopy(dict(getattr(self, profile)))
 
     def context(self, profile: str, seed: int, control: str | None = None) -> Context:
@@ -408,6 +421,8 @@ def claim(
     control: str = "broken",
     control_reason: str = "",
     controls: Mapping[str, str] | None = None,
+    reduced: Mapping[str, Any] | None = None,
+    reduced_reason: str = "",
     registry: MutableMapping[str, Claim] | None = None,
 ) -> Callable[[ClaimFunction], ClaimFunction]:
     """Decorator registering a claim function.
@@ -436,6 +451,11 @@ def claim(
     controls : dict, optional
         ``{name: one-line description of the bug}``; required unless ``control="none"``. In the
         claim function, ``ctx.bug(name)`` is True exactly in that control's run.
+    reduced : dict, optional
+        Overrides of ``full`` parameters for the ``"reduced"`` profile (what CI runs); only for
+        claims whose full profile CI cannot afford, with ``reduced_reason`` saying what is cut.
+    reduced_reason : str
+        One line: what the reduction leaves out and why the reduced run still guards the claim.
     registry : mutable mapping, optional
         Where to register; default :data:`REGISTRY`. Tests and demos pass their own dict.
 
@@ -458,7 +478,8 @@ def claim(
         new = Claim(id=id, paper=paper, statement=statement, note=note, provenance=provenance,
                     expect=expect, func=func, quick=quick_set, full=full_set, control=control,
                     control_reason=control_reason, module=getattr(func, "__module__", ""),
-                    controls=dict(controls or ({} if control == "none" else _LEGACY)))
+                    controls=dict(controls or ({} if control == "none" else _LEGACY)),
+                    reduced=dict(reduced or {}), reduced_reason=reduced_reason)
         _register(target, new)
         func.claim = new  # type: ignore[attr-defined]
         return func

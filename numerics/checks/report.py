@@ -229,7 +229,7 @@ def report_dict(run: RunReport) -> dict[str, Any]:
           "schema": "guidance-verify/report/2",
           "status": "running" | "complete" | "interrupted" | "failed",
           "interrupted_by": null | "KeyboardInterrupt" | "SystemExit(<code>)",
-          "profile": "quick" | "full", "seed": int (the first seed),
+          "profile": "quick" | "full" | "reduced", "seed": int (the first seed),
           "seeds": null | [int, ...] (a seed ensemble, --seeds), "control": bool,
           "selection": null | [glob, ...],
           "started_utc": ISO-8601, "finished_utc": null | ISO-8601, "wall_time_s": float,

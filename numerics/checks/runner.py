@@ -177,7 +177,7 @@ def run_claim(claim: Claim, *, profile: str = "quick", seed: int = 0,
     Parameters
     ----------
     claim : Claim
-    profile : {"quick", "full"}
+    profile : {"quick", "full", "reduced"}
     seed : int
         Run seed; the claim's generator is seeded from it and the claim id.
     control : bool
@@ -273,7 +273,7 @@ def run_claims(
     ----------
     claims : sequence of Claim
         Exactly the claims to run (see :func:`select`).
-    profile : {"quick", "full"}
+    profile : {"quick", "full", "reduced"}
     seed : int
         The run seed (ignored when ``seeds`` is given).
     seeds : sequence of int, optional
@@ -308,8 +308,8 @@ def run_claims(
         one written (with status ``"failed"`` if that could still be written). Never raises for
         either; the final write holds Ctrl-C back, so a second Ctrl-C cannot tear it.
     """
-    if profile not in ("quick", "full"):
-        raise ValueError(f"unknown profile {profile!r} (choose quick or full)")
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r} (choose one of {', '.join(PROFILES)})")
     out = Path(out_dir) if out_dir is not None else None
     seed_list = [int(s) for s in seeds] if seeds is not None else [int(seed)]
     if not seed_list or len(set(seed_list)) != len(seed_list):
