@@ -547,12 +547,48 @@ def _draw_measurement(ax: Any, c: CheckedMeasurement) -> None:
     ax.tick_params(labelsize=7)
 
 
+def _draw_controls(ax: Any, values: list[tuple[str, float, bool]]) -> None:
+    """The controls' values of one measurement: an ``x`` per control (red: it flags), near values
+    in the picture, far ones (more than two view widths away) as a labelled arrow at the edge."""
+    if not values:
+        return
+    lo, hi = ax.get_xlim()
+    width = hi - lo
+    for k, (name, value, flagged) in enumerate(values):
+        color = "tab:red" if flagged else "0.4"
+        y = 0.25 + 0.12 * (k % 4)
+        if not math.isfinite(value):
+            ax.text(1.0, y, f"{name}: {value} ", transform=ax.get_yaxis_transform(), ha="right",
+                    va="center", fontsize=6, color=color)
+        elif lo - 2 * width <= value <= hi + 2 * width:
+            ax.plot([value], [y], marker="x", color=color, ls="none")
+            ax.annotate(name, (value, y), xytext=(3, 2), textcoords="offset points", fontsize=6,
+                        color=color)
+        else:
+            right = value > hi
+            ax.text(1.0 if right else 0.0, y, f"{name}: {value:.3g} " + ("->" if right else "<-"),
+                    transform=ax.get_yaxis_transform(), ha="right" if right else "left",
+                    va="center", fontsize=6, color=color)
+    ax.set_ylim(-0.5, 0.8)
+
+
+def _control_values(result: ClaimResult, name: str) -> list[tuple[str, float, bool]]:
+    out = []
+    for cr in result.controls:
+        for c in cr.measurements:
+            if c.measurement.name == name and c.measurement.kind != "true":
+                out.append((cr.name, c.measurement.measured, name in cr.flagged))
+    return out
+
+
 def default_figure(result: ClaimResult, max_rows: int = 12) -> "Figure":
-    """Measured vs predicted, one row per measurement, with tolerance bands and ci bars.
+    """Measured vs predicted, one row per measurement, with tolerance bands, ci bars and controls.
 
     The shaded band is the pass region's tolerance (``predicted +- tol``, the bound and its
     ``tol`` slack, or the interval widened by ``tol``); the dot is the measured value (green
-    pass, red fail) with its ci. A claim without measurements gets a text panel with its verdict.
+    pass, red fail) with its ci; each control's value of the same measurement is an ``x`` (red
+    when that control flags it) or, when far off, an arrow with its value at the panel's edge.
+    A claim without measurements gets a text panel with its verdict.
     """
     rows = result.measurements[:max_rows]
     fig = _new_figure((6.4, 1.0 + 1.1 * max(1, len(rows))))
@@ -564,7 +600,10 @@ def default_figure(result: ClaimResult, max_rows: int = 12) -> "Figure":
         ax.text(0.5, 0.5, last[:100], ha="center", va="center", fontsize=8, wrap=True)
         return fig
     for i, c in enumerate(rows):
-        _draw_measurement(fig.add_subplot(len(rows), 1, i + 1), c)
+        ax = fig.add_subplot(len(rows), 1, i + 1)
+        _draw_measurement(ax, c)
+        if c.measurement.kind != "true" and math.isfinite(c.measurement.measured):
+            _draw_controls(ax, _control_values(result, c.measurement.name))
     if len(result.measurements) > max_rows:
         fig.text(0.5, 0.01, f"... {len(result.measurements) - max_rows} more in report.md",
                  ha="center", fontsize=7)
