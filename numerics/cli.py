@@ -360,9 +360,10 @@ def _results_table(run: "RunReport") -> Any:
     drift = run.baseline is not None
     table = Table(title=f"guidance-verify: {run.profile} profile, seed {run.seed}",
                   show_lines=False)
-    for col in ("claim", "measurement", "measured", "predicted", "tol", "ok", "verdict",
-                "control") + (("drift",) if drift else ()):
-        table.add_column(col, overflow="fold", min_width=5 if col == "drift" else None)
+    for col in ("claim", "measurement", "measured", "predicted", "tol", "ok", "flagged by",
+                "verdict", "control") + (("drift",) if drift else ()):
+        table.add_column(col, overflow="fold", min_width=5 if col == "drift" else None,
+                         no_wrap=col == "claim")
     for r in run.results:
         if r.seed == run.seed and r.reused_from is None:
             _add_claim_rows(table, r, drift, control_text, measured_text, predicted_text)
@@ -400,6 +401,8 @@ def _add_claim_rows(table: Any, r: "ClaimResult", drift: bool, control_text: Any
                     measured_text: Any, predicted_text: Any) -> None:
     from rich.markup import escape
 
+    from numerics.checks.report import flagged_by_text
+
     drifted = {d["measurement"] for d in r.drift}
     rows = r.measurements or [None]
     for i, c in enumerate(rows):
@@ -408,16 +411,33 @@ def _add_claim_rows(table: Any, r: "ClaimResult", drift: bool, control_text: Any
         tail = [f"[{_style(r.verdict)}]{r.verdict}[/]" if first else "",
                 escape(control_text(r)) if first else ""]
         if c is None:
-            body = [escape(_last_line(r.error) or "(no measurements)"), "", "", "", ""]
+            body = [escape(_last_line(r.error) or "(no measurements)"), "", "", "", "", ""]
         else:
             m = c.measurement
             body = [escape(m.name), escape(measured_text(m)), escape(predicted_text(m)),
-                    f"{m.tol:.3g}", "[green]yes[/]" if c.passed else "[bold red]no[/]"]
+                    f"{m.tol:.3g}", "[green]yes[/]" if c.passed else "[bold red]no[/]",
+                    escape(flagged_by_text(r, m))]
         extra = []
         if drift:
             extra = ["[bold red]DRIFT[/]" if c is not None and c.measurement.name in drifted
                      else ""]
         table.add_row(*head, *body, *tail, *extra)
+
+
+def _error_lines(run: "RunReport") -> list[str]:
+    """One line per claim run or control that raised: what it raised (the table has no room)."""
+    from rich.markup import escape
+
+    lines = []
+    for r in run.results:
+        if r.reused_from is not None:
+            continue
+        seed = f" (seed {r.seed})" if run.seeds else ""
+        if r.error:
+            lines.append(f"[bold red]{escape(r.claim.id)}{seed}: {escape(_last_line(r.error, 200))}[/]")
+        lines += [f"[bold red]{escape(r.claim.id)}{seed}, control {escape(cr.name)}: "
+                  f"{escape(_last_line(cr.error, 200))}[/]" for cr in r.controls if cr.error]
+    return lines
 
 
 def _last_line(text: str | None, width: int = 90) -> str:
@@ -500,6 +520,8 @@ def _cmd_run(args: argparse.Namespace, registry: ClaimSource) -> int:
     run = _execute(claims, args, out, baseline)
     console = _console()
     console.print(_results_table(run))
+    for line in _error_lines(run):
+        console.print(line)
     if run.seeds:
         console.print(_ensemble_table(run))
     console.print(_summary_line(run, out))

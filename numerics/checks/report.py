@@ -39,6 +39,7 @@ __all__ = [
     "default_figure",
     "figure_relpath",
     "jsonable",
+    "flagged_by_text",
     "load_baseline",
     "matrix_size",
     "matrix_text",
@@ -347,6 +348,20 @@ def control_text(r: ClaimResult) -> str:
     return text
 
 
+def flagged_by_text(r: ClaimResult, m: Any) -> str:
+    """One row of the control matrix: the controls that flag measurement ``m`` of ``r``.
+
+    ``"info"`` for an informational measurement, ``"NONE"`` when controls ran and none flags it,
+    ``""`` when no control ran.
+    """
+    if not m.counted:
+        return "info"
+    if not r.controls:
+        return ""
+    names = [cr.name for cr in r.controls if m.name in cr.flagged]
+    return ", ".join(names) if names else "NONE"
+
+
 def matrix_text(r: ClaimResult) -> list[str]:
     """The control matrix of ``r`` as Markdown: counted measurement x control, X where flagged."""
     if not r.controls:
@@ -393,8 +408,8 @@ def _matrix_line(size: Mapping[str, int]) -> str:
 
 
 def _md_table(run: RunReport) -> list[str]:
-    lines = ["| claim | measurement | measured | predicted | tol | pass | verdict | control |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| claim | measurement | measured | predicted | tol | pass | flagged by | verdict | control |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in run.results:
         if r.reused_from is not None or r.seed != run.seed:
             continue  # the table shows the first seed; the ensemble table shows the others
@@ -403,11 +418,12 @@ def _md_table(run: RunReport) -> list[str]:
             head = (f"[{r.claim.id}](#{r.claim.id.replace('.', '')})", r.verdict,
                     control_text(r)) if i == 0 else ("", "", "")
             if c is None:
-                cells = ["", "", "", "", ""]
+                cells = ["", "", "", "", "", ""]
             else:
                 m = c.measurement
                 cells = [m.name + ("" if m.counted else " (info)"), measured_text(m),
-                         predicted_text(m), _num(m.tol), "yes" if c.passed else "**no**"]
+                         predicted_text(m), _num(m.tol), "yes" if c.passed else "**no**",
+                         flagged_by_text(r, m)]
             lines.append("| " + " | ".join(_cell(x) for x in
                                            (head[0], *cells, head[1], head[2])) + " |")
     return lines + [""]
