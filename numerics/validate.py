@@ -14,7 +14,7 @@ import numpy as np
 
 __all__ = ["WEIGHT_SUM_TOL", "as_float_array", "check_array", "check_bool", "check_choice", "check_density", "check_int",
            "check_label", "check_labels", "check_nonneg_scalar", "check_points", "check_positive", "check_real",
-           "check_rng", "check_seed", "check_sorted", "check_time", "check_times", "check_weights"]
+           "check_real_values", "check_rng", "check_seed", "check_sorted", "check_time", "check_time_values", "check_times", "check_weights"]
 
 #: Tolerance on ``|sum(weights) - 1|``.
 WEIGHT_SUM_TOL = 1e-9
@@ -89,6 +89,30 @@ def check_real(value, name: str) -> float:
 def check_time(t, name: str = "t") -> float:
     """A forward time: a finite real number ``> 0``."""
     return check_positive(t, name)
+
+
+def check_real_values(value, name: str) -> np.ndarray:
+    """Real, finite numbers of any shape (a scalar gives a 0-d array), as a float64 array."""
+    _real_numbers(value, name, "a real number or an array of real numbers")
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name}: cannot be converted to an array of real numbers ({exc})") from None
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name}: contains NaN or infinite values")
+    return arr
+
+
+def check_time_values(t, name: str = "t", allow_zero: bool = True, upper: float | None = None) -> np.ndarray:
+    """Forward times of any shape (a scalar gives a 0-d array): real, finite, ``>= 0`` (``> 0`` with
+    ``allow_zero=False``) and, if given, ``<= upper``; returned as a float64 array."""
+    arr = check_real_values(t, name)
+    low = float(arr.min()) if arr.size else 0.0
+    if low < 0.0 or (not allow_zero and low <= 0.0):
+        raise ValueError(f"{name}: must be {'>=' if allow_zero else '>'} 0, got min {low!r}")
+    if upper is not None and arr.size and float(arr.max()) > upper:
+        raise ValueError(f"{name}: must be <= {upper:g}, got max {float(arr.max())!r}")
+    return arr
 
 
 def check_times(t, n: int, name: str = "t") -> float | np.ndarray:
