@@ -40,7 +40,10 @@ Schedule :math:`0 = t_0 < t_1 < \dots < t_n`, :math:`\delta_k = t_k - t_{k-1}`. 
 randomness matching 2 (Gaussian with covariance :math:`\delta I + \delta^2\mathrm{Cov}(X\mid y)`) or
 3 moments (two-point law, 1-D).  :func:`path_kl_chain` computes
 :math:`\Delta_n = \sum_k E\,D(P_{U_k\mid Y_{k-1}}\,\|\,Q_{U_k\mid Y_{k-1}})` (the KL of the comparison path
-from the sampler path) by nested quadrature; :func:`riemann_gap` the left-Riemann-gap formula of Lemma 2.
+from the sampler path) by nested quadrature; :func:`riemann_gap` the left-Riemann-gap formula of Lemma 2;
+:func:`gaussian_path_kl` (Gaussian targets) the same KL directly from the Gaussian laws of the two whole paths
+in :math:`\mathbb R^{nd}` (the comparison's from :math:`\mu,\Sigma` alone, the sampler's from its affine transition
+with the package's posterior mean; no chain rule, no Lemma 2), and the KL of the two terminal laws.
 """
 from __future__ import annotations
 
@@ -79,6 +82,8 @@ __all__ = [
     "riemann_terms",
     "step_kl",
     "path_kl_chain",
+    "gaussian_kl",
+    "gaussian_path_kl",
     "two_point",
     "terminal_kl_grid",
     "snr_sample",
@@ -621,7 +626,7 @@ def two_point(mean: np.ndarray, var: np.ndarray, mu3: np.ndarray) -> TwoPointLaw
 
 def step_kl(target: ChannelTarget, t_prev: float, delta: float, f: Callable | None = None, moment: int = 1,
             nodes: int = DEFAULT_NODES, inner_nodes: int | None = None, closed_form: bool = True,
-            match_skew: bool = True) -> float:
+            match_skew: bool = True, noise_var: float | None = None) -> float:
     r"""One term of the chain rule: :math:`E_{Y\sim P_{Y_{t_{k-1}}}} D(P_{U\mid Y}\,\|\,Q_{U\mid Y})`.
 
     Comparison increment :math:`P_{U\mid y} = \sum_j w_j(y) N(\delta m_j(y), \delta^2 S_j + \delta I)`;
@@ -629,6 +634,7 @@ def step_kl(target: ChannelTarget, t_prev: float, delta: float, f: Callable | No
     posterior mean), ``moment=2`` :math:`N(\delta m, \delta I + \delta^2\mathrm{Cov}(X\mid y))`, ``moment=3``
     (1-D) :math:`p N(\delta a,\delta) + (1-p)N(\delta b,\delta)` from :func:`two_point` (``match_skew=False``:
     the third moment ignored, ``p = 1/2``; a negative control).
+    ``noise_var`` (``moment=1``): the sampler's noise variance in place of :math:`\delta` (negative controls).
     Gaussian target, ``moment=1``, exact ``f`` (and ``closed_form``): closed form :math:`\tfrac12[\delta\,\mathrm{tr}S - \log\det(I+\delta S)]`.
     Nested quadrature (outer over ``Y``, inner over ``U`` given each component) for d = 1 otherwise.
     """
@@ -639,7 +645,7 @@ def step_kl(target: ChannelTarget, t_prev: float, delta: float, f: Callable | No
         raise ValueError(f"moment: must be 1, 2 or 3, got {moment!r}")
     nodes = _check_nodes(nodes)
     inner_nodes = nodes if inner_nodes is None else _check_nodes(inner_nodes)
-    if target.K == 1 and f is None and moment == 1 and (target.d > 1 or closed_form):
+    if target.K == 1 and f is None and moment == 1 and noise_var is None and (target.d > 1 or closed_form):
         S = target.gains(t_prev)[0]
         return 0.5 * float(delta * np.trace(S) - np.linalg.slogdet(np.eye(target.d) + delta * S)[1])
     if target.d != 1:
@@ -656,7 +662,8 @@ def step_kl(target: ChannelTarget, t_prev: float, delta: float, f: Callable | No
     logp = _logsumexp(logw[:, None, None, :] + lpc, axis=3)
     if moment == 1:
         fy = m[:, 0] if f is None else np.asarray(f(y, t_prev), dtype=float).reshape(Nn)
-        logq = -0.5 * (U - delta * fy[:, None, None]) ** 2 / delta - 0.5 * math.log(2 * math.pi * delta)
+        vq = delta if noise_var is None else check_positive(noise_var, "noise_var", False)
+        logq = -0.5 * (U - delta * fy[:, None, None]) ** 2 / vq - 0.5 * math.log(2 * math.pi * vq)
     elif moment == 2:
         v = delta + delta * delta * cov[:, 0, 0]
         logq = -0.5 * (U - delta * m[:, 0][:, None, None]) ** 2 / v[:, None, None] \
@@ -673,12 +680,82 @@ def step_kl(target: ChannelTarget, t_prev: float, delta: float, f: Callable | No
 
 def path_kl_chain(target: ChannelTarget, ts, f: Callable | None = None, moment: int = 1,
                   nodes: int = DEFAULT_NODES, inner_nodes: int | None = None, per_step: bool = False,
-                  closed_form: bool = True, match_skew: bool = True):
-    r""":math:`\Delta_n = \sum_k E\,D(P_{U_k\mid Y_{k-1}}\|Q_{U_k\mid Y_{k-1}})`, the chain rule of KL (see :func:`step_kl`)."""
+                  closed_form: bool = True, match_skew: bool = True,
+                  noise_var: Callable[[float], float] | None = None):
+    r""":math:`\Delta_n = \sum_k E\,D(P_{U_k\mid Y_{k-1}}\|Q_{U_k\mid Y_{k-1}})`, the chain rule of KL (see :func:`step_kl`).
+
+    ``noise_var(delta)``, if given, is the sampler's noise variance of a step of size ``delta``.
+    """
     ts = validate_schedule(ts)
+    nv = (lambda dd: None) if noise_var is None else noise_var
     terms = np.array([step_kl(target, float(ts[k - 1]), float(ts[k] - ts[k - 1]), f, moment, nodes, inner_nodes,
-                              closed_form, match_skew) for k in range(1, ts.size)])
+                              closed_form, match_skew, nv(float(ts[k] - ts[k - 1]))) for k in range(1, ts.size)])
     return terms if per_step else float(terms.sum())
+
+
+# ---------------------------------------------------------------------------------------------- Gaussian paths
+def gaussian_kl(m0: np.ndarray, C0: np.ndarray, m1: np.ndarray, C1: np.ndarray) -> float:
+    r""":math:`D(N(m_0,C_0)\,\|\,N(m_1,C_1))` by Cholesky factors (``C1`` positive definite)."""
+    from scipy.linalg import solve_triangular
+    L0, L1 = np.linalg.cholesky(C0), np.linalg.cholesky(C1)
+    A = solve_triangular(L1, L0, lower=True)
+    r = solve_triangular(L1, m1 - m0, lower=True)
+    logdet = 2.0 * (np.sum(np.log(np.diag(L1))) - np.sum(np.log(np.diag(L0))))
+    return 0.5 * float(np.sum(A * A) - m0.size + logdet + r @ r)
+
+
+def gaussian_path_kl(target: ChannelTarget, ts, f: Callable | None = None,
+                     noise_var: Callable[[float], float] | None = None) -> dict:
+    r"""Gaussian target: the KL of the comparison path from the sampler path, computed *directly* from the two
+    Gaussian laws of :math:`(Y_1,\dots,Y_n)` in :math:`\mathbb R^{nd}` (no chain rule, no Lemma 2).
+
+    Comparison (the oracle, from :math:`\mu,\Sigma` only): mean :math:`t_k\mu`, covariance
+    :math:`t_jt_k\Sigma + \min(t_j,t_k)I`.  Sampler (the package's code): :math:`\hat Y_k = \hat Y_{k-1} +
+    \delta_kf(\hat Y_{k-1}, t_{k-1}) + \sqrt{v_k}z_k` with the denoiser ``f(y (N,d), t_prev) -> (N,d)``, by
+    default the package's posterior mean :meth:`ChannelTarget.posterior`, and :math:`v_k = \delta_k` unless
+    ``noise_var(delta)`` says otherwise (negative controls).  ``f`` must be affine (it is, for a Gaussian
+    target); its map :math:`f(y) = c + Gy` is read off at :math:`y = 0` and the unit vectors, so the recursion
+    is :math:`\hat Y_k = B_k\hat Y_{k-1} + \delta_kc_k + \sqrt{v_k}z_k`, :math:`B_k = I + \delta_kG_k`, whose path law
+    has the block lower-triangular factor :math:`L_{kj} = B_k\cdots B_{j+1}\sqrt{v_j}`.
+    Returns ``{"path": D(P_{Y_{1:n}} || P_{hat Y_{1:n}}), "terminal": D(P_{Y_n} || P_{hat Y_n}), "dim": n d}``.
+    """
+    target = _check_target(target)
+    if target.K != 1:
+        raise ValueError("target: gaussian_path_kl needs a Gaussian target (one component)")
+    ts = validate_schedule(ts)
+    d, n = target.d, ts.size - 1
+    mu, Sig = target.means[0], target.covs[0]
+    eye = np.eye(d)
+    probe = np.vstack([np.zeros((1, d)), eye])
+    if f is None:
+        def f(yy, tt):  # noqa: E306
+            return target.posterior(yy, tt).mean
+    t = ts[1:]
+    Pc = np.kron(np.outer(t, t), Sig) + np.kron(np.minimum.outer(t, t), eye)
+    Pm = (t[:, None] * mu[None]).reshape(-1)
+    L = np.zeros((n * d, n * d))
+    m = np.zeros(d)
+    ms = np.empty((n, d))
+    for k in range(n):
+        tp, dk = float(ts[k]), float(ts[k + 1] - ts[k])
+        fp = np.asarray(f(probe, tp), dtype=float).reshape(d + 1, d)
+        c, G = fp[0], (fp[1:] - fp[0]).T
+        B = eye + dk * G
+        v = dk if noise_var is None else float(noise_var(dk))
+        if k > 0:
+            L[k * d:(k + 1) * d, :k * d] = B @ L[(k - 1) * d:k * d, :k * d]
+        L[k * d:(k + 1) * d, k * d:(k + 1) * d] = math.sqrt(v) * eye
+        m = B @ m + dk * c
+        ms[k] = m
+    from scipy.linalg import solve_triangular
+    Lp = np.linalg.cholesky(Pc)
+    A = solve_triangular(L, Lp, lower=True)
+    r = solve_triangular(L, ms.reshape(-1) - Pm, lower=True)
+    logdet = 2.0 * float(np.sum(np.log(np.diag(L))) - np.sum(np.log(np.diag(Lp))))
+    path = 0.5 * float(np.sum(A * A) - n * d + logdet + r @ r)
+    Ln = L[(n - 1) * d:, :]
+    term = gaussian_kl(Pm[(n - 1) * d:], Pc[(n - 1) * d:, (n - 1) * d:], ms[-1], Ln @ Ln.T)
+    return {"path": path, "terminal": term, "dim": n * d}
 
 
 # ---------------------------------------------------------------------------------------------- terminal law

@@ -8,10 +8,19 @@ its integral") and the mechanism of Theorem 1 ("the red areas sum to at most del
 in substance; every formula, constant and the other statements are our reconstruction
 (``proofs_notes/discrete_kl.md``).
 
+Where a claim tests the sampler, Delta_n is computed from the sampler's own transition laws: by the chain
+rule of KL with nested quadrature (:func:`channel.path_kl_chain`), or, for Gaussian targets, directly from
+the Gaussian laws of the two whole paths (:func:`channel.gaussian_path_kl`, no chain rule and no Lemma 2).
+The Riemann-gap formula of Lemma 2 (:func:`channel.riemann_gap`) is used where the claim is about it.
+
 Numbers: 1-D conditional expectations by the trapezoid rule in ``y`` (error ~1e-15, estimated a posteriori
-by a 1.5x finer rule), inner KL integrals by Gauss-Hermite; the estimates enter the tolerances.
+by a 1.5x finer rule), inner KL integrals by Gauss-Hermite; the estimates enter the tolerances.  Every
+tolerance is derived in ``proofs_notes/discrete_kl.md#tolerances`` (or the section its reason names).
 """
 from __future__ import annotations
+
+import dataclasses
+import math
 
 import mpmath as mp
 import numpy as np
@@ -23,11 +32,16 @@ from numerics.stats import loglog_slope
 
 NOTE = "proofs_notes/discrete_kl.md"
 PAPER = "discrete_kl"
+TOL = f"{NOTE}#tolerances"
+
+#: 2 zeta(3) / (2 pi)^3: the Euler-Maclaurin remainder constant after the delta^2 term (note #rate).
+EM3 = 2 * 1.2020569031595942 / (2 * math.pi) ** 3
 
 
 def _targets():
     return {"binary": C.binary(), "gaussian": C.gaussian([0.0], 2.0),
-            "three_point": C.discrete([-1.0, 0.0, 2.0], [0.3, 0.4, 0.3], name="three-point")}
+            "three_point": C.discrete([-1.0, 0.0, 2.0], [0.3, 0.4, 0.3], name="three-point"),
+            "gaussian2": C.gaussian([0.5, -0.3], [[1.0, 0.8], [0.8, 1.0]], name="gaussian 2-D rho=0.8")}
 
 
 def _inexact(y, t):
@@ -35,52 +49,172 @@ def _inexact(y, t):
     return np.tanh(y) + 0.3 * np.sin(y)
 
 
-def _chain(target, ts, inner, **kw):
-    """Chain-rule path KL and an error estimate: the change when the inner rule gets 1.5x the nodes."""
-    a = C.path_kl_chain(target, ts, inner_nodes=inner, **kw)
-    b = C.path_kl_chain(target, ts, inner_nodes=int(1.5 * inner), **kw)
-    return b, abs(a - b)
+def _end_of_step_f(target, ts):
+    """Control: the sampler's denoiser evaluated at the end t_k of the step instead of its start t_{k-1}."""
+    nxt = dict(zip(ts[:-1].tolist(), ts[1:].tolist()))
+
+    def f(y, tp):
+        return target.posterior(np.asarray(y, dtype=float).reshape(-1, target.d), nxt[float(tp)]).mean
+    return f
+
+
+def _elementwise_f(target):
+    """Control (Gaussian targets): the posterior mean mu + S_t (y - t mu) with the gain
+    S_t = Sigma (I + t Sigma)^{-1} computed entrywise, Sigma / (1 + t Sigma)."""
+    mu, S = target.means[0], target.covs[0]
+    return lambda y, tp: mu + (y - tp * mu) @ (S / (1.0 + tp * S)).T
+
+
+def _noise_std_delta(dk):
+    """Control: the sampler's noise std delta instead of sqrt(delta), i.e. variance delta^2."""
+    return dk * dk
+
+
+_CACHE: dict = {}
+
+
+def _memo(key, fn):
+    """Memoise a deterministic value across the stated and control runs of a claim (same parameters)."""
+    if key not in _CACHE:
+        _CACHE[key] = fn()
+    return _CACHE[key]
+
+
+def _chain(target, ts, inner, nodes=C.DEFAULT_NODES, f=None, noise_var=None):
+    """Chain-rule Delta of the sampler and its error estimate: the change when the outer and inner rules get
+    1.5x the nodes (value of the finer pair).  Memoised for the stated sampler and the module-level denoiser
+    (the control runs recompute only what their bug changes)."""
+    key = None
+    if f in (None, _inexact) and noise_var in (None, _noise_std_delta):
+        key = (target.name, np.asarray(ts).tobytes(), inner, nodes, f, noise_var)
+        if key in _CACHE:
+            return _CACHE[key]
+    a = C.path_kl_chain(target, ts, f=f, nodes=nodes, inner_nodes=inner, noise_var=noise_var)
+    b = C.path_kl_chain(target, ts, f=f, nodes=int(1.5 * nodes), inner_nodes=int(1.5 * inner), noise_var=noise_var)
+    out = (b, abs(a - b))
+    if key is not None:
+        _CACHE[key] = out
+    return out
+
+
+def _gauss_delta(target, ts, f=None, noise_var=None):
+    """Direct Gaussian path KL of the sampler and its rounding allowance 2 N^2 u (note #tolerances)."""
+    r = C.gaussian_path_kl(target, ts, f=f, noise_var=noise_var)
+    return r, 2.0 * r["dim"] ** 2 * U
+
+
+def _sampler_delta(target, ts, inner, nodes, end_of_step=False, noise=False):
+    """Delta_n of the sampler with the exact denoiser from its own transition laws (chain rule, or the direct
+    Gaussian path law for a Gaussian target), with an error estimate; the flags switch on controls."""
+    nv = _noise_std_delta if noise else None
+    if target.K == 1:
+        r, e = _gauss_delta(target, ts, f=_end_of_step_f(target, ts) if end_of_step else None, noise_var=nv)
+        return r["path"], e
+    return _chain(target, ts, inner, nodes, f=_end_of_step_f(target, ts) if end_of_step else None, noise_var=nv)
+
+
+_SUP: dict = {}
+
+
+def heat_sup(k: int) -> float:
+    r"""sup_y |(L^k tanh)(y)|, L = d/dy + (1/2) d^2/dy^2, so that |M^{(k)}(t)| <= heat_sup(k) for the binary
+    target (note #binary-derivatives).  L^k tanh is a polynomial in u = tanh y (d/dy acts as
+    p -> p'(u)(1 - u^2)); its sup over [-1, 1] is taken at the critical points and on a 2e5-point grid."""
+    if k not in _SUP:
+        from numpy.polynomial import Polynomial as Poly
+        u = Poly([0.0, 1.0])
+        p = u
+        for _ in range(k):
+            dp = p.deriv() * (1 - u * u)
+            p = dp + 0.5 * dp.deriv() * (1 - u * u)
+        crit = [r.real for r in p.deriv().roots() if abs(r.imag) < 1e-9 and -1 <= r.real <= 1]
+        grid = np.linspace(-1.0, 1.0, 200001)
+        _SUP[k] = float(max(np.abs(p(grid)).max(), *(abs(p(c)) for c in crit), abs(p(-1.0)), abs(p(1.0))))
+    return _SUP[k]
 
 
 # ------------------------------------------------------------------------------------------------ C1
 # (each @claim(...) below declares a different claim: their shared keyword layout is declaration, not a repeated helper)
+def _float64_prior_dropped(target, t, n):
+    """Control: float64 M and I with the posterior weights computed without the prior log pi_j (as if the
+    atoms were equally likely); same nodes and same 1.5x-node estimate as :func:`channel.mmse`."""
+    flat = dataclasses.replace(target, weights=np.full(target.K, 1.0 / target.K))
+    cond = sum(0.5 * target.weights[j] * math.log1p(t * target.covs[j, 0, 0]) for j in range(target.K))
+
+    def one(nn):
+        y, w, comp = target.nodes(t, nn)
+        post = flat.posterior(y, t)
+        M = float(np.dot(w, np.trace(post.cov, axis1=1, axis2=2)))
+        I = cond + target.entropy + float(np.dot(w, post.log_weights[np.arange(y.shape[0]), comp]))
+        return M, I
+    (M1, I1), (M2, I2) = one(n), one(int(math.ceil(1.5 * n)))
+    return (M2, abs(M2 - M1)), (I2, abs(I2 - I1))
+
+
 @claim(
     id="discrete_kl.immse",
     paper=PAPER,
-    statement="I-MMSE: d/dt I(X; Y_t) = M(t)/2 (binary input); float64 M and I agree with 30-digit mpmath",
+    statement="I-MMSE: d/dt I(X; Y_t) = M(t)/2 (binary input, 25-30-digit mpmath); float64 M and I agree with "
+              "mpmath to their quadrature estimate plus a rounding bound (binary, asymmetric 3-point and "
+              "2-component Gaussian-mixture inputs)",
     note=f"{NOTE}#i-mmse",
     provenance="standard",
     quick={"times": [0.1, 1.0, 5.0], "dps": 25},
     full={"times": [0.01, 0.1, 0.5, 1.0, 2.0, 5.0, 8.0], "dps": 30},
+    controls={"half_dropped": "the I-MMSE relation without its 1/2 (dI/dt compared with M)",
+              "prior_dropped": "float64 posterior weights without the prior log pi_j (components taken equally likely)"},
 )
 def immse(ctx: Context) -> list[Measurement]:
-    """Control: the factor 1/2 dropped (dI/dt compared with M)."""
-    b = C.binary()
+    """The central difference has relative truncation error <= (h^2/6) sup|M''| / M(t) with sup|M''| <=
+    heat_sup(2) (note #binary-derivatives); tanh-sinh at dps digits is taken good to 10^(3-dps) relative,
+    which the difference amplifies by 1/h.  The float64 side: quadrature estimate + rounding bound (note
+    #tolerances)."""
     p = ctx.params
-    worst_id, worst_f64 = 0.0, 0.0
-    half = 1.0 if ctx.broken else 0.5
-    rows = []
-    with mp.workdps(p["dps"]):
-        for t in p["times"]:
-            M_mp = C.mp_mmse(b, t, dps=p["dps"])
-            # central difference, h = 1e-6: truncation h^2 |I_ttt|/6 < 1e-12 relative; cancellation costs
-            # 6 of the dps >= 25 digits, so dI is good to ~1e-12 relative
-            h = mp.mpf("1e-6")
-            dI = (C.mp_mutual_info(b, mp.mpf(t) + h, dps=p["dps"])
-                  - C.mp_mutual_info(b, mp.mpf(t) - h, dps=p["dps"])) / (2 * h)
+    dps = p["dps"]
+    half = 1.0 if ctx.bug("half_dropped") else 0.5
+    h = 1e-7
+    b = C.binary()
+    worst_id, rows = 0.0, []
+    for t in p["times"]:
+        def ref():
+            with mp.workdps(dps):
+                hh = mp.mpf(h)
+                dI = (C.mp_mutual_info(b, mp.mpf(t) + hh, dps=dps) - C.mp_mutual_info(b, mp.mpf(t) - hh, dps=dps)) / (2 * hh)
+                return C.mp_mmse(b, t, dps=dps), dI
+        M_mp, dI = _memo(("immse-dI", t, dps, h), ref)
+        Mf = float(M_mp)
+        tol_id = h * h / 6 * heat_sup(2) / Mf + 2 * 10.0 ** (3 - dps) / h / Mf
+        with mp.workdps(dps):
             rel_id = float(abs(dI - half * M_mp) / (half * M_mp))
-            M64, I64 = C.mmse(b, t), C.mutual_info(b, t)
-            I_mp = C.mp_mutual_info(b, t, dps=p["dps"])
-            rel64 = max(abs(M64 - float(M_mp)) / float(M_mp), abs(I64 - float(I_mp)) / float(I_mp))
-            worst_id, worst_f64 = max(worst_id, rel_id), max(worst_f64, rel64)
-            rows.append({"t": t, "dI/dt": float(dI), "M/2": float(M_mp) / 2, "M_f64": M64})
+        worst_id = max(worst_id, rel_id / tol_id)
+        rows.append({"t": t, "dI/dt": float(dI), "M/2": Mf / 2, "rel |dI/dt - M/2|": rel_id, "tol": tol_id})
+    worst_f64, rows64 = 0.0, []
+    mix = C.gaussian_mixture([0.4, 0.6], [[-1.0], [1.5]], [[[0.5]], [[0.2]]], name="gaussian mixture")
+    for target in (b, _targets()["three_point"], mix):
+        # size of the posterior means: |mu_j| + |S_j (y - t mu_j)| <= |mu_j| + 13 sqrt(Sigma_j) on the rule's span
+        xmax2 = float(np.max((np.abs(target.means[:, 0]) + 13 * np.sqrt(target.covs[:, 0, 0])) ** 2))
+        for t in p["times"]:
+            M_mp, I_mp = _memo(("immse-MI", target.name, t),  # 20 digits: 1e-20 << the float64 tolerances
+                               lambda: (float(C.mp_mmse(target, t, dps=20)), float(C.mp_mutual_info(target, t, dps=20))))
+            if ctx.bug("prior_dropped"):
+                (M64, eM), (I64, eI) = _float64_prior_dropped(target, t, C.DEFAULT_NODES)
+            else:
+                (M64, eM), (I64, eI) = C.mmse(target, t, err=True), C.mutual_info(target, t, err=True)
+            P = target.nodes(t, int(math.ceil(1.5 * C.DEFAULT_NODES)))[1].size
+            tol_M = eM + P * U * M_mp + 8 * U * 4 * xmax2
+            tol_I = eI + P * U * target.entropy + 8 * U * (2 + abs(math.log(2 * math.pi * t))
+                                                           - math.log(float(target.weights.min())))
+            worst_f64 = max(worst_f64, abs(M64 - M_mp) / tol_M, abs(I64 - I_mp) / tol_I)
+            rows64.append({"target": target.name, "t": t, "M_f64 - M_mp": M64 - M_mp, "tol_M": tol_M,
+                           "I_f64 - I_mp": I64 - I_mp, "tol_I": tol_I})
     return [
-        Measurement("max rel |dI/dt - M/2| (mpmath)", worst_id, 0.0, "le", 1e-8,
-                    "the brief's 1e-8; the mpmath central difference is good to ~1e-12 (comment above), so any excess is real",
-                    extra={"rows": rows, "note_values": {"0.1": 0.45432970, "1": 0.22479975, "5": 0.01923141}}),
-        Measurement("max rel err of float64 M, I vs mpmath", worst_f64, 0.0, "le", 1e-8,
-                    "trapezoid-in-y rule, error estimate ~1e-15 (module doc of numerics.papers.discrete_kl.channel); 1e-8 is the brief's target",
-                    extra={"half_dropped": ctx.broken}),
+        Measurement("max rel |dI/dt - M/2| / tol (mpmath)", worst_id, 1.0, "le", 0.0,
+                    f"per time tol = (h^2/6) heat_sup(2)/M(t) + 2 10^(3-dps)/(h M(t)), h = 1e-7 ({NOTE}#i-mmse)",
+                    extra={"rows": rows, "heat_sup(2)": heat_sup(2),
+                           "note_values": {"0.1": 0.45432970, "1": 0.22479975, "5": 0.01923141}}),
+        Measurement("max |float64 - mpmath| / tol (M and I)", worst_f64, 1.0, "le", 0.0,
+                    f"per case tol = 1.5x-node quadrature estimate + summation (P u) and per-node rounding ({TOL})",
+                    extra={"rows": rows64}),
     ]
 
 
@@ -101,25 +235,30 @@ def _lemma2_cases(p):
            "inner": 48},
     full={"cases": [["binary", 8.0, 8], ["binary", 8.0, 256], ["gaussian", 10.0, 4], ["gaussian", 10.0, 256],
                     ["three_point", 6.0, 6], ["three_point", 6.0, 96]], "inner": 64},
+    controls={"right_rule": "the gap formula with M(t_k) (right end of the step) in place of M(t_{k-1})",
+              "denoiser_end_of_step": "the sampler's denoiser evaluated at t_k instead of t_{k-1}"},
 )
 def lemma2(ctx: Context) -> list[Measurement]:
-    """(a) chain rule: per-step KL of the Gaussian-mixture increment law from N(delta m, delta) by nested
-    quadrature (Gaussian: closed-form per-step KL, whose log terms do not telescope by construction);
-    (b) the left-Riemann gap with I(t_n) from the mutual-information quadrature.
-    Control: the right Riemann sum in (b)."""
-    rule = "right" if ctx.broken else "left"
+    """(a) chain rule: per-step KL of the Gaussian-mixture increment law from the sampler's N(delta f, delta) by
+    nested quadrature (Gaussian, exact f: closed-form per-step KL, whose log terms do not telescope by
+    construction); (b) the left-Riemann gap with I(t_n) from the mutual-information quadrature."""
+    rule = "right" if ctx.bug("right_rule") else "left"
     worst, rows = 0.0, []
     for target, T, n in _lemma2_cases(ctx.params):
         ts = C.schedule("uniform", T=T, n=n)
-        a, ea = _chain(target, ts, ctx.params["inner"])
+        # the symmetric binary target's denoiser tanh(y) does not depend on t: the bug is the identity there,
+        # so its (memoised) stated value is reused
+        eos = ctx.bug("denoiser_end_of_step") and target.name != "binary"
+        f = _end_of_step_f(target, ts) if eos else None
+        a, ea = _chain(target, ts, ctx.params["inner"], f=f)
         b, eb = C.riemann_gap(target, ts, err=True, rule=rule)
         case_tol = ea + eb + 64 * n * U * max(1.0, target.tr_cov * T)
         worst = max(worst, abs(a - b) / case_tol)
         rows.append({"target": target.name, "T": T, "n": n, "chain": a, "gap": b, "tol": case_tol})
     _lemma2_figure(ctx)
     return [Measurement("max |chain - gap| / tol", worst, 1.0, "le", 0.0,
-                        "per case tol = inner-quadrature change (1.5x nodes) + Riemann-gap quadrature estimate "
-                        "+ 64 n u max(1, T tr Cov) summation rounding",
+                        "per case tol = quadrature change (1.5x outer and inner nodes) + Riemann-gap quadrature "
+                        f"estimate + 64 n u max(1, T tr Cov) summation rounding ({TOL})",
                         extra={"rows": rows, "rule": rule,
                                "note_values": {"binary n=8": 0.2866020, "binary n=256": 7.796958e-3,
                                                "gaussian n=4": 1.777928, "gaussian n=256": 1.885477e-2,
@@ -146,47 +285,60 @@ def _lemma2_figure(ctx: Context) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ C3
+def _front_loaded(T, m):
+    """One step of T/4, then m equal steps to T: a schedule whose largest step is far above its mean."""
+    return np.concatenate([[0.0], np.linspace(T / 4, T, m + 1)])
+
+
 @claim(
     id="discrete_kl.theorem1_bound",
     paper=PAPER,
     statement="Theorem 1: Delta_n <= (1/2) delta_max tr Cov(X) + (1/2) sum_k delta_k E|f_k - E[X|Y_{k-1}]|^2 "
-              "on uniform, geometric and random schedules",
+              "on uniform, geometric, front-loaded and random schedules (Delta_n of the sampler, from its "
+              "transition laws)",
     note=f"{NOTE}#theorem-1",
     provenance="reconstructed",
-    quick={"n_uniform": [8, 32], "geometric": [[0.05, 0.5, 10]], "n_random": 12, "n_inexact": 32, "inner": 40},
-    full={"n_uniform": [8, 32, 128, 256], "geometric": [[0.05, 0.5, 10], [0.01, 0.25, 30]], "n_random": 40,
-          "n_inexact": 32, "inner": 64},
+    quick={"n_uniform": [8, 16], "geometric": [[0.05, 0.5, 10]], "front": 12, "n_random": 12, "n_inexact": 32,
+           "inner": 40, "nodes": 80},
+    full={"n_uniform": [8, 32, 128], "geometric": [[0.05, 0.5, 10], [0.01, 0.25, 30]], "front": 24,
+          "n_random": 40, "n_inexact": 32, "inner": 48, "nodes": 96},
+    controls={"mean_step": "the bound with the mean step t_n/n in place of the largest step delta_max",
+              "estimation_omitted": "the bound for the inexact denoiser without its estimation term",
+              "noise_std_delta": "the sampler's noise std delta instead of sqrt(delta) (variance delta^2)"},
 )
 def theorem1(ctx: Context) -> list[Measurement]:
-    """Exact denoisers: Riemann-gap Delta (Lemma 2, checked in C2) on every schedule and target; inexact
-    denoiser (binary, tanh + 0.3 sin): chain-rule Delta.  Control: the estimation term omitted for the inexact one."""
+    """Exact denoisers: Delta of the sampler by the chain rule (nested quadrature; binary, three-point) or from
+    the Gaussian path laws (Gaussian); inexact denoiser (binary, tanh + 0.3 sin): chain-rule Delta."""
     p, tg = ctx.params, _targets()
     scheds = []
     for name, T in (("binary", 8.0), ("gaussian", 10.0), ("three_point", 6.0)):
         for n in p["n_uniform"]:
-            scheds.append((name, C.schedule("uniform", T=T, n=n)))
+            scheds.append((name, "uniform", C.schedule("uniform", T=T, n=n)))
         for t1, c, n in p["geometric"]:
-            scheds.append((name, C.schedule("geometric", t1=t1, c=c, n=n)))
-        scheds.append((name, C.schedule("random", T=T, n=p["n_random"], rng=ctx.rng)))
+            scheds.append((name, "geometric", C.schedule("geometric", t1=t1, c=c, n=n)))
+        scheds.append((name, "front-loaded", _front_loaded(T, p["front"])))
+        scheds.append((name, "random", C.schedule("random", T=T, n=p["n_random"], rng=ctx.rng)))
     worst, rows = 0.0, []
-    for name, ts in scheds:
+    for name, kind, ts in scheds:
         target = tg[name]
-        D, e = C.riemann_gap(target, ts, err=True)
-        bound = 0.5 * np.diff(ts).max() * target.tr_cov
+        D, e = _sampler_delta(target, ts, p["inner"], p["nodes"], noise=ctx.bug("noise_std_delta"))
+        step = ts[-1] / (ts.size - 1) if ctx.bug("mean_step") else np.diff(ts).max()
+        bound = 0.5 * step * target.tr_cov
         worst = max(worst, (D - e) / bound)
-        rows.append({"target": name, "n": ts.size - 1, "Delta": D, "bound": bound})
+        rows.append({"target": name, "schedule": kind, "n": ts.size - 1, "Delta": D, "err": e, "bound": bound})
     b = C.binary()
     ts = C.schedule("uniform", T=8.0, n=p["n_inexact"])
-    Di, ei = _chain(b, ts, p["inner"], f=_inexact)
-    est = float(C.expected_estimation_error(b, ts, _inexact).sum())
-    bound_i = 0.5 * np.diff(ts).max() * b.tr_cov + (0.0 if ctx.broken else est)
+    Di, ei = _chain(b, ts, p["inner"], p["nodes"], f=_inexact)
+    est1 = float(C.expected_estimation_error(b, ts, _inexact).sum())
+    est2 = float(C.expected_estimation_error(b, ts, _inexact, nodes=int(1.5 * C.DEFAULT_NODES)).sum())
+    bound_i = 0.5 * np.diff(ts).max() * b.tr_cov + (0.0 if ctx.bug("estimation_omitted") else est2)
     return [
-        Measurement("max Delta/bound (exact denoisers)", worst, 1.0, "le", 0.0,
-                    "Delta lowered by its quadrature estimate (~1e-15) before the ratio: the bound is an inequality",
-                    extra={"rows": rows[:12], "note": "note: binary n=8 0.2866 <= 0.5; n=256 7.797e-3 <= 1.5625e-2"}),
-        Measurement("Delta - bound (inexact denoiser)", Di - bound_i, 0.0, "le", ei + 1e-12,
-                    "inner-quadrature change of the chain-rule Delta plus 1e-12 for the estimation-term quadrature",
-                    extra={"Delta": Di, "bound": bound_i, "estimation_term": est, "estimation_omitted": ctx.broken}),
+        Measurement("max (Delta - err)/bound (exact denoisers)", worst, 1.0, "le", 0.0,
+                    f"Delta lowered by its quadrature (or rounding) estimate before the ratio ({TOL})",
+                    extra={"rows": rows, "note": "note: binary n=8 0.2866 <= 0.5; n=256 7.797e-3 <= 1.5625e-2"}),
+        Measurement("Delta - bound (inexact denoiser)", Di - bound_i, 0.0, "le", ei + abs(est1 - est2),
+                    f"quadrature change (1.5x nodes) of the chain-rule Delta and of the estimation term ({TOL})",
+                    extra={"Delta": Di, "bound": bound_i, "estimation_term": est2}),
     ]
 
 
@@ -200,180 +352,327 @@ def theorem1(ctx: Context) -> list[Measurement]:
     provenance="reconstructed",
     quick={"n": 32, "T": 8.0, "inner": 40},
     full={"n": 64, "T": 8.0, "inner": 64},
+    controls={"delta_squared": "the estimation term with delta_k^2 in place of delta_k "
+                               "(the 1/delta of the Gaussian shift forgotten)"},
 )
 def decomposition(ctx: Context) -> list[Measurement]:
-    """Control: the estimation term with delta_k^2 in place of delta_k (the 1/delta of the Gaussian shift forgotten)."""
     b = C.binary()
     ts = C.schedule("uniform", T=ctx.params["T"], n=ctx.params["n"])
     D, e = _chain(b, ts, ctx.params["inner"], f=_inexact)
     gap, eg = C.riemann_gap(b, ts, err=True)
-    est = C.expected_estimation_error(b, ts, _inexact)
-    if ctx.broken:
-        est = est * np.diff(ts)
+    est = C.expected_estimation_error(b, ts, _inexact, nodes=int(1.5 * C.DEFAULT_NODES))
+    est_c = C.expected_estimation_error(b, ts, _inexact)
+    if ctx.bug("delta_squared"):
+        est, est_c = est * np.diff(ts), est_c * np.diff(ts)
     rhs = gap + float(est.sum())
-    tol = e + eg + 1e-13 + 64 * ts.size * U
+    tol = e + eg + abs(float(est.sum() - est_c.sum())) + 64 * ts.size * U
     return [Measurement("|chain - (gap + estimation)|", abs(D - rhs), 0.0, "le", tol,
-                        "inner-quadrature change + gap quadrature estimate + 1e-13 (estimation-term rule) + 64 n u",
+                        "quadrature changes (1.5x nodes) of the chain rule, the gap and the estimation term "
+                        f"+ 64 n u summation ({TOL})",
                         extra={"chain": D, "gap": gap, "estimation": float(est.sum()),
                                "note_value": 0.23594852 if ctx.params["n"] == 32 else None})]
 
 
 # ------------------------------------------------------------------------------------------------ C5
+def terminal_interval(target, T, n):
+    """Rigorous interval for n^2 D(P_{Y_T} || Law(hat Y_n)), Gaussian target, uniform steps, exact gains
+    (note #terminal-rate): sum over the eigenvalues lambda of Sigma of [(xi-eta)^2/4, (xi+eta)^2/4 +
+    (xi+eta)^3/(2(n - xi - eta))], xi = (1+T lambda)(1 - (1+T lambda)^-2)/2, eta = (1+T lambda) lambda T/n."""
+    lam = np.linalg.eigvalsh(target.covs[0])
+    g = 1 + T * lam
+    xi = g * 0.5 * (1 - g**-2.0)
+    eta = g * lam * T / n
+    hi_x = xi + eta
+    if np.any(hi_x >= n):
+        raise ValueError("n: too small for the terminal-rate interval (xi + eta >= n)")
+    lo = float(np.sum(np.maximum(xi - eta, 0.0) ** 2 / 4))
+    hi = float(np.sum(hi_x**2 / 4 + hi_x**3 / (2 * (n - hi_x))))
+    return lo, hi, float(np.sum(xi**2 / 4))
+
+
 @claim(
     id="discrete_kl.terminal_data_processing",
     paper=PAPER,
-    statement="KL(P_{Y_n} || Law(hat Y_n)) <= Delta_n (data processing; terminal law propagated on a grid)",
+    statement="KL(P_{Y_n} || Law(hat Y_n)) <= Delta_n (data processing; binary, law propagated on a grid); "
+              "Gaussian targets: n^2 KL(P_{Y_T} || Law(hat Y_n)) -> sum_lambda ((1+T lambda)^2-1)^2/(16 (1+T lambda)^2), "
+              "inside a derived O(1/n) interval (so the terminal KL is O(n^-2) while Delta_n is Theta(1/n))",
     note=f"{NOTE}#data-processing",
     provenance="reconstructed",
-    quick={"ns": [8, 16], "T": 8.0, "points": 801},
-    full={"ns": [8, 64, 128], "T": 8.0, "points": 3001},
+    quick={"ns": [8, 16], "T": 8.0, "points": 801, "gauss_T": 10.0, "gauss_n": 256, "gauss2_n": 256},
+    full={"ns": [8, 64, 128], "T": 8.0, "points": 3001, "gauss_T": 10.0, "gauss_n": 1024, "gauss2_n": 1024},
+    controls={"noise_std_delta": "the sampler's noise std delta instead of sqrt(delta) (variance delta^2)",
+              "denoiser_end_of_step": "Gaussian targets: the sampler's gain S_{t_k} (end of the step) in place of "
+                                      "S_{t_{k-1}}"},
 )
 def data_processing(ctx: Context) -> list[Measurement]:
-    """Control: the sampler's noise scaled by delta instead of sqrt(delta) (Brownian scaling dropped)."""
+    p = ctx.params
     b = C.binary()
-    nv = (lambda d: d * d) if ctx.broken else None
+    noise = ctx.bug("noise_std_delta")
+    nv = _noise_std_delta if noise else None
     worst, rows = -np.inf, []
-    for n in ctx.params["ns"]:
-        ts = C.schedule("uniform", T=ctx.params["T"], n=n)
-        r1 = C.terminal_kl_grid(b, ts, points=ctx.params["points"], noise_var=nv)
-        r2 = C.terminal_kl_grid(b, ts, points=int(1.5 * ctx.params["points"]), noise_var=nv)
+    for n in p["ns"]:
+        ts = C.schedule("uniform", T=p["T"], n=n)
+        r1, r2 = _memo(("dp-grid", n, p["T"], p["points"], noise), lambda: (
+            C.terminal_kl_grid(b, ts, points=p["points"], noise_var=nv),
+            C.terminal_kl_grid(b, ts, points=int(1.5 * p["points"]), noise_var=nv)))
         D = C.riemann_gap(b, ts)
         err = abs(r1["kl"] - r2["kl"]) + abs(r2["mass"] - 1.0)
         worst = max(worst, r2["kl"] - err - D)
-        rows.append({"n": n, "terminal_kl": r2["kl"], "Delta": D, "grid_err": err})
-    return [Measurement("max (terminal KL - grid error - Delta_n)", worst, 0.0, "le", 0.0,
-                        "grid error = change under 1.5x points + lost mass, subtracted before comparing",
-                        extra={"rows": rows, "note_values": {"n=8": [4.156e-2, 0.2866], "n=64": [6.42e-4, 3.17e-2]}})]
+        rows.append({"n": n, "terminal_kl": r2["kl"], "Delta": D, "grid_err": err, "ratio": D / r2["kl"]})
+    out = [Measurement("max (terminal KL - grid error - Delta_n) (binary)", worst, 0.0, "le", 0.0,
+                       "grid error = change under 1.5x points + lost mass, subtracted before comparing "
+                       f"({NOTE}#data-processing)",
+                       extra={"rows": rows,
+                              "note_values": {"n=8": [4.156e-2, 0.2866], "n=64": [6.42e-4, 3.17e-2]}})]
+    tg = _targets()
+    T = p["gauss_T"]
+    for key, n in (("gaussian", p["gauss_n"]), ("gaussian2", p["gauss2_n"])):
+        g = tg[key]
+        ts = C.schedule("uniform", T=T, n=n)
+        f = _end_of_step_f(g, ts) if ctx.bug("denoiser_end_of_step") else None
+        r, _ = _gauss_delta(g, ts, f=f, noise_var=nv)
+        lo, hi, lim = terminal_interval(g, T, n)
+        out.append(Measurement(f"n^2 terminal KL ({g.name}, n={n})", n * n * r["terminal"], None, "interval", 0.0,
+                               f"rigorous interval: Riemann-sum sandwich and the series of D in x = e_n/P "
+                               f"({NOTE}#terminal-rate); rounding of the 1-row KL ~1e-12 relative is far inside",
+                               lo=lo, hi=hi, extra={"limit": lim, "terminal_kl": r["terminal"], "path_kl": r["path"],
+                                                    "path/terminal": r["path"] / r["terminal"]}))
+    # independent cross-check of the grid propagation against the Gaussian law (informational: both are the sampler)
+    g = tg["gaussian"]
+    ts = C.schedule("uniform", T=T, n=8)
+    g1, g2 = _memo(("dp-ggrid", T, p["points"]), lambda: (C.terminal_kl_grid(g, ts, points=p["points"]),
+                                                         C.terminal_kl_grid(g, ts, points=int(1.5 * p["points"]))))
+    gerr = abs(g1["kl"] - g2["kl"]) + abs(g2["mass"] - 1.0)
+    out.append(Measurement("|grid - direct| terminal KL (gaussian, n=8)",
+                           abs(g2["kl"] - C.gaussian_path_kl(g, ts)["terminal"]), 0.0, "le", gerr,
+                           "informational (both sides are the same sampler law: grid propagation vs the Gaussian "
+                           "recursion); tol = the grid's change under 1.5x points + lost mass",
+                           counted=False, extra={"grid": g2}))
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ C6
+def em_expansion(target, T, n, nodes=C.DEFAULT_NODES):
+    r"""(L0, L1, R, e): n Delta_n = L0 + L1 + r with |r| <= R (Euler-Maclaurin, note #rate), e the quadrature
+    error of L0 + L1; L0 = T/4 (tr Cov - M(T)), L1 = T^2/(24 n) (M'(T) - M'(0)), R = EM3/2 T^3/n^2 int|M^(3)|."""
+    C0 = target.cov
+    if target.K == 1:
+        lam = np.linalg.eigvalsh(target.covs[0])
+        MT = float(np.sum(lam / (1 + T * lam)))
+        dMT = -float(np.sum((lam / (1 + T * lam)) ** 2))
+        V3 = float(np.sum(2 * lam**3 * (1 - (1 + T * lam) ** -3.0)))
+        e = 0.0
+    elif target.name == "binary":
+        MT, eM = C.mmse(target, T, nodes, err=True)
+        dMT = C.mmse_derivative(target, T, int(1.5 * nodes))
+        e_d = abs(dMT - C.mmse_derivative(target, T, nodes))
+        V3 = T * heat_sup(3)
+        e = T / 4 * eM + T * T / (24 * n) * e_d
+    else:
+        raise ValueError("target: em_expansion covers Gaussian targets and the binary one")
+    L0 = T / 4 * (float(np.trace(C0)) - MT)
+    L1 = T * T / (24 * n) * (dMT + float(np.trace(C0 @ C0)))
+    return L0, L1, EM3 / 2 * T**3 / n**2 * V3, e
+
+
 @claim(
     id="discrete_kl.rate_one_over_n",
     paper=PAPER,
-    statement="uniform steps, fixed horizon: Delta_n ~ (T/4n)(tr Cov - M(T)); log-log slope in [-1.05, -0.95] "
-              "over n in [64, 1024]",
+    statement="uniform steps, fixed horizon: n Delta_n = (T/4)(tr Cov - M(T)) + T^2/(24n)(M'(T) - M'(0)) + O(n^-2) "
+              "with the explicit Euler-Maclaurin remainder; Delta_n of the sampler's path law (Gaussian 1-D and "
+              "correlated 2-D) and Lemma 2's gap (binary)",
     note=f"{NOTE}#rate",
     provenance="reconstructed",
-    quick={"ns": [64, 128, 256, 512, 1024], "nodes": 80},
-    full={"ns": [64, 96, 128, 192, 256, 384, 512, 768, 1024], "nodes": 160},
+    quick={"ns": [64, 128, 256], "ns2": [64, 256], "nodes": 80},
+    full={"ns": [64, 128, 256, 512, 1024, 2048], "ns2": [64, 256, 1024], "nodes": 160},
+    controls={"denoiser_end_of_step": "the sampler's gain S_{t_k} (end of the step) in place of S_{t_{k-1}}",
+              "elementwise_gain": "the gain Sigma (I + t Sigma)^{-1} computed entrywise as Sigma / (1 + t Sigma)",
+              "right_rule": "Lemma 2's gap with M(t_k) (right end of the step) in place of M(t_{k-1})"},
 )
 def rate(ctx: Context) -> list[Measurement]:
-    """Control: the midpoint rule in place of the left rule (an O(n^-2) gap)."""
-    rule = "mid" if ctx.broken else "left"
+    """Gaussian: Delta_n from the two Gaussian path laws (C.gaussian_path_kl); binary: the Riemann gap (Lemma 2,
+    checked against the chain rule in C2).  Per n, |n Delta_n - L0 - L1| <= R + n (Delta error) + (L0+L1 error)."""
+    p, tg = ctx.params, _targets()
     out = []
-    for name, T in (("binary", 8.0), ("gaussian", 10.0)):
-        target = _targets()[name]
-        ns = ctx.params["ns"]
-        D = np.array([C.riemann_gap(target, C.schedule("uniform", T=T, n=n), rule=rule, nodes=ctx.params["nodes"])
-                      for n in ns])
-        fit = loglog_slope(ns, np.abs(D))
-        limit = T / 4 * (target.tr_cov - C.mmse(target, T))
-        out.append(Measurement(f"slope ({name})", fit.slope, None, "interval", 0.0,
-                               "the brief's interval [-1.05, -0.95]; Delta is computed to < 1e-6 relative (80 nodes: "
-                               "trapezoid error ~exp(-2 pi a/h) ~ 3e-9), so the slope's numerical error is negligible", lo=-1.05, hi=-0.95,
-                               extra={"n Delta_n": list(np.asarray(ns) * D), "limit": limit}))
+    cases = [("gaussian", 10.0, p["ns"]), ("gaussian2", 10.0, p["ns2"]), ("binary", 8.0, p["ns"])]
+    for key, T, ns in cases:
+        target = tg[key]
+        worst, rows, D = 0.0, [], []
+        for n in ns:
+            ts = C.schedule("uniform", T=T, n=n)
+            if target.K == 1:
+                bug = ("end" if ctx.bug("denoiser_end_of_step") else
+                       "entrywise" if ctx.bug("elementwise_gain") and target.d > 1 else None)
+                f = {"end": _end_of_step_f(target, ts), "entrywise": _elementwise_f(target), None: None}[bug]
+                r, e = _memo(("rate-g", key, n, bug), lambda: _gauss_delta(target, ts, f=f))
+                Dn = r["path"]
+            else:
+                rule = "right" if ctx.bug("right_rule") else "left"
+                Dn, e = _memo(("rate-gap", key, n, p["nodes"], rule),
+                              lambda: C.riemann_gap(target, ts, nodes=p["nodes"], err=True, rule=rule))
+            L0, L1, R, eL = _memo(("rate-em", key, T, n, p["nodes"]), lambda: em_expansion(target, T, n, p["nodes"]))
+            tol = R + n * e + eL
+            worst = max(worst, abs(n * Dn - L0 - L1) / tol)
+            D.append(Dn)
+            rows.append({"n": n, "n Delta_n": n * Dn, "L0": L0, "L1": L1, "remainder bound": R, "tol": tol,
+                         "n Delta_n - L0": n * Dn - L0})
+        slope = loglog_slope(ns, np.abs(D)).slope if len(ns) > 2 else math.log(D[-1] / D[0]) / math.log(ns[-1] / ns[0])
+        out.append(Measurement(f"max |n Delta_n - L0 - L1| / tol ({target.name})", worst, 1.0, "le", 0.0,
+                               f"tol = Euler-Maclaurin remainder 2 zeta(3)/(2 pi)^3 (n/2) delta^3 int|M^(3)| + "
+                               f"numerical error ({NOTE}#rate)",
+                               extra={"rows": rows, "limit L0": rows[-1]["L0"], "log-log slope (recorded)": slope}))
     return out
 
 
 # ------------------------------------------------------------------------------------------------ C7
+_MM_CACHE: dict = {}
+
+
+def _mm_delta(target, ts, r, kw, variant="stated"):
+    key = (target.name, np.asarray(ts).tobytes(), r, tuple(sorted(kw.items())), variant)
+    if key not in _MM_CACHE:
+        if variant == "skew_ignored":
+            _MM_CACHE[key] = C.path_kl_chain(target, ts, moment=3, match_skew=False, **kw)
+        elif variant == "cov_delta":
+            _MM_CACHE[key] = _moment2_cov_delta(target, ts, **kw)
+        else:
+            _MM_CACHE[key] = C.path_kl_chain(target, ts, moment=r, closed_form=False, **kw)
+    return _MM_CACHE[key]
+
+
+def _moment2_cov_delta(target, ts, nodes, inner_nodes):
+    """Control: the r = 2 sampler with covariance delta I + delta Cov(X|y) (delta where delta^2 belongs).
+
+    A Gaussian sampler increment N(delta m, delta + delta Cov) is the r = 2 increment of the SNR grid with
+    Cov scaled by 1/delta; computed through the chain rule with the target's covariance scaled."""
+    total = 0.0
+    for k in range(1, ts.size):
+        tp, dk = float(ts[k - 1]), float(ts[k] - ts[k - 1])
+        total += _step_kl_moment2(target, tp, dk, nodes, inner_nodes, cov_factor=1.0 / dk)
+    return total
+
+
+def _step_kl_moment2(target, tp, dk, nodes, inner_nodes, cov_factor):
+    from numerics.quadrature import gauss_hermite_normal
+    y, wy, _ = target.nodes(tp, nodes)
+    logw, mj, S, m, cov = target.posterior(y, tp)
+    s2 = dk * dk * S[:, 0, 0] + dk
+    z, wz = gauss_hermite_normal(inner_nodes)
+    Uv = dk * mj[:, :, 0][:, :, None] + np.sqrt(s2)[None, :, None] * z[None, None, :]
+    lpc = -0.5 * (Uv[..., None] - dk * mj[:, None, None, :, 0]) ** 2 / s2[None, None, None, :] \
+        - 0.5 * np.log(2 * np.pi * s2)[None, None, None, :]
+    lmax = np.max(logw[:, None, None, :] + lpc, axis=3, keepdims=True)
+    logp = np.squeeze(lmax, 3) + np.log(np.sum(np.exp(logw[:, None, None, :] + lpc - lmax), axis=3))
+    v = dk + dk * dk * cov_factor * cov[:, 0, 0]
+    logq = -0.5 * (Uv - dk * m[:, 0][:, None, None]) ** 2 / v[:, None, None] - 0.5 * np.log(2 * np.pi * v)[:, None, None]
+    inner = np.einsum("njq,q->nj", logp - logq, wz)
+    return float(np.dot(wy, np.sum(np.exp(logw) * inner, axis=1)))
+
+
 @claim(
     id="discrete_kl.moment_matching",
     paper=PAPER,
-    statement="matching r = 1, 2, 3 posterior moments per step gives Delta_n = O(n^-r); Gaussian r=2 and "
-              "binary two-point r=3 are exact (Delta = 0)",
+    statement="matching r = 2 posterior moments is exact for a Gaussian target and r = 3 for a two-point target "
+              "(Delta = 0); on a 3-point target Delta(r=3) < Delta(r=2) < Delta(r=1) at every n "
+              "(the O(n^-r) rates are recorded, heuristic)",
     note=f"{NOTE}#moment-matching",
     provenance="reconstructed",
-    quick={"ns": [12, 24, 48], "nodes": 80, "inner": 40, "slope_tol": 0.2},
-    full={"ns": [24, 48, 96], "nodes": 160, "inner": 64, "slope_tol": 0.1},
+    quick={"ns": [12, 24, 48], "nodes": 80, "inner": 40},
+    full={"ns": [24, 48, 96], "nodes": 160, "inner": 64},
+    controls={"skew_ignored": "the r = 3 two-point law built with zero skewness (p = 1/2): only 2 moments match",
+              "cov_delta": "the r = 2 sampler covariance delta I + delta Cov(X|y) (delta where delta^2 belongs)"},
 )
 def moment_matching(ctx: Context) -> list[Measurement]:
-    """3-point target, T = 6.  The slope measured is the Richardson-extrapolated local slope
-    2 s(2n->4n) - s(n->2n), which removes the O(1/n) term of the local slope.
-    Control: the r=3 two-point law built with zero skewness (p = 1/2): only 2 moments match."""
+    """3-point target, T = 6.  Recorded: the Richardson-extrapolated local slope 2 s(2n->4n) - s(n->2n)."""
     p = ctx.params
     tri = _targets()["three_point"]
     kw = {"nodes": p["nodes"], "inner_nodes": p["inner"]}
-    out, vals = [], {}
-    broken_two_point = ctx.broken
+    out, vals, slopes = [], {}, {}
     for r in (1, 2, 3):
-        D = []
-        for n in p["ns"]:
-            ts = C.schedule("uniform", T=6.0, n=n)
-            if r == 3 and broken_two_point:
-                D.append(_symmetric_two_point_kl(tri, ts, **kw))
-            else:
-                D.append(C.path_kl_chain(tri, ts, moment=r, **kw))
-        D = np.array(D)
+        variant = ("skew_ignored" if (r == 3 and ctx.bug("skew_ignored"))
+                   else "cov_delta" if (r == 2 and ctx.bug("cov_delta")) else "stated")
+        D = np.array([_mm_delta(tri, C.schedule("uniform", T=6.0, n=n), r, kw, variant) for n in p["ns"]])
         vals[r] = D
         s = np.log(D[1:] / D[:-1]) / np.log(np.asarray(p["ns"][1:]) / np.asarray(p["ns"][:-1]))
-        rich = 2 * s[-1] - s[-2]
-        out.append(Measurement(f"extrapolated slope r={r}", rich, -float(r), "equal", p["slope_tol"],
-                               "pre-asymptotic O(1/n^2) remainder of the extrapolated local slope; its size is "
-                               "read off the full profile (ns doubled), where the value moves by < tol/2",
-                               extra={"Delta": list(D), "local slopes": list(s)}))
+        slopes[f"r={r}"] = {"Delta": list(D), "local slopes": list(s), "extrapolated slope": 2 * s[-1] - s[-2]}
     order = bool(np.all(vals[3] < vals[2]) and np.all(vals[2] < vals[1]))
     out.append(Measurement("Delta(r=3) < Delta(r=2) < Delta(r=1) for every n", float(order), None, "true", 0.0,
-                           "qualitative ordering"))
+                           "qualitative ordering; the values differ by factors >= 10 (extra), far above their "
+                           f"quadrature error ({TOL}); the O(n^-r) slopes are recorded, not judged (heuristic, "
+                           "no derived remainder)", extra=slopes))
     g = _targets()["gaussian"]
     ts = C.schedule("uniform", T=10.0, n=8)
-    zg = C.path_kl_chain(g, ts, moment=2, closed_form=False, **kw)
+    zg = (_moment2_cov_delta(g, ts, **kw) if ctx.bug("cov_delta")
+          else C.path_kl_chain(g, ts, moment=2, closed_form=False, **kw))
     b = C.binary()
     tsb = C.schedule("uniform", T=8.0, n=8)
-    zb = _symmetric_two_point_kl(b, tsb, **kw) if broken_two_point else C.path_kl_chain(b, tsb, moment=3, **kw)
-    out.append(Measurement("|Delta| exact cases (gaussian r=2, binary r=3)", max(abs(zg), abs(zb)), 0.0, "le", 1e-12,
-                           "both increment laws equal the comparison's exactly: only rounding of log p - log q "
-                           "(~1e-15 per node) summed over <= 8 steps with unit weights",
+    zb = C.path_kl_chain(b, tsb, moment=3, match_skew=not ctx.bug("skew_ignored"), **kw)
+    tol = 64 * 8 * U * (1 + abs(math.log(2 * math.pi * 1.0)) + 13**2 / 2)
+    out.append(Measurement("|Delta| exact cases (gaussian r=2, binary r=3)", max(abs(zg), abs(zb)), 0.0, "le", tol,
+                           "both increment laws equal the comparison's exactly: rounding of log p - log q, "
+                           f"<= 8u(1 + |log 2 pi delta| + z^2/2), z <= 13, per node, 8 steps, 8x margin ({TOL})",
                            extra={"gaussian_r2": zg, "binary_r3": zb,
                                   "note_values": {"n=6": [4.09e-1, 3.01e-2, 4.89e-3], "n=96": [2.13e-2, 2.30e-4, 2.83e-6]}}))
     return out
-
-
-def _symmetric_two_point_kl(target, ts, nodes, inner_nodes):
-    """Negative control: the two-point sampler with p = 1/2 (skewness ignored)."""
-    return C.path_kl_chain(target, ts, moment=3, nodes=nodes, inner_nodes=inner_nodes, match_skew=False)
 
 
 # ------------------------------------------------------------------------------------------------ C8
 @claim(
     id="discrete_kl.structural_invariants",
     paper=PAPER,
-    statement="with exact denoisers, refining the schedule never increases Delta_n; Delta_n of d independent "
-              "coordinates is the sum of the 1-D values",
+    statement="with exact denoisers, refining the schedule never increases the sampler's Delta_n; for a Gaussian "
+              "target Delta_n(N(mu, Sigma)) = sum over the eigenvalues lambda of Sigma of Delta_n(N(0, lambda))",
     note=f"{NOTE}#invariants",
     provenance="reconstructed",
-    quick={"T": 8.0, "sizes": [11, 21, 31, 41], "T2": 4.0, "n2": 6, "nodes2": 96},
-    full={"T": 8.0, "sizes": [11, 21, 31, 41, 81, 161], "T2": 6.0, "n2": 12, "nodes2": 160},
+    quick={"T": 8.0, "sizes": [11, 21, 31, 41], "sizes_chain": [5, 9, 13], "inner": 40, "nodes": 80,
+           "T2": 4.0, "n2": 6, "nodes2": 96, "n_rot": 64},
+    full={"T": 8.0, "sizes": [11, 21, 31, 41, 81, 161], "sizes_chain": [5, 9, 13, 25], "inner": 48, "nodes": 96,
+          "T2": 6.0, "n2": 12, "nodes2": 160, "n_rot": 256},
+    controls={"noise_std_delta": "the sampler's noise std delta instead of sqrt(delta) (variance delta^2)",
+              "elementwise_gain": "the gain Sigma (I + t Sigma)^{-1} computed entrywise as Sigma / (1 + t Sigma)"},
 )
 def invariants(ctx: Context) -> list[Measurement]:
-    """Refinement: nested random schedules (each adds points to the last).  Additivity: binary^2 by a genuinely
-    2-D tensor rule vs 2 x the 1-D value.  Control: right Riemann rule, and the two coordinates made equal."""
-    p = ctx.params
+    """Refinement: nested random schedules (each adds points to the last); Delta of the sampler from its path
+    law (Gaussian) or the chain rule (binary, fewer sizes: nested quadrature is costly).  Rotation/additivity:
+    the 2-D correlated Gaussian's direct path KL against the 1-D values of its eigenvalues.
+    Informational: binary^2 by a 2-D tensor gap formula vs 2 x the 1-D value."""
+    p, tg = ctx.params, _targets()
+    noise = ctx.bug("noise_std_delta")
+    worst, rows = -np.inf, []
+    for key, sizes in (("gaussian", p["sizes"]), ("binary", p["sizes_chain"])):
+        target = tg[key]
+        pts = np.array([p["T"]])
+        prev = None
+        for size in sizes:
+            extra = ctx.rng.uniform(0.0, p["T"], size - pts.size)
+            pts = np.sort(np.concatenate([pts, extra]))
+            D, e = _sampler_delta(target, pts, p["inner"], p["nodes"], noise=noise)
+            if prev is not None:
+                worst = max(worst, D - prev[0] - e - prev[1])
+            prev = (D, e)
+            rows.append({"target": key, "steps": int(pts.size), "Delta": D})
+    g2 = tg["gaussian2"]
+    ts = C.schedule("uniform", T=10.0, n=p["n_rot"])
+    r2, e2 = _gauss_delta(g2, ts, f=_elementwise_f(g2) if ctx.bug("elementwise_gain") else None)
+    parts = _memo(("inv-parts", p["n_rot"]), lambda: [_gauss_delta(C.gaussian([0.0], float(lam)), ts)
+                                                       for lam in np.linalg.eigvalsh(g2.covs[0])])
+    D1 = sum(r["path"] for r, _ in parts)
+    e1 = sum(e for _, e in parts)
     b = C.binary()
-    rule = "right" if ctx.broken else "left"
-    pts = np.array([p["T"]])
-    prev, worst, rows = None, -np.inf, []
-    for size in p["sizes"]:
-        extra = ctx.rng.uniform(0.0, p["T"], size - pts.size)
-        pts = np.sort(np.concatenate([pts, extra]))
-        D, e = C.riemann_gap(b, pts, err=True, rule=rule)
-        if prev is not None:
-            worst = max(worst, D - prev[0] - e - prev[1])
-        prev = (D, e)
-        rows.append({"steps": int(pts.size), "Delta": D})
-    if ctx.broken:
-        two = C.discrete([[-1.0, -1.0], [1.0, 1.0]], [0.5, 0.5], name="dependent")
-    else:
-        two = C.binary(2)
-    ts = C.schedule("uniform", T=p["T2"], n=p["n2"])
-    D2, e2 = C.riemann_gap(two, ts, nodes=p["nodes2"], err=True)
-    D1, e1 = C.riemann_gap(b, ts, err=True)
+    tsb = C.schedule("uniform", T=p["T2"], n=p["n2"])
+    (Db2, eb2), (Db1, eb1) = _memo(("inv-b2", p["T2"], p["n2"], p["nodes2"]), lambda: (
+        C.riemann_gap(C.binary(2), tsb, nodes=p["nodes2"], err=True), C.riemann_gap(b, tsb, err=True)))
     return [
         Measurement("max (Delta_finer - Delta_coarser)", worst, 0.0, "le", 0.0,
-                    "quadrature estimates of both values subtracted first",
-                    extra={"rows": rows, "note_values": [0.428, 0.203, 0.129, 0.111]}),
-        Measurement("|Delta(2-D) - 2 Delta(1-D)|", abs(D2 - 2 * D1), 0.0, "le", e2 + 2 * e1 + 1e-12,
-                    "2-D tensor Gauss-Hermite estimate (1.5x nodes) + 1-D estimates + 1e-12",
-                    extra={"D2": D2, "D1": D1}),
+                    f"error estimates of both values subtracted first ({TOL})",
+                    extra={"rows": rows}),
+        Measurement("|Delta(2-D correlated) - sum_lambda Delta(1-D)|", abs(r2["path"] - D1), 0.0, "le", e2 + e1,
+                    f"rounding allowance 2 N^2 u of each direct path KL ({TOL})",
+                    extra={"D2": r2["path"], "sum_1D": D1}),
+        Measurement("|Delta(binary^2) - 2 Delta(binary)| (gap formula)", abs(Db2 - 2 * Db1), 0.0, "le",
+                    eb2 + 2 * eb1,
+                    "informational: a property of the gap formula's 2-D quadrature, not of the sampler; "
+                    "quadrature estimates (1.5x nodes)", counted=False, extra={"D2": Db2, "D1": Db1}),
     ]
 
 
@@ -381,28 +680,35 @@ def invariants(ctx: Context) -> list[Measurement]:
 @claim(
     id="discrete_kl.geometric_entropy",
     paper=PAPER,
-    statement="geometric schedule t_k = t_1 (1+c)^{k-1}: Delta_n <= (t_1/2) tr Cov + c I(X;Y_n) <= "
-              "(t_1/2) tr Cov + c H(X)",
+    statement="geometric schedule t_k = t_1 (1+c)^{k-1}: the sampler's Delta_n <= (t_1/2) tr Cov + c I(X;Y_n) "
+              "(<= (t_1/2) tr Cov + c H(X) for discrete X)",
     note=f"{NOTE}#geometric-corollary",
     provenance="reconstructed",
-    quick={"cases": [[0.01, 0.5, 20], [0.01, 0.25, 40], [0.001, 0.1, 120]]},
-    full={"cases": [[0.01, 0.5, 20], [0.01, 0.25, 40], [0.001, 0.1, 120], [0.1, 1.0, 10], [0.001, 0.05, 200]]},
+    quick={"cases": [[0.01, 0.5, 20], [0.01, 0.25, 40], [0.001, 0.1, 120]], "chain_cases": [[0.01, 0.5, 20]],
+           "inner": 40, "nodes": 80},
+    full={"cases": [[0.01, 0.5, 20], [0.01, 0.25, 40], [0.001, 0.1, 120], [0.1, 1.0, 10], [0.001, 0.05, 200]],
+          "chain_cases": [[0.01, 0.5, 20], [0.01, 0.25, 40], [0.1, 1.0, 10]], "inner": 48, "nodes": 96},
+    controls={"denoiser_end_of_step": "the sampler's denoiser evaluated at t_k instead of t_{k-1}"},
 )
 def geometric(ctx: Context) -> list[Measurement]:
-    """Binary and 3-point targets.  Control: the c I(X;Y_n) term dropped."""
+    """Gaussian target: Delta from the path laws on every case; binary and 3-point: chain rule on chain_cases."""
+    p, tg = ctx.params, _targets()
+    eos = ctx.bug("denoiser_end_of_step")
     worst, worst_H, rows = -np.inf, -np.inf, []
-    for target in (C.binary(), _targets()["three_point"]):
-        for t1, c, n in ctx.params["cases"]:
-            ts = C.schedule("geometric", t1=t1, c=c, n=n)
-            D, e = C.riemann_gap(target, ts, err=True)
-            I = C.mutual_info(target, float(ts[-1]))
-            cI = 0.0 if ctx.broken else c * I
-            bound = t1 / 2 * target.tr_cov + cI
-            worst = max(worst, D - e - bound)
+    jobs = [(tg["gaussian"], c) for c in p["cases"]]
+    jobs += [(tg[k], c) for k in ("binary", "three_point") for c in p["chain_cases"]]
+    for target, (t1, c, n) in jobs:
+        ts = C.schedule("geometric", t1=t1, c=c, n=n)
+        D, e = _sampler_delta(target, ts, p["inner"], p["nodes"], end_of_step=eos)
+        I, eI = C.mutual_info(target, float(ts[-1]), err=True)
+        bound = t1 / 2 * target.tr_cov + c * I
+        worst = max(worst, D - e - bound - c * eI)
+        if target.K > 1:
             worst_H = max(worst_H, I - target.entropy)
-            rows.append({"target": target.name, "t1": t1, "c": c, "n": n, "Delta": D, "bound": bound})
-    return [Measurement("max (Delta - t1/2 trCov - c I)", worst, 0.0, "le", 0.0,
-                        "quadrature estimate subtracted from Delta first",
+        rows.append({"target": target.name, "t1": t1, "c": c, "n": n, "Delta": D, "bound": bound})
+    return [Measurement("max (Delta - err - t1/2 trCov - c I)", worst, 0.0, "le", 0.0,
+                        f"error estimates of Delta and of I subtracted first ({TOL})",
                         extra={"rows": rows, "note_values": [[0.162, 0.352], [0.0834, 0.178], [0.0341, 0.0698]]}),
-            Measurement("max (I(X;Y_n) - H(X))", worst_H, 0.0, "le", 1e-12,
-                        "I <= H for discrete X; 1e-12 for the mutual-information quadrature")]
+            Measurement("max (I(X;Y_n) - H(X)) (discrete targets)", worst_H, 0.0, "le", 0.0,
+                        "informational: I = H(J) + E log w_J(Y) <= H(J) holds by construction of the quadrature "
+                        "(log w <= 0), so no bug of the sampler can move it", counted=False)]
