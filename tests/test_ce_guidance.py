@@ -228,3 +228,63 @@ def test_ce_claims_hold_and_controls_flag():
         r = run_claim(REGISTRY[cid], profile="quick", seed=1)
         assert r.verdict == REGISTRY[cid].expect, (cid, r.verdict)
         assert r.control == "flagged", (cid, r.control)
+
+
+# ----------------------------------------------------------------------------- explicit remainders (C4-C7)
+def test_logistic_derivative_sups_match_dense_grid():
+    from numerics.papers.ce_guidance.classifier_error import SIGMA3_MAX, SIGMA4_MAX, SQUARE2_MAX, SIGMA2_MAX
+    u = np.linspace(-30, 30, 600_001)
+    s = 1 / (1 + np.exp(-u))
+    sp = s * (1 - s)
+    d2, d3 = sp * (1 - 2 * s), sp * (1 - 6 * s + 6 * s**2)
+    d4 = sp * (1 - 2 * s) * (1 - 12 * s + 12 * s**2)
+    g2 = 2 * s**2 * (1 - s) * (2 - 3 * s)
+    assert abs(SIGMA2_MAX - 1 / (6 * math.sqrt(3))) < 1e-15 and abs(SIGMA3_MAX - 0.125) < 1e-15
+    for sup, arr in ((SIGMA2_MAX, d2), (SIGMA3_MAX, d3), (SIGMA4_MAX, d4), (SQUARE2_MAX, g2)):
+        assert 0 <= sup - np.max(np.abs(arr)) < 1e-9
+
+
+@pytest.mark.parametrize("delta, omega", [(0.03, 0.5), (0.003, 0.5), (1e-2, 10.0), (0.1, 100.0), (0.3, 1.5)])
+def test_ripple_expansion_brackets_the_quadrature(delta, omega):
+    from numerics.papers.ce_guidance.classifier_error import ripple_expansion
+    S = SettingG([1.0, 0.0], 0.5)
+    q = errors_quadrature(S, Ripple(delta, omega, E2))
+    e = ripple_expansion(S, delta, omega)
+    assert abs(q.kl - e.kl) <= e.kl_rem + q.kl_err
+    assert abs(q.mse - e.mse) <= e.mse_rem + q.mse_err
+    assert e.kl_rem < 0.05 * e.kl  # the bound is a next-order term, not a blanket
+
+
+def test_ripple_expansion_k_ripples_against_monte_carlo(rng):
+    from numerics.papers.ce_guidance.classifier_error import ripple_expansion
+    S = SettingG([1.0, 0.0, 0.0, 0.0], 0.5)
+    U = np.eye(4)[1:]
+    h = Ripple(0.05, 3.0, U)
+    mc = errors_monte_carlo(S.mixture(), 0.5, {0: h}, 200_000, rng, level=0.999)
+    e = ripple_expansion(S, 0.05, 3.0, k=3)
+    # the label-0 perturbation delta_0 = h equals the logit perturbation of the binary classifier
+    assert mc.kl.lo - e.kl_rem <= e.kl <= mc.kl.hi + e.kl_rem
+    assert mc.mse.lo - e.mse_rem <= e.mse <= mc.mse.hi + e.mse_rem
+
+
+def test_logit_scale_one_is_the_plain_quadrature():
+    S = SettingG([1.0, 0.0], 0.5)
+    a = errors_quadrature(S, Ripple(0.01, 0.5, E2))
+    b = errors_quadrature(S, Ripple(0.01, 0.5, E2), logit_scale=1.0)
+    c = errors_quadrature(S, Ripple(0.01, 0.5, E2), logit_scale=math.exp(-1e-3))
+    assert a == b and c.kl > 1.05 * a.kl  # the KL floor of a classifier one step off in time
+
+
+# ----------------------------------------------------------------------------- C9 closed form
+@pytest.mark.parametrize("d, N", [(1, 8), (3, 64), (5, 500)])
+def test_em_closed_form_matches_exact_law(d, N):
+    from numerics.divergences import gaussian_kl
+    from numerics.papers.ce_guidance.claims import em_closed_form_kl
+    from numerics.references.exact_gaussian import exact_law
+    mu = np.zeros(d)
+    mu[0] = 1.0
+    T, tm = 2.5, 0.05
+    m, Sg = exact_law(SettingG(mu, 1.0).mixture().conditional(0), "euler_maruyama", np.linspace(T, tm, N + 1),
+                      m0=math.exp(-T) * mu, S0=np.eye(d))
+    kl = gaussian_kl(math.exp(-tm) * mu, np.eye(d), m, Sg)
+    assert abs(kl / em_closed_form_kl(d, T, tm, N) - 1) < 1e-10

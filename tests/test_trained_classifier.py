@@ -100,3 +100,29 @@ def test_claim_quick_holds_and_control_flagged():
     r = run_claim(REGISTRY["ce_guidance.trained_classifiers"], profile="quick", seed=0)
     assert r.verdict == "holds", r.error
     assert r.control == "flagged"
+
+
+@pytest.mark.parametrize("kind", ["quadratic", "fourier"])
+def test_feature_laplacian_matches_finite_differences(kind):
+    from numerics.papers.ce_guidance.trained_classifier import RandomFourierFeatures
+    rng = np.random.default_rng(3)
+    gm, t = setting_q(), 0.5
+    x, y = sample_noised(gm, t, 2000, rng)
+    feats = QuadraticFeatures(2) if kind == "quadratic" else RandomFourierFeatures(2, 8, 1.0, rng)
+    clf = LogisticClassifier(feats, 1e-3).fit(x, y)
+    pts = rng.standard_normal((5, 2))
+    e = 1e-4
+    lap_fd = sum((clf.log_posterior(pts + e * v) - 2 * clf.log_posterior(pts) + clf.log_posterior(pts - e * v)) / e**2
+                 for v in np.eye(2))
+    assert np.allclose(clf.log_posterior_laplacian(pts), lap_fd, atol=1e-5)
+
+
+def test_ibp_identity_holds_and_wrong_sign_breaks_it():
+    from numerics.papers.ce_guidance.trained_classifier import ibp_identity_2d
+    gm, t = setting_q(), 0.5
+    x, y = sample_noised(gm, t, 3000, np.random.default_rng(7))
+    clf = LogisticClassifier(QuadraticFeatures(2)).fit(x, y)
+    good = ibp_identity_2d(gm, t, clf, 40)
+    assert abs(good.mse - good.rhs) <= good.err + 1e-12 and good.err < 1e-4 * good.mse
+    bad = ibp_identity_2d(gm, t, clf, 40, guidance_sign=-1.0)
+    assert abs(bad.mse - bad.rhs) > 100 * bad.err

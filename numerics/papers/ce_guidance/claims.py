@@ -7,7 +7,9 @@ Numbers the note computed independently (``../shared/papers/ce_guidance.md``) ar
 significant digits, so the comparison tolerance is half a unit of the last printed digit plus our
 quadrature error.
 
-Trained classifiers
+Every claim declares named controls (realistic one-line bugs).  Rates (C4, C5, C7) are judged against leading
+terms with explicit remainder bounds (``proofs_notes/ce_guidance.md#remainders``); Monte-Carlo intervals use
+``ENSEMBLE_LEVEL``.
 
 Trained classifiers: does cross-entropy training give good guidance?  (ce_guidance, our reconstruction.)
 
@@ -18,7 +20,8 @@ joint-law guidance MSE are computed by tensor Gauss-Hermite quadrature against t
 * **B (certified)**: :class:`~numerics.papers.ce_guidance.trained_classifier.LabelNoiseSetting` -- the true posterior has a
   floor ``rho``, the classifier is a random-Fourier-feature logistic regression with an L2 penalty
   (bounded, smooth logit), so Theorem 1's ``L`` and ``M`` are certified per fit and
-  :math:`\mathrm{MSE}\le(\varepsilon/\sqrt{c_M})(2dL+MS_4)` is checked fit by fit.  The family is
+  :math:`\mathrm{MSE}\le(\varepsilon/\sqrt{c_M})(2dL+MS_4)` is reported fit by fit (informational: loose by
+  10^2-10^3); Step 2 of its proof, an integration-by-parts identity, is checked to quadrature error.  The family is
   misspecified (the Bayes logit is not a finite Fourier sum), so the errors plateau at the approximation error.
 * **Q (well specified)**: two Gaussians with unequal covariances, quadratic-feature logistic regression
   (the Bayes logit is quadratic).  Parametric rate: the MLE satisfies :math:`\hat\theta-\theta^*=O_P(n^{-1/2})`
@@ -39,36 +42,81 @@ from numerics.checks.claim import Context, Measurement, claim
 from numerics.constants import UNIT_ROUNDOFF
 from numerics.divergences import gaussian_kl
 from numerics.mixture import GaussianMixture
-from numerics.papers.ce_guidance.classifier_error import (Ripple, SettingG, errors_quadrature, ripple_integrands,
-                                                          theorem_bound)
+from numerics.papers.ce_guidance.classifier_error import (Ripple, RippleExpansion, SettingG, errors_quadrature,
+                                                          ripple_expansion, ripple_integrands, theorem_bound)
 from numerics.papers.ce_guidance.trained_classifier import (LabelNoiseSetting, LogisticClassifier, QuadraticFeatures,
                                                             RandomFourierFeatures, bound_for, certify_label_noise,
-                                                            errors_quadrature_2d, sample_noised, score_fourth_moment)
+                                                            errors_quadrature_2d, ibp_identity_2d, sample_noised,
+                                                            score_fourth_moment)
 from numerics.quadrature import gauss_hermite_normal
 from numerics.references.grid_density import (gaussian_on_grid, gaussian_on_grid_2d, kl_grid, kl_grid_2d, propagate,
                                               propagate_2d, uniform_grid)
 from numerics.schedule import alpha_sigma2
-from numerics.stats import loglog_slope, mean_ci
+from numerics.stats import ENSEMBLE_LEVEL, loglog_slope, mean_ci
 
 PAPER = "ce_guidance"
 NOTE = "proofs_notes/ce_guidance.md"
 E2 = np.array([0.0, 1.0])  # ripple direction orthogonal to mu = e1 in d = 2
 
 
-def _slope_window(x, meas, leading):
-    """Derived slope tolerance: the OLS slope of log(meas/leading) is at most twice its spread over the
-    log-range of x when that ratio is monotone (a-posteriori size of the higher-order terms)."""
-    r = np.log(np.asarray(meas) / np.asarray(leading))
-    return 2.0 * float(r.max() - r.min()) / float(abs(np.log(max(x) / min(x))))
+# --------------------------------------------------------------------------- C4-C7 helpers
+#: Time step of the "classifier one step off" control: a 1000-step grid on [0, 1] (the learned logit uses
+#: alpha at t + DT_OFF, i.e. logit_scale = e^{-DT_OFF}).
+DT_OFF = 1e-3
+
+
+def _ols_slope_bound(x, dev) -> float:
+    """Bound on |OLS slope of e_i on x_i| when |e_i| <= dev_i: sum |x_i - mean x| dev_i / Sxx (sum (x_i - mean x) = 0)."""
+    xc = np.asarray(x, float) - float(np.mean(x))
+    return float(np.sum(np.abs(xc) * np.asarray(dev, float)) / np.sum(xc**2))
+
+
+def _log_dev(lo: float, hi: float, ref: float) -> float:
+    """max |log(v / ref)| over v in [lo, hi] (lo > 0)."""
+    return max(abs(math.log(lo / ref)), abs(math.log(hi / ref)))
+
+
+def _setting(ctx: Context, t: float) -> SettingG:
+    """Setting G at time t; with the ``alpha_dropped`` control the posterior logit is 2<mu, x> (no alpha_t)."""
+    S = SettingG([1.0, 0.0], t)
+    if "alpha_dropped" in ctx.controls and ctx.bug("alpha_dropped"):
+        S.alpha, S.grad_f_norm = 1.0, 2.0 * S.m
+    return S
+
+
+def _bugs(ctx: Context) -> dict:
+    """errors_quadrature options of the shared C4-C7 controls."""
+    has = lambda n: n in ctx.controls and ctx.bug(n)  # noqa: E731
+    return {"guidance_scale": 2.0 if has("w_for_w_minus_1") else (1.0 + 1e-3 if has("guidance_rel_err") else 1.0),
+            "logit_scale": math.exp(-DT_OFF) if has("logit_time_offset") else 1.0}
+
+
+def _bounded(q, e: "RippleExpansion"):
+    """(KL lo, KL hi, MSE lo, MSE hi): expansion +- its remainder bound +- the quadrature error."""
+    kr, mr = e.kl_rem + q.kl_err, e.mse_rem + q.mse_err
+    return e.kl - kr, e.kl + kr, e.mse - mr, e.mse + mr
+
+
+C_W = "w_for_w_minus_1"
+C_W_TEXT = "guidance weight w = 2 used where w - 1 = 1 belongs (CG/CFG convention mix-up): the learned vector is doubled"
+C_REL = "guidance_rel_err"
+C_REL_TEXT = "learned guidance vector with a 1e-3 relative scale error (the size of a trained network's error)"
+C_OFF = "logit_time_offset"
+C_OFF_TEXT = f"learned logit evaluated one step ({DT_OFF:g}) off in time: alpha_(t+h) in place of alpha_t"
+C_ALPHA = "alpha_dropped"
+C_ALPHA_TEXT = "posterior logit written without alpha_t (f = 2<mu, x>)"
+REM_REASON = f"{NOTE}#remainders"
 
 
 # --------------------------------------------------------------------------- C1
 @claim(id="ce_guidance.bayes_guided_score", paper=PAPER,
        statement="grad log p_t(x) + grad_x log p_t(y|x) = grad log p_t(x|y) = -(x - y alpha_t mu) in setting G",
        note=f"{NOTE}#c1-c3-exact-identities", provenance="reconstructed",
-       quick={"d": 3, "n": 64, "times": [0.05, 0.5, 2.0]}, full={"d": 8, "n": 512, "times": [0.01, 0.1, 0.5, 1.0, 3.0]})
+       quick={"d": 3, "n": 64, "times": [0.05, 0.5, 2.0]}, full={"d": 8, "n": 512, "times": [0.01, 0.1, 0.5, 1.0, 3.0]},
+       controls={"guidance_sign": "guidance vector added with the wrong sign (s - g)",
+                 "guidance_time_offset": "guidance vector evaluated one step (1e-3) later than the score (t + h for t)"})
 def bayes_guided_score(ctx: Context) -> list[Measurement]:
-    """Package kernels (score + guidance vector) vs the closed form. Control: s - g (wrong sign)."""
+    """Package kernels (score + guidance vector) vs the closed form."""
     p = ctx.params
     mu = ctx.rng.standard_normal(p["d"])
     gm = SettingG(mu, 1.0).mixture()
@@ -77,8 +125,9 @@ def bayes_guided_score(ctx: Context) -> list[Measurement]:
         a, s2 = alpha_sigma2(t)
         x = a * gm.sample_data(p["n"], ctx.rng) + math.sqrt(s2) * ctx.rng.standard_normal((p["n"], p["d"]))
         for cls, ysign in ((0, 1.0), (1, -1.0)):
-            sign = -1.0 if ctx.broken else 1.0
-            lhs = gm.score(x, t) + sign * gm.guidance_vector(x, t, cls)
+            sign = -1.0 if ctx.bug("guidance_sign") else 1.0
+            tg = t + DT_OFF if ctx.bug("guidance_time_offset") else t
+            lhs = gm.score(x, t) + sign * gm.guidance_vector(x, tg, cls)
             rhs = -(x - ysign * a * mu)
             # Theorem 8.1-type evaluation error c u (1+kappa) F with c = 4(d^1.5 + K + 4), kappa = 1 here
             # (C = I), F = the size of the summed terms: |x| + alpha|mu| for s, (alpha/sigma^2)(|x| + 2|mu|) for g
@@ -88,25 +137,29 @@ def bayes_guided_score(ctx: Context) -> list[Measurement]:
             worst = max(worst, float(np.max(np.linalg.norm(lhs - rhs, axis=1) / tol)))
     return [Measurement(name="max |s + g - closed form| / tol", measured=worst, predicted=1.0, kind="le",
                         reason="per point: 4(d^1.5+K+4) u (1+kappa) x term size, kappa = 1 (unit covariances), "
-                               "for the score and the guidance kernels", extra={"drift_tol": 1.0, "wrong_sign": ctx.broken})]
+                               "for the score and the guidance kernels", extra={"drift_tol": 1.0})]
 
 
 # --------------------------------------------------------------------------- C2
 @claim(id="ce_guidance.excess_ce_equals_kl", paper=PAPER,
        statement="CE_t(p_hat) - CE_t(p_t) = E_x KL(p_t(.|x) || p_hat_t(.|x)) (excess cross-entropy is the conditional KL)",
        note=f"{NOTE}#c1-c3-exact-identities", provenance="reconstructed",
-       quick={"t": 0.5, "delta": 2.0, "omega": 0.7, "n": 200_000}, full={"t": 0.5, "delta": 2.0, "omega": 0.7, "n": 2_000_000})
+       quick={"t": 0.5, "delta": 2.0, "omega": 0.7, "n": 400_000}, full={"t": 0.5, "delta": 2.0, "omega": 0.7, "n": 2_000_000},
+       controls={"reverse_kl": "conditional KL taken in the reverse direction, KL(p_hat || p)",
+                 C_ALPHA: "the code's posterior (logit and quadrature) without alpha_t, the data from the generative model"})
 def excess_ce_equals_kl(ctx: Context) -> list[Measurement]:
     """Excess CE by Monte Carlo over (Y, X_t) drawn from the generative model, vs the KL by quadrature
-    over x with the closed-form posterior.  Control: the KL in the wrong direction, KL(p_hat || p)."""
+    over x with the closed-form posterior."""
     p = ctx.params
     S = SettingG([1.0, 0.0], p["t"])
     h = Ripple(p["delta"], p["omega"], E2)
     x, ys = S.sample(p["n"], ctx.rng)
+    if ctx.bug(C_ALPHA):
+        S.alpha, S.grad_f_norm = 1.0, 2.0 * S.m
     f, hv = S.logit(x), h.value(x)
     from scipy.special import log_expit
-    ce = mean_ci(log_expit(ys * f) - log_expit(ys * (f + hv)), level=0.999)
-    if ctx.broken:  # reverse KL by the same tensor rule
+    ce = mean_ci(log_expit(ys * f) - log_expit(ys * (f + hv)), level=ENSEMBLE_LEVEL)
+    if ctx.bug("reverse_kl"):  # reverse KL by the same tensor rule
         s0, ws = gauss_hermite_normal(80)
         v = np.linspace(-12, 12, 8001)
         wv = np.exp(-0.5 * v * v) / math.sqrt(2 * math.pi) * (v[1] - v[0])
@@ -121,19 +174,21 @@ def excess_ce_equals_kl(ctx: Context) -> list[Measurement]:
         kl, err = q.kl, q.kl_err
     return [Measurement(name="excess CE (MC) - E KL (quadrature)", measured=ce.mean - kl, predicted=0.0, kind="equal",
                         tol=(ce.hi - ce.lo) / 2 + err,
-                        reason="99.9% Student-t half-width of the paired MC mean of log p(Y|X) - log p_hat(Y|X), plus the "
-                               "quadrature's halved-rule error estimate",
-                        extra={"excess_ce": ce.mean, "kl": kl, "reverse_kl_used": ctx.broken})]
+                        reason="ENSEMBLE_LEVEL Student-t half-width of the paired MC mean of log p(Y|X) - log p_hat(Y|X), "
+                               "plus the quadrature's halved-rule error estimate",
+                        extra={"excess_ce": ce.mean, "kl": kl})]
 
 
 # --------------------------------------------------------------------------- C3
 @claim(id="ce_guidance.true_classifier_hessian", paper=PAPER,
        statement="in G, Hess_x log p_t(y|x) = -4 alpha^2 sigma sigma' mu mu^T and sup_x ||.||_op = alpha_t^2 |mu|^2 (at <mu,x> = 0)",
        note=f"{NOTE}#c1-c3-exact-identities", provenance="reconstructed",
-       quick={"d": 2, "times": [0.2, 0.5, 1.0, 3.0], "n": 401}, full={"d": 5, "times": [0.05, 0.2, 0.5, 1.0, 3.0], "n": 2001})
+       quick={"d": 2, "times": [0.2, 0.5, 1.0, 3.0], "n": 401}, full={"d": 5, "times": [0.05, 0.2, 0.5, 1.0, 3.0], "n": 2001},
+       controls={C_ALPHA: "alpha_t dropped from the predicted sup (|mu|^2 in place of alpha_t^2 |mu|^2)",
+                 "hessian_time_offset": "guidance Hessian evaluated one step (1e-3) off in time (t + h for t)"})
 def true_classifier_hessian(ctx: Context) -> list[Measurement]:
     """Package guidance Hessian (posterior-covariance route) along the mu line vs the closed form, and its
-    sup vs alpha^2|mu|^2.  Control: alpha_t dropped from the predicted sup (|mu|^2)."""
+    sup vs alpha^2|mu|^2."""
     p = ctx.params
     mu = ctx.rng.standard_normal(p["d"])
     m = float(np.linalg.norm(mu))
@@ -143,7 +198,7 @@ def true_classifier_hessian(ctx: Context) -> list[Measurement]:
         a, s2 = alpha_sigma2(t)
         s = np.linspace(-4, 4, p["n"]) / (a * m)  # covers the peak at 0 with grid point s = 0
         x = s[:, None] * (mu / m)[None, :]
-        H = gm.guidance_hessian(x, t, 0)
+        H = gm.guidance_hessian(x, t + DT_OFF if ctx.bug("hessian_time_offset") else t, 0)
         z = 2 * a * (x @ mu)
         sp = 1 / (1 + np.exp(-z))
         closed = -4 * a**2 * (sp * (1 - sp))[:, None, None] * np.outer(mu, mu)[None]
@@ -153,222 +208,265 @@ def true_classifier_hessian(ctx: Context) -> list[Measurement]:
         tol = a**2 / s2**2 * 256 * UNIT_ROUNDOFF * (2 + Dn + m**2)
         worst_form = max(worst_form, float(np.max(np.abs(H - closed).max(axis=(1, 2)) / tol)))
         sup = float(np.max(np.linalg.norm(H, ord=2, axis=(1, 2))))
-        pred = m**2 if ctx.broken else a**2 * m**2
+        pred = m**2 if ctx.bug(C_ALPHA) else a**2 * m**2
         worst_sup = max(worst_sup, abs(sup - pred) / (float(tol.max()) * p["d"] + 8 * UNIT_ROUNDOFF * pred))
     return [Measurement(name="max |Hess - closed form| / tol", measured=worst_form, predicted=1.0, kind="le",
                         reason="covariance-difference rounding 256u(|Cov_y|+|Cov|+|D|^2) alpha^2/sigma^4 per entry",
                         extra={"drift_tol": 1.0}),
             Measurement(name="max |sup ||Hess||_op - alpha^2|mu|^2| / tol", measured=worst_sup, predicted=1.0, kind="le",
                         reason="entrywise rounding tol times d (op norm <= d max entry) plus 8u for the norm",
-                        extra={"drift_tol": 1.0, "alpha_dropped": ctx.broken})]
+                        extra={"drift_tol": 1.0})]
 
 
 # --------------------------------------------------------------------------- C4
 @claim(id="ce_guidance.small_delta_mse_kl_ratio", paper=PAPER,
        statement="low-frequency logit ripple: MSE/KL -> 2w^2(1+e^{-2w^2})/(1-e^{-2w^2}) + 2|grad f|^2 E[(pq)^2]/E[pq] "
-                 "(= 2.6384 at t=0.5, |mu|=1, w=0.5): guidance MSE is O(eps^2) for parametric errors",
+                 "(= 2.6384 at t=0.5, |mu|=1, w=0.5) with |MSE/KL - limit| = O(delta^2) (explicit constant): guidance MSE is "
+                 "O(eps^2) for parametric errors, slope 1 of log MSE on log KL",
        note=f"{NOTE}#c4-c7-rates", provenance="reconstructed",
        quick={"t": 0.5, "omega": 0.5, "deltas": [0.03, 0.01, 0.003]},
-       full={"t": 0.5, "omega": 0.5, "deltas": [0.1, 0.03, 0.01, 0.003, 0.001]})
+       full={"t": 0.5, "omega": 0.5, "deltas": [0.1, 0.03, 0.01, 0.003, 0.001]},
+       controls={C_W: C_W_TEXT, C_REL: C_REL_TEXT, C_OFF: C_OFF_TEXT, C_ALPHA: C_ALPHA_TEXT})
 def small_delta_ratio(ctx: Context) -> list[Measurement]:
-    """Control: the learned guidance applied with weight 2 (a scale error): MSE no longer O(KL)."""
+    """Quadrature KL and MSE against the leading-order expansion with its explicit remainder (``ripple_expansion``)."""
     p = ctx.params
-    S = SettingG([1.0, 0.0], p["t"])
+    S = _setting(ctx, p["t"])
     epq, epq2 = S.pq_moments()
     w = p["omega"]
     e = math.exp(-2 * w * w)
     R0 = 2 * w * w * (1 + e) / (1 - e) + 2 * S.grad_f_norm**2 * epq2 / epq
-    res = [errors_quadrature(S, Ripple(dl, w, E2), guidance_scale=2.0 if ctx.broken else 1.0) for dl in p["deltas"]]
+    res = [errors_quadrature(S, Ripple(dl, w, E2), **_bugs(ctx)) for dl in p["deltas"]]
+    exps = [ripple_expansion(S, dl, w) for dl in p["deltas"]]
     ratios = np.array([r.mse / r.kl for r in res])
-    qerr = max(r.mse_err / r.mse + r.kl_err / r.kl for r in res) * ratios.max()
-    tol = abs(ratios[-1] - ratios[-2]) + qerr
+    bounds = []
+    for q, ex in zip(res, exps):
+        klo, khi, mlo, mhi = _bounded(q, ex)
+        bounds.append((mlo / khi, mhi / klo))
+    lo, hi = bounds[-1]
     kls, mses = [r.kl for r in res], [r.mse for r in res]
     fit = loglog_slope(kls, mses)
-    slope_tol = _slope_window(kls, mses, [R0 * k for k in kls]) + 1e-12
+    dev = [_log_dev(a, b, R0) for a, b in bounds]
     return [
-        Measurement(name="MSE/KL at smallest delta vs limit", measured=ratios[-1], predicted=R0, kind="equal", tol=tol,
-                    reason="ratio = R0 + O(delta^2), monotone: the last change |r(d_n)-r(d_{n-1})| bounds the remainder; plus quadrature",
-                    extra={"ratios": ratios.tolist(), "deltas": p["deltas"]}),
+        Measurement(name="MSE/KL at smallest delta vs limit", measured=ratios[-1], predicted=R0, kind="equal",
+                    tol=max(hi - R0, R0 - lo),
+                    reason="ratio of the leading terms is exactly R0; the explicit remainder bounds of KL and MSE "
+                           f"(Taylor, sup|sigma^(k)|) plus the quadrature error give the interval ({REM_REASON})",
+                    extra={"ratios": ratios.tolist(), "deltas": p["deltas"], "interval": [lo, hi]}),
         Measurement(name="limit vs note's 2.6384", measured=R0, predicted=2.6384, kind="equal", tol=5e-5 + 1e-10,
                     reason="the note prints 5 significant digits (half-unit 5e-5); Gauss-Hermite moments exact to ~1e-12"),
-        Measurement(name="slope of log MSE vs log KL", measured=fit.slope, predicted=1.0, kind="equal", tol=slope_tol,
-                    reason="2 x spread of log(MSE/(R0 KL)) over the log-range of KL (higher-order terms, a posteriori)"),
+        Measurement(name="slope of log MSE vs log KL", measured=fit.slope, predicted=1.0, kind="equal",
+                    tol=_ols_slope_bound(np.log(kls), dev),
+                    reason="log MSE - log KL - log R0 lies within the remainder bound dev_i at each delta; the OLS slope then "
+                           f"deviates from 1 by <= sum |x_i - mean x| dev_i / Sxx, x = log KL ({REM_REASON})",
+                    extra={"dev_bounds": dev}),
     ]
 
 
 # --------------------------------------------------------------------------- C5
-def _c5_rows(S, L, deltas, scale):
-    out = []
-    for dl in deltas:
-        r = errors_quadrature(S, Ripple(dl, math.sqrt(L / dl), E2), guidance_scale=scale)
-        out.append(r)
-    return out
-
-
 @claim(id="ce_guidance.linear_rate_attained", paper=PAPER,
-       statement="at a fixed Hessian bound L (w = sqrt(L/delta)), MSE ~ sqrt(E[pq]) L eps: slope 1 in eps, so the O~(d eps) rate "
-                 "cannot improve to eps^2 under Hessian smoothness",
+       statement="at a fixed Hessian bound L (w = sqrt(L/delta)), MSE = sqrt(E[pq]) L eps (1 + c1 delta + O(delta^2)): slope 1 "
+                 "in eps, so the O~(d eps) rate cannot improve to eps^2 under Hessian smoothness",
        note=f"{NOTE}#c4-c7-rates", provenance="reconstructed",
        quick={"t": 0.5, "L": 1.0, "deltas": [1e-2, 3e-3, 1e-3]},
-       full={"t": 0.5, "L": 1.0, "deltas": [3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4]})
+       full={"t": 0.5, "L": 1.0, "deltas": [3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4]},
+       controls={C_W: C_W_TEXT, C_OFF: C_OFF_TEXT})
 def linear_rate_attained(ctx: Context) -> list[Measurement]:
-    """Control: the learned guidance applied with weight 1.5 (a scale error): MSE stops vanishing with eps."""
+    """Quadrature against the expansion with explicit remainder; rho = MSE/(sqrt(E[pq]) L eps)."""
     p = ctx.params
-    S = SettingG([1.0, 0.0], p["t"])
+    S = _setting(ctx, p["t"])
     L = p["L"]
     epq, epq2 = S.pq_moments()
     c1 = S.grad_f_norm**2 * epq2 / (L * epq)
-    rows = _c5_rows(S, L, p["deltas"], 1.5 if ctx.broken else 1.0)
+    rows = [errors_quadrature(S, Ripple(dl, math.sqrt(L / dl), E2), **_bugs(ctx)) for dl in p["deltas"]]
+    exps = [ripple_expansion(S, dl, math.sqrt(L / dl)) for dl in p["deltas"]]
     eps = np.array([r.eps for r in rows])
     mse = np.array([r.mse for r in rows])
-    rho = mse / (math.sqrt(epq) * L * eps)
+    c = math.sqrt(epq) * L
+    rho = mse / (c * eps)
+    rb = []
+    for q, ex in zip(rows, exps):
+        klo, khi, mlo, mhi = _bounded(q, ex)
+        rb.append((mlo / (c * math.sqrt(khi)), mhi / (c * math.sqrt(klo))))
     fit = loglog_slope(eps, mse)
-    dmin = min(p["deltas"])
-    qerr = max(r.mse_err / r.mse + r.kl_err / r.kl for r in rows)
+    dev = [_log_dev(a, b, 1.0) for a, b in rb]
+    ex = exps[-1]
+    rho_lead = ex.mse / (c * math.sqrt(ex.kl))
     ms = [Measurement(name="slope of log MSE vs log eps", measured=fit.slope, predicted=1.0, kind="equal",
-                      tol=2 * c1 * max(p["deltas"]) / math.log(eps.max() / eps.min()) + qerr,
-                      reason="rho = 1 + c1 delta + O(delta^2) (derived expansion, c1 = |grad f|^2 E[(pq)^2]/(L E[pq])): the slope "
-                             "deviates by <= spread of log rho / log-range of eps; 2 c1 delta_max covers the remainder",
-                      extra={"c1": c1, "eps": eps.tolist(), "mse": mse.tolist(), "rho": rho.tolist()}),
-          Measurement(name="MSE/(sqrt(E[pq]) L eps) at smallest delta", measured=rho[-1], predicted=1 + c1 * dmin, kind="equal",
-                      tol=c1 * dmin + qerr,
-                      reason="first-order prediction 1 + c1 delta; the O(delta^2) remainder is allowed up to c1 delta; plus quadrature")]
+                      tol=_ols_slope_bound(np.log(eps), dev),
+                      reason="|log rho_i| <= dev_i from the expansion 1 + c1 delta with its explicit remainder bound and the "
+                             f"quadrature error; OLS slope deviation <= sum |x_i - mean x| dev_i / Sxx, x = log eps ({REM_REASON})",
+                      extra={"c1": c1, "eps": eps.tolist(), "mse": mse.tolist(), "rho": rho.tolist(), "dev_bounds": dev}),
+          Measurement(name="MSE/(sqrt(E[pq]) L eps) at smallest delta", measured=rho[-1], predicted=rho_lead, kind="equal",
+                      tol=max(rb[-1][1] - rho_lead, rho_lead - rb[-1][0]),
+                      reason="leading terms give rho = 1 + c1 delta (+ exponentially small); explicit remainder bounds of KL "
+                             f"and MSE plus the quadrature error give the interval ({REM_REASON})",
+                      extra={"first_order": 1 + c1 * min(p["deltas"]), "interval": list(rb[-1])})]
     if 1e-3 in p["deltas"]:
         i = p["deltas"].index(1e-3)
         ms.append(Measurement(name="eps at delta=1e-3 vs note 2.1240e-4", measured=eps[i], predicted=2.1240e-4, kind="equal",
                               tol=0.5e-8 + rows[i].kl_err, reason="note prints 5 digits: half a unit of the last"))
         ms.append(Measurement(name="MSE at delta=1e-3 vs note 9.0251e-5", measured=mse[i], predicted=9.0251e-5, kind="equal",
                               tol=0.5e-9 + rows[i].mse_err, reason="note prints 5 digits: half a unit of the last"))
-    # bound of Theorem 1 (d = 2): holds with room
+    dmin = min(p["deltas"])
     L_cert, M = S.certificates(Ripple(dmin, math.sqrt(L / dmin), E2))
     ms.append(Measurement(name="MSE / Theorem-1 bound at smallest delta", measured=mse[-1] / theorem_bound(eps[-1], 2, L_cert, M, S.score_fourth_moment()),
                           predicted=1.0, kind="le", reason="Theorem 1 is an inequality; quadrature error is < 1e-9 relative"))
-    if not ctx.broken:
+    if ctx.control is None:
         fig = ctx.figure(figsize=(5, 4))
         ax = fig.add_subplot(111)
         ax.loglog(eps, mse, "o-", label="MSE (quadrature)")
-        ax.loglog(eps, math.sqrt(epq) * L * eps, "--", label=r"$\sqrt{E[pq]}\,L\,\varepsilon$")
+        ax.loglog(eps, math.sqrt(epq) * L * eps, "--", label=r"$\sqrt{E[pq]}\,L\,\varepsilon$ (slope 1)")
         ax.loglog(eps, [theorem_bound(e_, 2, *S.certificates(Ripple(d_, math.sqrt(L / d_), E2)), S.score_fourth_moment())
                         for e_, d_ in zip(eps, p["deltas"])], ":", label="Theorem 1 bound")
         ax.set_xlabel(r"$\varepsilon=\sqrt{KL}$")
         ax.set_ylabel("guidance MSE")
-        ax.set_title("C5: fixed Hessian bound, slope 1")
+        ax.set_title(f"C5: fixed Hessian bound, fitted slope {fit.slope:.5f} (predicted 1)")
         ax.legend()
     return ms
 
 
 # --------------------------------------------------------------------------- C6
+C_UNORTH = "unorthogonalised_directions"
+
+
 @claim(id="ce_guidance.sqrt_k_growth", paper=PAPER,
        statement="k orthonormal ripples at Hessian bound L and fixed eps: MSE ~ sqrt(k E[pq]) L eps (slope 1/2 in k)",
        note=f"{NOTE}#c4-c7-rates", provenance="reconstructed",
        quick={"t": 0.5, "L": 1.0, "eps": 2e-3, "ks": [1, 4, 16], "n": 20_000},
-       full={"t": 0.5, "L": 1.0, "eps": 2e-3, "ks": [1, 4, 16, 64], "n": 200_000})
+       full={"t": 0.5, "L": 1.0, "eps": 2e-3, "ks": [1, 4, 16, 64], "n": 200_000},
+       controls={C_UNORTH: "the k ripple directions not orthonormalised (all equal): the Hessian bound becomes kL",
+                 C_W: C_W_TEXT})
 def sqrt_k_growth(ctx: Context) -> list[Measurement]:
-    """Monte Carlo over the k ripple coordinates, Gauss-Hermite over the mu coordinate.
-    Control: all k ripples along one direction (the Hessian bound becomes kL)."""
+    """Monte Carlo over the k ripple coordinates (ENSEMBLE_LEVEL intervals), Gauss-Hermite over the mu coordinate;
+    the prediction is the expansion of ``ripple_expansion(k)`` with its explicit remainder."""
     p = ctx.params
     S = SettingG([1.0, 0.0], p["t"])
     L = p["L"]
-    epq, epq2 = S.pq_moments()
-    c1 = S.grad_f_norm**2 * epq2 / (L * epq)
+    epq, _ = S.pq_moments()
+    w = _bugs(ctx)["guidance_scale"]
     s0, ws = gauss_hermite_normal(40)
-    ratios, los, his, mses, deltas = [], [], [], [], []
+    ms, mses, devs = [], [], []
     for k in p["ks"]:
         dl = 2 * p["eps"] / math.sqrt(k * epq)
         om = math.sqrt(L / dl)
         V = ctx.rng.standard_normal((p["n"], k))
-        if ctx.broken:
+        if ctx.bug(C_UNORTH):
             V[:] = V[:, :1]
         hv = dl * np.sin(om * V).sum(axis=1)
-        gperp = dl * om * (np.cos(om * V).sum(axis=1) if ctx.broken else np.sqrt((np.cos(om * V) ** 2).sum(axis=1)))
+        gperp = dl * om * (np.cos(om * V).sum(axis=1) if ctx.bug(C_UNORTH) else np.sqrt((np.cos(om * V) ** 2).sum(axis=1)))
         kl_v = np.zeros(p["n"])
         mse_v = np.zeros(p["n"])
         for cen in (S.alpha, -S.alpha):
             F = (S.grad_f_norm * (s0 + cen))[:, None]
-            k_, m_ = ripple_integrands(F, hv[None, :], S.grad_f_norm, 0.0, gperp[None, :], None)
+            k_, m_ = ripple_integrands(F, hv[None, :], S.grad_f_norm, 0.0, gperp[None, :], None, w)
             kl_v += 0.5 * ws @ k_
             mse_v += 0.5 * ws @ m_
-        klc, msec = mean_ci(kl_v, 0.99), mean_ci(mse_v, 0.99)
+        klc, msec = mean_ci(kl_v, ENSEMBLE_LEVEL), mean_ci(mse_v, ENSEMBLE_LEVEL)
         c = math.sqrt(k * epq) * L
-        ratios.append(msec.mean / (c * math.sqrt(klc.mean)))
-        los.append(msec.lo / (c * math.sqrt(klc.hi)))
-        his.append(msec.hi / (c * math.sqrt(max(klc.lo, 1e-300))))
+        r = msec.mean / (c * math.sqrt(klc.mean))
+        lo, hi = msec.lo / (c * math.sqrt(klc.hi)), msec.hi / (c * math.sqrt(max(klc.lo, 1e-300)))
+        ex = ripple_expansion(S, dl, om, k)
+        plo, phi = (ex.mse - ex.mse_rem) / (c * math.sqrt(ex.kl + ex.kl_rem)), (ex.mse + ex.mse_rem) / (c * math.sqrt(ex.kl - ex.kl_rem))
+        ms.append(Measurement(name=f"MSE/(sqrt(k E[pq]) L eps), k={k}", measured=r, predicted=(plo + phi) / 2, kind="equal",
+                              tol=(phi - plo) / 2 + max(hi - r, r - lo), ci=(lo, hi),
+                              reason="prediction interval from the expansion (1 + c1 delta) with its explicit remainder bound "
+                                     f"({REM_REASON}), widened by the MC interval of the ratio at ENSEMBLE_LEVEL (interval "
+                                     "arithmetic on the MSE and KL intervals)",
+                              extra={"delta": dl, "omega": om}))
         mses.append(msec.mean)
-        deltas.append(dl)
-    ms = []
-    for k, r, lo, hi, dl in zip(p["ks"], ratios, los, his, deltas):
-        ms.append(Measurement(name=f"MSE/(sqrt(k E[pq]) L eps), k={k}", measured=r, predicted=1 + c1 * dl, kind="equal",
-                              tol=c1 * dl + max(hi - r, r - lo), ci=(lo, hi),
-                              reason="first-order prediction 1 + c1 delta, remainder allowed up to c1 delta, plus the conservative "
-                                     "99% MC interval of the ratio (interval arithmetic on the MSE and KL intervals)"))
+        devs.append(max(math.log(msec.hi / msec.mean), math.log(msec.mean / max(msec.lo, 1e-300)))
+                    + _log_dev(ex.mse - ex.mse_rem, ex.mse + ex.mse_rem, c * p["eps"]))
     fit = loglog_slope(p["ks"], mses)
-    spread = max(math.log(h / l) for h, l in zip(his, los))
     ms.append(Measurement(name="slope of log MSE vs log k", measured=fit.slope, predicted=0.5, kind="equal",
-                          tol=(spread + 2 * c1 * max(deltas)) / math.log(max(p["ks"]) / min(p["ks"])),
-                          reason="largest MC log-interval width plus the first-order bias 2 c1 delta_max, over the log-range of k",
-                          extra={"ratios": ratios, "deltas": deltas, "coinciding_directions": ctx.broken}))
+                          tol=_ols_slope_bound(np.log(p["ks"]), devs),
+                          reason="|log MSE_k - log(sqrt(k E[pq]) L eps)| <= the MC log half-width (ENSEMBLE_LEVEL) plus the "
+                                 "expansion's first-order term and remainder bound; OLS slope deviation <= sum |x_i - mean x| "
+                                 f"dev_i / Sxx, x = log k ({REM_REASON})",
+                          extra={"dev_bounds": devs, "coinciding_directions": ctx.bug(C_UNORTH)}))
     return ms
 
 
 # --------------------------------------------------------------------------- C7
+C_SMOOTH = "bounded_hessian"
+
+
 @claim(id="ce_guidance.counterexample_no_smoothness", paper=PAPER, expect="fails-as-predicted",
-       statement="without a Hessian bound (w = delta^-2): KL -> 0 like delta^2 while guidance MSE -> infinity like delta^-2, "
-                 "and the MSE exceeds the Theorem-1 bound evaluated at L = 1",
+       statement="without a Hessian bound (w = delta^-2): KL -> 0 like delta^2 E[pq]/4 while guidance MSE -> infinity like "
+                 "delta^-2 E[pq]/2 (slopes 2 and -2, explicit next-order bounds), and the MSE exceeds the Theorem-1 bound "
+                 "evaluated at L = 1",
        note=f"{NOTE}#counterexample", provenance="reconstructed",
        quick={"t": 0.5, "deltas": [0.1, 0.05, 0.02], "L_claimed": 1.0},
-       full={"t": 0.5, "deltas": [0.1, 0.05, 0.02, 0.01, 0.005], "L_claimed": 1.0})
+       full={"t": 0.5, "deltas": [0.1, 0.05, 0.02, 0.01, 0.005], "L_claimed": 1.0},
+       controls={C_SMOOTH: "ripple frequency delta^-1/2 (Hessian bounded by 1) in place of delta^-2: the predicted failure "
+                           "must disappear",
+                 C_OFF: C_OFF_TEXT})
 def counterexample(ctx: Context) -> list[Measurement]:
-    """Control: w = delta^{-1/2} (Hessian delta^0 = 1 bounded): the predicted failure must disappear."""
+    """Quadrature against the expansion with explicit remainder (``ripple_expansion`` at w = delta^-2)."""
     p = ctx.params
     S = SettingG([1.0, 0.0], p["t"])
     epq, _ = S.pq_moments()
-    gamma = 0.5 if ctx.broken else 2.0
+    gamma = 0.5 if ctx.bug(C_SMOOTH) else 2.0
     dls = np.array(p["deltas"])
-    rows = [errors_quadrature(S, Ripple(dl, dl**-gamma, E2)) for dl in dls]
+    rows = [errors_quadrature(S, Ripple(dl, dl**-gamma, E2), **_bugs(ctx)) for dl in dls]
+    exps = [ripple_expansion(S, dl, dl**-2.0) for dl in dls]
     kl = np.array([r.kl for r in rows])
     mse = np.array([r.mse for r in rows])
     fk, fm = loglog_slope(dls, kl), loglog_slope(dls, mse)
-    om = dls**-2.0
-    lead_kl = dls**2 * epq / 4 * (1 - np.exp(-2 * om**2))
-    lead_mse = dls**2 * (om**2 * epq * (1 + np.exp(-2 * om**2)) / 2)
+    lead_kl = dls**2 * epq / 4
+    lead_mse = dls**-2.0 * epq / 2
+    dev_k, dev_m = [], []
+    for q, ex, a, b in zip(rows, exps, lead_kl, lead_mse):
+        klo, khi, mlo, mhi = _bounded(q, ex)
+        dev_k.append(_log_dev(klo, khi, a))
+        dev_m.append(_log_dev(mlo, mhi, b))
     eps = np.sqrt(kl[-1])
     bound_L = theorem_bound(eps, 2, p["L_claimed"], dls[-1], S.score_fourth_moment())
+    x = np.log(dls)
     ms = [Measurement(name="slope of log KL vs log delta", measured=fk.slope, predicted=2.0, kind="equal",
-                      tol=_slope_window(dls, kl, lead_kl) + 1e-9,
-                      reason="leading order delta^2 E[pq]/4 has slope 2; 2 x spread of log(KL/leading) over the log-range"),
+                      tol=_ols_slope_bound(x, dev_k),
+                      reason="|log(KL / (delta^2 E[pq]/4))| <= dev_i from the explicit remainder bound and the quadrature error; "
+                             f"OLS slope deviation <= sum |x_i - mean x| dev_i / Sxx ({REM_REASON})",
+                      extra={"dev_bounds": dev_k, "kl": kl.tolist()}),
           Measurement(name="slope of log MSE vs log delta", measured=fm.slope, predicted=-2.0, kind="equal",
-                      tol=_slope_window(dls, mse, lead_mse) + 1e-9,
-                      reason="leading order delta^-2 E[pq]/2 has slope -2; 2 x spread of log(MSE/leading) over the log-range"),
+                      tol=_ols_slope_bound(x, dev_m),
+                      reason="|log(MSE / (delta^-2 E[pq]/2))| <= dev_i (the delta^2 |grad f|^2 E[(pq)^2]/2 term, the explicit "
+                             f"remainder bound, the quadrature error); OLS slope deviation bound as for KL ({REM_REASON})",
+                      extra={"dev_bounds": dev_m, "mse": mse.tolist()}),
           Measurement(name="MSE / Theorem-1 bound at L=1 (smallest delta)", measured=mse[-1] / bound_L, predicted=1.0, kind="ge",
                       reason="the counterexample must violate the bound once smoothness is dropped; quadrature error < 1e-9 relative",
-                      extra={"certified_hessian": float(dls[-1] ** (1 - 2 * gamma)), "kl": kl.tolist(), "mse": mse.tolist()})]
-    if 0.1 in p["deltas"] and not ctx.broken:
+                      extra={"certified_hessian": float(dls[-1] ** (1 - 2 * gamma))})]
+    if 0.1 in p["deltas"]:
         ms.append(Measurement(name="MSE at delta=0.1 vs note 9.027", measured=mse[0], predicted=9.027, kind="equal",
                               tol=5e-4 + rows[0].mse_err, reason="note prints 4 digits: half a unit of the last"))
-    if not ctx.broken:
+    if ctx.control is None:
         fig = ctx.figure(figsize=(5, 4))
         ax = fig.add_subplot(111)
-        ax.loglog(dls, kl, "o-", label="KL")
-        ax.loglog(dls, mse, "s-", label="guidance MSE")
-        ax.loglog(dls, lead_mse, "--", label=r"$\delta^{-2}E[pq]/2$")
-        ax.loglog(dls, lead_kl, ":", label=r"$\delta^{2}E[pq]/4$")
+        ax.loglog(dls, kl, "o", label=f"KL (fitted slope {fk.slope:.4f})")
+        ax.loglog(dls, mse, "s", label=f"guidance MSE (fitted slope {fm.slope:.4f})")
+        ax.loglog(dls, lead_mse, "--", label=r"$\delta^{-2}E[pq]/2$ (slope -2)")
+        ax.loglog(dls, lead_kl, ":", label=r"$\delta^{2}E[pq]/4$ (slope 2)")
         ax.set_xlabel(r"$\delta$ (ripple amplitude, $\omega=\delta^{-2}$)")
         ax.set_title("C7: no smoothness, KL->0 while MSE->inf")
-        ax.legend()
+        ax.legend(fontsize=7)
     return ms
 
 
 # --------------------------------------------------------------------------- C8
-def c8_chain(mu, y, T, N, delta, omega, grid, broken=False):
-    """Output density on ``grid`` of the d=1 guided chain of C8 and the right-hand side terms.
+C_CLASS = "wrong_class"
+C_EMVAR = "euler_noise_variance"
+
+
+def c8_chain(mu, y, T, N, delta, omega, grid, bug=None):
+    """Output density on ``grid`` of the d=1 guided chain of C8 and the time grid.
 
     Step k goes from t_k = T - k h to t_{k+1}; x' ~ N(e^{-h}x + 2 y mu alpha_{t_k} sinh h + 2(1-e^{-h}) Delta_{t_k}(x),
     1 - e^{-2h}) -- exact for Delta = 0 (the conditional reverse SDE is linear in G), Delta frozen over the step.
+    ``bug``: ``"wrong_class"`` (the drift toward -y), ``"euler_noise_variance"`` (kernel variance 2h).
     """
     from scipy.special import expit
     h = T / N
     ts = T - h * np.arange(N + 1)
-    ysgn = -y if broken else y
+    ysgn = -y if bug == C_CLASS else y
 
     def Delta(x, t):  # grad r_y for r_y = log sig(y(f + hh)) - log sig(y f), f = 2 alpha mu x, hh = delta sin(omega x)
         a = math.exp(-t)
@@ -380,24 +478,22 @@ def c8_chain(mu, y, T, N, delta, omega, grid, broken=False):
         t = ts[k]
         return math.exp(-h) * x + 2 * ysgn * mu * math.exp(-t) * math.sinh(h) + 2 * (-math.expm1(-h)) * Delta(x, t)
 
-    res = propagate(gaussian_on_grid(grid, 0.0, 1.0), grid, mean, -math.expm1(-2 * h), N)
-    dx = grid[1] - grid[0]
-    mse_k = np.array([np.sum(Delta(grid, t) ** 2 * gaussian_on_grid(grid, y * math.exp(-t) * mu, 1.0)) * dx for t in ts])
-    rhs_disc = 0.5 * math.exp(-2 * T) * mu**2 + float(np.sum(2 * math.tanh(h / 2) * mse_k[:-1]))
-    return res, rhs_disc, mse_k, ts
+    var = 2 * h if bug == C_EMVAR else -math.expm1(-2 * h)
+    return propagate(gaussian_on_grid(grid, 0.0, 1.0), grid, mean, var, N), ts
 
 
-def c8_chain_2d(mu, y, T, N, delta, omega, grid1, grid2, broken=False):
+def c8_chain_2d(mu, y, T, N, delta, omega, grid1, grid2, bug=None):
     """Output density on ``grid1 x grid2`` of the d=2 guided chain of C8 (mu = (mu, 0), ripple along e2).
 
     Step k: x' ~ N(e^{-h}x + 2 y mu alpha_{t_k} sinh h + 2(1-e^{-h}) Delta_{t_k}(x), (1 - e^{-2h}) I_2), the
     isotropic kernel of ``propagate_2d``; Delta = grad r_y, r_y = log sig(y(f + hh)) - log sig(y f),
-    f = 2 alpha mu x_1, hh = delta sin(omega x_2).  Returns the GridResult and the time grid.
+    f = 2 alpha mu x_1, hh = delta sin(omega x_2).  Returns the GridResult and the time grid.  ``bug`` as in
+    :func:`c8_chain`.
     """
     from scipy.special import expit
     h = T / N
     ts = T - h * np.arange(N + 1)
-    ysgn = -y if broken else y
+    ysgn = -y if bug == C_CLASS else y
     c = 2 * (-math.expm1(-h))
 
     def mean(X1, X2, k):
@@ -408,42 +504,68 @@ def c8_chain_2d(mu, y, T, N, delta, omega, grid1, grid2, broken=False):
         d1, d2 = y * (s_hat - s) * fp, y * s_hat * hp
         return (math.exp(-h) * X1 + 2 * ysgn * mu * a * math.sinh(h) + c * d1, math.exp(-h) * X2 + c * d2)
 
-    res = propagate_2d(gaussian_on_grid_2d(grid1, grid2, [0.0, 0.0], 1.0), grid1, grid2, mean, -math.expm1(-2 * h), N)
+    var = 2 * h if bug == C_EMVAR else -math.expm1(-2 * h)
+    res = propagate_2d(gaussian_on_grid_2d(grid1, grid2, [0.0, 0.0], 1.0), grid1, grid2, mean, var, N)
     return res, ts
 
 
 @functools.lru_cache(maxsize=256)
-def _c8_mse_2d(mu, t, delta, omega):
-    """Per-class (y = +1) guidance MSE at OU time t for the ripple along e2 (cached: the control reuses it)."""
+def _c8_mse(mu, t, delta, omega, d):
+    """Per-class (y = +1) guidance MSE at OU time t by the package quadrature (independent of the chain's Delta):
+    d = 1 ripple along mu, d = 2 ripple along e2 (cached: the controls reuse it)."""
+    if d == 1:
+        return errors_quadrature(SettingG([mu], t), Ripple(delta, omega, [1.0]), y=1)
     return errors_quadrature(SettingG([mu, 0.0], t), Ripple(delta, omega, E2), y=1)
 
 
-def _end_to_end_2d(ctx: Context, q: dict) -> list[Measurement]:
-    """The d=2 part of C8: output KL (grid n and its halved spacing) vs init + sum_k 2 tanh(h/2) MSE_k, the per-class
-    MSE by the package's tensor quadrature (``errors_quadrature``, y = +1) with its halved-rule error."""
+def _c8_rows(ctx: Context, q: dict, d: int) -> list[Measurement]:
+    """Rows of C8 in dimension d: (d = 1) the exact chain (delta = 0) against the closed form e^{-4T}mu^2/2, then, per
+    perturbation, the output KL (grid n and its halved spacing) against init + sum_k 2 tanh(h/2) MSE_k."""
     mu, T, N = q["mu"], q["T"], q["N"]
     h = T / N
-    ms = []
-    for dl, om in q["perturbations"]:
+    bug = ctx.control
+    tag = "" if d == 1 else "d=2 "
+
+    def out_kl(dl, om):
+        if d == 1:
+            grid, fine = uniform_grid(q["lo"], q["hi"], q["n"]), uniform_grid(q["lo"], q["hi"], 2 * q["n"] - 1)
+            res, ts = c8_chain(mu, 1, T, N, dl, om, grid, bug)
+            res2, _ = c8_chain(mu, 1, T, N, dl, om, fine, bug)
+            return (kl_grid(gaussian_on_grid(grid, mu, 1.0), res.density, grid),
+                    kl_grid(gaussian_on_grid(fine, mu, 1.0), res2.density, fine), res.escaped, ts)
         g1, g2 = (uniform_grid(lo, hi, q["n"]) for lo, hi in q["box"])
         f1, f2 = (uniform_grid(lo, hi, 2 * q["n"] - 1) for lo, hi in q["box"])
-        res, ts = c8_chain_2d(mu, 1, T, N, dl, om, g1, g2, ctx.broken)
-        res2, _ = c8_chain_2d(mu, 1, T, N, dl, om, f1, f2, ctx.broken)
-        kl = kl_grid_2d(gaussian_on_grid_2d(g1, g2, [mu, 0.0], 1.0), res.density, g1, g2)
-        kl2 = kl_grid_2d(gaussian_on_grid_2d(f1, f2, [mu, 0.0], 1.0), res2.density, f1, f2)
-        ref_l1 = float(np.sum(np.abs(res.density - res2.density[::2, ::2])) * (g1[1] - g1[0]) * (g2[1] - g2[0]))
-        est = [_c8_mse_2d(mu, float(t), dl, om) for t in ts[:-1]]
-        mse_k = np.array([e.mse for e in est])
-        mse_err = float(np.sum(2 * math.tanh(h / 2) * np.array([e.mse_err for e in est])))
-        init = 0.5 * math.exp(-2 * T) * mu**2
-        rhs = init + float(np.sum(2 * math.tanh(h / 2) * mse_k))
-        ms.append(Measurement(name=f"d=2 output KL vs init + sum MSE (delta={dl}, omega={om})", measured=kl, predicted=rhs,
-                              kind="le", tol=abs(kl - kl2) + res.escaped + mse_err,
-                              reason="grid refinement |KL_n - KL_2n| (quadrature, both spacings halved) plus escaped mass "
-                                     "(union bound over the coordinates) plus the MSE quadrature's halved-rule error",
-                              extra={"init_kl": init, "sum_mse_term": rhs - init, "kl_fine": kl2, "refinement_l1": ref_l1,
-                                     "escaped": res.escaped, "mse_quad_err": mse_err, "grid": [q["n"], q["n"]],
-                                     "wrong_class": ctx.broken}))
+        res, ts = c8_chain_2d(mu, 1, T, N, dl, om, g1, g2, bug)
+        res2, _ = c8_chain_2d(mu, 1, T, N, dl, om, f1, f2, bug)
+        return (kl_grid_2d(gaussian_on_grid_2d(g1, g2, [mu, 0.0], 1.0), res.density, g1, g2),
+                kl_grid_2d(gaussian_on_grid_2d(f1, f2, [mu, 0.0], 1.0), res2.density, f1, f2), res.escaped, ts)
+
+    ms = []
+    if d == 1:  # (the d = 2 chain with delta = 0 is the product of two d = 1 chains: not repeated)
+        kl, kl2, esc, _ = out_kl(0.0, 1.0)
+        exact = 0.5 * math.exp(-4 * T) * mu**2
+        ms.append(Measurement(name=f"{tag}exact chain (no guidance error) output KL vs e^(-4T)|mu|^2/2", measured=kl, predicted=exact,
+                          kind="equal", tol=abs(kl - kl2) + esc,
+                          reason="closed form: the exact linear step maps N(y alpha_t mu + e, 1) to N(y alpha_(t-h) mu + e^(-h) e, 1), "
+                                 f"so the N(0, I) start leaves the mean error e^(-2T) y mu at t = 0 ({NOTE}#c8-end-to-end); "
+                                 "tol = grid refinement |KL_n - KL_2n| plus escaped mass",
+                          extra={"kl_fine": kl2, "escaped": esc}))
+    init = 0.5 * math.exp(-2 * T) * mu**2
+    for counted, key in ((True, "perturbations"), (False, "loose_perturbations")):
+        for dl, om in q.get(key, []):
+            kl, kl2, esc, ts = out_kl(dl, om)
+            est = [_c8_mse(mu, float(t), dl, om, d) for t in ts[:-1]]
+            w = 2 * math.tanh(h / 2)
+            rhs = init + w * sum(e.mse for e in est)
+            mse_err = w * sum(e.mse_err for e in est)
+            ms.append(Measurement(
+                name=f"{tag}output KL vs init + sum MSE (delta={dl}, omega={om})", measured=kl, predicted=rhs, kind="le",
+                tol=abs(kl - kl2) + esc + mse_err, counted=counted,
+                reason=("grid refinement |KL_n - KL_2n| plus escaped mass plus the MSE quadrature's halved-rule error"
+                        + ("" if counted else "; INFORMATIONAL: the bound exceeds 1 nat (delta*omega large: the fast drift "
+                                              "error averages out), no realistic bug moves the output KL above it")),
+                extra={"init_kl": init, "sum_mse_term": rhs - init, "kl_fine": kl2, "escaped": esc, "mse_quad_err": mse_err,
+                       "bound_over_kl": rhs / kl if kl > 0 else None}))
     return ms
 
 
@@ -455,66 +577,93 @@ C8_D2_FULL = {"mu": 1.0, "T": 3.0, "N": 12, "n": 121, "box": [[-7.0, 8.0], [-7.5
 
 @claim(id="ce_guidance.end_to_end_kl", paper=PAPER,
        statement="d=1 and d=2, w=1, exact score: KL(p_0(.|y) || output) <= KL(p_T(.|y) || N(0,I)) + sum_k 2 tanh(h/2) E_{p_tk(.|y)}|g_hat - g|^2 "
-                 "(a Riemann sum of the integral of the guidance MSE), exact output law by grid propagation",
+                 "(a Riemann sum of the integral of the guidance MSE), exact output law by grid propagation; with no guidance "
+                 "error the output KL is e^(-4T)|mu|^2/2",
        note=f"{NOTE}#c8-end-to-end", provenance="reconstructed",
-       quick={"mu": 1.0, "T": 2.0, "N": 20, "n": 601, "lo": -7.0, "hi": 8.0, "perturbations": [[0.01, 10.0], [0.2, 25.0]],
-              "d2": C8_D2_QUICK},
+       quick={"mu": 1.0, "T": 2.0, "N": 20, "n": 601, "lo": -7.0, "hi": 8.0, "perturbations": [[0.01, 10.0]],
+              "loose_perturbations": [[0.2, 25.0]], "d2": C8_D2_QUICK},
        full={"mu": 1.0, "T": 3.0, "N": 40, "n": 1201, "lo": -8.0, "hi": 9.0,
-             "perturbations": [[0.01, 10.0], [0.003, 18.26], [0.2, 25.0], [0.1, 100.0]], "d2": C8_D2_FULL})
+             "perturbations": [[0.01, 10.0], [0.003, 18.26]], "loose_perturbations": [[0.2, 25.0], [0.1, 100.0]],
+             "d2": C8_D2_FULL},
+       controls={C_CLASS: "class label convention swapped in the chain's drift (guides toward -y)",
+                 C_EMVAR: "kernel variance 2h (Euler-Maruyama) in place of the exact 1 - e^(-2h)"})
 def end_to_end_kl(ctx: Context) -> list[Measurement]:
     """d=1 (parameters at the top level) and d=2 (``d2``: mu = (mu, 0), ripple along e2, isotropic kernels by
-    ``propagate_2d``).  Control: the chain guides toward the other class (wrong sign of the guidance)."""
+    ``propagate_2d``).  The per-class MSE comes from the package quadrature (``errors_quadrature``), not from the
+    chain's Delta."""
     p = ctx.params
-    ms = []
-    for dl, om in p["perturbations"]:
-        grid = uniform_grid(p["lo"], p["hi"], p["n"])
-        fine = uniform_grid(p["lo"], p["hi"], 2 * p["n"] - 1)
-        res, rhs, mse_k, ts = c8_chain(p["mu"], 1, p["T"], p["N"], dl, om, grid, ctx.broken)
-        res2, _, _, _ = c8_chain(p["mu"], 1, p["T"], p["N"], dl, om, fine, ctx.broken)
-        target = gaussian_on_grid(grid, p["mu"], 1.0)
-        kl = kl_grid(target, res.density, grid)
-        kl2 = kl_grid(gaussian_on_grid(fine, p["mu"], 1.0), res2.density, fine)
-        integral = float(np.sum(0.5 * (mse_k[1:] + mse_k[:-1]) * (ts[:-1] - ts[1:])))
-        ms.append(Measurement(name=f"output KL vs init + sum MSE (delta={dl}, omega={om})", measured=kl, predicted=rhs, kind="le",
-                              tol=abs(kl - kl2) + res.escaped,
-                              reason="grid refinement |KL_n - KL_2n| (quadrature) plus escaped mass (domain truncation)",
-                              extra={"continuous_integral_mse": integral, "init_kl": 0.5 * math.exp(-2 * p["T"]) * p["mu"] ** 2,
-                                     "escaped": res.escaped, "wrong_class": ctx.broken}))
+    ms = _c8_rows(ctx, p, 1)
     if p.get("d2"):
-        ms += _end_to_end_2d(ctx, p["d2"])
+        ms += _c8_rows(ctx, p["d2"], 2)
     return ms
 
 
 # --------------------------------------------------------------------------- C9
+C_INIT = "init_at_standard_normal"
+C_PFODE = "pf_ode_euler"
+
+
+def em_closed_form_kl(d: int, T: float, t_min: float, N: int) -> float:
+    r"""Exact KL(p_{t_min}(.|y) || law of the Euler-Maruyama chain) in setting G, |mu| = 1, started at p_T(.|y)
+    (``proofs_notes/ce_guidance.md#c9-discretisation``), by hand, not by propagation.
+
+    Step :math:`x' = (1-h)x + 2h\alpha_{t_k}y\mu + \sqrt{2h}\,\xi`: per coordinate the variance obeys
+    :math:`v' = (1-h)^2v + 2h`, so :math:`v_N - 1 = \frac{h/2}{1-h/2}(1-(1-h)^{2N})`; along :math:`\mu` the mean is
+    :math:`m_N = (1-h)^Ne^{-T} + 2he^{-T}\frac{e^{Nh}-(1-h)^N}{e^h-(1-h)}`; then
+    :math:`\mathrm{KL} = \frac d2\big(\log(1+e)-\frac e{1+e}\big) + \frac{(m_N-e^{-t_{min}})^2}{2(1+e)}`, :math:`e = v_N - 1`.
+    """
+    h = (T - t_min) / N
+    r = 1.0 - h
+    e = (h / 2) / (1 - h / 2) * (-math.expm1(2 * N * math.log1p(-h)))
+    mN = r**N * math.exp(-T) + 2 * h * math.exp(-T) * (math.exp(N * h) - r**N) / (math.expm1(h) + h)
+    return 0.5 * d * (math.log1p(e) - e / (1 + e)) + (mN - math.exp(-t_min)) ** 2 / (2 * (1 + e))
+
+
 @claim(id="ce_guidance.discretisation_rate", paper=PAPER,
-       statement="exact guided score in G (linear-Gaussian): Euler-Maruyama output KL decays at least linearly in the step "
-                 "(the generic O(kappa d T) rate); here the true order is 2",
+       statement="exact guided score in G (linear-Gaussian): Euler-Maruyama output KL equals its closed form, decays at "
+                 "least linearly in the step (the generic O(kappa d T) rate); here the true order is 2",
        note=f"{NOTE}#c9-discretisation", provenance="reconstructed",
-       quick={"d": 2, "T": 3.0, "t_min": 0.05, "Ns": [16, 32, 64, 128]}, full={"d": 8, "T": 3.0, "t_min": 0.01, "Ns": [16, 32, 64, 128, 256, 512]})
+       quick={"d": 2, "T": 3.0, "t_min": 0.05, "Ns": [16, 32, 64, 128, 256, 512, 1024, 2048]},
+       full={"d": 8, "T": 3.0, "t_min": 0.01, "Ns": [16, 32, 64, 128, 256, 512, 1024, 2048, 4096]},
+       controls={C_INIT: "sampler started at N(0, I) instead of p_T(.|y) (an initialisation floor: no rate)",
+                 C_PFODE: "method 'euler' (probability-flow ODE) called where 'euler_maruyama' belongs"})
 def discretisation_rate(ctx: Context) -> list[Measurement]:
-    """Package ``exact_law`` (euler_maruyama) on the class-conditional Gaussian, started at the exact p_T(.|y).
-    Control: started at N(0, I) (the initialisation error is a floor: no rate)."""
+    """Package ``exact_law`` (euler_maruyama) on the class-conditional Gaussian, started at the exact p_T(.|y),
+    against the hand-derived closed form (:func:`em_closed_form_kl`)."""
     from numerics.references.exact_gaussian import exact_law
     p = ctx.params
     mu = ctx.rng.standard_normal(p["d"])
     mu /= np.linalg.norm(mu)
     cond = SettingG(mu, 1.0).mixture().conditional(0)
     T, tm, d = p["T"], p["t_min"], p["d"]
-    kls, hs = [], []
+    kls, hs, closed, rel = [], [], [], []
     for N in p["Ns"]:
         grid = np.linspace(T, tm, N + 1)
-        m0 = np.zeros(d) if ctx.broken else math.exp(-T) * mu
-        m, S = exact_law(cond, "euler_maruyama", grid, m0=m0, S0=np.eye(d))
+        m0 = np.zeros(d) if ctx.bug(C_INIT) else math.exp(-T) * mu
+        m, S = exact_law(cond, "euler" if ctx.bug(C_PFODE) else "euler_maruyama", grid, m0=m0, S0=np.eye(d))
         kls.append(gaussian_kl(math.exp(-tm) * mu, np.eye(d), m, S))
         hs.append((T - tm) / N)
+        closed.append(em_closed_form_kl(d, T, tm, N))
+        # rounding: N steps of O(1) updates (u each, d coordinates) and the O(d) terms of the Gaussian KL
+        rel.append(16 * d * (N + 8) * UNIT_ROUNDOFF / closed[-1])
+    kls, closed = np.array(kls), np.array(closed)
+    err = np.abs(kls / closed - 1)
     fit = loglog_slope(hs[-3:], kls[-3:])
     local = np.diff(np.log(kls)) / np.diff(np.log(hs))
-    return [Measurement(name="slope of log KL vs log step (last 3)", measured=fit.slope, predicted=1.0, kind="ge", tol=0.0,
+    local_closed = np.diff(np.log(closed)) / np.diff(np.log(hs))
+    return [Measurement(name="max |KL(exact_law) / KL(closed form) - 1| / rounding tol", measured=float(np.max(err / rel)),
+                        predicted=1.0, kind="le",
+                        reason="closed form by hand (geometric sums, no propagation); tol 16 d (N + 8) u / KL per step count "
+                               f"(N steps of O(1) updates and the O(d) terms of the Gaussian KL) ({NOTE}#c9-discretisation)",
+                        extra={"kl": kls.tolist(), "kl_closed": closed.tolist(), "h": hs}),
+            Measurement(name="slope of log KL vs log step (last 3)", measured=fit.slope, predicted=1.0, kind="ge", tol=0.0,
                         reason="the generic bound gives order >= 1; exact Gaussian laws, no sampling error",
-                        extra={"kl": kls, "h": hs, "local_slopes": local.tolist()}),
+                        extra={"local_slopes": local.tolist()}),
             Measurement(name="local slope at the finest step", measured=float(local[-1]), predicted=2.0, kind="equal",
-                        tol=abs(float(local[-1] - local[-2])) + 1e-9,
-                        reason="local slopes converge to the true order 2 geometrically; the last change bounds the remainder")]
+                        tol=abs(float(local_closed[-1]) - 2.0) + 2 * rel[-1] / math.log(2.0),
+                        reason="tol = the next-order term of the local slope, computed from the closed form (its local slope "
+                               "minus 2), plus the rounding of both KLs (2 x rel tol / log 2)",
+                        extra={"local_slopes_closed": local_closed.tolist()})]
 
 
 # ====================================================================================================
@@ -531,21 +680,29 @@ def setting_q() -> GaussianMixture:
                            [[[1.0, 0.3], [0.3, 0.5]], [[0.4, -0.1], [-0.1, 1.5]]], labels=[0, 1])
 
 
+C_SIGN = "wrong_sign_guidance"
+C_SWAP = "swapped_labels"
+
+
 def _fits_b(ctx: Context, p: dict) -> list[dict]:
     rows = []
     gm = SETTING_B.mixture()
+    sign = -1.0 if ctx.bug(C_SIGN) else 1.0
     for t in p["times_b"]:
         s4, s4_err = score_fourth_moment(gm, t, p["quad_n"])
         for n in p["ns_b"]:
             x, y = sample_noised(gm, t, int(n), ctx.rng)
+            if ctx.bug(C_SWAP):
+                y = 1 - y
             feats = RandomFourierFeatures(2, p["n_features"], p["rff_scale"], ctx.rng)
             clf = LogisticClassifier(feats, p["lam"]).fit(x, y)
-            e = errors_quadrature_2d(gm, t, clf, p["quad_n"], guidance_sign=-1.0 if ctx.broken else 1.0)
+            e = errors_quadrature_2d(gm, t, clf, p["quad_n"], guidance_sign=sign)
             cert = certify_label_noise(SETTING_B, t, clf)
             eps_lo = math.sqrt(max(e.kl - e.kl_err, 0.0))
             bound = bound_for(eps_lo, 2, cert, s4 - s4_err)
+            ibp = ibp_identity_2d(gm, t, clf, p["ibp_quad_n"], guidance_sign=sign) if n >= p["ibp_n_min"] else None
             rows.append(dict(setting="B", t=t, n=int(n), kl=e.kl, mse=e.mse, kl_err=e.kl_err, mse_err=e.mse_err,
-                             L=cert.L, M=cert.M, certified=cert.ok, why=cert.why, S4=s4, bound=bound))
+                             L=cert.L, M=cert.M, certified=cert.ok, why=cert.why, S4=s4, bound=bound, ibp=ibp))
     return rows
 
 
@@ -556,10 +713,10 @@ def _fits_q(ctx: Context, p: dict) -> list[dict]:
         for n in p["ns_q"]:
             for rep in range(p["reps"]):
                 x, y = sample_noised(gm, t, int(n), ctx.rng)
-                if ctx.broken:
-                    y = 1 - y  # negative control: trained on swapped labels
+                if ctx.bug(C_SWAP):
+                    y = 1 - y
                 clf = LogisticClassifier(QuadraticFeatures(2)).fit(x, y)
-                e = errors_quadrature_2d(gm, t, clf, p["quad_n"])
+                e = errors_quadrature_2d(gm, t, clf, p["quad_n"], guidance_sign=-1.0 if ctx.bug(C_SIGN) else 1.0)
                 B, _, _ = clf.certificates()
                 rows.append(dict(setting="Q", t=t, n=int(n), rep=rep, kl=e.kl, mse=e.mse, kl_err=e.kl_err,
                                  mse_err=e.mse_err, certified=False,
@@ -578,53 +735,67 @@ def _slope_measure(rows, key, level):
 
 @claim(id="ce_guidance.trained_classifiers", paper=PAPER,
        statement="cross-entropy-trained logistic classifiers (random Fourier / quadratic features, n = 1e2..1e5 samples of X_t): "
-                 "every certified fit satisfies MSE <= (eps/sqrt(c_M))(2dL + M S4); in the well-specified quadratic family "
-                 "eps^2 and the guidance MSE both decay like n^-1 (parametric rate), so MSE = O(eps^2)",
+                 "for every certified Fourier fit with n >= ibp_n_min (1e4 quick, 1e3 full) Step 2 of Theorem 1 holds as an identity, "
+                 "E|grad r|^2 = -E[r Lap r] - E[r s.grad r], to quadrature error (the bound MSE <= (eps/sqrt(c_M))(2dL + M S4) "
+                 "is reported); in the well-specified quadratic family eps^2 and the guidance MSE both decay like n^-1 "
+                 "(parametric rate), so MSE = O(eps^2)",
        note=NOTE_TRAINED, provenance="reconstructed",
-       quick={"times_b": [0.1, 1.0], "ns_b": [100, 1000, 10000], "times_q": [0.5], "ns_q": [100, 1000, 10000], "reps": 4,
-              "n_features": 16, "rff_scale": 1.0, "lam": 1e-3, "quad_n": 40, "level": 0.99, "rate_n_min": 100},
+       quick={"times_b": [0.1, 1.0], "ns_b": [100, 1000, 10000], "times_q": [0.5], "ns_q": [100, 1000, 10000], "reps": 8,
+              "n_features": 16, "rff_scale": 1.0, "lam": 1e-3, "quad_n": 40, "rate_n_min": 100, "ibp_n_min": 10000,
+              "ibp_quad_n": 64},
        full={"times_b": [0.1, 0.5, 1.0], "ns_b": [100, 1000, 10000, 100000], "times_q": [0.1, 0.5, 1.0],
              "ns_q": [100, 316, 1000, 3162, 10000, 31623, 100000], "reps": 6,
-             "n_features": 24, "rff_scale": 1.0, "lam": 1e-3, "quad_n": 64, "level": 0.99, "rate_n_min": 316})
+             "n_features": 24, "rff_scale": 1.0, "lam": 1e-3, "quad_n": 64, "rate_n_min": 316, "ibp_n_min": 1000,
+             "ibp_quad_n": 96},
+       controls={C_SIGN: "the learned guidance vector used with the wrong sign",
+                 C_SWAP: "classifiers trained with the class labels swapped (0 <-> 1 convention mix-up)"})
 def trained_classifiers(ctx: Context) -> list[Measurement]:
-    """Control: the quadratic classifiers are trained on swapped labels (eps^2 and MSE stop decaying: the slopes
-    are flagged) and the Fourier classifiers' guidance is used with the wrong sign (recorded: the Theorem-1 bound
-    is too loose to flag it at these eps, a finding reported, not hidden)."""
+    """B: Fourier fits, the integration-by-parts identity (counted) and Theorem 1 (informational: loose by 10^2-10^3).
+    Q: quadratic fits, replicate slopes in n at ENSEMBLE_LEVEL."""
     p = ctx.params
     rows_b, rows_q = _fits_b(ctx, p), _fits_q(ctx, p)
     ms = []
     certified = [r for r in rows_b if r["certified"]]
+    for r in rows_b:
+        if r["ibp"] is None:
+            continue
+        c = r["ibp"]
+        ms.append(Measurement(
+            name=f"B t={r['t']} n={r['n']}: E|grad r|^2 - (-E[r Lap r] - E[r s.grad r])", measured=c.mse - c.rhs,
+            predicted=0.0, kind="equal", tol=c.err,
+            reason="Theorem 1 Step 2 is an identity (integration by parts, Gaussian tails); tol = halved-rule difference of "
+                   f"the tensor Gauss-Hermite rule ({NOTE_TRAINED})",
+            extra={"mse": c.mse, "rhs": c.rhs}))
     for r in certified:
         ms.append(Measurement(
             name=f"B t={r['t']} n={r['n']}: MSE <= Theorem-1 bound", measured=r["mse"], predicted=r["bound"], kind="le",
-            ci=(r["mse"] - r["mse_err"], r["mse"] + r["mse_err"]),
-            reason="Theorem 1 is an inequality; MSE upper end = quadrature value + halved-rule error, bound evaluated at "
-                   "the lower ends of eps (KL - its quadrature error) and S4",
-            extra={"eps2": r["kl"], "L": r["L"], "M": r["M"], "S4": r["S4"], "ratio": r["mse"] / r["bound"],
-                   "wrong_sign_guidance": ctx.broken}))
+            ci=(r["mse"] - r["mse_err"], r["mse"] + r["mse_err"]), counted=False,
+            reason="INFORMATIONAL: Theorem 1 holds here with 10^2-10^3 slack (certified L, M of a Fourier fit are large), so "
+                   "no realistic bug (wrong sign included: 4 E|g|^2 < bound) moves the MSE above it",
+            extra={"eps2": r["kl"], "L": r["L"], "M": r["M"], "S4": r["S4"], "ratio": r["mse"] / r["bound"]}))
     outside = [r for r in rows_b + rows_q if not r["certified"]]
     ms.append(Measurement(
         name="fits checked against the bound (certified)", measured=float(len(certified)), predicted=float(len(rows_b)),
-        kind="equal", tol=0.0, reason="count: every Fourier fit must be certified (bounded logit, floored posterior)",
+        kind="equal", tol=0.0, counted=False,
+        reason="INFORMATIONAL count: every Fourier fit is certified (bounded logit, floored posterior) by construction",
         extra={"outside_assumptions": len(outside),
                "outside_reasons": sorted({r["why"] for r in outside}),
                "max_ratio_mse_over_bound": max((r["mse"] / r["bound"] for r in certified), default=float("nan"))}))
-    level = p["level"]
     for key, label in (("kl", "eps^2"), ("mse", "guidance MSE")):
         for t in p["times_q"]:
             sub = [r for r in rows_q if r["t"] == t and r["n"] >= p["rate_n_min"]]
-            fit, half = _slope_measure(sub, key, level)
+            fit, half = _slope_measure(sub, key, ENSEMBLE_LEVEL)
             ms.append(Measurement(
                 name=f"Q t={t}: slope of log {label} vs log n", measured=fit.slope, predicted=-1.0, kind="equal", tol=half,
-                reason=f"parametric rate n^-1 (well-specified MLE); window = {level:.0%} t-interval half-width "
-                       f"t_(n-2) x SE of the OLS slope over all {p['reps']} replicate fits per n >= {p['rate_n_min']} "
-                       "(full profile drops n = 100: pre-asymptotic, O(n^-2) terms not small at t = 0.1)",
-                extra={"se": fit.se, "r2": fit.r2, "swapped_labels": ctx.broken}))
-    if not ctx.broken:
+                reason="parametric rate n^-1 (well-specified MLE); window = ENSEMBLE_LEVEL t-interval half-width "
+                       f"t_(n-2) x SE of the OLS slope over all {p['reps']} independent replicate fits per n >= "
+                       f"{p['rate_n_min']} (a random sample: n eps^2 has the same law at every n to leading order)",
+                extra={"se": fit.se, "r2": fit.r2}))
+    if ctx.control is None:
         _draw(ctx, rows_b, rows_q)
     # full table for the report
     ms[-1].extra["table"] = [{k: (v if not isinstance(v, float) or math.isfinite(v) else None)
-                              for k, v in r.items() if k != "why"} for r in rows_b + rows_q]
+                              for k, v in r.items() if k not in ("why", "ibp")} for r in rows_b + rows_q]
     return ms
 
 

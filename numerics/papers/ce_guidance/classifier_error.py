@@ -49,11 +49,33 @@ from numerics.validate import as_float_array, check_int, check_positive, check_t
 __all__ = [
     "SettingG", "Ripple", "FourierFeatures", "ErrorEstimate", "MCErrors",
     "perturbed_log_posterior", "perturbed_guidance", "ripple_integrands", "errors_quadrature", "errors_monte_carlo",
-    "theorem_bound", "c_M", "SIGMA2_MAX",
+    "theorem_bound", "c_M", "SIGMA2_MAX", "SIGMA3_MAX", "SIGMA4_MAX", "SQUARE2_MAX", "RippleExpansion",
+    "ripple_expansion",
 ]
 
 #: :math:`\sup|\sigma''| = 1/(6\sqrt3)` for the logistic function :math:`\sigma`.
 SIGMA2_MAX = 1.0 / (6.0 * math.sqrt(3.0))
+
+
+def _sup_on_unit(P) -> float:
+    """max |P(s)| over s in [0, 1] for a polynomial P: endpoints and the real critical points (exact up to rounding)."""
+    pts = [0.0, 1.0] + [float(r.real) for r in P.deriv().roots() if abs(r.imag) < 1e-12 and 0.0 <= r.real <= 1.0]
+    return float(max(abs(P(x)) for x in pts))
+
+
+def _logistic_derivative_sups():
+    r"""sup of |sigma''|, |sigma'''|, |sigma''''|, |(sigma^2)''|: polynomials in s = sigma(u), as d/du = s(1-s) d/ds."""
+    from numpy.polynomial import Polynomial as Poly
+    s1 = Poly([0.0, 1.0, -1.0])  # sigma' = s(1-s)
+    D = lambda P: P.deriv() * s1  # noqa: E731
+    d2, sq = D(s1), D(Poly([0.0, 0.0, 1.0]))
+    d3 = D(d2)
+    return _sup_on_unit(d2), _sup_on_unit(d3), _sup_on_unit(D(d3)), _sup_on_unit(D(sq))
+
+
+#: sup|sigma''| (= 1/(6 sqrt 3)), sup|sigma'''| (= 1/8), sup|sigma''''|, sup|(sigma^2)''| over the real line
+#: (``proofs_notes/ce_guidance.md#remainders``).
+_SIGMA2_POLY, SIGMA3_MAX, SIGMA4_MAX, SQUARE2_MAX = _logistic_derivative_sups()
 #: Frequencies at or above this use the exact phase average on the ripple coordinate (error <= 4 sup|G| e^{-w^2/2} < 1e-7 sup|G|).
 PHASE_OMEGA = 6.0
 
@@ -224,6 +246,56 @@ def theorem_bound(eps: float, d: int, L: float, M: float, S4: float) -> float:
     return eps / math.sqrt(c_M(M)) * (2 * d * _pos(L, "L", True) + _pos(M, "M", True) * _pos(S4, "S4", True))
 
 
+@dataclass(frozen=True)
+class RippleExpansion:
+    r"""Leading-order KL and MSE of a ripple in setting G with explicit remainder bounds (:func:`ripple_expansion`):
+    :math:`|\mathrm{KL}-\mathtt{kl}|\le\mathtt{kl\_rem}` and :math:`|\mathrm{MSE}-\mathtt{mse}|\le\mathtt{mse\_rem}`."""
+
+    kl: float
+    kl_rem: float
+    mse: float
+    mse_rem: float
+
+    def ratio_bounds(self) -> tuple[float, float]:
+        """An interval containing MSE/KL (needs ``kl_rem < kl``)."""
+        if not self.kl_rem < self.kl:
+            raise ValueError("ratio_bounds: the KL remainder bound is not below the leading term")
+        return (self.mse - self.mse_rem) / (self.kl + self.kl_rem), (self.mse + self.mse_rem) / (self.kl - self.kl_rem)
+
+
+def ripple_expansion(setting: SettingG, delta: float, omega: float, k: int = 1) -> RippleExpansion:
+    r"""Joint-law KL and MSE of :math:`h=\delta\sum_{j\le k}\sin(\omega\langle u_j,x\rangle)` (``u_j`` orthonormal,
+    orthogonal to :math:`\mu`) to leading order in :math:`\delta`, with explicit remainder bounds
+    (``proofs_notes/ce_guidance.md#remainders``):
+
+    * :math:`\mathrm{KL}=\tfrac12E[pq]\,Eh^2+R_K`, :math:`|R_K|\le Eh^4/192`;
+    * :math:`\mathrm{MSE}=\|\nabla f\|^2E[(pq)^2]\,Eh^2+E[pq]\,E\|\nabla h\|^2+R_M`,
+      :math:`|R_M|\le\|\nabla f\|^2A_4Eh^4/24+\tfrac12\sup|(\sigma^2)''|\,E[\|\nabla h\|^2h^2]`,
+      :math:`A_4=2(k\delta/4)\sup|\sigma''''|+2\sup|\sigma'''|+6\sup|\sigma''|^2`.
+
+    The odd (cubic, resp. linear) terms vanish exactly: :math:`v\mapsto-v` preserves the law of the ripple
+    coordinates and flips :math:`h`.
+    """
+    if not isinstance(setting, SettingG):
+        raise ValueError("setting: need a SettingG")
+    dl = _pos(delta, "delta", allow_zero=True)
+    om = _pos(omega, "omega")
+    k = check_int(k, "k", 1)
+    epq, epq2 = setting.pq_moments()
+    gf2 = setting.grad_f_norm ** 2
+    e2, e8 = math.exp(-2 * om * om), math.exp(-8 * om * om)
+    S2, C2 = (1 - e2) / 2, (1 + e2) / 2  # E sin^2, E cos^2 of omega v, v ~ N(0, 1)
+    S4 = 3 / 8 - e2 / 2 + e8 / 8  # E sin^4
+    CS = (1 - e8) / 8  # E sin^2 cos^2
+    Eh2 = dl**2 * k * S2
+    Eh4 = dl**4 * (k * S4 + 3 * k * (k - 1) * S2**2)
+    Eg2 = dl**2 * om**2 * k * C2
+    Eg2h2 = dl**4 * om**2 * (k * CS + k * (k - 1) * C2 * S2)
+    A4 = 2 * (k * dl / 4) * SIGMA4_MAX + 2 * SIGMA3_MAX + 6 * SIGMA2_MAX**2
+    return RippleExpansion(kl=0.5 * epq * Eh2, kl_rem=Eh4 / 192.0, mse=gf2 * epq2 * Eh2 + epq * Eg2,
+                           mse_rem=gf2 * A4 * Eh4 / 24.0 + 0.5 * SQUARE2_MAX * Eg2h2)
+
+
 # --------------------------------------------------------------------------- generic formulas
 def perturbed_log_posterior(log_p, delta):
     r""":math:`\log\hat p = \log\mathrm{softmax}(\log p + \delta)`, row-wise; ``(N, C)``."""
@@ -292,7 +364,7 @@ def _phase_or_grid(omega: float, n: int, halve: bool):
 
 
 def errors_quadrature(setting: SettingG, ripple: Ripple, y: int | None = None, n_s: int = 80,
-                      n_v: int | None = None, guidance_scale: float = 1.0) -> ErrorEstimate:
+                      n_v: int | None = None, guidance_scale: float = 1.0, logit_scale: float = 1.0) -> ErrorEstimate:
     r"""KL and guidance MSE in setting G for a one-direction :class:`Ripple` ``h = delta sin(omega <u, x>)``.
 
     Geometry: ``u`` orthogonal to :math:`\mu` (needs ``d >= 2``) gives a tensor rule over
@@ -303,7 +375,9 @@ def errors_quadrature(setting: SettingG, ripple: Ripple, y: int | None = None, n
 
     ``y`` None: KL and the joint-law MSE; ``y`` = +1 / -1: the MSE over :math:`p_t(\cdot\mid y)` (KL still
     over the marginal).  ``guidance_scale`` ``w`` measures :math:`w\hat g` against :math:`g` (``w = 1``: the
-    plain MSE; other values serve negative controls).  The reported errors are :math:`|I_n - I_{n/2}|` (halved rules) plus, for the phase
+    plain MSE; other values serve negative controls).  ``logit_scale`` ``c`` makes the learned logit
+    :math:`c f + h` (``c = 1``: the perturbed classifier; ``c = alpha_{t'}/alpha_t`` is a classifier evaluated at the
+    wrong time :math:`t'`, a negative control; orthogonal ripples only).  The reported errors are :math:`|I_n - I_{n/2}|` (halved rules) plus, for the phase
     average, :math:`4\sup|G|e^{-\omega^2/2}` (the Fourier tail of :math:`v\mapsto\omega v \bmod 2\pi`).
     """
     if not isinstance(setting, SettingG) or not isinstance(ripple, Ripple):
@@ -316,8 +390,11 @@ def errors_quadrature(setting: SettingG, ripple: Ripple, y: int | None = None, n
     w = _pos(guidance_scale, "guidance_scale", allow_zero=True)
     u = ripple.U[0]
     c = float(u @ setting.unit)
+    kappa = float(logit_scale) - 1.0
     if abs(c) < 1e-12:
-        return _quad_perp(setting, ripple, y, n_s, n_v, w)
+        return _quad_perp(setting, ripple, y, n_s, n_v, w, kappa)
+    if kappa != 0.0:
+        raise ValueError("logit_scale: supported for ripples orthogonal to mu only")
     if abs(abs(c) - 1.0) < 1e-12:
         return _quad_par(setting, ripple, y, c, n_v, w)
     raise ValueError("ripple: direction must be orthogonal or parallel to mu for quadrature (use errors_monte_carlo)")
@@ -328,7 +405,7 @@ def _centres(setting, y):
     return [(0.5, am), (0.5, -am)] if y is None else [(1.0, y * am)]
 
 
-def _quad_perp(setting, ripple, y, n_s, n_v, w):
+def _quad_perp(setting, ripple, y, n_s, n_v, w, kappa=0.0):
     dl, om = ripple.delta, ripple.omega
     n_v = check_int(n_v, "n_v", 16) if n_v is not None else (4096 if om >= PHASE_OMEGA else 8001)
     gf = setting.grad_f_norm
@@ -339,12 +416,14 @@ def _quad_perp(setting, ripple, y, n_s, n_v, w):
         h, dperp = (dl * sn)[None, :], (dl * om * cs)[None, :]
         kl = mse = 0.0
         for wc, cen in _centres(setting, None):  # the KL is always over the marginal
-            k_, m_ = ripple_integrands((gf * (s0 + cen))[:, None], h, gf, 0.0, dperp, None, w)
+            F = (gf * (s0 + cen))[:, None]
+            k_, m_ = ripple_integrands(F, h + kappa * F, gf, kappa * gf, dperp, None, w)
             kl += wc * (ws @ k_ @ wv)
             if y is None:
                 mse += wc * (ws @ m_ @ wv)
         if y is not None:
-            _, m_ = ripple_integrands((gf * (s0 + y * setting.alpha * setting.m))[:, None], h, gf, 0.0, dperp, y, w)
+            F = (gf * (s0 + y * setting.alpha * setting.m))[:, None]
+            _, m_ = ripple_integrands(F, h + kappa * F, gf, kappa * gf, dperp, y, w)
             mse = ws @ m_ @ wv
         return float(kl), float(mse)
 

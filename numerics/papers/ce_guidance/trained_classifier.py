@@ -47,7 +47,7 @@ from numerics.validate import as_float_array, check_int, check_time
 __all__ = [
     "QuadraticFeatures", "RandomFourierFeatures", "LogisticClassifier", "LabelNoiseSetting",
     "bayes_quadratic_coefficients", "errors_quadrature_2d", "score_fourth_moment", "certify_label_noise",
-    "sample_noised", "Certificate", "bound_for", "LogitBounds", "QuadraticCoefficients",
+    "sample_noised", "Certificate", "bound_for", "LogitBounds", "QuadraticCoefficients", "ibp_identity_2d", "IBPCheck",
 ]
 
 
@@ -102,6 +102,12 @@ class QuadraticFeatures:
             J[:, 1 + d + k, i] += X[:, j]
             J[:, 1 + d + k, j] += X[:, i]
         return J
+
+    def laplacian(self, x) -> np.ndarray:
+        """``(N, p)``: the Laplacian of each feature (2 for x_i^2, 0 otherwise)."""
+        X = _x(x, self.d)
+        row = np.array([0.0] * (1 + self.d) + [2.0 if i == j else 0.0 for i, j in self.pairs])
+        return np.broadcast_to(row, (X.shape[0], self.p)).copy()
 
     def unpack(self, theta) -> QuadraticCoefficients:
         r"""``(c, b, A)`` with :math:`\hat f = c + b^\top x + x^\top A x` (``A`` symmetric)."""
@@ -160,6 +166,12 @@ class RandomFourierFeatures:
         J = np.zeros((X.shape[0], self.p, self.d))
         J[:, 1:, :] = S[:, :, None] * self.W[None]
         return J
+
+    def laplacian(self, x) -> np.ndarray:
+        """``(N, p)``: the Laplacian of each feature, -|w_j|^2 cos(<w_j, x> + b_j) (0 for the constant)."""
+        X = _x(x, self.d)
+        return np.concatenate([np.zeros((X.shape[0], 1)), -np.cos(X @ self.W.T + self.b) * np.sum(self.W**2, axis=1)],
+                              axis=1)
 
     def sup_bounds(self, theta) -> LogitBounds:
         """``(sup |f|, sup |grad f|, sup ||Hess f||_op)`` certified for coefficients ``theta``."""
@@ -263,6 +275,17 @@ class LogisticClassifier:
     def logit_grad(self, x) -> np.ndarray:
         self._need_fit()
         return self.features.jacobian(x).transpose(0, 2, 1) @ self.theta
+
+    def logit_laplacian(self, x) -> np.ndarray:
+        r""":math:`\Delta\hat f(x)`; ``(N,)``."""
+        self._need_fit()
+        return self.features.laplacian(x) @ self.theta
+
+    def log_posterior_laplacian(self, x) -> np.ndarray:
+        r"""``(N, 2)``: :math:`\Delta\log\hat p(y\mid x) = -\sigma'(\hat f)\|\nabla\hat f\|^2 \pm \sigma(\mp\hat f)\Delta\hat f`."""
+        f, gf, lf = self.logit(x), self.logit_grad(x), self.logit_laplacian(x)
+        c = -expit(f) * expit(-f) * np.sum(gf**2, axis=1)
+        return np.stack([c + expit(-f) * lf, c - expit(f) * lf], axis=1)
 
     def log_posterior(self, x) -> np.ndarray:
         """``(N, 2)`` array of log p_hat(y | x)."""
@@ -458,6 +481,58 @@ def errors_quadrature_2d(gm: GaussianMixture, t, clf: LogisticClassifier, n: int
     kl, mse = run(n)
     kl2, mse2 = run(n // 2)
     return ErrorEstimate(kl, mse, abs(kl - kl2), abs(mse - mse2))
+
+
+class IBPCheck(NamedTuple):
+    """Both sides of the integration-by-parts identity of Theorem 1, Step 2, summed over the classes, with the
+    quadrature error estimate of their difference."""
+
+    mse: float
+    rhs: float
+    err: float
+
+
+def ibp_identity_2d(gm: GaussianMixture, t, clf: LogisticClassifier, n: int = 64, guidance_sign: float = 1.0,
+                    guidance_scale: float = 1.0) -> IBPCheck:
+    r"""Theorem 1, Step 2 as an identity (``proofs_notes/ce_guidance.md``): for each class,
+    :math:`\mathbb E_{
+ho_y}\|
+abla r_y\|^2 = -\mathbb E_{
+ho_y}[r_y\Delta r_y] - \mathbb E_{
+ho_y}[r_y\,s_y\cdot
+abla r_y]`,
+    summed with weights :math:`\pi_y` (``mse`` = the joint-law guidance MSE, ``rhs`` = the right side).
+
+    :math:`r_y` comes from :meth:`LogisticClassifier.log_posterior` and the mixture's posterior, :math:`\Delta r_y` from
+    :meth:`LogisticClassifier.log_posterior_laplacian` and the trace of ``guidance_hessian``, :math:`
+abla r_y` from the
+    guidance vectors (times ``guidance_sign * guidance_scale``: negative controls), :math:`s_y` the class-conditional
+    score.  So the identity ties the guidance code to the log-posterior code.  ``err`` = ``max(|D_n - D_{n/2}|,
+    |D_n - D_{3n/4}|)`` of the difference ``D = mse - rhs`` (tensor Gauss-Hermite, geometric convergence for these
+    analytic integrands; two coarse rules, because a single halved rule can agree with the fine one by coincidence).
+    """
+    t, n = _check_quad(gm, t, n)
+    conds = [gm.conditional(y) for y in (0, 1)]
+
+    def run(m):
+        x, w, _ = _nodes(gm, t, m)
+        lp = gm.class_log_posterior(x, t)
+        p = np.exp(lp)
+        r = clf.log_posterior(x) - lp
+        lap = clf.log_posterior_laplacian(x)
+        gh = guidance_sign * guidance_scale * clf.guidance(x)
+        lhs = rhs = 0.0
+        for y in (0, 1):
+            grad_r = gh[:, y] - gm.guidance_vector(x, t, y)
+            lap_r = lap[:, y] - np.trace(gm.guidance_hessian(x, t, y), axis1=1, axis2=2)
+            s_y = conds[y].score(x, t)
+            lhs += float(w @ (p[:, y] * np.sum(grad_r**2, axis=1)))
+            rhs += float(w @ (p[:, y] * (-r[:, y] * lap_r - r[:, y] * np.sum(s_y * grad_r, axis=1))))
+        return lhs, rhs
+
+    a, b = run(n)
+    coarse = [run(m) for m in (n // 2, (3 * n) // 4)]
+    return IBPCheck(a, b, max(abs((a - b) - (a2 - b2)) for a2, b2 in coarse))
 
 
 def score_fourth_moment(gm: GaussianMixture, t, n: int = 64) -> tuple[float, float]:
