@@ -243,3 +243,23 @@ def test_gaussian_path_kl_matches_sympy_integrand():
     integral = quad(lambda tt: f(tt, 0.0, 1.0, 1.0, 0.25, beta(tt)), 0, T, limit=200, epsabs=1e-13)[0]
     kl_T = gaussian_kl_1d(0.0, 1.0, math.exp(-T), 0.25 * math.exp(-2 * T) - math.expm1(-2 * T))
     assert abs(D.gaussian_path_kl(data, model, beta, T) - (kl_T + integral)) < 1e-10
+
+
+def test_claims_mse_slope_closed_form_matches_quadrature():
+    """The Gaussian-case MSE slope the claim uses in closed form, (mu_t - mu_theta,t)/v_theta,t, is
+    E_{p_t}[grad log p_t - s_theta] (Gauss-Hermite quadrature, exact for linear scores)."""
+    from numerics.papers.discriminator import claims as C
+    for name in C.GAUSS_CASES:
+        data, model = C._pair(name)
+        for t in (0.0, 0.01, 0.5, 3.0):
+            assert abs(C._beta_mse_gauss(name, t) - D.mse_optimal_linear(data, model, t)) < 1e-12
+
+
+@pytest.mark.parametrize("swapped", [False, True])
+def test_claims_ce_gap_second_order(swapped):
+    """|CE gap - (eps^2/2) int pq/(p+q) sin^2| <= eps^3/(18 sqrt 3) for the Bayes logit; the logit of the other
+    class adds a first-order term that breaks it (the classes_swapped control)."""
+    from numerics.papers.discriminator import claims as C
+    eps, om, t = 0.1, 1.0, 0.5
+    dev = abs(C._ce_gap_ripple(eps, om, t, swapped) - C._ce_gap_second_order(eps, om, t))
+    assert (dev > eps ** 3 / (18 * 3 ** 0.5)) == swapped

@@ -8,13 +8,18 @@ source" in a statement means it rests on a third-party reading of the paper).
 Tolerances.  Endpoint KLs come from second-order schemes (:func:`numerics.papers.discriminator.refined_1d.kl_with_error`);
 their error estimate ``err`` is the change when dx and dtau are doubled (the fine value's error is about
 err/3), and every KL comparison allows ``err``.  Comparisons with the note's printed numbers also allow
-half a unit of the last printed digit ("rounding").  Expensive solves are memoised, so the negative
-control (same parameters, ``ctx.broken``) reuses the unbroken parts and recomputes only what it breaks.
+one unit of the last printed digit.  Monte-Carlo intervals that count use
+:data:`numerics.stats.ENSEMBLE_LEVEL`.  Expensive solves are memoised, so a control run reuses the
+unbroken parts and recomputes only what its bug changes.
+
+Controls (``ctx.bug(name)``) are realistic implementation bugs, one line each in ``controls=``; the
+proofs behind every tolerance are in ``proofs_notes/discriminator.md`` (section named in ``reason``).
 """
 from __future__ import annotations
 
 import functools
 import math
+from statistics import NormalDist
 
 import numpy as np
 
@@ -24,12 +29,13 @@ from numerics.divergences import gaussian_kl_1d, kl_cells
 from numerics.papers.discriminator import refined_1d as D
 from numerics.papers.discriminator import refined_2d as D2
 from numerics.schedule import alpha_sigma2
-from numerics.stats import mean_ci
+from numerics.stats import ENSEMBLE_LEVEL, mean_ci
 
 NOTE = "proofs_notes/discriminator.md"
 PAPER = "discriminator"
 T = 8.0
-Z999 = 3.2905  # two-sided 99.9 % normal quantile
+#: two-sided normal quantile of the ensemble level (z = 4.71)
+Z_ENS = NormalDist().inv_cdf(0.5 + ENSEMBLE_LEVEL / 2)
 
 DATA, MODEL = D.setting_g()
 # printed values of the note (reference note on 2503.16117, section 5)
@@ -39,6 +45,9 @@ NOTE_ODE_W = {0.5: 0.031, 2.0: 0.125, 3.0: 0.479}
 NOTE_RIPPLE = {(0.05, 1.0): (0.0025, 0.072), (0.1, 1.0): (0.0099, 0.279), (0.1, 2.0): (0.0118, 2.05),
                (0.1, 5.0): (0.0073, None), (0.1, 20.0): (0.0098, None), (0.1, 40.0): (0.0101, None),
                (0.3, 20.0): (0.097, None)}
+
+#: control: the reverse SDE run with the PF-ODE's coefficient, drift x + s instead of x + 2 s (g^2/2 for g^2)
+SDE_DRIFT_HALF = "reverse-SDE drift x + s instead of x + 2s (the PF-ODE's g^2/2 where g^2 belongs)"
 
 
 def _half_unit(value: float) -> float:
@@ -60,6 +69,14 @@ NOTE_WHY = ("refinement error estimate + one unit of the note's last printed dig
             "unreported discretisation error)")
 
 
+def _drift_half(field):
+    """The SDE_DRIFT_HALF bug: the score handed to the SDE solver (drift x + 2 s) halved, i.e. drift x + s."""
+    def f(z, t):
+        s, ds = field(z, t)
+        return 0.5 * s, 0.5 * ds
+    return f
+
+
 @functools.lru_cache(maxsize=64)
 def _endpoint(sampler: str, w: float, eps: float, omega: float, dx: float, dtau: float):
     """(KL(p0 || endpoint), err) of setting G refined by w (grad d* + eps omega cos(omega x))."""
@@ -69,12 +86,21 @@ def _endpoint(sampler: str, w: float, eps: float, omega: float, dx: float, dtau:
     return D.kl_with_error(DATA, field, MODEL, sampler, T, D.Grid1D(dx=dx), dtau)
 
 
+def _sde_kl(field, start, dx: float, dtau: float, data=None) -> float:
+    """One-resolution SDE endpoint KL (control runs: their bugs move the KL by O(1), far beyond any error)."""
+    g = D.Grid1D(dx=dx)
+    data = DATA if data is None else data
+    return D.endpoint_kl(data.density(g.x, 0.0), D.sde_endpoint(field, start, T, g, dtau), g.dx)
+
+
 @functools.lru_cache(maxsize=8)
-def _grid_quantities(dx: float):
+def _grid_quantities(dx: float, reversed_kl: bool = False):
+    """(KL(p_0||p_theta,0), KL(p_T||p_theta,T)) on a grid; ``reversed_kl``: the arguments swapped (a control)."""
     g = D.Grid1D(dx=dx)
     x = g.x
-    base = kl_cells(DATA.density(x, 0.0), MODEL.density(x, 0.0), g.dx)
-    kl_T = kl_cells(DATA.density(x, T), MODEL.density(x, T), g.dx)
+    a, b = (MODEL, DATA) if reversed_kl else (DATA, MODEL)
+    base = kl_cells(a.density(x, 0.0), b.density(x, 0.0), g.dx)
+    kl_T = kl_cells(a.density(x, T), b.density(x, T), g.dx)
     return base, kl_T
 
 
@@ -87,9 +113,10 @@ def _fisher_integral(n: int):
     return a, abs(a - b)
 
 
-def _kl_measure(name, value, err, predicted, extra=None, kind="equal", extra_tol=0.0, why=""):
+def _kl_measure(name, value, err, predicted, extra=None, kind="equal", extra_tol=0.0, why="", counted=True):
     return Measurement(name=name, measured=value, predicted=predicted, kind=kind, tol=err + extra_tol,
-                       reason=why or "discretisation error estimated by doubling dx and dtau", extra=extra or {})
+                       reason=why or "discretisation error estimated by doubling dx and dtau", extra=extra or {},
+                       counted=counted)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -100,15 +127,17 @@ def _kl_measure(name, value, err, predicted, extra=None, kind="equal", extra_tol
     paper=PAPER,
     statement="C1: the Bayes logit d* = log p_t - log p_theta,t makes s_theta + grad d* the data score; refined "
               "SDE and PF-ODE from the model's terminal law end within KL(p_T||p_theta,T) of the data "
-              "(DG Theorem 1 logic, secondary source)",
+              "(DG Theorem 1 logic, secondary source); the unrefined SDE reproduces the model",
     note=f"{NOTE}#c1-bayes-discriminator",
     provenance="reconstructed",
     quick={"dx": 0.02, "dtau": 8e-3, "times": [0.0, 0.01, 0.5, 2.0]},
     full={"dx": 0.005, "dtau": 2e-3, "times": [0.0, 1e-3, 0.01, 0.1, 0.5, 1.0, 2.0, 5.0]},
+    controls={"model_score_dropped": "the refined score is grad d* alone (s_theta + grad d* written as grad d*)",
+              "sde_drift_half": SDE_DRIFT_HALF},
 )
 def bayes_exact_correction(ctx: Context) -> list[Measurement]:
-    """Control: the refined score drops the model score (only grad d* is used)."""
     p = ctx.params
+    dropped = ctx.bug("model_score_dropped")
     x = np.linspace(-6, 6, 241)
     h = 1e-3
     worst = 0.0
@@ -117,10 +146,10 @@ def bayes_exact_correction(ctx: Context) -> list[Measurement]:
         d1 = (dstar(x + h) - dstar(x - h)) / (2 * h)
         d2 = (dstar(x + h / 2) - dstar(x - h / 2)) / h
         grad = (4 * d2 - d1) / 3
-        # rounding allowances, not derived bounds (Richardson rounding is 3 eps_d/h for an evaluation error eps_d of
-        # d*): 8u(|d*| + 10)/h and 32u of the scores; with half of each this measurement rises from 0.57 to 0.84
+        # a-posteriori Richardson error |D_h/2 - D_h| plus rounding allowances (8u(|d*|+10)/h for the differences
+        # of d*, 32u of the scores): see the note, section c1-bayes-discriminator
         fd_err = np.abs(d2 - d1) + 8 * UNIT_ROUNDOFF * (np.abs(dstar(x)) + 10) / h
-        base = 0.0 if ctx.broken else MODEL.score(x, t)
+        base = 0.0 if dropped else MODEL.score(x, t)
         resid = np.abs(base + grad - DATA.score(x, t))
         tol = fd_err + 32 * UNIT_ROUNDOFF * (np.abs(DATA.score(x, t)) + np.abs(MODEL.score(x, t)))
         worst = max(worst, float(np.max(resid / tol)))
@@ -128,15 +157,17 @@ def bayes_exact_correction(ctx: Context) -> list[Measurement]:
                        reason="Richardson central difference of d* (h=1e-3): a-posteriori error |D_h - D_h/2| plus "
                               "8u(|d*|+10)/h rounding, plus 32u of the scores", extra={"drift_tol": 1.0})]
     _, kl_T = _grid_quantities(p["dx"])
-    if ctx.broken:
+    if dropped:
         def field(z, t):
             sp_, dsp = DATA.score_and_derivative(z, t)
             sq, dsq = MODEL.score_and_derivative(z, t)
             return sp_ - sq, dsp - dsq
-        # the broken field is far off (KL ~ 1): one resolution, no error estimate needed to flag it
         g = D.Grid1D(dx=p["dx"])
-        sde = (D.endpoint_kl(DATA.density(g.x, 0.0), D.sde_endpoint(field, MODEL, T, g, p["dtau"]), g.dx), 0.0)
+        sde = (_sde_kl(field, MODEL, p["dx"], p["dtau"]), 0.0)
         ode = (D.ode_endpoint(field, MODEL, T, g, p["dtau"]).kl_from(DATA), 0.0)
+    elif ctx.bug("sde_drift_half"):
+        sde = (_sde_kl(_drift_half(D.bayes_field(DATA, MODEL, w=1.0)), MODEL, p["dx"], p["dtau"]), 0.0)
+        ode = _endpoint("ode", 1.0, 0.0, 0.0, p["dx"], p["dtau"])
     else:
         sde = _endpoint("sde", 1.0, 0.0, 0.0, p["dx"], p["dtau"])
         ode = _endpoint("ode", 1.0, 0.0, 0.0, p["dx"], p["dtau"])
@@ -149,9 +180,10 @@ def bayes_exact_correction(ctx: Context) -> list[Measurement]:
                     extra={"note": 1.1e-5, "KL_T": kl_T},
                     why="RK4 refinement error estimate + 1e-9 grid quadrature; the note's 1.1e-5 was interpolation error"),
     ]
-    # sanity: without correction the SDE reproduces the model; KL(model || endpoint) ~ 0
+    # without correction the SDE reproduces the model: KL(model || uncorrected SDE endpoint) ~ 0
     g = D.Grid1D(dx=p["dx"])
-    q = D.sde_endpoint(D.bayes_field(DATA, MODEL, w=0.0), MODEL, T, g, p["dtau"])
+    unref = D.bayes_field(DATA, MODEL, w=0.0)
+    q = D.sde_endpoint(_drift_half(unref) if ctx.bug("sde_drift_half") else unref, MODEL, T, g, p["dtau"])
     k0 = D.endpoint_kl(MODEL.density(g.x, 0.0), q, g.dx)
     out.append(Measurement(name="KL(model || uncorrected SDE endpoint)", measured=k0, predicted=0.0, kind="le",
                            tol=base0[1] + 1e-8, reason="same scheme's refinement error at w=0 + 1e-8",
@@ -171,43 +203,52 @@ def bayes_exact_correction(ctx: Context) -> list[Measurement]:
     provenance="standard",
     quick={"n": 400_000, "t": 0.5},
     full={"n": 4_000_000, "t": 0.5},
+    controls={"alpha_dropped": "the conditional target drops alpha_t: -(x_t - x_0)/sigma_t^2",
+              "model_weighted": "the quadrature expectations E_{p_t}[.] taken under the model marginal p_theta,t"},
 )
 def dsm_esm_constant(ctx: Context) -> list[Measurement]:
-    """Control: the conditional target drops alpha_t, -(x_t - x_0)/sigma^2, which no longer averages to the score."""
     p = ctx.params
     t = p["t"]
     a, s2 = alpha_sigma2(t)
     x0 = DATA.sample(p["n"], ctx.rng)
     z = ctx.rng.standard_normal(p["n"])
     xt = a * x0 + math.sqrt(s2) * z
-    target = -(xt - (x0 if ctx.broken else a * x0)) / s2
+    target = -(xt - (x0 if ctx.bug("alpha_dropped") else a * x0)) / s2
     sp_, sq = DATA.score(xt, t), MODEL.score(xt, t)
     corrections = {"c=0": lambda z_: 0 * z_, "c=grad d*": lambda z_: DATA.score(z_, t) - MODEL.score(z_, t),
                    "c=grad d*+0.5cos5x": lambda z_: DATA.score(z_, t) - MODEL.score(z_, t) + 0.5 * np.cos(5 * z_)}
     xs = np.linspace(-12, 12, 24001)
-    J = float(np.sum(DATA.density(xs, t) * DATA.score(xs, t) ** 2) * (xs[1] - xs[0]))
+    weight = (MODEL if ctx.bug("model_weighted") else DATA).density(xs, t) * (xs[1] - xs[0])
+    J = float(np.sum(weight * DATA.score(xs, t) ** 2))
     C = 1 / s2 - J
+    why_mc = f"Monte Carlo half-width z*se at the ensemble level (z={Z_ENS:.2f}) of the paired mean"
     out, diffs = [], {}
     for name, c in corrections.items():
         v = sq + c(xt)
         dsm = (target - v) ** 2
         esm = (sp_ - v) ** 2
         diffs[name] = dsm - esm
-        ci = mean_ci(diffs[name], level=0.999)
+        ci = mean_ci(diffs[name], level=ENSEMBLE_LEVEL, method="normal")
         out.append(Measurement(name=f"C_t estimate, {name}", measured=ci.mean, predicted=C, kind="equal",
-                               tol=Z999 * ci.se, reason="99.9% Monte Carlo half-width (normal) of the paired mean",
+                               tol=Z_ENS * ci.se, reason=why_mc,
                                extra={"note_C": [0.8350, 0.8347, 0.8348], "fisher_form": float(np.mean(esm))}))
     d = diffs["c=grad d*+0.5cos5x"] - diffs["c=0"]
-    ci = mean_ci(d, level=0.999)
+    ci = mean_ci(d, level=ENSEMBLE_LEVEL, method="normal")
     out.append(Measurement(name="C_t(ripple) - C_t(0), paired", measured=ci.mean, predicted=0.0, kind="equal",
-                           tol=Z999 * ci.se, reason="99.9% Monte Carlo half-width of the paired difference"))
+                           tol=Z_ENS * ci.se, reason=why_mc))
     fisher = {"c=0": 0.0747, "c=grad d*": 0.0, "c=grad d*+0.5cos5x": 0.1250}
     for name, c in corrections.items():
         r = DATA.score(xs, t) - MODEL.score(xs, t) - c(xs)
-        val = float(np.sum(DATA.density(xs, t) * r * r) * (xs[1] - xs[0]))
+        val = float(np.sum(weight * r * r))
+        # c=grad d*: r = (a - b) - (a - b) is exactly 0 whatever the weight; the ripple: r = -0.5 cos 5x, and
+        # 0.25 E cos^2(5x) = 1/8 - O(e^{-50 v_t}) under any law of variance v_t >= 0.25: neither can be moved by a bug
+        trivial = name != "c=0"
         out.append(Measurement(name=f"Fisher form {name} (quadrature) vs note", measured=val, predicted=fisher[name],
-                               kind="equal", tol=_half_unit(fisher[name]) if fisher[name] else 1e-12,
-                               reason="the note prints 4 decimals; trapezoid on dx=0.001 is exact to ~1e-12 here"))
+                               kind="equal", tol=5e-5 if fisher[name] else 1e-12,
+                               reason="the note prints 4 decimals (half a unit: 5e-5); trapezoid on dx=0.001 is exact "
+                                      "to ~1e-12 here" + ("; informational: the value does not depend on the law "
+                                                          "(see the code comment)" if trivial else ""),
+                               counted=not trivial))
     return out
 
 
@@ -223,14 +264,15 @@ def dsm_esm_constant(ctx: Context) -> list[Measurement]:
     provenance="reconstructed",
     quick={"n": 24},
     full={"n": 48},
+    controls={"girsanov_g2": "the Fisher integral weighted by g^2 = 2 instead of g^2/2 = 1",
+              "kl_reversed": "the grid KLs with their arguments swapped: KL(p_theta,t || p_t)"},
 )
 def base_kl_identity(ctx: Context) -> list[Measurement]:
-    """Control: weight g^2 = 2 instead of g^2/2 = 1 on the Fisher integral."""
-    base, _ = _grid_quantities(0.001)
+    base, kl_T = _grid_quantities(0.001, ctx.bug("kl_reversed"))
     rhs, err = _fisher_integral(ctx.params["n"])
-    if ctx.broken:
-        _, kl_T = _grid_quantities(0.001)
-        rhs = kl_T + 2 * (rhs - kl_T)
+    _, kl_T_true = _grid_quantities(0.001)
+    fisher = rhs - kl_T_true
+    rhs = kl_T + (2.0 if ctx.bug("girsanov_g2") else 1.0) * fisher
     return [
         Measurement(name="KL_0 - [KL_T + Fisher integral]", measured=base - rhs, predicted=0.0, kind="equal",
                     tol=2 * err + 1e-10, reason="twice the change of the composite Gauss-Legendre rule from n/2 to n "
@@ -253,33 +295,44 @@ def base_kl_identity(ctx: Context) -> list[Measurement]:
     provenance="reconstructed",
     quick={"dx": 0.01, "dtau": 4e-3, "weights": [0.5, 2.0, 3.0], "ode_weights": [0.5]},
     full={"dx": 0.005, "dtau": 2e-3, "weights": [0.5, 1.0, 1.5, 2.0, 3.0], "ode_weights": [0.5, 1.0, 2.0, 3.0]},
+    controls={"girsanov_weight_half": "the Girsanov weight g^2/2 = 1 of the path KL taken as 1/2 (g = 1 for sqrt 2)",
+              "cfg_convention": "the refined score s_theta + (w - 1) grad d* (w - 1 where w belongs)"},
 )
 def guidance_weight(ctx: Context) -> list[Measurement]:
-    """Control: the Girsanov weight g^2/2 = 1 replaced by 1/2 in the bound."""
     p = ctx.params
     I, I_err = _fisher_integral(24)
     _, kl_T = _grid_quantities(0.001)
     I -= kl_T
-    factor = 0.5 if ctx.broken else 1.0
+    factor = 0.5 if ctx.bug("girsanov_weight_half") else 1.0
+    shift = 1.0 if ctx.bug("cfg_convention") else 0.0
     out, rows = [], []
+    g = D.Grid1D(dx=p["dx"])
     for w in p["weights"]:
-        kl, err = _endpoint("sde", w, 0.0, 0.0, p["dx"], p["dtau"])
+        if shift:  # control run: one resolution (the bug moves the KLs far beyond the refinement error)
+            kl, err = _sde_kl(D.bayes_field(DATA, MODEL, w=w - shift), MODEL, p["dx"], p["dtau"]), 0.0
+        else:
+            kl, err = _endpoint("sde", w, 0.0, 0.0, p["dx"], p["dtau"])
         bound = kl_T + factor * (1 - w) ** 2 * I
         out.append(_kl_measure(f"SDE endpoint KL w={w} <= path KL", kl, err + I_err, bound, kind="le"))
-        out.append(_kl_measure(f"SDE endpoint KL w={w} vs note", kl, err, NOTE_SDE_W[w], extra_tol=_note_unit(NOTE_SDE_W[w]),
-                               why=NOTE_WHY))
+        if w in NOTE_SDE_W and NOTE_SDE_W[w] > 0:
+            out.append(_kl_measure(f"SDE endpoint KL w={w} vs note", kl, err, NOTE_SDE_W[w],
+                                   extra_tol=_note_unit(NOTE_SDE_W[w]), why=NOTE_WHY))
         rows.append((w, kl, bound))
     ode_rows = []
     for w in p["ode_weights"]:
-        kl, err = _endpoint("ode", w, 0.0, 0.0, p["dx"], p["dtau"])
+        if shift:
+            kl, err = D.ode_endpoint(D.bayes_field(DATA, MODEL, w=w - shift), MODEL, T, g, p["dtau"]).kl_from(DATA), 0.0
+        else:
+            kl, err = _endpoint("ode", w, 0.0, 0.0, p["dx"], p["dtau"])
         ode_rows.append((w, kl))
         if w == 0.5:
             out.append(_kl_measure("PF-ODE endpoint KL w=0.5 vs note", kl, err, NOTE_ODE_W[0.5],
                                    extra_tol=_note_unit(NOTE_ODE_W[0.5]), why=NOTE_WHY))
         else:
             out.append(Measurement(name=f"PF-ODE endpoint KL w={w} (recorded; no Girsanov bound for the ODE)",
-                                   measured=kl, kind="ge", predicted=0.0, tol=err,
-                                   reason="KL is non-negative up to the refinement error",
+                                   measured=kl, kind="ge", predicted=0.0, tol=err, counted=False,
+                                   reason="informational: the converged PF-ODE value (see the note's table); "
+                                          "KL >= 0 cannot fail",
                                    extra={"note": NOTE_ODE_W.get(w), "path_bound": kl_T + (1 - w) ** 2 * I,
                                           "exceeds_path_bound": bool(kl > kl_T + (1 - w) ** 2 * I)}))
     fig = ctx.figure(figsize=(5, 3.5))
@@ -299,19 +352,68 @@ def guidance_weight(ctx: Context) -> list[Measurement]:
 # C5
 # ----------------------------------------------------------------------------------------------
 @functools.lru_cache(maxsize=32)
-def _ripple_path_kl(eps: float, om: float) -> float:
-    """Path KL of d* + eps sin(omega x) (12 Gauss nodes per time piece; x-trapezoid dx=0.001)."""
+def _ripple_path_kl(eps: float, om: float, n: int, dx: float, chain: float = 0.0, dsign: float = 1.0) -> float:
+    """Path KL of d = dsign d* + eps sin(omega x) (n Gauss nodes per time piece; x-trapezoid with step dx).
+    ``chain``: the factor written for the chain rule d/dx sin(omega x) = omega cos(omega x); 0 means omega (right),
+    1 the chain_rule_omega_dropped control."""
+    xs = np.arange(-12.0, 12.0 + dx / 2, dx)
+    f = om if chain == 0.0 else chain
+    return D.path_kl(DATA, MODEL, lambda z, t: dsign * (DATA.score(z, t) - MODEL.score(z, t))
+                     + eps * f * np.cos(om * z), T, n=n, x=xs)
+
+
+def _ripple_path_prediction(eps: float, om: float, n: int) -> float:
+    r"""KL_T + eps^2 omega^2 int_0^T E_{p_t} cos^2(omega x) dt in closed form per t (same time nodes as the path KL):
+    :math:`E\cos^2 = \tfrac12 + \tfrac12\sum_k\pi_k\cos(2\omega m_k e^{-t})e^{-2\omega^2 v_k(t)}`."""
+    ts, ws = D.time_nodes(T, n=n)
+    total = 0.0
+    for ti, wi in zip(ts, ws):
+        pi, m, v = DATA.marginal(float(ti))
+        total += wi * (0.5 + 0.5 * float(np.sum(pi * np.cos(2 * om * m) * np.exp(-2 * om * om * v))))
+    _, kl_T = _grid_quantities(0.001)
+    return kl_T + eps * eps * om * om * total
+
+
+def _ce_gap_ripple(eps: float, om: float, t: float, swapped: bool) -> float:
+    """CE gap of d0 + eps sin(omega x) against d0, d0 = d* (or -d*, the logit of the other class, in a control)."""
+    sgn = -1.0 if swapped else 1.0
+    d0 = lambda z: sgn * (DATA.log_density(z, t) - MODEL.log_density(z, t))  # noqa: E731
+    return (D.ce_value(DATA, MODEL, t, lambda z: d0(z) + eps * np.sin(om * z))
+            - D.ce_value(DATA, MODEL, t, d0))
+
+
+def _ce_gap_second_order(eps: float, om: float, t: float) -> float:
+    r""":math:`\tfrac{\varepsilon^2}{2}\int\frac{p_t\hat p_t}{p_t+\hat p_t}\sin^2\omega x\,dx` (phi''(d*) = p q/(p+q))."""
     xs = np.linspace(-12, 12, 24001)
-    return D.path_kl(DATA, MODEL, lambda z, t: DATA.score(z, t) - MODEL.score(z, t) + eps * om * np.cos(om * z),
-                     T, n=12, x=xs)
+    p_, q_ = DATA.density(xs, t), MODEL.density(xs, t)
+    return 0.5 * eps * eps * float(np.sum(p_ * q_ / (p_ + q_) * np.sin(om * xs) ** 2) * (xs[1] - xs[0]))
+
+
+def _swapped_field(eps: float, om: float):
+    """Refined score of d = -d* + eps sin(omega x) (the classes_swapped control)."""
+    def f(z, t):
+        sp_, dsp = DATA.score_and_derivative(z, t)
+        sq, dsq = MODEL.score_and_derivative(z, t)
+        return (sq - (sp_ - sq) + eps * om * np.cos(om * z),
+                dsq - (dsp - dsq) - eps * om * om * np.sin(om * z))
+    return f
+
+
+def _omega_dropped_field(eps: float, om: float):
+    """Refined score of d* + eps sin(omega x) with the chain-rule factor omega lost (a control)."""
+    def f(z, t):
+        sp_, dsp = DATA.score_and_derivative(z, t)
+        return sp_ + eps * np.cos(om * z), dsp - eps * om * np.sin(om * z)
+    return f
 
 
 @claim(
     id="discriminator.ce_gradient_counterexample",
     paper=PAPER,
-    statement="C5 (Theorem 4.1 type, secondary source): d = d* + eps sin(omega x) has CE gap <= eps^2/4 at every t "
-              "while the path KL grows like eps^2 omega^2 T/2; the SDE endpoint stays O(eps^2) but the PF-ODE "
-              "endpoint becomes worse than the unrefined model (eps=0.1, omega=1) and collapses at high omega",
+    statement="C5 (Theorem 4.1 type, secondary source): d = d* + eps sin(omega x) has CE gap = (eps^2/2) int pq/(p+q) "
+              "sin^2(omega x) + O(eps^3) <= eps^2/4 at every t while the path KL is KL_T + eps^2 omega^2 int E cos^2 "
+              "-> eps^2 omega^2 T/2; the SDE endpoint stays O(eps^2) but the PF-ODE endpoint becomes worse than the "
+              "unrefined model (eps=0.1, omega=1) and collapses at high omega",
     note=f"{NOTE}#c5-high-frequency",
     provenance="reconstructed",
     expect="fails-as-predicted",
@@ -320,37 +422,82 @@ def _ripple_path_kl(eps: float, om: float) -> float:
     full={"dx": 0.005, "dtau": 2e-3, "pairs": [[0.05, 1.0], [0.1, 1.0], [0.1, 2.0], [0.1, 5.0], [0.1, 20.0],
                                                [0.1, 40.0], [0.3, 20.0]],
           "ode_pairs": [[0.05, 1.0], [0.1, 1.0], [0.1, 2.0], [0.1, 5.0], [0.1, 20.0]], "times": [0.01, 0.5, 2.0]},
+    controls={"classes_swapped": "the Bayes logit of the other class, d* = log p_theta,t - log p_t (sign convention)",
+              "chain_rule_omega_dropped": "grad of eps sin(omega x) written eps cos(omega x) (chain-rule omega lost)",
+              "ripple_not_in_sampler": "the samplers built from the clean d* while the CE sees d* + ripple"},
 )
 def ce_gradient_counterexample(ctx: Context) -> list[Measurement]:
-    """Control: eps = 0 (no ripple): the path KL no longer grows and the PF-ODE beats the base model."""
     p = ctx.params
+    swapped = ctx.bug("classes_swapped")
+    dropped = ctx.bug("chain_rule_omega_dropped")
+    no_ripple = ctx.bug("ripple_not_in_sampler")
     base, kl_T = _grid_quantities(0.001)
     out = []
     kls = []
+    worst_gap, gap_rows = -np.inf, []
     for eps, om in p["pairs"]:
-        eps_eff = 0.0 if ctx.broken else eps
-        gaps = [D.ce_gap(DATA, MODEL, t, lambda z: eps_eff * np.sin(om * z)) for t in p["times"]]
-        out.append(Measurement(name=f"max CE gap eps={eps} omega={om}", measured=max(gaps), predicted=eps ** 2 / 4,
-                               kind="le", tol=1e-9, reason="trapezoid on dx=5e-4 of smooth decaying integrands: ~1e-12",
-                               extra={"gaps": gaps}))
-        path = _ripple_path_kl(eps_eff, om if eps_eff else 0.0)
+        for t in p["times"]:
+            gap = _ce_gap_ripple(eps, om, t, swapped)
+            pred = _ce_gap_second_order(eps, om, t)
+            tol = eps ** 3 / (18 * math.sqrt(3)) + 1e-9
+            worst_gap = max(worst_gap, abs(gap - pred) / tol)
+            gap_rows.append({"eps": eps, "omega": om, "t": t, "gap": gap, "second_order": pred, "bound": eps ** 2 / 4})
+    out.append(Measurement(
+        name="max over (eps, omega, t) |CE gap - (eps^2/2) int pq/(p+q) sin^2| / (eps^3/(18 sqrt 3))",
+        measured=worst_gap, predicted=1.0, kind="le", tol=0.0,
+        reason="third-order Taylor remainder of phi(d) = p softplus(-d) + q softplus(d): |phi^(3)| <= (p+q)/(6 sqrt 3) "
+               "and int (p+q) = 2 (note #c5-high-frequency); + 1e-9 for the trapezoid", extra={"rows": gap_rows}))
+    out.append(Measurement(name="max CE gap / (eps^2/4) (the bound)", measured=max(r["gap"] / r["bound"] for r in gap_rows),
+                           predicted=1.0, kind="le", tol=0.0, counted=False,
+                           reason="informational: follows from the counted second-order form since pq/(p+q) <= (p+q)/4"))
+    for eps, om in p["pairs"]:
+        n_t, dxq = 12, 0.002
+        cfg = (1.0 if dropped else 0.0, -1.0 if swapped else 1.0)
+        path = _ripple_path_kl(eps, om, n_t, dxq, *cfg)
+        # quadrature error of the stated configuration (a control run reuses it: its bug changes the integrand's
+        # amplitude, not its smoothness)
+        ok = _ripple_path_kl(eps, om, n_t, dxq)
+        path_err = abs(ok - _ripple_path_kl(eps, om, n_t, 2 * dxq)) + 4 * 12001 * UNIT_ROUNDOFF * max(path, ok)
         scale = eps ** 2 * om ** 2 * T / 2
-        out.append(Measurement(name=f"path KL / (eps^2 omega^2 T/2), eps={eps} omega={om}", measured=path / scale,
-                               kind="interval", lo=0.5, hi=2.0, tol=0.0,
-                               reason="predicted growth like eps^2 omega^2 T/2: E_{p_t}cos^2(omega x) -> 1/2; the band "
-                                      "[0.5, 2] is the order-one statement (exact margin, quadrature error ~1e-10)",
-                               extra={"path_kl": path, "ce_bound": eps ** 2 / 4, "note_gaps": "1.6e-3/1.4e-3/1.1e-3 at eps=0.1, omega=1"}))
-        kl, err = _endpoint("sde", 1.0, eps_eff, om, p["dx"], p["dtau"])
+        pred = _ripple_path_prediction(eps, om, n_t)
+        out.append(Measurement(
+            name=f"path KL / (eps^2 omega^2 T/2), eps={eps} omega={om}", measured=path / scale, predicted=pred / scale,
+            kind="equal", tol=path_err / scale,
+            reason="closed form of E_{p_t} cos^2(omega x) for a Gaussian mixture on the same time nodes; tolerance = "
+                   "x-trapezoid change from dx=0.004 to 0.002 + 4 n u rounding of the 12001-term sums",
+            extra={"path_kl": path, "limit_omega_to_inf": 1.0, "ce_bound": eps ** 2 / 4}))
+        if no_ripple:
+            fld = D.bayes_field(DATA, MODEL, 1.0)
+        elif swapped:
+            fld = _swapped_field(eps, om)
+        elif dropped:
+            fld = _omega_dropped_field(eps, om)
+        else:
+            fld = None
+        if fld is None:
+            kl, err = _endpoint("sde", 1.0, eps, om, p["dx"], p["dtau"])
+        else:  # control runs: one resolution (their bugs move the KL far beyond the refinement error)
+            kl, err = _sde_kl(fld, MODEL, p["dx"], p["dtau"]), 0.0
         kls.append((om, kl, path))
         out.append(_kl_measure(f"SDE endpoint eps={eps} omega={om} < base", kl, err, base, kind="le"))
         note = NOTE_RIPPLE.get((eps, om))
-        if note and not ctx.broken:
+        if note:
             out.append(_kl_measure(f"SDE endpoint eps={eps} omega={om} vs note", kl, err, note[0],
                                    extra_tol=_note_unit(note[0]), why=NOTE_WHY))
     for eps, om in p["ode_pairs"]:
-        eps_eff = 0.0 if ctx.broken else eps
+        if no_ripple:
+            fld = D.bayes_field(DATA, MODEL, 1.0)
+        elif swapped:
+            fld = _swapped_field(eps, om)
+        elif dropped:
+            fld = _omega_dropped_field(eps, om)
+        else:
+            fld = None
         if om <= 2:
-            kl, err = _endpoint("ode", 1.0, eps_eff, om, p["dx"], p["dtau"])
+            if fld is None:
+                kl, err = _endpoint("ode", 1.0, eps, om, p["dx"], p["dtau"])
+            else:
+                kl, err = D.ode_endpoint(fld, MODEL, T, D.Grid1D(dx=p["dx"]), p["dtau"]).kl_from(DATA), 0.0
             note = NOTE_RIPPLE[(eps, om)][1]
             if eps >= 0.1:  # the note's predicted failure: worse than the unrefined model
                 out.append(_kl_measure(f"PF-ODE endpoint eps={eps} omega={om} > base (predicted failure)", kl, err,
@@ -358,7 +505,8 @@ def ce_gradient_counterexample(ctx: Context) -> list[Measurement]:
             out.append(_kl_measure(f"PF-ODE endpoint eps={eps} omega={om} vs note", kl, err, note,
                                    extra_tol=_note_unit(note), why=NOTE_WHY))
         else:
-            res = D.ode_endpoint(D.bayes_field(DATA, MODEL, 1.0, eps_eff, om), MODEL, T, D.Grid1D(dx=p["dx"]), p["dtau"])
+            fld = fld or D.bayes_field(DATA, MODEL, 1.0, eps, om)
+            res = D.ode_endpoint(fld, MODEL, T, D.Grid1D(dx=p["dx"]), p["dtau"])
             out.append(Measurement(name=f"PF-ODE collapse eps={eps} omega={om} (grid mass < 0.5)",
                                    measured=float(res.mass < 0.5), kind="true",
                                    reason="near-atomic endpoint: its atoms fall between grid points, so the grid "
@@ -388,6 +536,7 @@ GAUSS_CASES = {  # data (mu, v) -> model (mu, v): note's (base, MSE sde/ode/path
 }
 
 
+@functools.lru_cache(maxsize=16)
 def _pair(name: str):
     if name == "G":
         return DATA, MODEL
@@ -397,91 +546,131 @@ def _pair(name: str):
 
 @functools.lru_cache(maxsize=32)
 def _beta(name: str, obj: str, n_spline: int):
-    """Optimal linear-logit slope beta(t) (spline) for case ``name`` ("G" = setting G), memoised."""
+    """Optimal linear-logit slope beta(t) (cubic spline on n_spline times) for case ``name`` ("G" = setting G)."""
     data, model = _pair(name)
     return D.linear_beta_spline(data, model, obj, T, n_spline)
 
 
+def _beta_mse_gauss(name: str, t: float) -> float:
+    """MSE-optimal slope of a Gaussian case in closed form: E_{p_t}[-(x - mu_t)/v_t + (x - mu_theta,t)/v_theta,t]
+    = (mu_t - mu_theta,t)/v_theta,t."""
+    data, model = _pair(name)
+    _, mu, _ = data.marginal(t)
+    _, mh, vh = model.marginal(t)
+    return float((mu[0] - mh[0]) / vh[0])
+
+
+def _half_spline(n_spline: int) -> int:
+    """Node count of the spline with every other node (the spline-error estimate compares the two)."""
+    return (n_spline - 1) // 2 + 1
+
+
+def _signed(beta, sign: float):
+    return beta if sign == 1.0 else (lambda t: sign * beta(t))
+
+
 @functools.lru_cache(maxsize=32)
-def _gauss_case(name: str, n_spline: int, n_steps: int, flip: bool):
+def _gauss_case(name: str, n_spline: int, n_steps: int, mse_sign: float, ce_sign: float, errors: bool = True):
+    """{obj: [(sde KL, RK4 err), (ode KL, RK4 err), (path KL, 0)], "spline_err": ...} of Gaussian case ``name``.
+    The MSE slope is the exact beta(t) = E_{p_t}[grad log p_t - s_theta] in closed form (no spline; the tests check
+    it against :func:`numerics.papers.discriminator.refined_1d.mse_optimal_linear`); the CE slope is the spline, whose error is estimated by the KL change with every other node dropped."""
     (m0, v0), _, _ = GAUSS_CASES[name]
     data, model = _pair(name)
+    betas = {"mse": _signed(functools.partial(_beta_mse_gauss, name), mse_sign),
+             "ce": _signed(_beta(name, "ce", n_spline), ce_sign)}
     res = {}
-    for obj in ("mse", "ce"):
-        if obj == "ce" and flip:  # the control breaks only the MSE slope
-            res[obj] = _gauss_case(name, n_spline, n_steps, False)["ce"]
-            continue
-        beta = _beta(name, obj, n_spline)
-        if flip:
-            b0 = beta
-            beta = lambda t, b0=b0: -b0(t)  # noqa: E731
+    for obj, beta in betas.items():
         vals = []
         for smp in ("sde", "ode"):
-            fine = D.gaussian_refined_endpoint(model, beta, smp, T, n_steps)
-            coarse = D.gaussian_refined_endpoint(model, beta, smp, T, n_steps // 2)
-            kf, kc = gaussian_kl_1d(m0, v0, *fine), gaussian_kl_1d(m0, v0, *coarse)
+            kf = gaussian_kl_1d(m0, v0, *D.gaussian_refined_endpoint(model, beta, smp, T, n_steps))
+            kc = gaussian_kl_1d(m0, v0, *D.gaussian_refined_endpoint(model, beta, smp, T, n_steps // 2)) if errors else kf
             vals.append((kf, abs(kf - kc)))
         vals.append((D.gaussian_path_kl(data, model, beta, T), 0.0))
         res[obj] = vals
+    res["spline_err"] = 0.0
+    if errors:
+        half = _signed(_beta(name, "ce", _half_spline(n_spline)), ce_sign)
+        res["spline_err"] = max(abs(gaussian_kl_1d(m0, v0, *D.gaussian_refined_endpoint(model, half, smp, T, n_steps))
+                                    - res["ce"][i][0]) for i, smp in enumerate(("sde", "ode")))
     return res
 
 
 @functools.lru_cache(maxsize=16)
-def _gmm_linear(obj: str, n_spline: int, dx: float, dtau: float, flip: bool):
-    """(KL, err) of the SDE refined by the optimal linear logit in setting G (sign flipped for the control)."""
-    b0 = _beta("G", obj, n_spline)
-    beta = (lambda t: -b0(t)) if flip else b0
-    return D.kl_with_error(DATA, D.linear_field(MODEL, beta), MODEL, "sde", T, D.Grid1D(dx=dx), dtau)
+def _gmm_linear(obj: str, n_spline: int, dx: float, dtau: float, sign: float, errors: bool = True):
+    """(KL, err, spline err) of the SDE refined by the optimal linear logit in setting G (slope times ``sign``).
+    err: doubling dx and dtau; spline err: at the doubled resolution, the change with every other spline node dropped.
+    ``errors=False`` (control runs): one solve, both errors 0."""
+    beta = _signed(_beta("G", obj, n_spline), sign)
+    if not errors:
+        return _sde_kl(D.linear_field(MODEL, beta), MODEL, dx, dtau), 0.0, 0.0
+    kl, err = D.kl_with_error(DATA, D.linear_field(MODEL, beta), MODEL, "sde", T, D.Grid1D(dx=dx), dtau)
+    half = _signed(_beta("G", obj, _half_spline(n_spline)), sign)
+    a = _sde_kl(D.linear_field(MODEL, beta), MODEL, 2 * dx, 2 * dtau)
+    b = _sde_kl(D.linear_field(MODEL, half), MODEL, 2 * dx, 2 * dtau)
+    return kl, err, abs(a - b)
 
 
 @claim(
     id="discriminator.misspecified_linear_family",
     paper=PAPER,
     statement="C6: in the linear-logit family (correction beta(t) constant in x) the gradient-matching optimum "
-              "gives smaller endpoint KL than the CE optimum for SDE and PF-ODE; in the Gaussian case its endpoint "
-              "KL equals its path KL; the note's table is reproduced",
+              "gives smaller endpoint KL than the CE optimum for SDE and PF-ODE; in the Gaussian case its SDE endpoint "
+              "is the forward-marginal law N(mu_0, v_theta,0) up to the terminal mismatch; the note's table is reproduced",
     note=f"{NOTE}#c6-misspecified",
     provenance="reconstructed",
     quick={"cases": ["N(0,1)->N(1,0.25)", "N(0,1)->N(0.5,2.25)"], "n_spline": 101, "n_steps": 1600,
            "gmm": True, "dx": 0.01, "dtau": 4e-3},
     full={"cases": list(GAUSS_CASES), "n_spline": 401, "n_steps": 4000, "gmm": True, "dx": 0.005, "dtau": 2e-3},
+    controls={"mse_slope_sign": "the MSE-optimal slope written +E_{p_t}[s_theta] (sign of -E_{p_t}[s_theta] lost)",
+              "ce_labels_swapped": "the logistic regression fitted with the real samples labelled 0 (beta_CE -> -beta_CE)"},
 )
 def misspecified_linear_family(ctx: Context) -> list[Measurement]:
-    """Control: the MSE-optimal slope with the wrong sign."""
     p = ctx.params
+    ms = -1.0 if ctx.bug("mse_slope_sign") else 1.0
+    cs = -1.0 if ctx.bug("ce_labels_swapped") else 1.0
+    errors = ctx.control is None  # control runs: no error estimates (their bugs move the KLs by O(0.01-10))
     out = []
-    spline_tol = 1e-4  # cubic-spline interpolation of beta(t): checked against n=2x in tests (< 1e-5 observed)
     for name in p["cases"]:
-        note = GAUSS_CASES[name][2]
-        r = _gauss_case(name, p["n_spline"], p["n_steps"], ctx.broken)
+        (m0, v0), (m1, v1), note = GAUSS_CASES[name]
+        r = _gauss_case(name, p["n_spline"], p["n_steps"], 1.0, 1.0, True)
+        if not errors:  # the bugged objective without error estimates, the other one as stated
+            rb = _gauss_case(name, p["n_spline"], p["n_steps"], ms, cs, False)
+            r = {"mse": rb["mse"] if ms < 0 else r["mse"], "ce": rb["ce"] if cs < 0 else r["ce"],
+                 "spline_err": r["spline_err"]}
         for i, smp in enumerate(("sde", "ode")):
             (km, em), (kc, ec) = r["mse"][i], r["ce"][i]
             out.append(Measurement(name=f"{name} {smp}: MSE-opt KL <= CE-opt KL", measured=km, predicted=kc, kind="le",
-                                   tol=em + ec + 2 * spline_tol, reason="RK4 halving error of both + spline error",
-                                   extra={"mse": km, "ce": kc}))
-        path_m = r["mse"][2][0]
-        out.append(Measurement(name=f"{name}: MSE-opt SDE endpoint KL = path KL (exact score of N(mu, v_hat))",
-                               measured=r["mse"][0][0], predicted=path_m, kind="equal",
-                               tol=r["mse"][0][1] + 2 * spline_tol + 1e-3,
-                               reason="RK4 error + spline error + 1e-3: the terminal mismatch KL(p_T||q_T) is amplified "
-                                      "by the backward flow (see note)"))
-        got = [r["mse"][0][0], r["mse"][1][0], path_m, r["ce"][0][0], r["ce"][1][0], r["ce"][2][0]]
+                                   tol=em + ec + r["spline_err"],
+                                   reason="RK4 halving error of both + the CE spline's error estimate (every other "
+                                          "node dropped)", extra={"mse": km, "ce": kc}))
+        # forward-marginal identity: the MSE-refined score is the exact score of r_t = law of N(mu0, v_theta0) at t
+        _, mh, vh = D.Mixture1D([1], [m1], [v1]).marginal(T)
+        terminal = 0.5 * (m1 - m0) ** 2 * math.exp(-2 * T) / vh[0]  # KL(r_T || p_theta,T): equal variances
+        exact = gaussian_kl_1d(m0, v0, m0, v1)
+        out.append(Measurement(name=f"{name}: MSE-opt SDE endpoint KL = KL(p_0 || N(mu_0, v_theta,0))",
+                               measured=r["mse"][0][0], predicted=exact, kind="equal",
+                               tol=r["mse"][0][1] + terminal,
+                               reason="RK4 halving error + KL(r_T || p_theta,T), which bounds the endpoint's change "
+                                      "from starting at p_theta,T instead of r_T (data processing; "
+                                      "note #c6-misspecified)",
+                               extra={"path_kl": r["mse"][2][0], "terminal_bound": terminal}))
+        got = [r["mse"][0][0], r["mse"][1][0], r["mse"][2][0], r["ce"][0][0], r["ce"][1][0], r["ce"][2][0]]
         dev = max(abs(a - b) for a, b in zip(got, note[1:]))
         out.append(Measurement(name=f"{name}: max |ours - note| over the six table entries", measured=dev,
                                predicted=0.0, kind="le", tol=2e-3,
-                               reason="the note prints 3-4 significant digits (0.806 is a truncation of 0.80685); two "
-                                      "units of the third decimal", extra={"ours": got, "note": list(note[1:])}))
+                               reason="two units of the note's third decimal: one for its truncation (0.806 for "
+                                      "0.80685), one for its own unreported discretisation error",
+                               extra={"ours": got, "note": list(note[1:])}))
     if p["gmm"]:
-        res = {}
-        for obj in ("mse", "ce"):
-            res[obj] = _gmm_linear(obj, p["n_spline"], p["dx"], p["dtau"], ctx.broken and obj == "mse")
-        (km, em), (kc, ec) = res["mse"], res["ce"]
+        km, em, sm = _gmm_linear("mse", p["n_spline"], p["dx"], p["dtau"], ms, errors or ms == 1.0)
+        kc, ec, sc = _gmm_linear("ce", p["n_spline"], p["dx"], p["dtau"], cs, errors or cs == 1.0)
         out.append(Measurement(name="setting G SDE: MSE-opt KL <= CE-opt KL", measured=km, predicted=kc, kind="le",
-                               tol=em + ec, reason="refinement error estimates", extra={"note": [0.0485, 0.0657]}))
-        out.append(_kl_measure("setting G SDE MSE-opt vs note 0.0485", km, em + 2 * spline_tol, 0.0485,
-                               extra_tol=_note_unit(0.0485), why="spline error + " + NOTE_WHY))
-        out.append(_kl_measure("setting G SDE CE-opt vs note 0.0657", kc, ec + 2 * spline_tol, 0.0657,
-                               extra_tol=_note_unit(0.0657), why="spline error + " + NOTE_WHY))
+                               tol=em + ec + sm + sc, reason="refinement and spline error estimates of both",
+                               extra={"note": [0.0485, 0.0657]}))
+        out.append(_kl_measure("setting G SDE MSE-opt vs note 0.0485", km, em + sm, 0.0485,
+                               extra_tol=_note_unit(0.0485), why="spline error estimate + " + NOTE_WHY))
+        out.append(_kl_measure("setting G SDE CE-opt vs note 0.0657", kc, ec + sc, 0.0657,
+                               extra_tol=_note_unit(0.0657), why="spline error estimate + " + NOTE_WHY))
     return out
 
 
@@ -498,98 +687,161 @@ def _fits(n: int, seed: int, lam: float):
     return fg, fc
 
 
+@functools.lru_cache(maxsize=32)
+def _trained_row(n: int, seed: int, lam: float, dx: float, dtau: float):
+    """Per objective: (SDE endpoint KL, its error, path KL, its error) of the trained logit, and the endpoint density.
+    err: change when dx and dtau are doubled; path: Gauss-Legendre with the hat knots as breakpoints, n = 12 vs 6,
+    x-trapezoid with step 0.01 (Gaussian-weighted analytic integrand of width >= 0.5, frequencies |omega| < 8:
+    spectrally small error)."""
+    g = D.Grid1D(dx=dx)
+    xs = np.linspace(-12, 12, 2401)
+    res = {}
+    for obj, fam in zip(("gm", "ce"), _fits(n, seed, lam)):
+        corr = lambda z, t, fam=fam: fam.grad(z, t)  # noqa: E731
+        pieces = tuple(float(k) for k in fam.knots if k < T)
+        path = D.path_kl(DATA, MODEL, corr, T, n=12, x=xs, pieces=pieces)
+        path_half = D.path_kl(DATA, MODEL, corr, T, n=6, x=xs, pieces=pieces)
+        q = D.sde_endpoint(D.feature_field(MODEL, fam), MODEL, T, g, dtau)
+        kl = D.endpoint_kl(DATA.density(g.x, 0.0), q, g.dx)
+        kl2 = _sde_kl(D.feature_field(MODEL, fam), MODEL, 2 * dx, 2 * dtau)
+        res[obj] = (kl, abs(kl - kl2), path, abs(path - path_half), q)
+    return res
+
+
+def _emp_log_density(xs, pts, t: float, var_as_std: bool = False):
+    r"""log of the empirical marginal :math:`p^n_t = \frac1n\sum_i N(x; \alpha_t x_i, \sigma_t^2)` on ``xs``
+    (``var_as_std``: the kernel exponent divided by 2 sigma_t instead of 2 sigma_t^2, a control)."""
+    a, s2 = alpha_sigma2(t)
+    e = -0.5 * (xs[:, None] - a * pts) ** 2 / (math.sqrt(s2) if var_as_std else s2)
+    m = e.max(axis=1, keepdims=True)
+    return (m + np.log(np.exp(e - m).mean(axis=1, keepdims=True)))[:, 0] - 0.5 * math.log(2 * math.pi * s2)
+
+
 @claim(
     id="discriminator.overfitting",
     paper=PAPER,
     statement="C7: the Bayes discriminator against a finite real set (n points) refines the model into the "
-              "empirical marginal: population CE gap grows as t -> 0 and KL(data || endpoint at t=delta) blows up "
-              "as delta -> 0 (memorisation); restricted, norm-bounded feature logits trained by either objective "
-              "improve on the unrefined model at the largest sample size",
+              "empirical marginal p^n_delta: KL(data || p^n_delta) lies in [LB, LB + log n] with LB = -h(p) + "
+              "log(2 pi sigma_delta^2)/2 + E min_i|x - alpha x_i|^2/(2 sigma_delta^2) -> infinity, so it exceeds the "
+              "unrefined KL at small delta (memorisation; the population CE gap of that logit is recorded); "
+              "the gradient-matching regression target is unbiased for the score (Tweedie); restricted, norm-bounded "
+              "feature logits trained by either objective satisfy endpoint KL <= path KL (Girsanov); their endpoint "
+              "KL against n is recorded, not asserted (no ordering holds at these n)",
     note=f"{NOTE}#c7-overfitting",
     provenance="reconstructed",
-    quick={"n_memo": 20, "deltas": [0.1, 0.01, 0.001], "ce_times": [1.0, 0.1, 0.01], "sizes": [100, 3000],
-           "lam": 1e-3, "dx": 0.02, "dtau": 8e-3},
-    full={"n_memo": 20, "deltas": [0.1, 0.01, 0.001, 1e-4], "ce_times": [2.0, 1.0, 0.1, 0.01, 0.001],
-          "sizes": [100, 1000, 10000, 100000], "lam": 1e-3, "dx": 0.01, "dtau": 4e-3},
+    quick={"n_memo": 20, "deltas": [0.1, 0.01, 0.001, 1e-4], "ce_times": [1.0, 0.1, 0.01], "sizes": [100, 3000],
+           "lam": 1e-3, "dx": 0.02, "dtau": 8e-3, "n_target": 200_000},
+    full={"n_memo": 20, "deltas": [0.1, 0.01, 0.001, 1e-4, 1e-5], "ce_times": [2.0, 1.0, 0.1, 0.01, 0.001],
+          "sizes": [100, 1000, 10000, 100000], "lam": 1e-3, "dx": 0.01, "dtau": 4e-3, "n_target": 1_000_000},
+    controls={"kernel_var_as_std": "the empirical marginal's Gaussian kernels divide by 2 sigma_t, not 2 sigma_t^2",
+              "sde_drift_half": SDE_DRIFT_HALF,
+              "dsm_target_alpha_dropped": "the gradient-matching target -(x_t - x_0)/sigma_t^2 without alpha_t"},
 )
 def overfitting(ctx: Context) -> list[Measurement]:
-    """Control: the 'memorising' discriminator is replaced by the population Bayes logit (no blow-up), and the
-    trained logits are used with the opposite sign."""
     p = ctx.params
+    bug_std = ctx.bug("kernel_var_as_std")
     rng = np.random.default_rng(ctx.sub_seed)
     pts = DATA.sample(p["n_memo"], rng)
     out = []
-    xs = np.linspace(-10, 10, 40001)
+    xs = np.linspace(-10, 10, 20001)
     dxs = xs[1] - xs[0]
     lp0 = DATA.log_density(xs, 0.0)
-
-    def emp_log(t):
-        if ctx.broken:
-            return DATA.log_density(xs, t)
-        a, s2 = alpha_sigma2(t)
-        e = -0.5 * (xs[:, None] - a * pts) ** 2 / s2
-        m = e.max(axis=1, keepdims=True)
-        return (m + np.log(np.exp(e - m).mean(axis=1, keepdims=True)))[:, 0] - 0.5 * math.log(2 * math.pi * s2)
+    w0 = np.exp(lp0) * dxs
+    neg_h = float(np.sum(w0 * lp0))  # -h(p), same quadrature as the KLs
 
     gaps = []
     for t in p["ce_times"]:
-        dn = emp_log(t) - MODEL.log_density(xs, t)
+        dn = _emp_log_density(xs, pts, t, bug_std) - MODEL.log_density(xs, t)
         d0 = DATA.log_density(xs, t) - MODEL.log_density(xs, t)
         pt, qt = DATA.density(xs, t), MODEL.density(xs, t)
         ce = lambda d: np.sum(pt * np.logaddexp(0, -d) + qt * np.logaddexp(0, d)) * dxs  # noqa: E731
         gaps.append(float(ce(dn) - ce(d0)))
-    out.append(Measurement(name="population CE gap of the memorising logit: small t / large t", measured=gaps[-1] / max(gaps[0], 1e-300),
-                           predicted=10.0, kind="ge", tol=0.0,
-                           reason="predicted growth as t -> 0 (CE gap -> KL-like divergence of atoms); a factor 10 "
-                                  "is far inside the observed range", extra={"gaps": gaps, "times": p["ce_times"]}))
-    kls = []
+    out.append(Measurement(name="population CE gap of the memorising logit increases as t decreases",
+                           measured=float(np.all(np.diff(gaps) > 0)), kind="true", counted=False,
+                           reason="informational: no realistic bug of ours reverses it (the kernel bug keeps it)",
+                           extra={"gaps": gaps, "times": p["ce_times"]}))
+    kls, rows, worst = [], [], -np.inf
     for dl in p["deltas"]:
-        lq = emp_log(dl)
-        kls.append(float(np.sum(np.exp(lp0) * (lp0 - lq)) * dxs))
-    base, _ = _grid_quantities(0.001)
-    out.append(Measurement(name=f"KL(data || empirical marginal at delta={p['deltas'][-1]})", measured=kls[-1],
-                           predicted=10 * base, kind="ge", tol=0.0,
-                           reason="memorisation: the endpoint tends to n atoms, KL -> infinity like 1/sigma_delta^2; "
-                                  "a factor 10 over the unrefined model", extra={"kls": kls, "deltas": p["deltas"]}))
-    out.append(Measurement(name="KL increases as delta decreases", measured=float(np.all(np.diff(kls) > 0)),
-                           kind="true", reason="monotone blow-up predicted"))
-    # restricted trained logits
-    g = D.Grid1D(dx=p["dx"])
-    sign = -1.0 if ctx.broken else 1.0
-    rows = []
-    dens = {}
-    for n in p["sizes"]:
-        fg, fc = _fits(n, ctx.sub_seed, p["lam"])
-        qg = D.sde_endpoint(D.feature_field(MODEL, fg, w=sign), MODEL, T, g, p["dtau"])
-        qc = D.sde_endpoint(D.feature_field(MODEL, fc, w=sign), MODEL, T, g, p["dtau"])
-        pg = DATA.density(g.x, 0.0)
-        rows.append((n, D.endpoint_kl(pg, qg, g.dx), D.endpoint_kl(pg, qc, g.dx)))
-        dens[n] = (qg, qc)
-    n_max, kg, kc = rows[-1]
-    coarse_err = 0.02  # coarse grid (dx=0.02, dtau=8e-3): C4's refinement error at this size is < 2e-3; 10x margin
-    out.append(Measurement(name=f"gradient-matched logit n={n_max}: KL < unrefined", measured=kg, predicted=base,
-                           kind="le", tol=coarse_err, reason="coarse-grid error allowance (C4 refinement x10)",
+        _, s2 = alpha_sigma2(dl)
+        a = math.exp(-dl)
+        kl = float(np.sum(w0 * (lp0 - _emp_log_density(xs, pts, dl, bug_std))))
+        dmin2 = np.min((xs[:, None] - a * pts) ** 2, axis=1)
+        lb = neg_h + 0.5 * math.log(2 * math.pi * s2) + float(np.sum(w0 * dmin2)) / (2 * s2)
+        ub = lb + math.log(p["n_memo"])
+        kls.append(kl)
+        rows.append({"delta": dl, "kl": kl, "lb": lb, "ub": ub})
+        worst = max(worst, lb - kl, kl - ub)
+    out.append(Measurement(name="max over delta of the excursion of KL(data || p^n_delta) outside [LB, LB + log n]",
+                           measured=worst, predicted=0.0, kind="le",
+                           tol=4 * xs.size * UNIT_ROUNDOFF * (1 + max(abs(r["lb"]) + abs(r["kl"]) for r in rows)),
+                           reason="the sandwich holds pointwise in the integrand (mean of kernels between max/n and max), "
+                                  "so also for the grid sums: only their rounding, 4 n u of the magnitudes, n = 20001 "
+                                  "(note #c7-overfitting)",
                            extra={"rows": rows}))
-    out.append(Measurement(name=f"CE-trained logit n={n_max}: KL < unrefined", measured=kc, predicted=base,
-                           kind="le", tol=coarse_err, reason="coarse-grid error allowance (C4 refinement x10)"))
+    base, _ = _grid_quantities(0.001)
+    out.append(Measurement(name=f"KL(data || p^n_delta) at delta={p['deltas'][-1]} exceeds the unrefined KL",
+                           measured=kls[-1], predicted=base, kind="ge", tol=0.0,
+                           reason="memorisation: the lower end LB of the sandwich grows like 1/sigma_delta^2; exact "
+                                  "comparison of two grid sums", extra={"lb": rows[-1]["lb"], "kls": kls}))
+    out.append(Measurement(name="KL increases as delta decreases", measured=float(np.all(np.diff(kls) > 0)),
+                           kind="true", counted=False, reason="informational: follows from the sandwich at small delta"))
+    # the regression target of the gradient-matching fits (refined_1d._noisy) is unbiased for the score (Tweedie):
+    # E[(a - s_p(x_t)) s_p(x_t)] = 0 over x_0 ~ p, t ~ U[0.01, T]; this is what makes the GM loss the Fisher form
+    r3 = np.random.default_rng([ctx.sub_seed, 3])
+    x0 = DATA.sample(p["n_target"], r3)
+    xt, tt, a = D._noisy(x0, r3, T, 1e-2)
+    if ctx.bug("dsm_target_alpha_dropped"):
+        a = -(xt - x0) / (-np.expm1(-2 * tt))
+    _, m_t, v_t = D._marg_arrays(DATA, tt)
+    s_t = D._mixture_score_vec(xt, DATA.w, m_t, v_t)
+    ci = mean_ci((a - s_t) * s_t, level=ENSEMBLE_LEVEL, method="normal")
+    out.append(Measurement(name="gradient-matching target: E[(a - grad log p_t) grad log p_t] = 0 (Tweedie)",
+                           measured=ci.mean, predicted=0.0, kind="equal", tol=Z_ENS * ci.se,
+                           reason=f"Monte Carlo half-width z*se at the ensemble level (z={Z_ENS:.2f}), "
+                                  f"{p['n_target']} draws (note #c7-overfitting)"))
+    # restricted trained logits: Girsanov for every fit; the endpoint KLs are recorded
+    drift_half = ctx.bug("sde_drift_half")
+    table, worst_g = [], -np.inf
+    for n in p["sizes"]:
+        row = _trained_row(n, ctx.sub_seed, p["lam"], p["dx"], p["dtau"])
+        entry = {"n": n}
+        for obj, fam in zip(("gm", "ce"), _fits(n, ctx.sub_seed, p["lam"])):
+            kl, err, path, perr, _ = row[obj]
+            if drift_half:
+                kl, err = _sde_kl(_drift_half(D.feature_field(MODEL, fam)), MODEL, p["dx"], p["dtau"]), 0.0
+            worst_g = max(worst_g, kl - (path + err + perr))
+            entry.update({f"{obj}_kl": kl, f"{obj}_err": err, f"{obj}_path": path})
+        table.append(entry)
+    out.append(Measurement(name="max over the trained fits of SDE endpoint KL - (path KL + errors)", measured=worst_g,
+                           predicted=0.0, kind="le", tol=0.0,
+                           reason="Girsanov + data processing; each fit's bound carries its own errors (dx, dtau "
+                                  "doubling of the endpoint; n=12 vs 6 Gauss nodes per hat piece for the path)",
+                           extra={"rows": table, "unrefined": base}))
+    top = table[-1]
     fig = ctx.figure(figsize=(9, 3.5))
     ax1, ax2 = fig.add_subplot(121), fig.add_subplot(122)
+    g = D.Grid1D(dx=p["dx"])
+    last = _trained_row(p["sizes"][-1], ctx.sub_seed, p["lam"], p["dx"], p["dtau"])
     ax1.plot(g.x, DATA.density(g.x, 0.0), "k", label="data")
     ax1.plot(g.x, MODEL.density(g.x, 0.0), "k:", label="model")
-    ax1.plot(g.x, dens[n_max][1], label=f"CE-refined (n={n_max})")
-    ax1.plot(g.x, dens[n_max][0], "--", label=f"gradient-matched (n={n_max})")
+    ax1.plot(g.x, last["ce"][4], label=f"CE-refined (n={top['n']})")
+    ax1.plot(g.x, last["gm"][4], "--", label=f"gradient-matched (n={top['n']})")
     ax1.set_xlim(-5, 5)
     ax1.legend(fontsize=7)
-    ax2.loglog([r[0] for r in rows], [r[1] for r in rows], "o-", label="gradient matching")
-    ax2.loglog([r[0] for r in rows], [r[2] for r in rows], "s-", label="cross-entropy")
+    ns = [r["n"] for r in table]
+    ax2.loglog(ns, [r["gm_kl"] for r in table], "o-", label="gradient matching: endpoint")
+    ax2.loglog(ns, [r["ce_kl"] for r in table], "s-", label="cross-entropy: endpoint")
+    ax2.loglog(ns, [r["gm_path"] for r in table], "o:", label="gradient matching: path KL")
+    ax2.loglog(ns, [r["ce_path"] for r in table], "s:", label="cross-entropy: path KL")
     ax2.axhline(base, color="k", ls=":", label="unrefined")
     ax2.set_xlabel("training samples n")
-    ax2.set_ylabel("SDE endpoint KL")
-    ax2.legend(fontsize=7)
+    ax2.set_ylabel("KL")
+    ax2.legend(fontsize=6)
     fig.tight_layout()
     return out
 
 
+# ----------------------------------------------------------------------------------------------
 # ----------------------------------------------------------------------------------------------
 # C8
 # ----------------------------------------------------------------------------------------------
@@ -600,43 +852,53 @@ MISSING_MODEL = D.Mixture1D([0.98, 0.02], [-2.0, 2.0], [0.36, 0.36])
     id="discriminator.missing_mode",
     paper=PAPER,
     statement="C8: on a region R the model nearly misses, d = d* + A S(x) (S a smoothed indicator of R, applied "
-              "for t <= t1) costs at most A E_{p_theta,t}[S] in CE, yet the refined SDE endpoint KL exceeds "
-              "KL_T + the largest CE gap (bounded only by the gradient-error path KL)",
+              "for t <= t1) has CE gap <= A E_{p_theta,t}[S] (a bound, checked), while the refined SDE endpoint KL "
+              "exceeds KL_T + the largest CE gap (a CE-gap bound of the form KL <= KL_T + gap fails) and stays below "
+              "the Girsanov path KL of the gradient error A grad S (checked)",
     note=f"{NOTE}#c8-missing-mode",
     provenance="reconstructed",
     expect="fails-as-predicted",
     quick={"A": 1.5, "t1": 0.3, "dx": 0.01, "dtau": 4e-3, "times": [0.01, 0.1, 0.3]},
     full={"A": 1.5, "t1": 0.3, "dx": 0.005, "dtau": 2e-3, "times": [0.001, 0.01, 0.05, 0.1, 0.2, 0.3]},
+    controls={"perturbation_sign": "the tilt towards R applied with the wrong sign, d = d* - A S",
+              "sde_drift_half": SDE_DRIFT_HALF,
+              "chain_rule_width_dropped": "grad S without the 1/width factor of its logistic edges (width 0.1)"},
 )
 def missing_mode(ctx: Context) -> list[Measurement]:
-    """Control: the perturbation placed where the model has mass (R around -2), which CE does not find cheap."""
     p = ctx.params
     A, t1 = p["A"], p["t1"]
-    c = -2.0 if ctx.broken else 2.0
+    sgn = -1.0 if ctx.bug("perturbation_sign") else 1.0
+    c = 2.0
     S = lambda z: 1 / (1 + np.exp(-(z - (c - 1)) / 0.1)) / (1 + np.exp(-((c + 1) - z) / 0.1))  # noqa: E731
-    dS = lambda z: S(z) * ((1 - 1 / (1 + np.exp(-(z - (c - 1)) / 0.1))) / 0.1  # noqa: E731
-                           - (1 - 1 / (1 + np.exp(-((c + 1) - z) / 0.1))) / 0.1)
+    width = 0.1
+    inv_w = 1.0 if ctx.bug("chain_rule_width_dropped") else 1 / width
+    dS = lambda z: S(z) * ((1 - 1 / (1 + np.exp(-(z - (c - 1)) / width))) * inv_w  # noqa: E731
+                           - (1 - 1 / (1 + np.exp(-((c + 1) - z) / width))) * inv_w)
     out = []
-    gaps = []
+    gaps, rows = [], []
+    xs = np.linspace(-12, 12, 24001)
     for t in p["times"]:
-        gap = D.ce_gap(DATA, MISSING_MODEL, t, lambda z: A * S(z))
-        xs = np.linspace(-12, 12, 24001)
+        gap = D.ce_gap(DATA, MISSING_MODEL, t, lambda z: sgn * A * S(z))
         bound = A * float(np.sum(MISSING_MODEL.density(xs, t) * S(xs)) * (xs[1] - xs[0]))
         gaps.append(gap)
-        out.append(Measurement(name=f"CE gap <= A E_q[S] at t={t}", measured=gap, predicted=bound, kind="le", tol=1e-9,
-                               reason="pointwise bound (phi' <= q on the way up); trapezoid error ~1e-12"))
+        rows.append({"t": t, "gap": gap, "bound": bound})
+    out.append(Measurement(name="max over t of CE gap - A E_q[S]", measured=max(r["gap"] - r["bound"] for r in rows),
+                           predicted=0.0, kind="le", tol=1e-9,
+                           reason="pointwise bound: phi'(d* + a) <= q for a >= 0 (note #c8-missing-mode); trapezoid "
+                                  "error ~1e-12", extra={"rows": rows}))
 
     def field(z, t):
         sp_, dsp = DATA.score_and_derivative(z, t)
-        sq, dsq = MISSING_MODEL.score_and_derivative(z, t)
         if t > t1:
             return sp_, dsp
         h = 1e-4
         d2 = (dS(z + h) - dS(z - h)) / (2 * h)
-        return sp_ + A * dS(z), dsp + A * d2
+        return sp_ + sgn * A * dS(z), dsp + sgn * A * d2
 
-    kl, err = D.kl_with_error(DATA, field, MISSING_MODEL, "sde", T, D.Grid1D(dx=p["dx"]), p["dtau"])
-    xs = np.linspace(-12, 12, 24001)
+    if ctx.bug("sde_drift_half"):
+        kl, err = _sde_kl(_drift_half(field), MISSING_MODEL, p["dx"], p["dtau"]), 0.0
+    else:
+        kl, err = D.kl_with_error(DATA, field, MISSING_MODEL, "sde", T, D.Grid1D(dx=p["dx"]), p["dtau"])
     kl_T = kl_cells(DATA.density(xs, T), MISSING_MODEL.density(xs, T), xs[1] - xs[0])
     ts, ws = D.time_nodes(t1, pieces=(0.0, 0.05), n=24)
     path = kl_T + sum(wi * float(np.sum(DATA.density(xs, ti) * (A * dS(xs)) ** 2) * (xs[1] - xs[0]))
@@ -644,7 +906,9 @@ def missing_mode(ctx: Context) -> list[Measurement]:
     out.append(_kl_measure("refined SDE endpoint KL > KL_T + max CE gap (CE gap does not control the damage)",
                            kl, err, kl_T + max(gaps), kind="ge", extra={"max_ce_gap": max(gaps), "path_kl": path}))
     out.append(_kl_measure("refined SDE endpoint KL <= path KL (Girsanov)", kl, err, path, kind="le",
-                           extra={"path_kl": path}))
+                           extra={"path_kl": path},
+                           why="refinement error estimate (doubling dx and dtau); the path integral is exact to "
+                               "Gauss-Legendre precision (smooth integrand, 24 nodes per piece)"))
     return out
 
 
@@ -662,20 +926,29 @@ def missing_mode(ctx: Context) -> list[Measurement]:
     expect="fails-as-predicted",
     quick={"h": 1e-4},
     full={"h": 1e-5},
+    controls={"no_mismatch": "the discriminator trained against q_t itself (q-bar_t = q_t)",
+              "kl_reversed": "the rate of KL(p || q) computed instead of KL(q || p)"},
 )
 def reference_marginal_mismatch(ctx: Context) -> list[Measurement]:
     """Particles x -> x + h v(x) with v = k x keep N(0, 4(1+hk)^2); the KL rate is a central difference of the
-    closed-form Gaussian KL.  Control: q-bar_t replaced by q_t (no mismatch)."""
+    closed-form Gaussian KL."""
     h = ctx.params["h"]
     vq, vp = 4.0, 1.0
-    vbar = vq if ctx.broken else 0.5
+    vbar = vq if ctx.bug("no_mismatch") else 0.5
     out = []
     for name, k, pred in (("grad log(p/q)", 1 / vq - 1 / vp, -2.25), ("grad log(p/q-bar)", 1 / vbar - 1 / vp, 3.0)):
-        kl = lambda s: gaussian_kl_1d(0.0, vq * (1 + s * k) ** 2, 0.0, vp)  # noqa: E731
+        if ctx.bug("kl_reversed"):
+            kl = lambda s: gaussian_kl_1d(0.0, vp, 0.0, vq * (1 + s * k) ** 2)  # noqa: E731
+        else:
+            kl = lambda s: gaussian_kl_1d(0.0, vq * (1 + s * k) ** 2, 0.0, vp)  # noqa: E731
         rate = (kl(h) - kl(-h)) / (2 * h)
+        trunc = h * h * abs(k) ** 3 / (3 * (1 - h * abs(k)) ** 3)
+        rounding = 4 * UNIT_ROUNDOFF * (1 + abs(kl(0.0))) / h
         out.append(Measurement(name=f"dKL(q||p)/dtau along {name}", measured=rate, predicted=pred, kind="equal",
-                               tol=10 * h * h * abs(k) ** 3 * 64 + 1e-8,
-                               reason="central difference O(h^2 |k|^3 v) truncation + rounding u/h"))
+                               tol=trunc + rounding,
+                               reason="central difference: h^2/6 max|f'''| with |f'''| <= 2|k|^3/(1-h|k|)^3 (only the "
+                                      "-log(1+sk) term has a third derivative) + rounding 4u(1+KL)/h "
+                                      "(note #c9-reference-mismatch)"))
     return out
 
 
@@ -687,81 +960,119 @@ DATA2, MODEL2 = D2.setting_g2()
 BOX2 = ((-5.5, 5.5), (-5.0, 5.5))
 
 
-@functools.lru_cache(maxsize=32)
-def _fits_2d(n: int, seed: int, lam: float, T2: float, n_freq: int):
-    """GM- and CE-trained FeatureLogit2D on n real / n model samples of setting G2 (memoised: the control reuses them)."""
-    r2 = np.random.default_rng([seed, n, 2])
-    real, fake = DATA2.sample_data(n, r2), MODEL2.sample_data(n, r2)
-    knots = (0.0, 0.05, 0.2, 0.6, 1.5, T2)
-    fg = D2.fit_logit_gm_2d(D2.FeatureLogit2D(n_freq=n_freq, knots=knots, seed=5), real, MODEL2, r2, T2,
-                            lam=lam, repeats=1)
-    fc = D2.fit_logit_ce_2d(D2.FeatureLogit2D(n_freq=n_freq, knots=knots, seed=5), real, fake, r2, T2,
-                            lam=lam, repeats=1)
-    return {"gm": fg, "ce": fc}
+@functools.lru_cache(maxsize=128)
+def _samples_2d(n: int, seed: int, rep: int):
+    """n real and n model samples of setting G2 for replicate ``rep`` (shared by both objectives: paired design)."""
+    r = np.random.default_rng([seed, n, 2, rep])
+    return DATA2.sample_data(n, r), MODEL2.sample_data(n, r)
 
 
-@functools.lru_cache(maxsize=64)
-def _chain_2d(which: str, n_train: int, w: float, seed: int, lam: float, T2: float, n_freq: int, steps: int,
-              grid_n: int, refine: bool) -> D2.EndpointKL:
+@functools.lru_cache(maxsize=128)
+def _fit_2d(obj: str, n: int, seed: int, rep: int, lam: float, T2: float, n_freq: int, alpha_dropped: bool = False):
+    """A FeatureLogit2D trained by ``obj`` ("gm" or "ce") on replicate ``rep`` (memoised: controls reuse it).
+    ``alpha_dropped`` (a control): the gradient-matching target -(x_t - x_0)/sigma_t^2 without alpha_t."""
+    real, fake = _samples_2d(n, seed, rep)
+    r = np.random.default_rng([seed, n, 2, rep, 0 if obj == "gm" else 1])
+    fam = D2.FeatureLogit2D(n_freq=n_freq, knots=(0.0, 0.05, 0.2, 0.6, 1.5, T2), seed=5)
+    if obj == "ce":
+        return D2.fit_logit_ce_2d(fam, real, fake, r, T2, lam=lam, repeats=1)
+    xt, t, target = D2._noisy(real, r, T2, 1e-2)  # as fit_logit_gm_2d with repeats=1
+    if alpha_dropped:
+        target = -(xt - real) / (-np.expm1(-2 * t))[:, None]
+    return D2.gm_solve_2d(fam, xt, t, target - MODEL2.score(xt, t), lam)
+
+
+@functools.lru_cache(maxsize=256)
+def _chain_2d(which: str, n_train: int, w: float, seed: int, rep: int, lam: float, T2: float, n_freq: int,
+              steps: int, grid_n: int, refine: bool, alpha_dropped: bool = False) -> D2.EndpointKL:
     """Endpoint KL of the refined EI-SDE chain in setting G2; ``which`` in {"exact", "gm", "ce"} (w < 0: flipped)."""
     if which == "exact":
         corr = D2.bayes_correction(DATA2, MODEL2)
     else:
-        corr = D2.feature_correction(_fits_2d(n_train, seed, lam, T2, n_freq)[which])
+        corr = D2.feature_correction(_fit_2d(which, n_train, seed, rep, lam, T2, n_freq, alpha_dropped))
     return D2.endpoint_kl_2d(DATA2, MODEL2, corr, w, BOX2, grid_n, D2.time_grid(T2, steps), refine=refine)
+
+
+def _t_interval(x: np.ndarray):
+    """Mean of replicate values with its Student-t interval at the ensemble level."""
+    return mean_ci(np.asarray(x, dtype=float), level=ENSEMBLE_LEVEL, method="t")
 
 
 @claim(
     id="discriminator.trained_2d",
     paper=PAPER,
     statement="C7 in 2-D (setting G2, EI-SDE chain, exact grid law): the Bayes logit d* fixes the refined sampler up to "
-              "discretisation (endpoint KL below the unrefined KL(p||p_theta)); random-Fourier x time-hat logits with a "
-              "ridge bound trained by gradient matching on the largest sample also improve on the unrefined model; "
-              "endpoint KL vs n recorded for both objectives and w in {1, 2}",
-    note=f"{NOTE}#c7-overfitting",
+              "discretisation (endpoint KL below the unrefined KL(p||p_theta)); over independent training sets of size "
+              "n_rep, random-Fourier x time-hat logits with a ridge bound trained by gradient matching improve on the "
+              "unrefined model on average and beat cross-entropy training on average (paired difference of endpoint "
+              "KLs < 0, t-interval at the ensemble level); endpoint KL vs n recorded for both objectives and w in {1, 2}",
+    note=f"{NOTE}#c7-2d-trained",
     provenance="reconstructed",
     quick={"sizes": [100, 1000], "weights": [1.0, 2.0], "lam": 1e-3, "T": 3.0, "n_freq": 16, "steps": 10,
-           "grid_n": 25},
+           "grid_n": 25, "n_rep": 24, "rep_size": 10000, "err_reps": 4, "control_reps": 12},
     full={"sizes": [100, 1000, 10000, 100000], "weights": [1.0, 2.0], "lam": 1e-3, "T": 3.0, "n_freq": 16,
-          "steps": 20, "grid_n": 37},
+          "steps": 20, "grid_n": 37, "n_rep": 20, "rep_size": 10000, "err_reps": 4, "control_reps": 12},
+    controls={"logit_sign": "the logit of the other class: refined score s_theta - w grad d (sign convention)",
+              "gm_alpha_dropped": "the gradient-matching target -(x_t - x_0)/sigma_t^2 without alpha_t"},
 )
 def trained_2d(ctx: Context) -> list[Measurement]:
-    """Control: the logits used with the opposite sign (refined score s_theta - w grad d): the exact d* and the
-    gradient-matched fit at the largest n (the table of the other fits is not recomputed)."""
     p = ctx.params
-    sign = -1.0 if ctx.broken else 1.0
-    key = (ctx.sub_seed, p["lam"], p["T"], p["n_freq"], p["steps"], p["grid_n"])
+    sign = -1.0 if ctx.bug("logit_sign") else 1.0
+    alpha = ctx.bug("gm_alpha_dropped")
+    control = ctx.control is not None
+    seed = ctx.sub_seed
+    cfg = (p["lam"], p["T"], p["n_freq"], p["steps"], p["grid_n"])
     g1, g2 = (np.linspace(lo, hi, p["grid_n"]) for lo, hi in BOX2)
     base = D2.kl_grid_2d(D2.mixture_density_grid(DATA2, g1, g2, 0.0), D2.mixture_density_grid(MODEL2, g1, g2, 0.0),
                          g1, g2)
-    # the flipped chain is far off (KL ~ 1): one resolution suffices to flag it
-    ex = _chain_2d("exact", 0, sign, *key[:5], key[5], not ctx.broken)
+    ex = _chain_2d("exact", 0, sign, 0, 0, *cfg, not control)
+    kg, kc, eg, ec = [], [], [0.0], [0.0]
+    # control runs use the first control_reps training sets and one grid: their bugs move the KLs by O(1)
+    for rep in range(min(p["n_rep"], p["control_reps"]) if control else p["n_rep"]):
+        refine = rep < p["err_reps"] and not control  # grid error estimated on the first err_reps training sets
+        a = _chain_2d("gm", p["rep_size"], sign, seed, rep, *cfg, refine, alpha)
+        b = _chain_2d("ce", p["rep_size"], sign, seed, rep, *cfg, refine)
+        kg.append(a.kl)
+        kc.append(b.kl)
+        if refine:
+            eg.append(a.err)
+            ec.append(b.err)
+    gm_ci = _t_interval(kg)
+    diff_ci = _t_interval(np.subtract(kg, kc))
+    grid_err = max(eg) + max(ec)
     rows = []
-    for n in ([] if ctx.broken else p["sizes"]):  # the control flips only what its measurements use
-        row = {"n": n}
-        for obj in ("gm", "ce"):
-            for w in p["weights"]:
-                row[f"{obj} w={w:g}"] = _chain_2d(obj, n, sign * w, *key[:5], key[5], False).kl
-        rows.append(row)
-    n_max = p["sizes"][-1]
-    gm_top = _chain_2d("gm", n_max, sign * 1.0, *key[:5], key[5], not ctx.broken)
-    table = {"base_kl": base, "exact_w1": ex.kl, "rows": rows}
+    if not control:  # the table (one training set per n, rep 0) is informational
+        for n in p["sizes"]:
+            row = {"n": n}
+            for obj in ("gm", "ce"):
+                for w in p["weights"]:
+                    row[f"{obj} w={w:g}"] = _chain_2d(obj, n, w, seed, 0, *cfg, False).kl
+            rows.append(row)
+    table = {"base_kl": base, "exact_w1": ex.kl, "rows": rows, "rep_gm": kg, "rep_ce": kc}
     out = [
         Measurement(name="exact d*, w=1: refined EI-SDE endpoint KL <= unrefined KL(p||p_theta)", measured=ex.kl,
                     predicted=base, kind="le", tol=ex.err,
                     reason="grid refinement |KL_n - KL_2n-1| (both spacings halved) + escaped mass; the time "
                            "discretisation of the chain is part of the sampler measured",
                     extra={"kl_fine": ex.kl_fine, "escaped": ex.escaped, "grid": p["grid_n"], "steps": p["steps"]}),
-        Measurement(name=f"gradient-matched logit n={n_max}, w=1: endpoint KL <= unrefined", measured=gm_top.kl,
-                    predicted=base, kind="le", tol=gm_top.err,
-                    reason="grid refinement of this chain + escaped mass", extra=table),
+        Measurement(name=f"gradient matching, n={p['rep_size']}, w=1: mean endpoint KL over {p['n_rep']} training "
+                         f"sets <= unrefined", measured=gm_ci.mean, ci=gm_ci.ci, predicted=base, kind="le",
+                    tol=max(eg),
+                    reason="upper end of the Student-t interval at the ensemble level <= the unrefined KL + the "
+                           "largest grid error |KL_n - KL_2n-1| + escaped mass of the first err_reps chains",
+                    extra=table),
+        Measurement(name=f"gradient matching minus cross-entropy, n={p['rep_size']}, w=1: mean paired endpoint-KL "
+                         f"difference < 0", measured=diff_ci.mean, ci=diff_ci.ci, predicted=-grid_err, kind="le",
+                    tol=0.0,
+                    reason="the paper's ordering, strictly: the upper end of the Student-t interval at the ensemble "
+                           "level lies below minus the largest grid errors of both chains (first err_reps training "
+                           "sets; note #c7-2d-trained)",
+                    extra={"differences": list(np.subtract(kg, kc)), "grid_err": grid_err}),
     ]
-    table["winner"] = {f"n={r['n']} w={w:g}": ("gm" if r[f"gm w={w:g}"] < r[f"ce w={w:g}"] else "ce")
-                       for r in rows for w in p["weights"]}
-    fig = ctx.figure(figsize=(6, 4))
-    ax = fig.add_subplot(111)
-    if not rows:
+    if control:
         return out
+    fig = ctx.figure(figsize=(10, 4))
+    ax = fig.add_subplot(121)
     ns = [r["n"] for r in rows]
     for obj, mk in (("gm", "o"), ("ce", "s")):
         for w, ls in zip(p["weights"], ("-", "--", ":")):
@@ -769,8 +1080,15 @@ def trained_2d(ctx: Context) -> list[Measurement]:
                       label=f"{'gradient matching' if obj == 'gm' else 'cross-entropy'}, w={w:g}")
     ax.axhline(base, color="k", ls=":", label="unrefined KL(p||p_theta)")
     ax.axhline(ex.kl, color="grey", ls="-.", label="exact d*, w=1")
-    ax.set_xlabel("training samples n")
+    ax.set_xlabel("training samples n (one training set each)")
     ax.set_ylabel("EI-SDE endpoint KL (2-D grid)")
     ax.legend(fontsize=7)
+    ax2 = fig.add_subplot(122)
+    ax2.plot(kc, kg, "o", label=f"{p['n_rep']} training sets, n={p['rep_size']}")
+    lim = [min(kg + kc) * 0.9, max(kg + kc) * 1.1]
+    ax2.plot(lim, lim, "k--", lw=0.8, label="equal KL")
+    ax2.set_xlabel("cross-entropy: endpoint KL")
+    ax2.set_ylabel("gradient matching: endpoint KL")
+    ax2.legend(fontsize=7)
     fig.tight_layout()
     return out

@@ -499,10 +499,11 @@ def fisher_gap(data: Mixture1D, field_corr: Callable, t: float, model: Mixture1D
 
 
 def path_kl(data: Mixture1D, model: Mixture1D, correction: Callable, T: float = 8.0, n: int = 24,
-            x: np.ndarray | None = None) -> float:
+            x: np.ndarray | None = None, pieces=(0.0, 0.05, 0.3, 1.0, 3.0)) -> float:
     r"""Girsanov path KL (OU, :math:`g^2/2 = 1`):
-    :math:`\mathrm{KL}(p_T\|\hat p_T) + \int_0^T E_{p_t}|\nabla\log p_t - s_\theta - c|^2\,dt`."""
-    ts, ws = time_nodes(T, n=n)
+    :math:`\mathrm{KL}(p_T\|\hat p_T) + \int_0^T E_{p_t}|\nabla\log p_t - s_\theta - c|^2\,dt`
+    (composite Gauss-Legendre in ``t`` with breakpoints ``pieces``: put the kinks of ``c`` in time there)."""
+    ts, ws = time_nodes(T, pieces=pieces, n=n)
     g = np.linspace(-12, 12, 24001) if x is None else x
     integral = sum(wi * fisher_gap(data, correction, float(ti), model, g) for ti, wi in zip(ts, ws))
     kl_T = kl_cells(data.density(g, T), model.density(g, T), g[1] - g[0])
