@@ -161,3 +161,65 @@ def test_support_claims_registered():
     from numerics.checks import load_all
     claims = load_all(["numerics.papers.support.claims"])
     assert {"support.rate_exponent", "support.three_disks", "support.score_identity"} <= set(claims)
+
+
+# ----------------------------------------------------------------- the claims' helpers (issue 18)
+@pytest.mark.parametrize("method", ["ei_ode", "ei_sde", "ei_sde_code", "ddim", "ddpm"])
+def test_step_coefficients_match_generated_and_are_consistent(method):
+    from numerics.generated import integrator_coeffs as IC
+    from numerics.papers.support.claims import step_coefficients
+    for t, s in [(5.0, 4.9), (1.0, 0.9), (1e-3, 1e-3 / 1.1)]:
+        a, c = step_coefficients(method, t, s)
+        assert a >= 0 and c >= 0
+        assert a * math.exp(-t) + c == pytest.approx(math.exp(-s), rel=1e-12)
+        co = getattr(IC, f"{method}_coeffs")(t, s)
+        if method.startswith("ei"):  # q = score = (lam D - y)/sigma^2
+            s2 = -math.expm1(-2 * t)
+            a_gen, c_gen = co[0] - co[1] / s2, co[1] * math.exp(-t) / s2
+        else:
+            a_gen, c_gen = co[0], co[1]
+        assert (a, c) == pytest.approx((a_gen, c_gen), rel=1e-12)
+
+
+def test_class_hull_distance_matches_brute_force():
+    from scipy.spatial import ConvexHull
+    from matplotlib.path import Path
+    from numerics.papers.support.claims import ClassHull
+    for reg in (Crescent((2.0, 2.0), 1.5, 1.0, 0.8), Annulus((0.0, 0.0), 1.5, 1.0), Disk((1.0, 0.0), 0.7), Lens()):
+        H = ClassHull([reg])
+        th = np.linspace(0, 2 * np.pi, 40000, endpoint=False)
+        if isinstance(reg, Lens):
+            pts = reg.boundary(40001)
+        else:
+            pts = reg.c + reg.R * np.stack([np.cos(th), np.sin(th)], 1)
+            pts = np.concatenate([pts[reg.distance(pts) <= 1e-12], np.asarray(reg._isect).reshape(-1, 2)])
+        hv = pts[ConvexHull(pts).vertices]
+        x = np.random.default_rng(1).uniform(-4, 4, (500, 2)) + hv.mean(axis=0)
+        A, B = hv, np.roll(hv, -1, 0)
+        AB = B - A
+        AQ = x[:, None] - A[None]
+        tt = np.clip((AQ * AB).sum(2) / (AB * AB).sum(1), 0, 1)
+        d = AQ - tt[..., None] * AB
+        bd = np.where(Path(hv).contains_points(x), 0.0, np.sqrt((d * d).sum(2)).min(1))
+        assert np.max(np.abs(bd - H.distance(x))) < 1e-4
+
+
+def test_noise_variance_is_the_c3_recursion_without_memory():
+    from numerics.papers.support.claims import noise_variance, variance_recursion, _rho
+    grid = time_grid("geometric", T=5.0, delta=1e-3, kappa=0.1)
+    h = grid[:-1] - grid[1:]
+    a = np.exp(h) - 2 * np.expm1(h) / -np.expm1(-2 * grid[:-1])
+    assert noise_variance("ei_sde_code", grid) == pytest.approx(variance_recursion(grid, "code") - np.prod(a) ** 2,
+                                                                 rel=1e-12)
+
+
+def test_oracle_guidance_matches_package():
+    from numerics.papers.support.claims import oracle_guidance
+    rng = np.random.default_rng(0)
+    for rm in (three_disks(), RegionMixture([Box([-1, -1, 0], [0, 1, 1]), Box([0.5, -0.5, -1], [2, 0.5, 0])]),
+               RegionMixture([Sphere([0, 0, 0], 1.0), Sphere([2.5, 0, 0], 0.5)])):
+        y = rng.standard_normal((4, rm.d))
+        t = 0.3
+        s = math.sqrt(-math.expm1(-2 * t))
+        g = oracle_guidance(rm, y, t, 1, 1e-4 * s)
+        assert np.max(np.abs(g - rm.guidance_vector(y, t, 1))) * s < 1e-5

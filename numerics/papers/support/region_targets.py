@@ -488,8 +488,9 @@ class RegionMixture:
     Notes
     -----
     A :class:`numerics.target.Target`, so :func:`numerics.samplers.sample` accepts it directly;
-    ``denoiser`` is the exact posterior mean (not Tweedie from the score).  The results of one ``(x, t)``
-    are cached, so a guided step computes the component moments once.
+    ``denoiser`` is the exact posterior mean (not Tweedie from the score).  The results of recent ``(x, t)``
+    (up to :attr:`CACHE_BYTES`) are cached (keyed by the exact bytes of x), so a guided step computes the
+    component moments once and a re-evaluation along a stored trajectory costs no quadrature.
     """
 
     def __init__(self, regions, weights=None, labels=None, kernel: str = "exact", panels: int = 24,
@@ -514,7 +515,12 @@ class RegionMixture:
         self.regions, self.weights, self.labels = regions, w, lab.astype(int)
         self.d, self.K, self.n_classes = dims.pop(), K, C
         self.kernel, self.panels, self.order = kernel, check_int(panels, "panels", 2), check_int(order, "order", 2)
-        self._cache = None
+        self._cache = {}
+
+    #: Bytes kept by the (t, x) cache of :meth:`component_moments` (a whole trajectory of a few hundred
+    #: samples, so that checks re-evaluating the sampler's states, e.g. the support claims' contraction
+    #: lemma, cost no quadrature); the oldest entries are dropped first.
+    CACHE_BYTES = 64_000_000
 
     def __repr__(self):
         return f"RegionMixture({self.regions}, weights={self.weights.tolist()}, labels={self.labels.tolist()})"
@@ -525,9 +531,10 @@ class RegionMixture:
         x, _ = check_points(x, self.d)
         t = check_time(t)
         P, n = panels or self.panels, order or self.order
-        key = (t, P, n, self.kernel)
-        if self._cache is not None and self._cache[0] == key and np.array_equal(self._cache[1], x):
-            return self._cache[2]
+        key = (t, P, n, self.kernel, x.shape, x.tobytes())
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
         lam, s2 = alpha_sigma2(t)
         N = x.shape[0]
         ll = np.empty((N, self.K))
@@ -556,7 +563,13 @@ class RegionMixture:
                     ll[:, k] = l + math.log(self.weights[k])
                 mean[:, k] = m
         out = (ll, mean)
-        self._cache = (key, x.copy(), out)
+        size = ll.nbytes + mean.nbytes + x.nbytes
+        self._cache_bytes = getattr(self, "_cache_bytes", 0) + size
+        while self._cache and self._cache_bytes > self.CACHE_BYTES:
+            k0 = next(iter(self._cache))
+            l0, m0 = self._cache.pop(k0)
+            self._cache_bytes -= l0.nbytes + m0.nbytes + len(k0[-1])
+        self._cache[key] = out
         return out
 
     def log_density(self, x, t) -> np.ndarray:
@@ -620,7 +633,6 @@ class RegionMixture:
             return 0.0
         _, m1 = self.component_moments(x, t)
         _, m2 = self.component_moments(x, t, 2 * self.panels, 2 * self.order)
-        self._cache = None
         return float(np.max(np.abs(m1 - m2)))
 
 
