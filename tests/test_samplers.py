@@ -285,3 +285,85 @@ def test_gaussian_kl():
 def test_exact_law_rejects_mixture(gm):
     with pytest.raises(ValueError, match="target"):
         exact_law(gm, "ddim", GRID)
+
+
+# ------------------------------------------------------------------------------- the samplers claims' helpers
+@pytest.mark.parametrize("method, kw", [("ddpm", {}), ("ddim_eta", {"eta": 1.0}), ("ddim_eta", {"eta": 0.3}),
+                                        ("dpm_solver_1", {}), ("dpm_solver_2", {}), ("ei_sde", {}), ("euler", {})])
+def test_chain_without_bug_is_sample(gm, method, kw):
+    """The claims' control runs inject bugs into `chain`, a transcription of `sample`'s loop: without a bug it
+    must reproduce `sample` bit for bit (same coefficients, kernel calls and random stream)."""
+    from numerics.papers.samplers.claims import chain
+
+    grid = time_grid("geometric", T=5.0, delta=1e-3, kappa=0.5)
+    a = sample(gm, method, grid=grid, n=50, seed=7, label=1, guidance=3.0, **kw)
+    b = chain(gm, method, grid, 50, 7, label=1, w=3.0, eta=kw.get("eta"))
+    assert np.array_equal(a, b)
+    x0 = np.random.default_rng(1).standard_normal((20, 2))
+    assert np.array_equal(sample(gm, method, grid=grid, n=20, seed=3, x_init=x0, **kw),
+                          chain(gm, method, grid, 20, 3, eta=kw.get("eta"), x_init=x0))
+
+
+def test_chain_bugs_change_the_output(gm):
+    """Each injected bug changes the output (a control that changes nothing would be idle)."""
+    from numerics.papers.samplers.claims import chain, float32_coeffs
+
+    grid = time_grid("geometric", T=5.0, delta=1e-3, kappa=0.5)
+    ref = chain(gm, "dpm_solver_1", grid, 30, 0, label=1, w=2.0)
+    for kw in ({"coef_bug": float32_coeffs}, {"q_at_end": True}, {"eps_variance": True}, {"w_q": 1.0}):
+        assert not np.array_equal(ref, chain(gm, "dpm_solver_1", grid, 30, 0, label=1, w=2.0, **kw))
+
+
+def test_independent_posterior_coefficients_match_generated():
+    """The DDPM law oracle's coefficients (mpmath, from the schedule) agree with the generated ones to the
+    latter's documented accuracy (two independent routes)."""
+    from numerics.papers.samplers.claims import posterior_coeffs_mp
+
+    for t, s in [(3.0, 2.88), (0.5, 0.02), (0.1, 0.099), (5.0, 1e-3), (1e-3, 1e-6)]:
+        a = np.array(posterior_coeffs_mp(t, s))
+        b = np.array(IC.ddpm_coeffs(t, s))
+        assert np.all(np.abs(a - b) <= 1e-13 * np.abs(a)), (t, s, a, b)
+
+
+@pytest.mark.parametrize("method", ["ddim", "dpm_solver_1", "dpm_solver_2", "ei_ode", "euler"])
+def test_order_oracle_is_the_method(method):
+    """`oracle_endpoint` (the method from the note's formulas, used to size the order window) agrees with the
+    sampler on the Gaussian target to rounding."""
+    from numerics.papers.samplers.claims import oracle_endpoint
+
+    g = gaussian_target()
+    grid = time_grid("logsnr", T=2.0, delta=0.05, n=40)
+    x0 = np.random.default_rng(2).standard_normal((16, 2))
+    ref = sample(g, method, grid=grid, n=16, x_init=x0)
+    np.testing.assert_allclose(oracle_endpoint(method, grid, x0, g.means[0], g.covs[0]), ref, rtol=0, atol=1e-12)
+
+
+def test_order_windows_are_in_the_derivation_range():
+    """For both profiles the fitted range has max|W|/(n_1 max|U|) < 1/2 (order_window raises otherwise) and the
+    window is narrower than the gap to the next integer order."""
+    from numerics.checks import load_all
+    from numerics.papers.samplers.claims import order_methods, order_window
+
+    claim = load_all(["numerics.papers.samplers.claims"])["samplers.convergence_orders"]
+    g = gaussian_target()
+    x0 = np.random.default_rng(0).standard_normal((16, 2))
+    for prof in (claim.quick, claim.full):
+        for delta in prof["deltas"]:
+            for method, order in order_methods(prof).items():
+                w = order_window(method, order, prof["ns"], {**prof, "delta": delta}, x0, g)
+                assert w["ratio"] < 0.5 and 0 < w["half"] < 0.25, (method, delta, w)
+
+
+@pytest.mark.parametrize("method", ["ddpm", "ddim_eta", "ei_sde", "ei_sde_code", "euler_maruyama"])
+def test_weak_order_helpers(method):
+    """The weak-order claim's routes agree: exact_law, its transcription (used for the control runs) and the
+    independent per-coordinate oracle (used for the window)."""
+    from numerics.papers.samplers.claims import law_kl, weak_oracle_kl, weak_target
+
+    gm = weak_target(4)
+    eta = 0.5 if method == "ddim_eta" else None
+    grid = time_grid("logsnr", T=2.0, delta=0.05, n=24)
+    a = law_kl(method, grid, gm, eta)
+    b = law_kl(method, grid, gm, eta, coef_bug=lambda k, t, s, c: c)
+    c = weak_oracle_kl(method, grid, gm, 0.5)
+    assert a > 0 and abs(a - b) <= 1e-10 * a and abs(a - c) <= 1e-9 * a, (a, b, c)
