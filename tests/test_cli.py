@@ -25,7 +25,8 @@ def registry_with(*bodies: tuple[str, Any], expect: str = "holds") -> dict[str, 
     reg: dict[str, Claim] = {}
     for cid, body in bodies:
         claim(id=cid, paper=cid.split(".")[0], statement=f"statement of {cid}", note="test",
-              provenance="reconstructed", expect=expect, registry=reg)(body)
+              provenance="reconstructed", expect=expect, registry=reg,
+              controls={"bump": "a bug that moves the measurement (test only)"})(body)
     return reg
 
 

@@ -38,7 +38,8 @@ def registry_with(*bodies: tuple[str, Callable[[Context], Any]]) -> dict[str, Cl
     reg: dict[str, Claim] = {}
     for cid, body in bodies:
         claim(id=cid, paper=cid.split(".")[0], statement=f"statement of {cid}", note="test",
-              provenance="reconstructed", registry=reg)(body)
+              provenance="reconstructed", registry=reg,
+              controls={"bump": "a bug that moves the measurement (test only)"})(body)
     return reg
 
 

@@ -5,7 +5,7 @@ Modules
 claim      Claim, Measurement, Context, the ``@claim`` decorator and :data:`REGISTRY`
 verdict    pass rules of measurements, claim verdicts, baseline drift
 results    the data of a run: CheckedMeasurement, ClaimResult, RunReport
-runner     runs claims (stated run + negative control), isolates failures, keeps the report current
+runner     runs claims (stated run + each named control), isolates failures, keeps the report current
 report     report.json / report.md / figures, baselines
 examples   two self-contained demo claims (registered only in ``examples.CLAIMS``, not REGISTRY)
 

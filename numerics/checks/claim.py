@@ -63,7 +63,7 @@ KINDS: frozenset[str] = frozenset({"equal", "le", "ge", "interval", "true"})
 PROVENANCES: frozenset[str] = frozenset({"quoted", "reconstructed", "standard"})
 #: What the theory predicts for the measurements.
 EXPECTS: frozenset[str] = frozenset({"holds", "fails-as-predicted"})
-#: Negative-control modes: ``"broken"`` (default, the function is rerun with ctx.broken=True)
+#: Control modes: ``"broken"`` (default: the function is rerun once per named control, ctx.bug(name))
 #: or ``"none"`` (no control; requires ``control_reason``).
 CONTROLS: frozenset[str] = frozenset({"broken", "none"})
 #: Parameter profiles. ``"reduced"`` is the full profile with each claim's documented
@@ -71,8 +71,6 @@ CONTROLS: frozenset[str] = frozenset({"broken", "none"})
 PROFILES: tuple[str, ...] = ("quick", "full", "reduced")
 
 _ID_RE = re.compile(r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_\-]+)+$")
-# TRANSITION ONLY (removed once every claim names its controls): an unnamed ctx.broken control.
-_LEGACY = {"legacy_broken": "LEGACY unnamed control (ctx.broken): name and describe it"}
 _CONTROL_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NEEDS_PREDICTED = frozenset({"equal", "le", "ge"})
 
@@ -478,7 +476,7 @@ def claim(
         new = Claim(id=id, paper=paper, statement=statement, note=note, provenance=provenance,
                     expect=expect, func=func, quick=quick_set, full=full_set, control=control,
                     control_reason=control_reason, module=getattr(func, "__module__", ""),
-                    controls=dict(controls or ({} if control == "none" else _LEGACY)),
+                    controls=dict(controls or {}),
                     reduced=dict(reduced or {}), reduced_reason=reduced_reason)
         _register(target, new)
         func.claim = new  # type: ignore[attr-defined]

@@ -285,7 +285,7 @@ NOTE_RHO = {(0.1, "ei_ode"): 4.862e-2, (0.5, "ei_ode"): 6.397e-2, (0.1, "ddim"):
     paper="support",
     statement="(support C1) with all classes on a shared subspace V, the V-orthogonal part of the ei_ode, euler "
               "and ddim outputs is rho times the initial one for every guidance gamma",
-    note=f"{NOTE} (C1)",
+    note=f"{NOTE}#c1-c3",
     provenance="reconstructed",
     quick={"kappas": [0.1], "gammas": [1.0, 3.0, 10.0], "n": 64},
     full={"kappas": [0.1, 0.5], "gammas": [1.0, 3.0, 10.0], "n": 512},
@@ -348,7 +348,7 @@ NOTE_VAR = {0.1: 2.192e-3, 0.5: 2.979e-3}
     paper="support",
     statement="(support C3) for DDPM-EI (ei_sde_code) with classes on a shared subspace, the orthogonal "
               "variance per coordinate follows v_{k+1} = (e^h - 2(e^h-1)/sigma_k^2)^2 v_k + 2(e^h-1), for any gamma",
-    note=f"{NOTE} (C3)",
+    note=f"{NOTE}#c1-c3",
     provenance="reconstructed",
     quick={"kappas": [0.1], "n": 4000, "gamma": 3.0},
     full={"kappas": [0.1, 0.5], "n": 20000, "gamma": 3.0},

@@ -42,7 +42,8 @@ def draw(rng: np.random.Generator, n: int, w, mu, s2: float) -> np.ndarray:
 
 @claim(id="demo.posterior_is_logistic", paper="demo",
        statement="the class posterior of two Gaussian classes with one variance is sigma(a x + b)",
-       note=NOTE, provenance="standard", quick={**SETTING, "n": 512}, full={**SETTING, "n": 8192})
+       note=NOTE, provenance="standard", quick={**SETTING, "n": 512}, full={**SETTING, "n": 8192},
+       controls={"prior_dropped": "Bayes' rule without the class prior w_k"})
 def posterior_is_logistic(ctx: Context) -> list[Measurement]:
     """Bayes' rule from the densities against the closed form, point by point, in units of a
     first-order rounding bound."""
@@ -52,7 +53,7 @@ def posterior_is_logistic(ctx: Context) -> list[Measurement]:
     a = (mu[1] - mu[0]) / s2
     b = (mu[0] ** 2 - mu[1] ** 2) / (2.0 * s2) + math.log(w[1] / w[0])
     closed = 1.0 / (1.0 + np.exp(-(a * x + b)))
-    bayes = posterior(x, w, mu, s2, use_prior=not ctx.broken)
+    bayes = posterior(x, w, mu, s2, use_prior=not ctx.bug("prior_dropped"))
     # First order in u, allowing 4 ulp for each exp and log. Bayes: each w_k e^{-q_k} / c errs by
     # <= u (4 q_k + 8) relative (q_k itself by 4u relative), the ratio A_1 / (A_0 + A_1) <= 1 adds
     # the larger of the two twice plus 2u: <= u (8 max q + 18). Closed form: z = a x + b errs by
@@ -72,13 +73,14 @@ def posterior_is_logistic(ctx: Context) -> list[Measurement]:
 @claim(id="demo.posterior_averages_to_prior", paper="demo",
        statement="E[p(1 | X)] = w_1 for X drawn from the mixture",
        note=NOTE, provenance="standard", quick={**SETTING, "n": 16384},
-       full={**SETTING, "n": 262144})
+       full={**SETTING, "n": 262144},
+       controls={"prior_dropped": "Bayes' rule without the class prior w_k"})
 def posterior_averages_to_prior(ctx: Context) -> list[Measurement]:
     """Monte Carlo mean of the posterior against the prior w_1, Hoeffding tolerance."""
     p = ctx.params
     w, mu, s2, n = p["w"], p["mu"], p["s2"], p["n"]
     mean = float(np.mean(posterior(draw(ctx.rng, n, w, mu, s2), w, mu, s2,
-                                   use_prior=not ctx.broken)))
+                                   use_prior=not ctx.bug("prior_dropped"))))
     # p(1 | x) lies in [0, 1]: P(|mean - w_1| >= t) <= 2 exp(-2 n t^2) = FALSE_ALARM (Hoeffding);
     # rounding (n u) is far below.
     tol = math.sqrt(math.log(2.0 / FALSE_ALARM) / (2.0 * n)) + n * U
