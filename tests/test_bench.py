@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 
 from numerics import GaussianMixture
-from numerics.fast import GEMM_RATIO, FastMixture, guided_ddim_step, guided_ddpm_step, logit_error_bounds
+from numerics.fast import (GEMM_RATIO, FastMixture, agreement_bound, guided_ddim_step, guided_ddpm_step,
+                           logit_error_bounds)
 from numerics.bench.numpy_baseline import NumpyMixture
 
 U = 2.0**-53
@@ -53,29 +54,9 @@ def _iso_mixture(rng, K=6, d=5, scale=2.0):
 MIXTURES = {"spiked": _mixture, "iso": _iso_mixture, "iso12": lambda rng: _iso_mixture(rng, d=12)}
 
 
-def _component_quantities(gm, x, t, quantity):
-    """Per-component score or denoiser (N, K, d) from the model's formulas, in mpmath-free float64."""
-    alpha, sigma2 = np.exp(-t), -np.expm1(-2 * t)
-    covs = gm.covs
-    C = alpha**2 * covs + sigma2 * np.eye(gm.d)
-    v = x[:, None, :] - alpha * gm.means[None]
-    Cv = np.linalg.solve(C[None], v[..., None])[..., 0]
-    if quantity == "score":
-        return -Cv
-    return gm.means[None] + alpha * np.einsum("kij,nkj->nki", covs, Cv)
-
-
 def _tol(fm, gm, x, t, quantity):
-    n = gm.d + gm.K + fm.R + 8
-    q = _component_quantities(gm, x, t, quantity)
-    ref = getattr(gm, quantity)(x, t)
-    Eg, _ = logit_error_bounds(fm, x, t)
-    L, _ = fm.logits(x, t, "direct")
-    heavy = L - L.max(axis=1, keepdims=True) > -40.0
-    eps = np.where(heavy, Eg, 0.0).max(axis=1)
-    spread = np.abs(q - ref[:, None, :]).max(axis=(1, 2))
-    scale = np.abs(q).max(axis=(1, 2)) + np.abs(x).max(axis=1) / min(1.0, -np.expm1(-2 * t))
-    return (2.0 * (2.0 * eps * spread + gamma(n) * scale))[:, None], ref
+    """The bound of the module docstring (:func:`numerics.fast.agreement_bound`) and the reference value."""
+    return agreement_bound(fm, gm, x, t, quantity), getattr(gm, quantity)(x, t)
 
 
 @pytest.mark.parametrize("kind", ["spiked", "iso", "iso12"])  # per particle; lanes with loops; lanes with BLAS

@@ -9,9 +9,9 @@ sampler's ``fast=True`` option and ``guidance-verify bench`` run it.  Modules: :
 from Numba's cache, on first use.
 """
 from numerics.fast.kernels import stream_update
-from numerics.fast.mixture import (GEMM_RATIO, FastMixture, guided_ddim_step, guided_ddpm_step,
-                                   logit_error_bounds)
+from numerics.fast.mixture import (GEMM_RATIO, FastMixture, agreement_bound, guided_ddim_step,
+                                   guided_ddpm_step, logit_error_bounds)
 from numerics.fast.spiked import spiked_factors
 
-__all__ = ["FastMixture", "guided_ddim_step", "guided_ddpm_step", "logit_error_bounds", "stream_update",
+__all__ = ["FastMixture", "agreement_bound", "guided_ddim_step", "guided_ddpm_step", "logit_error_bounds", "stream_update",
            "spiked_factors", "GEMM_RATIO"]

@@ -18,7 +18,7 @@ from numerics.fast.spiked import spiked_factors
 from numerics.schedule import alpha_sigma2
 from numerics.validate import check_points, check_time
 
-__all__ = ["FastMixture", "guided_ddim_step", "guided_ddpm_step", "logit_error_bounds",
+__all__ = ["FastMixture", "agreement_bound", "guided_ddim_step", "guided_ddpm_step", "logit_error_bounds",
            "GEMM_RATIO", "DENSE_DIM", "LANES_DIM", "CHUNK"]
 
 #: :math:`\rho`: the GEMM form is kept while its error bound is at most this multiple of the direct form's.
@@ -339,3 +339,43 @@ def logit_error_bounds(fm: FastMixture, x, t):
     E_gemm = 0.5 * (gam * S**2 / c0 + spk_g) + floor
     E_direct = 0.5 * (gam * (vn**2 + 2 * vn * S) / c0 + spk_d) + floor
     return E_gemm, E_direct
+
+
+def _component_quantities(gm, x, t, quantity):
+    """Per-component score or denoiser ``(N, K, d)`` from the model's formulas (float64, direct solves)."""
+    alpha, sigma2 = alpha_sigma2(t)
+    covs = gm.covs
+    C = alpha**2 * covs + sigma2 * np.eye(gm.d)
+    v = x[:, None, :] - alpha * gm.means[None]
+    Cv = np.linalg.solve(C[None], v[..., None])[..., 0]
+    if quantity == "score":
+        return -Cv
+    return gm.means[None] + alpha * np.einsum("kij,nkj->nki", covs, Cv)
+
+
+def agreement_bound(fm: FastMixture, gm, x, t, quantity: str) -> np.ndarray:
+    r"""Per-point bound ``(N, 1)`` on ``|fast - reference|`` for the score or denoiser of ``gm`` at ``x``.
+
+    A logit error :math:`\varepsilon` perturbs the posterior weights relatively by at most
+    :math:`2\varepsilon`, hence the mixture average :math:`Q = \sum_k \pi_k q_k` by at most
+    :math:`2\varepsilon \max_k |q_k - Q|`; the rounding of the sum adds :math:`\gamma_n \max_k |q_k|`,
+    :math:`n = d + K + R + 8`. With :math:`\varepsilon` the largest GEMM-form logit bound
+    (:func:`logit_error_bounds`) among components of non-negligible weight (the direct form's is smaller),
+    two float64 implementations agree within the sum of both, doubled for the first-order neglect:
+
+    .. math:: \mathrm{tol} = 2\,(2\,\varepsilon\,\mathrm{spread} + \gamma_n\,\mathrm{scale}).
+    """
+    X, _ = check_points(x, fm.d)
+    t = check_time(t)
+    u = UNIT_ROUNDOFF
+    n = gm.d + gm.K + fm.R + 8
+    gam = n * u / (1 - n * u)
+    q = _component_quantities(gm, X, t, quantity)
+    ref = getattr(gm, quantity)(X, t)
+    Eg, _ = logit_error_bounds(fm, X, t)
+    L, _ = fm.logits(X, t, "direct")
+    heavy = L - L.max(axis=1, keepdims=True) > -40.0
+    eps = np.where(heavy, Eg, 0.0).max(axis=1)
+    spread = np.abs(q - ref[:, None, :]).max(axis=(1, 2))
+    scale = np.abs(q).max(axis=(1, 2)) + np.abs(X).max(axis=1) / min(1.0, -np.expm1(-2 * t))
+    return (2.0 * (2.0 * eps * spread + gam * scale))[:, None]

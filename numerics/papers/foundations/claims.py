@@ -439,7 +439,7 @@ def _mp_class_score(gm: GaussianMixture, ref: MPResult, y: int) -> list:
 )
 def cg_equals_cfg(ctx: Context) -> list[Measurement]:
     """CG (guidance vector) against CFG (conditional and unconditional scores), mpmath and kernel."""
-    worst = {"mp": 0.0, "kern": 0.0, "kk": 0.0}
+    worst = {"mp": 0.0, "kern": 0.0, "cfg": 0.0, "kk": 0.0}
     shift = 1.0 if ctx.bug("w_convention") else 0.0
     for gm, t, x in _setting(ctx):
         km = kernel_mixture(gm, t, ctx)
@@ -458,6 +458,7 @@ def cg_equals_cfg(ctx: Context) -> list[Measurement]:
             wc = w + shift
             with mp.workdps(MP_DPS):
                 cfg = [wc * a + (1 - wc) * b for a, b in zip(sy_mp, ref.score)]
+                cfg_true = [w * a + (1 - w) * b for a, b in zip(sy_mp, ref.score)]
                 cg_mp = [b + w * gg for b, gg in zip(ref.score, ref.guidance[y_g])]
                 e_mp = float(_mpnorm([p - q for p, q in zip(cg_mp, cfg)]))
             rnd = 4 * U * (2 * np.linalg.norm(s) + w * np.linalg.norm(g) + w * np.linalg.norm(s_y) + abs(1 - w) * np.linalg.norm(s))
@@ -468,12 +469,21 @@ def cg_equals_cfg(ctx: Context) -> list[Measurement]:
             worst["mp"] = max(worst["mp"], e_mp / (MP_SCALE * tol))
             worst["kern"] = max(worst["kern"], _mp_err(s + w * g, cfg) / tol_cg)
             cfg_k = wc * s_y + (1 - wc) * s
+            # the float64 CFG (conditional_score and score kernels) against the 50-digit CFG: the
+            # Theorem 8.1 bounds of s_y and s weighted by w and |1 - w|, plus 4u for the sum
+            tol_cfg = (w * b_sy + abs(1 - w) * b_s
+                       + 4 * U * (w * np.linalg.norm(s_y) + abs(1 - w) * np.linalg.norm(s)))
+            if tol_cfg > 0.0:
+                worst["cfg"] = max(worst["cfg"], _mp_err(cfg_k, cfg_true) / tol_cfg)
             worst["kk"] = max(worst["kk"], float(np.linalg.norm((s + w * g) - cfg_k) / tol))
     return [
         _ratio("50 digits: |CG - CFG| / tol", worst["mp"],
                "Theorem 8.1 bounds of s, s_y, g weighted by w, plus 4u for the sums, rescaled from u to 1e-50"),
         _ratio("kernel: |CG_kernel - CFG_50digits| / tol", worst["kern"],
                "per point: Theorem 8.1 bounds of the float64 s and g (mpmath reference), w-weighted, plus 4u"),
+        _ratio("kernel: |CFG_kernel - CFG_50digits| / tol", worst["cfg"],
+               "per point: Theorem 8.1 bounds of the float64 s_y and s (mpmath reference), weighted by "
+               "w and |1 - w|, plus 4u for the sum"),
         _ratio("kernel vs kernel: |CG - CFG| / tol", worst["kk"],
                "Theorem 8.1 bounds of s, s_y, g weighted by w, plus 4u; informational: shared kernel weights",
                counted=False),
