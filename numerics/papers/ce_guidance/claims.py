@@ -585,6 +585,9 @@ C8_D2_FULL = {"mu": 1.0, "T": 3.0, "N": 12, "n": 121, "box": [[-7.0, 8.0], [-7.5
        full={"mu": 1.0, "T": 3.0, "N": 40, "n": 1201, "lo": -8.0, "hi": 9.0,
              "perturbations": [[0.01, 10.0], [0.003, 18.26]], "loose_perturbations": [[0.2, 25.0], [0.1, 100.0]],
              "d2": C8_D2_FULL},
+       reduced={"d2": {**C8_D2_FULL, "perturbations": [[0.01, 10.0]]}},
+       reduced_reason="the 2-D chain with one guidance perturbation (0.01, 10) of the full profile's three; the "
+                      "1-D part is the full profile's",
        controls={C_CLASS: "class label convention swapped in the chain's drift (guides toward -y)",
                  C_EMVAR: "kernel variance 2h (Euler-Maruyama) in place of the exact 1 - e^(-2h)"})
 def end_to_end_kl(ctx: Context) -> list[Measurement]:

@@ -947,6 +947,8 @@ def three_disks_claim(ctx: Context) -> list[Measurement]:
     provenance="reconstructed",
     quick={"delta": 1e-3, "gammas": [1.0, 5.0], "n": 16},
     full={"delta": 1e-4, "gammas": [1.0, 1.5, 2.0, 5.0, 50.0], "n": 200},
+    reduced={"n": 50},
+    reduced_reason="50 starts per guidance strength instead of 200 (the lemma is checked at every step of each)",
     controls={"wrong_class": "the guidance vector of the other class (a class index off by one), distances to class 0",
               "guidance_sign": "classifier guidance with the sign of grad log p(y|x) flipped (s - gamma g)"},
 )
@@ -1350,6 +1352,8 @@ def experiment_crescents(ctx: Context) -> list[Measurement]:
     provenance="reconstructed",
     quick=dict(QUICK, n=20, kappas=[0.5]),
     full=dict(FULL, n=100),
+    reduced={"n": 25},
+    reduced_reason="25 starts per scheme, kappa and gamma instead of 100 (the lemma is checked at every step of each)",
 )
 def experiment_five_regions(ctx: Context) -> list[Measurement]:
     """Starts: the first ``n`` of the experiment's 100 N(0, I) draws, start i guided to class i mod 5.
