@@ -407,6 +407,17 @@ def _omega_dropped_field(eps: float, om: float):
     return f
 
 
+def _control_field(eps: float, om: float, no_ripple: bool, swapped: bool, dropped: bool):
+    """The guidance field a control's sampler uses (None in the stated run: the rippled Bayes field)."""
+    if no_ripple:
+        return D.bayes_field(DATA, MODEL, 1.0)
+    if swapped:
+        return _swapped_field(eps, om)
+    if dropped:
+        return _omega_dropped_field(eps, om)
+    return None
+
+
 @claim(
     id="discriminator.ce_gradient_counterexample",
     paper=PAPER,
@@ -469,14 +480,7 @@ def ce_gradient_counterexample(ctx: Context) -> list[Measurement]:
             reason="closed form of E_{p_t} cos^2(omega x) for a Gaussian mixture on the same time nodes; tolerance = "
                    "x-trapezoid change from dx=0.004 to 0.002 + 4 n u rounding of the 12001-term sums",
             extra={"path_kl": path, "limit_omega_to_inf": 1.0, "ce_bound": eps ** 2 / 4}))
-        if no_ripple:
-            fld = D.bayes_field(DATA, MODEL, 1.0)
-        elif swapped:
-            fld = _swapped_field(eps, om)
-        elif dropped:
-            fld = _omega_dropped_field(eps, om)
-        else:
-            fld = None
+        fld = _control_field(eps, om, no_ripple, swapped, dropped)
         if fld is None:
             kl, err = _endpoint("sde", 1.0, eps, om, p["dx"], p["dtau"])
         else:  # control runs: one resolution (their bugs move the KL far beyond the refinement error)
@@ -488,14 +492,7 @@ def ce_gradient_counterexample(ctx: Context) -> list[Measurement]:
             out.append(_kl_measure(f"SDE endpoint eps={eps} omega={om} vs note", kl, err, note[0],
                                    extra_tol=_note_unit(note[0]), why=NOTE_WHY))
     for eps, om in p["ode_pairs"]:
-        if no_ripple:
-            fld = D.bayes_field(DATA, MODEL, 1.0)
-        elif swapped:
-            fld = _swapped_field(eps, om)
-        elif dropped:
-            fld = _omega_dropped_field(eps, om)
-        else:
-            fld = None
+        fld = _control_field(eps, om, no_ripple, swapped, dropped)
         if om <= 2:
             if fld is None:
                 kl, err = _endpoint("ode", 1.0, eps, om, p["dx"], p["dtau"])
