@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
 from numerics.checks.claim import REGISTRY, Claim, Context, Measurement, claim
+from numerics.checks.plots import PlotRecorder, power_law
 
 __all__ = [
     "CLAIMS_GROUP",
@@ -43,11 +44,13 @@ __all__ = [
     "Context",
     "DISTRIBUTION",
     "Measurement",
+    "PlotRecorder",
     "REGISTRY",
     "claim",
     "claim_modules",
     "claim_sources",
     "load_all",
+    "power_law",
 ]
 
 #: Entry-point group of the claim modules: ``<paper> = <module>``.

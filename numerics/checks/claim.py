@@ -39,6 +39,8 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, MutableMapping
 
 import numpy as np
 
+from numerics.checks.plots import PlotRecorder
+
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
@@ -223,6 +225,10 @@ class Context:
         True once ``seed``, ``rng`` or ``sub_seed`` has been read. A claim whose runs never read
         them draws no random numbers from the run seed, so its verdict cannot depend on it; a
         seed ensemble (``run --seeds``) runs such a claim once.
+    plot : numerics.checks.plots.PlotRecorder
+        Where the claim records its science figure (panels and curves) in every run; the
+        harness draws the stated run's curves with each control's measured curves beside them
+        (:mod:`numerics.checks.plots`). A claim that records nothing gets the default figure.
     """
 
     def __init__(self, claim_id: str, params: dict[str, Any], profile: str, seed: int,
@@ -237,6 +243,7 @@ class Context:
         self._sub_seed: int | None = None
         self.used_seed = False
         self._figure: Any = None
+        self.plot = PlotRecorder()
         if control is not None and control not in self.controls:
             raise ValueError(f"claim {claim_id!r} declares no control {control!r} "
                              f"(declared: {', '.join(self.controls) or 'none'})")

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from numerics.atomic import atomic_write_bytes, atomic_write_text
+from numerics.checks import plots
 from numerics.checks import verdict as V
 from numerics.checks.results import CheckedMeasurement, ClaimResult, ControlRun, RunReport
 
@@ -48,6 +49,8 @@ __all__ = [
     "render_markdown",
     "report_dict",
     "save_claim_figure",
+    "science_figure",
+    "verdict_line",
     "write_report",
 ]
 
@@ -627,6 +630,28 @@ def default_figure(result: ClaimResult, max_rows: int = 12) -> "Figure":
     return fig
 
 
+def verdict_line(result: ClaimResult) -> str:
+    """One line for a figure: verdict, counted measurements passed, and what each control flagged."""
+    counted = [c for c in result.measurements if c.measurement.counted]
+    n_pass = sum(c.passed for c in counted)
+    parts = [f"{result.verdict}: {n_pass}/{len(counted)} counted measurements pass"]
+    if result.controls:
+        parts.append("controls: " + ", ".join(
+            f"{cr.name} flags {len(cr.flagged)}" if cr.error is None else f"{cr.name} ERROR"
+            for cr in result.controls))
+    return "; ".join(parts)
+
+
+def science_figure(result: ClaimResult) -> "Figure":
+    """The claim's recorded panels (:mod:`numerics.checks.plots`) with every control's measured
+    curves, titled with the claim id and verdict and the :func:`verdict_line` under it."""
+    rec = result.plot
+    controls = [(cr.name, cr.plot.curves, bool(cr.flagged)) for cr in result.controls
+                if cr.plot is not None]
+    return plots.draw(rec.panels, rec.curves, controls,
+                      title=f"{result.claim.id}: {result.verdict}", subtitle=verdict_line(result))
+
+
 def _png_bytes(fig: "Figure") -> bytes:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
@@ -638,7 +663,8 @@ def _png_bytes(fig: "Figure") -> bytes:
 
 
 def save_claim_figure(result: ClaimResult, out_dir: str | os.PathLike[str]) -> None:
-    """Save the claim's own figure, or :func:`default_figure`, to ``figures/<id>.png``.
+    """Save the claim's figure to ``figures/<id>.png``: its recorded science figure
+    (:func:`science_figure`), else the figure it drew itself, else :func:`default_figure`.
 
     Sets ``result.figure`` (relative path) or, if drawing fails, ``result.figure_error``;
     a figure failure never changes the verdict.
@@ -647,7 +673,12 @@ def save_claim_figure(result: ClaimResult, out_dir: str | os.PathLike[str]) -> N
     path = Path(out_dir) / rel
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fig = result.figure_obj if result.figure_obj is not None else default_figure(result)
+        if result.plot:
+            fig = science_figure(result)
+        elif result.figure_obj is not None:
+            fig = result.figure_obj
+        else:
+            fig = default_figure(result)
         atomic_write_bytes(path, _png_bytes(fig))
         result.figure = rel
     except Exception as exc:  # noqa: BLE001 - a bad figure must not lose the result

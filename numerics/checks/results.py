@@ -51,6 +51,7 @@ class ControlRun:
     flagged: list[str] = field(default_factory=list)
     error: str | None = None
     wall_time: float = 0.0
+    plot: Any = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -81,6 +82,7 @@ class ClaimResult:
     used_seed: bool = True
     reused_from: int | None = None
     figure_obj: Any = field(default=None, repr=False, compare=False)
+    plot: Any = field(default=None, repr=False, compare=False)
 
     @property
     def counted(self) -> list[str]:

@@ -79,6 +79,7 @@ class _BlankContext:
     """Stands in for a Context that could not be built (it has drawn no figure)."""
 
     drawn_figure = None
+    plot = None
     used_seed = True
 
 
@@ -138,17 +139,19 @@ def _stated_result(claim: Claim, profile: str, seed: int, out: _Outcome) -> Clai
                        measurements=out.checked, error=out.error,
                        interrupted_by=out.interrupted_by, wall_time=out.wall_time,
                        used_seed=out.used_seed,
-                       figure_obj=None if out.error else out.ctx.drawn_figure)
+                       figure_obj=None if out.error else out.ctx.drawn_figure,
+                       plot=None if out.error else out.ctx.plot)
 
 
 def _control_run(name: str, description: str, stated: list[CheckedMeasurement],
                  out: _Outcome) -> ControlRun:
     if out.error:
         return ControlRun(name, description, V.CONTROL_ERROR, out.checked, [], out.error,
-                          out.wall_time)
+                          out.wall_time, out.ctx.plot)
     flagged = V.control_flags([c.measurement for c in stated], [c.measurement for c in out.checked])
     status = V.CONTROL_FLAGGED if flagged else V.CONTROL_NOT_FLAGGED
-    return ControlRun(name, description, status, out.checked, flagged, None, out.wall_time)
+    return ControlRun(name, description, status, out.checked, flagged, None, out.wall_time,
+                      out.ctx.plot)
 
 
 def _run_controls(result: ClaimResult, claim: Claim, profile: str, seed: int) -> None:
@@ -240,7 +243,7 @@ def _seed_result(claim: Claim, first: ClaimResult | None, seed: int, profile: st
     """The claim's result at ``seed``: run it, or reuse ``first`` if that never read the seed."""
     if first is not None and not first.used_seed and not first.interrupted_by:
         return dataclasses.replace(first, seed=seed, reused_from=first.seed, drift=[],
-                                   figure=None, figure_obj=None)
+                                   figure=None, figure_obj=None, plot=None)
     return run_claim(claim, profile=profile, seed=seed, control=control)
 
 
@@ -251,7 +254,10 @@ def _finish_claim(run: RunReport, result: ClaimResult, baseline: Baseline | None
     run.results.append(result)  # first, so a Ctrl-C while drawing does not lose the result
     if out_dir is not None:
         report.save_claim_figure(result, out_dir)
-    result.figure_obj = None  # free the figure; it is on disk now
+    result.figure_obj = None  # free the figure and its recording; they are on disk now
+    result.plot = None
+    for cr in result.controls:
+        cr.plot = None
 
 
 def run_claims(

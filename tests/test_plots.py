@@ -1,0 +1,108 @@
+"""Science figures: the recorder validates what a claim records, the harness draws the stated run's
+curves with each control's measured curves, and a broken recording never costs the verdict."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from numerics.checks import plots, report
+from numerics.checks.claim import Context, Measurement
+from numerics.checks.runner import run_claim, run_claims
+from tests.test_harness import _png_size, make_claim, meas
+
+
+def _rate_claim(ctx: Context) -> list[Measurement]:
+    """Error ~ h^p, p = 1 stated, p = 0.5 in the control: a rate on log-log axes."""
+    h = np.array([0.1, 0.05, 0.025])
+    p = 0.5 if ctx.broken else 1.0
+    err = 2.0 * h ** p
+    ctx.plot.panel("rate", title="error vs step", xlabel="h", ylabel="error", xscale="log",
+                   yscale="log")
+    ctx.plot.measured("rate", h, err, lo=0.9 * err, hi=1.1 * err)
+    ctx.plot.predicted("rate", h, plots.power_law(h, 1.0, (h[0], err[0])), label="slope 1")
+    ctx.plot.bound("rate", h, 3.0 * h, label="bound 3h")
+    slope = float(np.polyfit(np.log(h), np.log(err), 1)[0])
+    return [meas(slope, predicted=1.0, tol=0.05, name="slope")]
+
+
+def test_power_law_passes_through_its_point_with_its_slope() -> None:
+    x = np.array([1.0, 2.0, 4.0])
+    y = plots.power_law(x, -2.0, (2.0, 3.0))
+    assert y[1] == pytest.approx(3.0)
+    assert np.diff(np.log(y)) / np.diff(np.log(x)) == pytest.approx([-2.0, -2.0])
+
+
+@pytest.mark.parametrize("through,slope", [((0.0, 1.0), 1.0), ((1.0, -1.0), 1.0),
+                                           ((1.0, 1.0), float("nan"))])
+def test_power_law_rejects_bad_input(through: tuple[float, float], slope: float) -> None:
+    with pytest.raises(ValueError, match="through|slope"):
+        plots.power_law([1.0], slope, through)
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda r: r.measured("nope", [1], [1]), "not declared"),
+    (lambda r: r.measured("a", [1, 2], [1]), "same length"),
+    (lambda r: r.measured("a", [[1]], [[1]]), "one-dimensional"),
+    (lambda r: r.measured("a", [1], [1], lo=[0]), "together"),
+    (lambda r: r.measured("a", [1], [1], style="bars"), "style"),
+    (lambda r: r.bound("a", [1], [1], side="left"), "side"),
+    (lambda r: r.panel("b", xscale="loglog"), "xscale"),
+    (lambda r: r.panel("", title="x"), "key"),
+])
+def test_recorder_rejects_bad_recordings(call, match: str) -> None:
+    rec = plots.PlotRecorder()
+    rec.panel("a")
+    with pytest.raises(ValueError, match=match):
+        call(rec)
+
+
+def test_science_figure_draws_stated_and_control_curves(tmp_path: Path) -> None:
+    c = make_claim("t.rate", _rate_claim, controls={"half_order": "a first-order method run at "
+                                                                  "half order (test only)"})
+    r = run_claim(c)
+    assert r.verdict == "holds" and r.controls[0].flagged == ["slope"]
+    assert r.plot.panels["rate"].xscale == "log"
+    assert [cv.role for cv in r.plot.curves] == ["measured", "predicted", "bound"]
+    assert r.controls[0].plot.curves[0].y != r.plot.curves[0].y  # the control's own curve
+    fig = report.science_figure(r)
+    ax = fig.axes[0]
+    labels = ax.get_legend_handles_labels()[1]
+    assert "control half_order" in labels and "slope 1" in labels and "bound 3h" in labels
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    assert "holds: 1/1 counted measurements pass; controls: half_order flags 1" in \
+        report.verdict_line(r)
+    run = run_claims([c], out_dir=tmp_path)
+    assert run.results[0].figure == "figures/t.rate.png"
+    assert _png_size(tmp_path / "figures/t.rate.png")[0] == 460  # one 4.6-inch panel at 100 dpi
+    assert run.results[0].plot is None  # freed once on disk
+
+
+def test_science_figure_skips_points_a_log_axis_cannot_show() -> None:
+    rec = plots.PlotRecorder()
+    rec.panel("p", yscale="log")
+    rec.measured("p", [1.0, 2.0, 3.0, 4.0], [1.0, 0.0, -1.0, float("nan")])
+    fig = plots.draw(rec.panels, rec.curves)
+    line = fig.axes[0].lines[0]
+    assert list(line.get_xdata()) == [1.0]
+
+
+def test_a_bad_recording_fails_the_claim_with_its_reason() -> None:
+    def bad(ctx: Context) -> list[Measurement]:
+        ctx.plot.measured("undeclared", [1], [1])
+        return [meas(0.0)]
+    r = run_claim(make_claim("t.badplot", bad))
+    assert r.verdict == "ERROR" and "not declared" in r.error
+
+
+def test_a_figure_that_cannot_be_drawn_keeps_the_verdict(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(*a: object, **k: object) -> None:
+        raise RuntimeError("renderer broke")
+    monkeypatch.setattr(plots, "draw", boom)
+    run = run_claims([make_claim("t.rate2", _rate_claim,
+                                 controls={"half_order": "half order (test only)"})],
+                     out_dir=tmp_path)
+    r = run.results[0]
+    assert r.verdict == "holds" and r.figure is None and "renderer broke" in r.figure_error
