@@ -27,6 +27,20 @@ def test_quick_profile_matches_baseline(rerun):
     assert code == 0, report["summary"]
 
 
+#: Claims whose figure is not a science figure (recorded panels with the controls' curves), and why.
+NO_SCIENCE_FIGURE: dict[str, str] = {}
+
+
+def test_every_claim_draws_a_science_figure(rerun):
+    """Issue 17 item 6: the measured quantity against the prediction on its natural axes, with the
+    controls' curves, for every paper claim (not the default pass/fail dots)."""
+    _, report = rerun
+    kinds = {c["id"]: c["figure_kind"] for c in report["claims"]}
+    missing = sorted(cid for cid, kind in kinds.items() if kind != "science" and cid not in NO_SCIENCE_FIGURE)
+    assert not missing, missing
+    assert set(NO_SCIENCE_FIGURE) <= set(kinds), "an exemption names no claim"
+
+
 def test_baseline_detects_a_drift(tmp_path):
     """Negative control: the first claim's first value moved past its drift allowance must fail the run."""
     data = json.loads(BASELINE.read_text())

@@ -476,6 +476,7 @@ def test_figures_own_and_default(tmp_path: Path) -> None:
                      out_dir=tmp_path)
     assert [r.figure for r in run.results] == [
         "figures/t.draw.png", "figures/examples.gaussian_mean.png", "figures/t.boom.png"]
+    assert [r.figure_kind for r in run.results] == ["own", "default", "default"]
     assert _png_size(tmp_path / "figures/t.draw.png") == (200, 300)  # the claim's own figure
     assert _png_size(tmp_path / "figures/examples.gaussian_mean.png")[0] == 640  # default
     assert (tmp_path / "figures/t.boom.png").stat().st_size > 0

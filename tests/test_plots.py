@@ -75,6 +75,7 @@ def test_science_figure_draws_stated_and_control_curves(tmp_path: Path) -> None:
         report.verdict_line(r)
     run = run_claims([c], out_dir=tmp_path)
     assert run.results[0].figure == "figures/t.rate.png"
+    assert run.results[0].figure_kind == "science"
     assert _png_size(tmp_path / "figures/t.rate.png")[0] == 460  # one 4.6-inch panel at 100 dpi
     assert run.results[0].plot is None  # freed once on disk
 

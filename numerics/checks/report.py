@@ -187,7 +187,8 @@ def _claim_dict(r: ClaimResult) -> dict[str, Any]:
         "matrix": r.matrix, "unflagged": r.unflagged, "idle_controls": r.idle_controls,
         "error": r.error, "interrupted_by": r.interrupted_by,
         "wall_time_s": r.wall_time, "control_wall_time_s": r.control_wall_time,
-        "figure": r.figure, "figure_error": r.figure_error, "drift": r.drift,
+        "figure": r.figure, "figure_kind": r.figure_kind, "figure_error": r.figure_error,
+        "drift": r.drift,
     }
 
 
@@ -265,6 +266,8 @@ def report_dict(run: RunReport) -> dict[str, Any]:
              "error": traceback str | null, "interrupted_by": str | null,
              "wall_time_s": float, "control_wall_time_s": float | null,
              "figure": "figures/<id>.png" | null, "figure_error": str | null,
+             "figure_kind": "science" | "own" | "default" | null (recorded panels with the
+                            controls' curves, the claim's own drawing, or the default picture),
              "drift": [{"measurement": name, "baseline": float, "measured": float,
                         "delta": float, "allowed": float}, ...]}
           ]
@@ -674,13 +677,13 @@ def save_claim_figure(result: ClaimResult, out_dir: str | os.PathLike[str]) -> N
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         if result.plot:
-            fig = science_figure(result)
+            kind, fig = "science", science_figure(result)
         elif result.figure_obj is not None:
-            fig = result.figure_obj
+            kind, fig = "own", result.figure_obj
         else:
-            fig = default_figure(result)
+            kind, fig = "default", default_figure(result)
         atomic_write_bytes(path, _png_bytes(fig))
-        result.figure = rel
+        result.figure, result.figure_kind = rel, kind
     except Exception as exc:  # noqa: BLE001 - a bad figure must not lose the result
         result.figure_error = f"{type(exc).__name__}: {exc}"
 

@@ -77,6 +77,7 @@ class ClaimResult:
     interrupted_by: str | None = None
     wall_time: float = 0.0
     figure: str | None = None
+    figure_kind: str | None = None
     figure_error: str | None = None
     drift: list[dict[str, Any]] = field(default_factory=list)
     used_seed: bool = True

@@ -243,7 +243,7 @@ def _seed_result(claim: Claim, first: ClaimResult | None, seed: int, profile: st
     """The claim's result at ``seed``: run it, or reuse ``first`` if that never read the seed."""
     if first is not None and not first.used_seed and not first.interrupted_by:
         return dataclasses.replace(first, seed=seed, reused_from=first.seed, drift=[],
-                                   figure=None, figure_obj=None, plot=None)
+                                   figure=None, figure_kind=None, figure_obj=None, plot=None)
     return run_claim(claim, profile=profile, seed=seed, control=control)
 
 
