@@ -33,12 +33,7 @@ def anchors(path: pathlib.Path) -> set[str]:
             continue
         m = re.match(r"^#{1,6}\s+(.*?)\s*#*$", line)
         if m:
-            title = m.group(1)
-            explicit = re.search(r"\s*\{#([\w\-]+)\}\s*$", title)  # Pandoc's {#id}
-            if explicit:
-                out.add(explicit.group(1))
-                title = title[: explicit.start()]
-            s = slug(title)
+            s = slug(m.group(1))
             n = seen.get(s, 0)
             out.add(s if n == 0 else f"{s}-{n}")
             seen[s] = n + 1
@@ -47,6 +42,15 @@ def anchors(path: pathlib.Path) -> set[str]:
 
 
 CLAIMS = sorted(checks.load_all().values(), key=lambda c: c.id)
+
+
+def test_no_pandoc_heading_ids():
+    """GitHub renders ``## Title {#id}`` literally (anchor ``title-id``): explicit anchors are
+    ``<a id="id"></a>`` lines instead."""
+    bad = [f"{p.relative_to(ROOT)}:{i}" for p in sorted((ROOT / "proofs_notes").rglob("*.md"))
+           for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
+           if re.match(r"^#{1,6}\s.*\{#[\w\-]+\}\s*$", line)]
+    assert not bad, bad
 
 
 def test_slug_matches_github():
