@@ -38,6 +38,7 @@ def test_readme_python_examples_run(tmp_path):
         assert [c.id for c in new] == ["mypaper.two_atom_posterior"]
         res = run_claim(new[0])
         assert res.verdict == "holds" and res.control == "flagged"
+        assert list(res.plot.panels) == ["err"] and res.controls[0].plot.curves  # its figure
     finally:
         os.chdir(cwd)
         claim_mod.REGISTRY.clear()
