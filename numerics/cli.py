@@ -22,6 +22,7 @@ Importing this module is cheap: NumPy, rich, matplotlib and the claims load insi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import importlib
 import math
@@ -29,7 +30,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, NoReturn, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, NoReturn, Sequence
 
 if TYPE_CHECKING:  # pragma: no cover
     from numerics.checks.claim import Claim
@@ -146,6 +147,47 @@ def _seed_range(text: str) -> tuple[int, int | None]:
     return (first, count)  # type: ignore[return-value]
 
 
+def _workers(text: str) -> int:
+    """``--workers``: 1 to 1024 worker processes."""
+    n = _nonneg_int(text)
+    if not 1 <= n <= 1024:
+        raise argparse.ArgumentTypeError(f"the number of workers must be 1 to 1024, got {n}")
+    return n
+
+
+def _scheduler(text: str) -> str:
+    """``--scheduler``: a non-empty address or scheduler-file path."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty scheduler address")
+    return text.strip()
+
+
+@contextlib.contextmanager
+def _dask_client(args: argparse.Namespace) -> Iterator[Any]:
+    """The Dask client of ``--workers``/``--scheduler``, or None for a serial run."""
+    if args.workers is None and args.scheduler is None:
+        yield None
+        return
+    try:
+        from distributed import Client
+    except ImportError:
+        raise UsageError("--workers/--scheduler need Dask: pip install "
+                         "'guidance-verify[distributed]'") from None
+    from numerics.checks.dask_runner import local_cluster
+
+    if args.workers is not None:
+        with local_cluster(args.workers) as cluster, Client(cluster) as client:
+            yield client
+        return
+    kind = "scheduler_file" if Path(args.scheduler).is_file() else "address"
+    try:
+        client = Client(**{kind: args.scheduler}, timeout="20s")
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--scheduler {args.scheduler!r}: cannot connect ({exc})") from None
+    with client:
+        yield client
+
+
 def _seed_list(args: argparse.Namespace) -> list[int] | None:
     if args.seeds is None:
         return None
@@ -207,6 +249,14 @@ def _add_run(sub: Any) -> None:
     p.add_argument("--no-control", action="store_true",
                    help="skip the controls (faster; a check that cannot fail goes "
                         "unnoticed)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=_workers, default=None, metavar="N",
+                       help="run on a local Dask cluster of N single-threaded worker processes "
+                            "(each a share of the cores); one task per (claim, seed, control) "
+                            "run, the same report as a serial run (needs the [distributed] extra)")
+    where.add_argument("--scheduler", default=None, metavar="ADDRESS", type=_scheduler,
+                       help="run on an existing Dask cluster: a scheduler address "
+                            "(tcp://host:8786) or a scheduler file (JSON)")
 
 
 def _add_sample(sub: Any) -> None:
@@ -503,11 +553,12 @@ def _execute(claims: list["Claim"], args: argparse.Namespace, out: Path,
                   TimeElapsedColumn(), console=_console(stderr=True), transient=True) as bar:
         seeds = _seed_list(args)
         task = bar.add_task("starting", total=len(claims) * len(seeds or [0]))
-        return run_claims(
-            claims, profile=args.profile, seed=args.seed, seeds=seeds, out_dir=out,
-            control=not args.no_control, baseline=baseline, selection=args.only,
-            on_start=lambda c, i, n: bar.update(task, description=c.id),
-            on_result=lambda r: bar.advance(task))
+        with _dask_client(args) as client:
+            return run_claims(
+                claims, profile=args.profile, seed=args.seed, seeds=seeds, out_dir=out,
+                control=not args.no_control, baseline=baseline, selection=args.only,
+                on_start=lambda c, i, n: bar.update(task, description=c.id),
+                on_result=lambda r: bar.advance(task), client=client)
 
 
 def _cmd_run(args: argparse.Namespace, registry: ClaimSource) -> int:

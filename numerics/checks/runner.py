@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from numerics.checks import report
 from numerics.checks import verdict as V
-from numerics.checks.claim import PROFILES, Claim, Context, Measurement
+from numerics.checks.claim import PROFILES, Claim, Measurement
 from numerics.checks.report import Baseline
 from numerics.checks.results import CheckedMeasurement, ClaimResult, ControlRun, RunReport, utc_now
 
@@ -57,30 +57,21 @@ class NoMatchError(ValueError):
 
 @dataclass
 class _Outcome:
-    """What one call of a claim function produced."""
+    """What one call of a claim function produced (plain, picklable data: it may come back from
+    a Dask worker)."""
 
-    ctx: Any  # a Context, or a _BlankContext when it could not be built
     checked: list[CheckedMeasurement] = field(default_factory=list)
     error: str | None = None
     interrupted_by: str | None = None
     wall_time: float = 0.0
+    used_seed: bool = True  # True unless the Context existed and was never asked for the seed
+    plot: Any = None  # the Context's PlotRecorder
+    figure: Any = None  # a figure the claim drew itself (Context.drawn_figure)
 
     @property
     def all_pass(self) -> bool:
         """Every counted measurement passed (and there is at least one)."""
         return V.all_pass(c.passed for c in self.checked if c.measurement.counted)
-
-    @property
-    def used_seed(self) -> bool:
-        return bool(getattr(self.ctx, "used_seed", True))
-
-
-class _BlankContext:
-    """Stands in for a Context that could not be built (it has drawn no figure)."""
-
-    drawn_figure = None
-    plot = None
-    used_seed = True
 
 
 def _describe_interrupt(exc: BaseException) -> str:
@@ -114,8 +105,8 @@ def _call(claim: Claim, profile: str, seed: int, control: str | None) -> _Outcom
     try:
         ctx = claim.context(profile, seed, control)
     except Exception:  # noqa: BLE001 - e.g. parameters that cannot be deep-copied
-        return _Outcome(_BlankContext(), error=traceback.format_exc())
-    outcome = _Outcome(ctx)
+        return _Outcome(error=traceback.format_exc())
+    outcome = _Outcome()
     try:
         outcome.checked = _check_output(claim.func(ctx))
     except (KeyboardInterrupt, SystemExit) as exc:
@@ -124,6 +115,9 @@ def _call(claim: Claim, profile: str, seed: int, control: str | None) -> _Outcom
     except Exception:  # noqa: BLE001 - isolating claim failures is the point
         outcome.error = traceback.format_exc()
     outcome.wall_time = time.perf_counter() - t0
+    outcome.used_seed = ctx.used_seed
+    outcome.plot = ctx.plot
+    outcome.figure = ctx.drawn_figure
     return outcome
 
 
@@ -139,31 +133,50 @@ def _stated_result(claim: Claim, profile: str, seed: int, out: _Outcome) -> Clai
                        measurements=out.checked, error=out.error,
                        interrupted_by=out.interrupted_by, wall_time=out.wall_time,
                        used_seed=out.used_seed,
-                       figure_obj=None if out.error else out.ctx.drawn_figure,
-                       plot=None if out.error else out.ctx.plot)
+                       figure_obj=None if out.error else out.figure,
+                       plot=None if out.error else out.plot)
 
 
 def _control_run(name: str, description: str, stated: list[CheckedMeasurement],
                  out: _Outcome) -> ControlRun:
     if out.error:
         return ControlRun(name, description, V.CONTROL_ERROR, out.checked, [], out.error,
-                          out.wall_time, out.ctx.plot)
+                          out.wall_time, out.plot)
     flagged = V.control_flags([c.measurement for c in stated], [c.measurement for c in out.checked])
     status = V.CONTROL_FLAGGED if flagged else V.CONTROL_NOT_FLAGGED
     return ControlRun(name, description, status, out.checked, flagged, None, out.wall_time,
-                      out.ctx.plot)
+                      out.plot)
 
 
-def _run_controls(result: ClaimResult, claim: Claim, profile: str, seed: int) -> None:
-    """Run every control of ``claim``, fill in ``result.controls`` and the verdict."""
-    for name, description in claim.controls.items():
-        out = _call(claim, profile, seed, control=name)
+def _controls_to_run(result: ClaimResult, claim: Claim, control: bool) -> list[tuple[str, str]]:
+    """The (name, description) of the controls to run after the stated run; sets the control
+    status instead when none run (stated run failed, ``control="none"``, controls skipped)."""
+    if V.is_failure(result.verdict):
+        return []
+    if claim.control == "none":
+        result.control = V.CONTROL_NONE
+        return []
+    if not control:
+        result.control = V.CONTROL_SKIPPED
+        return []
+    return list(claim.controls.items())
+
+
+def _add_controls(result: ClaimResult, runs: Iterable[tuple[str, str, _Outcome]]) -> None:
+    """Record the control runs (in declaration order) and set the verdict; an interrupted
+    control makes the result INTERRUPTED and ends it there."""
+    for name, description, out in runs:
         result.used_seed = result.used_seed or out.used_seed
         if out.interrupted_by:
             result.interrupted_by = out.interrupted_by
             result.verdict = V.INTERRUPTED
             return
         result.controls.append(_control_run(name, description, result.measurements, out))
+    _summarise_controls(result)
+
+
+def _summarise_controls(result: ClaimResult) -> None:
+    """Set ``result.control`` and the final verdict from its finished control runs."""
     if any(cr.status == V.CONTROL_ERROR for cr in result.controls):
         result.control = V.CONTROL_ERROR
     elif result.unflagged or result.idle_controls:
@@ -202,14 +215,10 @@ def run_claim(claim: Claim, *, profile: str = "quick", seed: int = 0,
     if profile not in PROFILES:  # validated before anything runs
         raise ValueError(f"unknown profile {profile!r} (choose one of {', '.join(PROFILES)})")
     result = _stated_result(claim, profile, seed, _call(claim, profile, seed, control=None))
-    if V.is_failure(result.verdict):
-        return result
-    if claim.control == "none":
-        result.control = V.CONTROL_NONE
-    elif not control:
-        result.control = V.CONTROL_SKIPPED
-    else:
-        _run_controls(result, claim, profile, seed)
+    todo = _controls_to_run(result, claim, control)
+    if todo:
+        _add_controls(result, ((name, description, _call(claim, profile, seed, control=name))
+                               for name, description in todo))
     return result
 
 
@@ -242,9 +251,30 @@ def _seed_result(claim: Claim, first: ClaimResult | None, seed: int, profile: st
                  control: bool) -> ClaimResult:
     """The claim's result at ``seed``: run it, or reuse ``first`` if that never read the seed."""
     if first is not None and not first.used_seed and not first.interrupted_by:
-        return dataclasses.replace(first, seed=seed, reused_from=first.seed, drift=[],
-                                   figure=None, figure_kind=None, figure_obj=None, plot=None)
+        return _reused(first, seed)
     return run_claim(claim, profile=profile, seed=seed, control=control)
+
+
+def _reused(first: ClaimResult, seed: int) -> ClaimResult:
+    """``first`` (which never read the seed) standing for the claim's result at ``seed``."""
+    return dataclasses.replace(first, seed=seed, reused_from=first.seed, drift=[], figure=None,
+                               figure_kind=None, figure_obj=None, plot=None)
+
+
+def _serial_results(claims: Sequence[Claim], seed_list: Sequence[int], profile: str,
+                    control: bool, on_start: Callable[[Claim, int, int], None] | None,
+                    ) -> Iterator[tuple[int, ClaimResult]]:
+    """Run every claim at every seed here, in order; yields (seed index, result)."""
+    total, done = len(claims) * len(seed_list), 0
+    for c in claims:
+        first: ClaimResult | None = None
+        for k, s in enumerate(seed_list):
+            if on_start is not None:
+                on_start(c, done, total)
+            result = _seed_result(c, first, s, profile, control)
+            done += 1
+            yield k, result
+            first = first or result
 
 
 def _finish_claim(run: RunReport, result: ClaimResult, baseline: Baseline | None,
@@ -272,6 +302,7 @@ def run_claims(
     selection: Sequence[str] | None = None,
     on_start: Callable[[Claim, int, int], None] | None = None,
     on_result: Callable[[ClaimResult], None] | None = None,
+    client: Any = None,
 ) -> RunReport:
     """Run ``claims`` in order, writing the report after each one.
 
@@ -303,6 +334,10 @@ def run_claims(
         claim x seed runs).
     on_result : callable(ClaimResult), optional
         Called after each such run, once its result is on disk.
+    client : distributed.Client, optional
+        Run on this Dask cluster instead of here: one task per (claim, seed, control) run
+        (:mod:`numerics.checks.dask_runner`); the results are merged in the serial order, so
+        the report is the one a serial run writes.
 
     Returns
     -------
@@ -338,17 +373,15 @@ def run_claims(
             out.mkdir(parents=True, exist_ok=True)
             report.clear_outputs(out)
         save()
-        total, done = len(claims) * len(seed_list), 0
-        for c in claims:
-            first: ClaimResult | None = None
-            for s in seed_list:
-                if on_start is not None:
-                    on_start(c, done, total)
-                result = _seed_result(c, first, s, profile, control)
-                done += 1
-                _finish_claim(run, result, baseline if s == seed_list[0] else None,
-                              out if first is None else None)
-                first = first or result
+        if client is None:
+            results = _serial_results(claims, seed_list, profile, control, on_start)
+        else:
+            from numerics.checks import dask_runner
+
+            results = dask_runner.results(client, claims, seed_list, profile, control, on_start)
+        with contextlib.closing(results):
+            for k, result in results:
+                _finish_claim(run, result, baseline if k == 0 else None, out if k == 0 else None)
                 if result.interrupted_by:
                     run.status, run.interrupted_by = "interrupted", result.interrupted_by
                 save()
@@ -356,10 +389,8 @@ def run_claims(
                     on_result(result)
                 if result.interrupted_by:
                     break
-            if run.status == "interrupted":
-                break
-        else:
-            run.status = "complete"
+            else:
+                run.status = "complete"
     except (KeyboardInterrupt, SystemExit) as exc:
         run.status, run.interrupted_by = "interrupted", _describe_interrupt(exc)
     except OSError as exc:  # disk full, folder gone or read-only: stop, say why
