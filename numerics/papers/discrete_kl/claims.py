@@ -28,6 +28,7 @@ import numpy as np
 from numerics.checks.claim import Context, Measurement, claim
 from numerics.constants import UNIT_ROUNDOFF as U
 from numerics.papers.discrete_kl import channel as C
+from numerics.papers.samplers import _figures as F
 from numerics.stats import loglog_slope
 
 NOTE = "proofs_notes/discrete_kl.md"
@@ -207,6 +208,15 @@ def immse(ctx: Context) -> list[Measurement]:
             worst_f64 = max(worst_f64, abs(M64 - M_mp) / tol_M, abs(I64 - I_mp) / tol_I)
             rows64.append({"target": target.name, "t": t, "M_f64 - M_mp": M64 - M_mp, "tol_M": tol_M,
                            "I_f64 - I_mp": I64 - I_mp, "tol_I": tol_I})
+    F.agreement(ctx.plot, "immse", [r["t"] for r in rows], [r["rel |dI/dt - M/2|"] for r in rows],
+                [r["tol"] for r in rows], title="I-MMSE, binary X (mpmath): rel |dI/dt - M/2|",
+                xlabel="SNR time t", ylabel="relative error")
+    case = np.arange(1, len(rows64) + 1)
+    cases = ", ".join(dict.fromkeys(r["target"] for r in rows64))
+    for q in ("M", "I"):
+        F.agreement(ctx.plot, f"f64-{q}", case, [abs(r[f"{q}_f64 - {q}_mp"]) for r in rows64],
+                    [r[f"tol_{q}"] for r in rows64], xscale="linear", xlabel=f"case ({cases}; t = {p['times']} each)",
+                    ylabel=f"|{q} float64 - {q} mpmath|", title=f"float64 {q}(t) against mpmath")
     return [
         Measurement("max rel |dI/dt - M/2| / tol (mpmath)", worst_id, 1.0, "le", 0.0,
                     f"per time tol = (h^2/6) heat_sup(2)/M(t) + 2 10^(3-dps)/(h M(t)), h = 1e-7 ({NOTE}#i-mmse)",
@@ -255,7 +265,7 @@ def lemma2(ctx: Context) -> list[Measurement]:
         case_tol = ea + eb + 64 * n * U * max(1.0, target.tr_cov * T)
         worst = max(worst, abs(a - b) / case_tol)
         rows.append({"target": target.name, "T": T, "n": n, "chain": a, "gap": b, "tol": case_tol})
-    _lemma2_figure(ctx)
+    _lemma2_figure(ctx, rows)
     return [Measurement("max |chain - gap| / tol", worst, 1.0, "le", 0.0,
                         "per case tol = quadrature change (1.5x outer and inner nodes) + Riemann-gap quadrature "
                         f"estimate + 64 n u max(1, T tr Cov) summation rounding ({TOL})",
@@ -265,23 +275,24 @@ def lemma2(ctx: Context) -> list[Measurement]:
                                                "three_point n=6": 0.4088, "three_point n=96": 0.02125}})]
 
 
-def _lemma2_figure(ctx: Context) -> None:
-    b = C.binary()
+def _lemma2_figure(ctx: Context, rows: list) -> None:
+    """Lemma 2's picture (M(t) of the binary target and its left-Riemann steps, n = 8, T = 8), then per case
+    the chain-rule Delta_n against the gap formula and their difference against its tolerance."""
     ts = C.schedule("uniform", T=8.0, n=8)
     grid = np.linspace(0.0, 8.0, 161)
-    M = C.mmse(b, grid)
-    fig = ctx.figure(figsize=(6.4, 4.0))
-    ax = fig.add_subplot(1, 1, 1)
-    ax.fill_between(grid, 0, M, color="tab:blue", alpha=0.25, label="area = 2 I(X;Y_n)")
-    for k in range(1, ts.size):
-        seg = (grid >= ts[k - 1]) & (grid <= ts[k])
-        ax.fill_between(grid[seg], M[seg], C.mmse(b, ts[k - 1]), color="tab:red", alpha=0.5,
-                        label="left-Riemann gap = 2 Delta_n" if k == 1 else None)
-    ax.plot(grid, M, color="k", lw=1.2, label="M(t), binary X")
-    ax.set_xlabel("SNR time t")
-    ax.set_ylabel("M(t)")
-    ax.set_title("Lemma 2: Delta_n is half the red area (n = 8, T = 8)")
-    ax.legend()
+    M, Mk = _memo(("lemma2-M",), lambda: (C.mmse(C.binary(), grid), C.mmse(C.binary(), ts[:-1])))
+    ctx.plot.panel("M", title="Lemma 2: Delta_n = half the area between the steps and M (n = 8)",
+                   xlabel="SNR time t", ylabel="M(t), binary X")
+    ctx.plot.reference("M", grid, M, label="M(t)")
+    ctx.plot.predicted("M", np.repeat(ts, 2)[1:-1], np.repeat(Mk, 2), label="left-Riemann steps M(t_{k-1})")
+    case = np.arange(1, len(rows) + 1)
+    xl = "case (" + ", ".join(f"{r['target']} n={r['n']}" for r in rows) + ")"
+    ctx.plot.panel("delta", title="Delta_n: chain rule (measured) vs gap formula", xlabel=xl, ylabel="Delta_n",
+                   yscale="log")
+    ctx.plot.measured("delta", case, [r["chain"] for r in rows], label="chain rule of KL")
+    ctx.plot.predicted("delta", case, [r["gap"] for r in rows], label="(1/2) left-Riemann gap", style="points")
+    F.agreement(ctx.plot, "diff", case, [abs(r["chain"] - r["gap"]) for r in rows], [r["tol"] for r in rows],
+                xscale="linear", title="|chain - gap| against its tolerance", xlabel=xl, ylabel="|chain - gap|")
 
 
 # ------------------------------------------------------------------------------------------------ C3
@@ -332,6 +343,17 @@ def theorem1(ctx: Context) -> list[Measurement]:
     est1 = float(C.expected_estimation_error(b, ts, _inexact).sum())
     est2 = float(C.expected_estimation_error(b, ts, _inexact, nodes=int(1.5 * C.DEFAULT_NODES)).sum())
     bound_i = 0.5 * np.diff(ts).max() * b.tr_cov + (0.0 if ctx.bug("estimation_omitted") else est2)
+    for name in ("binary", "gaussian", "three_point"):
+        tr = tg[name].tr_cov
+        sel = sorted((r["bound"] / (0.5 * tr), r["Delta"] - r["err"]) for r in rows if r["target"] == name)
+        x = np.array([v[0] for v in sel])
+        ctx.plot.panel(name, title=f"{tg[name].name}: Delta_n on {len(sel)} schedules",
+                       xlabel="step in the bound (delta_max)", ylabel="Delta_n - err", xscale="log", yscale="log")
+        ctx.plot.measured(name, x, [v[1] for v in sel])
+        xb = F.decades(x.min() / 1.5, x.max() * 1.5)
+        ctx.plot.bound(name, xb, 0.5 * tr * xb, label="Theorem 1: (1/2) delta_max tr Cov")
+    F.versus_bound(ctx.plot, "inexact", bound_i, Di, title=f"inexact denoiser (binary, n = {p['n_inexact']})",
+                   xlabel="Theorem 1 bound incl. estimation term", ylabel="Delta_n (chain rule)")
     return [
         Measurement("max (Delta - err)/bound (exact denoisers)", worst, 1.0, "le", 0.0,
                     f"Delta lowered by its quadrature (or rounding) estimate before the ratio ({TOL})",
@@ -366,6 +388,11 @@ def decomposition(ctx: Context) -> list[Measurement]:
         est, est_c = est * np.diff(ts), est_c * np.diff(ts)
     rhs = gap + float(est.sum())
     tol = e + eg + abs(float(est.sum() - est_c.sum())) + 64 * ts.size * U
+    ctx.plot.panel("est", title="estimation term per step (binary, f = tanh y + 0.3 sin y)",
+                   xlabel="step start t_{k-1}", ylabel="(1/2) delta_k E|f_k - E[X|Y_{k-1}]|^2", yscale="log")
+    ctx.plot.measured("est", ts[:-1], est, style="line")
+    F.agreement(ctx.plot, "id", [ctx.params["n"]], [abs(D - rhs)], tol, title="|chain - (gap + estimation)|",
+                xlabel="steps n", ylabel="|chain - (gap + estimation)|")
     return [Measurement("|chain - (gap + estimation)|", abs(D - rhs), 0.0, "le", tol,
                         "quadrature changes (1.5x nodes) of the chain rule, the gap and the estimation term "
                         f"+ 64 n u summation ({TOL})",
@@ -427,6 +454,10 @@ def data_processing(ctx: Context) -> list[Measurement]:
                        f"({NOTE}#data-processing)",
                        extra={"rows": rows,
                               "note_values": {"n=8": [4.156e-2, 0.2866], "n=64": [6.42e-4, 3.17e-2]}})]
+    ctx.plot.panel("binary", title=f"binary X, T = {p['T']:g}: terminal KL(P_Yn || Law(hat Y_n))", xlabel="steps n",
+                   ylabel="KL", xscale="log" if p["ns"][-1] >= 10 * p["ns"][0] else "linear", yscale="log")
+    ctx.plot.measured("binary", p["ns"], [r["terminal_kl"] for r in rows], label="terminal KL")
+    ctx.plot.bound("binary", p["ns"], [r["Delta"] for r in rows], label="path KL Delta_n")
     tg = _targets()
     T = p["gauss_T"]
     for key, n in (("gaussian", p["gauss_n"]), ("gaussian2", p["gauss2_n"])):
@@ -435,6 +466,13 @@ def data_processing(ctx: Context) -> list[Measurement]:
         f = _end_of_step_f(g, ts) if ctx.bug("denoiser_end_of_step") else None
         r, _ = _gauss_delta(g, ts, f=f, noise_var=nv)
         lo, hi, lim = terminal_interval(g, T, n)
+        seg = [n / 1.5, n * 1.5]
+        ctx.plot.panel(key, title=f"{g.name}: n^2 terminal KL, T = {T:g}", xlabel="steps n",
+                       ylabel="n^2 KL(P_YT || Law(hat Y_n))", xscale="log", yscale="log")
+        ctx.plot.measured(key, [n], [n * n * r["terminal"]])
+        ctx.plot.predicted(key, seg, [lim, lim], label="limit sum_lambda ((1+T lambda)^2-1)^2/(16(1+T lambda)^2)")
+        ctx.plot.bound(key, seg, [hi, hi], label="derived O(1/n) interval")
+        ctx.plot.bound(key, seg, [lo, lo], label="", side="lower")
         out.append(Measurement(f"n^2 terminal KL ({g.name}, n={n})", n * n * r["terminal"], None, "interval", 0.0,
                                f"rigorous interval: Riemann-sum sandwich and the series of D in x = e_n/P "
                                f"({NOTE}#terminal-rate); rounding of the 1-row KL ~1e-12 relative is far inside",
@@ -498,6 +536,7 @@ def rate(ctx: Context) -> list[Measurement]:
     p, tg = ctx.params, _targets()
     out = []
     cases = [("gaussian", 10.0, p["ns"]), ("gaussian2", 10.0, p["ns2"]), ("binary", 8.0, p["ns"])]
+    figs = []
     for key, T, ns in cases:
         target = tg[key]
         worst, rows, D = 0.0, [], []
@@ -519,12 +558,28 @@ def rate(ctx: Context) -> list[Measurement]:
             D.append(Dn)
             rows.append({"n": n, "n Delta_n": n * Dn, "L0": L0, "L1": L1, "remainder bound": R, "tol": tol,
                          "n Delta_n - L0": n * Dn - L0})
+        figs.append((key, target.name, ns, D, rows))
         slope = loglog_slope(ns, np.abs(D)).slope if len(ns) > 2 else math.log(D[-1] / D[0]) / math.log(ns[-1] / ns[0])
         out.append(Measurement(f"max |n Delta_n - L0 - L1| / tol ({target.name})", worst, 1.0, "le", 0.0,
                                f"tol = Euler-Maclaurin remainder 2 zeta(3)/(2 pi)^3 (n/2) delta^3 int|M^(3)| + "
                                f"numerical error ({NOTE}#rate)",
                                extra={"rows": rows, "limit L0": rows[-1]["L0"], "log-log slope (recorded)": slope}))
+    _rate_figure(ctx, figs)
     return out
+
+
+def _rate_figure(ctx: Context, figs: list) -> None:
+    """Per target: Delta_n against n with the expansion (L0 + L1)/n (top row), and |n Delta_n - L0 - L1|
+    against its tolerance, the Euler-Maclaurin remainder bound plus numerical error (bottom row)."""
+    for key, name, ns, D, rows in figs:
+        ctx.plot.panel(key, title=f"{name}: Delta_n, uniform steps", xlabel="steps n", ylabel="Delta_n",
+                       xscale="log", yscale="log")
+        ctx.plot.measured(key, ns, D)
+        ctx.plot.predicted(key, ns, [(r["L0"] + r["L1"]) / r["n"] for r in rows], label="(L0 + L1)/n (slope -1)")
+    for key, name, ns, D, rows in figs:
+        F.agreement(ctx.plot, key + "-res", ns, [abs(r["n Delta_n"] - r["L0"] - r["L1"]) for r in rows],
+                    [r["tol"] for r in rows], title=f"{name}: |n Delta_n - L0 - L1|", xlabel="steps n",
+                    ylabel="|n Delta_n - L0 - L1|", tol_label="remainder bound + numerical error")
 
 
 # ------------------------------------------------------------------------------------------------ C7
@@ -599,6 +654,12 @@ def moment_matching(ctx: Context) -> list[Measurement]:
         s = np.log(D[1:] / D[:-1]) / np.log(np.asarray(p["ns"][1:]) / np.asarray(p["ns"][:-1]))
         slopes[f"r={r}"] = {"Delta": list(D), "local slopes": list(s), "extrapolated slope": 2 * s[-1] - s[-2]}
     order = bool(np.all(vals[3] < vals[2]) and np.all(vals[2] < vals[1]))
+    for r in (1, 2, 3):
+        F.rate(ctx.plot, f"r{r}", p["ns"], [(f"r = {r}, extrapolated slope {slopes[f'r={r}']['extrapolated slope']:.2f}",
+                                             vals[r])], slope=-r, pred_label=f"slope -{r} (heuristic, not judged)",
+               title=f"3-point target, T = 6: {r} moment(s) matched", xlabel="steps n", ylabel="Delta_n")
+        if r > 1:
+            ctx.plot.reference(f"r{r}", p["ns"], vals[r - 1], label=f"r = {r - 1} (must lie above)")
     out.append(Measurement("Delta(r=3) < Delta(r=2) < Delta(r=1) for every n", float(order), None, "true", 0.0,
                            "qualitative ordering; the values differ by factors >= 10 (extra), far above their "
                            f"quadrature error ({TOL}); the O(n^-r) slopes are recorded, not judged (heuristic, "
@@ -611,6 +672,9 @@ def moment_matching(ctx: Context) -> list[Measurement]:
     tsb = C.schedule("uniform", T=8.0, n=8)
     zb = C.path_kl_chain(b, tsb, moment=3, match_skew=not ctx.bug("skew_ignored"), **kw)
     tol = 64 * 8 * U * (1 + abs(math.log(2 * math.pi * 1.0)) + 13**2 / 2)
+    F.agreement(ctx.plot, "exact", [1, 2], [abs(zg), abs(zb)], tol, xscale="linear",
+                title="exact cases, n = 8 (a zero is not drawn)", xlabel="case (1: gaussian r = 2, 2: binary r = 3)",
+                ylabel="|Delta_n|")
     out.append(Measurement("|Delta| exact cases (gaussian r=2, binary r=3)", max(abs(zg), abs(zb)), 0.0, "le", tol,
                            "both increment laws equal the comparison's exactly: rounding of log p - log q, "
                            f"<= 8u(1 + |log 2 pi delta| + z^2/2), z <= 13, per node, 8 steps, 8x margin ({TOL})",
@@ -661,6 +725,16 @@ def invariants(ctx: Context) -> list[Measurement]:
                                                        for lam in np.linalg.eigvalsh(g2.covs[0])])
     D1 = sum(r["path"] for r, _ in parts)
     e1 = sum(e for _, e in parts)
+    for key in ("gaussian", "binary"):
+        st = np.array([r["steps"] for r in rows if r["target"] == key], dtype=float)
+        Dk = np.array([r["Delta"] for r in rows if r["target"] == key])
+        ctx.plot.panel(key, title=f"{tg[key].name}: nested refinements (T = {p['T']:g})", xlabel="steps",
+                       ylabel="Delta_n", xscale="log", yscale="log")
+        ctx.plot.measured(key, st, Dk, style="line")
+        ctx.plot.bound(key, st[1:], Dk[:-1], label="Delta of the coarser schedule")
+    F.agreement(ctx.plot, "additivity", [p["n_rot"]], [abs(r2["path"] - D1)], e2 + e1,
+                title="2-D correlated Gaussian vs sum over its eigenvalues", xlabel="steps n",
+                ylabel="|Delta(2-D) - sum_lambda Delta(1-D)|", tol_label="rounding allowance")
     b = C.binary()
     tsb = C.schedule("uniform", T=p["T2"], n=p["n2"])
     (Db2, eb2), (Db1, eb1) = _memo(("inv-b2", p["T2"], p["n2"], p["nodes2"]), lambda: (
@@ -697,7 +771,7 @@ def geometric(ctx: Context) -> list[Measurement]:
     """Gaussian target: Delta from the path laws on every case; binary and 3-point: chain rule on chain_cases."""
     p, tg = ctx.params, _targets()
     eos = ctx.bug("denoiser_end_of_step")
-    worst, worst_H, rows = -np.inf, -np.inf, []
+    worst, worst_H, rows, fig = -np.inf, -np.inf, [], []
     jobs = [(tg["gaussian"], c) for c in p["cases"]]
     jobs += [(tg[k], c) for k in ("binary", "three_point") for c in p["chain_cases"]]
     for target, (t1, c, n) in jobs:
@@ -709,6 +783,10 @@ def geometric(ctx: Context) -> list[Measurement]:
         if target.K > 1:
             worst_H = max(worst_H, I - target.entropy)
         rows.append({"target": target.name, "t1": t1, "c": c, "n": n, "Delta": D, "bound": bound})
+        fig.append((bound + c * eI, D - e))
+    F.versus_bound(ctx.plot, "bound", [b for b, _ in fig], [v for _, v in fig],
+                   title="geometric schedules: Delta_n against its bound",
+                   xlabel="bound (t_1/2) tr Cov + c I", ylabel="Delta_n - err")
     return [Measurement("max (Delta - err - t1/2 trCov - c I)", worst, 0.0, "le", 0.0,
                         f"error estimates of Delta and of I subtracted first ({TOL})",
                         extra={"rows": rows, "note_values": [[0.162, 0.352], [0.0834, 0.178], [0.0341, 0.0698]]}),

@@ -34,6 +34,7 @@ from numerics.generated import integrator_coeffs as IC
 from numerics.grids import time_grid
 from numerics.methods import TABLE, check_method, get_method, grid_coefficients
 from numerics.mixture import GaussianMixture
+from numerics.papers.samplers import _figures as F
 from numerics.references.exact_gaussian import pf_map
 from numerics.samplers import sample
 from numerics.schedule import alpha_sigma2
@@ -168,6 +169,16 @@ _REFERENCE_SIDES: dict = {}
 
 
 # ------------------------------------------------------------------------------------------- identities
+def _identity_figure(ctx: Context, x_ref: np.ndarray, x_other: np.ndarray, tol: float, what: str) -> None:
+    """Per output point the largest coordinate difference of the two routes, in decreasing order (about 200
+    ranks, log-spaced), against the rounding tolerance of the max (zero differences are not drawn)."""
+    e = np.sort(np.abs(x_ref - x_other).max(axis=1))[::-1]
+    idx = np.unique(np.geomspace(1, e.size, 200).astype(int)) - 1
+    F.agreement(ctx.plot, "points", idx + 1, e[idx], tol, title=f"{what}, per output point",
+                xlabel="rank of the point (largest difference first)", ylabel="max over coordinates |difference|",
+                tol_label="rounding tolerance of the max")
+
+
 def _eta_coeffs_bugged(kind: str) -> CoefBug:
     r"""DDIM-eta coefficients at eta = 1 derived with a wrong noise size ``c``:
     ``"beta"``: :math:`c = \eta\sigma_{t|s}` (the forward step's std) instead of the posterior std
@@ -210,6 +221,7 @@ def ddpm_is_ddim_eta1(ctx: Context) -> list[Measurement]:
                else _eta_coeffs_bugged("beta" if ctx.bug("beta_for_posterior") else "variance"))
         x2 = chain(gm, "ddim_eta", grid, p["n"], kw["seed"], label=1, w=p["w"], eta=1.0, coef_bug=bug)
     diff = float(np.abs(x1 - x2).max())
+    _identity_figure(ctx, x1, x2, tol, "|ddpm - ddim_eta(1)|")
     return [Measurement(name="max |ddpm - ddim_eta(1)|", measured=diff, predicted=0.0, kind="equal", tol=tol,
                         reason="sum over steps of 4(7 + t + s)u (|c_x||x| + |c_q||D_w| + |c_z| max|z|): "
                                "generated-coefficient error (4 + t + s)u plus arithmetic, no amplification",
@@ -242,6 +254,7 @@ def dpm_solver_1_is_ddim(ctx: Context) -> list[Measurement]:
         x1 = chain(gm, "dpm_solver_1", grid, p["n"], kw["seed"], label=1, w=p["w"], coef_bug=bug,
                    eps_variance=ctx.bug("eps_variance"))
     diff = float(np.abs(x1 - xd).max())
+    _identity_figure(ctx, xd, x1, tol, "|dpm_solver_1 - ddim|")
     return [Measurement(name="max |dpm_solver_1 - ddim|", measured=diff, predicted=0.0, kind="equal", tol=tol,
                         reason="sum over steps of 4(7 + t + s)u (|c_x||x| + |c_q||D_w| + |c_q|(2|x| + alpha|D_w|)/alpha): "
                                "coefficient error and the cancellation of x + sigma^2 s in the eps route",
@@ -412,9 +425,7 @@ def convergence_orders(ctx: Context) -> list[Measurement]:
     p = ctx.params
     gm = gaussian_target()
     x0 = ctx.rng.standard_normal((p["points"], gm.d))
-    out = []
-    fig = ctx.figure(figsize=(6, 4))
-    ax = fig.add_subplot()
+    out, series = [], {}
     for delta in p["deltas"]:
         pd = {**p, "delta": delta}
         exact = pf_map(gm, x0, p["T"], delta)
@@ -432,9 +443,7 @@ def convergence_orders(ctx: Context) -> list[Measurement]:
                 errs.append(float(np.abs(x - exact).max()))
             fit = loglog_slope(p["ns"], errs)
             win = order_window(method, order, p["ns"], pd, x0, gm)
-            ax.loglog(p["ns"], errs, "o-", lw=0.8,
-                      label=f"{method}, delta={delta:g}: {-fit.slope:.3f} (p = {order} +- {win['half']:.3f})")
-            ax.loglog(p["ns"], [errs[0] * (p["ns"][0] / n) ** order for n in p["ns"]], "k:", lw=0.6)
+            series.setdefault(method, []).append((f"delta={delta:g}", errs, -fit.slope, win["half"]))
             out.append(Measurement(
                 name=f"order {method} (delta={delta:g})", measured=-fit.slope, kind="interval", lo=order - win["half"],
                 hi=order + win["half"], tol=0.0,
@@ -442,10 +451,11 @@ def convergence_orders(ctx: Context) -> list[Measurement]:
                        "error expansion n^-p (U + W/n + R/n^2) of the method as the note defines it (Richardson at 2, 4, "
                        "8 x max n), remainder <= 2|R|/n^2 (integrators.md#orders)",
                 extra={"errors": errs, "ns": list(p["ns"]), "grid": p["kind"], "delta": delta, "window": win}))
-    ax.set_xlabel("steps n")
-    ax.set_ylabel("max endpoint error")
-    ax.set_title("convergence orders (dotted: slope -p)")
-    ax.legend(fontsize=7)
+    for method, order in order_methods(p).items():
+        F.rate(ctx.plot, method, p["ns"], [v[:2] for v in series[method]], slope=-order, pred_label=f"slope -{order}",
+               title=f"{method}: fitted order " + ", ".join(f"{v[2]:.3f}" for v in series[method])
+               + f" (p = {order} +- {max(v[3] for v in series[method]):.3f})",
+               xlabel="steps n", ylabel="max endpoint error vs exact flow map")
     return out
 
 
@@ -564,18 +574,34 @@ def ddpm_exact_law_1d(ctx: Context) -> list[Measurement]:
     eps = math.sqrt(math.log(2.0 / DKW_FALSE_ALARM) / (2.0 * len(xs)))
     cdf_quad = float((x[-1] - x[0]) * dx**2 * np.abs(np.gradient(np.gradient(dens, dx), dx)).max() / 12)
     grid_cdf_err = ref_err + escaped + cdf_quad
-    fig = ctx.figure()
-    ax = fig.add_subplot()
-    ax.hist(xs, bins=120, density=True, alpha=0.5, label=f"DDPM samples (n={len(xs)})")
-    ax.plot(x, dens / (dens.sum() * dx), label=f"exact law, independent posterior chain (w={p['w']:g})")
-    ax.set_xlim(-5, 5)
-    ax.legend(fontsize=8)
-    ax.set_title(f"guided DDPM output law, 1-D two-class mixture; KS = {ks:.4f} <= {eps + grid_cdf_err:.4f}")
+    _law_figure(ctx, xs, x, dens / (dens.sum() * dx), np.abs(emp - cdf), eps + grid_cdf_err, p["w"])
     return [Measurement(
         name="sup |F_n - F_exact|", measured=ks, predicted=0.0, kind="le", tol=eps + grid_cdf_err,
         reason=f"DKW band at false alarm {DKW_FALSE_ALARM:.2g} (1 - ENSEMBLE_LEVEL; eps = {eps:.2e}) + grid error "
                f"(L1 refinement {ref_err:.1e}, escaped {escaped:.1e}, cumulative-sum error {cdf_quad:.1e})",
         extra={"w": p["w"], "seed": seed})]
+
+
+def _law_figure(ctx: Context, xs: np.ndarray, x: np.ndarray, dens: np.ndarray, gap: np.ndarray, tol: float,
+                w: float) -> None:
+    """On the window where the exact density exceeds 1e-6 of its peak: the samples' histogram (100 bins)
+    against the exact density, and |F_n - F_exact| on the space grid (its largest value in each of ~150 blocks,
+    so that the sup is kept) against the DKW + grid tolerance."""
+    on = np.flatnonzero(dens > 1e-6 * dens.max())
+    i0, i1 = on[0], on[-1] + 1
+    hist, edges = np.histogram(xs, bins=100, range=(x[i0], x[i1 - 1]))
+    stride = max(1, (i1 - i0) // 300)
+    ctx.plot.panel("density", title=f"guided DDPM output law, w = {w:g}: histogram of {xs.size} samples",
+                   xlabel="x", ylabel="density")
+    ctx.plot.measured("density", 0.5 * (edges[1:] + edges[:-1]), hist / (xs.size * (edges[1] - edges[0])),
+                      style="step")
+    ctx.plot.predicted("density", x[i0:i1:stride], dens[i0:i1:stride], label="exact law (posterior chain)")
+    starts = np.arange(i0, i1, (i1 - i0) // 150 + 1)
+    mid = np.minimum(starts + (starts[1] - starts[0]) // 2 if starts.size > 1 else starts, i1 - 1)
+    ctx.plot.panel("cdf", title="|F_n - F_exact| (block maxima on the space grid)", xlabel="x",
+                   ylabel="|F_n(x) - F(x)|", yscale="log")
+    ctx.plot.measured("cdf", x[mid], np.maximum.reduceat(gap[:i1], starts), style="line")
+    ctx.plot.bound("cdf", x[[i0, i1 - 1]], [tol, tol], label="DKW band + grid error")
 
 
 # ----------------------------------------------------------------------------- weak order (stochastic)
@@ -728,9 +754,7 @@ def weak_orders(ctx: Context) -> list[Measurement]:
     """Log-log slope of the endpoint KL vs n for every stochastic method and dimension, against the window of
     :func:`weak_window` (exact laws: no Monte Carlo; seed-independent)."""
     p = ctx.params
-    out = []
-    fig = ctx.figure(figsize=(6, 4))
-    ax = fig.add_subplot()
+    out, series = [], {}
     for d in p["dims"]:
         gm = weak_target(d)
         for method in WEAK_METHODS:
@@ -744,7 +768,7 @@ def weak_orders(ctx: Context) -> list[Measurement]:
                           ctx.bug("q_at_step_end")) for n in p["ns"]]
             fit = loglog_slope(p["ns"], kls)
             win = weak_window(method, p["ns"], p, gm, p["eta"])
-            ax.loglog(p["ns"], kls, "o-", lw=0.8, label=f"{method} d={d}: {-fit.slope:.3f}")
+            series.setdefault(method, []).append((f"d={d}", kls, -fit.slope, win["half"]))
             out.append(Measurement(
                 name=f"KL order {method} d={d}", measured=-fit.slope, kind="interval", lo=2 - win["half"],
                 hi=2 + win["half"], tol=0.0,
@@ -752,11 +776,11 @@ def weak_orders(ctx: Context) -> list[Measurement]:
                        "n^-2 (U + W/n + R/n^2) of the KL of the method as the note defines it (per-coordinate "
                        "Gaussian chain, Richardson at 2, 4, 8 x max n), remainder <= 2|R|/n^2 (integrators.md#weak-order)",
                 extra={"kl": kls, "ns": list(p["ns"]), "window": win}))
-    ax.loglog(p["ns"], [out[0].extra["kl"][0] * (p["ns"][0] / n) ** 2 for n in p["ns"]], "k:", label="slope -2")
-    ax.set_xlabel("steps n")
-    ax.set_ylabel("KL(endpoint law || exact)")
-    ax.set_title("weak order of the stochastic samplers")
-    ax.legend(fontsize=6)
+    for method in WEAK_METHODS:
+        F.rate(ctx.plot, method, p["ns"], [v[:2] for v in series[method]], slope=-2.0, pred_label="slope -2",
+               title=f"{method}{' (eta = %g)' % p['eta'] if method == 'ddim_eta' else ''}: KL order " + ", ".join(f"{v[2]:.3f}" for v in series[method])
+               + f" (2 +- {max(v[3] for v in series[method]):.3f})",
+               xlabel="steps n", ylabel="KL(endpoint law || exact marginal)")
     return out
 
 
@@ -801,6 +825,7 @@ def fast_path_agrees(ctx: Context) -> list[Measurement]:
     w_fast = w - 1.0 if ctx.bug("w_minus_one") else w
     y_fast = 1 - y if ctx.bug("label_swapped") else y
     worst = {"den": 0.0, "guided": 0.0}
+    per_t: dict[str, list[float]] = {"den": [], "guided": []}
     for t in p["times"]:
         x = 2.0 * ctx.rng.standard_normal((p["n"], gm.d))
         x[: p["n"] // 4] = math.exp(-t) * gm.means[ctx.rng.integers(0, gm.K, p["n"] // 4)]
@@ -811,8 +836,14 @@ def fast_path_agrees(ctx: Context) -> list[Measurement]:
         tol_g = tol_d * (1 + w) + (gm.d + 8) * U * w * (s2 / a) * np.abs(g).max(axis=1, keepdims=True)
         ref_d, ref_g = gm.denoiser(x, t), gm.guided_denoiser(x, t, y, w)
         fast_d, fast_g = fm.denoiser(x, t + dt), fm.guided_denoiser(x, t + dt, y_fast, w_fast)
-        worst["den"] = max(worst["den"], float(np.max(np.abs(fast_d - ref_d) / tol_d)))
-        worst["guided"] = max(worst["guided"], float(np.max(np.abs(fast_g - ref_g) / tol_g)))
+        per_t["den"].append(float(np.max(np.abs(fast_d - ref_d) / tol_d)))
+        per_t["guided"].append(float(np.max(np.abs(fast_g - ref_g) / tol_g)))
+        worst["den"] = max(worst["den"], per_t["den"][-1])
+        worst["guided"] = max(worst["guided"], per_t["guided"][-1])
+    for key, what in (("den", "denoiser D"), ("guided", f"guided denoiser D_w (w = {w:g})")):
+        F.agreement(ctx.plot, key, p["times"], per_t[key], 1.0, title=f"fast vs reference {what}",
+                    xlabel="time t", ylabel="max over points |fast - ref| / agreement bound",
+                    tol_label="agreement bound")
     reason = ("per point: 2(2 eps spread + gamma_n scale), eps the GEMM-form logit bound (numerics.fast."
               "agreement_bound, derived in its docstring)")
     return [

@@ -37,7 +37,8 @@ from numerics.generated import integrator_coeffs as IC
 from numerics.grids import time_grid
 from numerics.methods import TABLE
 from numerics.mixture import GaussianMixture
-from numerics.papers.support.experiments import (AUTHORS_ODE, AUTHORS_SDE, METHODS, draw_regions, experiment,
+from numerics.papers.support import _figures as F
+from numerics.papers.support.experiments import (AUTHORS_ODE, AUTHORS_SDE, METHODS, experiment,
                                                  run_deltas)
 from numerics.papers.support.region_targets import Box, Disk, Lens, RegionMixture, Sphere, three_disks, two_crescents
 from numerics.samplers import sample
@@ -308,12 +309,19 @@ def subspace_contraction(ctx: Context) -> list[Measurement]:
         grid = time_grid("geometric", T=5.0, delta=1e-3, kappa=kappa)
         for method in ("ei_ode", "euler", "ddim"):
             rho, cond = _rho(method, grid, ctx.control)
-            worst = 0.0
+            worst, devs = 0.0, []
             for gamma in p["gammas"]:
                 x = sample(target, method, grid=grid, n=p["n"], x_init=x0, label=1, guidance=gamma)
-                worst = max(worst, float(np.max(np.abs(x[:, 1:] - rho * x0[:, 1:]) / np.abs(rho * x0[:, 1:]))))
+                devs.append(float(np.max(np.abs(x[:, 1:] - rho * x0[:, 1:]) / np.abs(rho * x0[:, 1:]))))
+                worst = max(worst, devs[-1])
             # per step: coefficients (4u) x condition, the posterior-weight sum (K u), the update (4u); and rho itself
             tol = U * float(np.sum(4 * cond + gm.K + 4)) + U * grid.size
+            key = f"{method}{kappa:g}"
+            note = f", note {NOTE_RHO[(kappa, method)]:.4g}" if (kappa, method) in NOTE_RHO else ""
+            ctx.plot.panel(key, title=f"{method}, kappa={kappa:g}: rho = {rho:.4g}{note}", xlabel=r"guidance $\gamma$",
+                           ylabel=r"max $|y_\perp - \rho z_\perp| / |\rho z_\perp|$", xscale="log", yscale="log")
+            ctx.plot.measured(key, p["gammas"], devs)
+            F.tolerance(ctx.plot, key, p["gammas"], tol, label="rounding tolerance")
             out.append(Measurement(
                 name=f"rho-law rel. deviation {method} kappa={kappa}", measured=worst, predicted=0.0, kind="equal",
                 tol=tol, reason="rounding: per step u(4 cond_k + K + 4), cond_k = (|c_x| + |c_q|/sigma^2)/|rho_k|, "
@@ -368,6 +376,7 @@ def ddpm_orthogonal_variance(ctx: Context) -> list[Measurement]:
     gm = subspace_atoms()
     out = []
     alpha = 1.0 - ENSEMBLE_LEVEL
+    ratios, band = [], (math.nan, math.nan)
     for kappa in p["kappas"]:
         grid = time_grid("geometric", T=5.0, delta=1e-3, kappa=kappa)
         v_code = variance_recursion(grid, "code", sigma_end=ctx.bug("sigma_end"))
@@ -381,6 +390,15 @@ def ddpm_orthogonal_variance(ctx: Context) -> list[Measurement]:
         m = z2.size
         v_hat = float(z2.mean())
         lo, hi = v_code * chi2.ppf(alpha / 2, m) / m, v_code * chi2.isf(alpha / 2, m) / m
+        key = f"hist{kappa:g}"
+        ctx.plot.panel(key, title=f"orthogonal coordinates, kappa={kappa:g} (m = {m})",
+                       xlabel=r"$z / \sqrt{v_N}$ ($v_N$: the recursion)", ylabel="density")
+        zs = np.linspace(-5, 5, 301)
+        dens, edges = np.histogram(x[:, 1:].ravel() / math.sqrt(v_code), bins=np.linspace(-5, 5, 51), density=True)
+        ctx.plot.measured(key, 0.5 * (edges[:-1] + edges[1:]), dens, label="histogram", style="step")
+        ctx.plot.predicted(key, zs, np.exp(-zs ** 2 / 2) / math.sqrt(2 * math.pi), label="N(0, 1)")
+        ratios.append(v_hat / v_code)
+        band = (lo / v_code, hi / v_code)
         out.append(Measurement(
             name=f"orthogonal variance kappa={kappa}", measured=v_hat, kind="interval", lo=lo, hi=hi, tol=0.0,
             reason=f"exact chi-square interval of v chi2_m/m at ENSEMBLE_LEVEL (numerics.stats), m = {m}",
@@ -390,6 +408,11 @@ def ddpm_orthogonal_variance(ctx: Context) -> list[Measurement]:
             out.append(Measurement(name=f"recursion v_N kappa={kappa}", measured=v_code, predicted=NOTE_VAR[kappa],
                                    kind="equal", tol=5e-7,
                                    reason="the note quotes 4 significant digits: half a unit of the last, 5e-7"))
+    ctx.plot.panel("ratio", title=r"$\hat v / v_N$ against kappa", xlabel=r"$\kappa$", ylabel=r"$\hat v / v_N$",
+                   xscale="log", yscale="log")
+    ctx.plot.measured("ratio", p["kappas"], ratios)
+    F.tolerance(ctx.plot, "ratio", p["kappas"], band[1], label="chi-square interval", side="upper")
+    F.tolerance(ctx.plot, "ratio", p["kappas"], band[0], label="", side="lower")
     return out
 
 
@@ -467,7 +490,7 @@ def rate_exponent(ctx: Context) -> list[Measurement]:
     p = ctx.params
     gm = subspace_atoms()
     x0 = ctx.rng.standard_normal((p["n"], 3))
-    out = []
+    out, slopes = [], {}
     for kappa in p["kappas"]:
         target = gm
         if ctx.bug("score_step_end"):
@@ -484,6 +507,17 @@ def rate_exponent(ctx: Context) -> list[Measurement]:
                 rhos.append(float(np.median(np.abs(x[:, 1:] / x0[:, 1:]))))
                 deltas.append(delta)
             fit = loglog_slope(deltas, rhos)
+            slopes.setdefault(method, []).append(fit.slope)
+            if kappa == p["kappas"][-1]:
+                key = f"rho_{method}"
+                ctx.plot.panel(key, title=f"{method}, kappa={kappa:g}: orthogonal contraction",
+                               xlabel=r"$\delta$", ylabel=r"median $|y_\perp / z_\perp|$", xscale="log", yscale="log")
+                ctx.plot.measured(key, deltas, rhos)
+                ctx.plot.measured(key, deltas, np.exp(fit.intercept) * np.asarray(deltas) ** fit.slope,
+                                  label=f"fitted slope {fit.slope:.4f}", style="line")
+                pk = 0.5 if method == "ddim" else p_kappa(kappa)
+                ctx.plot.predicted(key, deltas, F.slope_line(deltas, pk, (deltas[-1], rhos[-1])),
+                                   label=f"predicted slope {pk:.4f}")
             if method == "ddim":
                 pred, tol = 0.5, max(deltas)
             else:
@@ -506,6 +540,14 @@ def rate_exponent(ctx: Context) -> list[Measurement]:
                 reason="max_k |ln f_k - ln f_inf| / ln(1+kappa) over the fitted tail steps (EI, Euler), delta_max (DDIM); "
                        "proofs_notes/support.md#c2-rate-exponent",
                 extra={"p_kappa": p_kappa(kappa), "deltas": deltas, "rho": rhos}))
+    ks = np.linspace(0.9 * min(p["kappas"]), 1.1 * max(p["kappas"]), 200)
+    for method in p["methods"]:
+        key = f"slope_{method}"
+        ctx.plot.panel(key, title=f"{method}: fitted slope against kappa", xlabel=r"$\kappa$",
+                       ylabel=r"log-log slope of $\rho(\delta)$")
+        ctx.plot.measured(key, p["kappas"], slopes[method])
+        pk = np.full(ks.size, 0.5) if method == "ddim" else np.array([p_kappa(k) for k in ks])
+        ctx.plot.predicted(key, ks, pk, label="0.5" if method == "ddim" else r"$p(\kappa)$")
     return out
 
 
@@ -525,7 +567,8 @@ def atom_contraction(target, gm: GaussianMixture, method: str, kappa: float, del
     :math:`a^*` of class ``label`` nearest each sample (shifted by ``shift``, C9), with the point-mass factors
     :math:`f_k` of :func:`step_coefficients`.  Returns the largest deviation over samples and checkpoints divided
     by the rounding bound :math:`8Nu(\max|y| + \max|a|)` (1 + rho ratio), the medians of |y - a| and of the
-    distance to the atoms (no lambda)."""
+    distance to the atoms (no lambda), and (for figures) the checkpoints in decreasing order with the deviation
+    at each and the median distance to the unshifted atoms at the smallest delta."""
     grid = time_grid("geometric", T=5.0, delta=min(deltas), kappa=kappa)
     x, traj = sample(target, method, grid=grid, n=x0.shape[0], x_init=x0, label=label, guidance=gamma,
                      guidance_form=form, return_trajectory=True)
@@ -541,7 +584,7 @@ def atom_contraction(target, gm: GaussianMixture, method: str, kappa: float, del
     a = atoms[near]
     r0 = y0 - lam0 * a
     worst, prod, k = 0.0, 1.0, i0
-    med, med_d = {}, {}
+    med, med_d, per = {}, {}, []
     scale = float(np.max(np.abs(traj[i0:]))) + float(np.max(np.abs(atoms)))
     for i, d in zip(idx, sorted(deltas, reverse=True)):
         while k < i:
@@ -551,10 +594,13 @@ def atom_contraction(target, gm: GaussianMixture, method: str, kappa: float, del
         lam = math.exp(-float(grid[i]))
         r = traj[i] - lam * a
         tau = 8 * (grid.size - 1) * U * scale * (1 + prod)
-        worst = max(worst, float(np.max(np.abs(r - prod * r0))) / tau)
+        per.append(float(np.max(np.abs(r - prod * r0))) / tau)
+        worst = max(worst, per[-1])
         med[f"{d:.3g}"] = float(np.median(np.linalg.norm(r, axis=1))) / sigma(d)
         med_d[f"{d:.3g}"] = float(np.median(np.linalg.norm(traj[i] - a, axis=1)))
-    return {"excess_over_rounding": worst, "median_over_sigma": med, "median_distance": med_d}
+    return {"excess_over_rounding": worst, "median_over_sigma": med, "median_distance": med_d,
+            "deltas": sorted(deltas, reverse=True), "excess_per_delta": per,
+            "median_distance_to_atoms": float(np.median(atom_distance(gm, traj[idx[-1]], label)))}
 
 
 @claim(
@@ -581,7 +627,7 @@ def distance_scales_with_sigma(ctx: Context) -> list[Measurement]:
     x0 = ctx.rng.standard_normal((p["n"], 2))
     kappa = 0.1
     deltas = aligned_deltas(kappa, -9, -6, p["points"])
-    out = []
+    out, dev = [], {}
     for gamma in p["gammas"]:
         for method in p["methods"]:
             if ctx.bug("score_step_end"):
@@ -594,6 +640,17 @@ def distance_scales_with_sigma(ctx: Context) -> list[Measurement]:
                 tg, form = gm, "cfg"
             res = atom_contraction(tg, gm, method, kappa, deltas, x0, 0, gamma, form=form)
             pe = exponent(method, kappa)
+            dev[method] = np.maximum(dev.get(method, 0.0), res["excess_per_delta"])
+            if gamma == p["gammas"][0]:
+                ds = np.array(res["deltas"])
+                ratio = np.array([res["median_over_sigma"][f"{d:.3g}"] for d in ds])
+                key = f"ratio_{method}"
+                ctx.plot.panel(key, title=f"{method}, gamma={gamma:g}: offset from the atom / sigma",
+                               xlabel=r"$\delta$", ylabel=r"median $|y_\delta - \lambda_\delta a| / \sigma_\delta$",
+                               xscale="log", yscale="log")
+                ctx.plot.measured(key, ds, ratio)
+                ctx.plot.predicted(key, ds, F.slope_line(ds, pe - 0.5, (ds[0], ratio[0])),
+                                   label=f"predicted slope p - 1/2 = {pe - 0.5:.3f}")
             out.append(Measurement(
                 name=f"point-mass contraction {method} gamma={gamma:g} (units of rounding)",
                 measured=res["excess_over_rounding"], predicted=1.0, kind="le", tol=0.0,
@@ -601,6 +658,13 @@ def distance_scales_with_sigma(ctx: Context) -> list[Measurement]:
                        "8 N u (max|y| + max|a|)(1 + rho) is the unit",
                 extra={"median_offset_over_sigma": res["median_over_sigma"], "median_distance": res["median_distance"],
                        "predicted_growth_of_ratio": (max(deltas) / min(deltas)) ** (0.5 - pe), "exponent": pe}))
+    ds = sorted(deltas, reverse=True)
+    for method in p["methods"]:
+        key = f"identity_{method}"
+        ctx.plot.panel(key, title=f"{method}: contraction identity (max over gamma)", xlabel=r"$\delta$",
+                       ylabel=r"max $|r_\delta - \rho\, r_{\delta_{\max}}|$ / rounding bound", xscale="log", yscale="log")
+        ctx.plot.measured(key, ds, dev[method])
+        F.tolerance(ctx.plot, key, ds, 1.0, label="rounding bound (1)")
     return out
 
 
@@ -632,7 +696,7 @@ def dimension_scaling(ctx: Context) -> list[Measurement]:
     dpl = atom_distance(atoms_c4(2), ref, 0)
     h = grid[:-1] - grid[1:]
     rho = float(np.prod(np.exp(h) - np.expm1(h) / -np.expm1(-2 * grid[:-1])))
-    out = []
+    out, fig = [], {"d": [], "dev": [], "c": [], "lo": [], "hi": []}
     for d in p["dims"]:
         if d == 2:
             continue
@@ -653,12 +717,24 @@ def dimension_scaling(ctx: Context) -> list[Measurement]:
                                reason="rounding: ~1e3 u per step (softmax, update) summed over the steps"))
         med, lo, hi = median_ci(dist)
         s = sigma(delta) * math.sqrt(d)
+        for k, v in zip(("d", "dev", "c", "lo", "hi"), (d, dev, med / s, lo / s, hi / s)):
+            fig[k].append(v)
         out.append(Measurement(name=f"c_d d={d}", measured=med / s, ci=(lo / s, hi / s), kind="interval",
                                lo=0.8 * rho / sigma(delta), hi=1.2 * rho / sigma(delta), tol=0.0, counted=False,
                                reason="informational: implied by the split identity (counted) and the exact chi law of "
                                       "|z_perp|; the +-20% window is not derived",
                                extra={"rho_over_sigma": rho / sigma(delta), "note": "c ~ 1.0-1.1 for d >= 8",
                                       "chi_median_factor": float(chi.median(d - 2) / math.sqrt(d))}))
+    ctx.plot.panel("split", title="split identity |y|^2 = rho^2|z_perp|^2 + |y_plane|^2", xlabel="dimension d",
+                   ylabel="max relative deviation", yscale="log")
+    ctx.plot.measured("split", fig["d"], fig["dev"])
+    F.tolerance(ctx.plot, "split", fig["d"], 1e3 * U * (grid.size - 1), label="rounding tolerance", log=False)
+    ctx.plot.panel("c_d", title=r"$c_d$ = median distance / ($\sigma_\delta\sqrt{d}$) (informational)",
+                   xlabel="dimension d", ylabel=r"$c_d$")
+    ctx.plot.measured("c_d", fig["d"], fig["c"], lo=fig["lo"], hi=fig["hi"])
+    ctx.plot.predicted("c_d", F.span(fig["d"], log=False), np.full(2, rho / sigma(delta)), label=r"$\rho/\sigma_\delta$ (d -> inf)")
+    for f, lab in ((1.2, "+-20% window (not derived)"), (0.8, "")):
+        ctx.plot.reference("c_d", F.span(fig["d"], log=False), np.full(2, f * rho / sigma(delta)), label=lab)
     return out
 
 
@@ -701,11 +777,20 @@ def first_order_error(ctx: Context) -> list[Measurement]:
         errs.append(float(np.median(np.linalg.norm(y - ref, axis=1))))
         errs_ddim.append(float(np.median(np.linalg.norm(sample(gm, "ddim", grid=grid, **kw) - ref, axis=1))))
     fit = loglog_slope(p["kappas"], errs)
+    fit_ddim = loglog_slope(p["kappas"], errs_ddim)
+    ks = np.asarray(p["kappas"], float)
+    for key, e, f, name in (("ei", errs, fit, "EI (ei_ode)"), ("ddim", errs_ddim, fit_ddim, "DDIM (recorded)")):
+        ctx.plot.panel(key, title=f"{name}: endpoint error against kappa", xlabel=r"$\kappa$",
+                       ylabel=r"median $|y_\kappa - y_{\rm ref}|$", xscale="log", yscale="log")
+        ctx.plot.measured(key, ks, e)
+        ctx.plot.measured(key, ks, np.exp(f.intercept) * ks ** f.slope, label=f"fitted slope {f.slope:.3f}", style="line")
+        ctx.plot.predicted(key, ks, F.slope_line(ks, 1.0, (ks[0], e[0])), label="order 1")
+    note = [2.8e-3, 5.8e-3, 11.8e-3, 30e-3, 62e-3]
+    ctx.plot.reference("ei", [0.05, 0.1, 0.2, 0.5, 1.0], note, label="note's values", style="points")
     return [Measurement(name="slope of EI error in kappa", measured=fit.slope, kind="interval", lo=0.5, hi=1.5,
                         tol=0.0, reason="integer order = round(slope) = 1 (proofs_notes/support.md#c6-first-order)",
                         extra={"errors_ei": errs, "errors_ddim": errs_ddim,
-                               "slope_ddim": loglog_slope(p["kappas"], errs_ddim).slope,
-                               "note_ei": [2.8e-3, 5.8e-3, 11.8e-3, 30e-3, 62e-3]})]
+                               "slope_ddim": fit_ddim.slope, "note_ei": note})]
 
 
 # ------------------------------------------------------------------------------------------- C7
@@ -740,12 +825,13 @@ def exceptional_set(ctx: Context) -> list[Measurement]:
                         n_classes=2)
     elif ctx.bug("guidance_sign"):
         tg = ScoreModel(gm.score, 2, guidance=lambda x, t, y: -gm.guidance_vector(x, t, y), n_classes=2)
-    out = []
+    out, sym, far = [], [], []
     for delta in p["deltas"]:
         grid = time_grid("geometric", T=5.0, delta=delta, kappa=0.1)
         for gamma in p["gammas"]:
             x = sample(tg, "ei_ode", grid=grid, n=1, x_init=[[0.0, -0.7]], label=0, guidance=gamma)
             dist = float(atom_distance(gm, x, 0)[0])
+            sym.append((delta, dist))
             out.append(Measurement(name=f"symmetric start distance delta={delta:g} gamma={gamma}", measured=dist,
                                    kind="ge", predicted=1.0, tol=4 * U,
                                    reason="x1 = 0 exactly by symmetry, so sqrt(1 + y2^2) >= 1; 4u rounding",
@@ -755,11 +841,30 @@ def exceptional_set(ctx: Context) -> list[Measurement]:
     for gamma in p["gammas"]:
         x = sample(tg, "ei_ode", grid=grid, n=p["n"], x_init=x0, label=0, guidance=gamma)
         k = int(np.sum(atom_distance(gm, x, 0) > p["r"]))
+        far.append(k)
+        if gamma == p["gammas"][0]:
+            ctx.plot.panel("ends", title=f"N(0, I) endpoints, gamma={gamma:g}, delta={min(p['deltas']):g}",
+                           xlabel="$x_1$", ylabel="$x_2$", equal_aspect=True)
+            th = np.linspace(0, 2 * np.pi, 200)
+            for i, a in enumerate(gm.means[gm.labels == 0]):
+                ctx.plot.reference("ends", a[0] + p["r"] * np.cos(th), a[1] + p["r"] * np.sin(th),
+                                   label=f"radius {p['r']:g} about the target atoms" if i == 0 else "")
+            ctx.plot.reference("ends", gm.means[:, 0], gm.means[:, 1], label="atoms", style="points")
+            F.endpoints(ctx.plot, "ends", x)
         out.append(Measurement(name=f"N(0,I) starts ending farther than {p['r']} gamma={gamma:g}", measured=k,
                                predicted=0.0, kind="le", tol=0.0,
                                reason="the far set is a strip about the exceptional line of super-polynomially small "
                                       "width (proofs_notes/support.md#c7-exceptional-set): predicted count 0",
                                extra={"n": p["n"]}))
+    ds = sorted(p["deltas"])
+    ctx.plot.panel("sym", title="symmetric start (0, -0.7): distance to the target atoms", xlabel=r"$\delta$",
+                   ylabel="distance (smallest over gamma)", xscale="log", yscale="log")
+    ctx.plot.measured("sym", ds, [min(v for d, v in sym if d == dd) for dd in ds])
+    F.tolerance(ctx.plot, "sym", p["deltas"], 1.0, label="lower bound 1", side="lower")
+    ctx.plot.panel("far", title=f"N(0, I) starts ending farther than r = {p['r']:g}", xlabel=r"$\gamma$",
+                   ylabel=f"count (of {p['n']})")
+    ctx.plot.measured("far", p["gammas"], far)
+    F.tolerance(ctx.plot, "far", p["gammas"], 0.0, label="predicted 0", log=False)
     return out
 
 
@@ -799,20 +904,41 @@ def ddpm_close(ctx: Context) -> list[Measurement]:
     grid = time_grid("geometric", T=5.0, delta=p["delta"], kappa=0.1)
     out = []
     for method, noise in (("ei_sde_code", "code"), ("ei_sde", "exact")):
-        pred = math.sqrt(2 * math.log(2) * variance_recursion(grid, noise))
+        v_n = variance_recursion(grid, noise)
+        pred = math.sqrt(2 * math.log(2) * v_n)
+        pooled, meds = [], []
         for gamma in p["gammas"]:
             seed = int(ctx.rng.integers(2 ** 62))
             if ctx.bug("noise_variance"):
                 x = _ei_sde_manual(gm, grid, p["n"], gamma, seed, noise)
             else:
                 x = sample(gm, method, grid=grid, n=p["n"], seed=seed, label=0, guidance=gamma, guidance_form="cfg")
-            med, lo, hi = median_ci(atom_distance(gm, x, 0), level=ENSEMBLE_LEVEL)
+            dist = atom_distance(gm, x, 0)
+            med, lo, hi = median_ci(dist, level=ENSEMBLE_LEVEL)
+            pooled.append(dist)
+            meds.append((med, lo, hi, 0.5 * (hi - lo)))
             out.append(Measurement(name=f"median distance {method} gamma={gamma}", measured=med, ci=(lo, hi),
                                    kind="equal", predicted=pred, tol=0.5 * (hi - lo),
                                    reason="Rayleigh median of N(lam a, v_N I); half-width of the order-statistic "
                                           "interval of the median at ENSEMBLE_LEVEL",
                                    extra={"predicted_median": pred, "note_median": 5.4e-3,
                                           "median_over_sigma": med / sigma(p["delta"])}))
+        key = f"law_{method}"
+        ctx.plot.panel(key, title=f"{method}: endpoint distance law (all gamma pooled)", xlabel="distance to the atoms",
+                       ylabel=r"density per unit $\ln$ distance", xscale="log")
+        xs, dens = F.log_density_histogram(np.concatenate(pooled))
+        ctx.plot.measured(key, xs, dens, label="histogram", style="step")
+        ds = math.sqrt(v_n) * np.geomspace(1e-2, 5.0, 300)
+        ctx.plot.predicted(key, ds, ds ** 2 / v_n * np.exp(-ds ** 2 / (2 * v_n)), label=r"Rayleigh, $v_N$ of C3")
+        key = f"median_{method}"
+        ctx.plot.panel(key, title=f"{method}: median distance against gamma", xlabel=r"$\gamma$",
+                       ylabel="median distance", yscale="log")
+        m = np.array(meds)
+        ctx.plot.measured(key, p["gammas"], m[:, 0], lo=m[:, 1], hi=m[:, 2])
+        ctx.plot.predicted(key, F.span(p["gammas"], log=False), np.full(2, pred), label="Rayleigh median")
+        gs = np.asarray(p["gammas"], float)
+        ctx.plot.bound(key, gs, pred + m[:, 3], label="tolerance (half the interval)")
+        ctx.plot.bound(key, gs, pred - m[:, 3], label="", side="lower")
     return out
 
 
@@ -844,32 +970,34 @@ def biased_score_failure(ctx: Context) -> list[Measurement]:
     kappa = 0.1
     deltas = aligned_deltas(kappa, -10, -7, p["points"])
     tg = gm if ctx.bug("exact_scores") else biased(gm, b, 0)
-    out = []
+    out, dev, dist_min = [], [], []
     for gamma in p["gammas"]:
         w = gamma - 1 if ctx.bug("w_minus_1") else gamma
         res = atom_contraction(tg, gm, "ei_ode", kappa, deltas, x0, 0, w, form="cfg", shift=gamma * b)
         g = gamma * float(np.linalg.norm(b))
         dists = {d: v / g for d, v in res["median_distance"].items()}
+        dev.append(res["excess_over_rounding"])
+        dist_min.append(res["median_distance_to_atoms"])
         out.append(Measurement(
             name=f"contraction to the shifted atom gamma={gamma:g} (units of rounding)",
             measured=res["excess_over_rounding"], predicted=1.0, kind="le", tol=0.0,
             reason="exact identity once committed (proofs_notes/support.md#c9-biased-score); rounding bound "
                    "8 N u (max|y| + max|a|)(1 + rho) is the unit",
             extra={"median_distance_over_gamma_b": dists}))
+    gs = np.asarray(p["gammas"], float)
+    ctx.plot.panel("dist", title=f"distance to the class-0 atoms at delta={min(deltas):.2g}", xlabel=r"$\gamma$",
+                   ylabel="median distance to the support", xscale="log", yscale="log")
+    ctx.plot.measured("dist", gs, dist_min)
+    ctx.plot.predicted("dist", gs, gs * float(np.linalg.norm(b)), label=r"$\gamma |b|$ (the shifted atom)")
+    ctx.plot.panel("identity", title="contraction to the shifted atom a + gamma b", xlabel=r"$\gamma$",
+                   ylabel="max deviation / rounding bound", xscale="log", yscale="log")
+    ctx.plot.measured("identity", gs, dev)
+    F.tolerance(ctx.plot, "identity", gs, 1.0, label="rounding bound (1)")
     return out
 
 
 # ------------------------------------------------------------------------------------------- C10
 C10_STARTS = np.array([[-3.0, 3.0], [-1.0, -3.0], [0.0, 0.0], [2.0, -4.0], [5.0, -2.0]])
-
-
-def _draw_regions(ax, rm: RegionMixture, target: int):
-    th = np.linspace(0, 2 * np.pi, 400)
-    for reg, lab in zip(rm.regions, rm.labels):
-        col = "red" if lab == target else "gray"
-        ax.plot(reg.c[0] + reg.R * np.cos(th), reg.c[1] + reg.R * np.sin(th), color=col, lw=1)
-        if reg.r > 0:
-            ax.plot(reg.c2[0] + reg.r * np.cos(th), reg.c2[1] + reg.r * np.sin(th), color=col, lw=1, ls="--")
 
 
 @claim(
@@ -899,11 +1027,7 @@ def three_disks_claim(ctx: Context) -> list[Measurement]:
     if ctx.bug("guidance_sign"):
         target = ScoreModel(rm.score, 2, guidance=lambda x, t, y: -rm.guidance_vector(x, t, y), n_classes=3)
     hulls = hulls_of(rm)
-    out = []
-    fig = None if ctx.control else ctx.figure(figsize=(6, 6))
-    if fig is not None:
-        ax = fig.add_subplot(1, 1, 1)
-        _draw_regions(ax, rm, 1)
+    out, excess = [], []
     dmin, dmax = min(p["deltas"]), max(p["deltas"])
     for gamma in p["gammas"]:
         ratios = {}
@@ -926,13 +1050,19 @@ def three_disks_claim(ctx: Context) -> list[Measurement]:
             name=f"max dist/sigma at delta={dmin:g} gamma={gamma:g}", measured=ratios[dmin], kind="ge",
             predicted=0.0, tol=0.0, counted=False,
             reason="informational: no derived constant (note's 4.0-4.7 came from a 20 x 20-node re-implementation)"))
-        if fig is not None:
-            for i in range(5):
-                ax.plot(traj[:, i, 0], traj[:, i, 1], lw=0.7, color="C0" if gamma == 1 else "C1")
-            ax.plot(x[:, 0], x[:, 1], "k.", ms=4)
-    if fig is not None:
-        ax.set_aspect("equal")
-        ax.set_title("C10: EI trajectories (gamma 1 blue, others orange), target disk red")
+        excess.append(lem["excess"])
+        key = f"g{gamma:g}"
+        ctx.plot.panel(key, title=f"gamma={gamma:g}, delta={dmin:g}: max dist/sigma = {ratios[dmin]:.2f}",
+                       xlabel="$x_1$", ylabel="$x_2$", equal_aspect=True)
+        F.regions(ctx.plot, key, rm, target=1)
+        for i in range(traj.shape[1]):
+            ctx.plot.reference(key, traj[:, i, 0], traj[:, i, 1])
+        ctx.plot.reference(key, C10_STARTS[:, 0], C10_STARTS[:, 1], label="starts (trajectories grey)", style="points")
+        F.endpoints(ctx.plot, key, x)
+    ctx.plot.panel("excess", title="convex-contraction lemma: largest excess over all steps", xlabel=r"$\gamma$",
+                   ylabel="excess (distance units)")
+    ctx.plot.measured("excess", p["gammas"], excess)
+    F.tolerance(ctx.plot, "excess", p["gammas"], 0.0, label="0 (lemma)", log=False)
     return out
 
 
@@ -966,9 +1096,8 @@ def nonconvex(ctx: Context) -> list[Measurement]:
     cres = two_crescents()
     from numerics.papers.support.region_targets import Annulus
     ann = RegionMixture([Annulus((0.0, 0.0), 1.5, 1.0), Disk((3.0, 0.0), 0.5)])
-    out = []
-    fig = None if ctx.control else ctx.figure(figsize=(10, 5))
-    for j, (name, rm) in enumerate((("crescents", cres), ("annulus", ann))):
+    out, excess = [], {}
+    for name, rm in (("crescents", cres), ("annulus", ann)):
         x0 = np.concatenate([starts, ctx.rng.standard_normal((p["n"], 2))]) if name == "crescents" else \
             ctx.rng.standard_normal((p["n"] + 4, 2))
         label = 1 if ctx.bug("wrong_class") else 0
@@ -976,10 +1105,6 @@ def nonconvex(ctx: Context) -> list[Measurement]:
         if ctx.bug("guidance_sign"):
             target = ScoreModel(rm.score, 2, guidance=lambda x, t, y, rm=rm: -rm.guidance_vector(x, t, y), n_classes=2)
         hulls = hulls_of(rm)
-        ax = None
-        if fig is not None:
-            ax = fig.add_subplot(1, 2, j + 1)
-            _draw_regions(ax, rm, 0)
         for gamma in p["gammas"]:
             x, traj = sample(target, "ei_ode", grid=grid, n=x0.shape[0], x_init=x0, label=label, guidance=gamma,
                              return_trajectory=True)
@@ -996,14 +1121,20 @@ def nonconvex(ctx: Context) -> list[Measurement]:
                 kind="ge", predicted=0.0, tol=0.0, counted=False,
                 reason="informational: inside the hull the lemma gives no bound (non-convex part only measured)",
                 extra={"max_dist_over_sigma": float(dist.max()) / sigma(delta), "n": int(dist.size)}))
-            if ax is not None:
+            excess.setdefault(name, []).append(lem["excess"])
+            if gamma in (p["gammas"][0], p["gammas"][-1]):
+                key = f"{name}{gamma:g}"
+                ctx.plot.panel(key, title=f"{name}, gamma={gamma:g}, delta={delta:g}", xlabel="$x_1$", ylabel="$x_2$",
+                               equal_aspect=True)
+                F.regions(ctx.plot, key, rm, target=0)
                 for i in range(min(8, x0.shape[0])):
-                    ax.plot(traj[:, i, 0], traj[:, i, 1], lw=0.5, color="C0")
-                ax.plot(x[:, 0], x[:, 1], ".", ms=3, label=f"gamma={gamma}")
-        if ax is not None:
-            ax.set_aspect("equal")
-            ax.legend(fontsize=6)
-            ax.set_title(f"C11 {name}, delta={delta:g}")
+                    ctx.plot.reference(key, traj[:, i, 0], traj[:, i, 1])
+                F.endpoints(ctx.plot, key, x)
+    for name, ex in excess.items():
+        ctx.plot.panel(f"excess_{name}", title=f"{name}: largest lemma excess (towards the hull)", xlabel=r"$\gamma$",
+                       ylabel="excess (distance units)")
+        ctx.plot.measured(f"excess_{name}", p["gammas"], ex)
+        F.tolerance(ctx.plot, f"excess_{name}", p["gammas"], 0.0, label="0 (lemma)", log=False)
     return out
 
 
@@ -1109,6 +1240,7 @@ def score_identity(ctx: Context) -> list[Measurement]:
         ref = RegionMixture(regs)  # the oracle's mixture: equal weights, as stated
         cond = RegionMixture([r for r, l in zip(rm.regions, rm.labels) if l == 1])
         worst, worst_g, qmax = 0.0, 0.0, 0.0
+        raw, raw_g, qs = [], [], []
         for t in p["ts"]:
             lam, s2 = alpha_sigma2(t)
             s = math.sqrt(s2)
@@ -1126,10 +1258,18 @@ def score_identity(ctx: Context) -> list[Measurement]:
             formula = (D - y) / s2 if ctx.bug("alpha_dropped") else (lam * D - y) / s2
             q = rm.quadrature_error(y, t) * lam / s
             qmax = max(qmax, q)
-            worst = max(worst, float(np.max(np.abs(cfg - formula))) * s - q)
+            raw.append(float(np.max(np.abs(cfg - formula))) * s)
+            worst = max(worst, raw[-1] - q)
             g_pkg = rm.guidance_vector(y, t, 1)
             g_ref = oracle_guidance(ref, y, t, 1, h)
-            worst_g = max(worst_g, float(np.max(np.abs(g_pkg - g_ref))) * s - q)
+            raw_g.append(float(np.max(np.abs(g_pkg - g_ref))) * s)
+            worst_g = max(worst_g, raw_g[-1] - q)
+            qs.append(q)
+        for key, vals, what in ((f"cfg_{name}", raw, "CFG(FD) vs Tweedie"), (f"g_{name}", raw_g, "g_pkg vs oracle")):
+            ctx.plot.panel(key, title=f"{name}: {what}", xlabel="t", ylabel=r"$\sigma_t$ max |difference|",
+                           xscale="log", yscale="log")
+            ctx.plot.measured(key, p["ts"], vals)
+            ctx.plot.bound(key, p["ts"], 1e-5 + np.asarray(qs), label="1e-5 + quadrature estimate")
         out.append(Measurement(name=f"{name}: sigma |CFG(FD) - (lam D_gamma - y)/sigma^2|", measured=worst,
                                predicted=0.0, kind="equal", tol=1e-5,
                                reason="central FD h = 1e-4 sigma: truncation + rounding <= 1e-5 on the sigma-scaled "
@@ -1206,16 +1346,18 @@ def _run_table(ctx: Context, name: str, wrong: dict):
     return exp, rows, runs
 
 
-def _measure(rows, runs, p, exp, absolute: tuple[float, float] | None = None) -> list[Measurement]:
+def _measure(rows, runs, p, exp, absolute: tuple[float, float] | None = None, plot=None) -> list[Measurement]:
     r"""Per (method, kappa, gamma < gamma*): deterministic schemes, the largest excess of the convex-contraction
     inequality over every step of the run to the smallest delta (<= 0); stochastic schemes, the number of
     samples whose endpoint excess (:func:`endpoint_excess`) exceeds :math:`r = \sqrt{2 v_N \ln(n/\alpha)}`,
-    :math:`\alpha = 1 -` ENSEMBLE_LEVEL (predicted 0; by chance > 0 with probability <= alpha)."""
+    :math:`\alpha = 1 -` ENSEMBLE_LEVEL (predicted 0; by chance > 0 with probability <= alpha).  ``plot``: a
+    recorder that gets, per scheme, the slack against gamma (largest over kappa): the lemma's excess, or the
+    largest endpoint excess minus the noise radius (<= 0 exactly when no endpoint is beyond it)."""
     rm = exp.mixture
     hulls = hulls_of(rm)
     dmin, dmax = min(p["deltas"]), max(p["deltas"])
     alpha = 1.0 - ENSEMBLE_LEVEL
-    out = []
+    out, slack = [], {}
     for method in p["methods"]:
         for kappa in p["kappas"]:
             pe = exponent(method, kappa)
@@ -1227,6 +1369,8 @@ def _measure(rows, runs, p, exp, absolute: tuple[float, float] | None = None) ->
                              for d in p["deltas"]}
                 if not TABLE[method].stochastic:
                     lem = lemma_check(r.trajectory, r.grid, method, rm, r.eta, gamma, hulls)
+                    sl = slack.setdefault(method, {})
+                    sl[gamma] = max(sl.get(gamma, -np.inf), lem["excess"])
                     out.append(Measurement(
                         name=f"contraction-lemma excess {method} kappa={kappa:g} gamma={gamma:g}",
                         measured=lem["excess"], predicted=0.0, kind="le", tol=0.0,
@@ -1238,6 +1382,8 @@ def _measure(rows, runs, p, exp, absolute: tuple[float, float] | None = None) ->
                     v = noise_variance(method, r.grid)
                     rad = math.sqrt(2 * v * math.log(ex.size / alpha))
                     k = int(np.sum(ex > rad))
+                    sl = slack.setdefault(method, {})
+                    sl[gamma] = max(sl.get(gamma, -np.inf), float(np.max(ex)) - rad)
                     out.append(Measurement(
                         name=f"endpoints beyond the noise radius {method} kappa={kappa:g} gamma={gamma:g}",
                         measured=k, predicted=0.0, kind="le", tol=0.0,
@@ -1253,41 +1399,41 @@ def _measure(rows, runs, p, exp, absolute: tuple[float, float] | None = None) ->
         extra={"experiment": exp.name, "table": rows, "table_md": table_md(rows),
                "unstable_rows_max_over_sigma": {f"{r['gamma']:g}/{r['method']}/{r['kappa']:g}/{r['delta']:g}":
                                                 r["max_over_sigma"] for r in unstable}}))
+    for method, sl in slack.items() if plot is not None else ():
+        key = f"slack_{method}"
+        det = not TABLE[method].stochastic
+        plot.panel(key, title=f"{method}, delta={dmin:g}: " + ("lemma excess" if det else "endpoint excess - radius"),
+                   xlabel=r"$\gamma$", ylabel="slack, max over kappa (distance units)")
+        gs = sorted(sl)
+        plot.measured(key, gs, [sl[g] for g in gs])
+        F.tolerance(plot, key, gs, 0.0, label="0 (lemma)" if det else "0 (no endpoint beyond the radius)", log=False)
     return out
 
 
-def _figure(ctx: Context, exp, runs, p, scatter: bool = False):
-    if ctx.control:
-        return
+def _figure(ctx: Context, exp, runs, p, scatter: bool = False) -> None:
+    """2-D panels of the endpoints at kappa = kappas[0], delta = 1e-3 (or the smallest), for the authors' ODE
+    and SDE schemes at the smallest and largest stable gamma (only the largest when more than two schemes run):
+    region outlines, the ODE trajectories and starts in grey (not for ``scatter``: N(0, I) starts), endpoints
+    as measured points."""
     kappa = p["kappas"][0]
     d_fig = 1e-3 if 1e-3 in p["deltas"] else min(p["deltas"])
     methods = [m for m in (AUTHORS_ODE, AUTHORS_SDE) if m in p["methods"]] or list(p["methods"])[:2]
-    gammas = p["gammas"]
-    fig = ctx.figure(figsize=(2.8 * len(gammas), 2.9 * len(methods)))
-    rm = exp.mixture
-    lim = (-6.0, 6.0, -6.0, 6.0)
-    colors = ["tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange"]
-    for i, method in enumerate(methods):
-        for j, gamma in enumerate(gammas):
-            ax = fig.add_subplot(len(methods), len(gammas), i * len(gammas) + j + 1)
+    stable = [g for g in p["gammas"] if g < gamma_star(kappa)] or list(p["gammas"])
+    gammas = sorted({stable[0], stable[-1]}) if len(p["methods"]) <= 2 else [stable[-1]]
+    for method in methods:
+        for gamma in gammas:
             r = runs[(gamma, method, kappa, d_fig)]
-            if scatter:
-                draw_regions(ax, rm, None, lim, colors=colors)
-                for c in np.unique(r.eta):
-                    sel = r.eta == c
-                    ax.plot(r.endpoints[sel, 0], r.endpoints[sel, 1], ".", ms=3, color=colors[int(c)])
-            else:
-                draw_regions(ax, rm, exp.eta, lim)
-                for k in range(r.endpoints.shape[0]):
-                    ax.plot(r.trajectory[:, k, 0], r.trajectory[:, k, 1], lw=0.8, color="C0")
-                    ax.plot(r.starts[k, 0], r.starts[k, 1], "o", ms=3, color="0.3")
-                ax.plot(r.endpoints[:, 0], r.endpoints[:, 1], "k*", ms=6)
-            ax.set_title(f"{'SDE' if TABLE[method].stochastic else 'ODE'} ({method}) gamma={gamma:g}\n"
-                         f"max d/sigma={r.max_over_sigma:.2f}", fontsize=7)
-            ax.tick_params(labelsize=6)
-    fig.suptitle(f"{exp.name} ({exp.figure}), exact scores, kappa={kappa:g}, delta={d_fig:g}"
-                 + (" -- endpoints coloured by guided class" if scatter else " -- target red"), fontsize=8)
-    fig.tight_layout()
+            key = f"{method}{gamma:g}"
+            ctx.plot.panel(key, title=f"{'SDE' if TABLE[method].stochastic else 'ODE'} ({method}), gamma={gamma:g}, "
+                                      f"kappa={kappa:g}, delta={d_fig:g}", xlabel="$x_1$", ylabel="$x_2$",
+                           equal_aspect=True)
+            F.regions(ctx.plot, key, exp.mixture, target=None if scatter else exp.eta)
+            if not scatter:
+                if not TABLE[method].stochastic:
+                    for k in range(r.endpoints.shape[0]):
+                        ctx.plot.reference(key, r.trajectory[:, k, 0], r.trajectory[:, k, 1])
+                ctx.plot.reference(key, r.starts[:, 0], r.starts[:, 1], label="starts", style="points")
+            F.endpoints(ctx.plot, key, r.endpoints)
 
 
 def _experiment(ctx: Context, name: str, wrong: dict, scatter: bool = False) -> list[Measurement]:
@@ -1295,7 +1441,7 @@ def _experiment(ctx: Context, name: str, wrong: dict, scatter: bool = False) -> 
     and measure it (:func:`_measure`)."""
     exp, rows, runs = _run_table(ctx, name, wrong)
     _figure(ctx, exp, runs, ctx.params, scatter=scatter)
-    return _measure(rows, runs, ctx.params, exp)
+    return _measure(rows, runs, ctx.params, exp, plot=ctx.plot)
 
 
 QUICK = {"gammas": [1.0, 5.0], "kappas": [0.1], "deltas": [1e-2, 1e-3], "methods": [AUTHORS_ODE, AUTHORS_SDE]}
