@@ -107,3 +107,61 @@ def test_a_figure_that_cannot_be_drawn_keeps_the_verdict(tmp_path: Path,
                      out_dir=tmp_path)
     r = run.results[0]
     assert r.verdict == "holds" and r.figure is None and "renderer broke" in r.figure_error
+
+
+def test_line_through_is_nan_where_no_line_exists() -> None:
+    assert np.all(np.isnan(plots.line_through([1.0, 2.0], 1.0, 1.0, -0.5)))
+    assert np.all(np.isnan(plots.line_through([1.0, 2.0], float("inf"), 1.0, 1.0)))
+    assert plots.line_through([1.0, 2.0], 2.0, 1.0, 3.0) == pytest.approx([3.0, 12.0])
+
+
+def test_decades_and_level() -> None:
+    d = plots.decades(0.3, 2.0, num=3)
+    assert d[0] == pytest.approx(0.1) and d[-1] == pytest.approx(10.0)
+    assert plots.decades(2.0, 3.0, num=2)[-1] == pytest.approx(10.0)  # at least one decade
+    assert [list(a) for a in plots.level([3.0, 1.0, 2.0], 5.0)] == [[1.0, 3.0], [5.0, 5.0]]
+    assert list(plots.level([2.0], 1.0)[0]) == [1.0, 4.0]
+
+
+def test_worst_by_param_keeps_the_worst_ratio_per_value() -> None:
+    w = plots.WorstByParam()
+    w.add(1.0, [1.0, 3.0], [1.0, 10.0])  # ratios 1 and 0.3: the first
+    w.add(1.0, [0.5], [0.1])  # ratio 5: replaces it
+    w.add(0.5, [2.0, np.nan], 4.0)
+    x, e, t = w.arrays()
+    assert list(x) == [0.5, 1.0] and list(e) == [2.0, 0.5] and list(t) == [4.0, 0.1]
+
+
+def test_common_panels_record_what_they_say() -> None:
+    rec = plots.PlotRecorder()
+    rec.agreement("a", [2.0, 1.0], [-1e-15, 2e-15], 1e-14, title="identity")
+    assert rec.panels["a"].yscale == "log"
+    meas_a = [c for c in rec.curves if c.panel == "a" and c.role == "measured"][0]
+    assert meas_a.x == (1.0, 2.0) and meas_a.y == (2e-15, 1e-15)  # sorted by x, |err|
+    rec.agreement("one", [3.0], [1e-15], 1e-14)
+    assert rec.panels["one"].xscale == "linear"
+    fit = type("Fit", (), {"slope": -1.0, "intercept": 0.0})()
+    rec.rate("r", [1.0, 2.0, 4.0], [1.0, 0.5, 0.25], slope=-1.0, fit=fit)
+    roles = [(c.role, c.label) for c in rec.curves if c.panel == "r"]
+    assert roles == [("measured", "measured"), ("predicted", "predicted slope -1"),
+                     ("measured", "fitted slope -1.000")]
+    rec.versus_bound("v", [1.0, 10.0], [0.5, 20.0])
+    diag = [c for c in rec.curves if c.panel == "v" and c.role == "bound"][0]
+    assert diag.x == diag.y
+
+
+def test_a_control_cloud_stays_a_cloud_and_has_one_legend_entry() -> None:
+    rec, ctl = plots.PlotRecorder(), plots.PlotRecorder()
+    for r in (rec, ctl):
+        r.panel("p")
+        r.measured("p", [0.0, 1.0], [0.0, 1.0])
+        r.measured("p", [0.0, 1.0], [1.0, 0.0])
+    rec.bound("p", [0.0, 1.0], [2.0, 2.0])
+    fig = plots.draw(rec.panels, rec.curves, [("sign", ctl.curves, True)])
+    ax = fig.axes[0]
+    labels = ax.get_legend_handles_labels()[1]
+    assert labels.count("control sign") == 1
+    control_lines = [ln for ln in ax.lines if ln.get_marker() == "x"]
+    assert len(control_lines) == 2 and all(ln.get_linestyle() == "None" for ln in control_lines)
+    stated = [ln for ln in ax.lines if ln.get_marker() == "o"]
+    assert stated[0].get_color() != stated[1].get_color()  # two stated series, two colours

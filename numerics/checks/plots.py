@@ -11,14 +11,20 @@ moves the measurement and the verdict line printed under the title.
 Roles of a curve:
 
 ``measured``
-    what the run measured (markers, optional ci bars); in a control's run it is drawn as that
-    control's curve (crosses, thin line, one colour per control).
+    what the run measured (markers, optional ci bars; the stated run's series of one panel get
+    colours of their own); in a control's run it is drawn as that control's curve (crosses, one
+    colour and one legend entry per control; points stay a cloud, lines stay lines).
 ``predicted``
     what the theory says (dashed); recorded in the stated run only is enough.
 ``bound``
     a proven bound (solid black; the forbidden side shaded lightly).
 ``reference``
     context that is neither measured nor predicted (region outlines, the data's atoms); grey.
+
+Common panels are methods of the recorder (:meth:`PlotRecorder.agreement`,
+:meth:`PlotRecorder.rate`, :meth:`PlotRecorder.versus_bound`) with the small helpers they use
+(:func:`line_through`, :func:`decades`, :func:`level`, :class:`WorstByParam`); paper folders call
+these rather than keeping their own.
 
 The recording is plain data (lists of floats), so it costs nothing when no figure is wanted and a
 control run that raises loses nothing of the stated run's picture.
@@ -34,7 +40,8 @@ import numpy as np
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
-__all__ = ["Curve", "Panel", "PlotRecorder", "ROLES", "STYLES", "draw", "power_law"]
+__all__ = ["Curve", "Panel", "PlotRecorder", "ROLES", "STYLES", "WorstByParam", "decades", "draw",
+           "level", "line_through", "power_law"]
 
 ROLES = ("measured", "predicted", "bound", "reference")
 STYLES = ("points", "line", "step")
@@ -60,6 +67,64 @@ def power_law(x: Sequence[float] | np.ndarray, slope: float, through: tuple[floa
         raise ValueError(f"slope must be finite, got {slope!r}")
     xs = np.asarray(x, dtype=np.float64)
     return y0 * np.exp(float(slope) * np.log(xs / x0))
+
+
+def line_through(x: Sequence[float] | np.ndarray, slope: float, x0: float, y0: float) -> np.ndarray:
+    r""":func:`power_law` through :math:`(x_0, y_0)`, or NaN (not drawn) where that point or the slope
+    is not positive and finite: a control's run may measure a non-positive rate, and a figure never raises
+    on it."""
+    if x0 > 0 and y0 > 0 and math.isfinite(x0) and math.isfinite(y0) and math.isfinite(slope):
+        return power_law(x, slope, (x0, y0))
+    return np.full(np.shape(x), np.nan)
+
+
+def decades(lo: float, hi: float, num: int = 16) -> np.ndarray:
+    r"""``num`` log-spaced abscissae from :math:`10^{\lfloor \log_{10} lo \rfloor}` to
+    :math:`10^{\lceil \log_{10} hi \rceil}` (at least one decade; ``lo``, ``hi`` positive): a curve
+    over them gives a log axis labelled at two powers of ten at least."""
+    a, b = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
+    return np.logspace(a, max(b, a + 1), num)
+
+
+def level(x: Sequence[float] | np.ndarray, y: float) -> tuple[np.ndarray, np.ndarray]:
+    """A horizontal line at height ``y`` spanning the extent of ``x`` (a constant bound or reference);
+    around a single abscissa a short segment (within a factor 2 when positive, for log axes)."""
+    xs = np.asarray(x, dtype=np.float64)
+    lo, hi = float(np.nanmin(xs)), float(np.nanmax(xs))
+    if lo == hi:
+        lo, hi = (lo / 2, hi * 2) if lo > 0 else (lo - 0.5, hi + 0.5)
+    return np.array([lo, hi]), np.array([float(y), float(y)])
+
+
+class WorstByParam:
+    """Per parameter value, the (error, tolerance) pair of the point with the largest error/tolerance.
+
+    A claim whose measurement is the worst ratio over many points records, per value of the parameter it
+    varies (a time, a guidance weight), the error and the tolerance at its worst point: the measured error
+    lies below the tolerance curve exactly where that ratio is at most 1 (see :meth:`PlotRecorder.agreement`).
+    """
+
+    def __init__(self) -> None:
+        self._worst: dict[float, tuple[float, float, float]] = {}
+
+    def add(self, x: float, err: Any, tol: Any) -> None:
+        """Add the errors ``err`` with tolerances ``tol`` (scalars or arrays of one shape) checked at ``x``."""
+        e = np.ravel(np.asarray(err, dtype=np.float64))
+        t = np.ravel(np.broadcast_to(np.asarray(tol, dtype=np.float64), np.shape(err)))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = e / t
+        if r.size == 0 or not np.any(np.isfinite(r)):
+            return
+        i = int(np.nanargmax(np.where(np.isfinite(r), r, -np.inf)))
+        x = float(x)
+        if x not in self._worst or r[i] > self._worst[x][0]:
+            self._worst[x] = (float(r[i]), float(e[i]), float(t[i]))
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(x, error, tolerance)`` sorted by ``x``."""
+        xs = sorted(self._worst)
+        return (np.array(xs), np.array([self._worst[x][1] for x in xs]),
+                np.array([self._worst[x][2] for x in xs]))
 
 
 @dataclass(frozen=True)
@@ -158,10 +223,69 @@ class PlotRecorder:
         self._add(panel, "reference", label, x, y, style=style)
 
 
+    # ----------------------------------------------------------------- common panels
+
+    def agreement(self, key: str, x: Any, err: Any, tol: Any, *, title: str = "", xlabel: str = "",
+                  ylabel: str = "error", xscale: str = "log", tol_label: str = "tolerance") -> None:
+        """An identity checked to rounding: ``|err|`` against the parameter it was checked over (log y),
+        the tolerance (a scalar or one per ``x``) as an upper bound; at a single ``x`` a short segment
+        on a linear x axis."""
+        xs = np.asarray(x, dtype=np.float64).ravel()
+        tb = np.broadcast_to(np.asarray(tol, dtype=np.float64).ravel(), xs.shape)
+        order = np.argsort(xs, kind="stable")
+        xs, tb = xs[order], tb[order]
+        es = np.abs(np.asarray(err, dtype=np.float64).ravel())[order]
+        xb = xs
+        if xs.size == 1:
+            xb, tb, xscale = level(xs, float(tb[0]))[0], np.repeat(tb, 2), "linear"
+        self.panel(key, title=title, xlabel=xlabel, ylabel=ylabel, xscale=xscale, yscale="log")
+        self.measured(key, xs, es)
+        self.bound(key, xb, tb, label=tol_label)
+
+    def worst_agreement(self, key: str, worst: WorstByParam, **kwargs: Any) -> None:
+        """:meth:`agreement` of a :class:`WorstByParam` (keyword arguments as there)."""
+        self.agreement(key, *worst.arrays(), **kwargs)
+
+    def rate(self, key: str, x: Any, y: Any, *, slope: float, title: str = "", xlabel: str = "",
+             ylabel: str = "", through: tuple[float, float] | None = None, pred_label: str | None = None,
+             fit: Any = None, fit_x: Any = None, lo: Any = None, hi: Any = None,
+             label: str = "measured", new_panel: bool = True) -> None:
+        r"""A rate on log-log axes: measured :math:`y(x)`, the predicted slope through ``through``
+        (default: the first point) and, given the claim's ``fit`` (an object with ``slope`` and
+        ``intercept`` in natural logs, e.g. :class:`numerics.stats.SlopeFit`), the fitted line over
+        ``fit_x`` (default: ``x``). ``new_panel=False`` adds a further series to panel ``key``."""
+        xs, ys = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+        x0, y0 = through if through is not None else (float(xs[0]), float(ys[0]))
+        if new_panel:
+            self.panel(key, title=title, xlabel=xlabel, ylabel=ylabel, xscale="log", yscale="log")
+        self.measured(key, xs, ys, lo=lo, hi=hi, label=label)
+        self.predicted(key, xs, line_through(xs, slope, x0, y0),
+                       label=pred_label if pred_label is not None else f"predicted slope {slope:g}")
+        if fit is not None:
+            fx = np.unique(xs if fit_x is None else np.asarray(fit_x, dtype=np.float64))
+            fx = fx[fx > 0]
+            self.measured(key, fx, np.exp(fit.intercept + fit.slope * np.log(fx)), style="line",
+                          label=f"fitted slope {fit.slope:.3f}")
+
+    def versus_bound(self, key: str, bound: Any, value: Any, *, title: str = "", xlabel: str = "bound",
+                     ylabel: str = "measured", bound_label: str = "measured = bound") -> None:
+        """Measured values against the bound each must respect (log-log): the bound is the diagonal,
+        and a point lies below it exactly where its value respects its bound."""
+        b = np.asarray(bound, dtype=np.float64).ravel()
+        order = np.argsort(b, kind="stable")
+        pos = b[np.isfinite(b) & (b > 0)]
+        self.panel(key, title=title, xlabel=xlabel, ylabel=ylabel, xscale="log", yscale="log")
+        self.measured(key, b[order], np.asarray(value, dtype=np.float64).ravel()[order])
+        if pos.size:
+            d = decades(float(pos.min()) / 1.5, float(pos.max()) * 1.5)
+            self.bound(key, d, d, label=bound_label)
+
+
 # --------------------------------------------------------------------------- drawing
 
+_STATED_COLORS = ("tab:blue", "tab:green", "navy", "tab:cyan", "darkgreen", "slategray")
 _CONTROL_COLORS = ("tab:red", "tab:orange", "tab:purple", "tab:brown", "tab:pink", "tab:olive",
-                   "tab:cyan", "0.35")
+                   "goldenrod", "maroon")
 
 
 def _positive_ok(scale: str, v: float) -> bool:
@@ -176,42 +300,82 @@ def _clean(c: Curve, panel: Panel) -> tuple[list[float], list[float], list[int]]
     return [c.x[i] for i in keep], [c.y[i] for i in keep], keep
 
 
-def _draw_curve(ax: Any, c: Curve, panel: Panel, *, color: str | None = None,
-                control: str | None = None) -> None:
+def _draw_control(ax: Any, c: Curve, panel: Panel, color: str, label: str | None) -> None:
+    """A control's measured curve: crosses (a point cloud stays a cloud), a thin line for lines."""
+    xs, ys, _ = _clean(c, panel)
+    if xs:
+        ax.plot(xs, ys, marker="x", ms=4, lw=0.8, ls="none" if c.style == "points" else "-",
+                color=color, alpha=0.8, label=label,
+                drawstyle="steps-mid" if c.style == "step" else "default")
+
+
+def _draw_stated(ax: Any, c: Curve, panel: Panel, color: str) -> None:
     xs, ys, keep = _clean(c, panel)
     if not xs:
         return
-    if control is not None:
-        label = f"control {control}" + (f": {c.label}" if c.label not in ("", "measured") else "")
-        ax.plot(xs, ys, marker="x", ms=4, lw=0.8, ls="-" if c.style != "points" else ":",
-                color=color, alpha=0.8, label=label,
-                drawstyle="steps-mid" if c.style == "step" else "default")
-        return
+    label = c.label or None
     if c.role == "measured":
         if c.lo is not None and c.hi is not None:
             lo = [max(ys[k] - c.lo[i], 0.0) for k, i in enumerate(keep)]
             hi = [max(c.hi[i] - ys[k], 0.0) for k, i in enumerate(keep)]
             ax.errorbar(xs, ys, yerr=[lo, hi], fmt="o" if c.style == "points" else "o-", ms=4,
-                        capsize=3, color=color or "tab:blue", label=c.label or None)
+                        capsize=3, color=color, label=label)
         elif c.style == "step":
-            ax.plot(xs, ys, drawstyle="steps-mid", color=color or "tab:blue", lw=1.2,
-                    label=c.label or None)
+            ax.plot(xs, ys, drawstyle="steps-mid", color=color, lw=1.2, label=label)
         else:
-            ax.plot(xs, ys, marker="o", ms=4, ls="none" if c.style == "points" else "-",
-                    color=color or "tab:blue", label=c.label or None)
+            ax.plot(xs, ys, marker="o" if c.style == "points" else None, ms=4,
+                    ls="none" if c.style == "points" else "-", color=color, label=label)
     elif c.role == "predicted":
-        ax.plot(xs, ys, ls="--", lw=1.4, color=color or "k", label=c.label or None,
+        ax.plot(xs, ys, ls="--", lw=1.4, color="k", label=label,
                 marker="s" if c.style == "points" else None, ms=3)
     elif c.role == "bound":
-        ax.plot(xs, ys, ls="-", lw=1.6, color=color or "k", label=c.label or None)
-        lim = ax.get_ylim()
-        edge = [lim[1]] * len(xs) if c.side == "upper" else [lim[0]] * len(xs)
-        ax.fill_between(xs, ys, edge, color="0.5", alpha=0.12, lw=0)
-        ax.set_ylim(lim)
+        ax.plot(xs, ys, ls="-", lw=1.6, color="k", label=label)
     else:  # reference
-        ax.plot(xs, ys, color=color or "0.55", lw=0.9, label=c.label or None,
+        ax.plot(xs, ys, color="0.55", lw=0.9, label=label,
                 marker="." if c.style == "points" else None,
                 ls="none" if c.style == "points" else "-")
+
+
+def _shade_bounds(ax: Any, bounds: Sequence[Curve], panel: Panel) -> None:
+    """Shade each bound's forbidden side up to the final axis limits (drawn last, limits kept)."""
+    xlim, ylim = ax.get_xlim(), ax.get_ylim()
+    for c in bounds:
+        xs, ys, _ = _clean(c, panel)
+        if xs:
+            edge = [ylim[1] if c.side == "upper" else ylim[0]] * len(xs)
+            ax.fill_between(xs, ys, edge, color="0.5", alpha=0.12, lw=0)
+    ax.set_xlim(xlim)
+    ax.set_ylim(ylim)
+
+
+def _draw_panel(ax: Any, p: Panel, stated: Sequence[Curve],
+                controls: Sequence[tuple[str, Sequence[Curve], bool]]) -> None:
+    ax.set_xscale(p.xscale)
+    ax.set_yscale(p.yscale)
+    mine = [c for c in stated if c.panel == p.key]
+    n_measured = 0
+    for c in mine:
+        color = "k"
+        if c.role == "measured":
+            color = _STATED_COLORS[n_measured % len(_STATED_COLORS)]
+            n_measured += 1
+        _draw_stated(ax, c, p, color)
+    for j, (name, curves, flagged) in enumerate(controls):
+        label: str | None = f"control {name}" + ("" if flagged else " (not flagged)")
+        for c in curves:
+            if c.panel == p.key and c.role == "measured":
+                _draw_control(ax, c, p, _CONTROL_COLORS[j % len(_CONTROL_COLORS)], label)
+                label = None  # one legend entry per control
+    _shade_bounds(ax, [c for c in mine if c.role == "bound"], p)
+    if p.equal_aspect:
+        ax.set_aspect("equal", adjustable="datalim")
+    ax.set_title(p.title, fontsize=9)
+    ax.set_xlabel(p.xlabel, fontsize=8)
+    ax.set_ylabel(p.ylabel, fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.tick_params(which="minor", labelsize=5)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=6, loc="best")
 
 
 def draw(panels: dict[str, Panel], stated: Sequence[Curve],
@@ -241,28 +405,7 @@ def draw(panels: dict[str, Panel], stated: Sequence[Curve],
     fig = Figure(figsize=(4.6 * ncol, 3.9 * nrow + 0.5))
     FigureCanvasAgg(fig)
     for k, key in enumerate(keys):
-        p = panels[key]
-        ax = fig.add_subplot(nrow, ncol, k + 1)
-        ax.set_xscale(p.xscale)
-        ax.set_yscale(p.yscale)
-        for c in (c for c in stated if c.panel == key and c.role != "bound"):
-            _draw_curve(ax, c, p)
-        for j, (name, curves, flagged) in enumerate(controls):
-            color = _CONTROL_COLORS[j % len(_CONTROL_COLORS)]
-            for c in curves:
-                if c.panel == key and c.role == "measured":
-                    _draw_curve(ax, c, p, color=color,
-                                control=name + ("" if flagged else " (not flagged)"))
-        for c in (c for c in stated if c.panel == key and c.role == "bound"):
-            _draw_curve(ax, c, p)  # last: it shades up to the final y-limits
-        if p.equal_aspect:
-            ax.set_aspect("equal", adjustable="datalim")
-        ax.set_title(p.title, fontsize=9)
-        ax.set_xlabel(p.xlabel, fontsize=8)
-        ax.set_ylabel(p.ylabel, fontsize=8)
-        ax.tick_params(labelsize=7)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=6, loc="best")
+        _draw_panel(fig.add_subplot(nrow, ncol, k + 1), panels[key], stated, controls)
     fig.suptitle(title, fontsize=10)
     if subtitle:
         fig.text(0.5, 0.005, subtitle, ha="center", va="bottom", fontsize=7, wrap=True)
