@@ -13,11 +13,12 @@ from __future__ import annotations
 import numpy as np
 
 from numerics import _kernels as K_
+from numerics.constants import LOG_2PI
 from numerics.schedule import alpha_sigma2, alpha_t, sigma2_t
 from numerics.validate import as_float_array, check_int, check_label, check_labels, check_points, check_real, \
     check_rng, check_times, check_weights
 
-__all__ = ["GaussianMixture", "PSD_TOL_FACTOR", "GUIDANCE_T_MIN", "HESSIAN_T_MIN"]
+__all__ = ["GaussianMixture", "PSD_TOL_FACTOR", "spectral_decomposition", "GUIDANCE_T_MIN", "HESSIAN_T_MIN"]
 
 #: Smallest ``t`` :meth:`GaussianMixture.guidance_vector` accepts: the smallest normal float64, DBL_MIN ~ 2.2e-308.
 #: Derivation: :math:`g_y = p_{\neg y}\,(\alpha_t/\sigma_t^2)(D_y - D_{\neg y})` with
@@ -65,8 +66,13 @@ def _check_score_finite(s: np.ndarray, what: str) -> None:
                          "singular component); use a larger t")
 
 
-def _spectral(covs: np.ndarray, name: str = "covs") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Eigen-decompose each covariance once: ``(evecs (K,d,d), evals (K,d) descending, rank (K,))``."""
+def spectral_decomposition(covs: np.ndarray, name: str = "covs") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Eigen-decompose each covariance ``covs[k]`` (a float64 ``(K, d, d)`` array) once: ``(evecs (K,d,d), evals (K,d)
+    descending, rank (K,))``.
+
+    Raises a ValueError naming ``name`` if a covariance is not symmetric (within :data:`SYM_TOL`), not positive
+    semi-definite (within :data:`PSD_TOL_FACTOR`) or too large for float64; eigenvalues within the tolerance of
+    zero are set to zero."""
     K, d, _ = covs.shape
     evecs = np.zeros((K, d, d))
     evals = np.zeros((K, d))
@@ -93,6 +99,35 @@ def _spectral(covs: np.ndarray, name: str = "covs") -> tuple[np.ndarray, np.ndar
         rank[k] = int(np.count_nonzero(lam))
         evecs[k], evals[k] = U, lam
     return np.ascontiguousarray(evecs), np.ascontiguousarray(evals), rank
+
+
+def _logsumexp(v: np.ndarray) -> float:
+    r""":math:`\log\sum_i e^{v_i}` (``-inf`` for an empty or all ``-inf`` ``v``)."""
+    m = float(np.max(v)) if v.size else -np.inf
+    return m + float(np.log(np.sum(np.exp(v - m)))) if np.isfinite(m) else m
+
+
+#: Largest rounding error (in the log) :meth:`GaussianMixture.class_log_posterior` accepts in a logit gap near 0.
+LOGIT_GAP_TOL = 1e-8
+
+
+def _check_resolved(e: np.ndarray, ab: np.ndarray, sigma2: float, d: int) -> None:
+    r"""Refuse, naming ``x``, a point where rounding decides the class log-posteriors: the gap
+    :math:`e_k - e_*` to the largest logit has an error about :math:`(d + 4)\,u\,(b_k + b_*)/\sigma^2` (the
+    :math:`b` carry a relative rounding error of a few ``u``, :meth:`GaussianMixture._split_logit`); it must stay
+    below ``LOGIT_GAP_TOL + |gap| / 2`` (compared multiplied by :math:`\sigma^2`, which cannot overflow)."""
+    best = int(np.argmax(e))
+    u = np.finfo(np.float64).eps
+    a, b = ab[:, 0], ab[:, 1]
+    with np.errstate(invalid="ignore"):
+        gap = e - e[best]
+        err = (d + 4) * u * (b + b[best]) + u * sigma2 * (np.abs(a) + abs(a[best]))
+        bad = np.isfinite(gap) & (err > sigma2 * (LOGIT_GAP_TOL + 0.5 * np.abs(gap)))
+    bad[best] = False  # the reference itself: its gap is 0 exactly
+    if bad.any():
+        raise ValueError(f"x: the class log-posterior is not determined in float64 at this point: |x_perp|^2 / sigma_t^2 "
+                         f"~ {b[best]:.3g} / {sigma2:.3g} loses the differences between components to rounding; use a "
+                         "larger t or a point nearer the data")
 
 
 class GaussianMixture:
@@ -131,7 +166,7 @@ class GaussianMixture:
             raise ValueError(f"covs: expected shape {(K, d, d)}, got {S.shape}")
         self.weights = w
         self.means = mu
-        self.evecs, self.evals, self.rank = _spectral(S)
+        self.evecs, self.evals, self.rank = spectral_decomposition(S)
         with np.errstate(divide="ignore"):
             self.log_weights = np.log(self.weights)
         self.labels, self.n_classes = (np.arange(K, dtype=np.int64), K) if labels is None else check_labels(labels, K)
@@ -210,25 +245,83 @@ class GaussianMixture:
         L = self._class_log_mass(x, t, np.zeros(self.K, dtype=np.int64), 1)
         return self._shape(L[0][:, 0], L[1])
 
-    def _class_log_mass(self, x, t, labels, C):
-        X, single, args = self._points_args(x, t)
+    def _class_log_mass_raw(self, X, args, labels, C) -> np.ndarray:
+        r"""``out[i, c]`` :math:`= \log\sum_{k:\,y(k)=c} w_k N(x_i;\alpha\mu_k, C_k)` (``-inf`` where it underflows)."""
         n = X.shape[0]
         out, sums, work = np.empty((n, C)), np.empty((n, C)), np.empty((n, 2, self.d))
         K_.class_log_mass(X, *args, labels, out, sums, work)
+        return out
+
+    def _class_log_mass(self, x, t, labels, C):
+        X, single, args = self._points_args(x, t)
+        out = self._class_log_mass_raw(X, args, labels, C)
         if not np.all(np.isfinite(np.max(out, axis=1))):
             raise ValueError("x: a point is so far from every component that its density underflows to 0")
         return out, single
 
+    def _class_log_posterior(self, x, t, strict: bool) -> np.ndarray:
+        """The class log-posteriors, by log-sum-exp of the class log masses.  A class log mass of ``-inf`` is an
+        underflow (every class has weight): rows where every class underflowed (and, if ``strict``, rows where any
+        did) are redone by :meth:`_rescaled_row`; without ``strict`` a ``-inf`` entry (posterior 0 in float64) stays."""
+        X, single, args = self._points_args(x, t)
+        L = self._class_log_mass_raw(X, args, self.labels, self.n_classes)
+        redo = ~np.all(np.isfinite(L), axis=1) if strict else ~np.isfinite(np.max(L, axis=1))
+        with np.errstate(invalid="ignore"):  # rows of -inf only (all underflowed): NaN here, redone below
+            m = np.max(L, axis=1, keepdims=True)
+            lp = L - (m + np.log(np.sum(np.exp(L - m), axis=1, keepdims=True)))
+        for i in np.flatnonzero(redo):
+            lp[i] = self._rescaled_row(X[i], args[0][i], args[1][i], strict)
+        return self._shape(lp, single)
+
     def class_log_posterior(self, x, t) -> np.ndarray:
-        r""":math:`\log p_t(y\mid x)` for every class, by log-sum-exp; ``(N, C)``."""
-        L, single = self._class_log_mass(x, t, self.labels, self.n_classes)
-        m = np.max(L, axis=1, keepdims=True)
-        lse = m + np.log(np.sum(np.exp(L - m), axis=1, keepdims=True))
-        return self._shape(L - lse, single)
+        r""":math:`\log p_t(y\mid x)` for every class, by log-sum-exp; ``(N, C)``, finite (or a ValueError naming ``x``).
+
+        A point far from rank-deficient components at a small ``t`` makes :math:`|x_\perp|^2/\sigma_t^2` overflow,
+        so a class log mass underflows to ``-inf`` although the log-posterior, a difference of two such terms, is
+        finite; those rows are recomputed with the common term :math:`\min_k |x_{\perp,k}|^2 / (2\sigma_t^2)`
+        taken out (:meth:`_rescaled_row`).  A log-posterior below ``-DBL_MAX``, or one that rounding decides (the
+        distances differ below the rounding of :math:`|x_\perp|^2`), raises a ValueError naming ``x``.
+        """
+        return self._class_log_posterior(x, t, strict=True)
+
+    def _rescaled_row(self, xi: np.ndarray, alpha: float, sigma2: float, strict: bool) -> np.ndarray:
+        r"""The class log-posteriors at one point from the logits :math:`\ell_k = a_k - b_k/\sigma^2`
+        (:meth:`_split_logit`) shifted by :math:`\min_k b_k/\sigma^2`, which cancels in the log-sum-exp.  With
+        ``strict``, a log-posterior below ``-DBL_MAX`` raises a ValueError naming ``x``."""
+        with np.errstate(over="ignore", invalid="ignore"):  # a far point: non-finite (a_k, b_k), dropped below
+            ab = np.array([self._split_logit(xi, k, alpha, sigma2) for k in range(self.K)])
+        live = np.isfinite(ab).all(axis=1)
+        if not live.any():
+            raise ValueError("x: a point is so far from every component that its density underflows to 0")
+        with np.errstate(over="ignore"):  # (b_k - b_min) / sigma2 beyond DBL_MAX: that component's term is 0
+            e = np.where(live, ab[:, 0] - (ab[:, 1] - ab[live, 1].min()) / sigma2, -np.inf)
+        _check_resolved(e, ab, sigma2, self.d)
+        total = _logsumexp(e)
+        out = np.array([_logsumexp(e[self.labels == c]) for c in range(self.n_classes)]) - total
+        if strict and not np.all(np.isfinite(out)):
+            raise ValueError(f"x: the point {xi.tolist()!r} is so far from the support of some class that its log-posterior "
+                             f"is below -DBL_MAX at sigma_t^2 = {sigma2:.3g}; use a larger t")
+        return out
+
+    def _split_logit(self, xi: np.ndarray, k: int, alpha: float, sigma2: float) -> tuple[float, float]:
+        r""":math:`(a_k, b_k)` with :math:`\ell_k = a_k - b_k/\sigma^2`: :math:`b_k = |v_\perp|^2/2` the part of
+        :math:`v = x - \alpha\mu_k` outside the range of :math:`S_k` (as :func:`numerics._kernels.component_logit`);
+        ``(-inf, 0)`` for a zero-weight component."""
+        if self.log_weights[k] == -np.inf:
+            return -np.inf, 0.0
+        r = int(self.rank[k])
+        U, c = self.evecs[k][:, :r], alpha * alpha * self.evals[k, :r] + sigma2
+        v = xi - alpha * self.means[k]
+        p = U.T @ v
+        perp = v - U @ p
+        logdet = (self.d - r) * np.log(sigma2) + np.sum(np.log(c))
+        a = self.log_weights[k] - 0.5 * (self.d * LOG_2PI + logdet + np.sum(p * p / c))
+        return float(a), 0.5 * float(perp @ perp) if r < self.d else 0.0
 
     def class_posterior(self, x, t) -> np.ndarray:
-        r""":math:`p_t(y\mid x) = \sum_{k:\,y(k)=y}\pi_k(x)`; ``(N, C)``, rows sum to 1."""
-        return np.exp(self.class_log_posterior(x, t))
+        r""":math:`p_t(y\mid x) = \sum_{k:\,y(k)=y}\pi_k(x)`; ``(N, C)``, rows sum to 1 (a posterior below the
+        float64 range is 0)."""
+        return np.exp(self._class_log_posterior(x, t, strict=False))
 
     def guidance_vector(self, x, t, y) -> np.ndarray:
         r"""Guidance vector :math:`g_y(x) = \nabla_x\log p_t(y\mid x)`; ``(N, d)``.

@@ -19,10 +19,13 @@ with probability at most :data:`FAMILY_ERROR` (Bonferroni).
 from __future__ import annotations
 
 import math
+import reprlib
 from statistics import NormalDist
 from typing import Any, NamedTuple, Sequence
 
 import numpy as np
+
+from numerics.validate import check_real
 
 __all__ = [
     "DESIGN_INTERVALS",
@@ -297,12 +300,30 @@ def loglog_slope(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarra
                     level)
 
 
-def _ends(measured_ci: Any) -> tuple[float, float]:
-    """``(lo, hi)`` of a pair, or of an object with ``lo``/``hi`` attributes."""
-    if hasattr(measured_ci, "lo") and hasattr(measured_ci, "hi"):
-        return float(measured_ci.lo), float(measured_ci.hi)
-    lo, hi = measured_ci
-    return float(lo), float(hi)
+def _ends(interval: Any, name: str) -> tuple[float, float]:
+    """``(lo, hi)`` of a pair, or of an object with ``lo``/``hi`` attributes, as floats (NaN and infinities
+    kept); anything else (a string, a bool, a complex number, not a pair) raises a ValueError naming ``name``."""
+    if hasattr(interval, "lo") and hasattr(interval, "hi"):
+        lo, hi = interval.lo, interval.hi
+    else:
+        try:
+            if isinstance(interval, (str, bytes)):
+                raise TypeError("a string")
+            lo, hi = interval
+        except (TypeError, ValueError):
+            raise ValueError(f"{name}: must be a (lo, hi) pair of real numbers or have lo/hi attributes, "
+                             f"got {reprlib.repr(interval)}") from None
+    return check_real(lo, f"{name} (lo)", finite=False), check_real(hi, f"{name} (hi)", finite=False)
+
+
+def _rule_args(measured_ci: Any, bound: float, tol: float) -> tuple[float, float, float, float]:
+    """``(lo, hi, bound, tol)`` of a CI rule as floats; NaN passes through (the rule is then False), a
+    negative ``tol`` is refused."""
+    lo, hi = _ends(measured_ci, "measured_ci")
+    bound, tol = check_real(bound, "bound", finite=False), check_real(tol, "tol", finite=False)
+    if tol < 0.0:
+        raise ValueError(f"tol: must be >= 0, got {tol!r}")
+    return lo, hi, bound, tol
 
 
 def upper_end_le(measured_ci: Any, bound: float, tol: float = 0.0) -> bool:
@@ -319,21 +340,41 @@ def upper_end_le(measured_ci: Any, bound: float, tol: float = 0.0) -> bool:
     -------
     bool
         False if any value is NaN.
+
+    Raises
+    ------
+    ValueError
+        If a value is not a real number (a string, a bool, a complex number, None), ``measured_ci`` is
+        not a pair, or ``tol < 0``; the message starts with the argument's name.
     """
-    _, hi = _ends(measured_ci)
-    return bool(hi <= float(bound) + float(tol))
+    _, hi, bound, tol = _rule_args(measured_ci, bound, tol)
+    return bool(hi <= bound + tol)
 
 
 def lower_end_ge(measured_ci: Any, bound: float, tol: float = 0.0) -> bool:
     """The rule "the lower bound holds": the CI's lower end is >= ``bound - tol``.
 
-    False if any value is NaN.
+    False if any value is NaN; raises as :func:`upper_end_le`.
     """
-    lo, _ = _ends(measured_ci)
-    return bool(lo >= float(bound) - float(tol))
+    lo, _, bound, tol = _rule_args(measured_ci, bound, tol)
+    return bool(lo >= bound - tol)
 
 
 def half_width(ci: Any) -> float:
-    """Half the width of a ``(lo, hi)`` interval (or of an object with ``lo``/``hi``)."""
-    lo, hi = _ends(ci)
-    return (hi - lo) / 2.0
+    """Half the width of a ``(lo, hi)`` interval (or of an object with ``lo``/``hi``).
+
+    NaN if an end is NaN, ``inf`` if an end is infinite; a finite interval wider than the largest float
+    still gives its finite half-width.
+
+    Raises
+    ------
+    ValueError
+        If an end is not a real number, ``ci`` is not a pair, or ``lo > hi``; the message starts with ``ci``.
+    """
+    lo, hi = _ends(ci, "ci")
+    if lo > hi:
+        raise ValueError(f"ci: is reversed, lo={lo!r} > hi={hi!r}")
+    width = hi - lo
+    if math.isinf(width) and math.isfinite(lo) and math.isfinite(hi):
+        return hi / 2.0 - lo / 2.0  # the width overflows float64, the half-width does not
+    return width / 2.0

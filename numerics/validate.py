@@ -75,13 +75,18 @@ def _real_scalar(value, name: str) -> float:
                 and not np.iscomplexobj(arr)):
             return float(arr.item())
         raise ValueError(f"{name}: must be a real number, got {value!r}")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an integer beyond float64
+        raise ValueError(f"{name}: must be a real number within float64 range, got an integer of "
+                         f"{int(value).bit_length()} bits") from None
 
 
-def check_real(value, name: str) -> float:
-    """A finite real number."""
+def check_real(value, name: str, finite: bool = True) -> float:
+    """A real number (Python or NumPy scalar, or a 0-d numeric array; not bool, str or complex) as a float,
+    finite unless ``finite=False`` (then NaN and infinities are returned as they are)."""
     v = _real_scalar(value, name)
-    if not np.isfinite(v):
+    if finite and not np.isfinite(v):
         raise ValueError(f"{name}: must be finite, got {value!r}")
     return v
 

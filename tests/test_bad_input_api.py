@@ -249,3 +249,131 @@ def test_fuzz_mixture_methods(x, t, y, w, which):
         "sample_data": lambda: gm.sample_data(y, np.random.default_rng(0) if isinstance(w, float) else w),
     }
     _check_outcome(calls[which])
+
+
+# ------------------------------------------------------------------ references, mixture, codegen (issue 24, remaining)
+from numerics.references import exact_gaussian as EG  # noqa: E402
+from numerics.references import grid_density as GD  # noqa: E402
+
+G1 = GaussianMixture([1.0], [[0.5, -0.5]], [[[1.0, 0.2], [0.2, 0.5]]])
+_G5 = np.linspace(-2.0, 2.0, 5)
+
+
+@pytest.mark.parametrize("call, needle", [
+    (lambda: EG.exact_law(G1, "ddim", G, m0=[np.nan, 0.0]), "^m0: contains NaN"),
+    (lambda: EG.exact_law(G1, "ddim", G, m0="ab"), "^m0: must be"),
+    (lambda: EG.exact_law(G1, "ddim", G, m0=[1.0, 2.0, 3.0]), "^m0: must have shape"),
+    (lambda: EG.exact_law(G1, "ddim", G, S0=[[1.0, 2.0], [2.0, 1.0]]), "^S0: component 0 is not positive semi-definite"),
+    (lambda: EG.exact_law(G1, "ddim", G, S0=[[1.0, 0.5], [0.0, 1.0]]), "^S0: component 0 is not symmetric"),
+    (lambda: EG.exact_law(G1, "ddim", [1.0, 0.5], S0=[[1e308, 0.0], [0.0, 1e308]]), "^S0: component 0: the eigen"),
+    (lambda: EG.exact_law(G1, "ei_ode", [800.0, 1.0]), "^grid: step 0"),
+    (lambda: EG.exact_law(G1, "ddim", [800.0, 1.0], affine_guidance=lambda t: (np.eye(2), np.ones(2))),
+     "^grid: the guided denoiser's factor"),
+    (lambda: EG.exact_law(G1, "ddim", G, affine_guidance=lambda t: 1 / 0), "^affine_guidance: calling it at t=1.0"),
+    (lambda: EG.exact_law(G1, "ddim", G, affine_guidance=lambda t: (np.eye(3), np.ones(2))), r"^affine_guidance\(t=1.0\) A_t"),
+    (lambda: EG.exact_law(G1, "ddim", G, affine_guidance=lambda t: (np.eye(2), ["a", "b"])), r"^affine_guidance\(t=1.0\) b_t"),
+    (lambda: EG.exact_law(G1, "ddim", G, guidance=1e308, affine_guidance=lambda t: (np.eye(2), np.ones(2))),
+     "^guidance: the guided denoiser's factor"),
+    (lambda: EG.exact_law(G1, "ei_ode", G, guidance=1e308, affine_guidance=lambda t: (np.eye(2), np.ones(2))),
+     "^guidance: the propagated covariance overflows"),
+    (lambda: EG.exact_law(G1, "ei_ode", G, guidance=1e308, affine_guidance=lambda t: (np.eye(2) * 1e10, np.ones(2))),
+     "^guidance: the affine map of step 0"),
+    (lambda: EG.exact_law(G1, "ei_ode", G, S0=np.eye(2) * 1e300, guidance=1e5,
+                          affine_guidance=lambda t: (np.eye(2), np.ones(2))), "^S0: the propagated covariance"),
+    (lambda: EG.pf_map(G1, [[0.0, 1.0]], -1000.0, 0.5), "^t: must be finite and >= 0"),
+    (lambda: EG.pf_map(G1, [[0.0, 1.0]], 1.0, "0.5"), "^s: must be a real number"),
+    (lambda: EG.pf_map(G1, [], 1.0, 0.5), "^x: last dimension"),
+    (lambda: EG.pf_map(G1, [[np.nan, 1.0]], 1.0, 0.5), "^x: contains NaN"),
+    (lambda: EG.pf_map(G1, [[1.7e308, -1.7e308]], 1e-3, 5.0), "^x: the mapped points overflow"),
+    (lambda: EG.pf_map(GaussianMixture([1.0], [[0.0, 0.0]], [np.diag([1.0, 0.0])]), [[0.0, 1.0]], 0.0, 0.5),
+     "^t: C_t is singular"),
+    (lambda: EG.cov_t(G1.covs[0], np.inf), "^t: must be finite"),
+    (lambda: EG.affine_score(G1.means[0], G1.covs[0], None), "^t: must be a real number"),
+    (lambda: EG.affine_q("denoiser", G1.means[0], G1.covs[0], 1000.0, 1.0, lambda t: (np.eye(2), np.ones(2))),
+     "^t: the guided denoiser's factor"),
+    (lambda: EG.affine_q("denoiser", G1.means[0], G1.covs[0], 1.0, 1e308, lambda t: (np.eye(2), np.ones(2))),
+     "^w: the guided denoiser's factor"),
+    (lambda: EG.affine_q("nope", G1.means[0], G1.covs[0], 1.0), "^kind: must be one of"),
+    (lambda: EG.affine_q("score", G1.means[0], G1.covs[0], 1.0, -1.0), "^w: must be finite and >= 0"),
+    (lambda: EG.affine_q("score", G1.means[0], G1.covs[0], 1.0, 1.0, 3.0), "^guid: must be a callable"),
+    (lambda: EG.affine_score(np.zeros(2), np.diag([1.0, 0.0]), 0.0), "^t: C_t .* is singular"),
+    (lambda: GD.uniform_grid("a", 1.0, 3), "^lo: must be a real number"),
+    (lambda: GD.uniform_grid(0.0, True, 3), "^hi: must be a real number"),
+    (lambda: GD.uniform_grid(-1e308, 1e308, 3), "^lo, hi: the width hi - lo overflows"),
+    (lambda: GD.uniform_grid(0.0, 1.0, 2**62), "^n: must be <="),
+    (lambda: GD.gaussian_on_grid(_G5, "x", 1.0), "^mean: must be a real number"),
+    (lambda: GD.gaussian_on_grid(_G5, 0.0, "1"), "^var: must be a real number"),
+    (lambda: GD.gaussian_on_grid(_G5, 0.0, 1e308), "^var: 2 pi var overflows"),
+    (lambda: GD.gaussian_on_grid_2d(_G5, _G5, [0.0, 0.0], [[1e-320, 0.0], [0.0, 1.0]]), "^cov: its inverse"),
+    (lambda: GD.gaussian_on_grid_2d(_G5, _G5, [0.0, 0.0], [[np.nan], [1.0, 2.0]]), "^cov: cannot be converted"),
+    (lambda: GD.tv_grid([1e308] * 5, [1.0] * 5, _G5), "^p: its mass on the grid"),
+    (lambda: GD.tv_grid_2d(np.ones((5, 5)), np.zeros((5, 5)), _G5, _G5), "^q: its mass on the grid"),
+    (lambda: GD.refinement_error(lambda g: 1 / 0, _G5), "^run: calling it on the 5 grid failed"),
+    (lambda: GD.refinement_error(lambda g: np.full(g.size, np.nan), _G5), r"^run \(on the 5 grid\): contains NaN"),
+    (lambda: GD.refinement_error_2d(lambda a, b: np.ones(2), _G5, _G5), r"^run \(on the 5x5 grid\): must have shape"),
+    (lambda: GD.propagate(np.ones(5), _G5, lambda g, k: 0.9 * g, "a", 1), r"^transition_var \(step 0\): must be a real"),
+    (lambda: GD.propagate(np.ones(5), _G5, lambda g, k: 0.9 * g, "a", 0), r"^transition_var \(step 0\): must be a real"),
+    (lambda: GD.propagate(np.ones(5), _G5, lambda g, k: 0.9 * g, lambda k: "a", 1), r"^transition_var \(step 0\)"),
+    (lambda: GD.propagate(np.ones(5), _G5, lambda g, k: 0.9 * g, lambda k: float("a"), 1),
+     "^transition_var: calling it at step 0 failed"),
+    (lambda: GD.propagate(np.ones(5), _G5, lambda g, k: 0.9 * g, 1e-320 * 0, 1), r"^transition_var \(step 0\): must be"),
+    (lambda: GD.propagate(np.ones(5), _G5, lambda g, k: g * (1 + 1j), 0.5, 1), r"^transition_mean_fn \(step 0\): must be"),
+    (lambda: GD.propagate(np.ones(5), _G5, lambda g, k: g[:2], 0.5, 1), r"^transition_mean_fn \(step 0\): must have shape"),
+    (lambda: GD.propagate(np.ones(5), _G5, None, 0.5, 1), "^transition_mean_fn: must be callable"),
+    (lambda: GD.propagate(np.full(5, 1e308), _G5, lambda g, k: 0.0 * g, 1e-4, 1), "^density0: the propagated density"),
+    (lambda: GD.propagate_2d(np.ones((5, 5)), _G5, _G5, lambda a, b, k: a, 0.5, 1), r"^transition_mean_fn \(step 0\): must "
+                                                                                    "return a pair"),
+    (lambda: GD.propagate_2d(np.ones((5, 5)), _G5, _G5, lambda a, b, k: (a, b * np.nan), 0.5, 1),
+     r"^transition_mean_fn \(step 0\) M2: contains NaN"),
+])
+def test_references_refuse_naming_the_argument(call, needle):
+    """exact_gaussian and grid_density: strings, NaN, wrong shapes, overflow and failing user functions give a
+    ValueError naming the argument (they gave NaN results, ZeroDivisionError, OverflowError or NumPy's errors)."""
+    with pytest.raises(ValueError, match=needle):
+        call()
+
+
+@pytest.mark.parametrize("which", ["propagate", "propagate_2d"])
+def test_propagate_keeps_the_user_error_as_cause(which):
+    def boom(*args):
+        raise ZeroDivisionError("boom")
+    with pytest.raises(ValueError, match="^transition_mean_fn: calling it at step 0 failed") as info:
+        if which == "propagate":
+            GD.propagate(np.ones(5), _G5, boom, 0.5, 1)
+        else:
+            GD.propagate_2d(np.ones((5, 5)), _G5, _G5, boom, 0.5, 1)
+    assert isinstance(info.value.__cause__, ZeroDivisionError)
+
+
+def test_exact_law_at_a_stationary_start_time():
+    """ddim from t = 800 (alpha_t = 0 in float64): the unguided denoiser is the mean; this raised ZeroDivisionError."""
+    m, S = EG.exact_law(G1, "ddim", [800.0, 1.0, 0.5])
+    assert np.all(np.isfinite(m)) and np.all(np.isfinite(S))
+    Q, r = EG.affine_q("denoiser", G1.means[0], G1.covs[0], 1000.0)
+    assert np.all(Q == 0.0) and np.array_equal(r, G1.means[0])
+
+
+# class_log_posterior: a rank-deficient mixture, a point far off both supports at t = 1e-300, so that
+# |x_perp|^2 / sigma_t^2 overflows for class 1 (its log mass was -inf) though the log-posterior is -4.8e307
+_FLAT = GaussianMixture([0.5, 0.5], [[0.0, 0.0], [0.0, -6e3]], [np.diag([1.0, 0.0])] * 2)
+
+
+@pytest.mark.parametrize("y, expected", [(1.3e4, -4.8e307), (2e4, -6.9e307)])
+def test_class_log_posterior_is_finite_where_the_class_mass_underflows(y, expected):
+    lp = _FLAT.class_log_posterior(np.array([[0.3, y], [0.1, 0.2]]), 1e-300)
+    assert np.all(np.isfinite(lp)) and lp[0, 0] == 0.0
+    assert lp[0, 1] == pytest.approx(expected, rel=1e-12)
+    np.testing.assert_array_equal(_FLAT.class_posterior(np.array([0.3, y]), 1e-300), [1.0, 0.0])
+
+
+def test_class_log_posterior_refuses_a_point_rounding_decides():
+    """At |x| = 1e154 the components' distances differ below the rounding of |x|^2: a named error, not 0.5/0.5."""
+    with pytest.raises(ValueError, match="^x: the class log-posterior is not determined"):
+        _FLAT.class_log_posterior(np.array([0.3, 1e154]), 1e-300)
+
+
+@pytest.mark.parametrize("expr", ["exp(-t)", b"1", True, float("nan"), None])
+def test_codegen_stabilize_never_parses_text(expr):
+    import theory.codegen as C
+    with pytest.raises((TypeError, ValueError), match="^expr: "):
+        C.stabilize(expr)

@@ -257,14 +257,17 @@ def _row_by_row(f, x, t):
 
 
 def test_per_sample_times_equal_scalar_rows(rng):
-    """Every method of points takes one time per point: row i equals the scalar-t call at (x_i, t_i).  Exactly
-    when NumPy's exp/expm1 agree with math's on these times (they do on the usual platforms), else to 8 u."""
+    """Every method of points takes one time per point: row i equals the scalar-t call at (x_i, t_i), exactly,
+    on every row where NumPy's exp/expm1 of t_i agree with math's (the scalar route's). Where they differ by an
+    ulp (NumPy's SIMD exp is not correctly rounded on some platforms: about 9% of these times with NumPy 2.4 on
+    x86-64) the two routes start from different coefficients, and a score that cancels can move by far more
+    than a few u relative, so those rows are not compared; at least half the rows must be comparable."""
     gm = random_mixture(rng, 5, 3, n_classes=2)
     n = 40
     t = np.exp(rng.uniform(np.log(1e-6), np.log(20.0), n))
     x = np.exp(-t)[:, None] * gm.sample_data(n, rng) + np.sqrt(-np.expm1(-2 * t))[:, None] * rng.standard_normal((n, 3))
-    same_exp = (np.array_equal(np.exp(-t), [math.exp(-v) for v in t])
-                and np.array_equal(np.expm1(-2 * t), [math.expm1(-2 * v) for v in t]))
+    same = ((np.exp(-t) == [math.exp(-v) for v in t]) & (np.expm1(-2 * t) == [math.expm1(-2 * v) for v in t]))
+    assert same.sum() >= n // 2, f"only {same.sum()} of {n} times have NumPy's exp equal to math's"
     calls = {
         "score": gm.score, "denoiser": gm.denoiser, "log_density": gm.log_density,
         "class_log_posterior": gm.class_log_posterior, "class_posterior": gm.class_posterior,
@@ -276,10 +279,7 @@ def test_per_sample_times_equal_scalar_rows(rng):
     for name, f in calls.items():
         per_sample, rows = f(x, t), _row_by_row(f, x, t)
         assert per_sample.shape == rows.shape, name
-        if same_exp:
-            np.testing.assert_array_equal(per_sample, rows, err_msg=name)
-        else:
-            np.testing.assert_allclose(per_sample, rows, rtol=8 * 2.0**-53, atol=0, err_msg=name)
+        np.testing.assert_array_equal(per_sample[same], rows[same], err_msg=name)
     # a constant array of times is the scalar time
     np.testing.assert_array_equal(gm.score(x, np.full(n, 0.3)), gm.score(x, 0.3))
     # control: the rows are not all the same time's (the test above has teeth)

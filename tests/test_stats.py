@@ -132,3 +132,35 @@ def test_lower_end_ge_and_half_width() -> None:
     assert lower_end_ge((1.0, 2.0), 1.0) and not lower_end_ge((0.9, 2.0), 1.0)
     assert lower_end_ge((0.9, 2.0), 1.0, tol=0.1)
     assert half_width((1.0, 2.0)) == 0.5
+
+
+@pytest.mark.parametrize("call, needle", [
+    (lambda: upper_end_le(("0.1", 0.9), 1.0), r"^measured_ci \(lo\): must be a real number"),
+    (lambda: upper_end_le((0.1, True), 1.0), r"^measured_ci \(hi\): must be a real number"),
+    (lambda: upper_end_le((0.1, 0.9), "1.0"), "^bound: must be a real number"),
+    (lambda: upper_end_le((0.1, 0.9), 1.0, None), "^tol: must be a real number"),
+    (lambda: upper_end_le((0.1, 0.9), 1.0, -0.1), "^tol: must be >= 0"),
+    (lambda: lower_end_ge("ab", 1.0), "^measured_ci: must be a \\(lo, hi\\) pair"),
+    (lambda: lower_end_ge(None, 1.0), "^measured_ci: must be a \\(lo, hi\\) pair"),
+    (lambda: lower_end_ge((0.1, 0.2, 0.3), 1.0), "^measured_ci: must be a \\(lo, hi\\) pair"),
+    (lambda: lower_end_ge((0.1, 1 + 2j), 1.0), r"^measured_ci \(hi\): must be a real number"),
+    (lambda: half_width((2.0, 1.0)), "^ci: is reversed"),
+    (lambda: half_width(1.0), "^ci: must be a \\(lo, hi\\) pair"),
+    (lambda: half_width(("1", "2")), r"^ci \(lo\): must be a real number"),
+])
+def test_ci_rules_reject_what_float_would_convert(call, needle) -> None:
+    """Issue 24: strings, bools, complex numbers and None are refused, naming the argument (float() took them)."""
+    with pytest.raises(ValueError, match=needle):
+        call()
+
+
+def test_ci_rules_documented_values() -> None:
+    """NaN makes a rule False and half_width NaN; an infinite end gives inf; a finite interval wider than the largest
+    float still has a finite half-width (it was inf)."""
+    nan = float("nan")
+    assert not upper_end_le((0.0, 1.0), nan) and not lower_end_ge((0.0, 1.0), 0.0, nan)
+    assert upper_end_le((0.0, 1.0), math.inf) and upper_end_le(np.array([0.0, 1.0]), np.float32(1.0))
+    assert math.isnan(half_width((nan, 1.0))) and half_width((0.0, math.inf)) == math.inf
+    assert half_width((-1e308, 1e308)) == 1e308
+    ci = mean_ci([0.0, 1.0, 2.0])
+    assert half_width(ci) == pytest.approx(ci.hi - ci.mean, rel=1e-14)

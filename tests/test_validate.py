@@ -14,6 +14,10 @@ from numerics import validate as V
     (lambda: V.check_real(1 + 2j, "a"), "^a: must be a real number"),
     (lambda: V.check_real([1.0], "a"), "^a: must be a real number"),
     (lambda: V.check_real(np.nan, "a"), "^a: must be finite"),
+    (lambda: V.check_real(10**400, "a"), "^a: must be a real number within float64 range"),
+    (lambda: V.check_real(10**400, "a", finite=False), "^a: must be a real number within float64 range"),
+    (lambda: V.check_real("nan", "a", finite=False), "^a: must be a real number"),
+    (lambda: V.check_real(True, "a", finite=False), "^a: must be a real number"),
     (lambda: V.check_positive(0.0, "b"), "^b: must be finite and > 0"),
     (lambda: V.check_positive(-1, "b", allow_zero=True), "^b: must be finite and >= 0"),
     (lambda: V.check_positive("2", "b"), "^b: must be a real number"),
@@ -104,3 +108,8 @@ def test_accepts_seeds_and_mixed_real_lists():
     np.testing.assert_array_equal(V.check_array(np.array([1, 2.0], dtype=object), "b", (2,)), [1.0, 2.0])
     lab, C = V.check_labels(np.array([1, 0, 2]), 3)
     assert C == 3 and lab.tolist() == [1, 0, 2]
+
+
+def test_check_real_finite_false_passes_nan_and_inf():
+    assert np.isnan(V.check_real(np.nan, "a", finite=False))
+    assert V.check_real(-np.inf, "a", finite=False) == -np.inf and V.check_real(np.float32(2.5), "a", False) == 2.5

@@ -43,6 +43,7 @@ import sympy as sp
 from sympy.codegen.cfunctions import expm1, log1p
 from sympy.printing.pycode import pycode
 
+from theory._validate import as_scalar
 from theory.forward import s, t
 from theory.integrators import Update, all_updates, eta, guidance_gap, h, t_prev
 
@@ -344,9 +345,11 @@ def _growth_form(e: sp.Expr) -> sp.Expr:
 def stabilize(expr: sp.Expr, args: tuple = (t, s)) -> sp.Expr:
     """Cancellation-free form of a coefficient, in the primitive symbols (``a_s``, ``sig2_h``, ...).
 
-    The result is verified equal to ``expr`` at random points (40 digits).
+    ``expr``: a SymPy expression or a real number (never a string: it is not parsed, see
+    :mod:`theory._validate`).  The result is verified equal to ``expr`` at random points (40 digits).
     """
-    stable = _growth_form(_stab(_to_variables(sp.sympify(expr))))
+    expr = as_scalar(expr, "expr")
+    stable = _growth_form(_stab(_to_variables(expr)))
     _check_equal(expr, stable, args)
     return stable
 

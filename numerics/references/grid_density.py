@@ -45,7 +45,7 @@ from typing import Callable
 import numpy as np
 
 from numerics.divergences import kl_cells
-from numerics.validate import as_float_array, check_density, check_int
+from numerics.validate import as_float_array, check_array, check_density, check_int, check_positive, check_real
 
 __all__ = ["GridResult", "uniform_grid", "gaussian_on_grid", "propagate", "kl_grid", "tv_grid",
            "refinement_error", "spacing", "gaussian_on_grid_2d", "propagate_2d", "kl_grid_2d", "tv_grid_2d",
@@ -53,6 +53,8 @@ __all__ = ["GridResult", "uniform_grid", "gaussian_on_grid", "propagate", "kl_gr
 
 #: Relative tolerance on the uniformity of a grid's spacing.
 UNIFORM_TOL = 1e-9
+#: Most points :func:`uniform_grid` builds (80 MB of float64; a propagation on it costs O(n^2) per step).
+MAX_GRID_POINTS = 10_000_000
 
 
 @dataclass(frozen=True)
@@ -64,11 +66,14 @@ class GridResult:
 
 
 def uniform_grid(lo: float, hi: float, n: int) -> np.ndarray:
-    """``n`` equally spaced points on ``[lo, hi]`` (``lo < hi`` finite, ``n >= 3``)."""
-    lo, hi = float(lo), float(hi)
-    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+    """``n`` equally spaced points on ``[lo, hi]`` (``lo < hi`` finite real numbers, ``hi - lo`` finite,
+    ``3 <= n <=`` :data:`MAX_GRID_POINTS`)."""
+    lo, hi = check_real(lo, "lo"), check_real(hi, "hi")
+    if not lo < hi:
         raise ValueError(f"lo, hi: need finite lo < hi, got {lo!r}, {hi!r}")
-    return np.linspace(lo, hi, check_int(n, "n", 3))
+    if not math.isfinite(hi - lo):
+        raise ValueError(f"lo, hi: the width hi - lo overflows float64, got {lo!r}, {hi!r}")
+    return np.linspace(lo, hi, check_int(n, "n", 3, MAX_GRID_POINTS))
 
 
 def spacing(grid, name: str = "grid") -> float:
@@ -88,12 +93,18 @@ def _check_density(p, grid, name: str) -> np.ndarray:
 
 
 def gaussian_on_grid(grid, mean: float, var: float) -> np.ndarray:
-    """The :math:`N(\\text{mean}, \\text{var})` density evaluated at the grid points."""
+    """The :math:`N(\\text{mean}, \\text{var})` density evaluated at the grid points.
+
+    ``mean`` a finite real number, ``var`` a finite real number ``> 0`` with ``2 pi var`` finite; ValueError
+    naming the argument otherwise.
+    """
     g = as_float_array(grid, "grid", 1)
-    var = float(var)
-    if not (math.isfinite(var) and var > 0):
-        raise ValueError(f"var: must be finite and > 0, got {var!r}")
-    return np.exp(-0.5 * (g - float(mean)) ** 2 / var) / math.sqrt(2 * math.pi * var)
+    mean = check_real(mean, "mean")
+    var = check_positive(var, "var")
+    if not math.isfinite(2 * math.pi * var):
+        raise ValueError(f"var: 2 pi var overflows float64, got {var!r}")
+    with np.errstate(over="ignore"):  # (g - mean)^2 / var overflowing to inf gives the correct density 0
+        return np.exp(-0.5 * (g - mean) ** 2 / var) / math.sqrt(2 * math.pi * var)
 
 
 def propagate(density0, grid, transition_mean_fn: Callable[[np.ndarray, int], np.ndarray],
@@ -127,22 +138,52 @@ def propagate(density0, grid, transition_mean_fn: Callable[[np.ndarray, int], np
     dx = spacing(g)
     p = _check_density(density0, g, "density0").copy()
     steps = check_int(steps, "steps", 0)
+    _check_transition(transition_mean_fn, transition_var)
     escaped = 0.0
     lo, hi = g[0] - 0.5 * dx, g[-1] + 0.5 * dx
     for k in range(steps):
-        v = float(transition_var(k)) if callable(transition_var) else float(transition_var)
-        if not (math.isfinite(v) and v > 0):
-            raise ValueError(f"transition_var: must be finite and > 0 at step {k}, got {v!r}")
-        m = np.asarray(transition_mean_fn(g, k), dtype=np.float64)
-        if m.shape != g.shape or not np.all(np.isfinite(m)):
-            raise ValueError(f"transition_mean_fn: must return {g.shape} finite values at step {k}")
+        v = _variance_at(transition_var, k)
+        m = check_array(_call_user(transition_mean_fn, "transition_mean_fn", f"at step {k}", g, k),
+                        f"transition_mean_fn (step {k})", g.shape)
         sd = math.sqrt(v)
         w = p * dx  # source masses
         outside = ndtr((lo - m) / sd) + ndtr((m - hi) / sd)
         escaped += float(w @ outside)
-        K = np.exp(-0.5 * ((g[:, None] - m[None, :]) / sd) ** 2) / (sd * math.sqrt(2 * math.pi))
-        p = K @ w
+        with np.errstate(over="ignore"):  # a far-away mean: the kernel's exponent overflows, the kernel is 0
+            K = np.exp(-0.5 * ((g[:, None] - m[None, :]) / sd) ** 2) / (sd * math.sqrt(2 * math.pi))
+            p = K @ w
+        _check_propagated(p, escaped, k)
     return GridResult(p, escaped)
+
+
+def _check_transition(transition_mean_fn, transition_var) -> None:
+    """Up-front checks of :func:`propagate`'s transition arguments (a constant variance is checked here once)."""
+    if not callable(transition_mean_fn):
+        raise ValueError(f"transition_mean_fn: must be callable, got {type(transition_mean_fn).__name__}")
+    if not callable(transition_var):
+        _variance_at(transition_var, 0)
+
+
+def _call_user(fn: Callable, name: str, where: str, *args):
+    """``fn(*args)``; any exception it raises becomes a ValueError naming ``name`` and ``where`` it was called (the
+    original is kept as ``__cause__``)."""
+    try:
+        return fn(*args)
+    except Exception as exc:  # the user's function: any failure is reported as a bad argument
+        raise ValueError(f"{name}: calling it {where} failed ({type(exc).__name__}: {exc})") from exc
+
+
+def _variance_at(transition_var, k: int) -> float:
+    """The transition variance of step ``k``: a finite real number ``> 0`` (ValueError naming ``transition_var``)."""
+    v = _call_user(transition_var, "transition_var", f"at step {k}", k) if callable(transition_var) else transition_var
+    return check_positive(v, f"transition_var (step {k})")
+
+
+def _check_propagated(p: np.ndarray, escaped: float, k: int) -> None:
+    """The density after step ``k`` and the escaped mass must be finite: ``density0`` was too large."""
+    if not (np.isfinite(p).all() and math.isfinite(escaped)):
+        raise ValueError(f"density0: the propagated density overflows float64 at step {k}; rescale density0 "
+                         "(it need not be normalised)")
 
 
 def kl_grid(p, q, grid) -> float:
@@ -160,7 +201,17 @@ def tv_grid(p, q, grid) -> float:
     g = as_float_array(grid, "grid", 1)
     dx = spacing(g)
     p, q = _check_density(p, g, "p"), _check_density(q, g, "q")
-    return float(0.5 * np.sum(np.abs(p / (p.sum() * dx) - q / (q.sum() * dx))) * dx)
+    return float(0.5 * np.sum(np.abs(_normalised(p, dx, "p") - _normalised(q, dx, "q"))) * dx)
+
+
+def _normalised(p: np.ndarray, cell: float, name: str) -> np.ndarray:
+    """``p / (sum(p) * cell)``: a density normalised on the grid; its mass must be finite and > 0 (ValueError
+    naming ``name`` otherwise)."""
+    with np.errstate(over="ignore"):  # an overflowing mass is refused below
+        mass = p.sum() * cell
+    if not (math.isfinite(mass) and mass > 0.0):
+        raise ValueError(f"{name}: its mass on the grid must be finite and > 0, got {float(mass)!r}; rescale it")
+    return p / mass
 
 
 def refinement_error(run: Callable[[np.ndarray], np.ndarray], grid) -> float:
@@ -171,8 +222,25 @@ def refinement_error(run: Callable[[np.ndarray], np.ndarray], grid) -> float:
     g = as_float_array(grid, "grid", 1)
     dx = spacing(g)
     fine = np.linspace(g[0], g[-1], 2 * g.size - 1)
-    a, b = np.asarray(run(g)), np.asarray(run(fine))[::2]
-    return float(np.sum(np.abs(a - b)) * dx)
+    a, b = _run_on(run, g), _run_on(run, fine)[::2]
+    return _finite_distance(float(np.sum(np.abs(a - b)) * dx))
+
+
+def _run_on(run: Callable, *grids: np.ndarray) -> np.ndarray:
+    """``run(*grids)``: a finite density of shape ``(g.size for g in grids)`` (ValueError naming ``run`` otherwise,
+    a failure of ``run`` kept as ``__cause__``)."""
+    if not callable(run):
+        raise ValueError(f"run: must be callable, got {type(run).__name__}")
+    shape = tuple(g.size for g in grids)
+    return check_array(_call_user(run, "run", f"on the {'x'.join(map(str, shape))} grid", *grids),
+                       f"run (on the {'x'.join(map(str, shape))} grid)", shape)
+
+
+def _finite_distance(value: float) -> float:
+    """A refinement distance must be finite: the densities ``run`` returns are too large for float64 otherwise."""
+    if not math.isfinite(value):
+        raise ValueError("run: the L1 distance between its densities overflows float64; rescale them")
+    return value
 
 
 # --------------------------------------------------------------------------- two dimensions
@@ -200,18 +268,27 @@ def gaussian_on_grid_2d(grid1, grid2, mean, cov) -> np.ndarray:
     m = as_float_array(mean, "mean", 1)
     if m.shape != (2,):
         raise ValueError(f"mean: expected shape (2,), got {m.shape}")
-    scalar = np.ndim(cov) == 0
-    c = as_float_array(cov, "cov", (0, 2))
+    c = as_float_array(cov, "cov", (0, 2))  # refuses ragged input before np.ndim looks at it
+    scalar = np.ndim(cov) == 0  # (as_float_array makes a 0-d array 1-d)
     c = float(c.reshape(())) * np.eye(2) if scalar else c
     if c.shape != (2, 2) or abs(c[0, 1] - c[1, 0]) > 1e-12 * np.abs(c).max():
         raise ValueError(f"cov: must be a positive scalar or a symmetric (2, 2) matrix, got shape {c.shape}")
-    det = float(c[0, 0] * c[1, 1] - c[0, 1] * c[1, 0])
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflowing determinant is refused below
+        det = float(c[0, 0] * c[1, 1] - c[0, 1] * c[1, 0])
     if not (c[0, 0] > 0 and det > 0):
         raise ValueError("cov: must be positive definite")
-    P = np.array([[c[1, 1], -c[0, 1]], [-c[1, 0], c[0, 0]]]) / det
-    d1, d2 = (g1 - m[0])[:, None], (g2 - m[1])[None, :]
-    q = P[0, 0] * d1 * d1 + 2 * P[0, 1] * d1 * d2 + P[1, 1] * d2 * d2
-    return np.exp(-0.5 * q) / (2 * math.pi * math.sqrt(det))
+    with np.errstate(over="ignore"):
+        P = np.array([[c[1, 1], -c[0, 1]], [-c[1, 0], c[0, 0]]]) / det
+    if not (np.isfinite(P).all() and math.isfinite(2 * math.pi * math.sqrt(det))):
+        raise ValueError(f"cov: its inverse or determinant overflows float64 (det = {det:.3g}); rescale it")
+    with np.errstate(over="ignore", invalid="ignore"):
+        d1, d2 = (g1 - m[0])[:, None], (g2 - m[1])[None, :]
+        q = P[0, 0] * d1 * d1 + 2 * P[0, 1] * d1 * d2 + P[1, 1] * d2 * d2
+        out = np.exp(-0.5 * q) / (2 * math.pi * math.sqrt(det))
+    if not np.isfinite(out).all():
+        raise ValueError("mean: the quadratic form (x - mean)^T cov^-1 (x - mean) is not finite in float64 at some grid "
+                         "points (grid and mean too far apart); rescale")
+    return out
 
 
 def _gauss_factor(g: np.ndarray, m: np.ndarray, sd: float, out: np.ndarray) -> None:
@@ -270,42 +347,49 @@ def propagate_2d(density0, grid1, grid2,
     bufA, bufB = np.empty((blk, n1)), np.empty((blk, n2))
     bufM = np.empty((blk, max(n1, n2)), dtype=bool)
     escaped = 0.0
+    _check_transition(transition_mean_fn, transition_var)
     for k in range(steps):
-        v = float(transition_var(k)) if callable(transition_var) else float(transition_var)
-        if not (math.isfinite(v) and v > 0):
-            raise ValueError(f"transition_var: must be finite and > 0 at step {k}, got {v!r}")
-        try:
-            M1, M2 = transition_mean_fn(X1, X2, k)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"transition_mean_fn: must return a pair (M1, M2) at step {k} ({exc})") from None
-        M1, M2 = np.asarray(M1, dtype=np.float64), np.asarray(M2, dtype=np.float64)
-        if M1.shape != (n1, n2) or M2.shape != (n1, n2) or not (np.all(np.isfinite(M1)) and np.all(np.isfinite(M2))):
-            raise ValueError(f"transition_mean_fn: must return two {(n1, n2)} finite arrays at step {k}")
+        v = _variance_at(transition_var, k)
+        M1, M2 = _mean_pair(_call_user(transition_mean_fn, "transition_mean_fn", f"at step {k}", X1, X2, k), (n1, n2), k)
         sd = math.sqrt(v)
         c = 1.0 / (sd * math.sqrt(2 * math.pi))
         w, m1, m2 = (p * (dx1 * dx2)).ravel(), M1.ravel(), M2.ravel()
         out = ndtr((lo1 - m1) / sd) + ndtr((m1 - hi1) / sd) + ndtr((lo2 - m2) / sd) + ndtr((m2 - hi2) / sd)
         escaped += float(w @ out)
-        new = np.zeros((n1, n2))
-        wmax = float(w.max()) * c * c
-        for s in range(0, w.size, blk):
-            sl = slice(s, s + blk)
-            r = w[sl].size
-            # stored transposed (sources x targets, C order): A^T and B^T; the product is A diag(w) B^T.
-            # Computed in reused buffers: fresh large temporaries cost more (page faults) than the arithmetic.
-            At, Bt, mask = bufA[:r], bufB[:r], bufM[:r, :n1]
-            _gauss_factor(g1, m1[sl], sd, At)
-            _gauss_factor(g2, m2[sl], sd, Bt)
-            At *= (w[sl] * (c * c))[:, None]
-            # entries below FLUSH x the largest change the result by < FLUSH relatively (far below rounding);
-            # zeroing them keeps the products out of subnormal arithmetic, which is ~100x slower in BLAS
-            np.less(At, FLUSH * wmax, out=mask)
-            np.copyto(At, 0.0, where=mask)
-            np.less(Bt, FLUSH, out=bufM[:r, :n2])
-            np.copyto(Bt, 0.0, where=bufM[:r, :n2])
-            new += At.T @ Bt
+        # overflow (a far-away mean, huge masses) makes a non-finite density, refused below
+        with np.errstate(over="ignore", invalid="ignore"):
+            new = np.zeros((n1, n2))
+            wmax = float(w.max()) * c * c
+            for s in range(0, w.size, blk):
+                sl = slice(s, s + blk)
+                r = w[sl].size
+                # stored transposed (sources x targets, C order): A^T and B^T; the product is A diag(w) B^T.
+                # Computed in reused buffers: fresh large temporaries cost more (page faults) than the arithmetic.
+                At, Bt, mask = bufA[:r], bufB[:r], bufM[:r, :n1]
+                _gauss_factor(g1, m1[sl], sd, At)
+                _gauss_factor(g2, m2[sl], sd, Bt)
+                At *= (w[sl] * (c * c))[:, None]
+                # entries below FLUSH x the largest change the result by < FLUSH relatively (far below rounding);
+                # zeroing them keeps the products out of subnormal arithmetic, which is ~100x slower in BLAS
+                np.less(At, FLUSH * wmax, out=mask)
+                np.copyto(At, 0.0, where=mask)
+                np.less(Bt, FLUSH, out=bufM[:r, :n2])
+                np.copyto(Bt, 0.0, where=bufM[:r, :n2])
+                new += At.T @ Bt
         p = new
+        _check_propagated(p, escaped, k)
     return GridResult(p, escaped)
+
+
+def _mean_pair(out, shape: tuple[int, int], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(M1, M2)`` returned by :func:`propagate_2d`'s ``transition_mean_fn`` at step ``k``: two finite real arrays
+    of ``shape`` (ValueError naming ``transition_mean_fn`` otherwise)."""
+    name = f"transition_mean_fn (step {k})"
+    try:
+        M1, M2 = out
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name}: must return a pair (M1, M2) ({exc})") from None
+    return check_array(M1, f"{name} M1", shape), check_array(M2, f"{name} M2", shape)
 
 
 def kl_grid_2d(p, q, grid1, grid2) -> float:
@@ -322,7 +406,7 @@ def tv_grid_2d(p, q, grid1, grid2) -> float:
     g1, g2, dx1, dx2 = _grids_2d(grid1, grid2)
     p, q = _check_density_2d(p, g1, g2, "p"), _check_density_2d(q, g1, g2, "q")
     da = dx1 * dx2
-    return float(0.5 * np.sum(np.abs(p / (p.sum() * da) - q / (q.sum() * da))) * da)
+    return float(0.5 * np.sum(np.abs(_normalised(p, da, "p") - _normalised(q, da, "q"))) * da)
 
 
 def refinement_error_2d(run: Callable[[np.ndarray, np.ndarray], np.ndarray], grid1, grid2) -> float:
@@ -334,9 +418,5 @@ def refinement_error_2d(run: Callable[[np.ndarray, np.ndarray], np.ndarray], gri
     g1, g2, dx1, dx2 = _grids_2d(grid1, grid2)
     f1 = np.linspace(g1[0], g1[-1], 2 * g1.size - 1)
     f2 = np.linspace(g2[0], g2[-1], 2 * g2.size - 1)
-    a, b = np.asarray(run(g1, g2)), np.asarray(run(f1, f2))
-    for arr, shape in ((a, (g1.size, g2.size)), (b, (f1.size, f2.size))):
-        if arr.shape != shape:
-            raise ValueError(f"run: expected a density of shape {shape}, got {arr.shape}")
-    b = b[::2, ::2]
-    return float(np.sum(np.abs(a - b)) * dx1 * dx2)
+    a, b = _run_on(run, g1, g2), _run_on(run, f1, f2)[::2, ::2]
+    return _finite_distance(float(np.sum(np.abs(a - b)) * dx1 * dx2))
