@@ -15,9 +15,9 @@ def _blocks():
 def test_quick_start_is_two_commands_and_ci_runs_the_test_one():
     bash = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
     assert [b.strip() for b in bash[:2]] == ['pip install . && guidance-verify run',
-                                            'pip install ".[test]" && python -m pytest -q']
+                                            'pip install ".[test,distributed]" && python -m pytest -q']
     ci = (ROOT / ".ci" / "run").read_text()
-    assert 'pip install ".[test]"' in ci and "\npython -m pytest -q\n" in ci
+    assert 'pip install ".[test,distributed]"' in ci and "\npython -m pytest -q\n" in ci
 
 
 def test_readme_python_examples_run(tmp_path):

@@ -22,7 +22,7 @@ Roles of a curve:
     context that is neither measured nor predicted (region outlines, the data's atoms); grey.
 
 Common panels are methods of the recorder (:meth:`PlotRecorder.agreement`,
-:meth:`PlotRecorder.rate`, :meth:`PlotRecorder.versus_bound`) with the small helpers they use
+:meth:`PlotRecorder.rate`, :meth:`PlotRecorder.rates`, :meth:`PlotRecorder.versus_bound`) with the small helpers they use
 (:func:`line_through`, :func:`decades`, :func:`level`, :class:`WorstByParam`); paper folders call
 these rather than keeping their own.
 
@@ -266,6 +266,15 @@ class PlotRecorder:
             fx = fx[fx > 0]
             self.measured(key, fx, np.exp(fit.intercept + fit.slope * np.log(fx)), style="line",
                           label=f"fitted slope {fit.slope:.3f}")
+
+    def rates(self, key: str, x: Any, series: Sequence[tuple[str, Any]], *, slope: float,
+              title: str = "", xlabel: str = "", ylabel: str = "", pred_label: str | None = None) -> None:
+        """Several measured series against the same ``x`` in one log-log panel, each with the
+        predicted slope through its first point (the prediction labelled once)."""
+        for i, (label, y) in enumerate(series):
+            self.rate(key, x, y, slope=slope, title=title, xlabel=xlabel, ylabel=ylabel, label=label,
+                      pred_label=(pred_label if pred_label is not None else f"predicted slope {slope:g}")
+                      if i == 0 else "", new_panel=i == 0)
 
     def versus_bound(self, key: str, bound: Any, value: Any, *, title: str = "", xlabel: str = "bound",
                      ylabel: str = "measured", bound_label: str = "measured = bound") -> None:

@@ -39,6 +39,7 @@ import numpy as np
 from scipy.stats import t as student_t
 
 from numerics.checks.claim import Context, Measurement, claim
+from numerics.checks.plots import WorstByParam, line_through
 from numerics.constants import UNIT_ROUNDOFF
 from numerics.divergences import gaussian_kl
 from numerics.mixture import GaussianMixture
@@ -121,6 +122,7 @@ def bayes_guided_score(ctx: Context) -> list[Measurement]:
     mu = ctx.rng.standard_normal(p["d"])
     gm = SettingG(mu, 1.0).mixture()
     worst = 0.0
+    wb = WorstByParam()
     for t in p["times"]:
         a, s2 = alpha_sigma2(t)
         x = a * gm.sample_data(p["n"], ctx.rng) + math.sqrt(s2) * ctx.rng.standard_normal((p["n"], p["d"]))
@@ -135,6 +137,9 @@ def bayes_guided_score(ctx: Context) -> list[Measurement]:
             scale = np.linalg.norm(x, axis=1) + a * np.linalg.norm(mu)
             tol = c * UNIT_ROUNDOFF * 2 * (scale + a / s2 * (np.linalg.norm(x, axis=1) + 2 * np.linalg.norm(mu)))
             worst = max(worst, float(np.max(np.linalg.norm(lhs - rhs, axis=1) / tol)))
+            wb.add(t, np.linalg.norm(lhs - rhs, axis=1), tol)
+    ctx.plot.worst_agreement("err", wb, title="|s + g - closed form| at the worst point (both classes)", xlabel="$t$",
+                ylabel="error", tol_label="rounding tolerance there")
     return [Measurement(name="max |s + g - closed form| / tol", measured=worst, predicted=1.0, kind="le",
                         reason="per point: 4(d^1.5+K+4) u (1+kappa) x term size, kappa = 1 (unit covariances), "
                                "for the score and the guidance kernels", extra={"drift_tol": 1.0})]
@@ -158,7 +163,8 @@ def excess_ce_equals_kl(ctx: Context) -> list[Measurement]:
         S.alpha, S.grad_f_norm = 1.0, 2.0 * S.m
     f, hv = S.logit(x), h.value(x)
     from scipy.special import log_expit
-    ce = mean_ci(log_expit(ys * f) - log_expit(ys * (f + hv)), level=ENSEMBLE_LEVEL)
+    log_ratio = log_expit(ys * f) - log_expit(ys * (f + hv))
+    ce = mean_ci(log_ratio, level=ENSEMBLE_LEVEL)
     if ctx.bug("reverse_kl"):  # reverse KL by the same tensor rule
         s0, ws = gauss_hermite_normal(80)
         v = np.linspace(-12, 12, 8001)
@@ -172,11 +178,25 @@ def excess_ce_equals_kl(ctx: Context) -> list[Measurement]:
     else:
         q = errors_quadrature(S, h)
         kl, err = q.kl, q.kl_err
+    _running_difference(ctx, log_ratio, kl, err)
     return [Measurement(name="excess CE (MC) - E KL (quadrature)", measured=ce.mean - kl, predicted=0.0, kind="equal",
                         tol=(ce.hi - ce.lo) / 2 + err,
                         reason="ENSEMBLE_LEVEL Student-t half-width of the paired MC mean of log p(Y|X) - log p_hat(Y|X), "
                                "plus the quadrature's halved-rule error estimate",
                         extra={"excess_ce": ce.mean, "kl": kl})]
+
+
+def _running_difference(ctx: Context, v: np.ndarray, kl: float, err: float) -> None:
+    """Figure of C2: the MC excess CE over the first n samples minus the quadrature KL, against n, with its
+    ENSEMBLE_LEVEL interval widened by the quadrature error (the last point is the measurement)."""
+    ns = np.unique(np.geomspace(min(1000, v.size), v.size, 10).astype(int))
+    cis = [mean_ci(v[:n], level=ENSEMBLE_LEVEL) for n in ns]
+    ctx.plot.panel("ce", title="excess CE (MC over the first n samples) - E KL (quadrature)",
+                   xlabel="MC samples n", ylabel="excess CE - KL (nats; bars: ENSEMBLE_LEVEL + quadrature)",
+                   xscale="log")
+    ctx.plot.measured("ce", ns, [c.mean - kl for c in cis], lo=[c.lo - kl - err for c in cis],
+                      hi=[c.hi - kl + err for c in cis])
+    ctx.plot.predicted("ce", ns, np.zeros(ns.size), label="identity: 0")
 
 
 # --------------------------------------------------------------------------- C3
@@ -194,6 +214,7 @@ def true_classifier_hessian(ctx: Context) -> list[Measurement]:
     m = float(np.linalg.norm(mu))
     gm = SettingG(mu, 1.0).mixture()
     worst_form, worst_sup = 0.0, 0.0
+    wb_form, sup_err, sup_tol = WorstByParam(), [], []
     for t in p["times"]:
         a, s2 = alpha_sigma2(t)
         s = np.linspace(-4, 4, p["n"]) / (a * m)  # covers the peak at 0 with grid point s = 0
@@ -207,9 +228,23 @@ def true_classifier_hessian(ctx: Context) -> list[Measurement]:
         Dn = np.sum(gm.denoiser(x, t) ** 2, axis=1)
         tol = a**2 / s2**2 * 256 * UNIT_ROUNDOFF * (2 + Dn + m**2)
         worst_form = max(worst_form, float(np.max(np.abs(H - closed).max(axis=(1, 2)) / tol)))
-        sup = float(np.max(np.linalg.norm(H, ord=2, axis=(1, 2))))
+        opn = np.linalg.norm(H, ord=2, axis=(1, 2))
+        sup = float(np.max(opn))
         pred = m**2 if ctx.bug(C_ALPHA) else a**2 * m**2
         worst_sup = max(worst_sup, abs(sup - pred) / (float(tol.max()) * p["d"] + 8 * UNIT_ROUNDOFF * pred))
+        wb_form.add(t, np.abs(H - closed).max(axis=(1, 2)), tol)
+        sup_err.append(abs(sup - pred))
+        sup_tol.append(float(tol.max()) * p["d"] + 8 * UNIT_ROUNDOFF * pred)
+        if t == p["times"][0]:
+            ctx.plot.panel("profile", title=f"Hessian along the mu line, t = {t}", xlabel=r"$\langle\mu, x\rangle/|\mu|$",
+                           ylabel=r"$\|\nabla^2_x \log p_t(y|x)\|_{op}$")
+            every = slice(None, None, max(1, s.size // 40))  # a readable number of markers
+            ctx.plot.measured("profile", s[every], opn[every], style="line", label="package guidance_hessian")
+            ctx.plot.predicted("profile", s, 4 * a**2 * m**2 * sp * (1 - sp), label=r"closed form $4\alpha^2|\mu|^2 pq$")
+    ctx.plot.worst_agreement("form", wb_form, title="max entry |Hess - closed form| at the worst point", xlabel="$t$",
+                xscale="linear", tol_label="rounding tolerance there")
+    ctx.plot.agreement("sup", p["times"], sup_err, sup_tol, xscale="linear",
+                    title=r"$|\sup_x \|$Hess$\|_{op} - \alpha_t^2|\mu|^2|$", xlabel="$t$")
     return [Measurement(name="max |Hess - closed form| / tol", measured=worst_form, predicted=1.0, kind="le",
                         reason="covariance-difference rounding 256u(|Cov_y|+|Cov|+|D|^2) alpha^2/sigma^4 per entry",
                         extra={"drift_tol": 1.0}),
@@ -246,6 +281,12 @@ def small_delta_ratio(ctx: Context) -> list[Measurement]:
     kls, mses = [r.kl for r in res], [r.mse for r in res]
     fit = loglog_slope(kls, mses)
     dev = [_log_dev(a, b, R0) for a, b in bounds]
+    ctx.plot.rate("rate", kls, mses, slope=1.0, through=(kls[0], R0 * kls[0]), fit=fit,
+               pred_label=f"MSE = {R0:.4f} KL (slope 1)", title="guidance MSE vs KL over delta", xlabel="KL",
+               ylabel="guidance MSE")
+    ctx.plot.agreement("ratio", p["deltas"], np.abs(np.log(ratios / R0)), dev,
+                    title="|log((MSE/KL) / limit)| vs its remainder bound", xlabel=r"$\delta$",
+                    ylabel="|log(ratio / limit)|", tol_label="remainder + quadrature bound")
     return [
         Measurement(name="MSE/KL at smallest delta vs limit", measured=ratios[-1], predicted=R0, kind="equal",
                     tol=max(hi - R0, R0 - lo),
@@ -311,17 +352,17 @@ def linear_rate_attained(ctx: Context) -> list[Measurement]:
     L_cert, M = S.certificates(Ripple(dmin, math.sqrt(L / dmin), E2))
     ms.append(Measurement(name="MSE / Theorem-1 bound at smallest delta", measured=mse[-1] / theorem_bound(eps[-1], 2, L_cert, M, S.score_fourth_moment()),
                           predicted=1.0, kind="le", reason="Theorem 1 is an inequality; quadrature error is < 1e-9 relative"))
-    if ctx.control is None:
-        fig = ctx.figure(figsize=(5, 4))
-        ax = fig.add_subplot(111)
-        ax.loglog(eps, mse, "o-", label="MSE (quadrature)")
-        ax.loglog(eps, math.sqrt(epq) * L * eps, "--", label=r"$\sqrt{E[pq]}\,L\,\varepsilon$ (slope 1)")
-        ax.loglog(eps, [theorem_bound(e_, 2, *S.certificates(Ripple(d_, math.sqrt(L / d_), E2)), S.score_fourth_moment())
-                        for e_, d_ in zip(eps, p["deltas"])], ":", label="Theorem 1 bound")
-        ax.set_xlabel(r"$\varepsilon=\sqrt{KL}$")
-        ax.set_ylabel("guidance MSE")
-        ax.set_title(f"C5: fixed Hessian bound, fitted slope {fit.slope:.5f} (predicted 1)")
-        ax.legend()
+    ctx.plot.rate("rate", eps, mse, slope=1.0, through=(eps[0], c * eps[0]), fit=fit,
+               pred_label=r"$\sqrt{E[pq]}\,L\,\varepsilon$ (slope 1)", title="guidance MSE vs eps at fixed L",
+               xlabel=r"$\varepsilon=\sqrt{KL}$", ylabel="guidance MSE")
+    ctx.plot.bound("rate", eps, [theorem_bound(e_, 2, *S.certificates(Ripple(d_, math.sqrt(L / d_), E2)),
+                                               S.score_fourth_moment()) for e_, d_ in zip(eps, p["deltas"])],
+                   label="Theorem 1 bound")
+    leads = np.array([e_.mse / (c * math.sqrt(e_.kl)) for e_ in exps])
+    ctx.plot.agreement("rho", p["deltas"], np.abs(rho - leads),
+                    [max(hi_ - r_, r_ - lo_) for (lo_, hi_), r_ in zip(rb, leads)],
+                    title=r"$\rho$ = MSE/($\sqrt{E[pq]}L\varepsilon$) against its expansion", xlabel=r"$\delta$",
+                    ylabel=r"$|\rho - \rho_{expansion}|$", tol_label="remainder + quadrature bound")
     return ms
 
 
@@ -346,6 +387,7 @@ def sqrt_k_growth(ctx: Context) -> list[Measurement]:
     w = _bugs(ctx)["guidance_scale"]
     s0, ws = gauss_hermite_normal(40)
     ms, mses, devs = [], [], []
+    fig = {k_: [] for k_ in ("mlo", "mhi", "err", "tol")}
     for k in p["ks"]:
         dl = 2 * p["eps"] / math.sqrt(k * epq)
         om = math.sqrt(L / dl)
@@ -374,9 +416,18 @@ def sqrt_k_growth(ctx: Context) -> list[Measurement]:
                                      "arithmetic on the MSE and KL intervals)",
                               extra={"delta": dl, "omega": om}))
         mses.append(msec.mean)
+        for k_, v_ in zip(fig, (msec.lo, msec.hi, abs(r - (plo + phi) / 2), ms[-1].tol)):
+            fig[k_].append(v_)
         devs.append(max(math.log(msec.hi / msec.mean), math.log(msec.mean / max(msec.lo, 1e-300)))
                     + _log_dev(ex.mse - ex.mse_rem, ex.mse + ex.mse_rem, c * p["eps"]))
     fit = loglog_slope(p["ks"], mses)
+    c1 = math.sqrt(epq) * L * p["eps"]
+    ctx.plot.rate("rate", p["ks"], mses, slope=0.5, through=(1.0, c1), fit=fit, lo=fig["mlo"], hi=fig["mhi"],
+               pred_label=r"$\sqrt{k E[pq]}\,L\,\varepsilon$ (slope 1/2)", title="guidance MSE vs k at fixed eps",
+               xlabel="ripples k", ylabel="guidance MSE (MC, ENSEMBLE_LEVEL)")
+    ctx.plot.agreement("ratio", p["ks"], fig["err"], fig["tol"], xlabel="ripples k",
+                    title=r"ratio MSE/($\sqrt{kE[pq]}L\varepsilon$) against the expansion's midpoint",
+                    ylabel="|ratio - expansion|", tol_label="remainder bound + MC interval")
     ms.append(Measurement(name="slope of log MSE vs log k", measured=fit.slope, predicted=0.5, kind="equal",
                           tol=_ols_slope_bound(np.log(p["ks"]), devs),
                           reason="|log MSE_k - log(sqrt(k E[pq]) L eps)| <= the MC log half-width (ENSEMBLE_LEVEL) plus the "
@@ -421,6 +472,14 @@ def counterexample(ctx: Context) -> list[Measurement]:
         dev_m.append(_log_dev(mlo, mhi, b))
     eps = np.sqrt(kl[-1])
     bound_L = theorem_bound(eps, 2, p["L_claimed"], dls[-1], S.score_fourth_moment())
+    ctx.plot.rate("kl", dls, kl, slope=2.0, through=(dls[0], lead_kl[0]), fit=fk,
+               pred_label=r"$\delta^2E[pq]/4$ (slope 2)", title=r"KL vs $\delta$ ($\omega=\delta^{-2}$)",
+               xlabel=r"$\delta$", ylabel="conditional KL")
+    ctx.plot.rate("mse", dls, mse, slope=-2.0, through=(dls[0], lead_mse[0]), fit=fm,
+               pred_label=r"$\delta^{-2}E[pq]/2$ (slope -2)", title=r"guidance MSE vs $\delta$: exceeds Theorem 1 at L=1",
+               xlabel=r"$\delta$", ylabel="guidance MSE")
+    ctx.plot.bound("mse", dls, [theorem_bound(math.sqrt(k_), 2, p["L_claimed"], d_, S.score_fourth_moment())
+                                for k_, d_ in zip(kl, dls)], label="Theorem-1 bound at L=1 (violated as predicted)")
     x = np.log(dls)
     ms = [Measurement(name="slope of log KL vs log delta", measured=fk.slope, predicted=2.0, kind="equal",
                       tol=_ols_slope_bound(x, dev_k),
@@ -438,16 +497,6 @@ def counterexample(ctx: Context) -> list[Measurement]:
     if 0.1 in p["deltas"]:
         ms.append(Measurement(name="MSE at delta=0.1 vs note 9.027", measured=mse[0], predicted=9.027, kind="equal",
                               tol=5e-4 + rows[0].mse_err, reason="note prints 4 digits: half a unit of the last"))
-    if ctx.control is None:
-        fig = ctx.figure(figsize=(5, 4))
-        ax = fig.add_subplot(111)
-        ax.loglog(dls, kl, "o", label=f"KL (fitted slope {fk.slope:.4f})")
-        ax.loglog(dls, mse, "s", label=f"guidance MSE (fitted slope {fm.slope:.4f})")
-        ax.loglog(dls, lead_mse, "--", label=r"$\delta^{-2}E[pq]/2$ (slope -2)")
-        ax.loglog(dls, lead_kl, ":", label=r"$\delta^{2}E[pq]/4$ (slope 2)")
-        ax.set_xlabel(r"$\delta$ (ripple amplitude, $\omega=\delta^{-2}$)")
-        ax.set_title("C7: no smoothness, KL->0 while MSE->inf")
-        ax.legend(fontsize=7)
     return ms
 
 
@@ -518,9 +567,12 @@ def _c8_mse(mu, t, delta, omega, d):
     return errors_quadrature(SettingG([mu, 0.0], t), Ripple(delta, omega, E2), y=1)
 
 
-def _c8_rows(ctx: Context, q: dict, d: int) -> list[Measurement]:
+def _c8_rows(ctx: Context, q: dict, d: int, fig: dict) -> list[Measurement]:
     """Rows of C8 in dimension d: (d = 1) the exact chain (delta = 0) against the closed form e^{-4T}mu^2/2, then, per
-    perturbation, the output KL (grid n and its halved spacing) against init + sum_k 2 tanh(h/2) MSE_k."""
+    perturbation, the output KL (grid n and its halved spacing) against init + sum_k 2 tanh(h/2) MSE_k.
+
+    ``fig`` collects the figure's data: ``rows`` (label, KL, tol, predicted or NaN, bound or NaN) and, in d = 1,
+    ``density`` (grid, output density) of the first counted perturbation."""
     mu, T, N = q["mu"], q["T"], q["N"]
     h = T / N
     bug = ctx.control
@@ -531,6 +583,7 @@ def _c8_rows(ctx: Context, q: dict, d: int) -> list[Measurement]:
             grid, fine = uniform_grid(q["lo"], q["hi"], q["n"]), uniform_grid(q["lo"], q["hi"], 2 * q["n"] - 1)
             res, ts = c8_chain(mu, 1, T, N, dl, om, grid, bug)
             res2, _ = c8_chain(mu, 1, T, N, dl, om, fine, bug)
+            fig.setdefault("density", {})[(dl, om)] = (grid, res.density)
             return (kl_grid(gaussian_on_grid(grid, mu, 1.0), res.density, grid),
                     kl_grid(gaussian_on_grid(fine, mu, 1.0), res2.density, fine), res.escaped, ts)
         g1, g2 = (uniform_grid(lo, hi, q["n"]) for lo, hi in q["box"])
@@ -544,6 +597,7 @@ def _c8_rows(ctx: Context, q: dict, d: int) -> list[Measurement]:
     if d == 1:  # (the d = 2 chain with delta = 0 is the product of two d = 1 chains: not repeated)
         kl, kl2, esc, _ = out_kl(0.0, 1.0)
         exact = 0.5 * math.exp(-4 * T) * mu**2
+        fig["rows"].append(("exact chain", kl, abs(kl - kl2) + esc, exact, math.nan))
         ms.append(Measurement(name=f"{tag}exact chain (no guidance error) output KL vs e^(-4T)|mu|^2/2", measured=kl, predicted=exact,
                           kind="equal", tol=abs(kl - kl2) + esc,
                           reason="closed form: the exact linear step maps N(y alpha_t mu + e, 1) to N(y alpha_(t-h) mu + e^(-h) e, 1), "
@@ -558,6 +612,8 @@ def _c8_rows(ctx: Context, q: dict, d: int) -> list[Measurement]:
             w = 2 * math.tanh(h / 2)
             rhs = init + w * sum(e.mse for e in est)
             mse_err = w * sum(e.mse_err for e in est)
+            fig["rows"].append((f"{tag}δ={dl}, ω={om}" + ("" if counted else " (info)"), kl, abs(kl - kl2) + esc + mse_err,
+                                math.nan, rhs))
             ms.append(Measurement(
                 name=f"{tag}output KL vs init + sum MSE (delta={dl}, omega={om})", measured=kl, predicted=rhs, kind="le",
                 tol=abs(kl - kl2) + esc + mse_err, counted=counted,
@@ -595,10 +651,35 @@ def end_to_end_kl(ctx: Context) -> list[Measurement]:
     ``propagate_2d``).  The per-class MSE comes from the package quadrature (``errors_quadrature``), not from the
     chain's Delta."""
     p = ctx.params
-    ms = _c8_rows(ctx, p, 1)
+    fig = {"rows": []}
+    ms = _c8_rows(ctx, p, 1, fig)
     if p.get("d2"):
-        ms += _c8_rows(ctx, p["d2"], 2)
+        ms += _c8_rows(ctx, p["d2"], 2, fig)
+    _c8_figure(ctx, p, fig)
     return ms
+
+
+def _c8_figure(ctx: Context, p: dict, fig: dict) -> None:
+    """C8's panels: each row's output KL over its closed form (row 0) or its bound init + sum MSE (x = row number),
+    and the d = 1 output density of the first counted perturbation against the target N(mu, 1), with their
+    difference."""
+    labels, kl, tol, exact, bound = (np.array(v) for v in zip(*fig["rows"]))
+    ref = np.where(np.isnan(exact), bound, exact)
+    rows = np.arange(len(labels))
+    ctx.plot.panel("kl", title="output KL / (closed form, row 0; bound init + sum MSE)", ylabel="ratio", yscale="log",
+                   xlabel="; ".join(f"{i}: {s}" for i, s in enumerate(labels)))
+    ctx.plot.measured("kl", rows, kl / ref, lo=(kl - tol) / ref, hi=(kl + tol) / ref)
+    ctx.plot.bound("kl", rows, np.ones(rows.size), label="1 (row 0: equality)")
+    if p.get("perturbations"):
+        dl, om = p["perturbations"][0]
+        grid, dens = fig["density"][(dl, om)]
+        target = gaussian_on_grid(grid, p["mu"], 1.0)
+        every = slice(None, None, max(1, grid.size // 60))  # a readable number of markers
+        ctx.plot.panel("density", title=f"d=1 output law (delta={dl}, omega={om})", xlabel="x", ylabel="density")
+        ctx.plot.measured("density", grid[every], dens[every], style="line", label="chain output")
+        ctx.plot.predicted("density", grid, target, label=r"target $N(\mu, 1)$")
+        ctx.plot.panel("diff", title="output density - target density", xlabel="x", ylabel="difference")
+        ctx.plot.measured("diff", grid[every], (dens - target)[every], style="line")
 
 
 # --------------------------------------------------------------------------- C9
@@ -654,6 +735,18 @@ def discretisation_rate(ctx: Context) -> list[Measurement]:
     fit = loglog_slope(hs[-3:], kls[-3:])
     local = np.diff(np.log(kls)) / np.diff(np.log(hs))
     local_closed = np.diff(np.log(closed)) / np.diff(np.log(hs))
+    ctx.plot.rate("rate", hs, kls, slope=2.0, through=(hs[-1], closed[-1]), fit=fit, fit_x=hs[-3:],
+               pred_label="order 2 through the finest closed-form KL", title="output KL vs step (exact laws)",
+               xlabel="step h", ylabel="KL(p_tmin(.|y) || chain law)", label="exact_law (package)")
+    ctx.plot.predicted("rate", hs, closed, label="closed form (by hand)", style="points")
+    ctx.plot.agreement("closed", hs, err, rel, title="|KL(exact_law) / KL(closed form) - 1|", xlabel="step h",
+                    ylabel="relative error", tol_label="rounding tolerance 16d(N+8)u/KL")
+    hm = np.sqrt(np.multiply(hs[1:], hs[:-1]))
+    ctx.plot.panel("local", title="local slope of log KL vs log h", xlabel="step h (geometric midpoint)",
+                   ylabel="local slope", xscale="log")
+    ctx.plot.measured("local", hm, local, style="line")
+    ctx.plot.predicted("local", hm, local_closed, label="closed form's local slope")
+    ctx.plot.reference("local", hm, np.full(hm.size, 2.0), label="order 2")
     return [Measurement(name="max |KL(exact_law) / KL(closed form) - 1| / rounding tol", measured=float(np.max(err / rel)),
                         predicted=1.0, kind="le",
                         reason="closed form by hand (geometric sums, no propagation); tol 16 d (N + 8) u / KL per step count "
@@ -784,57 +877,49 @@ def trained_classifiers(ctx: Context) -> list[Measurement]:
         extra={"outside_assumptions": len(outside),
                "outside_reasons": sorted({r["why"] for r in outside}),
                "max_ratio_mse_over_bound": max((r["mse"] / r["bound"] for r in certified), default=float("nan"))}))
+    fits = {}
     for key, label in (("kl", "eps^2"), ("mse", "guidance MSE")):
         for t in p["times_q"]:
             sub = [r for r in rows_q if r["t"] == t and r["n"] >= p["rate_n_min"]]
             fit, half = _slope_measure(sub, key, ENSEMBLE_LEVEL)
+            fits[key, t] = fit
             ms.append(Measurement(
                 name=f"Q t={t}: slope of log {label} vs log n", measured=fit.slope, predicted=-1.0, kind="equal", tol=half,
                 reason="parametric rate n^-1 (well-specified MLE); window = ENSEMBLE_LEVEL t-interval half-width "
                        f"t_(n-2) x SE of the OLS slope over all {p['reps']} independent replicate fits per n >= "
                        f"{p['rate_n_min']} (a random sample: n eps^2 has the same law at every n to leading order)",
                 extra={"se": fit.se, "r2": fit.r2}))
-    if ctx.control is None:
-        _draw(ctx, rows_b, rows_q)
+    _trained_figure(ctx, p, rows_b, rows_q, fits)
     # full table for the report
     ms[-1].extra["table"] = [{k: (v if not isinstance(v, float) or math.isfinite(v) else None)
                               for k, v in r.items() if k not in ("why", "ibp")} for r in rows_b + rows_q]
     return ms
 
 
-def _draw(ctx, rows_b, rows_q):
-    import matplotlib as mpl
-    import matplotlib.cm as cm
-    from matplotlib.colors import LogNorm
-
-    fig = ctx.figure(figsize=(6.4, 4.8))
-    ax = fig.add_subplot(111)
-    ns = [r["n"] for r in rows_b + rows_q]
-    norm = LogNorm(min(ns), max(ns))
-    cmap = mpl.colormaps["viridis"]
-    times = sorted({r["t"] for r in rows_b + rows_q})
-    markers = dict(zip(times, "osD^v<>"))
-    for r in rows_b:
-        c = cmap(norm(r["n"]))
-        e = math.sqrt(r["kl"])
-        ax.loglog([e, e], [r["mse"], r["bound"]], "-", color=c, lw=0.6, alpha=0.5)
-        ax.loglog(e, r["mse"], markers[r["t"]], color=c, ms=6)
-        ax.loglog(e, r["bound"], "_", color=c, ms=10, mew=2)
-    for r in rows_q:
-        ax.loglog(math.sqrt(r["kl"]), r["mse"], markers[r["t"]], mfc="none", mec=cmap(norm(r["n"])), ms=5)
-    eps = np.array([math.sqrt(r["kl"]) for r in rows_b + rows_q])
-    xs = np.geomspace(eps.min(), eps.max(), 50)
-    cert = [r for r in rows_b if r["certified"]]
-    if cert:
-        k = min(r["bound"] / math.sqrt(r["kl"]) for r in cert)
-        ax.loglog(xs, k * xs, "k--", lw=1, label="smallest certified bound slope (Theorem 1, linear in eps)")
-    ax.loglog(xs, 5 * xs**2, "k:", lw=1, label=r"$5\varepsilon^2$ (parametric: MSE $\propto\varepsilon^2$)")
-    for t in times:
-        ax.plot([], [], markers[t], color="gray", label=f"t={t}")
-    ax.plot([], [], "o", color="gray", label="filled: Fourier (certified); bar: its bound")
-    ax.plot([], [], "o", mfc="none", mec="gray", label="open: quadratic (outside A2)")
-    fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="training samples n")
-    ax.set_xlabel(r"$\varepsilon = \sqrt{\mathrm{conditional\ KL}}$ (quadrature)")
-    ax.set_ylabel("guidance MSE (quadrature)")
-    ax.set_title("trained classifiers: MSE vs eps, Theorem-1 bounds")
-    ax.legend(fontsize=6, loc="upper left")
+def _trained_figure(ctx: Context, p: dict, rows_b: list, rows_q: list, fits: dict) -> None:
+    """Panels of the trained-classifier claim: Q's eps^2 and MSE against n (replicates, fitted and predicted
+    slope -1), B's integration-by-parts identity (error vs its quadrature tolerance) and B's MSE against eps with
+    the Theorem-1 bound of each fit (informational)."""
+    for key, label in (("kl", r"$\varepsilon^2$ (conditional KL)"), ("mse", "guidance MSE")):
+        ctx.plot.panel(key, title=f"Q (quadratic features): {label} vs n", xlabel="training samples n", ylabel=label,
+                       xscale="log", yscale="log")
+        for t in p["times_q"]:
+            sub = [r for r in rows_q if r["t"] == t]
+            n = np.array([r["n"] for r in sub], float)
+            ctx.plot.measured(key, n, [r[key] for r in sub], label=f"t={t} replicates")
+            fit, ns = fits[key, t], np.unique([r["n"] for r in sub if r["n"] >= p["rate_n_min"]]).astype(float)
+            ctx.plot.measured(key, ns, np.exp(fit.intercept + fit.slope * np.log(ns)), style="line",
+                              label=f"t={t} fitted slope {fit.slope:.2f}")
+            if t == p["times_q"][0]:
+                ctx.plot.predicted(key, ns, line_through(ns, -1.0, ns[0], math.exp(fit.intercept) * ns[0] ** fit.slope),
+                                   label="predicted slope -1")
+    ibp = [r for r in rows_b if r["ibp"] is not None]
+    ctx.plot.agreement("ibp", [r["t"] for r in ibp], [abs(r["ibp"].mse - r["ibp"].rhs) for r in ibp],
+                    [r["ibp"].err for r in ibp], title="B: Step-2 identity E|grad r|^2 = -E[r Lap r] - E[r s.grad r]",
+                    xlabel=f"t (fits with n >= {p['ibp_n_min']})", ylabel="|lhs - rhs|", tol_label="quadrature tolerance")
+    cert = sorted((r for r in rows_b if r["certified"]), key=lambda r: r["kl"])
+    eps = [math.sqrt(r["kl"]) for r in cert]
+    ctx.plot.panel("bound", title="B (Fourier, certified): MSE / its fit's Theorem-1 bound (info)",
+                   xlabel=r"$\varepsilon$ of the fit", ylabel="MSE / bound", xscale="log", yscale="log")
+    ctx.plot.measured("bound", eps, [r["mse"] / r["bound"] for r in cert])
+    ctx.plot.bound("bound", eps, np.ones(len(cert)), label="Theorem 1: MSE <= bound")

@@ -26,9 +26,9 @@ import mpmath as mp
 import numpy as np
 
 from numerics.checks.claim import Context, Measurement, claim
+from numerics.checks.plots import decades
 from numerics.constants import UNIT_ROUNDOFF as U
 from numerics.papers.discrete_kl import channel as C
-from numerics.papers.samplers import _figures as F
 from numerics.stats import loglog_slope
 
 NOTE = "proofs_notes/discrete_kl.md"
@@ -208,13 +208,13 @@ def immse(ctx: Context) -> list[Measurement]:
             worst_f64 = max(worst_f64, abs(M64 - M_mp) / tol_M, abs(I64 - I_mp) / tol_I)
             rows64.append({"target": target.name, "t": t, "M_f64 - M_mp": M64 - M_mp, "tol_M": tol_M,
                            "I_f64 - I_mp": I64 - I_mp, "tol_I": tol_I})
-    F.agreement(ctx.plot, "immse", [r["t"] for r in rows], [r["rel |dI/dt - M/2|"] for r in rows],
+    ctx.plot.agreement("immse", [r["t"] for r in rows], [r["rel |dI/dt - M/2|"] for r in rows],
                 [r["tol"] for r in rows], title="I-MMSE, binary X (mpmath): rel |dI/dt - M/2|",
                 xlabel="SNR time t", ylabel="relative error")
     case = np.arange(1, len(rows64) + 1)
     cases = ", ".join(dict.fromkeys(r["target"] for r in rows64))
     for q in ("M", "I"):
-        F.agreement(ctx.plot, f"f64-{q}", case, [abs(r[f"{q}_f64 - {q}_mp"]) for r in rows64],
+        ctx.plot.agreement(f"f64-{q}", case, [abs(r[f"{q}_f64 - {q}_mp"]) for r in rows64],
                     [r[f"tol_{q}"] for r in rows64], xscale="linear", xlabel=f"case ({cases}; t = {p['times']} each)",
                     ylabel=f"|{q} float64 - {q} mpmath|", title=f"float64 {q}(t) against mpmath")
     return [
@@ -269,7 +269,9 @@ def lemma2(ctx: Context) -> list[Measurement]:
     return [Measurement("max |chain - gap| / tol", worst, 1.0, "le", 0.0,
                         "per case tol = quadrature change (1.5x outer and inner nodes) + Riemann-gap quadrature "
                         f"estimate + 64 n u max(1, T tr Cov) summation rounding ({TOL})",
-                        extra={"rows": rows, "rule": rule,
+                        # |chain - gap| is quadrature and rounding noise of two routes: its ratio to tol moves
+                        # with the platform's libm and summation order, and any value in [0, 1] passes alike
+                        extra={"rows": rows, "rule": rule, "drift_tol": 1.0,
                                "note_values": {"binary n=8": 0.2866020, "binary n=256": 7.796958e-3,
                                                "gaussian n=4": 1.777928, "gaussian n=256": 1.885477e-2,
                                                "three_point n=6": 0.4088, "three_point n=96": 0.02125}})]
@@ -291,7 +293,7 @@ def _lemma2_figure(ctx: Context, rows: list) -> None:
                    yscale="log")
     ctx.plot.measured("delta", case, [r["chain"] for r in rows], label="chain rule of KL")
     ctx.plot.predicted("delta", case, [r["gap"] for r in rows], label="(1/2) left-Riemann gap", style="points")
-    F.agreement(ctx.plot, "diff", case, [abs(r["chain"] - r["gap"]) for r in rows], [r["tol"] for r in rows],
+    ctx.plot.agreement("diff", case, [abs(r["chain"] - r["gap"]) for r in rows], [r["tol"] for r in rows],
                 xscale="linear", title="|chain - gap| against its tolerance", xlabel=xl, ylabel="|chain - gap|")
 
 
@@ -350,9 +352,9 @@ def theorem1(ctx: Context) -> list[Measurement]:
         ctx.plot.panel(name, title=f"{tg[name].name}: Delta_n on {len(sel)} schedules",
                        xlabel="step in the bound (delta_max)", ylabel="Delta_n - err", xscale="log", yscale="log")
         ctx.plot.measured(name, x, [v[1] for v in sel])
-        xb = F.decades(x.min() / 1.5, x.max() * 1.5)
+        xb = decades(x.min() / 1.5, x.max() * 1.5)
         ctx.plot.bound(name, xb, 0.5 * tr * xb, label="Theorem 1: (1/2) delta_max tr Cov")
-    F.versus_bound(ctx.plot, "inexact", bound_i, Di, title=f"inexact denoiser (binary, n = {p['n_inexact']})",
+    ctx.plot.versus_bound("inexact", bound_i, Di, title=f"inexact denoiser (binary, n = {p['n_inexact']})",
                    xlabel="Theorem 1 bound incl. estimation term", ylabel="Delta_n (chain rule)")
     return [
         Measurement("max (Delta - err)/bound (exact denoisers)", worst, 1.0, "le", 0.0,
@@ -391,7 +393,7 @@ def decomposition(ctx: Context) -> list[Measurement]:
     ctx.plot.panel("est", title="estimation term per step (binary, f = tanh y + 0.3 sin y)",
                    xlabel="step start t_{k-1}", ylabel="(1/2) delta_k E|f_k - E[X|Y_{k-1}]|^2", yscale="log")
     ctx.plot.measured("est", ts[:-1], est, style="line")
-    F.agreement(ctx.plot, "id", [ctx.params["n"]], [abs(D - rhs)], tol, title="|chain - (gap + estimation)|",
+    ctx.plot.agreement("id", [ctx.params["n"]], [abs(D - rhs)], tol, title="|chain - (gap + estimation)|",
                 xlabel="steps n", ylabel="|chain - (gap + estimation)|")
     return [Measurement("|chain - (gap + estimation)|", abs(D - rhs), 0.0, "le", tol,
                         "quadrature changes (1.5x nodes) of the chain rule, the gap and the estimation term "
@@ -577,7 +579,7 @@ def _rate_figure(ctx: Context, figs: list) -> None:
         ctx.plot.measured(key, ns, D)
         ctx.plot.predicted(key, ns, [(r["L0"] + r["L1"]) / r["n"] for r in rows], label="(L0 + L1)/n (slope -1)")
     for key, name, ns, D, rows in figs:
-        F.agreement(ctx.plot, key + "-res", ns, [abs(r["n Delta_n"] - r["L0"] - r["L1"]) for r in rows],
+        ctx.plot.agreement(key + "-res", ns, [abs(r["n Delta_n"] - r["L0"] - r["L1"]) for r in rows],
                     [r["tol"] for r in rows], title=f"{name}: |n Delta_n - L0 - L1|", xlabel="steps n",
                     ylabel="|n Delta_n - L0 - L1|", tol_label="remainder bound + numerical error")
 
@@ -655,7 +657,7 @@ def moment_matching(ctx: Context) -> list[Measurement]:
         slopes[f"r={r}"] = {"Delta": list(D), "local slopes": list(s), "extrapolated slope": 2 * s[-1] - s[-2]}
     order = bool(np.all(vals[3] < vals[2]) and np.all(vals[2] < vals[1]))
     for r in (1, 2, 3):
-        F.rate(ctx.plot, f"r{r}", p["ns"], [(f"r = {r}, extrapolated slope {slopes[f'r={r}']['extrapolated slope']:.2f}",
+        ctx.plot.rates(f"r{r}", p["ns"], [(f"r = {r}, extrapolated slope {slopes[f'r={r}']['extrapolated slope']:.2f}",
                                              vals[r])], slope=-r, pred_label=f"slope -{r} (heuristic, not judged)",
                title=f"3-point target, T = 6: {r} moment(s) matched", xlabel="steps n", ylabel="Delta_n")
         if r > 1:
@@ -672,7 +674,7 @@ def moment_matching(ctx: Context) -> list[Measurement]:
     tsb = C.schedule("uniform", T=8.0, n=8)
     zb = C.path_kl_chain(b, tsb, moment=3, match_skew=not ctx.bug("skew_ignored"), **kw)
     tol = 64 * 8 * U * (1 + abs(math.log(2 * math.pi * 1.0)) + 13**2 / 2)
-    F.agreement(ctx.plot, "exact", [1, 2], [abs(zg), abs(zb)], tol, xscale="linear",
+    ctx.plot.agreement("exact", [1, 2], [abs(zg), abs(zb)], tol, xscale="linear",
                 title="exact cases, n = 8 (a zero is not drawn)", xlabel="case (1: gaussian r = 2, 2: binary r = 3)",
                 ylabel="|Delta_n|")
     out.append(Measurement("|Delta| exact cases (gaussian r=2, binary r=3)", max(abs(zg), abs(zb)), 0.0, "le", tol,
@@ -732,7 +734,7 @@ def invariants(ctx: Context) -> list[Measurement]:
                        ylabel="Delta_n", xscale="log", yscale="log")
         ctx.plot.measured(key, st, Dk, style="line")
         ctx.plot.bound(key, st[1:], Dk[:-1], label="Delta of the coarser schedule")
-    F.agreement(ctx.plot, "additivity", [p["n_rot"]], [abs(r2["path"] - D1)], e2 + e1,
+    ctx.plot.agreement("additivity", [p["n_rot"]], [abs(r2["path"] - D1)], e2 + e1,
                 title="2-D correlated Gaussian vs sum over its eigenvalues", xlabel="steps n",
                 ylabel="|Delta(2-D) - sum_lambda Delta(1-D)|", tol_label="rounding allowance")
     b = C.binary()
@@ -784,7 +786,7 @@ def geometric(ctx: Context) -> list[Measurement]:
             worst_H = max(worst_H, I - target.entropy)
         rows.append({"target": target.name, "t1": t1, "c": c, "n": n, "Delta": D, "bound": bound})
         fig.append((bound + c * eI, D - e))
-    F.versus_bound(ctx.plot, "bound", [b for b, _ in fig], [v for _, v in fig],
+    ctx.plot.versus_bound("bound", [b for b, _ in fig], [v for _, v in fig],
                    title="geometric schedules: Delta_n against its bound",
                    xlabel="bound (t_1/2) tr Cov + c I", ylabel="Delta_n - err")
     return [Measurement("max (Delta - err - t1/2 trCov - c I)", worst, 0.0, "le", 0.0,

@@ -24,8 +24,10 @@ from statistics import NormalDist
 import numpy as np
 
 from numerics.checks.claim import Context, Measurement, claim
+from numerics.checks.plots import level
 from numerics.constants import UNIT_ROUNDOFF
 from numerics.divergences import gaussian_kl_1d, kl_cells
+from numerics.papers.discriminator import _figures as F
 from numerics.papers.discriminator import refined_1d as D
 from numerics.papers.discriminator import refined_2d as D2
 from numerics.schedule import alpha_sigma2
@@ -140,7 +142,7 @@ def bayes_exact_correction(ctx: Context) -> list[Measurement]:
     dropped = ctx.bug("model_score_dropped")
     x = np.linspace(-6, 6, 241)
     h = 1e-3
-    worst = 0.0
+    worst, ratios = 0.0, []
     for t in p["times"]:
         dstar = lambda z: DATA.log_density(z, t) - MODEL.log_density(z, t)  # noqa: E731
         d1 = (dstar(x + h) - dstar(x - h)) / (2 * h)
@@ -152,7 +154,8 @@ def bayes_exact_correction(ctx: Context) -> list[Measurement]:
         base = 0.0 if dropped else MODEL.score(x, t)
         resid = np.abs(base + grad - DATA.score(x, t))
         tol = fd_err + 32 * UNIT_ROUNDOFF * (np.abs(DATA.score(x, t)) + np.abs(MODEL.score(x, t)))
-        worst = max(worst, float(np.max(resid / tol)))
+        ratios.append(float(np.max(resid / tol)))
+        worst = max(worst, ratios[-1])
     out = [Measurement(name="max |s_theta + grad d* - grad log p_t| / tol", measured=worst, predicted=1.0, kind="le",
                        reason="Richardson central difference of d* (h=1e-3): a-posteriori error |D_h - D_h/2| plus "
                               "8u(|d*|+10)/h rounding, plus 32u of the scores", extra={"drift_tol": 1.0})]
@@ -188,6 +191,23 @@ def bayes_exact_correction(ctx: Context) -> list[Measurement]:
     out.append(Measurement(name="KL(model || uncorrected SDE endpoint)", measured=k0, predicted=0.0, kind="le",
                            tol=base0[1] + 1e-8, reason="same scheme's refinement error at w=0 + 1e-8",
                            extra={"note": 3.4e-10}))
+    pl = ctx.plot
+    pl.panel("identity", title="score identity: worst residual / tolerance over x", xlabel="t",
+             ylabel=r"max$_x$ |s_theta + grad d* - grad log p_t| / tol", yscale="log")
+    pl.measured("identity", p["times"], ratios)
+    pl.bound("identity", *level(p["times"], 1.0), label="tolerance")
+    pl.panel("kl", title=r"endpoint KLs vs KL$_T$", xlabel="0: refined SDE, 1: refined PF-ODE, 2: unrefined SDE",
+             ylabel="KL (0, 1: from data; 2: from model)", yscale="log")
+    pl.measured("kl", [0, 1, 2], [sde[0], ode[0], k0], lo=[sde[0] - sde[1], ode[0] - ode[1], k0],
+                hi=[sde[0] + sde[1], ode[0] + ode[1], k0])
+    pl.bound("kl", [-0.4, 0.4], [kl_T + out[1].tol] * 2, label=r"KL$_T$ (+ tol): SDE bound")
+    pl.predicted("kl", [0.6, 1.4], [kl_T] * 2, label=r"KL$_T$: PF-ODE prediction")
+    pl.bound("kl", [1.6, 2.4], [out[3].tol] * 2, label="tolerance of KL = 0")
+    pl.panel("unrefined", title="unrefined SDE endpoint reproduces the model", xlabel="x", ylabel="density")
+    k = F.thin(g.x.size)
+    pl.reference("unrefined", g.x[k], DATA.density(g.x[k], 0.0), label="data p_0")
+    pl.predicted("unrefined", g.x[k], MODEL.density(g.x[k], 0.0), label=r"model p_theta,0")
+    pl.measured("unrefined", g.x[k], q[k], label="unrefined SDE endpoint", style="line")
     return out
 
 
@@ -249,6 +269,16 @@ def dsm_esm_constant(ctx: Context) -> list[Measurement]:
                                       "to ~1e-12 here" + ("; informational: the value does not depend on the law "
                                                           "(see the code comment)" if trivial else ""),
                                counted=not trivial))
+    m = out[:4]  # the three C_t estimates and the paired difference
+    F.agreement(ctx.plot, "ct", [x.measured - x.predicted for x in m], [x.tol for x in m],
+                title=r"$C_t$ = 1/sigma_t^2 - J(p_t) for every correction c",
+                xlabel="0: c=0, 1: c=grad d*, 2: + ripple, 3: paired ripple - c=0",
+                ylabel="|MC estimate - C_t|")
+    f_ = out[4:]
+    ctx.plot.panel("fisher", title="Fisher form E|grad log p_t - s_theta - c|^2 vs note", xlabel=
+                   "0: c=0, 1: c=grad d*, 2: c=grad d*+0.5cos5x", ylabel="Fisher form")
+    ctx.plot.measured("fisher", [0, 1, 2], [x.measured for x in f_], label="quadrature")
+    ctx.plot.reference("fisher", [0, 1, 2], [x.predicted for x in f_], label="note values", style="points")
     return out
 
 
@@ -273,7 +303,12 @@ def base_kl_identity(ctx: Context) -> list[Measurement]:
     _, kl_T_true = _grid_quantities(0.001)
     fisher = rhs - kl_T_true
     rhs = kl_T + (2.0 if ctx.bug("girsanov_g2") else 1.0) * fisher
-    return [
+    pl = ctx.plot
+    pl.panel("terms", title=r"KL$_0$ against KL$_T$ + Fisher integral", xlabel=r"0: KL$_0$, 1: KL$_T$ + int (g^2/2) "
+             r"E|grad log p_t - s_theta|^2", ylabel="KL")
+    pl.measured("terms", [0, 1], [base, rhs])
+    pl.predicted("terms", [-0.2, 1.2], [NOTE_BASE] * 2, label=f"note {NOTE_BASE}")
+    out = [
         Measurement(name="KL_0 - [KL_T + Fisher integral]", measured=base - rhs, predicted=0.0, kind="equal",
                     tol=2 * err + 1e-10, reason="twice the change of the composite Gauss-Legendre rule from n/2 to n "
                                                 "nodes per piece, + 1e-10 for the x-trapezoid (dx=0.001, spectral)",
@@ -281,6 +316,9 @@ def base_kl_identity(ctx: Context) -> list[Measurement]:
         Measurement(name="base KL vs note 0.11668", measured=base, predicted=NOTE_BASE, kind="equal",
                     tol=_half_unit(NOTE_BASE), reason="note prints 5 decimals"),
     ]
+    F.agreement(pl, "agree", [m.measured - m.predicted for m in out], [m.tol for m in out],
+                title="identity and note value", xlabel=r"0: KL$_0$ - rhs, 1: KL$_0$ - note")
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -305,7 +343,7 @@ def guidance_weight(ctx: Context) -> list[Measurement]:
     I -= kl_T
     factor = 0.5 if ctx.bug("girsanov_weight_half") else 1.0
     shift = 1.0 if ctx.bug("cfg_convention") else 0.0
-    out, rows = [], []
+    out, rows, ratios, errs = [], [], [], []
     g = D.Grid1D(dx=p["dx"])
     for w in p["weights"]:
         if shift:  # control run: one resolution (the bug moves the KLs far beyond the refinement error)
@@ -314,6 +352,8 @@ def guidance_weight(ctx: Context) -> list[Measurement]:
             kl, err = _endpoint("sde", w, 0.0, 0.0, p["dx"], p["dtau"])
         bound = kl_T + factor * (1 - w) ** 2 * I
         out.append(_kl_measure(f"SDE endpoint KL w={w} <= path KL", kl, err + I_err, bound, kind="le"))
+        ratios.append(kl / (bound + out[-1].tol))
+        errs.append(err)
         if w in NOTE_SDE_W and NOTE_SDE_W[w] > 0:
             out.append(_kl_measure(f"SDE endpoint KL w={w} vs note", kl, err, NOTE_SDE_W[w],
                                    extra_tol=_note_unit(NOTE_SDE_W[w]), why=NOTE_WHY))
@@ -324,7 +364,7 @@ def guidance_weight(ctx: Context) -> list[Measurement]:
             kl, err = D.ode_endpoint(D.bayes_field(DATA, MODEL, w=w - shift), MODEL, T, g, p["dtau"]).kl_from(DATA), 0.0
         else:
             kl, err = _endpoint("ode", w, 0.0, 0.0, p["dx"], p["dtau"])
-        ode_rows.append((w, kl))
+        ode_rows.append((w, kl, err))
         if w == 0.5:
             out.append(_kl_measure("PF-ODE endpoint KL w=0.5 vs note", kl, err, NOTE_ODE_W[0.5],
                                    extra_tol=_note_unit(NOTE_ODE_W[0.5]), why=NOTE_WHY))
@@ -335,16 +375,20 @@ def guidance_weight(ctx: Context) -> list[Measurement]:
                                           "KL >= 0 cannot fail",
                                    extra={"note": NOTE_ODE_W.get(w), "path_bound": kl_T + (1 - w) ** 2 * I,
                                           "exceeds_path_bound": bool(kl > kl_T + (1 - w) ** 2 * I)}))
-    fig = ctx.figure(figsize=(5, 3.5))
-    ax = fig.add_subplot(111)
-    ws = np.linspace(0, 3.2, 50)
-    ax.plot(ws, kl_T + (1 - ws) ** 2 * I, "k--", label="path-KL bound")
-    ax.plot([r[0] for r in rows], [r[1] for r in rows], "o", label="SDE endpoint")
-    ax.plot([r[0] for r in ode_rows], [r[1] for r in ode_rows], "s", label="PF-ODE endpoint")
-    ax.set_xlabel("guidance weight w")
-    ax.set_ylabel("KL(data || refined)")
-    ax.legend()
-    fig.tight_layout()
+    pl = ctx.plot
+    pl.panel("kl", title="endpoint KL vs guidance weight", xlabel="guidance weight w", ylabel="KL(data || refined)")
+    ws = np.linspace(0, 3.2, 65)
+    pl.bound("kl", ws, kl_T + factor * (1 - ws) ** 2 * I, label=r"path KL: KL$_T$ + (1-w)$^2$ int")
+    sde_kl, ode_kl = np.array([r[1] for r in rows]), np.array([r[1] for r in ode_rows])
+    pl.measured("kl", [r[0] for r in rows], sde_kl, lo=sde_kl - errs, hi=sde_kl + errs, label="SDE endpoint")
+    pl.measured("kl", [r[0] for r in ode_rows], ode_kl, label="PF-ODE endpoint")
+    notes = [(w, v) for w, v in NOTE_SDE_W.items() if w in p["weights"]]
+    notes += [(w, v) for w, v in NOTE_ODE_W.items() if w in p["ode_weights"]]
+    pl.reference("kl", [w for w, _ in notes], [v for _, v in notes], label="note values", style="points")
+    pl.panel("ratio", title="SDE endpoint KL / (path KL + tol)", xlabel="guidance weight w", ylabel="ratio",
+             yscale="log")
+    pl.measured("ratio", [r[0] for r in rows], ratios, style="line")
+    pl.bound("ratio", *level([0.0, 3.2], 1.0), label="Girsanov bound")
     return out
 
 
@@ -418,6 +462,59 @@ def _control_field(eps: float, om: float, no_ripple: bool, swapped: bool, droppe
     return None
 
 
+def _ripple_figure(pl, gap_rows, taylor, path_pts, sde, ode, collapse, base, pairs) -> None:
+    """Science figure of C5: CE gap, path KL, endpoint KLs and PF-ODE collapse against omega.
+
+    Parameters
+    ----------
+    pl : PlotRecorder
+        The claim's ``ctx.plot``.
+    gap_rows, taylor : list
+        The CE-gap rows of the claim and each row's |gap - second order| / remainder bound.
+    path_pts : list of (omega, path/scale, err/scale, closed form/scale)
+        The path-KL checks.
+    sde, ode : list
+        (omega, KL, err) of the SDE endpoints; (omega, KL, err, note) of the PF-ODE endpoints (omega <= 2).
+    collapse : list of (omega, grid mass)
+        The high-omega PF-ODE endpoints.
+    base : float
+        The unrefined KL.
+    pairs : list
+        The (eps, omega) pairs of the SDE checks (for the note's values).
+    """
+    q = [r["eps"] ** 2 / 4 for r in gap_rows]
+    pl.panel("gap", title="CE gap vs its second-order form, (eps, omega, t) rows", xlabel="(eps^2/2) int pq/(p+q) "
+             "sin^2 / (eps^2/4)", ylabel="CE gap / (eps^2/4)")
+    second = [r["second_order"] / b for r, b in zip(gap_rows, q)]
+    pl.measured("gap", second, [r["gap"] / b for r, b in zip(gap_rows, q)])
+    pl.predicted("gap", *[[min(second), max(second)]] * 2, label="second order: gap = form")
+    pl.bound("gap", *level(second, 1.0), label="CE bound eps^2/4")
+    F.agreement(pl, "taylor", taylor, [1.0] * len(taylor), x=[r["t"] for r in gap_rows], xscale="log",
+                title="Taylor remainder: |CE gap - second order| / bound", xlabel="t (all (eps, omega) rows)",
+                ylabel="|CE gap - second order| / (eps^3/(18 sqrt 3))")
+    path_pts = sorted(path_pts)
+    pl.panel("path", title="Gauss-Legendre path KL / (eps^2 omega^2 T/2)", xlabel="omega", ylabel="ratio",
+             xscale="log")
+    pl.measured("path", [r[0] for r in path_pts], [r[1] for r in path_pts], lo=[r[1] - r[2] for r in path_pts],
+                hi=[r[1] + r[2] for r in path_pts])
+    pl.predicted("path", [r[0] for r in path_pts], [r[3] for r in path_pts], label="closed form")
+    pl.reference("path", *level([r[0] for r in path_pts], 1.0), label="omega -> infinity")
+    notes = {"sde": [(om, NOTE_RIPPLE[(eps, om)][0]) for eps, om in pairs if (eps, om) in NOTE_RIPPLE],
+             "ode": [(r[0], r[3]) for r in ode]}
+    for key, rs, name, where in (("sde", sde, "SDE", "below"), ("ode", ode, "PF-ODE (omega <= 2)", "above")):
+        pl.panel(key, title=f"{name} endpoint KL(data || refined)", xlabel="omega", ylabel="KL", xscale="log",
+                 yscale="log")
+        pl.measured(key, [r[0] for r in rs], [r[1] for r in rs], lo=[r[1] - r[2] for r in rs],
+                    hi=[r[1] + r[2] for r in rs])
+        pl.reference(key, [n[0] for n in notes[key]], [n[1] for n in notes[key]], label="note values",
+                     style="points")
+        pl.reference(key, *level([r[0] for r in rs] or [1.0], base), label=f"unrefined (predicted: {where})")
+    pl.panel("collapse", title="PF-ODE endpoint at high omega: grid mass", xlabel="omega", ylabel="grid mass",
+             xscale="log", yscale="log")
+    pl.measured("collapse", [r[0] for r in collapse], [r[1] for r in collapse])
+    pl.bound("collapse", *level([r[0] for r in collapse] or [1.0], 0.5), label="collapse: mass < 0.5")
+
+
 @claim(
     id="discriminator.ce_gradient_counterexample",
     paper=PAPER,
@@ -447,14 +544,15 @@ def ce_gradient_counterexample(ctx: Context) -> list[Measurement]:
     no_ripple = ctx.bug("ripple_not_in_sampler")
     base, kl_T = _grid_quantities(0.001)
     out = []
-    kls = []
-    worst_gap, gap_rows = -np.inf, []
+    kls, path_pts, ode_pts, collapse = [], [], [], []
+    worst_gap, gap_rows, taylor = -np.inf, [], []
     for eps, om in p["pairs"]:
         for t in p["times"]:
             gap = _ce_gap_ripple(eps, om, t, swapped)
             pred = _ce_gap_second_order(eps, om, t)
             tol = eps ** 3 / (18 * math.sqrt(3)) + 1e-9
-            worst_gap = max(worst_gap, abs(gap - pred) / tol)
+            taylor.append(abs(gap - pred) / tol)
+            worst_gap = max(worst_gap, taylor[-1])
             gap_rows.append({"eps": eps, "omega": om, "t": t, "gap": gap, "second_order": pred, "bound": eps ** 2 / 4})
     out.append(Measurement(
         name="max over (eps, omega, t) |CE gap - (eps^2/2) int pq/(p+q) sin^2| / (eps^3/(18 sqrt 3))",
@@ -480,12 +578,13 @@ def ce_gradient_counterexample(ctx: Context) -> list[Measurement]:
             reason="closed form of E_{p_t} cos^2(omega x) for a Gaussian mixture on the same time nodes; tolerance = "
                    "x-trapezoid change from dx=0.004 to 0.002 + 4 n u rounding of the 12001-term sums",
             extra={"path_kl": path, "limit_omega_to_inf": 1.0, "ce_bound": eps ** 2 / 4}))
+        path_pts.append((om, path / scale, path_err / scale, pred / scale))
         fld = _control_field(eps, om, no_ripple, swapped, dropped)
         if fld is None:
             kl, err = _endpoint("sde", 1.0, eps, om, p["dx"], p["dtau"])
         else:  # control runs: one resolution (their bugs move the KL far beyond the refinement error)
             kl, err = _sde_kl(fld, MODEL, p["dx"], p["dtau"]), 0.0
-        kls.append((om, kl, path))
+        kls.append((om, kl, err))
         out.append(_kl_measure(f"SDE endpoint eps={eps} omega={om} < base", kl, err, base, kind="le"))
         note = NOTE_RIPPLE.get((eps, om))
         if note:
@@ -504,6 +603,7 @@ def ce_gradient_counterexample(ctx: Context) -> list[Measurement]:
                                        base, kind="ge", extra={"note": note}))
             out.append(_kl_measure(f"PF-ODE endpoint eps={eps} omega={om} vs note", kl, err, note,
                                    extra_tol=_note_unit(note), why=NOTE_WHY))
+            ode_pts.append((om, kl, err, note))
         else:
             fld = fld or D.bayes_field(DATA, MODEL, 1.0, eps, om)
             res = D.ode_endpoint(fld, MODEL, T, D.Grid1D(dx=p["dx"]), p["dtau"])
@@ -512,16 +612,8 @@ def ce_gradient_counterexample(ctx: Context) -> list[Measurement]:
                                    reason="near-atomic endpoint: its atoms fall between grid points, so the grid "
                                           "mass of the exact density drops far below 1",
                                    extra={"mass": res.mass, "max_log_density": res.max_log_density}))
-    fig = ctx.figure(figsize=(5, 3.5))
-    ax = fig.add_subplot(111)
-    oms = [k[0] for k in kls]
-    ax.loglog(oms, [k[2] for k in kls], "o-", label="path KL")
-    ax.loglog(oms, [max(k[1], 1e-6) for k in kls], "s-", label="SDE endpoint KL")
-    ax.axhline(base, color="k", ls=":", label="unrefined model")
-    ax.set_xlabel("omega")
-    ax.set_ylabel("KL")
-    ax.legend()
-    fig.tight_layout()
+            collapse.append((om, res.mass))
+    _ripple_figure(ctx.plot, gap_rows, taylor, path_pts, kls, ode_pts, collapse, base, p["pairs"])
     return out
 
 
@@ -629,7 +721,7 @@ def misspecified_linear_family(ctx: Context) -> list[Measurement]:
     ms = -1.0 if ctx.bug("mse_slope_sign") else 1.0
     cs = -1.0 if ctx.bug("ce_labels_swapped") else 1.0
     errors = ctx.control is None  # control runs: no error estimates (their bugs move the KLs by O(0.01-10))
-    out = []
+    out, order, exacts, notes = [], [], [], []
     for name in p["cases"]:
         (m0, v0), (m1, v1), note = GAUSS_CASES[name]
         r = _gauss_case(name, p["n_spline"], p["n_steps"], 1.0, 1.0, True)
@@ -643,6 +735,7 @@ def misspecified_linear_family(ctx: Context) -> list[Measurement]:
                                    tol=em + ec + r["spline_err"],
                                    reason="RK4 halving error of both + the CE spline's error estimate (every other "
                                           "node dropped)", extra={"mse": km, "ce": kc}))
+            order.append(out[-1])
         # forward-marginal identity: the MSE-refined score is the exact score of r_t = law of N(mu0, v_theta0) at t
         _, mh, vh = D.Mixture1D([1], [m1], [v1]).marginal(T)
         terminal = 0.5 * (m1 - m0) ** 2 * math.exp(-2 * T) / vh[0]  # KL(r_T || p_theta,T): equal variances
@@ -654,6 +747,7 @@ def misspecified_linear_family(ctx: Context) -> list[Measurement]:
                                       "from starting at p_theta,T instead of r_T (data processing; "
                                       "note #c6-misspecified)",
                                extra={"path_kl": r["mse"][2][0], "terminal_bound": terminal}))
+        exacts.append(out[-1])
         got = [r["mse"][0][0], r["mse"][1][0], r["mse"][2][0], r["ce"][0][0], r["ce"][1][0], r["ce"][2][0]]
         dev = max(abs(a - b) for a, b in zip(got, note[1:]))
         out.append(Measurement(name=f"{name}: max |ours - note| over the six table entries", measured=dev,
@@ -661,16 +755,32 @@ def misspecified_linear_family(ctx: Context) -> list[Measurement]:
                                reason="two units of the note's third decimal: one for its truncation (0.806 for "
                                       "0.80685), one for its own unreported discretisation error",
                                extra={"ours": got, "note": list(note[1:])}))
+        notes.append(out[-1])
     if p["gmm"]:
         km, em, sm = _gmm_linear("mse", p["n_spline"], p["dx"], p["dtau"], ms, errors or ms == 1.0)
         kc, ec, sc = _gmm_linear("ce", p["n_spline"], p["dx"], p["dtau"], cs, errors or cs == 1.0)
         out.append(Measurement(name="setting G SDE: MSE-opt KL <= CE-opt KL", measured=km, predicted=kc, kind="le",
                                tol=em + ec + sm + sc, reason="refinement and spline error estimates of both",
                                extra={"note": [0.0485, 0.0657]}))
+        order.append(out[-1])
         out.append(_kl_measure("setting G SDE MSE-opt vs note 0.0485", km, em + sm, 0.0485,
                                extra_tol=_note_unit(0.0485), why="spline error estimate + " + NOTE_WHY))
         out.append(_kl_measure("setting G SDE CE-opt vs note 0.0657", kc, ec + sc, 0.0657,
                                extra_tol=_note_unit(0.0657), why="spline error estimate + " + NOTE_WHY))
+        notes += out[-2:]
+    cases = "\n".join(f"{i}: {name}" for i, name in enumerate(p["cases"]))
+    pl = ctx.plot
+    pl.panel("order", title="MSE-opt vs CE-opt (cases x {SDE, PF-ODE}" + (", setting G)" if p["gmm"] else ")"),
+             xlabel="CE-opt endpoint KL", ylabel="MSE-opt endpoint KL", xscale="log", yscale="log")
+    pl.measured("order", [m.predicted for m in order], [m.measured for m in order])
+    ends = [min(m.predicted for m in order), max(m.predicted for m in order)]
+    pl.bound("order", ends, ends, label="MSE-opt KL = CE-opt KL")
+    F.agreement(pl, "exact", [m.measured - m.predicted for m in exacts], [m.tol for m in exacts],
+                title="MSE-opt SDE endpoint vs KL(p_0 || N(mu_0, v_theta,0))", xlabel=cases)
+    F.agreement(pl, "note", [m.measured - (m.predicted or 0.0) for m in notes], [m.tol for m in notes],
+                title="note's table: max |ours - note| per case; setting G", ylabel="|ours - note|",
+                xlabel=cases + ("\n" + f"{len(p['cases'])}, {len(p['cases']) + 1}: setting G MSE, CE" if p["gmm"]
+                                else ""))
     return out
 
 
@@ -715,6 +825,58 @@ def _emp_log_density(xs, pts, t: float, var_as_std: bool = False):
     e = -0.5 * (xs[:, None] - a * pts) ** 2 / (math.sqrt(s2) if var_as_std else s2)
     m = e.max(axis=1, keepdims=True)
     return (m + np.log(np.exp(e - m).mean(axis=1, keepdims=True)))[:, 0] - 0.5 * math.log(2 * math.pi * s2)
+
+
+def _overfitting_figure(pl, xs, memo, pts, p, rows, gaps, tweedie, table, base) -> None:
+    """Science figure of C7: memorised marginal, its KL sandwich, CE gaps, Tweedie target, trained fits.
+
+    Parameters
+    ----------
+    pl : PlotRecorder
+        The claim's ``ctx.plot``.
+    xs, memo : ndarray
+        The quadrature grid and the empirical marginal p^n_delta on it at ``delta = deltas[1]``.
+    pts : ndarray
+        The memorised real points.
+    p : dict
+        The claim's parameters.
+    rows, gaps : list
+        The sandwich rows (delta, kl, lb, ub) and the CE gaps at ``ce_times``.
+    tweedie : (float, float, float)
+        Mean of the target check and its tolerance-widened interval.
+    table : list of dict
+        The trained fits' rows (n, endpoint KL, its error, path KL per objective).
+    base : float
+        The unrefined KL.
+    """
+    keep = np.flatnonzero(np.abs(xs) <= 5)[::50]  # every 50th grid point (dx = 0.05) for the density picture
+    pl.panel("memo", title=f"Bayes logit vs {p['n_memo']} real points: p^n at delta={p['deltas'][1]:g}",
+             xlabel="x", ylabel="density")
+    pl.predicted("memo", xs[keep], DATA.density(xs[keep], 0.0), label="data p_0")
+    pl.measured("memo", xs[keep], memo[keep], label="empirical marginal p^n_delta", style="line")
+    pl.reference("memo", pts, np.zeros_like(pts), label="training points", style="points")
+    d = [r["delta"] for r in rows]
+    pl.panel("sandwich", title="KL(data || p^n_delta) in [LB, LB + log n]", xlabel="delta", ylabel="KL",
+             xscale="log", yscale="symlog")
+    pl.measured("sandwich", d, [r["kl"] for r in rows], style="line")
+    pl.bound("sandwich", d, [r["ub"] for r in rows], label="LB + log n")
+    pl.bound("sandwich", d, [r["lb"] for r in rows], label="LB", side="lower")
+    pl.reference("sandwich", *level(d, base), label="unrefined KL")
+    pl.panel("cegap", title="population CE gap of the memorising logit", xlabel="t", ylabel="CE gap",
+             xscale="log", yscale="log")
+    pl.measured("cegap", p["ce_times"], gaps, style="line")
+    pl.panel("tweedie", title="gradient-matching target: E[(a - grad log p_t) grad log p_t]",
+             xlabel="(one Monte-Carlo mean)", ylabel="mean with ensemble-level interval")
+    pl.measured("tweedie", [0.0], [tweedie[0]], lo=[tweedie[1]], hi=[tweedie[2]])
+    pl.predicted("tweedie", [-0.5, 0.5], [0.0, 0.0], label="Tweedie: 0")
+    ns = [r["n"] for r in table]
+    for obj, name in (("gm", "gradient matching"), ("ce", "cross-entropy")):
+        pl.panel(obj, title=f"{name} logits: endpoint KL <= path KL", xlabel="training samples n",
+                 ylabel="KL", xscale="log", yscale="log")
+        kl, err = np.array([r[f"{obj}_kl"] for r in table]), np.array([r[f"{obj}_err"] for r in table])
+        pl.measured(obj, ns, kl, lo=kl - err, hi=kl + err, label="SDE endpoint", style="line")
+        pl.bound(obj, ns, [r[f"{obj}_path"] for r in table], label="path KL (Girsanov)")
+        pl.reference(obj, *level(ns, base), label="unrefined KL")
 
 
 @claim(
@@ -764,7 +926,10 @@ def overfitting(ctx: Context) -> list[Measurement]:
     for dl in p["deltas"]:
         _, s2 = alpha_sigma2(dl)
         a = math.exp(-dl)
-        kl = float(np.sum(w0 * (lp0 - _emp_log_density(xs, pts, dl, bug_std))))
+        lpn = _emp_log_density(xs, pts, dl, bug_std)
+        kl = float(np.sum(w0 * (lp0 - lpn)))
+        if dl == p["deltas"][1]:
+            memo = np.exp(lpn)
         dmin2 = np.min((xs[:, None] - a * pts) ** 2, axis=1)
         lb = neg_h + 0.5 * math.log(2 * math.pi * s2) + float(np.sum(w0 * dmin2)) / (2 * s2)
         ub = lb + math.log(p["n_memo"])
@@ -801,6 +966,7 @@ def overfitting(ctx: Context) -> list[Measurement]:
                            measured=ci.mean, predicted=0.0, kind="equal", tol=Z_ENS * ci.se,
                            reason=f"Monte Carlo half-width z*se at the ensemble level (z={Z_ENS:.2f}), "
                                   f"{p['n_target']} draws (note #c7-overfitting)"))
+    tweedie = (out[-1].measured, out[-1].measured - out[-1].tol, out[-1].measured + out[-1].tol)
     # restricted trained logits: Girsanov for every fit; the endpoint KLs are recorded
     drift_half = ctx.bug("sde_drift_half")
     table, worst_g = [], -np.inf
@@ -819,27 +985,7 @@ def overfitting(ctx: Context) -> list[Measurement]:
                            reason="Girsanov + data processing; each fit's bound carries its own errors (dx, dtau "
                                   "doubling of the endpoint; n=12 vs 6 Gauss nodes per hat piece for the path)",
                            extra={"rows": table, "unrefined": base}))
-    top = table[-1]
-    fig = ctx.figure(figsize=(9, 3.5))
-    ax1, ax2 = fig.add_subplot(121), fig.add_subplot(122)
-    g = D.Grid1D(dx=p["dx"])
-    last = _trained_row(p["sizes"][-1], ctx.sub_seed, p["lam"], p["dx"], p["dtau"])
-    ax1.plot(g.x, DATA.density(g.x, 0.0), "k", label="data")
-    ax1.plot(g.x, MODEL.density(g.x, 0.0), "k:", label="model")
-    ax1.plot(g.x, last["ce"][4], label=f"CE-refined (n={top['n']})")
-    ax1.plot(g.x, last["gm"][4], "--", label=f"gradient-matched (n={top['n']})")
-    ax1.set_xlim(-5, 5)
-    ax1.legend(fontsize=7)
-    ns = [r["n"] for r in table]
-    ax2.loglog(ns, [r["gm_kl"] for r in table], "o-", label="gradient matching: endpoint")
-    ax2.loglog(ns, [r["ce_kl"] for r in table], "s-", label="cross-entropy: endpoint")
-    ax2.loglog(ns, [r["gm_path"] for r in table], "o:", label="gradient matching: path KL")
-    ax2.loglog(ns, [r["ce_path"] for r in table], "s:", label="cross-entropy: path KL")
-    ax2.axhline(base, color="k", ls=":", label="unrefined")
-    ax2.set_xlabel("training samples n")
-    ax2.set_ylabel("KL")
-    ax2.legend(fontsize=6)
-    fig.tight_layout()
+    _overfitting_figure(ctx.plot, xs, memo, pts, p, rows, gaps, tweedie, table, base)
     return out
 
 
@@ -911,6 +1057,16 @@ def missing_mode(ctx: Context) -> list[Measurement]:
                            extra={"path_kl": path},
                            why="refinement error estimate (doubling dx and dtau); the path integral is exact to "
                                "Gauss-Legendre precision (smooth integrand, 24 nodes per piece)"))
+    pl = ctx.plot
+    pl.panel("gap", title="CE gap of d* + A S vs its bound", xlabel="t", ylabel="CE gap", xscale="log", yscale="log")
+    pl.measured("gap", p["times"], gaps, style="line")
+    pl.bound("gap", p["times"], [r["bound"] for r in rows], label="A E_{p_theta,t}[S]")
+    pl.panel("endpoint", title="SDE endpoint KL: above the CE-gap form, below Girsanov",
+             xlabel=f"(one endpoint: A = {A:g}, t1 = {t1:g})", ylabel="KL(data || endpoint)", yscale="log")
+    pl.measured("endpoint", [0.0], [kl], lo=[kl - err], hi=[kl + err])
+    pl.bound("endpoint", [-0.5, 0.5], [path] * 2, label="path KL (Girsanov)")
+    pl.bound("endpoint", [-0.5, 0.5], [kl_T + max(gaps)] * 2, label=r"KL$_T$ + max CE gap (would-be bound)",
+             side="lower")
     return out
 
 
@@ -938,6 +1094,9 @@ def reference_marginal_mismatch(ctx: Context) -> list[Measurement]:
     vq, vp = 4.0, 1.0
     vbar = vq if ctx.bug("no_mismatch") else 0.5
     out = []
+    ss = np.linspace(-0.1, 0.1, 41)
+    ctx.plot.panel("flow", title="KL(q_tau || p) along the two velocity fields", xlabel="flow time tau",
+                   ylabel="KL(q || p)")
     for name, k, pred in (("grad log(p/q)", 1 / vq - 1 / vp, -2.25), ("grad log(p/q-bar)", 1 / vbar - 1 / vp, 3.0)):
         if ctx.bug("kl_reversed"):
             kl = lambda s: gaussian_kl_1d(0.0, vp, 0.0, vq * (1 + s * k) ** 2)  # noqa: E731
@@ -951,6 +1110,10 @@ def reference_marginal_mismatch(ctx: Context) -> list[Measurement]:
                                reason="central difference: h^2/6 max|f'''| with |f'''| <= 2|k|^3/(1-h|k|)^3 (only the "
                                       "-log(1+sk) term has a third derivative) + rounding 4u(1+KL)/h "
                                       "(note #c9-reference-mismatch)"))
+        ctx.plot.measured("flow", ss, [kl(s_) for s_ in ss], label=f"along {name}", style="line")
+        ctx.plot.predicted("flow", ss, kl(0.0) + pred * ss, label=f"predicted slope {pred:g}")
+    F.agreement(ctx.plot, "rate", [m.measured - m.predicted for m in out], [m.tol for m in out],
+                title="central-difference rate vs predicted", xlabel="0: grad log(p/q), 1: grad log(p/q-bar)")
     return out
 
 
@@ -998,6 +1161,55 @@ def _chain_2d(which: str, n_train: int, w: float, seed: int, rep: int, lam: floa
 def _t_interval(x: np.ndarray):
     """Mean of replicate values with its Student-t interval at the ensemble level."""
     return mean_ci(np.asarray(x, dtype=float), level=ENSEMBLE_LEVEL, method="t")
+
+
+def _trained_2d_figure(pl, p, base, ex, out, kg, kc, grid_err, rows) -> None:
+    """Science figure of C7 in 2-D: the counted checks, the paired KLs per training set, KL against n.
+
+    Parameters
+    ----------
+    pl : PlotRecorder
+        The claim's ``ctx.plot``.
+    p : dict
+        The claim's parameters.
+    base : float
+        The unrefined KL(p || p_theta) on the grid.
+    ex : EndpointKL
+        The exact-logit chain.
+    out : list of Measurement
+        The claim's three measurements (exact d*, mean GM KL, mean paired difference).
+    kg, kc : list of float
+        Endpoint KLs per training set, gradient matching and cross-entropy.
+    grid_err : float
+        The grid errors of both chains (the bound of the paired difference is minus this).
+    rows : list of dict
+        The informational table (empty in control runs).
+    """
+    pl.panel("checks", title="refined endpoint KL vs the unrefined model", xlabel=f"0: exact d*, 1: gradient "
+             f"matching (mean over training sets of {p['rep_size']})", ylabel="endpoint KL", yscale="log")
+    pl.measured("checks", [0.0, 1.0], [ex.kl, out[1].measured], lo=[ex.kl - ex.err, out[1].ci[0]],
+                hi=[ex.kl + ex.err, out[1].ci[1]])
+    pl.bound("checks", [-0.5, 1.5], [base, base], label="unrefined KL(p || p_theta)")
+    pl.panel("pairs", title=f"one point per training set (n = {p['rep_size']}, w = 1)",
+             xlabel="cross-entropy: endpoint KL", ylabel="gradient matching: endpoint KL")
+    pl.measured("pairs", kc, kg, label="training sets")
+    ends = [min(kg + kc), max(kg + kc)]
+    pl.predicted("pairs", ends, ends, label="equal KL")
+    d = np.subtract(kg, kc)
+    pl.panel("diff", title="paired difference gradient matching - cross-entropy", xlabel="training set (-2: mean)",
+             ylabel="endpoint-KL difference")
+    pl.measured("diff", np.arange(d.size), d, label="per training set")
+    pl.measured("diff", [-2.0], [out[2].measured], lo=[out[2].ci[0]], hi=[out[2].ci[1]], label="mean, t-interval")
+    pl.bound("diff", [-3.0, float(d.size)], [-grid_err] * 2, label="- grid errors")
+    ns = [r["n"] for r in rows]
+    for w in p["weights"]:
+        key = f"n{w:g}"
+        pl.panel(key, title=f"w = {w:g}: endpoint KL vs training-set size (one set each)",
+                 xlabel="training samples n", ylabel="endpoint KL", xscale="log", yscale="log")
+        for obj, name, style in (("gm", "gradient matching", "line"), ("ce", "cross-entropy", "points")):
+            pl.measured(key, ns, [r[f"{obj} w={w:g}"] for r in rows], style=style, label=name)
+        pl.reference(key, *level(p["sizes"], base), label="unrefined")
+        pl.predicted(key, *level(p["sizes"], ex.kl), label="exact d*, w=1")
 
 
 @claim(
@@ -1074,26 +1286,5 @@ def trained_2d(ctx: Context) -> list[Measurement]:
                            "sets; note #c7-2d-trained)",
                     extra={"differences": list(np.subtract(kg, kc)), "grid_err": grid_err}),
     ]
-    if control:
-        return out
-    fig = ctx.figure(figsize=(10, 4))
-    ax = fig.add_subplot(121)
-    ns = [r["n"] for r in rows]
-    for obj, mk in (("gm", "o"), ("ce", "s")):
-        for w, ls in zip(p["weights"], ("-", "--", ":")):
-            ax.loglog(ns, [r[f"{obj} w={w:g}"] for r in rows], mk + ls,
-                      label=f"{'gradient matching' if obj == 'gm' else 'cross-entropy'}, w={w:g}")
-    ax.axhline(base, color="k", ls=":", label="unrefined KL(p||p_theta)")
-    ax.axhline(ex.kl, color="grey", ls="-.", label="exact d*, w=1")
-    ax.set_xlabel("training samples n (one training set each)")
-    ax.set_ylabel("EI-SDE endpoint KL (2-D grid)")
-    ax.legend(fontsize=7)
-    ax2 = fig.add_subplot(122)
-    ax2.plot(kc, kg, "o", label=f"{p['n_rep']} training sets, n={p['rep_size']}")
-    lim = [min(kg + kc) * 0.9, max(kg + kc) * 1.1]
-    ax2.plot(lim, lim, "k--", lw=0.8, label="equal KL")
-    ax2.set_xlabel("cross-entropy: endpoint KL")
-    ax2.set_ylabel("gradient matching: endpoint KL")
-    ax2.legend(fontsize=7)
-    fig.tight_layout()
+    _trained_2d_figure(ctx.plot, p, base, ex, out, kg, kc, grid_err, rows)
     return out

@@ -42,6 +42,7 @@ import mpmath as mp
 import numpy as np
 
 from numerics.checks.claim import Context, Measurement, claim
+from numerics.checks.plots import WorstByParam
 from numerics.constants import UNIT_ROUNDOFF as U
 from numerics.mixture import GaussianMixture
 from numerics.references.mpmath_reference import MPResult, guidance_error_bound, mixture_error_bound, mp_reference
@@ -103,6 +104,14 @@ def _ratio(name: str, worst: float, reason: str, extra: dict | None = None, coun
     comparison any value in [0, 1] is equivalent: ``drift_tol = 1``."""
     return Measurement(name=name, measured=worst, predicted=1.0, kind="le", tol=0.0, reason=reason,
                        extra={**(extra or {}), "drift_tol": 1.0}, counted=counted)
+
+
+def _panels(ctx: Context, worst_by: dict, titles: dict, xlabel: str = r"$t$", xscale: str = "log") -> None:
+    """One panel per measurement: per parameter value, the error at the worst point (error / tolerance) and its
+    tolerance (``WorstByParam``), log y."""
+    for key, title in titles.items():
+        ctx.plot.worst_agreement(key, worst_by[key], title=title, xlabel=xlabel, xscale=xscale,
+                    ylabel="error at the worst point")
 
 
 def _mpv(v) -> list:
@@ -243,6 +252,7 @@ def oracle2(gm: GaussianMixture, x: np.ndarray, t: float, y: int | None = None) 
 def tweedie_first_order(ctx: Context) -> list[Measurement]:
     """The posterior mean sum_k pi_k m_k (mpmath) against Tweedie's map of the score sum_k pi_k s_k."""
     worst = {"mp": 0.0, "map": 0.0, "den": 0.0, "kk": 0.0}
+    wb = {k: WorstByParam() for k in worst}
     inv_a = not ctx.bug("alpha_dropped")
     for gm, t, x in _setting(ctx):
         a, s2 = alpha_t(t), sigma2_t(t)
@@ -261,9 +271,17 @@ def tweedie_first_order(ctx: Context) -> list[Measurement]:
         worst["mp"] = max(worst["mp"], e_mp / tol_mp)
         tweedie = (x + s2 * s) / a if inv_a else x + s2 * s
         tol_map = b_s * s2 * n_s / a + 4 * U * (nx + s2 * n_s) / a
-        worst["map"] = max(worst["map"], _mp_err(tweedie, ref.denoiser) / tol_map)
-        worst["den"] = max(worst["den"], _mp_err(D, ref.denoiser) / (b_d * n_d))
-        worst["kk"] = max(worst["kk"], float(np.linalg.norm(tweedie - D)) / (b_d * n_d + tol_map))
+        e_map, e_den, e_kk = _mp_err(tweedie, ref.denoiser), _mp_err(D, ref.denoiser), float(np.linalg.norm(tweedie - D))
+        worst["map"] = max(worst["map"], e_map / tol_map)
+        worst["den"] = max(worst["den"], e_den / (b_d * n_d))
+        worst["kk"] = max(worst["kk"], e_kk / (b_d * n_d + tol_map))
+        for k, e, tl in (("mp", e_mp, tol_mp), ("map", e_map, tol_map), ("den", e_den, b_d * n_d),
+                         ("kk", e_kk, b_d * n_d + tol_map)):
+            wb[k].add(t, e, tl)
+    _panels(ctx, wb, {"mp": r"50 digits: $|\sum\pi_k m_k - $Tweedie$(\sum\pi_k s_k)|$",
+                      "map": "kernel: |Tweedie(s_kernel) - D_50digits|",
+                      "den": "kernel: |D_kernel - D_50digits|",
+                      "kk": "kernel vs kernel (informational)"})
     return [
         _ratio("50 digits: |sum pi_k m_k - Tweedie(sum pi_k s_k)| / tol", worst["mp"],
                "Theorem 8.1 bounds of D and s plus 4u for the map, rescaled from u to 1e-50 (first order in u)"),
@@ -292,6 +310,7 @@ def tweedie_first_order(ctx: Context) -> list[Measurement]:
 def tweedie_second_order(ctx: Context) -> list[Measurement]:
     """Law of total covariance (mpmath; the float64 kernel) against the map of the mpmath Hessian."""
     worst = {"mp": 0.0, "kern": 0.0, "fd": 0.0}
+    wb = {k: WorstByParam() for k in worst}
     for gm, t, x in _setting(ctx):
         a, s2 = alpha_t(t), sigma2_t(t)
         km = kernel_mixture(gm, t, ctx)
@@ -306,10 +325,13 @@ def tweedie_second_order(ctx: Context) -> list[Measurement]:
             hround = float(s2m**2 / am2 * so["hround"])
         tol_mp = MP_SCALE * (bnd + hround + 16 * U * scale)
         worst["mp"] = max(worst["mp"], e_mp / tol_mp)
+        wb["mp"].add(t, e_mp, tol_mp)
         cov = km.posterior_cov(x, t)
         # the oracle's own error (tol_mp) counts too: near an atom at small t, Cov ~ 1e-65 while I + sigma^2 H
         # cancels to that size in 50-digit arithmetic
-        worst["kern"] = max(worst["kern"], _mp_err(cov, pred) / (bnd + tol_mp))
+        e_kern = _mp_err(cov, pred)
+        worst["kern"] = max(worst["kern"], e_kern / (bnd + tol_mp))
+        wb["kern"].add(t, e_kern, bnd + tol_mp)
         # informational: FD Jacobian of the kernel score (Richardson a-posteriori estimate)
         h = FD_STEP * np.sqrt(s2)
         J, err = _jacobian(lambda z: km.score(z, t), x, h)
@@ -319,6 +341,10 @@ def tweedie_second_order(ctx: Context) -> list[Measurement]:
         rounding = 3 * _eval_error(gm, t, (np.linalg.norm(x) + h * np.sqrt(gm.d) + a * mu_max) / s2) / h
         tol = s2**2 / a**2 * (err + rounding) + 64 * U * (np.abs(cov).max() + np.sum(km.denoiser(x, t) ** 2))
         worst["fd"] = max(worst["fd"], float(np.max(np.abs(pred_fd - cov) / tol)))
+        wb["fd"].add(t, np.abs(pred_fd - cov), tol)
+    _panels(ctx, wb, {"mp": r"50 digits: $|$Cov$ - (\sigma^2/\alpha^2)(I + \sigma^2 H)|$",
+                      "kern": "kernel: |Cov_kernel - Tweedie2(H_50digits)|",
+                      "fd": "kernel vs FD Jacobian (informational, entrywise)"})
     return [
         _ratio("50 digits: |Cov - (s2/a2)(I + s2 H)| / tol", worst["mp"],
                "Corollary 8.3 bound of the covariance, the Hessian sum's rounding (K + d + 4)u sum_k pi_k(|C_k^-1| + |s_k - s|^2) sigma^4/alpha^2 and 16u of the scale, rescaled from u to 1e-50"),
@@ -370,6 +396,7 @@ def _eval_error(gm: GaussianMixture, t: float, magnitude: float) -> float:
 def hessian_identity(ctx: Context) -> list[Measurement]:
     """Hessian of log p_t(y|x) as H_y - H (mpmath) against the covariance form (mpmath; the float64 kernel)."""
     worst = {"mp": 0.0, "kern": 0.0, "fd": 0.0}
+    wb = {k: WorstByParam() for k in worst}
     for gm, t, x in _setting(ctx):
         a, s2 = alpha_t(t), sigma2_t(t)
         km = kernel_mixture(gm, t, ctx)
@@ -388,11 +415,14 @@ def hessian_identity(ctx: Context) -> list[Measurement]:
             hround = float(cls[y]["hround"] + tot["hround"])
         tol_mp = MP_SCALE * (bnd + hround)
         worst["mp"] = max(worst["mp"], e_mp / tol_mp)
+        wb["mp"].add(t, e_mp, tol_mp)
         if ctx.control is None or ctx.bug("logdet_dropped"):
             H = km.guidance_hessian(x, t, y)
         else:
             H = pre_f * (km.posterior_cov(x, t, y_cov) - km.posterior_cov(x, t))
-        worst["kern"] = max(worst["kern"], _mp_err(H, exact) / (bnd + tol_mp))  # + the oracle's own error
+        e_kern = _mp_err(H, exact)
+        worst["kern"] = max(worst["kern"], e_kern / (bnd + tol_mp))  # + the oracle's own error
+        wb["kern"].add(t, e_kern, bnd + tol_mp)
         # informational: FD Jacobian of the kernel guidance vector
         h = FD_STEP * np.sqrt(s2)
         J, err = _jacobian(lambda z: km.guidance_vector(z, t, y), x, h)
@@ -401,6 +431,10 @@ def hessian_identity(ctx: Context) -> list[Measurement]:
         scale = np.abs(km.posterior_cov(x, t, y)).max() + np.abs(km.posterior_cov(x, t)).max() + np.sum(km.denoiser(x, t) ** 2)
         tol = err + rounding + a**2 / s2**2 * 128 * U * scale
         worst["fd"] = max(worst["fd"], float(np.max(np.abs(J - H) / tol)))
+        wb["fd"].add(t, np.abs(J - H), tol)
+    _panels(ctx, wb, {"mp": r"50 digits: $|H_y - H - (\alpha^2/\sigma^4)($Cov$_y - $Cov$)|$",
+                      "kern": "kernel: |guidance_hessian - (H_y - H)_50digits|",
+                      "fd": "FD Jacobian of g_y vs kernel (informational, entrywise)"})
     return [
         _ratio("50 digits: |H_y - H - (a2/s4)(Cov_y - Cov)| / tol", worst["mp"],
                "Corollary 8.3 bounds of both covariances times alpha^2/sigma^4 and the rounding of both Hessian sums, "
@@ -440,6 +474,7 @@ def _mp_class_score(gm: GaussianMixture, ref: MPResult, y: int) -> list:
 def cg_equals_cfg(ctx: Context) -> list[Measurement]:
     """CG (guidance vector) against CFG (conditional and unconditional scores), mpmath and kernel."""
     worst = {"mp": 0.0, "kern": 0.0, "cfg": 0.0, "kk": 0.0}
+    wb = {k: WorstByParam() for k in worst}
     shift = 1.0 if ctx.bug("w_convention") else 0.0
     for gm, t, x in _setting(ctx):
         km = kernel_mixture(gm, t, ctx)
@@ -467,15 +502,25 @@ def cg_equals_cfg(ctx: Context) -> list[Measurement]:
             if tol == 0.0:  # w = 0 and s = 0 exactly: both sides are exactly 0
                 continue
             worst["mp"] = max(worst["mp"], e_mp / (MP_SCALE * tol))
-            worst["kern"] = max(worst["kern"], _mp_err(s + w * g, cfg) / tol_cg)
+            e_kern = _mp_err(s + w * g, cfg)
+            worst["kern"] = max(worst["kern"], e_kern / tol_cg)
+            wb["mp"].add(w, e_mp, MP_SCALE * tol)
+            wb["kern"].add(w, e_kern, tol_cg)
             cfg_k = wc * s_y + (1 - wc) * s
             # the float64 CFG (conditional_score and score kernels) against the 50-digit CFG: the
             # Theorem 8.1 bounds of s_y and s weighted by w and |1 - w|, plus 4u for the sum
             tol_cfg = (w * b_sy + abs(1 - w) * b_s
                        + 4 * U * (w * np.linalg.norm(s_y) + abs(1 - w) * np.linalg.norm(s)))
             if tol_cfg > 0.0:
-                worst["cfg"] = max(worst["cfg"], _mp_err(cfg_k, cfg_true) / tol_cfg)
-            worst["kk"] = max(worst["kk"], float(np.linalg.norm((s + w * g) - cfg_k) / tol))
+                e_cfg = _mp_err(cfg_k, cfg_true)
+                worst["cfg"] = max(worst["cfg"], e_cfg / tol_cfg)
+                wb["cfg"].add(w, e_cfg, tol_cfg)
+            e_kk = float(np.linalg.norm((s + w * g) - cfg_k))
+            worst["kk"] = max(worst["kk"], e_kk / tol)
+            wb["kk"].add(w, e_kk, tol)
+    _panels(ctx, wb, {"mp": "50 digits: |CG - CFG|", "kern": "kernel: |CG_kernel - CFG_50digits|",
+                      "cfg": "kernel: |CFG_kernel - CFG_50digits|", "kk": "kernel vs kernel (informational)"},
+            xlabel="guidance weight $w$", xscale="linear")
     return [
         _ratio("50 digits: |CG - CFG| / tol", worst["mp"],
                "Theorem 8.1 bounds of s, s_y, g weighted by w, plus 4u for the sums, rescaled from u to 1e-50"),

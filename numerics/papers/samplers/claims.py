@@ -34,7 +34,6 @@ from numerics.generated import integrator_coeffs as IC
 from numerics.grids import time_grid
 from numerics.methods import TABLE, check_method, get_method, grid_coefficients
 from numerics.mixture import GaussianMixture
-from numerics.papers.samplers import _figures as F
 from numerics.references.exact_gaussian import pf_map
 from numerics.samplers import sample
 from numerics.schedule import alpha_sigma2
@@ -174,7 +173,7 @@ def _identity_figure(ctx: Context, x_ref: np.ndarray, x_other: np.ndarray, tol: 
     ranks, log-spaced), against the rounding tolerance of the max (zero differences are not drawn)."""
     e = np.sort(np.abs(x_ref - x_other).max(axis=1))[::-1]
     idx = np.unique(np.geomspace(1, e.size, 200).astype(int)) - 1
-    F.agreement(ctx.plot, "points", idx + 1, e[idx], tol, title=f"{what}, per output point",
+    ctx.plot.agreement("points", idx + 1, e[idx], tol, title=f"{what}, per output point",
                 xlabel="rank of the point (largest difference first)", ylabel="max over coordinates |difference|",
                 tol_label="rounding tolerance of the max")
 
@@ -452,7 +451,7 @@ def convergence_orders(ctx: Context) -> list[Measurement]:
                        "8 x max n), remainder <= 2|R|/n^2 (integrators.md#orders)",
                 extra={"errors": errs, "ns": list(p["ns"]), "grid": p["kind"], "delta": delta, "window": win}))
     for method, order in order_methods(p).items():
-        F.rate(ctx.plot, method, p["ns"], [v[:2] for v in series[method]], slope=-order, pred_label=f"slope -{order}",
+        ctx.plot.rates(method, p["ns"], [v[:2] for v in series[method]], slope=-order, pred_label=f"slope -{order}",
                title=f"{method}: fitted order " + ", ".join(f"{v[2]:.3f}" for v in series[method])
                + f" (p = {order} +- {max(v[3] for v in series[method]):.3f})",
                xlabel="steps n", ylabel="max endpoint error vs exact flow map")
@@ -777,7 +776,7 @@ def weak_orders(ctx: Context) -> list[Measurement]:
                        "Gaussian chain, Richardson at 2, 4, 8 x max n), remainder <= 2|R|/n^2 (integrators.md#weak-order)",
                 extra={"kl": kls, "ns": list(p["ns"]), "window": win}))
     for method in WEAK_METHODS:
-        F.rate(ctx.plot, method, p["ns"], [v[:2] for v in series[method]], slope=-2.0, pred_label="slope -2",
+        ctx.plot.rates(method, p["ns"], [v[:2] for v in series[method]], slope=-2.0, pred_label="slope -2",
                title=f"{method}{' (eta = %g)' % p['eta'] if method == 'ddim_eta' else ''}: KL order " + ", ".join(f"{v[2]:.3f}" for v in series[method])
                + f" (2 +- {max(v[3] for v in series[method]):.3f})",
                xlabel="steps n", ylabel="KL(endpoint law || exact marginal)")
@@ -841,14 +840,17 @@ def fast_path_agrees(ctx: Context) -> list[Measurement]:
         worst["den"] = max(worst["den"], per_t["den"][-1])
         worst["guided"] = max(worst["guided"], per_t["guided"][-1])
     for key, what in (("den", "denoiser D"), ("guided", f"guided denoiser D_w (w = {w:g})")):
-        F.agreement(ctx.plot, key, p["times"], per_t[key], 1.0, title=f"fast vs reference {what}",
+        ctx.plot.agreement(key, p["times"], per_t[key], 1.0, title=f"fast vs reference {what}",
                     xlabel="time t", ylabel="max over points |fast - ref| / agreement bound",
                     tol_label="agreement bound")
     reason = ("per point: 2(2 eps spread + gamma_n scale), eps the GEMM-form logit bound (numerics.fast."
               "agreement_bound, derived in its docstring)")
     return [
+        # a ratio of rounding errors: it depends on the platform's exp and summation order, and any value in
+        # [0, 1] passes alike, so a baseline comparison allows it to move within that range (drift_tol = 1)
         Measurement(name="max |D_fast - D_ref| / bound", measured=worst["den"], predicted=1.0, kind="le", tol=0.0,
-                    reason=reason),
+                    reason=reason, extra={"drift_tol": 1.0}),
         Measurement(name="max |D_w,fast - D_w,ref| / bound", measured=worst["guided"], predicted=1.0, kind="le",
-                    tol=0.0, reason=reason + ", times (1 + w), plus gamma_{d+8} w (sigma^2/alpha)|g| for the guidance"),
+                    tol=0.0, reason=reason + ", times (1 + w), plus gamma_{d+8} w (sigma^2/alpha)|g| for the guidance",
+                    extra={"drift_tol": 1.0}),
     ]

@@ -6,36 +6,11 @@ stated run's.
 """
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import numpy as np
 
-from numerics.checks.plots import PlotRecorder, power_law
-
-
-def slope_line(x: Sequence[float] | np.ndarray, slope: float, through: tuple[float, float]) -> np.ndarray:
-    r""":func:`~numerics.checks.plots.power_law` through ``through``, or NaN where that point cannot carry a
-    line on log-log axes (non-positive or non-finite, e.g. in a control's run).
-
-    Parameters
-    ----------
-    x : array_like
-        Positive abscissae.
-    slope : float
-        The exponent.
-    through : (float, float)
-        The point the line passes through.
-
-    Returns
-    -------
-    numpy.ndarray
-        :math:`y_0 (x/x_0)^{p}`, or NaN everywhere (the harness drops NaN points).
-    """
-    x0, y0 = (float(v) for v in through)
-    if x0 > 0 and y0 > 0 and math.isfinite(x0) and math.isfinite(y0) and math.isfinite(float(slope)):
-        return power_law(x, slope, (x0, y0))
-    return np.full(np.shape(x), np.nan)
+from numerics.checks.plots import PlotRecorder
 
 
 def span(xs: Sequence[float], log: bool = True) -> np.ndarray:

@@ -32,6 +32,7 @@ import numpy as np
 from scipy.stats import binom, chi
 
 from numerics.checks.claim import Context, Measurement, claim
+from numerics.checks.plots import line_through
 from numerics.constants import UNIT_ROUNDOFF as U
 from numerics.generated import integrator_coeffs as IC
 from numerics.grids import time_grid
@@ -184,9 +185,11 @@ def lemma_check(traj: np.ndarray, grid: np.ndarray, method: str, rm: RegionMixtu
     from the sampler), h the hull polygon's Hausdorff error and
     :math:`\tau_k = 64u(1 + |y_{k+1}| + a_k|y_k| + c_k|D_\gamma|)` the float64 rounding of one step.
     Returns the largest excess (<= 0 when the lemma holds), the late guidance leak
-    :math:`\sum_{k \ge k_{\rm from}} c_k \varepsilon_k \prod_{j>k} a_j` and the tail contraction
-    :math:`\prod_{k \ge k_{\rm from}} a_k`."""
-    worst, leak, prod = -np.inf, np.zeros(traj.shape[1]), 1.0
+    :math:`\sum_{k \ge k_{\rm from}} c_k \varepsilon_k \prod_{j>k} a_j`, the tail contraction
+    :math:`\prod_{k \ge k_{\rm from}} a_k` and ``drift_tol``, the largest :math:`\tau_k`: the excess is a
+    difference of terms each rounded within it, so that is how far it may move between platforms (the
+    baseline's drift allowance of the excess measurement)."""
+    worst, leak, prod, tau_max = -np.inf, np.zeros(traj.shape[1]), 1.0, 0.0
     check = excess
     for k in range(grid.size - 1):
         t, s = float(grid[k]), float(grid[k + 1])
@@ -209,12 +212,13 @@ def lemma_check(traj: np.ndarray, grid: np.ndarray, method: str, rm: RegionMixtu
                             + c * np.linalg.norm(D, axis=1))
             excess[sel] = (lam_s * H.distance(ys[sel] / lam_s) - a * lam_t * H.distance(y[sel] / lam_t)
                            - c * eps[sel] - lam_s * H.h - tau)
+            tau_max = max(tau_max, float(np.max(tau, initial=0.0)))
         if check:
             worst = max(worst, float(np.max(excess)))
         if k >= k_from:
             leak = a * leak + c * eps
             prod *= a
-    return {"excess": worst, "leak": leak, "tail_contraction": prod}
+    return {"excess": worst, "leak": leak, "tail_contraction": prod, "drift_tol": tau_max}
 
 
 def noise_variance(method: str, grid: np.ndarray) -> float:
@@ -516,7 +520,7 @@ def rate_exponent(ctx: Context) -> list[Measurement]:
                 ctx.plot.measured(key, deltas, np.exp(fit.intercept) * np.asarray(deltas) ** fit.slope,
                                   label=f"fitted slope {fit.slope:.4f}", style="line")
                 pk = 0.5 if method == "ddim" else p_kappa(kappa)
-                ctx.plot.predicted(key, deltas, F.slope_line(deltas, pk, (deltas[-1], rhos[-1])),
+                ctx.plot.predicted(key, deltas, line_through(deltas, pk, deltas[-1], rhos[-1]),
                                    label=f"predicted slope {pk:.4f}")
             if method == "ddim":
                 pred, tol = 0.5, max(deltas)
@@ -649,7 +653,7 @@ def distance_scales_with_sigma(ctx: Context) -> list[Measurement]:
                                xlabel=r"$\delta$", ylabel=r"median $|y_\delta - \lambda_\delta a| / \sigma_\delta$",
                                xscale="log", yscale="log")
                 ctx.plot.measured(key, ds, ratio)
-                ctx.plot.predicted(key, ds, F.slope_line(ds, pe - 0.5, (ds[0], ratio[0])),
+                ctx.plot.predicted(key, ds, line_through(ds, pe - 0.5, ds[0], ratio[0]),
                                    label=f"predicted slope p - 1/2 = {pe - 0.5:.3f}")
             out.append(Measurement(
                 name=f"point-mass contraction {method} gamma={gamma:g} (units of rounding)",
@@ -784,7 +788,7 @@ def first_order_error(ctx: Context) -> list[Measurement]:
                        ylabel=r"median $|y_\kappa - y_{\rm ref}|$", xscale="log", yscale="log")
         ctx.plot.measured(key, ks, e)
         ctx.plot.measured(key, ks, np.exp(f.intercept) * ks ** f.slope, label=f"fitted slope {f.slope:.3f}", style="line")
-        ctx.plot.predicted(key, ks, F.slope_line(ks, 1.0, (ks[0], e[0])), label="order 1")
+        ctx.plot.predicted(key, ks, line_through(ks, 1.0, ks[0], e[0]), label="order 1")
     note = [2.8e-3, 5.8e-3, 11.8e-3, 30e-3, 62e-3]
     ctx.plot.reference("ei", [0.05, 0.1, 0.2, 0.5, 1.0], note, label="note's values", style="points")
     return [Measurement(name="slope of EI error in kappa", measured=fit.slope, kind="interval", lo=0.5, hi=1.5,
@@ -1045,7 +1049,8 @@ def three_disks_claim(ctx: Context) -> list[Measurement]:
                             "per-step rounding 64u(1+|y_s|+a|y_t|+c|D|) already subtracted",
             extra={"max_dist_over_sigma": {f"{d:g}": v for d, v in ratios.items()},
                    "corrected": {f"{d:g}": v * (d / dmax) ** (0.5 - pe) for d, v in ratios.items()},
-                   "note_range": [4.0, 4.7], "late_leak_over_sigma": float(np.max(lem["leak"])) / sigma(dmin)}))
+                   "note_range": [4.0, 4.7], "late_leak_over_sigma": float(np.max(lem["leak"])) / sigma(dmin),
+                   "drift_tol": lem["drift_tol"]}))
         out.append(Measurement(
             name=f"max dist/sigma at delta={dmin:g} gamma={gamma:g}", measured=ratios[dmin], kind="ge",
             predicted=0.0, tol=0.0, counted=False,
@@ -1115,7 +1120,7 @@ def nonconvex(ctx: Context) -> list[Measurement]:
                 kind="le", tol=0.0,
                 reason="convex-contraction lemma towards the hull (proofs_notes/support.md#contraction-lemma); hull "
                        "polygon error lam_s h and 64u rounding per step subtracted",
-                extra={"hull_error": hulls[0].h}))
+                extra={"hull_error": hulls[0].h, "drift_tol": lem["drift_tol"]}))
             out.append(Measurement(
                 name=f"{name}: fraction farther than 6 sigma gamma={gamma:g}", measured=float(np.mean(dist > 6 * sigma(delta))),
                 kind="ge", predicted=0.0, tol=0.0, counted=False,
@@ -1376,7 +1381,8 @@ def _measure(rows, runs, p, exp, absolute: tuple[float, float] | None = None, pl
                         measured=lem["excess"], predicted=0.0, kind="le", tol=0.0,
                         reason="convex-contraction lemma (proofs_notes/support.md#contraction-lemma), every step; "
                                "hull error lam_s h and 64u rounding per step already subtracted",
-                        extra={"corrected_max_over_sigma": corrected, "exponent": pe}))
+                        extra={"corrected_max_over_sigma": corrected, "exponent": pe,
+                               "drift_tol": lem["drift_tol"]}))
                 else:
                     ex = endpoint_excess(r, rm, gamma, hulls)
                     v = noise_variance(method, r.grid)
