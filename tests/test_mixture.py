@@ -292,3 +292,22 @@ def test_per_sample_times_rejected(rng, t):
     gm = random_mixture(rng, 3, 2)
     with pytest.raises(ValueError, match="^t:"):
         gm.score(np.zeros((2, 2)), t)
+
+
+def test_class_log_mass_kernel_shifts_by_the_running_maximum():
+    """The per-class log-sum-exp of the kernel must shift by the running maximum of the logits: at a point next to
+    the second component of a class, the first component's logit is ~1.8e3 below it, so a shift by the first
+    logit overflows (exp(1.8e3) > DBL_MAX). The kernel itself is checked here, not the public methods, which recompute a
+    non-finite row another way and would hide the kernel's overflow. Reference: mpmath log-sum-exp of the exact
+    logits log w_k - (x - alpha m_k)^2 / (2 sigma^2) - log(2 pi sigma^2) / 2 (unit variances)."""
+    gm = GaussianMixture([0.5, 0.5], [[-30.0], [30.0]], [[[1.0]], [[1.0]]], labels=[0, 0])
+    t, x = 0.01, np.array([[29.9]])
+    alpha, s2 = math.exp(-t), -math.expm1(-2 * t)
+    X, _, args = gm._points_args(x, t)
+    got = gm._class_log_mass_raw(X, args, gm.labels, gm.n_classes)[0, 0]
+    var = alpha**2 * 1.0 + s2  # component covariance alpha^2 I + sigma^2 I
+    with mp.workdps(50):
+        logits = [mp.log(0.5) - (mp.mpf(29.9) - alpha * m) ** 2 / (2 * var) - mp.log(2 * mp.pi * var) / 2
+                  for m in (-30.0, 30.0)]
+        ref = float(mp.log(mp.fsum(mp.exp(v) for v in logits)))
+    assert math.isfinite(got) and abs(got - ref) <= 64 * 2.0**-53 * (1 + abs(ref)), (got, ref)
