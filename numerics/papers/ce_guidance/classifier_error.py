@@ -96,6 +96,8 @@ class Ripple:
     def __init__(self, delta, omega, directions):
         self.delta = _pos(delta, "delta", allow_zero=True)
         self.omega = _pos(omega, "omega")
+        if not math.isfinite(float(np.float64(self.delta) * np.float64(self.omega) ** 2)):
+            raise ValueError(f"omega: the bound delta * omega**2 overflows float64 (delta={delta!r}, omega={omega!r})")
         U = as_float_array(directions, "directions", (1, 2))
         U = U[None, :] if U.ndim == 1 else U
         if U.shape[0] == 0:
@@ -108,7 +110,10 @@ class Ripple:
         X = as_float_array(x, "x", 2)
         if X.shape[1] != self.d:
             raise ValueError(f"x: last dimension must be d={self.d}, got shape {X.shape}")
-        return X @ self.U.T
+        P = X @ self.U.T
+        if not np.all(np.isfinite(self.omega * P)):
+            raise ValueError(f"x: omega * <u, x> overflows float64 (|x| too large for omega={self.omega!r})")
+        return P
 
     def value(self, x):
         return self.delta * np.sin(self.omega * self._proj(x)).sum(axis=1)
@@ -199,7 +204,7 @@ class SettingG:
 
     def sample(self, n: int, rng: np.random.Generator, y: int | None = None):
         """``(x (n, d), ysign (n,))`` from the time-``t`` joint law (or class ``y`` in {+1, -1})."""
-        n = check_int(n, "n", 1)
+        n = check_int(n, "n", 1, 10**7)
         if y is None:
             ys = np.where(rng.random(n) < 0.5, 1.0, -1.0)
         elif y in (1, -1):
@@ -236,6 +241,8 @@ def c_M(M: float) -> float:
     M = _pos(M, "M", allow_zero=True)
     if M < 1e-4:
         return 0.5 - M / 6.0 + M * M / 24.0
+    if M > 1e150:  # M**2 would overflow; (e^-M - 1 + M)/M^2 = (M - 1)/M^2 to double precision
+        return (M - 1.0) / M / M
     return (math.expm1(-M) + M) / M**2
 
 
@@ -243,7 +250,10 @@ def theorem_bound(eps: float, d: int, L: float, M: float, S4: float) -> float:
     r"""Theorem 1 of ``proofs_notes/ce_guidance.md``: :math:`\mathrm{MSE}\le(\varepsilon/\sqrt{c_M})(2dL + M S_4)`."""
     eps = _pos(eps, "eps", allow_zero=True)
     d = check_int(d, "d", 1)
-    return eps / math.sqrt(c_M(M)) * (2 * d * _pos(L, "L", True) + _pos(M, "M", True) * _pos(S4, "S4", True))
+    out = eps / math.sqrt(c_M(M)) * (2 * d * _pos(L, "L", True) + _pos(M, "M", True) * _pos(S4, "S4", True))
+    if not math.isfinite(out):
+        raise ValueError(f"eps, L, M, S4: the bound overflows float64 (eps={eps!r}, L={L!r}, M={M!r}, S4={S4!r})")
+    return out
 
 
 @dataclass(frozen=True)
@@ -280,7 +290,15 @@ def ripple_expansion(setting: SettingG, delta: float, omega: float, k: int = 1) 
         raise ValueError("setting: need a SettingG")
     dl = _pos(delta, "delta", allow_zero=True)
     om = _pos(omega, "omega")
-    k = check_int(k, "k", 1)
+    k = check_int(k, "k", 1, 10**6)
+    try:
+        return _ripple_expansion(setting, dl, om, k)
+    except OverflowError:
+        raise ValueError(f"delta: the expansion overflows float64 (delta={dl!r}, omega={om!r}, k={k})") from None
+
+
+def _ripple_expansion(setting: SettingG, dl: float, om: float, k: int) -> RippleExpansion:
+    """:func:`ripple_expansion` for validated arguments."""
     epq, epq2 = setting.pq_moments()
     gf2 = setting.grad_f_norm ** 2
     e2, e8 = math.exp(-2 * om * om), math.exp(-8 * om * om)

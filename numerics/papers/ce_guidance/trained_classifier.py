@@ -42,7 +42,10 @@ from numerics.mixture import GaussianMixture
 from numerics.papers.ce_guidance.classifier_error import ErrorEstimate, theorem_bound
 from numerics.quadrature import gauss_hermite_normal_nd
 from numerics.schedule import alpha_sigma2
-from numerics.validate import as_float_array, check_int, check_time
+from numerics.validate import as_float_array, check_int, check_positive, check_real, check_time
+
+#: Largest dimension, feature count or sample size accepted (bounds memory and run time).
+MAX_SIZE = 10**7
 
 __all__ = [
     "QuadraticFeatures", "RandomFourierFeatures", "LogisticClassifier", "LabelNoiseSetting",
@@ -83,13 +86,15 @@ class QuadraticFeatures:
     bounded = False
 
     def __init__(self, d: int):
-        self.d = check_int(d, "d", 1)
+        self.d = check_int(d, "d", 1, 1000)  # d(d+1)/2 quadratic features
         self.pairs = [(i, j) for i in range(self.d) for j in range(i, self.d)]
         self.p = 1 + self.d + len(self.pairs)
 
     def __call__(self, x) -> np.ndarray:
         X = _x(x, self.d)
         quad = np.stack([X[:, i] * X[:, j] for i, j in self.pairs], axis=1)
+        if not np.all(np.isfinite(quad)):
+            raise ValueError("x: the quadratic features x_i x_j overflow float64 (|x| too large)")
         return np.concatenate([np.ones((X.shape[0], 1)), X, quad], axis=1)
 
     def jacobian(self, x) -> np.ndarray:
@@ -101,6 +106,8 @@ class QuadraticFeatures:
         for k, (i, j) in enumerate(self.pairs):
             J[:, 1 + d + k, i] += X[:, j]
             J[:, 1 + d + k, j] += X[:, i]
+        if not np.all(np.isfinite(J)):
+            raise ValueError("x: the feature Jacobian overflows float64 (|x| too large)")
         return J
 
     def laplacian(self, x) -> np.ndarray:
@@ -142,8 +149,10 @@ class RandomFourierFeatures:
     bounded = True
 
     def __init__(self, d: int, n_features: int, scale: float, rng: np.random.Generator):
-        self.d = check_int(d, "d", 1)
-        J = check_int(n_features, "n_features", 1)
+        self.d = check_int(d, "d", 1, MAX_SIZE)
+        J = check_int(n_features, "n_features", 1, MAX_SIZE)
+        if self.d * J > MAX_SIZE:
+            raise ValueError(f"n_features: d * n_features = {self.d * J} frequencies, more than {MAX_SIZE}")
         try:
             s = float(scale)
         except (TypeError, ValueError):
@@ -175,9 +184,12 @@ class RandomFourierFeatures:
 
     def sup_bounds(self, theta) -> LogitBounds:
         """``(sup |f|, sup |grad f|, sup ||Hess f||_op)`` certified for coefficients ``theta``."""
-        a = np.abs(as_float_array(theta, "theta", 1)[1:])
+        th = as_float_array(theta, "theta", 1)
+        if th.size != self.p:
+            raise ValueError(f"theta: expected {self.p} coefficients, got {th.size}")
+        a = np.abs(th[1:])
         nw = np.linalg.norm(self.W, axis=1)
-        return LogitBounds(float(abs(theta[0]) + a.sum()), float(a @ nw), float(a @ nw**2))
+        return LogitBounds(float(abs(th[0]) + a.sum()), float(a @ nw), float(a @ nw**2))
 
 
 # --------------------------------------------------------------------------- classifier
@@ -225,6 +237,8 @@ class LogisticClassifier:
         not (e.g. separable data with ``lam = 0``: the MLE does not exist).
         """
         X = _x(x, self.d)
+        max_iter = check_int(max_iter, "max_iter", 1, 10**6)
+        tol = check_positive(tol, "tol", allow_zero=True)
         Y = np.asarray(y)
         if Y.ndim != 1 or Y.shape[0] != X.shape[0]:
             raise ValueError(f"y: expected shape ({X.shape[0]},), got {Y.shape}")
@@ -327,7 +341,7 @@ def _two_class(gm):
 def sample_noised(gm: GaussianMixture, t, n: int, rng: np.random.Generator):
     """``(x (n, d), y (n,))`` from the joint law of ``(X_t, Y)`` (OU time ``t``)."""
     t = check_time(t)
-    n = check_int(n, "n", 1)
+    n = check_int(n, "n", 1, MAX_SIZE)
     if not isinstance(rng, np.random.Generator):
         raise ValueError("rng: must be a numpy.random.Generator")
     comp = rng.choice(gm.K, size=n, p=gm.weights)
@@ -386,7 +400,7 @@ class LabelNoiseSetting:
         S = as_float_array(self.S, "S", 2)
         if S.shape != (mu.size, mu.size):
             raise ValueError(f"S: expected shape {(mu.size, mu.size)}, got {S.shape}")
-        if not (0.0 < float(self.rho) < 0.5):
+        if not (0.0 < check_real(self.rho, "rho") < 0.5):
             raise ValueError(f"rho: must lie in (0, 1/2), got {self.rho!r}")
 
     def mixture(self) -> GaussianMixture:
@@ -399,7 +413,10 @@ class LabelNoiseSetting:
         a, s2 = alpha_sigma2(t)
         mu, S = np.asarray(self.mu, float), np.asarray(self.S, float)
         v = np.linalg.solve(a * a * S + s2 * np.eye(mu.size), mu)
-        return a * a * float(v @ v)
+        out = a * a * float(v @ v)
+        if not math.isfinite(out):
+            raise ValueError(f"mu: the Hessian bound overflows float64 at t={t!r} (mu too large or S singular)")
+        return out
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,8 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from numerics.quadrature import gauss_hermite_normal, gauss_hermite_normal_nd
-from numerics.validate import WEIGHT_SUM_TOL, as_float_array, check_int, check_points, check_positive
+from numerics.validate import (WEIGHT_SUM_TOL, as_float_array, check_array, check_int, check_points, check_positive,
+                               check_real_values, check_time_values)
 
 __all__ = [
     "ChannelTarget",
@@ -94,6 +95,8 @@ __all__ = [
 
 #: Default number of Gauss-Hermite nodes per dimension.
 DEFAULT_NODES = 160
+#: Largest number of steps of :func:`schedule`.
+MAX_SCHEDULE_STEPS = 10**7
 #: Largest dimension for tensor Gauss-Hermite rules (``nodes**d`` points per component).
 MAX_QUAD_DIM = 3
 
@@ -289,6 +292,8 @@ class ChannelTarget:
         h = min(float(sd.min()) / 2, math.pi / (6 * spread) if spread > 0 else 1.0, 0.25) * DEFAULT_NODES / n
         lo = float(np.min(mu[:, 0] - 13 * sd))
         hi = float(np.max(mu[:, 0] + 13 * sd))
+        if not (hi - lo) / h <= MAX_SCHEDULE_STEPS:
+            raise ValueError(f"t: {t!r} is too large for the quadrature of Y_t (range {lo:.3g}..{hi:.3g}, step {h:.3g})")
         m = int(math.ceil((hi - lo) / h))
         y = np.linspace(lo, hi, m + 1)
         hh = y[1] - y[0]
@@ -336,14 +341,25 @@ def gaussian_mixture(weights, means, covs, name: str = "gaussian mixture") -> Ch
         lam = np.linalg.eigvalsh(S[j])
         if lam.min() < -1e-12 * max(1.0, float(np.abs(lam).max())):
             raise ValueError(f"covs: component {j} is not positive semi-definite (eigenvalue {lam.min():.3g})")
-    return ChannelTarget(w / w.sum(), mu, 0.5 * (S + S.transpose(0, 2, 1)), name)
+    Ssym = 0.5 * (S + S.transpose(0, 2, 1))
+    if not np.all(np.isfinite(Ssym)):
+        raise ValueError("covs: entries too large (their sum overflows float64)")
+    return ChannelTarget(w / w.sum(), mu, Ssym, name)
+
+
+def _ndim(value) -> int:
+    """``np.ndim(value)``, or -1 for what is no array (ragged lists: left to :func:`as_float_array` to report)."""
+    try:
+        return np.ndim(value)
+    except ValueError:
+        return -1
 
 
 def gaussian(mean, cov, name: str = "gaussian") -> ChannelTarget:
     """:math:`N(m_0, \\Sigma)`; ``mean`` (d,), ``cov`` (d,d) or a scalar variance in 1-D."""
-    m = as_float_array(np.atleast_1d(mean) if np.ndim(mean) == 0 and not isinstance(mean, (bool, str)) else mean,
+    m = as_float_array(np.atleast_1d(mean) if _ndim(mean) == 0 and not isinstance(mean, (bool, str)) else mean,
                        "mean", 1)
-    if np.ndim(cov) == 0:
+    if _ndim(cov) == 0:
         cov = [[cov]] if not isinstance(cov, (bool, str)) else cov
         if m.size != 1:
             raise ValueError("cov: a scalar variance needs a 1-D mean")
@@ -403,12 +419,18 @@ def _check_target(target) -> ChannelTarget:
 # ---------------------------------------------------------------------------------------------- time maps
 def snr_of_ou(tau):
     r"""SNR time of OU time ``tau``: :math:`t = \alpha^2/\sigma^2 = 1/\mathrm{expm1}(2\tau)`."""
-    return 1.0 / np.expm1(2.0 * np.asarray(tau, dtype=np.float64))
+    out = 1.0 / np.expm1(2.0 * check_time_values(tau, "tau", allow_zero=False))
+    if not np.all(np.isfinite(out)):
+        raise ValueError("tau: too small, the SNR time overflows float64")
+    return out
 
 
 def ou_of_snr(t):
     r"""Inverse of :func:`snr_of_ou`: :math:`\tau = \tfrac12\,\mathrm{log1p}(1/t)`."""
-    return 0.5 * np.log1p(1.0 / np.asarray(t, dtype=np.float64))
+    out = 0.5 * np.log1p(1.0 / check_time_values(t, "t", allow_zero=False))
+    if not np.all(np.isfinite(out)):
+        raise ValueError("t: too small, the OU time overflows float64")
+    return out
 
 
 def validate_schedule(ts, name: str = "ts") -> np.ndarray:
@@ -432,14 +454,18 @@ def schedule(kind: str, T: float | None = None, n: int | None = None, t1: float 
     ``uniform``: :math:`t_k = kT/n`; ``geometric``: :math:`t_k = t_1(1+c)^{k-1}` for ``k = 1..n``;
     ``random``: ``n - 1`` sorted uniform points in ``(0, T)`` plus ``T``.
     """
-    n = check_int(n, "n", low=1)
+    n = check_int(n, "n", low=1, high=MAX_SCHEDULE_STEPS)
     if kind == "uniform":
         T = _check_snr(T, "T", allow_zero=False)
         return np.linspace(0.0, T, n + 1)
     if kind == "geometric":
         t1 = _check_snr(t1, "t1", allow_zero=False)
         c = _check_snr(c, "c", allow_zero=False)
-        return np.concatenate([[0.0], t1 * (1.0 + c) ** np.arange(n)])
+        with np.errstate(over="ignore"):
+            out = np.concatenate([[0.0], t1 * (1.0 + c) ** np.arange(n)])
+        if not np.all(np.isfinite(out)):
+            raise ValueError(f"c: t1 * (1 + c)**(n - 1) overflows float64 (t1={t1!r}, c={c!r}, n={n})")
+        return out
     if kind == "random":
         T = _check_snr(T, "T", allow_zero=False)
         if rng is None:
@@ -517,6 +543,8 @@ def _posterior_field(target, y, t, field: str) -> np.ndarray:
     t = _check_snr(t)
     arr, single = check_points(y, target.d, "y")
     v = getattr(target.posterior(arr, t), field)
+    if not np.all(np.isfinite(v)):
+        raise ValueError(f"y: the posterior {field} is not finite at t={t!r} (y or t too large)")
     return v[0] if single else v
 
 
@@ -532,7 +560,13 @@ def posterior_cov(target: ChannelTarget, y, t) -> np.ndarray:
 
 def conditional_moments_1d(target: ChannelTarget, y: np.ndarray, t: float) -> ConditionalMoments:
     """1-D posterior mean, variance and third central moment at points ``y`` (N,)."""
-    logw, mj, S, m, cov = target.posterior(np.asarray(y, dtype=float).reshape(-1, 1), t)
+    target = _check_target(target)
+    if target.d != 1:
+        raise ValueError("target: conditional_moments_1d needs a 1-D target")
+    y = check_array(y, "y", (None,))
+    logw, mj, S, m, cov = target.posterior(y.reshape(-1, 1), _check_snr(t))
+    if not np.all(np.isfinite(cov)):
+        raise ValueError(f"y: the posterior is not finite at t={t!r} (y or t too large)")
     w = np.exp(logw)
     e = mj[:, :, 0] - m
     s = S[:, 0, 0][None]
@@ -545,7 +579,7 @@ def mmse_derivative(target: ChannelTarget, t: float, nodes: int = DEFAULT_NODES)
     r""":math:`-E\,\mathrm{tr}\big(\mathrm{Cov}(X\mid Y_t)^2\big)`, which equals :math:`M'(t)`."""
     target = _check_target(target)
     t = _check_snr(t)
-    y, w, _ = target.nodes(t, nodes)
+    y, w, _ = target.nodes(t, _check_nodes(nodes))
     cov = target.posterior(y, t).cov
     return -float(np.dot(w, np.einsum("nab,nba->n", cov, cov)))
 
@@ -596,6 +630,7 @@ def expected_estimation_error(target: ChannelTarget, ts, f: Callable, nodes: int
     r"""Per step :math:`\tfrac12\delta_k E\|f(Y_{k-1}, t_{k-1}) - E[X\mid Y_{k-1}]\|^2` under the comparison law."""
     target = _check_target(target)
     ts = validate_schedule(ts)
+    nodes = _check_nodes(nodes)
     out = np.empty(ts.size - 1)
     for k in range(1, ts.size):
         tp = float(ts[k - 1])
@@ -613,6 +648,11 @@ def two_point(mean: np.ndarray, var: np.ndarray, mu3: np.ndarray) -> TwoPointLaw
     :math:`(1-2p)/\sqrt{p(1-p)}`; solving for skewness :math:`\gamma` gives
     :math:`p = \tfrac12(1-\gamma/\sqrt{\gamma^2+4})`.  Where the variance vanishes, both points are the mean.
     """
+    mean, var, mu3 = (check_real_values(v, name) for v, name in ((mean, "mean"), (var, "var"), (mu3, "mu3")))
+    try:
+        mean, var, mu3 = np.broadcast_arrays(mean, var, mu3)
+    except ValueError:
+        raise ValueError(f"var, mu3: shapes {var.shape}, {mu3.shape} do not broadcast with mean {mean.shape}") from None
     var = np.maximum(var, 0.0)
     sd = np.sqrt(var)
     tiny = sd <= 1e-150
@@ -641,8 +681,7 @@ def step_kl(target: ChannelTarget, t_prev: float, delta: float, f: Callable | No
     target = _check_target(target)
     t_prev = _check_snr(t_prev, "t_prev")
     delta = _check_snr(delta, "delta", allow_zero=False)
-    if moment not in (1, 2, 3):
-        raise ValueError(f"moment: must be 1, 2 or 3, got {moment!r}")
+    moment = check_int(moment, "moment", 1, 3)
     nodes = _check_nodes(nodes)
     inner_nodes = nodes if inner_nodes is None else _check_nodes(inner_nodes)
     if target.K == 1 and f is None and moment == 1 and noise_var is None and (target.d > 1 or closed_form):
@@ -675,7 +714,10 @@ def step_kl(target: ChannelTarget, t_prev: float, delta: float, f: Callable | No
         lb = np.log1p(-p)[:, None, None] - 0.5 * (U - delta * b[:, None, None]) ** 2 / delta
         logq = np.logaddexp(la, lb) - 0.5 * math.log(2 * math.pi * delta)
     inner = np.einsum("njq,q->nj", logp - logq, wz)
-    return float(np.dot(wy, np.sum(np.exp(logw) * inner, axis=1)))
+    out = float(np.dot(wy, np.sum(np.exp(logw) * inner, axis=1)))
+    if not math.isfinite(out):
+        raise ValueError(f"delta: the step KL is not finite (t_prev={t_prev!r}, delta={delta!r}): step too large")
+    return out
 
 
 def path_kl_chain(target: ChannelTarget, ts, f: Callable | None = None, moment: int = 1,
@@ -694,14 +736,28 @@ def path_kl_chain(target: ChannelTarget, ts, f: Callable | None = None, moment: 
 
 
 # ---------------------------------------------------------------------------------------------- Gaussian paths
+def _cholesky(C: np.ndarray, name: str) -> np.ndarray:
+    """The Cholesky factor of ``C``, or a ValueError naming it if ``C`` is not positive definite."""
+    try:
+        return np.linalg.cholesky(C)
+    except np.linalg.LinAlgError:
+        raise ValueError(f"{name}: must be symmetric positive definite") from None
+
+
 def gaussian_kl(m0: np.ndarray, C0: np.ndarray, m1: np.ndarray, C1: np.ndarray) -> float:
     r""":math:`D(N(m_0,C_0)\,\|\,N(m_1,C_1))` by Cholesky factors (``C1`` positive definite)."""
     from scipy.linalg import solve_triangular
-    L0, L1 = np.linalg.cholesky(C0), np.linalg.cholesky(C1)
+    m0 = check_array(m0, "m0", (None,))
+    d = m0.size
+    m1, C0, C1 = check_array(m1, "m1", (d,)), check_array(C0, "C0", (d, d)), check_array(C1, "C1", (d, d))
+    L0, L1 = _cholesky(C0, "C0"), _cholesky(C1, "C1")
     A = solve_triangular(L1, L0, lower=True)
     r = solve_triangular(L1, m1 - m0, lower=True)
     logdet = 2.0 * (np.sum(np.log(np.diag(L1))) - np.sum(np.log(np.diag(L0))))
-    return 0.5 * float(np.sum(A * A) - m0.size + logdet + r @ r)
+    out = 0.5 * float(np.sum(A * A) - m0.size + logdet + r @ r)
+    if not math.isfinite(out):
+        raise ValueError(f"m1: the KL overflows float64 (means or covariances too far apart), got {out!r}")
+    return out
 
 
 def gaussian_path_kl(target: ChannelTarget, ts, f: Callable | None = None,
@@ -773,6 +829,7 @@ def terminal_kl_grid(target: ChannelTarget, ts, f: Callable | None = None, point
         raise ValueError("target: terminal_kl_grid supports d = 1")
     ts = validate_schedule(ts)
     points = check_int(points, "points", low=101, high=20001)
+    width = check_positive(width, "width")
     T = float(ts[-1])
     if f is None:
         def f(yy, tt):  # noqa: E306
@@ -798,6 +855,8 @@ def terminal_kl_grid(target: ChannelTarget, ts, f: Callable | None = None, point
     # the q = 0 rule of numerics.divergences: +inf where the sampler's grid law vanishes and P_{Y_n} does not
     with np.errstate(divide="ignore", invalid="ignore"):
         integrand = np.where(p > 0, p * (logp - np.log(q)), 0.0)
+    if np.isnan(np.dot(wq, integrand)) or not math.isfinite(R):
+        raise ValueError(f"ts: the grid law of Y_t is NaN (grid half-width {R:.3g}): times or width too large")
     return {"kl": float(np.dot(wq, integrand)), "mass": float(np.dot(wq, q)), "h": float(h)}
 
 
@@ -822,16 +881,29 @@ def snr_sample(target: ChannelTarget, ts, y0: np.ndarray, noises: np.ndarray, f:
         tp, dk = float(ts[k - 1]), float(ts[k] - ts[k - 1])
         fy = target.posterior(y, tp).mean if f is None else np.asarray(f(y, tp), dtype=float)
         y = y + dk * fy + math.sqrt(dk) * z[k - 1]
+        if not np.all(np.isfinite(y)):
+            raise ValueError(f"y0: the sampler state is NaN or infinite after step {k} (t={float(ts[k])!r}); "
+                             "start values or steps too large")
         traj.append(y.copy())
     return np.stack(traj) if trajectory else y
 
 
 # ---------------------------------------------------------------------------------------------- mpmath
 def _mp_setup(target: ChannelTarget):
+    target = _check_target(target)
     if target.d != 1:
         raise ValueError("target: mpmath references support d = 1")
     import mpmath as mp
     return mp
+
+
+def _check_mp_time(t, mp):
+    """An SNR time ``t >= 0``: an mpmath ``mpf`` (kept at its precision) or a real number (as a float)."""
+    if isinstance(t, mp.mpf):
+        if not (mp.isfinite(t) and t >= 0):
+            raise ValueError(f"t: must be finite and >= 0, got {t!r}")
+        return t
+    return _check_snr(t)
 
 
 def _mp_parts(target: ChannelTarget, t, mp):
@@ -859,6 +931,7 @@ def mp_mmse(target: ChannelTarget, t, dps: int = 30):
     r""":math:`M(t)` of a 1-D target by mpmath (tanh-sinh quadrature at ``dps`` digits); returns an ``mpf``."""
     target = _check_target(target)
     mp = _mp_setup(target)
+    t, dps = _check_mp_time(t, mp), check_int(dps, "dps", 1, 1000)
     with mp.workdps(dps):
         t = mp.mpf(t)
         if t == 0:
@@ -880,6 +953,7 @@ def mp_mutual_info(target: ChannelTarget, t, dps: int = 30):
     r""":math:`I(X;Y_t)` of a 1-D target by mpmath: :math:`h(Y_t) - \tfrac12\log(2\pi e t)` integrated directly."""
     target = _check_target(target)
     mp = _mp_setup(target)
+    t, dps = _check_mp_time(t, mp), check_int(dps, "dps", 1, 1000)
     with mp.workdps(dps):
         t = mp.mpf(t)
         if t == 0:

@@ -30,7 +30,7 @@ import numpy as np
 
 from numerics.divergences import gaussian_kl_1d, kl_cells
 from numerics.quadrature import gauss_hermite_normal
-from numerics.validate import check_positive
+from numerics.validate import check_int, check_positive, check_real, check_real_values, check_sorted
 
 __all__ = [
     "Mixture1D", "Marginal", "Grid1D", "Field", "SETTING_G_DATA", "SETTING_G_MODEL", "setting_g",
@@ -46,10 +46,25 @@ def _pos_float(value, name: str, allow_zero: bool = False) -> float:
     return check_positive(value, name, allow_zero)
 
 
+#: Largest sample size, grid size or number of time steps a helper accepts (bounds memory and run time).
+MAX_SIZE = 10**7
+
+
 def _pos_int(value, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < minimum:
-        raise ValueError(f"{name}: must be an integer >= {minimum}, got {value!r}")
-    return int(value)
+    return check_int(value, name, low=minimum, high=MAX_SIZE)
+
+
+def _n_steps(span: float, dtau: float) -> int:
+    """``ceil(span / dtau)`` (at least 1) time steps, refused (naming ``dtau``) beyond :data:`MAX_SIZE`."""
+    n = span / dtau
+    if not n <= MAX_SIZE:
+        raise ValueError(f"dtau: {span!r}/{dtau!r} needs {n:.3g} time steps, more than {MAX_SIZE}")
+    return max(1, int(math.ceil(n)))
+
+
+def _time(t) -> float:
+    """An OU time ``t >= 0`` (finite)."""
+    return check_positive(t, "t", allow_zero=True)
 
 
 @numba.njit(cache=True)
@@ -101,14 +116,9 @@ class Mixture1D:
     def __init__(self, weights, means, variances):
         arrs = []
         for name, val in (("weights", weights), ("means", means), ("variances", variances)):
-            try:
-                a = np.atleast_1d(np.asarray(val, dtype=np.float64))
-            except (TypeError, ValueError):
-                raise ValueError(f"{name}: must be a 1-D array of real numbers") from None
+            a = np.atleast_1d(check_real_values(val, name))
             if a.ndim != 1 or a.size == 0:
                 raise ValueError(f"{name}: must be a non-empty 1-D array, got shape {a.shape}")
-            if not np.all(np.isfinite(a)):
-                raise ValueError(f"{name}: contains NaN or infinite values")
             arrs.append(a)
         w, m, v = arrs
         if not (w.size == m.size == v.size):
@@ -124,12 +134,13 @@ class Mixture1D:
 
     def marginal(self, t: float) -> Marginal:
         """``(weights, means_t, variances_t)`` of the OU marginal at time ``t >= 0``."""
+        t = _time(t)
         a = math.exp(-t)
         return Marginal(self.w, self.m * a, self.v * a * a - math.expm1(-2.0 * t))
 
     def _comp(self, x, t):
         w, m, v = self.marginal(t)
-        x = np.asarray(x, dtype=np.float64)[..., None]
+        x = check_real_values(x, "x")[..., None]
         lc = np.log(w) - 0.5 * np.log(2 * np.pi * v) - 0.5 * (x - m) ** 2 / v
         return x, m, v, lc
 
@@ -144,7 +155,7 @@ class Mixture1D:
     def score_and_derivative(self, x, t: float) -> tuple[np.ndarray, np.ndarray]:
         r""":math:`s = \partial_x\log p_t` and :math:`\partial_x s = \sum\pi_k(s_k^2 - 1/v_k) - s^2`."""
         w, m, v = self.marginal(t)
-        xa = np.asarray(x, dtype=np.float64)
+        xa = check_real_values(x, "x")
         s, ds = _mix_score_kernel(np.ascontiguousarray(xa.ravel()), np.log(w), m, v)
         return s.reshape(xa.shape), ds.reshape(xa.shape)
 
@@ -187,11 +198,12 @@ class Grid1D:
 
     def __post_init__(self):
         for name in ("lo", "hi"):
-            if not math.isfinite(float(getattr(self, name))):
-                raise ValueError(f"{name}: must be finite")
+            check_real(getattr(self, name), name)
         _pos_float(self.dx, "dx")
         if not self.hi > self.lo:
             raise ValueError(f"hi: must exceed lo ({self.lo}), got {self.hi}")
+        if not (self.hi - self.lo) / self.dx <= MAX_SIZE:
+            raise ValueError(f"dx: [{self.lo!r}, {self.hi!r}] in steps of {self.dx!r} needs more than {MAX_SIZE} cells")
 
     @property
     def x(self) -> np.ndarray:
@@ -212,18 +224,19 @@ def bayes_field(data: Mixture1D, model: Mixture1D, w: float = 1.0, eps: float = 
                 omega: float = 0.0) -> Field:
     r"""Refined score :math:`s_\theta + w\,\partial_x d` with :math:`d = d^* + \varepsilon\sin\omega x`,
     :math:`d^* = \log p_t - \log\hat p_t`; the model score :math:`s_\theta` is exact for ``model``."""
-    w = float(w)
-    if not math.isfinite(w):
-        raise ValueError(f"w: must be finite, got {w!r}")
-    eps, omega = float(eps), float(omega)
+    w, eps, omega = check_real(w, "w"), check_real(eps, "eps"), check_real(omega, "omega")
 
     def field(x, t):
         sp_, dsp = data.score_and_derivative(x, t)
         sq, dsq = model.score_and_derivative(x, t)
         if eps == 0.0:
-            return sq + w * (sp_ - sq), dsq + w * (dsp - dsq)
-        s = sq + w * (sp_ - sq + eps * omega * np.cos(omega * x))
-        ds = dsq + w * (dsp - dsq - eps * omega * omega * np.sin(omega * x))
+            s, ds = sq + w * (sp_ - sq), dsq + w * (dsp - dsq)
+        else:
+            s = sq + w * (sp_ - sq + eps * omega * np.cos(omega * x))
+            ds = dsq + w * (dsp - dsq - eps * omega * omega * np.sin(omega * x))
+        if not (np.all(np.isfinite(s)) and np.all(np.isfinite(ds))):
+            raise ValueError(f"w: the refined score is not finite at t={t!r} (w={w!r}, eps={eps!r}, omega={omega!r} "
+                             "too large)")
         return s, ds
 
     return field
@@ -336,7 +349,7 @@ def sde_endpoint(field: Field, start: Mixture1D, T: float = 8.0, grid: Grid1D = 
     x = grid.x
     h = grid.dx
     faces = 0.5 * (x[1:] + x[:-1])
-    n_steps = max(1, int(math.ceil((T - t_end) / dtau)))
+    n_steps = _n_steps(T - t_end, dtau)
     dt = (T - t_end) / n_steps
     rho = start.density(x, T)
     rho = rho / (rho.sum() * h)
@@ -392,7 +405,7 @@ def ode_endpoint(field: Field, start: Mixture1D, T: float = 8.0, grid: Grid1D = 
     if not isinstance(grid, Grid1D):
         raise ValueError("grid: must be a Grid1D")
     x0 = grid.x
-    n_steps = max(1, int(math.ceil(T / dtau)))
+    n_steps = _n_steps(T, dtau)
     dt = T / n_steps
 
     def rhs(xx, t):
@@ -428,7 +441,7 @@ def endpoint_kl(p: np.ndarray, q: np.ndarray, dx: float) -> float:
     :math:`\sum p(\log p + 690)\,dx \lesssim 2\cdot 10^{-18}` to the KL, far below every tolerance it is compared
     with (:math:`\ge 10^{-9}`).
     """
-    return kl_cells(p, np.maximum(q, ENDPOINT_FLOOR), dx)
+    return kl_cells(p, np.maximum(check_real_values(q, "q"), ENDPOINT_FLOOR), _pos_float(dx, "dx"))
 
 
 def kl_with_error(data: Mixture1D, field: Field, start: Mixture1D, sampler: str = "sde", T: float = 8.0,
@@ -480,7 +493,8 @@ def ce_gap(data: Mixture1D, model: Mixture1D, t: float, err: Callable) -> float:
 
 def time_nodes(T: float, pieces=(0.0, 0.05, 0.3, 1.0, 3.0), n: int = 24):
     """Composite Gauss-Legendre nodes/weights on [0, T] with breakpoints ``pieces`` (below T)."""
-    edges = [p for p in pieces if p < T] + [T]
+    T, n = _pos_float(T, "T"), _pos_int(n, "n")
+    edges = [p for p in check_real_values(pieces, "pieces").ravel().tolist() if p < T] + [T]
     z, wz = np.polynomial.legendre.leggauss(n)
     ts, ws = [], []
     for a, b in zip(edges[:-1], edges[1:]):
@@ -634,6 +648,11 @@ def gaussian_path_kl(data: Mixture1D, model: Mixture1D, beta: Callable[[float], 
 def time_hats(t, knots: np.ndarray) -> np.ndarray:
     """Piecewise-linear hat functions on ``knots`` (increasing, 1-D) at times ``t``: shape ``(N, K)``
     (``N = 1`` for a scalar ``t``), hat ``k`` is 1 at ``knots[k]``, 0 at the other knots, constant beyond the ends."""
+    return _hats(check_real_values(t, "t"), check_sorted(knots, "knots"))
+
+
+def _hats(t, knots: np.ndarray) -> np.ndarray:
+    """:func:`time_hats` without validation (``knots`` already checked, ``t`` real)."""
     t = np.atleast_1d(np.asarray(t, dtype=np.float64))
     eye = np.eye(knots.size)
     return np.stack([np.interp(t, knots, eye[k]) for k in range(knots.size)], axis=-1)
@@ -652,9 +671,7 @@ class FourierLogit:
         rng = np.random.default_rng(seed)
         self.omega = scale * rng.standard_normal(n_freq)
         self.phase = rng.uniform(0, 2 * np.pi, n_freq)
-        self.knots = np.asarray(knots, dtype=np.float64)
-        if self.knots.ndim != 1 or self.knots.size < 2 or np.any(np.diff(self.knots) <= 0):
-            raise ValueError("knots: must be an increasing 1-D sequence of >= 2 times")
+        self.knots = check_sorted(knots, "knots")
         self.coef = np.zeros((n_freq, self.knots.size))
 
     @property
@@ -662,7 +679,7 @@ class FourierLogit:
         return self.coef.size
 
     def hats(self, t) -> np.ndarray:
-        return time_hats(t, self.knots)
+        return _hats(check_real_values(t, "t"), self.knots)
 
     def features(self, x, t, deriv: int = 0) -> np.ndarray:
         """Rows: samples; columns: (j, k) features of d (deriv=0), of dd/dx (1) or d2d/dx2 (2)."""

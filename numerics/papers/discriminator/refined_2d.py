@@ -30,10 +30,11 @@ import numpy as np
 
 from numerics.generated.integrator_coeffs import ei_sde_coeffs
 from numerics.mixture import GaussianMixture
-from numerics.papers.discriminator.refined_1d import time_hats
+from numerics.papers.discriminator.refined_1d import MAX_SIZE, _hats
 from numerics.references.grid_density import gaussian_on_grid_2d, kl_grid_2d, propagate_2d, uniform_grid
 from numerics.schedule import alpha_sigma2
-from numerics.validate import check_array, check_choice, check_int, check_positive, check_real, check_sorted
+from numerics.validate import (check_array, check_choice, check_int, check_positive, check_real, check_real_values,
+                               check_sorted)
 
 __all__ = ["setting_g2", "FeatureLogit2D", "fit_logit_gm_2d", "fit_logit_ce_2d",
            "gm_solve_2d", "time_grid", "mixture_density_grid", "refined_chain_2d", "endpoint_kl_2d",
@@ -78,7 +79,7 @@ class FeatureLogit2D:
     def __init__(self, kind: str = "fourier", n_freq: int = 48, scale: float = 1.0,
                  knots=(0.0, 0.05, 0.2, 0.6, 1.5, 4.0), seed: int = 0):
         self.kind = check_choice(kind, "kind", ("fourier", "quadratic"))
-        n_freq = check_int(n_freq, "n_freq", 1)
+        n_freq = check_int(n_freq, "n_freq", 1, MAX_SIZE)
         scale = check_positive(scale, "scale")
         rng = np.random.default_rng(seed)
         self.omega = scale * rng.standard_normal((n_freq, 2))
@@ -94,7 +95,7 @@ class FeatureLogit2D:
 
     def hats(self, t) -> np.ndarray:
         """Time hats, shape ``(N, K)`` (``N = 1`` for a scalar ``t``)."""
-        return time_hats(t, self.knots)
+        return _hats(check_real_values(t, "t"), self.knots)
 
     def basis(self, X) -> np.ndarray:
         """Spatial features :math:`f_j(x)`, shape ``(N, J)``."""
@@ -172,7 +173,7 @@ def _check_fit_args(T, lam, t_min, repeats):
     t_min = check_positive(t_min, "t_min")
     if t_min > T:
         raise ValueError(f"t_min: must be <= T={T}, got {t_min}")
-    return T, lam, t_min, check_int(repeats, "repeats", 1)
+    return T, lam, t_min, check_int(repeats, "repeats", 1, MAX_SIZE)
 
 
 def gm_solve_2d(fam: FeatureLogit2D, X, t, target, lam: float = 0.0) -> FeatureLogit2D:
@@ -251,7 +252,7 @@ def feature_correction(fam: FeatureLogit2D) -> Correction:
 def time_grid(T: float, steps: int, power: float = 1.5) -> np.ndarray:
     r"""OU times :math:`t_k = T(1 - k/N)^{\text{power}}`, ``k = 0..N`` (last one 0), refined near ``t = 0``."""
     T = check_positive(T, "T")
-    steps = check_int(steps, "steps", 1)
+    steps = check_int(steps, "steps", 1, MAX_SIZE)
     power = check_positive(power, "power")
     return T * (1.0 - np.arange(steps + 1) / steps) ** power
 
@@ -261,8 +262,11 @@ def mixture_density_grid(mix: GaussianMixture, grid1, grid2, t: float) -> np.nda
     t = check_positive(t, "t", True)
     a, s2 = alpha_sigma2(t)
     S = mix.covs
-    return sum(mix.weights[k] * gaussian_on_grid_2d(grid1, grid2, a * mix.means[k], a * a * S[k] + s2 * np.eye(2))
-               for k in range(mix.K))
+    try:
+        return sum(mix.weights[k] * gaussian_on_grid_2d(grid1, grid2, a * mix.means[k], a * a * S[k] + s2 * np.eye(2))
+                   for k in range(mix.K))
+    except ValueError as exc:  # the grids are what the caller gives: name them, not the mixture's mean
+        raise ValueError(f"grid1, grid2: {exc}") from None
 
 
 def refined_chain_2d(model: GaussianMixture, correction: Correction | None, w: float, grid1, grid2, times):

@@ -64,6 +64,10 @@ LOG_CUTOFF = 40.0
 _LOG_SQRT_2PI = 0.5 * LOG_2PI
 
 
+#: Largest disk radius (its area stays far inside float64).
+MAX_RADIUS = 1e150
+
+
 def _center(c, d: int | None, name: str = "center") -> np.ndarray:
     """A finite point of R^d (any d >= 1 if ``d`` is None)."""
     return check_array(c, name, (d,))
@@ -112,6 +116,8 @@ class Box:
             raise ValueError("hi: must exceed lo in every coordinate")
         self.d = self.lo.shape[0]
         self.log_volume = float(np.sum(np.log(self.hi - self.lo)))
+        if not math.isfinite(self.log_volume):
+            raise ValueError(f"hi: the box volume overflows float64 (hi - lo = {(self.hi - self.lo).tolist()})")
 
     def __repr__(self):
         return f"Box(lo={self.lo.tolist()}, hi={self.hi.tolist()})"
@@ -122,12 +128,12 @@ class Box:
         return logZ.sum(axis=1), mu + tau * m
 
     def distance(self, x) -> np.ndarray:
-        x = np.atleast_2d(np.asarray(x, float))
+        x = check_points(x, self.d, "x")[0]
         gap = np.maximum(np.maximum(self.lo - x, 0.0), x - self.hi)
         return np.sqrt(np.sum(gap * gap, axis=1))
 
     def contains(self, x) -> np.ndarray:
-        x = np.atleast_2d(np.asarray(x, float))
+        x = check_points(x, self.d, "x")[0]
         return np.all((x >= self.lo) & (x <= self.hi), axis=1)
 
 
@@ -165,7 +171,7 @@ class Sphere:
         return ll, mean
 
     def distance(self, x) -> np.ndarray:
-        x = np.atleast_2d(np.asarray(x, float))
+        x = check_points(x, self.d, "x")[0]
         return np.abs(np.linalg.norm(x - self.center, axis=1) - self.R)
 
     def contains(self, x) -> np.ndarray:
@@ -188,7 +194,7 @@ class _Planar:
         return math.log(self.area)
 
     def contains(self, p) -> np.ndarray:
-        p = np.atleast_2d(np.asarray(p, float))
+        p = check_points(p, 2, "p")[0]
         lo, hi = self.intervals(p[:, 0])
         y = p[:, 1:2]
         inside = (y >= lo) & (y <= hi) & (hi > lo)
@@ -284,6 +290,8 @@ class _DiskMinusDisk(_Planar):
     def __init__(self, center, radius, hole_center=None, hole_radius=0.0):
         self.c = _center(center, 2)
         self.R = check_positive(radius, "radius")
+        if self.R > MAX_RADIUS:
+            raise ValueError(f"radius: must be <= {MAX_RADIUS:g} (the area must stay finite), got {radius!r}")
         self.r = check_real(hole_radius, "hole_radius")
         if self.r < 0:
             raise ValueError(f"hole_radius: must be >= 0, got {hole_radius!r}")
@@ -314,7 +322,7 @@ class _DiskMinusDisk(_Planar):
         return lo, hi
 
     def distance(self, p) -> np.ndarray:
-        p = np.atleast_2d(np.asarray(p, float))
+        p = check_points(p, 2, "p")[0]
         inA = np.linalg.norm(p - self.c, axis=1) <= self.R
         inB = np.linalg.norm(p - self.c2, axis=1) < self.r
         cand = [np.where(inA & ~inB, 0.0, np.inf)]
@@ -455,7 +463,7 @@ class Lens(_Planar):
 
     def distance(self, p) -> np.ndarray:
         """Distance to the lens; boundary sampled at 20001 abscissae (error <= half the largest chord, < 2e-4)."""
-        p = np.atleast_2d(np.asarray(p, float))
+        p = check_points(p, 2, "p")[0]
         if getattr(self, "_fine", None) is None:
             self._fine = self.boundary(20001)
         bp = self._fine
@@ -536,6 +544,8 @@ class RegionMixture:
         if hit is not None:
             return hit
         lam, s2 = alpha_sigma2(t)
+        if lam < 1e-300 or s2 == 0.0:
+            raise ValueError(f"t: must give alpha_t > 1e-300 and sigma_t^2 > 0, got t={t!r}")
         N = x.shape[0]
         ll = np.empty((N, self.K))
         mean = np.empty((N, self.K, self.d))
@@ -562,6 +572,9 @@ class RegionMixture:
                 with np.errstate(divide="ignore"):
                     ll[:, k] = l + math.log(self.weights[k])
                 mean[:, k] = m
+        if np.isnan(ll).any() or np.isnan(mean).any() or np.all(ll == -np.inf, axis=1).any():
+            raise ValueError(f"t: the component moments are not finite at t={t!r} (the region kernel underflows: "
+                             "t too small or too large, or x too far from every region)")
         out = (ll, mean)
         size = ll.nbytes + mean.nbytes + x.nbytes
         self._cache_bytes = getattr(self, "_cache_bytes", 0) + size
@@ -618,6 +631,7 @@ class RegionMixture:
 
     def guided_denoiser(self, x, t, y, gamma) -> np.ndarray:
         r""":math:`D_\gamma = \gamma m_y - (\gamma - 1)\bar m`."""
+        gamma = check_real(gamma, "gamma")
         return gamma * self._mean(x, t, self._label(y)) - (gamma - 1) * self._mean(x, t)
 
     def distance(self, x, y=None) -> np.ndarray:
