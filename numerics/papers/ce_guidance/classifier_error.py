@@ -149,6 +149,9 @@ class FourierFeatures:
             raise ValueError(f"amplitudes/frequencies/phases: need matching lengths >= 1, got "
                              f"{self.a.shape[0]}, {self.W.shape[0]}, {self.phi.shape[0]}")
         self.d = self.W.shape[1]
+        with np.errstate(over="ignore"):
+            if not math.isfinite(self.sup_hess):
+                raise ValueError("frequencies: the Hessian bound sum |a_j| |w_j|^2 overflows float64")
 
     def _arg(self, x):
         X = as_float_array(x, "x", 2)
@@ -200,7 +203,15 @@ class SettingG:
         return GaussianMixture([0.5, 0.5], np.stack([self.mu, -self.mu]), np.stack([eye, eye]), labels=[0, 1])
 
     def logit(self, x):
-        return 2.0 * self.alpha * (as_float_array(x, "x", 2) @ self.mu)
+        r"""The true logit :math:`2\alpha_t \langle \mu, x\rangle` at points ``x`` of shape ``(n, d)``."""
+        X = as_float_array(x, "x", 2)
+        if X.shape[1] != self.d:
+            raise ValueError(f"x: last dimension must be d={self.d}, got shape {X.shape}")
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = 2.0 * self.alpha * (X @ self.mu)
+        if not np.all(np.isfinite(out)):
+            raise ValueError("x: the logit 2 alpha_t <mu, x> overflows float64")
+        return out
 
     def sample(self, n: int, rng: np.random.Generator, y: int | None = None):
         """``(x (n, d), ysign (n,))`` from the time-``t`` joint law (or class ``y`` in {+1, -1})."""
