@@ -55,14 +55,12 @@ def agreement(plot: PlotRecorder, key: str, dev: Sequence[float], tol: Sequence[
     ylabel : str
         What the error is (the y label).
     """
+    if x is not None:  # one tolerance per parameter value: the harness's own panel
+        plot.agreement(key, x, dev, tol, title=title, xlabel=xlabel, ylabel=ylabel, xscale=xscale)
+        return
     plot.panel(key, title=title, xlabel=xlabel, ylabel=ylabel, xscale=xscale, yscale="log")
-    if x is None:
-        plot.measured(key, np.arange(len(dev), dtype=float), np.abs(dev))
-        plot.bound(key, *staircase(tol), label="tolerance")
-    else:
-        order = np.argsort(x)
-        plot.measured(key, np.asarray(x, float)[order], np.abs(np.asarray(dev, float))[order])
-        plot.bound(key, np.asarray(x, float)[order], np.asarray(tol, float)[order], label="tolerance")
+    plot.measured(key, np.arange(len(dev), dtype=float), np.abs(dev))
+    plot.bound(key, *staircase(tol), label="tolerance")
 
 
 def thin(n: int, target: int = 100) -> slice:

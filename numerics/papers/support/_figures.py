@@ -37,52 +37,9 @@ def tolerance(plot: PlotRecorder, key: str, xs: Sequence[float], value: float, *
     plot.bound(key, x, np.full(2, float(value)), label=label, side=side)
 
 
-def path_order(points: np.ndarray) -> np.ndarray:
-    """Greedy nearest-neighbour order of 2-D points (from the leftmost one).
-
-    A control's points are drawn joined by a thin line; in this order the line stays inside each cluster
-    and jumps only between clusters.  The next point is the nearest unvisited one among the 16 nearest
-    (k-d tree), else among all unvisited points.
-
-    Parameters
-    ----------
-    points : numpy.ndarray, shape (n, 2)
-
-    Returns
-    -------
-    numpy.ndarray
-        The points, reordered (rows with a non-finite coordinate last).
-    """
-    from scipy.spatial import cKDTree
-    pts = np.asarray(points, float)
-    ok = np.all(np.isfinite(pts), axis=1)
-    q = pts[ok]
-    n = q.shape[0]
-    if n < 3:
-        return pts
-    tree = cKDTree(q)
-    seen = np.zeros(n, bool)
-    order = np.empty(n, int)
-    i = int(np.argmin(q[:, 0]))
-    k = min(16, n)
-    for j in range(n):
-        order[j] = i
-        seen[i] = True
-        if j == n - 1:
-            break
-        _, near = tree.query(q[i], k=k)
-        free = near[~seen[near]]
-        if free.size:
-            i = int(free[0])
-        else:
-            rest = np.flatnonzero(~seen)
-            i = int(rest[np.argmin(np.sum((q[rest] - q[i]) ** 2, axis=1))])
-    return np.concatenate([q[order], pts[~ok]])
-
-
 def endpoints(plot: PlotRecorder, key: str, pts: np.ndarray, label: str = "endpoints") -> None:
     """2-D endpoints as a measured point cloud (non-finite rows dropped by the harness)."""
-    p = path_order(np.asarray(pts, float).reshape(-1, 2))
+    p = np.asarray(pts, float).reshape(-1, 2)
     plot.measured(key, p[:, 0], p[:, 1], label=label)
 
 
