@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.stats import binom, chi
+from scipy.stats import binom, chi, kstest, kstwo, rice
 
 from numerics.checks.claim import Context, Measurement, claim
 from numerics.checks.plots import line_through
@@ -41,6 +41,7 @@ from numerics.mixture import GaussianMixture
 from numerics.papers.support import _figures as F
 from numerics.papers.support.experiments import (AUTHORS_ODE, AUTHORS_SDE, METHODS, experiment,
                                                  run_deltas)
+from numerics.papers.support.sweeps import SWEEP_ETA, SWEEP_METHODS, point_mass_law, sweep_grid
 from numerics.papers.support.region_targets import Box, Disk, Lens, RegionMixture, Sphere, three_disks, two_crescents
 from numerics.samplers import sample
 from numerics.schedule import alpha_sigma2
@@ -1286,6 +1287,313 @@ def score_identity(ctx: Context) -> list[Measurement]:
                                       "quadrature estimate subtracted (proofs_notes/support.md#c12-score-identity)",
                                extra={"quadrature_term": qmax}))
     return out
+
+
+# ------------------------------------------------------------------------------------------- sampler laws
+def line_atoms(offset=(3.0, -1.5)) -> GaussianMixture:
+    """C1's atoms moved off the axis: every atom at (x1_i, offset), x1_i in {-3,-2,-1} (class 0), {1,2,3}
+    (class 1), so every class lies on the line L = {(x1, offset)} and the guided denoiser's L-orthogonal part is
+    the constant ``offset`` for every gamma: a point mass in the orthogonal plane (proofs_notes/support.md
+    #sampler-laws)."""
+    gm = subspace_atoms()
+    means = gm.means.copy()
+    means[:, 1:] = np.asarray(offset, float)
+    return GaussianMixture(gm.weights, means, gm.covs, labels=gm.labels)
+
+
+def _buggy_line_target(gm: GaussianMixture, grid: np.ndarray, bug: str | None):
+    """The stated target, or a ScoreModel with one realistic bug: the score one grid step late, the score
+    converted from the denoiser without lambda, the noise prediction taken for the score, or a float32 score."""
+    if bug is None:
+        return gm
+    if bug == "score_step_late":
+        nxt = {float(t): float(s) for t, s in zip(grid[:-1], grid[1:])}
+        return ScoreModel(lambda x, t: gm.score(x, nxt.get(t, t)), 3,
+                          guidance=lambda x, t, y: gm.guidance_vector(x, nxt.get(t, t), y), n_classes=2)
+    if bug == "alpha_dropped":
+        return ScoreModel(lambda x, t: (gm.denoiser(x, t) - x) / -math.expm1(-2 * t), 3,
+                          guidance=gm.guidance_vector, n_classes=2)
+    if bug == "eps_as_score":
+        return ScoreModel(lambda x, t: gm.score(x, t) * math.sqrt(-math.expm1(-2 * t)), 3,
+                          guidance=lambda x, t, y: gm.guidance_vector(x, t, y) * math.sqrt(-math.expm1(-2 * t)),
+                          n_classes=2)
+    if bug == "float32_score":
+        return ScoreModel(lambda x, t: gm.score(x, t).astype(np.float32).astype(np.float64), 3,
+                          guidance=lambda x, t, y: gm.guidance_vector(x, t, y).astype(np.float32).astype(np.float64),
+                          n_classes=2)
+    raise ValueError(f"bug: unknown {bug!r}")
+
+
+def _ks_ratio(z: np.ndarray, alpha: float) -> float:
+    """Kolmogorov-Smirnov statistic of ``z`` against N(0, 1) over its critical value at level ``alpha`` (exact
+    finite-m law, scipy.stats.kstwo): > 1 rejects."""
+    return float(kstest(z, "norm").statistic / kstwo.isf(alpha, z.size))
+
+
+@claim(
+    id="support.sampler_laws",
+    paper="support",
+    statement="every sampler of the package (DDIM, DPM-Solver++(2M), ei_ode, Euler, DDPM, DDIM-eta, ei_sde, "
+              "ei_sde_code, Euler-Maruyama) on the authors' geometric grid, a log-SNR grid and a uniform grid, "
+              "guided on atoms that share a line L, ends off L with the exact law y_perp = A z + B c + "
+              "N(0, V I) of the hand-derived point-mass recursion, at every delta over four decades and every "
+              "gamma; hence the distance to the support shrinks like r_delta = sqrt(A^2 + V): delta^(1/2) "
+              "(denoiser-frozen and noisy steps), delta^p(kappa) (score-frozen ODE steps on the geometric "
+              "grid), and not at all for the score-frozen and Euler steps on a uniform grid",
+    note=f"{NOTE}#sampler-laws",
+    provenance="reconstructed",
+    quick={"n": 600, "kappas": [0.1], "n_steps": 50, "deltas": [1e-2, 1e-3, 1e-4, 1e-5, 1e-6], "gammas": [5.0]},
+    full={"n": 2000, "kappas": [0.1, 0.5], "n_steps": 50, "deltas": [1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7],
+          "gammas": [1.0, 5.0]},
+    reduced={"gammas": [5.0], "n": 1000},
+    reduced_reason="the guided runs at gamma = 5 only (the law off the line does not depend on gamma) with 1000 "
+                   "samples instead of 2000 (the KS and median intervals are exact at any n); every method, grid "
+                   "and delta of the full profile",
+    controls={"score_step_late": "the score and guidance evaluated one grid step late (at the step's end node)",
+              "alpha_dropped": "the score converted from the denoiser without lambda: (D - y)/sigma^2",
+              "float32_score": "score and guidance computed in float32",
+              "eps_as_score": "the noise prediction passed as the score without its 1/sigma_t: -eps = sigma_t s"},
+)
+def sampler_laws(ctx: Context) -> list[Measurement]:
+    r"""Per (method, grid): (1) the law.  Deterministic methods: max over samples, deltas and gammas of
+    :math:`|y_\perp - (A z_\perp + B c)|` over the rounding bound :math:`8Nu(\max|y| + \max|z| + |c|)(1 + A)`
+    (<= 1).  Stochastic: the standardised residuals :math:`(y_\perp - Bc)/r_\delta` (2n values, N(0, 1) if the
+    law holds) pass a Kolmogorov-Smirnov test at level :math:`(1 - \text{ENSEMBLE\_LEVEL})/J` for each of the
+    J (delta, gamma) runs; measured: the largest statistic over its critical value (<= 1).  (2) The exponent:
+    the least-squares slope of ln median :math:`|y_\perp - c|` (the distance to the support line) against
+    ln delta, at the first gamma, against the slope of the law's median (deterministic: on the same starts;
+    stochastic: the Rice median), tolerance :math:`\sum_i |w_i| e_i` with :math:`w_i` the least-squares weights
+    and :math:`e_i` the log half-width of the order-statistic interval of the i-th median at ENSEMBLE_LEVEL
+    (rounding for deterministic methods)."""
+    p = ctx.params
+    gm = line_atoms()
+    c = gm.means[0, 1:]
+    n, deltas, gammas = p["n"], sorted(p["deltas"], reverse=True), p["gammas"]
+    z = ctx.rng.standard_normal((n, 3))
+    alpha = 1 - ENSEMBLE_LEVEL
+    grids = [("geometric", k) for k in p["kappas"]] + [("logsnr", None), ("uniform", None)]
+    out, table = [], []
+    for kind, kappa in grids:
+        gname = f"geometric kappa={kappa:g}" if kind == "geometric" else f"{kind} n={p['n_steps']}"
+        series = {}
+        for method in SWEEP_METHODS:
+            eta = SWEEP_ETA if method == "ddim_eta" else None
+            stochastic = TABLE[method].stochastic
+            worst, med, pred, err = 0.0, [], [], []
+            J = len(deltas) * len(gammas)
+            for delta in deltas:
+                grid = sweep_grid(kind, delta, kappa if kappa else 0.1, p["n_steps"])
+                law = point_mass_law(method, grid, eta)
+                target = _buggy_line_target(gm, grid, ctx.control)
+                for j, gamma in enumerate(gammas):
+                    y = sample(target, method, grid=grid, n=n, x_init=z, label=1, guidance=gamma, eta=eta,
+                               seed=ctx.sub_seed + 7919 * len(out) + 104729 * j + 13 * deltas.index(delta))
+                    yp = y[:, 1:]
+                    if stochastic:
+                        worst = max(worst, _ks_ratio(((yp - law.B * c) / law.radius).ravel(), alpha / J))
+                    else:
+                        tau = 8 * (grid.size - 1) * U * (np.max(np.abs(yp)) + np.max(np.abs(z)) + np.max(np.abs(c))) \
+                            * (1 + law.A)
+                        worst = max(worst, float(np.max(np.abs(yp - (law.A * z[:, 1:] + law.B * c)))) / tau)
+                    if j:
+                        continue
+                    dist = np.linalg.norm(yp - c, axis=1)
+                    m_, lo, hi = median_ci(dist, ENSEMBLE_LEVEL)
+                    if stochastic:
+                        mu = abs(law.B - 1.0) * float(np.linalg.norm(c))
+                        pred.append(float(rice.median(mu / law.radius, scale=law.radius)))
+                        err.append(math.log(max(hi / m_, m_ / lo)))
+                    else:
+                        pred.append(float(np.median(np.linalg.norm(law.A * z[:, 1:] + (law.B - 1.0) * c, axis=1))))
+                        err.append(tau / m_)
+                    med.append(m_)
+            x = np.log(deltas)
+            wts = (x - x.mean()) / np.sum((x - x.mean()) ** 2)
+            slope_m, slope_p = float(wts @ np.log(med)), float(wts @ np.log(pred))
+            tol = float(np.abs(wts) @ np.array(err))
+            series[method] = (med, pred)
+            out.append(Measurement(
+                name=f"law {method} {gname}", measured=worst, predicted=1.0, kind="le", tol=0.0,
+                reason=("Kolmogorov-Smirnov statistic over its exact critical value at (1 - ENSEMBLE_LEVEL)/J, "
+                        f"J = {J} runs" if stochastic else
+                        "rounding bound 8 N u (max|y| + max|z| + |c|)(1 + A) is the unit"),
+                extra={"A": law.A, "B": law.B, "V": law.V, "radius_smallest_delta": law.radius}))
+            out.append(Measurement(
+                name=f"exponent {method} {gname}", measured=slope_m, predicted=slope_p, kind="equal", tol=tol,
+                reason="sum_i |w_i| e_i: least-squares weights times the log half-width of each median's "
+                       "order-statistic interval at ENSEMBLE_LEVEL" if stochastic else
+                       "sum_i |w_i| tau_i/median_i: the rounding bound of the exact per-sample law",
+                extra={"medians": med, "predicted_medians": pred, "deltas": deltas}))
+            table.append({"grid": gname, "method": method, "predicted": slope_p, "measured": slope_m, "tol": tol})
+        _laws_figure(ctx, gname, deltas, series)
+    out.append(Measurement(name="exponent table", measured=float(len(table)), predicted=float(len(table)),
+                           kind="equal", tol=0.0, reason="informational", counted=False, extra={"rows": table}))
+    return out
+
+
+def _laws_figure(ctx: Context, gname: str, deltas: list[float], series: dict) -> None:
+    """Per grid: the median distance to the support line against delta, measured (points) and the exact law's
+    (lines), deterministic and stochastic methods in two panels."""
+    for which, names in (("deterministic", [m for m in series if not TABLE[m].stochastic]),
+                         ("stochastic", [m for m in series if TABLE[m].stochastic])):
+        key = f"{gname} {which}"
+        ctx.plot.panel(key, title=f"{gname}: {which}", xlabel=r"$\delta$",
+                       ylabel="median distance to the support line", xscale="log", yscale="log")
+        for m in names:
+            med, pred = series[m]
+            ctx.plot.measured(key, deltas, med, label=m)
+            ctx.plot.predicted(key, deltas, pred, label=f"{m} (law)")
+
+
+# ------------------------------------------------------------------------------------------- late wrong class
+def three_atoms_line() -> GaussianMixture:
+    """Atoms -1 (class 1), 0 (class 0, the guided class) and +1 (class 2) on the real line, weights 1/3."""
+    return GaussianMixture(np.full(3, 1 / 3), np.array([[-1.0], [0.0], [1.0]]), np.zeros((3, 1, 1)), labels=[1, 0, 2])
+
+
+def cycle_radius(method: str, kappa: float, gamma: float) -> float:
+    r"""Half-width :math:`y^* = c_\infty(\gamma - 1)/(1 + a_\infty)` of the 2-cycle :math:`y^* \leftrightarrow -y^*` of
+    the frozen tail map :math:`y \mapsto a_\infty y - c_\infty(\gamma - 1)\,\mathrm{sign}(y)` on the three-atom line
+    (``proofs_notes/support.md#late-wrong-class``); the tail limits of :func:`step_coefficients` on the geometric
+    grid (:math:`s = t/(1+\kappa)`, :math:`t \to 0`): EI :math:`c_\infty = \kappa/(2(1+\kappa))`, DDIM
+    :math:`c_\infty = 1 - (1+\kappa)^{-1/2}`, :math:`a_\infty = 1 - c_\infty`."""
+    c = kappa / (2 * (1 + kappa)) if method == "ei_ode" else 1 - (1 + kappa) ** -0.5
+    return c * (gamma - 1) / (2 - c)
+
+
+def wrong_class_recursion(method: str, grid: np.ndarray, y0: np.ndarray, gamma: float, sign: float = 1.0):
+    r"""The scalar recursion :math:`y_{k+1} = a_k y_k + c_k D_\gamma(y_k)` with the hand-derived ``(a_k, c_k)`` of
+    :func:`step_coefficients` and the committed guided denoiser :math:`D_\gamma = -(\gamma - 1) n(y)`, n(y) the
+    atom of {-1, 0, 1} nearest :math:`y/\lambda_t` (0 gives :math:`D_\gamma = 0`): exact while every sample's
+    posterior is committed to float64 precision.  Returns the trajectory ``(len(grid), n)`` and the tail bound
+    of the 2-cycle's non-autonomous perturbation (see :func:`cycle_tolerance`)."""
+    y = np.array(y0, dtype=np.float64)
+    out = [y.copy()]
+    for t, s in zip(grid[:-1], grid[1:]):
+        a, c = step_coefficients(method, float(t), float(s))
+        near = np.clip(np.rint(y / math.exp(-float(t))), -1, 1)
+        y = a * y - sign * c * (gamma - 1) * near
+        out.append(y.copy())
+    return np.array(out)
+
+
+def cycle_tolerance(method: str, grid: np.ndarray, kappa: float, gamma: float, y_first: float) -> float:
+    r"""Bound on :math:`||y_N| - y^*|` for a sample on the cycle: the 2-cycle of the autonomous map attracts
+    with factor :math:`a_\infty` per step, and step k perturbs it by :math:`|a_k - a_\infty| \max|y| + |c_k -
+    c_\infty|(\gamma - 1)`, so :math:`||y_N| - y^*| \le A_{0\to N} |y_0 - y^*| + \sum_k A_{k+1\to N} \Delta_k`
+    with :math:`A_{j\to N} = \prod_{i \ge j} \max(a_i, a_\infty)`."""
+    c_inf = kappa / (2 * (1 + kappa)) if method == "ei_ode" else 1 - (1 + kappa) ** -0.5
+    a_inf, ys = 1 - c_inf, cycle_radius(method, kappa, gamma)
+    ymax = max(abs(y_first), ys) + c_inf * (gamma - 1)
+    bound = abs(abs(y_first) - ys)
+    for t, s in zip(grid[:-1], grid[1:]):
+        a, c = step_coefficients(method, float(t), float(s))
+        bound = max(a, a_inf) * bound + abs(a - a_inf) * ymax + abs(c - c_inf) * (gamma - 1)
+    return bound
+
+
+@claim(
+    id="support.late_wrong_class",
+    paper="support",
+    statement="(mechanism of the guidance threshold) on the line of atoms -1, 0 (guided), +1, a sample still "
+              "committed to a wrong atom at t_0 = 1e-3 is kicked across the guided atom by c_k (gamma - 1) per "
+              "frozen step; for c gamma > 3/2 it never enters the guided class's basin and ends on the stable "
+              "2-cycle +-y*, y* = c(gamma - 1)/(2 - c), at every delta (fails as predicted, already for "
+              "gamma = 1.8/c, below gamma* = 4(1+kappa)/kappa), while for c gamma = 0.8 it recovers",
+    note=f"{NOTE}#late-wrong-class",
+    provenance="reconstructed",
+    expect="fails-as-predicted",
+    quick={"kappas": [0.1], "methods": ["ei_ode", "ddim"], "n": 21, "points": 4},
+    full={"kappas": [0.1, 0.5], "methods": ["ei_ode", "ddim"], "n": 101, "points": 7},
+    controls={"w_minus_1": "the guidance weight gamma - 1 passed where the sampler takes gamma (CFG/CG conventions)",
+              "score_step_late": "the score and guidance evaluated one grid step late (at the step's end node)",
+              "guidance_sign": "the guidance vector with the wrong sign",
+              "distance_to_union": "the distance measured to the nearest atom of any class, not the guided one"},
+)
+def late_wrong_class(ctx: Context) -> list[Measurement]:
+    r"""Starts :math:`\lambda_{t_0}(1 + 0.05 u)`, u on an even grid of [-1, 1] (an interval of the wrong atom +1's
+    basin), run from the first geometric grid node <= 1e-3 to 1e-8; checkpoints at grid-aligned deltas in
+    [1e-8, 1e-6].  Per (method, kappa), with :math:`c_\infty` the tail limit of the frozen step's guidance
+    coefficient: at :math:`\gamma_{hi} = 1.8/c_\infty` (i) the sampler equals the scalar recursion
+    :func:`wrong_class_recursion` (rounding bound), (ii) :math:`||y| - y^*|` <= :func:`cycle_tolerance`,
+    (iii) the distance to the guided atom stays >= 1/2 at every checkpoint; at :math:`\gamma_{lo} = 0.8/c_\infty`
+    (iv) the recursion identity again and (v) the distance at 1e-8 is at most half the point-mass contraction
+    factor from the first step on."""
+    p = ctx.params
+    gm = three_atoms_line()
+    u = np.linspace(-1.0, 1.0, p["n"])
+    out = []
+    for kappa in p["kappas"]:
+        full = time_grid("geometric", T=5.0, delta=1e-8, kappa=kappa)
+        grid = full[full <= 1e-3 * (1 + 1e-12)]
+        deltas = aligned_deltas(kappa, -8, -6, p["points"])
+        idx = [int(np.argmin(np.abs(grid - d))) for d in deltas]
+        x0 = math.exp(-float(grid[0])) * (1 + 0.05 * u)
+        for method in p["methods"]:
+            c_inf = kappa / (2 * (1 + kappa)) if method == "ei_ode" else 1 - (1 + kappa) ** -0.5
+            for which, factor in (("hi", 1.8), ("lo", 0.8)):
+                gamma = factor / c_inf
+                target, w = gm, gamma
+                if ctx.bug("w_minus_1"):
+                    w = gamma - 1
+                elif ctx.bug("score_step_late"):
+                    nxt = {float(t): float(s) for t, s in zip(grid[:-1], grid[1:])}
+                    target = ScoreModel(lambda x, t: gm.score(x, nxt.get(t, t)), 1, n_classes=3,
+                                        guidance=lambda x, t, y: gm.guidance_vector(x, nxt.get(t, t), y))
+                elif ctx.bug("guidance_sign"):
+                    target = ScoreModel(gm.score, 1, n_classes=3,
+                                        guidance=lambda x, t, y: -gm.guidance_vector(x, t, y))
+                _, traj = sample(target, method, grid=grid, n=p["n"], x_init=x0[:, None], label=0, guidance=w,
+                                 return_trajectory=True)
+                y = traj[:, :, 0]
+                ref = wrong_class_recursion(method, grid, x0, gamma)
+                tau = 8 * (grid.size - 1) * U * (float(np.max(np.abs(y))) + gamma)
+                dev = float(np.max(np.abs(y - ref))) / tau
+                out.append(Measurement(
+                    name=f"recursion identity {method} kappa={kappa:g} gamma={gamma:.4g}", measured=dev,
+                    predicted=1.0, kind="le", tol=0.0,
+                    reason="exact while committed (posterior weights of the other atoms below e^-200 at t <= 1e-3); "
+                           "rounding bound 8 N u (max|y| + gamma) is the unit"))
+                ends = y[idx]
+                dist = (np.min(np.abs(ends[..., None] - np.array([-1.0, 0.0, 1.0]) * np.exp(-np.array(deltas))[:, None, None]), axis=2)
+                        if ctx.bug("distance_to_union") else np.abs(ends - 0.0))
+                if which == "hi":
+                    ys = cycle_radius(method, kappa, gamma)
+                    tol = max(cycle_tolerance(method, grid[:i + 1], kappa, gamma, float(x0.max())) for i in idx)
+                    tol = max(tol, max(cycle_tolerance(method, grid[:i + 1], kappa, gamma, float(x0.min())) for i in idx))
+                    out.append(Measurement(
+                        name=f"on the 2-cycle {method} kappa={kappa:g} gamma={gamma:.4g}",
+                        measured=float(np.max(np.abs(np.abs(ends) - ys))), predicted=0.0, kind="equal", tol=tol,
+                        reason="the cycle attracts with factor a_k per step; perturbation |a_k - a_inf| y* + "
+                               "|c_k - c_inf|(gamma - 1) per step (proofs_notes/support.md#late-wrong-class)",
+                        extra={"y_star": ys, "c_inf": c_inf, "gamma": gamma}))
+                    out.append(Measurement(
+                        name=f"never in the guided basin {method} kappa={kappa:g} gamma={gamma:.4g}",
+                        measured=float(np.min(dist)), predicted=0.5, kind="ge", tol=0.0,
+                        reason="the guided atom's basin is |y| < lambda/2 <= 1/2; exact comparison",
+                        extra={"min_distance_per_delta": [float(v) for v in np.min(dist, axis=1)]}))
+                    _late_figure(ctx, method, kappa, gamma, grid, y, ys)
+                else:
+                    A = float(np.prod([step_coefficients(method, float(t), float(s))[0]
+                                       for t, s in zip(grid[1:-1], grid[2:])]))
+                    out.append(Measurement(
+                        name=f"recovers {method} kappa={kappa:g} gamma={gamma:.4g}",
+                        measured=float(np.max(dist[-1])), predicted=A / 2, kind="le", tol=A / 2 * 8 * grid.size * U,
+                        reason="after the first step |y| < 1/2 in the guided basin, then the point-mass contraction "
+                               "A = prod a_k; rounding 8 N u relative",
+                        extra={"A": A, "gamma": gamma}))
+    return out
+
+
+def _late_figure(ctx: Context, method: str, kappa: float, gamma: float, grid: np.ndarray, y: np.ndarray,
+                 ys: float) -> None:
+    """|y_t| of every start against t, with the predicted cycle radius y* and the guided basin's edge 1/2."""
+    key = f"{method} kappa={kappa:g}"
+    ctx.plot.panel(key, title=f"{method}, kappa={kappa:g}, gamma={gamma:.3g}: wrong-class start at t={grid[0]:.2g}",
+                   xlabel="t", ylabel="|y_t| (distance to the guided atom)", xscale="log")
+    ctx.plot.measured(key, np.repeat(grid, y.shape[1]), np.abs(y).ravel())
+    ctx.plot.predicted(key, grid[[0, -1]], [ys, ys], label=f"2-cycle radius y* = {ys:.3f}")
+    ctx.plot.bound(key, grid[[0, -1]], [0.5, 0.5], label="guided basin edge 1/2", side="lower")
 
 
 # ====================================================================================================

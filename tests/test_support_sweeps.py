@@ -1,0 +1,124 @@
+"""The support claims' exact point-mass laws (numerics.papers.support.sweeps) and the late wrong-class
+2-cycle: the hand-derived coefficients against the SymPy-generated ones the samplers use, and the laws'
+closed-form consequences."""
+import math
+
+import numpy as np
+import pytest
+
+from numerics.generated import integrator_coeffs as IC
+from numerics.methods import TABLE
+from numerics.papers.support.claims import (cycle_radius, cycle_tolerance, line_atoms, step_coefficients,
+                                            wrong_class_recursion)
+from numerics.papers.support.sweeps import (GRID_KINDS, SWEEP_ETA, SWEEP_METHODS, point_mass_law, point_mass_step,
+                                            sweep_grid)
+from numerics.samplers import sample
+
+STEPS = [(5.0, 4.9), (1.0, 0.9), (0.1, 0.05), (1e-3, 1e-3 / 1.1), (1e-7, 5e-8)]
+
+
+def _generated_point_mass(method, t, s):
+    """(a, b, nu) from the generated coefficients: x_s = c_x x + c_q q + c_z z with q = D = a (denoiser
+    methods) or q = S = (lambda_t a - x)/sigma_t^2 (score methods)."""
+    rec = TABLE[method]
+    if rec.takes_eta:
+        co = rec.coeffs(t, s, SWEEP_ETA)
+    elif rec.first_step is not None:
+        co = rec.coeffs(t, s, t + 0.3 * (t - s))  # the multistep term multiplies D_t - D_prev = 0
+        co = (co[0], co[1] + co[2])
+    else:
+        co = rec.coeffs(t, s)
+    cx, cq = float(co[0]), float(co[1])
+    nu = float(co[2]) ** 2 if rec.stochastic else 0.0
+    if rec.q == "denoiser":
+        return cx, cq, nu
+    s2t = -math.expm1(-2 * t)
+    return cx - cq / s2t, cq * math.exp(-t) / s2t, nu
+
+
+@pytest.mark.parametrize("method", SWEEP_METHODS)
+@pytest.mark.parametrize("t,s", STEPS)
+def test_hand_derived_step_equals_generated_coefficients(method, t, s):
+    """The support note's table (written by hand) against the SymPy-generated tables: a wrong row (a dropped
+    lambda, e^h for e^{-h}, a variance for a std) differs far beyond rounding."""
+    got = point_mass_step(method, t, s, SWEEP_ETA)
+    ref = _generated_point_mass(method, t, s)
+    for g, r in zip(got, ref):
+        assert g == pytest.approx(r, rel=1e-9, abs=1e-300)
+
+
+@pytest.mark.parametrize("method", ["ddim", "ddpm", "ddim_eta", "ei_ode", "ei_sde", "ei_sde_code"])
+def test_exponential_rows_keep_the_mean_on_lambda_a(method):
+    """a_k lambda_t + b_k = lambda_s for the exponential-integrator rows, so B = lambda_delta - A lambda_T."""
+    grid = sweep_grid("geometric", 1e-5, 0.1, 0)
+    law = point_mass_law(method, grid)
+    assert law.B == pytest.approx(math.exp(-1e-5) - law.A * math.exp(-5.0), rel=1e-12)
+
+
+def test_euler_rows_miss_the_mean_by_their_local_error():
+    grid = sweep_grid("uniform", 1e-3, 0.1, 20)
+    law = point_mass_law("euler", grid)
+    assert abs(law.B - (math.exp(-1e-3) - law.A * math.exp(-5.0))) > 1e-3
+
+
+@pytest.mark.parametrize("method,eta", [("ddpm", None), ("ddim_eta", 0.3), ("ddim_eta", 1.0), ("ddim", None)])
+@pytest.mark.parametrize("kind", GRID_KINDS)
+def test_denoiser_steps_preserve_the_forward_marginal(method, eta, kind):
+    """From N(lambda_T a, sigma_T^2 I) the denoiser-frozen steps on a point mass give N(lambda_delta a,
+    sigma_delta^2 I) exactly on every grid (the DDIM-eta family samples the forward posterior)."""
+    grid = sweep_grid(kind, 1e-4, 0.1, 30)
+    law = point_mass_law(method, grid, eta)
+    var = law.A ** 2 * -math.expm1(-10.0) + law.V
+    assert var == pytest.approx(-math.expm1(-2e-4), rel=1e-10)
+
+
+def test_score_frozen_steps_do_not_converge_on_a_uniform_grid():
+    """The finding recorded by support.sampler_laws: with n fixed the uniform grid's last step has a fixed
+    length, so r_delta tends to a positive constant for ei_ode, Euler and the SDE steps, to 0 for DDIM."""
+    r = {m: [point_mass_law(m, sweep_grid("uniform", d, 0.1, 50)).radius for d in (1e-4, 1e-8)]
+         for m in ("ei_ode", "euler", "ei_sde", "ddim")}
+    for m in ("ei_ode", "euler", "ei_sde"):
+        assert r[m][1] > 0.2 and r[m][1] == pytest.approx(r[m][0], rel=1e-2)
+    assert r["ddim"][1] < 1e-3
+
+
+@pytest.mark.parametrize("method", ["ddim", "ei_ode", "euler", "dpm_solver_2"])
+def test_deterministic_sampler_follows_the_law_per_sample(method):
+    gm = line_atoms()
+    grid = sweep_grid("logsnr", 1e-4, 0.1, 25)
+    z = np.random.default_rng(3).standard_normal((50, 3))
+    y = sample(gm, method, grid=grid, n=50, x_init=z, label=1, guidance=4.0)
+    law = point_mass_law(method, grid)
+    assert np.max(np.abs(y[:, 1:] - (law.A * z[:, 1:] + law.B * gm.means[0, 1:]))) < 1e-12
+
+
+def test_bad_names_are_refused():
+    with pytest.raises(ValueError, match="method"):
+        point_mass_step("heun", 1.0, 0.5)
+    with pytest.raises(ValueError, match="kind"):
+        sweep_grid("cosine", 1e-3, 0.1, 10)
+
+
+@pytest.mark.parametrize("method,kappa", [("ei_ode", 0.1), ("ddim", 0.1), ("ei_ode", 0.5), ("ddim", 0.5)])
+def test_cycle_radius_is_a_two_cycle_of_the_tail_map(method, kappa):
+    c = kappa / (2 * (1 + kappa)) if method == "ei_ode" else 1 - (1 + kappa) ** -0.5
+    gamma = 1.8 / c
+    ys = cycle_radius(method, kappa, gamma)
+    assert (1 - c) * ys - c * (gamma - 1) == pytest.approx(-ys, rel=1e-14)
+    # the tail limit of the hand-derived coefficients is the c used
+    a_k, c_k = step_coefficients(method, 1e-9, 1e-9 / (1 + kappa))
+    assert c_k == pytest.approx(c, rel=1e-6) and a_k == pytest.approx(1 - c, rel=1e-6)
+
+
+def test_wrong_class_recursion_converges_to_the_cycle_within_its_bound():
+    kappa, method = 0.1, "ei_ode"
+    c = kappa / (2 * (1 + kappa))
+    full = np.array([1e-3 / 1.1 ** k for k in range(0, 200)])
+    y = wrong_class_recursion(method, full, np.array([math.exp(-1e-3)]), 1.8 / c)[:, 0]
+    ys = cycle_radius(method, kappa, 1.8 / c)
+    assert np.all(np.sign(y[1:]) == -np.sign(y[:-1]))  # alternates between the wrong basins
+    bound = cycle_tolerance(method, full, kappa, 1.8 / c, float(y[0]))
+    assert abs(abs(y[-1]) - ys) <= bound < 1e-3
+    # below the recovery threshold the first step lands in the guided basin and the sample contracts
+    y_lo = wrong_class_recursion(method, full, np.array([math.exp(-1e-3)]), 0.8 / c)[:, 0]
+    assert abs(y_lo[1]) < 0.5 and abs(y_lo[-1]) < 1e-3
