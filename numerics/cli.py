@@ -209,7 +209,7 @@ verdicts: holds, fails-as-predicted (a counterexample behaving as predicted) are
 VIOLATED, ERROR, UNFALSIFIABLE (a counted measurement that no control flags, or a control
 that flags nothing) and INTERRUPTED fail; over --seeds, UNSTABLE (the verdict changed with the
 seed) fails too.
-exit status: 0 if nothing failed or drifted, 1 otherwise (130 after Ctrl-C), 2 on bad input.
+exit status: 0 if nothing failed or drifted, 1 otherwise (130 after Ctrl-C, 143 after SIGTERM), 2 on bad input.
 examples:
   guidance-verify run
   guidance-verify run --only 'support.*' foundations --profile full --seed 1
@@ -568,7 +568,10 @@ def _cmd_run(args: argparse.Namespace, registry: ClaimSource) -> int:
     baseline = _load_baseline(args.baseline)
     out = _writable_dir(Path(args.out) if args.out else _default_out())
     _warn_baseline(baseline, args)
-    run = _execute(claims, args, out, baseline)
+    from numerics.checks.runner import sigterm_as_interrupt
+
+    with sigterm_as_interrupt():  # kill / timeout / a batch scheduler: the report says INTERRUPTED, as after Ctrl-C
+        run = _execute(claims, args, out, baseline)
     console = _console()
     console.print(_results_table(run))
     for line in _error_lines(run):
@@ -718,9 +721,10 @@ def main(argv: Sequence[str] | None = None, *, registry: ClaimSource = None) -> 
     except UsageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"{PROG}: error: interrupted (Ctrl-C)", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        term = type(exc).__name__ == "Terminated"
+        print(f"{PROG}: error: interrupted ({'SIGTERM' if term else 'Ctrl-C'})", file=sys.stderr)
+        return 143 if term else 130
     except OSError as exc:  # e.g. disk full while writing samples or derivations
         where = f": {exc.filename}" if exc.filename else ""
         print(f"{PROG}: error: cannot write{where}: {exc.strerror or exc}", file=sys.stderr)

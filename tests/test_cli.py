@@ -223,3 +223,25 @@ def test_console_script_runs_as_a_module(tmp_path: Path) -> None:
                           cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr
     assert load(tmp_path / "report.json")["summary"]["n_finished"] == 2
+
+
+def test_sigterm_completes_the_report_as_interrupted(tmp_path: Path) -> None:
+    """kill / timeout / a batch scheduler send SIGTERM: the run stops like after Ctrl-C, the report is
+    complete JSON saying INTERRUPTED by SIGTERM, and the exit status is 143 (128 + 15)."""
+    import os
+    import signal
+    import threading
+
+    def slow(ctx: Context) -> list[Measurement]:
+        threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM)).start()
+        import time
+        time.sleep(10)
+        return m(0.0)
+
+    before = signal.getsignal(signal.SIGTERM)
+    reg = {**examples.CLAIMS, **registry_with(("t.slow", slow), ("t.never", lambda c: m(0.0)))}
+    assert main(["run", "--out", str(tmp_path)], registry=reg) == 143
+    doc = load(tmp_path / "report.json")
+    assert doc["status"] == "interrupted" and doc["interrupted_by"] == "SIGTERM"
+    assert [c["id"] for c in doc["claims"]] == [*examples.CLAIMS, "t.slow"]
+    assert signal.getsignal(signal.SIGTERM) == before  # the handler is restored

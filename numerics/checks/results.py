@@ -165,9 +165,11 @@ class RunReport:
                 and not any(e["verdict"] == V.UNSTABLE for e in self.ensemble.values()))
 
     def exit_code(self) -> int:
-        """0 if :attr:`ok`; 130 after a KeyboardInterrupt; 1 otherwise."""
+        """0 if :attr:`ok`; 130 after a KeyboardInterrupt (Ctrl-C), 143 after SIGTERM; 1 otherwise."""
         if self.ok:
             return 0
         if self.status == "interrupted" and (self.interrupted_by or "").startswith("Keyboard"):
             return 130
+        if self.status == "interrupted" and self.interrupted_by == "SIGTERM":
+            return 143
         return 1

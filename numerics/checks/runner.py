@@ -74,7 +74,32 @@ class _Outcome:
         return V.all_pass(c.passed for c in self.checked if c.measurement.counted)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM received (``kill``, ``timeout``, a batch scheduler ending the job): handled as Ctrl-C is,
+    so the report written so far is completed and says INTERRUPTED (see :func:`sigterm_as_interrupt`)."""
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """In the main thread, turn SIGTERM into :class:`Terminated` for the duration (the old handler is
+    restored after); elsewhere it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _raise(signum: int, frame: Any) -> None:
+        raise Terminated("SIGTERM")
+
+    old = signal.signal(signal.SIGTERM, _raise)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
 def _describe_interrupt(exc: BaseException) -> str:
+    if isinstance(exc, Terminated):
+        return "SIGTERM"
     if isinstance(exc, SystemExit):
         return f"SystemExit({exc.code!r})"
     return type(exc).__name__
@@ -418,7 +443,7 @@ def _mark_failed(run: RunReport, out: Path | None, exc: Exception) -> None:
 
 @contextlib.contextmanager
 def _sigint_deferred() -> Iterator[list[int]]:
-    """Hold back SIGINT (Ctrl-C) in the main thread for the duration; yields the signals caught.
+    """Hold back SIGINT (Ctrl-C) and SIGTERM in the main thread for the duration; yields the signals caught.
 
     Elsewhere (another thread, no Python handler installed) it does nothing.
     """
@@ -427,11 +452,14 @@ def _sigint_deferred() -> Iterator[list[int]]:
     if old is None:
         yield caught
         return
-    signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    old_term = signal.getsignal(signal.SIGTERM)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, frame: caught.append(signum))
     try:
         yield caught
     finally:
         signal.signal(signal.SIGINT, old)
+        signal.signal(signal.SIGTERM, old_term if old_term is not None else signal.SIG_DFL)
 
 
 def _final_save(run: RunReport, save: Callable[[], None], out: Path | None) -> None:
