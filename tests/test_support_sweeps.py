@@ -6,7 +6,6 @@ import math
 import numpy as np
 import pytest
 
-from numerics.generated import integrator_coeffs as IC
 from numerics.methods import TABLE
 from numerics.papers.support.claims import (cycle_radius, cycle_tolerance, line_atoms, step_coefficients,
                                             wrong_class_recursion)

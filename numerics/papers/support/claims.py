@@ -41,6 +41,7 @@ from numerics.mixture import GaussianMixture
 from numerics.papers.support import _figures as F
 from numerics.papers.support.experiments import (AUTHORS_ODE, AUTHORS_SDE, METHODS, experiment,
                                                  run_deltas)
+from numerics.papers.support.spheres import CONTROLS as SPHERE_CONTROLS, sphere_measurements
 from numerics.papers.support.sweeps import SWEEP_ETA, SWEEP_METHODS, point_mass_law, sweep_grid
 from numerics.papers.support.region_targets import Box, Disk, Lens, RegionMixture, Sphere, three_disks, two_crescents
 from numerics.samplers import sample
@@ -966,8 +967,9 @@ def biased_score_failure(ctx: Context) -> list[Measurement]:
     r"""b = (0, 2e-4), so gamma |b| <= 0.01 < half the smallest atom gap (0.026): the shifted atom is still nearest
     its own atom and the committed step is the point-mass step towards lam (a + gamma b).  Measured per gamma, at
     grid-aligned deltas in [1e-10, 1e-7] (sigma <= 4.5e-4): the identity of :func:`atom_contraction` with the
-    shifted atoms, in units of its rounding bound (predicted <= 1).  The median distance / (gamma |b|) -> 1 is
-    recorded."""
+    shifted atoms, in units of its rounding bound (predicted <= 1).  Recorded: the median distance to the
+    (unshifted) class-0 atoms at the smallest delta over gamma |b| (-> 1) and, per delta, the median distance to
+    the shifted atom (-> 0)."""
     p = ctx.params
     gm = atoms_c4()
     b = np.array([0.0, 2e-4])
@@ -980,7 +982,6 @@ def biased_score_failure(ctx: Context) -> list[Measurement]:
         w = gamma - 1 if ctx.bug("w_minus_1") else gamma
         res = atom_contraction(tg, gm, "ei_ode", kappa, deltas, x0, 0, w, form="cfg", shift=gamma * b)
         g = gamma * float(np.linalg.norm(b))
-        dists = {d: v / g for d, v in res["median_distance"].items()}
         dev.append(res["excess_over_rounding"])
         dist_min.append(res["median_distance_to_atoms"])
         out.append(Measurement(
@@ -988,7 +989,8 @@ def biased_score_failure(ctx: Context) -> list[Measurement]:
             measured=res["excess_over_rounding"], predicted=1.0, kind="le", tol=0.0,
             reason="exact identity once committed (proofs_notes/support.md#c9-biased-score); rounding bound "
                    "8 N u (max|y| + max|a|)(1 + rho) is the unit",
-            extra={"median_distance_over_gamma_b": dists}))
+            extra={"median_distance_to_atoms_over_gamma_b": res["median_distance_to_atoms"] / g,
+                   "median_distance_to_shifted_atom": res["median_distance"]}))
     gs = np.asarray(p["gammas"], float)
     ctx.plot.panel("dist", title=f"distance to the class-0 atoms at delta={min(deltas):.2g}", xlabel=r"$\gamma$",
                    ylabel="median distance to the support", xscale="log", yscale="log")
@@ -1342,7 +1344,7 @@ def _ks_ratio(z: np.ndarray, alpha: float) -> float:
               "grid), and not at all for the score-frozen and Euler steps on a uniform grid",
     note=f"{NOTE}#sampler-laws",
     provenance="reconstructed",
-    quick={"n": 600, "kappas": [0.1], "n_steps": 50, "deltas": [1e-2, 1e-3, 1e-4, 1e-5, 1e-6], "gammas": [5.0]},
+    quick={"n": 500, "kappas": [0.1], "n_steps": 50, "deltas": [1e-2, 1e-4, 1e-6], "gammas": [5.0]},
     full={"n": 2000, "kappas": [0.1, 0.5], "n_steps": 50, "deltas": [1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7],
           "gammas": [1.0, 5.0]},
     reduced={"gammas": [5.0], "n": 1000},
@@ -1594,6 +1596,29 @@ def _late_figure(ctx: Context, method: str, kappa: float, gamma: float, grid: np
     ctx.plot.measured(key, np.repeat(grid, y.shape[1]), np.abs(y).ravel())
     ctx.plot.predicted(key, grid[[0, -1]], [ys, ys], label=f"2-cycle radius y* = {ys:.3f}")
     ctx.plot.bound(key, grid[[0, -1]], [0.5, 0.5], label="guided basin edge 1/2", side="lower")
+
+
+# ------------------------------------------------------------------------------------------- high-dim spheres
+@claim(
+    id="support.high_dim_spheres",
+    paper="support",
+    statement="for the uniform law on a sphere S^k in R^d (k = 1, 2; d up to 256), DDIM, ei_ode, DDPM and ei_sde_code "
+              "end with the d - k - 1 coordinates off the sphere's span exactly distributed as the point-mass law "
+              "A z + N(0, V I); the deterministic samplers keep the direction of y_par and follow the scalar radial "
+              "recursion, so the normal distance is r_delta sqrt(d - k)(1 + O(1/(d - k))) with r_delta ~ sigma_delta "
+              "(DDIM, DDPM) and ~ delta^p(kappa) (ei_ode); for the stochastic samplers the exact lower bound "
+              "dist >= |y_perp| is checked; the tangential position is left free",
+    note=f"{NOTE}#high-dim-spheres",
+    provenance="reconstructed",
+    quick={"n": 400, "ds": [16, 256], "ks": [1, 2], "deltas": [1e-2, 1e-4, 1e-6], "kappa": 0.1, "R": 1.0,
+           "methods": ["ddim", "ei_ode", "ddpm", "ei_sde_code"]},
+    full={"n": 1000, "ds": [16, 64, 256], "ks": [1, 2], "deltas": [1e-2, 1e-3, 1e-4, 1e-5, 1e-6], "kappa": 0.1,
+          "R": 1.0, "methods": ["ddim", "ei_ode", "ddpm", "ei_sde_code"]},
+    controls=SPHERE_CONTROLS,
+)
+def high_dim_spheres(ctx: Context) -> list[Measurement]:
+    """See :func:`numerics.papers.support.spheres.sphere_measurements` (proofs_notes/support.md#high-dim-spheres)."""
+    return sphere_measurements(ctx)
 
 
 # ====================================================================================================

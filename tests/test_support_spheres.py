@@ -1,0 +1,215 @@
+"""The sphere target of the support claims (numerics.papers.support.spheres): the Bessel ratio and the score
+against independent 30-digit mpmath oracles, the denoiser's limits, the radial recursion, and bad input."""
+import math
+
+import mpmath as mp
+import numpy as np
+import pytest
+
+from numerics.constants import UNIT_ROUNDOFF as U
+from numerics.grids import time_grid
+from numerics.papers.support.spheres import (SphereTarget, bessel_ratio, bessel_ratio_over_z, log_bessel_scaled,
+                                             median_lower_quantile, radial_recursion)
+from numerics.papers.support.sweeps import point_mass_law
+from numerics.samplers import sample
+
+mp.mp.dps = 30
+NUS = [0.0, 0.5, 1.0, 1.5, 7.5, 30.0, 63.5]
+
+
+def _mp_ratio(nu, z):
+    z = mp.mpf(z)
+    return mp.besseli(nu + 1, z) / mp.besseli(nu, z)
+
+
+@pytest.mark.parametrize("nu", NUS)
+def test_bessel_ratio_against_mpmath(nu):
+    """Relative error <= 32 u (RATIO_REL_ERR) over z in [1e-300, 1e12], across the three branches' borders."""
+    zs = np.concatenate([[1e-300, 1e-20, 1e-8], np.geomspace(1e-3, 1e12, 45), [nu + 1, nu + 1 + 1e-9, 1e7 * (1 - 1e-12), 1e7]])
+    r = bessel_ratio(nu, zs)
+    for z, ri in zip(zs, r):
+        ref = _mp_ratio(nu, z)
+        assert abs(ri - ref) <= 32 * U * abs(ref), (nu, z, ri, float(ref))
+
+
+@pytest.mark.parametrize("nu", [0.0, 0.5, 2.0, 63.5])
+def test_bessel_ratio_limits(nu):
+    """r(0) = 0, r(z)/z -> 1/(2 nu + 2) at 0; 1 - r(z) ~ (2 nu + 1)/(2z) at infinity (to O(nu^2/z^2))."""
+    assert bessel_ratio(nu, 0.0) == 0.0
+    assert bessel_ratio_over_z(nu, 0.0) == pytest.approx(1 / (2 * nu + 2), rel=4 * U)
+    assert bessel_ratio_over_z(nu, 1e-12) == pytest.approx(1 / (2 * nu + 2), rel=1e-20 + 4 * U)
+    for z in (1e8, 1e10, 1e14, 1e300):
+        one_minus = 1.0 - float(bessel_ratio(nu, z))
+        pred = (2 * nu + 1) / (2 * z)
+        assert abs(one_minus - pred) <= (nu * nu + 1) / z / z + 2 * U, (nu, z)
+    r = bessel_ratio(nu, np.geomspace(1e-5, 1e9, 200))
+    assert np.all(np.diff(r) >= 0) and np.all((r >= 0) & (r < 1))
+
+
+@pytest.mark.parametrize("nu", [0.0, 0.5, 7.5, 63.5])
+def test_log_bessel_scaled_against_mpmath(nu):
+    for z in [1e-200, 1e-6, 0.3, nu + 1, nu + 2, 40.0, 1e4, 1e8]:
+        zz = mp.mpf(z)
+        ref = mp.loggamma(nu + 1) + nu * mp.log(2 / zz) + mp.log(mp.besseli(nu, zz)) - zz
+        got = float(log_bessel_scaled(nu, z))
+        assert abs(got - ref) <= 64 * U * max(1.0, abs(float(ref))), (nu, z, got, float(ref))
+
+
+def _mp_score(tg: SphereTarget, y: np.ndarray, t: float):
+    """Independent 30-digit score: (lambda R I_{nu+1}(z)/I_nu(z) y_par/|y_par| - y)/sigma^2, all in mpmath, and
+    the radial derivative of the mpmath log-density by mpmath's numerical differentiation."""
+    lam = mp.e ** (-mp.mpf(t))
+    s2 = 1 - mp.e ** (-2 * mp.mpf(t))
+    R, nu, k = mp.mpf(tg.R), mp.mpf(tg.k - 1) / 2, tg.k
+    yp = [mp.mpf(float(v)) for v in y]
+    rho = mp.sqrt(sum(v * v for v in yp[: k + 1]))
+    z = lam * R * rho / s2
+    ratio = mp.besseli(nu + 1, z) / mp.besseli(nu, z)
+    score = [(lam * R * ratio * v / rho - v) / s2 for v in yp[: k + 1]] + [-v / s2 for v in yp[k + 1:]]
+
+    def logp_radial(r):  # the rho-dependent part of log p_t, written from the vMF integral
+        zr = lam * R * r / s2
+        return -r * r / (2 * s2) + nu * mp.log(2 / zr) + mp.log(mp.besseli(nu, zr))
+    dlog = mp.diff(logp_radial, rho)
+    return score, dlog, rho, s2, lam
+
+
+CASES = [(1, 2, 0.3), (1, 16, 1e-6), (2, 3, 5.0), (2, 256, 1e-6), (2, 256, 5.0), (1, 256, 0.05), (7, 64, 1e-3),
+         (2, 16, 1e-4)]
+
+
+@pytest.mark.parametrize("k,d,t", CASES)
+def test_score_against_mpmath(k, d, t):
+    """Score and denoiser against the 30-digit oracle; tolerance from the conditioning of (lambda D - y)/sigma^2:
+    |err| <= ((2(k+1) + 16) u (|y| + lambda R) + 32 u lambda R)/sigma^2 (the norm of y_par, sigma^2, lambda, one
+    rounding per operation, and the ratio's 32 u)."""
+    rng = np.random.default_rng(hash((k, d)) % 2**32)
+    tg = SphereTarget(k, d, R=1.3)
+    lam, s2 = math.exp(-t), -math.expm1(-2 * t)
+    u = rng.standard_normal((4, k + 1))
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    y = math.sqrt(s2) * rng.standard_normal((4, d))
+    y[:, : k + 1] += lam * tg.R * u
+    y[3] *= 0.01  # a point near the centre (small z)
+    s = tg.score(y, t)
+    for i in range(y.shape[0]):
+        ref, dlog, rho, s2m, lamm = _mp_score(tg, y[i], t)
+        tol = ((2 * (k + 1) + 16) * U * (np.linalg.norm(y[i]) + lam * tg.R) + 32 * U * lam * tg.R) / s2
+        err = max(abs(float(a - b)) for a, b in zip(s[i], ref))
+        assert err <= tol, (k, d, t, i, err, tol)
+        # the radial component against the derivative of the independent log-density (mpmath diff, 30 digits)
+        radial = float(np.dot(s[i, : k + 1], y[i, : k + 1]) / np.linalg.norm(y[i, : k + 1]))
+        assert abs(radial - float(dlog)) <= tol * math.sqrt(k + 1) + 1e-20 * abs(float(dlog)), (k, d, t, i)
+
+
+def test_score_is_gradient_of_log_density():
+    """Central differences of the package's own log-density (h = 1e-6 sigma) agree with its score to the
+    truncation h^2 |d^3 log p|/6 <~ 1e-12/sigma plus rounding u |log p|/h."""
+    tg = SphereTarget(2, 8)
+    rng = np.random.default_rng(3)
+    for t in (0.01, 0.5, 3.0):
+        lam, s2 = math.exp(-t), -math.expm1(-2 * t)
+        sig = math.sqrt(s2)
+        y = sig * rng.standard_normal((3, 8))
+        y[:, 0] += lam
+        h = 1e-6 * sig
+        for i in range(3):
+            lp = float(np.abs(tg.log_density(y[i:i + 1], t))[0])
+            for j in range(8):
+                e = np.zeros(8)
+                e[j] = h
+                fd = (tg.log_density(y[i:i + 1] + e, t)[0] - tg.log_density(y[i:i + 1] - e, t)[0]) / (2 * h)
+                tol = 1e-10 / sig + 4 * U * (lp + 10) / h
+                assert abs(fd - tg.score(y[i:i + 1], t)[0, j]) <= tol
+
+
+def test_denoiser_norm_and_small_t_limit():
+    rng = np.random.default_rng(1)
+    for k, d in [(1, 5), (2, 256)]:
+        tg = SphereTarget(k, d, R=2.0)
+        y = 3 * rng.standard_normal((200, d))
+        for t in (1e-8, 1e-3, 0.5, 5.0, 40.0):
+            D = tg.denoiser(y, t)
+            assert np.all(np.linalg.norm(D, axis=1) < tg.R)
+            assert np.all(D[:, k + 1:] == 0.0)
+        # t -> 0: |D - R y_par/|y_par|| = R (1 - r(z)) <= R (2 nu + 1)/(2 z) (1 + 1e-6) once z >= 1e6
+        t = 1e-10
+        lam, s2 = math.exp(-t), -math.expm1(-2 * t)
+        yp = y[:, : k + 1]
+        rho = np.linalg.norm(yp, axis=1)
+        keep = rho > 1e-3
+        z = lam * tg.R * rho / s2
+        D = tg.denoiser(y, t)[:, : k + 1]
+        gap = np.linalg.norm(D - tg.R * yp / rho[:, None], axis=1)
+        assert np.all(gap[keep] <= tg.R * k / (2 * z[keep]) * (1 + 1e-6) + 8 * U * tg.R)
+    # y_par = 0: D = 0 and the score is -y/sigma^2 exactly
+    tg = SphereTarget(2, 6)
+    y = np.zeros((1, 6))
+    y[0, 4] = 0.7
+    assert np.all(tg.denoiser(y, 0.3) == 0.0)
+    assert np.array_equal(tg.score(y, 0.3), -y / -math.expm1(-0.6))
+
+
+def test_distance_and_normal_parts():
+    tg = SphereTarget(1, 4, R=2.0)
+    x = np.array([[3.0, 0.0, 0.0, 0.0], [0.0, 0.0, 3.0, 4.0], [1.2, 1.6, 0.0, 0.0]])
+    assert np.allclose(tg.distance(x), [1.0, math.hypot(2.0, 5.0), 0.0], rtol=0, atol=4 * U * 5)
+    e, p = tg.normal_parts(x)
+    assert np.allclose(e, [1.0, -2.0, 0.0], atol=8 * U) and np.allclose(p, [0.0, 5.0, 0.0])
+
+
+def test_sampler_runs_and_ends_near_sphere():
+    """DDIM on S^2 in R^256: the perpendicular block is A z_perp exactly (rounding), the radius follows the
+    radial recursion within its propagated bound."""
+    tg = SphereTarget(2, 256)
+    grid = time_grid("geometric", T=5.0, delta=1e-4, kappa=0.1)
+    z = np.random.default_rng(0).standard_normal((50, 256))
+    y = sample(tg, "ddim", grid=grid, n=50, x_init=z)
+    rho0 = np.linalg.norm(z[:, :3], axis=1)
+    rho, err = radial_recursion("ddim", grid, rho0, 1.0, 0.5, 2)
+    dev = np.linalg.norm(y[:, :3] - (rho / rho0)[:, None] * z[:, :3], axis=1)
+    assert np.all(dev <= err)
+    A = point_mass_law("ddim", grid).A
+    N = grid.size - 1
+    tau = 8 * N * U * (np.max(np.abs(y[:, 3:])) + np.max(np.abs(z[:, 3:]))) * (1 + A)
+    assert np.max(np.abs(y[:, 3:] - A * z[:, 3:])) <= tau
+    # hence the distance is sqrt((rho_N - R)^2 + A^2 |z_perp|^2): about sigma_delta sqrt(d - k), not sigma_delta
+    law = np.hypot(rho - 1.0, A * np.linalg.norm(z[:, 3:], axis=1))
+    assert np.all(np.abs(tg.distance(y) - law) <= err + tau * math.sqrt(253))
+
+
+def test_median_lower_quantile():
+    from scipy.stats import binom
+    beta = median_lower_quantile(401, 1e-6)
+    assert binom.sf(200, 401, beta) <= 1e-6 < binom.sf(200, 401, beta * (1 + 1e-6))
+
+
+@pytest.mark.parametrize("kwargs,name", [({"k": 0, "d": 3}, "k"), ({"k": 1.5, "d": 3}, "k"), ({"k": 2, "d": 2}, "d"),
+                                         ({"k": 1, "d": 257}, "d"), ({"k": 1, "d": 3, "R": 0.0}, "R"),
+                                         ({"k": 1, "d": 3, "R": float("nan")}, "R"), ({"k": 1, "d": 3, "R": "1"}, "R")])
+def test_bad_constructor_arguments(kwargs, name):
+    with pytest.raises(ValueError, match=f"^{name}:"):
+        SphereTarget(**kwargs)
+
+
+def test_bad_call_arguments():
+    tg = SphereTarget(1, 3)
+    with pytest.raises(ValueError, match="^x:"):
+        tg.score(np.zeros((2, 4)), 0.5)
+    with pytest.raises(ValueError, match="^x:"):
+        tg.denoiser(np.full((1, 3), np.nan), 0.5)
+    for t in (0.0, -1.0, float("inf")):
+        with pytest.raises(ValueError, match="^t:"):
+            tg.score(np.zeros((1, 3)), t)
+    with pytest.raises(ValueError, match="^y:"):
+        tg.guidance_vector(np.zeros((1, 3)), 0.5, 1)
+    with pytest.raises(ValueError, match="^nu:"):
+        bessel_ratio(-0.5, 1.0)
+    with pytest.raises(ValueError, match="^nu:"):
+        bessel_ratio(200.0, 1.0)
+    with pytest.raises(ValueError, match="^z:"):
+        bessel_ratio(0.5, -1.0)
+    with pytest.raises(ValueError, match="^z:"):
+        bessel_ratio(0.5, [1.0, float("nan")])
+    with pytest.raises(ValueError, match="^method:"):
+        radial_recursion("ddpm", np.array([1.0, 0.5]), np.ones(2), 1.0, 0.0, 1)
