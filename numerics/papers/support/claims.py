@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.stats import binom, chi, kstest, kstwo, rice
+from scipy.stats import binom, chi, rice
 
 from numerics.checks.claim import Context, Measurement, claim
 from numerics.checks.plots import line_through
@@ -42,7 +42,7 @@ from numerics.papers.support import _figures as F
 from numerics.papers.support.experiments import (AUTHORS_ODE, AUTHORS_SDE, METHODS, experiment,
                                                  run_deltas)
 from numerics.papers.support.spheres import CONTROLS as SPHERE_CONTROLS, sphere_measurements
-from numerics.papers.support.sweeps import SWEEP_ETA, SWEEP_METHODS, point_mass_law, sweep_grid
+from numerics.papers.support.sweeps import SWEEP_ETA, SWEEP_METHODS, ks_ratio, point_mass_law, sweep_grid
 from numerics.papers.support.region_targets import Box, Disk, Lens, RegionMixture, Sphere, three_disks, two_crescents
 from numerics.samplers import sample
 from numerics.schedule import alpha_sigma2
@@ -1326,12 +1326,6 @@ def _buggy_line_target(gm: GaussianMixture, grid: np.ndarray, bug: str | None):
     raise ValueError(f"bug: unknown {bug!r}")
 
 
-def _ks_ratio(z: np.ndarray, alpha: float) -> float:
-    """Kolmogorov-Smirnov statistic of ``z`` against N(0, 1) over its critical value at level ``alpha`` (exact
-    finite-m law, scipy.stats.kstwo): > 1 rejects."""
-    return float(kstest(z, "norm").statistic / kstwo.isf(alpha, z.size))
-
-
 @claim(
     id="support.sampler_laws",
     paper="support",
@@ -1392,7 +1386,7 @@ def sampler_laws(ctx: Context) -> list[Measurement]:
                                seed=ctx.sub_seed + 7919 * len(out) + 104729 * j + 13 * deltas.index(delta))
                     yp = y[:, 1:]
                     if stochastic:
-                        worst = max(worst, _ks_ratio(((yp - law.B * c) / law.radius).ravel(), alpha / J))
+                        worst = max(worst, ks_ratio(((yp - law.B * c) / law.radius).ravel(), alpha / J))
                     else:
                         tau = 8 * (grid.size - 1) * U * (np.max(np.abs(yp)) + np.max(np.abs(z)) + np.max(np.abs(c))) \
                             * (1 + law.A)

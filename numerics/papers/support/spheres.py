@@ -54,13 +54,12 @@ import math
 
 import numpy as np
 from scipy.special import gammaln, ive
-
-from scipy.stats import binom, chi, chi2, kstest, kstwo
+from scipy.stats import binom, chi, chi2
 
 from numerics.checks.claim import Measurement
 from numerics.constants import UNIT_ROUNDOFF as U
 from numerics.grids import time_grid
-from numerics.papers.support.sweeps import point_mass_law, point_mass_step
+from numerics.papers.support.sweeps import ks_ratio, point_mass_law, point_mass_step
 from numerics.samplers import sample
 from numerics.schedule import alpha_sigma2
 from numerics.stats import ENSEMBLE_LEVEL
@@ -414,9 +413,6 @@ def median_lower_quantile(n: int, alpha: float) -> float:
     return lo
 
 
-def _ks_ratio(z: np.ndarray, alpha: float) -> float:
-    """KS statistic of ``z`` against N(0, 1) over its exact critical value at level ``alpha`` (> 1 rejects)."""
-    return float(kstest(z, "norm").statistic / kstwo.isf(alpha, z.size))
 
 
 def sphere_measurements(ctx) -> list[Measurement]:
@@ -479,7 +475,7 @@ def sphere_measurements(ctx) -> list[Measurement]:
                     scale = sig * math.sqrt(d - k)
                     med = float(np.median(dist))
                     if stochastic:
-                        worst_perp = max(worst_perp, _ks_ratio((yperp / r).ravel(), alpha / J))
+                        worst_perp = max(worst_perp, ks_ratio((yperp / r).ravel(), alpha / J))
                         beta = median_lower_quantile(n, alpha / J)
                         lower = r * float(chi.ppf(beta, d - k - 1))
                         min_lower = min(min_lower, med / lower)

@@ -43,11 +43,13 @@ import math
 from typing import NamedTuple
 
 import numpy as np
+from scipy.stats import kstest, kstwo
 
 from numerics.grids import time_grid
 from numerics.validate import check_choice
 
-__all__ = ["SWEEP_METHODS", "GRID_KINDS", "point_mass_step", "PointMassLaw", "point_mass_law", "sweep_grid"]
+__all__ = ["SWEEP_METHODS", "GRID_KINDS", "point_mass_step", "PointMassLaw", "point_mass_law", "sweep_grid",
+           "ks_ratio"]
 
 #: Every method of the package the sweeps run (``ddim_eta`` at an intermediate eta, :data:`SWEEP_ETA`).
 SWEEP_METHODS: tuple[str, ...] = ("ddim", "dpm_solver_2", "ei_ode", "euler", "ddpm", "ddim_eta", "ei_sde",
@@ -111,3 +113,9 @@ def sweep_grid(kind: str, delta: float, kappa: float, n: int, T: float = 5.0) ->
     if kind == "geometric":
         return time_grid("geometric", T=T, delta=delta, kappa=kappa)
     return time_grid(kind, T=T, delta=delta, n=n)
+
+
+def ks_ratio(z: np.ndarray, alpha: float) -> float:
+    """Kolmogorov-Smirnov statistic of ``z`` against N(0, 1) over its critical value at level ``alpha`` (the
+    exact finite-m law, ``scipy.stats.kstwo``): > 1 rejects the law at level ``alpha``."""
+    return float(kstest(z, "norm").statistic / kstwo.isf(alpha, z.size))
