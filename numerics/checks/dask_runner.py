@@ -54,11 +54,13 @@ def thread_env(n_workers: int, cores: int | None = None) -> dict[str, str]:
 
 def local_cluster(n_workers: int) -> Any:
     """A ``distributed.LocalCluster`` of ``n_workers`` single-threaded worker processes with their
-    thread pools pinned (:func:`thread_env`); the caller closes it."""
+    thread pools pinned (:func:`thread_env`); the caller closes it.  The dashboard binds a free port
+    (``":0"``): ``dashboard_address=None`` does not disable it (dask/distributed#8136) and then warns
+    whenever port 8787 is taken, e.g. by a second run side by side."""
     from distributed import LocalCluster
 
     return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                        dashboard_address=None, env=thread_env(n_workers))
+                        dashboard_address=":0", env=thread_env(n_workers))
 
 
 def call(claim: Claim, profile: str, seed: int, control: str | None) -> R._Outcome:
