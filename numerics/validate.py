@@ -218,7 +218,10 @@ def check_label(y, n_classes: int | None, name: str = "y") -> int:
 
 def check_labels(labels, K: int, name: str = "labels") -> tuple[np.ndarray, int]:
     """``K`` class labels covering ``0..C-1`` (integers, or floats with integer values); returns ``(int64 array, C)``."""
-    lab = np.asarray(labels)
+    try:
+        lab = np.asarray(labels)
+    except ValueError:  # a ragged list
+        raise ValueError(f"{name}: expected shape ({K},), got a ragged sequence") from None
     if lab.shape != (K,):
         raise ValueError(f"{name}: expected shape ({K},), got {lab.shape}")
     if lab.dtype == bool or not (np.issubdtype(lab.dtype, np.integer) or np.issubdtype(lab.dtype, np.floating)):

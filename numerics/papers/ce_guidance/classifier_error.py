@@ -44,7 +44,7 @@ from numerics.mixture import GaussianMixture
 from numerics.quadrature import gauss_hermite_normal
 from numerics.schedule import alpha_sigma2
 from numerics.stats import mean_ci
-from numerics.validate import as_float_array, check_int, check_positive, check_time
+from numerics.validate import as_float_array, check_int, check_positive, check_real, check_real_values, check_time
 
 __all__ = [
     "SettingG", "Ripple", "FourierFeatures", "ErrorEstimate", "MCErrors",
@@ -189,7 +189,8 @@ class SettingG:
 
     def __init__(self, mu, t):
         self.mu = as_float_array(mu, "mu", 1)
-        self.m = float(np.linalg.norm(self.mu))
+        with np.errstate(over="ignore"):
+            self.m = float(np.linalg.norm(self.mu))
         if self.m == 0.0:
             raise ValueError("mu: must be non-zero")
         self.t = check_time(t)
@@ -197,6 +198,10 @@ class SettingG:
         self.alpha = math.exp(-self.t)
         self.unit = self.mu / self.m
         self.grad_f_norm = 2.0 * self.alpha * self.m
+        # the certificates and the ripple expansion use ||grad f||^2
+        if not (math.isfinite(self.m) and math.isfinite(float(np.float64(self.grad_f_norm) ** 2))):
+            raise ValueError(f"mu: too large: ||grad f||^2 = (2 alpha_t |mu|)^2 overflows float64 (|mu| = {self.m:.3g}, "
+                             f"t={self.t!r})")
 
     def mixture(self) -> GaussianMixture:
         eye = np.eye(self.d)
@@ -328,7 +333,15 @@ def _ripple_expansion(setting: SettingG, dl: float, om: float, k: int) -> Ripple
 # --------------------------------------------------------------------------- generic formulas
 def perturbed_log_posterior(log_p, delta):
     r""":math:`\log\hat p = \log\mathrm{softmax}(\log p + \delta)`, row-wise; ``(N, C)``."""
-    z = as_float_array(log_p, "log_p", 2) + as_float_array(delta, "delta", 2)
+    lp, dl = as_float_array(log_p, "log_p", 2), as_float_array(delta, "delta", 2)
+    if lp.shape[1] == 0:
+        raise ValueError(f"log_p: needs at least one class, got shape {lp.shape}")
+    if dl.shape != lp.shape:
+        raise ValueError(f"delta: expected the shape of log_p {lp.shape}, got {dl.shape}")
+    with np.errstate(over="ignore"):
+        z = lp + dl
+    if not np.all(np.isfinite(z)):
+        raise ValueError("delta: log_p + delta overflows float64 (|delta| too large)")
     m = z.max(axis=1, keepdims=True)
     return z - (m + np.log(np.exp(z - m).sum(axis=1, keepdims=True)))
 
@@ -339,9 +352,17 @@ def perturbed_guidance(g, grad_delta, log_p_hat):
     gd = as_float_array(grad_delta, "grad_delta", 3)
     if gd.shape != g.shape:
         raise ValueError(f"grad_delta: expected shape {g.shape}, got {gd.shape}")
-    ph = np.exp(as_float_array(log_p_hat, "log_p_hat", 2))
-    tot = g + gd
-    return tot - np.einsum("nc,ncd->nd", ph, tot)[:, None, :]
+    lph = as_float_array(log_p_hat, "log_p_hat", 2)
+    if lph.shape != g.shape[:2]:
+        raise ValueError(f"log_p_hat: expected shape {g.shape[:2]} (the (N, C) of g), got {lph.shape}")
+    ph = np.exp(lph)
+    with np.errstate(over="ignore", invalid="ignore"):
+        tot = g + gd
+        out = tot - np.einsum("nc,ncd->nd", ph, tot)[:, None, :]
+    if not np.all(np.isfinite(out)):
+        raise ValueError("g: the perturbed guidance g + grad_delta - E[g + grad_delta] overflows float64 "
+                         "(g or grad_delta too large)")
+    return out
 
 
 # --------------------------------------------------------------------------- quadrature in setting G
@@ -368,6 +389,23 @@ def ripple_integrands(f, h, gf, dh_par, dh_perp, y, w=1.0):
     squared error of ``w`` times the learned guidance against the true one, label-averaged (``y`` None) or of
     class ``y`` (+1 / -1).
     """
+    f, h, gf, dh_par, dh_perp = (check_real_values(v, name) for v, name in
+                                 ((f, "f"), (h, "h"), (gf, "gf"), (dh_par, "dh_par"), (dh_perp, "dh_perp")))
+    w = check_real(w, "w")
+    if y not in (None, 1, -1):
+        raise ValueError(f"y: must be None, +1 or -1, got {y!r}")
+    with np.errstate(over="ignore", invalid="ignore"):
+        kl, err = _ripple_integrands(f, h, gf, dh_par, dh_perp, y, w)
+    if not np.all(np.isfinite(kl)):
+        raise ValueError("f, h: the conditional KL overflows float64 (|f| or |h| too large)")
+    if not np.all(np.isfinite(err)):
+        raise ValueError("gf, dh_par, dh_perp: the squared guidance error overflows float64 (|grad f| or |grad h| too "
+                         "large)")
+    return kl, err
+
+
+def _ripple_integrands(f, h, gf, dh_par, dh_perp, y, w):
+    """:func:`ripple_integrands` for validated arrays."""
     lp, lph = log_expit(f), log_expit(f + h)
     lq, lqh = log_expit(-f), log_expit(-f - h)
     p, q, ph, qh = np.exp(lp), np.exp(lq), np.exp(lph), np.exp(lqh)
@@ -419,14 +457,28 @@ def errors_quadrature(setting: SettingG, ripple: Ripple, y: int | None = None, n
     w = _pos(guidance_scale, "guidance_scale", allow_zero=True)
     u = ripple.U[0]
     c = float(u @ setting.unit)
-    kappa = float(logit_scale) - 1.0
+    kappa = check_real(logit_scale, "logit_scale") - 1.0
     if abs(c) < 1e-12:
-        return _quad_perp(setting, ripple, y, n_s, n_v, w, kappa)
-    if kappa != 0.0:
+        run = lambda: _quad_perp(setting, ripple, y, n_s, n_v, w, kappa)  # noqa: E731
+    elif kappa != 0.0:
         raise ValueError("logit_scale: supported for ripples orthogonal to mu only")
-    if abs(abs(c) - 1.0) < 1e-12:
-        return _quad_par(setting, ripple, y, c, n_v, w)
-    raise ValueError("ripple: direction must be orthogonal or parallel to mu for quadrature (use errors_monte_carlo)")
+    elif abs(abs(c) - 1.0) < 1e-12:
+        run = lambda: _quad_par(setting, ripple, y, c, n_v, w)  # noqa: E731
+    else:
+        raise ValueError("ripple: direction must be orthogonal or parallel to mu for quadrature (use errors_monte_carlo)")
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = run()
+    except OverflowError:
+        out = None
+    except ValueError as exc:  # the integrands' own overflow check
+        if not str(exc).startswith(("f, h:", "gf, dh_par, dh_perp:")):
+            raise
+        out = None
+    if out is None or not all(math.isfinite(v) for v in (out.kl, out.mse, out.kl_err, out.mse_err)):
+        raise ValueError(f"ripple: the KL or MSE quadrature overflows float64 (delta={ripple.delta!r}, "
+                         f"omega={ripple.omega!r}, guidance_scale={w!r}, logit_scale={logit_scale!r} too large)")
+    return out
 
 
 def _centres(setting, y):

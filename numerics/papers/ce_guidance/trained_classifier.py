@@ -239,7 +239,10 @@ class LogisticClassifier:
         X = _x(x, self.d)
         max_iter = check_int(max_iter, "max_iter", 1, 10**6)
         tol = check_positive(tol, "tol", allow_zero=True)
-        Y = np.asarray(y)
+        try:
+            Y = np.asarray(y)
+        except ValueError:  # a ragged list
+            raise ValueError(f"y: expected shape ({X.shape[0]},), got a ragged sequence") from None
         if Y.ndim != 1 or Y.shape[0] != X.shape[0]:
             raise ValueError(f"y: expected shape ({X.shape[0]},), got {Y.shape}")
         if not np.all((Y == 0) | (Y == 1)):
@@ -495,9 +498,18 @@ def errors_quadrature_2d(gm: GaussianMixture, t, clf: LogisticClassifier, n: int
         mse = np.sum(p * np.sum((gh - g) ** 2, axis=2), axis=1)
         return float(w @ kl), float(w @ mse)
 
-    kl, mse = run(n)
-    kl2, mse2 = run(n // 2)
-    return ErrorEstimate(kl, mse, abs(kl - kl2), abs(mse - mse2))
+    with np.errstate(over="ignore", invalid="ignore"):
+        kl, mse = run(n)
+        kl2, mse2 = run(n // 2)
+    out = ErrorEstimate(kl, mse, abs(kl - kl2), abs(mse - mse2))
+    _check_quad_finite((kl, mse, kl2, mse2), t)
+    return out
+
+
+def _check_quad_finite(values, t) -> None:
+    if not all(math.isfinite(v) for v in values):
+        raise ValueError(f"t: the quadrature overflows float64 at t={t!r} (t too small: the guidance grows like "
+                         "1/sigma_t^2)")
 
 
 class IBPCheck(NamedTuple):
@@ -547,8 +559,10 @@ abla r_y` from the
             rhs += float(w @ (p[:, y] * (-r[:, y] * lap_r - r[:, y] * np.sum(s_y * grad_r, axis=1))))
         return lhs, rhs
 
-    a, b = run(n)
-    coarse = [run(m) for m in (n // 2, (3 * n) // 4)]
+    with np.errstate(over="ignore", invalid="ignore"):
+        a, b = run(n)
+        coarse = [run(m) for m in (n // 2, (3 * n) // 4)]
+    _check_quad_finite((a, b) + coarse[0] + coarse[1], t)
     return IBPCheck(a, b, max(abs((a - b) - (a2 - b2)) for a2, b2 in coarse))
 
 
@@ -566,7 +580,9 @@ def score_fourth_moment(gm: GaussianMixture, t, n: int = 64) -> tuple[float, flo
             tot += float(w[sel] @ np.sum(sc**2, axis=1) ** 2)
         return math.sqrt(tot)
 
-    s4, s4h = run(n), run(n // 2)
+    with np.errstate(over="ignore", invalid="ignore"):
+        s4, s4h = run(n), run(n // 2)
+    _check_quad_finite((s4, s4h), t)
     return s4, abs(s4 - s4h)
 
 

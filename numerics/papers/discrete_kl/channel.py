@@ -482,9 +482,18 @@ def _mmse_q(target: ChannelTarget, t: float, n: int) -> float:
     return float(np.dot(w, np.trace(cov, axis1=1, axis2=2)))
 
 
+def _logdet_eye_plus(t: float, S: np.ndarray) -> float:
+    """:math:`\\log\\det(I + tS)`; where ``I + tS`` overflows, :math:`d\\log t + \\log\\det(I/t + S)`."""
+    eye = np.eye(S.shape[0])
+    with np.errstate(over="ignore", invalid="ignore"):
+        ld = np.linalg.slogdet(eye + t * S)[1]
+    if not np.isfinite(ld):
+        ld = S.shape[0] * math.log(t) + np.linalg.slogdet(eye / t + S)[1]
+    return ld
+
+
 def _mi_q(target: ChannelTarget, t: float, n: int) -> float:
-    eye = np.eye(target.d)
-    cond = sum(0.5 * target.weights[j] * np.linalg.slogdet(eye + t * target.covs[j])[1] for j in range(target.K))
+    cond = sum(0.5 * target.weights[j] * _logdet_eye_plus(t, target.covs[j]) for j in range(target.K))
     if target.K == 1:
         return float(cond)
     y, w, comp = target.nodes(t, n)
@@ -511,8 +520,11 @@ def mmse(target: ChannelTarget, t, nodes: int = DEFAULT_NODES, err: bool = False
     """
     target = _check_target(target)
     nodes = _check_nodes(nodes)
-    if np.ndim(t) > 0:
-        res = [mmse(target, float(tt), nodes, err) for tt in np.asarray(t, dtype=float)]
+    if isinstance(t, (list, tuple)) or (isinstance(t, np.ndarray) and t.ndim > 0):
+        ts = check_time_values(t, "t")
+        if ts.ndim != 1:
+            raise ValueError(f"t: must be a number or a 1-D array of times, got shape {ts.shape}")
+        res = [mmse(target, float(tt), nodes, err) for tt in ts]
         return (np.array([r[0] for r in res]), np.array([r[1] for r in res])) if err else np.array(res)
     t = _check_snr(t)
     if t == 0.0:
@@ -596,14 +608,23 @@ def riemann_terms(target: ChannelTarget, ts, nodes: int = DEFAULT_NODES, rule: s
     if rule not in ("left", "right", "mid"):
         raise ValueError(f"rule: must be 'left', 'right' or 'mid', got {rule!r}")
     pts = {"left": ts[:-1], "right": ts[1:], "mid": 0.5 * (ts[:-1] + ts[1:])}[rule]
-    M, eM = mmse(target, pts, nodes, err=True)
-    Iv = [mutual_info(target, float(tt), nodes, err=True) for tt in ts]
+    with _times_from("ts"):
+        M, eM = mmse(target, pts, nodes, err=True)
+        Iv = [mutual_info(target, float(tt), nodes, err=True) for tt in ts]
     I = np.array([v[0] for v in Iv])
     eI = np.array([v[1] for v in Iv])
     d = np.diff(ts)
-    gaps = 0.5 * d * M - np.diff(I)
-    errs = 0.5 * d * eM + eI[1:] + eI[:-1]
+    with np.errstate(over="ignore", invalid="ignore"):
+        gaps = 0.5 * d * M - np.diff(I)
+        errs = 0.5 * d * eM + eI[1:] + eI[:-1]
+    _check_gap_finite(gaps, errs, ts)
     return gaps, errs
+
+
+def _check_gap_finite(value, err, ts) -> None:
+    if not (np.all(np.isfinite(value)) and np.all(np.isfinite(err))):
+        raise ValueError(f"ts: the Riemann gap overflows float64 (steps up to {float(np.max(np.diff(ts))):.3g} "
+                         "too large)")
 
 
 def riemann_gap(target: ChannelTarget, ts, nodes: int = DEFAULT_NODES, err: bool = False, rule: str = "left"):
@@ -619,11 +640,18 @@ def riemann_gap(target: ChannelTarget, ts, nodes: int = DEFAULT_NODES, err: bool
     if pts is None:
         raise ValueError(f"rule: must be 'left', 'right' or 'mid', got {rule!r}")
     d = np.diff(ts)
-    if not err:
-        return float(0.5 * np.dot(d, mmse(target, pts, nodes)) - mutual_info(target, float(ts[-1]), nodes))
-    M, eM = mmse(target, pts, nodes, err=True)
-    I, eI = mutual_info(target, float(ts[-1]), nodes, err=True)
-    return float(0.5 * np.dot(d, M) - I), float(0.5 * np.dot(d, eM) + eI)
+    with _times_from("ts"):
+        if not err:
+            with np.errstate(over="ignore", invalid="ignore"):
+                out = float(0.5 * np.dot(d, mmse(target, pts, nodes)) - mutual_info(target, float(ts[-1]), nodes))
+            _check_gap_finite(out, 0.0, ts)
+            return out
+        M, eM = mmse(target, pts, nodes, err=True)
+        I, eI = mutual_info(target, float(ts[-1]), nodes, err=True)
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = float(0.5 * np.dot(d, M) - I), float(0.5 * np.dot(d, eM) + eI)
+    _check_gap_finite(out[0], out[1], ts)
+    return out
 
 
 def expected_estimation_error(target: ChannelTarget, ts, f: Callable, nodes: int = DEFAULT_NODES) -> np.ndarray:
@@ -656,11 +684,22 @@ def two_point(mean: np.ndarray, var: np.ndarray, mu3: np.ndarray) -> TwoPointLaw
     var = np.maximum(var, 0.0)
     sd = np.sqrt(var)
     tiny = sd <= 1e-150
-    gamma = np.where(tiny, 0.0, mu3 / np.where(tiny, 1.0, sd**3))
+    sd1 = np.where(tiny, 1.0, sd)
+    with np.errstate(over="ignore", under="ignore"):
+        sd3 = sd1**3
+        # sd**3 underflows below sd ~ 1e-100: divide by sd three times there; a skewness beyond float64 is
+        # inf here and clipped below
+        gamma = np.where(tiny, 0.0, np.where(sd3 < 1e-300, mu3 / sd1 / sd1 / sd1, mu3 / sd3))
+    # |gamma| > 1e150 gives p < 1e-300 (or 1 - p < 1e-300), clipped below anyway; clipping gamma keeps gamma**2 finite
+    gamma = np.clip(gamma, -1e150, 1e150)
     p = 0.5 * (1.0 - gamma / np.sqrt(gamma * gamma + 4.0))
     p = np.clip(p, 1e-300, 1.0 - 1e-16)
-    a = mean + sd * np.sqrt((1.0 - p) / p)
-    b = mean - sd * np.sqrt(p / (1.0 - p))
+    with np.errstate(over="ignore", invalid="ignore"):
+        a = mean + sd * np.sqrt((1.0 - p) / p)
+        b = mean - sd * np.sqrt(p / (1.0 - p))
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        raise ValueError("mean: a point of the two-point law, mean + sd * sqrt((1 - p) / p) or "
+                         "mean - sd * sqrt(p / (1 - p)), overflows float64 (|mean| too close to the float64 limit)")
     return TwoPointLaw(a, b, p)
 
 
@@ -686,7 +725,11 @@ def step_kl(target: ChannelTarget, t_prev: float, delta: float, f: Callable | No
     inner_nodes = nodes if inner_nodes is None else _check_nodes(inner_nodes)
     if target.K == 1 and f is None and moment == 1 and noise_var is None and (target.d > 1 or closed_form):
         S = target.gains(t_prev)[0]
-        return 0.5 * float(delta * np.trace(S) - np.linalg.slogdet(np.eye(target.d) + delta * S)[1])
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = 0.5 * float(delta * np.trace(S) - _logdet_eye_plus(delta, S))
+        if not math.isfinite(out):
+            raise ValueError(f"delta: the step KL overflows float64 (t_prev={t_prev!r}, delta={delta!r}): step too large")
+        return out
     if target.d != 1:
         raise ValueError("target: the nested-quadrature path KL supports d = 1 (Gaussian targets any d)")
     y, wy, _ = target.nodes(t_prev, nodes)
@@ -730,9 +773,26 @@ def path_kl_chain(target: ChannelTarget, ts, f: Callable | None = None, moment: 
     """
     ts = validate_schedule(ts)
     nv = (lambda dd: None) if noise_var is None else noise_var
-    terms = np.array([step_kl(target, float(ts[k - 1]), float(ts[k] - ts[k - 1]), f, moment, nodes, inner_nodes,
-                              closed_form, match_skew, nv(float(ts[k] - ts[k - 1]))) for k in range(1, ts.size)])
+    with _times_from("ts", ("t", "t_prev", "delta")):
+        terms = np.array([step_kl(target, float(ts[k - 1]), float(ts[k] - ts[k - 1]), f, moment, nodes, inner_nodes,
+                                  closed_form, match_skew, nv(float(ts[k] - ts[k - 1]))) for k in range(1, ts.size)])
     return terms if per_step else float(terms.sum())
+
+
+class _times_from:
+    """Context: a ValueError naming a time (``t``, or the ``names`` given) of a schedule is re-raised naming the
+    schedule argument ``arg`` (the times are derived from it), the original message kept."""
+
+    def __init__(self, arg: str, names: tuple[str, ...] = ("t",)):
+        self.arg, self.names = arg, names
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if kind is ValueError and str(exc).split(":", 1)[0] in self.names:
+            raise ValueError(f"{self.arg}: {exc}") from None
+        return False
 
 
 # ---------------------------------------------------------------------------------------------- Gaussian paths
@@ -804,7 +864,13 @@ def gaussian_path_kl(target: ChannelTarget, ts, f: Callable | None = None,
         m = B @ m + dk * c
         ms[k] = m
     from scipy.linalg import solve_triangular
-    Lp = np.linalg.cholesky(Pc)
+    if not (np.all(np.isfinite(Pc)) and np.all(np.isfinite(L)) and np.all(np.isfinite(ms))):
+        raise ValueError(f"ts: the path laws overflow float64 (times up to {float(ts[-1]):.3g} too large)")
+    try:
+        Lp = np.linalg.cholesky(Pc)
+    except np.linalg.LinAlgError:
+        raise ValueError("ts: the covariance of the comparison path is not numerically positive definite "
+                         "(times too close together or too large)") from None
     A = solve_triangular(L, Lp, lower=True)
     r = solve_triangular(L, ms.reshape(-1) - Pm, lower=True)
     logdet = 2.0 * float(np.sum(np.log(np.diag(L))) - np.sum(np.log(np.diag(Lp))))

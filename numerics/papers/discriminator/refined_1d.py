@@ -54,11 +54,16 @@ def _pos_int(value, name: str, minimum: int = 1) -> int:
     return check_int(value, name, low=minimum, high=MAX_SIZE)
 
 
+#: Largest number of time steps of :func:`sde_endpoint` / :func:`ode_endpoint` (each step evaluates the field in
+#: Python a few times: this bounds their run time to minutes; the claims use a few thousand).
+MAX_STEPS = 10**6
+
+
 def _n_steps(span: float, dtau: float) -> int:
-    """``ceil(span / dtau)`` (at least 1) time steps, refused (naming ``dtau``) beyond :data:`MAX_SIZE`."""
+    """``ceil(span / dtau)`` (at least 1) time steps, refused (naming ``dtau``) beyond :data:`MAX_STEPS`."""
     n = span / dtau
-    if not n <= MAX_SIZE:
-        raise ValueError(f"dtau: {span!r}/{dtau!r} needs {n:.3g} time steps, more than {MAX_SIZE}")
+    if not n <= MAX_STEPS:
+        raise ValueError(f"dtau: {span!r}/{dtau!r} needs {n:.3g} time steps, more than {MAX_STEPS}")
     return max(1, int(math.ceil(n)))
 
 
@@ -141,22 +146,42 @@ class Mixture1D:
     def _comp(self, x, t):
         w, m, v = self.marginal(t)
         x = check_real_values(x, "x")[..., None]
-        lc = np.log(w) - 0.5 * np.log(2 * np.pi * v) - 0.5 * (x - m) ** 2 / v
+        with np.errstate(over="ignore"):
+            q = 0.5 * (x - m) ** 2 / v
+            if not np.all(np.isfinite(q)):  # (x - m)**2 overflows: square (x - m) / sqrt(v) instead
+                h = (x - m) / np.sqrt(v)
+                q = np.where(np.isfinite(q), q, 0.5 * h * h)
+        lc = np.log(w) - 0.5 * np.log(2 * np.pi * v) - q
         return x, m, v, lc
 
-    def log_density(self, x, t: float) -> np.ndarray:
+    def _log_density(self, x, t: float) -> np.ndarray:
+        """:meth:`log_density`, ``-inf`` where it is below the float64 range."""
         _, _, _, lc = self._comp(x, t)
         mx = lc.max(axis=-1, keepdims=True)
-        return (mx + np.log(np.exp(lc - mx).sum(axis=-1, keepdims=True)))[..., 0]
+        mx = np.where(np.isfinite(mx), mx, 0.0)
+        with np.errstate(divide="ignore"):
+            return (mx + np.log(np.exp(lc - mx).sum(axis=-1, keepdims=True)))[..., 0]
+
+    def log_density(self, x, t: float) -> np.ndarray:
+        out = self._log_density(x, t)
+        if not np.all(np.isfinite(out)):
+            xa = np.asarray(x, dtype=np.float64)
+            raise ValueError(f"x: log p_t(x) is below the float64 range at t={t!r} (|x| up to "
+                             f"{np.max(np.abs(xa)):.3g} too far from every component)")
+        return out
 
     def density(self, x, t: float) -> np.ndarray:
-        return np.exp(self.log_density(x, t))
+        """:math:`p_t(x)` (0 where it underflows, far from every component)."""
+        return np.exp(self._log_density(x, t))
 
     def score_and_derivative(self, x, t: float) -> tuple[np.ndarray, np.ndarray]:
         r""":math:`s = \partial_x\log p_t` and :math:`\partial_x s = \sum\pi_k(s_k^2 - 1/v_k) - s^2`."""
         w, m, v = self.marginal(t)
         xa = check_real_values(x, "x")
         s, ds = _mix_score_kernel(np.ascontiguousarray(xa.ravel()), np.log(w), m, v)
+        if not (np.all(np.isfinite(s)) and np.all(np.isfinite(ds))):
+            raise ValueError(f"x: the score is not finite at t={t!r} (|x| up to {np.max(np.abs(xa)):.3g} too large: "
+                             "(x - m)**2 overflows float64)")
         return s.reshape(xa.shape), ds.reshape(xa.shape)
 
     def score(self, x, t: float) -> np.ndarray:
@@ -255,10 +280,12 @@ def linear_field(model: Mixture1D, beta: Callable[[float], float]) -> Field:
 def empirical_field(points: np.ndarray) -> Field:
     r"""Score of the empirical marginal :math:`p^n_t = \frac1n\sum_i N(x_i e^{-t}, \sigma_t^2)` (``t > 0``):
     the refined score of the Bayes discriminator trained against a finite real set (memorisation)."""
-    pts = np.asarray(points, dtype=np.float64).ravel()
+    pts = check_real_values(points, "points").ravel()
+    if pts.size == 0:
+        raise ValueError("points: needs at least one point")
 
     def field(x, t):
-        if t <= 0:
+        if check_real(t, "t") <= 0:
             raise ValueError("t: the empirical score needs t > 0")
         emp = Mixture1D(np.full(pts.size, 1.0 / pts.size), pts, np.full(pts.size, 1e-300))
         emp.v = np.full(pts.size, 0.0)
@@ -364,6 +391,9 @@ def sde_endpoint(field: Field, start: Mixture1D, T: float = 8.0, grid: Grid1D = 
         L1 = op(max(t1, t_end))
         rho = _cn_step(rho, L0[0], L0[1], L0[2], L1[0], L1[1], L1[2], dt)
         L0 = L1
+    if not np.all(np.isfinite(rho)):
+        raise ValueError(f"dtau: the Crank-Nicolson density is not finite at t={t_end!r} (step dt={dt!r} too large "
+                         "for this field and grid)")
     return rho
 
 
@@ -409,6 +439,9 @@ def ode_endpoint(field: Field, start: Mixture1D, T: float = 8.0, grid: Grid1D = 
     dt = T / n_steps
 
     def rhs(xx, t):
+        if not np.all(np.abs(xx) <= _ODE_STATE_MAX):  # also NaN: only an unstable step gets here from a grid
+            raise ValueError(f"dtau: the PF-ODE state leaves |x| <= {_ODE_STATE_MAX:g} at t={t!r} (RK4 step dt={dt!r} "
+                             "too large for this field: unstable)")
         s, ds = field(xx, t)
         return -(xx + s), 1.0 + ds
 
@@ -422,8 +455,16 @@ def ode_endpoint(field: Field, start: Mixture1D, T: float = 8.0, grid: Grid1D = 
         k4x, k4a = rhs(xx + dt * k3x, min(t0 + dt, T))
         xx = xx + dt / 6 * (k1x + 2 * k2x + 2 * k3x + k4x)
         A = A + dt / 6 * (k1a + 2 * k2a + 2 * k3a + k4a)
+    if not (np.all(np.abs(xx) <= _ODE_STATE_MAX) and np.all(np.isfinite(A))):
+        raise ValueError(f"dtau: the PF-ODE state or log-determinant is not finite at t={T!r} (RK4 step dt={dt!r} "
+                         "too large for this field: unstable)")
     ell = start.log_density(xx, T) - A
     return OdeResult(x0, ell, float(np.sum(np.exp(ell)) * grid.dx), float(np.max(ell)))
+
+
+#: Largest |x| of a PF-ODE state in :func:`ode_endpoint` (its square stays far inside float64); started on a grid,
+#: the state only gets there through an unstable RK4 step.
+_ODE_STATE_MAX = 1e150
 
 
 #: Floor of an SDE endpoint density before a KL against it (:func:`endpoint_kl`).
@@ -473,11 +514,21 @@ def _softplus(z):
 def ce_value(data: Mixture1D, model: Mixture1D, t: float, logit: Callable, x: np.ndarray | None = None) -> float:
     r"""Two-class cross-entropy :math:`\int p_t\,\mathrm{softplus}(-d) + \hat p_t\,\mathrm{softplus}(d)\,dx`
     of the logit ``d = logit(x)`` (grid quadrature, trapezoid on a wide uniform grid)."""
-    if x is None:
-        x = np.linspace(-12, 12, 24001)
+    x = np.linspace(-12, 12, 24001) if x is None else _quad_grid(x)
     d = logit(x)
     f = data.density(x, t) * _softplus(-d) + model.density(x, t) * _softplus(d)
-    return float(np.sum(f) * (x[1] - x[0]))
+    out = float(np.sum(f) * (x[1] - x[0]))
+    if not math.isfinite(out):
+        raise ValueError(f"x: the cross-entropy on this grid is not finite at t={t!r} (grid or logit values too large)")
+    return out
+
+
+def _quad_grid(x) -> np.ndarray:
+    """A quadrature grid: 1-D, at least 2 points, strictly increasing, finite, with a finite spacing."""
+    x = check_sorted(x, "x")
+    if not math.isfinite(x[1] - x[0]):
+        raise ValueError(f"x: the grid spacing overflows float64 (x[0]={x[0]!r}, x[1]={x[1]!r})")
+    return x
 
 
 def bayes_logit(data: Mixture1D, model: Mixture1D, t: float) -> Callable:
@@ -506,10 +557,13 @@ def time_nodes(T: float, pieces=(0.0, 0.05, 0.3, 1.0, 3.0), n: int = 24):
 def fisher_gap(data: Mixture1D, field_corr: Callable, t: float, model: Mixture1D,
                x: np.ndarray | None = None) -> float:
     r""":math:`E_{p_t}|\nabla\log p_t - s_\theta - c|^2` with the correction ``c = field_corr(x, t)``."""
-    if x is None:
-        x = np.linspace(-12, 12, 12001)
+    x = np.linspace(-12, 12, 12001) if x is None else _quad_grid(x)
     r = data.score(x, t) - model.score(x, t) - field_corr(x, t)
-    return float(np.sum(data.density(x, t) * r * r) * (x[1] - x[0]))
+    out = float(np.sum(data.density(x, t) * r * r) * (x[1] - x[0]))
+    if not math.isfinite(out):
+        raise ValueError(f"x: the Fisher gap on this grid is not finite at t={t!r} (grid or correction values too "
+                         "large)")
+    return out
 
 
 def path_kl(data: Mixture1D, model: Mixture1D, correction: Callable, T: float = 8.0, n: int = 24,
@@ -648,7 +702,25 @@ def gaussian_path_kl(data: Mixture1D, model: Mixture1D, beta: Callable[[float], 
 def time_hats(t, knots: np.ndarray) -> np.ndarray:
     """Piecewise-linear hat functions on ``knots`` (increasing, 1-D) at times ``t``: shape ``(N, K)``
     (``N = 1`` for a scalar ``t``), hat ``k`` is 1 at ``knots[k]``, 0 at the other knots, constant beyond the ends."""
-    return _hats(check_real_values(t, "t"), check_sorted(knots, "knots"))
+    return _hats(_hat_times(t), check_sorted(knots, "knots"))
+
+
+def _hat_times(t) -> np.ndarray:
+    """Validated times of the hats: a real number (a 0-d array) or a 1-D array of real numbers, finite."""
+    t = check_real_values(t, "t")
+    if t.ndim > 1:
+        raise ValueError(f"t: must be a number or a 1-D array of times, got shape {t.shape}")
+    return t
+
+
+def _feature_arg(x: np.ndarray, omega: np.ndarray, phase: np.ndarray, name: str = "x") -> np.ndarray:
+    """``x[:, None] * omega + phase`` (1-D ``x``) or ``x @ omega.T + phase`` (2-D), refused where it overflows."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        arg = (x[:, None] * omega if x.ndim == 1 else x @ omega.T) + phase
+    if not np.all(np.isfinite(arg)):
+        raise ValueError(f"{name}: the feature argument omega * x + phase overflows float64 (|{name}| up to "
+                         f"{np.max(np.abs(x)):.3g} too large)")
+    return arg
 
 
 def _hats(t, knots: np.ndarray) -> np.ndarray:
@@ -679,15 +751,19 @@ class FourierLogit:
         return self.coef.size
 
     def hats(self, t) -> np.ndarray:
-        return _hats(check_real_values(t, "t"), self.knots)
+        return _hats(_hat_times(t), self.knots)
 
     def features(self, x, t, deriv: int = 0) -> np.ndarray:
         """Rows: samples; columns: (j, k) features of d (deriv=0), of dd/dx (1) or d2d/dx2 (2)."""
-        x = np.atleast_1d(np.asarray(x, dtype=np.float64))
+        x = np.atleast_1d(check_real_values(x, "x"))
+        if x.ndim != 1:
+            raise ValueError(f"x: must be a number or a 1-D array, got shape {x.shape}")
         H = self.hats(t)
         if H.shape[0] == 1 and x.size > 1:
             H = np.broadcast_to(H, (x.size, H.shape[1]))
-        arg = x[:, None] * self.omega + self.phase
+        if H.shape[0] != x.size:
+            raise ValueError(f"t: expected a scalar or {x.size} times (one per point), got {H.shape[0]}")
+        arg = _feature_arg(x, self.omega, self.phase)
         if deriv == 0:
             F = np.cos(arg)
         elif deriv == 1:
@@ -697,10 +773,11 @@ class FourierLogit:
         return (F[:, :, None] * H[:, None, :]).reshape(x.size, -1)
 
     def _eval(self, x, t, deriv: int) -> np.ndarray:
-        if np.ndim(t) == 0:  # one time: contract the time hats first (N x J work)
-            xa = np.asarray(x, dtype=np.float64)
-            c = self.coef @ self.hats(float(t))[0]
-            arg = xa.ravel()[:, None] * self.omega + self.phase
+        t = _hat_times(t)
+        if t.ndim == 0:  # one time: contract the time hats first (N x J work)
+            xa = check_real_values(x, "x")
+            c = self.coef @ _hats(t, self.knots)[0]
+            arg = _feature_arg(xa.ravel(), self.omega, self.phase)
             if deriv == 1:
                 F = -self.omega * np.sin(arg)
             else:

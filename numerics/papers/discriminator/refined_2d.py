@@ -30,11 +30,10 @@ import numpy as np
 
 from numerics.generated.integrator_coeffs import ei_sde_coeffs
 from numerics.mixture import GaussianMixture
-from numerics.papers.discriminator.refined_1d import MAX_SIZE, _hats
+from numerics.papers.discriminator.refined_1d import MAX_SIZE, _feature_arg, _hat_times, _hats
 from numerics.references.grid_density import gaussian_on_grid_2d, kl_grid_2d, propagate_2d, uniform_grid
 from numerics.schedule import alpha_sigma2
-from numerics.validate import (check_array, check_choice, check_int, check_positive, check_real, check_real_values,
-                               check_sorted)
+from numerics.validate import check_array, check_choice, check_int, check_positive, check_real, check_sorted
 
 __all__ = ["setting_g2", "FeatureLogit2D", "fit_logit_gm_2d", "fit_logit_ce_2d",
            "gm_solve_2d", "time_grid", "mixture_density_grid", "refined_chain_2d", "endpoint_kl_2d",
@@ -95,7 +94,7 @@ class FeatureLogit2D:
 
     def hats(self, t) -> np.ndarray:
         """Time hats, shape ``(N, K)`` (``N = 1`` for a scalar ``t``)."""
-        return _hats(check_real_values(t, "t"), self.knots)
+        return _hats(_hat_times(t), self.knots)
 
     def basis(self, X) -> np.ndarray:
         """Spatial features :math:`f_j(x)`, shape ``(N, J)``."""
@@ -103,7 +102,7 @@ class FeatureLogit2D:
         if self.kind == "quadratic":
             x1, x2 = X[:, 0], X[:, 1]
             return np.stack([np.ones_like(x1), x1, x2, x1 * x1, x1 * x2, x2 * x2], axis=1)
-        return np.hstack([np.ones((X.shape[0], 1)), np.cos(X @ self.omega.T + self.phase)])
+        return np.hstack([np.ones((X.shape[0], 1)), np.cos(_feature_arg(X, self.omega, self.phase, "X"))])
 
     def basis_grad(self, X) -> np.ndarray:
         r"""Gradients :math:`\nabla f_j(x)`, shape ``(N, 2, J)``."""
@@ -115,7 +114,7 @@ class FeatureLogit2D:
             g1 = np.stack([z, o, z, 2 * x1, x2, z], axis=1)
             g2 = np.stack([z, z, o, z, x1, 2 * x2], axis=1)
             return np.stack([g1, g2], axis=1)
-        S = -np.sin(X @ self.omega.T + self.phase)  # (N, J-1)
+        S = -np.sin(_feature_arg(X, self.omega, self.phase, "X"))  # (N, J-1)
         out = np.zeros((n, 2, self.n_basis))
         out[:, 0, 1:] = S * self.omega[:, 0]
         out[:, 1, 1:] = S * self.omega[:, 1]
@@ -144,16 +143,16 @@ class FeatureLogit2D:
 
     def logit(self, X, t) -> np.ndarray:
         r""":math:`d_\phi(x, t)`, shape ``(N,)``."""
-        X = _points(X)
-        if np.ndim(t) == 0:
-            return self.basis(X) @ (self.coef @ self.hats(float(t))[0])
+        X, t = _points(X), _hat_times(t)
+        if t.ndim == 0:
+            return self.basis(X) @ (self.coef @ _hats(t, self.knots)[0])
         return self.features(X, t) @ self.coef.ravel()
 
     def grad(self, X, t) -> np.ndarray:
         r""":math:`\nabla_x d_\phi(x, t)`, shape ``(N, 2)``."""
-        X = _points(X)
-        if np.ndim(t) == 0:
-            return self.basis_grad(X) @ (self.coef @ self.hats(float(t))[0])
+        X, t = _points(X), _hat_times(t)
+        if t.ndim == 0:
+            return self.basis_grad(X) @ (self.coef @ _hats(t, self.knots)[0])
         return self.grad_features(X, t) @ self.coef.ravel()
 
 
@@ -184,13 +183,23 @@ def gm_solve_2d(fam: FeatureLogit2D, X, t, target, lam: float = 0.0) -> FeatureL
     lam = check_positive(lam, "lam", True)
     p = fam.n_params
     A, r = np.zeros((p, p)), np.zeros(p)
-    t = np.broadcast_to(np.asarray(t, dtype=np.float64), (X.shape[0],))
+    t = _hat_times(t)
+    if t.ndim == 1 and t.shape != (X.shape[0],):
+        raise ValueError(f"t: expected a scalar or {X.shape[0]} times (one per point), got shape {t.shape}")
+    t = np.broadcast_to(t, (X.shape[0],))
     for ch in np.array_split(np.arange(X.shape[0]), max(1, X.shape[0] // 20000)):
         G = fam.grad_features(X[ch], t[ch]).reshape(-1, p)  # rows (i, coordinate)
         A += G.T @ G
         r += G.T @ target[ch].ravel()
     n = X.shape[0]
-    fam.coef = np.linalg.solve(A / n + lam * np.eye(p), r / n).reshape(fam.coef.shape)
+    try:
+        coef = np.linalg.solve(A / n + lam * np.eye(p), r / n)
+    except np.linalg.LinAlgError:
+        raise ValueError(f"lam: the ridge system is singular (lam={lam!r} too small for {n} points and {p} "
+                         "parameters)") from None
+    if not np.all(np.isfinite(coef)):
+        raise ValueError(f"target: the fitted coefficients are not finite (target or lam={lam!r} out of range)")
+    fam.coef = coef.reshape(fam.coef.shape)
     return fam
 
 
@@ -201,7 +210,24 @@ def fit_logit_gm_2d(fam: FeatureLogit2D, real, model: GaussianMixture, rng: np.r
     T, lam, t_min, repeats = _check_fit_args(T, lam, t_min, repeats)
     real = _points(real, "real")
     xt, t, target = _noisy(np.repeat(real, repeats, axis=0), rng, T, t_min)
-    return gm_solve_2d(fam, xt, t, target - model.score(xt, t), lam)  # the model score at per-sample times
+    with _points_from("real"):
+        return gm_solve_2d(fam, xt, t, target - model.score(xt, t), lam)  # the model score at per-sample times
+
+
+class _points_from:
+    """Context: a ValueError naming the noised points (``x`` or ``X``) is re-raised naming the argument they come
+    from, the original message kept."""
+
+    def __init__(self, arg: str):
+        self.arg = arg
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if kind is ValueError and str(exc).split(":", 1)[0] in ("x", "X"):
+            raise ValueError(f"{self.arg}: {exc}") from None
+        return False
 
 
 def _softplus(z):
@@ -217,7 +243,11 @@ def fit_logit_ce_2d(fam: FeatureLogit2D, real, fake, rng: np.random.Generator, T
     real, fake = _points(real, "real"), _points(fake, "fake")
     xr, tr, _ = _noisy(np.repeat(real, repeats, axis=0), rng, T, t_min)
     xf, tf, _ = _noisy(np.repeat(fake, repeats, axis=0), rng, T, t_min)
-    F = np.vstack([fam.features(xr, tr), fam.features(xf, tf)])
+    with _points_from("real"):
+        Fr = fam.features(xr, tr)
+    with _points_from("fake"):
+        Ff = fam.features(xf, tf)
+    F = np.vstack([Fr, Ff])
     y = np.concatenate([np.ones(xr.shape[0]), np.zeros(xf.shape[0])])
     wts = np.concatenate([np.full(xr.shape[0], 0.5 / xr.shape[0]), np.full(xf.shape[0], 0.5 / xf.shape[0])])
 

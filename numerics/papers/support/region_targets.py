@@ -546,6 +546,9 @@ class RegionMixture:
         lam, s2 = alpha_sigma2(t)
         if lam < 1e-300 or s2 == 0.0:
             raise ValueError(f"t: must give alpha_t > 1e-300 and sigma_t^2 > 0, got t={t!r}")
+        if self.kernel == "exact" and not np.all(np.isfinite(x / lam)):
+            raise ValueError(f"x: x / alpha_t overflows float64 at t={t!r} (|x| up to {np.max(np.abs(x)):.3g} too large "
+                             "for this t)")
         N = x.shape[0]
         ll = np.empty((N, self.K))
         mean = np.empty((N, self.K, self.d))
@@ -572,9 +575,11 @@ class RegionMixture:
                 with np.errstate(divide="ignore"):
                     ll[:, k] = l + math.log(self.weights[k])
                 mean[:, k] = m
-        if np.isnan(ll).any() or np.isnan(mean).any() or np.all(ll == -np.inf, axis=1).any():
-            raise ValueError(f"t: the component moments are not finite at t={t!r} (the region kernel underflows: "
-                             "t too small or too large, or x too far from every region)")
+        # a component of positive weight has p_t(x | k) > 0: a log-likelihood of -inf is an underflow
+        bad = (np.isnan(ll).any(axis=1) | np.isnan(mean).any(axis=(1, 2))
+               | np.any((ll == -np.inf) & (self.weights > 0), axis=1))
+        if bad.any():
+            raise self._moments_error(x, t, bad)
         out = (ll, mean)
         size = ll.nbytes + mean.nbytes + x.nbytes
         self._cache_bytes = getattr(self, "_cache_bytes", 0) + size
@@ -584,6 +589,30 @@ class RegionMixture:
             self._cache_bytes -= l0.nbytes + m0.nbytes + len(k0[-1])
         self._cache[key] = out
         return out
+
+    def _moments_error(self, x: np.ndarray, t: float, bad: np.ndarray) -> ValueError:
+        """The error for points ``x[bad]`` whose component moments are not finite at ``t``: it blames ``x`` when
+        the same ``t`` works at a point of the support (so the points are too far from it), else ``t``."""
+        reg = self.regions[0]
+        if isinstance(reg, Box):
+            ref = 0.5 * (reg.lo + reg.hi)
+        elif isinstance(reg, Sphere):
+            ref = reg.center + reg.R * np.eye(reg.d)[0]
+        else:
+            ref = reg._boundary_points()[0]
+        ref = alpha_sigma2(t)[0] * ref[None, :]
+        ref_ok = not np.array_equal(x, ref)
+        if ref_ok:
+            try:
+                self.component_moments(ref, t)
+            except ValueError:
+                ref_ok = False
+        if ref_ok:
+            i = int(np.argmax(bad))
+            return ValueError(f"x: the component moments are not finite at t={t!r} for {int(bad.sum())} point(s), e.g. "
+                              f"x={x[i].tolist()} (the region kernel underflows: x too far from every region for this t)")
+        return ValueError(f"t: the component moments are not finite at t={t!r} (the region kernel underflows: "
+                          "t too small or too large, or x too far from every region)")
 
     def log_density(self, x, t) -> np.ndarray:
         """:math:`\\log p_t(x)` (exact kernel: Lebesgue density; spheres: density of the smoothed surface law)."""
@@ -632,13 +661,22 @@ class RegionMixture:
     def guided_denoiser(self, x, t, y, gamma) -> np.ndarray:
         r""":math:`D_\gamma = \gamma m_y - (\gamma - 1)\bar m`."""
         gamma = check_real(gamma, "gamma")
-        return gamma * self._mean(x, t, self._label(y)) - (gamma - 1) * self._mean(x, t)
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = gamma * self._mean(x, t, self._label(y)) - (gamma - 1) * self._mean(x, t)
+        if not np.all(np.isfinite(out)):
+            raise ValueError(f"gamma: the guided denoiser overflows float64 (|gamma| = {abs(gamma):.3g} too large)")
+        return out
 
     def distance(self, x, y=None) -> np.ndarray:
         """Distance from points to the support of the mixture (or of class ``y``)."""
         x, _ = check_points(x, self.d)
         regs = [r for r, l in zip(self.regions, self.labels) if y is None or l == self._label(y)]
-        return np.min(np.stack([r.distance(x) for r in regs]), axis=0)
+        with np.errstate(over="ignore"):
+            out = np.min(np.stack([r.distance(x) for r in regs]), axis=0)
+        if not np.all(np.isfinite(out)):
+            raise ValueError(f"x: the distance to the support overflows float64 (|x| up to {np.max(np.abs(x)):.3g} "
+                             "too large)")
+        return out
 
     def quadrature_error(self, x, t) -> float:
         """Refinement estimate of the planar-quadrature error of the denoiser: max over ``x`` of
