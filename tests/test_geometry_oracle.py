@@ -154,28 +154,15 @@ def test_bad_input_names_the_argument(call, name):
         call()
 
 
-def test_claim_body_runs_and_a_control_flags(monkeypatch):
+def test_claim_body_runs_and_a_control_flags():
     """The claim body on a tiny profile: the stated run passes, the bite_flipped control fails its
     measurements of the crescents (each measurement is a ratio to its tolerance, <= 1).
 
-    The package's crescents get the abscissa where their two circles cross as a quadrature break (missing in
-    ``Crescent.breaks`` when this was written: the slice length has a kink there, the Gauss-Legendre panels
-    converge only algebraically and the log density misses its refinement tolerance by a few per cent, which
-    the claim reports); with it, this test checks the claim body itself."""
+    The stated run passes only since the crescents carry the abscissa where their two circles cross as a
+    quadrature break (without it the slice length has an unresolved kink and the log density misses its
+    refinement tolerance by a few per cent: this is the bug the oracle found)."""
     from numerics.checks.claim import Context
     from numerics.checks.verdict import passes
-    from numerics.papers.support import region_targets as RT
-
-    init = RT.Crescent.__init__
-
-    def with_cross_break(self, *args, **kwargs):
-        init(self, *args, **kwargs)
-        off = float(self.c2[0] - self.c[0])
-        if abs(self.R - self.r) < abs(off) < self.R + self.r:
-            x = float(self.c[0]) + (self.R ** 2 - self.r ** 2 + off * off) / (2 * off)
-            self.breaks = sorted(set(self.breaks) | ({x} if self.xa < x < self.xb else set()))
-
-    monkeypatch.setattr(RT.Crescent, "__init__", with_cross_break)
 
     params = {"mixtures": ["two_crescents"], "ts": [1.0], "dps": 20, "grid_step": 2.0, "boundary_n": 200}
     ctl = tuple(G.GEOMETRY_CONTROLS)

@@ -39,6 +39,8 @@ from numerics.grids import time_grid
 from numerics.methods import TABLE
 from numerics.mixture import GaussianMixture
 from numerics.papers.support import _figures as F
+from numerics.papers.support.geometry_oracle import (GEOMETRY_CONTROLS, GEOMETRY_FULL, GEOMETRY_QUICK,
+                                                     geometry_measurements)
 from numerics.papers.support.experiments import (AUTHORS_ODE, AUTHORS_SDE, METHODS, experiment,
                                                  run_deltas)
 from numerics.papers.support.spheres import CONTROLS as SPHERE_CONTROLS, sphere_measurements
@@ -1613,6 +1615,28 @@ def _late_figure(ctx: Context, method: str, kappa: float, gamma: float, grid: np
 def high_dim_spheres(ctx: Context) -> list[Measurement]:
     """See :func:`numerics.papers.support.spheres.sphere_measurements` (proofs_notes/support.md#high-dim-spheres)."""
     return sphere_measurements(ctx)
+
+
+# ------------------------------------------------------------------------------------------- geometry oracle
+@claim(
+    id="support.geometry_oracle",
+    paper="support",
+    statement="the package's region mixtures of the authors' experiments (two crescents, five regions; full: also "
+              "three disks) agree with an independent mpmath oracle (slices re-derived from the authors' numbers, "
+              "closed-form y-integrals, tanh-sinh in x) in the areas, the noised log density, the class log "
+              "posteriors, the score and every class's guidance vector at t from 0.01 to 1, each within its "
+              "derived error bound, and in the distance to each class and to the union (brute force over refined "
+              "boundary polylines)",
+    note=f"{NOTE}#geometry-oracle",
+    provenance="standard",
+    quick=GEOMETRY_QUICK,
+    full=GEOMETRY_FULL,
+    controls=GEOMETRY_CONTROLS,
+)
+def geometry_oracle(ctx: Context) -> list[Measurement]:
+    """See :func:`numerics.papers.support.geometry_oracle.geometry_measurements`
+    (proofs_notes/support.md#geometry-oracle)."""
+    return geometry_measurements(ctx)
 
 
 # ====================================================================================================

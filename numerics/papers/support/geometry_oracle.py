@@ -93,7 +93,7 @@ __all__ = ["AUTHORS_SPECS", "OracleValues", "check_region", "region_breaks", "re
            "oracle_guidance", "boundary_polylines", "brute_force_distance", "spec_of_region",
            "geometry_measurements", "DEFAULT_DPS", "LENS_MAX_G1", "LENS_MAX_G2", "DENSITY_POINTS",
            "GEOMETRY_CONTROLS", "GEOMETRY_QUICK", "GEOMETRY_FULL", "PKG_LENS_DIST_ERR", "REFINE", "REFINE_FLOOR",
-           "REFINE_CAP", "KERNEL_SPLITS"]
+           "REFINE_CAP", "KERNEL_SPLITS", "REFINE_TAIL"]
 
 #: Working precision (decimal digits) of the oracle's mpmath computations.
 DEFAULT_DPS = 24
@@ -752,6 +752,11 @@ GEOMETRY_FULL: dict[str, Any] = {"mixtures": ["two_crescents", "five_regions", "
                                  "ts": [0.003, 0.01, 0.03, 0.1, 0.3, 1.0], "dps": DEFAULT_DPS, "grid_step": 0.25,
                                  "boundary_n": 1000}
 
+#: :math:`1/(1 - \rho)` with :math:`\rho = 1/2`: the factor on the second refinement difference
+#: :math:`|q_{2P} - q_{4P}|` bounding the twice-refined rule's own error :math:`|q_{2P} - q|`
+#: (:func:`_package_values`).
+REFINE_TAIL = 2.0
+
 #: Abscissae of the package lens's sampled boundary (``Lens.distance``: 20001 on [-3, -1]), whence its
 #: documented point-sampling error: half the largest arc between samples,
 #: :math:`\tfrac12 \Delta x \sqrt{1 + \max g'^2}`.
@@ -793,8 +798,11 @@ def _package_values(rm: Any, V: np.ndarray, t: float, alpha_dropped: bool) -> di
     refinement estimates (the rule of ``RegionMixture.quadrature_error``, per point: the same quadrature
     with twice the panels and nodes) of the component log masses and means, completed by the triangle
     inequality :math:`|q_P - q| \le |q_P - q_{2P}| + |q_{2P} - q|` with the last term estimated by the next
-    refinement :math:`|q_{2P} - q_{4P}|` (the refinement difference alone equals the coarse error when the
-    finer rule is exact, leaving no room for the finer rule's own error).  ``alpha_dropped``: the control
+    refinement: :math:`|q_{2P} - q| \le |q_{2P} - q_{4P}|/(1 - \rho) \le 2|q_{2P} - q_{4P}|` when a doubling of
+    panels and nodes at least halves the error (:math:`\rho \le 1/2`; every kink of the slice lengths is a panel
+    edge, so each panel's integrand is smooth and Gauss-Legendre converges much faster than that).  The
+    refinement difference alone equals the coarse error when the finer rule is exact, leaving no room for the
+    finer rule's own error.  ``alpha_dropped``: the control
     of that name, evaluated through the package's public moments at :math:`(\lambda' V, t')` with
     :math:`\sigma_{t'}/\lambda_{t'} = \sigma_t`, which is the kernel :math:`N(x; V, \sigma_t^2 I)`."""
     from scipy.special import logsumexp
@@ -829,9 +837,10 @@ def _package_values(rm: Any, V: np.ndarray, t: float, alpha_dropped: bool) -> di
             g.append(lam * (np.einsum("nk,nkd->nd", pc, m) - mbar) / s2)
         out = {"log_density": ld, "class_log_posterior": cl - ld[:, None], "score": (lam * mbar - V) / s2,
                "guidance": np.stack(g)}
-    # |q(P) - q| <= |q(P) - q(2P)| + |q(2P) - q|, the last estimated by |q(2P) - q(4P)|
-    out["dl"] = np.max(np.abs(ll - ll2) + np.abs(ll2 - ll4), axis=1)
-    out["dm"] = np.max(np.linalg.norm(m - m2, axis=2) + np.linalg.norm(m2 - m4, axis=2), axis=1)
+    # |q(P) - q| <= |q(P) - q(2P)| + |q(2P) - q|, and |q(2P) - q| <= |q(2P) - q(4P)| / (1 - rho) <= 2 |q(2P) - q(4P)|
+    # when a doubling at least halves the error (rho <= 1/2: every kink is a panel edge, the pieces are smooth)
+    out["dl"] = np.max(np.abs(ll - ll2) + REFINE_TAIL * np.abs(ll2 - ll4), axis=1)
+    out["dm"] = np.max(np.linalg.norm(m - m2, axis=2) + REFINE_TAIL * np.linalg.norm(m2 - m4, axis=2), axis=1)
     out["ll"] = ll
     return out
 
@@ -839,17 +848,8 @@ def _package_values(rm: Any, V: np.ndarray, t: float, alpha_dropped: bool) -> di
 def _union_box(specs: Sequence[tuple]) -> tuple[float, float]:
     """``(D, B)``: the diameter of the bounding box of the union of the regions (every posterior mean and
     component mean lies in its convex hull) and the largest absolute coordinate in it."""
-    xs, ys = [], []
-    for s in specs:
-        if s[0] == "lens":
-            xs += [s[1] - 3, s[1] - 1]
-            ys += [s[2] - 0.5, s[2] + 0.5]
-        else:
-            xs += [s[1] - s[3], s[1] + s[3]]
-            ys += [s[2] - s[3], s[2] + s[3]]
-    D = math.hypot(max(xs) - min(xs), max(ys) - min(ys))
-    B = max(abs(v) for v in xs + ys)
-    return D, B
+    x0, x1, y0, y1 = _bbox(specs)
+    return math.hypot(x1 - x0, y1 - y0), max(abs(x0), abs(x1), abs(y0), abs(y1))
 
 
 def _package_distances(rm: Any, P: np.ndarray, ctx: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -881,7 +881,8 @@ def geometry_measurements(ctx: Any) -> list:
       log posteriors, :math:`\sigma_t`-scaled score and every class's :math:`\sigma_t`-scaled guidance vector.
       The tolerance of a point: the package's refinement estimates :math:`\delta_\ell` (component log masses)
       and :math:`\delta_m` (component means) from the rule of ``quadrature_error`` (coarse minus twice
-      refined, plus twice refined minus four times refined: the triangle inequality), the float64 rounding of
+      refined, plus :data:`REFINE_TAIL` times twice refined minus four times refined: the triangle
+      inequality with a halving per doubling), the float64 rounding of
       the slice quadrature :math:`\varepsilon_\ell = u(Q + 10(|\ell_k| + 50))` (``Q`` nodes; about ten
       operations per node's log weight, each on terms below :math:`|\ell_k| + 50`), of the means
       :math:`\varepsilon_m = u(Q + 20)(B + |v|/\lambda)` (``B`` the largest coordinate of the regions), the
@@ -1038,6 +1039,7 @@ def geometry_measurements(ctx: Any) -> list:
 
 
 def _bbox(specs: Sequence[tuple]) -> tuple[float, float, float, float]:
+    """``(x0, x1, y0, y1)``: the bounding box of the union of the regions."""
     xs, ys = [], []
     for s in specs:
         if s[0] == "lens":
