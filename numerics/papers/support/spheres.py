@@ -108,6 +108,15 @@ def _asy_series(mu: float, z: np.ndarray) -> np.ndarray:
     return out
 
 
+def _series_split(nu: float, z) -> tuple[float, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(nu, z, z.ravel(), an output buffer, the mask z <= nu + 1)``: the validated arguments of the Bessel
+    kernels and the mask of their series branch."""
+    nu = _check_nu(nu)
+    z = _check_z(z)
+    flat = z.ravel()
+    return nu, z, flat, np.empty_like(flat), flat <= nu + 1.0
+
+
 def bessel_ratio_over_z(nu: float, z) -> np.ndarray:
     r""":math:`s_\nu(z) = r_\nu(z)/z = I_{\nu+1}(z)/(z I_\nu(z))` for :math:`z\ge 0`, with :math:`s_\nu(0) = 1/(2\nu+2)`.
 
@@ -128,11 +137,7 @@ def bessel_ratio_over_z(nu: float, z) -> np.ndarray:
     ValueError
         ``nu`` out of range, or ``z`` negative or not finite.
     """
-    nu = _check_nu(nu)
-    z = _check_z(z)
-    flat = z.ravel()
-    out = np.empty_like(flat)
-    small = flat <= nu + 1.0
+    nu, z, flat, out, small = _series_split(nu, z)
     if np.any(small):
         zs = flat[small]
         mu = nu + _DEPTH
@@ -166,11 +171,7 @@ def log_bessel_scaled(nu: float, z) -> np.ndarray:
     For :math:`z\le\nu+1` the power series :math:`\sum_m (z^2/4)^m\Gamma(\nu+1)/(m!\,\Gamma(\nu+m+1))` (ratio of
     terms :math:`z^2/(4m(\nu+m))`, summed until the term is below u of the sum), minus z; above, ``ive``; from
     1e7 on, the asymptotic series."""
-    nu = _check_nu(nu)
-    z = _check_z(z)
-    flat = z.ravel()
-    out = np.empty_like(flat)
-    small = flat <= nu + 1.0
+    nu, z, flat, out, small = _series_split(nu, z)
     if np.any(small):
         zs = flat[small]
         q = zs * zs / 4.0
