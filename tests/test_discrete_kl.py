@@ -109,6 +109,25 @@ def test_two_point_moments():
     np.testing.assert_allclose(p * (a - m) ** 3 + (1 - p) * (b - m) ** 3, mu3, rtol=1e-12)
 
 
+@pytest.mark.parametrize("skew", [1e8, -1e8, 3e10, -3e12, 1e15])
+def test_two_point_moments_at_extreme_skewness(skew):
+    """The rare point's probability from 2/(r(r + |g|)): the one-pass 1/2 (1 - g/r) cancels for |g| > 1e8
+    (p rounds to 0, or 1 - p to 0) and the third moment came out wrong.  Moments in mpmath (40 digits)."""
+    import mpmath as mp
+
+    m, v = 0.25, 2.0
+    a, b, p = C.two_point(np.array([m]), np.array([v]), np.array([skew * v ** 1.5]))
+    assert 0 < p[0] <= 0.5
+    with mp.workdps(40):
+        a_, b_, p_, m_ = mp.mpf(a[0]), mp.mpf(b[0]), mp.mpf(p[0]), mp.mpf(m)
+        mean = p_ * a_ + (1 - p_) * b_
+        var = p_ * (a_ - mean) ** 2 + (1 - p_) * (b_ - mean) ** 2
+        mu3 = p_ * (a_ - mean) ** 3 + (1 - p_) * (b_ - mean) ** 3
+        assert abs(mean - m_) <= 1e-13 * (1 + abs(m_) + mp.sqrt(v))
+        assert abs(var / v - 1) <= 1e-10
+        assert abs(mu3 / (skew * v ** 1.5) - 1) <= 1e-10
+
+
 def test_snr_sampler_gaussian_covariance_recursion():
     """The mean-only sampler on N(0, v): Monte Carlo variance vs the exact recursion V_k."""
     v = 2.0

@@ -96,6 +96,29 @@ def test_mixture1d_matches_package_mixture():
     np.testing.assert_allclose(ds, fd, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("x", [3.0, -40.0, 1e8, -1e9, 3e12])
+def test_mixture1d_score_derivative_far_out_against_mpmath(x):
+    """s' = sum_k pi_k ((s_k - s)^2 - 1/v_k) about the mean: the one-pass E[s_k^2] - s^2 cancelled for
+    |x| >= 1e8 sqrt(v) (both terms ~ x^2/v^2) and gave s' wrong in every digit.  Reference: the same sums in
+    mpmath at 60 digits with exact posterior weights."""
+    import mpmath as mp
+
+    mix = D.Mixture1D([0.3, 0.7], [-1.0, 2.0], [0.5, 0.8])
+    s, ds = mix.score_and_derivative(np.array([x]), 0.0)
+    with mp.workdps(60):
+        X = mp.mpf(x)
+        comps = [(mp.mpf(w), mp.mpf(m), mp.mpf(v)) for w, m, v in ((0.3, -1.0, 0.5), (0.7, 2.0, 0.8))]
+        lc = [mp.log(w) - mp.log(v) / 2 - (X - m) ** 2 / (2 * v) for w, m, v in comps]
+        top = max(lc)
+        pis = [mp.exp(c - top) for c in lc]
+        Z = sum(pis)
+        sk = [-(X - m) / v for _, m, v in comps]
+        S = sum(p * q for p, q in zip(pis, sk)) / Z
+        dS = sum(p * ((q - S) ** 2 - 1 / v) for p, q, (_, _, v) in zip(pis, sk, comps)) / Z
+        assert abs(s[0] - S) <= 1e-14 * abs(S)
+        assert abs(ds[0] - dS) <= 1e-12 * abs(dS)
+
+
 @pytest.mark.parametrize("sampler", ["sde", "ode"])
 def test_grid_endpoint_matches_gaussian_moments(sampler):
     """Linear refinement of a Gaussian model: grid density vs RK4 moment equations (closed-form Gaussian)."""

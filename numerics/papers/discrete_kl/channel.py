@@ -674,7 +674,10 @@ def two_point(mean: np.ndarray, var: np.ndarray, mu3: np.ndarray) -> TwoPointLaw
 
     Standardised values :math:`\sqrt{(1-p)/p}` (prob ``p``) and :math:`-\sqrt{p/(1-p)}` have skewness
     :math:`(1-2p)/\sqrt{p(1-p)}`; solving for skewness :math:`\gamma` gives
-    :math:`p = \tfrac12(1-\gamma/\sqrt{\gamma^2+4})`.  Where the variance vanishes, both points are the mean.
+    :math:`p = \tfrac12(1-\gamma/\sqrt{\gamma^2+4})`.  The returned ``a`` is the rare point: its probability is
+    :math:`p = \tfrac12(1-|\gamma|/r) = 2/(r(r + |\gamma|)) \le \tfrac12`, :math:`r = \sqrt{\gamma^2+4}` (no
+    cancellation at large :math:`|\gamma|`), and it lies on the side of the skewness's sign (the mirror image of
+    the law above when :math:`\gamma < 0`).  Where the variance vanishes, both points are the mean.
     """
     mean, var, mu3 = (check_real_values(v, name) for v, name in ((mean, "mean"), (var, "var"), (mu3, "mu3")))
     try:
@@ -692,11 +695,15 @@ def two_point(mean: np.ndarray, var: np.ndarray, mu3: np.ndarray) -> TwoPointLaw
         gamma = np.where(tiny, 0.0, np.where(sd3 < 1e-300, mu3 / sd1 / sd1 / sd1, mu3 / sd3))
     # |gamma| > 1e150 gives p < 1e-300 (or 1 - p < 1e-300), clipped below anyway; clipping gamma keeps gamma**2 finite
     gamma = np.clip(gamma, -1e150, 1e150)
-    p = 0.5 * (1.0 - gamma / np.sqrt(gamma * gamma + 4.0))
-    p = np.clip(p, 1e-300, 1.0 - 1e-16)
+    # the smaller of p, 1 - p without cancellation: 1/2 (1 - |g|/r) = 2 / (r (r + |g|)), r = sqrt(g^2 + 4)
+    # (>= 1e-300 for |g| <= 1e150); the one-pass 1/2 (1 - g/r) loses every digit once |g| > 1e8
+    # ``a`` is the rare point (p <= 1/2), on the side of the skewness: p stays exact where 1 - p would round to 1
+    r = np.sqrt(gamma * gamma + 4.0)
+    p = 2.0 / (r * (r + np.abs(gamma)))
+    side = np.where(gamma < 0, -1.0, 1.0)
     with np.errstate(over="ignore", invalid="ignore"):
-        a = mean + sd * np.sqrt((1.0 - p) / p)
-        b = mean - sd * np.sqrt(p / (1.0 - p))
+        a = mean + side * sd * np.sqrt((1.0 - p) / p)
+        b = mean - side * sd * np.sqrt(p / (1.0 - p))
     if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
         raise ValueError("mean: a point of the two-point law, mean + sd * sqrt((1 - p) / p) or "
                          "mean - sd * sqrt(p / (1 - p)), overflows float64 (|mean| too close to the float64 limit)")

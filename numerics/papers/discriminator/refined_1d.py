@@ -74,11 +74,17 @@ def _time(t) -> float:
 
 @numba.njit(cache=True)
 def _mix_score_kernel(x, logw, m, v):
-    """Score and its x-derivative of a 1-D mixture (log-sum-exp posterior weights)."""
+    r"""Score and its x-derivative of a 1-D mixture (log-sum-exp posterior weights :math:`\pi_k`):
+
+    .. math:: s = \sum_k \pi_k s_k,\quad s' = \sum_k \pi_k\big((s_k - s)^2 - 1/v_k\big),\qquad s_k = -(x - m_k)/v_k,
+
+    the posterior variance of :math:`s_k` taken about its mean in a second pass (the one-pass
+    :math:`E[s_k^2] - s^2` cancels once :math:`|x| \gg \sqrt{v}`: both terms grow like :math:`x^2/v^2`)."""
     n, K = x.size, m.size
     s = np.empty(n)
     ds = np.empty(n)
     lc = np.empty(K)
+    pk = np.empty(K)
     for i in range(n):
         mx = -np.inf
         for k in range(K):
@@ -88,15 +94,16 @@ def _mix_score_kernel(x, logw, m, v):
                 mx = lc[k]
         z = 0.0
         a = 0.0
+        for k in range(K):
+            pk[k] = np.exp(lc[k] - mx)
+            z += pk[k]
+            a += pk[k] * (-(x[i] - m[k]) / v[k])
+        s[i] = a / z
         b = 0.0
         for k in range(K):
-            p = np.exp(lc[k] - mx)
-            sk = -(x[i] - m[k]) / v[k]
-            z += p
-            a += p * sk
-            b += p * (sk * sk - 1.0 / v[k])
-        s[i] = a / z
-        ds[i] = b / z - s[i] * s[i]
+            d = -(x[i] - m[k]) / v[k] - s[i]
+            b += pk[k] * (d * d - 1.0 / v[k])
+        ds[i] = b / z
     return s, ds
 
 
