@@ -155,6 +155,17 @@ def _workers(text: str) -> int:
     return n
 
 
+def _seconds(text: str) -> float:
+    """``--task-timeout``: a finite number of seconds > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not (value > 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number of seconds > 0, got {text!r}")
+    return value
+
+
 def _scheduler(text: str) -> str:
     """``--scheduler``: a non-empty address or scheduler-file path."""
     if not text.strip():
@@ -249,6 +260,11 @@ def _add_run(sub: Any) -> None:
     p.add_argument("--no-control", action="store_true",
                    help="skip the controls (faster; a check that cannot fail goes "
                         "unnoticed)")
+    p.add_argument("--task-timeout", type=_seconds, default=None, metavar="SECONDS",
+                   help="time limit of one run (a claim at one seed, stated or one control): a run "
+                        "that exceeds it is stopped and is that claim's ERROR, and the rest goes on. "
+                        "Serial runs stop Python code and sleeps; with --workers/--scheduler a run "
+                        "stuck in compiled code has its worker restarted after a grace period")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--workers", type=_workers, default=None, metavar="N",
                        help="run on a local Dask cluster of N single-threaded worker processes "
@@ -558,7 +574,7 @@ def _execute(claims: list["Claim"], args: argparse.Namespace, out: Path,
                 claims, profile=args.profile, seed=args.seed, seeds=seeds, out_dir=out,
                 control=not args.no_control, baseline=baseline, selection=args.only,
                 on_start=lambda c, i, n: bar.update(task, description=c.id),
-                on_result=lambda r: bar.advance(task), client=client)
+                on_result=lambda r: bar.advance(task), client=client, task_timeout=args.task_timeout)
 
 
 def _cmd_run(args: argparse.Namespace, registry: ClaimSource) -> int:

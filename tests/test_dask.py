@@ -129,3 +129,114 @@ def test_unreachable_scheduler_is_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 2, proc.stderr
     assert "--scheduler 'tcp://127.0.0.1:9': cannot connect" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def _busy(ctx: Context) -> list[Measurement]:
+    while True:  # a Python loop that never ends: stopped inside the task
+        pass
+
+
+def _asleep(ctx: Context) -> list[Measurement]:
+    import time
+
+    time.sleep(10 ** 6)  # blocked in C: a worker thread cannot be interrupted, its worker is restarted
+    return [meas(0.0)]
+
+
+def _fine(ctx: Context) -> list[Measurement]:
+    return [meas(1.0 if ctx.broken else 0.0)]
+
+
+def _hanging_claims() -> list[Any]:
+    return [make_claim("t.busy", _busy), make_claim("t.asleep", _asleep), make_claim("t.fine", _fine)]
+
+
+def test_task_timeout_serial() -> None:
+    """--task-timeout in a serial run (SIGALRM in the main thread): a Python loop and a sleep are both
+    stopped, each is its claim's ERROR, and the next claim runs (with its control)."""
+    run = run_claims(_hanging_claims(), task_timeout=1.0)
+    busy, asleep, fine = run.results
+    assert busy.verdict == asleep.verdict == "ERROR"
+    assert "TaskTimeout: the run exceeded --task-timeout 1 s and was stopped" in busy.error
+    assert "TaskTimeout" in asleep.error
+    assert fine.verdict == "holds" and fine.control == "flagged" and run.status == "complete"
+
+
+def test_task_timeout_on_dask(tmp_path: Path) -> None:
+    """--task-timeout on Dask: the Python loop stops itself in the task; the sleep cannot, so once the
+    limit and the grace period have passed the client cancels it and restarts its worker; the third
+    claim holds, and the cluster is usable afterwards."""
+    with dask_runner.local_cluster(2) as cluster, distributed.Client(cluster) as c:
+        run = run_claims(_hanging_claims(), client=c, task_timeout=1.0, out_dir=tmp_path)
+        after = run_claims([make_claim("t.after", _fine)], client=c)
+    busy, asleep, fine = run.results
+    assert busy.verdict == "ERROR" and busy.error.endswith("and was stopped")
+    assert asleep.verdict == "ERROR" and "stopped by restarting its worker" in asleep.error
+    assert fine.verdict == "holds" and run.status == "complete"
+    assert after.results[0].verdict == "holds"
+    doc = json.loads((tmp_path / "report.json").read_text())
+    assert [c["verdict"] for c in doc["claims"]] == ["ERROR", "ERROR", "holds"]
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "soon"])
+def test_bad_task_timeout_is_one_line(value: str, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code = main(["run", "--only", "foundations.cg_equals_cfg", "--out", str(tmp_path), "--task-timeout", value])
+    assert code == 2 and "--task-timeout" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def separate_cluster(tmp_path_factory: pytest.TempPathFactory):
+    """A scheduler and a worker started as separate processes on 127.0.0.1 (``dask scheduler``,
+    ``dask worker``, the worker under a nanny), as on a cluster; yields the scheduler file."""
+    import shutil
+    import time
+
+    dask_cli = shutil.which("dask") or str(Path(sys.executable).with_name("dask"))
+    folder = tmp_path_factory.mktemp("cluster")
+    sched_file = folder / "scheduler.json"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]),
+                                                         os.environ.get("PYTHONPATH", "")]),
+           **dask_runner.thread_env(1)}
+    procs = [subprocess.Popen([dask_cli, "scheduler", "--host", "127.0.0.1", "--port", "0",
+                               "--dashboard-address", ":0", "--scheduler-file", str(sched_file)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        deadline = time.monotonic() + 60
+        while not sched_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert sched_file.exists(), "the scheduler did not start"
+        procs.append(subprocess.Popen([dask_cli, "worker", "--scheduler-file", str(sched_file), "--nthreads", "1",
+                                       "--nworkers", "1", "--dashboard-address", ":0", "--host", "127.0.0.1"],
+                                      env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        with distributed.Client(scheduler_file=str(sched_file), timeout="60s") as c:
+            c.wait_for_workers(1, timeout=120)
+        yield sched_file
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in reversed(procs):
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def test_separate_scheduler_and_worker_processes(separate_cluster: Path, tmp_path: Path) -> None:
+    """``--scheduler`` against a scheduler and a worker started as their own processes: the same report
+    as a serial run (up to the drift rule), and a worker killed mid-task loses nothing (its nanny starts
+    a new one and the scheduler reruns the task)."""
+    claims = checks.load_all()
+    chosen = [claims[c] for c in REAL[:2]]
+    serial = run_claims(chosen, seeds=[0, 1], out_dir=tmp_path / "serial")
+    code = main(["run", "--only", *REAL[:2], "--seeds", "2", "--scheduler", str(separate_cluster),
+                 "--baseline", str(tmp_path / "serial" / "report.json"), "--out", str(tmp_path / "dask")])
+    doc = json.loads((tmp_path / "dask" / "report.json").read_text())
+    assert code == 0, doc["summary"]
+    assert [(c["id"], c["seed"], c["verdict"]) for c in doc["claims"]] == \
+        [(r.claim.id, r.seed, r.verdict) for r in serial.results]
+    with distributed.Client(scheduler_file=str(separate_cluster), timeout="60s") as c:
+        dies = make_claim("t.dies_once", _once_then_die(str(tmp_path / "marker")))
+        # claim bodies travel by value (closures): the worker process need not import this test module
+        run = run_claims([dies, make_claim("t.fine", lambda ctx: [meas(1.0 if ctx.broken else 0.0)])], client=c)
+    assert [r.verdict for r in run.results] == ["holds", "holds"], [r.error for r in run.results]
+    assert (tmp_path / "marker").exists()

@@ -21,13 +21,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Callable, Iterator, Sequence
+import threading
+import time
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from numerics.checks import runner as R
 from numerics.checks.claim import Claim
 from numerics.checks.results import ClaimResult
 
-__all__ = ["call", "local_cluster", "results", "thread_env"]
+__all__ = ["START_TOPIC", "call", "grace_period", "local_cluster", "results", "thread_env"]
 
 #: Environment variables that set the thread pools of Numba and of the BLAS/OpenMP libraries.
 THREAD_VARIABLES = ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
@@ -63,9 +65,26 @@ def local_cluster(n_workers: int) -> Any:
                         dashboard_address=":0", env=thread_env(n_workers))
 
 
-def call(claim: Claim, profile: str, seed: int, control: str | None) -> R._Outcome:
-    """One run of a claim (the task): :func:`numerics.checks.runner._call` on a worker."""
-    return R._call(claim, profile, seed, control)
+#: Topic of the event a task logs when it starts (its key and worker), from which the client times it.
+START_TOPIC = "guidance-verify-task-start"
+
+
+def grace_period(task_timeout: float) -> float:
+    """Seconds past ``--task-timeout`` after which a task that has not returned (stuck in compiled code,
+    where the in-task limit cannot reach) has its worker restarted: ``max(5, task_timeout / 4)``."""
+    return max(5.0, task_timeout / 4)
+
+
+def call(claim: Claim, profile: str, seed: int, control: str | None,
+         task_timeout: float | None = None) -> R._Outcome:
+    """One run of a claim (the task): :func:`numerics.checks.runner._call` on a worker.  With a time
+    limit it first logs :data:`START_TOPIC` so that the client can time it."""
+    if task_timeout is not None:
+        from distributed import get_worker
+
+        worker = get_worker()
+        worker.log_event(START_TOPIC, {"key": worker.get_current_task(), "worker": worker.address})
+    return R._call(claim, profile, seed, control, task_timeout)
 
 
 def _task_failed(exc: BaseException) -> R._Outcome:
@@ -83,7 +102,7 @@ class _Pending:
 
 def results(client: Any, claims: Sequence[Claim], seed_list: Sequence[int], profile: str,
             control: bool, on_start: Callable[[Claim, int, int], None] | None = None,
-            ) -> Iterator[tuple[int, ClaimResult]]:
+            task_timeout: float | None = None) -> Iterator[tuple[int, ClaimResult]]:
     """Run every claim at every seed on ``client``; yield (seed index, result) in serial order.
 
     Parameters
@@ -93,6 +112,10 @@ def results(client: Any, claims: Sequence[Claim], seed_list: Sequence[int], prof
         As for :func:`numerics.checks.runner.run_claims`.
     on_start : callable(claim, index, total), optional
         Called just before each result is yielded (progress display).
+    task_timeout : float, optional
+        Seconds one task may run: the task stops itself (:mod:`numerics.checks.time_limit`); one that
+        has not returned :func:`grace_period` later is cancelled, its worker restarted, and the run
+        becomes ERROR.
     """
     from distributed import as_completed
 
@@ -104,8 +127,10 @@ def results(client: Any, claims: Sequence[Claim], seed_list: Sequence[int], prof
     ready: dict[tuple[int, int], ClaimResult] = {}
     done = as_completed([], with_results=True, raise_errors=False)
 
+    started = _StartTimes(client) if task_timeout is not None else None
+
     def submit(ci: int, k: int, name: str | None) -> None:
-        fut = client.submit(call, claims[ci], profile, seed_list[k], name, pure=False,
+        fut = client.submit(call, claims[ci], profile, seed_list[k], name, task_timeout, pure=False,
                             priority=-(ci * n_seeds + k))
         keys[fut.key], futures[fut.key] = (ci, k, name), fut
         done.add(fut)
@@ -143,12 +168,28 @@ def results(client: Any, claims: Sequence[Claim], seed_list: Sequence[int], prof
         submit(ci, 0, None)
     position = 0
     try:
-        for fut, value in done:
-            ci, k, name = keys.pop(fut.key)
-            futures.pop(fut.key, None)
-            out = value if isinstance(value, R._Outcome) else _task_failed(
-                fut.exception() if fut.status == "error" else TypeError(f"returned {value!r:.200}"))
-            outcome_arrived(ci, k, name, out)
+        while not done.is_empty():
+            batch = done.next_batch(block=started is None)
+            if started is not None and not batch:
+                for key, worker in started.overdue(task_timeout + grace_period(task_timeout), keys):
+                    ci, k, name = keys.pop(key)
+                    client.cancel([futures.pop(key)])
+                    _restart(client, worker)
+                    how = f"stopped by restarting its worker (still running {grace_period(task_timeout):g} s later)"
+                    batch.append((None, (ci, k, name, R._Outcome(error=R.timeout_error(task_timeout, how)))))
+                if not batch:
+                    time.sleep(0.1)
+            for fut, value in batch:
+                if fut is not None:
+                    if fut.key not in keys:  # cancelled after its time limit: already reported
+                        continue
+                    ci, k, name = keys.pop(fut.key)
+                    futures.pop(fut.key, None)
+                    out = value if isinstance(value, R._Outcome) else _task_failed(
+                        fut.exception() if fut.status == "error" else TypeError(f"returned {value!r:.200}"))
+                else:
+                    ci, k, name, out = value
+                outcome_arrived(ci, k, name, out)
             while position < total and divmod(position, n_seeds) in ready:
                 ci2, k2 = divmod(position, n_seeds)
                 if on_start is not None:
@@ -160,3 +201,44 @@ def results(client: Any, claims: Sequence[Claim], seed_list: Sequence[int], prof
     finally:
         if futures:
             client.cancel(list(futures.values()))
+        if started is not None:
+            started.close()
+
+
+class _StartTimes:
+    """When each task started (on the client's clock, from the :data:`START_TOPIC` events) and where."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.lock = threading.Lock()
+        self.start: dict[str, tuple[float, str]] = {}
+        client.subscribe_topic(START_TOPIC, self._event)
+
+    def _event(self, event: Any) -> None:
+        _, msg = event
+        with self.lock:
+            self.start[msg["key"]] = (time.monotonic(), msg["worker"])
+
+    def overdue(self, limit: float, live: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """``(key, worker)`` of the live tasks that started more than ``limit`` seconds ago (each once)."""
+        now = time.monotonic()
+        with self.lock:
+            late = [(k, w) for k, (t, w) in self.start.items() if k in live and now - t > limit]
+            for k, _ in late:
+                del self.start[k]
+        return late
+
+    def close(self) -> None:
+        try:
+            self.client.unsubscribe_topic(START_TOPIC)
+        except Exception:  # noqa: BLE001 - the client may be closing; nothing to undo then
+            pass
+
+
+def _restart(client: Any, worker: str) -> None:
+    """Restart ``worker`` (its nanny starts a fresh process; a worker without a nanny cannot be restarted,
+    and the task's ERROR stands all the same)."""
+    try:
+        client.restart_workers([worker], timeout=60, raise_for_error=False)
+    except Exception:  # noqa: BLE001 - best effort: the run goes on without that worker
+        pass

@@ -33,6 +33,7 @@ from numerics.checks import verdict as V
 from numerics.checks.claim import PROFILES, Claim, Measurement
 from numerics.checks.report import Baseline
 from numerics.checks.results import CheckedMeasurement, ClaimResult, ControlRun, RunReport, utc_now
+from numerics.checks.time_limit import TaskTimeout, check_timeout, time_limit
 
 __all__ = [
     "CheckedMeasurement",
@@ -124,8 +125,14 @@ def _check_output(out: Any) -> list[CheckedMeasurement]:
     return [CheckedMeasurement.of(m) for m in out]
 
 
-def _call(claim: Claim, profile: str, seed: int, control: str | None) -> _Outcome:
-    """Call the claim function once; exceptions become ``error`` / ``interrupted_by``."""
+def timeout_error(seconds: float, how: str = "stopped") -> str:
+    """The ERROR text of a run that exceeded ``--task-timeout``."""
+    return f"TaskTimeout: the run exceeded --task-timeout {seconds:g} s and was {how}"
+
+
+def _call(claim: Claim, profile: str, seed: int, control: str | None, timeout: float | None = None) -> _Outcome:
+    """Call the claim function once (within ``timeout`` seconds, see :mod:`numerics.checks.time_limit`);
+    exceptions become ``error`` / ``interrupted_by``."""
     t0 = time.perf_counter()
     try:
         ctx = claim.context(profile, seed, control)
@@ -133,7 +140,11 @@ def _call(claim: Claim, profile: str, seed: int, control: str | None) -> _Outcom
         return _Outcome(error=traceback.format_exc())
     outcome = _Outcome()
     try:
-        outcome.checked = _check_output(claim.func(ctx))
+        with time_limit(timeout):
+            returned = claim.func(ctx)
+        outcome.checked = _check_output(returned)
+    except TaskTimeout:
+        outcome.error = timeout_error(float(timeout))
     except (KeyboardInterrupt, SystemExit) as exc:
         outcome.error = traceback.format_exc()
         outcome.interrupted_by = _describe_interrupt(exc)
@@ -212,7 +223,7 @@ def _summarise_controls(result: ClaimResult) -> None:
 
 
 def run_claim(claim: Claim, *, profile: str = "quick", seed: int = 0,
-              control: bool = True) -> ClaimResult:
+              control: bool = True, task_timeout: float | None = None) -> ClaimResult:
     """Run one claim: the stated run, then (if it passed) every control.
 
     Parameters
@@ -223,6 +234,8 @@ def run_claim(claim: Claim, *, profile: str = "quick", seed: int = 0,
         Run seed; the claim's generator is seeded from it and the claim id.
     control : bool
         False skips the controls (control status ``"skipped"``).
+    task_timeout : float, optional
+        Seconds each run (stated, each control) may take before it is stopped as ERROR.
 
     Returns
     -------
@@ -239,10 +252,11 @@ def run_claim(claim: Claim, *, profile: str = "quick", seed: int = 0,
     """
     if profile not in PROFILES:  # validated before anything runs
         raise ValueError(f"unknown profile {profile!r} (choose one of {', '.join(PROFILES)})")
-    result = _stated_result(claim, profile, seed, _call(claim, profile, seed, control=None))
+    task_timeout = check_timeout(task_timeout)
+    result = _stated_result(claim, profile, seed, _call(claim, profile, seed, None, task_timeout))
     todo = _controls_to_run(result, claim, control)
     if todo:
-        _add_controls(result, ((name, description, _call(claim, profile, seed, control=name))
+        _add_controls(result, ((name, description, _call(claim, profile, seed, name, task_timeout))
                                for name, description in todo))
     return result
 
@@ -273,11 +287,11 @@ def select(claims: Mapping[str, Claim] | Iterable[Claim],
 
 
 def _seed_result(claim: Claim, first: ClaimResult | None, seed: int, profile: str,
-                 control: bool) -> ClaimResult:
+                 control: bool, task_timeout: float | None = None) -> ClaimResult:
     """The claim's result at ``seed``: run it, or reuse ``first`` if that never read the seed."""
     if first is not None and not first.used_seed and not first.interrupted_by:
         return _reused(first, seed)
-    return run_claim(claim, profile=profile, seed=seed, control=control)
+    return run_claim(claim, profile=profile, seed=seed, control=control, task_timeout=task_timeout)
 
 
 def _reused(first: ClaimResult, seed: int) -> ClaimResult:
@@ -288,7 +302,7 @@ def _reused(first: ClaimResult, seed: int) -> ClaimResult:
 
 def _serial_results(claims: Sequence[Claim], seed_list: Sequence[int], profile: str,
                     control: bool, on_start: Callable[[Claim, int, int], None] | None,
-                    ) -> Iterator[tuple[int, ClaimResult]]:
+                    task_timeout: float | None = None) -> Iterator[tuple[int, ClaimResult]]:
     """Run every claim at every seed here, in order; yields (seed index, result)."""
     total, done = len(claims) * len(seed_list), 0
     for c in claims:
@@ -296,7 +310,7 @@ def _serial_results(claims: Sequence[Claim], seed_list: Sequence[int], profile: 
         for k, s in enumerate(seed_list):
             if on_start is not None:
                 on_start(c, done, total)
-            result = _seed_result(c, first, s, profile, control)
+            result = _seed_result(c, first, s, profile, control, task_timeout)
             done += 1
             yield k, result
             first = first or result
@@ -328,6 +342,7 @@ def run_claims(
     on_start: Callable[[Claim, int, int], None] | None = None,
     on_result: Callable[[ClaimResult], None] | None = None,
     client: Any = None,
+    task_timeout: float | None = None,
 ) -> RunReport:
     """Run ``claims`` in order, writing the report after each one.
 
@@ -363,6 +378,11 @@ def run_claims(
         Run on this Dask cluster instead of here: one task per (claim, seed, control) run
         (:mod:`numerics.checks.dask_runner`); the results are merged in the serial order, so
         the report is the one a serial run writes.
+    task_timeout : float, optional
+        Seconds one run (a claim at one seed, stated or one control) may take; a run that exceeds
+        it is stopped and becomes that run's ERROR, and the rest goes on (see
+        :mod:`numerics.checks.time_limit`; on Dask a run stuck in compiled code has its worker
+        restarted after a grace period).
 
     Returns
     -------
@@ -376,6 +396,7 @@ def run_claims(
     """
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r} (choose one of {', '.join(PROFILES)})")
+    task_timeout = check_timeout(task_timeout)
     out = Path(out_dir) if out_dir is not None else None
     seed_list = [int(s) for s in seeds] if seeds is not None else [int(seed)]
     if not seed_list or len(set(seed_list)) != len(seed_list):
@@ -399,11 +420,12 @@ def run_claims(
             report.clear_outputs(out)
         save()
         if client is None:
-            results = _serial_results(claims, seed_list, profile, control, on_start)
+            results = _serial_results(claims, seed_list, profile, control, on_start, task_timeout)
         else:
             from numerics.checks import dask_runner
 
-            results = dask_runner.results(client, claims, seed_list, profile, control, on_start)
+            results = dask_runner.results(client, claims, seed_list, profile, control, on_start,
+                                          task_timeout=task_timeout)
         with contextlib.closing(results):
             for k, result in results:
                 _finish_claim(run, result, baseline if k == 0 else None, out if k == 0 else None)
