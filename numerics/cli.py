@@ -275,6 +275,31 @@ def _add_run(sub: Any) -> None:
                             "(tcp://host:8786) or a scheduler file (JSON)")
 
 
+def _add_sweep(sub: Any) -> None:
+    p = sub.add_parser(
+        "sweep", help="run one claim over a grid of its parameters",
+        description="Run one claim's stated run (no controls) at every point of a grid of its sweepable "
+                    "parameters, and write sweep.json, sweep.csv (one row per grid point: every "
+                    "measurement, prediction, tolerance and verdict) and sweep.png (measured against "
+                    "predicted across the grid) into --out. Exit status 0 if every point gives the "
+                    "claim's expected verdict, 1 otherwise, 2 on bad arguments.")
+    p.add_argument("claim", metavar="CLAIM", help="the claim id (see 'guidance-verify list')")
+    p.add_argument("--grid", action="append", required=True, metavar="NAME=V1,V2,...",
+                   help="a sweepable parameter and its values; repeat for a product grid")
+    p.add_argument("--profile", default="quick", metavar="{quick,full,reduced}",
+                   help="the parameters the grid's values replace (default: quick)")
+    p.add_argument("--seed", type=_nonneg_int, default=0, metavar="N", help="run seed (default: 0)")
+    p.add_argument("--out", metavar="DIR", default=None, type=_path,
+                   help="output directory (default: results/sweep-<UTC timestamp>)")
+    p.add_argument("--task-timeout", type=_seconds, default=None, metavar="SECONDS",
+                   help="time limit of the run at one grid point (then ERROR for that point)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=_workers, default=None, metavar="N",
+                       help="one task per grid point on a local Dask cluster of N workers")
+    where.add_argument("--scheduler", default=None, metavar="ADDRESS", type=_scheduler,
+                       help="one task per grid point on an existing Dask cluster")
+
+
 def _add_sample(sub: Any) -> None:
     p = sub.add_parser(
         "sample", help="draw guided samples from a test target",
@@ -315,7 +340,7 @@ def _add_bench(sub: Any) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``guidance-verify`` (subcommands run, list, derive, sample, bench)."""
+    """The argument parser of ``guidance-verify`` (subcommands run, list, derive, sweep, sample, bench)."""
     parser = _Parser(
         prog=PROG,
         description="Verified numerics for the theory of guided diffusion sampling: check the "
@@ -332,6 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--latex", action="store_true", help="print LaTeX instead of plain text")
     d.add_argument("--out", metavar="DIR", default=None, type=_path,
                    help="write Markdown derivations here")
+    _add_sweep(sub)
     _add_sample(sub)
     _add_bench(sub)
     return parser
@@ -603,6 +629,35 @@ def _cmd_run(args: argparse.Namespace, registry: ClaimSource) -> int:
 # --------------------------------------------------------------------------- other commands
 
 
+def _cmd_sweep(args: argparse.Namespace, registry: ClaimSource) -> int:
+    from numerics.checks import sweep as S
+
+    if args.profile not in PROFILES:
+        raise UsageError(f"unknown profile {args.profile!r} (choose quick, full or reduced)")
+    claims = {k: c for k, c in _claims(registry).items() if c.paper != "import"}
+    if args.claim not in claims:
+        raise UsageError(f"no claim {args.claim!r} (see 'guidance-verify list')")
+    claim = claims[args.claim]
+    try:
+        grid = S.parse_grid(claim, args.grid)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    out = _writable_dir(Path(args.out) if args.out else _default_out("sweep-"))
+    with _dask_client(args) as client:
+        rows = S.run_sweep(claim, grid, profile=args.profile, seed=args.seed, client=client,
+                           task_timeout=args.task_timeout)
+    S.write_sweep(claim, grid, rows, out, args.profile, args.seed)
+    expected = {"holds": "holds", "fails-as-predicted": "fails-as-predicted"}[claim.expect]
+    bad = [r for r in rows if r.verdict != expected]
+    console = _console()
+    for r in rows:
+        point = ", ".join(f"{k}={v}" for k, v in r.point.items())
+        console.print(f"{point}: {r.verdict}" + (f" ({r.error.strip().splitlines()[-1]})" if r.error else ""))
+    console.print(f"{len(rows) - len(bad)}/{len(rows)} grid points {expected}; "
+                  f"table and figure: {out / 'sweep.csv'}, {out / 'sweep.png'}")
+    return 1 if bad else 0
+
+
 def _cmd_list(registry: ClaimSource) -> int:
     from rich.markup import escape
     from rich.table import Table
@@ -733,6 +788,8 @@ def main(argv: Sequence[str] | None = None, *, registry: ClaimSource = None) -> 
             return _cmd_derive(args)
         if args.command == "bench":
             return _cmd_bench(args)
+        if args.command == "sweep":
+            return _cmd_sweep(args, registry)
         return _cmd_sample(args)
     except UsageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)

@@ -31,6 +31,7 @@ Only NumPy is imported here; matplotlib is imported lazily by :meth:`Context.fig
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import math
 import re
@@ -335,6 +336,7 @@ class Claim:
     controls: Mapping[str, str] = field(default_factory=dict)
     reduced: Mapping[str, Any] = field(default_factory=dict)
     reduced_reason: str = ""
+    sweepable: Mapping[str, type] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not _ID_RE.match(self.id):
@@ -360,6 +362,28 @@ class Claim:
             raise ValueError(f"claim {self.id!r}: reduced overrides need a reduced_reason")
         if not callable(self.func):
             raise TypeError(f"claim {self.id!r}: func must be callable")
+        self._check_sweepable()
+
+    def _check_sweepable(self) -> None:
+        if not isinstance(self.sweepable, Mapping):
+            raise TypeError(f"claim {self.id!r}: sweepable must be a dict parameter name -> int or float")
+        for name, kind in self.sweepable.items():
+            if kind not in (int, float):
+                raise ValueError(f"claim {self.id!r}: sweepable parameter {name!r} must be int or float, got {kind!r}")
+            if name not in self.quick or name not in self.full:
+                raise ValueError(f"claim {self.id!r}: sweepable parameter {name!r} is not a parameter of both "
+                                 "the quick and the full profile")
+        object.__setattr__(self, "sweepable", dict(self.sweepable))
+
+    def with_params(self, **overrides: Any) -> "Claim":
+        """This claim with ``overrides`` replacing parameters in every profile (a sweep's grid point);
+        only :attr:`sweepable` parameters may be overridden."""
+        bad = sorted(set(overrides) - set(self.sweepable))
+        if bad:
+            raise ValueError(f"claim {self.id!r}: parameters {bad} are not sweepable "
+                             f"(sweepable: {sorted(self.sweepable) or 'none'})")
+        return dataclasses.replace(self, quick={**self.quick, **overrides}, full={**self.full, **overrides},
+                                   reduced={k: v for k, v in self.reduced.items() if k not in overrides})
 
     def _check_controls(self) -> None:
         if not isinstance(self.controls, Mapping):
@@ -428,6 +452,7 @@ def claim(
     controls: Mapping[str, str] | None = None,
     reduced: Mapping[str, Any] | None = None,
     reduced_reason: str = "",
+    sweepable: Mapping[str, type] | None = None,
     registry: MutableMapping[str, Claim] | None = None,
 ) -> Callable[[ClaimFunction], ClaimFunction]:
     """Decorator registering a claim function.
@@ -461,6 +486,9 @@ def claim(
         claims whose full profile CI cannot afford, with ``reduced_reason`` saying what is cut.
     reduced_reason : str
         One line: what the reduction leaves out and why the reduced run still guards the claim.
+    sweepable : dict, optional
+        ``{parameter: int or float}``: the scalar parameters ``guidance-verify sweep`` may vary
+        (each a parameter of both profiles).
     registry : mutable mapping, optional
         Where to register; default :data:`REGISTRY`. Tests and demos pass their own dict.
 
@@ -484,7 +512,8 @@ def claim(
                     expect=expect, func=func, quick=quick_set, full=full_set, control=control,
                     control_reason=control_reason, module=getattr(func, "__module__", ""),
                     controls=dict(controls or {}),
-                    reduced=dict(reduced or {}), reduced_reason=reduced_reason)
+                    reduced=dict(reduced or {}), reduced_reason=reduced_reason,
+                    sweepable=dict(sweepable or {}))
         _register(target, new)
         func.claim = new  # type: ignore[attr-defined]
         return func

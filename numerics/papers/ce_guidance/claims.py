@@ -709,6 +709,7 @@ def em_closed_form_kl(d: int, T: float, t_min: float, N: int) -> float:
        note=f"{NOTE}#c9-discretisation", provenance="reconstructed",
        quick={"d": 2, "T": 3.0, "t_min": 0.05, "Ns": [16, 32, 64, 128, 256, 512, 1024, 2048]},
        full={"d": 8, "T": 3.0, "t_min": 0.01, "Ns": [16, 32, 64, 128, 256, 512, 1024, 2048, 4096]},
+       sweepable={"d": int, "T": float, "t_min": float},
        controls={C_INIT: "sampler started at N(0, I) instead of p_T(.|y) (an initialisation floor: no rate)",
                  C_PFODE: "method 'euler' (probability-flow ODE) called where 'euler_maruyama' belongs"})
 def discretisation_rate(ctx: Context) -> list[Measurement]:
