@@ -167,7 +167,7 @@ def test_claim_body_runs_and_a_control_flags():
     params = {"mixtures": ["two_crescents"], "ts": [1.0], "dps": 20, "grid_step": 2.0, "boundary_n": 200}
     ctl = tuple(G.GEOMETRY_CONTROLS)
     stated = G.geometry_measurements(Context("support.test_geometry", dict(params), "quick", 0, None, ctl))
-    assert len(stated) == 7 and all(passes(m) for m in stated)
+    assert len(stated) == 11 and all(passes(m) for m in stated)
     bug = G.geometry_measurements(Context("support.test_geometry", dict(params), "quick", 0, "bite_flipped", ctl))
     flagged = {m.name for m in bug if not passes(m)}
     assert {m.name for m in bug if "density" in m.name or "distance to the union" in m.name} <= flagged

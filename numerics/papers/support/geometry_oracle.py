@@ -86,6 +86,7 @@ import mpmath as mp
 import numpy as np
 
 from numerics.constants import UNIT_ROUNDOFF as U
+from numerics.papers.support.region_targets import PLANAR_ACCURACY
 from numerics.validate import check_array, check_int, check_label, check_points, check_time
 
 __all__ = ["AUTHORS_SPECS", "OracleValues", "check_region", "region_breaks", "region_slices", "oracle_contains",
@@ -845,6 +846,56 @@ def _package_values(rm: Any, V: np.ndarray, t: float, alpha_dropped: bool) -> di
     return out
 
 
+def _contract_tolerances(ll: np.ndarray, labels: np.ndarray, D: float, lam: float, s: float, o: Any) -> dict:
+    r"""Per point, the accuracy contract of ``region_targets`` (:data:`PLANAR_ACCURACY` ``A``: component log
+    masses within :math:`a_k = A(1 + |\ell_k|)`, component means within :math:`A D`) propagated to each quantity,
+    plus the oracle's own error bound.  With the posterior weights :math:`\pi_k` of the package's log masses
+    :math:`\ell_k`: the log density is off by at most :math:`\delta = \sum_k \pi_k a_k`; a class log posterior
+    by :math:`\delta_c + \delta`, :math:`\delta_c = \sum_{k \in c}\pi_{k|c} a_k`; a posterior mean by
+    :math:`A D + D \sum_k \pi_k (e^{a_k + \delta} - 1)` (the weights' error moves the mean by at most D each),
+    and the class means likewise with :math:`\pi_{k|c}, \delta_c`; the sigma-scaled score carries
+    :math:`\lambda/\sigma` times the mean's error, the guidance vector two means."""
+    from scipy.special import logsumexp, softmax
+
+    a = PLANAR_ACCURACY * (1.0 + np.abs(ll))                                   # (N, K)
+    pi = softmax(ll, axis=1)
+    delta = np.sum(pi * a, axis=1)
+    w_err = np.sum(pi * np.expm1(a + delta[:, None]), axis=1)
+    d_cls, w_cls = [], []
+    for c in np.unique(labels):
+        lc = np.where(labels[None, :] == c, ll, -np.inf)
+        pc = np.exp(lc - logsumexp(lc, axis=1, keepdims=True))
+        dc = np.sum(pc * a, axis=1)
+        d_cls.append(dc)
+        w_cls.append(np.sum(pc * np.expm1(a + dc[:, None]), axis=1))
+    d_cls, w_cls = np.stack(d_cls, axis=1), np.stack(w_cls, axis=1)
+    mean_err = PLANAR_ACCURACY * D + D * w_err
+    cls_mean_err = PLANAR_ACCURACY * D + D * np.max(w_cls, axis=1)
+    return {
+        "log density": delta + o.err_log_density,
+        "class log posterior": np.max(d_cls, axis=1) + delta + np.max(o.err_class_log_posterior, axis=1),
+        "sigma * score": lam * mean_err / s + s * o.err_score,
+        "sigma * guidance": lam * (mean_err + cls_mean_err) / s + s * np.max(o.err_guidance, axis=0),
+    }
+
+
+def _contract_measurement(name: str, q: str, errs: list, ratios: list, ts: list) -> Any:
+    """The counted check of the accuracy contract (``region_targets.PLANAR_ACCURACY``) for quantity ``q``:
+    the largest error over its contract tolerance, over points and times."""
+    from numerics.checks.claim import Measurement
+
+    r = np.concatenate(ratios)
+    e = np.concatenate([e_ for e_, _ in errs])
+    i = int(np.argmax(r))
+    return Measurement(
+        name=f"{name}: {q}, max over points and t of |pkg - oracle| / accuracy contract", measured=float(r[i]),
+        predicted=1.0, kind="le", tol=0.0,
+        reason="the planar quadrature's accuracy contract (region_targets.PLANAR_ACCURACY A: log masses within "
+               "A(1 + |l_k|), means within A D; a specification), propagated by the posterior weights "
+               "(_contract_tolerances), plus the oracle's mpmath error bound",
+        extra={"max_abs_error": float(np.max(e)), "error_at_worst": float(e[i]), "ts": ts})
+
+
 def _union_box(specs: Sequence[tuple]) -> tuple[float, float]:
     """``(D, B)``: the diameter of the bounding box of the union of the regions (every posterior mean and
     component mean lies in its convex hull) and the largest absolute coordinate in it."""
@@ -888,6 +939,9 @@ def geometry_measurements(ctx: Any) -> list:
       :math:`\varepsilon_m = u(Q + 20)(B + |v|/\lambda)` (``B`` the largest coordinate of the regions), the
       propagation of the log-mass error into the posterior weights, :math:`(e^{2\delta} - 1)D` with ``D`` the
       diameter of the regions' bounding box, and the oracle's own error bound (:class:`OracleValues`);
+    * the same four quantities against the accuracy contract of ``region_targets``
+      (:data:`~numerics.papers.support.region_targets.PLANAR_ACCURACY`, a specification), propagated by the
+      posterior weights (:func:`_contract_tolerances`): this tolerance does not grow with the error it judges;
     * distances, at the designed points and a grid of step ``grid_step`` over the regions' bounding box
       enlarged by 1: :math:`|d_{\rm pkg} - d_{\rm brute}|` over its tolerance for every class as the guided
       class, and for the union: the refined sagitta bound of :func:`brute_force_distance`, the package
@@ -932,6 +986,7 @@ def geometry_measurements(ctx: Any) -> list:
         pts = np.array(DENSITY_POINTS[name], dtype=np.float64)
         ratios = {q: [] for q in quantities}
         errs = {q: [] for q in quantities}
+        acc = {q: [] for q in quantities}
         for t in ts:
             lam, s2 = alpha_sigma2(t)
             s = math.sqrt(s2)
@@ -957,10 +1012,14 @@ def geometry_measurements(ctx: Any) -> list:
                 "sigma * score": s * np.linalg.norm(pk["score"] - o.score, axis=1),
                 "sigma * guidance": s * np.max(np.linalg.norm(pk["guidance"] - o.guidance, axis=2), axis=0),
             }
+            contract = _contract_tolerances(pk["ll"], np.asarray(rm.labels), D, lam, s, o)
             for q in quantities:
+                acc[q].append(err[q] / contract[q])
                 ratios[q].append(err[q] / tol[q])
                 errs[q].append((err[q], tol[q]))
                 worst[q].setdefault(name, WorstByParam()).add(t, err[q], tol[q])
+        for q in quantities:
+            out.append(_contract_measurement(name, q, errs[q], acc[q], ts))
         for q in quantities:
             r = np.concatenate(ratios[q])
             i = int(np.argmax(r))
