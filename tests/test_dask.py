@@ -49,6 +49,43 @@ def test_thread_env_shares_the_cores() -> None:
             dask_runner.thread_env(bad)
 
 
+_NUMBA_FIRST_SCRIPT = """
+import numba  # as guidance-verify's script does: spawned workers import Numba before their environment is set
+import distributed
+from numerics.checks import dask_runner
+from numerics.checks.examples import CLAIMS
+
+
+def numba_config():
+    import os
+    import numba
+    return numba.config.NUMBA_NUM_THREADS, int(os.environ["NUMBA_NUM_THREADS"])
+
+
+if __name__ == "__main__":
+    with dask_runner.local_cluster(2) as cluster, distributed.Client(cluster) as c:
+        claim = CLAIMS["examples.gaussian_mean"]
+        for worker in c.scheduler_info()["workers"]:  # one task on each worker
+            run = c.submit(dask_runner.call, claim, "quick", 0, None, workers=[worker], pure=False)
+            assert run.result().error is None
+        print(sorted(c.run(numba_config).values()))
+"""
+
+
+def test_a_task_runs_with_the_workers_numba_thread_count(tmp_path: Path) -> None:
+    """Regression (stop 30): a worker that imported Numba at spawn kept the machine's core count while its
+    environment said 1, and a later compilation after the pool launched failed.  After one task, Numba's
+    configured count on every worker equals the worker's NUMBA_NUM_THREADS."""
+    script = tmp_path / "numba_first.py"
+    script.write_text(_NUMBA_FIRST_SCRIPT)
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_NUM_THREADS"}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    pairs = eval(out.stdout.strip().splitlines()[-1])  # a printed list of (configured, environment) pairs
+    assert len(pairs) == 2 and all(configured == wanted for configured, wanted in pairs), pairs
+
+
 def test_workers_are_pinned_to_their_share(client: Any) -> None:
     def pools() -> tuple[int, list[int]]:
         import numba

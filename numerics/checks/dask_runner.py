@@ -29,7 +29,7 @@ from numerics.checks import runner as R
 from numerics.checks.claim import Claim
 from numerics.checks.results import ClaimResult
 
-__all__ = ["START_TOPIC", "call", "grace_period", "local_cluster", "results", "thread_env"]
+__all__ = ["START_TOPIC", "call", "grace_period", "local_cluster", "results", "sync_numba_threads", "thread_env"]
 
 #: Environment variables that set the thread pools of Numba and of the BLAS/OpenMP libraries.
 THREAD_VARIABLES = ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
@@ -75,10 +75,29 @@ def grace_period(task_timeout: float) -> float:
     return max(5.0, task_timeout / 4)
 
 
+def sync_numba_threads() -> None:
+    """Make Numba's thread count the worker's ``NUMBA_NUM_THREADS`` before any kernel runs.
+
+    Numba reads the variable when it is imported.  A spawned worker re-imports the parent's ``__main__``
+    (``guidance-verify``'s script imports the package, hence Numba) *before* the Nanny sets the worker's
+    environment (:func:`thread_env`), so Numba starts with the machine's core count; if a cached parallel
+    kernel then launches the pool, the next compilation re-reads the environment and fails ("Cannot set
+    NUMBA_NUM_THREADS to a different value once the threads have been launched").  Re-reading the
+    configuration at the start of every task, before anything can launch the pool, keeps the two equal.
+    """
+    import sys
+
+    numba = sys.modules.get("numba")
+    if numba is not None:
+        numba.config.reload_config()
+
+
 def call(claim: Claim, profile: str, seed: int, control: str | None,
          task_timeout: float | None = None) -> R._Outcome:
-    """One run of a claim (the task): :func:`numerics.checks.runner._call` on a worker.  With a time
-    limit it first logs :data:`START_TOPIC` so that the client can time it."""
+    """One run of a claim (the task): :func:`numerics.checks.runner._call` on a worker, after
+    :func:`sync_numba_threads`.  With a time limit it first logs :data:`START_TOPIC` so that the client
+    can time it."""
+    sync_numba_threads()
     if task_timeout is not None:
         from distributed import get_worker
 
