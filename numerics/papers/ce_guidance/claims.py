@@ -44,8 +44,10 @@ from numerics.constants import UNIT_ROUNDOFF
 from numerics.divergences import gaussian_kl
 from numerics.mixture import GaussianMixture
 from numerics.papers.ce_guidance.composed_bound import composed_bound
-from numerics.papers.ce_guidance.classifier_error import (Ripple, RippleExpansion, SettingG, errors_quadrature,
+from numerics.papers.ce_guidance.classifier_error import (Ripple, RippleExpansion, SettingG, c_M, errors_quadrature,
                                                           ripple_expansion, ripple_integrands, theorem_bound)
+from numerics.papers.ce_guidance.theorem1_steps import (PHI_C0, ibp_terms, sine_moments, step1_expansion, step1_terms,
+                                                        tightness_limits)
 from numerics.papers.ce_guidance.random_ripples import random_mixture, relative_remainders, ripple_sweep
 from numerics.papers.ce_guidance.trained_classifier import (LabelNoiseSetting, LogisticClassifier, QuadraticFeatures,
                                                             RandomFourierFeatures, bound_for, certify_label_noise,
@@ -1152,3 +1154,163 @@ def _trained_figure(ctx: Context, p: dict, rows_b: list, rows_q: list, fits: dic
                    xlabel=r"$\varepsilon$ of the fit", ylabel="MSE / bound", xscale="log", yscale="log")
     ctx.plot.measured("bound", eps, [r["mse"] / r["bound"] for r in cert])
     ctx.plot.bound("bound", eps, np.ones(len(cert)), label="Theorem 1: MSE <= bound")
+
+
+# --------------------------------------------------------------------------- Theorem 1, step by step
+T1_NOTE = f"{NOTE}#theorem1-steps"
+C_C0 = "phi_taylor_half_dropped"
+C_KLREV = "kl_reversed"
+C_LAP = "laplacian_sign"
+C_MARG = "marginal_score"
+C_PI = "prior_weights_dropped"
+
+
+def _quotient_err(num, den) -> float:
+    """Bound on |num.value/den.value - true ratio| from the two absolute errors (interval arithmetic, den > err)."""
+    if not den.value > den.err:
+        raise ValueError("den: the quadrature error is not below the value")
+    return (num.err + abs(num.value / den.value) * den.err) / (den.value - den.err) + 2 * UNIT_ROUNDOFF * abs(num.value / den.value)
+
+
+def _step1_tightness(T, dl: float) -> float:
+    """c_M E sum p r^2 / eps^2 with M = delta (|r_y| <= |h| <= delta): how tight Step 1's inequality is."""
+    return c_M(dl) * T.r2.value / T.kl.value
+
+
+def _e_abs_sin(omega: float) -> float:
+    """E|sin(omega v)|, v ~ N(0, 1): |sin x| = 2/pi - (4/pi) sum_k cos(2kx)/(4k^2 - 1), E cos(2k omega v) = e^{-2k^2 omega^2}."""
+    return 2 / math.pi - 4 / math.pi * sum(math.exp(-2 * k * k * omega * omega) / (4 * k * k - 1) for k in range(1, 200))
+
+
+@claim(id="ce_guidance.theorem1_steps", paper=PAPER,
+       statement="Theorem 1's proof steps as near-equalities in G with a ripple: sum_y p_y phi(r_y) = -sum_y p_y r_y; "
+                 "c_0 E sum p r^2 / eps^2 = 1 + c2 delta^2 + O(delta^4) (c1 = 0, c2 derived, explicit remainder); "
+                 "A_y = -E[r Lap r] - E[r s_y . grad r] per class; sum_y pi_y E_rho_y = E_X sum_y p_y (joint law)",
+       note=T1_NOTE, provenance="reconstructed",
+       quick={"t": 0.5, "mu": 1.0, "omega1": 1.0, "deltas": [0.4, 0.2, 0.1],
+              "pairs": [[0.2, 1.0], [0.1, 5.0], [0.1, 30.0]], "n_s": 64},
+       full={"t": 0.5, "mu": 1.0, "omega1": 1.0, "deltas": [0.4, 0.2, 0.1, 0.05, 0.025],
+             "pairs": [[0.3, 0.5], [0.2, 1.0], [0.1, 5.0], [0.05, 20.0], [0.1, 30.0], [0.02, 60.0]], "n_s": 96},
+       controls={C_C0: "phi's Taylor constant 1/2 dropped: c_0 = 1 (phi(r) ~ r^2) in Step 1's ratio",
+                 C_KLREV: "conditional KL taken as KL(p_hat || p) = sum_y p_hat_y r_y instead of KL(p || p_hat)",
+                 C_LAP: "integration by parts with the wrong boundary sign: A = +E[r Lap r] - E[r s . grad r]",
+                 C_MARG: "score of the marginal p_t used in Step 2 where the class score grad log rho_y belongs",
+                 C_PI: "joint-law weights pi_y dropped: per-class expectations summed unweighted"})
+def theorem1_steps(ctx: Context) -> list[Measurement]:
+    """Step 1 (pointwise identity, the ratio with its derived second-order term), Step 2 (integration by parts,
+    three terms by separate quadratures), the joint-law change of measure, and the tightness of every inequality."""
+    p = ctx.params
+    S = SettingG([p["mu"], 0.0], p["t"])
+    n_s, om1 = p["n_s"], p["omega1"]
+    c0 = 1.0 if ctx.bug(C_C0) else PHI_C0
+    kl_dir = "reverse" if ctx.bug(C_KLREV) else "forward"
+    wts = (1.0, 1.0) if ctx.bug(C_PI) else (0.5, 0.5)
+    ms: list[Measurement] = []
+    # ---------------- Step 1
+    R_meas, R_pred, R_tol, info1 = [], [], [], []
+    for dl in p["deltas"]:
+        T = step1_terms(S, dl, om1, n_s=n_s, kl_direction=kl_dir, class_weights=wts)
+        ex = step1_expansion(S, dl, om1)
+        ms.append(Measurement(
+            name=f"step1 identity (E sum p phi(r) - eps^2)/eps^2, delta={dl:g}",
+            measured=(T.phi.value - T.kl.value) / T.kl.value, predicted=0.0, kind="equal",
+            tol=(T.phi.err + T.kl.err) / T.kl.value,
+            reason="pointwise sum_y p_y phi(r_y) = -sum_y p_y r_y (sum_y p_hat_y = 1); each side's quadrature error "
+                   "(three-rule difference) plus its rounding bound (32 + n_s + n_v) u E|terms|",
+            extra={"phi_side": T.phi.value, "kl": T.kl.value}))
+        ms.append(Measurement(
+            name=f"step1 (E sum p r^2 - sum pi_y E_rho_y r_y^2)/E sum p r^2, delta={dl:g}",
+            measured=(T.r2.value - T.r2_class.value) / T.r2.value, predicted=0.0, kind="equal",
+            tol=(T.r2.err + T.r2_class.err) / T.r2.value,
+            reason="change of measure pi_y rho_y = p_t p_y (the joint law of (X, Y)); both quadrature errors"))
+        R = c0 * T.r2.value / T.kl.value
+        tol = ex.rem + ex.moment_err + c0 * _quotient_err(T.r2, T.kl)
+        ms.append(Measurement(
+            name=f"step1 ratio c0 E sum p r^2 / eps^2 vs 1 + c2 delta^2, delta={dl:g}",
+            measured=R, predicted=ex.predicted, kind="equal", tol=tol,
+            reason="c1 = 0 (v -> -v flips h), c2 = (S4/S2)(3E[(pq)^2]/(4E[pq]) - 1/12); |remainder| <= "
+                   "[(rho_N + rho_D) D2 + |N4 - D4|(|D4| + rho_D)]/(D2 (D2 + D4 - rho_D)), rho = sixth-derivative "
+                   "Taylor bounds (sup|sigma^(k)|); + GH moment error + quotient of the quadrature errors "
+                   f"({T1_NOTE})",
+            extra={"c1": ex.c1, "c2": ex.c2, "rem_bound": ex.rem, "epq": ex.epq, "epq2": ex.epq2,
+                   "cubic_term_form": -T.r3.value / (3 * T.r2.value)}))
+        ms.append(Measurement(
+            name=f"step1 inequality c_M E sum p r^2 / eps^2 (M = delta), delta={dl:g}", measured=_step1_tightness(T, dl),
+            predicted=1.0, kind="le", counted=False,
+            reason="informational: phi(r) >= c_M r^2 on |r| <= M; -> 1 as delta -> 0 (= (c_M/c_0) R, c_M/c_0 = 1 - M/3 + ...)",
+            extra={"limit": 1.0, "first_order": c_M(dl) / PHI_C0 * ex.predicted}))
+        R_meas.append(R)
+        R_pred.append(ex.predicted)
+        R_tol.append(tol)
+        info1.append(_step1_tightness(T, dl))
+    ctx.plot.panel("step1", title=r"Step 1: $c_0\,E\sum p r^2/\varepsilon^2 - 1$ against $c_2\delta^2$", xlabel=r"$\delta$",
+                   ylabel="ratio - 1", xscale="log", yscale="log")
+    ds = np.asarray(p["deltas"], float)
+    ctx.plot.measured("step1", ds, np.abs(np.array(R_meas) - 1.0), label="|measured ratio - 1|",
+                      lo=np.maximum(np.abs(np.array(R_meas) - 1.0) - np.array(R_tol), 1e-12),
+                      hi=np.abs(np.array(R_meas) - 1.0) + np.array(R_tol))
+    ctx.plot.predicted("step1", ds, np.abs(np.array(R_pred) - 1.0), label=r"derived $c_2\delta^2$")
+    # ---------------- Step 2 and the chain
+    d = S.d
+    S4 = S.score_fourth_moment()
+    lims = tightness_limits(S)
+    ibp_x, ibp_err, ibp_tol = [], [], []
+    for dl, om in p["pairs"]:
+        pk = errors_quadrature(S, Ripple(dl, om, E2))
+        per = {}
+        for y in (1, -1):
+            I = ibp_terms(S, dl, om, y, n_s=n_s, score="marginal" if ctx.bug(C_MARG) else "class")
+            B = I.r_lap.value if ctx.bug(C_LAP) else -I.r_lap.value
+            C = -I.r_score.value
+            A = I.A.value
+            tol = (I.A.err + I.r_lap.err + I.r_score.err) / A
+            ms.append(Measurement(
+                name=f"step2 IBP (A - B - C)/A, y={y:+d}, delta={dl:g}, omega={om:g}",
+                measured=(A - B - C) / A, predicted=0.0, kind="equal", tol=tol,
+                reason="integration by parts against rho_y (Gaussian tails, bounded r): exact; the three terms by "
+                       "separate tensor quadratures, tol = sum of their three-rule errors + rounding bounds",
+                extra={"A": A, "B": B, "C": C}))
+            ibp_x.append(om)
+            ibp_err.append(abs(A - B - C) / A)
+            ibp_tol.append(tol)
+            per[y] = I
+        mse_cls = wts[0] * per[1].A.value + wts[1] * per[-1].A.value
+        ms.append(Measurement(
+            name=f"joint MSE: (sum pi_y A_y - package MSE)/MSE, delta={dl:g}, omega={om:g}",
+            measured=(mse_cls - pk.mse) / pk.mse, predicted=0.0, kind="equal",
+            tol=(wts[0] * per[1].A.err + wts[1] * per[-1].A.err + pk.mse_err) / pk.mse,
+            reason="MSE = sum_y pi_y E_rho_y |grad r_y|^2 = E_X sum_y p_y |grad r_y|^2 (joint law); our grad r against "
+                   "the package's guidance vectors (errors_quadrature), both quadrature error estimates",
+            extra={"package_mse": pk.mse, "sum_pi_A": mse_cls}))
+        # informational: how tight each inequality of the chain is
+        L, M = S.certificates(Ripple(dl, om, E2))
+        cm, eps = c_M(M), pk.eps
+        I = per[1]
+        A, B, C = I.A.value, -I.r_lap.value, -I.r_score.value
+        a, b2 = d * L * I.abs_r.value, I.r2_s2.value
+        abs_joint = 0.5 * (per[1].abs_r.value + per[-1].abs_r.value)
+        b2_joint = 0.5 * (per[1].r2_s2.value + per[-1].r2_s2.value)
+        S2 = sine_moments(om)[0]
+        epq = step1_expansion(S, dl, om).epq
+        bound = theorem_bound(eps, d, L, M, S4)
+        rows = [("step1 Cauchy-Schwarz E sum p|r| sqrt(c_M)/eps", abs_joint * math.sqrt(cm) / eps,
+                 2 * math.sqrt(epq) * _e_abs_sin(om) / math.sqrt(S2), "limit delta -> 0: 2 sqrt(E[pq]) E|sin|/sqrt(S2)"),
+                ("step2 |Lap r| <= dL: B/a (y=+1)", B / a, lims["step2_lap"], "tr Hess r is rank one: loses d"),
+                ("step2 Cauchy-Schwarz |C|/(b sqrt A) (y=+1)", abs(C) / math.sqrt(b2 * A), lims["step2_cs"],
+                 "C = O(delta^2) while A = O(delta^2 omega^2)"),
+                ("step2 A/(b^2 + 2a) (y=+1)", A / (b2 + 2 * a), lims["step2_quad"], "A <= b^2 + 2a"),
+                ("step3 sum pi b^2 / (M eps S4/sqrt(c_M))", b2_joint / (M * eps * S4 / math.sqrt(cm)), lims["step3_b2"],
+                 "r^2 <= M|r| and Cauchy-Schwarz over the joint law"),
+                ("chain MSE / Theorem-1 bound", pk.mse / bound, lims["chain"], "the whole chain")]
+        for nm, val, lim, why in rows:
+            ms.append(Measurement(name=f"{nm}, delta={dl:g}, omega={om:g}", measured=val, predicted=1.0, kind="le",
+                                  reason=f"informational tightness of an inequality of the proof ({why})",
+                                  counted=False, extra={"limit": lim, "limit_regime": "delta -> 0" if nm.startswith("step1")
+                                                        else "delta -> 0 then omega -> infinity"}))
+    ctx.plot.agreement("ibp", ibp_x, ibp_err, ibp_tol, title="Step 2: |A - B - C|/A per class against its quadrature error",
+                       xlabel=r"$\omega$", tol_label="three-rule error + rounding")
+    ctx.plot.panel("tight", title="Step 1 inequality tightness c_M E sum p r^2/eps^2 (-> 1)", xlabel=r"$\delta$",
+                   ylabel="ratio", xscale="log")
+    ctx.plot.measured("tight", ds, info1, label=r"$c_M\,E\sum p r^2/\varepsilon^2$ (M = delta)")
+    ctx.plot.predicted("tight", ds, [c_M(x) / PHI_C0 * rp for x, rp in zip(ds, R_pred)], label=r"$(c_M/c_0)(1+c_2\delta^2)$")
+    return ms
