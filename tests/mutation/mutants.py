@@ -240,6 +240,11 @@ MUTANTS: tuple[Mutant, ...] = (
            "",
            "crescent quadrature without a panel edge where its two circles cross (the slice length's kink)",
            claims=("support.geometry_oracle",)),
+    Mutant("ce_t1_laplacian_true_curvature_dropped", "numerics/papers/ce_guidance/theorem1_steps.py",
+           "    lap = -hq * (g * g + hv * hv) + p * q * g * g + lap_lin\n",
+           "    lap = -hq * (g * g + hv * hv) + lap_lin\n",
+           "Laplacian of the log-probability error without the true logit's curvature term pq|grad f|^2",
+           claims=("ce_guidance.theorem1_steps",)),
     # ------------------------------------------------------------------ fast kernel path
     Mutant("fast_kernel_alpha_not_squared", "numerics/fast/kernels.py",
            "    v2 = x2 - 2.0 * alpha * xb[r, k] + alpha * alpha * mu2[k]\n",
