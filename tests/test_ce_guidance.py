@@ -221,10 +221,11 @@ def test_ce_claims_hold_and_controls_flag():
     import numerics.papers.ce_guidance.claims  # noqa: F401
     from numerics.checks.claim import REGISTRY
     from numerics.checks.runner import run_claim
-    # this module's claims at seed 1: C1-C9 and the trained-classifier claim; the three later ones (random
-    # mixtures, composed bound, Theorem 1 steps) run with their controls at seed 0 in tests/test_baseline.py, and over
-    # seeds 0-19 in the 20-seed ensemble (README "Profiles")
-    later = {"ce_guidance.counterexample_random_mixtures", "ce_guidance.composed_bound", "ce_guidance.theorem1_steps"}
+    # this module's claims at seed 1: C1-C9 and the trained-classifier claim; the four later ones (random
+    # mixtures, composed bound, Theorem 1 steps, exact discretisation) run with their controls at seed 0 in
+    # tests/test_baseline.py, and over seeds 0-19 in the 20-seed ensemble (README "Profiles")
+    later = {"ce_guidance.counterexample_random_mixtures", "ce_guidance.composed_bound", "ce_guidance.theorem1_steps",
+             "ce_guidance.discretisation_exact"}
     ids = [c for c, cl in REGISTRY.items()
            if cl.func.__module__ == "numerics.papers.ce_guidance.claims" and c not in later]
     assert len(ids) == 10, sorted(ids)

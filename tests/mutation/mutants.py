@@ -245,6 +245,11 @@ MUTANTS: tuple[Mutant, ...] = (
            "    lap = -hq * (g * g + hv * hv) + lap_lin\n",
            "Laplacian of the log-probability error without the true logit's curvature term pq|grad f|^2",
            claims=("ce_guidance.theorem1_steps",)),
+    Mutant("ce_dx_variance_fixed_point", "numerics/papers/ce_guidance/discretisation_exact.py",
+           "    e = (h / 2.0) / (1.0 - h / 2.0) * (-math.expm1(2.0 * N * lr))\n",
+           "    e = (h / 2.0) * (-math.expm1(2.0 * N * lr))\n",
+           "Euler-Maruyama variance excess with the fixed point 1/(1 - h/2) taken to first order in h",
+           claims=("ce_guidance.discretisation_exact",)),
     # ------------------------------------------------------------------ fast kernel path
     Mutant("fast_kernel_alpha_not_squared", "numerics/fast/kernels.py",
            "    v2 = x2 - 2.0 * alpha * xb[r, k] + alpha * alpha * mu2[k]\n",
