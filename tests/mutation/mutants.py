@@ -250,6 +250,11 @@ MUTANTS: tuple[Mutant, ...] = (
            "    e = (h / 2.0) * (-math.expm1(2.0 * N * lr))\n",
            "Euler-Maruyama variance excess with the fixed point 1/(1 - h/2) taken to first order in h",
            claims=("ce_guidance.discretisation_exact",)),
+    Mutant("dkl_readout_noise_std_as_variance", "numerics/papers/discrete_kl/readout_2d.py",
+           "        steps.append((t_f, c(dk), c(math.sqrt(dk)) ** 2))\n",
+           "        steps.append((t_f, c(dk), c(math.sqrt(dk))))\n",
+           "2-D read-out sampler's step noise variance sqrt(delta_k) where delta_k belongs (std taken for variance)",
+           claims=("discrete_kl.readout_2d",)),
     # ------------------------------------------------------------------ fast kernel path
     Mutant("fast_kernel_alpha_not_squared", "numerics/fast/kernels.py",
            "    v2 = x2 - 2.0 * alpha * xb[r, k] + alpha * alpha * mu2[k]\n",

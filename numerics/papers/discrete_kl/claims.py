@@ -29,6 +29,7 @@ from numerics.checks.claim import Context, Measurement, claim
 from numerics.checks.plots import decades
 from numerics.constants import UNIT_ROUNDOFF as U
 from numerics.papers.discrete_kl import channel as C
+from numerics.papers.discrete_kl import readout_2d as RO
 from numerics.stats import loglog_slope
 
 NOTE = "proofs_notes/discrete_kl.md"
@@ -795,3 +796,133 @@ def geometric(ctx: Context) -> list[Measurement]:
             Measurement("max (I(X;Y_n) - H(X)) (discrete targets)", worst_H, 0.0, "le", 0.0,
                         "informational: I = H(J) + E log w_J(Y) <= H(J) holds by construction of the quadrature "
                         "(log w <= 0), so no bug of the sampler can move it", counted=False)]
+
+
+# ------------------------------------------------------------------------------------------------ read-out (2-D)
+_RO_CACHE: dict = {}
+
+
+def _ro_memo(key, fn):
+    """Memoise deterministic values (bounds, and the read-out KL per sampler spec) across the stated and
+    control runs; a control recomputes only what its bug changes.  ``key`` starts with every parameter the
+    value depends on (the quadrature ``nodes``, then n and the factor; the target is fixed)."""
+    if key not in _RO_CACHE:
+        _RO_CACHE[key] = fn()
+    return _RO_CACHE[key]
+
+
+def _ro_spec(ctx: Context) -> RO.SamplerSpec:
+    return RO.SamplerSpec(denoiser="product" if ctx.bug("product_posterior") else "posterior",
+                          time_offset=1 if ctx.bug("posterior_time_ahead") else 0,
+                          dtype=np.float32 if ctx.bug("float32_coefficients") else np.float64,
+                          scale_back=not ctx.bug("readout_not_scaled"))
+
+
+def _ro_gauss_tol(g, t, n):
+    """Rounding allowance of |KL(sampler as implemented) - KL(oracle)| for the Gaussian target (note #readout-2d):
+    relative error of the read-out variances <= 16 (n+1) u (1 + t lam_max)(2 + 2 t |mu|_inf) (n affine steps
+    whose products grow to 1 + t lam, the probed gain and offset), times |dD/dlog s| <= (1 + t lam_max)/2 per
+    eigen-direction."""
+    lam = float(np.linalg.eigvalsh(g.covs[0]).max())
+    mu = float(np.abs(g.means[0]).max())
+    return g.d * 0.5 * (1 + t * lam) * 16 * (n + 1) * U * (1 + t * lam) * (2 + 2 * t * mu)
+
+
+@claim(
+    id="discrete_kl.readout_2d",
+    paper=PAPER,
+    statement="end-to-end read-out, 2-D correlated Gaussian mixture: the sampler's last state scaled back with the "
+              "channel noise re-added, hat X = hat Y_n/t_n + N(0, I/t_n), has D(Law X || Law hat X) <= Delta_n + T(t_n) "
+              "<= (t_n/2n)(tr Cov - M(t_n)) + T(t_n), T(t) = I(X;Y_t) - h(X) + (d/2) log(2 pi e/t); the bound's "
+              "minimiser over t_n is the root of its derived derivative (the measured KL's minimiser is reported)",
+    note=f"{NOTE}#readout-2d",
+    provenance="reconstructed",
+    quick={"sweeps": [[4, [0.5, 1.0, 2.0, 2.83, 4.0]], [8, [0.5, 1.0, 2.0]]], "nodes": 32},
+    full={"sweeps": [[4, [0.35, 0.5, 0.71, 1.0, 1.41, 2.0, 2.83, 4.0]], [8, [0.35, 0.5, 0.71, 1.0, 1.41, 2.0, 2.83]],
+                     [16, [0.5, 1.0, 2.0]]], "nodes": 48},
+    controls={"readout_not_scaled": "the read-out hat Y_n + N(0, I/t_n): the last state not divided by t_n",
+              "posterior_time_ahead": "the sampler's posterior mean at t_k instead of t_{k-1} (time index one step off)",
+              "product_posterior": "the 2-D posterior mean computed coordinate-wise from the 1-D marginal posteriors "
+                                   "(the correlation ignored)",
+              "float32_coefficients": "the sampler's step coefficients delta_k, sqrt(delta_k), 1/t_n rounded to float32"},
+)
+def readout_2d(ctx: Context) -> list[Measurement]:
+    """Per n of the profile: t_n = t*_n x factor, t*_n the root of B_n' (the bound's minimiser); the read-out KL of
+    the mixture from its grid-propagated law (1.5x-spacing estimate + lost mass), the bounds from Lemma 2's gap,
+    M, I and h(X) by Gauss-Hermite (1.5x-node estimates); the correlated Gaussian by closed forms."""
+    p = ctx.params
+    nodes = p["nodes"]
+    spec = _ro_spec(ctx)
+    tg, g = RO.readout_target(), C.gaussian([0.5, -0.3], [[1.0, 0.8], [0.8, 1.0]], name="gaussian 2-D rho=0.8")
+    worst_gap, worst_thm, worst_opt, worst_or = -np.inf, -np.inf, -np.inf, 0.0
+    rows, info, curves = [], [], []
+    for n, factors in p["sweeps"]:
+        tstar = _ro_memo((nodes, "tstar", n, nodes), lambda: RO.bound_minimiser(tg, n, nodes=nodes))
+        curve = []
+        for fac in factors:
+            t = tstar * fac
+            ts = C.schedule("uniform", T=t, n=n)
+            kl, e, diag = _ro_memo((nodes, "kl", n, fac, spec), lambda: RO.readout_kl(tg, ts, spec=spec, err=True))
+            gb, egb = _ro_memo((nodes, "gap", n, fac), lambda: RO.gap_bound(tg, t, n, nodes=nodes, err=True))
+            tb, etb = _ro_memo((nodes, "thm", n, fac), lambda: RO.theorem1_readout_bound(tg, t, n, nodes=nodes, err=True))
+            # one-sided checks: the measured KL lowered by its grid estimate, the bound raised by its quadrature one
+            worst_gap = max(worst_gap, (kl - e) - (gb + egb))
+            worst_thm = max(worst_thm, (kl - e) - (tb + etb))
+            if fac == 1.0:
+                worst_opt = max(worst_opt, (kl - e) - (tb + etb))
+            # Gaussian oracle: the sampler as implemented (affine propagation) against the closed form
+            kg = RO.gaussian_readout_kl(g, ts, spec)
+            ko = _ro_memo((nodes, "or", n, fac), lambda: RO.gaussian_readout_kl_oracle(g.means[0], g.covs[0], ts))
+            worst_or = max(worst_or, abs(kg - ko) / _ro_gauss_tol(g, t, n))
+            gbg = _ro_memo((nodes, "ggap", n, fac), lambda: RO.gap_bound(g, t, n, err=True))
+            worst_gap = max(worst_gap, kg - gbg[0] - 64 * n * U * max(1.0, t * g.tr_cov))
+            row = {"n": n, "t_n": t, "t/t*": fac, "readout KL": kl, "grid err": e, "Delta_n + T": gb,
+                   "Thm1 + T": tb, "slack Thm1/KL": tb / kl if kl > 0 else math.inf,
+                   "slack (Delta+T)/KL": gb / kl if kl > 0 else math.inf, "gaussian KL": kg,
+                   "gaussian Delta_n + T": gbg[0], "gaussian oracle": ko}
+            rows.append(row)
+            curve.append(row)
+        ks = np.array([r["readout KL"] for r in curve])
+        bs = np.array([r["Thm1 + T"] for r in curve])
+        ib, im = int(np.argmin(bs)), int(np.argmin(ks))
+        tt = np.array([r["t_n"] for r in curve])
+        bracket = (ib == 0 or tt[ib - 1] < tstar) and (ib == tt.size - 1 or tstar < tt[ib + 1])
+        info.append({"n": n, "t*_n (root of B_n')": tstar, "B_n(t*)": float(bs[list(factors).index(1.0)]),
+                     "sweep argmin of B_n": float(tt[ib]), "bracketed": bool(bracket),
+                     "sweep argmin of measured KL": float(tt[im]), "measured argmin interior": 0 < im < tt.size - 1,
+                     "measured argmin / t*": float(tt[im] / tstar)})
+        curves.append((n, tstar, curve))
+    _readout_figure(ctx, curves)
+    tol_reason = ("grid estimate of the read-out KL (1.5x finer spacings + sampler mass off the grid + pruned mass) "
+                  "subtracted, quadrature estimates of M, I, h(X) and Lemma 2's gap (1.5x nodes) added "
+                  f"({NOTE}#readout-2d)")
+    return [
+        Measurement("max (readout KL - err) - (Delta_n + T + err)", worst_gap, 0.0, "le", 0.0,
+                    tol_reason + "; Gaussian rows: closed forms, 64 n u max(1, t tr Cov) rounding", extra={"rows": rows}),
+        Measurement("max (readout KL - err) - (Theorem-1 bound + T + err)", worst_thm, 0.0, "le", 0.0, tol_reason),
+        Measurement("at t_n = t*_n: (readout KL - err) - (min_t B_n + err)", worst_opt, 0.0, "le", 0.0,
+                    tol_reason + "; t*_n the bisection root of B_n' (relative width 1e-5)", extra={"trade-off": info}),
+        Measurement("max |readout KL (sampler as implemented) - oracle| / tol (correlated Gaussian)", worst_or, 1.0,
+                    "le", 0.0, "per case tol = d (1 + t lam)^2 8 (n+1) u (2 + 2 t |mu|): rounding of n affine steps "
+                    f"and of the probed gain, times the KL's sensitivity ({NOTE}#readout-2d)"),
+        Measurement("bound's minimiser t*_n bracketed by the sweep's argmin of B_n (every n)",
+                    float(all(i["bracketed"] for i in info)), None, "true", 0.0,
+                    "informational: B_n is evaluated from M and I, t*_n from M and M' (I-MMSE consistency of the "
+                    "bound's ingredients, not of the sampler); the measured KL's argmin is recorded in extra, no "
+                    "prediction for it is derived", counted=False, extra={"trade-off": info}),
+    ]
+
+
+def _readout_figure(ctx: Context, curves: list) -> None:
+    """Per n: the measured read-out KL against t_n with the two bounds and the read-out term T(t_n)."""
+    for n, tstar, curve in curves:
+        key = f"n{n}"
+        tt = [r["t_n"] for r in curve]
+        ctx.plot.panel(key, title=f"2-D mixture, n = {n}: read-out KL vs t_n (t* = {tstar:.2f})", xlabel="end SNR t_n",
+                       ylabel="nats", xscale="log", yscale="log")
+        ctx.plot.measured(key, tt, [max(r["readout KL"], 1e-300) for r in curve], label="D(Law X || Law hat X)",
+                          style="line")
+        ctx.plot.bound(key, tt, [r["Thm1 + T"] for r in curve], label="Theorem 1 + T(t_n)")
+        ctx.plot.bound(key, tt, [r["Delta_n + T"] for r in curve], label="Delta_n + T(t_n) (exact chain rule)")
+        ctx.plot.predicted(key, [tstar], [next(r["Thm1 + T"] for r in curve if r["t/t*"] == 1.0)],
+                           label="predicted minimiser of the bound", style="points")
