@@ -61,7 +61,7 @@ from scipy.special import expit
 from numerics.constants import UNIT_ROUNDOFF
 from numerics.papers.ce_guidance.classifier_error import SettingG
 from numerics.quadrature import gauss_hermite_normal
-from numerics.validate import check_choice, check_int, check_positive
+from numerics.validate import check_choice, check_int, check_positive, check_real_values
 
 __all__ = ["PHI_C0", "V_MAX", "logistic_derivative_sups", "phi", "log_errors", "sine_moments", "default_n_v",
            "Estimate", "Step1Terms", "Step1Expansion", "IBPTerms", "step1_terms", "step1_expansion", "ibp_terms",
@@ -144,12 +144,8 @@ def log_errors(f, h) -> tuple[np.ndarray, np.ndarray]:
     -------
     (numpy.ndarray, numpy.ndarray)
     """
-    f = np.asarray(f, dtype=np.float64)
-    h = np.asarray(h, dtype=np.float64)
-    if not np.all(np.isfinite(f)):
-        raise ValueError("f: contains NaN or infinite values")
-    if not np.all(np.isfinite(h)):
-        raise ValueError("h: contains NaN or infinite values")
+    f = check_real_values(f, "f")
+    h = check_real_values(h, "h")
     with np.errstate(over="ignore"):
         rp = -np.log1p(expit(-f) * np.expm1(-h))
         rm = -np.log1p(expit(f) * np.expm1(h))
@@ -476,12 +472,8 @@ angle` (broadcast together); the formulas are those of
     om = check_positive(omega, "omega")
     if y not in (1, -1) or isinstance(y, bool):
         raise ValueError(f"y: must be +1 or -1, got {y!r}")
-    s = np.asarray(s, dtype=np.float64)
-    v = np.asarray(v, dtype=np.float64)
-    if not np.all(np.isfinite(s)):
-        raise ValueError("s: contains NaN or infinite values")
-    if not np.all(np.isfinite(v)):
-        raise ValueError("v: contains NaN or infinite values")
+    s = check_real_values(s, "s")
+    v = check_real_values(v, "v")
     s, v = np.broadcast_arrays(s, v)
     g = S.grad_f_norm
     f, th = g * s, om * v
