@@ -360,6 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sweep(sub)
     _add_sample(sub)
     _add_bench(sub)
+    from numerics.audit.command import add_parser as _add_audit  # argparse only: importing it is cheap
+
+    _add_audit(sub)
     return parser
 
 
@@ -753,6 +756,21 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                       suite_timing=args.suite or not (args.quick or args.tiny))
 
 
+def _cmd_audit(args: argparse.Namespace) -> int:
+    """``audit LIBRARY``: numerics.audit.command; its usage errors (and a missing [audit] extra) exit 2."""
+    from numerics.audit.command import AuditUsageError, run
+
+    out = Path(args.out) if args.out is not None else _default_out("audit-")
+    new = not out.exists()
+    out = _writable_dir(out)
+    try:
+        return run(args, out)
+    except AuditUsageError as exc:
+        if new:
+            _remove_if_empty(out)
+        raise UsageError(str(exc)) from None
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -790,6 +808,8 @@ def main(argv: Sequence[str] | None = None, *, registry: ClaimSource = None) -> 
             return _cmd_bench(args)
         if args.command == "sweep":
             return _cmd_sweep(args, registry)
+        if args.command == "audit":
+            return _cmd_audit(args)
         return _cmd_sample(args)
     except UsageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)

@@ -1,0 +1,275 @@
+r"""Build diffusers' schedulers and run them with exact model outputs, in float64.
+
+diffusers and torch are imported lazily (:func:`load`); without them :class:`MissingExtra` says how to install
+the ``[audit]`` extra.
+
+Coordinates.  diffusers' DDIM, DDPM, DPM-Solver, UniPC and DEIS hold the sample in VP coordinates
+(:math:`x = \sqrt{\bar\alpha}x_0 + \sqrt{1-\bar\alpha}\varepsilon`); Euler, Euler-ancestral, Heun and LMS hold it
+in VE coordinates :math:`x/\sqrt{\bar\alpha}` and give the model ``scale_model_input(x) =`` :math:`x/\sqrt{1+\sigma^2}`.
+The driver records every state in VP coordinates at the OU time of its noise level
+(:mod:`numerics.audit.targets`): the level of a model call is ``alphas_cumprod[t]`` for the abar-indexed
+schedulers (DDIM, DDPM) and ``sigmas[step_index]`` for the sigma-indexed ones; the level a step lands at is the
+scheduler's own rule (DDIM: ``t - num_train_timesteps // num_inference_steps``, or ``final_alpha_cumprod``;
+DDPM: ``previous_timestep(t)``, or 1; sigma-indexed: ``sigmas[step_index + 1]``).
+
+Tables.  diffusers stores ``betas``, ``alphas_cumprod`` and ``sigmas`` in float32.  ``tables="native"`` runs
+the scheduler as shipped (a 0-dim float32 table entry times a float64 sample gives float64, but coefficients
+formed from table entries alone, e.g. ``(1 - alpha_prod_t) ** 0.5``, are computed in float32);
+``tables="float64"`` casts every float32 table to float64 (the same values, exactly) after ``set_timesteps`` so
+that every coefficient is computed in float64.  The levels the driver reports are always the stored values.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from numerics.audit.targets import GaussianTarget, ou_time, ou_time_of_sigma
+
+__all__ = ["INSTALL_HINT", "MissingExtra", "load", "SchedulerSpec", "SPECS", "VE_SCHEDULERS", "build", "RunRecord",
+           "StepRecord", "run", "TABLE_ATTRS", "exact_table_abar", "dpm_orders"]
+
+INSTALL_HINT = 'pip install "guidance-verify[audit]"'
+#: Schedulers that hold the sample in VE coordinates (``init_noise_sigma`` > 1, ``scale_model_input`` divides).
+VE_SCHEDULERS = ("EulerDiscreteScheduler", "EulerAncestralDiscreteScheduler", "HeunDiscreteScheduler",
+                 "LMSDiscreteScheduler")
+#: float32 tables a scheduler may hold (cast by ``tables="float64"``).
+TABLE_ATTRS = ("betas", "alphas", "alphas_cumprod", "final_alpha_cumprod", "one", "sigmas", "alpha_t", "sigma_t",
+               "lambda_t", "log_sigmas")
+
+
+class MissingExtra(ImportError):
+    """diffusers or torch is not installed."""
+
+
+def load():
+    """``(torch, diffusers)``, or :class:`MissingExtra` naming the extra to install."""
+    try:
+        import torch
+        import diffusers
+    except ImportError as exc:
+        raise MissingExtra(f"the audit needs diffusers and torch ({exc}); install them with: {INSTALL_HINT}") from None
+    return torch, diffusers
+
+
+@dataclass(frozen=True)
+class SchedulerSpec:
+    """One audited scheduler configuration family.
+
+    ``oracle``: the package method whose derived update the scheduler claims to implement on its own grid
+    (``"ddim"``: DDIM = DPM-Solver-1 = Euler in VE coordinates with the noise frozen, proofs_notes/integrators.md
+    §§1, 3; ``"ddpm"``; ``"dpm2"``: DPM-Solver++(2M), §4), or ``None`` (no derived update in the package yet:
+    its law and order are reported informationally).  ``order``: the global order the theory predicts for the
+    deterministic run (``None`` for stochastic samplers).  ``abar_indexed``: levels from ``alphas_cumprod[t]``.
+    """
+
+    name: str
+    cls: str
+    config: tuple = ()
+    oracle: str | None = None
+    order: int | None = None
+    stochastic: bool = False
+    abar_indexed: bool = False
+
+    @property
+    def kwargs(self) -> dict:
+        return dict(self.config)
+
+
+SPECS: dict[str, SchedulerSpec] = {s.name: s for s in (
+    SchedulerSpec("DDIM", "DDIMScheduler", (("clip_sample", False),), "ddim", 1, abar_indexed=True),
+    SchedulerSpec("DDPM", "DDPMScheduler", (("clip_sample", False),), "ddpm", None, stochastic=True,
+                  abar_indexed=True),
+    SchedulerSpec("DPMSolverMultistep-1", "DPMSolverMultistepScheduler",
+                  (("solver_order", 1), ("algorithm_type", "dpmsolver++")), "ddim", 1),
+    SchedulerSpec("DPMSolverMultistep-2", "DPMSolverMultistepScheduler",
+                  (("solver_order", 2), ("algorithm_type", "dpmsolver++")), "dpm2", 2),
+    SchedulerSpec("DPMSolverMultistep-3", "DPMSolverMultistepScheduler",
+                  (("solver_order", 3), ("algorithm_type", "dpmsolver++")), None, 3),
+    SchedulerSpec("DPMSolverMultistep-2-dpmsolver", "DPMSolverMultistepScheduler",
+                  (("solver_order", 2), ("algorithm_type", "dpmsolver"), ("final_sigmas_type", "sigma_min")), None, 2),
+    SchedulerSpec("EulerDiscrete", "EulerDiscreteScheduler", (), "ddim", 1),
+    SchedulerSpec("EulerAncestralDiscrete", "EulerAncestralDiscreteScheduler", (), None, None, stochastic=True),
+    SchedulerSpec("HeunDiscrete", "HeunDiscreteScheduler", (), None, 2),
+    SchedulerSpec("UniPCMultistep", "UniPCMultistepScheduler", (), None, 3),
+    SchedulerSpec("LMSDiscrete", "LMSDiscreteScheduler", (), None, 4),
+    SchedulerSpec("DEISMultistep", "DEISMultistepScheduler", (), None, 3),
+    SchedulerSpec("DPMSolverSinglestep", "DPMSolverSinglestepScheduler", (), None, 2),
+)}
+
+
+def build(cls, config: dict | None = None):
+    """A scheduler of class ``cls`` (a class or the name of one in ``diffusers``) with ``config``."""
+    _, diffusers = load()
+    klass = getattr(diffusers, cls) if isinstance(cls, str) else cls
+    return klass(**(config or {}))
+
+
+def _cast_tables(sched, torch) -> None:
+    for name in TABLE_ATTRS:
+        v = getattr(sched, name, None)
+        if isinstance(v, torch.Tensor) and v.dtype == torch.float32:
+            setattr(sched, name, v.to(torch.float64))
+
+
+def exact_table_abar(config: dict) -> np.ndarray | None:
+    r"""``alphas_cumprod`` recomputed in float64 from the configuration (linear / scaled_linear betas; the cosine
+    schedule's :math:`\bar\alpha` from its closed form through the same clipped-beta product), or ``None``."""
+    n = int(config.get("num_train_timesteps", 1000))
+    b0, b1 = float(config.get("beta_start", 0.0001)), float(config.get("beta_end", 0.02))
+    kind = config.get("beta_schedule", "linear")
+    if config.get("trained_betas") is not None or config.get("rescale_betas_zero_snr"):
+        return None
+    if kind == "linear":
+        betas = np.linspace(b0, b1, n, dtype=np.float64)
+    elif kind == "scaled_linear":
+        betas = np.linspace(math.sqrt(b0), math.sqrt(b1), n, dtype=np.float64) ** 2
+    elif kind == "squaredcos_cap_v2":
+        f = lambda t: math.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2  # noqa: E731
+        betas = np.array([min(1 - f((i + 1) / n) / f(i / n), 0.999) for i in range(n)])
+    else:
+        return None
+    return np.cumprod(1.0 - betas)
+
+
+@dataclass
+class StepRecord:
+    """One model call and the step after it, in VP coordinates at OU times."""
+
+    t_in: float                       # OU time of the model call's level
+    t_out: float | None               # OU time the step lands at (the scheduler's rule), None if not known
+    x_in: np.ndarray                  # (B, d) state before the step (VP)
+    x_out: np.ndarray | None          # (B, d) state after the step (VP at t_out), None if t_out is None
+    z: np.ndarray | None = None       # the step's noise (stochastic schedulers), regenerated from its seed
+    order: int = 1                    # the solver order used at this step (multistep schedulers)
+    drops_f64: bool = False           # the output is bit-identical when the float64 input is first rounded to float32
+
+
+@dataclass
+class RunRecord:
+    spec: SchedulerSpec
+    config: dict
+    n_steps: int
+    tables: str
+    sample_dtype: str
+    steps: list = field(default_factory=list)
+    out: np.ndarray | None = None     # (B, d) final state, VP coordinates at t_end
+    t_end: float | None = None
+    t_start: float | None = None
+    start_scale: float = 1.0          # VP start = start_scale * z
+    grid: list = field(default_factory=list)   # claimed grid: OU times of the model calls, then t_end
+
+
+def dpm_orders(n: int, order: int, config: dict) -> list[int]:
+    """The order DPMSolverMultistep uses at each of ``n`` steps, as its docstring states: first order at the
+    start, ramping up by one per step, and ``lower_order_final`` (first order at the last step when fewer than 15
+    steps or ``final_sigmas_type == "zero"``; at most second order at the second last when fewer than 15)."""
+    out = []
+    for k in range(n):
+        o = min(order, k + 1)
+        last_low = k == n - 1 and (config.get("euler_at_final", False)
+                                   or (config.get("lower_order_final", True) and n < 15)
+                                   or config.get("final_sigmas_type", "zero") == "zero")
+        if last_low:
+            o = 1
+        elif k == n - 2 and config.get("lower_order_final", True) and n < 15:
+            o = min(o, 2)
+        out.append(o)
+    return out
+
+
+def _level_t(sched, spec: SchedulerSpec, timestep, idx: int) -> float:
+    if spec.abar_indexed:
+        return ou_time(float(sched.alphas_cumprod[int(timestep)]))
+    return ou_time_of_sigma(float(sched.sigmas[idx]))
+
+
+def _landing_t(sched, spec: SchedulerSpec, timestep, idx: int) -> float | None:
+    if spec.cls == "DDIMScheduler" or (spec.abar_indexed and hasattr(sched, "final_alpha_cumprod")):
+        prev = int(timestep) - sched.config.num_train_timesteps // sched.num_inference_steps
+        return ou_time(float(sched.alphas_cumprod[prev]) if prev >= 0 else float(sched.final_alpha_cumprod))
+    if spec.abar_indexed:  # DDPM
+        prev = int(sched.previous_timestep(timestep))
+        return ou_time(float(sched.alphas_cumprod[prev]) if prev >= 0 else 1.0)
+    if spec.oracle is None:
+        return None
+    return ou_time_of_sigma(float(sched.sigmas[idx + 1]))
+
+
+def run(spec: SchedulerSpec, n_steps: int, target: GaussianTarget, z: np.ndarray, *, config: dict | None = None,
+        prediction_type: str = "epsilon", tables: str = "float64", sample_dtype: str = "float64", seed: int = 0,
+        scheduler=None, record_steps: bool = True) -> RunRecord:
+    """Run scheduler ``spec`` (or the given ``scheduler`` object) for ``n_steps`` from ``z * init_noise_sigma``.
+
+    ``z``: ``(B, d)`` float64 start points.  The model output at each call is the target's exact
+    ``prediction_type`` output at the call's level.  Stochastic schedulers get a ``torch.Generator`` seeded with
+    ``seed + k`` at call ``k``; the noise a DDPM step drew is regenerated from the same seed
+    (``diffusers.utils.torch_utils.randn_tensor``) and recorded.
+    """
+    torch, _ = load()
+    from diffusers.utils.torch_utils import randn_tensor
+
+    cfg = dict(spec.kwargs)
+    cfg.update(config or {})
+    cfg["prediction_type"] = prediction_type
+    sched = scheduler if scheduler is not None else build(spec.cls, cfg)
+    sched.set_timesteps(n_steps)
+    if tables == "float64":
+        _cast_tables(sched, torch)
+    dt = {"float64": torch.float64, "float32": torch.float32}[sample_dtype]
+    ve = type(sched).__name__ in VE_SCHEDULERS or any(c.__name__ in VE_SCHEDULERS for c in type(sched).__mro__)
+    rec = RunRecord(spec, cfg, n_steps, tables, sample_dtype)
+    init = float(sched.init_noise_sigma)
+    x = torch.tensor(np.asarray(z, dtype=np.float64) * init, dtype=dt)
+    orders = dpm_orders(len(sched.timesteps), spec.kwargs.get("solver_order", 2), cfg) \
+        if spec.cls == "DPMSolverMultistepScheduler" else None
+
+    def vp_scale(t_ou: float) -> float:  # x_VP = x_VE * sqrt(abar) = x_VE * e^{-t}
+        return math.exp(-t_ou) if ve else 1.0
+
+    for k, ts in enumerate(sched.timesteps):
+        x_in = sched.scale_model_input(x, ts)
+        idx = sched.step_index if getattr(sched, "step_index", None) is not None else k
+        t_in = _level_t(sched, spec, ts, idx)
+        if k == 0:
+            rec.t_start = t_in
+            rec.start_scale = init * vp_scale(t_in)
+        rec.grid.append(t_in)
+        xin_np = x_in.detach().to(torch.float64).numpy()
+        with np.errstate(all="ignore"):
+            mo = target.model_output(xin_np, t_in, prediction_type)
+        mo_t = torch.tensor(mo, dtype=dt)
+        gen = torch.Generator().manual_seed(seed + k) if spec.stochastic else None
+        x_state = x.detach().to(torch.float64).numpy() * vp_scale(t_in)
+        t_out = _landing_t(sched, spec, ts, idx) if record_steps else None
+        kw = {"generator": gen} if gen is not None else {}
+        drops = False
+        if record_steps and k == 0 and sample_dtype == "float64":
+            # does the scheduler discard the input's float64 digits?  Step two copies on x32 = float32(x) and on
+            # x32 (1 + 2^-26), which rounds to x32 in float32 (less than half a float32 ulp away) but differs in
+            # float64: bit-identical outputs mean the input was rounded to float32.
+            x32 = x.to(torch.float32).to(torch.float64)
+            xm = x32 + x32.abs() * 2.0 ** -26
+            outs = []
+            for xi in (x32, xm):
+                kw2 = {"generator": torch.Generator().manual_seed(seed + k)} if gen is not None else {}
+                outs.append(copy.deepcopy(sched).step(mo_t, ts, xi, **kw2).prev_sample)
+            drops = (not torch.equal(x32, xm)) and torch.equal(outs[0], outs[1])
+        x = sched.step(mo_t, ts, x, **kw).prev_sample
+        if record_steps:
+            znp = None
+            if spec.cls == "DDPMScheduler" and int(ts) > 0:
+                znp = randn_tensor(mo_t.shape, generator=torch.Generator().manual_seed(seed + k),
+                                   device=mo_t.device, dtype=mo_t.dtype).to(torch.float64).numpy()
+            x_out = None if t_out is None else x.detach().to(torch.float64).numpy() * vp_scale(t_out)
+            rec.steps.append(StepRecord(t_in, t_out, x_state, x_out, znp, 1 if orders is None else orders[k], drops))
+    # final level
+    if spec.abar_indexed:
+        rec.t_end = _landing_t(sched, spec, sched.timesteps[-1], len(sched.timesteps) - 1)
+    else:
+        rec.t_end = ou_time_of_sigma(float(sched.sigmas[-1]))
+    rec.grid.append(rec.t_end)
+    rec.out = x.detach().to(torch.float64).numpy() * vp_scale(rec.t_end)
+    return rec
