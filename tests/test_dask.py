@@ -56,34 +56,72 @@ from numerics.checks import dask_runner
 from numerics.checks.examples import CLAIMS
 
 
-def numba_config():
+def pool_state():
     import os
     import numba
-    return numba.config.NUMBA_NUM_THREADS, int(os.environ["NUMBA_NUM_THREADS"])
+    from numba.np.ufunc import parallel
+    # configured count, the pool's real size, the threads a kernel may use, the environment
+    return (numba.config.NUMBA_NUM_THREADS, parallel.NUM_THREADS, numba.get_num_threads(),
+            int(os.environ["NUMBA_NUM_THREADS"]))
+
+
+def fast_then_compile():
+    # the per-thread scratch of the fast path is sized from the configured count and indexed by
+    # numba.get_thread_id(): a configuration smaller than the pool writes out of bounds
+    import numpy as np
+    from numerics.fast import FastMixture
+    from numerics.mixture import GaussianMixture
+    rng = np.random.default_rng(0)
+    gm = GaussianMixture([0.5, 0.5], rng.standard_normal((2, 3)), np.stack([np.eye(3), 0.2 * np.eye(3)]),
+                         labels=[0, 1])
+    x = rng.standard_normal((4000, 3))
+    fm = FastMixture(gm)
+    worst = max(float(np.max(np.abs(fm.denoiser(x, t) - gm.denoiser(x, t)))) for t in (0.05, 0.7) for _ in range(5))
+
+    @numba.njit(parallel=True)  # a compilation after the pool launched (the original failure)
+    def total(v):
+        s = 0.0
+        for i in numba.prange(v.size):
+            s += v[i]
+        return s
+
+    return worst, total(np.ones(1000))
 
 
 if __name__ == "__main__":
     with dask_runner.local_cluster(2) as cluster, distributed.Client(cluster) as c:
         claim = CLAIMS["examples.gaussian_mean"]
-        for worker in c.scheduler_info()["workers"]:  # one task on each worker
+        workers = list(c.scheduler_info()["workers"])
+        for worker in workers:  # one task on each worker
             run = c.submit(dask_runner.call, claim, "quick", 0, None, workers=[worker], pure=False)
             assert run.result().error is None
-        print(sorted(c.run(numba_config).values()))
+        for worker in workers:
+            worst, total = c.submit(lambda: (dask_runner.sync_numba_threads(), fast_then_compile())[1],
+                                    workers=[worker], pure=False).result()
+            assert worst < 1e-8 and total == 1000.0, (worst, total)
+        # set_num_threads is per thread: read the state in a task (the executor thread), as call() runs
+        print(sorted(c.submit(lambda: (dask_runner.sync_numba_threads(), pool_state())[1], workers=[w],
+                              pure=False).result() for w in workers))
 """
 
 
 def test_a_task_runs_with_the_workers_numba_thread_count(tmp_path: Path) -> None:
-    """Regression (stop 30): a worker that imported Numba at spawn kept the machine's core count while its
-    environment said 1, and a later compilation after the pool launched failed.  After one task, Numba's
-    configured count on every worker equals the worker's NUMBA_NUM_THREADS."""
+    """Regression (stops 30 and 31): a worker that imported Numba at spawn kept the machine's core count
+    while its environment said its share.  Stop 30: a compilation after the pool launched failed.  Stop
+    31: re-reading the configuration made it smaller than the pool, and the fast path's per-thread
+    scratch was written out of bounds (the worker died with heap corruption).  After tasks, on every
+    worker the configured count equals the pool's size and a kernel uses the worker's share."""
     script = tmp_path / "numba_first.py"
     script.write_text(_NUMBA_FIRST_SCRIPT)
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_NUM_THREADS"}
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
-    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300)
+    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stderr[-2000:]
-    pairs = eval(out.stdout.strip().splitlines()[-1])  # a printed list of (configured, environment) pairs
-    assert len(pairs) == 2 and all(configured == wanted for configured, wanted in pairs), pairs
+    states = eval(out.stdout.strip().splitlines()[-1])  # a printed list of pool_state() tuples
+    share = int(dask_runner.thread_env(2)["NUMBA_NUM_THREADS"])
+    assert len(states) == 2, states
+    for configured, pool, used, environment in states:
+        assert configured == pool == environment and used == min(share, pool), states
 
 
 def test_workers_are_pinned_to_their_share(client: Any) -> None:

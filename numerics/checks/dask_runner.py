@@ -76,20 +76,37 @@ def grace_period(task_timeout: float) -> float:
 
 
 def sync_numba_threads() -> None:
-    """Make Numba's thread count the worker's ``NUMBA_NUM_THREADS`` before any kernel runs.
+    """Run Numba's kernels on the worker's share of the cores without desynchronising Numba's pool.
 
-    Numba reads the variable when it is imported.  A spawned worker re-imports the parent's ``__main__``
-    (``guidance-verify``'s script imports the package, hence Numba) *before* the Nanny sets the worker's
-    environment (:func:`thread_env`), so Numba starts with the machine's core count; if a cached parallel
-    kernel then launches the pool, the next compilation re-reads the environment and fails ("Cannot set
-    NUMBA_NUM_THREADS to a different value once the threads have been launched").  Re-reading the
-    configuration at the start of every task, before anything can launch the pool, keeps the two equal.
+    Numba reads ``NUMBA_NUM_THREADS`` when it is imported and sizes its thread pool from it.  A spawned
+    worker re-imports the parent's ``__main__`` (``guidance-verify``'s script imports the package, hence
+    Numba) *before* the Nanny sets the worker's environment (:func:`thread_env`), so Numba starts with the
+    machine's core count :math:`c` while the environment says the share :math:`s`.  Numba re-reads the
+    environment at every compilation and then refuses ("Cannot set NUMBA_NUM_THREADS to a different value
+    once the threads have been launched"); re-reading the configuration by hand is worse: it sets
+    ``numba.config.NUMBA_NUM_THREADS`` to :math:`s` while the pool still has :math:`c` threads, so
+    ``numba.get_thread_id()`` exceeds the per-thread scratch sized from the configuration (heap corruption
+    in the fast path, stop 31).  So: keep the environment equal to the count Numba started with (the
+    configuration stays equal to the pool) and cap the threads a kernel uses at the share with
+    ``numba.set_num_threads`` (per calling thread, hence at the start of every task).  A worker that has
+    not imported Numba yet imports it with the share and needs nothing.
     """
     import sys
 
+    global _numba_share
     numba = sys.modules.get("numba")
-    if numba is not None:
-        numba.config.reload_config()
+    if numba is None:
+        return
+    started = int(numba.config.NUMBA_NUM_THREADS)
+    if _numba_share is None:  # the first task: the environment still holds the Nanny's share
+        share = os.environ.get("NUMBA_NUM_THREADS", "")
+        _numba_share = min(int(share), started) if share.isdigit() and int(share) >= 1 else started
+        os.environ["NUMBA_NUM_THREADS"] = str(started)
+    numba.set_num_threads(_numba_share)
+
+
+#: The worker's Numba thread share, read from its environment by the first :func:`sync_numba_threads`.
+_numba_share: int | None = None
 
 
 def call(claim: Claim, profile: str, seed: int, control: str | None,
