@@ -106,9 +106,9 @@ if __name__ == "__main__":
 
 
 def test_a_task_runs_with_the_workers_numba_thread_count(tmp_path: Path) -> None:
-    """Regression (stops 30 and 31): a worker that imported Numba at spawn kept the machine's core count
-    while its environment said its share.  Stop 30: a compilation after the pool launched failed.  Stop
-    31: re-reading the configuration made it smaller than the pool, and the fast path's per-thread
+    """Regression (stops 29 and 30): a worker that imported Numba at spawn kept the machine's core count
+    while its environment said its share.  Stop 29: a compilation after the pool launched failed.  Stop
+    30: re-reading the configuration made it smaller than the pool, and the fast path's per-thread
     scratch was written out of bounds (the worker died with heap corruption).  After tasks, on every
     worker the configured count equals the pool's size and a kernel uses the worker's share."""
     script = tmp_path / "numba_first.py"

@@ -86,7 +86,7 @@ def sync_numba_threads() -> None:
     once the threads have been launched"); re-reading the configuration by hand is worse: it sets
     ``numba.config.NUMBA_NUM_THREADS`` to :math:`s` while the pool still has :math:`c` threads, so
     ``numba.get_thread_id()`` exceeds the per-thread scratch sized from the configuration (heap corruption
-    in the fast path, stop 31).  So: keep the environment equal to the count Numba started with (the
+    in the fast path, stop 30).  So: keep the environment equal to the count Numba started with (the
     configuration stays equal to the pool) and cap the threads a kernel uses at the share with
     ``numba.set_num_threads`` (per calling thread, hence at the start of every task).  A worker that has
     not imported Numba yet imports it with the share and needs nothing.
