@@ -454,6 +454,25 @@ def test_atomic_write_failure_keeps_old_content(tmp_path: Path,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.txt"]
 
 
+def test_atomic_write_does_not_follow_planted_links(tmp_path: Path) -> None:
+    """Issue 24 (security): ``bench --json P`` once wrote through a fixed ``P.tmp`` and followed a symlink
+    planted there.  The temporary file is now created exclusively with a random name (``mkstemp``): links
+    planted at every name a fixed-name writer would use leave their targets untouched."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    target = tmp_path / "bench.json"
+    for name in ("bench.json.tmp", ".bench.json.tmp", "bench.json~"):
+        (tmp_path / name).symlink_to(victim)
+    atomic.atomic_write_text(target, "{}")
+    assert victim.read_text() == "precious" and target.read_text() == "{}"
+    assert not target.is_symlink()
+    # the target itself a planted link: it is replaced by a file, the link's target is untouched
+    target.unlink()
+    target.symlink_to(victim)
+    atomic.atomic_write_text(target, "[]")
+    assert victim.read_text() == "precious" and target.read_text() == "[]" and not target.is_symlink()
+
+
 # --------------------------------------------------------------------------- figures
 
 
