@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 
+import numpy as np
 import pytest
 
 from numerics.cli import main
@@ -26,7 +27,7 @@ def audit():
 def _tiny(checks):
     return checks.Profile(steps_ns=(1, 8), order_ns=(10, 20, 40), finite_ns=(1, 2),
                           predictions=("epsilon", "v_prediction"), spacings=("leading", "trailing"),
-                          betas=("linear",))
+                          betas=("linear",), guide_ns=(4,), guide_scales=(3.0,), guide_spacings=("leading",))
 
 
 @pytest.mark.parametrize("tables", ["float64", "native"])
@@ -148,3 +149,103 @@ def test_bad_baseline(audit, tmp_path, capsys):
     b.write_text("{not json")
     assert main(["audit", "diffusers", "--out", str(tmp_path / "o"), "--baseline", str(b)]) == 2
     assert "--baseline" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ guidance (labelled 1-D mixture, CFG)
+def _guide_prof(checks, spacing="leading"):
+    return checks.Profile(steps_ns=(1,), order_ns=(10,), finite_ns=(1,), guide_ns=(10,), guide_scales=(3.0,),
+                          guide_spacings=(spacing,), guide_rescales=(0.7,))
+
+
+def test_mixture_target_outputs_and_bad_input():
+    from numerics.audit.targets import GaussianTarget, MixtureTarget, ou_time
+
+    one = MixtureTarget((1.0,), (0.5,), (0.7,))
+    g = GaussianTarget((0.5,), 0.7)
+    x = np.linspace(-2.0, 2.0, 9)[:, None]
+    for pred in ("epsilon", "sample", "v_prediction"):
+        a = one.model_output_abar(x, 0.3, pred)
+        b = g.model_output(x, ou_time(0.3), pred)
+        assert a.shape == x.shape and np.max(np.abs(a - b)) < 1e-13
+    three = MixtureTarget((0.3, 0.45, 0.25), (-1.5, 0.8, 2.4), (0.35, 0.6, 0.2))
+    # guidance_scale 1 is the conditional model, 0 the unconditional one (w_package = guidance_scale)
+    t = ou_time(0.3)
+    assert np.max(np.abs(three.cg_eps(x, t, 2, 1.0) - three.model_output(x, t, "epsilon", 2))) < 1e-12
+    assert np.max(np.abs(three.cg_eps(x, t, 2, 0.0) - three.model_output(x, t, "epsilon"))) == 0.0
+    for kwargs, name in [(dict(weights=(0.5, 0.5), means=(0.0,), stds=(1.0, 1.0)), "means"),
+                         (dict(weights=(0.5, 0.5), means=(0.0, 1.0), stds=(1.0, 0.0)), "stds"),
+                         (dict(weights=(0.7, 0.7), means=(0.0, 1.0), stds=(1.0, 1.0)), "weights")]:
+        with pytest.raises(ValueError, match=name):
+            MixtureTarget(**kwargs)
+    with pytest.raises(ValueError, match="prediction_type"):
+        three.model_output(x, t, "score")
+    with pytest.raises(ValueError, match="abar"):
+        three.model_output_abar(x, 1.0, "epsilon")
+    with pytest.raises(ValueError, match="y"):
+        three.cg_eps(x, t, 3, 1.0)
+    with pytest.raises(ValueError, match="t"):
+        three.denoiser(x, 0.0)
+
+
+@pytest.mark.parametrize("name, spacing", [("DDIM", "leading"), ("DDIM", "trailing"), ("DPMSolverMultistep-2", "trailing")])
+def test_diffusers_cfg_agrees_with_classifier_guidance(audit, name, spacing):
+    """diffusers' CFG (u + g (c - u), g = guidance_scale) of the exact model is classifier guidance with weight
+    g: no finding, per call and for the whole run (DPMSolverMultistep: at float32 accuracy, the known finding)."""
+    checks, dd = audit
+    row, found = checks.guidance_check(dd.SPECS[name], _guide_prof(checks, spacing))
+    assert [f.key for f in found if f.check == "guidance"] == []
+    assert 0.0 < row["cfg_identity"] <= 1.0
+    if name == "DDIM":
+        assert 0.0 < row["guided_run"] <= 1.0
+        assert all(0.0 < r["max_err_over_bound"] <= 1.0 and r["output_shift"] > 0.0 for r in row["rescale"])
+    else:
+        assert {f.key for f in found} <= {f"{name}:step:precision:float64"}
+
+
+@pytest.mark.parametrize("wrong", [lambda u, c, g: u + (g - 1.0) * (c - u),    # Ho-Salimans' w where g belongs
+                                   lambda u, c, g: u - g * (c - u)],           # the sign flipped
+                         ids=["g-1", "sign"])
+def test_wrong_cfg_convention_is_a_finding(audit, wrong):
+    checks, dd = audit
+    row, found = checks.guidance_check(dd.SPECS["DDIM"], _guide_prof(checks), combine=wrong)
+    keys = {f.key for f in found}
+    assert {"DDIM:guidance:cfg:float64", "DDIM:guidance:guided-run:float64"} <= keys, keys
+    assert row["cfg_identity"] > 1e6 and row["guided_run"] > 1e6
+
+
+def test_wrong_rescale_is_a_finding(audit):
+    """rescale_noise_cfg with the population std for one operand and the sample std for the other (a factor
+    sqrt(N / (N - 1)) = 1.02 on 25 elements) is far beyond the formula's rounding bound."""
+    checks, dd = audit
+
+    def wrong(cfg, cond, guidance_rescale=0.0):
+        r = cfg * (cond.std(dim=-1, keepdim=True) / cfg.std(dim=-1, keepdim=True, correction=0))
+        return guidance_rescale * r + (1 - guidance_rescale) * cfg
+
+    prof = checks.Profile(steps_ns=(1,), order_ns=(10,), finite_ns=(1,), guide_ns=(1,), guide_scales=(3.0,),
+                          guide_spacings=("leading",), guide_rescales=(0.7,))
+    row, found = checks.guidance_check(dd.SPECS["DDIM"], prof, rescale_fn=wrong)
+    assert "DDIM:guidance:rescale:float64" in {f.key for f in found}
+    with pytest.raises(ValueError, match="eps_cond"):
+        checks.rescale_bound(np.ones(3), np.ones(4), 0.7)
+
+
+def test_euler_ve_step_is_the_ddim_update():
+    """The Euler step in diffusers' VE variables (EulerDiscreteScheduler) is the derived DDIM update."""
+    from numerics.audit import oracle as O
+    from numerics.audit.targets import GaussianTarget
+
+    tg = GaussianTarget((0.5, -1.0), 0.7)
+    x = np.array([[0.0, 0.0], [1.0, 1.0], [-0.3, 2.0]])
+    for t, s in [(5.0, 2.0), (0.8, 0.7), (0.3, 1e-4), (0.05, 0.0)]:
+        e, tol = O.euler_ve_step(tg, x, t, s)
+        d, _ = O.step_prediction("ddim", tg, x, t, s)
+        assert np.all(np.abs(e - d) <= tol)
+    with pytest.raises(ValueError, match="s"):
+        O.euler_ve_step(tg, x, 0.5, 0.6)
+
+
+def test_bad_jobs(audit, tmp_path, capsys):
+    assert main(["audit", "diffusers", "--only", "DDIM", "--jobs", "0", "--out", str(tmp_path / "o")]) == 2
+    assert "--jobs" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

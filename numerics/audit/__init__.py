@@ -4,10 +4,12 @@ The audit drives a library's schedulers with EXACT model outputs of targets whos
 measured disagreements with the mathematics (findings), each with the smallest configuration that reproduces
 it.  Modules, one per concept:
 
-``targets``          exact model outputs (epsilon, sample, v_prediction) of a Gaussian N(m, s^2 I)
+``targets``          exact model outputs (epsilon, sample, v_prediction) of a Gaussian N(m, s^2 I) and of a
+                     labelled 1-D Gaussian mixture (unconditional, class-conditional, classifier-guided)
 ``diffusers_driver`` building diffusers' schedulers and running them in float64 (torch float64 tensors)
 ``oracle``           the package's derived discretisation (generated coefficients) on a scheduler's own grid
-``checks``           the checks: one step, the whole run's law and order, finiteness over a config sweep
+``checks``           the checks: one step, the whole run's law and order, finiteness over a config sweep, and
+                     classifier-free guidance in diffusers' convention (per call, whole run, guidance_rescale)
 ``report``           JSON + Markdown report (atomic writes) and the comparison with a baseline
 ``command``          the ``audit`` subcommand (parser and runner; the CLI calls it)
 

@@ -18,6 +18,19 @@ scheduler's own precision (the derived rounding bound of :mod:`numerics.audit.or
                 target's marginal at the final level, the map's error against the exact probability-flow map
                 from the same start level, and the observed order against the theory's.
 ``finite``      counted: NaN or inf anywhere in the output over a sweep of the configurations users set.
+``guidance``    on a labelled 1-D mixture (:data:`MIXTURE`), for the schedulers of :data:`GUIDED`, with diffusers'
+                CFG :math:`\hat\varepsilon_u + g(\hat\varepsilon_c - \hat\varepsilon_u)` of the exact outputs
+                (``g = guidance_scale`` = the package's CG weight ``w``; Ho-Salimans' weight is ``g - 1``;
+                :mod:`numerics.audit.targets`): counted (a) ``cfg`` per call against the classifier-guided output
+                of the exact class posterior (:meth:`MixtureTarget.cg_eps`), bound
+                :func:`numerics.audit.oracle.guidance_bounds` ``identity``; (b) ``guided-run``: the deterministic
+                run's output (a map of each start point) against the package's guided discretisation on the same
+                grid (:func:`numerics.audit.oracle.guided_run`); (c) ``rescale`` (DDIM): diffusers'
+                ``rescale_noise_cfg`` per call against its formula
+                :math:`\phi\,(\mathrm{std}(\hat\varepsilon_c)/\mathrm{std}(\hat\varepsilon_{\rm cfg}))\hat\varepsilon_{\rm cfg}
+                + (1-\phi)\hat\varepsilon_{\rm cfg}` (std over the sample's elements, Bessel-corrected; the
+                correction cancels in the ratio), bound :func:`rescale_bound`; the rescaled run is not a pointwise
+                map of the start (the std couples the elements), so its output shift is informational.
 """
 from __future__ import annotations
 
@@ -30,11 +43,11 @@ import numpy as np
 
 from numerics.audit import diffusers_driver as dd
 from numerics.audit import oracle as O
-from numerics.audit.targets import PREDICTION_TYPES, GaussianTarget
+from numerics.audit.targets import PREDICTION_TYPES, GaussianTarget, MixtureTarget
 from numerics.divergences import gaussian_kl_1d
 
 __all__ = ["Finding", "Profile", "PROFILES", "TARGET", "step_check", "run_check", "table_loss", "law_and_order",
-           "finiteness", "audit_scheduler"]
+           "finiteness", "audit_scheduler", "MIXTURE", "GUIDED", "CFGModel", "rescale_bound", "guidance_check"]
 
 #: The audit's Gaussian target: N(m, s^2 I), d = 2, with a mean off the origin and s != 1 (every coefficient of
 #: the update matters: s = 1, m = 0 would make the denoiser's gain alpha_t and hide the x-coefficient).
@@ -95,6 +108,10 @@ def _repro_tail(f: "Finding") -> str:
                 "a = s.step(x, t, x, generator=torch.Generator().manual_seed(0)).prev_sample\n"
                 "b = s.step(x, t, x, generator=torch.Generator().manual_seed(1)).prev_sample\n"
                 "print(int(t), a - b)  # nonzero: noise on a step whose posterior variance is 0\n")
+    if f.check == "guidance":
+        return ("# exact model outputs eps_u, eps_c of the labelled mixture numerics.audit.checks.MIXTURE; diffusers'\n"
+                "# pipelines combine them as noise_pred = eps_u + guidance_scale * (eps_c - eps_u) before s.step(...)\n"
+                "print(s.timesteps)\n")
     if f.check == "finite":
         return ("x = torch.tensor([0.0, 1.0, -1.0]) * s.init_noise_sigma\n"
                 "g = torch.Generator().manual_seed(0)\n"
@@ -113,12 +130,19 @@ class Profile:
     predictions: tuple = PREDICTION_TYPES
     spacings: tuple = ("leading", "trailing", "linspace")
     betas: tuple = ("linear", "scaled_linear", "squaredcos_cap_v2")
+    #: guidance: step counts (dividing num_train_timesteps = 1000, so that DDIM's grid is not relabelled: that is
+    #: the ``run`` check's finding), guidance scales, and guidance_rescale values (DDIM, one run per class)
+    guide_ns: tuple = (2, 10)
+    guide_scales: tuple = (1.0, 7.5)
+    guide_spacings: tuple = ("leading", "trailing")
+    guide_rescales: tuple = (0.7,)
 
 
 PROFILES = {
     "reduced": Profile(steps_ns=(1, 2, 7, 10, 50), order_ns=(10, 20, 50, 100, 200), finite_ns=(1, 2, 3, 7, 13)),
     "full": Profile(steps_ns=(1, 2, 3, 5, 7, 10, 13, 20, 50, 100), order_ns=(10, 20, 50, 100, 200, 500, 999),
-                    finite_ns=tuple(range(1, 51))),
+                    finite_ns=tuple(range(1, 51)), guide_ns=(1, 2, 5, 10, 20, 50),
+                    guide_scales=(0.0, 1.0, 3.0, 7.5), guide_rescales=(0.7, 1.0)),
 }
 
 
@@ -329,8 +353,172 @@ def audit_scheduler(spec: dd.SchedulerSpec, prof: Profile, target: GaussianTarge
                 row[f"run_{tables}"] = {"max_err_over_bound": worst_run, "max_abs_err": abs_run}
     row["tables"] = table_loss(spec, target)
     row["law"] = law_and_order(spec, prof.order_ns, target)
+    if spec.name in GUIDED:
+        row["guidance"], gfound = guidance_check(spec, prof, scheduler_factory=scheduler_factory)
+        findings += gfound
     n_cfg, fin, unsupported = finiteness(spec, prof, target)
     row["finite"] = {"configurations": n_cfg, "non_finite": len(fin), "unsupported": unsupported}
     findings += fin
     row["findings"] = [f.to_dict() for f in _minimal(findings)]
     return row
+
+
+# ---------------------------------------------------------------------------------------------------- guidance
+#: The guidance target: three classes in 1-D with distinct variances and means off the origin (class 2 narrow
+#: and close to class 1, so that the class posterior is neither 0 nor 1 over much of the start range).
+MIXTURE = MixtureTarget((0.3, 0.45, 0.25), (-1.5, 0.8, 2.4), (0.35, 0.6, 0.2))
+#: Start points: ONE sample of 25 elements (shape (1, 25)): each element an independent 1-D chain, and
+#: ``rescale_noise_cfg``'s std is taken over them (over one element torch's Bessel-corrected std is NaN).
+Z_GUIDE = np.linspace(-3.0, 3.0, 25)[None, :]
+#: Schedulers with a derived update in the package that the guided run is compared with.
+GUIDED = ("DDIM", "DPMSolverMultistep-1", "DPMSolverMultistep-2", "EulerDiscrete")
+
+
+def _diffusers_cfg(eps_uncond, eps_cond, guidance_scale):
+    """The CFG line of diffusers' pipelines (torch tensors)."""
+    return eps_uncond + guidance_scale * (eps_cond - eps_uncond)
+
+
+def rescale_bound(eps_cond: np.ndarray, eps_cfg: np.ndarray, phi: float) -> np.ndarray:
+    r"""Per-element float64 tolerance of two evaluations of :math:`\phi\,r\,e + (1-\phi)\,e`,
+    :math:`r = \mathrm{std}(e_c)/\mathrm{std}(e)` (std over the last axis, ``N`` elements), from the same inputs.
+
+    A computed sum of squared deviations has relative error at most :math:`4(N+4)\,u\,\kappa^2`,
+    :math:`\kappa^2 = \sum a_i^2/\sum(a_i - \bar a)^2 \ge 1`, whichever standard algorithm torch or NumPy uses
+    (first-order bounds, Chan, Golub & LeVeque 1983 / Higham, *Accuracy and Stability*, §1.9: textbook one-pass
+    :math:`(N+3)u\kappa^2`, two-pass :math:`(N+3)u` plus a second-order term, updating (Welford)
+    :math:`N u\kappa`; pairwise summation is smaller still), so a std carries :math:`2(N+4)u\kappa^2 + u` (sqrt), the
+    ratio :math:`\rho_r = \rho_c + \rho_e + u`, and the output :math:`|\phi e r|(\rho_r + 2u) + 3u(|\phi e r| +
+    |1-\phi||e|)`.  Both evaluations carry it (sum: factor 2), doubled for first order: factor 4.
+    """
+    ec = np.asarray(eps_cond, dtype=np.float64)
+    e = np.asarray(eps_cfg, dtype=np.float64)
+    if ec.shape != e.shape or ec.ndim < 1 or ec.shape[-1] < 2:
+        raise ValueError(f"eps_cond: must have the shape of eps_cfg with >= 2 elements on the last axis, got "
+                         f"{ec.shape} and {e.shape}")
+    phi = float(phi)
+    if not math.isfinite(phi):
+        raise ValueError(f"phi: must be finite, got {phi!r}")
+    N = ec.shape[-1]
+
+    def rel_std(a):
+        dev = np.sum((a - a.mean(axis=-1, keepdims=True)) ** 2, axis=-1, keepdims=True)
+        kap2 = np.sum(a * a, axis=-1, keepdims=True) / dev
+        return 2.0 * (N + 4) * O.U64 * kap2 + O.U64, np.sqrt(dev / (N - 1))
+
+    rc, sc = rel_std(ec)
+    re, se = rel_std(e)
+    r = sc / se
+    per = np.abs(phi * e * r) * (rc + re + 3.0 * O.U64) + 3.0 * O.U64 * (np.abs(phi * e * r) + abs(1.0 - phi) * np.abs(e))
+    return 4.0 * per
+
+
+class CFGModel:
+    """The model a diffusers pipeline runs with classifier-free guidance, on the exact outputs of ``target``:
+    at each call the exact unconditional and class-``y`` noise predictions are combined by ``combine`` (default:
+    the pipelines' line ``u + g * (c - u)``, in torch float64), then, if ``rescale > 0``, passed through
+    diffusers' ``rescale_noise_cfg``.  It records, per call, the largest ``|cfg - cg| / identity`` (check (a))
+    and, with rescale, ``|rescaled - formula| / rescale_bound``.  ``prediction_type`` must be ``epsilon``."""
+
+    def __init__(self, target: MixtureTarget, y: int, guidance_scale: float, combine=None, rescale: float = 0.0,
+                 rescale_fn=None):
+        self.target, self.y, self.g = target, y, float(guidance_scale)
+        self.combine = combine or _diffusers_cfg
+        self.rescale_fn = rescale_fn
+        self.rescale = float(rescale)
+        self.identity_ratio = 0.0
+        self.identity_abs = 0.0
+        self.identity_at = None
+        self.rescale_ratio = 0.0
+
+    def model_output(self, x: np.ndarray, t: float, prediction_type: str) -> np.ndarray:
+        if prediction_type != "epsilon":
+            raise ValueError(f"prediction_type: the CFG model is audited with 'epsilon', got {prediction_type!r}")
+        torch, _ = dd.load()
+        b = O.guidance_bounds(self.target, x, t, self.y, self.g)
+        out = self.combine(torch.from_numpy(b["eps_u"]), torch.from_numpy(b["eps_c"]), self.g).numpy()
+        err = np.abs(out - b["eps_cg"])
+        r = float(np.max(err / b["identity"]))
+        if r > self.identity_ratio:
+            self.identity_ratio, self.identity_at = r, float(t)
+        self.identity_abs = max(self.identity_abs, float(np.max(err)))
+        if self.rescale > 0.0:
+            from diffusers.guiders.guider_utils import rescale_noise_cfg
+
+            rescale_noise_cfg = self.rescale_fn or rescale_noise_cfg
+            e, ec = out, b["eps_c"]
+            res = rescale_noise_cfg(torch.from_numpy(e), torch.from_numpy(ec), guidance_rescale=self.rescale).numpy()
+            ratio = np.std(ec, axis=-1, ddof=1, keepdims=True) / np.std(e, axis=-1, ddof=1, keepdims=True)
+            ref = self.rescale * (e * ratio) + (1.0 - self.rescale) * e
+            self.rescale_ratio = max(self.rescale_ratio, float(np.max(np.abs(res - ref) / rescale_bound(ec, e, self.rescale))))
+            out = res
+        return out
+
+
+def guidance_check(spec: dd.SchedulerSpec, prof: Profile, target: MixtureTarget = MIXTURE, combine=None,
+                   scheduler_factory=None, rescale_fn=None) -> tuple[dict, list]:
+    """Checks (a), (b) and (c) of the module docstring for one scheduler of :data:`GUIDED`: ``(row, findings)``.
+    ``combine(eps_uncond, eps_cond, g)`` replaces the pipelines' CFG line and ``rescale_fn`` diffusers'
+    ``rescale_noise_cfg`` (tests feed wrong ones this way)."""
+    kind = "dpm2" if spec.oracle == "dpm2" else "ddim"
+    row = {"cfg_identity": 0.0, "guided_run": 0.0, "guided_run_f32": 0.0, "guided_run_abs": 0.0, "runs": 0}
+    found = []
+    for spacing, n, g, y in itertools.product(prof.guide_spacings, prof.guide_ns, prof.guide_scales,
+                                              range(target.n_classes)):
+        cfg = {"timestep_spacing": spacing}
+        full = {**spec.kwargs, **cfg, "prediction_type": "epsilon"}   # scheduler arguments (the reproduction's)
+        how = f"guidance_scale={g:g}, class {y}"
+        model = CFGModel(target, y, g, combine)
+        sched = scheduler_factory({**spec.kwargs, **cfg, "prediction_type": "epsilon"}) \
+            if scheduler_factory is not None else None
+        rec = dd.run(spec, n, model, Z_GUIDE, config=cfg, prediction_type="epsilon", tables="float64",
+                     scheduler=sched, record_steps=False)
+        row["runs"] += 1
+        row["cfg_identity"] = max(row["cfg_identity"], model.identity_ratio)
+        if model.identity_ratio > 1.0:
+            found.append(Finding(spec.name, "guidance", full, n, model.identity_abs,
+                                 model.identity_abs / model.identity_ratio,
+                                 f"cfg: diffusers' CFG output of the exact model differs from classifier guidance with "
+                                 f"the exact class posterior (weight = guidance_scale): {model.identity_ratio:.3g} x "
+                                 f"the rounding bound at OU t={model.identity_at:.6g} ({how}; tables float64)",
+                                 spec.cls))
+        orders = dd.dpm_orders(n, spec.kwargs.get("solver_order", 2), rec.config) \
+            if spec.cls == "DPMSolverMultistepScheduler" else None
+        x0 = rec.start_scale * Z_GUIDE
+        ref, tol, tol32 = O.guided_run(kind, target, rec.grid, x0, y, g, orders, f32=K_SAMPLE32)
+        err = np.abs(rec.out - ref)
+        ratio, ratio32 = float(np.max(err / tol)), float(np.max(err / tol32))
+        row["guided_run"] = max(row["guided_run"], ratio)
+        row["guided_run_f32"] = max(row["guided_run_f32"], ratio32)
+        row["guided_run_abs"] = max(row["guided_run_abs"], float(np.max(err)))
+        if ratio > 1.0:
+            if ratio32 <= 1.0:   # float32 accuracy: the step check's precision finding, not a guidance one
+                found.append(Finding(spec.name, "step", full, n, float(np.max(err)), float(np.max(err)) / ratio,
+                                     _precision_what("float64", False), spec.cls))
+            else:
+                found.append(Finding(spec.name, "guidance", full, n, float(np.max(err)), float(np.max(err)) / ratio,
+                                     f"guided-run: the CFG-guided run's output differs from the package's guided "
+                                     f"discretisation on the same grid: {ratio:.3g} x the bound ({how}; tables float64)",
+                                     spec.cls))
+    if spec.cls == "DDIMScheduler":
+        row["rescale"] = []
+        for phi in prof.guide_rescales:
+            worst, shift = 0.0, 0.0
+            g, n = max(prof.guide_scales), max(prof.guide_ns)
+            fac = (lambda: scheduler_factory({**spec.kwargs, "prediction_type": "epsilon"})) \
+                if scheduler_factory is not None else (lambda: None)
+            for y in range(target.n_classes):
+                m_r = CFGModel(target, y, g, combine, rescale=phi, rescale_fn=rescale_fn)
+                a = dd.run(spec, n, m_r, Z_GUIDE, prediction_type="epsilon", tables="float64", record_steps=False,
+                           scheduler=fac())
+                b = dd.run(spec, n, CFGModel(target, y, g, combine), Z_GUIDE, prediction_type="epsilon",
+                           tables="float64", record_steps=False, scheduler=fac())
+                worst, shift = max(worst, m_r.rescale_ratio), max(shift, float(np.max(np.abs(a.out - b.out))))
+            row["rescale"].append({"guidance_rescale": phi, "guidance_scale": g, "n": n,
+                                   "max_err_over_bound": worst, "output_shift": shift})
+            if worst > 1.0:
+                found.append(Finding(spec.name, "guidance", {**spec.kwargs, "prediction_type": "epsilon"}, n, math.nan,
+                                     math.nan, f"rescale: rescale_noise_cfg(guidance_rescale={phi:g}) differs from its "
+                                     f"formula by {worst:.3g} x the rounding bound (guidance_scale={g:g}; tables "
+                                     "float64)", spec.cls))
+    return row, found

@@ -32,6 +32,24 @@ def add_parser(sub) -> None:
                    help="a stored audit.json: exit 1 only for findings not in it")
     p.add_argument("--only", metavar="NAME", action="append", default=None,
                    help="audit only this scheduler (repeatable)")
+    p.add_argument("--jobs", metavar="N", type=int, default=1,
+                   help="audit N schedulers at a time in worker processes (default 1; 2 uses both of two cores)")
+
+
+def _audit_one(name: str, profile: str) -> dict:
+    """One scheduler's row (a worker process's task; also the serial path)."""
+    from numerics.audit import checks, diffusers_driver as dd
+
+    t1 = time.perf_counter()
+    row = checks.audit_scheduler(dd.SPECS[name], checks.PROFILES[profile])
+    row["seconds"] = time.perf_counter() - t1
+    return row
+
+
+def _quiet(torch, diffusers) -> None:
+    torch.set_num_threads(1)
+    diffusers.utils.logging.set_verbosity_error()  # its advice on configurations would drown the report
+    warnings.filterwarnings("ignore", category=FutureWarning, module="diffusers")
 
 
 def run(args, out: Path) -> int:
@@ -55,17 +73,32 @@ def run(args, out: Path) -> int:
         if bad:
             raise AuditUsageError(f"--only: unknown scheduler {bad[0]!r} (choose from {', '.join(dd.SPECS)})")
         names = args.only
-    prof = checks.PROFILES["reduced" if args.reduced else "full"]
+    jobs = getattr(args, "jobs", 1)
+    if not (isinstance(jobs, int) and jobs >= 1):
+        raise AuditUsageError(f"--jobs: must be an integer >= 1, got {jobs!r}")
+    profile = "reduced" if args.reduced else "full"
     t0 = time.perf_counter()
-    rows = []
-    torch.set_num_threads(1)
-    diffusers.utils.logging.set_verbosity_error()  # its advice on configurations would drown the report
-    warnings.filterwarnings("ignore", category=FutureWarning, module="diffusers")
-    for name in names:
-        t1 = time.perf_counter()
-        rows.append(checks.audit_scheduler(dd.SPECS[name], prof))
-        rows[-1]["seconds"] = time.perf_counter() - t1
-        print(f"audit: {name}: {len(rows[-1]['findings'])} finding(s) ({rows[-1]['seconds']:.1f} s)", file=sys.stderr)
+    _quiet(torch, diffusers)
+    done = {}
+
+    def report_row(name: str, row: dict) -> None:
+        done[name] = row
+        print(f"audit: {name}: {len(row['findings'])} finding(s) ({row['seconds']:.1f} s)", file=sys.stderr)
+
+    if jobs == 1 or len(names) == 1:
+        for name in names:
+            report_row(name, _audit_one(name, profile))
+    else:
+        # worker processes forked from this one (torch and diffusers already imported, one thread each, before any
+        # Numba kernel ran); each audits whole schedulers, so the rows are the serial run's
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(max_workers=min(jobs, len(names)), mp_context=mp.get_context("fork")) as ex:
+            futs = {ex.submit(_audit_one, name, profile): name for name in names}
+            for fut in as_completed(futs):
+                report_row(futs[fut], fut.result())
+    rows = [done[name] for name in names]
     report = {"library": args.library, "profile": "reduced" if args.reduced else "full",
               "versions": {"diffusers": diffusers.__version__, "torch": torch.__version__},
               "target": {"mean": list(checks.TARGET.mean), "std": checks.TARGET.std},

@@ -40,11 +40,11 @@ import math
 
 import numpy as np
 
-from numerics.audit.targets import GaussianTarget
+from numerics.audit.targets import GaussianTarget, MixtureTarget
 from numerics.generated import integrator_coeffs as IC
 
 __all__ = ["U64", "U32", "K32", "k32", "k_step", "step_coeffs", "step_prediction", "run_oracle",
-           "run_tolerance"]
+           "run_tolerance", "euler_ve_step", "gamma", "cfg_eps", "guidance_bounds", "guided_run"]
 
 U64 = 2.0 ** -53
 U32 = 2.0 ** -24
@@ -76,13 +76,8 @@ def step_prediction(kind: str, target: GaussianTarget, x: np.ndarray, t: float, 
     """The derived update of ``x`` (VP, at ``t``) to ``s`` and its per-element rounding bound (module docstring)."""
     cx, cd, cp, cz = step_coeffs(kind, t, s, t_prev)
     D = target.denoiser(x, t)
-    a_t, sig_t = math.exp(-t), math.sqrt(-math.expm1(-2.0 * t))
-    a_s, sig_s = math.exp(-s), math.sqrt(-math.expm1(-2.0 * s))
-    eps = (x - a_t * D) / sig_t
-    v = a_t * eps - sig_t * D
     pred = cx * x + cd * D
-    S = np.abs(cx * x) + np.abs(cd * D) + (a_s / a_t) * (np.abs(x) + sig_t * np.abs(eps)) + sig_s * np.abs(eps) \
-        + a_s * (np.abs(x) + np.abs(v))
+    S = _arith_scale(x, D, t, s, cx, cd)
     if cp != 0.0:
         Dp = target.denoiser(x_prev, t_prev)
         pred = pred + cp * Dp
@@ -92,6 +87,16 @@ def step_prediction(kind: str, target: GaussianTarget, x: np.ndarray, t: float, 
         S = S + np.abs(cz * z)
     tol = k_step(t) * U64 * S + (k32(t, s) * U32 * S if float32_coeffs else 0.0)
     return pred, tol
+
+
+def _arith_scale(x: np.ndarray, D: np.ndarray, t: float, s: float, cx: float, cd: float) -> np.ndarray:
+    """:math:`S` of the module docstring without the ``c_p``/``c_z`` terms (the caller adds them)."""
+    a_t, sig_t = math.exp(-t), math.sqrt(-math.expm1(-2.0 * t))
+    a_s, sig_s = math.exp(-s), math.sqrt(-math.expm1(-2.0 * s))
+    eps = (x - a_t * D) / sig_t
+    v = a_t * eps - sig_t * D
+    return np.abs(cx * x) + np.abs(cd * D) + (a_s / a_t) * (np.abs(x) + sig_t * np.abs(eps)) + sig_s * np.abs(eps) \
+        + a_s * (np.abs(x) + np.abs(v))
 
 
 def k32(t: float, s: float) -> float:
@@ -132,3 +137,195 @@ def run_tolerance(kind: str, target: GaussianTarget, grid, x0: np.ndarray, order
         E = np.maximum(E, rho * E + tol)
         x_prev, t_prev, x = x, t, new
     return E
+
+
+
+def euler_ve_step(target, x: np.ndarray, t: float, s: float) -> tuple[np.ndarray, np.ndarray]:
+    r"""diffusers' EulerDiscreteScheduler step, derived in its own variables, returned in VP coordinates.
+
+    EulerDiscrete holds :math:`x_{\rm VE} = x_{\rm VP}/\alpha_t = x_{\rm VP}\sqrt{1+\sigma^2}` at
+    :math:`\sigma = \sqrt{(1-\bar\alpha)/\bar\alpha} = \sigma_t/\alpha_t`, feeds the model
+    ``scale_model_input`` :math:`= x_{\rm VE}/\sqrt{1+\sigma^2} = x_{\rm VP}`, and takes the Euler step of the
+    probability-flow ODE :math:`dx_{\rm VE}/d\sigma = \hat\varepsilon` (``derivative = (sample - x0_pred) / sigma``):
+    :math:`x'_{\rm VE} = x_{\rm VE} + (\sigma' - \sigma)\hat\varepsilon`,
+    :math:`\hat\varepsilon = (x_{\rm VP} - \alpha_t D)/\sigma_t`.  Back in VP coordinates,
+    :math:`x'_{\rm VP} = \alpha_s x'_{\rm VE} = (\sigma_s/\sigma_t)\,x_{\rm VP} + (\alpha_s - \alpha_t\sigma_s/\sigma_t)\,D`:
+    the DDIM update (proofs_notes/integrators.md §1), which is why the step check uses ``ddim`` for it.
+
+    ``target``: anything with ``denoiser(x, t)``; ``t > s >= 0`` OU times.  Returns ``(x_VP', tol)`` with the
+    same rounding bound as :func:`step_prediction` (``ddim``), the VE route's roundings (two scalings, the
+    conversion and the update: at most 10) being inside :math:`K(t)`'s 16 for diffusers' path.
+    """
+    t, s = float(t), float(s)
+    if not (t > 0.0 and 0.0 <= s < t and math.isfinite(t)):
+        raise ValueError(f"s: need 0 <= s < t with t > 0 finite, got t={t!r}, s={s!r}")
+    x = np.asarray(x, dtype=np.float64)
+    a_t, sig_t = math.exp(-t), math.sqrt(-math.expm1(-2.0 * t))
+    a_s, sig_s = math.exp(-s), math.sqrt(-math.expm1(-2.0 * s))
+    D = target.denoiser(x, t)
+    eps = (x - a_t * D) / sig_t
+    x_ve = x / a_t + (sig_s / a_s - sig_t / a_t) * eps
+    _, tol = step_prediction("ddim", target, x, t, s)
+    return a_s * x_ve, tol
+
+
+# ---------------------------------------------------------------------------------------------------- guidance
+def gamma(n: int) -> float:
+    r""":math:`\gamma_n = n u/(1 - n u)`, :math:`u = 2^{-53}`: the relative error of ``n`` float64 roundings."""
+    if not (isinstance(n, (int, np.integer)) and not isinstance(n, bool) and 0 <= n < 2 ** 50):
+        raise ValueError(f"n: must be an integer in [0, 2^50), got {n!r}")
+    return n * U64 / (1.0 - n * U64)
+
+
+def cfg_eps(eps_uncond: np.ndarray, eps_cond: np.ndarray, guidance_scale: float) -> np.ndarray:
+    r"""diffusers' classifier-free guidance, as its pipelines write it (float64):
+    :math:`\hat\varepsilon_u + g(\hat\varepsilon_c - \hat\varepsilon_u)`, ``g = guidance_scale``."""
+    return eps_uncond + guidance_scale * (eps_cond - eps_uncond)
+
+
+def _mask_average_err(c: dict, Q: np.ndarray, eps_k: np.ndarray, mask: np.ndarray, n_sum: int) -> tuple:
+    """First-order error of a mixture average over the components in ``mask`` and its logsumexp (see
+    :func:`guidance_bounds`): ``(dQ, dlogz, pm)``."""
+    pm = c["pi"] * mask
+    tot = pm.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pm = np.where(tot > 0, pm / np.where(tot > 0, tot, 1.0), 0.0)
+    ebar = np.sum(pm * eps_k, axis=1, keepdims=True)
+    K = mask.size
+    scale = np.max(np.where(mask, c["qmag"], 0.0), axis=1, keepdims=True)
+    dQ = np.sum(pm * (eps_k + ebar) * np.abs(c["q"] - Q), axis=1, keepdims=True) + gamma(n_sum) * scale
+    lead = np.max(np.where(mask & (pm >= 1.0 / K), c["logit"], 0.0), axis=1, keepdims=True)
+    dlogz = ebar + gamma(n_sum) * (lead + math.log(K) + 1.0)
+    return dQ, dlogz, pm
+
+
+def guidance_bounds(target: MixtureTarget, x: np.ndarray, t: float, y: int, w: float, cg: bool = True) -> dict:
+    r"""Per-element float64 rounding bounds of the guided quantities at points ``x`` (any shape), OU time ``t``.
+
+    Returns ``eps_u, eps_c, eps_cfg, eps_cg, D_w`` (the computed values) and ``identity`` (the tolerance of
+    :math:`|\hat\varepsilon_{\rm cfg} - \hat\varepsilon_{\rm cg}|`), ``cfg`` (of :math:`|\hat\varepsilon_{\rm cfg}
+    - \hat\varepsilon_w|`, exact :math:`\hat\varepsilon_w`) and ``D_w`` (of the guided denoiser), with
+    :math:`\hat\varepsilon_{\rm cfg}` = :func:`cfg_eps` of the exact unconditional and class-``y`` outputs
+    and :math:`\hat\varepsilon_{\rm cg}` = :meth:`MixtureTarget.cg_eps` (the exact class posterior's gradient).
+
+    Derivation (first order in :math:`u = 2^{-53}`, :math:`\gamma_n` of :func:`gamma`; ``K`` components):
+
+    * logit :math:`\ell_k = \log w_k - \tfrac12\log(2\pi C_k) - v_k^2/(2C_k)`, :math:`v_k = x - \alpha\mu_k`:
+      :math:`v_k` carries :math:`2u S_k` (:math:`S_k = |x| + \alpha|\mu_k|`), so :math:`v_k^2/(2C_k)` carries
+      :math:`\le 2u S_k^2/C_k`; with at most 8 roundings of terms bounded by ``logit`` of
+      :meth:`MixtureTarget.components`, :math:`|\delta\ell_k| \le \epsilon_k = \gamma_8(\mathrm{logit}_k + 1)`.
+    * a posterior average :math:`Q = \sum_k \pi_k q_k` over a set of components: :math:`\pi` is a softmax of the
+      logits, :math:`\delta\pi_k = \pi_k(\delta\ell_k - \sum_j\pi_j\delta\ell_j)`, so
+      :math:`|\delta Q| \le \sum_k \pi_k(\epsilon_k + \bar\epsilon)|q_k - Q| + \gamma_{2K+8}\max_k|q_k|`
+      (:math:`\bar\epsilon = \sum_j\pi_j\epsilon_j`; the second term: 6 roundings of :math:`q_k` and the
+      online accumulation with at most ``K`` rescalings, :mod:`numerics._kernels`); its log-sum-exp carries
+      :math:`\bar\epsilon + \gamma_{2K+8}(|\ell_{\max}| + \log K + 1)`, :math:`|\ell_{\max}|` bounded by the
+      ``logit`` of a component with :math:`\pi \ge 1/K` (the largest logit has one).
+    * :math:`p_{\neg y} = 1/(1 + e^{\Delta})`, :math:`\Delta = \log Z_y - \log Z_{\neg y}`:
+      :math:`|\delta p| \le p_y p_{\neg y}|\delta\Delta| + \gamma_4 p`.
+    * :math:`\hat\varepsilon = (x - \alpha D)/\sigma`: :math:`(\alpha|\delta D| + \gamma_5(|x| + \alpha|D|))/\sigma`
+      (3 operations and the roundings of :math:`\alpha, \sigma`);
+      :math:`\sigma g_y = (\alpha/\sigma)p_{\neg y}(D_y - D_{\neg y})`:
+      :math:`(\alpha/\sigma)(|\delta p_{\neg y}||D_y - D_{\neg y}| + p_{\neg y}(|\delta D_y| + |\delta D_{\neg y}|)) + \gamma_8\sigma|g_y|`.
+    * CFG :math:`\hat\varepsilon_u + g(\hat\varepsilon_c - \hat\varepsilon_u)`: the inputs' errors times
+      :math:`1 + |g|` and :math:`|g|`, plus :math:`\gamma_3(|\hat\varepsilon_u| + |g|(|\hat\varepsilon_c| + |\hat\varepsilon_u|))`;
+      CG :math:`\hat\varepsilon_u - (g\sigma) g_y`: :math:`\delta\hat\varepsilon_u + |g|\,\delta(\sigma g_y) + \gamma_3(|\hat\varepsilon_u| + |g\sigma g_y|)`.
+    * :math:`D_w = p_y D_y + ((1-w)p_{\neg y})D_{\neg y} + (w p_{\neg y}) D_y`: the inputs' errors times their
+      coefficients plus :math:`\gamma_6` of the terms' magnitudes.
+
+    Every first-order bound is doubled (the neglected second-order terms are below it while it is below 1/4, as
+    for :func:`numerics.fast.agreement_bound`); ``identity`` is the sum of the two sides' bounds.  ``cg=False``
+    skips the classifier-guided output (``eps_cg`` is then ``None``).
+    """
+    X = np.asarray(x, dtype=np.float64)
+    shape = X.shape
+    xc = X.reshape(-1, 1)
+    y = target._label(y)
+    a, sig = math.exp(-t), math.sqrt(-math.expm1(-2.0 * t))
+    c = target.components(xc, t)
+    K = target.n_classes
+    c["qmag"] = np.abs(target.means) + (a * target.stds ** 2 / (a * a * target.stds ** 2 - math.expm1(-2.0 * t))) * c["S"]
+    eps_k = gamma(8) * (c["logit"] + 1.0)
+    n_sum = 2 * K + 8
+    allm, ym = np.ones(K, dtype=bool), np.arange(K) == y
+    D_u = target.denoiser(xc, t)
+    D_y = target.denoiser(xc, t, y)
+    dDu, _, _ = _mask_average_err(c, D_u, eps_k, allm, n_sum)
+    dDy, dlzy, _ = _mask_average_err(c, D_y, eps_k, ym, n_sum)
+    p_y = c["pi"][:, y:y + 1]
+    p_n = np.maximum(1.0 - p_y, 0.0)
+    po = np.where(ym, 0.0, c["pi"])   # the other classes' average, from the component terms (inside the bound only)
+    tot = po.sum(axis=1, keepdims=True)
+    D_o = np.sum(po * c["q"], axis=1, keepdims=True) / np.where(tot > 0, tot, 1.0)
+    dDo, dlzo, _ = _mask_average_err(c, D_o, eps_k, ~ym, n_sum) if K > 1 else (0.0 * D_u, 0.0 * D_u, None)
+    d_delta = dlzy + dlzo
+    dpn = p_y * p_n * d_delta + gamma(4) * p_n
+    dpy = p_y * p_n * d_delta + gamma(4) * p_y
+    eps_u = (xc - a * D_u) / sig
+    eps_c = (xc - a * D_y) / sig
+    e_u = (a * dDu + gamma(5) * (np.abs(xc) + a * np.abs(D_u))) / sig
+    e_c = (a * dDy + gamma(5) * (np.abs(xc) + a * np.abs(D_y))) / sig
+    sgy = (a / sig) * p_n * (D_y - D_o)
+    e_sg = (a / sig) * (dpn * np.abs(D_y - D_o) + p_n * (dDy + dDo)) + gamma(8) * np.abs(sgy)
+    g = float(w)
+    e_cfg = e_u + abs(g) * (e_c + e_u) + gamma(3) * (np.abs(eps_u) + abs(g) * (np.abs(eps_c) + np.abs(eps_u)))
+    e_cg = e_u + abs(g) * e_sg + gamma(3) * (np.abs(eps_u) + abs(g) * np.abs(sgy))
+    D_w = target.guided_denoiser(xc, t, y, g)
+    e_Dw = ((p_y + abs(g) * p_n) * dDy + abs(1.0 - g) * p_n * dDo + dpy * np.abs(D_y)
+            + dpn * (abs(1.0 - g) * np.abs(D_o) + abs(g) * np.abs(D_y))
+            + gamma(6) * (p_y * np.abs(D_y) + abs(1.0 - g) * p_n * np.abs(D_o) + abs(g) * p_n * np.abs(D_y)))
+    r = lambda v: np.asarray(v, dtype=np.float64).reshape(shape)  # noqa: E731
+    return {"eps_u": r(eps_u), "eps_c": r(eps_c), "eps_cfg": r(cfg_eps(eps_u, eps_c, g)),
+            "eps_cg": r(target.cg_eps(xc, t, y, g)) if cg else None, "D_w": r(D_w),
+            "identity": r(2.0 * (e_cfg + e_cg)), "cfg": r(2.0 * e_cfg), "D_w_tol": r(2.0 * e_Dw)}
+
+
+def guided_run(kind: str, target: MixtureTarget, grid, x0: np.ndarray, y: int, w: float,
+               orders=None, f32: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    r"""The package's guided deterministic discretisation ``kind`` (``ddim`` or ``dpm2``) on ``grid`` (OU times,
+    decreasing, the last may be 0) from ``x0`` (VP, any shape), with the classifier-guided denoiser
+    :math:`D_w` (:meth:`MixtureTarget.guided_denoiser`, ``w`` = diffusers' ``guidance_scale``), and the
+    per-element tolerance of a run that feeds the scheduler :func:`cfg_eps` of the exact outputs.
+
+    Tolerance: step :math:`j` (:math:`t \to s`) contributes :math:`\mathrm{tol}_j = K(t)\,u\,S_j + |c_D|\,\delta_j +
+    |c_p|\,\delta_{j'}` with :math:`S_j` of the module docstring at :math:`D_w` and
+    :math:`\delta = (\sigma_t/\alpha_t)\,\mathrm{tol}_{\rm cfg} + \mathrm{tol}_{D_w}` (:func:`guidance_bounds`: the
+    scheduler's model output differs from the exact :math:`\hat\varepsilon_w` by at most ``cfg``, which its
+    conversion :math:`\hat x_0 = (x - \sigma\hat\varepsilon)/\alpha` scales by :math:`\sigma/\alpha`; the oracle's
+    :math:`D_w` by at most ``D_w_tol``).  Propagation as
+    :func:`run_tolerance` with the local gain :math:`G = \partial D_w/\partial x` (:meth:`MixtureTarget.guided_gain`)
+    in place of the Gaussian's: :math:`\rho_j = |c_x + c_D G_j| + |c_p G_{j'}|`; the propagated majorant is
+    doubled (first order).  ``f32``: also allow float32 sample arithmetic with ``f32`` roundings and float32
+    coefficients, :math:`(f_{32} + K_{32}(t, s))\,u_{32}\,S_j` per step (the float32 bound that classifies a
+    float64 run computed in float32).  Returns ``(x_out, tol)``, or ``(x_out, tol, tol32)`` with ``f32``.
+    """
+    if kind not in ("ddim", "dpm2"):
+        raise ValueError(f"kind: must be 'ddim' or 'dpm2', got {kind!r}")
+    x = np.array(x0, dtype=np.float64)
+    E = np.zeros_like(x)
+    E32 = np.zeros_like(x)
+    x_prev = t_prev = G_prev = delta_prev = None
+    for k in range(len(grid) - 1):
+        t, s = float(grid[k]), float(grid[k + 1])
+        use = "ddim" if (kind == "ddim" or (orders is not None and orders[k] == 1) or t_prev is None) else "dpm2"
+        cx, cd, cp, _ = step_coeffs(use, t, s, t_prev if use == "dpm2" else None)
+        b = guidance_bounds(target, x, t, y, w, cg=False)
+        D = b["D_w"]
+        a_t, sig_t = math.exp(-t), math.sqrt(-math.expm1(-2.0 * t))
+        delta = (sig_t / a_t) * b["cfg"] + b["D_w_tol"]
+        G = target.guided_gain(x, t, y, w)
+        new = cx * x + cd * D
+        S = _arith_scale(x, D, t, s, cx, cd)
+        rho = np.abs(cx + cd * G)
+        tol = abs(cd) * delta
+        if use == "dpm2":
+            Dp = target.guided_denoiser(x_prev, t_prev, y, w)
+            new = new + cp * Dp
+            S = S + np.abs(cp * Dp)
+            tol = tol + abs(cp) * delta_prev
+            rho = rho + np.abs(cp * G_prev)
+        E = np.maximum(E, rho * E + tol + k_step(t) * U64 * S)
+        if f32 is not None:
+            E32 = np.maximum(E32, rho * E32 + tol + (k_step(t) * U64 + (f32 + k32(t, s)) * U32) * S)
+        x_prev, t_prev, G_prev, delta_prev, x = x, t, G, delta, new
+    return (x, 2.0 * E) if f32 is None else (x, 2.0 * E, 2.0 * E32)

@@ -48,6 +48,25 @@ def markdown(report: dict) -> str:
                      f"{g('run_float64')} | {g('run_native')} | {order} | {kl} | {tables} | "
                      f"{fin.get('configurations', 0) - fin.get('non_finite', 0)}/{fin.get('configurations', 0)} | "
                      f"{len(row['findings'])} |")
+    guided = [r for r in report["schedulers"] if r.get("guidance")]
+    if guided:
+        lines += ["", "Guidance (labelled 1-D mixture, diffusers' CFG u + g (c - u) of the exact outputs, g = "
+                  "guidance_scale = the package's classifier-guidance weight; Ho-Salimans' w = g - 1): max |error| / "
+                  "derived bound of the per-call CFG output against classifier guidance with the exact class "
+                  "posterior, and of the guided run's output against the package's guided discretisation (tables "
+                  "float64); rescale: diffusers' rescale_noise_cfg against its formula (counted) and the output shift "
+                  "it causes (informational).", "",
+                  "| scheduler | runs | cfg per call | guided run (against the float32 bound) | rescale formula (phi) | "
+                  "rescale output shift |",
+                  "|---|---|---|---|---|---|"]
+        for row in guided:
+            gd = row["guidance"]
+            rs = gd.get("rescale") or []
+            rf = ", ".join(f"{_fmt(r['max_err_over_bound'])} ({r['guidance_rescale']})" for r in rs) or "-"
+            sh = ", ".join(_fmt(r["output_shift"]) for r in rs) or "-"
+            lines.append(f"| {row['scheduler']} | {gd['runs']} | {_fmt(gd['cfg_identity'])} | {_fmt(gd['guided_run'])} "
+                         f"({_fmt(gd.get('guided_run_f32'))}) | "
+                         f"{rf} | {sh} |")
     lines += ["", "## Findings", ""]
     n = 0
     for row in report["schedulers"]:

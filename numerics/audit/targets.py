@@ -16,6 +16,23 @@ For :math:`X_0 \sim N(m, s^2 I)` the exact denoiser is affine (Tweedie; the same
 with :math:`a = \sqrt{\bar\alpha}`, :math:`\sigma = \sqrt{1-\bar\alpha}`; ``prediction_type`` selects which of
 :math:`\hat\varepsilon` (``epsilon``), :math:`D` (``sample``) and :math:`\hat v` (``v_prediction``) the model
 returns.  Every quantity is float64.
+
+:class:`MixtureTarget` is a labelled 1-D Gaussian mixture (one component per class) whose exact unconditional,
+class-conditional and classifier-guided outputs come from :class:`numerics.mixture.GaussianMixture` (the
+mixture formulas are not repeated here).  Guidance conventions, written once:
+
+* the package (:mod:`numerics.samplers`, :meth:`numerics.mixture.GaussianMixture.guided_denoiser`): classifier
+  guidance (CG) with weight :math:`w` is the score :math:`s_w = s + w\,g_y`, :math:`g_y = \nabla_x\log p_t(y\mid x)`,
+  i.e. :math:`D_w = D + w(\sigma_t^2/\alpha_t)g_y` and :math:`\hat\varepsilon_w = \hat\varepsilon - w\,\sigma_t g_y`;
+  its CFG form is :math:`s_w = w\,s_y + (1-w)\,s`;
+* diffusers' pipelines: ``noise_pred = noise_pred_uncond + guidance_scale * (noise_pred_text - noise_pred_uncond)``,
+  i.e. :math:`\hat\varepsilon_{\rm cfg} = \hat\varepsilon_u + g(\hat\varepsilon_c - \hat\varepsilon_u)`
+  with :math:`g` = ``guidance_scale``.  With exact scores, :math:`s_y = s + g_y` (Bayes) and
+  :math:`\hat\varepsilon = -\sigma_t s`, so :math:`\hat\varepsilon_{\rm cfg} = -\sigma_t(s + g\,g_y)`:
+
+  .. math::  w_{\rm package} = g,\qquad w_{\rm Ho\text{-}Salimans} = g - 1\quad(\hat\varepsilon = (1+w)\hat\varepsilon_c - w\hat\varepsilon_u).
+
+  ``guidance_scale = 1`` is the conditional model, ``0`` the unconditional one.
 """
 from __future__ import annotations
 
@@ -24,9 +41,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from numerics.validate import check_positive, check_real_values
+from numerics.mixture import GaussianMixture
+from numerics.validate import check_positive, check_real, check_real_values, check_weights
 
-__all__ = ["PREDICTION_TYPES", "GaussianTarget", "ou_time", "ou_time_of_sigma"]
+__all__ = ["PREDICTION_TYPES", "GaussianTarget", "MixtureTarget", "ou_time", "ou_time_of_sigma"]
 
 PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
 
@@ -60,6 +78,8 @@ class GaussianTarget:
             raise ValueError(f"mean: must be a non-empty 1-D vector, got shape {m.shape}")
         object.__setattr__(self, "mean", tuple(float(v) for v in m))
         object.__setattr__(self, "std", check_positive(self.std, "std"))
+        object.__setattr__(self, "_m", np.array(self.mean, dtype=np.float64))   # read-only copy, built once
+        self._m.flags.writeable = False
 
     @property
     def d(self) -> int:
@@ -67,7 +87,7 @@ class GaussianTarget:
 
     @property
     def m(self) -> np.ndarray:
-        return np.asarray(self.mean, dtype=np.float64)
+        return self._m
 
     def gain(self, t: float) -> float:
         r""":math:`k_t = \alpha_t s^2/(\alpha_t^2 s^2 + \sigma_t^2)`: the denoiser is :math:`m + k_t(x - \alpha_t m)`."""
@@ -101,3 +121,140 @@ class GaussianTarget:
         Ct, Cs = self.marginal(t)[1], self.marginal(s)[1]
         r = math.sqrt(Cs / Ct)
         return r, math.exp(-s) * self.m - r * math.exp(-t) * self.m
+
+
+def _check_pred(prediction_type: str) -> str:
+    if prediction_type not in PREDICTION_TYPES:
+        raise ValueError(f"prediction_type: must be one of {PREDICTION_TYPES}, got {prediction_type!r}")
+    return prediction_type
+
+
+def _check_t(t: float) -> float:
+    t = check_real(t, "t")
+    if not t > 0.0:
+        raise ValueError(f"t: the model is called at OU time t > 0, got {t!r}")
+    return t
+
+
+class MixtureTarget:
+    r"""A labelled 1-D Gaussian mixture :math:`X_0 \sim \sum_k w_k N(\mu_k, s_k^2)`, component :math:`k` = class
+    :math:`k`, and its exact model outputs in diffusers' convention.
+
+    Parameters
+    ----------
+    weights : sequence of float, shape (K,)
+        Class priors (non-negative, summing to 1; :func:`numerics.validate.check_weights`).
+    means, stds : sequence of float, shape (K,)
+        Component means and standard deviations (``stds`` > 0).
+
+    Every method takes points ``x`` as a float64 array of any shape (each element an independent 1-D state) and
+    returns the same shape; ``t`` is the OU time of the call (:func:`ou_time` of diffusers' alpha-bar).  The
+    outputs are those of :class:`numerics.mixture.GaussianMixture` (``mixture``) and its class conditionals:
+    :math:`\hat\varepsilon = (x - \alpha_t D)/\sigma_t`, :math:`\hat v = \alpha_t\hat\varepsilon - \sigma_t D`.
+    """
+
+    def __init__(self, weights, means, stds):
+        w = check_weights(weights, "weights")
+        mu = check_real_values(np.atleast_1d(np.asarray(means, dtype=np.float64)), "means")
+        sd = check_real_values(np.atleast_1d(np.asarray(stds, dtype=np.float64)), "stds")
+        if mu.shape != w.shape:
+            raise ValueError(f"means: expected {w.shape[0]} values (one per weight), got shape {mu.shape}")
+        if sd.shape != w.shape:
+            raise ValueError(f"stds: expected {w.shape[0]} values (one per weight), got shape {sd.shape}")
+        if not np.all(sd > 0.0):
+            raise ValueError(f"stds: must be > 0, got {sd.tolist()!r}")
+        self.weights, self.means, self.stds = w, mu, sd
+        self.mixture = GaussianMixture(w, mu[:, None], (sd ** 2)[:, None, None])
+        self._cond = tuple(self.mixture.conditional(y) for y in range(self.n_classes))
+
+    @property
+    def n_classes(self) -> int:
+        return int(self.weights.shape[0])
+
+    def __repr__(self) -> str:
+        return (f"MixtureTarget(weights={self.weights.tolist()}, means={self.means.tolist()}, "
+                f"stds={self.stds.tolist()})")
+
+    def _label(self, y) -> int:
+        if isinstance(y, (bool, np.bool_)) or not isinstance(y, (int, np.integer)) or not 0 <= int(y) < self.n_classes:
+            raise ValueError(f"y: must be a class label in 0..{self.n_classes - 1}, got {y!r}")
+        return int(y)
+
+    @staticmethod
+    def _col(x) -> tuple[np.ndarray, tuple]:
+        X = check_real_values(np.asarray(x, dtype=np.float64), "x")
+        return X.reshape(-1, 1), X.shape
+
+    def denoiser(self, x, t: float, y: int | None = None) -> np.ndarray:
+        r""":math:`D(x) = E[X_0\mid X_t = x]`, or :math:`D_y(x) = E[X_0\mid X_t = x, Y = y]` if ``y`` is given."""
+        t = _check_t(t)
+        X, shape = self._col(x)
+        gm = self.mixture if y is None else self._cond[self._label(y)]
+        return gm.denoiser(X, t).reshape(shape)
+
+    def model_output(self, x, t: float, prediction_type: str, y: int | None = None) -> np.ndarray:
+        r"""The exact unconditional (``y=None``) or class-``y`` model output at OU time ``t``:
+        :math:`D` (``sample``), :math:`\hat\varepsilon = (x - \alpha_t D)/\sigma_t` (``epsilon``) or
+        :math:`\hat v = \alpha_t\hat\varepsilon - \sigma_t D` (``v_prediction``)."""
+        _check_pred(prediction_type)
+        D = self.denoiser(x, t, y)
+        if prediction_type == "sample":
+            return D
+        a, sig = math.exp(-t), math.sqrt(-math.expm1(-2.0 * t))
+        eps = (np.asarray(x, dtype=np.float64) - a * D) / sig
+        return eps if prediction_type == "epsilon" else a * eps - sig * D
+
+    def model_output_abar(self, x, abar: float, prediction_type: str, y: int | None = None) -> np.ndarray:
+        r""":meth:`model_output` at diffusers' noise level :math:`\bar\alpha \in (0, 1)`
+        (:math:`t = -\tfrac12\log\bar\alpha`)."""
+        abar = check_real(abar, "abar")
+        if not 0.0 < abar < 1.0:
+            raise ValueError(f"abar: the model is called at a noise level in (0, 1), got {abar!r}")
+        return self.model_output(x, ou_time(abar), prediction_type, y)
+
+    def guided_denoiser(self, x, t: float, y: int, w: float) -> np.ndarray:
+        r"""The package's classifier-guided denoiser :math:`D_w = D + w\,(\sigma_t^2/\alpha_t)\,g_y`
+        (:meth:`numerics.mixture.GaussianMixture.guided_denoiser`); ``w`` = diffusers' ``guidance_scale``."""
+        t = _check_t(t)
+        X, shape = self._col(x)
+        return self.mixture.guided_denoiser(X, t, self._label(y), check_real(w, "w")).reshape(shape)
+
+    def cg_eps(self, x, t: float, y: int, w: float) -> np.ndarray:
+        r"""Classifier-guided noise prediction from the exact class posterior:
+        :math:`\hat\varepsilon_w = \hat\varepsilon - w\,\sigma_t\,g_y`, :math:`g_y = \nabla_x\log p_t(y\mid x)`
+        (:meth:`numerics.mixture.GaussianMixture.guidance_vector`; score form :math:`s_w = s + w g_y`)."""
+        t = _check_t(t)
+        w = check_real(w, "w")
+        X, shape = self._col(x)
+        sig = math.sqrt(-math.expm1(-2.0 * t))
+        eps = self.model_output(X, t, "epsilon")
+        return (eps - (w * sig) * self.mixture.guidance_vector(X, t, self._label(y))).reshape(shape)
+
+    def guided_gain(self, x, t: float, y: int, w: float) -> np.ndarray:
+        r""":math:`\partial D_w/\partial x = (\alpha_t/\sigma_t^2)\big((1-w)\,\mathrm{Var}[X_0\mid x] + w\,
+        \mathrm{Var}[X_0\mid x, y]\big)` (Tweedie: :math:`\partial_x D = (\alpha_t/\sigma_t^2)\mathrm{Var}[X_0\mid x]`,
+        and :math:`D_w = (1-w)D + w D_y`)."""
+        t = _check_t(t)
+        w = check_real(w, "w")
+        X, shape = self._col(x)
+        a, s2 = math.exp(-t), -math.expm1(-2.0 * t)
+        v = self.mixture.posterior_cov(X, t)[:, 0, 0]
+        vy = self.mixture.posterior_cov(X, t, self._label(y))[:, 0, 0]
+        return ((a / s2) * ((1.0 - w) * v + w * vy)).reshape(shape)
+
+    def components(self, x, t: float) -> dict:
+        r"""Per-point, per-component terms the rounding bounds of :mod:`numerics.audit.oracle` need (``(N, K)``
+        each, ``N = x.size``): the posterior ``pi`` (:meth:`numerics.mixture.GaussianMixture.class_posterior`),
+        the component denoisers ``q`` :math:`= \mu_k + \alpha s_k^2 (x - \alpha\mu_k)/C_k`, the magnitude bound
+        ``logit`` :math:`= |\log w_k| + |\log(2\pi C_k)| + S_k^2/C_k` of the logit and ``S``
+        :math:`= |x| + \alpha|\mu_k|`, with :math:`C_k = \alpha^2 s_k^2 + \sigma^2`."""
+        t = _check_t(t)
+        X, _ = self._col(x)
+        a, s2 = math.exp(-t), -math.expm1(-2.0 * t)
+        C = a * a * self.stds ** 2 + s2
+        S = np.abs(X) + a * np.abs(self.means)
+        with np.errstate(divide="ignore"):
+            lw = np.abs(np.log(self.weights))
+        q = self.means + (a * self.stds ** 2 / C) * (X - a * self.means)
+        return {"pi": self.mixture.class_posterior(X, t), "q": q, "S": S,
+                "logit": lw + np.abs(np.log(2.0 * math.pi * C)) + S ** 2 / C}
