@@ -814,10 +814,19 @@ def _noisy(x0: np.ndarray, rng: np.random.Generator, T: float, t_min: float):
 
 
 def fit_logit_gm(fam: FourierLogit, real: np.ndarray, model: Mixture1D, rng: np.random.Generator,
-                 T: float = 8.0, lam: float = 1e-3, t_min: float = 1e-2, repeats: int = 4) -> FourierLogit:
+                 T: float = 8.0, lam: float = 1e-3, t_min: float = 1e-2, repeats: int = 4,
+                 target: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None) -> FourierLogit:
     r"""Gradient matching (the proposed objective, :math:`\lambda = g^2/2 = 1`, ``t`` uniform on
     ``[t_min, T]``): least squares of :math:`\nabla\log p(x_t|x_0) - s_\theta(x_t)` on
-    :math:`\nabla_x d_\phi(x_t,t)`, ``repeats`` noise draws per real sample, ridge ``lam``."""
+    :math:`\nabla_x d_\phi(x_t,t)`, ``repeats`` noise draws per real sample, ridge ``lam``:
+
+    .. math:: \phi = \Big(\tfrac1N F^\top F + \lambda I\Big)^{-1}\tfrac1N F^\top(a - s_\theta(x_t)),
+       \qquad a = \nabla\log p(x_t|x_0) = -\frac{x_t - \alpha_t x_0}{\sigma_t^2} = -\frac{z}{\sigma_t},
+
+    with :math:`F` the rows of :math:`\partial_x` features at :math:`(x_t, t)`.
+
+    ``target``, if given, replaces :math:`a` by ``target(x_t, x_0, t)`` (same noise draws, same random stream):
+    the hook for other regression targets (the claims use it for a target with a dropped :math:`\alpha_t`)."""
     lam = _pos_float(lam, "lam", allow_zero=True)
     real = np.asarray(real, dtype=np.float64).ravel()
     if real.size == 0:
@@ -827,12 +836,14 @@ def fit_logit_gm(fam: FourierLogit, real: np.ndarray, model: Mixture1D, rng: np.
     A = np.zeros((p, p))
     r = np.zeros(p)
     for chunk in np.array_split(np.arange(x0.size), max(1, x0.size // 20000)):
-        xt, t, target = _noisy(x0[chunk], rng, T, t_min)
+        xt, t, a = _noisy(x0[chunk], rng, T, t_min)
+        if target is not None:
+            a = check_real_values(target(xt, x0[chunk], t), "target")
         _, m, v = _marg_arrays(model, t)
         sq = _mixture_score_vec(xt, model.w, m, v)
         F = fam.features(xt, t, 1)
         A += F.T @ F
-        r += F.T @ (target - sq)
+        r += F.T @ (a - sq)
     n = x0.size
     fam.coef = np.linalg.solve(A / n + lam * np.eye(p), r / n).reshape(fam.coef.shape)
     return fam
