@@ -135,8 +135,7 @@ def _kl_measure(name, value, err, predicted, extra=None, kind="equal", extra_tol
     quick={"dx": 0.02, "dtau": 8e-3, "times": [0.0, 0.01, 0.5, 2.0]},
     full={"dx": 0.005, "dtau": 2e-3, "times": [0.0, 1e-3, 0.01, 0.1, 0.5, 1.0, 2.0, 5.0]},
     controls={"model_score_dropped": "the refined score is grad d* alone (s_theta + grad d* written as grad d*)",
-              "sde_drift_half": SDE_DRIFT_HALF,
-              "ode_drift_double": "PF-ODE drift x + 2s instead of x + s (the reverse SDE's g^2 where g^2/2 belongs)"},
+              "sde_drift_half": SDE_DRIFT_HALF},
 )
 def bayes_exact_correction(ctx: Context) -> list[Measurement]:
     p = ctx.params
