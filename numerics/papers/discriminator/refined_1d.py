@@ -882,7 +882,8 @@ def fit_logit_ce(fam: FourierLogit, real: np.ndarray, fake: np.ndarray, rng: np.
         raise ValueError("real, fake: need at least one sample each")
     xr, tr, _ = _noisy(np.repeat(real, repeats), rng, T, t_min)
     xf, tf, _ = _noisy(np.repeat(fake, repeats), rng, T, t_min)
-    blocks = _hat_interval_design(fam, np.concatenate([xr, xf]), np.concatenate([tr, tf]))
+    x, t = np.concatenate([xr, xf]), np.concatenate([tr, tf])
+    blocks = _hat_interval_design(np.cos(_feature_arg(x, fam.omega, fam.phase)), fam.hats(t), fam.knots, t)
     y = np.concatenate([np.ones(xr.size), np.zeros(xf.size)])
     wts = np.concatenate([np.full(xr.size, 0.5 / xr.size), np.full(xf.size, 0.5 / xf.size)])
     fam.coef = _newton_logistic(blocks, y, wts, lam, fam.n_params, maxiter).reshape(fam.coef.shape)
@@ -895,15 +896,14 @@ class _DesignBlock(NamedTuple):
     cols: np.ndarray  # the parameters those features belong to
 
 
-def _hat_interval_design(fam: FourierLogit, x: np.ndarray, t: np.ndarray) -> list[_DesignBlock]:
-    r"""The design :math:`F` = ``fam.features(x, t)`` stored by hat interval. A time in
-    :math:`[k_g, k_{g+1}]` has only the hats :math:`h_g, h_{g+1}` nonzero (piecewise-linear hats), so its row is
-    :math:`(\cos(\omega_j x + b_j)\,h_g(t),\ \cos(\omega_j x + b_j)\,h_{g+1}(t))_j` on the columns
-    :math:`(j, g), (j, g + 1)`: ``F[rows][:, cols] == G`` and ``F[rows]`` is zero elsewhere (2J of JK columns)."""
-    H = fam.hats(t)
-    K, J = fam.knots.size, fam.omega.size
-    cosines = np.cos(_feature_arg(x, fam.omega, fam.phase))
-    interval = np.clip(np.searchsorted(fam.knots, t, side="right") - 1, 0, K - 2)
+def _hat_interval_design(basis: np.ndarray, H: np.ndarray, knots: np.ndarray, t: np.ndarray) -> list[_DesignBlock]:
+    r"""The design :math:`F_{i,(j,k)} = f_j(x_i)\,h_k(t_i)` (column ``j*K + k``, as ``features`` of the logit
+    families) stored by hat interval, from the spatial ``basis`` (N, J) and the hats ``H`` (N, K) on ``knots``.
+    A time in :math:`[k_g, k_{g+1}]` has only the hats :math:`h_g, h_{g+1}` nonzero (piecewise-linear hats), so
+    its row is :math:`(f_j(x)\,h_g(t),\ f_j(x)\,h_{g+1}(t))_j` on the columns :math:`(j, g), (j, g + 1)`:
+    ``F[rows][:, cols] == G`` and ``F[rows]`` is zero elsewhere (2J of JK columns)."""
+    K, J = knots.size, basis.shape[1]
+    interval = np.clip(np.searchsorted(knots, t, side="right") - 1, 0, K - 2)
     blocks = []
     for g in range(K - 1):
         rows = np.flatnonzero(interval == g)
@@ -912,14 +912,15 @@ def _hat_interval_design(fam: FourierLogit, x: np.ndarray, t: np.ndarray) -> lis
         Hg = H[rows]
         if np.any(np.delete(Hg, [g, g + 1], axis=1) != 0.0):  # never for np.interp hats: guards a change of _hats
             raise AssertionError("time hats: more than two nonzero hats on one knot interval")
-        G = np.hstack([cosines[rows] * Hg[:, g:g + 1], cosines[rows] * Hg[:, g + 1:g + 2]])
+        G = np.hstack([basis[rows] * Hg[:, g:g + 1], basis[rows] * Hg[:, g + 1:g + 2]])
         blocks.append(_DesignBlock(rows, G, np.concatenate([np.arange(J) * K + g, np.arange(J) * K + g + 1])))
     return blocks
 
 
 def _newton_logistic(blocks: list[_DesignBlock], y: np.ndarray, wts: np.ndarray, lam: float, n_params: int,
                      maxiter: int) -> np.ndarray:
-    r"""Minimiser of the weighted, ridge-penalised logistic loss of :func:`fit_logit_ce` by damped Newton:
+    r"""Minimiser of the weighted, ridge-penalised logistic loss of :func:`fit_logit_ce` (and of the 2-D
+    family's fit) by damped Newton:
 
     .. math:: \nabla = F^\top w(\sigma(d) - y) + \lambda\phi, \qquad
        \nabla^2 = F^\top\mathrm{diag}\big(w\,\sigma(d)\sigma(-d)\big)F + \lambda I,

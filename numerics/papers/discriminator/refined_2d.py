@@ -13,7 +13,7 @@ Time convention: OU forward time ``t``, :math:`\alpha_t = e^{-t}`, :math:`\sigma
 * Fits on ``n`` clean samples, each noised ``repeats`` times at ``t ~ U[t_min, T]``:
   :func:`fit_logit_gm_2d` (gradient matching, :math:`E\|\nabla\log p(x_t|x_0) - s_\theta - \nabla d_\phi\|^2`,
   a linear least-squares problem) and :func:`fit_logit_ce_2d` (logistic regression of real against model
-  samples, L-BFGS, convex).
+  samples, convex, by damped Newton).
 * Sampler (:func:`refined_chain_2d`): the score-frozen exponential-integrator SDE step
   (:func:`numerics.generated.integrator_coeffs.ei_sde_coeffs`),
   :math:`x_s = c_x x + c_q (s_\theta + w\nabla d)(x, t) + c_z z`, from :math:`p_{\theta,T}` down to ``t = 0``,
@@ -30,7 +30,8 @@ import numpy as np
 
 from numerics.generated.integrator_coeffs import ei_sde_coeffs
 from numerics.mixture import GaussianMixture
-from numerics.papers.discriminator.refined_1d import MAX_SIZE, _feature_arg, _hat_times, _hats
+from numerics.papers.discriminator.refined_1d import (MAX_SIZE, _feature_arg, _hat_interval_design, _hat_times,
+                                                      _hats, _newton_logistic)
 from numerics.references.grid_density import gaussian_on_grid_2d, kl_grid_2d, propagate_2d, uniform_grid
 from numerics.schedule import alpha_sigma2
 from numerics.validate import check_array, check_choice, check_int, check_positive, check_real, check_sorted
@@ -230,36 +231,26 @@ class _points_from:
         return False
 
 
-def _softplus(z):
-    return np.logaddexp(0.0, z)
-
-
 def fit_logit_ce_2d(fam: FeatureLogit2D, real, fake, rng: np.random.Generator, T: float = 4.0,
-                    lam: float = 1e-4, t_min: float = 1e-2, repeats: int = 2, maxiter: int = 1000) -> FeatureLogit2D:
+                    lam: float = 1e-4, t_min: float = 1e-2, repeats: int = 2, maxiter: int = 100) -> FeatureLogit2D:
     r"""Cross-entropy (DG's objective): logistic regression of noised real (label 1) against noised model samples
-    (label 0) at ``t ~ U[t_min, T]``, classes weighted equally, ridge ``lam``; L-BFGS (convex)."""
-    from scipy.optimize import minimize
+    (label 0) at ``t ~ U[t_min, T]``, classes weighted equally, ridge ``lam``; convex, solved by damped Newton on
+    the design stored by hat interval (:func:`numerics.papers.discriminator.refined_1d._newton_logistic`, at most
+    ``maxiter`` iterations)."""
     T, lam, t_min, repeats = _check_fit_args(T, lam, t_min, repeats)
+    maxiter = check_int(maxiter, "maxiter", 1, MAX_SIZE)
     real, fake = _points(real, "real"), _points(fake, "fake")
     xr, tr, _ = _noisy(np.repeat(real, repeats, axis=0), rng, T, t_min)
     xf, tf, _ = _noisy(np.repeat(fake, repeats, axis=0), rng, T, t_min)
     with _points_from("real"):
-        Fr = fam.features(xr, tr)
+        Br = fam.basis(xr)
     with _points_from("fake"):
-        Ff = fam.features(xf, tf)
-    F = np.vstack([Fr, Ff])
+        Bf = fam.basis(xf)
+    t = np.concatenate([tr, tf])
+    blocks = _hat_interval_design(np.vstack([Br, Bf]), fam.hats(t), fam.knots, t)
     y = np.concatenate([np.ones(xr.shape[0]), np.zeros(xf.shape[0])])
     wts = np.concatenate([np.full(xr.shape[0], 0.5 / xr.shape[0]), np.full(xf.shape[0], 0.5 / xf.shape[0])])
-
-    def fg(c):
-        d = F @ c
-        loss = np.sum(wts * (y * _softplus(-d) + (1 - y) * _softplus(d))) + 0.5 * lam * c @ c
-        sig = 0.5 * (1.0 + np.tanh(0.5 * d))
-        return loss, F.T @ (wts * (sig - y)) + lam * c
-
-    res = minimize(fg, np.zeros(fam.n_params), jac=True, method="L-BFGS-B",
-                   options={"maxiter": maxiter, "gtol": 1e-10, "ftol": 1e-14})
-    fam.coef = res.x.reshape(fam.coef.shape)
+    fam.coef = _newton_logistic(blocks, y, wts, lam, fam.n_params, maxiter).reshape(fam.coef.shape)
     return fam
 
 
