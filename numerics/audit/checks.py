@@ -306,18 +306,27 @@ def _step_finding(spec, full, n, tables, sc) -> Finding:
     else:
         what = (f"step: the update disagrees with the derived one (tables {tables}): max |err| {sc['abs']:.3g} = "
                 f"{sc['ratio']:.3g} x the rounding bound, worst at step {sc['k']} (OU t={sc['t']:.6g} -> "
-                f"s={sc['s']:.6g})")
+                f"s={sc['s']:.6g}){STEP_DIAGNOSIS.get(spec.oracle, '')}")
     return Finding(spec.name, "step", full, n, sc["abs"], sc["abs"] / sc["ratio"], what, spec.cls)
 
 
-def _run_finding(spec, full, n, tables, rc, f32_rounded: bool) -> Finding:
+#: What a step finding of a scheduler means, where a test pins it (tests/test_audit_diffusers.py).
+STEP_DIAGNOSIS = {
+    "dpm3": "; its order-3 steps are the derived DPM-Solver++(3M) update with the psi_2 part of the second divided "
+            "difference's weight halved (h_p psi_1 + psi_2 for 2 psi_2 + h_p psi_1): exact only for linear D in "
+            "the log-SNR, global order 2",
+}
+
+
+def _run_finding(spec, full, n, tables, rc, f32_rounded: bool, steps_wrong: bool = False) -> Finding:
     if tables == "float64" and rc["ratio32"] <= 1.0:
         return Finding(spec.name, "step", full, n, rc["abs"], rc["abs"] / rc["ratio"],
                        _precision_what(tables, f32_rounded), spec.cls)
+    why = ("its steps disagree with the derived update (the step finding)" if steps_wrong
+           else "a step lands on a level other than the one the next step assumes")
     return Finding(spec.name, "run", full, n, rc["abs"], rc["abs"] / rc["ratio"],
                    f"run: the output differs from the derived discretisation on the scheduler's own grid (tables "
-                   f"{tables}): max |err| {rc['abs']:.3g} = {rc['ratio']:.3g} x the bound; a step lands on a level "
-                   "other than the one the next step assumes", spec.cls)
+                   f"{tables}): max |err| {rc['abs']:.3g} = {rc['ratio']:.3g} x the bound; {why}", spec.cls)
 
 
 def _minimal(findings: list) -> list:
@@ -353,7 +362,8 @@ def audit_scheduler(spec: dd.SchedulerSpec, prof: Profile, target: GaussianTarge
                     rc = run_check(rec, target)
                     worst_run, abs_run = max(worst_run, rc["ratio"]), max(abs_run, rc["abs"])
                     if rc["ratio"] > 1.0:
-                        findings.append(_run_finding(spec, full, n, tables, rc, sc["f32_rounded"]))
+                        findings.append(_run_finding(spec, full, n, tables, rc, sc["f32_rounded"],
+                                                     sc["ratio"] > 1.0 and sc["ratio32"] > 1.0))
             row[f"step_{tables}"] = {"max_err_over_bound": worst_step, "max_abs_err": abs_step}
             if not spec.stochastic:
                 row[f"run_{tables}"] = {"max_err_over_bound": worst_run, "max_abs_err": abs_run}
