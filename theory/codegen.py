@@ -477,8 +477,14 @@ def _emit_weights(spec: CoeffSpec) -> str:
     ret = ", ".join(spec.labels)
     lines = ["@numba.njit(cache=True)", f"def {spec.func}({', '.join(_ARGNAME[a] for a in spec.args)}):",
              f'    """{spec.doc}.\n\n    Returns ({ret}); log-SNR steps > 0.\n    """']
-    for lab, e in zip(spec.labels, spec.stable):
-        lines.append(f"    {lab} = {_code(e.subs(names))}")
+    # 1 - exp(-h) is the shared helper's primitive am_h (the primitives of a time are written once, in _decay)
+    am = {expm1(-a): -sp.Symbol(f"am_{_ARGNAME[a]}") for a in spec.args}
+    forms = [e.subs(am).subs(names) for e in spec.stable]
+    for a in spec.args:
+        if any(x.has(sp.Symbol(f"am_{_ARGNAME[a]}")) for x in forms):
+            lines.append(f"    _, am_{_ARGNAME[a]}, _, _ = _decay({_ARGNAME[a]})")
+    for lab, e in zip(spec.labels, forms):
+        lines.append(f"    {lab} = {_code(e)}")
     lines.append(f"    return ({ret},)" if len(spec.labels) == 1 else f"    return ({ret})")
     return "\n".join(lines)
 
