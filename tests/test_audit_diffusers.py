@@ -249,3 +249,113 @@ def test_bad_jobs(audit, tmp_path, capsys):
     assert main(["audit", "diffusers", "--only", "DDIM", "--jobs", "0", "--out", str(tmp_path / "o")]) == 2
     assert "--jobs" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+# ------------------------------------------------------------------------------------- DPM-Solver++(3M)
+def _dpm3_variants(tg, x, t, s, xp, tp, xp2, tp2):
+    """The derived 3M step from the recorded states, and realistic wrong variants of it (VP outputs)."""
+    from numerics.audit import oracle as O
+
+    k = O.dpm3_coeffs(t, s, tp, tp2)
+    (c0, c1, c2), h0, h1 = k["c"], k["h0"], k["h1"]
+    m0, m1, m2 = (tg.denoiser(v, u) for v, u in ((x, t), (xp, tp), (xp2, tp2)))
+    d1, _, d2 = O.divided_differences(m0, m1, m2, h0, h1)
+    base = k["cx"] * x + c0 * m0 + c1 * d1
+    swapped = O.divided_differences(m0, m1, m2, h1, h0)     # r0 and r1 exchanged
+    stale = O.divided_differences(m0, m1, m1, h0, h1)       # the oldest call one index off (D_p reused)
+    return {"derived": base + c2 * d2,
+            "curvature_halved": base + 0.5 * (c2 + h0 * c1) * d2,   # the weight of delta_2 with psi_2 halved
+            "order2_coefficients": base,                          # order 3 with the second-order update
+            "r0_r1_swapped": base - c1 * d1 + c1 * swapped[0] + c2 * swapped[2],
+            "index_off": base - c1 * d1 + c1 * stale[0] + c2 * stale[2]}
+
+
+def _dpm3_run(dd, checks, n, tables="native", pred="epsilon"):
+    rec = dd.run(dd.SPECS["DPMSolverMultistep-3"], n, checks.TARGET, checks.Z_STEP, prediction_type=pred,
+                 tables=tables)
+    return rec, [(k, st) for k, st in enumerate(rec.steps) if st.order == 3]
+
+
+@pytest.mark.parametrize("pred", ["epsilon", "v_prediction"])
+def test_dpm3_lower_order_steps_agree_and_third_order_steps_halve_the_curvature(audit, pred):
+    """diffusers' DPMSolverMultistep(solver_order=3): its order-1/2 steps agree with the derived DDIM / 2M updates
+    within the rounding bound; its order-3 steps agree with the derived 3M update with the weight of the second
+    divided difference's psi_2 part halved (the finding), and not with the derived one."""
+    checks, dd = audit
+    from numerics.audit import oracle as O
+
+    for n in (7, 20):
+        rec, third = _dpm3_run(dd, checks, n, pred=pred)
+        lower = [st for st in rec.steps if st.order < 3]
+        assert third and lower
+        for k, st in enumerate(rec.steps):
+            if st.order == 3:
+                continue
+            kind = checks._kind(rec.spec, st.order)
+            prev = rec.steps[k - 1] if kind == "dpm2" else None
+            p, tol = O.step_prediction(kind, checks.TARGET, st.x_in, st.t_in, st.t_out,
+                                       None if prev is None else prev.x_in, None if prev is None else prev.t_in,
+                                       float32_coeffs=True)
+            assert np.max(np.abs(st.x_out - p) / tol) <= 1.0, (n, k, kind)
+        for k, st in third:
+            a, b = rec.steps[k - 1], rec.steps[k - 2]
+            v = _dpm3_variants(checks.TARGET, st.x_in, st.t_in, st.t_out, a.x_in, a.t_in, b.x_in, b.t_in)
+            _, tol = O.dpm3_prediction(checks.TARGET, st.x_in, st.t_in, st.t_out, a.x_in, a.t_in, b.x_in, b.t_in,
+                                       float32_coeffs=True)
+            assert np.max(np.abs(st.x_out - v["curvature_halved"]) / tol) <= 1.0, (n, k)
+        assert checks.step_check(rec)["ratio"] > 1.0 and checks.step_check(rec)["ratio32"] > 1.0
+
+
+def test_dpm3_wrong_variants_exceed_the_bound(audit):
+    """Realistic bugs of a third-order multistep step (second-order coefficients at order 3, r0/r1 exchanged, the
+    oldest call one index off, the curvature weight halved) exceed the derived update's rounding bound in a 10-step
+    run (the step check's statistic: the largest ratio over its order-3 steps)."""
+    checks, dd = audit
+    from numerics.audit import oracle as O
+
+    rec, third = _dpm3_run(dd, checks, 10)
+    worst = {}
+    for k, st in third:
+        a, b = rec.steps[k - 1], rec.steps[k - 2]
+        v = _dpm3_variants(checks.TARGET, st.x_in, st.t_in, st.t_out, a.x_in, a.t_in, b.x_in, b.t_in)
+        ref, tol = O.dpm3_prediction(checks.TARGET, st.x_in, st.t_in, st.t_out, a.x_in, a.t_in, b.x_in, b.t_in,
+                                     float32_coeffs=True)
+        assert np.max(np.abs(v["derived"] - ref) / tol) <= 1e-6
+        for name, out in v.items():
+            if name != "derived":
+                r = float(np.max(np.abs(out - ref) / tol))
+                worst[name] = max(worst.get(name, 0.0), r)
+    assert min(worst.values()) > 4.0, worst
+
+
+def _lambda_grid(t_hi: float, t_lo: float, n: int) -> np.ndarray:
+    """OU times of n uniform half log-SNR steps from t_hi down to t_lo (ell = log(alpha/sigma))."""
+    ell = lambda t: -t - 0.5 * np.log(-np.expm1(-2.0 * t))  # noqa: E731
+    lam = np.linspace(ell(t_hi), ell(t_lo), n + 1)
+    return 0.5 * np.log1p(np.exp(-2.0 * lam))
+
+
+def test_dpm3_derived_update_is_third_order_and_the_halved_one_second():
+    """Global error on the Gaussian target against the exact flow (exact start values at the first three levels):
+    the derived 3M update converges at order 3, the variant with the halved curvature weight at order 2."""
+    from numerics.audit import checks
+    from numerics.audit import oracle as O
+
+    tg = checks.TARGET
+    x0 = checks.Z_STEP
+    errs = {"derived": [], "curvature_halved": []}
+    ns = (32, 64, 128, 256)
+    for n in ns:
+        g = _lambda_grid(1.5, 0.02, n)
+        exact = [x0]
+        for k in range(n):
+            r, c = tg.flow_map(g[k], g[k + 1])
+            exact.append(r * exact[-1] + c)
+        for name in errs:
+            xs = exact[:3]
+            for k in range(2, n):
+                v = _dpm3_variants(tg, xs[k], g[k], g[k + 1], xs[k - 1], g[k - 1], xs[k - 2], g[k - 2])
+                xs.append(v[name])
+            errs[name].append(float(np.max(np.abs(xs[-1] - exact[-1]))))
+    slope = {k: float(np.log2(e[-2] / e[-1])) for k, e in errs.items()}   # the last doubling
+    assert slope["derived"] > 2.8 and 1.8 < slope["curvature_halved"] < 2.2, (slope, errs)

@@ -194,7 +194,7 @@ def test_header_and_table():
     assert "python -m theory.codegen" in text.splitlines()[1]
     assert set(G.COEFFICIENT_FUNCTIONS) == {sp_.func.removesuffix("_coeffs") for sp_ in SPECS}
     for name, (fn, argnames, labels) in G.COEFFICIENT_FUNCTIONS.items():
-        args = {"t": 1.0, "s": 0.5, "eta": 0.5, "t_prev": 2.0}
+        args = {"t": 1.0, "s": 0.5, "eta": 0.5, "t_prev": 2.0, "h": 0.3, "h_p": 0.4}
         vals = fn(*[args[a] for a in argnames])
         assert len(vals) == len(labels) and all(isinstance(v, float) for v in vals), name
 

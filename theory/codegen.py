@@ -45,7 +45,8 @@ from sympy.printing.pycode import pycode
 
 from theory._validate import as_scalar
 from theory.forward import s, t
-from theory.integrators import Update, all_updates, eta, guidance_gap, h, t_prev
+from theory.integrators import (Update, all_updates, dpm_solver_3_weights, eta, guidance_gap, h, h_ell, h_ell_prev,
+                                half_logsnr_step, psi, t_prev)
 
 __all__ = [
     "CoeffSpec",
@@ -357,7 +358,7 @@ def stabilize(expr: sp.Expr, args: tuple = (t, s)) -> sp.Expr:
 # -------------------------------------------------------------------------------------------
 # specs and emission
 # -------------------------------------------------------------------------------------------
-_ARGNAME = {t: "t", s: "s", t_prev: "t_prev", eta: "eta"}
+_ARGNAME = {t: "t", s: "s", t_prev: "t_prev", eta: "eta", h_ell: "h", h_ell_prev: "h_p"}
 
 
 @dataclass(frozen=True)
@@ -369,6 +370,39 @@ class CoeffSpec:
     labels: tuple
     exprs: tuple
     doc: str
+    #: the printed forms when they are not :func:`stabilize`'s (the log-SNR weights: :func:`psi_stable`)
+    stable: tuple | None = None
+
+
+#: psi_k(h), k >= 1, is summed from its Taylor series below this step (module docstring of psi_stable)
+PSI_SWITCH = 1
+#: terms of that series (degree PSI_TERMS - 1)
+PSI_TERMS = 20
+
+
+def psi_stable(k: int, step: sp.Symbol = h_ell) -> sp.Expr:
+    r"""A float64 form of :func:`theory.integrators.psi` without cancellation.
+
+    :math:`\psi_0 = -\mathrm{expm1}(-h)`.  For :math:`k \ge 1` the closed form (SymPy's integral with
+    :math:`e^{-h} - 1` written ``expm1(-h)``) subtracts terms of size 1 to leave :math:`\approx h^{k+1}/(k+1)!`, so
+    below :data:`PSI_SWITCH` the function is SymPy's Taylor series of the same integral to degree
+    ``PSI_TERMS - 1`` in Horner form: the series alternates with terms decreasing from the first
+    (:math:`h \le 1`), so its sum carries a few roundings, and the truncation is at most
+    :math:`h^{N}/N!` against :math:`\psi_k \ge e^{-h}h^{k+1}/(k+1)!`: relative
+    :math:`e\,(k+1)!/N! < 10^{-16}` for :math:`k \le 2`, :math:`N = 20`.  At and above the switch the closed
+    form's cancellation costs at most a factor :math:`1/\psi_k(1)` (:math:`\le 8`) in relative error.
+    """
+    closed = sp.expand(psi(k, step)).subs(sp.exp(-step), expm1(-step) + 1)
+    if k == 0:
+        return sp.expand(closed)
+    series = sp.horner(sp.series(psi(k, step), step, 0, PSI_TERMS).removeO(), wrt=step)
+    return sp.Piecewise((series, step < PSI_SWITCH), (sp.expand(closed), True))
+
+
+def _dpm3_stable() -> tuple:
+    """The DPM-Solver++(3M) weights with each psi_k in :func:`psi_stable` form (a positive combination)."""
+    p0, p1, p2 = (psi_stable(k) for k in range(3))
+    return p0, p1, 2 * p2 + h_ell_prev * p1
 
 
 def _update_doc(u: Update) -> str:
@@ -401,6 +435,16 @@ def coefficient_specs() -> list[CoeffSpec]:
             "    mean_form: mean + w * (posterior variance) * g, shift = sigma_s^2 sigma_{t|s}^2 / sigma_t^2 w g",
         )
     )
+    specs.append(CoeffSpec(
+        "half_logsnr_step", (t, s), ("ell_step",), (half_logsnr_step(),),
+        "Half log-SNR step ell_s - ell_t of a step t -> s, ell = log(alpha/sigma) (the multistep updates' h)."))
+    specs.append(CoeffSpec(
+        "dpm_solver_3_weights", (h_ell, h_ell_prev), ("c_q", "c_d1", "c_d2"), dpm_solver_3_weights(),
+        "DPM-Solver++(3M) weights (divided by alpha_s) of D_t, delta_1, delta_2 (Newton divided differences of the\n"
+        "    denoiser in ell): x_s = (sigma_s/sigma_t) x_t + alpha_s (c_q D_t + c_d1 delta_1 + c_d2 delta_2),\n"
+        "    psi_0(h), psi_1(h), 2 psi_2(h) + h_p psi_1(h); arguments: the half log-SNR steps h = ell_s - ell_t,\n"
+        "    h_p = ell_t - ell_{t_p}",
+        stable=_dpm3_stable()))
     return specs
 
 
@@ -427,7 +471,27 @@ def _emit_helper(helper: str) -> str:
     ])
 
 
+def _emit_weights(spec: CoeffSpec) -> str:
+    """A function of log-SNR steps: its :attr:`CoeffSpec.stable` forms, printed with the argument names."""
+    names = {a: sp.Symbol(_ARGNAME[a]) for a in spec.args}
+    ret = ", ".join(spec.labels)
+    lines = ["@numba.njit(cache=True)", f"def {spec.func}({', '.join(_ARGNAME[a] for a in spec.args)}):",
+             f'    """{spec.doc}.\n\n    Returns ({ret}); log-SNR steps > 0.\n    """']
+    # 1 - exp(-h) is the shared helper's primitive am_h (the primitives of a time are written once, in _decay)
+    am = {expm1(-a): -sp.Symbol(f"am_{_ARGNAME[a]}") for a in spec.args}
+    forms = [e.subs(am).subs(names) for e in spec.stable]
+    for a in spec.args:
+        if any(x.has(sp.Symbol(f"am_{_ARGNAME[a]}")) for x in forms):
+            lines.append(f"    _, am_{_ARGNAME[a]}, _, _ = _decay({_ARGNAME[a]})")
+    for lab, e in zip(spec.labels, forms):
+        lines.append(f"    {lab} = {_code(e)}")
+    lines.append(f"    return ({ret},)" if len(spec.labels) == 1 else f"    return ({ret})")
+    return "\n".join(lines)
+
+
 def _emit_function(spec: CoeffSpec) -> str:
+    if spec.stable is not None:
+        return _emit_weights(spec)
     stable = [stabilize(e, spec.args) for e in spec.exprs]
     used = set().union(*(x.free_symbols for x in stable))
     argnames = [_ARGNAME[a] for a in spec.args]

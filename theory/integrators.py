@@ -45,6 +45,12 @@ __all__ = [
     "guidance_gap",
     "ei_sde_code_noise_gap",
     "dpm_solver_2_exact_linear",
+    "dpm_solver_3_weights",
+    "half_logsnr_step",
+    "psi",
+    "h_ell",
+    "h_ell_prev",
+    "h_ell_prev2",
     "ddim",
     "ddpm",
     "ddim_eta",
@@ -497,6 +503,92 @@ def dpm_solver_2_exact_linear(schedule: VPSchedule = OU) -> tuple[sp.Expr, sp.Ex
     ex = d["exact"]
     lu = sp.expand(ex["c_D"] * q + ex["c_slope"] * (q - q_prev) / h_ell_prev)
     return _dpm2_on_schedule(lu.coeff(q), schedule), _dpm2_on_schedule(lu.coeff(q_prev), schedule)
+
+
+# ----------------------------------------------------------------------------------------
+# 4b. multistep third order: DPM-Solver++(3M), Newton interpolant of D in ell
+# ----------------------------------------------------------------------------------------
+#: log-SNR steps of the third-order multistep update (arguments of :func:`dpm_solver_3_weights`).
+h_ell_prev2 = sp.Symbol("h_ell_p2", positive=True)  # ell_{t_p} - ell_{t_p2} > 0
+_u = sp.Symbol("u", nonnegative=True)  # ell - ell_t inside the step
+
+
+def psi(k: int, step: sp.Expr = h_ell) -> sp.Expr:
+    r"""The exponential-integrator weight :math:`\psi_k(h) = \int_0^h e^{u-h}\,\frac{u^k}{k!}\,du` (``sympy.integrate``).
+
+    :math:`\psi_0 = 1 - e^{-h}`, :math:`\psi_1 = h - 1 + e^{-h}`, :math:`\psi_2 = \tfrac{h^2}2 - h + 1 - e^{-h}`;
+    :math:`\psi_k = h^{k+1}/(k+1)! + O(h^{k+2})`.
+    """
+    return sp.expand(sp.integrate(sp.exp(_u - step) * _u**k / sp.factorial(k), (_u, 0, step)))
+
+
+@lru_cache(maxsize=None)
+def _dpm3_derivation() -> dict:
+    r"""DPM-Solver++(3M): the data-prediction exponential integrator with :math:`D` replaced by its quadratic
+    interpolant in :math:`\ell` through the last three model calls.
+
+    With :math:`u = \ell - \ell_t`, the nodes are :math:`u = 0, -h_p, -h_p - h_{p2}` (values
+    :math:`D_t, D_p, D_{p2}`), and the Newton form of the interpolant is
+    :math:`P(u) = D_t + u\,\delta_1 + u(u + h_p)\,\delta_2` with the divided differences
+    :math:`\delta_1 = (D_t - D_p)/h_p`, :math:`\delta_2 = (\delta_1 - (D_p - D_{p2})/h_{p2})/(h_p + h_{p2})`.
+    The exact update of :math:`d(x/\sigma)/d\ell = e^{\ell}P` over :math:`[\ell_t, \ell_t + h]` is
+
+    .. math::
+        x_s = \frac{\sigma_s}{\sigma_t}x_t + \alpha_s\big(\psi_0(h)\,D_t + \psi_1(h)\,\delta_1
+              + (2\psi_2(h) + h_p\psi_1(h))\,\delta_2\big),
+
+    since :math:`\sigma_s e^{\ell_t + u} = \alpha_s e^{u - h}` (:func:`psi`).  Returns ``interpolant``,
+    ``weights`` (the three weights, from ``sympy.integrate`` of :math:`e^{u-h}P`), ``weights_psi`` (the same in
+    :func:`psi`; the derivation asserts they agree), and ``local_error_series``: the update minus the exact
+    integral for a cubic :math:`D(u) = \sum_k c_k u^k`, as a series in :math:`h` with
+    :math:`h_p = \rho_1 h`, :math:`h_{p2} = \rho_2 h` (it starts at :math:`h^4`: the update is exact for
+    quadratic :math:`D`, local order 4, global order 3).
+    """
+    d0, dp, dp2 = q, q_prev, sp.Symbol("q_p2", real=True)
+    d1 = (d0 - dp) / h_ell_prev
+    d2 = (d1 - (dp - dp2) / h_ell_prev2) / (h_ell_prev + h_ell_prev2)
+    P = d0 + _u * d1 + _u * (_u + h_ell_prev) * d2
+    nodes = {0: d0, -h_ell_prev: dp, -h_ell_prev - h_ell_prev2: dp2}
+    for node, val in nodes.items():
+        if sp.simplify(P.subs(_u, node) - val) != 0:
+            raise AssertionError(f"the Newton form does not interpolate at u = {node}")
+    b1, b2 = sp.Symbol("delta_1"), sp.Symbol("delta_2")
+    newton = d0 + _u * b1 + _u * (_u + h_ell_prev) * b2
+    integral = sp.expand(sp.integrate(sp.exp(_u - h_ell) * newton, (_u, 0, h_ell)))
+    weights = tuple(sp.simplify(integral.coeff(v)) for v in (d0, b1, b2))
+    w_psi = (psi(0), psi(1), 2 * psi(2) + h_ell_prev * psi(1))
+    for a, b in zip(weights, w_psi):
+        if sp.simplify(a - b) != 0:
+            raise AssertionError("the interpolant's weights are not the psi combination")
+    # local error for a cubic D: nodes' values from D, update minus the exact integral
+    cs = sp.symbols("c0:4", real=True)
+    rho1, rho2 = sp.symbols("rho_1 rho_2", positive=True)
+    Dc = lambda x: sum(c * x**k for k, c in enumerate(cs))  # noqa: E731
+    upd = sum(w * v for w, v in zip(w_psi, (d0, d1, d2))).subs({d0: Dc(0), dp: Dc(-h_ell_prev),
+                                                                 dp2: Dc(-h_ell_prev - h_ell_prev2)})
+    exact = sp.integrate(sp.exp(_u - h_ell) * Dc(_u), (_u, 0, h_ell))
+    err = sp.simplify((upd - exact).subs({h_ell_prev: rho1 * h_ell, h_ell_prev2: rho2 * h_ell}))
+    series = sp.series(err, h_ell, 0, 6).removeO()
+    return {"interpolant": P, "weights": weights, "weights_psi": w_psi, "local_error_series": sp.expand(series)}
+
+
+def dpm_solver_3_weights() -> tuple[sp.Expr, sp.Expr, sp.Expr]:
+    r"""The weights :math:`(\psi_0(h),\ \psi_1(h),\ 2\psi_2(h) + h_p\psi_1(h))` of :math:`D_t, \delta_1, \delta_2` in
+    the DPM-Solver++(3M) update (:func:`_dpm3_derivation`), divided by :math:`\alpha_s`, as expressions in the
+    half log-SNR steps :data:`h_ell` (:math:`h = \ell_s - \ell_t`) and :data:`h_ell_prev`
+    (:math:`h_p = \ell_t - \ell_{t_p}`):
+
+    .. math::
+        x_s = \frac{\sigma_s}{\sigma_t}x_t + \alpha_s\big(\psi_0 D_t + \psi_1\delta_1 + (2\psi_2 + h_p\psi_1)\delta_2\big).
+
+    The order-2 steps of the same run are :func:`dpm_solver_2` and the first is :func:`ddim`.
+    """
+    return _dpm3_derivation()["weights_psi"]
+
+
+def half_logsnr_step(schedule: VPSchedule = OU) -> sp.Expr:
+    r""":math:`\ell_s - \ell_t` for a step ``t -> s`` (``t > s``), one logarithm of a ratio (:func:`_half_logsnr_step`)."""
+    return _half_logsnr_step(schedule, t, s)
 
 
 # ----------------------------------------------------------------------------------------

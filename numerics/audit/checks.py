@@ -149,7 +149,7 @@ PROFILES = {
 def _kind(spec: dd.SchedulerSpec, order_used: int) -> str:
     if spec.oracle == "ddpm":
         return "ddpm"
-    return "dpm2" if (spec.oracle == "dpm2" and order_used == 2) else "ddim"
+    return O.step_kind(spec.oracle, 0, [order_used], 2)
 
 
 #: float32 sample arithmetic: diffusers' longest path per element (16 roundings, as in K(t) of the oracle).
@@ -169,16 +169,22 @@ def step_check(rec: dd.RunRecord, target: GaussianTarget = TARGET) -> dict:
         if st.t_out is None:
             continue
         kind = _kind(spec, st.order)
-        prev = rec.steps[k - 1] if (k > 0 and kind == "dpm2") else None
+        prev = rec.steps[k - 1] if (k > 0 and kind in ("dpm2", "dpm3")) else None
+        prev2 = rec.steps[k - 2] if (k > 1 and kind == "dpm3") else None
         pred, tol = O.step_prediction(kind, target, st.x_in, st.t_in, st.t_out,
                                       None if prev is None else prev.x_in, None if prev is None else prev.t_in,
-                                      st.z, float32_coeffs=rec.tables == "native")
-        S = tol / (O.k_step(st.t_in) * O.U64 + (O.k32(st.t_in, st.t_out) * O.U32 if rec.tables == "native" else 0.0))
+                                      st.z, float32_coeffs=rec.tables == "native",
+                                      x_prev2=None if prev2 is None else prev2.x_in,
+                                      t_prev2=None if prev2 is None else prev2.t_in)
+        k64, k32 = O.k_step(st.t_in), O.k32(st.t_in, st.t_out)
+        if kind == "dpm3":
+            k64, k32 = k64 + O.K3_EXTRA, k32 + O.K32_3_EXTRA
+        S = tol / (k64 * O.U64 + (k32 * O.U32 if rec.tables == "native" else 0.0))
         err = np.abs(st.x_out - pred)
         r = float(np.max(err / tol))
         if kind == "ddpm" and st.t_out == 0.0 and r > 1.0 and st.z is not None:
             res["zero_variance_noise"] = float(np.max(err / np.maximum(np.abs(st.z), 1e-300)))
-        res["ratio32"] = max(res["ratio32"], float(np.max(err / ((K_SAMPLE32 + O.k32(st.t_in, st.t_out)) * O.U32 * S))))
+        res["ratio32"] = max(res["ratio32"], float(np.max(err / ((K_SAMPLE32 + k32) * O.U32 * S))))
         res["abs"] = max(res["abs"], float(np.max(err)))
         if r > res["ratio"]:
             res.update(ratio=r, k=k, t=st.t_in, s=st.t_out)
@@ -188,7 +194,7 @@ def step_check(rec: dd.RunRecord, target: GaussianTarget = TARGET) -> dict:
 def run_check(rec: dd.RunRecord, target: GaussianTarget = TARGET, z: np.ndarray = Z_STEP) -> dict:
     """The run's output against the derived discretisation on its claimed grid: ``ratio`` (max |err| / E_n),
     ``abs``, and ``ratio32`` (against E_n computed with float32 coefficients and float32 sample arithmetic)."""
-    kind = "dpm2" if rec.spec.oracle == "dpm2" else "ddim"
+    kind = rec.spec.oracle if rec.spec.oracle in ("dpm2", "dpm3") else "ddim"
     orders = [s.order for s in rec.steps] if rec.steps else None
     x0 = rec.start_scale * z
     o = O.run_oracle(kind, target, rec.grid, x0, orders)
@@ -300,18 +306,27 @@ def _step_finding(spec, full, n, tables, sc) -> Finding:
     else:
         what = (f"step: the update disagrees with the derived one (tables {tables}): max |err| {sc['abs']:.3g} = "
                 f"{sc['ratio']:.3g} x the rounding bound, worst at step {sc['k']} (OU t={sc['t']:.6g} -> "
-                f"s={sc['s']:.6g})")
+                f"s={sc['s']:.6g}){STEP_DIAGNOSIS.get(spec.oracle, '')}")
     return Finding(spec.name, "step", full, n, sc["abs"], sc["abs"] / sc["ratio"], what, spec.cls)
 
 
-def _run_finding(spec, full, n, tables, rc, f32_rounded: bool) -> Finding:
+#: What a step finding of a scheduler means, where a test pins it (tests/test_audit_diffusers.py).
+STEP_DIAGNOSIS = {
+    "dpm3": "; its order-3 steps are the derived DPM-Solver++(3M) update with the psi_2 part of the second divided "
+            "difference's weight halved (h_p psi_1 + psi_2 for 2 psi_2 + h_p psi_1): exact only for linear D in "
+            "the log-SNR, global order 2",
+}
+
+
+def _run_finding(spec, full, n, tables, rc, f32_rounded: bool, steps_wrong: bool = False) -> Finding:
     if tables == "float64" and rc["ratio32"] <= 1.0:
         return Finding(spec.name, "step", full, n, rc["abs"], rc["abs"] / rc["ratio"],
                        _precision_what(tables, f32_rounded), spec.cls)
+    why = ("its steps disagree with the derived update (the step finding)" if steps_wrong
+           else "a step lands on a level other than the one the next step assumes")
     return Finding(spec.name, "run", full, n, rc["abs"], rc["abs"] / rc["ratio"],
                    f"run: the output differs from the derived discretisation on the scheduler's own grid (tables "
-                   f"{tables}): max |err| {rc['abs']:.3g} = {rc['ratio']:.3g} x the bound; a step lands on a level "
-                   "other than the one the next step assumes", spec.cls)
+                   f"{tables}): max |err| {rc['abs']:.3g} = {rc['ratio']:.3g} x the bound; {why}", spec.cls)
 
 
 def _minimal(findings: list) -> list:
@@ -347,7 +362,8 @@ def audit_scheduler(spec: dd.SchedulerSpec, prof: Profile, target: GaussianTarge
                     rc = run_check(rec, target)
                     worst_run, abs_run = max(worst_run, rc["ratio"]), max(abs_run, rc["abs"])
                     if rc["ratio"] > 1.0:
-                        findings.append(_run_finding(spec, full, n, tables, rc, sc["f32_rounded"]))
+                        findings.append(_run_finding(spec, full, n, tables, rc, sc["f32_rounded"],
+                                                     sc["ratio"] > 1.0 and sc["ratio32"] > 1.0))
             row[f"step_{tables}"] = {"max_err_over_bound": worst_step, "max_abs_err": abs_step}
             if not spec.stochastic:
                 row[f"run_{tables}"] = {"max_err_over_bound": worst_run, "max_abs_err": abs_run}

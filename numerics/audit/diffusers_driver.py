@@ -60,7 +60,7 @@ class SchedulerSpec:
 
     ``oracle``: the package method whose derived update the scheduler claims to implement on its own grid
     (``"ddim"``: DDIM = DPM-Solver-1 = Euler in VE coordinates with the noise frozen, proofs_notes/integrators.md
-    §§1, 3; ``"ddpm"``; ``"dpm2"``: DPM-Solver++(2M), §4), or ``None`` (no derived update in the package yet:
+    §§1, 3; ``"ddpm"``; ``"dpm2"``: DPM-Solver++(2M), §4; ``"dpm3"``: DPM-Solver++(3M), §4b), or ``None`` (no derived update in the package yet:
     its law and order are reported informationally).  ``order``: the global order the theory predicts for the
     deterministic run (``None`` for stochastic samplers).  ``abar_indexed``: levels from ``alphas_cumprod[t]``.
     """
@@ -87,7 +87,7 @@ SPECS: dict[str, SchedulerSpec] = {s.name: s for s in (
     SchedulerSpec("DPMSolverMultistep-2", "DPMSolverMultistepScheduler",
                   (("solver_order", 2), ("algorithm_type", "dpmsolver++")), "dpm2", 2),
     SchedulerSpec("DPMSolverMultistep-3", "DPMSolverMultistepScheduler",
-                  (("solver_order", 3), ("algorithm_type", "dpmsolver++")), None, 3),
+                  (("solver_order", 3), ("algorithm_type", "dpmsolver++")), "dpm3", 3),
     SchedulerSpec("DPMSolverMultistep-2-dpmsolver", "DPMSolverMultistepScheduler",
                   (("solver_order", 2), ("algorithm_type", "dpmsolver"), ("final_sigmas_type", "sigma_min")), None, 2),
     SchedulerSpec("EulerDiscrete", "EulerDiscreteScheduler", (), "ddim", 1),

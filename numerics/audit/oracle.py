@@ -6,7 +6,10 @@ A step from OU time :math:`t` to :math:`s` uses the generated coefficients of
 * ``ddim``  :math:`x_s = c_x x_t + c_D D(x_t)`  (§1; = DPM-Solver-1 (§3) = diffusers' Euler step in VE coordinates,
   which freezes :math:`\hat\varepsilon` over the step: :math:`x/\alpha` advances by :math:`(\sigma_s/\alpha_s-\sigma_t/\alpha_t)\hat\varepsilon`);
 * ``dpm2``  :math:`x_s = c_x x_t + c_D D(x_t) + c_p D(x_{t'})`  (§4, DPM-Solver++(2M); order-1 steps are ``ddim``);
-* ``ddpm``  :math:`x_s = c_x x_t + c_D D(x_t) + c_z z`  (§2).
+* ``ddpm``  :math:`x_s = c_x x_t + c_D D(x_t) + c_z z`  (§2);
+* ``dpm3``  :math:`x_s = c_x x_t + \alpha_s(\psi_0 D_t + \psi_1\delta_1 + (2\psi_2 + h_p\psi_1)\delta_2)`
+  (§4b, DPM-Solver++(3M), Newton divided differences of :math:`D` in :math:`\ell`; its rounding bound, with the
+  extra roundings of the longer formula counted, is :func:`dpm3_prediction`'s).
 
 Rounding bound of one step (per element, unit roundoff :math:`u = 2^{-53}`):
 
@@ -43,7 +46,8 @@ import numpy as np
 from numerics.audit.targets import GaussianTarget, MixtureTarget
 from numerics.generated import integrator_coeffs as IC
 
-__all__ = ["U64", "U32", "K32", "k32", "k_step", "step_coeffs", "step_prediction", "run_oracle",
+__all__ = ["U64", "U32", "K32", "k32", "k_step", "step_coeffs", "step_prediction", "run_oracle", "dpm3_coeffs",
+           "dpm3_prediction", "divided_differences", "step_kind", "K3_EXTRA", "K32_3_EXTRA",
            "run_tolerance", "euler_ve_step", "gamma", "cfg_eps", "guidance_bounds", "guided_run"]
 
 U64 = 2.0 ** -53
@@ -70,10 +74,103 @@ def step_coeffs(kind: str, t: float, s: float, t_prev: float | None) -> tuple:
     raise ValueError(f"kind: unknown derived update {kind!r}")
 
 
+def dpm3_coeffs(t: float, s: float, t_prev: float, t_prev2: float) -> dict:
+    r"""DPM-Solver++(3M) step ``t -> s`` after calls at ``t_prev2 > t_prev > t`` (proofs_notes/integrators.md §4b):
+    ``cx`` (:math:`\sigma_s/\sigma_t`), ``c`` = :math:`\alpha_s(\psi_0, \psi_1, 2\psi_2 + h_p\psi_1)` (weights of
+    :math:`D_t, \delta_1, \delta_2`), the half log-SNR steps ``h, h0, h1`` (:math:`\ell_s - \ell_t`,
+    :math:`\ell_t - \ell_{t_p}`, :math:`\ell_{t_p} - \ell_{t_{p2}}`), and ``w``: the weights of
+    :math:`D_t, D_{t_p}, D_{t_{p2}}` once the divided differences are expanded (for the propagation gains)."""
+    a_s = math.exp(-s)
+    h, h0, h1 = (IC.half_logsnr_step(u, v)[0] for u, v in ((t, s), (t_prev, t), (t_prev2, t_prev)))
+    c = tuple(a_s * w for w in IC.dpm_solver_3_weights(h, h0))
+    e2 = c[2] / (h0 + h1)
+    w = (c[0] + c[1] / h0 + e2 / h0, -c[1] / h0 - e2 / h0 - e2 / h1, e2 / h1)
+    return {"cx": IC.ddim_coeffs(t, s)[0], "c": c, "h": h, "h0": h0, "h1": h1, "w": w}
+
+
+def divided_differences(m0: np.ndarray, m1: np.ndarray, m2: np.ndarray, h0: float, h1: float) -> tuple:
+    r"""Newton divided differences of the denoiser in :math:`\ell` at :math:`\ell_t, \ell_t - h_0, \ell_t - h_0 - h_1`:
+    ``(delta_1, delta_1b, delta_2)``, :math:`\delta_1 = (m_0 - m_1)/h_0`, :math:`\delta_{1b} = (m_1 - m_2)/h_1`,
+    :math:`\delta_2 = (\delta_1 - \delta_{1b})/(h_0 + h_1)`."""
+    d1, d1b = (m0 - m1) / h0, (m1 - m2) / h1
+    return d1, d1b, (d1 - d1b) / (h0 + h1)
+
+
+#: extra roundings of the third-order path per element: the divided differences (two subtractions and two
+#: divisions, their difference and the division by h0 + h1: 6; diffusers: two more products of its D1, D2) and
+#: the two extra products and sums of the update (4), plus 4 for the two further conversions of history values
+K3_EXTRA = 16.0
+#: extra float32 roundings of the third-order coefficients as shipped: the four more table coefficients
+#: (sqrt(abar), sqrt(1 - abar) at t_prev and t_prev2, and their logs) at 3 roundings each
+K32_3_EXTRA = 12.0
+
+
+def _conv_scale(x: np.ndarray, D: np.ndarray, t: float) -> np.ndarray:
+    r"""Magnitudes on diffusers' routes to the data prediction at ``t``: :math:`(|x| + \sigma|\hat\varepsilon|)/\alpha`
+    (epsilon), :math:`\alpha|x| + \sigma|\hat v|` (v), :math:`|D|` (sample)."""
+    a, sig = math.exp(-t), math.sqrt(-math.expm1(-2.0 * t))
+    eps = (x - a * D) / sig
+    return (np.abs(x) + sig * np.abs(eps)) / a + a * np.abs(x) + sig * np.abs(a * eps - sig * D) + np.abs(D)
+
+
+def _lambda_cond(*ts: float) -> float:
+    r""":math:`\Lambda = \max_i(|\log\alpha_{t_i}| + |\log\sigma_{t_i}|) + 10` over the nodes of a step: the absolute
+    error of a computed :math:`\ell = \log\alpha - \log\sigma` is at most :math:`\Lambda u` (two logs, their
+    difference, and the roundings of :math:`\alpha, \sigma` from the tables)."""
+    return max(t + abs(0.5 * math.log(-math.expm1(-2.0 * t))) for t in ts) + 10.0
+
+
+def dpm3_prediction(target: GaussianTarget, x: np.ndarray, t: float, s: float, x_prev: np.ndarray, t_prev: float,
+                    x_prev2: np.ndarray, t_prev2: float, float32_coeffs: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    r"""The derived DPM-Solver++(3M) update of ``x`` (VP, at ``t``) to ``s`` from the denoisers at ``x, x_prev,
+    x_prev2`` and its per-element rounding bound:
+
+    .. math::  \mathrm{tol} = (K(t) + K_3)\,u\,S_3 + [K_{32}(t, s) + K_{32,3}]\,u_{32}\,S_3,
+
+    :math:`K_3` = :data:`K3_EXTRA`, :math:`K_{32,3}` = :data:`K32_3_EXTRA` (the second term with float32
+    coefficients only), and :math:`S_3` the module docstring's :math:`S` for :math:`(c_x, c_0 = \alpha_s\psi_0)` plus
+
+    * the history's conversions, :math:`|w_1|\,C(x_p) + |w_2|\,C(x_{p2})` (:func:`_conv_scale`, expanded weights);
+    * the divided differences as either side forms them (diffusers' :math:`D_1 = h(\delta_1 + h_0\delta_2)`,
+      :math:`D_2 = h^2\delta_2` through :math:`r_0 = h_0/h`, :math:`r_1 = h_1/h`): each rounding is relative to an
+      intermediate, weighted by the coefficient it reaches,
+      :math:`T = c_1(|\delta_1| + |\delta_{1b}| + 2h_0|\delta_2| + |\delta_1 + h_0\delta_2|)
+      + c_2((|\delta_1| + |\delta_{1b}|)/(h_0 + h_1) + |\delta_2|)`;
+    * the phi functions formed with :math:`e^{-h} - 1`: absolute errors :math:`2u`, :math:`(3/h + 2)u`,
+      :math:`(4/h^2 + 2)u` of :math:`\psi_0`, :math:`\psi_1/h`, :math:`\psi_2/h^2`-type factors times
+      :math:`|D_t|`, :math:`|D_1|`, :math:`|D_2|`: :math:`\alpha_s(2|D_t| + (3 + 2h)|\delta_1 + h_0\delta_2| + (4 + 2h^2)|\delta_2|)`;
+    * the log-SNR steps: :math:`\ell` carries :math:`\Lambda u` (:func:`_lambda_cond`), so :math:`h, h_0, h_1` and
+      the ratios carry relative :math:`2\Lambda u/h_{\min}`; every coefficient is homogeneous of degree at most 2
+      in these relative errors: :math:`(2\Lambda/h_{\min})(|c_0 D_t| + 4T)` (with :math:`u_{32}` in place of
+      :math:`u` this also covers float32 logs, inside the second term).
+    """
+    k = dpm3_coeffs(t, s, t_prev, t_prev2)
+    c0, c1, c2 = k["c"]
+    h, h0, h1 = k["h"], k["h0"], k["h1"]
+    m0, m1, m2 = (target.denoiser(v, u) for v, u in ((x, t), (x_prev, t_prev), (x_prev2, t_prev2)))
+    d1, d1b, d2 = divided_differences(m0, m1, m2, h0, h1)
+    pred = k["cx"] * x + c0 * m0 + c1 * d1 + c2 * d2
+    a_s = math.exp(-s)
+    T = c1 * (np.abs(d1) + np.abs(d1b) + 2.0 * h0 * np.abs(d2) + np.abs(d1 + h0 * d2)) \
+        + c2 * ((np.abs(d1) + np.abs(d1b)) / (h0 + h1) + np.abs(d2))
+    S = (_arith_scale(x, m0, t, s, k["cx"], c0) + np.abs(c1 * d1) + np.abs(c2 * d2)
+         + abs(k["w"][1]) * _conv_scale(x_prev, m1, t_prev) + abs(k["w"][2]) * _conv_scale(x_prev2, m2, t_prev2)
+         + T + a_s * (2.0 * np.abs(m0) + (3.0 + 2.0 * h) * np.abs(d1 + h0 * d2) + (4.0 + 2.0 * h * h) * np.abs(d2))
+         + (2.0 * _lambda_cond(t, s, t_prev, t_prev2) / min(h, h0, h1)) * (np.abs(c0 * m0) + 4.0 * T))
+    tol = (k_step(t) + K3_EXTRA) * U64 * S
+    if float32_coeffs:
+        tol = tol + (k32(t, s) + K32_3_EXTRA) * U32 * S
+    return pred, tol
+
+
 def step_prediction(kind: str, target: GaussianTarget, x: np.ndarray, t: float, s: float,
                     x_prev: np.ndarray | None = None, t_prev: float | None = None, z: np.ndarray | None = None,
-                    float32_coeffs: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """The derived update of ``x`` (VP, at ``t``) to ``s`` and its per-element rounding bound (module docstring)."""
+                    float32_coeffs: bool = False, x_prev2: np.ndarray | None = None,
+                    t_prev2: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The derived update of ``x`` (VP, at ``t``) to ``s`` and its per-element rounding bound (module docstring;
+    ``dpm3``: :func:`dpm3_prediction`, with ``x_prev2, t_prev2``)."""
+    if kind == "dpm3":
+        return dpm3_prediction(target, x, t, s, x_prev, t_prev, x_prev2, t_prev2, float32_coeffs)
     cx, cd, cp, cz = step_coeffs(kind, t, s, t_prev)
     D = target.denoiser(x, t)
     pred = cx * x + cd * D
@@ -107,36 +204,51 @@ def k32(t: float, s: float) -> float:
     return K32 + 2.0 * (ab_s / -math.expm1(-2.0 * s) + r / -math.expm1(-2.0 * (t - s)))
 
 
-def run_oracle(kind: str, target: GaussianTarget, grid, x0: np.ndarray, orders=None) -> np.ndarray:
-    """The derived deterministic discretisation ``kind`` (ddim or dpm2) on ``grid`` (OU times, decreasing, last may
-    be 0) from ``x0`` (VP); ``orders[k] == 1`` forces a DDIM step (dpm2's first-order steps)."""
-    x, x_prev, t_prev = np.array(x0, dtype=np.float64), None, None
+def step_kind(kind: str, k: int, orders, n_hist: int) -> str:
+    """The derived update of step ``k`` of a ``kind`` run (ddim, dpm2 or dpm3) with ``n_hist`` earlier calls:
+    the order the run uses there (``orders[k]``, default the kind's), capped by the history available."""
+    top = {"ddim": 1, "dpm2": 2, "dpm3": 3}[kind]
+    order = min(top, orders[k] if orders is not None else top, n_hist + 1)
+    return ("ddim", "dpm2", "dpm3")[order - 1]
+
+
+def _run(kind: str, target: GaussianTarget, grid, x0: np.ndarray, orders, float32_coeffs: bool) -> tuple:
+    """The derived run of :func:`run_oracle` and the majorant :math:`E_n` of :func:`run_tolerance`."""
+    x = np.array(x0, dtype=np.float64)
+    E = np.zeros_like(x)
+    hist = []   # (x, t) of the earlier calls, latest last
     for k in range(len(grid) - 1):
         t, s = float(grid[k]), float(grid[k + 1])
-        use = "ddim" if (kind == "ddim" or (orders is not None and orders[k] == 1) or t_prev is None) else "dpm2"
-        cx, cd, cp, _ = step_coeffs(use, t, s, t_prev if use == "dpm2" else None)
-        new = cx * x + cd * target.denoiser(x, t)
-        if use == "dpm2":
-            new = new + cp * target.denoiser(x_prev, t_prev)
-        x_prev, t_prev, x = x, t, new
-    return x
+        use = step_kind(kind, k, orders, len(hist))
+        if use == "dpm3":
+            (xp2, tp2), (xp, tp) = hist[-2], hist[-1]
+            new, tol = dpm3_prediction(target, x, t, s, xp, tp, xp2, tp2, float32_coeffs)
+            c = dpm3_coeffs(t, s, tp, tp2)
+            w = c["w"]
+            rho = abs(c["cx"] + w[0] * target.gain(t)) + abs(w[1] * target.gain(tp)) + abs(w[2] * target.gain(tp2))
+        else:
+            xp, tp = hist[-1] if (use == "dpm2") else (None, None)
+            new, tol = step_prediction(use, target, x, t, s, xp, tp, float32_coeffs=float32_coeffs)
+            cx, cd, cp, _ = step_coeffs(use, t, s, tp)
+            rho = abs(cx + cd * target.gain(t)) + (abs(cp * target.gain(tp)) if use == "dpm2" else 0.0)
+        E = np.maximum(E, rho * E + tol)
+        hist.append((x, t))
+        x = new
+    return x, E
+
+
+def run_oracle(kind: str, target: GaussianTarget, grid, x0: np.ndarray, orders=None) -> np.ndarray:
+    """The derived deterministic discretisation ``kind`` (ddim, dpm2 or dpm3) on ``grid`` (OU times, decreasing, last
+    may be 0) from ``x0`` (VP); ``orders[k]`` caps the order of step ``k`` (:func:`step_kind`)."""
+    return _run(kind, target, grid, x0, orders, False)[0]
 
 
 def run_tolerance(kind: str, target: GaussianTarget, grid, x0: np.ndarray, orders=None,
                   float32_coeffs: bool = False) -> np.ndarray:
-    """:math:`E_n` of the module docstring for the run of :func:`run_oracle` (per element)."""
-    x, x_prev, t_prev = np.array(x0, dtype=np.float64), None, None
-    E = np.zeros_like(x)
-    for k in range(len(grid) - 1):
-        t, s = float(grid[k]), float(grid[k + 1])
-        use = "ddim" if (kind == "ddim" or (orders is not None and orders[k] == 1) or t_prev is None) else "dpm2"
-        new, tol = step_prediction(use, target, x, t, s, x_prev, t_prev if use == "dpm2" else None,
-                                   float32_coeffs=float32_coeffs)
-        cx, cd, cp, _ = step_coeffs(use, t, s, t_prev if use == "dpm2" else None)
-        rho = abs(cx + cd * target.gain(t)) + (abs(cp * target.gain(t_prev)) if use == "dpm2" else 0.0)
-        E = np.maximum(E, rho * E + tol)
-        x_prev, t_prev, x = x, t, new
-    return E
+    """:math:`E_n` of the module docstring for the run of :func:`run_oracle` (per element; a dpm3 step's gain
+    :math:`\\rho = |c_x + w_0 g_t| + |w_1 g_{t_p}| + |w_2 g_{t_{p2}}|` bounds its three-step recursion in the
+    max norm as the two-step one does)."""
+    return _run(kind, target, grid, x0, orders, float32_coeffs)[1]
 
 
 

@@ -222,6 +222,35 @@ def ddpm_guidance_shifts(t, s):
     return (score_form, mean_form)
 
 
+@numba.njit(cache=True)
+def half_logsnr_step(t, s):
+    """Half log-SNR step ell_s - ell_t of a step t -> s, ell = log(alpha/sigma) (the multistep updates' h).
+
+    Returns (ell_step); OU forward times, t > s > 0.
+    """
+    h = -s + t
+    _, _, _, sig2_s = _decay(s)
+    _, _, a2_h, sig2_h = _decay(h)
+    ell_step = (1/2)*math.log1p(sig2_h/(a2_h*sig2_s))
+    return (ell_step,)
+
+
+@numba.njit(cache=True)
+def dpm_solver_3_weights(h, h_p):
+    """DPM-Solver++(3M) weights (divided by alpha_s) of D_t, delta_1, delta_2 (Newton divided differences of the
+    denoiser in ell): x_s = (sigma_s/sigma_t) x_t + alpha_s (c_q D_t + c_d1 delta_1 + c_d2 delta_2),
+    psi_0(h), psi_1(h), 2 psi_2(h) + h_p psi_1(h); arguments: the half log-SNR steps h = ell_s - ell_t,
+    h_p = ell_t - ell_{t_p}.
+
+    Returns (c_q, c_d1, c_d2); log-SNR steps > 0.
+    """
+    _, am_h, _, _ = _decay(h)
+    c_q = am_h
+    c_d1 = ((h**2*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(1/6402373705728000 - 1/121645100408832000*h) - 1/355687428096000) + 1/20922789888000) - 1/1307674368000) + 1/87178291200) - 1/6227020800) + 1/479001600) - 1/39916800) + 1/3628800) - 1/362880) + 1/40320) - 1/5040) + 1/720) - 1/120) + 1/24) - 1/6) + 1/2)) if (h < 1) else (-am_h + h))
+    c_d2 = h_p*((h**2*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(1/6402373705728000 - 1/121645100408832000*h) - 1/355687428096000) + 1/20922789888000) - 1/1307674368000) + 1/87178291200) - 1/6227020800) + 1/479001600) - 1/39916800) + 1/3628800) - 1/362880) + 1/40320) - 1/5040) + 1/720) - 1/120) + 1/24) - 1/6) + 1/2)) if (h < 1) else (-am_h + h)) + 2*((h**3*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*((1/121645100408832000)*h - 1/6402373705728000) + 1/355687428096000) - 1/20922789888000) + 1/1307674368000) - 1/87178291200) + 1/6227020800) - 1/479001600) + 1/39916800) - 1/3628800) + 1/362880) - 1/40320) + 1/5040) - 1/720) + 1/120) - 1/24) + 1/6)) if (h < 1) else (am_h + (1/2)*h**2 - h))
+    return (c_q, c_d1, c_d2)
+
+
 #: name -> (function, argument names, returned coefficient names)
 COEFFICIENT_FUNCTIONS = {
     'ddim': (ddim_coeffs, ('t', 's'), ('c_x', 'c_q')),
@@ -235,6 +264,8 @@ COEFFICIENT_FUNCTIONS = {
     'euler': (euler_coeffs, ('t', 's'), ('c_x', 'c_q')),
     'euler_maruyama': (euler_maruyama_coeffs, ('t', 's'), ('c_x', 'c_q', 'c_z')),
     'ddpm_guidance_shifts': (ddpm_guidance_shifts, ('t', 's'), ('score_form', 'mean_form')),
+    'half_logsnr_step': (half_logsnr_step, ('t', 's'), ('ell_step',)),
+    'dpm_solver_3_weights': (dpm_solver_3_weights, ('h', 'h_p'), ('c_q', 'c_d1', 'c_d2')),
 }
 
-__all__ = ['ddim_coeffs', 'ddpm_coeffs', 'ddim_eta_coeffs', 'dpm_solver_1_coeffs', 'dpm_solver_2_coeffs', 'ei_ode_coeffs', 'ei_sde_coeffs', 'ei_sde_code_coeffs', 'euler_coeffs', 'euler_maruyama_coeffs', 'ddpm_guidance_shifts', 'COEFFICIENT_FUNCTIONS']
+__all__ = ['ddim_coeffs', 'ddpm_coeffs', 'ddim_eta_coeffs', 'dpm_solver_1_coeffs', 'dpm_solver_2_coeffs', 'ei_ode_coeffs', 'ei_sde_coeffs', 'ei_sde_code_coeffs', 'euler_coeffs', 'euler_maruyama_coeffs', 'ddpm_guidance_shifts', 'half_logsnr_step', 'dpm_solver_3_weights', 'COEFFICIENT_FUNCTIONS']
