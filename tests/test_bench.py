@@ -310,6 +310,51 @@ def test_bench_cli_tiny_writes_records(tmp_path):
         assert np.isfinite(r["ns_per_particle_step"]) and r["ns_per_particle_step"] > 0
     got = {(r["step"], r["backend"]) for r in recs}
     assert {("ddim", "numba"), ("ddpm", "numba"), ("ddim", "numpy"), ("ddim", "gemm")} <= got
+    for r in recs:  # the Numba rows carry the fractions of the machine's limits and the bounding one
+        if r["backend"] == "numba":
+            assert set(r["fraction_of_peak"]) == {"fma", "mem", "exp"} and r["bound"] in r["fraction_of_peak"]
+            assert all(0 < v < 10 for v in r["fraction_of_peak"].values())
+
+
+def _limits(fma=1e11, mem=1e10, exp=1e9):
+    from numerics.bench.peaks import MachineLimits
+
+    return MachineLimits(clock_hz=3e9, lanes=4, threads=2, fma_flops=fma, stream_bytes=mem, exp_per_s=exp)
+
+
+@pytest.mark.parametrize("K, d, step, ns, expect, bound", [
+    # 4Kd flops, 8d(2 + [ddpm]) bytes, K exps per particle-step, at ns nanoseconds
+    (8, 2, "ddim", 10.0, {"fma": 64 / 1e-8 / 1e11, "mem": 32 / 1e-8 / 1e10, "exp": 8 / 1e-8 / 1e9}, "exp"),
+    (8, 256, "ddpm", 300.0, {"fma": 8192 / 3e-7 / 1e11, "mem": 6144 / 3e-7 / 1e10, "exp": 8 / 3e-7 / 1e9}, "mem"),
+    (64, 256, "ddim", 800.0, {"fma": 65536 / 8e-7 / 1e11, "mem": 4096 / 8e-7 / 1e10, "exp": 64 / 8e-7 / 1e9}, "fma"),
+    (2, 256, "ddpm", 100.0, {"fma": 2048 / 1e-7 / 1e11, "mem": 6144 / 1e-7 / 1e10, "exp": 2 / 1e-7 / 1e9}, "mem"),
+])
+def test_fractions_of_peak(K, d, step, ns, expect, bound):
+    """The step's necessary work (a wrong flop, byte or exp count, or DDPM's z forgotten, changes a fraction)."""
+    from numerics.bench.peaks import fractions_of_peak
+
+    frac, got = fractions_of_peak(ns, K, d, step, _limits())
+    assert frac == pytest.approx(expect, rel=1e-12) and got == bound
+
+
+@pytest.mark.parametrize("flags, lanes", [("flags : fpu sse2 avx avx2 fma avx512f avx512dq", 8),
+                                          ("flags : fpu sse2 avx avx2 fma", 4), ("flags : fpu sse2 avx", 2),
+                                          ("flags : fpu sse2 avx2", 2)])
+def test_vector_lanes(flags, lanes):
+    from numerics.bench.peaks import vector_lanes
+
+    assert vector_lanes(flags) == lanes
+
+
+def test_measured_limits_are_plausible():
+    """Order-of-magnitude sanity of the measured limits on any machine this runs on: a clock of 0.3-8 GHz (a
+    wrong latency or a chain the compiler folded away leaves this range), and positive bandwidth and exp rates."""
+    from numerics.bench.peaks import measure_limits
+
+    lim = measure_limits(1, repeats=2)
+    assert 0.3e9 < lim.clock_hz < 8e9
+    assert lim.stream_bytes > 1e8 and lim.exp_per_s > 1e7
+    assert lim.fma_flops == pytest.approx(2 * 2 * lim.lanes * lim.clock_hz)
 
 
 def test_bench_cli_bad_json_dir(tmp_path, capsys):

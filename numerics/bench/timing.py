@@ -9,7 +9,9 @@ step to ``s = 0.45``.  float64 throughout, 2 threads (Numba, BLAS via the machin
 
 Reported per configuration: median ns per particle-step over the repeats after :data:`WARMUP` s of warm-up
 calls (so other runtimes' idle threads have stopped spinning, see there), the spread
-``(max - min) / median``, and each backend's time relative to Numba in the same run.  The GEMM floor is the
+``(max - min) / median``, each backend's time relative to Numba in the same run, and the fractions of the machine's
+FMA peak, memory bandwidth and exp throughput that the Numba step reaches, with the one that bounds it
+(:mod:`numerics.bench.peaks`: the limits are measured by the bench at its start).  The GEMM floor is the
 ``(N x d) @ (d x K)`` product alone (``np.matmul`` with a preallocated output).  A second floor is printed
 (not written to ``--json``): ``stream``, the update's own memory traffic ``out = c_x x [+ c_z z]``, which no
 implementation of the step can avoid; for few components and large ``d`` it is as large as the GEMM floor.
@@ -253,8 +255,14 @@ def _set_threads():
 
 
 def run_bench(config: dict, backends=BACKENDS, budget: float = 4.0, log=print) -> list[dict]:
-    """Run the grid of ``config`` and return the records (also printed through ``log``)."""
+    """Run the grid of ``config`` and return the records (also printed through ``log``). The Numba records carry
+    the fractions of the machine's limits that the step reaches (:mod:`numerics.bench.peaks`)."""
+    from numerics.bench.peaks import fractions_of_peak, measure_limits
+
     _set_threads()
+    limits = measure_limits(THREADS) if "numba" in backends else None
+    if limits is not None:
+        log(limits.describe())
     have = {b: (b not in ("torch", "jax")) or _available(b) for b in backends}
     for b in backends:
         if not have[b]:
@@ -280,10 +288,15 @@ def run_bench(config: dict, backends=BACKENDS, budget: float = 4.0, log=print) -
                     if floor is not None:
                         res["gemm"] = floor
                     stream = _measure("stream", gm, step, x, z, config["repeats"], budget) if floor else None
-                    _print_row(log, K, d, N, step, res, stream)
+                    peak = (fractions_of_peak(res["numba"][0], K, d, step, limits)
+                            if limits is not None and "numba" in res else None)
+                    _print_row(log, K, d, N, step, res, stream, peak)
                     for b, (ns, spread, reps) in res.items():
-                        records.append(dict(K=K, d=d, N=N, step=step, backend=b, ns_per_particle_step=ns,
-                                            spread=spread, repeats=reps))
+                        rec = dict(K=K, d=d, N=N, step=step, backend=b, ns_per_particle_step=ns, spread=spread,
+                                   repeats=reps)
+                        if b == "numba" and peak is not None:
+                            rec.update(fraction_of_peak=peak[0], bound=peak[1])
+                        records.append(rec)
     return records
 
 
@@ -319,7 +332,7 @@ def _measure(b, gm, step, x, z, repeats, budget):
 _measure.fallback = 0
 
 
-def _print_row(log, K, d, N, step, res, stream=None):
+def _print_row(log, K, d, N, step, res, stream=None, peak=None):
     nb = res.get("numba", (float("nan"),))[0]
     parts = []
     for b, val in [(b, res.get(b)) for b in BACKENDS] + [("stream", stream)]:
@@ -327,6 +340,10 @@ def _print_row(log, K, d, N, step, res, stream=None):
             ns, spread, _ = val
             rel = f"{ns / nb:.2f}x" if nb == nb and b != "numba" else ""
             parts.append(f"{b} {ns:9.1f} ±{100 * spread:3.0f}% {rel:>7}")
+    if peak is not None:
+        frac, bound = peak
+        parts.append("numba of peak: " + " ".join(f"{k} {100 * v:4.1f}%" for k, v in frac.items())
+                     + f" (bound: {bound})")
     log(f"K={K:<3d} d={d:<4d} N={N:<7d} {step:4s} | " + " | ".join(parts)
         + f" | fallbacks {_measure.fallback}")
 
