@@ -359,3 +359,95 @@ def test_dpm3_derived_update_is_third_order_and_the_halved_one_second():
             errs[name].append(float(np.max(np.abs(xs[-1] - exact[-1]))))
     slope = {k: float(np.log2(e[-2] / e[-1])) for k, e in errs.items()}   # the last doubling
     assert slope["derived"] > 2.8 and 1.8 < slope["curvature_halved"] < 2.2, (slope, errs)
+
+
+# ------------------------------------------------------------------------- DPM-Solver-2M, noise form ("dpmsolver")
+EPS_SPECS = {"dpm1e": "DPMSolverMultistep-1-dpmsolver", "dpm2e": "DPMSolverMultistep-2-dpmsolver",
+             "dpm2eh": "DPMSolverMultistep-2-dpmsolver-heun"}
+
+
+def _eps_variants(tg, kind, x, t, s, xp, tp):
+    """The derived noise-form 2M step (``kind`` dpm2e or dpm2eh) and realistic wrong variants of it (VP outputs)."""
+    import math
+
+    from numerics.audit import oracle as O
+    from numerics.generated import integrator_coeffs as IC
+
+    k = O.eps_coeffs(kind, t, s, tp)
+    e0, ep = tg.model_output(x, t, "epsilon"), tg.model_output(xp, tp, "epsilon")
+    sig_s, h = math.sqrt(-math.expm1(-2.0 * s)), k["h"]
+    p0, pm, ph = IC.dpm_solver_2_eps_weights(h)
+    base = k["cx"] * x - k["w0"] * e0
+    d1 = (e0 - ep) / k["hp"]
+    other = ph if kind == "dpm2e" else pm
+    return {"derived": base - k["w1"] * d1 * k["hp"],
+            "other_solver_type": base - sig_s * other * d1,               # midpoint <-> heun weight
+            "half_dropped": base - sig_s * h * p0 * d1,                    # the midpoint's r = 1/2 factor dropped
+            "data_form_coefficient": k["cx"] * x + sig_s * math.expm1(-h) * e0 - k["w1"] * d1 * k["hp"],
+            "order1_coefficients": base}                                    # order 2 with the first-order update
+
+
+@pytest.mark.parametrize("kind", ["dpm1e", "dpm2e", "dpm2eh"])
+@pytest.mark.parametrize("pred", ["epsilon", "v_prediction", "sample"])
+def test_dpmsolver_noise_form_steps_agree_with_derived_update(audit, kind, pred):
+    """diffusers' DPMSolverMultistep(algorithm_type="dpmsolver") of order 1, 2 (midpoint) and 2 (heun): every step
+    (order 1 and 2) agrees with the derived noise-form update within its rounding bound (tables as shipped; with
+    tables cast to float64 the steps are at float32 accuracy, the known precision finding of DPMSolverMultistep)."""
+    checks, dd = audit
+    for n in (2, 7, 20):
+        rec = dd.run(dd.SPECS[EPS_SPECS[kind]], n, checks.TARGET, checks.Z_STEP, prediction_type=pred,
+                     tables="native")
+        assert {st.order for st in rec.steps} == ({1} if kind == "dpm1e" or n < 3 else {1, 2})
+        sc, rc = checks.step_check(rec), checks.run_check(rec)
+        assert sc["ratio"] <= 1.0 and rc["ratio"] <= 1.0, (n, sc, rc)
+        f64 = checks.step_check(dd.run(dd.SPECS[EPS_SPECS[kind]], n, checks.TARGET, checks.Z_STEP,
+                                       prediction_type=pred, tables="float64"))
+        assert f64["ratio32"] <= 1.0, (n, f64)
+
+
+def test_dpmsolver_noise_form_wrong_variants_exceed_the_bound(audit):
+    """Realistic bugs of a noise-form 2M step (the other solver_type's weight, the midpoint's 1/2 dropped, the
+    data-form coefficient 1 - e^{-h} for e^h - 1, first-order coefficients at order 2) exceed the derived update's
+    rounding bound on the order-2 steps of a 10-step run, for both solver types."""
+    checks, dd = audit
+    from numerics.audit import oracle as O
+
+    for kind in ("dpm2e", "dpm2eh"):
+        rec = dd.run(dd.SPECS[EPS_SPECS[kind]], 10, checks.TARGET, checks.Z_STEP, tables="native")
+        worst = {}
+        for k, st in enumerate(rec.steps):
+            if st.order != 2:
+                continue
+            a = rec.steps[k - 1]
+            v = _eps_variants(checks.TARGET, kind, st.x_in, st.t_in, st.t_out, a.x_in, a.t_in)
+            ref, tol = O.eps_prediction(kind, checks.TARGET, st.x_in, st.t_in, st.t_out, a.x_in, a.t_in,
+                                        float32_coeffs=True)
+            assert np.max(np.abs(v["derived"] - ref) / tol) <= 1e-6
+            for name, out in v.items():
+                if name != "derived":
+                    worst[name] = max(worst.get(name, 0.0), float(np.max(np.abs(out - ref) / tol)))
+        assert min(worst.values()) > 4.0, (kind, worst)
+
+
+def test_dpmsolver_noise_form_derived_updates_are_second_order():
+    """Global error on the Gaussian target against the exact flow (exact start values at the first two levels,
+    uniform log-SNR steps): the derived noise-form 2M updates (midpoint, heun) converge at order 2, the variant
+    with the midpoint's 1/2 dropped at order 1."""
+    from numerics.audit import checks
+
+    tg, x0 = checks.TARGET, checks.Z_STEP
+    errs = {("dpm2e", "derived"): [], ("dpm2eh", "derived"): [], ("dpm2e", "half_dropped"): []}
+    for n in (32, 64, 128, 256):
+        g = _lambda_grid(1.5, 0.02, n)
+        exact = [x0]
+        for k in range(n):
+            r, c = tg.flow_map(g[k], g[k + 1])
+            exact.append(r * exact[-1] + c)
+        for kind, name in errs:
+            xs = exact[:2]
+            for k in range(1, n):
+                xs.append(_eps_variants(tg, kind, xs[k], g[k], g[k + 1], xs[k - 1], g[k - 1])[name])
+            errs[(kind, name)].append(float(np.max(np.abs(xs[-1] - exact[-1]))))
+    slope = {k: float(np.log2(e[-2] / e[-1])) for k, e in errs.items()}
+    assert all(1.8 < slope[(k, "derived")] < 2.3 for k in ("dpm2e", "dpm2eh")), (slope, errs)
+    assert 0.8 < slope[("dpm2e", "half_dropped")] < 1.2, (slope, errs)

@@ -46,6 +46,8 @@ __all__ = [
     "ei_sde_code_noise_gap",
     "dpm_solver_2_exact_linear",
     "dpm_solver_3_weights",
+    "dpm_solver_2_eps_weights",
+    "phi",
     "half_logsnr_step",
     "psi",
     "h_ell",
@@ -584,6 +586,78 @@ def dpm_solver_3_weights() -> tuple[sp.Expr, sp.Expr, sp.Expr]:
     The order-2 steps of the same run are :func:`dpm_solver_2` and the first is :func:`ddim`.
     """
     return _dpm3_derivation()["weights_psi"]
+
+
+# ----------------------------------------------------------------------------------------
+# 4c. noise-prediction multistep second order: DPM-Solver-2M (diffusers' algorithm_type "dpmsolver")
+# ----------------------------------------------------------------------------------------
+def phi(k: int, step: sp.Expr = h_ell) -> sp.Expr:
+    r"""The noise-form exponential-integrator weight :math:`\varphi_k(h) = \int_0^h e^{h-u}\,\frac{u^k}{k!}\,du`
+    (``sympy.integrate``): :math:`\varphi_0 = e^h - 1`, :math:`\varphi_1 = e^h - 1 - h`;
+    :math:`\varphi_k = h^{k+1}/(k+1)! + O(h^{k+2})` with every Taylor coefficient positive."""
+    return sp.expand(sp.integrate(sp.exp(step - _u) * _u**k / sp.factorial(k), (_u, 0, step)))
+
+
+@lru_cache(maxsize=None)
+def _dpm2_eps_derivation() -> dict:
+    r"""DPM-Solver-2M in the noise parameterisation: the noise prediction linear in :math:`\ell` on the step.
+
+    :func:`_dpm1_derivation` gives :math:`d(x/\alpha)/d\ell = -e^{-\ell}\varepsilon`.  With the linear interpolant
+    :math:`\varepsilon(\ell_t + u) \approx \varepsilon_t + u\,\delta_1`, :math:`\delta_1 = (\varepsilon_t -
+    \varepsilon_p)/h_p` (through the previous call at :math:`u = -h_p`), integration over
+    :math:`[\ell_t, \ell_t + h]` and :math:`\alpha_s e^{-\ell_t - u} = \sigma_s e^{h - u}` give
+
+    .. math::
+        x_s = \frac{\alpha_s}{\alpha_t}x_t - \sigma_s\big(\varphi_0(h)\,\varepsilon_t + \varphi_1(h)\,\delta_1\big)
+
+    (:func:`phi`; diffusers' ``solver_type="heun"``).  The midpoint variant (``solver_type="midpoint"``,
+    diffusers' default) replaces :math:`\varphi_1(h) = h^2/2 + h^3/6 + \dots` by
+    :math:`\tfrac h2\varphi_0(h) = h^2/2 + h^3/4 + \dots` (larger by :math:`h^3/12 + O(h^4)`).
+
+    Returns ``rate`` (:math:`-e^{-\ell}`, checked against :func:`_dpm1_derivation`), ``weights`` (of
+    :math:`\varepsilon_t, \delta_1` inside :math:`-\sigma_s(\cdot)`, from ``sympy.integrate``; asserted equal to
+    :math:`\varphi_0, \varphi_1`), ``midpoint_gap_series`` and ``local_error_series``: per variant, the update minus
+    the exact integral for a quadratic :math:`\varepsilon(u) = c_0 + c_1 u + c_2 u^2`, :math:`h_p = \rho h`, as a
+    series in :math:`h` (both start at :math:`h^3`: exact for linear :math:`\varepsilon`, local order 3, global
+    order 2).
+    """
+    rate = -sp.exp(-lam)
+    d1 = _dpm1_derivation()
+    if sp.simplify(d1["noise_ode"] - rate.subs(lam, sp.log(GENERAL.alpha(t) / sp.sqrt(GENERAL.sigma2(t)))) * q) != 0:
+        raise AssertionError("d(x/alpha)/d ell is not -e^{-ell} eps")
+    integral = sp.integrate(-rate * (q + (lam - ell_t) * slope), (lam, ell_t, ell_t + h_ell))
+    # x_s = (alpha_s/alpha_t) x_t - alpha_s * integral, alpha_s = sigma_s e^{ell_t + h}: weights inside -sigma_s(.)
+    scaled = sp.expand(sp.expand(integral, power_exp=True) * sp.exp(ell_t + h_ell), power_exp=True)
+    weights = (sp.simplify(scaled.coeff(q)), sp.simplify(scaled.coeff(slope)))
+    for a, b in zip(weights, (phi(0), phi(1))):
+        if sp.simplify(a - b) != 0:
+            raise AssertionError("the linear interpolant's weights are not phi_0, phi_1")
+    midpoint = h_ell / 2 * phi(0)
+    cs = sp.symbols("c0:3", real=True)
+    rho = sp.Symbol("rho", positive=True)
+    ec = lambda x: sum(c * x**k for k, c in enumerate(cs))  # noqa: E731
+    exact = sp.integrate(sp.exp(h_ell - _u) * ec(_u), (_u, 0, h_ell))
+    delta = (ec(0) - ec(-rho * h_ell)) / (rho * h_ell)
+    local = {name: sp.expand(sp.series(sp.simplify(phi(0) * ec(0) + w * delta - exact), h_ell, 0, 5).removeO())
+             for name, w in (("heun", phi(1)), ("midpoint", midpoint))}
+    return {"rate": rate, "integral": integral, "weights": weights,
+            "midpoint_gap_series": sp.series(phi(1) - midpoint, h_ell, 0, 5).removeO(),
+            "local_error_series": local}
+
+
+def dpm_solver_2_eps_weights() -> tuple[sp.Expr, sp.Expr, sp.Expr]:
+    r"""The weights :math:`(\varphi_0(h),\ \tfrac h2\varphi_0(h),\ \varphi_1(h))` of :math:`\varepsilon_t` and of
+    :math:`\delta_1 = (\varepsilon_t - \varepsilon_p)/h_p` (midpoint, heun) in DPM-Solver-2M's noise form
+    (:func:`_dpm2_eps_derivation`), divided by :math:`-\sigma_s`, in the half log-SNR step :data:`h_ell`:
+
+    .. math::
+        x_s = \frac{\alpha_s}{\alpha_t}x_t - \sigma_s\big(\varphi_0\,\varepsilon_t + w\,\delta_1\big),\qquad
+        w = \tfrac h2\varphi_0 \text{ (midpoint)},\ \varphi_1 \text{ (heun)}.
+
+    The first step (no previous call) is DPM-Solver-1, :func:`dpm_solver_1` (:math:`\delta_1` dropped).
+    """
+    w0, w1 = _dpm2_eps_derivation()["weights"]
+    return w0, h_ell / 2 * w0, w1
 
 
 def half_logsnr_step(schedule: VPSchedule = OU) -> sp.Expr:

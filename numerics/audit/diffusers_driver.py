@@ -60,7 +60,8 @@ class SchedulerSpec:
 
     ``oracle``: the package method whose derived update the scheduler claims to implement on its own grid
     (``"ddim"``: DDIM = DPM-Solver-1 = Euler in VE coordinates with the noise frozen, proofs_notes/integrators.md
-    §§1, 3; ``"ddpm"``; ``"dpm2"``: DPM-Solver++(2M), §4; ``"dpm3"``: DPM-Solver++(3M), §4b), or ``None`` (no derived update in the package yet:
+    §§1, 3; ``"ddpm"``; ``"dpm2"``: DPM-Solver++(2M), §4; ``"dpm3"``: DPM-Solver++(3M), §4b; ``"dpm1e"``,
+    ``"dpm2e"``, ``"dpm2eh"``: DPM-Solver-1 and DPM-Solver-2M midpoint / heun in the noise form, §4c), or ``None`` (no derived update in the package yet:
     its law and order are reported informationally).  ``order``: the global order the theory predicts for the
     deterministic run (``None`` for stochastic samplers).  ``abar_indexed``: levels from ``alphas_cumprod[t]``.
     """
@@ -88,8 +89,13 @@ SPECS: dict[str, SchedulerSpec] = {s.name: s for s in (
                   (("solver_order", 2), ("algorithm_type", "dpmsolver++")), "dpm2", 2),
     SchedulerSpec("DPMSolverMultistep-3", "DPMSolverMultistepScheduler",
                   (("solver_order", 3), ("algorithm_type", "dpmsolver++")), "dpm3", 3),
+    SchedulerSpec("DPMSolverMultistep-1-dpmsolver", "DPMSolverMultistepScheduler",
+                  (("solver_order", 1), ("algorithm_type", "dpmsolver"), ("final_sigmas_type", "sigma_min")), "dpm1e", 1),
     SchedulerSpec("DPMSolverMultistep-2-dpmsolver", "DPMSolverMultistepScheduler",
-                  (("solver_order", 2), ("algorithm_type", "dpmsolver"), ("final_sigmas_type", "sigma_min")), None, 2),
+                  (("solver_order", 2), ("algorithm_type", "dpmsolver"), ("final_sigmas_type", "sigma_min")), "dpm2e", 2),
+    SchedulerSpec("DPMSolverMultistep-2-dpmsolver-heun", "DPMSolverMultistepScheduler",
+                  (("solver_order", 2), ("algorithm_type", "dpmsolver"), ("solver_type", "heun"),
+                   ("final_sigmas_type", "sigma_min")), "dpm2eh", 2),
     SchedulerSpec("EulerDiscrete", "EulerDiscreteScheduler", (), "ddim", 1),
     SchedulerSpec("EulerAncestralDiscrete", "EulerAncestralDiscreteScheduler", (), None, None, stochastic=True),
     SchedulerSpec("HeunDiscrete", "HeunDiscreteScheduler", (), None, 2),

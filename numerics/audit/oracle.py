@@ -47,7 +47,8 @@ from numerics.audit.targets import GaussianTarget, MixtureTarget
 from numerics.generated import integrator_coeffs as IC
 
 __all__ = ["U64", "U32", "K32", "k32", "k_step", "step_coeffs", "step_prediction", "run_oracle", "dpm3_coeffs",
-           "dpm3_prediction", "divided_differences", "step_kind", "K3_EXTRA", "K32_3_EXTRA",
+           "dpm3_prediction", "divided_differences", "step_kind", "EPS_KINDS", "K2E_EXTRA", "K32_2E_EXTRA",
+           "eps_coeffs", "eps_prediction", "K3_EXTRA", "K32_3_EXTRA",
            "run_tolerance", "euler_ve_step", "gamma", "cfg_eps", "guidance_bounds", "guided_run"]
 
 U64 = 2.0 ** -53
@@ -163,6 +164,91 @@ def dpm3_prediction(target: GaussianTarget, x: np.ndarray, t: float, s: float, x
     return pred, tol
 
 
+#: the noise-form (diffusers' ``algorithm_type="dpmsolver"``) kinds: DPM-Solver-1 and DPM-Solver-2M midpoint / heun
+EPS_KINDS = ("dpm1e", "dpm2e", "dpm2eh")
+#: extra float64 roundings of the noise-form second-order path per element: the difference of the two noise
+#: predictions, the ratio r0 = h0/h, its reciprocal and the product (4), the extra product and sum of the update
+#: (2), and the previous call's conversion to a noise prediction (2)
+K2E_EXTRA = 8.0
+#: extra float32 roundings of its coefficients as shipped: alpha, sigma and their logs at the previous level
+#: (the two table coefficients at 3 roundings each)
+K32_2E_EXTRA = 6.0
+
+
+def eps_coeffs(kind: str, t: float, s: float, t_prev: float | None = None) -> dict:
+    r"""The noise-form step ``t -> s`` (proofs_notes/integrators.md §4c) as
+    :math:`x_s = c_x x_t + c_e\varepsilon_t + c_p\varepsilon_p`: ``cx`` (:math:`\alpha_s/\alpha_t`), ``w0``
+    (:math:`\sigma_s\varphi_0(h)`), ``w1`` (:math:`\sigma_s w(h)/h_p`, the weight of :math:`\varepsilon_t -
+    \varepsilon_p`: :math:`w = \tfrac h2\varphi_0` for ``dpm2e``, :math:`\varphi_1` for ``dpm2eh``, 0 for ``dpm1e`` or
+    without ``t_prev``), ``ce = -(w0 + w1)``, ``cp = w1``, and the half log-SNR steps ``h``, ``hp``."""
+    h = IC.half_logsnr_step(t, s)[0]
+    sig_s = math.sqrt(-math.expm1(-2.0 * s))
+    p0, pm, ph = IC.dpm_solver_2_eps_weights(h)
+    hp, w1 = math.inf, 0.0
+    if kind != "dpm1e" and t_prev is not None:
+        hp = IC.half_logsnr_step(t_prev, t)[0]
+        w1 = sig_s * {"dpm2e": pm, "dpm2eh": ph}[kind] / hp
+    w0 = sig_s * p0
+    return {"cx": IC.dpm_solver_1_coeffs(t, s)[0], "w0": w0, "w1": w1, "ce": -(w0 + w1), "cp": w1, "h": h, "hp": hp}
+
+
+def _eps_conv_scale(x: np.ndarray, D: np.ndarray, t: float) -> np.ndarray:
+    r"""Magnitudes on diffusers' routes to the noise prediction at ``t``: :math:`|\hat\varepsilon|` (epsilon),
+    :math:`\alpha|\hat v| + \sigma|x|` (v), :math:`(|x| + \alpha|D|)/\sigma` (sample)."""
+    a, sig = math.exp(-t), math.sqrt(-math.expm1(-2.0 * t))
+    eps = (x - a * D) / sig
+    return np.abs(eps) + a * np.abs(a * eps - sig * D) + sig * np.abs(x) + (np.abs(x) + a * np.abs(D)) / sig
+
+
+def eps_prediction(kind: str, target: GaussianTarget, x: np.ndarray, t: float, s: float,
+                   x_prev: np.ndarray | None = None, t_prev: float | None = None,
+                   float32_coeffs: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    r"""The derived noise-form update ``kind`` (:data:`EPS_KINDS`) of ``x`` (VP, at ``t``) to ``s``, from the noise
+    predictions at ``x`` and (second order) ``x_prev``, and its per-element rounding bound
+
+    .. math::  \mathrm{tol} = (K(t) + K_{2e})\,u\,S_e + [K_{32}(t, s) + K_{32,2e}]\,u_{32}\,S_e,
+
+    :math:`K_{2e}` = :data:`K2E_EXTRA`, :math:`K_{32,2e}` = :data:`K32_2E_EXTRA` (the second term with float32
+    coefficients only), :math:`S_e` the module docstring's :math:`S` for :math:`(c_x, 0)` plus
+
+    * the terms :math:`w_0|\varepsilon_t| + w_1|\varepsilon_t - \varepsilon_p|` and the conversions to noise
+      predictions weighted by the coefficients they reach, :math:`(w_0 + w_1)C_e(x_t) + w_1 C_e(x_p)`
+      (:func:`_eps_conv_scale`), and :math:`w_1(|\varepsilon_t| + |\varepsilon_p|)` for diffusers' difference
+      :math:`(\varepsilon_t - \varepsilon_p)/r_0`;
+    * the phi functions formed as ``exp(h) - 1``: absolute error :math:`2e^h u` of :math:`\varphi_0`, and of the
+      heun weight :math:`((e^h - 1)/h - 1)\,h` at most :math:`(2e^h + 2h)u` (the midpoint weight's
+      :math:`h e^h u`): :math:`\sigma_s(2e^h|\varepsilon_t| + (2e^h + 2h)|\varepsilon_t - \varepsilon_p|/h_p)`;
+    * the log-SNR steps, absolute :math:`2\Lambda u` (:func:`_lambda_cond`): :math:`\sigma_s\varphi_0` moves by
+      :math:`\sigma_s e^h\,2\Lambda u`, and :math:`w/h_p` by the relative :math:`2\Lambda u(|d\log w/dh| + 1/h_p)
+      \le 2\Lambda u(3/h_{\min} + 1)` (:math:`|d\log w/dh| \le 2/h + 1` for both weights):
+      :math:`2\Lambda(\sigma_s e^h|\varepsilon_t| + (3/h_{\min} + 1)\,w_1|\varepsilon_t - \varepsilon_p|)`.
+    """
+    k = eps_coeffs(kind, t, s, t_prev)
+    D0 = target.denoiser(x, t)
+    e0 = target.model_output(x, t, "epsilon")
+    pred = k["cx"] * x + k["ce"] * e0
+    sig_s, eh = math.sqrt(-math.expm1(-2.0 * s)), math.exp(k["h"])
+    second = k["w1"] != 0.0
+    nodes = (t, s, t_prev) if second else (t, s)
+    diff = 0.0 * e0
+    S = _arith_scale(x, D0, t, s, k["cx"], 0.0) + k["w0"] * (np.abs(e0) + _eps_conv_scale(x, D0, t))
+    if second:
+        Dp = target.denoiser(x_prev, t_prev)
+        ep = target.model_output(x_prev, t_prev, "epsilon")
+        pred = pred + k["cp"] * ep
+        diff = np.abs(e0 - ep)
+        S = S + k["w1"] * (diff + _eps_conv_scale(x, D0, t) + _eps_conv_scale(x_prev, Dp, t_prev)
+                           + np.abs(e0) + np.abs(ep))
+    h_min = min(k["h"], k["hp"])
+    S = S + sig_s * (2.0 * eh * np.abs(e0) + (2.0 * eh + 2.0 * k["h"]) * diff / k["hp"]) \
+        + 2.0 * _lambda_cond(*nodes) * (sig_s * eh * np.abs(e0) + (3.0 / h_min + 1.0) * k["w1"] * diff)
+    extra, extra32 = (K2E_EXTRA, K32_2E_EXTRA) if second else (0.0, 0.0)
+    tol = (k_step(t) + extra) * U64 * S
+    if float32_coeffs:
+        tol = tol + (k32(t, s) + extra32) * U32 * S
+    return pred, tol
+
+
 def step_prediction(kind: str, target: GaussianTarget, x: np.ndarray, t: float, s: float,
                     x_prev: np.ndarray | None = None, t_prev: float | None = None, z: np.ndarray | None = None,
                     float32_coeffs: bool = False, x_prev2: np.ndarray | None = None,
@@ -171,6 +257,8 @@ def step_prediction(kind: str, target: GaussianTarget, x: np.ndarray, t: float, 
     ``dpm3``: :func:`dpm3_prediction`, with ``x_prev2, t_prev2``)."""
     if kind == "dpm3":
         return dpm3_prediction(target, x, t, s, x_prev, t_prev, x_prev2, t_prev2, float32_coeffs)
+    if kind in EPS_KINDS:
+        return eps_prediction(kind, target, x, t, s, x_prev, t_prev, float32_coeffs)
     cx, cd, cp, cz = step_coeffs(kind, t, s, t_prev)
     D = target.denoiser(x, t)
     pred = cx * x + cd * D
@@ -204,12 +292,17 @@ def k32(t: float, s: float) -> float:
     return K32 + 2.0 * (ab_s / -math.expm1(-2.0 * s) + r / -math.expm1(-2.0 * (t - s)))
 
 
+#: the derived update of each order of a run of a kind (the data-prediction and the noise-form ladders)
+_LADDER = {"ddim": ("ddim",), "dpm2": ("ddim", "dpm2"), "dpm3": ("ddim", "dpm2", "dpm3"), "dpm1e": ("dpm1e",),
+           "dpm2e": ("dpm1e", "dpm2e"), "dpm2eh": ("dpm1e", "dpm2eh")}
+
+
 def step_kind(kind: str, k: int, orders, n_hist: int) -> str:
-    """The derived update of step ``k`` of a ``kind`` run (ddim, dpm2 or dpm3) with ``n_hist`` earlier calls:
+    """The derived update of step ``k`` of a ``kind`` run (a key of ``_LADDER``) with ``n_hist`` earlier calls:
     the order the run uses there (``orders[k]``, default the kind's), capped by the history available."""
-    top = {"ddim": 1, "dpm2": 2, "dpm3": 3}[kind]
-    order = min(top, orders[k] if orders is not None else top, n_hist + 1)
-    return ("ddim", "dpm2", "dpm3")[order - 1]
+    ladder = _LADDER[kind]
+    order = min(len(ladder), orders[k] if orders is not None else len(ladder), n_hist + 1)
+    return ladder[order - 1]
 
 
 def _run(kind: str, target: GaussianTarget, grid, x0: np.ndarray, orders, float32_coeffs: bool) -> tuple:
@@ -226,6 +319,11 @@ def _run(kind: str, target: GaussianTarget, grid, x0: np.ndarray, orders, float3
             c = dpm3_coeffs(t, s, tp, tp2)
             w = c["w"]
             rho = abs(c["cx"] + w[0] * target.gain(t)) + abs(w[1] * target.gain(tp)) + abs(w[2] * target.gain(tp2))
+        elif use in EPS_KINDS:   # the noise prediction's gain in x: (1 - alpha g)/sigma
+            xp, tp = hist[-1] if use != "dpm1e" else (None, None)
+            new, tol = eps_prediction(use, target, x, t, s, xp, tp, float32_coeffs)
+            c = eps_coeffs(use, t, s, tp)
+            rho = abs(c["cx"] + c["ce"] * _eps_gain(target, t)) + (abs(c["cp"] * _eps_gain(target, tp)) if tp else 0.0)
         else:
             xp, tp = hist[-1] if (use == "dpm2") else (None, None)
             new, tol = step_prediction(use, target, x, t, s, xp, tp, float32_coeffs=float32_coeffs)
@@ -235,6 +333,11 @@ def _run(kind: str, target: GaussianTarget, grid, x0: np.ndarray, orders, float3
         hist.append((x, t))
         x = new
     return x, E
+
+
+def _eps_gain(target: GaussianTarget, t: float) -> float:
+    """:math:`\partial\hat\varepsilon/\partial x = (1 - \alpha_t g_t)/\sigma_t` of the Gaussian target."""
+    return (1.0 - math.exp(-t) * target.gain(t)) / math.sqrt(-math.expm1(-2.0 * t))
 
 
 def run_oracle(kind: str, target: GaussianTarget, grid, x0: np.ndarray, orders=None) -> np.ndarray:

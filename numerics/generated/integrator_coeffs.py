@@ -251,6 +251,22 @@ def dpm_solver_3_weights(h, h_p):
     return (c_q, c_d1, c_d2)
 
 
+@numba.njit(cache=True)
+def dpm_solver_2_eps_weights(h):
+    """DPM-Solver-2M noise-form weights (divided by -sigma_s) of eps_t and delta_1 = (eps_t - eps_p)/h_p:
+    x_s = (alpha_s/alpha_t) x_t - sigma_s (c_q eps_t + c_d1 delta_1), phi_0(h); (h/2) phi_0(h) (midpoint);
+    phi_1(h) (heun, the exact integral of the linear interpolant); argument: the half log-SNR step
+    h = ell_s - ell_t.
+
+    Returns (c_q, c_d1_midpoint, c_d1_heun); log-SNR steps > 0.
+    """
+    _, em_h, _, _ = _growth(h)
+    c_q = em_h
+    c_d1_midpoint = (1/2)*em_h*h
+    c_d1_heun = ((h**2*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*((1/121645100408832000)*h + 1/6402373705728000) + 1/355687428096000) + 1/20922789888000) + 1/1307674368000) + 1/87178291200) + 1/6227020800) + 1/479001600) + 1/39916800) + 1/3628800) + 1/362880) + 1/40320) + 1/5040) + 1/720) + 1/120) + 1/24) + 1/6) + 1/2)) if (h < 1) else (em_h - h))
+    return (c_q, c_d1_midpoint, c_d1_heun)
+
+
 #: name -> (function, argument names, returned coefficient names)
 COEFFICIENT_FUNCTIONS = {
     'ddim': (ddim_coeffs, ('t', 's'), ('c_x', 'c_q')),
@@ -266,6 +282,7 @@ COEFFICIENT_FUNCTIONS = {
     'ddpm_guidance_shifts': (ddpm_guidance_shifts, ('t', 's'), ('score_form', 'mean_form')),
     'half_logsnr_step': (half_logsnr_step, ('t', 's'), ('ell_step',)),
     'dpm_solver_3_weights': (dpm_solver_3_weights, ('h', 'h_p'), ('c_q', 'c_d1', 'c_d2')),
+    'dpm_solver_2_eps_weights': (dpm_solver_2_eps_weights, ('h',), ('c_q', 'c_d1_midpoint', 'c_d1_heun')),
 }
 
-__all__ = ['ddim_coeffs', 'ddpm_coeffs', 'ddim_eta_coeffs', 'dpm_solver_1_coeffs', 'dpm_solver_2_coeffs', 'ei_ode_coeffs', 'ei_sde_coeffs', 'ei_sde_code_coeffs', 'euler_coeffs', 'euler_maruyama_coeffs', 'ddpm_guidance_shifts', 'half_logsnr_step', 'dpm_solver_3_weights', 'COEFFICIENT_FUNCTIONS']
+__all__ = ['ddim_coeffs', 'ddpm_coeffs', 'ddim_eta_coeffs', 'dpm_solver_1_coeffs', 'dpm_solver_2_coeffs', 'ei_ode_coeffs', 'ei_sde_coeffs', 'ei_sde_code_coeffs', 'euler_coeffs', 'euler_maruyama_coeffs', 'ddpm_guidance_shifts', 'half_logsnr_step', 'dpm_solver_3_weights', 'dpm_solver_2_eps_weights', 'COEFFICIENT_FUNCTIONS']
