@@ -543,3 +543,12 @@ def test_dpmsolver_singlestep_derived_update_is_second_order():
     slope = {k: float(np.log2(e[-2] / e[-1])) for k, e in errs.items()}
     assert all(1.8 < slope[(k, "derived")] < 2.3 for k in ("dpm2s", "dpm2sh")), (slope, errs)
     assert all(0.8 < slope[("dpm2s", v)] < 1.2 for v in ("half_dropped", "r0_dropped")), (slope, errs)
+
+
+def test_dpmsolver_singlestep_audit_row(audit):
+    """The audit runs DPMSolverSinglestep (no ``timestep_spacing`` setting: its one grid) through the step and run
+    checks: both tables, no step or run finding."""
+    checks, dd = audit
+    row = checks.audit_scheduler(dd.SPECS["DPMSolverSinglestep"], _tiny(checks))
+    assert row["step_native"]["max_err_over_bound"] <= 1.0 and row["step_float64"]["max_err_over_bound"] <= 1.0
+    assert not [f for f in row["findings"] if f["check"] in ("step", "run")], row["findings"]
