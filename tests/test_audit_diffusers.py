@@ -451,3 +451,104 @@ def test_dpmsolver_noise_form_derived_updates_are_second_order():
     slope = {k: float(np.log2(e[-2] / e[-1])) for k, e in errs.items()}
     assert all(1.8 < slope[(k, "derived")] < 2.3 for k in ("dpm2e", "dpm2eh")), (slope, errs)
     assert 0.8 < slope[("dpm2e", "half_dropped")] < 1.2, (slope, errs)
+
+
+# ------------------------------------------------------------------ DPM-Solver++(2S) (DPMSolverSinglestep, order 2)
+SINGLE_SPECS = {"dpm2s": "DPMSolverSinglestep", "dpm2sh": "DPMSolverSinglestep-heun"}
+
+
+def _dpm2s_variants(tg, kind, x, t, s, xp, tp):
+    """The derived 2S step (``kind`` dpm2s or dpm2sh) from the saved state ``xp`` at ``tp`` with the intermediate
+    state ``x`` at ``t``, and realistic wrong variants of it (VP outputs)."""
+    from numerics.audit import oracle as O
+    from numerics.generated import integrator_coeffs as IC
+
+    k = O.dpm2s_coeffs(kind, t, s, tp)
+    m1, m0 = tg.denoiser(xp, tp), tg.denoiser(x, t)
+    p0, pm, ph = IC.dpm_solver_2s_weights(k["h"])
+    a_s = np.exp(-s)
+    base = k["cx"] * xp + k["c0"] * m1
+    delta = (m0 - m1) / k["h0"]
+    cx0, cd0 = IC.ddim_coeffs(t, s)
+    return {"derived": base + k["c1"] * delta,
+            "other_solver_type": base + a_s * (ph if kind == "dpm2s" else pm) * delta,   # midpoint <-> heun
+            "half_dropped": base + a_s * k["h"] * p0 * delta,           # the midpoint's 1/2 dropped
+            # D1 = m0 - m1 for (m0 - m1)/r0; the same as the intermediate level one index off (sigmas[i + 1])
+            "r0_dropped": base + k["c1"] * (m0 - m1) / k["h"],
+            "sample_not_saved": k["cx"] * x + k["c0"] * m1 + k["c1"] * delta,   # the current sample as the base
+            "order1_restart": cx0 * x + cd0 * m0}                          # a plain DDIM step from s0
+
+
+@pytest.mark.parametrize("kind", ["dpm2s", "dpm2sh"])
+@pytest.mark.parametrize("pred", ["epsilon", "v_prediction", "sample"])
+def test_dpmsolver_singlestep_steps_agree_with_derived_update(audit, kind, pred):
+    """diffusers' DPMSolverSinglestep(solver_order=2, dpmsolver++), midpoint and heun: the order list is
+    [1, 2, 1, 2, ...], and every step (order 1: DDIM to the intermediate level; order 2: the restart from the saved
+    state) agrees with the derived update within its rounding bound, tables cast to float64 and as shipped."""
+    checks, dd = audit
+    for n, tables in ((7, "native"), (10, "float64"), (20, "native")):
+        rec = dd.run(dd.SPECS[SINGLE_SPECS[kind]], n, checks.TARGET, checks.Z_STEP, prediction_type=pred,
+                     tables=tables)
+        orders = [st.order for st in rec.steps]
+        assert orders[:-1] == [1 + k % 2 for k in range(n - 1)] and orders[-1] == 1, orders
+        sc, rc = checks.step_check(rec), checks.run_check(rec)
+        assert sc["ratio"] <= 1.0 and rc["ratio"] <= 1.0, (n, tables, sc, rc)
+
+
+def test_dpmsolver_singlestep_wrong_variants_exceed_the_bound(audit):
+    """Realistic bugs of a 2S step (the other solver_type's weight, the midpoint's 1/2 dropped, the 1/r0 dropped =
+    the intermediate level one index off, the current sample for the saved one, a plain DDIM step from the
+    intermediate state) exceed the derived update's rounding bound on the order-2 steps of a 10-step run."""
+    checks, dd = audit
+    from numerics.audit import oracle as O
+
+    for kind in ("dpm2s", "dpm2sh"):
+        rec = dd.run(dd.SPECS[SINGLE_SPECS[kind]], 10, checks.TARGET, checks.Z_STEP, tables="native")
+        worst = {}
+        for k, st in enumerate(rec.steps):
+            if st.order != 2:
+                continue
+            a = rec.steps[k - 1]
+            v = _dpm2s_variants(checks.TARGET, kind, st.x_in, st.t_in, st.t_out, a.x_in, a.t_in)
+            ref, tol = O.dpm2s_prediction(kind, checks.TARGET, st.x_in, st.t_in, st.t_out, a.x_in, a.t_in,
+                                          float32_coeffs=True)
+            assert np.max(np.abs(v["derived"] - ref) / tol) <= 1e-6
+            assert np.max(np.abs(st.x_out - ref) / tol) <= 1.0
+            for name, out in v.items():
+                if name != "derived":
+                    worst[name] = max(worst.get(name, 0.0), float(np.max(np.abs(out - ref) / tol)))
+        assert min(worst.values()) > 4.0, (kind, worst)
+
+
+def test_dpmsolver_singlestep_derived_update_is_second_order():
+    """Global error on the Gaussian target against the exact flow (uniform log-SNR steps, pairs of an order-1 step
+    to the intermediate level and the order-2 restart): the derived 2S updates (midpoint, heun) converge at order 2,
+    the variants with the midpoint's 1/2 or the 1/r0 dropped at order 1."""
+    from numerics.audit import checks
+    from numerics.audit import oracle as O
+
+    tg, x0 = checks.TARGET, checks.Z_STEP
+    errs = {("dpm2s", "derived"): [], ("dpm2sh", "derived"): [], ("dpm2s", "half_dropped"): [],
+            ("dpm2s", "r0_dropped"): []}
+    for n in (16, 32, 64, 128):
+        g = _lambda_grid(1.5, 0.02, 2 * n)
+        r, c = tg.flow_map(g[0], g[-1])
+        exact = r * x0 + c
+        for kind, name in errs:
+            x = x0
+            for j in range(0, 2 * n, 2):
+                mid, _ = O.step_prediction("ddim", tg, x, g[j], g[j + 1])
+                x = _dpm2s_variants(tg, kind, mid, g[j + 1], g[j + 2], x, g[j])[name]
+            errs[(kind, name)].append(float(np.max(np.abs(x - exact))))
+    slope = {k: float(np.log2(e[-2] / e[-1])) for k, e in errs.items()}
+    assert all(1.8 < slope[(k, "derived")] < 2.3 for k in ("dpm2s", "dpm2sh")), (slope, errs)
+    assert all(0.8 < slope[("dpm2s", v)] < 1.2 for v in ("half_dropped", "r0_dropped")), (slope, errs)
+
+
+def test_dpmsolver_singlestep_audit_row(audit):
+    """The audit runs DPMSolverSinglestep (no ``timestep_spacing`` setting: its one grid) through the step and run
+    checks: both tables, no step or run finding."""
+    checks, dd = audit
+    row = checks.audit_scheduler(dd.SPECS["DPMSolverSinglestep"], _tiny(checks))
+    assert row["step_native"]["max_err_over_bound"] <= 1.0 and row["step_float64"]["max_err_over_bound"] <= 1.0
+    assert not [f for f in row["findings"] if f["check"] in ("step", "run")], row["findings"]

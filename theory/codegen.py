@@ -45,8 +45,9 @@ from sympy.printing.pycode import pycode
 
 from theory._validate import as_scalar
 from theory.forward import s, t
-from theory.integrators import (Update, all_updates, dpm_solver_2_eps_weights, dpm_solver_3_weights, eta, guidance_gap,
-                                h, h_ell, h_ell_prev, half_logsnr_step, phi, psi, t_prev)
+from theory.integrators import (Update, all_updates, dpm_solver_2_eps_weights, dpm_solver_2s_weights,
+                                dpm_solver_3_weights, eta, guidance_gap, h, h_ell, h_ell_prev, half_logsnr_step, phi,
+                                psi, t_prev)
 
 __all__ = [
     "CoeffSpec",
@@ -423,6 +424,12 @@ def _dpm2_eps_stable() -> tuple:
     return p0, h_ell / 2 * p0, p1
 
 
+def _dpm2s_stable() -> tuple:
+    """The DPM-Solver++(2S) weights with each psi_k in :func:`psi_stable` form."""
+    p0, p1 = psi_stable(0), psi_stable(1)
+    return p0, h_ell / 2 * p0, p1
+
+
 def _dpm3_stable() -> tuple:
     """The DPM-Solver++(3M) weights with each psi_k in :func:`psi_stable` form (a positive combination)."""
     p0, p1, p2 = (psi_stable(k) for k in range(3))
@@ -476,6 +483,13 @@ def coefficient_specs() -> list[CoeffSpec]:
         "    phi_1(h) (heun, the exact integral of the linear interpolant); argument: the half log-SNR step\n"
         "    h = ell_s - ell_t",
         stable=_dpm2_eps_stable()))
+    specs.append(CoeffSpec(
+        "dpm_solver_2s_weights", (h_ell,), ("c_q", "c_d1_midpoint", "c_d1_heun"), dpm_solver_2s_weights(),
+        "DPM-Solver++(2S) weights (divided by alpha_t) of D_{s1} and delta = (D_{s0} - D_{s1})/h_0 (the line through\n"
+        "    the step's start s1 and the intermediate level s0): x_t = (sigma_t/sigma_{s1}) x_{s1} + alpha_t (c_q D_{s1}\n"
+        "    + c_d1 delta), psi_0(h); (h/2) psi_0(h) (midpoint); psi_1(h) (heun, the exact integral of the line);\n"
+        "    argument: the half log-SNR step h = ell_t - ell_{s1} of the whole step",
+        stable=_dpm2s_stable()))
     return specs
 
 

@@ -47,6 +47,7 @@ __all__ = [
     "dpm_solver_2_exact_linear",
     "dpm_solver_3_weights",
     "dpm_solver_2_eps_weights",
+    "dpm_solver_2s_weights",
     "phi",
     "half_logsnr_step",
     "psi",
@@ -657,6 +658,69 @@ def dpm_solver_2_eps_weights() -> tuple[sp.Expr, sp.Expr, sp.Expr]:
     The first step (no previous call) is DPM-Solver-1, :func:`dpm_solver_1` (:math:`\delta_1` dropped).
     """
     w0, w1 = _dpm2_eps_derivation()["weights"]
+    return w0, h_ell / 2 * w0, w1
+
+
+# ----------------------------------------------------------------------------------------
+# 4d. singlestep second order: DPM-Solver++(2S) (diffusers' DPMSolverSinglestepScheduler, solver_order=2)
+# ----------------------------------------------------------------------------------------
+@lru_cache(maxsize=None)
+def _dpm2s_derivation() -> dict:
+    r"""DPM-Solver++(2S): the data-prediction exponential integrator over :math:`[\ell_{s_1}, \ell_{s_1} + h]` with
+    :math:`D` replaced by its line through the step's start (:math:`u = 0`, value :math:`D_{s_1}`) and an
+    intermediate node *inside* the step (:math:`u = h_0 = r h`, :math:`0 < r < 1`, value :math:`D_{s_0}`, the model
+    at the state a first-order step reached there):
+
+    .. math::
+        P(u) = D_{s_1} + u\,\delta,\quad \delta = \frac{D_{s_0} - D_{s_1}}{h_0},\qquad
+        x_t = \frac{\sigma_t}{\sigma_{s_1}}x_{s_1} + \alpha_t\big(\psi_0(h)\,D_{s_1} + w\,\delta\big),
+
+    with :math:`w = \psi_1(h)` the exact integral of the line (diffusers' ``solver_type="heun"``) and
+    :math:`w = \tfrac h2\psi_0(h)` (``"midpoint"``, the default; :func:`psi`).  Returns ``weights`` (of
+    :math:`D_{s_1}, \delta`, from ``sympy.integrate`` of :math:`e^{u-h}P`; asserted equal to :math:`\psi_0,
+    \psi_1`), ``midpoint_gap_series`` (:math:`\psi_1 - \tfrac h2\psi_0 = h^3/12 - h^4/24 + O(h^5)`: the midpoint weight is
+    smaller) and
+    ``local_error_series``: per variant, the update minus the exact integral for a quadratic
+    :math:`D(u) = c_0 + c_1u + c_2u^2` with the node at :math:`u = rh`, a series in :math:`h` (both start at
+    :math:`h^3`: heun :math:`c_2h^3(r/2 - 1/3)`, exact for linear :math:`D`; midpoint :math:`-c_1h^3/12` more; local
+    order 3, global order 2).
+    """
+    rr = sp.Symbol("r", positive=True)
+    d_s1, d_s0 = q, sp.Symbol("q_s0", real=True)
+    P = d_s1 + _u * (d_s0 - d_s1) / (rr * h_ell)
+    for node, val in ((0, d_s1), (rr * h_ell, d_s0)):
+        if sp.simplify(P.subs(_u, node) - val) != 0:
+            raise AssertionError(f"the line does not interpolate at u = {node}")
+    b = sp.Symbol("delta")
+    integral = sp.expand(sp.integrate(sp.exp(_u - h_ell) * (d_s1 + _u * b), (_u, 0, h_ell)))
+    weights = (sp.simplify(integral.coeff(d_s1)), sp.simplify(integral.coeff(b)))
+    for a, c in zip(weights, (psi(0), psi(1))):
+        if sp.simplify(a - c) != 0:
+            raise AssertionError("the line's weights are not psi_0, psi_1")
+    midpoint = h_ell / 2 * psi(0)
+    cs = sp.symbols("c0:3", real=True)
+    Dc = lambda x: sum(c * x**k for k, c in enumerate(cs))  # noqa: E731
+    exact = sp.integrate(sp.exp(_u - h_ell) * Dc(_u), (_u, 0, h_ell))
+    delta = (Dc(rr * h_ell) - Dc(0)) / (rr * h_ell)
+    local = {name: sp.expand(sp.series(sp.simplify(psi(0) * Dc(0) + wt * delta - exact), h_ell, 0, 4).removeO())
+             for name, wt in (("heun", psi(1)), ("midpoint", midpoint))}
+    return {"interpolant": P, "weights": weights,
+            "midpoint_gap_series": sp.series(psi(1) - midpoint, h_ell, 0, 5).removeO(),
+            "local_error_series": local}
+
+
+def dpm_solver_2s_weights() -> tuple[sp.Expr, sp.Expr, sp.Expr]:
+    r"""The weights :math:`(\psi_0(h),\ \tfrac h2\psi_0(h),\ \psi_1(h))` of :math:`D_{s_1}` and of
+    :math:`\delta = (D_{s_0} - D_{s_1})/h_0` (midpoint, heun) in DPM-Solver++(2S) (:func:`_dpm2s_derivation`),
+    divided by :math:`\alpha_t`, in the half log-SNR step :data:`h_ell` of the whole step :math:`s_1 \to t`:
+
+    .. math::
+        x_t = \frac{\sigma_t}{\sigma_{s_1}}x_{s_1} + \alpha_t\big(\psi_0\,D_{s_1} + w\,\delta\big),\qquad
+        w = \tfrac h2\psi_0 \text{ (midpoint)},\ \psi_1 \text{ (heun)}.
+
+    The intermediate state at :math:`s_0` comes from DDIM (:func:`ddim`) from :math:`s_1`.
+    """
+    w0, w1 = _dpm2s_derivation()["weights"]
     return w0, h_ell / 2 * w0, w1
 
 

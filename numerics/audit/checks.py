@@ -169,18 +169,15 @@ def step_check(rec: dd.RunRecord, target: GaussianTarget = TARGET) -> dict:
         if st.t_out is None:
             continue
         kind = _kind(spec, st.order)
-        prev = rec.steps[k - 1] if (k > 0 and kind in ("dpm2", "dpm3", "dpm2e", "dpm2eh")) else None
+        prev = rec.steps[k - 1] if (k > 0 and kind in ("dpm2", "dpm3", "dpm2e", "dpm2eh") + O.SINGLESTEP_KINDS) \
+            else None
         prev2 = rec.steps[k - 2] if (k > 1 and kind == "dpm3") else None
         pred, tol = O.step_prediction(kind, target, st.x_in, st.t_in, st.t_out,
                                       None if prev is None else prev.x_in, None if prev is None else prev.t_in,
                                       st.z, float32_coeffs=rec.tables == "native",
                                       x_prev2=None if prev2 is None else prev2.x_in,
                                       t_prev2=None if prev2 is None else prev2.t_in)
-        k64, k32 = O.k_step(st.t_in), O.k32(st.t_in, st.t_out)
-        if kind == "dpm3":
-            k64, k32 = k64 + O.K3_EXTRA, k32 + O.K32_3_EXTRA
-        elif kind in ("dpm2e", "dpm2eh"):
-            k64, k32 = k64 + O.K2E_EXTRA, k32 + O.K32_2E_EXTRA
+        k64, k32 = O.bound_counts(kind, st.t_in, st.t_out, None if prev is None else prev.t_in)
         S = tol / (k64 * O.U64 + (k32 * O.U32 if rec.tables == "native" else 0.0))
         err = np.abs(st.x_out - pred)
         r = float(np.max(err / tol))
@@ -196,7 +193,7 @@ def step_check(rec: dd.RunRecord, target: GaussianTarget = TARGET) -> dict:
 def run_check(rec: dd.RunRecord, target: GaussianTarget = TARGET, z: np.ndarray = Z_STEP) -> dict:
     """The run's output against the derived discretisation on its claimed grid: ``ratio`` (max |err| / E_n),
     ``abs``, and ``ratio32`` (against E_n computed with float32 coefficients and float32 sample arithmetic)."""
-    kind = rec.spec.oracle if rec.spec.oracle in ("dpm2", "dpm3") + O.EPS_KINDS else "ddim"
+    kind = rec.spec.oracle if rec.spec.oracle in ("dpm2", "dpm3") + O.EPS_KINDS + O.SINGLESTEP_KINDS else "ddim"
     orders = [s.order for s in rec.steps] if rec.steps else None
     x0 = rec.start_scale * z
     o = O.run_oracle(kind, target, rec.grid, x0, orders)
@@ -347,11 +344,13 @@ def audit_scheduler(spec: dd.SchedulerSpec, prof: Profile, target: GaussianTarge
     (tests feed a deliberately wrong scheduler this way)."""
     findings, row = [], {"scheduler": spec.name, "class": spec.cls, "oracle": spec.oracle}
     if spec.oracle is not None:
+        # a scheduler without the timestep_spacing setting (DPMSolverSinglestep) runs its one grid
+        spacings = prof.spacings if _accepts(spec.cls, "timestep_spacing") else (None,)
         for tables in ("float64", "native"):
             worst_step = worst_run = 0.0
             abs_step = abs_run = 0.0
-            for pred, spacing, n in itertools.product(prof.predictions, prof.spacings, prof.steps_ns):
-                cfg = {"timestep_spacing": spacing}
+            for pred, spacing, n in itertools.product(prof.predictions, spacings, prof.steps_ns):
+                cfg = {} if spacing is None else {"timestep_spacing": spacing}
                 full = {**spec.kwargs, **cfg, "prediction_type": pred}
                 sched = scheduler_factory(full) if scheduler_factory is not None else None
                 rec = dd.run(spec, n, target, Z_STEP, config=cfg, prediction_type=pred, tables=tables,

@@ -61,7 +61,8 @@ class SchedulerSpec:
     ``oracle``: the package method whose derived update the scheduler claims to implement on its own grid
     (``"ddim"``: DDIM = DPM-Solver-1 = Euler in VE coordinates with the noise frozen, proofs_notes/integrators.md
     §§1, 3; ``"ddpm"``; ``"dpm2"``: DPM-Solver++(2M), §4; ``"dpm3"``: DPM-Solver++(3M), §4b; ``"dpm1e"``,
-    ``"dpm2e"``, ``"dpm2eh"``: DPM-Solver-1 and DPM-Solver-2M midpoint / heun in the noise form, §4c), or ``None`` (no derived update in the package yet:
+    ``"dpm2e"``, ``"dpm2eh"``: DPM-Solver-1 and DPM-Solver-2M midpoint / heun in the noise form, §4c; ``"dpm2s"``,
+    ``"dpm2sh"``: DPM-Solver++(2S) midpoint / heun, §4d), or ``None`` (no derived update in the package yet:
     its law and order are reported informationally).  ``order``: the global order the theory predicts for the
     deterministic run (``None`` for stochastic samplers).  ``abar_indexed``: levels from ``alphas_cumprod[t]``.
     """
@@ -102,7 +103,8 @@ SPECS: dict[str, SchedulerSpec] = {s.name: s for s in (
     SchedulerSpec("UniPCMultistep", "UniPCMultistepScheduler", (), None, 3),
     SchedulerSpec("LMSDiscrete", "LMSDiscreteScheduler", (), None, 4),
     SchedulerSpec("DEISMultistep", "DEISMultistepScheduler", (), None, 3),
-    SchedulerSpec("DPMSolverSinglestep", "DPMSolverSinglestepScheduler", (), None, 2),
+    SchedulerSpec("DPMSolverSinglestep", "DPMSolverSinglestepScheduler", (), "dpm2s", 2),
+    SchedulerSpec("DPMSolverSinglestep-heun", "DPMSolverSinglestepScheduler", (("solver_type", "heun"),), "dpm2sh", 2),
 )}
 
 
@@ -230,6 +232,17 @@ def dpm_orders(n: int, order: int, config: dict) -> list[int]:
     return out
 
 
+def _orders(sched, spec: SchedulerSpec, cfg: dict) -> list[int] | None:
+    """The order of each step: DPMSolverMultistep's by :func:`dpm_orders`; DPMSolverSinglestep's own
+    ``order_list`` (after ``set_timesteps``: [1, 2, 1, 2, ...] at order 2, a restart from the saved state of each
+    order-1 step), which its ``step`` lowers only while a needed model output is missing (never from the start)."""
+    if spec.cls == "DPMSolverMultistepScheduler":
+        return dpm_orders(len(sched.timesteps), spec.kwargs.get("solver_order", 2), cfg)
+    if spec.cls == "DPMSolverSinglestepScheduler":
+        return [int(o) for o in sched.order_list]
+    return None
+
+
 def _level_t(sched, spec: SchedulerSpec, timestep, idx: int) -> float:
     if spec.abar_indexed:
         return ou_time(float(sched.alphas_cumprod[int(timestep)]))
@@ -274,8 +287,7 @@ def run(spec: SchedulerSpec, n_steps: int, target: GaussianTarget, z: np.ndarray
     rec = RunRecord(spec, cfg, n_steps, tables, sample_dtype)
     init = float(sched.init_noise_sigma)
     x = torch.tensor(np.asarray(z, dtype=np.float64) * init, dtype=dt)
-    orders = dpm_orders(len(sched.timesteps), spec.kwargs.get("solver_order", 2), cfg) \
-        if spec.cls == "DPMSolverMultistepScheduler" else None
+    orders = _orders(sched, spec, cfg)
 
     def vp_scale(t_ou: float) -> float:  # x_VP = x_VE * sqrt(abar) = x_VE * e^{-t}
         return math.exp(-t_ou) if ve else 1.0

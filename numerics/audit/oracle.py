@@ -9,7 +9,10 @@ A step from OU time :math:`t` to :math:`s` uses the generated coefficients of
 * ``ddpm``  :math:`x_s = c_x x_t + c_D D(x_t) + c_z z`  (§2);
 * ``dpm3``  :math:`x_s = c_x x_t + \alpha_s(\psi_0 D_t + \psi_1\delta_1 + (2\psi_2 + h_p\psi_1)\delta_2)`
   (§4b, DPM-Solver++(3M), Newton divided differences of :math:`D` in :math:`\ell`; its rounding bound, with the
-  extra roundings of the longer formula counted, is :func:`dpm3_prediction`'s).
+  extra roundings of the longer formula counted, is :func:`dpm3_prediction`'s);
+* ``dpm2s``, ``dpm2sh``  :math:`x_t = (\sigma_t/\sigma_{s_1})x_{s_1} + \alpha_t(\psi_0 D_{s_1} + w\,\delta)`
+  (§4d, DPM-Solver++(2S) midpoint / heun: restarts from the state at :math:`s_1` with the slope through the model
+  call at the intermediate level :math:`s_0`; :func:`dpm2s_prediction`).
 
 Rounding bound of one step (per element, unit roundoff :math:`u = 2^{-53}`):
 
@@ -49,6 +52,7 @@ from numerics.generated import integrator_coeffs as IC
 __all__ = ["U64", "U32", "K32", "k32", "k_step", "step_coeffs", "step_prediction", "run_oracle", "dpm3_coeffs",
            "dpm3_prediction", "divided_differences", "step_kind", "EPS_KINDS", "K2E_EXTRA", "K32_2E_EXTRA",
            "eps_coeffs", "eps_prediction", "K3_EXTRA", "K32_3_EXTRA",
+           "SINGLESTEP_KINDS", "K2S_EXTRA", "K32_2S_EXTRA", "dpm2s_coeffs", "dpm2s_prediction", "bound_counts",
            "run_tolerance", "euler_ve_step", "gamma", "cfg_eps", "guidance_bounds", "guided_run"]
 
 U64 = 2.0 ** -53
@@ -249,6 +253,84 @@ def eps_prediction(kind: str, target: GaussianTarget, x: np.ndarray, t: float, s
     return pred, tol
 
 
+#: the singlestep second-order kinds (diffusers' DPMSolverSinglestepScheduler, solver_order=2, dpmsolver++):
+#: DPM-Solver++(2S) with the midpoint and the heun weight; their order-1 steps are ``ddim``
+SINGLESTEP_KINDS = ("dpm2s", "dpm2sh")
+#: extra float64 roundings of a 2S step per element: diffusers' D1 = (1/r0)(m0 - m1) (the difference, r0 = h0/h,
+#: its reciprocal, the product: 4) and its extra product and sum (2); the package's difference quotient (2) and its
+#: extra product and sum (2); the intermediate call's conversion to a data prediction (2)
+K2S_EXTRA = 12.0
+#: extra float32 roundings of its coefficients as shipped: alpha and sigma at the intermediate level, formed from
+#: the float32 sigma (3 roundings each)
+K32_2S_EXTRA = 6.0
+
+
+def dpm2s_coeffs(kind: str, t: float, s: float, t_prev: float) -> dict:
+    r"""The DPM-Solver++(2S) step (proofs_notes/integrators.md §4d) that restarts at ``t_prev`` (:math:`s_1`, the
+    saved state), has its intermediate call at ``t`` (:math:`s_0`) and lands at ``s``:
+    :math:`x_s = c_x x_{s_1} + c_0 D_{s_1} + c_1\delta`, :math:`\delta = (D_{s_0} - D_{s_1})/h_0`.  Returns ``cx``
+    (:math:`\sigma_s/\sigma_{s_1}`), ``c0`` (:math:`lpha_s\psi_0(h)`), ``c1`` (:math:`lpha_s w(h)`, ``dpm2s``
+    :math:`	frac h2\psi_0`, ``dpm2sh`` :math:`\psi_1`), the half log-SNR steps ``h`` (:math:`s_1 	o s`) and ``h0``
+    (:math:`s_1 	o s_0`), and ``w``: the weights of :math:`D_{s_1}, D_{s_0}` once :math:`\delta` is expanded."""
+    h, h0 = IC.half_logsnr_step(t_prev, s)[0], IC.half_logsnr_step(t_prev, t)[0]
+    p0, pm, ph = IC.dpm_solver_2s_weights(h)
+    a_s = math.exp(-s)
+    c0, c1 = a_s * p0, a_s * {"dpm2s": pm, "dpm2sh": ph}[kind]
+    return {"cx": IC.ddim_coeffs(t_prev, s)[0], "c0": c0, "c1": c1, "h": h, "h0": h0, "w": (c0 - c1 / h0, c1 / h0)}
+
+
+def dpm2s_prediction(kind: str, target: GaussianTarget, x: np.ndarray, t: float, s: float, x_prev: np.ndarray,
+                     t_prev: float, float32_coeffs: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    r"""The derived DPM-Solver++(2S) update ``kind`` (:data:`SINGLESTEP_KINDS`) from the saved state ``x_prev`` at
+    ``t_prev`` (:math:`s_1`) to ``s``, with the intermediate state ``x`` at ``t`` (:math:`s_0`, where the model is
+    called a second time), and its per-element rounding bound
+
+    .. math::  \mathrm{tol} = (K(s_1) + K_{2s})\,u\,S_{2s} + [K_{32}(s_1, s) + K_{32,2s}]\,u_{32}\,S_{2s},
+
+    :math:`K_{2s}` = :data:`K2S_EXTRA`, :math:`K_{32,2s}` = :data:`K32_2S_EXTRA` (the second term with float32
+    coefficients only), :math:`S_{2s}` the module docstring's :math:`S` of the base step :math:`(c_x, c_0)` from
+    :math:`s_1` plus, as for :func:`dpm3_prediction`,
+
+    * :math:`|c_1\delta|` and the two calls' conversions reaching :math:`\delta`,
+      :math:`(c_1/h_0)(C(x_{s_0}) + C(x_{s_1}))` (:func:`_conv_scale`);
+    * the difference quotient as either side forms it (diffusers' :math:`D_1 = (m_0 - m_1)/r_0 = h\delta`), each
+      rounding relative to an intermediate: :math:`T = c_1(|\delta| + (|D_{s_0}| + |D_{s_1}|)/h_0)`;
+    * the psi functions formed with :math:`e^{-h} - 1` (absolute :math:`2u` of :math:`\psi_0`, :math:`(3/h + 2)u`
+      of the :math:`\psi_1/h`-type factor times :math:`|D_1| = h|\delta|`, which also covers the midpoint's
+      :math:`	frac12(e^{-h} - 1)`): :math:`lpha_s(2|D_{s_1}| + (3 + 2h)|\delta|)`;
+    * the log-SNR steps (:math:`\Lambda u` per :math:`\ell`, :func:`_lambda_cond`): relative :math:`2\Lambda u/h_{\min}`
+      in :math:`h, h_0` and their ratio, coefficients homogeneous of degree at most 2:
+      :math:`(2\Lambda/h_{\min})(|c_0D_{s_1}| + 4T)`.
+    """
+    k = dpm2s_coeffs(kind, t, s, t_prev)
+    c0, c1, h, h0 = k["c0"], k["c1"], k["h"], k["h0"]
+    m1, m0 = target.denoiser(x_prev, t_prev), target.denoiser(x, t)
+    delta = (m0 - m1) / h0
+    pred = k["cx"] * x_prev + c0 * m1 + c1 * delta
+    T = c1 * (np.abs(delta) + (np.abs(m0) + np.abs(m1)) / h0)
+    S = (_arith_scale(x_prev, m1, t_prev, s, k["cx"], c0) + np.abs(c1 * delta)
+         + (c1 / h0) * (_conv_scale(x, m0, t) + _conv_scale(x_prev, m1, t_prev)) + T
+         + math.exp(-s) * (2.0 * np.abs(m1) + (3.0 + 2.0 * h) * np.abs(delta))
+         + (2.0 * _lambda_cond(t_prev, t, s) / min(h, h0)) * (np.abs(c0 * m1) + 4.0 * T))
+    k64, k32_ = bound_counts(kind, t, s, t_prev)
+    tol = k64 * U64 * S + (k32_ * U32 * S if float32_coeffs else 0.0)
+    return pred, tol
+
+
+def bound_counts(kind: str, t: float, s: float, t_prev: float | None = None) -> tuple[float, float]:
+    """The float64 and float32 rounding counts ``(K, K32)`` of a step of ``kind`` from the call at ``t`` to ``s``
+    (``t_prev``: the saved state's level of a singlestep kind, whose step starts there), the factors of ``u S`` and
+    ``u32 S`` in its bound."""
+    if kind in SINGLESTEP_KINDS:
+        return k_step(t_prev) + K2S_EXTRA, k32(t_prev, s) + K32_2S_EXTRA
+    k64, k32_ = k_step(t), k32(t, s)
+    if kind == "dpm3":
+        return k64 + K3_EXTRA, k32_ + K32_3_EXTRA
+    if kind in ("dpm2e", "dpm2eh"):
+        return k64 + K2E_EXTRA, k32_ + K32_2E_EXTRA
+    return k64, k32_
+
+
 def step_prediction(kind: str, target: GaussianTarget, x: np.ndarray, t: float, s: float,
                     x_prev: np.ndarray | None = None, t_prev: float | None = None, z: np.ndarray | None = None,
                     float32_coeffs: bool = False, x_prev2: np.ndarray | None = None,
@@ -259,6 +341,8 @@ def step_prediction(kind: str, target: GaussianTarget, x: np.ndarray, t: float, 
         return dpm3_prediction(target, x, t, s, x_prev, t_prev, x_prev2, t_prev2, float32_coeffs)
     if kind in EPS_KINDS:
         return eps_prediction(kind, target, x, t, s, x_prev, t_prev, float32_coeffs)
+    if kind in SINGLESTEP_KINDS:
+        return dpm2s_prediction(kind, target, x, t, s, x_prev, t_prev, float32_coeffs)
     cx, cd, cp, cz = step_coeffs(kind, t, s, t_prev)
     D = target.denoiser(x, t)
     pred = cx * x + cd * D
@@ -294,7 +378,8 @@ def k32(t: float, s: float) -> float:
 
 #: the derived update of each order of a run of a kind (the data-prediction and the noise-form ladders)
 _LADDER = {"ddim": ("ddim",), "dpm2": ("ddim", "dpm2"), "dpm3": ("ddim", "dpm2", "dpm3"), "dpm1e": ("dpm1e",),
-           "dpm2e": ("dpm1e", "dpm2e"), "dpm2eh": ("dpm1e", "dpm2eh")}
+           "dpm2e": ("dpm1e", "dpm2e"), "dpm2eh": ("dpm1e", "dpm2eh"), "dpm2s": ("ddim", "dpm2s"),
+           "dpm2sh": ("ddim", "dpm2sh")}
 
 
 def step_kind(kind: str, k: int, orders, n_hist: int) -> str:
@@ -319,6 +404,11 @@ def _run(kind: str, target: GaussianTarget, grid, x0: np.ndarray, orders, float3
             c = dpm3_coeffs(t, s, tp, tp2)
             w = c["w"]
             rho = abs(c["cx"] + w[0] * target.gain(t)) + abs(w[1] * target.gain(tp)) + abs(w[2] * target.gain(tp2))
+        elif use in SINGLESTEP_KINDS:   # restarts from the saved state (the previous call's), slope through x
+            xp, tp = hist[-1]
+            new, tol = dpm2s_prediction(use, target, x, t, s, xp, tp, float32_coeffs)
+            w = dpm2s_coeffs(use, t, s, tp)
+            rho = abs(w["cx"] + w["w"][0] * target.gain(tp)) + abs(w["w"][1] * target.gain(t))
         elif use in EPS_KINDS:   # the noise prediction's gain in x: (1 - alpha g)/sigma
             xp, tp = hist[-1] if use != "dpm1e" else (None, None)
             new, tol = eps_prediction(use, target, x, t, s, xp, tp, float32_coeffs)
@@ -336,7 +426,7 @@ def _run(kind: str, target: GaussianTarget, grid, x0: np.ndarray, orders, float3
 
 
 def _eps_gain(target: GaussianTarget, t: float) -> float:
-    """:math:`\partial\hat\varepsilon/\partial x = (1 - \alpha_t g_t)/\sigma_t` of the Gaussian target."""
+    r""":math:`\partial\hat\varepsilon/\partial x = (1 - \alpha_t g_t)/\sigma_t` of the Gaussian target."""
     return (1.0 - math.exp(-t) * target.gain(t)) / math.sqrt(-math.expm1(-2.0 * t))
 
 

@@ -267,6 +267,22 @@ def dpm_solver_2_eps_weights(h):
     return (c_q, c_d1_midpoint, c_d1_heun)
 
 
+@numba.njit(cache=True)
+def dpm_solver_2s_weights(h):
+    """DPM-Solver++(2S) weights (divided by alpha_t) of D_{s1} and delta = (D_{s0} - D_{s1})/h_0 (the line through
+    the step's start s1 and the intermediate level s0): x_t = (sigma_t/sigma_{s1}) x_{s1} + alpha_t (c_q D_{s1}
+    + c_d1 delta), psi_0(h); (h/2) psi_0(h) (midpoint); psi_1(h) (heun, the exact integral of the line);
+    argument: the half log-SNR step h = ell_t - ell_{s1} of the whole step.
+
+    Returns (c_q, c_d1_midpoint, c_d1_heun); log-SNR steps > 0.
+    """
+    _, am_h, _, _ = _decay(h)
+    c_q = am_h
+    c_d1_midpoint = (1/2)*am_h*h
+    c_d1_heun = ((h**2*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(1/6402373705728000 - 1/121645100408832000*h) - 1/355687428096000) + 1/20922789888000) - 1/1307674368000) + 1/87178291200) - 1/6227020800) + 1/479001600) - 1/39916800) + 1/3628800) - 1/362880) + 1/40320) - 1/5040) + 1/720) - 1/120) + 1/24) - 1/6) + 1/2)) if (h < 1) else (-am_h + h))
+    return (c_q, c_d1_midpoint, c_d1_heun)
+
+
 #: name -> (function, argument names, returned coefficient names)
 COEFFICIENT_FUNCTIONS = {
     'ddim': (ddim_coeffs, ('t', 's'), ('c_x', 'c_q')),
@@ -283,6 +299,7 @@ COEFFICIENT_FUNCTIONS = {
     'half_logsnr_step': (half_logsnr_step, ('t', 's'), ('ell_step',)),
     'dpm_solver_3_weights': (dpm_solver_3_weights, ('h', 'h_p'), ('c_q', 'c_d1', 'c_d2')),
     'dpm_solver_2_eps_weights': (dpm_solver_2_eps_weights, ('h',), ('c_q', 'c_d1_midpoint', 'c_d1_heun')),
+    'dpm_solver_2s_weights': (dpm_solver_2s_weights, ('h',), ('c_q', 'c_d1_midpoint', 'c_d1_heun')),
 }
 
-__all__ = ['ddim_coeffs', 'ddpm_coeffs', 'ddim_eta_coeffs', 'dpm_solver_1_coeffs', 'dpm_solver_2_coeffs', 'ei_ode_coeffs', 'ei_sde_coeffs', 'ei_sde_code_coeffs', 'euler_coeffs', 'euler_maruyama_coeffs', 'ddpm_guidance_shifts', 'half_logsnr_step', 'dpm_solver_3_weights', 'dpm_solver_2_eps_weights', 'COEFFICIENT_FUNCTIONS']
+__all__ = ['ddim_coeffs', 'ddpm_coeffs', 'ddim_eta_coeffs', 'dpm_solver_1_coeffs', 'dpm_solver_2_coeffs', 'ei_ode_coeffs', 'ei_sde_coeffs', 'ei_sde_code_coeffs', 'euler_coeffs', 'euler_maruyama_coeffs', 'ddpm_guidance_shifts', 'half_logsnr_step', 'dpm_solver_3_weights', 'dpm_solver_2_eps_weights', 'dpm_solver_2s_weights', 'COEFFICIENT_FUNCTIONS']
