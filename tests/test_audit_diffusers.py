@@ -405,6 +405,27 @@ def test_dpmsolver_noise_form_steps_agree_with_derived_update(audit, kind, pred)
         assert f64["ratio32"] <= 1.0, (n, f64)
 
 
+def _worst_variants(rec, target, kind, variants, prediction, check_diffusers: bool = False) -> dict:
+    """Largest error / rounding bound of every wrong variant over the order-2 steps of the run ``rec``: ``variants``
+    builds the derived update and its variants from (target, kind, x, t, s, x_prev, t_prev), ``prediction`` the
+    oracle's (update, bound); the variants' "derived" entry must be the oracle's update (and, with
+    ``check_diffusers``, diffusers' step within the bound)."""
+    worst = {}
+    for k, st in enumerate(rec.steps):
+        if st.order != 2:
+            continue
+        a = rec.steps[k - 1]
+        v = variants(target, kind, st.x_in, st.t_in, st.t_out, a.x_in, a.t_in)
+        ref, tol = prediction(kind, target, st.x_in, st.t_in, st.t_out, a.x_in, a.t_in, float32_coeffs=True)
+        assert np.max(np.abs(v["derived"] - ref) / tol) <= 1e-6
+        if check_diffusers:
+            assert np.max(np.abs(st.x_out - ref) / tol) <= 1.0
+        for name, out in v.items():
+            if name != "derived":
+                worst[name] = max(worst.get(name, 0.0), float(np.max(np.abs(out - ref) / tol)))
+    return worst
+
+
 def test_dpmsolver_noise_form_wrong_variants_exceed_the_bound(audit):
     """Realistic bugs of a noise-form 2M step (the other solver_type's weight, the midpoint's 1/2 dropped, the
     data-form coefficient 1 - e^{-h} for e^h - 1, first-order coefficients at order 2) exceed the derived update's
@@ -414,18 +435,7 @@ def test_dpmsolver_noise_form_wrong_variants_exceed_the_bound(audit):
 
     for kind in ("dpm2e", "dpm2eh"):
         rec = dd.run(dd.SPECS[EPS_SPECS[kind]], 10, checks.TARGET, checks.Z_STEP, tables="native")
-        worst = {}
-        for k, st in enumerate(rec.steps):
-            if st.order != 2:
-                continue
-            a = rec.steps[k - 1]
-            v = _eps_variants(checks.TARGET, kind, st.x_in, st.t_in, st.t_out, a.x_in, a.t_in)
-            ref, tol = O.eps_prediction(kind, checks.TARGET, st.x_in, st.t_in, st.t_out, a.x_in, a.t_in,
-                                        float32_coeffs=True)
-            assert np.max(np.abs(v["derived"] - ref) / tol) <= 1e-6
-            for name, out in v.items():
-                if name != "derived":
-                    worst[name] = max(worst.get(name, 0.0), float(np.max(np.abs(out - ref) / tol)))
+        worst = _worst_variants(rec, checks.TARGET, kind, _eps_variants, O.eps_prediction)
         assert min(worst.values()) > 4.0, (kind, worst)
 
 
@@ -504,19 +514,7 @@ def test_dpmsolver_singlestep_wrong_variants_exceed_the_bound(audit):
 
     for kind in ("dpm2s", "dpm2sh"):
         rec = dd.run(dd.SPECS[SINGLE_SPECS[kind]], 10, checks.TARGET, checks.Z_STEP, tables="native")
-        worst = {}
-        for k, st in enumerate(rec.steps):
-            if st.order != 2:
-                continue
-            a = rec.steps[k - 1]
-            v = _dpm2s_variants(checks.TARGET, kind, st.x_in, st.t_in, st.t_out, a.x_in, a.t_in)
-            ref, tol = O.dpm2s_prediction(kind, checks.TARGET, st.x_in, st.t_in, st.t_out, a.x_in, a.t_in,
-                                          float32_coeffs=True)
-            assert np.max(np.abs(v["derived"] - ref) / tol) <= 1e-6
-            assert np.max(np.abs(st.x_out - ref) / tol) <= 1.0
-            for name, out in v.items():
-                if name != "derived":
-                    worst[name] = max(worst.get(name, 0.0), float(np.max(np.abs(out - ref) / tol)))
+        worst = _worst_variants(rec, checks.TARGET, kind, _dpm2s_variants, O.dpm2s_prediction, check_diffusers=True)
         assert min(worst.values()) > 4.0, (kind, worst)
 
 
