@@ -3,7 +3,9 @@
 Regenerate after a deliberate change with
 ``guidance-verify run --out /tmp/b && cp /tmp/b/report.json tests/data/baseline_quick.json``.
 """
+import importlib.util
 import json
+import os
 import pathlib
 
 import pytest
@@ -13,10 +15,19 @@ from numerics.cli import main
 BASELINE = pathlib.Path(__file__).resolve().parent / "data" / "baseline_quick.json"
 
 
+def _workers() -> list[str]:
+    """``--workers 2`` where two cores and the [distributed] extra are there (README's test command
+    installs it), else a serial run. A Dask run writes the serial run's report, measurement for
+    measurement (tests/test_dask.py), and on two cores takes about half its wall time: most of a
+    claim is single-threaded Python and NumPy, so a serial run leaves a core idle."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return ["--workers", "2"] if cores >= 2 and importlib.util.find_spec("distributed") else []
+
+
 @pytest.fixture(scope="module")
 def rerun(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    code = main(["run", "--baseline", str(BASELINE), "--out", str(out)])
+    code = main(["run", "--baseline", str(BASELINE), "--out", str(out), *_workers()])
     return code, json.loads((out / "report.json").read_text())
 
 
