@@ -251,6 +251,21 @@ def test_dpm_solver_2_approximation_is_third_order():
     assert same(cq + cqp, u.c_q + u.c_q_prev) == "symbolic"  # same constant part
 
 
+def test_heun_step_is_ddim_plus_half_phi0_correction_and_second_order():
+    """Heun's step in the VE variables (§4e): its predictor is DDIM, its weights psi_0 and phi_0/2 (asserted inside
+    the derivation), the last step to sigma = 0 is Euler (D_t), and on a Gaussian its gain differs from the exact
+    flow's by S_0 v k^3/(2 (S_0^2 + v)^3) + O(k^4) (order 2), the Euler predictor's by -v k^2/(2 (S_0^2 + v)^2)."""
+    d = I._heun_derivation()
+    assert d["ve_ode"] == 0 and d["final_step"] == I.q
+    k, v = sp.Symbol("k", positive=True), sp.Symbol("v", positive=True)
+    S0 = sp.Symbol("S_0", real=True)
+    loc = d["local_error_series"]
+    assert sp.simplify(loc["heun"] - S0 * v * k**3 / (2 * (S0**2 + v) ** 3)) == 0
+    for name, sign in (("euler", -1), ("endpoint", 1)):
+        assert sp.simplify(loc[name].coeff(k, 2) - sign * v / (2 * (S0**2 + v) ** 2)) == 0
+        assert loc[name].coeff(k, 1) == 0 and loc[name].coeff(k, 0) == 0
+    assert sp.simplify(I.heun_weights()[1] - (sp.exp(I.h_ell) - 1) / 2) == 0
+
 def test_dpm_solver_2_exact_for_linear_denoiser():
     # D(ell) = a + b ell: the exact-linear coefficients reproduce the exact flow
     a0, b0 = sp.symbols("a0 b0", real=True)

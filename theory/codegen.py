@@ -46,8 +46,8 @@ from sympy.printing.pycode import pycode
 from theory._validate import as_scalar
 from theory.forward import s, t
 from theory.integrators import (Update, all_updates, dpm_solver_2_eps_weights, dpm_solver_2s_weights,
-                                dpm_solver_3_weights, eta, guidance_gap, h, h_ell, h_ell_prev, half_logsnr_step, phi,
-                                psi, t_prev)
+                                dpm_solver_3_weights, eta, guidance_gap, h, h_ell, h_ell_prev, half_logsnr_step,
+                                heun_weights, phi, psi, t_prev)
 
 __all__ = [
     "CoeffSpec",
@@ -430,6 +430,11 @@ def _dpm2s_stable() -> tuple:
     return p0, h_ell / 2 * p0, p1
 
 
+def _heun_stable() -> tuple:
+    """Heun's weights: psi_0 = 1 - exp(-h) and phi_0/2 = (exp(h) - 1)/2, each one primitive (no cancellation)."""
+    return psi_stable(0), phi_stable(0) / 2
+
+
 def _dpm3_stable() -> tuple:
     """The DPM-Solver++(3M) weights with each psi_k in :func:`psi_stable` form (a positive combination)."""
     p0, p1, p2 = (psi_stable(k) for k in range(3))
@@ -490,6 +495,14 @@ def coefficient_specs() -> list[CoeffSpec]:
         "    + c_d1 delta), psi_0(h); (h/2) psi_0(h) (midpoint); psi_1(h) (heun, the exact integral of the line);\n"
         "    argument: the half log-SNR step h = ell_t - ell_{s1} of the whole step",
         stable=_dpm2s_stable()))
+    specs.append(CoeffSpec(
+        "heun_weights", (h_ell,), ("c_q", "c_d"), heun_weights(),
+        "Heun (trapezoidal predictor-corrector of the PF-ODE in the VE variables x/alpha, sigma/alpha) weights\n"
+        "    (divided by alpha_s) of D_t and of D_p - D_t, D_p the denoiser at the DDIM predictor x_p at level s:\n"
+        "    x_s = (sigma_s/sigma_t) x_t + alpha_s (c_q D_t + c_d (D_p - D_t)), psi_0(h) = 1 - exp(-h),\n"
+        "    phi_0(h)/2 = (exp(h) - 1)/2 (= (sigma_t/alpha_t)/(sigma_s/alpha_s) - 1, halved); argument: the half\n"
+        "    log-SNR step h = ell_s - ell_t",
+        stable=_heun_stable()))
     return specs
 
 

@@ -48,6 +48,7 @@ __all__ = [
     "dpm_solver_3_weights",
     "dpm_solver_2_eps_weights",
     "dpm_solver_2s_weights",
+    "heun_weights",
     "phi",
     "half_logsnr_step",
     "psi",
@@ -722,6 +723,109 @@ def dpm_solver_2s_weights() -> tuple[sp.Expr, sp.Expr, sp.Expr]:
     """
     w0, w1 = _dpm2s_derivation()["weights"]
     return w0, h_ell / 2 * w0, w1
+
+
+# ----------------------------------------------------------------------------------------
+# 4e. Heun's trapezoidal predictor-corrector in the VE variables (diffusers' HeunDiscreteScheduler)
+# ----------------------------------------------------------------------------------------
+def _ve_pf_ode() -> sp.Expr:
+    r"""The PF-ODE in the VE variables :math:`y = x/\alpha_t`, :math:`\tilde\sigma = \sigma_t/\alpha_t` minus
+    :math:`(y - D)/\tilde\sigma` (schedule :data:`theory.forward.GENERAL`): zero when
+    :math:`dy/d\tilde\sigma = (y - D)/\tilde\sigma`, the ODE diffusers' VE schedulers integrate."""
+    xf = sp.Function("x")(t)
+    al, sg = GENERAL.alpha(t), sp.sqrt(GENERAL.sigma2(t))
+    score = (al * q - xf) / GENERAL.sigma2(t)   # q = D, the denoiser
+    rhs = GENERAL.drift_coefficient(t) * xf - GENERAL.diffusion2(t) / 2 * score
+    dy = sp.diff(xf / al, t).subs(sp.Derivative(xf, t), rhs)
+    return sp.simplify(dy / sp.diff(sg / al, t) - (xf / al - q) / (sg / al))
+
+
+def _heun_ve(y0: sp.Expr, S0: sp.Expr, S1: sp.Expr, D0: sp.Expr, D1, w: sp.Expr = sp.Rational(1, 2)) -> tuple:
+    r"""``(y_p, y_1)``: the Euler predictor and the corrected step of :math:`dy/d\tilde\sigma = (y - D)/\tilde\sigma`
+    from :math:`(y_0, S_0)` to :math:`S_1`, with the slope at the predictor weighted ``w`` (Heun: 1/2):
+    :math:`y_p = y_0 + (S_1 - S_0)d_0`, :math:`y_1 = y_0 + (S_1 - S_0)((1 - w)d_0 + w\,d_1)`,
+    :math:`d_0 = (y_0 - D_0)/S_0`, :math:`d_1 = (y_p - D_1(y_p))/S_1` (``D1``: a value or a function of
+    :math:`y_p`)."""
+    d0 = (y0 - D0) / S0
+    yp = y0 + (S1 - S0) * d0
+    d1 = (yp - (D1(yp) if callable(D1) else D1)) / S1
+    return yp, y0 + (S1 - S0) * ((1 - w) * d0 + w * d1)
+
+
+@lru_cache(maxsize=None)
+def _heun_derivation() -> dict:
+    r"""Heun's method (explicit trapezoidal rule) on the PF-ODE in diffusers' VE variables.
+
+    In :math:`y = x/\alpha`, :math:`\tilde\sigma = \sigma/\alpha` the PF-ODE of any VP schedule is
+    :math:`dy/d\tilde\sigma = (y - D)/\tilde\sigma` (checked by :func:`_ve_pf_ode`).  One step
+    :math:`\tilde\sigma_t \to \tilde\sigma_s` takes the Euler predictor (= DDIM, :func:`ddim`) and then the trapezoid
+    of the slopes at the start and at the predictor (:func:`_heun_ve`).  Since
+    :math:`(y_p - D_0)/\tilde\sigma_s = (y_0 - D_0)/\tilde\sigma_t`, the slopes differ by
+    :math:`(D_0 - D_1)/\tilde\sigma_s` and
+
+    .. math::
+        x_s = \underbrace{\frac{\sigma_s}{\sigma_t}x_t + \alpha_s\psi_0(h)D_t}_{\text{DDIM predictor } x_p}
+              + \alpha_s\,\tfrac12\varphi_0(h)\,\big(D(x_p, s) - D_t\big),\qquad
+        \tfrac{\tilde\sigma_t}{\tilde\sigma_s} - 1 = e^h - 1 = \varphi_0(h),
+
+    :math:`h = \ell_s - \ell_t` (:func:`psi`, :func:`phi`).  Returns ``ve_ode`` (0), ``coefficients`` (of
+    :math:`x_t, D_t, D_p` in the abstract :math:`\alpha, \sigma`), ``weights`` (:math:`\psi_0, \tfrac12\varphi_0` of
+    :math:`D_t` and :math:`D_p - D_t`, divided by :math:`\alpha_s`; asserted), ``gain`` (the step's affine gain
+    :math:`y_1 - m = G(y_0 - m)` for the Gaussian denoiser :math:`m + v(y - m)/(v + \tilde\sigma^2)`, closed form in
+    :math:`S_0, S_1, v`), ``local_error_series`` (``heun``, ``euler`` (the predictor alone, ``w = 0``),
+    ``endpoint`` (the slope at the predictor alone, ``w = 1``): the gain minus the exact flow's
+    :math:`\sqrt{(v + S_1^2)/(v + S_0^2)}`, a series in the step :math:`k = S_0 - S_1`: Heun's is
+    :math:`S_0vk^3/(2(S_0^2 + v)^3) + O(k^4)`, local order 3, global order 2; the other two start at
+    :math:`\mp vk^2/(2(S_0^2 + v)^2)`, order 1) and
+    ``final_step`` (the predictor at :math:`\tilde\sigma_s = 0` is :math:`D_t`: the last step to
+    :math:`\sigma = 0` is Euler, where the corrector's :math:`\varphi_0(h)` is infinite).
+    """
+    ve = _ve_pf_ode()
+    if ve != 0:
+        raise AssertionError(f"the PF-ODE in (x/alpha, sigma/alpha) is not (y - D)/sigma: residual {ve}")
+    y0, S0, S1, q1 = sp.symbols("y_0 S_0 S_1 q_1", real=True)
+    yp, y1 = _heun_ve(y0, S0, S1, q, q1)
+    to_vp = {y0: x_t / a_t, S0: sg_t / a_t, S1: sg_s / a_s}
+    upd, pred = sp.expand(a_s * y1.subs(to_vp)), sp.expand(a_s * yp.subs(to_vp))
+    c = tuple(sp.simplify(_coeff(upd, v)) for v in (x_t, q, q1))
+    ddim_upd = _ddim_derivation()["update"]
+    if sp.simplify(pred - ddim_upd) != 0 or sp.simplify(c[0] - sg_s / sg_t) != 0:
+        raise AssertionError("the predictor is not DDIM")
+    e_h = (a_s * sg_t) / (a_t * sg_s)            # e^{h}, h = ell_s - ell_t
+    weights = (sp.simplify((c[1] + c[2]) / a_s), sp.simplify(c[2] / a_s))
+    for got, want in zip(weights, (psi(0), phi(0) / 2)):
+        if sp.simplify(got - want.subs(sp.exp(h_ell), e_h).subs(sp.exp(-h_ell), 1 / e_h)) != 0:
+            raise AssertionError("the Heun weights are not psi_0, phi_0/2")
+    k, v, m = sp.Symbol("k", positive=True), sp.Symbol("v", positive=True), sp.Symbol("m", real=True)
+    Dg = lambda y, S: m + v / (v + S**2) * (y - m)  # noqa: E731
+    exact = sp.sqrt((v + S1**2) / (v + S0**2))
+    gains, local = {}, {}
+    for name, w in (("heun", sp.Rational(1, 2)), ("euler", sp.S.Zero), ("endpoint", sp.S.One)):
+        yn = _heun_ve(y0, S0, S1, Dg(y0, S0), lambda y: Dg(y, S1), w)[1]
+        G = sp.simplify(sp.diff(yn, y0))
+        if sp.simplify(yn - m - G * (y0 - m)) != 0:
+            raise AssertionError("the step is not affine about m")
+        gains[name] = G
+        ser = sp.expand(sp.series((G - exact).subs(S1, S0 - k), k, 0, 4).removeO())
+        local[name] = sum(sp.factor(sp.simplify(ser.coeff(k, p))) * k**p for p in range(4))
+    final = sp.simplify(yp.subs(S1, 0))
+    if final != q:
+        raise AssertionError("the predictor to sigma = 0 is not D_t")
+    return {"ve_ode": ve, "coefficients": c, "weights": weights, "gain": gains["heun"], "gains": gains,
+            "local_error_series": local, "final_step": final}
+
+
+def heun_weights() -> tuple[sp.Expr, sp.Expr]:
+    r"""The weights :math:`(\psi_0(h),\ \tfrac12\varphi_0(h))` of :math:`D_t` and of :math:`D_p - D_t` (the
+    denoiser at the Euler predictor :math:`x_p` at level :math:`s`, minus the one at the start) in Heun's step of
+    the PF-ODE in the VE variables (:func:`_heun_derivation`), divided by :math:`\alpha_s`, in the half log-SNR
+    step :data:`h_ell` (:math:`h = \ell_s - \ell_t`):
+
+    .. math::
+        x_s = \frac{\sigma_s}{\sigma_t}x_t + \alpha_s\big(\psi_0\,D_t + \tfrac12\varphi_0\,(D_p - D_t)\big),\qquad
+        x_p = \frac{\sigma_s}{\sigma_t}x_t + \alpha_s\psi_0\,D_t\ \text{(DDIM)}.
+    """
+    return psi(0), phi(0) / 2
 
 
 def half_logsnr_step(schedule: VPSchedule = OU) -> sp.Expr:

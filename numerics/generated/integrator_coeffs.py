@@ -283,6 +283,23 @@ def dpm_solver_2s_weights(h):
     return (c_q, c_d1_midpoint, c_d1_heun)
 
 
+@numba.njit(cache=True)
+def heun_weights(h):
+    """Heun (trapezoidal predictor-corrector of the PF-ODE in the VE variables x/alpha, sigma/alpha) weights
+    (divided by alpha_s) of D_t and of D_p - D_t, D_p the denoiser at the DDIM predictor x_p at level s:
+    x_s = (sigma_s/sigma_t) x_t + alpha_s (c_q D_t + c_d (D_p - D_t)), psi_0(h) = 1 - exp(-h),
+    phi_0(h)/2 = (exp(h) - 1)/2 (= (sigma_t/alpha_t)/(sigma_s/alpha_s) - 1, halved); argument: the half
+    log-SNR step h = ell_s - ell_t.
+
+    Returns (c_q, c_d); log-SNR steps > 0.
+    """
+    _, am_h, _, _ = _decay(h)
+    _, em_h, _, _ = _growth(h)
+    c_q = am_h
+    c_d = (1/2)*em_h
+    return (c_q, c_d)
+
+
 #: name -> (function, argument names, returned coefficient names)
 COEFFICIENT_FUNCTIONS = {
     'ddim': (ddim_coeffs, ('t', 's'), ('c_x', 'c_q')),
@@ -300,6 +317,7 @@ COEFFICIENT_FUNCTIONS = {
     'dpm_solver_3_weights': (dpm_solver_3_weights, ('h', 'h_p'), ('c_q', 'c_d1', 'c_d2')),
     'dpm_solver_2_eps_weights': (dpm_solver_2_eps_weights, ('h',), ('c_q', 'c_d1_midpoint', 'c_d1_heun')),
     'dpm_solver_2s_weights': (dpm_solver_2s_weights, ('h',), ('c_q', 'c_d1_midpoint', 'c_d1_heun')),
+    'heun_weights': (heun_weights, ('h',), ('c_q', 'c_d')),
 }
 
-__all__ = ['ddim_coeffs', 'ddpm_coeffs', 'ddim_eta_coeffs', 'dpm_solver_1_coeffs', 'dpm_solver_2_coeffs', 'ei_ode_coeffs', 'ei_sde_coeffs', 'ei_sde_code_coeffs', 'euler_coeffs', 'euler_maruyama_coeffs', 'ddpm_guidance_shifts', 'half_logsnr_step', 'dpm_solver_3_weights', 'dpm_solver_2_eps_weights', 'dpm_solver_2s_weights', 'COEFFICIENT_FUNCTIONS']
+__all__ = ['ddim_coeffs', 'ddpm_coeffs', 'ddim_eta_coeffs', 'dpm_solver_1_coeffs', 'dpm_solver_2_coeffs', 'ei_ode_coeffs', 'ei_sde_coeffs', 'ei_sde_code_coeffs', 'euler_coeffs', 'euler_maruyama_coeffs', 'ddpm_guidance_shifts', 'half_logsnr_step', 'dpm_solver_3_weights', 'dpm_solver_2_eps_weights', 'dpm_solver_2s_weights', 'heun_weights', 'COEFFICIENT_FUNCTIONS']
