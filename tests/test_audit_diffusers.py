@@ -550,3 +550,100 @@ def test_dpmsolver_singlestep_audit_row(audit):
     row = checks.audit_scheduler(dd.SPECS["DPMSolverSinglestep"], _tiny(checks))
     assert row["step_native"]["max_err_over_bound"] <= 1.0 and row["step_float64"]["max_err_over_bound"] <= 1.0
     assert not [f for f in row["findings"] if f["check"] in ("step", "run")], row["findings"]
+
+
+# ------------------------------------------------------------------------------- Heun (HeunDiscreteScheduler)
+def _heun_variants(tg, kind, x, t, s, xp, tp):
+    """Heun's step written in diffusers' VE variables (y = x/alpha, S = sigma/alpha: predictor y_p = y + dS d0, then
+    y + dS (d0 + d1)/2 with d1 = (y_p - D_p)/S_s) from the saved state ``xp`` at ``tp`` to ``s``, the second call at
+    the (recorded) predictor ``x`` at ``t``, and realistic wrong variants of it (VP outputs; ``kind`` unused).  The
+    slope takes y_p from ``xp`` (the exact predictor), so that the step depends on ``x`` through D_p only, as the
+    oracle's does (diffusers' own y_p differs by its rounding, which the oracle's bound counts)."""
+    ve = lambda u: float(np.sqrt(np.expm1(2.0 * u)))  # noqa: E731   sigma/alpha at OU time u
+    a_p, a_t, a_s = np.exp(-tp), np.exp(-t), np.exp(-s)
+    S0, S1, y0 = ve(tp), ve(s), xp / a_p
+    dS = S1 - S0
+    d0 = (y0 - tg.denoiser(xp, tp)) / S0
+    yp = y0 + dS * d0
+    dp = tg.denoiser(x, t)
+    d1 = (yp - dp) / S1
+    return {"derived": a_s * (y0 + dS * (d0 + d1) / 2),
+            "no_corrector": a_s * (y0 + dS * d0),                    # the Euler predictor returned as the step
+            "half_dropped": a_s * (y0 + dS * (d0 + d1)),             # the slopes summed, not averaged
+            "endpoint_slope": a_s * (y0 + dS * d1),                  # prev_derivative dropped
+            "second_slope_sigma_off": a_s * (y0 + dS * (d0 + (yp - dp) / S0) / 2),   # sigmas[i] for sigmas[i + 1]
+            # the second call at the start level (its input scaled and its level taken one index off)
+            "second_call_level_off": a_s * (y0 + dS * (d0 + (yp - tg.denoiser(a_p * yp, tp)) / S1) / 2),
+            "current_sample_base": a_s * (yp + dS * (d0 + d1) / 2)}  # the predictor, not the saved sample, as base
+
+
+@pytest.mark.parametrize("pred", ["epsilon", "v_prediction", "sample"])
+def test_heun_steps_agree_with_derived_update(audit, pred):
+    """diffusers' HeunDiscreteScheduler: the stages alternate [1, 2, 1, 2, ..., 1] over its 2n - 1 calls, and every
+    record (order 1: the Euler = DDIM predictor, and the last step, Euler to sigma = 0; order 2: the whole Heun step
+    from the saved sample) agrees with the derived update within its rounding bound, tables cast to float64 (to
+    float64 rounding) and as shipped; so does the run."""
+    checks, dd = audit
+    for n, tables, spacing in ((2, "float64", "linspace"), (7, "native", "leading"), (10, "float64", "trailing"),
+                               (20, "native", "linspace")):
+        rec = dd.run(dd.SPECS["HeunDiscrete"], n, checks.TARGET, checks.Z_STEP, config={"timestep_spacing": spacing},
+                     prediction_type=pred, tables=tables)
+        orders = [st.order for st in rec.steps]
+        assert orders == [1 + k % 2 for k in range(2 * n - 1)] and rec.t_end == 0.0, orders
+        sc, rc = checks.step_check(rec), checks.run_check(rec)
+        assert sc["ratio"] <= 1.0 and rc["ratio"] <= 1.0, (n, tables, sc, rc)
+        if tables == "float64":
+            assert sc["abs"] < 1e-11 and not sc["f32_rounded"], sc
+
+
+def test_heun_wrong_variants_exceed_the_bound(audit):
+    """Realistic bugs of a Heun step (the corrector skipped, the slopes summed or only the second one used, the
+    second slope or the second call one sigma index off, the predictor instead of the saved sample as the base)
+    exceed the derived update's rounding bound on the order-2 records of 10-step runs (float32 tables as shipped,
+    the loosest bound); the VE-variable step above is the oracle's update and diffusers' within the bound."""
+    checks, dd = audit
+    from numerics.audit import oracle as O
+
+    def prediction(kind, target, x, t, s, xp, tp, float32_coeffs):
+        return O.heun_prediction(target, x, t, s, xp, tp, float32_coeffs)
+
+    for spacing in ("linspace", "trailing"):
+        rec = dd.run(dd.SPECS["HeunDiscrete"], 10, checks.TARGET, checks.Z_STEP, tables="native",
+                     config={"timestep_spacing": spacing})
+        worst = _worst_variants(rec, checks.TARGET, "heun", _heun_variants, prediction, check_diffusers=True)
+        assert min(worst.values()) > 4.0, (spacing, worst)
+
+
+def test_heun_derived_update_is_second_order():
+    """Global error on the Gaussian target against the exact flow (uniform log-SNR steps, each a DDIM predictor and
+    the Heun step at it): the derived update converges at order 2, the corrector skipped or only the second slope
+    used at order 1, and the slopes summed (not averaged) not at all."""
+    from numerics.audit import checks
+    from numerics.audit import oracle as O
+
+    tg, x0 = checks.TARGET, checks.Z_STEP
+    errs = {"derived": [], "no_corrector": [], "endpoint_slope": [], "half_dropped": [], "oracle": []}
+    for n in (16, 32, 64, 128):
+        g = _lambda_grid(1.5, 0.02, n)
+        r, c = tg.flow_map(g[0], g[-1])
+        exact = r * x0 + c
+        for name in errs:
+            x = x0
+            for j in range(n):
+                mid, _ = O.step_prediction("ddim", tg, x, g[j], g[j + 1])
+                x = O.heun_prediction(tg, mid, g[j + 1], g[j + 1], x, g[j])[0] if name == "oracle" \
+                    else _heun_variants(tg, "heun", mid, g[j + 1], g[j + 1], x, g[j])[name]
+            errs[name].append(float(np.max(np.abs(x - exact))))
+    slope = {k: float(np.log2(e[-2] / e[-1])) for k, e in errs.items()}
+    assert all(1.8 < slope[k] < 2.3 for k in ("derived", "oracle")), (slope, errs)
+    assert all(0.8 < slope[k] < 1.2 for k in ("no_corrector", "endpoint_slope")), (slope, errs)
+    assert abs(slope["half_dropped"]) < 0.2 and errs["half_dropped"][-1] > 0.1, (slope, errs)
+
+
+def test_heun_audit_row(audit):
+    """The audit checks HeunDiscrete's steps and runs (oracle kind heun): both tables, no step or run finding."""
+    checks, dd = audit
+    row = checks.audit_scheduler(dd.SPECS["HeunDiscrete"], _tiny(checks))
+    assert row["oracle"] == "heun"
+    assert row["step_native"]["max_err_over_bound"] <= 1.0 and row["step_float64"]["max_err_over_bound"] <= 1.0
+    assert not [f for f in row["findings"] if f["check"] in ("step", "run")], row["findings"]

@@ -169,8 +169,8 @@ def step_check(rec: dd.RunRecord, target: GaussianTarget = TARGET) -> dict:
         if st.t_out is None:
             continue
         kind = _kind(spec, st.order)
-        prev = rec.steps[k - 1] if (k > 0 and kind in ("dpm2", "dpm3", "dpm2e", "dpm2eh") + O.SINGLESTEP_KINDS) \
-            else None
+        prev = rec.steps[k - 1] if (k > 0 and kind in ("dpm2", "dpm3", "dpm2e", "dpm2eh") + O.SINGLESTEP_KINDS
+                                    + (O.HEUN_KIND,)) else None
         prev2 = rec.steps[k - 2] if (k > 1 and kind == "dpm3") else None
         pred, tol = O.step_prediction(kind, target, st.x_in, st.t_in, st.t_out,
                                       None if prev is None else prev.x_in, None if prev is None else prev.t_in,
@@ -193,7 +193,8 @@ def step_check(rec: dd.RunRecord, target: GaussianTarget = TARGET) -> dict:
 def run_check(rec: dd.RunRecord, target: GaussianTarget = TARGET, z: np.ndarray = Z_STEP) -> dict:
     """The run's output against the derived discretisation on its claimed grid: ``ratio`` (max |err| / E_n),
     ``abs``, and ``ratio32`` (against E_n computed with float32 coefficients and float32 sample arithmetic)."""
-    kind = rec.spec.oracle if rec.spec.oracle in ("dpm2", "dpm3") + O.EPS_KINDS + O.SINGLESTEP_KINDS else "ddim"
+    kind = rec.spec.oracle if rec.spec.oracle in ("dpm2", "dpm3", O.HEUN_KIND) + O.EPS_KINDS + O.SINGLESTEP_KINDS \
+        else "ddim"
     orders = [s.order for s in rec.steps] if rec.steps else None
     x0 = rec.start_scale * z
     o = O.run_oracle(kind, target, rec.grid, x0, orders)

@@ -62,7 +62,8 @@ class SchedulerSpec:
     (``"ddim"``: DDIM = DPM-Solver-1 = Euler in VE coordinates with the noise frozen, proofs_notes/integrators.md
     §§1, 3; ``"ddpm"``; ``"dpm2"``: DPM-Solver++(2M), §4; ``"dpm3"``: DPM-Solver++(3M), §4b; ``"dpm1e"``,
     ``"dpm2e"``, ``"dpm2eh"``: DPM-Solver-1 and DPM-Solver-2M midpoint / heun in the noise form, §4c; ``"dpm2s"``,
-    ``"dpm2sh"``: DPM-Solver++(2S) midpoint / heun, §4d), or ``None`` (no derived update in the package yet:
+    ``"dpm2sh"``: DPM-Solver++(2S) midpoint / heun, §4d; ``"heun"``: Heun's trapezoidal step in the VE variables,
+    §4e), or ``None`` (no derived update in the package yet:
     its law and order are reported informationally).  ``order``: the global order the theory predicts for the
     deterministic run (``None`` for stochastic samplers).  ``abar_indexed``: levels from ``alphas_cumprod[t]``.
     """
@@ -99,7 +100,7 @@ SPECS: dict[str, SchedulerSpec] = {s.name: s for s in (
                    ("final_sigmas_type", "sigma_min")), "dpm2eh", 2),
     SchedulerSpec("EulerDiscrete", "EulerDiscreteScheduler", (), "ddim", 1),
     SchedulerSpec("EulerAncestralDiscrete", "EulerAncestralDiscreteScheduler", (), None, None, stochastic=True),
-    SchedulerSpec("HeunDiscrete", "HeunDiscreteScheduler", (), None, 2),
+    SchedulerSpec("HeunDiscrete", "HeunDiscreteScheduler", (), "heun", 2),
     SchedulerSpec("UniPCMultistep", "UniPCMultistepScheduler", (), None, 3),
     SchedulerSpec("LMSDiscrete", "LMSDiscreteScheduler", (), None, 4),
     SchedulerSpec("DEISMultistep", "DEISMultistepScheduler", (), None, 3),
@@ -235,11 +236,16 @@ def dpm_orders(n: int, order: int, config: dict) -> list[int]:
 def _orders(sched, spec: SchedulerSpec, cfg: dict) -> list[int] | None:
     """The order of each step: DPMSolverMultistep's by :func:`dpm_orders`; DPMSolverSinglestep's own
     ``order_list`` (after ``set_timesteps``: [1, 2, 1, 2, ...] at order 2, a restart from the saved state of each
-    order-1 step), which its ``step`` lowers only while a needed model output is missing (never from the start)."""
+    order-1 step), which its ``step`` lowers only while a needed model output is missing (never from the start);
+    HeunDiscrete's alternation of its two stages over its doubled timesteps (``state_in_first_order``): 1 (the Euler
+    predictor from ``sigmas[i]`` to ``sigmas[i + 1]``), 2 (the corrector at the predictor, restarting from the saved
+    sample), ..., ending with 1 (Euler to sigma = 0)."""
     if spec.cls == "DPMSolverMultistepScheduler":
         return dpm_orders(len(sched.timesteps), spec.kwargs.get("solver_order", 2), cfg)
     if spec.cls == "DPMSolverSinglestepScheduler":
         return [int(o) for o in sched.order_list]
+    if spec.cls == "HeunDiscreteScheduler":
+        return [1 + k % 2 for k in range(len(sched.timesteps))]
     return None
 
 

@@ -12,7 +12,10 @@ A step from OU time :math:`t` to :math:`s` uses the generated coefficients of
   extra roundings of the longer formula counted, is :func:`dpm3_prediction`'s);
 * ``dpm2s``, ``dpm2sh``  :math:`x_t = (\sigma_t/\sigma_{s_1})x_{s_1} + \alpha_t(\psi_0 D_{s_1} + w\,\delta)`
   (§4d, DPM-Solver++(2S) midpoint / heun: restarts from the state at :math:`s_1` with the slope through the model
-  call at the intermediate level :math:`s_0`; :func:`dpm2s_prediction`).
+  call at the intermediate level :math:`s_0`; :func:`dpm2s_prediction`);
+* ``heun``  :math:`x_s = c_x x_{t_p} + c_0 D_{t_p} + \tfrac{\alpha_s}2(e^h - 1)(D_p - D_{t_p})` (§4e, Heun's
+  trapezoidal step of the PF-ODE in diffusers' VE variables: restarts from the state at :math:`t_p` with the model
+  at the DDIM predictor :math:`x_p` at :math:`s`; :func:`heun_prediction`).
 
 Rounding bound of one step (per element, unit roundoff :math:`u = 2^{-53}`):
 
@@ -53,6 +56,7 @@ __all__ = ["U64", "U32", "K32", "k32", "k_step", "step_coeffs", "step_prediction
            "dpm3_prediction", "divided_differences", "step_kind", "EPS_KINDS", "K2E_EXTRA", "K32_2E_EXTRA",
            "eps_coeffs", "eps_prediction", "K3_EXTRA", "K32_3_EXTRA",
            "SINGLESTEP_KINDS", "K2S_EXTRA", "K32_2S_EXTRA", "dpm2s_coeffs", "dpm2s_prediction", "bound_counts",
+           "HEUN_KIND", "KH_EXTRA", "K32H_EXTRA", "heun_coeffs", "heun_prediction",
            "run_tolerance", "euler_ve_step", "gamma", "cfg_eps", "guidance_bounds", "guided_run"]
 
 U64 = 2.0 ** -53
@@ -317,12 +321,76 @@ def dpm2s_prediction(kind: str, target: GaussianTarget, x: np.ndarray, t: float,
     return pred, tol
 
 
+#: Heun's kind (diffusers' HeunDiscreteScheduler): its order-1 records are ``ddim`` (the Euler predictor, and the
+#: last step, Euler to sigma = 0), its order-2 records the whole step from the saved state (:func:`heun_prediction`)
+HEUN_KIND = "heun"
+#: extra float64 roundings of a Heun step per element: diffusers' second slope (y_p - D_p)/sigma_s (2), the average
+#: (d_0 + d_p)/2 (2), the second call's conversion to a data prediction (2) and the model input's scaling (1); the
+#: package's difference D_p - D_t and its extra product and sum (3)
+KH_EXTRA = 10.0
+#: extra float32 roundings of its coefficients as shipped: sqrt(sigma_s^2 + 1) of the second call's input scaling
+#: and of its v conversion (3 roundings each)
+K32H_EXTRA = 6.0
+
+
+def heun_coeffs(t: float, s: float, t_prev: float) -> dict:
+    r"""Heun's step (proofs_notes/integrators.md §4e) from the saved state at ``t_prev`` (the step's start) to
+    ``s``, the second model call at the DDIM predictor at ``t`` (:math:`= s` on diffusers' grid):
+    :math:`x_s = c_x x_{t_p} + c_0 D_{t_p} + c_1(D_p - D_{t_p})`.  Returns ``cx, c0`` (the DDIM coefficients of
+    the step :math:`t_p \to s`: :math:`\sigma_s/\sigma_{t_p}`, :math:`\alpha_s\psi_0(h)`), ``c1``
+    (:math:`\alpha_s\tfrac12\varphi_0(h) = \tfrac{\alpha_s}2(e^h - 1)`), the half log-SNR step ``h``
+    (:math:`t_p \to s`) and ``w``: the weights of :math:`D_{t_p}, D_p` once the difference is expanded."""
+    h = IC.half_logsnr_step(t_prev, s)[0]
+    cx, c0 = IC.ddim_coeffs(t_prev, s)
+    c1 = math.exp(-s) * IC.heun_weights(h)[1]
+    return {"cx": cx, "c0": c0, "c1": c1, "h": h, "w": (c0 - c1, c1)}
+
+
+def heun_prediction(target: GaussianTarget, x: np.ndarray, t: float, s: float, x_prev: np.ndarray, t_prev: float,
+                    float32_coeffs: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    r"""The derived Heun step from the saved state ``x_prev`` at ``t_prev`` to ``s``, with the predictor ``x`` at
+    ``t`` where the model is called a second time, and its per-element rounding bound
+
+    .. math::  \mathrm{tol} = (K(t_p) + K_H)\,u\,S_H + [K_{32}(t_p, s) + K_{32,H}]\,u_{32}\,S_H,
+
+    :math:`K_H` = :data:`KH_EXTRA`, :math:`K_{32,H}` = :data:`K32H_EXTRA` (the second term with float32
+    coefficients only), :math:`\delta = D_p - D_{t_p}`, and :math:`S_H` the module docstring's :math:`S` of the
+    predictor :math:`(c_x, c_0)` from :math:`t_p` plus
+
+    * :math:`c_1(|\delta| + |D_{t_p}| + |D_p|)`: the correction and the difference as the package forms it;
+    * :math:`c_1 C(x_p)` (:func:`_conv_scale`): the second call's conversion to a data prediction and diffusers'
+      slope :math:`(y_p - D_p)/\tilde\sigma_s`, whose terms :math:`|y_p| = |x_p|/\alpha_s` and :math:`|D_p|` reach
+      the output with weight :math:`\alpha_s|d\tilde\sigma|/(2\tilde\sigma_s) = c_1`;
+    * :math:`(c_1/\alpha_s)A`, :math:`A` the predictor's :math:`S` (the first term): diffusers' slope uses its own
+      predictor :math:`x_p` itself, not only the model output there, so its output is the derived step minus
+      :math:`(c_1/\alpha_s)(x_p - x_p^{\rm DDIM})` (:math:`\alpha_s\,d\tilde\sigma/(2\tilde\sigma_s)\cdot
+      x_p/\alpha_s`), and the predictor's own rounding (its ``ddim`` bound, :math:`K(t_p)\,u\,A`) reaches the
+      output amplified by :math:`c_1/\alpha_s = (e^h - 1)/2`;
+    * the log-SNR step: :math:`h` carries :math:`2\Lambda u` (:func:`_lambda_cond`), so
+      :math:`e^h - 1` the relative :math:`2\Lambda u\,e^h/(e^h - 1) \le 2\Lambda(1 + 1/h)u`:
+      :math:`2\Lambda(1 + 1/h)|c_1\delta|`.
+    """
+    k = heun_coeffs(t, s, t_prev)
+    c1 = k["c1"]
+    m0, mp = target.denoiser(x_prev, t_prev), target.denoiser(x, t)
+    delta = mp - m0
+    pred = k["cx"] * x_prev + k["c0"] * m0 + c1 * delta
+    S = ((1.0 + c1 / math.exp(-s)) * _arith_scale(x_prev, m0, t_prev, s, k["cx"], k["c0"])
+         + c1 * (np.abs(delta) + np.abs(m0) + np.abs(mp) + _conv_scale(x, mp, t))
+         + 2.0 * _lambda_cond(t_prev, s) * (1.0 + 1.0 / k["h"]) * np.abs(c1 * delta))
+    k64, k32_ = bound_counts(HEUN_KIND, t, s, t_prev)
+    tol = k64 * U64 * S + (k32_ * U32 * S if float32_coeffs else 0.0)
+    return pred, tol
+
+
 def bound_counts(kind: str, t: float, s: float, t_prev: float | None = None) -> tuple[float, float]:
     """The float64 and float32 rounding counts ``(K, K32)`` of a step of ``kind`` from the call at ``t`` to ``s``
-    (``t_prev``: the saved state's level of a singlestep kind, whose step starts there), the factors of ``u S`` and
+    (``t_prev``: the saved state's level of a singlestep or Heun kind, whose step starts there), the factors of ``u S`` and
     ``u32 S`` in its bound."""
     if kind in SINGLESTEP_KINDS:
         return k_step(t_prev) + K2S_EXTRA, k32(t_prev, s) + K32_2S_EXTRA
+    if kind == HEUN_KIND:
+        return k_step(t_prev) + KH_EXTRA, k32(t_prev, s) + K32H_EXTRA
     k64, k32_ = k_step(t), k32(t, s)
     if kind == "dpm3":
         return k64 + K3_EXTRA, k32_ + K32_3_EXTRA
@@ -343,6 +411,8 @@ def step_prediction(kind: str, target: GaussianTarget, x: np.ndarray, t: float, 
         return eps_prediction(kind, target, x, t, s, x_prev, t_prev, float32_coeffs)
     if kind in SINGLESTEP_KINDS:
         return dpm2s_prediction(kind, target, x, t, s, x_prev, t_prev, float32_coeffs)
+    if kind == HEUN_KIND:
+        return heun_prediction(target, x, t, s, x_prev, t_prev, float32_coeffs)
     cx, cd, cp, cz = step_coeffs(kind, t, s, t_prev)
     D = target.denoiser(x, t)
     pred = cx * x + cd * D
@@ -379,7 +449,7 @@ def k32(t: float, s: float) -> float:
 #: the derived update of each order of a run of a kind (the data-prediction and the noise-form ladders)
 _LADDER = {"ddim": ("ddim",), "dpm2": ("ddim", "dpm2"), "dpm3": ("ddim", "dpm2", "dpm3"), "dpm1e": ("dpm1e",),
            "dpm2e": ("dpm1e", "dpm2e"), "dpm2eh": ("dpm1e", "dpm2eh"), "dpm2s": ("ddim", "dpm2s"),
-           "dpm2sh": ("ddim", "dpm2sh")}
+           "dpm2sh": ("ddim", "dpm2sh"), "heun": ("ddim", "heun")}
 
 
 def step_kind(kind: str, k: int, orders, n_hist: int) -> str:
@@ -408,6 +478,11 @@ def _run(kind: str, target: GaussianTarget, grid, x0: np.ndarray, orders, float3
             xp, tp = hist[-1]
             new, tol = dpm2s_prediction(use, target, x, t, s, xp, tp, float32_coeffs)
             w = dpm2s_coeffs(use, t, s, tp)
+            rho = abs(w["cx"] + w["w"][0] * target.gain(tp)) + abs(w["w"][1] * target.gain(t))
+        elif use == HEUN_KIND:   # restarts from the saved state, the second call at the predictor x
+            xp, tp = hist[-1]
+            new, tol = heun_prediction(target, x, t, s, xp, tp, float32_coeffs)
+            w = heun_coeffs(t, s, tp)
             rho = abs(w["cx"] + w["w"][0] * target.gain(tp)) + abs(w["w"][1] * target.gain(t))
         elif use in EPS_KINDS:   # the noise prediction's gain in x: (1 - alpha g)/sigma
             xp, tp = hist[-1] if use != "dpm1e" else (None, None)
