@@ -647,3 +647,96 @@ def test_heun_audit_row(audit):
     assert row["oracle"] == "heun"
     assert row["step_native"]["max_err_over_bound"] <= 1.0 and row["step_float64"]["max_err_over_bound"] <= 1.0
     assert not [f for f in row["findings"] if f["check"] in ("step", "run")], row["findings"]
+
+
+# ------------------------------------------------------------------------------- LMS (LMSDiscreteScheduler)
+def _lag_int(nodes, a, b):
+    """Integrals from ``a`` to ``b`` of the Lagrange basis polynomials on ``nodes`` (NumPy, independent of the
+    generated coefficients)."""
+    out = []
+    for j, nj in enumerate(nodes):
+        others = [m for i, m in enumerate(nodes) if i != j]
+        P = np.polynomial.Polynomial.fromroots(others) / np.prod([nj - m for m in others]) if others \
+            else np.polynomial.Polynomial([1.0])
+        I_ = P.integ()
+        out.append(float(I_(b) - I_(a)))
+    return out
+
+
+def _lms_variants(tg, x, t, s, xh, th):
+    """diffusers' LMS step in its VE variables from the slopes at ``x`` (at ``t``) and at ``xh`` (at ``th``, latest
+    last), with NumPy's Lagrange integrals, and realistic wrong variants (VP outputs)."""
+    ve = lambda u: float(np.sqrt(np.expm1(2.0 * u))) if u > 0 else 0.0  # noqa: E731
+    xs, ts = [x] + list(reversed(xh)), [t] + list(reversed(th))
+    sig = [ve(u) for u in ts]
+    d = [(xj / np.exp(-tj) - tg.denoiser(xj, tj)) / sj for xj, tj, sj in zip(xs, ts, sig)]
+    y0, a_s, se = x / np.exp(-t), np.exp(-s), ve(s)
+    step = lambda c, dd_: a_s * (y0 + sum(ci * di for ci, di in zip(c, dd_)))  # noqa: E731
+    c = _lag_int(sig, sig[0], se)
+    off = _lag_int([se] + sig[:-1], sig[0], se)            # the Lagrange nodes one sigma index off
+    return {"derived": step(c, d), "nodes_one_off": step(off, d), "order_capped_1": step([se - sig[0]], d),
+            "derivatives_reversed": step(c, list(reversed(d)))}
+
+
+@pytest.mark.parametrize("pred", ["epsilon", "v_prediction", "sample"])
+def test_lms_steps_agree_with_derived_update(audit, pred):
+    """diffusers' LMSDiscreteScheduler: orders min(step + 1, 4), and every step and run agrees with the derived LMS
+    update within its bound, tables float64 and as shipped."""
+    checks, dd = audit
+    for n, tables, spacing in ((2, "float64", "linspace"), (7, "native", "leading"), (10, "float64", "trailing")):
+        rec = dd.run(dd.SPECS["LMSDiscrete"], n, checks.TARGET, checks.Z_STEP, config={"timestep_spacing": spacing},
+                     prediction_type=pred, tables=tables)
+        assert [st.order for st in rec.steps] == [min(k + 1, 4) for k in range(n)]
+        sc, rc = checks.step_check(rec), checks.run_check(rec)
+        assert sc["ratio"] <= 1.0 and rc["ratio"] <= 1.0, (n, tables, sc, rc)
+
+
+def test_lms_wrong_variants_exceed_the_bound(audit):
+    """Realistic bugs of an LMS step (Lagrange nodes one sigma index off, the order capped at 1, the derivatives in
+    the wrong order) exceed the derived update's bound (quad's tolerance included, float32 tables) on the
+    order >= 2 steps of a 10-step run; NumPy's Lagrange integrals are the oracle's update and diffusers' within it."""
+    checks, dd = audit
+    from numerics.audit import oracle as O
+
+    rec = dd.run(dd.SPECS["LMSDiscrete"], 10, checks.TARGET, checks.Z_STEP, tables="native")
+    worst = {}
+    for k, st in enumerate(rec.steps):
+        if st.order < 2:
+            continue
+        hist = rec.steps[k - st.order + 1:k]
+        xh, th = [h.x_in for h in hist], [h.t_in for h in hist]
+        v = _lms_variants(checks.TARGET, st.x_in, st.t_in, st.t_out, xh, th)
+        ref, tol = O.lms_prediction(checks.TARGET, st.x_in, st.t_in, st.t_out, xh, th, float32_coeffs=True)
+        assert np.max(np.abs(v["derived"] - ref) / tol) <= 1e-2
+        assert np.max(np.abs(st.x_out - ref) / tol) <= 1.0
+        for name, out in v.items():
+            if name != "derived":
+                worst[name] = max(worst.get(name, 0.0), float(np.max(np.abs(out - ref) / tol)))
+    print("LMS wrong variants / bound:", worst)
+    assert min(worst.values()) > 4.0, worst
+
+
+def test_lms_quad_coefficients_within_quads_tolerance(audit):
+    """diffusers' get_lms_coefficient (scipy quad, epsrel=1e-4) against the exact integrals (generated lms_weights)
+    in float64 on 10- and 50-step grids: within quad's documented max(1.49e-8, 1e-4 |c|) (the measured
+    difference is printed)."""
+    checks, dd = audit
+    from numerics.audit import oracle as O
+    from numerics.generated import integrator_coeffs as IC
+
+    worst_abs, worst_rel = 0.0, 0.0
+    for n in (10, 50):
+        sch = dd.build("LMSDiscreteScheduler", {})
+        sch.set_timesteps(n)
+        sch.sigmas = sch.sigmas.double()
+        sig = [float(v) for v in sch.sigmas]
+        for i in range(n):
+            p = min(i + 1, 4)
+            gaps = [sig[i - m] - sig[i - m + 1] for m in range(1, p)] + [1.0] * (4 - p)
+            exact = IC.lms_weights(sig[i] - sig[i + 1], *gaps[:3])[p * (p - 1) // 2:p * (p + 1) // 2]
+            for j in range(p):
+                cq = float(sch.get_lms_coefficient(p, i, j))
+                diff = abs(cq - exact[j])
+                assert diff <= max(O.QUAD_EPSABS, O.QUAD_EPSREL * abs(exact[j])), (n, i, j, cq, exact[j])
+                worst_abs, worst_rel = max(worst_abs, diff), max(worst_rel, diff / abs(exact[j]))
+    print(f"LMS quad vs exact: max abs {worst_abs:.3e}, max rel {worst_rel:.3e}")

@@ -398,3 +398,18 @@ def test_derivation_steps_print_latex(name):
 def test_derivation_steps_unknown_name():
     with pytest.raises(ValueError, match="name"):
         derivation_steps("heun")
+
+
+def test_lms_coefficients_are_lagrange_integrals_of_order_p():
+    """diffusers' linear multistep step (§4f): order p's coefficients are the exact integrals of the Lagrange basis
+    on the last p sigmas (asserted inside the derivation: equal to the signed positive form, exact on tau^q for
+    q < p, first missed power of degree p + 1); order 1 is Euler (-k), order 2 the variable-step Adams-Bashforth
+    weights, and every order's weights sum to -k."""
+    d = I._lms_derivation()
+    k, g1 = I.lms_k, I.lms_g1
+    assert d["coeffs"][1] == (-k,)
+    assert sp.simplify(d["coeffs"][2][0] + k + k**2 / (2 * g1)) == 0 and sp.simplify(d["coeffs"][2][1] - k**2 / (2 * g1)) == 0
+    for p in range(1, I.LMS_MAX_ORDER + 1):
+        assert sp.simplify(sum(d["coeffs"][p]) + k) == 0
+        assert all(d["exactness"].values()) and d["local_error_series"][p] != 0
+    assert len(I.lms_weights()) == 10

@@ -47,7 +47,8 @@ from theory._validate import as_scalar
 from theory.forward import s, t
 from theory.integrators import (Update, all_updates, dpm_solver_2_eps_weights, dpm_solver_2s_weights,
                                 dpm_solver_3_weights, eta, guidance_gap, h, h_ell, h_ell_prev, half_logsnr_step,
-                                heun_weights, phi, psi, t_prev)
+                                heun_weights, lms_g1, lms_g2, lms_g3, lms_k, lms_weights, phi, psi, t_prev)
+from theory.integrators import LMS_MAX_ORDER, _lms_derivation
 
 __all__ = [
     "CoeffSpec",
@@ -360,7 +361,8 @@ def stabilize(expr: sp.Expr, args: tuple = (t, s)) -> sp.Expr:
 # -------------------------------------------------------------------------------------------
 # specs and emission
 # -------------------------------------------------------------------------------------------
-_ARGNAME = {t: "t", s: "s", t_prev: "t_prev", eta: "eta", h_ell: "h", h_ell_prev: "h_p"}
+_ARGNAME = {t: "t", s: "s", t_prev: "t_prev", eta: "eta", h_ell: "h", h_ell_prev: "h_p", lms_k: "k", lms_g1: "g1",
+            lms_g2: "g2", lms_g3: "g3"}
 
 
 @dataclass(frozen=True)
@@ -374,6 +376,8 @@ class CoeffSpec:
     doc: str
     #: the printed forms when they are not :func:`stabilize`'s (the log-SNR weights: :func:`psi_stable`)
     stable: tuple | None = None
+    #: the argument domain stated in the docstring of a function printed from its ``stable`` forms
+    domain: str = "log-SNR steps > 0"
 
 
 #: psi_k(h), k >= 1, is summed from its Taylor series below this step (module docstring of psi_stable)
@@ -433,6 +437,13 @@ def _dpm2s_stable() -> tuple:
 def _heun_stable() -> tuple:
     """Heun's weights: psi_0 = 1 - exp(-h) and phi_0/2 = (exp(h) - 1)/2, each one primitive (no cancellation)."""
     return psi_stable(0), phi_stable(0) / 2
+
+
+def _lms_stable() -> tuple:
+    """The LMS coefficients in their signed positive form: -(-1)^j (a polynomial in k and the gaps with positive
+    coefficients) / (a product of sums of gaps), no subtraction (:func:`theory.integrators._lms_derivation`)."""
+    d = _lms_derivation()["stable"]
+    return tuple(c for p in range(1, LMS_MAX_ORDER + 1) for c in d[p])
 
 
 def _dpm3_stable() -> tuple:
@@ -503,6 +514,15 @@ def coefficient_specs() -> list[CoeffSpec]:
         "    phi_0(h)/2 = (exp(h) - 1)/2 (= (sigma_t/alpha_t)/(sigma_s/alpha_s) - 1, halved); argument: the half\n"
         "    log-SNR step h = ell_s - ell_t",
         stable=_heun_stable()))
+    specs.append(CoeffSpec(
+        "lms_weights", (lms_k, lms_g1, lms_g2, lms_g3),
+        tuple(f"c{p}_{j}" for p in range(1, LMS_MAX_ORDER + 1) for j in range(p)), lms_weights(),
+        "Linear multistep (diffusers' LMSDiscreteScheduler) coefficients of orders p = 1..4 in the VE variables:\n"
+        "    y_{i+1} = y_i + sum_j cp_j d_{i-j}, d = (y - D)/sigma, cp_j the exact integral from sigma_i to\n"
+        "    sigma_{i+1} of the Lagrange basis polynomial of sigma_{i-j} on the nodes sigma_i, ..., sigma_{i-p+1};\n"
+        "    arguments: the sigma step k = sigma_i - sigma_{i+1} and the gaps g_m = sigma_{i-m} - sigma_{i-m+1}\n"
+        "    (order p uses g_1, ..., g_{p-1})",
+        stable=_lms_stable(), domain="k, g1, g2, g3 > 0"))
     return specs
 
 
@@ -534,7 +554,7 @@ def _emit_weights(spec: CoeffSpec) -> str:
     names = {a: sp.Symbol(_ARGNAME[a]) for a in spec.args}
     ret = ", ".join(spec.labels)
     lines = ["@numba.njit(cache=True)", f"def {spec.func}({', '.join(_ARGNAME[a] for a in spec.args)}):",
-             f'    """{spec.doc}.\n\n    Returns ({ret}); log-SNR steps > 0.\n    """']
+             f'    """{spec.doc}.\n\n    Returns ({ret}); {spec.domain}.\n    """']
     # 1 - exp(-h) is the shared helper's primitive am_h (the primitives of a time are written once, in _decay)
     # and exp(h) - 1 the growing helper's em_h
     am = {expm1(-a): -sp.Symbol(f"am_{_ARGNAME[a]}") for a in spec.args}

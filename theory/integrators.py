@@ -49,6 +49,12 @@ __all__ = [
     "dpm_solver_2_eps_weights",
     "dpm_solver_2s_weights",
     "heun_weights",
+    "lms_weights",
+    "lms_k",
+    "lms_g1",
+    "lms_g2",
+    "lms_g3",
+    "LMS_MAX_ORDER",
     "phi",
     "half_logsnr_step",
     "psi",
@@ -826,6 +832,87 @@ def heun_weights() -> tuple[sp.Expr, sp.Expr]:
         x_p = \frac{\sigma_s}{\sigma_t}x_t + \alpha_s\psi_0\,D_t\ \text{(DDIM)}.
     """
     return psi(0), phi(0) / 2
+
+
+# ----------------------------------------------------------------------------------------
+# 4f. Linear multistep (Adams-Bashforth on a non-uniform sigma grid) in the VE variables (LMSDiscreteScheduler)
+# ----------------------------------------------------------------------------------------
+#: LMS arguments: the sigma step k = sigma_i - sigma_{i+1} > 0 and the gaps g_m = sigma_{i-m} - sigma_{i-m+1} > 0
+lms_k = sp.Symbol("lms_k", positive=True)
+lms_g1, lms_g2, lms_g3 = sp.symbols("lms_g1 lms_g2 lms_g3", positive=True)
+#: the highest LMS order derived (diffusers' default ``order=4``)
+LMS_MAX_ORDER = 4
+
+
+@lru_cache(maxsize=None)
+def _lms_derivation() -> dict:
+    r"""The exact Lagrange-basis integrals of diffusers' linear multistep step.
+
+    On :math:`dy/d\tilde\sigma = d(y, \tilde\sigma) = (y - D)/\tilde\sigma` (:func:`_ve_pf_ode`) the order-``p``
+    step from :math:`\sigma_i` to :math:`\sigma_{i+1}` integrates the polynomial through the last ``p`` slopes:
+    :math:`y_{i+1} = y_i + \sum_{j<p} c_{pj} d_{i-j}`,
+    :math:`c_{pj} = \int_{\sigma_i}^{\sigma_{i+1}} \ell_j(\tau)\,d\tau`,
+    :math:`\ell_j(\tau) = \prod_{m \ne j, m < p}(\tau - \sigma_{i-m})/(\sigma_{i-j} - \sigma_{i-m})`.
+    With :math:`\tau = \sigma_i - v`, :math:`k = \sigma_i - \sigma_{i+1}` and :math:`G_m = \sigma_{i-m} - \sigma_i
+    = g_1 + \dots + g_m` (:math:`g_m = \sigma_{i-m} - \sigma_{i-m+1} > 0`, decreasing sigmas), every factor is
+    :math:`-(v + G_m)/(G_j - G_m)`, and
+
+    .. math::  c_{pj} = -(-1)^j\,\frac{\int_0^k \prod_{m\ne j}(v + G_m)\,dv}{\prod_{m\ne j}|G_j - G_m|},
+
+    a positive polynomial over a product of sums of gaps (no cancellation).  Returns ``coeffs`` (``p ->`` the
+    ``p`` integrals, SymPy's :func:`sympy.integrate` of the Lagrange basis in :math:`\tau` with symbolic nodes,
+    then written in ``k, g``; asserted equal to the signed form above), ``stable`` (the signed form), ``exactness``
+    (order ``p`` integrates :math:`\tau^q` exactly for ``q < p``: asserted) and ``local_error_series`` (the
+    error of one step on :math:`dy/d\tau = f(\tau)` with :math:`f` the monomial :math:`\tau^p` about
+    :math:`\sigma_i`, i.e. the first non-integrated power: nonzero, of degree ``p + 1`` in the step size at fixed
+    gap ratios, so the step is order ``p``).
+    """
+    tau, v = sp.symbols("tau v", real=True)
+    S = sp.symbols("sigma_0:5", real=True)  # S[0] = sigma_{i+1}, S[1 + m] = sigma_{i-m}
+    gaps = (lms_g1, lms_g2, lms_g3)
+    G = [sp.S.Zero] + [sum(gaps[:m]) for m in range(1, LMS_MAX_ORDER)]
+    coeffs, stable, exact, local = {}, {}, {}, {}
+    for p in range(1, LMS_MAX_ORDER + 1):
+        nodes = [S[1 + m] for m in range(p)]
+        to_kg = {S[1 + m]: S[1] + G[m] for m in range(p)}
+        to_kg[S[0]] = S[1] - lms_k
+        cs, st = [], []
+        for j in range(p):
+            ell = sp.Mul(*[(tau - nodes[m]) / (nodes[j] - nodes[m]) for m in range(p) if m != j])
+            c = sp.integrate(ell, (tau, S[1], S[0]))
+            c = sp.factor(sp.simplify(c.subs(to_kg)))
+            num = sp.expand(sp.integrate(sp.Mul(*[(v + G[m]) for m in range(p) if m != j]), (v, 0, lms_k)))
+            den = sp.Mul(*[sp.factor(sp.Abs(G[j] - G[m])) for m in range(p) if m != j])
+            signed = -(-1) ** j * num / den
+            if sp.simplify(c - signed) != 0:
+                raise AssertionError(f"LMS order {p} coefficient {j}: the signed positive form differs")
+            if c.free_symbols - {lms_k, *gaps[:p - 1]}:
+                raise AssertionError("an LMS coefficient depends on more than the step and the gaps")
+            cs.append(c)
+            st.append(signed)
+        # exactness: order p integrates polynomials of degree < p in tau exactly
+        for qd in range(p):
+            quad = sum(cj * (S[1] + G[j]) ** qd for j, cj in enumerate(cs))
+            want = ((S[1] - lms_k) ** (qd + 1) - S[1] ** (qd + 1)) / (qd + 1)
+            if sp.simplify(sp.expand(quad - want)) != 0:
+                raise AssertionError(f"LMS order {p} does not integrate tau^{qd} exactly")
+        eps_ = sp.Symbol("epsilon", positive=True)   # uniform scaling of the step and the gaps
+        quad = sum(cj * G[j] ** p for j, cj in enumerate(cs))   # f = (tau - sigma_i)^p
+        err = sp.factor(sp.simplify(quad - (-lms_k) ** (p + 1) / (p + 1)))
+        scaled = sp.simplify(err.subs({lms_k: eps_ * lms_k, **{g_: eps_ * g_ for g_ in gaps}}) / err)
+        if err == 0 or scaled != eps_ ** (p + 1):
+            raise AssertionError(f"LMS order {p}: the first non-integrated power is not of degree p + 1")
+        coeffs[p], stable[p], exact[p], local[p] = tuple(cs), tuple(st), True, err
+    return {"coeffs": coeffs, "stable": stable, "exactness": exact, "local_error_series": local}
+
+
+def lms_weights() -> tuple[sp.Expr, ...]:
+    r"""The LMS coefficients :math:`c_{pj}` of :func:`_lms_derivation` for orders ``p = 1..4`` in one tuple
+    (``c1_0; c2_0, c2_1; c3_0, c3_1, c3_2; c4_0, ..., c4_3``), functions of the sigma step :data:`lms_k` and the gaps
+    :data:`lms_g1`, :data:`lms_g2`, :data:`lms_g3` (order ``p`` uses the first ``p - 1``):
+    :math:`y_{i+1} = y_i + \sum_j c_{pj}\,(y_{i-j} - D_{i-j})/\sigma_{i-j}`."""
+    d = _lms_derivation()["coeffs"]
+    return tuple(c for p in range(1, LMS_MAX_ORDER + 1) for c in d[p])
 
 
 def half_logsnr_step(schedule: VPSchedule = OU) -> sp.Expr:

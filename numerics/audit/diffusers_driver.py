@@ -102,7 +102,7 @@ SPECS: dict[str, SchedulerSpec] = {s.name: s for s in (
     SchedulerSpec("EulerAncestralDiscrete", "EulerAncestralDiscreteScheduler", (), None, None, stochastic=True),
     SchedulerSpec("HeunDiscrete", "HeunDiscreteScheduler", (), "heun", 2),
     SchedulerSpec("UniPCMultistep", "UniPCMultistepScheduler", (), None, 3),
-    SchedulerSpec("LMSDiscrete", "LMSDiscreteScheduler", (), None, 4),
+    SchedulerSpec("LMSDiscrete", "LMSDiscreteScheduler", (), "lms", 4),
     SchedulerSpec("DEISMultistep", "DEISMultistepScheduler", (), None, 3),
     SchedulerSpec("DPMSolverSinglestep", "DPMSolverSinglestepScheduler", (), "dpm2s", 2),
     SchedulerSpec("DPMSolverSinglestep-heun", "DPMSolverSinglestepScheduler", (("solver_type", "heun"),), "dpm2sh", 2),
@@ -239,13 +239,16 @@ def _orders(sched, spec: SchedulerSpec, cfg: dict) -> list[int] | None:
     order-1 step), which its ``step`` lowers only while a needed model output is missing (never from the start);
     HeunDiscrete's alternation of its two stages over its doubled timesteps (``state_in_first_order``): 1 (the Euler
     predictor from ``sigmas[i]`` to ``sigmas[i + 1]``), 2 (the corrector at the predictor, restarting from the saved
-    sample), ..., ending with 1 (Euler to sigma = 0)."""
+    sample), ..., ending with 1 (Euler to sigma = 0); LMSDiscrete's min(step index + 1, 4) (its ``step``'s default
+    ``order=4``)."""
     if spec.cls == "DPMSolverMultistepScheduler":
         return dpm_orders(len(sched.timesteps), spec.kwargs.get("solver_order", 2), cfg)
     if spec.cls == "DPMSolverSinglestepScheduler":
         return [int(o) for o in sched.order_list]
     if spec.cls == "HeunDiscreteScheduler":
         return [1 + k % 2 for k in range(len(sched.timesteps))]
+    if spec.cls == "LMSDiscreteScheduler":   # step's default order=4: min(step_index + 1, 4)
+        return [min(k + 1, 4) for k in range(len(sched.timesteps))]
     return None
 
 

@@ -15,7 +15,10 @@ A step from OU time :math:`t` to :math:`s` uses the generated coefficients of
   call at the intermediate level :math:`s_0`; :func:`dpm2s_prediction`);
 * ``heun``  :math:`x_s = c_x x_{t_p} + c_0 D_{t_p} + \tfrac{\alpha_s}2(e^h - 1)(D_p - D_{t_p})` (§4e, Heun's
   trapezoidal step of the PF-ODE in diffusers' VE variables: restarts from the state at :math:`t_p` with the model
-  at the DDIM predictor :math:`x_p` at :math:`s`; :func:`heun_prediction`).
+  at the DDIM predictor :math:`x_p` at :math:`s`; :func:`heun_prediction`);
+* ``lms``  :math:`x_s = \alpha_s(y_i + \sum_j c_{pj}(y_{i-j} - D_{i-j})/\sigma_{i-j})`, :math:`y = x/\alpha` (§4f,
+  diffusers' linear multistep step: the exact Lagrange integrals on the last :math:`p` sigmas, plus quad's
+  tolerance on diffusers' coefficients in the bound; :func:`lms_prediction`).
 
 Rounding bound of one step (per element, unit roundoff :math:`u = 2^{-53}`):
 
@@ -57,6 +60,8 @@ __all__ = ["U64", "U32", "K32", "k32", "k_step", "step_coeffs", "step_prediction
            "eps_coeffs", "eps_prediction", "K3_EXTRA", "K32_3_EXTRA",
            "SINGLESTEP_KINDS", "K2S_EXTRA", "K32_2S_EXTRA", "dpm2s_coeffs", "dpm2s_prediction", "bound_counts",
            "HEUN_KIND", "KH_EXTRA", "K32H_EXTRA", "heun_coeffs", "heun_prediction",
+           "LMS_KIND", "KL_EXTRA", "K32L_EXTRA", "QUAD_EPSREL", "QUAD_EPSABS", "KL_COEF", "lms_coeffs",
+           "lms_coeff_allowance", "lms_prediction",
            "run_tolerance", "euler_ve_step", "gamma", "cfg_eps", "guidance_bounds", "guided_run"]
 
 U64 = 2.0 ** -53
@@ -383,6 +388,113 @@ def heun_prediction(target: GaussianTarget, x: np.ndarray, t: float, s: float, x
     return pred, tol
 
 
+#: LMS's kind (diffusers' LMSDiscreteScheduler): every step, of order min(step + 1, 4), is :func:`lms_prediction`
+LMS_KIND = "lms"
+#: extra float64 roundings of an LMS step per element: the three history slopes' conversions to a data prediction
+#: and their divisions by sigma (3 each), the extra products and sums of the update (2 each), on both sides: 16
+KL_EXTRA = 16.0
+#: extra float32 roundings of its coefficients as shipped: sqrt(sigma^2 + 1) of the three history calls' input
+#: scaling (3 roundings each) and their v conversions (1 each)
+K32L_EXTRA = 12.0
+#: the tolerances diffusers passes to scipy.integrate.quad for each LMS coefficient: epsrel = 1e-4 (its argument),
+#: epsabs = 1.49e-8 (quad's default); quad's documented target is |c_quad - c| <= max(epsabs, epsrel |c|)
+QUAD_EPSREL = 1e-4
+QUAD_EPSABS = 1.49e-8
+#: float64 roundings of the package's LMS coefficient from the OU times (sigma = sqrt(expm1(2t)) per node, 2 + 4t
+#: relative through t = log1p(sigma^2)/2 and back, are counted in the node term; the generated positive form: 40)
+KL_COEF = 40.0
+
+
+def _ve_sigma(u: float) -> float:
+    """diffusers' sigma = sigma_t/alpha_t = sqrt(e^{2u} - 1) of OU time ``u`` (0 at 0)."""
+    return math.sqrt(math.expm1(2.0 * u)) if u > 0.0 else 0.0
+
+
+def lms_coeffs(t: float, s: float, t_hist) -> dict:
+    r"""The LMS step (proofs_notes/integrators.md §4f) from the call at ``t`` to ``s`` with the earlier calls at
+    ``t_hist`` (latest last; order ``p = 1 + len(t_hist)`` <= 4): ``c`` (:math:`c_{p0}, \dots, c_{p,p-1}`, the exact
+    Lagrange integrals, generated :func:`lms_weights`), ``sig`` (the nodes :math:`\sigma_i, \sigma_{i-1}, \dots`),
+    ``sig_e`` (:math:`\sigma_{i+1}`), and ``A``, ``kappa``: per coefficient :math:`A_j = k\prod_{m\ne j}
+    (\sigma_{i-m} - \sigma_{i+1})/|\sigma_{i-m} - \sigma_{i-j}|` (:math:`\ge \int|\ell_j|`: each factor of the
+    basis is largest in modulus at an end of the step) and the condition number
+    :math:`\kappa_j = \sum_{m\ne j}\big((\sigma_{i-m} + \sigma_i)/(\sigma_{i-m} - \sigma_{i+1}) + (\sigma_{i-m} +
+    \sigma_{i-j})/|\sigma_{i-m} - \sigma_{i-j}|\big) + (\sigma_i + \sigma_{i+1})/k` of :math:`c_j` to relative
+    perturbations of the nodes: :math:`|\Delta c_j| \le \varepsilon A_j\kappa_j` to first order."""
+    p = 1 + len(t_hist)
+    sig = [_ve_sigma(t)] + [_ve_sigma(u) for u in reversed(list(t_hist))]
+    sig_e = _ve_sigma(s)
+    k = sig[0] - sig_e
+    gaps = [sig[m] - sig[m - 1] for m in range(1, p)] + [1.0] * (4 - p)
+    allc = IC.lms_weights(k, *gaps[:3])
+    start = p * (p - 1) // 2
+    c = tuple(allc[start:start + p])
+    A, kappa = [], []
+    for j in range(p):
+        a, kp = k, (sig[0] + sig_e) / k
+        for m in range(p):
+            if m != j:
+                a *= (sig[m] - sig_e) / abs(sig[m] - sig[j])
+                kp += (sig[m] + sig[0]) / (sig[m] - sig_e) + (sig[m] + sig[j]) / abs(sig[m] - sig[j])
+        A.append(a)
+        kappa.append(kp)
+    return {"c": c, "sig": sig, "sig_e": sig_e, "k": k, "A": tuple(A), "kappa": tuple(kappa), "p": p}
+
+
+def lms_coeff_allowance(kc: dict, float32_coeffs: bool, t_max: float) -> tuple[float, ...]:
+    r"""Per LMS coefficient, how far diffusers' ``get_lms_coefficient`` may lie from the package's exact integral:
+    quad's documented tolerance for the arguments diffusers passes, :math:`\max(\epsilon_{abs}, \epsilon_{rel}|c_j|)`
+    (:data:`QUAD_EPSABS`, :data:`QUAD_EPSREL`), plus diffusers' integrand rounding (its factors formed in the
+    sigmas' precision :math:`u_\sigma`, ``u32`` as shipped: :math:`2u_\sigma A_j(\kappa_j + 3p + 2)`) and the
+    package's (nodes from OU times, relative :math:`(8 + 4t_{\max})u`, and the generated form, :data:`KL_COEF`):
+    :math:`(8 + 4t_{\max})u A_j\kappa_j + K_{L,c}uA_j`."""
+    u_sig = U32 if float32_coeffs else U64
+    p, out = kc["p"], []
+    for c, a, kp in zip(kc["c"], kc["A"], kc["kappa"]):
+        out.append(max(QUAD_EPSABS, QUAD_EPSREL * (abs(c) + 2.0 * u_sig * a * (kp + 3 * p + 2)))
+                   + 2.0 * u_sig * a * (kp + 3 * p + 2) + (8.0 + 4.0 * t_max) * U64 * a * kp + KL_COEF * U64 * a)
+    return tuple(out)
+
+
+def lms_prediction(target: GaussianTarget, x: np.ndarray, t: float, s: float, x_hist, t_hist,
+                   float32_coeffs: bool = False, quad: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    r"""The derived LMS step of ``x`` (VP, at ``t``) to ``s`` from the slopes at ``x`` and the earlier states
+    ``x_hist`` at ``t_hist`` (latest last), :math:`x_s = \alpha_s(y_i + \sum_j c_j d_{i-j})`,
+    :math:`y = x/\alpha`, :math:`d = (y - D)/\sigma`, and its per-element rounding bound
+
+    .. math::  \mathrm{tol} = (K(t) + K_L)\,u\,S_L + [K_{32}(t, s) + K_{32,L}]\,u_{32}\,S_L
+               + \alpha_s\sum_j \Delta c_j\,|d_{i-j}|,
+
+    :math:`K_L` = :data:`KL_EXTRA`, :math:`K_{32,L}` = :data:`K32L_EXTRA` (float32 coefficients only),
+    :math:`S_L = \alpha_s(|y_i| + \sum_j|c_jd_{i-j}| + \sum_j|c_j|(|y_{i-j}| + |D_{i-j}| + C(x_{i-j}))/\sigma_{i-j})
+    + |x_s|` (:func:`_conv_scale`: every term either side forms), and :math:`\Delta c_j` the coefficient allowance
+    of :func:`lms_coeff_allowance` (with ``quad=False`` without quad's tolerance: the rounding part alone)."""
+    kc = lms_coeffs(t, s, t_hist)
+    a_s = math.exp(-s)
+    xs = [x] + list(reversed(list(x_hist)))
+    ts = [t] + list(reversed(list(t_hist)))
+    pred_ve = x / math.exp(-t)
+    S = np.abs(pred_ve)
+    extra = 0.0 * x
+    allow = lms_coeff_allowance(kc, float32_coeffs, max(ts))
+    if not quad:
+        allow = tuple(a - max(QUAD_EPSABS, QUAD_EPSREL * (abs(c) + 2.0 * (U32 if float32_coeffs else U64) * A
+                                                           * (kp + 3 * kc["p"] + 2)))
+                      for a, c, A, kp in zip(allow, kc["c"], kc["A"], kc["kappa"]))
+    for c, xj, tj, sj, dc in zip(kc["c"], xs, ts, kc["sig"], allow):
+        aj = math.exp(-tj)
+        Dj = target.denoiser(xj, tj)
+        yj = xj / aj
+        dj = (yj - Dj) / sj
+        pred_ve = pred_ve + c * dj
+        S = S + abs(c) * (np.abs(dj) + (np.abs(yj) + np.abs(Dj) + _conv_scale(xj, Dj, tj)) / sj)
+        extra = extra + dc * np.abs(dj)
+    pred = a_s * pred_ve
+    S = a_s * S + np.abs(pred)
+    k64, k32_ = bound_counts(LMS_KIND, t, s)
+    tol = k64 * U64 * S + (k32_ * U32 * S if float32_coeffs else 0.0) + a_s * extra
+    return pred, tol
+
+
 def bound_counts(kind: str, t: float, s: float, t_prev: float | None = None) -> tuple[float, float]:
     """The float64 and float32 rounding counts ``(K, K32)`` of a step of ``kind`` from the call at ``t`` to ``s``
     (``t_prev``: the saved state's level of a singlestep or Heun kind, whose step starts there), the factors of ``u S`` and
@@ -391,6 +503,8 @@ def bound_counts(kind: str, t: float, s: float, t_prev: float | None = None) -> 
         return k_step(t_prev) + K2S_EXTRA, k32(t_prev, s) + K32_2S_EXTRA
     if kind == HEUN_KIND:
         return k_step(t_prev) + KH_EXTRA, k32(t_prev, s) + K32H_EXTRA
+    if kind == LMS_KIND:
+        return k_step(t) + KL_EXTRA, k32(t, s) + K32L_EXTRA
     k64, k32_ = k_step(t), k32(t, s)
     if kind == "dpm3":
         return k64 + K3_EXTRA, k32_ + K32_3_EXTRA
@@ -449,7 +563,8 @@ def k32(t: float, s: float) -> float:
 #: the derived update of each order of a run of a kind (the data-prediction and the noise-form ladders)
 _LADDER = {"ddim": ("ddim",), "dpm2": ("ddim", "dpm2"), "dpm3": ("ddim", "dpm2", "dpm3"), "dpm1e": ("dpm1e",),
            "dpm2e": ("dpm1e", "dpm2e"), "dpm2eh": ("dpm1e", "dpm2eh"), "dpm2s": ("ddim", "dpm2s"),
-           "dpm2sh": ("ddim", "dpm2sh"), "heun": ("ddim", "heun")}
+           "dpm2sh": ("ddim", "dpm2sh"), "heun": ("ddim", "heun"),
+           "lms": ("lms",) * 4}
 
 
 def step_kind(kind: str, k: int, orders, n_hist: int) -> str:
@@ -479,6 +594,16 @@ def _run(kind: str, target: GaussianTarget, grid, x0: np.ndarray, orders, float3
             new, tol = dpm2s_prediction(use, target, x, t, s, xp, tp, float32_coeffs)
             w = dpm2s_coeffs(use, t, s, tp)
             rho = abs(w["cx"] + w["w"][0] * target.gain(tp)) + abs(w["w"][1] * target.gain(t))
+        elif use == LMS_KIND:   # the slopes at x and at the last (order - 1) calls
+            p = min(4, orders[k] if orders is not None else 4, len(hist) + 1)
+            th = [u for _, u in hist[len(hist) - p + 1:]] if p > 1 else []
+            xh = [v for v, _ in hist[len(hist) - p + 1:]] if p > 1 else []
+            new, tol = lms_prediction(target, x, t, s, xh, th, float32_coeffs)
+            kc = lms_coeffs(t, s, th)
+            a_s = math.exp(-s)
+            rho = abs(a_s / math.exp(-t) + a_s * kc["c"][0] * (1.0 / math.exp(-t) - target.gain(t)) / kc["sig"][0])
+            rho += sum(abs(a_s * c * (1.0 / math.exp(-u) - target.gain(u)) / sg)
+                       for c, u, sg in zip(kc["c"][1:], reversed(th), kc["sig"][1:]))
         elif use == HEUN_KIND:   # restarts from the saved state, the second call at the predictor x
             xp, tp = hist[-1]
             new, tol = heun_prediction(target, x, t, s, xp, tp, float32_coeffs)

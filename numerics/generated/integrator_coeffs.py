@@ -300,6 +300,29 @@ def heun_weights(h):
     return (c_q, c_d)
 
 
+@numba.njit(cache=True)
+def lms_weights(k, g1, g2, g3):
+    """Linear multistep (diffusers' LMSDiscreteScheduler) coefficients of orders p = 1..4 in the VE variables:
+    y_{i+1} = y_i + sum_j cp_j d_{i-j}, d = (y - D)/sigma, cp_j the exact integral from sigma_i to
+    sigma_{i+1} of the Lagrange basis polynomial of sigma_{i-j} on the nodes sigma_i, ..., sigma_{i-p+1};
+    arguments: the sigma step k = sigma_i - sigma_{i+1} and the gaps g_m = sigma_{i-m} - sigma_{i-m+1}
+    (order p uses g_1, ..., g_{p-1}).
+
+    Returns (c1_0, c2_0, c2_1, c3_0, c3_1, c3_2, c4_0, c4_1, c4_2, c4_3); k, g1, g2, g3 > 0.
+    """
+    c1_0 = -k
+    c2_0 = (-g1*k - 1/2*k**2)/g1
+    c2_1 = (1/2)*k**2/g1
+    c3_0 = (-g1**2*k - g1*g2*k - g1*k**2 - 1/2*g2*k**2 - 1/3*k**3)/(g1*(g1 + g2))
+    c3_1 = ((1/2)*g1*k**2 + (1/2)*g2*k**2 + (1/3)*k**3)/(g1*g2)
+    c3_2 = (-1/2*g1*k**2 - 1/3*k**3)/(g2*(g1 + g2))
+    c4_0 = (-g1**3*k - 2*g1**2*g2*k - g1**2*g3*k - 3/2*g1**2*k**2 - g1*g2**2*k - g1*g2*g3*k - 2*g1*g2*k**2 - g1*g3*k**2 - g1*k**3 - 1/2*g2**2*k**2 - 1/2*g2*g3*k**2 - 2/3*g2*k**3 - 1/3*g3*k**3 - 1/4*k**4)/(g1*(g1 + g2)*(g1 + g2 + g3))
+    c4_1 = ((1/2)*g1**2*k**2 + g1*g2*k**2 + (1/2)*g1*g3*k**2 + (2/3)*g1*k**3 + (1/2)*g2**2*k**2 + (1/2)*g2*g3*k**2 + (2/3)*g2*k**3 + (1/3)*g3*k**3 + (1/4)*k**4)/(g1*g2*(g2 + g3))
+    c4_2 = (-1/2*g1**2*k**2 - 1/2*g1*g2*k**2 - 1/2*g1*g3*k**2 - 2/3*g1*k**3 - 1/3*g2*k**3 - 1/3*g3*k**3 - 1/4*k**4)/(g2*g3*(g1 + g2))
+    c4_3 = ((1/2)*g1**2*k**2 + (1/2)*g1*g2*k**2 + (2/3)*g1*k**3 + (1/3)*g2*k**3 + (1/4)*k**4)/(g3*(g2 + g3)*(g1 + g2 + g3))
+    return (c1_0, c2_0, c2_1, c3_0, c3_1, c3_2, c4_0, c4_1, c4_2, c4_3)
+
+
 #: name -> (function, argument names, returned coefficient names)
 COEFFICIENT_FUNCTIONS = {
     'ddim': (ddim_coeffs, ('t', 's'), ('c_x', 'c_q')),
@@ -318,6 +341,7 @@ COEFFICIENT_FUNCTIONS = {
     'dpm_solver_2_eps_weights': (dpm_solver_2_eps_weights, ('h',), ('c_q', 'c_d1_midpoint', 'c_d1_heun')),
     'dpm_solver_2s_weights': (dpm_solver_2s_weights, ('h',), ('c_q', 'c_d1_midpoint', 'c_d1_heun')),
     'heun_weights': (heun_weights, ('h',), ('c_q', 'c_d')),
+    'lms_weights': (lms_weights, ('k', 'g1', 'g2', 'g3'), ('c1_0', 'c2_0', 'c2_1', 'c3_0', 'c3_1', 'c3_2', 'c4_0', 'c4_1', 'c4_2', 'c4_3')),
 }
 
-__all__ = ['ddim_coeffs', 'ddpm_coeffs', 'ddim_eta_coeffs', 'dpm_solver_1_coeffs', 'dpm_solver_2_coeffs', 'ei_ode_coeffs', 'ei_sde_coeffs', 'ei_sde_code_coeffs', 'euler_coeffs', 'euler_maruyama_coeffs', 'ddpm_guidance_shifts', 'half_logsnr_step', 'dpm_solver_3_weights', 'dpm_solver_2_eps_weights', 'dpm_solver_2s_weights', 'heun_weights', 'COEFFICIENT_FUNCTIONS']
+__all__ = ['ddim_coeffs', 'ddpm_coeffs', 'ddim_eta_coeffs', 'dpm_solver_1_coeffs', 'dpm_solver_2_coeffs', 'ei_ode_coeffs', 'ei_sde_coeffs', 'ei_sde_code_coeffs', 'euler_coeffs', 'euler_maruyama_coeffs', 'ddpm_guidance_shifts', 'half_logsnr_step', 'dpm_solver_3_weights', 'dpm_solver_2_eps_weights', 'dpm_solver_2s_weights', 'heun_weights', 'lms_weights', 'COEFFICIENT_FUNCTIONS']
