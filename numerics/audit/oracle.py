@@ -58,7 +58,7 @@ from numerics.generated import integrator_coeffs as IC
 __all__ = ["U64", "U32", "K32", "k32", "k_step", "step_coeffs", "step_prediction", "run_oracle", "dpm3_coeffs",
            "dpm3_prediction", "divided_differences", "step_kind", "EPS_KINDS", "K2E_EXTRA", "K32_2E_EXTRA",
            "eps_coeffs", "eps_prediction", "K3_EXTRA", "K32_3_EXTRA",
-           "SINGLESTEP_KINDS", "K2S_EXTRA", "K32_2S_EXTRA", "dpm2s_coeffs", "dpm2s_prediction", "bound_counts",
+           "SINGLESTEP_KINDS", "K2S_EXTRA", "K32_2S_EXTRA", "dpm2s_coeffs", "dpm2s_prediction", "bound_counts", "rounding_tolerance",
            "HEUN_KIND", "KH_EXTRA", "K32H_EXTRA", "heun_coeffs", "heun_prediction",
            "LMS_KIND", "KL_EXTRA", "K32L_EXTRA", "QUAD_EPSREL", "QUAD_EPSABS", "KL_COEF", "lms_coeffs",
            "lms_coeff_allowance", "lms_prediction",
@@ -171,10 +171,7 @@ def dpm3_prediction(target: GaussianTarget, x: np.ndarray, t: float, s: float, x
          + abs(k["w"][1]) * _conv_scale(x_prev, m1, t_prev) + abs(k["w"][2]) * _conv_scale(x_prev2, m2, t_prev2)
          + T + a_s * (2.0 * np.abs(m0) + (3.0 + 2.0 * h) * np.abs(d1 + h0 * d2) + (4.0 + 2.0 * h * h) * np.abs(d2))
          + (2.0 * _lambda_cond(t, s, t_prev, t_prev2) / min(h, h0, h1)) * (np.abs(c0 * m0) + 4.0 * T))
-    tol = (k_step(t) + K3_EXTRA) * U64 * S
-    if float32_coeffs:
-        tol = tol + (k32(t, s) + K32_3_EXTRA) * U32 * S
-    return pred, tol
+    return pred, rounding_tolerance("dpm3", S, t, s, float32_coeffs=float32_coeffs)
 
 
 #: the noise-form (diffusers' ``algorithm_type="dpmsolver"``) kinds: DPM-Solver-1 and DPM-Solver-2M midpoint / heun
@@ -255,11 +252,8 @@ def eps_prediction(kind: str, target: GaussianTarget, x: np.ndarray, t: float, s
     h_min = min(k["h"], k["hp"])
     S = S + sig_s * (2.0 * eh * np.abs(e0) + (2.0 * eh + 2.0 * k["h"]) * diff / k["hp"]) \
         + 2.0 * _lambda_cond(*nodes) * (sig_s * eh * np.abs(e0) + (3.0 / h_min + 1.0) * k["w1"] * diff)
-    extra, extra32 = (K2E_EXTRA, K32_2E_EXTRA) if second else (0.0, 0.0)
-    tol = (k_step(t) + extra) * U64 * S
-    if float32_coeffs:
-        tol = tol + (k32(t, s) + extra32) * U32 * S
-    return pred, tol
+    # a first step of a second-order kind (no ``t_prev``) is DPM-Solver-1 and has its counts
+    return pred, rounding_tolerance(kind if second else "dpm1e", S, t, s, float32_coeffs=float32_coeffs)
 
 
 #: the singlestep second-order kinds (diffusers' DPMSolverSinglestepScheduler, solver_order=2, dpmsolver++):
@@ -321,9 +315,7 @@ def dpm2s_prediction(kind: str, target: GaussianTarget, x: np.ndarray, t: float,
          + (c1 / h0) * (_conv_scale(x, m0, t) + _conv_scale(x_prev, m1, t_prev)) + T
          + math.exp(-s) * (2.0 * np.abs(m1) + (3.0 + 2.0 * h) * np.abs(delta))
          + (2.0 * _lambda_cond(t_prev, t, s) / min(h, h0)) * (np.abs(c0 * m1) + 4.0 * T))
-    k64, k32_ = bound_counts(kind, t, s, t_prev)
-    tol = k64 * U64 * S + (k32_ * U32 * S if float32_coeffs else 0.0)
-    return pred, tol
+    return pred, rounding_tolerance(kind, S, t, s, t_prev, float32_coeffs)
 
 
 #: Heun's kind (diffusers' HeunDiscreteScheduler): its order-1 records are ``ddim`` (the Euler predictor, and the
@@ -383,9 +375,7 @@ def heun_prediction(target: GaussianTarget, x: np.ndarray, t: float, s: float, x
     S = ((1.0 + c1 / math.exp(-s)) * _arith_scale(x_prev, m0, t_prev, s, k["cx"], k["c0"])
          + c1 * (np.abs(delta) + np.abs(m0) + np.abs(mp) + _conv_scale(x, mp, t))
          + 2.0 * _lambda_cond(t_prev, s) * (1.0 + 1.0 / k["h"]) * np.abs(c1 * delta))
-    k64, k32_ = bound_counts(HEUN_KIND, t, s, t_prev)
-    tol = k64 * U64 * S + (k32_ * U32 * S if float32_coeffs else 0.0)
-    return pred, tol
+    return pred, rounding_tolerance(HEUN_KIND, S, t, s, t_prev, float32_coeffs)
 
 
 #: LMS's kind (diffusers' LMSDiscreteScheduler): every step, of order min(step + 1, 4), is :func:`lms_prediction`
@@ -490,9 +480,15 @@ def lms_prediction(target: GaussianTarget, x: np.ndarray, t: float, s: float, x_
         extra = extra + dc * np.abs(dj)
     pred = a_s * pred_ve
     S = a_s * S + np.abs(pred)
-    k64, k32_ = bound_counts(LMS_KIND, t, s)
-    tol = k64 * U64 * S + (k32_ * U32 * S if float32_coeffs else 0.0) + a_s * extra
-    return pred, tol
+    return pred, rounding_tolerance(LMS_KIND, S, t, s, float32_coeffs=float32_coeffs) + a_s * extra
+
+
+def rounding_tolerance(kind: str, S: np.ndarray, t: float, s: float, t_prev: float | None = None,
+                       float32_coeffs: bool = False) -> np.ndarray:
+    r"""The per-element rounding bound of a step of ``kind``: :math:`K\,u\,S + [\text{float32}]\,K_{32}\,u_{32}\,S`
+    with the counts ``(K, K32)`` of :func:`bound_counts` and the step's magnitude sum ``S``."""
+    k64, k32_ = bound_counts(kind, t, s, t_prev)
+    return k64 * U64 * S + (k32_ * U32 * S if float32_coeffs else 0.0)
 
 
 def bound_counts(kind: str, t: float, s: float, t_prev: float | None = None) -> tuple[float, float]:
@@ -538,8 +534,7 @@ def step_prediction(kind: str, target: GaussianTarget, x: np.ndarray, t: float, 
     if cz != 0.0 and z is not None:
         pred = pred + cz * z
         S = S + np.abs(cz * z)
-    tol = k_step(t) * U64 * S + (k32(t, s) * U32 * S if float32_coeffs else 0.0)
-    return pred, tol
+    return pred, rounding_tolerance(kind, S, t, s, float32_coeffs=float32_coeffs)
 
 
 def _arith_scale(x: np.ndarray, D: np.ndarray, t: float, s: float, cx: float, cd: float) -> np.ndarray:
