@@ -75,24 +75,53 @@ DENOISER = 1
 N_CHUNKS = 64
 
 # rows of the per-component scratch ``kv`` of :func:`workspace`
-_ELL, _A, _Q, _E, _EB, _DELTA = 0, 1, 2, 3, 4, 5
+_ELL, _A, _Q, _E, _EB, _DELTA, _LOGDET = 0, 1, 2, 3, 4, 5, 6
+# rows of the per-time tables ``tab[k]``: 1/c_j, D_j = alpha^2 lambda_j / c_j, alpha lambda_j / c_j
+_INVC, _D, _COEFM = 0, 1, 2
 
 
-def workspace(n: int, K: int, d: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Scratch for the mixture kernels, one block per chunk of particles: ``(vec (B, 4, d), kv (B, 6, K),
-    proj (B, K, d), resid (B, K, d))`` with ``B = min(n, N_CHUNKS)`` (at least 1)."""
+def workspace(n: int, K: int, d: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Scratch for the mixture kernels, one block per chunk of particles: ``(vec (B, 4, d), kv (B, 7, K),
+    proj (B, K, d), resid (B, K, d), tab (B, K, 3, d))`` with ``B = min(n, N_CHUNKS)`` (at least 1)."""
     nb = max(1, min(n, N_CHUNKS))
-    return np.empty((nb, 4, d)), np.empty((nb, 6, K)), np.empty((nb, K, d)), np.empty((nb, K, d))
+    return (np.empty((nb, 4, d)), np.empty((nb, 7, K)), np.empty((nb, K, d)), np.empty((nb, K, d)),
+            np.empty((nb, K, 3, d)))
 
 
 @njit(cache=True)
+def time_tables(alpha, sigma2, evals, rank, tab, kv):
+    r"""The per-time constants of every component: ``tab[k]`` (rows ``1/c_j``, :math:`D_j`,
+    :math:`\alpha\lambda_j/c_j`) and :math:`\sum_j\operatorname{log1p}(\alpha^2\lambda_j/\sigma^2)` in ``kv``.
+    The kernels recompute them only when a particle's time differs from the previous one of its chunk."""
+    a2 = alpha * alpha
+    for k in range(evals.shape[0]):
+        ld = 0.0
+        for j in range(rank[k]):
+            lam = evals[k, j]
+            c = a2 * lam + sigma2
+            tab[k, _INVC, j] = 1.0 / c
+            tab[k, _D, j] = a2 * lam / c
+            tab[k, _COEFM, j] = alpha * lam / c
+            ld += math.log1p(a2 * lam / sigma2)
+        kv[_LOGDET, k] = ld
+
+
+@njit(cache=True, inline="always")
+def new_time(alpha, sigma2, i, lo, evals, rank, tab, kv):
+    """Refresh the tables (:func:`time_tables`) for particle ``i`` if it starts its chunk (``lo``) or its time
+    is not the previous particle's."""
+    if i == lo or alpha[i] != alpha[i - 1] or sigma2[i] != sigma2[i - 1]:
+        time_tables(alpha[i], sigma2[i], evals, rank, tab, kv)
+
+
+@njit(cache=True, inline="always")
 def chunk_range(b, nb, n):
     """Particles ``lo:hi`` of chunk ``b`` of ``nb``."""
     return b * n // nb, (b + 1) * n // nb
 
 
-@njit(cache=True)
-def component_terms(xi, k, alpha, sigma2, xnorm, means, evecs_t, evals, rank, logw, proj, resid, kv):
+@njit(cache=True, inline="always")
+def component_terms(xi, k, alpha, sigma2, xnorm, means, evecs_t, rank, logw, tab, proj, resid, kv):
     r"""First pass for component ``k``: :math:`p = U_r^\top v` into ``proj``, :math:`v_\perp` into ``resid``, and
     into column ``k`` of ``kv``: :math:`a_k - q_k/2` (``-inf`` for a zero weight or an overflowed :math:`q_k`),
     :math:`a_k`, :math:`q_k`, :math:`E_k` and its rounding scale :math:`e_k` (module docstring)."""
@@ -101,14 +130,13 @@ def component_terms(xi, k, alpha, sigma2, xnorm, means, evecs_t, evals, rank, lo
         return
     d = xi.shape[0]
     r = rank[k]
-    a2 = alpha * alpha
+    invc, dd = tab[k, _INVC], tab[k, _D]
     mnorm = 0.0
     for l in range(d):
         am = alpha * means[k, l]
         resid[l] = xi[l] - am
         mnorm += am * am
     scale = xnorm + math.sqrt(mnorm)
-    logdet = 0.0
     quad = 0.0
     ek = 0.0
     eb = 0.0
@@ -117,12 +145,10 @@ def component_terms(xi, k, alpha, sigma2, xnorm, means, evecs_t, evals, rank, lo
         for l in range(d):
             pj += evecs_t[k, j, l] * resid[l]
         proj[j] = pj
-        cj = a2 * evals[k, j] + sigma2
-        logdet += math.log1p(a2 * evals[k, j] / sigma2)
-        dj = a2 * evals[k, j] / cj
-        quad += pj * pj / cj
-        ek += dj * pj * pj
-        eb += dj * (pj * pj + 2.0 * abs(pj) * scale)
+        p2 = pj * pj
+        quad += p2 * invc[j]
+        ek += dd[j] * p2
+        eb += dd[j] * (p2 + 2.0 * abs(pj) * scale)
     if r == d:
         for l in range(d):
             resid[l] = 0.0
@@ -135,7 +161,7 @@ def component_terms(xi, k, alpha, sigma2, xnorm, means, evecs_t, evals, rank, lo
         for l in range(d):
             rr += resid[l] * resid[l]
         quad += rr / sigma2
-    a = logw[k] - 0.5 * logdet
+    a = logw[k] - 0.5 * kv[_LOGDET, k]
     kv[_A, k] = a
     kv[_Q, k] = quad
     kv[_E, k] = ek
@@ -143,8 +169,8 @@ def component_terms(xi, k, alpha, sigma2, xnorm, means, evecs_t, evals, rank, lo
     kv[_ELL, k] = a - 0.5 * quad if quad < np.inf else -np.inf
 
 
-@njit(cache=True)
-def first_pass(xi, alpha, sigma2, means, evecs_t, evals, rank, logw, proj, resid, kv):
+@njit(cache=True, inline="always")
+def first_pass(xi, alpha, sigma2, means, evecs_t, rank, logw, tab, proj, resid, kv):
     """:func:`component_terms` for every component; returns the reference ``r`` (the largest logit), ``-1`` when
     no component has mass at ``xi``."""
     d = xi.shape[0]
@@ -154,13 +180,13 @@ def first_pass(xi, alpha, sigma2, means, evecs_t, evals, rank, logw, proj, resid
     xnorm = math.sqrt(xn)
     best = -1
     for k in range(means.shape[0]):
-        component_terms(xi, k, alpha, sigma2, xnorm, means, evecs_t, evals, rank, logw, proj[k], resid[k], kv)
+        component_terms(xi, k, alpha, sigma2, xnorm, means, evecs_t, rank, logw, tab, proj[k], resid[k], kv)
         if kv[_ELL, k] > -np.inf and (best < 0 or kv[_ELL, k] > kv[_ELL, best]):
             best = k
     return best
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def logit_gap(xi, k, r, alpha, sigma2, means, kv):
     r""":math:`\delta_k = \ell_k - \ell_r` in form B or form A, whichever has the smaller rounding bound (module
     docstring); ``-inf`` for a component without mass."""
@@ -181,7 +207,7 @@ def logit_gap(xi, k, r, alpha, sigma2, means, kv):
     return kv[_ELL, k] - kv[_ELL, r]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def reference_logit(kv, r, d, sigma2):
     r"""The absolute logit :math:`\ell_r` of the reference (``-inf`` when there is none, ``r < 0``)."""
     if r < 0:
@@ -189,28 +215,29 @@ def reference_logit(kv, r, d, sigma2):
     return kv[_ELL, r] - 0.5 * d * (LOG_2PI + math.log(sigma2))
 
 
-@njit(cache=True)
-def component_quantity(k, quantity, alpha, sigma2, means, evecs_t, evals, rank, proj, resid, out):
-    """Write :math:`s_k` (``quantity == SCORE``) or :math:`m_k` (``DENOISER``) into ``out``."""
+@njit(cache=True, inline="always")
+def component_quantity(k, quantity, sigma2, means, evecs_t, rank, tab, proj, resid, out):
+    """Write :math:`s_k` (``quantity == SCORE``) or :math:`m_k` (``DENOISER``) into ``out`` (``tab``:
+    :func:`time_tables`)."""
     d = out.shape[0]
     r = rank[k]
     if quantity == 0:
         for l in range(d):
             out[l] = -resid[l] / sigma2
         for j in range(r):
-            coef = proj[j] / (alpha * alpha * evals[k, j] + sigma2)
+            coef = proj[j] * tab[k, _INVC, j]
             for l in range(d):
                 out[l] -= evecs_t[k, j, l] * coef
     else:
         for l in range(d):
             out[l] = means[k, l]
         for j in range(r):
-            coef = alpha * evals[k, j] * proj[j] / (alpha * alpha * evals[k, j] + sigma2)
+            coef = tab[k, _COEFM, j] * proj[j]
             for l in range(d):
                 out[l] += evecs_t[k, j, l] * coef
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def online_push(m, z, ell, comp, acc):
     r"""One step of an online log-sum-exp average: fold weight :math:`e^{\ell}` and vector ``comp`` into
     the running ``(max m, sum z, acc)`` (``acc`` holds :math:`\sum e^{\ell_k - m} q_k`); returns the new ``(m, z)``."""
@@ -225,7 +252,7 @@ def online_push(m, z, ell, comp, acc):
     return m, z + wgt
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def online_finish(m, z, acc):
     r"""End an online average: divide ``acc`` by ``z``; return the log of the total weight, :math:`m + \log z`
     (``-inf``, and ``acc`` left as it is, when nothing was pushed)."""
@@ -248,14 +275,15 @@ def mixture_average(x, alpha, sigma2, means, evecs_t, evals, rank, logw, in_mask
     ``logz[i, 2] + logz[i, 0]``).  ``ws`` is :func:`workspace`.
     """
     n, d = x.shape
-    vec, kvs, projs, resids = ws
+    vec, kvs, projs, resids, tabs = ws
     nb = vec.shape[0]
     for b in prange(nb):
-        comp, kv, proj, resid = vec[b, 0], kvs[b], projs[b], resids[b]
+        comp, kv, proj, resid, tab = vec[b, 0], kvs[b], projs[b], resids[b], tabs[b]
         lo, hi = chunk_range(b, nb, n)
         for i in range(lo, hi):
             al, s2 = alpha[i], sigma2[i]  # this particle's time
-            r = first_pass(x[i], al, s2, means, evecs_t, evals, rank, logw, proj, resid, kv)
+            new_time(alpha, sigma2, i, lo, evals, rank, tab, kv)
+            r = first_pass(x[i], al, s2, means, evecs_t, rank, logw, tab, proj, resid, kv)
             m_in = -np.inf
             m_out = -np.inf
             z_in = 0.0
@@ -267,7 +295,7 @@ def mixture_average(x, alpha, sigma2, means, evecs_t, evals, rank, logw, in_mask
                 ell = logit_gap(x[i], k, r, al, s2, means, kv)
                 if ell == -np.inf:
                     continue
-                component_quantity(k, quantity, al, s2, means, evecs_t, evals, rank, proj[k], resid[k], comp)
+                component_quantity(k, quantity, s2, means, evecs_t, rank, tab, proj[k], resid[k], comp)
                 if in_mask[k]:
                     m_in, z_in = online_push(m_in, z_in, ell, comp, avg_in[i])
                 else:
@@ -288,14 +316,15 @@ def class_log_mass(x, alpha, sigma2, means, evecs_t, evals, rank, logw, labels, 
     """
     n, d = x.shape
     C = out.shape[1]
-    vec, kvs, projs, resids = ws
+    vec, kvs, projs, resids, tabs = ws
     nb = vec.shape[0]
     for b in prange(nb):
-        kv, proj, resid = kvs[b], projs[b], resids[b]
+        kv, proj, resid, tab = kvs[b], projs[b], resids[b], tabs[b]
         lo, hi = chunk_range(b, nb, n)
         for i in range(lo, hi):
             al, s2 = alpha[i], sigma2[i]  # this particle's time
-            r = first_pass(x[i], al, s2, means, evecs_t, evals, rank, logw, proj, resid, kv)
+            new_time(alpha, sigma2, i, lo, evals, rank, tab, kv)
+            r = first_pass(x[i], al, s2, means, evecs_t, rank, logw, tab, proj, resid, kv)
             for c in range(C):
                 out[i, c] = -np.inf
                 sums[i, c] = 0.0
@@ -327,14 +356,15 @@ def mixture_posterior_cov(x, alpha, sigma2, means, evecs_t, evals, rank, logw, i
     """
     n, d = x.shape
     K = means.shape[0]
-    vec, kvs, projs, resids = ws
+    vec, kvs, projs, resids, tabs = ws
     nb = vec.shape[0]
     for b in prange(nb):
-        comp, mbar, kv, proj, resid = vec[b, 0], vec[b, 1], kvs[b], projs[b], resids[b]
+        comp, mbar, kv, proj, resid, tab = vec[b, 0], vec[b, 1], kvs[b], projs[b], resids[b], tabs[b]
         lo, hi = chunk_range(b, nb, n)
         for i in range(lo, hi):
             al, s2 = alpha[i], sigma2[i]  # this particle's time
-            r = first_pass(x[i], al, s2, means, evecs_t, evals, rank, logw, proj, resid, kv)
+            new_time(alpha, sigma2, i, lo, evals, rank, tab, kv)
+            r = first_pass(x[i], al, s2, means, evecs_t, rank, logw, tab, proj, resid, kv)
             m_run = -np.inf
             z = 0.0
             for l in range(d):
@@ -344,7 +374,7 @@ def mixture_posterior_cov(x, alpha, sigma2, means, evecs_t, evals, rank, logw, i
                 kv[_DELTA, k] = ell
                 if ell == -np.inf:
                     continue
-                component_quantity(k, 1, al, s2, means, evecs_t, evals, rank, proj[k], resid[k], comp)
+                component_quantity(k, 1, s2, means, evecs_t, rank, tab, proj[k], resid[k], comp)
                 m_run, z = online_push(m_run, z, ell, comp, mbar)
             for a in range(d):
                 for c in range(d):
@@ -362,7 +392,7 @@ def mixture_posterior_cov(x, alpha, sigma2, means, evecs_t, evals, rank, logw, i
                 pik = math.exp(ell - logz)
                 if pik == 0.0:
                     continue
-                component_quantity(k, 1, al, s2, means, evecs_t, evals, rank, proj[k], resid[k], comp)
+                component_quantity(k, 1, s2, means, evecs_t, rank, tab, proj[k], resid[k], comp)
                 for l in range(d):
                     comp[l] -= mbar[l]
                 for a in range(d):
