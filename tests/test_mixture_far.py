@@ -193,3 +193,21 @@ def test_old_formula_fails_the_new_tolerance_far_out():
     old_err = float(np.max(np.abs(old_class_posterior(gm, x, t) - exact)))
     assert old_err > max(1e-13, a["post_bound"]), (old_err, a)
     assert a["post_err"] <= min(1e-13, a["post_bound"]), a
+
+
+@pytest.mark.parametrize("d", [1, 16])
+def test_near_data_small_t_keeps_the_absolute_form(d):
+    """Near the data at small t the eigen terms E_k ~ |v|^2 (D_j -> 1) and form B would cancel ~ q_k sigma^2 / sigma^2
+    digits: a point between two broad components (posterior balanced, well conditioned) at t <= 1e-3 must stay within
+    the derived bound (which takes the smaller of the two forms' bounds) and the 1e-13 target."""
+    S = np.array([np.eye(d), np.eye(d)])
+    mu = np.zeros((2, d))
+    mu[0, 0], mu[1, 0] = -1.0, 1.0
+    gm = GaussianMixture([0.5, 0.5], mu, S, labels=[0, 1])
+    x = np.zeros(d)
+    x[0] = 0.3
+    for t in (1e-6, 1e-4, 1e-3):
+        a = analyse(gm, x, t)
+        assert a["cond_post"] < 100 * UNIT_ROUNDOFF, a
+        assert a["post_err"] <= min(1e-13, a["post_bound"]), (t, a)
+        assert a["den_err"] <= min(1e-12, a["den_bound"]), (t, a)
