@@ -37,15 +37,18 @@ Rounding bound (proof: ``proofs_notes/foundations.md#logit-differences``).  With
 
 .. math::
     |\hat\delta_k - \delta_k| \le \gamma_{2d+16}\,\Big(\min(B^A_{kr}, B^B_{kr}) + |\delta_k| + A_k + A_r\Big),
-    \qquad B^A_{kr} = \tfrac12(q_k + q_r), \quad
+    \qquad B^A_{kr} = \tfrac12(f_k + f_r), \quad
     B^B_{kr} = \frac{\alpha\sum_l |\mu_{rl} - \mu_{kl}|\,G_l + e_k + e_r}{2\sigma^2},
 
-with :math:`e_k = \sum_{j<r} D_j\,(p_j^2 + 2|p_j|S_k)` and :math:`A_k = |\log w_k| + \sum_{j<r}(1 +
+with :math:`f_k = \sum_{j<r}(p_j^2 + 2|p_j|S_k)/c_j + (\|v_\perp\|^2 + 2\|v_\perp\|S_k)/\sigma^2` (:math:`q_k` and the
+rounding of :math:`v` and :math:`p`), :math:`e_k = \sum_{j<r} D_j\,(p_j^2 + 2|p_j|S_k)` and :math:`A_k = |\log w_k| + \sum_{j<r}(1 +
 \operatorname{log1p}(\alpha^2\lambda_j/\sigma^2))` (first order in ``u``; the float64 ``U`` taken orthonormal, as
 everywhere in these kernels).  The softmax then gives :math:`|\hat\pi_k - \pi_k| \le \pi_k\,(2\max_j|\hat\delta_j -
 \delta_j| + \gamma_{K+4})`, so a class posterior is within :math:`2\max_j|\hat\delta_j - \delta_j| + \gamma_{K+4}`
 absolutely.  At :math:`t \ge 10` and :math:`10^3\sigma_t` from the data :math:`B^B_{kr} = O(\alpha\|\Delta\mu\|\,\|x\|/\sigma^2)
-\approx 10^{-1}`, against :math:`B^A_{kr} \approx 10^6` for the old form A everywhere.
+\approx 10^{-1}`, against :math:`B^A_{kr} \approx 10^6` for the old form A everywhere.  The kernel evaluates
+:math:`2\sigma^2 B^B_{kr}` and :math:`f_k + f_r` from its own intermediate values and uses the form with the
+smaller one.
 
 Accumulation: one pass with a running maximum over the :math:`\delta_k` (online log-sum-exp), so nothing under- or
 overflows; the mixture log-normaliser is returned as ``(reference logit, log-sum-exp of the differences)`` so that
@@ -75,16 +78,16 @@ DENOISER = 1
 N_CHUNKS = 64
 
 # rows of the per-component scratch ``kv`` of :func:`workspace`
-_ELL, _A, _Q, _E, _EB, _DELTA, _LOGDET = 0, 1, 2, 3, 4, 5, 6
+_ELL, _A, _Q, _E, _EB, _DELTA, _LOGDET, _FA = 0, 1, 2, 3, 4, 5, 6, 7
 # rows of the per-time tables ``tab[k]``: 1/c_j, D_j = alpha^2 lambda_j / c_j, alpha lambda_j / c_j
 _INVC, _D, _COEFM = 0, 1, 2
 
 
 def workspace(n: int, K: int, d: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Scratch for the mixture kernels, one block per chunk of particles: ``(vec (B, 4, d), kv (B, 7, K),
+    """Scratch for the mixture kernels, one block per chunk of particles: ``(vec (B, 4, d), kv (B, 8, K),
     proj (B, K, d), resid (B, K, d), tab (B, K, 3, d))`` with ``B = min(n, N_CHUNKS)`` (at least 1)."""
     nb = max(1, min(n, N_CHUNKS))
-    return (np.empty((nb, 4, d)), np.empty((nb, 7, K)), np.empty((nb, K, d)), np.empty((nb, K, d)),
+    return (np.empty((nb, 4, d)), np.empty((nb, 8, K)), np.empty((nb, K, d)), np.empty((nb, K, d)),
             np.empty((nb, K, 3, d)))
 
 
@@ -124,7 +127,8 @@ def chunk_range(b, nb, n):
 def component_terms(xi, k, alpha, sigma2, xnorm, means, evecs_t, rank, logw, tab, proj, resid, kv):
     r"""First pass for component ``k``: :math:`p = U_r^\top v` into ``proj``, :math:`v_\perp` into ``resid``, and
     into column ``k`` of ``kv``: :math:`a_k - q_k/2` (``-inf`` for a zero weight or an overflowed :math:`q_k`),
-    :math:`a_k`, :math:`q_k`, :math:`E_k` and its rounding scale :math:`e_k` (module docstring)."""
+    :math:`a_k`, :math:`q_k` and its rounding scale :math:`f_k`, :math:`E_k` and its rounding scale :math:`e_k`
+    (module docstring)."""
     if logw[k] == -np.inf:
         kv[_ELL, k] = -np.inf
         return
@@ -138,6 +142,7 @@ def component_terms(xi, k, alpha, sigma2, xnorm, means, evecs_t, rank, logw, tab
         mnorm += am * am
     scale = xnorm + math.sqrt(mnorm)
     quad = 0.0
+    fa = 0.0
     ek = 0.0
     eb = 0.0
     for j in range(r):
@@ -147,6 +152,7 @@ def component_terms(xi, k, alpha, sigma2, xnorm, means, evecs_t, rank, logw, tab
         proj[j] = pj
         p2 = pj * pj
         quad += p2 * invc[j]
+        fa += 2.0 * abs(pj) * scale * invc[j]
         ek += dd[j] * p2
         eb += dd[j] * (p2 + 2.0 * abs(pj) * scale)
     if r == d:
@@ -161,9 +167,11 @@ def component_terms(xi, k, alpha, sigma2, xnorm, means, evecs_t, rank, logw, tab
         for l in range(d):
             rr += resid[l] * resid[l]
         quad += rr / sigma2
+        fa += 2.0 * math.sqrt(rr) * scale / sigma2
     a = logw[k] - 0.5 * kv[_LOGDET, k]
     kv[_A, k] = a
     kv[_Q, k] = quad
+    kv[_FA, k] = quad + fa
     kv[_E, k] = ek
     kv[_EB, k] = eb
     kv[_ELL, k] = a - 0.5 * quad if quad < np.inf else -np.inf
@@ -202,7 +210,7 @@ def logit_gap(xi, k, r, alpha, sigma2, means, kv):
         dot += h * g
         mag += abs(h) * (2.0 * abs(xi[l]) + alpha * (abs(means[k, l]) + abs(means[r, l])))
     bound_b = (alpha * mag + kv[_EB, k] + kv[_EB, r]) / sigma2
-    if bound_b <= kv[_Q, k] + kv[_Q, r]:
+    if bound_b <= kv[_FA, k] + kv[_FA, r]:
         return kv[_A, k] - kv[_A, r] - 0.5 * (alpha * dot - kv[_E, k] + kv[_E, r]) / sigma2
     return kv[_ELL, k] - kv[_ELL, r]
 

@@ -6,7 +6,8 @@ The kernels form the logit differences :math:`\\delta_k = \\ell_k - \\ell_r` wit
 uses tolerances derived from the rounding bound of the module docstring (the proof is in
 ``proofs_notes/foundations.md#logit-differences``), evaluated in mpmath at the exact values:
 
-* logit differences: :math:`\\varepsilon_k = \\gamma_{2d+16}(\\min(B^A_{kr}, B^B_{kr}) + |\\delta_k| + A_k + A_r)`;
+* logit differences: :math:`\\varepsilon_k = \\gamma_{2d+16}(\\min(B^A_{kr}, B^B_{kr}) + |\\delta_k| + A_k + A_r)`
+  (:math:`B^A_{kr} = (f_k + f_r)/2`, :math:`B^B_{kr} = (\\alpha\\sum_l|\\mu_{rl} - \\mu_{kl}|G_l + e_k + e_r)/(2\\sigma^2)`);
 * class posterior (absolute): :math:`2\\max_k\\varepsilon_k + \\gamma_{K+6}` (softmax: :math:`|\\hat\\pi_k - \\pi_k| \\le
   \\pi_k(2\\max\\varepsilon + \\gamma_{K+4})`, plus the ``log``/``exp`` of the class log-posterior, absolute
   :math:`u\\,P|\\log P| \\le u`);
@@ -95,8 +96,10 @@ def analyse(gm: GaussianMixture, x: np.ndarray, t: float) -> dict:
             c = [alpha**2 * lj + s2 for lj in lam]
             Dj = [alpha**2 * lam[j] / c[j] for j in range(r)]
             S = xn + alpha * _norm(mu)
+            perp = _norm([v[l] - mp.fsum(mp.mpf(float(gm.evecs[k, l, j])) * p[j] for j in range(r)) for l in range(d)])
             terms.append(dict(
                 mu=mu,
+                f=mp.fsum((p[j] ** 2 + 2 * abs(p[j]) * S) / c[j] for j in range(r)) + (perp**2 + 2 * perp * S) / s2,
                 e=mp.fsum(Dj[j] * (p[j] ** 2 + 2 * abs(p[j]) * S) for j in range(r)),
                 A=abs(mp.log(mp.mpf(float(gm.weights[k])))) + mp.fsum(1 + mp.log1p(alpha**2 * lj / s2) for lj in lam),
                 M=_norm(mu) + mp.fsum(alpha * lam[j] / c[j] * (abs(p[j]) + S) for j in range(r)),
@@ -113,7 +116,7 @@ def analyse(gm: GaussianMixture, x: np.ndarray, t: float) -> dict:
             G = [2 * abs(xv[l]) + alpha * (abs(terms[k]["mu"][l]) + abs(terms[r]["mu"][l])) for l in range(d)]
             bb = (alpha * mp.fsum(abs(terms[r]["mu"][l] - terms[k]["mu"][l]) * G[l] for l in range(d))
                   + terms[k]["e"] + terms[r]["e"]) / (2 * s2)
-            ba = (ref.q[k] + ref.q[r]) / 2
+            ba = (terms[k]["f"] + terms[r]["f"]) / 2
             delta = mp.log(pi[k]) - mp.log(pi[r])
             eps = max(eps, gamma(2 * d + 16) * (min(ba, bb) + abs(delta) + terms[k]["A"] + terms[r]["A"]))
         weight_err = 2 * eps + gamma(K + 4)

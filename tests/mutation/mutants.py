@@ -285,12 +285,12 @@ MUTANTS: tuple[Mutant, ...] = (
     # (the class log masses are relative to the reference logit since issue 20 item 4, at most log K above 0, so
     # a log-sum-exp over classes without the max shift no longer overflows: that mutant became equivalent)
     Mutant("safeguard_logit_gap_absolute", K,
-           "    if bound_b <= kv[_Q, k] + kv[_Q, r]:\n",
+           "    if bound_b <= kv[_FA, k] + kv[_FA, r]:\n",
            "    if False:\n",
            "logit differences always from the absolute logits (the common |x|^2/sigma^2 cancels far from the data)",
            test="tests/test_mixture_far.py::test_old_formula_fails_the_new_tolerance_far_out"),
     Mutant("safeguard_logit_gap_always_difference_form", K,
-           "    if bound_b <= kv[_Q, k] + kv[_Q, r]:\n",
+           "    if bound_b <= kv[_FA, k] + kv[_FA, r]:\n",
            "    if True:\n",
            "logit differences always in the (b - a).(2x - a - b) - E_k + E_r form (cancels near the data at small t)",
            test="tests/test_mixture_far.py::test_near_data_small_t_keeps_the_absolute_form"),
