@@ -40,7 +40,7 @@ Rounding bound (proof: ``proofs_notes/foundations.md#logit-differences``).  With
     \qquad B^A_{kr} = \tfrac12(f_k + f_r), \quad
     B^B_{kr} = \frac{\alpha\sum_l |\mu_{rl} - \mu_{kl}|\,G_l + e_k + e_r}{2\sigma^2},
 
-with :math:`f_k = \sum_{j<r}(p_j^2 + 2|p_j|S_k)/c_j + (\|v_\perp\|^2 + 2\|v_\perp\|S_k)/\sigma^2` (:math:`q_k` and the
+with :math:`f_k = \sum_{j<r}(p_j^2 + 2|p_j|S_k)/c_j + (\|v_\perp\|^2 + 4\sqrt d\,\|v_\perp\|S_k)/\sigma^2` (:math:`q_k` and the
 rounding of :math:`v` and :math:`p`), :math:`e_k = \sum_{j<r} D_j\,(p_j^2 + 2|p_j|S_k)` and :math:`A_k = |\log w_k| + \sum_{j<r}(1 +
 \operatorname{log1p}(\alpha^2\lambda_j/\sigma^2))` (first order in ``u``; the float64 ``U`` taken orthonormal, as
 everywhere in these kernels).  The softmax then gives :math:`|\hat\pi_k - \pi_k| \le \pi_k\,(2\max_j|\hat\delta_j -
@@ -167,7 +167,7 @@ def component_terms(xi, k, alpha, sigma2, xnorm, means, evecs_t, rank, logw, tab
         for l in range(d):
             rr += resid[l] * resid[l]
         quad += rr / sigma2
-        fa += 2.0 * math.sqrt(rr) * scale / sigma2
+        fa += 4.0 * math.sqrt(d * rr) * scale / sigma2
     a = logw[k] - 0.5 * kv[_LOGDET, k]
     kv[_A, k] = a
     kv[_Q, k] = quad

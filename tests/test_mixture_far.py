@@ -99,7 +99,7 @@ def analyse(gm: GaussianMixture, x: np.ndarray, t: float) -> dict:
             perp = _norm([v[l] - mp.fsum(mp.mpf(float(gm.evecs[k, l, j])) * p[j] for j in range(r)) for l in range(d)])
             terms.append(dict(
                 mu=mu,
-                f=mp.fsum((p[j] ** 2 + 2 * abs(p[j]) * S) / c[j] for j in range(r)) + (perp**2 + 2 * perp * S) / s2,
+                f=mp.fsum((p[j] ** 2 + 2 * abs(p[j]) * S) / c[j] for j in range(r)) + (perp**2 + 4 * mp.sqrt(d) * perp * S) / s2,
                 e=mp.fsum(Dj[j] * (p[j] ** 2 + 2 * abs(p[j]) * S) for j in range(r)),
                 A=abs(mp.log(mp.mpf(float(gm.weights[k])))) + mp.fsum(1 + mp.log1p(alpha**2 * lj / s2) for lj in lam),
                 M=_norm(mu) + mp.fsum(alpha * lam[j] / c[j] * (abs(p[j]) + S) for j in range(r)),
