@@ -259,9 +259,11 @@ class GaussianMixture:
         return out, ref
 
     def _class_log_posterior(self, x, t, strict: bool) -> np.ndarray:
-        """The class log-posteriors, by log-sum-exp of the class log masses.  A class log mass of ``-inf`` is an
-        underflow (every class has weight): rows where every class underflowed (and, if ``strict``, rows where any
-        did) are redone by :meth:`_rescaled_row`; without ``strict`` a ``-inf`` entry (posterior 0 in float64) stays."""
+        r"""The class log-posteriors, by log-sum-exp of the class log masses relative to the reference logit (sums of
+        the logit differences of :mod:`numerics._kernels`, so the common :math:`\|x\|^2/\sigma^2` never cancels).  A
+        class log mass of ``-inf`` means every component of the class overflowed its quadratic form (every class has
+        weight): rows where every class did (and, if ``strict``, rows where any did) are redone by
+        :meth:`_rescaled_row`; without ``strict`` a ``-inf`` entry (posterior 0 in float64) stays."""
         X, single, args = self._points_args(x, t)
         L, _ = self._class_log_mass_raw(X, args, self.labels, self.n_classes)
         redo = ~np.all(np.isfinite(L), axis=1) if strict else ~np.isfinite(np.max(L, axis=1))
@@ -304,7 +306,7 @@ class GaussianMixture:
 
     def _split_logit(self, xi: np.ndarray, k: int, alpha: float, sigma2: float) -> tuple[float, float]:
         r""":math:`(a_k, b_k)` with :math:`\ell_k = a_k - b_k/\sigma^2`: :math:`b_k = |v_\perp|^2/2` the part of
-        :math:`v = x - \alpha\mu_k` outside the range of :math:`S_k` (as :func:`numerics._kernels.component_logit`);
+        :math:`v = x - \alpha\mu_k` outside the range of :math:`S_k` (as :func:`numerics._kernels.component_terms`, form A);
         ``(-inf, 0)`` for a zero-weight component."""
         if self.log_weights[k] == -np.inf:
             return -np.inf, 0.0
