@@ -105,7 +105,8 @@ def time_tables(alpha, sigma2, evals, rank, tab, kv):
             tab[k, _INVC, j] = 1.0 / c
             tab[k, _D, j] = a2 * lam / c
             tab[k, _COEFM, j] = alpha * lam / c
-            ld += math.log1p(a2 * lam / sigma2)
+            y = a2 * lam / sigma2  # overflows only for a subnormal sigma2; then log1p(y) = log(y) to within u
+            ld += math.log1p(y) if y < 1e300 else math.log(a2 * lam) - math.log(sigma2)
         kv[_LOGDET, k] = ld
 
 

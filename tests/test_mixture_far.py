@@ -236,3 +236,22 @@ def test_fast_path_far_within_its_documented_bound(kind, d):
                 err = _norm([mp.mpf(float(a)) - b for a, b in zip(fm.denoiser(X, t)[0], ref.denoiser)])
             assert float(err) <= float(agreement_bound(fm, gm, X, t, "denoiser")[0, 0]), (t, float(err))
             assert analyse(gm, x, t)["den_err"] <= 1e-12
+
+
+@pytest.mark.parametrize("t", [1e-300, 1e-310])
+def test_subnormal_sigma2_keeps_full_rank_components(t):
+    """At t = 1e-310 sigma_t^2 is subnormal and alpha^2 lambda / sigma^2 overflows: the log-det term must fall back to
+    log(alpha^2 lambda) - log(sigma^2) (log1p(y) = log(y) to within u there), not make the component weightless.
+    Tolerance: log p is a sum of terms of size at most T = d|log sigma^2|/2 + d log(2 pi)/2 + |log w| +
+    sum_j log1p(alpha^2 lambda_j/sigma^2)/2 + q/2 + log K, each with a relative error within gamma_{2d+16}
+    (Theorem 8.4's steps (iv)-(v)), so |error| <= 2 gamma_{2d+16} T."""
+    gm = GaussianMixture([0.5, 0.5], [[0.0, 0.0], [1.0, 0.0]], [np.eye(2), np.diag([1.0, 0.0])], labels=[0, 1])
+    x = np.array([0.3, 0.0])
+    ref = mp_reference(gm, x, t, dps=400)  # sigma^2 ~ 1e-310 beside lambda = 1: the LU needs > 310 digits
+    with mp.workdps(400):
+        s2 = -mp.expm1(-2 * mp.mpf(t))
+        T = (gm.d * abs(mp.log(s2)) / 2 + gm.d * mp.log(2 * mp.pi) / 2 + abs(mp.log(0.5))
+             + mp.log1p(1 / s2) / 2 + max(ref.q) / 2 + mp.log(gm.K))
+        tol = float(2 * gamma(2 * gm.d + 16) * T)
+    assert abs(float(gm.log_density(x, t)) - float(ref.log_density)) <= tol
+    assert np.all(np.isfinite(gm.denoiser(x, t))) and np.all(np.isfinite(gm.class_posterior(x, t)))
