@@ -44,13 +44,14 @@ with :math:`f_k = \sum_{j<r}(p_j^2 + 2|p_j|S_k)/c_j + (\|v_\perp\|^2 + 4\sqrt d\
 rounding of :math:`v` and :math:`p`), :math:`e_k = \sum_{j<r} D_j\,(p_j^2 + 2|p_j|S_k)` and :math:`A_k = |\log w_k| + \sum_{j<r}(1 +
 \operatorname{log1p}(\alpha^2\lambda_j/\sigma^2))` (first order in ``u``; the float64 ``U`` taken orthonormal, as
 everywhere in these kernels).  The softmax then gives :math:`|\hat\pi_k - \pi_k| \le \pi_k\,(2\max_j|\hat\delta_j -
-\delta_j| + \gamma_{K+4})`, so a class posterior is within :math:`2\max_j|\hat\delta_j - \delta_j| + \gamma_{K+4}`
-absolutely.  At :math:`t \ge 10` and :math:`10^3\sigma_t` from the data :math:`B^B_{kr} = O(\alpha\|\Delta\mu\|\,\|x\|/\sigma^2)
+\delta_j| + \gamma_{K+4})`, so a class posterior is within :math:`2\max_j|\hat\delta_j - \delta_j| + \gamma_{K+6}`
+absolutely (with the ``log``/``exp`` of the class log-posterior).  At :math:`t \ge 10` and :math:`10^3\sigma_t` from the data :math:`B^B_{kr} = O(\alpha\|\Delta\mu\|\,\|x\|/\sigma^2)
 \approx 10^{-1}`, against :math:`B^A_{kr} \approx 10^6` for the old form A everywhere.  The kernel evaluates
-:math:`2\sigma^2 B^B_{kr}` and :math:`f_k + f_r` from its own intermediate values and uses the form with the
-smaller one.
+:math:`2B^B_{kr}` and :math:`2B^A_{kr} = f_k + f_r` from its own intermediate values and uses the form with the
+smaller one.  The log-det term :math:`\operatorname{log1p}(y)`, :math:`y = \alpha^2\lambda_j/\sigma^2`, is taken as
+:math:`\log(\alpha^2\lambda_j) - \log\sigma^2` when ``y`` overflows (a subnormal :math:`\sigma^2`).
 
-Accumulation: one pass with a running maximum over the :math:`\delta_k` (online log-sum-exp), so nothing under- or
+Accumulation: after the first pass, one pass with a running maximum over the :math:`\delta_k` (online log-sum-exp), so nothing under- or
 overflows; the mixture log-normaliser is returned as ``(reference logit, log-sum-exp of the differences)`` so that
 callers can take ratios (class posteriors, :math:`p(\neg y\mid x)`) without adding and subtracting the large
 reference logit.
@@ -59,7 +60,11 @@ The mixture kernels take per-particle arrays ``alpha`` and ``sigma2`` of shape `
 caller as ``exp(-t_i)`` and ``-expm1(-2 t_i)``; one time for all particles is a constant array) rather than
 ``t``, and the transposed eigenvectors ``evecs_t`` (``evecs_t[k, j]`` is :math:`u_j` of component ``k``, a
 contiguous row).  They loop over chunks of particles with ``prange``; all scratch comes from
-:func:`workspace` (one block per chunk, allocated by the caller), nothing is allocated inside the loop.
+:func:`workspace` (one block per chunk, allocated by the caller), nothing is allocated inside the loop.  The
+per-time constants (:func:`time_tables`) are recomputed only when a particle's time differs from the previous one
+of its chunk, and the small helpers are inlined (``inline="always"``: a call per component would otherwise cost
+reference counting of every array argument), so the kernels are faster than the absolute-logit ones they replace
+(README, Accuracy).
 """
 from __future__ import annotations
 
