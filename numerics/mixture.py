@@ -167,6 +167,7 @@ class GaussianMixture:
         self.weights = w
         self.means = mu
         self.evecs, self.evals, self.rank = spectral_decomposition(S)
+        self.evecs_t = np.ascontiguousarray(self.evecs.transpose(0, 2, 1))  # u_j as contiguous rows, for the kernels
         with np.errstate(divide="ignore"):
             self.log_weights = np.log(self.weights)
         self.labels, self.n_classes = (np.arange(K, dtype=np.int64), K) if labels is None else check_labels(labels, K)
@@ -212,16 +213,15 @@ class GaussianMixture:
         """``(X (N, d), single, kernel arguments)`` for points ``x`` and one time or one per point."""
         X, single = check_points(x, self.d)
         alpha, sigma2 = self._alpha_sigma2(t, X.shape[0])
-        return X, single, (alpha, sigma2, self.means, self.evecs, self.evals, self.rank, self.log_weights)
+        return X, single, (alpha, sigma2, self.means, self.evecs_t, self.evals, self.rank, self.log_weights)
 
     def _average(self, x, t, quantity: int, mask=None):
         X, single, args = self._points_args(x, t)
         n = X.shape[0]
         mask = np.ones(self.K, dtype=np.bool_) if mask is None else mask
-        avg_in, avg_out = np.empty((n, self.d)), np.empty((n, self.d))
-        logz, work = np.empty((n, 2)), np.empty((n, 3, self.d))
-        K_.mixture_average(X, *args, mask, quantity, avg_in, avg_out, logz, work)
-        if not np.all(np.isfinite(np.where(mask.any(), logz[:, 0], 0.0))):
+        avg_in, avg_out, logz = np.empty((n, self.d)), np.empty((n, self.d)), np.empty((n, 3))
+        K_.mixture_average(X, *args, mask, quantity, avg_in, avg_out, logz, K_.workspace(n, self.K, self.d))
+        if not np.all(np.isfinite(logz[:, 2] + np.where(mask.any(), logz[:, 0], 0.0))):
             raise ValueError("x: a point is so far from every component that its density underflows to 0")
         return avg_in, avg_out, logz, single, args[0], args[1]
 
@@ -242,29 +242,30 @@ class GaussianMixture:
 
     def log_density(self, x, t) -> np.ndarray:
         r""":math:`\log p_t(x) = \mathrm{logsumexp}_k\,(\log w_k + \log N(x;\alpha_t\mu_k, C_k))`; ``(N,)``."""
-        L = self._class_log_mass(x, t, np.zeros(self.K, dtype=np.int64), 1)
-        return self._shape(L[0][:, 0], L[1])
-
-    def _class_log_mass_raw(self, X, args, labels, C) -> np.ndarray:
-        r"""``out[i, c]`` :math:`= \log\sum_{k:\,y(k)=c} w_k N(x_i;\alpha\mu_k, C_k)` (``-inf`` where it underflows)."""
-        n = X.shape[0]
-        out, sums, work = np.empty((n, C)), np.empty((n, C)), np.empty((n, 2, self.d))
-        K_.class_log_mass(X, *args, labels, out, sums, work)
-        return out
-
-    def _class_log_mass(self, x, t, labels, C):
         X, single, args = self._points_args(x, t)
-        out = self._class_log_mass_raw(X, args, labels, C)
-        if not np.all(np.isfinite(np.max(out, axis=1))):
+        out, ref = self._class_log_mass_raw(X, args, np.zeros(self.K, dtype=np.int64), 1)
+        logp = ref + out[:, 0]
+        if not np.all(np.isfinite(logp)):
             raise ValueError("x: a point is so far from every component that its density underflows to 0")
-        return out, single
+        return self._shape(logp, single)
+
+    def _class_log_mass_raw(self, X, args, labels, C) -> tuple[np.ndarray, np.ndarray]:
+        r"""``(out, ref)``: ``out[i, c]`` :math:`= \log\sum_{k:\,y(k)=c} e^{\ell_k - \ell_r}` relative to the
+        reference logit ``ref[i]`` :math:`= \ell_r` (:func:`numerics._kernels.class_log_mass`; ``-inf`` where it
+        underflows); the class log mass is ``ref[i] + out[i, c]``."""
+        n = X.shape[0]
+        out, sums, ref = np.empty((n, C)), np.empty((n, C)), np.empty(n)
+        K_.class_log_mass(X, *args, labels, out, sums, ref, K_.workspace(n, self.K, self.d))
+        return out, ref
 
     def _class_log_posterior(self, x, t, strict: bool) -> np.ndarray:
-        """The class log-posteriors, by log-sum-exp of the class log masses.  A class log mass of ``-inf`` is an
-        underflow (every class has weight): rows where every class underflowed (and, if ``strict``, rows where any
-        did) are redone by :meth:`_rescaled_row`; without ``strict`` a ``-inf`` entry (posterior 0 in float64) stays."""
+        r"""The class log-posteriors, by log-sum-exp of the class log masses relative to the reference logit (sums of
+        the logit differences of :mod:`numerics._kernels`, so the common :math:`\|x\|^2/\sigma^2` never cancels).  A
+        class log mass of ``-inf`` means every component of the class overflowed its quadratic form (every class has
+        weight): rows where every class did (and, if ``strict``, rows where any did) are redone by
+        :meth:`_rescaled_row`; without ``strict`` a ``-inf`` entry (posterior 0 in float64) stays."""
         X, single, args = self._points_args(x, t)
-        L = self._class_log_mass_raw(X, args, self.labels, self.n_classes)
+        L, _ = self._class_log_mass_raw(X, args, self.labels, self.n_classes)
         redo = ~np.all(np.isfinite(L), axis=1) if strict else ~np.isfinite(np.max(L, axis=1))
         with np.errstate(invalid="ignore"):  # rows of -inf only (all underflowed): NaN here, redone below
             m = np.max(L, axis=1, keepdims=True)
@@ -305,7 +306,7 @@ class GaussianMixture:
 
     def _split_logit(self, xi: np.ndarray, k: int, alpha: float, sigma2: float) -> tuple[float, float]:
         r""":math:`(a_k, b_k)` with :math:`\ell_k = a_k - b_k/\sigma^2`: :math:`b_k = |v_\perp|^2/2` the part of
-        :math:`v = x - \alpha\mu_k` outside the range of :math:`S_k` (as :func:`numerics._kernels.component_logit`);
+        :math:`v = x - \alpha\mu_k` outside the range of :math:`S_k` (as :func:`numerics._kernels.component_terms`, form A);
         ``(-inf, 0)`` for a zero-weight component."""
         if self.log_weights[k] == -np.inf:
             return -np.inf, 0.0
@@ -393,8 +394,8 @@ class GaussianMixture:
         mask = np.ones(self.K, dtype=np.bool_) if y is None else (self.labels == self._check_label(y))
         X, single, args = self._points_args(x, t)
         n = X.shape[0]
-        out, work = np.empty((n, self.d, self.d)), np.empty((n, 4, self.d))
-        K_.mixture_posterior_cov(X, *args, mask, out, work)
+        out = np.empty((n, self.d, self.d))
+        K_.mixture_posterior_cov(X, *args, mask, out, K_.workspace(n, self.K, self.d))
         if not np.all(np.isfinite(out)):
             raise ValueError("x: a point is so far from every component that its density underflows to 0")
         return self._shape(out, single)
