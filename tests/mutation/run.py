@@ -225,7 +225,7 @@ def run_mutant(m: Mutant, work: Path, timeout: float, keep: bool, source: Path =
                 res.detail = "regeneration left the generated coefficients unchanged (equivalent mutant)"
                 return res
         if m.test is not None:
-            cmd = [sys.executable, "-c", _MODULE, "pytest", "-x", "-q", "-p", "no:cacheprovider", m.test]
+            cmd = [sys.executable, "-c", _MODULE, "pytest", "-x", "-q", "-n", "0", "-p", "no:cacheprovider", m.test]
             rc, text = _run(cmd, root, timeout)
             res.returncode, res.cpu_seconds = rc, cpu_seconds(text)
             if rc == 1:
