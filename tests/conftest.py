@@ -13,6 +13,11 @@ settings.register_profile("ci", deadline=None, suppress_health_check=[HealthChec
 settings.register_profile("dev", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
+# pytest-xdist's workers set COLUMNS=80 (the controller's width): the CLI's tables would wrap claim ids that the
+# tests look for. Without it the CLI writes 160 columns when not on a terminal, as in a single-process run.
+if "PYTEST_XDIST_WORKER" in os.environ:
+    os.environ.pop("COLUMNS", None)
+
 FULL = os.environ.get("GV_SLOW", "") == "full"
 
 
