@@ -413,3 +413,20 @@ def test_lms_coefficients_are_lagrange_integrals_of_order_p():
         assert sp.simplify(sum(d["coeffs"][p]) + k) == 0
         assert all(d["exactness"].values()) and d["local_error_series"][p] != 0
     assert len(I.lms_weights()) == 10
+
+
+def test_deis_weights_are_log_rho_lagrange_integrals_of_order_p():
+    """diffusers' DEIS step (§4g): the weights are the exact integrals over rho of the Lagrange basis in log(rho)
+    (asserted inside the derivation: equal to -rho_s W, to their sign-definite phi combinations, exact on
+    e^{h-r} r^q for q < p, local error from h^(p+1)); order 1 is DPM-Solver-1 and order 2 DPM-Solver-2M (heun);
+    every order's weights sum to phi_0 (a constant noise prediction is integrated exactly)."""
+    d = I._deis_derivation()
+    h, hp, hp2 = I.h_ell, I.h_ell_prev, I.h_ell_prev2
+    assert all(d["rho_form"].values()) and all(d["exactness"].values())
+    for p in range(1, I.DEIS_MAX_ORDER + 1):
+        assert sp.simplify(sum(d["weights"][p]) - I.phi(0)) == 0
+        series = d["local_error_series"][p]
+        assert all(series.coeff(h, k) == 0 for k in range(p + 1)) and series.coeff(h, p + 1) != 0
+    assert sp.simplify(d["weights"][2][1] + I.phi(1) / hp) == 0
+    assert d["phi_coeffs"][3][2] == (0, hp / (hp2 * (hp + hp2)), 2 / (hp2 * (hp + hp2)))
+    assert len(I.deis_weights()) == 6
