@@ -169,10 +169,11 @@ def step_check(rec: dd.RunRecord, target: GaussianTarget = TARGET) -> dict:
         if st.t_out is None:
             continue
         kind = _kind(spec, st.order)
-        if kind == O.LMS_KIND:   # the slopes of the last order - 1 calls
+        if kind in (O.LMS_KIND, O.DEIS_KIND):   # the slopes / noise predictions of the last order - 1 calls
             hist = rec.steps[max(0, k - st.order + 1):k]
-            pred, tol = O.lms_prediction(target, st.x_in, st.t_in, st.t_out, [h.x_in for h in hist],
-                                         [h.t_in for h in hist], float32_coeffs=rec.tables == "native")
+            fn = O.lms_prediction if kind == O.LMS_KIND else O.deis_prediction
+            pred, tol = fn(target, st.x_in, st.t_in, st.t_out, [h.x_in for h in hist], [h.t_in for h in hist],
+                           float32_coeffs=rec.tables == "native")
             k64, k32 = O.bound_counts(kind, st.t_in, st.t_out)
             S = tol / (k64 * O.U64 + (k32 * O.U32 if rec.tables == "native" else 0.0))
             err = np.abs(st.x_out - pred)
@@ -206,7 +207,8 @@ def step_check(rec: dd.RunRecord, target: GaussianTarget = TARGET) -> dict:
 def run_check(rec: dd.RunRecord, target: GaussianTarget = TARGET, z: np.ndarray = Z_STEP) -> dict:
     """The run's output against the derived discretisation on its claimed grid: ``ratio`` (max |err| / E_n),
     ``abs``, and ``ratio32`` (against E_n computed with float32 coefficients and float32 sample arithmetic)."""
-    kind = rec.spec.oracle if rec.spec.oracle in ("dpm2", "dpm3", O.HEUN_KIND, O.LMS_KIND) + O.EPS_KINDS + O.SINGLESTEP_KINDS \
+    kind = rec.spec.oracle if rec.spec.oracle in ("dpm2", "dpm3", O.HEUN_KIND, O.LMS_KIND, O.DEIS_KIND) + O.EPS_KINDS \
+        + O.SINGLESTEP_KINDS \
         else "ddim"
     orders = [s.order for s in rec.steps] if rec.steps else None
     x0 = rec.start_scale * z

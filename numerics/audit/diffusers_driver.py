@@ -63,7 +63,8 @@ class SchedulerSpec:
     §§1, 3; ``"ddpm"``; ``"dpm2"``: DPM-Solver++(2M), §4; ``"dpm3"``: DPM-Solver++(3M), §4b; ``"dpm1e"``,
     ``"dpm2e"``, ``"dpm2eh"``: DPM-Solver-1 and DPM-Solver-2M midpoint / heun in the noise form, §4c; ``"dpm2s"``,
     ``"dpm2sh"``: DPM-Solver++(2S) midpoint / heun, §4d; ``"heun"``: Heun's trapezoidal step in the VE variables,
-    §4e), or ``None`` (no derived update in the package yet:
+    §4e; ``"lms"``: linear multistep, §4f; ``"deis"``: DEIS, the Lagrange interpolant of the noise prediction in
+    :math:`\log\rho` integrated exactly over :math:`\rho = \sigma/\alpha`, §4g), or ``None`` (no derived update in the package yet:
     its law and order are reported informationally).  ``order``: the global order the theory predicts for the
     deterministic run (``None`` for stochastic samplers).  ``abar_indexed``: levels from ``alphas_cumprod[t]``.
     """
@@ -103,7 +104,7 @@ SPECS: dict[str, SchedulerSpec] = {s.name: s for s in (
     SchedulerSpec("HeunDiscrete", "HeunDiscreteScheduler", (), "heun", 2),
     SchedulerSpec("UniPCMultistep", "UniPCMultistepScheduler", (), None, 3),
     SchedulerSpec("LMSDiscrete", "LMSDiscreteScheduler", (), "lms", 4),
-    SchedulerSpec("DEISMultistep", "DEISMultistepScheduler", (), None, 3),
+    SchedulerSpec("DEISMultistep", "DEISMultistepScheduler", (), "deis", 2),
     SchedulerSpec("DPMSolverSinglestep", "DPMSolverSinglestepScheduler", (), "dpm2s", 2),
     SchedulerSpec("DPMSolverSinglestep-heun", "DPMSolverSinglestepScheduler", (("solver_type", "heun"),), "dpm2sh", 2),
 )}
@@ -237,12 +238,16 @@ def _orders(sched, spec: SchedulerSpec, cfg: dict) -> list[int] | None:
     """The order of each step: DPMSolverMultistep's by :func:`dpm_orders`; DPMSolverSinglestep's own
     ``order_list`` (after ``set_timesteps``: [1, 2, 1, 2, ...] at order 2, a restart from the saved state of each
     order-1 step), which its ``step`` lowers only while a needed model output is missing (never from the start);
-    HeunDiscrete's alternation of its two stages over its doubled timesteps (``state_in_first_order``): 1 (the Euler
+    DEISMultistep's by the same rule (:func:`dpm_orders`; its last sigma is nonzero); HeunDiscrete's alternation of its two stages over its doubled timesteps (``state_in_first_order``): 1 (the Euler
     predictor from ``sigmas[i]`` to ``sigmas[i + 1]``), 2 (the corrector at the predictor, restarting from the saved
     sample), ..., ending with 1 (Euler to sigma = 0); LMSDiscrete's min(step index + 1, 4) (its ``step``'s default
     ``order=4``)."""
     if spec.cls == "DPMSolverMultistepScheduler":
         return dpm_orders(len(sched.timesteps), spec.kwargs.get("solver_order", 2), cfg)
+    if spec.cls == "DEISMultistepScheduler":   # the same warm-up and lower_order_final rule; its last sigma is
+        # sigma_min > 0 (it has no final_sigmas_type), so the "zero" rule of the last step never applies
+        return dpm_orders(len(sched.timesteps), cfg.get("solver_order", 2),
+                          {**cfg, "final_sigmas_type": "sigma_min", "euler_at_final": False})
     if spec.cls == "DPMSolverSinglestepScheduler":
         return [int(o) for o in sched.order_list]
     if spec.cls == "HeunDiscreteScheduler":
