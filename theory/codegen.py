@@ -48,7 +48,7 @@ from theory.forward import s, t
 from theory.integrators import (Update, all_updates, dpm_solver_2_eps_weights, dpm_solver_2s_weights,
                                 dpm_solver_3_weights, eta, guidance_gap, h, h_ell, h_ell_prev, half_logsnr_step,
                                 h_ell_prev2, heun_weights, lms_g1, lms_g2, lms_g3, lms_k, lms_weights, phi, psi,
-                                t_prev, deis_weights)
+                                t_prev, deis_weights, unipc_corrector_weights)
 from theory.integrators import DEIS_MAX_ORDER, LMS_MAX_ORDER, _deis_derivation, _lms_derivation
 
 __all__ = [
@@ -457,6 +457,19 @@ def _deis_stable() -> tuple:
                  for p in range(1, DEIS_MAX_ORDER + 1) for bj in b[p])
 
 
+def _unipc_stable() -> tuple:
+    """UniC's weights: psi_0, psi_0/2, psi_1 in :func:`psi_stable` form, and 2 psi_2 - h psi_1 (about -h^3/6: its
+    two terms cancel for small h) as SymPy's Taylor series of the combination itself below :data:`PSI_SWITCH`
+    (alternating, terms decreasing from the first for h <= 1; truncation below h^N/N! * 3h against h^3/6 * e^{-h})
+    and its closed form (2 + h)(1 - e^{-h}) - 2h, expm1 written, above (a loss of at most (2 + 3)/0.104 < 50 at
+    h = 1, the ratio falling with h)."""
+    p0, p1 = psi_stable(0), psi_stable(1)
+    comb = 2 * psi(2) - h_ell * psi(1)
+    series = sp.horner(sp.series(comb, h_ell, 0, PSI_TERMS).removeO(), wrt=h_ell)
+    closed = sp.expand(comb).subs(sp.exp(-h_ell), expm1(-h_ell) + 1)
+    return p0, p0 / 2, p1, sp.Piecewise((series, h_ell < PSI_SWITCH), (sp.expand(closed), True))
+
+
 def _dpm3_stable() -> tuple:
     """The DPM-Solver++(3M) weights with each psi_k in :func:`psi_stable` form (a positive combination)."""
     p0, p1, p2 = (psi_stable(k) for k in range(3))
@@ -543,6 +556,14 @@ def coefficient_specs() -> list[CoeffSpec]:
         "    sign-definite phi_k(h) combinations; arguments: the half log-SNR steps h = ell_s - ell_t,\n"
         "    h_p = ell_t - ell_{t_p}, h_p2 = ell_{t_p} - ell_{t_p2} (order p uses the first p)",
         stable=_deis_stable()))
+    specs.append(CoeffSpec(
+        "unipc_corrector_weights", (h_ell,), ("c_q", "c_t1", "c_d1", "c_d2"), unipc_corrector_weights(),
+        "UniPC's corrector UniC (bh2, data prediction) weights (divided by alpha_t) of the step s0 -> t:\n"
+        "    x_t = (sigma_t/sigma_s0) x_s0 + alpha_t (c_q D_0 + c_t1 (D_t - D_0)) at order 1 (psi_0, psi_0/2), and\n"
+        "    x_t = (sigma_t/sigma_s0) x_s0 + alpha_t (c_q D_0 + c_d1 delta_1 + c_d2 delta_2) at order 2 (psi_1,\n"
+        "    2 psi_2 - h psi_1: the exact integral of the quadratic through D_1, D_0, D_t), delta_1 = (D_t - D_0)/h,\n"
+        "    delta_2 = (delta_1 - (D_0 - D_1)/h_p)/(h + h_p); argument: the half log-SNR step h = ell_t - ell_s0",
+        stable=_unipc_stable()))
     return specs
 
 
