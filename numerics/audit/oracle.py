@@ -22,7 +22,11 @@ A step from OU time :math:`t` to :math:`s` uses the generated coefficients of
 * ``deis``  :math:`x_s = (\alpha_s/\alpha_t)x_t - \sigma_s\sum_j W_{pj}\varepsilon_j` (§4g, diffusers' DEIS:
   the exact integrals over :math:`\rho = \sigma/\alpha` of the Lagrange basis in :math:`\log\rho` on the last
   :math:`p` calls, plus the cancellation of diffusers' antiderivative differences in the bound;
-  :func:`deis_prediction`).
+  :func:`deis_prediction`);
+* ``unipc``  UniPC (bh2, §4h): a record is checked twice, the corrector UniC from the previous call's corrected
+  state to the recorded corrected state (:func:`unipc_corrector_prediction`: the exact integral of the quadratic
+  through the last three outputs at order 2, :math:`\alpha_t\psi_0(D_0 + D_t)/2` at order 1) and the predictor UniP
+  from it (:func:`unipc_predictor_prediction`: ``ddim``, ``dpm2``), the model outputs at the predicted states.
 
 Rounding bound of one step (per element, unit roundoff :math:`u = 2^{-53}`):
 
@@ -67,7 +71,8 @@ __all__ = ["U64", "U32", "K32", "k32", "k_step", "step_coeffs", "step_prediction
            "LMS_KIND", "KL_EXTRA", "K32L_EXTRA", "QUAD_EPSREL", "QUAD_EPSABS", "KL_COEF", "lms_coeffs",
            "lms_coeff_allowance", "lms_prediction",
            "DEIS_KIND", "KD_EXTRA", "K32D_EXTRA", "KD_COEF", "KD_DIFFUSERS_OPS", "deis_coeffs", "deis_coeff_allowance",
-           "deis_prediction",
+           "deis_prediction", "UNIPC_KIND", "KU_EXTRA", "K32U_EXTRA", "unipc_corrector_coeffs",
+           "unipc_corrector_prediction", "unipc_predictor_prediction",
            "run_tolerance", "euler_ve_step", "gamma", "cfg_eps", "guidance_bounds", "guided_run"]
 
 U64 = 2.0 ** -53
@@ -626,6 +631,116 @@ def deis_prediction(target: GaussianTarget, x: np.ndarray, t: float, s: float, x
     return pred, rounding_tolerance(DEIS_KIND, S, t, s, float32_coeffs=float32_coeffs) + math.exp(-s) * extra
 
 
+#: UniPC's kind (diffusers' UniPCMultistepScheduler, solver_order=2, bh2, predict_x0): a record's step is the
+#: corrector UniC of the previous step (to the state the step restarts from, :func:`unipc_corrector_prediction`) and
+#: the predictor UniP from there (:func:`unipc_predictor_prediction`: DDIM at order 1, DPM-Solver++(2M) at order 2,
+#: with the model outputs at the predicted states)
+UNIPC_KIND = "unipc"
+#: extra float64 roundings of a UniC step per element: the differences D_i - D_0 and their divisions by r_i (2 per
+#: earlier output, at most 2 outputs: 4), the products with rho and their sum (4), the product with B(h) and the sum
+#: with the DDIM part (2); the package's divided differences (6) and its extra products and sums (4); the two
+#: further calls' conversions to a data prediction (2 each: 4): 24
+KU_EXTRA = 24.0
+#: extra float32 roundings of its coefficients as shipped: alpha and sigma at the third level and their logs (3 each)
+K32U_EXTRA = 6.0
+
+
+def unipc_corrector_coeffs(s0: float, t: float, t1: float | None = None) -> dict:
+    r"""UniC (bh2, proofs_notes/integrators.md §4h) from the (corrected) state at ``s0`` to the level ``t`` of the new
+    model call, order 1 (``t1`` None) or 2 (with the output at ``t1 > s0``): :math:`x^c_t = c_x x^c_{s_0} +
+    \sum_j w_jD_j`.  Returns ``cx`` (:math:`\sigma_t/\sigma_{s_0}`), ``w`` (the weights of :math:`D_0, D_t` and, at
+    order 2, :math:`D_1`, from the generated :func:`unipc_corrector_weights` times :math:`\alpha_t`: order 1
+    :math:`(\psi_0 - \psi_0/2, \psi_0/2)`; order 2 the divided differences expanded), ``c`` (:math:`\alpha_t` times
+    the four weights), the half log-SNR steps ``h`` (:math:`s_0 \to t`) and ``hp`` (:math:`t_1 \to s_0`, ``inf`` at
+    order 1) and ``rinv`` (:math:`\|R^{-1}\|_\infty` of diffusers' order conditions, 1 at order 1)."""
+    if not (0.0 < t < s0 and (t1 is None or t1 > s0)):
+        raise ValueError(f"t1: need t1 > s0 > t > 0, got s0={s0!r}, t={t!r}, t1={t1!r}")
+    h = IC.half_logsnr_step(s0, t)[0]
+    a_t = math.exp(-t)
+    c = tuple(a_t * v for v in IC.unipc_corrector_weights(h))
+    cx = IC.ddim_coeffs(s0, t)[0]
+    if t1 is None:
+        return {"cx": cx, "w": (c[0] - c[1], c[1]), "c": c, "h": h, "hp": math.inf, "rinv": 1.0}
+    hp = IC.half_logsnr_step(t1, s0)[0]
+    e2 = c[3] / (h + hp)
+    wt = c[2] / h + e2 / h
+    w1 = e2 / hp
+    r1 = -hp / h
+    return {"cx": cx, "w": (c[0] - wt - w1, wt, w1), "c": c, "h": h, "hp": hp,
+            "rinv": (1.0 + max(1.0, abs(r1))) / abs(1.0 - r1)}
+
+
+def unipc_corrector_prediction(target: GaussianTarget, x_start: np.ndarray, s0: float, t: float, x0: np.ndarray,
+                               x_t: np.ndarray, x1: np.ndarray | None = None, t1: float | None = None,
+                               float32_coeffs: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    r"""The derived UniC step from the corrected state ``x_start`` at ``s0`` to ``t``, with the model outputs at the
+    predicted states ``x0`` (at ``s0``), ``x_t`` (at ``t``) and, at order 2, ``x1`` (at ``t1``), and its per-element
+    rounding bound
+
+    .. math::  \mathrm{tol} = (K(s_0) + K_U)\,u\,S_U + [K_{32}(s_0, t) + K_{32,U}]\,u_{32}\,S_U,
+
+    :math:`K_U` = :data:`KU_EXTRA`, :math:`K_{32,U}` = :data:`K32U_EXTRA` (float32 coefficients only), :math:`S_U`
+    the module docstring's :math:`S` of the DDIM part :math:`(c_x, \alpha_t\psi_0)` at ``x0`` plus
+    :math:`|c_x x_{\rm start}|`,
+
+    * every weighted output and its conversion, :math:`\sum_j|w_j|(|D_j| + C(x_j))` (:func:`_conv_scale`), and the
+      divided differences as either side forms them, :math:`T = \alpha_t\psi_0(|D_t - D_0| + |D_1 - D_0|/|r_1|)
+      + c_{d1}|\delta_1| + |c_{d2}|(|\delta_1| + |\delta_{1b}|)/(h + h_p) + |c_{d2}\delta_2|`;
+    * diffusers' order conditions: :math:`b_1 = (e^{-h} - 1 + h)/(h(1 - e^{-h}))`-type quantities formed by the
+      recursion :math:`h\varphi_{k+1} = h\varphi_k/(-h) - 1/k!` lose :math:`3u/\psi_0` and :math:`2(3/h + 2)u/\psi_0`
+      absolute in :math:`b_1, b_2`, carried to :math:`\rho` by :math:`\|R^{-1}\|_\infty` and to the state by
+      :math:`\alpha_t\psi_0|D_k - D_0|/|r_k|`: :math:`\alpha_t\|R^{-1}\|(11 + 6/h)(|D_t - D_0| + |D_1 - D_0|/|r_1|)`
+      (with the solve's and the products' roundings, 4); at order 1 (:math:`\rho = 1/2` exact) the
+      :math:`e^{-h} - 1` of :math:`B(h)`, :math:`2\alpha_t|D_t - D_0|`;
+    * the log-SNR steps (:math:`\Lambda u` per :math:`\ell`, :func:`_lambda_cond`): relative :math:`2\Lambda u/h_{\min}`
+      in :math:`h, h_p, r_1`, the coefficients homogeneous of degree at most 2 in them:
+      :math:`(2\Lambda/h_{\min})(\alpha_t\psi_0|D_0| + 4T)`.
+    """
+    k = unipc_corrector_coeffs(s0, t, t1)
+    D0, Dt = target.denoiser(x0, s0), target.denoiser(x_t, t)
+    pred = k["cx"] * x_start + k["w"][0] * D0 + k["w"][1] * Dt
+    a_t = math.exp(-t)
+    cq, _, cd1, cd2 = k["c"]
+    S = _arith_scale(x0, D0, s0, t, k["cx"], cq) + np.abs(k["cx"] * x_start) \
+        + abs(k["w"][1]) * (np.abs(Dt) + _conv_scale(x_t, Dt, t)) + abs(k["w"][0]) * np.abs(D0)
+    d1 = (Dt - D0) / k["h"]
+    T = cq * np.abs(Dt - D0) + cd1 * np.abs(d1)
+    nodes = (s0, t)
+    rho_term = 2.0 * a_t * np.abs(Dt - D0)
+    if t1 is not None:
+        D1 = target.denoiser(x1, t1)
+        pred = pred + k["w"][2] * D1
+        d1b = (D0 - D1) / k["hp"]
+        d2 = (d1 - d1b) / (k["h"] + k["hp"])
+        r1 = k["hp"] / k["h"]
+        T = T + cq * np.abs(D1 - D0) / r1 + abs(cd2) * ((np.abs(d1) + np.abs(d1b)) / (k["h"] + k["hp"]) + np.abs(d2))
+        S = S + abs(k["w"][2]) * (np.abs(D1) + _conv_scale(x1, D1, t1))
+        rho_term = a_t * k["rinv"] * (11.0 + 6.0 / k["h"]) * (np.abs(Dt - D0) + np.abs(D1 - D0) / r1)
+        nodes = (t1, s0, t)
+    h_min = min(k["h"], k["hp"])
+    S = S + T + rho_term + (2.0 * _lambda_cond(*nodes) / h_min) * (np.abs(cq * D0) + 4.0 * T)
+    return pred, rounding_tolerance(UNIPC_KIND, S, s0, t, float32_coeffs=float32_coeffs)
+
+
+def unipc_predictor_prediction(target: GaussianTarget, x_start: np.ndarray, x: np.ndarray, t: float, s: float,
+                               x_prev: np.ndarray | None = None, t_prev: float | None = None,
+                               float32_coeffs: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    r"""UniP (bh2): the derived DDIM (order 1, ``t_prev`` None) or DPM-Solver++(2M) step (§§1, 4; :func:`step_coeffs`)
+    from the corrected state ``x_start`` at ``t`` to ``s``, with the model outputs at the predicted states ``x``
+    (at ``t``) and ``x_prev`` (at ``t_prev``), and its bound: that of the same kind (:func:`rounding_tolerance`),
+    :math:`S` of the module docstring at ``x`` plus :math:`|c_x x_{\rm start}|` and :math:`|c_pD_p|`."""
+    kind = "ddim" if t_prev is None else "dpm2"
+    cx, cd, cp, _ = step_coeffs(kind, t, s, t_prev)
+    D = target.denoiser(x, t)
+    pred = cx * x_start + cd * D
+    S = _arith_scale(x, D, t, s, cx, cd) + np.abs(cx * x_start)
+    if t_prev is not None:
+        Dp = target.denoiser(x_prev, t_prev)
+        pred = pred + cp * Dp
+        S = S + np.abs(cp * Dp)
+    return pred, rounding_tolerance(kind, S, t, s, float32_coeffs=float32_coeffs)
+
+
 def rounding_tolerance(kind: str, S: np.ndarray, t: float, s: float, t_prev: float | None = None,
                        float32_coeffs: bool = False) -> np.ndarray:
     r"""The per-element rounding bound of a step of ``kind``: :math:`K\,u\,S + [\text{float32}]\,K_{32}\,u_{32}\,S`
@@ -644,6 +759,8 @@ def bound_counts(kind: str, t: float, s: float, t_prev: float | None = None) -> 
         return k_step(t_prev) + KH_EXTRA, k32(t_prev, s) + K32H_EXTRA
     if kind == LMS_KIND:
         return k_step(t) + KL_EXTRA, k32(t, s) + K32L_EXTRA
+    if kind == UNIPC_KIND:   # the corrector, from the corrected state at t to the new call's level s
+        return k_step(t) + KU_EXTRA, k32(t, s) + K32U_EXTRA
     if kind == DEIS_KIND:   # its float32 coefficients (alpha = (sigma^2 + 1)^(-1/2), sigma alpha, their ratios) form
         # no subtraction 1 - abar: K32's 12 roundings without k32's condition terms (the coefficient allowance
         # of deis_coeff_allowance carries the cancellation of its log-rho antiderivatives)
@@ -706,7 +823,8 @@ def k32(t: float, s: float) -> float:
 _LADDER = {"ddim": ("ddim",), "dpm2": ("ddim", "dpm2"), "dpm3": ("ddim", "dpm2", "dpm3"), "dpm1e": ("dpm1e",),
            "dpm2e": ("dpm1e", "dpm2e"), "dpm2eh": ("dpm1e", "dpm2eh"), "dpm2s": ("ddim", "dpm2s"),
            "dpm2sh": ("ddim", "dpm2sh"), "heun": ("ddim", "heun"),
-           "lms": ("lms",) * 4, "deis": ("deis",) * 3}
+           "lms": ("lms",) * 4, "deis": ("deis",) * 3,
+           "unipc": ("unipc",) * 2}
 
 
 def step_kind(kind: str, k: int, orders, n_hist: int) -> str:
@@ -722,6 +840,7 @@ def _run(kind: str, target: GaussianTarget, grid, x0: np.ndarray, orders, float3
     x = np.array(x0, dtype=np.float64)
     E = np.zeros_like(x)
     hist = []   # (x, t) of the earlier calls, latest last
+    xc_prev = None   # UniPC: the corrected state of the last call
     for k in range(len(grid) - 1):
         t, s = float(grid[k]), float(grid[k + 1])
         use = step_kind(kind, k, orders, len(hist))
@@ -746,6 +865,26 @@ def _run(kind: str, target: GaussianTarget, grid, x0: np.ndarray, orders, float3
             rho = abs(a_s / math.exp(-t) + a_s * kc["c"][0] * (1.0 / math.exp(-t) - target.gain(t)) / kc["sig"][0])
             rho += sum(abs(a_s * c * (1.0 / math.exp(-u) - target.gain(u)) / sg)
                        for c, u, sg in zip(kc["c"][1:], reversed(th), kc["sig"][1:]))
+        elif use == UNIPC_KIND:   # corrector (from the corrected state of the last call) then predictor
+            p = min(2, orders[k] if orders is not None else 2, len(hist) + 1)
+            xc, Ec = x, E
+            if hist:
+                (xq, tq), pc = hist[-1], min(2, orders[k - 1] if orders is not None else 2, len(hist))
+                x1, t1 = hist[-2] if pc == 2 else (None, None)
+                xc, tolc = unipc_corrector_prediction(target, xc_prev, tq, t, xq, x, x1, t1, float32_coeffs)
+                kc = unipc_corrector_coeffs(tq, t, t1)
+                gains = (target.gain(tq), target.gain(t)) + ((target.gain(t1),) if t1 is not None else ())
+                Ec = (abs(kc["cx"]) + sum(abs(w * g) for w, g in zip(kc["w"], gains))) * E + tolc
+            xp_, tp_ = hist[-1] if p == 2 else (None, None)
+            new, tol = unipc_predictor_prediction(target, xc, x, t, s, xp_, tp_, float32_coeffs)
+            cx, cd, cp, _ = step_coeffs("dpm2" if p == 2 else "ddim", t, s, tp_)
+            rho_p = abs(cd * target.gain(t)) + (abs(cp * target.gain(tp_)) if p == 2 else 0.0)
+            E = np.maximum(E, abs(cx) * np.maximum(E, Ec) + rho_p * E + tol)
+            E = np.maximum(E, Ec)
+            xc_prev = xc
+            hist.append((x, t))
+            x = new
+            continue
         elif use == DEIS_KIND:   # the noise predictions at x and at the last (order - 1) calls
             p = min(3, orders[k] if orders is not None else 3, len(hist) + 1)
             th = [u for _, u in hist[len(hist) - p + 1:]] if p > 1 else []
