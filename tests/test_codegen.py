@@ -21,7 +21,7 @@ import sympy as sp
 import theory.codegen as C
 from numerics.generated import integrator_coeffs as G
 from theory.forward import s, t
-from theory.integrators import eta, lms_k, t_prev
+from theory.integrators import eta, h_ell_prev2, lms_k, t_prev
 
 REL_TOL = 1e-13  # see the module docstring for the bound (~2.7e-14)
 
@@ -52,6 +52,8 @@ PAIRS = _pairs()
 def _extra_args(spec: C.CoeffSpec, tt: float) -> list[tuple]:
     if spec.args[:1] == (lms_k,):   # (k, g1) from the pair, the further gaps tiny to large against them
         return [(tt * 1e-3, tt), (tt, 1e-6 * tt), (3.0 * tt, 0.5 * tt)]
+    if spec.args[2:] == (h_ell_prev2,):   # h_p2 tiny to large against the pair (h, h_p)
+        return [(tt * 1e-6,), (tt,), (50.0 * tt,)]
     if spec.args[2:] == (eta,):
         return [(0.0,), (0.3,), (0.999999,), (1.0,)]
     if spec.args[2:] == (t_prev,):
@@ -196,7 +198,7 @@ def test_header_and_table():
     assert "python -m theory.codegen" in text.splitlines()[1]
     assert set(G.COEFFICIENT_FUNCTIONS) == {sp_.func.removesuffix("_coeffs") for sp_ in SPECS}
     for name, (fn, argnames, labels) in G.COEFFICIENT_FUNCTIONS.items():
-        args = {"t": 1.0, "s": 0.5, "eta": 0.5, "t_prev": 2.0, "h": 0.3, "h_p": 0.4, "k": 0.2, "g1": 0.3,
+        args = {"t": 1.0, "s": 0.5, "eta": 0.5, "t_prev": 2.0, "h": 0.3, "h_p": 0.4, "h_p2": 0.6, "k": 0.2, "g1": 0.3,
                 "g2": 0.4, "g3": 0.5}
         vals = fn(*[args[a] for a in argnames])
         assert len(vals) == len(labels) and all(isinstance(v, float) for v in vals), name

@@ -413,3 +413,35 @@ def test_lms_coefficients_are_lagrange_integrals_of_order_p():
         assert sp.simplify(sum(d["coeffs"][p]) + k) == 0
         assert all(d["exactness"].values()) and d["local_error_series"][p] != 0
     assert len(I.lms_weights()) == 10
+
+
+def test_deis_weights_are_log_rho_lagrange_integrals_of_order_p():
+    """diffusers' DEIS step (§4g): the weights are the exact integrals over rho of the Lagrange basis in log(rho)
+    (asserted inside the derivation: equal to -rho_s W, to their sign-definite phi combinations, exact on
+    e^{h-r} r^q for q < p, local error from h^(p+1)); order 1 is DPM-Solver-1 and order 2 DPM-Solver-2M (heun);
+    every order's weights sum to phi_0 (a constant noise prediction is integrated exactly)."""
+    d = I._deis_derivation()
+    h, hp, hp2 = I.h_ell, I.h_ell_prev, I.h_ell_prev2
+    assert all(d["rho_form"].values()) and all(d["exactness"].values())
+    for p in range(1, I.DEIS_MAX_ORDER + 1):
+        assert sp.simplify(sum(d["weights"][p]) - I.phi(0)) == 0
+        series = d["local_error_series"][p]
+        assert all(series.coeff(h, k) == 0 for k in range(p + 1)) and series.coeff(h, p + 1) != 0
+    assert sp.simplify(d["weights"][2][1] + I.phi(1) / hp) == 0
+    assert d["phi_coeffs"][3][2] == (0, hp / (hp2 * (hp + hp2)), 2 / (hp2 * (hp + hp2)))
+    assert len(I.deis_weights()) == 6
+
+
+def test_unipc_corrector_is_the_quadratic_integral_and_predictor_2m():
+    """UniPC (§4h, bh2): the order-2 corrector's solved order conditions equal the exact integral of the quadratic
+    through D_1, D_0, D_t (asserted inside the derivation, with UniP-2 = DPM-Solver++(2M)); the order-1 corrector's
+    psi_0/2 differs from the exact psi_1/h by h^2/12; local errors from h^3 (order 1) and h^4 (order 2); the
+    corrector-2 weights sum to psi_0 (a constant D is integrated exactly)."""
+    d = I._unipc_derivation()
+    h = I.h_ell
+    assert sp.simplify(sum(d["corrector2"]) - I.psi(0)) == 0
+    assert sp.simplify(d["gap_c1_series"] - (h**2 / 12 - h**3 / 24)) == 0
+    for order, first in ((1, 3), (2, 4)):
+        series = d["local_error_series"][order]
+        assert all(sp.simplify(series.coeff(h, k)) == 0 for k in range(first)) and series.coeff(h, first) != 0
+    assert len(I.unipc_corrector_weights()) == 4

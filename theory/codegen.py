@@ -47,8 +47,9 @@ from theory._validate import as_scalar
 from theory.forward import s, t
 from theory.integrators import (Update, all_updates, dpm_solver_2_eps_weights, dpm_solver_2s_weights,
                                 dpm_solver_3_weights, eta, guidance_gap, h, h_ell, h_ell_prev, half_logsnr_step,
-                                heun_weights, lms_g1, lms_g2, lms_g3, lms_k, lms_weights, phi, psi, t_prev)
-from theory.integrators import LMS_MAX_ORDER, _lms_derivation
+                                h_ell_prev2, heun_weights, lms_g1, lms_g2, lms_g3, lms_k, lms_weights, phi, psi,
+                                t_prev, deis_weights, unipc_corrector_weights)
+from theory.integrators import DEIS_MAX_ORDER, LMS_MAX_ORDER, _deis_derivation, _lms_derivation
 
 __all__ = [
     "CoeffSpec",
@@ -361,8 +362,8 @@ def stabilize(expr: sp.Expr, args: tuple = (t, s)) -> sp.Expr:
 # -------------------------------------------------------------------------------------------
 # specs and emission
 # -------------------------------------------------------------------------------------------
-_ARGNAME = {t: "t", s: "s", t_prev: "t_prev", eta: "eta", h_ell: "h", h_ell_prev: "h_p", lms_k: "k", lms_g1: "g1",
-            lms_g2: "g2", lms_g3: "g3"}
+_ARGNAME = {t: "t", s: "s", t_prev: "t_prev", eta: "eta", h_ell: "h", h_ell_prev: "h_p", h_ell_prev2: "h_p2",
+            lms_k: "k", lms_g1: "g1", lms_g2: "g2", lms_g3: "g3"}
 
 
 @dataclass(frozen=True)
@@ -412,8 +413,9 @@ def phi_stable(k: int, step: sp.Symbol = h_ell) -> sp.Expr:
     ``expm1(h)``) subtracts the first Taylor terms, so below :data:`PSI_SWITCH` the function is SymPy's Taylor series
     of the same integral to degree ``PSI_TERMS - 1`` in Horner form: every coefficient is positive (no
     cancellation), and the truncation is below :math:`e\,h^{N}/N!` against :math:`\varphi_k \ge h^{k+1}/(k+1)!`:
-    relative :math:`e\,(k+1)!/N! < 10^{-17}` for :math:`k \le 1`, :math:`N = 20`.  At and above the switch the closed
-    form's cancellation costs at most a factor :math:`(e - 1)/\varphi_1(1) < 2.5` in relative error.
+    relative :math:`e\,(k+1)!/N! < 10^{-17}` for :math:`k \le 2`, :math:`N = 20`.  At and above the switch the closed
+    form's cancellation costs at most a factor :math:`(e - 1)/\varphi_1(1) < 2.5` in relative error (:math:`k = 1`)
+    and :math:`(e + 1/2)/\varphi_2(1) < 15` (:math:`k = 2`, :math:`\varphi_2 = e^h - 1 - h - h^2/2`).
     """
     closed = sp.expand(phi(k, step)).subs(sp.exp(step), expm1(step) + 1)
     if k == 0:
@@ -444,6 +446,28 @@ def _lms_stable() -> tuple:
     coefficients) / (a product of sums of gaps), no subtraction (:func:`theory.integrators._lms_derivation`)."""
     d = _lms_derivation()["stable"]
     return tuple(c for p in range(1, LMS_MAX_ORDER + 1) for c in d[p])
+
+
+def _deis_stable() -> tuple:
+    """The DEIS weights as their sign-definite phi combinations (:func:`theory.integrators._deis_derivation`'s
+    ``phi_coeffs``: every b_k of weight j has the sign (-1)^j), each phi_k in :func:`phi_stable` form: no
+    cancellation between the terms."""
+    b = _deis_derivation()["phi_coeffs"]
+    return tuple(sum(bk * phi_stable(k) for k, bk in enumerate(bj))
+                 for p in range(1, DEIS_MAX_ORDER + 1) for bj in b[p])
+
+
+def _unipc_stable() -> tuple:
+    """UniC's weights: psi_0, psi_0/2, psi_1 in :func:`psi_stable` form, and 2 psi_2 - h psi_1 (about -h^3/6: its
+    two terms cancel for small h) as SymPy's Taylor series of the combination itself below :data:`PSI_SWITCH`
+    (alternating, terms decreasing from the first for h <= 1; truncation below h^N/N! * 3h against h^3/6 * e^{-h})
+    and its closed form (2 + h)(1 - e^{-h}) - 2h, expm1 written, above (a loss of at most (2 + 3)/0.104 < 50 at
+    h = 1, the ratio falling with h)."""
+    p0, p1 = psi_stable(0), psi_stable(1)
+    comb = 2 * psi(2) - h_ell * psi(1)
+    series = sp.horner(sp.series(comb, h_ell, 0, PSI_TERMS).removeO(), wrt=h_ell)
+    closed = sp.expand(comb).subs(sp.exp(-h_ell), expm1(-h_ell) + 1)
+    return p0, p0 / 2, p1, sp.Piecewise((series, h_ell < PSI_SWITCH), (sp.expand(closed), True))
 
 
 def _dpm3_stable() -> tuple:
@@ -523,6 +547,23 @@ def coefficient_specs() -> list[CoeffSpec]:
         "    arguments: the sigma step k = sigma_i - sigma_{i+1} and the gaps g_m = sigma_{i-m} - sigma_{i-m+1}\n"
         "    (order p uses g_1, ..., g_{p-1})",
         stable=_lms_stable(), domain="k, g1, g2, g3 > 0"))
+    specs.append(CoeffSpec(
+        "deis_weights", (h_ell, h_ell_prev, h_ell_prev2),
+        tuple(f"c{p}_{j}" for p in range(1, DEIS_MAX_ORDER + 1) for j in range(p)), deis_weights(),
+        "DEIS (diffusers' DEISMultistepScheduler, log-rho) weights of orders p = 1..3 (divided by -sigma_s):\n"
+        "    x_s = (alpha_s/alpha_t) x_t - sigma_s sum_j cp_j eps_j, cp_j the exact integral over rho = sigma/alpha of\n"
+        "    the Lagrange basis in log(rho) of the call j (0: the current, 1, 2: the earlier ones), written as\n"
+        "    sign-definite phi_k(h) combinations; arguments: the half log-SNR steps h = ell_s - ell_t,\n"
+        "    h_p = ell_t - ell_{t_p}, h_p2 = ell_{t_p} - ell_{t_p2} (order p uses the first p)",
+        stable=_deis_stable()))
+    specs.append(CoeffSpec(
+        "unipc_corrector_weights", (h_ell,), ("c_q", "c_t1", "c_d1", "c_d2"), unipc_corrector_weights(),
+        "UniPC's corrector UniC (bh2, data prediction) weights (divided by alpha_t) of the step s0 -> t:\n"
+        "    x_t = (sigma_t/sigma_s0) x_s0 + alpha_t (c_q D_0 + c_t1 (D_t - D_0)) at order 1 (psi_0, psi_0/2), and\n"
+        "    x_t = (sigma_t/sigma_s0) x_s0 + alpha_t (c_q D_0 + c_d1 delta_1 + c_d2 delta_2) at order 2 (psi_1,\n"
+        "    2 psi_2 - h psi_1: the exact integral of the quadratic through D_1, D_0, D_t), delta_1 = (D_t - D_0)/h,\n"
+        "    delta_2 = (delta_1 - (D_0 - D_1)/h_p)/(h + h_p); argument: the half log-SNR step h = ell_t - ell_s0",
+        stable=_unipc_stable()))
     return specs
 
 

@@ -55,6 +55,9 @@ __all__ = [
     "lms_g2",
     "lms_g3",
     "LMS_MAX_ORDER",
+    "deis_weights",
+    "unipc_corrector_weights",
+    "DEIS_MAX_ORDER",
     "phi",
     "half_logsnr_step",
     "psi",
@@ -913,6 +916,201 @@ def lms_weights() -> tuple[sp.Expr, ...]:
     :math:`y_{i+1} = y_i + \sum_j c_{pj}\,(y_{i-j} - D_{i-j})/\sigma_{i-j}`."""
     d = _lms_derivation()["coeffs"]
     return tuple(c for p in range(1, LMS_MAX_ORDER + 1) for c in d[p])
+
+
+# ----------------------------------------------------------------------------------------
+# 4g. DEIS (diffusers' DEISMultistepScheduler, "deis"): Lagrange interpolant of the noise prediction in log(rho)
+# ----------------------------------------------------------------------------------------
+#: the highest DEIS order derived (diffusers' ``solver_order`` is 1, 2 or 3; default 2)
+DEIS_MAX_ORDER = 3
+
+
+@lru_cache(maxsize=None)
+def _deis_derivation() -> dict:
+    r"""The exact Lagrange integrals of diffusers' DEIS ("log-rho") multistep step.
+
+    With :math:`y = x/\alpha` and :math:`\rho = \sigma/\alpha = e^{-\ell}` the probability-flow ODE is
+    :math:`dy/d\rho = \varepsilon` (:func:`_dpm1_derivation`: :math:`d(x/\alpha)/d\ell = -e^{-\ell}\varepsilon`).  The
+    order-``p`` step from the call at :math:`t` (level :math:`\rho_t`) to :math:`s` replaces :math:`\varepsilon` by
+    its Lagrange interpolant in :math:`\log\rho` through the last ``p`` calls and integrates it exactly over
+    :math:`\rho`:
+
+    .. math::  y_s = y_t + \sum_{j<p} c_{pj}\,\varepsilon_{j},\qquad
+               c_{pj} = \int_{\rho_t}^{\rho_s} L_j(\log\rho)\,d\rho,
+
+    :math:`L_j` the Lagrange basis on the nodes :math:`\log\rho_t, \log\rho_{t_p}, \log\rho_{t_{p2}}` (first ``p``).
+    With :math:`r = \ell - \ell_t` (:math:`\rho = \rho_t e^{-r}`) the nodes are :math:`r = 0, -h_p, -h_p - h_{p2}`
+    and :math:`c_{pj} = -\rho_s W_{pj}`, :math:`W_{pj} = \int_0^h e^{h-r}\ell_j(r)\,dr`, so in VP coordinates
+
+    .. math::  x_s = \frac{\alpha_s}{\alpha_t}x_t - \sigma_s\sum_{j<p} W_{pj}\,\varepsilon_j,
+
+    and :math:`W_{pj} = \sum_k b_{pjk}\,\varphi_k(h)` (:func:`phi`) with the coefficients :math:`b_{pjk} = k!\,[r^k]
+    \ell_j` all of the sign of :math:`(-1)^j` (every factor of :math:`\ell_j` is :math:`r` plus a positive node
+    distance): a sign-definite combination, no cancellation.
+
+    Returns ``weights`` (``p ->`` the ``p`` weights :math:`W_{pj}`, ``sympy.integrate`` of :math:`e^{h-r}\ell_j`),
+    ``phi_coeffs`` (``p ->`` per ``j`` the :math:`b_{pjk}`; asserted: the weights equal :math:`\sum_k
+    b_{pjk}\varphi_k`, and each tuple is sign-definite), ``rho_form`` (asserted: :math:`\int_{\rho_t}^{\rho_s}
+    L_j(\log\rho)\,d\rho` integrated in :math:`\rho` with symbolic nodes equals :math:`-\rho_s W_{pj}`),
+    ``exactness`` (order ``p`` integrates :math:`e^{h-r}r^q` exactly for ``q < p``), and ``local_error_series``
+    (``p ->`` the error on :math:`\varepsilon = r^p`, the first power not integrated exactly, as a series in
+    :math:`h` with :math:`h_p = \rho_1 h`, :math:`h_{p2} = \rho_2 h`: it starts at :math:`h^{p+1}`, local order
+    :math:`p + 1`, global order ``p``).  Order 1 is DPM-Solver-1 (:math:`W = \varphi_0`) and order 2 DPM-Solver-2M
+    with the exact (heun) weight (:math:`\varphi_0 + \varphi_1/h_p`, :math:`-\varphi_1/h_p`; both asserted).
+    """
+    r = _u
+    nodes_all = (sp.S.Zero, -h_ell_prev, -h_ell_prev - h_ell_prev2)
+    rho_var, L0 = sp.Symbol("rho", positive=True), sp.Symbol("L_0", real=True)
+    rho_t = sp.Symbol("rho_t", positive=True)
+    Ls = (L0, L0 + h_ell_prev, L0 + h_ell_prev + h_ell_prev2)     # log rho at the nodes: log rho = L_0 - r
+    rho1, rho2 = sp.symbols("rho_1 rho_2", positive=True)
+    weights, bcoef, rho_form, exact, local = {}, {}, {}, {}, {}
+    for p in range(1, DEIS_MAX_ORDER + 1):
+        nodes = nodes_all[:p]
+        ws, bs = [], []
+        for j in range(p):
+            ell = sp.expand(sp.Mul(*[(r - nodes[m]) / (nodes[j] - nodes[m]) for m in range(p) if m != j]))
+            W = sp.simplify(sp.integrate(sp.exp(h_ell - r) * ell, (r, 0, h_ell)))
+            poly = sp.Poly(ell, r)
+            b = tuple(sp.factor(poly.coeff_monomial(r**k) * sp.factorial(k)) for k in range(p))
+            if sp.simplify(W - sum(bk * phi(k) for k, bk in enumerate(b))) != 0:
+                raise AssertionError(f"DEIS order {p} weight {j} is not its phi combination")
+            sign = (-1) ** j
+            if any(bk != 0 and not (sign * bk).is_positive for bk in b):
+                raise AssertionError(f"DEIS order {p} weight {j}: the phi combination is not sign-definite")
+            # the same weight from the log-rho form: integrate L_j(log rho) over rho, nodes symbolic
+            Lj = sp.Mul(*[(sp.log(rho_var) - Ls[m]) / (Ls[j] - Ls[m]) for m in range(p) if m != j])
+            c = sp.integrate(sp.expand(Lj), (rho_var, rho_t * sp.exp(-h_ell), rho_t))  # from rho_s to rho_t
+            c = -c.subs(L0, sp.log(rho_t))                                                # rho_t to rho_s
+            if sp.simplify(sp.expand_log(c + rho_t * sp.exp(-h_ell) * W, force=True)) != 0:
+                raise AssertionError(f"DEIS order {p} weight {j}: the log-rho integral is not -rho_s W")
+            ws.append(W)
+            bs.append(b)
+        for qd in range(p):
+            quad = sum(W * nodes[j] ** qd for j, W in enumerate(ws))
+            want = sp.integrate(sp.exp(h_ell - r) * r**qd, (r, 0, h_ell))
+            if sp.simplify(quad - want) != 0:
+                raise AssertionError(f"DEIS order {p} does not integrate r^{qd} exactly")
+        err = sum(W * nodes[j] ** p for j, W in enumerate(ws)) - sp.integrate(sp.exp(h_ell - r) * r**p, (r, 0, h_ell))
+        err = err.subs({h_ell_prev: rho1 * h_ell, h_ell_prev2: rho2 * h_ell})
+        series = sp.expand(sp.series(err, h_ell, 0, p + 3).removeO())
+        lead = sp.simplify(series.coeff(h_ell, p + 1))
+        if lead == 0 or any(sp.simplify(series.coeff(h_ell, k)) != 0 for k in range(p + 1)):
+            raise AssertionError(f"DEIS order {p}: the local error does not start at h^{p + 1}")
+        weights[p], bcoef[p], rho_form[p], exact[p], local[p] = tuple(ws), tuple(bs), True, True, series
+    if sp.simplify(weights[1][0] - phi(0)) != 0:
+        raise AssertionError("DEIS order 1 is not DPM-Solver-1")
+    w0, _, wh = dpm_solver_2_eps_weights()
+    if sp.simplify(weights[2][0] - (w0 + wh / h_ell_prev)) != 0 or sp.simplify(weights[2][1] + wh / h_ell_prev) != 0:
+        raise AssertionError("DEIS order 2 is not DPM-Solver-2M with the exact (heun) weight")
+    return {"weights": weights, "phi_coeffs": bcoef, "rho_form": rho_form, "exactness": exact,
+            "local_error_series": local}
+
+
+def deis_weights() -> tuple[sp.Expr, ...]:
+    r"""The DEIS weights :math:`W_{pj}` of :func:`_deis_derivation` for orders ``p = 1..3`` in one tuple
+    (``W1_0; W2_0, W2_1; W3_0, W3_1, W3_2``), in the half log-SNR steps :data:`h_ell` (:math:`h = \ell_s - \ell_t`),
+    :data:`h_ell_prev` (:math:`h_p = \ell_t - \ell_{t_p}`) and :data:`h_ell_prev2` (:math:`h_{p2}`):
+
+    .. math::  x_s = \frac{\alpha_s}{\alpha_t}x_t - \sigma_s\sum_j W_{pj}\,\varepsilon_j,
+
+    :math:`\varepsilon_0, \varepsilon_1, \varepsilon_2` the noise predictions at :math:`t, t_p, t_{p2}`."""
+    d = _deis_derivation()["weights"]
+    return tuple(w for p in range(1, DEIS_MAX_ORDER + 1) for w in d[p])
+
+
+# ----------------------------------------------------------------------------------------
+# 4h. UniPC (diffusers' UniPCMultistepScheduler: bh2, predict_x0, UniP predictor + UniC corrector)
+# ----------------------------------------------------------------------------------------
+@lru_cache(maxsize=None)
+def _unipc_derivation() -> dict:
+    r"""UniPC's B(h) = bh2 predictor and corrector in the data-prediction form, from its order conditions.
+
+    Both steps are :math:`x_t = \frac{\sigma_t}{\sigma_{s_0}}x_{s_0} + \alpha_t\psi_0(h)D_0 - \alpha_tB(h)\sum_k
+    \rho_k\frac{D_k - D_0}{r_k}` with :math:`B(h) = e^{-h} - 1 = -\psi_0(h)` (bh2), the nodes :math:`r_k =
+    (\ell_k - \ell_{s_0})/h` of the other model outputs and :math:`\rho` solving the order conditions
+    :math:`\sum_k\rho_kr_k^{i-1} = b_i = i!\,\psi_i(h)/(h^i\psi_0(h))`, ``i = 1..`` (number of nodes), which make
+    the sum the exact integral of the interpolating polynomial's non-constant part (:func:`psi`).
+
+    * UniP, order 1: DDIM.  Order 2 (one earlier output at :math:`r_1 = -h_p/h`): diffusers replaces the solution
+      :math:`\rho = b_1` by :math:`\tfrac12`, which is DPM-Solver++(2M) (:func:`_dpm2_derivation`; asserted).
+    * UniC after an order-``p`` predictor, with the new output :math:`D_t` at :math:`r = 1` (evaluated at the
+      predictor's state): order 1 (nodes :math:`0, 1`) uses :math:`\rho = \tfrac12`:
+      :math:`\alpha_t\psi_0(D_0 + D_t)/2`, the exact linear weight :math:`\psi_1/h` replaced by :math:`\psi_0/2`
+      (``gap_c1_series``: :math:`\psi_1/h - \psi_0/2 = h^2/12 + O(h^3)`); order 2 (nodes :math:`r_1 = -h_p/h,
+      0, 1`) solves the conditions: asserted equal to the exact integral of the quadratic through the three
+      outputs, in Newton form :math:`\psi_0D_0 + \psi_1\delta_1 + (2\psi_2 - h\psi_1)\delta_2`,
+      :math:`\delta_1 = (D_t - D_0)/h`, :math:`\delta_2 = (\delta_1 - (D_0 - D_1)/h_p)/(h + h_p)`.
+
+    Returns ``weights`` (:math:`\psi_0, \psi_0/2, \psi_1, 2\psi_2 - h\psi_1`), ``corrector2`` (the order-2
+    corrector's weights of :math:`D_1, D_0, D_t` from the solved conditions), ``gap_c1_series`` and
+    ``local_error_series``: per corrector order the update minus the exact integral for a cubic :math:`D(u)`,
+    :math:`h_p = \rho_1h`, as a series in :math:`h` (order 1 from :math:`h^3`, order 2 from :math:`h^4`).
+    """
+    d0, dt, d1 = q, sp.Symbol("q_t", real=True), q_prev
+    hp = h_ell_prev
+    # the order conditions' right-hand sides with bh2: -B(h) b_i = i! psi_i / h^i
+    b = [sp.factorial(i) * psi(i) / (h_ell**i * psi(0)) for i in (1, 2)]
+    # UniP order 2 with rho = 1/2: -B * rho * (D_1 - D_0)/r_1 = psi_0 (h/(2 h_p)) (D_0 - D_1)
+    unip2 = sp.expand(psi(0) * sp.Rational(1, 2) * (d1 - d0) / (-hp / h_ell))
+    dpm2 = _dpm2_derivation()
+    want = sp.expand(h_ell / 2 * (1 - sp.exp(-h_ell)) * (d0 - d1) / hp)
+    if sp.simplify(unip2 - want) != 0 or sp.simplify(dpm2["exact"]["c_D"] - psi(0)) != 0:
+        raise AssertionError("UniP order 2 (bh2, rho = 1/2) is not DPM-Solver++(2M)")
+    # UniC order 2: solve the conditions on the nodes r_1 = -h_p/h and 1
+    r1 = -hp / h_ell
+    rho_a, rho_b = sp.symbols("rho_a rho_b")
+    sol = sp.solve([sp.Eq(rho_a + rho_b, b[0]), sp.Eq(rho_a * r1 + rho_b, b[1])], [rho_a, rho_b], dict=True)[0]
+    corr = psi(0) * (sol[rho_a] * (d1 - d0) / r1 + sol[rho_b] * (dt - d0))   # -B(h) sum rho_k D1_k
+    upd2 = sp.expand(psi(0) * d0 + corr)
+    delta1 = (dt - d0) / h_ell
+    delta2 = (delta1 - (d0 - d1) / hp) / (h_ell + hp)
+    newton = psi(0) * d0 + psi(1) * delta1 + (2 * psi(2) - h_ell * psi(1)) * delta2
+    for v in (d0, dt, d1):
+        if sp.simplify(upd2.coeff(v) - sp.expand(newton).coeff(v)) != 0:
+            raise AssertionError("UniC order 2 is not the exact integral of the quadratic")
+    # the quadratic's integral, independently: integrate e^{u-h} P(u) with P through (-h_p, D_1), (0, D_0), (h, D_t)
+    P = d0 + _u * delta1 + _u * (_u - h_ell) * delta2
+    for node, val in ((0, d0), (h_ell, dt), (-hp, d1)):
+        if sp.simplify(P.subs(_u, node) - val) != 0:
+            raise AssertionError("the Newton form does not interpolate")
+    direct = sp.integrate(sp.exp(_u - h_ell) * P, (_u, 0, h_ell))
+    if sp.simplify(direct - newton) != 0:
+        raise AssertionError("the quadratic's integral is not the psi combination")
+    upd1 = psi(0) * d0 + psi(0) / 2 * (dt - d0)
+    cs = sp.symbols("c0:4", real=True)
+    rho1 = sp.Symbol("rho_1", positive=True)
+    Dc = lambda x: sum(c * x**k for k, c in enumerate(cs))  # noqa: E731
+    exact = sp.integrate(sp.exp(_u - h_ell) * Dc(_u), (_u, 0, h_ell))
+    vals = {d0: Dc(0), dt: Dc(h_ell), d1: Dc(-hp)}
+    local = {}
+    for order, upd in ((1, upd1), (2, newton)):
+        err = sp.simplify((upd.subs(vals) - exact).subs(hp, rho1 * h_ell))
+        local[order] = sp.expand(sp.series(err, h_ell, 0, order + 4).removeO())
+        if any(sp.simplify(local[order].coeff(h_ell, k)) != 0 for k in range(order + 2)) \
+                or sp.simplify(local[order].coeff(h_ell, order + 2)) == 0:
+            raise AssertionError(f"UniC order {order}: the local error does not start at h^{order + 2}")
+    weights = (psi(0), psi(0) / 2, psi(1), 2 * psi(2) - h_ell * psi(1))
+    return {"weights": weights, "corrector2": tuple(sp.factor(upd2.coeff(v)) for v in (d1, d0, dt)),
+            "gap_c1_series": sp.series(psi(1) / h_ell - psi(0) / 2, h_ell, 0, 4).removeO(),
+            "local_error_series": local}
+
+
+def unipc_corrector_weights() -> tuple[sp.Expr, ...]:
+    r"""UniC's (bh2) weights, divided by :math:`\alpha_t`, in the half log-SNR step :data:`h_ell` of the step
+    :math:`s_0 \to t` (:func:`_unipc_derivation`): ``c_q`` :math:`\psi_0`; ``c_t1`` :math:`\psi_0/2`, the weight of
+    :math:`D_t - D_0` at order 1; ``c_d1`` :math:`\psi_1` and ``c_d2`` :math:`2\psi_2 - h\psi_1`, the weights of the
+    divided differences :math:`\delta_1, \delta_2` at order 2:
+
+    .. math::
+        x^c_t = \frac{\sigma_t}{\sigma_{s_0}}x^c_{s_0} + \alpha_t\big(\psi_0D_0 + \tfrac{\psi_0}2(D_t - D_0)\big)
+        \ \text{(order 1)},\qquad
+        x^c_t = \frac{\sigma_t}{\sigma_{s_0}}x^c_{s_0} + \alpha_t\big(\psi_0D_0 + \psi_1\delta_1
+        + (2\psi_2 - h\psi_1)\delta_2\big)\ \text{(order 2)}.
+
+    The predictor is :func:`ddim` (order 1) and DPM-Solver++(2M) (:func:`dpm_solver_2`, order 2).
+    """
+    return _unipc_derivation()["weights"]
 
 
 def half_logsnr_step(schedule: VPSchedule = OU) -> sp.Expr:

@@ -169,10 +169,35 @@ def step_check(rec: dd.RunRecord, target: GaussianTarget = TARGET) -> dict:
         if st.t_out is None:
             continue
         kind = _kind(spec, st.order)
-        if kind == O.LMS_KIND:   # the slopes of the last order - 1 calls
+        if kind == O.UNIPC_KIND:   # the corrector to this call's recorded start, then the predictor from it
+            pairs = []
+            if k > 0:
+                a, pc = rec.steps[k - 1], rec.steps[k - 1].order
+                b = rec.steps[k - 2] if pc == 2 else None
+                x_from = a.x_start if a.x_start is not None else a.x_in
+                pairs.append(O.unipc_corrector_prediction(
+                    target, x_from, a.t_in, st.t_in, a.x_in, st.x_in, None if b is None else b.x_in,
+                    None if b is None else b.t_in, float32_coeffs=rec.tables == "native")
+                    + (st.x_start, O.bound_counts(kind, a.t_in, st.t_in)))
+            prev = rec.steps[k - 1] if st.order == 2 else None
+            pairs.append(O.unipc_predictor_prediction(
+                target, st.x_start, st.x_in, st.t_in, st.t_out, None if prev is None else prev.x_in,
+                None if prev is None else prev.t_in, float32_coeffs=rec.tables == "native")
+                + (st.x_out, O.bound_counts("dpm2" if prev is not None else "ddim", st.t_in, st.t_out)))
+            for pred, tol, got, (k64, k32) in pairs:
+                S = tol / (k64 * O.U64 + (k32 * O.U32 if rec.tables == "native" else 0.0))
+                err = np.abs(got - pred)
+                r = float(np.max(err / tol))
+                res["ratio32"] = max(res["ratio32"], float(np.max(err / ((K_SAMPLE32 + k32) * O.U32 * S))))
+                res["abs"] = max(res["abs"], float(np.max(err)))
+                if r > res["ratio"]:
+                    res.update(ratio=r, k=k, t=st.t_in, s=st.t_out)
+            continue
+        if kind in (O.LMS_KIND, O.DEIS_KIND):   # the slopes / noise predictions of the last order - 1 calls
             hist = rec.steps[max(0, k - st.order + 1):k]
-            pred, tol = O.lms_prediction(target, st.x_in, st.t_in, st.t_out, [h.x_in for h in hist],
-                                         [h.t_in for h in hist], float32_coeffs=rec.tables == "native")
+            fn = O.lms_prediction if kind == O.LMS_KIND else O.deis_prediction
+            pred, tol = fn(target, st.x_in, st.t_in, st.t_out, [h.x_in for h in hist], [h.t_in for h in hist],
+                           float32_coeffs=rec.tables == "native")
             k64, k32 = O.bound_counts(kind, st.t_in, st.t_out)
             S = tol / (k64 * O.U64 + (k32 * O.U32 if rec.tables == "native" else 0.0))
             err = np.abs(st.x_out - pred)
@@ -206,7 +231,9 @@ def step_check(rec: dd.RunRecord, target: GaussianTarget = TARGET) -> dict:
 def run_check(rec: dd.RunRecord, target: GaussianTarget = TARGET, z: np.ndarray = Z_STEP) -> dict:
     """The run's output against the derived discretisation on its claimed grid: ``ratio`` (max |err| / E_n),
     ``abs``, and ``ratio32`` (against E_n computed with float32 coefficients and float32 sample arithmetic)."""
-    kind = rec.spec.oracle if rec.spec.oracle in ("dpm2", "dpm3", O.HEUN_KIND, O.LMS_KIND) + O.EPS_KINDS + O.SINGLESTEP_KINDS \
+    kind = rec.spec.oracle if rec.spec.oracle in ("dpm2", "dpm3", O.HEUN_KIND, O.LMS_KIND, O.DEIS_KIND,
+                                                  O.UNIPC_KIND) + O.EPS_KINDS \
+        + O.SINGLESTEP_KINDS \
         else "ddim"
     orders = [s.order for s in rec.steps] if rec.steps else None
     x0 = rec.start_scale * z

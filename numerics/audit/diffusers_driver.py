@@ -63,7 +63,9 @@ class SchedulerSpec:
     §§1, 3; ``"ddpm"``; ``"dpm2"``: DPM-Solver++(2M), §4; ``"dpm3"``: DPM-Solver++(3M), §4b; ``"dpm1e"``,
     ``"dpm2e"``, ``"dpm2eh"``: DPM-Solver-1 and DPM-Solver-2M midpoint / heun in the noise form, §4c; ``"dpm2s"``,
     ``"dpm2sh"``: DPM-Solver++(2S) midpoint / heun, §4d; ``"heun"``: Heun's trapezoidal step in the VE variables,
-    §4e), or ``None`` (no derived update in the package yet:
+    §4e; ``"lms"``: linear multistep, §4f; ``"deis"``: DEIS, the Lagrange interpolant of the noise prediction in
+    :math:`\log\rho` integrated exactly over :math:`\rho = \sigma/\alpha`, §4g; ``"unipc"``: UniPC's bh2 corrector
+    UniC and predictor UniP (DDIM, DPM-Solver++(2M)), §4h), or ``None`` (no derived update in the package yet:
     its law and order are reported informationally).  ``order``: the global order the theory predicts for the
     deterministic run (``None`` for stochastic samplers).  ``abar_indexed``: levels from ``alphas_cumprod[t]``.
     """
@@ -101,9 +103,9 @@ SPECS: dict[str, SchedulerSpec] = {s.name: s for s in (
     SchedulerSpec("EulerDiscrete", "EulerDiscreteScheduler", (), "ddim", 1),
     SchedulerSpec("EulerAncestralDiscrete", "EulerAncestralDiscreteScheduler", (), None, None, stochastic=True),
     SchedulerSpec("HeunDiscrete", "HeunDiscreteScheduler", (), "heun", 2),
-    SchedulerSpec("UniPCMultistep", "UniPCMultistepScheduler", (), None, 3),
+    SchedulerSpec("UniPCMultistep", "UniPCMultistepScheduler", (), "unipc", 3),
     SchedulerSpec("LMSDiscrete", "LMSDiscreteScheduler", (), "lms", 4),
-    SchedulerSpec("DEISMultistep", "DEISMultistepScheduler", (), None, 3),
+    SchedulerSpec("DEISMultistep", "DEISMultistepScheduler", (), "deis", 2),
     SchedulerSpec("DPMSolverSinglestep", "DPMSolverSinglestepScheduler", (), "dpm2s", 2),
     SchedulerSpec("DPMSolverSinglestep-heun", "DPMSolverSinglestepScheduler", (("solver_type", "heun"),), "dpm2sh", 2),
 )}
@@ -198,6 +200,8 @@ class StepRecord:
     z: np.ndarray | None = None       # the step's noise (stochastic schedulers), regenerated from its seed
     order: int = 1                    # the solver order used at this step (multistep schedulers)
     drops_f64: bool = False           # the output is bit-identical when the float64 input is first rounded to float32
+    x_start: np.ndarray | None = None  # (B, d) the state the step's update starts from when the scheduler changes
+    #                                   it after the model call (UniPC: its corrector's output), VP; else None
 
 
 @dataclass
@@ -237,12 +241,20 @@ def _orders(sched, spec: SchedulerSpec, cfg: dict) -> list[int] | None:
     """The order of each step: DPMSolverMultistep's by :func:`dpm_orders`; DPMSolverSinglestep's own
     ``order_list`` (after ``set_timesteps``: [1, 2, 1, 2, ...] at order 2, a restart from the saved state of each
     order-1 step), which its ``step`` lowers only while a needed model output is missing (never from the start);
-    HeunDiscrete's alternation of its two stages over its doubled timesteps (``state_in_first_order``): 1 (the Euler
+    DEISMultistep's by the same rule (:func:`dpm_orders`; its last sigma is nonzero); HeunDiscrete's alternation of its two stages over its doubled timesteps (``state_in_first_order``): 1 (the Euler
     predictor from ``sigmas[i]`` to ``sigmas[i + 1]``), 2 (the corrector at the predictor, restarting from the saved
     sample), ..., ending with 1 (Euler to sigma = 0); LMSDiscrete's min(step index + 1, 4) (its ``step``'s default
     ``order=4``)."""
     if spec.cls == "DPMSolverMultistepScheduler":
         return dpm_orders(len(sched.timesteps), spec.kwargs.get("solver_order", 2), cfg)
+    if spec.cls == "UniPCMultistepScheduler":   # its step's this_order: min(solver_order, n - k with
+        # lower_order_final, k + 1 for the warm-up); the corrector of step k has the order of step k - 1
+        p, n = cfg.get("solver_order", 2), len(sched.timesteps)
+        return [min(p, n - k if cfg.get("lower_order_final", True) else p, k + 1) for k in range(n)]
+    if spec.cls == "DEISMultistepScheduler":   # the same warm-up and lower_order_final rule; its last sigma is
+        # sigma_min > 0 (it has no final_sigmas_type), so the "zero" rule of the last step never applies
+        return dpm_orders(len(sched.timesteps), cfg.get("solver_order", 2),
+                          {**cfg, "final_sigmas_type": "sigma_min", "euler_at_final": False})
     if spec.cls == "DPMSolverSinglestepScheduler":
         return [int(o) for o in sched.order_list]
     if spec.cls == "HeunDiscreteScheduler":
@@ -337,7 +349,11 @@ def run(spec: SchedulerSpec, n_steps: int, target: GaussianTarget, z: np.ndarray
                 znp = randn_tensor(mo_t.shape, generator=torch.Generator().manual_seed(seed + k),
                                    device=mo_t.device, dtype=mo_t.dtype).to(torch.float64).numpy()
             x_out = None if t_out is None else x.detach().to(torch.float64).numpy() * vp_scale(t_out)
-            rec.steps.append(StepRecord(t_in, t_out, x_state, x_out, znp, 1 if orders is None else orders[k], drops))
+            # UniPC keeps its corrected state (the predictor's start) as last_sample (VP: it does not scale)
+            x_start = (sched.last_sample.detach().to(torch.float64).numpy()
+                       if spec.cls == "UniPCMultistepScheduler" else None)
+            rec.steps.append(StepRecord(t_in, t_out, x_state, x_out, znp, 1 if orders is None else orders[k], drops,
+                                        x_start))
     # final level
     if spec.abar_indexed:
         rec.t_end = _landing_t(sched, spec, sched.timesteps[-1], len(sched.timesteps) - 1)

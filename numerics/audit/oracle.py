@@ -18,7 +18,15 @@ A step from OU time :math:`t` to :math:`s` uses the generated coefficients of
   at the DDIM predictor :math:`x_p` at :math:`s`; :func:`heun_prediction`);
 * ``lms``  :math:`x_s = \alpha_s(y_i + \sum_j c_{pj}(y_{i-j} - D_{i-j})/\sigma_{i-j})`, :math:`y = x/\alpha` (§4f,
   diffusers' linear multistep step: the exact Lagrange integrals on the last :math:`p` sigmas, plus quad's
-  tolerance on diffusers' coefficients in the bound; :func:`lms_prediction`).
+  tolerance on diffusers' coefficients in the bound; :func:`lms_prediction`);
+* ``deis``  :math:`x_s = (\alpha_s/\alpha_t)x_t - \sigma_s\sum_j W_{pj}\varepsilon_j` (§4g, diffusers' DEIS:
+  the exact integrals over :math:`\rho = \sigma/\alpha` of the Lagrange basis in :math:`\log\rho` on the last
+  :math:`p` calls, plus the cancellation of diffusers' antiderivative differences in the bound;
+  :func:`deis_prediction`);
+* ``unipc``  UniPC (bh2, §4h): a record is checked twice, the corrector UniC from the previous call's corrected
+  state to the recorded corrected state (:func:`unipc_corrector_prediction`: the exact integral of the quadratic
+  through the last three outputs at order 2, :math:`\alpha_t\psi_0(D_0 + D_t)/2` at order 1) and the predictor UniP
+  from it (:func:`unipc_predictor_prediction`: ``ddim``, ``dpm2``), the model outputs at the predicted states.
 
 Rounding bound of one step (per element, unit roundoff :math:`u = 2^{-53}`):
 
@@ -62,6 +70,9 @@ __all__ = ["U64", "U32", "K32", "k32", "k_step", "step_coeffs", "step_prediction
            "HEUN_KIND", "KH_EXTRA", "K32H_EXTRA", "heun_coeffs", "heun_prediction",
            "LMS_KIND", "KL_EXTRA", "K32L_EXTRA", "QUAD_EPSREL", "QUAD_EPSABS", "KL_COEF", "lms_coeffs",
            "lms_coeff_allowance", "lms_prediction",
+           "DEIS_KIND", "KD_EXTRA", "K32D_EXTRA", "KD_COEF", "KD_DIFFUSERS_OPS", "deis_coeffs", "deis_coeff_allowance",
+           "deis_prediction", "UNIPC_KIND", "KU_EXTRA", "K32U_EXTRA", "unipc_corrector_coeffs",
+           "unipc_corrector_prediction", "unipc_predictor_prediction",
            "run_tolerance", "euler_ve_step", "gamma", "cfg_eps", "guidance_bounds", "guided_run"]
 
 U64 = 2.0 ** -53
@@ -483,6 +494,253 @@ def lms_prediction(target: GaussianTarget, x: np.ndarray, t: float, s: float, x_
     return pred, rounding_tolerance(LMS_KIND, S, t, s, float32_coeffs=float32_coeffs) + a_s * extra
 
 
+#: DEIS's kind (diffusers' DEISMultistepScheduler, ``algorithm_type="deis"``): every step, of order 1 to 3 (the
+#: scheduler's warm-up and lower_order_final), is :func:`deis_prediction`
+DEIS_KIND = "deis"
+#: extra float64 roundings of a DEIS step per element, beyond K(t)'s one conversion and update: diffusers' conversion
+#: of the current call's data prediction back to a noise prediction, (x - alpha x0)/sigma (3); the two history
+#: calls' conversions to a data prediction and back (4 + 3 each: 14); the two extra products and sums of the
+#: update (2 each: 4); the package's noise predictions from the exact denoiser at the three calls (3 each: 9) and
+#: its two extra products and sums (4): 34
+KD_EXTRA = 34.0
+#: extra float32 roundings of its coefficients as shipped: alpha = (sigma^2 + 1)^(-1/2) and sigma * alpha at the two
+#: history levels, formed from the float32 sigma (3 roundings each: 12); with K32 = 12 for the two levels of the step
+#: (:func:`bound_counts`: no k32 condition terms, DEIS forms no 1 - abar)
+K32D_EXTRA = 12.0
+#: float64 relative error of the package's generated DEIS weight (integrators.md §7 style: the sign-definite phi
+#: combination of at most 3 terms, each phi_k within 15 roundings (phi_stable's closed form at h >= 1, the series
+#: below), the products and quotients by the log-SNR steps (at most 6), the sum (2): 3 * 15 + 6 + 2 = 53, rounded up)
+KD_COEF = 60.0
+#: floating-point operations of diffusers' coefficient per weight: one antiderivative ``rho * Q(log rho)`` at most 12
+#: (order 3's numerator polynomial in the logs and the product with rho), its denominator (a product of two log
+#: differences: 3) and the quotient (1), counted once per end of the step, and their difference (1): 16 per end
+KD_DIFFUSERS_OPS = 16
+
+
+def _log_rho(u: float) -> float:
+    r""":math:`\log\rho = \log(\sigma_u/\alpha_u) = \tfrac12\log(e^{2u} - 1)` of OU time ``u > 0``."""
+    return 0.5 * math.log(math.expm1(2.0 * u))
+
+
+def deis_coeffs(t: float, s: float, t_hist) -> dict:
+    r"""The DEIS step (proofs_notes/integrators.md §4g) from the call at ``t`` to ``s`` with the earlier calls at
+    ``t_hist`` (latest last; order ``p = 1 + len(t_hist)`` <= 3):
+    :math:`x_s = c_x x_t - \sigma_s\sum_j W_j\varepsilon_j`.  Returns ``cx`` (:math:`\alpha_s/\alpha_t`), ``W``
+    (:math:`W_{p0}, \dots`, the generated :func:`deis_weights`), ``w`` (:math:`-\sigma_sW_j`, the weights of the
+    noise predictions at :math:`t`, then the history latest first), the half log-SNR steps ``h, hp, hp2``
+    (``inf`` where unused), ``ts`` (the calls' OU times, current first), ``L`` (their :math:`\log\rho`),
+    ``L_s`` (:math:`\log\rho_s`), ``den`` (per weight :math:`\prod_{m\ne j}|\log\rho_j - \log\rho_m|`) and ``p``."""
+    t_hist = list(t_hist)
+    p = 1 + len(t_hist)
+    if p > 3:
+        raise ValueError(f"t_hist: DEIS uses at most 2 earlier calls, got {len(t_hist)}")
+    if not (0.0 < s <= t and all(u > v for u, v in zip(t_hist, t_hist[1:] + [t]))):
+        # s = t: the zero step to a repeated last sigma (Karras / exponential grids), the identity on both sides
+        raise ValueError(f"t_hist: need t_hist (increasing to the past) > t >= s > 0, got {t_hist!r}, t={t!r}, s={s!r}")
+    ts = [float(t)] + [float(u) for u in reversed(t_hist)]
+    h = IC.half_logsnr_step(t, s)[0]
+    hs = [IC.half_logsnr_step(ts[m + 1], ts[m])[0] for m in range(p - 1)] + [math.inf] * (3 - p)
+    allw = IC.deis_weights(h, *(v if math.isfinite(v) else 1.0 for v in hs[:2]))
+    start = p * (p - 1) // 2
+    W = tuple(allw[start:start + p])
+    sig_s = math.sqrt(-math.expm1(-2.0 * s))
+    L = [_log_rho(u) for u in ts]
+    den = tuple(math.prod(abs(L[j] - L[m]) for m in range(p) if m != j) for j in range(p))
+    return {"cx": IC.dpm_solver_1_coeffs(t, s)[0], "W": W, "w": tuple(-sig_s * v for v in W), "h": h,
+            "hp": hs[0], "hp2": hs[1], "ts": ts, "L": L, "L_s": _log_rho(s), "den": den, "p": p, "s": float(s)}
+
+
+def deis_coeff_allowance(kc: dict, float32_coeffs: bool) -> tuple[float, ...]:
+    r"""Per DEIS weight, how far diffusers' coefficient :math:`c_j = \int_{\rho_t}^{\rho_s}L_j(\log\rho)\,d\rho`
+    (in :math:`y = x/\alpha`) may lie from the package's :math:`-\rho_sW_j` (first order in the unit roundoff
+    :math:`u_c` of diffusers' coefficient arithmetic: ``u32`` as shipped, else ``u``).
+
+    diffusers forms :math:`c_j = (F_j(\rho_s) - F_j(\rho_t))/d_j` with the antiderivative
+    :math:`F_j = \rho\,Q_j(\log\rho)`, :math:`Q_j` a polynomial of degree :math:`p - 1` in :math:`\log\rho` and the
+    other nodes' logs, and :math:`d_j = \prod_{m\ne j}(\log\rho_j - \log\rho_m)`.  With :math:`B = 1 + \max|\log\rho|`
+    over the nodes and :math:`\rho_s`: each :math:`\rho` carries relative :math:`2u_c` (:math:`\sigma\alpha/\alpha`),
+    each log the absolute :math:`\epsilon_L = (B + 2)u_c`; the sum of the moduli of :math:`Q_j`'s monomials is at
+    most :math:`\bar Q = (2B)^{p-1} + 1` and of its partial derivatives in the logs :math:`Q' = 2(p-1)(2B)^{p-2}`
+    (order 2: :math:`Q = L - L_c - 1`; order 3: the product of two such factors plus a linear part, bounded
+    monomial by monomial), so
+
+    .. math::  |\Delta c_j| \le \frac{(\rho_s + \rho_t)\big(Q'\epsilon_L + (\gamma_{m} + 2u_c)\bar Q\big)}{d_j}
+               + |c_j|\Big(\sum_{m\ne j}\frac{2\epsilon_L}{|\log\rho_j - \log\rho_m|} + (p + 1)u_c\Big),
+
+    :math:`m` = :data:`KD_DIFFUSERS_OPS`.  Order 1 goes through :math:`\sigma_s(e^{h} - 1)` with :math:`h` a
+    difference of :math:`\ell = \log\alpha - \log\sigma` (absolute :math:`\Lambda u_c` each, :func:`_lambda_cond`):
+    relative :math:`((2\Lambda + 1)(1 + 1/h) + 4)u_c` (:math:`e^h/(e^h - 1) \le 1 + 1/h`), added to the above.
+    The package's own weight: relative :data:`KD_COEF` :math:`u` and the log-SNR steps' absolute :math:`2\Lambda u`,
+    :math:`|d\log W/dh| \le p/h + 1` (:math:`\varphi_{k-1}/\varphi_k \le (k + 1)/h + 1`) and
+    :math:`|d\log W/dh_{p\cdot}| \le 2p/h_{\min}`: :math:`\rho_s|W_j|(K_{D,c} + 2\Lambda(p/h + 1 + 2p/h_{\min}))u`.
+    """
+    u_c = U32 if float32_coeffs else U64
+    p, L, Ls = kc["p"], kc["L"], kc["L_s"]
+    if kc["h"] == 0.0:   # a zero step: both sides' coefficients are exactly 0 (the same arithmetic on equal ends)
+        return (0.0,) * p
+    rho_s, rho_t = math.exp(Ls), math.exp(L[0])
+    B = 1.0 + max(abs(v) for v in L + [Ls])
+    eps_L = (B + 2.0) * u_c
+    qbar = (2.0 * B) ** (p - 1) + 1.0
+    qder = 2.0 * (p - 1) * (2.0 * B) ** (p - 2) if p > 1 else 0.0
+    g_m = KD_DIFFUSERS_OPS * u_c / (1.0 - KD_DIFFUSERS_OPS * u_c)
+    lam_s = _lambda_cond(*kc["ts"], kc["s"])
+    h_min = min(kc["h"], kc["hp"], kc["hp2"])
+    out = []
+    for j, W in enumerate(kc["W"]):
+        c = rho_s * abs(W)
+        dc = (rho_s + rho_t) * (qder * eps_L + (g_m + 2.0 * u_c) * qbar) / kc["den"][j] \
+            + c * (sum(2.0 * eps_L / abs(L[j] - L[m]) for m in range(p) if m != j) + (p + 1) * u_c)
+        if p == 1:
+            dc += c * ((2.0 * lam_s + 1.0) * (1.0 + 1.0 / kc["h"]) + 4.0) * u_c
+        dc += c * (KD_COEF + 2.0 * lam_s * (p / kc["h"] + 1.0 + 2.0 * p / h_min)) * U64
+        out.append(dc)
+    return tuple(out)
+
+
+def deis_prediction(target: GaussianTarget, x: np.ndarray, t: float, s: float, x_hist, t_hist,
+                    float32_coeffs: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    r"""The derived DEIS step of ``x`` (VP, at ``t``) to ``s`` from the noise predictions at ``x`` and at the earlier
+    states ``x_hist`` at ``t_hist`` (latest last, at most 2), :math:`x_s = (\alpha_s/\alpha_t)x_t -
+    \sigma_s\sum_j W_j\varepsilon_j` (:func:`deis_coeffs`), and its per-element rounding bound
+
+    .. math::  \mathrm{tol} = (K(t) + K_D)\,u\,S_D + [K_{32}(t, s) + K_{32,D}]\,u_{32}\,S_D
+               + \alpha_s\sum_j \Delta c_j\,|\varepsilon_j|,
+
+    :math:`K_D` = :data:`KD_EXTRA`, :math:`K_{32,D}` = :data:`K32D_EXTRA` (float32 coefficients only),
+    :math:`\Delta c_j` of :func:`deis_coeff_allowance`, and :math:`S_D` the module docstring's :math:`S` for
+    :math:`(c_x, 0)` plus, per call :math:`j`, :math:`\sigma_s|W_j|\,(|\varepsilon_j| + (\alpha_j/\sigma_j)C(x_j) +
+    (|x_j| + \alpha_j|D_j|)/\sigma_j)`: the noise prediction, diffusers' data prediction's magnitudes
+    (:func:`_conv_scale`) carried into the noise prediction by :math:`\alpha_j/\sigma_j`, and the terms of
+    :math:`(x - \alpha\hat x_0)/\sigma` (either side's noise prediction)."""
+    x_hist, t_hist = list(x_hist), list(t_hist)
+    if len(x_hist) != len(t_hist):
+        raise ValueError(f"x_hist: need one state per time of t_hist, got {len(x_hist)} and {len(t_hist)}")
+    kc = deis_coeffs(t, s, t_hist)
+    xs = [x] + list(reversed(x_hist))
+    pred = kc["cx"] * x
+    S = _arith_scale(x, target.denoiser(x, t), t, s, kc["cx"], 0.0)
+    extra = 0.0 * x
+    for w, xj, tj, dc in zip(kc["w"], xs, kc["ts"], deis_coeff_allowance(kc, float32_coeffs)):
+        aj, sj = math.exp(-tj), math.sqrt(-math.expm1(-2.0 * tj))
+        Dj = target.denoiser(xj, tj)
+        ej = target.model_output(xj, tj, "epsilon")
+        pred = pred + w * ej
+        S = S + abs(w) * (np.abs(ej) + (aj / sj) * _conv_scale(xj, Dj, tj) + (np.abs(xj) + aj * np.abs(Dj)) / sj)
+        extra = extra + dc * np.abs(ej)
+    return pred, rounding_tolerance(DEIS_KIND, S, t, s, float32_coeffs=float32_coeffs) + math.exp(-s) * extra
+
+
+#: UniPC's kind (diffusers' UniPCMultistepScheduler, solver_order=2, bh2, predict_x0): a record's step is the
+#: corrector UniC of the previous step (to the state the step restarts from, :func:`unipc_corrector_prediction`) and
+#: the predictor UniP from there (:func:`unipc_predictor_prediction`: DDIM at order 1, DPM-Solver++(2M) at order 2,
+#: with the model outputs at the predicted states)
+UNIPC_KIND = "unipc"
+#: extra float64 roundings of a UniC step per element: the differences D_i - D_0 and their divisions by r_i (2 per
+#: earlier output, at most 2 outputs: 4), the products with rho and their sum (4), the product with B(h) and the sum
+#: with the DDIM part (2); the package's divided differences (6) and its extra products and sums (4); the two
+#: further calls' conversions to a data prediction (2 each: 4): 24
+KU_EXTRA = 24.0
+#: extra float32 roundings of its coefficients as shipped: alpha and sigma at the third level and their logs (3 each)
+K32U_EXTRA = 6.0
+
+
+def unipc_corrector_coeffs(s0: float, t: float, t1: float | None = None) -> dict:
+    r"""UniC (bh2, proofs_notes/integrators.md §4h) from the (corrected) state at ``s0`` to the level ``t`` of the new
+    model call, order 1 (``t1`` None) or 2 (with the output at ``t1 > s0``): :math:`x^c_t = c_x x^c_{s_0} +
+    \sum_j w_jD_j`.  Returns ``cx`` (:math:`\sigma_t/\sigma_{s_0}`), ``w`` (the weights of :math:`D_0, D_t` and, at
+    order 2, :math:`D_1`, from the generated :func:`unipc_corrector_weights` times :math:`\alpha_t`: order 1
+    :math:`(\psi_0 - \psi_0/2, \psi_0/2)`; order 2 the divided differences expanded), ``c`` (:math:`\alpha_t` times
+    the four weights), the half log-SNR steps ``h`` (:math:`s_0 \to t`) and ``hp`` (:math:`t_1 \to s_0`, ``inf`` at
+    order 1) and ``rinv`` (:math:`\|R^{-1}\|_\infty` of diffusers' order conditions, 1 at order 1)."""
+    if not (0.0 < t < s0 and (t1 is None or t1 > s0)):
+        raise ValueError(f"t1: need t1 > s0 > t > 0, got s0={s0!r}, t={t!r}, t1={t1!r}")
+    h = IC.half_logsnr_step(s0, t)[0]
+    a_t = math.exp(-t)
+    c = tuple(a_t * v for v in IC.unipc_corrector_weights(h))
+    cx = IC.ddim_coeffs(s0, t)[0]
+    if t1 is None:
+        return {"cx": cx, "w": (c[0] - c[1], c[1]), "c": c, "h": h, "hp": math.inf, "rinv": 1.0}
+    hp = IC.half_logsnr_step(t1, s0)[0]
+    e2 = c[3] / (h + hp)
+    wt = c[2] / h + e2 / h
+    w1 = e2 / hp
+    r1 = -hp / h
+    return {"cx": cx, "w": (c[0] - wt - w1, wt, w1), "c": c, "h": h, "hp": hp,
+            "rinv": (1.0 + max(1.0, abs(r1))) / abs(1.0 - r1)}
+
+
+def unipc_corrector_prediction(target: GaussianTarget, x_start: np.ndarray, s0: float, t: float, x0: np.ndarray,
+                               x_t: np.ndarray, x1: np.ndarray | None = None, t1: float | None = None,
+                               float32_coeffs: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    r"""The derived UniC step from the corrected state ``x_start`` at ``s0`` to ``t``, with the model outputs at the
+    predicted states ``x0`` (at ``s0``), ``x_t`` (at ``t``) and, at order 2, ``x1`` (at ``t1``), and its per-element
+    rounding bound
+
+    .. math::  \mathrm{tol} = (K(s_0) + K_U)\,u\,S_U + [K_{32}(s_0, t) + K_{32,U}]\,u_{32}\,S_U,
+
+    :math:`K_U` = :data:`KU_EXTRA`, :math:`K_{32,U}` = :data:`K32U_EXTRA` (float32 coefficients only), :math:`S_U`
+    the module docstring's :math:`S` of the DDIM part :math:`(c_x, \alpha_t\psi_0)` at ``x0`` plus
+    :math:`|c_x x_{\rm start}|`,
+
+    * every weighted output and its conversion, :math:`\sum_j|w_j|(|D_j| + C(x_j))` (:func:`_conv_scale`), and the
+      divided differences as either side forms them, :math:`T = \alpha_t\psi_0(|D_t - D_0| + |D_1 - D_0|/|r_1|)
+      + c_{d1}|\delta_1| + |c_{d2}|(|\delta_1| + |\delta_{1b}|)/(h + h_p) + |c_{d2}\delta_2|`;
+    * diffusers' order conditions: :math:`b_1 = (e^{-h} - 1 + h)/(h(1 - e^{-h}))`-type quantities formed by the
+      recursion :math:`h\varphi_{k+1} = h\varphi_k/(-h) - 1/k!` lose :math:`3u/\psi_0` and :math:`2(3/h + 2)u/\psi_0`
+      absolute in :math:`b_1, b_2`, carried to :math:`\rho` by :math:`\|R^{-1}\|_\infty` and to the state by
+      :math:`\alpha_t\psi_0|D_k - D_0|/|r_k|`: :math:`\alpha_t\|R^{-1}\|(11 + 6/h)(|D_t - D_0| + |D_1 - D_0|/|r_1|)`
+      (with the solve's and the products' roundings, 4); at order 1 (:math:`\rho = 1/2` exact) the
+      :math:`e^{-h} - 1` of :math:`B(h)`, :math:`2\alpha_t|D_t - D_0|`;
+    * the log-SNR steps (:math:`\Lambda u` per :math:`\ell`, :func:`_lambda_cond`): relative :math:`2\Lambda u/h_{\min}`
+      in :math:`h, h_p, r_1`, the coefficients homogeneous of degree at most 2 in them:
+      :math:`(2\Lambda/h_{\min})(\alpha_t\psi_0|D_0| + 4T)`.
+    """
+    k = unipc_corrector_coeffs(s0, t, t1)
+    D0, Dt = target.denoiser(x0, s0), target.denoiser(x_t, t)
+    pred = k["cx"] * x_start + k["w"][0] * D0 + k["w"][1] * Dt
+    a_t = math.exp(-t)
+    cq, _, cd1, cd2 = k["c"]
+    S = _arith_scale(x0, D0, s0, t, k["cx"], cq) + np.abs(k["cx"] * x_start) \
+        + abs(k["w"][1]) * (np.abs(Dt) + _conv_scale(x_t, Dt, t)) + abs(k["w"][0]) * np.abs(D0)
+    d1 = (Dt - D0) / k["h"]
+    T = cq * np.abs(Dt - D0) + cd1 * np.abs(d1)
+    nodes = (s0, t)
+    rho_term = 2.0 * a_t * np.abs(Dt - D0)
+    if t1 is not None:
+        D1 = target.denoiser(x1, t1)
+        pred = pred + k["w"][2] * D1
+        d1b = (D0 - D1) / k["hp"]
+        d2 = (d1 - d1b) / (k["h"] + k["hp"])
+        r1 = k["hp"] / k["h"]
+        T = T + cq * np.abs(D1 - D0) / r1 + abs(cd2) * ((np.abs(d1) + np.abs(d1b)) / (k["h"] + k["hp"]) + np.abs(d2))
+        S = S + abs(k["w"][2]) * (np.abs(D1) + _conv_scale(x1, D1, t1))
+        rho_term = a_t * k["rinv"] * (11.0 + 6.0 / k["h"]) * (np.abs(Dt - D0) + np.abs(D1 - D0) / r1)
+        nodes = (t1, s0, t)
+    h_min = min(k["h"], k["hp"])
+    S = S + T + rho_term + (2.0 * _lambda_cond(*nodes) / h_min) * (np.abs(cq * D0) + 4.0 * T)
+    return pred, rounding_tolerance(UNIPC_KIND, S, s0, t, float32_coeffs=float32_coeffs)
+
+
+def unipc_predictor_prediction(target: GaussianTarget, x_start: np.ndarray, x: np.ndarray, t: float, s: float,
+                               x_prev: np.ndarray | None = None, t_prev: float | None = None,
+                               float32_coeffs: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    r"""UniP (bh2): the derived DDIM (order 1, ``t_prev`` None) or DPM-Solver++(2M) step (§§1, 4; :func:`step_coeffs`)
+    from the corrected state ``x_start`` at ``t`` to ``s``, with the model outputs at the predicted states ``x``
+    (at ``t``) and ``x_prev`` (at ``t_prev``), and its bound: that of the same kind (:func:`rounding_tolerance`),
+    :math:`S` of the module docstring at ``x`` plus :math:`|c_x x_{\rm start}|` and :math:`|c_pD_p|`."""
+    kind = "ddim" if t_prev is None else "dpm2"
+    cx, cd, cp, _ = step_coeffs(kind, t, s, t_prev)
+    D = target.denoiser(x, t)
+    pred = cx * x_start + cd * D
+    S = _arith_scale(x, D, t, s, cx, cd) + np.abs(cx * x_start)
+    if t_prev is not None:
+        Dp = target.denoiser(x_prev, t_prev)
+        pred = pred + cp * Dp
+        S = S + np.abs(cp * Dp)
+    return pred, rounding_tolerance(kind, S, t, s, float32_coeffs=float32_coeffs)
+
+
 def rounding_tolerance(kind: str, S: np.ndarray, t: float, s: float, t_prev: float | None = None,
                        float32_coeffs: bool = False) -> np.ndarray:
     r"""The per-element rounding bound of a step of ``kind``: :math:`K\,u\,S + [\text{float32}]\,K_{32}\,u_{32}\,S`
@@ -501,6 +759,12 @@ def bound_counts(kind: str, t: float, s: float, t_prev: float | None = None) -> 
         return k_step(t_prev) + KH_EXTRA, k32(t_prev, s) + K32H_EXTRA
     if kind == LMS_KIND:
         return k_step(t) + KL_EXTRA, k32(t, s) + K32L_EXTRA
+    if kind == UNIPC_KIND:   # the corrector, from the corrected state at t to the new call's level s
+        return k_step(t) + KU_EXTRA, k32(t, s) + K32U_EXTRA
+    if kind == DEIS_KIND:   # its float32 coefficients (alpha = (sigma^2 + 1)^(-1/2), sigma alpha, their ratios) form
+        # no subtraction 1 - abar: K32's 12 roundings without k32's condition terms (the coefficient allowance
+        # of deis_coeff_allowance carries the cancellation of its log-rho antiderivatives)
+        return k_step(t) + KD_EXTRA, K32 + K32D_EXTRA
     k64, k32_ = k_step(t), k32(t, s)
     if kind == "dpm3":
         return k64 + K3_EXTRA, k32_ + K32_3_EXTRA
@@ -559,7 +823,8 @@ def k32(t: float, s: float) -> float:
 _LADDER = {"ddim": ("ddim",), "dpm2": ("ddim", "dpm2"), "dpm3": ("ddim", "dpm2", "dpm3"), "dpm1e": ("dpm1e",),
            "dpm2e": ("dpm1e", "dpm2e"), "dpm2eh": ("dpm1e", "dpm2eh"), "dpm2s": ("ddim", "dpm2s"),
            "dpm2sh": ("ddim", "dpm2sh"), "heun": ("ddim", "heun"),
-           "lms": ("lms",) * 4}
+           "lms": ("lms",) * 4, "deis": ("deis",) * 3,
+           "unipc": ("unipc",) * 2}
 
 
 def step_kind(kind: str, k: int, orders, n_hist: int) -> str:
@@ -575,6 +840,7 @@ def _run(kind: str, target: GaussianTarget, grid, x0: np.ndarray, orders, float3
     x = np.array(x0, dtype=np.float64)
     E = np.zeros_like(x)
     hist = []   # (x, t) of the earlier calls, latest last
+    xc_prev = None   # UniPC: the corrected state of the last call
     for k in range(len(grid) - 1):
         t, s = float(grid[k]), float(grid[k + 1])
         use = step_kind(kind, k, orders, len(hist))
@@ -599,6 +865,34 @@ def _run(kind: str, target: GaussianTarget, grid, x0: np.ndarray, orders, float3
             rho = abs(a_s / math.exp(-t) + a_s * kc["c"][0] * (1.0 / math.exp(-t) - target.gain(t)) / kc["sig"][0])
             rho += sum(abs(a_s * c * (1.0 / math.exp(-u) - target.gain(u)) / sg)
                        for c, u, sg in zip(kc["c"][1:], reversed(th), kc["sig"][1:]))
+        elif use == UNIPC_KIND:   # corrector (from the corrected state of the last call) then predictor
+            p = min(2, orders[k] if orders is not None else 2, len(hist) + 1)
+            xc, Ec = x, E
+            if hist:
+                (xq, tq), pc = hist[-1], min(2, orders[k - 1] if orders is not None else 2, len(hist))
+                x1, t1 = hist[-2] if pc == 2 else (None, None)
+                xc, tolc = unipc_corrector_prediction(target, xc_prev, tq, t, xq, x, x1, t1, float32_coeffs)
+                kc = unipc_corrector_coeffs(tq, t, t1)
+                gains = (target.gain(tq), target.gain(t)) + ((target.gain(t1),) if t1 is not None else ())
+                Ec = (abs(kc["cx"]) + sum(abs(w * g) for w, g in zip(kc["w"], gains))) * E + tolc
+            xp_, tp_ = hist[-1] if p == 2 else (None, None)
+            new, tol = unipc_predictor_prediction(target, xc, x, t, s, xp_, tp_, float32_coeffs)
+            cx, cd, cp, _ = step_coeffs("dpm2" if p == 2 else "ddim", t, s, tp_)
+            rho_p = abs(cd * target.gain(t)) + (abs(cp * target.gain(tp_)) if p == 2 else 0.0)
+            E = np.maximum(E, abs(cx) * np.maximum(E, Ec) + rho_p * E + tol)
+            E = np.maximum(E, Ec)
+            xc_prev = xc
+            hist.append((x, t))
+            x = new
+            continue
+        elif use == DEIS_KIND:   # the noise predictions at x and at the last (order - 1) calls
+            p = min(3, orders[k] if orders is not None else 3, len(hist) + 1)
+            th = [u for _, u in hist[len(hist) - p + 1:]] if p > 1 else []
+            xh = [v for v, _ in hist[len(hist) - p + 1:]] if p > 1 else []
+            new, tol = deis_prediction(target, x, t, s, xh, th, float32_coeffs)
+            kc = deis_coeffs(t, s, th)
+            rho = abs(kc["cx"] + kc["w"][0] * _eps_gain(target, t))
+            rho += sum(abs(w * _eps_gain(target, u)) for w, u in zip(kc["w"][1:], kc["ts"][1:]))
         elif use == HEUN_KIND:   # restarts from the saved state, the second call at the predictor x
             xp, tp = hist[-1]
             new, tol = heun_prediction(target, x, t, s, xp, tp, float32_coeffs)

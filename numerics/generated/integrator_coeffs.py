@@ -323,6 +323,44 @@ def lms_weights(k, g1, g2, g3):
     return (c1_0, c2_0, c2_1, c3_0, c3_1, c3_2, c4_0, c4_1, c4_2, c4_3)
 
 
+@numba.njit(cache=True)
+def deis_weights(h, h_p, h_p2):
+    """DEIS (diffusers' DEISMultistepScheduler, log-rho) weights of orders p = 1..3 (divided by -sigma_s):
+    x_s = (alpha_s/alpha_t) x_t - sigma_s sum_j cp_j eps_j, cp_j the exact integral over rho = sigma/alpha of
+    the Lagrange basis in log(rho) of the call j (0: the current, 1, 2: the earlier ones), written as
+    sign-definite phi_k(h) combinations; arguments: the half log-SNR steps h = ell_s - ell_t,
+    h_p = ell_t - ell_{t_p}, h_p2 = ell_{t_p} - ell_{t_p2} (order p uses the first p).
+
+    Returns (c1_0, c2_0, c2_1, c3_0, c3_1, c3_2); log-SNR steps > 0.
+    """
+    _, em_h, _, _ = _growth(h)
+    c1_0 = em_h
+    c2_0 = em_h + ((h**2*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*((1/121645100408832000)*h + 1/6402373705728000) + 1/355687428096000) + 1/20922789888000) + 1/1307674368000) + 1/87178291200) + 1/6227020800) + 1/479001600) + 1/39916800) + 1/3628800) + 1/362880) + 1/40320) + 1/5040) + 1/720) + 1/120) + 1/24) + 1/6) + 1/2)) if (h < 1) else (em_h - h))/h_p
+    c2_1 = -((h**2*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*((1/121645100408832000)*h + 1/6402373705728000) + 1/355687428096000) + 1/20922789888000) + 1/1307674368000) + 1/87178291200) + 1/6227020800) + 1/479001600) + 1/39916800) + 1/3628800) + 1/362880) + 1/40320) + 1/5040) + 1/720) + 1/120) + 1/24) + 1/6) + 1/2)) if (h < 1) else (em_h - h))/h_p
+    c3_0 = em_h + (2*h_p + h_p2)*((h**2*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*((1/121645100408832000)*h + 1/6402373705728000) + 1/355687428096000) + 1/20922789888000) + 1/1307674368000) + 1/87178291200) + 1/6227020800) + 1/479001600) + 1/39916800) + 1/3628800) + 1/362880) + 1/40320) + 1/5040) + 1/720) + 1/120) + 1/24) + 1/6) + 1/2)) if (h < 1) else (em_h - h))/(h_p*(h_p + h_p2)) + 2*((h**3*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*((1/121645100408832000)*h + 1/6402373705728000) + 1/355687428096000) + 1/20922789888000) + 1/1307674368000) + 1/87178291200) + 1/6227020800) + 1/479001600) + 1/39916800) + 1/3628800) + 1/362880) + 1/40320) + 1/5040) + 1/720) + 1/120) + 1/24) + 1/6)) if (h < 1) else (em_h - 1/2*h**2 - h))/(h_p*(h_p + h_p2))
+    c3_1 = -(h_p + h_p2)*((h**2*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*((1/121645100408832000)*h + 1/6402373705728000) + 1/355687428096000) + 1/20922789888000) + 1/1307674368000) + 1/87178291200) + 1/6227020800) + 1/479001600) + 1/39916800) + 1/3628800) + 1/362880) + 1/40320) + 1/5040) + 1/720) + 1/120) + 1/24) + 1/6) + 1/2)) if (h < 1) else (em_h - h))/(h_p*h_p2) - 2*((h**3*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*((1/121645100408832000)*h + 1/6402373705728000) + 1/355687428096000) + 1/20922789888000) + 1/1307674368000) + 1/87178291200) + 1/6227020800) + 1/479001600) + 1/39916800) + 1/3628800) + 1/362880) + 1/40320) + 1/5040) + 1/720) + 1/120) + 1/24) + 1/6)) if (h < 1) else (em_h - 1/2*h**2 - h))/(h_p*h_p2)
+    c3_2 = h_p*((h**2*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*((1/121645100408832000)*h + 1/6402373705728000) + 1/355687428096000) + 1/20922789888000) + 1/1307674368000) + 1/87178291200) + 1/6227020800) + 1/479001600) + 1/39916800) + 1/3628800) + 1/362880) + 1/40320) + 1/5040) + 1/720) + 1/120) + 1/24) + 1/6) + 1/2)) if (h < 1) else (em_h - h))/(h_p2*(h_p + h_p2)) + 2*((h**3*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*((1/121645100408832000)*h + 1/6402373705728000) + 1/355687428096000) + 1/20922789888000) + 1/1307674368000) + 1/87178291200) + 1/6227020800) + 1/479001600) + 1/39916800) + 1/3628800) + 1/362880) + 1/40320) + 1/5040) + 1/720) + 1/120) + 1/24) + 1/6)) if (h < 1) else (em_h - 1/2*h**2 - h))/(h_p2*(h_p + h_p2))
+    return (c1_0, c2_0, c2_1, c3_0, c3_1, c3_2)
+
+
+@numba.njit(cache=True)
+def unipc_corrector_weights(h):
+    """UniPC's corrector UniC (bh2, data prediction) weights (divided by alpha_t) of the step s0 -> t:
+    x_t = (sigma_t/sigma_s0) x_s0 + alpha_t (c_q D_0 + c_t1 (D_t - D_0)) at order 1 (psi_0, psi_0/2), and
+    x_t = (sigma_t/sigma_s0) x_s0 + alpha_t (c_q D_0 + c_d1 delta_1 + c_d2 delta_2) at order 2 (psi_1,
+    2 psi_2 - h psi_1: the exact integral of the quadratic through D_1, D_0, D_t), delta_1 = (D_t - D_0)/h,
+    delta_2 = (delta_1 - (D_0 - D_1)/h_p)/(h + h_p); argument: the half log-SNR step h = ell_t - ell_s0.
+
+    Returns (c_q, c_t1, c_d1, c_d2); log-SNR steps > 0.
+    """
+    _, am_h, _, _ = _decay(h)
+    c_q = am_h
+    c_t1 = (1/2)*am_h
+    c_d1 = ((h**2*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(1/6402373705728000 - 1/121645100408832000*h) - 1/355687428096000) + 1/20922789888000) - 1/1307674368000) + 1/87178291200) - 1/6227020800) + 1/479001600) - 1/39916800) + 1/3628800) - 1/362880) + 1/40320) - 1/5040) + 1/720) - 1/120) + 1/24) - 1/6) + 1/2)) if (h < 1) else (-am_h + h))
+    c_d2 = ((h**3*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(1/400148356608000 - 1/7155594141696000*h) - 1/23712495206400) + 1/1494484992000) - 1/100590336000) + 1/7264857600) - 1/566092800) + 1/47900160) - 1/4435200) + 1/453600) - 1/51840) + 1/6720) - 1/1008) + 1/180) - 1/40) + 1/12) - 1/6)) if (h < 1) else (am_h*h + 2*am_h - 2*h))
+    return (c_q, c_t1, c_d1, c_d2)
+
+
 #: name -> (function, argument names, returned coefficient names)
 COEFFICIENT_FUNCTIONS = {
     'ddim': (ddim_coeffs, ('t', 's'), ('c_x', 'c_q')),
@@ -342,6 +380,8 @@ COEFFICIENT_FUNCTIONS = {
     'dpm_solver_2s_weights': (dpm_solver_2s_weights, ('h',), ('c_q', 'c_d1_midpoint', 'c_d1_heun')),
     'heun_weights': (heun_weights, ('h',), ('c_q', 'c_d')),
     'lms_weights': (lms_weights, ('k', 'g1', 'g2', 'g3'), ('c1_0', 'c2_0', 'c2_1', 'c3_0', 'c3_1', 'c3_2', 'c4_0', 'c4_1', 'c4_2', 'c4_3')),
+    'deis_weights': (deis_weights, ('h', 'h_p', 'h_p2'), ('c1_0', 'c2_0', 'c2_1', 'c3_0', 'c3_1', 'c3_2')),
+    'unipc_corrector_weights': (unipc_corrector_weights, ('h',), ('c_q', 'c_t1', 'c_d1', 'c_d2')),
 }
 
-__all__ = ['ddim_coeffs', 'ddpm_coeffs', 'ddim_eta_coeffs', 'dpm_solver_1_coeffs', 'dpm_solver_2_coeffs', 'ei_ode_coeffs', 'ei_sde_coeffs', 'ei_sde_code_coeffs', 'euler_coeffs', 'euler_maruyama_coeffs', 'ddpm_guidance_shifts', 'half_logsnr_step', 'dpm_solver_3_weights', 'dpm_solver_2_eps_weights', 'dpm_solver_2s_weights', 'heun_weights', 'lms_weights', 'COEFFICIENT_FUNCTIONS']
+__all__ = ['ddim_coeffs', 'ddpm_coeffs', 'ddim_eta_coeffs', 'dpm_solver_1_coeffs', 'dpm_solver_2_coeffs', 'ei_ode_coeffs', 'ei_sde_coeffs', 'ei_sde_code_coeffs', 'euler_coeffs', 'euler_maruyama_coeffs', 'ddpm_guidance_shifts', 'half_logsnr_step', 'dpm_solver_3_weights', 'dpm_solver_2_eps_weights', 'dpm_solver_2s_weights', 'heun_weights', 'lms_weights', 'deis_weights', 'unipc_corrector_weights', 'COEFFICIENT_FUNCTIONS']
