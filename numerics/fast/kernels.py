@@ -571,69 +571,55 @@ def guided_step(x, z, use_z, comp_t, coefs_t, scal_t, layout_t, ws_t, out):
     layout = Layout(*layout_t)
     ws = Workspace(*ws_t)
     n = x.shape[0]
-    n_chunks = (n + layout.chunk - 1) // layout.chunk
-    drop_factor = math.exp(scal.log_drop)
-    for ch in prange(n_chunks):
-        # np.int64: the parfor types ``ch`` as int64 and its gufunc as uint64, which would compile the chunk twice
-        _guided_chunk(np.int64(ch), numba.get_thread_id(), x, z, use_z, comp, coefs, scal, layout, ws, drop_factor,
-                      out)
-
-
-@njit(cache=True, fastmath={"contract"})
-def _guided_chunk(ch, tid, x, z, use_z, comp, coefs, scal, layout, ws, drop_factor, out):
-    """Chunk ``ch`` of :func:`guided_step` on thread ``tid``'s scratch (see there).
-
-    A function of its own, called once per chunk, not inlined into the ``prange`` body: Numba's parfor passes
-    copy and re-simplify the whole loop body several times, and with the inlined per-particle and lanes paths
-    in it that made the cold compile of :func:`guided_step` cost minutes (issue 22 item 2).  One call per chunk
-    costs a few reference-count updates of its array arguments, against the ``O(chunk K d)`` work of the chunk.
-    """
-    n = x.shape[0]
     chunk = layout.chunk
     products = layout.products
     gemm_rows = layout.gemm_rows
     lanes = layout.lanes
+    n_chunks = (n + chunk - 1) // chunk
+    drop_factor = math.exp(scal.log_drop)
     B, BT = comp.B, comp.BT
     XB, XW, L, M, E, P, IDX = ws.XB, ws.XW, ws.L, ws.M, ws.E, ws.P, ws.IDX
     XT, W, V, info = ws.XT, ws.W, ws.V, ws.info
-    lo = ch * chunk
-    hi = min(n, lo + chunk)
-    xb = XW[tid]
-    n_groups = 1
-    nsurv = 0
-    if lanes:
-        nsurv = _lanes_chunk(x, lo, hi, comp, coefs, scal, drop_factor, z, use_z, products == 2, XT[tid],
-                             W[tid], V[tid], out)
-        n_groups = 0
-        for r in range(hi - lo):  # compact the flagged lanes in place: redone one by one below
-            if V[tid, LANE_FLAG, r] != 0.0:
-                V[tid, LANE_FLAG, n_groups] = r
-                n_groups += 1
-    elif products == 1:
-        _chunk_products(x, lo, hi, BT, xb, M[tid])
-    elif products == 2:
-        for a in range(lo, hi, gemm_rows):
-            e = min(hi, a + gemm_rows)
-            np.dot(x[a:e], B, xb[a - lo:e - lo])
-    else:
-        xb = XB[lo:hi]
-    nfb = nmassless = nbad = 0
-    for grp in range(n_groups):  # one call site: the per-particle path is inlined once
-        i0, i1 = lo, hi
+    for ch in prange(n_chunks):
+        lo = ch * chunk
+        hi = min(n, lo + chunk)
+        tid = numba.get_thread_id()  # scratch is per thread (it stays in cache); info is per chunk
+        xb = XW[tid]
+        n_groups = 1
+        nsurv = 0
         if lanes:
-            i0 = lo + int(V[tid, LANE_FLAG, grp])
-            i1 = i0 + 1
-            _chunk_products(x, i0, i1, BT, xb, M[tid])
-        a, b, c, e = _rows_range(x, i0, i1, xb, lanes or products == 1, layout.dense, comp, coefs, scal,
-                                 drop_factor, z, use_z, L[tid], M[tid], E, P[tid], IDX, tid, out)
-        nfb += a
-        nsurv += b
-        nmassless += c
-        nbad += e
-    info[ch, 0] = nfb
-    info[ch, 1] = nsurv
-    info[ch, 2] = nmassless
-    info[ch, 3] = nbad
+            nsurv = _lanes_chunk(x, lo, hi, comp, coefs, scal, drop_factor, z, use_z, products == 2, XT[tid],
+                                 W[tid], V[tid], out)
+            n_groups = 0
+            for r in range(hi - lo):  # compact the flagged lanes in place: redone one by one below
+                if V[tid, LANE_FLAG, r] != 0.0:
+                    V[tid, LANE_FLAG, n_groups] = r
+                    n_groups += 1
+        elif products == 1:
+            _chunk_products(x, lo, hi, BT, xb, M[tid])
+        elif products == 2:
+            for a in range(lo, hi, gemm_rows):
+                e = min(hi, a + gemm_rows)
+                np.dot(x[a:e], B, xb[a - lo:e - lo])
+        else:
+            xb = XB[lo:hi]
+        nfb = nmassless = nbad = 0
+        for grp in range(n_groups):  # one call site: the per-particle path is inlined once
+            i0, i1 = lo, hi
+            if lanes:
+                i0 = lo + int(V[tid, LANE_FLAG, grp])
+                i1 = i0 + 1
+                _chunk_products(x, i0, i1, BT, xb, M[tid])
+            a, b, c, e = _rows_range(x, i0, i1, xb, lanes or products == 1, layout.dense, comp, coefs, scal,
+                                     drop_factor, z, use_z, L[tid], M[tid], E, P[tid], IDX, tid, out)
+            nfb += a
+            nsurv += b
+            nmassless += c
+            nbad += e
+        info[ch, 0] = nfb
+        info[ch, 1] = nsurv
+        info[ch, 2] = nmassless
+        info[ch, 3] = nbad
 
 
 @njit(cache=True, inline="always")
