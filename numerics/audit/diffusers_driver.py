@@ -108,6 +108,10 @@ SPECS: dict[str, SchedulerSpec] = {s.name: s for s in (
     SchedulerSpec("DEISMultistep", "DEISMultistepScheduler", (), "deis", 2),
     SchedulerSpec("DPMSolverSinglestep", "DPMSolverSinglestepScheduler", (), "dpm2s", 2),
     SchedulerSpec("DPMSolverSinglestep-heun", "DPMSolverSinglestepScheduler", (("solver_type", "heun"),), "dpm2sh", 2),
+    SchedulerSpec("DPMSolverSinglestep-1", "DPMSolverSinglestepScheduler", (("solver_order", 1),), "ddim", 1),
+    SchedulerSpec("DPMSolverSinglestep-3", "DPMSolverSinglestepScheduler", (("solver_order", 3),), "dpm3s", 3),
+    SchedulerSpec("DPMSolverSinglestep-3-heun", "DPMSolverSinglestepScheduler",
+                  (("solver_order", 3), ("solver_type", "heun")), "dpm3sh", 3),
 )}
 
 
