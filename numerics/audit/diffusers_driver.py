@@ -56,7 +56,7 @@ def load():
 
 @dataclass(frozen=True)
 class SchedulerSpec:
-    """One audited scheduler configuration family.
+    r"""One audited scheduler configuration family.
 
     ``oracle``: the package method whose derived update the scheduler claims to implement on its own grid
     (``"ddim"``: DDIM = DPM-Solver-1 = Euler in VE coordinates with the noise frozen, proofs_notes/integrators.md
