@@ -4,15 +4,16 @@
   scheduler, midpoint and heun, agrees with the derived update within the derived rounding bound, with float64 tables and as shipped;
   solver_order=1 is DDIM; the orders the driver records are the update methods the scheduler called (a subclass counts).
 * Realistic wrong 3S steps are reported as step findings by the audit: heun's two intermediate calls swapped (r0 and
-  r1 exchanged; for the midpoint this is the next case), the midpoint's line through the first intermediate call instead of the second (the intermediate level
-  one index off), heun's second divided difference halved (its D2 = 2 (D1_1 - D1_0)/(r0 - r1) without the 2: the
+  r1 exchanged; for the midpoint this is the next case), the midpoint's line through the first intermediate call
+  instead of the second (the intermediate level one index off), heun's second divided difference halved (its D2 = 2 (D1_1 - D1_0)/(r0 - r1) without the 2: the
   psi_2 / D2 pairing of DPMSolverMultistep's order 3), and the order-3 step restarted from the current sample instead
   of the saved one.
 * Order, without the audit's driver, oracle or generated coefficients: the scheduler fed the exact state and noise
   prediction of a Gaussian target at every call, so a block (saved state, two intermediate calls) has its quadrature
   error alone.  On steps uniform in the log-SNR (r0 = 2/3) both variants' block error falls as h^4; on a grid whose
   blocks have r0 = 1/2, r1 = 1/4 the midpoint's falls as h^3 (its c2 h^3 (r0/2 - 1/3) term) and heun's still as h^4
-  (the quadratic through the three calls).  The run's output on uniform log-SNR steps converges at order 3.
+  (the quadratic through the three calls).  The run's output on uniform log-SNR steps converges at order 3, and
+  at order 2 for both variants on blocks with r0 = 1/2 (heun's weight of its DDIM state at s1 is O(h) there).
 * The generated coefficients against an mpmath quadrature of the quadratic / line through the nodes (the definition,
   not the SymPy closed form).
 """
@@ -203,6 +204,35 @@ def test_dpm3s_block_error_exponent(solver_type, pattern, expected):
     print(f"3S {solver_type}, steps {pattern} (r0 = {sum(pattern[:2]) / sum(pattern):.3g}): block error exponent "
           f"{local:.3f} (theory {expected})")
     assert expected - 0.5 < local < expected + 0.5, local
+
+
+def _run_error(n_blocks: int, solver_type: str, pattern) -> float:
+    """|scheduler output - exact flow| of a whole run of ``n_blocks`` blocks from log-SNR -2.5 to 4.5, each block's
+    three steps in the proportions ``pattern``, the model output exact at the scheduler's own states."""
+    sch = diffusers.DPMSolverSinglestepScheduler(solver_order=3, solver_type=solver_type, lower_order_final=False,
+                                                 final_sigmas_type="sigma_min")
+    sch.set_timesteps(3 * n_blocks)
+    w = np.tile(np.asarray(pattern, float), n_blocks)
+    lam = -2.5 + 7.0 * np.concatenate([[0.0], np.cumsum(w)]) / w.sum()
+    rho = np.exp(-lam)
+    sch.sigmas = torch.tensor(rho, dtype=torch.float64)
+    a = 1.0 / np.sqrt(1.0 + rho * rho)
+    sg = rho * a
+    x = torch.tensor([_exact(a[0], sg[0])], dtype=torch.float64)
+    for k, t in enumerate(sch.timesteps):
+        x = sch.step(_eps(x, a[k], sg[k]), t, x).prev_sample
+    return abs(float(x[0]) - _exact(a[-1], sg[-1]))
+
+
+@pytest.mark.parametrize("solver_type,pattern,expected", [("midpoint", (1, 1, 1), 3), ("heun", (1, 1, 1), 3),
+                                                          ("midpoint", (1, 1, 2), 2), ("heun", (1, 1, 2), 2)])
+def test_dpm3s_run_order_needs_r0_two_thirds(solver_type, pattern, expected):
+    """Global order 3 on uniform log-SNR steps; 2 for both variants when every block has r0 = 1/2 (the midpoint
+    through its quadrature, heun through its O(h) weight of the DDIM state at s1: theory's s1_weight_series)."""
+    e1, e2 = _run_error(20, solver_type, pattern), _run_error(40, solver_type, pattern)
+    order = math.log2(e1 / e2)
+    print(f"3S {solver_type}, steps {pattern}: run order {order:.3f} (theory {expected})")
+    assert abs(order - expected) < 0.35, order
 
 
 @pytest.mark.parametrize("spec", [MID, HEUN], ids=lambda s: s.name)

@@ -765,7 +765,11 @@ def _dpm3s_derivation() -> dict:
     :math:`\psi_0, \psi_1, 2\psi_2`), ``nodes`` (:math:`a_1, a_0, b_1, b_0`), and ``local_error_series``: per variant
     the quadrature error (update minus the exact integral) for a cubic :math:`D(u) = \sum_k c_k u^k` with
     :math:`h_1 = \rho_1 h`, :math:`g = \gamma h`, a series in :math:`h` (heun from :math:`h^4`; midpoint from
-    :math:`h^3` with the factor :math:`c_2(r_0/2 - 1/3)`, :math:`r_0 = \rho_1 + \gamma`).
+    :math:`h^3` with the factor :math:`c_2(r_0/2 - 1/3)`, :math:`r_0 = \rho_1 + \gamma`), and ``s1_weight_series``:
+    heun's weight of :math:`D_{s_1}`, :math:`\psi_1a_1 + 2\psi_2b_1 = h(r_0/2 - 1/3)/(\rho_1\gamma) + O(h^2)`, through
+    which the first-order (DDIM) state at :math:`s_1`, local error :math:`O(h^2)`, reaches the output: :math:`O(h^3)`
+    unless :math:`r_0 = 2/3 + O(h)`, so heun too is third order only there (the midpoint does not use
+    :math:`D_{s_1}`; the second-order state at :math:`s_0` enters with weight :math:`O(h)`, :math:`O(h^4)` for both).
     """
     h1, gg = h_ell_prev, h_ell_prev2
     h0 = h1 + gg
@@ -795,8 +799,10 @@ def _dpm3s_derivation() -> dict:
     mid = psi(0) * Dc(0) + psi(1) * (Dc(h0) - Dc(0)) / h0
     local = {name: sp.expand(sp.series(sp.simplify((upd - exact).subs(sub)), h_ell, 0, 5).removeO())
              for name, upd in (("heun", heun), ("midpoint", mid))}
+    # the weight of D_{s1} in heun's update: the DDIM state at s1 (local error O(h^2)) reaches the output through it
+    w_s1 = sp.simplify((psi(1) * nodes[0] + 2 * psi(2) * nodes[2]).subs(sub))
     return {"interpolant": d2 + a_lin * _u + b_lin * _u**2, "weights": weights, "nodes": nodes,
-            "local_error_series": local}
+            "local_error_series": local, "s1_weight_series": sp.expand(sp.series(w_s1, h_ell, 0, 3).removeO())}
 
 
 def dpm_solver_3s_weights() -> tuple[sp.Expr, ...]:

@@ -62,7 +62,8 @@ class SchedulerSpec:
     (``"ddim"``: DDIM = DPM-Solver-1 = Euler in VE coordinates with the noise frozen, proofs_notes/integrators.md
     §§1, 3; ``"ddpm"``; ``"dpm2"``: DPM-Solver++(2M), §4; ``"dpm3"``: DPM-Solver++(3M), §4b; ``"dpm1e"``,
     ``"dpm2e"``, ``"dpm2eh"``: DPM-Solver-1 and DPM-Solver-2M midpoint / heun in the noise form, §4c; ``"dpm2s"``,
-    ``"dpm2sh"``: DPM-Solver++(2S) midpoint / heun, §4d; ``"heun"``: Heun's trapezoidal step in the VE variables,
+    ``"dpm2sh"``: DPM-Solver++(2S) midpoint / heun, §4d; ``"dpm3s"``, ``"dpm3sh"``: DPM-Solver++(3S) midpoint /
+    heun, §4i; ``"heun"``: Heun's trapezoidal step in the VE variables,
     §4e; ``"lms"``: linear multistep, §4f; ``"deis"``: DEIS, the Lagrange interpolant of the noise prediction in
     :math:`\log\rho` integrated exactly over :math:`\rho = \sigma/\alpha`, §4g; ``"unipc"``: UniPC's bh2 corrector
     UniC and predictor UniP (DDIM, DPM-Solver++(2M)), §4h), or ``None`` (no derived update in the package yet:
