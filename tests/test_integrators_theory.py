@@ -445,3 +445,24 @@ def test_unipc_corrector_is_the_quadratic_integral_and_predictor_2m():
         series = d["local_error_series"][order]
         assert all(sp.simplify(series.coeff(h, k)) == 0 for k in range(first)) and series.coeff(h, first) != 0
     assert len(I.unipc_corrector_weights()) == 4
+
+
+def test_dpm3s_is_the_quadratic_through_the_three_calls_and_midpoint_needs_r0_two_thirds():
+    """DPM-Solver++(3S) (§4i): heun's weights are psi_0, psi_1, 2 psi_2 on D_{s2}, a, b of the quadratic through the
+    three calls (asserted inside the derivation, with the sign-definite node weights), its quadrature error from h^4
+    for a cubic D; the midpoint's (the line through s2 and s0) from h^3 with the factor c_2 (r_0/2 - 1/3),
+    r_0 = rho_1 + gamma, which vanishes at r_0 = 2/3 and leaves h^4; heun's weight of the first intermediate call is
+    h (r_0/2 - 1/3)/(rho_1 gamma) + O(h^2), so its DDIM state's O(h^2) error costs O(h^3) unless r_0 = 2/3."""
+    d = I._dpm3s_derivation()
+    h = I.h_ell
+    c2 = sp.Symbol("c2", real=True)
+    rho1, gam = sp.symbols("rho_1 gamma", positive=True)
+    heun, mid = d["local_error_series"]["heun"], d["local_error_series"]["midpoint"]
+    assert all(sp.simplify(heun.coeff(h, k)) == 0 for k in range(4)) and heun.coeff(h, 4) != 0
+    assert all(sp.simplify(mid.coeff(h, k)) == 0 for k in range(3))
+    assert sp.simplify(mid.coeff(h, 3) - c2 * (rho1 + gam - sp.Rational(2, 3)) / 2) == 0
+    assert sp.simplify(mid.coeff(h, 3).subs(gam, sp.Rational(2, 3) - rho1)) == 0
+    w1 = d["s1_weight_series"]
+    assert sp.simplify(w1.coeff(h, 0)) == 0
+    assert sp.simplify(w1.coeff(h, 1) - (rho1 + gam - sp.Rational(2, 3)) / (2 * rho1 * gam)) == 0
+    assert len(I.dpm_solver_3s_weights()) == 8

@@ -46,6 +46,7 @@ from sympy.printing.pycode import pycode
 from theory._validate import as_scalar
 from theory.forward import s, t
 from theory.integrators import (Update, all_updates, dpm_solver_2_eps_weights, dpm_solver_2s_weights,
+                                dpm_solver_3s_weights,
                                 dpm_solver_3_weights, eta, guidance_gap, h, h_ell, h_ell_prev, half_logsnr_step,
                                 h_ell_prev2, heun_weights, lms_g1, lms_g2, lms_g3, lms_k, lms_weights, phi, psi,
                                 t_prev, deis_weights, unipc_corrector_weights)
@@ -436,6 +437,15 @@ def _dpm2s_stable() -> tuple:
     return p0, h_ell / 2 * p0, p1
 
 
+def _dpm3s_stable() -> tuple:
+    """The DPM-Solver++(3S) weights with each psi_k in :func:`psi_stable` form; the node weights are products and
+    quotients of the positive steps (h_0 = h_1 + g, a sum of positives): no cancellation."""
+    p0, p1, p2 = (psi_stable(k) for k in range(3))
+    h0 = h_ell_prev + h_ell_prev2
+    return (p0, p1, 2 * p2, h0 / (h_ell_prev * h_ell_prev2), -h_ell_prev / (h_ell_prev2 * h0),
+            -1 / (h_ell_prev * h_ell_prev2), 1 / (h_ell_prev2 * h0), p1 / h0)
+
+
 def _heun_stable() -> tuple:
     """Heun's weights: psi_0 = 1 - exp(-h) and phi_0/2 = (exp(h) - 1)/2, each one primitive (no cancellation)."""
     return psi_stable(0), phi_stable(0) / 2
@@ -530,6 +540,16 @@ def coefficient_specs() -> list[CoeffSpec]:
         "    + c_d1 delta), psi_0(h); (h/2) psi_0(h) (midpoint); psi_1(h) (heun, the exact integral of the line);\n"
         "    argument: the half log-SNR step h = ell_t - ell_{s1} of the whole step",
         stable=_dpm2s_stable()))
+    specs.append(CoeffSpec(
+        "dpm_solver_3s_weights", (h_ell, h_ell_prev, h_ell_prev2),
+        ("c_q", "c_a", "c_b", "a_1", "a_0", "b_1", "b_0", "m_0"), dpm_solver_3s_weights(),
+        "DPM-Solver++(3S) (singlestep third order, from the saved state s2 with calls at s1 and s0 inside the step)\n"
+        "    weights divided by alpha_t: heun x_t = (sigma_t/sigma_{s2}) x_{s2} + alpha_t (c_q D_{s2} + c_a a + c_b b),\n"
+        "    a = a_1 Delta_1 + a_0 Delta_0, b = b_1 Delta_1 + b_0 Delta_0 (the quadratic D_{s2} + a u + b u^2 through\n"
+        "    the three calls, Delta_j = D_{sj} - D_{s2}); midpoint x_t = ... + alpha_t (c_q D_{s2} + m_0 Delta_0);\n"
+        "    psi_0(h), psi_1(h), 2 psi_2(h), psi_1(h)/h_0; arguments: the half log-SNR steps h = ell_t - ell_{s2},\n"
+        "    h_p = h_1 = ell_{s1} - ell_{s2}, h_p2 = g = ell_{s0} - ell_{s1} (h_0 = h_1 + g)",
+        stable=_dpm3s_stable()))
     specs.append(CoeffSpec(
         "heun_weights", (h_ell,), ("c_q", "c_d"), heun_weights(),
         "Heun (trapezoidal predictor-corrector of the PF-ODE in the VE variables x/alpha, sigma/alpha) weights\n"

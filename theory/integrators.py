@@ -735,6 +735,95 @@ def dpm_solver_2s_weights() -> tuple[sp.Expr, sp.Expr, sp.Expr]:
 
 
 # ----------------------------------------------------------------------------------------
+# 4i. singlestep third order: DPM-Solver++(3S) (diffusers' DPMSolverSinglestepScheduler, solver_order=3)
+# ----------------------------------------------------------------------------------------
+@lru_cache(maxsize=None)
+def _dpm3s_derivation() -> dict:
+    r"""DPM-Solver++(3S): the data-prediction exponential integrator over :math:`[\ell_{s_2}, \ell_{s_2} + h]` from
+    the saved state at :math:`s_2` (:math:`u = \ell - \ell_{s_2} = 0`), with two model calls *inside* the step, at
+    the first intermediate level :math:`s_1` (:math:`u = h_1`) and the second :math:`s_0` (:math:`u = h_0 = h_1 + g`,
+    :math:`g > 0` the log-SNR step :math:`s_1 \to s_0`), the states there from the first- and second-order steps
+    (:func:`ddim`, :func:`dpm_solver_2s_weights`) from :math:`s_2`.
+
+    *heun* (diffusers' ``solver_type="heun"``): :math:`D` replaced by its quadratic interpolant through the three
+    calls, in the monomial form :math:`P(u) = D_{s_2} + a\,u + b\,u^2` (``sympy.solve`` of the two interpolation
+    conditions):
+
+    .. math::
+        a = a_1\Delta_1 + a_0\Delta_0,\quad b = b_1\Delta_1 + b_0\Delta_0,\qquad
+        \Delta_j = D_{s_j} - D_{s_2},\\
+        a_1 = \frac{h_0}{h_1 g},\ a_0 = -\frac{h_1}{h_0 g},\ b_1 = -\frac1{h_1 g},\ b_0 = \frac1{h_0 g},\qquad
+        x_t = \frac{\sigma_t}{\sigma_{s_2}}x_{s_2} + \alpha_t\big(\psi_0(h)\,D_{s_2} + \psi_1(h)\,a + 2\psi_2(h)\,b\big)
+
+    (every factor sign-definite: no cancellation in the weights).  *midpoint* (``"midpoint"``, the default; the
+    DPM-Solver paper's third-order singlestep method): the line through :math:`D_{s_2}` and :math:`D_{s_0}` alone,
+    integrated exactly, :math:`x_t = \dots + \alpha_t(\psi_0 D_{s_2} + \psi_1\Delta_0/h_0)`; exact for linear
+    :math:`D`, and its quadrature error for quadratic :math:`D` is :math:`c_2h^3(r_0/2 - 1/3) + O(h^4)`,
+    :math:`r_0 = h_0/h`: third order only where :math:`r_0 = 2/3 + O(h)`.
+
+    Returns ``weights`` (of :math:`D_{s_2}, a, b` from ``sympy.integrate`` of :math:`e^{u-h}P`; asserted equal to
+    :math:`\psi_0, \psi_1, 2\psi_2`), ``nodes`` (:math:`a_1, a_0, b_1, b_0`), and ``local_error_series``: per variant
+    the quadrature error (update minus the exact integral) for a cubic :math:`D(u) = \sum_k c_k u^k` with
+    :math:`h_1 = \rho_1 h`, :math:`g = \gamma h`, a series in :math:`h` (heun from :math:`h^4`; midpoint from
+    :math:`h^3` with the factor :math:`c_2(r_0/2 - 1/3)`, :math:`r_0 = \rho_1 + \gamma`), and ``s1_weight_series``:
+    heun's weight of :math:`D_{s_1}`, :math:`\psi_1a_1 + 2\psi_2b_1 = h(r_0/2 - 1/3)/(\rho_1\gamma) + O(h^2)`, through
+    which the first-order (DDIM) state at :math:`s_1`, local error :math:`O(h^2)`, reaches the output: :math:`O(h^3)`
+    unless :math:`r_0 = 2/3 + O(h)`, so heun too is third order only there (the midpoint does not use
+    :math:`D_{s_1}`; the second-order state at :math:`s_0` enters with weight :math:`O(h)`, :math:`O(h^4)` for both).
+    """
+    h1, gg = h_ell_prev, h_ell_prev2
+    h0 = h1 + gg
+    aa, bb = sp.symbols("a b", real=True)
+    d2, dd1, dd0 = q, sp.Symbol("q_s1", real=True), sp.Symbol("q_s0", real=True)
+    sol = sp.solve([d2 + aa * h1 + bb * h1**2 - dd1, d2 + aa * h0 + bb * h0**2 - dd0], [aa, bb], dict=True)[0]
+    D1, D0 = sp.Symbol("Delta_1"), sp.Symbol("Delta_0")
+    a_lin = sp.expand(sol[aa].subs({dd1: d2 + D1, dd0: d2 + D0}))
+    b_lin = sp.expand(sol[bb].subs({dd1: d2 + D1, dd0: d2 + D0}))
+    nodes = tuple(sp.factor(e.coeff(v)) for e, v in ((a_lin, D1), (a_lin, D0), (b_lin, D1), (b_lin, D0)))
+    want = (h0 / (h1 * gg), -h1 / (h0 * gg), -1 / (h1 * gg), 1 / (h0 * gg))
+    for got, w_ in zip(nodes, want):
+        if sp.simplify(got - w_) != 0:
+            raise AssertionError("the interpolation weights are not the sign-definite node forms")
+    integral = sp.expand(sp.integrate(sp.exp(_u - h_ell) * (d2 + aa * _u + bb * _u**2), (_u, 0, h_ell)))
+    weights = tuple(sp.simplify(integral.coeff(v)) for v in (d2, aa, bb))
+    for got, w_ in zip(weights, (psi(0), psi(1), 2 * psi(2))):
+        if sp.simplify(got - w_) != 0:
+            raise AssertionError("the quadratic's weights are not psi_0, psi_1, 2 psi_2")
+    cs = sp.symbols("c0:4", real=True)
+    rho1, gam = sp.symbols("rho_1 gamma", positive=True)
+    Dc = lambda x: sum(c * x**k for k, c in enumerate(cs))  # noqa: E731
+    exact = sp.integrate(sp.exp(_u - h_ell) * Dc(_u), (_u, 0, h_ell))
+    sub = {h1: rho1 * h_ell, gg: gam * h_ell}
+    Ds = {D1: Dc(h1) - Dc(0), D0: Dc(h0) - Dc(0)}
+    heun = psi(0) * Dc(0) + psi(1) * a_lin.subs(Ds) + 2 * psi(2) * b_lin.subs(Ds)
+    mid = psi(0) * Dc(0) + psi(1) * (Dc(h0) - Dc(0)) / h0
+    local = {name: sp.expand(sp.series(sp.simplify((upd - exact).subs(sub)), h_ell, 0, 5).removeO())
+             for name, upd in (("heun", heun), ("midpoint", mid))}
+    # the weight of D_{s1} in heun's update: the DDIM state at s1 (local error O(h^2)) reaches the output through it
+    w_s1 = sp.simplify((psi(1) * nodes[0] + 2 * psi(2) * nodes[2]).subs(sub))
+    return {"interpolant": d2 + a_lin * _u + b_lin * _u**2, "weights": weights, "nodes": nodes,
+            "local_error_series": local, "s1_weight_series": sp.expand(sp.series(w_s1, h_ell, 0, 3).removeO())}
+
+
+def dpm_solver_3s_weights() -> tuple[sp.Expr, ...]:
+    r"""DPM-Solver++(3S) (:func:`_dpm3s_derivation`) in the half log-SNR steps :data:`h_ell` (:math:`h`, the whole
+    step :math:`s_2 \to t`), :data:`h_ell_prev` (:math:`h_1`, :math:`s_2 \to s_1`) and :data:`h_ell_prev2`
+    (:math:`g`, :math:`s_1 \to s_0`): ``(psi_0, psi_1, 2 psi_2, a_1, a_0, b_1, b_0, m_0)``,
+
+    .. math::
+        x_t = \frac{\sigma_t}{\sigma_{s_2}}x_{s_2} + \alpha_t\big(\psi_0 D_{s_2} + \psi_1 a + 2\psi_2 b\big)
+        \ \text{(heun)},\qquad
+        x_t = \frac{\sigma_t}{\sigma_{s_2}}x_{s_2} + \alpha_t\big(\psi_0 D_{s_2} + m_0\Delta_0\big)
+        \ \text{(midpoint)},
+
+    :math:`a = a_1\Delta_1 + a_0\Delta_0`, :math:`b = b_1\Delta_1 + b_0\Delta_0`, :math:`m_0 = \psi_1(h)/h_0`,
+    :math:`h_0 = h_1 + g`.
+    """
+    d = _dpm3s_derivation()
+    return tuple(d["weights"]) + tuple(d["nodes"]) + (psi(1) / (h_ell_prev + h_ell_prev2),)
+
+
+# ----------------------------------------------------------------------------------------
 # 4e. Heun's trapezoidal predictor-corrector in the VE variables (diffusers' HeunDiscreteScheduler)
 # ----------------------------------------------------------------------------------------
 def _ve_pf_ode() -> sp.Expr:

@@ -208,14 +208,15 @@ def step_check(rec: dd.RunRecord, target: GaussianTarget = TARGET) -> dict:
                 res.update(ratio=r, k=k, t=st.t_in, s=st.t_out)
             continue
         prev = rec.steps[k - 1] if (k > 0 and kind in ("dpm2", "dpm3", "dpm2e", "dpm2eh") + O.SINGLESTEP_KINDS
-                                    + (O.HEUN_KIND,)) else None
-        prev2 = rec.steps[k - 2] if (k > 1 and kind == "dpm3") else None
+                                    + O.SINGLESTEP3_KINDS + (O.HEUN_KIND,)) else None
+        prev2 = rec.steps[k - 2] if (k > 1 and kind in ("dpm3",) + O.SINGLESTEP3_KINDS) else None
         pred, tol = O.step_prediction(kind, target, st.x_in, st.t_in, st.t_out,
                                       None if prev is None else prev.x_in, None if prev is None else prev.t_in,
                                       st.z, float32_coeffs=rec.tables == "native",
                                       x_prev2=None if prev2 is None else prev2.x_in,
                                       t_prev2=None if prev2 is None else prev2.t_in)
-        k64, k32 = O.bound_counts(kind, st.t_in, st.t_out, None if prev is None else prev.t_in)
+        k64, k32 = O.bound_counts(kind, st.t_in, st.t_out, None if prev is None else prev.t_in,
+                                  None if prev2 is None else prev2.t_in)
         S = tol / (k64 * O.U64 + (k32 * O.U32 if rec.tables == "native" else 0.0))
         err = np.abs(st.x_out - pred)
         r = float(np.max(err / tol))
@@ -233,7 +234,7 @@ def run_check(rec: dd.RunRecord, target: GaussianTarget = TARGET, z: np.ndarray 
     ``abs``, and ``ratio32`` (against E_n computed with float32 coefficients and float32 sample arithmetic)."""
     kind = rec.spec.oracle if rec.spec.oracle in ("dpm2", "dpm3", O.HEUN_KIND, O.LMS_KIND, O.DEIS_KIND,
                                                   O.UNIPC_KIND) + O.EPS_KINDS \
-        + O.SINGLESTEP_KINDS \
+        + O.SINGLESTEP_KINDS + O.SINGLESTEP3_KINDS \
         else "ddim"
     orders = [s.order for s in rec.steps] if rec.steps else None
     x0 = rec.start_scale * z

@@ -56,13 +56,14 @@ def load():
 
 @dataclass(frozen=True)
 class SchedulerSpec:
-    """One audited scheduler configuration family.
+    r"""One audited scheduler configuration family.
 
     ``oracle``: the package method whose derived update the scheduler claims to implement on its own grid
     (``"ddim"``: DDIM = DPM-Solver-1 = Euler in VE coordinates with the noise frozen, proofs_notes/integrators.md
     §§1, 3; ``"ddpm"``; ``"dpm2"``: DPM-Solver++(2M), §4; ``"dpm3"``: DPM-Solver++(3M), §4b; ``"dpm1e"``,
     ``"dpm2e"``, ``"dpm2eh"``: DPM-Solver-1 and DPM-Solver-2M midpoint / heun in the noise form, §4c; ``"dpm2s"``,
-    ``"dpm2sh"``: DPM-Solver++(2S) midpoint / heun, §4d; ``"heun"``: Heun's trapezoidal step in the VE variables,
+    ``"dpm2sh"``: DPM-Solver++(2S) midpoint / heun, §4d; ``"dpm3s"``, ``"dpm3sh"``: DPM-Solver++(3S) midpoint /
+    heun, §4i; ``"heun"``: Heun's trapezoidal step in the VE variables,
     §4e; ``"lms"``: linear multistep, §4f; ``"deis"``: DEIS, the Lagrange interpolant of the noise prediction in
     :math:`\log\rho` integrated exactly over :math:`\rho = \sigma/\alpha`, §4g; ``"unipc"``: UniPC's bh2 corrector
     UniC and predictor UniP (DDIM, DPM-Solver++(2M)), §4h), or ``None`` (no derived update in the package yet:
@@ -108,6 +109,10 @@ SPECS: dict[str, SchedulerSpec] = {s.name: s for s in (
     SchedulerSpec("DEISMultistep", "DEISMultistepScheduler", (), "deis", 2),
     SchedulerSpec("DPMSolverSinglestep", "DPMSolverSinglestepScheduler", (), "dpm2s", 2),
     SchedulerSpec("DPMSolverSinglestep-heun", "DPMSolverSinglestepScheduler", (("solver_type", "heun"),), "dpm2sh", 2),
+    SchedulerSpec("DPMSolverSinglestep-1", "DPMSolverSinglestepScheduler", (("solver_order", 1),), "ddim", 1),
+    SchedulerSpec("DPMSolverSinglestep-3", "DPMSolverSinglestepScheduler", (("solver_order", 3),), "dpm3s", 3),
+    SchedulerSpec("DPMSolverSinglestep-3-heun", "DPMSolverSinglestepScheduler",
+                  (("solver_order", 3), ("solver_type", "heun")), "dpm3sh", 3),
 )}
 
 

@@ -13,6 +13,9 @@ A step from OU time :math:`t` to :math:`s` uses the generated coefficients of
 * ``dpm2s``, ``dpm2sh``  :math:`x_t = (\sigma_t/\sigma_{s_1})x_{s_1} + \alpha_t(\psi_0 D_{s_1} + w\,\delta)`
   (§4d, DPM-Solver++(2S) midpoint / heun: restarts from the state at :math:`s_1` with the slope through the model
   call at the intermediate level :math:`s_0`; :func:`dpm2s_prediction`);
+* ``dpm3s``, ``dpm3sh``  :math:`x_t = (\sigma_t/\sigma_{s_2})x_{s_2} + \alpha_t(\psi_0 D_{s_2} + v_1\Delta_1 + v_0\Delta_0)`
+  (§4i, DPM-Solver++(3S) midpoint / heun: restarts from the state at :math:`s_2` with the calls at the two
+  intermediate levels :math:`s_1, s_0`, :math:`\Delta_j = D_{s_j} - D_{s_2}`; :func:`dpm3s_prediction`);
 * ``heun``  :math:`x_s = c_x x_{t_p} + c_0 D_{t_p} + \tfrac{\alpha_s}2(e^h - 1)(D_p - D_{t_p})` (§4e, Heun's
   trapezoidal step of the PF-ODE in diffusers' VE variables: restarts from the state at :math:`t_p` with the model
   at the DDIM predictor :math:`x_p` at :math:`s`; :func:`heun_prediction`);
@@ -66,7 +69,8 @@ from numerics.generated import integrator_coeffs as IC
 __all__ = ["U64", "U32", "K32", "k32", "k_step", "step_coeffs", "step_prediction", "run_oracle", "dpm3_coeffs",
            "dpm3_prediction", "divided_differences", "step_kind", "EPS_KINDS", "K2E_EXTRA", "K32_2E_EXTRA",
            "eps_coeffs", "eps_prediction", "K3_EXTRA", "K32_3_EXTRA",
-           "SINGLESTEP_KINDS", "K2S_EXTRA", "K32_2S_EXTRA", "dpm2s_coeffs", "dpm2s_prediction", "bound_counts", "rounding_tolerance",
+           "SINGLESTEP_KINDS", "K2S_EXTRA", "K32_2S_EXTRA", "dpm2s_coeffs", "dpm2s_prediction",
+           "SINGLESTEP3_KINDS", "K3S_EXTRA", "K32_3S_EXTRA", "dpm3s_coeffs", "dpm3s_prediction", "bound_counts", "rounding_tolerance",
            "HEUN_KIND", "KH_EXTRA", "K32H_EXTRA", "heun_coeffs", "heun_prediction",
            "LMS_KIND", "KL_EXTRA", "K32L_EXTRA", "QUAD_EPSREL", "QUAD_EPSABS", "KL_COEF", "lms_coeffs",
            "lms_coeff_allowance", "lms_prediction",
@@ -327,6 +331,97 @@ def dpm2s_prediction(kind: str, target: GaussianTarget, x: np.ndarray, t: float,
          + math.exp(-s) * (2.0 * np.abs(m1) + (3.0 + 2.0 * h) * np.abs(delta))
          + (2.0 * _lambda_cond(t_prev, t, s) / min(h, h0)) * (np.abs(c0 * m1) + 4.0 * T))
     return pred, rounding_tolerance(kind, S, t, s, t_prev, float32_coeffs)
+
+
+#: the singlestep third-order kinds (diffusers' DPMSolverSinglestepScheduler, solver_order=3, dpmsolver++):
+#: DPM-Solver++(3S) midpoint (the line through the saved call and the second intermediate one) and heun (the
+#: quadratic through the three calls); their order-1 steps are ``ddim``, their order-2 steps ``dpm2s``/``dpm2sh``
+SINGLESTEP3_KINDS = ("dpm3s", "dpm3sh")
+#: extra float64 roundings of a 3S step per element, beyond K's one conversion and update: diffusers' two
+#: difference quotients D1_0 = (m1 - m2)/r1, D1_1 = (m0 - m2)/r0 (the difference, r, its reciprocal, the product:
+#: 4 each), its D1 = (r0 D1_0 - r1 D1_1)/(r0 - r1) (two products, the difference, r0 - r1, the quotient: 5) and
+#: D2 = 2 (D1_1 - D1_0)/(r0 - r1) (2), two extra products and sums of the update (4): 19; the package's two
+#: differences Delta_1, Delta_0 (2), a and b (two products and a sum each: 6), the two extra products and sums (4):
+#: 12; the two intermediate calls' conversions to a data prediction (2 each: 4); each rounding relative to a term
+#: of S_3s: 19 + 12 + 4 = 35
+K3S_EXTRA = 35.0
+#: extra float32 roundings of its coefficients as shipped: alpha and sigma at the two intermediate levels, formed
+#: from the float32 sigma (3 roundings each: 12)
+K32_3S_EXTRA = 12.0
+
+
+def dpm3s_coeffs(kind: str, t: float, s: float, t_prev: float, t_prev2: float) -> dict:
+    r"""The DPM-Solver++(3S) step (proofs_notes/integrators.md §4i) that restarts at ``t_prev2`` (:math:`s_2`, the
+    saved state), has its intermediate calls at ``t_prev`` (:math:`s_1`) and ``t`` (:math:`s_0`, the current call)
+    and lands at ``s``: :math:`x_s = c_x x_{s_2} + c_0 D_{s_2} + v_1\Delta_1 + v_0\Delta_0`,
+    :math:`\Delta_j = D_{s_j} - D_{s_2}`.  Returns ``cx`` (:math:`\sigma_s/\sigma_{s_2}`), ``c0``
+    (:math:`\alpha_s\psi_0(h)`), ``ca, cb`` (:math:`\alpha_s\psi_1`, :math:`2\alpha_s\psi_2`: the weights of
+    :math:`a, b`; heun), ``nodes`` (:math:`a_1, a_0, b_1, b_0`), ``v`` (:math:`v_1, v_0`: heun
+    :math:`c_a a_j + c_b b_j`, midpoint :math:`(0, \alpha_s\psi_1/h_0)`), the half log-SNR steps ``h``
+    (:math:`s_2 \to s`), ``h1`` (:math:`s_2 \to s_1`), ``g`` (:math:`s_1 \to s_0`), ``h0 = h1 + g``, and ``w``: the
+    weights of :math:`D_{s_2}, D_{s_1}, D_{s_0}` (for the propagation gains)."""
+    if kind not in SINGLESTEP3_KINDS:
+        raise ValueError(f"kind: must be one of {SINGLESTEP3_KINDS}, got {kind!r}")
+    if not (t_prev2 > t_prev > t > s):
+        raise ValueError(f"t_prev2: need t_prev2 > t_prev > t > s, got {t_prev2!r}, {t_prev!r}, {t!r}, {s!r}")
+    h, h1, g = (IC.half_logsnr_step(u, v)[0] for u, v in ((t_prev2, s), (t_prev2, t_prev), (t_prev, t)))
+    p0, pa, pb, a1, a0, b1, b0, m0 = IC.dpm_solver_3s_weights(h, h1, g)
+    a_s = math.exp(-s)
+    c0, ca, cb = a_s * p0, a_s * pa, a_s * pb
+    v = (ca * a1 + cb * b1, ca * a0 + cb * b0) if kind == "dpm3sh" else (0.0, a_s * m0)
+    return {"cx": IC.ddim_coeffs(t_prev2, s)[0], "c0": c0, "ca": ca, "cb": cb, "nodes": (a1, a0, b1, b0), "v": v,
+            "h": h, "h1": h1, "g": g, "h0": h1 + g, "w": (c0 - v[0] - v[1], v[0], v[1])}
+
+
+def dpm3s_prediction(kind: str, target: GaussianTarget, x: np.ndarray, t: float, s: float, x_prev: np.ndarray,
+                     t_prev: float, x_prev2: np.ndarray, t_prev2: float,
+                     float32_coeffs: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    r"""The derived DPM-Solver++(3S) update ``kind`` (:data:`SINGLESTEP3_KINDS`) from the saved state ``x_prev2`` at
+    ``t_prev2`` (:math:`s_2`) to ``s``, with the intermediate states ``x_prev`` at ``t_prev`` (:math:`s_1`) and ``x``
+    at ``t`` (:math:`s_0`, where the model is called), and its per-element rounding bound
+
+    .. math::  \mathrm{tol} = (K(s_2) + K_{3s})\,u\,S_{3s} + [K_{32}(s_2, s) + K_{32,3s}]\,u_{32}\,S_{3s},
+
+    :math:`K_{3s}` = :data:`K3S_EXTRA`, :math:`K_{32,3s}` = :data:`K32_3S_EXTRA` (the second term with float32
+    coefficients only), :math:`S_{3s}` the module docstring's :math:`S` of the base step :math:`(c_x, c_0)` from
+    :math:`s_2` plus, as for :func:`dpm3_prediction`,
+
+    * :math:`|v_1\Delta_1| + |v_0\Delta_0|` and the two calls' conversions reaching the update,
+      :math:`|w_1|C(x_{s_1}) + |w_0|C(x_{s_0})` (:func:`_conv_scale`, expanded weights);
+    * the differences and quotients as either side forms them, each rounding relative to an intermediate weighted
+      by the coefficients it reaches (heun: diffusers' :math:`D_1 = ha`, :math:`D_2 = 2h^2b` through
+      :math:`D_{1,0} = h(a + bh_1)`, :math:`D_{1,1} = h(a + bh_0)`):
+      :math:`T = \sum_j (c_a|a_j| + c_b|b_j|)(|\Delta_j| + |D_{s_j}| + |D_{s_2}|) + c_a(|a| + |a + bh_1| + |a + bh_0|)
+      + c_b|b|` (midpoint: :math:`T = |v_0|(|\Delta_0| + |D_{s_0}| + |D_{s_2}|)`);
+    * the psi functions formed with :math:`e^{-h} - 1` (:math:`2u`, :math:`(3/h + 2)u`, :math:`(4/h^2 + 2)u` absolute
+      in :math:`\psi_0, \psi_1/h, \psi_2/h^2`-type factors times :math:`|D_{s_2}|, |D_1|, |D_2|`):
+      :math:`\alpha_s(2|D_{s_2}| + (3 + 2h)|a| + 2(4 + 2h^2)|b|)` (midpoint: :math:`(3 + 2h)|\Delta_0|/h_0` for the
+      :math:`a`, :math:`b` terms);
+    * the log-SNR steps: each :math:`\ell` carries :math:`\Lambda u` (:func:`_lambda_cond`), so :math:`h, h_1, h_0`
+      and :math:`r_0 - r_1 = g/h` carry relative :math:`4\Lambda u/h_{\min}`, :math:`h_{\min} = \min(h, h_1, g)`;
+      the coefficients are homogeneous of degree at most 2 in them: :math:`(4\Lambda/h_{\min})(|c_0D_{s_2}| + 4T)`.
+    """
+    k = dpm3s_coeffs(kind, t, s, t_prev, t_prev2)
+    c0, ca, cb, h, h0, h1 = k["c0"], k["ca"], k["cb"], k["h"], k["h0"], k["h1"]
+    m2, m1, m0 = (target.denoiser(v, u) for v, u in ((x_prev2, t_prev2), (x_prev, t_prev), (x, t)))
+    d1, d0 = m1 - m2, m0 - m2
+    pred = k["cx"] * x_prev2 + c0 * m2 + k["v"][0] * d1 + k["v"][1] * d0
+    a_s = math.exp(-s)
+    if kind == "dpm3sh":
+        a1, a0, b1, b0 = k["nodes"]
+        a, b = a1 * d1 + a0 * d0, b1 * d1 + b0 * d0
+        T = ((ca * abs(a1) + cb * abs(b1)) * (np.abs(d1) + np.abs(m1) + np.abs(m2))
+             + (ca * abs(a0) + cb * abs(b0)) * (np.abs(d0) + np.abs(m0) + np.abs(m2))
+             + ca * (np.abs(a) + np.abs(a + b * h1) + np.abs(a + b * h0)) + cb * np.abs(b))
+        psi_err = a_s * (2.0 * np.abs(m2) + (3.0 + 2.0 * h) * np.abs(a) + 2.0 * (4.0 + 2.0 * h * h) * np.abs(b))
+    else:
+        T = abs(k["v"][1]) * (np.abs(d0) + np.abs(m0) + np.abs(m2))
+        psi_err = a_s * (2.0 * np.abs(m2) + (3.0 + 2.0 * h) * np.abs(d0) / h0)
+    w = k["w"]
+    S = (_arith_scale(x_prev2, m2, t_prev2, s, k["cx"], c0) + np.abs(k["v"][0] * d1) + np.abs(k["v"][1] * d0)
+         + abs(w[1]) * _conv_scale(x_prev, m1, t_prev) + abs(w[2]) * _conv_scale(x, m0, t) + T + psi_err
+         + (4.0 * _lambda_cond(t_prev2, t_prev, t, s) / min(h, h1, k["g"])) * (np.abs(c0 * m2) + 4.0 * T))
+    return pred, rounding_tolerance(kind, S, t, s, t_prev, float32_coeffs, t_prev2=t_prev2)
 
 
 #: Heun's kind (diffusers' HeunDiscreteScheduler): its order-1 records are ``ddim`` (the Euler predictor, and the
@@ -742,17 +837,22 @@ def unipc_predictor_prediction(target: GaussianTarget, x_start: np.ndarray, x: n
 
 
 def rounding_tolerance(kind: str, S: np.ndarray, t: float, s: float, t_prev: float | None = None,
-                       float32_coeffs: bool = False) -> np.ndarray:
+                       float32_coeffs: bool = False, t_prev2: float | None = None) -> np.ndarray:
     r"""The per-element rounding bound of a step of ``kind``: :math:`K\,u\,S + [\text{float32}]\,K_{32}\,u_{32}\,S`
     with the counts ``(K, K32)`` of :func:`bound_counts` and the step's magnitude sum ``S``."""
-    k64, k32_ = bound_counts(kind, t, s, t_prev)
+    k64, k32_ = bound_counts(kind, t, s, t_prev, t_prev2)
     return k64 * U64 * S + (k32_ * U32 * S if float32_coeffs else 0.0)
 
 
-def bound_counts(kind: str, t: float, s: float, t_prev: float | None = None) -> tuple[float, float]:
+def bound_counts(kind: str, t: float, s: float, t_prev: float | None = None,
+                 t_prev2: float | None = None) -> tuple[float, float]:
     """The float64 and float32 rounding counts ``(K, K32)`` of a step of ``kind`` from the call at ``t`` to ``s``
     (``t_prev``: the saved state's level of a singlestep or Heun kind, whose step starts there), the factors of ``u S`` and
-    ``u32 S`` in its bound."""
+    ``u32 S`` in its bound; ``t_prev2``: the saved state's level of a third-order singlestep kind)."""
+    if kind in SINGLESTEP3_KINDS:
+        if t_prev2 is None:
+            raise ValueError(f"t_prev2: the saved state's level is needed for {kind!r}")
+        return k_step(t_prev2) + K3S_EXTRA, k32(t_prev2, s) + K32_3S_EXTRA
     if kind in SINGLESTEP_KINDS:
         return k_step(t_prev) + K2S_EXTRA, k32(t_prev, s) + K32_2S_EXTRA
     if kind == HEUN_KIND:
@@ -785,6 +885,8 @@ def step_prediction(kind: str, target: GaussianTarget, x: np.ndarray, t: float, 
         return eps_prediction(kind, target, x, t, s, x_prev, t_prev, float32_coeffs)
     if kind in SINGLESTEP_KINDS:
         return dpm2s_prediction(kind, target, x, t, s, x_prev, t_prev, float32_coeffs)
+    if kind in SINGLESTEP3_KINDS:
+        return dpm3s_prediction(kind, target, x, t, s, x_prev, t_prev, x_prev2, t_prev2, float32_coeffs)
     if kind == HEUN_KIND:
         return heun_prediction(target, x, t, s, x_prev, t_prev, float32_coeffs)
     cx, cd, cp, cz = step_coeffs(kind, t, s, t_prev)
@@ -822,7 +924,8 @@ def k32(t: float, s: float) -> float:
 #: the derived update of each order of a run of a kind (the data-prediction and the noise-form ladders)
 _LADDER = {"ddim": ("ddim",), "dpm2": ("ddim", "dpm2"), "dpm3": ("ddim", "dpm2", "dpm3"), "dpm1e": ("dpm1e",),
            "dpm2e": ("dpm1e", "dpm2e"), "dpm2eh": ("dpm1e", "dpm2eh"), "dpm2s": ("ddim", "dpm2s"),
-           "dpm2sh": ("ddim", "dpm2sh"), "heun": ("ddim", "heun"),
+           "dpm2sh": ("ddim", "dpm2sh"), "dpm3s": ("ddim", "dpm2s", "dpm3s"),
+           "dpm3sh": ("ddim", "dpm2sh", "dpm3sh"), "heun": ("ddim", "heun"),
            "lms": ("lms",) * 4, "deis": ("deis",) * 3,
            "unipc": ("unipc",) * 2}
 
@@ -850,6 +953,12 @@ def _run(kind: str, target: GaussianTarget, grid, x0: np.ndarray, orders, float3
             c = dpm3_coeffs(t, s, tp, tp2)
             w = c["w"]
             rho = abs(c["cx"] + w[0] * target.gain(t)) + abs(w[1] * target.gain(tp)) + abs(w[2] * target.gain(tp2))
+        elif use in SINGLESTEP3_KINDS:   # restarts from the state two calls back, slopes through both later calls
+            (xp2, tp2), (xp, tp) = hist[-2], hist[-1]
+            new, tol = dpm3s_prediction(use, target, x, t, s, xp, tp, xp2, tp2, float32_coeffs)
+            w = dpm3s_coeffs(use, t, s, tp, tp2)
+            rho = abs(w["cx"] + w["w"][0] * target.gain(tp2)) + abs(w["w"][1] * target.gain(tp)) \
+                + abs(w["w"][2] * target.gain(t))
         elif use in SINGLESTEP_KINDS:   # restarts from the saved state (the previous call's), slope through x
             xp, tp = hist[-1]
             new, tol = dpm2s_prediction(use, target, x, t, s, xp, tp, float32_coeffs)

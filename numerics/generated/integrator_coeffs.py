@@ -284,6 +284,29 @@ def dpm_solver_2s_weights(h):
 
 
 @numba.njit(cache=True)
+def dpm_solver_3s_weights(h, h_p, h_p2):
+    """DPM-Solver++(3S) (singlestep third order, from the saved state s2 with calls at s1 and s0 inside the step)
+    weights divided by alpha_t: heun x_t = (sigma_t/sigma_{s2}) x_{s2} + alpha_t (c_q D_{s2} + c_a a + c_b b),
+    a = a_1 Delta_1 + a_0 Delta_0, b = b_1 Delta_1 + b_0 Delta_0 (the quadratic D_{s2} + a u + b u^2 through
+    the three calls, Delta_j = D_{sj} - D_{s2}); midpoint x_t = ... + alpha_t (c_q D_{s2} + m_0 Delta_0);
+    psi_0(h), psi_1(h), 2 psi_2(h), psi_1(h)/h_0; arguments: the half log-SNR steps h = ell_t - ell_{s2},
+    h_p = h_1 = ell_{s1} - ell_{s2}, h_p2 = g = ell_{s0} - ell_{s1} (h_0 = h_1 + g).
+
+    Returns (c_q, c_a, c_b, a_1, a_0, b_1, b_0, m_0); log-SNR steps > 0.
+    """
+    _, am_h, _, _ = _decay(h)
+    c_q = am_h
+    c_a = ((h**2*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(1/6402373705728000 - 1/121645100408832000*h) - 1/355687428096000) + 1/20922789888000) - 1/1307674368000) + 1/87178291200) - 1/6227020800) + 1/479001600) - 1/39916800) + 1/3628800) - 1/362880) + 1/40320) - 1/5040) + 1/720) - 1/120) + 1/24) - 1/6) + 1/2)) if (h < 1) else (-am_h + h))
+    c_b = 2*((h**3*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*((1/121645100408832000)*h - 1/6402373705728000) + 1/355687428096000) - 1/20922789888000) + 1/1307674368000) - 1/87178291200) + 1/6227020800) - 1/479001600) + 1/39916800) - 1/3628800) + 1/362880) - 1/40320) + 1/5040) - 1/720) + 1/120) - 1/24) + 1/6)) if (h < 1) else (am_h + (1/2)*h**2 - h))
+    a_1 = (h_p + h_p2)/(h_p*h_p2)
+    a_0 = -h_p/(h_p2*(h_p + h_p2))
+    b_1 = -1/(h_p*h_p2)
+    b_0 = 1/(h_p2*(h_p + h_p2))
+    m_0 = ((h**2*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(1/6402373705728000 - 1/121645100408832000*h) - 1/355687428096000) + 1/20922789888000) - 1/1307674368000) + 1/87178291200) - 1/6227020800) + 1/479001600) - 1/39916800) + 1/3628800) - 1/362880) + 1/40320) - 1/5040) + 1/720) - 1/120) + 1/24) - 1/6) + 1/2)) if (h < 1) else (-am_h + h))/(h_p + h_p2)
+    return (c_q, c_a, c_b, a_1, a_0, b_1, b_0, m_0)
+
+
+@numba.njit(cache=True)
 def heun_weights(h):
     """Heun (trapezoidal predictor-corrector of the PF-ODE in the VE variables x/alpha, sigma/alpha) weights
     (divided by alpha_s) of D_t and of D_p - D_t, D_p the denoiser at the DDIM predictor x_p at level s:
@@ -378,10 +401,11 @@ COEFFICIENT_FUNCTIONS = {
     'dpm_solver_3_weights': (dpm_solver_3_weights, ('h', 'h_p'), ('c_q', 'c_d1', 'c_d2')),
     'dpm_solver_2_eps_weights': (dpm_solver_2_eps_weights, ('h',), ('c_q', 'c_d1_midpoint', 'c_d1_heun')),
     'dpm_solver_2s_weights': (dpm_solver_2s_weights, ('h',), ('c_q', 'c_d1_midpoint', 'c_d1_heun')),
+    'dpm_solver_3s_weights': (dpm_solver_3s_weights, ('h', 'h_p', 'h_p2'), ('c_q', 'c_a', 'c_b', 'a_1', 'a_0', 'b_1', 'b_0', 'm_0')),
     'heun_weights': (heun_weights, ('h',), ('c_q', 'c_d')),
     'lms_weights': (lms_weights, ('k', 'g1', 'g2', 'g3'), ('c1_0', 'c2_0', 'c2_1', 'c3_0', 'c3_1', 'c3_2', 'c4_0', 'c4_1', 'c4_2', 'c4_3')),
     'deis_weights': (deis_weights, ('h', 'h_p', 'h_p2'), ('c1_0', 'c2_0', 'c2_1', 'c3_0', 'c3_1', 'c3_2')),
     'unipc_corrector_weights': (unipc_corrector_weights, ('h',), ('c_q', 'c_t1', 'c_d1', 'c_d2')),
 }
 
-__all__ = ['ddim_coeffs', 'ddpm_coeffs', 'ddim_eta_coeffs', 'dpm_solver_1_coeffs', 'dpm_solver_2_coeffs', 'ei_ode_coeffs', 'ei_sde_coeffs', 'ei_sde_code_coeffs', 'euler_coeffs', 'euler_maruyama_coeffs', 'ddpm_guidance_shifts', 'half_logsnr_step', 'dpm_solver_3_weights', 'dpm_solver_2_eps_weights', 'dpm_solver_2s_weights', 'heun_weights', 'lms_weights', 'deis_weights', 'unipc_corrector_weights', 'COEFFICIENT_FUNCTIONS']
+__all__ = ['ddim_coeffs', 'ddpm_coeffs', 'ddim_eta_coeffs', 'dpm_solver_1_coeffs', 'dpm_solver_2_coeffs', 'ei_ode_coeffs', 'ei_sde_coeffs', 'ei_sde_code_coeffs', 'euler_coeffs', 'euler_maruyama_coeffs', 'ddpm_guidance_shifts', 'half_logsnr_step', 'dpm_solver_3_weights', 'dpm_solver_2_eps_weights', 'dpm_solver_2s_weights', 'dpm_solver_3s_weights', 'heun_weights', 'lms_weights', 'deis_weights', 'unipc_corrector_weights', 'COEFFICIENT_FUNCTIONS']
