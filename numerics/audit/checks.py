@@ -184,28 +184,16 @@ def step_check(rec: dd.RunRecord, target: GaussianTarget = TARGET) -> dict:
                 target, st.x_start, st.x_in, st.t_in, st.t_out, None if prev is None else prev.x_in,
                 None if prev is None else prev.t_in, float32_coeffs=rec.tables == "native")
                 + (st.x_out, O.bound_counts("dpm2" if prev is not None else "ddim", st.t_in, st.t_out)))
-            for pred, tol, got, (k64, k32) in pairs:
-                S = tol / (k64 * O.U64 + (k32 * O.U32 if rec.tables == "native" else 0.0))
-                err = np.abs(got - pred)
-                r = float(np.max(err / tol))
-                res["ratio32"] = max(res["ratio32"], float(np.max(err / ((K_SAMPLE32 + k32) * O.U32 * S))))
-                res["abs"] = max(res["abs"], float(np.max(err)))
-                if r > res["ratio"]:
-                    res.update(ratio=r, k=k, t=st.t_in, s=st.t_out)
+            for pred, tol, got, counts in pairs:
+                _fold_step(res, got, pred, tol, counts, rec.tables == "native", k, st)
             continue
         if kind in (O.LMS_KIND, O.DEIS_KIND):   # the slopes / noise predictions of the last order - 1 calls
             hist = rec.steps[max(0, k - st.order + 1):k]
             fn = O.lms_prediction if kind == O.LMS_KIND else O.deis_prediction
             pred, tol = fn(target, st.x_in, st.t_in, st.t_out, [h.x_in for h in hist], [h.t_in for h in hist],
                            float32_coeffs=rec.tables == "native")
-            k64, k32 = O.bound_counts(kind, st.t_in, st.t_out)
-            S = tol / (k64 * O.U64 + (k32 * O.U32 if rec.tables == "native" else 0.0))
-            err = np.abs(st.x_out - pred)
-            r = float(np.max(err / tol))
-            res["ratio32"] = max(res["ratio32"], float(np.max(err / ((K_SAMPLE32 + k32) * O.U32 * S))))
-            res["abs"] = max(res["abs"], float(np.max(err)))
-            if r > res["ratio"]:
-                res.update(ratio=r, k=k, t=st.t_in, s=st.t_out)
+            _fold_step(res, st.x_out, pred, tol, O.bound_counts(kind, st.t_in, st.t_out), rec.tables == "native", k,
+                       st)
             continue
         prev = rec.steps[k - 1] if (k > 0 and kind in ("dpm2", "dpm3", "dpm2e", "dpm2eh") + O.SINGLESTEP_KINDS
                                     + O.SINGLESTEP3_KINDS + (O.HEUN_KIND,)) else None
@@ -215,18 +203,29 @@ def step_check(rec: dd.RunRecord, target: GaussianTarget = TARGET) -> dict:
                                       st.z, float32_coeffs=rec.tables == "native",
                                       x_prev2=None if prev2 is None else prev2.x_in,
                                       t_prev2=None if prev2 is None else prev2.t_in)
-        k64, k32 = O.bound_counts(kind, st.t_in, st.t_out, None if prev is None else prev.t_in,
-                                  None if prev2 is None else prev2.t_in)
-        S = tol / (k64 * O.U64 + (k32 * O.U32 if rec.tables == "native" else 0.0))
-        err = np.abs(st.x_out - pred)
-        r = float(np.max(err / tol))
+        counts = O.bound_counts(kind, st.t_in, st.t_out, None if prev is None else prev.t_in,
+                                None if prev2 is None else prev2.t_in)
+        r, err = _fold_step(res, st.x_out, pred, tol, counts, rec.tables == "native", k, st)
         if kind == "ddpm" and st.t_out == 0.0 and r > 1.0 and st.z is not None:
             res["zero_variance_noise"] = float(np.max(err / np.maximum(np.abs(st.z), 1e-300)))
-        res["ratio32"] = max(res["ratio32"], float(np.max(err / ((K_SAMPLE32 + k32) * O.U32 * S))))
-        res["abs"] = max(res["abs"], float(np.max(err)))
-        if r > res["ratio"]:
-            res.update(ratio=r, k=k, t=st.t_in, s=st.t_out)
     return res
+
+
+def _fold_step(res: dict, got: np.ndarray, pred: np.ndarray, tol: np.ndarray, counts: tuple, native: bool, k: int,
+               st) -> tuple[float, np.ndarray]:
+    r"""Fold one recorded step into ``res``: ``ratio`` = max :math:`|x^{\rm lib} - x^{\rm pkg}|/\mathrm{tol}` (with
+    the step ``k`` and levels where it is largest), ``abs``, and ``ratio32`` against the float32 bound
+    :math:`(K_{\rm sample32} + K_{32})u_{32}S` (``S`` recovered from ``tol`` and the step's ``counts`` = ``(K, K32)``;
+    ``native``: the scheduler's tables are float32).  Returns the step's ratio and error."""
+    k64, k32 = counts
+    S = tol / (k64 * O.U64 + (k32 * O.U32 if native else 0.0))
+    err = np.abs(got - pred)
+    r = float(np.max(err / tol))
+    res["ratio32"] = max(res["ratio32"], float(np.max(err / ((K_SAMPLE32 + k32) * O.U32 * S))))
+    res["abs"] = max(res["abs"], float(np.max(err)))
+    if r > res["ratio"]:
+        res.update(ratio=r, k=k, t=st.t_in, s=st.t_out)
+    return r, err
 
 
 def run_check(rec: dd.RunRecord, target: GaussianTarget = TARGET, z: np.ndarray = Z_STEP) -> dict:
