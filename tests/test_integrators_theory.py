@@ -466,3 +466,23 @@ def test_dpm3s_is_the_quadratic_through_the_three_calls_and_midpoint_needs_r0_tw
     assert sp.simplify(w1.coeff(h, 0)) == 0
     assert sp.simplify(w1.coeff(h, 1) - (rho1 + gam - sp.Rational(2, 3)) / (2 * rho1 * gam)) == 0
     assert len(I.dpm_solver_3s_weights()) == 8
+
+
+def test_dpm3_eps_is_the_quadratic_noise_interpolant_and_the_halved_weight_second_order():
+    """DPM-Solver-3M in the noise form (§4j): the weights of eps_t, delta_1, delta_2 are phi_0, phi_1,
+    2 phi_2 + h_p phi_1 (asserted inside the derivation against sympy.integrate of e^{h-u} times the Newton
+    interpolant), its local error for a cubic eps starts at h^4 with the coefficient
+    -c_3 (30 rho_1^2 + 30 rho_1 rho_2 + 40 rho_1 + 20 rho_2 + 15)/60; with the phi_2 part of the delta_2 weight
+    halved (diffusers' pairing) it starts at -c_2 h^3/6: exact only for linear eps, global order 2."""
+    d = I._dpm3_eps_derivation()
+    h = I.h_ell
+    c2, c3 = sp.symbols("c2 c3", real=True)
+    r1, r2 = sp.symbols("rho_1 rho_2", positive=True)
+    der, hal = d["local_error_series"]["derived"], d["local_error_series"]["halved"]
+    assert all(sp.simplify(der.coeff(h, k)) == 0 for k in range(4))
+    assert sp.simplify(der.coeff(h, 4) + c3 * (30 * r1**2 + 30 * r1 * r2 + 40 * r1 + 20 * r2 + 15) / 60) == 0
+    assert all(sp.simplify(hal.coeff(h, k)) == 0 for k in range(3))
+    assert sp.simplify(hal.coeff(h, 3) + c2 / 6) == 0
+    assert sp.simplify(d["weights_phi"][2] - d["halved_weight"] - I.phi(2)) == 0
+    assert sp.simplify(d["rate"] + sp.exp(-sp.Symbol("ell", real=True))) == 0
+    assert len(I.dpm_solver_3_eps_weights()) == 3

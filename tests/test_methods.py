@@ -38,6 +38,7 @@ def test_table_matches_generated_coefficients():
     # the non-method entries: the guidance shifts and the pieces of the audit's DPM-Solver++(3M) oracle
     assert set(M.METHODS) == set(IC.COEFFICIENT_FUNCTIONS) - {"ddpm_guidance_shifts", "half_logsnr_step",
                                                               "dpm_solver_3_weights", "dpm_solver_2_eps_weights",
+                                                              "dpm_solver_3_eps_weights",
                                                               "dpm_solver_2s_weights", "dpm_solver_3s_weights",
                                                               "heun_weights",
                                                               "lms_weights", "deis_weights", "unipc_corrector_weights"}

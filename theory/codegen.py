@@ -46,7 +46,7 @@ from sympy.printing.pycode import pycode
 from theory._validate import as_scalar
 from theory.forward import s, t
 from theory.integrators import (Update, all_updates, dpm_solver_2_eps_weights, dpm_solver_2s_weights,
-                                dpm_solver_3s_weights,
+                                dpm_solver_3_eps_weights, dpm_solver_3s_weights,
                                 dpm_solver_3_weights, eta, guidance_gap, h, h_ell, h_ell_prev, half_logsnr_step,
                                 h_ell_prev2, heun_weights, lms_g1, lms_g2, lms_g3, lms_k, lms_weights, phi, psi,
                                 t_prev, deis_weights, unipc_corrector_weights)
@@ -431,6 +431,13 @@ def _dpm2_eps_stable() -> tuple:
     return p0, h_ell / 2 * p0, p1
 
 
+def _dpm3_eps_stable() -> tuple:
+    """The noise-form 3M weights with each phi_k in :func:`phi_stable` form: phi_0, phi_1 and 2 phi_2 + h_p phi_1, a
+    sum of positive terms (no cancellation between them)."""
+    p0, p1, p2 = (phi_stable(k) for k in range(3))
+    return p0, p1, 2 * p2 + h_ell_prev * p1
+
+
 def _dpm2s_stable() -> tuple:
     """The DPM-Solver++(2S) weights with each psi_k in :func:`psi_stable` form."""
     p0, p1 = psi_stable(0), psi_stable(1)
@@ -533,6 +540,13 @@ def coefficient_specs() -> list[CoeffSpec]:
         "    phi_1(h) (heun, the exact integral of the linear interpolant); argument: the half log-SNR step\n"
         "    h = ell_s - ell_t",
         stable=_dpm2_eps_stable()))
+    specs.append(CoeffSpec(
+        "dpm_solver_3_eps_weights", (h_ell, h_ell_prev), ("c_q", "c_d1", "c_d2"), dpm_solver_3_eps_weights(),
+        "DPM-Solver-3M noise-form weights (divided by -sigma_s) of eps_t, delta_1, delta_2 (Newton divided differences\n"
+        "    of the noise prediction in ell): x_s = (alpha_s/alpha_t) x_t - sigma_s (c_q eps_t + c_d1 delta_1 + c_d2\n"
+        "    delta_2), phi_0(h), phi_1(h), 2 phi_2(h) + h_p phi_1(h) (the exact integral of the quadratic interpolant);\n"
+        "    arguments: the half log-SNR steps h = ell_s - ell_t, h_p = ell_t - ell_{t_p}",
+        stable=_dpm3_eps_stable()))
     specs.append(CoeffSpec(
         "dpm_solver_2s_weights", (h_ell,), ("c_q", "c_d1_midpoint", "c_d1_heun"), dpm_solver_2s_weights(),
         "DPM-Solver++(2S) weights (divided by alpha_t) of D_{s1} and delta = (D_{s0} - D_{s1})/h_0 (the line through\n"

@@ -47,6 +47,7 @@ __all__ = [
     "dpm_solver_2_exact_linear",
     "dpm_solver_3_weights",
     "dpm_solver_2_eps_weights",
+    "dpm_solver_3_eps_weights",
     "dpm_solver_2s_weights",
     "heun_weights",
     "lms_weights",
@@ -535,6 +536,52 @@ def psi(k: int, step: sp.Expr = h_ell) -> sp.Expr:
     return sp.expand(sp.integrate(sp.exp(_u - step) * _u**k / sp.factorial(k), (_u, 0, step)))
 
 
+def _newton3_step(kernel: sp.Expr, basis) -> dict:
+    r"""The exponential-integrator step with the model output (``q`` at :math:`u = 0`, ``q_p`` at :math:`-h_p`,
+    ``q_p2`` at :math:`-h_p - h_{p2}`) replaced by its quadratic interpolant in :math:`\ell` in Newton form,
+    :math:`P(u) = q + u\,\delta_1 + u(u + h_p)\,\delta_2`, integrated against ``kernel`` (:math:`e^{u-h}` for the
+    data prediction, :math:`e^{h-u}` for the noise prediction) over :math:`[0, h]`; ``basis(k)`` is the kernel's
+    weight :math:`\int_0^h \mathrm{kernel}\,u^k/k!\,du` (:func:`psi`, :func:`phi`).
+
+    Asserts that :math:`P` interpolates the three values and that the weights of :math:`q, \delta_1, \delta_2`
+    from ``sympy.integrate`` are :math:`b_0, b_1, 2b_2 + h_pb_1` (:math:`u(u + h_p) = 2\frac{u^2}2 + h_pu`).
+    Returns ``interpolant``, ``weights`` (``sympy.integrate``), ``weights_basis`` (the :math:`b_k` form),
+    ``values`` (``q, q_p, q_p2``), ``divided_differences`` (:math:`\delta_1, \delta_2` in them) and ``local_error``:
+    ``local_error(w2)``, for a weight ``w2`` of :math:`\delta_2` (with :math:`b_0, b_1` on :math:`q, \delta_1`), is
+    the update minus the exact integral for a cubic :math:`\sum_k c_k u^k` with :math:`h_p = \rho_1 h`,
+    :math:`h_{p2} = \rho_2 h`, as a series in :math:`h` to :math:`h^5` (symbols ``c0..c3``, ``rho_1``, ``rho_2``).
+    """
+    d0, dp, dp2 = q, q_prev, sp.Symbol("q_p2", real=True)
+    d1 = (d0 - dp) / h_ell_prev
+    d2 = (d1 - (dp - dp2) / h_ell_prev2) / (h_ell_prev + h_ell_prev2)
+    P = d0 + _u * d1 + _u * (_u + h_ell_prev) * d2
+    nodes = {0: d0, -h_ell_prev: dp, -h_ell_prev - h_ell_prev2: dp2}
+    for node, val in nodes.items():
+        if sp.simplify(P.subs(_u, node) - val) != 0:
+            raise AssertionError(f"the Newton form does not interpolate at u = {node}")
+    b1, b2 = sp.Symbol("delta_1"), sp.Symbol("delta_2")
+    newton = d0 + _u * b1 + _u * (_u + h_ell_prev) * b2
+    integral = sp.expand(sp.integrate(kernel * newton, (_u, 0, h_ell)))
+    weights = tuple(sp.simplify(integral.coeff(v)) for v in (d0, b1, b2))
+    w_basis = (basis(0), basis(1), 2 * basis(2) + h_ell_prev * basis(1))
+    for a, b in zip(weights, w_basis):
+        if sp.simplify(a - b) != 0:
+            raise AssertionError("the interpolant's weights are not the b_0, b_1, 2 b_2 + h_p b_1 combination")
+    cs = sp.symbols("c0:4", real=True)
+    rho1, rho2 = sp.symbols("rho_1 rho_2", positive=True)
+    Dc = lambda x: sum(c * x**k for k, c in enumerate(cs))  # noqa: E731
+    at_nodes = {d0: Dc(0), dp: Dc(-h_ell_prev), dp2: Dc(-h_ell_prev - h_ell_prev2)}
+    exact = sp.integrate(kernel * Dc(_u), (_u, 0, h_ell))
+
+    def local_error(w2: sp.Expr) -> sp.Expr:
+        upd = (w_basis[0] * d0 + w_basis[1] * d1 + w2 * d2).subs(at_nodes)
+        err = sp.simplify((upd - exact).subs({h_ell_prev: rho1 * h_ell, h_ell_prev2: rho2 * h_ell}))
+        return sp.expand(sp.series(err, h_ell, 0, 6).removeO())
+
+    return {"interpolant": P, "weights": weights, "weights_basis": w_basis, "values": (d0, dp, dp2),
+            "divided_differences": (d1, d2), "local_error": local_error}
+
+
 @lru_cache(maxsize=None)
 def _dpm3_derivation() -> dict:
     r"""DPM-Solver++(3M): the data-prediction exponential integrator with :math:`D` replaced by its quadratic
@@ -550,39 +597,18 @@ def _dpm3_derivation() -> dict:
         x_s = \frac{\sigma_s}{\sigma_t}x_t + \alpha_s\big(\psi_0(h)\,D_t + \psi_1(h)\,\delta_1
               + (2\psi_2(h) + h_p\psi_1(h))\,\delta_2\big),
 
-    since :math:`\sigma_s e^{\ell_t + u} = \alpha_s e^{u - h}` (:func:`psi`).  Returns ``interpolant``,
+    since :math:`\sigma_s e^{\ell_t + u} = \alpha_s e^{u - h}` (:func:`psi`; :func:`_newton3_step` integrates and
+    checks).  Returns ``interpolant``,
     ``weights`` (the three weights, from ``sympy.integrate`` of :math:`e^{u-h}P`), ``weights_psi`` (the same in
     :func:`psi`; the derivation asserts they agree), and ``local_error_series``: the update minus the exact
     integral for a cubic :math:`D(u) = \sum_k c_k u^k`, as a series in :math:`h` with
     :math:`h_p = \rho_1 h`, :math:`h_{p2} = \rho_2 h` (it starts at :math:`h^4`: the update is exact for
     quadratic :math:`D`, local order 4, global order 3).
     """
-    d0, dp, dp2 = q, q_prev, sp.Symbol("q_p2", real=True)
-    d1 = (d0 - dp) / h_ell_prev
-    d2 = (d1 - (dp - dp2) / h_ell_prev2) / (h_ell_prev + h_ell_prev2)
-    P = d0 + _u * d1 + _u * (_u + h_ell_prev) * d2
-    nodes = {0: d0, -h_ell_prev: dp, -h_ell_prev - h_ell_prev2: dp2}
-    for node, val in nodes.items():
-        if sp.simplify(P.subs(_u, node) - val) != 0:
-            raise AssertionError(f"the Newton form does not interpolate at u = {node}")
-    b1, b2 = sp.Symbol("delta_1"), sp.Symbol("delta_2")
-    newton = d0 + _u * b1 + _u * (_u + h_ell_prev) * b2
-    integral = sp.expand(sp.integrate(sp.exp(_u - h_ell) * newton, (_u, 0, h_ell)))
-    weights = tuple(sp.simplify(integral.coeff(v)) for v in (d0, b1, b2))
-    w_psi = (psi(0), psi(1), 2 * psi(2) + h_ell_prev * psi(1))
-    for a, b in zip(weights, w_psi):
-        if sp.simplify(a - b) != 0:
-            raise AssertionError("the interpolant's weights are not the psi combination")
-    # local error for a cubic D: nodes' values from D, update minus the exact integral
-    cs = sp.symbols("c0:4", real=True)
-    rho1, rho2 = sp.symbols("rho_1 rho_2", positive=True)
-    Dc = lambda x: sum(c * x**k for k, c in enumerate(cs))  # noqa: E731
-    upd = sum(w * v for w, v in zip(w_psi, (d0, d1, d2))).subs({d0: Dc(0), dp: Dc(-h_ell_prev),
-                                                                 dp2: Dc(-h_ell_prev - h_ell_prev2)})
-    exact = sp.integrate(sp.exp(_u - h_ell) * Dc(_u), (_u, 0, h_ell))
-    err = sp.simplify((upd - exact).subs({h_ell_prev: rho1 * h_ell, h_ell_prev2: rho2 * h_ell}))
-    series = sp.series(err, h_ell, 0, 6).removeO()
-    return {"interpolant": P, "weights": weights, "weights_psi": w_psi, "local_error_series": sp.expand(series)}
+    d = _newton3_step(sp.exp(_u - h_ell), psi)
+    w_psi = d["weights_basis"]
+    return {"interpolant": d["interpolant"], "weights": d["weights"], "weights_psi": w_psi,
+            "local_error_series": d["local_error"](w_psi[2])}
 
 
 def dpm_solver_3_weights() -> tuple[sp.Expr, sp.Expr, sp.Expr]:
@@ -821,6 +847,58 @@ def dpm_solver_3s_weights() -> tuple[sp.Expr, ...]:
     """
     d = _dpm3s_derivation()
     return tuple(d["weights"]) + tuple(d["nodes"]) + (psi(1) / (h_ell_prev + h_ell_prev2),)
+
+
+# ----------------------------------------------------------------------------------------
+# 4j. noise-prediction multistep third order: DPM-Solver-3M (diffusers' algorithm_type "dpmsolver", solver_order=3)
+# ----------------------------------------------------------------------------------------
+@lru_cache(maxsize=None)
+def _dpm3_eps_derivation() -> dict:
+    r"""DPM-Solver-3M in the noise parameterisation: :func:`_dpm2_eps_derivation`'s equation
+    :math:`d(x/\alpha)/d\ell = -e^{-\ell}\varepsilon` with :math:`\varepsilon` replaced by its quadratic interpolant in
+    :math:`\ell` through the last three calls (nodes :math:`u = 0, -h_p, -h_p - h_{p2}`, Newton form
+    :math:`\varepsilon_t + u\,\delta_1 + u(u + h_p)\,\delta_2`, :math:`\delta_1 = (\varepsilon_t - \varepsilon_p)/h_p`,
+    :math:`\delta_2 = (\delta_1 - (\varepsilon_p - \varepsilon_{p2})/h_{p2})/(h_p + h_{p2})`).  With
+    :math:`\alpha_s e^{-\ell_t - u} = \sigma_s e^{h - u}` the integral over the step is one against :math:`e^{h-u}`
+    (:func:`_newton3_step`, which integrates with ``sympy.integrate`` and asserts the :func:`phi` form):
+
+    .. math::
+        x_s = \frac{\alpha_s}{\alpha_t}x_t - \sigma_s\big(\varphi_0(h)\,\varepsilon_t + \varphi_1(h)\,\delta_1
+              + (2\varphi_2(h) + h_p\varphi_1(h))\,\delta_2\big).
+
+    Returns ``rate`` (:math:`-e^{-\ell}`, :func:`_dpm2_eps_derivation`'s, checked there against DPM-Solver-1's
+    derivation), ``interpolant``, ``weights`` (of :math:`\varepsilon_t, \delta_1, \delta_2` inside
+    :math:`-\sigma_s(\cdot)`, from ``sympy.integrate``), ``weights_phi`` (the :func:`phi` form; asserted equal),
+    ``halved_weight`` (:math:`h_p\varphi_1 + \varphi_2`: the weight of :math:`\delta_2` with the :math:`\varphi_2` part
+    halved) and ``local_error_series``: for ``derived`` and ``halved`` the update minus the exact integral (inside
+    :math:`-\sigma_s(\cdot)`) for a cubic :math:`\varepsilon(u) = \sum_k c_k u^k`, :math:`h_p = \rho_1 h`,
+    :math:`h_{p2} = \rho_2 h`, a series in :math:`h`: ``derived`` starts at :math:`h^4` (exact for quadratic
+    :math:`\varepsilon`, local order 4, global order 3), ``halved`` at :math:`-c_2h^3/6` (exact only for linear
+    :math:`\varepsilon`, global order 2).
+    """
+    rate = _dpm2_eps_derivation()["rate"]
+    d = _newton3_step(sp.exp(h_ell - _u), phi)
+    w_phi = d["weights_basis"]
+    halved = h_ell_prev * phi(1) + phi(2)
+    return {"rate": rate, "interpolant": d["interpolant"], "weights": d["weights"], "weights_phi": w_phi,
+            "halved_weight": halved,
+            "local_error_series": {"derived": d["local_error"](w_phi[2]), "halved": d["local_error"](halved)}}
+
+
+def dpm_solver_3_eps_weights() -> tuple[sp.Expr, sp.Expr, sp.Expr]:
+    r"""The weights :math:`(\varphi_0(h),\ \varphi_1(h),\ 2\varphi_2(h) + h_p\varphi_1(h))` of :math:`\varepsilon_t,
+    \delta_1, \delta_2` (Newton divided differences of the noise prediction in :math:`\ell`) in DPM-Solver-3M's noise
+    form (:func:`_dpm3_eps_derivation`), divided by :math:`-\sigma_s`, in the half log-SNR steps :data:`h_ell`
+    (:math:`h = \ell_s - \ell_t`) and :data:`h_ell_prev` (:math:`h_p = \ell_t - \ell_{t_p}`):
+
+    .. math::
+        x_s = \frac{\alpha_s}{\alpha_t}x_t - \sigma_s\big(\varphi_0\,\varepsilon_t + \varphi_1\,\delta_1
+              + (2\varphi_2 + h_p\varphi_1)\,\delta_2\big).
+
+    The order-2 steps of the same run are :func:`dpm_solver_2_eps_weights` (midpoint) and the first is
+    :func:`dpm_solver_1`.
+    """
+    return _dpm3_eps_derivation()["weights_phi"]
 
 
 # ----------------------------------------------------------------------------------------

@@ -268,6 +268,22 @@ def dpm_solver_2_eps_weights(h):
 
 
 @numba.njit(cache=True)
+def dpm_solver_3_eps_weights(h, h_p):
+    """DPM-Solver-3M noise-form weights (divided by -sigma_s) of eps_t, delta_1, delta_2 (Newton divided differences
+    of the noise prediction in ell): x_s = (alpha_s/alpha_t) x_t - sigma_s (c_q eps_t + c_d1 delta_1 + c_d2
+    delta_2), phi_0(h), phi_1(h), 2 phi_2(h) + h_p phi_1(h) (the exact integral of the quadratic interpolant);
+    arguments: the half log-SNR steps h = ell_s - ell_t, h_p = ell_t - ell_{t_p}.
+
+    Returns (c_q, c_d1, c_d2); log-SNR steps > 0.
+    """
+    _, em_h, _, _ = _growth(h)
+    c_q = em_h
+    c_d1 = ((h**2*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*((1/121645100408832000)*h + 1/6402373705728000) + 1/355687428096000) + 1/20922789888000) + 1/1307674368000) + 1/87178291200) + 1/6227020800) + 1/479001600) + 1/39916800) + 1/3628800) + 1/362880) + 1/40320) + 1/5040) + 1/720) + 1/120) + 1/24) + 1/6) + 1/2)) if (h < 1) else (em_h - h))
+    c_d2 = h_p*((h**2*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*((1/121645100408832000)*h + 1/6402373705728000) + 1/355687428096000) + 1/20922789888000) + 1/1307674368000) + 1/87178291200) + 1/6227020800) + 1/479001600) + 1/39916800) + 1/3628800) + 1/362880) + 1/40320) + 1/5040) + 1/720) + 1/120) + 1/24) + 1/6) + 1/2)) if (h < 1) else (em_h - h)) + 2*((h**3*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*(h*((1/121645100408832000)*h + 1/6402373705728000) + 1/355687428096000) + 1/20922789888000) + 1/1307674368000) + 1/87178291200) + 1/6227020800) + 1/479001600) + 1/39916800) + 1/3628800) + 1/362880) + 1/40320) + 1/5040) + 1/720) + 1/120) + 1/24) + 1/6)) if (h < 1) else (em_h - 1/2*h**2 - h))
+    return (c_q, c_d1, c_d2)
+
+
+@numba.njit(cache=True)
 def dpm_solver_2s_weights(h):
     """DPM-Solver++(2S) weights (divided by alpha_t) of D_{s1} and delta = (D_{s0} - D_{s1})/h_0 (the line through
     the step's start s1 and the intermediate level s0): x_t = (sigma_t/sigma_{s1}) x_{s1} + alpha_t (c_q D_{s1}
@@ -400,6 +416,7 @@ COEFFICIENT_FUNCTIONS = {
     'half_logsnr_step': (half_logsnr_step, ('t', 's'), ('ell_step',)),
     'dpm_solver_3_weights': (dpm_solver_3_weights, ('h', 'h_p'), ('c_q', 'c_d1', 'c_d2')),
     'dpm_solver_2_eps_weights': (dpm_solver_2_eps_weights, ('h',), ('c_q', 'c_d1_midpoint', 'c_d1_heun')),
+    'dpm_solver_3_eps_weights': (dpm_solver_3_eps_weights, ('h', 'h_p'), ('c_q', 'c_d1', 'c_d2')),
     'dpm_solver_2s_weights': (dpm_solver_2s_weights, ('h',), ('c_q', 'c_d1_midpoint', 'c_d1_heun')),
     'dpm_solver_3s_weights': (dpm_solver_3s_weights, ('h', 'h_p', 'h_p2'), ('c_q', 'c_a', 'c_b', 'a_1', 'a_0', 'b_1', 'b_0', 'm_0')),
     'heun_weights': (heun_weights, ('h',), ('c_q', 'c_d')),
@@ -408,4 +425,4 @@ COEFFICIENT_FUNCTIONS = {
     'unipc_corrector_weights': (unipc_corrector_weights, ('h',), ('c_q', 'c_t1', 'c_d1', 'c_d2')),
 }
 
-__all__ = ['ddim_coeffs', 'ddpm_coeffs', 'ddim_eta_coeffs', 'dpm_solver_1_coeffs', 'dpm_solver_2_coeffs', 'ei_ode_coeffs', 'ei_sde_coeffs', 'ei_sde_code_coeffs', 'euler_coeffs', 'euler_maruyama_coeffs', 'ddpm_guidance_shifts', 'half_logsnr_step', 'dpm_solver_3_weights', 'dpm_solver_2_eps_weights', 'dpm_solver_2s_weights', 'dpm_solver_3s_weights', 'heun_weights', 'lms_weights', 'deis_weights', 'unipc_corrector_weights', 'COEFFICIENT_FUNCTIONS']
+__all__ = ['ddim_coeffs', 'ddpm_coeffs', 'ddim_eta_coeffs', 'dpm_solver_1_coeffs', 'dpm_solver_2_coeffs', 'ei_ode_coeffs', 'ei_sde_coeffs', 'ei_sde_code_coeffs', 'euler_coeffs', 'euler_maruyama_coeffs', 'ddpm_guidance_shifts', 'half_logsnr_step', 'dpm_solver_3_weights', 'dpm_solver_2_eps_weights', 'dpm_solver_3_eps_weights', 'dpm_solver_2s_weights', 'dpm_solver_3s_weights', 'heun_weights', 'lms_weights', 'deis_weights', 'unipc_corrector_weights', 'COEFFICIENT_FUNCTIONS']
