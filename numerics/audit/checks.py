@@ -195,9 +195,9 @@ def step_check(rec: dd.RunRecord, target: GaussianTarget = TARGET) -> dict:
             _fold_step(res, st.x_out, pred, tol, O.bound_counts(kind, st.t_in, st.t_out), rec.tables == "native", k,
                        st)
             continue
-        prev = rec.steps[k - 1] if (k > 0 and kind in ("dpm2", "dpm3", "dpm2e", "dpm2eh") + O.SINGLESTEP_KINDS
-                                    + O.SINGLESTEP3_KINDS + (O.HEUN_KIND,)) else None
-        prev2 = rec.steps[k - 2] if (k > 1 and kind in ("dpm3",) + O.SINGLESTEP3_KINDS) else None
+        prev = rec.steps[k - 1] if (k > 0 and kind in ("dpm2", "dpm3", "dpm2e", "dpm2eh", O.DPM3E_KIND)
+                                    + O.SINGLESTEP_KINDS + O.SINGLESTEP3_KINDS + (O.HEUN_KIND,)) else None
+        prev2 = rec.steps[k - 2] if (k > 1 and kind in ("dpm3", O.DPM3E_KIND) + O.SINGLESTEP3_KINDS) else None
         pred, tol = O.step_prediction(kind, target, st.x_in, st.t_in, st.t_out,
                                       None if prev is None else prev.x_in, None if prev is None else prev.t_in,
                                       st.z, float32_coeffs=rec.tables == "native",
@@ -231,8 +231,8 @@ def _fold_step(res: dict, got: np.ndarray, pred: np.ndarray, tol: np.ndarray, co
 def run_check(rec: dd.RunRecord, target: GaussianTarget = TARGET, z: np.ndarray = Z_STEP) -> dict:
     """The run's output against the derived discretisation on its claimed grid: ``ratio`` (max |err| / E_n),
     ``abs``, and ``ratio32`` (against E_n computed with float32 coefficients and float32 sample arithmetic)."""
-    kind = rec.spec.oracle if rec.spec.oracle in ("dpm2", "dpm3", O.HEUN_KIND, O.LMS_KIND, O.DEIS_KIND,
-                                                  O.UNIPC_KIND) + O.EPS_KINDS \
+    kind = rec.spec.oracle if rec.spec.oracle in ("dpm2", "dpm3", O.DPM3E_KIND, O.HEUN_KIND, O.LMS_KIND,
+                                                  O.DEIS_KIND, O.UNIPC_KIND) + O.EPS_KINDS \
         + O.SINGLESTEP_KINDS + O.SINGLESTEP3_KINDS \
         else "ddim"
     orders = [s.order for s in rec.steps] if rec.steps else None
@@ -355,6 +355,9 @@ STEP_DIAGNOSIS = {
     "dpm3": "; its order-3 steps are the derived DPM-Solver++(3M) update with the psi_2 part of the second divided "
             "difference's weight halved (h_p psi_1 + psi_2 for 2 psi_2 + h_p psi_1): exact only for linear D in "
             "the log-SNR, global order 2",
+    "dpm3e": "; its order-3 steps are the derived noise-form DPM-Solver-3M update with the phi_2 part of the second "
+             "divided difference's weight halved (h_p phi_1 + phi_2 for 2 phi_2 + h_p phi_1): exact only for linear "
+             "eps in the log-SNR, global order 2",
 }
 
 

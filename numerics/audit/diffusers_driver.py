@@ -61,7 +61,8 @@ class SchedulerSpec:
     ``oracle``: the package method whose derived update the scheduler claims to implement on its own grid
     (``"ddim"``: DDIM = DPM-Solver-1 = Euler in VE coordinates with the noise frozen, proofs_notes/integrators.md
     §§1, 3; ``"ddpm"``; ``"dpm2"``: DPM-Solver++(2M), §4; ``"dpm3"``: DPM-Solver++(3M), §4b; ``"dpm1e"``,
-    ``"dpm2e"``, ``"dpm2eh"``: DPM-Solver-1 and DPM-Solver-2M midpoint / heun in the noise form, §4c; ``"dpm2s"``,
+    ``"dpm2e"``, ``"dpm2eh"``: DPM-Solver-1 and DPM-Solver-2M midpoint / heun in the noise form, §4c; ``"dpm3e"``:
+    DPM-Solver-3M in the noise form, §4j; ``"dpm2s"``,
     ``"dpm2sh"``: DPM-Solver++(2S) midpoint / heun, §4d; ``"dpm3s"``, ``"dpm3sh"``: DPM-Solver++(3S) midpoint /
     heun, §4i; ``"heun"``: Heun's trapezoidal step in the VE variables,
     §4e; ``"lms"``: linear multistep, §4f; ``"deis"``: DEIS, the Lagrange interpolant of the noise prediction in
@@ -101,6 +102,8 @@ SPECS: dict[str, SchedulerSpec] = {s.name: s for s in (
     SchedulerSpec("DPMSolverMultistep-2-dpmsolver-heun", "DPMSolverMultistepScheduler",
                   (("solver_order", 2), ("algorithm_type", "dpmsolver"), ("solver_type", "heun"),
                    ("final_sigmas_type", "sigma_min")), "dpm2eh", 2),
+    SchedulerSpec("DPMSolverMultistep-3-dpmsolver", "DPMSolverMultistepScheduler",
+                  (("solver_order", 3), ("algorithm_type", "dpmsolver"), ("final_sigmas_type", "sigma_min")), "dpm3e", 3),
     SchedulerSpec("EulerDiscrete", "EulerDiscreteScheduler", (), "ddim", 1),
     SchedulerSpec("EulerAncestralDiscrete", "EulerAncestralDiscreteScheduler", (), None, None, stochastic=True),
     SchedulerSpec("HeunDiscrete", "HeunDiscreteScheduler", (), "heun", 2),

@@ -10,6 +10,10 @@ A step from OU time :math:`t` to :math:`s` uses the generated coefficients of
 * ``dpm3``  :math:`x_s = c_x x_t + \alpha_s(\psi_0 D_t + \psi_1\delta_1 + (2\psi_2 + h_p\psi_1)\delta_2)`
   (§4b, DPM-Solver++(3M), Newton divided differences of :math:`D` in :math:`\ell`; its rounding bound, with the
   extra roundings of the longer formula counted, is :func:`dpm3_prediction`'s);
+* ``dpm3e``  :math:`x_s = (\alpha_s/\alpha_t)x_t - \sigma_s(\varphi_0\varepsilon_t + \varphi_1\delta_1
+  + (2\varphi_2 + h_p\varphi_1)\delta_2)` (§4j, DPM-Solver-3M in the noise form, diffusers' ``algorithm_type=
+  "dpmsolver"``: Newton divided differences of :math:`\varepsilon` in :math:`\ell`; order-1 and order-2 steps are
+  ``dpm1e`` and ``dpm2e``; :func:`dpm3e_prediction`);
 * ``dpm2s``, ``dpm2sh``  :math:`x_t = (\sigma_t/\sigma_{s_1})x_{s_1} + \alpha_t(\psi_0 D_{s_1} + w\,\delta)`
   (§4d, DPM-Solver++(2S) midpoint / heun: restarts from the state at :math:`s_1` with the slope through the model
   call at the intermediate level :math:`s_0`; :func:`dpm2s_prediction`);
@@ -71,6 +75,7 @@ __all__ = ["U64", "U32", "K32", "k32", "k_step", "step_coeffs", "step_prediction
            "eps_coeffs", "eps_prediction", "K3_EXTRA", "K32_3_EXTRA",
            "SINGLESTEP_KINDS", "K2S_EXTRA", "K32_2S_EXTRA", "dpm2s_coeffs", "dpm2s_prediction",
            "SINGLESTEP3_KINDS", "K3S_EXTRA", "K32_3S_EXTRA", "dpm3s_coeffs", "dpm3s_prediction", "bound_counts", "rounding_tolerance",
+           "DPM3E_KIND", "K3E_EXTRA", "K32_3E_EXTRA", "dpm3e_coeffs", "dpm3e_prediction",
            "HEUN_KIND", "KH_EXTRA", "K32H_EXTRA", "heun_coeffs", "heun_prediction",
            "LMS_KIND", "KL_EXTRA", "K32L_EXTRA", "QUAD_EPSREL", "QUAD_EPSABS", "KL_COEF", "lms_coeffs",
            "lms_coeff_allowance", "lms_prediction",
@@ -149,6 +154,19 @@ def _lambda_cond(*ts: float) -> float:
     return max(t + abs(0.5 * math.log(-math.expm1(-2.0 * t))) for t in ts) + 10.0
 
 
+def _newton_rounding(c1: float, c2: float, d1: np.ndarray, d1b: np.ndarray, d2: np.ndarray, h0: float,
+                     h1: float) -> np.ndarray:
+    r"""The magnitudes :math:`T` at which the third-order multistep steps round their divided differences (either
+    side: the package's :math:`\delta_1, \delta_{1b}, \delta_2` of :func:`divided_differences`, diffusers'
+    :math:`D_1 = h(\delta_1 + h_0\delta_2)`, :math:`D_2 = h^2\delta_2` through :math:`r_0 = h_0/h`,
+    :math:`r_1 = h_1/h`), each intermediate weighted by the coefficient it reaches (:math:`c_1, c_2`: the weights of
+    :math:`\delta_1, \delta_2`, data or noise form):
+    :math:`T = c_1(|\delta_1| + |\delta_{1b}| + 2h_0|\delta_2| + |\delta_1 + h_0\delta_2|)
+    + c_2((|\delta_1| + |\delta_{1b}|)/(h_0 + h_1) + |\delta_2|)`."""
+    return c1 * (np.abs(d1) + np.abs(d1b) + 2.0 * h0 * np.abs(d2) + np.abs(d1 + h0 * d2)) \
+        + c2 * ((np.abs(d1) + np.abs(d1b)) / (h0 + h1) + np.abs(d2))
+
+
 def dpm3_prediction(target: GaussianTarget, x: np.ndarray, t: float, s: float, x_prev: np.ndarray, t_prev: float,
                     x_prev2: np.ndarray, t_prev2: float, float32_coeffs: bool = False) -> tuple[np.ndarray, np.ndarray]:
     r"""The derived DPM-Solver++(3M) update of ``x`` (VP, at ``t``) to ``s`` from the denoisers at ``x, x_prev,
@@ -180,8 +198,7 @@ def dpm3_prediction(target: GaussianTarget, x: np.ndarray, t: float, s: float, x
     d1, d1b, d2 = divided_differences(m0, m1, m2, h0, h1)
     pred = k["cx"] * x + c0 * m0 + c1 * d1 + c2 * d2
     a_s = math.exp(-s)
-    T = c1 * (np.abs(d1) + np.abs(d1b) + 2.0 * h0 * np.abs(d2) + np.abs(d1 + h0 * d2)) \
-        + c2 * ((np.abs(d1) + np.abs(d1b)) / (h0 + h1) + np.abs(d2))
+    T = _newton_rounding(c1, c2, d1, d1b, d2, h0, h1)
     S = (_arith_scale(x, m0, t, s, k["cx"], c0) + np.abs(c1 * d1) + np.abs(c2 * d2)
          + abs(k["w"][1]) * _conv_scale(x_prev, m1, t_prev) + abs(k["w"][2]) * _conv_scale(x_prev2, m2, t_prev2)
          + T + a_s * (2.0 * np.abs(m0) + (3.0 + 2.0 * h) * np.abs(d1 + h0 * d2) + (4.0 + 2.0 * h * h) * np.abs(d2))
@@ -269,6 +286,106 @@ def eps_prediction(kind: str, target: GaussianTarget, x: np.ndarray, t: float, s
         + 2.0 * _lambda_cond(*nodes) * (sig_s * eh * np.abs(e0) + (3.0 / h_min + 1.0) * k["w1"] * diff)
     # a first step of a second-order kind (no ``t_prev``) is DPM-Solver-1 and has its counts
     return pred, rounding_tolerance(kind if second else "dpm1e", S, t, s, float32_coeffs=float32_coeffs)
+
+
+#: the noise-form third-order kind (diffusers' DPMSolverMultistepScheduler, ``algorithm_type="dpmsolver"``,
+#: ``solver_order=3``): DPM-Solver-3M; its order-1 and order-2 steps are ``dpm1e`` and ``dpm2e`` (the default
+#: ``solver_type="midpoint"``)
+DPM3E_KIND = "dpm3e"
+#: extra float64 roundings of the noise-form third-order path per element, beyond K(t)'s one conversion and update
+#: (each at most u times a term of S_3e, so their number times u S_3e bounds their sum):
+#: diffusers: D1_0 = (1/r0)(m0 - m1) (the difference, r0 = h0/h, its reciprocal, the product: 4), D1_1 likewise
+#: (4), D1_0 - D1_1 (1), D1 = D1_0 + (r0/(r0 + r1))(D1_0 - D1_1) (r0 + r1, the quotient, the product, the sum: 4),
+#: D2 = (1/(r0 + r1))(D1_0 - D1_1) (r0 + r1, its reciprocal, the product: 3), the two extra terms of the update
+#: (sigma_t times its phi factor, the product, the sum: 3 each: 6): 22;
+#: the package: delta_1, delta_1b (a difference and a quotient each: 4), delta_2 (the difference, h0 + h1, the
+#: quotient: 3), the two extra terms (sigma_s times the weight, the product, the sum: 3 each: 6): 13;
+#: the two earlier calls: the model output fed to diffusers (at most 4), diffusers' conversion to a noise prediction
+#: (at most 4) and the package's exact noise prediction (3): 11 each, 22;
+#: 22 + 13 + 22 = 57
+K3E_EXTRA = 57.0
+#: extra float32 roundings of its coefficients as shipped: alpha and sigma at the two earlier levels and their logs
+#: (the two table coefficients at 3 roundings each, per level: 12), and diffusers' float32 scalars of the order-3
+#: path: r0, 1/r0, r1, 1/r1, r0 + r1 and r0/(r0 + r1), r0 + r1 and 1/(r0 + r1) (8), and the products of sigma_t with
+#: the two extra phi factors (2): 22
+K32_3E_EXTRA = 22.0
+
+
+def dpm3e_coeffs(t: float, s: float, t_prev: float, t_prev2: float) -> dict:
+    r"""DPM-Solver-3M in the noise form (proofs_notes/integrators.md §4j), the step ``t -> s`` after calls at
+    ``t_prev2 > t_prev > t``: :math:`x_s = c_x x_t - (c_0\varepsilon_t + c_1\delta_1 + c_2\delta_2)`.  Returns ``cx``
+    (:math:`\alpha_s/\alpha_t`), ``c`` = :math:`\sigma_s(\varphi_0, \varphi_1, 2\varphi_2 + h_p\varphi_1)` (the
+    generated :func:`dpm_solver_3_eps_weights`), the half log-SNR steps ``h, h0, h1`` (:math:`\ell_s - \ell_t`,
+    :math:`\ell_t - \ell_{t_p}`, :math:`\ell_{t_p} - \ell_{t_{p2}}`), and ``w``: the weights of
+    :math:`\varepsilon_t, \varepsilon_{t_p}, \varepsilon_{t_{p2}}` in :math:`x_s = c_x x_t + \sum_j w_j\varepsilon_j`
+    once the divided differences are expanded (for the propagation gains)."""
+    if not (t_prev2 > t_prev > t > s):
+        raise ValueError(f"t_prev2: need t_prev2 > t_prev > t > s, got {t_prev2!r}, {t_prev!r}, {t!r}, {s!r}")
+    sig_s = math.sqrt(-math.expm1(-2.0 * s))
+    h, h0, h1 = (IC.half_logsnr_step(u, v)[0] for u, v in ((t, s), (t_prev, t), (t_prev2, t_prev)))
+    c = tuple(sig_s * w for w in IC.dpm_solver_3_eps_weights(h, h0))
+    e2 = c[2] / (h0 + h1)
+    w = (-(c[0] + c[1] / h0 + e2 / h0), c[1] / h0 + e2 / h0 + e2 / h1, -e2 / h1)
+    return {"cx": IC.dpm_solver_1_coeffs(t, s)[0], "c": c, "h": h, "h0": h0, "h1": h1, "w": w}
+
+
+def dpm3e_prediction(target: GaussianTarget, x: np.ndarray, t: float, s: float, x_prev: np.ndarray, t_prev: float,
+                     x_prev2: np.ndarray, t_prev2: float,
+                     float32_coeffs: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    r"""The derived DPM-Solver-3M update (noise form) of ``x`` (VP, at ``t``) to ``s`` from the noise predictions at
+    ``x, x_prev, x_prev2`` (:func:`dpm3e_coeffs`) and its per-element rounding bound
+
+    .. math::  \mathrm{tol} = (K(t) + K_{3e})\,u\,S_{3e} + [K_{32}(t, s) + K_{32,3e}]\,u_{32}\,S_{3e},
+
+    :math:`K_{3e}` = :data:`K3E_EXTRA`, :math:`K_{32,3e}` = :data:`K32_3E_EXTRA` (the second term with float32
+    coefficients only), and :math:`S_{3e}` the module docstring's :math:`S` for :math:`(c_x, 0)` plus
+
+    * the update's terms :math:`|c_0\varepsilon_t| + |c_1\delta_1| + |c_2\delta_2|` and the three calls'
+      conversions to noise predictions weighted by the expanded weights, :math:`\sum_j|w_j|\,C_e(x_j)`
+      (:func:`_eps_conv_scale`);
+    * the divided differences as either side forms them, :math:`T` of :func:`_newton_rounding` (as for
+      :func:`dpm3_prediction`, with the noise-form :math:`c_1, c_2`);
+    * the phi functions: diffusers forms :math:`A_0 = e^h - 1`, :math:`A_1 = (e^h - 1)/h - 1 = \varphi_1/h` and
+      :math:`A_2 = (e^h - 1 - h)/h^2 - \tfrac12 = \varphi_2/h^2` with absolute errors at most :math:`2e^hu`,
+      :math:`(2e^h + \varphi_0 + \varphi_1)u/h \le 4e^hu/h` and :math:`(2e^h + 3\varphi_1 + \varphi_2)u/h^2 \le
+      6e^hu/h^2` (:math:`\varphi_k \le e^h`), times :math:`|\varepsilon_t|`, :math:`|D_1| = h|\delta_1 + h_0\delta_2|`,
+      :math:`|D_2| = h^2|\delta_2|`; the package's closed forms (:math:`h \ge 1`; below, its Horner series of positive
+      terms is inside :math:`K`'s coefficient allowance) :math:`\mathrm{expm1}(h)`, :math:`\mathrm{expm1}(h) - h`,
+      :math:`\mathrm{expm1}(h) - h^2/2 - h` lose at most :math:`e^hu`, :math:`2e^hu`, :math:`4e^hu` (every partial sum
+      below :math:`e^h`): :math:`\sigma_se^h(3|\varepsilon_t| + 4|\delta_1 + h_0\delta_2| + 2|\delta_1|
+      + (14 + 2h_0)|\delta_2|)`;
+    * the log-SNR steps: each :math:`\ell` carries :math:`\Lambda u` (:func:`_lambda_cond`), so :math:`h, h_0, h_1`
+      and :math:`h_0 + h_1` carry absolute :math:`2\Lambda u` (the package's sum :math:`4\Lambda u`);
+      :math:`|d\log\varphi_k/dh| \le (k + 1)/h + 1`, so :math:`\sigma_s\varphi_0` moves by :math:`\sigma_se^h\,2\Lambda u`,
+      :math:`c_1\delta_1` by the relative :math:`2\Lambda u(3/h_{\min} + 1)`, :math:`c_2` by the relative
+      :math:`2\Lambda u(4/h_{\min} + 1)` (:math:`3/h + 1` from :math:`\varphi_2`, :math:`1/h_0` from
+      :math:`h_0\varphi_1`), and :math:`\delta_2` by :math:`(2\Lambda u/h_{\min})((|\delta_1| + |\delta_{1b}|)/(h_0
+      + h_1) + 2|\delta_2|)`: :math:`2\Lambda(\sigma_se^h|\varepsilon_t| + (3/h_{\min} + 1)|c_1\delta_1| + (4/h_{\min}
+      + 1)|c_2\delta_2| + (c_2/h_{\min})((|\delta_1| + |\delta_{1b}|)/(h_0 + h_1) + 2|\delta_2|))` (with
+      :math:`u_{32}` in place of :math:`u` this also covers diffusers' float32 logs as shipped, inside the second
+      term).  diffusers' update is the same formula with the :math:`\varphi_2` part of :math:`c_2` halved
+      (proofs_notes/integrators.md §4j), whose sensitivities are those of :math:`c_2` or smaller.
+    """
+    k = dpm3e_coeffs(t, s, t_prev, t_prev2)
+    c0, c1, c2 = k["c"]
+    h, h0, h1 = k["h"], k["h0"], k["h1"]
+    calls = ((x, t), (x_prev, t_prev), (x_prev2, t_prev2))
+    Ds = [target.denoiser(v, u) for v, u in calls]
+    e0, e1, e2 = (target.model_output(v, u, "epsilon") for v, u in calls)
+    d1, d1b, d2 = divided_differences(e0, e1, e2, h0, h1)
+    pred = k["cx"] * x - c0 * e0 - c1 * d1 - c2 * d2
+    sig_s, eh = math.sqrt(-math.expm1(-2.0 * s)), math.exp(h)
+    h_min = min(h, h0, h1)
+    lam = _lambda_cond(t, s, t_prev, t_prev2)
+    T = _newton_rounding(c1, c2, d1, d1b, d2, h0, h1)
+    S = (_arith_scale(x, Ds[0], t, s, k["cx"], 0.0) + np.abs(c0 * e0) + np.abs(c1 * d1) + np.abs(c2 * d2)
+         + sum(abs(w) * _eps_conv_scale(v, D, u) for w, (v, u), D in zip(k["w"], calls, Ds)) + T
+         + sig_s * eh * (3.0 * np.abs(e0) + 4.0 * np.abs(d1 + h0 * d2) + 2.0 * np.abs(d1)
+                         + (14.0 + 2.0 * h0) * np.abs(d2))
+         + 2.0 * lam * (sig_s * eh * np.abs(e0) + (3.0 / h_min + 1.0) * np.abs(c1 * d1)
+                        + (4.0 / h_min + 1.0) * np.abs(c2 * d2)
+                        + (c2 / h_min) * ((np.abs(d1) + np.abs(d1b)) / (h0 + h1) + 2.0 * np.abs(d2))))
+    return pred, rounding_tolerance(DPM3E_KIND, S, t, s, float32_coeffs=float32_coeffs)
 
 
 #: the singlestep second-order kinds (diffusers' DPMSolverSinglestepScheduler, solver_order=2, dpmsolver++):
@@ -870,6 +987,8 @@ def bound_counts(kind: str, t: float, s: float, t_prev: float | None = None,
         return k64 + K3_EXTRA, k32_ + K32_3_EXTRA
     if kind in ("dpm2e", "dpm2eh"):
         return k64 + K2E_EXTRA, k32_ + K32_2E_EXTRA
+    if kind == DPM3E_KIND:
+        return k64 + K3E_EXTRA, k32_ + K32_3E_EXTRA
     return k64, k32_
 
 
@@ -878,11 +997,13 @@ def step_prediction(kind: str, target: GaussianTarget, x: np.ndarray, t: float, 
                     float32_coeffs: bool = False, x_prev2: np.ndarray | None = None,
                     t_prev2: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The derived update of ``x`` (VP, at ``t``) to ``s`` and its per-element rounding bound (module docstring;
-    ``dpm3``: :func:`dpm3_prediction`, with ``x_prev2, t_prev2``)."""
+    ``dpm3``: :func:`dpm3_prediction`, ``dpm3e``: :func:`dpm3e_prediction`, with ``x_prev2, t_prev2``)."""
     if kind == "dpm3":
         return dpm3_prediction(target, x, t, s, x_prev, t_prev, x_prev2, t_prev2, float32_coeffs)
     if kind in EPS_KINDS:
         return eps_prediction(kind, target, x, t, s, x_prev, t_prev, float32_coeffs)
+    if kind == DPM3E_KIND:
+        return dpm3e_prediction(target, x, t, s, x_prev, t_prev, x_prev2, t_prev2, float32_coeffs)
     if kind in SINGLESTEP_KINDS:
         return dpm2s_prediction(kind, target, x, t, s, x_prev, t_prev, float32_coeffs)
     if kind in SINGLESTEP3_KINDS:
@@ -923,7 +1044,7 @@ def k32(t: float, s: float) -> float:
 
 #: the derived update of each order of a run of a kind (the data-prediction and the noise-form ladders)
 _LADDER = {"ddim": ("ddim",), "dpm2": ("ddim", "dpm2"), "dpm3": ("ddim", "dpm2", "dpm3"), "dpm1e": ("dpm1e",),
-           "dpm2e": ("dpm1e", "dpm2e"), "dpm2eh": ("dpm1e", "dpm2eh"), "dpm2s": ("ddim", "dpm2s"),
+           "dpm2e": ("dpm1e", "dpm2e"), "dpm2eh": ("dpm1e", "dpm2eh"), "dpm3e": ("dpm1e", "dpm2e", "dpm3e"), "dpm2s": ("ddim", "dpm2s"),
            "dpm2sh": ("ddim", "dpm2sh"), "dpm3s": ("ddim", "dpm2s", "dpm3s"),
            "dpm3sh": ("ddim", "dpm2sh", "dpm3sh"), "heun": ("ddim", "heun"),
            "lms": ("lms",) * 4, "deis": ("deis",) * 3,
@@ -953,6 +1074,13 @@ def _run(kind: str, target: GaussianTarget, grid, x0: np.ndarray, orders, float3
             c = dpm3_coeffs(t, s, tp, tp2)
             w = c["w"]
             rho = abs(c["cx"] + w[0] * target.gain(t)) + abs(w[1] * target.gain(tp)) + abs(w[2] * target.gain(tp2))
+        elif use == DPM3E_KIND:   # the noise predictions' gains in x: (1 - alpha g)/sigma
+            (xp2, tp2), (xp, tp) = hist[-2], hist[-1]
+            new, tol = dpm3e_prediction(target, x, t, s, xp, tp, xp2, tp2, float32_coeffs)
+            c = dpm3e_coeffs(t, s, tp, tp2)
+            w = c["w"]
+            rho = abs(c["cx"] + w[0] * _eps_gain(target, t)) + abs(w[1] * _eps_gain(target, tp)) \
+                + abs(w[2] * _eps_gain(target, tp2))
         elif use in SINGLESTEP3_KINDS:   # restarts from the state two calls back, slopes through both later calls
             (xp2, tp2), (xp, tp) = hist[-2], hist[-1]
             new, tol = dpm3s_prediction(use, target, x, t, s, xp, tp, xp2, tp2, float32_coeffs)
