@@ -64,7 +64,7 @@ def _third(rec) -> list:
     return [(k, st) for k, st in enumerate(rec.steps) if st.order == 3]
 
 
-def _lower_ratio(rec, k: int, st, float32_coeffs: bool) -> tuple:
+def _lower_update(rec, k: int, st, float32_coeffs: bool) -> tuple:
     """(prediction, bound, counts) of the derived order-1/2 update of record step ``k``."""
     kind = checks._kind(rec.spec, st.order)
     prev = rec.steps[k - 1] if kind == "dpm2e" else None
@@ -94,14 +94,14 @@ def test_lower_order_steps_agree_and_third_order_steps_halve_the_curvature(pred)
         rec = dd.run(SPEC, n, checks.TARGET, checks.Z_STEP, prediction_type=pred, tables="native")
         assert _third(rec) and rec.steps[-1].order == (3 if n >= 15 else 1)
         for k, st in enumerate(rec.steps):
-            p, tol, _ = (_halved if st.order == 3 else _lower_ratio)(rec, k, st, True)
+            p, tol, _ = (_halved if st.order == 3 else _lower_update)(rec, k, st, True)
             key = "halved" if st.order == 3 else "lower"
             worst[key] = max(worst[key], float(np.max(np.abs(st.x_out - p) / tol)))
         sc = checks.step_check(rec)
         assert sc["ratio"] > 1.0 and sc["ratio32"] > 1.0, sc
         rec64 = dd.run(SPEC, n, checks.TARGET, checks.Z_STEP, prediction_type=pred, tables="float64")
         for k, st in enumerate(rec64.steps):
-            p, tol, counts = (_halved if st.order == 3 else _lower_ratio)(rec64, k, st, False)
+            p, tol, counts = (_halved if st.order == 3 else _lower_update)(rec64, k, st, False)
             res = {"ratio": 0.0, "ratio32": 0.0, "abs": 0.0}
             checks._fold_step(res, st.x_out, p, tol, counts, False, k, st)
             key = "halved32" if st.order == 3 else "lower32"
@@ -244,23 +244,21 @@ def test_wrong_variants_exceed_the_bound():
 
 
 # ------------------------------------------------------------------------------------------ order
-M, S, Z = 0.7, 0.5, 1.3   # a 1-D Gaussian N(M, S^2) and the trajectory through the latent Z
+#: a 1-D Gaussian N(0.7, 0.5^2) (the audit's exact model, not its oracle) and the trajectory through the latent Z
+LINE, Z = GaussianTarget((0.7,), 0.5), 1.3
 
 
-def _levels(lam):
-    """alpha, sigma of half log-SNR levels (alpha^2 + sigma^2 = 1)."""
-    a = 1.0 / np.sqrt(1.0 + np.exp(-2.0 * lam))
-    return a, a * np.exp(-lam)
+def _trajectory(lam) -> tuple[np.ndarray, list]:
+    """OU times of the half log-SNR levels ``lam`` and the exact probability-flow states there: the trajectory
+    through Z at the first level (mean + sqrt(variance) Z), carried by the target's exact flow map."""
+    t = np.array([ou_time_of_sigma(math.exp(-v)) for v in lam])
+    mean, var = LINE.marginal(t[0])
+    x0 = mean + math.sqrt(var) * Z
+    return t, [r * x0 + c for r, c in (LINE.flow_map(t[0], u) for u in t)]
 
 
-def _exact(a, sg):
-    """The probability-flow trajectory through Z: x = a M + sqrt(a^2 S^2 + sigma^2) Z."""
-    return a * M + np.sqrt(a * a * S * S + sg * sg) * Z
-
-
-def _eps(x, a, sg):
-    D = M + a * S * S / (a * a * S * S + sg * sg) * (x - a * M)
-    return (x - a * D) / sg
+def _eps(x: np.ndarray, t: float) -> np.ndarray:
+    return LINE.model_output(x, t, "epsilon")
 
 
 def _scheduler(lam):
@@ -272,17 +270,17 @@ def _scheduler(lam):
     return sch
 
 
-def _quadrature_step(lam, xs, i):
+def _quadrature_step(lam, t, xs, i):
     """The derived step i -> i + 1, written here: x_{i+1} = (alpha_{i+1}/alpha_i) x_i - sigma_{i+1} int_0^h e^{h-u}
     P(u) du, P the quadratic interpolant of the noise prediction in lambda through calls i - 2, i - 1, i, by
     20-point Gauss-Legendre quadrature (exact to rounding for this smooth integrand)."""
-    a, sg = _levels(lam)
     nodes = [i - 2, i - 1, i]
-    poly = np.polyfit(lam[nodes] - lam[i], [_eps(xs[k], a[k], sg[k]) for k in nodes], 2)
+    poly = np.polyfit(lam[nodes] - lam[i], [float(_eps(xs[k], t[k])[0]) for k in nodes], 2)
     h = lam[i + 1] - lam[i]
     u, w = np.polynomial.legendre.leggauss(20)
     u, w = 0.5 * h * (u + 1.0), 0.5 * h * w
-    return a[i + 1] / a[i] * xs[i] - sg[i + 1] * float(np.sum(w * np.exp(h - u) * np.polyval(poly, u)))
+    sig = math.sqrt(-math.expm1(-2.0 * t[i + 1]))
+    return math.exp(t[i] - t[i + 1]) * xs[i] - sig * float(np.sum(w * np.exp(h - u) * np.polyval(poly, u)))
 
 
 def _window(errs) -> tuple[float, float]:
@@ -305,15 +303,13 @@ def _local_errors(h: float, lam0: float = -1.0) -> tuple[float, float]:
     float64 sample: step() would round it to float32, a floor of ~1e-7).  lam0 = -1: away from lambda ~ 1, where the
     curvature of this target's noise prediction along the trajectory crosses zero and the exponent is erratic."""
     lam = lam0 + h * np.arange(-2.0, 2.0)
-    a, sg = _levels(lam)
+    t, xs = _trajectory(lam)
     sch = _scheduler(lam)
     for k in range(2):
-        x = torch.tensor([_exact(a[k], sg[k])], dtype=torch.float64)
-        sch.step(_eps(x, a[k], sg[k]), sch.timesteps[k], x)
-    x = torch.tensor([_exact(a[2], sg[2])], dtype=torch.float64)
-    out = _step64(sch, _eps(x, a[2], sg[2]), x)
-    ex = _exact(a[3], sg[3])
-    return abs(float(out[0]) - ex), abs(_quadrature_step(lam, [_exact(a[k], sg[k]) for k in range(3)], 2) - ex)
+        x = torch.from_numpy(xs[k])
+        sch.step(torch.from_numpy(_eps(xs[k], t[k])), sch.timesteps[k], x)
+    out = _step64(sch, torch.from_numpy(_eps(xs[2], t[2])), torch.from_numpy(xs[2]))
+    return abs(float(out[0]) - float(xs[3][0])), abs(float(_quadrature_step(lam, t, xs, 2)[0]) - float(xs[3][0]))
 
 
 def test_local_error_exponents():
@@ -331,18 +327,16 @@ def _run_errors(n: int, lo: float = -3.0, hi: float = 0.0) -> tuple[float, float
     [-3, 0]: on some ranges (e.g. [-2.5, 2.5]) the leading global error coefficient of one method nearly cancels
     and its exponent is pre-asymptotic; the window then excludes no neighbour and the test would fail, not pass."""
     lam = np.linspace(lo, hi, n + 1)
-    a, sg = _levels(lam)
+    t, exact = _trajectory(lam)
     sch = _scheduler(lam)
     for k in range(2):
-        x = torch.tensor([_exact(a[k], sg[k])], dtype=torch.float64)
-        sch.step(_eps(x, a[k], sg[k]), sch.timesteps[k], x)
-    x = torch.tensor([_exact(a[2], sg[2])], dtype=torch.float64)
-    xs = [_exact(a[k], sg[k]) for k in range(3)]
+        sch.step(torch.from_numpy(_eps(exact[k], t[k])), sch.timesteps[k], torch.from_numpy(exact[k]))
+    x = torch.from_numpy(exact[2])
+    xs = exact[:3]
     for k in range(2, n):
-        x = _step64(sch, _eps(x, a[k], sg[k]), x)
-        xs.append(_quadrature_step(lam, xs, k))
-    ex = _exact(a[-1], sg[-1])
-    return abs(float(x[0]) - ex), abs(xs[-1] - ex)
+        x = _step64(sch, torch.from_numpy(_eps(x.numpy(), t[k])), x)
+        xs.append(_quadrature_step(lam, t, xs, k))
+    return abs(float(x[0]) - float(exact[-1][0])), abs(float(xs[-1][0]) - float(exact[-1][0]))
 
 
 def test_global_orders():
