@@ -245,6 +245,26 @@ def test_euler_ve_step_is_the_ddim_update():
         O.euler_ve_step(tg, x, 0.5, 0.6)
 
 
+def test_jobs_rows_equal_the_serial_run(audit, tmp_path):
+    """``--jobs 2`` (forked workers, as CI runs the reduced audit) writes the serial run's rows: same findings,
+    same measured ratios and errors bit for bit (each worker audits whole schedulers), only the timings differ.
+    Each run is a fresh ``guidance-verify`` process, as in CI: the command forks before any parallel kernel runs,
+    and GNU OpenMP refuses a fork of a process whose thread pool has run ("fork() called from a process already
+    using GNU OpenMP", as after this pytest worker's earlier tests)."""
+    import subprocess
+
+    rows = {}
+    for jobs in ("2", "1"):
+        out = tmp_path / jobs
+        cmd = [sys.executable, "-m", "numerics.cli", "audit", "diffusers", "--reduced", "--only", "DDIM",
+               "--only", "EulerDiscrete", "--jobs", jobs, "--out", str(out)]
+        assert subprocess.run(cmd, capture_output=True).returncode in (0, 1)   # 1: DDIM's relabelling findings
+        data = json.loads((out / "audit.json").read_text())
+        rows[jobs] = [{k: v for k, v in r.items() if k != "seconds"} for r in data["schedulers"]]
+    assert [r["scheduler"] for r in rows["2"]] == ["DDIM", "EulerDiscrete"]
+    assert rows["1"] == rows["2"]
+
+
 def test_bad_jobs(audit, tmp_path, capsys):
     assert main(["audit", "diffusers", "--only", "DDIM", "--jobs", "0", "--out", str(tmp_path / "o")]) == 2
     assert "--jobs" in capsys.readouterr().err
