@@ -17,7 +17,9 @@ scheduler's own precision (the derived rounding bound of :mod:`numerics.audit.or
                 N(m, s^2 I)), and a third point (z = -1/2) measures non-affinity.  Reported: the KL to the
                 target's marginal at the final level, the map's error against the exact probability-flow map
                 from the same start level, and the observed order against the theory's.
-``finite``      counted: NaN or inf anywhere in the output over a sweep of the configurations users set.
+``finite``      counted: NaN or inf anywhere in the output (or a crash) over a sweep of the configurations users
+                set (:class:`Profile`: a base product, then ``steps_offset``, ``final_sigmas_type`` and
+                ``rescale_betas_zero_snr`` one value at a time); a failure only at an axis value is keyed by it.
 ``guidance``    on a labelled 1-D mixture (:data:`MIXTURE`), for the schedulers of :data:`GUIDED`, with diffusers'
                 CFG :math:`\hat\varepsilon_u + g(\hat\varepsilon_c - \hat\varepsilon_u)` of the exact outputs
                 (``g = guidance_scale`` = the package's CG weight ``w``; Ho-Salimans' weight is ``g - 1``;
@@ -38,6 +40,7 @@ import inspect
 import itertools
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -47,7 +50,8 @@ from numerics.audit.targets import PREDICTION_TYPES, GaussianTarget, MixtureTarg
 from numerics.divergences import gaussian_kl_1d
 
 __all__ = ["Finding", "Profile", "PROFILES", "TARGET", "step_check", "run_check", "table_loss", "law_and_order",
-           "finiteness", "audit_scheduler", "MIXTURE", "GUIDED", "CFGModel", "rescale_bound", "guidance_check"]
+           "finiteness", "finite_design", "FiniteConfig", "SWEEP_AXES", "audit_scheduler", "MIXTURE", "GUIDED",
+           "CFGModel", "rescale_bound", "guidance_check"]
 
 #: The audit's Gaussian target: N(m, s^2 I), d = 2, with a mean off the origin and s != 1 (every coefficient of
 #: the update matters: s = 1, m = 0 would make the denoiser's gain alpha_t and hide the x-coefficient).
@@ -65,14 +69,18 @@ class Finding:
     bound: float
     what: str
     cls: str = ""
+    #: the sweep axis value the finding is attributed to (``"rescale_betas_zero_snr=True"``: the same configuration
+    #: at the scheduler's own value of that axis is finite), or "" (:func:`finiteness`)
+    axis: str = ""
 
     @property
     def key(self) -> str:
-        """Identity against a baseline: scheduler, check and the kind of disagreement."""
+        """Identity against a baseline: scheduler, check, the kind of disagreement, and the sweep axis value it is
+        attributed to (if any)."""
         kind = self.what.split(":")[0]
         tables = "native" if "tables native" in self.what else ("float64" if "tables float64" in self.what else "")
         spacing = self.config.get("timestep_spacing", "") if self.check == "run" else ""
-        return ":".join(x for x in (self.scheduler, self.check, kind, tables, spacing) if x)
+        return ":".join(x for x in (self.scheduler, self.check, kind, tables, spacing, self.axis) if x)
 
     def reproduction(self) -> str:
         cfg = ", ".join(f"{k}={v!r}" for k, v in sorted(self.config.items()))
@@ -113,7 +121,7 @@ def _repro_tail(f: "Finding") -> str:
                 "# pipelines combine them as noise_pred = eps_u + guidance_scale * (eps_c - eps_u) before s.step(...)\n"
                 "print(s.timesteps)\n")
     if f.check == "finite":
-        return ("x = torch.tensor([0.0, 1.0, -1.0]) * s.init_noise_sigma\n"
+        return ("x = torch.tensor([[0.0, 1.0, -1.0]]) * s.init_noise_sigma  # one sample of 3 elements\n"
                 "g = torch.Generator().manual_seed(0)\n"
                 "for t in s.timesteps:  # model output 0: a non-finite value here comes from the schedule\n"
                 "    s.scale_model_input(x, t)\n"
@@ -124,24 +132,78 @@ def _repro_tail(f: "Finding") -> str:
 
 @dataclass(frozen=True)
 class Profile:
+    r"""The audit's sweep.
+
+    Attributes
+    ----------
+    steps_ns, order_ns : tuple of int
+        Step counts of the step and run checks (over ``predictions`` x ``spacings``) and of the law-and-order sweep.
+    finite_ns, finite_dtypes : tuple
+        Step counts and sample dtypes of the finiteness sweep's base product.
+    predictions, spacings, betas : tuple of str
+        ``prediction_type``, ``timestep_spacing`` and ``beta_schedule`` values.
+    steps_offsets, final_sigmas_types, zero_snrs : tuple
+        Values of the finiteness sweep's one-at-a-time axes ``steps_offset``, ``final_sigmas_type`` and
+        ``rescale_betas_zero_snr`` (:data:`SWEEP_AXES`); a scheduler's own value is its base, not swept again.
+    axis_ns, axis_dtypes : tuple
+        Step counts and sample dtypes of the axis sweep.
+    guide_ns, guide_scales, guide_spacings, guide_rescales : tuple
+        The guidance check's step counts (dividing num_train_timesteps = 1000, so that DDIM's grid is not
+        relabelled: that is the ``run`` check's finding), guidance scales, spacings, and ``guidance_rescale``
+        values (DDIM, one run per class).
+
+    Notes
+    -----
+    The finiteness design (:func:`finite_design`; a key the scheduler's ``__init__`` does not take is not swept):
+
+    * the base product ``betas`` x ``spacings`` x ``set_alpha_to_one`` (True, False) x ``predictions`` x
+      ``finite_ns`` x ``finite_dtypes``, every other setting at the scheduler's own value (its
+      :class:`~numerics.audit.diffusers_driver.SchedulerSpec` setting, else its ``__init__`` default);
+    * then each axis value other than the scheduler's own, one axis at a time: value x ``betas`` x ``spacings`` x
+      ``predictions`` x ``axis_ns`` x ``axis_dtypes``, ``set_alpha_to_one`` and the other axes at the scheduler's
+      own values.
+
+    Each axis value thus meets every pair of beta schedule, spacing and prediction type, and the axes add to the
+    sweep's size instead of multiplying it.  Solver order and algorithm type are not axes here: they are the
+    separate scheduler configurations of :data:`~numerics.audit.diffusers_driver.SPECS`.
+    """
     steps_ns: tuple
     order_ns: tuple
     finite_ns: tuple
     predictions: tuple = PREDICTION_TYPES
     spacings: tuple = ("leading", "trailing", "linspace")
     betas: tuple = ("linear", "scaled_linear", "squaredcos_cap_v2")
-    #: guidance: step counts (dividing num_train_timesteps = 1000, so that DDIM's grid is not relabelled: that is
-    #: the ``run`` check's finding), guidance scales, and guidance_rescale values (DDIM, one run per class)
+    finite_dtypes: tuple = ("float32", "float64")
+    steps_offsets: tuple = (0, 1)
+    final_sigmas_types: tuple = ("zero", "sigma_min")
+    zero_snrs: tuple = (False, True)
+    axis_ns: tuple = (1, 2, 3, 7, 13)
+    axis_dtypes: tuple = ("float32",)
     guide_ns: tuple = (2, 10)
     guide_scales: tuple = (1.0, 7.5)
     guide_spacings: tuple = ("leading", "trailing")
     guide_rescales: tuple = (0.7,)
 
+    def __post_init__(self):
+        for name in ("finite_ns", "axis_ns"):
+            ns = getattr(self, name)
+            if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in ns):
+                raise ValueError(f"{name}: step counts must be integers >= 1, got {ns!r}")
+        for name in ("finite_dtypes", "axis_dtypes"):
+            bad = [d for d in getattr(self, name) if d not in ("float32", "float64")]
+            if bad:
+                raise ValueError(f"{name}: sample dtypes are 'float32' or 'float64', got {bad[0]!r}")
+
+
+#: The full profile's step counts of the axis sweep: 1 to 13, the primes to 47, 20 and 50 (about a third of the
+#: cost of every count to 50: a run costs about its number of steps).
+FULL_AXIS_NS = tuple(range(1, 14)) + (17, 19, 20, 23, 29, 31, 37, 41, 43, 47, 50)
 
 PROFILES = {
     "reduced": Profile(steps_ns=(1, 2, 7, 10, 50), order_ns=(10, 20, 50, 100, 200), finite_ns=(1, 2, 3, 7, 13)),
     "full": Profile(steps_ns=(1, 2, 3, 5, 7, 10, 13, 20, 50, 100), order_ns=(10, 20, 50, 100, 200, 500, 999),
-                    finite_ns=tuple(range(1, 51)), guide_ns=(1, 2, 5, 10, 20, 50),
+                    finite_ns=tuple(range(1, 51)), axis_ns=FULL_AXIS_NS, axis_dtypes=("float32", "float64"),
+                    guide_ns=(1, 2, 5, 10, 20, 50),
                     guide_scales=(0.0, 1.0, 3.0, 7.5), guide_rescales=(0.7, 1.0)),
 }
 
@@ -293,40 +355,147 @@ def law_and_order(spec: dd.SchedulerSpec, ns, target: GaussianTarget = TARGET, c
     return {"rows": rows, "observed_order": slope, "expected_order": spec.order}
 
 
-def _accepts(cls_name: str, key: str) -> bool:
+def _init_params(cls_name: str) -> dict:
+    """The parameters of diffusers' ``<cls_name>.__init__`` (name -> :class:`inspect.Parameter`)."""
     _, diffusers = dd.load()
-    return key in inspect.signature(getattr(diffusers, cls_name).__init__).parameters
+    return dict(inspect.signature(getattr(diffusers, cls_name).__init__).parameters)
 
 
-def finiteness(spec: dd.SchedulerSpec, prof: Profile, target: GaussianTarget = TARGET) -> tuple[int, list, list]:
-    """``(configurations run, findings, unsupported)``: NaN/inf anywhere in the output over the sweep (an exception
-    other than NotImplementedError counts too); configurations the scheduler refuses with NotImplementedError are
-    listed as unsupported, not findings.  Keys the scheduler does not take are not swept."""
-    found, count, unsupported = [], 0, set()
-    extra = [("set_alpha_to_one", (True, False))] if _accepts(spec.cls, "set_alpha_to_one") else []
-    axes = [(k, v) for k, v in (("beta_schedule", prof.betas), ("timestep_spacing", prof.spacings))
-            if _accepts(spec.cls, k)] + extra
-    z = np.array([[0.0, 0.0], [1.0, -1.0]])
-    for values in itertools.product(*[v for _, v in axes]):
-        cfg = dict(zip([k for k, _ in axes], values))
-        for pred, n, dtype in itertools.product(prof.predictions, prof.finite_ns, ("float32", "float64")):
-            count += 1
-            try:
-                with np.errstate(all="ignore"):
-                    rec = dd.run(spec, n, target, z, config=cfg, prediction_type=pred, tables="native",
-                                 sample_dtype=dtype, record_steps=False)
-                bad = not np.isfinite(rec.out).all()
-                what = "non-finite output: NaN/inf in the final sample" if bad else ""
-            except NotImplementedError as exc:  # a documented refusal (e.g. prediction_type not implemented)
-                unsupported.add(f"{pred}: {exc}"[:200])
+def _accepts(cls_name: str, key: str) -> bool:
+    return key in _init_params(cls_name)
+
+
+#: The finiteness sweep's one-at-a-time axes: the scheduler setting and the :class:`Profile` field of its values.
+SWEEP_AXES = (("steps_offset", "steps_offsets"), ("final_sigmas_type", "final_sigmas_types"),
+              ("rescale_betas_zero_snr", "zero_snrs"))
+
+
+class FiniteConfig(NamedTuple):
+    """One configuration of the finiteness sweep (:func:`finite_design`)."""
+
+    axis: str              # "" (the base product) or "<key>=<value>", e.g. "steps_offset=1"
+    key: str               # the axis' setting, or ""
+    own: object            # the scheduler's own value of ``key`` (its spec setting, else its __init__ default)
+    config: dict           # the swept settings (the spec's settings are added by the driver)
+    prediction_type: str
+    n_steps: int
+    sample_dtype: str
+
+
+def finite_design(spec: dd.SchedulerSpec, prof: Profile) -> list[FiniteConfig]:
+    """The configurations :func:`finiteness` runs for one scheduler.
+
+    Parameters
+    ----------
+    spec : SchedulerSpec
+        The scheduler configuration; its settings are the base of every axis it sets.
+    prof : Profile
+        The sweep (its Notes give the design).
+
+    Returns
+    -------
+    list of FiniteConfig
+        The base product, then each value of each :data:`SWEEP_AXES` axis other than the scheduler's own; keys the
+        scheduler's ``__init__`` does not take are left out.
+    """
+    params = _init_params(spec.cls)
+    base_axes = [(k, v) for k, v in (("beta_schedule", prof.betas), ("timestep_spacing", prof.spacings),
+                                     ("set_alpha_to_one", (True, False))) if k in params]
+    out = []
+    for values in itertools.product(*[v for _, v in base_axes]):
+        cfg = dict(zip([k for k, _ in base_axes], values))
+        for pred, n, dtype in itertools.product(prof.predictions, prof.finite_ns, prof.finite_dtypes):
+            out.append(FiniteConfig("", "", None, cfg, pred, n, dtype))
+    grid = [(k, v) for k, v in base_axes if k != "set_alpha_to_one"]
+    for key, field in SWEEP_AXES:
+        if key not in params:
+            continue
+        own = spec.kwargs.get(key, params[key].default)
+        for value in getattr(prof, field):
+            if value == own:
                 continue
-            except Exception as exc:  # a crash on a valid configuration is reported, not raised
-                bad, what = True, f"exception: {type(exc).__name__}: {exc}"[:300]
-            if bad:
-                full = {**spec.kwargs, **cfg, "prediction_type": pred}
-                found.append(Finding(spec.name, "finite", full, n, math.nan, math.nan,
-                                     what + f" (samples {dtype})", spec.cls))
-    return count, found, sorted(unsupported)
+            for values in itertools.product(*[v for _, v in grid]):
+                cfg = {**dict(zip([k for k, _ in grid], values)), key: value}
+                for pred, n, dtype in itertools.product(prof.predictions, prof.axis_ns, prof.axis_dtypes):
+                    out.append(FiniteConfig(f"{key}={value}", key, own, cfg, pred, n, dtype))
+    return out
+
+
+def _finite_run(spec, c: FiniteConfig, cfg: dict, target, z, scheduler_factory) -> tuple[str | None, str]:
+    """Run configuration ``c`` with the swept settings ``cfg``: ``(refusal, what)``.  ``refusal``: the message of
+    a NotImplementedError or ValueError at construction or of a NotImplementedError in the run (a configuration
+    the scheduler documents as unsupported), else None; ``what``: "" if the output is finite, else what went wrong
+    (NaN/inf, or any other exception: a crash on a configuration the scheduler accepted)."""
+    full = {**spec.kwargs, **cfg, "prediction_type": c.prediction_type}
+    try:
+        sched = scheduler_factory(full) if scheduler_factory is not None else dd.build(spec.cls, full)
+    except (NotImplementedError, ValueError) as exc:   # refused at construction
+        return str(exc), ""
+    try:
+        with np.errstate(all="ignore"):
+            rec = dd.run(spec, c.n_steps, target, z, config=cfg, prediction_type=c.prediction_type,
+                         tables="native", sample_dtype=c.sample_dtype, record_steps=False, scheduler=sched)
+    except NotImplementedError as exc:  # a documented refusal (e.g. prediction_type not implemented)
+        return str(exc), ""
+    except Exception as exc:  # a crash on a valid configuration is reported, not raised
+        return None, f"exception: {type(exc).__name__}: {exc}"[:300]
+    return None, "" if np.isfinite(rec.out).all() else "non-finite output: NaN/inf in the final sample"
+
+
+def finiteness(spec: dd.SchedulerSpec, prof: Profile, target: GaussianTarget = TARGET,
+               scheduler_factory=None) -> tuple[int, list, list, dict]:
+    """NaN/inf anywhere in the output over :func:`finite_design` (the exact model of ``target``, tables as shipped).
+
+    A NotImplementedError or ValueError at construction, or a NotImplementedError in the run, is a documented
+    refusal: unsupported, not a finding.  Any other exception is a finding (a crash on a configuration the
+    scheduler accepted).  A failure at an axis value is attributed to it (:attr:`Finding.axis`, part of the key)
+    only if the same configuration at the scheduler's own value of that axis passes; else it is the base
+    configuration's finding.
+
+    Parameters
+    ----------
+    spec : SchedulerSpec
+        The scheduler configuration.
+    prof : Profile
+        The sweep.
+    target : GaussianTarget
+        The target whose exact model outputs drive the runs.
+    scheduler_factory : callable, optional
+        ``scheduler_factory(config)`` replaces ``diffusers.<cls>(**config)`` (tests feed a broken scheduler).
+
+    Returns
+    -------
+    configurations : int
+        Configurations run (refused ones included).
+    findings : list of Finding
+        One per failing configuration (the report keeps the smallest per key).
+    unsupported : list of str
+        Each refusal message once, prefixed by the first configuration that met it.
+    per_axis : dict
+        Configurations run per axis value, e.g. ``{"steps_offset=1": 135}``.
+    """
+    found, count, unsupported, per_axis = [], 0, {}, {}
+    z = np.array([[0.0, 0.0], [1.0, -1.0]])
+    for c in finite_design(spec, prof):
+        count += 1
+        if c.axis:
+            per_axis[c.axis] = per_axis.get(c.axis, 0) + 1
+        refusal, what = _finite_run(spec, c, c.config, target, z, scheduler_factory)
+        if refusal is not None:
+            unsupported.setdefault(refusal, f"{c.axis}, {c.prediction_type}" if c.axis else c.prediction_type)
+            continue
+        if not what:
+            continue
+        cfg, axis, what = c.config, c.axis, what + f" (samples {c.sample_dtype}"
+        if axis:   # the same configuration at the scheduler's own value of the axis (the spec's, or the default)
+            base = {k: v for k, v in cfg.items() if k != c.key}
+            if _finite_run(spec, c, base, target, z, scheduler_factory)[1]:
+                cfg, axis = base, ""
+            else:
+                what += f"; finite with {c.key}={c.own!r}"
+        found.append(Finding(spec.name, "finite", {**spec.kwargs, **cfg, "prediction_type": c.prediction_type},
+                             c.n_steps, math.nan, math.nan, what + ")", spec.cls, axis))
+    return count, found, sorted(f"{label}: {msg}"[:200] for msg, label in unsupported.items()), per_axis
 
 
 def _precision_what(tables: str, dropped: bool) -> str:
@@ -417,8 +586,9 @@ def audit_scheduler(spec: dd.SchedulerSpec, prof: Profile, target: GaussianTarge
     if spec.name in GUIDED:
         row["guidance"], gfound = guidance_check(spec, prof, scheduler_factory=scheduler_factory)
         findings += gfound
-    n_cfg, fin, unsupported = finiteness(spec, prof, target)
-    row["finite"] = {"configurations": n_cfg, "non_finite": len(fin), "unsupported": unsupported}
+    n_cfg, fin, unsupported, per_axis = finiteness(spec, prof, target, scheduler_factory=scheduler_factory)
+    row["finite"] = {"configurations": n_cfg, "non_finite": len(fin), "unsupported": unsupported,
+                     "axis_configurations": per_axis}
     findings += fin
     row["findings"] = [f.to_dict() for f in _minimal(findings)]
     return row

@@ -274,7 +274,10 @@ def _orders(sched, spec: SchedulerSpec, cfg: dict) -> list[int] | None:
 
 def _level_t(sched, spec: SchedulerSpec, timestep, idx: int) -> float:
     if spec.abar_indexed:
-        return ou_time(float(sched.alphas_cumprod[int(timestep)]))
+        abar = float(sched.alphas_cumprod[int(timestep)])
+        # alpha_bar = 0 (DDIM, DDPM with rescale_betas_zero_snr=True: the last training level is pure noise) is
+        # OU time inf, where the exact model's outputs are their finite limits (D = m, eps = x, v = -m)
+        return math.inf if abar == 0.0 else ou_time(abar)
     return ou_time_of_sigma(float(sched.sigmas[idx]))
 
 
