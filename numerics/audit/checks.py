@@ -48,10 +48,11 @@ from numerics.audit import diffusers_driver as dd
 from numerics.audit import oracle as O
 from numerics.audit.targets import PREDICTION_TYPES, GaussianTarget, MixtureTarget
 from numerics.divergences import gaussian_kl_1d
+from numerics.stats import ENSEMBLE_LEVEL
 
 __all__ = ["Finding", "Profile", "PROFILES", "TARGET", "step_check", "run_check", "table_loss", "law_and_order",
            "finiteness", "finite_design", "FiniteConfig", "SWEEP_AXES", "audit_scheduler", "MIXTURE", "GUIDED",
-           "CFGModel", "rescale_bound", "guidance_check"]
+           "CFGModel", "rescale_bound", "guidance_check", "GUIDED_LAWS", "LAW_GRID", "dkw_eps", "guided_law_check"]
 
 #: The audit's Gaussian target: N(m, s^2 I), d = 2, with a mean off the origin and s != 1 (every coefficient of
 #: the update matters: s = 1, m = 0 would make the denoiser's gain alpha_t and hide the x-coefficient).
@@ -151,6 +152,9 @@ class Profile:
         The guidance check's step counts (dividing num_train_timesteps = 1000, so that DDIM's grid is not
         relabelled: that is the ``run`` check's finding), guidance scales, spacings, and ``guidance_rescale``
         values (DDIM, one run per class).
+    law_n, law_scale, law_class, law_samples
+        The guided-law check (:func:`guided_law_check`): step count, guidance scale, class and number of
+        independent chains.
 
     Notes
     -----
@@ -183,6 +187,10 @@ class Profile:
     guide_scales: tuple = (1.0, 7.5)
     guide_spacings: tuple = ("leading", "trailing")
     guide_rescales: tuple = (0.7,)
+    law_n: int = 10
+    law_scale: float = 3.0
+    law_class: int = 2
+    law_samples: int = 5000
 
     def __post_init__(self):
         for name in ("finite_ns", "axis_ns"):
@@ -204,7 +212,7 @@ PROFILES = {
     "full": Profile(steps_ns=(1, 2, 3, 5, 7, 10, 13, 20, 50, 100), order_ns=(10, 20, 50, 100, 200, 500, 999),
                     finite_ns=tuple(range(1, 51)), axis_ns=FULL_AXIS_NS, axis_dtypes=("float32", "float64"),
                     guide_ns=(1, 2, 5, 10, 20, 50),
-                    guide_scales=(0.0, 1.0, 3.0, 7.5), guide_rescales=(0.7, 1.0)),
+                    guide_scales=(0.0, 1.0, 3.0, 7.5), guide_rescales=(0.7, 1.0), law_samples=20000),
 }
 
 
@@ -586,6 +594,9 @@ def audit_scheduler(spec: dd.SchedulerSpec, prof: Profile, target: GaussianTarge
     if spec.name in GUIDED:
         row["guidance"], gfound = guidance_check(spec, prof, scheduler_factory=scheduler_factory)
         findings += gfound
+    if spec.name in GUIDED_LAWS:
+        row["guided_law"], lfound = guided_law_check(spec, prof, scheduler_factory=scheduler_factory)
+        findings += lfound
     n_cfg, fin, unsupported, per_axis = finiteness(spec, prof, target, scheduler_factory=scheduler_factory)
     row["finite"] = {"configurations": n_cfg, "non_finite": len(fin), "unsupported": unsupported,
                      "axis_configurations": per_axis}
@@ -752,4 +763,95 @@ def guidance_check(spec: dd.SchedulerSpec, prof: Profile, target: MixtureTarget 
                                      math.nan, f"rescale: rescale_noise_cfg(guidance_rescale={phi:g}) differs from its "
                                      f"formula by {worst:.3g} x the rounding bound (guidance_scale={g:g}; tables "
                                      "float64)", spec.cls))
+    return row, found
+
+
+
+# ---------------------------------------------------------------------------------------------------- guided laws
+#: Stochastic schedulers whose guided output law is checked (:func:`guided_law_check`).
+GUIDED_LAWS = ("DDPM",)
+#: The space grid of the propagated law: ``(lo, hi, points)``.  It holds the mixture's guided laws at every level
+#: (the start N(0, 1) loses 3e-7 outside it, counted in ``escaped``); spacing 0.005 against the narrowest kernel,
+#: the DDPM step to the first training level (std 0.01 at 10 steps): two spacings per standard deviation, where the
+#: trapezoid rule's aliasing error of a Gaussian kernel is :math:`\approx 2e^{-2\pi^2(0.01/0.005)^2} \approx 10^{-34}`.
+LAW_GRID = (-5.0, 5.5, 2101)
+#: Seeds of one law check ``s``: the start draws use ``LAW_SEED_STRIDE * s``, step ``k`` of the run
+#: ``LAW_SEED_STRIDE * s + 1 + k`` (:func:`numerics.audit.diffusers_driver.run`): no two streams coincide.
+LAW_SEED_STRIDE = 1000
+
+
+def dkw_eps(n: int, level: float = ENSEMBLE_LEVEL) -> float:
+    r"""The DKW band of ``n`` i.i.d. draws at confidence ``level``:
+    :math:`P(\sup_x|F_n(x) - F(x)| > \varepsilon) \le 2e^{-2n\varepsilon^2}` (Massart's constant), so
+    :math:`\varepsilon = \sqrt{\log(2/(1 - \mathrm{level}))/(2n)}`."""
+    if not (isinstance(n, (int, np.integer)) and n >= 1):
+        raise ValueError(f"n: must be an integer >= 1, got {n!r}")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level: must be in (0, 1), got {level!r}")
+    return math.sqrt(math.log(2.0 / (1.0 - level)) / (2.0 * n))
+
+
+_LAW_CACHE: dict = {}
+
+
+def _law(target: MixtureTarget, grid: tuple, y: int, g: float, start_var: float) -> dict:
+    key = (repr(target), grid, y, g, start_var)
+    if key not in _LAW_CACHE:
+        if len(_LAW_CACHE) > 32:
+            _LAW_CACHE.clear()
+        from numerics.references.grid_density import uniform_grid
+
+        _LAW_CACHE[key] = O.ddpm_guided_law(target, grid, y, g, uniform_grid(*LAW_GRID), start_var)
+    return _LAW_CACHE[key]
+
+
+def guided_law_check(spec: dd.SchedulerSpec, prof: Profile, target: MixtureTarget = MIXTURE, combine=None,
+                     scheduler_factory=None, seed: int = 0) -> tuple[dict, list]:
+    r"""Counted ``guided-law``: the output law of a stochastic scheduler (DDPM) run with diffusers' CFG of the exact
+    outputs against the exact law of the package's guided chain on the same grid: ``(row, findings)``.
+
+    ``prof.law_samples`` independent 1-D chains (one sample of that many elements) start at
+    :math:`z\cdot` ``init_noise_sigma``, :math:`z \sim N(0, 1)` drawn by a seeded ``torch.Generator`` as the
+    pipelines do; the scheduler runs ``prof.law_n`` steps with guidance scale ``prof.law_scale`` toward class
+    ``prof.law_class``.  The reference is :func:`numerics.audit.oracle.ddpm_guided_law` from the start's own law
+    :math:`N(0, \mathrm{init\_noise\_sigma}^2)` at the first level (not the target's marginal there: at
+    :math:`\bar\alpha_T > 0` they differ).  Measured: :math:`\sup|F_N - F|` over the points where :math:`F` is
+    known (a lower bound of the sup over all :math:`x`, so the genuine verdict is not weakened by it).  Bound:
+    :func:`dkw_eps` at :data:`numerics.stats.ENSEMBLE_LEVEL` (a false alarm with chance at most 2.5e-6 per check:
+    the verdict does not depend on the seed) plus the law's own CDF error (``escaped + refinement + cdf_sum +
+    rounding``, and ``n N P(|z| > 8)``, of :func:`~numerics.audit.oracle.ddpm_guided_law`).
+
+    Power (exact laws, not samples: the sup distance between the propagated laws of the genuine and the wrong
+    chain, reduced profile, 10 steps, class 2, scale 3): guidance weight ``g - 1`` (Ho-Salimans' ``w`` for
+    :math:`\gamma = 1 + w`) 0.257; unconditional and conditional outputs swapped (weight :math:`-g`) 0.9999; no
+    guidance 0.96; against a bound of 0.037 at 5000 chains, a wrong run measures at least the distance minus the
+    DKW band, so it is flagged at more than 5 x the bound.
+    """
+    torch, _ = dd.load()
+    n, g, y, N = prof.law_n, float(prof.law_scale), prof.law_class, prof.law_samples
+    cfg = {}
+    full = {**spec.kwargs, "prediction_type": "epsilon"}
+    z = torch.randn(N, generator=torch.Generator().manual_seed(LAW_SEED_STRIDE * seed),
+                    dtype=torch.float64).numpy()[None, :]
+    model = CFGModel(target, y, g, combine)
+    sched = scheduler_factory(dict(full)) if scheduler_factory is not None else None
+    rec = dd.run(spec, n, model, z, config=cfg, prediction_type="epsilon", tables="float64", scheduler=sched,
+                 record_steps=False, seed=LAW_SEED_STRIDE * seed + 1)
+    law = _law(target, tuple(float(t) for t in rec.grid), y, g, float(rec.start_scale) ** 2)
+    out = np.sort(rec.out.ravel())
+    emp = np.searchsorted(out, law["points"], side="right") / N
+    sup = float(np.max(np.abs(emp - law["cdf"])))
+    eps = dkw_eps(N)
+    grid_err = law["escaped"] + law["refinement"] + law["cdf_sum"] + law["rounding"] + n * N * law["z_tail"]
+    bound = eps + grid_err
+    row = {"n": n, "guidance_scale": g, "class": y, "samples": N, "seed": seed, "sup_cdf": sup, "bound": bound,
+           "dkw": eps, "law_error": grid_err, "ratio": sup / bound, "start_sigma": float(rec.start_scale),
+           "cfg_identity": model.identity_ratio}
+    found = []
+    if sup > bound:
+        found.append(Finding(spec.name, "guidance", full, n, sup, bound,
+                             f"guided-law: the CFG-guided output's empirical CDF ({N} chains, seed {seed}) differs "
+                             f"from the exact law of the package's guided chain on the same grid by {sup:.3g} = "
+                             f"{sup / bound:.3g} x the bound (DKW {eps:.3g} + law error {grid_err:.2g}; "
+                             f"guidance_scale={g:g}, class {y}; tables float64)", spec.cls))
     return row, found
