@@ -92,3 +92,53 @@ def test_law_is_a_cdf_from_the_start_law(audit):
     # a last deterministic step whose map D_w is not increasing (guided, from OU time 0.01) has no pushforward CDF
     with pytest.raises(ValueError, match="not increasing"):
         O.ddpm_guided_law(checks.MIXTURE, [2.0, 1.0, 0.3, 0.01, 0.0], 2, 3.0, x)
+
+
+# ------------------------------------------------------------------ deterministic guided runs as laws (1-D)
+def test_guided_run_jacobian_matches_differences(audit):
+    """guided_run's propagated derivative dT/dx0 against central differences of the map (h = 1e-5: truncation
+    ~h^2 |T'''| and rounding ~1e-16/h, both far below the 1e-6 tolerance)."""
+    checks, dd = audit
+    from numerics.audit import oracle as O
+
+    rec = dd.run(dd.SPECS["DPMSolverMultistep-2"], 10, checks.MIXTURE, np.zeros((1, 1)), record_steps=False)
+    orders = dd.dpm_orders(10, 2, rec.config)
+    z = np.linspace(-3.0, 3.0, 41)[None, :]
+    h = 1e-5
+    _, _, J = O.guided_run("dpm2", checks.MIXTURE, rec.grid, z, 1, 1.5, orders, jacobian=True)
+    hi = O.guided_run("dpm2", checks.MIXTURE, rec.grid, z + h, 1, 1.5, orders)[0]
+    lo = O.guided_run("dpm2", checks.MIXTURE, rec.grid, z - h, 1, 1.5, orders)[0]
+    assert np.max(np.abs(J - (hi - lo) / (2 * h))) < 1e-6
+
+
+def test_deterministic_guided_laws(audit):
+    """DDIM's guided output law equals the package's (CDF gap within the derived bound, every run increasing);
+    DPM-Solver++(2M)'s differs only at float32 accuracy (its known step precision finding, no guidance finding);
+    the KL to the tilted law p p(y|x)^w / Z decreases with the steps but not to 0 (informational)."""
+    checks, dd = audit
+    prof = checks.PROFILES["reduced"]
+    row, found = checks.guided_law_pf(dd.SPECS["DDIM"], prof)
+    assert found == []
+    assert all(r["monotone"] and r["ratio"] <= 1.0 for r in row["runs"])
+    kl = [r["kl_to_tilted"] for r in row["runs"]]
+    assert kl[0] > kl[-1] > 0.05
+    row, found = checks.guided_law_pf(dd.SPECS["DPMSolverMultistep-2"], prof)
+    assert {f.key for f in found} <= {"DPMSolverMultistep-2:step:precision:float64"}
+    assert all(r["ratio_f32"] <= 1.0 for r in row["runs"])
+
+
+@pytest.mark.parametrize("combine", [_ho_salimans, _swapped], ids=["g_minus_1", "swapped"])
+def test_deterministic_wrong_cfg_is_flagged(audit, combine):
+    checks, dd = audit
+    row, found = checks.guided_law_pf(dd.SPECS["DDIM"], checks.PROFILES["reduced"], combine=combine)
+    assert {f.key for f in found} == {"DDIM:guidance:guided-law-pf:float64"}
+
+
+def test_tilted_log_density_normalised(audit):
+    checks, _ = audit
+    x = np.linspace(-10.0, 10.0, 40001)
+    q = np.exp(checks.MIXTURE.tilted_log_density(x, 2, 3.0))
+    assert abs(np.sum(q) * (x[1] - x[0]) - 1.0) < 1e-9
+    # w = 0 is the mixture itself, w = 1 the class-y component
+    q1 = np.exp(checks.MIXTURE.tilted_log_density(x, 2, 1.0))
+    assert np.max(np.abs(q1 - np.exp(-0.5 * ((x - 2.4) / 0.2) ** 2) / (0.2 * math.sqrt(2 * math.pi)))) < 1e-9

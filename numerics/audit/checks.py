@@ -52,7 +52,8 @@ from numerics.stats import ENSEMBLE_LEVEL
 
 __all__ = ["Finding", "Profile", "PROFILES", "TARGET", "step_check", "run_check", "table_loss", "law_and_order",
            "finiteness", "finite_design", "FiniteConfig", "SWEEP_AXES", "audit_scheduler", "MIXTURE", "GUIDED",
-           "CFGModel", "rescale_bound", "guidance_check", "GUIDED_LAWS", "LAW_GRID", "dkw_eps", "guided_law_check"]
+           "CFGModel", "rescale_bound", "guidance_check", "GUIDED_LAWS", "LAW_GRID", "dkw_eps", "guided_law_check",
+           "GUIDED_PF_LAWS", "Z_LAW", "guided_law_pf"]
 
 #: The audit's Gaussian target: N(m, s^2 I), d = 2, with a mean off the origin and s != 1 (every coefficient of
 #: the update matters: s = 1, m = 0 would make the denoiser's gain alpha_t and hide the x-coefficient).
@@ -155,6 +156,10 @@ class Profile:
     law_n, law_scale, law_class, law_samples
         The guided-law check (:func:`guided_law_check`): step count, guidance scale, class and number of
         independent chains.
+    law_pf_ns, law_pf_scale, law_pf_class
+        Step counts, guidance scale and class of the deterministic guided-law check (:func:`guided_law_pf`;
+        at scale 1.5 toward class 1 the guided maps of DDIM and DPM-Solver++(2M) are increasing from 10 steps on;
+        at scale 3 toward class 2 they fold at 10 and 20 steps).
 
     Notes
     -----
@@ -191,6 +196,9 @@ class Profile:
     law_scale: float = 3.0
     law_class: int = 2
     law_samples: int = 5000
+    law_pf_ns: tuple = (10, 20, 50)
+    law_pf_scale: float = 1.5
+    law_pf_class: int = 1
 
     def __post_init__(self):
         for name in ("finite_ns", "axis_ns"):
@@ -597,6 +605,9 @@ def audit_scheduler(spec: dd.SchedulerSpec, prof: Profile, target: GaussianTarge
     if spec.name in GUIDED_LAWS:
         row["guided_law"], lfound = guided_law_check(spec, prof, scheduler_factory=scheduler_factory)
         findings += lfound
+    if spec.name in GUIDED_PF_LAWS:
+        row["guided_law_pf"], pfound = guided_law_pf(spec, prof, scheduler_factory=scheduler_factory)
+        findings += pfound
     n_cfg, fin, unsupported, per_axis = finiteness(spec, prof, target, scheduler_factory=scheduler_factory)
     row["finite"] = {"configurations": n_cfg, "non_finite": len(fin), "unsupported": unsupported,
                      "axis_configurations": per_axis}
@@ -855,3 +866,81 @@ def guided_law_check(spec: dd.SchedulerSpec, prof: Profile, target: MixtureTarge
                              f"{sup / bound:.3g} x the bound (DKW {eps:.3g} + law error {grid_err:.2g}; "
                              f"guidance_scale={g:g}, class {y}; tables float64)", spec.cls))
     return row, found
+
+
+
+#: Deterministic schedulers whose guided output law is checked on a 1-D grid (:func:`guided_law_pf`).
+GUIDED_PF_LAWS = ("DDIM", "DPMSolverMultistep-2")
+#: Start points of :func:`guided_law_pf`: one sample of 801 elements, uniform on [-8, 8] (spacing 0.02; the start
+#: law N(0, 1) has mass 1.2e-15 beyond).
+Z_LAW = np.linspace(-8.0, 8.0, 801)[None, :]
+
+
+def guided_law_pf(spec: dd.SchedulerSpec, prof: Profile, target: MixtureTarget = MIXTURE, combine=None,
+                  scheduler_factory=None) -> tuple[dict, list]:
+    r"""Counted ``guided-law-pf``: the output law of a deterministic guided run (DDIM, DPM-Solver++(2M)) against the
+    package's guided discretisation's, as CDFs; informational: the KL of the output law to the tilted target.
+    Returns ``(row, findings)``.
+
+    In 1-D the run is a map :math:`T` of the start :math:`z \sim N(0, 1)` (VP start ``init_noise_sigma`` z); the
+    package's :math:`T_{\rm pkg}` and its derivative :math:`T'_{\rm pkg}` come from
+    :func:`numerics.audit.oracle.guided_run` (``jacobian=True``: the chain rule through each step, exact, no finite
+    differences).  Where :math:`T' > 0` (checked at every start point of :data:`Z_LAW`; else the row says
+    ``monotone: false`` and nothing is counted) the output CDF is :math:`F(T(z)) = \Phi(z)` and the density
+    :math:`p(T(z)) = \varphi(z)/T'(z)`.  At a diffusers output :math:`x = T_{\rm lib}(z)`, :math:`F_{\rm lib}(x) =
+    \Phi(z)` and :math:`F_{\rm pkg}(x) = \Phi(z) + p_{\rm pkg}(\xi)(T_{\rm lib}(z) - T_{\rm pkg}(z))` for some
+    :math:`\xi` between the two outputs, so
+
+    .. math::  |F_{\rm lib}(x) - F_{\rm pkg}(x)| \le p_{\rm pkg}(T_{\rm pkg}(z))\,E(z)\,(1 + O(E))
+
+    with :math:`E(z)` the pointwise bound of ``guided_run`` (about 1e-13 here: the first-order term, doubled as every
+    first-order bound of :mod:`numerics.audit.oracle`).  Measured: :math:`\max_z p_{\rm pkg}(T_{\rm pkg}(z))
+    |T_{\rm lib}(z) - T_{\rm pkg}(z)|` (the same first-order form) over the 801 start points; bound:
+    :math:`2\max_z p_{\rm pkg} E`; a finding when a run's ratio exceeds 1 (within the bound with float32 sample
+    arithmetic, ``guided_run``'s ``f32``, it is the step check's precision finding, as in :func:`guidance_check`).
+
+    Informational, not counted: :math:`\mathrm{KL}(p_{\rm lib}\,\|\,q)` with :math:`q \propto p\,p(y\mid x)^w`
+    (:meth:`~numerics.audit.targets.MixtureTarget.tilted_log_density`), as the expectation over the start,
+    :math:`\int\varphi(z)[\log\varphi(z) - \log T'(z) - \log q(T_{\rm lib}(z))]dz` (trapezoid rule on the start
+    points).  The guided probability-flow ODE does not transport the start to the tilted law in general (the
+    guided scores at :math:`t > 0` are not the scores of the tilted law's diffusion), so this KL does not go to 0
+    with the step count: it is reported at ``prof.law_pf_ns`` steps to show its limit.
+    """
+    kind = "dpm2" if spec.oracle == "dpm2" else "ddim"
+    g, y = float(prof.law_pf_scale), prof.law_pf_class
+    full = {**spec.kwargs, "prediction_type": "epsilon"}
+    z = Z_LAW[0]
+    dz = float(z[1] - z[0])
+    phi = np.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
+    runs, found = [], []
+    for n in prof.law_pf_ns:
+        model = CFGModel(target, y, g, combine)
+        sched = scheduler_factory(dict(full)) if scheduler_factory is not None else None
+        rec = dd.run(spec, n, model, Z_LAW, prediction_type="epsilon", tables="float64", scheduler=sched,
+                     record_steps=False)
+        orders = dd.dpm_orders(n, spec.kwargs.get("solver_order", 2), rec.config) \
+            if spec.cls == "DPMSolverMultistepScheduler" else None
+        ref, tol, tol32, J = O.guided_run(kind, target, rec.grid, rec.start_scale * Z_LAW, y, g, orders,
+                                          f32=K_SAMPLE32, jacobian=True)
+        dT = (rec.start_scale * J)[0]
+        lib, pkg, E, E32 = rec.out[0], ref[0], tol[0], tol32[0]
+        r = {"n": n, "monotone": bool(np.all(dT > 0.0))}
+        if r["monotone"]:
+            dens = phi / dT
+            gap = float(np.max(dens * np.abs(lib - pkg)))
+            bound = float(np.max(2.0 * dens * E))
+            f = phi * (np.log(phi) - np.log(dT) - target.tilted_log_density(lib, y, g))
+            kl = float((f.sum() - 0.5 * (f[0] + f[-1])) * dz)
+            bound32 = float(np.max(2.0 * dens * E32))
+            r.update({"cdf_gap": gap, "bound": bound, "ratio": gap / bound, "ratio_f32": gap / bound32,
+                      "kl_to_tilted": kl})
+            if gap > bound and gap <= bound32:   # float32 accuracy: the step check's precision finding
+                found.append(Finding(spec.name, "step", full, n, gap, bound, _precision_what("float64", False),
+                                     spec.cls))
+            elif gap > bound:
+                found.append(Finding(spec.name, "guidance", full, n, gap, bound,
+                                     f"guided-law-pf: the CFG-guided run's output law differs from the package's "
+                                     f"guided discretisation's on the same grid: CDF gap {gap:.3g} = {gap / bound:.3g} "
+                                     f"x the bound (guidance_scale={g:g}, class {y}; tables float64)", spec.cls))
+        runs.append(r)
+    return {"guidance_scale": g, "class": y, "runs": runs}, found

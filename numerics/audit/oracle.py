@@ -1312,7 +1312,7 @@ def guidance_bounds(target: MixtureTarget, x: np.ndarray, t: float, y: int, w: f
 
 
 def guided_run(kind: str, target: MixtureTarget, grid, x0: np.ndarray, y: int, w: float,
-               orders=None, f32: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+               orders=None, f32: float | None = None, jacobian: bool = False) -> tuple:
     r"""The package's guided deterministic discretisation ``kind`` (``ddim`` or ``dpm2``) on ``grid`` (OU times,
     decreasing, the last may be 0) from ``x0`` (VP, any shape), with the classifier-guided denoiser
     :math:`D_w` (:meth:`MixtureTarget.guided_denoiser`, ``w`` = diffusers' ``guidance_scale``), and the
@@ -1328,14 +1328,17 @@ def guided_run(kind: str, target: MixtureTarget, grid, x0: np.ndarray, y: int, w
     in place of the Gaussian's: :math:`\rho_j = |c_x + c_D G_j| + |c_p G_{j'}|`; the propagated majorant is
     doubled (first order).  ``f32``: also allow float32 sample arithmetic with ``f32`` roundings and float32
     coefficients, :math:`(f_{32} + K_{32}(t, s))\,u_{32}\,S_j` per step (the float32 bound that classifies a
-    float64 run computed in float32).  Returns ``(x_out, tol)``, or ``(x_out, tol, tol32)`` with ``f32``.
+    float64 run computed in float32).  Returns ``(x_out, tol)``, or ``(x_out, tol, tol32)`` with ``f32``;
+    ``jacobian=True`` appends :math:`J = \partial x_{\rm out}/\partial x_0`, propagated with the steps:
+    :math:`J_s = (c_x + c_D G_t)J_t + c_p G_{t'} J_{t'}` (exact: the chain rule through each step's formula).
     """
     if kind not in ("ddim", "dpm2"):
         raise ValueError(f"kind: must be 'ddim' or 'dpm2', got {kind!r}")
     x = np.array(x0, dtype=np.float64)
     E = np.zeros_like(x)
     E32 = np.zeros_like(x)
-    x_prev = t_prev = G_prev = delta_prev = None
+    x_prev = t_prev = G_prev = delta_prev = J_prev = None
+    J = np.ones_like(x)
     for k in range(len(grid) - 1):
         t, s = float(grid[k]), float(grid[k + 1])
         use = "ddim" if (kind == "ddim" or (orders is not None and orders[k] == 1) or t_prev is None) else "dpm2"
@@ -1349,17 +1352,21 @@ def guided_run(kind: str, target: MixtureTarget, grid, x0: np.ndarray, y: int, w
         S = _arith_scale(x, D, t, s, cx, cd)
         rho = np.abs(cx + cd * G)
         tol = abs(cd) * delta
+        J_new = (cx + cd * G) * J
         if use == "dpm2":
             Dp = target.guided_denoiser(x_prev, t_prev, y, w)
             new = new + cp * Dp
             S = S + np.abs(cp * Dp)
             tol = tol + abs(cp) * delta_prev
             rho = rho + np.abs(cp * G_prev)
+            J_new = J_new + cp * G_prev * J_prev
         E = np.maximum(E, rho * E + tol + k_step(t) * U64 * S)
         if f32 is not None:
             E32 = np.maximum(E32, rho * E32 + tol + (k_step(t) * U64 + (f32 + k32(t, s)) * U32) * S)
         x_prev, t_prev, G_prev, delta_prev, x = x, t, G, delta, new
-    return (x, 2.0 * E) if f32 is None else (x, 2.0 * E, 2.0 * E32)
+        J_prev, J = J, J_new
+    out = (x, 2.0 * E) if f32 is None else (x, 2.0 * E, 2.0 * E32)
+    return out + (J,) if jacobian else out
 
 
 def ddpm_guided_law(target: MixtureTarget, grid, y: int, w: float, x: np.ndarray, start_var: float = 1.0) -> dict:
