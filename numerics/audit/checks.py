@@ -33,6 +33,13 @@ scheduler's own precision (the derived rounding bound of :mod:`numerics.audit.or
                 + (1-\phi)\hat\varepsilon_{\rm cfg}` (std over the sample's elements, Bessel-corrected; the
                 correction cancels in the ratio), bound :func:`rescale_bound`; the rescaled run is not a pointwise
                 map of the start (the std couples the elements), so its output shift is informational.
+``guided-law``  DDPM (:data:`GUIDED_LAWS`): the CFG-guided output's empirical CDF over independent 1-D chains
+                against the exact law of the package's guided chain propagated on a 1-D grid from the start's own
+                law; bound: DKW at ``ENSEMBLE_LEVEL`` plus the grid law's CDF error (:func:`guided_law_check`,
+                :func:`numerics.audit.oracle.ddpm_guided_law`, where each term is derived); counted.
+``guided-law-pf`` DDIM, DPM-Solver++(2M) (:data:`GUIDED_PF_LAWS`): the guided run's output law as the pushforward
+                of N(0, 1) through its increasing 1-D map; CDF gap to the package's, bound from the pointwise run
+                bound (:func:`guided_law_pf`), counted; KL to the tilted law informational.
 """
 from __future__ import annotations
 
