@@ -847,13 +847,12 @@ def guided_law_check(spec: dd.SchedulerSpec, prof: Profile, target: MixtureTarge
     """
     torch, _ = dd.load()
     n, g, y, N = prof.law_n, float(prof.law_scale), prof.law_class, prof.law_samples
-    cfg = {}
     full = {**spec.kwargs, "prediction_type": "epsilon"}
     z = torch.randn(N, generator=torch.Generator().manual_seed(LAW_SEED_STRIDE * seed),
                     dtype=torch.float64).numpy()[None, :]
     model = CFGModel(target, y, g, combine)
     sched = scheduler_factory(dict(full)) if scheduler_factory is not None else None
-    rec = dd.run(spec, n, model, z, config=cfg, prediction_type="epsilon", tables="float64", scheduler=sched,
+    rec = dd.run(spec, n, model, z, prediction_type="epsilon", tables="float64", scheduler=sched,
                  record_steps=False, seed=LAW_SEED_STRIDE * seed + 1)
     law = _law(target, tuple(float(t) for t in rec.grid), y, g, float(rec.start_scale) ** 2)
     out = np.sort(rec.out.ravel())
