@@ -33,6 +33,13 @@ scheduler's own precision (the derived rounding bound of :mod:`numerics.audit.or
                 + (1-\phi)\hat\varepsilon_{\rm cfg}` (std over the sample's elements, Bessel-corrected; the
                 correction cancels in the ratio), bound :func:`rescale_bound`; the rescaled run is not a pointwise
                 map of the start (the std couples the elements), so its output shift is informational.
+``guided-law``  DDPM (:data:`GUIDED_LAWS`): the CFG-guided output's empirical CDF over independent 1-D chains
+                against the exact law of the package's guided chain propagated on a 1-D grid from the start's own
+                law; bound: DKW at ``ENSEMBLE_LEVEL`` plus the grid law's CDF error (:func:`guided_law_check`,
+                :func:`numerics.audit.oracle.ddpm_guided_law`, where each term is derived); counted.
+``guided-law-pf`` DDIM, DPM-Solver++(2M) (:data:`GUIDED_PF_LAWS`): the guided run's output law as the pushforward
+                of N(0, 1) through its increasing 1-D map; CDF gap to the package's, bound from the pointwise run
+                bound (:func:`guided_law_pf`), counted; KL to the tilted law informational.
 """
 from __future__ import annotations
 
@@ -48,10 +55,12 @@ from numerics.audit import diffusers_driver as dd
 from numerics.audit import oracle as O
 from numerics.audit.targets import PREDICTION_TYPES, GaussianTarget, MixtureTarget
 from numerics.divergences import gaussian_kl_1d
+from numerics.stats import ENSEMBLE_LEVEL
 
 __all__ = ["Finding", "Profile", "PROFILES", "TARGET", "step_check", "run_check", "table_loss", "law_and_order",
            "finiteness", "finite_design", "FiniteConfig", "SWEEP_AXES", "audit_scheduler", "MIXTURE", "GUIDED",
-           "CFGModel", "rescale_bound", "guidance_check"]
+           "CFGModel", "rescale_bound", "guidance_check", "GUIDED_LAWS", "LAW_GRID", "dkw_eps", "guided_law_check",
+           "GUIDED_PF_LAWS", "Z_LAW", "guided_law_pf"]
 
 #: The audit's Gaussian target: N(m, s^2 I), d = 2, with a mean off the origin and s != 1 (every coefficient of
 #: the update matters: s = 1, m = 0 would make the denoiser's gain alpha_t and hide the x-coefficient).
@@ -151,6 +160,13 @@ class Profile:
         The guidance check's step counts (dividing num_train_timesteps = 1000, so that DDIM's grid is not
         relabelled: that is the ``run`` check's finding), guidance scales, spacings, and ``guidance_rescale``
         values (DDIM, one run per class).
+    law_n, law_scale, law_class, law_samples
+        The guided-law check (:func:`guided_law_check`): step count, guidance scale, class and number of
+        independent chains.
+    law_pf_ns, law_pf_scale, law_pf_class
+        Step counts, guidance scale and class of the deterministic guided-law check (:func:`guided_law_pf`;
+        at scale 1.5 toward class 1 the guided maps of DDIM and DPM-Solver++(2M) are increasing from 10 steps on;
+        at scale 3 toward class 2 they fold at 10 and 20 steps).
 
     Notes
     -----
@@ -183,6 +199,13 @@ class Profile:
     guide_scales: tuple = (1.0, 7.5)
     guide_spacings: tuple = ("leading", "trailing")
     guide_rescales: tuple = (0.7,)
+    law_n: int = 10
+    law_scale: float = 3.0
+    law_class: int = 2
+    law_samples: int = 5000
+    law_pf_ns: tuple = (10, 20, 50)
+    law_pf_scale: float = 1.5
+    law_pf_class: int = 1
 
     def __post_init__(self):
         for name in ("finite_ns", "axis_ns"):
@@ -204,7 +227,7 @@ PROFILES = {
     "full": Profile(steps_ns=(1, 2, 3, 5, 7, 10, 13, 20, 50, 100), order_ns=(10, 20, 50, 100, 200, 500, 999),
                     finite_ns=tuple(range(1, 51)), axis_ns=FULL_AXIS_NS, axis_dtypes=("float32", "float64"),
                     guide_ns=(1, 2, 5, 10, 20, 50),
-                    guide_scales=(0.0, 1.0, 3.0, 7.5), guide_rescales=(0.7, 1.0)),
+                    guide_scales=(0.0, 1.0, 3.0, 7.5), guide_rescales=(0.7, 1.0), law_samples=20000),
 }
 
 
@@ -586,6 +609,12 @@ def audit_scheduler(spec: dd.SchedulerSpec, prof: Profile, target: GaussianTarge
     if spec.name in GUIDED:
         row["guidance"], gfound = guidance_check(spec, prof, scheduler_factory=scheduler_factory)
         findings += gfound
+    if spec.name in GUIDED_LAWS:
+        row["guided_law"], lfound = guided_law_check(spec, prof, scheduler_factory=scheduler_factory)
+        findings += lfound
+    if spec.name in GUIDED_PF_LAWS:
+        row["guided_law_pf"], pfound = guided_law_pf(spec, prof, scheduler_factory=scheduler_factory)
+        findings += pfound
     n_cfg, fin, unsupported, per_axis = finiteness(spec, prof, target, scheduler_factory=scheduler_factory)
     row["finite"] = {"configurations": n_cfg, "non_finite": len(fin), "unsupported": unsupported,
                      "axis_configurations": per_axis}
@@ -753,3 +782,171 @@ def guidance_check(spec: dd.SchedulerSpec, prof: Profile, target: MixtureTarget 
                                      f"formula by {worst:.3g} x the rounding bound (guidance_scale={g:g}; tables "
                                      "float64)", spec.cls))
     return row, found
+
+
+
+# ---------------------------------------------------------------------------------------------------- guided laws
+#: Stochastic schedulers whose guided output law is checked (:func:`guided_law_check`).
+GUIDED_LAWS = ("DDPM",)
+#: The space grid of the propagated law: ``(lo, hi, points)``.  It holds the mixture's guided laws at every level
+#: (the start N(0, 1) loses 3e-7 outside it, counted in ``escaped``); spacing 0.005 against the narrowest kernel,
+#: the DDPM step to the first training level (std 0.01 at 10 steps): two spacings per standard deviation, where the
+#: trapezoid rule's aliasing error of a Gaussian kernel is :math:`\approx 2e^{-2\pi^2(0.01/0.005)^2} \approx 10^{-34}`.
+LAW_GRID = (-5.0, 5.5, 2101)
+#: Seeds of one law check ``s``: the start draws use ``LAW_SEED_STRIDE * s``, step ``k`` of the run
+#: ``LAW_SEED_STRIDE * s + 1 + k`` (:func:`numerics.audit.diffusers_driver.run`): no two streams coincide.
+LAW_SEED_STRIDE = 1000
+
+
+def dkw_eps(n: int, level: float = ENSEMBLE_LEVEL) -> float:
+    r"""The DKW band of ``n`` i.i.d. draws at confidence ``level``:
+    :math:`P(\sup_x|F_n(x) - F(x)| > \varepsilon) \le 2e^{-2n\varepsilon^2}` (Massart's constant), so
+    :math:`\varepsilon = \sqrt{\log(2/(1 - \mathrm{level}))/(2n)}`."""
+    if not (isinstance(n, (int, np.integer)) and n >= 1):
+        raise ValueError(f"n: must be an integer >= 1, got {n!r}")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level: must be in (0, 1), got {level!r}")
+    return math.sqrt(math.log(2.0 / (1.0 - level)) / (2.0 * n))
+
+
+_LAW_CACHE: dict = {}
+
+
+def _law(target: MixtureTarget, grid: tuple, y: int, g: float, start_var: float) -> dict:
+    key = (repr(target), grid, y, g, start_var)
+    if key not in _LAW_CACHE:
+        if len(_LAW_CACHE) > 32:
+            _LAW_CACHE.clear()
+        from numerics.references.grid_density import uniform_grid
+
+        _LAW_CACHE[key] = O.ddpm_guided_law(target, grid, y, g, uniform_grid(*LAW_GRID), start_var)
+    return _LAW_CACHE[key]
+
+
+def guided_law_check(spec: dd.SchedulerSpec, prof: Profile, target: MixtureTarget = MIXTURE, combine=None,
+                     scheduler_factory=None, seed: int = 0) -> tuple[dict, list]:
+    r"""Counted ``guided-law``: the output law of a stochastic scheduler (DDPM) run with diffusers' CFG of the exact
+    outputs against the exact law of the package's guided chain on the same grid: ``(row, findings)``.
+
+    ``prof.law_samples`` independent 1-D chains (one sample of that many elements) start at
+    :math:`z\cdot` ``init_noise_sigma``, :math:`z \sim N(0, 1)` drawn by a seeded ``torch.Generator`` as the
+    pipelines do; the scheduler runs ``prof.law_n`` steps with guidance scale ``prof.law_scale`` toward class
+    ``prof.law_class``.  The reference is :func:`numerics.audit.oracle.ddpm_guided_law` from the start's own law
+    :math:`N(0, \mathrm{init\_noise\_sigma}^2)` at the first level (not the target's marginal there: at
+    :math:`\bar\alpha_T > 0` they differ).  Measured: :math:`\sup|F_N - F|` over the points where :math:`F` is
+    known (a lower bound of the sup over all :math:`x`, so the genuine verdict is not weakened by it).  Bound:
+    :func:`dkw_eps` at :data:`numerics.stats.ENSEMBLE_LEVEL` (a false alarm with chance at most 2.5e-6 per check:
+    the verdict does not depend on the seed) plus the law's own CDF error (``escaped + refinement + cdf_sum +
+    rounding``, and ``n N P(|z| > 8)``, of :func:`~numerics.audit.oracle.ddpm_guided_law`).
+
+    Power (exact laws, not samples: the sup distance between the propagated laws of the genuine and the wrong
+    chain, reduced profile, 10 steps, class 2, scale 3): guidance weight ``g - 1`` (Ho-Salimans' ``w`` for
+    :math:`\gamma = 1 + w`) 0.257; unconditional and conditional outputs swapped (weight :math:`-g`) 0.9999; no
+    guidance 0.96; against a bound of 0.037 at 5000 chains, a wrong run measures at least the distance minus the
+    DKW band, so it is flagged at more than 5 x the bound.
+    """
+    torch, _ = dd.load()
+    n, g, y, N = prof.law_n, float(prof.law_scale), prof.law_class, prof.law_samples
+    full = {**spec.kwargs, "prediction_type": "epsilon"}
+    z = torch.randn(N, generator=torch.Generator().manual_seed(LAW_SEED_STRIDE * seed),
+                    dtype=torch.float64).numpy()[None, :]
+    model = CFGModel(target, y, g, combine)
+    sched = scheduler_factory(dict(full)) if scheduler_factory is not None else None
+    rec = dd.run(spec, n, model, z, prediction_type="epsilon", tables="float64", scheduler=sched,
+                 record_steps=False, seed=LAW_SEED_STRIDE * seed + 1)
+    law = _law(target, tuple(float(t) for t in rec.grid), y, g, float(rec.start_scale) ** 2)
+    out = np.sort(rec.out.ravel())
+    emp = np.searchsorted(out, law["points"], side="right") / N
+    sup = float(np.max(np.abs(emp - law["cdf"])))
+    eps = dkw_eps(N)
+    grid_err = law["escaped"] + law["refinement"] + law["cdf_sum"] + law["rounding"] + n * N * law["z_tail"]
+    bound = eps + grid_err
+    row = {"n": n, "guidance_scale": g, "class": y, "samples": N, "seed": seed, "sup_cdf": sup, "bound": bound,
+           "dkw": eps, "law_error": grid_err, "ratio": sup / bound, "start_sigma": float(rec.start_scale),
+           "cfg_identity": model.identity_ratio}
+    found = []
+    if sup > bound:
+        found.append(Finding(spec.name, "guidance", full, n, sup, bound,
+                             f"guided-law: the CFG-guided output's empirical CDF ({N} chains, seed {seed}) differs "
+                             f"from the exact law of the package's guided chain on the same grid by {sup:.3g} = "
+                             f"{sup / bound:.3g} x the bound (DKW {eps:.3g} + law error {grid_err:.2g}; "
+                             f"guidance_scale={g:g}, class {y}; tables float64)", spec.cls))
+    return row, found
+
+
+
+#: Deterministic schedulers whose guided output law is checked on a 1-D grid (:func:`guided_law_pf`).
+GUIDED_PF_LAWS = ("DDIM", "DPMSolverMultistep-2")
+#: Start points of :func:`guided_law_pf`: one sample of 801 elements, uniform on [-8, 8] (spacing 0.02; the start
+#: law N(0, 1) has mass 1.2e-15 beyond).
+Z_LAW = np.linspace(-8.0, 8.0, 801)[None, :]
+
+
+def guided_law_pf(spec: dd.SchedulerSpec, prof: Profile, target: MixtureTarget = MIXTURE, combine=None,
+                  scheduler_factory=None) -> tuple[dict, list]:
+    r"""Counted ``guided-law-pf``: the output law of a deterministic guided run (DDIM, DPM-Solver++(2M)) against the
+    package's guided discretisation's, as CDFs; informational: the KL of the output law to the tilted target.
+    Returns ``(row, findings)``.
+
+    In 1-D the run is a map :math:`T` of the start :math:`z \sim N(0, 1)` (VP start ``init_noise_sigma`` z); the
+    package's :math:`T_{\rm pkg}` and its derivative :math:`T'_{\rm pkg}` come from
+    :func:`numerics.audit.oracle.guided_run` (``jacobian=True``: the chain rule through each step, exact, no finite
+    differences).  Where :math:`T' > 0` (checked at every start point of :data:`Z_LAW`; else the row says
+    ``monotone: false`` and nothing is counted) the output CDF is :math:`F(T(z)) = \Phi(z)` and the density
+    :math:`p(T(z)) = \varphi(z)/T'(z)`.  At a diffusers output :math:`x = T_{\rm lib}(z)`, :math:`F_{\rm lib}(x) =
+    \Phi(z)` and :math:`F_{\rm pkg}(x) = \Phi(z) + p_{\rm pkg}(\xi)(T_{\rm lib}(z) - T_{\rm pkg}(z))` for some
+    :math:`\xi` between the two outputs, so
+
+    .. math::  |F_{\rm lib}(x) - F_{\rm pkg}(x)| \le p_{\rm pkg}(T_{\rm pkg}(z))\,E(z)\,(1 + O(E))
+
+    with :math:`E(z)` the pointwise bound of ``guided_run`` (about 1e-13 here: the first-order term, doubled as every
+    first-order bound of :mod:`numerics.audit.oracle`).  Measured: :math:`\max_z p_{\rm pkg}(T_{\rm pkg}(z))
+    |T_{\rm lib}(z) - T_{\rm pkg}(z)|` (the same first-order form) over the 801 start points; bound:
+    :math:`2\max_z p_{\rm pkg} E`; a finding when a run's ratio exceeds 1 (within the bound with float32 sample
+    arithmetic, ``guided_run``'s ``f32``, it is the step check's precision finding, as in :func:`guidance_check`).
+
+    Informational, not counted: :math:`\mathrm{KL}(p_{\rm lib}\,\|\,q)` with :math:`q \propto p\,p(y\mid x)^w`
+    (:meth:`~numerics.audit.targets.MixtureTarget.tilted_log_density`), as the expectation over the start,
+    :math:`\int\varphi(z)[\log\varphi(z) - \log T'(z) - \log q(T_{\rm lib}(z))]dz` (trapezoid rule on the start
+    points).  The guided probability-flow ODE does not transport the start to the tilted law in general (the
+    guided scores at :math:`t > 0` are not the scores of the tilted law's diffusion), so this KL does not go to 0
+    with the step count: it is reported at ``prof.law_pf_ns`` steps to show its limit.
+    """
+    kind = "dpm2" if spec.oracle == "dpm2" else "ddim"
+    g, y = float(prof.law_pf_scale), prof.law_pf_class
+    full = {**spec.kwargs, "prediction_type": "epsilon"}
+    z = Z_LAW[0]
+    dz = float(z[1] - z[0])
+    phi = np.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
+    runs, found = [], []
+    for n in prof.law_pf_ns:
+        model = CFGModel(target, y, g, combine)
+        sched = scheduler_factory(dict(full)) if scheduler_factory is not None else None
+        rec = dd.run(spec, n, model, Z_LAW, prediction_type="epsilon", tables="float64", scheduler=sched,
+                     record_steps=False)
+        orders = dd.dpm_orders(n, spec.kwargs.get("solver_order", 2), rec.config) \
+            if spec.cls == "DPMSolverMultistepScheduler" else None
+        ref, tol, tol32, J = O.guided_run(kind, target, rec.grid, rec.start_scale * Z_LAW, y, g, orders,
+                                          f32=K_SAMPLE32, jacobian=True)
+        dT = (rec.start_scale * J)[0]
+        lib, pkg, E, E32 = rec.out[0], ref[0], tol[0], tol32[0]
+        r = {"n": n, "monotone": bool(np.all(dT > 0.0))}
+        if r["monotone"]:
+            dens = phi / dT
+            gap = float(np.max(dens * np.abs(lib - pkg)))
+            bound = float(np.max(2.0 * dens * E))
+            f = phi * (np.log(phi) - np.log(dT) - target.tilted_log_density(lib, y, g))
+            kl = float((f.sum() - 0.5 * (f[0] + f[-1])) * dz)
+            bound32 = float(np.max(2.0 * dens * E32))
+            r.update({"cdf_gap": gap, "bound": bound, "ratio": gap / bound, "ratio_f32": gap / bound32,
+                      "kl_to_tilted": kl})
+            if gap > bound and gap <= bound32:   # float32 accuracy: the step check's precision finding
+                found.append(Finding(spec.name, "step", full, n, gap, bound, _precision_what("float64", False),
+                                     spec.cls))
+            elif gap > bound:
+                found.append(Finding(spec.name, "guidance", full, n, gap, bound,
+                                     f"guided-law-pf: the CFG-guided run's output law differs from the package's "
+                                     f"guided discretisation's on the same grid: CDF gap {gap:.3g} = {gap / bound:.3g} "
+                                     f"x the bound (guidance_scale={g:g}, class {y}; tables float64)", spec.cls))
+        runs.append(r)
+    return {"guidance_scale": g, "class": y, "runs": runs}, found

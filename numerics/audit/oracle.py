@@ -82,7 +82,7 @@ __all__ = ["U64", "U32", "K32", "k32", "k_step", "step_coeffs", "step_prediction
            "DEIS_KIND", "KD_EXTRA", "K32D_EXTRA", "KD_COEF", "KD_DIFFUSERS_OPS", "deis_coeffs", "deis_coeff_allowance",
            "deis_prediction", "UNIPC_KIND", "KU_EXTRA", "K32U_EXTRA", "unipc_corrector_coeffs",
            "unipc_corrector_prediction", "unipc_predictor_prediction",
-           "run_tolerance", "euler_ve_step", "gamma", "cfg_eps", "guidance_bounds", "guided_run"]
+           "run_tolerance", "euler_ve_step", "gamma", "cfg_eps", "guidance_bounds", "guided_run", "ddpm_guided_law"]
 
 U64 = 2.0 ** -53
 U32 = 2.0 ** -24
@@ -1312,7 +1312,7 @@ def guidance_bounds(target: MixtureTarget, x: np.ndarray, t: float, y: int, w: f
 
 
 def guided_run(kind: str, target: MixtureTarget, grid, x0: np.ndarray, y: int, w: float,
-               orders=None, f32: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+               orders=None, f32: float | None = None, jacobian: bool = False) -> tuple:
     r"""The package's guided deterministic discretisation ``kind`` (``ddim`` or ``dpm2``) on ``grid`` (OU times,
     decreasing, the last may be 0) from ``x0`` (VP, any shape), with the classifier-guided denoiser
     :math:`D_w` (:meth:`MixtureTarget.guided_denoiser`, ``w`` = diffusers' ``guidance_scale``), and the
@@ -1328,14 +1328,17 @@ def guided_run(kind: str, target: MixtureTarget, grid, x0: np.ndarray, y: int, w
     in place of the Gaussian's: :math:`\rho_j = |c_x + c_D G_j| + |c_p G_{j'}|`; the propagated majorant is
     doubled (first order).  ``f32``: also allow float32 sample arithmetic with ``f32`` roundings and float32
     coefficients, :math:`(f_{32} + K_{32}(t, s))\,u_{32}\,S_j` per step (the float32 bound that classifies a
-    float64 run computed in float32).  Returns ``(x_out, tol)``, or ``(x_out, tol, tol32)`` with ``f32``.
+    float64 run computed in float32).  Returns ``(x_out, tol)``, or ``(x_out, tol, tol32)`` with ``f32``;
+    ``jacobian=True`` appends :math:`J = \partial x_{\rm out}/\partial x_0`, propagated with the steps:
+    :math:`J_s = (c_x + c_D G_t)J_t + c_p G_{t'} J_{t'}` (exact: the chain rule through each step's formula).
     """
     if kind not in ("ddim", "dpm2"):
         raise ValueError(f"kind: must be 'ddim' or 'dpm2', got {kind!r}")
     x = np.array(x0, dtype=np.float64)
     E = np.zeros_like(x)
     E32 = np.zeros_like(x)
-    x_prev = t_prev = G_prev = delta_prev = None
+    x_prev = t_prev = G_prev = delta_prev = J_prev = None
+    J = np.ones_like(x)
     for k in range(len(grid) - 1):
         t, s = float(grid[k]), float(grid[k + 1])
         use = "ddim" if (kind == "ddim" or (orders is not None and orders[k] == 1) or t_prev is None) else "dpm2"
@@ -1349,14 +1352,99 @@ def guided_run(kind: str, target: MixtureTarget, grid, x0: np.ndarray, y: int, w
         S = _arith_scale(x, D, t, s, cx, cd)
         rho = np.abs(cx + cd * G)
         tol = abs(cd) * delta
+        J_new = (cx + cd * G) * J
         if use == "dpm2":
             Dp = target.guided_denoiser(x_prev, t_prev, y, w)
             new = new + cp * Dp
             S = S + np.abs(cp * Dp)
             tol = tol + abs(cp) * delta_prev
             rho = rho + np.abs(cp * G_prev)
+            J_new = J_new + cp * G_prev * J_prev
         E = np.maximum(E, rho * E + tol + k_step(t) * U64 * S)
         if f32 is not None:
             E32 = np.maximum(E32, rho * E32 + tol + (k_step(t) * U64 + (f32 + k32(t, s)) * U32) * S)
         x_prev, t_prev, G_prev, delta_prev, x = x, t, G, delta, new
-    return (x, 2.0 * E) if f32 is None else (x, 2.0 * E, 2.0 * E32)
+        J_prev, J = J, J_new
+    out = (x, 2.0 * E) if f32 is None else (x, 2.0 * E, 2.0 * E32)
+    return out + (J,) if jacobian else out
+
+
+def ddpm_guided_law(target: MixtureTarget, grid, y: int, w: float, x: np.ndarray, start_var: float = 1.0) -> dict:
+    r"""The exact law of the guided DDPM chain on ``grid`` (OU times, decreasing) from :math:`N(0, \mathrm{start\_var})`
+    at ``grid[0]``, as a CDF at known points, and the error terms of that CDF and of a chain fed :func:`cfg_eps`.
+
+    Each step :math:`t \to s` is the derived transition :math:`x_s \mid x_t \sim N(c_x x_t + c_D D_w(x_t), c_z^2)`
+    (generated ``ddpm`` coefficients, :math:`D_w` = :meth:`MixtureTarget.guided_denoiser`), propagated on the
+    uniform space grid ``x`` by :func:`numerics.references.grid_density.propagate`.  A last step with
+    :math:`c_z = 0` (it lands at :math:`\bar\alpha = 1`, :math:`s = 0`) is the deterministic map
+    :math:`m(u) = c_x u + c_D D_w(u)`; where :math:`m' = c_x + c_D\,\partial_x D_w > 0` (checked at every grid point,
+    :meth:`MixtureTarget.guided_gain`) the output CDF is :math:`F_{\rm out}(m(u)) = F_{n-1}(u)`, so the CDF is
+    known at the points :math:`m(x_i)` (else at the points ``x``).
+
+    Returns a dict: ``points``, ``cdf`` (:math:`F` there: the cumulative trapezoid sum of the propagated density
+    from the grid's left end), ``density`` (before a deterministic last step), and the CDF error terms
+
+    * ``escaped``: mass of the start law outside the grid plus the kernels' mass that left it (``propagate``);
+    * ``refinement``: L1 distance to the run on the halved spacing (``refinement_error``; the rule is the
+      trapezoid rule of a smooth integrand, spectrally convergent once the spacing resolves the narrowest kernel,
+      so the estimate bounds the finer run's error; the L1 error bounds the CDF error);
+    * ``cdf_sum``: the cumulative trapezoid sum's error, :math:`\Delta^3/12` times the sum over cells of
+      :math:`\max_{\rm cell}|p''|` (the cell's two ends' central second differences, the larger);
+    * ``rounding``: how far a chain fed the scheduler's model output :func:`cfg_eps` of the exact outputs
+      (instead of the exact :math:`\hat\varepsilon_w`) can move the CDF: its transition mean differs by at most
+      :math:`\delta_k = |c_D|(\sigma_t/\alpha_t)\,\mathrm{cfg} + K(t)\,u\,(S + Z|c_z|)` (:func:`guidance_bounds`
+      ``cfg``; :math:`S` of the module docstring; the noise :math:`|z| \le Z = 8`), the total variation between
+      :math:`N(m, c_z^2)` and :math:`N(m + \delta, c_z^2)` is at most :math:`\delta/(\sqrt{2\pi}c_z)`, and a
+      deterministic last step moves the CDF by at most :math:`\max p_{\rm out}\,\delta`; summed over the steps;
+      ``z_tail``: the chance :math:`P(|z| > Z)` of one draw (the caller multiplies by the number of draws).
+    """
+    from scipy.special import ndtr
+
+    from numerics.references.grid_density import gaussian_on_grid, propagate, refinement_error, spacing
+
+    y = target._label(y)
+    ts = [float(t) for t in grid]
+    steps = len(ts) - 1
+    co = [IC.ddpm_coeffs(ts[k], ts[k + 1]) if ts[k + 1] > 0.0 else (0.0, 1.0, 0.0) for k in range(steps)]
+    det_last = steps > 0 and co[-1][2] == 0.0
+    n_prop = steps - 1 if det_last else steps
+    x = np.asarray(x, dtype=np.float64)
+    dx = spacing(x)
+
+    def mean(u, k):
+        return co[k][0] * u + co[k][1] * target.guided_denoiser(u, ts[k], y, w)
+
+    def run(g):
+        return propagate(gaussian_on_grid(g, 0.0, start_var), g, mean, lambda k: co[k][2] ** 2, n_prop)
+
+    res = run(x)
+    p = res.density
+    sd0 = math.sqrt(start_var)
+    escaped = res.escaped + float(ndtr((x[0] - 0.5 * dx) / sd0) + ndtr(-(x[-1] + 0.5 * dx) / sd0))
+    refinement = refinement_error(lambda g: run(g).density, x)
+    cdf = (np.cumsum(p) - 0.5 * p) * dx
+    # the composite trapezoid rule errs by at most dx^3 max|p''| / 12 per cell (max over a cell: its two ends'
+    # central second differences, the larger)
+    p2 = np.abs(np.gradient(np.gradient(p, dx), dx))
+    cdf_sum = float(dx ** 3 / 12.0 * np.sum(np.maximum(p2[1:], p2[:-1])))
+    Z = 8.0
+    rounding = 0.0
+    points = x
+    for k in range(steps):
+        t, s = ts[k], ts[k + 1]
+        cx, cd, cz = co[k]
+        b = guidance_bounds(target, x, t, y, w, cg=False)
+        a_t, sig_t = math.exp(-t), math.sqrt(-math.expm1(-2.0 * t))
+        S = _arith_scale(x, b["D_w"], t, s, cx, cd) + Z * abs(cz)
+        delta = float(np.max(abs(cd) * (sig_t / a_t) * b["cfg"] + k_step(t) * U64 * S))
+        if k == steps - 1 and det_last:
+            slope = cx + cd * target.guided_gain(x, t, y, w)
+            if not np.all(slope > 0.0):
+                raise ValueError("the last (deterministic) step's map is not increasing on the grid: its output "
+                                 "CDF is not the pushforward of the grid CDF")
+            points = mean(x, k)
+            rounding += float(np.max(p / slope)) * delta
+        else:
+            rounding += delta / (math.sqrt(2.0 * math.pi) * cz)
+    return {"points": points, "cdf": cdf, "density": p, "escaped": escaped, "refinement": refinement,
+            "cdf_sum": cdf_sum, "rounding": rounding, "z_tail": float(2.0 * ndtr(-Z))}
