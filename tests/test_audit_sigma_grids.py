@@ -26,7 +26,6 @@ U32 = 2.0 ** -24
 def audit():
     pytest.importorskip("diffusers")
     pytest.importorskip("torch")
-    pytest.importorskip("scipy")   # diffusers' beta grid needs it (an ImportError in __init__ without it)
     from numerics.audit import checks, diffusers_driver as dd
 
     return checks, dd

@@ -20,6 +20,7 @@ scheduler's own precision (the derived rounding bound of :mod:`numerics.audit.or
 ``finite``      counted: NaN or inf anywhere in the output (or a crash) over a sweep of the configurations users
                 set (:class:`Profile`: a base product, then ``steps_offset``, ``final_sigmas_type`` and
                 ``rescale_betas_zero_snr`` one value at a time); a failure only at an axis value is keyed by it.
+                Not run for the configurations the profile's ``finite_skip`` names.
 ``guidance``    on a labelled 1-D mixture (:data:`MIXTURE`), for the schedulers of :data:`GUIDED`, with diffusers'
                 CFG :math:`\hat\varepsilon_u + g(\hat\varepsilon_c - \hat\varepsilon_u)` of the exact outputs
                 (``g = guidance_scale`` = the package's CG weight ``w``; Ho-Salimans' weight is ``g - 1``;

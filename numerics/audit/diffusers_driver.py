@@ -113,7 +113,8 @@ SPECS: dict[str, SchedulerSpec] = {s.name: s for s in (
     SchedulerSpec("HeunDiscrete-exponential", "HeunDiscreteScheduler", (("use_exponential_sigmas", True),), "heun", 2),
     SchedulerSpec("HeunDiscrete-beta", "HeunDiscreteScheduler", (("use_beta_sigmas", True),), "heun", 2),
     SchedulerSpec("EulerDiscrete-karras", "EulerDiscreteScheduler", (("use_karras_sigmas", True),), "ddim", 1),
-    SchedulerSpec("EulerDiscrete-exponential", "EulerDiscreteScheduler", (("use_exponential_sigmas", True),), "ddim", 1),
+    SchedulerSpec("EulerDiscrete-exponential", "EulerDiscreteScheduler", (("use_exponential_sigmas", True),),
+                  "ddim", 1),
     SchedulerSpec("EulerDiscrete-beta", "EulerDiscreteScheduler", (("use_beta_sigmas", True),), "ddim", 1),
     SchedulerSpec("UniPCMultistep", "UniPCMultistepScheduler", (), "unipc", 3),
     SchedulerSpec("LMSDiscrete", "LMSDiscreteScheduler", (), "lms", 4),
@@ -129,11 +130,13 @@ SPECS: dict[str, SchedulerSpec] = {s.name: s for s in (
 
 #: The settings that replace a sigma-indexed scheduler's grid between its default grid's first and last sigma
 #: (diffusers' ``_convert_to_karras``: rho = 7; ``_convert_to_exponential``; ``_convert_to_beta``: the quantiles of
-#: Beta(0.6, 0.6)); at most one may be set.
+#: Beta(0.6, 0.6), which needs SciPy, a dependency of this package: diffusers raises ImportError without it); at
+#: most one may be set (else a ValueError in ``__init__``).
 SIGMA_GRID_OPTIONS = ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas")
 #: The configurations of :data:`SPECS` that set one of :data:`SIGMA_GRID_OPTIONS`.  The step and run checks apply
 #: unchanged: they compare each step with the derived update between the levels the scheduler itself holds.
-SIGMA_GRID_VARIANTS = tuple(name for name, s in SPECS.items() if any(k in SIGMA_GRID_OPTIONS for k, v in s.config if v))
+SIGMA_GRID_VARIANTS = tuple(name for name, s in SPECS.items()
+                            if any(k in SIGMA_GRID_OPTIONS for k, v in s.config if v))
 
 #: Prototype schedulers by (class, configuration): :func:`build` returns a deep copy (a fresh ``__init__`` costs
 #: ~1.6 ms, mostly diffusers' config registration; a copy of the never-stepped prototype ~0.4 ms and is the same
