@@ -20,6 +20,7 @@ scheduler's own precision (the derived rounding bound of :mod:`numerics.audit.or
 ``finite``      counted: NaN or inf anywhere in the output (or a crash) over a sweep of the configurations users
                 set (:class:`Profile`: a base product, then ``steps_offset``, ``final_sigmas_type`` and
                 ``rescale_betas_zero_snr`` one value at a time); a failure only at an axis value is keyed by it.
+                Not run for the configurations the profile's ``finite_skip`` names.
 ``guidance``    on a labelled 1-D mixture (:data:`MIXTURE`), for the schedulers of :data:`GUIDED`, with diffusers'
                 CFG :math:`\hat\varepsilon_u + g(\hat\varepsilon_c - \hat\varepsilon_u)` of the exact outputs
                 (``g = guidance_scale`` = the package's CG weight ``w``; Ho-Salimans' weight is ``g - 1``;
@@ -167,6 +168,13 @@ class Profile:
         Step counts, guidance scale and class of the deterministic guided-law check (:func:`guided_law_pf`;
         at scale 1.5 toward class 1 the guided maps of DDIM and DPM-Solver++(2M) are increasing from 10 steps on;
         at scale 3 toward class 2 they fold at 10 and 20 steps).
+    finite_skip : tuple of str
+        Scheduler configurations (names in :data:`~numerics.audit.diffusers_driver.SPECS`) whose finiteness sweep
+        this profile does not run; their row's ``finite`` entry is ``{"skipped": True, "configurations": 0, ...}``.
+        The reduced profile skips the sigma grid variants
+        (:data:`~numerics.audit.diffusers_driver.SIGMA_GRID_VARIANTS`), which the full profile sweeps: their
+        sweep is most of their cost (each configuration is a new prototype, and HeunDiscrete's ``__init__``
+        converts its 1000-level training grid: 1000 Beta quantiles for the beta grid, ~0.2 s).
 
     Notes
     -----
@@ -206,8 +214,12 @@ class Profile:
     law_pf_ns: tuple = (10, 20, 50)
     law_pf_scale: float = 1.5
     law_pf_class: int = 1
+    finite_skip: tuple = ()
 
     def __post_init__(self):
+        unknown = [n for n in self.finite_skip if n not in dd.SPECS]
+        if unknown:
+            raise ValueError(f"finite_skip: unknown scheduler configuration {unknown[0]!r}")
         for name in ("finite_ns", "axis_ns"):
             ns = getattr(self, name)
             if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in ns):
@@ -223,7 +235,8 @@ class Profile:
 FULL_AXIS_NS = tuple(range(1, 14)) + (17, 19, 20, 23, 29, 31, 37, 41, 43, 47, 50)
 
 PROFILES = {
-    "reduced": Profile(steps_ns=(1, 2, 7, 10, 50), order_ns=(10, 20, 50, 100, 200), finite_ns=(1, 2, 3, 7, 13)),
+    "reduced": Profile(steps_ns=(1, 2, 7, 10, 50), order_ns=(10, 20, 50, 100, 200), finite_ns=(1, 2, 3, 7, 13),
+                       finite_skip=dd.SIGMA_GRID_VARIANTS),
     "full": Profile(steps_ns=(1, 2, 3, 5, 7, 10, 13, 20, 50, 100), order_ns=(10, 20, 50, 100, 200, 500, 999),
                     finite_ns=tuple(range(1, 51)), axis_ns=FULL_AXIS_NS, axis_dtypes=("float32", "float64"),
                     guide_ns=(1, 2, 5, 10, 20, 50),
@@ -615,10 +628,14 @@ def audit_scheduler(spec: dd.SchedulerSpec, prof: Profile, target: GaussianTarge
     if spec.name in GUIDED_PF_LAWS:
         row["guided_law_pf"], pfound = guided_law_pf(spec, prof, scheduler_factory=scheduler_factory)
         findings += pfound
-    n_cfg, fin, unsupported, per_axis = finiteness(spec, prof, target, scheduler_factory=scheduler_factory)
-    row["finite"] = {"configurations": n_cfg, "non_finite": len(fin), "unsupported": unsupported,
-                     "axis_configurations": per_axis}
-    findings += fin
+    if spec.name in prof.finite_skip:
+        row["finite"] = {"configurations": 0, "non_finite": 0, "unsupported": [], "axis_configurations": {},
+                         "skipped": True}
+    else:
+        n_cfg, fin, unsupported, per_axis = finiteness(spec, prof, target, scheduler_factory=scheduler_factory)
+        row["finite"] = {"configurations": n_cfg, "non_finite": len(fin), "unsupported": unsupported,
+                         "axis_configurations": per_axis}
+        findings += fin
     row["findings"] = [f.to_dict() for f in _minimal(findings)]
     return row
 

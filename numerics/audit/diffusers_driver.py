@@ -29,7 +29,8 @@ import numpy as np
 from numerics.audit.targets import GaussianTarget, ou_time, ou_time_of_sigma
 
 __all__ = ["INSTALL_HINT", "MissingExtra", "load", "SchedulerSpec", "SPECS", "VE_SCHEDULERS", "build", "RunRecord",
-           "StepRecord", "run", "TABLE_ATTRS", "exact_table_abar", "dpm_orders"]
+           "StepRecord", "run", "TABLE_ATTRS", "exact_table_abar", "dpm_orders", "SIGMA_GRID_OPTIONS",
+           "SIGMA_GRID_VARIANTS"]
 
 INSTALL_HINT = 'pip install "guidance-verify[audit]"'
 #: Schedulers that hold the sample in VE coordinates (``init_noise_sigma`` > 1, ``scale_model_input`` divides).
@@ -107,6 +108,14 @@ SPECS: dict[str, SchedulerSpec] = {s.name: s for s in (
     SchedulerSpec("EulerDiscrete", "EulerDiscreteScheduler", (), "ddim", 1),
     SchedulerSpec("EulerAncestralDiscrete", "EulerAncestralDiscreteScheduler", (), None, None, stochastic=True),
     SchedulerSpec("HeunDiscrete", "HeunDiscreteScheduler", (), "heun", 2),
+    # the sigma grid options (SIGMA_GRID_OPTIONS): the same oracles, on the grid the option builds
+    SchedulerSpec("HeunDiscrete-karras", "HeunDiscreteScheduler", (("use_karras_sigmas", True),), "heun", 2),
+    SchedulerSpec("HeunDiscrete-exponential", "HeunDiscreteScheduler", (("use_exponential_sigmas", True),), "heun", 2),
+    SchedulerSpec("HeunDiscrete-beta", "HeunDiscreteScheduler", (("use_beta_sigmas", True),), "heun", 2),
+    SchedulerSpec("EulerDiscrete-karras", "EulerDiscreteScheduler", (("use_karras_sigmas", True),), "ddim", 1),
+    SchedulerSpec("EulerDiscrete-exponential", "EulerDiscreteScheduler", (("use_exponential_sigmas", True),),
+                  "ddim", 1),
+    SchedulerSpec("EulerDiscrete-beta", "EulerDiscreteScheduler", (("use_beta_sigmas", True),), "ddim", 1),
     SchedulerSpec("UniPCMultistep", "UniPCMultistepScheduler", (), "unipc", 3),
     SchedulerSpec("LMSDiscrete", "LMSDiscreteScheduler", (), "lms", 4),
     SchedulerSpec("DEISMultistep", "DEISMultistepScheduler", (), "deis", 2),
@@ -118,6 +127,16 @@ SPECS: dict[str, SchedulerSpec] = {s.name: s for s in (
                   (("solver_order", 3), ("solver_type", "heun")), "dpm3sh", 3),
 )}
 
+
+#: The settings that replace a sigma-indexed scheduler's grid between its default grid's first and last sigma
+#: (diffusers' ``_convert_to_karras``: rho = 7; ``_convert_to_exponential``; ``_convert_to_beta``: the quantiles of
+#: Beta(0.6, 0.6), which needs SciPy, a dependency of this package: diffusers raises ImportError without it); at
+#: most one may be set (else a ValueError in ``__init__``).
+SIGMA_GRID_OPTIONS = ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas")
+#: The configurations of :data:`SPECS` that set one of :data:`SIGMA_GRID_OPTIONS`.  The step and run checks apply
+#: unchanged: they compare each step with the derived update between the levels the scheduler itself holds.
+SIGMA_GRID_VARIANTS = tuple(name for name, s in SPECS.items()
+                            if any(k in SIGMA_GRID_OPTIONS for k, v in s.config if v))
 
 #: Prototype schedulers by (class, configuration): :func:`build` returns a deep copy (a fresh ``__init__`` costs
 #: ~1.6 ms, mostly diffusers' config registration; a copy of the never-stepped prototype ~0.4 ms and is the same

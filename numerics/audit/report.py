@@ -30,7 +30,8 @@ def markdown(report: dict) -> str:
              "plateaus when t_last does not shrink with n (timestep_spacing='linspace' of the Karras-style "
              "schedulers ends at timestep 0).", "",
              "Tables: max relative error of the shipped float32 alphas_cumprod against float64 (and, DDIM, the shift "
-             "of a 50-step run's output that this rounding alone causes).", "",
+             "of a 50-step run's output that this rounding alone causes). Finite: finite runs / configurations of "
+             "the finiteness sweep (skipped: not swept by this profile).", "",
              "| scheduler | oracle | step f64 | step native | run f64 | run native | order (obs / exp) | KL 10 / 20 / 50 | "
              "tables | finite | findings |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -44,9 +45,10 @@ def markdown(report: dict) -> str:
         tb = row.get("tables") or {}
         tables = _fmt(tb.get("abar_max_rel_err")) + (f" ({_fmt(tb['run_50_output_shift'])})"
                                                         if "run_50_output_shift" in tb else "")
+        finite = "skipped" if fin.get("skipped") else \
+            f"{fin.get('configurations', 0) - fin.get('non_finite', 0)}/{fin.get('configurations', 0)}"
         lines.append(f"| {row['scheduler']} | {row.get('oracle') or '-'} | {g('step_float64')} | {g('step_native')} | "
-                     f"{g('run_float64')} | {g('run_native')} | {order} | {kl} | {tables} | "
-                     f"{fin.get('configurations', 0) - fin.get('non_finite', 0)}/{fin.get('configurations', 0)} | "
+                     f"{g('run_float64')} | {g('run_native')} | {order} | {kl} | {tables} | {finite} | "
                      f"{len(row['findings'])} |")
     guided = [r for r in report["schedulers"] if r.get("guidance")]
     if guided:
