@@ -356,28 +356,31 @@ def _lambda_grid(t_hi: float, t_lo: float, n: int) -> np.ndarray:
     return 0.5 * np.log1p(np.exp(-2.0 * lam))
 
 
-def test_dpm3_derived_update_is_third_order_and_the_halved_one_second():
-    """Global error on the Gaussian target against the exact flow (exact start values at the first three levels):
-    the derived 3M update converges at order 3, the variant with the halved curvature weight at order 2."""
-    from numerics.audit import checks
-    from numerics.audit import oracle as O
-
-    tg = checks.TARGET
-    x0 = checks.Z_STEP
-    errs = {"derived": [], "curvature_halved": []}
-    ns = (32, 64, 128, 256)
+def multistep3_global_errors(tg, x0: np.ndarray, variants, ns) -> dict:
+    """Max |x_n - exact| per variant of a three-step multistep update on n = ``ns`` uniform log-SNR steps from OU
+    time 1.5 to 0.02 on Gaussian target ``tg`` (exact flow from ``x0``; exact start values at the first three
+    levels).  ``variants(tg, x, t, s, x_p, t_p, x_p2, t_p2)`` returns {name: next state}."""
+    errs: dict = {}
     for n in ns:
         g = _lambda_grid(1.5, 0.02, n)
         exact = [x0]
         for k in range(n):
             r, c = tg.flow_map(g[k], g[k + 1])
             exact.append(r * exact[-1] + c)
-        for name in errs:
+        for name in variants(tg, exact[2], g[2], g[3], exact[1], g[1], exact[0], g[0]):
             xs = exact[:3]
             for k in range(2, n):
-                v = _dpm3_variants(tg, xs[k], g[k], g[k + 1], xs[k - 1], g[k - 1], xs[k - 2], g[k - 2])
-                xs.append(v[name])
-            errs[name].append(float(np.max(np.abs(xs[-1] - exact[-1]))))
+                xs.append(variants(tg, xs[k], g[k], g[k + 1], xs[k - 1], g[k - 1], xs[k - 2], g[k - 2])[name])
+            errs.setdefault(name, []).append(float(np.max(np.abs(xs[-1] - exact[-1]))))
+    return errs
+
+
+def test_dpm3_derived_update_is_third_order_and_the_halved_one_second():
+    """Global error on the Gaussian target against the exact flow (exact start values at the first three levels):
+    the derived 3M update converges at order 3, the variant with the halved curvature weight at order 2."""
+    from numerics.audit import checks
+
+    errs = multistep3_global_errors(checks.TARGET, checks.Z_STEP, _dpm3_variants, (32, 64, 128, 256))
     slope = {k: float(np.log2(e[-2] / e[-1])) for k, e in errs.items()}   # the last doubling
     assert slope["derived"] > 2.8 and 1.8 < slope["curvature_halved"] < 2.2, (slope, errs)
 

@@ -32,6 +32,7 @@ mp = pytest.importorskip("mpmath")
 from numerics.audit import checks, diffusers_driver as dd, oracle as O  # noqa: E402
 from numerics.audit.targets import GaussianTarget, ou_time_of_sigma  # noqa: E402
 from numerics.generated import integrator_coeffs as IC  # noqa: E402
+from tests.test_audit_diffusers import multistep3_global_errors  # noqa: E402
 
 SPEC = dd.SPECS["DPMSolverMultistep-3-dpmsolver"]
 
@@ -347,30 +348,12 @@ def test_global_orders():
     _assert_exponent([e[1] for e in errs], 3, "quadratic interpolant run, global")
 
 
-def _lambda_grid(t_hi: float, t_lo: float, n: int) -> np.ndarray:
-    """OU times of n uniform half log-SNR steps from t_hi down to t_lo (ell = log(alpha/sigma))."""
-    ell = lambda t: -t - 0.5 * np.log(-np.expm1(-2.0 * t))  # noqa: E731
-    return 0.5 * np.log1p(np.exp(-2.0 * np.linspace(ell(t_hi), ell(t_lo), n + 1)))
-
-
 def test_package_update_is_third_order_and_the_halved_one_second():
     """The package's derived update (oracle coefficients, :func:`_variants`) on the audit's Gaussian target against
     its exact flow, exact start values at the first three levels, n = 64, 128, 256 uniform log-SNR steps from OU time
     1.5 to 0.02: order 3, and 2 with the halved curvature weight (measured 2.96, 2.98 and 1.95, 1.98; windows
     [2.94, 3.02] and [1.93, 2.03])."""
-    tg, x0 = checks.TARGET, checks.Z_STEP
-    errs = {"derived": [], "curvature_halved": []}
-    for n in (64, 128, 256):
-        g = _lambda_grid(1.5, 0.02, n)
-        exact = [x0]
-        for k in range(n):
-            r, c = tg.flow_map(g[k], g[k + 1])
-            exact.append(r * exact[-1] + c)
-        for name in errs:
-            xs = exact[:3]
-            for k in range(2, n):
-                xs.append(_variants(tg, xs[k], g[k], g[k + 1], xs[k - 1], g[k - 1], xs[k - 2], g[k - 2])[name])
-            errs[name].append(float(np.max(np.abs(xs[-1] - exact[-1]))))
+    errs = multistep3_global_errors(checks.TARGET, checks.Z_STEP, _variants, (64, 128, 256))
     _assert_exponent(errs["derived"], 3, "package's derived update, global")
     _assert_exponent(errs["curvature_halved"], 2, "halved-weight update, global")
 
