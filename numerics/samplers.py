@@ -36,7 +36,7 @@ from numerics.schedule import alpha_sigma2
 from numerics.target import ScoreModel, Target
 from numerics.validate import check_array, check_bool, check_int, check_label, check_nonneg_scalar, check_seed
 
-__all__ = ["sample", "ScoreModel", "Target", "METHODS", "GUIDANCE_FORMS", "DENOISER_METHODS", "SCORE_METHODS",
+__all__ = ["sample", "GuidedQuantities", "ScoreModel", "Target", "METHODS", "GUIDANCE_FORMS", "DENOISER_METHODS", "SCORE_METHODS",
            "STOCHASTIC_METHODS", "default_grid", "MAX_GUIDANCE", "MAX_X_INIT", "MAX_ELEMENTS"]
 
 #: Largest guidance weight ``sample`` accepts.  Weights used in practice are O(1)-O(100); the guided
@@ -56,42 +56,55 @@ MAX_X_INIT = 1e150
 MAX_ELEMENTS = 2**31
 
 
-class _Guided:
-    """The guided score / denoiser / noise prediction of a target at fixed label, weight and form."""
+class GuidedQuantities:
+    """The guided score / denoiser / noise prediction of a target at fixed label, weight and form.
 
-    def __init__(self, target, label: int | None, w: float, form: str, fast: bool = False):
+    With ``fast`` and a :class:`GaussianMixture` (the class itself: a subclass may override what the kernels
+    compute) every mixture quantity is evaluated by :class:`numerics.fast.FastMixture` (one fused GEMM-form
+    pass); otherwise by the target's own methods (for a mixture, the reference kernel)."""
+
+    def __init__(self, target, label: int | None, w: float, form: str, fast: bool = True):
         self.target, self.label, self.w, self.form = target, label, w, form
         self.unguided = label is None
         self._cond = None
-        self._fast = None
-        if fast and isinstance(target, GaussianMixture) and form == "cg":
+        self._fast = self._fast_cond = None
+        mixture = type(target) is GaussianMixture
+        if not self.unguided and form == "cfg" and isinstance(target, GaussianMixture):
+            self._cond = target.conditional(label)
+        if fast and mixture:
             from numerics.fast import FastMixture
 
             self._fast = FastMixture(target)
-        if not self.unguided and form == "cfg" and isinstance(target, GaussianMixture):
-            self._cond = target.conditional(label)
+            if self._cond is not None:
+                self._fast_cond = FastMixture(self._cond)
 
     def score(self, x: np.ndarray, t: float) -> np.ndarray:
         r""":math:`s_w` (``cg``/``cg_mean``: :math:`s + w g_y`; ``cfg``: :math:`w s_y + (1-w) s`)."""
-        tg, w = self.target, self.w
+        tg, w, fm = self.target, self.w, self._fast
         if self.unguided:
-            return tg.score(x, t)
+            return tg.score(x, t) if fm is None else fm.score(x, t)
         if self.form == "cfg":
+            if self._fast_cond is not None:
+                return w * self._fast_cond.score(x, t) + (1.0 - w) * fm.score(x, t)
             return w * tg.conditional_score(x, t, self.label) + (1.0 - w) * tg.score(x, t)
+        if fm is not None:
+            return fm.guided_score(x, t, self.label, w)
         return tg.score(x, t) + w * tg.guidance_vector(x, t, self.label)
 
     def denoiser(self, x: np.ndarray, t: float) -> np.ndarray:
         r""":math:`D_w = D + w(\sigma_t^2/\alpha_t) g_y` (``cg``) or :math:`w D_y + (1-w) D` (``cfg``)."""
-        tg, w = self.target, self.w
-        if self._fast is not None:  # GEMM-form kernel (numerics.fast.kernels), same quantity to its bound
-            return self._fast.denoiser(x, t) if self.unguided else self._fast.guided_denoiser(x, t, self.label, w)
+        tg, w, fm = self.target, self.w, self._fast
         if self.unguided or self.form == "cg_mean":  # cg_mean guides the posterior mean instead
-            return tg.denoiser(x, t)
+            return tg.denoiser(x, t) if fm is None else fm.denoiser(x, t)
         if self.form == "cfg":
+            if self._fast_cond is not None:
+                return w * self._fast_cond.denoiser(x, t) + (1.0 - w) * fm.denoiser(x, t)
             if self._cond is not None:
                 return w * self._cond.denoiser(x, t) + (1.0 - w) * tg.denoiser(x, t)
             a, s2 = alpha_sigma2(t)
             return (x + s2 * self.score(x, t)) / a
+        if fm is not None:  # GEMM-form kernel (numerics.fast.kernels), same quantity to its bound
+            return fm.guided_denoiser(x, t, self.label, w)
         if isinstance(tg, GaussianMixture):  # one kernel pass instead of two
             return tg.guided_denoiser(x, t, self.label, w)
         a, s2 = alpha_sigma2(t)
@@ -140,7 +153,7 @@ def _check_guidance(guidance) -> float:
     return w
 
 
-def _step_failure(k: int, t: float, s: float, guided: _Guided, x_init_given: bool, detail: str) -> ValueError:
+def _step_failure(k: int, t: float, s: float, guided: GuidedQuantities, x_init_given: bool, detail: str) -> ValueError:
     """The error for a step whose result is not finite (or whose target evaluation failed): it names the step,
     its times and the likely cause, and starts with the argument most likely at fault."""
     if not guided.unguided and guided.w > 1.0:
@@ -155,7 +168,7 @@ def _step_failure(k: int, t: float, s: float, guided: _Guided, x_init_given: boo
 
 
 # ---------------------------------------------------------------------------------------- stepping
-def _step(method: Method, guided: _Guided, x: np.ndarray, t: float, s: float, c: tuple, shift, t_prev, q_prev,
+def _step(method: Method, guided: GuidedQuantities, x: np.ndarray, t: float, s: float, c: tuple, shift, t_prev, q_prev,
           rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     r"""One step :math:`x_t\to x_s` with the coefficients ``c`` (and ``cg_mean`` shifts ``shift``) of
     :func:`numerics.methods.grid_coefficients`; returns ``(x_s, q(x_t))`` (``q`` is reused by multistep methods)."""
@@ -173,7 +186,7 @@ def _step(method: Method, guided: _Guided, x: np.ndarray, t: float, s: float, c:
 
 def sample(target, method: str = "ddim", grid=None, n: int = 1000, seed=0, label: int | None = None,
            guidance: float = 1.0, x_init=None, guidance_form: str = "cg", eta: float | None = None,
-           return_trajectory: bool = False, fast: bool = False):
+           return_trajectory: bool = False, fast: bool = True):
     r"""Run a guided sampler from ``grid[0]`` down to ``grid[-1]``.
 
     Parameters
@@ -207,10 +220,13 @@ def sample(target, method: str = "ddim", grid=None, n: int = 1000, seed=0, label
     return_trajectory : bool
         Also return the ``(len(grid), n, d)`` trajectory (``[0]`` is ``x_init``).
     fast : bool
-        For a :class:`GaussianMixture` target and the ``cg`` form: evaluate the (guided) denoiser with the fast
-        GEMM-form kernel of :mod:`numerics.fast.kernels` (the one ``guidance-verify bench`` times) instead of the
-        reference kernel; equal to the reference up to its derived error bound (``tests/test_bench.py``). Only
-        methods that use the denoiser (DDIM, DDPM, ...) are affected; ignored for other targets and forms.
+        For a :class:`GaussianMixture` target (default ``True``): evaluate every mixture quantity the method uses
+        (score, denoiser, conditional ones for ``cfg``) with the fast GEMM-form kernel of
+        :mod:`numerics.fast.kernels` (the one ``guidance-verify bench`` times), which uses the covariances'
+        structure (isotropic part plus spikes); it equals the reference kernel up to its derived error bound
+        (``tests/test_bench.py``).  ``False``: the reference kernel (:mod:`numerics._kernels`, checked against
+        the 50-digit oracle), the independent implementation the fast one is tested against.  Other targets
+        (and subclasses of :class:`GaussianMixture`) always use their own methods.
 
     Returns
     -------
@@ -242,7 +258,7 @@ def sample(target, method: str = "ddim", grid=None, n: int = 1000, seed=0, label
     fast = check_bool(fast, "fast")
     rng = check_seed(seed)
     x = _initial(x_init, n, target.d, rng)
-    guided = _Guided(target, label, w, form, fast)
+    guided = GuidedQuantities(target, label, w, form, fast)
     traj = [x.copy()] if return_trajectory else None
     q_prev, t_prev = None, None
     for k in range(grid.size - 1):

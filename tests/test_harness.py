@@ -411,6 +411,53 @@ def test_report_is_complete_json_after_each_claim(tmp_path: Path) -> None:
     assert final["summary"]["ok"] is True
 
 
+def test_slow_report_writes_are_deferred_and_the_last_one_is_complete(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write slower than SAVE_DEFER_FLOOR is not repeated within SAVE_COST_RATIO times its duration (a large
+    ensemble report would otherwise be rewritten after every result); the final write always happens."""
+    import time
+
+    import numerics.checks.runner as runner
+
+    calls: list[int] = []
+    real = report.write_report
+
+    def slow(run: Any, out: Any) -> None:
+        time.sleep(runner.SAVE_DEFER_FLOOR * 1.5)
+        calls.append(len(run.results))
+        real(run, out)
+
+    monkeypatch.setattr(report, "write_report", slow)
+    claims = [make_claim(f"t.c{i}", sensitive()) for i in range(5)]
+    run_claims(claims, out_dir=tmp_path)
+    # the start (no result yet) and the end; a write after every result would give [0, 1, 2, 3, 4, 5, 5]
+    assert calls == [0, 5]
+    final = load_strict(tmp_path / "report.json")
+    assert final["status"] == "complete" and [c["id"] for c in final["claims"]] == [f"t.c{i}" for i in range(5)]
+
+
+def test_serial_run_keeps_blas_to_one_thread() -> None:
+    """Inside a serial run BLAS has one thread (its spinning threads slow a run on a busy machine 2.6x, see
+    serial_blas_limit); after the run the caller's setting is back."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def blas_threads() -> list[int]:
+        return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+
+    seen: list[list[int]] = []
+
+    def body(ctx: Context) -> list[Measurement]:
+        seen.append(blas_threads())
+        return [meas(float(ctx.broken))]
+
+    np.ones((2, 2)) @ np.ones((2, 2))  # BLAS loaded
+    with threadpool_limits(limits=2, user_api="blas"):
+        run_claims([make_claim("t.blas", body)])
+        after = blas_threads()
+    assert seen and all(t == [1] * len(t) and t for t in seen)
+    assert after == [2] * len(after)
+
+
 def test_non_finite_values_are_strict_json(tmp_path: Path) -> None:
     body = lambda ctx: [meas(float("nan"), extra={"arr": np.arange(2), "inf": -np.inf})]  # noqa: E731
     run_claims([make_claim("t.nan", body)], out_dir=tmp_path)

@@ -7,8 +7,10 @@ re-raised; :func:`run_claims` then writes the report with status ``"interrupted"
 
 :func:`run_claims` runs an explicit list of :class:`~numerics.checks.claim.Claim` objects (tests
 pass their own; the CLI passes the loaded registry), saves one figure per claim and rewrites
-``report.json`` / ``report.md`` atomically after each claim, so the file on disk is always complete,
-valid JSON describing what has finished.
+``report.json`` / ``report.md`` atomically after each claim (a large report, whose last write took at least
+:data:`SAVE_DEFER_FLOOR` s, at most once per :data:`SAVE_COST_RATIO` times that duration; always at the end,
+on Ctrl-C and on SIGTERM), so the file on disk is always complete, valid JSON describing
+what has finished.
 
 The result classes (:class:`CheckedMeasurement`, :class:`ClaimResult`, :class:`RunReport`) live in
 :mod:`numerics.checks.results` and are importable from here too. Imports go one way:
@@ -36,6 +38,9 @@ from numerics.checks.results import CheckedMeasurement, ClaimResult, ControlRun,
 from numerics.checks.time_limit import TaskTimeout, check_timeout, time_limit
 
 __all__ = [
+    "SAVE_COST_RATIO",
+    "SAVE_DEFER_FLOOR",
+    "serial_blas_limit",
     "CheckedMeasurement",
     "ClaimResult",
     "ControlRun",
@@ -300,6 +305,30 @@ def _reused(first: ClaimResult, seed: int) -> ClaimResult:
                                figure_kind=None, figure_obj=None, plot=None)
 
 
+#: A write of the report that took at least :data:`SAVE_DEFER_FLOOR` s is not repeated after a result until this
+#: many times its duration has passed, so writing costs at most 1/(1 + ratio) of a run's time.  Without it the
+#: writes grow quadratically with the number of results: a 20-seed ensemble's report reaches ~10 MB of JSON
+#: (0.3 s to serialise alone), and rewriting it after each of its 1300 results kept the client of a
+#: ``--workers`` run at ~40% of a core (measured on 2026-12-05), taken from the workers.
+SAVE_COST_RATIO = 20.0
+#: Writes faster than this (s) are never deferred: a small report is rewritten after every claim.
+SAVE_DEFER_FLOOR = 0.1
+
+
+def serial_blas_limit() -> contextlib.AbstractContextManager:
+    r"""One BLAS thread while a serial run runs (:func:`threadpoolctl.threadpool_limits`; Numba keeps all cores).
+
+    OpenBLAS's worker threads busy-wait for about :math:`2^{28}` cycles after each call; on a machine whose
+    cores are busy with other work they take the run's share of the CPU.  Measured on two cores (2026-12-05,
+    ``discriminator.trained_1d``, quick profile, stated run): 13.9 s quiet and 36.5 s with one CPU-bound
+    competitor per core (2.6x), against 14.0 s and 21.5 s (1.5x) with one BLAS thread; the claims' BLAS
+    calls are small, so one thread costs nothing measurable on a quiet machine.  Dask workers get the same
+    limit from their environment (:mod:`numerics.checks.dask_runner`)."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 def _serial_results(claims: Sequence[Claim], seed_list: Sequence[int], profile: str,
                     control: bool, on_start: Callable[[Claim, int, int], None] | None,
                     task_timeout: float | None = None) -> Iterator[tuple[int, ClaimResult]]:
@@ -344,7 +373,7 @@ def run_claims(
     client: Any = None,
     task_timeout: float | None = None,
 ) -> RunReport:
-    """Run ``claims`` in order, writing the report after each one.
+    """Run ``claims`` in order, writing the report after each one (see :data:`SAVE_COST_RATIO`).
 
     Parameters
     ----------
@@ -373,7 +402,8 @@ def run_claims(
         Called before each run of a claim at one seed (progress display; ``total`` counts
         claim x seed runs).
     on_result : callable(ClaimResult), optional
-        Called after each such run, once its result is on disk.
+        Called after each such run, once its result is in the report (on disk, unless the write was
+        deferred by :data:`SAVE_COST_RATIO`).
     client : distributed.Client, optional
         Run on this Dask cluster instead of here: one task per (claim, seed, control) run
         (:mod:`numerics.checks.dask_runner`); the results are merged in the serial order, so
@@ -408,30 +438,39 @@ def run_claims(
                     out_dir=str(out) if out is not None else None,
                     baseline=baseline.info() if baseline is not None else None)
     t0 = time.perf_counter()
+    last_write = [-float("inf"), 0.0]  # when the last write ended, and how long it took
 
-    def save() -> None:
-        run.wall_time = time.perf_counter() - t0
+    def save(force: bool = True) -> None:
+        start = time.perf_counter()
+        cost = last_write[1]
+        if not force and cost >= SAVE_DEFER_FLOOR and start - last_write[0] < SAVE_COST_RATIO * cost:
+            return
+        run.wall_time = start - t0
         if out is not None:
             report.write_report(run, out)
+        end = time.perf_counter()
+        last_write[:] = [end, end - start]
 
     try:
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
             report.clear_outputs(out)
         save()
+        limit: contextlib.AbstractContextManager = contextlib.nullcontext()
         if client is None:
+            limit = serial_blas_limit()
             results = _serial_results(claims, seed_list, profile, control, on_start, task_timeout)
         else:
             from numerics.checks import dask_runner
 
             results = dask_runner.results(client, claims, seed_list, profile, control, on_start,
                                           task_timeout=task_timeout)
-        with contextlib.closing(results):
+        with contextlib.closing(results), limit:
             for k, result in results:
                 _finish_claim(run, result, baseline if k == 0 else None, out if k == 0 else None)
                 if result.interrupted_by:
                     run.status, run.interrupted_by = "interrupted", result.interrupted_by
-                save()
+                save(force=bool(result.interrupted_by))
                 if on_result is not None:
                     on_result(result)
                 if result.interrupted_by:

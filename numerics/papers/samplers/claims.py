@@ -35,7 +35,7 @@ from numerics.grids import time_grid
 from numerics.methods import TABLE, check_method, get_method, grid_coefficients
 from numerics.mixture import GaussianMixture
 from numerics.references.exact_gaussian import pf_map
-from numerics.samplers import sample
+from numerics.samplers import GuidedQuantities, sample
 from numerics.schedule import alpha_sigma2
 from numerics.stats import ENSEMBLE_LEVEL, loglog_slope
 
@@ -61,9 +61,10 @@ def _sigma(t: float) -> float:
 def chain(gm: GaussianMixture, method: str, grid: np.ndarray, n: int, seed, label: int | None = None,
           w: float = 1.0, eta: float | None = None, x_init: np.ndarray | None = None,
           coef_bug: CoefBug | None = None, q_at_end: bool = False, eps_variance: bool = False,
-          w_q: float | None = None) -> np.ndarray:
-    r"""``sample(gm, method, grid, n, seed, label, w, x_init, eta=eta)`` (classifier guidance ``cg``, reference
-    kernels), transcribed, with a bug injected:
+          w_q: float | None = None, fast: bool = True) -> np.ndarray:
+    r"""``sample(gm, method, grid, n, seed, label, w, x_init, eta=eta, fast=fast)`` (classifier guidance ``cg``; the
+    guided quantities are :class:`numerics.samplers.GuidedQuantities`, as in ``sample``), its loop transcribed,
+    with a bug injected:
 
     * ``coef_bug``: step ``k`` uses ``coef_bug(k, t, s, c)`` in place of its generated coefficients ``c``;
     * ``q_at_end``: ``q`` is evaluated at the step's end time ``s`` instead of its start ``t``;
@@ -76,15 +77,12 @@ def chain(gm: GaussianMixture, method: str, grid: np.ndarray, n: int, seed, labe
     coefs, _ = grid_coefficients(rec, grid, eta, "cg")
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, gm.d)) if x_init is None else np.array(x_init, dtype=np.float64)
-    wq = w if w_q is None else w_q
+    guided = GuidedQuantities(gm, label, w if w_q is None else w_q, "cg", fast)
 
     def q(xx, tq):
-        if rec.q == "denoiser":
-            return gm.denoiser(xx, tq) if label is None else gm.guided_denoiser(xx, tq, label, wq)
-        sc = gm.score(xx, tq) if label is None else gm.score(xx, tq) + wq * gm.guidance_vector(xx, tq, label)
-        if rec.q == "eps":
-            return -(-math.expm1(-2.0 * tq) if eps_variance else _sigma(tq)) * sc
-        return sc
+        if rec.q == "eps" and eps_variance:
+            return math.expm1(-2.0 * tq) * guided.score(xx, tq)  # -sigma^2 s_w
+        return guided.q(rec.q, xx, tq)
 
     q_prev, t_prev = None, None
     for k in range(grid.size - 1):
