@@ -66,45 +66,41 @@ class GuidedQuantities:
     def __init__(self, target, label: int | None, w: float, form: str, fast: bool = True):
         self.target, self.label, self.w, self.form = target, label, w, form
         self.unguided = label is None
-        self._cond = None
-        self._fast = self._fast_cond = None
-        mixture = type(target) is GaussianMixture
-        if not self.unguided and form == "cfg" and isinstance(target, GaussianMixture):
-            self._cond = target.conditional(label)
-        if fast and mixture:
+        self._fast = None
+        self._cond = None  # the class-conditional mixture (cfg), evaluated like the target
+        if fast and type(target) is GaussianMixture:
             from numerics.fast import FastMixture
 
             self._fast = FastMixture(target)
-            if self._cond is not None:
-                self._fast_cond = FastMixture(self._cond)
+        if not self.unguided and form == "cfg" and isinstance(target, GaussianMixture):
+            cond = target.conditional(label)
+            self._cond = cond if self._fast is None else FastMixture(cond)
+        self._plain = target if self._fast is None else self._fast  # the unguided score and denoiser
 
     def score(self, x: np.ndarray, t: float) -> np.ndarray:
         r""":math:`s_w` (``cg``/``cg_mean``: :math:`s + w g_y`; ``cfg``: :math:`w s_y + (1-w) s`)."""
-        tg, w, fm = self.target, self.w, self._fast
+        tg, w = self.target, self.w
         if self.unguided:
-            return tg.score(x, t) if fm is None else fm.score(x, t)
+            return self._plain.score(x, t)
         if self.form == "cfg":
-            if self._fast_cond is not None:
-                return w * self._fast_cond.score(x, t) + (1.0 - w) * fm.score(x, t)
-            return w * tg.conditional_score(x, t, self.label) + (1.0 - w) * tg.score(x, t)
-        if fm is not None:
-            return fm.guided_score(x, t, self.label, w)
+            s_y = tg.conditional_score(x, t, self.label) if self._cond is None else self._cond.score(x, t)
+            return w * s_y + (1.0 - w) * self._plain.score(x, t)
+        if self._fast is not None:
+            return self._fast.guided_score(x, t, self.label, w)
         return tg.score(x, t) + w * tg.guidance_vector(x, t, self.label)
 
     def denoiser(self, x: np.ndarray, t: float) -> np.ndarray:
         r""":math:`D_w = D + w(\sigma_t^2/\alpha_t) g_y` (``cg``) or :math:`w D_y + (1-w) D` (``cfg``)."""
-        tg, w, fm = self.target, self.w, self._fast
+        tg, w = self.target, self.w
         if self.unguided or self.form == "cg_mean":  # cg_mean guides the posterior mean instead
-            return tg.denoiser(x, t) if fm is None else fm.denoiser(x, t)
+            return self._plain.denoiser(x, t)
         if self.form == "cfg":
-            if self._fast_cond is not None:
-                return w * self._fast_cond.denoiser(x, t) + (1.0 - w) * fm.denoiser(x, t)
-            if self._cond is not None:
-                return w * self._cond.denoiser(x, t) + (1.0 - w) * tg.denoiser(x, t)
-            a, s2 = alpha_sigma2(t)
-            return (x + s2 * self.score(x, t)) / a
-        if fm is not None:  # GEMM-form kernel (numerics.fast.kernels), same quantity to its bound
-            return fm.guided_denoiser(x, t, self.label, w)
+            if self._cond is None:  # no class-conditional denoiser: from the guided score
+                a, s2 = alpha_sigma2(t)
+                return (x + s2 * self.score(x, t)) / a
+            return w * self._cond.denoiser(x, t) + (1.0 - w) * self._plain.denoiser(x, t)
+        if self._fast is not None:  # GEMM-form kernel (numerics.fast.kernels), same quantity to its bound
+            return self._fast.guided_denoiser(x, t, self.label, w)
         if isinstance(tg, GaussianMixture):  # one kernel pass instead of two
             return tg.guided_denoiser(x, t, self.label, w)
         a, s2 = alpha_sigma2(t)

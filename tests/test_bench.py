@@ -383,13 +383,17 @@ print("COMPILED:" + ",".join(compiled))
     assert line == "COMPILED:", line
 
 
-@pytest.mark.parametrize("method", ["ddim", "ddpm"])
-def test_sampler_fast_option_matches_reference_kernel(rng, method, monkeypatch):
-    """``sample(..., fast=True)`` runs the fast kernel and ends where the reference kernel ends.
+@pytest.mark.parametrize("method, form", [("ddim", "cg"), ("ddpm", "cg"), ("ddpm", "cg_mean"), ("ddim", "cfg"),
+                                          ("ei_ode", "cg"), ("dpm_solver_1", "cfg"), ("euler_maruyama", "cg")])
+def test_sampler_default_is_the_fast_kernel_and_matches_the_reference(rng, method, form, monkeypatch):
+    """``sample`` runs a GaussianMixture on the fast kernel by default (``fast=True``), for every quantity a
+    method uses (denoiser, score, noise prediction; cg, cg_mean and cfg's class-conditional mixture), and ends
+    where the reference kernel (``fast=False``) ends.
 
-    Per step the two denoisers differ by rounding only (bounded in ``test_guided_quantities_and_steps``,
-    ~1e-13 here); over 113 contracting steps the measured end-point difference is ~1e-14.  ``1e-9`` (relative to
-    the sample scale) is a wiring check with a wide margin; the control (another label) moves points by O(1).
+    Per step the two differ by rounding only (bounded in ``test_guided_quantities_and_steps``, ~1e-13 here);
+    over 113 contracting steps the measured end-point difference is ~1e-14.  ``1e-9`` (relative to the sample
+    scale) is a wiring check with a wide margin; the control (another label) moves points by O(1), and a
+    subclass of GaussianMixture (which may override what the kernels compute) is not run on the fast kernel.
     """
     import numerics.fast.mixture as kf
     from numerics.samplers import sample
@@ -399,13 +403,23 @@ def test_sampler_fast_option_matches_reference_kernel(rng, method, monkeypatch):
     calls = []
     orig = kf.FastMixture._run
     monkeypatch.setattr(kf.FastMixture, "_run", lambda self, *a: calls.append(1) or orig(self, *a))
-    ref = sample(gm, method, n=400, seed=3, label=1, guidance=2.0)
-    fast = sample(gm, method, n=400, seed=3, label=1, guidance=2.0, fast=True)
+    kw = dict(n=400, seed=3, guidance=2.0, guidance_form=form)
+    ref = sample(gm, method, label=1, fast=False, **kw)
+    assert not calls
+    default = sample(gm, method, label=1, **kw)
     assert len(calls) > 0
+    assert np.array_equal(default, sample(gm, method, label=1, fast=True, **kw))
     scale = np.max(np.abs(ref))
-    assert np.max(np.abs(fast - ref)) <= 1e-9 * scale
-    other = sample(gm, method, n=400, seed=3, label=0, guidance=2.0, fast=True)
+    assert np.max(np.abs(default - ref)) <= 1e-9 * scale
+    other = sample(gm, method, label=0, **kw)
     assert np.max(np.abs(other - ref)) > 0.1 * scale
+
+    class Sub(GaussianMixture):
+        pass
+
+    calls.clear()
+    sub = Sub(gm.weights, gm.means, gm.covs, labels=gm.labels)
+    assert np.array_equal(sample(sub, method, label=1, **kw), ref) and not calls
     with pytest.raises(ValueError, match="fast"):
         sample(gm, method, n=10, fast="yes")
 
