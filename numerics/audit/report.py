@@ -99,7 +99,9 @@ def _guided_law_lines(rows: list) -> list:
                 continue
             runs = pf["runs"]
             ns = " / ".join(str(r["n"]) for r in runs)
-            ratio = " / ".join(_fmt(r.get("ratio")) if r["monotone"] else "folds" for r in runs)
+            ratio = " / ".join((_fmt(r.get("ratio")) + ("" if r.get("ratio", 0.0) <= 1.0 else
+                                                         f" (f32 {_fmt(r.get('ratio_f32'))})"))
+                               if r["monotone"] else "folds" for r in runs)
             kl = " / ".join(_fmt(r.get("kl_to_tilted"), ".3g") for r in runs)
             out.append(f"| {row['scheduler']} | {label} | {ns} | {ratio} | {kl} |")
     if not out:
@@ -108,7 +110,8 @@ def _guided_law_lines(rows: list) -> list:
             "sup distance of the chains' empirical CDF to the exact law of the package's guided chain over the DKW "
             "band plus the law's own error; guided-law-pf, the density-weighted displacement of the deterministic "
             "run's output (the CDF gap in 1-D, the mass flux through a unit boundary in 2-D) over the same form of "
-            "the derived run bound (counted); KL of the output law to the tilted law p p(y|x)^g / Z "
+            "the derived run bound (counted; f32: against the float32 bound, for a scheduler that steps float64 samples "
+            "at float32 accuracy, its precision finding); KL of the output law to the tilted law p p(y|x)^g / Z "
             "(informational).", "",
             "| scheduler | check | steps | measured / bound | KL to tilted |", "|---|---|---|---|---|"] + out
 
