@@ -828,8 +828,9 @@ def guidance_check(spec: dd.SchedulerSpec, prof: Profile, target: MixtureTarget 
 GUIDED_LAWS = {"DDPM": None, "EulerAncestralDiscrete": K_SAMPLE32}
 #: The space grid of the propagated law: ``(lo, hi, points)``.  It holds the mixture's guided laws at every level
 #: (the start N(0, 1) loses 3e-7 outside it, counted in ``escaped``); spacing 0.005 against the narrowest kernel,
-#: the DDPM step to the first training level (std 0.01 at 10 steps): two spacings per standard deviation, where the
-#: trapezoid rule's aliasing error of a Gaussian kernel is :math:`\approx 2e^{-2\pi^2(0.01/0.005)^2} \approx 10^{-34}`.
+#: the DDPM step to the first training level (std 0.01 at 10 steps, EulerAncestralDiscrete's too): two spacings
+#: per standard deviation, where the trapezoid rule's aliasing error of a Gaussian kernel is
+#: :math:`\approx 2e^{-2\pi^2(0.01/0.005)^2} \approx 10^{-34}`.
 LAW_GRID = (-5.0, 5.5, 2101)
 #: Seeds of one law check ``s``: the start draws use ``LAW_SEED_STRIDE * s``, step ``k`` of the run
 #: ``LAW_SEED_STRIDE * s + 1 + k`` (:func:`numerics.audit.diffusers_driver.run`): no two streams coincide.
@@ -930,7 +931,7 @@ GUIDED_PF2_LAWS = ("DDIM",)
 #: verifies it: the Jacobian determinant is positive at every start point).
 MIXTURE2 = MixtureTarget((0.3, 0.45, 0.25), ((-1.2, -0.4), (0.7, 0.5), (0.9, -1.3)), (0.5, 0.6, 0.45))
 #: Start coordinates of :func:`guided_law_pf_2d` on each axis: the product grid of 61 x 61 points of [-6, 6]^2
-#: (spacing 0.2; the start law N(0, I_2) has mass 2e-9 outside; the KL's trapezoid rule on a smooth integrand with
+#: (spacing 0.2; the start law N(0, I_2) has mass 4e-9 outside; the KL's trapezoid rule on a smooth integrand with
 #: Gaussian tails is spectrally accurate at this spacing).
 Z2_AXIS = np.linspace(-6.0, 6.0, 61)
 
@@ -1043,7 +1044,7 @@ def guided_law_pf_2d(spec: dd.SchedulerSpec, prof: Profile, target: MixtureTarge
     Returns ``(row, findings)``.
 
     The run is a map :math:`T` of the start :math:`z \sim N(0, I_2)`, evaluated on the 61 x 61 product grid of
-    :data:`Z2_AXIS` (one sample of 3721 rows); :math:`T_{\rm pkg}` and its Jacobian :math:`J = \partial
+    :data:`Z2_AXIS` (3721 rows: a batch of 2-D states); :math:`T_{\rm pkg}` and its Jacobian :math:`J = \partial
     T_{\rm pkg}/\partial z` come from :func:`numerics.audit.oracle.guided_run` (the chain rule through each step,
     :math:`J_s = (c_x I + c_D G_t)J_t + c_p G_{t'}J_{t'}` with the guided denoiser's 2 x 2 gain, exact).  Where
     :math:`\det J > 0` at every start point (else ``monotone: false``, nothing counted: a fold makes it vanish) the
