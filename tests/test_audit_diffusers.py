@@ -117,6 +117,9 @@ def test_cli_audit_baseline(audit, tmp_path):
     assert main(["audit", "diffusers", "--reduced", "--only", "DDIM", "--out", str(out)]) == 1  # linspace finding
     data = json.loads((out / "audit.json").read_text())
     assert data["schedulers"][0]["findings"] and (out / "audit.md").exists()
+    md = (out / "audit.md").read_text()   # the guided-law table: DDIM's 1-D and 2-D deterministic laws
+    assert "| DDIM | guided-law-pf (1-D) | 10 / 20 / 50 |" in md and "| DDIM | guided-law-pf-2d (2-D) | 10 / 20 |" in md
+    assert all(r["ratio"] <= 1.0 for r in data["schedulers"][0]["guided_law_pf_2d"]["runs"])
     for f in data["schedulers"][0]["findings"]:   # every reproduction runs as printed
         exec(compile(f["reproduction"], f["key"], "exec"), {})
     assert main(["audit", "diffusers", "--reduced", "--only", "DDIM", "--out", str(tmp_path / "b"),

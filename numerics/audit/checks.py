@@ -34,13 +34,20 @@ scheduler's own precision (the derived rounding bound of :mod:`numerics.audit.or
                 + (1-\phi)\hat\varepsilon_{\rm cfg}` (std over the sample's elements, Bessel-corrected; the
                 correction cancels in the ratio), bound :func:`rescale_bound`; the rescaled run is not a pointwise
                 map of the start (the std couples the elements), so its output shift is informational.
-``guided-law``  DDPM (:data:`GUIDED_LAWS`): the CFG-guided output's empirical CDF over independent 1-D chains
-                against the exact law of the package's guided chain propagated on a 1-D grid from the start's own
-                law; bound: DKW at ``ENSEMBLE_LEVEL`` plus the grid law's CDF error (:func:`guided_law_check`,
-                :func:`numerics.audit.oracle.ddpm_guided_law`, where each term is derived); counted.
+``guided-law``  DDPM and EulerAncestralDiscrete (:data:`GUIDED_LAWS`; both steps are the DDPM posterior step between
+                their own levels): the CFG-guided output's empirical CDF over independent 1-D chains against the
+                exact law of the package's guided chain propagated on a 1-D grid from the start's own law; bound:
+                DKW at ``ENSEMBLE_LEVEL`` plus the grid law's CDF error (:func:`guided_law_check`,
+                :func:`numerics.audit.oracle.ddpm_guided_law`, where each term is derived; with a float32 sample
+                allowance for EulerAncestralDiscrete, which rounds the sample to float32 in ``step``); counted.
 ``guided-law-pf`` DDIM, DPM-Solver++(2M) (:data:`GUIDED_PF_LAWS`): the guided run's output law as the pushforward
                 of N(0, 1) through its increasing 1-D map; CDF gap to the package's, bound from the pointwise run
                 bound (:func:`guided_law_pf`), counted; KL to the tilted law informational.
+``guided-law-pf-2d`` DDIM (:data:`GUIDED_PF2_LAWS`) on the labelled 2-D mixture :data:`MIXTURE2`: the guided run
+                maps N(0, I_2) with a Jacobian determinant > 0 at every point of a 61 x 61 start grid; the
+                density-weighted displacement p_pkg |T_lib - T_pkg| (the first-order mass flux through a unit
+                boundary) against the same form of the pointwise run bound (:func:`guided_law_pf_2d`), counted; the
+                KL to the tilted law by 2-D quadrature, informational.
 """
 from __future__ import annotations
 
@@ -61,7 +68,7 @@ from numerics.stats import ENSEMBLE_LEVEL
 __all__ = ["Finding", "Profile", "PROFILES", "TARGET", "step_check", "run_check", "table_loss", "law_and_order",
            "finiteness", "finite_design", "FiniteConfig", "SWEEP_AXES", "audit_scheduler", "MIXTURE", "GUIDED",
            "CFGModel", "rescale_bound", "guidance_check", "GUIDED_LAWS", "LAW_GRID", "dkw_eps", "guided_law_check",
-           "GUIDED_PF_LAWS", "Z_LAW", "guided_law_pf"]
+           "GUIDED_PF_LAWS", "Z_LAW", "guided_law_pf", "GUIDED_PF2_LAWS", "MIXTURE2", "Z2_AXIS", "guided_law_pf_2d"]
 
 #: The audit's Gaussian target: N(m, s^2 I), d = 2, with a mean off the origin and s != 1 (every coefficient of
 #: the update matters: s = 1, m = 0 would make the denoiser's gain alpha_t and hide the x-coefficient).
@@ -168,6 +175,9 @@ class Profile:
         Step counts, guidance scale and class of the deterministic guided-law check (:func:`guided_law_pf`;
         at scale 1.5 toward class 1 the guided maps of DDIM and DPM-Solver++(2M) are increasing from 10 steps on;
         at scale 3 toward class 2 they fold at 10 and 20 steps).
+    law2_ns, law2_scale, law2_class
+        Step counts, guidance scale and class of the 2-D deterministic guided-law check (:func:`guided_law_pf_2d`
+        on :data:`MIXTURE2`).
     finite_skip : tuple of str
         Scheduler configurations (names in :data:`~numerics.audit.diffusers_driver.SPECS`) whose finiteness sweep
         this profile does not run; their row's ``finite`` entry is ``{"skipped": True, "configurations": 0, ...}``.
@@ -214,6 +224,9 @@ class Profile:
     law_pf_ns: tuple = (10, 20, 50)
     law_pf_scale: float = 1.5
     law_pf_class: int = 1
+    law2_ns: tuple = (10, 20)
+    law2_scale: float = 1.5
+    law2_class: int = 1
     finite_skip: tuple = ()
 
     def __post_init__(self):
@@ -240,7 +253,8 @@ PROFILES = {
     "full": Profile(steps_ns=(1, 2, 3, 5, 7, 10, 13, 20, 50, 100), order_ns=(10, 20, 50, 100, 200, 500, 999),
                     finite_ns=tuple(range(1, 51)), axis_ns=FULL_AXIS_NS, axis_dtypes=("float32", "float64"),
                     guide_ns=(1, 2, 5, 10, 20, 50),
-                    guide_scales=(0.0, 1.0, 3.0, 7.5), guide_rescales=(0.7, 1.0), law_samples=20000),
+                    guide_scales=(0.0, 1.0, 3.0, 7.5), guide_rescales=(0.7, 1.0), law_samples=20000,
+                    law2_ns=(10, 20, 50)),
 }
 
 
@@ -628,6 +642,9 @@ def audit_scheduler(spec: dd.SchedulerSpec, prof: Profile, target: GaussianTarge
     if spec.name in GUIDED_PF_LAWS:
         row["guided_law_pf"], pfound = guided_law_pf(spec, prof, scheduler_factory=scheduler_factory)
         findings += pfound
+    if spec.name in GUIDED_PF2_LAWS:
+        row["guided_law_pf_2d"], pfound = guided_law_pf_2d(spec, prof, scheduler_factory=scheduler_factory)
+        findings += pfound
     if spec.name in prof.finite_skip:
         row["finite"] = {"configurations": 0, "non_finite": 0, "unsupported": [], "axis_configurations": {},
                          "skipped": True}
@@ -803,12 +820,17 @@ def guidance_check(spec: dd.SchedulerSpec, prof: Profile, target: MixtureTarget 
 
 
 # ---------------------------------------------------------------------------------------------------- guided laws
-#: Stochastic schedulers whose guided output law is checked (:func:`guided_law_check`).
-GUIDED_LAWS = ("DDPM",)
+#: Stochastic schedulers whose guided output law is checked (:func:`guided_law_check`), each with the float32
+#: sample roundings its step allows (:func:`numerics.audit.oracle.ddpm_guided_law`'s ``f32``): ``None`` for DDPM
+#: (float64 arithmetic); EulerAncestralDiscrete casts the sample to float32 in ``step`` (diffusers' "upcast" line,
+#: as EulerDiscrete: its precision finding), ``K_SAMPLE32`` roundings.  Both steps are the DDPM posterior step
+#: between their own levels, so one propagated chain is the reference of both.
+GUIDED_LAWS = {"DDPM": None, "EulerAncestralDiscrete": K_SAMPLE32}
 #: The space grid of the propagated law: ``(lo, hi, points)``.  It holds the mixture's guided laws at every level
 #: (the start N(0, 1) loses 3e-7 outside it, counted in ``escaped``); spacing 0.005 against the narrowest kernel,
-#: the DDPM step to the first training level (std 0.01 at 10 steps): two spacings per standard deviation, where the
-#: trapezoid rule's aliasing error of a Gaussian kernel is :math:`\approx 2e^{-2\pi^2(0.01/0.005)^2} \approx 10^{-34}`.
+#: the DDPM step to the first training level (std 0.01 at 10 steps, EulerAncestralDiscrete's too): two spacings
+#: per standard deviation, where the trapezoid rule's aliasing error of a Gaussian kernel is
+#: :math:`\approx 2e^{-2\pi^2(0.01/0.005)^2} \approx 10^{-34}`.
 LAW_GRID = (-5.0, 5.5, 2101)
 #: Seeds of one law check ``s``: the start draws use ``LAW_SEED_STRIDE * s``, step ``k`` of the run
 #: ``LAW_SEED_STRIDE * s + 1 + k`` (:func:`numerics.audit.diffusers_driver.run`): no two streams coincide.
@@ -829,21 +851,25 @@ def dkw_eps(n: int, level: float = ENSEMBLE_LEVEL) -> float:
 _LAW_CACHE: dict = {}
 
 
-def _law(target: MixtureTarget, grid: tuple, y: int, g: float, start_var: float) -> dict:
-    key = (repr(target), grid, y, g, start_var)
+def _law(target: MixtureTarget, grid: tuple, y: int, g: float, start_var: float, f32: float | None = None) -> dict:
+    key = (repr(target), grid, y, g, start_var, f32)
     if key not in _LAW_CACHE:
         if len(_LAW_CACHE) > 32:
             _LAW_CACHE.clear()
         from numerics.references.grid_density import uniform_grid
 
-        _LAW_CACHE[key] = O.ddpm_guided_law(target, grid, y, g, uniform_grid(*LAW_GRID), start_var)
+        _LAW_CACHE[key] = O.ddpm_guided_law(target, grid, y, g, uniform_grid(*LAW_GRID), start_var, f32=f32)
     return _LAW_CACHE[key]
 
 
 def guided_law_check(spec: dd.SchedulerSpec, prof: Profile, target: MixtureTarget = MIXTURE, combine=None,
                      scheduler_factory=None, seed: int = 0) -> tuple[dict, list]:
-    r"""Counted ``guided-law``: the output law of a stochastic scheduler (DDPM) run with diffusers' CFG of the exact
-    outputs against the exact law of the package's guided chain on the same grid: ``(row, findings)``.
+    r"""Counted ``guided-law``: the output law of a stochastic scheduler (DDPM, EulerAncestralDiscrete:
+    :data:`GUIDED_LAWS`) run with diffusers' CFG of the exact outputs against the exact law of the package's guided
+    chain on the same grid: ``(row, findings)``.  Both schedulers' steps are the DDPM posterior step between their
+    own levels (EulerAncestralDiscrete's ancestral split in its VE variables is that posterior,
+    :func:`numerics.audit.oracle.ddpm_guided_law`), so the reference is the same propagated chain on each one's grid
+    (EulerAncestralDiscrete's sigmas, ending at sigma = 0), with the float32 allowance of :data:`GUIDED_LAWS`.
 
     ``prof.law_samples`` independent 1-D chains (one sample of that many elements) start at
     :math:`z\cdot` ``init_noise_sigma``, :math:`z \sim N(0, 1)` drawn by a seeded ``torch.Generator`` as the
@@ -871,7 +897,7 @@ def guided_law_check(spec: dd.SchedulerSpec, prof: Profile, target: MixtureTarge
     sched = scheduler_factory(dict(full)) if scheduler_factory is not None else None
     rec = dd.run(spec, n, model, z, prediction_type="epsilon", tables="float64", scheduler=sched,
                  record_steps=False, seed=LAW_SEED_STRIDE * seed + 1)
-    law = _law(target, tuple(float(t) for t in rec.grid), y, g, float(rec.start_scale) ** 2)
+    law = _law(target, tuple(float(t) for t in rec.grid), y, g, float(rec.start_scale) ** 2, GUIDED_LAWS.get(spec.name))
     out = np.sort(rec.out.ravel())
     emp = np.searchsorted(out, law["points"], side="right") / N
     sup = float(np.max(np.abs(emp - law["cdf"])))
@@ -897,6 +923,84 @@ GUIDED_PF_LAWS = ("DDIM", "DPMSolverMultistep-2")
 #: Start points of :func:`guided_law_pf`: one sample of 801 elements, uniform on [-8, 8] (spacing 0.02; the start
 #: law N(0, 1) has mass 1.2e-15 beyond).
 Z_LAW = np.linspace(-8.0, 8.0, 801)[None, :]
+#: Deterministic schedulers whose guided output law is checked on a 2-D grid (:func:`guided_law_pf_2d`).
+GUIDED_PF2_LAWS = ("DDIM",)
+#: The 2-D guidance target: three isotropic classes at the corners of a triangle, overlapping (the class posterior
+#: is neither 0 nor 1 over much of the start range, so the guided map is not a product of 1-D maps), wide enough
+#: that the guided map does not fold at the 2-D check's guidance scale (:attr:`Profile.law2_scale`; the check
+#: verifies it: the Jacobian determinant is positive at every start point).
+MIXTURE2 = MixtureTarget((0.3, 0.45, 0.25), ((-1.2, -0.4), (0.7, 0.5), (0.9, -1.3)), (0.5, 0.6, 0.45))
+#: Start coordinates of :func:`guided_law_pf_2d` on each axis: the product grid of 61 x 61 points of [-6, 6]^2
+#: (spacing 0.2; the start law N(0, I_2) has mass 4e-9 outside; the KL's trapezoid rule on a smooth integrand with
+#: Gaussian tails is spectrally accurate at this spacing).
+Z2_AXIS = np.linspace(-6.0, 6.0, 61)
+
+
+def _start_grid(axis: np.ndarray, d: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    r"""The start points of a deterministic guided-law check on the uniform ``axis`` in ``d`` = 1 or 2 dimensions:
+    ``(z, phi, weights)``: in 1-D one sample of ``len(axis)`` elements ``(1, N)``, in 2-D the product grid as
+    ``(N^2, 2)`` rows; the start density :math:`\varphi_d(z)` and the trapezoid rule's weights there (shape of
+    ``phi``)."""
+    h = float(axis[1] - axis[0])
+    tw = np.full(axis.size, h)
+    tw[[0, -1]] *= 0.5
+    phi1 = np.exp(-0.5 * axis * axis) / math.sqrt(2.0 * math.pi)
+    if d == 1:
+        return axis[None, :], phi1, tw
+    z = np.stack(np.meshgrid(axis, axis, indexing="ij"), axis=-1).reshape(-1, 2)
+    return z, np.outer(phi1, phi1).ravel(), np.outer(tw, tw).ravel()
+
+
+def _pf_law(spec: dd.SchedulerSpec, target: MixtureTarget, axis: np.ndarray, ns, g: float, y: int, check: str,
+            combine=None, scheduler_factory=None) -> tuple[dict, list]:
+    """The deterministic guided-law check of :func:`guided_law_pf` (``target.d = 1``) and :func:`guided_law_pf_2d`
+    (``d = 2``): ``(row, findings)``; ``check`` names the finding (``guided-law-pf``, ``guided-law-pf-2d``)."""
+    kind = "dpm2" if spec.oracle == "dpm2" else "ddim"
+    d = target.d
+    full = {**spec.kwargs, "prediction_type": "epsilon"}
+    z, phi, wts = _start_grid(axis, d)
+    gap_key = "cdf_gap" if d == 1 else "flux_gap"
+    runs, found = [], []
+    for n in ns:
+        model = CFGModel(target, y, g, combine)
+        sched = scheduler_factory(dict(full)) if scheduler_factory is not None else None
+        rec = dd.run(spec, n, model, z, prediction_type="epsilon", tables="float64", scheduler=sched,
+                     record_steps=False)
+        orders = dd.dpm_orders(n, spec.kwargs.get("solver_order", 2), rec.config) \
+            if spec.cls == "DPMSolverMultistepScheduler" else None
+        ref, tol, tol32, J = O.guided_run(kind, target, rec.grid, rec.start_scale * z, y, g, orders,
+                                          f32=K_SAMPLE32, jacobian=True)
+        if d == 1:
+            dT = (rec.start_scale * J)[0]
+            lib = rec.out[0]
+            disp, E, E32 = np.abs(lib - ref[0]), tol[0], tol32[0]
+        else:   # |det(dT/dz)|, the displacement's and the bound's Euclidean norms per start point
+            dT = rec.start_scale ** d * np.linalg.det(J)
+            lib = rec.out
+            disp, E, E32 = (np.sqrt(np.sum(v * v, axis=-1)) for v in (rec.out - ref, tol, tol32))
+        r = {"n": n, "monotone": bool(np.all(dT > 0.0)), "min_jacobian": float(np.min(dT)),
+             "cfg_identity": model.identity_ratio}
+        if r["monotone"]:
+            dens = phi / dT
+            gap = float(np.max(dens * disp))
+            bound = float(np.max(2.0 * dens * E))
+            bound32 = float(np.max(2.0 * dens * E32))
+            f = phi * (np.log(phi) - np.log(dT) - target.tilted_log_density(lib, y, g))
+            kl = float(np.sum(wts * f))
+            r.update({gap_key: gap, "bound": bound, "ratio": gap / bound, "ratio_f32": gap / bound32,
+                      "kl_to_tilted": kl})
+            if gap > bound and gap <= bound32:   # float32 accuracy: the step check's precision finding
+                found.append(Finding(spec.name, "step", full, n, gap, bound, _precision_what("float64", False),
+                                     spec.cls))
+            elif gap > bound:
+                what = "CDF gap" if d == 1 else "density x displacement (mass flux through a unit boundary)"
+                found.append(Finding(spec.name, "guidance", full, n, gap, bound,
+                                     f"{check}: the CFG-guided run's output law differs from the package's "
+                                     f"guided discretisation's on the same grid{'' if d == 1 else ' (2-D mixture)'}: "
+                                     f"{what} {gap:.3g} = {gap / bound:.3g} x the bound (guidance_scale={g:g}, "
+                                     f"class {y}; tables float64)", spec.cls))
+        runs.append(r)
+    return {"guidance_scale": g, "class": y, "runs": runs}, found
 
 
 def guided_law_pf(spec: dd.SchedulerSpec, prof: Profile, target: MixtureTarget = MIXTURE, combine=None,
@@ -929,41 +1033,41 @@ def guided_law_pf(spec: dd.SchedulerSpec, prof: Profile, target: MixtureTarget =
     guided scores at :math:`t > 0` are not the scores of the tilted law's diffusion), so this KL does not go to 0
     with the step count: it is reported at ``prof.law_pf_ns`` steps to show its limit.
     """
-    kind = "dpm2" if spec.oracle == "dpm2" else "ddim"
-    g, y = float(prof.law_pf_scale), prof.law_pf_class
-    full = {**spec.kwargs, "prediction_type": "epsilon"}
-    z = Z_LAW[0]
-    dz = float(z[1] - z[0])
-    phi = np.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
-    runs, found = [], []
-    for n in prof.law_pf_ns:
-        model = CFGModel(target, y, g, combine)
-        sched = scheduler_factory(dict(full)) if scheduler_factory is not None else None
-        rec = dd.run(spec, n, model, Z_LAW, prediction_type="epsilon", tables="float64", scheduler=sched,
-                     record_steps=False)
-        orders = dd.dpm_orders(n, spec.kwargs.get("solver_order", 2), rec.config) \
-            if spec.cls == "DPMSolverMultistepScheduler" else None
-        ref, tol, tol32, J = O.guided_run(kind, target, rec.grid, rec.start_scale * Z_LAW, y, g, orders,
-                                          f32=K_SAMPLE32, jacobian=True)
-        dT = (rec.start_scale * J)[0]
-        lib, pkg, E, E32 = rec.out[0], ref[0], tol[0], tol32[0]
-        r = {"n": n, "monotone": bool(np.all(dT > 0.0))}
-        if r["monotone"]:
-            dens = phi / dT
-            gap = float(np.max(dens * np.abs(lib - pkg)))
-            bound = float(np.max(2.0 * dens * E))
-            f = phi * (np.log(phi) - np.log(dT) - target.tilted_log_density(lib, y, g))
-            kl = float((f.sum() - 0.5 * (f[0] + f[-1])) * dz)
-            bound32 = float(np.max(2.0 * dens * E32))
-            r.update({"cdf_gap": gap, "bound": bound, "ratio": gap / bound, "ratio_f32": gap / bound32,
-                      "kl_to_tilted": kl})
-            if gap > bound and gap <= bound32:   # float32 accuracy: the step check's precision finding
-                found.append(Finding(spec.name, "step", full, n, gap, bound, _precision_what("float64", False),
-                                     spec.cls))
-            elif gap > bound:
-                found.append(Finding(spec.name, "guidance", full, n, gap, bound,
-                                     f"guided-law-pf: the CFG-guided run's output law differs from the package's "
-                                     f"guided discretisation's on the same grid: CDF gap {gap:.3g} = {gap / bound:.3g} "
-                                     f"x the bound (guidance_scale={g:g}, class {y}; tables float64)", spec.cls))
-        runs.append(r)
-    return {"guidance_scale": g, "class": y, "runs": runs}, found
+    return _pf_law(spec, target, Z_LAW[0], prof.law_pf_ns, float(prof.law_pf_scale), prof.law_pf_class,
+                   "guided-law-pf", combine, scheduler_factory)
+
+
+def guided_law_pf_2d(spec: dd.SchedulerSpec, prof: Profile, target: MixtureTarget = MIXTURE2, combine=None,
+                     scheduler_factory=None) -> tuple[dict, list]:
+    r"""Counted ``guided-law-pf-2d``: the output law of a deterministic guided run (DDIM) on the labelled 2-D mixture
+    :data:`MIXTURE2` against the package's guided discretisation's; informational: the KL to the tilted target.
+    Returns ``(row, findings)``.
+
+    The run is a map :math:`T` of the start :math:`z \sim N(0, I_2)`, evaluated on the 61 x 61 product grid of
+    :data:`Z2_AXIS` (3721 rows: a batch of 2-D states); :math:`T_{\rm pkg}` and its Jacobian :math:`J = \partial
+    T_{\rm pkg}/\partial z` come from :func:`numerics.audit.oracle.guided_run` (the chain rule through each step,
+    :math:`J_s = (c_x I + c_D G_t)J_t + c_p G_{t'}J_{t'}` with the guided denoiser's 2 x 2 gain, exact).  Where
+    :math:`\det J > 0` at every start point (else ``monotone: false``, nothing counted: a fold makes it vanish) the
+    output density is :math:`p_{\rm pkg}(T(z)) = \varphi_2(z)/\det J(z)`.  diffusers' map is :math:`T_{\rm lib} =
+    T_{\rm pkg} + \delta`; pushing a law through :math:`x \mapsto x + \delta(x)` changes its density by
+    :math:`-\nabla\cdot(p\,\delta) + O(\delta^2)`, so for every region :math:`A` with a boundary of length
+    :math:`|\partial A|`
+
+    .. math::  |P_{\rm lib}(A) - P_{\rm pkg}(A)| = \Big|\oint_{\partial A} p_{\rm pkg}\,\delta\cdot n\,d\ell\Big|
+               (1 + O(E)) \le |\partial A|\,\max_x p_{\rm pkg}(x)\,|\delta(x)|\,(1 + O(E)),
+
+    the 2-D form of :func:`guided_law_pf`'s CDF bound (in 1-D the boundary of :math:`(-\infty, x]` is one point).
+    Measured: :math:`\max_z p_{\rm pkg}(T_{\rm pkg}(z))\,\|T_{\rm lib}(z) - T_{\rm pkg}(z)\|_2`; bound:
+    :math:`2\max_z p_{\rm pkg}(T_{\rm pkg}(z))\,\|E(z)\|_2` with :math:`E` the per-coordinate run bound of
+    ``guided_run`` (:math:`|\delta_l| \le E_l`, so :math:`\|\delta\|_2 \le \|E\|_2`); doubled for the first-order
+    neglect.  A finding when a run's ratio exceeds 1 (the step check's precision finding when within the float32
+    bound).  Informational: :math:`\mathrm{KL}(p_{\rm lib}\,\|\,q) = \int\varphi_2(z)[\log\varphi_2(z) -
+    \log\det J(z) - \log q(T_{\rm lib}(z))]dz` by the 2-D trapezoid rule on the start grid, :math:`q \propto p\,
+    p(y\mid x)^w` normalised on a 801 x 801 grid (:meth:`~numerics.audit.targets.MixtureTarget.tilted_log_density`).
+
+    Step counts ``prof.law2_ns``, guidance scale ``prof.law2_scale`` toward class ``prof.law2_class``.
+    """
+    if target.d != 2:
+        raise ValueError(f"target: the 2-D guided-law check needs a 2-D mixture, got d = {target.d}")
+    return _pf_law(spec, target, Z2_AXIS, prof.law2_ns, float(prof.law2_scale), prof.law2_class,
+                   "guided-law-pf-2d", combine, scheduler_factory)

@@ -1231,7 +1231,8 @@ def _mask_average_err(c: dict, Q: np.ndarray, eps_k: np.ndarray, mask: np.ndarra
 
 
 def guidance_bounds(target: MixtureTarget, x: np.ndarray, t: float, y: int, w: float, cg: bool = True) -> dict:
-    r"""Per-element float64 rounding bounds of the guided quantities at points ``x`` (any shape), OU time ``t``.
+    r"""Per-element float64 rounding bounds of the guided quantities at points ``x`` (any shape in 1-D;
+    ``(..., d)`` for a 2-D ``target``), OU time ``t``.
 
     Returns ``eps_u, eps_c, eps_cfg, eps_cg, D_w`` (the computed values) and ``identity`` (the tolerance of
     :math:`|\hat\varepsilon_{\rm cfg} - \hat\varepsilon_{\rm cg}|`), ``cfg`` (of :math:`|\hat\varepsilon_{\rm cfg}
@@ -1241,10 +1242,15 @@ def guidance_bounds(target: MixtureTarget, x: np.ndarray, t: float, y: int, w: f
 
     Derivation (first order in :math:`u = 2^{-53}`, :math:`\gamma_n` of :func:`gamma`; ``K`` components):
 
-    * logit :math:`\ell_k = \log w_k - \tfrac12\log(2\pi C_k) - v_k^2/(2C_k)`, :math:`v_k = x - \alpha\mu_k`:
-      :math:`v_k` carries :math:`2u S_k` (:math:`S_k = |x| + \alpha|\mu_k|`), so :math:`v_k^2/(2C_k)` carries
-      :math:`\le 2u S_k^2/C_k`; with at most 8 roundings of terms bounded by ``logit`` of
-      :meth:`MixtureTarget.components`, :math:`|\delta\ell_k| \le \epsilon_k = \gamma_8(\mathrm{logit}_k + 1)`.
+    * logit :math:`\ell_k = \log w_k - \tfrac d2\log(2\pi C_k) - |v_k|^2/(2C_k)`, :math:`v_k = x - \alpha\mu_k`
+      (``d`` = ``target.d`` coordinates): :math:`v_{kl}` carries :math:`2u S_{kl}` (:math:`S_{kl} = |x_l| +
+      \alpha|\mu_{kl}|`), so :math:`|v_k|^2/(2C_k)` carries :math:`\le 2u \sum_l S_{kl}^2/C_k`; with at most
+      :math:`7 + d` roundings (8 in 1-D; each further coordinate adds one to the sums of squares and of log-det
+      terms; the mixture kernels' eigenvectors of :math:`s_k^2 I` are columns of the identity, entries exactly 0
+      and 1, so their projections are exact) of terms bounded by
+      ``logit`` of :meth:`MixtureTarget.components`, :math:`|\delta\ell_k| \le \epsilon_k =
+      \gamma_{7+d}(\mathrm{logit}_k + 1)`.  Every other term below is per coordinate (the component denoisers'
+      coordinates are formed as in 1-D; the posterior weights are common to all coordinates).
     * a posterior average :math:`Q = \sum_k \pi_k q_k` over a set of components: :math:`\pi` is a softmax of the
       logits, :math:`\delta\pi_k = \pi_k(\delta\ell_k - \sum_j\pi_j\delta\ell_j)`, so
       :math:`|\delta Q| \le \sum_k \pi_k(\epsilon_k + \bar\epsilon)|q_k - Q| + \gamma_{2K+8}\max_k|q_k|`
@@ -1270,25 +1276,32 @@ def guidance_bounds(target: MixtureTarget, x: np.ndarray, t: float, y: int, w: f
     """
     X = np.asarray(x, dtype=np.float64)
     shape = X.shape
-    xc = X.reshape(-1, 1)
+    d = target.d
+    xc = target._col(X)[0]
     y = target._label(y)
     a, sig = math.exp(-t), math.sqrt(-math.expm1(-2.0 * t))
     c = target.components(xc, t)
     K = target.n_classes
-    c["qmag"] = np.abs(target.means) + (a * target.stds ** 2 / (a * a * target.stds ** 2 - math.expm1(-2.0 * t))) * c["S"]
-    eps_k = gamma(8) * (c["logit"] + 1.0)
+    coef = a * target.stds ** 2 / (a * a * target.stds ** 2 - math.expm1(-2.0 * t))
+    qmag = np.abs(target.means) + (coef if d == 1 else coef[:, None]) * c["S"]
+    eps_k = gamma(7 + d) * (c["logit"] + 1.0)
     n_sum = 2 * K + 8
     allm, ym = np.ones(K, dtype=bool), np.arange(K) == y
     D_u = target.denoiser(xc, t)
     D_y = target.denoiser(xc, t, y)
-    dDu, _, _ = _mask_average_err(c, D_u, eps_k, allm, n_sum)
-    dDy, dlzy, _ = _mask_average_err(c, D_y, eps_k, ym, n_sum)
     p_y = c["pi"][:, y:y + 1]
     p_n = np.maximum(1.0 - p_y, 0.0)
     po = np.where(ym, 0.0, c["pi"])   # the other classes' average, from the component terms (inside the bound only)
     tot = po.sum(axis=1, keepdims=True)
-    D_o = np.sum(po * c["q"], axis=1, keepdims=True) / np.where(tot > 0, tot, 1.0)
-    dDo, dlzo, _ = _mask_average_err(c, D_o, eps_k, ~ym, n_sum) if K > 1 else (0.0 * D_u, 0.0 * D_u, None)
+    cols = []
+    for l in range(d):   # per coordinate: the component denoisers' coordinate l, common posterior weights
+        cl = {**c, "q": c["q"] if d == 1 else c["q"][:, :, l], "qmag": qmag if d == 1 else qmag[:, :, l]}
+        dDu, _, _ = _mask_average_err(cl, D_u[:, l:l + 1], eps_k, allm, n_sum)
+        dDy, dlzy, _ = _mask_average_err(cl, D_y[:, l:l + 1], eps_k, ym, n_sum)
+        D_o = np.sum(po * cl["q"], axis=1, keepdims=True) / np.where(tot > 0, tot, 1.0)
+        dDo, dlzo, _ = _mask_average_err(cl, D_o, eps_k, ~ym, n_sum) if K > 1 else (0.0 * D_o, 0.0 * D_o, None)
+        cols.append((dDu, dDy, D_o, dDo))
+    dDu, dDy, D_o, dDo = (np.concatenate(v, axis=1) for v in zip(*cols))
     d_delta = dlzy + dlzo
     dpn = p_y * p_n * d_delta + gamma(4) * p_n
     dpy = p_y * p_n * d_delta + gamma(4) * p_y
@@ -1311,12 +1324,27 @@ def guidance_bounds(target: MixtureTarget, x: np.ndarray, t: float, y: int, w: f
             "identity": r(2.0 * (e_cfg + e_cg)), "cfg": r(2.0 * e_cfg), "D_w_tol": r(2.0 * e_Dw)}
 
 
+def _gain_matrix(cx: float, cd: float, G: np.ndarray, d: int) -> np.ndarray:
+    r""":math:`c_x I + c_D G` per point: per element in 1-D, ``(..., d, d)`` in 2-D (``G`` the denoiser's gain,
+    :meth:`MixtureTarget.guided_gain`)."""
+    return cx + cd * G if d == 1 else cx * np.eye(d) + cd * G
+
+
+def _apply(M: np.ndarray, v: np.ndarray, d: int) -> np.ndarray:
+    """``M v`` per point: a product of elements in 1-D; in 2-D a matrix times a vector ``(..., d)`` or a matrix
+    ``(..., d, d)``."""
+    if d == 1:
+        return M * v
+    return M @ v if v.ndim == M.ndim else np.einsum("...ij,...j->...i", M, v)
+
+
 def guided_run(kind: str, target: MixtureTarget, grid, x0: np.ndarray, y: int, w: float,
                orders=None, f32: float | None = None, jacobian: bool = False) -> tuple:
     r"""The package's guided deterministic discretisation ``kind`` (``ddim`` or ``dpm2``) on ``grid`` (OU times,
-    decreasing, the last may be 0) from ``x0`` (VP, any shape), with the classifier-guided denoiser
-    :math:`D_w` (:meth:`MixtureTarget.guided_denoiser`, ``w`` = diffusers' ``guidance_scale``), and the
-    per-element tolerance of a run that feeds the scheduler :func:`cfg_eps` of the exact outputs.
+    decreasing, the last may be 0) from ``x0`` (VP, any shape; ``(..., d)`` for a 2-D ``target``), with the
+    classifier-guided denoiser :math:`D_w` (:meth:`MixtureTarget.guided_denoiser`, ``w`` = diffusers'
+    ``guidance_scale``), and the per-element tolerance of a run that feeds the scheduler :func:`cfg_eps` of the
+    exact outputs.
 
     Tolerance: step :math:`j` (:math:`t \to s`) contributes :math:`\mathrm{tol}_j = K(t)\,u\,S_j + |c_D|\,\delta_j +
     |c_p|\,\delta_{j'}` with :math:`S_j` of the module docstring at :math:`D_w` and
@@ -1325,20 +1353,24 @@ def guided_run(kind: str, target: MixtureTarget, grid, x0: np.ndarray, y: int, w
     conversion :math:`\hat x_0 = (x - \sigma\hat\varepsilon)/\alpha` scales by :math:`\sigma/\alpha`; the oracle's
     :math:`D_w` by at most ``D_w_tol``).  Propagation as
     :func:`run_tolerance` with the local gain :math:`G = \partial D_w/\partial x` (:meth:`MixtureTarget.guided_gain`)
-    in place of the Gaussian's: :math:`\rho_j = |c_x + c_D G_j| + |c_p G_{j'}|`; the propagated majorant is
+    in place of the Gaussian's: :math:`\rho_j = |c_x + c_D G_j| + |c_p G_{j'}|`, in 2-D the matrix of elementwise
+    absolute values of :math:`c_x I + c_D G_j` and :math:`c_p G_{j'}` applied to the vector of per-coordinate
+    majorants (:math:`|e_{j+1}| \le |M_j||e_j| + \dots` coordinatewise); the propagated majorant is
     doubled (first order).  ``f32``: also allow float32 sample arithmetic with ``f32`` roundings and float32
     coefficients, :math:`(f_{32} + K_{32}(t, s))\,u_{32}\,S_j` per step (the float32 bound that classifies a
     float64 run computed in float32).  Returns ``(x_out, tol)``, or ``(x_out, tol, tol32)`` with ``f32``;
-    ``jacobian=True`` appends :math:`J = \partial x_{\rm out}/\partial x_0`, propagated with the steps:
-    :math:`J_s = (c_x + c_D G_t)J_t + c_p G_{t'} J_{t'}` (exact: the chain rule through each step's formula).
+    ``jacobian=True`` appends :math:`J = \partial x_{\rm out}/\partial x_0` (per element in 1-D, ``(..., d, d)`` in
+    2-D), propagated with the steps: :math:`J_s = (c_x + c_D G_t)J_t + c_p G_{t'} J_{t'}` (exact: the chain rule
+    through each step's formula; matrix products in 2-D).
     """
     if kind not in ("ddim", "dpm2"):
         raise ValueError(f"kind: must be 'ddim' or 'dpm2', got {kind!r}")
+    d = target.d
     x = np.array(x0, dtype=np.float64)
     E = np.zeros_like(x)
     E32 = np.zeros_like(x)
     x_prev = t_prev = G_prev = delta_prev = J_prev = None
-    J = np.ones_like(x)
+    J = np.ones_like(x) if d == 1 else np.broadcast_to(np.eye(d), x.shape + (d,)).copy()
     for k in range(len(grid) - 1):
         t, s = float(grid[k]), float(grid[k + 1])
         use = "ddim" if (kind == "ddim" or (orders is not None and orders[k] == 1) or t_prev is None) else "dpm2"
@@ -1350,26 +1382,28 @@ def guided_run(kind: str, target: MixtureTarget, grid, x0: np.ndarray, y: int, w
         G = target.guided_gain(x, t, y, w)
         new = cx * x + cd * D
         S = _arith_scale(x, D, t, s, cx, cd)
-        rho = np.abs(cx + cd * G)
         tol = abs(cd) * delta
-        J_new = (cx + cd * G) * J
+        M = _gain_matrix(cx, cd, G, d)
+        rho = np.abs(M)
+        J_new = _apply(M, J, d)
         if use == "dpm2":
             Dp = target.guided_denoiser(x_prev, t_prev, y, w)
             new = new + cp * Dp
             S = S + np.abs(cp * Dp)
             tol = tol + abs(cp) * delta_prev
             rho = rho + np.abs(cp * G_prev)
-            J_new = J_new + cp * G_prev * J_prev
-        E = np.maximum(E, rho * E + tol + k_step(t) * U64 * S)
+            J_new = J_new + _apply(cp * G_prev, J_prev, d)
+        E = np.maximum(E, _apply(rho, E, d) + tol + k_step(t) * U64 * S)
         if f32 is not None:
-            E32 = np.maximum(E32, rho * E32 + tol + (k_step(t) * U64 + (f32 + k32(t, s)) * U32) * S)
+            E32 = np.maximum(E32, _apply(rho, E32, d) + tol + (k_step(t) * U64 + (f32 + k32(t, s)) * U32) * S)
         x_prev, t_prev, G_prev, delta_prev, x = x, t, G, delta, new
         J_prev, J = J, J_new
     out = (x, 2.0 * E) if f32 is None else (x, 2.0 * E, 2.0 * E32)
     return out + (J,) if jacobian else out
 
 
-def ddpm_guided_law(target: MixtureTarget, grid, y: int, w: float, x: np.ndarray, start_var: float = 1.0) -> dict:
+def ddpm_guided_law(target: MixtureTarget, grid, y: int, w: float, x: np.ndarray, start_var: float = 1.0,
+                    f32: float | None = None) -> dict:
     r"""The exact law of the guided DDPM chain on ``grid`` (OU times, decreasing) from :math:`N(0, \mathrm{start\_var})`
     at ``grid[0]``, as a CDF at known points, and the error terms of that CDF and of a chain fed :func:`cfg_eps`.
 
@@ -1396,7 +1430,15 @@ def ddpm_guided_law(target: MixtureTarget, grid, y: int, w: float, x: np.ndarray
       ``cfg``; :math:`S` of the module docstring; the noise :math:`|z| \le Z = 8`), the total variation between
       :math:`N(m, c_z^2)` and :math:`N(m + \delta, c_z^2)` is at most :math:`\delta/(\sqrt{2\pi}c_z)`, and a
       deterministic last step moves the CDF by at most :math:`\max p_{\rm out}\,\delta`; summed over the steps;
+      ``f32``: a chain whose step rounds the sample to float32 (EulerAncestralDiscrete casts it in ``step``) with
+      float64 coefficients (the tables cast to float64) carries :math:`f_{32}\,u_{32}\,(S + Z|c_z|)` more per step
+      (``f32`` float32 roundings of terms bounded by :math:`S`; no :math:`K_{32}`: the coefficients are float64);
       ``z_tail``: the chance :math:`P(|z| > Z)` of one draw (the caller multiplies by the number of draws).
+
+    The same chain is the law of every scheduler whose step is the DDPM posterior step between its levels: DDPM,
+    DDIM with ``eta = 1`` (proofs_notes/integrators.md §2) and EulerAncestralDiscrete, whose ancestral split
+    :math:`\sigma_{\rm up}^2 = \sigma_s^2(\sigma_t^2 - \sigma_s^2)/\sigma_t^2`, :math:`\sigma_{\rm down} =
+    \sigma_s^2/\sigma_t` in its VE variables is that posterior (proofs_notes/integrators.md, "Ancestral steps").
     """
     from scipy.special import ndtr
 
@@ -1436,7 +1478,8 @@ def ddpm_guided_law(target: MixtureTarget, grid, y: int, w: float, x: np.ndarray
         b = guidance_bounds(target, x, t, y, w, cg=False)
         a_t, sig_t = math.exp(-t), math.sqrt(-math.expm1(-2.0 * t))
         S = _arith_scale(x, b["D_w"], t, s, cx, cd) + Z * abs(cz)
-        delta = float(np.max(abs(cd) * (sig_t / a_t) * b["cfg"] + k_step(t) * U64 * S))
+        k_u = k_step(t) * U64 + (0.0 if f32 is None else f32 * U32)
+        delta = float(np.max(abs(cd) * (sig_t / a_t) * b["cfg"] + k_u * S))
         if k == steps - 1 and det_last:
             slope = cx + cd * target.guided_gain(x, t, y, w)
             if not np.all(slope > 0.0):

@@ -17,7 +17,7 @@ with :math:`a = \sqrt{\bar\alpha}`, :math:`\sigma = \sqrt{1-\bar\alpha}`; ``pred
 :math:`\hat\varepsilon` (``epsilon``), :math:`D` (``sample``) and :math:`\hat v` (``v_prediction``) the model
 returns.  Every quantity is float64.
 
-:class:`MixtureTarget` is a labelled 1-D Gaussian mixture (one component per class) whose exact unconditional,
+:class:`MixtureTarget` is a labelled Gaussian mixture in 1-D or 2-D (one isotropic component per class) whose exact unconditional,
 class-conditional and classifier-guided outputs come from :class:`numerics.mixture.GaussianMixture` (the
 mixture formulas are not repeated here).  Guidance conventions, written once:
 
@@ -137,19 +137,22 @@ def _check_t(t: float) -> float:
 
 
 class MixtureTarget:
-    r"""A labelled 1-D Gaussian mixture :math:`X_0 \sim \sum_k w_k N(\mu_k, s_k^2)`, component :math:`k` = class
-    :math:`k`, and its exact model outputs in diffusers' convention.
+    r"""A labelled Gaussian mixture :math:`X_0 \sim \sum_k w_k N(\mu_k, s_k^2 I_d)` in ``d`` = 1 or 2 dimensions,
+    component :math:`k` = class :math:`k`, and its exact model outputs in diffusers' convention.
 
     Parameters
     ----------
     weights : sequence of float, shape (K,)
         Class priors (non-negative, summing to 1; :func:`numerics.validate.check_weights`).
-    means, stds : sequence of float, shape (K,)
-        Component means and standard deviations (``stds`` > 0).
+    means : sequence, shape (K,) (d = 1) or (K, d)
+        Component means.
+    stds : sequence of float, shape (K,)
+        Component standard deviations (``stds`` > 0; each component isotropic).
 
-    Every method takes points ``x`` as a float64 array of any shape (each element an independent 1-D state) and
-    returns the same shape; ``t`` is the OU time of the call (:func:`ou_time` of diffusers' alpha-bar).  The
-    outputs are those of :class:`numerics.mixture.GaussianMixture` (``mixture``) and its class conditionals:
+    For ``d = 1`` every method takes points ``x`` as a float64 array of any shape (each element an independent 1-D
+    state) and returns the same shape; for ``d = 2`` the last axis of ``x`` is the coordinate (``(..., d)``, each
+    row an independent 2-D state).  ``t`` is the OU time of the call (:func:`ou_time` of diffusers' alpha-bar).
+    The outputs are those of :class:`numerics.mixture.GaussianMixture` (``mixture``) and its class conditionals:
     :math:`\hat\varepsilon = (x - \alpha_t D)/\sigma_t`, :math:`\hat v = \alpha_t\hat\varepsilon - \sigma_t D`.
     """
 
@@ -157,15 +160,22 @@ class MixtureTarget:
         w = check_weights(weights, "weights")
         mu = check_real_values(np.atleast_1d(np.asarray(means, dtype=np.float64)), "means")
         sd = check_real_values(np.atleast_1d(np.asarray(stds, dtype=np.float64)), "stds")
-        if mu.shape != w.shape:
-            raise ValueError(f"means: expected {w.shape[0]} values (one per weight), got shape {mu.shape}")
+        if mu.ndim == 2 and mu.shape[1] == 1:
+            mu = mu[:, 0]
+        if mu.ndim > 2 or mu.shape[0] != w.shape[0] or (mu.ndim == 2 and mu.shape[1] not in (1, 2)):
+            raise ValueError(f"means: expected {w.shape[0]} values (one per weight), or {w.shape[0]} rows of d = 2 "
+                             f"coordinates, got shape {mu.shape}")
         if sd.shape != w.shape:
             raise ValueError(f"stds: expected {w.shape[0]} values (one per weight), got shape {sd.shape}")
         if not np.all(sd > 0.0):
             raise ValueError(f"stds: must be > 0, got {sd.tolist()!r}")
         self.weights, self.means, self.stds = w, mu, sd
-        self.mixture = GaussianMixture(w, mu[:, None], (sd ** 2)[:, None, None])
+        self.d = 1 if mu.ndim == 1 else int(mu.shape[1])
+        #: the means as rows, ``(K, d)``
+        self.means_d = mu.reshape(w.shape[0], self.d)
+        self.mixture = GaussianMixture(w, self.means_d, (sd ** 2)[:, None, None] * np.eye(self.d))
         self._cond = tuple(self.mixture.conditional(y) for y in range(self.n_classes))
+        self._log_z: dict = {}   # tilted_log_density's normalisers
 
     @property
     def n_classes(self) -> int:
@@ -180,10 +190,13 @@ class MixtureTarget:
             raise ValueError(f"y: must be a class label in 0..{self.n_classes - 1}, got {y!r}")
         return int(y)
 
-    @staticmethod
-    def _col(x) -> tuple[np.ndarray, tuple]:
+    def _col(self, x) -> tuple[np.ndarray, tuple]:
+        """The points as rows ``(N, d)`` and the shape to return."""
         X = check_real_values(np.asarray(x, dtype=np.float64), "x")
-        return X.reshape(-1, 1), X.shape
+        if self.d > 1 and (X.ndim == 0 or X.shape[-1] != self.d):
+            raise ValueError(f"x: points of a {self.d}-D mixture have {self.d} coordinates on the last axis, got shape "
+                             f"{X.shape}")
+        return X.reshape(-1, self.d), X.shape
 
     def denoiser(self, x, t: float, y: int | None = None) -> np.ndarray:
         r""":math:`D(x) = E[X_0\mid X_t = x]`, or :math:`D_y(x) = E[X_0\mid X_t = x, Y = y]` if ``y`` is given."""
@@ -231,58 +244,73 @@ class MixtureTarget:
         return (eps - (w * sig) * self.mixture.guidance_vector(X, t, self._label(y))).reshape(shape)
 
     def guided_gain(self, x, t: float, y: int, w: float) -> np.ndarray:
-        r""":math:`\partial D_w/\partial x = (\alpha_t/\sigma_t^2)\big((1-w)\,\mathrm{Var}[X_0\mid x] + w\,
-        \mathrm{Var}[X_0\mid x, y]\big)` (Tweedie: :math:`\partial_x D = (\alpha_t/\sigma_t^2)\mathrm{Var}[X_0\mid x]`,
-        and :math:`D_w = (1-w)D + w D_y`)."""
+        r""":math:`\partial D_w/\partial x = (\alpha_t/\sigma_t^2)\big((1-w)\,\mathrm{Cov}[X_0\mid x] + w\,
+        \mathrm{Cov}[X_0\mid x, y]\big)` (Tweedie: :math:`\partial_x D = (\alpha_t/\sigma_t^2)\mathrm{Cov}[X_0\mid x]`,
+        and :math:`D_w = (1-w)D + w D_y`): the shape of ``x`` for d = 1, ``(..., d, d)`` (the Jacobian
+        :math:`\partial D_{w,i}/\partial x_j`) for d = 2."""
         t = _check_t(t)
         w = check_real(w, "w")
         X, shape = self._col(x)
         a, s2 = math.exp(-t), -math.expm1(-2.0 * t)
-        v = self.mixture.posterior_cov(X, t)[:, 0, 0]
-        vy = self.mixture.posterior_cov(X, t, self._label(y))[:, 0, 0]
-        return ((a / s2) * ((1.0 - w) * v + w * vy)).reshape(shape)
+        v = self.mixture.posterior_cov(X, t)
+        vy = self.mixture.posterior_cov(X, t, self._label(y))
+        G = (a / s2) * ((1.0 - w) * v + w * vy)
+        return G[:, 0, 0].reshape(shape) if self.d == 1 else G.reshape(shape[:-1] + (self.d, self.d))
 
     def tilted_log_density(self, x, y: int, w: float, lo: float = -12.0, hi: float = 12.0,
-                           points: int = 24001) -> np.ndarray:
+                           points: int | None = None) -> np.ndarray:
         r""":math:`\log q(x)` of the tilted law :math:`q(x) = p(x)\,p(y\mid x)^w / Z
         \propto p(x)^{1-w} p_y(x)^w` (:math:`p_y` the class-``y`` density), the law whose score is the guided
         score :math:`\nabla\log p + w\nabla\log p(y\mid x)` at :math:`t = 0`.  :math:`Z` by the trapezoid
-        rule on ``points`` uniform points of ``[lo, hi]`` (a smooth integrand with Gaussian tails: spectrally
-        accurate once the spacing resolves the narrowest component)."""
+        rule on ``points`` uniform points of ``[lo, hi]`` per coordinate (default 24001 for d = 1, 801 for d = 2:
+        a smooth integrand with Gaussian tails, spectrally accurate once the spacing resolves the narrowest
+        component)."""
         w = check_real(w, "w")
         y = self._label(y)
         X, shape = self._col(x)
+        points = (24001 if self.d == 1 else 801) if points is None else points
+        if not (isinstance(points, (int, np.integer)) and not isinstance(points, bool) and points >= 3):
+            raise ValueError(f"points: must be an integer >= 3, got {points!r}")
 
         from scipy.special import logsumexp
 
         lw = np.log(self.weights)
         s2 = self.stds ** 2
 
-        def log_unnorm(u):   # t = 0: the components' own laws N(mu_k, s_k^2)
-            lk = -0.5 * (u - self.means) ** 2 / s2 - 0.5 * np.log(2.0 * math.pi * s2)
+        def log_unnorm(u):   # t = 0: the components' own laws N(mu_k, s_k^2 I); u: (M, d)
+            lk = -0.5 * np.sum((u[:, None, :] - self.means_d) ** 2, axis=2) / s2 - (0.5 * self.d) * np.log(2.0 * math.pi * s2)
             return (1.0 - w) * logsumexp(lk + lw, axis=1) + w * lk[:, y]
 
-        g = np.linspace(lo, hi, points)
-        lg = log_unnorm(g[:, None])
-        top = float(lg.max())
-        dx = g[1] - g[0]
-        vals = np.exp(lg - top)
-        log_z = top + math.log(float((vals.sum() - 0.5 * (vals[0] + vals[-1])) * dx))
-        return (log_unnorm(X) - log_z).reshape(shape)
+        key = (y, w, float(lo), float(hi), int(points))
+        log_z = self._log_z.get(key)
+        if log_z is None:   # memoised per (y, w, grid): in 2-D the 801 x 801 grid is most of the cost
+            g = np.linspace(lo, hi, points)
+            tw = np.full(points, g[1] - g[0])   # trapezoid weights of one coordinate
+            tw[[0, -1]] *= 0.5
+            mesh = np.stack(np.meshgrid(*([g] * self.d), indexing="ij"), axis=-1).reshape(-1, self.d)
+            wts = np.prod(np.stack(np.meshgrid(*([tw] * self.d), indexing="ij"), axis=-1).reshape(-1, self.d), axis=1)
+            lg = log_unnorm(mesh)
+            top = float(lg.max())
+            log_z = self._log_z[key] = top + math.log(float(np.sum(wts * np.exp(lg - top))))
+        return (log_unnorm(X) - log_z).reshape(shape[:-1] if self.d > 1 else shape)
 
     def components(self, x, t: float) -> dict:
         r"""Per-point, per-component terms the rounding bounds of :mod:`numerics.audit.oracle` need (``(N, K)``
-        each, ``N = x.size``): the posterior ``pi`` (:meth:`numerics.mixture.GaussianMixture.class_posterior`),
-        the component denoisers ``q`` :math:`= \mu_k + \alpha s_k^2 (x - \alpha\mu_k)/C_k`, the magnitude bound
-        ``logit`` :math:`= |\log w_k| + |\log(2\pi C_k)| + S_k^2/C_k` of the logit and ``S``
-        :math:`= |x| + \alpha|\mu_k|`, with :math:`C_k = \alpha^2 s_k^2 + \sigma^2`."""
+        each, ``N`` the number of points; for d = 2 ``q`` and ``S`` are ``(N, K, d)``, per coordinate): the posterior
+        ``pi`` (:meth:`numerics.mixture.GaussianMixture.class_posterior`), the component denoisers ``q``
+        :math:`= \mu_k + \alpha s_k^2 (x - \alpha\mu_k)/C_k`, the magnitude bound ``logit``
+        :math:`= |\log w_k| + d\,|\log(2\pi C_k)| + \sum_l S_{kl}^2/C_k` of the logit and ``S``
+        :math:`= |x_l| + \alpha|\mu_{kl}|`, with :math:`C_k = \alpha^2 s_k^2 + \sigma^2`."""
         t = _check_t(t)
         X, _ = self._col(x)
         a, s2 = math.exp(-t), -math.expm1(-2.0 * t)
         C = a * a * self.stds ** 2 + s2
-        S = np.abs(X) + a * np.abs(self.means)
+        Xk = X[:, None, :]
+        S = np.abs(Xk) + a * np.abs(self.means_d)
         with np.errstate(divide="ignore"):
             lw = np.abs(np.log(self.weights))
-        q = self.means + (a * self.stds ** 2 / C) * (X - a * self.means)
-        return {"pi": self.mixture.class_posterior(X, t), "q": q, "S": S,
-                "logit": lw + np.abs(np.log(2.0 * math.pi * C)) + S ** 2 / C}
+        q = self.means_d + (a * self.stds ** 2 / C)[:, None] * (Xk - a * self.means_d)
+        logit = lw + self.d * np.abs(np.log(2.0 * math.pi * C)) + np.sum(S ** 2, axis=2) / C
+        if self.d == 1:
+            S, q = S[:, :, 0], q[:, :, 0]
+        return {"pi": self.mixture.class_posterior(X, t), "q": q, "S": S, "logit": logit}
