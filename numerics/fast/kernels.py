@@ -71,9 +71,10 @@ One kernel per path, chosen in Python (:class:`~numerics.fast.mixture.FastMixtur
 loaded from Numba's cache, on its first call, with one signature (every option of a step -- products,
 recombination form, DDIM or DDPM, score or denoiser -- is a runtime argument of fixed type; tested), so a
 run compiles only the path it takes.  With both bodies in one ``prange`` loop, Numba's parfor passes worked
-through both, whatever the run used: each path now compiles in about half to two thirds of that time (README,
-Performance).  A non-inlined chunk body compiles faster still but was measured slower at run time, so only
-the lanes path's redo of the particles it flags is a call (:func:`_lanes_redo`, once per chunk that has any).
+through both, whatever the run used: each path now compiles in 0.47-0.61x that time (measured side by side,
+README, Performance).  A non-inlined chunk body (an earlier attempt) ran 1.04-1.22x slower, so only the lanes
+path's redo of the particles it flags is a call (:func:`_lanes_redo`, once per chunk that has any; it makes a
+redone particle 1.3-1.6x slower, see there).
 
 Products and threads: one multithreaded BLAS product before the kernel left OpenBLAS's worker threads spinning
 after it returned, which slowed the Numba threads on two cores several-fold (``products='blas'`` keeps that
@@ -662,13 +663,15 @@ def _lanes_redo(x, lo, n_flag, tid, dense, comp, coefs, scal, drop_factor, z, us
     a time on the per-particle path (:func:`_chunk_products`, then :func:`_rows_range` inlined, on thread
     ``tid``'s scratch of ``ws``); returns the summed counts of :func:`_rows_range`.
 
-    Not inlined into :func:`guided_step_lanes` on purpose: compiled there too, the per-particle path would make
-    the lanes kernel as slow to compile as both paths together (module docstring).  Called once per chunk with
-    flagged particles: a few reference-count updates against the per-particle work it does.  Compiled with the
-    flags of a ``prange`` body (``contract``, and ``error_model="numpy"``, which Numba sets for parfor bodies:
-    division by zero gives inf/NaN instead of raising), so its arithmetic is that of the kernels, instruction for
-    instruction; with Python's error model every division carries a zero test that kept the loops over
-    components from vectorising, and redoing a particle took 1.5-2.5x as long (measured 2026-12-05).
+    Not inlined into :func:`guided_step_lanes` on purpose: inlined, it would put the per-particle path back into
+    the lanes kernel's ``prange`` body, as in the fused kernel whose compile this split cuts (module docstring).
+    Called once per chunk with flagged particles.  Compiled with the flags of a ``prange`` body (``contract``, and
+    ``error_model="numpy"``, which Numba sets for parfor bodies: division by zero gives inf/NaN instead of
+    raising), so it computes what the fused kernel computed, bit for bit (compared over 2304 layout, size and
+    time cases).  The price: redoing a particle here took 1.3-1.6x as long as inlined in the ``prange`` body
+    (502-550 against 333-408 ns, all particles of a K = 8, d = 2 step flagged; 2026-12-05, shared machine),
+    so a lanes step with many flagged particles (small ``t``) is slower: README, Performance.  Not explained;
+    LLVM's ``noalias`` on the arguments (parfor bodies get it) recovered part of it in a trial.
     """
     BT = comp.BT
     xb = ws.XW[tid]
