@@ -383,6 +383,52 @@ print("COMPILED:" + ",".join(compiled))
     assert line == "COMPILED:", line
 
 
+def test_a_step_compiles_only_its_path_once():
+    """A lanes step compiles (or loads) the lanes kernel only, a per-particle step the per-particle kernel only,
+    each with one signature whatever the options that are runtime arguments (products, dense or sparse
+    recombination, DDIM or DDPM, score or denoiser, flagged particles redone).  Fails if the front calls both
+    kernels, or hands a kernel or the lanes path's fallback an argument of another type (a second compile)."""
+    code = r"""
+import numpy as np
+import numerics.fast.kernels as kk
+from numerics import GaussianMixture
+from numerics.fast import FastMixture, guided_ddim_step, guided_ddpm_step
+rng = np.random.default_rng(0)
+names = ("guided_step_lanes", "guided_step_rows", "_lanes_redo")
+def counts():
+    return tuple(len(getattr(kk, n).signatures) for n in names)
+def steps(gm, products):
+    fm = FastMixture(gm, products=products)
+    x = rng.standard_normal((700, gm.d))
+    x[::7] = np.exp(-1e-3) * gm.means[0]  # at t = 1e-3 these fail the GEMM-form test (redone on the lanes path)
+    for t in (1e-3, 0.5):
+        guided_ddim_step(fm, x, t, 0.8 * t, 1, 2.5)
+        guided_ddpm_step(fm, x, t, 0.8 * t, 0, 0.5, rng.standard_normal(x.shape))
+        fm.score(x, t), fm.denoiser(x[3], t)
+    return fm
+for d in (2, 12):
+    covs = np.stack([0.01 * np.eye(d)] * 2)
+    iso = GaussianMixture([0.5, 0.5], 3 * rng.standard_normal((2, d)), covs, labels=[0, 1])
+    for products in ("auto", "loops", "dgemm"):
+        assert steps(iso, products)._lanes()
+print("LANES", counts())
+for d in (3, 12):
+    A = rng.standard_normal((3, d, d))
+    covs = np.einsum("kij,klj->kil", A, A)
+    full = GaussianMixture([0.2, 0.3, 0.5], rng.standard_normal((3, d)), covs, labels=[0, 1, 1])
+    for products in ("auto", "dgemm", "blas"):
+        assert not steps(full, products)._lanes()
+print("BOTH", counts())
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=1200)
+    assert out.returncode == 0, out.stderr
+    got = dict(ln.split(" ", 1) for ln in out.stdout.splitlines() if ln.startswith(("LANES ", "BOTH ")))
+    # the fallback is compiled with the lanes kernel, and only then: loaded from Numba's cache, the lanes kernel
+    # carries its code and the fallback's own dispatcher stays empty
+    assert got["LANES"] in ("(1, 0, 1)", "(1, 0, 0)"), got
+    assert got["BOTH"] == got["LANES"].replace("1, 0,", "1, 1,"), got
+
+
 @pytest.mark.parametrize("method, form", [("ddim", "cg"), ("ddpm", "cg"), ("ddpm", "cg_mean"), ("ddim", "cfg"),
                                           ("ei_ode", "cg"), ("dpm_solver_1", "cfg"), ("euler_maruyama", "cg")])
 def test_sampler_default_is_the_fast_kernel_and_matches_the_reference(rng, method, form, monkeypatch):

@@ -11,7 +11,8 @@ form are in :mod:`numerics.bench.numpy_baseline`).  With :math:`B = [\mu_1 \dots
     \|v_k\|^2 = \|x\|^2 - 2\alpha\, x\cdot\mu_k + \alpha^2\|\mu_k\|^2, \qquad p_j = x\cdot u_j - \alpha\,u_j\cdot\mu_k .
 
 The guided denoiser (or score) is then :math:`a\,x + G B^\top` with per-particle coefficients
-:math:`G` (``K+R`` per particle), built and applied inside the fused kernel :func:`guided_step`.
+:math:`G` (``K+R`` per particle), built and applied inside the fused kernel (:func:`guided_step_rows` or
+:func:`guided_step_lanes`).
 
 Cancellation and the fallback (proofs: :func:`numerics.fast.mixture.logit_error_bounds`)
 -------------------------------------------------------------------------------------
@@ -54,15 +55,26 @@ The guided combination is :math:`\sum_k \beta_k m_k` with :math:`\beta_k = (1+(w
 Their total is below :math:`K\,2^{-64}\max_j|\beta_j|`, so for :math:`K \le 2^{10}` the result changes by less
 than :math:`2^{-54}\max_j|\beta_j|\max_k\|m_k\|`, i.e. below one rounding of the largest term.  (Truncating
 within each group only kept the whole other group alive when :math:`p_\neg` is negligible.)
-The whole step runs in one fused parallel kernel, :func:`guided_step` (``prange`` over chunks of
-:data:`~numerics.fast.mixture.CHUNK` particles, dynamic schedule, per-thread scratch allocated by the caller):
-products, logits (vectorised over components), one ``exp`` pass over the chunk's logits with a branch-free
-polynomial ``exp`` (:func:`_exp_neg`, <= 2 ulp) so it vectorises, guidance mixing, and the recombination -- a
-dense dot per coordinate for ``d <=`` :data:`~numerics.fast.mixture.DENSE_DIM`, and for larger ``d`` only the
-surviving rows of :math:`B^\top`, eight per pass over the output row (:func:`_sparse_recombination`) -- fused
-with the DDIM/DDPM update.  Helpers are inlined at Numba-IR level (``inline="always"``): a call boundary would
-otherwise cost an atomic NRT incref/decref per array argument per particle (measured: a large share of the
-step for small ``K`` and ``d``), and cache-line ping-pong between the two threads.
+The whole step runs in one fused parallel kernel (``prange`` over chunks of particles, dynamic schedule,
+per-thread scratch allocated by the caller): products, logits (vectorised over components), one ``exp`` pass
+over the chunk's logits with a branch-free polynomial ``exp`` (:func:`_exp_neg`, <= 2 ulp) so it vectorises,
+guidance mixing, and the recombination -- a dense dot per coordinate for ``d <=``
+:data:`~numerics.fast.mixture.DENSE_DIM`, and for larger ``d`` only the surviving rows of :math:`B^\top`, eight
+per pass over the output row (:func:`_sparse_recombination`) -- fused with the DDIM/DDPM update.  Helpers are
+inlined at Numba-IR level (``inline="always"``): a call boundary would otherwise cost an atomic NRT
+incref/decref per array argument per particle (measured: a large share of the step for small ``K`` and
+``d``), and cache-line ping-pong between the two threads.
+
+One kernel per path, chosen in Python (:class:`~numerics.fast.mixture.FastMixture`, by ``Layout.lanes``):
+:func:`guided_step_rows` (particle by particle, chunks of :data:`~numerics.fast.mixture.CHUNK`) and
+:func:`guided_step_lanes` (across particles, below), each with its hot body inlined.  Each is compiled, or
+loaded from Numba's cache, on its first call, with one signature (every option of a step -- products,
+recombination form, DDIM or DDPM, score or denoiser -- is a runtime argument of fixed type; tested), so a
+run compiles only the path it takes.  With both bodies in one ``prange`` loop, Numba's parfor passes worked
+through both, whatever the run used: each path now compiles in 0.47-0.61x that time (measured side by side,
+README, Performance).  A non-inlined chunk body (an earlier attempt) ran 1.04-1.22x slower, so only the lanes
+path's redo of the particles it flags is a call (:func:`_lanes_redo`, once per chunk that has any; it makes a
+redone particle 1.3-1.6x slower, see there).
 
 Products and threads: one multithreaded BLAS product before the kernel left OpenBLAS's worker threads spinning
 after it returned, which slowed the Numba threads on two cores several-fold (``products='blas'`` keeps that
@@ -79,7 +91,7 @@ above are short (``K`` and ``d`` small) and their set-up dominated, so :func:`_l
 particles, so it vectorises), with BLAS products and recombination from ``d =``
 :data:`~numerics.fast.mixture.LANES_GEMM_DIM` on.  Particles it cannot do the same way (an entry that fails the
 GEMM-form test, a non-finite :math:`\|x\|^2`, a class without mass) are flagged and redone by the per-particle
-path, so the fallback and the error reports are shared.
+path (:func:`_lanes_redo`), so the fallback and the error reports are shared.
 
 All kernels: ``njit(cache=True)``; the only fastmath flag is ``contract`` (fused multiply-add: one rounding
 instead of two, NaN/inf semantics unchanged; every bound here counts at most one rounding per operation, so
@@ -92,7 +104,7 @@ is invalidated per file, so a kernel must not depend on jitted code elsewhere); 
 :mod:`numerics.fast.mixture`, so editing it does not force a recompile.  The kernels take their arrays and
 scalars grouped in the named tuples :class:`Components`, :class:`Coefs`, :class:`StepScalars`,
 :class:`Layout` and :class:`Workspace` (inside the kernels, attribute access compiles to a field extraction;
-:func:`guided_step`, called from Python, takes them as plain tuples, see there).
+the step kernels, called from Python, take them as plain tuples, see :func:`guided_step_rows`).
 """
 from __future__ import annotations
 
@@ -106,7 +118,8 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-__all__ = ["Components", "Coefs", "StepScalars", "Layout", "Workspace", "guided_step", "logits", "stream_update",
+__all__ = ["Components", "Coefs", "StepScalars", "Layout", "Workspace", "guided_step_rows", "guided_step_lanes",
+           "logits", "stream_update",
            "exp_neg_array", "LOG_DROP", "EXP_LO", "LANE_ROWS", "FORM_AUTO", "FORM_GEMM", "FORM_DIRECT"]
 
 #: Components whose weight is below ``2**-64`` of their group's largest are dropped (exactly 0).
@@ -132,7 +145,7 @@ class Components(NamedTuple):
 
 
 class Coefs(NamedTuple):
-    """Per-time constants of the components (same order as :class:`Components`).  :func:`guided_step` takes
+    """Per-time constants of the components (same order as :class:`Components`).  The step kernels take
     ``coef_mu`` and ``coef_x`` as ``(1, K)`` rows."""
 
     c0: np.ndarray  #: ``(K,)`` :math:`c_0 = \alpha^2\lambda_0 + \sigma^2`
@@ -157,9 +170,11 @@ class StepScalars(NamedTuple):
 
 
 class Layout(NamedTuple):
-    """How :func:`guided_step` walks the particles (chosen by :meth:`numerics.fast.mixture.FastMixture._layout`)."""
+    """How a step kernel walks the particles (chosen by :meth:`numerics.fast.mixture.FastMixture._layout`)."""
 
-    lanes: bool  #: across the particles of a chunk (:func:`_lanes_chunk`) rather than one by one
+    #: across the particles of a chunk (:func:`guided_step_lanes`) rather than one by one
+    #: (:func:`guided_step_rows`): read by the caller, which picks the kernel by it
+    lanes: bool
     products: int  #: 0: read from ``Workspace.XB``; 1: :func:`_chunk_products`; 2: in-kernel BLAS calls
     gemm_rows: int  #: particles per in-kernel BLAS call (``products`` 2, per-particle path)
     chunk: int  #: particles per ``prange`` work item
@@ -167,7 +182,7 @@ class Layout(NamedTuple):
 
 
 class Workspace(NamedTuple):
-    """Arrays :func:`guided_step` writes (allocated by the caller; ``nt`` = ``numba.config.NUMBA_NUM_THREADS``,
+    """Arrays the step kernels write (allocated by the caller; ``nt`` = ``numba.config.NUMBA_NUM_THREADS``,
     ``C = K + R``, ``rows`` = the chunk on the per-particle path, 1 on the lanes path, ``lc`` = the chunk on the
     lanes path, 1 otherwise)."""
 
@@ -181,7 +196,7 @@ class Workspace(NamedTuple):
     XT: np.ndarray  #: ``(nt, d or 1, lc)`` transposed particles (lanes path, loop products)
     W: np.ndarray  #: ``(nt, (K + d) lc)`` lanes path: logits and weights, then BLAS recombination
     V: np.ndarray  #: ``(nt, LANE_ROWS, lc)`` lanes path: per-particle values
-    info: np.ndarray  #: ``(n_chunks, 4)`` int64 counts per chunk (see :func:`guided_step`)
+    info: np.ndarray  #: ``(n_chunks, 4)`` int64 counts per chunk (see :func:`guided_step_rows`)
 
 
 @njit(cache=True, parallel=True)
@@ -539,8 +554,8 @@ def _store_tile_row(xb, r, c, C, s0, s1, s2, s3):
 
 
 @njit(cache=True, parallel=True, fastmath={"contract"})
-def guided_step(x, z, use_z, comp_t, coefs_t, scal_t, layout_t, ws_t, out):
-    r"""One fused pass: ``out = cx x + cq Q_w(x) [+ cz z]``, :math:`Q_w = a\,x + G B^\top` (see below).
+def guided_step_rows(x, z, use_z, comp_t, coefs_t, scal_t, layout_t, ws_t, out):
+    r"""One fused pass of the per-particle path: ``out = cx x + cq Q_w(x) [+ cz z]``, :math:`Q_w = a\,x + G B^\top`.
 
     ``comp_t``: the fields of a :class:`Components`, ordered so that ``0:K_in`` is the class ``y`` (``in``) and
     ``K_in:K`` the rest; ``coefs_t``: of a :class:`Coefs` in the same order (``coef_mu``, ``coef_x`` as
@@ -553,17 +568,15 @@ def guided_step(x, z, use_z, comp_t, coefs_t, scal_t, layout_t, ws_t, out):
     quantity is ``coef_x[k] x + coef_mu[k] mu_k + sum_j coef_spk[j] p_j u_j``.
 
     Particles are processed in chunks of ``layout.chunk`` (``prange`` over chunks, dynamic schedule set by the
-    caller), either particle by particle (:func:`_rows_range`) or, with ``layout.lanes``, across the particles of
-    the chunk (:func:`_lanes_chunk`; particles it flags are then redone by :func:`_rows_range` one at a time).
-    The scratch arrays of ``ws`` are one per thread (indexed by ``numba.get_thread_id()``: reused, so they stay
-    in cache, measured faster than scratch per chunk; a chunk writes all it reads, so results do not depend on
-    which thread ran it); ``ws.info[ch]`` accumulates ``(direct-form entries, surviving components, particles
-    whose class has no mass, non-finite particles)``.
+    caller), particle by particle (:func:`_rows_range`, inlined); ``layout.lanes`` is not read (the caller picks
+    this kernel or :func:`guided_step_lanes` by it).  The scratch arrays of ``ws`` are one per thread (indexed by
+    ``numba.get_thread_id()``: reused, so they stay in cache, measured faster than scratch per chunk; a chunk
+    writes all it reads, so results do not depend on which thread ran it); ``ws.info[ch]`` receives
+    ``(direct-form entries, surviving components, particles whose class has no mass, non-finite particles)``.
     ``layout.products``: 1 -- the products :math:`x_iB` of a chunk are formed here by :func:`_chunk_products`;
     2 -- by single-threaded BLAS calls (``np.dot``) on blocks of ``layout.gemm_rows`` particles; 0 -- read from
-    ``ws.XB`` (BLAS, computed by the caller).  On the lanes path, 2 means BLAS products and recombination,
-    otherwise loops.  With ``layout.dense`` the recombination is a dense dot per output coordinate (small
-    ``d``); otherwise only the surviving rows of ``BT`` are added.
+    ``ws.XB`` (BLAS, computed by the caller).  With ``layout.dense`` the recombination is a dense dot per output
+    coordinate (small ``d``); otherwise only the surviving rows of ``BT`` are added.
     """
     comp = Components(*comp_t)
     coefs = Coefs(*coefs_t)
@@ -574,28 +587,16 @@ def guided_step(x, z, use_z, comp_t, coefs_t, scal_t, layout_t, ws_t, out):
     chunk = layout.chunk
     products = layout.products
     gemm_rows = layout.gemm_rows
-    lanes = layout.lanes
     n_chunks = (n + chunk - 1) // chunk
     drop_factor = math.exp(scal.log_drop)
     B, BT = comp.B, comp.BT
-    XB, XW, L, M, E, P, IDX = ws.XB, ws.XW, ws.L, ws.M, ws.E, ws.P, ws.IDX
-    XT, W, V, info = ws.XT, ws.W, ws.V, ws.info
+    XB, XW, L, M, E, P, IDX, info = ws.XB, ws.XW, ws.L, ws.M, ws.E, ws.P, ws.IDX, ws.info
     for ch in prange(n_chunks):
         lo = ch * chunk
         hi = min(n, lo + chunk)
         tid = numba.get_thread_id()  # scratch is per thread (it stays in cache); info is per chunk
         xb = XW[tid]
-        n_groups = 1
-        nsurv = 0
-        if lanes:
-            nsurv = _lanes_chunk(x, lo, hi, comp, coefs, scal, drop_factor, z, use_z, products == 2, XT[tid],
-                                 W[tid], V[tid], out)
-            n_groups = 0
-            for r in range(hi - lo):  # compact the flagged lanes in place: redone one by one below
-                if V[tid, LANE_FLAG, r] != 0.0:
-                    V[tid, LANE_FLAG, n_groups] = r
-                    n_groups += 1
-        elif products == 1:
+        if products == 1:
             _chunk_products(x, lo, hi, BT, xb, M[tid])
         elif products == 2:
             for a in range(lo, hi, gemm_rows):
@@ -603,23 +604,89 @@ def guided_step(x, z, use_z, comp_t, coefs_t, scal_t, layout_t, ws_t, out):
                 np.dot(x[a:e], B, xb[a - lo:e - lo])
         else:
             xb = XB[lo:hi]
-        nfb = nmassless = nbad = 0
-        for grp in range(n_groups):  # one call site: the per-particle path is inlined once
-            i0, i1 = lo, hi
-            if lanes:
-                i0 = lo + int(V[tid, LANE_FLAG, grp])
-                i1 = i0 + 1
-                _chunk_products(x, i0, i1, BT, xb, M[tid])
-            a, b, c, e = _rows_range(x, i0, i1, xb, lanes or products == 1, layout.dense, comp, coefs, scal,
-                                     drop_factor, z, use_z, L[tid], M[tid], E, P[tid], IDX, tid, out)
-            nfb += a
-            nsurv += b
-            nmassless += c
-            nbad += e
+        nfb, nsurv, nmassless, nbad = _rows_range(x, lo, hi, xb, products == 1, layout.dense, comp, coefs, scal,
+                                                  drop_factor, z, use_z, L[tid], M[tid], E, P[tid], IDX, tid, out)
         info[ch, 0] = nfb
         info[ch, 1] = nsurv
         info[ch, 2] = nmassless
         info[ch, 3] = nbad
+
+
+@njit(cache=True, parallel=True, fastmath={"contract"})
+def guided_step_lanes(x, z, use_z, comp_t, coefs_t, scal_t, layout_t, ws_t, out):
+    r"""One fused pass of the lanes path (isotropic components, small ``d``): the step of
+    :func:`guided_step_rows` (same arguments and result, ``ws.info`` likewise), computed across the particles of
+    each chunk of ``layout.chunk`` by :func:`_lanes_chunk` (inlined; BLAS products and recombination for
+    ``layout.products`` 2, loops otherwise).  The particles it flags are compacted to the head of
+    ``V[LANE_FLAG]`` and redone one by one by :func:`_lanes_redo`, a separate (not inlined) function called only
+    for a chunk that has any: the per-particle path is compiled there once, outside this kernel's ``prange``
+    body, and costs one call per such chunk.
+    """
+    comp = Components(*comp_t)
+    coefs = Coefs(*coefs_t)
+    scal = StepScalars(*scal_t)
+    layout = Layout(*layout_t)
+    ws = Workspace(*ws_t)
+    n = x.shape[0]
+    chunk = layout.chunk
+    gemm = layout.products == 2
+    n_chunks = (n + chunk - 1) // chunk
+    drop_factor = math.exp(scal.log_drop)
+    XT, W, V, info = ws.XT, ws.W, ws.V, ws.info
+    for ch in prange(n_chunks):
+        lo = ch * chunk
+        hi = min(n, lo + chunk)
+        tid = numba.get_thread_id()  # scratch is per thread (it stays in cache); info is per chunk
+        nsurv = _lanes_chunk(x, lo, hi, comp, coefs, scal, drop_factor, z, use_z, gemm, XT[tid], W[tid], V[tid],
+                             out)
+        n_flag = 0
+        for r in range(hi - lo):  # compact the flagged lanes in place
+            if V[tid, LANE_FLAG, r] != 0.0:
+                V[tid, LANE_FLAG, n_flag] = r
+                n_flag += 1
+        nfb = nmassless = nbad = 0
+        if n_flag > 0:
+            # int64 arguments: inside the parfor's gufunc the chunk index is unsigned, and each integer type
+            # would be another signature (another compile) of _lanes_redo
+            nfb, ns, nmassless, nbad = _lanes_redo(x, np.int64(lo), np.int64(n_flag), np.int64(tid), layout.dense,
+                                                   comp, coefs, scal, drop_factor, z, use_z, ws, out)
+            nsurv += ns
+        info[ch, 0] = nfb
+        info[ch, 1] = nsurv
+        info[ch, 2] = nmassless
+        info[ch, 3] = nbad
+
+
+@njit(cache=True, fastmath={"contract"}, error_model="numpy")
+def _lanes_redo(x, lo, n_flag, tid, dense, comp, coefs, scal, drop_factor, z, use_z, ws, out):
+    """Redo the particles ``lo + V[tid, LANE_FLAG, g]``, ``g < n_flag``, that :func:`_lanes_chunk` flagged, one at
+    a time on the per-particle path (:func:`_chunk_products`, then :func:`_rows_range` inlined, on thread
+    ``tid``'s scratch of ``ws``); returns the summed counts of :func:`_rows_range`.
+
+    Not inlined into :func:`guided_step_lanes` on purpose: inlined, it would put the per-particle path back into
+    the lanes kernel's ``prange`` body, as in the fused kernel whose compile this split cuts (module docstring).
+    Called once per chunk with flagged particles.  Compiled with the flags of a ``prange`` body (``contract``, and
+    ``error_model="numpy"``, which Numba sets for parfor bodies: division by zero gives inf/NaN instead of
+    raising), so it computes what the fused kernel computed, bit for bit (compared over 2304 layout, size and
+    time cases).  The price: redoing a particle here took 1.3-1.6x as long as inlined in the ``prange`` body
+    (502-550 against 333-408 ns, all particles of a K = 8, d = 2 step flagged; 2026-12-05, shared machine),
+    so a lanes step with many flagged particles (small ``t``) is slower: README, Performance.  Not explained;
+    LLVM's ``noalias`` on the arguments (parfor bodies get it) recovered part of it in a trial.
+    """
+    BT = comp.BT
+    xb = ws.XW[tid]
+    Mc = ws.M[tid]
+    nfb = nsurv = nmassless = nbad = 0
+    for g in range(n_flag):
+        i0 = lo + int(ws.V[tid, LANE_FLAG, g])
+        _chunk_products(x, i0, i0 + 1, BT, xb, Mc)
+        a, b, c, e = _rows_range(x, i0, i0 + 1, xb, True, dense, comp, coefs, scal, drop_factor, z, use_z,
+                                 ws.L[tid], Mc, ws.E, ws.P[tid], ws.IDX, tid, out)
+        nfb += a
+        nsurv += b
+        nmassless += c
+        nbad += e
+    return nfb, nsurv, nmassless, nbad
 
 
 @njit(cache=True, inline="always")
@@ -627,7 +694,7 @@ def _rows_range(x, lo, hi, xb, have_x2, dense, comp, coefs, scal, drop_factor, z
                out):
     r"""Particles ``lo <= i < hi`` one at a time (products in ``xb[i - lo]``; with ``have_x2``, :math:`\|x_i\|^2` in
     ``Mc[i - lo, 2]``, from :func:`_chunk_products`): logits of all of them, one ``exp``
-    pass, then mixing and recombination per particle (see :func:`guided_step`; ``comp``, ``coefs`` and ``scal``
+    pass, then mixing and recombination per particle (see :func:`guided_step_rows`; ``comp``, ``coefs`` and ``scal``
     are its argument groups, ``drop_factor`` = ``exp(scal.log_drop)``).  Returns the counts
     ``(direct-form entries, surviving components, massless particles, non-finite particles)``."""
     K_in, B, BT, spk_start = comp.K_in, comp.B, comp.BT, comp.spk_start

@@ -13,7 +13,8 @@ import numpy as np
 
 from numerics.constants import LOG_2PI, UNIT_ROUNDOFF
 from numerics.fast.kernels import (FORM_AUTO, FORM_DIRECT, FORM_GEMM, LANE_ROWS, LOG_DROP, Coefs, Components,
-                                   Layout, StepScalars, Workspace, guided_step, logits)
+                                   Layout, StepScalars, Workspace, guided_step_lanes, guided_step_rows,
+                                   logits)
 from numerics.fast.spiked import spiked_factors
 from numerics.schedule import alpha_sigma2
 from numerics.validate import check_points, check_time
@@ -38,7 +39,7 @@ LANES_GEMM_DIM = 8
 #: Particles per ``prange`` work item of the lanes path: each of its loops runs over this many particles, so
 #: that their set-up cost is spread (measured: the cost per particle falls from chunks of 64 to 256 to 1024).
 LANES_CHUNK = 512
-#: Particles per ``prange`` work item of :func:`~numerics.fast.kernels.guided_step` (scheduled dynamically).
+#: Particles per ``prange`` work item of :func:`~numerics.fast.kernels.guided_step_rows` (scheduled dynamically).
 CHUNK = 64
 
 
@@ -144,7 +145,7 @@ class FastMixture:
         return hit
 
     def _products_mode(self):
-        """``(mode, gemm_rows)`` for :func:`~numerics.fast.kernels.guided_step` (``Layout.products`` and
+        """``(mode, gemm_rows)`` for :func:`~numerics.fast.kernels.guided_step_rows` (``Layout.products`` and
         ``Layout.gemm_rows``; see there).
 
         ``auto``: the register-tiled loops of :func:`~numerics.fast.kernels._chunk_products` (measured faster
@@ -157,8 +158,9 @@ class FastMixture:
         return mode, rows
 
     def _lanes(self) -> bool:
-        """Whether :func:`~numerics.fast.kernels.guided_step` runs across particles
-        (:func:`~numerics.fast.kernels._lanes_chunk`): isotropic components and ``d <=`` :data:`LANES_DIM`."""
+        """Whether the step runs across particles (:func:`~numerics.fast.kernels.guided_step_lanes`) rather than
+        particle by particle (:func:`~numerics.fast.kernels.guided_step_rows`): isotropic components and
+        ``d <=`` :data:`LANES_DIM`."""
         return self.R == 0 and self.d <= LANES_DIM
 
     def _layout(self) -> Layout:
@@ -237,8 +239,10 @@ class FastMixture:
         scal = StepScalars(alpha, float(w), self.ratio, LOG_DROP, float(cx), float(cq), float(cz))
         old = numba.set_parallel_chunksize(1)  # dynamic schedule over chunks: robust to a busy core
         try:
-            # plain tuples: the kernel names them again (see guided_step: named ones dispatch slower)
-            guided_step(X, zz, use_z, tuple(comp), tuple(coefs), tuple(scal), tuple(layout), tuple(ws), out)
+            # one kernel per path, each compiled on first use (a run compiles only the path it takes); plain
+            # tuples: the kernel names them again (see guided_step_rows: named ones dispatch slower)
+            kernel = guided_step_lanes if layout.lanes else guided_step_rows
+            kernel(X, zz, use_z, tuple(comp), tuple(coefs), tuple(scal), tuple(layout), tuple(ws), out)
         finally:
             numba.set_parallel_chunksize(old)
         self.last_info = ws.info
