@@ -117,7 +117,7 @@ def figure_png(report: dict) -> bytes | None:
     fig.suptitle("diffusers on N(m, s^2 I): error against the exact probability flow", fontsize=10)
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=7, frameon=False)
-    fig.subplots_adjust(bottom=(legend_h + 0.45) / (4.2 + legend_h), top=0.9, wspace=0.18)
+    fig.subplots_adjust(bottom=(legend_h + 0.35) / (4.2 + legend_h), top=0.9, wspace=0.18)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     return buf.getvalue()
