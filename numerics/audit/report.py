@@ -17,10 +17,16 @@ def _fmt(v, spec: str = ".2g") -> str:
     return format(v, spec) if isinstance(v, (int, float)) else str(v)
 
 
+def _cpu(report: dict) -> str:
+    """The CPU time summed over the configurations (rows with ``cpu_seconds``), or ""."""
+    cpu = [r["cpu_seconds"] for r in report["schedulers"] if "cpu_seconds" in r]
+    return f", CPU time summed over the configurations {sum(cpu):.1f} s" if cpu else ""
+
+
 def markdown(report: dict) -> str:
     lines = ["# diffusers audit", "",
              f"diffusers {report['versions'].get('diffusers')}, torch {report['versions'].get('torch')}; profile "
-             f"`{report['profile']}`; wall time {report['seconds']:.1f} s.", "",
+             f"`{report['profile']}`; wall time {report['seconds']:.1f} s" + _cpu(report) + ".", "",
              "Step / run: max |error| / derived rounding bound (<= 1 agrees; tables cast to float64 | as shipped). "
              "Order: observed slope of the error against the exact probability-flow map vs the theory's; "
              "at t_last: the same for the sample held at the last model call (the last nonzero level). "
