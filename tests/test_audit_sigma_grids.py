@@ -183,22 +183,27 @@ def test_a_wrong_heun_on_the_karras_grid_is_a_step_finding(audit, kind):
 
 # ---------------------------------------------------------------------------------------------- (d) order
 def test_heun_is_second_order_on_these_grids_up_to_its_last_sigma(audit):
-    """The error at the last nonzero sigma (the last whole Heun step's landing level) against the exact flow map
-    from the start falls as n^-2 on each grid; Euler on the same grids, the harness's negative control, as n^-1.
-    (The audit's order sweep measures the output at sigma = 0: the final Euler jump from the last sigma, fixed
-    with timestep_spacing="linspace", adds an error that does not fall with n.)"""
+    """The audit's order at the last nonzero sigma (``law_and_order``'s ``observed_order_last``: the sample held at
+    the last model call, the last whole Heun step's landing level, against the exact flow map from the start) is 2
+    on each grid from 50 to 200 steps; Euler on the same grids, the harness's negative control, 1.  (The order at
+    the output, sigma = 0, includes the final Euler jump from the last sigma, fixed with
+    timestep_spacing="linspace": an error that does not fall with n.)"""
     checks, dd = audit
     tg = checks.TARGET
     slopes = {}
     for name in VARIANTS:
-        errs = []
-        for n in (50, 100, 200):
-            rec = dd.run(dd.SPECS[name], n, tg, checks.Z_STEP)
-            st = rec.steps[-2]   # lands at the last nonzero sigma (Heun: the last order-2 record)
-            assert st.t_out > 0.0 and rec.steps[-1].t_out == 0.0
-            r, c = tg.flow_map(rec.t_start, st.t_out)
-            errs.append(float(np.max(np.abs(st.x_out - (r * rec.start_scale * checks.Z_STEP + c)))))
-        slopes[name] = float(np.log2(errs[-2] / errs[-1]))
+        spec = dd.SPECS[name]
+        rec = dd.run(spec, 20, tg, checks.Z_STEP)
+        st = rec.steps[-2]   # lands at the last nonzero sigma (Heun: the last order-2 record)
+        assert st.t_out == rec.grid[-2] > 0.0 and rec.steps[-1].t_out == rec.t_end == 0.0
+        # the recorded last-call state is that landing state, bit for bit (not the predictor's, not the output)
+        np.testing.assert_array_equal(rec.last_call_state, st.x_out)
+        law = checks.law_and_order(spec, (50, 100, 200))
+        assert all(r["t_last"] > r["t_end"] == 0.0 for r in law["rows"])
+        errs = [r["flow_map_error_last"] for r in law["rows"]]
+        assert errs[0] > errs[1] > errs[2] > 1e-10, errs   # truncation errors, far above rounding
+        slopes[name] = law["observed_order_last"]
+    print("observed order at the last nonzero sigma, 50-200 steps:", {k: round(v, 3) for k, v in slopes.items()})
     assert all(1.8 < slopes[n] < 2.3 for n in VARIANTS[:3]), slopes
     assert all(0.8 < slopes[n] < 1.2 for n in VARIANTS[3:]), slopes
 
@@ -216,3 +221,56 @@ def test_the_reduced_profile_skips_only_their_finiteness_sweep(audit):
            "finite": {"configurations": 0, "non_finite": 0, "skipped": True}}
     md = rp.markdown({"versions": {}, "profile": "reduced", "seconds": 0.0, "schedulers": [row]})
     assert "| skipped | 0 |" in md
+
+
+# ------------------------------------------------------------------------------ the grid conversions' memo
+def _grid(sched, n):
+    sched.set_timesteps(n)
+    return sched.sigmas.numpy().copy(), sched.timesteps.numpy().copy()
+
+
+def test_the_memoised_grid_conversions_are_diffusers_own_bit_for_bit(audit):
+    """The driver memoises the grid conversions (diffusers_driver._memo_grid); each memoised ``set_timesteps``
+    gives the fresh scheduler's sigmas and timesteps bit for bit, a second time from the memo too; a configuration
+    that differs in a setting the conversions read (EulerDiscrete's sigma_min) and a subclass with its own
+    conversion get their own grids, not the memoised ones."""
+    checks, dd = audit
+    import diffusers
+
+    for name in VARIANTS:
+        spec = dd.SPECS[name]
+        klass = getattr(diffusers, spec.cls)
+        for n, spacing, betas, pred in ((7, "linspace", "linear", "epsilon"), (7, "linspace", "linear", "sample"),
+                                        (13, "trailing", "scaled_linear", "v_prediction"), (50, "leading", "linear",
+                                                                                            "epsilon")):
+            cfg = {**spec.kwargs, "timestep_spacing": spacing, "beta_schedule": betas, "prediction_type": pred}
+            fresh = _grid(klass(**cfg), n)
+            for _ in range(2):   # the first call fills the memo, the second reads it
+                s = dd.build(spec.cls, cfg)
+                dd._memo_grid(s)
+                got = _grid(s, n)
+                for a, b in zip(got, fresh):
+                    np.testing.assert_array_equal(a, b)
+    spec = dd.SPECS["EulerDiscrete-karras"]
+    klass = diffusers.EulerDiscreteScheduler
+    s = dd.build(spec.cls, spec.kwargs)
+    dd._memo_grid(s)
+    own = _grid(s, 10)   # memoised first: the two below share its conversions' arguments
+    other = {**spec.kwargs, "sigma_min": 0.5}
+    s = dd.build(spec.cls, other)
+    dd._memo_grid(s)
+    got, want = _grid(s, 10), _grid(klass(**other), 10)
+    np.testing.assert_array_equal(got[0], want[0])
+    assert not np.array_equal(got[0], own[0])   # the setting moves the grid
+
+    class Rho3(klass):
+        def _convert_to_karras(self, in_sigmas, num_inference_steps):
+            ramp = np.linspace(0, 1, num_inference_steps)
+            lo, hi = in_sigmas[-1].item() ** (1 / 3), in_sigmas[0].item() ** (1 / 3)
+            return (hi + ramp * (lo - hi)) ** 3
+
+    s = Rho3(**spec.kwargs)
+    dd._memo_grid(s)
+    got = _grid(s, 10)
+    np.testing.assert_array_equal(got[0], _grid(Rho3(**spec.kwargs), 10)[0])
+    assert not np.array_equal(got[0], own[0])

@@ -16,7 +16,8 @@ scheduler's own precision (the derived rounding bound of :mod:`numerics.audit.or
                 (z = 0 and z = 1 in every coordinate: the map is diagonal and identical across coordinates for
                 N(m, s^2 I)), and a third point (z = -1/2) measures non-affinity.  Reported: the KL to the
                 target's marginal at the final level, the map's error against the exact probability-flow map
-                from the same start level, and the observed order against the theory's.
+                from the same start level, and the observed order against the theory's; the same error and
+                order of the sample held at the last model call (the last nonzero level, before the final jump).
 ``finite``      counted: NaN or inf anywhere in the output (or a crash) over a sweep of the configurations users
                 set (:class:`Profile`: a base product, then ``steps_offset``, ``final_sigmas_type`` and
                 ``rescale_betas_zero_snr`` one value at a time); a failure only at an axis value is keyed by it.
@@ -66,7 +67,8 @@ from numerics.divergences import gaussian_kl_1d
 from numerics.stats import ENSEMBLE_LEVEL
 
 __all__ = ["Finding", "Profile", "PROFILES", "TARGET", "step_check", "run_check", "table_loss", "law_and_order",
-           "finiteness", "finite_design", "FiniteConfig", "SWEEP_AXES", "audit_scheduler", "MIXTURE", "GUIDED",
+           "flow_map_error", "observed_order", "finiteness", "finite_design", "FiniteConfig", "SWEEP_AXES",
+           "audit_scheduler", "MIXTURE", "GUIDED",
            "CFGModel", "rescale_bound", "guidance_check", "GUIDED_LAWS", "LAW_GRID", "dkw_eps", "guided_law_check",
            "GUIDED_PF_LAWS", "Z_LAW", "guided_law_pf", "GUIDED_PF2_LAWS", "MIXTURE2", "Z2_AXIS", "guided_law_pf_2d"]
 
@@ -382,27 +384,53 @@ def table_loss(spec: dd.SchedulerSpec, target: GaussianTarget = TARGET, n: int =
     return out
 
 
+def flow_map_error(target: GaussianTarget, t0: float, t1: float, start_scale: float, b: np.ndarray,
+                   A: np.ndarray) -> float:
+    r"""Error of a run's affine map :math:`z \mapsto A z + b` (VP state at OU time ``t1`` from the start
+    ``start_scale`` z at ``t0``) against the exact probability-flow map :math:`x_{t_1} = r x_{t_0} + c`
+    (:meth:`~numerics.audit.targets.GaussianTarget.flow_map`): :math:`\max(|A - r\,\mathrm{start\_scale}|,
+    |b - c|)` over the coordinates (the map's error over all starts, per unit of z)."""
+    r, c = target.flow_map(t0, t1)
+    return float(max(np.max(np.abs(A - r * start_scale)), np.max(np.abs(b - c))))
+
+
+def observed_order(ns, errs) -> float:
+    r"""The observed order: minus the least-squares slope of :math:`\log e` against :math:`\log n` over the last
+    three step counts (NaN with fewer than three; errors floored at 1e-300)."""
+    if len(ns) < 3:
+        return math.nan
+    ln, le = np.log(np.asarray(ns[-3:], float)), np.log(np.maximum(errs[-3:], 1e-300))
+    return float(-np.polyfit(ln, le, 1)[0])
+
+
 def law_and_order(spec: dd.SchedulerSpec, ns, target: GaussianTarget = TARGET, config: dict | None = None) -> dict:
-    """Informational law, KL and order of the deterministic run (module docstring)."""
+    """Informational law, KL and order of the deterministic run (module docstring).
+
+    Also at the last nonzero level: the sample the scheduler holds at its last model call (OU time
+    ``t_last``, the level before the final jump to ``t_end``) against the exact flow map from the start to that
+    level (``flow_map_error_last``, ``observed_order_last``).  A final jump from a level that does not shrink with
+    n (``timestep_spacing="linspace"``: timestep 0) has an error that does not fall with n, which caps the order at
+    ``t_end``; the order up to ``t_last`` is the interior steps' (HeunDiscrete: 2)."""
     if spec.stochastic:
         return {}
     ones = np.ones((1, target.d))
     z = np.concatenate([0.0 * ones, ones, -0.5 * ones])
-    rows, errs = [], []
+    rows, errs, errs_last = [], [], []
     for n in ns:
         rec = dd.run(spec, n, target, z, config=config, record_steps=False)
         b, A = rec.out[0], rec.out[1] - rec.out[0]
         nonaff = float(np.max(np.abs(rec.out[2] - (b - 0.5 * A))))
         m_t, v_t = target.marginal(rec.t_end)
         kl = sum(gaussian_kl_1d(b[i], A[i] ** 2, m_t[i], v_t) for i in range(target.d))
-        r, c = target.flow_map(rec.t_start, rec.t_end)
-        e = float(max(np.max(np.abs(A - r * rec.start_scale)), np.max(np.abs(b - c))))
+        e = flow_map_error(target, rec.t_start, rec.t_end, rec.start_scale, b, A)
+        xl, t_last = rec.last_call_state, rec.grid[-2]
+        e_last = flow_map_error(target, rec.t_start, t_last, rec.start_scale, xl[0], xl[1] - xl[0])
         rows.append({"n": n, "kl_to_target": kl, "flow_map_error": e, "non_affinity": nonaff,
-                     "t_start": rec.t_start, "t_end": rec.t_end})
+                     "t_start": rec.t_start, "t_end": rec.t_end, "t_last": t_last, "flow_map_error_last": e_last})
         errs.append(e)
-    ln, le = np.log(np.asarray(ns[-3:], float)), np.log(np.maximum(errs[-3:], 1e-300))
-    slope = float(-np.polyfit(ln, le, 1)[0]) if len(ns) >= 3 else math.nan
-    return {"rows": rows, "observed_order": slope, "expected_order": spec.order}
+        errs_last.append(e_last)
+    return {"rows": rows, "observed_order": observed_order(ns, errs), "expected_order": spec.order,
+            "observed_order_last": observed_order(ns, errs_last)}
 
 
 def _init_params(cls_name: str) -> dict:

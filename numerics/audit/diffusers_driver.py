@@ -146,6 +146,13 @@ _PROTO_MAX = 512
 #: LMS coefficients by (scheduler class, sigmas' dtype and bytes, order, step index, current order): see :func:`_memo_lms`.
 _LMS_MEMO: dict = {}
 _LMS_MAX = 200_000
+#: The sigma-grid conversions ``set_timesteps`` calls (diffusers' Euler, Heun, LMS, ... copies): see :func:`_memo_grid`.
+GRID_METHODS = ("_convert_to_karras", "_convert_to_exponential", "_convert_to_beta", "_sigma_to_t")
+#: Their values by (scheduler class, configuration but ``prediction_type``, method, arguments); bounded like the LMS memo.
+_GRID_MEMO: dict = {}
+_GRID_MAX = 200_000
+#: Large array arguments (``log_sigmas``: 1000 levels) by their bytes -> a small id, so that a key does not hold them.
+_ARRAY_IDS: dict = {}
 
 
 def build(cls, config: dict | None = None):
@@ -187,6 +194,64 @@ def _memo_lms(sched) -> None:
         return v
 
     sched.get_lms_coefficient = memo
+
+
+def _arg_key(a):
+    """An exact, hashable key of one argument of a grid conversion, or None (no memo: an argument of another kind).
+    Arrays and tensors by type, dtype, shape and bytes (a long array by an id of its bytes), scalars by type and
+    ``repr`` (round-trip exact for Python and NumPy floats)."""
+    if isinstance(a, np.ndarray) or type(a).__name__ == "Tensor":
+        arr = a if isinstance(a, np.ndarray) else a.detach().cpu().numpy()
+        raw = arr.tobytes()
+        if len(raw) > 256:
+            raw = ("id", _ARRAY_IDS.setdefault(raw, len(_ARRAY_IDS)))
+        return (type(a).__name__, str(arr.dtype), arr.shape, raw)
+    if a is None or isinstance(a, (bool, int, float, str, np.generic)):
+        return (type(a).__name__, repr(a))
+    return None
+
+
+def _call_key(args: tuple, kwargs: dict) -> tuple | None:
+    """The key of a call's arguments (:func:`_arg_key` of each), or None if one has no exact key."""
+    keys = [_arg_key(a) for a in args] + [(k, _arg_key(v)) for k, v in sorted(kwargs.items())]
+    if any(k is None for k in keys[:len(args)]) or any(k[1] is None for k in keys[len(args):]):
+        return None
+    return tuple(keys)
+
+
+def _memo_grid(sched) -> None:
+    r"""Memoise the instance's sigma-grid conversions (:data:`GRID_METHODS`: the Karras, exponential and Beta grids
+    between two sigmas, and ``_sigma_to_t``, a sigma's fractional timestep on the training levels).
+
+    ``set_timesteps`` of a scheduler with ``use_beta_sigmas`` calls SciPy's Beta quantile once per level and
+    ``_sigma_to_t`` once per level, each a pure function of its arguments and of ``sigma_min`` / ``sigma_max`` of
+    the configuration; the audit sets the same grid many times (prediction types, sample dtypes, both tables).  The
+    key holds the scheduler class (a subclass with its own conversion never gets the parent's values), every
+    configuration entry but ``prediction_type`` (which these conversions do not read: it selects the model output's
+    meaning in ``step``), the method and its arguments (:func:`_arg_key`); the memo returns a copy of the value
+    diffusers' own method computed for them, bit for bit."""
+    cfg = tuple(sorted((k, _arg_key(v) if isinstance(v, np.ndarray) else repr(v))   # repr summarises long arrays
+                       for k, v in dict(sched.config).items() if k != "prediction_type"))
+    for name in GRID_METHODS:
+        orig = getattr(sched, name, None)
+        if orig is None or getattr(orig, "_audit_memo", False):
+            continue
+
+        def memo(*args, _orig=orig, _name=name, **kwargs):
+            keys = _call_key(args, kwargs)
+            if keys is None:
+                return _orig(*args, **kwargs)
+            v = _GRID_MEMO.get((type(sched), cfg, _name, keys))
+            if v is None:
+                if len(_GRID_MEMO) >= _GRID_MAX or len(_ARRAY_IDS) >= _GRID_MAX:
+                    _GRID_MEMO.clear()   # both at once: a key holds ids of _ARRAY_IDS
+                    _ARRAY_IDS.clear()
+                    keys = _call_key(args, kwargs)
+                v = _GRID_MEMO[(type(sched), cfg, _name, keys)] = _orig(*args, **kwargs)
+            return copy.deepcopy(v)
+
+        memo._audit_memo = True
+        setattr(sched, name, memo)
 
 
 def _cast_tables(sched, torch) -> None:
@@ -244,6 +309,9 @@ class RunRecord:
     t_start: float | None = None
     start_scale: float = 1.0          # VP start = start_scale * z
     grid: list = field(default_factory=list)   # claimed grid: OU times of the model calls, then t_end
+    #: (B, d) the sample the scheduler holds at its last model call (VP coordinates at ``grid[-2]``, the last nonzero
+    #: level before the final jump), recorded with or without ``record_steps``
+    last_call_state: np.ndarray | None = None
 
 
 def dpm_orders(n: int, order: int, config: dict) -> list[int]:
@@ -330,6 +398,7 @@ def run(spec: SchedulerSpec, n_steps: int, target: GaussianTarget, z: np.ndarray
     cfg["prediction_type"] = prediction_type
     sched = scheduler if scheduler is not None else build(spec.cls, cfg)
     _memo_lms(sched)
+    _memo_grid(sched)
     sched.set_timesteps(n_steps)
     if tables == "float64":
         _cast_tables(sched, torch)
@@ -357,7 +426,10 @@ def run(spec: SchedulerSpec, n_steps: int, target: GaussianTarget, z: np.ndarray
         # a fresh contiguous array of the sample dtype (NumPy's float32 rounding is IEEE's, as torch's): no copy
         mo_t = torch.from_numpy(np.array(mo, dtype=np.float64 if dt == torch.float64 else np.float32, order="C"))
         gen = torch.Generator().manual_seed(seed + k) if spec.stochastic else None
-        x_state = x.detach().to(torch.float64).numpy() * vp_scale(t_in) if record_steps else None
+        x_state = x.detach().to(torch.float64).numpy() * vp_scale(t_in) \
+            if record_steps or k == len(sched.timesteps) - 1 else None
+        if k == len(sched.timesteps) - 1:
+            rec.last_call_state = x_state
         t_out = _landing_t(sched, spec, ts, idx) if record_steps else None
         kw = {"generator": gen} if gen is not None else {}
         drops = False

@@ -17,12 +17,19 @@ def _fmt(v, spec: str = ".2g") -> str:
     return format(v, spec) if isinstance(v, (int, float)) else str(v)
 
 
+def _cpu(report: dict) -> str:
+    """The CPU time summed over the configurations (rows with ``cpu_seconds``), or ""."""
+    cpu = [r["cpu_seconds"] for r in report["schedulers"] if "cpu_seconds" in r]
+    return f", CPU time summed over the configurations {sum(cpu):.1f} s" if cpu else ""
+
+
 def markdown(report: dict) -> str:
     lines = ["# diffusers audit", "",
              f"diffusers {report['versions'].get('diffusers')}, torch {report['versions'].get('torch')}; profile "
-             f"`{report['profile']}`; wall time {report['seconds']:.1f} s.", "",
+             f"`{report['profile']}`; wall time {report['seconds']:.1f} s" + _cpu(report) + ".", "",
              "Step / run: max |error| / derived rounding bound (<= 1 agrees; tables cast to float64 | as shipped). "
-             "Order: observed slope of the error against the exact probability-flow map vs the theory's. "
+             "Order: observed slope of the error against the exact probability-flow map vs the theory's; "
+             "at t_last: the same for the sample held at the last model call (the last nonzero level). "
              "KL: KL(output law || target marginal at the final level) at 10 / 20 / 50 steps. Order and KL are "
              "informational: a run that ends with a jump from its last level t_last to sigma = 0 (the denoiser) "
              "has an error O(t_last) on a Gaussian (k_t - r_t = O(t): the denoiser's gain against the flow's), so "
@@ -32,15 +39,16 @@ def markdown(report: dict) -> str:
              "Tables: max relative error of the shipped float32 alphas_cumprod against float64 (and, DDIM, the shift "
              "of a 50-step run's output that this rounding alone causes). Finite: finite runs / configurations of "
              "the finiteness sweep (skipped: not swept by this profile).", "",
-             "| scheduler | oracle | step f64 | step native | run f64 | run native | order (obs / exp) | KL 10 / 20 / 50 | "
-             "tables | finite | findings |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| scheduler | oracle | step f64 | step native | run f64 | run native | order (obs / exp) | order at t_last | "
+             "KL 10 / 20 / 50 | tables | finite | findings |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in report["schedulers"]:
         g = lambda k: _fmt(row.get(k, {}).get("max_err_over_bound"))  # noqa: E731
         law = row.get("law") or {}
         kls = {r["n"]: r["kl_to_target"] for r in law.get("rows", [])}
         kl = " / ".join(_fmt(kls.get(n), ".2e") for n in (10, 20, 50))
         order = f"{_fmt(law.get('observed_order'), '.2f')} / {_fmt(law.get('expected_order'))}" if law else "-"
+        order_last = _fmt(law.get("observed_order_last"), ".2f")
         fin = row.get("finite", {})
         tb = row.get("tables") or {}
         tables = _fmt(tb.get("abar_max_rel_err")) + (f" ({_fmt(tb['run_50_output_shift'])})"
@@ -48,7 +56,7 @@ def markdown(report: dict) -> str:
         finite = "skipped" if fin.get("skipped") else \
             f"{fin.get('configurations', 0) - fin.get('non_finite', 0)}/{fin.get('configurations', 0)}"
         lines.append(f"| {row['scheduler']} | {row.get('oracle') or '-'} | {g('step_float64')} | {g('step_native')} | "
-                     f"{g('run_float64')} | {g('run_native')} | {order} | {kl} | {tables} | {finite} | "
+                     f"{g('run_float64')} | {g('run_native')} | {order} | {order_last} | {kl} | {tables} | {finite} | "
                      f"{len(row['findings'])} |")
     guided = [r for r in report["schedulers"] if r.get("guidance")]
     if guided:
@@ -117,8 +125,9 @@ def _guided_law_lines(rows: list) -> list:
 
 
 def figure_png(report: dict) -> bytes | None:
-    """Error of the deterministic run's output map against the exact probability-flow map, against the number
-    of steps (log-log), one line per scheduler, with the theory's slope as a dotted reference."""
+    """Error of the deterministic run's map against the exact probability-flow map, against the number of steps
+    (log-log), one line per scheduler: left at the output (the final level), right at the last nonzero level (the
+    sample held at the last model call; reports without it draw the left panel only)."""
     rows = [r for r in report["schedulers"] if (r.get("law") or {}).get("rows")]
     if not rows:
         return None
@@ -126,16 +135,28 @@ def figure_png(report: dict) -> bytes | None:
 
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(7, 4.5))
-    ax = fig.add_subplot(1, 1, 1)
-    for r in rows:
-        ns = [x["n"] for x in r["law"]["rows"]]
-        es = [x["flow_map_error"] for x in r["law"]["rows"]]
-        ax.loglog(ns, es, marker="o", ms=3, label=f"{r['scheduler']} (exp. {r['law'].get('expected_order')})")
-    ax.set_xlabel("steps n")
-    ax.set_ylabel("max |output map - exact flow map|")
-    ax.set_title("diffusers on N(m, s^2 I): error against the exact probability flow")
-    ax.legend(fontsize=6, ncol=2)
+    last = all("flow_map_error_last" in x for r in rows for x in r["law"]["rows"])
+    panels = (("flow_map_error", "at the output (final level)"),) + \
+        ((("flow_map_error_last", "at the last nonzero level t_last"),) if last else ())
+    ncol = 2 * len(panels)
+    legend_h = 0.17 * math.ceil(len(rows) / ncol) + 0.2   # inches: one legend line per ncol schedulers
+    fig = Figure(figsize=(5.5 * len(panels), 4.2 + legend_h))
+    axes = [fig.add_subplot(1, len(panels), i + 1) for i in range(len(panels))]
+    styles, marks = ("-", "--", ":"), ("o", "s", "^")
+    for ax, (key, where) in zip(axes, panels):
+        for i, r in enumerate(rows):   # 10 colours x 3 line styles and markers: 30 distinguishable lines
+            ns = [x["n"] for x in r["law"]["rows"]]
+            es = [x[key] for x in r["law"]["rows"]]
+            ax.loglog(ns, es, color=f"C{i % 10}", ls=styles[i // 10 % 3], marker=marks[i // 10 % 3], ms=3, lw=1.1,
+                      label=f"{r['scheduler']} (exp. {r['law'].get('expected_order')})")
+        ax.set_xlabel("steps n")
+        ax.set_title(where, fontsize=9)
+        ax.grid(True, which="major", alpha=0.3)
+    axes[0].set_ylabel("max |run map - exact flow map|")
+    fig.suptitle("diffusers on N(m, s^2 I): error against the exact probability flow", fontsize=10)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=7, frameon=False)
+    fig.subplots_adjust(bottom=(legend_h + 0.35) / (4.2 + legend_h), top=0.9, wspace=0.18)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     return buf.getvalue()
