@@ -36,8 +36,8 @@ from numerics.schedule import alpha_sigma2
 from numerics.target import ScoreModel, Target
 from numerics.validate import check_array, check_bool, check_int, check_label, check_nonneg_scalar, check_seed
 
-__all__ = ["sample", "GuidedQuantities", "ScoreModel", "Target", "METHODS", "GUIDANCE_FORMS", "DENOISER_METHODS", "SCORE_METHODS",
-           "STOCHASTIC_METHODS", "default_grid", "MAX_GUIDANCE", "MAX_X_INIT", "MAX_ELEMENTS"]
+__all__ = ["sample", "GuidedQuantities", "ScoreModel", "Target", "METHODS", "GUIDANCE_FORMS", "DENOISER_METHODS",
+           "SCORE_METHODS", "STOCHASTIC_METHODS", "default_grid", "MAX_GUIDANCE", "MAX_X_INIT", "MAX_ELEMENTS"]
 
 #: Largest guidance weight ``sample`` accepts.  Weights used in practice are O(1)-O(100); the guided
 #: quantities are ``s + w g`` and ``D + w (sigma^2/alpha) g``, and one step moves a particle by about
@@ -66,15 +66,16 @@ class GuidedQuantities:
     def __init__(self, target, label: int | None, w: float, form: str, fast: bool = True):
         self.target, self.label, self.w, self.form = target, label, w, form
         self.unguided = label is None
-        self._fast = None
-        self._cond = None  # the class-conditional mixture (cfg), evaluated like the target
+        self._fast = self._cond_fast = None
+        self._cond = None  # the class-conditional mixture of cfg (its denoiser)
+        if not self.unguided and form == "cfg" and isinstance(target, GaussianMixture):
+            self._cond = target.conditional(label)
         if fast and type(target) is GaussianMixture:
             from numerics.fast import FastMixture
 
             self._fast = FastMixture(target)
-        if not self.unguided and form == "cfg" and isinstance(target, GaussianMixture):
-            cond = target.conditional(label)
-            self._cond = cond if self._fast is None else FastMixture(cond)
+            if self._cond is not None:
+                self._cond_fast = FastMixture(self._cond)
         self._plain = target if self._fast is None else self._fast  # the unguided score and denoiser
 
     def score(self, x: np.ndarray, t: float) -> np.ndarray:
@@ -83,7 +84,7 @@ class GuidedQuantities:
         if self.unguided:
             return self._plain.score(x, t)
         if self.form == "cfg":
-            s_y = tg.conditional_score(x, t, self.label) if self._cond is None else self._cond.score(x, t)
+            s_y = tg.conditional_score(x, t, self.label) if self._cond_fast is None else self._cond_fast.score(x, t)
             return w * s_y + (1.0 - w) * self._plain.score(x, t)
         if self._fast is not None:
             return self._fast.guided_score(x, t, self.label, w)
@@ -98,7 +99,8 @@ class GuidedQuantities:
             if self._cond is None:  # no class-conditional denoiser: from the guided score
                 a, s2 = alpha_sigma2(t)
                 return (x + s2 * self.score(x, t)) / a
-            return w * self._cond.denoiser(x, t) + (1.0 - w) * self._plain.denoiser(x, t)
+            cond = self._cond if self._cond_fast is None else self._cond_fast
+            return w * cond.denoiser(x, t) + (1.0 - w) * self._plain.denoiser(x, t)
         if self._fast is not None:  # GEMM-form kernel (numerics.fast.kernels), same quantity to its bound
             return self._fast.guided_denoiser(x, t, self.label, w)
         if isinstance(tg, GaussianMixture):  # one kernel pass instead of two
@@ -149,7 +151,8 @@ def _check_guidance(guidance) -> float:
     return w
 
 
-def _step_failure(k: int, t: float, s: float, guided: GuidedQuantities, x_init_given: bool, detail: str) -> ValueError:
+def _step_failure(k: int, t: float, s: float, guided: GuidedQuantities, x_init_given: bool,
+                  detail: str) -> ValueError:
     """The error for a step whose result is not finite (or whose target evaluation failed): it names the step,
     its times and the likely cause, and starts with the argument most likely at fault."""
     if not guided.unguided and guided.w > 1.0:
@@ -164,8 +167,8 @@ def _step_failure(k: int, t: float, s: float, guided: GuidedQuantities, x_init_g
 
 
 # ---------------------------------------------------------------------------------------- stepping
-def _step(method: Method, guided: GuidedQuantities, x: np.ndarray, t: float, s: float, c: tuple, shift, t_prev, q_prev,
-          rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _step(method: Method, guided: GuidedQuantities, x: np.ndarray, t: float, s: float, c: tuple, shift, t_prev,
+          q_prev, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     r"""One step :math:`x_t\to x_s` with the coefficients ``c`` (and ``cg_mean`` shifts ``shift``) of
     :func:`numerics.methods.grid_coefficients`; returns ``(x_s, q(x_t))`` (``q`` is reused by multistep methods)."""
     q = guided.q(method.q, x, t)
