@@ -603,7 +603,8 @@ def _execute(claims: list["Claim"], args: argparse.Namespace, out: Path,
                 claims, profile=args.profile, seed=args.seed, seeds=seeds, out_dir=out,
                 control=not args.no_control, baseline=baseline, selection=args.only,
                 on_start=lambda c, i, n: bar.update(task, description=c.id),
-                on_result=lambda r: bar.advance(task), client=client, task_timeout=args.task_timeout)
+                on_result=lambda r: bar.advance(task), client=client, task_timeout=args.task_timeout,
+                figure_processes=1)
 
 
 def _cmd_run(args: argparse.Namespace, registry: ClaimSource) -> int:

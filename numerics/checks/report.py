@@ -48,7 +48,9 @@ __all__ = [
     "predicted_text",
     "render_markdown",
     "report_dict",
+    "claim_figure_png",
     "save_claim_figure",
+    "store_claim_figure",
     "science_figure",
     "verdict_line",
     "write_report",
@@ -603,6 +605,11 @@ def _control_values(result: ClaimResult, name: str) -> list[tuple[str, float, bo
     return out
 
 
+#: Fixed margins of :func:`default_figure` in inches (see :func:`numerics.checks.plots.inch_margins`): the row
+#: titles (fontsize 8) above and the x tick labels (7) below each row; the figure title on top.
+DEFAULT_FIGURE_MARGINS = (0.3, 0.3, 0.45, 0.6, 0.0, 0.55)
+
+
 def default_figure(result: ClaimResult, max_rows: int = 12) -> "Figure":
     """Measured vs predicted, one row per measurement, with tolerance bands, ci bars and controls.
 
@@ -613,7 +620,9 @@ def default_figure(result: ClaimResult, max_rows: int = 12) -> "Figure":
     A claim without measurements gets a text panel with its verdict.
     """
     rows = result.measurements[:max_rows]
-    fig = _new_figure((6.4, 1.0 + 1.1 * max(1, len(rows))))
+    height = 1.0 + 1.1 * max(1, len(rows))
+    fig = _new_figure((6.4, height))
+    fig.subplots_adjust(**plots.inch_margins(6.4, height, 1, max(1, len(rows)), DEFAULT_FIGURE_MARGINS))
     fig.suptitle(f"{result.claim.id}: {result.verdict}", fontsize=10)
     if not rows:
         ax = fig.add_subplot(1, 1, 1)
@@ -629,7 +638,6 @@ def default_figure(result: ClaimResult, max_rows: int = 12) -> "Figure":
     if len(result.measurements) > max_rows:
         fig.text(0.5, 0.01, f"... {len(result.measurements) - max_rows} more in report.md",
                  ha="center", fontsize=7)
-    fig.tight_layout()
     return fig
 
 
@@ -665,27 +673,46 @@ def _png_bytes(fig: "Figure") -> bytes:
     return buf.getvalue()
 
 
-def save_claim_figure(result: ClaimResult, out_dir: str | os.PathLike[str]) -> None:
-    """Save the claim's figure to ``figures/<id>.png``: its recorded science figure
-    (:func:`science_figure`), else the figure it drew itself, else :func:`default_figure`.
+def claim_figure_png(result: ClaimResult) -> tuple[str, bytes]:
+    """The claim's figure as PNG bytes and its kind: the recorded science figure (:func:`science_figure`,
+    ``"science"``), else the figure it drew itself (``"own"``), else :func:`default_figure` (``"default"``).
+    Reads only the result's id, verdict, measurements, controls and recordings (the drawing process of
+    :mod:`numerics.checks.figure_pool` gets a copy without the claim's function)."""
+    if result.plot:
+        kind, fig = "science", science_figure(result)
+    elif result.figure_obj is not None:
+        kind, fig = "own", result.figure_obj
+    else:
+        kind, fig = "default", default_figure(result)
+    return kind, _png_bytes(fig)
 
-    Sets ``result.figure`` (relative path) or, if drawing fails, ``result.figure_error``;
-    a figure failure never changes the verdict.
-    """
+
+def store_claim_figure(result: ClaimResult, out_dir: str | os.PathLike[str], kind: str, png: bytes) -> None:
+    """Write ``png`` to ``figures/<id>.png`` atomically and record it in ``result`` (``figure``, ``figure_kind``);
+    an OSError is recorded as ``figure_error`` (a figure failure never changes the verdict)."""
     rel = figure_relpath(result.claim.id)
     path = Path(out_dir) / rel
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        if result.plot:
-            kind, fig = "science", science_figure(result)
-        elif result.figure_obj is not None:
-            kind, fig = "own", result.figure_obj
-        else:
-            kind, fig = "default", default_figure(result)
-        atomic_write_bytes(path, _png_bytes(fig))
+        atomic_write_bytes(path, png)
         result.figure, result.figure_kind = rel, kind
+    except OSError as exc:
+        result.figure_error = f"{type(exc).__name__}: {exc}"
+
+
+def save_claim_figure(result: ClaimResult, out_dir: str | os.PathLike[str]) -> None:
+    """Draw the claim's figure here (:func:`claim_figure_png`) and save it to ``figures/<id>.png``
+    (:func:`store_claim_figure`).
+
+    Sets ``result.figure`` (relative path) or, if drawing fails, ``result.figure_error``;
+    a figure failure never changes the verdict.
+    """
+    try:
+        kind, png = claim_figure_png(result)
     except Exception as exc:  # noqa: BLE001 - a bad figure must not lose the result
         result.figure_error = f"{type(exc).__name__}: {exc}"
+        return
+    store_claim_figure(result, out_dir, kind, png)
 
 
 # --------------------------------------------------------------------------- baselines

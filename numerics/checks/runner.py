@@ -33,6 +33,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 from numerics.checks import report
 from numerics.checks import verdict as V
 from numerics.checks.claim import PROFILES, Claim, Measurement
+from numerics.checks.figure_pool import FigurePool
 from numerics.checks.report import Baseline
 from numerics.checks.results import CheckedMeasurement, ClaimResult, ControlRun, RunReport, utc_now
 from numerics.checks.time_limit import TaskTimeout, check_timeout, time_limit
@@ -346,11 +347,13 @@ def _serial_results(claims: Sequence[Claim], seed_list: Sequence[int], profile: 
 
 
 def _finish_claim(run: RunReport, result: ClaimResult, baseline: Baseline | None,
-                  out_dir: Path | None) -> None:
+                  out_dir: Path | None, figures: FigurePool | None = None) -> None:
     if baseline is not None:
         result.drift = baseline.drift_of(result)
     run.results.append(result)  # first, so a Ctrl-C while drawing does not lose the result
-    if out_dir is not None:
+    if out_dir is not None and figures is not None:
+        figures.submit(result)  # drawn in another process; stored by the pool
+    elif out_dir is not None:
         report.save_claim_figure(result, out_dir)
     result.figure_obj = None  # free the figure and its recording; they are on disk now
     result.plot = None
@@ -372,6 +375,7 @@ def run_claims(
     on_result: Callable[[ClaimResult], None] | None = None,
     client: Any = None,
     task_timeout: float | None = None,
+    figure_processes: int = 0,
 ) -> RunReport:
     """Run ``claims`` in order, writing the report after each one (see :data:`SAVE_COST_RATIO`).
 
@@ -413,6 +417,10 @@ def run_claims(
         it is stopped and becomes that run's ERROR, and the rest goes on (see
         :mod:`numerics.checks.time_limit`; on Dask a run stuck in compiled code has its worker
         restarted after a grace period).
+    figure_processes : int
+        0 (default): each claim's figure is drawn here, after the claim.  N >= 1: in N other processes while
+        the next claims run (:class:`~numerics.checks.figure_pool.FigurePool`; the CLI uses 1), the same
+        figures; the run waits for them before its final report write.  A run of one claim draws in line.
 
     Returns
     -------
@@ -427,7 +435,11 @@ def run_claims(
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r} (choose one of {', '.join(PROFILES)})")
     task_timeout = check_timeout(task_timeout)
+    if isinstance(figure_processes, bool) or not isinstance(figure_processes, int) or figure_processes < 0:
+        raise ValueError(f"figure_processes: must be an integer >= 0, got {figure_processes!r}")
     out = Path(out_dir) if out_dir is not None else None
+    # one claim leaves nothing to overlap its figure with
+    figures = FigurePool(out, figure_processes) if out is not None and figure_processes and len(claims) > 1 else None
     seed_list = [int(s) for s in seeds] if seeds is not None else [int(seed)]
     if not seed_list or len(set(seed_list)) != len(seed_list):
         raise ValueError(f"seeds must be a non-empty list of distinct seeds, got {seeds!r}")
@@ -467,7 +479,7 @@ def run_claims(
                                           task_timeout=task_timeout)
         with contextlib.closing(results), limit:
             for k, result in results:
-                _finish_claim(run, result, baseline if k == 0 else None, out if k == 0 else None)
+                _finish_claim(run, result, baseline if k == 0 else None, out if k == 0 else None, figures)
                 if result.interrupted_by:
                     run.status, run.interrupted_by = "interrupted", result.interrupted_by
                 save(force=bool(result.interrupted_by))
@@ -483,9 +495,21 @@ def run_claims(
         _mark_failed(run, out, exc)
     except Exception as exc:  # noqa: BLE001 - a harness bug (callback, report): stop, say why
         _mark_failed(run, out, exc)
+    _close_figures(run, figures)
     run.finished_utc = utc_now()
     _final_save(run, save, out)
     return run
+
+
+def _close_figures(run: RunReport, figures: FigurePool | None) -> None:
+    """Wait for the figures still being drawn; a Ctrl-C here leaves them out and marks the run interrupted."""
+    if figures is None:
+        return
+    try:
+        figures.close()
+    except (KeyboardInterrupt, SystemExit) as exc:
+        if run.status != "failed":
+            run.status, run.interrupted_by = "interrupted", run.interrupted_by or _describe_interrupt(exc)
 
 
 def _write_error(out: Path | None, exc: Exception) -> str:
