@@ -73,6 +73,9 @@ NOTE_WHY = ("refinement error estimate + one unit of the note's last printed dig
 
 def _drift_half(field):
     """The SDE_DRIFT_HALF bug: the score handed to the SDE solver (drift x + 2 s) halved, i.e. drift x + s."""
+    if isinstance(field, D.FeatureField):
+        return field.scaled(0.5)
+
     def f(z, t):
         s, ds = field(z, t)
         return 0.5 * s, 0.5 * ds
@@ -1366,11 +1369,7 @@ def _sampler_kl_1d(sampler: str, fit: tuple, dx: float, dtau: float, sign: float
     if wrong_coefficient and sampler == "sde":
         field = _drift_half(field)
     elif wrong_coefficient:
-        inner = field
-
-        def field(z, t):
-            s, ds = inner(z, t)
-            return 2.0 * s, 2.0 * ds
+        field = field.scaled(2.0)  # score and derivative doubled
     return D.kl_with_error(DATA, field, MODEL, sampler, T, D.Grid1D(dx=dx), dtau)
 
 

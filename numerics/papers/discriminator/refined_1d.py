@@ -34,7 +34,7 @@ from numerics.validate import check_int, check_positive, check_real, check_real_
 
 __all__ = [
     "Mixture1D", "Marginal", "Grid1D", "Field", "SETTING_G_DATA", "SETTING_G_MODEL", "setting_g",
-    "bayes_field", "linear_field", "feature_field", "empirical_field",
+    "bayes_field", "linear_field", "feature_field", "FeatureField", "empirical_field",
     "sde_endpoint", "ode_endpoint", "endpoint_kl", "ENDPOINT_FLOOR", "kl_with_error",
     "ce_value", "ce_gap", "path_kl", "fisher_gap", "time_nodes",
     "mse_optimal_linear", "ce_optimal_linear", "linear_beta_spline",
@@ -73,37 +73,46 @@ def _time(t) -> float:
 
 
 @numba.njit(cache=True)
-def _mix_score_kernel(x, logw, m, v):
-    r"""Score and its x-derivative of a 1-D mixture (log-sum-exp posterior weights :math:`\pi_k`):
+def _mix_score_point(x, lw, m, v, lc, pk):
+    r"""Score and its x-derivative at one point ``x`` of a 1-D mixture (log-sum-exp posterior weights
+    :math:`\pi_k`; ``lw = log w - log(v)/2``; ``lc``, ``pk``: work arrays of size K):
 
     .. math:: s = \sum_k \pi_k s_k,\quad s' = \sum_k \pi_k\big((s_k - s)^2 - 1/v_k\big),\qquad s_k = -(x - m_k)/v_k,
 
     the posterior variance of :math:`s_k` taken about its mean in a second pass (the one-pass
     :math:`E[s_k^2] - s^2` cancels once :math:`|x| \gg \sqrt{v}`: both terms grow like :math:`x^2/v^2`)."""
+    K = m.size
+    mx = -np.inf
+    for k in range(K):
+        r = x - m[k]
+        lc[k] = lw[k] - 0.5 * r * r / v[k]
+        if lc[k] > mx:
+            mx = lc[k]
+    z = 0.0
+    a = 0.0
+    for k in range(K):
+        pk[k] = np.exp(lc[k] - mx)
+        z += pk[k]
+        a += pk[k] * (-(x - m[k]) / v[k])
+    s = a / z
+    b = 0.0
+    for k in range(K):
+        d = -(x - m[k]) / v[k] - s
+        b += pk[k] * (d * d - 1.0 / v[k])
+    return s, b / z
+
+
+@numba.njit(cache=True)
+def _mix_score_kernel(x, logw, m, v):
+    """:func:`_mix_score_point` at every point of ``x`` (1-D)."""
     n, K = x.size, m.size
     s = np.empty(n)
     ds = np.empty(n)
     lc = np.empty(K)
     pk = np.empty(K)
+    lw = logw - 0.5 * np.log(v)
     for i in range(n):
-        mx = -np.inf
-        for k in range(K):
-            r = x[i] - m[k]
-            lc[k] = logw[k] - 0.5 * np.log(v[k]) - 0.5 * r * r / v[k]
-            if lc[k] > mx:
-                mx = lc[k]
-        z = 0.0
-        a = 0.0
-        for k in range(K):
-            pk[k] = np.exp(lc[k] - mx)
-            z += pk[k]
-            a += pk[k] * (-(x[i] - m[k]) / v[k])
-        s[i] = a / z
-        b = 0.0
-        for k in range(K):
-            d = -(x[i] - m[k]) / v[k] - s[i]
-            b += pk[k] * (d * d - 1.0 / v[k])
-        ds[i] = b / z
+        s[i], ds[i] = _mix_score_point(x[i], lw, m, v, lc, pk)
     return s, ds
 
 
@@ -388,14 +397,19 @@ def sde_endpoint(field: Field, start: Mixture1D, T: float = 8.0, grid: Grid1D = 
     rho = start.density(x, T)
     rho = rho / (rho.sum() * h)
 
-    def op(t):
-        s, _ = field(faces, t)
-        return _sg_operator(faces + 2.0 * s, h)
+    times = [T] + [max(T - (k + 1) * dt, t_end) for k in range(n_steps)]
+    if isinstance(field, FeatureField):  # the score at every step time at once
+        table = field.score_table(faces, np.array(times))
+        score = lambda i: table[i]  # noqa: E731
+    else:
+        score = lambda i: field(faces, times[i])[0]  # noqa: E731
 
-    L0 = op(T)
+    def op(i):
+        return _sg_operator(faces + 2.0 * score(i), h)
+
+    L0 = op(0)
     for k in range(n_steps):
-        t1 = T - (k + 1) * dt
-        L1 = op(max(t1, t_end))
+        L1 = op(k + 1)
         rho = _cn_step(rho, L0[0], L0[1], L0[2], L1[0], L1[1], L1[2], dt)
         L0 = L1
     if not np.all(np.isfinite(rho)):
@@ -444,11 +458,29 @@ def ode_endpoint(field: Field, start: Mixture1D, T: float = 8.0, grid: Grid1D = 
     x0 = grid.x
     n_steps = _n_steps(T, dtau)
     dt = T / n_steps
+    if isinstance(field, FeatureField):
+        xx, A = _ode_feature(field, x0, T, n_steps, dt)
+    else:
+        xx, A = _ode_rk4(field, x0, T, n_steps, dt)
+    if not (np.all(np.abs(xx) <= _ODE_STATE_MAX) and np.all(np.isfinite(A))):
+        raise ValueError(f"dtau: the PF-ODE state or log-determinant is not finite at t={T!r} (RK4 step dt={dt!r} "
+                         "too large for this field: unstable)")
+    ell = start.log_density(xx, T) - A
+    return OdeResult(x0, ell, float(np.sum(np.exp(ell)) * grid.dx), float(np.max(ell)))
+
+
+def _unstable(t: float, dt: float) -> ValueError:
+    return ValueError(f"dtau: the PF-ODE state leaves |x| <= {_ODE_STATE_MAX:g} at t={t!r} (RK4 step dt={dt!r} "
+                      "too large for this field: unstable)")
+
+
+def _ode_rk4(field: Field, x0: np.ndarray, T: float, n_steps: int, dt: float) -> tuple[np.ndarray, np.ndarray]:
+    r"""RK4 in OU time of :math:`dx/dt = -(x + s)`, :math:`dA/dt = 1 + \partial_x s` from ``(x0, 0)`` to ``T``
+    (``n_steps`` steps ``dt``) for any :class:`Field`: returns :math:`(x_T, A)`."""
 
     def rhs(xx, t):
         if not np.all(np.abs(xx) <= _ODE_STATE_MAX):  # also NaN: only an unstable step gets here from a grid
-            raise ValueError(f"dtau: the PF-ODE state leaves |x| <= {_ODE_STATE_MAX:g} at t={t!r} (RK4 step dt={dt!r} "
-                             "too large for this field: unstable)")
+            raise _unstable(t, dt)
         s, ds = field(xx, t)
         return -(xx + s), 1.0 + ds
 
@@ -462,11 +494,22 @@ def ode_endpoint(field: Field, start: Mixture1D, T: float = 8.0, grid: Grid1D = 
         k4x, k4a = rhs(xx + dt * k3x, min(t0 + dt, T))
         xx = xx + dt / 6 * (k1x + 2 * k2x + 2 * k3x + k4x)
         A = A + dt / 6 * (k1a + 2 * k2a + 2 * k3a + k4a)
-    if not (np.all(np.abs(xx) <= _ODE_STATE_MAX) and np.all(np.isfinite(A))):
-        raise ValueError(f"dtau: the PF-ODE state or log-determinant is not finite at t={T!r} (RK4 step dt={dt!r} "
-                         "too large for this field: unstable)")
-    ell = start.log_density(xx, T) - A
-    return OdeResult(x0, ell, float(np.sum(np.exp(ell)) * grid.dx), float(np.max(ell)))
+    return xx, A
+
+
+def _ode_feature(field: "FeatureField", x0: np.ndarray, T: float, n_steps: int,
+                 dt: float) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_ode_rk4` for a :class:`FeatureField`, compiled (:func:`_ode_feature_kernel`): the same stage
+    times, the same state check (the same error at the same time), the field's tables at each stage time."""
+    k = np.arange(n_steps) * dt
+    times = np.stack([k, k + 0.5 * dt, np.minimum(k + dt, T)], axis=1).ravel()
+    coef, logw, mt, vt = field.tables(times)
+    fam = field.fam
+    xx, A, bad = _ode_feature_kernel(x0, dt, n_steps, coef, logw, mt, vt, -fam.omega, -fam.omega ** 2, fam.omega,
+                                     fam.phase, field.w, field.scale, _ODE_STATE_MAX)
+    if bad >= 0:
+        raise _unstable(float(times[3 * (bad // 4) + (bad % 4 + 1) // 2]), dt)
+    return xx, A
 
 
 #: Largest |x| of a PF-ODE state in :func:`ode_endpoint` (its square stays far inside float64); started on a grid,
@@ -784,12 +827,11 @@ class FourierLogit:
         if t.ndim == 0:  # one time: contract the time hats first (N x J work)
             xa = check_real_values(x, "x")
             c = self.coef @ _hats(t, self.knots)[0]
-            arg = _feature_arg(xa.ravel(), self.omega, self.phase)
-            if deriv == 1:
-                F = -self.omega * np.sin(arg)
-            else:
-                F = np.cos(arg) * (1.0 if deriv == 0 else -self.omega ** 2)
-            return (F @ c).reshape(xa.shape)
+            xr = np.ascontiguousarray(xa.ravel())
+            out, ok = _fourier_eval(xr, self.omega, self.phase, c, deriv)
+            if not ok:
+                _feature_arg(xr, self.omega, self.phase)  # raises the ValueError naming x
+            return out.reshape(xa.shape)
         return self.features(x, t, deriv) @ self.coef.ravel()
 
     def grad(self, x, t) -> np.ndarray:
@@ -973,19 +1015,191 @@ def _newton_logistic(blocks: list[_DesignBlock], y: np.ndarray, wts: np.ndarray,
     return c
 
 
-def feature_field(model: Mixture1D, fam: FourierLogit, w: float = 1.0) -> Field:
-    r"""Refined score :math:`s_\theta + w\,\nabla_x d_\phi` of a trained :class:`FourierLogit`."""
+class FeatureField:
+    r"""Refined score :math:`c\,(s_\theta + w\,\nabla_x d_\phi)` of a trained :class:`FourierLogit` (``scale``
+    :math:`c = 1` but in a control that scales the drift's score), a :class:`Field`: ``field(x, t)`` returns
+    :math:`(s, \partial_x s)` by NumPy.  :func:`ode_endpoint` recognises it and runs the whole RK4 transport in
+    one compiled loop (:func:`_ode_feature_kernel`) on the same times and the same arithmetic, with the
+    features' :math:`\sin, \cos` by :func:`_sincos` (within 2 ulp of NumPy's)."""
 
-    cache: dict = {}
+    def __init__(self, model: Mixture1D, fam: FourierLogit, w: float = 1.0, scale: float = 1.0):
+        self.model, self.fam, self.w, self.scale = model, fam, float(w), float(scale)
+        self._cache: dict = {}
 
-    def field(x, t):
-        sq, dsq = model.score_and_derivative(x, t)
+    def scaled(self, factor: float) -> "FeatureField":
+        """The field times ``factor`` (its score and derivative both)."""
+        return FeatureField(self.model, self.fam, self.w, self.scale * float(factor))
+
+    def __call__(self, x, t):
+        sq, dsq = self.model.score_and_derivative(x, t)
         xa = np.asarray(x, dtype=np.float64)
+        fam, cache = self.fam, self._cache
         if cache.get("x") is not xa:  # the SDE solver reuses one face array: features computed once
             arg = xa.ravel()[:, None] * fam.omega + fam.phase
             cache.update(x=xa, F1=-fam.omega * np.sin(arg), F2=-fam.omega ** 2 * np.cos(arg))
         c = fam.coef @ fam.hats(float(t))[0]
         g1, g2 = cache["F1"] @ c, cache["F2"] @ c
-        return sq + w * g1.reshape(xa.shape), dsq + w * g2.reshape(xa.shape)
+        s, ds = sq + self.w * g1.reshape(xa.shape), dsq + self.w * g2.reshape(xa.shape)
+        return (s, ds) if self.scale == 1.0 else (self.scale * s, self.scale * ds)
 
-    return field
+    def score_table(self, x: np.ndarray, times: np.ndarray) -> np.ndarray:
+        r"""The score :math:`s` of ``field(x, t)`` at the 1-D ``x`` for each of ``times`` (row ``i``: ``times[i]``):
+        the model score by :func:`_mix_score_kernel` per row, the features :math:`-\omega_j\sin(\omega_j x + b_j)`
+        once, contracted with every row of :meth:`tables`' coefficients in one product."""
+        coef, logw, m, v = self.tables(times)
+        fam = self.fam
+        F1 = -fam.omega * np.sin(_feature_arg(x, fam.omega, fam.phase))
+        sq = np.array([_mix_score_kernel(x, logw, m[i], v[i])[0] for i in range(len(times))])
+        return self.scale * (sq + self.w * (coef @ F1.T))
+
+    def tables(self, times: np.ndarray) -> tuple[np.ndarray, ...]:
+        r"""Everything of the field that does not depend on ``x``, at each of ``times`` (1-D): the hat-contracted
+        coefficients :math:`c_j(t) = \sum_k\phi_{jk}h_k(t)` (rows), the model's log weights and its marginal
+        means and variances (rows: :meth:`Mixture1D.marginal`'s formula, vectorised)."""
+        fam = self.fam
+        coef = np.ascontiguousarray(_hats(times, fam.knots) @ fam.coef.T)
+        w, m, v = _marg_arrays(self.model, times)
+        return coef, np.log(w), m, v
+
+
+def feature_field(model: Mixture1D, fam: FourierLogit, w: float = 1.0) -> FeatureField:
+    r"""Refined score :math:`s_\theta + w\,\nabla_x d_\phi` of a trained :class:`FourierLogit`
+    (a :class:`FeatureField`)."""
+    return FeatureField(model, fam, w)
+
+
+# fdlibm's split of pi/2 (three 33-bit parts and a tail: k * part is exact for |k| < 2**20) and its minimax
+# polynomials of sin and cos on [-pi/4, pi/4] (__kernel_sin, __kernel_cos)
+_PIO2_1, _PIO2_2 = 1.57079632673412561417e+00, 6.07710050630396597660e-11
+_PIO2_3, _PIO2_3T = 2.02226624871116645580e-21, 8.47842766036889956997e-32
+_TWO_OVER_PI = 6.36619772367581382433e-01
+_S1, _S2, _S3 = -1.66666666666666324348e-01, 8.33333333332248946124e-03, -1.98412698298579493134e-04
+_S4, _S5, _S6 = 2.75573137070700676789e-06, -2.50507602534068634195e-08, 1.58969099521155010221e-10
+_C1, _C2, _C3 = 4.16666666666666019037e-02, -1.38888888888741095749e-03, 2.48015872894767294178e-05
+_C4, _C5, _C6 = -2.75573143513906633035e-07, 2.08757232129817482790e-09, -1.13596475577881948265e-11
+#: Largest |argument| of the polynomial path of :func:`_sincos` (beyond: libm's sin and cos).
+_SINCOS_MAX = 1e5
+
+
+@numba.njit(cache=True)
+def _sincos(arg, sn, cs):
+    r"""``sn[j], cs[j] = sin(arg[j]), cos(arg[j])``: Cody-Waite reduction :math:`a = k\pi/2 + r`,
+    :math:`|r| \le \pi/4` (``k`` rounded, :math:`\pi/2` in three exact 33-bit parts and a tail), fdlibm's
+    polynomials of :math:`\sin r, \cos r`, quadrant ``k mod 4`` by selects (no branch: the loop vectorises).
+    Within 2 ulp of libm (tests); any :math:`|a| >` :data:`_SINCOS_MAX` or NaN sends the row to libm."""
+    n = arg.size
+    big = 0.0
+    for j in range(n):
+        big = max(big, abs(arg[j]))
+    if not big <= _SINCOS_MAX:
+        for j in range(n):
+            sn[j] = np.sin(arg[j])
+            cs[j] = np.cos(arg[j])
+        return
+    for j in range(n):
+        a = arg[j]
+        k = np.floor(a * _TWO_OVER_PI + 0.5)
+        r = ((a - k * _PIO2_1) - k * _PIO2_2) - k * _PIO2_3 - k * _PIO2_3T
+        z = r * r
+        sr = r + z * r * (_S1 + z * (_S2 + z * (_S3 + z * (_S4 + z * (_S5 + z * _S6)))))
+        cr = 1.0 - (0.5 * z - z * (z * (_C1 + z * (_C2 + z * (_C3 + z * (_C4 + z * (_C5 + z * _C6)))))))
+        q = np.int64(k) & 3
+        odd = (q & 1) == 1
+        sn[j] = (cr if odd else sr) * (1.0 - (q & 2))
+        cs[j] = (sr if odd else cr) * (1.0 - ((q + 1) & 2))
+
+
+@numba.njit(cache=True)
+def _feature_rhs(x, row, coef, lwt, mt, vt, nw1, nw2, omega, phase, w, scale, work):
+    r"""The PF-ODE right-hand side :math:`(-(x + s),\ 1 + \partial_x s)` of a :class:`FeatureField` at one point
+    ``x`` and the time of table row ``row``: :math:`s = c\,(s_\theta + w\sum_j(-\omega_j\sin a_j)c_j)`,
+    :math:`\partial_x s = c\,(\partial_x s_\theta + w\sum_j(-\omega_j^2\cos a_j)c_j)`, :math:`a_j = \omega_j x + b_j`
+    (the NumPy field's arithmetic, summed in ``j`` order)."""
+    lc, pk, arg, sn, cs = work[0], work[1], work[2], work[3], work[4]
+    sq, dsq = _mix_score_point(x, lwt[row], mt[row], vt[row], lc, pk)
+    for j in range(omega.size):
+        arg[j] = x * omega[j] + phase[j]
+    _sincos(arg, sn, cs)
+    g1 = 0.0
+    g2 = 0.0
+    for j in range(omega.size):
+        g1 += nw1[j] * sn[j] * coef[row, j]
+        g2 += nw2[j] * cs[j] * coef[row, j]
+    s = scale * (sq + w * g1)
+    ds = scale * (dsq + w * g2)
+    return -(x + s), 1.0 + ds
+
+
+@numba.njit(cache=True)
+def _ode_feature_kernel(x0, dt, n_steps, coef, logw, mt, vt, nw1, nw2, omega, phase, w, scale, state_max):
+    r""":func:`ode_endpoint`'s RK4 transport of every point of ``x0`` for a :class:`FeatureField` (rows
+    ``3k, 3k + 1, 3k + 2`` of the tables: the times ``k dt``, ``k dt + dt/2``, ``min(k dt + dt, T)``), each point
+    on its own (the points do not interact).  Returns ``(x_T, A, bad)``: ``bad`` is the first stage ``4k + i`` at
+    which some state left :math:`|x| \le` ``state_max`` (the NumPy loop's check), or -1."""
+    n = x0.size
+    K, J = logw.size, omega.size
+    lwt = logw - 0.5 * np.log(vt)  # the rows of _mix_score_point's log w - log(v)/2
+    work = np.empty((5, max(K, J)))
+    work_k = (work[0, :K], work[1, :K], work[2, :J], work[3, :J], work[4, :J])
+    xs = np.empty(n)
+    As = np.empty(n)
+    bad = -1
+    h2 = 0.5 * dt
+    h6 = dt / 6
+    for i in range(n):
+        x = x0[i]
+        a = 0.0
+        for k in range(n_steps):
+            r = 3 * k
+            if not abs(x) <= state_max:
+                bad = 4 * k if bad < 0 else min(bad, 4 * k)
+                break
+            k1x, k1a = _feature_rhs(x, r, coef, lwt, mt, vt, nw1, nw2, omega, phase, w, scale, work_k)
+            y = x + h2 * k1x
+            if not abs(y) <= state_max:
+                bad = 4 * k + 1 if bad < 0 else min(bad, 4 * k + 1)
+                break
+            k2x, k2a = _feature_rhs(y, r + 1, coef, lwt, mt, vt, nw1, nw2, omega, phase, w, scale, work_k)
+            y = x + h2 * k2x
+            if not abs(y) <= state_max:
+                bad = 4 * k + 2 if bad < 0 else min(bad, 4 * k + 2)
+                break
+            k3x, k3a = _feature_rhs(y, r + 1, coef, lwt, mt, vt, nw1, nw2, omega, phase, w, scale, work_k)
+            y = x + dt * k3x
+            if not abs(y) <= state_max:
+                bad = 4 * k + 3 if bad < 0 else min(bad, 4 * k + 3)
+                break
+            k4x, k4a = _feature_rhs(y, r + 2, coef, lwt, mt, vt, nw1, nw2, omega, phase, w, scale, work_k)
+            x = x + h6 * (k1x + 2 * k2x + 2 * k3x + k4x)
+            a = a + h6 * (k1a + 2 * k2a + 2 * k3a + k4a)
+        xs[i] = x
+        As[i] = a
+    return xs, As, bad
+
+
+@numba.njit(cache=True)
+def _fourier_eval(x, omega, phase, c, deriv):
+    r"""``(out, ok)``: :math:`\sum_j F_j(x_i) c_j` at every point of ``x`` with :math:`F_j = \cos a_j` (``deriv`` 0),
+    :math:`-\omega_j\sin a_j` (1) or :math:`\cos(a_j)(-\omega_j^2)` (2), :math:`a_j = \omega_j x_i + b_j`
+    (:func:`_sincos`), summed in ``j`` order; ``ok``: every :math:`a_j` finite."""
+    J = omega.size
+    arg = np.empty(J)
+    sn = np.empty(J)
+    cs = np.empty(J)
+    out = np.empty(x.size)
+    ok = True
+    for i in range(x.size):
+        for j in range(J):
+            arg[j] = x[i] * omega[j] + phase[j]
+            ok = ok and np.isfinite(arg[j])
+        _sincos(arg, sn, cs)
+        acc = 0.0
+        for j in range(J):
+            if deriv == 1:
+                acc += -omega[j] * sn[j] * c[j]
+            elif deriv == 0:
+                acc += cs[j] * c[j]
+            else:
+                acc += cs[j] * -(omega[j] ** 2) * c[j]
+        out[i] = acc
+    return out, ok
