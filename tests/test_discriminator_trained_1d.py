@@ -159,3 +159,20 @@ def test_compiled_fourier_eval_matches_numpy_features():
             np.testing.assert_allclose(f(x, t), ref, rtol=0, atol=1e-13 * (1 + np.max(np.abs(ref))))
     with pytest.raises(ValueError, match="x"):
         fam.grad(np.array([0.0, 1e308]), 0.5)
+
+
+def test_gradient_matching_fit_by_hat_interval_matches_the_dense_design():
+    """fit_logit_gm accumulates F^T F and F^T (a - s_theta) by hat interval; the dense design of the same draws
+    (``features(x_t, t, 1)``, every JK column) gives the same coefficients to rounding (1e-9 of their scale, the
+    ridge system's condition number times the float64 epsilon); a dropped block or a wrong column is off by O(1)."""
+    real = DATA.sample(3000, np.random.default_rng(4))
+    fam = D.fit_logit_gm(D.FourierLogit(seed=3), real, MODEL, np.random.default_rng(5), T, lam=1e-3, repeats=2)
+    ref = D.FourierLogit(seed=3)
+    rng = np.random.default_rng(5)
+    x0 = np.repeat(real, 2)
+    xt, t, a = D._noisy(x0, rng, T, 1e-2)  # one chunk (6000 < 20000 draws), as fit_logit_gm draws them
+    _, m, v = D._marg_arrays(MODEL, t)
+    F = ref.features(xt, t, 1)
+    A = F.T @ F / x0.size + 1e-3 * np.eye(ref.n_params)
+    coef = np.linalg.solve(A, F.T @ (a - D._mixture_score_vec(xt, MODEL.w, m, v)) / x0.size)
+    np.testing.assert_allclose(fam.coef.ravel(), coef, rtol=0, atol=1e-9 * np.max(np.abs(coef)))

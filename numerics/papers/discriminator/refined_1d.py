@@ -865,7 +865,9 @@ def fit_logit_gm(fam: FourierLogit, real: np.ndarray, model: Mixture1D, rng: np.
     .. math:: \phi = \Big(\tfrac1N F^\top F + \lambda I\Big)^{-1}\tfrac1N F^\top(a - s_\theta(x_t)),
        \qquad a = \nabla\log p(x_t|x_0) = -\frac{x_t - \alpha_t x_0}{\sigma_t^2} = -\frac{z}{\sigma_t},
 
-    with :math:`F` the rows of :math:`\partial_x` features at :math:`(x_t, t)`.
+    with :math:`F` the rows of :math:`\partial_x` features at :math:`(x_t, t)`, accumulated by hat interval
+    (:func:`_hat_interval_design`: a row has 2J of the JK features nonzero, so :math:`F^\top F` costs 2J x 2J
+    per row instead of JK x JK).
 
     ``target``, if given, replaces :math:`a` by ``target(x_t, x_0, t)`` (same noise draws, same random stream):
     the hook for other regression targets (the claims use it for a target with a dropped :math:`\alpha_t`)."""
@@ -882,10 +884,11 @@ def fit_logit_gm(fam: FourierLogit, real: np.ndarray, model: Mixture1D, rng: np.
         if target is not None:
             a = check_real_values(target(xt, x0[chunk], t), "target")
         _, m, v = _marg_arrays(model, t)
-        sq = _mixture_score_vec(xt, model.w, m, v)
-        F = fam.features(xt, t, 1)
-        A += F.T @ F
-        r += F.T @ (a - sq)
+        res = a - _mixture_score_vec(xt, model.w, m, v)
+        basis = -fam.omega * np.sin(_feature_arg(xt, fam.omega, fam.phase))
+        for b in _hat_interval_design(basis, fam.hats(t), fam.knots, t):
+            A[np.ix_(b.cols, b.cols)] += b.G.T @ b.G
+            r[b.cols] += b.G.T @ res[b.rows]
     n = x0.size
     fam.coef = np.linalg.solve(A / n + lam * np.eye(p), r / n).reshape(fam.coef.shape)
     return fam
