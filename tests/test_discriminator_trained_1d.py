@@ -98,25 +98,26 @@ def test_sincos_within_one_ulp_of_libm():
 
 
 def test_compiled_feature_rhs_matches_numpy_field():
-    """The compiled PF-ODE right-hand side (one point, one table row) against the NumPy FeatureField, at random
-    points and times, for both signs of w and a scaled field: -(x + s) and 1 + ds agree to rounding (1e-13 of
-    the terms' scale). A missing w, scale, model score or derivative term is off by O(1)."""
+    """The compiled PF-ODE right-hand side (every point, one table row) against the NumPy FeatureField, at random
+    points and times, for both signs of w and a scaled field, on the polynomial sin/cos path and (points beyond
+    |x| = 1e4) on libm's: -(x + s) and 1 + ds agree to rounding (1e-13 of the terms' scale). A missing w, scale,
+    model score or derivative term is off by O(1)."""
     rng = np.random.default_rng(1)
     fam = _random_fam(5)
     times = np.concatenate([[0.0, 8.0], rng.uniform(0, 8, 30), D.FourierLogit().knots])
-    x = rng.uniform(-8, 8, 40)
-    for w, scale in ((1.0, 1.0), (-1.0, 1.0), (0.7, 2.0), (1.0, 0.5)):
-        field = D.FeatureField(MODEL, fam, w, scale)
-        coef, logw, mt, vt = field.tables(times)
-        lwt = logw - 0.5 * np.log(vt)
-        J, K = fam.omega.size, logw.size
-        work = (np.empty(K), np.empty(K), np.empty(J), np.empty(J), np.empty(J))
-        for row, t in enumerate(times):
-            s, ds = field(x, float(t))
-            got = np.array([D._feature_rhs(xi, row, coef, lwt, mt, vt, -fam.omega, -fam.omega ** 2, fam.omega,
-                                           fam.phase, w, scale, work) for xi in x])
-            np.testing.assert_allclose(got[:, 0], -(x + s), rtol=0, atol=1e-13 * (1 + np.max(np.abs(x + s))))
-            np.testing.assert_allclose(got[:, 1], 1.0 + ds, rtol=0, atol=1e-13 * (1 + np.max(np.abs(ds))))
+    for x in (rng.uniform(-8, 8, 40), np.concatenate([rng.uniform(-8, 8, 5), [3e4, -2e5]])):
+        for w, scale in ((1.0, 1.0), (-1.0, 1.0), (0.7, 2.0), (1.0, 0.5)):
+            field = D.FeatureField(MODEL, fam, w, scale)
+            coef, logw, mt, vt = field.tables(times)
+            lwt = logw - 0.5 * np.log(vt)
+            n, K = x.size, logw.size
+            out = [np.empty(n) for _ in range(4)]
+            for row, t in enumerate(times):
+                s, ds = field(x, float(t))
+                D._feature_rhs(x, row, coef, lwt, mt, vt, -fam.omega, -fam.omega ** 2, fam.omega, fam.phase, w,
+                               scale, np.empty(K), np.empty(K), *out)
+                np.testing.assert_allclose(out[2], -(x + s), rtol=0, atol=1e-13 * (1 + np.max(np.abs(x + s))))
+                np.testing.assert_allclose(out[3], 1.0 + ds, rtol=0, atol=1e-13 * (1 + np.max(np.abs(ds))))
 
 
 def test_compiled_endpoints_match_the_numpy_loops():

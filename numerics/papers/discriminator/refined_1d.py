@@ -1085,99 +1085,108 @@ _SINCOS_MAX = 1e5
 
 
 @numba.njit(cache=True)
-def _sincos(arg, sn, cs):
-    r"""``sn[j], cs[j] = sin(arg[j]), cos(arg[j])``: Cody-Waite reduction :math:`a = k\pi/2 + r`,
+def _sincos1(a):
+    r"""``(sin a, cos a)`` for :math:`|a| \le` :data:`_SINCOS_MAX`: Cody-Waite reduction :math:`a = k\pi/2 + r`,
     :math:`|r| \le \pi/4` (``k`` rounded, :math:`\pi/2` in three exact 33-bit parts and a tail), fdlibm's
-    polynomials of :math:`\sin r, \cos r`, quadrant ``k mod 4`` by selects (no branch: the loop vectorises).
-    Within 2 ulp of libm (tests); any :math:`|a| >` :data:`_SINCOS_MAX` or NaN sends the row to libm."""
-    n = arg.size
-    big = 0.0
-    for j in range(n):
-        big = max(big, abs(arg[j]))
-    if not big <= _SINCOS_MAX:
-        for j in range(n):
-            sn[j] = np.sin(arg[j])
-            cs[j] = np.cos(arg[j])
-        return
-    for j in range(n):
-        a = arg[j]
-        k = np.floor(a * _TWO_OVER_PI + 0.5)
-        r = ((a - k * _PIO2_1) - k * _PIO2_2) - k * _PIO2_3 - k * _PIO2_3T
-        z = r * r
-        sr = r + z * r * (_S1 + z * (_S2 + z * (_S3 + z * (_S4 + z * (_S5 + z * _S6)))))
-        cr = 1.0 - (0.5 * z - z * (z * (_C1 + z * (_C2 + z * (_C3 + z * (_C4 + z * (_C5 + z * _C6)))))))
-        q = np.int64(k) & 3
-        odd = (q & 1) == 1
-        sn[j] = (cr if odd else sr) * (1.0 - (q & 2))
-        cs[j] = (sr if odd else cr) * (1.0 - ((q + 1) & 2))
+    polynomials of :math:`\sin r, \cos r`, the quadrant ``k mod 4`` by selects (no branch: loops over it vectorise).
+    Within 1 ulp of libm (tests)."""
+    k = np.floor(a * _TWO_OVER_PI + 0.5)
+    r = ((a - k * _PIO2_1) - k * _PIO2_2) - k * _PIO2_3 - k * _PIO2_3T
+    z = r * r
+    sr = r + z * r * (_S1 + z * (_S2 + z * (_S3 + z * (_S4 + z * (_S5 + z * _S6)))))
+    cr = 1.0 - (0.5 * z - z * (z * (_C1 + z * (_C2 + z * (_C3 + z * (_C4 + z * (_C5 + z * _C6)))))))
+    q = np.int64(k) & 3
+    odd = (q & 1) == 1
+    return (cr if odd else sr) * (1.0 - (q & 2)), (sr if odd else cr) * (1.0 - ((q + 1) & 2))
 
 
 @numba.njit(cache=True)
-def _feature_rhs(x, row, coef, lwt, mt, vt, nw1, nw2, omega, phase, w, scale, work):
-    r"""The PF-ODE right-hand side :math:`(-(x + s),\ 1 + \partial_x s)` of a :class:`FeatureField` at one point
-    ``x`` and the time of table row ``row``: :math:`s = c\,(s_\theta + w\sum_j(-\omega_j\sin a_j)c_j)`,
+def _sincos(arg, sn, cs):
+    """``sn[j], cs[j] = sin(arg[j]), cos(arg[j])`` by :func:`_sincos1`; any :math:`|a| >` :data:`_SINCOS_MAX` or
+    NaN sends the whole row to libm."""
+    big = 0.0
+    for j in range(arg.size):
+        big = max(big, abs(arg[j]))
+    fast = big <= _SINCOS_MAX
+    for j in range(arg.size):
+        if fast:
+            sn[j], cs[j] = _sincos1(arg[j])
+        else:
+            sn[j], cs[j] = np.sin(arg[j]), np.cos(arg[j])
+
+
+@numba.njit(cache=True)
+def _feature_rhs(x, row, coef, lwt, mt, vt, nw1, nw2, omega, phase, w, scale, lc, pk, g1, g2, fx, fa):
+    r"""The PF-ODE right-hand side ``fx, fa`` :math:`= (-(x + s),\ 1 + \partial_x s)` of a :class:`FeatureField` at
+    every point of ``x`` and the time of table row ``row``: :math:`s = c\,(s_\theta + w\sum_j(-\omega_j\sin a_j)c_j)`,
     :math:`\partial_x s = c\,(\partial_x s_\theta + w\sum_j(-\omega_j^2\cos a_j)c_j)`, :math:`a_j = \omega_j x + b_j`
-    (the NumPy field's arithmetic, summed in ``j`` order)."""
-    lc, pk, arg, sn, cs = work[0], work[1], work[2], work[3], work[4]
-    sq, dsq = _mix_score_point(x, lwt[row], mt[row], vt[row], lc, pk)
+    (the NumPy field's arithmetic, summed in ``j`` order; the loop over the points innermost, so it vectorises).
+    :func:`_sincos1` when every :math:`|a_j|` is at most :data:`_SINCOS_MAX` (bounded from ``max |x|``), else libm."""
+    n = x.size
+    big = 0.0
+    for i in range(n):
+        big = max(big, abs(x[i]))
+    wmax, bmax = 0.0, 0.0
     for j in range(omega.size):
-        arg[j] = x * omega[j] + phase[j]
-    _sincos(arg, sn, cs)
-    g1 = 0.0
-    g2 = 0.0
+        wmax, bmax = max(wmax, abs(omega[j])), max(bmax, abs(phase[j]))
+    fast = big * wmax + bmax <= _SINCOS_MAX
+    g1[:] = 0.0
+    g2[:] = 0.0
     for j in range(omega.size):
-        g1 += nw1[j] * sn[j] * coef[row, j]
-        g2 += nw2[j] * cs[j] * coef[row, j]
-    s = scale * (sq + w * g1)
-    ds = scale * (dsq + w * g2)
-    return -(x + s), 1.0 + ds
+        oj, bj, c1, c2 = omega[j], phase[j], nw1[j], nw2[j]
+        cj = coef[row, j]
+        if fast:
+            for i in range(n):
+                sn, cs = _sincos1(x[i] * oj + bj)
+                g1[i] += c1 * sn * cj
+                g2[i] += c2 * cs * cj
+        else:
+            for i in range(n):
+                a = x[i] * oj + bj
+                g1[i] += c1 * np.sin(a) * cj
+                g2[i] += c2 * np.cos(a) * cj
+    for i in range(n):
+        sq, dsq = _mix_score_point(x[i], lwt[row], mt[row], vt[row], lc, pk)
+        fx[i] = -(x[i] + scale * (sq + w * g1[i]))
+        fa[i] = 1.0 + scale * (dsq + w * g2[i])
 
 
 @numba.njit(cache=True)
 def _ode_feature_kernel(x0, dt, n_steps, coef, logw, mt, vt, nw1, nw2, omega, phase, w, scale, state_max):
-    r""":func:`ode_endpoint`'s RK4 transport of every point of ``x0`` for a :class:`FeatureField` (rows
-    ``3k, 3k + 1, 3k + 2`` of the tables: the times ``k dt``, ``k dt + dt/2``, ``min(k dt + dt, T)``), each point
-    on its own (the points do not interact).  Returns ``(x_T, A, bad)``: ``bad`` is the first stage ``4k + i`` at
-    which some state left :math:`|x| \le` ``state_max`` (the NumPy loop's check), or -1."""
-    n = x0.size
-    K, J = logw.size, omega.size
+    r""":func:`ode_endpoint`'s RK4 transport of the points ``x0`` for a :class:`FeatureField` (rows ``3k, 3k + 1,
+    3k + 2`` of the tables: the times ``k dt``, ``k dt + dt/2``, ``min(k dt + dt, T)``), the NumPy loop's
+    arithmetic.  Returns ``(x_T, A, bad)``: ``bad`` is the stage ``4k + i`` at which some state left
+    :math:`|x| \le` ``state_max`` (the NumPy loop's check: it stops there), or -1."""
+    n, K = x0.size, logw.size
     lwt = logw - 0.5 * np.log(vt)  # the rows of _mix_score_point's log w - log(v)/2
-    work = np.empty((5, max(K, J)))
-    work_k = (work[0, :K], work[1, :K], work[2, :J], work[3, :J], work[4, :J])
-    xs = np.empty(n)
-    As = np.empty(n)
-    bad = -1
+    lc, pk = np.empty(K), np.empty(K)
+    g1, g2 = np.empty(n), np.empty(n)
+    kx = np.empty((4, n))
+    ka = np.empty((4, n))
+    x = x0.copy()
+    y = x0.copy()
+    A = np.zeros(n)
     h2 = 0.5 * dt
     h6 = dt / 6
-    for i in range(n):
-        x = x0[i]
-        a = 0.0
-        for k in range(n_steps):
-            r = 3 * k
-            if not abs(x) <= state_max:
-                bad = 4 * k if bad < 0 else min(bad, 4 * k)
-                break
-            k1x, k1a = _feature_rhs(x, r, coef, lwt, mt, vt, nw1, nw2, omega, phase, w, scale, work_k)
-            y = x + h2 * k1x
-            if not abs(y) <= state_max:
-                bad = 4 * k + 1 if bad < 0 else min(bad, 4 * k + 1)
-                break
-            k2x, k2a = _feature_rhs(y, r + 1, coef, lwt, mt, vt, nw1, nw2, omega, phase, w, scale, work_k)
-            y = x + h2 * k2x
-            if not abs(y) <= state_max:
-                bad = 4 * k + 2 if bad < 0 else min(bad, 4 * k + 2)
-                break
-            k3x, k3a = _feature_rhs(y, r + 1, coef, lwt, mt, vt, nw1, nw2, omega, phase, w, scale, work_k)
-            y = x + dt * k3x
-            if not abs(y) <= state_max:
-                bad = 4 * k + 3 if bad < 0 else min(bad, 4 * k + 3)
-                break
-            k4x, k4a = _feature_rhs(y, r + 2, coef, lwt, mt, vt, nw1, nw2, omega, phase, w, scale, work_k)
-            x = x + h6 * (k1x + 2 * k2x + 2 * k3x + k4x)
-            a = a + h6 * (k1a + 2 * k2a + 2 * k3a + k4a)
-        xs[i] = x
-        As[i] = a
-    return xs, As, bad
+    for k in range(n_steps):
+        for st in range(4):
+            if st == 1 or st == 2:
+                for i in range(n):
+                    y[i] = x[i] + h2 * kx[st - 1, i]
+            elif st == 3:
+                for i in range(n):
+                    y[i] = x[i] + dt * kx[2, i]
+            else:
+                y[:] = x
+            for i in range(n):
+                if not abs(y[i]) <= state_max:
+                    return x, A, 4 * k + st
+            _feature_rhs(y, 3 * k + (st + 1) // 2, coef, lwt, mt, vt, nw1, nw2, omega, phase, w, scale, lc, pk,
+                         g1, g2, kx[st], ka[st])
+        for i in range(n):
+            x[i] = x[i] + h6 * (kx[0, i] + 2 * kx[1, i] + 2 * kx[2, i] + kx[3, i])
+            A[i] = A[i] + h6 * (ka[0, i] + 2 * ka[1, i] + 2 * ka[2, i] + ka[3, i])
+    return x, A, -1
 
 
 @numba.njit(cache=True)
