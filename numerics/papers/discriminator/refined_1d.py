@@ -54,8 +54,9 @@ def _pos_int(value, name: str, minimum: int = 1) -> int:
     return check_int(value, name, low=minimum, high=MAX_SIZE)
 
 
-#: Largest number of time steps of :func:`sde_endpoint` / :func:`ode_endpoint` (each step evaluates the field in
-#: Python a few times: this bounds their run time to minutes; the claims use a few thousand).
+#: Largest number of time steps of :func:`sde_endpoint` / :func:`ode_endpoint` (each step evaluates the field a few
+#: times, in Python but for a :class:`FeatureField`'s PF-ODE: this bounds their run time to minutes; the claims use a
+#: few thousand).
 MAX_STEPS = 10**6
 
 
@@ -449,7 +450,8 @@ def ode_endpoint(field: Field, start: Mixture1D, T: float = 8.0, grid: Grid1D = 
     :math:`dx/dt = -(x + s)`, to :math:`x_T = \Phi^{-1}(x)` with RK4, accumulating the 1-D log-determinant
     :math:`A = \int_0^T (1 + \partial_x s)\,dt`; then :math:`\log\tilde p_0(x) = \log\hat p_T(x_T) - A`.
     No interpolation and no coverage problem where the forward map expands; the only error is RK4's,
-    :math:`O(d\tau^4)`.
+    :math:`O(d\tau^4)`.  A :class:`FeatureField` is transported by a compiled loop (:func:`_ode_feature`), any
+    other field by the NumPy loop (:func:`_ode_rk4`).
     """
     T = _pos_float(T, "T")
     dtau = _pos_float(dtau, "dtau")
@@ -1023,7 +1025,8 @@ class FeatureField:
     :math:`c = 1` but in a control that scales the drift's score), a :class:`Field`: ``field(x, t)`` returns
     :math:`(s, \partial_x s)` by NumPy.  :func:`ode_endpoint` recognises it and runs the whole RK4 transport in
     one compiled loop (:func:`_ode_feature_kernel`) on the same times and the same arithmetic, with the
-    features' :math:`\sin, \cos` by :func:`_sincos` (within 2 ulp of NumPy's)."""
+    features' :math:`\sin, \cos` by :func:`_sincos1` (within 1 ulp of NumPy's); :func:`sde_endpoint` takes the
+    scores of all its steps at once (:meth:`score_table`)."""
 
     def __init__(self, model: Mixture1D, fam: FourierLogit, w: float = 1.0, scale: float = 1.0):
         self.model, self.fam, self.w, self.scale = model, fam, float(w), float(scale)
