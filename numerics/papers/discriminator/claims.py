@@ -1487,7 +1487,7 @@ def _trained_1d_figure(pl, p: dict, cols: dict, out: list, small: dict, base: fl
     reduced={"rep_size": 10000, "n_rep": 10, "dx": 0.04, "dtau": 0.032, "ordered": ["ode"], "dx_small": 0.02,
              "dtau_small": 0.016},
     reduced_reason="the quick profile's 10 sets of 1e4 on its grids: the full profile's 40 fits of 1e5 take about "
-                   "5 min of CPU; the SDE and path orderings at 1e5 are the full profile's only (run it)",
+                   "1.5 min of CPU; the SDE and path orderings at 1e5 are the full profile's only (run it)",
     controls={"logit_sign": "the sampler uses the logit of the other class: refined score s_theta - w grad d",
               "gm_alpha_dropped": "the gradient-matching target -(x_t - x_0)/sigma_t^2 without alpha_t",
               "sde_drift_half": SDE_DRIFT_HALF,
