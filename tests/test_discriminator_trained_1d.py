@@ -1,5 +1,6 @@
 """Tests of the 1-D trained-logit claim ``discriminator.trained_1d`` and its helpers (setting G, T = 8)."""
 import numpy as np
+import pytest
 
 from numerics.papers.discriminator import claims as C
 from numerics.papers.discriminator import refined_1d as D
@@ -64,3 +65,115 @@ def test_population_ce_gap_positive_and_reduced_by_ce_training():
     swapped = D.FourierLogit(seed=3)
     swapped.coef = -fam.coef  # the logit of the other class
     assert C.population_ce_gap(swapped) > g0
+
+
+# ----------------------------------------------------------------------------------------------
+# compiled paths of a FeatureField against the NumPy field (the reference computation)
+# ----------------------------------------------------------------------------------------------
+def _random_fam(seed: int, size: float = 0.3) -> D.FourierLogit:
+    fam = D.FourierLogit(seed=seed)
+    fam.coef = size * np.random.default_rng(seed).standard_normal(fam.coef.shape)
+    return fam
+
+
+def test_sincos_within_one_ulp_of_libm():
+    """The polynomial sin/cos of the compiled paths: within 1 ulp of NumPy's (libm) on random arguments, at and next
+    to multiples of pi/2 (the reduction's cancellation) and up to the bound of the polynomial path; beyond it, and
+    for inf and NaN, libm's values exactly. A wrong quadrant, sign or split of pi/2 is off by O(1) or far more ulp."""
+    rng = np.random.default_rng(0)
+    near = np.pi / 2 * np.arange(-40000, 40000)
+    a = np.concatenate([rng.uniform(-100, 100, 200000), near, np.nextafter(near, np.inf), rng.uniform(-1e5, 1e5, 1000),
+                        [0.0, -0.0, 1e-300, D._SINCOS_MAX]])
+    sn, cs = np.empty_like(a), np.empty_like(a)
+    for lo in range(0, a.size, 24):  # rows of the size the fields use
+        D._sincos(a[lo:lo + 24], sn[lo:lo + 24], cs[lo:lo + 24])
+    for got, ref in ((sn, np.sin(a)), (cs, np.cos(a))):
+        assert np.all(np.abs(got - ref) <= np.spacing(np.abs(ref)))
+    b = np.array([1.0, 2e5, -3e7, 1e300, np.inf, np.nan])
+    sb, cb = np.empty_like(b), np.empty_like(b)
+    D._sincos(b, sb, cb)
+    with np.errstate(invalid="ignore"):
+        np.testing.assert_array_equal(sb, np.sin(b))
+        np.testing.assert_array_equal(cb, np.cos(b))
+
+
+def test_compiled_feature_rhs_matches_numpy_field():
+    """The compiled PF-ODE right-hand side (every point, one table row) against the NumPy FeatureField, at random
+    points and times, for both signs of w and a scaled field, on the polynomial sin/cos path and (points beyond
+    |x| = 1e4) on libm's: -(x + s) and 1 + ds agree to rounding (1e-13 of the terms' scale). A missing w, scale,
+    model score or derivative term is off by O(1)."""
+    rng = np.random.default_rng(1)
+    fam = _random_fam(5)
+    times = np.concatenate([[0.0, 8.0], rng.uniform(0, 8, 30), D.FourierLogit().knots])
+    for x in (rng.uniform(-8, 8, 40), np.concatenate([rng.uniform(-8, 8, 5), [3e4, -2e5]])):
+        for w, scale in ((1.0, 1.0), (-1.0, 1.0), (0.7, 2.0), (1.0, 0.5)):
+            field = D.FeatureField(MODEL, fam, w, scale)
+            coef, logw, mt, vt = field.tables(times)
+            lwt = logw - 0.5 * np.log(vt)
+            n, K = x.size, logw.size
+            out = [np.empty(n) for _ in range(4)]
+            for row, t in enumerate(times):
+                s, ds = field(x, float(t))
+                D._feature_rhs(x, row, coef, lwt, mt, vt, -fam.omega, -fam.omega ** 2, fam.omega, fam.phase, w,
+                               scale, np.empty(K), np.empty(K), *out)
+                np.testing.assert_allclose(out[2], -(x + s), rtol=0, atol=1e-13 * (1 + np.max(np.abs(x + s))))
+                np.testing.assert_allclose(out[3], 1.0 + ds, rtol=0, atol=1e-13 * (1 + np.max(np.abs(ds))))
+
+
+def test_compiled_endpoints_match_the_numpy_loops():
+    """ode_endpoint and sde_endpoint of a FeatureField (compiled transport, score table) against the same field hidden
+    in a plain function (the NumPy RK4 loop and per-step field calls): endpoint log densities agree to 1e-12, for
+    the stated field and the controls' scaled and sign-flipped ones."""
+    fam = _random_fam(6)
+    grid = D.Grid1D(-6.0, 6.0, 0.1)
+    for w, scale in ((1.0, 1.0), (-1.0, 1.0), (1.0, 2.0), (1.0, 0.5)):
+        field = D.feature_field(MODEL, fam, w).scaled(scale)
+        plain = lambda x, t, f=field: f(x, t)  # noqa: E731
+        a = D.ode_endpoint(field, MODEL, T, grid, 0.05).log_density
+        b = D.ode_endpoint(plain, MODEL, T, grid, 0.05).log_density
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+        p = D.sde_endpoint(field, MODEL, T, grid, 0.05)
+        q = D.sde_endpoint(plain, MODEL, T, grid, 0.05)
+        np.testing.assert_allclose(p, q, rtol=1e-11, atol=1e-14 * np.max(q))
+
+
+def test_compiled_ode_reports_instability_like_the_numpy_loop():
+    """An unstable step (a huge field) raises the NumPy loop's ValueError, at the same stage time, in the compiled
+    transport too."""
+    field = D.FeatureField(MODEL, _random_fam(7), 1.0, 1e160)
+    msgs = []
+    for f in (field, lambda x, t: field(x, t)):
+        with pytest.raises(ValueError, match="dtau") as err:
+            D.ode_endpoint(f, MODEL, T, D.Grid1D(-2.0, 2.0, 0.5), 0.5)
+        msgs.append(str(err.value))
+    assert msgs[0] == msgs[1] and "t=0.25" in msgs[0]
+
+
+def test_compiled_fourier_eval_matches_numpy_features():
+    """FourierLogit.logit, grad, grad2 at one time (compiled) against the feature rows at that time (NumPy) times
+    the coefficients, to 1e-13; an argument overflowing float64 still raises the ValueError naming x."""
+    fam = _random_fam(8)
+    x = np.linspace(-12, 12, 2401)
+    for t in (0.0, 0.03, 0.7, 8.0):
+        for deriv, f in ((0, fam.logit), (1, fam.grad), (2, fam.grad2)):
+            ref = fam.features(x, np.full(x.size, t), deriv) @ fam.coef.ravel()
+            np.testing.assert_allclose(f(x, t), ref, rtol=0, atol=1e-13 * (1 + np.max(np.abs(ref))))
+    with pytest.raises(ValueError, match="x"):
+        fam.grad(np.array([0.0, 1e308]), 0.5)
+
+
+def test_gradient_matching_fit_by_hat_interval_matches_the_dense_design():
+    """fit_logit_gm accumulates F^T F and F^T (a - s_theta) by hat interval; the dense design of the same draws
+    (``features(x_t, t, 1)``, every JK column) gives the same coefficients to rounding (1e-9 of their scale, the
+    ridge system's condition number times the float64 epsilon); a dropped block or a wrong column is off by O(1)."""
+    real = DATA.sample(3000, np.random.default_rng(4))
+    fam = D.fit_logit_gm(D.FourierLogit(seed=3), real, MODEL, np.random.default_rng(5), T, lam=1e-3, repeats=2)
+    ref = D.FourierLogit(seed=3)
+    rng = np.random.default_rng(5)
+    x0 = np.repeat(real, 2)
+    xt, t, a = D._noisy(x0, rng, T, 1e-2)  # one chunk (6000 < 20000 draws), as fit_logit_gm draws them
+    _, m, v = D._marg_arrays(MODEL, t)
+    F = ref.features(xt, t, 1)
+    A = F.T @ F / x0.size + 1e-3 * np.eye(ref.n_params)
+    coef = np.linalg.solve(A, F.T @ (a - D._mixture_score_vec(xt, MODEL.w, m, v)) / x0.size)
+    np.testing.assert_allclose(fam.coef.ravel(), coef, rtol=0, atol=1e-9 * np.max(np.abs(coef)))

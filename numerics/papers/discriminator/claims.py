@@ -73,6 +73,9 @@ NOTE_WHY = ("refinement error estimate + one unit of the note's last printed dig
 
 def _drift_half(field):
     """The SDE_DRIFT_HALF bug: the score handed to the SDE solver (drift x + 2 s) halved, i.e. drift x + s."""
+    if isinstance(field, D.FeatureField):
+        return field.scaled(0.5)
+
     def f(z, t):
         s, ds = field(z, t)
         return 0.5 * s, 0.5 * ds
@@ -1366,11 +1369,7 @@ def _sampler_kl_1d(sampler: str, fit: tuple, dx: float, dtau: float, sign: float
     if wrong_coefficient and sampler == "sde":
         field = _drift_half(field)
     elif wrong_coefficient:
-        inner = field
-
-        def field(z, t):
-            s, ds = inner(z, t)
-            return 2.0 * s, 2.0 * ds
+        field = field.scaled(2.0)  # score and derivative doubled
     return D.kl_with_error(DATA, field, MODEL, sampler, T, D.Grid1D(dx=dx), dtau)
 
 
@@ -1488,7 +1487,7 @@ def _trained_1d_figure(pl, p: dict, cols: dict, out: list, small: dict, base: fl
     reduced={"rep_size": 10000, "n_rep": 10, "dx": 0.04, "dtau": 0.032, "ordered": ["ode"], "dx_small": 0.02,
              "dtau_small": 0.016},
     reduced_reason="the quick profile's 10 sets of 1e4 on its grids: the full profile's 40 fits of 1e5 take about "
-                   "15 min of CPU; the SDE and path orderings at 1e5 are the full profile's only (run it)",
+                   "1.5 min of CPU; the SDE and path orderings at 1e5 are the full profile's only (run it)",
     controls={"logit_sign": "the sampler uses the logit of the other class: refined score s_theta - w grad d",
               "gm_alpha_dropped": "the gradient-matching target -(x_t - x_0)/sigma_t^2 without alpha_t",
               "sde_drift_half": SDE_DRIFT_HALF,

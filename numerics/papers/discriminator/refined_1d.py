@@ -34,7 +34,7 @@ from numerics.validate import check_int, check_positive, check_real, check_real_
 
 __all__ = [
     "Mixture1D", "Marginal", "Grid1D", "Field", "SETTING_G_DATA", "SETTING_G_MODEL", "setting_g",
-    "bayes_field", "linear_field", "feature_field", "empirical_field",
+    "bayes_field", "linear_field", "feature_field", "FeatureField", "empirical_field",
     "sde_endpoint", "ode_endpoint", "endpoint_kl", "ENDPOINT_FLOOR", "kl_with_error",
     "ce_value", "ce_gap", "path_kl", "fisher_gap", "time_nodes",
     "mse_optimal_linear", "ce_optimal_linear", "linear_beta_spline",
@@ -54,8 +54,9 @@ def _pos_int(value, name: str, minimum: int = 1) -> int:
     return check_int(value, name, low=minimum, high=MAX_SIZE)
 
 
-#: Largest number of time steps of :func:`sde_endpoint` / :func:`ode_endpoint` (each step evaluates the field in
-#: Python a few times: this bounds their run time to minutes; the claims use a few thousand).
+#: Largest number of time steps of :func:`sde_endpoint` / :func:`ode_endpoint` (each step evaluates the field a few
+#: times, in Python but for a :class:`FeatureField`'s PF-ODE: this bounds their run time to minutes; the claims use a
+#: few thousand).
 MAX_STEPS = 10**6
 
 
@@ -73,37 +74,46 @@ def _time(t) -> float:
 
 
 @numba.njit(cache=True)
-def _mix_score_kernel(x, logw, m, v):
-    r"""Score and its x-derivative of a 1-D mixture (log-sum-exp posterior weights :math:`\pi_k`):
+def _mix_score_point(x, lw, m, v, lc, pk):
+    r"""Score and its x-derivative at one point ``x`` of a 1-D mixture (log-sum-exp posterior weights
+    :math:`\pi_k`; ``lw = log w - log(v)/2``; ``lc``, ``pk``: work arrays of size K):
 
     .. math:: s = \sum_k \pi_k s_k,\quad s' = \sum_k \pi_k\big((s_k - s)^2 - 1/v_k\big),\qquad s_k = -(x - m_k)/v_k,
 
     the posterior variance of :math:`s_k` taken about its mean in a second pass (the one-pass
     :math:`E[s_k^2] - s^2` cancels once :math:`|x| \gg \sqrt{v}`: both terms grow like :math:`x^2/v^2`)."""
+    K = m.size
+    mx = -np.inf
+    for k in range(K):
+        r = x - m[k]
+        lc[k] = lw[k] - 0.5 * r * r / v[k]
+        if lc[k] > mx:
+            mx = lc[k]
+    z = 0.0
+    a = 0.0
+    for k in range(K):
+        pk[k] = np.exp(lc[k] - mx)
+        z += pk[k]
+        a += pk[k] * (-(x - m[k]) / v[k])
+    s = a / z
+    b = 0.0
+    for k in range(K):
+        d = -(x - m[k]) / v[k] - s
+        b += pk[k] * (d * d - 1.0 / v[k])
+    return s, b / z
+
+
+@numba.njit(cache=True)
+def _mix_score_kernel(x, logw, m, v):
+    """:func:`_mix_score_point` at every point of ``x`` (1-D)."""
     n, K = x.size, m.size
     s = np.empty(n)
     ds = np.empty(n)
     lc = np.empty(K)
     pk = np.empty(K)
+    lw = logw - 0.5 * np.log(v)
     for i in range(n):
-        mx = -np.inf
-        for k in range(K):
-            r = x[i] - m[k]
-            lc[k] = logw[k] - 0.5 * np.log(v[k]) - 0.5 * r * r / v[k]
-            if lc[k] > mx:
-                mx = lc[k]
-        z = 0.0
-        a = 0.0
-        for k in range(K):
-            pk[k] = np.exp(lc[k] - mx)
-            z += pk[k]
-            a += pk[k] * (-(x[i] - m[k]) / v[k])
-        s[i] = a / z
-        b = 0.0
-        for k in range(K):
-            d = -(x[i] - m[k]) / v[k] - s[i]
-            b += pk[k] * (d * d - 1.0 / v[k])
-        ds[i] = b / z
+        s[i], ds[i] = _mix_score_point(x[i], lw, m, v, lc, pk)
     return s, ds
 
 
@@ -388,14 +398,19 @@ def sde_endpoint(field: Field, start: Mixture1D, T: float = 8.0, grid: Grid1D = 
     rho = start.density(x, T)
     rho = rho / (rho.sum() * h)
 
-    def op(t):
-        s, _ = field(faces, t)
-        return _sg_operator(faces + 2.0 * s, h)
+    times = [T] + [max(T - (k + 1) * dt, t_end) for k in range(n_steps)]
+    if isinstance(field, FeatureField):  # the score at every step time at once
+        table = field.score_table(faces, np.array(times))
+        score = lambda i: table[i]  # noqa: E731
+    else:
+        score = lambda i: field(faces, times[i])[0]  # noqa: E731
 
-    L0 = op(T)
+    def op(i):
+        return _sg_operator(faces + 2.0 * score(i), h)
+
+    L0 = op(0)
     for k in range(n_steps):
-        t1 = T - (k + 1) * dt
-        L1 = op(max(t1, t_end))
+        L1 = op(k + 1)
         rho = _cn_step(rho, L0[0], L0[1], L0[2], L1[0], L1[1], L1[2], dt)
         L0 = L1
     if not np.all(np.isfinite(rho)):
@@ -435,7 +450,8 @@ def ode_endpoint(field: Field, start: Mixture1D, T: float = 8.0, grid: Grid1D = 
     :math:`dx/dt = -(x + s)`, to :math:`x_T = \Phi^{-1}(x)` with RK4, accumulating the 1-D log-determinant
     :math:`A = \int_0^T (1 + \partial_x s)\,dt`; then :math:`\log\tilde p_0(x) = \log\hat p_T(x_T) - A`.
     No interpolation and no coverage problem where the forward map expands; the only error is RK4's,
-    :math:`O(d\tau^4)`.
+    :math:`O(d\tau^4)`.  A :class:`FeatureField` is transported by a compiled loop (:func:`_ode_feature`), any
+    other field by the NumPy loop (:func:`_ode_rk4`).
     """
     T = _pos_float(T, "T")
     dtau = _pos_float(dtau, "dtau")
@@ -444,11 +460,29 @@ def ode_endpoint(field: Field, start: Mixture1D, T: float = 8.0, grid: Grid1D = 
     x0 = grid.x
     n_steps = _n_steps(T, dtau)
     dt = T / n_steps
+    if isinstance(field, FeatureField):
+        xx, A = _ode_feature(field, x0, T, n_steps, dt)
+    else:
+        xx, A = _ode_rk4(field, x0, T, n_steps, dt)
+    if not (np.all(np.abs(xx) <= _ODE_STATE_MAX) and np.all(np.isfinite(A))):
+        raise ValueError(f"dtau: the PF-ODE state or log-determinant is not finite at t={T!r} (RK4 step dt={dt!r} "
+                         "too large for this field: unstable)")
+    ell = start.log_density(xx, T) - A
+    return OdeResult(x0, ell, float(np.sum(np.exp(ell)) * grid.dx), float(np.max(ell)))
+
+
+def _unstable(t: float, dt: float) -> ValueError:
+    return ValueError(f"dtau: the PF-ODE state leaves |x| <= {_ODE_STATE_MAX:g} at t={t!r} (RK4 step dt={dt!r} "
+                      "too large for this field: unstable)")
+
+
+def _ode_rk4(field: Field, x0: np.ndarray, T: float, n_steps: int, dt: float) -> tuple[np.ndarray, np.ndarray]:
+    r"""RK4 in OU time of :math:`dx/dt = -(x + s)`, :math:`dA/dt = 1 + \partial_x s` from ``(x0, 0)`` to ``T``
+    (``n_steps`` steps ``dt``) for any :class:`Field`: returns :math:`(x_T, A)`."""
 
     def rhs(xx, t):
         if not np.all(np.abs(xx) <= _ODE_STATE_MAX):  # also NaN: only an unstable step gets here from a grid
-            raise ValueError(f"dtau: the PF-ODE state leaves |x| <= {_ODE_STATE_MAX:g} at t={t!r} (RK4 step dt={dt!r} "
-                             "too large for this field: unstable)")
+            raise _unstable(t, dt)
         s, ds = field(xx, t)
         return -(xx + s), 1.0 + ds
 
@@ -462,11 +496,22 @@ def ode_endpoint(field: Field, start: Mixture1D, T: float = 8.0, grid: Grid1D = 
         k4x, k4a = rhs(xx + dt * k3x, min(t0 + dt, T))
         xx = xx + dt / 6 * (k1x + 2 * k2x + 2 * k3x + k4x)
         A = A + dt / 6 * (k1a + 2 * k2a + 2 * k3a + k4a)
-    if not (np.all(np.abs(xx) <= _ODE_STATE_MAX) and np.all(np.isfinite(A))):
-        raise ValueError(f"dtau: the PF-ODE state or log-determinant is not finite at t={T!r} (RK4 step dt={dt!r} "
-                         "too large for this field: unstable)")
-    ell = start.log_density(xx, T) - A
-    return OdeResult(x0, ell, float(np.sum(np.exp(ell)) * grid.dx), float(np.max(ell)))
+    return xx, A
+
+
+def _ode_feature(field: "FeatureField", x0: np.ndarray, T: float, n_steps: int,
+                 dt: float) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_ode_rk4` for a :class:`FeatureField`, compiled (:func:`_ode_feature_kernel`): the same stage
+    times, the same state check (the same error at the same time), the field's tables at each stage time."""
+    k = np.arange(n_steps) * dt
+    times = np.stack([k, k + 0.5 * dt, np.minimum(k + dt, T)], axis=1).ravel()
+    coef, logw, mt, vt = field.tables(times)
+    fam = field.fam
+    xx, A, bad = _ode_feature_kernel(x0, dt, n_steps, coef, logw, mt, vt, -fam.omega, -fam.omega ** 2, fam.omega,
+                                     fam.phase, field.w, field.scale, _ODE_STATE_MAX)
+    if bad >= 0:
+        raise _unstable(float(times[3 * (bad // 4) + (bad % 4 + 1) // 2]), dt)
+    return xx, A
 
 
 #: Largest |x| of a PF-ODE state in :func:`ode_endpoint` (its square stays far inside float64); started on a grid,
@@ -784,12 +829,11 @@ class FourierLogit:
         if t.ndim == 0:  # one time: contract the time hats first (N x J work)
             xa = check_real_values(x, "x")
             c = self.coef @ _hats(t, self.knots)[0]
-            arg = _feature_arg(xa.ravel(), self.omega, self.phase)
-            if deriv == 1:
-                F = -self.omega * np.sin(arg)
-            else:
-                F = np.cos(arg) * (1.0 if deriv == 0 else -self.omega ** 2)
-            return (F @ c).reshape(xa.shape)
+            xr = np.ascontiguousarray(xa.ravel())
+            out, ok = _fourier_eval(xr, self.omega, self.phase, c, deriv)
+            if not ok:
+                _feature_arg(xr, self.omega, self.phase)  # raises the ValueError naming x
+            return out.reshape(xa.shape)
         return self.features(x, t, deriv) @ self.coef.ravel()
 
     def grad(self, x, t) -> np.ndarray:
@@ -823,7 +867,9 @@ def fit_logit_gm(fam: FourierLogit, real: np.ndarray, model: Mixture1D, rng: np.
     .. math:: \phi = \Big(\tfrac1N F^\top F + \lambda I\Big)^{-1}\tfrac1N F^\top(a - s_\theta(x_t)),
        \qquad a = \nabla\log p(x_t|x_0) = -\frac{x_t - \alpha_t x_0}{\sigma_t^2} = -\frac{z}{\sigma_t},
 
-    with :math:`F` the rows of :math:`\partial_x` features at :math:`(x_t, t)`.
+    with :math:`F` the rows of :math:`\partial_x` features at :math:`(x_t, t)`, accumulated by hat interval
+    (:func:`_hat_interval_design`: a row has 2J of the JK features nonzero, so :math:`F^\top F` costs 2J x 2J
+    per row instead of JK x JK).
 
     ``target``, if given, replaces :math:`a` by ``target(x_t, x_0, t)`` (same noise draws, same random stream):
     the hook for other regression targets (the claims use it for a target with a dropped :math:`\alpha_t`)."""
@@ -840,10 +886,11 @@ def fit_logit_gm(fam: FourierLogit, real: np.ndarray, model: Mixture1D, rng: np.
         if target is not None:
             a = check_real_values(target(xt, x0[chunk], t), "target")
         _, m, v = _marg_arrays(model, t)
-        sq = _mixture_score_vec(xt, model.w, m, v)
-        F = fam.features(xt, t, 1)
-        A += F.T @ F
-        r += F.T @ (a - sq)
+        res = a - _mixture_score_vec(xt, model.w, m, v)
+        basis = -fam.omega * np.sin(_feature_arg(xt, fam.omega, fam.phase))
+        for b in _hat_interval_design(basis, fam.hats(t), fam.knots, t):
+            A[np.ix_(b.cols, b.cols)] += b.G.T @ b.G
+            r[b.cols] += b.G.T @ res[b.rows]
     n = x0.size
     fam.coef = np.linalg.solve(A / n + lam * np.eye(p), r / n).reshape(fam.coef.shape)
     return fam
@@ -973,19 +1020,201 @@ def _newton_logistic(blocks: list[_DesignBlock], y: np.ndarray, wts: np.ndarray,
     return c
 
 
-def feature_field(model: Mixture1D, fam: FourierLogit, w: float = 1.0) -> Field:
-    r"""Refined score :math:`s_\theta + w\,\nabla_x d_\phi` of a trained :class:`FourierLogit`."""
+class FeatureField:
+    r"""Refined score :math:`c\,(s_\theta + w\,\nabla_x d_\phi)` of a trained :class:`FourierLogit` (``scale``
+    :math:`c = 1` but in a control that scales the drift's score), a :class:`Field`: ``field(x, t)`` returns
+    :math:`(s, \partial_x s)` by NumPy.  :func:`ode_endpoint` recognises it and runs the whole RK4 transport in
+    one compiled loop (:func:`_ode_feature_kernel`) on the same times and the same arithmetic, with the
+    features' :math:`\sin, \cos` by :func:`_sincos1` (within 1 ulp of NumPy's); :func:`sde_endpoint` takes the
+    scores of all its steps at once (:meth:`score_table`)."""
 
-    cache: dict = {}
+    def __init__(self, model: Mixture1D, fam: FourierLogit, w: float = 1.0, scale: float = 1.0):
+        self.model, self.fam, self.w, self.scale = model, fam, float(w), float(scale)
+        self._cache: dict = {}
 
-    def field(x, t):
-        sq, dsq = model.score_and_derivative(x, t)
+    def scaled(self, factor: float) -> "FeatureField":
+        """The field times ``factor`` (its score and derivative both)."""
+        return FeatureField(self.model, self.fam, self.w, self.scale * float(factor))
+
+    def __call__(self, x, t):
+        sq, dsq = self.model.score_and_derivative(x, t)
         xa = np.asarray(x, dtype=np.float64)
+        fam, cache = self.fam, self._cache
         if cache.get("x") is not xa:  # the SDE solver reuses one face array: features computed once
             arg = xa.ravel()[:, None] * fam.omega + fam.phase
             cache.update(x=xa, F1=-fam.omega * np.sin(arg), F2=-fam.omega ** 2 * np.cos(arg))
         c = fam.coef @ fam.hats(float(t))[0]
         g1, g2 = cache["F1"] @ c, cache["F2"] @ c
-        return sq + w * g1.reshape(xa.shape), dsq + w * g2.reshape(xa.shape)
+        s, ds = sq + self.w * g1.reshape(xa.shape), dsq + self.w * g2.reshape(xa.shape)
+        return (s, ds) if self.scale == 1.0 else (self.scale * s, self.scale * ds)
 
-    return field
+    def score_table(self, x: np.ndarray, times: np.ndarray) -> np.ndarray:
+        r"""The score :math:`s` of ``field(x, t)`` at the 1-D ``x`` for each of ``times`` (row ``i``: ``times[i]``):
+        the model score by :func:`_mix_score_kernel` per row, the features :math:`-\omega_j\sin(\omega_j x + b_j)`
+        once, contracted with every row of :meth:`tables`' coefficients in one product."""
+        coef, logw, m, v = self.tables(times)
+        fam = self.fam
+        F1 = -fam.omega * np.sin(_feature_arg(x, fam.omega, fam.phase))
+        sq = np.array([_mix_score_kernel(x, logw, m[i], v[i])[0] for i in range(len(times))])
+        return self.scale * (sq + self.w * (coef @ F1.T))
+
+    def tables(self, times: np.ndarray) -> tuple[np.ndarray, ...]:
+        r"""Everything of the field that does not depend on ``x``, at each of ``times`` (1-D): the hat-contracted
+        coefficients :math:`c_j(t) = \sum_k\phi_{jk}h_k(t)` (rows), the model's log weights and its marginal
+        means and variances (rows: :meth:`Mixture1D.marginal`'s formula, vectorised)."""
+        fam = self.fam
+        coef = np.ascontiguousarray(_hats(times, fam.knots) @ fam.coef.T)
+        w, m, v = _marg_arrays(self.model, times)
+        return coef, np.log(w), m, v
+
+
+def feature_field(model: Mixture1D, fam: FourierLogit, w: float = 1.0) -> FeatureField:
+    r"""Refined score :math:`s_\theta + w\,\nabla_x d_\phi` of a trained :class:`FourierLogit`
+    (a :class:`FeatureField`)."""
+    return FeatureField(model, fam, w)
+
+
+# fdlibm's split of pi/2 (three 33-bit parts and a tail: k * part is exact for |k| < 2**20) and its minimax
+# polynomials of sin and cos on [-pi/4, pi/4] (__kernel_sin, __kernel_cos)
+_PIO2_1, _PIO2_2 = 1.57079632673412561417e+00, 6.07710050630396597660e-11
+_PIO2_3, _PIO2_3T = 2.02226624871116645580e-21, 8.47842766036889956997e-32
+_TWO_OVER_PI = 6.36619772367581382433e-01
+_S1, _S2, _S3 = -1.66666666666666324348e-01, 8.33333333332248946124e-03, -1.98412698298579493134e-04
+_S4, _S5, _S6 = 2.75573137070700676789e-06, -2.50507602534068634195e-08, 1.58969099521155010221e-10
+_C1, _C2, _C3 = 4.16666666666666019037e-02, -1.38888888888741095749e-03, 2.48015872894767294178e-05
+_C4, _C5, _C6 = -2.75573143513906633035e-07, 2.08757232129817482790e-09, -1.13596475577881948265e-11
+#: Largest |argument| of the polynomial path of :func:`_sincos` (beyond: libm's sin and cos).
+_SINCOS_MAX = 1e5
+
+
+@numba.njit(cache=True)
+def _sincos1(a):
+    r"""``(sin a, cos a)`` for :math:`|a| \le` :data:`_SINCOS_MAX`: Cody-Waite reduction :math:`a = k\pi/2 + r`,
+    :math:`|r| \le \pi/4` (``k`` rounded, :math:`\pi/2` in three exact 33-bit parts and a tail), fdlibm's
+    polynomials of :math:`\sin r, \cos r`, the quadrant ``k mod 4`` by selects (no branch: loops over it vectorise).
+    Within 1 ulp of libm (tests)."""
+    k = np.floor(a * _TWO_OVER_PI + 0.5)
+    r = ((a - k * _PIO2_1) - k * _PIO2_2) - k * _PIO2_3 - k * _PIO2_3T
+    z = r * r
+    sr = r + z * r * (_S1 + z * (_S2 + z * (_S3 + z * (_S4 + z * (_S5 + z * _S6)))))
+    cr = 1.0 - (0.5 * z - z * (z * (_C1 + z * (_C2 + z * (_C3 + z * (_C4 + z * (_C5 + z * _C6)))))))
+    q = np.int64(k) & 3
+    odd = (q & 1) == 1
+    return (cr if odd else sr) * (1.0 - (q & 2)), (sr if odd else cr) * (1.0 - ((q + 1) & 2))
+
+
+@numba.njit(cache=True)
+def _sincos(arg, sn, cs):
+    """``sn[j], cs[j] = sin(arg[j]), cos(arg[j])`` by :func:`_sincos1`; any :math:`|a| >` :data:`_SINCOS_MAX` or
+    NaN sends the whole row to libm."""
+    big = 0.0
+    for j in range(arg.size):
+        big = max(big, abs(arg[j]))
+    fast = big <= _SINCOS_MAX
+    for j in range(arg.size):
+        if fast:
+            sn[j], cs[j] = _sincos1(arg[j])
+        else:
+            sn[j], cs[j] = np.sin(arg[j]), np.cos(arg[j])
+
+
+@numba.njit(cache=True)
+def _feature_rhs(x, row, coef, lwt, mt, vt, nw1, nw2, omega, phase, w, scale, lc, pk, g1, g2, fx, fa):
+    r"""The PF-ODE right-hand side ``fx, fa`` :math:`= (-(x + s),\ 1 + \partial_x s)` of a :class:`FeatureField` at
+    every point of ``x`` and the time of table row ``row``: :math:`s = c\,(s_\theta + w\sum_j(-\omega_j\sin a_j)c_j)`,
+    :math:`\partial_x s = c\,(\partial_x s_\theta + w\sum_j(-\omega_j^2\cos a_j)c_j)`, :math:`a_j = \omega_j x + b_j`
+    (the NumPy field's arithmetic, summed in ``j`` order; the loop over the points innermost, so it vectorises).
+    :func:`_sincos1` when every :math:`|a_j|` is at most :data:`_SINCOS_MAX` (bounded from ``max |x|``), else libm."""
+    n = x.size
+    big = 0.0
+    for i in range(n):
+        big = max(big, abs(x[i]))
+    wmax, bmax = 0.0, 0.0
+    for j in range(omega.size):
+        wmax, bmax = max(wmax, abs(omega[j])), max(bmax, abs(phase[j]))
+    fast = big * wmax + bmax <= _SINCOS_MAX
+    g1[:] = 0.0
+    g2[:] = 0.0
+    for j in range(omega.size):
+        oj, bj, c1, c2 = omega[j], phase[j], nw1[j], nw2[j]
+        cj = coef[row, j]
+        if fast:
+            for i in range(n):
+                sn, cs = _sincos1(x[i] * oj + bj)
+                g1[i] += c1 * sn * cj
+                g2[i] += c2 * cs * cj
+        else:
+            for i in range(n):
+                a = x[i] * oj + bj
+                g1[i] += c1 * np.sin(a) * cj
+                g2[i] += c2 * np.cos(a) * cj
+    for i in range(n):
+        sq, dsq = _mix_score_point(x[i], lwt[row], mt[row], vt[row], lc, pk)
+        fx[i] = -(x[i] + scale * (sq + w * g1[i]))
+        fa[i] = 1.0 + scale * (dsq + w * g2[i])
+
+
+@numba.njit(cache=True)
+def _ode_feature_kernel(x0, dt, n_steps, coef, logw, mt, vt, nw1, nw2, omega, phase, w, scale, state_max):
+    r""":func:`ode_endpoint`'s RK4 transport of the points ``x0`` for a :class:`FeatureField` (rows ``3k, 3k + 1,
+    3k + 2`` of the tables: the times ``k dt``, ``k dt + dt/2``, ``min(k dt + dt, T)``), the NumPy loop's
+    arithmetic.  Returns ``(x_T, A, bad)``: ``bad`` is the stage ``4k + i`` at which some state left
+    :math:`|x| \le` ``state_max`` (the NumPy loop's check: it stops there), or -1."""
+    n, K = x0.size, logw.size
+    lwt = logw - 0.5 * np.log(vt)  # the rows of _mix_score_point's log w - log(v)/2
+    lc, pk = np.empty(K), np.empty(K)
+    g1, g2 = np.empty(n), np.empty(n)
+    kx = np.empty((4, n))
+    ka = np.empty((4, n))
+    x = x0.copy()
+    y = x0.copy()
+    A = np.zeros(n)
+    h2 = 0.5 * dt
+    h6 = dt / 6
+    for k in range(n_steps):
+        for st in range(4):
+            if st == 1 or st == 2:
+                for i in range(n):
+                    y[i] = x[i] + h2 * kx[st - 1, i]
+            elif st == 3:
+                for i in range(n):
+                    y[i] = x[i] + dt * kx[2, i]
+            else:
+                y[:] = x
+            for i in range(n):
+                if not abs(y[i]) <= state_max:
+                    return x, A, 4 * k + st
+            _feature_rhs(y, 3 * k + (st + 1) // 2, coef, lwt, mt, vt, nw1, nw2, omega, phase, w, scale, lc, pk,
+                         g1, g2, kx[st], ka[st])
+        for i in range(n):
+            x[i] = x[i] + h6 * (kx[0, i] + 2 * kx[1, i] + 2 * kx[2, i] + kx[3, i])
+            A[i] = A[i] + h6 * (ka[0, i] + 2 * ka[1, i] + 2 * ka[2, i] + ka[3, i])
+    return x, A, -1
+
+
+@numba.njit(cache=True)
+def _fourier_eval(x, omega, phase, c, deriv):
+    r"""``(out, ok)``: :math:`\sum_j F_j(x_i) c_j` at every point of ``x`` with :math:`F_j = \cos a_j` (``deriv`` 0),
+    :math:`-\omega_j\sin a_j` (1) or :math:`\cos(a_j)(-\omega_j^2)` (2), :math:`a_j = \omega_j x_i + b_j`
+    (:func:`_sincos`), summed in ``j`` order; ``ok``: every :math:`a_j` finite."""
+    J = omega.size
+    arg = np.empty(J)
+    sn = np.empty(J)
+    cs = np.empty(J)
+    out = np.empty(x.size)
+    ok = True
+    for i in range(x.size):
+        for j in range(J):
+            arg[j] = x[i] * omega[j] + phase[j]
+            ok = ok and np.isfinite(arg[j])
+        _sincos(arg, sn, cs)
+        acc = 0.0
+        for j in range(J):
+            if deriv == 1:
+                acc += -omega[j] * sn[j] * c[j]
+            elif deriv == 0:
+                acc += cs[j] * c[j]
+            else:
+                acc += cs[j] * -(omega[j] ** 2) * c[j]
+        out[i] = acc
+    return out, ok
