@@ -49,7 +49,9 @@ Errors
   at :math:`x^*` and :math:`x^* \pm 2\tau` (:math:`\tau = \sigma/\lambda`, :math:`x^*` the abscissa of the
   nearest point of the region to :math:`v/\lambda`); on each piece tanh-sinh handles the square-root
   endpoint behaviour.  The integrands are scaled by their peak on a pilot set first (mpmath's stopping rule
-  is absolute).  mpmath's error estimate of every integral (``error=True``) plus a working-precision term
+  is absolute).  The value and its two gradient integrands are integrated together at shared nodes
+  (:func:`_joint_tanh_sinh`: for each of the three exactly ``mp.quad``'s nodes, level sums, stopping rule and
+  error estimate, each node evaluated once).  mpmath's error estimate of every integral plus a working-precision term
   :math:`10^{3-\mathrm{dps}}(1 + E)\int|f|` (``E`` the largest exponent met; see :func:`_region_integrals`)
   is propagated to first order into the error bound of each returned quantity (:class:`OracleValues`),
   with the final rounding to float64 (:math:`u|\cdot|`).  Checked against 45-digit runs: the bound held
@@ -425,11 +427,9 @@ def _region_integrals(spec: tuple, v1: float, v2: float, t: float, dps: int):
         rt2pi = mp.sqrt(2 * mp.pi)
         c0 = 1 / (sig * rt2pi)
         # per node, with r = lambda / (sqrt2 sigma): u/sqrt2 = r x - v1/(sqrt2 sigma), alpha/sqrt2 = r l - ...
-        # (the slices from the spec's numbers as mpf: no float conversion per node)
         with mp.extraprec(20):
             rs = lam / (sig * mp.sqrt(2))
             o1, o2 = V1 / (sig * mp.sqrt(2)), V2 / (sig * mp.sqrt(2))
-        mspec = (spec[0], *(mp.mpf(q) for q in spec[1:]))
         cache: dict = {}
         emax = [0.0]
 
@@ -442,7 +442,7 @@ def _region_integrals(spec: tuple, v1: float, v2: float, t: float, dps: int):
             s0 = sy = sa = mp.mpf(0)
             fu = float(u2) ** 2
             e = fu
-            for lo, hi in _slices(mspec, x):
+            for lo, hi in _slices(spec, x):
                 a, b = rs * lo - o2, rs * hi - o2                # alpha / sqrt2, beta / sqrt2
                 s0 += _dPhi(a, b)
                 pa, pb = mp.exp(-a * a), mp.exp(-b * b)          # sqrt(2 pi) phi(alpha), sqrt(2 pi) phi(beta)
