@@ -191,6 +191,8 @@ def test_joint_tanh_sinh_is_mp_quad_bit_for_bit():
             assert val == ref and err == ref_err
         ref, _ = mp.quad(comps[3], pts, error=True)
         assert abs(got[3][0] - ref) <= got[3][1] + mp.mpf(10) ** -20
+        with pytest.raises(ValueError, match="^pts:"):
+            G._joint_tanh_sinh(lambda x: (x,), [mp.mpf(1), mp.mpf(1)], 1)
 
 
 _CASES = [(("crescent", 2.0, 2.0, 1.5, 1.0, 0.8), (3.0, 2.0), 0.01),     # in the bite, small t

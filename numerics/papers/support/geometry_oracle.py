@@ -350,12 +350,19 @@ def _joint_tanh_sinh(f, pts: Sequence, n_main: int) -> list[tuple[Any, Any]]:
     working precision (``prec + 20`` bits), the same level sums
     :math:`S_m = h_m\,(S_{m-1}/(2h_m) + \sum_{\text{new nodes}} w_i f(x_i))`, :math:`h_m = 2^{-m}`, the same
     error estimate from the level differences (``estimate_error``) and stopping rule (estimate at most
-    :math:`\varepsilon/8`, at most ``guess_degree(prec)`` levels), per piece and per component; the values
+    ``mp.eps / 8``, at most ``guess_degree(prec)`` levels), per piece and per component; the values
     and estimates are therefore those of ``mp.quad`` applied to each component alone, bit for bit.
     Where ``mp.quad`` would evaluate the component functions once each, this evaluates the node once.
     The remaining components (the majorants of :func:`_region_integrals`, which only need a few correct digits)
     are summed on the same levels and taken at the level where the last main component stopped, with their
-    own level-difference estimate."""
+    own level-difference estimate.  (The rule's node and error methods are mpmath's, not public API:
+    ``tests/test_geometry_oracle.py`` checks the equality with ``mp.quad``.)
+
+    Raises
+    ------
+    ValueError
+        ``pts`` has no piece of positive length.
+    """
     ctx = mp.mp
     rule = ctx._tanh_sinh
     prec = ctx.prec
@@ -395,7 +402,7 @@ def _joint_tanh_sinh(f, pts: Sequence, n_main: int) -> list[tuple[Any, Any]]:
     finally:
         ctx.prec = prec
     if total is None:
-        return [(ctx.zero, ctx.zero)] * n_main
+        raise ValueError(f"pts: no piece of positive length in {pts!r}")
     return [(+I, E) for I, E in total]
 
 
