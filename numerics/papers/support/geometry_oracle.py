@@ -261,27 +261,45 @@ def region_slices(spec: tuple, x) -> list[tuple[Any, Any]]:
     return _slices(spec, x)
 
 
-def _slices(spec: tuple, x) -> list[tuple[Any, Any]]:
-    """:func:`region_slices` of a validated spec (the quadrature's inner loop)."""
+def _slice_numbers(spec: tuple) -> tuple[float, ...]:
+    """The numbers :func:`_slices` uses, formed in float64 from a validated spec: the lens ``(s_x, s_y)``, a disk
+    ``(c_x, c_y, R, R*R)``, a crescent ``(c_x, c_y, R, R*R, R_in, R_in*R_in, c_x + offset)`` (the products and
+    the inner centre rounded in float64 whatever the type of the abscissa)."""
+    if spec[0] == "lens":
+        return spec[1], spec[2]
+    cx, cy, R = spec[1], spec[2], spec[3]
+    if spec[0] == "disk":
+        return cx, cy, R, R * R
+    r, off = spec[4], spec[5]
+    return cx, cy, R, R * R, r, r * r, cx + off
+
+
+def _slices(spec: tuple, x, nums: tuple | None = None) -> list[tuple[Any, Any]]:
+    """:func:`region_slices` of a validated spec (the quadrature's inner loop); ``nums``: its
+    :func:`_slice_numbers`, possibly converted to mpf once (exactly: the same slices, without a float
+    conversion per operation)."""
     use_mp = isinstance(x, mp.mpf)
     sq = _sqrt_pos if use_mp else (lambda a: math.sqrt(a) if a > 0 else 0.0)
+    if nums is None:
+        nums = _slice_numbers(spec)
     if spec[0] == "lens":
-        u = x - spec[1]
+        u = x - nums[0]
         if u < -3 or u > -1:
             return []
         g = (u + 3) ** 2 * (u + 1) ** 2 / 2
-        return [(spec[2] - g, spec[2] + g)]
-    cx, cy, R = spec[1], spec[2], spec[3]
-    if abs(x - cx) > R:
+        return [(nums[1] - g, nums[1] + g)]
+    cx, cy, R, R2 = nums[:4]
+    d0 = x - cx
+    if abs(d0) > R:
         return []
-    h0 = sq(R * R - (x - cx) ** 2)
+    h0 = sq(R2 - d0 ** 2)
     if spec[0] == "disk":
         return [(cy - h0, cy + h0)]
-    r, off = spec[4], spec[5]
-    dx = x - (cx + off)
+    r, r2, cx2 = nums[4:]
+    dx = x - cx2
     if abs(dx) >= r:
         return [(cy - h0, cy + h0)]
-    h1 = sq(r * r - dx * dx)
+    h1 = sq(r2 - dx * dx)
     if h1 >= h0:
         return []
     return [(cy - h0, cy - h1), (cy + h1, cy + h0)]
@@ -437,6 +455,7 @@ def _region_integrals(spec: tuple, v1: float, v2: float, t: float, dps: int):
         with mp.extraprec(20):
             rs = lam / (sig * mp.sqrt(2))
             o1, o2 = V1 / (sig * mp.sqrt(2)), V2 / (sig * mp.sqrt(2))
+        nums = tuple(mp.mpf(q) for q in _slice_numbers(spec))
         cache: dict = {}
         emax = [0.0]
 
@@ -449,7 +468,7 @@ def _region_integrals(spec: tuple, v1: float, v2: float, t: float, dps: int):
             s0 = sy = sa = mp.mpf(0)
             fu = float(u2) ** 2
             e = fu
-            for lo, hi in _slices(spec, x):
+            for lo, hi in _slices(spec, x, nums):
                 a, b = rs * lo - o2, rs * hi - o2                # alpha / sqrt2, beta / sqrt2
                 s0 += _dPhi(a, b)
                 pa, pb = mp.exp(-a * a), mp.exp(-b * b)          # sqrt(2 pi) phi(alpha), sqrt(2 pi) phi(beta)
