@@ -171,3 +171,61 @@ def test_claim_body_runs_and_a_control_flags():
     bug = G.geometry_measurements(Context("support.test_geometry", dict(params), "quick", 0, "bite_flipped", ctl))
     flagged = {m.name for m in bug if not passes(m)}
     assert {m.name for m in bug if "density" in m.name or "distance to the union" in m.name} <= flagged
+
+
+def test_joint_tanh_sinh_is_mp_quad_bit_for_bit():
+    """The shared-node quadrature of the oracle returns, for each main component, exactly mp.quad's value and
+    error estimate (same nodes, level sums and stopping rule), on pieces with square-root endpoints and a
+    component that converges later than the others; the extra component is close to its own mp.quad."""
+    import mpmath as mp
+
+    comps = (lambda x: mp.sqrt(1 - x * x) * mp.exp(-3 * x),
+             lambda x: x * mp.erfc(x) * mp.sqrt(mp.mpf(2) - x),
+             lambda x: mp.cos(40 * x) ** 2,
+             lambda x: mp.exp(x))
+    with mp.workdps(24):
+        pts = [mp.mpf(-1), mp.mpf(0.25), mp.mpf(1)]
+        got = G._joint_tanh_sinh(lambda x: tuple(c(x) for c in comps), pts, 3)
+        for (val, err), c in zip(got[:3], comps):
+            ref, ref_err = mp.quad(c, pts, error=True)
+            assert val == ref and err == ref_err
+        ref, _ = mp.quad(comps[3], pts, error=True)
+        assert abs(got[3][0] - ref) <= got[3][1] + mp.mpf(10) ** -20
+        with pytest.raises(ValueError, match="^pts:"):
+            G._joint_tanh_sinh(lambda x: (x,), [mp.mpf(1), mp.mpf(1)], 1)
+
+
+_CASES = [(("crescent", 2.0, 2.0, 1.5, 1.0, 0.8), (3.0, 2.0), 0.01),     # in the bite, small t
+          (("crescent", -2.0, 3.0, 1.5, 1.0, -0.8), (-0.5, 2.5), 0.1),
+          (("lens", 0.0, 0.0), (-0.95, 0.0), 0.1),                       # near the lens tip
+          (("disk", -1.0, -3.0, 0.8), (2.0, 1.0), 1.0)]                   # far from the disk
+
+
+@pytest.mark.parametrize("spec, p, t", _CASES)
+def test_region_integrals_within_their_bound_of_a_45_digit_run(spec, p, t):
+    """The three x-integrals at the default 24 digits agree with a 45-digit run within their stated error
+    bound (the 45-digit run's own bound is at least 1000 times smaller), and the bound is not vacuous: below 1e-18
+    relative to the integral's magnitude scale."""
+    lam = math.exp(-t)
+    v = (lam * p[0], lam * p[1])
+    lo = G._region_integrals(spec, *v, t, 24)
+    hi = G._region_integrals(spec, *v, t, 45)
+    for i in range(3):
+        assert abs(lo[i] - hi[i]) <= lo[3 + i] + hi[3 + i]
+        assert hi[3 + i] < 1e-3 * lo[3 + i]
+    assert lo[3] < 1e-18 * abs(lo[0])
+
+
+def test_a_wrong_integrand_is_caught_by_the_45_digit_comparison(monkeypatch):
+    """The comparison above has power far below float64 resolution: an integrand off by one part in 1e15
+    (Phi(beta) - Phi(alpha) scaled by 1 + 1e-15) misses the 45-digit value by far more than the bound."""
+    import mpmath as mp
+
+    spec, p, t = _CASES[0]
+    lam = math.exp(-t)
+    v = (lam * p[0], lam * p[1])
+    hi = G._region_integrals(spec, *v, t, 45)
+    right = G._dPhi
+    monkeypatch.setattr(G, "_dPhi", lambda a, b: right(a, b) * (1 + mp.mpf(10) ** -15))
+    bad = G._region_integrals.__wrapped__(spec, *v, t, 24)
+    assert abs(bad[0] - hi[0]) > 1e3 * (bad[3] + hi[3])

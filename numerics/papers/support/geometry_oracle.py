@@ -49,7 +49,9 @@ Errors
   at :math:`x^*` and :math:`x^* \pm 2\tau` (:math:`\tau = \sigma/\lambda`, :math:`x^*` the abscissa of the
   nearest point of the region to :math:`v/\lambda`); on each piece tanh-sinh handles the square-root
   endpoint behaviour.  The integrands are scaled by their peak on a pilot set first (mpmath's stopping rule
-  is absolute).  mpmath's error estimate of every integral (``error=True``) plus a working-precision term
+  is absolute).  The value and its two gradient integrands are integrated together at shared nodes
+  (:func:`_joint_tanh_sinh`: for each of the three exactly ``mp.quad``'s nodes, level sums, stopping rule and
+  error estimate, each node evaluated once).  mpmath's error estimate of every integral plus a working-precision term
   :math:`10^{3-\mathrm{dps}}(1 + E)\int|f|` (``E`` the largest exponent met; see :func:`_region_integrals`)
   is propagated to first order into the error bound of each returned quantity (:class:`OracleValues`),
   with the final rounding to float64 (:math:`u|\cdot|`).  Checked against 45-digit runs: the bound held
@@ -259,27 +261,45 @@ def region_slices(spec: tuple, x) -> list[tuple[Any, Any]]:
     return _slices(spec, x)
 
 
-def _slices(spec: tuple, x) -> list[tuple[Any, Any]]:
-    """:func:`region_slices` of a validated spec (the quadrature's inner loop)."""
+def _slice_numbers(spec: tuple) -> tuple[float, ...]:
+    """The numbers :func:`_slices` uses, formed in float64 from a validated spec: the lens ``(s_x, s_y)``, a disk
+    ``(c_x, c_y, R, R*R)``, a crescent ``(c_x, c_y, R, R*R, R_in, R_in*R_in, c_x + offset)`` (the products and
+    the inner centre rounded in float64 whatever the type of the abscissa)."""
+    if spec[0] == "lens":
+        return spec[1], spec[2]
+    cx, cy, R = spec[1], spec[2], spec[3]
+    if spec[0] == "disk":
+        return cx, cy, R, R * R
+    r, off = spec[4], spec[5]
+    return cx, cy, R, R * R, r, r * r, cx + off
+
+
+def _slices(spec: tuple, x, nums: tuple | None = None) -> list[tuple[Any, Any]]:
+    """:func:`region_slices` of a validated spec (the quadrature's inner loop); ``nums``: its
+    :func:`_slice_numbers`, possibly converted to mpf once (exactly: the same slices, without a float
+    conversion per operation)."""
     use_mp = isinstance(x, mp.mpf)
     sq = _sqrt_pos if use_mp else (lambda a: math.sqrt(a) if a > 0 else 0.0)
+    if nums is None:
+        nums = _slice_numbers(spec)
     if spec[0] == "lens":
-        u = x - spec[1]
+        u = x - nums[0]
         if u < -3 or u > -1:
             return []
         g = (u + 3) ** 2 * (u + 1) ** 2 / 2
-        return [(spec[2] - g, spec[2] + g)]
-    cx, cy, R = spec[1], spec[2], spec[3]
-    if abs(x - cx) > R:
+        return [(nums[1] - g, nums[1] + g)]
+    cx, cy, R, R2 = nums[:4]
+    d0 = x - cx
+    if abs(d0) > R:
         return []
-    h0 = sq(R * R - (x - cx) ** 2)
+    h0 = sq(R2 - d0 ** 2)
     if spec[0] == "disk":
         return [(cy - h0, cy + h0)]
-    r, off = spec[4], spec[5]
-    dx = x - (cx + off)
+    r, r2, cx2 = nums[4:]
+    dx = x - cx2
     if abs(dx) >= r:
         return [(cy - h0, cy + h0)]
-    h1 = sq(r * r - dx * dx)
+    h1 = sq(r2 - dx * dx)
     if h1 >= h0:
         return []
     return [(cy - h0, cy - h1), (cy + h1, cy + h0)]
@@ -314,13 +334,15 @@ def oracle_area(spec: Any, dps: int = DEFAULT_DPS) -> tuple[float, float]:
 
 # ==================================================================================================== densities
 def _dPhi(a, b):
-    r""":math:`\Phi(b) - \Phi(a)` for :math:`a \le b`, from ``erfc`` on the side without cancellation."""
-    s = mp.sqrt(2)
+    r""":math:`\Phi(\sqrt2\,b) - \Phi(\sqrt2\,a)` for :math:`a \le b` (arguments already divided by
+    :math:`\sqrt2`), from ``erfc`` on the side without cancellation:
+    :math:`\tfrac12(\mathrm{erfc}(a) - \mathrm{erfc}(b))` for :math:`a \ge 0`, its mirror for :math:`b \le 0`,
+    else :math:`1 - \tfrac12(\mathrm{erfc}(b) + \mathrm{erfc}(-a))`."""
     if a >= 0:
-        return (mp.erfc(a / s) - mp.erfc(b / s)) / 2
+        return (mp.erfc(a) - mp.erfc(b)) / 2
     if b <= 0:
-        return (mp.erfc(-b / s) - mp.erfc(-a / s)) / 2
-    return 1 - (mp.erfc(b / s) + mp.erfc(-a / s)) / 2
+        return (mp.erfc(-b) - mp.erfc(-a)) / 2
+    return 1 - (mp.erfc(b) + mp.erfc(-a)) / 2
 
 
 def _nearest_abscissa(spec: tuple, mu: np.ndarray) -> float:
@@ -336,6 +358,72 @@ def _nearest_abscissa(spec: tuple, mu: np.ndarray) -> float:
 KERNEL_SPLITS: tuple[float, ...] = (2.0,)
 
 
+def _joint_tanh_sinh(f, pts: Sequence, n_main: int) -> list[tuple[Any, Any]]:
+    r"""``[(integral, error estimate), ...]`` of the components of the tuple-valued ``f`` over the pieces
+    between ``pts``, by mpmath's tanh-sinh rule with mpmath's own stopping rule per component, all components
+    sharing the evaluations of ``f`` at the nodes.
+
+    This is :func:`mpmath.quad` (``error=True``) applied to each of the first ``n_main`` components, step for
+    step: the same nodes (``mp.mp._tanh_sinh.get_nodes``, cached per interval, degree and precision), the same
+    working precision (``prec + 20`` bits), the same level sums
+    :math:`S_m = h_m\,(S_{m-1}/(2h_m) + \sum_{\text{new nodes}} w_i f(x_i))`, :math:`h_m = 2^{-m}`, the same
+    error estimate from the level differences (``estimate_error``) and stopping rule (estimate at most
+    ``mp.eps / 8``, at most ``guess_degree(prec)`` levels), per piece and per component; the values
+    and estimates are therefore those of ``mp.quad`` applied to each component alone, bit for bit.
+    Where ``mp.quad`` would evaluate the component functions once each, this evaluates the node once.
+    The remaining components (the majorants of :func:`_region_integrals`, which only need a few correct digits)
+    are summed on the same levels and taken at the level where the last main component stopped, with their
+    own level-difference estimate.  (The rule's node and error methods are mpmath's, not public API:
+    ``tests/test_geometry_oracle.py`` checks the equality with ``mp.quad``.)
+
+    Raises
+    ------
+    ValueError
+        ``pts`` has no piece of positive length.
+    """
+    ctx = mp.mp
+    rule = ctx._tanh_sinh
+    prec = ctx.prec
+    epsilon = ctx.eps / 8
+    max_degree = rule.guess_degree(prec)
+    total = None
+    try:
+        ctx.prec += 20
+        for a, b in zip(pts[:-1], pts[1:]):
+            if a == b:
+                continue
+            res: list[list] = []
+            stop: list = []
+            err = []
+            for degree in range(1, max_degree + 1):
+                nodes = rule.get_nodes(a, b, degree, prec)
+                vals = [f(x) for x, _ in nodes]
+                if not res:
+                    res = [[] for _ in vals[0]]
+                    stop = [None] * len(res)
+                    err = [ctx.zero] * len(res)
+                h = ctx.mpf(2) ** (-degree)
+                for i, r in enumerate(res):
+                    if stop[i] is not None:
+                        continue
+                    S = r[-1] / (h * 2) if r else ctx.zero
+                    S += ctx.fdot((w, v[i]) for (_, w), v in zip(nodes, vals))
+                    r.append(h * S)
+                    if degree > 1:
+                        err[i] = rule.estimate_error(r, prec, epsilon)
+                        if i < n_main and err[i] <= epsilon:
+                            stop[i] = degree
+                if all(s is not None for s in stop[:n_main]):
+                    break
+            piece = [(r[-1], e) for r, e in zip(res, err)]
+            total = piece if total is None else [(I + p, E + q) for (I, E), (p, q) in zip(total, piece)]
+    finally:
+        ctx.prec = prec
+    if total is None:
+        raise ValueError(f"pts: no piece of positive length in {pts!r}")
+    return [(+I, E) for I, E in total]
+
+
 @lru_cache(maxsize=20000)
 def _region_integrals(spec: tuple, v1: float, v2: float, t: float, dps: int):
     r"""``(I0, I1, I2, e0, e1, e2)`` (mpf): the three x-integrals of the module docstring (without the
@@ -344,6 +432,8 @@ def _region_integrals(spec: tuple, v1: float, v2: float, t: float, dps: int):
     mpmath's tanh-sinh stops on an *absolute* error below :math:`2^{4 - \mathrm{prec}}`, so the integrands are
     divided by their largest value on a pilot set of abscissae (the split points' midpoints and the
     nearest abscissa) before integrating: the stopping rule is then relative to the integrand's peak.
+    The three integrals and the two majorants below are integrated together (:func:`_joint_tanh_sinh`: each
+    of the three exactly as ``mp.quad`` would alone, the majorants on the same levels).
     Error bound of integral ``i``: mpmath's estimate plus the working-precision term
     :math:`\varepsilon_p \int |f_i|`, with :math:`\varepsilon_p = 10^{3-\mathrm{dps}}(1 + E)` and ``E`` the
     largest exponent met at a node (:math:`u^2/2` plus :math:`\max(\alpha^2, \beta^2)/2`): an exponent computed
@@ -351,8 +441,8 @@ def _region_integrals(spec: tuple, v1: float, v2: float, t: float, dps: int):
     factor 100 covers the few operations per node and the loss of the difference of two ``erfc`` on the thin
     slices (relative to the integrand level around them).  The smooth majorants
     :math:`\int k\,\frac{1 + u^2}{2\sigma}\,s_0 \ge \int |f_1|` (:math:`|u| \le (1 + u^2)/2`, no kink at
-    :math:`u = 0`) and :math:`\int k\,\sum_j(\phi(\alpha_j) + \phi(\beta_j))/\sigma \ge \int |f_2|` are integrated
-    on the same nodes."""
+    :math:`u = 0`) and :math:`\int k\,\sum_j(\phi(\alpha_j) + \phi(\beta_j))/\sigma \ge \int |f_2|` are summed
+    on the same nodes, and their own level-difference estimate is added to them."""
     with mp.workdps(dps):
         T = mp.mpf(t)
         lam = mp.exp(-T)
@@ -361,29 +451,33 @@ def _region_integrals(spec: tuple, v1: float, v2: float, t: float, dps: int):
         V1, V2 = mp.mpf(v1), mp.mpf(v2)
         rt2pi = mp.sqrt(2 * mp.pi)
         c0 = 1 / (sig * rt2pi)
+        # per node, with r = lambda / (sqrt2 sigma): u/sqrt2 = r x - v1/(sqrt2 sigma), alpha/sqrt2 = r l - ...
+        with mp.extraprec(20):
+            rs = lam / (sig * mp.sqrt(2))
+            o1, o2 = V1 / (sig * mp.sqrt(2)), V2 / (sig * mp.sqrt(2))
+        nums = tuple(mp.mpf(q) for q in _slice_numbers(spec))
         cache: dict = {}
         emax = [0.0]
 
         def parts(x):
             hit = cache.get(x)
-            if hit is None:
-                u = (lam * x - V1) / sig
-                k = c0 * mp.exp(-u * u / 2)
-                s0 = mp.mpf(0)
-                sy = mp.mpf(0)
-                sa = mp.mpf(0)
-                e = float(u * u / 2)
-                for lo, hi in _slices(spec, x):
-                    a, b = (lam * lo - V2) / sig, (lam * hi - V2) / sig
-                    s0 += _dPhi(a, b)
-                    pa, pb = mp.exp(-a * a / 2) / rt2pi, mp.exp(-b * b / 2) / rt2pi
-                    sy += pb - pa
-                    sa += pa + pb
-                    e = max(e, float(u * u / 2 + max(a * a, b * b) / 2))
-                emax[0] = max(emax[0], e)
-                hit = (k, u, s0, sy, sa)
-                cache[x] = hit
-            return hit
+            if hit is not None:         # the pilot's midpoints are the degree-1 nodes of their pieces
+                return hit
+            u2 = rs * x - o1                                    # u / sqrt2
+            k = c0 * mp.exp(-u2 * u2)
+            s0 = sy = sa = mp.mpf(0)
+            fu = float(u2) ** 2
+            e = fu
+            for lo, hi in _slices(spec, x, nums):
+                a, b = rs * lo - o2, rs * hi - o2                # alpha / sqrt2, beta / sqrt2
+                s0 += _dPhi(a, b)
+                pa, pb = mp.exp(-a * a), mp.exp(-b * b)          # sqrt(2 pi) phi(alpha), sqrt(2 pi) phi(beta)
+                sy += pb - pa
+                sa += pa + pb
+                e = max(e, fu + max(float(a) ** 2, float(b) ** 2))
+            emax[0] = max(emax[0], e)
+            cache[x] = (k, u2, s0, sy / rt2pi, sa / rt2pi)
+            return cache[x]
 
         br = region_breaks(spec)
         xs = _nearest_abscissa(spec, np.array([v1, v2]) / math.exp(-t))
@@ -391,17 +485,23 @@ def _region_integrals(spec: tuple, v1: float, v2: float, t: float, dps: int):
         extra = [xs + s * m * ftau for s in (-1, 1) for m in KERNEL_SPLITS] + [xs]
         pts = [mp.mpf(p) for p in sorted({*br, *(e for e in extra if br[0] < e < br[-1])})]
         pilot = [(a + b) / 2 for a, b in zip(pts[:-1], pts[1:])] + [mp.mpf(xs)]
-        scale = max(parts(x)[0] * parts(x)[2] for x in pilot)
+        scale = max((lambda q: q[0] * q[2])(parts(x)) for x in pilot)
         if not scale > 0:
             raise ValueError(f"v: the oracle's integrand vanished on its pilot set at v={[v1, v2]}, t={t!r}")
-        fs = (lambda x: (lambda k, u, s0, sy, sa: k * s0 / scale)(*parts(x)),  # noqa: E731
-              lambda x: (lambda k, u, s0, sy, sa: k * u / sig * s0 / scale)(*parts(x)),  # noqa: E731
-              lambda x: (lambda k, u, s0, sy, sa: -k * sy / sig / scale)(*parts(x)),  # noqa: E731
-              lambda x: (lambda k, u, s0, sy, sa: k * (1 + u * u) / (2 * sig) * s0 / scale)(*parts(x)),  # noqa: E731
-              lambda x: (lambda k, u, s0, sy, sa: k * sa / sig / scale)(*parts(x)))  # noqa: E731
-        res = [mp.quad(f, pts, error=True) for f in fs]
+
+        with mp.extraprec(20):
+            c0s, c1s = 1 / scale, 1 / (sig * scale)
+            c2s = c1s * mp.sqrt(2)
+        half = mp.mpf(0.5)
+
+        def fs(x):
+            k, u2, s0, sy, sa = parts(x)                        # f_1 = k u/sigma s0, u = sqrt2 u2
+            ks0 = k * s0
+            return (ks0 * c0s, ks0 * u2 * c2s, -k * sy * c1s, ks0 * (half + u2 * u2) * c1s, k * sa * c1s)
+
+        res = _joint_tanh_sinh(fs, pts, 3)
         eps_p = mp.mpf(10) ** (3 - dps) * (1 + emax[0])
-        absint = (res[0][0], res[3][0], res[4][0])
+        absint = (res[0][0], res[3][0] + abs(res[3][1]), res[4][0] + abs(res[4][1]))
         vals = tuple(r[0] * scale for r in res[:3])
         errs = tuple((abs(r[1]) + eps_p * a) * scale for r, a in zip(res[:3], absint))
         return vals + errs
