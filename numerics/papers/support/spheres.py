@@ -227,6 +227,28 @@ def log_bessel_scaled(nu: float, z) -> np.ndarray:
     return out.reshape(z.shape)
 
 
+@numba.njit(cache=True)
+def _score_kernel(x: np.ndarray, m: int, s2: float, c: float, f: np.ndarray) -> np.ndarray:
+    """``out = -x / s2``, then ``out[:, :m] += (c f)[:, None] x[:, :m]``, in one pass over ``x`` with the same float64
+    operations per entry as that NumPy form (:func:`_score_numpy`), so bit-identical to it."""
+    n, d = x.shape
+    out = np.empty_like(x)
+    for i in range(n):
+        g = c * f[i]
+        for j in range(m):
+            out[i, j] = -x[i, j] / s2 + g * x[i, j]
+        for j in range(m, d):
+            out[i, j] = -x[i, j] / s2
+    return out
+
+
+def _score_numpy(x: np.ndarray, m: int, s2: float, c: float, f: np.ndarray) -> np.ndarray:
+    """The former NumPy form of :func:`_score_kernel` (the reference the tests compare the kernel with)."""
+    out = -x / s2
+    out[:, :m] += c * f[:, None] * x[:, :m]
+    return out
+
+
 class SphereTarget:
     r"""The uniform law on the round sphere :math:`\{|x_\parallel| = R, x_\perp = 0\}\cong S^k` in :math:`\mathbb R^d`
     (:math:`x_\parallel` the first k + 1 coordinates), with exact OU-noised score and denoiser; a
@@ -305,11 +327,9 @@ class SphereTarget:
         return out
 
     def score(self, x, t: float) -> np.ndarray:
-        r""":math:`\nabla\log p_t(x) = (\lambda D - x)/\sigma^2`."""
+        r""":math:`\nabla\log p_t(x) = (\lambda D - x)/\sigma^2` (one compiled pass, :func:`_score_kernel`)."""
         x, rho, lam, s2, z = self._z(x, t)
-        out = -x / s2
-        out[:, : self.k + 1] += (lam / s2) * self._factor(rho, lam, s2, z)[:, None] * x[:, : self.k + 1]
-        return out
+        return _score_kernel(x, self.k + 1, s2, lam / s2, self._factor(rho, lam, s2, z))
 
     def log_density(self, x, t: float) -> np.ndarray:
         r""":math:`\log p_t(x)` (normalised; module docstring)."""
@@ -428,23 +448,41 @@ def _radial_recursion(method: str, grid: np.ndarray, rho: np.ndarray, R: float, 
     return rho, err
 
 
-def _buggy(tg: SphereTarget, grid: np.ndarray, bug: str | None):
-    """The stated target or a realistic bug of it (see :data:`CONTROLS`)."""
-    from numerics.target import ScoreModel
+class _BuggySphere(SphereTarget):
+    r"""The stated :class:`SphereTarget` with one bug of :data:`CONTROLS` in its score, and the denoiser by Tweedie
+    from that score, :math:`(x + \sigma_t^2 s)/\alpha_t`, exactly as :class:`numerics.target.ScoreModel` makes it
+    (same float64 operations; the claim formerly wrapped these scores in ScoreModel lambdas)."""
 
+    def __init__(self, tg: SphereTarget, bug: str, grid: np.ndarray) -> None:
+        super().__init__(tg.k, tg.d, tg.R)
+        self.nu = tg.nu
+        self.bug = check_choice(bug, "bug", ("alpha_dropped", "score_step_late", "float32_score"))
+        self._next = {float(t): float(s) for t, s in zip(grid[:-1], grid[1:])}
+
+    def score(self, x, t: float) -> np.ndarray:
+        """The buggy score (:data:`CONTROLS`)."""
+        if self.bug == "alpha_dropped":
+            return (super().denoiser(x, t) - x) / -math.expm1(-2 * t)
+        if self.bug == "score_step_late":
+            return super().score(x, self._next.get(t, t))
+        return super().score(x, t).astype(np.float32).astype(np.float64)
+
+    def denoiser(self, x, t: float) -> np.ndarray:
+        r"""Tweedie's :math:`(x + \sigma_t^2 s)/\alpha_t` from the buggy score."""
+        a, s2 = alpha_sigma2(check_time(t))
+        return (x + s2 * self.score(x, t)) / a
+
+
+def _buggy(tg: SphereTarget, grid: np.ndarray, bug: str | None) -> SphereTarget:
+    """The stated target or a realistic bug of it (see :data:`CONTROLS`)."""
     if bug is None:
         return tg
     if bug == "bessel_order":
         bad = SphereTarget(tg.k, tg.d, tg.R)
         bad.nu = tg.k / 2.0
         return bad
-    if bug == "alpha_dropped":
-        return ScoreModel(lambda x, t: (tg.denoiser(x, t) - x) / -math.expm1(-2 * t), tg.d, n_classes=1)
-    if bug == "score_step_late":
-        nxt = {float(t): float(s) for t, s in zip(grid[:-1], grid[1:])}
-        return ScoreModel(lambda x, t: tg.score(x, nxt.get(t, t)), tg.d, n_classes=1)
-    if bug == "float32_score":
-        return ScoreModel(lambda x, t: tg.score(x, t).astype(np.float32).astype(np.float64), tg.d, n_classes=1)
+    if bug in ("alpha_dropped", "score_step_late", "float32_score"):
+        return _BuggySphere(tg, bug, grid)
     raise ValueError(f"bug: unknown {bug!r}")
 
 
