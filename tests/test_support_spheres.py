@@ -228,19 +228,6 @@ def test_recurrence_kernel_is_the_numpy_recurrence(nu):
     assert got[0] == pytest.approx(1 / (2 * nu + 2), rel=4 * U)  # and it is the ratio, not just a copy
 
 
-@pytest.mark.parametrize("m,d", [(2, 2), (2, 16), (3, 256)])
-def test_score_kernel_is_the_numpy_form(m, d):
-    """SphereTarget's one-pass score kernel equals -x/s2 with the parallel block added, bit for bit (zeros and
-    large entries included)."""
-    from numerics.papers.support.spheres import _score_kernel, _score_numpy
-
-    x = np.random.default_rng(d).standard_normal((64, d)) * np.geomspace(1e-3, 1e3, 64)[:, None]
-    x[0] = 0.0
-    f = np.random.default_rng(m).uniform(0.1, 3.0, 64)
-    got, ref = _score_kernel(x, m, 2.5e-5, 1.7e4, f), _score_numpy(x, m, 2.5e-5, 1.7e4, f)
-    assert np.array_equal(got, ref) and not np.array_equal(got[:, :m], -x[:, :m] / 2.5e-5)
-
-
 def _old_control(tg, grid, bug):
     """The controls as the claim built them before: ScoreModel lambdas around the stated target."""
     from numerics.target import ScoreModel

@@ -227,28 +227,6 @@ def log_bessel_scaled(nu: float, z) -> np.ndarray:
     return out.reshape(z.shape)
 
 
-@numba.njit(cache=True)
-def _score_kernel(x: np.ndarray, m: int, s2: float, c: float, f: np.ndarray) -> np.ndarray:
-    """``out = -x / s2``, then ``out[:, :m] += (c f)[:, None] x[:, :m]``, in one pass over ``x`` with the same float64
-    operations per entry as that NumPy form (:func:`_score_numpy`), so bit-identical to it."""
-    n, d = x.shape
-    out = np.empty_like(x)
-    for i in range(n):
-        g = c * f[i]
-        for j in range(m):
-            out[i, j] = -x[i, j] / s2 + g * x[i, j]
-        for j in range(m, d):
-            out[i, j] = -x[i, j] / s2
-    return out
-
-
-def _score_numpy(x: np.ndarray, m: int, s2: float, c: float, f: np.ndarray) -> np.ndarray:
-    """The former NumPy form of :func:`_score_kernel` (the reference the tests compare the kernel with)."""
-    out = -x / s2
-    out[:, :m] += c * f[:, None] * x[:, :m]
-    return out
-
-
 class SphereTarget:
     r"""The uniform law on the round sphere :math:`\{|x_\parallel| = R, x_\perp = 0\}\cong S^k` in :math:`\mathbb R^d`
     (:math:`x_\parallel` the first k + 1 coordinates), with exact OU-noised score and denoiser; a
@@ -327,9 +305,11 @@ class SphereTarget:
         return out
 
     def score(self, x, t: float) -> np.ndarray:
-        r""":math:`\nabla\log p_t(x) = (\lambda D - x)/\sigma^2` (one compiled pass, :func:`_score_kernel`)."""
+        r""":math:`\nabla\log p_t(x) = (\lambda D - x)/\sigma^2`."""
         x, rho, lam, s2, z = self._z(x, t)
-        return _score_kernel(x, self.k + 1, s2, lam / s2, self._factor(rho, lam, s2, z))
+        out = -x / s2
+        out[:, : self.k + 1] += (lam / s2) * self._factor(rho, lam, s2, z)[:, None] * x[:, : self.k + 1]
+        return out
 
     def log_density(self, x, t: float) -> np.ndarray:
         r""":math:`\log p_t(x)` (normalised; module docstring)."""
