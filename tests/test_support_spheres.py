@@ -228,6 +228,19 @@ def test_recurrence_kernel_is_the_numpy_recurrence(nu):
     assert got[0] == pytest.approx(1 / (2 * nu + 2), rel=4 * U)  # and it is the ratio, not just a copy
 
 
+def test_score_is_the_former_numpy_form():
+    """The score's x / -s2 is the former (-x) / s2 bit for bit, off the span and on it."""
+    tg = SphereTarget(2, 64)
+    x = np.random.default_rng(4).standard_normal((80, 64)) * np.geomspace(1e-3, 1e3, 80)[:, None]
+    x[0] = 0.0
+    for t in (1e-6, 0.01, 0.7, 5.0):
+        x_, rho, lam, s2, z = tg._z(x, t)
+        ref = -x / s2
+        ref[:, :3] += (lam / s2) * tg._factor(rho, lam, s2, z)[:, None] * x[:, :3]
+        assert np.array_equal(tg.score(x, t), ref)
+        assert np.array_equal(np.signbit(tg.score(x, t)), np.signbit(ref))
+
+
 def _old_control(tg, grid, bug):
     """The controls as the claim built them before: ScoreModel lambdas around the stated target."""
     from numerics.target import ScoreModel
