@@ -130,7 +130,7 @@ def _recurrence_kernel(nu: float, zs: np.ndarray, depth: int, a2: float) -> np.n
 def _ratio_over_z_small(nu: float, zs: np.ndarray) -> np.ndarray:
     r"""The backward recurrence of :func:`bessel_ratio_over_z` (branch :math:`z\le\nu + 1`): :math:`s_\mu` at
     :math:`\mu = \nu + 64` from Amos's bound :math:`1/(\mu + \tfrac12 + \sqrt{(\mu+\tfrac12)^2 + z^2})`, then
-    :math:`s_{\mu-1} = 1/(2\mu + z^2 s_\mu)` down to :math:`s_\nu` (compiled, one element at a time)."""
+    :math:`s_{\mu-1} = 1/(2\mu + z^2 s_\mu)` down to :math:`s_\nu` (compiled: :func:`_recurrence_kernel`)."""
     mu = nu + _DEPTH
     return _recurrence_kernel(float(nu), np.ascontiguousarray(zs, dtype=np.float64), _DEPTH, (mu + 0.5) ** 2)
 
