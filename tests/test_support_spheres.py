@@ -213,3 +213,79 @@ def test_bad_call_arguments():
         bessel_ratio(0.5, [1.0, float("nan")])
     with pytest.raises(ValueError, match="^method:"):
         radial_recursion("ddpm", np.array([1.0, 0.5]), np.ones(2), 1.0, 0.0, 1)
+
+
+# ------------------------------------------------------------------ compiled kernels against their NumPy forms
+@pytest.mark.parametrize("nu", [0.0, 0.5, 1.0, 7.5, 63.5, 128.0])
+def test_recurrence_kernel_is_the_numpy_recurrence(nu):
+    """The compiled backward recurrence of bessel_ratio_over_z equals the former NumPy loop bit for bit."""
+    from numerics.papers.support.spheres import _ratio_over_z_small, _ratio_over_z_small_numpy
+
+    z = np.concatenate([[0.0, 1e-300, 1e-20, 1e-8, nu + 1.0],
+                        np.random.default_rng(int(2 * nu)).uniform(0.0, nu + 1.0, 2000)])
+    got, ref = _ratio_over_z_small(nu, z), _ratio_over_z_small_numpy(nu, z)
+    assert got.dtype == np.float64 and np.array_equal(got, ref)
+    assert got[0] == pytest.approx(1 / (2 * nu + 2), rel=4 * U)  # and it is the ratio, not just a copy
+
+
+def test_score_is_the_former_numpy_form():
+    """The score's x / -s2 is the former (-x) / s2 bit for bit, off the span and on it."""
+    tg = SphereTarget(2, 64)
+    x = np.random.default_rng(4).standard_normal((80, 64)) * np.geomspace(1e-3, 1e3, 80)[:, None]
+    x[0] = 0.0
+    for t in (1e-6, 0.01, 0.7, 5.0):
+        x_, rho, lam, s2, z = tg._z(x, t)
+        ref = -x / s2
+        ref[:, :3] += (lam / s2) * tg._factor(rho, lam, s2, z)[:, None] * x[:, :3]
+        assert np.array_equal(tg.score(x, t), ref)
+        assert np.array_equal(np.signbit(tg.score(x, t)), np.signbit(ref))
+
+
+def _old_control(tg, grid, bug):
+    """The controls as the claim built them before: ScoreModel lambdas around the stated target."""
+    from numerics.target import ScoreModel
+
+    if bug == "alpha_dropped":
+        return ScoreModel(lambda x, t: (tg.denoiser(x, t) - x) / -math.expm1(-2 * t), tg.d, n_classes=1)
+    if bug == "score_step_late":
+        nxt = {float(t): float(s) for t, s in zip(grid[:-1], grid[1:])}
+        return ScoreModel(lambda x, t: tg.score(x, nxt.get(t, t)), tg.d, n_classes=1)
+    return ScoreModel(lambda x, t: tg.score(x, t).astype(np.float32).astype(np.float64), tg.d, n_classes=1)
+
+
+@pytest.mark.parametrize("bug", ["alpha_dropped", "score_step_late", "float32_score"])
+def test_control_targets_are_the_score_model_controls(bug):
+    """The SphereTarget subclass of a score control gives the ScoreModel lambda's score and Tweedie denoiser bit for
+    bit, and so the same samples, for a score and a denoiser method; and it differs from the stated target."""
+    from numerics.papers.support.spheres import _buggy
+
+    tg = SphereTarget(2, 16)
+    grid = time_grid("geometric", T=5.0, delta=1e-3, kappa=0.1)
+    new, old = _buggy(tg, grid, bug), _old_control(tg, grid, bug)
+    x = np.random.default_rng(3).standard_normal((40, 16))
+    for t in map(float, grid[[0, 20, -2]]):
+        assert np.array_equal(new.score(x, t), old.score(x, t))
+        assert np.array_equal(new.denoiser(x, t), old.denoiser(x, t))
+        assert not np.array_equal(new.score(x, t), tg.score(x, t))
+    for method in ("ddim", "ei_ode", "ddpm"):
+        a = sample(new, method, grid=grid, n=40, x_init=x, seed=5)
+        assert np.array_equal(a, sample(old, method, grid=grid, n=40, x_init=x, seed=5))
+
+
+def test_radial_recursion_memo_is_exact():
+    """The memoised radial recursion returns the loop's result for exactly its inputs (a changed start or order is
+    recomputed), and copies: changing a result does not change the next one."""
+    from numerics.papers.support.spheres import _radial_recursion
+
+    grid = time_grid("geometric", T=5.0, delta=1e-3, kappa=0.1)
+    rho0 = np.linalg.norm(np.random.default_rng(1).standard_normal((30, 2)), axis=1)
+    first = radial_recursion("ei_ode", grid, rho0, 1.0, 0.0, 1)
+    first[0][:] = -1.0
+    again = radial_recursion("ei_ode", grid, rho0, 1.0, 0.0, 1)
+    ref = _radial_recursion("ei_ode", grid, rho0.copy(), 1.0, 0.0, 1)
+    assert all(np.array_equal(a, b) for a, b in zip(again, ref)) and np.all(again[0] > 0)
+    rho1 = rho0.copy()
+    rho1[3] = np.nextafter(rho1[3], 10.0)
+    moved = radial_recursion("ei_ode", grid, rho1, 1.0, 0.0, 1)
+    assert np.array_equal(moved[0], _radial_recursion("ei_ode", grid, rho1.copy(), 1.0, 0.0, 1)[0])
+    assert not np.array_equal(radial_recursion("ei_ode", grid, rho0, 1.0, 0.5, 1)[0], again[0])

@@ -51,7 +51,9 @@ the note.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
+import numba
 import numpy as np
 from scipy.special import gammaln, ive
 from scipy.stats import binom, chi, chi2
@@ -108,6 +110,41 @@ def _asy_series(mu: float, z: np.ndarray) -> np.ndarray:
     return out
 
 
+@numba.njit(cache=True)
+def _recurrence_kernel(nu: float, zs: np.ndarray, depth: int, a2: float) -> np.ndarray:
+    """Per element: start ``1/(a + sqrt(a2 + z z))`` (a = nu + depth + 1/2, ``a2`` = a**2 as Python computes it),
+    then ``s = 1/(2 (nu + j) + (z z) s)`` for j = depth, ..., 1: the same float64 operations in the same order as
+    :func:`_ratio_over_z_small_numpy`, so bit-identical to it."""
+    a = nu + depth + 0.5
+    zz = zs * zs
+    s = np.empty_like(zs)
+    for i in range(zs.size):
+        s[i] = 1.0 / (a + np.sqrt(a2 + zz[i]))
+    for j in range(depth, 0, -1):  # elements innermost: independent divisions overlap in the pipeline
+        c = 2.0 * (nu + j)
+        for i in range(zs.size):
+            s[i] = 1.0 / (c + zz[i] * s[i])
+    return s
+
+
+def _ratio_over_z_small(nu: float, zs: np.ndarray) -> np.ndarray:
+    r"""The backward recurrence of :func:`bessel_ratio_over_z` (branch :math:`z\le\nu + 1`): :math:`s_\mu` at
+    :math:`\mu = \nu + 64` from Amos's bound :math:`1/(\mu + \tfrac12 + \sqrt{(\mu+\tfrac12)^2 + z^2})`, then
+    :math:`s_{\mu-1} = 1/(2\mu + z^2 s_\mu)` down to :math:`s_\nu` (compiled: :func:`_recurrence_kernel`)."""
+    mu = nu + _DEPTH
+    return _recurrence_kernel(float(nu), np.ascontiguousarray(zs, dtype=np.float64), _DEPTH, (mu + 0.5) ** 2)
+
+
+def _ratio_over_z_small_numpy(nu: float, zs: np.ndarray) -> np.ndarray:
+    """The former NumPy form of :func:`_ratio_over_z_small` (the reference the tests compare the kernel with)."""
+    mu = nu + _DEPTH
+    # r_mu ~ Amos's upper bound; s = r/z
+    s = 1.0 / (mu + 0.5 + np.sqrt((mu + 0.5) ** 2 + zs * zs))
+    for j in range(_DEPTH, 0, -1):  # s_{mu-1} = 1/(2 mu + z^2 s_mu)
+        s = 1.0 / (2.0 * (nu + j) + zs * zs * s)
+    return s
+
+
 def _series_split(nu: float, z) -> tuple[float, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``(nu, z, z.ravel(), an output buffer, the mask z <= nu + 1)``: the validated arguments of the Bessel
     kernels and the mask of their series branch."""
@@ -139,13 +176,7 @@ def bessel_ratio_over_z(nu: float, z) -> np.ndarray:
     """
     nu, z, flat, out, small = _series_split(nu, z)
     if np.any(small):
-        zs = flat[small]
-        mu = nu + _DEPTH
-        # r_mu ~ Amos's upper bound; s = r/z
-        s = 1.0 / (mu + 0.5 + np.sqrt((mu + 0.5) ** 2 + zs * zs))
-        for j in range(_DEPTH, 0, -1):  # s_{mu-1} = 1/(2 mu + z^2 s_mu)
-            s = 1.0 / (2.0 * (nu + j) + zs * zs * s)
-        out[small] = s
+        out[small] = _ratio_over_z_small(nu, flat[small])
     mid = (~small) & (flat < _Z_ASY)
     if np.any(mid):
         zm = flat[mid]
@@ -276,7 +307,7 @@ class SphereTarget:
     def score(self, x, t: float) -> np.ndarray:
         r""":math:`\nabla\log p_t(x) = (\lambda D - x)/\sigma^2`."""
         x, rho, lam, s2, z = self._z(x, t)
-        out = -x / s2
+        out = x / -s2  # = (-x)/s2 exactly (division rounds sign-symmetrically), one pass over x instead of two
         out[:, : self.k + 1] += (lam / s2) * self._factor(rho, lam, s2, z)[:, None] * x[:, : self.k + 1]
         return out
 
@@ -328,6 +359,11 @@ def _score_coeffs(method: str, t: float, s: float) -> tuple[float, float]:
     return abs(a), abs(b)
 
 
+#: Memo of :func:`radial_recursion` on its exact inputs (the stated run and each control share the starts).
+_RADIAL_MEMO: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+_RADIAL_MEMO_SIZE = 64
+
+
 def radial_recursion(method: str, grid: np.ndarray, rho0: np.ndarray, R: float, nu: float,
                      k: int) -> tuple[np.ndarray, np.ndarray]:
     r"""The radius of a deterministic sampler on the sphere target: :math:`\rho_{j+1} = a_j\rho_j + b_j R\,
@@ -357,10 +393,23 @@ def radial_recursion(method: str, grid: np.ndarray, rho0: np.ndarray, R: float, 
     Returns
     -------
     (numpy.ndarray, numpy.ndarray)
-        :math:`\rho_N` and :math:`E_N`, per sample.
+        :math:`\rho_N` and :math:`E_N`, per sample (memoised on the exact inputs: the stated run and every control
+        of the claim ask for the same starts; copies are returned).
     """
     method = check_choice(method, "method", DETERMINISTIC)
-    rho = np.asarray(rho0, dtype=np.float64).copy()
+    grid = np.ascontiguousarray(grid, dtype=np.float64)
+    rho = np.array(rho0, dtype=np.float64)
+    key = (method, grid.tobytes(), rho.shape, rho.tobytes(), float(R), float(nu), int(k))
+    if key not in _RADIAL_MEMO:
+        if len(_RADIAL_MEMO) >= _RADIAL_MEMO_SIZE:
+            _RADIAL_MEMO.pop(next(iter(_RADIAL_MEMO)))  # the oldest entry
+        _RADIAL_MEMO[key] = _radial_recursion(method, grid, rho, R, nu, k)
+    return tuple(a.copy() for a in _RADIAL_MEMO[key])
+
+
+def _radial_recursion(method: str, grid: np.ndarray, rho: np.ndarray, R: float, nu: float,
+                      k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The loop of :func:`radial_recursion` (``rho``: the start radii, float64)."""
     err = np.zeros_like(rho)
     for t, s in zip(map(float, grid[:-1]), map(float, grid[1:])):
         a, b, _ = point_mass_step(method, t, s)
@@ -379,30 +428,50 @@ def radial_recursion(method: str, grid: np.ndarray, rho0: np.ndarray, R: float, 
     return rho, err
 
 
-def _buggy(tg: SphereTarget, grid: np.ndarray, bug: str | None):
-    """The stated target or a realistic bug of it (see :data:`CONTROLS`)."""
-    from numerics.target import ScoreModel
+class _BuggySphere(SphereTarget):
+    r"""The stated :class:`SphereTarget` with one bug of :data:`CONTROLS` in its score, and the denoiser by Tweedie
+    from that score, :math:`(x + \sigma_t^2 s)/\alpha_t`, exactly as :class:`numerics.target.ScoreModel` makes it
+    (same float64 operations; the claim formerly wrapped these scores in ScoreModel lambdas)."""
 
+    def __init__(self, tg: SphereTarget, bug: str, grid: np.ndarray) -> None:
+        super().__init__(tg.k, tg.d, tg.R)
+        self.nu = tg.nu
+        self.bug = check_choice(bug, "bug", ("alpha_dropped", "score_step_late", "float32_score"))
+        self._next = {float(t): float(s) for t, s in zip(grid[:-1], grid[1:])}
+
+    def score(self, x, t: float) -> np.ndarray:
+        """The buggy score (:data:`CONTROLS`)."""
+        if self.bug == "alpha_dropped":
+            return (super().denoiser(x, t) - x) / -math.expm1(-2 * t)
+        if self.bug == "score_step_late":
+            return super().score(x, self._next.get(t, t))
+        return super().score(x, t).astype(np.float32).astype(np.float64)
+
+    def denoiser(self, x, t: float) -> np.ndarray:
+        r"""Tweedie's :math:`(x + \sigma_t^2 s)/\alpha_t` from the buggy score."""
+        a, s2 = alpha_sigma2(check_time(t))
+        return (x + s2 * self.score(x, t)) / a
+
+
+def _buggy(tg: SphereTarget, grid: np.ndarray, bug: str | None) -> SphereTarget:
+    """The stated target or a realistic bug of it (see :data:`CONTROLS`)."""
     if bug is None:
         return tg
     if bug == "bessel_order":
         bad = SphereTarget(tg.k, tg.d, tg.R)
         bad.nu = tg.k / 2.0
         return bad
-    if bug == "alpha_dropped":
-        return ScoreModel(lambda x, t: (tg.denoiser(x, t) - x) / -math.expm1(-2 * t), tg.d, n_classes=1)
-    if bug == "score_step_late":
-        nxt = {float(t): float(s) for t, s in zip(grid[:-1], grid[1:])}
-        return ScoreModel(lambda x, t: tg.score(x, nxt.get(t, t)), tg.d, n_classes=1)
-    if bug == "float32_score":
-        return ScoreModel(lambda x, t: tg.score(x, t).astype(np.float32).astype(np.float64), tg.d, n_classes=1)
+    if bug in ("alpha_dropped", "score_step_late", "float32_score"):
+        return _BuggySphere(tg, bug, grid)
     raise ValueError(f"bug: unknown {bug!r}")
 
 
+@lru_cache(maxsize=64)
 def median_lower_quantile(n: int, alpha: float) -> float:
     r"""The largest :math:`\beta` with :math:`P(\mathrm{Bin}(n, \beta)\ge j)\le\alpha`, :math:`j = \lceil n/2\rceil`: the
     sample median of n i.i.d. draws of X (``np.median``, :math:`\ge X_{(j)}`) is :math:`\ge F_X^{-1}(\beta)` with
-    probability :math:`\ge 1 - \alpha` (:math:`X_{(j)} < F^{-1}(\beta)` iff at least j draws fall below it)."""
+    probability :math:`\ge 1 - \alpha` (:math:`X_{(j)} < F^{-1}(\beta)` iff at least j draws fall below it).
+    Memoised on the exact ``(n, alpha)``: the claim asks for the same pair once per run and sample size."""
     j = (n + 1) // 2
     lo, hi = 0.0, 0.5
     for _ in range(200):
