@@ -10,7 +10,7 @@ import pytest
 from numerics.checks import report
 from numerics.checks.claim import Context, Measurement
 from numerics.checks.figure_pool import FigurePool
-from numerics.checks.runner import run_claims
+from numerics.checks.runner import run_claim, run_claims
 from tests.test_harness import GOOD, make_claim, meas, no_temp_files
 from tests.test_plots import _rate_claim
 
@@ -70,10 +70,33 @@ def test_a_dead_drawing_process_loses_no_figure(tmp_path: Path, monkeypatch: pyt
 
     pool = FigurePool(tmp_path, 1)
     monkeypatch.setattr(pool, "_pool", lambda: Dead())
+    res = run_claim(make_claim("t.rate", _rate_claim))
+    assert res.plot
+    pool.submit(res)
+    res.plot = None  # the runner frees the recordings once submitted: the fallback draws from its copy
+    pool.close()
+    assert res.figure == "figures/t.rate.png" and res.figure_kind == "science" and res.figure_error is None
+
+
+def test_a_figure_that_raises_in_the_drawing_process_keeps_its_error(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from concurrent.futures import Future
+
+    class Raising:
+        def submit(self, *a: object, **k: object) -> Future:
+            fut: Future = Future()
+            fut.set_exception(RuntimeError("renderer broke"))
+            return fut
+
+        def shutdown(self, **k: object) -> None:
+            pass
+
+    pool = FigurePool(tmp_path, 1)
+    monkeypatch.setattr(pool, "_pool", lambda: Raising())
     res = run_claims([GOOD], out_dir=None).results[0]
     pool.submit(res)
     pool.close()
-    assert res.figure == "figures/examples.gaussian_mean.png" and res.figure_error is None
+    assert res.figure is None and "renderer broke" in res.figure_error
 
 
 def test_an_interrupted_wait_leaves_the_rest_out_and_says_so(tmp_path: Path,

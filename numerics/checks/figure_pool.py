@@ -11,7 +11,9 @@ hidden behind the claims.
 
 The drawing process ignores SIGINT (a Ctrl-C reaches the whole process group: the run, not the
 drawing process, decides what to do with it).  Anything that goes wrong on the way (a result that does
-not pickle, a drawing process that died) falls back to drawing in this process, so no figure is lost.
+not pickle, a drawing process that died) falls back to drawing in this process (from the pickled copy: the
+run frees a result's recordings once it is submitted), so no figure is lost; a figure whose drawing raises
+gets its ``figure_error``, as in line.
 A Ctrl-C while the run waits for the last figures stops the wait: those figures are left out
 (``figure_error`` says so) and the report is still written.
 """
@@ -73,7 +75,7 @@ class FigurePool:
         self.out_dir = Path(out_dir)
         self.processes = processes
         self._executor: ProcessPoolExecutor | None = None
-        self._pending: list[tuple[ClaimResult, Future]] = []
+        self._pending: list[tuple[ClaimResult, bytes, Future]] = []
         self._broken = False
 
     def _pool(self) -> ProcessPoolExecutor:
@@ -85,34 +87,50 @@ class FigurePool:
     def submit(self, result: ClaimResult) -> None:
         """Queue the figure of ``result`` (drawn here at once if the pool cannot take it), and store the figures
         that are ready."""
-        if not self._broken:
-            try:
-                self._pending.append((result, self._pool().submit(_draw, _payload(result))))
-            except BrokenExecutor:  # the drawing process died: draw this one and the rest here
-                self._broken = True
-                report.save_claim_figure(result, self.out_dir)
-            except Exception:  # noqa: BLE001 - a result that does not pickle: draw it here
-                report.save_claim_figure(result, self.out_dir)
-        else:
+        try:
+            payload = _payload(result)
+        except Exception:  # noqa: BLE001 - a result that does not pickle: draw it here
             report.save_claim_figure(result, self.out_dir)
+            return
+        if self._broken:
+            self._draw_here(result, payload)
+            return
+        try:
+            self._pending.append((result, payload, self._pool().submit(_draw, payload)))
+        except BrokenExecutor:  # the drawing process died: draw this one and the rest here
+            self._broken = True
+            self._draw_here(result, payload)
         self.collect()
 
-    def _store(self, result: ClaimResult, fut: Future) -> None:
+    def _draw_here(self, result: ClaimResult, payload: bytes) -> None:
+        """Draw from the pickled copy in this process (the runner frees the result's recordings once submitted)."""
+        try:
+            kind, png = _draw(payload)
+        except Exception as exc:  # noqa: BLE001 - a bad figure must not lose the result
+            result.figure_error = f"{type(exc).__name__}: {exc}"
+            return
+        report.store_claim_figure(result, self.out_dir, kind, png)
+
+    def _store(self, result: ClaimResult, payload: bytes, fut: Future) -> None:
         try:
             kind, png = fut.result()
-        except Exception:  # noqa: BLE001 - the drawing process failed or died: draw it here
-            report.save_claim_figure(result, self.out_dir)
+        except BrokenExecutor:  # the drawing process died: draw this one (and the rest) here
+            self._broken = True
+            self._draw_here(result, payload)
+            return
+        except Exception as exc:  # noqa: BLE001 - drawing raised: as in line, the figure's error
+            result.figure_error = f"{type(exc).__name__}: {exc}"
             return
         report.store_claim_figure(result, self.out_dir, kind, png)
 
     def collect(self) -> None:
         """Store the figures whose drawing has finished (does not wait)."""
         still = []
-        for result, fut in self._pending:
+        for result, payload, fut in self._pending:
             if fut.done():
-                self._store(result, fut)
+                self._store(result, payload, fut)
             else:
-                still.append((result, fut))
+                still.append((result, payload, fut))
         self._pending = still
 
     def close(self) -> None:
@@ -122,11 +140,10 @@ class FigurePool:
         so) and is raised again once the processes are stopped."""
         try:
             while self._pending:
-                result, fut = self._pending[0]
-                self._store(result, fut)
+                self._store(*self._pending[0])
                 self._pending.pop(0)
         except KeyboardInterrupt:
-            for result, fut in self._pending:
+            for result, _, fut in self._pending:
                 fut.cancel()
                 result.figure_error = "KeyboardInterrupt: the run was interrupted before this figure was drawn"
             self._pending = []
