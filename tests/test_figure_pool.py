@@ -3,6 +3,8 @@ figures drawn in line, whatever kind of figure; nothing lost when the pool canno
 its process dies or when the wait for the last figures is interrupted."""
 from __future__ import annotations
 
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import pytest
@@ -55,21 +57,39 @@ def test_a_result_that_does_not_pickle_is_drawn_in_line(tmp_path: Path) -> None:
     assert (tmp_path / res.figure).stat().st_size > 0
 
 
-def test_a_dead_drawing_process_loses_no_figure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from concurrent.futures import Future
-    from concurrent.futures.process import BrokenProcessPool
+class _FailingExecutor:
+    """Stands in for the drawing processes: every figure's future raises ``exc``, at once (``pending=False``)
+    or only when the run waits for it (``pending=True``: the future is not done before)."""
 
-    class Dead:
-        def submit(self, *a: object, **k: object) -> Future:
-            fut: Future = Future()
-            fut.set_exception(BrokenProcessPool("the drawing process died"))
-            return fut
+    def __init__(self, exc: BaseException, pending: bool = False) -> None:
+        self.exc, self.pending = exc, pending
 
-        def shutdown(self, **k: object) -> None:
-            pass
+    def submit(self, *a: object, **k: object) -> Future:
+        if self.pending:
+            exc = self.exc
 
+            class Waiting(Future):
+                def result(self, timeout: float | None = None) -> object:
+                    raise exc
+
+            return Waiting()
+        fut: Future = Future()
+        fut.set_exception(self.exc)
+        return fut
+
+    def shutdown(self, **k: object) -> None:
+        pass
+
+
+def _pool_failing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exc: BaseException,
+                  pending: bool = False) -> FigurePool:
     pool = FigurePool(tmp_path, 1)
-    monkeypatch.setattr(pool, "_pool", lambda: Dead())
+    monkeypatch.setattr(pool, "_pool", lambda: _FailingExecutor(exc, pending))
+    return pool
+
+
+def test_a_dead_drawing_process_loses_no_figure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pool = _pool_failing(tmp_path, monkeypatch, BrokenProcessPool("the drawing process died"))
     res = run_claim(make_claim("t.rate", _rate_claim))
     assert res.plot
     pool.submit(res)
@@ -80,19 +100,7 @@ def test_a_dead_drawing_process_loses_no_figure(tmp_path: Path, monkeypatch: pyt
 
 def test_a_figure_that_raises_in_the_drawing_process_keeps_its_error(tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    from concurrent.futures import Future
-
-    class Raising:
-        def submit(self, *a: object, **k: object) -> Future:
-            fut: Future = Future()
-            fut.set_exception(RuntimeError("renderer broke"))
-            return fut
-
-        def shutdown(self, **k: object) -> None:
-            pass
-
-    pool = FigurePool(tmp_path, 1)
-    monkeypatch.setattr(pool, "_pool", lambda: Raising())
+    pool = _pool_failing(tmp_path, monkeypatch, RuntimeError("renderer broke"))
     res = run_claims([GOOD], out_dir=None).results[0]
     pool.submit(res)
     pool.close()
@@ -101,21 +109,7 @@ def test_a_figure_that_raises_in_the_drawing_process_keeps_its_error(tmp_path: P
 
 def test_an_interrupted_wait_leaves_the_rest_out_and_says_so(tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    from concurrent.futures import Future
-
-    class Stuck(Future):
-        def result(self, timeout: float | None = None) -> object:
-            raise KeyboardInterrupt
-
-    class Pool:
-        def submit(self, *a: object, **k: object) -> Future:
-            return Stuck()
-
-        def shutdown(self, **k: object) -> None:
-            pass
-
-    pool = FigurePool(tmp_path, 1)
-    monkeypatch.setattr(pool, "_pool", lambda: Pool())
+    pool = _pool_failing(tmp_path, monkeypatch, KeyboardInterrupt(), pending=True)
     res = run_claims([GOOD], out_dir=None).results[0]
     pool.submit(res)
     with pytest.raises(KeyboardInterrupt):
