@@ -587,6 +587,19 @@ def _warn_baseline(baseline: Any, args: argparse.Namespace) -> None:
               file=sys.stderr)
 
 
+@contextlib.contextmanager
+def _background_compile(wanted: bool) -> Iterator[None]:
+    """A serial run of several claims compiles the fast path in a second process meanwhile
+    (:class:`numerics.fast.warmup.BackgroundCompile`): the run itself uses one core."""
+    if not wanted:
+        yield
+        return
+    from numerics.fast.warmup import BackgroundCompile
+
+    with BackgroundCompile():
+        yield
+
+
 def _execute(claims: list["Claim"], args: argparse.Namespace, out: Path,
              baseline: Any) -> "RunReport":
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
@@ -597,8 +610,9 @@ def _execute(claims: list["Claim"], args: argparse.Namespace, out: Path,
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=_console(stderr=True), transient=True) as bar:
         seeds = _seed_list(args)
-        task = bar.add_task("starting", total=len(claims) * len(seeds or [0]))
-        with _dask_client(args) as client:
+        n_tasks = len(claims) * len(seeds or [0])
+        task = bar.add_task("starting", total=n_tasks)
+        with _dask_client(args) as client, _background_compile(client is None and n_tasks > 1):
             return run_claims(
                 claims, profile=args.profile, seed=args.seed, seeds=seeds, out_dir=out,
                 control=not args.no_control, baseline=baseline, selection=args.only,

@@ -16,6 +16,7 @@ from numerics.fast.kernels import (FORM_AUTO, FORM_DIRECT, FORM_GEMM, LANE_ROWS,
                                    Layout, StepScalars, Workspace, guided_step_lanes, guided_step_rows,
                                    logits)
 from numerics.fast.spiked import spiked_factors
+from numerics.fast.warmup import await_background_compile
 from numerics.schedule import alpha_sigma2
 from numerics.validate import check_points, check_time
 
@@ -242,6 +243,8 @@ class FastMixture:
             # one kernel per path, each compiled on first use (a run compiles only the path it takes); plain
             # tuples: the kernel names them again (see guided_step_rows: named ones dispatch slower)
             kernel = guided_step_lanes if layout.lanes else guided_step_rows
+            if not kernel.overloads:  # first call: let a run's compiling process finish, then load its cache
+                await_background_compile()
             kernel(X, zz, use_z, tuple(comp), tuple(coefs), tuple(scal), tuple(layout), tuple(ws), out)
         finally:
             numba.set_parallel_chunksize(old)
