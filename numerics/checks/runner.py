@@ -112,6 +112,20 @@ def _describe_interrupt(exc: BaseException) -> str:
     return type(exc).__name__
 
 
+def _interrupt_cause(exc: BaseException) -> BaseException | None:
+    """The Ctrl-C or SIGTERM behind an ordinary exception, if any: an interrupt raised inside a C callback
+    comes back wrapped (Numba's unpickling of a cached kernel turns it into ``SystemError``), and must stop
+    the run as the bare interrupt does instead of being recorded as the claim's own error."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, KeyboardInterrupt):
+            return cur
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return None
+
+
 def _check_output(out: Any) -> list[CheckedMeasurement]:
     """Validate a claim function's return value and check each measurement."""
     if not isinstance(out, (list, tuple)):
@@ -154,8 +168,11 @@ def _call(claim: Claim, profile: str, seed: int, control: str | None, timeout: f
     except (KeyboardInterrupt, SystemExit) as exc:
         outcome.error = traceback.format_exc()
         outcome.interrupted_by = _describe_interrupt(exc)
-    except Exception:  # noqa: BLE001 - isolating claim failures is the point
+    except Exception as exc:  # noqa: BLE001 - isolating claim failures is the point
         outcome.error = traceback.format_exc()
+        interrupt = _interrupt_cause(exc)
+        if interrupt is not None:
+            outcome.interrupted_by = _describe_interrupt(interrupt)
     outcome.wall_time = time.perf_counter() - t0
     outcome.used_seed = ctx.used_seed
     outcome.plot = ctx.plot
