@@ -443,10 +443,10 @@ def _order_endpoint(gm: GaussianMixture, method: str, grid: np.ndarray, x0: np.n
                     coef_bug: CoefBug | None, q_at_end: bool) -> np.ndarray:
     """The endpoint of :func:`convergence_orders`: ``sample`` from ``x0`` (the stated run) or :func:`chain` with
     the control's bug, memoised on the exact inputs that determine it (method, grid, start points, target, the
-    coefficients of every step after the bug, ``q_at_end``).  A control
-    whose bug leaves a method's coefficients as generated (``sde_drift_in_ode`` on the denoiser methods,
-    ``multistep_half_missing`` on the one-step methods) steps the stated run's chain, which ``chain`` reproduces
-    bit for bit (``tests/test_samplers.py``): its endpoint is the stated run's, not computed again."""
+    coefficients of every step after the bug, ``q_at_end``).  A control whose bug leaves a method's coefficients
+    as generated (``sde_drift_in_ode`` on the denoiser methods, ``multistep_half_missing`` on the one-step
+    methods) steps the stated run's chain, which ``chain`` reproduces bit for bit (``tests/test_samplers.py``):
+    its endpoint is the stated run's, not computed again."""
     rec = get_method(method)
     coefs = _grid_coefs(rec, grid, None)
     if coef_bug is not None:
