@@ -524,6 +524,41 @@ def test_products_do_not_depend_on_threads(rng, products):
 
 
 @pytest.mark.parametrize("d", [2, 16])
+def test_small_steps_run_on_the_calling_thread(rng, monkeypatch, d):
+    """A step of at most SERIAL_PARTICLES particles runs its kernel with one Numba thread and restores the caller's
+    count (also when the step raises); the result is the thread team's bit for bit (rows and lanes paths)."""
+    import numba
+
+    import numerics.fast.mixture as kf
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs 2 Numba threads")
+    calls = []
+    real = numba.set_num_threads
+    monkeypatch.setattr(numba, "set_num_threads", lambda k: (calls.append(k), real(k))[1])
+    old = numba.get_num_threads()
+    try:
+        real(2)
+        for gm in (_mixture(rng, d=d), GaussianMixture([0.5, 0.5], rng.standard_normal((2, d)),
+                                                       np.stack([0.4 * np.eye(d)] * 2), labels=[0, 1])):
+            x = rng.standard_normal((kf.SERIAL_PARTICLES, d))
+            fm = FastMixture(gm)
+            calls.clear()
+            small = fm.guided_denoiser(x, 0.3, 1, 2.5)
+            assert calls == [1, 2] and numba.get_num_threads() == 2
+            calls.clear()
+            monkeypatch.setattr(kf, "SERIAL_PARTICLES", 0)
+            assert np.array_equal(fm.guided_denoiser(x, 0.3, 1, 2.5), small) and calls == []
+            monkeypatch.setattr(kf, "SERIAL_PARTICLES", x.shape[0])
+            x[3, 0] = 1e300  # |x|^2 overflows: the step raises after the kernel
+            with pytest.raises(ValueError, match="x:"):
+                fm.guided_denoiser(x, 0.3, 1, 2.5)
+            assert numba.get_num_threads() == 2
+    finally:
+        real(old)
+
+
+@pytest.mark.parametrize("d", [2, 16])
 def test_lanes_path_matches_rows_and_hands_back_flagged_particles(rng, monkeypatch, d):
     """The lanes path (isotropic, small d; BLAS products from d = 8 on) agrees with the per-particle path within
     the bound; particles near alpha mu_k at small t fail the GEMM-form test and are redone per particle (direct

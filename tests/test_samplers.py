@@ -369,3 +369,76 @@ def test_weak_order_helpers(method):
     b = law_kl(method, grid, gm, eta, coef_bug=lambda k, t, s, c: c)
     c = weak_oracle_kl(method, grid, gm, 0.5)
     assert a > 0 and abs(a - b) <= 1e-10 * a and abs(a - c) <= 1e-9 * a, (a, b, c)
+
+
+def _oracle_per_step(method, grid, x0, mu, Sigma):
+    """The order oracle as first written: the affine denoiser / score solved at every step (the reference of the
+    precomputed ``oracle_endpoint``)."""
+    I = np.eye(mu.size)
+    sig = lambda t: math.sqrt(-math.expm1(-2.0 * t))  # noqa: E731
+    ell = lambda t: -t - 0.5 * math.log(-math.expm1(-2 * t))  # noqa: E731
+
+    def D(x, t):
+        a, s2 = math.exp(-t), -math.expm1(-2 * t)
+        return mu + (x - a * mu) @ np.linalg.solve(a * a * Sigma + s2 * I, a * Sigma).T
+
+    def score(x, t):
+        a, s2 = math.exp(-t), -math.expm1(-2 * t)
+        return -(x - a * mu) @ np.linalg.inv(a * a * Sigma + s2 * I).T
+
+    x, d_prev, t_prev = np.array(x0, dtype=np.float64), None, None
+    for k in range(grid.size - 1):
+        t, s = float(grid[k]), float(grid[k + 1])
+        a_t, a_s, sg_t, sg_s, h = math.exp(-t), math.exp(-s), sig(t), sig(s), t - s
+        if method in ("ddim", "dpm_solver_2"):
+            Dt = D(x, t)
+            if method == "dpm_solver_2" and t_prev is not None:
+                hl, hp = ell(s) - ell(t), ell(t) - ell(t_prev)
+                r = hl / (2 * hp)
+                xn = sg_s / sg_t * x + a_s * (-math.expm1(-hl)) * ((1 + r) * Dt - r * d_prev)
+            else:
+                xn = sg_s / sg_t * x + (a_s - a_t * sg_s / sg_t) * Dt
+            d_prev = Dt
+        elif method == "dpm_solver_1":
+            xn = a_s / a_t * x + (sg_s - a_s / a_t * sg_t) * (-sg_t * score(x, t))
+        elif method == "ei_ode":
+            xn = math.exp(h) * x + math.expm1(h) * score(x, t)
+        else:
+            xn = (1 + h) * x + h * score(x, t)
+        x, t_prev = xn, t
+    return x
+
+
+@pytest.mark.parametrize("method", ["ddim", "dpm_solver_1", "dpm_solver_2", "ei_ode", "euler"])
+def test_order_oracle_equals_per_step_solves(method):
+    """`oracle_endpoint` with its matrices precomputed per grid (one batched solve / inv, shared by the methods)
+    equals the per-step solves bit for bit, on two grids in turn (the memo keeps them apart)."""
+    from numerics.papers.samplers.claims import oracle_endpoint
+
+    g = gaussian_target()
+    x0 = np.random.default_rng(3).standard_normal((32, 2))
+    for delta, n in ((1e-3, 96), (0.05, 40), (1e-3, 96)):
+        grid = time_grid("logsnr", T=2.0, delta=delta, n=n)
+        ref = _oracle_per_step(method, grid, x0, g.means[0], g.covs[0])
+        assert np.array_equal(oracle_endpoint(method, grid, x0, g.means[0], g.covs[0]), ref), (delta, n)
+
+
+def test_order_endpoint_memo():
+    """The order claim's endpoints are shared only between runs whose steps are the same: a bug that leaves the
+    coefficients as generated gets the stated run's endpoint (= `chain` without a bug), a bug that changes them
+    its own `chain` run."""
+    from numerics.papers.samplers.claims import _bug_multistep_half, _bug_sde_drift, _order_endpoint, chain
+
+    g = gaussian_target()
+    x0 = np.random.default_rng(4).standard_normal((24, 2))
+    grid = time_grid("logsnr", T=2.0, delta=0.01, n=20)
+    for method in ("ddim", "dpm_solver_2", "euler"):
+        stated = _order_endpoint(g, method, grid, x0, True, None, False)
+        assert np.array_equal(stated, sample(g, method, grid=grid, n=24, x_init=x0))
+        assert np.array_equal(stated, chain(g, method, grid, 24, 0, x_init=x0))
+        # (bug, q_at_end, whether the steps are the stated run's)
+        for bug, q_at_end, same in ((None, False, True), (_bug_multistep_half, False, method != "dpm_solver_2"),
+                                    (_bug_sde_drift, False, False), (None, True, False)):
+            got = _order_endpoint(g, method, grid, x0, False, bug, q_at_end)
+            assert np.array_equal(got, chain(g, method, grid, 24, 0, x_init=x0, coef_bug=bug, q_at_end=q_at_end))
+            assert np.array_equal(got, stated) == same and (got is stated) == same, (method, bug, q_at_end)

@@ -42,6 +42,13 @@ LANES_GEMM_DIM = 8
 LANES_CHUNK = 512
 #: Particles per ``prange`` work item of :func:`~numerics.fast.kernels.guided_step_rows` (scheduled dynamically).
 CHUNK = 64
+#: A step of at most this many particles runs its kernel on the calling thread only (``numba.set_num_threads(1)``
+#: for the call; the result does not depend on the thread count): starting and joining the thread team costs more
+#: than such a step's work.  Measured on the two-core machine shared with other jobs (load average 8-11,
+#: 2026-12-06), best of 7 repeats of one denoiser call, 1 thread vs 2: 64 particles 84-125 vs 492-1023 us,
+#: 256 particles 36-233 vs 300-1001 us (d = 2: the order claim's Gaussian, the samplers claims' two-class mixture
+#: and an isotropic K = 8 mixture); from 1024 particles on two threads were faster for some of them.
+SERIAL_PARTICLES = 256
 
 
 class Ordered(NamedTuple):
@@ -239,6 +246,10 @@ class FastMixture:
             raise ValueError(f"z: expected shape {X.shape}, got {zz.shape}")
         scal = StepScalars(alpha, float(w), self.ratio, LOG_DROP, float(cx), float(cq), float(cz))
         old = numba.set_parallel_chunksize(1)  # dynamic schedule over chunks: robust to a busy core
+        threads = numba.get_num_threads()
+        serial = n <= SERIAL_PARTICLES and threads > 1
+        if serial:
+            numba.set_num_threads(1)
         try:
             # one kernel per path, each compiled on first use (a run compiles only the path it takes); plain
             # tuples: the kernel names them again (see guided_step_rows: named ones dispatch slower)
@@ -248,6 +259,8 @@ class FastMixture:
             kernel(X, zz, use_z, tuple(comp), tuple(coefs), tuple(scal), tuple(layout), tuple(ws), out)
         finally:
             numba.set_parallel_chunksize(old)
+            if serial:
+                numba.set_num_threads(threads)
         self.last_info = ws.info
         if ws.info[:, 3].any():
             check_points(X, self.d)  # names a NaN or infinite coordinate

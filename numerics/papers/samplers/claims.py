@@ -74,7 +74,7 @@ def chain(gm: GaussianMixture, method: str, grid: np.ndarray, n: int, seed, labe
     Without a bug the output equals ``sample``'s bit for bit (``tests/test_samplers.py``).
     """
     rec = get_method(method)
-    coefs, _ = grid_coefficients(rec, grid, eta, "cg")
+    coefs = _grid_coefs(rec, grid, eta)
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, gm.d)) if x_init is None else np.array(x_init, dtype=np.float64)
     guided = GuidedQuantities(gm, label, w if w_q is None else w_q, "cg", fast)
@@ -96,6 +96,23 @@ def chain(gm: GaussianMixture, method: str, grid: np.ndarray, n: int, seed, labe
             out = out + c[-1] * rng.standard_normal(x.shape)
         x, q_prev, t_prev = out, qk, t
     return x
+
+
+def _grid_coefs(rec, grid: np.ndarray, eta: float | None) -> list[tuple]:
+    """``grid_coefficients(rec, grid, eta, "cg")[0]`` (the steps' generated coefficients), memoised on the exact
+    method, grid and ``eta``: the stated run and every control of a claim step the same grids (the list is
+    shared: read it, do not modify it)."""
+    key = (rec.name, grid.tobytes(), eta)
+    hit = _GRID_COEFS.get(key)
+    if hit is None:
+        if len(_GRID_COEFS) >= 256:
+            _GRID_COEFS.clear()
+        hit = _GRID_COEFS[key] = grid_coefficients(rec, grid, eta, "cg")[0]
+    return hit
+
+
+#: :func:`_grid_coefs` of the (method, grid, eta) already seen in this process.
+_GRID_COEFS: dict = {}
 
 
 def float32_coeffs(k: int, t: float, s: float, c: tuple) -> tuple:
@@ -281,48 +298,72 @@ def gaussian_target() -> GaussianMixture:
     return GaussianMixture([1.0], [[1.0, -0.5]], [[[0.5, 0.2], [0.2, 0.3]]])
 
 
+def _oracle_maps(grid: np.ndarray, mu: np.ndarray, Sigma: np.ndarray) -> dict:
+    r"""Per start time :math:`t_k` of ``grid`` (``k < n``) the exact affine quantities on :math:`N(\mu, \Sigma)`
+    that :func:`oracle_endpoint` applies: :math:`\alpha_t\mu`, the denoiser's matrix
+    :math:`M_k^\top = (C_t^{-1}\alpha_t\Sigma)^\top` (:math:`D(x) = \mu + (x - \alpha_t\mu)M_k^\top`) and the score's
+    :math:`P_k^\top = (C_t^{-1})^\top` (:math:`s(x) = -(x - \alpha_t\mu)P_k^\top`), :math:`C_t = \alpha_t^2\Sigma +
+    \sigma_t^2 I`; the step scalars :math:`\alpha_t, \alpha_s, \sigma_t, \sigma_s, h` and the half log-SNR
+    :math:`\ell(t) = -t - \tfrac12\log\sigma_t^2`.  One batched ``solve`` / ``inv`` over the times (LAPACK per
+    matrix, as one call per step would be); memoised on the exact grid and target (the methods of one grid share
+    it)."""
+    key = (grid.tobytes(), mu.tobytes(), Sigma.tobytes())
+    hit = _ORACLE_MAPS.get(key)
+    if hit is not None:
+        return hit
+    d, n = mu.size, grid.size - 1
+    I = np.eye(d)
+    ts = [float(v) for v in grid]
+    a = [math.exp(-t) for t in ts]
+    s2 = [-math.expm1(-2 * t) for t in ts[:-1]]
+    C = np.stack([a[k] * a[k] * Sigma + s2[k] * I for k in range(n)])
+    out = {"am": [a[k] * mu for k in range(n)],
+           "MT": [m.T for m in np.linalg.solve(C, np.stack([a[k] * Sigma for k in range(n)]))],
+           "PT": [m.T for m in np.linalg.inv(C)],
+           "a": a, "sg": [_sigma(t) for t in ts], "h": [ts[k] - ts[k + 1] for k in range(n)],
+           "ell": [-t - 0.5 * math.log(-math.expm1(-2 * t)) for t in ts]}
+    if len(_ORACLE_MAPS) >= 16:
+        _ORACLE_MAPS.clear()
+    _ORACLE_MAPS[key] = out
+    return out
+
+
+#: :func:`_oracle_maps` of the grids already seen in this process.
+_ORACLE_MAPS: dict = {}
+
+
 def oracle_endpoint(method: str, grid: np.ndarray, x0: np.ndarray, mu: np.ndarray, Sigma: np.ndarray) -> np.ndarray:
     r"""The deterministic ``method`` on the Gaussian target :math:`N(\mu, \Sigma)`, written from the formulas of
-    ``proofs_notes/integrators.md`` (sections 1, 3, 4, 5) with the exact affine denoiser/score, independently of
-    the generated coefficients and of the kernels.  Plain float64; used only to size the order window."""
-    d = mu.size
-    I = np.eye(d)
-
-    def D(x, t):
-        a, s2 = math.exp(-t), -math.expm1(-2 * t)
-        C = a * a * Sigma + s2 * I
-        return mu + (x - a * mu) @ np.linalg.solve(C, a * Sigma).T
-
-    def score(x, t):
-        a, s2 = math.exp(-t), -math.expm1(-2 * t)
-        return -(x - a * mu) @ np.linalg.inv(a * a * Sigma + s2 * I).T
-
-    def ell(t):  # half log-SNR
-        return -t - 0.5 * math.log(-math.expm1(-2 * t))
-
-    x, d_prev, t_prev = np.array(x0, dtype=np.float64), None, None
+    ``proofs_notes/integrators.md`` (sections 1, 3, 4, 5) with the exact affine denoiser/score
+    (:func:`_oracle_maps`), independently of the generated coefficients and of the kernels.  Plain float64; used
+    only to size the order window."""
+    g = _oracle_maps(grid, mu, Sigma)
+    a, sg, ell = g["a"], g["sg"], g["ell"]
+    x, d_prev = np.array(x0, dtype=np.float64), None
     for k in range(grid.size - 1):
-        t, s = float(grid[k]), float(grid[k + 1])
-        a_t, a_s, sg_t, sg_s, h = math.exp(-t), math.exp(-s), _sigma(t), _sigma(s), t - s
+        a_t, a_s, sg_t, sg_s, h = a[k], a[k + 1], sg[k], sg[k + 1], g["h"][k]
         if method in ("ddim", "dpm_solver_2"):
-            Dt = D(x, t)
+            Dt = mu + (x - g["am"][k]) @ g["MT"][k]
             cq = a_s - a_t * sg_s / sg_t
-            if method == "dpm_solver_2" and t_prev is not None:
-                hl, hp = ell(s) - ell(t), ell(t) - ell(t_prev)
+            if method == "dpm_solver_2" and k > 0:
+                hl, hp = ell[k + 1] - ell[k], ell[k] - ell[k - 1]
                 r = hl / (2 * hp)
                 xn = sg_s / sg_t * x + a_s * (-math.expm1(-hl)) * ((1 + r) * Dt - r * d_prev)
             else:
                 xn = sg_s / sg_t * x + cq * Dt
             d_prev = Dt
-        elif method == "dpm_solver_1":
-            xn = a_s / a_t * x + (sg_s - a_s / a_t * sg_t) * (-sg_t * score(x, t))
+            x = xn
+            continue
+        score = -(x - g["am"][k]) @ g["PT"][k]
+        if method == "dpm_solver_1":
+            xn = a_s / a_t * x + (sg_s - a_s / a_t * sg_t) * (-sg_t * score)
         elif method == "ei_ode":
-            xn = math.exp(h) * x + math.expm1(h) * score(x, t)
+            xn = math.exp(h) * x + math.expm1(h) * score
         elif method == "euler":
-            xn = (1 + h) * x + h * score(x, t)
+            xn = (1 + h) * x + h * score
         else:
             raise ValueError(f"method: no oracle for {method!r}")
-        x, t_prev = xn, t
+        x = xn
     return x
 
 
@@ -398,6 +439,38 @@ def _bug_multistep_half(k, t, s, c):
     return c if len(c) < 3 else (c[0], c[1] - c[2], 2 * c[2])
 
 
+def _order_endpoint(gm: GaussianMixture, method: str, grid: np.ndarray, x0: np.ndarray, stated: bool,
+                    coef_bug: CoefBug | None, q_at_end: bool) -> np.ndarray:
+    """The endpoint of :func:`convergence_orders`: ``sample`` from ``x0`` (the stated run) or :func:`chain` with
+    the control's bug, memoised on the exact inputs that determine it (method, grid, start points, target, the
+    coefficients of every step after the bug, ``q_at_end``).  A control whose bug leaves a method's coefficients
+    as generated (``sde_drift_in_ode`` on the denoiser methods, ``multistep_half_missing`` on the one-step
+    methods) steps the stated run's chain, which ``chain`` reproduces bit for bit (``tests/test_samplers.py``):
+    its endpoint is the stated run's, not computed again."""
+    rec = get_method(method)
+    coefs = _grid_coefs(rec, grid, None)
+    if coef_bug is not None:
+        coefs = [coef_bug(k, float(grid[k]), float(grid[k + 1]), c) for k, c in enumerate(coefs)]
+    key = (method, grid.tobytes(), x0.tobytes(), gm.means.tobytes(), gm.covs.tobytes(), gm.log_weights.tobytes(),
+           tuple(map(len, coefs)),
+           np.array([v for c in coefs for v in c], dtype=np.float64).tobytes(), q_at_end)
+    hit = _ORDER_ENDPOINTS.get(key)
+    if hit is not None:
+        return hit
+    if stated:
+        x = sample(gm, method, grid=grid, n=x0.shape[0], x_init=x0)
+    else:
+        x = chain(gm, method, grid, x0.shape[0], 0, x_init=x0, coef_bug=coef_bug, q_at_end=q_at_end)
+    if len(_ORDER_ENDPOINTS) >= 512:
+        _ORDER_ENDPOINTS.clear()
+    _ORDER_ENDPOINTS[key] = x
+    return x
+
+
+#: :func:`_order_endpoint` results of this process.
+_ORDER_ENDPOINTS: dict = {}
+
+
 @claim(
     id="samplers.convergence_orders",
     paper="samplers",
@@ -432,11 +505,7 @@ def convergence_orders(ctx: Context) -> list[Measurement]:
             errs = []
             for n in p["ns"]:
                 grid = time_grid(p["kind"], T=p["T"], delta=delta, n=n)
-                if ctx.control is None:
-                    x = sample(gm, method, grid=grid, n=x0.shape[0], x_init=x0)
-                else:
-                    x = chain(gm, method, grid, x0.shape[0], 0, x_init=x0, coef_bug=bug,
-                              q_at_end=ctx.bug("q_at_step_end"))
+                x = _order_endpoint(gm, method, grid, x0, ctx.control is None, bug, ctx.bug("q_at_step_end"))
                 errs.append(float(np.abs(x - exact).max()))
             fit = loglog_slope(p["ns"], errs)
             win = order_window(method, order, p["ns"], pd, x0, gm)
