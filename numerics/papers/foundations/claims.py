@@ -19,7 +19,11 @@ time-``t`` marginal of a labelled mixture with an atom, a rank-one and full-rank
   (near an atom at small t the covariance is ~1e-65 and I + sigma^2 H cancels to that size).
 
 The 50-digit values are cached per (mixture, point, time) in the process: the stated run and the control runs
-evaluate them at the same points.
+evaluate them at the same points.  What does not depend on the point is computed once per component and time
+(memoised on the exact float64 inputs): in :func:`mp_reference` the matrix :math:`S_k`, the LU factors of
+:math:`C_k` and :math:`\log\det C_k`; here :math:`C_k^{-1}`, :math:`P_k` and their norms.  Components of zero
+posterior weight (outside a class) are skipped, since every term they add is an exact zero.  The values are those
+of the unmemoised computation bit for bit (``tests/test_foundations_oracle.py``, ``tests/test_mixture.py``).
 
 The kernel-vs-kernel comparisons of the earlier version (the kernel denoiser against the Tweedie map of the
 kernel score; the covariance against the finite-difference Jacobian of the kernel score, with a Richardson
