@@ -6,8 +6,8 @@ covariance is :math:`S_k = U_r\,\mathrm{diag}(\lambda)\,U_r^\top` exactly; the r
 :math:`C_k = \alpha^2 S_k + \sigma^2 I` and solves :math:`C_k^{-1}v` by LU in mpmath, with ``det`` for the
 normaliser; :math:`S_k`, the LU factors and :math:`\log\det C_k` do not depend on the point and are computed once
 per component, time and precision (memoised on those exact inputs; the same values as ``mp.lu_solve`` and
-``mp.det`` at every call, bit for bit).  It never assumes the float64 ``U`` to be orthogonal (it is so only to ~1e-16, which at
-large ``t`` would swamp a guidance vector of size ~alpha_t), so it is a second, independent route.
+``mp.det`` at every call, bit for bit).  It never assumes the float64 ``U`` to be orthogonal (it is so only to
+~1e-16, which at large ``t`` would swamp a guidance vector of size ~alpha_t), so it is a second, independent route.
 
 :func:`score_error_bound` is Theorem 8.1 of ``proofs_notes/foundations.md#numerical-evaluation``: the
 first-order forward error of the float64 score, a property of the problem given float64 inputs.
