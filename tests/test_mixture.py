@@ -171,6 +171,37 @@ def test_reference_flags_dropped_alpha():
     assert relative_error(avg_in[0], ref.score) > 1e3 * score_error_bound(gm, ref)
 
 
+def test_reference_memoised_factors_equal_direct_solve():
+    """mp_reference's memoised per-component factors (LU of C_k, log det C_k) give the unmemoised steps' values bit
+    for bit: s_k = -mp.lu_solve(C_k, v_k) and log p from mp.det(C_k), C_k formed from the stored factors here; a
+    second call (factors from the cache) returns the same values, and another t gets its own factors."""
+    from numerics.references import mpmath_reference as R
+    rng = np.random.default_rng(11)
+    gm = random_mixture(rng, 4, 3)
+    x = rng.standard_normal(3)
+    for t in (0.05, 0.9):
+        R._FACTOR_CACHE.clear()
+        first, again = mp_reference(gm, x, t), mp_reference(gm, x, t)
+        with mp.workdps(50):
+            a, s2 = mp.exp(-mp.mpf(t)), -mp.expm1(-2 * mp.mpf(t))
+            ells = []
+            for k in range(gm.K):
+                r = int(gm.rank[k])  # S_k = U_r diag(lambda) U_r^T formed in mpmath from the stored factors
+                U = mp.matrix([[mp.mpf(float(gm.evecs[k, i, j])) for j in range(r)] for i in range(3)]) if r else None
+                S = U * mp.diag([mp.mpf(float(v)) for v in gm.evals[k][:r]]) * U.T if r else mp.zeros(3, 3)
+                C = a**2 * S + s2 * mp.eye(3)
+                v = mp.matrix([mp.mpf(float(x[i])) - a * mp.mpf(float(gm.means[k, i])) for i in range(3)])
+                sol = mp.lu_solve(C, v)
+                assert [-sol[i] for i in range(3)] == first.s_comp[k]
+                q = mp.fsum(v[i] * sol[i] for i in range(3))
+                ells.append(mp.log(mp.mpf(float(gm.weights[k]))) - (3 * mp.log(2 * mp.pi) + mp.log(mp.det(C)) + q) / 2)
+            M = max(ells)
+            assert first.log_density == M + mp.log(mp.fsum(mp.exp(e - M) for e in ells))
+        assert (first.score, first.denoiser, first.log_density, first.guidance) == \
+            (again.score, again.denoiser, again.log_density, again.guidance)
+    assert len(R._FACTOR_CACHE) == gm.K
+
+
 # ----------------------------------------------------------------------------- structure
 def test_atoms_exact_at_tiny_t(rng):
     """Two atoms at t = 1e-12: the score is -(x - alpha a_k)/sigma^2 of the nearest atom, no NaN."""

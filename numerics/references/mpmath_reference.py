@@ -4,8 +4,10 @@ The reference evaluates the same mixture, taking the float64 inputs (``x``, ``t`
 stored eigen-factors ``U_r, lambda`` and weights) as exact real numbers, at ``dps`` digits.  The model's
 covariance is :math:`S_k = U_r\,\mathrm{diag}(\lambda)\,U_r^\top` exactly; the reference forms
 :math:`C_k = \alpha^2 S_k + \sigma^2 I` and solves :math:`C_k^{-1}v` by LU in mpmath, with ``det`` for the
-normaliser.  It never assumes the float64 ``U`` to be orthogonal (it is so only to ~1e-16, which at
-large ``t`` would swamp a guidance vector of size ~alpha_t), so it is a second, independent route.
+normaliser; :math:`S_k`, the LU factors and :math:`\log\det C_k` do not depend on the point and are computed once
+per component, time and precision (memoised on those exact inputs; the same values as ``mp.lu_solve`` and
+``mp.det`` at every call, bit for bit).  It never assumes the float64 ``U`` to be orthogonal (it is so only to
+~1e-16, which at large ``t`` would swamp a guidance vector of size ~alpha_t), so it is a second, independent route.
 
 :func:`score_error_bound` is Theorem 8.1 of ``proofs_notes/foundations.md#numerical-evaluation``: the
 first-order forward error of the float64 score, a property of the problem given float64 inputs.
@@ -48,6 +50,46 @@ def _vec(a) -> list:
     return [mp.mpf(float(v)) for v in a]
 
 
+#: Per-component factors that do not depend on the point, keyed by the exact inputs they are computed from
+#: (component ``k``'s stored eigen-factors, ``t`` and the digits): computed once per process.
+_FACTOR_CACHE: dict = {}
+
+
+def _component_factors(gm: GaussianMixture, k: int, t: float, dps: int) -> tuple:
+    r"""Component ``k``'s :math:`S_k = U_r\,\mathrm{diag}(\lambda)\,U_r^\top` (formed exactly from the stored
+    float64 factors), the LU factors of :math:`C_k = \alpha_t^2S_k + \sigma_t^2I` as ``mp.lu_solve`` computes
+    them (10 guard bits), :math:`\log\det C_k` (``mp.det``) and :math:`C_k`'s eigenvalues
+    :math:`\alpha_t^2\lambda_j + \sigma_t^2, \sigma_t^2`, at ``dps`` digits.  None depends on the point, so they
+    are memoised on the exact inputs (``_FACTOR_CACHE``); the values are those of the unmemoised steps bit for bit."""
+    key = (gm.d, gm.evecs[k].tobytes(), gm.evals[k].tobytes(), int(gm.rank[k]), t, dps)
+    if key not in _FACTOR_CACHE:
+        if len(_FACTOR_CACHE) > 4096:
+            _FACTOR_CACHE.clear()
+        d, r = gm.d, int(gm.rank[k])
+        with mp.workdps(dps):
+            tt = mp.mpf(t)
+            alpha, sigma2 = mp.exp(-tt), -mp.expm1(-2 * tt)
+            Ur = mp.matrix([[mp.mpf(float(gm.evecs[k, l, j])) for j in range(r)] for l in range(d)]) if r else None
+            lam = _vec(gm.evals[k][:r])
+            # the model's covariance, exactly: S = U_r diag(lambda) U_r^T with the stored float64 factors
+            S = Ur * mp.diag(lam) * Ur.T if r else mp.zeros(d, d)
+            C = alpha**2 * S + sigma2 * mp.eye(d)
+            with mp.workprec(mp.mp.prec + 10):  # mp.lu_solve's guard bits
+                LU = mp.mp.LU_decomp(C.copy())
+            logdet = mp.log(mp.det(C))
+            c = [alpha**2 * lj + sigma2 for lj in lam] + [sigma2]
+        _FACTOR_CACHE[key] = (S, LU, logdet, c)
+    return _FACTOR_CACHE[key]
+
+
+def _lu_solve_factored(LU: tuple, v) -> object:
+    """``mp.lu_solve(C, v)`` from ``C``'s cached LU factors ``LU = (A, p)``: the same substitutions at the same
+    precision (10 guard bits), so the same result bit for bit; ``LU`` is not modified."""
+    with mp.workprec(mp.mp.prec + 10):
+        A, p = LU
+        return mp.mp.U_solve(A, mp.mp.L_solve(A, v.copy(), p))
+
+
 def mp_reference(gm: GaussianMixture, x, t: float, dps: int = 50) -> MPResult:
     """Evaluate score, denoiser, log-density, class posteriors and guidance vectors at one point ``x`` (``(d,)``)."""
     with mp.workdps(dps):
@@ -59,23 +101,16 @@ def mp_reference(gm: GaussianMixture, x, t: float, dps: int = 50) -> MPResult:
         ells, s_comp, m_comp, q_all, kap, rho, loge = [], [], [], [], [], [], []
         for k in range(K):
             mu = _vec(gm.means[k])
-            r = int(gm.rank[k])
-            Ur = mp.matrix([[mp.mpf(float(gm.evecs[k, l, j])) for j in range(r)] for l in range(d)]) if r else None
-            lam = _vec(gm.evals[k][:r])
-            # the model's covariance, exactly: S = U_r diag(lambda) U_r^T with the stored float64 factors
-            S = Ur * mp.diag(lam) * Ur.T if r else mp.zeros(d, d)
-            C = alpha**2 * S + sigma2 * mp.eye(d)
+            S, LU, logdet, c = _component_factors(gm, k, float(t), dps)
             v = mp.matrix([xv[l] - alpha * mu[l] for l in range(d)])
-            Cinv_v = mp.lu_solve(C, v)
+            Cinv_v = _lu_solve_factored(LU, v)
             q = mp.fsum(v[l] * Cinv_v[l] for l in range(d))
-            logdet = mp.log(mp.det(C))
             w = mp.mpf(float(gm.weights[k]))
             ell = (mp.log(w) if w > 0 else mp.ninf) - (d * mp.log(2 * mp.pi) + logdet + q) / 2
             s_k = [-Cinv_v[l] for l in range(d)]
             SCv = S * Cinv_v
             m_k = [mu[l] + alpha * SCv[l] for l in range(d)]
             ells.append(ell), s_comp.append(s_k), m_comp.append(m_k), q_all.append(q)
-            c = [alpha**2 * lj + sigma2 for lj in lam] + [sigma2]
             kap.append(max(c) / min(c))
             nv = mp.sqrt(mp.fsum(vi**2 for vi in v))
             nam = mp.sqrt(mp.fsum((alpha * m) ** 2 for m in mu))

@@ -19,7 +19,11 @@ time-``t`` marginal of a labelled mixture with an atom, a rank-one and full-rank
   (near an atom at small t the covariance is ~1e-65 and I + sigma^2 H cancels to that size).
 
 The 50-digit values are cached per (mixture, point, time) in the process: the stated run and the control runs
-evaluate them at the same points.
+evaluate them at the same points.  What does not depend on the point is computed once per component and time
+(memoised on the exact float64 inputs): in :func:`mp_reference` the matrix :math:`S_k`, the LU factors of
+:math:`C_k` and :math:`\log\det C_k`; here :math:`C_k^{-1}`, :math:`P_k` and their norms.  Components of zero
+posterior weight (outside a class) are skipped, since every term they add is an exact zero.  The values are those
+of the unmemoised computation bit for bit (``tests/test_foundations_oracle.py``, ``tests/test_mixture.py``).
 
 The kernel-vs-kernel comparisons of the earlier version (the kernel denoiser against the Tweedie map of the
 kernel score; the covariance against the finite-difference Jacobian of the kernel score, with a Richardson
@@ -137,9 +141,10 @@ _COMPONENT_CACHE: dict = {}
 
 
 def _mp_component(gm: GaussianMixture, k: int, t: float) -> tuple:
-    r"""50-digit :math:`C_k^{-1}` and :math:`P_k = \sigma_t^2 S_k C_k^{-1}` (mpmath matrices) of component ``k`` at
-    time ``t``, with :math:`S_k = U_r\,\mathrm{diag}(\lambda)\,U_r^\top` formed exactly from the stored float64
-    factors (as :func:`mp_reference` does) and :math:`C_k = \alpha_t^2S_k + \sigma_t^2I` inverted by LU."""
+    r"""50-digit :math:`C_k^{-1}` and :math:`P_k = \sigma_t^2 S_k C_k^{-1}` of component ``k`` at time ``t``, as flat
+    row-major ``d*d`` mpf lists, and their Frobenius norms :math:`\|C_k^{-1}\|, \|P_k\|`, with
+    :math:`S_k = U_r\,\mathrm{diag}(\lambda)\,U_r^\top` formed exactly from the stored float64 factors (as
+    :func:`mp_reference` does) and :math:`C_k = \alpha_t^2S_k + \sigma_t^2I` inverted by LU."""
     key = (gm.means.tobytes(), gm.evecs.tobytes(), gm.evals.tobytes(), k, float(t))
     if key not in _COMPONENT_CACHE:
         if len(_COMPONENT_CACHE) > 4096:
@@ -151,7 +156,10 @@ def _mp_component(gm: GaussianMixture, k: int, t: float) -> tuple:
             Ur = mp.matrix([[mp.mpf(float(gm.evecs[k, l, j])) for j in range(r)] for l in range(d)]) if r else None
             S = Ur * mp.diag(_mpv(gm.evals[k][:r])) * Ur.T if r else mp.zeros(d, d)
             Ci = mp.inverse(alpha**2 * S + s2 * mp.eye(d))
-            _COMPONENT_CACHE[key] = (Ci, s2 * S * Ci)
+            Pk = s2 * S * Ci
+            ci = [Ci[i, j] for i in range(d) for j in range(d)]
+            pk = [Pk[i, j] for i in range(d) for j in range(d)]
+            _COMPONENT_CACHE[key] = (ci, pk, _mpnorm(ci), _mpnorm(pk))
     return _COMPONENT_CACHE[key]
 
 
@@ -177,37 +185,34 @@ def mp_second_order(gm: GaussianMixture, ref: MPResult, x, t: float, mask=None) 
         D = [mp.fsum(pi[k] * ref.m_comp[k][l] for k in range(K)) for l in range(d)]
         s = [mp.fsum(pi[k] * ref.s_comp[k][l] for k in range(K)) for l in range(d)]
         cov, hess = [mp.mpf(0)] * (d * d), [mp.mpf(0)] * (d * d)
-        Q, P, Cinvs = [], [], []
-        for k in range(K):
-            Ci, Pk = _mp_component(gm, k, t)
-            Cinvs.append([Ci[i, j] for i in range(d) for j in range(d)])
-            dm = [ref.m_comp[k][l] - D[l] for l in range(d)]
-            ds = [ref.s_comp[k][l] - s[l] for l in range(d)]
-            Qk = [Pk[i, j] + dm[i] * dm[j] for i in range(d) for j in range(d)]
-            Q.append(Qk), P.append([Pk[i, j] for i in range(d) for j in range(d)])
-            if pi[k] == 0:
-                continue
-            cov = [c + pi[k] * q for c, q in zip(cov, Qk)]
-            hess = [h + pi[k] * (-Ci[i, j] + ds[i] * ds[j]) for h, (i, j) in zip(hess, ((i, j) for i in range(d) for j in range(d)))]
+        # components of zero posterior weight add exact zeros to every sum below: they are skipped
+        live = [k for k in range(K) if pi[k] != 0]
+        ij = [(i, j) for i in range(d) for j in range(d)]  # row-major
+        Q, P, nCi, nP, dm, ds = {}, {}, {}, {}, {}, {}
+        for k in live:
+            Ci, P[k], nCi[k], nP[k] = _mp_component(gm, k, t)
+            dm[k] = [ref.m_comp[k][l] - D[l] for l in range(d)]
+            ds[k] = [ref.s_comp[k][l] - s[l] for l in range(d)]
+            dmk, dsk = dm[k], ds[k]
+            Q[k] = [p + dmk[i] * dmk[j] for p, (i, j) in zip(P[k], ij)]
+            cov = [c + pi[k] * q for c, q in zip(cov, Q[k])]
+            hess = [h + pi[k] * (-c + dsk[i] * dsk[j]) for h, c, (i, j) in zip(hess, Ci, ij)]
         # Corollary 8.3 (foundations.md#numerical-evaluation)
         u = mp.mpf(U)
         logw = [abs(mp.log(mp.mpf(float(wk)))) for wk in gm.weights if wk > 0]
         a_const = 1 + ref.log_e_max + max(logw) / d
         c_const = 4 * (mp.mpf(d) ** 1.5 + K + 4)
         bound = mp.mpf(0)
-        for k in range(K):
-            if pi[k] == 0:
-                continue
+        for k in live:
             e_k = u * (1 + 2 * min(ref.rho[k], mp.mpf(1e30))) + c_const * u
-            mk, dk = _mpnorm(ref.m_comp[k]), _mpnorm([ref.m_comp[k][l] - D[l] for l in range(d)])
+            mk, dk = _mpnorm(ref.m_comp[k]), _mpnorm(dm[k])
             spread = _mpnorm([q - c for q, c in zip(Q[k], cov)])
-            bound += pi[k] * e_k * (1 + ref.kappa[k]) * (_mpnorm(P[k]) + 2 * mk * dk + dk**2
+            bound += pi[k] * e_k * (1 + ref.kappa[k]) * (nP[k] + 2 * mk * dk + dk**2
                                                          + (ref.q[k] + d * a_const) * spread)
-        bound += 2 * d * u * (_mpnorm(cov) + mp.fsum(pi[k] * _mpnorm(Q[k]) for k in range(K)))
+        bound += 2 * d * u * (_mpnorm(cov) + mp.fsum(pi[k] * _mpnorm(Q[k]) for k in live))
         scale = _mpnorm(cov) + s2 / alpha**2 * (mp.sqrt(d) + s2 * _mpnorm(hess))
         # size of the terms the Hessian's sum adds before they cancel; its rounding is (K + d + 4)u times it
-        hscale = mp.fsum(pi[k] * (_mpnorm(Hk) + _mpnorm([ref.s_comp[k][l] - s[l] for l in range(d)]) ** 2)
-                         for k, Hk in enumerate(Cinvs))
+        hscale = mp.fsum(pi[k] * (nCi[k] + _mpnorm(ds[k]) ** 2) for k in live)
         return {"cov": cov, "hess": hess, "bound": bound, "scale": scale, "alpha": alpha, "s2": s2,
                 "hround": (K + d + 4) * u * hscale}
 
