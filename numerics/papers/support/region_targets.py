@@ -28,7 +28,9 @@ How :math:`M_k, c_k` are computed
   with :math:`x^*` the abscissa of the nearest point of the region to :math:`\mu` (so the rule resolves
   the kernel at every :math:`\tau`), (ii) break at every abscissa where the slice structure changes
   (sqrt-type endpoints), and (iii) use the substitution :math:`x = a + (b-a)\sin^2(\pi u/2)` that makes
-  the sqrt endpoint behaviour analytic.  Panels are restricted to
+  the sqrt endpoint behaviour analytic.  The nodes and slice intervals are built in NumPy; the sums over
+  them run compiled (:func:`_slice_moments`, Numba, calling scipy's own ``log_ndtr``; it replaced NumPy
+  broadcasting on 2026-12-06 and agrees with it to the rounding of the log weights).  Panels are restricted to
   :math:`|x-\mu_x|^2 \le d_{\min}^2 + 2L\tau^2` (:math:`L = 40`: the dropped part of the integrand is
   below :math:`e^{-40}` of its peak).  The quadrature error is *estimated* by refinement
   (:meth:`RegionMixture.quadrature_error`: the same rule with twice the panels and nodes); the tests
@@ -54,6 +56,7 @@ see ``proofs_notes/support.md`` and the claim ``support.score_identity``.
 from __future__ import annotations
 
 import ctypes
+import functools
 import math
 
 import llvmlite.binding as llvm
@@ -211,9 +214,12 @@ def _slice_moments(x: np.ndarray, wx: np.ndarray, ylo: np.ndarray, yhi: np.ndarr
                 lz[j] = _log_gauss_interval_1(alpha, beta)
                 tm[j] = _trunc_mean_1(alpha, beta, lz[j])
             ls = _logsumexp_1d(lz)
-            acc = 0.0
-            for j in range(J):
-                acc += math.exp(lz[j] - ls) * tm[j]
+            if J == 1:  # exp(lz - ls) = exp(0) = 1 exactly (NaN where ls is not finite)
+                acc = tm[0] if np.isfinite(ls) else np.nan
+            else:
+                acc = 0.0
+                for j in range(J):
+                    acc += math.exp(lz[j] - ls) * tm[j]
             ym[q] = muy + tau * acc
             z = (x[n, q] - mux) / tau
             lw[q] = ls - 0.5 * z * z - _LOG_SQRT_2PI - log_tau + math.log(max(wx[n, q], 0.0))
@@ -246,6 +252,18 @@ def _nearest_abscissa(p: np.ndarray, bp: np.ndarray) -> np.ndarray:
                 best, k = d2, j
         out[i] = bp[k, 0]
     return out
+
+
+@functools.lru_cache(maxsize=None)
+def _sin2_rule(order: int) -> tuple[np.ndarray, np.ndarray]:
+    r"""The ``order``-point Gauss-Legendre rule on [0, 1] under :math:`x = \sin^2(\pi u/2)`: nodes
+    :math:`\sin^2(\pi u_i/2)` and weights :math:`\tfrac{\pi}{2}\sin(\pi u_i)\,w_i` (read-only; one per order)."""
+    u, wu = np.polynomial.legendre.leggauss(order)
+    u, wu = 0.5 * (u + 1), 0.5 * wu
+    s = np.sin(0.5 * np.pi * u) ** 2
+    jac = 0.5 * np.pi * np.sin(np.pi * u) * wu
+    s.flags.writeable = jac.flags.writeable = False
+    return s, jac
 
 
 # ------------------------------------------------------------------------------- regions
@@ -373,10 +391,7 @@ class _Planar:
         edges = np.sort(np.concatenate([edges, br], axis=1), axis=1)
         edges[:, 0], edges[:, -1] = lo, hi
         a, b = edges[:, :-1], edges[:, 1:]
-        u, wu = np.polynomial.legendre.leggauss(order)
-        u, wu = 0.5 * (u + 1), 0.5 * wu
-        s = np.sin(0.5 * np.pi * u) ** 2
-        jac = 0.5 * np.pi * np.sin(np.pi * u) * wu
+        s, jac = _sin2_rule(order)
         x = a[:, :, None] + (b - a)[:, :, None] * s                   # (N, P, n)
         wx = (b - a)[:, :, None] * jac                                 # quadrature weights
         x = x.reshape(N, -1)
