@@ -365,8 +365,9 @@ class _Planar:
         inside = (y >= lo) & (y <= hi) & (hi > lo)
         return np.any(inside, axis=1) & (p[:, 0] >= self.xa) & (p[:, 0] <= self.xb)
 
-    def nearest_x(self, p: np.ndarray) -> np.ndarray:
-        """Abscissa of (a numerical approximation of) the nearest point of the region to ``p``."""
+    def nearest_x(self, p: np.ndarray, dist: np.ndarray | None = None) -> np.ndarray:
+        """Abscissa of (a numerical approximation of) the nearest point of the region to ``p`` (``dist``: the
+        points' :meth:`distance`, if known; unused here)."""
         x = _nearest_abscissa(np.ascontiguousarray(p, dtype=float), self._boundary_points())
         return np.where(self.contains(p), p[:, 0], x)
 
@@ -379,7 +380,7 @@ class _Planar:
         r"""``(log M, mean)`` of :math:`N(\mu,\tau^2 I)` restricted to the region, by the slice rule."""
         N = mu.shape[0]
         dmin = self.distance(mu)
-        xs = np.clip(self.nearest_x(mu), self.xa, self.xb)
+        xs = np.clip(self.nearest_x(mu, dmin), self.xa, self.xb)
         half = np.sqrt(dmin ** 2 + 2 * LOG_CUTOFF * tau * tau)
         lo = np.maximum(self.xa, mu[:, 0] - half)
         hi = np.minimum(self.xb, mu[:, 0] + half)
@@ -497,10 +498,10 @@ class _DiskMinusDisk(_Planar):
         keep = self.distance(pts) <= 1e-9
         return pts[keep] if keep.any() else pts
 
-    def nearest_x(self, p):
-        # exact nearest point: the candidate achieving the distance
+    def nearest_x(self, p, dist=None):
+        # exact nearest point: the candidate achieving the distance (``dist``: self.distance(p), if known)
         p = np.atleast_2d(np.asarray(p, float))
-        dist = self.distance(p)
+        dist = self.distance(p) if dist is None else dist
         pa = _project(p, self.c, self.R)
         best = np.where(np.abs(np.linalg.norm(p - pa, axis=1) - dist) <= 1e-12 * (1 + dist), pa[:, 0], np.nan)
         if self.r > 0:
