@@ -121,3 +121,25 @@ def test_wrong_class_recursion_converges_to_the_cycle_within_its_bound():
     # below the recovery threshold the first step lands in the guided basin and the sample contracts
     y_lo = wrong_class_recursion(method, full, np.array([math.exp(-1e-3)]), 0.8 / c)[:, 0]
     assert abs(y_lo[1]) < 0.5 and abs(y_lo[-1]) < 1e-3
+
+
+@pytest.mark.parametrize("method", ["ei_ode", "ddim"])
+@pytest.mark.parametrize("control", [None, "score_step_late", "clip_denoiser"])
+def test_threshold_runs_branch_equals_separate_runs(method, control):
+    """support.above_threshold's runs to several deltas, branched from one run to the smallest, equal the separate
+    run to each delta bit for bit (stated and with controls that step through ScoreModel wrappers); a branch
+    from a wrong node would move them."""
+    from numerics.checks.claim import Context
+    from numerics.grids import time_grid
+    from numerics.papers.support.claims import _threshold_run, _threshold_runs, three_atoms_line
+
+    ctx = Context("support.test_threshold", {}, "quick", 0, control,
+                  ("w_minus_1", "guidance_sign", "score_step_late", "clip_denoiser"))
+    gm, x0, deltas = three_atoms_line(), np.linspace(-2.5, 2.5, 41), [1e-4, 1e-6, 1e-5]
+    runs = _threshold_runs(ctx, gm, method, 0.1, deltas, x0, 90.0)
+    assert list(runs) == deltas
+    for d in deltas:
+        grid = time_grid("geometric", T=5.0, delta=d, kappa=0.1)
+        g, y = runs[d]
+        assert np.array_equal(g, grid)
+        assert np.array_equal(y, _threshold_run(ctx, gm, method, grid, x0, 90.0))

@@ -28,7 +28,9 @@ How :math:`M_k, c_k` are computed
   with :math:`x^*` the abscissa of the nearest point of the region to :math:`\mu` (so the rule resolves
   the kernel at every :math:`\tau`), (ii) break at every abscissa where the slice structure changes
   (sqrt-type endpoints), and (iii) use the substitution :math:`x = a + (b-a)\sin^2(\pi u/2)` that makes
-  the sqrt endpoint behaviour analytic.  Panels are restricted to
+  the sqrt endpoint behaviour analytic.  The nodes and slice intervals are built in NumPy; the sums over
+  them run compiled (:func:`_slice_moments`, Numba, calling scipy's own ``log_ndtr``; it replaced NumPy
+  broadcasting on 2026-12-06 and agrees with it to the rounding of the log weights).  Panels are restricted to
   :math:`|x-\mu_x|^2 \le d_{\min}^2 + 2L\tau^2` (:math:`L = 40`: the dropped part of the integrand is
   below :math:`e^{-40}` of its peak).  The quadrature error is *estimated* by refinement
   (:meth:`RegionMixture.quadrature_error`: the same rule with twice the panels and nodes); the tests
@@ -53,9 +55,14 @@ see ``proofs_notes/support.md`` and the claim ``support.score_identity``.
 """
 from __future__ import annotations
 
+import ctypes
+import functools
 import math
 
+import llvmlite.binding as llvm
+import numba
 import numpy as np
+import scipy.special.cython_special as _cython_special
 from scipy.special import gammaln, ive, log_ndtr, logsumexp
 
 from numerics.constants import LOG_2PI
@@ -109,6 +116,154 @@ def trunc_normal(alpha: np.ndarray, beta: np.ndarray) -> tuple[np.ndarray, np.nd
         pb = np.where(np.isfinite(beta), np.exp(-0.5 * b2 * b2 - _LOG_SQRT_2PI - lz), 0.0)
         m = np.where(ok, pa - pb, 0.0)
     return logZ, m
+
+
+def _cython_special_address(name: str) -> int:
+    """Address of a C function exported by ``scipy.special.cython_special`` (its ``__pyx_capi__`` capsule)."""
+    cap = _cython_special.__pyx_capi__[name]
+    get_name, get_ptr = ctypes.pythonapi.PyCapsule_GetName, ctypes.pythonapi.PyCapsule_GetPointer
+    get_name.restype, get_name.argtypes = ctypes.c_char_p, [ctypes.py_object]
+    get_ptr.restype, get_ptr.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
+    return get_ptr(cap, get_name(cap))
+
+
+# scipy's own double log_ndtr (the function behind the ufunc ``scipy.special.log_ndtr``), bound by symbol name so
+# that Numba's on-disk cache stays valid across processes (the address is registered again at every import)
+llvm.add_symbol("guidance_verify_scipy_log_ndtr", _cython_special_address("__pyx_fuse_1log_ndtr"))
+_log_ndtr_c = numba.types.ExternalFunction("guidance_verify_scipy_log_ndtr",
+                                          numba.types.float64(numba.types.float64, numba.types.intc))
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _log_gauss_interval_1(alpha: float, beta: float) -> float:
+    """:func:`log_gauss_interval` for one interval (the same formula, scipy's ``log_ndtr``)."""
+    if alpha > 0:
+        lo, hi = -beta, -alpha
+    else:
+        lo, hi = alpha, beta
+    if not hi > lo:
+        return -np.inf
+    lh = _log_ndtr_c(hi, 0)
+    return lh + math.log(-math.expm1(_log_ndtr_c(lo, 0) - lh))
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _trunc_mean_1(alpha: float, beta: float, logZ: float) -> float:
+    """The mean of :func:`trunc_normal` for one interval of log mass ``logZ`` (0 for an empty one)."""
+    if not np.isfinite(logZ):
+        return 0.0
+    pa = math.exp(-0.5 * alpha * alpha - _LOG_SQRT_2PI - logZ) if np.isfinite(alpha) else 0.0
+    pb = math.exp(-0.5 * beta * beta - _LOG_SQRT_2PI - logZ) if np.isfinite(beta) else 0.0
+    return pa - pb
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _logsumexp_1d(a: np.ndarray) -> float:
+    r"""``scipy.special.logsumexp`` of a short vector, by scipy's formula: with :math:`a^* = \max a` taken
+    by ``m`` entries, :math:`\log1p(s) + \log m + a^*`, :math:`s = \sum_{a_j < a^*} e^{a_j - a^*} / m`;
+    where that is not finite, :math:`\log\sum_j e^{a_j}` (NaN in, NaN out)."""
+    if a.size == 1:
+        return a[0]  # log1p(0) + log(1) + a_0 = a_0; log(e^a_0) = a_0 at +-inf and NaN
+    amax = -np.inf
+    for v in a:
+        if np.isnan(v):
+            return np.nan
+        amax = max(amax, v)
+    m, s = 0, 0.0
+    for v in a:
+        if v == amax:
+            m += 1
+        else:
+            s += math.exp(v - amax)
+    if s != 0.0:
+        s /= m
+    out = math.log1p(s) + math.log(m) + amax
+    if np.isfinite(out):
+        return out
+    direct = 0.0
+    for v in a:
+        direct += math.exp(v)
+    return math.log(direct)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _slice_moments(x: np.ndarray, wx: np.ndarray, ylo: np.ndarray, yhi: np.ndarray, mu: np.ndarray,
+                   tau: float) -> tuple[np.ndarray, np.ndarray]:
+    r"""The slice rule's sums (see :meth:`_Planar.kernel_moments`): per point n, over nodes q with weights
+    :math:`w_q` and slices :math:`\bigcup_j [l_{qj}, u_{qj}]`, the slice masses
+    :math:`S_q = \sum_j Z_{qj}`, :math:`Z_{qj} = \Phi(\beta_{qj}) - \Phi(\alpha_{qj})`,
+    :math:`\alpha = (l - \mu_y)/\tau`, and slice means :math:`\mu_y + \tau\sum_j (Z_{qj}/S_q) m_{qj}`;
+    :math:`\log M = \log\sum_q w_q S_q \phi((x_q - \mu_x)/\tau)/\tau` (shifted by the largest term) and the
+    mean the :math:`w_q S_q \phi`-weighted average of :math:`(x_q, \text{slice mean}_q)`.  Returns
+    ``(log M (N,), mean (N, 2))``."""
+    N, Q = x.shape
+    J = ylo.shape[2]
+    logM = np.empty(N)
+    mean = np.empty((N, 2))
+    lw = np.empty(Q)
+    ym = np.empty(Q)
+    lz = np.empty(J)
+    tm = np.empty(J)
+    log_tau = math.log(tau)
+    for n in range(N):
+        mux, muy = mu[n, 0], mu[n, 1]
+        for q in range(Q):
+            for j in range(J):
+                alpha = (ylo[n, q, j] - muy) / tau
+                beta = (yhi[n, q, j] - muy) / tau
+                lz[j] = _log_gauss_interval_1(alpha, beta)
+                tm[j] = _trunc_mean_1(alpha, beta, lz[j])
+            ls = _logsumexp_1d(lz)
+            if J == 1:  # exp(lz - ls) = exp(0) = 1 exactly (NaN where ls is not finite)
+                acc = tm[0] if np.isfinite(ls) else np.nan
+            else:
+                acc = 0.0
+                for j in range(J):
+                    acc += math.exp(lz[j] - ls) * tm[j]
+            ym[q] = muy + tau * acc
+            z = (x[n, q] - mux) / tau
+            lw[q] = ls - 0.5 * z * z - _LOG_SQRT_2PI - log_tau + math.log(max(wx[n, q], 0.0))
+        lmax = np.max(lw)
+        sw = sx = sy = 0.0
+        for q in range(Q):
+            w = math.exp(lw[q] - lmax)
+            if not np.isfinite(w) or w == 0.0:
+                continue
+            sw += w
+            sx += w * x[n, q]
+            sy += w * ym[q]
+        logM[n] = lmax + math.log(sw)
+        mean[n, 0] = sx / sw
+        mean[n, 1] = sy / sw
+    return logM, mean
+
+
+@numba.njit(cache=True)
+def _nearest_abscissa(p: np.ndarray, bp: np.ndarray) -> np.ndarray:
+    r"""Per point :math:`p_i`, the abscissa of the boundary point :math:`b_j` of least
+    :math:`(p_{i,x} - b_{j,x})^2 + (p_{i,y} - b_{j,y})^2`, the first one on ties (``np.argmin``'s choice)."""
+    out = np.empty(p.shape[0])
+    for i in range(p.shape[0]):
+        best, k = np.inf, 0
+        for j in range(bp.shape[0]):
+            dx, dy = p[i, 0] - bp[j, 0], p[i, 1] - bp[j, 1]
+            d2 = dx * dx + dy * dy
+            if d2 < best:
+                best, k = d2, j
+        out[i] = bp[k, 0]
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def _sin2_rule(order: int) -> tuple[np.ndarray, np.ndarray]:
+    r"""The ``order``-point Gauss-Legendre rule on [0, 1] under :math:`x = \sin^2(\pi u/2)`: nodes
+    :math:`\sin^2(\pi u_i/2)` and weights :math:`\tfrac{\pi}{2}\sin(\pi u_i)\,w_i` (read-only; one per order)."""
+    u, wu = np.polynomial.legendre.leggauss(order)
+    u, wu = 0.5 * (u + 1), 0.5 * wu
+    s = np.sin(0.5 * np.pi * u) ** 2
+    jac = 0.5 * np.pi * np.sin(np.pi * u) * wu
+    s.flags.writeable = jac.flags.writeable = False
+    return s, jac
 
 
 # ------------------------------------------------------------------------------- regions
@@ -210,11 +365,10 @@ class _Planar:
         inside = (y >= lo) & (y <= hi) & (hi > lo)
         return np.any(inside, axis=1) & (p[:, 0] >= self.xa) & (p[:, 0] <= self.xb)
 
-    def nearest_x(self, p: np.ndarray) -> np.ndarray:
-        """Abscissa of (a numerical approximation of) the nearest point of the region to ``p``."""
-        xs = self._boundary_points()
-        d2 = (p[:, None, 0] - xs[None, :, 0]) ** 2 + (p[:, None, 1] - xs[None, :, 1]) ** 2
-        x = xs[np.argmin(d2, axis=1), 0]
+    def nearest_x(self, p: np.ndarray, dist: np.ndarray | None = None) -> np.ndarray:
+        """Abscissa of (a numerical approximation of) the nearest point of the region to ``p`` (``dist``: the
+        points' :meth:`distance`, if known; unused here)."""
+        x = _nearest_abscissa(np.ascontiguousarray(p, dtype=float), self._boundary_points())
         return np.where(self.contains(p), p[:, 0], x)
 
     def _boundary_points(self) -> np.ndarray:
@@ -226,7 +380,7 @@ class _Planar:
         r"""``(log M, mean)`` of :math:`N(\mu,\tau^2 I)` restricted to the region, by the slice rule."""
         N = mu.shape[0]
         dmin = self.distance(mu)
-        xs = np.clip(self.nearest_x(mu), self.xa, self.xb)
+        xs = np.clip(self.nearest_x(mu, dmin), self.xa, self.xb)
         half = np.sqrt(dmin ** 2 + 2 * LOG_CUTOFF * tau * tau)
         lo = np.maximum(self.xa, mu[:, 0] - half)
         hi = np.minimum(self.xb, mu[:, 0] + half)
@@ -238,30 +392,14 @@ class _Planar:
         edges = np.sort(np.concatenate([edges, br], axis=1), axis=1)
         edges[:, 0], edges[:, -1] = lo, hi
         a, b = edges[:, :-1], edges[:, 1:]
-        u, wu = np.polynomial.legendre.leggauss(order)
-        u, wu = 0.5 * (u + 1), 0.5 * wu
-        s = np.sin(0.5 * np.pi * u) ** 2
-        jac = 0.5 * np.pi * np.sin(np.pi * u) * wu
+        s, jac = _sin2_rule(order)
         x = a[:, :, None] + (b - a)[:, :, None] * s                   # (N, P, n)
         wx = (b - a)[:, :, None] * jac                                 # quadrature weights
         x = x.reshape(N, -1)
         wx = wx.reshape(N, -1)
         ylo, yhi = self.intervals(x)                                   # (N, Q, J)
-        muy = mu[:, 1][:, None, None]
-        logZ, m = trunc_normal((ylo - muy) / tau, (yhi - muy) / tau)
-        lslice = logsumexp(logZ, axis=2)                               # log mass of the slice
-        with np.errstate(invalid="ignore"):
-            ymean = muy[:, :, 0] + tau * np.sum(np.exp(logZ - lslice[:, :, None]) * m, axis=2)
-        z = (x - mu[:, 0:1]) / tau
-        with np.errstate(divide="ignore"):
-            lw = lslice - 0.5 * z * z - _LOG_SQRT_2PI - np.log(tau) + np.log(np.maximum(wx, 0.0))
-        lmax = np.max(lw, axis=1, keepdims=True)
-        w = np.exp(lw - lmax)
-        w = np.where(np.isfinite(w), w, 0.0)
-        sw = w.sum(axis=1)
-        ymean = np.where(w > 0, ymean, 0.0)
-        mean = np.stack([np.sum(w * x, axis=1) / sw, np.sum(w * ymean, axis=1) / sw], axis=1)
-        return lmax[:, 0] + np.log(sw), mean
+        return _slice_moments(x, wx, np.ascontiguousarray(ylo, dtype=float), np.ascontiguousarray(yhi, dtype=float),
+                              np.ascontiguousarray(mu, dtype=float), float(tau))
 
     def authors_nodes(self, n: int = 20) -> tuple[np.ndarray, np.ndarray]:
         """The authors' fixed trapezoid nodes and weights (curve mode, or bbox mode for two-interval slices)."""
@@ -360,10 +498,10 @@ class _DiskMinusDisk(_Planar):
         keep = self.distance(pts) <= 1e-9
         return pts[keep] if keep.any() else pts
 
-    def nearest_x(self, p):
-        # exact nearest point: the candidate achieving the distance
+    def nearest_x(self, p, dist=None):
+        # exact nearest point: the candidate achieving the distance (``dist``: self.distance(p), if known)
         p = np.atleast_2d(np.asarray(p, float))
-        dist = self.distance(p)
+        dist = self.distance(p) if dist is None else dist
         pa = _project(p, self.c, self.R)
         best = np.where(np.abs(np.linalg.norm(p - pa, axis=1) - dist) <= 1e-12 * (1 + dist), pa[:, 0], np.nan)
         if self.r > 0:
