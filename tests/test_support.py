@@ -281,3 +281,21 @@ def test_compiled_slice_rule_equals_numpy_reference(reg):
         assert np.all(np.abs(lm - lr) <= tol)
         assert np.all(np.abs(m - mr) <= width * tol[:, None])
         assert np.all(np.abs(m - mr) < 1e-6)
+
+
+def test_bound_log_ndtr_is_scipys_double_log_ndtr():
+    """The compiled slice rule calls scipy's C ``log_ndtr`` bound by symbol: the one-interval mass equals the
+    same formula through the ufunc bit for bit (fails if the complex-typed capsule or another function were
+    bound), and a capsule of the wrong signature is refused with ImportError, not bound."""
+    import math
+
+    from scipy.special import log_ndtr
+
+    from numerics.papers.support import region_targets as rt
+
+    for a, b in [(-40.0, -39.5), (-3.0, 0.5), (-1e-3, 2e-3), (0.2, 7.0), (5.0, 40.0)]:
+        lo, hi = (-b, -a) if a > 0 else (a, b)
+        want = log_ndtr(hi) + math.log(-math.expm1(log_ndtr(lo) - log_ndtr(hi)))
+        assert rt._log_gauss_interval_1(a, b) == want
+    with pytest.raises(ImportError, match="log_ndtr"):
+        rt._cython_special_address("log_ndtr", b"float (float)")

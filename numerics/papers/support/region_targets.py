@@ -62,6 +62,7 @@ import math
 import llvmlite.binding as llvm
 import numba
 import numpy as np
+import scipy
 import scipy.special.cython_special as _cython_special
 from scipy.special import gammaln, ive, log_ndtr, logsumexp
 
@@ -118,18 +119,24 @@ def trunc_normal(alpha: np.ndarray, beta: np.ndarray) -> tuple[np.ndarray, np.nd
     return logZ, m
 
 
-def _cython_special_address(name: str) -> int:
-    """Address of a C function exported by ``scipy.special.cython_special`` (its ``__pyx_capi__`` capsule)."""
-    cap = _cython_special.__pyx_capi__[name]
+def _cython_special_address(name: str, signature: bytes) -> int:
+    """Address of the C function ``name`` of ``scipy.special.cython_special`` with the C ``signature`` (its
+    ``__pyx_capi__`` capsule; a fused function has one capsule per type, ``__pyx_fuse_<i><name>``, whose
+    index is scipy's choice, so the capsule is picked by its signature).  ImportError if scipy has none."""
     get_name, get_ptr = ctypes.pythonapi.PyCapsule_GetName, ctypes.pythonapi.PyCapsule_GetPointer
     get_name.restype, get_name.argtypes = ctypes.c_char_p, [ctypes.py_object]
     get_ptr.restype, get_ptr.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
-    return get_ptr(cap, get_name(cap))
+    for key, cap in _cython_special.__pyx_capi__.items():
+        if (key == name or (key.startswith("__pyx_fuse_") and key.endswith(name))) and get_name(cap) == signature:
+            return get_ptr(cap, signature)
+    raise ImportError(f"scipy.special.cython_special exports no {name} with the C signature {signature.decode()} "
+                      f"(scipy {scipy.__version__}); numerics.papers.support.region_targets needs it")
 
 
 # scipy's own double log_ndtr (the function behind the ufunc ``scipy.special.log_ndtr``), bound by symbol name so
 # that Numba's on-disk cache stays valid across processes (the address is registered again at every import)
-llvm.add_symbol("guidance_verify_scipy_log_ndtr", _cython_special_address("__pyx_fuse_1log_ndtr"))
+llvm.add_symbol("guidance_verify_scipy_log_ndtr",
+                _cython_special_address("log_ndtr", b"double (double, int __pyx_skip_dispatch)"))
 _log_ndtr_c = numba.types.ExternalFunction("guidance_verify_scipy_log_ndtr",
                                           numba.types.float64(numba.types.float64, numba.types.intc))
 
