@@ -344,8 +344,14 @@ class GaussianMixture:
         _check_min_time(t, GUIDANCE_T_MIN, "the guidance vector")
         mask = self.labels == y
         d_in, d_out, logz, single, alpha, sigma2 = self._average(x, t, K_.DENOISER, mask)
+        return self._shape(self._guidance_from(mask, d_in, d_out, logz, alpha, sigma2), single)
+
+    @staticmethod
+    def _guidance_from(mask, d_in, d_out, logz, alpha, sigma2) -> np.ndarray:
+        r""":math:`g_y = p_{\neg y}(\alpha_t/\sigma_t^2)(D_y - D_{\neg y})` from one class-split denoiser pass
+        (:meth:`_average` with ``mask`` the class-``y`` components); ``(N, d)``."""
         if not np.any(~mask):
-            return self._shape(np.zeros_like(d_in), single)
+            return np.zeros_like(d_in)
         # p(not y | x) = 1 / (1 + exp(logz_in - logz_out)), stable for either sign
         with np.errstate(over="ignore"):
             p_not = 1.0 / (1.0 + np.exp(logz[:, 0] - logz[:, 1]))
@@ -354,7 +360,39 @@ class GaussianMixture:
         if not np.isfinite(out).all():
             raise ValueError("t: the guidance vector overflows float64 at this time (its scale alpha_t/sigma_t^2 "
                              f"is {float(np.max(alpha / sigma2)):.3g}); use a larger t")
-        return self._shape(out, single)
+        return out
+
+    def posterior_pass(self, x, t, y) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        r"""``(D, s, g_y, s_y)``: denoiser, score, guidance vector and class-``y`` score from ONE kernel pass.
+
+        The pass is :meth:`guidance_vector`'s (class denoisers :math:`D_y, D_{\neg y}` and log-masses), so
+        ``g_y`` equals :meth:`guidance_vector` bit for bit; :math:`D = p_y D_y + p_{\neg y} D_{\neg y}` and the
+        scores by Tweedie's formula, :math:`s = (\alpha_t D - x)/\sigma_t^2`, :math:`s_y = (\alpha_t D_y - x)/\sigma_t^2`
+        (equal to :meth:`denoiser`, :meth:`score` and :meth:`conditional_score` up to rounding.  For point masses,
+        zero covariances, the scores are the same :math:`\alpha_t\mu_k - x` differences as the kernel's, formed
+        after the average instead of per component; a component with covariance :math:`S_k` makes the Tweedie
+        difference cancel, losing about :math:`\log_{10}(1 + \alpha_t^2\|S_k\|/\sigma_t^2)` digits at small ``t``:
+        use :meth:`score` there).  For callers that need several of them at the same ``(x, t)`` (a score model's
+        score and guidance): half the cost of separate calls.  ``t`` as in :meth:`guidance_vector`.
+        """
+        y = self._check_label(y)
+        _check_min_time(t, GUIDANCE_T_MIN, "the guidance vector")
+        mask = self.labels == y
+        d_in, d_out, logz, single, alpha, sigma2 = self._average(x, t, K_.DENOISER, mask)
+        g = self._guidance_from(mask, d_in, d_out, logz, alpha, sigma2)
+        if np.any(~mask):
+            with np.errstate(over="ignore"):
+                p_not = 1.0 / (1.0 + np.exp(logz[:, 0] - logz[:, 1]))
+                p_in = 1.0 / (1.0 + np.exp(logz[:, 1] - logz[:, 0]))
+            den = p_in[:, None] * d_in + p_not[:, None] * d_out
+        else:
+            den = d_in
+        X = check_points(x, self.d)[0]
+        a, s2 = alpha[:, None], sigma2[:, None]
+        s, s_y = (a * den - X) / s2, (a * d_in - X) / s2
+        _check_score_finite(s, "score")
+        _check_score_finite(s_y, "conditional score")
+        return tuple(self._shape(v, single) for v in (den, s, g, s_y))
 
     def guided_denoiser(self, x, t, y, w: float) -> np.ndarray:
         r"""Classifier-guided denoiser :math:`D_w = D + w\,\frac{\sigma_t^2}{\alpha_t} g_y` in ONE kernel pass; ``(N, d)``.

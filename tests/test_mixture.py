@@ -282,6 +282,32 @@ def test_guided_denoiser_one_pass_equals_two(rng, t):
             assert np.abs(gm.guided_denoiser(x, t, y, -3.0) - (D + 3.0 * shift)).max() > tol
 
 
+@pytest.mark.parametrize("atoms", [True, False])
+@pytest.mark.parametrize("t", [1e-6, 0.05, 0.5, 3.0])
+def test_posterior_pass_equals_separate_calls(rng, t, atoms):
+    """posterior_pass's one kernel pass: g_y bit for bit guidance_vector's; D, s and s_y equal denoiser, score and
+    conditional_score to rounding.  Tolerance: the reference and the Tweedie form both round |x| + alpha|mu| terms
+    (64 u of them covers the reorderings), scaled by 1/sigma^2 for the scores and, with covariances, by the
+    cancellation factor 1 + alpha^2 max eig(S)/sigma^2 of the Tweedie difference; the alpha-dropped score misses."""
+    gm = random_mixture(rng, 6, 3, n_classes=3)
+    if atoms:
+        gm = GaussianMixture(gm.weights, gm.means, np.zeros_like(gm.covs), labels=gm.labels)
+    a, s2 = np.exp(-t), -np.expm1(-2 * t)
+    x = a * gm.sample_data(64, rng) + np.sqrt(s2) * rng.standard_normal((64, 3))
+    scale = np.abs(x).max() + a * np.abs(gm.means).max()
+    cancel = 1.0 + a * a * float(np.max(np.linalg.eigvalsh(gm.covs))) / s2
+    for y in range(3):
+        D, s, g, s_y = gm.posterior_pass(x, t, y)
+        assert np.array_equal(g, gm.guidance_vector(x, t, y))
+        tol_d = 64 * 2.0**-53 * (np.abs(gm.means).max() + np.abs(D).max() + np.abs(x).max())
+        assert np.abs(D - gm.denoiser(x, t)).max() <= tol_d
+        tol_s = 64 * 2.0**-53 * scale * cancel / s2
+        assert np.abs(s - gm.score(x, t)).max() <= tol_s
+        assert np.abs(s_y - gm.conditional_score(x, t, y)).max() <= tol_s
+        if t < 1.0 and cancel < 100:  # the control: the score from the denoiser without alpha, (D - x)/sigma^2
+            assert np.abs((D - x) / s2 - gm.score(x, t)).max() > 1e3 * tol_s
+
+
 # ----------------------------------------------------------------------------- per-sample times
 def _row_by_row(f, x, t):
     return np.stack([f(x[i], float(t[i])) for i in range(x.shape[0])])

@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 
 from numerics.methods import TABLE
-from numerics.papers.support.claims import (cycle_radius, cycle_tolerance, line_atoms, step_coefficients,
-                                            wrong_class_recursion)
+from numerics.papers.support.claims import (OnePass, _buggy_line_target, _shared_sample, atoms_c4, cycle_radius,
+                                            cycle_tolerance, line_atoms, step_coefficients, wrong_class_recursion)
 from numerics.papers.support.sweeps import (GRID_KINDS, SWEEP_ETA, SWEEP_METHODS, point_mass_law, point_mass_step,
                                             sweep_grid)
 from numerics.samplers import sample
+from numerics.target import ScoreModel
 
 STEPS = [(5.0, 4.9), (1.0, 0.9), (0.1, 0.05), (1e-3, 1e-3 / 1.1), (1e-7, 5e-8)]
 
@@ -143,3 +144,76 @@ def test_threshold_runs_branch_equals_separate_runs(method, control):
         g, y = runs[d]
         assert np.array_equal(g, grid)
         assert np.array_equal(y, _threshold_run(ctx, gm, method, grid, x0, 90.0))
+
+
+# ----------------------------------------------------------------------------- shared work of the controls
+def _two_pass_target(gm, grid, bug):
+    """The sampler-laws control targets as they were: the mixture's own score, denoiser and guidance methods
+    (two reference kernel passes per step)."""
+    nxt = {float(t): float(s) for t, s in zip(grid[:-1], grid[1:])}
+    if bug == "score_step_late":
+        return ScoreModel(lambda x, t: gm.score(x, nxt.get(t, t)), 3,
+                          guidance=lambda x, t, y: gm.guidance_vector(x, nxt.get(t, t), y), n_classes=2)
+    assert bug == "alpha_dropped"
+    return ScoreModel(lambda x, t: (gm.denoiser(x, t) - x) / -math.expm1(-2 * t), 3,
+                      guidance=gm.guidance_vector, n_classes=2)
+
+
+@pytest.mark.parametrize("bug", ["score_step_late", "alpha_dropped"])
+@pytest.mark.parametrize("method", ["ddim", "ei_ode", "ei_sde"])
+def test_one_pass_controls_equal_two_pass(bug, method, monkeypatch):
+    """The controls' targets on OnePass take one kernel pass per step (two before) and give the two-pass run's
+    samples to rounding: the Tweedie scores differ from the kernel's by a few u of (|x| + |alpha mu|)/sigma^2, and
+    the run's own rounding bound is 8 N u (max|y| + max|z|)(1 + A) (the law check's unit), about 1e-13 of the
+    scale here; measured 0 to 2.7e-16 of it.  1e-9 of the scale sits far above both and far below the O(1) move
+    of another bug (asserted)."""
+    gm = line_atoms()
+    grid = sweep_grid("geometric", 1e-4, 0.5, 50)
+    z = np.random.default_rng(3).standard_normal((64, 3))
+    calls = []
+    orig = type(gm)._average
+    monkeypatch.setattr(type(gm), "_average", lambda self, *a, **k: calls.append(1) or orig(self, *a, **k))
+    kw = dict(grid=grid, n=64, x_init=z, label=1, guidance=5.0, seed=7)
+    one = sample(_buggy_line_target(gm, grid, bug), method, **kw)
+    n_one = len(calls)
+    two = sample(_two_pass_target(gm, grid, bug), method, **kw)
+    assert n_one == grid.size - 1 + 2  # one pass per step (+ the ScoreModel's two test calls)
+    assert len(calls) - n_one == 2 * (grid.size - 1) + 2
+    scale = np.abs(two).max()
+    assert np.abs(one - two).max() <= 1e-9 * scale
+    late = sample(_buggy_line_target(gm, grid, "score_step_late" if bug == "alpha_dropped" else "alpha_dropped"),
+                  method, **kw)
+    assert np.abs(late - two).max() > 1e-3 * scale
+
+
+def test_one_pass_memo_is_keyed_on_values():
+    """OnePass recomputes when the points change in place or the time changes, and agrees with the mixture."""
+    gm = atoms_c4()
+    ex = OnePass(gm, 0)
+    x = np.random.default_rng(1).standard_normal((32, 2))
+    s1 = ex.score(x, 0.3).copy()
+    assert np.array_equal(ex.guidance_vector(x, 0.3, 0), gm.guidance_vector(x, 0.3, 0))
+    x[0] += 1.0
+    assert not np.array_equal(ex.score(x, 0.3)[0], s1[0])
+    assert np.allclose(ex.score(x, 0.3), gm.score(x, 0.3), rtol=0, atol=1e-13)
+    assert np.allclose(ex.score(x, 0.2), gm.score(x, 0.2), rtol=0, atol=1e-13)
+    assert np.array_equal(ex.guidance_vector(x, 0.2, 1), gm.guidance_vector(x, 0.2, 1))  # another label: afresh
+
+
+def test_shared_sample_equals_sample():
+    """The memoised deterministic run is sample's bit for bit, a copy, keyed on the starts' values; noisy
+    methods are refused."""
+    gm = atoms_c4()
+    grid = sweep_grid("geometric", 1e-3, 0.5, 50)
+    x0 = np.random.default_rng(2).standard_normal((16, 2))
+    kw = dict(label=0, guidance=2.0, guidance_form="cfg")
+    ref = sample(gm, "ei_ode", grid=grid, n=16, x_init=x0, **kw)
+    a = _shared_sample(gm, "ei_ode", grid, x0, **kw)
+    assert np.array_equal(a, ref)
+    a[:] = 0.0
+    assert np.array_equal(_shared_sample(gm, "ei_ode", grid, x0, **kw), ref)
+    x1 = x0.copy()
+    x1[0, 0] += 1e-3
+    assert not np.array_equal(_shared_sample(gm, "ei_ode", grid, x1, **kw), ref)
+    with pytest.raises(ValueError, match="method"):
+        _shared_sample(gm, "ei_sde", grid, x0, **kw)
