@@ -297,3 +297,13 @@ def test_claims_registered_and_cheap_ones_hold_with_controls_flagged():
         assert all(passes(m) for m in fn(c.context("quick", 0)) if m.counted)
         for ctl in c.controls:
             assert not all(passes(m) for m in fn(c.context("quick", 0, ctl)) if m.counted), ctl
+
+
+def test_posterior_mean_is_the_posterior_s_mean_bit_for_bit():
+    """The covariance-free posterior mean (the samplers' denoiser) equals Posterior.mean exactly, at t = 0 too."""
+    from numerics.papers.discrete_kl import readout_2d as RO
+    rng = np.random.default_rng(5)
+    for tg in (C.binary(), RO.readout_target(), C.gaussian([0.5, -0.3], [[1.0, 0.8], [0.8, 1.0]])):
+        y = 3.0 * rng.standard_normal((200, tg.d))
+        for t in (0.0, 0.3, 5.0):
+            assert np.array_equal(tg.posterior_mean(y, t), tg.posterior(y, t).mean)

@@ -286,7 +286,7 @@ def marginal_posterior_mean(target: C.ChannelTarget, y: ArrayLike, t: float) -> 
     out = np.empty_like(y)
     for i in range(target.d):
         mi = C.gaussian_mixture(target.weights, target.means[:, i:i + 1], target.covs[:, i:i + 1, i:i + 1])
-        out[:, i] = mi.posterior(y[:, i:i + 1], float(t)).mean[:, 0]
+        out[:, i] = mi.posterior_mean(y[:, i:i + 1], float(t))[:, 0]
     return out
 
 
@@ -295,7 +295,7 @@ def denoiser(target: C.ChannelTarget, spec: SamplerSpec = STATED) -> Callable[[n
     spec = _check_spec(spec)
     if spec.denoiser == "product":
         return lambda y, t: marginal_posterior_mean(target, y, t)
-    return lambda y, t: target.posterior(np.asarray(y, dtype=np.float64).reshape(-1, target.d), float(t)).mean
+    return lambda y, t: target.posterior_mean(np.asarray(y, dtype=np.float64).reshape(-1, target.d), float(t))
 
 
 def _coefficients(ts: np.ndarray, spec: SamplerSpec):
