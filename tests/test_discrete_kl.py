@@ -224,18 +224,19 @@ def _dense_terminal_kl(target, ts, points, noise_var=None):
     return float(wq @ (np.exp(logp) * (logp - np.log(q)))), float(wq @ q)
 
 
-def test_kernel_push_matches_the_dense_kernel():
-    """One grid step (compiled recurrence) against exp of every entry and the matrix product, to ~32 ulp per entry;
-    a wrong variance, centre or normalisation moves the result by far more."""
+def test_gauss_transform_matches_the_dense_kernel():
+    """One grid step of terminal_kl_grid (grid_density.gauss_transform, compiled recurrence) against exp of every
+    entry and the matrix product; a wrong variance moves the result by far more."""
+    from numerics.references.grid_density import gauss_transform
     rng = np.random.default_rng(3)
     y = np.linspace(-20.0, 20.0, 801)
     mu = y + 0.3 * np.tanh(y) + 0.05 * rng.standard_normal(y.size)
     c = rng.random(y.size)
     for v in (0.01, 0.5, 4.0):
         dense = (np.exp(-0.5 * (y[:, None] - mu[None, :]) ** 2 / v) / math.sqrt(2 * math.pi * v)) @ c
-        got = C._kernel_push(y, y[1] - y[0], mu, c, v)
+        got = gauss_transform(y, mu, c, math.sqrt(v))
         assert np.max(np.abs(got - dense) / dense) < 1e-13
-        assert np.max(np.abs(C._kernel_push(y, y[1] - y[0], mu, c, 1.01 * v) - dense) / dense) > 1e-4
+        assert np.max(np.abs(gauss_transform(y, mu, c, math.sqrt(1.01 * v)) - dense) / dense) > 1e-4
 
 
 @pytest.mark.parametrize("n, noise", [(8, False), (32, False), (16, True)])

@@ -54,7 +54,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from numerics.quadrature import gauss_hermite_normal, gauss_hermite_normal_nd
-from numerics.references.grid_density import _gauss_transform
+from numerics.references.grid_density import gauss_transform
 from numerics.validate import (WEIGHT_SUM_TOL, as_float_array, check_array, check_int, check_points, check_positive,
                                check_real_values, check_time_values)
 
@@ -898,19 +898,6 @@ def gaussian_path_kl(target: ChannelTarget, ts, f: Callable | None = None,
 
 
 # ---------------------------------------------------------------------------------------------- terminal law
-def _kernel_push(y: np.ndarray, h: float, mu: np.ndarray, c: np.ndarray, v: float) -> np.ndarray:
-    r""":math:`q_i = \sum_j N(y_i; \mu_j, v)\,c_j` on the uniform grid ``y`` (spacing ``h``): one step of the
-    sampler's grid law (``c`` the quadrature-weighted density).
-
-    The dense kernel matrix product it replaced (``exp`` of every entry, then ``K @ c``) costs O(points^2)
-    exponentials per step; :func:`numerics.references.grid_density._gauss_transform` walks each source's kernel
-    outwards from its centre by a two-product recurrence and stops where it underflows to 0 (every entry within
-    about 32 ulp of the dense one; entries the dense form has as exactly 0 are skipped)."""
-    out = np.empty_like(y)
-    _gauss_transform(y, h, mu, c, math.sqrt(v), out)
-    return out
-
-
 def terminal_kl_grid(target: ChannelTarget, ts, f: Callable | None = None, points: int = 1501,
                      width: float = 12.0, noise_var: Callable[[float], float] | None = None) -> dict:
     r"""1-D: :math:`D(P_{Y_{t_n}}\,\|\,\mathrm{Law}(\hat Y_n))` with the sampler law propagated on a grid.
@@ -948,7 +935,8 @@ def terminal_kl_grid(target: ChannelTarget, ts, f: Callable | None = None, point
         vk = float(nv(dk))
         if not (np.all(np.isfinite(mu)) and math.isfinite(vk)):
             raise ValueError(f"ts: the grid law of Y_t is NaN (kernel means or variance not finite at step {k})")
-        q = _kernel_push(y, h, mu, wq * q, vk)
+        # the kernel summed by the compiled recurrence of grid_density (was a dense exp matrix and its product)
+        q = gauss_transform(y, mu, wq * q, math.sqrt(vk))
     logp = _logsumexp(np.log(target.weights)[None] + target.log_component_density(y[:, None], T), axis=1)
     p = np.exp(logp)
     # the q = 0 rule of numerics.divergences: +inf where the sampler's grid law vanishes and P_{Y_n} does not
