@@ -325,6 +325,10 @@ _G5 = np.linspace(-2.0, 2.0, 5)
                                                                                     "return a pair"),
     (lambda: GD.propagate_2d(np.ones((5, 5)), _G5, _G5, lambda a, b, k: (a, b * np.nan), 0.5, 1),
      r"^transition_mean_fn \(step 0\) M2: contains NaN"),
+    (lambda: GD.gauss_transform([0.0, 1.0, 3.0], [0.0], [1.0], 1.0), r"^grid: must be uniform"),
+    (lambda: GD.gauss_transform(_G5, [np.nan], [1.0], 1.0), r"^means"),
+    (lambda: GD.gauss_transform(_G5, [0.0, 1.0], [1.0], 1.0), r"^weights"),
+    (lambda: GD.gauss_transform(_G5, [0.0], [1.0], 0.0), r"^sd"),
 ])
 def test_references_refuse_naming_the_argument(call, needle):
     """exact_gaussian and grid_density: strings, NaN, wrong shapes, overflow and failing user functions give a

@@ -204,6 +204,52 @@ def test_gaussian_terminal_kl_matches_variance_recursion_and_grid():
     assert C.terminal_kl_grid(g, ts, points=1201)["kl"] == pytest.approx(kl, rel=1e-9)
 
 
+def _dense_terminal_kl(target, ts, points, noise_var=None):
+    """The dense form terminal_kl_grid had (an exp for every kernel entry, then K @ (w q)): the reference."""
+    T = float(ts[-1])
+    R = T * float(np.abs(target.means).max()) + 12.0 * math.sqrt(T * (1 + T * float(target.covs.max())))
+    y = np.linspace(-R, R, points)
+    h = y[1] - y[0]
+    wq = np.full(points, h)
+    wq[0] = wq[-1] = h / 2
+    nv = (lambda dd: dd) if noise_var is None else noise_var
+    mean = lambda yy, tt: target.posterior(yy.reshape(-1, 1), tt).mean[:, 0]  # noqa: E731
+    v1 = nv(float(ts[1]))
+    q = np.exp(-0.5 * (y - ts[1] * mean(np.zeros(1), 0.0)[0]) ** 2 / v1) / math.sqrt(2 * math.pi * v1)
+    for k in range(2, ts.size):
+        dk = float(ts[k] - ts[k - 1])
+        mu, vk = y + dk * mean(y, float(ts[k - 1])), nv(dk)
+        q = (np.exp(-0.5 * (y[:, None] - mu[None, :]) ** 2 / vk) / math.sqrt(2 * math.pi * vk)) @ (wq * q)
+    logp = np.log(np.exp(target.log_component_density(y[:, None], T)) @ target.weights)
+    return float(wq @ (np.exp(logp) * (logp - np.log(q)))), float(wq @ q)
+
+
+def test_gauss_transform_matches_the_dense_kernel():
+    """One grid step of terminal_kl_grid (grid_density.gauss_transform, compiled recurrence) against exp of every
+    entry and the matrix product; a wrong variance moves the result by far more."""
+    from numerics.references.grid_density import gauss_transform
+    rng = np.random.default_rng(3)
+    y = np.linspace(-20.0, 20.0, 801)
+    mu = y + 0.3 * np.tanh(y) + 0.05 * rng.standard_normal(y.size)
+    c = rng.random(y.size)
+    for v in (0.01, 0.5, 4.0):
+        dense = (np.exp(-0.5 * (y[:, None] - mu[None, :]) ** 2 / v) / math.sqrt(2 * math.pi * v)) @ c
+        got = gauss_transform(y, mu, c, math.sqrt(v))
+        assert np.max(np.abs(got - dense) / dense) < 1e-13
+        assert np.max(np.abs(gauss_transform(y, mu, c, math.sqrt(1.01 * v)) - dense) / dense) > 1e-4
+
+
+@pytest.mark.parametrize("n, noise", [(8, False), (32, False), (16, True)])
+def test_terminal_kl_grid_matches_the_dense_propagation(n, noise):
+    """terminal_kl_grid (kernel by recurrence) against the dense propagation it replaced (binary target): the KL to
+    1e-12 absolute and the mass to 1e-13 (the recurrence's rounding over n steps; the grid error is ~1e-13 and up)."""
+    b, ts = C.binary(), C.schedule("uniform", T=8.0, n=n)
+    nv = (lambda dd: dd * dd) if noise else None
+    kl, mass = _dense_terminal_kl(b, ts, 1201, nv)
+    r = C.terminal_kl_grid(b, ts, points=1201, noise_var=nv)
+    assert abs(r["kl"] - kl) < 1e-12 and abs(r["mass"] - mass) < 1e-13
+
+
 def test_noise_var_option_matches_gaussian_kl():
     """step_kl with the sampler's noise variance changed: nested quadrature vs the Gaussian closed form."""
     g = C.gaussian([0.0], 2.0)
@@ -252,3 +298,13 @@ def test_claims_registered_and_cheap_ones_hold_with_controls_flagged():
         assert all(passes(m) for m in fn(c.context("quick", 0)) if m.counted)
         for ctl in c.controls:
             assert not all(passes(m) for m in fn(c.context("quick", 0, ctl)) if m.counted), ctl
+
+
+def test_posterior_mean_is_the_posterior_s_mean_bit_for_bit():
+    """The covariance-free posterior mean (the samplers' denoiser) equals Posterior.mean exactly, at t = 0 too."""
+    from numerics.papers.discrete_kl import readout_2d as RO
+    rng = np.random.default_rng(5)
+    for tg in (C.binary(), RO.readout_target(), C.gaussian([0.5, -0.3], [[1.0, 0.8], [0.8, 1.0]])):
+        y = 3.0 * rng.standard_normal((200, tg.d))
+        for t in (0.0, 0.3, 5.0):
+            assert np.array_equal(tg.posterior_mean(y, t), tg.posterior(y, t).mean)

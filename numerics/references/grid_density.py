@@ -48,7 +48,7 @@ from numba import njit
 from numerics.divergences import kl_cells
 from numerics.validate import as_float_array, check_array, check_density, check_int, check_positive, check_real
 
-__all__ = ["GridResult", "uniform_grid", "gaussian_on_grid", "propagate", "kl_grid", "tv_grid",
+__all__ = ["GridResult", "uniform_grid", "gaussian_on_grid", "propagate", "gauss_transform", "kl_grid", "tv_grid",
            "refinement_error", "spacing", "gaussian_on_grid_2d", "propagate_2d", "kl_grid_2d", "tv_grid_2d",
            "refinement_error_2d"]
 
@@ -155,6 +155,20 @@ def propagate(density0, grid, transition_mean_fn: Callable[[np.ndarray, int], np
         _gauss_transform(g, dx, m, w, sd, p)
         _check_propagated(p, escaped, k)
     return GridResult(p, escaped)
+
+
+def gauss_transform(grid, means, weights, sd: float) -> np.ndarray:
+    r""":math:`\text{out}_i = \sum_j w_j\,N(g_i; m_j, \text{sd}^2)` on the uniform increasing ``grid``: the
+    compiled kernel sum :func:`_gauss_transform` (the step of :func:`propagate`, without its escaped-mass and
+    density checks). ``means`` and ``weights`` finite, of one shape ``(J,)``; ``sd > 0``; ValueError naming the
+    argument otherwise."""
+    g = as_float_array(grid, "grid", 1)
+    dx = spacing(g)
+    m = as_float_array(means, "means", 1)
+    w = check_array(weights, "weights", m.shape)
+    out = np.empty_like(g)
+    _gauss_transform(g, dx, m, w, check_positive(sd, "sd"), out)
+    return out
 
 
 #: Kernel entries between exact ``exp`` evaluations in :func:`_gauss_transform` (the recurrence's relative error

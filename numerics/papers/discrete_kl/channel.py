@@ -54,6 +54,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from numerics.quadrature import gauss_hermite_normal, gauss_hermite_normal_nd
+from numerics.references.grid_density import gauss_transform
 from numerics.validate import (WEIGHT_SUM_TOL, as_float_array, check_array, check_int, check_points, check_positive,
                                check_real_values, check_time_values)
 
@@ -239,6 +240,18 @@ class ChannelTarget:
 
         ``t = 0`` returns the prior (the observation carries no information).
         """
+        S, logw, mj, w, m = self._posterior_mean_parts(y, t)
+        dev = mj - m[:, None, :]
+        cov = np.einsum("nk,kab->nab", w, S) + np.einsum("nk,nka,nkb->nab", w, dev, dev)
+        return Posterior(logw, mj, S, m, cov)
+
+    def posterior_mean(self, y: np.ndarray, t: float) -> np.ndarray:
+        r""":math:`E[X\mid Y_t = y] = \sum_j P(J=j\mid y)\,(\mu_j + S_j(y - t\mu_j))`, shape (N, d): the ``mean``
+        of :meth:`posterior` (the same operations, bit for bit) without the posterior covariance."""
+        return self._posterior_mean_parts(y, t)[4]
+
+    def _posterior_mean_parts(self, y: np.ndarray, t: float):
+        """(gains S, log weights, component means, weights, mean) of :meth:`posterior`."""
         S = self.gains(t)
         N = y.shape[0]
         if t == 0.0:
@@ -250,10 +263,7 @@ class ChannelTarget:
             logw = logw - _logsumexp(logw, axis=1)[:, None]
             mj = self.means[None] + np.einsum("kab,nkb->nka", S, y[:, None, :] - t * self.means[None])
         w = np.exp(logw)
-        m = np.einsum("nk,nka->na", w, mj)
-        dev = mj - m[:, None, :]
-        cov = np.einsum("nk,kab->nab", w, S) + np.einsum("nk,nka,nkb->nab", w, dev, dev)
-        return Posterior(logw, mj, S, m, cov)
+        return S, logw, mj, w, np.einsum("nk,nka->na", w, mj)
 
     def nodes(self, t: float, n: int) -> QuadraturePoints:
         r"""Quadrature points of :math:`Y_t`: ``(y (P,d), weights (P,), component (P,))`` with ``sum w g(y) ~ E g(Y_t)``."""
@@ -554,7 +564,7 @@ def _posterior_field(target, y, t, field: str) -> np.ndarray:
     target = _check_target(target)
     t = _check_snr(t)
     arr, single = check_points(y, target.d, "y")
-    v = getattr(target.posterior(arr, t), field)
+    v = target.posterior_mean(arr, t) if field == "mean" else getattr(target.posterior(arr, t), field)
     if not np.all(np.isfinite(v)):
         raise ValueError(f"y: the posterior {field} is not finite at t={t!r} (y or t too large)")
     return v[0] if single else v
@@ -663,7 +673,7 @@ def expected_estimation_error(target: ChannelTarget, ts, f: Callable, nodes: int
     for k in range(1, ts.size):
         tp = float(ts[k - 1])
         y, w, _ = target.nodes(tp, nodes)
-        m = target.posterior(y, tp).mean
+        m = target.posterior_mean(y, tp)
         fy = np.asarray(f(y, tp), dtype=float).reshape(m.shape)
         out[k - 1] = 0.5 * (ts[k] - tp) * float(np.dot(w, np.sum((fy - m) ** 2, axis=1)))
     return out
@@ -852,7 +862,7 @@ def gaussian_path_kl(target: ChannelTarget, ts, f: Callable | None = None,
     probe = np.vstack([np.zeros((1, d)), eye])
     if f is None:
         def f(yy, tt):  # noqa: E306
-            return target.posterior(yy, tt).mean
+            return target.posterior_mean(yy, tt)
     t = ts[1:]
     Pc = np.kron(np.outer(t, t), Sig) + np.kron(np.minimum.outer(t, t), eye)
     Pm = (t[:, None] * mu[None]).reshape(-1)
@@ -906,7 +916,7 @@ def terminal_kl_grid(target: ChannelTarget, ts, f: Callable | None = None, point
     T = float(ts[-1])
     if f is None:
         def f(yy, tt):  # noqa: E306
-            return target.posterior(yy.reshape(-1, 1), tt).mean[:, 0]
+            return target.posterior_mean(yy.reshape(-1, 1), tt)[:, 0]
     R = T * float(np.abs(target.means).max()) + width * math.sqrt(T * (1 + T * float(target.covs.max())))
     y = np.linspace(-R, R, points)
     h = y[1] - y[0]
@@ -917,12 +927,16 @@ def terminal_kl_grid(target: ChannelTarget, ts, f: Callable | None = None, point
     f0 = float(np.asarray(f(np.zeros(1), 0.0)).reshape(-1)[0])
     v1 = float(nv(d1))
     q = np.exp(-0.5 * (y - d1 * f0) ** 2 / v1) / math.sqrt(2 * math.pi * v1)
+    if not math.isfinite(R):
+        raise ValueError(f"ts: the grid law of Y_t is NaN (grid half-width {R:.3g}): times or width too large")
     for k in range(2, ts.size):
         dk, tp = float(ts[k] - ts[k - 1]), float(ts[k - 1])
         mu = y + dk * np.asarray(f(y, tp), dtype=float).reshape(-1)
         vk = float(nv(dk))
-        Kmat = np.exp(-0.5 * (y[:, None] - mu[None, :]) ** 2 / vk) / math.sqrt(2 * math.pi * vk)
-        q = Kmat @ (wq * q)
+        if not (np.all(np.isfinite(mu)) and math.isfinite(vk)):
+            raise ValueError(f"ts: the grid law of Y_t is NaN (kernel means or variance not finite at step {k})")
+        # the kernel summed by the compiled recurrence of grid_density (was a dense exp matrix and its product)
+        q = gauss_transform(y, mu, wq * q, math.sqrt(vk))
     logp = _logsumexp(np.log(target.weights)[None] + target.log_component_density(y[:, None], T), axis=1)
     p = np.exp(logp)
     # the q = 0 rule of numerics.divergences: +inf where the sampler's grid law vanishes and P_{Y_n} does not
@@ -952,7 +966,7 @@ def snr_sample(target: ChannelTarget, ts, y0: np.ndarray, noises: np.ndarray, f:
     traj = [y.copy()]
     for k in range(1, ts.size):
         tp, dk = float(ts[k - 1]), float(ts[k] - ts[k - 1])
-        fy = target.posterior(y, tp).mean if f is None else np.asarray(f(y, tp), dtype=float)
+        fy = target.posterior_mean(y, tp) if f is None else np.asarray(f(y, tp), dtype=float)
         y = y + dk * fy + math.sqrt(dk) * z[k - 1]
         if not np.all(np.isfinite(y)):
             raise ValueError(f"y0: the sampler state is NaN or infinite after step {k} (t={float(ts[k])!r}); "

@@ -56,7 +56,7 @@ def _end_of_step_f(target, ts):
     nxt = dict(zip(ts[:-1].tolist(), ts[1:].tolist()))
 
     def f(y, tp):
-        return target.posterior(np.asarray(y, dtype=float).reshape(-1, target.d), nxt[float(tp)]).mean
+        return target.posterior_mean(np.asarray(y, dtype=float).reshape(-1, target.d), nxt[float(tp)])
     return f
 
 
