@@ -317,3 +317,33 @@ def test_claims_ce_gap_second_order(swapped):
     eps, om, t = 0.1, 1.0, 0.5
     dev = abs(C._ce_gap_ripple(eps, om, t, swapped) - C._ce_gap_second_order(eps, om, t))
     assert (dev > eps ** 3 / (18 * 3 ** 0.5)) == swapped
+
+
+@pytest.mark.parametrize("sampler", ["sde", "ode"])
+def test_claims_memoised_endpoint_equals_kl_with_error(sampler):
+    """The claims' _endpoint, built from the memoised one-resolution solves, is D.kl_with_error bit for bit (same
+    grids, steps and field); a ripple-free field is one solve whatever omega; the memoised density is read-only;
+    another weight gives another solve."""
+    from numerics.papers.discriminator import claims as C
+    dx, dtau = 0.08, 0.064
+    for w, eps, om in ((1.0, 0.1, 1.0), (0.5, 0.0, 0.0)):
+        ref = D.kl_with_error(DATA, D.bayes_field(DATA, MODEL, w=w, eps=eps, omega=om), MODEL, sampler, T,
+                              D.Grid1D(dx=dx), dtau)
+        assert C._endpoint(sampler, w, eps, om, dx, dtau) == ref
+    assert C._endpoint(sampler, 0.5, 0.0, 3.0, dx, dtau) == C._endpoint(sampler, 0.5, 0.0, 0.0, dx, dtau)
+    assert C._endpoint(sampler, 1.5, 0.0, 0.0, dx, dtau)[0] != C._endpoint(sampler, 0.5, 0.0, 0.0, dx, dtau)[0]
+    if sampler == "sde":
+        q = C._bayes_sde(0.5, 0.0, 2.0, dx, dtau)
+        assert q is C._bayes_sde(0.5, 0.0, 0.0, dx, dtau) and not q.flags.writeable
+
+
+def test_claims_gmm_linear_reuses_the_coarse_solve():
+    """_gmm_linear's (KL, err, spline err) equal the formula with D.kl_with_error and the separate coarse solve."""
+    from numerics.papers.discriminator import claims as C
+    dx, dtau = 0.08, 0.064
+    beta = C._beta("G", "mse", 21)
+    half = C._beta("G", "mse", C._half_spline(21))
+    kl, err = D.kl_with_error(DATA, D.linear_field(MODEL, beta), MODEL, "sde", T, D.Grid1D(dx=dx), dtau)
+    a = C._sde_kl(D.linear_field(MODEL, beta), MODEL, 2 * dx, 2 * dtau)
+    b = C._sde_kl(D.linear_field(MODEL, half), MODEL, 2 * dx, 2 * dtau)
+    assert C._gmm_linear("mse", 21, dx, dtau, 1.0) == (kl, err, abs(a - b))
