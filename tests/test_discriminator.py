@@ -378,3 +378,22 @@ def test_mix_score_kernel_equals_plain_reference(mix):
         s, ds = mix.score_and_derivative(x, t)
         ref = np.array([_score_reference(float(xi), w.tolist(), m.tolist(), v.tolist()) for xi in x])
         assert np.array_equal(s, ref[:, 0]) and np.array_equal(ds, ref[:, 1])
+
+
+@pytest.mark.parametrize("w, eps, om", [(1.0, 0.0, 0.0), (-0.5, 0.0, 0.0), (1.0, 0.1, 20.0), (3.0, 0.3, 2.0)])
+def test_bayes_field_compiled_paths_equal_numpy_calls(w, eps, om):
+    """sde_endpoint (score table) and ode_endpoint (compiled RK4) of a BayesField equal the same field hidden in a
+    plain callable (the NumPy step loops) bit for bit; a non-finite score raises the call's ValueError on both."""
+    f = D.bayes_field(DATA, MODEL, w, eps, om)
+    plain = lambda x, t: f(x, t)  # noqa: E731
+    g = D.Grid1D(dx=0.08)
+    assert np.array_equal(D.sde_endpoint(f, MODEL, T, g, 0.064), D.sde_endpoint(plain, MODEL, T, g, 0.064))
+    a, b = D.ode_endpoint(f, MODEL, T, g, 0.064), D.ode_endpoint(plain, MODEL, T, g, 0.064)
+    assert np.array_equal(a.log_density, b.log_density) and a.mass == b.mass
+    huge = D.bayes_field(DATA, MODEL, 1e308 * (1 + eps), eps, om)
+    for run in (lambda fl: D.sde_endpoint(fl, MODEL, T, g, 0.064), lambda fl: D.ode_endpoint(fl, MODEL, T, g, 0.064)):
+        with pytest.raises(ValueError, match="^w: the refined score is not finite at t=") as compiled:
+            run(huge)
+        with pytest.raises(ValueError) as reference:
+            run(lambda x, t: huge(x, t))
+        assert str(compiled.value) == str(reference.value)
