@@ -55,7 +55,8 @@ def _pos_int(value, name: str, minimum: int = 1) -> int:
 
 
 #: Largest number of time steps of :func:`sde_endpoint` / :func:`ode_endpoint` (each step evaluates the field a few
-#: times, in Python but for a :class:`FeatureField`'s PF-ODE: this bounds their run time to minutes; the claims use a
+#: times, in Python but for the PF-ODE of a :class:`FeatureField` or :class:`BayesField`: this bounds their run time to
+#: minutes; the claims use a
 #: few thousand).
 MAX_STEPS = 10**6
 
@@ -516,8 +517,8 @@ def ode_endpoint(field: Field, start: Mixture1D, T: float = 8.0, grid: Grid1D = 
     :math:`dx/dt = -(x + s)`, to :math:`x_T = \Phi^{-1}(x)` with RK4, accumulating the 1-D log-determinant
     :math:`A = \int_0^T (1 + \partial_x s)\,dt`; then :math:`\log\tilde p_0(x) = \log\hat p_T(x_T) - A`.
     No interpolation and no coverage problem where the forward map expands; the only error is RK4's,
-    :math:`O(d\tau^4)`.  A :class:`FeatureField` is transported by a compiled loop (:func:`_ode_feature`), any
-    other field by the NumPy loop (:func:`_ode_rk4`).
+    :math:`O(d\tau^4)`.  A :class:`FeatureField` or a :class:`BayesField` is transported by a compiled loop
+    (:func:`_ode_feature`, :func:`_ode_bayes`), any other field by the NumPy loop (:func:`_ode_rk4`).
     """
     T = _pos_float(T, "T")
     dtau = _pos_float(dtau, "dtau")
