@@ -341,10 +341,11 @@ def _bayes_score_rows(x, logwp, mp, vp, logwq, mq, vq, w, eps, omega):
     out = np.empty((mp.shape[0], n))
     bad = -1
     for r in range(mp.shape[0]):
-        lwp = logwp - 0.5 * np.log(vp[r])
-        lwq = logwq - 0.5 * np.log(vq[r])
+        mpr, vpr, mqr, vqr = mp[r], vp[r], mq[r], vq[r]  # the rows' views once, not per point
+        lwp = logwp - 0.5 * np.log(vpr)
+        lwq = logwq - 0.5 * np.log(vqr)
         for i in range(n):
-            s, ds = _bayes_point(x[i], lwp, mp[r], vp[r], lwq, mq[r], vq[r], w, eps, omega, lc, pk)
+            s, ds = _bayes_point(x[i], lwp, mpr, vpr, lwq, mqr, vqr, w, eps, omega, lc, pk)
             out[r, i] = s
             if bad < 0 and not (np.isfinite(s) and np.isfinite(ds)):
                 bad = r
@@ -624,12 +625,13 @@ def _ode_bayes_kernel(x0, dt, n_steps, logwp, mp, vp, logwq, mq, vq, w, eps, ome
             else:
                 y[:] = x
             r = 3 * k + (st + 1) // 2
-            lwp = logwp - 0.5 * np.log(vp[r])
-            lwq = logwq - 0.5 * np.log(vq[r])
+            mpr, vpr, mqr, vqr = mp[r], vp[r], mq[r], vq[r]  # the rows' views once, not per point
+            lwp = logwp - 0.5 * np.log(vpr)
+            lwq = logwq - 0.5 * np.log(vqr)
             for i in range(n):
                 if not abs(y[i]) <= state_max:
                     return x, A, True
-                s, ds = _bayes_point(y[i], lwp, mp[r], vp[r], lwq, mq[r], vq[r], w, eps, omega, lc, pk)
+                s, ds = _bayes_point(y[i], lwp, mpr, vpr, lwq, mqr, vqr, w, eps, omega, lc, pk)
                 if not (np.isfinite(s) and np.isfinite(ds)):
                     return x, A, True
                 kx[st, i] = -(y[i] + s)
