@@ -317,3 +317,83 @@ def test_claims_ce_gap_second_order(swapped):
     eps, om, t = 0.1, 1.0, 0.5
     dev = abs(C._ce_gap_ripple(eps, om, t, swapped) - C._ce_gap_second_order(eps, om, t))
     assert (dev > eps ** 3 / (18 * 3 ** 0.5)) == swapped
+
+
+@pytest.mark.parametrize("sampler", ["sde", "ode"])
+def test_claims_memoised_endpoint_equals_kl_with_error(sampler):
+    """The claims' _endpoint, built from the memoised one-resolution solves, is D.kl_with_error bit for bit (same
+    grids, steps and field); a ripple-free field is one solve whatever omega; the memoised density is read-only;
+    another weight gives another solve."""
+    from numerics.papers.discriminator import claims as C
+    dx, dtau = 0.08, 0.064
+    for w, eps, om in ((1.0, 0.1, 1.0), (0.5, 0.0, 0.0)):
+        ref = D.kl_with_error(DATA, D.bayes_field(DATA, MODEL, w=w, eps=eps, omega=om), MODEL, sampler, T,
+                              D.Grid1D(dx=dx), dtau)
+        assert C._endpoint(sampler, w, eps, om, dx, dtau) == ref
+    assert C._endpoint(sampler, 0.5, 0.0, 3.0, dx, dtau) == C._endpoint(sampler, 0.5, 0.0, 0.0, dx, dtau)
+    assert C._endpoint(sampler, 1.5, 0.0, 0.0, dx, dtau)[0] != C._endpoint(sampler, 0.5, 0.0, 0.0, dx, dtau)[0]
+    if sampler == "sde":
+        q = C._bayes_sde(0.5, 0.0, 2.0, dx, dtau)
+        assert q is C._bayes_sde(0.5, 0.0, 0.0, dx, dtau) and not q.flags.writeable
+
+
+def test_claims_gmm_linear_reuses_the_coarse_solve():
+    """_gmm_linear's (KL, err, spline err) equal the formula with D.kl_with_error and the separate coarse solve."""
+    from numerics.papers.discriminator import claims as C
+    dx, dtau = 0.08, 0.064
+    beta = C._beta("G", "mse", 21)
+    half = C._beta("G", "mse", C._half_spline(21))
+    kl, err = D.kl_with_error(DATA, D.linear_field(MODEL, beta), MODEL, "sde", T, D.Grid1D(dx=dx), dtau)
+    a = C._sde_kl(D.linear_field(MODEL, beta), MODEL, 2 * dx, 2 * dtau)
+    b = C._sde_kl(D.linear_field(MODEL, half), MODEL, 2 * dx, 2 * dtau)
+    assert C._gmm_linear("mse", 21, dx, dtau, 1.0) == (kl, err, abs(a - b))
+
+
+def _score_reference(x: float, w, m, v) -> tuple[float, float]:
+    """The mixture score and its derivative at one point in plain Python (every weight by math.exp, every s_k
+    computed where it is used): the arithmetic of the compiled kernel before its exp-free largest weight."""
+    lw = [math.log(wk) - 0.5 * math.log(vk) for wk, vk in zip(w, v)]
+    lc = [lw[k] - 0.5 * (x - m[k]) * (x - m[k]) / v[k] for k in range(len(m))]
+    mx = max(lc)
+    pk = [math.exp(c - mx) for c in lc]
+    z = sum(pk)
+    a = 0.0
+    for k in range(len(m)):
+        a += pk[k] * (-(x - m[k]) / v[k])
+    s = a / z
+    b = 0.0
+    for k in range(len(m)):
+        d = -(x - m[k]) / v[k] - s
+        b += pk[k] * (d * d - 1.0 / v[k])
+    return s, b / z
+
+
+@pytest.mark.parametrize("mix", [MODEL, DATA, D.Mixture1D([0.2, 0.5, 0.3], [-1.0, 0.5, 3.0], [0.04, 1.0, 0.25])])
+def test_mix_score_kernel_equals_plain_reference(mix):
+    """The compiled score (largest weight written 1, s_k computed once) is the plain two-pass formula bit for bit,
+    from the components' overlap to the far tails where one weight underflows."""
+    x = np.concatenate([np.linspace(-7, 7, 401), [-300.0, -40.0, 25.0, 1e3]])
+    for t in (0.0, 1e-3, 0.5, 8.0):
+        w, m, v = mix.marginal(t)
+        s, ds = mix.score_and_derivative(x, t)
+        ref = np.array([_score_reference(float(xi), w.tolist(), m.tolist(), v.tolist()) for xi in x])
+        assert np.array_equal(s, ref[:, 0]) and np.array_equal(ds, ref[:, 1])
+
+
+@pytest.mark.parametrize("w, eps, om", [(1.0, 0.0, 0.0), (-0.5, 0.0, 0.0), (1.0, 0.1, 20.0), (3.0, 0.3, 2.0)])
+def test_bayes_field_compiled_paths_equal_numpy_calls(w, eps, om):
+    """sde_endpoint (score table) and ode_endpoint (compiled RK4) of a BayesField equal the same field hidden in a
+    plain callable (the NumPy step loops) bit for bit; a non-finite score raises the call's ValueError on both."""
+    f = D.bayes_field(DATA, MODEL, w, eps, om)
+    plain = lambda x, t: f(x, t)  # noqa: E731
+    g = D.Grid1D(dx=0.08)
+    assert np.array_equal(D.sde_endpoint(f, MODEL, T, g, 0.064), D.sde_endpoint(plain, MODEL, T, g, 0.064))
+    a, b = D.ode_endpoint(f, MODEL, T, g, 0.064), D.ode_endpoint(plain, MODEL, T, g, 0.064)
+    assert np.array_equal(a.log_density, b.log_density) and a.mass == b.mass
+    huge = D.bayes_field(DATA, MODEL, 1e308 * (1 + eps), eps, om)
+    for run in (lambda fl: D.sde_endpoint(fl, MODEL, T, g, 0.064), lambda fl: D.ode_endpoint(fl, MODEL, T, g, 0.064)):
+        with pytest.raises(ValueError, match="^w: the refined score is not finite at t=") as compiled:
+            run(huge)
+        with pytest.raises(ValueError) as reference:
+            run(lambda x, t: huge(x, t))
+        assert str(compiled.value) == str(reference.value)

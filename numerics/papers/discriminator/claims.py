@@ -82,13 +82,48 @@ def _drift_half(field):
     return f
 
 
+def _bayes_sde(w: float, eps: float, omega: float, dx: float, dtau: float) -> np.ndarray:
+    """SDE endpoint density (on ``Grid1D(dx=dx)``, step ``dtau``) of setting G refined by w (grad d* + eps omega
+    cos(omega x)), started from the model's terminal law; memoised on the exact inputs (read-only), so the stated
+    run, its error estimate and the controls that keep the field share one Fokker-Planck solve (without a ripple,
+    one for every omega: bayes_field ignores omega then)."""
+    return _bayes_sde_solve(w, eps, omega if eps != 0.0 else 0.0, dx, dtau)
+
+
+@functools.lru_cache(maxsize=64)
+def _bayes_sde_solve(w: float, eps: float, omega: float, dx: float, dtau: float) -> np.ndarray:
+    q = D.sde_endpoint(D.bayes_field(DATA, MODEL, w=w, eps=eps, omega=omega), MODEL, T, D.Grid1D(dx=dx), dtau)
+    q.flags.writeable = False
+    return q
+
+
+def _bayes_sde_kl(w: float, eps: float, omega: float, dx: float, dtau: float) -> float:
+    """KL(p_0 || :func:`_bayes_sde`) on its grid (as :func:`_sde_kl`)."""
+    g = D.Grid1D(dx=dx)
+    return D.endpoint_kl(DATA.density(g.x, 0.0), _bayes_sde(w, eps, omega, dx, dtau), g.dx)
+
+
+def _bayes_ode(w: float, eps: float, omega: float, dx: float, dtau: float) -> D.OdeResult:
+    """PF-ODE endpoint (:func:`D.ode_endpoint` on ``Grid1D(dx=dx)``, step ``dtau``) of the field of
+    :func:`_bayes_sde`; memoised on the exact inputs like it."""
+    return _bayes_ode_solve(w, eps, omega if eps != 0.0 else 0.0, dx, dtau)
+
+
+@functools.lru_cache(maxsize=64)
+def _bayes_ode_solve(w: float, eps: float, omega: float, dx: float, dtau: float) -> D.OdeResult:
+    return D.ode_endpoint(D.bayes_field(DATA, MODEL, w=w, eps=eps, omega=omega), MODEL, T, D.Grid1D(dx=dx), dtau)
+
+
 @functools.lru_cache(maxsize=64)
 def _endpoint(sampler: str, w: float, eps: float, omega: float, dx: float, dtau: float):
-    """(KL(p0 || endpoint), err) of setting G refined by w (grad d* + eps omega cos(omega x))."""
-    if eps == 0.0 and omega != 0.0:
-        return _endpoint(sampler, w, 0.0, 0.0, dx, dtau)
-    field = D.bayes_field(DATA, MODEL, w=w, eps=eps, omega=omega)
-    return D.kl_with_error(DATA, field, MODEL, sampler, T, D.Grid1D(dx=dx), dtau)
+    """(KL(p0 || endpoint), err) of setting G refined by w (grad d* + eps omega cos(omega x)): the KL at (dx, dtau)
+    and err = its change at (2 dx, 2 dtau), as :func:`D.kl_with_error` (the same grids and steps), from the memoised
+    one-resolution solves :func:`_bayes_sde`, :func:`_bayes_ode`."""
+    if sampler == "sde":
+        fine, coarse = (_bayes_sde_kl(w, eps, omega, f * dx, f * dtau) for f in (1, 2))
+    else:
+        fine, coarse = (_bayes_ode(w, eps, omega, f * dx, f * dtau).kl_from(DATA) for f in (1, 2))
+    return fine, abs(fine - coarse)
 
 
 def _sde_kl(field, start, dx: float, dtau: float, data=None) -> float:
@@ -188,8 +223,10 @@ def bayes_exact_correction(ctx: Context) -> list[Measurement]:
     ]
     # without correction the SDE reproduces the model: KL(model || uncorrected SDE endpoint) ~ 0
     g = D.Grid1D(dx=p["dx"])
-    unref = D.bayes_field(DATA, MODEL, w=0.0)
-    q = D.sde_endpoint(_drift_half(unref) if ctx.bug("sde_drift_half") else unref, MODEL, T, g, p["dtau"])
+    if ctx.bug("sde_drift_half"):
+        q = D.sde_endpoint(_drift_half(D.bayes_field(DATA, MODEL, w=0.0)), MODEL, T, g, p["dtau"])
+    else:  # the fine solve of base0 (memoised)
+        q = _bayes_sde(0.0, 0.0, 0.0, p["dx"], p["dtau"])
     k0 = D.endpoint_kl(MODEL.density(g.x, 0.0), q, g.dx)
     out.append(Measurement(name="KL(model || uncorrected SDE endpoint)", measured=k0, predicted=0.0, kind="le",
                            tol=base0[1] + 1e-8, reason="same scheme's refinement error at w=0 + 1e-8",
@@ -350,7 +387,7 @@ def guidance_weight(ctx: Context) -> list[Measurement]:
     g = D.Grid1D(dx=p["dx"])
     for w in p["weights"]:
         if shift:  # control run: one resolution (the bug moves the KLs far beyond the refinement error)
-            kl, err = _sde_kl(D.bayes_field(DATA, MODEL, w=w - shift), MODEL, p["dx"], p["dtau"]), 0.0
+            kl, err = _bayes_sde_kl(w - shift, 0.0, 0.0, p["dx"], p["dtau"]), 0.0
         else:
             kl, err = _endpoint("sde", w, 0.0, 0.0, p["dx"], p["dtau"])
         bound = kl_T + factor * (1 - w) ** 2 * I
@@ -364,7 +401,7 @@ def guidance_weight(ctx: Context) -> list[Measurement]:
     ode_rows = []
     for w in p["ode_weights"]:
         if shift:
-            kl, err = D.ode_endpoint(D.bayes_field(DATA, MODEL, w=w - shift), MODEL, T, g, p["dtau"]).kl_from(DATA), 0.0
+            kl, err = _bayes_ode(w - shift, 0.0, 0.0, p["dx"], p["dtau"]).kl_from(DATA), 0.0
         else:
             kl, err = _endpoint("ode", w, 0.0, 0.0, p["dx"], p["dtau"])
         ode_rows.append((w, kl, err))
@@ -454,10 +491,9 @@ def _omega_dropped_field(eps: float, om: float):
     return f
 
 
-def _control_field(eps: float, om: float, no_ripple: bool, swapped: bool, dropped: bool):
-    """The guidance field a control's sampler uses (None in the stated run: the rippled Bayes field)."""
-    if no_ripple:
-        return D.bayes_field(DATA, MODEL, 1.0)
+def _control_field(eps: float, om: float, swapped: bool, dropped: bool):
+    """The guidance field a control's sampler uses (None in the stated run and in ripple_not_in_sampler: a Bayes
+    field, solved by the memoised :func:`_bayes_sde`, :func:`_bayes_ode`)."""
     if swapped:
         return _swapped_field(eps, om)
     if dropped:
@@ -582,8 +618,10 @@ def ce_gradient_counterexample(ctx: Context) -> list[Measurement]:
                    "x-trapezoid change from dx=0.004 to 0.002 + 4 n u rounding of the 12001-term sums",
             extra={"path_kl": path, "limit_omega_to_inf": 1.0, "ce_bound": eps ** 2 / 4}))
         path_pts.append((om, path / scale, path_err / scale, pred / scale))
-        fld = _control_field(eps, om, no_ripple, swapped, dropped)
-        if fld is None:
+        fld = _control_field(eps, om, swapped, dropped)
+        if no_ripple:  # the clean d*: one solve shared by every pair
+            kl, err = _bayes_sde_kl(1.0, 0.0, 0.0, p["dx"], p["dtau"]), 0.0
+        elif fld is None:
             kl, err = _endpoint("sde", 1.0, eps, om, p["dx"], p["dtau"])
         else:  # control runs: one resolution (their bugs move the KL far beyond the refinement error)
             kl, err = _sde_kl(fld, MODEL, p["dx"], p["dtau"]), 0.0
@@ -594,9 +632,11 @@ def ce_gradient_counterexample(ctx: Context) -> list[Measurement]:
             out.append(_kl_measure(f"SDE endpoint eps={eps} omega={om} vs note", kl, err, note[0],
                                    extra_tol=_note_unit(note[0]), why=NOTE_WHY))
     for eps, om in p["ode_pairs"]:
-        fld = _control_field(eps, om, no_ripple, swapped, dropped)
+        fld = _control_field(eps, om, swapped, dropped)
         if om <= 2:
-            if fld is None:
+            if no_ripple:
+                kl, err = _bayes_ode(1.0, 0.0, 0.0, p["dx"], p["dtau"]).kl_from(DATA), 0.0
+            elif fld is None:
                 kl, err = _endpoint("ode", 1.0, eps, om, p["dx"], p["dtau"])
             else:
                 kl, err = D.ode_endpoint(fld, MODEL, T, D.Grid1D(dx=p["dx"]), p["dtau"]).kl_from(DATA), 0.0
@@ -608,8 +648,10 @@ def ce_gradient_counterexample(ctx: Context) -> list[Measurement]:
                                    extra_tol=_note_unit(note), why=NOTE_WHY))
             ode_pts.append((om, kl, err, note))
         else:
-            fld = fld or D.bayes_field(DATA, MODEL, 1.0, eps, om)
-            res = D.ode_endpoint(fld, MODEL, T, D.Grid1D(dx=p["dx"]), p["dtau"])
+            if fld is None:  # the stated ripple, or the clean d* (ripple_not_in_sampler): memoised
+                res = _bayes_ode(1.0, 0.0 if no_ripple else eps, om, p["dx"], p["dtau"])
+            else:
+                res = D.ode_endpoint(fld, MODEL, T, D.Grid1D(dx=p["dx"]), p["dtau"])
             out.append(Measurement(name=f"PF-ODE collapse eps={eps} omega={om} (grid mass < 0.5)",
                                    measured=float(res.mass < 0.5), kind="true",
                                    reason="near-atomic endpoint: its atoms fall between grid points, so the grid "
@@ -698,11 +740,12 @@ def _gmm_linear(obj: str, n_spline: int, dx: float, dtau: float, sign: float, er
     beta = _signed(_beta("G", obj, n_spline), sign)
     if not errors:
         return _sde_kl(D.linear_field(MODEL, beta), MODEL, dx, dtau), 0.0, 0.0
-    kl, err = D.kl_with_error(DATA, D.linear_field(MODEL, beta), MODEL, "sde", T, D.Grid1D(dx=dx), dtau)
-    half = _signed(_beta("G", obj, _half_spline(n_spline)), sign)
+    # D.kl_with_error's two solves, the coarse one also the spline error's first term
+    kl = _sde_kl(D.linear_field(MODEL, beta), MODEL, dx, dtau)
     a = _sde_kl(D.linear_field(MODEL, beta), MODEL, 2 * dx, 2 * dtau)
+    half = _signed(_beta("G", obj, _half_spline(n_spline)), sign)
     b = _sde_kl(D.linear_field(MODEL, half), MODEL, 2 * dx, 2 * dtau)
-    return kl, err, abs(a - b)
+    return kl, abs(kl - a), abs(a - b)
 
 
 @claim(
