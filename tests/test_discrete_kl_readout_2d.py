@@ -140,7 +140,7 @@ def test_bad_input_names_the_argument(call, name):
 
 
 def test_phi_kernel_matches_the_dense_exponentials():
-    """The compiled kernel matrix (two-product recurrence, exact exp every PHI_RESTART entries) against exp of every
+    """The compiled kernel matrix (two-product recurrence, exact exp every grid_density.RESTART entries) against exp of every
     entry: relative error below 1e-10 where the entry is normal (the recurrence's rounding grows with the exponent,
     about 1e-11 at exp(-700)), exactly 0 where the dense entry is; a wrong variance or centre is far outside."""
     rng = np.random.default_rng(2)

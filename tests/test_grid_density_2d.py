@@ -175,3 +175,25 @@ def test_1d_gauss_transform_matches_the_dense_kernel(n, sd_over_dx, spread, seed
                      + RESTART**2 / 2 * (h2 + 1) + a * 4 * np.abs(g)[:, None] / sd)
     bound = (K * per_entry) @ w + 2 * n * u * (K @ w)
     assert np.all(np.abs(out - K @ w) <= bound + 1e-300)
+
+
+def test_gauss_kernel_matrix_rows_are_what_gauss_transform_sums():
+    """The stored rows of the shared recurrence: each against the dense exp row (relative 1e-12 where the entry is
+    above 1e-200), and their weighted sum equals gauss_transform's (same walk, summed in the same order: equal to
+    rounding of the final sums); a wrong sd is far outside; bad sd names the argument."""
+    from numerics.references.grid_density import gauss_kernel_matrix, gauss_transform
+
+    rng = np.random.default_rng(5)
+    g = np.linspace(-4.0, 4.0, 161)
+    m = rng.uniform(-5.0, 5.0, 40)
+    w = rng.uniform(0.0, 1.0, 40)
+    for sd in (0.07, 0.5, 2.0):
+        dense = np.exp(-0.5 * ((g[None, :] - m[:, None]) / sd) ** 2) / (sd * math.sqrt(2 * math.pi))
+        rows = gauss_kernel_matrix(g, m, sd)
+        big = dense > 1e-200
+        assert np.max(np.abs(rows[big] / dense[big] - 1)) < 1e-12
+        assert np.all(rows[dense == 0.0] == 0.0)
+        np.testing.assert_allclose(w @ rows, gauss_transform(g, m, w, sd), rtol=1e-13, atol=1e-300)
+        assert np.max(np.abs(gauss_kernel_matrix(g, m, 1.01 * sd) - dense)) > 1e-3 * dense.max()
+    with pytest.raises(ValueError, match="sd"):
+        gauss_kernel_matrix(g, m, -1.0)

@@ -171,25 +171,11 @@ def gauss_transform(grid, means, weights, sd: float) -> np.ndarray:
     return out
 
 
-#: Kernel entries between exact ``exp`` evaluations in :func:`_gauss_transform` (the recurrence's relative error
-#: grows like s^2/2 roundings over s steps: at most 32 ulp between restarts).
-RESTART = 8
-
-
 @njit(cache=True)
 def _gauss_transform(g, dx, m, w, sd, out):
-    r""":math:`\text{out}_i = \sum_j w_j\,N(g_i; m_j, \text{sd}^2)` on the uniform grid ``g`` (spacing ``dx``).
-
-    Along the grid the kernel of one source obeys a two-term multiplicative recurrence: with
-    :math:`z_i = g_i - m_j` and :math:`v = \text{sd}^2`,
-
-    .. math:: K_{i\pm1} = K_i\,r_i,\qquad r_i = e^{-(\pm 2 z_i\Delta + \Delta^2)/(2v)},\qquad
-       r_{i\pm1} = r_i\,e^{-\Delta^2/v},
-
-    so two products replace an exponential. Starting at the grid point nearest :math:`m_j` it runs outwards in
-    both directions, exactly re-evaluated every :data:`RESTART` points, and stops where the kernel underflows to 0
-    (the dense kernel is exactly 0 there too). Relative error per entry at most about 32 ulp, against
-    :math:`O(n^2)` exponentials of the dense form (which this replaced: the same sum, 10-30 times slower)."""
+    r""":math:`\text{out}_i = \sum_j w_j\,N(g_i; m_j, \text{sd}^2)` on the uniform grid ``g`` (spacing ``dx``):
+    :func:`_add_kernel` for each source with a nonzero weight (the same sum as the dense form, which this
+    replaced, 10-30 times faster)."""
     n = g.shape[0]
     for i in range(n):
         out[i] = 0.0
@@ -198,27 +184,72 @@ def _gauss_transform(g, dx, m, w, sd, out):
     norm = 1.0 / (sd * math.sqrt(2.0 * math.pi))
     for j in range(m.shape[0]):
         wj = w[j] * norm
-        if wj == 0.0:
-            continue
-        c = (m[j] - g[0]) / dx
-        i0 = 0 if c < 0.0 else (n - 1 if c > n - 1 else int(c + 0.5))
-        for direction in (1, -1):
-            i = i0 if direction == 1 else i0 - 1
-            while 0 <= i < n:
-                z = g[i] - m[j]
-                K = math.exp(-z * z * inv2v)
-                if K == 0.0:
+        if wj != 0.0:
+            _add_kernel(g, dx, m[j], wj, inv2v, q, out)
+
+
+def gauss_kernel_matrix(grid, means, sd: float) -> np.ndarray:
+    r""":math:`\text{out}_{j i} = N(g_i; m_j, \text{sd}^2)`, the ``(J, n)`` kernel matrix on the uniform increasing
+    ``grid`` by the recurrence of :func:`_add_kernel` (the rows :func:`gauss_transform` sums without storing).
+    ``means`` finite, shape ``(J,)``; ``sd > 0``; ValueError naming the argument otherwise."""
+    g = as_float_array(grid, "grid", 1)
+    dx = spacing(g)
+    m = as_float_array(means, "means", 1)
+    out = np.zeros((m.size, g.size))
+    _gauss_rows(g, dx, m, check_positive(sd, "sd"), out)
+    return out
+
+
+@njit(cache=True)
+def _gauss_rows(g, dx, m, sd, out):
+    """``out[j] += N(g; m_j, sd^2)`` for every source ``j`` (``out`` zeroed by the caller): :func:`_add_kernel`."""
+    inv2v = 0.5 / (sd * sd)
+    q = math.exp(-2.0 * dx * dx * inv2v)
+    norm = 1.0 / (sd * math.sqrt(2.0 * math.pi))
+    for j in range(m.shape[0]):
+        _add_kernel(g, dx, m[j], norm, inv2v, q, out[j])
+
+
+#: Kernel entries between exact ``exp`` evaluations in :func:`_add_kernel` (the recurrence's relative error
+#: grows like s^2/2 roundings over s steps: at most 32 ulp between restarts).
+RESTART = 8
+
+
+@njit(cache=True)
+def _add_kernel(g, dx, mj, scale, inv2v, q, out):
+    r"""``out[i] += scale * exp(-(g_i - mj)^2 inv2v)`` on the uniform grid ``g`` (spacing ``dx``), ``q = e^{-4 dx^2
+    inv2v}``, where the term is nonzero.
+
+    Along the grid the kernel of one source obeys a two-term multiplicative recurrence: with
+    :math:`z_i = g_i - m_j` and :math:`v = 1/(2\,\text{inv2v})`,
+
+    .. math:: K_{i\pm1} = K_i\,r_i,\qquad r_i = e^{-(\pm 2 z_i\Delta + \Delta^2)/(2v)},\qquad
+       r_{i\pm1} = r_i\,e^{-\Delta^2/v},
+
+    so two products replace an exponential. Starting at the grid point nearest :math:`m_j` it runs outwards in
+    both directions, exactly re-evaluated every :data:`RESTART` points, and stops where the kernel underflows to 0
+    (the dense kernel is exactly 0 there too). Relative error per entry at most about 32 ulp near the source,
+    growing with the exponent :math:`z^2/(2v)` far from it (tests)."""
+    n = g.shape[0]
+    c = (mj - g[0]) / dx
+    i0 = 0 if c < 0.0 else (n - 1 if c > n - 1 else int(c + 0.5))
+    for direction in (1, -1):
+        i = i0 if direction == 1 else i0 - 1
+        while 0 <= i < n:
+            z = g[i] - mj
+            K = math.exp(-z * z * inv2v)
+            if K == 0.0:
+                break
+            r = math.exp(-(direction * 2.0 * z * dx + dx * dx) * inv2v)
+            for _ in range(RESTART):
+                out[i] += scale * K
+                K *= r
+                r *= q
+                i += direction
+                if i < 0 or i >= n or K == 0.0:
                     break
-                r = math.exp(-(direction * 2.0 * z * dx + dx * dx) * inv2v)
-                for _ in range(RESTART):
-                    out[i] += wj * K
-                    K *= r
-                    r *= q
-                    i += direction
-                    if i < 0 or i >= n or K == 0.0:
-                        break
-                if K == 0.0:
-                    break
+            if K == 0.0:
+                break
 
 
 def _check_transition(transition_mean_fn, transition_var) -> None:

@@ -82,11 +82,11 @@ import math
 from typing import Callable, NamedTuple
 
 import numpy as np
-from numba import njit
 from numpy.typing import ArrayLike
 
 from numerics.papers.discrete_kl import channel as C
 from numerics.quadrature import gauss_hermite_normal_nd
+from numerics.references.grid_density import gauss_kernel_matrix
 from numerics.validate import check_int, check_positive
 
 __all__ = [
@@ -325,57 +325,12 @@ def _state_grid(target: C.ChannelTarget, t: float, h: float, width: float):
     return axes
 
 
-#: Kernel entries between exact ``exp`` evaluations in :func:`_phi_kernel` (as RESTART of
-#: :func:`numerics.references.grid_density._gauss_transform`).
-PHI_RESTART = 8
-
-
 def _phi(x: np.ndarray, centers: np.ndarray, v: float) -> np.ndarray:
-    """(P, G) matrix of N(x_g; centers_p, v) on the uniform grid ``x`` (compiled: :func:`_phi_kernel`)."""
+    """(P, G) matrix of N(x_g; centers_p, v) on the uniform grid ``x``: the compiled recurrence
+    :func:`numerics.references.grid_density.gauss_kernel_matrix` with sd = sqrt(v)."""
     if not np.all(np.isfinite(centers)):
         raise ValueError("ts: the sampler's kernel centres are not finite (times too large)")
-    out = np.zeros((centers.size, x.size))
-    _phi_kernel(np.ascontiguousarray(x, dtype=np.float64), np.ascontiguousarray(centers, dtype=np.float64),
-                float(v), out)
-    return out
-
-
-@njit(cache=True)
-def _phi_kernel(x, centers, v, out):
-    r"""``out[p, g] = N(x_g; centers_p, v)`` (``out`` zeroed by the caller) on the uniform grid ``x``.
-
-    Along the grid the kernel of one centre obeys :math:`K_{g\pm1} = K_g r_g`, :math:`r_{g\pm1} = r_g
-    e^{-h^2/v}`, :math:`r_g = e^{-(\pm 2 z_g h + h^2)/(2v)}`, :math:`z_g = x_g - c`: two products replace an
-    exponential. From the grid point nearest the centre it runs outwards both ways, re-evaluated exactly every
-    :data:`PHI_RESTART` points, and stops where the kernel underflows to 0 (where ``exp`` of the dense form is 0
-    too). The relative error of an entry grows with its exponent z^2/(2v) (the rounding of r's exponent, carried
-    over up to PHI_RESTART products): measured below 1e-10 wherever the entry is a normal number, about 1e-11 at
-    exp(-700) and 1e-13 near the centre, against about (1 + z^2/(2v)) ulp for ``exp`` of the dense form (tests)."""
-    n = x.shape[0]
-    h = x[1] - x[0]
-    inv2v = 0.5 / v
-    q = math.exp(-2.0 * h * h * inv2v)
-    norm = 1.0 / math.sqrt(2.0 * math.pi * v)
-    for p in range(centers.shape[0]):
-        c = (centers[p] - x[0]) / h
-        i0 = 0 if c < 0.0 else (n - 1 if c > n - 1 else int(c + 0.5))
-        for direction in (1, -1):
-            i = i0 if direction == 1 else i0 - 1
-            while 0 <= i < n:
-                z = x[i] - centers[p]
-                K = math.exp(-z * z * inv2v)
-                if K == 0.0:
-                    break
-                r = math.exp(-(direction * 2.0 * z * h + h * h) * inv2v)
-                for _ in range(PHI_RESTART):
-                    out[p, i] = K * norm
-                    K *= r
-                    r *= q
-                    i += direction
-                    if i < 0 or i >= n or K == 0.0:
-                        break
-                if K == 0.0:
-                    break
+    return gauss_kernel_matrix(x, centers, math.sqrt(v))
 
 
 def _push(c: np.ndarray, centers: np.ndarray, v: float, axes) -> np.ndarray:
