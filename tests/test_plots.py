@@ -165,3 +165,21 @@ def test_a_control_cloud_stays_a_cloud_and_has_one_legend_entry() -> None:
     assert len(control_lines) == 2 and all(ln.get_linestyle() == "None" for ln in control_lines)
     stated = [ln for ln in ax.lines if ln.get_marker() == "o"]
     assert stated[0].get_color() != stated[1].get_color()  # two stated series, two colours
+
+
+@pytest.mark.parametrize("with_bound", [False, True])
+def test_an_equal_aspect_panel_draws_without_matplotlib_warnings(with_bound: bool, caplog) -> None:
+    """Equal-aspect panels (region plots) keep their aspect without matplotlib's "Ignoring fixed x limits"
+    warning (logged when fixed limits meet adjustable data limits), with and without a shaded bound."""
+    import logging
+
+    rec = plots.PlotRecorder()
+    rec.panel("p", equal_aspect=True)
+    rec.measured("p", [0.0, 4.0, 1.0], [0.0, 1.0, 0.5])
+    if with_bound:
+        rec.bound("p", [0.0, 4.0], [2.0, 2.0])
+    with caplog.at_level(logging.WARNING, logger="matplotlib"):
+        fig = plots.draw(rec.panels, rec.curves)
+        fig.canvas.draw()
+    assert not [r for r in caplog.records if "Ignoring fixed" in r.getMessage()]
+    assert fig.axes[0].get_aspect() == 1.0

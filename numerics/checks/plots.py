@@ -345,16 +345,22 @@ def _draw_stated(ax: Any, c: Curve, panel: Panel, color: str) -> None:
                 ls="none" if c.style == "points" else "-")
 
 
-def _shade_bounds(ax: Any, bounds: Sequence[Curve], panel: Panel) -> None:
-    """Shade each bound's forbidden side up to the final axis limits (drawn last, limits kept)."""
+def _shade_bounds(ax: Any, bounds: Sequence[Curve], panel: Panel) -> bool:
+    """Shade each bound's forbidden side up to the final axis limits (drawn last, limits kept). Returns whether
+    anything was shaded: only then are the limits fixed (fixed limits and an equal aspect with adjustable data
+    limits make matplotlib warn and ignore them)."""
     xlim, ylim = ax.get_xlim(), ax.get_ylim()
+    shaded = False
     for c in bounds:
         xs, ys, _ = _clean(c, panel)
         if xs:
             edge = [ylim[1] if c.side == "upper" else ylim[0]] * len(xs)
             ax.fill_between(xs, ys, edge, color="0.5", alpha=0.12, lw=0)
-    ax.set_xlim(xlim)
-    ax.set_ylim(ylim)
+            shaded = True
+    if shaded:
+        ax.set_xlim(xlim)
+        ax.set_ylim(ylim)
+    return shaded
 
 
 def _draw_panel(ax: Any, p: Panel, stated: Sequence[Curve],
@@ -375,9 +381,9 @@ def _draw_panel(ax: Any, p: Panel, stated: Sequence[Curve],
             if c.panel == p.key and c.role == "measured":
                 _draw_control(ax, c, p, _CONTROL_COLORS[j % len(_CONTROL_COLORS)], label)
                 label = None  # one legend entry per control
-    _shade_bounds(ax, [c for c in mine if c.role == "bound"], p)
-    if p.equal_aspect:
-        ax.set_aspect("equal", adjustable="datalim")
+    fixed = _shade_bounds(ax, [c for c in mine if c.role == "bound"], p)
+    if p.equal_aspect:  # with the limits fixed by the shading, the box gives way instead of the limits
+        ax.set_aspect("equal", adjustable="box" if fixed else "datalim")
     ax.set_title(p.title, fontsize=9)
     ax.set_xlabel(p.xlabel, fontsize=8)
     ax.set_ylabel(p.ylabel, fontsize=8)
