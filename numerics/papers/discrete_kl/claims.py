@@ -430,9 +430,6 @@ def terminal_interval(target, T, n):
     provenance="reconstructed",
     quick={"ns": [8, 16], "T": 8.0, "points": 801, "gauss_T": 10.0, "gauss_n": 256, "gauss2_n": 256},
     full={"ns": [8, 64, 128], "T": 8.0, "points": 3001, "gauss_T": 10.0, "gauss_n": 1024, "gauss2_n": 1024},
-    reduced={"points": 1501},
-    reduced_reason="the binary target's density grid at 1501 points instead of 3001 (its quadrature error enters "
-                   "the derived tolerance); the Gaussian targets are the full profile's",
     controls={"noise_std_delta": "the sampler's noise std delta instead of sqrt(delta) (variance delta^2)",
               "denoiser_end_of_step": "Gaussian targets: the sampler's gain S_{t_k} (end of the step) in place of "
                                       "S_{t_{k-1}}"},
