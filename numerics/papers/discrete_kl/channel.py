@@ -52,6 +52,7 @@ from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
 import numpy as np
+from numba import njit
 
 from numerics.quadrature import gauss_hermite_normal, gauss_hermite_normal_nd
 from numerics.references.grid_density import gauss_transform
@@ -83,6 +84,8 @@ __all__ = [
     "riemann_gap",
     "riemann_terms",
     "step_kl",
+    "nested_step_kl",
+    "IncrementLaw",
     "path_kl_chain",
     "gaussian_kl",
     "gaussian_path_kl",
@@ -720,6 +723,72 @@ def two_point(mean: np.ndarray, var: np.ndarray, mu3: np.ndarray) -> TwoPointLaw
     return TwoPointLaw(a, b, p)
 
 
+class IncrementLaw(NamedTuple):
+    r"""A sampler's increment law at the outer nodes of :func:`nested_step_kl`: :math:`N(c_n, v_n)` (``b = None``), or
+    the two-point mixture :math:`e^{\ell^a_n} N(c_n, v_n) + e^{\ell^b_n} N(b_n, v_n)`; ``half_log`` is
+    :math:`\tfrac12\log(2\pi v_n)`."""
+
+    c: np.ndarray
+    v: np.ndarray
+    half_log: np.ndarray
+    b: np.ndarray | None = None
+    log_pa: np.ndarray | None = None
+    log_pb: np.ndarray | None = None
+
+    def arrays(self) -> tuple:
+        """Arguments of :func:`_step_kl_inner` (a Gaussian law passes zeros for the unused second point)."""
+        two = self.b is not None
+        zero = np.zeros_like(self.c)
+        return (self.c, self.v, self.half_log, self.b if two else zero, self.log_pa if two else zero,
+                self.log_pb if two else zero, two)
+
+
+@njit(cache=True)
+def _step_kl_inner(logw, dm, sd, s2, lc, z, wz, qc, qv, qhl, qb, qla, qlb, two, inner):
+    r"""``inner[n, j]`` :math:`= \sum_q w_q\,[\log p(U_{njq}) - \log q_n(U_{njq})]` at the nodes
+    :math:`U_{njq} = \delta m_{nj} + s_j z_q` of component ``j`` of :math:`P_{U\mid y_n}` (``dm``
+    :math:`=\delta m_{nj}`, ``sd`` :math:`= s_j`), with
+
+    .. math:: \log p(u) = \operatorname{LSE}_k\bigl[\log w_{nk} - \tfrac12 (u - \delta m_{nk})^2/s_k^2 - \ell_k\bigr],
+       \qquad \ell_k = \tfrac12\log(2\pi s_k^2)\ (\text{``lc''}),
+
+    max-shifted, and :math:`\log q_n` the sampler's Gaussian :math:`N(c_n, v_n)` or, with ``two``, the two-point
+    mixture :math:`\operatorname{logaddexp}(\ell^a_n - \tfrac12 (u - c_n)^2/v_n, \ell^b_n - \tfrac12 (u - b_n)^2/v_n)`
+    (both less :math:`\tfrac12\log(2\pi v_n)`). The same arithmetic, term by term, as the NumPy broadcast it
+    replaced, without its ``(N, K, Q, K)`` arrays."""
+    N, K = logw.shape
+    Q = z.shape[0]
+    a = np.empty(K)
+    for n in range(N):
+        for j in range(K):
+            acc = 0.0
+            for iq in range(Q):
+                u = dm[n, j] + sd[j] * z[iq]
+                mx = -np.inf
+                for k in range(K):
+                    e = u - dm[n, k]
+                    a[k] = logw[n, k] + (-0.5 * e * e / s2[k] - lc[k])
+                    if a[k] > mx:
+                        mx = a[k]
+                if not np.isfinite(mx):
+                    mx = 0.0
+                ssum = 0.0
+                for k in range(K):
+                    ssum += math.exp(a[k] - mx)
+                logp = mx + math.log(ssum)
+                e = u - qc[n]
+                la = -0.5 * e * e / qv[n]
+                if two:
+                    eb = u - qb[n]
+                    la = qla[n] + la
+                    lb = qlb[n] - 0.5 * eb * eb / qv[n]
+                    hi, lo = (la, lb) if la >= lb else (lb, la)
+                    if hi > -np.inf:  # numpy's logaddexp: -inf for two -inf
+                        la = hi + math.log1p(math.exp(lo - hi))
+                acc += (logp - (la - qhl[n])) * wz[iq]
+            inner[n, j] = acc
+
+
 def step_kl(target: ChannelTarget, t_prev: float, delta: float, f: Callable | None = None, moment: int = 1,
             nodes: int = DEFAULT_NODES, inner_nodes: int | None = None, closed_form: bool = True,
             match_skew: bool = True, noise_var: float | None = None) -> float:
@@ -749,31 +818,59 @@ def step_kl(target: ChannelTarget, t_prev: float, delta: float, f: Callable | No
         return out
     if target.d != 1:
         raise ValueError("target: the nested-quadrature path KL supports d = 1 (Gaussian targets any d)")
+
+    def law(y: np.ndarray, post: Posterior) -> IncrementLaw:
+        Nn = y.shape[0]
+        if moment == 1:
+            fy = post.mean[:, 0] if f is None else np.asarray(f(y, t_prev), dtype=float).reshape(Nn)
+            vq = delta if noise_var is None else check_positive(noise_var, "noise_var", False)
+            return IncrementLaw(delta * fy, np.full(Nn, float(vq)), np.full(Nn, 0.5 * math.log(2 * math.pi * vq)))
+        if moment == 2:
+            v = delta + delta * delta * post.cov[:, 0, 0]
+            return IncrementLaw(delta * post.mean[:, 0], v, 0.5 * np.log(2 * np.pi * v))
+        mean, var, mu3 = conditional_moments_1d(target, y[:, 0], t_prev)
+        a, b, p = two_point(mean, var, mu3 if match_skew else np.zeros_like(mu3))
+        return IncrementLaw(delta * a, np.full(Nn, float(delta)), np.full(Nn, 0.5 * math.log(2 * math.pi * delta)),
+                            delta * b, np.log(p), np.log1p(-p))
+
+    return nested_step_kl(target, t_prev, delta, law, nodes, inner_nodes)
+
+
+def nested_step_kl(target: ChannelTarget, t_prev: float, delta: float,
+                   sampler_law: Callable[[np.ndarray, Posterior], IncrementLaw], nodes: int = DEFAULT_NODES,
+                   inner_nodes: int | None = None) -> float:
+    r""":math:`E_{Y}\,D(P_{U\mid Y}\,\|\,Q_{U\mid Y})` (d = 1) by nested quadrature, for any sampler law.
+
+    The outer rule is ``target.nodes(t_prev, nodes)`` over :math:`Y_{t_{k-1}}`; the inner one is the
+    ``inner_nodes``-point Gauss-Hermite rule of each component :math:`N(\delta m_j(y), \delta^2 S_j + \delta)` of
+    :math:`P_{U\mid y}` (the comparison increment of :func:`step_kl`):
+
+    .. math:: \sum_n w_n \sum_j w_j(y_n) \sum_q w_q\,[\log p(U_{njq}\mid y_n) - \log q(U_{njq}\mid y_n)],
+
+    compiled (:func:`_step_kl_inner`). ``sampler_law(y, posterior)`` returns the sampler's increment law
+    :math:`Q_{U\mid y}` at the outer nodes ``y`` (``(N, 1)``) as an :class:`IncrementLaw`, given the target's
+    :class:`Posterior` there.
+    """
+    target = _check_target(target)
+    t_prev = _check_snr(t_prev, "t_prev")
+    delta = _check_snr(delta, "delta", allow_zero=False)
+    nodes = _check_nodes(nodes)
+    inner_nodes = nodes if inner_nodes is None else _check_nodes(inner_nodes)
+    if target.d != 1:
+        raise ValueError("target: the nested-quadrature path KL supports d = 1 (Gaussian targets any d)")
     y, wy, _ = target.nodes(t_prev, nodes)
-    logw, mj, S, m, cov = target.posterior(y, t_prev)
+    post = target.posterior(y, t_prev)
+    logw, mj, S = post.log_weights, post.component_means, post.gains
     Nn, K = logw.shape
     s2 = delta * delta * S[:, 0, 0] + delta  # (K,) component increment variances
     z, wz = gauss_hermite_normal(inner_nodes)
-    # U[n, j, q]: q-th node of component j of P_{U|y_n}
-    U = delta * mj[:, :, 0][:, :, None] + np.sqrt(s2)[None, :, None] * z[None, None, :]
-    lpc = -0.5 * (U[..., None] - delta * mj[:, None, None, :, 0]) ** 2 / s2[None, None, None, :] \
-        - 0.5 * np.log(2 * np.pi * s2)[None, None, None, :]
-    logp = _logsumexp(logw[:, None, None, :] + lpc, axis=3)
-    if moment == 1:
-        fy = m[:, 0] if f is None else np.asarray(f(y, t_prev), dtype=float).reshape(Nn)
-        vq = delta if noise_var is None else check_positive(noise_var, "noise_var", False)
-        logq = -0.5 * (U - delta * fy[:, None, None]) ** 2 / vq - 0.5 * math.log(2 * math.pi * vq)
-    elif moment == 2:
-        v = delta + delta * delta * cov[:, 0, 0]
-        logq = -0.5 * (U - delta * m[:, 0][:, None, None]) ** 2 / v[:, None, None] \
-            - 0.5 * np.log(2 * np.pi * v)[:, None, None]
-    else:
-        mean, var, mu3 = conditional_moments_1d(target, y[:, 0], t_prev)
-        a, b, p = two_point(mean, var, mu3 if match_skew else np.zeros_like(mu3))
-        la = np.log(p)[:, None, None] - 0.5 * (U - delta * a[:, None, None]) ** 2 / delta
-        lb = np.log1p(-p)[:, None, None] - 0.5 * (U - delta * b[:, None, None]) ** 2 / delta
-        logq = np.logaddexp(la, lb) - 0.5 * math.log(2 * math.pi * delta)
-    inner = np.einsum("njq,q->nj", logp - logq, wz)
+    q = sampler_law(y, post)
+    if not isinstance(q, IncrementLaw) or q.c.shape != (Nn,):
+        raise ValueError(f"sampler_law: must return an IncrementLaw of arrays of shape ({Nn},)")
+    c64 = np.ascontiguousarray
+    inner = np.empty((Nn, K))
+    _step_kl_inner(c64(logw), c64(delta * mj[:, :, 0]), np.sqrt(s2), c64(s2), 0.5 * np.log(2 * np.pi * s2), z, wz,
+                   *(c64(v, dtype=np.float64) if isinstance(v, np.ndarray) else v for v in q.arrays()), inner)
     out = float(np.dot(wy, np.sum(np.exp(logw) * inner, axis=1)))
     if not math.isfinite(out):
         raise ValueError(f"delta: the step KL is not finite (t_prev={t_prev!r}, delta={delta!r}): step too large")

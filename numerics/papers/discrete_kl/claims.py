@@ -611,20 +611,13 @@ def _moment2_cov_delta(target, ts, nodes, inner_nodes):
 
 
 def _step_kl_moment2(target, tp, dk, nodes, inner_nodes, cov_factor):
-    from numerics.quadrature import gauss_hermite_normal
-    y, wy, _ = target.nodes(tp, nodes)
-    logw, mj, S, m, cov = target.posterior(y, tp)
-    s2 = dk * dk * S[:, 0, 0] + dk
-    z, wz = gauss_hermite_normal(inner_nodes)
-    Uv = dk * mj[:, :, 0][:, :, None] + np.sqrt(s2)[None, :, None] * z[None, None, :]
-    lpc = -0.5 * (Uv[..., None] - dk * mj[:, None, None, :, 0]) ** 2 / s2[None, None, None, :] \
-        - 0.5 * np.log(2 * np.pi * s2)[None, None, None, :]
-    lmax = np.max(logw[:, None, None, :] + lpc, axis=3, keepdims=True)
-    logp = np.squeeze(lmax, 3) + np.log(np.sum(np.exp(logw[:, None, None, :] + lpc - lmax), axis=3))
-    v = dk + dk * dk * cov_factor * cov[:, 0, 0]
-    logq = -0.5 * (Uv - dk * m[:, 0][:, None, None]) ** 2 / v[:, None, None] - 0.5 * np.log(2 * np.pi * v)[:, None, None]
-    inner = np.einsum("njq,q->nj", logp - logq, wz)
-    return float(np.dot(wy, np.sum(np.exp(logw) * inner, axis=1)))
+    """The r = 2 step KL with the sampler's covariance term scaled by ``cov_factor``: the increment
+    N(dk m, dk + dk^2 cov_factor Cov(X|y)) through :func:`channel.nested_step_kl`."""
+    def law(y, post):
+        v = dk + dk * dk * cov_factor * post.cov[:, 0, 0]
+        return C.IncrementLaw(dk * post.mean[:, 0], v, 0.5 * np.log(2 * np.pi * v))
+
+    return C.nested_step_kl(target, tp, dk, law, nodes, inner_nodes)
 
 
 @claim(
