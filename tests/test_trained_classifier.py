@@ -126,3 +126,30 @@ def test_ibp_identity_holds_and_wrong_sign_breaks_it():
     assert abs(good.mse - good.rhs) <= good.err + 1e-12 and good.err < 1e-4 * good.mse
     bad = ibp_identity_2d(gm, t, clf, 40, guidance_sign=-1.0)
     assert abs(bad.mse - bad.rhs) > 100 * bad.err
+
+
+def test_claims_fit_memo_returns_the_fresh_fit_and_keys_on_every_input():
+    """trained_classifiers' memoised fit (the wrong-sign control reuses the stated run's fits): the same
+    coefficients and Hessian as a fresh fit, bit for bit; other labels, another feature draw or another penalty is a
+    different fit; changing a returned classifier does not change the cache."""
+    from numerics.papers.ce_guidance import claims as CL
+    from numerics.papers.ce_guidance.trained_classifier import (LogisticClassifier, RandomFourierFeatures,
+                                                                sample_noised)
+
+    CL._FITS.clear()
+    gm = CL.SETTING_B.mixture()
+    rng = np.random.default_rng(3)
+    x, y = sample_noised(gm, 0.5, 400, rng)
+    feats = RandomFourierFeatures(2, 8, 1.0, rng)
+    fresh = LogisticClassifier(feats, 1e-3).fit(x, y)
+    a = CL._fit(feats, 1e-3, x, y)
+    a.theta[:] = 0.0
+    b = CL._fit(feats, 1e-3, x, y)
+    assert len(CL._FITS) == 1
+    assert np.array_equal(b.theta, fresh.theta) and np.array_equal(b.hessian, fresh.hessian)
+    assert not np.array_equal(CL._fit(feats, 1e-3, x, 1 - y).theta, fresh.theta)
+    assert not np.array_equal(CL._fit(feats, 1e-2, x, y).theta, fresh.theta)
+    other = RandomFourierFeatures(2, 8, 1.0, np.random.default_rng(4))
+    assert not np.array_equal(CL._fit(other, 1e-3, x, y).theta, fresh.theta)
+    assert len(CL._FITS) == 4
+    CL._FITS.clear()
