@@ -485,6 +485,30 @@ def median_lower_quantile(n: int, alpha: float) -> float:
 
 
 
+def _branched_ends(tg: SphereTarget, method: str, grids: dict, deltas: list[float], z: np.ndarray,
+                   control: str | None) -> dict[float, np.ndarray]:
+    r"""The end points of a deterministic one-step sampler (:data:`DETERMINISTIC`) from ``z`` on every grid of
+    ``grids`` (``delta -> grid``, ``deltas`` decreasing), equal bit for bit to one :func:`sample` run per grid.
+
+    The geometric grids of one ``(T, kappa)`` share every node but their last (checked: ``ValueError`` naming
+    ``grids`` otherwise), and a step of these methods is a function of ``(x, t, s)`` alone, so one run along the
+    smallest delta's grid, stopped at each larger grid's last shared node, from which that grid's last step is
+    taken (on the target of that grid: a control's bug may depend on the grid, :func:`_buggy`), gives every end
+    point at the cost of the longest run plus one step per delta."""
+    full = grids[deltas[-1]]
+    ends, x, pos = {}, z, 0
+    for delta in deltas:
+        grid = grids[delta]
+        j = grid.size - 2  # its last node shared with the full grid
+        if not np.array_equal(grid[:-1], full[:j + 1]):
+            raise ValueError(f"grids: the grid of delta={delta!r} is not the smallest delta's grid up to its last node")
+        if j > pos:
+            x = sample(_buggy(tg, full, control), method, grid=full[pos:j + 1], n=z.shape[0], x_init=x)
+            pos = j
+        ends[delta] = sample(_buggy(tg, grid, control), method, grid=grid[j:], n=z.shape[0], x_init=x)
+    return ends
+
+
 def sphere_measurements(ctx) -> list[Measurement]:
     r"""Curved supports in high dimension (note ``#high-dim-spheres``): :class:`SphereTarget` ``(k, d)`` sampled
     unguided from :math:`y_0 = z\sim N(0, I_d)` on ``time_grid("geometric", T=5, delta, kappa)``.
@@ -531,6 +555,7 @@ def sphere_measurements(ctx) -> list[Measurement]:
                 tg = SphereTarget(k, d, R)
                 zpar, zperp = z[:, : k + 1], z[:, k + 1:]
                 meas, pred = [], []
+                ends = None if stochastic else _branched_ends(tg, method, grids, deltas, z, ctx.control)
                 for jd, delta in enumerate(deltas):
                     grid = grids[delta]
                     N = grid.size - 1
@@ -538,7 +563,8 @@ def sphere_measurements(ctx) -> list[Measurement]:
                     r = law.radius
                     sig = math.sqrt(-math.expm1(-2 * delta))
                     seed = (ctx.sub_seed + 7919 * methods.index(method) + 104729 * k + 13 * d + jd) % 2**63
-                    y = sample(_buggy(tg, grid, ctx.control), method, grid=grid, n=n, x_init=z, seed=seed)
+                    y = sample(_buggy(tg, grid, ctx.control), method, grid=grid, n=n, x_init=z, seed=seed) \
+                        if stochastic else ends[delta]
                     ypar, yperp = y[:, : k + 1], y[:, k + 1:]
                     e, pn = tg.normal_parts(y)
                     dist = np.hypot(e, pn)
