@@ -61,7 +61,7 @@ from scipy.stats import binom, chi, chi2
 from numerics.checks.claim import Measurement
 from numerics.constants import UNIT_ROUNDOFF as U
 from numerics.grids import time_grid
-from numerics.papers.support.sweeps import ks_ratio, point_mass_law, point_mass_step
+from numerics.papers.support.sweeps import branched_ends, ks_ratio, point_mass_law, point_mass_step
 from numerics.samplers import sample
 from numerics.schedule import alpha_sigma2
 from numerics.stats import ENSEMBLE_LEVEL
@@ -485,30 +485,6 @@ def median_lower_quantile(n: int, alpha: float) -> float:
 
 
 
-def _branched_ends(tg: SphereTarget, method: str, grids: dict, deltas: list[float], z: np.ndarray,
-                   control: str | None) -> dict[float, np.ndarray]:
-    r"""The end points of a deterministic one-step sampler (:data:`DETERMINISTIC`) from ``z`` on every grid of
-    ``grids`` (``delta -> grid``, ``deltas`` decreasing), equal bit for bit to one :func:`sample` run per grid.
-
-    The geometric grids of one ``(T, kappa)`` share every node but their last (checked: ``ValueError`` naming
-    ``grids`` otherwise), and a step of these methods is a function of ``(x, t, s)`` alone, so one run along the
-    smallest delta's grid, stopped at each larger grid's last shared node, from which that grid's last step is
-    taken (on the target of that grid: a control's bug may depend on the grid, :func:`_buggy`), gives every end
-    point at the cost of the longest run plus one step per delta."""
-    full = grids[deltas[-1]]
-    ends, x, pos = {}, z, 0
-    for delta in deltas:
-        grid = grids[delta]
-        j = grid.size - 2  # its last node shared with the full grid
-        if not np.array_equal(grid[:-1], full[:j + 1]):
-            raise ValueError(f"grids: the grid of delta={delta!r} is not the smallest delta's grid up to its last node")
-        if j > pos:
-            x = sample(_buggy(tg, full, control), method, grid=full[pos:j + 1], n=z.shape[0], x_init=x)
-            pos = j
-        ends[delta] = sample(_buggy(tg, grid, control), method, grid=grid[j:], n=z.shape[0], x_init=x)
-    return ends
-
-
 def sphere_measurements(ctx) -> list[Measurement]:
     r"""Curved supports in high dimension (note ``#high-dim-spheres``): :class:`SphereTarget` ``(k, d)`` sampled
     unguided from :math:`y_0 = z\sim N(0, I_d)` on ``time_grid("geometric", T=5, delta, kappa)``.
@@ -555,7 +531,8 @@ def sphere_measurements(ctx) -> list[Measurement]:
                 tg = SphereTarget(k, d, R)
                 zpar, zperp = z[:, : k + 1], z[:, k + 1:]
                 meas, pred = [], []
-                ends = None if stochastic else _branched_ends(tg, method, grids, deltas, z, ctx.control)
+                ends = None if stochastic else branched_ends(lambda g, tg=tg: _buggy(tg, g, ctx.control), method,
+                                                             grids, deltas, z)
                 for jd, delta in enumerate(deltas):
                     grid = grids[delta]
                     N = grid.size - 1
