@@ -1488,7 +1488,8 @@ def sampler_laws(ctx: Context) -> list[Measurement]:
                 reason=("Kolmogorov-Smirnov statistic over its exact critical value at (1 - ENSEMBLE_LEVEL)/J, "
                         f"J = {J} runs" if stochastic else
                         "rounding bound 8 N u (max|y| + max|z| + |c|)(1 + A) is the unit"),
-                extra={"A": law.A, "B": law.B, "V": law.V, "radius_smallest_delta": law.radius}))
+                extra={"A": law.A, "B": law.B, "V": law.V, "radius_smallest_delta": law.radius,
+                       **({} if stochastic else {"drift_tol": 1.0})}))  # deterministic: a rounding residual
             out.append(Measurement(
                 name=f"exponent {method} {gname}", measured=slope_m, predicted=slope_p, kind="equal", tol=tol,
                 reason="sum_i |w_i| e_i: least-squares weights times the log half-width of each median's "
