@@ -561,8 +561,10 @@ def test_small_steps_run_on_the_calling_thread(rng, monkeypatch, d):
 @pytest.mark.parametrize("d", [2, 16])
 def test_lanes_path_matches_rows_and_hands_back_flagged_particles(rng, monkeypatch, d):
     """The lanes path (isotropic, small d; BLAS products from d = 8 on) agrees with the per-particle path within
-    the bound; particles near alpha mu_k at small t fail the GEMM-form test and are redone per particle (direct
-    form, counted); results do not depend on the thread count, nor (with loop products) on the chunk."""
+    the bound; particles near alpha mu_k at small t fail the GEMM-form test and get the direct form in the lanes
+    (``_lanes_direct``; counted, the same entries as the per-particle test; the per-particle path, which redid
+    them before 2026-12-06, is the reference here); results do not depend on the thread count, nor (with loop
+    products) on the chunk."""
     import numba
 
     import numerics.fast.mixture as kf
@@ -576,7 +578,7 @@ def test_lanes_path_matches_rows_and_hands_back_flagged_particles(rng, monkeypat
     assert fm._layout()[:2] == (True, 2 if d >= kf.LANES_GEMM_DIM else 1)
     lanes = guided_ddpm_step(fm, x, t, 0.8 * t, 1, w, z)
     n_direct = fm.logits(x, t, "auto")[1].sum()     # entries the per-particle test sends to the direct form
-    assert n_direct > 20 and fm.last_info[:, 0].sum() == n_direct  # all redone per particle, none missed
+    assert n_direct > 20 and fm.last_info[:, 0].sum() == n_direct  # all in the direct form, none missed
     monkeypatch.setattr(kf, "LANES_DIM", 0)
     rows_fm = FastMixture(gm)
     assert not rows_fm._lanes()

@@ -289,3 +289,28 @@ def test_radial_recursion_memo_is_exact():
     moved = radial_recursion("ei_ode", grid, rho1, 1.0, 0.0, 1)
     assert np.array_equal(moved[0], _radial_recursion("ei_ode", grid, rho1.copy(), 1.0, 0.0, 1)[0])
     assert not np.array_equal(radial_recursion("ei_ode", grid, rho0, 1.0, 0.5, 1)[0], again[0])
+
+
+@pytest.mark.parametrize("bug", [None, "bessel_order", "alpha_dropped", "score_step_late", "float32_score"])
+def test_branched_ends_are_the_separate_runs(bug):
+    """One run along the smallest delta's geometric grid, branched one step to each larger delta, gives every
+    delta's end point of a separate run bit for bit, for both deterministic methods, the stated target and each
+    control (score_step_late's last step depends on its grid); a grid that is not a prefix is refused."""
+    from numerics.papers.support.spheres import _buggy
+    from numerics.papers.support.sweeps import branched_ends
+
+    tg = SphereTarget(1, 8)
+    deltas = [1e-2, 1e-3, 1e-4]
+    grids = {d: time_grid("geometric", T=5.0, delta=d, kappa=0.1) for d in deltas}
+    z = np.random.default_rng(4).standard_normal((30, 8))
+    for method in ("ddim", "ei_ode"):
+        ends = branched_ends(lambda g: _buggy(tg, g, bug), method, grids, deltas, z)
+        for d in deltas:
+            assert np.array_equal(ends[d], sample(_buggy(tg, grids[d], bug), method, grid=grids[d], n=30, x_init=z))
+        assert not np.array_equal(ends[1e-2], ends[1e-3])
+    bad = dict(grids)
+    bad[1e-3] = time_grid("geometric", T=5.0, delta=1e-3, kappa=0.2)
+    with pytest.raises(ValueError, match="grids:"):
+        branched_ends(lambda g: _buggy(tg, g, bug), "ddim", bad, deltas, z)
+    with pytest.raises(ValueError, match="method:"):
+        branched_ends(lambda g: _buggy(tg, g, bug), "dpm_solver_2", grids, deltas, z)

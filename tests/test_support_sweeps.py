@@ -217,3 +217,25 @@ def test_shared_sample_equals_sample():
     assert not np.array_equal(_shared_sample(gm, "ei_ode", grid, x1, **kw), ref)
     with pytest.raises(ValueError, match="method"):
         _shared_sample(gm, "ei_sde", grid, x0, **kw)
+
+
+@pytest.mark.parametrize("bug", [None, "score_step_late", "alpha_dropped"])
+def test_branched_ends_on_the_line_atoms(bug):
+    """support.sampler_laws's deterministic one-step methods on the geometric grids: the branched run gives each
+    delta's guided end point of a separate run bit for bit, on the fast path (stated target) and on a control's
+    ScoreModel (score_step_late: its last step depends on the grid)."""
+    from numerics.papers.support.claims import _buggy_line_target, line_atoms
+    from numerics.papers.support.sweeps import branched_ends, sweep_grid
+    from numerics.samplers import sample
+
+    gm = line_atoms()
+    deltas = [1e-2, 1e-4, 1e-6]
+    grids = {d: sweep_grid("geometric", d, 0.5, 50) for d in deltas}
+    z = np.random.default_rng(2).standard_normal((300, 3))
+    for method in ("ddim", "ei_ode", "euler"):
+        ends = branched_ends(lambda g: _buggy_line_target(gm, g, bug), method, grids, deltas, z, label=1, guidance=5.0)
+        for d in deltas:
+            one = sample(_buggy_line_target(gm, grids[d], bug), method, grid=grids[d], n=300, x_init=z, label=1,
+                         guidance=5.0)
+            assert np.array_equal(ends[d], one)
+        assert not np.array_equal(ends[1e-2], ends[1e-4])

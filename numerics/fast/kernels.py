@@ -74,7 +74,7 @@ run compiles only the path it takes.  With both bodies in one ``prange`` loop, N
 through both, whatever the run used: each path now compiles in 0.47-0.61x that time (measured side by side,
 README, Performance).  A non-inlined chunk body (an earlier attempt) ran 1.04-1.22x slower, so only the lanes
 path's redo of the particles it flags is a call (:func:`_lanes_redo`, once per chunk that has any; it makes a
-redone particle 1.3-1.6x slower, see there).
+redone particle 1.3-1.6x slower, see there; since 2026-12-06 only non-finite and massless particles are redone).
 
 Products and threads: one multithreaded BLAS product before the kernel left OpenBLAS's worker threads spinning
 after it returned, which slowed the Numba threads on two cores several-fold (``products='blas'`` keeps that
@@ -90,8 +90,12 @@ above are short (``K`` and ``d`` small) and their set-up dominated, so :func:`_l
 *across* the particles of a chunk of :data:`~numerics.fast.mixture.LANES_CHUNK` (every inner loop over
 particles, so it vectorises), with BLAS products and recombination from ``d =``
 :data:`~numerics.fast.mixture.LANES_GEMM_DIM` on.  Particles it cannot do the same way (an entry that fails the
-GEMM-form test, a non-finite :math:`\|x\|^2`, a class without mass) are flagged and redone by the per-particle
-path (:func:`_lanes_redo`), so the fallback and the error reports are shared.
+non-finite :math:`\|x\|^2`, a class without mass) are flagged and redone by the per-particle path
+(:func:`_lanes_redo`), so the error reports are shared.  The GEMM-form fallback is taken in the lanes themselves
+(:func:`_lanes_direct`, for the particles with an entry past the cheap superset test only): the exact test of
+:func:`_quad_row` and the direct form where it fails.  Until 2026-12-06 every particle with an entry past the superset
+test was redone per particle; near atoms at small ``t`` that is nearly every particle, and a step took 10x the
+lanes time (README, Performance).
 
 All kernels: ``njit(cache=True)``; the only fastmath flag is ``contract`` (fused multiply-add: one rounding
 instead of two, NaN/inf semantics unchanged; every bound here counts at most one rounding per operation, so
@@ -637,8 +641,8 @@ def guided_step_lanes(x, z, use_z, comp_t, coefs_t, scal_t, layout_t, ws_t, out)
         lo = ch * chunk
         hi = min(n, lo + chunk)
         tid = numba.get_thread_id()  # scratch is per thread (it stays in cache); info is per chunk
-        nsurv = _lanes_chunk(x, lo, hi, comp, coefs, scal, drop_factor, z, use_z, gemm, XT[tid], W[tid], V[tid],
-                             out)
+        nsurv, nfb_lanes = _lanes_chunk(x, lo, hi, comp, coefs, scal, drop_factor, z, use_z, gemm, XT[tid],
+                                        W[tid], V[tid], out)
         n_flag = 0
         for r in range(hi - lo):  # compact the flagged lanes in place
             if V[tid, LANE_FLAG, r] != 0.0:
@@ -651,7 +655,7 @@ def guided_step_lanes(x, z, use_z, comp_t, coefs_t, scal_t, layout_t, ws_t, out)
             nfb, ns, nmassless, nbad = _lanes_redo(x, np.int64(lo), np.int64(n_flag), np.int64(tid), layout.dense,
                                                    comp, coefs, scal, drop_factor, z, use_z, ws, out)
             nsurv += ns
-        info[ch, 0] = nfb
+        info[ch, 0] = nfb + nfb_lanes
         info[ch, 1] = nsurv
         info[ch, 2] = nmassless
         info[ch, 3] = nbad
@@ -670,7 +674,8 @@ def _lanes_redo(x, lo, n_flag, tid, dense, comp, coefs, scal, drop_factor, z, us
     raising), so it computes what the fused kernel computed, bit for bit (compared over 2304 layout, size and
     time cases).  The price: redoing a particle here took 1.3-1.6x as long as inlined in the ``prange`` body
     (502-550 against 333-408 ns, all particles of a K = 8, d = 2 step flagged; 2026-12-05, shared machine),
-    so a lanes step with many flagged particles (small ``t``) is slower: README, Performance.  Not explained;
+    which made a lanes step with many flagged particles (small ``t``) slower until the GEMM-form fallback moved into
+    the lanes (:func:`_lanes_direct`, 2026-12-06: now only non-finite and massless particles come here).  Not explained;
     LLVM's ``noalias`` on the arguments (parfor bodies get it) recovered part of it in a trial.
     """
     BT = comp.BT
@@ -858,8 +863,9 @@ def _sparse_recombination(x, i, z, use_z, ax, cq, cz, E, IDX, ch, BT, out):
 
 
 #: Rows of the per-lane scratch ``V`` of :func:`_lanes_chunk`.
-LANE_X2, LANE_XN, LANE_FLAG, LANE_M_IN, LANE_M_OUT, LANE_G_IN, LANE_G_OUT, LANE_THR, LANE_AI, LANE_Y = range(10)
-LANE_ROWS = 10
+LANE_X2, LANE_XN, LANE_FLAG, LANE_M_IN, LANE_M_OUT, LANE_G_IN, LANE_G_OUT, LANE_THR, LANE_AI, LANE_Y, LANE_NEAR = \
+    range(11)
+LANE_ROWS = 11
 
 
 @njit(cache=True, inline="always")
@@ -886,9 +892,11 @@ def _lanes_chunk(x, lo, hi, comp, coefs, scal, drop_factor, z, use_z, gemm, XT, 
     :math:`\beta^\top B^\top` are single-threaded BLAS calls (``K d n`` multiply-adds each, at most
     :data:`~numerics.fast.mixture.GEMM_BLOCK_WORK`); otherwise ``x`` is transposed into ``XT`` (``d x chunk``)
     and both are loops over the particles (sequential sums over coordinates, resp. components).
-    A particle is flagged in ``V[LANE_FLAG]`` (and its output is to be recomputed by the caller) when one of its
-    entries fails the GEMM-form test, :math:`\|x\|^2` is not finite, or its class has no mass.
-    Returns the number of surviving (particle, component) pairs of the unflagged particles.  ``comp``, ``coefs``,
+    A lane with an entry past the superset test :math:`S^2 > \rho\max(\|v\|^2, c_0)` gets the exact test and,
+    where it fails, the direct form (:func:`_lanes_direct`; their count in ``V[LANE_NEAR]``).  A particle is
+    flagged in ``V[LANE_FLAG]`` (and its output is to be recomputed by the caller) when :math:`\|x\|^2` is not
+    finite or its class has no mass.  Returns ``(surviving (particle, component) pairs, direct-form entries)`` of
+    the unflagged particles.  ``comp``, ``coefs``,
     ``scal`` and ``drop_factor`` as in :func:`_rows_range`.
     """
     K_in, mu2, mun, B, BT = comp.K_in, comp.mu2, comp.mun, comp.B, comp.BT
@@ -920,7 +928,8 @@ def _lanes_chunk(x, lo, hi, comp, coefs, scal, drop_factor, z, use_z, gemm, XT, 
         V[LANE_FLAG, r] = 0.0 if s - s == 0.0 else 1.0  # inf or NaN
         V[LANE_M_IN, r] = -np.inf
         V[LANE_M_OUT, r] = -np.inf
-    # ---- products, logits and the fallback test, component by component
+        V[LANE_NEAR, r] = 0.0
+    # ---- products, logits and the superset test S^2 > rho max(|v|^2, c0), component by component
     for k in range(K):
         ck, ak, mk, sk = c0[k], a2 * mu2[k], alpha * mun[k], const[k]
         g = LANE_M_IN if k < K_in else LANE_M_OUT
@@ -929,10 +938,16 @@ def _lanes_chunk(x, lo, hi, comp, coefs, scal, drop_factor, z, use_z, gemm, XT, 
             v2 = v2 if v2 > 0.0 else 0.0
             S = V[LANE_XN, r] + mk
             lim = v2 if v2 > ck else ck
-            V[LANE_FLAG, r] += 1.0 if S * S > ratio * lim else 0.0
+            V[LANE_NEAR, r] += 1.0 if S * S > ratio * lim else 0.0
             lk = sk - 0.5 * (v2 / ck)
             LT[k, r] = lk
             V[g, r] = lk if lk > V[g, r] else V[g, r]
+    # ---- entries near the test's threshold: the exact test, and the direct form where it fails (in place)
+    for r in range(n_r):
+        if V[LANE_NEAR, r] != 0.0 and V[LANE_FLAG, r] == 0.0:
+            V[LANE_NEAR, r] = _lanes_direct(x, lo + r, r, comp, coefs, alpha, ratio, XT, gemm, LT, V)
+        else:
+            V[LANE_NEAR, r] = 0.0
     # ---- weights within each group, e^(l - m), and their sums
     for r in range(n_r):
         V[LANE_G_IN, r] = 0.0
@@ -961,6 +976,9 @@ def _lanes_chunk(x, lo, hi, comp, coefs, scal, drop_factor, z, use_z, gemm, XT, 
         V[LANE_AI, r] = 0.0
     # ---- beta_k (0 below the threshold), a = sum beta_k coef_x[k], then beta_k coef_mu[k]
     nsurv = 0
+    nfb = 0
+    for r in range(n_r):
+        nfb += int(V[LANE_NEAR, r]) if V[LANE_FLAG, r] == 0.0 else 0
     for k in range(K):
         g = LANE_G_IN if k < K_in else LANE_G_OUT
         cxk, cmk = coef_x[0, k], coef_mu[0, k]
@@ -984,7 +1002,7 @@ def _lanes_chunk(x, lo, hi, comp, coefs, scal, drop_factor, z, use_z, gemm, XT, 
             else:
                 for l in range(d):
                     out[i, l] = cx * x[i, l] + cq * (ai * x[i, l] + Y[r, l])
-        return nsurv
+        return nsurv, nfb
     for l in range(d):
         _lanes_combination(LT, BT, l, V, LANE_Y, n_r)
         for r in range(n_r):
@@ -993,7 +1011,51 @@ def _lanes_chunk(x, lo, hi, comp, coefs, scal, drop_factor, z, use_z, gemm, XT, 
             if use_z:
                 v += cz * z[lo + r, l]
             out[lo + r, l] = v
-    return nsurv
+    return nsurv, nfb
+
+
+@njit(cache=True, inline="always")
+def _lanes_direct(x, i, r, comp, coefs, alpha, ratio, XT, gemm, LT, V):
+    r"""Lane ``r`` (particle ``i``) of :func:`_lanes_chunk`, some of whose entries passed the superset test
+    :math:`S^2 > 
+ho\max(\|v\|^2, c_0)`: per component the exact test of :func:`_quad_row`,
+    :math:`S^2 > 
+ho\max(\|v\|^2 + 2\|v\|S, c_0)`, on the GEMM-form :math:`\|v\|^2` (its product
+    :math:`x\cdot\mu_k` summed again, over the coordinates in order as :func:`_lanes_combination` does; with
+    ``gemm`` the BLAS call's sum may differ from it in the last bits), and where it fails the logit ``LT[k, r]``
+    in the direct form, :math:`\ell_k = \mathrm{const}_k - 	frac12\|x - lpha\mu_k\|^2/c_0` (as
+    :func:`_quad_row`, no spikes); then the lane's group maxima again.  Returns the number of direct-form
+    entries.  Zero-weight components (``const = -inf``) keep their logit, as in :func:`_logits_row`."""
+    K_in, mu, mu2, mun = comp.K_in, comp.mu, comp.mu2, comp.mun
+    const, c0 = coefs.const, coefs.c0
+    d = x.shape[1]
+    K = mu.shape[0]
+    x2, xn = V[LANE_X2, r], V[LANE_XN, r]
+    nfb = 0
+    for k in range(K):
+        if const[k] == -np.inf:
+            continue
+        p = 0.0
+        for l in range(d):
+            p += (x[i, l] if gemm else XT[l, r]) * mu[k, l]
+        v2 = x2 - 2.0 * alpha * p + alpha * alpha * mu2[k]
+        v2 = v2 if v2 > 0.0 else 0.0
+        S = xn + alpha * mun[k]
+        if S * S > ratio * max(v2 + 2.0 * math.sqrt(v2) * S, c0[k]):
+            v2 = 0.0
+            for l in range(d):
+                vl = x[i, l] - alpha * mu[k, l]
+                v2 += vl * vl
+            LT[k, r] = const[k] - 0.5 * (v2 / c0[k])
+            nfb += 1
+    m_in = m_out = -np.inf
+    for k in range(K_in):
+        m_in = LT[k, r] if LT[k, r] > m_in else m_in
+    for k in range(K_in, K):
+        m_out = LT[k, r] if LT[k, r] > m_out else m_out
+    V[LANE_M_IN, r] = m_in
+    V[LANE_M_OUT, r] = m_out
+    return float(nfb)
 
 
 @njit(cache=True, parallel=True)

@@ -61,7 +61,7 @@ from scipy.stats import binom, chi, chi2
 from numerics.checks.claim import Measurement
 from numerics.constants import UNIT_ROUNDOFF as U
 from numerics.grids import time_grid
-from numerics.papers.support.sweeps import ks_ratio, point_mass_law, point_mass_step
+from numerics.papers.support.sweeps import branched_ends, ks_ratio, point_mass_law, point_mass_step
 from numerics.samplers import sample
 from numerics.schedule import alpha_sigma2
 from numerics.stats import ENSEMBLE_LEVEL
@@ -531,6 +531,8 @@ def sphere_measurements(ctx) -> list[Measurement]:
                 tg = SphereTarget(k, d, R)
                 zpar, zperp = z[:, : k + 1], z[:, k + 1:]
                 meas, pred = [], []
+                ends = None if stochastic else branched_ends(lambda g, tg=tg: _buggy(tg, g, ctx.control), method,
+                                                             grids, deltas, z)
                 for jd, delta in enumerate(deltas):
                     grid = grids[delta]
                     N = grid.size - 1
@@ -538,7 +540,8 @@ def sphere_measurements(ctx) -> list[Measurement]:
                     r = law.radius
                     sig = math.sqrt(-math.expm1(-2 * delta))
                     seed = (ctx.sub_seed + 7919 * methods.index(method) + 104729 * k + 13 * d + jd) % 2**63
-                    y = sample(_buggy(tg, grid, ctx.control), method, grid=grid, n=n, x_init=z, seed=seed)
+                    y = sample(_buggy(tg, grid, ctx.control), method, grid=grid, n=n, x_init=z, seed=seed) \
+                        if stochastic else ends[delta]
                     ypar, yperp = y[:, : k + 1], y[:, k + 1:]
                     e, pn = tg.normal_parts(y)
                     dist = np.hypot(e, pn)

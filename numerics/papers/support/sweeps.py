@@ -49,7 +49,7 @@ from numerics.grids import time_grid
 from numerics.validate import check_choice
 
 __all__ = ["SWEEP_METHODS", "GRID_KINDS", "point_mass_step", "PointMassLaw", "point_mass_law", "sweep_grid",
-           "ks_ratio"]
+           "ks_ratio", "branched_ends"]
 
 #: Every method of the package the sweeps run (``ddim_eta`` at an intermediate eta, :data:`SWEEP_ETA`).
 SWEEP_METHODS: tuple[str, ...] = ("ddim", "dpm_solver_2", "ei_ode", "euler", "ddpm", "ddim_eta", "ei_sde",
@@ -119,3 +119,34 @@ def ks_ratio(z: np.ndarray, alpha: float) -> float:
     """Kolmogorov-Smirnov statistic of ``z`` against N(0, 1) over its critical value at level ``alpha`` (the
     exact finite-m law, ``scipy.stats.kstwo``): > 1 rejects the law at level ``alpha``."""
     return float(kstest(z, "norm").statistic / kstwo.isf(alpha, z.size))
+
+
+def branched_ends(make_target, method: str, grids: dict, deltas: list[float], z: np.ndarray,
+                  **sample_kw) -> dict[float, np.ndarray]:
+    r"""The end points of a deterministic one-step sampler from ``z`` on every grid of ``grids`` (``delta -> grid``,
+    ``deltas`` decreasing), equal bit for bit to one :func:`~numerics.samplers.sample` run per grid
+    (``sample(make_target(grid), method, grid=grid, n=len(z), x_init=z, **sample_kw)``).
+
+    The geometric grids of one ``(T, kappa)`` share every node but their last (checked: ``ValueError`` naming
+    ``grids`` otherwise), and a step of a deterministic method without memory (not ``stochastic``, not
+    ``multistep``: ``ValueError`` naming ``method`` otherwise) is a function of ``(x, t, s)`` alone, so one run
+    along the smallest delta's grid, stopped at each larger grid's last shared node, from which that grid's last
+    step is taken on ``make_target(grid)`` (a control's bug may depend on the grid), gives every end point at the
+    cost of the longest run plus one step per delta."""
+    from numerics.methods import TABLE
+    from numerics.samplers import sample
+
+    if method not in TABLE or TABLE[method].stochastic or TABLE[method].multistep:
+        raise ValueError(f"method: need a deterministic one-step method, got {method!r}")
+    full = grids[deltas[-1]]
+    ends, x, pos = {}, z, 0
+    for delta in deltas:
+        grid = grids[delta]
+        j = grid.size - 2  # its last node shared with the full grid
+        if not np.array_equal(grid[:-1], full[:j + 1]):
+            raise ValueError(f"grids: the grid of delta={delta!r} is not the smallest delta's grid up to its last node")
+        if j > pos:
+            x = sample(make_target(full), method, grid=full[pos:j + 1], n=z.shape[0], x_init=x, **sample_kw)
+            pos = j
+        ends[delta] = sample(make_target(grid), method, grid=grid[j:], n=z.shape[0], x_init=x, **sample_kw)
+    return ends
