@@ -599,6 +599,31 @@ def _ode_bayes(field: BayesField, x0: np.ndarray, T: float, n_steps: int, dt: fl
     return xx, A
 
 
+@numba.njit(cache=True, inline="always")
+def _rk4_stage_state(x, kx, st, h2, dt, y):
+    r"""``y`` = the state of RK4 stage ``st`` (0-3) from the step's start ``x`` and the earlier stages' slopes
+    ``kx``: :math:`y = x` (stage 0), :math:`x + \tfrac{dt}2 k_{st-1}` (stages 1, 2), :math:`x + dt\,k_3` (stage 3);
+    ``h2`` is ``0.5 * dt``."""
+    n = x.size
+    if st == 1 or st == 2:
+        for i in range(n):
+            y[i] = x[i] + h2 * kx[st - 1, i]
+    elif st == 3:
+        for i in range(n):
+            y[i] = x[i] + dt * kx[2, i]
+    else:
+        y[:] = x
+
+
+@numba.njit(cache=True, inline="always")
+def _rk4_combine(x, A, kx, ka, h6):
+    r"""The RK4 step in place: :math:`x \mathrel{+}= h_6(k_0 + 2k_1 + 2k_2 + k_3)` and the same for the
+    log-determinant ``A`` with the slopes ``ka`` (``h6`` is ``dt / 6``)."""
+    for i in range(x.size):
+        x[i] = x[i] + h6 * (kx[0, i] + 2 * kx[1, i] + 2 * kx[2, i] + kx[3, i])
+        A[i] = A[i] + h6 * (ka[0, i] + 2 * ka[1, i] + 2 * ka[2, i] + ka[3, i])
+
+
 @numba.njit(cache=True)
 def _ode_bayes_kernel(x0, dt, n_steps, logwp, mp, vp, logwq, mq, vq, w, eps, omega, state_max):
     r""":func:`_ode_bayes`'s RK4 transport of the points ``x0`` (rows ``3k, 3k + 1, 3k + 2`` of the tables: the times
@@ -616,14 +641,7 @@ def _ode_bayes_kernel(x0, dt, n_steps, logwp, mp, vp, logwq, mq, vq, w, eps, ome
     h6 = dt / 6
     for k in range(n_steps):
         for st in range(4):
-            if st == 1 or st == 2:
-                for i in range(n):
-                    y[i] = x[i] + h2 * kx[st - 1, i]
-            elif st == 3:
-                for i in range(n):
-                    y[i] = x[i] + dt * kx[2, i]
-            else:
-                y[:] = x
+            _rk4_stage_state(x, kx, st, h2, dt, y)
             r = 3 * k + (st + 1) // 2
             mpr, vpr, mqr, vqr = mp[r], vp[r], mq[r], vq[r]  # the rows' views once, not per point
             lwp = logwp - 0.5 * np.log(vpr)
@@ -636,9 +654,7 @@ def _ode_bayes_kernel(x0, dt, n_steps, logwp, mp, vp, logwq, mq, vq, w, eps, ome
                     return x, A, True
                 kx[st, i] = -(y[i] + s)
                 ka[st, i] = 1.0 + ds
-        for i in range(n):
-            x[i] = x[i] + h6 * (kx[0, i] + 2 * kx[1, i] + 2 * kx[2, i] + kx[3, i])
-            A[i] = A[i] + h6 * (ka[0, i] + 2 * ka[1, i] + 2 * ka[2, i] + ka[3, i])
+        _rk4_combine(x, A, kx, ka, h6)
     return x, A, False
 
 
@@ -1301,22 +1317,13 @@ def _ode_feature_kernel(x0, dt, n_steps, coef, logw, mt, vt, nw1, nw2, omega, ph
     h6 = dt / 6
     for k in range(n_steps):
         for st in range(4):
-            if st == 1 or st == 2:
-                for i in range(n):
-                    y[i] = x[i] + h2 * kx[st - 1, i]
-            elif st == 3:
-                for i in range(n):
-                    y[i] = x[i] + dt * kx[2, i]
-            else:
-                y[:] = x
+            _rk4_stage_state(x, kx, st, h2, dt, y)
             for i in range(n):
                 if not abs(y[i]) <= state_max:
                     return x, A, 4 * k + st
             _feature_rhs(y, 3 * k + (st + 1) // 2, coef, lwt, mt, vt, nw1, nw2, omega, phase, w, scale, lc, pk,
                          g1, g2, kx[st], ka[st])
-        for i in range(n):
-            x[i] = x[i] + h6 * (kx[0, i] + 2 * kx[1, i] + 2 * kx[2, i] + kx[3, i])
-            A[i] = A[i] + h6 * (ka[0, i] + 2 * ka[1, i] + 2 * ka[2, i] + ka[3, i])
+        _rk4_combine(x, A, kx, ka, h6)
     return x, A, -1
 
 
