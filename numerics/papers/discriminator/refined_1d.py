@@ -1100,12 +1100,31 @@ def _hat_interval_design(basis: np.ndarray, H: np.ndarray, knots: np.ndarray, t:
         rows = np.flatnonzero(interval == g)
         if rows.size == 0:
             continue
-        Hg = H[rows]
-        if np.any(np.delete(Hg, [g, g + 1], axis=1) != 0.0):  # never for np.interp hats: guards a change of _hats
+        G, other = _hat_block(basis, H, rows, g)
+        if other:  # never for np.interp hats: guards a change of _hats
             raise AssertionError("time hats: more than two nonzero hats on one knot interval")
-        G = np.hstack([basis[rows] * Hg[:, g:g + 1], basis[rows] * Hg[:, g + 1:g + 2]])
         blocks.append(_DesignBlock(rows, G, np.concatenate([np.arange(J) * K + g, np.arange(J) * K + g + 1])))
     return blocks
+
+
+@numba.njit(cache=True)
+def _hat_block(basis, H, rows, g):
+    r"""One block of :func:`_hat_interval_design`, compiled: ``G[r] = (basis[i] * H[i, g], basis[i] * H[i, g + 1])``
+    for ``i = rows[r]`` (NumPy's products, one pass, no temporaries), and ``other``: some hat but ``g, g + 1`` is
+    nonzero (or NaN) on these rows."""
+    n, J, K = rows.size, basis.shape[1], H.shape[1]
+    G = np.empty((n, 2 * J))
+    other = False
+    for r in range(n):
+        i = rows[r]
+        for k in range(K):
+            if k != g and k != g + 1 and H[i, k] != 0.0:
+                other = True
+        a, b = H[i, g], H[i, g + 1]
+        for j in range(J):
+            G[r, j] = basis[i, j] * a
+            G[r, J + j] = basis[i, j] * b
+    return G, other
 
 
 def _newton_logistic(blocks: list[_DesignBlock], y: np.ndarray, wts: np.ndarray, lam: float, n_params: int,
@@ -1133,6 +1152,9 @@ def _newton_logistic(blocks: list[_DesignBlock], y: np.ndarray, wts: np.ndarray,
 
     d = logits(c)
     f = loss(d, c)
+    # each block's curvature-weighted design G^T diag(curv), written in place each iteration (in the layout of
+    # G.T * curv, so the same BLAS product; no 2J x N temporary allocated per block and iteration)
+    scaled = [np.empty(b.G.shape) for b in blocks]
     for _ in range(maxiter):
         e = np.exp(-np.abs(d))
         sig = np.where(d >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
@@ -1140,9 +1162,10 @@ def _newton_logistic(blocks: list[_DesignBlock], y: np.ndarray, wts: np.ndarray,
         r = wts * (sig - y)
         grad = lam * c
         hess = lam * np.eye(n_params)
-        for b in blocks:
+        for b, sc in zip(blocks, scaled):
             grad[b.cols] += b.G.T @ r[b.rows]
-            hess[np.ix_(b.cols, b.cols)] += (b.G.T * curv[b.rows]) @ b.G
+            np.multiply(b.G.T, curv[b.rows], out=sc.T)
+            hess[np.ix_(b.cols, b.cols)] += sc.T @ b.G
         try:
             step = -np.linalg.solve(hess, grad)
         except np.linalg.LinAlgError:  # lam = 0 on a rank-deficient design
