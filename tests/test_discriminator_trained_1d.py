@@ -177,3 +177,27 @@ def test_gradient_matching_fit_by_hat_interval_matches_the_dense_design():
     A = F.T @ F / x0.size + 1e-3 * np.eye(ref.n_params)
     coef = np.linalg.solve(A, F.T @ (a - D._mixture_score_vec(xt, MODEL.w, m, v)) / x0.size)
     np.testing.assert_allclose(fam.coef.ravel(), coef, rtol=0, atol=1e-9 * np.max(np.abs(coef)))
+
+
+def test_hat_interval_design_blocks_equal_the_dense_design_bit_for_bit():
+    """The compiled blocks (_hat_block) are the dense design ``features(x, t)`` (every JK column) restricted to each
+    hat interval's rows and its 2J columns, bit for bit (the same products), every row in exactly one block, and the
+    dense design is zero off those columns; a wrong hat column or row index is off by O(1).  A third nonzero hat on
+    an interval (a changed _hats) is refused."""
+    fam = D.FourierLogit(seed=3)
+    rng = np.random.default_rng(7)
+    x = rng.normal(0.0, 2.0, 5000)
+    t = np.concatenate([rng.uniform(1e-2, T, 4991), fam.knots[:-1], [T, 9.0, 1e-3]])
+    F = fam.features(x, t)
+    blocks = D._hat_interval_design(np.cos(D._feature_arg(x, fam.omega, fam.phase)), fam.hats(t), fam.knots, t)
+    seen = np.zeros(x.size, dtype=int)
+    for b in blocks:
+        seen[b.rows] += 1
+        assert np.array_equal(b.G, F[b.rows][:, b.cols])
+        assert not np.any(np.delete(F[b.rows], b.cols, axis=1))
+    assert np.all(seen == 1)
+    H = fam.hats(t)
+    H[0, -1] = 0.5 if H[0, -1] == 0.0 else H[0, -1]
+    H[0, 0] = 0.5 if H[0, 0] == 0.0 else H[0, 0]
+    with pytest.raises(AssertionError, match="two nonzero hats"):
+        D._hat_interval_design(np.cos(D._feature_arg(x, fam.omega, fam.phase)), H, fam.knots, t)

@@ -599,6 +599,31 @@ def _ode_bayes(field: BayesField, x0: np.ndarray, T: float, n_steps: int, dt: fl
     return xx, A
 
 
+@numba.njit(cache=True, inline="always")
+def _rk4_stage_state(x, kx, st, h2, dt, y):
+    r"""``y`` = the state of RK4 stage ``st`` (0-3) from the step's start ``x`` and the earlier stages' slopes
+    ``kx``: :math:`y = x` (stage 0), :math:`x + \tfrac{dt}2 k_{st-1}` (stages 1, 2), :math:`x + dt\,k_3` (stage 3);
+    ``h2`` is ``0.5 * dt``."""
+    n = x.size
+    if st == 1 or st == 2:
+        for i in range(n):
+            y[i] = x[i] + h2 * kx[st - 1, i]
+    elif st == 3:
+        for i in range(n):
+            y[i] = x[i] + dt * kx[2, i]
+    else:
+        y[:] = x
+
+
+@numba.njit(cache=True, inline="always")
+def _rk4_combine(x, A, kx, ka, h6):
+    r"""The RK4 step in place: :math:`x \mathrel{+}= h_6(k_0 + 2k_1 + 2k_2 + k_3)` and the same for the
+    log-determinant ``A`` with the slopes ``ka`` (``h6`` is ``dt / 6``)."""
+    for i in range(x.size):
+        x[i] = x[i] + h6 * (kx[0, i] + 2 * kx[1, i] + 2 * kx[2, i] + kx[3, i])
+        A[i] = A[i] + h6 * (ka[0, i] + 2 * ka[1, i] + 2 * ka[2, i] + ka[3, i])
+
+
 @numba.njit(cache=True)
 def _ode_bayes_kernel(x0, dt, n_steps, logwp, mp, vp, logwq, mq, vq, w, eps, omega, state_max):
     r""":func:`_ode_bayes`'s RK4 transport of the points ``x0`` (rows ``3k, 3k + 1, 3k + 2`` of the tables: the times
@@ -616,14 +641,7 @@ def _ode_bayes_kernel(x0, dt, n_steps, logwp, mp, vp, logwq, mq, vq, w, eps, ome
     h6 = dt / 6
     for k in range(n_steps):
         for st in range(4):
-            if st == 1 or st == 2:
-                for i in range(n):
-                    y[i] = x[i] + h2 * kx[st - 1, i]
-            elif st == 3:
-                for i in range(n):
-                    y[i] = x[i] + dt * kx[2, i]
-            else:
-                y[:] = x
+            _rk4_stage_state(x, kx, st, h2, dt, y)
             r = 3 * k + (st + 1) // 2
             mpr, vpr, mqr, vqr = mp[r], vp[r], mq[r], vq[r]  # the rows' views once, not per point
             lwp = logwp - 0.5 * np.log(vpr)
@@ -636,9 +654,7 @@ def _ode_bayes_kernel(x0, dt, n_steps, logwp, mp, vp, logwq, mq, vq, w, eps, ome
                     return x, A, True
                 kx[st, i] = -(y[i] + s)
                 ka[st, i] = 1.0 + ds
-        for i in range(n):
-            x[i] = x[i] + h6 * (kx[0, i] + 2 * kx[1, i] + 2 * kx[2, i] + kx[3, i])
-            A[i] = A[i] + h6 * (ka[0, i] + 2 * ka[1, i] + 2 * ka[2, i] + ka[3, i])
+        _rk4_combine(x, A, kx, ka, h6)
     return x, A, False
 
 
@@ -1084,12 +1100,31 @@ def _hat_interval_design(basis: np.ndarray, H: np.ndarray, knots: np.ndarray, t:
         rows = np.flatnonzero(interval == g)
         if rows.size == 0:
             continue
-        Hg = H[rows]
-        if np.any(np.delete(Hg, [g, g + 1], axis=1) != 0.0):  # never for np.interp hats: guards a change of _hats
+        G, other = _hat_block(basis, H, rows, g)
+        if other:  # never for np.interp hats: guards a change of _hats
             raise AssertionError("time hats: more than two nonzero hats on one knot interval")
-        G = np.hstack([basis[rows] * Hg[:, g:g + 1], basis[rows] * Hg[:, g + 1:g + 2]])
         blocks.append(_DesignBlock(rows, G, np.concatenate([np.arange(J) * K + g, np.arange(J) * K + g + 1])))
     return blocks
+
+
+@numba.njit(cache=True)
+def _hat_block(basis, H, rows, g):
+    r"""One block of :func:`_hat_interval_design`, compiled: ``G[r] = (basis[i] * H[i, g], basis[i] * H[i, g + 1])``
+    for ``i = rows[r]`` (NumPy's products, one pass, no temporaries), and ``other``: some hat but ``g, g + 1`` is
+    nonzero (or NaN) on these rows."""
+    n, J, K = rows.size, basis.shape[1], H.shape[1]
+    G = np.empty((n, 2 * J))
+    other = False
+    for r in range(n):
+        i = rows[r]
+        for k in range(K):
+            if k != g and k != g + 1 and H[i, k] != 0.0:
+                other = True
+        a, b = H[i, g], H[i, g + 1]
+        for j in range(J):
+            G[r, j] = basis[i, j] * a
+            G[r, J + j] = basis[i, j] * b
+    return G, other
 
 
 def _newton_logistic(blocks: list[_DesignBlock], y: np.ndarray, wts: np.ndarray, lam: float, n_params: int,
@@ -1117,6 +1152,9 @@ def _newton_logistic(blocks: list[_DesignBlock], y: np.ndarray, wts: np.ndarray,
 
     d = logits(c)
     f = loss(d, c)
+    # each block's curvature-weighted design G^T diag(curv), written in place each iteration (in the layout of
+    # G.T * curv, so the same BLAS product; no 2J x N temporary allocated per block and iteration)
+    scaled = [np.empty(b.G.shape) for b in blocks]
     for _ in range(maxiter):
         e = np.exp(-np.abs(d))
         sig = np.where(d >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
@@ -1124,9 +1162,10 @@ def _newton_logistic(blocks: list[_DesignBlock], y: np.ndarray, wts: np.ndarray,
         r = wts * (sig - y)
         grad = lam * c
         hess = lam * np.eye(n_params)
-        for b in blocks:
+        for b, sc in zip(blocks, scaled):
             grad[b.cols] += b.G.T @ r[b.rows]
-            hess[np.ix_(b.cols, b.cols)] += (b.G.T * curv[b.rows]) @ b.G
+            np.multiply(b.G.T, curv[b.rows], out=sc.T)
+            hess[np.ix_(b.cols, b.cols)] += sc.T @ b.G
         try:
             step = -np.linalg.solve(hess, grad)
         except np.linalg.LinAlgError:  # lam = 0 on a rank-deficient design
@@ -1301,22 +1340,13 @@ def _ode_feature_kernel(x0, dt, n_steps, coef, logw, mt, vt, nw1, nw2, omega, ph
     h6 = dt / 6
     for k in range(n_steps):
         for st in range(4):
-            if st == 1 or st == 2:
-                for i in range(n):
-                    y[i] = x[i] + h2 * kx[st - 1, i]
-            elif st == 3:
-                for i in range(n):
-                    y[i] = x[i] + dt * kx[2, i]
-            else:
-                y[:] = x
+            _rk4_stage_state(x, kx, st, h2, dt, y)
             for i in range(n):
                 if not abs(y[i]) <= state_max:
                     return x, A, 4 * k + st
             _feature_rhs(y, 3 * k + (st + 1) // 2, coef, lwt, mt, vt, nw1, nw2, omega, phase, w, scale, lc, pk,
                          g1, g2, kx[st], ka[st])
-        for i in range(n):
-            x[i] = x[i] + h6 * (kx[0, i] + 2 * kx[1, i] + 2 * kx[2, i] + kx[3, i])
-            A[i] = A[i] + h6 * (ka[0, i] + 2 * ka[1, i] + 2 * ka[2, i] + ka[3, i])
+        _rk4_combine(x, A, kx, ka, h6)
     return x, A, -1
 
 
