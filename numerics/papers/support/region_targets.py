@@ -28,9 +28,13 @@ How :math:`M_k, c_k` are computed
   with :math:`x^*` the abscissa of the nearest point of the region to :math:`\mu` (so the rule resolves
   the kernel at every :math:`\tau`), (ii) break at every abscissa where the slice structure changes
   (sqrt-type endpoints), and (iii) use the substitution :math:`x = a + (b-a)\sin^2(\pi u/2)` that makes
-  the sqrt endpoint behaviour analytic.  The nodes and slice intervals are built in NumPy; the sums over
-  them run compiled (:func:`_slice_moments`, Numba, calling scipy's own ``log_ndtr``; it replaced NumPy
-  broadcasting on 2026-12-06 and agrees with it to the rounding of the log weights).  Panels are restricted to
+  the sqrt endpoint behaviour analytic.  The window and the asinh panel edges are computed in NumPy (its
+  ``sinh`` and ``arcsinh`` round differently from libm's); the nodes, weights and slice intervals
+  (:func:`_slice_nodes`, :func:`_disk_minus_disk_intervals`, :func:`_lens_intervals`) and the sums over them run
+  compiled (:func:`_slice_moments`, Numba, calling scipy's own ``log_ndtr``; it replaced NumPy broadcasting on
+  2026-12-06 and agrees with it to the rounding of the log weights).  The sums skip a node whose log weight is
+  provably more than :data:`_PRUNE_GAP` below the largest (its weight underflows to 0: bit for bit the same
+  result).  Panels are restricted to
   :math:`|x-\mu_x|^2 \le d_{\min}^2 + 2L\tau^2` (:math:`L = 40`: the dropped part of the integrand is
   below :math:`e^{-40}` of its peak).  The quadrature error is *estimated* by refinement
   (:meth:`RegionMixture.quadrature_error`: the same rule with twice the panels and nodes); the tests
