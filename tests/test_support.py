@@ -408,3 +408,4 @@ def test_polygon_hull_distance_equals_numpy_broadcasting():
     ref = np.sqrt(np.min(np.sum(d * d, axis=2), axis=1))
     inside = np.max(x @ H.eq[:, :2].T + H.eq[:, 2], axis=1) <= 0
     assert np.array_equal(H.distance(x), np.where(inside, 0.0, ref))
+    assert np.isnan(H.distance(np.array([[np.nan, 0.0], [0.0, 0.0]]))[0])

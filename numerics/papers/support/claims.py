@@ -94,10 +94,14 @@ def step_coefficients(method: str, t: float, s: float) -> tuple[float, float]:
 def _polygon_edge_distance(x: np.ndarray, V: np.ndarray) -> np.ndarray:
     r"""Per point q, the distance to the closed polygon ``V`` (vertices in order, the last joined to the first):
     :math:`\min_i |q - A_i - t_i (B_i - A_i)|`, :math:`t_i = \mathrm{clip}((q - A_i)\cdot(B_i - A_i)/|B_i - A_i|^2, 0, 1)`,
-    :math:`B_i = A_{i+1}` (compiled; the same operations, in the same order, as the NumPy broadcasting it replaced)."""
+    :math:`B_i = A_{i+1}` (compiled; the same operations, in the same order, as the NumPy broadcasting it replaced;
+    NaN for a NaN point, as there)."""
     M = V.shape[0]
     out = np.empty(x.shape[0])
     for n in range(x.shape[0]):
+        if np.isnan(x[n, 0]) or np.isnan(x[n, 1]):
+            out[n] = np.nan
+            continue
         best = np.inf
         for i in range(M):
             ax, ay = V[i, 0], V[i, 1]
