@@ -299,3 +299,113 @@ def test_bound_log_ndtr_is_scipys_double_log_ndtr():
         assert rt._log_gauss_interval_1(a, b) == want
     with pytest.raises(ImportError, match="log_ndtr"):
         rt._cython_special_address("log_ndtr", b"float (float)")
+
+
+def _five_region_points(rng, n=150):
+    """Points near and far from the five-region experiment's regions (a sampler's states at small and large t)."""
+    return np.concatenate([rng.normal(size=(n, 2)) * 3, rng.normal(size=(n, 2)) * 0.05 + [-2.0, 0.0],
+                           rng.normal(size=(n, 2)) * 0.05 + [2.0, 2.0], rng.normal(size=(n, 2)) * 40])
+
+
+@pytest.mark.parametrize("reg", [Lens(), Crescent((2.0, 2.0)), Crescent((2.0, -2.0), 1.5, 1.0, -0.8), Disk((-3.0, 3.0), 0.8),
+                                 Annulus((0.0, 0.0), 2.0, 1.0)])
+def test_compiled_nodes_and_pruning_are_bit_for_bit(reg):
+    """The compiled node construction and slice intervals equal the NumPy broadcasting they replaced bit for bit,
+    and the pruned slice sums (nodes whose weight provably underflows skipped) equal the unpruned ones bit for
+    bit, near the region and far from it, at large and small tau (where pruning skips most nodes); a bound that
+    were not an upper bound would drop a contributing node and move the sums."""
+    from numerics.papers.support import region_targets as rt
+    rng = np.random.default_rng(11)
+    s, jac = rt._sin2_rule(8)
+    pruned = 0
+    for tau in (3.0, 0.3, 0.05, 0.01, 1e-3, 1e-4):
+        mu = _five_region_points(rng)
+        dmin = reg.distance(mu)
+        xs = np.clip(reg.nearest_x(mu, dmin), reg.xa, reg.xb)
+        half = np.sqrt(dmin ** 2 + 2 * 40.0 * tau * tau)
+        lo, hi = np.maximum(reg.xa, mu[:, 0] - half), np.minimum(reg.xb, mu[:, 0] + half)
+        lo, hi = np.minimum(lo, xs), np.maximum(hi, xs)
+        va, vb = np.arcsinh((lo - xs) / tau), np.arcsinh((hi - xs) / tau)
+        e0 = xs[:, None] + tau * np.sinh(va[:, None] + (vb - va)[:, None] * np.linspace(0, 1, 25)[None, :])
+        br = np.clip(np.asarray(reg.breaks, float)[None, :], lo[:, None], hi[:, None])
+        edges = np.sort(np.concatenate([e0, br], axis=1), axis=1)
+        edges[:, 0], edges[:, -1] = lo, hi
+        a, b = edges[:, :-1], edges[:, 1:]
+        x = (a[:, :, None] + (b - a)[:, :, None] * s).reshape(mu.shape[0], -1)
+        wx = ((b - a)[:, :, None] * jac).reshape(mu.shape[0], -1)
+        x2, wx2 = rt._slice_nodes(e0, lo, hi, reg._breaks_array(), s, jac)
+        assert np.array_equal(x, x2) and np.array_equal(wx, wx2)
+        ylo, yhi = reg.intervals(x)
+        if isinstance(reg, Lens):
+            u = x - reg.shift[0]
+            g = np.where((u >= -3) & (u <= -1), 0.5 * (u + 3) ** 2 * (u + 1) ** 2, 0.0)
+            assert np.array_equal(ylo[..., 0], reg.shift[1] - g) and np.array_equal(yhi[..., 0], reg.shift[1] + g)
+        full = rt._slice_moments(x, wx, ylo, yhi, mu, tau, False)
+        fast = rt._slice_moments(x, wx, ylo, yhi, mu, tau, True)
+        assert np.array_equal(full[0], fast[0]) and np.array_equal(full[1], fast[1])
+        ub = np.array([[rt._log_weight_bound(x[n, q], wx[n, q], ylo[n, q], yhi[n, q], mu[n, 0], mu[n, 1], tau,
+                                             math.log(tau)) for q in range(x.shape[1])] for n in range(0, 600, 7)])
+        pruned += int(np.sum(ub < np.max(ub, axis=1, keepdims=True) - 2 * rt._PRUNE_GAP))
+    assert pruned > 0  # the test reaches the pruned branch
+
+
+def test_disk_minus_disk_intervals_equal_the_circle_formula():
+    """The compiled slices of a crescent: the outer disk's slice minus the hole's, by the closed form."""
+    reg = Crescent((2.0, 2.0), 1.5, 1.0, 0.8)
+    x = np.linspace(0.0, 4.0, 4001)
+    lo, hi = reg.intervals(x)
+    h0 = np.sqrt(np.maximum(1.5 ** 2 - (x - 2.0) ** 2, 0.0))
+    h1 = np.sqrt(np.maximum(1.0 - (x - 2.8) ** 2, 0.0))
+    l0, u0 = np.where(h0 > 0, 2.0 - h0, 0.0), np.where(h0 > 0, 2.0 + h0, 0.0)
+    hole = h1 > 0
+    assert np.array_equal(lo[:, 0], l0) and np.array_equal(hi[:, 1], u0)
+    assert np.array_equal(hi[:, 0], np.where(hole, np.minimum(u0, 2.0 - h1), u0))
+    assert np.array_equal(lo[:, 1], np.where(hole, np.maximum(l0, 2.0 + h1), u0))
+
+
+def test_lens_distance_is_the_brute_force_minimum():
+    """The block-pruned compiled search returns the brute-force least sample distance bit for bit (near the
+    lens, inside its bounding box, far away), and a scipy k-d tree agrees."""
+    from scipy.spatial import cKDTree
+
+    from numerics.papers.support import region_targets as rt
+    lens = Lens()
+    bp = lens.boundary(20001)
+    p = _five_region_points(np.random.default_rng(5), 200)
+    d2 = (p[:, None, 0] - bp[None, :, 0]) ** 2 + (p[:, None, 1] - bp[None, :, 1]) ** 2
+    brute = np.sqrt(d2.min(axis=1))
+    assert np.array_equal(rt._min_sample_distance(p, bp), brute)
+    assert np.array_equal(lens.distance(p), np.where(lens.contains(p), 0.0, brute))
+    assert np.allclose(cKDTree(bp).query(p)[0], brute, rtol=1e-15, atol=0)
+
+
+def test_guidance_vector_rows_equals_per_class_rows():
+    """Row i of ``guidance_vector_rows`` is ``guidance_vector(x, t, etas[i])[i]`` bit for bit; bad etas name it."""
+    from numerics.papers.support.experiments import experiment
+    rm = experiment("five_regions").mixture
+    x = np.random.default_rng(2).normal(size=(40, 2)) * 2
+    etas = np.arange(40) % 5
+    for t in (2.0, 0.05, 1e-3):
+        g = rm.guidance_vector_rows(x, t, etas)
+        for c in range(5):
+            assert np.array_equal(g[etas == c], rm.guidance_vector(x, t, c)[etas == c])
+    with pytest.raises(ValueError, match="etas"):
+        rm.guidance_vector_rows(x, 0.5, etas[:-1])
+    with pytest.raises(ValueError, match="y"):
+        rm.guidance_vector_rows(x, 0.5, etas + 1)
+
+
+def test_polygon_hull_distance_equals_numpy_broadcasting():
+    """The lens hull's compiled edge distance equals the NumPy broadcasting it replaced, bit for bit."""
+    from numerics.papers.support.claims import ClassHull
+    H = ClassHull([Lens()])
+    x = _five_region_points(np.random.default_rng(3), 100)
+    A, B = H.V, np.roll(H.V, -1, axis=0)
+    AB = B - A
+    AQ = x[:, None, :] - A[None]
+    tt = np.clip(np.sum(AQ * AB[None], axis=2) / np.sum(AB * AB, axis=1)[None], 0.0, 1.0)
+    d = AQ - tt[..., None] * AB[None]
+    ref = np.sqrt(np.min(np.sum(d * d, axis=2), axis=1))
+    inside = np.max(x @ H.eq[:, :2].T + H.eq[:, 2], axis=1) <= 0
+    assert np.array_equal(H.distance(x), np.where(inside, 0.0, ref))
+    assert np.isnan(H.distance(np.array([[np.nan, 0.0], [0.0, 0.0]]))[0])

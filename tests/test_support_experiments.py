@@ -129,3 +129,33 @@ def test_region_mixture_is_a_target_without_private_fields():
     rm = experiment("three_disks").mixture
     assert isinstance(rm, Target) and not isinstance(rm, ScoreModel)
     assert not {"_score", "_guidance", "_cond"} & set(vars(rm))
+
+
+def test_lemma_check_reused_distances_equal_recomputed():
+    """``lemma_check`` takes each step's dist(y_k / lam_t, C) from the step before (its dist(y_{k+1} / lam_s, C));
+    the excess equals the step-by-step formula with both distances recomputed, bit for bit."""
+    import math
+
+    from numerics.constants import UNIT_ROUNDOFF as U
+    from numerics.papers.support.claims import guided_denoiser_rows, hulls_of, lemma_check, step_coefficients
+    from numerics.papers.support.experiments import experiment, run_experiment
+    exp = experiment("five_regions")
+    etas = np.arange(10) % 5
+    r = run_experiment(exp, 2.0, "ei_ode", 0.5, 1e-3, eta=etas, x_init=exp.starts[:10])
+    hulls = hulls_of(exp.mixture)
+    got = lemma_check(r.trajectory, r.grid, "ei_ode", exp.mixture, etas, 2.0, hulls)["excess"]
+    worst = -np.inf
+    for k in range(r.grid.size - 1):
+        t, s = float(r.grid[k]), float(r.grid[k + 1])
+        a, c = step_coefficients("ei_ode", t, s)
+        lam_t, lam_s = math.exp(-t), math.exp(-s)
+        y, ys = r.trajectory[k], r.trajectory[k + 1]
+        D = guided_denoiser_rows(exp.mixture, y, t, etas, 2.0)
+        for cl in range(5):
+            sel, H = etas == cl, hulls[cl]
+            tau = 64 * U * (1 + np.linalg.norm(ys[sel], axis=1) + a * np.linalg.norm(y[sel], axis=1)
+                            + c * np.linalg.norm(D[sel], axis=1))
+            ex = (lam_s * H.distance(ys[sel] / lam_s) - a * lam_t * H.distance(y[sel] / lam_t)
+                  - c * H.distance(D[sel]) - lam_s * H.h - tau)
+            worst = max(worst, float(np.max(ex)))
+    assert got == worst

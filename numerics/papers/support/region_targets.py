@@ -28,9 +28,13 @@ How :math:`M_k, c_k` are computed
   with :math:`x^*` the abscissa of the nearest point of the region to :math:`\mu` (so the rule resolves
   the kernel at every :math:`\tau`), (ii) break at every abscissa where the slice structure changes
   (sqrt-type endpoints), and (iii) use the substitution :math:`x = a + (b-a)\sin^2(\pi u/2)` that makes
-  the sqrt endpoint behaviour analytic.  The nodes and slice intervals are built in NumPy; the sums over
-  them run compiled (:func:`_slice_moments`, Numba, calling scipy's own ``log_ndtr``; it replaced NumPy
-  broadcasting on 2026-12-06 and agrees with it to the rounding of the log weights).  Panels are restricted to
+  the sqrt endpoint behaviour analytic.  The window and the asinh panel edges are computed in NumPy (its
+  ``sinh`` and ``arcsinh`` round differently from libm's); the nodes, weights and slice intervals
+  (:func:`_slice_nodes`, :func:`_disk_minus_disk_intervals`, :func:`_lens_intervals`) and the sums over them run
+  compiled (:func:`_slice_moments`, Numba, calling scipy's own ``log_ndtr``; it replaced NumPy broadcasting on
+  2026-12-06 and agrees with it to the rounding of the log weights).  The sums skip a node whose log weight is
+  provably more than :data:`_PRUNE_GAP` below the largest (its weight underflows to 0: bit for bit the same
+  result).  Panels are restricted to
   :math:`|x-\mu_x|^2 \le d_{\min}^2 + 2L\tau^2` (:math:`L = 40`: the dropped part of the integrand is
   below :math:`e^{-40}` of its peak).  The quadrature error is *estimated* by refinement
   (:meth:`RegionMixture.quadrature_error`: the same rule with twice the panels and nodes); the tests
@@ -193,43 +197,98 @@ def _logsumexp_1d(a: np.ndarray) -> float:
     return math.log(direct)
 
 
+#: A node whose log weight is provably below the largest by more than this is skipped by :func:`_slice_moments`:
+#: its weight :math:`e^{lw - lw_{\max}}` underflows to exactly 0 (below :math:`e^{-745.2}`), so the sums are
+#: unchanged bit for bit (the 55 to spare cover the rounding of the bound, see :func:`_log_weight_bound`).
+_PRUNE_GAP = 800.0
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _log_weight_bound(x: float, wx: float, ylo: np.ndarray, yhi: np.ndarray, mux: float, muy: float,
+                      tau: float, log_tau: float) -> float:
+    r"""An upper bound of the log weight :math:`lw_q` that :func:`_slice_moments` computes for one node, without
+    ``log_ndtr``: with :math:`a = \min_j \operatorname{dist}(0, [\alpha_j, \beta_j])` over the non-empty
+    intervals (the same rounded :math:`\alpha, \beta`), :math:`S_q \le 2\max_j Z_j \le e^{-a^2/2}` (the Gaussian
+    tail :math:`\Phi(-a) \le e^{-a^2/2}/2`; :math:`S_q \le 1` at a = 0), so :math:`\log S_q \le -a^2/2`, to
+    which 1 + 1e-10 a^2/2 is added for the rounding of ``log_ndtr`` and the log-sum; the other terms are
+    computed as in the sums (rounding is monotone).  NaN (never pruned) if an interval end is NaN; ``-inf``
+    if every interval is empty."""
+    a2 = np.inf
+    for j in range(ylo.size):
+        alpha = (ylo[j] - muy) / tau
+        beta = (yhi[j] - muy) / tau
+        if np.isnan(alpha) or np.isnan(beta):
+            return np.nan
+        if not beta > alpha:
+            continue
+        a = alpha if alpha > 0 else (-beta if beta < 0 else 0.0)
+        a2 = min(a2, a * a)
+    if a2 == np.inf:
+        return -np.inf
+    ls = -0.5 * a2 + (1.0 + 1e-10 * 0.5 * a2)
+    z = (x - mux) / tau
+    return ls - 0.5 * z * z - _LOG_SQRT_2PI - log_tau + math.log(max(wx, 0.0))
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _node_log_weight(x: float, wx: float, ylo: np.ndarray, yhi: np.ndarray, mux: float, muy: float, tau: float,
+                     log_tau: float, lz: np.ndarray, tm: np.ndarray) -> tuple[float, float]:
+    r"""One node of :func:`_slice_moments`: ``(lw, slice mean)`` with :math:`lw = \log S - z^2/2 - \log\sqrt{2\pi}
+    - \log\tau + \log w`, :math:`z = (x - \mu_x)/\tau` (``lz``, ``tm``: work arrays of the interval count)."""
+    J = ylo.size
+    for j in range(J):
+        alpha = (ylo[j] - muy) / tau
+        beta = (yhi[j] - muy) / tau
+        lz[j] = _log_gauss_interval_1(alpha, beta)
+        tm[j] = _trunc_mean_1(alpha, beta, lz[j])
+    ls = _logsumexp_1d(lz)
+    if J == 1:  # exp(lz - ls) = exp(0) = 1 exactly (NaN where ls is not finite)
+        acc = tm[0] if np.isfinite(ls) else np.nan
+    else:
+        acc = 0.0
+        for j in range(J):
+            acc += math.exp(lz[j] - ls) * tm[j]
+    z = (x - mux) / tau
+    return ls - 0.5 * z * z - _LOG_SQRT_2PI - log_tau + math.log(max(wx, 0.0)), muy + tau * acc
+
+
 @numba.njit(cache=True, error_model="numpy")
 def _slice_moments(x: np.ndarray, wx: np.ndarray, ylo: np.ndarray, yhi: np.ndarray, mu: np.ndarray,
-                   tau: float) -> tuple[np.ndarray, np.ndarray]:
+                   tau: float, prune: bool = True) -> tuple[np.ndarray, np.ndarray]:
     r"""The slice rule's sums (see :meth:`_Planar.kernel_moments`): per point n, over nodes q with weights
     :math:`w_q` and slices :math:`\bigcup_j [l_{qj}, u_{qj}]`, the slice masses
     :math:`S_q = \sum_j Z_{qj}`, :math:`Z_{qj} = \Phi(\beta_{qj}) - \Phi(\alpha_{qj})`,
     :math:`\alpha = (l - \mu_y)/\tau`, and slice means :math:`\mu_y + \tau\sum_j (Z_{qj}/S_q) m_{qj}`;
     :math:`\log M = \log\sum_q w_q S_q \phi((x_q - \mu_x)/\tau)/\tau` (shifted by the largest term) and the
-    mean the :math:`w_q S_q \phi`-weighted average of :math:`(x_q, \text{slice mean}_q)`.  Returns
-    ``(log M (N,), mean (N, 2))``."""
+    mean the :math:`w_q S_q \phi`-weighted average of :math:`(x_q, \text{slice mean}_q)`.  ``prune``: a node
+    whose bound (:func:`_log_weight_bound`) lies more than :data:`_PRUNE_GAP` below the exact log weight of
+    the node of largest bound is not evaluated; its weight would underflow to 0, so the result is the same
+    bit for bit (checked by the tests against ``prune=False``).  Returns ``(log M (N,), mean (N, 2))``."""
     N, Q = x.shape
     J = ylo.shape[2]
     logM = np.empty(N)
     mean = np.empty((N, 2))
     lw = np.empty(Q)
     ym = np.empty(Q)
+    ub = np.empty(Q)
     lz = np.empty(J)
     tm = np.empty(J)
     log_tau = math.log(tau)
     for n in range(N):
         mux, muy = mu[n, 0], mu[n, 1]
+        cut = -np.inf
+        if prune:
+            for q in range(Q):
+                ub[q] = _log_weight_bound(x[n, q], wx[n, q], ylo[n, q], yhi[n, q], mux, muy, tau, log_tau)
+            q0 = np.argmax(ub)
+            lw0, _ = _node_log_weight(x[n, q0], wx[n, q0], ylo[n, q0], yhi[n, q0], mux, muy, tau, log_tau, lz, tm)
+            cut = lw0 - _PRUNE_GAP
         for q in range(Q):
-            for j in range(J):
-                alpha = (ylo[n, q, j] - muy) / tau
-                beta = (yhi[n, q, j] - muy) / tau
-                lz[j] = _log_gauss_interval_1(alpha, beta)
-                tm[j] = _trunc_mean_1(alpha, beta, lz[j])
-            ls = _logsumexp_1d(lz)
-            if J == 1:  # exp(lz - ls) = exp(0) = 1 exactly (NaN where ls is not finite)
-                acc = tm[0] if np.isfinite(ls) else np.nan
+            if prune and ub[q] < cut:
+                lw[q], ym[q] = -np.inf, 0.0
             else:
-                acc = 0.0
-                for j in range(J):
-                    acc += math.exp(lz[j] - ls) * tm[j]
-            ym[q] = muy + tau * acc
-            z = (x[n, q] - mux) / tau
-            lw[q] = ls - 0.5 * z * z - _LOG_SQRT_2PI - log_tau + math.log(max(wx[n, q], 0.0))
+                lw[q], ym[q] = _node_log_weight(x[n, q], wx[n, q], ylo[n, q], yhi[n, q], mux, muy, tau, log_tau,
+                                                lz, tm)
         lmax = np.max(lw)
         sw = sx = sy = 0.0
         for q in range(Q):
@@ -243,6 +302,88 @@ def _slice_moments(x: np.ndarray, wx: np.ndarray, ylo: np.ndarray, yhi: np.ndarr
         mean[n, 0] = sx / sw
         mean[n, 1] = sy / sw
     return logM, mean
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _slice_nodes(edges: np.ndarray, lo: np.ndarray, hi: np.ndarray, breaks: np.ndarray, s: np.ndarray,
+                 jac: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    r"""Nodes and weights of the slice rule (see :meth:`_Planar.kernel_moments`), per point n: the panel edges
+    ``edges[n]`` and the ``breaks`` clipped to :math:`[l_n, h_n]`, sorted, the outer two set to :math:`l_n` and
+    :math:`h_n`; on each panel [a, b] the nodes :math:`a + (b - a)s_k` and weights :math:`(b - a)\,\text{jac}_k`
+    (:func:`_sin2_rule`).  Returns ``(x, wx)``, each ``(N, (E - 1) n)`` with E = edges + breaks."""
+    N, P1, n = edges.shape[0], edges.shape[1], s.size
+    E = P1 + breaks.size
+    x = np.empty((N, (E - 1) * n))
+    wx = np.empty((N, (E - 1) * n))
+    e = np.empty(E)
+    for i in range(N):
+        e[:P1] = edges[i]
+        for j in range(breaks.size):
+            e[P1 + j] = min(max(breaks[j], lo[i]), hi[i])
+        e.sort()
+        e[0], e[E - 1] = lo[i], hi[i]
+        for p in range(E - 1):
+            a, w = e[p], e[p + 1] - e[p]
+            for k in range(n):
+                x[i, p * n + k] = a + w * s[k]
+                wx[i, p * n + k] = w * jac[k]
+    return x, wx
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _circle_interval_1(x: float, cx: float, cy: float, R: float) -> tuple[float, float]:
+    r"""The slice :math:`[c_y - h, c_y + h]`, :math:`h = \sqrt{R^2 - (x - c_x)^2}`, of a disk at ``x``
+    (``(0, 0)`` where :math:`h^2 \le 0`)."""
+    h2 = R * R - (x - cx) * (x - cx)
+    if h2 <= 0:
+        return 0.0, 0.0
+    h = math.sqrt(h2)
+    return cy - h, cy + h
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _disk_minus_disk_intervals(x: np.ndarray, c: np.ndarray, R: float, c2: np.ndarray, r: float
+                               ) -> tuple[np.ndarray, np.ndarray]:
+    r"""Slices of the disk ``(c, R)`` minus the open disk ``(c2, r)`` at the abscissae ``x`` (1-D): the outer
+    slice :math:`[l_0, u_0]` (r = 0: one interval), else :math:`[l_0, \min(u_0, l_1)]` and
+    :math:`[\max(l_0, u_1), u_0]` where the hole's slice :math:`(l_1, u_1)` is not empty, and
+    :math:`[l_0, u_0]`, :math:`[u_0, u_0]` where it is.  Returns ``(lo, hi)``, each ``(x.size, J)``."""
+    J = 1 if r == 0 else 2
+    lo = np.empty((x.size, J))
+    hi = np.empty((x.size, J))
+    for i in range(x.size):
+        l0, u0 = _circle_interval_1(x[i], c[0], c[1], R)
+        lo[i, 0] = l0
+        if J == 1:
+            hi[i, 0] = u0
+            continue
+        l1, u1 = _circle_interval_1(x[i], c2[0], c2[1], r)
+        hole = u1 > l1
+        lo[i, 1] = max(l0, u1) if hole else u0
+        hi[i, 0] = min(u0, l1) if hole else u0
+        hi[i, 1] = u0
+    return lo, hi
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _lens_intervals(x: np.ndarray, sx: float, sy: float) -> tuple[np.ndarray, np.ndarray]:
+    r"""Slices :math:`[s_y - g, s_y + g]` of the lens shifted by ``(sx, sy)`` at the abscissae ``x`` (1-D),
+    :math:`g = \tfrac12 (u+3)^2 (u+1)^2` for :math:`u = x - s_x \in [-3, -1]`, else 0.  Returns ``(lo, hi)``,
+    each ``(x.size, 1)``."""
+    lo = np.empty((x.size, 1))
+    hi = np.empty((x.size, 1))
+    for i in range(x.size):
+        u = x[i] - sx
+        g = 0.5 * ((u + 3) * (u + 3)) * ((u + 1) * (u + 1)) if -3 <= u <= -1 else 0.0
+        lo[i, 0], hi[i, 0] = sy - g, sy + g
+    return lo, hi
+
+
+def _flat_intervals(kernel, x, *args) -> tuple[np.ndarray, np.ndarray]:
+    """``kernel(x.ravel(), *args)`` reshaped to ``x.shape + (J,)``."""
+    x = np.asarray(x, float)
+    lo, hi = kernel(np.ascontiguousarray(x.ravel()), *args)
+    return lo.reshape(x.shape + (lo.shape[1],)), hi.reshape(x.shape + (hi.shape[1],))
 
 
 @numba.njit(cache=True)
@@ -261,6 +402,52 @@ def _nearest_abscissa(p: np.ndarray, bp: np.ndarray) -> np.ndarray:
     return out
 
 
+#: Samples per block of :func:`_min_sample_distance` (each block's bounding box prunes it).
+_BLOCK = 64
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _block_gap2(px: float, py: float, box: np.ndarray) -> float:
+    r"""A lower bound of the computed :math:`(p_x - b_x)^2 + (p_y - b_y)^2` over the samples b of a block with
+    bounding box ``box = (x_min, x_max, y_min, y_max)``: the same formula at the box's nearest side (rounding is
+    monotone, so it is below every sample's value as computed)."""
+    gx = box[0] - px if px < box[0] else (px - box[1] if px > box[1] else 0.0)
+    gy = box[2] - py if py < box[2] else (py - box[3] if py > box[3] else 0.0)
+    return gx * gx + gy * gy
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _min_sample_distance(p: np.ndarray, bp: np.ndarray) -> np.ndarray:
+    r"""Per point :math:`p_i`, :math:`\min_j \sqrt{(p_{i,x} - b_{j,x})^2 + (p_{i,y} - b_{j,y})^2}` over the
+    samples ``bp`` (M, 2), exactly (the same value as the brute-force minimum): the samples are taken in blocks
+    of :data:`_BLOCK`, the block of least bound (:func:`_block_gap2`) first, and a block whose bound is not
+    below the least value found so far is skipped (none of its samples can lower it)."""
+    M = bp.shape[0]
+    nb = (M + _BLOCK - 1) // _BLOCK
+    box = np.empty((nb, 4))
+    for b in range(nb):
+        seg = bp[b * _BLOCK:min(M, (b + 1) * _BLOCK)]
+        box[b, 0], box[b, 1] = seg[:, 0].min(), seg[:, 0].max()
+        box[b, 2], box[b, 3] = seg[:, 1].min(), seg[:, 1].max()
+    out = np.empty(p.shape[0])
+    lb = np.empty(nb)
+    for i in range(p.shape[0]):
+        px, py = p[i, 0], p[i, 1]
+        for b in range(nb):
+            lb[b] = _block_gap2(px, py, box[b])
+        b0 = np.argmin(lb)
+        best = np.inf
+        for r in range(nb + 1):
+            b = b0 if r == 0 else r - 1
+            if (r > 0 and b == b0) or lb[b] >= best:
+                continue
+            for j in range(b * _BLOCK, min(M, (b + 1) * _BLOCK)):
+                dx, dy = px - bp[j, 0], py - bp[j, 1]
+                best = min(best, dx * dx + dy * dy)
+        out[i] = math.sqrt(best)
+    return out
+
+
 @functools.lru_cache(maxsize=None)
 def _sin2_rule(order: int) -> tuple[np.ndarray, np.ndarray]:
     r"""The ``order``-point Gauss-Legendre rule on [0, 1] under :math:`x = \sin^2(\pi u/2)`: nodes
@@ -271,6 +458,14 @@ def _sin2_rule(order: int) -> tuple[np.ndarray, np.ndarray]:
     jac = 0.5 * np.pi * np.sin(np.pi * u) * wu
     s.flags.writeable = jac.flags.writeable = False
     return s, jac
+
+
+@functools.lru_cache(maxsize=None)
+def _unit_edges(panels: int) -> np.ndarray:
+    """``np.linspace(0, 1, panels + 1)``, the panel edges in the asinh variable (read-only; one per count)."""
+    e = np.linspace(0, 1, panels + 1)
+    e.flags.writeable = False
+    return e
 
 
 # ------------------------------------------------------------------------------- regions
@@ -385,28 +580,24 @@ class _Planar:
 
     def kernel_moments(self, mu: np.ndarray, tau: float, panels: int = 24, order: int = 8):
         r"""``(log M, mean)`` of :math:`N(\mu,\tau^2 I)` restricted to the region, by the slice rule."""
-        N = mu.shape[0]
         dmin = self.distance(mu)
         xs = np.clip(self.nearest_x(mu, dmin), self.xa, self.xb)
         half = np.sqrt(dmin ** 2 + 2 * LOG_CUTOFF * tau * tau)
-        lo = np.maximum(self.xa, mu[:, 0] - half)
-        hi = np.minimum(self.xb, mu[:, 0] + half)
-        lo, hi = np.minimum(lo, xs), np.maximum(hi, xs)
+        lo = np.minimum(np.maximum(self.xa, mu[:, 0] - half), xs)
+        hi = np.maximum(np.minimum(self.xb, mu[:, 0] + half), xs)
         va, vb = np.arcsinh((lo - xs) / tau), np.arcsinh((hi - xs) / tau)
-        v = va[:, None] + (vb - va)[:, None] * np.linspace(0, 1, panels + 1)[None, :]
-        edges = xs[:, None] + tau * np.sinh(v)
-        br = np.clip(np.asarray(self.breaks, float)[None, :], lo[:, None], hi[:, None])
-        edges = np.sort(np.concatenate([edges, br], axis=1), axis=1)
-        edges[:, 0], edges[:, -1] = lo, hi
-        a, b = edges[:, :-1], edges[:, 1:]
+        # NumPy's sinh and arcsinh (not libm's, which rounds differently), the rest compiled
+        edges = xs[:, None] + tau * np.sinh(va[:, None] + (vb - va)[:, None] * _unit_edges(panels)[None, :])
         s, jac = _sin2_rule(order)
-        x = a[:, :, None] + (b - a)[:, :, None] * s                   # (N, P, n)
-        wx = (b - a)[:, :, None] * jac                                 # quadrature weights
-        x = x.reshape(N, -1)
-        wx = wx.reshape(N, -1)
+        x, wx = _slice_nodes(edges, lo, hi, self._breaks_array(), s, jac)
         ylo, yhi = self.intervals(x)                                   # (N, Q, J)
-        return _slice_moments(x, wx, np.ascontiguousarray(ylo, dtype=float), np.ascontiguousarray(yhi, dtype=float),
-                              np.ascontiguousarray(mu, dtype=float), float(tau))
+        return _slice_moments(x, wx, ylo, yhi, np.ascontiguousarray(mu, dtype=float), float(tau))
+
+    def _breaks_array(self) -> np.ndarray:
+        """:attr:`breaks` as a float array (built once)."""
+        if getattr(self, "_breaks_arr", None) is None:
+            self._breaks_arr = np.asarray(self.breaks, float)
+        return self._breaks_arr
 
     def authors_nodes(self, n: int = 20) -> tuple[np.ndarray, np.ndarray]:
         """The authors' fixed trapezoid nodes and weights (curve mode, or bbox mode for two-interval slices)."""
@@ -430,13 +621,6 @@ class _Planar:
             W = np.outer(trap(n) * (self.xb - self.xa) / (n - 1), trap(n) * 10.0 / (n - 1)).ravel()
             W = W * self.contains(np.stack([X, Y], axis=1))
         return np.stack([X, Y], axis=1), W
-
-
-def _circle_interval(x, cx, cy, R):
-    h2 = R * R - (x - cx) ** 2
-    h = np.sqrt(np.maximum(h2, 0.0))
-    empty = h2 <= 0
-    return np.where(empty, 0.0, cy - h), np.where(empty, 0.0, cy + h)
 
 
 class _DiskMinusDisk(_Planar):
@@ -470,16 +654,7 @@ class _DiskMinusDisk(_Planar):
         return self.xa, self.xb, self.c[1] - self.R, self.c[1] + self.R
 
     def intervals(self, x):
-        x = np.asarray(x, float)
-        l0, u0 = _circle_interval(x, self.c[0], self.c[1], self.R)
-        if self.r == 0:
-            return l0[..., None], u0[..., None]
-        l1, u1 = _circle_interval(x, self.c2[0], self.c2[1], self.r)
-        hole = u1 > l1
-        # [l0, u0] minus (l1, u1): [l0, min(u0, l1)] and [max(l0, u1), u0]
-        lo = np.stack([l0, np.where(hole, np.maximum(l0, u1), u0)], axis=-1)
-        hi = np.stack([np.where(hole, np.minimum(u0, l1), u0), u0], axis=-1)
-        return lo, hi
+        return _flat_intervals(_disk_minus_disk_intervals, x, self.c, float(self.R), self.c2, float(self.r))
 
     def distance(self, p) -> np.ndarray:
         p = check_points(p, 2, "p")[0]
@@ -605,34 +780,24 @@ class Lens(_Planar):
     def __repr__(self):
         return f"Lens(center={self.shift.tolist()})"
 
-    def _g(self, x):
-        u = np.asarray(x, float) - self.shift[0]
-        return np.where((u >= -3) & (u <= -1), 0.5 * (u + 3) ** 2 * (u + 1) ** 2, 0.0)
-
     def bbox(self):
         return self.xa, self.xb, self.shift[1] - 0.5, self.shift[1] + 0.5
 
     def intervals(self, x):
-        g = self._g(x)
-        return (self.shift[1] - g)[..., None], (self.shift[1] + g)[..., None]
+        return _flat_intervals(_lens_intervals, x, float(self.shift[0]), float(self.shift[1]))
 
     def boundary(self, n: int) -> np.ndarray:
         x = np.linspace(self.xa, self.xb, n)
-        g = self._g(x)
-        return np.concatenate([np.stack([x, self.shift[1] + g], 1), np.stack([x, self.shift[1] - g], 1)])
+        lo, hi = self.intervals(x)
+        return np.concatenate([np.stack([x, hi[:, 0]], 1), np.stack([x, lo[:, 0]], 1)])
 
     def distance(self, p) -> np.ndarray:
-        """Distance to the lens; boundary sampled at 20001 abscissae (error <= half the largest chord, < 2e-4)."""
+        """Distance to the lens; boundary sampled at 20001 abscissae (error <= half the largest chord, < 2e-4), the
+        least sample distance found exactly by :func:`_min_sample_distance` (block-pruned, compiled)."""
         p = check_points(p, 2, "p")[0]
         if getattr(self, "_fine", None) is None:
             self._fine = self.boundary(20001)
-        bp = self._fine
-        out = np.empty(p.shape[0])
-        for i in range(0, p.shape[0], 256):
-            q = p[i:i + 256]
-            d2 = (q[:, None, 0] - bp[None, :, 0]) ** 2 + (q[:, None, 1] - bp[None, :, 1]) ** 2
-            out[i:i + 256] = np.sqrt(d2.min(axis=1))
-        return np.where(self.contains(p), 0.0, out)
+        return np.where(self.contains(p), 0.0, _min_sample_distance(np.ascontiguousarray(p), self._fine))
 
 
 # ------------------------------------------------------------------------------- the mixture
@@ -788,9 +953,10 @@ class RegionMixture:
         return np.exp(self.class_log_posterior(x, t))
 
     def _mean(self, x, t, y=None) -> np.ndarray:
+        """The posterior mean, of class ``y`` if given (an int, or an ``(N,)`` array: one class per row)."""
         ll, mean = self.component_moments(x, t)
         if y is not None:
-            ll = np.where(self.labels == y, ll, -np.inf)
+            ll = np.where(self.labels == (y if np.ndim(y) == 0 else np.asarray(y)[:, None]), ll, -np.inf)
         pi = np.exp(ll - logsumexp(ll, axis=1, keepdims=True))
         return np.einsum("nk,nkd->nd", pi, mean)
 
@@ -817,6 +983,17 @@ class RegionMixture:
     def guidance_vector(self, x, t, y) -> np.ndarray:
         lam, s2 = alpha_sigma2(t)
         return lam * (self._mean(x, t, self._label(y)) - self._mean(x, t)) / s2
+
+    def guidance_vector_rows(self, x, t, etas: np.ndarray) -> np.ndarray:
+        r""":math:`\lambda(m_{\eta_i} - \bar m)/\sigma^2` for each row i with its own class ``etas[i]`` (row i equals
+        :meth:`guidance_vector` with ``y = etas[i]`` bit for bit: the softmax is taken row by row)."""
+        etas = np.asarray(etas)
+        if etas.shape != (np.shape(x)[0],) or not np.issubdtype(etas.dtype, np.integer):
+            raise ValueError(f"etas: must be {np.shape(x)[0]} integer classes (one per row), got {etas!r}")
+        for v in np.unique(etas):
+            self._label(v)
+        lam, s2 = alpha_sigma2(t)
+        return lam * (self._mean(x, t, etas) - self._mean(x, t)) / s2
 
     def guided_denoiser(self, x, t, y, gamma) -> np.ndarray:
         r""":math:`D_\gamma = \gamma m_y - (\gamma - 1)\bar m`."""
