@@ -215,15 +215,24 @@ def _slice_moments(x: np.ndarray, wx: np.ndarray, ylo: np.ndarray, yhi: np.ndarr
     for n in range(N):
         mux, muy = mu[n, 0], mu[n, 1]
         for q in range(Q):
+            live, jlive = 0, 0
             for j in range(J):
                 alpha = (ylo[n, q, j] - muy) / tau
                 beta = (yhi[n, q, j] - muy) / tau
                 lz[j] = _log_gauss_interval_1(alpha, beta)
                 tm[j] = _trunc_mean_1(alpha, beta, lz[j])
-            ls = _logsumexp_1d(lz)
+                if lz[j] != -np.inf:
+                    live, jlive = live + 1, j
             if J == 1:  # exp(lz - ls) = exp(0) = 1 exactly (NaN where ls is not finite)
+                ls = _logsumexp_1d(lz)
                 acc = tm[0] if np.isfinite(ls) else np.nan
+            elif live == 1 and np.isfinite(lz[jlive]):
+                # one piece of finite mass, the others -inf with mean 0: _logsumexp_1d's value 0.0 + 0.0 + lz and
+                # weights exp(0) = 1, exp(-inf) = 0, without its exp / log1p / log (the same floats)
+                ls = 0.0 + lz[jlive]
+                acc = 0.0 + tm[jlive]
             else:
+                ls = _logsumexp_1d(lz)
                 acc = 0.0
                 for j in range(J):
                     acc += math.exp(lz[j] - ls) * tm[j]
@@ -439,6 +448,41 @@ def _circle_interval(x, cx, cy, R):
     return np.where(empty, 0.0, cy - h), np.where(empty, 0.0, cy + h)
 
 
+@numba.njit(cache=True, error_model="numpy")
+def _circle_interval_1(x: float, cx: float, cy: float, R: float) -> tuple[float, float]:
+    """:func:`_circle_interval` at one abscissa (the same operations, so the same floats)."""
+    h2 = R * R - (x - cx) * (x - cx)
+    if h2 <= 0:  # also the empty slice of np.where(empty, 0.0, ...); h2 is finite for finite x
+        return 0.0, 0.0
+    h = math.sqrt(h2)
+    return cy - h, cy + h
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _disk_minus_disk_intervals(x: np.ndarray, c: np.ndarray, R: float, c2: np.ndarray, r: float
+                               ) -> tuple[np.ndarray, np.ndarray]:
+    r""":meth:`_DiskMinusDisk.intervals` of a flat array of finite abscissae, compiled: the slice
+    :math:`[l_0, u_0]` of the disk, and for ``r > 0`` the two pieces :math:`[l_0, \min(u_0, l_1)]`,
+    :math:`[\max(l_0, u_1), u_0]` of it minus the hole's slice :math:`(l_1, u_1)` (the second
+    :math:`[u_0, u_0]`, empty, where the hole's slice is).  Returns ``(lo, hi)``, each ``(M, J)``, J = 1 or 2."""
+    J = 1 if r == 0 else 2
+    lo = np.empty((x.size, J))
+    hi = np.empty((x.size, J))
+    for i in range(x.size):
+        l0, u0 = _circle_interval_1(x[i], c[0], c[1], R)
+        if J == 1:
+            lo[i, 0], hi[i, 0] = l0, u0
+            continue
+        l1, u1 = _circle_interval_1(x[i], c2[0], c2[1], r)
+        if u1 > l1:
+            lo[i, 0], hi[i, 0] = l0, min(u0, l1)
+            lo[i, 1], hi[i, 1] = max(l0, u1), u0
+        else:
+            lo[i, 0], hi[i, 0] = l0, u0
+            lo[i, 1], hi[i, 1] = u0, u0
+    return lo, hi
+
+
 class _DiskMinusDisk(_Planar):
     """Closed disk ``|x - c| <= R`` minus the open disk ``|x - c2| < r`` (r = 0: the plain disk)."""
 
@@ -471,6 +515,10 @@ class _DiskMinusDisk(_Planar):
 
     def intervals(self, x):
         x = np.asarray(x, float)
+        if x.size and np.all(np.isfinite(x)):  # compiled (the same floats as the NumPy lines below)
+            lo, hi = _disk_minus_disk_intervals(np.ascontiguousarray(x).ravel(), self.c, float(self.R), self.c2,
+                                                float(self.r))
+            return lo.reshape(x.shape + lo.shape[1:]), hi.reshape(x.shape + hi.shape[1:])
         l0, u0 = _circle_interval(x, self.c[0], self.c[1], self.R)
         if self.r == 0:
             return l0[..., None], u0[..., None]
