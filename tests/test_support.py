@@ -319,6 +319,26 @@ def test_compiled_slice_intervals_equal_numpy_bit_for_bit(reg):
         assert np.array_equal(got, want, equal_nan=True)
 
 
+def test_deep_tail_interval_mass_equals_the_formula_bit_for_bit():
+    """Where the lower end of an interval lies so deep in the tail that ``expm1(log_ndtr(lo) - lh)`` is -1.0, the
+    compiled one-interval mass returns ``lh + 0.0`` without ``log_ndtr(lo)``: over a sweep of intervals, about a
+    third of them taking that branch, it equals the full formula through scipy's ufunc bit for bit (a threshold
+    too low, or ``lh`` alone without the rounding of the formula, would differ)."""
+    from scipy.special import log_ndtr
+
+    from numerics.papers.support import region_targets as rt
+
+    ends = np.concatenate([-np.geomspace(1e-3, 60.0, 120), [0.0], np.geomspace(1e-3, 60.0, 120)])
+    deep = 0
+    for a in ends:
+        for b in ends[ends > a]:
+            lo, hi = (-b, -a) if a > 0 else (a, b)
+            want = log_ndtr(hi) + math.log(-math.expm1(log_ndtr(lo) - log_ndtr(hi)))
+            assert rt._log_gauss_interval_1(a, b) == want
+            deep += lo < -1.0 and log_ndtr(hi) + 0.5 * lo * lo > rt._DEEP_TAIL
+    assert deep > 4000
+
+
 def test_bound_log_ndtr_is_scipys_double_log_ndtr():
     """The compiled slice rule calls scipy's C ``log_ndtr`` bound by symbol: the one-interval mass equals the
     same formula through the ufunc bit for bit (fails if the complex-typed capsule or another function were

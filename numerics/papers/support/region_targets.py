@@ -141,6 +141,11 @@ _log_ndtr_c = numba.types.ExternalFunction("guidance_verify_scipy_log_ndtr",
                                           numba.types.float64(numba.types.float64, numba.types.intc))
 
 
+#: :func:`_log_gauss_interval_1` skips ``log_ndtr(lo)`` where ``lh + lo^2/2`` exceeds this (its lower end is so deep
+#: in the tail that ``expm1(log_ndtr(lo) - lh)`` is -1.0 exactly).
+_DEEP_TAIL = 41.0
+
+
 @numba.njit(cache=True, error_model="numpy")
 def _log_gauss_interval_1(alpha: float, beta: float) -> float:
     """:func:`log_gauss_interval` for one interval (the same formula, scipy's ``log_ndtr``)."""
@@ -151,6 +156,10 @@ def _log_gauss_interval_1(alpha: float, beta: float) -> float:
     if not hi > lo:
         return -np.inf
     lh = _log_ndtr_c(hi, 0)
+    if lo < -1.0 and lh + 0.5 * lo * lo > _DEEP_TAIL:
+        # log Phi(lo) < -lo^2/2 - log(2 pi)/2 for lo <= -1 (Mills' ratio), so log Phi(lo) - lh < -41.9: there
+        # expm1 is -1.0 exactly (below -56 log 2 it returns -1) and log(1) = 0, the formula's own value
+        return lh + 0.0
     return lh + math.log(-math.expm1(_log_ndtr_c(lo, 0) - lh))
 
 
