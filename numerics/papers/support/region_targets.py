@@ -28,9 +28,13 @@ How :math:`M_k, c_k` are computed
   with :math:`x^*` the abscissa of the nearest point of the region to :math:`\mu` (so the rule resolves
   the kernel at every :math:`\tau`), (ii) break at every abscissa where the slice structure changes
   (sqrt-type endpoints), and (iii) use the substitution :math:`x = a + (b-a)\sin^2(\pi u/2)` that makes
-  the sqrt endpoint behaviour analytic.  The nodes and slice intervals are built in NumPy; the sums over
-  them run compiled (:func:`_slice_moments`, Numba, calling scipy's own ``log_ndtr``; it replaced NumPy
-  broadcasting on 2026-12-06 and agrees with it to the rounding of the log weights).  Panels are restricted to
+  the sqrt endpoint behaviour analytic.  The nodes are built in NumPy, the slice intervals of a disk minus a
+  disk by a compiled loop (:func:`_disk_minus_disk_intervals`, the NumPy lines' own floats; the lens keeps
+  NumPy); the sums over them run compiled (:func:`_slice_moments`, Numba, calling scipy's own ``log_ndtr``; it
+  replaced NumPy broadcasting on 2026-12-06 and agrees with it to the rounding of the log weights).  In the
+  sums, a slice with one piece of finite mass skips the log-sum-exp over its pieces, and an interval whose
+  lower end lies so deep in the tail that ``expm1(log_ndtr(lo) - log_ndtr(hi))`` is -1.0 skips
+  ``log_ndtr(lo)`` (:data:`_DEEP_TAIL`): both give the full formula's floats.  Panels are restricted to
   :math:`|x-\mu_x|^2 \le d_{\min}^2 + 2L\tau^2` (:math:`L = 40`: the dropped part of the integrand is
   below :math:`e^{-40}` of its peak).  The quadrature error is *estimated* by refinement
   (:meth:`RegionMixture.quadrature_error`: the same rule with twice the panels and nodes); the tests
