@@ -34,7 +34,9 @@ How :math:`M_k, c_k` are computed
   compiled (:func:`_slice_moments`, Numba, calling scipy's own ``log_ndtr``; it replaced NumPy broadcasting on
   2026-12-06 and agrees with it to the rounding of the log weights).  The sums skip a node whose log weight is
   provably more than :data:`_PRUNE_GAP` below the largest (its weight underflows to 0: bit for bit the same
-  result).  Panels are restricted to
+  result); a slice with one piece of finite mass skips the log-sum-exp over its pieces, and an interval whose
+  lower end lies so deep in the tail that ``expm1(log_ndtr(lo) - log_ndtr(hi))`` is -1.0 skips
+  ``log_ndtr(lo)`` (:data:`_DEEP_TAIL`): both give the full formula's floats.  Panels are restricted to
   :math:`|x-\mu_x|^2 \le d_{\min}^2 + 2L\tau^2` (:math:`L = 40`: the dropped part of the integrand is
   below :math:`e^{-40}` of its peak).  The quadrature error is *estimated* by refinement
   (:meth:`RegionMixture.quadrature_error`: the same rule with twice the panels and nodes); the tests
@@ -145,6 +147,11 @@ _log_ndtr_c = numba.types.ExternalFunction("guidance_verify_scipy_log_ndtr",
                                           numba.types.float64(numba.types.float64, numba.types.intc))
 
 
+#: :func:`_log_gauss_interval_1` skips ``log_ndtr(lo)`` where ``lh + lo^2/2`` exceeds this (its lower end is so deep
+#: in the tail that ``expm1(log_ndtr(lo) - lh)`` is -1.0 exactly).
+_DEEP_TAIL = 41.0
+
+
 @numba.njit(cache=True, error_model="numpy")
 def _log_gauss_interval_1(alpha: float, beta: float) -> float:
     """:func:`log_gauss_interval` for one interval (the same formula, scipy's ``log_ndtr``)."""
@@ -155,6 +162,10 @@ def _log_gauss_interval_1(alpha: float, beta: float) -> float:
     if not hi > lo:
         return -np.inf
     lh = _log_ndtr_c(hi, 0)
+    if lo < -1.0 and lh + 0.5 * lo * lo > _DEEP_TAIL:
+        # log Phi(lo) < -lo^2/2 - log(2 pi)/2 for lo <= -1 (Mills' ratio), so log Phi(lo) - lh < -41.9: there
+        # expm1 is -1.0 exactly (below -56 log 2 it returns -1) and log(1) = 0, the formula's own value
+        return lh + 0.0
     return lh + math.log(-math.expm1(_log_ndtr_c(lo, 0) - lh))
 
 
@@ -236,15 +247,24 @@ def _node_log_weight(x: float, wx: float, ylo: np.ndarray, yhi: np.ndarray, mux:
     r"""One node of :func:`_slice_moments`: ``(lw, slice mean)`` with :math:`lw = \log S - z^2/2 - \log\sqrt{2\pi}
     - \log\tau + \log w`, :math:`z = (x - \mu_x)/\tau` (``lz``, ``tm``: work arrays of the interval count)."""
     J = ylo.size
+    live, jlive = 0, 0
     for j in range(J):
         alpha = (ylo[j] - muy) / tau
         beta = (yhi[j] - muy) / tau
         lz[j] = _log_gauss_interval_1(alpha, beta)
         tm[j] = _trunc_mean_1(alpha, beta, lz[j])
-    ls = _logsumexp_1d(lz)
+        if lz[j] != -np.inf:
+            live, jlive = live + 1, j
     if J == 1:  # exp(lz - ls) = exp(0) = 1 exactly (NaN where ls is not finite)
+        ls = _logsumexp_1d(lz)
         acc = tm[0] if np.isfinite(ls) else np.nan
+    elif live == 1 and np.isfinite(lz[jlive]):
+        # one piece of finite mass, the others -inf with mean 0: _logsumexp_1d's value 0.0 + 0.0 + lz and
+        # weights exp(0) = 1, exp(-inf) = 0, without its exp / log1p / log (the same floats)
+        ls = 0.0 + lz[jlive]
+        acc = 0.0 + tm[jlive]
     else:
+        ls = _logsumexp_1d(lz)
         acc = 0.0
         for j in range(J):
             acc += math.exp(lz[j] - ls) * tm[j]
