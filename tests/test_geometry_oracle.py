@@ -229,3 +229,26 @@ def test_a_wrong_integrand_is_caught_by_the_45_digit_comparison(monkeypatch):
     monkeypatch.setattr(G, "_dPhi", lambda a, b: right(a, b) * (1 + mp.mpf(10) ** -15))
     bad = G._region_integrals.__wrapped__(spec, *v, t, 24)
     assert abs(bad[0] - hi[0]) > 1e3 * (bad[3] + hi[3])
+
+
+@pytest.mark.parametrize("bug", sorted(G.GEOMETRY_CONTROLS))
+def test_every_mixture_control_changes_the_package_mixture(bug):
+    """Each control of geometry_oracle that plants its bug in the package's mixture does change it, through the
+    code the quadrature actually calls (a control that patches a helper the package no longer uses would flag
+    nothing: the lens control did so after the slice intervals were compiled). Compared on the slice
+    intervals, areas and weights of five_regions; the controls that act elsewhere (alpha_dropped: in the
+    package's values; distance_to_union, no_inside_test: in the distances) leave the mixture equal."""
+    from numerics.checks.claim import Context
+
+    ctl = tuple(G.GEOMETRY_CONTROLS)
+
+    def mixture(control):
+        return G._package_mixture("five_regions", Context("support.test_geometry", {}, "quick", 0, control, ctl))
+
+    a, b = mixture(None), mixture(bug)
+    x = np.linspace(-4.0, 4.0, 801)
+    same = (np.array_equal(a.weights, b.weights)
+            and all(ra.area == rb.area for ra, rb in zip(a.regions, b.regions))
+            and all(np.array_equal(u, v) for ra, rb in zip(a.regions, b.regions)
+                    for u, v in zip(ra.intervals(x), rb.intervals(x))))
+    assert same == (bug in ("alpha_dropped", "distance_to_union", "no_inside_test"))

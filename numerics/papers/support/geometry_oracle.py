@@ -883,9 +883,12 @@ def _package_mixture(name: str, ctx: Any):
                 r.area = math.pi * (r.R ** 2 - r.r ** 2)
     if ctx.bug("lens_half_width"):
         class _WideLens(Lens):
-            def _g(self, x):
+            # every use of the lens's shape (quadrature slices, inside test, boundary, distance) goes through
+            # ``intervals``: the bug is there
+            def intervals(self, x):
                 u = np.asarray(x, float) - self.shift[0]
-                return np.where((u >= -3) & (u <= -1), (u + 3) ** 2 * (u + 1) ** 2, 0.0)
+                g = np.where((u >= -3) & (u <= -1), (u + 3) ** 2 * (u + 1) ** 2, 0.0)
+                return (self.shift[1] - g)[..., None], (self.shift[1] + g)[..., None]
         regs = [_WideLens(r.shift) if isinstance(r, Lens) else r for r in regs]
     w = rm.weights
     if ctx.bug("area_weights"):
