@@ -375,5 +375,16 @@ def test_nested_step_kl_takes_any_gaussian_sampler_law():
     ref = C.step_kl(tg, 1.0, 0.2, moment=2, closed_form=False, nodes=80, inner_nodes=30)
     assert _step_kl_moment2(tg, 1.0, 0.2, 80, 30, cov_factor=1.0) == ref
     assert abs(_step_kl_moment2(tg, 1.0, 0.2, 80, 30, cov_factor=5.0) - ref) > 0.1 * ref
-    with pytest.raises(ValueError, match="sampler_law"):
-        C.nested_step_kl(tg, 1.0, 0.2, lambda y, post: C.IncrementLaw(np.zeros(3), np.ones(3), np.zeros(3)))
+    def law(**change):  # the r = 1 law N(0, 1) at the N outer nodes, with entries changed (sizes relative to N)
+        def make(y, post):
+            N = y.shape[0]
+            kw = dict(c=np.zeros(N), v=np.ones(N), half_log=np.full(N, 0.5 * math.log(2 * math.pi)))
+            kw.update({k: np.zeros(N + dn) for k, dn in change.items()})
+            return C.IncrementLaw(**kw)
+        return make
+
+    # every array of the law is checked (the compiled kernel does not check its indices)
+    for bad in (law(c=-1), law(v=1), law(half_log=-1), law(b=0), law(b=0, log_pa=0, log_pb=2)):
+        with pytest.raises(ValueError, match="sampler_law"):
+            C.nested_step_kl(tg, 1.0, 0.2, bad, nodes=80, inner_nodes=30)
+    assert C.nested_step_kl(tg, 1.0, 0.2, law(), nodes=80, inner_nodes=30) > 0

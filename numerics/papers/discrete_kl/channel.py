@@ -865,8 +865,10 @@ def nested_step_kl(target: ChannelTarget, t_prev: float, delta: float,
     s2 = delta * delta * S[:, 0, 0] + delta  # (K,) component increment variances
     z, wz = gauss_hermite_normal(inner_nodes)
     q = sampler_law(y, post)
-    if not isinstance(q, IncrementLaw) or q.c.shape != (Nn,):
-        raise ValueError(f"sampler_law: must return an IncrementLaw of arrays of shape ({Nn},)")
+    if not isinstance(q, IncrementLaw) or any(np.shape(v) != (Nn,) for v in q if v is not None) \
+            or (q.b is not None and (q.log_pa is None or q.log_pb is None)):
+        raise ValueError(f"sampler_law: must return an IncrementLaw of arrays of shape ({Nn},) (b, log_pa and "
+                         "log_pb given together)")
     c64 = np.ascontiguousarray
     inner = np.empty((Nn, K))
     _step_kl_inner(c64(logw), c64(delta * mj[:, :, 0]), np.sqrt(s2), c64(s2), 0.5 * np.log(2 * np.pi * s2), z, wz,
