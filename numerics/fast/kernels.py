@@ -1017,13 +1017,11 @@ def _lanes_chunk(x, lo, hi, comp, coefs, scal, drop_factor, z, use_z, gemm, XT, 
 @njit(cache=True, inline="always")
 def _lanes_direct(x, i, r, comp, coefs, alpha, ratio, XT, gemm, LT, V):
     r"""Lane ``r`` (particle ``i``) of :func:`_lanes_chunk`, some of whose entries passed the superset test
-    :math:`S^2 > 
-ho\max(\|v\|^2, c_0)`: per component the exact test of :func:`_quad_row`,
-    :math:`S^2 > 
-ho\max(\|v\|^2 + 2\|v\|S, c_0)`, on the GEMM-form :math:`\|v\|^2` (its product
+    :math:`S^2 > \rho\max(\|v\|^2, c_0)`: per component the exact test of :func:`_quad_row`,
+    :math:`S^2 > \rho\max(\|v\|^2 + 2\|v\|S, c_0)`, on the GEMM-form :math:`\|v\|^2` (its product
     :math:`x\cdot\mu_k` summed again, over the coordinates in order as :func:`_lanes_combination` does; with
     ``gemm`` the BLAS call's sum may differ from it in the last bits), and where it fails the logit ``LT[k, r]``
-    in the direct form, :math:`\ell_k = \mathrm{const}_k - 	frac12\|x - lpha\mu_k\|^2/c_0` (as
+    in the direct form, :math:`\ell_k = \mathrm{const}_k - \tfrac12\|x - \alpha\mu_k\|^2/c_0` (as
     :func:`_quad_row`, no spikes); then the lane's group maxima again.  Returns the number of direct-form
     entries.  Zero-weight components (``const = -inf``) keep their logit, as in :func:`_logits_row`."""
     K_in, mu, mu2, mun = comp.K_in, comp.mu, comp.mu2, comp.mun
