@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 from numerics.atomic import atomic_write_bytes, atomic_write_text
 from numerics.checks import plots
 from numerics.checks import verdict as V
+from numerics.checks.compile_log import merge_compiled
 from numerics.checks.results import CheckedMeasurement, ClaimResult, ControlRun, RunReport
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -155,6 +156,7 @@ def _measurement_dict(c: CheckedMeasurement) -> dict[str, Any]:
 def _control_dict(cr: ControlRun) -> dict[str, Any]:
     return {"name": cr.name, "description": cr.description, "status": cr.status,
             "flagged": cr.flagged, "error": cr.error, "wall_time_s": cr.wall_time,
+            "compile_s": sum(c.seconds for c in cr.compiled),
             "measurements": [_measurement_dict(m) for m in cr.measurements]}
 
 
@@ -189,6 +191,7 @@ def _claim_dict(r: ClaimResult) -> dict[str, Any]:
         "matrix": r.matrix, "unflagged": r.unflagged, "idle_controls": r.idle_controls,
         "error": r.error, "interrupted_by": r.interrupted_by,
         "wall_time_s": r.wall_time, "control_wall_time_s": r.control_wall_time,
+        "compile_s": r.compile_time, "compiled": merge_compiled(r.all_compiled),
         "figure": r.figure, "figure_kind": r.figure_kind, "figure_error": r.figure_error,
         "drift": r.drift,
     }
@@ -262,11 +265,16 @@ def report_dict(run: RunReport) -> dict[str, Any]:
              "control_reason": str | null, "failed": bool,
              "measurements": [M, ...],
              "controls": [{"name", "description", "status", "flagged": [name, ...],
-                           "error": str | null, "wall_time_s": float, "measurements": [M, ...]}],
+                           "error": str | null, "wall_time_s": float,
+                           "compile_s": float (Numba compilation inside this control run),
+                           "measurements": [M, ...]}],
              "matrix": {counted measurement: {control: bool (flagged)}},
              "unflagged": [measurement, ...], "idle_controls": [control, ...],
              "error": traceback str | null, "interrupted_by": str | null,
              "wall_time_s": float, "control_wall_time_s": float | null,
+             "compile_s": float (Numba compilation inside the stated run and the controls; 0 from a
+                          warm cache), "compiled": [{"function": "module.qualname", "signatures": int,
+                          "s": float (exclusive)}, ...] (costliest first; see compile_log),
              "figure": "figures/<id>.png" | null, "figure_error": str | null,
              "figure_kind": "science" | "own" | "default" | null (recorded panels with the
                             controls' curves, the claim's own drawing, or the default picture),
@@ -448,6 +456,16 @@ def _md_measurements(title: str, checked: list[CheckedMeasurement]) -> list[str]
     return lines + [""]
 
 
+def _compile_text(r: ClaimResult, top: int = 3) -> str:
+    """`` · compiled 4.1 s (f 2.0, g 1.5, ...)`` when the run compiled Numba functions, else ``""``."""
+    if not r.all_compiled:
+        return ""
+    rows = merge_compiled(r.all_compiled)
+    names = ", ".join(f"`{row['function']}` {row['s']:.2f}" for row in rows[:top])
+    more = f", {len(rows) - top} more" if len(rows) > top else ""
+    return f" · Numba compilation {r.compile_time:.2f} s of it ({names}{more})"
+
+
 def _md_claim(r: ClaimResult) -> list[str]:
     c = r.claim
     lines = [f"## {c.id}", "", f"**{r.verdict}** (control: {control_text(r)})", "",
@@ -455,7 +473,8 @@ def _md_claim(r: ClaimResult) -> list[str]:
              f"· expect: {c.expect}", f"- precise statement: {c.note}",
              f"- params ({r.profile}): `{json.dumps(jsonable(_params(r)))}`",
              f"- wall time: {r.wall_time:.2f} s"
-             + (f" (+ control {r.control_wall_time:.2f} s)" if r.control_wall_time else ""), ""]
+             + (f" (+ control {r.control_wall_time:.2f} s)" if r.control_wall_time else "")
+             + _compile_text(r), ""]
     lines += _md_measurements("Measurements", r.measurements)
     lines += matrix_text(r)
     errors = [("Error", r.error)] + [(f"Control `{cr.name}` error", cr.error) for cr in r.controls]

@@ -52,6 +52,8 @@ class ControlRun:
     error: str | None = None
     wall_time: float = 0.0
     plot: Any = field(default=None, repr=False, compare=False)
+    #: the Numba compilations of this run (:class:`numerics.checks.compile_log.Compiled`)
+    compiled: list[Any] = field(default_factory=list, repr=False, compare=False)
 
 
 @dataclass
@@ -84,6 +86,8 @@ class ClaimResult:
     reused_from: int | None = None
     figure_obj: Any = field(default=None, repr=False, compare=False)
     plot: Any = field(default=None, repr=False, compare=False)
+    #: the Numba compilations of the stated run (:class:`numerics.checks.compile_log.Compiled`)
+    compiled: list[Any] = field(default_factory=list, repr=False, compare=False)
 
     @property
     def counted(self) -> list[str]:
@@ -112,6 +116,16 @@ class ClaimResult:
     def control_wall_time(self) -> float | None:
         """Total wall time of the controls (None when none ran)."""
         return sum(cr.wall_time for cr in self.controls) if self.controls else None
+
+    @property
+    def compile_time(self) -> float:
+        """Seconds spent compiling Numba functions in the stated run and the controls (0 from a warm cache)."""
+        return sum(c.seconds for c in self.all_compiled)
+
+    @property
+    def all_compiled(self) -> list[Any]:
+        """The compilations of the stated run followed by those of each control."""
+        return [*self.compiled, *(c for cr in self.controls for c in cr.compiled)]
 
     @property
     def failed(self) -> bool:

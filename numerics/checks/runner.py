@@ -33,6 +33,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 from numerics.checks import report
 from numerics.checks import verdict as V
 from numerics.checks.claim import PROFILES, Claim, Measurement
+from numerics.checks.compile_log import Compiled, record_compiles
 from numerics.checks.figure_pool import FigurePool
 from numerics.checks.report import Baseline
 from numerics.checks.results import CheckedMeasurement, ClaimResult, ControlRun, RunReport, utc_now
@@ -74,6 +75,7 @@ class _Outcome:
     used_seed: bool = True  # True unless the Context existed and was never asked for the seed
     plot: Any = None  # the Context's PlotRecorder
     figure: Any = None  # a figure the claim drew itself (Context.drawn_figure)
+    compiled: list[Compiled] = field(default_factory=list)  # Numba compilations of this call
 
     @property
     def all_pass(self) -> bool:
@@ -160,7 +162,8 @@ def _call(claim: Claim, profile: str, seed: int, control: str | None, timeout: f
         return _Outcome(error=traceback.format_exc())
     outcome = _Outcome()
     try:
-        with time_limit(timeout):
+        with time_limit(timeout), record_compiles() as compiled:
+            outcome.compiled = compiled
             returned = claim.func(ctx)
         outcome.checked = _check_output(returned)
     except TaskTimeout:
@@ -191,7 +194,7 @@ def _stated_result(claim: Claim, profile: str, seed: int, out: _Outcome) -> Clai
                        stated_verdict=stated, control=V.CONTROL_NOT_RUN,
                        measurements=out.checked, error=out.error,
                        interrupted_by=out.interrupted_by, wall_time=out.wall_time,
-                       used_seed=out.used_seed,
+                       used_seed=out.used_seed, compiled=out.compiled,
                        figure_obj=None if out.error else out.figure,
                        plot=None if out.error else out.plot)
 
@@ -200,11 +203,11 @@ def _control_run(name: str, description: str, stated: list[CheckedMeasurement],
                  out: _Outcome) -> ControlRun:
     if out.error:
         return ControlRun(name, description, V.CONTROL_ERROR, out.checked, [], out.error,
-                          out.wall_time, out.plot)
+                          out.wall_time, out.plot, out.compiled)
     flagged = V.control_flags([c.measurement for c in stated], [c.measurement for c in out.checked])
     status = V.CONTROL_FLAGGED if flagged else V.CONTROL_NOT_FLAGGED
     return ControlRun(name, description, status, out.checked, flagged, None, out.wall_time,
-                      out.plot)
+                      out.plot, out.compiled)
 
 
 def _controls_to_run(result: ClaimResult, claim: Claim, control: bool) -> list[tuple[str, str]]:
