@@ -93,7 +93,8 @@ from numerics.references import disk_cache
 from numerics.validate import check_array, check_int, check_label, check_points, check_time
 
 __all__ = ["AUTHORS_SPECS", "OracleValues", "check_region", "region_breaks", "region_slices", "oracle_contains",
-           "oracle_area", "oracle_values", "cached_oracle_values", "cached_brute_force_distance", "oracle_log_density", "oracle_class_log_posterior", "oracle_score",
+           "oracle_area", "oracle_values", "cached_oracle_values", "cached_brute_force_distance",
+           "oracle_log_density", "oracle_class_log_posterior", "oracle_score",
            "oracle_guidance", "boundary_polylines", "brute_force_distance", "spec_of_region",
            "geometry_measurements", "DEFAULT_DPS", "LENS_MAX_G1", "LENS_MAX_G2", "DENSITY_POINTS",
            "GEOMETRY_CONTROLS", "GEOMETRY_QUICK", "GEOMETRY_FULL", "PKG_LENS_DIST_ERR", "REFINE", "REFINE_FLOOR",
