@@ -18,6 +18,10 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 if "PYTEST_XDIST_WORKER" in os.environ:
     os.environ.pop("COLUMNS", None)
 
+# The on-disk reference cache (numerics/references/disk_cache.py) is off in the tests, so that no test depends on
+# its state or writes into the user's cache; the cache's own tests point it at a temporary directory.
+os.environ["GUIDANCE_VERIFY_CACHE_DIR"] = "off"
+
 FULL = os.environ.get("GV_SLOW", "") == "full"
 
 

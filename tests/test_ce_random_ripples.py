@@ -149,6 +149,41 @@ def test_sweep_runs_and_is_reproducible():
     assert a.kl[0].mean == b.kl[0].mean and len(a.mse) == 2 and a.epq.mean > 0
 
 
+def test_sweep_draws_are_shared_bit_for_bit_and_leave_the_stream_where_drawing_would():
+    """The memoised draws of ripple_sweep (shared by the stated run and the controls): a second sweep from the same
+    generator state equals a sweep with the memo cleared bit for bit, in every interval, for the stated sweep and
+    the controls' variants (other omega power, base time, prior dropped), and leaves the generator where the draws
+    would have; another state, mixture, t or n draws afresh."""
+    import numerics.papers.ce_guidance.random_ripples as R
+
+    gm = random_mixture(np.random.default_rng(1), 3, 2, "diagonal")
+
+    def run(**kw):
+        rng = np.random.default_rng(4)
+        rng.standard_normal(3)                         # a generator part-way through its stream
+        args = dict(gm=gm, t=T, deltas=[0.1, 0.05], omega_power=2.0, n=2000, rng=rng, level=0.95) | kw
+        r = ripple_sweep(**args)
+        return r, rng.standard_normal(4)
+
+    def flat(r):
+        return [(c.mean, c.lo, c.hi) for c in (*r.kl, *r.mse, r.epq, r.c, r.a2)] + [r.u.tobytes(), r.phase]
+
+    for kw in ({}, {"omega_power": 1.0}, {"base_time": T + 0.02}, {"prior_dropped": True}):
+        R._DRAWS.clear()
+        fresh, after_fresh = run(**kw)
+        assert len(R._DRAWS) == 1
+        memo, after_memo = run(**kw)
+        assert len(R._DRAWS) == 1 and flat(memo) == flat(fresh)
+        assert after_memo.tobytes() == after_fresh.tobytes()
+    run(n=2001)
+    run(t=T * 1.5)
+    run(gm=random_mixture(np.random.default_rng(2), 3, 2, "diagonal"))
+    assert len(R._DRAWS) == 4
+    rng = np.random.default_rng(5)
+    ripple_sweep(gm, T, [0.1], 2.0, 2000, rng, 0.95)
+    assert len(R._DRAWS) == 5
+
+
 def _zeros(n: int) -> ClassifierAt:
     """A ClassifierAt of zeros at n points in d = 1."""
     return ClassifierAt(np.zeros((n, 2)), np.zeros((n, 2, 1)))

@@ -238,6 +238,38 @@ class SweepResult:
     phase: float
 
 
+#: Draws of :func:`ripple_sweep` kept (the stated run and the controls of one claim draw the same ones).
+_DRAWS: dict = {}
+#: Largest number of draws kept (a draw at n = 3e5, d = 8 holds about 80 MB).
+DRAWS_SIZE = 8
+
+
+def _shared_draws(gm: GaussianMixture, t: float, n: int, rng: np.random.Generator):
+    """``(u, phase, x, true classifier at t, oscillation moments)`` of :func:`ripple_sweep`, drawn from ``rng`` in
+    that order, memoised on the exact inputs: the mixture's arrays, ``t``, ``n`` and the generator's state before
+    the draws.  A hit sets the generator to the state the draws left, so the stream continues exactly as if drawn
+    again (the claim's controls start from the same seed, so they share the stated run's draws bit for bit)."""
+    state = rng.bit_generator.state
+    key = (tuple(np.ascontiguousarray(a).tobytes() for a in (gm.weights, gm.means, gm.evecs, gm.evals, gm.rank,
+                                                              gm.labels)),
+           float(t).hex(), n, type(rng.bit_generator).__name__, repr(state))
+    hit = _DRAWS.get(key)
+    if hit is not None:
+        rng.bit_generator.state = hit[1]
+        return hit[0]
+    u = random_direction(rng, gm.d)
+    phase = float(rng.uniform(0.0, 2 * math.pi))
+    x = noised_sample(gm, t, n, rng)
+    true = classifier_at(gm, x, t)
+    out = (u, phase, x, true, oscillation_moments(true, gm.score(x, t), u))
+    for a in (u, x, true.log_p, true.g, *vars(out[4]).values()):
+        a.setflags(write=False)
+    if len(_DRAWS) >= DRAWS_SIZE:
+        _DRAWS.pop(next(iter(_DRAWS)))
+    _DRAWS[key] = (out, rng.bit_generator.state)
+    return out
+
+
 def ripple_sweep(gm: GaussianMixture, t: float, deltas, omega_power: float, n: int, rng: np.random.Generator,
                  level: float, base_time: float | None = None, prior_dropped: bool = False) -> SweepResult:
     r"""KL and MSE of the ripple :math:`\delta\sin(\omega\langle u,x\rangle+\phi)`, :math:`\omega=\delta^{-\gamma}`
@@ -257,14 +289,10 @@ def ripple_sweep(gm: GaussianMixture, t: float, deltas, omega_power: float, n: i
     gamma = check_real(omega_power, "omega_power")
     tb = t if base_time is None else check_time(base_time, "base_time")
     rng = check_rng(rng)
-    u = random_direction(rng, gm.d)
-    phase = float(rng.uniform(0.0, 2 * math.pi))
-    x = noised_sample(gm, t, n, rng)
-    true = classifier_at(gm, x, t)
+    u, phase, x, true, mom = _shared_draws(gm, t, check_int(n, "n", 2), rng)
     base = true if tb == t else classifier_at(gm, x, tb)
     if prior_dropped:
         base = ClassifierAt(base.log_p - np.log(gm.class_prior())[None, :], base.g)
-    mom = oscillation_moments(true, gm.score(x, t), u)
     kl, mse = [], []
     for dl in dls:
         k_, m_ = ripple_errors(true, base, x, PhasedRipple(dl, dl ** -gamma, u, phase))

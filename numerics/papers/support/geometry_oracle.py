@@ -89,10 +89,12 @@ import numpy as np
 
 from numerics.constants import UNIT_ROUNDOFF as U
 from numerics.papers.support.region_targets import PLANAR_ACCURACY
+from numerics.references import disk_cache
 from numerics.validate import check_array, check_int, check_label, check_points, check_time
 
 __all__ = ["AUTHORS_SPECS", "OracleValues", "check_region", "region_breaks", "region_slices", "oracle_contains",
-           "oracle_area", "oracle_values", "oracle_log_density", "oracle_class_log_posterior", "oracle_score",
+           "oracle_area", "oracle_values", "cached_oracle_values", "cached_brute_force_distance",
+           "oracle_log_density", "oracle_class_log_posterior", "oracle_score",
            "oracle_guidance", "boundary_polylines", "brute_force_distance", "spec_of_region",
            "geometry_measurements", "DEFAULT_DPS", "LENS_MAX_G1", "LENS_MAX_G2", "DENSITY_POINTS",
            "GEOMETRY_CONTROLS", "GEOMETRY_QUICK", "GEOMETRY_FULL", "PKG_LENS_DIST_ERR", "REFINE", "REFINE_FLOOR",
@@ -627,6 +629,34 @@ def oracle_values(regions: Any, weights: Any, v: Any, t: Any, labels: Any = None
                         out["esc"], out["eg"])
 
 
+_ORACLE_FIELDS = ("log_components", "log_density", "class_log_posterior", "score", "guidance", "err_log_components",
+                  "err_log_density", "err_class_log_posterior", "err_score", "err_guidance")
+
+
+def cached_oracle_values(regions: Any, weights: Any, v: Any, t: Any, labels: Any = None,
+                         dps: int = DEFAULT_DPS) -> tuple[OracleValues, bool]:
+    r"""``(values, hit)``: :func:`oracle_values`, kept in the on-disk reference cache
+    (:mod:`numerics.references.disk_cache`) under the exact inputs (region specs, weights, points, time, labels,
+    working precision, every float by its bits) and the bytes of this module's source and of the cache's:
+    a hit returns the arrays a recomputation gives, bit for bit; ``hit`` says whether they came from the cache.
+    The inputs are validated first, as :func:`oracle_values` does (ValueError naming the argument)."""
+    regs = _check_regions(regions)
+    w = _check_weights(weights, len(regs))
+    lab = _check_labels(labels, len(regs))
+    v = check_points(v, 2, "v")[0]
+    t = check_time(t)
+    dps = _check_dps(dps)
+    src = disk_cache.source_digest(__file__, disk_cache.__file__)
+
+    def compute() -> dict[str, np.ndarray]:
+        o = oracle_values(regs, w, v, t, lab, dps)
+        return {f: getattr(o, f) for f in _ORACLE_FIELDS}
+
+    arrays, hit = disk_cache.cached_arrays("support.geometry_oracle.oracle_values", (regs, w, lab, v, t, dps),
+                                           compute, src, _ORACLE_FIELDS)
+    return OracleValues(**{f: arrays[f] for f in _ORACLE_FIELDS}), hit
+
+
 def oracle_log_density(regions: Any, weights: Any, v: Any, t: Any,
                        dps: int = DEFAULT_DPS) -> tuple[np.ndarray, np.ndarray]:
     r"""``(components (N, K), mixture (N,))``: :math:`\log w_k + \log p_t(v \mid k)` and
@@ -823,6 +853,24 @@ def brute_force_distance(spec: Any, x: Any, n: int = 1000) -> tuple[np.ndarray, 
         d = np.minimum(d, dr)
         bound = np.maximum(bound, b)
     return d, bound
+
+
+def cached_brute_force_distance(spec: Any, x: Any, n: int = 1000) -> tuple[np.ndarray, np.ndarray, bool]:
+    r"""``(distances, bounds, hit)``: :func:`brute_force_distance`, kept in the on-disk reference cache under the
+    exact inputs (region specs, points by their bits, ``n``) and the bytes of this module's source and of the
+    cache's (see :func:`cached_oracle_values`); a hit is the recomputation bit for bit."""
+    regs = _check_regions(spec, "spec")
+    x = check_points(x, 2, "x")[0]
+    n = check_int(n, "n", 10)
+    src = disk_cache.source_digest(__file__, disk_cache.__file__)
+
+    def compute() -> dict[str, np.ndarray]:
+        d, b = brute_force_distance(regs, x, n)
+        return {"distance": d, "bound": b}
+
+    arrays, hit = disk_cache.cached_arrays("support.geometry_oracle.brute_force_distance", (regs, x, n), compute,
+                                           src, ("distance", "bound"))
+    return arrays["distance"], arrays["bound"], hit
 
 
 # ==================================================================================================== the claim body
@@ -1093,11 +1141,13 @@ def geometry_measurements(ctx: Any) -> list:
         ratios = {q: [] for q in quantities}
         errs = {q: [] for q in quantities}
         acc = {q: [] for q in quantities}
+        from_cache: list[bool] = []         # per t: the oracle's values read from the on-disk reference cache
         for t in ts:
             lam, s2 = alpha_sigma2(t)
             s = math.sqrt(s2)
             V = lam * pts
-            o = oracle_values(specs, w, V, t, dps=dps)
+            o, hit = cached_oracle_values(specs, w, V, t, dps=dps)
+            from_cache.append(hit)
             pk = _package_values(rm, V, t, ctx.bug("alpha_dropped"))
             eps_l = U * (Q + 10 * (np.max(np.abs(pk["ll"]), axis=1) + 50))
             delta = pk["dl"] + eps_l                                     # (N,) log-mass error per point
@@ -1139,7 +1189,8 @@ def geometry_measurements(ctx: Any) -> list:
                        "bound (geometry_oracle.geometry_measurements)",
                 extra={"max_abs_error": float(np.max(e_all)), "error_at_worst": float(e_all[i]),
                        "tol_at_worst": float(t_all[i]), "min_tol": float(np.min(t_all)), "ts": ts,
-                       "n_points": int(pts.shape[0]), "drift_tol": 1.0}))   # an error-to-bound ratio, as above
+                       "n_points": int(pts.shape[0]), "drift_tol": 1.0,   # an error-to-bound ratio, as above
+                       "oracle_ts_from_disk_cache": [t_ for t_, h in zip(ts, from_cache) if h]}))
 
         # ---- distances
         x0, x1, y0, y1 = _bbox(specs)
@@ -1148,10 +1199,12 @@ def geometry_measurements(ctx: Any) -> list:
         P = np.concatenate([pts, np.stack(np.meshgrid(gx, gy), -1).reshape(-1, 2)])
         per_reg = []
         bounds = []
+        dist_from_cache: list[bool] = []    # per region: the brute force read from the on-disk reference cache
         for sp in specs:
-            d, b = brute_force_distance(sp, P, int(p["boundary_n"]))
+            d, b, hit = cached_brute_force_distance(sp, P, int(p["boundary_n"]))
             per_reg.append(d)
             bounds.append(b)
+            dist_from_cache.append(hit)
         per_reg = np.stack(per_reg)
         labels = np.asarray(rm.labels)
         rmax = max(s_[3] if s_[0] != "lens" else 1.0 for s_ in specs)
@@ -1182,7 +1235,8 @@ def geometry_measurements(ctx: Any) -> list:
             name=f"{name}: distance to the union, max |pkg - brute force| / tol", measured=float(np.max(r_u)),
             predicted=1.0, kind="le", tol=0.0,
             reason="as for the classes, with the union's polylines (min over regions)",
-            extra={"max_abs_error": float(np.max(np.abs(d_uni - bf_u))), "n_points": int(P.shape[0])}))
+            extra={"max_abs_error": float(np.max(np.abs(d_uni - bf_u))), "n_points": int(P.shape[0]),
+                   "brute_force_regions_from_disk_cache": int(sum(dist_from_cache))}))
 
     # ---- figure: per quantity the worst error/tolerance ratio per t (one series per mixture), <= 1 passes
     for q in quantities:
