@@ -268,21 +268,42 @@ class Grid1D:
 Field = Callable[[np.ndarray, float], "tuple[np.ndarray, np.ndarray]"]
 
 
+#: The forms of :class:`BayesField`'s score (``form``; the codes of :func:`_bayes_point`): the refined score, and
+#: the two miswritten ones that ``discriminator.ce_gradient_counterexample``'s controls run through the samplers.
+BAYES_FORMS = ("refined", "classes_swapped", "chain_rule_omega_dropped")
+
+
 class BayesField:
     r"""Refined score :math:`s_\theta + w\,\partial_x d` with :math:`d = d^* + \varepsilon\sin\omega x`,
     :math:`d^* = \log p_t - \log\hat p_t` (:func:`bayes_field`), a :class:`Field`: ``field(x, t)`` returns
     :math:`(s, \partial_x s)` by NumPy.  :func:`sde_endpoint` takes the scores of all its steps at once
     (:meth:`score_table`) and :func:`ode_endpoint` runs the RK4 transport in one compiled loop
-    (:func:`_ode_bayes_kernel`), both with the same arithmetic as the call (tests: bit for bit)."""
+    (:func:`_ode_bayes_kernel`), both with the same arithmetic as the call (tests: bit for bit).
 
-    def __init__(self, data: Mixture1D, model: Mixture1D, w: float, eps: float, omega: float):
+    ``form`` (one of :data:`BAYES_FORMS`; ``w`` is not used by the last two): "refined" is the above;
+    "classes_swapped" the score of :math:`-d^* + \varepsilon\sin\omega x` (the logit of the other class),
+    :math:`s = s_\theta - (s_p - s_\theta) + \varepsilon\omega\cos\omega x`; "chain_rule_omega_dropped" the
+    score of :math:`d^* + \varepsilon\sin\omega x` with the chain rule's :math:`\omega` lost,
+    :math:`s = s_p + \varepsilon\cos\omega x` (derivatives: of these expressions)."""
+
+    def __init__(self, data: Mixture1D, model: Mixture1D, w: float, eps: float, omega: float,
+                 form: str = "refined"):
+        if form not in BAYES_FORMS:
+            raise ValueError(f"form: must be one of {BAYES_FORMS}, got {form!r}")
         self.data, self.model, self.w, self.eps, self.omega = data, model, w, eps, omega
+        self.form = form
+        self.code = BAYES_FORMS.index(form)
 
     def __call__(self, x, t):
         w, eps, omega = self.w, self.eps, self.omega
         sp_, dsp = self.data.score_and_derivative(x, t)
         sq, dsq = self.model.score_and_derivative(x, t)
-        if eps == 0.0:
+        if self.code == 1:
+            s = sq - (sp_ - sq) + eps * omega * np.cos(omega * x)
+            ds = dsq - (dsp - dsq) - eps * omega * omega * np.sin(omega * x)
+        elif self.code == 2:
+            s, ds = sp_ + eps * np.cos(omega * x), dsp - eps * omega * np.sin(omega * x)
+        elif eps == 0.0:
             s, ds = sq + w * (sp_ - sq), dsq + w * (dsp - dsq)
         else:
             s = sq + w * (sp_ - sq + eps * omega * np.cos(omega * x))
@@ -306,49 +327,62 @@ class BayesField:
         compiled (:func:`_bayes_score_rows`); a non-finite score is reported by the call's ValueError."""
         lwp, mp, vp, lwq, mq, vq = self.tables(times)
         out, bad = _bayes_score_rows(np.ascontiguousarray(x, dtype=np.float64), lwp, mp, vp, lwq, mq, vq,
-                                     float(self.w), float(self.eps), float(self.omega))
+                                     float(self.w), float(self.eps), float(self.omega), self.code)
         if bad >= 0:
             self(x, float(times[bad]))  # raises the call's ValueError
         return out
 
 
 def bayes_field(data: Mixture1D, model: Mixture1D, w: float = 1.0, eps: float = 0.0,
-                omega: float = 0.0) -> BayesField:
+                omega: float = 0.0, form: str = "refined") -> BayesField:
     r"""Refined score :math:`s_\theta + w\,\partial_x d` with :math:`d = d^* + \varepsilon\sin\omega x`,
     :math:`d^* = \log p_t - \log\hat p_t`; the model score :math:`s_\theta` is exact for ``model``
-    (a :class:`BayesField`)."""
+    (a :class:`BayesField`; ``form``: see there)."""
     w, eps, omega = check_real(w, "w"), check_real(eps, "eps"), check_real(omega, "omega")
-    return BayesField(data, model, w, eps, omega)
+    return BayesField(data, model, w, eps, omega, form)
 
 
 @numba.njit(cache=True)
-def _bayes_point(x, lwp, mp, vp, lwq, mq, vq, w, eps, omega, lc, pk):
+def _bayes_point(x, lwp, mp, vp, lwq, mq, vq, w, eps, omega, lc, pk, form):
     """``(s, ds)`` of :meth:`BayesField.__call__` at one point (the rows of the data's and the model's marginal at
-    one time; ``lwp``, ``lwq``: log w - log(v)/2), the NumPy call's arithmetic."""
+    one time; ``lwp``, ``lwq``: log w - log(v)/2; ``form``: the field's code in :data:`BAYES_FORMS`), the NumPy
+    call's arithmetic."""
     sp_, dsp = _mix_score_point(x, lwp, mp, vp, lc, pk)
     sq, dsq = _mix_score_point(x, lwq, mq, vq, lc, pk)
+    if form == 1:
+        return (sq - (sp_ - sq) + eps * omega * np.cos(omega * x),
+                dsq - (dsp - dsq) - eps * omega * omega * np.sin(omega * x))
+    if form == 2:
+        return sp_ + eps * np.cos(omega * x), dsp - eps * omega * np.sin(omega * x)
     if eps == 0.0:
         return sq + w * (sp_ - sq), dsq + w * (dsp - dsq)
     return (sq + w * (sp_ - sq + eps * omega * np.cos(omega * x)),
             dsq + w * (dsp - dsq - eps * omega * omega * np.sin(omega * x)))
 
 
-@numba.njit(cache=True)
-def _bayes_score_rows(x, logwp, mp, vp, logwq, mq, vq, w, eps, omega):
-    """Score rows of :meth:`BayesField.score_table` and the first row with a non-finite score (-1: none)."""
-    n, K = x.size, max(mp.shape[1], mq.shape[1])
-    lc, pk = np.empty(K), np.empty(K)
-    out = np.empty((mp.shape[0], n))
-    bad = -1
-    for r in range(mp.shape[0]):
+@numba.njit(cache=True, parallel=True)
+def _bayes_score_rows(x, logwp, mp, vp, logwq, mq, vq, w, eps, omega, form):
+    """Score rows of :meth:`BayesField.score_table` and the first row with a non-finite score (-1: none).  The rows
+    (times) run over the Numba threads, each writing only its own row and flag (the same numbers for any thread
+    count)."""
+    n, K, rows = x.size, max(mp.shape[1], mq.shape[1]), mp.shape[0]
+    out = np.empty((rows, n))
+    bad_row = np.zeros(rows, dtype=np.bool_)
+    for r in numba.prange(rows):
+        lc, pk = np.empty(K), np.empty(K)
         mpr, vpr, mqr, vqr = mp[r], vp[r], mq[r], vq[r]  # the rows' views once, not per point
         lwp = logwp - 0.5 * np.log(vpr)
         lwq = logwq - 0.5 * np.log(vqr)
         for i in range(n):
-            s, ds = _bayes_point(x[i], lwp, mpr, vpr, lwq, mqr, vqr, w, eps, omega, lc, pk)
+            s, ds = _bayes_point(x[i], lwp, mpr, vpr, lwq, mqr, vqr, w, eps, omega, lc, pk, form)
             out[r, i] = s
-            if bad < 0 and not (np.isfinite(s) and np.isfinite(ds)):
-                bad = r
+            if not (np.isfinite(s) and np.isfinite(ds)):
+                bad_row[r] = True
+    bad = -1
+    for r in range(rows):
+        if bad_row[r]:
+            bad = r
+            break
     return out, bad
 
 
@@ -593,7 +627,7 @@ def _ode_bayes(field: BayesField, x0: np.ndarray, T: float, n_steps: int, dt: fl
         t0 = k * dt
         times += [t0, t0 + 0.5 * dt, min(t0 + dt, T)]
     xx, A, bad = _ode_bayes_kernel(x0, dt, n_steps, *field.tables(times), float(field.w), float(field.eps),
-                                   float(field.omega), _ODE_STATE_MAX)
+                                   float(field.omega), field.code, _ODE_STATE_MAX)
     if bad:
         return _ode_rk4(field, x0, T, n_steps, dt)
     return xx, A
@@ -624,38 +658,68 @@ def _rk4_combine(x, A, kx, ka, h6):
         A[i] = A[i] + h6 * (ka[0, i] + 2 * ka[1, i] + 2 * ka[2, i] + ka[3, i])
 
 
+#: Points per chunk of the compiled PF-ODE transports (:func:`_ode_bayes_kernel`, :func:`_ode_feature_kernel`):
+#: the chunks are fixed by the grid alone, not by the thread count, and each point's trajectory is computed
+#: with the same arithmetic in any chunk, so the endpoints are bit-identical for any number of Numba threads.
+_ODE_CHUNK = 64
+
+
 @numba.njit(cache=True)
-def _ode_bayes_kernel(x0, dt, n_steps, logwp, mp, vp, logwq, mq, vq, w, eps, omega, state_max):
+def _chunk_bounds(n, c):
+    """Start and end of chunk ``c`` of :data:`_ODE_CHUNK` points among ``n``."""
+    return c * _ODE_CHUNK, min(n, (c + 1) * _ODE_CHUNK)
+
+
+@numba.njit(cache=True, parallel=True)
+def _ode_bayes_kernel(x0, dt, n_steps, logwp, mp, vp, logwq, mq, vq, w, eps, omega, form, state_max):
     r""":func:`_ode_bayes`'s RK4 transport of the points ``x0`` (rows ``3k, 3k + 1, 3k + 2`` of the tables: the times
     ``k dt``, ``k dt + dt/2``, ``min(k dt + dt, T)``), the NumPy loop's arithmetic.  Returns ``(x_T, A, bad)``:
     ``bad`` is True where a state left :math:`|x| \le` ``state_max`` or a score was not finite (the NumPy loop
-    raises there)."""
-    n, K = x0.size, max(mp.shape[1], mq.shape[1])
+    raises there).  The points run in fixed chunks of :data:`_ODE_CHUNK` over the Numba threads (independent
+    trajectories; each chunk writes only its own points: the same numbers for any thread count)."""
+    n = x0.size
+    lwp = np.empty(mp.shape)  # per table row: log w - log(v)/2 (elementwise, as computed per row before)
+    lwq = np.empty(mq.shape)
+    for r in range(mp.shape[0]):
+        lwp[r] = logwp - 0.5 * np.log(vp[r])
+        lwq[r] = logwq - 0.5 * np.log(vq[r])
+    x = x0.copy()
+    A = np.zeros(n)
+    n_chunks = (n + _ODE_CHUNK - 1) // _ODE_CHUNK
+    bad = np.zeros(n_chunks, dtype=np.bool_)
+    for c in numba.prange(n_chunks):
+        lo, hi = _chunk_bounds(n, c)
+        bad[c] = _ode_bayes_chunk(x[lo:hi], A[lo:hi], dt, n_steps, lwp, mp, vp, lwq, mq, vq, w, eps, omega,
+                                  form, state_max)
+    return x, A, bad.any()
+
+
+@numba.njit(cache=True)
+def _ode_bayes_chunk(x, A, dt, n_steps, lwp, mp, vp, lwq, mq, vq, w, eps, omega, form, state_max):
+    """One chunk of :func:`_ode_bayes_kernel`: RK4 of the points ``x`` (in place, with their log-determinants
+    ``A``); True where a state left the bound or a score was not finite."""
+    n, K = x.size, max(mp.shape[1], mq.shape[1])
     lc, pk = np.empty(K), np.empty(K)
     kx = np.empty((4, n))
     ka = np.empty((4, n))
-    x = x0.copy()
-    y = x0.copy()
-    A = np.zeros(n)
+    y = x.copy()
     h2 = 0.5 * dt
     h6 = dt / 6
     for k in range(n_steps):
         for st in range(4):
             _rk4_stage_state(x, kx, st, h2, dt, y)
             r = 3 * k + (st + 1) // 2
-            mpr, vpr, mqr, vqr = mp[r], vp[r], mq[r], vq[r]  # the rows' views once, not per point
-            lwp = logwp - 0.5 * np.log(vpr)
-            lwq = logwq - 0.5 * np.log(vqr)
+            lwpr, mpr, vpr, lwqr, mqr, vqr = lwp[r], mp[r], vp[r], lwq[r], mq[r], vq[r]
             for i in range(n):
                 if not abs(y[i]) <= state_max:
-                    return x, A, True
-                s, ds = _bayes_point(y[i], lwp, mpr, vpr, lwq, mqr, vqr, w, eps, omega, lc, pk)
+                    return True
+                s, ds = _bayes_point(y[i], lwpr, mpr, vpr, lwqr, mqr, vqr, w, eps, omega, lc, pk, form)
                 if not (np.isfinite(s) and np.isfinite(ds)):
-                    return x, A, True
+                    return True
                 kx[st, i] = -(y[i] + s)
                 ka[st, i] = 1.0 + ds
         _rk4_combine(x, A, kx, ka, h6)
-    return x, A, False
+    return False
 
 
 #: Largest |x| of a PF-ODE state in :func:`ode_endpoint` (its square stays far inside float64); started on a grid,
@@ -1321,21 +1385,41 @@ def _feature_rhs(x, row, coef, lwt, mt, vt, nw1, nw2, omega, phase, w, scale, lc
         fa[i] = 1.0 + scale * (dsq + w * g2[i])
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, parallel=True)
 def _ode_feature_kernel(x0, dt, n_steps, coef, logw, mt, vt, nw1, nw2, omega, phase, w, scale, state_max):
     r""":func:`ode_endpoint`'s RK4 transport of the points ``x0`` for a :class:`FeatureField` (rows ``3k, 3k + 1,
     3k + 2`` of the tables: the times ``k dt``, ``k dt + dt/2``, ``min(k dt + dt, T)``), the NumPy loop's
-    arithmetic.  Returns ``(x_T, A, bad)``: ``bad`` is the stage ``4k + i`` at which some state left
-    :math:`|x| \le` ``state_max`` (the NumPy loop's check: it stops there), or -1."""
-    n, K = x0.size, logw.size
+    arithmetic.  Returns ``(x_T, A, bad)``: ``bad`` is the first stage ``4k + i`` at which some state left
+    :math:`|x| \le` ``state_max`` (the NumPy loop's check: it stops there), or -1.  The points run in fixed
+    chunks of :data:`_ODE_CHUNK` over the Numba threads (independent trajectories, each chunk writes only its
+    own points; ``bad`` is the least of the chunks' first bad stages: the same for any thread count)."""
+    n = x0.size
     lwt = logw - 0.5 * np.log(vt)  # the rows of _mix_score_point's log w - log(v)/2
+    x = x0.copy()
+    A = np.zeros(n)
+    n_chunks = (n + _ODE_CHUNK - 1) // _ODE_CHUNK
+    bad = np.full(max(n_chunks, 1), -1, dtype=np.int64)
+    for c in numba.prange(n_chunks):
+        lo, hi = _chunk_bounds(n, c)
+        bad[c] = _ode_feature_chunk(x[lo:hi], A[lo:hi], dt, n_steps, coef, lwt, mt, vt, nw1, nw2, omega, phase,
+                                    w, scale, state_max)
+    first = -1
+    for c in range(n_chunks):
+        if bad[c] >= 0 and (first < 0 or bad[c] < first):
+            first = bad[c]
+    return x, A, first
+
+
+@numba.njit(cache=True)
+def _ode_feature_chunk(x, A, dt, n_steps, coef, lwt, mt, vt, nw1, nw2, omega, phase, w, scale, state_max):
+    """One chunk of :func:`_ode_feature_kernel`: RK4 of the points ``x`` (in place, with their log-determinants
+    ``A``); the first stage ``4k + i`` at which one of them left the bound, or -1."""
+    n, K = x.size, lwt.shape[1]
     lc, pk = np.empty(K), np.empty(K)
     g1, g2 = np.empty(n), np.empty(n)
     kx = np.empty((4, n))
     ka = np.empty((4, n))
-    x = x0.copy()
-    y = x0.copy()
-    A = np.zeros(n)
+    y = x.copy()
     h2 = 0.5 * dt
     h6 = dt / 6
     for k in range(n_steps):
@@ -1343,11 +1427,11 @@ def _ode_feature_kernel(x0, dt, n_steps, coef, logw, mt, vt, nw1, nw2, omega, ph
             _rk4_stage_state(x, kx, st, h2, dt, y)
             for i in range(n):
                 if not abs(y[i]) <= state_max:
-                    return x, A, 4 * k + st
+                    return 4 * k + st
             _feature_rhs(y, 3 * k + (st + 1) // 2, coef, lwt, mt, vt, nw1, nw2, omega, phase, w, scale, lc, pk,
                          g1, g2, kx[st], ka[st])
         _rk4_combine(x, A, kx, ka, h6)
-    return x, A, -1
+    return -1
 
 
 @numba.njit(cache=True)
