@@ -441,6 +441,46 @@ def _sg_operator(b_faces: np.ndarray, h: float) -> tuple[np.ndarray, np.ndarray,
     return lower, diag, upper
 
 
+#: Score rows per NumPy Bernoulli call of :func:`_cn_steps` (bounds its temporaries: 5 arrays of rows x faces).
+_CN_BLOCK = 128
+
+
+def _cn_steps(rho: np.ndarray, table: np.ndarray, faces: np.ndarray, h: float, dt: float) -> np.ndarray:
+    r"""The Crank-Nicolson steps of :func:`sde_endpoint` from the score rows ``table`` (row ``k``: step time ``k``):
+    step ``k`` maps :math:`\rho` with the operators of rows ``k`` and ``k + 1``.  The same numbers as building each
+    operator by :func:`_sg_operator` and stepping by :func:`_cn_step` (tests: bit for bit): the Bernoulli
+    function by :func:`_bern` (NumPy's ``expm1``, elementwise) on blocks of :data:`_CN_BLOCK` rows, the operators'
+    assembly and the steps in one compiled loop per block (:func:`_cn_block`), not a Python call per step."""
+    lo0, di0, up0 = _sg_operator(faces + 2.0 * table[0], h)
+    for start in range(1, table.shape[0], _CN_BLOCK):
+        b = (faces + 2.0 * table[start:start + _CN_BLOCK]) * h
+        rho = _cn_block(rho, lo0, di0, up0, _bern(b), _bern(-b), h, dt)
+    return rho
+
+
+@numba.njit(cache=True)
+def _cn_block(rho, lo0, di0, up0, bp, bm, h, dt):
+    """Crank-Nicolson steps through the rows of ``bp``, ``bm`` (the Bernoulli values of the faces' drifts at the
+    next step times), :func:`_sg_operator`'s assembly; ``lo0, di0, up0`` (in: the operator of the step's start,
+    out: of the block's last row) are overwritten."""
+    n = rho.size
+    hh = h ** 2
+    lo1, di1, up1 = np.zeros(n), np.zeros(n), np.zeros(n)
+    for j in range(bp.shape[0]):
+        di1[:] = 0.0
+        for f in range(n - 1):
+            up1[f] = bp[j, f] / hh
+            lo1[f + 1] = bm[j, f] / hh
+            di1[f] -= bm[j, f] / hh
+        for f in range(n - 1):
+            di1[f + 1] -= bp[j, f] / hh
+        rho = _cn_step(rho, lo0, di0, up0, lo1, di1, up1, dt)
+        lo0[:] = lo1
+        di0[:] = di1
+        up0[:] = up1
+    return rho
+
+
 @numba.njit(cache=True)
 def _cn_step(rho, lo0, di0, up0, lo1, di1, up1, dt):
     n = rho.size
@@ -502,19 +542,16 @@ def sde_endpoint(field: Field, start: Mixture1D, T: float = 8.0, grid: Grid1D = 
 
     times = [T] + [max(T - (k + 1) * dt, t_end) for k in range(n_steps)]
     if isinstance(field, (FeatureField, BayesField)):  # the score at every step time at once
-        table = field.score_table(faces, np.array(times))
-        score = lambda i: table[i]  # noqa: E731
+        rho = _cn_steps(rho, field.score_table(faces, np.array(times)), faces, h, dt)
     else:
-        score = lambda i: field(faces, times[i])[0]  # noqa: E731
+        def op(i):
+            return _sg_operator(faces + 2.0 * field(faces, times[i])[0], h)
 
-    def op(i):
-        return _sg_operator(faces + 2.0 * score(i), h)
-
-    L0 = op(0)
-    for k in range(n_steps):
-        L1 = op(k + 1)
-        rho = _cn_step(rho, L0[0], L0[1], L0[2], L1[0], L1[1], L1[2], dt)
-        L0 = L1
+        L0 = op(0)
+        for k in range(n_steps):
+            L1 = op(k + 1)
+            rho = _cn_step(rho, L0[0], L0[1], L0[2], L1[0], L1[1], L1[2], dt)
+            L0 = L1
     if not np.all(np.isfinite(rho)):
         raise ValueError(f"dtau: the Crank-Nicolson density is not finite at t={t_end!r} (step dt={dt!r} too large "
                          "for this field and grid)")
