@@ -326,8 +326,8 @@ class BayesField:
         """The score :math:`s` of ``field(x, t)`` at the 1-D ``x`` for each of ``times`` (row ``i``: ``times[i]``),
         compiled (:func:`_bayes_score_rows`); a non-finite score is reported by the call's ValueError."""
         lwp, mp, vp, lwq, mq, vq = self.tables(times)
-        out, bad = _bayes_score_rows(np.ascontiguousarray(x, dtype=np.float64), lwp, mp, vp, lwq, mq, vq,
-                                     float(self.w), float(self.eps), float(self.omega), self.code)
+        out, bad = _dynamic(_bayes_score_rows, np.ascontiguousarray(x, dtype=np.float64), lwp, mp, vp, lwq, mq, vq,
+                            float(self.w), float(self.eps), float(self.omega), self.code)
         if bad >= 0:
             self(x, float(times[bad]))  # raises the call's ValueError
         return out
@@ -650,8 +650,8 @@ def _ode_feature(field: "FeatureField", x0: np.ndarray, T: float, n_steps: int,
     times = np.stack([k, k + 0.5 * dt, np.minimum(k + dt, T)], axis=1).ravel()
     coef, logw, mt, vt = field.tables(times)
     fam = field.fam
-    xx, A, bad = _ode_feature_kernel(x0, dt, n_steps, coef, logw, mt, vt, -fam.omega, -fam.omega ** 2, fam.omega,
-                                     fam.phase, field.w, field.scale, _ODE_STATE_MAX)
+    xx, A, bad = _dynamic(_ode_feature_kernel, x0, dt, n_steps, coef, logw, mt, vt, -fam.omega, -fam.omega ** 2,
+                          fam.omega, fam.phase, field.w, field.scale, _ODE_STATE_MAX)
     if bad >= 0:
         raise _unstable(float(times[3 * (bad // 4) + (bad % 4 + 1) // 2]), dt)
     return xx, A
@@ -665,8 +665,8 @@ def _ode_bayes(field: BayesField, x0: np.ndarray, T: float, n_steps: int, dt: fl
     for k in range(n_steps):
         t0 = k * dt
         times += [t0, t0 + 0.5 * dt, min(t0 + dt, T)]
-    xx, A, bad = _ode_bayes_kernel(x0, dt, n_steps, *field.tables(times), float(field.w), float(field.eps),
-                                   float(field.omega), field.code, _ODE_STATE_MAX)
+    xx, A, bad = _dynamic(_ode_bayes_kernel, x0, dt, n_steps, *field.tables(times), float(field.w), float(field.eps),
+                          float(field.omega), field.code, _ODE_STATE_MAX)
     if bad:
         return _ode_rk4(field, x0, T, n_steps, dt)
     return xx, A
@@ -695,6 +695,17 @@ def _rk4_combine(x, A, kx, ka, h6):
     for i in range(x.size):
         x[i] = x[i] + h6 * (kx[0, i] + 2 * kx[1, i] + 2 * kx[2, i] + kx[3, i])
         A[i] = A[i] + h6 * (ka[0, i] + 2 * ka[1, i] + 2 * ka[2, i] + ka[3, i])
+
+
+def _dynamic(kernel, *args):
+    """``kernel(*args)`` with Numba's dynamic schedule (chunks of one ``prange`` iteration handed out in turn), so
+    that a thread on a busy core does not hold up the others; the results do not depend on the schedule (each
+    iteration of these kernels writes only its own outputs)."""
+    old = numba.set_parallel_chunksize(1)
+    try:
+        return kernel(*args)
+    finally:
+        numba.set_parallel_chunksize(old)
 
 
 #: Points per chunk of the compiled PF-ODE transports (:func:`_ode_bayes_kernel`, :func:`_ode_feature_kernel`):
