@@ -450,8 +450,9 @@ def _cn_steps(rho: np.ndarray, table: np.ndarray, faces: np.ndarray, h: float, d
     r"""The Crank-Nicolson steps of :func:`sde_endpoint` from the score rows ``table`` (row ``k``: step time ``k``):
     step ``k`` maps :math:`\rho` with the operators of rows ``k`` and ``k + 1``.  The same numbers as building each
     operator by :func:`_sg_operator` and stepping by :func:`_cn_step` (tests: bit for bit): the Bernoulli
-    function by :func:`_bern` (NumPy's ``expm1``, elementwise) on blocks of about :data:`_CN_BLOCK` entries, the operators'
-    assembly and the steps in one compiled loop per block (:func:`_cn_block`), not a Python call per step."""
+    function by :func:`_bern` (NumPy's ``expm1``, elementwise) on blocks of about :data:`_CN_BLOCK` entries, the
+    operators' assembly and the steps in one compiled loop per block (:func:`_cn_block`), not a Python call per
+    step."""
     lo0, di0, up0 = _sg_operator(faces + 2.0 * table[0], h)
     rows = max(1, _CN_BLOCK // faces.size)
     for start in range(1, table.shape[0], rows):
