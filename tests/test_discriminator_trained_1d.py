@@ -237,3 +237,21 @@ def test_compiled_feature_ode_does_not_depend_on_threads_or_chunks():
             assert np.array_equal(xx, x1) and np.array_equal(A, A1)
         else:
             assert scale == 1e160 and bad == 1  # stage 1: the first state off the grid
+
+
+def test_mix_score_rows_equal_the_per_row_kernel_for_any_thread_count():
+    """The SDE score table's model scores (every row at once, rows over the threads) equal the per-row kernel
+    :func:`_mix_score_kernel` (the loop they replace) bit for bit, with 1 and 2 Numba threads."""
+    import numba
+
+    times = np.linspace(0.0, T, 37)
+    x = np.linspace(-7.0, 7.0, 301)
+    _, logw, m, v = D.FeatureField(MODEL, _random_fam(3)).tables(times)
+    ref = np.array([D._mix_score_kernel(x, logw, m[i], v[i])[0] for i in range(times.size)])
+    old = numba.get_num_threads()
+    try:
+        for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+            numba.set_num_threads(threads)
+            assert np.array_equal(D._dynamic(D._mix_score_rows, x, logw, m, v), ref)
+    finally:
+        numba.set_num_threads(old)

@@ -123,6 +123,22 @@ def _mix_score_kernel(x, logw, m, v):
     return s, ds
 
 
+@numba.njit(cache=True, parallel=True)
+def _mix_score_rows(x, logw, m, v):
+    """The score of :func:`_mix_score_kernel` at every point of ``x`` for each row of the marginal means and
+    variances ``m``, ``v`` (rows: times; the same arithmetic per row).  The rows run over the Numba threads, each
+    writing only its own row (the same numbers for any thread count)."""
+    rows, n, K = m.shape[0], x.size, m.shape[1]
+    out = np.empty((rows, n))
+    for r in numba.prange(rows):
+        lc, pk = np.empty(K), np.empty(K)
+        mr, vr = m[r], v[r]
+        lw = logw - 0.5 * np.log(vr)
+        for i in range(n):
+            out[r, i] = _mix_score_point(x[i], lw, mr, vr, lc, pk)[0]
+    return out
+
+
 # ----------------------------------------------------------------------------------------------
 # 1-D Gaussian mixtures with t = 0 allowed
 # ----------------------------------------------------------------------------------------------
@@ -1332,12 +1348,13 @@ class FeatureField:
 
     def score_table(self, x: np.ndarray, times: np.ndarray) -> np.ndarray:
         r"""The score :math:`s` of ``field(x, t)`` at the 1-D ``x`` for each of ``times`` (row ``i``: ``times[i]``):
-        the model score by :func:`_mix_score_kernel` per row, the features :math:`-\omega_j\sin(\omega_j x + b_j)`
-        once, contracted with every row of :meth:`tables`' coefficients in one product."""
+        the model score by :func:`_mix_score_rows` (every row, over the Numba threads), the features
+        :math:`-\omega_j\sin(\omega_j x + b_j)` once, contracted with every row of :meth:`tables`' coefficients in
+        one product."""
         coef, logw, m, v = self.tables(times)
         fam = self.fam
         F1 = -fam.omega * np.sin(_feature_arg(x, fam.omega, fam.phase))
-        sq = np.array([_mix_score_kernel(x, logw, m[i], v[i])[0] for i in range(len(times))])
+        sq = _dynamic(_mix_score_rows, np.ascontiguousarray(x, dtype=np.float64), logw, m, v)
         return self.scale * (sq + self.w * (coef @ F1.T))
 
     def tables(self, times: np.ndarray) -> tuple[np.ndarray, ...]:
