@@ -397,3 +397,72 @@ def test_bayes_field_compiled_paths_equal_numpy_calls(w, eps, om):
         with pytest.raises(ValueError) as reference:
             run(lambda x, t: huge(x, t))
         assert str(compiled.value) == str(reference.value)
+
+
+def _old_control_field(eps, om, form):
+    """The NumPy closures the ce_gradient_counterexample controls ran before their compiled BayesField forms."""
+    def swapped(z, t):
+        sp_, dsp = DATA.score_and_derivative(z, t)
+        sq, dsq = MODEL.score_and_derivative(z, t)
+        return (sq - (sp_ - sq) + eps * om * np.cos(om * z),
+                dsq - (dsp - dsq) - eps * om * om * np.sin(om * z))
+
+    def dropped(z, t):
+        sp_, dsp = DATA.score_and_derivative(z, t)
+        return sp_ + eps * np.cos(om * z), dsp - eps * om * np.sin(om * z)
+
+    return swapped if form == "classes_swapped" else dropped
+
+
+@pytest.mark.parametrize("form", ["classes_swapped", "chain_rule_omega_dropped"])
+@pytest.mark.parametrize("eps, om", [(0.1, 1.0), (0.3, 20.0)])
+def test_bayes_field_control_forms_equal_the_numpy_closures(form, eps, om):
+    """The controls' miswritten fields as compiled BayesField forms: the call, the SDE score table and the PF-ODE
+    endpoint equal the NumPy closures the claim used before (per-step calls, the NumPy RK4 loop) bit for bit; the
+    forms differ from each other and from the refined field (a form code mixed up is caught)."""
+    f = D.bayes_field(DATA, MODEL, 1.0, eps, om, form=form)
+    old = _old_control_field(eps, om, form)
+    g = D.Grid1D(dx=0.08)
+    x = np.linspace(-7, 7, 41)
+    for t in (0.0, 0.3, 8.0):
+        assert all(np.array_equal(a, b) for a, b in zip(f(x, t), old(x, t)))
+    assert np.array_equal(D.sde_endpoint(f, MODEL, T, g, 0.064), D.sde_endpoint(old, MODEL, T, g, 0.064))
+    a, b = D.ode_endpoint(f, MODEL, T, g, 0.064), D.ode_endpoint(old, MODEL, T, g, 0.064)
+    assert np.array_equal(a.log_density, b.log_density) and a.mass == b.mass
+    others = [D.bayes_field(DATA, MODEL, 1.0, eps, 20.0, form=o) for o in D.BAYES_FORMS if o != form]
+    mine = D.bayes_field(DATA, MODEL, 1.0, eps, 20.0, form=form)(x, 0.3)[0]  # omega != 1: the forms all differ
+    assert all(np.max(np.abs(o(x, 0.3)[0] - mine)) > 1e-3 for o in others)
+    with pytest.raises(ValueError, match="^form: must be one of"):
+        D.bayes_field(DATA, MODEL, 1.0, eps, om, form="swapped")
+
+
+def test_bayes_compiled_paths_do_not_depend_on_threads():
+    """The PF-ODE transport (fixed chunks of points over the threads) and the SDE score table (rows over the
+    threads) of a BayesField are bit-identical for 1 and 2 Numba threads, and the chunked transport equals one
+    chunk holding every point (the serial loop) bit for bit; the grid (351 points) spans several chunks."""
+    import numba
+
+    f = D.bayes_field(DATA, MODEL, 1.0, 0.1, 2.0)
+    g = D.Grid1D(dx=0.04)
+    assert g.x.size > 3 * D._ODE_CHUNK
+    old = numba.get_num_threads()
+    runs = []
+    try:
+        for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+            numba.set_num_threads(threads)
+            runs.append((D.ode_endpoint(f, MODEL, T, g, 0.064).log_density,
+                         f.score_table(g.x, np.linspace(0.0, T, 17))))
+    finally:
+        numba.set_num_threads(old)
+    assert all(np.array_equal(a, b) for a, b in zip(*runs))
+    n_steps = D._n_steps(T, 0.064)
+    dt = T / n_steps
+    k = np.arange(n_steps) * dt
+    times = np.stack([k, k + 0.5 * dt, np.minimum(k + dt, T)], axis=1).ravel()
+    lwp, mp, vp, lwq, mq, vq = f.tables(times)
+    lwp_rows, lwq_rows = lwp - 0.5 * np.log(vp), lwq - 0.5 * np.log(vq)
+    x, A = g.x.copy(), np.zeros(g.x.size)
+    assert not D._ode_bayes_chunk(x, A, dt, n_steps, lwp_rows, mp, vp, lwq_rows, mq, vq, 1.0, 0.1, 2.0, 0,
+                                  D._ODE_STATE_MAX)
+    xx, AA, bad = D._ode_bayes_kernel(g.x, dt, n_steps, lwp, mp, vp, lwq, mq, vq, 1.0, 0.1, 2.0, 0, D._ODE_STATE_MAX)
+    assert not bad and np.array_equal(xx, x) and np.array_equal(AA, A)

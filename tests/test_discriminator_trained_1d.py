@@ -201,3 +201,57 @@ def test_hat_interval_design_blocks_equal_the_dense_design_bit_for_bit():
     H[0, 0] = 0.5 if H[0, 0] == 0.0 else H[0, 0]
     with pytest.raises(AssertionError, match="two nonzero hats"):
         D._hat_interval_design(np.cos(D._feature_arg(x, fam.omega, fam.phase)), H, fam.knots, t)
+
+
+def test_compiled_feature_ode_does_not_depend_on_threads_or_chunks():
+    """The FeatureField PF-ODE transport (fixed chunks of points over the threads) is bit-identical for 1 and 2
+    Numba threads and equal to one chunk holding every point (the serial loop) bit for bit, on a grid spanning
+    several chunks; an unstable field reports the same first stage either way."""
+    import numba
+
+    fam = _random_fam(6)
+    field = D.feature_field(MODEL, fam, 1.0)
+    g = D.Grid1D(-6.0, 6.0, 0.05)
+    assert g.x.size > 3 * D._ODE_CHUNK
+    old = numba.get_num_threads()
+    runs = []
+    try:
+        for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+            numba.set_num_threads(threads)
+            runs.append(D.ode_endpoint(field, MODEL, T, g, 0.05).log_density)
+    finally:
+        numba.set_num_threads(old)
+    assert np.array_equal(runs[0], runs[1])
+    n_steps = D._n_steps(T, 0.05)
+    dt = T / n_steps
+    k = np.arange(n_steps) * dt
+    times = np.stack([k, k + 0.5 * dt, np.minimum(k + dt, T)], axis=1).ravel()
+    for scale in (1.0, 1e160):  # 1e160: unstable
+        coef, logw, mt, vt = field.scaled(scale).tables(times)
+        args = (coef, logw, mt, vt, -fam.omega, -fam.omega ** 2, fam.omega, fam.phase, 1.0, scale, D._ODE_STATE_MAX)
+        xx, A, bad = D._ode_feature_kernel(g.x, dt, n_steps, *args)
+        x1, A1 = g.x.copy(), np.zeros(g.x.size)
+        bad1 = D._ode_feature_chunk(x1, A1, dt, n_steps, coef, logw - 0.5 * np.log(vt), *args[2:])
+        assert bad == bad1
+        if bad < 0:
+            assert np.array_equal(xx, x1) and np.array_equal(A, A1)
+        else:
+            assert scale == 1e160 and bad == 1  # stage 1: the first state off the grid
+
+
+def test_mix_score_rows_equal_the_per_row_kernel_for_any_thread_count():
+    """The SDE score table's model scores (every row at once, rows over the threads) equal the per-row kernel
+    :func:`_mix_score_kernel` (the loop they replace) bit for bit, with 1 and 2 Numba threads."""
+    import numba
+
+    times = np.linspace(0.0, T, 37)
+    x = np.linspace(-7.0, 7.0, 301)
+    _, logw, m, v = D.FeatureField(MODEL, _random_fam(3)).tables(times)
+    ref = np.array([D._mix_score_kernel(x, logw, m[i], v[i])[0] for i in range(times.size)])
+    old = numba.get_num_threads()
+    try:
+        for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+            numba.set_num_threads(threads)
+            assert np.array_equal(D._dynamic(D._mix_score_rows, x, logw, m, v), ref)
+    finally:
+        numba.set_num_threads(old)

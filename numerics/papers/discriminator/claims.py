@@ -473,22 +473,16 @@ def _ce_gap_second_order(eps: float, om: float, t: float) -> float:
     return 0.5 * eps * eps * float(np.sum(p_ * q_ / (p_ + q_) * np.sin(om * xs) ** 2) * (xs[1] - xs[0]))
 
 
-def _swapped_field(eps: float, om: float):
-    """Refined score of d = -d* + eps sin(omega x) (the classes_swapped control)."""
-    def f(z, t):
-        sp_, dsp = DATA.score_and_derivative(z, t)
-        sq, dsq = MODEL.score_and_derivative(z, t)
-        return (sq - (sp_ - sq) + eps * om * np.cos(om * z),
-                dsq - (dsp - dsq) - eps * om * om * np.sin(om * z))
-    return f
+def _swapped_field(eps: float, om: float) -> D.BayesField:
+    """Refined score of d = -d* + eps sin(omega x) (the classes_swapped control): s_theta - (s_p - s_theta)
+    + eps omega cos(omega x), a compiled :class:`D.BayesField` form."""
+    return D.bayes_field(DATA, MODEL, 1.0, eps, om, form="classes_swapped")
 
 
-def _omega_dropped_field(eps: float, om: float):
-    """Refined score of d* + eps sin(omega x) with the chain-rule factor omega lost (a control)."""
-    def f(z, t):
-        sp_, dsp = DATA.score_and_derivative(z, t)
-        return sp_ + eps * np.cos(om * z), dsp - eps * om * np.sin(om * z)
-    return f
+def _omega_dropped_field(eps: float, om: float) -> D.BayesField:
+    """Refined score of d* + eps sin(omega x) with the chain-rule factor omega lost (a control): s_p
+    + eps cos(omega x), a compiled :class:`D.BayesField` form."""
+    return D.bayes_field(DATA, MODEL, 1.0, eps, om, form="chain_rule_omega_dropped")
 
 
 def _control_field(eps: float, om: float, swapped: bool, dropped: bool):

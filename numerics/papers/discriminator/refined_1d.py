@@ -123,6 +123,22 @@ def _mix_score_kernel(x, logw, m, v):
     return s, ds
 
 
+@numba.njit(cache=True, parallel=True)
+def _mix_score_rows(x, logw, m, v):
+    """The score of :func:`_mix_score_kernel` at every point of ``x`` for each row of the marginal means and
+    variances ``m``, ``v`` (rows: times; the same arithmetic per row).  The rows run over the Numba threads, each
+    writing only its own row (the same numbers for any thread count)."""
+    rows, n, K = m.shape[0], x.size, m.shape[1]
+    out = np.empty((rows, n))
+    for r in numba.prange(rows):
+        lc, pk = np.empty(K), np.empty(K)
+        mr, vr = m[r], v[r]
+        lw = logw - 0.5 * np.log(vr)
+        for i in range(n):
+            out[r, i] = _mix_score_point(x[i], lw, mr, vr, lc, pk)[0]
+    return out
+
+
 # ----------------------------------------------------------------------------------------------
 # 1-D Gaussian mixtures with t = 0 allowed
 # ----------------------------------------------------------------------------------------------
@@ -268,21 +284,42 @@ class Grid1D:
 Field = Callable[[np.ndarray, float], "tuple[np.ndarray, np.ndarray]"]
 
 
+#: The forms of :class:`BayesField`'s score (``form``; the codes of :func:`_bayes_point`): the refined score, and
+#: the two miswritten ones that ``discriminator.ce_gradient_counterexample``'s controls run through the samplers.
+BAYES_FORMS = ("refined", "classes_swapped", "chain_rule_omega_dropped")
+
+
 class BayesField:
     r"""Refined score :math:`s_\theta + w\,\partial_x d` with :math:`d = d^* + \varepsilon\sin\omega x`,
     :math:`d^* = \log p_t - \log\hat p_t` (:func:`bayes_field`), a :class:`Field`: ``field(x, t)`` returns
     :math:`(s, \partial_x s)` by NumPy.  :func:`sde_endpoint` takes the scores of all its steps at once
     (:meth:`score_table`) and :func:`ode_endpoint` runs the RK4 transport in one compiled loop
-    (:func:`_ode_bayes_kernel`), both with the same arithmetic as the call (tests: bit for bit)."""
+    (:func:`_ode_bayes_kernel`), both with the same arithmetic as the call (tests: bit for bit).
 
-    def __init__(self, data: Mixture1D, model: Mixture1D, w: float, eps: float, omega: float):
+    ``form`` (one of :data:`BAYES_FORMS`; ``w`` is not used by the last two): "refined" is the above;
+    "classes_swapped" the score of :math:`-d^* + \varepsilon\sin\omega x` (the logit of the other class),
+    :math:`s = s_\theta - (s_p - s_\theta) + \varepsilon\omega\cos\omega x`; "chain_rule_omega_dropped" the
+    score of :math:`d^* + \varepsilon\sin\omega x` with the chain rule's :math:`\omega` lost,
+    :math:`s = s_p + \varepsilon\cos\omega x` (derivatives: of these expressions)."""
+
+    def __init__(self, data: Mixture1D, model: Mixture1D, w: float, eps: float, omega: float,
+                 form: str = "refined"):
+        if form not in BAYES_FORMS:
+            raise ValueError(f"form: must be one of {BAYES_FORMS}, got {form!r}")
         self.data, self.model, self.w, self.eps, self.omega = data, model, w, eps, omega
+        self.form = form
+        self.code = BAYES_FORMS.index(form)
 
     def __call__(self, x, t):
         w, eps, omega = self.w, self.eps, self.omega
         sp_, dsp = self.data.score_and_derivative(x, t)
         sq, dsq = self.model.score_and_derivative(x, t)
-        if eps == 0.0:
+        if self.code == 1:
+            s = sq - (sp_ - sq) + eps * omega * np.cos(omega * x)
+            ds = dsq - (dsp - dsq) - eps * omega * omega * np.sin(omega * x)
+        elif self.code == 2:
+            s, ds = sp_ + eps * np.cos(omega * x), dsp - eps * omega * np.sin(omega * x)
+        elif eps == 0.0:
             s, ds = sq + w * (sp_ - sq), dsq + w * (dsp - dsq)
         else:
             s = sq + w * (sp_ - sq + eps * omega * np.cos(omega * x))
@@ -305,50 +342,63 @@ class BayesField:
         """The score :math:`s` of ``field(x, t)`` at the 1-D ``x`` for each of ``times`` (row ``i``: ``times[i]``),
         compiled (:func:`_bayes_score_rows`); a non-finite score is reported by the call's ValueError."""
         lwp, mp, vp, lwq, mq, vq = self.tables(times)
-        out, bad = _bayes_score_rows(np.ascontiguousarray(x, dtype=np.float64), lwp, mp, vp, lwq, mq, vq,
-                                     float(self.w), float(self.eps), float(self.omega))
+        out, bad = _dynamic(_bayes_score_rows, np.ascontiguousarray(x, dtype=np.float64), lwp, mp, vp, lwq, mq, vq,
+                            float(self.w), float(self.eps), float(self.omega), self.code)
         if bad >= 0:
             self(x, float(times[bad]))  # raises the call's ValueError
         return out
 
 
 def bayes_field(data: Mixture1D, model: Mixture1D, w: float = 1.0, eps: float = 0.0,
-                omega: float = 0.0) -> BayesField:
+                omega: float = 0.0, form: str = "refined") -> BayesField:
     r"""Refined score :math:`s_\theta + w\,\partial_x d` with :math:`d = d^* + \varepsilon\sin\omega x`,
     :math:`d^* = \log p_t - \log\hat p_t`; the model score :math:`s_\theta` is exact for ``model``
-    (a :class:`BayesField`)."""
+    (a :class:`BayesField`; ``form``: see there)."""
     w, eps, omega = check_real(w, "w"), check_real(eps, "eps"), check_real(omega, "omega")
-    return BayesField(data, model, w, eps, omega)
+    return BayesField(data, model, w, eps, omega, form)
 
 
 @numba.njit(cache=True)
-def _bayes_point(x, lwp, mp, vp, lwq, mq, vq, w, eps, omega, lc, pk):
+def _bayes_point(x, lwp, mp, vp, lwq, mq, vq, w, eps, omega, lc, pk, form):
     """``(s, ds)`` of :meth:`BayesField.__call__` at one point (the rows of the data's and the model's marginal at
-    one time; ``lwp``, ``lwq``: log w - log(v)/2), the NumPy call's arithmetic."""
+    one time; ``lwp``, ``lwq``: log w - log(v)/2; ``form``: the field's code in :data:`BAYES_FORMS`), the NumPy
+    call's arithmetic."""
     sp_, dsp = _mix_score_point(x, lwp, mp, vp, lc, pk)
     sq, dsq = _mix_score_point(x, lwq, mq, vq, lc, pk)
+    if form == 1:
+        return (sq - (sp_ - sq) + eps * omega * np.cos(omega * x),
+                dsq - (dsp - dsq) - eps * omega * omega * np.sin(omega * x))
+    if form == 2:
+        return sp_ + eps * np.cos(omega * x), dsp - eps * omega * np.sin(omega * x)
     if eps == 0.0:
         return sq + w * (sp_ - sq), dsq + w * (dsp - dsq)
     return (sq + w * (sp_ - sq + eps * omega * np.cos(omega * x)),
             dsq + w * (dsp - dsq - eps * omega * omega * np.sin(omega * x)))
 
 
-@numba.njit(cache=True)
-def _bayes_score_rows(x, logwp, mp, vp, logwq, mq, vq, w, eps, omega):
-    """Score rows of :meth:`BayesField.score_table` and the first row with a non-finite score (-1: none)."""
-    n, K = x.size, max(mp.shape[1], mq.shape[1])
-    lc, pk = np.empty(K), np.empty(K)
-    out = np.empty((mp.shape[0], n))
-    bad = -1
-    for r in range(mp.shape[0]):
+@numba.njit(cache=True, parallel=True)
+def _bayes_score_rows(x, logwp, mp, vp, logwq, mq, vq, w, eps, omega, form):
+    """Score rows of :meth:`BayesField.score_table` and the first row with a non-finite score (-1: none).  The rows
+    (times) run over the Numba threads, each writing only its own row and flag (the same numbers for any thread
+    count)."""
+    n, K, rows = x.size, max(mp.shape[1], mq.shape[1]), mp.shape[0]
+    out = np.empty((rows, n))
+    bad_row = np.zeros(rows, dtype=np.bool_)
+    for r in numba.prange(rows):
+        lc, pk = np.empty(K), np.empty(K)
         mpr, vpr, mqr, vqr = mp[r], vp[r], mq[r], vq[r]  # the rows' views once, not per point
         lwp = logwp - 0.5 * np.log(vpr)
         lwq = logwq - 0.5 * np.log(vqr)
         for i in range(n):
-            s, ds = _bayes_point(x[i], lwp, mpr, vpr, lwq, mqr, vqr, w, eps, omega, lc, pk)
+            s, ds = _bayes_point(x[i], lwp, mpr, vpr, lwq, mqr, vqr, w, eps, omega, lc, pk, form)
             out[r, i] = s
-            if bad < 0 and not (np.isfinite(s) and np.isfinite(ds)):
-                bad = r
+            if not (np.isfinite(s) and np.isfinite(ds)):
+                bad_row[r] = True
+    bad = -1
+    for r in range(rows):
+        if bad_row[r]:
+            bad = r
+            break
     return out, bad
 
 
@@ -405,6 +455,49 @@ def _sg_operator(b_faces: np.ndarray, h: float) -> tuple[np.ndarray, np.ndarray,
     diag[:-1] -= bm / h**2
     diag[1:] -= bp / h**2
     return lower, diag, upper
+
+
+#: Entries (rows x faces) per NumPy Bernoulli call of :func:`_cn_steps`: its five temporaries stay in cache
+#: (128 KB each; blocks of 128 rows of 2800 faces made the steps 2x slower than the per-step loop).
+_CN_BLOCK = 1 << 14
+
+
+def _cn_steps(rho: np.ndarray, table: np.ndarray, faces: np.ndarray, h: float, dt: float) -> np.ndarray:
+    r"""The Crank-Nicolson steps of :func:`sde_endpoint` from the score rows ``table`` (row ``k``: step time ``k``):
+    step ``k`` maps :math:`\rho` with the operators of rows ``k`` and ``k + 1``.  The same numbers as building each
+    operator by :func:`_sg_operator` and stepping by :func:`_cn_step` (tests: bit for bit): the Bernoulli
+    function by :func:`_bern` (NumPy's ``expm1``, elementwise) on blocks of about :data:`_CN_BLOCK` entries, the
+    operators' assembly and the steps in one compiled loop per block (:func:`_cn_block`), not a Python call per
+    step."""
+    lo0, di0, up0 = _sg_operator(faces + 2.0 * table[0], h)
+    rows = max(1, _CN_BLOCK // faces.size)
+    for start in range(1, table.shape[0], rows):
+        b = (faces + 2.0 * table[start:start + rows]) * h
+        rho = _cn_block(rho, lo0, di0, up0, _bern(b), _bern(-b), h, dt)
+    return rho
+
+
+@numba.njit(cache=True)
+def _cn_block(rho, lo0, di0, up0, bp, bm, h, dt):
+    """Crank-Nicolson steps through the rows of ``bp``, ``bm`` (the Bernoulli values of the faces' drifts at the
+    next step times), :func:`_sg_operator`'s assembly; ``lo0, di0, up0`` (in: the operator of the step's start,
+    out: of the block's last row) are overwritten."""
+    n = rho.size
+    hh = h ** 2
+    lo1, di1, up1 = np.zeros(n), np.zeros(n), np.zeros(n)
+    for j in range(bp.shape[0]):
+        di1[:] = 0.0
+        for f in range(n - 1):
+            up1[f] = bp[j, f] / hh
+            lo1[f + 1] = bm[j, f] / hh
+            di1[f] -= bm[j, f] / hh
+        for f in range(n - 1):
+            di1[f + 1] -= bp[j, f] / hh
+        rho = _cn_step(rho, lo0, di0, up0, lo1, di1, up1, dt)
+        lo0[:] = lo1
+        di0[:] = di1
+        up0[:] = up1
+    return rho
 
 
 @numba.njit(cache=True)
@@ -468,19 +561,16 @@ def sde_endpoint(field: Field, start: Mixture1D, T: float = 8.0, grid: Grid1D = 
 
     times = [T] + [max(T - (k + 1) * dt, t_end) for k in range(n_steps)]
     if isinstance(field, (FeatureField, BayesField)):  # the score at every step time at once
-        table = field.score_table(faces, np.array(times))
-        score = lambda i: table[i]  # noqa: E731
+        rho = _cn_steps(rho, field.score_table(faces, np.array(times)), faces, h, dt)
     else:
-        score = lambda i: field(faces, times[i])[0]  # noqa: E731
+        def op(i):
+            return _sg_operator(faces + 2.0 * field(faces, times[i])[0], h)
 
-    def op(i):
-        return _sg_operator(faces + 2.0 * score(i), h)
-
-    L0 = op(0)
-    for k in range(n_steps):
-        L1 = op(k + 1)
-        rho = _cn_step(rho, L0[0], L0[1], L0[2], L1[0], L1[1], L1[2], dt)
-        L0 = L1
+        L0 = op(0)
+        for k in range(n_steps):
+            L1 = op(k + 1)
+            rho = _cn_step(rho, L0[0], L0[1], L0[2], L1[0], L1[1], L1[2], dt)
+            L0 = L1
     if not np.all(np.isfinite(rho)):
         raise ValueError(f"dtau: the Crank-Nicolson density is not finite at t={t_end!r} (step dt={dt!r} too large "
                          "for this field and grid)")
@@ -577,8 +667,8 @@ def _ode_feature(field: "FeatureField", x0: np.ndarray, T: float, n_steps: int,
     times = np.stack([k, k + 0.5 * dt, np.minimum(k + dt, T)], axis=1).ravel()
     coef, logw, mt, vt = field.tables(times)
     fam = field.fam
-    xx, A, bad = _ode_feature_kernel(x0, dt, n_steps, coef, logw, mt, vt, -fam.omega, -fam.omega ** 2, fam.omega,
-                                     fam.phase, field.w, field.scale, _ODE_STATE_MAX)
+    xx, A, bad = _dynamic(_ode_feature_kernel, x0, dt, n_steps, coef, logw, mt, vt, -fam.omega, -fam.omega ** 2,
+                          fam.omega, fam.phase, field.w, field.scale, _ODE_STATE_MAX)
     if bad >= 0:
         raise _unstable(float(times[3 * (bad // 4) + (bad % 4 + 1) // 2]), dt)
     return xx, A
@@ -592,8 +682,8 @@ def _ode_bayes(field: BayesField, x0: np.ndarray, T: float, n_steps: int, dt: fl
     for k in range(n_steps):
         t0 = k * dt
         times += [t0, t0 + 0.5 * dt, min(t0 + dt, T)]
-    xx, A, bad = _ode_bayes_kernel(x0, dt, n_steps, *field.tables(times), float(field.w), float(field.eps),
-                                   float(field.omega), _ODE_STATE_MAX)
+    xx, A, bad = _dynamic(_ode_bayes_kernel, x0, dt, n_steps, *field.tables(times), float(field.w), float(field.eps),
+                          float(field.omega), field.code, _ODE_STATE_MAX)
     if bad:
         return _ode_rk4(field, x0, T, n_steps, dt)
     return xx, A
@@ -624,38 +714,79 @@ def _rk4_combine(x, A, kx, ka, h6):
         A[i] = A[i] + h6 * (ka[0, i] + 2 * ka[1, i] + 2 * ka[2, i] + ka[3, i])
 
 
+def _dynamic(kernel, *args):
+    """``kernel(*args)`` with Numba's dynamic schedule (chunks of one ``prange`` iteration handed out in turn), so
+    that a thread on a busy core does not hold up the others; the results do not depend on the schedule (each
+    iteration of these kernels writes only its own outputs)."""
+    old = numba.set_parallel_chunksize(1)
+    try:
+        return kernel(*args)
+    finally:
+        numba.set_parallel_chunksize(old)
+
+
+#: Points per chunk of the compiled PF-ODE transports (:func:`_ode_bayes_kernel`, :func:`_ode_feature_kernel`):
+#: the chunks are fixed by the grid alone, not by the thread count, and each point's trajectory is computed
+#: with the same arithmetic in any chunk, so the endpoints are bit-identical for any number of Numba threads.
+_ODE_CHUNK = 64
+
+
 @numba.njit(cache=True)
-def _ode_bayes_kernel(x0, dt, n_steps, logwp, mp, vp, logwq, mq, vq, w, eps, omega, state_max):
+def _chunk_bounds(n, c):
+    """Start and end of chunk ``c`` of :data:`_ODE_CHUNK` points among ``n``."""
+    return c * _ODE_CHUNK, min(n, (c + 1) * _ODE_CHUNK)
+
+
+@numba.njit(cache=True, parallel=True)
+def _ode_bayes_kernel(x0, dt, n_steps, logwp, mp, vp, logwq, mq, vq, w, eps, omega, form, state_max):
     r""":func:`_ode_bayes`'s RK4 transport of the points ``x0`` (rows ``3k, 3k + 1, 3k + 2`` of the tables: the times
     ``k dt``, ``k dt + dt/2``, ``min(k dt + dt, T)``), the NumPy loop's arithmetic.  Returns ``(x_T, A, bad)``:
     ``bad`` is True where a state left :math:`|x| \le` ``state_max`` or a score was not finite (the NumPy loop
-    raises there)."""
-    n, K = x0.size, max(mp.shape[1], mq.shape[1])
+    raises there).  The points run in fixed chunks of :data:`_ODE_CHUNK` over the Numba threads (independent
+    trajectories; each chunk writes only its own points: the same numbers for any thread count)."""
+    n = x0.size
+    lwp = np.empty(mp.shape)  # per table row: log w - log(v)/2 (elementwise, as computed per row before)
+    lwq = np.empty(mq.shape)
+    for r in range(mp.shape[0]):
+        lwp[r] = logwp - 0.5 * np.log(vp[r])
+        lwq[r] = logwq - 0.5 * np.log(vq[r])
+    x = x0.copy()
+    A = np.zeros(n)
+    n_chunks = (n + _ODE_CHUNK - 1) // _ODE_CHUNK
+    bad = np.zeros(n_chunks, dtype=np.bool_)
+    for c in numba.prange(n_chunks):
+        lo, hi = _chunk_bounds(n, c)
+        bad[c] = _ode_bayes_chunk(x[lo:hi], A[lo:hi], dt, n_steps, lwp, mp, vp, lwq, mq, vq, w, eps, omega,
+                                  form, state_max)
+    return x, A, bad.any()
+
+
+@numba.njit(cache=True)
+def _ode_bayes_chunk(x, A, dt, n_steps, lwp, mp, vp, lwq, mq, vq, w, eps, omega, form, state_max):
+    """One chunk of :func:`_ode_bayes_kernel`: RK4 of the points ``x`` (in place, with their log-determinants
+    ``A``); True where a state left the bound or a score was not finite."""
+    n, K = x.size, max(mp.shape[1], mq.shape[1])
     lc, pk = np.empty(K), np.empty(K)
     kx = np.empty((4, n))
     ka = np.empty((4, n))
-    x = x0.copy()
-    y = x0.copy()
-    A = np.zeros(n)
+    y = x.copy()
     h2 = 0.5 * dt
     h6 = dt / 6
     for k in range(n_steps):
         for st in range(4):
             _rk4_stage_state(x, kx, st, h2, dt, y)
             r = 3 * k + (st + 1) // 2
-            mpr, vpr, mqr, vqr = mp[r], vp[r], mq[r], vq[r]  # the rows' views once, not per point
-            lwp = logwp - 0.5 * np.log(vpr)
-            lwq = logwq - 0.5 * np.log(vqr)
+            lwpr, mpr, vpr, lwqr, mqr, vqr = lwp[r], mp[r], vp[r], lwq[r], mq[r], vq[r]
             for i in range(n):
                 if not abs(y[i]) <= state_max:
-                    return x, A, True
-                s, ds = _bayes_point(y[i], lwp, mpr, vpr, lwq, mqr, vqr, w, eps, omega, lc, pk)
+                    return True
+                s, ds = _bayes_point(y[i], lwpr, mpr, vpr, lwqr, mqr, vqr, w, eps, omega, lc, pk, form)
                 if not (np.isfinite(s) and np.isfinite(ds)):
-                    return x, A, True
+                    return True
                 kx[st, i] = -(y[i] + s)
                 ka[st, i] = 1.0 + ds
         _rk4_combine(x, A, kx, ka, h6)
-    return x, A, False
+    return False
 
 
 #: Largest |x| of a PF-ODE state in :func:`ode_endpoint` (its square stays far inside float64); started on a grid,
@@ -1217,12 +1348,13 @@ class FeatureField:
 
     def score_table(self, x: np.ndarray, times: np.ndarray) -> np.ndarray:
         r"""The score :math:`s` of ``field(x, t)`` at the 1-D ``x`` for each of ``times`` (row ``i``: ``times[i]``):
-        the model score by :func:`_mix_score_kernel` per row, the features :math:`-\omega_j\sin(\omega_j x + b_j)`
-        once, contracted with every row of :meth:`tables`' coefficients in one product."""
+        the model score by :func:`_mix_score_rows` (every row, over the Numba threads), the features
+        :math:`-\omega_j\sin(\omega_j x + b_j)` once, contracted with every row of :meth:`tables`' coefficients in
+        one product."""
         coef, logw, m, v = self.tables(times)
         fam = self.fam
         F1 = -fam.omega * np.sin(_feature_arg(x, fam.omega, fam.phase))
-        sq = np.array([_mix_score_kernel(x, logw, m[i], v[i])[0] for i in range(len(times))])
+        sq = _dynamic(_mix_score_rows, np.ascontiguousarray(x, dtype=np.float64), logw, m, v)
         return self.scale * (sq + self.w * (coef @ F1.T))
 
     def tables(self, times: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -1321,21 +1453,41 @@ def _feature_rhs(x, row, coef, lwt, mt, vt, nw1, nw2, omega, phase, w, scale, lc
         fa[i] = 1.0 + scale * (dsq + w * g2[i])
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, parallel=True)
 def _ode_feature_kernel(x0, dt, n_steps, coef, logw, mt, vt, nw1, nw2, omega, phase, w, scale, state_max):
     r""":func:`ode_endpoint`'s RK4 transport of the points ``x0`` for a :class:`FeatureField` (rows ``3k, 3k + 1,
     3k + 2`` of the tables: the times ``k dt``, ``k dt + dt/2``, ``min(k dt + dt, T)``), the NumPy loop's
-    arithmetic.  Returns ``(x_T, A, bad)``: ``bad`` is the stage ``4k + i`` at which some state left
-    :math:`|x| \le` ``state_max`` (the NumPy loop's check: it stops there), or -1."""
-    n, K = x0.size, logw.size
+    arithmetic.  Returns ``(x_T, A, bad)``: ``bad`` is the first stage ``4k + i`` at which some state left
+    :math:`|x| \le` ``state_max`` (the NumPy loop's check: it stops there), or -1.  The points run in fixed
+    chunks of :data:`_ODE_CHUNK` over the Numba threads (independent trajectories, each chunk writes only its
+    own points; ``bad`` is the least of the chunks' first bad stages: the same for any thread count)."""
+    n = x0.size
     lwt = logw - 0.5 * np.log(vt)  # the rows of _mix_score_point's log w - log(v)/2
+    x = x0.copy()
+    A = np.zeros(n)
+    n_chunks = (n + _ODE_CHUNK - 1) // _ODE_CHUNK
+    bad = np.full(max(n_chunks, 1), -1, dtype=np.int64)
+    for c in numba.prange(n_chunks):
+        lo, hi = _chunk_bounds(n, c)
+        bad[c] = _ode_feature_chunk(x[lo:hi], A[lo:hi], dt, n_steps, coef, lwt, mt, vt, nw1, nw2, omega, phase,
+                                    w, scale, state_max)
+    first = -1
+    for c in range(n_chunks):
+        if bad[c] >= 0 and (first < 0 or bad[c] < first):
+            first = bad[c]
+    return x, A, first
+
+
+@numba.njit(cache=True)
+def _ode_feature_chunk(x, A, dt, n_steps, coef, lwt, mt, vt, nw1, nw2, omega, phase, w, scale, state_max):
+    """One chunk of :func:`_ode_feature_kernel`: RK4 of the points ``x`` (in place, with their log-determinants
+    ``A``); the first stage ``4k + i`` at which one of them left the bound, or -1."""
+    n, K = x.size, lwt.shape[1]
     lc, pk = np.empty(K), np.empty(K)
     g1, g2 = np.empty(n), np.empty(n)
     kx = np.empty((4, n))
     ka = np.empty((4, n))
-    x = x0.copy()
-    y = x0.copy()
-    A = np.zeros(n)
+    y = x.copy()
     h2 = 0.5 * dt
     h6 = dt / 6
     for k in range(n_steps):
@@ -1343,11 +1495,11 @@ def _ode_feature_kernel(x0, dt, n_steps, coef, logw, mt, vt, nw1, nw2, omega, ph
             _rk4_stage_state(x, kx, st, h2, dt, y)
             for i in range(n):
                 if not abs(y[i]) <= state_max:
-                    return x, A, 4 * k + st
+                    return 4 * k + st
             _feature_rhs(y, 3 * k + (st + 1) // 2, coef, lwt, mt, vt, nw1, nw2, omega, phase, w, scale, lc, pk,
                          g1, g2, kx[st], ka[st])
         _rk4_combine(x, A, kx, ka, h6)
-    return x, A, -1
+    return -1
 
 
 @numba.njit(cache=True)
