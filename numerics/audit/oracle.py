@@ -404,8 +404,8 @@ def dpm2s_coeffs(kind: str, t: float, s: float, t_prev: float) -> dict:
     r"""The DPM-Solver++(2S) step (proofs_notes/integrators.md §4d) that restarts at ``t_prev`` (:math:`s_1`, the
     saved state), has its intermediate call at ``t`` (:math:`s_0`) and lands at ``s``:
     :math:`x_s = c_x x_{s_1} + c_0 D_{s_1} + c_1\delta`, :math:`\delta = (D_{s_0} - D_{s_1})/h_0`.  Returns ``cx``
-    (:math:`\sigma_s/\sigma_{s_1}`), ``c0`` (:math:`lpha_s\psi_0(h)`), ``c1`` (:math:`lpha_s w(h)`, ``dpm2s``
-    :math:`	frac h2\psi_0`, ``dpm2sh`` :math:`\psi_1`), the half log-SNR steps ``h`` (:math:`s_1 	o s`) and ``h0``
+    (:math:`\sigma_s/\sigma_{s_1}`), ``c0`` (:math:`\alpha_s\psi_0(h)`), ``c1`` (:math:`\alpha_s w(h)`, ``dpm2s``
+    :math:`\tfrac h2\psi_0`, ``dpm2sh`` :math:`\psi_1`), the half log-SNR steps ``h`` (:math:`s_1 	o s`) and ``h0``
     (:math:`s_1 	o s_0`), and ``w``: the weights of :math:`D_{s_1}, D_{s_0}` once :math:`\delta` is expanded."""
     h, h0 = IC.half_logsnr_step(t_prev, s)[0], IC.half_logsnr_step(t_prev, t)[0]
     p0, pm, ph = IC.dpm_solver_2s_weights(h)
@@ -432,7 +432,7 @@ def dpm2s_prediction(kind: str, target: GaussianTarget, x: np.ndarray, t: float,
       rounding relative to an intermediate: :math:`T = c_1(|\delta| + (|D_{s_0}| + |D_{s_1}|)/h_0)`;
     * the psi functions formed with :math:`e^{-h} - 1` (absolute :math:`2u` of :math:`\psi_0`, :math:`(3/h + 2)u`
       of the :math:`\psi_1/h`-type factor times :math:`|D_1| = h|\delta|`, which also covers the midpoint's
-      :math:`	frac12(e^{-h} - 1)`): :math:`lpha_s(2|D_{s_1}| + (3 + 2h)|\delta|)`;
+      :math:`\tfrac12(e^{-h} - 1)`): :math:`\alpha_s(2|D_{s_1}| + (3 + 2h)|\delta|)`;
     * the log-SNR steps (:math:`\Lambda u` per :math:`\ell`, :func:`_lambda_cond`): relative :math:`2\Lambda u/h_{\min}`
       in :math:`h, h_0` and their ratio, coefficients homogeneous of degree at most 2:
       :math:`(2\Lambda/h_{\min})(|c_0D_{s_1}| + 4T)`.

@@ -161,7 +161,7 @@ class Coefs(NamedTuple):
 
 
 class StepScalars(NamedTuple):
-    """The scalars of one step: ``out = cx x + cq Q_w(x) [+ cz z]`` at :math:`\alpha`, guidance ``w``,
+    r"""The scalars of one step: ``out = cx x + cq Q_w(x) [+ cz z]`` at :math:`\alpha`, guidance ``w``,
     fallback ratio :math:`\rho` and drop level (all float)."""
 
     alpha: float

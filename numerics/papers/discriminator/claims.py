@@ -1040,8 +1040,8 @@ def _ce_gap_bracket(p: np.ndarray, q: np.ndarray, a: np.ndarray, dx: float) -> t
     r"""Two-sided bracket of the CE gap of :math:`d^* + a` (densities ``p`` of the data, ``q`` of the model, on a
     uniform grid of step ``dx``): pointwise, with :math:`u = q/p`,
 
-    .. math:: q\Big[a + rac{(p + q)(e^{-a} - 1)}{p + q e^{-a}}\Big] \;\le\;
-       p\lograc{\sigma(d^*)}{\sigma(d^* + a)} + q\lograc{\sigma(-d^*)}{\sigma(-d^* - a)} \;\le\;
+    .. math:: q\Big[a + \frac{(p + q)(e^{-a} - 1)}{p + q e^{-a}}\Big] \;\le\;
+       p\log\frac{\sigma(d^*)}{\sigma(d^* + a)} + q\log\frac{\sigma(-d^*)}{\sigma(-d^* - a)} \;\le\;
        q\,(a - 1 + e^{-a}),
 
     from :math:`y/(1+y) \le \log(1+y) \le y` at :math:`y = u(e^{-a} - 1)/(1 + u)`; the two ends differ by
