@@ -405,8 +405,8 @@ def dpm2s_coeffs(kind: str, t: float, s: float, t_prev: float) -> dict:
     saved state), has its intermediate call at ``t`` (:math:`s_0`) and lands at ``s``:
     :math:`x_s = c_x x_{s_1} + c_0 D_{s_1} + c_1\delta`, :math:`\delta = (D_{s_0} - D_{s_1})/h_0`.  Returns ``cx``
     (:math:`\sigma_s/\sigma_{s_1}`), ``c0`` (:math:`\alpha_s\psi_0(h)`), ``c1`` (:math:`\alpha_s w(h)`, ``dpm2s``
-    :math:`\tfrac h2\psi_0`, ``dpm2sh`` :math:`\psi_1`), the half log-SNR steps ``h`` (:math:`s_1 	o s`) and ``h0``
-    (:math:`s_1 	o s_0`), and ``w``: the weights of :math:`D_{s_1}, D_{s_0}` once :math:`\delta` is expanded."""
+    :math:`\tfrac h2\psi_0`, ``dpm2sh`` :math:`\psi_1`), the half log-SNR steps ``h`` (:math:`s_1 \to s`) and ``h0``
+    (:math:`s_1 \to s_0`), and ``w``: the weights of :math:`D_{s_1}, D_{s_0}` once :math:`\delta` is expanded."""
     h, h0 = IC.half_logsnr_step(t_prev, s)[0], IC.half_logsnr_step(t_prev, t)[0]
     p0, pm, ph = IC.dpm_solver_2s_weights(h)
     a_s = math.exp(-s)
