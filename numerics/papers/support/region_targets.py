@@ -32,7 +32,9 @@ How :math:`M_k, c_k` are computed
   ``sinh`` and ``arcsinh`` round differently from libm's); the nodes, weights and slice intervals
   (:func:`_slice_nodes`, :func:`_disk_minus_disk_intervals`, :func:`_lens_intervals`) and the sums over them run
   compiled (:func:`_slice_moments`, Numba, calling scipy's own ``log_ndtr``; it replaced NumPy broadcasting on
-  2026-12-06 and agrees with it to the rounding of the log weights).  The sums skip a node whose log weight is
+  2026-12-06 and agrees with it to the rounding of the log weights); the points of a call are independent, so from
+  :data:`_SERIAL_NODES` node evaluations on they are spread over Numba's threads (each point with its own work
+  arrays and output row: the same floats for any thread count).  The sums skip a node whose log weight is
   provably more than :data:`_PRUNE_GAP` below the largest (its weight underflows to 0: bit for bit the same
   result); a slice with one piece of finite mass skips the log-sum-exp over its pieces, and an interval whose
   lower end lies so deep in the tail that ``expm1(log_ndtr(lo) - log_ndtr(hi))`` is -1.0 skips
