@@ -335,9 +335,11 @@ def _slice_moments_threads(x: np.ndarray, wx: np.ndarray, ylo: np.ndarray, yhi: 
         _slice_point(x[n], wx[n], ylo[n], yhi[n], mu[n, 0], mu[n, 1], tau, log_tau, prune, out[n])
 
 
-#: :func:`_slice_moments` runs on the calling thread below this many node evaluations (points x nodes): starting
-#: Numba's thread team costs more than it saves on such calls.
-_SERIAL_NODES = 2000
+#: :func:`_slice_moments` runs on the calling thread below this many node evaluations (points x nodes, about 50
+#: points of 192-224 nodes): on a quiet machine two threads win from about 10 points on, but on a busy one each
+#: call waits for the other thread to be scheduled (the quick profile's 20-point calls took about 3x the wall
+#: time of one thread at load 8-10, 2026-12-06), so only calls of several ms are spread.
+_SERIAL_NODES = 10000
 
 
 def _slice_moments(x: np.ndarray, wx: np.ndarray, ylo: np.ndarray, yhi: np.ndarray, mu: np.ndarray,
