@@ -410,6 +410,48 @@ def test_compiled_nodes_and_pruning_are_bit_for_bit(reg):
     assert pruned > 0  # the test reaches the pruned branch
 
 
+@pytest.mark.parametrize("reg", [Lens(), Crescent((2.0, 2.0)), Annulus((0.0, 0.0), 2.0, 1.0)])
+def test_slice_sums_do_not_depend_on_threads(reg, monkeypatch):
+    """The slice sums are the same floats on the calling thread and spread over 1 or 2 Numba threads (each point
+    writes its own row with its own work arrays; the wrapper's dynamic schedule included), near and far, at
+    large and small tau; the wrapper takes the thread team for large calls and the calling thread for calls
+    below ``_SERIAL_NODES`` node evaluations (so a small call does not start the team)."""
+    import numba
+
+    from numerics.papers.support import region_targets as rt
+    rng = np.random.default_rng(3)
+    two = min(2, numba.config.NUMBA_NUM_THREADS)
+    calls = {"serial": [], "threads": []}
+    kernels = {"serial": rt._slice_moments_serial, "threads": rt._slice_moments_threads}
+    for name in kernels:
+        monkeypatch.setattr(rt, f"_slice_moments_{name}",
+                            lambda *a, name=name: calls[name].append(a) or kernels[name](*a))
+    old = numba.get_num_threads()
+    try:
+        for tau in (3.0, 0.05, 1e-3):
+            mu = _five_region_points(rng, 40)
+            numba.set_num_threads(1)
+            one = reg.kernel_moments(mu, tau)
+            args = calls["serial"][-1]
+            assert not calls["threads"] and args[0].shape[0] == mu.shape[0]  # one thread: the calling thread
+            for k in (1, two):  # the threaded kernel itself, on 1 and 2 threads
+                numba.set_num_threads(k)
+                out = np.empty_like(args[-1])
+                kernels["threads"](*args[:-1], out)
+                assert np.array_equal(out, args[-1])
+            if two > 1:  # the wrapper on two threads
+                numba.set_num_threads(two)
+                got = reg.kernel_moments(mu, tau)
+                assert calls["threads"] and calls["threads"][-1][0].shape[0] == mu.shape[0]
+                assert np.array_equal(got[0], one[0]) and np.array_equal(got[1], one[1])
+                calls["threads"].clear()
+                small = reg.kernel_moments(mu[:2], tau)  # 2 points x about 200 nodes < _SERIAL_NODES
+                assert not calls["threads"]
+                assert np.array_equal(small[0], one[0][:2]) and np.array_equal(small[1], one[1][:2])
+    finally:
+        numba.set_num_threads(old)
+
+
 def test_disk_minus_disk_intervals_equal_the_circle_formula():
     """The compiled slices of a crescent: the outer disk's slice minus the hole's, by the closed form."""
     reg = Crescent((2.0, 2.0), 1.5, 1.0, 0.8)

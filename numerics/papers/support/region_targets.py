@@ -32,7 +32,9 @@ How :math:`M_k, c_k` are computed
   ``sinh`` and ``arcsinh`` round differently from libm's); the nodes, weights and slice intervals
   (:func:`_slice_nodes`, :func:`_disk_minus_disk_intervals`, :func:`_lens_intervals`) and the sums over them run
   compiled (:func:`_slice_moments`, Numba, calling scipy's own ``log_ndtr``; it replaced NumPy broadcasting on
-  2026-12-06 and agrees with it to the rounding of the log weights).  The sums skip a node whose log weight is
+  2026-12-06 and agrees with it to the rounding of the log weights); the points of a call are independent, so from
+  :data:`_SERIAL_NODES` node evaluations on they are spread over Numba's threads (each point with its own work
+  arrays and output row: the same floats for any thread count).  The sums skip a node whose log weight is
   provably more than :data:`_PRUNE_GAP` below the largest (its weight underflows to 0: bit for bit the same
   result); a slice with one piece of finite mass skips the log-sum-exp over its pieces, and an interval whose
   lower end lies so deep in the tail that ``expm1(log_ndtr(lo) - log_ndtr(hi))`` is -1.0 skips
@@ -273,6 +275,73 @@ def _node_log_weight(x: float, wx: float, ylo: np.ndarray, yhi: np.ndarray, mux:
 
 
 @numba.njit(cache=True, error_model="numpy")
+def _slice_point(x: np.ndarray, wx: np.ndarray, ylo: np.ndarray, yhi: np.ndarray, mux: float, muy: float,
+                 tau: float, log_tau: float, prune: bool, out: np.ndarray) -> None:
+    r"""One point of :func:`_slice_moments`: its nodes ``x, wx`` (Q,), slices ``ylo, yhi`` (Q, J) and kernel centre
+    :math:`(\mu_x, \mu_y)`; writes ``(log M, mean_x, mean_y)`` into ``out`` (3,).  Its work arrays are its own (so
+    points can run on different threads)."""
+    Q, J = x.size, ylo.shape[1]
+    lw = np.empty(Q)
+    ym = np.empty(Q)
+    lz = np.empty(J)
+    tm = np.empty(J)
+    cut = -np.inf
+    if prune:
+        ub = np.empty(Q)
+        for q in range(Q):
+            ub[q] = _log_weight_bound(x[q], wx[q], ylo[q], yhi[q], mux, muy, tau, log_tau)
+        q0 = np.argmax(ub)
+        lw0, _ = _node_log_weight(x[q0], wx[q0], ylo[q0], yhi[q0], mux, muy, tau, log_tau, lz, tm)
+        cut = lw0 - _PRUNE_GAP
+        for q in range(Q):
+            if ub[q] < cut:
+                lw[q], ym[q] = -np.inf, 0.0
+            else:
+                lw[q], ym[q] = _node_log_weight(x[q], wx[q], ylo[q], yhi[q], mux, muy, tau, log_tau, lz, tm)
+    else:
+        for q in range(Q):
+            lw[q], ym[q] = _node_log_weight(x[q], wx[q], ylo[q], yhi[q], mux, muy, tau, log_tau, lz, tm)
+    lmax = np.max(lw)
+    sw = sx = sy = 0.0
+    for q in range(Q):
+        w = math.exp(lw[q] - lmax)
+        if not np.isfinite(w) or w == 0.0:
+            continue
+        sw += w
+        sx += w * x[q]
+        sy += w * ym[q]
+    out[0] = lmax + math.log(sw)
+    out[1] = sx / sw
+    out[2] = sy / sw
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _slice_moments_serial(x: np.ndarray, wx: np.ndarray, ylo: np.ndarray, yhi: np.ndarray, mu: np.ndarray,
+                          tau: float, prune: bool, out: np.ndarray) -> None:
+    """:func:`_slice_point` for every point, on the calling thread (``out``: (N, 3))."""
+    log_tau = math.log(tau)
+    for n in range(x.shape[0]):
+        _slice_point(x[n], wx[n], ylo[n], yhi[n], mu[n, 0], mu[n, 1], tau, log_tau, prune, out[n])
+
+
+@numba.njit(cache=True, error_model="numpy", parallel=True)
+def _slice_moments_threads(x: np.ndarray, wx: np.ndarray, ylo: np.ndarray, yhi: np.ndarray, mu: np.ndarray,
+                           tau: float, prune: bool, out: np.ndarray) -> None:
+    """:func:`_slice_moments_serial` with the points spread over Numba's threads: each point writes only its own
+    row of ``out`` and allocates its own work arrays, so the result does not depend on the thread count or the
+    schedule (bit for bit; tested)."""
+    log_tau = math.log(tau)
+    for n in numba.prange(x.shape[0]):
+        _slice_point(x[n], wx[n], ylo[n], yhi[n], mu[n, 0], mu[n, 1], tau, log_tau, prune, out[n])
+
+
+#: :func:`_slice_moments` runs on the calling thread below this many node evaluations (points x nodes, about 50
+#: points of 192-224 nodes): on a quiet machine two threads win from about 10 points on, but on a busy one each
+#: call waits for the other thread to be scheduled (the quick profile's 20-point calls took about 3x the wall
+#: time of one thread at load 8-10, 2026-12-06), so only calls of several ms are spread.
+_SERIAL_NODES = 10000
+
+
 def _slice_moments(x: np.ndarray, wx: np.ndarray, ylo: np.ndarray, yhi: np.ndarray, mu: np.ndarray,
                    tau: float, prune: bool = True) -> tuple[np.ndarray, np.ndarray]:
     r"""The slice rule's sums (see :meth:`_Planar.kernel_moments`): per point n, over nodes q with weights
@@ -283,45 +352,20 @@ def _slice_moments(x: np.ndarray, wx: np.ndarray, ylo: np.ndarray, yhi: np.ndarr
     mean the :math:`w_q S_q \phi`-weighted average of :math:`(x_q, \text{slice mean}_q)`.  ``prune``: a node
     whose bound (:func:`_log_weight_bound`) lies more than :data:`_PRUNE_GAP` below the exact log weight of
     the node of largest bound is not evaluated; its weight would underflow to 0, so the result is the same
-    bit for bit (checked by the tests against ``prune=False``).  Returns ``(log M (N,), mean (N, 2))``."""
+    bit for bit (checked by the tests against ``prune=False``).  The points are independent: from
+    :data:`_SERIAL_NODES` node evaluations on they are spread over Numba's threads (the same floats for any
+    thread count).  Returns ``(log M (N,), mean (N, 2))``."""
     N, Q = x.shape
-    J = ylo.shape[2]
-    logM = np.empty(N)
-    mean = np.empty((N, 2))
-    lw = np.empty(Q)
-    ym = np.empty(Q)
-    ub = np.empty(Q)
-    lz = np.empty(J)
-    tm = np.empty(J)
-    log_tau = math.log(tau)
-    for n in range(N):
-        mux, muy = mu[n, 0], mu[n, 1]
-        cut = -np.inf
-        if prune:
-            for q in range(Q):
-                ub[q] = _log_weight_bound(x[n, q], wx[n, q], ylo[n, q], yhi[n, q], mux, muy, tau, log_tau)
-            q0 = np.argmax(ub)
-            lw0, _ = _node_log_weight(x[n, q0], wx[n, q0], ylo[n, q0], yhi[n, q0], mux, muy, tau, log_tau, lz, tm)
-            cut = lw0 - _PRUNE_GAP
-        for q in range(Q):
-            if prune and ub[q] < cut:
-                lw[q], ym[q] = -np.inf, 0.0
-            else:
-                lw[q], ym[q] = _node_log_weight(x[n, q], wx[n, q], ylo[n, q], yhi[n, q], mux, muy, tau, log_tau,
-                                                lz, tm)
-        lmax = np.max(lw)
-        sw = sx = sy = 0.0
-        for q in range(Q):
-            w = math.exp(lw[q] - lmax)
-            if not np.isfinite(w) or w == 0.0:
-                continue
-            sw += w
-            sx += w * x[n, q]
-            sy += w * ym[q]
-        logM[n] = lmax + math.log(sw)
-        mean[n, 0] = sx / sw
-        mean[n, 1] = sy / sw
-    return logM, mean
+    out = np.empty((N, 3))
+    if N > 1 and N * Q >= _SERIAL_NODES and numba.get_num_threads() > 1:
+        old = numba.set_parallel_chunksize(1)  # dynamic schedule over points: robust to a busy core
+        try:
+            _slice_moments_threads(x, wx, ylo, yhi, mu, float(tau), bool(prune), out)
+        finally:
+            numba.set_parallel_chunksize(old)
+    else:
+        _slice_moments_serial(x, wx, ylo, yhi, mu, float(tau), bool(prune), out)
+    return out[:, 0].copy(), out[:, 1:].copy()
 
 
 @numba.njit(cache=True, error_model="numpy")
