@@ -20,7 +20,10 @@ plus :math:`w\,\mathrm{mean\_form}(t,s)\,g_y` (``ddpm_guidance_shifts``).
 
 Randomness: a single ``np.random.default_rng(seed)`` draws ``x_init`` (if not given) and then one
 ``(n, d)`` block per step of a stochastic method, all in NumPy, so the output does not depend on the
-number of Numba threads.  The per-step update is NumPy; the score kernels are Numba.
+number of Numba threads.  With more than one Numba thread allowed, a run's own generator and blocks of at least
+:data:`AHEAD_ELEMENTS` values, a helper thread draws the next step's block while the current step is computed
+(:class:`_Noise`: the same blocks in the same order, bit for bit).  The per-step update is NumPy (in place);
+the score kernels are Numba.
 """
 from __future__ import annotations
 
