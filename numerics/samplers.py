@@ -20,10 +20,7 @@ plus :math:`w\,\mathrm{mean\_form}(t,s)\,g_y` (``ddpm_guidance_shifts``).
 
 Randomness: a single ``np.random.default_rng(seed)`` draws ``x_init`` (if not given) and then one
 ``(n, d)`` block per step of a stochastic method, all in NumPy, so the output does not depend on the
-number of Numba threads.  With more than one Numba thread allowed, a run's own generator and blocks of at least
-:data:`AHEAD_ELEMENTS` values, a helper thread draws the next step's block while the current step is computed
-(:class:`_Noise`: the same blocks in the same order, bit for bit).  The per-step update is NumPy (in place);
-the score kernels are Numba.
+number of Numba threads.  The per-step update is NumPy; the score kernels are Numba.
 """
 from __future__ import annotations
 
@@ -177,26 +174,37 @@ def _step_failure(k: int, t: float, s: float, guided: GuidedQuantities, x_init_g
 # ---------------------------------------------------------------------------------------- stepping
 class _Noise:
     r"""The steps' standard-normal ``shape`` blocks, ``count`` of them, drawn from ``rng`` in order: the same
-    stream as ``count`` calls of ``rng.standard_normal(shape)``.
+    stream as ``count`` calls of ``rng.standard_normal(shape)``, written into buffers kept for the run (a fresh
+    block per step, drawn on the helper thread, made glibc return and re-fault its pages every step: at
+    (1000, 256), 538k page faults in three DDPM runs against 4k).
 
-    With ``ahead``, a helper thread draws block ``k + 1`` while the caller steps with block ``k`` (NumPy fills a
-    block without the GIL, holding the generator's lock; only one draw is ever pending, and the caller draws
-    only when none is, so the order and hence every value is the same).  :func:`sample` asks for it only for its
-    own generator (an integer or SeedSequence seed: if a step fails, the one block drawn ahead is never seen),
-    blocks of at least :data:`AHEAD_ELEMENTS` values and more than one Numba thread (the user's thread budget)."""
+    With ``ahead``, a helper thread draws block ``k + 1`` into the other buffer while the caller steps with block
+    ``k`` (NumPy fills a block without the GIL, holding the generator's lock; only one draw is ever pending, the
+    caller draws only when none is, and block ``k + 2`` is asked for only after block ``k`` was used, so the order
+    and hence every value is the same).  :func:`sample` asks for it only for its own generator (an integer or
+    SeedSequence seed: if a step fails, the one block drawn ahead is never seen), blocks of at least
+    :data:`AHEAD_ELEMENTS` values and more than one Numba thread (the user's thread budget)."""
 
     def __init__(self, rng: np.random.Generator, shape: tuple[int, int], count: int, ahead: bool) -> None:
-        self.rng, self.shape, self.left = rng, shape, count
+        self.rng, self.left = rng, count
         self._pool = ThreadPoolExecutor(1) if ahead and count > 1 else None
-        self._next = None
+        self._bufs = [np.empty(shape) for _ in range(2 if self._pool is not None else min(count, 1))]
+        self._next, self._k = None, 0
+
+    def _fill(self, buf: np.ndarray) -> np.ndarray:
+        self.rng.standard_normal(out=buf)
+        return buf
 
     def draw(self) -> np.ndarray:
-        """The next block (the caller's to modify)."""
+        """The next block (valid until the next ``draw``)."""
         self.left -= 1
+        buf = self._bufs[self._k % len(self._bufs)]
+        self._k += 1
         if self._pool is None:
-            return self.rng.standard_normal(self.shape)
-        z = self.rng.standard_normal(self.shape) if self._next is None else self._next.result()
-        self._next = self._pool.submit(self.rng.standard_normal, self.shape) if self.left > 0 else None
+            return self._fill(buf)
+        z = self._fill(buf) if self._next is None else self._next.result()
+        nxt = self._bufs[self._k % 2]
+        self._next = self._pool.submit(self._fill, nxt) if self.left > 0 else None
         return z
 
     def close(self) -> None:
@@ -210,17 +218,14 @@ def _step(method: Method, guided: GuidedQuantities, x: np.ndarray, t: float, s: 
     r"""One step :math:`x_t\to x_s` with the coefficients ``c`` (and ``cg_mean`` shifts ``shift``) of
     :func:`numerics.methods.grid_coefficients`; returns ``(x_s, q(x_t))`` (``q`` is reused by multistep methods)."""
     q = guided.q(method.q, x, t)
-    out = c[0] * x  # in place from here: the same float64 sums as (c0 x + c1 q) + ..., fewer temporaries
-    out += c[1] * q
+    out = c[0] * x + c[1] * q
     if method.multistep and t_prev is not None:
-        out += c[2] * q_prev
+        out = out + c[2] * q_prev
     if guided.form == "cg_mean" and not guided.unguided:  # only methods with guidance_shifts (check_form)
         # q was the unguided denoiser: add the mean-form shift w * mean_form * g
-        out += (guided.w * shift[1]) * guided.target.guidance_vector(x, t, guided.label)
+        out = out + (guided.w * shift[1]) * guided.target.guidance_vector(x, t, guided.label)
     if method.stochastic:
-        z = noise.draw()
-        z *= c[-1]
-        out += z
+        out = out + c[-1] * noise.draw()
     return out, q
 
 
