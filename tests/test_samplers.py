@@ -162,6 +162,60 @@ def test_bit_identical_across_threads(gm, method):
     assert np.array_equal(a, b)
 
 
+def _sequential_run(target, method, grid, x, seed, **kw):
+    """The former step loop, written out: ``c_x x + c_q q`` then ``+ c_z z`` with a fresh draw per step (no
+    helper thread, no in-place update)."""
+    from numerics.methods import get_method, grid_coefficients
+    from numerics.samplers import GuidedQuantities
+
+    rec = get_method(method)
+    coefs, _ = grid_coefficients(rec, grid, None, "cg")
+    rng = np.random.default_rng(seed)
+    guided = GuidedQuantities(target, kw.get("label"), kw.get("guidance", 1.0), "cg")
+    for k in range(grid.size - 1):
+        c = coefs[k]
+        out = c[0] * x + c[1] * guided.q(rec.q, x, float(grid[k]))
+        x = out + c[-1] * rng.standard_normal(x.shape)
+    return x
+
+
+@pytest.mark.parametrize("method", ["ddpm", "ei_sde_code"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_noise_drawn_ahead_is_the_sequential_stream(gm, monkeypatch, method, threads):
+    """With every block drawn ahead on the helper thread (AHEAD_ELEMENTS = 1) the run equals the former
+    sequential loop bit for bit, at 1 and 2 Numba threads; the helper is used exactly when more than one thread
+    is allowed and the generator is the run's own (a Generator passed as the seed is never drawn ahead)."""
+    import numerics.samplers as S
+
+    if threads > numba.config.NUMBA_NUM_THREADS:
+        pytest.skip("needs 2 Numba threads")
+    monkeypatch.setattr(S, "AHEAD_ELEMENTS", 1)
+    used = []
+    init = S._Noise.__init__
+
+    def spy(self, *args):
+        init(self, *args)
+        used.append(self._pool is not None)
+
+    monkeypatch.setattr(S._Noise, "__init__", spy)
+    x0 = np.random.default_rng(1).standard_normal((300, gm.d))
+    ref = _sequential_run(gm, method, GRID, x0, 11, label=1, guidance=3.0)
+    old = numba.get_num_threads()
+    try:
+        numba.set_num_threads(threads)
+        got = sample(gm, method, grid=GRID, n=300, seed=11, x_init=x0, label=1, guidance=3.0)
+        rng = np.random.default_rng(11)
+        again = sample(gm, method, grid=GRID, n=300, seed=rng, x_init=x0, label=1, guidance=3.0)
+    finally:
+        numba.set_num_threads(old)
+    assert np.array_equal(got, ref) and np.array_equal(again, ref)
+    assert used == [threads > 1, False]
+    after = np.random.default_rng(11)
+    for _ in range(GRID.size - 1):
+        after.standard_normal(x0.shape)
+    assert rng.bit_generator.state == after.bit_generator.state  # no block drawn beyond the run's own
+
+
 def test_seed_reproducible(gm):
     a = sample(gm, "ddpm", grid=GRID, n=10, seed=3)
     assert np.array_equal(a, sample(gm, "ddpm", grid=GRID, n=10, seed=3))
