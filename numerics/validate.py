@@ -21,9 +21,12 @@ WEIGHT_SUM_TOL = 1e-9
 
 
 def as_float_array(value, name: str, ndim: int | tuple[int, ...], check_finite: bool = True) -> np.ndarray:
-    """Convert ``value`` to a C-contiguous float64 array of the given dimension(s), all finite.
+    """Convert ``value`` to a C-contiguous, writeable float64 array of the given dimension(s), all finite.
 
     ``check_finite=False`` skips the finiteness pass, for callers whose kernel detects non-finite input itself.
+    A read-only array is copied: Numba types it apart from a writeable one, so passing it on would compile a
+    second specialisation of every kernel it reaches (the reference mixture kernels: about 16 s from an empty
+    cache, measured 2026-12-06).
     """
     try:
         arr = np.asarray(value)
@@ -39,6 +42,8 @@ def as_float_array(value, name: str, ndim: int | tuple[int, ...], check_finite: 
     if arr.ndim not in dims:
         raise ValueError(f"{name}: expected {' or '.join(map(str, dims))}-D array, got shape {arr.shape}")
     arr = np.ascontiguousarray(arr, dtype=np.float64)
+    if not arr.flags.writeable:
+        arr = arr.copy()
     if check_finite and not np.all(np.isfinite(arr)):
         raise ValueError(f"{name}: contains NaN or infinite values")
     return arr

@@ -113,3 +113,15 @@ def test_accepts_seeds_and_mixed_real_lists():
 def test_check_real_finite_false_passes_nan_and_inf():
     assert np.isnan(V.check_real(np.nan, "a", finite=False))
     assert V.check_real(-np.inf, "a", finite=False) == -np.inf and V.check_real(np.float32(2.5), "a", False) == 2.5
+
+
+def test_read_only_input_comes_back_writeable_and_equal() -> None:
+    from numerics.validate import as_float_array
+
+    x = np.arange(6.0).reshape(3, 2)
+    x.setflags(write=False)
+    out = as_float_array(x, "x", 2)
+    assert out.flags.writeable and out.flags.c_contiguous and out is not x
+    np.testing.assert_array_equal(out, x)
+    y = np.arange(6.0).reshape(3, 2)
+    assert as_float_array(y, "y", 2) is y  # a writeable float64 array is not copied
