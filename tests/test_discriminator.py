@@ -462,7 +462,9 @@ def test_bayes_compiled_paths_do_not_depend_on_threads():
     lwp, mp, vp, lwq, mq, vq = f.tables(times)
     lwp_rows, lwq_rows = lwp - 0.5 * np.log(vp), lwq - 0.5 * np.log(vq)
     x, A = g.x.copy(), np.zeros(g.x.size)
+    n, K = x.size, max(mp.shape[1], mq.shape[1])
+    work = (np.empty(K), np.empty(K), np.empty((4, n)), np.empty((4, n)), np.empty(n))
     assert not D._ode_bayes_chunk(x, A, dt, n_steps, lwp_rows, mp, vp, lwq_rows, mq, vq, 1.0, 0.1, 2.0, 0,
-                                  D._ODE_STATE_MAX)
+                                  D._ODE_STATE_MAX, *work)
     xx, AA, bad = D._ode_bayes_kernel(g.x, dt, n_steps, lwp, mp, vp, lwq, mq, vq, 1.0, 0.1, 2.0, 0, D._ODE_STATE_MAX)
     assert not bad and np.array_equal(xx, x) and np.array_equal(AA, A)

@@ -231,7 +231,9 @@ def test_compiled_feature_ode_does_not_depend_on_threads_or_chunks():
         args = (coef, logw, mt, vt, -fam.omega, -fam.omega ** 2, fam.omega, fam.phase, 1.0, scale, D._ODE_STATE_MAX)
         xx, A, bad = D._ode_feature_kernel(g.x, dt, n_steps, *args)
         x1, A1 = g.x.copy(), np.zeros(g.x.size)
-        bad1 = D._ode_feature_chunk(x1, A1, dt, n_steps, coef, logw - 0.5 * np.log(vt), *args[2:])
+        n, K = x1.size, vt.shape[1]
+        work = (np.empty(K), np.empty(K), np.empty(n), np.empty(n), np.empty((4, n)), np.empty((4, n)), np.empty(n))
+        bad1 = D._ode_feature_chunk(x1, A1, dt, n_steps, coef, logw - 0.5 * np.log(vt), *args[2:], *work)
         assert bad == bad1
         if bad < 0:
             assert np.array_equal(xx, x1) and np.array_equal(A, A1)

@@ -130,12 +130,14 @@ def _mix_score_rows(x, logw, m, v):
     writing only its own row (the same numbers for any thread count)."""
     rows, n, K = m.shape[0], x.size, m.shape[1]
     out = np.empty((rows, n))
+    lw = np.empty((rows, K))  # per row: log w - log(v)/2 (the same array expression per row as before)
+    for r in range(rows):
+        lw[r] = logw - 0.5 * np.log(v[r])
+    lc, pk = np.empty((rows, K)), np.empty((rows, K))  # each row's own work arrays, allocated before the loop
     for r in numba.prange(rows):
-        lc, pk = np.empty(K), np.empty(K)
         mr, vr = m[r], v[r]
-        lw = logw - 0.5 * np.log(vr)
         for i in range(n):
-            out[r, i] = _mix_score_point(x[i], lw, mr, vr, lc, pk)[0]
+            out[r, i] = _mix_score_point(x[i], lw[r], mr, vr, lc[r], pk[r])[0]
     return out
 
 
@@ -384,13 +386,16 @@ def _bayes_score_rows(x, logwp, mp, vp, logwq, mq, vq, w, eps, omega, form):
     n, K, rows = x.size, max(mp.shape[1], mq.shape[1]), mp.shape[0]
     out = np.empty((rows, n))
     bad_row = np.zeros(rows, dtype=np.bool_)
+    lwp = np.empty(mp.shape)  # per row: log w - log(v)/2 (the same array expressions per row as before)
+    lwq = np.empty(mq.shape)
+    for r in range(rows):
+        lwp[r] = logwp - 0.5 * np.log(vp[r])
+        lwq[r] = logwq - 0.5 * np.log(vq[r])
+    lc, pk = np.empty((rows, K)), np.empty((rows, K))  # each row's own work arrays, allocated before the loop
     for r in numba.prange(rows):
-        lc, pk = np.empty(K), np.empty(K)
         mpr, vpr, mqr, vqr = mp[r], vp[r], mq[r], vq[r]  # the rows' views once, not per point
-        lwp = logwp - 0.5 * np.log(vpr)
-        lwq = logwq - 0.5 * np.log(vqr)
         for i in range(n):
-            s, ds = _bayes_point(x[i], lwp, mpr, vpr, lwq, mqr, vqr, w, eps, omega, lc, pk, form)
+            s, ds = _bayes_point(x[i], lwp[r], mpr, vpr, lwq[r], mqr, vqr, w, eps, omega, lc[r], pk[r], form)
             out[r, i] = s
             if not (np.isfinite(s) and np.isfinite(ds)):
                 bad_row[r] = True
@@ -754,22 +759,30 @@ def _ode_bayes_kernel(x0, dt, n_steps, logwp, mp, vp, logwq, mq, vq, w, eps, ome
     A = np.zeros(n)
     n_chunks = (n + _ODE_CHUNK - 1) // _ODE_CHUNK
     bad = np.zeros(n_chunks, dtype=np.bool_)
+    K = max(mp.shape[1], mq.shape[1])
+    lc, pk, kx, ka, y = _ode_work(n_chunks, K)
     for c in numba.prange(n_chunks):
         lo, hi = _chunk_bounds(n, c)
         bad[c] = _ode_bayes_chunk(x[lo:hi], A[lo:hi], dt, n_steps, lwp, mp, vp, lwq, mq, vq, w, eps, omega,
-                                  form, state_max)
+                                  form, state_max, lc[c], pk[c], kx[c], ka[c], y[c, :hi - lo])
     return x, A, bad.any()
 
 
 @numba.njit(cache=True)
-def _ode_bayes_chunk(x, A, dt, n_steps, lwp, mp, vp, lwq, mq, vq, w, eps, omega, form, state_max):
+def _ode_work(n_chunks, K):
+    """Each chunk's own work arrays of the RK4 chunks, allocated before the threaded loop: ``lc, pk``
+    ``(n_chunks, K)``, the stage slopes ``kx, ka`` ``(n_chunks, 4, _ODE_CHUNK)`` and the stage states ``y``
+    ``(n_chunks, _ODE_CHUNK)`` (a chunk of ``m`` points uses the first ``m`` columns)."""
+    return (np.empty((n_chunks, K)), np.empty((n_chunks, K)), np.empty((n_chunks, 4, _ODE_CHUNK)),
+            np.empty((n_chunks, 4, _ODE_CHUNK)), np.empty((n_chunks, _ODE_CHUNK)))
+
+
+@numba.njit(cache=True)
+def _ode_bayes_chunk(x, A, dt, n_steps, lwp, mp, vp, lwq, mq, vq, w, eps, omega, form, state_max, lc, pk, kx, ka, y):
     """One chunk of :func:`_ode_bayes_kernel`: RK4 of the points ``x`` (in place, with their log-determinants
-    ``A``); True where a state left the bound or a score was not finite."""
-    n, K = x.size, max(mp.shape[1], mq.shape[1])
-    lc, pk = np.empty(K), np.empty(K)
-    kx = np.empty((4, n))
-    ka = np.empty((4, n))
-    y = x.copy()
+    ``A``); True where a state left the bound or a score was not finite.  ``lc, pk, kx, ka, y``: the chunk's work
+    arrays (:func:`_ode_work`; ``y`` has the chunk's length, ``kx, ka`` at least as many columns)."""
+    n = x.size
     h2 = 0.5 * dt
     h6 = dt / 6
     for k in range(n_steps):
@@ -1467,10 +1480,13 @@ def _ode_feature_kernel(x0, dt, n_steps, coef, logw, mt, vt, nw1, nw2, omega, ph
     A = np.zeros(n)
     n_chunks = (n + _ODE_CHUNK - 1) // _ODE_CHUNK
     bad = np.full(max(n_chunks, 1), -1, dtype=np.int64)
+    lc, pk, kx, ka, y = _ode_work(n_chunks, lwt.shape[1])
+    g1, g2 = np.empty(n), np.empty(n)
     for c in numba.prange(n_chunks):
         lo, hi = _chunk_bounds(n, c)
         bad[c] = _ode_feature_chunk(x[lo:hi], A[lo:hi], dt, n_steps, coef, lwt, mt, vt, nw1, nw2, omega, phase,
-                                    w, scale, state_max)
+                                    w, scale, state_max, lc[c], pk[c], g1[lo:hi], g2[lo:hi], kx[c], ka[c],
+                                    y[c, :hi - lo])
     first = -1
     for c in range(n_chunks):
         if bad[c] >= 0 and (first < 0 or bad[c] < first):
@@ -1479,15 +1495,12 @@ def _ode_feature_kernel(x0, dt, n_steps, coef, logw, mt, vt, nw1, nw2, omega, ph
 
 
 @numba.njit(cache=True)
-def _ode_feature_chunk(x, A, dt, n_steps, coef, lwt, mt, vt, nw1, nw2, omega, phase, w, scale, state_max):
+def _ode_feature_chunk(x, A, dt, n_steps, coef, lwt, mt, vt, nw1, nw2, omega, phase, w, scale, state_max, lc, pk,
+                       g1, g2, kx, ka, y):
     """One chunk of :func:`_ode_feature_kernel`: RK4 of the points ``x`` (in place, with their log-determinants
-    ``A``); the first stage ``4k + i`` at which one of them left the bound, or -1."""
-    n, K = x.size, lwt.shape[1]
-    lc, pk = np.empty(K), np.empty(K)
-    g1, g2 = np.empty(n), np.empty(n)
-    kx = np.empty((4, n))
-    ka = np.empty((4, n))
-    y = x.copy()
+    ``A``); the first stage ``4k + i`` at which one of them left the bound, or -1.  ``lc, pk, kx, ka, y``: the
+    chunk's work arrays (:func:`_ode_work`), ``g1, g2`` its slices of the sums' arrays."""
+    n = x.size
     h2 = 0.5 * dt
     h6 = dt / 6
     for k in range(n_steps):

@@ -276,18 +276,14 @@ def _node_log_weight(x: float, wx: float, ylo: np.ndarray, yhi: np.ndarray, mux:
 
 @numba.njit(cache=True, error_model="numpy")
 def _slice_point(x: np.ndarray, wx: np.ndarray, ylo: np.ndarray, yhi: np.ndarray, mux: float, muy: float,
-                 tau: float, log_tau: float, prune: bool, out: np.ndarray) -> None:
+                 tau: float, log_tau: float, prune: bool, out: np.ndarray, lw: np.ndarray, ym: np.ndarray,
+                 ub: np.ndarray, lz: np.ndarray, tm: np.ndarray) -> None:
     r"""One point of :func:`_slice_moments`: its nodes ``x, wx`` (Q,), slices ``ylo, yhi`` (Q, J) and kernel centre
-    :math:`(\mu_x, \mu_y)`; writes ``(log M, mean_x, mean_y)`` into ``out`` (3,).  Its work arrays are its own (so
-    points can run on different threads)."""
-    Q, J = x.size, ylo.shape[1]
-    lw = np.empty(Q)
-    ym = np.empty(Q)
-    lz = np.empty(J)
-    tm = np.empty(J)
+    :math:`(\mu_x, \mu_y)`; writes ``(log M, mean_x, mean_y)`` into ``out`` (3,).  ``lw, ym, ub`` (Q,) and ``lz, tm``
+    (J,) are its work arrays (a point's own when points run on different threads)."""
+    Q = x.size
     cut = -np.inf
     if prune:
-        ub = np.empty(Q)
         for q in range(Q):
             ub[q] = _log_weight_bound(x[q], wx[q], ylo[q], yhi[q], mux, muy, tau, log_tau)
         q0 = np.argmax(ub)
@@ -320,19 +316,24 @@ def _slice_moments_serial(x: np.ndarray, wx: np.ndarray, ylo: np.ndarray, yhi: n
                           tau: float, prune: bool, out: np.ndarray) -> None:
     """:func:`_slice_point` for every point, on the calling thread (``out``: (N, 3))."""
     log_tau = math.log(tau)
+    Q, J = x.shape[1], ylo.shape[2]
+    lw, ym, ub, lz, tm = np.empty(Q), np.empty(Q), np.empty(Q), np.empty(J), np.empty(J)
     for n in range(x.shape[0]):
-        _slice_point(x[n], wx[n], ylo[n], yhi[n], mu[n, 0], mu[n, 1], tau, log_tau, prune, out[n])
+        _slice_point(x[n], wx[n], ylo[n], yhi[n], mu[n, 0], mu[n, 1], tau, log_tau, prune, out[n], lw, ym, ub, lz, tm)
 
 
 @numba.njit(cache=True, error_model="numpy", parallel=True)
 def _slice_moments_threads(x: np.ndarray, wx: np.ndarray, ylo: np.ndarray, yhi: np.ndarray, mu: np.ndarray,
                            tau: float, prune: bool, out: np.ndarray) -> None:
     """:func:`_slice_moments_serial` with the points spread over Numba's threads: each point writes only its own
-    row of ``out`` and allocates its own work arrays, so the result does not depend on the thread count or the
-    schedule (bit for bit; tested)."""
+    row of ``out`` and uses its own row of the work arrays (allocated before the loop), so the result does not
+    depend on the thread count or the schedule (bit for bit; tested)."""
     log_tau = math.log(tau)
-    for n in numba.prange(x.shape[0]):
-        _slice_point(x[n], wx[n], ylo[n], yhi[n], mu[n, 0], mu[n, 1], tau, log_tau, prune, out[n])
+    N, Q, J = x.shape[0], x.shape[1], ylo.shape[2]
+    lw, ym, ub, lz, tm = np.empty((N, Q)), np.empty((N, Q)), np.empty((N, Q)), np.empty((N, J)), np.empty((N, J))
+    for n in numba.prange(N):
+        _slice_point(x[n], wx[n], ylo[n], yhi[n], mu[n, 0], mu[n, 1], tau, log_tau, prune, out[n], lw[n], ym[n], ub[n],
+                     lz[n], tm[n])
 
 
 #: :func:`_slice_moments` runs on the calling thread below this many node evaluations (points x nodes, about 50
