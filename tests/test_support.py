@@ -512,3 +512,17 @@ def test_polygon_hull_distance_equals_numpy_broadcasting():
     inside = np.max(x @ H.eq[:, :2].T + H.eq[:, 2], axis=1) <= 0
     assert np.array_equal(H.distance(x), np.where(inside, 0.0, ref))
     assert np.isnan(H.distance(np.array([[np.nan, 0.0], [0.0, 0.0]]))[0])
+
+
+def test_sort_small_is_numpy_sort() -> None:
+    """The panel ends' insertion sort gives np.sort's order, duplicates, infinities and NaN (last) included."""
+    from numerics.papers.support import region_targets as rt
+
+    rng = np.random.default_rng(5)
+    cases = [rng.normal(size=m) for m in (1, 2, 7, 20)]
+    cases += [np.array([3.0, 1.0, 3.0, -np.inf, np.inf, 1.0, np.nan, 0.0, -0.0, np.nan, 2.0]),
+              np.round(rng.normal(size=30), 1), np.arange(12.0)[::-1].copy()]
+    for e in cases:
+        got = e.copy()
+        rt._sort_small(got)
+        np.testing.assert_array_equal(got, np.sort(e))

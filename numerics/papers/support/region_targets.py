@@ -370,6 +370,20 @@ def _slice_moments(x: np.ndarray, wx: np.ndarray, ylo: np.ndarray, yhi: np.ndarr
 
 
 @numba.njit(cache=True, error_model="numpy")
+def _sort_small(e: np.ndarray) -> None:
+    """Sort the short array ``e`` in place, ascending, NaN last (the order of ``np.sort``), by insertion: the
+    panel ends are a dozen numbers, and Numba's own ``sort`` (a quicksort) costs about 3 s to compile from an
+    empty cache, measured 2026-12-06."""
+    for j in range(1, e.size):
+        v = e[j]
+        i = j - 1
+        while i >= 0 and (e[i] > v or (e[i] != e[i] and v == v)):  # e[i] after v (a NaN after any number)
+            e[i + 1] = e[i]
+            i -= 1
+        e[i + 1] = v
+
+
+@numba.njit(cache=True, error_model="numpy")
 def _slice_nodes(edges: np.ndarray, lo: np.ndarray, hi: np.ndarray, breaks: np.ndarray, s: np.ndarray,
                  jac: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     r"""Nodes and weights of the slice rule (see :meth:`_Planar.kernel_moments`), per point n: the panel edges
@@ -385,7 +399,7 @@ def _slice_nodes(edges: np.ndarray, lo: np.ndarray, hi: np.ndarray, breaks: np.n
         e[:P1] = edges[i]
         for j in range(breaks.size):
             e[P1 + j] = min(max(breaks[j], lo[i]), hi[i])
-        e.sort()
+        _sort_small(e)
         e[0], e[E - 1] = lo[i], hi[i]
         for p in range(E - 1):
             a, w = e[p], e[p + 1] - e[p]
