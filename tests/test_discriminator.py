@@ -457,8 +457,7 @@ def test_bayes_compiled_paths_do_not_depend_on_threads():
     assert all(np.array_equal(a, b) for a, b in zip(*runs))
     n_steps = D._n_steps(T, 0.064)
     dt = T / n_steps
-    k = np.arange(n_steps) * dt
-    times = np.stack([k, k + 0.5 * dt, np.minimum(k + dt, T)], axis=1).ravel()
+    times = D._rk4_stage_times(T, n_steps, dt)
     lwp, mp, vp, lwq, mq, vq = f.tables(times)
     lwp_rows, lwq_rows = lwp - 0.5 * np.log(vp), lwq - 0.5 * np.log(vq)
     x, A = g.x.copy(), np.zeros(g.x.size)

@@ -224,8 +224,7 @@ def test_compiled_feature_ode_does_not_depend_on_threads_or_chunks():
     assert np.array_equal(runs[0], runs[1])
     n_steps = D._n_steps(T, 0.05)
     dt = T / n_steps
-    k = np.arange(n_steps) * dt
-    times = np.stack([k, k + 0.5 * dt, np.minimum(k + dt, T)], axis=1).ravel()
+    times = D._rk4_stage_times(T, n_steps, dt)
     for scale in (1.0, 1e160):  # 1e160: unstable
         coef, logw, mt, vt = field.scaled(scale).tables(times)
         args = (coef, logw, mt, vt, -fam.omega, -fam.omega ** 2, fam.omega, fam.phase, 1.0, scale, D._ODE_STATE_MAX)

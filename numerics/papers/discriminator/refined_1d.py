@@ -664,12 +664,18 @@ def _ode_rk4(field: Field, x0: np.ndarray, T: float, n_steps: int, dt: float) ->
     return xx, A
 
 
+def _rk4_stage_times(T: float, n_steps: int, dt: float) -> np.ndarray:
+    r"""The table times of the compiled RK4 transports, ``(3 n_steps,)``: for step ``k`` the rows ``3k, 3k + 1,
+    3k + 2`` hold :math:`k\,dt`, :math:`k\,dt + dt/2` and :math:`\min(k\,dt + dt, T)` (stages 0, 1-2 and 3)."""
+    k = np.arange(n_steps) * dt
+    return np.stack([k, k + 0.5 * dt, np.minimum(k + dt, T)], axis=1).ravel()
+
+
 def _ode_feature(field: "FeatureField", x0: np.ndarray, T: float, n_steps: int,
                  dt: float) -> tuple[np.ndarray, np.ndarray]:
     """:func:`_ode_rk4` for a :class:`FeatureField`, compiled (:func:`_ode_feature_kernel`): the same stage
     times, the same state check (the same error at the same time), the field's tables at each stage time."""
-    k = np.arange(n_steps) * dt
-    times = np.stack([k, k + 0.5 * dt, np.minimum(k + dt, T)], axis=1).ravel()
+    times = _rk4_stage_times(T, n_steps, dt)
     coef, logw, mt, vt = field.tables(times)
     fam = field.fam
     xx, A, bad = _dynamic(_ode_feature_kernel, x0, dt, n_steps, coef, logw, mt, vt, -fam.omega, -fam.omega ** 2,
@@ -683,10 +689,7 @@ def _ode_bayes(field: BayesField, x0: np.ndarray, T: float, n_steps: int, dt: fl
     """:func:`_ode_rk4` for a :class:`BayesField`, compiled (:func:`_ode_bayes_kernel`): the same stage times and
     arithmetic, the marginals by :meth:`BayesField.tables`; where a state leaves the bound or a score is not finite,
     :func:`_ode_rk4` is run instead (it raises the same error at the same stage)."""
-    times = []
-    for k in range(n_steps):
-        t0 = k * dt
-        times += [t0, t0 + 0.5 * dt, min(t0 + dt, T)]
+    times = _rk4_stage_times(T, n_steps, dt)
     xx, A, bad = _dynamic(_ode_bayes_kernel, x0, dt, n_steps, *field.tables(times), float(field.w), float(field.eps),
                           float(field.omega), field.code, _ODE_STATE_MAX)
     if bad:
