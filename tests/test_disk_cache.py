@@ -193,6 +193,28 @@ def test_brute_force_from_the_cache_equals_a_recomputation(cache):
     assert not G.cached_brute_force_distance(spec, x + 1e-9, 200)[2]
 
 
+@pytest.mark.parametrize("module", ["validate", "constants"])
+def test_an_edit_of_a_package_module_entering_the_oracle_misses(cache, monkeypatch, module):
+    """numerics.validate normalises the oracle's inputs and numerics.constants gives the rounding unit of its
+    error fields: an edit of either file (seen here as different bytes of that one file) is a miss for both
+    stored references, while the same bytes are a hit."""
+    import numerics
+    specs, w = G.AUTHORS_SPECS["two_crescents"]
+    v = np.array([[0.3, 0.4]])
+    spec, x = specs[0], np.array([[0.0, 0.0]])
+    assert not G.cached_oracle_values(specs, w, v, 0.2)[1]
+    assert not G.cached_brute_force_distance(spec, x, 50)[2]
+    assert G.cached_oracle_values(specs, w, v, 0.2)[1] and G.cached_brute_force_distance(spec, x, 50)[2]
+    target = os.path.realpath(getattr(numerics, module).__file__)
+    real = DC.source_digest
+
+    def edited(*paths):
+        return real(*paths) + ("-edited" if target in map(os.path.realpath, map(str, paths)) else "")
+    monkeypatch.setattr(G.disk_cache, "source_digest", edited)
+    assert not G.cached_oracle_values(specs, w, v, 0.2)[1]
+    assert not G.cached_brute_force_distance(spec, x, 50)[2]
+
+
 def test_claim_body_reads_the_cache_on_a_second_run_with_the_same_values(cache):
     """The claim body twice on a tiny profile: the second run reads every oracle value and brute-force distance
     from the cache (said in the measurements' extra) and reports the same values; a control run, whose bug is on

@@ -87,6 +87,7 @@ from typing import Any, Sequence
 import mpmath as mp
 import numpy as np
 
+from numerics import constants, validate
 from numerics.constants import UNIT_ROUNDOFF as U
 from numerics.papers.support.region_targets import PLANAR_ACCURACY
 from numerics.references import disk_cache
@@ -629,6 +630,12 @@ def oracle_values(regions: Any, weights: Any, v: Any, t: Any, labels: Any = None
                         out["esc"], out["eg"])
 
 
+#: The files whose bytes key the on-disk reference entries: this module (the mpmath oracle and the brute-force
+#: distance), the cache itself, and the two package modules whose code enters the stored values
+#: (:mod:`numerics.validate` normalises the inputs; :mod:`numerics.constants` gives the rounding unit in the
+#: error fields).  An edit of any of them is a different key, so a miss.
+_REFERENCE_SOURCES = (__file__, disk_cache.__file__, validate.__file__, constants.__file__)
+
 _ORACLE_FIELDS = ("log_components", "log_density", "class_log_posterior", "score", "guidance", "err_log_components",
                   "err_log_density", "err_class_log_posterior", "err_score", "err_guidance")
 
@@ -637,7 +644,8 @@ def cached_oracle_values(regions: Any, weights: Any, v: Any, t: Any, labels: Any
                          dps: int = DEFAULT_DPS) -> tuple[OracleValues, bool]:
     r"""``(values, hit)``: :func:`oracle_values`, kept in the on-disk reference cache
     (:mod:`numerics.references.disk_cache`) under the exact inputs (region specs, weights, points, time, labels,
-    working precision, every float by its bits) and the bytes of this module's source and of the cache's:
+    working precision, every float by its bits) and the bytes of :data:`_REFERENCE_SOURCES` (this module, the
+    cache, :mod:`numerics.validate`, :mod:`numerics.constants`):
     a hit returns the arrays a recomputation gives, bit for bit; ``hit`` says whether they came from the cache.
     The inputs are validated first, as :func:`oracle_values` does (ValueError naming the argument)."""
     regs = _check_regions(regions)
@@ -646,7 +654,7 @@ def cached_oracle_values(regions: Any, weights: Any, v: Any, t: Any, labels: Any
     v = check_points(v, 2, "v")[0]
     t = check_time(t)
     dps = _check_dps(dps)
-    src = disk_cache.source_digest(__file__, disk_cache.__file__)
+    src = disk_cache.source_digest(*_REFERENCE_SOURCES)
 
     def compute() -> dict[str, np.ndarray]:
         o = oracle_values(regs, w, v, t, lab, dps)
@@ -857,12 +865,12 @@ def brute_force_distance(spec: Any, x: Any, n: int = 1000) -> tuple[np.ndarray, 
 
 def cached_brute_force_distance(spec: Any, x: Any, n: int = 1000) -> tuple[np.ndarray, np.ndarray, bool]:
     r"""``(distances, bounds, hit)``: :func:`brute_force_distance`, kept in the on-disk reference cache under the
-    exact inputs (region specs, points by their bits, ``n``) and the bytes of this module's source and of the
-    cache's (see :func:`cached_oracle_values`); a hit is the recomputation bit for bit."""
+    exact inputs (region specs, points by their bits, ``n``) and the bytes of :data:`_REFERENCE_SOURCES`
+    (see :func:`cached_oracle_values`); a hit is the recomputation bit for bit."""
     regs = _check_regions(spec, "spec")
     x = check_points(x, 2, "x")[0]
     n = check_int(n, "n", 10)
-    src = disk_cache.source_digest(__file__, disk_cache.__file__)
+    src = disk_cache.source_digest(*_REFERENCE_SOURCES)
 
     def compute() -> dict[str, np.ndarray]:
         d, b = brute_force_distance(regs, x, n)
