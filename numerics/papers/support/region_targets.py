@@ -369,6 +369,32 @@ def _slice_moments(x: np.ndarray, wx: np.ndarray, ylo: np.ndarray, yhi: np.ndarr
     return out[:, 0].copy(), out[:, 1:].copy()
 
 
+def _joint_slice_moments(regions: list, rows: list, mu: np.ndarray, tau: float, panels: int, order: int,
+                         dmins: list | None) -> list:
+    """:meth:`_Planar.kernel_moments` of ``regions[i]`` at the points ``mu[rows[i]]`` for every i, with one
+    :func:`_slice_moments` call per shape of the sums' inputs (node count, interval count) instead of one per region:
+    the regions of one shape (e.g. the lens and the disks, or two crescents) have their points stacked, so that a
+    call is large enough to be spread over the threads.  The points are independent, so each region's values are
+    its own call's bit for bit (tested).  ``dmins``: the points' distances to each region, if known.  Returns
+    ``[(log M, mean), ...]``."""
+    parts = [reg.slice_inputs(mu[r], tau, panels, order, None if dmins is None else dmins[i])
+             for i, (reg, r) in enumerate(zip(regions, rows))]
+    groups: dict = {}
+    for i, p in enumerate(parts):
+        groups.setdefault((p[0].shape[1], p[2].shape[2]), []).append(i)
+    out = [None] * len(parts)
+    for idx in groups.values():
+        cat = [np.concatenate([parts[i][a] for i in idx]) for a in range(4)]
+        lm, m = _slice_moments(*cat, np.ascontiguousarray(mu[np.concatenate([rows[i] for i in idx])], dtype=float),
+                               float(tau))
+        i0 = 0
+        for i in idx:
+            i1 = i0 + rows[i].size
+            out[i] = (lm[i0:i1], m[i0:i1])
+            i0 = i1
+    return out
+
+
 @numba.njit(cache=True, error_model="numpy")
 def _sort_small(e: np.ndarray) -> None:
     """Sort the short array ``e`` in place, ascending, NaN last (the order of ``np.sort``), by insertion: the
@@ -664,6 +690,12 @@ class _Planar:
                        dmin: np.ndarray | None = None):
         r"""``(log M, mean)`` of :math:`N(\mu,\tau^2 I)` restricted to the region, by the slice rule (``dmin``:
         ``self.distance(mu)``, if known)."""
+        return _slice_moments(*self.slice_inputs(mu, tau, panels, order, dmin), np.ascontiguousarray(mu, dtype=float),
+                              float(tau))
+
+    def slice_inputs(self, mu: np.ndarray, tau: float, panels: int = 24, order: int = 8,
+                     dmin: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The nodes, weights and slices ``(x, wx, ylo, yhi)`` of :meth:`kernel_moments` (its sums' inputs)."""
         dmin = self.distance(mu) if dmin is None else dmin
         xs = np.clip(self.nearest_x(mu, dmin), self.xa, self.xb)
         half = np.sqrt(dmin ** 2 + 2 * LOG_CUTOFF * tau * tau)
@@ -675,7 +707,7 @@ class _Planar:
         s, jac = _sin2_rule(order)
         x, wx = _slice_nodes(edges, lo, hi, self._breaks_array(), s, jac)
         ylo, yhi = self.intervals(x)                                   # (N, Q, J)
-        return _slice_moments(x, wx, ylo, yhi, np.ascontiguousarray(mu, dtype=float), float(tau))
+        return x, wx, ylo, yhi
 
     def log_mass_bound(self, dmin: np.ndarray, tau: float, panels: int = 24, order: int = 8) -> np.ndarray:
         r"""An upper bound of the ``log M`` that :meth:`kernel_moments` computes at points at distance ``dmin``
@@ -1013,10 +1045,22 @@ class RegionMixture:
         mu, tau = x / lam, math.sqrt(s2) / lam
         cols = [k for k in range(self.K) if todo[:, k].any()]
         new_ll, new_mean, rows_of = {}, {}, {}
-        for k in cols:
+        if self.kernel == "exact":
+            planar = [k for k in cols if isinstance(self.regions[k], _Planar)]
+            for k in planar:
+                rows_of[k] = np.flatnonzero(todo[:, k])
+            sums = _joint_slice_moments([self.regions[k] for k in planar], [rows_of[k] for k in planar], mu, tau, P,
+                                        n, None if dist is None else [dist[rows_of[k], k] for k in planar])
+            for k, (lm, m) in zip(planar, sums):
+                with np.errstate(divide="ignore"):
+                    new_ll[k] = lm - self.regions[k].log_volume - self.d * math.log(lam) + math.log(self.weights[k])
+                new_mean[k] = m
+            cols_rest = [k for k in cols if k not in rows_of]
+        else:
+            cols_rest = cols
+        for k in cols_rest:
             reg = self.regions[k]
-            rows = np.flatnonzero(todo[:, k]) if isinstance(reg, _Planar) and self.kernel == "exact" else np.arange(N)
-            rows_of[k] = rows
+            rows_of[k] = np.arange(N)
             if self.kernel == "authors":
                 nodes, W = reg.authors_nodes()
                 d2 = np.sum((x[:, None, :] - nodes[None, :, :]) ** 2, axis=2)
@@ -1029,10 +1073,7 @@ class RegionMixture:
             if isinstance(reg, Sphere):
                 l, m = reg.log_likelihood_and_mean(x, lam, s2)
             else:
-                if isinstance(reg, Box):
-                    lm, m = reg.kernel_moments(mu, tau)
-                else:
-                    lm, m = reg.kernel_moments(mu[rows], tau, P, n, None if dist is None else dist[rows, k])
+                lm, m = reg.kernel_moments(mu, tau)
                 l = lm - reg.log_volume - self.d * math.log(lam)
             with np.errstate(divide="ignore"):
                 new_ll[k] = l + math.log(self.weights[k])
