@@ -38,7 +38,13 @@ How :math:`M_k, c_k` are computed
   provably more than :data:`_PRUNE_GAP` below the largest (its weight underflows to 0: bit for bit the same
   result); a slice with one piece of finite mass skips the log-sum-exp over its pieces, and an interval whose
   lower end lies so deep in the tail that ``expm1(log_ndtr(lo) - log_ndtr(hi))`` is -1.0 skips
-  ``log_ndtr(lo)`` (:data:`_DEEP_TAIL`): both give the full formula's floats.  Panels are restricted to
+  ``log_ndtr(lo)`` (:data:`_DEEP_TAIL`): both give the full formula's floats.  The regions whose sums' inputs have
+  one shape (node and interval counts: the lens and the disks, the two crescents) have their points stacked into one
+  call (:func:`_joint_slice_moments`).  The posterior means (score, denoisers, guidance) leave out a component of a
+  point whose weight in the softmax provably underflows to 0 (:meth:`RegionMixture._needed_moments`: its log weight
+  bounded from the distance to the region, :meth:`_Planar.log_mass_bound`, more than :data:`_PRUNE_GAP` below a
+  computed one; at small t most components of a point near another region), so they are the full computation's
+  floats (tested); :meth:`RegionMixture.component_moments` still computes every component.  Panels are restricted to
   :math:`|x-\mu_x|^2 \le d_{\min}^2 + 2L\tau^2` (:math:`L = 40`: the dropped part of the integrand is
   below :math:`e^{-40}` of its peak).  The quadrature error is *estimated* by refinement
   (:meth:`RegionMixture.quadrature_error`: the same rule with twice the panels and nodes); the tests
@@ -958,8 +964,10 @@ class RegionMixture:
     -----
     A :class:`numerics.target.Target`, so :func:`numerics.samplers.sample` accepts it directly;
     ``denoiser`` is the exact posterior mean (not Tweedie from the score).  The results of recent ``(x, t)``
-    (up to :attr:`CACHE_BYTES`) are cached (keyed by the exact bytes of x), so a guided step computes the
-    component moments once and a re-evaluation along a stored trajectory costs no quadrature.
+    (up to :attr:`CACHE_BYTES`) are cached (keyed by the exact bytes of x; per entry the components computed so
+    far), so a guided step computes each component's moments once and a re-evaluation along a stored trajectory
+    costs no quadrature.  The posterior means compute only the components whose weight does not provably underflow
+    (see the module docstring).
     """
 
     def __init__(self, regions, weights=None, labels=None, kernel: str = "exact", panels: int = 24,
@@ -1038,8 +1046,9 @@ class RegionMixture:
         return entry
 
     def _fill(self, x, t, P, n, todo, ll, mean, done, dist) -> None:
-        """Compute the entries ``todo`` ((N, K) bool) into ``ll, mean`` and mark them ``done`` (a component's rows
-        in one call; the closed-form regions and the authors' kernel all rows of a component at once)."""
+        """Compute the entries ``todo`` ((N, K) bool) into ``ll, mean`` and mark them ``done``: the planar
+        components' rows by :func:`_joint_slice_moments`, the closed-form regions and the authors' kernel all rows
+        of a component at once."""
         lam, s2 = alpha_sigma2(t)
         N = x.shape[0]
         mu, tau = x / lam, math.sqrt(s2) / lam
