@@ -996,8 +996,10 @@ class RegionMixture:
 
     #: Bytes kept by the (t, x) cache of :meth:`component_moments` (a whole trajectory of a few hundred
     #: samples, so that checks re-evaluating the sampler's states, e.g. the support claims' contraction
-    #: lemma, cost no quadrature); the oldest entries are dropped first.
-    CACHE_BYTES = 64_000_000
+    #: lemma, cost no quadrature); the oldest entries are dropped first.  An entry of N points holds 18 N K bytes
+    #: of component moments and bookkeeping (computed-entry flags, weight bounds) besides x: about 5300 states of
+    #: the five-region experiment's 100 points, as many as the 64 MB of moments alone held before 2026-12-06.
+    CACHE_BYTES = 96_000_000
 
     def __repr__(self):
         return f"RegionMixture({self.regions}, weights={self.weights.tolist()}, labels={self.labels.tolist()})"
@@ -1034,8 +1036,8 @@ class RegionMixture:
         return ll, mean
 
     def _entry(self, x: np.ndarray, t: float, P: int, n: int) -> list:
-        """The cache entry of ``(t, x)``: ``[ll, mean, done, bounds]`` (``bounds``: :meth:`_log_weight_bounds`'s
-        value once computed, else None), a new empty one if there is none."""
+        """The cache entry of ``(t, x)``: ``[ll, mean, done, ub]`` (``ub``: :meth:`_log_weight_bounds`'s bounds once
+        computed, else None), a new empty one if there is none."""
         key = (t, P, n, self.kernel, x.shape, x.tobytes())
         entry = self._cache.get(key)
         if entry is None:
@@ -1101,8 +1103,8 @@ class RegionMixture:
 
     def _store(self, key, entry) -> None:
         """Keep ``entry`` under ``key``, dropping the oldest entries beyond :attr:`CACHE_BYTES`."""
-        def size(k, e):  # the bounds (added later) are counted as two more arrays of the log weights' size
-            return 4 * e[0].nbytes + e[1].nbytes + len(k[-1])
+        def size(k, e):  # the weight bounds (added later) are counted as one more array of the log weights' size
+            return 2 * e[0].nbytes + e[1].nbytes + e[2].nbytes + len(k[-1])
         self._cache_bytes = getattr(self, "_cache_bytes", 0) + size(key, entry)
         while self._cache and self._cache_bytes > self.CACHE_BYTES:
             k0 = next(iter(self._cache))
@@ -1131,7 +1133,9 @@ class RegionMixture:
         weight provably underflows to 0 in its softmax.  An entry (row i, component k) is left out when its bound
         :math:`u_{ik}` (:meth:`_log_weight_bounds`) lies more than :data:`_PRUNE_GAP` below a computed log weight of
         the row (first the entries that survive the test against the row's largest bound, then any left-out entry
-        within the gap of their largest); a component of the row's class ``y`` is always computed.  Then
+        within the gap of their largest); a component of the row's class ``y`` is always computed, and so, for
+        ``y = None``, is one of the classes of the last call with a class and as many rows (a guided sampler's next
+        guidance call at the same ``(x, t)`` then finds its components in the cache).  Then
         :math:`\ell_k - \operatorname{logsumexp}(\ell) < -800` and both ``exp`` in :meth:`_mean` and in scipy's
         ``logsumexp`` give 0 for the entry whether it is :math:`\ell_k` or ``-inf``: the mean is the full
         computation's bit for bit (tested), at the cost of the entries left out (at small t, most components of a
@@ -1142,11 +1146,16 @@ class RegionMixture:
         entry = self._entry(x, t, P, n)
         if entry[2].all():
             return entry[0], entry[1]
-        if entry[3] is None:
+        dist = None
+        if entry[3] is None:  # the distances serve this call's fills; later fills (rare) compute their own
             lam, s2 = alpha_sigma2(t)
-            entry[3] = self._log_weight_bounds(x, lam, s2, P, n)
-        ub, dist = entry[3]
+            entry[3], dist = self._log_weight_bounds(x, lam, s2, P, n)
+        ub = entry[3]
         out = ub < np.max(ub, axis=1, keepdims=True) - _PRUNE_GAP
+        if y is not None:
+            self._classes_hint = (x.shape[0], y)
+        elif getattr(self, "_classes_hint", (None,))[0] == x.shape[0]:
+            y = self._classes_hint[1]  # a sampler's next guidance call at this (x, t) will need these: compute them now
         if y is not None:
             out &= self.labels[None, :] != (y if np.ndim(y) == 0 else np.asarray(y)[:, None])
         if not out.any():
