@@ -1153,7 +1153,7 @@ class RegionMixture:
         ub = entry[3]
         out = ub < np.max(ub, axis=1, keepdims=True) - _PRUNE_GAP
         if y is not None:
-            self._classes_hint = (x.shape[0], y)
+            self._classes_hint = (x.shape[0], np.array(y))
         elif getattr(self, "_classes_hint", (None,))[0] == x.shape[0]:
             y = self._classes_hint[1]  # a sampler's next guidance call at this (x, t) will need these: compute them now
         if y is not None:
