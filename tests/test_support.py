@@ -7,6 +7,7 @@ from scipy.stats import ncx2
 
 from numerics.papers.support.region_targets import (Annulus, Box, Crescent, Disk, Lens, RegionMixture, Sphere, three_disks,
                                      two_crescents)
+from numerics.papers.support.experiments import experiment
 from numerics.samplers import sample
 from numerics.grids import time_grid
 
@@ -408,6 +409,83 @@ def test_compiled_nodes_and_pruning_are_bit_for_bit(reg):
                                              math.log(tau)) for q in range(x.shape[1])] for n in range(0, 600, 7)])
         pruned += int(np.sum(ub < np.max(ub, axis=1, keepdims=True) - 2 * rt._PRUNE_GAP))
     assert pruned > 0  # the test reaches the pruned branch
+
+
+def _reference_mean(rm, x, t, y=None):
+    """The posterior mean from every component's moments (what ``RegionMixture._mean`` computed before it left out
+    the components whose weight underflows)."""
+    from scipy.special import logsumexp
+    ll, mean = rm.component_moments(x, t)
+    if y is not None:
+        ll = np.where(rm.labels == np.asarray(y)[:, None], ll, -np.inf)
+    return np.einsum("nk,nkd->nd", np.exp(ll - logsumexp(ll, axis=1, keepdims=True)), mean)
+
+
+def _fresh(rm):
+    return RegionMixture(rm.regions, rm.weights, rm.labels)
+
+
+@pytest.mark.parametrize("make", [lambda: experiment("five_regions").mixture, two_crescents,
+                                  lambda: RegionMixture([Annulus((0.0, 0.0), 1.5, 1.0), Disk((3.0, 0.0), 0.5)])])
+def test_pruned_components_give_the_full_means_bit_for_bit(make):
+    """The posterior means (unconditional and per-row class) that leave out the components whose softmax weight
+    provably underflows equal the means from every component bit for bit, in either call order, near and far, from
+    t = 5 to 3e-6; the test reaches the pruning (entries left out), and a full ``component_moments`` after the pruned
+    calls fills the missing entries with the full call's floats.  A bound below a component's log weight would drop
+    a contributing component and move the means."""
+    rm = make()
+    rng = np.random.default_rng(5)
+    left_out = 0
+    for t in (5.0, 0.5, 0.05, 0.01, 1e-3, 1e-4, 3e-6):
+        lam = math.exp(-t)
+        x = lam * _five_region_points(rng, 12)
+        etas = rng.integers(0, rm.n_classes, x.shape[0])
+        ref = _fresh(rm)
+        want, want_y = _reference_mean(ref, x, t), _reference_mean(ref, x, t, etas)
+        a = _fresh(rm)
+        got, got_y = a._mean(x, t), a.conditional_denoiser_rows(x, t, etas)
+        left_out += int(np.sum(~next(iter(a._cache.values()))[2]))
+        b = _fresh(rm)
+        got_y2, got2 = b.conditional_denoiser_rows(x, t, etas), b.denoiser(x, t)
+        for u, v in ((want, got), (want_y, got_y), (want, got2), (want_y, got_y2)):
+            assert np.array_equal(u, v)
+        for u, v in zip(ref.component_moments(x, t), b.component_moments(x, t)):
+            assert np.array_equal(u, v)
+    assert left_out > 0
+
+
+def test_log_mass_bound_bounds_the_computed_log_mass():
+    """:meth:`_Planar.log_mass_bound` is above the slice rule's computed log mass at every point and tau, and at
+    small tau, far from the region, within 5% of the log mass plus log(Q (x_b - x_a) / tau) + 10 of it (a bound that
+    ignores the distance, or overstates it, fails one side)."""
+    rng = np.random.default_rng(7)
+    for reg in (Lens(), Crescent((2.0, 2.0)), Crescent((2.0, -2.0), 1.5, 1.0, -0.8), Disk((-3.0, 3.0), 0.8),
+                Annulus((0.0, 0.0), 2.0, 1.0)):
+        for tau in (3.0, 0.3, 0.05, 1e-3, 3e-5):
+            mu = _five_region_points(rng, 20)
+            lm, _ = reg.kernel_moments(mu, tau)
+            ub = reg.log_mass_bound(reg.distance(mu), tau)
+            assert np.all(lm <= ub)
+            if tau <= 0.05:  # far from the region the bound follows the log mass's -d^2/2tau^2
+                far = reg.distance(mu) > 0.5
+                Q = (24 + len(reg.breaks)) * 8
+                assert np.all((ub - lm)[far] <= 10 + math.log(Q * (reg.xb - reg.xa) / tau) + 0.05 * np.abs(lm[far]))
+
+
+def test_grouped_slice_sums_equal_each_regions_own_call():
+    """``component_moments`` takes the slice sums of regions of one shape in one call (points stacked): each
+    component's log weight and mean equal its region's own ``kernel_moments`` bit for bit."""
+    from numerics.schedule import alpha_sigma2
+    rng = np.random.default_rng(9)
+    rm = experiment("five_regions").mixture
+    for t in (3.0, 0.1, 1e-3, 1e-5):
+        x = rng.standard_normal((37, 2)) * 2
+        ll, m = _fresh(rm).component_moments(x, t)
+        lam, s2 = alpha_sigma2(t)
+        for k, reg in enumerate(rm.regions):
+            lm, mk = reg.kernel_moments(x / lam, math.sqrt(s2) / lam)
+            assert np.array_equal(lm - reg.log_volume - 2 * math.log(lam) + math.log(rm.weights[k]), ll[:, k])
+            assert np.array_equal(mk, m[:, k])
 
 
 @pytest.mark.parametrize("reg", [Lens(), Crescent((2.0, 2.0)), Annulus((0.0, 0.0), 2.0, 1.0)])

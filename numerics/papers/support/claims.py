@@ -182,16 +182,9 @@ class ClassHull:
 
 def guided_denoiser_rows(rm: RegionMixture, y: np.ndarray, t: float, etas: np.ndarray, gamma: float) -> np.ndarray:
     r""":math:`D_\gamma = \gamma m_{\eta_i} - (\gamma - 1)\bar m` of the exact mixture for each row i (its own class
-    ``etas[i]``), from one call of ``component_moments`` on all rows (a cache hit on a sampler's state)."""
-    from scipy.special import logsumexp
-    ll, mean = rm.component_moments(y, t)
-    pi = np.exp(ll - logsumexp(ll, axis=1, keepdims=True))
-    mbar = np.einsum("nk,nkd->nd", pi, mean)
-    own = rm.labels[None, :] == np.asarray(etas)[:, None]
-    lc = np.where(own, ll, -np.inf)
-    pc = np.exp(lc - logsumexp(lc, axis=1, keepdims=True))
-    meta = np.einsum("nk,nkd->nd", pc, mean)
-    return gamma * meta - (gamma - 1) * mbar
+    ``etas[i]``), from the mixture's posterior means (the component moments they need: a cache hit on a sampler's
+    state)."""
+    return gamma * rm.conditional_denoiser_rows(y, t, etas) - (gamma - 1) * rm.denoiser(y, t)
 
 
 def lemma_check(traj: np.ndarray, grid: np.ndarray, method: str, rm: RegionMixture, etas: np.ndarray,

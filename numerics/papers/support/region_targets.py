@@ -38,7 +38,13 @@ How :math:`M_k, c_k` are computed
   provably more than :data:`_PRUNE_GAP` below the largest (its weight underflows to 0: bit for bit the same
   result); a slice with one piece of finite mass skips the log-sum-exp over its pieces, and an interval whose
   lower end lies so deep in the tail that ``expm1(log_ndtr(lo) - log_ndtr(hi))`` is -1.0 skips
-  ``log_ndtr(lo)`` (:data:`_DEEP_TAIL`): both give the full formula's floats.  Panels are restricted to
+  ``log_ndtr(lo)`` (:data:`_DEEP_TAIL`): both give the full formula's floats.  The regions whose sums' inputs have
+  one shape (node and interval counts: the lens and the disks, the two crescents) have their points stacked into one
+  call (:func:`_joint_slice_moments`).  The posterior means (score, denoisers, guidance) leave out a component of a
+  point whose weight in the softmax provably underflows to 0 (:meth:`RegionMixture._needed_moments`: its log weight
+  bounded from the distance to the region, :meth:`_Planar.log_mass_bound`, more than :data:`_PRUNE_GAP` below a
+  computed one; at small t most components of a point near another region), so they are the full computation's
+  floats (tested); :meth:`RegionMixture.component_moments` still computes every component.  Panels are restricted to
   :math:`|x-\mu_x|^2 \le d_{\min}^2 + 2L\tau^2` (:math:`L = 40`: the dropped part of the integrand is
   below :math:`e^{-40}` of its peak).  The quadrature error is *estimated* by refinement
   (:meth:`RegionMixture.quadrature_error`: the same rule with twice the panels and nodes); the tests
@@ -369,6 +375,32 @@ def _slice_moments(x: np.ndarray, wx: np.ndarray, ylo: np.ndarray, yhi: np.ndarr
     return out[:, 0].copy(), out[:, 1:].copy()
 
 
+def _joint_slice_moments(regions: list, rows: list, mu: np.ndarray, tau: float, panels: int, order: int,
+                         dmins: list | None) -> list:
+    """:meth:`_Planar.kernel_moments` of ``regions[i]`` at the points ``mu[rows[i]]`` for every i, with one
+    :func:`_slice_moments` call per shape of the sums' inputs (node count, interval count) instead of one per region:
+    the regions of one shape (e.g. the lens and the disks, or two crescents) have their points stacked, so that a
+    call is large enough to be spread over the threads.  The points are independent, so each region's values are
+    its own call's bit for bit (tested).  ``dmins``: the points' distances to each region, if known.  Returns
+    ``[(log M, mean), ...]``."""
+    parts = [reg.slice_inputs(mu[r], tau, panels, order, None if dmins is None else dmins[i])
+             for i, (reg, r) in enumerate(zip(regions, rows))]
+    groups: dict = {}
+    for i, p in enumerate(parts):
+        groups.setdefault((p[0].shape[1], p[2].shape[2]), []).append(i)
+    out = [None] * len(parts)
+    for idx in groups.values():
+        cat = [np.concatenate([parts[i][a] for i in idx]) for a in range(4)]
+        lm, m = _slice_moments(*cat, np.ascontiguousarray(mu[np.concatenate([rows[i] for i in idx])], dtype=float),
+                               float(tau))
+        i0 = 0
+        for i in idx:
+            i1 = i0 + rows[i].size
+            out[i] = (lm[i0:i1], m[i0:i1])
+            i0 = i1
+    return out
+
+
 @numba.njit(cache=True, error_model="numpy")
 def _sort_small(e: np.ndarray) -> None:
     """Sort the short array ``e`` in place, ascending, NaN last (the order of ``np.sort``), by insertion: the
@@ -657,9 +689,20 @@ class _Planar:
             self._bp = self.boundary(2001)
         return self._bp
 
-    def kernel_moments(self, mu: np.ndarray, tau: float, panels: int = 24, order: int = 8):
-        r"""``(log M, mean)`` of :math:`N(\mu,\tau^2 I)` restricted to the region, by the slice rule."""
-        dmin = self.distance(mu)
+    #: An upper bound of :meth:`distance`'s excess over the exact distance (0: exact up to rounding).
+    distance_error = 0.0
+
+    def kernel_moments(self, mu: np.ndarray, tau: float, panels: int = 24, order: int = 8,
+                       dmin: np.ndarray | None = None):
+        r"""``(log M, mean)`` of :math:`N(\mu,\tau^2 I)` restricted to the region, by the slice rule (``dmin``:
+        ``self.distance(mu)``, if known)."""
+        return _slice_moments(*self.slice_inputs(mu, tau, panels, order, dmin), np.ascontiguousarray(mu, dtype=float),
+                              float(tau))
+
+    def slice_inputs(self, mu: np.ndarray, tau: float, panels: int = 24, order: int = 8,
+                     dmin: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The nodes, weights and slices ``(x, wx, ylo, yhi)`` of :meth:`kernel_moments` (its sums' inputs)."""
+        dmin = self.distance(mu) if dmin is None else dmin
         xs = np.clip(self.nearest_x(mu, dmin), self.xa, self.xb)
         half = np.sqrt(dmin ** 2 + 2 * LOG_CUTOFF * tau * tau)
         lo = np.minimum(np.maximum(self.xa, mu[:, 0] - half), xs)
@@ -670,7 +713,23 @@ class _Planar:
         s, jac = _sin2_rule(order)
         x, wx = _slice_nodes(edges, lo, hi, self._breaks_array(), s, jac)
         ylo, yhi = self.intervals(x)                                   # (N, Q, J)
-        return _slice_moments(x, wx, ylo, yhi, np.ascontiguousarray(mu, dtype=float), float(tau))
+        return x, wx, ylo, yhi
+
+    def log_mass_bound(self, dmin: np.ndarray, tau: float, panels: int = 24, order: int = 8) -> np.ndarray:
+        r"""An upper bound of the ``log M`` that :meth:`kernel_moments` computes at points at distance ``dmin``
+        (:meth:`distance`) from the region: with :math:`d = (1 - 10^{-9})d_{\min} - \epsilon - 10^{-9}`, clipped at
+        0 (:math:`\epsilon` = :attr:`distance_error`; the factor and the 1e-9 cover the rounding of the distance),
+        :math:`-(1 - 10^{-9})\,d^2/2\tau^2 + 3 - \log\sqrt{2\pi} - \log\tau + \log(x_b - x_a) + \log Q`.
+        Each node's log weight is at most :func:`_log_weight_bound`'s value :math:`-(1 - 10^{-10})(a^2 + z^2)/2 + 1
+        - \log\sqrt{2\pi} - \log\tau + \log w_q`, where :math:`\tau^2(a^2 + z^2)` is the squared distance from
+        :math:`\mu` to a point of the node's slice, so at least :math:`d^2`; :math:`w_q \le x_b - x_a` (a panel
+        width times a weight of the sin^2 rule, each below 1: they are positive and sum to 1); and the sum of the
+        Q = (panels + breaks) order node weights, shifted by the largest, is at most Q.  The 2 nats to spare cover
+        the rounding of the sums."""
+        d = np.maximum((1.0 - 1e-9) * dmin - self.distance_error - 1e-9, 0.0)
+        Q = (panels + len(self.breaks)) * order
+        return (-(1.0 - 1e-9) * 0.5 * (d / tau) ** 2 + 3.0 - _LOG_SQRT_2PI - math.log(tau)
+                + math.log(self.xb - self.xa) + math.log(Q))
 
     def _breaks_array(self) -> np.ndarray:
         """:attr:`breaks` as a float array (built once)."""
@@ -856,6 +915,10 @@ class Lens(_Planar):
         self.area = 16 / 15  # 2 * 0.5 * int_{-3}^{-1} (x+3)^2 (x+1)^2 dx, the integral being 16/15
         self._bp = None
 
+    #: :meth:`distance` is the least distance to boundary samples: above the exact one by at most half the longest
+    #: arc between samples, 6.3e-5 (abscissae 1e-4 apart, slope of the boundary at most 0.77).
+    distance_error = 2e-4
+
     def __repr__(self):
         return f"Lens(center={self.shift.tolist()})"
 
@@ -901,8 +964,10 @@ class RegionMixture:
     -----
     A :class:`numerics.target.Target`, so :func:`numerics.samplers.sample` accepts it directly;
     ``denoiser`` is the exact posterior mean (not Tweedie from the score).  The results of recent ``(x, t)``
-    (up to :attr:`CACHE_BYTES`) are cached (keyed by the exact bytes of x), so a guided step computes the
-    component moments once and a re-evaluation along a stored trajectory costs no quadrature.
+    (up to :attr:`CACHE_BYTES`) are cached (keyed by the exact bytes of x; per entry the components computed so
+    far), so a guided step computes each component's moments once and a re-evaluation along a stored trajectory
+    costs no quadrature.  The posterior means compute only the components whose weight does not provably underflow
+    (see the module docstring).
     """
 
     def __init__(self, regions, weights=None, labels=None, kernel: str = "exact", panels: int = 24,
@@ -931,8 +996,10 @@ class RegionMixture:
 
     #: Bytes kept by the (t, x) cache of :meth:`component_moments` (a whole trajectory of a few hundred
     #: samples, so that checks re-evaluating the sampler's states, e.g. the support claims' contraction
-    #: lemma, cost no quadrature); the oldest entries are dropped first.
-    CACHE_BYTES = 64_000_000
+    #: lemma, cost no quadrature); the oldest entries are dropped first.  An entry of N points holds 18 N K bytes
+    #: of component moments and bookkeeping (computed-entry flags, weight bounds) besides x: about 5300 states of
+    #: the five-region experiment's 100 points, as many as the 64 MB of moments alone held before 2026-12-06.
+    CACHE_BYTES = 96_000_000
 
     def __repr__(self):
         return f"RegionMixture({self.regions}, weights={self.weights.tolist()}, labels={self.labels.tolist()})"
@@ -942,57 +1009,162 @@ class RegionMixture:
         """``(log w_k + log p_t(x | k), E[X_0 | X_t = x, k])``: arrays ``(N, K)`` and ``(N, K, d)``."""
         x, _ = check_points(x, self.d)
         t = check_time(t)
-        P, n = panels or self.panels, order or self.order
-        key = (t, P, n, self.kernel, x.shape, x.tobytes())
-        hit = self._cache.get(key)
-        if hit is not None:
-            return hit
+        return self._moments(x, t, panels or self.panels, order or self.order)
+
+    def _check_scale(self, x: np.ndarray, t: float) -> tuple[float, float]:
+        """``(lambda_t, sigma_t^2)``; ValueError naming ``t`` or ``x`` where the kernel is not defined."""
         lam, s2 = alpha_sigma2(t)
         if lam < 1e-300 or s2 == 0.0:
             raise ValueError(f"t: must give alpha_t > 1e-300 and sigma_t^2 > 0, got t={t!r}")
         if self.kernel == "exact" and not np.all(np.isfinite(x / lam)):
             raise ValueError(f"x: x / alpha_t overflows float64 at t={t!r} (|x| up to {np.max(np.abs(x)):.3g} too large "
                              "for this t)")
+        return lam, s2
+
+    def _moments(self, x: np.ndarray, t: float, P: int, n: int, need: np.ndarray | None = None,
+                 dist: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`component_moments` of the checked ``x, t``, of the (row, component) entries ``need`` ((N, K) bool;
+        None: all).  An entry not computed (only when ``need`` leaves it out) is ``-inf`` in the log weights and 0 in
+        the means.  The cache keeps, per ``(t, x)``, the entries computed so far; a later call computes only the
+        entries it needs that are missing (rows of a component computed together or apart give the same floats:
+        every step of the component moments is row by row).  ``dist``: the points' distances to each region ((N, K),
+        :meth:`_log_weight_bounds`), if known."""
+        ll, mean, done = self._entry(x, t, P, n)[:3]
+        todo = ~done if need is None else need & ~done
+        if todo.any():
+            self._fill(x, t, P, n, todo, ll, mean, done, dist)
+        return ll, mean
+
+    def _entry(self, x: np.ndarray, t: float, P: int, n: int) -> list:
+        """The cache entry of ``(t, x)``: ``[ll, mean, done, ub]`` (``ub``: :meth:`_log_weight_bounds`'s bounds once
+        computed, else None), a new empty one if there is none."""
+        key = (t, P, n, self.kernel, x.shape, x.tobytes())
+        entry = self._cache.get(key)
+        if entry is None:
+            self._check_scale(x, t)
+            N = x.shape[0]
+            entry = [np.full((N, self.K), -np.inf), np.zeros((N, self.K, self.d)), np.zeros((N, self.K), bool), None]
+            self._store(key, entry)
+        return entry
+
+    def _fill(self, x, t, P, n, todo, ll, mean, done, dist) -> None:
+        """Compute the entries ``todo`` ((N, K) bool) into ``ll, mean`` and mark them ``done``: the planar
+        components' rows by :func:`_joint_slice_moments`, the closed-form regions and the authors' kernel all rows
+        of a component at once."""
+        lam, s2 = alpha_sigma2(t)
         N = x.shape[0]
-        ll = np.empty((N, self.K))
-        mean = np.empty((N, self.K, self.d))
-        if self.kernel == "authors":
-            for k, reg in enumerate(self.regions):
+        mu, tau = x / lam, math.sqrt(s2) / lam
+        cols = [k for k in range(self.K) if todo[:, k].any()]
+        new_ll, new_mean, rows_of = {}, {}, {}
+        if self.kernel == "exact":
+            planar = [k for k in cols if isinstance(self.regions[k], _Planar)]
+            for k in planar:
+                rows_of[k] = np.flatnonzero(todo[:, k])
+            sums = _joint_slice_moments([self.regions[k] for k in planar], [rows_of[k] for k in planar], mu, tau, P,
+                                        n, None if dist is None else [dist[rows_of[k], k] for k in planar])
+            for k, (lm, m) in zip(planar, sums):
+                with np.errstate(divide="ignore"):
+                    new_ll[k] = lm - self.regions[k].log_volume - self.d * math.log(lam) + math.log(self.weights[k])
+                new_mean[k] = m
+            cols_rest = [k for k in cols if k not in rows_of]
+        else:
+            cols_rest = cols
+        for k in cols_rest:
+            reg = self.regions[k]
+            rows_of[k] = np.arange(N)
+            if self.kernel == "authors":
                 nodes, W = reg.authors_nodes()
                 d2 = np.sum((x[:, None, :] - nodes[None, :, :]) ** 2, axis=2)
                 with np.errstate(divide="ignore"):
                     lw = np.log(W)[None, :] - d2 / (2 * s2) - np.log(2 * np.pi * s2)
                 l = logsumexp(lw, axis=1)
-                ll[:, k] = math.log(self.weights[k]) + l
-                mean[:, k] = np.exp(lw - l[:, None]) @ nodes
-        else:
-            mu, tau = x / lam, math.sqrt(s2) / lam
-            for k, reg in enumerate(self.regions):
-                if isinstance(reg, Sphere):
-                    l, m = reg.log_likelihood_and_mean(x, lam, s2)
-                else:
-                    if isinstance(reg, Box):
-                        lm, m = reg.kernel_moments(mu, tau)
-                    else:
-                        lm, m = reg.kernel_moments(mu, tau, P, n)
-                    l = lm - reg.log_volume - self.d * math.log(lam)
-                with np.errstate(divide="ignore"):
-                    ll[:, k] = l + math.log(self.weights[k])
-                mean[:, k] = m
+                new_ll[k] = math.log(self.weights[k]) + l
+                new_mean[k] = np.exp(lw - l[:, None]) @ nodes
+                continue
+            if isinstance(reg, Sphere):
+                l, m = reg.log_likelihood_and_mean(x, lam, s2)
+            else:
+                lm, m = reg.kernel_moments(mu, tau)
+                l = lm - reg.log_volume - self.d * math.log(lam)
+            with np.errstate(divide="ignore"):
+                new_ll[k] = l + math.log(self.weights[k])
+            new_mean[k] = m
         # a component of positive weight has p_t(x | k) > 0: a log-likelihood of -inf is an underflow
-        bad = (np.isnan(ll).any(axis=1) | np.isnan(mean).any(axis=(1, 2))
-               | np.any((ll == -np.inf) & (self.weights > 0), axis=1))
+        bad = np.zeros(N, bool)
+        for k in cols:
+            bad[rows_of[k]] |= (np.isnan(new_ll[k]) | np.isnan(new_mean[k]).any(axis=1)
+                                | ((new_ll[k] == -np.inf) & (self.weights[k] > 0)))
         if bad.any():
             raise self._moments_error(x, t, bad)
-        out = (ll, mean)
-        size = ll.nbytes + mean.nbytes + x.nbytes
-        self._cache_bytes = getattr(self, "_cache_bytes", 0) + size
+        for k in cols:
+            ll[rows_of[k], k] = new_ll[k]
+            mean[rows_of[k], k] = new_mean[k]
+            done[rows_of[k], k] = True
+
+    def _store(self, key, entry) -> None:
+        """Keep ``entry`` under ``key``, dropping the oldest entries beyond :attr:`CACHE_BYTES`."""
+        def size(k, e):  # the weight bounds (added later) are counted as one more array of the log weights' size
+            return 2 * e[0].nbytes + e[1].nbytes + e[2].nbytes + len(k[-1])
+        self._cache_bytes = getattr(self, "_cache_bytes", 0) + size(key, entry)
         while self._cache and self._cache_bytes > self.CACHE_BYTES:
             k0 = next(iter(self._cache))
-            l0, m0 = self._cache.pop(k0)
-            self._cache_bytes -= l0.nbytes + m0.nbytes + len(k0[-1])
-        self._cache[key] = out
-        return out
+            self._cache_bytes -= size(k0, self._cache.pop(k0))
+        self._cache[key] = entry
+
+    def _log_weight_bounds(self, x: np.ndarray, lam: float, s2: float, P: int, n: int
+                           ) -> tuple[np.ndarray, np.ndarray]:
+        r"""``(ub, dist)``, each (N, K): per planar component an upper bound of the log weight
+        :math:`\ell_k = \log w_k + \log M_k - \log|\Omega_k| - 2\log\lambda` that :meth:`component_moments`
+        computes (:meth:`_Planar.log_mass_bound`), and the distance of :math:`\mu = x/\lambda` to the region; ``+inf``
+        and NaN for the other regions (never pruned)."""
+        N = x.shape[0]
+        ub, dist = np.full((N, self.K), np.inf), np.full((N, self.K), np.nan)
+        mu, tau = x / lam, math.sqrt(s2) / lam
+        for k, reg in enumerate(self.regions):
+            if isinstance(reg, _Planar):
+                dist[:, k] = reg.distance(mu)
+                with np.errstate(divide="ignore"):
+                    ub[:, k] = (reg.log_mass_bound(dist[:, k], tau, P, n) - reg.log_volume - self.d * math.log(lam)
+                                + math.log(self.weights[k]))
+        return ub, dist
+
+    def _needed_moments(self, x: np.ndarray, t: float, y=None) -> tuple[np.ndarray, np.ndarray]:
+        r"""The component moments that :meth:`_mean` (class ``y``, or None) needs: every entry except those whose
+        weight provably underflows to 0 in its softmax.  An entry (row i, component k) is left out when its bound
+        :math:`u_{ik}` (:meth:`_log_weight_bounds`) lies more than :data:`_PRUNE_GAP` below a computed log weight of
+        the row (first the entries that survive the test against the row's largest bound, then any left-out entry
+        within the gap of their largest); a component of the row's class ``y`` is always computed, and so, for
+        ``y = None``, is one of the classes of the last call with a class and as many rows (a guided sampler's next
+        guidance call at the same ``(x, t)`` then finds its components in the cache).  Then
+        :math:`\ell_k - \operatorname{logsumexp}(\ell) < -800` and both ``exp`` in :meth:`_mean` and in scipy's
+        ``logsumexp`` give 0 for the entry whether it is :math:`\ell_k` or ``-inf``: the mean is the full
+        computation's bit for bit (tested), at the cost of the entries left out (at small t, most components of a
+        point far from them)."""
+        P, n = self.panels, self.order
+        if self.kernel != "exact" or not any(isinstance(r, _Planar) for r in self.regions):
+            return self._moments(x, t, P, n)
+        entry = self._entry(x, t, P, n)
+        if entry[2].all():
+            return entry[0], entry[1]
+        dist = None
+        if entry[3] is None:  # the distances serve this call's fills; later fills (rare) compute their own
+            lam, s2 = alpha_sigma2(t)
+            entry[3], dist = self._log_weight_bounds(x, lam, s2, P, n)
+        ub = entry[3]
+        out = ub < np.max(ub, axis=1, keepdims=True) - _PRUNE_GAP
+        if y is not None:
+            self._classes_hint = (x.shape[0], np.array(y))
+        elif getattr(self, "_classes_hint", (None,))[0] == x.shape[0]:
+            y = self._classes_hint[1]  # a sampler's next guidance call at this (x, t) will need these: compute them now
+        if y is not None:
+            out &= self.labels[None, :] != (y if np.ndim(y) == 0 else np.asarray(y)[:, None])
+        if not out.any():
+            return self._moments(x, t, P, n, None, dist)
+        ll, mean = self._moments(x, t, P, n, ~out, dist)
+        late = out & (ub >= np.max(ll, axis=1, keepdims=True) - _PRUNE_GAP)
+        if late.any():
+            ll, mean = self._moments(x, t, P, n, ~out | late, dist)
+        return ll, mean
 
     def _moments_error(self, x: np.ndarray, t: float, bad: np.ndarray) -> ValueError:
         """The error for points ``x[bad]`` whose component moments are not finite at ``t``: it blames ``x`` when
@@ -1033,7 +1205,8 @@ class RegionMixture:
 
     def _mean(self, x, t, y=None) -> np.ndarray:
         """The posterior mean, of class ``y`` if given (an int, or an ``(N,)`` array: one class per row)."""
-        ll, mean = self.component_moments(x, t)
+        x, _ = check_points(x, self.d)
+        ll, mean = self._needed_moments(x, check_time(t), y)
         if y is not None:
             ll = np.where(self.labels == (y if np.ndim(y) == 0 else np.asarray(y)[:, None]), ll, -np.inf)
         pi = np.exp(ll - logsumexp(ll, axis=1, keepdims=True))
@@ -1048,6 +1221,10 @@ class RegionMixture:
 
     def conditional_denoiser(self, x, t, y) -> np.ndarray:
         return self._mean(x, t, self._label(y))
+
+    def conditional_denoiser_rows(self, x, t, etas: np.ndarray) -> np.ndarray:
+        """Row i: :meth:`conditional_denoiser` with ``y = etas[i]`` (bit for bit: the softmax is taken row by row)."""
+        return self._mean(x, t, self._check_rows(x, etas))
 
     def score(self, x, t) -> np.ndarray:
         x2, _ = check_points(x, self.d)
@@ -1066,13 +1243,18 @@ class RegionMixture:
     def guidance_vector_rows(self, x, t, etas: np.ndarray) -> np.ndarray:
         r""":math:`\lambda(m_{\eta_i} - \bar m)/\sigma^2` for each row i with its own class ``etas[i]`` (row i equals
         :meth:`guidance_vector` with ``y = etas[i]`` bit for bit: the softmax is taken row by row)."""
+        etas = self._check_rows(x, etas)
+        lam, s2 = alpha_sigma2(t)
+        return lam * (self._mean(x, t, etas) - self._mean(x, t)) / s2
+
+    def _check_rows(self, x, etas) -> np.ndarray:
+        """``etas`` as one class of the mixture per row of ``x`` (ValueError naming ``etas``)."""
         etas = np.asarray(etas)
         if etas.shape != (np.shape(x)[0],) or not np.issubdtype(etas.dtype, np.integer):
             raise ValueError(f"etas: must be {np.shape(x)[0]} integer classes (one per row), got {etas!r}")
         for v in np.unique(etas):
             self._label(v)
-        lam, s2 = alpha_sigma2(t)
-        return lam * (self._mean(x, t, etas) - self._mean(x, t)) / s2
+        return etas
 
     def guided_denoiser(self, x, t, y, gamma) -> np.ndarray:
         r""":math:`D_\gamma = \gamma m_y - (\gamma - 1)\bar m`."""
