@@ -182,8 +182,9 @@ def test_gradient_matching_fit_by_hat_interval_matches_the_dense_design():
 def test_hat_interval_design_blocks_equal_the_dense_design_bit_for_bit():
     """The compiled blocks (_hat_blocks) are the dense design ``features(x, t)`` (every JK column) restricted to each
     hat interval's rows and its 2J columns, bit for bit (the same products), every row in exactly one block, and the
-    dense design is zero off those columns; a wrong hat column or row index is off by O(1).  A third nonzero hat on
-    an interval (a changed _hats) is refused."""
+    dense design is zero off those columns; a wrong hat column or row index is off by O(1).  The fused cosine pass
+    (cos_of) gives the same blocks bit for bit and refuses an overflowing argument.  A third nonzero hat on an
+    interval (a changed _hats) is refused."""
     fam = D.FourierLogit(seed=3)
     rng = np.random.default_rng(7)
     x = rng.normal(0.0, 2.0, 5000)
@@ -196,6 +197,13 @@ def test_hat_interval_design_blocks_equal_the_dense_design_bit_for_bit():
         assert np.array_equal(b.G, F[b.rows][:, b.cols])
         assert not np.any(np.delete(F[b.rows], b.cols, axis=1))
     assert np.all(seen == 1)
+    fused = D._hat_interval_design(None, fam.hats(t), fam.knots, t, cos_of=(x, fam.omega, fam.phase))
+    assert len(fused) == len(blocks)  # the cosine basis computed in the pass: the same blocks bit for bit
+    for a, b in zip(fused, blocks):
+        assert np.array_equal(a.rows, b.rows) and np.array_equal(a.G, b.G) and np.array_equal(a.cols, b.cols)
+    with pytest.raises(ValueError, match="x: the feature argument"):
+        D._hat_interval_design(None, fam.hats(t), fam.knots, t, cos_of=(np.where(x > 3, 1e308, x), fam.omega,
+                                                                          fam.phase))
     H = fam.hats(t)
     H[0, -1] = 0.5 if H[0, -1] == 0.0 else H[0, -1]
     H[0, 0] = 0.5 if H[0, 0] == 0.0 else H[0, 0]

@@ -1221,7 +1221,7 @@ def fit_logit_ce(fam: FourierLogit, real: np.ndarray, fake: np.ndarray, rng: np.
     xr, tr, _ = _noisy(np.repeat(real, repeats), rng, T, t_min)
     xf, tf, _ = _noisy(np.repeat(fake, repeats), rng, T, t_min)
     x, t = np.concatenate([xr, xf]), np.concatenate([tr, tf])
-    blocks = _hat_interval_design(np.cos(_feature_arg(x, fam.omega, fam.phase)), fam.hats(t), fam.knots, t)
+    blocks = _hat_interval_design(None, fam.hats(t), fam.knots, t, cos_of=(x, fam.omega, fam.phase))
     y = np.concatenate([np.ones(xr.size), np.zeros(xf.size)])
     wts = np.concatenate([np.full(xr.size, 0.5 / xr.size), np.full(xf.size, 0.5 / xf.size)])
     fam.coef = _newton_logistic(blocks, y, wts, lam, fam.n_params, maxiter).reshape(fam.coef.shape)
@@ -1234,19 +1234,32 @@ class _DesignBlock(NamedTuple):
     cols: np.ndarray  # the parameters those features belong to
 
 
-def _hat_interval_design(basis: np.ndarray, H: np.ndarray, knots: np.ndarray, t: np.ndarray) -> list[_DesignBlock]:
+def _hat_interval_design(basis: np.ndarray | None, H: np.ndarray, knots: np.ndarray, t: np.ndarray,
+                         cos_of: tuple | None = None) -> list[_DesignBlock]:
     r"""The design :math:`F_{i,(j,k)} = f_j(x_i)\,h_k(t_i)` (column ``j*K + k``, as ``features`` of the logit
     families) stored by hat interval, from the spatial ``basis`` (N, J) and the hats ``H`` (N, K) on ``knots``.
     A time in :math:`[k_g, k_{g+1}]` has only the hats :math:`h_g, h_{g+1}` nonzero (piecewise-linear hats), so
     its row is :math:`(f_j(x)\,h_g(t),\ f_j(x)\,h_{g+1}(t))_j` on the columns :math:`(j, g), (j, g + 1)`:
     ``F[rows][:, cols] == G`` and ``F[rows]`` is zero elsewhere (2J of JK columns).  The blocks' ``G`` are consecutive
-    row ranges of one array (:func:`_hat_blocks`), which :func:`_newton_logistic` passes over without a copy."""
-    K, J = knots.size, basis.shape[1]
+    row ranges of one array (:func:`_hat_blocks`), which :func:`_newton_logistic` passes over without a copy.
+
+    ``cos_of = (x, omega, phase)`` (with ``basis`` None): the basis :math:`f_j(x) = \cos(\omega_j x + b_j)` computed
+    row by row in the same pass (the numbers of ``np.cos(_feature_arg(x, omega, phase))``, no N x J temporaries;
+    its ValueError where the argument overflows)."""
+    K = knots.size
     interval = np.clip(np.searchsorted(knots, t, side="right") - 1, 0, K - 2)
     order = np.argsort(interval, kind="stable")  # each interval's rows in increasing order, intervals in order
     sizes = np.bincount(interval, minlength=K - 1)
-    G, other = _dynamic(_hat_blocks, np.ascontiguousarray(basis, dtype=np.float64),
-                        np.ascontiguousarray(H, dtype=np.float64), order, interval)
+    H = np.ascontiguousarray(H, dtype=np.float64)
+    if cos_of is None:
+        J = basis.shape[1]
+        G, other = _dynamic(_hat_blocks, np.ascontiguousarray(basis, dtype=np.float64), H, order, interval)
+    else:
+        x, omega, phase = (np.ascontiguousarray(a, dtype=np.float64) for a in cos_of)
+        J = omega.size
+        G, other, ok = _dynamic(_cos_hat_blocks, x, omega, phase, H, order, interval)
+        if not ok:
+            _feature_arg(x, omega, phase)  # raises the ValueError naming x
     if other:  # never for np.interp hats: guards a change of _hats
         raise AssertionError("time hats: more than two nonzero hats on one knot interval")
     blocks, start = [], 0
@@ -1264,28 +1277,64 @@ def _hat_interval_design(basis: np.ndarray, H: np.ndarray, knots: np.ndarray, t:
 _DESIGN_CHUNK = 4096
 
 
+@numba.njit(cache=True)
+def _hat_row(G, r, f, H, i, g):
+    """Row ``r`` of the stacked design: ``G[r] = (f * H[i, g], f * H[i, g + 1])`` for the basis row ``f`` of sample
+    ``i``; True where a hat but ``g, g + 1`` is nonzero (or NaN) at ``i``."""
+    J, K = f.size, H.shape[1]
+    other = False
+    for k in range(K):
+        if k != g and k != g + 1 and H[i, k] != 0.0:
+            other = True
+    a, b = H[i, g], H[i, g + 1]
+    for j in range(J):
+        G[r, j] = f[j] * a
+        G[r, J + j] = f[j] * b
+    return other
+
+
 @numba.njit(cache=True, parallel=True)
 def _hat_blocks(basis, H, order, interval):
     r"""The blocks of :func:`_hat_interval_design`, compiled and stacked: row ``r`` of ``G`` (the sample
     ``i = order[r]``, of hat interval ``g = interval[i]``) is ``(basis[i] * H[i, g], basis[i] * H[i, g + 1])`` (NumPy's
-    products, one pass, no temporaries), and ``other``: some hat but ``g, g + 1`` is nonzero (or NaN) on a row.  The
-    rows run in fixed chunks over the Numba threads (each writes only its own rows: the same for any thread count)."""
-    n, J, K = order.size, basis.shape[1], H.shape[1]
-    G = np.empty((n, 2 * J))
+    products, one pass, no temporaries; :func:`_hat_row`), and ``other``: some hat but ``g, g + 1`` is nonzero (or
+    NaN) on a row.  The rows run in fixed chunks over the Numba threads (each writes only its own rows: the same for
+    any thread count)."""
+    n = order.size
+    G = np.empty((n, 2 * basis.shape[1]))
     n_chunks = (n + _DESIGN_CHUNK - 1) // _DESIGN_CHUNK
     bad = np.zeros(max(n_chunks, 1), dtype=np.bool_)
     for c in numba.prange(n_chunks):
         for r in range(c * _DESIGN_CHUNK, min(n, (c + 1) * _DESIGN_CHUNK)):
             i = order[r]
-            g = interval[i]
-            for k in range(K):
-                if k != g and k != g + 1 and H[i, k] != 0.0:
-                    bad[c] = True
-            a, b = H[i, g], H[i, g + 1]
-            for j in range(J):
-                G[r, j] = basis[i, j] * a
-                G[r, J + j] = basis[i, j] * b
+            if _hat_row(G, r, basis[i], H, i, interval[i]):
+                bad[c] = True
     return G, bad.any()
+
+
+@numba.njit(cache=True, parallel=True)
+def _cos_hat_blocks(x, omega, phase, H, order, interval):
+    r""":func:`_hat_blocks` of the basis :math:`\cos(\omega_j x_i + b_j)`, each row's basis computed in the pass (the
+    arithmetic of ``np.cos(_feature_arg(x, omega, phase))``; Numba's cos is libm's, which NumPy's equals bit for bit
+    here: test).  Returns ``(G, other, ok)``, ``ok``: every argument finite."""
+    n, J = order.size, omega.size
+    G = np.empty((n, 2 * J))
+    n_chunks = (n + _DESIGN_CHUNK - 1) // _DESIGN_CHUNK
+    bad = np.zeros(max(n_chunks, 1), dtype=np.bool_)
+    fin = np.ones(max(n_chunks, 1), dtype=np.bool_)
+    f = np.empty((max(n_chunks, 1), J))  # each chunk's basis row
+    for c in numba.prange(n_chunks):
+        fc = f[c]
+        for r in range(c * _DESIGN_CHUNK, min(n, (c + 1) * _DESIGN_CHUNK)):
+            i = order[r]
+            for j in range(J):
+                a = x[i] * omega[j] + phase[j]
+                if not np.isfinite(a):
+                    fin[c] = False
+                fc[j] = np.cos(a)
+            if _hat_row(G, r, fc, H, i, interval[i]):
+                bad[c] = True
+    return G, bad.any(), fin.all()
 
 
 #: Rows per chunk of :func:`_newton_pass` (a block's rows are cut into chunks of this many, the last shorter): the
