@@ -36,7 +36,7 @@ __all__ = [
     "Mixture1D", "Marginal", "Grid1D", "Field", "SETTING_G_DATA", "SETTING_G_MODEL", "setting_g",
     "bayes_field", "BayesField", "linear_field", "feature_field", "FeatureField", "empirical_field",
     "sde_endpoint", "ode_endpoint", "endpoint_kl", "ENDPOINT_FLOOR", "kl_with_error",
-    "ce_value", "ce_gap", "path_kl", "fisher_gap", "time_nodes",
+    "ce_value", "ce_gap", "path_kl", "path_terms", "path_kl_from", "PathTerms", "fisher_gap", "time_nodes",
     "mse_optimal_linear", "ce_optimal_linear", "linear_beta_spline",
     "gaussian_refined_endpoint", "gaussian_path_kl",
     "FourierLogit", "time_hats", "fit_logit_ce", "fit_logit_gm",
@@ -901,12 +901,55 @@ def fisher_gap(data: Mixture1D, field_corr: Callable, t: float, model: Mixture1D
                x: np.ndarray | None = None) -> float:
     r""":math:`E_{p_t}|\nabla\log p_t - s_\theta - c|^2` with the correction ``c = field_corr(x, t)``."""
     x = np.linspace(-12, 12, 12001) if x is None else _quad_grid(x)
-    r = data.score(x, t) - model.score(x, t) - field_corr(x, t)
-    out = float(np.sum(data.density(x, t) * r * r) * (x[1] - x[0]))
+    return _fisher_sum(*_fisher_terms(data, model, t, x), field_corr, t, x)
+
+
+def _fisher_terms(data: Mixture1D, model: Mixture1D, t: float, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    r"""The correction-free terms of :func:`fisher_gap` on the grid ``x``: :math:`\nabla\log p_t - s_\theta` and
+    :math:`p_t`."""
+    return data.score(x, t) - model.score(x, t), data.density(x, t)
+
+
+def _fisher_sum(diff: np.ndarray, dens: np.ndarray, field_corr: Callable, t: float, x: np.ndarray) -> float:
+    r""":func:`fisher_gap` from its terms (:func:`_fisher_terms`): :math:`\sum p_t\,r^2\,dx`,
+    :math:`r = (\nabla\log p_t - s_\theta) - c`."""
+    r = diff - field_corr(x, t)
+    out = float(np.sum(dens * r * r) * (x[1] - x[0]))
     if not math.isfinite(out):
         raise ValueError(f"x: the Fisher gap on this grid is not finite at t={t!r} (grid or correction values too "
                          "large)")
     return out
+
+
+class PathTerms(NamedTuple):
+    r"""The correction-free parts of :func:`path_kl` (:func:`path_terms`): the time nodes and weights, the x-grid,
+    per node :math:`\nabla\log p_t - s_\theta` and :math:`p_t` on it, and :math:`\mathrm{KL}(p_T\|\hat p_T)`."""
+
+    ts: np.ndarray
+    ws: np.ndarray
+    x: np.ndarray
+    diff: tuple
+    dens: tuple
+    kl_T: float
+
+
+def path_terms(data: Mixture1D, model: Mixture1D, T: float = 8.0, n: int = 24, x: np.ndarray | None = None,
+               pieces=(0.0, 0.05, 0.3, 1.0, 3.0)) -> PathTerms:
+    """The parts of :func:`path_kl` that do not depend on the correction (computed once, reused for every
+    correction by :func:`path_kl_from`)."""
+    ts, ws = time_nodes(T, pieces=pieces, n=n)
+    g = np.linspace(-12, 12, 24001) if x is None else _quad_grid(x)
+    terms = [_fisher_terms(data, model, float(ti), g) for ti in ts]
+    kl_T = kl_cells(data.density(g, T), model.density(g, T), g[1] - g[0])
+    return PathTerms(ts, ws, g, tuple(a for a, _ in terms), tuple(b for _, b in terms), kl_T)
+
+
+def path_kl_from(terms: PathTerms, correction: Callable) -> float:
+    """:func:`path_kl` of ``correction`` from its correction-free parts ``terms`` (:func:`path_terms`): the same
+    numbers as :func:`path_kl`."""
+    integral = sum(wi * _fisher_sum(a, b, correction, float(ti), terms.x)
+                   for ti, wi, a, b in zip(terms.ts, terms.ws, terms.diff, terms.dens))
+    return float(terms.kl_T + integral)
 
 
 def path_kl(data: Mixture1D, model: Mixture1D, correction: Callable, T: float = 8.0, n: int = 24,
@@ -914,11 +957,7 @@ def path_kl(data: Mixture1D, model: Mixture1D, correction: Callable, T: float = 
     r"""Girsanov path KL (OU, :math:`g^2/2 = 1`):
     :math:`\mathrm{KL}(p_T\|\hat p_T) + \int_0^T E_{p_t}|\nabla\log p_t - s_\theta - c|^2\,dt`
     (composite Gauss-Legendre in ``t`` with breakpoints ``pieces``: put the kinks of ``c`` in time there)."""
-    ts, ws = time_nodes(T, pieces=pieces, n=n)
-    g = np.linspace(-12, 12, 24001) if x is None else x
-    integral = sum(wi * fisher_gap(data, correction, float(ti), model, g) for ti, wi in zip(ts, ws))
-    kl_T = kl_cells(data.density(g, T), model.density(g, T), g[1] - g[0])
-    return float(kl_T + integral)
+    return path_kl_from(path_terms(data, model, T, n, x, pieces), correction)
 
 
 # ----------------------------------------------------------------------------------------------
