@@ -374,3 +374,35 @@ def _blas_newton(blocks, y, wts, lam, n_params, maxiter=100):
             break
         c, d, f = c_new, d_new, f_new
     return c
+
+
+def test_model_score_rows_memo_is_keyed_on_the_exact_inputs():
+    """The memoised model-score table equals the kernel's bit for bit, is returned again for equal inputs (a new
+    array with the same bytes), is read-only, and any changed input (one variance in the last place) gives a new
+    table; at most _MODEL_ROWS_MAX tables are kept."""
+    D._MODEL_ROWS.clear()
+    x = np.linspace(-7.0, 7.0, 101)
+    _, logw, m, v = D.FeatureField(MODEL, _random_fam(3)).tables(np.linspace(0.0, T, 9))
+    a = D._model_score_rows(x, logw, m, v)
+    assert np.array_equal(a, D._mix_score_rows(x, logw, m, v)) and not a.flags.writeable
+    assert D._model_score_rows(x.copy(), logw, m, v) is a
+    v2 = v.copy()
+    v2[3, 1] = np.nextafter(v2[3, 1], 1.0)
+    b = D._model_score_rows(x, logw, m, v2)
+    assert b is not a and not np.array_equal(a[3], b[3]) and np.array_equal(a[4], b[4])
+    for k in range(D._MODEL_ROWS_MAX + 2):
+        D._model_score_rows(x + k, logw, m, v)
+    assert len(D._MODEL_ROWS) == D._MODEL_ROWS_MAX
+
+
+def test_path_kl_from_terms_is_the_sum_of_fisher_gaps():
+    """path_kl (from its memoisable terms) equals KL_T + sum_i w_i fisher_gap(t_i) computed directly, bit for bit,
+    and the terms of one grid serve two corrections."""
+    fam = _random_fam(5)
+    x = np.linspace(-12, 12, 801)
+    terms = D.path_terms(DATA, MODEL, T, n=4, x=x, pieces=C._HAT_PIECES)
+    ts, ws = D.time_nodes(T, pieces=C._HAT_PIECES, n=4)
+    for corr in (lambda z, t: fam.grad(z, t), lambda z, t: 0.0 * z):
+        direct = sum(wi * D.fisher_gap(DATA, corr, float(ti), MODEL, x) for ti, wi in zip(ts, ws))
+        kl_T = D.kl_cells(DATA.density(x, T), MODEL.density(x, T), x[1] - x[0])
+        assert D.path_kl_from(terms, corr) == float(kl_T + direct)

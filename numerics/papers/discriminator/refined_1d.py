@@ -1569,13 +1569,14 @@ class FeatureField:
 
     def score_table(self, x: np.ndarray, times: np.ndarray) -> np.ndarray:
         r"""The score :math:`s` of ``field(x, t)`` at the 1-D ``x`` for each of ``times`` (row ``i``: ``times[i]``):
-        the model score by :func:`_mix_score_rows` (every row, over the Numba threads), the features
+        the model score by :func:`_mix_score_rows` (every row, over the Numba threads; memoised on its exact inputs by
+        :func:`_model_score_rows`: every fit's SDE on one grid shares it), the features
         :math:`-\omega_j\sin(\omega_j x + b_j)` once, contracted with every row of :meth:`tables`' coefficients in
         one product."""
         coef, logw, m, v = self.tables(times)
         fam = self.fam
         F1 = -fam.omega * np.sin(_feature_arg(x, fam.omega, fam.phase))
-        sq = _dynamic(_mix_score_rows, np.ascontiguousarray(x, dtype=np.float64), logw, m, v)
+        sq = _model_score_rows(np.ascontiguousarray(x, dtype=np.float64), logw, m, v)
         return self.scale * (sq + self.w * (coef @ F1.T))
 
     def tables(self, times: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -1586,6 +1587,26 @@ class FeatureField:
         coef = np.ascontiguousarray(_hats(times, fam.knots) @ fam.coef.T)
         w, m, v = _marg_arrays(self.model, times)
         return coef, np.log(w), m, v
+
+
+#: The model-score tables of :func:`_model_score_rows`, keyed by the bytes and shapes of their inputs (at most
+#: :data:`_MODEL_ROWS_MAX`, oldest dropped first).
+_MODEL_ROWS: dict = {}
+_MODEL_ROWS_MAX = 4
+
+
+def _model_score_rows(x: np.ndarray, logw: np.ndarray, m: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """:func:`_mix_score_rows` (threaded, dynamic schedule), memoised on the exact inputs (dtypes, shapes and bytes:
+    the same inputs, the same table; read-only)."""
+    key = tuple((a.dtype.str, a.shape, a.tobytes()) for a in (x, logw, m, v))
+    out = _MODEL_ROWS.pop(key, None)
+    if out is None:
+        out = _dynamic(_mix_score_rows, x, logw, m, v)
+        out.flags.writeable = False
+        while len(_MODEL_ROWS) >= _MODEL_ROWS_MAX:
+            _MODEL_ROWS.pop(next(iter(_MODEL_ROWS)))
+    _MODEL_ROWS[key] = out  # most recently used last
+    return out
 
 
 def feature_field(model: Mixture1D, fam: FourierLogit, w: float = 1.0) -> FeatureField:
