@@ -1400,7 +1400,7 @@ def _fit_1d(obj: str, n: int, seed: int, rep: int, lam: float, repeats: int,
                           target=_alpha_dropped_target if alpha_dropped else None)
 
 
-@functools.lru_cache(maxsize=512)
+@functools.lru_cache(maxsize=1024)  # the full profile's run and its controls use 564 (512 evicted 25 stated solves)
 def _sampler_kl_1d(sampler: str, fit: tuple, dx: float, dtau: float, sign: float = 1.0,
                    wrong_coefficient: bool = False) -> tuple[float, float]:
     r"""(KL(p_0 || endpoint), err) of ``sampler`` ("sde": reverse SDE, exact Fokker-Planck law; "ode": PF-ODE)
