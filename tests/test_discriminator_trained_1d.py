@@ -379,8 +379,8 @@ def _blas_newton(blocks, y, wts, lam, n_params, maxiter=100):
 def test_model_score_rows_memo_is_keyed_on_the_exact_inputs():
     """The memoised model-score table equals the kernel's bit for bit, is returned again for equal inputs (a new
     array with the same bytes), is read-only, and any changed input (one variance in the last place) gives a new
-    table; at most _MODEL_ROWS_MAX tables are kept."""
-    D._MODEL_ROWS.clear()
+    table; at most _MODEL_ROWS.size tables are kept."""
+    D._MODEL_ROWS.items.clear()
     x = np.linspace(-7.0, 7.0, 101)
     _, logw, m, v = D.FeatureField(MODEL, _random_fam(3)).tables(np.linspace(0.0, T, 9))
     a = D._model_score_rows(x, logw, m, v)
@@ -390,9 +390,9 @@ def test_model_score_rows_memo_is_keyed_on_the_exact_inputs():
     v2[3, 1] = np.nextafter(v2[3, 1], 1.0)
     b = D._model_score_rows(x, logw, m, v2)
     assert b is not a and not np.array_equal(a[3], b[3]) and np.array_equal(a[4], b[4])
-    for k in range(D._MODEL_ROWS_MAX + 2):
+    for k in range(D._MODEL_ROWS.size + 2):
         D._model_score_rows(x + k, logw, m, v)
-    assert len(D._MODEL_ROWS) == D._MODEL_ROWS_MAX
+    assert len(D._MODEL_ROWS.items) == D._MODEL_ROWS.size
 
 
 def test_path_kl_from_terms_is_the_sum_of_fisher_gaps():

@@ -342,10 +342,18 @@ class BayesField:
 
     def score_table(self, x: np.ndarray, times) -> np.ndarray:
         """The score :math:`s` of ``field(x, t)`` at the 1-D ``x`` for each of ``times`` (row ``i``: ``times[i]``),
-        compiled (:func:`_bayes_score_rows`); a non-finite score is reported by the call's ValueError."""
-        lwp, mp, vp, lwq, mq, vq = self.tables(times)
-        out, bad = _dynamic(_bayes_score_rows, np.ascontiguousarray(x, dtype=np.float64), lwp, mp, vp, lwq, mq, vq,
-                            float(self.w), float(self.eps), float(self.omega), self.code)
+        compiled: the data's and the model's score rows (:func:`_mix_pair_rows`, memoised on the exact inputs: every
+        ``w``, ``eps``, ``omega`` and form on one grid and time set shares them) combined by
+        :func:`_bayes_combine_rows` (the arithmetic of :func:`_bayes_point`, so the numbers of
+        :func:`_bayes_score_rows`); a non-finite score is reported by the call's ValueError."""
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        tabs = self.tables(times)
+        sp_, sq, dmax = _PAIR_ROWS.get((x,) + tabs, lambda: _dynamic(_mix_pair_rows, x, *tabs))
+        out, bad = _dynamic(_bayes_combine_rows, x, sp_, sq, dmax, float(self.w), float(self.eps), float(self.omega),
+                            self.code)
+        if bad == -2:  # a derivative not provably finite: the full kernel, which checks every one
+            out, bad = _dynamic(_bayes_score_rows, x, *tabs, float(self.w), float(self.eps), float(self.omega),
+                                self.code)
         if bad >= 0:
             self(x, float(times[bad]))  # raises the call's ValueError
         return out
@@ -405,6 +413,96 @@ def _bayes_score_rows(x, logwp, mp, vp, logwq, mq, vq, w, eps, omega, form):
             bad = r
             break
     return out, bad
+
+
+class _Memo:
+    """Results memoised on their exact input arrays (dtypes, shapes and bytes: the same inputs, the same result),
+    read-only, at most ``size`` of them (the least recently used dropped first)."""
+
+    def __init__(self, size: int):
+        self.size, self.items = size, {}
+
+    def get(self, arrays: tuple, compute: Callable):
+        """``compute()`` for the inputs ``arrays``, computed once."""
+        key = tuple((a.dtype.str, a.shape, a.tobytes()) for a in arrays)
+        out = self.items.pop(key, None)
+        if out is None:
+            out = compute()
+            for arr in (out if isinstance(out, tuple) else (out,)):
+                arr.flags.writeable = False
+            while len(self.items) >= self.size:
+                self.items.pop(next(iter(self.items)))
+        self.items[key] = out  # most recently used last
+        return out
+
+
+#: The data and model score rows of :meth:`BayesField.score_table` (a fine grid's pair is about 180 MB, so at most
+#: two: the fine and the coarse solve of one error estimate).
+_PAIR_ROWS = _Memo(2)
+
+
+@numba.njit(cache=True, parallel=True)
+def _mix_pair_rows(x, logwp, mp, vp, logwq, mq, vq):
+    """The data's and the model's scores of :func:`_bayes_point` at every point of ``x`` for each row (time) of the
+    marginal tables, and per row the largest :math:`|\partial_x s|` of either (NaN where one is not finite).  The
+    rows run over the Numba threads, each writing only its own row (the same numbers for any thread count)."""
+    n, K, rows = x.size, max(mp.shape[1], mq.shape[1]), mp.shape[0]
+    sp_, sq = np.empty((rows, n)), np.empty((rows, n))
+    dmax = np.zeros(rows)
+    lwp = np.empty(mp.shape)  # per row: log w - log(v)/2 (the same array expressions per row as before)
+    lwq = np.empty(mq.shape)
+    for r in range(rows):
+        lwp[r] = logwp - 0.5 * np.log(vp[r])
+        lwq[r] = logwq - 0.5 * np.log(vq[r])
+    lc, pk = np.empty((rows, K)), np.empty((rows, K))
+    for r in numba.prange(rows):
+        for i in range(n):
+            a, da = _mix_score_point(x[i], lwp[r], mp[r], vp[r], lc[r], pk[r])
+            b, db = _mix_score_point(x[i], lwq[r], mq[r], vq[r], lc[r], pk[r])
+            sp_[r, i], sq[r, i] = a, b
+            m = max(abs(da), abs(db))
+            if np.isnan(da) or np.isnan(db) or np.isnan(dmax[r]):
+                dmax[r] = np.nan
+            elif m > dmax[r]:
+                dmax[r] = m
+    return sp_, sq, dmax
+
+
+@numba.njit(cache=True, parallel=True)
+def _bayes_combine_rows(x, sp_, sq, dmax, w, eps, omega, form):
+    r"""The score rows of :func:`_bayes_score_rows` from the data's and the model's score rows (:func:`_mix_pair_rows`)
+    by :func:`_bayes_point`'s expressions (the ripple's :math:`\cos\omega x` once per point: it does not depend on
+    the row).  Returns ``(out, bad)``: the first row with a non-finite score, -1 if none, or -2 where a row's
+    derivative is not provably finite: :math:`|\partial_x s| \le (|w| + 1)\,2 d + |arepsilon|\omega^2(|w| + 1)`
+    (``d`` the row's ``dmax``) is not below 1e300 (the caller then runs :func:`_bayes_score_rows`)."""
+    rows, n = sp_.shape
+    cw, sw = np.empty(n), np.empty(n)
+    for i in range(n):
+        cw[i], sw[i] = np.cos(omega * x[i]), np.sin(omega * x[i])
+    out = np.empty((rows, n))
+    bad_row = np.zeros(rows, dtype=np.int64)
+    for r in numba.prange(rows):
+        if not (abs(w) + 3.0) * (2.0 * dmax[r] + abs(eps) * (omega * omega + abs(omega))) < 1e300:
+            bad_row[r] = 2
+        for i in range(n):
+            a, b = sp_[r, i], sq[r, i]
+            if form == 1:
+                s = b - (a - b) + eps * omega * cw[i]
+            elif form == 2:
+                s = a + eps * cw[i]
+            elif eps == 0.0:
+                s = b + w * (a - b)
+            else:
+                s = b + w * (a - b + eps * omega * cw[i])
+            out[r, i] = s
+            if not np.isfinite(s):
+                bad_row[r] = 1
+    for r in range(rows):
+        if bad_row[r] == 2:
+            return out, -2
+        if bad_row[r] == 1:
+            return out, r
+    return out, -1
 
 
 def linear_field(model: Mixture1D, beta: Callable[[float], float]) -> Field:
@@ -1589,24 +1687,13 @@ class FeatureField:
         return coef, np.log(w), m, v
 
 
-#: The model-score tables of :func:`_model_score_rows`, keyed by the bytes and shapes of their inputs (at most
-#: :data:`_MODEL_ROWS_MAX`, oldest dropped first).
-_MODEL_ROWS: dict = {}
-_MODEL_ROWS_MAX = 4
+#: The model-score tables of :func:`_model_score_rows`.
+_MODEL_ROWS = _Memo(4)
 
 
 def _model_score_rows(x: np.ndarray, logw: np.ndarray, m: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """:func:`_mix_score_rows` (threaded, dynamic schedule), memoised on the exact inputs (dtypes, shapes and bytes:
-    the same inputs, the same table; read-only)."""
-    key = tuple((a.dtype.str, a.shape, a.tobytes()) for a in (x, logw, m, v))
-    out = _MODEL_ROWS.pop(key, None)
-    if out is None:
-        out = _dynamic(_mix_score_rows, x, logw, m, v)
-        out.flags.writeable = False
-        while len(_MODEL_ROWS) >= _MODEL_ROWS_MAX:
-            _MODEL_ROWS.pop(next(iter(_MODEL_ROWS)))
-    _MODEL_ROWS[key] = out  # most recently used last
-    return out
+    """:func:`_mix_score_rows` (threaded, dynamic schedule), memoised on the exact inputs (:class:`_Memo`; read-only)."""
+    return _MODEL_ROWS.get((x, logw, m, v), lambda: _dynamic(_mix_score_rows, x, logw, m, v))
 
 
 def feature_field(model: Mixture1D, fam: FourierLogit, w: float = 1.0) -> FeatureField:
