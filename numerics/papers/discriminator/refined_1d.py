@@ -1692,7 +1692,8 @@ _MODEL_ROWS = _Memo(4)
 
 
 def _model_score_rows(x: np.ndarray, logw: np.ndarray, m: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """:func:`_mix_score_rows` (threaded, dynamic schedule), memoised on the exact inputs (:class:`_Memo`; read-only)."""
+    """:func:`_mix_score_rows` (threaded, dynamic schedule), memoised on the exact inputs (:class:`_Memo`;
+    read-only)."""
     return _MODEL_ROWS.get((x, logw, m, v), lambda: _dynamic(_mix_score_rows, x, logw, m, v))
 
 
