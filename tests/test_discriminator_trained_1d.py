@@ -201,6 +201,15 @@ def test_hat_interval_design_blocks_equal_the_dense_design_bit_for_bit():
     assert len(fused) == len(blocks)  # the cosine basis computed in the pass: the same blocks bit for bit
     for a, b in zip(fused, blocks):
         assert np.array_equal(a.rows, b.rows) and np.array_equal(a.G, b.G) and np.array_equal(a.cols, b.cols)
+    interval = np.clip(np.searchsorted(fam.knots, t, side="right") - 1, 0, fam.knots.size - 2)
+    order = np.argsort(interval, kind="stable")
+    H = fam.hats(t)  # the calling thread's kernels (designs below _SERIAL_ROWS rows): the same numbers
+    basis = np.cos(D._feature_arg(x, fam.omega, fam.phase))
+    assert all(np.array_equal(a, b) for a, b in zip(D._hat_blocks(basis, H, order, interval),
+                                                    D._hat_blocks_serial(basis, H, order, interval)))
+    par = D._cos_hat_blocks(x, fam.omega, fam.phase, H, order, interval)
+    assert all(np.array_equal(a, b) for a, b in zip(par, D._cos_hat_blocks_serial(x, fam.omega, fam.phase, H, order,
+                                                                                   interval)))
     with pytest.raises(ValueError, match="x: the feature argument"):
         D._hat_interval_design(None, fam.hats(t), fam.knots, t, cos_of=(np.where(x > 3, 1e308, x), fam.omega,
                                                                           fam.phase))
@@ -330,6 +339,11 @@ def test_newton_fit_does_not_depend_on_threads_and_matches_the_blas_newton():
         numba.set_num_threads(old)
     assert np.array_equal(fits[0], fits[1])
     assert all(np.array_equal(a, b) for a, b in zip(passes[0], passes[1]))
+    G = D._stacked_design(blocks)  # the calling thread's pass (small designs): the same numbers
+    rows = np.concatenate([b.rows for b in blocks])
+    serial = D._newton_pass_serial(G, D._newton_chunks([b.rows.size for b in blocks]),
+                                   c[np.array([b.cols for b in blocks])], y[rows], wts[rows], len(blocks))
+    assert all(np.array_equal(a, b) for a, b in zip(passes[0], serial))
     copied = [D._DesignBlock(b.rows, b.G.copy(), b.cols) for b in blocks]
     assert not np.shares_memory(D._stacked_design(copied), blocks[0].G)
     assert np.array_equal(D._newton_logistic(copied, y, wts, 1e-3, fam.n_params, 100), fits[0])

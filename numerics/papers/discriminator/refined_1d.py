@@ -443,7 +443,7 @@ _PAIR_ROWS = _Memo(2)
 
 @numba.njit(cache=True, parallel=True)
 def _mix_pair_rows(x, logwp, mp, vp, logwq, mq, vq):
-    """The data's and the model's scores of :func:`_bayes_point` at every point of ``x`` for each row (time) of the
+    r"""The data's and the model's scores of :func:`_bayes_point` at every point of ``x`` for each row (time) of the
     marginal tables, and per row the largest :math:`|\partial_x s|` of either (NaN where one is not finite).  The
     rows run over the Numba threads, each writing only its own row (the same numbers for any thread count)."""
     n, K, rows = x.size, max(mp.shape[1], mq.shape[1]), mp.shape[0]
@@ -1388,13 +1388,16 @@ def _hat_interval_design(basis: np.ndarray | None, H: np.ndarray, knots: np.ndar
     order = np.argsort(interval, kind="stable")  # each interval's rows in increasing order, intervals in order
     sizes = np.bincount(interval, minlength=K - 1)
     H = np.ascontiguousarray(H, dtype=np.float64)
+    serial = order.size < _SERIAL_ROWS
     if cos_of is None:
         J = basis.shape[1]
-        G, other = _dynamic(_hat_blocks, np.ascontiguousarray(basis, dtype=np.float64), H, order, interval)
+        G, other = _dynamic(_hat_blocks_serial if serial else _hat_blocks,
+                            np.ascontiguousarray(basis, dtype=np.float64), H, order, interval)
     else:
         x, omega, phase = (np.ascontiguousarray(a, dtype=np.float64) for a in cos_of)
         J = omega.size
-        G, other, ok = _dynamic(_cos_hat_blocks, x, omega, phase, H, order, interval)
+        G, other, ok = _dynamic(_cos_hat_blocks_serial if serial else _cos_hat_blocks, x, omega, phase, H, order,
+                                interval)
         if not ok:
             _feature_arg(x, omega, phase)  # raises the ValueError naming x
     if other:  # never for np.interp hats: guards a change of _hats
@@ -1412,6 +1415,10 @@ def _hat_interval_design(basis: np.ndarray | None, H: np.ndarray, knots: np.ndar
 
 #: Rows per chunk of :func:`_hat_blocks` (fixed: the threads only share out the chunks).
 _DESIGN_CHUNK = 4096
+#: Designs of fewer rows are built and passed over on the calling thread (:func:`_hat_blocks_serial`,
+#: :func:`_newton_pass_serial`; the same chunks and order, so the same numbers): starting the thread team costs more
+#: there than it saves (a Newton pass on 400 rows: 0.2 ms of CPU serial, 4.5-7.5 ms on two threads at load 16-20).
+_SERIAL_ROWS = 8192
 
 
 @numba.njit(cache=True)
@@ -1430,23 +1437,69 @@ def _hat_row(G, r, f, H, i, g):
     return other
 
 
+@numba.njit(cache=True)
+def _hat_chunk(basis, H, order, interval, G, c):
+    """Rows of chunk ``c`` of :func:`_hat_blocks` (:func:`_hat_row` each); True where one has another nonzero hat."""
+    other = False
+    for r in range(c * _DESIGN_CHUNK, min(order.size, (c + 1) * _DESIGN_CHUNK)):
+        i = order[r]
+        if _hat_row(G, r, basis[i], H, i, interval[i]):
+            other = True
+    return other
+
+
+@numba.njit(cache=True)
+def _cos_hat_chunk(x, omega, phase, H, order, interval, G, c, f):
+    r"""Rows of chunk ``c`` of :func:`_cos_hat_blocks`, each row's basis :math:`\cos(\omega_j x_i + b_j)` computed
+    into the work row ``f`` first; ``(other, finite)``."""
+    other, finite = False, True
+    for r in range(c * _DESIGN_CHUNK, min(order.size, (c + 1) * _DESIGN_CHUNK)):
+        i = order[r]
+        for j in range(omega.size):
+            a = x[i] * omega[j] + phase[j]
+            if not np.isfinite(a):
+                finite = False
+            f[j] = np.cos(a)
+        if _hat_row(G, r, f, H, i, interval[i]):
+            other = True
+    return other, finite
+
+
+@numba.njit(cache=True)
+def _flags_any(flags):
+    """Any of the boolean ``flags`` (a plain loop: no parallel reduction)."""
+    for v in flags:
+        if v:
+            return True
+    return False
+
+
 @numba.njit(cache=True, parallel=True)
 def _hat_blocks(basis, H, order, interval):
     r"""The blocks of :func:`_hat_interval_design`, compiled and stacked: row ``r`` of ``G`` (the sample
     ``i = order[r]``, of hat interval ``g = interval[i]``) is ``(basis[i] * H[i, g], basis[i] * H[i, g + 1])`` (NumPy's
     products, one pass, no temporaries; :func:`_hat_row`), and ``other``: some hat but ``g, g + 1`` is nonzero (or
-    NaN) on a row.  The rows run in fixed chunks over the Numba threads (each writes only its own rows: the same for
-    any thread count)."""
+    NaN) on a row.  The chunks of :data:`_DESIGN_CHUNK` rows run over the Numba threads (each writes only its own
+    rows: the same for any thread count); :func:`_hat_interval_design` runs designs below :data:`_SERIAL_ROWS` rows
+    through :func:`_hat_blocks_serial` instead (the same numbers, no thread start-up)."""
     n = order.size
     G = np.empty((n, 2 * basis.shape[1]))
     n_chunks = (n + _DESIGN_CHUNK - 1) // _DESIGN_CHUNK
-    bad = np.zeros(max(n_chunks, 1), dtype=np.bool_)
+    bad = np.empty(n_chunks, dtype=np.bool_)
     for c in numba.prange(n_chunks):
-        for r in range(c * _DESIGN_CHUNK, min(n, (c + 1) * _DESIGN_CHUNK)):
-            i = order[r]
-            if _hat_row(G, r, basis[i], H, i, interval[i]):
-                bad[c] = True
-    return G, bad.any()
+        bad[c] = _hat_chunk(basis, H, order, interval, G, c)
+    return G, _flags_any(bad)
+
+
+@numba.njit(cache=True)
+def _hat_blocks_serial(basis, H, order, interval):
+    """:func:`_hat_blocks` on the calling thread."""
+    n = order.size
+    G = np.empty((n, 2 * basis.shape[1]))
+    other = False
+    for c in range((n + _DESIGN_CHUNK - 1) // _DESIGN_CHUNK):
+        other = _hat_chunk(basis, H, order, interval, G, c) or other
+    return G, other
 
 
 @numba.njit(cache=True, parallel=True)
@@ -1457,21 +1510,26 @@ def _cos_hat_blocks(x, omega, phase, H, order, interval):
     n, J = order.size, omega.size
     G = np.empty((n, 2 * J))
     n_chunks = (n + _DESIGN_CHUNK - 1) // _DESIGN_CHUNK
-    bad = np.zeros(max(n_chunks, 1), dtype=np.bool_)
-    fin = np.ones(max(n_chunks, 1), dtype=np.bool_)
-    f = np.empty((max(n_chunks, 1), J))  # each chunk's basis row
+    bad = np.empty(n_chunks, dtype=np.bool_)
+    inf = np.empty(n_chunks, dtype=np.bool_)
+    f = np.empty((n_chunks, J))  # each chunk's basis row
     for c in numba.prange(n_chunks):
-        fc = f[c]
-        for r in range(c * _DESIGN_CHUNK, min(n, (c + 1) * _DESIGN_CHUNK)):
-            i = order[r]
-            for j in range(J):
-                a = x[i] * omega[j] + phase[j]
-                if not np.isfinite(a):
-                    fin[c] = False
-                fc[j] = np.cos(a)
-            if _hat_row(G, r, fc, H, i, interval[i]):
-                bad[c] = True
-    return G, bad.any(), fin.all()
+        other, finite = _cos_hat_chunk(x, omega, phase, H, order, interval, G, c, f[c])
+        bad[c], inf[c] = other, not finite
+    return G, _flags_any(bad), not _flags_any(inf)
+
+
+@numba.njit(cache=True)
+def _cos_hat_blocks_serial(x, omega, phase, H, order, interval):
+    """:func:`_cos_hat_blocks` on the calling thread."""
+    n, J = order.size, omega.size
+    G = np.empty((n, 2 * J))
+    f = np.empty(J)
+    other, ok = False, True
+    for c in range((n + _DESIGN_CHUNK - 1) // _DESIGN_CHUNK):
+        o, finite = _cos_hat_chunk(x, omega, phase, H, order, interval, G, c, f)
+        other, ok = other or o, ok and finite
+    return G, other, ok
 
 
 #: Rows per chunk of :func:`_newton_pass` (a block's rows are cut into chunks of this many, the last shorter): the
@@ -1555,20 +1613,36 @@ def _newton_pass(G, chunks, C, y, wts, n_blocks):
     the same order).  Returns ``(d, loss, grad, hess)``: the logits, :math:`\sum_i w_i\,\mathrm{softplus}(\mp d_i)`,
     per block :math:`G^\top w(\sigma(d) - y)` ``(n_blocks, 2J)`` and :math:`G^\top\mathrm{diag}(w\sigma(d)\sigma(-d))G`
     ``(n_blocks, 2J, 2J)``.  The chunks (:func:`_newton_chunks`) run over the Numba threads, each writing only its
-    own rows and partial sums; the partial sums are then added in chunk order (the same numbers for any thread
-    count)."""
+    own rows and partial sums; the partial sums are then added in chunk order (:func:`_newton_reduce`: the same
+    numbers for any thread count, and as :func:`_newton_pass_serial`)."""
     nch, P = chunks.shape[0], G.shape[1]
     d = np.empty(G.shape[0])
-    lossp = np.empty(nch)
-    gp = np.empty((nch, P))
-    hp = np.empty((nch, P, P))
+    lossp, gp, hp = np.empty(nch), np.empty((nch, P)), np.empty((nch, P, P))
     for c in numba.prange(nch):
-        lo, hi, g = chunks[c, 0], chunks[c, 1], chunks[c, 2]
-        lossp[c] = _newton_chunk(G, lo, hi, C[g], y, wts, d, gp[c], hp[c])
+        lossp[c] = _newton_chunk(G, chunks[c, 0], chunks[c, 1], C[chunks[c, 2]], y, wts, d, gp[c], hp[c])
+    return _newton_reduce(d, lossp, gp, hp, chunks, n_blocks)
+
+
+@numba.njit(cache=True)
+def _newton_pass_serial(G, chunks, C, y, wts, n_blocks):
+    """:func:`_newton_pass` on the calling thread (designs below :data:`_SERIAL_ROWS` rows)."""
+    nch, P = chunks.shape[0], G.shape[1]
+    d = np.empty(G.shape[0])
+    lossp, gp, hp = np.empty(nch), np.empty((nch, P)), np.empty((nch, P, P))
+    for c in range(nch):
+        lossp[c] = _newton_chunk(G, chunks[c, 0], chunks[c, 1], C[chunks[c, 2]], y, wts, d, gp[c], hp[c])
+    return _newton_reduce(d, lossp, gp, hp, chunks, n_blocks)
+
+
+@numba.njit(cache=True)
+def _newton_reduce(d, lossp, gp, hp, chunks, n_blocks):
+    """The chunks' partial loss, gradients and curvatures of :func:`_newton_pass` added in chunk order, per block:
+    ``(d, loss, grad, hess)``."""
+    P = gp.shape[1]
     loss = 0.0
     grad = np.zeros((n_blocks, P))
     hess = np.zeros((n_blocks, P, P))
-    for c in range(nch):
+    for c in range(chunks.shape[0]):
         g = chunks[c, 2]
         loss += lossp[c]
         for a in range(P):
@@ -1604,8 +1678,10 @@ def _newton_logistic(blocks: list[_DesignBlock], y: np.ndarray, wts: np.ndarray,
     chunks = _newton_chunks([b.rows.size for b in blocks])
     cols = np.array([b.cols for b in blocks])
 
+    kernel = _newton_pass_serial if G.shape[0] < _SERIAL_ROWS else _newton_pass
+
     def evaluate(c):
-        return _dynamic(_newton_pass, G, chunks, np.ascontiguousarray(c[cols]), ys, ws, len(blocks))
+        return _dynamic(kernel, G, chunks, np.ascontiguousarray(c[cols]), ys, ws, len(blocks))
 
     c = np.zeros(n_params)
     _, f, gsum, hsum = evaluate(c)
