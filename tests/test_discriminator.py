@@ -467,3 +467,34 @@ def test_bayes_compiled_paths_do_not_depend_on_threads():
                                   D._ODE_STATE_MAX, *work)
     xx, AA, bad = D._ode_bayes_kernel(g.x, dt, n_steps, lwp, mp, vp, lwq, mq, vq, 1.0, 0.1, 2.0, 0, D._ODE_STATE_MAX)
     assert not bad and np.array_equal(xx, x) and np.array_equal(AA, A)
+
+
+def test_bayes_score_table_from_memoised_pair_rows_equals_the_full_kernel():
+    """BayesField.score_table (the data's and the model's score rows memoised, combined per field) equals the full
+    kernel _bayes_score_rows bit for bit for every form, with and without a ripple, for 1 and 2 Numba threads; the
+    fields on one grid share one memoised pair; a field whose derivative bound is not below 1e300 (w = 1e300, 1e308) takes
+    the full kernel and raises its ValueError, as a non-finite score does."""
+    import numba
+
+    x = np.linspace(-7.0, 7.0, 203)
+    times = np.linspace(0.0, T, 41)
+    old = numba.get_num_threads()
+    try:
+        for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+            numba.set_num_threads(threads)
+            D._PAIR_ROWS.items.clear()
+            for form in D.BAYES_FORMS:
+                for w, eps, om in ((1.0, 0.0, 0.0), (0.7, 0.1, 2.0), (2.5, 0.3, 20.0)):
+                    f = D.bayes_field(DATA, MODEL, w, eps, om, form=form)
+                    ref, bad = D._bayes_score_rows(x, *f.tables(times), w, eps, om, f.code)
+                    assert bad == -1 and np.array_equal(f.score_table(x, times), ref)
+            assert len(D._PAIR_ROWS.items) == 1
+    finally:
+        numba.set_num_threads(old)
+    tabs = D.bayes_field(DATA, MODEL).tables(times)
+    sp_, sq, dmax = D._mix_pair_rows(x, *tabs)
+    assert D._bayes_combine_rows(x, sp_, sq, dmax, 1e300, 0.0, 0.0, 0)[1] == -2
+    big = D.bayes_field(DATA, MODEL, w=1e300)
+    assert np.array_equal(big.score_table(x, times), D._bayes_score_rows(x, *tabs, 1e300, 0.0, 0.0, 0)[0])
+    with pytest.raises(ValueError, match="^w: the refined score is not finite"):
+        D.bayes_field(DATA, MODEL, w=1e308).score_table(x, times)

@@ -180,10 +180,11 @@ def test_gradient_matching_fit_by_hat_interval_matches_the_dense_design():
 
 
 def test_hat_interval_design_blocks_equal_the_dense_design_bit_for_bit():
-    """The compiled blocks (_hat_block) are the dense design ``features(x, t)`` (every JK column) restricted to each
+    """The compiled blocks (_hat_blocks) are the dense design ``features(x, t)`` (every JK column) restricted to each
     hat interval's rows and its 2J columns, bit for bit (the same products), every row in exactly one block, and the
-    dense design is zero off those columns; a wrong hat column or row index is off by O(1).  A third nonzero hat on
-    an interval (a changed _hats) is refused."""
+    dense design is zero off those columns; a wrong hat column or row index is off by O(1).  The fused cosine pass
+    (cos_of) gives the same blocks bit for bit and refuses an overflowing argument.  A third nonzero hat on an
+    interval (a changed _hats) is refused."""
     fam = D.FourierLogit(seed=3)
     rng = np.random.default_rng(7)
     x = rng.normal(0.0, 2.0, 5000)
@@ -196,6 +197,22 @@ def test_hat_interval_design_blocks_equal_the_dense_design_bit_for_bit():
         assert np.array_equal(b.G, F[b.rows][:, b.cols])
         assert not np.any(np.delete(F[b.rows], b.cols, axis=1))
     assert np.all(seen == 1)
+    fused = D._hat_interval_design(None, fam.hats(t), fam.knots, t, cos_of=(x, fam.omega, fam.phase))
+    assert len(fused) == len(blocks)  # the cosine basis computed in the pass: the same blocks bit for bit
+    for a, b in zip(fused, blocks):
+        assert np.array_equal(a.rows, b.rows) and np.array_equal(a.G, b.G) and np.array_equal(a.cols, b.cols)
+    interval = np.clip(np.searchsorted(fam.knots, t, side="right") - 1, 0, fam.knots.size - 2)
+    order = np.argsort(interval, kind="stable")
+    H = fam.hats(t)  # the calling thread's kernels (designs below _SERIAL_ROWS rows): the same numbers
+    basis = np.cos(D._feature_arg(x, fam.omega, fam.phase))
+    assert all(np.array_equal(a, b) for a, b in zip(D._hat_blocks(basis, H, order, interval),
+                                                    D._hat_blocks_serial(basis, H, order, interval)))
+    par = D._cos_hat_blocks(x, fam.omega, fam.phase, H, order, interval)
+    assert all(np.array_equal(a, b) for a, b in zip(par, D._cos_hat_blocks_serial(x, fam.omega, fam.phase, H, order,
+                                                                                   interval)))
+    with pytest.raises(ValueError, match="x: the feature argument"):
+        D._hat_interval_design(None, fam.hats(t), fam.knots, t, cos_of=(np.where(x > 3, 1e308, x), fam.omega,
+                                                                          fam.phase))
     H = fam.hats(t)
     H[0, -1] = 0.5 if H[0, -1] == 0.0 else H[0, -1]
     H[0, 0] = 0.5 if H[0, 0] == 0.0 else H[0, 0]
@@ -256,3 +273,150 @@ def test_mix_score_rows_equal_the_per_row_kernel_for_any_thread_count():
             assert np.array_equal(D._dynamic(D._mix_score_rows, x, logw, m, v), ref)
     finally:
         numba.set_num_threads(old)
+
+
+def _design_problem(n=20000, seed=11):
+    """A cross-entropy problem on the hat-interval design: blocks, labels, class weights, a point c and the dense
+    design ``F`` (every JK column) of the same rows."""
+    fam = D.FourierLogit(seed=3)
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0.0, 2.0, n)
+    t = rng.uniform(1e-2, T, n)
+    blocks = D._hat_interval_design(np.cos(D._feature_arg(x, fam.omega, fam.phase)), fam.hats(t), fam.knots, t)
+    y = (rng.random(n) < 0.5).astype(np.float64)
+    wts = np.where(y > 0, 0.5 / max(y.sum(), 1), 0.5 / max(n - y.sum(), 1))
+    return fam, blocks, y, wts, 0.3 * rng.standard_normal(fam.n_params), fam.features(x, t)
+
+
+def test_newton_pass_matches_the_dense_products_within_the_rounding_bound():
+    """The compiled pass of the Newton fit (logits, loss, block gradients and curvatures over fixed chunks of rows)
+    against the dense design's NumPy products: equal within the derived summation bound
+    gamma_m' sum |terms| (m' = chunk + number of chunks, u = 2^-53, doubled for NumPy's own rounding), which is
+    about 1e-12 of the sums here; a wrong weight, label, column or row is off by O(1) of them.  The stacked design is
+    passed without a copy."""
+    _, blocks, y, wts, c, F = _design_problem()
+    G = D._stacked_design(blocks)
+    assert all(np.shares_memory(G, b.G) for b in blocks)
+    rows = np.concatenate([b.rows for b in blocks])
+    chunks = D._newton_chunks([b.rows.size for b in blocks])
+    assert chunks.shape[0] > 2 * len(blocks)  # several chunks per block
+    cols = np.array([b.cols for b in blocks])
+    d, loss, grad, hess = D._newton_pass(G, chunks, c[cols], y[rows], wts[rows], len(blocks))
+    gam = 2 * (D._NEWTON_CHUNK + chunks.shape[0]) * 2.0 ** -53
+    dd = F @ c
+    assert np.all(np.abs(d - dd[rows]) <= gam * (np.abs(F) @ np.abs(c))[rows])
+    sp = np.where(y > 0, np.logaddexp(0, -dd), np.logaddexp(0, dd))
+    assert abs(loss - np.sum(wts * sp)) <= gam * np.sum(wts * sp) + 1e-15
+    e = np.exp(-np.abs(dd))
+    curv = wts * e / (1 + e) ** 2
+    r = wts * (np.where(dd >= 0, 1 / (1 + e), e / (1 + e)) - y)
+    for k, b in enumerate(blocks):
+        Fb = F[b.rows][:, b.cols]
+        assert np.all(np.abs(grad[k] - Fb.T @ r[b.rows]) <= gam * (np.abs(Fb).T @ np.abs(r[b.rows])) + 1e-18)
+        bound = gam * (np.abs(Fb).T @ (curv[b.rows, None] * np.abs(Fb))) + 1e-18
+        assert np.all(np.abs(hess[k] - Fb.T @ (curv[b.rows, None] * Fb)) <= bound)
+
+
+def test_newton_fit_does_not_depend_on_threads_and_matches_the_blas_newton():
+    """The Newton pass and the whole cross-entropy fit are bit-identical for 1 and 2 Numba threads (fixed chunks,
+    partial sums added in chunk order); the fit equals the same damped Newton with every product by BLAS on the
+    blocks (the stop-40 implementation, kept here as the reference) to 1e-10 of its largest coefficient (rounding
+    of the sums: observed ~1e-12); concatenated blocks (not views of one array) give the same fit."""
+    import numba
+
+    fam, blocks, y, wts, c, _ = _design_problem()
+    old = numba.get_num_threads()
+    fits, passes = [], []
+    try:
+        for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+            numba.set_num_threads(threads)
+            fits.append(D._newton_logistic(blocks, y, wts, 1e-3, fam.n_params, 100))
+            G = D._stacked_design(blocks)
+            rows = np.concatenate([b.rows for b in blocks])
+            passes.append(D._newton_pass(G, D._newton_chunks([b.rows.size for b in blocks]),
+                                         c[np.array([b.cols for b in blocks])], y[rows], wts[rows], len(blocks)))
+    finally:
+        numba.set_num_threads(old)
+    assert np.array_equal(fits[0], fits[1])
+    assert all(np.array_equal(a, b) for a, b in zip(passes[0], passes[1]))
+    G = D._stacked_design(blocks)  # the calling thread's pass (small designs): the same numbers
+    rows = np.concatenate([b.rows for b in blocks])
+    serial = D._newton_pass_serial(G, D._newton_chunks([b.rows.size for b in blocks]),
+                                   c[np.array([b.cols for b in blocks])], y[rows], wts[rows], len(blocks))
+    assert all(np.array_equal(a, b) for a, b in zip(passes[0], serial))
+    copied = [D._DesignBlock(b.rows, b.G.copy(), b.cols) for b in blocks]
+    assert not np.shares_memory(D._stacked_design(copied), blocks[0].G)
+    assert np.array_equal(D._newton_logistic(copied, y, wts, 1e-3, fam.n_params, 100), fits[0])
+    ref = _blas_newton(blocks, y, wts, 1e-3, fam.n_params)
+    assert np.max(np.abs(fits[0] - ref)) <= 1e-10 * np.max(np.abs(ref))
+
+
+def _blas_newton(blocks, y, wts, lam, n_params, maxiter=100):
+    """The damped Newton of ``_newton_logistic`` with its products by BLAS per block (stop 40's code)."""
+    def logits(c):
+        d = np.empty(y.size)
+        for b in blocks:
+            d[b.rows] = b.G @ c[b.cols]
+        return d
+
+    def loss(d, c):
+        return float(np.sum(wts * np.where(y > 0, np.logaddexp(0, -d), np.logaddexp(0, d))) + 0.5 * lam * (c @ c))
+
+    c = np.zeros(n_params)
+    d = logits(c)
+    f = loss(d, c)
+    for _ in range(maxiter):
+        e = np.exp(-np.abs(d))
+        sig = np.where(d >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+        curv, r = wts * e / (1.0 + e) ** 2, wts * (sig - y)
+        grad, hess = lam * c, lam * np.eye(n_params)
+        for b in blocks:
+            grad[b.cols] += b.G.T @ r[b.rows]
+            hess[np.ix_(b.cols, b.cols)] += (b.G.T * curv[b.rows]) @ b.G
+        step = -np.linalg.solve(hess, grad)
+        slope = float(grad @ step)
+        if -slope / 2.0 <= 1e-20:
+            break
+        for _ in range(60):
+            c_new = c + step
+            d_new = logits(c_new)
+            f_new = loss(d_new, c_new)
+            if f_new <= f + 1e-4 * slope:
+                break
+            step, slope = step / 2.0, slope / 2.0
+        else:
+            break
+        c, d, f = c_new, d_new, f_new
+    return c
+
+
+def test_model_score_rows_memo_is_keyed_on_the_exact_inputs():
+    """The memoised model-score table equals the kernel's bit for bit, is returned again for equal inputs (a new
+    array with the same bytes), is read-only, and any changed input (one variance in the last place) gives a new
+    table; at most _MODEL_ROWS.size tables are kept."""
+    D._MODEL_ROWS.items.clear()
+    x = np.linspace(-7.0, 7.0, 101)
+    _, logw, m, v = D.FeatureField(MODEL, _random_fam(3)).tables(np.linspace(0.0, T, 9))
+    a = D._model_score_rows(x, logw, m, v)
+    assert np.array_equal(a, D._mix_score_rows(x, logw, m, v)) and not a.flags.writeable
+    assert D._model_score_rows(x.copy(), logw, m, v) is a
+    v2 = v.copy()
+    v2[3, 1] = np.nextafter(v2[3, 1], 1.0)
+    b = D._model_score_rows(x, logw, m, v2)
+    assert b is not a and not np.array_equal(a[3], b[3]) and np.array_equal(a[4], b[4])
+    for k in range(D._MODEL_ROWS.size + 2):
+        D._model_score_rows(x + k, logw, m, v)
+    assert len(D._MODEL_ROWS.items) == D._MODEL_ROWS.size
+
+
+def test_path_kl_from_terms_is_the_sum_of_fisher_gaps():
+    """path_kl (from its memoisable terms) equals KL_T + sum_i w_i fisher_gap(t_i) computed directly, bit for bit,
+    and the terms of one grid serve two corrections."""
+    fam = _random_fam(5)
+    x = np.linspace(-12, 12, 801)
+    terms = D.path_terms(DATA, MODEL, T, n=4, x=x, pieces=C._HAT_PIECES)
+    ts, ws = D.time_nodes(T, pieces=C._HAT_PIECES, n=4)
+    for corr in (lambda z, t: fam.grad(z, t), lambda z, t: 0.0 * z):
+        direct = sum(wi * D.fisher_gap(DATA, corr, float(ti), MODEL, x) for ti, wi in zip(ts, ws))
+        kl_T = D.kl_cells(DATA.density(x, T), MODEL.density(x, T), x[1] - x[0])
+        assert D.path_kl_from(terms, corr) == float(kl_T + direct)

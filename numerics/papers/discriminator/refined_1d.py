@@ -36,7 +36,7 @@ __all__ = [
     "Mixture1D", "Marginal", "Grid1D", "Field", "SETTING_G_DATA", "SETTING_G_MODEL", "setting_g",
     "bayes_field", "BayesField", "linear_field", "feature_field", "FeatureField", "empirical_field",
     "sde_endpoint", "ode_endpoint", "endpoint_kl", "ENDPOINT_FLOOR", "kl_with_error",
-    "ce_value", "ce_gap", "path_kl", "fisher_gap", "time_nodes",
+    "ce_value", "ce_gap", "path_kl", "path_terms", "path_kl_from", "PathTerms", "fisher_gap", "time_nodes",
     "mse_optimal_linear", "ce_optimal_linear", "linear_beta_spline",
     "gaussian_refined_endpoint", "gaussian_path_kl",
     "FourierLogit", "time_hats", "fit_logit_ce", "fit_logit_gm",
@@ -342,10 +342,18 @@ class BayesField:
 
     def score_table(self, x: np.ndarray, times) -> np.ndarray:
         """The score :math:`s` of ``field(x, t)`` at the 1-D ``x`` for each of ``times`` (row ``i``: ``times[i]``),
-        compiled (:func:`_bayes_score_rows`); a non-finite score is reported by the call's ValueError."""
-        lwp, mp, vp, lwq, mq, vq = self.tables(times)
-        out, bad = _dynamic(_bayes_score_rows, np.ascontiguousarray(x, dtype=np.float64), lwp, mp, vp, lwq, mq, vq,
-                            float(self.w), float(self.eps), float(self.omega), self.code)
+        compiled: the data's and the model's score rows (:func:`_mix_pair_rows`, memoised on the exact inputs: every
+        ``w``, ``eps``, ``omega`` and form on one grid and time set shares them) combined by
+        :func:`_bayes_combine_rows` (the arithmetic of :func:`_bayes_point`, so the numbers of
+        :func:`_bayes_score_rows`); a non-finite score is reported by the call's ValueError."""
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        tabs = self.tables(times)
+        sp_, sq, dmax = _PAIR_ROWS.get((x,) + tabs, lambda: _dynamic(_mix_pair_rows, x, *tabs))
+        out, bad = _dynamic(_bayes_combine_rows, x, sp_, sq, dmax, float(self.w), float(self.eps), float(self.omega),
+                            self.code)
+        if bad == -2:  # a derivative not provably finite: the full kernel, which checks every one
+            out, bad = _dynamic(_bayes_score_rows, x, *tabs, float(self.w), float(self.eps), float(self.omega),
+                                self.code)
         if bad >= 0:
             self(x, float(times[bad]))  # raises the call's ValueError
         return out
@@ -405,6 +413,96 @@ def _bayes_score_rows(x, logwp, mp, vp, logwq, mq, vq, w, eps, omega, form):
             bad = r
             break
     return out, bad
+
+
+class _Memo:
+    """Results memoised on their exact input arrays (dtypes, shapes and bytes: the same inputs, the same result),
+    read-only, at most ``size`` of them (the least recently used dropped first)."""
+
+    def __init__(self, size: int):
+        self.size, self.items = size, {}
+
+    def get(self, arrays: tuple, compute: Callable):
+        """``compute()`` for the inputs ``arrays``, computed once."""
+        key = tuple((a.dtype.str, a.shape, a.tobytes()) for a in arrays)
+        out = self.items.pop(key, None)
+        if out is None:
+            out = compute()
+            for arr in (out if isinstance(out, tuple) else (out,)):
+                arr.flags.writeable = False
+            while len(self.items) >= self.size:
+                self.items.pop(next(iter(self.items)))
+        self.items[key] = out  # most recently used last
+        return out
+
+
+#: The data and model score rows of :meth:`BayesField.score_table` (a fine grid's pair is about 180 MB, so at most
+#: two: the fine and the coarse solve of one error estimate).
+_PAIR_ROWS = _Memo(2)
+
+
+@numba.njit(cache=True, parallel=True)
+def _mix_pair_rows(x, logwp, mp, vp, logwq, mq, vq):
+    r"""The data's and the model's scores of :func:`_bayes_point` at every point of ``x`` for each row (time) of the
+    marginal tables, and per row the largest :math:`|\partial_x s|` of either (NaN where one is not finite).  The
+    rows run over the Numba threads, each writing only its own row (the same numbers for any thread count)."""
+    n, K, rows = x.size, max(mp.shape[1], mq.shape[1]), mp.shape[0]
+    sp_, sq = np.empty((rows, n)), np.empty((rows, n))
+    dmax = np.zeros(rows)
+    lwp = np.empty(mp.shape)  # per row: log w - log(v)/2 (the same array expressions per row as before)
+    lwq = np.empty(mq.shape)
+    for r in range(rows):
+        lwp[r] = logwp - 0.5 * np.log(vp[r])
+        lwq[r] = logwq - 0.5 * np.log(vq[r])
+    lc, pk = np.empty((rows, K)), np.empty((rows, K))
+    for r in numba.prange(rows):
+        for i in range(n):
+            a, da = _mix_score_point(x[i], lwp[r], mp[r], vp[r], lc[r], pk[r])
+            b, db = _mix_score_point(x[i], lwq[r], mq[r], vq[r], lc[r], pk[r])
+            sp_[r, i], sq[r, i] = a, b
+            m = max(abs(da), abs(db))
+            if np.isnan(da) or np.isnan(db) or np.isnan(dmax[r]):
+                dmax[r] = np.nan
+            elif m > dmax[r]:
+                dmax[r] = m
+    return sp_, sq, dmax
+
+
+@numba.njit(cache=True, parallel=True)
+def _bayes_combine_rows(x, sp_, sq, dmax, w, eps, omega, form):
+    r"""The score rows of :func:`_bayes_score_rows` from the data's and the model's score rows (:func:`_mix_pair_rows`)
+    by :func:`_bayes_point`'s expressions (the ripple's :math:`\cos\omega x` once per point: it does not depend on
+    the row).  Returns ``(out, bad)``: the first row with a non-finite score, -1 if none, or -2 where a row's
+    derivative is not provably finite: :math:`|\partial_x s| \le (|w| + 1)\,2 d + |arepsilon|\omega^2(|w| + 1)`
+    (``d`` the row's ``dmax``) is not below 1e300 (the caller then runs :func:`_bayes_score_rows`)."""
+    rows, n = sp_.shape
+    cw, sw = np.empty(n), np.empty(n)
+    for i in range(n):
+        cw[i], sw[i] = np.cos(omega * x[i]), np.sin(omega * x[i])
+    out = np.empty((rows, n))
+    bad_row = np.zeros(rows, dtype=np.int64)
+    for r in numba.prange(rows):
+        if not (abs(w) + 3.0) * (2.0 * dmax[r] + abs(eps) * (omega * omega + abs(omega))) < 1e300:
+            bad_row[r] = 2
+        for i in range(n):
+            a, b = sp_[r, i], sq[r, i]
+            if form == 1:
+                s = b - (a - b) + eps * omega * cw[i]
+            elif form == 2:
+                s = a + eps * cw[i]
+            elif eps == 0.0:
+                s = b + w * (a - b)
+            else:
+                s = b + w * (a - b + eps * omega * cw[i])
+            out[r, i] = s
+            if not np.isfinite(s):
+                bad_row[r] = 1
+    for r in range(rows):
+        if bad_row[r] == 2:
+            return out, -2
+        if bad_row[r] == 1:
+            return out, r
+    return out, -1
 
 
 def linear_field(model: Mixture1D, beta: Callable[[float], float]) -> Field:
@@ -901,12 +999,55 @@ def fisher_gap(data: Mixture1D, field_corr: Callable, t: float, model: Mixture1D
                x: np.ndarray | None = None) -> float:
     r""":math:`E_{p_t}|\nabla\log p_t - s_\theta - c|^2` with the correction ``c = field_corr(x, t)``."""
     x = np.linspace(-12, 12, 12001) if x is None else _quad_grid(x)
-    r = data.score(x, t) - model.score(x, t) - field_corr(x, t)
-    out = float(np.sum(data.density(x, t) * r * r) * (x[1] - x[0]))
+    return _fisher_sum(*_fisher_terms(data, model, t, x), field_corr, t, x)
+
+
+def _fisher_terms(data: Mixture1D, model: Mixture1D, t: float, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    r"""The correction-free terms of :func:`fisher_gap` on the grid ``x``: :math:`\nabla\log p_t - s_\theta` and
+    :math:`p_t`."""
+    return data.score(x, t) - model.score(x, t), data.density(x, t)
+
+
+def _fisher_sum(diff: np.ndarray, dens: np.ndarray, field_corr: Callable, t: float, x: np.ndarray) -> float:
+    r""":func:`fisher_gap` from its terms (:func:`_fisher_terms`): :math:`\sum p_t\,r^2\,dx`,
+    :math:`r = (\nabla\log p_t - s_\theta) - c`."""
+    r = diff - field_corr(x, t)
+    out = float(np.sum(dens * r * r) * (x[1] - x[0]))
     if not math.isfinite(out):
         raise ValueError(f"x: the Fisher gap on this grid is not finite at t={t!r} (grid or correction values too "
                          "large)")
     return out
+
+
+class PathTerms(NamedTuple):
+    r"""The correction-free parts of :func:`path_kl` (:func:`path_terms`): the time nodes and weights, the x-grid,
+    per node :math:`\nabla\log p_t - s_\theta` and :math:`p_t` on it, and :math:`\mathrm{KL}(p_T\|\hat p_T)`."""
+
+    ts: np.ndarray
+    ws: np.ndarray
+    x: np.ndarray
+    diff: tuple
+    dens: tuple
+    kl_T: float
+
+
+def path_terms(data: Mixture1D, model: Mixture1D, T: float = 8.0, n: int = 24, x: np.ndarray | None = None,
+               pieces=(0.0, 0.05, 0.3, 1.0, 3.0)) -> PathTerms:
+    """The parts of :func:`path_kl` that do not depend on the correction (computed once, reused for every
+    correction by :func:`path_kl_from`)."""
+    ts, ws = time_nodes(T, pieces=pieces, n=n)
+    g = np.linspace(-12, 12, 24001) if x is None else _quad_grid(x)
+    terms = [_fisher_terms(data, model, float(ti), g) for ti in ts]
+    kl_T = kl_cells(data.density(g, T), model.density(g, T), g[1] - g[0])
+    return PathTerms(ts, ws, g, tuple(a for a, _ in terms), tuple(b for _, b in terms), kl_T)
+
+
+def path_kl_from(terms: PathTerms, correction: Callable) -> float:
+    """:func:`path_kl` of ``correction`` from its correction-free parts ``terms`` (:func:`path_terms`): the same
+    numbers as :func:`path_kl`."""
+    integral = sum(wi * _fisher_sum(a, b, correction, float(ti), terms.x)
+                   for ti, wi, a, b in zip(terms.ts, terms.ws, terms.diff, terms.dens))
+    return float(terms.kl_T + integral)
 
 
 def path_kl(data: Mixture1D, model: Mixture1D, correction: Callable, T: float = 8.0, n: int = 24,
@@ -914,11 +1055,7 @@ def path_kl(data: Mixture1D, model: Mixture1D, correction: Callable, T: float = 
     r"""Girsanov path KL (OU, :math:`g^2/2 = 1`):
     :math:`\mathrm{KL}(p_T\|\hat p_T) + \int_0^T E_{p_t}|\nabla\log p_t - s_\theta - c|^2\,dt`
     (composite Gauss-Legendre in ``t`` with breakpoints ``pieces``: put the kinks of ``c`` in time there)."""
-    ts, ws = time_nodes(T, pieces=pieces, n=n)
-    g = np.linspace(-12, 12, 24001) if x is None else x
-    integral = sum(wi * fisher_gap(data, correction, float(ti), model, g) for ti, wi in zip(ts, ws))
-    kl_T = kl_cells(data.density(g, T), model.density(g, T), g[1] - g[0])
-    return float(kl_T + integral)
+    return path_kl_from(path_terms(data, model, T, n, x, pieces), correction)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1221,7 +1358,7 @@ def fit_logit_ce(fam: FourierLogit, real: np.ndarray, fake: np.ndarray, rng: np.
     xr, tr, _ = _noisy(np.repeat(real, repeats), rng, T, t_min)
     xf, tf, _ = _noisy(np.repeat(fake, repeats), rng, T, t_min)
     x, t = np.concatenate([xr, xf]), np.concatenate([tr, tf])
-    blocks = _hat_interval_design(np.cos(_feature_arg(x, fam.omega, fam.phase)), fam.hats(t), fam.knots, t)
+    blocks = _hat_interval_design(None, fam.hats(t), fam.knots, t, cos_of=(x, fam.omega, fam.phase))
     y = np.concatenate([np.ones(xr.size), np.zeros(xf.size)])
     wts = np.concatenate([np.full(xr.size, 0.5 / xr.size), np.full(xf.size, 0.5 / xf.size)])
     fam.coef = _newton_logistic(blocks, y, wts, lam, fam.n_params, maxiter).reshape(fam.coef.shape)
@@ -1234,44 +1371,285 @@ class _DesignBlock(NamedTuple):
     cols: np.ndarray  # the parameters those features belong to
 
 
-def _hat_interval_design(basis: np.ndarray, H: np.ndarray, knots: np.ndarray, t: np.ndarray) -> list[_DesignBlock]:
+def _hat_interval_design(basis: np.ndarray | None, H: np.ndarray, knots: np.ndarray, t: np.ndarray,
+                         cos_of: tuple | None = None) -> list[_DesignBlock]:
     r"""The design :math:`F_{i,(j,k)} = f_j(x_i)\,h_k(t_i)` (column ``j*K + k``, as ``features`` of the logit
     families) stored by hat interval, from the spatial ``basis`` (N, J) and the hats ``H`` (N, K) on ``knots``.
     A time in :math:`[k_g, k_{g+1}]` has only the hats :math:`h_g, h_{g+1}` nonzero (piecewise-linear hats), so
     its row is :math:`(f_j(x)\,h_g(t),\ f_j(x)\,h_{g+1}(t))_j` on the columns :math:`(j, g), (j, g + 1)`:
-    ``F[rows][:, cols] == G`` and ``F[rows]`` is zero elsewhere (2J of JK columns)."""
-    K, J = knots.size, basis.shape[1]
+    ``F[rows][:, cols] == G`` and ``F[rows]`` is zero elsewhere (2J of JK columns).  The blocks' ``G`` are consecutive
+    row ranges of one array (:func:`_hat_blocks`), which :func:`_newton_logistic` passes over without a copy.
+
+    ``cos_of = (x, omega, phase)`` (with ``basis`` None): the basis :math:`f_j(x) = \cos(\omega_j x + b_j)` computed
+    row by row in the same pass (the numbers of ``np.cos(_feature_arg(x, omega, phase))``, no N x J temporaries;
+    its ValueError where the argument overflows)."""
+    K = knots.size
     interval = np.clip(np.searchsorted(knots, t, side="right") - 1, 0, K - 2)
-    blocks = []
+    order = np.argsort(interval, kind="stable")  # each interval's rows in increasing order, intervals in order
+    sizes = np.bincount(interval, minlength=K - 1)
+    H = np.ascontiguousarray(H, dtype=np.float64)
+    serial = order.size < _SERIAL_ROWS
+    if cos_of is None:
+        J = basis.shape[1]
+        G, other = _dynamic(_hat_blocks_serial if serial else _hat_blocks,
+                            np.ascontiguousarray(basis, dtype=np.float64), H, order, interval)
+    else:
+        x, omega, phase = (np.ascontiguousarray(a, dtype=np.float64) for a in cos_of)
+        J = omega.size
+        G, other, ok = _dynamic(_cos_hat_blocks_serial if serial else _cos_hat_blocks, x, omega, phase, H, order,
+                                interval)
+        if not ok:
+            _feature_arg(x, omega, phase)  # raises the ValueError naming x
+    if other:  # never for np.interp hats: guards a change of _hats
+        raise AssertionError("time hats: more than two nonzero hats on one knot interval")
+    blocks, start = [], 0
     for g in range(K - 1):
-        rows = np.flatnonzero(interval == g)
-        if rows.size == 0:
+        m = int(sizes[g])
+        if m == 0:
             continue
-        G, other = _hat_block(basis, H, rows, g)
-        if other:  # never for np.interp hats: guards a change of _hats
-            raise AssertionError("time hats: more than two nonzero hats on one knot interval")
-        blocks.append(_DesignBlock(rows, G, np.concatenate([np.arange(J) * K + g, np.arange(J) * K + g + 1])))
+        blocks.append(_DesignBlock(order[start:start + m], G[start:start + m],
+                                   np.concatenate([np.arange(J) * K + g, np.arange(J) * K + g + 1])))
+        start += m
     return blocks
 
 
+#: Rows per chunk of :func:`_hat_blocks` (fixed: the threads only share out the chunks).
+_DESIGN_CHUNK = 4096
+#: Designs of fewer rows are built and passed over on the calling thread (:func:`_hat_blocks_serial`,
+#: :func:`_newton_pass_serial`; the same chunks and order, so the same numbers): starting the thread team costs more
+#: there than it saves (a Newton pass on 400 rows: 0.2 ms of CPU serial, 4.5-7.5 ms on two threads at load 16-20).
+_SERIAL_ROWS = 8192
+
+
 @numba.njit(cache=True)
-def _hat_block(basis, H, rows, g):
-    r"""One block of :func:`_hat_interval_design`, compiled: ``G[r] = (basis[i] * H[i, g], basis[i] * H[i, g + 1])``
-    for ``i = rows[r]`` (NumPy's products, one pass, no temporaries), and ``other``: some hat but ``g, g + 1`` is
-    nonzero (or NaN) on these rows."""
-    n, J, K = rows.size, basis.shape[1], H.shape[1]
-    G = np.empty((n, 2 * J))
+def _hat_row(G, r, f, H, i, g):
+    """Row ``r`` of the stacked design: ``G[r] = (f * H[i, g], f * H[i, g + 1])`` for the basis row ``f`` of sample
+    ``i``; True where a hat but ``g, g + 1`` is nonzero (or NaN) at ``i``."""
+    J, K = f.size, H.shape[1]
     other = False
-    for r in range(n):
-        i = rows[r]
-        for k in range(K):
-            if k != g and k != g + 1 and H[i, k] != 0.0:
-                other = True
-        a, b = H[i, g], H[i, g + 1]
-        for j in range(J):
-            G[r, j] = basis[i, j] * a
-            G[r, J + j] = basis[i, j] * b
+    for k in range(K):
+        if k != g and k != g + 1 and H[i, k] != 0.0:
+            other = True
+    a, b = H[i, g], H[i, g + 1]
+    for j in range(J):
+        G[r, j] = f[j] * a
+        G[r, J + j] = f[j] * b
+    return other
+
+
+@numba.njit(cache=True)
+def _hat_chunk(basis, H, order, interval, G, c):
+    """Rows of chunk ``c`` of :func:`_hat_blocks` (:func:`_hat_row` each); True where one has another nonzero hat."""
+    other = False
+    for r in range(c * _DESIGN_CHUNK, min(order.size, (c + 1) * _DESIGN_CHUNK)):
+        i = order[r]
+        if _hat_row(G, r, basis[i], H, i, interval[i]):
+            other = True
+    return other
+
+
+@numba.njit(cache=True)
+def _cos_hat_chunk(x, omega, phase, H, order, interval, G, c, f):
+    r"""Rows of chunk ``c`` of :func:`_cos_hat_blocks`, each row's basis :math:`\cos(\omega_j x_i + b_j)` computed
+    into the work row ``f`` first; ``(other, finite)``."""
+    other, finite = False, True
+    for r in range(c * _DESIGN_CHUNK, min(order.size, (c + 1) * _DESIGN_CHUNK)):
+        i = order[r]
+        for j in range(omega.size):
+            a = x[i] * omega[j] + phase[j]
+            if not np.isfinite(a):
+                finite = False
+            f[j] = np.cos(a)
+        if _hat_row(G, r, f, H, i, interval[i]):
+            other = True
+    return other, finite
+
+
+@numba.njit(cache=True)
+def _flags_any(flags):
+    """Any of the boolean ``flags`` (a plain loop: no parallel reduction)."""
+    for v in flags:
+        if v:
+            return True
+    return False
+
+
+@numba.njit(cache=True, parallel=True)
+def _hat_blocks(basis, H, order, interval):
+    r"""The blocks of :func:`_hat_interval_design`, compiled and stacked: row ``r`` of ``G`` (the sample
+    ``i = order[r]``, of hat interval ``g = interval[i]``) is ``(basis[i] * H[i, g], basis[i] * H[i, g + 1])`` (NumPy's
+    products, one pass, no temporaries; :func:`_hat_row`), and ``other``: some hat but ``g, g + 1`` is nonzero (or
+    NaN) on a row.  The chunks of :data:`_DESIGN_CHUNK` rows run over the Numba threads (each writes only its own
+    rows: the same for any thread count); :func:`_hat_interval_design` runs designs below :data:`_SERIAL_ROWS` rows
+    through :func:`_hat_blocks_serial` instead (the same numbers, no thread start-up)."""
+    n = order.size
+    G = np.empty((n, 2 * basis.shape[1]))
+    n_chunks = (n + _DESIGN_CHUNK - 1) // _DESIGN_CHUNK
+    bad = np.empty(n_chunks, dtype=np.bool_)
+    for c in numba.prange(n_chunks):
+        bad[c] = _hat_chunk(basis, H, order, interval, G, c)
+    return G, _flags_any(bad)
+
+
+@numba.njit(cache=True)
+def _hat_blocks_serial(basis, H, order, interval):
+    """:func:`_hat_blocks` on the calling thread."""
+    n = order.size
+    G = np.empty((n, 2 * basis.shape[1]))
+    other = False
+    for c in range((n + _DESIGN_CHUNK - 1) // _DESIGN_CHUNK):
+        other = _hat_chunk(basis, H, order, interval, G, c) or other
     return G, other
+
+
+@numba.njit(cache=True, parallel=True)
+def _cos_hat_blocks(x, omega, phase, H, order, interval):
+    r""":func:`_hat_blocks` of the basis :math:`\cos(\omega_j x_i + b_j)`, each row's basis computed in the pass (the
+    arithmetic of ``np.cos(_feature_arg(x, omega, phase))``; Numba's cos is libm's, which NumPy's equals bit for bit
+    here: test).  Returns ``(G, other, ok)``, ``ok``: every argument finite."""
+    n, J = order.size, omega.size
+    G = np.empty((n, 2 * J))
+    n_chunks = (n + _DESIGN_CHUNK - 1) // _DESIGN_CHUNK
+    bad = np.empty(n_chunks, dtype=np.bool_)
+    inf = np.empty(n_chunks, dtype=np.bool_)
+    f = np.empty((n_chunks, J))  # each chunk's basis row
+    for c in numba.prange(n_chunks):
+        other, finite = _cos_hat_chunk(x, omega, phase, H, order, interval, G, c, f[c])
+        bad[c], inf[c] = other, not finite
+    return G, _flags_any(bad), not _flags_any(inf)
+
+
+@numba.njit(cache=True)
+def _cos_hat_blocks_serial(x, omega, phase, H, order, interval):
+    """:func:`_cos_hat_blocks` on the calling thread."""
+    n, J = order.size, omega.size
+    G = np.empty((n, 2 * J))
+    f = np.empty(J)
+    other, ok = False, True
+    for c in range((n + _DESIGN_CHUNK - 1) // _DESIGN_CHUNK):
+        o, finite = _cos_hat_chunk(x, omega, phase, H, order, interval, G, c, f)
+        other, ok = other or o, ok and finite
+    return G, other, ok
+
+
+#: Rows per chunk of :func:`_newton_pass` (a block's rows are cut into chunks of this many, the last shorter): the
+#: chunks are fixed by the block sizes alone, so the partial sums and their reduction are the same for any number of
+#: Numba threads.
+_NEWTON_CHUNK = 2048
+
+
+def _stacked_design(blocks: list[_DesignBlock]) -> np.ndarray:
+    """The blocks' ``G`` stacked in block order, ``(N, 2J)``: the array they are views of when
+    :func:`_hat_interval_design` built them (no copy), else a concatenation."""
+    base = blocks[0].G.base
+    n = sum(b.G.shape[0] for b in blocks)
+    if base is not None and base.ndim == 2 and base.shape == (n, blocks[0].G.shape[1]) and base.flags.c_contiguous:
+        step, ptr = base.strides[0], base.__array_interface__["data"][0]
+        for b in blocks:
+            if b.G.base is not base or b.G.__array_interface__["data"][0] != ptr:
+                break
+            ptr += b.G.shape[0] * step
+        else:
+            return base
+    return np.ascontiguousarray(np.concatenate([b.G for b in blocks]), dtype=np.float64)
+
+
+def _newton_chunks(sizes: list[int]) -> np.ndarray:
+    """``(start, end, block)`` rows of the chunks of :func:`_newton_pass`: each block's rows (consecutive in the
+    stacked design, block sizes ``sizes``) cut into chunks of :data:`_NEWTON_CHUNK` rows."""
+    out, start = [], 0
+    for g, m in enumerate(sizes):
+        for lo in range(start, start + m, _NEWTON_CHUNK):
+            out.append((lo, min(lo + _NEWTON_CHUNK, start + m), g))
+        start += m
+    return np.array(out, dtype=np.int64).reshape(-1, 3)
+
+
+@numba.njit(cache=True)
+def _softplus1(z):
+    r""":math:`\mathrm{softplus}(z) = \log(1 + e^z)` as NumPy's ``logaddexp(0, z)`` computes it:
+    :math:`\max(0, z) + \mathrm{log1p}(e^{-|z|})` (:math:`\log 2` at 0)."""
+    if z == 0.0:
+        return math.log(2.0)
+    if z < 0.0:
+        return math.log1p(math.exp(z))
+    return z + math.log1p(math.exp(-z))
+
+
+@numba.njit(cache=True)
+def _newton_chunk(G, lo, hi, cb, y, wts, d, gp, hp):
+    r"""One chunk (rows ``lo:hi`` of the stacked design ``G``, block coefficients ``cb``) of :func:`_newton_pass`:
+    writes the logits ``d[lo:hi]``, the chunk's gradient :math:`\sum_i G_i w_i(\sigma(d_i) - y_i)` into ``gp`` and
+    its curvature :math:`\sum_i (G_{ia}\,w_i\sigma(d_i)\sigma(-d_i))\,G_{ib}` into ``hp``
+    (both zeroed here; rows summed in order, the loops over the columns innermost); returns the chunk's loss
+    :math:`\sum_i w_i\,\mathrm{softplus}(\mp d_i)`."""
+    P = G.shape[1]
+    gp[:] = 0.0
+    hp[:] = 0.0
+    loss = 0.0
+    for i in range(lo, hi):
+        acc = 0.0
+        for a in range(P):
+            acc += G[i, a] * cb[a]
+        d[i] = acc
+        loss += wts[i] * (_softplus1(-acc) if y[i] > 0 else _softplus1(acc))
+        e = math.exp(-abs(acc))
+        sig = 1.0 / (1.0 + e) if acc >= 0 else e / (1.0 + e)
+        curv = wts[i] * e / (1.0 + e) ** 2  # w sigma(d) sigma(-d), without cancellation
+        r = wts[i] * (sig - y[i])
+        for a in range(P):
+            gp[a] += G[i, a] * r
+        for a in range(P):
+            sc = G[i, a] * curv
+            for b in range(P):  # the full square: a fixed trip count vectorises (the triangle did not, 3x slower)
+                hp[a, b] += sc * G[i, b]
+    return loss
+
+
+@numba.njit(cache=True, parallel=True)
+def _newton_pass(G, chunks, C, y, wts, n_blocks):
+    r"""Logits, loss, gradient and curvature of :func:`_newton_logistic` at the block coefficients ``C`` (row ``g``:
+    block ``g``'s 2J parameters) in one pass over the stacked design ``G`` (rows in block order; ``y``, ``wts`` in
+    the same order).  Returns ``(d, loss, grad, hess)``: the logits, :math:`\sum_i w_i\,\mathrm{softplus}(\mp d_i)`,
+    per block :math:`G^\top w(\sigma(d) - y)` ``(n_blocks, 2J)`` and :math:`G^\top\mathrm{diag}(w\sigma(d)\sigma(-d))G`
+    ``(n_blocks, 2J, 2J)``.  The chunks (:func:`_newton_chunks`) run over the Numba threads, each writing only its
+    own rows and partial sums; the partial sums are then added in chunk order (:func:`_newton_reduce`: the same
+    numbers for any thread count, and as :func:`_newton_pass_serial`)."""
+    nch, P = chunks.shape[0], G.shape[1]
+    d = np.empty(G.shape[0])
+    lossp, gp, hp = np.empty(nch), np.empty((nch, P)), np.empty((nch, P, P))
+    for c in numba.prange(nch):
+        lossp[c] = _newton_chunk(G, chunks[c, 0], chunks[c, 1], C[chunks[c, 2]], y, wts, d, gp[c], hp[c])
+    return _newton_reduce(d, lossp, gp, hp, chunks, n_blocks)
+
+
+@numba.njit(cache=True)
+def _newton_pass_serial(G, chunks, C, y, wts, n_blocks):
+    """:func:`_newton_pass` on the calling thread (designs below :data:`_SERIAL_ROWS` rows)."""
+    nch, P = chunks.shape[0], G.shape[1]
+    d = np.empty(G.shape[0])
+    lossp, gp, hp = np.empty(nch), np.empty((nch, P)), np.empty((nch, P, P))
+    for c in range(nch):
+        lossp[c] = _newton_chunk(G, chunks[c, 0], chunks[c, 1], C[chunks[c, 2]], y, wts, d, gp[c], hp[c])
+    return _newton_reduce(d, lossp, gp, hp, chunks, n_blocks)
+
+
+@numba.njit(cache=True)
+def _newton_reduce(d, lossp, gp, hp, chunks, n_blocks):
+    """The chunks' partial loss, gradients and curvatures of :func:`_newton_pass` added in chunk order, per block:
+    ``(d, loss, grad, hess)``."""
+    P = gp.shape[1]
+    loss = 0.0
+    grad = np.zeros((n_blocks, P))
+    hess = np.zeros((n_blocks, P, P))
+    for c in range(chunks.shape[0]):
+        g = chunks[c, 2]
+        loss += lossp[c]
+        for a in range(P):
+            grad[g, a] += gp[c, a]
+            for b in range(P):
+                hess[g, a, b] += hp[c, a, b]
+    return d, loss, grad, hess
 
 
 def _newton_logistic(blocks: list[_DesignBlock], y: np.ndarray, wts: np.ndarray, lam: float, n_params: int,
@@ -1285,34 +1663,35 @@ def _newton_logistic(blocks: list[_DesignBlock], y: np.ndarray, wts: np.ndarray,
     step :math:`p = -(\nabla^2)^{-1}\nabla`, halved until the loss decreases by Armijo's rule (1e-4); stops when
     half the Newton decrement :math:`-\nabla\cdot p/2` (the predicted loss decrease, which bounds the distance
     to the minimum for this self-concordant-like loss) is below 1e-20, when no step lowers the loss (rounding
-    floor), or after ``maxiter`` iterations."""
+    floor), or after ``maxiter`` iterations.
+
+    The logits, the loss and the block sums of :math:`\nabla` and :math:`\nabla^2` at a point come from one compiled
+    pass over the stacked design (:func:`_newton_pass`; the gradient and curvature of a trial point are kept for the
+    next iteration when the step is accepted).  Its sums run over fixed chunks of rows in a fixed order, not in
+    BLAS's order: each entry of a block sum of ``m`` rows differs from the exact sum by at most
+    :math:`\gamma_{m'}\sum_i|G_{ia}||w_i c_i||G_{ib}|` with :math:`m' = ` :data:`_NEWTON_CHUNK` + (number of chunks)
+    and :math:`\gamma_k = ku/(1 - ku)`, :math:`u = 2^{-53}` (BLAS's product has the same kind of bound with its own
+    order), so the fit moves by rounding only (tests: against the dense design's products)."""
+    G = _stacked_design(blocks)
+    rows = np.concatenate([b.rows for b in blocks])
+    ys, ws = np.ascontiguousarray(y[rows], dtype=np.float64), np.ascontiguousarray(wts[rows], dtype=np.float64)
+    chunks = _newton_chunks([b.rows.size for b in blocks])
+    cols = np.array([b.cols for b in blocks])
+
+    kernel = _newton_pass_serial if G.shape[0] < _SERIAL_ROWS else _newton_pass
+
+    def evaluate(c):
+        return _dynamic(kernel, G, chunks, np.ascontiguousarray(c[cols]), ys, ws, len(blocks))
+
     c = np.zeros(n_params)
-
-    def logits(c):
-        d = np.empty(y.size)
-        for b in blocks:
-            d[b.rows] = b.G @ c[b.cols]
-        return d
-
-    def loss(d, c):
-        return float(np.sum(wts * np.where(y > 0, _softplus(-d), _softplus(d))) + 0.5 * lam * (c @ c))
-
-    d = logits(c)
-    f = loss(d, c)
-    # each block's curvature-weighted design G^T diag(curv), written in place each iteration (in the layout of
-    # G.T * curv, so the same BLAS product; no 2J x N temporary allocated per block and iteration)
-    scaled = [np.empty(b.G.shape) for b in blocks]
+    _, f, gsum, hsum = evaluate(c)
+    f = float(f + 0.5 * lam * (c @ c))
     for _ in range(maxiter):
-        e = np.exp(-np.abs(d))
-        sig = np.where(d >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
-        curv = wts * e / (1.0 + e) ** 2  # w sigma(d) sigma(-d), without cancellation
-        r = wts * (sig - y)
         grad = lam * c
         hess = lam * np.eye(n_params)
-        for b, sc in zip(blocks, scaled):
-            grad[b.cols] += b.G.T @ r[b.rows]
-            np.multiply(b.G.T, curv[b.rows], out=sc.T)
-            hess[np.ix_(b.cols, b.cols)] += sc.T @ b.G
+        for k, b in enumerate(blocks):
+            grad[b.cols] += gsum[k]
+            hess[np.ix_(b.cols, b.cols)] += hsum[k]
         try:
             step = -np.linalg.solve(hess, grad)
         except np.linalg.LinAlgError:  # lam = 0 on a rank-deficient design
@@ -1322,15 +1701,15 @@ def _newton_logistic(blocks: list[_DesignBlock], y: np.ndarray, wts: np.ndarray,
             break
         for _ in range(60):
             c_new = c + step
-            d_new = logits(c_new)
-            f_new = loss(d_new, c_new)
+            _, f_new, g_new, h_new = evaluate(c_new)
+            f_new = float(f_new + 0.5 * lam * (c_new @ c_new))
             if f_new <= f + 1e-4 * slope:
                 break
             step = step / 2.0
             slope = slope / 2.0
         else:
             break  # no decrease representable: at the minimum to rounding
-        c, d, f = c_new, d_new, f_new
+        c, f, gsum, hsum = c_new, f_new, g_new, h_new
     return c
 
 
@@ -1364,13 +1743,14 @@ class FeatureField:
 
     def score_table(self, x: np.ndarray, times: np.ndarray) -> np.ndarray:
         r"""The score :math:`s` of ``field(x, t)`` at the 1-D ``x`` for each of ``times`` (row ``i``: ``times[i]``):
-        the model score by :func:`_mix_score_rows` (every row, over the Numba threads), the features
+        the model score by :func:`_mix_score_rows` (every row, over the Numba threads; memoised on its exact inputs by
+        :func:`_model_score_rows`: every fit's SDE on one grid shares it), the features
         :math:`-\omega_j\sin(\omega_j x + b_j)` once, contracted with every row of :meth:`tables`' coefficients in
         one product."""
         coef, logw, m, v = self.tables(times)
         fam = self.fam
         F1 = -fam.omega * np.sin(_feature_arg(x, fam.omega, fam.phase))
-        sq = _dynamic(_mix_score_rows, np.ascontiguousarray(x, dtype=np.float64), logw, m, v)
+        sq = _model_score_rows(np.ascontiguousarray(x, dtype=np.float64), logw, m, v)
         return self.scale * (sq + self.w * (coef @ F1.T))
 
     def tables(self, times: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -1381,6 +1761,16 @@ class FeatureField:
         coef = np.ascontiguousarray(_hats(times, fam.knots) @ fam.coef.T)
         w, m, v = _marg_arrays(self.model, times)
         return coef, np.log(w), m, v
+
+
+#: The model-score tables of :func:`_model_score_rows`.
+_MODEL_ROWS = _Memo(4)
+
+
+def _model_score_rows(x: np.ndarray, logw: np.ndarray, m: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """:func:`_mix_score_rows` (threaded, dynamic schedule), memoised on the exact inputs (:class:`_Memo`;
+    read-only)."""
+    return _MODEL_ROWS.get((x, logw, m, v), lambda: _dynamic(_mix_score_rows, x, logw, m, v))
 
 
 def feature_field(model: Mixture1D, fam: FourierLogit, w: float = 1.0) -> FeatureField:
