@@ -51,8 +51,8 @@ from numerics.divergences import kl_cells
 from numerics.validate import as_float_array, check_array, check_density, check_int, check_positive, check_real
 
 __all__ = ["GridResult", "uniform_grid", "gaussian_on_grid", "propagate", "gauss_transform", "kl_grid", "tv_grid",
-           "run_concurrently", "refinement_error", "spacing", "gaussian_on_grid_2d", "propagate_2d", "kl_grid_2d", "tv_grid_2d",
-           "refinement_error_2d"]
+           "refinement_error", "spacing", "gaussian_on_grid_2d", "propagate_2d", "kl_grid_2d", "tv_grid_2d",
+           "refinement_error_2d", "run_concurrently"]
 
 #: Relative tolerance on the uniformity of a grid's spacing.
 UNIFORM_TOL = 1e-9

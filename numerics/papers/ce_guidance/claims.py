@@ -714,9 +714,9 @@ def _c8_chain_jobs(q: dict, d: int, bug) -> dict:
 
 
 def _c8_chains(p: dict, bug) -> dict:
-    """Every chain of C8 (d = 1 and, with ``p["d2"]``, d = 2), each on its grid and on the halved spacing, run
-    concurrently (:func:`~numerics.references.grid_density.run_concurrently`; the finer grids first: they cost about 4x (d = 1) and 16x (d = 2)
-    the coarse ones)."""
+    """Every chain of C8 (d = 1 and, with ``p["d2"]``, d = 2), each on its grid and on the halved spacing, run side
+    by side (:func:`~numerics.references.grid_density.run_concurrently`; the finer grids first: they cost about 4x
+    (d = 1) and 16x (d = 2) the coarse ones; bit for bit for any thread count)."""
     jobs = _c8_chain_jobs(p, 1, bug)
     if p.get("d2"):
         jobs.update(_c8_chain_jobs(p["d2"], 2, bug))
