@@ -35,6 +35,11 @@ Two dimensions, isotropic kernels :math:`x_{k+1}\sim N(m_k(x_k), v_k I_2)` on a 
     res = propagate_2d(p0, grid1, grid2, transition_mean_fn, transition_var, steps)   # GridResult
     kl_grid_2d(p, q, grid1, grid2), tv_grid_2d(p, q, grid1, grid2)
     refinement_error_2d(run, grid1, grid2)   # run: (grid1, grid2) -> density; both spacings halved
+
+Independent propagations (or any jobs whose heavy work releases the GIL) side by side on
+``numba.get_num_threads()`` threads, bit for bit as run alone::
+
+    run_concurrently({key: job, ...})   # -> {key: job()}
 """
 from __future__ import annotations
 
