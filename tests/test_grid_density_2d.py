@@ -204,6 +204,7 @@ def test_run_concurrently_uses_the_threads_and_keeps_the_results():
     other they would time out); the results come back under their keys, a job's exception is raised, and one
     thread runs the jobs inline; bad jobs are refused."""
     import threading
+    import time
 
     import numba
 
@@ -218,8 +219,15 @@ def test_run_concurrently_uses_the_threads_and_keeps_the_results():
         out = run_concurrently({k: (lambda k=k: (barrier.wait(), k * k, threading.get_ident())[1:]) for k in (3, 4)})
         assert [v[0] for v in out.values()] == [9, 16] and list(out) == [3, 4]
         assert out[3][1] != out[4][1] != threading.get_ident()
+        started = []
+
+        def fail():
+            time.sleep(0.2)
+            return 1 / 0
+        later = {k: (lambda k=k: (started.append(k), time.sleep(0.5))) for k in range(2, 7)}
         with pytest.raises(ZeroDivisionError):
-            run_concurrently({0: lambda: 1 / 0, 1: lambda: 1})
+            run_concurrently({0: fail, 1: lambda: time.sleep(1.0), **later})
+        assert len(started) <= 1  # at most the job the failed thread took next; the others were dropped
         numba.set_num_threads(1)
         assert run_concurrently({"a": threading.get_ident}) == {"a": threading.get_ident()}
     finally:

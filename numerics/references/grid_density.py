@@ -268,16 +268,20 @@ def run_concurrently(jobs: dict[Hashable, Callable[[], Any]]) -> dict[Hashable, 
     ufuncs and BLAS (one BLAS thread in a serial run), and this module's ``nogil`` kernels (:func:`_gauss_transform`,
     :func:`_gauss_rows`).  The jobs share no mutable state (memo dicts at most, whose values do not depend on who
     fills them), so each computes exactly what it computes alone and the results are bit for bit the same for any
-    thread count (tested); an exception of a job is raised here.
+    thread count (tested); an exception of a job is raised here (after the running jobs end; the others never
+    start).
     """
     if not isinstance(jobs, dict) or not all(callable(j) for j in jobs.values()):
         raise ValueError("jobs: must be a dict of callables")
     threads = min(numba.get_num_threads(), len(jobs))
     if threads <= 1:
         return {key: job() for key, job in jobs.items()}
-    with ThreadPoolExecutor(threads) as pool:
+    pool = ThreadPoolExecutor(threads)
+    try:
         futures = {key: pool.submit(job) for key, job in jobs.items()}
         return {key: f.result() for key, f in futures.items()}
+    finally:  # on an error (a job's, or the harness's time limit) the jobs not yet started are dropped
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _check_transition(transition_mean_fn, transition_var) -> None:
