@@ -293,3 +293,29 @@ def test_em_closed_form_matches_exact_law(d, N):
                       m0=math.exp(-T) * mu, S0=np.eye(d))
     kl = gaussian_kl(math.exp(-tm) * mu, np.eye(d), m, Sg)
     assert abs(kl / em_closed_form_kl(d, T, tm, N) - 1) < 1e-10
+
+
+@pytest.mark.parametrize("y", [None, 1, -1])
+def test_ripple_integrands_in_blocks_are_the_whole_array_bit_for_bit(rng, monkeypatch, y):
+    """``ripple_integrands`` in blocks of the last axis (a block size that does not divide it), on 1 and 2 threads,
+    equals the elementwise kernel on the whole arrays bit for bit; where ``f`` and ``h`` do not carry the whole
+    shape the KL keeps theirs (no blocking)."""
+    import numba
+
+    from numerics.papers.ce_guidance import classifier_error as CE
+
+    F = rng.normal(0.0, 3.0, (7, 1))
+    h, gperp = rng.normal(0.0, 0.1, (1, 1001)), rng.random((1, 1001))
+    with np.errstate(over="ignore", invalid="ignore"):
+        ref = CE._ripple_integrands(F, h, 1.3, 0.2, gperp, y, 0.8)
+    monkeypatch.setattr(CE, "RIPPLE_BLOCK", 300)
+    old = numba.get_num_threads()
+    try:
+        for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+            numba.set_num_threads(threads)
+            out = CE.ripple_integrands(F, h, 1.3, 0.2, gperp, y, 0.8)
+            assert all(np.array_equal(a, b) for a, b in zip(out, ref)) and out[0].shape == (7, 1001)
+    finally:
+        numba.set_num_threads(old)
+    kl, err = CE.ripple_integrands(F, 0.05, 1.3, 0.2, gperp, y, 0.8)
+    assert kl.shape == (7, 1) and err.shape == (7, 1001)

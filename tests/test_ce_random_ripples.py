@@ -219,3 +219,27 @@ def _zeros(n: int) -> ClassifierAt:
 def test_bad_input_names_the_argument(call, name):
     with pytest.raises(ValueError, match=name):
         call()
+
+
+def test_ripple_errors_in_blocks_are_the_whole_arrays_bit_for_bit(monkeypatch):
+    """``ripple_errors`` in row blocks (a block size that does not divide N), on 1 and 2 threads, equals the
+    row-wise computation on the whole arrays bit for bit."""
+    import numba
+
+    from numerics.papers.ce_guidance import random_ripples as R
+
+    rng = np.random.default_rng(11)
+    gm = random_mixture(rng, 5, 3, "diagonal")
+    x = noised_sample(gm, 0.3, 1001, rng)
+    true, base = classifier_at(gm, x, 0.3), classifier_at(gm, x, 0.4)
+    rip = PhasedRipple(0.05, 400.0, R.random_direction(rng, 3), 0.7)
+    ref = R._ripple_errors_rows(true.log_p, true.g, base.log_p, base.g, x, rip, 1)
+    monkeypatch.setattr(R, "RIPPLE_ROWS", 3 * 37)
+    old = numba.get_num_threads()
+    try:
+        for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+            numba.set_num_threads(threads)
+            out = ripple_errors(true, base, x, rip)
+            assert np.array_equal(out[0], ref[0]) and np.array_equal(out[1], ref[1])
+    finally:
+        numba.set_num_threads(old)

@@ -157,3 +157,36 @@ def test_phi_kernel_matches_the_dense_exponentials():
         assert np.max(np.abs(RO._phi(x, cen + 1e-3, v) - dense)) > 1e-4 * dense.max()
     with pytest.raises(ValueError, match="ts"):
         RO._phi(x, np.array([0.0, np.nan]), 1.0)
+
+
+def test_prefetched_readout_kls_do_not_depend_on_threads():
+    """The claim's read-out KLs and bounds, computed side by side (``_ro_prefetch``), are bit for bit the functions
+    called alone, for 1 and 2 threads (the state-law memo emptied before each run)."""
+    import numba
+
+    from numerics.papers.discrete_kl import claims as dk
+
+    tg, spec, nodes = RO.readout_target(), RO.SamplerSpec(denoiser="product"), 8
+    sweeps = [[2, [0.5, 1.0]], [3, [1.0]]]
+    old, saved = numba.get_num_threads(), dict(dk._RO_CACHE)
+    runs = []
+    try:
+        for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+            numba.set_num_threads(threads)
+            dk._RO_CACHE.clear()
+            RO._STATE_CACHE.clear()
+            dk._RO_CACHE.update({(nodes, "tstar", n, nodes): 1.5 for n, _ in sweeps})
+            dk._ro_prefetch(tg, sweeps, nodes, spec)
+            runs.append(dict(dk._RO_CACHE))
+    finally:
+        numba.set_num_threads(old)
+        dk._RO_CACHE.clear()
+        dk._RO_CACHE.update(saved)
+    assert len(runs[0]) == 2 + 3 * 3 and runs[0].keys() == runs[1].keys()
+    alone = RO.readout_kl(tg, C.schedule("uniform", T=0.75, n=2), spec=spec, err=True)
+    for run in runs:
+        assert run[(nodes, "kl", 2, 0.5, spec)][:2] == alone[:2]
+        assert run[(nodes, "gap", 3, 1.0)] == RO.gap_bound(tg, 1.5, 3, nodes=nodes, err=True)
+        assert run[(nodes, "thm", 2, 0.5)] == RO.theorem1_readout_bound(tg, 0.75, 2, nodes=nodes, err=True)
+        for k in run:
+            assert run[k] == runs[0][k] if k[1] != "kl" else run[k][:2] == runs[0][k][:2] and run[k][2] == runs[0][k][2]

@@ -197,3 +197,70 @@ def test_gauss_kernel_matrix_rows_are_what_gauss_transform_sums():
         assert np.max(np.abs(gauss_kernel_matrix(g, m, 1.01 * sd) - dense)) > 1e-3 * dense.max()
     with pytest.raises(ValueError, match="sd"):
         gauss_kernel_matrix(g, m, -1.0)
+
+
+def test_run_concurrently_uses_the_threads_and_keeps_the_results():
+    """With two Numba threads two jobs run at the same time (each waits at a two-party barrier: run one after the
+    other they would time out); the results come back under their keys, a job's exception is raised, and one
+    thread runs the jobs inline; bad jobs are refused."""
+    import threading
+    import time
+
+    import numba
+
+    from numerics.references.grid_density import run_concurrently
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs 2 Numba threads")
+    old = numba.get_num_threads()
+    try:
+        numba.set_num_threads(2)
+        barrier = threading.Barrier(2, timeout=20)
+        out = run_concurrently({k: (lambda k=k: (barrier.wait(), k * k, threading.get_ident())[1:]) for k in (3, 4)})
+        assert [v[0] for v in out.values()] == [9, 16] and list(out) == [3, 4]
+        assert out[3][1] != out[4][1] != threading.get_ident()
+        started = []
+
+        def fail():
+            time.sleep(0.2)
+            return 1 / 0
+        later = {k: (lambda k=k: (started.append(k), time.sleep(0.5))) for k in range(2, 7)}
+        with pytest.raises(ZeroDivisionError):
+            run_concurrently({0: fail, 1: lambda: time.sleep(1.0), **later})
+        assert len(started) <= 1  # at most the job the failed thread took next; the others were dropped
+        numba.set_num_threads(1)
+        assert run_concurrently({"a": threading.get_ident}) == {"a": threading.get_ident()}
+    finally:
+        numba.set_num_threads(old)
+    with pytest.raises(ValueError, match="jobs"):
+        run_concurrently({"a": 1})
+
+
+def test_c8_chains_do_not_depend_on_threads():
+    """C8's chains (d = 1 and d = 2, each grid and its halved spacing) run side by side: every output law is bit
+    for bit the one of the chain run alone, for 1 and 2 threads."""
+    import numba
+
+    from numerics.papers.ce_guidance import claims as ce
+
+    p = {"mu": 1.0, "T": 1.5, "N": 4, "n": 151, "lo": -7.0, "hi": 8.0, "perturbations": [[0.01, 10.0]],
+         "loose_perturbations": [[0.2, 25.0]],
+         "d2": {"mu": 1.0, "T": 1.5, "N": 3, "n": 25, "box": [[-6.5, 7.5], [-7.0, 7.0]], "perturbations": [[0.2, 5.0]]}}
+    old = numba.get_num_threads()
+    runs = []
+    try:
+        for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+            numba.set_num_threads(threads)
+            runs.append(ce._c8_chains(p, ce.C_EMVAR))
+    finally:
+        numba.set_num_threads(old)
+    assert len(runs[0]) == 8 and runs[0].keys() == runs[1].keys()
+    g = uniform_grid(-7.0, 8.0, 301)
+    alone = ce.c8_chain(1.0, 1, 1.5, 4, 0.2, 25.0, g, ce.C_EMVAR)[0]
+    g1, g2 = uniform_grid(-6.5, 7.5, 49), uniform_grid(-7.0, 7.0, 49)
+    alone_2d = ce.c8_chain_2d(1.0, 1, 1.5, 3, 0.2, 5.0, g1, g2, ce.C_EMVAR)[0]
+    for one, two in ((runs[0], runs[1]), (runs[0], {(1, 0.2, 25.0, True): (g, alone, None),
+                                                    (2, 0.2, 5.0, True): (g1, g2, alone_2d, None)})):
+        for key in two:
+            a, b = one[key][-2], two[key][-2]
+            assert np.array_equal(a.density, b.density) and a.escaped == b.escaped

@@ -153,3 +153,25 @@ def test_claims_fit_memo_returns_the_fresh_fit_and_keys_on_every_input():
     assert not np.array_equal(CL._fit(other, 1e-3, x, y).theta, fresh.theta)
     assert len(CL._FITS) == 4
     CL._FITS.clear()
+
+
+def test_mixture_at_nodes_memo_is_the_direct_computation_and_keys_on_every_input():
+    """The memoised mixture side of the 2-D quadratures equals the mixture's own calls at the nodes bit for bit, on
+    a miss and on a hit; another mixture, time or rule size is another entry (a key that dropped one would return
+    the wrong mixture's values); the entries are read-only."""
+    from numerics.papers.ce_guidance import trained_classifier as TC
+
+    TC._AT_NODES.clear()
+    cases = [(setting_q(), 0.5, 12), (setting_q(), 0.25, 12), (setting_q(), 0.5, 10), (SETTING_B.mixture(), 0.5, 12)]
+    for gm, t, m in cases + cases:
+        got = TC._mixture_at_nodes(gm, t, m, True)
+        x, w, ks = TC._nodes(gm, t, m)
+        assert np.array_equal(got.x, x) and np.array_equal(got.w, w) and np.array_equal(got.ks, ks)
+        assert np.array_equal(got.lp, gm.class_log_posterior(x, t))
+        for y in (0, 1):
+            assert np.array_equal(got.g[:, y], gm.guidance_vector(x, t, y))
+            assert np.array_equal(got.lap[:, y], np.trace(gm.guidance_hessian(x, t, y), axis1=1, axis2=2))
+            assert np.array_equal(got.s[y], gm.conditional(y).score(x, t))
+        assert not got.lp.flags.writeable
+    assert len(TC._AT_NODES) == len(cases)
+    assert TC._mixture_at_nodes(setting_q(), 0.5, 12, False).lap is None

@@ -20,13 +20,15 @@ that bound the next-order terms of
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from numerics.mixture import GaussianMixture
-from numerics.papers.ce_guidance.classifier_error import perturbed_guidance, perturbed_log_posterior
+from numerics.papers.ce_guidance.classifier_error import mixture_key, perturbed_guidance, perturbed_log_posterior
+from numerics.references.grid_density import run_concurrently
 from numerics.schedule import alpha_sigma2
 from numerics.stats import MeanCI, mean_ci
 from numerics.validate import (as_float_array, check_choice, check_int, check_positive, check_real, check_rng,
@@ -147,15 +149,33 @@ def ripple_errors(true: ClassifierAt, base: ClassifierAt, x, ripple: PhasedRippl
     for obj, name in ((true, "true"), (base, "base")):
         if not isinstance(obj, ClassifierAt) or obj.log_p.shape != (n, 2) or obj.g.shape != (n, 2, X.shape[1]):
             raise ValueError(f"{name}: need a ClassifierAt at the {n} points x (log_p (N, 2), g (N, 2, d))")
+    kl, err = np.empty(n), np.empty(n)
+
+    def block(sl: slice) -> None:
+        kl[sl], err[sl] = _ripple_errors_rows(true.log_p[sl], true.g[sl], base.log_p[sl], base.g[sl], X[sl], ripple,
+                                              cls)
+    step = max(1, RIPPLE_ROWS // X.shape[1])
+    run_concurrently({s: functools.partial(block, slice(s, s + step)) for s in range(0, n, step)})
+    return kl, err
+
+
+#: Entries of ``x`` per block of :func:`ripple_errors` (a few MB of temporaries per block, in cache).
+RIPPLE_ROWS = 2**16
+
+
+def _ripple_errors_rows(lp, g, base_lp, base_g, X, ripple: PhasedRipple, cls: int):
+    """:func:`ripple_errors` on a block of rows (every operation is row by row: the blocks' results are those of
+    the whole arrays bit for bit, tested)."""
+    n = X.shape[0]
     dl = np.zeros((n, 2))
     gd = np.zeros((n, 2, X.shape[1]))
     dl[:, cls] = ripple.value(X)
     gd[:, cls] = ripple.grad(X)
-    lph = perturbed_log_posterior(base.log_p, dl)
-    gh = perturbed_guidance(base.g, gd, lph)
-    p = np.exp(true.log_p)
-    kl = np.sum(p * (true.log_p - lph), axis=1)
-    err = np.sum(p * np.sum((gh - true.g) ** 2, axis=2), axis=1)
+    lph = perturbed_log_posterior(base_lp, dl)
+    gh = perturbed_guidance(base_g, gd, lph)
+    p = np.exp(lp)
+    kl = np.sum(p * (lp - lph), axis=1)
+    err = np.sum(p * np.sum((gh - g) ** 2, axis=2), axis=1)
     return kl, err
 
 
@@ -250,9 +270,7 @@ def _shared_draws(gm: GaussianMixture, t: float, n: int, rng: np.random.Generato
     the draws.  A hit sets the generator to the state the draws left, so the stream continues exactly as if drawn
     again (the claim's controls start from the same seed, so they share the stated run's draws bit for bit)."""
     state = rng.bit_generator.state
-    key = (tuple(np.ascontiguousarray(a).tobytes() for a in (gm.weights, gm.means, gm.evecs, gm.evals, gm.rank,
-                                                              gm.labels)),
-           float(t).hex(), n, type(rng.bit_generator).__name__, repr(state))
+    key = (mixture_key(gm), float(t).hex(), n, type(rng.bit_generator).__name__, repr(state))
     hit = _DRAWS.get(key)
     if hit is not None:
         rng.bit_generator.state = hit[1]

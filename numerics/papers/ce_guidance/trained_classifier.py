@@ -39,7 +39,7 @@ import numpy as np
 from scipy.special import expit, log_expit
 
 from numerics.mixture import GaussianMixture
-from numerics.papers.ce_guidance.classifier_error import ErrorEstimate, theorem_bound
+from numerics.papers.ce_guidance.classifier_error import ErrorEstimate, mixture_key, theorem_bound
 from numerics.quadrature import gauss_hermite_normal_nd
 from numerics.schedule import alpha_sigma2
 from numerics.validate import as_float_array, check_int, check_positive, check_real, check_time
@@ -470,6 +470,51 @@ def _nodes(gm, t, n):
     return np.concatenate(xs), np.concatenate(ws), np.concatenate(ks)
 
 
+class MixtureAtNodes(NamedTuple):
+    """The mixture's side of the quadratures at the nodes of :func:`_nodes`: nodes ``x``, weights ``w``, component
+    ids ``ks``, class log-posteriors ``lp`` (N, 2), guidance vectors ``g`` (N, 2, d); with ``second``: the traces of
+    the guidance Hessians ``lap`` (N, 2) and the class-conditional scores ``s`` (2, N, d), else None."""
+
+    x: np.ndarray
+    w: np.ndarray
+    ks: np.ndarray
+    lp: np.ndarray
+    g: np.ndarray
+    lap: np.ndarray | None
+    s: np.ndarray | None
+
+
+#: :func:`_mixture_at_nodes` results, keyed by the mixture's arrays, t and the rule size: the classifier (and so
+#: every fit and control of a claim) never changes them.
+_AT_NODES: dict = {}
+#: Largest number kept (at n = 96 in d = 2 with two components, about 1 MB each).
+AT_NODES_SIZE = 64
+
+
+def _mixture_at_nodes(gm: GaussianMixture, t: float, m: int, second: bool) -> MixtureAtNodes:
+    """:class:`MixtureAtNodes` of ``gm`` at time ``t`` on the ``m``-point rule, memoised on the exact inputs
+    (read-only arrays; the same calls as unmemoised, so bit for bit)."""
+    key = (mixture_key(gm), float(t).hex(), m, second)
+    hit = _AT_NODES.get(key)
+    if hit is not None:
+        return hit
+    x, w, ks = _nodes(gm, t, m)
+    lp = gm.class_log_posterior(x, t)
+    g = np.stack([gm.guidance_vector(x, t, 0), gm.guidance_vector(x, t, 1)], axis=1)
+    lap = s = None
+    if second:
+        lap = np.stack([np.trace(gm.guidance_hessian(x, t, y), axis1=1, axis2=2) for y in (0, 1)], axis=1)
+        s = np.stack([gm.conditional(y).score(x, t) for y in (0, 1)])
+    out = MixtureAtNodes(x, w, ks, lp, g, lap, s)
+    for a in out:
+        if a is not None:
+            a.setflags(write=False)
+    if len(_AT_NODES) >= AT_NODES_SIZE:
+        _AT_NODES.pop(next(iter(_AT_NODES)))
+    _AT_NODES[key] = out
+    return out
+
+
 def _check_quad(gm, t, n):
     _two_class(gm)
     if gm.d > 2:
@@ -488,10 +533,8 @@ def errors_quadrature_2d(gm: GaussianMixture, t, clf: LogisticClassifier, n: int
     t, n = _check_quad(gm, t, n)
 
     def run(m):
-        x, w, _ = _nodes(gm, t, m)
-        lp = gm.class_log_posterior(x, t)
+        x, w, _, lp, g, _, _ = _mixture_at_nodes(gm, t, m, False)
         p = np.exp(lp)
-        g = np.stack([gm.guidance_vector(x, t, 0), gm.guidance_vector(x, t, 1)], axis=1)
         lph = clf.log_posterior(x)
         gh = guidance_sign * clf.guidance(x)
         kl = np.sum(p * (lp - lph), axis=1)
@@ -541,20 +584,18 @@ abla r_y` from the
     analytic integrands; two coarse rules, because a single halved rule can agree with the fine one by coincidence).
     """
     t, n = _check_quad(gm, t, n)
-    conds = [gm.conditional(y) for y in (0, 1)]
 
     def run(m):
-        x, w, _ = _nodes(gm, t, m)
-        lp = gm.class_log_posterior(x, t)
+        x, w, _, lp, g, lap_true, scores = _mixture_at_nodes(gm, t, m, True)
         p = np.exp(lp)
         r = clf.log_posterior(x) - lp
         lap = clf.log_posterior_laplacian(x)
         gh = guidance_sign * guidance_scale * clf.guidance(x)
         lhs = rhs = 0.0
         for y in (0, 1):
-            grad_r = gh[:, y] - gm.guidance_vector(x, t, y)
-            lap_r = lap[:, y] - np.trace(gm.guidance_hessian(x, t, y), axis1=1, axis2=2)
-            s_y = conds[y].score(x, t)
+            grad_r = gh[:, y] - g[:, y]
+            lap_r = lap[:, y] - lap_true[:, y]
+            s_y = scores[y]
             lhs += float(w @ (p[:, y] * np.sum(grad_r**2, axis=1)))
             rhs += float(w @ (p[:, y] * (-r[:, y] * lap_r - r[:, y] * np.sum(s_y * grad_r, axis=1))))
         return lhs, rhs
