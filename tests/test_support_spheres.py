@@ -8,7 +8,7 @@ import pytest
 
 from numerics.constants import UNIT_ROUNDOFF as U
 from numerics.grids import time_grid
-from numerics.papers.support.spheres import (SphereTarget, bessel_ratio, bessel_ratio_over_z, log_bessel_scaled,
+from numerics.papers.support.spheres import (SphereTarget, _asy_start, bessel_ratio, bessel_ratio_over_z, log_bessel_scaled,
                                              median_lower_quantile, radial_recursion)
 from numerics.papers.support.sweeps import point_mass_law
 from numerics.samplers import sample
@@ -24,12 +24,36 @@ def _mp_ratio(nu, z):
 
 @pytest.mark.parametrize("nu", NUS)
 def test_bessel_ratio_against_mpmath(nu):
-    """Relative error <= 32 u (RATIO_REL_ERR) over z in [1e-300, 1e12], across the three branches' borders."""
-    zs = np.concatenate([[1e-300, 1e-20, 1e-8], np.geomspace(1e-3, 1e12, 45), [nu + 1, nu + 1 + 1e-9, 1e7 * (1 - 1e-12), 1e7]])
+    """Relative error <= 32 u (RATIO_REL_ERR) over z in [1e-300, 1e12], across the three branches' borders (the
+    asymptotic branch from _asy_start(nu): 20 to 1e7, here 20 to 8.4e4; dense just above it, where its
+    truncation is largest)."""
+    za = _asy_start(nu)
+    zs = np.concatenate([[1e-300, 1e-20, 1e-8], np.geomspace(1e-3, 1e12, 45), [nu + 1, nu + 1 + 1e-9, 1e7 * (1 - 1e-12), 1e7],
+                         [za * (1 - 1e-12)], za * np.geomspace(1.0, 4.0, 12)])
     r = bessel_ratio(nu, zs)
     for z, ri in zip(zs, r):
         ref = _mp_ratio(nu, z)
         assert abs(ri - ref) <= 32 * U * abs(ref), (nu, z, ri, float(ref))
+
+
+def test_half_order_closed_form_against_mpmath():
+    """nu = 1/2 (the 2-sphere): the closed form (coth z - 1/z)/z of the middle branch within 27 u of 30-digit
+    mpmath on 400 points of (3/2, 20), densest at 3/2 where the difference cancels most."""
+    zs = 1.5 + np.geomspace(1e-9, 18.5, 400)
+    s = bessel_ratio_over_z(0.5, zs)
+    for z, si in zip(zs, s):
+        ref = _mp_ratio(0.5, z) / mp.mpf(z)
+        assert abs(si - ref) <= 27 * U * abs(ref), (z, si, float(ref))
+
+
+def test_asymptotic_branch_starts_where_its_truncation_is_below_u():
+    """_asy_start: 20 for half-integer orders (terminating series), about 194 for nu = 0, 1e7 at most; and below
+    it the series would be measurably worse (at Z/3 twice the first omitted term exceeds u)."""
+    assert _asy_start(0.5) == 20.0 and _asy_start(1.5) == 20.0
+    assert 190 < _asy_start(0.0) < 200 and 200 < _asy_start(1.0) < 210
+    assert _asy_start(128.0) <= 1e7
+    a8 = math.prod((4.0 - (2 * j - 1) ** 2) / (8.0 * j) for j in range(1, 9))  # a_8(mu = 1)
+    assert 2 * abs(a8) / _asy_start(0.0) ** 8 <= U / 16 < 2 * abs(a8) / (_asy_start(0.0) / 3) ** 8
 
 
 @pytest.mark.parametrize("nu", [0.0, 0.5, 2.0, 63.5])

@@ -239,3 +239,32 @@ def test_branched_ends_on_the_line_atoms(bug):
                          guidance=5.0)
             assert np.array_equal(ends[d], one)
         assert not np.array_equal(ends[1e-2], ends[1e-4])
+
+
+@pytest.mark.parametrize("bug", ["score_step_late", "alpha_dropped", "eps_as_score"])
+@pytest.mark.parametrize("kind", ["geometric", "uniform"])
+def test_fast_line_controls_equal_the_reference_controls(bug, kind):
+    """support.sampler_laws's controls on the fast kernel (_fast_line_bug: the buggy guided score in one fast call,
+    sampled unguided) give the reference-pass control's guided runs (_buggy_line_target sampled at guidance 5) to
+    within a small part of the law check's rounding unit 8 N u (max|y| + max|z| + |c|) (measured at n = 2000, every
+    method, delta = 1e-7: at most 0.25 of it on the uniform grid, 0.007 on the geometric); another bug moves the
+    same run by O(1) (asserted), so the two implementations are of the same bug."""
+    from numerics.constants import UNIT_ROUNDOFF as U
+    from numerics.fast import FastMixture
+    from numerics.papers.support.claims import _fast_line_bug
+
+    gm = line_atoms()
+    fm = FastMixture(gm)
+    grid = sweep_grid(kind, 1e-7, 0.1, 50)
+    z = np.random.default_rng(5).standard_normal((400, 3))
+    other = "alpha_dropped" if bug != "alpha_dropped" else "score_step_late"
+    for method in ("ddim", "dpm_solver_2", "ei_ode", "ddpm", "ddim_eta"):
+        kw = dict(grid=grid, n=400, x_init=z, seed=11, eta=SWEEP_ETA if method == "ddim_eta" else None)
+        ref = sample(_buggy_line_target(gm, grid, bug), method, label=1, guidance=5.0, **kw)
+        new = sample(_fast_line_bug(fm, grid, bug, 5.0), method, label=None, guidance=1.0, **kw)
+        unit = 8 * (grid.size - 1) * U * (np.abs(ref).max() + np.abs(z).max() + np.abs(gm.means[0, 1:]).max())
+        assert np.abs(new - ref).max() <= 0.5 * unit
+        far = sample(_fast_line_bug(fm, grid, other, 5.0), method, label=None, guidance=1.0, **kw)
+        assert np.abs(far - ref).max() > 1e-3 * np.abs(ref).max()
+    with pytest.raises(ValueError, match="bug"):
+        _fast_line_bug(fm, grid, "float32_score", 5.0)

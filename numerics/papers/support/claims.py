@@ -1407,6 +1407,53 @@ def _buggy_line_target(gm: GaussianMixture, grid: np.ndarray, bug: str | None, l
     raise ValueError(f"bug: unknown {bug!r}")
 
 
+#: The controls of ``support.sampler_laws`` whose buggy guided quantity is one fast-kernel call
+#: (:func:`_fast_line_bug`); ``float32_score`` rounds the score and the guidance vector separately, so it keeps
+#: the reference pass of :func:`_buggy_line_target`.
+FAST_LINE_BUGS = ("score_step_late", "alpha_dropped", "eps_as_score")
+
+
+def _fast_line_bug(fm, grid: np.ndarray, bug: str, gamma: float, label: int = 1) -> ScoreModel:
+    r"""The guided score of :func:`_buggy_line_target`'s bug at weight ``gamma`` as one unguided
+    :class:`ScoreModel` on the fast kernel ``fm`` (a :class:`numerics.fast.FastMixture` of the line atoms):
+    sample it with ``label=None`` (its denoiser is Tweedie's :math:`(x + \sigma_t^2 s)/\alpha_t` of this score).
+
+    * ``score_step_late``: :math:`s_\gamma(x, t') = s(x, t') + \gamma g(x, t')`, :math:`t'` the next grid node;
+    * ``eps_as_score``: :math:`\sigma_t s_\gamma(x, t)`;
+    * ``alpha_dropped``: :math:`(D + \gamma\sigma_t^2 g - x)/\sigma_t^2` = ``(guided_denoiser(x, t, gamma alpha_t)
+      - x) / sigma_t^2`` (the fast guided denoiser at weight :math:`w` is :math:`D + w(\sigma_t^2/\alpha_t) g`).
+
+    The same guided quantity as the ScoreModel of :func:`_buggy_line_target` sampled at ``guidance=gamma``
+    (score methods take :math:`s + \gamma g`, denoiser methods :math:`D_s + \gamma(\sigma^2/\alpha) g` with
+    :math:`D_s` Tweedie's of the buggy :math:`s`), computed in one fast-kernel call per step instead of a
+    reference pass and NumPy arithmetic: equal to it up to rounding (the fast kernel's derived error bound and the
+    order of the sums; tests/test_support_sweeps.py measures the runs' difference against the law check's
+    rounding unit)."""
+    if bug == "score_step_late":
+        nxt = {float(t): float(s) for t, s in zip(grid[:-1], grid[1:])}
+        return ScoreModel(lambda x, t: fm.guided_score(x, nxt.get(t, t), label, gamma), fm.d)
+    if bug == "eps_as_score":
+        return ScoreModel(lambda x, t: fm.guided_score(x, t, label, gamma) * math.sqrt(-math.expm1(-2 * t)), fm.d)
+    if bug == "alpha_dropped":
+        return ScoreModel(lambda x, t: (fm.guided_denoiser(x, t, label, gamma * math.exp(-t)) - x)
+                          / -math.expm1(-2 * t), fm.d)
+    raise ValueError(f"bug: not one of {FAST_LINE_BUGS}, got {bug!r}")
+
+
+def _line_control_target(gm: GaussianMixture, fm, grid: np.ndarray, bug: str | None, gamma: float):
+    """The target of one run of ``support.sampler_laws`` guided towards class 1 at ``gamma``: the stated mixture
+    or the reference-pass control of :func:`_buggy_line_target` (``fm`` None), or the fast guided ScoreModel of
+    :func:`_fast_line_bug` (``fm`` given, a bug of :data:`FAST_LINE_BUGS`); sample it with
+    :func:`_line_guidance`'s keywords."""
+    return _buggy_line_target(gm, grid, bug) if fm is None else _fast_line_bug(fm, grid, bug, gamma)
+
+
+def _line_guidance(fm, gamma: float) -> dict:
+    """``sample``'s guidance keywords for :func:`_line_control_target`: class 1 at ``gamma``, or unguided when the
+    target is already the guided score (``fm`` given)."""
+    return {"label": 1, "guidance": gamma} if fm is None else {"label": None, "guidance": 1.0}
+
+
 @claim(
     id="support.sampler_laws",
     paper="support",
@@ -1449,6 +1496,11 @@ def sampler_laws(ctx: Context) -> list[Measurement]:
     z = ctx.rng.standard_normal((n, 3))
     alpha = 1 - ENSEMBLE_LEVEL
     grids = [("geometric", k) for k in p["kappas"]] + [("logsnr", None), ("uniform", None)]
+    fm = None
+    if ctx.control in FAST_LINE_BUGS:  # the control's guided quantity in one fast-kernel call per step
+        from numerics.fast import FastMixture
+
+        fm = FastMixture(gm)
     out, table = [], []
     for kind, kappa in grids:
         gname = f"geometric kappa={kappa:g}" if kind == "geometric" else f"{kind} n={p['n_steps']}"
@@ -1461,16 +1513,19 @@ def sampler_laws(ctx: Context) -> list[Measurement]:
             grids_d = {delta: sweep_grid(kind, delta, kappa if kappa else 0.1, p["n_steps"]) for delta in deltas}
             ends = None  # geometric grids share their nodes: one run per gamma, branched to each delta (bit for bit)
             if kind == "geometric" and not stochastic and not TABLE[method].multistep:
-                ends = [branched_ends(lambda g: _buggy_line_target(gm, g, ctx.control), method, grids_d, deltas, z,
-                                      label=1, guidance=gamma, eta=eta) for gamma in gammas]
+                ends = [branched_ends(lambda g, gamma=gamma: _line_control_target(gm, fm, g, ctx.control, gamma),
+                                      method, grids_d, deltas, z, eta=eta, **_line_guidance(fm, gamma))
+                        for gamma in gammas]
             for delta in deltas:
                 grid = grids_d[delta]
                 law = point_mass_law(method, grid, eta)
-                target = _buggy_line_target(gm, grid, ctx.control)
                 for j, gamma in enumerate(gammas):
-                    y = ends[j][delta] if ends is not None else sample(
-                        target, method, grid=grid, n=n, x_init=z, label=1, guidance=gamma, eta=eta,
-                        seed=ctx.sub_seed + 7919 * len(out) + 104729 * j + 13 * deltas.index(delta))
+                    if ends is not None:
+                        y = ends[j][delta]
+                    else:
+                        y = sample(_line_control_target(gm, fm, grid, ctx.control, gamma), method, grid=grid, n=n,
+                                   x_init=z, eta=eta, **_line_guidance(fm, gamma),
+                                   seed=ctx.sub_seed + 7919 * len(out) + 104729 * j + 13 * deltas.index(delta))
                     yp = y[:, 1:]
                     if stochastic:
                         worst = max(worst, ks_ratio(((yp - law.B * c) / law.radius).ravel(), alpha / J))

@@ -37,12 +37,21 @@ as :math:`t\to 0` (:math:`z\to\infty`); at :math:`y_\parallel = 0`, :math:`D = 0
   :math:`r_\mu^2\le 0.2` per step, so the start's error is gone after 64 steps.  Carried as :math:`s = r/z`
   (:math:`s\to 1/(2\nu+2)` at :math:`z = 0`), so the denoiser :math:`R\lambda R\,s(z)\,y_\parallel/\sigma^2`
   has no 0/0 at :math:`y_\parallel = 0`.
-* :math:`\nu + 1 < z < 10^7`: the ratio of exponentially scaled ``scipy.special.ive`` (no overflow; both
-  factors are normal numbers there).
-* :math:`z\ge 10^7` (where Amos's routines lose accuracy, and beyond 1e9 return NaN): the ratio of the two
-  asymptotic series :math:`\sqrt{2\pi z}\,e^{-z}I_\mu(z)\sim\sum_j (-1)^j a_j(\mu)/z^j`,
-  :math:`a_j(\mu) = \prod_{i\le j}(4\mu^2 - (2i-1)^2)/(j!\,8^j)`, with 8 terms: the first omitted term is below
-  :math:`(\mu^2/2z)^9/9!\le 10^{-30}`.  Limits: :math:`r_\nu(z)\approx z/(2\nu+2)` at 0 and
+* :math:`\nu + 1 < z < Z(\nu)`: the ratio of exponentially scaled ``scipy.special.ive`` (no overflow; both
+  factors are normal numbers there); at :math:`\nu = 1/2` the closed form :math:`(\coth z - 1/z)/z`
+  (:func:`_half_ratio_over_z`, within 27u).
+* :math:`z\ge Z(\nu)` (:func:`_asy_start`; Amos's routines lose accuracy from about 1e7 on, and beyond 1e9 return
+  NaN): the ratio of the two asymptotic series :math:`\sqrt{2\pi z}\,e^{-z}I_\mu(z)\sim\sum_j (-1)^j a_j(\mu)/z^j`,
+  :math:`a_j(\mu) = \prod_{i\le j}(4\mu^2 - (2i-1)^2)/(j!\,8^j)`, with 8 terms, :math:`\mu = \nu, \nu + 1`.
+  :math:`Z(\nu) = \min(10^7, \max(20, (32|a_8(\mu)|/u)^{1/8}))` (the larger over the two orders): there twice
+  the first omitted term, :math:`2|a_8(\mu)|z^{-8}\le u/16` (DLMF 10.40(ii)), and the omitted exponentially
+  small part of :math:`I_\mu`, relative :math:`e^{-2z}\le e^{-40} < u/26`, leave each series within
+  :math:`u/10` of its value and the ratio within :math:`u/5` (plus the rounding of the 8 terms, a few u; the
+  mpmath test holds the branch to :data:`RATIO_REL_ERR`).  :math:`Z = 20` for :math:`\nu = 1/2` (the series of
+  half-integer orders terminate: :math:`a_8 = 0`), 193.7 for :math:`\nu = 0` and 203.1 for :math:`\nu = 1`.
+  Before 2026-12-06 (stop 41) the branch started at :math:`10^7` for every order: the ``ive`` calls it replaces
+  were about a third of ``support.high_dim_spheres``' Bessel time (its times :math:`t\lesssim 0.003`-0.025).
+  Limits: :math:`r_\nu(z)\approx z/(2\nu+2)` at 0 and
   :math:`1 - (2\nu+1)/(2z) + (4\nu^2-1)/(8z^2)` at infinity.
 
 Claim body :func:`sphere_measurements` (to be wrapped with ``@claim`` in ``claims.py``): see its docstring and
@@ -80,6 +89,9 @@ _DEPTH = 64
 _Z_ASY = 1e7
 #: Terms of the asymptotic series.
 _N_ASY = 8
+#: Least start of the asymptotic branch of :func:`bessel_ratio_over_z` (:func:`_asy_start`): from there the
+#: exponentially small part :math:`e^{-2z}` of :math:`I_\mu` that the series omits is below u/26.
+_Z_ASY_MIN = 20.0
 
 
 def _check_nu(nu) -> float:
@@ -108,6 +120,20 @@ def _asy_series(mu: float, z: np.ndarray) -> np.ndarray:
         term = term * (-(m4 - (2 * j - 1) ** 2) / (j * 8.0 * z))
         out = out + term
     return out
+
+
+@lru_cache(maxsize=64)
+def _asy_start(nu: float) -> float:
+    r""":math:`Z(\nu) = \min(10^7, \max(20, (32\max_\mu|a_8(\mu)|/u)^{1/8}))`, :math:`\mu\in\{\nu, \nu + 1\}`: where
+    :func:`bessel_ratio_over_z` starts its asymptotic branch (module docstring: twice the first omitted term,
+    :math:`2|a_8(\mu)|z^{-8}`, is at most u/16 there).  Memoised on the exact ``nu``."""
+    worst = 0.0
+    for mu in (nu, nu + 1.0):
+        a, m4 = 1.0, 4.0 * mu * mu
+        for j in range(1, _N_ASY + 1):  # a_8(mu) = prod_{j <= 8} (4 mu^2 - (2j - 1)^2) / (8 j)
+            a *= (m4 - (2 * j - 1) ** 2) / (j * 8.0)
+        worst = max(worst, abs(a))
+    return min(_Z_ASY, max(_Z_ASY_MIN, (32.0 * worst / U) ** (1.0 / _N_ASY)))
 
 
 @numba.njit(cache=True)
@@ -154,6 +180,19 @@ def _series_split(nu: float, z) -> tuple[float, np.ndarray, np.ndarray, np.ndarr
     return nu, z, flat, np.empty_like(flat), flat <= nu + 1.0
 
 
+def _half_ratio_over_z(z: np.ndarray) -> np.ndarray:
+    r""":math:`s_{1/2}(z) = (\coth z - 1/z)/z` in closed form (:math:`I_{1/2} = \sqrt{2/\pi z}\sinh z`,
+    :math:`I_{3/2} = \sqrt{2/\pi z}(\cosh z - \sinh z/z)`), for the middle branch :math:`3/2 < z < 20` of
+    :func:`bessel_ratio_over_z` at :math:`\nu = 1/2` (the 2-sphere), where ``ive`` costs about 0.5 us per value.
+
+    Rounding: NumPy's ``tanh`` within 4 ulp (8u), so :math:`\coth z = 1/\tanh z` within 9u and :math:`1/z`
+    within u; the difference has condition number :math:`(\coth z + 1/z)/(\coth z - 1/z)\le 4.3` at
+    :math:`z = 3/2` (decreasing in z; 2.0 at z = 3), so the result is within
+    :math:`(1.105\cdot 9 + 0.667)u/0.438 + 2u\le 27u` of :math:`s_{1/2}`, inside :data:`RATIO_REL_ERR` (32u;
+    ``ive``'s ratio, which it replaces since 2026-12-06, stop 41, is held to the same bound by the mpmath test)."""
+    return (1.0 / np.tanh(z) - 1.0 / z) / z
+
+
 def bessel_ratio_over_z(nu: float, z) -> np.ndarray:
     r""":math:`s_\nu(z) = r_\nu(z)/z = I_{\nu+1}(z)/(z I_\nu(z))` for :math:`z\ge 0`, with :math:`s_\nu(0) = 1/(2\nu+2)`.
 
@@ -177,11 +216,12 @@ def bessel_ratio_over_z(nu: float, z) -> np.ndarray:
     nu, z, flat, out, small = _series_split(nu, z)
     if np.any(small):
         out[small] = _ratio_over_z_small(nu, flat[small])
-    mid = (~small) & (flat < _Z_ASY)
+    z_asy = _asy_start(nu)
+    mid = (~small) & (flat < z_asy)
     if np.any(mid):
         zm = flat[mid]
-        out[mid] = ive(nu + 1.0, zm) / ive(nu, zm) / zm
-    big = flat >= _Z_ASY
+        out[mid] = _half_ratio_over_z(zm) if nu == 0.5 else ive(nu + 1.0, zm) / ive(nu, zm) / zm
+    big = flat >= z_asy
     if np.any(big):
         zb = flat[big]
         out[big] = _asy_series(nu + 1.0, zb) / _asy_series(nu, zb) / zb
