@@ -473,7 +473,7 @@ def _bayes_combine_rows(x, sp_, sq, dmax, w, eps, omega, form):
     r"""The score rows of :func:`_bayes_score_rows` from the data's and the model's score rows (:func:`_mix_pair_rows`)
     by :func:`_bayes_point`'s expressions (the ripple's :math:`\cos\omega x` once per point: it does not depend on
     the row).  Returns ``(out, bad)``: the first row with a non-finite score, -1 if none, or -2 where a row's
-    derivative is not provably finite: :math:`|\partial_x s| \le (|w| + 1)\,2 d + |arepsilon|\omega^2(|w| + 1)`
+    derivative is not provably finite: :math:`|\partial_x s| \le (|w| + 1)\,2 d + |\varepsilon|\omega^2(|w| + 1)`
     (``d`` the row's ``dmax``) is not below 1e300 (the caller then runs :func:`_bayes_score_rows`)."""
     rows, n = sp_.shape
     cw, sw = np.empty(n), np.empty(n)
