@@ -1577,22 +1577,39 @@ def _softplus1(z):
 
 
 @numba.njit(cache=True)
+def _neumaier(s, c, t):
+    r"""One step of Neumaier's compensated sum: returns ``(s + t, c + the rounding error of s + t)``; the total is
+    ``s + c`` at the end, within :math:`2u|\sum t_i| + O(m u^2)\sum|t_i|` of the exact sum of ``m`` terms
+    (Higham, *Accuracy and Stability of Numerical Algorithms*, 2nd ed., section 4.3)."""
+    u = s + t
+    if abs(s) >= abs(t):
+        c += (s - u) + t
+    else:
+        c += (t - u) + s
+    return u, c
+
+
+@numba.njit(cache=True)
 def _newton_chunk(G, lo, hi, cb, y, wts, d, gp, hp):
     r"""One chunk (rows ``lo:hi`` of the stacked design ``G``, block coefficients ``cb``) of :func:`_newton_pass`:
     writes the logits ``d[lo:hi]``, the chunk's gradient :math:`\sum_i G_i w_i(\sigma(d_i) - y_i)` into ``gp`` and
     its curvature :math:`\sum_i (G_{ia}\,w_i\sigma(d_i)\sigma(-d_i))\,G_{ib}` into ``hp``
     (both zeroed here; rows summed in order, the loops over the columns innermost); returns the chunk's loss
-    :math:`\sum_i w_i\,\mathrm{softplus}(\mp d_i)`."""
+    :math:`\sum_i w_i\,\mathrm{softplus}(\mp d_i)` as a compensated (Neumaier) sum ``(sum, compensation)``
+    (:func:`_neumaier`): the Armijo test of :func:`_newton_logistic` compares losses whose difference near the
+    minimum is far below a plain running sum's rounding (up to :math:`m u\sum_i|t_i|` for ``m`` rows, about
+    1e-12 at m = 2048), which stalled the line search at the rounding floor."""
     P = G.shape[1]
     gp[:] = 0.0
     hp[:] = 0.0
     loss = 0.0
+    comp = 0.0
     for i in range(lo, hi):
         acc = 0.0
         for a in range(P):
             acc += G[i, a] * cb[a]
         d[i] = acc
-        loss += wts[i] * (_softplus1(-acc) if y[i] > 0 else _softplus1(acc))
+        loss, comp = _neumaier(loss, comp, wts[i] * (_softplus1(-acc) if y[i] > 0 else _softplus1(acc)))
         e = math.exp(-abs(acc))
         sig = 1.0 / (1.0 + e) if acc >= 0 else e / (1.0 + e)
         curv = wts[i] * e / (1.0 + e) ** 2  # w sigma(d) sigma(-d), without cancellation
@@ -1603,7 +1620,7 @@ def _newton_chunk(G, lo, hi, cb, y, wts, d, gp, hp):
             sc = G[i, a] * curv
             for b in range(P):  # the full square: a fixed trip count vectorises (the triangle did not, 3x slower)
                 hp[a, b] += sc * G[i, b]
-    return loss
+    return loss + comp
 
 
 @numba.njit(cache=True, parallel=True)
@@ -1637,19 +1654,20 @@ def _newton_pass_serial(G, chunks, C, y, wts, n_blocks):
 @numba.njit(cache=True)
 def _newton_reduce(d, lossp, gp, hp, chunks, n_blocks):
     """The chunks' partial loss, gradients and curvatures of :func:`_newton_pass` added in chunk order, per block:
-    ``(d, loss, grad, hess)``."""
+    ``(d, loss, grad, hess)`` (the loss by :func:`_neumaier`'s compensated sum)."""
     P = gp.shape[1]
     loss = 0.0
+    comp = 0.0
     grad = np.zeros((n_blocks, P))
     hess = np.zeros((n_blocks, P, P))
     for c in range(chunks.shape[0]):
         g = chunks[c, 2]
-        loss += lossp[c]
+        loss, comp = _neumaier(loss, comp, lossp[c])
         for a in range(P):
             grad[g, a] += gp[c, a]
             for b in range(P):
                 hess[g, a, b] += hp[c, a, b]
-    return d, loss, grad, hess
+    return d, loss + comp, grad, hess
 
 
 def _newton_logistic(blocks: list[_DesignBlock], y: np.ndarray, wts: np.ndarray, lam: float, n_params: int,
