@@ -182,6 +182,12 @@ class GaussianMixture:
         """The covariances in use, :math:`U\\,\\mathrm{diag}(\\lambda)\\,U^\\top` (``(K, d, d)``)."""
         return np.einsum("kij,kj,klj->kil", self.evecs, self.evals, self.evecs)
 
+    def key(self) -> tuple[bytes, ...]:
+        """The exact arrays that define the mixture (weights, means, covariance eigen-decompositions, ranks,
+        labels) as bytes: a memo key part (equal keys, equal mixtures)."""
+        return tuple(np.ascontiguousarray(a).tobytes() for a in (self.weights, self.means, self.evecs, self.evals,
+                                                                 self.rank, self.labels))
+
     def __repr__(self) -> str:
         return f"GaussianMixture(K={self.K}, d={self.d}, classes={self.n_classes}, ranks={self.rank.tolist()})"
 

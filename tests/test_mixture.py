@@ -369,3 +369,17 @@ def test_class_log_mass_kernel_shifts_by_the_running_maximum():
                   for m in (-30.0, 30.0)]
         ref = float(mp.log(mp.fsum(mp.exp(v) for v in logits)))
     assert math.isfinite(got) and abs(got - ref) <= 64 * 2.0**-53 * (1 + abs(ref)), (got, ref)
+
+
+def test_key_is_equal_for_equal_mixtures_and_differs_otherwise():
+    """GaussianMixture.key (the memo key of the reference and node caches): equal arrays, equal key; a changed
+    weight, mean, covariance or label is a different key."""
+    import numpy as np
+    from numerics.mixture import GaussianMixture
+    w, m, c = np.array([0.3, 0.7]), np.array([[0.0, 1.0], [2.0, -1.0]]), np.stack([np.eye(2), 2 * np.eye(2)])
+    base = GaussianMixture(w, m, c, labels=[0, 1])
+    assert GaussianMixture(w.copy(), m.copy(), c.copy(), labels=[0, 1]).key() == base.key()
+    for other in (GaussianMixture([0.4, 0.6], m, c, labels=[0, 1]), GaussianMixture(w, m + 1e-12, c, labels=[0, 1]),
+                  GaussianMixture(w, m, np.stack([np.eye(2), 3 * np.eye(2)]), labels=[0, 1]),
+                  GaussianMixture(w, m, c, labels=[1, 0])):
+        assert other.key() != base.key()

@@ -405,13 +405,6 @@ def ripple_integrands(f, h, gf, dh_par, dh_perp, y, w=1.0):
     return kl, err
 
 
-def mixture_key(gm: GaussianMixture) -> tuple[bytes, ...]:
-    """The exact arrays that define ``gm`` (weights, means, covariance eigen-decompositions, ranks, labels), as bytes:
-    a memo key part (equal keys, equal mixtures)."""
-    return tuple(np.ascontiguousarray(a).tobytes() for a in (gm.weights, gm.means, gm.evecs, gm.evals, gm.rank,
-                                                             gm.labels))
-
-
 #: Entries per block of :func:`_ripple_integrands_blocks` (a few MB of temporaries per block, in cache).
 RIPPLE_BLOCK = 2**16
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from numerics.mixture import GaussianMixture
-from numerics.papers.ce_guidance.classifier_error import mixture_key, perturbed_guidance, perturbed_log_posterior
+from numerics.papers.ce_guidance.classifier_error import perturbed_guidance, perturbed_log_posterior
 from numerics.references.grid_density import run_concurrently
 from numerics.schedule import alpha_sigma2
 from numerics.stats import MeanCI, mean_ci
@@ -270,7 +270,7 @@ def _shared_draws(gm: GaussianMixture, t: float, n: int, rng: np.random.Generato
     the draws.  A hit sets the generator to the state the draws left, so the stream continues exactly as if drawn
     again (the claim's controls start from the same seed, so they share the stated run's draws bit for bit)."""
     state = rng.bit_generator.state
-    key = (mixture_key(gm), float(t).hex(), n, type(rng.bit_generator).__name__, repr(state))
+    key = (gm.key(), float(t).hex(), n, type(rng.bit_generator).__name__, repr(state))
     hit = _DRAWS.get(key)
     if hit is not None:
         rng.bit_generator.state = hit[1]

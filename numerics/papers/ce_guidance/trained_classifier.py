@@ -39,7 +39,7 @@ import numpy as np
 from scipy.special import expit, log_expit
 
 from numerics.mixture import GaussianMixture
-from numerics.papers.ce_guidance.classifier_error import ErrorEstimate, mixture_key, theorem_bound
+from numerics.papers.ce_guidance.classifier_error import ErrorEstimate, theorem_bound
 from numerics.quadrature import gauss_hermite_normal_nd
 from numerics.schedule import alpha_sigma2
 from numerics.validate import as_float_array, check_int, check_positive, check_real, check_time
@@ -494,7 +494,7 @@ AT_NODES_SIZE = 64
 def _mixture_at_nodes(gm: GaussianMixture, t: float, m: int, second: bool) -> MixtureAtNodes:
     """:class:`MixtureAtNodes` of ``gm`` at time ``t`` on the ``m``-point rule, memoised on the exact inputs
     (read-only arrays; the same calls as unmemoised, so bit for bit)."""
-    key = (mixture_key(gm), float(t).hex(), m, second)
+    key = (gm.key(), float(t).hex(), m, second)
     hit = _AT_NODES.get(key)
     if hit is not None:
         return hit

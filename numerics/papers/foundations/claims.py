@@ -223,7 +223,7 @@ _REF_CACHE: dict = {}
 
 
 def _key(gm: GaussianMixture, *rest) -> tuple:
-    return (gm.weights.tobytes(), gm.means.tobytes(), gm.evecs.tobytes(), gm.evals.tobytes(), gm.labels.tobytes(), *rest)
+    return (*gm.key(), *rest)
 
 
 def _cached(key: tuple, compute):
