@@ -52,3 +52,25 @@ def test_second_order_oracle_equals_direct_computation():
                 cov, hess = _direct(gm, ref, t, mask)
                 assert so["cov"] == cov and so["hess"] == hess, (t, y)
     assert len(F._COMPONENT_CACHE) == 2 * gm.K
+
+
+def test_fd_jacobian_batched_equals_point_by_point():
+    """``_jacobian`` sends the 2d shifted points of a step to the kernel in one call; the kernels treat rows
+    independently, so it equals central differences evaluated one shifted point per call bit for bit (score and
+    guidance vector of a labelled mixture with low-rank components), and it recovers an exact Jacobian: a
+    quadratic map's central differences are exact up to rounding."""
+    rng = np.random.default_rng(5)
+    gm = F.labelled_mixture(rng, 4, 6, 3)
+    x, t, h = rng.standard_normal(4), 0.3, 1e-2 * np.sqrt(-np.expm1(-0.6))
+
+    def by_point(f, step):
+        cols = [(f(x + step * e) - f(x - step * e)) / (2 * step) for e in np.eye(4)]
+        return np.stack(cols, axis=1)
+
+    for f in (lambda z: gm.score(z, t), lambda z: gm.guidance_vector(z, t, 1)):
+        J, err = F._jacobian(f, x, h)
+        Jh, Jh2 = by_point(f, h), by_point(f, h / 2)
+        assert np.array_equal(J, (4 * Jh2 - Jh) / 3) and np.array_equal(err, np.abs(Jh - Jh2))
+    A = rng.standard_normal((4, 4))
+    J, _ = F._jacobian(lambda z: z @ A.T + 0.5 * z**2, x, 0.1)
+    assert np.allclose(J, A + np.diag(x), rtol=0, atol=1e-13)
