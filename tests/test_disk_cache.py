@@ -234,3 +234,30 @@ def test_claim_body_reads_the_cache_on_a_second_run_with_the_same_values(cache):
     assert (first[u].extra[key], second[u].extra[key]) == (0, 2)
     assert all(first[k].measured == second[k].measured for k in first)
     assert bug[q].measured > 1.0
+
+
+def test_references_from_the_pool_equal_the_serial_oracle_and_are_kept_for_the_next_run(monkeypatch):
+    """With the disk cache off: the geometry oracle's entries computed by the process pool (two at once) equal
+    oracle_values and brute_force_distance computed here, bit for bit; asked again (as a control run asks),
+    they come from this process's memo without a second computation."""
+    monkeypatch.setenv(DC.ENV, "off")
+    specs, w = G.AUTHORS_SPECS["two_crescents"]
+    v = np.array([[0.9, 2.0], [2.6, 2.2]]) * np.exp(-0.2)
+    x = np.array([[0.0, 0.0], [2.0, 2.0], [3.6, 2.1]])
+    requests = [("oracle", (specs, w, v, 0.2, None, 20)), ("brute", (specs[0], x, 120))]
+    G._MEMO.clear()
+    calls, real = [], G.process_map
+
+    def counting(fn, jobs, workers=None):
+        calls.append(len(jobs))
+        return real(fn, jobs, 2)
+    monkeypatch.setattr(G, "process_map", counting)
+    (o, hit_o), (d, hit_d) = G._references(requests)
+    fresh = G.oracle_values(specs, w, v, 0.2, dps=20)
+    d0, b0 = G.brute_force_distance(specs[0], x, 120)
+    assert not hit_o and not hit_d and calls == [2]
+    assert all(o[f].tobytes() == getattr(fresh, f).tobytes() for f in G._ORACLE_FIELDS)
+    assert d["distance"].tobytes() == d0.tobytes() and d["bound"].tobytes() == b0.tobytes()
+    (o2, _), (d2, _) = G._references(requests)
+    assert calls == [2, 0]
+    assert all(o2[f] is o[f] for f in G._ORACLE_FIELDS) and d2["distance"] is d["distance"]

@@ -38,7 +38,7 @@ import numpy as np
 
 from numerics.atomic import atomic_write_bytes
 
-__all__ = ["ENV", "cache_dir", "source_digest", "entry_key", "cached_arrays"]
+__all__ = ["ENV", "cache_dir", "source_digest", "entry_key", "stored_arrays", "cached_arrays"]
 
 #: The environment variable naming the cache directory (or ``off``).
 ENV = "GUIDANCE_VERIFY_CACHE_DIR"
@@ -136,6 +136,21 @@ def _read(path: Path, key: str, names: tuple[str, ...] | None) -> dict[str, np.n
     return out
 
 
+def stored_arrays(namespace: str, inputs: Any, source: str,
+                  names: tuple[str, ...] | None = None) -> dict[str, np.ndarray] | None:
+    """The arrays :func:`cached_arrays` would return from the cache for these arguments, or ``None`` (a miss, or
+    the cache off): a look-up that never computes.
+
+    Raises
+    ------
+    ValueError
+        ``inputs`` (see :func:`entry_key`).
+    """
+    key = entry_key(namespace, inputs, source)
+    root = cache_dir()
+    return None if root is None else _read(root / f"{key}.npz", key, names)
+
+
 def cached_arrays(namespace: str, inputs: Any, compute: Callable[[], dict[str, np.ndarray]], source: str,
                   names: tuple[str, ...] | None = None) -> tuple[dict[str, np.ndarray], bool]:
     """``(arrays, hit)``: the arrays stored under the key of ``(namespace, inputs, source)``, or ``compute()``
@@ -159,13 +174,12 @@ def cached_arrays(namespace: str, inputs: Any, compute: Callable[[], dict[str, n
     ValueError
         ``inputs`` (see :func:`entry_key`); ``compute``: returned a non-numeric array or the name ``__key__``.
     """
+    hit = stored_arrays(namespace, inputs, source, names)
+    if hit is not None:
+        return hit, True
     key = entry_key(namespace, inputs, source)
     root = cache_dir()
     path = None if root is None else root / f"{key}.npz"
-    if path is not None:
-        hit = _read(path, key, names)
-        if hit is not None:
-            return hit, True
     value = {k: np.asarray(v) for k, v in compute().items()}
     if _KEY in value or any(v.dtype.kind not in "biuf" for v in value.values()):
         raise ValueError(f"compute: must return numeric arrays under names other than {_KEY!r}")

@@ -91,6 +91,7 @@ from numerics import constants, validate
 from numerics.constants import UNIT_ROUNDOFF as U
 from numerics.papers.support.region_targets import PLANAR_ACCURACY
 from numerics.references import disk_cache
+from numerics.references.process_map import process_map
 from numerics.validate import check_array, check_int, check_label, check_points, check_time
 
 __all__ = ["AUTHORS_SPECS", "OracleValues", "check_region", "region_breaks", "region_slices", "oracle_contains",
@@ -640,28 +641,88 @@ _ORACLE_FIELDS = ("log_components", "log_density", "class_log_posterior", "score
                   "err_log_density", "err_class_log_posterior", "err_score", "err_guidance")
 
 
-def cached_oracle_values(regions: Any, weights: Any, v: Any, t: Any, labels: Any = None,
-                         dps: int = DEFAULT_DPS) -> tuple[OracleValues, bool]:
-    r"""``(values, hit)``: :func:`oracle_values`, kept in the on-disk reference cache
-    (:mod:`numerics.references.disk_cache`) under the exact inputs (region specs, weights, points, time, labels,
-    working precision, every float by its bits) and the bytes of :data:`_REFERENCE_SOURCES` (this module, the
-    cache, :mod:`numerics.validate`, :mod:`numerics.constants`):
-    a hit returns the arrays a recomputation gives, bit for bit; ``hit`` says whether they came from the cache.
-    The inputs are validated first, as :func:`oracle_values` does (ValueError naming the argument)."""
+def _oracle_entry(regions: Any, weights: Any, v: Any, t: Any, labels: Any = None, dps: int = DEFAULT_DPS) -> tuple:
+    """``(namespace, inputs, source, compute, names)`` of :func:`oracle_values`'s reference entry (the inputs
+    validated as :func:`oracle_values` does)."""
     regs = _check_regions(regions)
     w = _check_weights(weights, len(regs))
     lab = _check_labels(labels, len(regs))
     v = check_points(v, 2, "v")[0]
     t = check_time(t)
     dps = _check_dps(dps)
-    src = disk_cache.source_digest(*_REFERENCE_SOURCES)
 
     def compute() -> dict[str, np.ndarray]:
         o = oracle_values(regs, w, v, t, lab, dps)
         return {f: getattr(o, f) for f in _ORACLE_FIELDS}
 
-    arrays, hit = disk_cache.cached_arrays("support.geometry_oracle.oracle_values", (regs, w, lab, v, t, dps),
-                                           compute, src, _ORACLE_FIELDS)
+    return ("support.geometry_oracle.oracle_values", (regs, w, lab, v, t, dps),
+            disk_cache.source_digest(*_REFERENCE_SOURCES), compute, _ORACLE_FIELDS)
+
+
+def _brute_entry(spec: Any, x: Any, n: int = 1000) -> tuple:
+    """``(namespace, inputs, source, compute, names)`` of :func:`brute_force_distance`'s reference entry."""
+    regs = _check_regions(spec, "spec")
+    x = check_points(x, 2, "x")[0]
+    n = check_int(n, "n", 10)
+
+    def compute() -> dict[str, np.ndarray]:
+        d, b = brute_force_distance(regs, x, n)
+        return {"distance": d, "bound": b}
+
+    return ("support.geometry_oracle.brute_force_distance", (regs, x, n),
+            disk_cache.source_digest(*_REFERENCE_SOURCES), compute, ("distance", "bound"))
+
+
+#: The reference entries :func:`_references` computes, by kind.
+_ENTRIES = {"oracle": _oracle_entry, "brute": _brute_entry}
+#: Reference arrays computed in this process or its pool, by entry key: the stated run and every control
+#: evaluate the same entries (the pool's processes keep no cache the next run could reuse).
+_MEMO: dict[str, dict[str, np.ndarray]] = {}
+_MEMO_MAX = 4096
+
+
+def _computed_entry(kind: str, args: tuple) -> dict[str, np.ndarray]:
+    """In a pool process (or here): the entry's arrays, through the on-disk cache (a miss is stored there)."""
+    namespace, inputs, src, compute, names = _ENTRIES[kind](*args)
+    return disk_cache.cached_arrays(namespace, inputs, compute, src, names)[0]
+
+
+def _references(requests: Sequence[tuple[str, tuple]]) -> list[tuple[dict[str, np.ndarray], bool]]:
+    """``[(arrays, hit)]`` of the entries ``_ENTRIES[kind](*args)`` for ``(kind, args)`` in ``requests``: read
+    from the on-disk cache (``hit`` True), else from this process's memo, else computed, the missing ones
+    together by :func:`numerics.references.process_map.process_map` (one entry per process at a time, up to
+    Numba's thread budget); every value is the one a serial computation gives, bit for bit (read-only arrays)."""
+    entries = [_ENTRIES[kind](*args) for kind, args in requests]
+    keys = [disk_cache.entry_key(ns, inputs, src) for ns, inputs, src, _, _ in entries]
+    out: list = [None] * len(requests)
+    todo = []
+    for i, ((ns, inputs, src, _, names), key) in enumerate(zip(entries, keys)):
+        stored = disk_cache.stored_arrays(ns, inputs, src, names)
+        if stored is not None:
+            out[i] = (stored, True)
+        elif key in _MEMO:                  # stored on the disk as a computation would be
+            out[i] = (disk_cache.cached_arrays(ns, inputs, lambda a=_MEMO[key]: a, src, names)[0], False)
+        else:
+            todo.append(i)
+    for i, arrays in zip(todo, process_map(_computed_entry, [(requests[i][0], tuple(requests[i][1])) for i in todo])):
+        for a in arrays.values():
+            a.setflags(write=False)
+        if len(_MEMO) >= _MEMO_MAX:
+            _MEMO.clear()
+        _MEMO[keys[i]] = arrays
+        out[i] = (arrays, False)
+    return out
+
+
+def cached_oracle_values(regions: Any, weights: Any, v: Any, t: Any, labels: Any = None,
+                         dps: int = DEFAULT_DPS) -> tuple[OracleValues, bool]:
+    r"""``(values, hit)``: :func:`oracle_values`, kept in the on-disk reference cache
+    (:mod:`numerics.references.disk_cache`) under the exact inputs (region specs, weights, points, time, labels,
+    working precision, every float by its bits) and the bytes of :data:`_REFERENCE_SOURCES` (this module, the
+    cache, :mod:`numerics.validate`, :mod:`numerics.constants`), and in this process's memo:
+    a hit returns the arrays a recomputation gives, bit for bit; ``hit`` says whether they came from the disk.
+    The inputs are validated first, as :func:`oracle_values` does (ValueError naming the argument)."""
+    arrays, hit = _references([("oracle", (regions, weights, v, t, labels, dps))])[0]
     return OracleValues(**{f: arrays[f] for f in _ORACLE_FIELDS}), hit
 
 
@@ -867,17 +928,7 @@ def cached_brute_force_distance(spec: Any, x: Any, n: int = 1000) -> tuple[np.nd
     r"""``(distances, bounds, hit)``: :func:`brute_force_distance`, kept in the on-disk reference cache under the
     exact inputs (region specs, points by their bits, ``n``) and the bytes of :data:`_REFERENCE_SOURCES`
     (see :func:`cached_oracle_values`); a hit is the recomputation bit for bit."""
-    regs = _check_regions(spec, "spec")
-    x = check_points(x, 2, "x")[0]
-    n = check_int(n, "n", 10)
-    src = disk_cache.source_digest(*_REFERENCE_SOURCES)
-
-    def compute() -> dict[str, np.ndarray]:
-        d, b = brute_force_distance(regs, x, n)
-        return {"distance": d, "bound": b}
-
-    arrays, hit = disk_cache.cached_arrays("support.geometry_oracle.brute_force_distance", (regs, x, n), compute,
-                                           src, ("distance", "bound"))
+    arrays, hit = _references([("brute", (spec, x, n))])[0]
     return arrays["distance"], arrays["bound"], hit
 
 
@@ -1079,6 +1130,38 @@ def _package_distances(rm: Any, P: np.ndarray, ctx: Any) -> tuple[np.ndarray, np
     return np.stack([rm.distance(P, c) for c in range(C)]), union
 
 
+def _distance_points(name: str, specs: Sequence[tuple], grid_step: float) -> np.ndarray:
+    """The distance checks' points of mixture ``name``: its designed points, then the grid of step ``grid_step``
+    over the regions' bounding box enlarged by 1."""
+    x0, x1, y0, y1 = _bbox(specs)
+    g = grid_step
+    gx, gy = np.arange(x0 - 1, x1 + 1 + g / 2, g), np.arange(y0 - 1, y1 + 1 + g / 2, g)
+    pts = np.array(DENSITY_POINTS[name], dtype=np.float64)
+    return np.concatenate([pts, np.stack(np.meshgrid(gx, gy), -1).reshape(-1, 2)])
+
+
+def _claim_references(names: Sequence[str], ts: Sequence[float], dps: int, grid_step: float,
+                      boundary_n: int) -> dict[tuple, tuple[dict[str, np.ndarray], bool]]:
+    r"""Every reference of :func:`geometry_measurements` at once (:func:`_references`, so the missing ones share
+    one process pool): ``("oracle", name, t)`` the oracle at :math:`v = \lambda_t p` for the designed points
+    ``p``, and ``("brute", name, k)`` region ``k``'s brute-force distances at :func:`_distance_points`."""
+    from numerics.schedule import alpha_sigma2
+
+    requests, labels = [], []
+    for name in names:
+        specs, w = AUTHORS_SPECS[name]
+        specs = tuple(check_region(s) for s in specs)
+        pts = np.array(DENSITY_POINTS[name], dtype=np.float64)
+        for t in ts:
+            requests.append(("oracle", (specs, w, alpha_sigma2(t)[0] * pts, t, None, dps)))
+            labels.append(("oracle", name, t))
+        P = _distance_points(name, specs, grid_step)
+        for k, sp in enumerate(specs):
+            requests.append(("brute", (sp, P, boundary_n)))
+            labels.append(("brute", name, k))
+    return dict(zip(labels, _references(requests)))
+
+
 def geometry_measurements(ctx: Any) -> list:
     r"""Claim body: the package's region mixtures against this module's independent oracle.
 
@@ -1123,6 +1206,7 @@ def geometry_measurements(ctx: Any) -> list:
     quantities = ("log density", "class log posterior", "sigma * score", "sigma * guidance")
     worst = {q: {} for q in quantities}
     dist_plot = {}
+    refs = _claim_references(p["mixtures"], ts, dps, float(p["grid_step"]), int(p["boundary_n"]))
     for name in p["mixtures"]:
         specs, w = AUTHORS_SPECS[name]
         specs = tuple(check_region(s) for s in specs)
@@ -1154,7 +1238,8 @@ def geometry_measurements(ctx: Any) -> list:
             lam, s2 = alpha_sigma2(t)
             s = math.sqrt(s2)
             V = lam * pts
-            o, hit = cached_oracle_values(specs, w, V, t, dps=dps)
+            arrays, hit = refs[("oracle", name, t)]
+            o = OracleValues(**{f: arrays[f] for f in _ORACLE_FIELDS})
             from_cache.append(hit)
             pk = _package_values(rm, V, t, ctx.bug("alpha_dropped"))
             eps_l = U * (Q + 10 * (np.max(np.abs(pk["ll"]), axis=1) + 50))
@@ -1201,15 +1286,13 @@ def geometry_measurements(ctx: Any) -> list:
                        "oracle_ts_from_disk_cache": [t_ for t_, h in zip(ts, from_cache) if h]}))
 
         # ---- distances
-        x0, x1, y0, y1 = _bbox(specs)
-        g = float(p["grid_step"])
-        gx, gy = np.arange(x0 - 1, x1 + 1 + g / 2, g), np.arange(y0 - 1, y1 + 1 + g / 2, g)
-        P = np.concatenate([pts, np.stack(np.meshgrid(gx, gy), -1).reshape(-1, 2)])
+        P = _distance_points(name, specs, float(p["grid_step"]))
         per_reg = []
         bounds = []
         dist_from_cache: list[bool] = []    # per region: the brute force read from the on-disk reference cache
-        for sp in specs:
-            d, b, hit = cached_brute_force_distance(sp, P, int(p["boundary_n"]))
+        for k in range(len(specs)):
+            arrays, hit = refs[("brute", name, k)]
+            d, b = arrays["distance"], arrays["bound"]
             per_reg.append(d)
             bounds.append(b)
             dist_from_cache.append(hit)
