@@ -320,7 +320,7 @@ def _slice_point(x: np.ndarray, wx: np.ndarray, ylo: np.ndarray, yhi: np.ndarray
 @numba.njit(cache=True, error_model="numpy")
 def _slice_moments_serial(x: np.ndarray, wx: np.ndarray, ylo: np.ndarray, yhi: np.ndarray, mu: np.ndarray,
                           tau: float, prune: bool, out: np.ndarray) -> None:
-    """:func:`_slice_point` for every point, on the calling thread (``out``: (N, 3))."""
+    """:func:`_slice_point` for every point of given nodes and slices, on the calling thread (``out``: (N, 3))."""
     log_tau = math.log(tau)
     Q, J = x.shape[1], ylo.shape[2]
     lw, ym, ub, lz, tm = np.empty(Q), np.empty(Q), np.empty(Q), np.empty(J), np.empty(J)
@@ -328,30 +328,10 @@ def _slice_moments_serial(x: np.ndarray, wx: np.ndarray, ylo: np.ndarray, yhi: n
         _slice_point(x[n], wx[n], ylo[n], yhi[n], mu[n, 0], mu[n, 1], tau, log_tau, prune, out[n], lw, ym, ub, lz, tm)
 
 
-@numba.njit(cache=True, error_model="numpy", parallel=True)
-def _slice_moments_threads(x: np.ndarray, wx: np.ndarray, ylo: np.ndarray, yhi: np.ndarray, mu: np.ndarray,
-                           tau: float, prune: bool, out: np.ndarray) -> None:
-    """:func:`_slice_moments_serial` with the points spread over Numba's threads: each point writes only its own
-    row of ``out`` and uses its own row of the work arrays (allocated before the loop), so the result does not
-    depend on the thread count or the schedule (bit for bit; tested)."""
-    log_tau = math.log(tau)
-    N, Q, J = x.shape[0], x.shape[1], ylo.shape[2]
-    lw, ym, ub, lz, tm = np.empty((N, Q)), np.empty((N, Q)), np.empty((N, Q)), np.empty((N, J)), np.empty((N, J))
-    for n in numba.prange(N):
-        _slice_point(x[n], wx[n], ylo[n], yhi[n], mu[n, 0], mu[n, 1], tau, log_tau, prune, out[n], lw[n], ym[n], ub[n],
-                     lz[n], tm[n])
-
-
-#: :func:`_slice_moments` runs on the calling thread below this many node evaluations (points x nodes, about 50
-#: points of 192-224 nodes): on a quiet machine two threads win from about 10 points on, but on a busy one each
-#: call waits for the other thread to be scheduled (the quick profile's 20-point calls took about 3x the wall
-#: time of one thread at load 8-10, 2026-12-06), so only calls of several ms are spread.
-_SERIAL_NODES = 10000
-
-
 def _slice_moments(x: np.ndarray, wx: np.ndarray, ylo: np.ndarray, yhi: np.ndarray, mu: np.ndarray,
                    tau: float, prune: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    r"""The slice rule's sums (see :meth:`_Planar.kernel_moments`): per point n, over nodes q with weights
+    r"""The slice rule's sums (see :meth:`_Planar.kernel_moments`) over given nodes and slices
+    (:meth:`_Planar.slice_inputs`): per point n, over nodes q with weights
     :math:`w_q` and slices :math:`\bigcup_j [l_{qj}, u_{qj}]`, the slice masses
     :math:`S_q = \sum_j Z_{qj}`, :math:`Z_{qj} = \Phi(\beta_{qj}) - \Phi(\alpha_{qj})`,
     :math:`\alpha = (l - \mu_y)/\tau`, and slice means :math:`\mu_y + \tau\sum_j (Z_{qj}/S_q) m_{qj}`;
@@ -359,46 +339,126 @@ def _slice_moments(x: np.ndarray, wx: np.ndarray, ylo: np.ndarray, yhi: np.ndarr
     mean the :math:`w_q S_q \phi`-weighted average of :math:`(x_q, \text{slice mean}_q)`.  ``prune``: a node
     whose bound (:func:`_log_weight_bound`) lies more than :data:`_PRUNE_GAP` below the exact log weight of
     the node of largest bound is not evaluated; its weight would underflow to 0, so the result is the same
-    bit for bit (checked by the tests against ``prune=False``).  The points are independent: from
-    :data:`_SERIAL_NODES` node evaluations on they are spread over Numba's threads (the same floats for any
-    thread count).  Returns ``(log M (N,), mean (N, 2))``."""
-    N, Q = x.shape
-    out = np.empty((N, 3))
-    if N > 1 and N * Q >= _SERIAL_NODES and numba.get_num_threads() > 1:
+    bit for bit (checked by the tests against ``prune=False``).  On the calling thread; the package's own calls
+    take :func:`_region_sums`, which builds the nodes and slices inside the same compiled loop (the same floats,
+    tested).  Returns ``(log M (N,), mean (N, 2))``."""
+    out = np.empty((x.shape[0], 3))
+    _slice_moments_serial(x, wx, ylo, yhi, mu, float(tau), bool(prune), out)
+    return out[:, 0].copy(), out[:, 1:].copy()
+
+
+#: Region kinds of :func:`_region_point` (the slice intervals it calls).
+_KIND_DISK_MINUS_DISK, _KIND_LENS = 0, 1
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _region_point(edges: np.ndarray, lo: float, hi: float, kind: int, par: np.ndarray, brk: np.ndarray,
+                  s: np.ndarray, jac: np.ndarray, mux: float, muy: float, tau: float, log_tau: float, prune: bool,
+                  out: np.ndarray) -> None:
+    r"""One point of :func:`_region_sums`: its nodes and weights (:func:`_point_nodes`, from its panel edges
+    ``edges`` and window ``[lo, hi]``, the region's ``breaks`` ``brk``), its slices (``kind``
+    :data:`_KIND_DISK_MINUS_DISK`: :func:`_disk_minus_disk_intervals` with ``par = (c_x, c_y, R, c2_x, c2_y, r)``;
+    :data:`_KIND_LENS`: :func:`_lens_intervals` with ``par = (s_x, s_y, ...)``) and its sums (:func:`_slice_point`)
+    into ``out`` (3,): the same functions, on the same floats, as :meth:`_Planar.slice_inputs` and
+    :func:`_slice_moments`, without the (N, Q, J) arrays between them.  Its work arrays are its own."""
+    n = s.size
+    Q = (edges.size + brk.size - 1) * n
+    x, wx = np.empty(Q), np.empty(Q)
+    _point_nodes(edges, lo, hi, brk, s, jac, np.empty(edges.size + brk.size), x, wx)
+    if kind == _KIND_LENS:
+        ylo, yhi = _lens_intervals(x, par[0], par[1])
+    else:
+        ylo, yhi = _disk_minus_disk_intervals(x, par[0:2], par[2], par[3:5], par[5])
+    J = ylo.shape[1]
+    _slice_point(x, wx, ylo, yhi, mux, muy, tau, log_tau, prune, out, np.empty(Q), np.empty(Q), np.empty(Q),
+                 np.empty(J), np.empty(J))
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _region_sums_serial(edges: np.ndarray, lo: np.ndarray, hi: np.ndarray, reg: np.ndarray, kinds: np.ndarray,
+                        pars: np.ndarray, brks: np.ndarray, nbs: np.ndarray, s: np.ndarray, jac: np.ndarray,
+                        mu: np.ndarray, tau: float, prune: bool, out: np.ndarray) -> None:
+    """:func:`_region_point` for every point i (region ``reg[i]`` of the tables ``kinds, pars, brks, nbs``), on the
+    calling thread (``out``: (N, 3))."""
+    log_tau = math.log(tau)
+    for i in range(edges.shape[0]):
+        k = reg[i]
+        _region_point(edges[i], lo[i], hi[i], kinds[k], pars[k], brks[k, :nbs[k]], s, jac, mu[i, 0], mu[i, 1], tau,
+                      log_tau, prune, out[i])
+
+
+@numba.njit(cache=True, error_model="numpy", parallel=True)
+def _region_sums_threads(edges: np.ndarray, lo: np.ndarray, hi: np.ndarray, reg: np.ndarray, kinds: np.ndarray,
+                         pars: np.ndarray, brks: np.ndarray, nbs: np.ndarray, s: np.ndarray, jac: np.ndarray,
+                         mu: np.ndarray, tau: float, prune: bool, out: np.ndarray) -> None:
+    """:func:`_region_sums_serial` with the points spread over Numba's threads: each point writes only its own row
+    of ``out`` and allocates its own work arrays, so the result does not depend on the thread count or the
+    schedule (bit for bit; tested)."""
+    log_tau = math.log(tau)
+    for i in numba.prange(edges.shape[0]):
+        k = reg[i]
+        _region_point(edges[i], lo[i], hi[i], kinds[k], pars[k], brks[k, :nbs[k]], s, jac, mu[i, 0], mu[i, 1], tau,
+                      log_tau, prune, out[i])
+
+
+#: :func:`_region_sums` runs on the calling thread below this many node evaluations (points x nodes, about 50
+#: points of 192-224 nodes): on a quiet machine two threads win from about 10 points on, but on a busy one each
+#: call waits for the other thread to be scheduled (the quick profile's 20-point calls took about 3x the wall
+#: time of one thread at load 8-10, 2026-12-06), so only calls of several ms are spread.
+_SERIAL_NODES = 10000
+
+
+def _region_sums(regions: list, windows: list, mus: list, tau: float, order: int, prune: bool = True) -> list:
+    r"""The slice rule's sums (:func:`_slice_moments`) of ``regions[i]`` at the points ``mus[i]`` with the windows
+    ``windows[i] = (edges, lo, hi)`` (:meth:`_Planar.slice_window`) for every i, in one compiled call: per point the
+    nodes, weights and slices are built and summed in the same loop (:func:`_region_point`), so the regions' points
+    are stacked whatever their node and interval counts.  The points are independent: from :data:`_SERIAL_NODES`
+    node evaluations on they are spread over Numba's threads (the same floats for any thread count).  Returns
+    ``[(log M, mean), ...]``."""
+    if not regions:
+        return []
+    counts = [m.shape[0] for m in mus]
+    edges = np.ascontiguousarray(np.concatenate([w[0] for w in windows]), dtype=float)
+    lo = np.ascontiguousarray(np.concatenate([w[1] for w in windows]), dtype=float)
+    hi = np.ascontiguousarray(np.concatenate([w[2] for w in windows]), dtype=float)
+    mu = np.ascontiguousarray(np.concatenate(mus), dtype=float)
+    reg = np.repeat(np.arange(len(regions)), counts)
+    brs = [r._breaks_array() for r in regions]
+    brks = np.zeros((len(regions), max(1, max(b.size for b in brs))))
+    for i, b in enumerate(brs):
+        brks[i, :b.size] = b
+    nbs = np.array([b.size for b in brs], dtype=np.int64)
+    kinds = np.array([r._sums_kind for r in regions], dtype=np.int64)
+    pars = np.stack([r._sums_params() for r in regions])
+    s, jac = _sin2_rule(order)
+    nodes = sum(c * (edges.shape[1] + b.size - 1) * order for c, b in zip(counts, brs))
+    out = np.empty((mu.shape[0], 3))
+    args = (edges, lo, hi, reg, kinds, pars, brks, nbs, s, jac, mu, float(tau), bool(prune), out)
+    if mu.shape[0] > 1 and nodes >= _SERIAL_NODES and numba.get_num_threads() > 1:
         old = numba.set_parallel_chunksize(1)  # dynamic schedule over points: robust to a busy core
         try:
-            _slice_moments_threads(x, wx, ylo, yhi, mu, float(tau), bool(prune), out)
+            _region_sums_threads(*args)
         finally:
             numba.set_parallel_chunksize(old)
     else:
-        _slice_moments_serial(x, wx, ylo, yhi, mu, float(tau), bool(prune), out)
-    return out[:, 0].copy(), out[:, 1:].copy()
+        _region_sums_serial(*args)
+    res, i0 = [], 0
+    for c in counts:
+        res.append((out[i0:i0 + c, 0].copy(), out[i0:i0 + c, 1:].copy()))
+        i0 += c
+    return res
 
 
 def _joint_slice_moments(regions: list, rows: list, mu: np.ndarray, tau: float, panels: int, order: int,
                          dmins: list | None) -> list:
-    """:meth:`_Planar.kernel_moments` of ``regions[i]`` at the points ``mu[rows[i]]`` for every i, with one
-    :func:`_slice_moments` call per shape of the sums' inputs (node count, interval count) instead of one per region:
-    the regions of one shape (e.g. the lens and the disks, or two crescents) have their points stacked, so that a
-    call is large enough to be spread over the threads.  The points are independent, so each region's values are
-    its own call's bit for bit (tested).  ``dmins``: the points' distances to each region, if known.  Returns
-    ``[(log M, mean), ...]``."""
-    parts = [reg.slice_inputs(mu[r], tau, panels, order, None if dmins is None else dmins[i])
-             for i, (reg, r) in enumerate(zip(regions, rows))]
-    groups: dict = {}
-    for i, p in enumerate(parts):
-        groups.setdefault((p[0].shape[1], p[2].shape[2]), []).append(i)
-    out = [None] * len(parts)
-    for idx in groups.values():
-        cat = [np.concatenate([parts[i][a] for i in idx]) for a in range(4)]
-        lm, m = _slice_moments(*cat, np.ascontiguousarray(mu[np.concatenate([rows[i] for i in idx])], dtype=float),
-                               float(tau))
-        i0 = 0
-        for i in idx:
-            i1 = i0 + rows[i].size
-            out[i] = (lm[i0:i1], m[i0:i1])
-            i0 = i1
-    return out
+    """:meth:`_Planar.kernel_moments` of ``regions[i]`` at the points ``mu[rows[i]]`` for every i, in one
+    :func:`_region_sums` call (points stacked, so that a call is large enough to be spread over the threads).  The
+    points are independent, so each region's values are its own call's bit for bit (tested).  ``dmins``: the points'
+    distances to each region, if known.  Returns ``[(log M, mean), ...]``."""
+    mus = [mu[r] for r in rows]
+    windows = [reg.slice_window(m, tau, panels, None if dmins is None else dmins[i])
+               for i, (reg, m) in enumerate(zip(regions, mus))]
+    return _region_sums(regions, windows, mus, tau, order)
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -416,28 +476,40 @@ def _sort_small(e: np.ndarray) -> None:
 
 
 @numba.njit(cache=True, error_model="numpy")
+def _point_nodes(edges: np.ndarray, lo: float, hi: float, breaks: np.ndarray, s: np.ndarray, jac: np.ndarray,
+                 e: np.ndarray, x: np.ndarray, wx: np.ndarray) -> None:
+    r"""One point of :func:`_slice_nodes`: its panel edges ``edges`` and the ``breaks`` clipped to :math:`[l, h]`,
+    sorted, the outer two set to :math:`l` and :math:`h`, into ``e`` (E = edges + breaks); the nodes
+    :math:`a + (b - a)s_k` and weights :math:`(b - a)\,\text{jac}_k` of each panel [a, b] into ``x, wx``
+    ((E - 1) n each)."""
+    P1, n, E = edges.size, s.size, e.size
+    e[:P1] = edges
+    for j in range(breaks.size):
+        e[P1 + j] = min(max(breaks[j], lo), hi)
+    _sort_small(e)
+    e[0], e[E - 1] = lo, hi
+    for p in range(E - 1):
+        a, w = e[p], e[p + 1] - e[p]
+        for k in range(n):
+            x[p * n + k] = a + w * s[k]
+            wx[p * n + k] = w * jac[k]
+
+
+@numba.njit(cache=True, error_model="numpy")
 def _slice_nodes(edges: np.ndarray, lo: np.ndarray, hi: np.ndarray, breaks: np.ndarray, s: np.ndarray,
                  jac: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    r"""Nodes and weights of the slice rule (see :meth:`_Planar.kernel_moments`), per point n: the panel edges
-    ``edges[n]`` and the ``breaks`` clipped to :math:`[l_n, h_n]`, sorted, the outer two set to :math:`l_n` and
-    :math:`h_n`; on each panel [a, b] the nodes :math:`a + (b - a)s_k` and weights :math:`(b - a)\,\text{jac}_k`
-    (:func:`_sin2_rule`).  Returns ``(x, wx)``, each ``(N, (E - 1) n)`` with E = edges + breaks."""
+    r"""Nodes and weights of the slice rule (see :meth:`_Planar.kernel_moments`), per point n
+    (:func:`_point_nodes`): the panel edges ``edges[n]`` and the ``breaks`` clipped to :math:`[l_n, h_n]`, sorted,
+    the outer two set to :math:`l_n` and :math:`h_n`; on each panel [a, b] the nodes :math:`a + (b - a)s_k` and
+    weights :math:`(b - a)\,\text{jac}_k` (:func:`_sin2_rule`).  Returns ``(x, wx)``, each ``(N, (E - 1) n)`` with
+    E = edges + breaks."""
     N, P1, n = edges.shape[0], edges.shape[1], s.size
     E = P1 + breaks.size
     x = np.empty((N, (E - 1) * n))
     wx = np.empty((N, (E - 1) * n))
     e = np.empty(E)
     for i in range(N):
-        e[:P1] = edges[i]
-        for j in range(breaks.size):
-            e[P1 + j] = min(max(breaks[j], lo[i]), hi[i])
-        _sort_small(e)
-        e[0], e[E - 1] = lo[i], hi[i]
-        for p in range(E - 1):
-            a, w = e[p], e[p + 1] - e[p]
-            for k in range(n):
-                x[i, p * n + k] = a + w * s[k]
-                wx[i, p * n + k] = w * jac[k]
+        _point_nodes(edges[i], lo[i], hi[i], breaks, s, jac, e, x[i], wx[i])
     return x, wx
 
 
@@ -696,20 +768,27 @@ class _Planar:
                        dmin: np.ndarray | None = None):
         r"""``(log M, mean)`` of :math:`N(\mu,\tau^2 I)` restricted to the region, by the slice rule (``dmin``:
         ``self.distance(mu)``, if known)."""
-        return _slice_moments(*self.slice_inputs(mu, tau, panels, order, dmin), np.ascontiguousarray(mu, dtype=float),
-                              float(tau))
+        return _joint_slice_moments([self], [np.arange(np.shape(mu)[0])], np.asarray(mu, float), tau, panels, order,
+                                    None if dmin is None else [dmin])[0]
 
-    def slice_inputs(self, mu: np.ndarray, tau: float, panels: int = 24, order: int = 8,
-                     dmin: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """The nodes, weights and slices ``(x, wx, ylo, yhi)`` of :meth:`kernel_moments` (its sums' inputs)."""
+    def slice_window(self, mu: np.ndarray, tau: float, panels: int = 24, dmin: np.ndarray | None = None
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The panel edges and the window ``(edges (N, panels + 1), lo (N,), hi (N,))`` of :meth:`kernel_moments`
+        (NumPy's ``sinh`` and ``arcsinh``, see the module docstring)."""
         dmin = self.distance(mu) if dmin is None else dmin
         xs = np.clip(self.nearest_x(mu, dmin), self.xa, self.xb)
         half = np.sqrt(dmin ** 2 + 2 * LOG_CUTOFF * tau * tau)
         lo = np.minimum(np.maximum(self.xa, mu[:, 0] - half), xs)
         hi = np.maximum(np.minimum(self.xb, mu[:, 0] + half), xs)
         va, vb = np.arcsinh((lo - xs) / tau), np.arcsinh((hi - xs) / tau)
-        # NumPy's sinh and arcsinh (not libm's, which rounds differently), the rest compiled
         edges = xs[:, None] + tau * np.sinh(va[:, None] + (vb - va)[:, None] * _unit_edges(panels)[None, :])
+        return edges, lo, hi
+
+    def slice_inputs(self, mu: np.ndarray, tau: float, panels: int = 24, order: int = 8,
+                     dmin: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The nodes, weights and slices ``(x, wx, ylo, yhi)`` of :meth:`kernel_moments` (its sums' inputs, which
+        :func:`_region_sums` builds point by point without storing them)."""
+        edges, lo, hi = self.slice_window(mu, tau, panels, dmin)
         s, jac = _sin2_rule(order)
         x, wx = _slice_nodes(edges, lo, hi, self._breaks_array(), s, jac)
         ylo, yhi = self.intervals(x)                                   # (N, Q, J)
@@ -793,6 +872,12 @@ class _DiskMinusDisk(_Planar):
 
     def intervals(self, x):
         return _flat_intervals(_disk_minus_disk_intervals, x, self.c, float(self.R), self.c2, float(self.r))
+
+    _sums_kind = _KIND_DISK_MINUS_DISK
+
+    def _sums_params(self) -> np.ndarray:
+        """The arguments of :meth:`intervals` as :func:`_region_point`'s ``par``."""
+        return np.array([self.c[0], self.c[1], self.R, self.c2[0], self.c2[1], self.r], dtype=float)
 
     def distance(self, p) -> np.ndarray:
         p = check_points(p, 2, "p")[0]
@@ -927,6 +1012,12 @@ class Lens(_Planar):
 
     def intervals(self, x):
         return _flat_intervals(_lens_intervals, x, float(self.shift[0]), float(self.shift[1]))
+
+    _sums_kind = _KIND_LENS
+
+    def _sums_params(self) -> np.ndarray:
+        """The arguments of :meth:`intervals` as :func:`_region_point`'s ``par`` (padded to 6)."""
+        return np.array([self.shift[0], self.shift[1], 0.0, 0.0, 0.0, 0.0], dtype=float)
 
     def boundary(self, n: int) -> np.ndarray:
         x = np.linspace(self.xa, self.xb, n)
