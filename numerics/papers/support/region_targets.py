@@ -1045,6 +1045,27 @@ class Lens(_Planar):
         return np.where(self.contains(p), 0.0, _min_sample_distance(np.ascontiguousarray(p), self._fine))
 
 
+def _logsumexp_rows(a: np.ndarray) -> np.ndarray:
+    r"""``scipy.special.logsumexp(a, axis=1, keepdims=True)`` of a real 2-D array, by the same NumPy operations in the
+    same order as scipy's own (1.17: :math:`\log1p(s) + \log m + a^*` with :math:`a^*` the row maximum taken by m
+    entries and :math:`s = \sum_{a_j < a^*} e^{a_j - a^*}/m`; where that is not finite, :math:`\log\sum_j e^{a_j}`), so
+    the same floats (tested against scipy, with infinite and NaN entries) without scipy's array-API dispatch (about
+    0.1 ms a call, 18696 calls in a full five-region run)."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        out_inf = np.log(np.sum(np.exp(a), axis=1, keepdims=True))
+        a_max = np.max(a, axis=1, keepdims=True)
+        mask = a == a_max
+        shifted = np.where(mask, -np.inf, a)
+        m = np.sum(mask.astype(a.dtype), axis=1, keepdims=True, dtype=a.dtype)
+        s = np.sum(np.exp(shifted - a_max), axis=1, keepdims=True, dtype=a.dtype)
+        s = np.where(s == 0, s, s / m)
+        sgn = np.sign(s + 1) * np.sign(m)
+        s = np.where(s < -1, -s - 2, s)
+        out = np.log1p(s) + np.log(np.abs(m)) + a_max
+    out[sgn < 0] = np.nan
+    return np.where(np.isfinite(out), out, out_inf)
+
+
 # ------------------------------------------------------------------------------- the mixture
 class RegionMixture:
     r"""A labelled mixture of uniform laws on regions, with exact OU scores.
@@ -1311,7 +1332,7 @@ class RegionMixture:
         ll, mean = self._needed_moments(x, check_time(t), y)
         if y is not None:
             ll = np.where(self.labels == (y if np.ndim(y) == 0 else np.asarray(y)[:, None]), ll, -np.inf)
-        pi = np.exp(ll - logsumexp(ll, axis=1, keepdims=True))
+        pi = np.exp(ll - _logsumexp_rows(ll))
         return np.einsum("nk,nkd->nd", pi, mean)
 
     def _label(self, y) -> int:
