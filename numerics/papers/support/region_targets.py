@@ -30,21 +30,26 @@ How :math:`M_k, c_k` are computed
   (sqrt-type endpoints), and (iii) use the substitution :math:`x = a + (b-a)\sin^2(\pi u/2)` that makes
   the sqrt endpoint behaviour analytic.  The window and the asinh panel edges are computed in NumPy (its
   ``sinh`` and ``arcsinh`` round differently from libm's); the nodes, weights and slice intervals
-  (:func:`_slice_nodes`, :func:`_disk_minus_disk_intervals`, :func:`_lens_intervals`) and the sums over them run
-  compiled (:func:`_slice_moments`, Numba, calling scipy's own ``log_ndtr``; it replaced NumPy broadcasting on
-  2026-12-06 and agrees with it to the rounding of the log weights); the points of a call are independent, so from
-  :data:`_SERIAL_NODES` node evaluations on they are spread over Numba's threads (each point with its own work
+  (:func:`_point_nodes`, :func:`_disk_minus_disk_intervals`, :func:`_lens_intervals`) and the sums over them
+  (:func:`_slice_point`, calling scipy's own ``log_ndtr``; it replaced NumPy broadcasting on 2026-12-06 and agrees
+  with it to the rounding of the log weights) run compiled, point by point in one loop (:func:`_region_sums`, Numba;
+  since 2026-12-06, stop 42, without storing the (points, nodes, intervals) arrays between them: the same floats as
+  :meth:`_Planar.slice_inputs` followed by :func:`_slice_moments`, tested); the points of a call are independent, so
+  from :data:`_SERIAL_NODES` node evaluations on they are spread over Numba's threads (each point with its own work
   arrays and output row: the same floats for any thread count).  The sums skip a node whose log weight is
   provably more than :data:`_PRUNE_GAP` below the largest (its weight underflows to 0: bit for bit the same
   result); a slice with one piece of finite mass skips the log-sum-exp over its pieces, and an interval whose
   lower end lies so deep in the tail that ``expm1(log_ndtr(lo) - log_ndtr(hi))`` is -1.0 skips
-  ``log_ndtr(lo)`` (:data:`_DEEP_TAIL`): both give the full formula's floats.  The regions whose sums' inputs have
-  one shape (node and interval counts: the lens and the disks, the two crescents) have their points stacked into one
-  call (:func:`_joint_slice_moments`).  The posterior means (score, denoisers, guidance) leave out a component of a
-  point whose weight in the softmax provably underflows to 0 (:meth:`RegionMixture._needed_moments`: its log weight
-  bounded from the distance to the region, :meth:`_Planar.log_mass_bound`, more than :data:`_PRUNE_GAP` below a
-  computed one; at small t most components of a point near another region), so they are the full computation's
-  floats (tested); :meth:`RegionMixture.component_moments` still computes every component.  Panels are restricted to
+  ``log_ndtr(lo)`` (:data:`_DEEP_TAIL`): both give the full formula's floats.  The planar components of a call (every
+  region and point a step needs) are stacked into one compiled call (:func:`_joint_slice_moments`).  The posterior
+  means (score, denoisers, guidance) leave out a component of a point whose weight in the softmax is provably below
+  :math:`e^{-50}` (:meth:`RegionMixture._needed_moments`: its log weight bounded from the distance to the region,
+  :meth:`_Planar.log_mass_bound`, more than :data:`_SOFTMAX_GAP` below a computed one; at small and intermediate t
+  most components of a point near another region), so they are the full computation's floats up to
+  :math:`2(K-1)e^{-50}` of the largest component mean, far below their rounding (tested; 800, exact underflow and
+  bit for bit by construction, until stop 42); the softmax's normaliser is scipy's ``logsumexp`` formula by the same
+  NumPy operations (:func:`_logsumexp_rows`, bit for bit);
+  :meth:`RegionMixture.component_moments` still computes every component.  Panels are restricted to
   :math:`|x-\mu_x|^2 \le d_{\min}^2 + 2L\tau^2` (:math:`L = 40`: the dropped part of the integrand is
   below :math:`e^{-40}` of its peak).  The quadrature error is *estimated* by refinement
   (:meth:`RegionMixture.quadrature_error`: the same rule with twice the panels and nodes); the tests
@@ -1141,8 +1146,8 @@ class RegionMixture:
     ``denoiser`` is the exact posterior mean (not Tweedie from the score).  The results of recent ``(x, t)``
     (up to :attr:`CACHE_BYTES`) are cached (keyed by the exact bytes of x; per entry the components computed so
     far), so a guided step computes each component's moments once and a re-evaluation along a stored trajectory
-    costs no quadrature.  The posterior means compute only the components whose weight does not provably underflow
-    (see the module docstring).
+    costs no quadrature.  The posterior means compute only the components whose softmax weight is not provably below
+    e^-50 (see the module docstring).
     """
 
     def __init__(self, regions, weights=None, labels=None, kernel: str = "exact", panels: int = 24,
