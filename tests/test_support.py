@@ -699,3 +699,26 @@ def test_disk_minus_disk_distance_and_nearest_x_equal_the_numpy_formula(reg):
     got_d = reg.distance(p)
     assert np.array_equal(got_d, want_d)
     assert np.array_equal(reg.nearest_x(p, got_d), want_x) and np.array_equal(reg.nearest_x(p), want_x)
+
+
+def test_a_region_with_its_own_intervals_is_summed_through_them():
+    """A region subclass that overrides ``intervals`` (as the geometry oracle's lens control does) is summed through
+    its own slices, not the fused kernel's built-in ones: its moments equal the stored-input sums of its intervals and
+    differ from the plain lens's; the plain regions in the same call keep the fused kernel's floats."""
+    from numerics.papers.support import region_targets as rt
+
+    class _WideLens(Lens):
+        def intervals(self, x):
+            lo, hi = Lens.intervals(self, x)
+            return 2 * lo, 2 * hi
+
+    wide, lens, disk = _WideLens(), Lens(), Disk((-3.0, 3.0), 0.8)
+    assert lens._fused() and disk._fused() and not wide._fused()
+    mu = _five_region_points(np.random.default_rng(19), 30)
+    got = rt._joint_slice_moments([wide, lens, disk], [np.arange(mu.shape[0])] * 3, mu, 0.3, 24, 8, None)
+    want = rt._slice_moments(*wide.slice_inputs(mu, 0.3), mu, 0.3)
+    assert np.array_equal(got[0][0], want[0]) and np.array_equal(got[0][1], want[1])
+    assert not np.allclose(got[0][0], got[1][0])
+    for reg, g in zip((lens, disk), got[1:]):
+        plain = reg.kernel_moments(mu, 0.3)
+        assert np.array_equal(g[0], plain[0]) and np.array_equal(g[1], plain[1])

@@ -470,12 +470,21 @@ def _joint_slice_moments(regions: list, rows: list, mu: np.ndarray, tau: float, 
                          dmins: list | None) -> list:
     """:meth:`_Planar.kernel_moments` of ``regions[i]`` at the points ``mu[rows[i]]`` for every i, in one
     :func:`_region_sums` call (points stacked, so that a call is large enough to be spread over the threads).  The
-    points are independent, so each region's values are its own call's bit for bit (tested).  ``dmins``: the points'
+    points are independent, so each region's values are its own call's bit for bit (tested).  A region whose
+    :meth:`~_Planar.intervals` is not its kind's own (a subclass that changes the slices, as a control does) has its
+    slices taken from its ``intervals`` (:func:`_slice_nodes`, then :func:`_slice_moments`).  ``dmins``: the points'
     distances to each region, if known.  Returns ``[(log M, mean), ...]``."""
     mus = [mu[r] for r in rows]
     windows = [reg.slice_window(m, tau, panels, None if dmins is None else dmins[i])
                for i, (reg, m) in enumerate(zip(regions, mus))]
-    return _region_sums(regions, windows, mus, tau, order)
+    fused = [i for i, reg in enumerate(regions) if reg._fused()]
+    out = dict(zip(fused, _region_sums([regions[i] for i in fused], [windows[i] for i in fused],
+                                       [mus[i] for i in fused], tau, order)))
+    s, jac = _sin2_rule(order)
+    for i in set(range(len(regions))) - set(fused):  # slices through the region's own ``intervals``
+        x, wx = _slice_nodes(*windows[i], regions[i]._breaks_array(), s, jac)
+        out[i] = _slice_moments(x, wx, *regions[i].intervals(x), np.ascontiguousarray(mus[i], dtype=float), tau)
+    return [out[i] for i in range(len(regions))]
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -827,6 +836,14 @@ class _Planar:
         return (-(1.0 - 1e-9) * 0.5 * (d / tau) ** 2 + 3.0 - _LOG_SQRT_2PI - math.log(tau)
                 + math.log(self.xb - self.xa) + math.log(Q))
 
+    #: The kind of slices :func:`_region_point` builds (None: only through :meth:`intervals`).
+    _sums_kind = None
+
+    def _fused(self) -> bool:
+        """Whether :func:`_region_sums` may build this region's slices itself: its kind's own :meth:`intervals`
+        (a subclass that overrides it, e.g. a control's, takes its slices from :meth:`intervals`)."""
+        return self._sums_kind is not None and type(self).intervals is type(self)._sums_intervals
+
     def _breaks_array(self) -> np.ndarray:
         """:attr:`breaks` as a float array (built once)."""
         if getattr(self, "_breaks_arr", None) is None:
@@ -890,7 +907,7 @@ class _DiskMinusDisk(_Planar):
     def intervals(self, x):
         return _flat_intervals(_disk_minus_disk_intervals, x, self.c, float(self.R), self.c2, float(self.r))
 
-    _sums_kind = _KIND_DISK_MINUS_DISK
+    _sums_kind, _sums_intervals = _KIND_DISK_MINUS_DISK, intervals
 
     def _sums_params(self) -> np.ndarray:
         """The arguments of :meth:`intervals` as :func:`_region_point`'s ``par``."""
@@ -1081,7 +1098,7 @@ class Lens(_Planar):
     def intervals(self, x):
         return _flat_intervals(_lens_intervals, x, float(self.shift[0]), float(self.shift[1]))
 
-    _sums_kind = _KIND_LENS
+    _sums_kind, _sums_intervals = _KIND_LENS, intervals
 
     def _sums_params(self) -> np.ndarray:
         """The arguments of :meth:`intervals` as :func:`_region_point`'s ``par`` (padded to 6)."""
