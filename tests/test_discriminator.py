@@ -462,7 +462,7 @@ def test_bayes_compiled_paths_do_not_depend_on_threads():
     lwp_rows, lwq_rows = lwp - 0.5 * np.log(vp), lwq - 0.5 * np.log(vq)
     x, A = g.x.copy(), np.zeros(g.x.size)
     n, K = x.size, max(mp.shape[1], mq.shape[1])
-    work = (np.empty(K), np.empty(K), np.empty((4, n)), np.empty((4, n)), np.empty(n))
+    work = (np.empty((K, n)), np.empty((K, n)), np.empty((7, n)), np.empty((4, n)), np.empty((4, n)), np.empty(n))
     assert not D._ode_bayes_chunk(x, A, dt, n_steps, lwp_rows, mp, vp, lwq_rows, mq, vq, 1.0, 0.1, 2.0, 0,
                                   D._ODE_STATE_MAX, *work)
     xx, AA, bad = D._ode_bayes_kernel(g.x, dt, n_steps, lwp, mp, vp, lwq, mq, vq, 1.0, 0.1, 2.0, 0, D._ODE_STATE_MAX)
@@ -498,3 +498,21 @@ def test_bayes_score_table_from_memoised_pair_rows_equals_the_full_kernel():
     assert np.array_equal(big.score_table(x, times), D._bayes_score_rows(x, *tabs, 1e300, 0.0, 0.0, 0)[0])
     with pytest.raises(ValueError, match="^w: the refined score is not finite"):
         D.bayes_field(DATA, MODEL, w=1e308).score_table(x, times)
+
+
+@pytest.mark.parametrize("mix", [MODEL, DATA, D.Mixture1D([0.2, 0.5, 0.3], [-1.0, 0.5, 3.0], [0.04, 1.0, 0.25])])
+def test_mix_score_block_equals_the_point_kernel(mix):
+    """The PF-ODE chunks' block score (components' loops outside the points') equals _mix_score_point point by point
+    bit for bit, from the overlap to the far tails where a weight underflows, on work arrays wider than the points
+    and with stale values in them; a block that skipped the variance's second pass or took the wrong component's
+    max would differ."""
+    x = np.concatenate([np.linspace(-7, 7, 61), [-300.0, -40.0, 25.0, 1e3]])
+    K, n = mix.m.size, x.size
+    for t in (0.0, 1e-3, 0.5, 8.0):
+        w, m, v = mix.marginal(t)
+        lw = np.log(w) - 0.5 * np.log(v)
+        lc, pk, acc = np.full((K, n + 3), 7.0), np.full((K, n + 3), 7.0), np.full((3, n + 3), 7.0)
+        s, ds = np.empty(n), np.empty(n)
+        D._mix_score_block(x, lw, m, v, lc, pk, acc, s, ds)
+        ref = np.array([D._mix_score_point(xi, lw, m, v, np.empty(K), np.empty(K)) for xi in x])
+        assert np.array_equal(s, ref[:, 0]) and np.array_equal(ds, ref[:, 1])
