@@ -516,3 +516,20 @@ def test_mix_score_block_equals_the_point_kernel(mix):
         D._mix_score_block(x, lw, m, v, lc, pk, acc, s, ds)
         ref = np.array([D._mix_score_point(xi, lw, m, v, np.empty(K), np.empty(K)) for xi in x])
         assert np.array_equal(s, ref[:, 0]) and np.array_equal(ds, ref[:, 1])
+
+
+def test_bayes_field_tables_equal_the_marginal_calls():
+    """BayesField.tables (compiled rows) equal Mixture1D.marginal time by time bit for bit, at the RK4 stage times and
+    at times from 0 to far past T; a bad time raises marginal's ValueError naming t."""
+    f = D.bayes_field(DATA, MODEL, 1.0, 0.1, 2.0)
+    n_steps = D._n_steps(T, 0.064)
+    times = np.concatenate([D._rk4_stage_times(T, n_steps, T / n_steps), [0.0, 1e-300, 1e-9, 40.0, 800.0]])
+    lwp, mp, vp, lwq, mq, vq = f.tables(times)
+    for mix, lw, m, v in ((DATA, lwp, mp, vp), (MODEL, lwq, mq, vq)):
+        assert np.array_equal(lw, np.log(mix.w))
+        for r, t in enumerate(times):
+            _, mm, vv = mix.marginal(float(t))
+            assert np.array_equal(m[r], mm) and np.array_equal(v[r], vv)
+    for bad in (-1e-3, np.nan, np.inf):
+        with pytest.raises(ValueError, match="^t: "):
+            f.tables(np.array([0.5, bad]))
