@@ -533,3 +533,58 @@ def test_bayes_field_tables_equal_the_marginal_calls():
     for bad in (-1e-3, np.nan, np.inf):
         with pytest.raises(ValueError, match="^t: "):
             f.tables(np.array([0.5, bad]))
+
+
+def _gaussian_endpoint_reference(model, beta, sampler, T, n_steps):
+    """The NumPy RK4 loop that gaussian_refined_endpoint compiled (marginal and beta called at every stage)."""
+    def rhs(y, t):
+        _, mu, v = model.marginal(t)
+        a = -1.0 / v[0]
+        b = mu[0] / v[0] + beta(t)
+        m, V = y
+        if sampler == "sde":
+            return np.array([(1 + 2 * a) * m + 2 * b, 2 * (1 + 2 * a) * V + 2.0])
+        return np.array([(1 + a) * m + b, 2 * (1 + a) * V])
+
+    _, mu, v = model.marginal(T)
+    y = np.array([mu[0], v[0]])
+    dt = T / n_steps
+    for k in range(n_steps):
+        t0 = T - k * dt
+        k1 = rhs(y, t0)
+        k2 = rhs(y + 0.5 * dt * k1, t0 - 0.5 * dt)
+        k3 = rhs(y + 0.5 * dt * k2, t0 - 0.5 * dt)
+        k4 = rhs(y + dt * k3, max(t0 - dt, 0.0))
+        y = y + dt / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+    return float(y[0]), float(y[1])
+
+
+@pytest.mark.parametrize("sampler", ["sde", "ode"])
+def test_gaussian_refined_endpoint_equals_the_numpy_loop(sampler):
+    """The compiled moment RK4 (stage marginals and slopes first; a BetaSpline's in one call, signed or not, any
+    other slope per time) equals the NumPy loop calling marginal and beta at every stage bit for bit; a spline's
+    many() equals its calls; a slope that is not finite raises naming beta."""
+    data, model = D.Mixture1D([1], [0.0], [1.0]), D.Mixture1D([1], [0.5], [2.25])
+    spl = D.linear_beta_spline(data, model, "ce", T, 41)
+    ts = np.linspace(0.0, T, 37)
+    assert np.array_equal(spl.many(ts), [spl(float(t)) for t in ts])
+    for beta in (spl, spl.signed(-1.0), lambda t: 0.3 * math.exp(-t), lambda t: -0.2 * math.sin(3 * t)):
+        for n_steps in (1, 7, 400):
+            assert D.gaussian_refined_endpoint(model, beta, sampler, T, n_steps) == \
+                _gaussian_endpoint_reference(model, beta, sampler, T, n_steps)
+    with pytest.raises(ValueError, match="^beta"):
+        D.gaussian_refined_endpoint(model, lambda t: math.nan, sampler, T, 10)
+
+
+def test_linear_field_score_table_equals_the_per_step_calls():
+    """sde_endpoint of a linear field (score table: compiled marginals and model score rows, the slope's values
+    in one call for a BetaSpline) equals the same field hidden in a plain callable (a NumPy call per step) bit for
+    bit, for a spline slope, a signed one and a plain function; a slope that is not finite raises naming beta."""
+    g = D.Grid1D(dx=0.08)
+    spl = D.linear_beta_spline(DATA, MODEL, "mse", T, 41)
+    for beta in (spl, spl.signed(-1.0), lambda t: 0.3 * math.exp(-t)):
+        f = D.linear_field(MODEL, beta)
+        plain = lambda x, t: f(x, t)  # noqa: E731
+        assert np.array_equal(D.sde_endpoint(f, MODEL, T, g, 0.064), D.sde_endpoint(plain, MODEL, T, g, 0.064))
+    with pytest.raises(ValueError, match="^beta"):
+        D.sde_endpoint(D.linear_field(MODEL, lambda t: math.nan if t < 1 else 0.0), MODEL, T, g, 0.064)

@@ -703,7 +703,12 @@ def _half_spline(n_spline: int) -> int:
 
 
 def _signed(beta, sign: float):
-    return beta if sign == 1.0 else (lambda t: sign * beta(t))
+    """``beta`` times ``sign`` (a :class:`D.BetaSpline` stays one, so its stage values come in one call)."""
+    if sign == 1.0:
+        return beta
+    if isinstance(beta, D.BetaSpline):
+        return beta.signed(sign)
+    return lambda t: sign * beta(t)
 
 
 @functools.lru_cache(maxsize=32)

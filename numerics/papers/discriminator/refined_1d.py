@@ -574,14 +574,41 @@ def _bayes_combine_rows(x, sp_, sq, dmax, w, eps, omega, form):
     return out, -1
 
 
+class LinearField:
+    r"""Refined score :math:`s_\theta + \beta(t)` of a linear logit :math:`d = \beta(t)x + c(t)`, a :class:`Field`:
+    ``field(x, t)`` returns :math:`(s, \partial_x s)`; :func:`sde_endpoint` takes the scores of all its steps at once
+    (:meth:`score_table`)."""
+
+    def __init__(self, model: Mixture1D, beta: Callable[[float], float]):
+        self.model, self.beta = model, beta
+
+    def __call__(self, x, t):
+        sq, dsq = self.model.score_and_derivative(x, t)
+        return sq + self.beta(t), dsq
+
+    def score_table(self, x: np.ndarray, times) -> np.ndarray:
+        r"""The score :math:`s` of ``field(x, t)`` at the 1-D ``x`` for each of ``times`` (row ``i``: ``times[i]``):
+        the model's marginals by :func:`_marginal_rows` (``marginal``'s floats), its score rows by
+        :func:`_model_score_rows` (the numbers of :meth:`Mixture1D.score_and_derivative`, row by row), plus
+        :math:`\beta` at each time (``beta.many`` if it has it); where a score is not finite the call's ValueError."""
+        times = np.asarray(times, dtype=np.float64)
+        model, x = self.model, np.ascontiguousarray(x, dtype=np.float64)
+        mt, vt = _marginal_rows(model.m, model.v, times)
+        sq = _model_score_rows(x, np.log(model.w), mt, vt)
+        many = getattr(self.beta, "many", None)
+        betas = many(times) if many is not None else np.array([self.beta(float(t)) for t in times], dtype=np.float64)
+        out = sq + betas[:, None]
+        bad = ~np.isfinite(out).all(axis=1)
+        if bad.any():
+            self(x, float(times[np.argmax(bad)]))  # raises the call's ValueError
+            raise ValueError(f"beta: not finite at t={float(times[np.argmax(bad)])!r}")
+        return out
+
+
 def linear_field(model: Mixture1D, beta: Callable[[float], float]) -> Field:
-    r"""Refined score :math:`s_\theta + \beta(t)` of a linear logit :math:`d = \beta(t)x + c(t)`."""
-
-    def field(x, t):
-        sq, dsq = model.score_and_derivative(x, t)
-        return sq + beta(t), dsq
-
-    return field
+    r"""Refined score :math:`s_\theta + \beta(t)` of a linear logit :math:`d = \beta(t)x + c(t)` (a
+    :class:`LinearField`)."""
+    return LinearField(model, beta)
 
 
 def empirical_field(points: np.ndarray) -> Field:
@@ -732,7 +759,7 @@ def sde_endpoint(field: Field, start: Mixture1D, T: float = 8.0, grid: Grid1D = 
     rho = rho / (rho.sum() * h)
 
     times = [T] + [max(T - (k + 1) * dt, t_end) for k in range(n_steps)]
-    if isinstance(field, (FeatureField, BayesField)):  # the score at every step time at once
+    if isinstance(field, (FeatureField, BayesField, LinearField)):  # the score at every step time at once
         rho = _cn_steps(rho, field.score_table(faces, np.array(times)), faces, h, dt)
     else:
         def op(i):
@@ -1188,8 +1215,28 @@ def linear_beta_spline(data: Mixture1D, model: Mixture1D, objective: str, T: flo
         else:
             th = ce_optimal_linear(data, model, float(ti), init=th)
             betas[i] = th[0]
-    spl = CubicSpline(ts, betas)
-    return lambda t: float(spl(t))
+    return BetaSpline(CubicSpline(ts, betas))
+
+
+class BetaSpline:
+    r""":math:`\beta(t)` as a cubic spline (:func:`linear_beta_spline`): ``beta(t)`` at one time, ``beta.many(ts)`` at
+    many in one call (the same floats: SciPy evaluates each point alone); ``sign`` multiplies both."""
+
+    def __init__(self, spline, sign: float = 1.0):
+        self.spline, self.sign = spline, float(sign)
+
+    def __call__(self, t) -> float:
+        v = float(self.spline(t))
+        return v if self.sign == 1.0 else self.sign * v
+
+    def many(self, ts: np.ndarray) -> np.ndarray:
+        """:math:`\beta` at each of ``ts`` (1-D)."""
+        v = np.asarray(self.spline(np.asarray(ts, dtype=np.float64)), dtype=np.float64)
+        return v if self.sign == 1.0 else self.sign * v
+
+    def signed(self, sign: float) -> "BetaSpline":
+        """The slope times ``sign``."""
+        return BetaSpline(self.spline, self.sign * float(sign))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1204,35 +1251,54 @@ def gaussian_refined_endpoint(model: Mixture1D, beta: Callable[[float], float], 
     * SDE: :math:`\dot m = (1+2a)m + 2b`, :math:`\dot V = 2(1+2a)V + 2`,
     * ODE: :math:`\dot m = (1+a)m + b`,   :math:`\dot V = 2(1+a)V`,
 
-    with :math:`a = -1/\hat v_t`, :math:`b = \hat\mu_t/\hat v_t + \beta(t)`."""
+    with :math:`a = -1/\hat v_t`, :math:`b = \hat\mu_t/\hat v_t + \beta(t)`.  The stage times' marginals
+    (:func:`_marginal_rows`) and slopes (``beta.many(times)`` if ``beta`` has it, as :class:`BetaSpline`; else one
+    call per time) come first, the RK4 loop is compiled (:func:`_gauss_moment_rk4`); the same floats as a NumPy loop
+    calling ``marginal`` and ``beta`` at every stage (test)."""
     if model.w.size != 1:
         raise ValueError("model: moment equations need a single Gaussian")
     if sampler not in ("sde", "ode"):
         raise ValueError(f"sampler: must be 'sde' or 'ode', got {sampler!r}")
     n_steps = _pos_int(n_steps, "n_steps")
     T = _pos_float(T, "T")
-    sde = sampler == "sde"
-
-    def rhs(y, t):
-        _, mu, v = model.marginal(t)
-        a = -1.0 / v[0]
-        b = mu[0] / v[0] + beta(t)
-        m, V = y
-        if sde:
-            return np.array([(1 + 2 * a) * m + 2 * b, 2 * (1 + 2 * a) * V + 2.0])
-        return np.array([(1 + a) * m + b, 2 * (1 + a) * V])
-
-    _, mu, v = model.marginal(T)
-    y = np.array([mu[0], v[0]])
     dt = T / n_steps
-    for k in range(n_steps):
-        t0 = T - k * dt
-        k1 = rhs(y, t0)
-        k2 = rhs(y + 0.5 * dt * k1, t0 - 0.5 * dt)
-        k3 = rhs(y + 0.5 * dt * k2, t0 - 0.5 * dt)
-        k4 = rhs(y + dt * k3, max(t0 - dt, 0.0))
-        y = y + dt / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
-    return float(y[0]), float(y[1])
+    t0 = T - np.arange(n_steps) * dt  # the loop's T - k dt
+    times = np.stack([t0, t0 - 0.5 * dt, np.maximum(t0 - dt, 0.0)], axis=1).ravel()  # each step's stage times
+    mt, vt = _marginal_rows(model.m, model.v, times)
+    many = getattr(beta, "many", None)
+    betas = many(times) if many is not None else np.array([beta(float(t)) for t in times], dtype=np.float64)
+    a = -1.0 / vt[:, 0]
+    b = mt[:, 0] / vt[:, 0] + check_real_values(betas, "beta")
+    _, mu, v = model.marginal(T)
+    m, V = _gauss_moment_rk4(float(mu[0]), float(v[0]), dt, a.reshape(n_steps, 3), b.reshape(n_steps, 3),
+                             sampler == "sde")
+    return float(m), float(V)
+
+
+@numba.njit(cache=True, inline="always")
+def _gauss_moment_rhs(m, V, a, b, sde):
+    """The moment equations' right-hand side of :func:`gaussian_refined_endpoint` (its expressions, in its order)."""
+    if sde:
+        return (1.0 + 2.0 * a) * m + 2.0 * b, 2.0 * (1.0 + 2.0 * a) * V + 2.0
+    return (1.0 + a) * m + b, 2.0 * (1.0 + a) * V
+
+
+@numba.njit(cache=True)
+def _gauss_moment_rk4(m, V, dt, a, b, sde):
+    r"""RK4 of :func:`gaussian_refined_endpoint`'s moment equations from ``(m, V)``: step ``k`` takes :math:`a, b` of
+    its stage times from row ``k`` of ``a``, ``b`` (columns: :math:`t_0`, :math:`t_0 - dt/2` (stages 2 and 3),
+    :math:`\max(t_0 - dt, 0)`); the NumPy loop's arithmetic on the pair, component by component (the same floats,
+    test)."""
+    h = 0.5 * dt
+    h6 = dt / 6
+    for k in range(a.shape[0]):
+        k1m, k1v = _gauss_moment_rhs(m, V, a[k, 0], b[k, 0], sde)
+        k2m, k2v = _gauss_moment_rhs(m + h * k1m, V + h * k1v, a[k, 1], b[k, 1], sde)
+        k3m, k3v = _gauss_moment_rhs(m + h * k2m, V + h * k2v, a[k, 1], b[k, 1], sde)
+        k4m, k4v = _gauss_moment_rhs(m + dt * k3m, V + dt * k3v, a[k, 2], b[k, 2], sde)
+        m = m + h6 * (k1m + 2.0 * k2m + 2.0 * k3m + k4m)
+        V = V + h6 * (k1v + 2.0 * k2v + 2.0 * k3v + k4v)
+    return m, V
 
 
 def gaussian_path_kl(data: Mixture1D, model: Mixture1D, beta: Callable[[float], float], T: float = 8.0,
