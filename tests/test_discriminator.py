@@ -588,3 +588,15 @@ def test_linear_field_score_table_equals_the_per_step_calls():
         assert np.array_equal(D.sde_endpoint(f, MODEL, T, g, 0.064), D.sde_endpoint(plain, MODEL, T, g, 0.064))
     with pytest.raises(ValueError, match="^beta"):
         D.sde_endpoint(D.linear_field(MODEL, lambda t: math.nan if t < 1 else 0.0), MODEL, T, g, 0.064)
+
+
+def test_mse_slope_many_equals_its_calls():
+    """The closed-form MSE slope of every Gaussian case at many times in one pass equals its calls bit for bit,
+    signed or not (the sign kept with many())."""
+    from numerics.papers.discriminator import claims as C
+    ts = np.concatenate([np.linspace(0.0, T, 53), [1e-9, 0.123456789]])
+    for name in C.GAUSS_CASES:
+        for sign in (1.0, -1.0):
+            beta = C._signed(C._MseSlopeGauss(name), sign)
+            assert np.array_equal(beta.many(ts), [beta(float(t)) for t in ts])
+            assert beta(0.7) == sign * C._beta_mse_gauss(name, 0.7)
