@@ -462,7 +462,7 @@ def test_bayes_compiled_paths_do_not_depend_on_threads():
     lwp_rows, lwq_rows = lwp - 0.5 * np.log(vp), lwq - 0.5 * np.log(vq)
     x, A = g.x.copy(), np.zeros(g.x.size)
     n, K = x.size, max(mp.shape[1], mq.shape[1])
-    work = (np.empty(K), np.empty(K), np.empty((4, n)), np.empty((4, n)), np.empty(n))
+    work = (np.empty((K, n)), np.empty((K, n)), np.empty((7, n)), np.empty((4, n)), np.empty((4, n)), np.empty(n))
     assert not D._ode_bayes_chunk(x, A, dt, n_steps, lwp_rows, mp, vp, lwq_rows, mq, vq, 1.0, 0.1, 2.0, 0,
                                   D._ODE_STATE_MAX, *work)
     xx, AA, bad = D._ode_bayes_kernel(g.x, dt, n_steps, lwp, mp, vp, lwq, mq, vq, 1.0, 0.1, 2.0, 0, D._ODE_STATE_MAX)
@@ -498,3 +498,105 @@ def test_bayes_score_table_from_memoised_pair_rows_equals_the_full_kernel():
     assert np.array_equal(big.score_table(x, times), D._bayes_score_rows(x, *tabs, 1e300, 0.0, 0.0, 0)[0])
     with pytest.raises(ValueError, match="^w: the refined score is not finite"):
         D.bayes_field(DATA, MODEL, w=1e308).score_table(x, times)
+
+
+@pytest.mark.parametrize("mix", [MODEL, DATA, D.Mixture1D([0.2, 0.5, 0.3], [-1.0, 0.5, 3.0], [0.04, 1.0, 0.25])])
+def test_mix_score_block_equals_the_point_kernel(mix):
+    """The PF-ODE chunks' block score (components' loops outside the points') equals _mix_score_point point by point
+    bit for bit, from the overlap to the far tails where a weight underflows, on work arrays wider than the points
+    and with stale values in them; a block that skipped the variance's second pass or took the wrong component's
+    max would differ."""
+    x = np.concatenate([np.linspace(-7, 7, 61), [-300.0, -40.0, 25.0, 1e3]])
+    K, n = mix.m.size, x.size
+    for t in (0.0, 1e-3, 0.5, 8.0):
+        w, m, v = mix.marginal(t)
+        lw = np.log(w) - 0.5 * np.log(v)
+        lc, pk, acc = np.full((K, n + 3), 7.0), np.full((K, n + 3), 7.0), np.full((3, n + 3), 7.0)
+        s, ds = np.empty(n), np.empty(n)
+        D._mix_score_block(x, lw, m, v, lc, pk, acc, s, ds)
+        ref = np.array([D._mix_score_point(xi, lw, m, v, np.empty(K), np.empty(K)) for xi in x])
+        assert np.array_equal(s, ref[:, 0]) and np.array_equal(ds, ref[:, 1])
+
+
+def test_bayes_field_tables_equal_the_marginal_calls():
+    """BayesField.tables (compiled rows) equal Mixture1D.marginal time by time bit for bit, at the RK4 stage times and
+    at times from 0 to far past T; a bad time raises marginal's ValueError naming t."""
+    f = D.bayes_field(DATA, MODEL, 1.0, 0.1, 2.0)
+    n_steps = D._n_steps(T, 0.064)
+    times = np.concatenate([D._rk4_stage_times(T, n_steps, T / n_steps), [0.0, 1e-300, 1e-9, 40.0, 800.0]])
+    lwp, mp, vp, lwq, mq, vq = f.tables(times)
+    for mix, lw, m, v in ((DATA, lwp, mp, vp), (MODEL, lwq, mq, vq)):
+        assert np.array_equal(lw, np.log(mix.w))
+        for r, t in enumerate(times):
+            _, mm, vv = mix.marginal(float(t))
+            assert np.array_equal(m[r], mm) and np.array_equal(v[r], vv)
+    for bad in (-1e-3, np.nan, np.inf):
+        with pytest.raises(ValueError, match="^t: "):
+            f.tables(np.array([0.5, bad]))
+
+
+def _gaussian_endpoint_reference(model, beta, sampler, T, n_steps):
+    """The NumPy RK4 loop that gaussian_refined_endpoint compiled (marginal and beta called at every stage)."""
+    def rhs(y, t):
+        _, mu, v = model.marginal(t)
+        a = -1.0 / v[0]
+        b = mu[0] / v[0] + beta(t)
+        m, V = y
+        if sampler == "sde":
+            return np.array([(1 + 2 * a) * m + 2 * b, 2 * (1 + 2 * a) * V + 2.0])
+        return np.array([(1 + a) * m + b, 2 * (1 + a) * V])
+
+    _, mu, v = model.marginal(T)
+    y = np.array([mu[0], v[0]])
+    dt = T / n_steps
+    for k in range(n_steps):
+        t0 = T - k * dt
+        k1 = rhs(y, t0)
+        k2 = rhs(y + 0.5 * dt * k1, t0 - 0.5 * dt)
+        k3 = rhs(y + 0.5 * dt * k2, t0 - 0.5 * dt)
+        k4 = rhs(y + dt * k3, max(t0 - dt, 0.0))
+        y = y + dt / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+    return float(y[0]), float(y[1])
+
+
+@pytest.mark.parametrize("sampler", ["sde", "ode"])
+def test_gaussian_refined_endpoint_equals_the_numpy_loop(sampler):
+    """The compiled moment RK4 (stage marginals and slopes first; a BetaSpline's in one call, signed or not, any
+    other slope per time) equals the NumPy loop calling marginal and beta at every stage bit for bit; a spline's
+    many() equals its calls; a slope that is not finite raises naming beta."""
+    data, model = D.Mixture1D([1], [0.0], [1.0]), D.Mixture1D([1], [0.5], [2.25])
+    spl = D.linear_beta_spline(data, model, "ce", T, 41)
+    ts = np.linspace(0.0, T, 37)
+    assert np.array_equal(spl.many(ts), [spl(float(t)) for t in ts])
+    for beta in (spl, spl.signed(-1.0), lambda t: 0.3 * math.exp(-t), lambda t: -0.2 * math.sin(3 * t)):
+        for n_steps in (1, 7, 400):
+            assert D.gaussian_refined_endpoint(model, beta, sampler, T, n_steps) == \
+                _gaussian_endpoint_reference(model, beta, sampler, T, n_steps)
+    with pytest.raises(ValueError, match="^beta"):
+        D.gaussian_refined_endpoint(model, lambda t: math.nan, sampler, T, 10)
+
+
+def test_linear_field_score_table_equals_the_per_step_calls():
+    """sde_endpoint of a linear field (score table: compiled marginals and model score rows, the slope's values
+    in one call for a BetaSpline) equals the same field hidden in a plain callable (a NumPy call per step) bit for
+    bit, for a spline slope, a signed one and a plain function; a slope that is not finite raises naming beta."""
+    g = D.Grid1D(dx=0.08)
+    spl = D.linear_beta_spline(DATA, MODEL, "mse", T, 41)
+    for beta in (spl, spl.signed(-1.0), lambda t: 0.3 * math.exp(-t)):
+        f = D.linear_field(MODEL, beta)
+        plain = lambda x, t: f(x, t)  # noqa: E731
+        assert np.array_equal(D.sde_endpoint(f, MODEL, T, g, 0.064), D.sde_endpoint(plain, MODEL, T, g, 0.064))
+    with pytest.raises(ValueError, match="^beta"):
+        D.sde_endpoint(D.linear_field(MODEL, lambda t: math.nan if t < 1 else 0.0), MODEL, T, g, 0.064)
+
+
+def test_mse_slope_many_equals_its_calls():
+    """The closed-form MSE slope of every Gaussian case at many times in one pass equals its calls bit for bit,
+    signed or not (the sign kept with many())."""
+    from numerics.papers.discriminator import claims as C
+    ts = np.concatenate([np.linspace(0.0, T, 53), [1e-9, 0.123456789]])
+    for name in C.GAUSS_CASES:
+        for sign in (1.0, -1.0):
+            beta = C._signed(C._MseSlopeGauss(name), sign)
+            assert np.array_equal(beta.many(ts), [beta(float(t)) for t in ts])
+            assert beta(0.7) == sign * C._beta_mse_gauss(name, 0.7)

@@ -1,4 +1,6 @@
 """Tests of the 1-D trained-logit claim ``discriminator.trained_1d`` and its helpers (setting G, T = 8)."""
+import math
+
 import numpy as np
 import pytest
 
@@ -115,7 +117,7 @@ def test_compiled_feature_rhs_matches_numpy_field():
             for row, t in enumerate(times):
                 s, ds = field(x, float(t))
                 D._feature_rhs(x, row, coef, lwt, mt, vt, -fam.omega, -fam.omega ** 2, fam.omega, fam.phase, w,
-                               scale, np.empty(K), np.empty(K), *out)
+                               scale, np.empty((K, n)), np.empty((K, n)), np.empty((5, n)), *out)
                 np.testing.assert_allclose(out[2], -(x + s), rtol=0, atol=1e-13 * (1 + np.max(np.abs(x + s))))
                 np.testing.assert_allclose(out[3], 1.0 + ds, rtol=0, atol=1e-13 * (1 + np.max(np.abs(ds))))
 
@@ -248,7 +250,8 @@ def test_compiled_feature_ode_does_not_depend_on_threads_or_chunks():
         xx, A, bad = D._ode_feature_kernel(g.x, dt, n_steps, *args)
         x1, A1 = g.x.copy(), np.zeros(g.x.size)
         n, K = x1.size, vt.shape[1]
-        work = (np.empty(K), np.empty(K), np.empty(n), np.empty(n), np.empty((4, n)), np.empty((4, n)), np.empty(n))
+        work = (np.empty((K, n)), np.empty((K, n)), np.empty((5, n)), np.empty(n), np.empty(n), np.empty((4, n)),
+                np.empty((4, n)), np.empty(n))
         bad1 = D._ode_feature_chunk(x1, A1, dt, n_steps, coef, logw - 0.5 * np.log(vt), *args[2:], *work)
         assert bad == bad1
         if bad < 0:
@@ -458,3 +461,46 @@ def test_path_kl_from_terms_is_the_sum_of_fisher_gaps():
         direct = sum(wi * D.fisher_gap(DATA, corr, float(ti), MODEL, x) for ti, wi in zip(ts, ws))
         kl_T = D.kl_cells(DATA.density(x, T), MODEL.density(x, T), x[1] - x[0])
         assert D.path_kl_from(terms, corr) == float(kl_T + direct)
+
+
+def _newton_chunk_one_row(G, lo, hi, cb, y, wts):
+    """The Newton pass's chunk one row at a time (the loop before the rows went in groups), in plain Python floats:
+    ``(d, loss, gp, hp)``."""
+    P = G.shape[1]
+    d, gp, hp = np.empty(hi - lo), [0.0] * P, [[0.0] * P for _ in range(P)]
+    loss, comp = 0.0, 0.0
+    for i in range(lo, hi):
+        acc = 0.0
+        for a in range(P):
+            acc += float(G[i, a]) * float(cb[a])
+        d[i - lo] = acc
+        loss, comp = D._neumaier.py_func(loss, comp, float(wts[i]) * (D._softplus1.py_func(-acc) if y[i] > 0
+                                                                       else D._softplus1.py_func(acc)))
+        e = math.exp(-abs(acc))
+        sig = 1.0 / (1.0 + e) if acc >= 0 else e / (1.0 + e)
+        curv = float(wts[i]) * e / (1.0 + e) ** 2
+        r = float(wts[i]) * (sig - float(y[i]))
+        for a in range(P):
+            gp[a] += float(G[i, a]) * r
+        for a in range(P):
+            sc = float(G[i, a]) * curv
+            for b in range(P):
+                hp[a][b] += sc * float(G[i, b])
+    return d, loss + comp, np.array(gp), np.array(hp)
+
+
+def test_newton_chunk_in_row_groups_equals_the_one_row_loop():
+    """The Newton chunk (rows in groups of eight, each sum entry read and written once per group) equals the one-row
+    loop bit for bit, for chunks of a whole number of groups and with a remainder (2051 rows: 256 groups and 3 rows);
+    a group whose terms were added in another order, or a dropped remainder row, would differ."""
+    rng = np.random.default_rng(4)
+    P = 6
+    for n in (8, 2051, 3):
+        G = rng.normal(size=(n, P)) * rng.uniform(0.1, 3.0, size=(n, 1))
+        y = (rng.uniform(size=n) < 0.5).astype(np.float64)
+        wts = rng.uniform(0.1, 1.0, n) / n
+        cb = rng.normal(size=P) * 2.0
+        d, gp, hp = np.full(n, np.nan), np.empty(P), np.empty((P, P))
+        loss = D._newton_chunk(G, 0, n, cb, y, wts, d, gp, hp)
+        rd, rloss, rgp, rhp = _newton_chunk_one_row(G, 0, n, cb, y, wts)
+        assert np.array_equal(d, rd) and loss == rloss and np.array_equal(gp, rgp) and np.array_equal(hp, rhp)

@@ -697,13 +697,51 @@ def _beta_mse_gauss(name: str, t: float) -> float:
     return float((mu[0] - mh[0]) / vh[0])
 
 
+class _MseSlopeGauss:
+    """:func:`_beta_mse_gauss` of case ``name`` as a slope: ``slope(t)``, and ``slope.many(ts)`` at many times in one
+    pass (the marginals by ``D._marginal_rows``, ``marginal``'s floats: the same numbers as the calls, test)."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __call__(self, t) -> float:
+        return _beta_mse_gauss(self.name, t)
+
+    def many(self, ts: np.ndarray) -> np.ndarray:
+        data, model = _pair(self.name)
+        ts = np.asarray(ts, dtype=np.float64)
+        mu, _ = D._marginal_rows(data.m, data.v, ts)
+        mh, vh = D._marginal_rows(model.m, model.v, ts)
+        return (mu[:, 0] - mh[:, 0]) / vh[:, 0]
+
+
+class _SignedSlope:
+    """A slope times ``sign`` (keeping ``many``)."""
+
+    def __init__(self, beta, sign: float):
+        self.beta, self.sign = beta, float(sign)
+
+    def __call__(self, t) -> float:
+        return self.sign * self.beta(t)
+
+    def many(self, ts: np.ndarray) -> np.ndarray:
+        return self.sign * self.beta.many(ts)
+
+
 def _half_spline(n_spline: int) -> int:
     """Node count of the spline with every other node (the spline-error estimate compares the two)."""
     return (n_spline - 1) // 2 + 1
 
 
 def _signed(beta, sign: float):
-    return beta if sign == 1.0 else (lambda t: sign * beta(t))
+    """``beta`` times ``sign`` (a :class:`D.BetaSpline` stays one, so its stage values come in one call)."""
+    if sign == 1.0:
+        return beta
+    if isinstance(beta, D.BetaSpline):
+        return beta.signed(sign)
+    if hasattr(beta, "many"):
+        return _SignedSlope(beta, sign)
+    return lambda t: sign * beta(t)
 
 
 @functools.lru_cache(maxsize=32)
@@ -713,7 +751,7 @@ def _gauss_case(name: str, n_spline: int, n_steps: int, mse_sign: float, ce_sign
     it against :func:`numerics.papers.discriminator.refined_1d.mse_optimal_linear`); the CE slope is the spline, whose error is estimated by the KL change with every other node dropped."""
     (m0, v0), _, _ = GAUSS_CASES[name]
     data, model = _pair(name)
-    betas = {"mse": _signed(functools.partial(_beta_mse_gauss, name), mse_sign),
+    betas = {"mse": _signed(_MseSlopeGauss(name), mse_sign),
              "ce": _signed(_beta(name, "ce", n_spline), ce_sign)}
     res = {}
     for obj, beta in betas.items():

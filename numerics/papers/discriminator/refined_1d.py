@@ -110,6 +110,50 @@ def _mix_score_point(x, lw, m, v, lc, pk):
 
 
 @numba.njit(cache=True)
+def _mix_score_block(x, lw, m, v, lc, pk, acc, s, ds):
+    r""":func:`_mix_score_point` at every point of ``x`` (a PF-ODE chunk): ``s[i], ds[i]``, the same operations on
+    each point in the same order (so the same floats, tests), with the loops over the components outside the loops
+    over the points, so that everything but the ``exp`` calls vectorises across the points.  Work arrays: ``lc, pk``
+    ``(K, n)`` or wider, ``acc`` ``(3, n)`` or wider (the running max, then the posterior variance's sum; the
+    normaliser; the mean's sum)."""
+    n, K = x.size, m.size
+    mx, z, a = acc[0], acc[1], acc[2]
+    for i in range(n):
+        mx[i] = -np.inf
+    for k in range(K):
+        lwk, mk, vk = lw[k], m[k], v[k]
+        for i in range(n):
+            r = x[i] - mk
+            lc[k, i] = lwk - 0.5 * r * r / vk
+            if lc[k, i] > mx[i]:
+                mx[i] = lc[k, i]
+    for k in range(K):  # the exps (libm calls) on their own loop
+        for i in range(n):
+            e = lc[k, i] - mx[i]
+            pk[k, i] = 1.0 if e == 0.0 else np.exp(e)
+    for i in range(n):
+        z[i] = 0.0
+        a[i] = 0.0
+    for k in range(K):
+        mk, vk = m[k], v[k]
+        for i in range(n):
+            z[i] += pk[k, i]
+            lc[k, i] = -(x[i] - mk) / vk
+            a[i] += pk[k, i] * lc[k, i]
+    b = mx  # the max is used up
+    for i in range(n):
+        s[i] = a[i] / z[i]
+        b[i] = 0.0
+    for k in range(K):
+        vk = v[k]
+        for i in range(n):
+            d = lc[k, i] - s[i]
+            b[i] += pk[k, i] * (d * d - 1.0 / vk)
+    for i in range(n):
+        ds[i] = b[i] / z[i]
+
+
+@numba.njit(cache=True)
 def _mix_score_kernel(x, logw, m, v):
     """:func:`_mix_score_point` at every point of ``x`` (1-D)."""
     n, K = x.size, m.size
@@ -333,11 +377,14 @@ class BayesField:
 
     def tables(self, times) -> tuple[np.ndarray, ...]:
         r"""The data's and the model's log weights and, per time of ``times`` (rows), marginal means and variances
-        (:meth:`Mixture1D.marginal`'s scalar arithmetic, so the same numbers as the call)."""
+        (:meth:`Mixture1D.marginal`'s scalar arithmetic, so the same numbers as the call: :func:`_marginal_rows`)."""
+        times = np.asarray(times, dtype=np.float64).ravel()
+        ok = np.isfinite(times) & (times >= 0)
+        if not ok.all():
+            _time(times[np.argmin(ok)])  # raises marginal's ValueError naming t
         out = []
         for mix in (self.data, self.model):
-            rows = [mix.marginal(float(t)) for t in times]
-            out += [np.log(mix.w), np.array([r[1] for r in rows]), np.array([r[2] for r in rows])]
+            out += [np.log(mix.w), *_marginal_rows(mix.m, mix.v, times)]
         return tuple(out)
 
     def score_table(self, x: np.ndarray, times) -> np.ndarray:
@@ -359,6 +406,22 @@ class BayesField:
         return out
 
 
+@numba.njit(cache=True)
+def _marginal_rows(m, v, times):
+    r"""The OU marginal's means and variances at each of ``times`` (rows), :meth:`Mixture1D.marginal`'s scalar
+    arithmetic: :math:`a = e^{-t}` (libm's exp, as ``math.exp``), :math:`m a` and :math:`v a a - \mathrm{expm1}(-2t)`
+    (the same floats, test), without a Python call per time."""
+    rows, K = times.size, m.size
+    mt, vt = np.empty((rows, K)), np.empty((rows, K))
+    for r in range(rows):
+        a = math.exp(-times[r])
+        e = math.expm1(-2.0 * times[r])
+        for k in range(K):
+            mt[r, k] = m[k] * a
+            vt[r, k] = v[k] * a * a - e
+    return mt, vt
+
+
 def bayes_field(data: Mixture1D, model: Mixture1D, w: float = 1.0, eps: float = 0.0,
                 omega: float = 0.0, form: str = "refined") -> BayesField:
     r"""Refined score :math:`s_\theta + w\,\partial_x d` with :math:`d = d^* + \varepsilon\sin\omega x`,
@@ -375,6 +438,12 @@ def _bayes_point(x, lwp, mp, vp, lwq, mq, vq, w, eps, omega, lc, pk, form):
     call's arithmetic."""
     sp_, dsp = _mix_score_point(x, lwp, mp, vp, lc, pk)
     sq, dsq = _mix_score_point(x, lwq, mq, vq, lc, pk)
+    return _bayes_form(x, sp_, dsp, sq, dsq, w, eps, omega, form)
+
+
+@numba.njit(cache=True, inline="always")
+def _bayes_form(x, sp_, dsp, sq, dsq, w, eps, omega, form):
+    """``(s, ds)`` of :func:`_bayes_point` from the data's and the model's scores and derivatives at ``x``."""
     if form == 1:
         return (sq - (sp_ - sq) + eps * omega * np.cos(omega * x),
                 dsq - (dsp - dsq) - eps * omega * omega * np.sin(omega * x))
@@ -505,14 +574,41 @@ def _bayes_combine_rows(x, sp_, sq, dmax, w, eps, omega, form):
     return out, -1
 
 
+class LinearField:
+    r"""Refined score :math:`s_\theta + \beta(t)` of a linear logit :math:`d = \beta(t)x + c(t)`, a :class:`Field`:
+    ``field(x, t)`` returns :math:`(s, \partial_x s)`; :func:`sde_endpoint` takes the scores of all its steps at once
+    (:meth:`score_table`)."""
+
+    def __init__(self, model: Mixture1D, beta: Callable[[float], float]):
+        self.model, self.beta = model, beta
+
+    def __call__(self, x, t):
+        sq, dsq = self.model.score_and_derivative(x, t)
+        return sq + self.beta(t), dsq
+
+    def score_table(self, x: np.ndarray, times) -> np.ndarray:
+        r"""The score :math:`s` of ``field(x, t)`` at the 1-D ``x`` for each of ``times`` (row ``i``: ``times[i]``):
+        the model's marginals by :func:`_marginal_rows` (``marginal``'s floats), its score rows by
+        :func:`_model_score_rows` (the numbers of :meth:`Mixture1D.score_and_derivative`, row by row), plus
+        :math:`\beta` at each time (``beta.many`` if it has it); where a score is not finite the call's ValueError."""
+        times = np.asarray(times, dtype=np.float64)
+        model, x = self.model, np.ascontiguousarray(x, dtype=np.float64)
+        mt, vt = _marginal_rows(model.m, model.v, times)
+        sq = _model_score_rows(x, np.log(model.w), mt, vt)
+        many = getattr(self.beta, "many", None)
+        betas = many(times) if many is not None else np.array([self.beta(float(t)) for t in times], dtype=np.float64)
+        out = sq + betas[:, None]
+        bad = ~np.isfinite(out).all(axis=1)
+        if bad.any():
+            self(x, float(times[np.argmax(bad)]))  # raises the call's ValueError
+            raise ValueError(f"beta: not finite at t={float(times[np.argmax(bad)])!r}")
+        return out
+
+
 def linear_field(model: Mixture1D, beta: Callable[[float], float]) -> Field:
-    r"""Refined score :math:`s_\theta + \beta(t)` of a linear logit :math:`d = \beta(t)x + c(t)`."""
-
-    def field(x, t):
-        sq, dsq = model.score_and_derivative(x, t)
-        return sq + beta(t), dsq
-
-    return field
+    r"""Refined score :math:`s_\theta + \beta(t)` of a linear logit :math:`d = \beta(t)x + c(t)` (a
+    :class:`LinearField`)."""
+    return LinearField(model, beta)
 
 
 def empirical_field(points: np.ndarray) -> Field:
@@ -663,7 +759,7 @@ def sde_endpoint(field: Field, start: Mixture1D, T: float = 8.0, grid: Grid1D = 
     rho = rho / (rho.sum() * h)
 
     times = [T] + [max(T - (k + 1) * dt, t_end) for k in range(n_steps)]
-    if isinstance(field, (FeatureField, BayesField)):  # the score at every step time at once
+    if isinstance(field, (FeatureField, BayesField, LinearField)):  # the score at every step time at once
         rho = _cn_steps(rho, field.score_table(faces, np.array(times)), faces, h, dt)
     else:
         def op(i):
@@ -861,40 +957,48 @@ def _ode_bayes_kernel(x0, dt, n_steps, logwp, mp, vp, logwq, mq, vq, w, eps, ome
     n_chunks = (n + _ODE_CHUNK - 1) // _ODE_CHUNK
     bad = np.zeros(n_chunks, dtype=np.bool_)
     K = max(mp.shape[1], mq.shape[1])
-    lc, pk, kx, ka, y = _ode_work(n_chunks, K)
+    lc, pk, acc, kx, ka, y = _ode_work(n_chunks, K)
     for c in numba.prange(n_chunks):
         lo, hi = _chunk_bounds(n, c)
         bad[c] = _ode_bayes_chunk(x[lo:hi], A[lo:hi], dt, n_steps, lwp, mp, vp, lwq, mq, vq, w, eps, omega,
-                                  form, state_max, lc[c], pk[c], kx[c], ka[c], y[c, :hi - lo])
+                                  form, state_max, lc[c], pk[c], acc[c], kx[c], ka[c], y[c, :hi - lo])
     return x, A, bad.any()
 
 
 @numba.njit(cache=True)
 def _ode_work(n_chunks, K):
     """Each chunk's own work arrays of the RK4 chunks, allocated before the threaded loop: ``lc, pk``
-    ``(n_chunks, K)``, the stage slopes ``kx, ka`` ``(n_chunks, 4, _ODE_CHUNK)`` and the stage states ``y``
+    ``(n_chunks, K, _ODE_CHUNK)`` and ``acc`` ``(n_chunks, 7, _ODE_CHUNK)`` (:func:`_mix_score_block`'s work and
+    outputs: rows 0-2 its work, 3-4 and 5-6 two mixtures' scores and derivatives), the stage slopes ``kx, ka`` ``(n_chunks, 4, _ODE_CHUNK)`` and the stage states ``y``
     ``(n_chunks, _ODE_CHUNK)`` (a chunk of ``m`` points uses the first ``m`` columns)."""
-    return (np.empty((n_chunks, K)), np.empty((n_chunks, K)), np.empty((n_chunks, 4, _ODE_CHUNK)),
+    return (np.empty((n_chunks, K, _ODE_CHUNK)), np.empty((n_chunks, K, _ODE_CHUNK)),
+            np.empty((n_chunks, 7, _ODE_CHUNK)), np.empty((n_chunks, 4, _ODE_CHUNK)),
             np.empty((n_chunks, 4, _ODE_CHUNK)), np.empty((n_chunks, _ODE_CHUNK)))
 
 
 @numba.njit(cache=True)
-def _ode_bayes_chunk(x, A, dt, n_steps, lwp, mp, vp, lwq, mq, vq, w, eps, omega, form, state_max, lc, pk, kx, ka, y):
+def _ode_bayes_chunk(x, A, dt, n_steps, lwp, mp, vp, lwq, mq, vq, w, eps, omega, form, state_max, lc, pk, acc, kx, ka,
+                     y):
     """One chunk of :func:`_ode_bayes_kernel`: RK4 of the points ``x`` (in place, with their log-determinants
-    ``A``); True where a state left the bound or a score was not finite.  ``lc, pk, kx, ka, y``: the chunk's work
-    arrays (:func:`_ode_work`; ``y`` has the chunk's length, ``kx, ka`` at least as many columns)."""
+    ``A``); True where a state left the bound or a score was not finite.  ``lc, pk, acc, kx, ka, y``: the chunk's
+    work arrays (:func:`_ode_work`; ``y`` has the chunk's length, the others at least as many columns).  Each stage
+    takes both mixtures' scores at all the chunk's points by :func:`_mix_score_block` (the numbers of
+    :func:`_bayes_point`, point by point), then :func:`_bayes_form`."""
     n = x.size
     h2 = 0.5 * dt
     h6 = dt / 6
+    sp_, dsp, sq, dsq = acc[3], acc[4], acc[5], acc[6]
     for k in range(n_steps):
         for st in range(4):
             _rk4_stage_state(x, kx, st, h2, dt, y)
             r = 3 * k + (st + 1) // 2
-            lwpr, mpr, vpr, lwqr, mqr, vqr = lwp[r], mp[r], vp[r], lwq[r], mq[r], vq[r]
             for i in range(n):
                 if not abs(y[i]) <= state_max:
                     return True
-                s, ds = _bayes_point(y[i], lwpr, mpr, vpr, lwqr, mqr, vqr, w, eps, omega, lc, pk, form)
+            _mix_score_block(y, lwp[r], mp[r], vp[r], lc, pk, acc, sp_, dsp)
+            _mix_score_block(y, lwq[r], mq[r], vq[r], lc, pk, acc, sq, dsq)
+            for i in range(n):
+                s, ds = _bayes_form(y[i], sp_[i], dsp[i], sq[i], dsq[i], w, eps, omega, form)
                 if not (np.isfinite(s) and np.isfinite(ds)):
                     return True
                 kx[st, i] = -(y[i] + s)
@@ -1111,8 +1215,28 @@ def linear_beta_spline(data: Mixture1D, model: Mixture1D, objective: str, T: flo
         else:
             th = ce_optimal_linear(data, model, float(ti), init=th)
             betas[i] = th[0]
-    spl = CubicSpline(ts, betas)
-    return lambda t: float(spl(t))
+    return BetaSpline(CubicSpline(ts, betas))
+
+
+class BetaSpline:
+    r""":math:`\beta(t)` as a cubic spline (:func:`linear_beta_spline`): ``beta(t)`` at one time, ``beta.many(ts)`` at
+    many in one call (the same floats: SciPy evaluates each point alone); ``sign`` multiplies both."""
+
+    def __init__(self, spline, sign: float = 1.0):
+        self.spline, self.sign = spline, float(sign)
+
+    def __call__(self, t) -> float:
+        v = float(self.spline(t))
+        return v if self.sign == 1.0 else self.sign * v
+
+    def many(self, ts: np.ndarray) -> np.ndarray:
+        """:math:`\beta` at each of ``ts`` (1-D)."""
+        v = np.asarray(self.spline(np.asarray(ts, dtype=np.float64)), dtype=np.float64)
+        return v if self.sign == 1.0 else self.sign * v
+
+    def signed(self, sign: float) -> "BetaSpline":
+        """The slope times ``sign``."""
+        return BetaSpline(self.spline, self.sign * float(sign))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1127,35 +1251,54 @@ def gaussian_refined_endpoint(model: Mixture1D, beta: Callable[[float], float], 
     * SDE: :math:`\dot m = (1+2a)m + 2b`, :math:`\dot V = 2(1+2a)V + 2`,
     * ODE: :math:`\dot m = (1+a)m + b`,   :math:`\dot V = 2(1+a)V`,
 
-    with :math:`a = -1/\hat v_t`, :math:`b = \hat\mu_t/\hat v_t + \beta(t)`."""
+    with :math:`a = -1/\hat v_t`, :math:`b = \hat\mu_t/\hat v_t + \beta(t)`.  The stage times' marginals
+    (:func:`_marginal_rows`) and slopes (``beta.many(times)`` if ``beta`` has it, as :class:`BetaSpline`; else one
+    call per time) come first, the RK4 loop is compiled (:func:`_gauss_moment_rk4`); the same floats as a NumPy loop
+    calling ``marginal`` and ``beta`` at every stage (test)."""
     if model.w.size != 1:
         raise ValueError("model: moment equations need a single Gaussian")
     if sampler not in ("sde", "ode"):
         raise ValueError(f"sampler: must be 'sde' or 'ode', got {sampler!r}")
     n_steps = _pos_int(n_steps, "n_steps")
     T = _pos_float(T, "T")
-    sde = sampler == "sde"
-
-    def rhs(y, t):
-        _, mu, v = model.marginal(t)
-        a = -1.0 / v[0]
-        b = mu[0] / v[0] + beta(t)
-        m, V = y
-        if sde:
-            return np.array([(1 + 2 * a) * m + 2 * b, 2 * (1 + 2 * a) * V + 2.0])
-        return np.array([(1 + a) * m + b, 2 * (1 + a) * V])
-
-    _, mu, v = model.marginal(T)
-    y = np.array([mu[0], v[0]])
     dt = T / n_steps
-    for k in range(n_steps):
-        t0 = T - k * dt
-        k1 = rhs(y, t0)
-        k2 = rhs(y + 0.5 * dt * k1, t0 - 0.5 * dt)
-        k3 = rhs(y + 0.5 * dt * k2, t0 - 0.5 * dt)
-        k4 = rhs(y + dt * k3, max(t0 - dt, 0.0))
-        y = y + dt / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
-    return float(y[0]), float(y[1])
+    t0 = T - np.arange(n_steps) * dt  # the loop's T - k dt
+    times = np.stack([t0, t0 - 0.5 * dt, np.maximum(t0 - dt, 0.0)], axis=1).ravel()  # each step's stage times
+    mt, vt = _marginal_rows(model.m, model.v, times)
+    many = getattr(beta, "many", None)
+    betas = many(times) if many is not None else np.array([beta(float(t)) for t in times], dtype=np.float64)
+    a = -1.0 / vt[:, 0]
+    b = mt[:, 0] / vt[:, 0] + check_real_values(betas, "beta")
+    _, mu, v = model.marginal(T)
+    m, V = _gauss_moment_rk4(float(mu[0]), float(v[0]), dt, a.reshape(n_steps, 3), b.reshape(n_steps, 3),
+                             sampler == "sde")
+    return float(m), float(V)
+
+
+@numba.njit(cache=True, inline="always")
+def _gauss_moment_rhs(m, V, a, b, sde):
+    """The moment equations' right-hand side of :func:`gaussian_refined_endpoint` (its expressions, in its order)."""
+    if sde:
+        return (1.0 + 2.0 * a) * m + 2.0 * b, 2.0 * (1.0 + 2.0 * a) * V + 2.0
+    return (1.0 + a) * m + b, 2.0 * (1.0 + a) * V
+
+
+@numba.njit(cache=True)
+def _gauss_moment_rk4(m, V, dt, a, b, sde):
+    r"""RK4 of :func:`gaussian_refined_endpoint`'s moment equations from ``(m, V)``: step ``k`` takes :math:`a, b` of
+    its stage times from row ``k`` of ``a``, ``b`` (columns: :math:`t_0`, :math:`t_0 - dt/2` (stages 2 and 3),
+    :math:`\max(t_0 - dt, 0)`); the NumPy loop's arithmetic on the pair, component by component (the same floats,
+    test)."""
+    h = 0.5 * dt
+    h6 = dt / 6
+    for k in range(a.shape[0]):
+        k1m, k1v = _gauss_moment_rhs(m, V, a[k, 0], b[k, 0], sde)
+        k2m, k2v = _gauss_moment_rhs(m + h * k1m, V + h * k1v, a[k, 1], b[k, 1], sde)
+        k3m, k3v = _gauss_moment_rhs(m + h * k2m, V + h * k2v, a[k, 1], b[k, 1], sde)
+        k4m, k4v = _gauss_moment_rhs(m + dt * k3m, V + dt * k3v, a[k, 2], b[k, 2], sde)
+        m = m + h6 * (k1m + 2.0 * k2m + 2.0 * k3m + k4m)
+        V = V + h6 * (k1v + 2.0 * k2v + 2.0 * k3v + k4v)
+    return m, V
 
 
 def gaussian_path_kl(data: Mixture1D, model: Mixture1D, beta: Callable[[float], float], T: float = 8.0,
@@ -1598,29 +1741,84 @@ def _newton_chunk(G, lo, hi, cb, y, wts, d, gp, hp):
     :math:`\sum_i w_i\,\mathrm{softplus}(\mp d_i)` as a compensated (Neumaier) sum ``(sum, compensation)``
     (:func:`_neumaier`): the Armijo test of :func:`_newton_logistic` compares losses whose difference near the
     minimum is far below a plain running sum's rounding (up to :math:`m u\sum_i|t_i|` for ``m`` rows, about
-    1e-12 at m = 2048), which stalled the line search at the rounding floor."""
+    1e-12 at m = 2048), which stalled the line search at the rounding floor.
+
+    The rows go in groups of :data:`_NEWTON_ROWS` (:func:`_newton_rows8`): each sum entry is read and written once
+    per group and the group's terms are added to it one row after the other, in row order, as
+    ``((h + t_0) + t_1) + ...`` (no reassociation without fastmath): the same additions in the same order as one row
+    at a time, so the same floats (test: against the one-row loop), with an eighth of the loads and stores of the
+    sums (one pass at n = 1e5, one thread: 0.113 -> 0.088 s of CPU, 2026-12-06, shared machine)."""
     P = G.shape[1]
     gp[:] = 0.0
     hp[:] = 0.0
     loss = 0.0
     comp = 0.0
-    for i in range(lo, hi):
-        acc = 0.0
-        for a in range(P):
-            acc += G[i, a] * cb[a]
-        d[i] = acc
-        loss, comp = _neumaier(loss, comp, wts[i] * (_softplus1(-acc) if y[i] > 0 else _softplus1(acc)))
-        e = math.exp(-abs(acc))
-        sig = 1.0 / (1.0 + e) if acc >= 0 else e / (1.0 + e)
-        curv = wts[i] * e / (1.0 + e) ** 2  # w sigma(d) sigma(-d), without cancellation
-        r = wts[i] * (sig - y[i])
-        for a in range(P):
-            gp[a] += G[i, a] * r
-        for a in range(P):
-            sc = G[i, a] * curv
-            for b in range(P):  # the full square: a fixed trip count vectorises (the triangle did not, 3x slower)
-                hp[a, b] += sc * G[i, b]
+    sc = np.empty((_NEWTON_ROWS, P))  # the group's rows G_i * curv_i
+    r = np.empty(_NEWTON_ROWS)  # the group's w_i (sigma(d_i) - y_i)
+    i = lo
+    while i < hi:
+        m = min(_NEWTON_ROWS, hi - i)
+        for q in range(m):
+            loss, comp = _newton_row(G, i + q, cb, y, wts, d, loss, comp, sc[q], r, q)
+        if m == _NEWTON_ROWS:
+            _newton_rows8(G, i, sc, r, gp, hp)
+        else:
+            for q in range(m):
+                _newton_rows1(G, i + q, sc[q], r[q], gp, hp)
+        i += m
     return loss + comp
+
+
+#: Rows per group of :func:`_newton_chunk` (fixed: :func:`_newton_rows8` is written for eight).
+_NEWTON_ROWS = 8
+
+
+@numba.njit(cache=True, inline="always")
+def _newton_row(G, i, cb, y, wts, d, loss, comp, sc, r, q):
+    r"""Row ``i`` of :func:`_newton_chunk`: its logit ``d[i]``, the loss with its term added (:func:`_neumaier`),
+    ``sc`` :math:`= G_i\,w_i\sigma(d_i)\sigma(-d_i)` and ``r[q]`` :math:`= w_i(\sigma(d_i) - y_i)`; returns
+    ``(loss, comp)``."""
+    P = G.shape[1]
+    acc = 0.0
+    for a in range(P):
+        acc += G[i, a] * cb[a]
+    d[i] = acc
+    loss, comp = _neumaier(loss, comp, wts[i] * (_softplus1(-acc) if y[i] > 0 else _softplus1(acc)))
+    e = math.exp(-abs(acc))
+    sig = 1.0 / (1.0 + e) if acc >= 0 else e / (1.0 + e)
+    curv = wts[i] * e / (1.0 + e) ** 2  # w sigma(d) sigma(-d), without cancellation
+    r[q] = wts[i] * (sig - y[i])
+    for a in range(P):
+        sc[a] = G[i, a] * curv
+    return loss, comp
+
+
+@numba.njit(cache=True, inline="always")
+def _newton_rows8(G, i, sc, r, gp, hp):
+    """Rows ``i, ..., i + 7`` added to the gradient ``gp`` and the curvature ``hp``, each entry as
+    ``((h + t_i) + t_{i+1}) + ... + t_{i+7}``: the one-row loop's additions in its order."""
+    P = G.shape[1]
+    r0, r1, r2, r3, r4, r5, r6, r7 = r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]
+    for a in range(P):
+        gp[a] = (((((((gp[a] + G[i, a] * r0) + G[i + 1, a] * r1) + G[i + 2, a] * r2) + G[i + 3, a] * r3)
+                   + G[i + 4, a] * r4) + G[i + 5, a] * r5) + G[i + 6, a] * r6) + G[i + 7, a] * r7
+    for a in range(P):
+        s0, s1, s2, s3, s4, s5, s6, s7 = sc[0, a], sc[1, a], sc[2, a], sc[3, a], sc[4, a], sc[5, a], sc[6, a], sc[7, a]
+        for b in range(P):
+            hp[a, b] = (((((((hp[a, b] + s0 * G[i, b]) + s1 * G[i + 1, b]) + s2 * G[i + 2, b]) + s3 * G[i + 3, b])
+                          + s4 * G[i + 4, b]) + s5 * G[i + 5, b]) + s6 * G[i + 6, b]) + s7 * G[i + 7, b]
+
+
+@numba.njit(cache=True, inline="always")
+def _newton_rows1(G, i, sc, r, gp, hp):
+    """Row ``i`` added to the gradient ``gp`` and the curvature ``hp`` (the remainder of a chunk)."""
+    P = G.shape[1]
+    for a in range(P):
+        gp[a] += G[i, a] * r
+    for a in range(P):
+        s = sc[a]
+        for b in range(P):
+            hp[a, b] += s * G[i, b]
 
 
 @numba.njit(cache=True, parallel=True)
@@ -1842,12 +2040,14 @@ def _sincos(arg, sn, cs):
 
 
 @numba.njit(cache=True)
-def _feature_rhs(x, row, coef, lwt, mt, vt, nw1, nw2, omega, phase, w, scale, lc, pk, g1, g2, fx, fa):
+def _feature_rhs(x, row, coef, lwt, mt, vt, nw1, nw2, omega, phase, w, scale, lc, pk, acc, g1, g2, fx, fa):
     r"""The PF-ODE right-hand side ``fx, fa`` :math:`= (-(x + s),\ 1 + \partial_x s)` of a :class:`FeatureField` at
     every point of ``x`` and the time of table row ``row``: :math:`s = c\,(s_\theta + w\sum_j(-\omega_j\sin a_j)c_j)`,
     :math:`\partial_x s = c\,(\partial_x s_\theta + w\sum_j(-\omega_j^2\cos a_j)c_j)`, :math:`a_j = \omega_j x + b_j`
     (the NumPy field's arithmetic, summed in ``j`` order; the loop over the points innermost, so it vectorises).
-    :func:`_sincos1` when every :math:`|a_j|` is at most :data:`_SINCOS_MAX` (bounded from ``max |x|``), else libm."""
+    :func:`_sincos1` when every :math:`|a_j|` is at most :data:`_SINCOS_MAX` (bounded from ``max |x|``), else libm.
+    The model score by :func:`_mix_score_block` (work arrays ``lc, pk, acc``; its rows 3 and 4 take
+    :math:`s_\theta, \partial_x s_\theta`)."""
     n = x.size
     big = 0.0
     for i in range(n):
@@ -1871,10 +2071,11 @@ def _feature_rhs(x, row, coef, lwt, mt, vt, nw1, nw2, omega, phase, w, scale, lc
                 a = x[i] * oj + bj
                 g1[i] += c1 * np.sin(a) * cj
                 g2[i] += c2 * np.cos(a) * cj
+    sq, dsq = acc[3], acc[4]
+    _mix_score_block(x, lwt[row], mt[row], vt[row], lc, pk, acc, sq, dsq)
     for i in range(n):
-        sq, dsq = _mix_score_point(x[i], lwt[row], mt[row], vt[row], lc, pk)
-        fx[i] = -(x[i] + scale * (sq + w * g1[i]))
-        fa[i] = 1.0 + scale * (dsq + w * g2[i])
+        fx[i] = -(x[i] + scale * (sq[i] + w * g1[i]))
+        fa[i] = 1.0 + scale * (dsq[i] + w * g2[i])
 
 
 @numba.njit(cache=True, parallel=True)
@@ -1891,12 +2092,12 @@ def _ode_feature_kernel(x0, dt, n_steps, coef, logw, mt, vt, nw1, nw2, omega, ph
     A = np.zeros(n)
     n_chunks = (n + _ODE_CHUNK - 1) // _ODE_CHUNK
     bad = np.full(max(n_chunks, 1), -1, dtype=np.int64)
-    lc, pk, kx, ka, y = _ode_work(n_chunks, lwt.shape[1])
+    lc, pk, acc, kx, ka, y = _ode_work(n_chunks, lwt.shape[1])
     g1, g2 = np.empty(n), np.empty(n)
     for c in numba.prange(n_chunks):
         lo, hi = _chunk_bounds(n, c)
         bad[c] = _ode_feature_chunk(x[lo:hi], A[lo:hi], dt, n_steps, coef, lwt, mt, vt, nw1, nw2, omega, phase,
-                                    w, scale, state_max, lc[c], pk[c], g1[lo:hi], g2[lo:hi], kx[c], ka[c],
+                                    w, scale, state_max, lc[c], pk[c], acc[c], g1[lo:hi], g2[lo:hi], kx[c], ka[c],
                                     y[c, :hi - lo])
     first = -1
     for c in range(n_chunks):
@@ -1907,9 +2108,9 @@ def _ode_feature_kernel(x0, dt, n_steps, coef, logw, mt, vt, nw1, nw2, omega, ph
 
 @numba.njit(cache=True)
 def _ode_feature_chunk(x, A, dt, n_steps, coef, lwt, mt, vt, nw1, nw2, omega, phase, w, scale, state_max, lc, pk,
-                       g1, g2, kx, ka, y):
+                       acc, g1, g2, kx, ka, y):
     """One chunk of :func:`_ode_feature_kernel`: RK4 of the points ``x`` (in place, with their log-determinants
-    ``A``); the first stage ``4k + i`` at which one of them left the bound, or -1.  ``lc, pk, kx, ka, y``: the
+    ``A``); the first stage ``4k + i`` at which one of them left the bound, or -1.  ``lc, pk, acc, kx, ka, y``: the
     chunk's work arrays (:func:`_ode_work`), ``g1, g2`` its slices of the sums' arrays."""
     n = x.size
     h2 = 0.5 * dt
@@ -1921,7 +2122,7 @@ def _ode_feature_chunk(x, A, dt, n_steps, coef, lwt, mt, vt, nw1, nw2, omega, ph
                 if not abs(y[i]) <= state_max:
                     return 4 * k + st
             _feature_rhs(y, 3 * k + (st + 1) // 2, coef, lwt, mt, vt, nw1, nw2, omega, phase, w, scale, lc, pk,
-                         g1, g2, kx[st], ka[st])
+                         acc, g1, g2, kx[st], ka[st])
         _rk4_combine(x, A, kx, ka, h6)
     return -1
 
