@@ -580,8 +580,8 @@ def sphere_measurements(ctx) -> list[Measurement]:
                     r = law.radius
                     sig = math.sqrt(-math.expm1(-2 * delta))
                     seed = (ctx.sub_seed + 7919 * methods.index(method) + 104729 * k + 13 * d + jd) % 2**63
-                    y = sample(_buggy(tg, grid, ctx.control), method, grid=grid, n=n, x_init=z, seed=seed) \
-                        if stochastic else ends[delta]
+                    y = sample(_buggy(tg, grid, ctx.control), method, grid=grid, n=n, x_init=z, seed=seed,
+                               noise="blocks") if stochastic else ends[delta]
                     ypar, yperp = y[:, : k + 1], y[:, k + 1:]
                     e, pn = tg.normal_parts(y)
                     dist = np.hypot(e, pn)
