@@ -229,14 +229,15 @@ class _BlockNoise:
     are ``Generator(SFC64(SeedSequence(entropy, spawn_key=key + (k, b))))``'s ``standard_normal`` (``entropy``
     and ``key`` those of the run's seed sequence: block ``(k, b)`` is ``seq.spawn(k + 1)[k].spawn(b + 1)[b]``).
     Each block is a function of ``(seed, k, b)`` alone, so the values do not depend on who draws them, in what
-    order, or on the thread count.
+    order, or on the thread count; ``k`` counts from ``first_step`` (a run continued from another's node).
 
     With ``threads > 1`` a pool of that many threads draws step ``k + 1``'s blocks into the other of two buffers
     kept for the run while the caller steps with block ``k`` (NumPy fills without the GIL); otherwise the caller
     draws each step's blocks in turn."""
 
-    def __init__(self, seq: np.random.SeedSequence, shape: tuple[int, int], count: int, threads: int) -> None:
-        self.seq, self.left, self._k = seq, count, 0
+    def __init__(self, seq: np.random.SeedSequence, shape: tuple[int, int], count: int, threads: int,
+                 first_step: int = 0) -> None:
+        self.seq, self.left, self._k, self.first = seq, count, 0, first_step
         rows = max(1, BLOCK_VALUES // shape[1])
         self.cuts = [(r0, min(r0 + rows, shape[0])) for r0 in range(0, shape[0], rows)]
         self._pool = ThreadPoolExecutor(threads) if threads > 1 and count > 1 else None
@@ -251,7 +252,7 @@ class _BlockNoise:
 
     def _fill(self, buf: np.ndarray, k: int, b: int) -> None:
         r0, r1 = self.cuts[b]
-        self.block_generator(k, b).standard_normal(out=buf[r0:r1])
+        self.block_generator(self.first + k, b).standard_normal(out=buf[r0:r1])
 
     def _submit(self, k: int) -> None:
         buf = self._bufs[k % 2]
@@ -281,7 +282,7 @@ class _BlockNoise:
             self._pool.shutdown(wait=True)
 
 
-def _noise_source(kind: str, seed, rng: np.random.Generator, shape: tuple[int, int], count: int):
+def _noise_source(kind: str, seed, rng: np.random.Generator, shape: tuple[int, int], count: int, first_step: int = 0):
     """The run's noise: :class:`_Noise` (``"sequential"``, the generator's own stream, drawn ahead as its docstring
     says) or :class:`_BlockNoise` (``"blocks"``, which needs the run's own seed: not a Generator or BitGenerator)."""
     private = not isinstance(seed, (np.random.Generator, np.random.BitGenerator))
@@ -291,7 +292,7 @@ def _noise_source(kind: str, seed, rng: np.random.Generator, shape: tuple[int, i
     if not private:
         raise ValueError("seed: noise='blocks' keys every block on the seed, so it needs an integer, a sequence "
                          f"of them or a SeedSequence, not a {type(seed).__name__}")
-    return _BlockNoise(rng.bit_generator.seed_seq, shape, count, numba.get_num_threads() if big else 1)
+    return _BlockNoise(rng.bit_generator.seed_seq, shape, count, numba.get_num_threads() if big else 1, first_step)
 
 
 def _step(method: Method, guided: GuidedQuantities, x: np.ndarray, t: float, s: float, c: tuple, shift, t_prev,
@@ -312,7 +313,7 @@ def _step(method: Method, guided: GuidedQuantities, x: np.ndarray, t: float, s: 
 
 def sample(target, method: str = "ddim", grid=None, n: int = 1000, seed=0, label: int | None = None,
            guidance: float = 1.0, x_init=None, guidance_form: str = "cg", eta: float | None = None,
-           return_trajectory: bool = False, fast: bool = True, noise: str = "sequential"):
+           return_trajectory: bool = False, fast: bool = True, noise: str = "sequential", first_step: int = 0):
     r"""Run a guided sampler from ``grid[0]`` down to ``grid[-1]``.
 
     Parameters
@@ -359,6 +360,10 @@ def sample(target, method: str = "ddim", grid=None, n: int = 1000, seed=0, label
         row block of each step from its own generator keyed on ``(seed, step, block)``, drawn on up to
         ``numba.get_num_threads()`` threads with the same values for any thread count (``seed`` must then be an
         integer, a sequence of them or a SeedSequence; ``x_init`` is still drawn from the seed's generator).
+    first_step : int
+        With ``noise="blocks"``: the step index the grid's first step has in the block stream (default 0), so
+        that a run continued from node ``j`` of another run's grid with ``first_step=j`` and the same seed sees
+        the same noise as that run (``numerics.papers.support.sweeps.branched_ends``); must be 0 otherwise.
 
     Returns
     -------
@@ -389,11 +394,14 @@ def sample(target, method: str = "ddim", grid=None, n: int = 1000, seed=0, label
                          "(numerics.samplers.MAX_ELEMENTS, 16 GiB)")
     fast = check_bool(fast, "fast")
     noise_kind = check_choice(noise, "noise", NOISE_STREAMS)
+    first_step = check_int(first_step, "first_step", 0)
+    if first_step and noise_kind != "blocks":
+        raise ValueError(f"first_step: only noise='blocks' has step indices, got first_step={first_step}")
     rng = check_seed(seed)
     x = _initial(x_init, n, target.d, rng)
     guided = GuidedQuantities(target, label, w, form, fast)
     traj = [x.copy()] if return_trajectory else None
-    noise = _noise_source(noise_kind, seed, rng, x.shape, grid.size - 1 if rec.stochastic else 0)
+    noise = _noise_source(noise_kind, seed, rng, x.shape, grid.size - 1 if rec.stochastic else 0, first_step)
     try:
         x = _run_steps(rec, guided, x, grid, coefs, shifts, noise, x_init is not None, traj)
     finally:

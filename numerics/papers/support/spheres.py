@@ -71,7 +71,6 @@ from numerics.checks.claim import Measurement
 from numerics.constants import UNIT_ROUNDOFF as U
 from numerics.grids import time_grid
 from numerics.papers.support.sweeps import branched_ends, ks_ratio, point_mass_law, point_mass_step
-from numerics.samplers import sample
 from numerics.schedule import alpha_sigma2
 from numerics.stats import ENSEMBLE_LEVEL
 from numerics.validate import check_choice, check_int, check_label, check_points, check_positive, check_time
@@ -571,17 +570,16 @@ def sphere_measurements(ctx) -> list[Measurement]:
                 tg = SphereTarget(k, d, R)
                 zpar, zperp = z[:, : k + 1], z[:, k + 1:]
                 meas, pred = [], []
-                ends = None if stochastic else branched_ends(lambda g, tg=tg: _buggy(tg, g, ctx.control), method,
-                                                             grids, deltas, z)
-                for jd, delta in enumerate(deltas):
+                seed = (ctx.sub_seed + 7919 * methods.index(method) + 104729 * k + 13 * d) % 2**63
+                noise = {"seed": seed, "noise": "blocks"} if stochastic else {}
+                ends = branched_ends(lambda g, tg=tg: _buggy(tg, g, ctx.control), method, grids, deltas, z, **noise)
+                for delta in deltas:
                     grid = grids[delta]
                     N = grid.size - 1
                     law = point_mass_law(method, grid)
                     r = law.radius
                     sig = math.sqrt(-math.expm1(-2 * delta))
-                    seed = (ctx.sub_seed + 7919 * methods.index(method) + 104729 * k + 13 * d + jd) % 2**63
-                    y = sample(_buggy(tg, grid, ctx.control), method, grid=grid, n=n, x_init=z, seed=seed,
-                               noise="blocks") if stochastic else ends[delta]
+                    y = ends[delta]
                     ypar, yperp = y[:, : k + 1], y[:, k + 1:]
                     e, pn = tg.normal_parts(y)
                     dist = np.hypot(e, pn)
