@@ -265,7 +265,8 @@ def test_block_noise_is_its_definition_for_any_thread_count(gm, monkeypatch, met
 
 def test_block_noise_seeds_and_arguments(gm):
     """Same seed, same run (an int and its SeedSequence agree); another seed, another run; the blocks are
-    standard normal (KS at 1e-3); a Generator seed and an unknown stream are refused naming their argument."""
+    standard normal (KS at 1e-3); a Generator seed, an unknown stream and a first step on the sequential stream
+    are refused naming their argument."""
     from scipy.stats import kstest
 
     a = sample(gm, "ddpm", grid=GRID, n=500, seed=3, noise="blocks")
@@ -277,6 +278,8 @@ def test_block_noise_seeds_and_arguments(gm):
         sample(gm, "ddpm", grid=GRID, n=5, seed=np.random.default_rng(3), noise="blocks")
     with pytest.raises(ValueError, match="^noise"):
         sample(gm, "ddpm", grid=GRID, n=5, seed=3, noise="philox")
+    with pytest.raises(ValueError, match="^first_step"):
+        sample(gm, "ddpm", grid=GRID, n=5, seed=3, first_step=2)
 
 
 def test_seed_reproducible(gm):
