@@ -587,6 +587,13 @@ def sphere_measurements(ctx) -> list[Measurement]:
     * informational: the table of :math:`\mathrm{median\ dist}/(\sigma_\delta\sqrt{d-k})` against the flat-limit
       value :math:`(r_\delta/\sigma_\delta)\sqrt{m(\chi^2_{d-k})/(d-k)}`, the radial offset's quantiles (units of
       :math:`r_\delta`), and the tangential part (mean resultant length of :math:`\hat y_\parallel`, left free).
+
+    Runs: one per (method, k, d) along the smallest delta's grid, each larger delta's end one step branched from its
+    grid's last shared node (:func:`~numerics.papers.support.sweeps.branched_ends`, bit for bit a run per grid;
+    the radial recursion likewise, :func:`radial_ends`).  The stochastic samplers draw the counter-based block
+    stream ``sample(..., noise="blocks")`` with one seed per (method, k, d), shared by its deltas (whose runs then
+    share their noise up to their last step; the J tests are combined by a union bound, valid under dependence)
+    and by the stated run and every control.
     """
     p = ctx.params
     n, ds, ks, R, kappa = p["n"], list(p["ds"]), list(p["ks"]), float(p["R"]), float(p["kappa"])
