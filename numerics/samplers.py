@@ -20,7 +20,9 @@ plus :math:`w\,\mathrm{mean\_form}(t,s)\,g_y` (``ddpm_guidance_shifts``).
 
 Randomness: a single ``np.random.default_rng(seed)`` draws ``x_init`` (if not given) and then one
 ``(n, d)`` block per step of a stochastic method, all in NumPy, so the output does not depend on the
-number of Numba threads.  The per-step update is NumPy; the score kernels are Numba.
+number of Numba threads.  ``noise="blocks"`` (opt-in) replaces the step noise by a counter-based stream, each row
+block of each step keyed on ``(seed, step, block)`` (:class:`_BlockNoise`), which threads may draw in any order
+with the same values.  The per-step update is NumPy; the score kernels are Numba.
 """
 from __future__ import annotations
 
@@ -36,7 +38,8 @@ from numerics.methods import (DENOISER_METHODS, GUIDANCE_FORMS, METHODS, SCORE_M
 from numerics.mixture import GaussianMixture
 from numerics.schedule import alpha_sigma2
 from numerics.target import ScoreModel, Target
-from numerics.validate import check_array, check_bool, check_int, check_label, check_nonneg_scalar, check_seed
+from numerics.validate import (check_array, check_bool, check_choice, check_int, check_label, check_nonneg_scalar,
+                               check_seed)
 
 __all__ = ["sample", "GuidedQuantities", "ScoreModel", "Target", "METHODS", "GUIDANCE_FORMS", "DENOISER_METHODS",
            "SCORE_METHODS", "STOCHASTIC_METHODS", "default_grid", "MAX_GUIDANCE", "MAX_X_INIT", "MAX_ELEMENTS"]
@@ -60,6 +63,12 @@ MAX_ELEMENTS = 2**31
 #: about 0.3 ms to draw at 9.6 ns per normal; a thread hand-off costs tens of microseconds).  (1000, 64) blocks
 #: and larger are drawn ahead.
 AHEAD_ELEMENTS = 2**15
+#: Values per block of the counter-based noise stream (``sample(..., noise="blocks")``, :class:`_BlockNoise`): a step's
+#: ``(n, d)`` block is cut into row blocks of ``max(1, BLOCK_VALUES // d)`` rows, whatever the thread count.  2**15
+#: values take about 0.25 ms to draw (SFC64, about 7.5 ns per normal) against about 20 us to seed the block's generator.
+BLOCK_VALUES = 2**15
+#: The noise streams :func:`sample` offers (``noise=``).
+NOISE_STREAMS: tuple[str, ...] = ("sequential", "blocks")
 
 
 class GuidedQuantities:
@@ -214,8 +223,80 @@ class _Noise:
             self._pool.shutdown(wait=True)
 
 
+class _BlockNoise:
+    r"""The counter-based noise stream of ``sample(..., noise="blocks")``: the rows ``[b m, min((b + 1) m, n))`` of
+    step ``k``'s standard-normal ``(n, d)`` block, :math:`m = \max(1, \lfloor` :data:`BLOCK_VALUES` :math:`/d\rfloor)`,
+    are ``Generator(SFC64(SeedSequence(entropy, spawn_key=key + (k, b))))``'s ``standard_normal`` (``entropy``
+    and ``key`` those of the run's seed sequence: block ``(k, b)`` is ``seq.spawn(k + 1)[k].spawn(b + 1)[b]``).
+    Each block is a function of ``(seed, k, b)`` alone, so the values do not depend on who draws them, in what
+    order, or on the thread count; ``k`` counts from ``first_step`` (a run continued from another's node).
+
+    With ``threads > 1`` a pool of that many threads draws step ``k + 1``'s blocks into the other of two buffers
+    kept for the run while the caller steps with block ``k`` (NumPy fills without the GIL); otherwise the caller
+    draws each step's blocks in turn."""
+
+    def __init__(self, seq: np.random.SeedSequence, shape: tuple[int, int], count: int, threads: int,
+                 first_step: int = 0) -> None:
+        self.seq, self.left, self._k, self.first = seq, count, 0, first_step
+        rows = max(1, BLOCK_VALUES // shape[1])
+        self.cuts = [(r0, min(r0 + rows, shape[0])) for r0 in range(0, shape[0], rows)]
+        self._pool = ThreadPoolExecutor(threads) if threads > 1 and count > 1 else None
+        self._bufs = [np.empty(shape) for _ in range(2 if self._pool is not None else min(count, 1))]
+        self._pending: list = []
+
+    def block_generator(self, k: int, b: int) -> np.random.Generator:
+        """The generator of step ``k``'s row block ``b``."""
+        seq = np.random.SeedSequence(self.seq.entropy, spawn_key=tuple(self.seq.spawn_key) + (k, b),
+                                     pool_size=self.seq.pool_size)
+        return np.random.Generator(np.random.SFC64(seq))
+
+    def _fill(self, buf: np.ndarray, k: int, b: int) -> None:
+        r0, r1 = self.cuts[b]
+        self.block_generator(self.first + k, b).standard_normal(out=buf[r0:r1])
+
+    def _submit(self, k: int) -> None:
+        buf = self._bufs[k % 2]
+        self._pending = [self._pool.submit(self._fill, buf, k, b) for b in range(len(self.cuts))]
+
+    def draw(self) -> np.ndarray:
+        """Step ``k``'s block (valid until the next ``draw``)."""
+        k, buf = self._k, self._bufs[self._k % len(self._bufs)]
+        self._k += 1
+        self.left -= 1
+        if self._pool is None:
+            for b in range(len(self.cuts)):
+                self._fill(buf, k, b)
+            return buf
+        if not self._pending:
+            self._submit(k)
+        for fut in self._pending:
+            fut.result()
+        self._pending = []
+        if self.left > 0:
+            self._submit(k + 1)
+        return buf
+
+    def close(self) -> None:
+        """Wait for pending draws and stop the pool."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+
+def _noise_source(kind: str, seed, rng: np.random.Generator, shape: tuple[int, int], count: int, first_step: int = 0):
+    """The run's noise: :class:`_Noise` (``"sequential"``, the generator's own stream, drawn ahead as its docstring
+    says) or :class:`_BlockNoise` (``"blocks"``, which needs the run's own seed: not a Generator or BitGenerator)."""
+    private = not isinstance(seed, (np.random.Generator, np.random.BitGenerator))
+    big = shape[0] * shape[1] >= AHEAD_ELEMENTS and numba.get_num_threads() > 1
+    if kind == "sequential":
+        return _Noise(rng, shape, count, private and big)
+    if not private:
+        raise ValueError("seed: noise='blocks' keys every block on the seed, so it needs an integer, a sequence "
+                         f"of them or a SeedSequence, not a {type(seed).__name__}")
+    return _BlockNoise(rng.bit_generator.seed_seq, shape, count, numba.get_num_threads() if big else 1, first_step)
+
+
 def _step(method: Method, guided: GuidedQuantities, x: np.ndarray, t: float, s: float, c: tuple, shift, t_prev,
-          q_prev, noise: _Noise) -> tuple[np.ndarray, np.ndarray]:
+          q_prev, noise) -> tuple[np.ndarray, np.ndarray]:
     r"""One step :math:`x_t\to x_s` with the coefficients ``c`` (and ``cg_mean`` shifts ``shift``) of
     :func:`numerics.methods.grid_coefficients`; returns ``(x_s, q(x_t))`` (``q`` is reused by multistep methods)."""
     q = guided.q(method.q, x, t)
@@ -232,7 +313,7 @@ def _step(method: Method, guided: GuidedQuantities, x: np.ndarray, t: float, s: 
 
 def sample(target, method: str = "ddim", grid=None, n: int = 1000, seed=0, label: int | None = None,
            guidance: float = 1.0, x_init=None, guidance_form: str = "cg", eta: float | None = None,
-           return_trajectory: bool = False, fast: bool = True):
+           return_trajectory: bool = False, fast: bool = True, noise: str = "sequential", first_step: int = 0):
     r"""Run a guided sampler from ``grid[0]`` down to ``grid[-1]``.
 
     Parameters
@@ -273,6 +354,16 @@ def sample(target, method: str = "ddim", grid=None, n: int = 1000, seed=0, label
         (``tests/test_bench.py``).  ``False``: the reference kernel (:mod:`numerics._kernels`, checked against
         the 50-digit oracle), the independent implementation the fast one is tested against.  Other targets
         (and subclasses of :class:`GaussianMixture`) always use their own methods.
+    noise : {"sequential", "blocks"}
+        The stochastic methods' step noise.  ``"sequential"`` (default): one ``(n, d)`` block per step from the
+        seed's generator, after ``x_init``.  ``"blocks"``: the counter-based stream of :class:`_BlockNoise`, each
+        row block of each step from its own generator keyed on ``(seed, step, block)``, drawn on up to
+        ``numba.get_num_threads()`` threads with the same values for any thread count (``seed`` must then be an
+        integer, a sequence of them or a SeedSequence; ``x_init`` is still drawn from the seed's generator).
+    first_step : int
+        With ``noise="blocks"``: the step index the grid's first step has in the block stream (default 0), so
+        that a run continued from node ``j`` of another run's grid with ``first_step=j`` and the same seed sees
+        the same noise as that run (``numerics.papers.support.sweeps.branched_ends``); must be 0 otherwise.
 
     Returns
     -------
@@ -302,13 +393,15 @@ def sample(target, method: str = "ddim", grid=None, n: int = 1000, seed=0, label
         raise ValueError(f"n: {what}n={n} x d={target.d} is {size} float64 values, more than {MAX_ELEMENTS} "
                          "(numerics.samplers.MAX_ELEMENTS, 16 GiB)")
     fast = check_bool(fast, "fast")
+    noise_kind = check_choice(noise, "noise", NOISE_STREAMS)
+    first_step = check_int(first_step, "first_step", 0)
+    if first_step and noise_kind != "blocks":
+        raise ValueError(f"first_step: only noise='blocks' has step indices, got first_step={first_step}")
     rng = check_seed(seed)
     x = _initial(x_init, n, target.d, rng)
     guided = GuidedQuantities(target, label, w, form, fast)
     traj = [x.copy()] if return_trajectory else None
-    private = not isinstance(seed, (np.random.Generator, np.random.BitGenerator))
-    noise = _Noise(rng, x.shape, grid.size - 1 if rec.stochastic else 0,
-                   private and x.size >= AHEAD_ELEMENTS and numba.get_num_threads() > 1)
+    noise = _noise_source(noise_kind, seed, rng, x.shape, grid.size - 1 if rec.stochastic else 0, first_step)
     try:
         x = _run_steps(rec, guided, x, grid, coefs, shifts, noise, x_init is not None, traj)
     finally:
@@ -316,7 +409,7 @@ def sample(target, method: str = "ddim", grid=None, n: int = 1000, seed=0, label
     return (x, np.stack(traj)) if return_trajectory else x
 
 
-def _run_steps(rec: Method, guided: GuidedQuantities, x: np.ndarray, grid: np.ndarray, coefs, shifts, noise: _Noise,
+def _run_steps(rec: Method, guided: GuidedQuantities, x: np.ndarray, grid: np.ndarray, coefs, shifts, noise,
                x_init_given: bool, traj: list | None) -> np.ndarray:
     """The step loop of :func:`sample` (appending to ``traj`` if given); returns the end points."""
     q_prev, t_prev = None, None

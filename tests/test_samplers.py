@@ -162,15 +162,15 @@ def test_bit_identical_across_threads(gm, method):
     assert np.array_equal(a, b)
 
 
-def _sequential_run(target, method, grid, x, seed, **kw):
+def _sequential_run(target, method, grid, x, seed, rng=None, **kw):
     """The former step loop, written out: ``c_x x + c_q q`` then ``+ c_z z`` with a fresh draw per step (no
-    helper thread, no in-place update)."""
+    helper thread, no in-place update) from ``rng`` (default ``np.random.default_rng(seed)``)."""
     from numerics.methods import get_method, grid_coefficients
     from numerics.samplers import GuidedQuantities
 
     rec = get_method(method)
     coefs, _ = grid_coefficients(rec, grid, None, "cg")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed) if rng is None else rng
     guided = GuidedQuantities(target, kw.get("label"), kw.get("guidance", 1.0), "cg")
     for k in range(grid.size - 1):
         c = coefs[k]
@@ -214,6 +214,72 @@ def test_noise_drawn_ahead_is_the_sequential_stream(gm, monkeypatch, method, thr
     for _ in range(GRID.size - 1):
         after.standard_normal(x0.shape)
     assert rng.bit_generator.state == after.bit_generator.state  # no block drawn beyond the run's own
+
+
+def _block_oracle(seed: int, shape: tuple[int, int], steps: int, rows: int) -> list[np.ndarray]:
+    """The "blocks" stream written from its definition: step k's rows [b rows, (b + 1) rows) from
+    SFC64(SeedSequence(seed).spawn(k + 1)[k].spawn(b + 1)[b])."""
+    out = []
+    for k, child in enumerate(np.random.SeedSequence(seed).spawn(steps)):
+        z = np.empty(shape)
+        for b, grand in enumerate(child.spawn(-(-shape[0] // rows))):
+            z[b * rows:(b + 1) * rows] = np.random.Generator(np.random.SFC64(grand)).standard_normal(
+                (min(rows, shape[0] - b * rows), shape[1]))
+        out.append(z)
+    return out
+
+
+@pytest.mark.parametrize("method", ["ddpm", "ei_sde_code"])
+def test_block_noise_is_its_definition_for_any_thread_count(gm, monkeypatch, method):
+    """noise="blocks" equals the sequential loop fed with the stream built from its definition (block (k, b) from
+    its own spawned SeedSequence, 7 rows a block here: 300 rows = 42 full blocks and one of 6), bit for bit at 1
+    and 2 Numba threads, with and without the pool (AHEAD_ELEMENTS = 1 forces it); the default stream is not it."""
+    import numerics.samplers as S
+
+    monkeypatch.setattr(S, "BLOCK_VALUES", 7 * gm.d)
+    monkeypatch.setattr(S, "AHEAD_ELEMENTS", 1)
+    x0 = np.random.default_rng(1).standard_normal((300, gm.d))
+    blocks = iter(_block_oracle(11, x0.shape, GRID.size - 1, 7))
+
+    class Fed:  # a Generator stand-in handing out the oracle's blocks in order
+        def standard_normal(self, shape):
+            z = next(blocks)
+            assert z.shape == shape
+            return z
+
+    ref = _sequential_run(gm, method, GRID, x0, 11, label=1, guidance=3.0, rng=Fed())
+    got = {}
+    old = numba.get_num_threads()
+    try:
+        for threads in range(1, min(2, numba.config.NUMBA_NUM_THREADS) + 1):
+            numba.set_num_threads(threads)
+            got[threads] = sample(gm, method, grid=GRID, n=300, seed=11, x_init=x0, label=1, guidance=3.0,
+                                  noise="blocks")
+    finally:
+        numba.set_num_threads(old)
+    for y in got.values():
+        assert np.array_equal(y, ref)
+    plain = sample(gm, method, grid=GRID, n=300, seed=11, x_init=x0, label=1, guidance=3.0)
+    assert not np.array_equal(plain, ref)
+
+
+def test_block_noise_seeds_and_arguments(gm):
+    """Same seed, same run (an int and its SeedSequence agree); another seed, another run; the blocks are
+    standard normal (KS at 1e-3); a Generator seed, an unknown stream and a first step on the sequential stream
+    are refused naming their argument."""
+    from scipy.stats import kstest
+
+    a = sample(gm, "ddpm", grid=GRID, n=500, seed=3, noise="blocks")
+    assert np.array_equal(a, sample(gm, "ddpm", grid=GRID, n=500, seed=np.random.SeedSequence(3), noise="blocks"))
+    assert not np.array_equal(a, sample(gm, "ddpm", grid=GRID, n=500, seed=4, noise="blocks"))
+    z = np.concatenate([b.ravel() for b in _block_oracle(3, (5000, 4), 3, 100)])
+    assert kstest(z, "norm").pvalue > 1e-3
+    with pytest.raises(ValueError, match="^seed"):
+        sample(gm, "ddpm", grid=GRID, n=5, seed=np.random.default_rng(3), noise="blocks")
+    with pytest.raises(ValueError, match="^noise"):
+        sample(gm, "ddpm", grid=GRID, n=5, seed=3, noise="philox")
+    with pytest.raises(ValueError, match="^first_step"):
+        sample(gm, "ddpm", grid=GRID, n=5, seed=3, first_step=2)
 
 
 def test_seed_reproducible(gm):

@@ -315,11 +315,38 @@ def test_radial_recursion_memo_is_exact():
     assert not np.array_equal(radial_recursion("ei_ode", grid, rho0, 1.0, 0.5, 1)[0], again[0])
 
 
+def test_radial_ends_are_the_separate_recursions():
+    """One radial pass along the smallest delta's grid, branched one step to each larger delta, gives each grid's
+    (rho_N, E_N) of the loop run on that grid alone, bit for bit, for both methods and two orders; the memo then
+    serves radial_recursion; a grid that is not a prefix is refused."""
+    from numerics.papers.support import spheres as S
+
+    deltas = [1e-2, 1e-3, 1e-4]
+    grids = {d: time_grid("geometric", T=5.0, delta=d, kappa=0.1) for d in deltas}
+    rho0 = np.linalg.norm(np.random.default_rng(2).standard_normal((50, 3)), axis=1)
+    for method in ("ddim", "ei_ode"):
+        for nu in (0.0, 0.5):
+            S._RADIAL_MEMO.clear()
+            ends = S.radial_ends(method, grids, deltas, rho0, 1.0, nu, 2)
+            for d in deltas:
+                ref = S._radial_recursion(method, grids[d], rho0.copy(), 1.0, nu, 2)
+                assert all(np.array_equal(a, b) for a, b in zip(ends[d], ref))
+                assert len(S._RADIAL_MEMO) == 3 and all(np.array_equal(a, b) for a, b in zip(
+                    S.radial_recursion(method, grids[d], rho0, 1.0, nu, 2), ref))
+            assert not np.array_equal(ends[1e-2][0], ends[1e-3][0])
+    bad = dict(grids)
+    bad[1e-3] = time_grid("geometric", T=5.0, delta=1e-3, kappa=0.2)
+    S._RADIAL_MEMO.clear()
+    with pytest.raises(ValueError, match="grids:"):
+        S.radial_ends("ddim", bad, deltas, rho0, 1.0, 0.0, 2)
+
+
 @pytest.mark.parametrize("bug", [None, "bessel_order", "alpha_dropped", "score_step_late", "float32_score"])
 def test_branched_ends_are_the_separate_runs(bug):
     """One run along the smallest delta's geometric grid, branched one step to each larger delta, gives every
-    delta's end point of a separate run bit for bit, for both deterministic methods, the stated target and each
-    control (score_step_late's last step depends on its grid); a grid that is not a prefix is refused."""
+    delta's end point of a separate run bit for bit, for both deterministic methods and both stochastic ones (with
+    the block stream and one seed), the stated target and each control (score_step_late's last step depends on its
+    grid); a grid that is not a prefix, or a stochastic method on the sequential stream, is refused."""
     from numerics.papers.support.spheres import _buggy
     from numerics.papers.support.sweeps import branched_ends
 
@@ -327,10 +354,12 @@ def test_branched_ends_are_the_separate_runs(bug):
     deltas = [1e-2, 1e-3, 1e-4]
     grids = {d: time_grid("geometric", T=5.0, delta=d, kappa=0.1) for d in deltas}
     z = np.random.default_rng(4).standard_normal((30, 8))
-    for method in ("ddim", "ei_ode"):
-        ends = branched_ends(lambda g: _buggy(tg, g, bug), method, grids, deltas, z)
+    for method in ("ddim", "ei_ode", "ddpm", "ei_sde_code"):
+        kw = {"seed": 17, "noise": "blocks"} if method in ("ddpm", "ei_sde_code") else {}
+        ends = branched_ends(lambda g: _buggy(tg, g, bug), method, grids, deltas, z, **kw)
         for d in deltas:
-            assert np.array_equal(ends[d], sample(_buggy(tg, grids[d], bug), method, grid=grids[d], n=30, x_init=z))
+            assert np.array_equal(ends[d], sample(_buggy(tg, grids[d], bug), method, grid=grids[d], n=30, x_init=z,
+                                                  **kw))
         assert not np.array_equal(ends[1e-2], ends[1e-3])
     bad = dict(grids)
     bad[1e-3] = time_grid("geometric", T=5.0, delta=1e-3, kappa=0.2)
@@ -338,3 +367,5 @@ def test_branched_ends_are_the_separate_runs(bug):
         branched_ends(lambda g: _buggy(tg, g, bug), "ddim", bad, deltas, z)
     with pytest.raises(ValueError, match="method:"):
         branched_ends(lambda g: _buggy(tg, g, bug), "dpm_solver_2", grids, deltas, z)
+    with pytest.raises(ValueError, match="method:"):  # a stochastic method needs the block stream
+        branched_ends(lambda g: _buggy(tg, g, bug), "ddpm", grids, deltas, z, seed=17)

@@ -71,13 +71,12 @@ from numerics.checks.claim import Measurement
 from numerics.constants import UNIT_ROUNDOFF as U
 from numerics.grids import time_grid
 from numerics.papers.support.sweeps import branched_ends, ks_ratio, point_mass_law, point_mass_step
-from numerics.samplers import sample
 from numerics.schedule import alpha_sigma2
 from numerics.stats import ENSEMBLE_LEVEL
 from numerics.validate import check_choice, check_int, check_label, check_points, check_positive, check_time
 
 __all__ = ["MAX_D", "bessel_ratio", "bessel_ratio_over_z", "log_bessel_scaled", "SphereTarget", "CONTROLS",
-           "radial_recursion", "median_lower_quantile", "sphere_measurements"]
+           "radial_recursion", "radial_ends", "median_lower_quantile", "sphere_measurements"]
 
 
 
@@ -439,12 +438,49 @@ def radial_recursion(method: str, grid: np.ndarray, rho0: np.ndarray, R: float, 
     method = check_choice(method, "method", DETERMINISTIC)
     grid = np.ascontiguousarray(grid, dtype=np.float64)
     rho = np.array(rho0, dtype=np.float64)
-    key = (method, grid.tobytes(), rho.shape, rho.tobytes(), float(R), float(nu), int(k))
+    key = _radial_key(method, grid, rho, R, nu, k)
     if key not in _RADIAL_MEMO:
-        if len(_RADIAL_MEMO) >= _RADIAL_MEMO_SIZE:
-            _RADIAL_MEMO.pop(next(iter(_RADIAL_MEMO)))  # the oldest entry
-        _RADIAL_MEMO[key] = _radial_recursion(method, grid, rho, R, nu, k)
+        _remember(key, _radial_recursion(method, grid, rho, R, nu, k))
     return tuple(a.copy() for a in _RADIAL_MEMO[key])
+
+
+def _radial_key(method: str, grid: np.ndarray, rho: np.ndarray, R: float, nu: float, k: int) -> tuple:
+    """The memo key of :func:`radial_recursion`: every input by its exact bits."""
+    return (method, grid.tobytes(), rho.shape, rho.tobytes(), float(R), float(nu), int(k))
+
+
+def radial_ends(method: str, grids: dict, deltas: list[float], rho0: np.ndarray, R: float, nu: float,
+                k: int) -> dict[float, tuple[np.ndarray, np.ndarray]]:
+    r""":func:`radial_recursion` on every grid of ``grids`` (``delta -> grid``, ``deltas`` decreasing, each grid the
+    smallest delta's grid up to its last node: ``ValueError`` naming ``grids`` otherwise), equal bit for bit to one
+    call per grid: the recursion's step at :math:`(t, s)` is a function of :math:`(\rho, E, t, s)` alone, so one pass
+    along the smallest delta's grid, branched one step from each larger grid's last shared node, gives every grid's
+    :math:`(\rho_N, E_N)` at the cost of the longest pass plus one step per delta.  The results are stored in
+    :func:`radial_recursion`'s memo (the claim's controls ask for the same ones); copies are returned."""
+    method = check_choice(method, "method", DETERMINISTIC)
+    rho = np.array(rho0, dtype=np.float64)
+    full = np.ascontiguousarray(grids[deltas[-1]], dtype=np.float64)
+    keys = {delta: _radial_key(method, np.ascontiguousarray(grids[delta], dtype=np.float64), rho, R, nu, k)
+            for delta in deltas}
+    if any(key not in _RADIAL_MEMO for key in keys.values()):
+        state, pos = (rho, np.zeros_like(rho)), 0
+        for delta in deltas:
+            grid = np.ascontiguousarray(grids[delta], dtype=np.float64)
+            j = grid.size - 2
+            if not np.array_equal(grid[:-1], full[:j + 1]):
+                raise ValueError(f"grids: the grid of delta={delta!r} is not the smallest delta's grid up to its last node")
+            for i in range(pos, j):
+                state = _radial_step(method, float(full[i]), float(full[i + 1]), *state, R, nu, k)
+            pos = j
+            _remember(keys[delta], _radial_step(method, float(grid[j]), float(grid[j + 1]), *state, R, nu, k))
+    return {delta: tuple(a.copy() for a in _RADIAL_MEMO[key]) for delta, key in keys.items()}
+
+
+def _remember(key: tuple, value: tuple[np.ndarray, np.ndarray]) -> None:
+    """Store ``value`` in :data:`_RADIAL_MEMO`, dropping the oldest entry beyond :data:`_RADIAL_MEMO_SIZE`."""
+    if key not in _RADIAL_MEMO and len(_RADIAL_MEMO) >= _RADIAL_MEMO_SIZE:
+        _RADIAL_MEMO.pop(next(iter(_RADIAL_MEMO)))
+    _RADIAL_MEMO[key] = value
 
 
 def _radial_recursion(method: str, grid: np.ndarray, rho: np.ndarray, R: float, nu: float,
@@ -452,20 +488,25 @@ def _radial_recursion(method: str, grid: np.ndarray, rho: np.ndarray, R: float, 
     """The loop of :func:`radial_recursion` (``rho``: the start radii, float64)."""
     err = np.zeros_like(rho)
     for t, s in zip(map(float, grid[:-1]), map(float, grid[1:])):
-        a, b, _ = point_mass_step(method, t, s)
-        lam, s2 = math.exp(-t), -math.expm1(-2 * t)
-        g = lam * R / s2
-        z = g * rho
-        q = bessel_ratio_over_z(nu, z)  # r/z
-        r = q * z
-        f_over_rho = b * R * g * q
-        f_prime = b * R * g * (1.0 - r * r - (2 * nu + 1) * q)
-        cx, cq = _score_coeffs(method, t, s)
-        Q = R if method == "ddim" else (rho + lam * R) / s2
-        local = 8 * U * (cx * rho + cq * Q) + (k + 3) * U * b * R + 2 * RATIO_REL_ERR * b * R
-        err = (a + np.maximum(f_prime, f_over_rho)) * err + local
-        rho = a * rho + b * R * r
+        rho, err = _radial_step(method, t, s, rho, err, R, nu, k)
     return rho, err
+
+
+def _radial_step(method: str, t: float, s: float, rho: np.ndarray, err: np.ndarray, R: float, nu: float,
+                 k: int) -> tuple[np.ndarray, np.ndarray]:
+    r"""One step :math:`t\to s` of :func:`radial_recursion`: :math:`(\rho, E)` at s from :math:`(\rho, E)` at t."""
+    a, b, _ = point_mass_step(method, t, s)
+    lam, s2 = math.exp(-t), -math.expm1(-2 * t)
+    g = lam * R / s2
+    z = g * rho
+    q = bessel_ratio_over_z(nu, z)  # r/z
+    r = q * z
+    f_over_rho = b * R * g * q
+    f_prime = b * R * g * (1.0 - r * r - (2 * nu + 1) * q)
+    cx, cq = _score_coeffs(method, t, s)
+    Q = R if method == "ddim" else (rho + lam * R) / s2
+    local = 8 * U * (cx * rho + cq * Q) + (k + 3) * U * b * R + 2 * RATIO_REL_ERR * b * R
+    return a * rho + b * R * r, (a + np.maximum(f_prime, f_over_rho)) * err + local
 
 
 class _BuggySphere(SphereTarget):
@@ -546,6 +587,13 @@ def sphere_measurements(ctx) -> list[Measurement]:
     * informational: the table of :math:`\mathrm{median\ dist}/(\sigma_\delta\sqrt{d-k})` against the flat-limit
       value :math:`(r_\delta/\sigma_\delta)\sqrt{m(\chi^2_{d-k})/(d-k)}`, the radial offset's quantiles (units of
       :math:`r_\delta`), and the tangential part (mean resultant length of :math:`\hat y_\parallel`, left free).
+
+    Runs: one per (method, k, d) along the smallest delta's grid, each larger delta's end one step branched from its
+    grid's last shared node (:func:`~numerics.papers.support.sweeps.branched_ends`, bit for bit a run per grid;
+    the radial recursion likewise, :func:`radial_ends`).  The stochastic samplers draw the counter-based block
+    stream ``sample(..., noise="blocks")`` with one seed per (method, k, d), shared by its deltas (whose runs then
+    share their noise up to their last step; the J tests are combined by a union bound, valid under dependence)
+    and by the stated run and every control.
     """
     p = ctx.params
     n, ds, ks, R, kappa = p["n"], list(p["ds"]), list(p["ks"]), float(p["R"]), float(p["kappa"])
@@ -571,17 +619,18 @@ def sphere_measurements(ctx) -> list[Measurement]:
                 tg = SphereTarget(k, d, R)
                 zpar, zperp = z[:, : k + 1], z[:, k + 1:]
                 meas, pred = [], []
-                ends = None if stochastic else branched_ends(lambda g, tg=tg: _buggy(tg, g, ctx.control), method,
-                                                             grids, deltas, z)
-                for jd, delta in enumerate(deltas):
+                seed = (ctx.sub_seed + 7919 * methods.index(method) + 104729 * k + 13 * d) % 2**63
+                noise = {"seed": seed, "noise": "blocks"} if stochastic else {}
+                ends = branched_ends(lambda g, tg=tg: _buggy(tg, g, ctx.control), method, grids, deltas, z, **noise)
+                radial = None if stochastic else radial_ends(method, grids, deltas, np.linalg.norm(zpar, axis=1), R,
+                                                             (k - 1) / 2.0, k)
+                for delta in deltas:
                     grid = grids[delta]
                     N = grid.size - 1
                     law = point_mass_law(method, grid)
                     r = law.radius
                     sig = math.sqrt(-math.expm1(-2 * delta))
-                    seed = (ctx.sub_seed + 7919 * methods.index(method) + 104729 * k + 13 * d + jd) % 2**63
-                    y = sample(_buggy(tg, grid, ctx.control), method, grid=grid, n=n, x_init=z, seed=seed) \
-                        if stochastic else ends[delta]
+                    y = ends[delta]
                     ypar, yperp = y[:, : k + 1], y[:, k + 1:]
                     e, pn = tg.normal_parts(y)
                     dist = np.hypot(e, pn)
@@ -598,7 +647,7 @@ def sphere_measurements(ctx) -> list[Measurement]:
                         tau = 8 * N * U * (np.max(np.abs(yperp)) + np.max(np.abs(zperp))) * (1 + law.A)
                         worst_perp = max(worst_perp, float(np.max(np.abs(yperp - law.A * zperp))) / tau)
                         rho0 = np.linalg.norm(zpar, axis=1)
-                        rho_n, err = radial_recursion(method, grid, rho0, R, (k - 1) / 2.0, k)
+                        rho_n, err = radial[delta]
                         dev = np.linalg.norm(ypar - (rho_n / rho0)[:, None] * zpar, axis=1)
                         worst_rad = max(worst_rad, float(np.max(dev / err)))
                         dist_law = np.hypot(rho_n - R, law.A * np.linalg.norm(zperp, axis=1))

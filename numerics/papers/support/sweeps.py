@@ -123,21 +123,27 @@ def ks_ratio(z: np.ndarray, alpha: float) -> float:
 
 def branched_ends(make_target, method: str, grids: dict, deltas: list[float], z: np.ndarray,
                   **sample_kw) -> dict[float, np.ndarray]:
-    r"""The end points of a deterministic one-step sampler from ``z`` on every grid of ``grids`` (``delta -> grid``,
-    ``deltas`` decreasing), equal bit for bit to one :func:`~numerics.samplers.sample` run per grid
+    r"""The end points of a one-step sampler from ``z`` on every grid of ``grids`` (``delta -> grid``, ``deltas``
+    decreasing), equal bit for bit to one :func:`~numerics.samplers.sample` run per grid
     (``sample(make_target(grid), method, grid=grid, n=len(z), x_init=z, **sample_kw)``).
 
     The geometric grids of one ``(T, kappa)`` share every node but their last (checked: ``ValueError`` naming
-    ``grids`` otherwise), and a step of a deterministic method without memory (not ``stochastic``, not
-    ``multistep``: ``ValueError`` naming ``method`` otherwise) is a function of ``(x, t, s)`` alone, so one run
-    along the smallest delta's grid, stopped at each larger grid's last shared node, from which that grid's last
-    step is taken on ``make_target(grid)`` (a control's bug may depend on the grid), gives every end point at the
-    cost of the longest run plus one step per delta."""
+    ``grids`` otherwise), and a step of a method without memory (not ``multistep``: ``ValueError`` naming
+    ``method`` otherwise) is a function of ``(x, t, s)`` and its noise alone, so one run along the smallest
+    delta's grid, stopped at each larger grid's last shared node, from which that grid's last step is taken on
+    ``make_target(grid)`` (a control's bug may depend on the grid), gives every end point at the cost of the
+    longest run plus one step per delta.  A stochastic method needs ``noise="blocks"`` and an integer or
+    SeedSequence ``seed`` in ``sample_kw`` (``ValueError`` naming ``method`` otherwise): its step ``k`` then
+    draws the block keyed on ``(seed, k)`` whichever grid it belongs to, and each piece is run with
+    ``first_step`` at its first node's index, so every grid sees the noise of its own run with that seed (the
+    grids' runs share their noise up to their last step: common random numbers)."""
     from numerics.methods import TABLE
     from numerics.samplers import sample
 
-    if method not in TABLE or TABLE[method].stochastic or TABLE[method].multistep:
-        raise ValueError(f"method: need a deterministic one-step method, got {method!r}")
+    rec = TABLE.get(method)
+    if rec is None or rec.multistep or (rec.stochastic and sample_kw.get("noise") != "blocks"):
+        raise ValueError(f"method: need a one-step method, deterministic or with noise='blocks', got {method!r}")
+    step0 = (lambda j: {"first_step": j}) if rec.stochastic else (lambda j: {})
     full = grids[deltas[-1]]
     ends, x, pos = {}, z, 0
     for delta in deltas:
@@ -146,7 +152,9 @@ def branched_ends(make_target, method: str, grids: dict, deltas: list[float], z:
         if not np.array_equal(grid[:-1], full[:j + 1]):
             raise ValueError(f"grids: the grid of delta={delta!r} is not the smallest delta's grid up to its last node")
         if j > pos:
-            x = sample(make_target(full), method, grid=full[pos:j + 1], n=z.shape[0], x_init=x, **sample_kw)
+            x = sample(make_target(full), method, grid=full[pos:j + 1], n=z.shape[0], x_init=x, **sample_kw,
+                       **step0(pos))
             pos = j
-        ends[delta] = sample(make_target(grid), method, grid=grid[j:], n=z.shape[0], x_init=x, **sample_kw)
+        ends[delta] = sample(make_target(grid), method, grid=grid[j:], n=z.shape[0], x_init=x, **sample_kw,
+                             **step0(j))
     return ends
