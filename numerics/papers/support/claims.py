@@ -536,8 +536,10 @@ class FastPass(OnePass):
     sampling states), against :meth:`GaussianMixture.posterior_pass`'s :math:`p_{\neg y}(D_y - D_{\neg y})`
     form.  For the ``float32_score`` control of ``support.sampler_laws``, which rounds :math:`s` and :math:`g_y`
     to float32 (a relative :math:`2^{-24}`), that moves the guided score :math:`s + \gamma g_y` by
-    :math:`\gamma(e_s + e_{s_y})`, about :math:`2^{-24}\gamma\,64\,d\,u` of the float32 rounding of
-    :math:`s` (tests/test_support_sweeps.py measures the runs against the reference pass's)."""
+    :math:`\gamma(e_s + e_{s_y}) = O(\gamma d u)` of the scores' scale, a fraction :math:`O(\gamma d\,2^{-29})` of the
+    float32 rounding of :math:`s`; a value that lands next to a float32 rounding boundary can still round the other
+    way (one float32 unit of that step's quantity).  tests/test_support_sweeps.py measures the runs against the
+    reference pass's."""
 
     def __init__(self, fm, label: int):
         super().__init__(fm.gm, label)
