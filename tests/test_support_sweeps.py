@@ -277,7 +277,10 @@ def test_fast_float32_control_equals_the_reference_control(kind):
     between the two can move a value across a float32 rounding boundary, so the runs agree to the float32 unit
     8 N 2^-24 (max|y| + max|z| + |c|) of the law check (measured at n = 400, delta = 1e-7: at most 157 float64
     units, 3e-7 of the float32 one), while both leave the stated run by more than 2 float64 units (the law check
-    flags them; measured at least 9)."""
+    flags them; measured at least 9).  The model's score and guidance vector are each float32 values within one
+    float32 rounding (2^-23 relative) of the reference control's, plus 1e-12 of the largest, which covers the fast
+    calls' difference (test_fast_pass_agrees_with_one_pass: within their agreement bounds, measured <= 5 u of the
+    scale), so a control that rounds only one of them fails."""
     from numerics.constants import UNIT_ROUNDOFF as U
     from numerics.fast import FastMixture
     from numerics.papers.support.claims import _fast_line_bug
@@ -296,6 +299,15 @@ def test_fast_float32_control_equals_the_reference_control(kind):
         unit = 8 * (grid.size - 1) * U * scale
         assert np.abs(new - ref).max() <= unit * 2.0**29  # 2^-24 / u = 2^29
         assert np.abs(new - stated).max() > 2 * unit
+    # both quantities rounded to float32, each within one float32 rounding (plus the fast calls' error) of the
+    # reference control's
+    model, ref_model = _fast_line_bug(fm, grid, "float32_score", 5.0), _buggy_line_target(gm, grid, "float32_score")
+    for t in (grid[0], grid[grid.size // 2], grid[-2]):
+        x = math.exp(-t) * gm.means[np.arange(400) % gm.K] + math.sqrt(-math.expm1(-2 * t)) * z
+        for q, q_ref in ((model.score(x, t), ref_model.score(x, t)),
+                         (model.guidance_vector(x, t, 1), ref_model.guidance_vector(x, t, 1))):
+            assert np.array_equal(q, q.astype(np.float32).astype(np.float64))
+            assert np.all(np.abs(q - q_ref) <= 2.0**-23 * np.abs(q_ref) + 1e-12 * np.abs(q_ref).max())
 
 
 def test_fast_pass_agrees_with_one_pass():
