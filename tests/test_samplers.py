@@ -562,3 +562,31 @@ def test_order_endpoint_memo():
             got = _order_endpoint(g, method, grid, x0, False, bug, q_at_end)
             assert np.array_equal(got, chain(g, method, grid, 24, 0, x_init=x0, coef_bug=bug, q_at_end=q_at_end))
             assert np.array_equal(got, stated) == same and (got is stated) == same, (method, bug, q_at_end)
+
+
+def test_exact_law_cached_equals_the_separate_propagations():
+    """samplers.ddpm_exact_law_1d's grid law: the law on x and the refinement's finer grid, propagated side by side
+    with the law on x once, give bit for bit the density and refinement error of the separate serial runs (the
+    mpmath coefficients are memoised before the threads start), for 1 and 2 threads."""
+    import numba
+
+    from numerics.grids import time_grid
+    from numerics.papers.samplers.claims import _ddpm_grid_law, _exact_law_cached, law_mixture
+    from numerics.references.grid_density import refinement_error, uniform_grid
+
+    T, delta, steps, w, space = 3.0, 0.02, 6, 3.0, 201
+    gm, grid_t = law_mixture(), time_grid("uniform", T=T, delta=delta, n=steps)
+    x = uniform_grid(-9.0, 9.0, space)
+    dens, esc = _ddpm_grid_law(gm, grid_t, 1, w, x)
+    ref = refinement_error(lambda g: _ddpm_grid_law(gm, grid_t, 1, w, g)[0], x)
+    old = numba.get_num_threads()
+    try:
+        for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+            numba.set_num_threads(threads)
+            _exact_law_cached.cache_clear()
+            x2, dens2, esc2, ref2 = _exact_law_cached(T, delta, steps, w, space)
+            assert np.array_equal(x2, x) and np.array_equal(dens2, dens) and esc2 == esc and ref2 == ref
+    finally:
+        numba.set_num_threads(old)
+        _exact_law_cached.cache_clear()
+    assert ref > 0.0

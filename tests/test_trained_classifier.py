@@ -175,3 +175,26 @@ def test_mixture_at_nodes_memo_is_the_direct_computation_and_keys_on_every_input
         assert not got.lp.flags.writeable
     assert len(TC._AT_NODES) == len(cases)
     assert TC._mixture_at_nodes(setting_q(), 0.5, 12, False).lap is None
+
+
+def test_fourier_phase_tables_are_memoised_on_values():
+    """RandomFourierFeatures' cos/sin tables (_phase_table) equal the direct formulas bit for bit, are shared by
+    the features, Jacobian and Laplacian of the same points and another instance with the same W and b (the
+    stated run and its controls), are read-only, and are recomputed for other points or frequencies."""
+    from numerics.papers.ce_guidance import trained_classifier as tc
+
+    rng = np.random.default_rng(8)
+    f = tc.RandomFourierFeatures(2, 8, 1.0, rng)
+    x = rng.standard_normal((50, 2))
+    Z = x @ f.W.T + f.b
+    assert np.array_equal(f(x)[:, 1:], np.cos(Z))
+    assert np.array_equal(f.jacobian(x)[:, 1:, :], -np.sin(Z)[:, :, None] * f.W[None])
+    assert np.array_equal(f.laplacian(x)[:, 1:], -np.cos(Z) * np.sum(f.W**2, axis=1))
+    table = tc._phase_table(x, f.W, f.b, np.cos)
+    assert table is tc._phase_table(x.copy(), f.W.copy(), f.b.copy(), np.cos)
+    assert not table.flags.writeable
+    g = tc.RandomFourierFeatures(2, 8, 1.0, np.random.default_rng(9))
+    assert not np.array_equal(g(x), f(x))
+    y = x.copy()
+    y[0, 0] += 1e-9
+    assert not np.array_equal(f(y)[0], f(x)[0]) and np.array_equal(f(y)[1:], f(x)[1:])

@@ -33,7 +33,6 @@ joint-law guidance MSE are computed by tensor Gauss-Hermite quadrature against t
 from __future__ import annotations
 
 import functools
-import hashlib
 import math
 from unittest import mock
 
@@ -55,7 +54,8 @@ from numerics.papers.ce_guidance.random_ripples import random_mixture, relative_
 from numerics.papers.ce_guidance.theorem1_steps import (PHI_C0, ibp_terms, sine_moments, step1_expansion, step1_terms,
                                                         tightness_limits)
 from numerics.papers.ce_guidance.trained_classifier import (LabelNoiseSetting, LogisticClassifier, QuadraticFeatures,
-                                                            RandomFourierFeatures, bound_for, certify_label_noise,
+                                                            RandomFourierFeatures, array_digest, bound_for,
+                                                            certify_label_noise,
                                                             errors_quadrature_2d, ibp_identity_2d, sample_noised,
                                                             score_fourth_moment)
 from numerics.quadrature import gauss_hermite_normal
@@ -1055,12 +1055,8 @@ FITS_CACHE_SIZE = 512
 
 def _fit(features, lam: float, x: np.ndarray, y: np.ndarray) -> LogisticClassifier:
     """``LogisticClassifier(features, lam).fit(x, y)``, memoised on the exact inputs (:data:`_FITS`)."""
-    h = hashlib.blake2b(digest_size=32)
-    for a in (x, y, *(getattr(features, k) for k in ("W", "b") if hasattr(features, k))):
-        a = np.ascontiguousarray(a)
-        h.update(str((a.dtype.str, a.shape)).encode())
-        h.update(a.tobytes())
-    key = (type(features).__name__, features.d, features.p, float(lam), h.hexdigest())
+    digest = array_digest(x, y, *(getattr(features, k) for k in ("W", "b") if hasattr(features, k)))
+    key = (type(features).__name__, features.d, features.p, float(lam), digest)
     clf = LogisticClassifier(features, lam)
     if key not in _FITS:
         clf.fit(x, y)

@@ -31,6 +31,7 @@ a-posteriori error ``|I_n - I_{n/2}|``; :func:`score_fourth_moment` gives Theore
 """
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -139,6 +140,40 @@ class QuadraticFeatures:
         return np.array(out)
 
 
+def array_digest(*arrays) -> str:
+    """A digest of the exact contents of ``arrays`` (dtype, shape and bytes of each, in order): a memo key."""
+    h = hashlib.blake2b(digest_size=32)
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(str((a.dtype.str, a.shape)).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+#: Most bytes of cos/sin tables :func:`_phase_table` keeps (the oldest entry is dropped first).
+PHASE_CACHE_BYTES = 512 * 2**20
+_PHASES: dict = {}
+
+
+def _phase_table(X: np.ndarray, W: np.ndarray, b: np.ndarray, fn) -> np.ndarray:
+    r"""``fn(X @ W.T + b)`` (``fn`` is ``np.cos`` or ``np.sin``), read-only, memoised on the exact ``X``, ``W``, ``b``.
+
+    A random-Fourier classifier evaluates its features, their Jacobian and Laplacian at the same quadrature nodes
+    (and the fit at the same training points) in the stated run and in each control that keeps the features (every
+    control of ``ce_guidance.trained_classifiers`` draws the same ``W``, ``b`` and points): the same operations
+    on the same inputs, so the memo is bit for bit.  Bounded by :data:`PHASE_CACHE_BYTES`."""
+    key = (fn.__name__, array_digest(X, W, b))
+    hit = _PHASES.get(key)
+    if hit is None:
+        hit = fn(X @ W.T + b)
+        hit.setflags(write=False)
+        while _PHASES and sum(v.nbytes for v in _PHASES.values()) + hit.nbytes > PHASE_CACHE_BYTES:
+            _PHASES.pop(next(iter(_PHASES)))
+        if hit.nbytes <= PHASE_CACHE_BYTES:
+            _PHASES[key] = hit
+    return hit
+
+
 class RandomFourierFeatures:
     r"""``phi(x) = [1, cos(<w_j, x> + b_j)]``, ``w_j ~ N(0, scale^2 I)``, ``b_j ~ U[0, 2 pi)``, ``j < n_features``.
 
@@ -167,11 +202,11 @@ class RandomFourierFeatures:
 
     def __call__(self, x) -> np.ndarray:
         X = _x(x, self.d)
-        return np.concatenate([np.ones((X.shape[0], 1)), np.cos(X @ self.W.T + self.b)], axis=1)
+        return np.concatenate([np.ones((X.shape[0], 1)), _phase_table(X, self.W, self.b, np.cos)], axis=1)
 
     def jacobian(self, x) -> np.ndarray:
         X = _x(x, self.d)
-        S = -np.sin(X @ self.W.T + self.b)  # (N, J)
+        S = -_phase_table(X, self.W, self.b, np.sin)  # (N, J)
         J = np.zeros((X.shape[0], self.p, self.d))
         J[:, 1:, :] = S[:, :, None] * self.W[None]
         return J
@@ -179,8 +214,8 @@ class RandomFourierFeatures:
     def laplacian(self, x) -> np.ndarray:
         """``(N, p)``: the Laplacian of each feature, -|w_j|^2 cos(<w_j, x> + b_j) (0 for the constant)."""
         X = _x(x, self.d)
-        return np.concatenate([np.zeros((X.shape[0], 1)), -np.cos(X @ self.W.T + self.b) * np.sum(self.W**2, axis=1)],
-                              axis=1)
+        return np.concatenate([np.zeros((X.shape[0], 1)),
+                               -_phase_table(X, self.W, self.b, np.cos) * np.sum(self.W**2, axis=1)], axis=1)
 
     def sup_bounds(self, theta) -> LogitBounds:
         """``(sup |f|, sup |grad f|, sup ||Hess f||_op)`` certified for coefficients ``theta``."""

@@ -530,12 +530,15 @@ def convergence_orders(ctx: Context) -> list[Measurement]:
 DKW_FALSE_ALARM = 1.0 - ENSEMBLE_LEVEL
 
 
+@functools.lru_cache(maxsize=4096)
 def posterior_coeffs_mp(t: float, s: float, dps: int = 30) -> tuple[float, float, float]:
     r"""The Gaussian posterior :math:`q(x_s\mid x_t, x_0) = N(a\,x_t + b\,x_0,\ v)`, written from scratch in mpmath
     from the schedule (:math:`\alpha_t = e^{-t}`, :math:`\sigma_t^2 = 1 - e^{-2t}`, :math:`\alpha_{t|s} = \alpha_t/\alpha_s`,
     :math:`\sigma_{t|s}^2 = 1 - \alpha_{t|s}^2`): :math:`a = \alpha_{t|s}\sigma_s^2/\sigma_t^2`,
     :math:`b = \alpha_s\sigma_{t|s}^2/\sigma_t^2`, :math:`v = \sigma_s^2\sigma_{t|s}^2/\sigma_t^2`
-    (integrators.md#ddim-eta).  Returns ``(a, b, sqrt(v))``; independent of the generated coefficients."""
+    (integrators.md#ddim-eta).  Returns ``(a, b, sqrt(v))``; independent of the generated coefficients.  Memoised on
+    the exact arguments (``mp.workdps`` sets mpmath's global precision, so threads must read the memo, not compute:
+    :func:`_exact_law_cached` fills it first)."""
     with mp.workdps(dps):
         tt, ss = mp.mpf(t), mp.mpf(s)
         a_t, a_s = mp.exp(-tt), mp.exp(-ss)
@@ -588,14 +591,21 @@ def law_mixture() -> GaussianMixture:
 @functools.lru_cache(maxsize=8)
 def _exact_law_cached(T: float, delta: float, steps: int, w: float, space: int) -> tuple:
     """``(x, density, escaped, refinement error)`` of the exact guided-DDPM law (seed- and control-independent,
-    so computed once per process)."""
-    from numerics.references.grid_density import refinement_error, uniform_grid
+    so computed once per process).  The law on ``x`` and on the halved spacing of the refinement are two
+    independent propagations, run side by side (:func:`~numerics.references.grid_density.run_concurrently`, the
+    finer first); the law on ``x`` is propagated once and used for both the density and the refinement (bit for
+    bit what the separate runs gave)."""
+    from numerics.references.grid_density import refinement_error, run_concurrently, uniform_grid
 
     gm = law_mixture()
     grid_t = time_grid("uniform", T=T, delta=delta, n=steps)
     x = uniform_grid(-9.0, 9.0, space)
-    dens, escaped = _ddpm_grid_law(gm, grid_t, 1, w, x)
-    ref_err = refinement_error(lambda g: _ddpm_grid_law(gm, grid_t, 1, w, g)[0], x)
+    fine = np.linspace(x[0], x[-1], 2 * x.size - 1)  # refinement_error's finer grid
+    for k in range(grid_t.size - 1):  # mpmath's precision is global: the coefficients before the threads
+        posterior_coeffs_mp(float(grid_t[k]), float(grid_t[k + 1]))
+    laws = run_concurrently({g.size: functools.partial(_ddpm_grid_law, gm, grid_t, 1, w, g) for g in (fine, x)})
+    dens, escaped = laws[x.size]
+    ref_err = refinement_error(lambda g: laws[g.size][0], x)
     return x, dens, escaped, ref_err
 
 

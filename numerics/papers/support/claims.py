@@ -505,9 +505,13 @@ class OnePass:
     def _pass(self, x, t: float) -> tuple:
         x, t = np.asarray(x), float(t)
         if self._val is None or t != self._t or x.shape != self._x.shape or not np.array_equal(x, self._x):
-            self._val = self.gm.posterior_pass(x, t, self.label)
+            self._val = self._compute(x, t)
             self._x, self._t = np.array(x, dtype=np.float64), t
         return self._val
+
+    def _compute(self, x: np.ndarray, t: float) -> tuple:
+        """``(D, s, g_y, s_y)`` at ``(x, t)``: :meth:`GaussianMixture.posterior_pass`."""
+        return self.gm.posterior_pass(x, t, self.label)
 
     def denoiser(self, x, t) -> np.ndarray:
         return self._pass(x, t)[0]
@@ -520,6 +524,34 @@ class OnePass:
 
     def conditional_score(self, x, t, y) -> np.ndarray:
         return self._pass(x, t)[3] if y == self.label else self.gm.conditional_score(x, t, y)
+
+
+class FastPass(OnePass):
+    r""":class:`OnePass`'s score, guidance vector and class score (no denoiser) from two calls of the fast kernel
+    ``fm`` (a :class:`numerics.fast.FastMixture`): :math:`s` and :math:`s_y` (the guided score at weight 1),
+    :math:`g_y = s_y - s`, memoised on the exact last ``(x, t)`` like :class:`OnePass`.
+
+    The difference cancels where :math:`g_y` is small next to :math:`s`: :math:`|\hat g_y - g_y| \le e_s + e_{s_y}`,
+    the two calls' error bounds (:func:`numerics.fast.agreement_bound`, :math:`O(d u)` of the scores' scale at
+    sampling states), against :meth:`GaussianMixture.posterior_pass`'s :math:`p_{\neg y}(D_y - D_{\neg y})`
+    form.  For the ``float32_score`` control of ``support.sampler_laws``, which rounds :math:`s` and :math:`g_y`
+    to float32 (a relative :math:`2^{-24}`), that moves the guided score :math:`s + \gamma g_y` by
+    :math:`\gamma(e_s + e_{s_y}) = O(\gamma d u)` of the scores' scale, a fraction :math:`O(\gamma d\,2^{-29})` of the
+    float32 rounding of :math:`s`; a value that lands next to a float32 rounding boundary can still round the other
+    way (one float32 unit of that step's quantity).  tests/test_support_sweeps.py measures the runs against the
+    reference pass's."""
+
+    def __init__(self, fm, label: int):
+        super().__init__(fm.gm, label)
+        self.fm = fm
+
+    def _compute(self, x: np.ndarray, t: float) -> tuple:
+        s = self.fm.score(x, t)
+        s_y = self.fm.guided_score(x, t, self.label, 1.0)
+        return None, s, s_y - s, s_y
+
+    def denoiser(self, x, t) -> np.ndarray:
+        raise NotImplementedError("FastPass: no denoiser (use the fast kernel's)")
 
 
 # ------------------------------------------------------------------------------------------- C2
@@ -1401,34 +1433,45 @@ def _buggy_line_target(gm: GaussianMixture, grid: np.ndarray, bug: str | None, l
                           guidance=lambda x, t, y: ex.guidance_vector(x, t, y) * math.sqrt(-math.expm1(-2 * t)),
                           n_classes=2)
     if bug == "float32_score":
-        return ScoreModel(lambda x, t: ex.score(x, t).astype(np.float32).astype(np.float64), 3,
-                          guidance=lambda x, t, y: ex.guidance_vector(x, t, y).astype(np.float32).astype(np.float64),
-                          n_classes=2)
+        return _float32_model(ex)
     raise ValueError(f"bug: unknown {bug!r}")
 
 
-#: The controls of ``support.sampler_laws`` whose buggy guided quantity is one fast-kernel call
-#: (:func:`_fast_line_bug`); ``float32_score`` rounds the score and the guidance vector separately, so it keeps
-#: the reference pass of :func:`_buggy_line_target`.
-FAST_LINE_BUGS = ("score_step_late", "alpha_dropped", "eps_as_score")
+def _float32_model(ex: OnePass) -> ScoreModel:
+    """The ``float32_score`` bug: ``ex``'s score and guidance vector each rounded to float32 (a guided
+    :class:`ScoreModel`: sample it at ``label`` and the guidance weight)."""
+    return ScoreModel(lambda x, t: ex.score(x, t).astype(np.float32).astype(np.float64), 3,
+                      guidance=lambda x, t, y: ex.guidance_vector(x, t, y).astype(np.float32).astype(np.float64),
+                      n_classes=2)
+
+
+#: The controls of ``support.sampler_laws`` on the fast kernel (:func:`_fast_line_bug`): the first three as one
+#: guided fast-kernel call per step; ``float32_score``, which rounds the score and the guidance vector separately,
+#: from two calls (:class:`FastPass`) and the sampler's guided combination.
+FAST_LINE_BUGS = ("score_step_late", "alpha_dropped", "eps_as_score", "float32_score")
 
 
 def _fast_line_bug(fm, grid: np.ndarray, bug: str, gamma: float, label: int = 1) -> ScoreModel:
     r"""The guided score of :func:`_buggy_line_target`'s bug at weight ``gamma`` as one unguided
     :class:`ScoreModel` on the fast kernel ``fm`` (a :class:`numerics.fast.FastMixture` of the line atoms):
-    sample it with ``label=None`` (its denoiser is Tweedie's :math:`(x + \sigma_t^2 s)/\alpha_t` of this score).
+    sample it with ``label=None`` (its denoiser is Tweedie's :math:`(x + \sigma_t^2 s)/\alpha_t` of this score);
+    ``float32_score`` alone is a guided model (sample it with :func:`_line_guidance`'s keywords).
 
     * ``score_step_late``: :math:`s_\gamma(x, t') = s(x, t') + \gamma g(x, t')`, :math:`t'` the next grid node;
     * ``eps_as_score``: :math:`\sigma_t s_\gamma(x, t)`;
     * ``alpha_dropped``: :math:`(D + \gamma\sigma_t^2 g - x)/\sigma_t^2` = ``(guided_denoiser(x, t, gamma alpha_t)
       - x) / sigma_t^2`` (the fast guided denoiser at weight :math:`w` is :math:`D + w(\sigma_t^2/\alpha_t) g`).
 
+    * ``float32_score``: the guided :class:`ScoreModel` of :func:`_float32_model` on :class:`FastPass` (score and
+      guidance vector rounded to float32 separately); sample it at ``label`` and ``gamma`` (:func:`_line_guidance`).
+
     The same guided quantity as the ScoreModel of :func:`_buggy_line_target` sampled at ``guidance=gamma``
     (score methods take :math:`s + \gamma g`, denoiser methods :math:`D_s + \gamma(\sigma^2/\alpha) g` with
-    :math:`D_s` Tweedie's of the buggy :math:`s`), computed in one fast-kernel call per step instead of a
-    reference pass and NumPy arithmetic: equal to it up to rounding (the fast kernel's derived error bound and the
-    order of the sums; tests/test_support_sweeps.py measures the runs' difference against the law check's
-    rounding unit)."""
+    :math:`D_s` Tweedie's of the buggy :math:`s`), computed in one fast-kernel call per step (two for
+    ``float32_score``) instead of a reference pass and NumPy arithmetic: equal to it up to rounding (the fast
+    kernel's derived error bound and the order of the sums; for ``float32_score`` a float64 difference can move a
+    value across a float32 rounding boundary, one float32 unit; tests/test_support_sweeps.py measures the runs'
+    difference against the law check's rounding unit)."""
     if bug == "score_step_late":
         nxt = {float(t): float(s) for t, s in zip(grid[:-1], grid[1:])}
         return ScoreModel(lambda x, t: fm.guided_score(x, nxt.get(t, t), label, gamma), fm.d)
@@ -1437,6 +1480,8 @@ def _fast_line_bug(fm, grid: np.ndarray, bug: str, gamma: float, label: int = 1)
     if bug == "alpha_dropped":
         return ScoreModel(lambda x, t: (fm.guided_denoiser(x, t, label, gamma * math.exp(-t)) - x)
                           / -math.expm1(-2 * t), fm.d)
+    if bug == "float32_score":
+        return _float32_model(FastPass(fm, label))
     raise ValueError(f"bug: not one of {FAST_LINE_BUGS}, got {bug!r}")
 
 
@@ -1448,10 +1493,12 @@ def _line_control_target(gm: GaussianMixture, fm, grid: np.ndarray, bug: str | N
     return _buggy_line_target(gm, grid, bug) if fm is None else _fast_line_bug(fm, grid, bug, gamma)
 
 
-def _line_guidance(fm, gamma: float) -> dict:
+def _line_guidance(fm, gamma: float, bug: str | None) -> dict:
     """``sample``'s guidance keywords for :func:`_line_control_target`: class 1 at ``gamma``, or unguided when the
-    target is already the guided score (``fm`` given)."""
-    return {"label": 1, "guidance": gamma} if fm is None else {"label": None, "guidance": 1.0}
+    target is already the guided score (``fm`` given, a bug other than ``float32_score``)."""
+    if fm is None or bug == "float32_score":
+        return {"label": 1, "guidance": gamma}
+    return {"label": None, "guidance": 1.0}
 
 
 @claim(
@@ -1514,7 +1561,7 @@ def sampler_laws(ctx: Context) -> list[Measurement]:
             ends = None  # geometric grids share their nodes: one run per gamma, branched to each delta (bit for bit)
             if kind == "geometric" and not stochastic and not TABLE[method].multistep:
                 ends = [branched_ends(lambda g, gamma=gamma: _line_control_target(gm, fm, g, ctx.control, gamma),
-                                      method, grids_d, deltas, z, eta=eta, **_line_guidance(fm, gamma))
+                                      method, grids_d, deltas, z, eta=eta, **_line_guidance(fm, gamma, ctx.control))
                         for gamma in gammas]
             for delta in deltas:
                 grid = grids_d[delta]
@@ -1524,7 +1571,7 @@ def sampler_laws(ctx: Context) -> list[Measurement]:
                         y = ends[j][delta]
                     else:
                         y = sample(_line_control_target(gm, fm, grid, ctx.control, gamma), method, grid=grid, n=n,
-                                   x_init=z, eta=eta, **_line_guidance(fm, gamma),
+                                   x_init=z, eta=eta, **_line_guidance(fm, gamma, ctx.control),
                                    seed=ctx.sub_seed + 7919 * len(out) + 104729 * j + 13 * deltas.index(delta))
                     yp = y[:, 1:]
                     if stochastic:
