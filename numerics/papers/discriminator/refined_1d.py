@@ -1230,7 +1230,7 @@ class BetaSpline:
         return v if self.sign == 1.0 else self.sign * v
 
     def many(self, ts: np.ndarray) -> np.ndarray:
-        """:math:`\beta` at each of ``ts`` (1-D)."""
+        r""":math:`\beta` at each of ``ts`` (1-D)."""
         v = np.asarray(self.spline(np.asarray(ts, dtype=np.float64)), dtype=np.float64)
         return v if self.sign == 1.0 else self.sign * v
 
