@@ -1,5 +1,5 @@
 """The environment of Numba's thread pool that ``import numerics`` sets (its module docstring): idle OpenMP
-workers wait passively unless the user chose otherwise."""
+workers spin briefly, then sleep, unless the user chose otherwise."""
 from __future__ import annotations
 
 import os
@@ -21,20 +21,24 @@ print("LAYER", numba.threading_layer())
 """
 
 
-def _probe(policy: str | None) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+def _probe(policy: dict) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     env["OMP_DISPLAY_ENV"] = "VERBOSE"
-    if policy is not None:
-        env["OMP_WAIT_POLICY"] = policy
+    env.update(policy)
     return subprocess.run([sys.executable, "-c", _PROBE], env=env, capture_output=True, text=True, timeout=300,
                           check=True)
 
 
-# libgomp displays 'PASSIVE' for an unset policy too; what differs is the spin count: 0 passive, 3e5 unset
-@pytest.mark.parametrize("policy, expected", [(None, ("PASSIVE", "0")), ("ACTIVE", ("ACTIVE", "30000000000"))])
+# libgomp displays 'PASSIVE' for an unset policy too; what differs is the spin count: 3e5 unset, 3000 ours
+@pytest.mark.parametrize("policy, expected", [
+    ({}, ("PASSIVE", "3000")),
+    ({"OMP_WAIT_POLICY": "ACTIVE"}, ("ACTIVE", "30000000000")),
+    ({"OMP_WAIT_POLICY": "PASSIVE"}, ("PASSIVE", "0")),
+    ({"GOMP_SPINCOUNT": "77"}, ("PASSIVE", "77")),
+])
 def test_pool_wait_policy(policy, expected):
-    """Unset: the pool that the first parallel kernel starts waits passively (no spinning); an explicit policy
-    is kept."""
+    """Nothing set: the pool that the first parallel kernel starts spins 3000 times, then sleeps; a policy or
+    spin count the user sets is kept as set."""
     run = _probe(policy)
     if "LAYER omp" not in run.stdout:
         pytest.skip(f"Numba's threading layer is not OpenMP here ({run.stdout.strip()!r})")
