@@ -2,6 +2,7 @@
 when two workers and two jobs are there, in this process otherwise; errors of a job propagate."""
 import math
 import os
+import signal
 
 import numpy as np
 import pytest
@@ -12,6 +13,10 @@ from numerics.references.process_map import process_map
 def _pid_and_value(a: float, b: np.ndarray) -> tuple[int, float, np.ndarray]:
     """A job: its process id, an exact function of the arguments and an array derived from them."""
     return os.getpid(), math.fsum(b) * a, np.sqrt(b) * a
+
+
+def _sigint_ignored(_: int) -> bool:
+    return signal.getsignal(signal.SIGINT) is signal.SIG_IGN
 
 
 def _fails(x: float) -> float:
@@ -48,3 +53,8 @@ def test_an_error_of_a_job_propagates():
 def test_bad_workers_names_the_argument():
     with pytest.raises(ValueError, match="workers"):
         process_map(_fails, [(1.0,)], workers=0)
+
+
+def test_pool_processes_ignore_sigint():
+    """Ctrl-C reaches the whole process group; the pool's processes leave it to the caller."""
+    assert process_map(_sigint_ignored, [(0,), (1,)], workers=2) == [True, True]

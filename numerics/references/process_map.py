@@ -30,10 +30,6 @@ from numerics.validate import check_int
 __all__ = ["process_map"]
 
 
-def _ignore_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
 def _may_have_children() -> bool:
     return not multiprocessing.current_process().daemon
 
@@ -60,7 +56,8 @@ def process_map(fn: Callable[..., Any], jobs: Sequence[tuple], workers: int | No
     workers = min(workers, len(jobs))
     if workers < 2 or not _may_have_children():
         return [fn(*j) for j in jobs]
-    ex = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_ignore_sigint)
+    ex = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=signal.signal,
+                             initargs=(signal.SIGINT, signal.SIG_IGN))
     futures = [ex.submit(fn, *j) for j in jobs]
     out: list = []
     try:
