@@ -226,11 +226,39 @@ def test_oracle_guidance_matches_package():
         assert np.max(np.abs(g - rm.guidance_vector(y, t, 1))) * s < 1e-5
 
 
-def _slice_moments_numpy(reg, mu, tau, panels=24, order=8):
-    """The planar slice rule as NumPy broadcasting (the reference the compiled ``_slice_moments`` replaced)."""
-    from scipy.special import logsumexp
+def _trunc_normal_ref(alpha, beta):
+    """``trunc_normal`` with the compiled one-interval mass's two branches (erfc where ``hi > -37``,
+    scipy's ``log_ndtr`` formula elsewhere), elementwise through libm's ``erfc`` (``math.erfc``, the function the
+    compiled code calls), so that the two differ by the rounding of ``log``, ``exp`` and the sums only."""
+    from scipy.special import log_ndtr
 
-    from numerics.papers.support.region_targets import trunc_normal
+    from numerics.papers.support import region_targets as rt
+    alpha, beta = np.broadcast_arrays(np.asarray(alpha, float), np.asarray(beta, float))
+    flip = alpha > 0
+    lo, hi = np.where(flip, -beta, alpha), np.where(flip, -alpha, beta)
+    erfc = np.vectorize(math.erfc, otypes=[float])
+    r = math.sqrt(0.5)
+    direct = hi > rt._DIRECT_HI
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        d_neg = np.log(0.5 * (erfc(-hi * r) - erfc(-lo * r)))
+        d_pos = np.log1p(-0.5 * (erfc(-lo * r) + erfc(hi * r)))
+        lh, ll = log_ndtr(hi), log_ndtr(lo)
+        logz = np.where(direct, np.where(hi > 0, d_pos, d_neg), lh + np.log(-np.expm1(ll - lh)))
+    logz = np.where(hi > lo, logz, -np.inf)
+    ok = np.isfinite(logz)
+    lz = np.where(ok, logz, 0.0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        a2 = np.where(np.isfinite(alpha), alpha, 0.0)
+        b2 = np.where(np.isfinite(beta), beta, 0.0)
+        pa = np.where(np.isfinite(alpha), np.exp(-0.5 * a2 * a2 - 0.5 * math.log(2 * math.pi) - lz), 0.0)
+        pb = np.where(np.isfinite(beta), np.exp(-0.5 * b2 * b2 - 0.5 * math.log(2 * math.pi) - lz), 0.0)
+    return logz, np.where(ok, pa - pb, 0.0)
+
+
+def _slice_moments_numpy(reg, mu, tau, panels=24, order=8):
+    """The planar slice rule as NumPy broadcasting (the reference the compiled ``_slice_moments`` replaced; its
+    interval masses by :func:`_trunc_normal_ref`)."""
+    from scipy.special import logsumexp
     N = mu.shape[0]
     dmin = reg.distance(mu)
     xs = np.clip(reg.nearest_x(mu), reg.xa, reg.xb)
@@ -249,7 +277,7 @@ def _slice_moments_numpy(reg, mu, tau, panels=24, order=8):
     wx = ((b - a)[:, :, None] * 0.5 * np.pi * np.sin(np.pi * u) * wu).reshape(N, -1)
     ylo, yhi = reg.intervals(x)
     muy = mu[:, 1][:, None, None]
-    logZ, m = trunc_normal((ylo - muy) / tau, (yhi - muy) / tau)
+    logZ, m = _trunc_normal_ref((ylo - muy) / tau, (yhi - muy) / tau)
     lslice = logsumexp(logZ, axis=2)
     with np.errstate(invalid="ignore"):
         ymean = muy[:, :, 0] + tau * np.sum(np.exp(logZ - lslice[:, :, None]) * m, axis=2)
@@ -325,24 +353,79 @@ def test_compiled_slice_intervals_equal_numpy_bit_for_bit(reg):
         assert np.array_equal(got, want, equal_nan=True)
 
 
-def test_deep_tail_interval_mass_equals_the_formula_bit_for_bit():
-    """Where the lower end of an interval lies so deep in the tail that ``expm1(log_ndtr(lo) - lh)`` is -1.0, the
-    compiled one-interval mass returns ``lh + 0.0`` without ``log_ndtr(lo)``: over a sweep of intervals, about a
-    third of them taking that branch, it equals the full formula through scipy's ufunc bit for bit (a threshold
-    too low, or ``lh`` alone without the rounding of the formula, would differ)."""
+def _interval_ends():
+    """Interval ends from 1e-3 to 80 of both signs and 0, denser beyond 36 (every branch of the one-interval mass)."""
+    mag = np.concatenate([np.geomspace(1e-3, 60.0, 120), np.linspace(36.0, 80.0, 45)])
+    return np.concatenate([-mag, [0.0], mag])
+
+
+def _direct_interval_mass(lo: float, hi: float) -> float:
+    """The erfc branch of the compiled one-interval mass, in Python (the same libm ``erfc``, ``log``, ``log1p``)."""
+    r = math.sqrt(0.5)
+    if hi <= 0.0:
+        return math.log(0.5 * (math.erfc(-hi * r) - math.erfc(-lo * r)))
+    return math.log1p(-0.5 * (math.erfc(-lo * r) + math.erfc(hi * r)))
+
+
+def test_interval_mass_is_its_two_formulas_bit_for_bit():
+    """The compiled one-interval mass takes ``erfc`` directly where ``hi > _DIRECT_HI`` and the
+    log-space formula through scipy's ``log_ndtr`` elsewhere; where the lower end lies so deep in the tail that
+    ``expm1(log_ndtr(lo) - lh)`` is -1.0 it returns ``lh + 0.0`` without ``log_ndtr(lo)``.  Over a sweep of
+    intervals (hundreds in each branch, dozens in the deep-tail one) each equals its formula bit for bit (a
+    threshold too low, ``lh`` alone without the formula's rounding, or a branch on the wrong side, would differ)."""
     from scipy.special import log_ndtr
 
     from numerics.papers.support import region_targets as rt
 
-    ends = np.concatenate([-np.geomspace(1e-3, 60.0, 120), [0.0], np.geomspace(1e-3, 60.0, 120)])
-    deep = 0
+    ends = _interval_ends()
+    deep = direct = logspace = 0
     for a in ends:
         for b in ends[ends > a]:
             lo, hi = (-b, -a) if a > 0 else (a, b)
-            want = log_ndtr(hi) + math.log(-math.expm1(log_ndtr(lo) - log_ndtr(hi)))
+            if hi > rt._DIRECT_HI:
+                want = _direct_interval_mass(lo, hi)
+                direct += 1
+            else:
+                want = log_ndtr(hi) + math.log(-math.expm1(log_ndtr(lo) - log_ndtr(hi)))
+                logspace += 1
+                deep += lo < -1.0 and log_ndtr(hi) + 0.5 * lo * lo > rt._DEEP_TAIL
             assert rt._log_gauss_interval_1(a, b) == want
-            deep += lo < -1.0 and log_ndtr(hi) + 0.5 * lo * lo > rt._DEEP_TAIL
-    assert deep > 4000
+    assert deep >= 20 and logspace > 300 and direct > 10000
+
+
+def test_interval_mass_erfc_branch_within_its_derived_rounding():
+    r"""The erfc branch against mpmath (50 digits), over the sweep: the error is within its bound
+    :math:`(\sum_e \Phi_e (e_f + 2(e^2 + 1)u))/Z + u(1 + 2|\log Z|)`, summed over the two tails :math:`\Phi_e` the
+    branch subtracts (:math:`\Phi(hi), \Phi(lo)` for :math:`hi \le 0`; :math:`\Phi(lo), \Phi(-hi)` for
+    :math:`hi > 0`): each ``erfc`` within :math:`e_f = 10u` (glibc's published 5 ulp for double ``erfc``; 2.7u
+    measured); its argument :math:`e\,\mathrm{fl}(\sqrt{1/2})`, rounded twice, is off by at most 2u relative,
+    which moves :math:`\operatorname{erfc}(x)` by :math:`(2x^2 + 1) = (e^2 + 1)` times that (Mills' ratio); the
+    difference rounded once, the log and the reference's conversion to float once each.  A dropped factor 1/2 (an
+    error of log 2), ``erfc(hi)`` for ``erfc(-hi)``, or float32 arguments break it."""
+    import mpmath as mp
+
+    from numerics.papers.support import region_targets as rt
+
+    u = 2.0 ** -53
+    ef = 10 * u
+    ends = _interval_ends()[::3]
+    checked = 0
+    with mp.workdps(50):
+        for a in ends:
+            for b in ends[ends > a]:
+                lo, hi = (-b, -a) if a > 0 else (a, b)
+                if not hi > rt._DIRECT_HI:
+                    continue
+                Z = mp.ncdf(mp.mpf(hi)) - mp.ncdf(mp.mpf(lo))
+                tails = [(mp.ncdf(mp.mpf(hi)), hi), (mp.ncdf(mp.mpf(lo)), lo)] if hi <= 0 else \
+                    [(mp.ncdf(mp.mpf(lo)), lo), (mp.ncdf(mp.mpf(-hi)), hi)]
+                # a subnormal Phi(lo) (lo < -37.5) is off by at most 2^-1074 absolute, not relatively
+                bound = (float(sum(ph * (ef + 2 * (e * e + 1) * u) + 2.0 ** -1074 for ph, e in tails) / Z)
+                         + u * (1 + 2 * abs(float(mp.log(Z)))))
+                err = abs(rt._log_gauss_interval_1(a, b) - float(mp.log(Z)))
+                assert err <= bound, (a, b, err, bound)
+                checked += 1
+    assert checked > 1000
 
 
 def test_bound_log_ndtr_is_scipys_double_log_ndtr():
@@ -355,7 +438,7 @@ def test_bound_log_ndtr_is_scipys_double_log_ndtr():
 
     from numerics.papers.support import region_targets as rt
 
-    for a, b in [(-40.0, -39.5), (-3.0, 0.5), (-1e-3, 2e-3), (0.2, 7.0), (5.0, 40.0)]:
+    for a, b in [(-40.0, -39.5), (-60.0, -38.0), (38.0, 45.0), (5.0, 40.0)]:  # the log-space branch
         lo, hi = (-b, -a) if a > 0 else (a, b)
         want = log_ndtr(hi) + math.log(-math.expm1(log_ndtr(lo) - log_ndtr(hi)))
         assert rt._log_gauss_interval_1(a, b) == want
@@ -405,7 +488,9 @@ def test_compiled_nodes_and_pruning_are_bit_for_bit(reg):
         full = rt._slice_moments(x, wx, ylo, yhi, mu, tau, False)
         fast = rt._slice_moments(x, wx, ylo, yhi, mu, tau, True)
         assert np.array_equal(full[0], fast[0]) and np.array_equal(full[1], fast[1])
-        ub = np.array([[rt._log_weight_bound(x[n, q], wx[n, q], ylo[n, q], yhi[n, q], mu[n, 0], mu[n, 1], tau,
+        with np.errstate(divide="ignore"):
+            lwx = np.log(np.maximum(wx, 0.0))
+        ub = np.array([[rt._log_weight_bound(x[n, q], lwx[n, q], ylo[n, q], yhi[n, q], mu[n, 0], mu[n, 1], tau,
                                              math.log(tau)) for q in range(x.shape[1])] for n in range(0, 600, 7)])
         pruned += int(np.sum(ub < np.max(ub, axis=1, keepdims=True) - 2 * rt._PRUNE_GAP))
     assert pruned > 0  # the test reaches the pruned branch
@@ -502,8 +587,8 @@ def test_grouped_slice_sums_equal_each_regions_own_call():
 @pytest.mark.parametrize("reg", [Lens(), Crescent((2.0, 2.0)), Annulus((0.0, 0.0), 2.0, 1.0)])
 def test_slice_sums_do_not_depend_on_threads(reg, monkeypatch):
     """The slice sums are the same floats on the calling thread and spread over 1 or 2 Numba threads (each point
-    writes its own row with its own work arrays; the wrapper's dynamic schedule included), near and far, at
-    large and small tau; the wrapper takes the thread team for large calls and the calling thread for calls
+    writes its own row, using the work rows of the thread that runs it; the wrapper's dynamic schedule included), near
+    and far, at large and small tau; the wrapper takes the thread team for large calls and the calling thread for calls
     below ``_SERIAL_NODES`` node evaluations (so a small call does not start the team)."""
     import numba
 
@@ -526,7 +611,7 @@ def test_slice_sums_do_not_depend_on_threads(reg, monkeypatch):
             for k in (1, two):  # the threaded kernel itself, on 1 and 2 threads
                 numba.set_num_threads(k)
                 out = np.empty_like(args[-1])
-                kernels["threads"](*args[:-1], out)
+                kernels["threads"](*args[:-1], out, numba.config.NUMBA_NUM_THREADS)
                 assert np.array_equal(out, args[-1])
             if two > 1:  # the wrapper on two threads
                 numba.set_num_threads(two)
@@ -573,8 +658,8 @@ def test_disk_minus_disk_intervals_equal_the_circle_formula():
 
 
 def test_lens_distance_is_the_brute_force_minimum():
-    """The block-pruned compiled search returns the brute-force least sample distance bit for bit (near the
-    lens, inside its bounding box, far away), and a scipy k-d tree agrees."""
+    """The block-pruned compiled search (superblocks, then blocks) returns the brute-force least sample distance bit
+    for bit (near the lens, inside its bounding box, far away), and a scipy k-d tree agrees."""
     from scipy.spatial import cKDTree
 
     from numerics.papers.support import region_targets as rt
@@ -583,9 +668,26 @@ def test_lens_distance_is_the_brute_force_minimum():
     p = _five_region_points(np.random.default_rng(5), 200)
     d2 = (p[:, None, 0] - bp[None, :, 0]) ** 2 + (p[:, None, 1] - bp[None, :, 1]) ** 2
     brute = np.sqrt(d2.min(axis=1))
-    assert np.array_equal(rt._min_sample_distance(p, bp), brute)
+    assert np.array_equal(rt._min_sample_distance(p, bp, *rt._sample_boxes(bp)), brute)
     assert np.array_equal(lens.distance(p), np.where(lens.contains(p), 0.0, brute))
     assert np.allclose(cKDTree(bp).query(p)[0], brute, rtol=1e-15, atol=0)
+
+
+def test_nearest_abscissa_is_argmins_first_minimiser():
+    """The block-pruned nearest boundary sample is ``np.argmin``'s (the first of equal squared distances): the
+    lens's samples come in upper/lower pairs of one abscissa and a few points are equidistant from two samples of
+    different abscissae (a pruned search that kept the last minimiser, or compared bounds with >= in the second
+    pass, returns another abscissa there); a NaN point gives ``bp[0]``, as argmin does."""
+    from numerics.papers.support import region_targets as rt
+    lens = Lens()
+    bp = lens._boundary_points()
+    rng = np.random.default_rng(6)
+    ties = 0.5 * (bp[100:110] + bp[103:113])                  # midpoints of samples of different abscissae
+    p = np.concatenate([_five_region_points(rng, 300), ties, [[np.nan, 0.0]]])
+    d2 = (p[:, None, 0] - bp[None, :, 0]) ** 2 + (p[:, None, 1] - bp[None, :, 1]) ** 2
+    got = rt._nearest_abscissa(p, bp, *rt._sample_boxes(bp))
+    assert np.array_equal(got, bp[np.argmin(d2, axis=1), 0])
+    assert np.sum(np.sum(d2 == np.min(d2, axis=1, keepdims=True), axis=1) > 1) >= 1  # the sweep has ties
 
 
 def test_guidance_vector_rows_equals_per_class_rows():

@@ -2048,6 +2048,11 @@ def table_md(rows: list[dict]) -> str:
 
 
 def _run_table(ctx: Context, name: str, wrong: dict):
+    r"""Run the experiment ``name`` at every (kappa, gamma, method) of the profile, each branched over the deltas
+    (:func:`run_deltas`).  A control run skips the unstable rows (:math:`\gamma \ge 4(1+\kappa)/\kappa`): they feed
+    only the informational table, never a counted measurement, so a control's counted measurements are the same
+    floats without them (their seeds are still drawn, so every other row keeps its seed).  Returns ``(exp, rows,
+    runs)``."""
     p = ctx.params
     exp = experiment(name)
     n = p.get("n")
@@ -2062,6 +2067,8 @@ def _run_table(ctx: Context, name: str, wrong: dict):
         for gamma in p["gammas"]:
             for method in p["methods"]:
                 seed = int(ctx.rng.integers(2 ** 62))
+                if ctx.control is not None and gamma >= gamma_star(kappa):
+                    continue
                 rs = run_deltas(exp, gamma, method, kappa, p["deltas"], eta=etas, guide_eta=guide, seed=seed,
                                 x_init=x0, return_trajectory=True, bias=BIAS if ctx.bug("score_bias") else None)
                 for r in rs:

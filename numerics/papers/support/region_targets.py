@@ -31,8 +31,9 @@ How :math:`M_k, c_k` are computed
   the sqrt endpoint behaviour analytic.  The window and the asinh panel edges are computed in NumPy (its
   ``sinh`` and ``arcsinh`` round differently from libm's); the nodes, weights and slice intervals
   (:func:`_point_nodes`, :func:`_disk_minus_disk_intervals`, :func:`_lens_intervals`) and the sums over them
-  (:func:`_slice_point`, calling scipy's own ``log_ndtr``; it replaced NumPy broadcasting on 2026-12-06 and agrees
-  with it to the rounding of the log weights) run compiled, point by point in one loop (:func:`_region_sums`, Numba;
+  (:func:`_slice_point`; the interval masses by libm's ``erfc``, and by scipy's own ``log_ndtr`` where the whole
+  interval lies more than 37 kernel widths from the kernel's centre, :func:`_log_gauss_interval_1`; it replaced NumPy broadcasting on 2026-12-06 and agrees with it to the rounding of
+  the log weights) run compiled, point by point in one loop (:func:`_region_sums`, Numba;
   since 2026-12-06, stop 42, without storing the (points, nodes, intervals) arrays between them: the same floats as
   :meth:`_Planar.slice_inputs` followed by :func:`_slice_moments`, tested); the points of a call are independent, so
   from :data:`_SERIAL_NODES` node evaluations on they are spread over Numba's threads (each point with its own work
@@ -164,16 +165,37 @@ _log_ndtr_c = numba.types.ExternalFunction("guidance_verify_scipy_log_ndtr",
 #: in the tail that ``expm1(log_ndtr(lo) - lh)`` is -1.0 exactly).
 _DEEP_TAIL = 41.0
 
+#: :func:`_log_gauss_interval_1` takes the difference of ``erfc`` directly where the upper end ``hi`` (after the flip
+#: to :math:`lo \le 0`) exceeds this: there :math:`\Phi(hi) \ge 5.7\cdot 10^{-300}` is a normal float that ``erfc``
+#: gives to its relative accuracy, and :math:`\Phi(lo)` is either one too or below :math:`2^{-1021}`, where its
+#: absolute error (:math:`2^{-1074}`) is far below the rounding of :math:`\Phi(hi)`.  Where the whole interval lies
+#: further out, the log-space formula (scipy's ``log_ndtr``, its asymptotic series, the deep-tail skip) is kept.
+_DIRECT_HI = -37.0
+_SQRT_HALF = 0.7071067811865476
+
 
 @numba.njit(cache=True, error_model="numpy")
 def _log_gauss_interval_1(alpha: float, beta: float) -> float:
-    """:func:`log_gauss_interval` for one interval (the same formula, scipy's ``log_ndtr``)."""
+    r""":func:`log_gauss_interval` for one interval, :math:`\log Z`, :math:`Z = \Phi(hi) - \Phi(lo)` with
+    :math:`(lo, hi) = (\alpha, \beta)`, or :math:`(-\beta, -\alpha)` where :math:`\alpha > 0` (so :math:`lo \le 0`).
+    For :math:`hi >` :data:`_DIRECT_HI` by ``erfc`` (:math:`\Phi(x) = \tfrac12\operatorname{erfc}(-x/\sqrt2)`):
+    :math:`\log(\tfrac12(\operatorname{erfc}(-hi/\sqrt2) - \operatorname{erfc}(-lo/\sqrt2)))` for :math:`hi \le 0`,
+    :math:`\operatorname{log1p}(-\tfrac12(\operatorname{erfc}(-lo/\sqrt2) + \operatorname{erfc}(hi/\sqrt2)))`
+    for :math:`hi > 0` (:math:`Z = 1 - \Phi(lo) - \Phi(-hi)`, two lower tails);
+    else :func:`log_gauss_interval`'s formula :math:`\ell_h + \log(-\operatorname{expm1}(\ell_l - \ell_h))`,
+    :math:`\ell = ` scipy's ``log_ndtr``.  The two agree to their rounding, which both amplify by the same
+    condition number :math:`\Phi(hi)/Z` of the difference (since 2026-12-06, stop 43: 2.3 times faster, three
+    transcendental calls instead of six; tested against mpmath)."""
     if alpha > 0:
         lo, hi = -beta, -alpha
     else:
         lo, hi = alpha, beta
     if not hi > lo:
         return -np.inf
+    if hi > _DIRECT_HI:
+        if hi <= 0.0:
+            return math.log(0.5 * (math.erfc(-hi * _SQRT_HALF) - math.erfc(-lo * _SQRT_HALF)))
+        return math.log1p(-0.5 * (math.erfc(-lo * _SQRT_HALF) + math.erfc(hi * _SQRT_HALF)))
     lh = _log_ndtr_c(hi, 0)
     if lo < -1.0 and lh + 0.5 * lo * lo > _DEEP_TAIL:
         # log Phi(lo) < -lo^2/2 - log(2 pi)/2 for lo <= -1 (Mills' ratio), so log Phi(lo) - lh < -41.9: there
@@ -212,7 +234,7 @@ def _logsumexp_1d(a: np.ndarray) -> float:
             s += math.exp(v - amax)
     if s != 0.0:
         s /= m
-    out = math.log1p(s) + math.log(m) + amax
+    out = math.log1p(s) + (math.log(m) if m > 1 else 0.0) + amax  # log(1) is 0.0 exactly
     if np.isfinite(out):
         return out
     direct = 0.0
@@ -243,15 +265,15 @@ _SOFTMAX_GAP = 50.0
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _log_weight_bound(x: float, wx: float, ylo: np.ndarray, yhi: np.ndarray, mux: float, muy: float,
+def _log_weight_bound(x: float, lwx: float, ylo: np.ndarray, yhi: np.ndarray, mux: float, muy: float,
                       tau: float, log_tau: float) -> float:
     r"""An upper bound of the log weight :math:`lw_q` that :func:`_slice_moments` computes for one node, without
     ``log_ndtr``: with :math:`a = \min_j \operatorname{dist}(0, [\alpha_j, \beta_j])` over the non-empty
     intervals (the same rounded :math:`\alpha, \beta`), :math:`S_q \le 2\max_j Z_j \le e^{-a^2/2}` (the Gaussian
     tail :math:`\Phi(-a) \le e^{-a^2/2}/2`; :math:`S_q \le 1` at a = 0), so :math:`\log S_q \le -a^2/2`, to
     which 1 + 1e-10 a^2/2 is added for the rounding of ``log_ndtr`` and the log-sum; the other terms are
-    computed as in the sums (rounding is monotone).  NaN (never pruned) if an interval end is NaN; ``-inf``
-    if every interval is empty."""
+    computed as in the sums (rounding is monotone; ``lwx``: the node's :math:`\log\max(w, 0)`, the sums' own).  NaN
+    (never pruned) if an interval end is NaN; ``-inf`` if every interval is empty."""
     a2 = np.inf
     for j in range(ylo.size):
         alpha = (ylo[j] - muy) / tau
@@ -266,14 +288,15 @@ def _log_weight_bound(x: float, wx: float, ylo: np.ndarray, yhi: np.ndarray, mux
         return -np.inf
     ls = -0.5 * a2 + (1.0 + 1e-10 * 0.5 * a2)
     z = (x - mux) / tau
-    return ls - 0.5 * z * z - _LOG_SQRT_2PI - log_tau + math.log(max(wx, 0.0))
+    return ls - 0.5 * z * z - _LOG_SQRT_2PI - log_tau + lwx
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _node_log_weight(x: float, wx: float, ylo: np.ndarray, yhi: np.ndarray, mux: float, muy: float, tau: float,
+def _node_log_weight(x: float, lwx: float, ylo: np.ndarray, yhi: np.ndarray, mux: float, muy: float, tau: float,
                      log_tau: float, lz: np.ndarray, tm: np.ndarray) -> tuple[float, float]:
     r"""One node of :func:`_slice_moments`: ``(lw, slice mean)`` with :math:`lw = \log S - z^2/2 - \log\sqrt{2\pi}
-    - \log\tau + \log w`, :math:`z = (x - \mu_x)/\tau` (``lz``, ``tm``: work arrays of the interval count)."""
+    - \log\tau + \log w`, :math:`z = (x - \mu_x)/\tau` (``lwx``: :math:`\log\max(w, 0)`, computed once per node;
+    ``lz``, ``tm``: work arrays of the interval count)."""
     J = ylo.size
     live, jlive = 0, 0
     for j in range(J):
@@ -297,32 +320,35 @@ def _node_log_weight(x: float, wx: float, ylo: np.ndarray, yhi: np.ndarray, mux:
         for j in range(J):
             acc += math.exp(lz[j] - ls) * tm[j]
     z = (x - mux) / tau
-    return ls - 0.5 * z * z - _LOG_SQRT_2PI - log_tau + math.log(max(wx, 0.0)), muy + tau * acc
+    return ls - 0.5 * z * z - _LOG_SQRT_2PI - log_tau + lwx, muy + tau * acc
 
 
 @numba.njit(cache=True, error_model="numpy")
 def _slice_point(x: np.ndarray, wx: np.ndarray, ylo: np.ndarray, yhi: np.ndarray, mux: float, muy: float,
                  tau: float, log_tau: float, prune: bool, out: np.ndarray, lw: np.ndarray, ym: np.ndarray,
-                 ub: np.ndarray, lz: np.ndarray, tm: np.ndarray) -> None:
+                 ub: np.ndarray, lwx: np.ndarray, lz: np.ndarray, tm: np.ndarray) -> None:
     r"""One point of :func:`_slice_moments`: its nodes ``x, wx`` (Q,), slices ``ylo, yhi`` (Q, J) and kernel centre
-    :math:`(\mu_x, \mu_y)`; writes ``(log M, mean_x, mean_y)`` into ``out`` (3,).  ``lw, ym, ub`` (Q,) and ``lz, tm``
-    (J,) are its work arrays (a point's own when points run on different threads)."""
+    :math:`(\mu_x, \mu_y)`; writes ``(log M, mean_x, mean_y)`` into ``out`` (3,).  ``lw, ym, ub, lwx`` (Q,) and
+    ``lz, tm`` (J,) are its work arrays (a point's own when points run on different threads); ``lwx`` takes the
+    nodes' :math:`\log\max(w_q, 0)`, which the bound and the log weight share."""
     Q = x.size
     cut = -np.inf
+    for q in range(Q):
+        lwx[q] = math.log(max(wx[q], 0.0))
     if prune:
         for q in range(Q):
-            ub[q] = _log_weight_bound(x[q], wx[q], ylo[q], yhi[q], mux, muy, tau, log_tau)
+            ub[q] = _log_weight_bound(x[q], lwx[q], ylo[q], yhi[q], mux, muy, tau, log_tau)
         q0 = np.argmax(ub)
-        lw0, _ = _node_log_weight(x[q0], wx[q0], ylo[q0], yhi[q0], mux, muy, tau, log_tau, lz, tm)
+        lw0, _ = _node_log_weight(x[q0], lwx[q0], ylo[q0], yhi[q0], mux, muy, tau, log_tau, lz, tm)
         cut = lw0 - _PRUNE_GAP
         for q in range(Q):
             if ub[q] < cut:
                 lw[q], ym[q] = -np.inf, 0.0
             else:
-                lw[q], ym[q] = _node_log_weight(x[q], wx[q], ylo[q], yhi[q], mux, muy, tau, log_tau, lz, tm)
+                lw[q], ym[q] = _node_log_weight(x[q], lwx[q], ylo[q], yhi[q], mux, muy, tau, log_tau, lz, tm)
     else:
         for q in range(Q):
-            lw[q], ym[q] = _node_log_weight(x[q], wx[q], ylo[q], yhi[q], mux, muy, tau, log_tau, lz, tm)
+            lw[q], ym[q] = _node_log_weight(x[q], lwx[q], ylo[q], yhi[q], mux, muy, tau, log_tau, lz, tm)
     lmax = np.max(lw)
     sw = sx = sy = 0.0
     for q in range(Q):
@@ -343,9 +369,10 @@ def _slice_moments_serial(x: np.ndarray, wx: np.ndarray, ylo: np.ndarray, yhi: n
     """:func:`_slice_point` for every point of given nodes and slices, on the calling thread (``out``: (N, 3))."""
     log_tau = math.log(tau)
     Q, J = x.shape[1], ylo.shape[2]
-    lw, ym, ub, lz, tm = np.empty(Q), np.empty(Q), np.empty(Q), np.empty(J), np.empty(J)
+    lw, ym, ub, lwx, lz, tm = np.empty(Q), np.empty(Q), np.empty(Q), np.empty(Q), np.empty(J), np.empty(J)
     for n in range(x.shape[0]):
-        _slice_point(x[n], wx[n], ylo[n], yhi[n], mu[n, 0], mu[n, 1], tau, log_tau, prune, out[n], lw, ym, ub, lz, tm)
+        _slice_point(x[n], wx[n], ylo[n], yhi[n], mu[n, 0], mu[n, 1], tau, log_tau, prune, out[n], lw, ym, ub, lwx,
+                     lz, tm)
 
 
 def _slice_moments(x: np.ndarray, wx: np.ndarray, ylo: np.ndarray, yhi: np.ndarray, mu: np.ndarray,
@@ -371,27 +398,45 @@ def _slice_moments(x: np.ndarray, wx: np.ndarray, ylo: np.ndarray, yhi: np.ndarr
 _KIND_DISK_MINUS_DISK, _KIND_LENS = 0, 1
 
 
+#: Work rows of :func:`_region_point` per thread (:func:`_region_work`): the nodes x, their weights, log weights,
+#: slice means, bounds and log node weights (Q each), the panel ends (E), the slices' lower and upper ends (2Q each)
+#: and the interval work arrays (2 each).
+_WORK_Q, _WORK_J = 6, 2
+
+
 @numba.njit(cache=True, error_model="numpy")
 def _region_point(edges: np.ndarray, lo: float, hi: float, kind: int, par: np.ndarray, brk: np.ndarray,
                   s: np.ndarray, jac: np.ndarray, mux: float, muy: float, tau: float, log_tau: float, prune: bool,
-                  out: np.ndarray) -> None:
+                  out: np.ndarray, wq: np.ndarray, we: np.ndarray, wy: np.ndarray, wj: np.ndarray) -> None:
     r"""One point of :func:`_region_sums`: its nodes and weights (:func:`_point_nodes`, from its panel edges
     ``edges`` and window ``[lo, hi]``, the region's ``breaks`` ``brk``), its slices (``kind``
-    :data:`_KIND_DISK_MINUS_DISK`: :func:`_disk_minus_disk_intervals` with ``par = (c_x, c_y, R, c2_x, c2_y, r)``;
-    :data:`_KIND_LENS`: :func:`_lens_intervals` with ``par = (s_x, s_y, ...)``) and its sums (:func:`_slice_point`)
+    :data:`_KIND_DISK_MINUS_DISK`: :func:`_disk_minus_disk_fill` with ``par = (c_x, c_y, R, c2_x, c2_y, r)``;
+    :data:`_KIND_LENS`: :func:`_lens_fill` with ``par = (s_x, s_y, ...)``) and its sums (:func:`_slice_point`)
     into ``out`` (3,): the same functions, on the same floats, as :meth:`_Planar.slice_inputs` and
-    :func:`_slice_moments`, without the (N, Q, J) arrays between them.  Its work arrays are its own."""
+    :func:`_slice_moments`, without the (N, Q, J) arrays between them.  ``wq`` (6, Q_max), ``we`` (E_max,), ``wy``
+    (2, 2 Q_max) and ``wj`` (2, 2) are the work rows of the calling thread (:func:`_region_work`), of which it uses the
+    first Q, E, QJ and J entries (every entry it reads it has written for this point)."""
     n = s.size
-    Q = (edges.size + brk.size - 1) * n
-    x, wx = np.empty(Q), np.empty(Q)
-    _point_nodes(edges, lo, hi, brk, s, jac, np.empty(edges.size + brk.size), x, wx)
+    E = edges.size + brk.size
+    Q = (E - 1) * n
+    J = 1 if kind == _KIND_LENS or par[5] == 0 else 2
+    x, wx = wq[0, :Q], wq[1, :Q]
+    _point_nodes(edges, lo, hi, brk, s, jac, we[:E], x, wx)
+    ylo, yhi = wy[0, :Q * J].reshape((Q, J)), wy[1, :Q * J].reshape((Q, J))
     if kind == _KIND_LENS:
-        ylo, yhi = _lens_intervals(x, par[0], par[1])
+        _lens_fill(x, par[0], par[1], ylo, yhi)
     else:
-        ylo, yhi = _disk_minus_disk_intervals(x, par[0:2], par[2], par[3:5], par[5])
-    J = ylo.shape[1]
-    _slice_point(x, wx, ylo, yhi, mux, muy, tau, log_tau, prune, out, np.empty(Q), np.empty(Q), np.empty(Q),
-                 np.empty(J), np.empty(J))
+        _disk_minus_disk_fill(x, par[0:2], par[2], par[3:5], par[5], ylo, yhi)
+    _slice_point(x, wx, ylo, yhi, mux, muy, tau, log_tau, prune, out, wq[2, :Q], wq[3, :Q], wq[4, :Q], wq[5, :Q],
+                 wj[0, :J], wj[1, :J])
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _region_work(threads: int, q_max: int, e_max: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Work rows of :func:`_region_point` for ``threads`` threads: ``(wq (T, 6, Q), we (T, E), wy (T, 2, 2Q),
+    wj (T, 2, 2))``."""
+    return (np.empty((threads, _WORK_Q, q_max)), np.empty((threads, e_max)), np.empty((threads, 2, _WORK_J * q_max)),
+            np.empty((threads, 2, _WORK_J)))
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -399,26 +444,32 @@ def _region_sums_serial(edges: np.ndarray, lo: np.ndarray, hi: np.ndarray, reg: 
                         pars: np.ndarray, brks: np.ndarray, nbs: np.ndarray, s: np.ndarray, jac: np.ndarray,
                         mu: np.ndarray, tau: float, prune: bool, out: np.ndarray) -> None:
     """:func:`_region_point` for every point i (region ``reg[i]`` of the tables ``kinds, pars, brks, nbs``), on the
-    calling thread (``out``: (N, 3))."""
+    calling thread (``out``: (N, 3)), with one set of work rows."""
     log_tau = math.log(tau)
+    e_max = edges.shape[1] + brks.shape[1]
+    wq, we, wy, wj = _region_work(1, (e_max - 1) * s.size, e_max)
     for i in range(edges.shape[0]):
         k = reg[i]
         _region_point(edges[i], lo[i], hi[i], kinds[k], pars[k], brks[k, :nbs[k]], s, jac, mu[i, 0], mu[i, 1], tau,
-                      log_tau, prune, out[i])
+                      log_tau, prune, out[i], wq[0], we[0], wy[0], wj[0])
 
 
 @numba.njit(cache=True, error_model="numpy", parallel=True)
 def _region_sums_threads(edges: np.ndarray, lo: np.ndarray, hi: np.ndarray, reg: np.ndarray, kinds: np.ndarray,
                          pars: np.ndarray, brks: np.ndarray, nbs: np.ndarray, s: np.ndarray, jac: np.ndarray,
-                         mu: np.ndarray, tau: float, prune: bool, out: np.ndarray) -> None:
-    """:func:`_region_sums_serial` with the points spread over Numba's threads: each point writes only its own row
-    of ``out`` and allocates its own work arrays, so the result does not depend on the thread count or the
-    schedule (bit for bit; tested)."""
+                         mu: np.ndarray, tau: float, prune: bool, out: np.ndarray, threads: int) -> None:
+    """:func:`_region_sums_serial` with the points spread over Numba's threads (``threads``: the pool's size,
+    ``numba.config.NUMBA_NUM_THREADS``): the work rows of every thread are allocated before the loop, each point
+    uses those of the thread that runs it (``numba.get_thread_id``) and writes only its own row of ``out``, so the
+    result does not depend on the thread count or the schedule (bit for bit; tested)."""
     log_tau = math.log(tau)
+    e_max = edges.shape[1] + brks.shape[1]
+    wq, we, wy, wj = _region_work(threads, (e_max - 1) * s.size, e_max)
     for i in numba.prange(edges.shape[0]):
         k = reg[i]
+        t = numba.get_thread_id()
         _region_point(edges[i], lo[i], hi[i], kinds[k], pars[k], brks[k, :nbs[k]], s, jac, mu[i, 0], mu[i, 1], tau,
-                      log_tau, prune, out[i])
+                      log_tau, prune, out[i], wq[t], we[t], wy[t], wj[t])
 
 
 #: :func:`_region_sums` runs on the calling thread below this many node evaluations (points x nodes, about 50
@@ -457,7 +508,7 @@ def _region_sums(regions: list, windows: list, mus: list, tau: float, order: int
     if mu.shape[0] > 1 and nodes >= _SERIAL_NODES and numba.get_num_threads() > 1:
         old = numba.set_parallel_chunksize(1)  # dynamic schedule over points: robust to a busy core
         try:
-            _region_sums_threads(*args)
+            _region_sums_threads(*args, numba.config.NUMBA_NUM_THREADS)
         finally:
             numba.set_parallel_chunksize(old)
     else:
@@ -554,15 +605,10 @@ def _circle_interval_1(x: float, cx: float, cy: float, R: float) -> tuple[float,
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _disk_minus_disk_intervals(x: np.ndarray, c: np.ndarray, R: float, c2: np.ndarray, r: float
-                               ) -> tuple[np.ndarray, np.ndarray]:
-    r"""Slices of the disk ``(c, R)`` minus the open disk ``(c2, r)`` at the abscissae ``x`` (1-D): the outer
-    slice :math:`[l_0, u_0]` (r = 0: one interval), else :math:`[l_0, \min(u_0, l_1)]` and
-    :math:`[\max(l_0, u_1), u_0]` where the hole's slice :math:`(l_1, u_1)` is not empty, and
-    :math:`[l_0, u_0]`, :math:`[u_0, u_0]` where it is.  Returns ``(lo, hi)``, each ``(x.size, J)``."""
-    J = 1 if r == 0 else 2
-    lo = np.empty((x.size, J))
-    hi = np.empty((x.size, J))
+def _disk_minus_disk_fill(x: np.ndarray, c: np.ndarray, R: float, c2: np.ndarray, r: float, lo: np.ndarray,
+                          hi: np.ndarray) -> None:
+    r""":func:`_disk_minus_disk_intervals` into given ``lo, hi`` (``(x.size, J)``, J = 1 if r = 0 else 2)."""
+    J = lo.shape[1]
     for i in range(x.size):
         l0, u0 = _circle_interval_1(x[i], c[0], c[1], R)
         lo[i, 0] = l0
@@ -574,7 +620,29 @@ def _disk_minus_disk_intervals(x: np.ndarray, c: np.ndarray, R: float, c2: np.nd
         lo[i, 1] = max(l0, u1) if hole else u0
         hi[i, 0] = min(u0, l1) if hole else u0
         hi[i, 1] = u0
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _disk_minus_disk_intervals(x: np.ndarray, c: np.ndarray, R: float, c2: np.ndarray, r: float
+                               ) -> tuple[np.ndarray, np.ndarray]:
+    r"""Slices of the disk ``(c, R)`` minus the open disk ``(c2, r)`` at the abscissae ``x`` (1-D): the outer
+    slice :math:`[l_0, u_0]` (r = 0: one interval), else :math:`[l_0, \min(u_0, l_1)]` and
+    :math:`[\max(l_0, u_1), u_0]` where the hole's slice :math:`(l_1, u_1)` is not empty, and
+    :math:`[l_0, u_0]`, :math:`[u_0, u_0]` where it is.  Returns ``(lo, hi)``, each ``(x.size, J)``."""
+    J = 1 if r == 0 else 2
+    lo = np.empty((x.size, J))
+    hi = np.empty((x.size, J))
+    _disk_minus_disk_fill(x, c, R, c2, r, lo, hi)
     return lo, hi
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _lens_fill(x: np.ndarray, sx: float, sy: float, lo: np.ndarray, hi: np.ndarray) -> None:
+    """:func:`_lens_intervals` into given ``lo, hi`` (``(x.size, 1)``)."""
+    for i in range(x.size):
+        u = x[i] - sx
+        g = 0.5 * ((u + 3) * (u + 3)) * ((u + 1) * (u + 1)) if -3 <= u <= -1 else 0.0
+        lo[i, 0], hi[i, 0] = sy - g, sy + g
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -584,10 +652,7 @@ def _lens_intervals(x: np.ndarray, sx: float, sy: float) -> tuple[np.ndarray, np
     each ``(x.size, 1)``."""
     lo = np.empty((x.size, 1))
     hi = np.empty((x.size, 1))
-    for i in range(x.size):
-        u = x[i] - sx
-        g = 0.5 * ((u + 3) * (u + 3)) * ((u + 1) * (u + 1)) if -3 <= u <= -1 else 0.0
-        lo[i, 0], hi[i, 0] = sy - g, sy + g
+    _lens_fill(x, sx, sy, lo, hi)
     return lo, hi
 
 
@@ -598,24 +663,9 @@ def _flat_intervals(kernel, x, *args) -> tuple[np.ndarray, np.ndarray]:
     return lo.reshape(x.shape + (lo.shape[1],)), hi.reshape(x.shape + (hi.shape[1],))
 
 
-@numba.njit(cache=True)
-def _nearest_abscissa(p: np.ndarray, bp: np.ndarray) -> np.ndarray:
-    r"""Per point :math:`p_i`, the abscissa of the boundary point :math:`b_j` of least
-    :math:`(p_{i,x} - b_{j,x})^2 + (p_{i,y} - b_{j,y})^2`, the first one on ties (``np.argmin``'s choice)."""
-    out = np.empty(p.shape[0])
-    for i in range(p.shape[0]):
-        best, k = np.inf, 0
-        for j in range(bp.shape[0]):
-            dx, dy = p[i, 0] - bp[j, 0], p[i, 1] - bp[j, 1]
-            d2 = dx * dx + dy * dy
-            if d2 < best:
-                best, k = d2, j
-        out[i] = bp[k, 0]
-    return out
-
-
-#: Samples per block of :func:`_min_sample_distance` (each block's bounding box prunes it).
+#: Samples per block of the sample searches (:func:`_sample_boxes`), and blocks per superblock.
 _BLOCK = 64
+_SUPER = 16
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -629,34 +679,85 @@ def _block_gap2(px: float, py: float, box: np.ndarray) -> float:
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _min_sample_distance(p: np.ndarray, bp: np.ndarray) -> np.ndarray:
-    r"""Per point :math:`p_i`, :math:`\min_j \sqrt{(p_{i,x} - b_{j,x})^2 + (p_{i,y} - b_{j,y})^2}` over the
-    samples ``bp`` (M, 2), exactly (the same value as the brute-force minimum): the samples are taken in blocks
-    of :data:`_BLOCK`, the block of least bound (:func:`_block_gap2`) first, and a block whose bound is not
-    below the least value found so far is skipped (none of its samples can lower it)."""
+def _sample_boxes(bp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The bounding boxes ``(x_min, x_max, y_min, y_max)`` of the samples ``bp`` (M, 2) in blocks of :data:`_BLOCK`
+    (``box``, (nb, 4)) and of the blocks in superblocks of :data:`_SUPER` (``sbox``, (ns, 4))."""
     M = bp.shape[0]
     nb = (M + _BLOCK - 1) // _BLOCK
+    ns = (nb + _SUPER - 1) // _SUPER
     box = np.empty((nb, 4))
     for b in range(nb):
         seg = bp[b * _BLOCK:min(M, (b + 1) * _BLOCK)]
         box[b, 0], box[b, 1] = seg[:, 0].min(), seg[:, 0].max()
         box[b, 2], box[b, 3] = seg[:, 1].min(), seg[:, 1].max()
-    out = np.empty(p.shape[0])
-    lb = np.empty(nb)
-    for i in range(p.shape[0]):
-        px, py = p[i, 0], p[i, 1]
-        for b in range(nb):
-            lb[b] = _block_gap2(px, py, box[b])
-        b0 = np.argmin(lb)
-        best = np.inf
-        for r in range(nb + 1):
-            b = b0 if r == 0 else r - 1
-            if (r > 0 and b == b0) or lb[b] >= best:
+    sbox = np.empty((ns, 4))
+    for S in range(ns):
+        seg = box[S * _SUPER:min(nb, (S + 1) * _SUPER)]
+        sbox[S, 0], sbox[S, 1] = seg[:, 0].min(), seg[:, 1].max()
+        sbox[S, 2], sbox[S, 3] = seg[:, 2].min(), seg[:, 3].max()
+    return box, sbox
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _least_d2(px: float, py: float, bp: np.ndarray, box: np.ndarray, sbox: np.ndarray, lbs: np.ndarray) -> float:
+    r""":math:`\min_j (p_x - b_{j,x})^2 + (p_y - b_{j,y})^2` over the samples ``bp``, exactly (the brute-force
+    minimum's float): the superblock of least bound (:func:`_block_gap2` of ``sbox``) first, then the others; a
+    superblock or block whose bound is not below the least value found so far is skipped (none of its samples can
+    lower it).  ``lbs``: work array of the superblock count."""
+    M, nb, ns = bp.shape[0], box.shape[0], sbox.shape[0]
+    for S in range(ns):
+        lbs[S] = _block_gap2(px, py, sbox[S])
+    S0 = np.argmin(lbs)
+    best = np.inf
+    for r in range(ns + 1):
+        S = S0 if r == 0 else r - 1
+        if (r > 0 and S == S0) or lbs[S] >= best:
+            continue
+        for b in range(S * _SUPER, min(nb, (S + 1) * _SUPER)):
+            if _block_gap2(px, py, box[b]) >= best:
                 continue
             for j in range(b * _BLOCK, min(M, (b + 1) * _BLOCK)):
                 dx, dy = px - bp[j, 0], py - bp[j, 1]
                 best = min(best, dx * dx + dy * dy)
-        out[i] = math.sqrt(best)
+    return best
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _nearest_abscissa(p: np.ndarray, bp: np.ndarray, box: np.ndarray, sbox: np.ndarray) -> np.ndarray:
+    r"""Per point :math:`p_i`, the abscissa of the boundary point :math:`b_j` of least
+    :math:`(p_{i,x} - b_{j,x})^2 + (p_{i,y} - b_{j,y})^2`, the first one on ties (``np.argmin``'s choice; ``bp[0]``
+    where no value is below infinity): the least value by :func:`_least_d2` (``box, sbox``: :func:`_sample_boxes` of
+    ``bp``), then the first sample in index order that attains it (blocks whose bound exceeds it skipped)."""
+    out = np.empty(p.shape[0])
+    lbs = np.empty(sbox.shape[0])
+    M = bp.shape[0]
+    for i in range(p.shape[0]):
+        px, py = p[i, 0], p[i, 1]
+        best = _least_d2(px, py, bp, box, sbox, lbs)
+        k = -1
+        for b in range(box.shape[0] if best < np.inf else 0):
+            if k >= 0:
+                break
+            if _block_gap2(px, py, box[b]) > best:
+                continue
+            for j in range(b * _BLOCK, min(M, (b + 1) * _BLOCK)):
+                dx, dy = px - bp[j, 0], py - bp[j, 1]
+                if dx * dx + dy * dy == best:
+                    k = j
+                    break
+        out[i] = bp[max(k, 0), 0]
+    return out
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _min_sample_distance(p: np.ndarray, bp: np.ndarray, box: np.ndarray, sbox: np.ndarray) -> np.ndarray:
+    r"""Per point :math:`p_i`, :math:`\min_j \sqrt{(p_{i,x} - b_{j,x})^2 + (p_{i,y} - b_{j,y})^2}` over the
+    samples ``bp`` (M, 2), exactly (the same value as the brute-force minimum), by :func:`_least_d2` (``box, sbox``:
+    :func:`_sample_boxes` of ``bp``)."""
+    out = np.empty(p.shape[0])
+    lbs = np.empty(sbox.shape[0])
+    for i in range(p.shape[0]):
+        out[i] = math.sqrt(_least_d2(p[i, 0], p[i, 1], bp, box, sbox, lbs))
     return out
 
 
@@ -782,12 +883,14 @@ class _Planar:
     def nearest_x(self, p: np.ndarray, dist: np.ndarray | None = None) -> np.ndarray:
         """Abscissa of (a numerical approximation of) the nearest point of the region to ``p`` (``dist``: the
         points' :meth:`distance`, if known; unused here)."""
-        x = _nearest_abscissa(np.ascontiguousarray(p, dtype=float), self._boundary_points())
+        x = _nearest_abscissa(np.ascontiguousarray(p, dtype=float), self._boundary_points(), *self._bp_boxes)
         return np.where(self.contains(p), p[:, 0], x)
 
     def _boundary_points(self) -> np.ndarray:
+        """The 2001-abscissa boundary samples of :meth:`nearest_x` (built once, with their block boxes)."""
         if getattr(self, "_bp", None) is None:
             self._bp = self.boundary(2001)
+            self._bp_boxes = _sample_boxes(self._bp)
         return self._bp
 
     #: An upper bound of :meth:`distance`'s excess over the exact distance (0: exact up to rounding).
@@ -1118,7 +1221,9 @@ class Lens(_Planar):
         p = check_points(p, 2, "p")[0]
         if getattr(self, "_fine", None) is None:
             self._fine = self.boundary(20001)
-        return np.where(self.contains(p), 0.0, _min_sample_distance(np.ascontiguousarray(p), self._fine))
+            self._fine_boxes = _sample_boxes(self._fine)
+        return np.where(self.contains(p), 0.0, _min_sample_distance(np.ascontiguousarray(p), self._fine,
+                                                                     *self._fine_boxes))
 
 
 def _logsumexp_rows(a: np.ndarray) -> np.ndarray:
