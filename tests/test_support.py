@@ -490,7 +490,7 @@ def test_compiled_nodes_and_pruning_are_bit_for_bit(reg):
         assert np.array_equal(full[0], fast[0]) and np.array_equal(full[1], fast[1])
         with np.errstate(divide="ignore"):
             lwx = np.log(np.maximum(wx, 0.0))
-        ub = np.array([[rt._log_weight_bound(x[n, q], lwx[n, q], ylo[n, q], yhi[n, q], mu[n, 0], mu[n, 1], tau,
+        ub = np.array([[rt._log_weight_bound(x[n, q], lwx[n, q], ylo[n], yhi[n], q, mu[n, 0], mu[n, 1], tau,
                                              math.log(tau)) for q in range(x.shape[1])] for n in range(0, 600, 7)])
         pruned += int(np.sum(ub < np.max(ub, axis=1, keepdims=True) - 2 * rt._PRUNE_GAP))
     assert pruned > 0  # the test reaches the pruned branch

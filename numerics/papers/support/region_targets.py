@@ -264,20 +264,23 @@ _PRUNE_GAP = 800.0
 _SOFTMAX_GAP = 50.0
 
 
-@numba.njit(cache=True, error_model="numpy")
-def _log_weight_bound(x: float, lwx: float, ylo: np.ndarray, yhi: np.ndarray, mux: float, muy: float,
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _log_weight_bound(x: float, lwx: float, ylo: np.ndarray, yhi: np.ndarray, q: int, mux: float, muy: float,
                       tau: float, log_tau: float) -> float:
     r"""An upper bound of the log weight :math:`lw_q` that :func:`_slice_moments` computes for one node, without
     ``log_ndtr``: with :math:`a = \min_j \operatorname{dist}(0, [\alpha_j, \beta_j])` over the non-empty
     intervals (the same rounded :math:`\alpha, \beta`), :math:`S_q \le 2\max_j Z_j \le e^{-a^2/2}` (the Gaussian
     tail :math:`\Phi(-a) \le e^{-a^2/2}/2`; :math:`S_q \le 1` at a = 0), so :math:`\log S_q \le -a^2/2`, to
     which 1 + 1e-10 a^2/2 is added for the rounding of ``log_ndtr`` and the log-sum; the other terms are
-    computed as in the sums (rounding is monotone; ``lwx``: the node's :math:`\log\max(w, 0)`, the sums' own).  NaN
-    (never pruned) if an interval end is NaN; ``-inf`` if every interval is empty."""
+    computed as in the sums (rounding is monotone; ``lwx``: the node's :math:`\log\max(w, 0)`, the sums' own; its
+    slices are the row ``q`` of ``ylo, yhi``, read in place).  NaN (never pruned) if an interval end is NaN; ``-inf``
+    if every interval is empty.  Inlined, like :func:`_node_log_weight`, into :func:`_slice_point` (Numba's
+    ``inline="always"``): a call per node with array arguments and row views cost atomic reference counts, 8-11% of
+    the sums' time under ``perf`` (``NRT_incref``/``NRT_decref``, 2026-12-06)."""
     a2 = np.inf
-    for j in range(ylo.size):
-        alpha = (ylo[j] - muy) / tau
-        beta = (yhi[j] - muy) / tau
+    for j in range(ylo.shape[1]):
+        alpha = (ylo[q, j] - muy) / tau
+        beta = (yhi[q, j] - muy) / tau
         if np.isnan(alpha) or np.isnan(beta):
             return np.nan
         if not beta > alpha:
@@ -291,17 +294,17 @@ def _log_weight_bound(x: float, lwx: float, ylo: np.ndarray, yhi: np.ndarray, mu
     return ls - 0.5 * z * z - _LOG_SQRT_2PI - log_tau + lwx
 
 
-@numba.njit(cache=True, error_model="numpy")
-def _node_log_weight(x: float, lwx: float, ylo: np.ndarray, yhi: np.ndarray, mux: float, muy: float, tau: float,
-                     log_tau: float, lz: np.ndarray, tm: np.ndarray) -> tuple[float, float]:
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _node_log_weight(x: float, lwx: float, ylo: np.ndarray, yhi: np.ndarray, q: int, mux: float, muy: float,
+                     tau: float, log_tau: float, lz: np.ndarray, tm: np.ndarray) -> tuple[float, float]:
     r"""One node of :func:`_slice_moments`: ``(lw, slice mean)`` with :math:`lw = \log S - z^2/2 - \log\sqrt{2\pi}
     - \log\tau + \log w`, :math:`z = (x - \mu_x)/\tau` (``lwx``: :math:`\log\max(w, 0)`, computed once per node;
-    ``lz``, ``tm``: work arrays of the interval count)."""
-    J = ylo.size
+    its slices: the row ``q`` of ``ylo, yhi``; ``lz``, ``tm``: work arrays of the interval count)."""
+    J = ylo.shape[1]
     live, jlive = 0, 0
     for j in range(J):
-        alpha = (ylo[j] - muy) / tau
-        beta = (yhi[j] - muy) / tau
+        alpha = (ylo[q, j] - muy) / tau
+        beta = (yhi[q, j] - muy) / tau
         lz[j] = _log_gauss_interval_1(alpha, beta)
         tm[j] = _trunc_mean_1(alpha, beta, lz[j])
         if lz[j] != -np.inf:
@@ -337,18 +340,18 @@ def _slice_point(x: np.ndarray, wx: np.ndarray, ylo: np.ndarray, yhi: np.ndarray
         lwx[q] = math.log(max(wx[q], 0.0))
     if prune:
         for q in range(Q):
-            ub[q] = _log_weight_bound(x[q], lwx[q], ylo[q], yhi[q], mux, muy, tau, log_tau)
+            ub[q] = _log_weight_bound(x[q], lwx[q], ylo, yhi, q, mux, muy, tau, log_tau)
         q0 = np.argmax(ub)
-        lw0, _ = _node_log_weight(x[q0], lwx[q0], ylo[q0], yhi[q0], mux, muy, tau, log_tau, lz, tm)
+        lw0, _ = _node_log_weight(x[q0], lwx[q0], ylo, yhi, q0, mux, muy, tau, log_tau, lz, tm)
         cut = lw0 - _PRUNE_GAP
         for q in range(Q):
             if ub[q] < cut:
                 lw[q], ym[q] = -np.inf, 0.0
             else:
-                lw[q], ym[q] = _node_log_weight(x[q], lwx[q], ylo[q], yhi[q], mux, muy, tau, log_tau, lz, tm)
+                lw[q], ym[q] = _node_log_weight(x[q], lwx[q], ylo, yhi, q, mux, muy, tau, log_tau, lz, tm)
     else:
         for q in range(Q):
-            lw[q], ym[q] = _node_log_weight(x[q], lwx[q], ylo[q], yhi[q], mux, muy, tau, log_tau, lz, tm)
+            lw[q], ym[q] = _node_log_weight(x[q], lwx[q], ylo, yhi, q, mux, muy, tau, log_tau, lz, tm)
     lmax = np.max(lw)
     sw = sx = sy = 0.0
     for q in range(Q):
