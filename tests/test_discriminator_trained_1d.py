@@ -586,7 +586,8 @@ def test_bernoulli_whole_array_quotient_equals_the_masked_one_bit_for_bit():
 
 def test_sin_basis_in_place_equals_the_numpy_expression_bit_for_bit():
     """_sin_basis (argument, sine and product in one array) equals -omega * sin(x omega + phase) of fresh NumPy
-    temporaries bit for bit, and _feature_arg (phase added in place) still refuses an overflowing argument."""
+    temporaries bit for bit, and _feature_arg (phase added in place) still refuses an overflowing argument; the fused
+    design pass of the GM fit (cos_of with deriv 1: Numba's libm sin) equals the design of that basis bit for bit."""
     fam = _random_fam(4)
     x = np.random.default_rng(4).normal(0.0, 3.0, 5000)
     ref = -fam.omega * np.sin(x[:, None] * fam.omega + fam.phase)
@@ -594,3 +595,11 @@ def test_sin_basis_in_place_equals_the_numpy_expression_bit_for_bit():
     assert np.array_equal(D._feature_arg(x, fam.omega, fam.phase), x[:, None] * fam.omega + fam.phase)
     with pytest.raises(ValueError, match="x: the feature argument"):
         D._sin_basis(np.array([0.0, 1e308]), fam.omega, fam.phase)
+    t = np.random.default_rng(5).uniform(1e-2, T, x.size)
+    for n in (x.size, 300):  # threaded and (below _SERIAL_ROWS) serial passes
+        ref = D._hat_interval_design(D._sin_basis(x[:n], fam.omega, fam.phase), fam.hats(t[:n]), fam.knots, t[:n])
+        fused = D._hat_interval_design(None, fam.hats(t[:n]), fam.knots, t[:n], cos_of=(x[:n], fam.omega, fam.phase),
+                                       deriv=1)
+        assert len(fused) == len(ref)
+        for a, b in zip(fused, ref):
+            assert np.array_equal(a.rows, b.rows) and np.array_equal(a.G, b.G) and np.array_equal(a.cols, b.cols)

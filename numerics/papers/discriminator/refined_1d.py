@@ -1488,8 +1488,7 @@ def fit_logit_gm_targets(fam: FourierLogit, real: np.ndarray, model: Mixture1D, 
         _, m, v = _marg_arrays(model, t)
         score = _mixture_score_vec(xt, model.w, m, v)
         res = [(a if f is None else check_real_values(f(xt, x0[chunk], t), "target")) - score for f in targets]
-        basis = _sin_basis(xt, fam.omega, fam.phase)
-        for b in _hat_interval_design(basis, fam.hats(t), fam.knots, t):
+        for b in _hat_interval_design(None, fam.hats(t), fam.knots, t, cos_of=(xt, fam.omega, fam.phase), deriv=1):
             A[np.ix_(b.cols, b.cols)] += b.G.T @ b.G
             for r, rk in zip(rs, res):
                 r[b.cols] += b.G.T @ rk[b.rows]
@@ -1549,7 +1548,7 @@ class _DesignBlock(NamedTuple):
 
 
 def _hat_interval_design(basis: np.ndarray | None, H: np.ndarray, knots: np.ndarray, t: np.ndarray,
-                         cos_of: tuple | None = None) -> list[_DesignBlock]:
+                         cos_of: tuple | None = None, deriv: int = 0) -> list[_DesignBlock]:
     r"""The design :math:`F_{i,(j,k)} = f_j(x_i)\,h_k(t_i)` (column ``j*K + k``, as ``features`` of the logit
     families) stored by hat interval, from the spatial ``basis`` (N, J) and the hats ``H`` (N, K) on ``knots``.
     A time in :math:`[k_g, k_{g+1}]` has only the hats :math:`h_g, h_{g+1}` nonzero (piecewise-linear hats), so
@@ -1559,7 +1558,8 @@ def _hat_interval_design(basis: np.ndarray | None, H: np.ndarray, knots: np.ndar
 
     ``cos_of = (x, omega, phase)`` (with ``basis`` None): the basis :math:`f_j(x) = \cos(\omega_j x + b_j)` computed
     row by row in the same pass (the numbers of ``np.cos(_feature_arg(x, omega, phase))``, no N x J temporaries;
-    its ValueError where the argument overflows)."""
+    its ValueError where the argument overflows); with ``deriv`` 1 the basis :math:`f_j(x) = -\omega_j\sin(\omega_j x
+    + b_j)` (the numbers of :func:`_sin_basis`)."""
     K = knots.size
     interval = np.clip(np.searchsorted(knots, t, side="right") - 1, 0, K - 2)
     order = np.argsort(interval, kind="stable")  # each interval's rows in increasing order, intervals in order
@@ -1574,7 +1574,7 @@ def _hat_interval_design(basis: np.ndarray | None, H: np.ndarray, knots: np.ndar
         x, omega, phase = (np.ascontiguousarray(a, dtype=np.float64) for a in cos_of)
         J = omega.size
         G, other, ok = _dynamic(_cos_hat_blocks_serial if serial else _cos_hat_blocks, x, omega, phase, H, order,
-                                interval)
+                                interval, deriv)
         if not ok:
             _feature_arg(x, omega, phase)  # raises the ValueError naming x
     if other:  # never for np.interp hats: guards a change of _hats
@@ -1626,9 +1626,9 @@ def _hat_chunk(basis, H, order, interval, G, c):
 
 
 @numba.njit(cache=True)
-def _cos_hat_chunk(x, omega, phase, H, order, interval, G, c, f):
-    r"""Rows of chunk ``c`` of :func:`_cos_hat_blocks`, each row's basis :math:`\cos(\omega_j x_i + b_j)` computed
-    into the work row ``f`` first; ``(other, finite)``."""
+def _cos_hat_chunk(x, omega, phase, H, order, interval, G, c, f, deriv):
+    r"""Rows of chunk ``c`` of :func:`_cos_hat_blocks`, each row's basis :math:`\cos(\omega_j x_i + b_j)` (``deriv``
+    0) or :math:`-\omega_j\sin(\omega_j x_i + b_j)` (1) computed into the work row ``f`` first; ``(other, finite)``."""
     other, finite = False, True
     for r in range(c * _DESIGN_CHUNK, min(order.size, (c + 1) * _DESIGN_CHUNK)):
         i = order[r]
@@ -1636,7 +1636,7 @@ def _cos_hat_chunk(x, omega, phase, H, order, interval, G, c, f):
             a = x[i] * omega[j] + phase[j]
             if not np.isfinite(a):
                 finite = False
-            f[j] = np.cos(a)
+            f[j] = np.cos(a) if deriv == 0 else -omega[j] * np.sin(a)
         if _hat_row(G, r, f, H, i, interval[i]):
             other = True
     return other, finite
@@ -1680,10 +1680,11 @@ def _hat_blocks_serial(basis, H, order, interval):
 
 
 @numba.njit(cache=True, parallel=True)
-def _cos_hat_blocks(x, omega, phase, H, order, interval):
-    r""":func:`_hat_blocks` of the basis :math:`\cos(\omega_j x_i + b_j)`, each row's basis computed in the pass (the
-    arithmetic of ``np.cos(_feature_arg(x, omega, phase))``; Numba's cos is libm's, which NumPy's equals bit for bit
-    here: test).  Returns ``(G, other, ok)``, ``ok``: every argument finite."""
+def _cos_hat_blocks(x, omega, phase, H, order, interval, deriv=0):
+    r""":func:`_hat_blocks` of the basis :math:`\cos(\omega_j x_i + b_j)` (``deriv`` 0) or
+    :math:`-\omega_j\sin(\omega_j x_i + b_j)` (1), each row's basis computed in the pass (the arithmetic of
+    ``np.cos(_feature_arg(x, omega, phase))``, of :func:`_sin_basis`; Numba's cos and sin are libm's, which NumPy's
+    equal bit for bit here: tests).  Returns ``(G, other, ok)``, ``ok``: every argument finite."""
     n, J = order.size, omega.size
     G = np.empty((n, 2 * J))
     n_chunks = (n + _DESIGN_CHUNK - 1) // _DESIGN_CHUNK
@@ -1691,20 +1692,20 @@ def _cos_hat_blocks(x, omega, phase, H, order, interval):
     inf = np.empty(n_chunks, dtype=np.bool_)
     f = np.empty((n_chunks, J))  # each chunk's basis row
     for c in numba.prange(n_chunks):
-        other, finite = _cos_hat_chunk(x, omega, phase, H, order, interval, G, c, f[c])
+        other, finite = _cos_hat_chunk(x, omega, phase, H, order, interval, G, c, f[c], deriv)
         bad[c], inf[c] = other, not finite
     return G, _flags_any(bad), not _flags_any(inf)
 
 
 @numba.njit(cache=True)
-def _cos_hat_blocks_serial(x, omega, phase, H, order, interval):
+def _cos_hat_blocks_serial(x, omega, phase, H, order, interval, deriv=0):
     """:func:`_cos_hat_blocks` on the calling thread."""
     n, J = order.size, omega.size
     G = np.empty((n, 2 * J))
     f = np.empty(J)
     other, ok = False, True
     for c in range((n + _DESIGN_CHUNK - 1) // _DESIGN_CHUNK):
-        o, finite = _cos_hat_chunk(x, omega, phase, H, order, interval, G, c, f)
+        o, finite = _cos_hat_chunk(x, omega, phase, H, order, interval, G, c, f, deriv)
         other, ok = other or o, ok and finite
     return G, other, ok
 
