@@ -504,3 +504,102 @@ def test_newton_chunk_in_row_groups_equals_the_one_row_loop():
         loss = D._newton_chunk(G, 0, n, cb, y, wts, d, gp, hp)
         rd, rloss, rgp, rhp = _newton_chunk_one_row(G, 0, n, cb, y, wts)
         assert np.array_equal(d, rd) and loss == rloss and np.array_equal(gp, rgp) and np.array_equal(hp, rhp)
+
+
+def test_gm_targets_share_one_design_and_equal_the_single_fits_bit_for_bit():
+    """fit_logit_gm_targets (one design and Gram matrix, a right-hand side per target) gives each target's fit
+    exactly as fit_logit_gm fits it alone on the same random stream (two chunks of draws); the claim's memoised GM
+    fits (_fit_1d -> _fit_1d_gm) are those of the right targets: a swapped target, a right-hand side summed over the
+    wrong target or a second draw of the noise is off by far more than rounding."""
+    real = DATA.sample(20000, np.random.default_rng(3))  # 40000 draws: two chunks of fit_logit_gm
+
+    def single(target):
+        return D.fit_logit_gm(D.FourierLogit(seed=3), real, MODEL, np.random.default_rng(8), T, lam=1e-3, repeats=2,
+                              target=target).coef
+
+    fam = D.FourierLogit(seed=3)
+    fits = D.fit_logit_gm_targets(fam, real, MODEL, np.random.default_rng(8), T, lam=1e-3, repeats=2,
+                                  targets=(None, C._alpha_dropped_target))
+    assert fits[0] is fam and fits[1] is not fam and fits[1].omega is fam.omega
+    assert np.array_equal(fits[0].coef, single(None))
+    assert np.array_equal(fits[1].coef, single(C._alpha_dropped_target))
+    assert np.max(np.abs(fits[0].coef - fits[1].coef)) > 1e-2
+    fit = (2000, 7, 0, 1e-3, 2)
+    real2, _ = C._samples_1d(2000, 7, 0)
+    for alpha in (False, True):
+        ref = D.fit_logit_gm(D.FourierLogit(seed=3), real2, MODEL, np.random.default_rng([7, 2000, 1, 0, 0]), T,
+                             lam=1e-3, repeats=2, target=C._alpha_dropped_target if alpha else None)
+        assert np.array_equal(C._fit_1d("gm", *fit, alpha).coef, ref.coef)
+
+
+def test_fourier_eval_from_memoised_tables_equals_the_rowwise_sums_bit_for_bit():
+    """FourierLogit.logit, grad, grad2 at one time (the memoised sin/cos tables, then the contraction) equal the
+    per-point sums in j order of the rows of _sincos (the loop they replace, written in NumPy with the same operations)
+    bit for bit; the tables are memoised on the exact grid (read-only; another grid, or a family with other
+    frequencies, gets its own), a grid above _SINCOS_TABLE_MAX entries is not kept."""
+    fam = _random_fam(8)
+    for x in (np.linspace(-12, 12, 2401), np.linspace(-12, 12, 2401) + 0.5, np.linspace(-1e5, 1e5, 301)):
+        sn, cs = np.empty((x.size, fam.omega.size)), np.empty((x.size, fam.omega.size))
+        for i in range(x.size):
+            D._sincos(x[i] * fam.omega + fam.phase, sn[i], cs[i])
+        for t in (0.0, 0.03, 0.7, 8.0):
+            c = fam.coef @ fam.hats(t)[0]
+            refs = [np.zeros(x.size) for _ in range(3)]
+            for j in range(fam.omega.size):
+                refs[0] += cs[:, j] * c[j]
+                refs[1] += (-fam.omega[j]) * sn[:, j] * c[j]
+                refs[2] += cs[:, j] * -(fam.omega[j] ** 2) * c[j]
+            for ref, f in zip(refs, (fam.logit, fam.grad, fam.grad2)):
+                assert np.array_equal(f(x, t), ref)
+        tab = D._sincos_tables(x, fam.omega, fam.phase)
+        assert tab[0] is D._sincos_tables(x.copy(), fam.omega, fam.phase)[0] and not tab[0].flags.writeable
+    other = _random_fam(9)
+    assert not np.array_equal(D._sincos_tables(x, other.omega, other.phase)[0], tab[0])
+    big = np.linspace(-3.0, 3.0, D._SINCOS_TABLE_MAX // fam.omega.size + 1)
+    np.testing.assert_array_equal(D._sincos_tables(big, fam.omega, fam.phase)[0][:, ::997],
+                                  D._sincos_table(big[::997], fam.omega, fam.phase)[0])
+    assert all(key[0][1] != big.shape for key in D._SINCOS_TABLES.items)
+
+
+def test_bernoulli_whole_array_quotient_equals_the_masked_one_bit_for_bit():
+    """_bern without entries below 1e-6 in size (the whole-array quotient) equals the masked computation it skips
+    (z / expm1(z) on the gathered entries) bit for bit, in 1-D and on a block of SDE rows; with such entries, 1 - z/2
+    there and the same quotient elsewhere; B(0) = 1 and B(z) - B(-z) = -z (a wrong sign is off by O(1))."""
+    rng = np.random.default_rng(12)
+    for z in (rng.normal(0.0, 0.05, 701), rng.normal(0.0, 3.0, (23, 700)), np.array([-800.0, -1.0, 5e-6, 700.0])):
+        keep = np.abs(z) >= 1e-6
+        assert keep.all()
+        ref = np.empty_like(z)
+        ref[keep] = z[keep] / np.expm1(z[keep])
+        assert np.array_equal(D._bern(z), ref)
+        zz = z.copy()
+        zz.flat[::7] = 3e-7
+        got = D._bern(zz)
+        assert np.array_equal(got.flat[::7], 1.0 - 0.5 * zz.flat[::7])
+        mask = np.ones(z.size, dtype=bool)
+        mask[::7] = False
+        assert np.array_equal(got.ravel()[mask], ref.ravel()[mask])
+    z = rng.normal(0.0, 1.0, 1000)
+    np.testing.assert_allclose(D._bern(z) - D._bern(-z), -z, rtol=0, atol=1e-14)
+    assert D._bern(np.zeros(3)).tolist() == [1.0, 1.0, 1.0]
+
+
+def test_sin_basis_in_place_equals_the_numpy_expression_bit_for_bit():
+    """_sin_basis (argument, sine and product in one array) equals -omega * sin(x omega + phase) of fresh NumPy
+    temporaries bit for bit, and _feature_arg (phase added in place) still refuses an overflowing argument; the fused
+    design pass of the GM fit (cos_of with deriv 1: Numba's libm sin) equals the design of that basis bit for bit."""
+    fam = _random_fam(4)
+    x = np.random.default_rng(4).normal(0.0, 3.0, 5000)
+    ref = -fam.omega * np.sin(x[:, None] * fam.omega + fam.phase)
+    assert np.array_equal(D._sin_basis(x, fam.omega, fam.phase), ref)
+    assert np.array_equal(D._feature_arg(x, fam.omega, fam.phase), x[:, None] * fam.omega + fam.phase)
+    with pytest.raises(ValueError, match="x: the feature argument"):
+        D._sin_basis(np.array([0.0, 1e308]), fam.omega, fam.phase)
+    t = np.random.default_rng(5).uniform(1e-2, T, x.size)
+    for n in (x.size, 300):  # threaded and (below _SERIAL_ROWS) serial passes
+        ref = D._hat_interval_design(D._sin_basis(x[:n], fam.omega, fam.phase), fam.hats(t[:n]), fam.knots, t[:n])
+        fused = D._hat_interval_design(None, fam.hats(t[:n]), fam.knots, t[:n], cos_of=(x[:n], fam.omega, fam.phase),
+                                       deriv=1)
+        assert len(fused) == len(ref)
+        for a, b in zip(fused, ref):
+            assert np.array_equal(a.rows, b.rows) and np.array_equal(a.G, b.G) and np.array_equal(a.cols, b.cols)

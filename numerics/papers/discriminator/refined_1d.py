@@ -21,6 +21,7 @@ Everything is 1-D and float64.  Discretisation errors are estimated by halving `
 """
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
@@ -39,7 +40,7 @@ __all__ = [
     "ce_value", "ce_gap", "path_kl", "path_terms", "path_kl_from", "PathTerms", "fisher_gap", "time_nodes",
     "mse_optimal_linear", "ce_optimal_linear", "linear_beta_spline",
     "gaussian_refined_endpoint", "gaussian_path_kl",
-    "FourierLogit", "time_hats", "fit_logit_ce", "fit_logit_gm",
+    "FourierLogit", "time_hats", "fit_logit_ce", "fit_logit_gm", "fit_logit_gm_targets",
 ]
 
 def _pos_float(value, name: str, allow_zero: bool = False) -> float:
@@ -632,9 +633,14 @@ def empirical_field(points: np.ndarray) -> Field:
 # reverse SDE: Fokker-Planck, Scharfetter-Gummel finite volumes + Crank-Nicolson
 # ----------------------------------------------------------------------------------------------
 def _bern(z: np.ndarray) -> np.ndarray:
-    """Bernoulli function z / (e^z - 1), stable near 0 and for large |z|."""
-    out = np.empty_like(z)
+    r"""Bernoulli function :math:`B(z) = z / (e^z - 1)`, stable near 0 and for large :math:`|z|`: ``z / expm1(z)``
+    (NumPy's, elementwise), :math:`1 - z/2` where :math:`|z| < 10^{-6}`.  Without such entries (the SDE's faces at
+    the claims' steps) the quotient of the whole array, no masks or gathers: the same elementwise operations, so the
+    same floats (tests), in half the time."""
     small = np.abs(z) < 1e-6
+    if not small.any():
+        return z / np.expm1(z)
+    out = np.empty_like(z)
     zs = z[~small]
     out[~small] = zs / np.expm1(zs)
     out[small] = 1.0 - 0.5 * z[small]
@@ -691,7 +697,7 @@ def _cn_block(rho, lo0, di0, up0, bp, bm, h, dt):
             lo1[f + 1] = bm[j, f] / hh
             di1[f] -= bm[j, f] / hh
         for f in range(n - 1):
-            di1[f + 1] -= bp[j, f] / hh
+            di1[f + 1] -= up1[f]  # bp[j, f] / hh, divided once
         rho = _cn_step(rho, lo0, di0, up0, lo1, di1, up1, dt)
         lo0[:] = lo1
         di0[:] = di1
@@ -1337,13 +1343,24 @@ def _hat_times(t) -> np.ndarray:
 
 
 def _feature_arg(x: np.ndarray, omega: np.ndarray, phase: np.ndarray, name: str = "x") -> np.ndarray:
-    """``x[:, None] * omega + phase`` (1-D ``x``) or ``x @ omega.T + phase`` (2-D), refused where it overflows."""
+    """``x[:, None] * omega + phase`` (1-D ``x``) or ``x @ omega.T + phase`` (2-D), refused where it overflows (the
+    phase added in place: one N x J array)."""
     with np.errstate(over="ignore", invalid="ignore"):
-        arg = (x[:, None] * omega if x.ndim == 1 else x @ omega.T) + phase
+        arg = x[:, None] * omega if x.ndim == 1 else x @ omega.T
+        arg += phase
     if not np.all(np.isfinite(arg)):
         raise ValueError(f"{name}: the feature argument omega * x + phase overflows float64 (|{name}| up to "
                          f"{np.max(np.abs(x)):.3g} too large)")
     return arg
+
+
+def _sin_basis(x: np.ndarray, omega: np.ndarray, phase: np.ndarray) -> np.ndarray:
+    r"""The :math:`\partial_x` basis :math:`-\omega_j\sin(\omega_j x_i + b_j)` ``(N, J)`` of the 1-D ``x``
+    (:func:`_feature_arg`, then NumPy's ``sin`` and the product in place: the numbers of
+    ``-omega * np.sin(_feature_arg(x, omega, phase))`` in one array instead of four)."""
+    arg = _feature_arg(x, omega, phase)
+    np.sin(arg, out=arg)
+    return np.multiply(-omega, arg, out=arg)
 
 
 def _hats(t, knots: np.ndarray) -> np.ndarray:
@@ -1401,10 +1418,10 @@ class FourierLogit:
             xa = check_real_values(x, "x")
             c = self.coef @ _hats(t, self.knots)[0]
             xr = np.ascontiguousarray(xa.ravel())
-            out, ok = _fourier_eval(xr, self.omega, self.phase, c, deriv)
-            if not ok:
+            sn, cs, ok = _sincos_tables(xr, self.omega, self.phase)
+            if not ok[0]:
                 _feature_arg(xr, self.omega, self.phase)  # raises the ValueError naming x
-            return out.reshape(xa.shape)
+            return _fourier_contract(sn, cs, self.omega, c, deriv).reshape(xa.shape)
         return self.features(x, t, deriv) @ self.coef.ravel()
 
     def grad(self, x, t) -> np.ndarray:
@@ -1443,7 +1460,21 @@ def fit_logit_gm(fam: FourierLogit, real: np.ndarray, model: Mixture1D, rng: np.
     per row instead of JK x JK).
 
     ``target``, if given, replaces :math:`a` by ``target(x_t, x_0, t)`` (same noise draws, same random stream):
-    the hook for other regression targets (the claims use it for a target with a dropped :math:`\alpha_t`)."""
+    the hook for other regression targets (the claims use it for a target with a dropped :math:`\alpha_t`).
+    Fits ``fam`` in place and returns it (:func:`fit_logit_gm_targets` with the one target)."""
+    return fit_logit_gm_targets(fam, real, model, rng, T, lam, t_min, repeats, (target,))[0]
+
+
+def fit_logit_gm_targets(fam: FourierLogit, real: np.ndarray, model: Mixture1D, rng: np.random.Generator,
+                         T: float = 8.0, lam: float = 1e-3, t_min: float = 1e-2, repeats: int = 4,
+                         targets: tuple = (None,)) -> list[FourierLogit]:
+    r""":func:`fit_logit_gm` for each of ``targets`` (``None``: :math:`a`) on the same noise draws: one design and one
+    Gram matrix :math:`F^\top F`, a right-hand side per target,
+
+    .. math:: \phi^{(k)} = \Big(\tfrac1N F^\top F + \lambda I\Big)^{-1}\tfrac1N F^\top(a^{(k)} - s_\theta(x_t)),
+
+    each summed and solved as :func:`fit_logit_gm` does for that target alone (the same floats, tests).  The first
+    fit is ``fam`` (in place), the others shallow copies of it with their own coefficients."""
     lam = _pos_float(lam, "lam", allow_zero=True)
     real = np.asarray(real, dtype=np.float64).ravel()
     if real.size == 0:
@@ -1451,20 +1482,22 @@ def fit_logit_gm(fam: FourierLogit, real: np.ndarray, model: Mixture1D, rng: np.
     x0 = np.repeat(real, repeats)
     p = fam.n_params
     A = np.zeros((p, p))
-    r = np.zeros(p)
+    rs = [np.zeros(p) for _ in targets]
     for chunk in np.array_split(np.arange(x0.size), max(1, x0.size // 20000)):
         xt, t, a = _noisy(x0[chunk], rng, T, t_min)
-        if target is not None:
-            a = check_real_values(target(xt, x0[chunk], t), "target")
         _, m, v = _marg_arrays(model, t)
-        res = a - _mixture_score_vec(xt, model.w, m, v)
-        basis = -fam.omega * np.sin(_feature_arg(xt, fam.omega, fam.phase))
-        for b in _hat_interval_design(basis, fam.hats(t), fam.knots, t):
+        score = _mixture_score_vec(xt, model.w, m, v)
+        res = [(a if f is None else check_real_values(f(xt, x0[chunk], t), "target")) - score for f in targets]
+        for b in _hat_interval_design(None, fam.hats(t), fam.knots, t, cos_of=(xt, fam.omega, fam.phase), deriv=1):
             A[np.ix_(b.cols, b.cols)] += b.G.T @ b.G
-            r[b.cols] += b.G.T @ res[b.rows]
+            for r, rk in zip(rs, res):
+                r[b.cols] += b.G.T @ rk[b.rows]
     n = x0.size
-    fam.coef = np.linalg.solve(A / n + lam * np.eye(p), r / n).reshape(fam.coef.shape)
-    return fam
+    M = A / n + lam * np.eye(p)
+    fits = [fam] + [copy.copy(fam) for _ in targets[1:]]
+    for f, r in zip(fits, rs):
+        f.coef = np.linalg.solve(M, r / n).reshape(fam.coef.shape)
+    return fits
 
 
 def _marg_arrays(mix: Mixture1D, t: np.ndarray):
@@ -1515,7 +1548,7 @@ class _DesignBlock(NamedTuple):
 
 
 def _hat_interval_design(basis: np.ndarray | None, H: np.ndarray, knots: np.ndarray, t: np.ndarray,
-                         cos_of: tuple | None = None) -> list[_DesignBlock]:
+                         cos_of: tuple | None = None, deriv: int = 0) -> list[_DesignBlock]:
     r"""The design :math:`F_{i,(j,k)} = f_j(x_i)\,h_k(t_i)` (column ``j*K + k``, as ``features`` of the logit
     families) stored by hat interval, from the spatial ``basis`` (N, J) and the hats ``H`` (N, K) on ``knots``.
     A time in :math:`[k_g, k_{g+1}]` has only the hats :math:`h_g, h_{g+1}` nonzero (piecewise-linear hats), so
@@ -1525,7 +1558,8 @@ def _hat_interval_design(basis: np.ndarray | None, H: np.ndarray, knots: np.ndar
 
     ``cos_of = (x, omega, phase)`` (with ``basis`` None): the basis :math:`f_j(x) = \cos(\omega_j x + b_j)` computed
     row by row in the same pass (the numbers of ``np.cos(_feature_arg(x, omega, phase))``, no N x J temporaries;
-    its ValueError where the argument overflows)."""
+    its ValueError where the argument overflows); with ``deriv`` 1 the basis :math:`f_j(x) = -\omega_j\sin(\omega_j x
+    + b_j)` (the numbers of :func:`_sin_basis`)."""
     K = knots.size
     interval = np.clip(np.searchsorted(knots, t, side="right") - 1, 0, K - 2)
     order = np.argsort(interval, kind="stable")  # each interval's rows in increasing order, intervals in order
@@ -1540,7 +1574,7 @@ def _hat_interval_design(basis: np.ndarray | None, H: np.ndarray, knots: np.ndar
         x, omega, phase = (np.ascontiguousarray(a, dtype=np.float64) for a in cos_of)
         J = omega.size
         G, other, ok = _dynamic(_cos_hat_blocks_serial if serial else _cos_hat_blocks, x, omega, phase, H, order,
-                                interval)
+                                interval, deriv)
         if not ok:
             _feature_arg(x, omega, phase)  # raises the ValueError naming x
     if other:  # never for np.interp hats: guards a change of _hats
@@ -1592,9 +1626,9 @@ def _hat_chunk(basis, H, order, interval, G, c):
 
 
 @numba.njit(cache=True)
-def _cos_hat_chunk(x, omega, phase, H, order, interval, G, c, f):
-    r"""Rows of chunk ``c`` of :func:`_cos_hat_blocks`, each row's basis :math:`\cos(\omega_j x_i + b_j)` computed
-    into the work row ``f`` first; ``(other, finite)``."""
+def _cos_hat_chunk(x, omega, phase, H, order, interval, G, c, f, deriv):
+    r"""Rows of chunk ``c`` of :func:`_cos_hat_blocks`, each row's basis :math:`\cos(\omega_j x_i + b_j)` (``deriv``
+    0) or :math:`-\omega_j\sin(\omega_j x_i + b_j)` (1) computed into the work row ``f`` first; ``(other, finite)``."""
     other, finite = False, True
     for r in range(c * _DESIGN_CHUNK, min(order.size, (c + 1) * _DESIGN_CHUNK)):
         i = order[r]
@@ -1602,7 +1636,7 @@ def _cos_hat_chunk(x, omega, phase, H, order, interval, G, c, f):
             a = x[i] * omega[j] + phase[j]
             if not np.isfinite(a):
                 finite = False
-            f[j] = np.cos(a)
+            f[j] = np.cos(a) if deriv == 0 else -omega[j] * np.sin(a)
         if _hat_row(G, r, f, H, i, interval[i]):
             other = True
     return other, finite
@@ -1646,10 +1680,11 @@ def _hat_blocks_serial(basis, H, order, interval):
 
 
 @numba.njit(cache=True, parallel=True)
-def _cos_hat_blocks(x, omega, phase, H, order, interval):
-    r""":func:`_hat_blocks` of the basis :math:`\cos(\omega_j x_i + b_j)`, each row's basis computed in the pass (the
-    arithmetic of ``np.cos(_feature_arg(x, omega, phase))``; Numba's cos is libm's, which NumPy's equals bit for bit
-    here: test).  Returns ``(G, other, ok)``, ``ok``: every argument finite."""
+def _cos_hat_blocks(x, omega, phase, H, order, interval, deriv=0):
+    r""":func:`_hat_blocks` of the basis :math:`\cos(\omega_j x_i + b_j)` (``deriv`` 0) or
+    :math:`-\omega_j\sin(\omega_j x_i + b_j)` (1), each row's basis computed in the pass (the arithmetic of
+    ``np.cos(_feature_arg(x, omega, phase))``, of :func:`_sin_basis`; Numba's cos and sin are libm's, which NumPy's
+    equal bit for bit here: tests).  Returns ``(G, other, ok)``, ``ok``: every argument finite."""
     n, J = order.size, omega.size
     G = np.empty((n, 2 * J))
     n_chunks = (n + _DESIGN_CHUNK - 1) // _DESIGN_CHUNK
@@ -1657,20 +1692,20 @@ def _cos_hat_blocks(x, omega, phase, H, order, interval):
     inf = np.empty(n_chunks, dtype=np.bool_)
     f = np.empty((n_chunks, J))  # each chunk's basis row
     for c in numba.prange(n_chunks):
-        other, finite = _cos_hat_chunk(x, omega, phase, H, order, interval, G, c, f[c])
+        other, finite = _cos_hat_chunk(x, omega, phase, H, order, interval, G, c, f[c], deriv)
         bad[c], inf[c] = other, not finite
     return G, _flags_any(bad), not _flags_any(inf)
 
 
 @numba.njit(cache=True)
-def _cos_hat_blocks_serial(x, omega, phase, H, order, interval):
+def _cos_hat_blocks_serial(x, omega, phase, H, order, interval, deriv=0):
     """:func:`_cos_hat_blocks` on the calling thread."""
     n, J = order.size, omega.size
     G = np.empty((n, 2 * J))
     f = np.empty(J)
     other, ok = False, True
     for c in range((n + _DESIGN_CHUNK - 1) // _DESIGN_CHUNK):
-        o, finite = _cos_hat_chunk(x, omega, phase, H, order, interval, G, c, f)
+        o, finite = _cos_hat_chunk(x, omega, phase, H, order, interval, G, c, f, deriv)
         other, ok = other or o, ok and finite
     return G, other, ok
 
@@ -1965,7 +2000,7 @@ class FeatureField:
         one product."""
         coef, logw, m, v = self.tables(times)
         fam = self.fam
-        F1 = -fam.omega * np.sin(_feature_arg(x, fam.omega, fam.phase))
+        F1 = _sin_basis(x, fam.omega, fam.phase)
         sq = _model_score_rows(np.ascontiguousarray(x, dtype=np.float64), logw, m, v)
         return self.scale * (sq + self.w * (coef @ F1.T))
 
@@ -2127,29 +2162,64 @@ def _ode_feature_chunk(x, A, dt, n_steps, coef, lwt, mt, vt, nw1, nw2, omega, ph
     return -1
 
 
+#: The sine and cosine tables of :func:`_sincos_tables` (one x-grid and one family's frequencies each: the path KL
+#: and the CE gap evaluate every fit of a claim on the same grid, at many times).
+_SINCOS_TABLES = _Memo(4)
+#: Largest table (points x frequencies) :func:`_sincos_tables` keeps (8 MB per table).
+_SINCOS_TABLE_MAX = 1 << 20
+
+
+def _sincos_tables(x: np.ndarray, omega: np.ndarray, phase: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_sincos_table` of the 1-D ``x``, memoised on the exact inputs (:class:`_Memo`, read-only) up to
+    :data:`_SINCOS_TABLE_MAX` entries."""
+    if x.size * omega.size > _SINCOS_TABLE_MAX:
+        return _sincos_table(x, omega, phase)
+    return _SINCOS_TABLES.get((x, omega, phase), lambda: _sincos_table(x, omega, phase))
+
+
 @numba.njit(cache=True)
-def _fourier_eval(x, omega, phase, c, deriv):
-    r"""``(out, ok)``: :math:`\sum_j F_j(x_i) c_j` at every point of ``x`` with :math:`F_j = \cos a_j` (``deriv`` 0),
-    :math:`-\omega_j\sin a_j` (1) or :math:`\cos(a_j)(-\omega_j^2)` (2), :math:`a_j = \omega_j x_i + b_j`
-    (:func:`_sincos`), summed in ``j`` order; ``ok``: every :math:`a_j` finite."""
+def _sincos_table(x, omega, phase):
+    r"""``(sn, cs, ok)``: :math:`\sin a_{ji}, \cos a_{ji}` ``(J, n)`` with :math:`a_{ji} = \omega_j x_i + b_j`, each
+    point's row of arguments by :func:`_sincos` (libm for the whole row if one :math:`|a|` exceeds
+    :data:`_SINCOS_MAX`); ``ok`` ``(1,)``: every :math:`a_{ji}` finite."""
     J = omega.size
     arg = np.empty(J)
-    sn = np.empty(J)
-    cs = np.empty(J)
-    out = np.empty(x.size)
-    ok = True
+    sn1 = np.empty(J)
+    cs1 = np.empty(J)
+    sn = np.empty((J, x.size))
+    cs = np.empty((J, x.size))
+    ok = np.ones(1, dtype=np.bool_)
     for i in range(x.size):
         for j in range(J):
             arg[j] = x[i] * omega[j] + phase[j]
-            ok = ok and np.isfinite(arg[j])
-        _sincos(arg, sn, cs)
-        acc = 0.0
+            ok[0] = ok[0] and np.isfinite(arg[j])
+        _sincos(arg, sn1, cs1)
         for j in range(J):
-            if deriv == 1:
-                acc += -omega[j] * sn[j] * c[j]
-            elif deriv == 0:
-                acc += cs[j] * c[j]
-            else:
-                acc += cs[j] * -(omega[j] ** 2) * c[j]
-        out[i] = acc
-    return out, ok
+            sn[j, i] = sn1[j]
+            cs[j, i] = cs1[j]
+    return sn, cs, ok
+
+
+@numba.njit(cache=True)
+def _fourier_contract(sn, cs, omega, c, deriv):
+    r""":math:`\sum_j F_j(x_i) c_j` at every point from the tables of :func:`_sincos_table`, with :math:`F_j = \cos a_j`
+    (``deriv`` 0), :math:`-\omega_j\sin a_j` (1) or :math:`\cos(a_j)(-\omega_j^2)` (2), summed in ``j`` order from 0
+    (each term :math:`((-\omega_j)\sin a_j)\,c_j`, :math:`\cos(a_j)\,c_j`, :math:`(\cos(a_j)(-\omega_j^2))\,c_j`):
+    the loop over the points innermost, so it vectorises; per point the same operations in the same order as one
+    point at a time (tests)."""
+    J, n = sn.shape
+    out = np.zeros(n)
+    for j in range(J):
+        cj = c[j]
+        if deriv == 1:
+            wj = -omega[j]
+            for i in range(n):
+                out[i] += wj * sn[j, i] * cj
+        elif deriv == 0:
+            for i in range(n):
+                out[i] += cs[j, i] * cj
+        else:
+            wj = -(omega[j] ** 2)
+            for i in range(n):
+                out[i] += cs[j, i] * wj * cj
+    return out
