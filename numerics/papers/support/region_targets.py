@@ -32,12 +32,13 @@ How :math:`M_k, c_k` are computed
   ``sinh`` and ``arcsinh`` round differently from libm's); the nodes, weights and slice intervals
   (:func:`_point_nodes`, :func:`_disk_minus_disk_intervals`, :func:`_lens_intervals`) and the sums over them
   (:func:`_slice_point`; the interval masses by libm's ``erfc``, and by scipy's own ``log_ndtr`` where the whole
-  interval lies more than 37 kernel widths from the kernel's centre, :func:`_log_gauss_interval_1`; it replaced NumPy broadcasting on 2026-12-06 and agrees with it to the rounding of
-  the log weights) run compiled, point by point in one loop (:func:`_region_sums`, Numba;
-  since 2026-12-06, stop 42, without storing the (points, nodes, intervals) arrays between them: the same floats as
-  :meth:`_Planar.slice_inputs` followed by :func:`_slice_moments`, tested); the points of a call are independent, so
-  from :data:`_SERIAL_NODES` node evaluations on they are spread over Numba's threads (each point with its own work
-  arrays and output row: the same floats for any thread count).  The sums skip a node whose log weight is
+  interval lies more than 37 kernel widths from the kernel's centre, :func:`_log_gauss_interval_1`; it replaced
+  NumPy broadcasting on 2026-12-06 and agrees with it to the rounding of the log weights) run compiled, point by
+  point in one loop (:func:`_region_sums`, Numba; since 2026-12-06, stop 42, without storing the (points, nodes,
+  intervals) arrays between them: the same floats as :meth:`_Planar.slice_inputs` followed by
+  :func:`_slice_moments`, tested); the points of a call are independent, so from :data:`_SERIAL_NODES` node
+  evaluations on they are spread over Numba's threads (each point in the work rows of the thread that runs it,
+  allocated before the loop, and its own output row: the same floats for any thread count).  The sums skip a node whose log weight is
   provably more than :data:`_PRUNE_GAP` below the largest (its weight underflows to 0: bit for bit the same
   result); a slice with one piece of finite mass skips the log-sum-exp over its pieces, and an interval whose
   lower end lies so deep in the tail that ``expm1(log_ndtr(lo) - log_ndtr(hi))`` is -1.0 skips
