@@ -300,14 +300,15 @@ def _step(method: Method, guided: GuidedQuantities, x: np.ndarray, t: float, s: 
     r"""One step :math:`x_t\to x_s` with the coefficients ``c`` (and ``cg_mean`` shifts ``shift``) of
     :func:`numerics.methods.grid_coefficients`; returns ``(x_s, q(x_t))`` (``q`` is reused by multistep methods)."""
     q = guided.q(method.q, x, t)
-    out = c[0] * x + c[1] * q
+    out = c[0] * x  # a new array: the terms below are added in place (the same floats as out = out + term)
+    out += c[1] * q
     if method.multistep and t_prev is not None:
-        out = out + c[2] * q_prev
+        out += c[2] * q_prev
     if guided.form == "cg_mean" and not guided.unguided:  # only methods with guidance_shifts (check_form)
         # q was the unguided denoiser: add the mean-form shift w * mean_form * g
-        out = out + (guided.w * shift[1]) * guided.target.guidance_vector(x, t, guided.label)
+        out += (guided.w * shift[1]) * guided.target.guidance_vector(x, t, guided.label)
     if method.stochastic:
-        out = out + c[-1] * noise.draw()
+        out += c[-1] * noise.draw()
     return out, q
 
 

@@ -9,10 +9,42 @@ import pytest
 from numerics.methods import TABLE
 from numerics.papers.support.claims import (OnePass, _buggy_line_target, _shared_sample, atoms_c4, cycle_radius,
                                             cycle_tolerance, line_atoms, step_coefficients, wrong_class_recursion)
-from numerics.papers.support.sweeps import (GRID_KINDS, SWEEP_ETA, SWEEP_METHODS, point_mass_law, point_mass_step,
-                                            sweep_grid)
+from numerics.papers.support.sweeps import (GRID_KINDS, SWEEP_ETA, SWEEP_METHODS, ks_ratio, ks_statistic_normal,
+                                            point_mass_law, point_mass_step, sweep_grid)
 from numerics.samplers import sample
 from numerics.target import ScoreModel
+
+def _ks_samples():
+    """Samples the sweeps test and ones that probe the statistic's edge cases: N(0, 1) of many sizes, shifted and
+    scaled laws (D+ and D- each the larger), ties, values beyond the normal CDF's saturation."""
+    rng = np.random.default_rng(20261206)
+    out = [rng.standard_normal(m) for m in (1, 2, 3, 17, 100, 1000, 2048, 4097)]
+    out += [rng.standard_normal(500) + 0.2, rng.standard_normal(500) - 0.2, 1.5 * rng.standard_normal(300),
+            np.round(rng.standard_normal(400), 1), np.array([-40.0, -9.0, 0.0, 9.0, 40.0]), np.zeros(7)]
+    return out
+
+
+@pytest.mark.parametrize("z", _ks_samples(), ids=lambda z: f"m{z.size}")
+def test_ks_statistic_is_scipys_bit_for_bit(z):
+    """The direct statistic is scipy's kstest statistic, the same float (a sort, the ndtr CDF or the two one-sided
+    maxima done differently would move it), and ks_ratio divides it by the exact law's critical value."""
+    from scipy.stats import kstest, kstwo
+
+    want = kstest(z, "norm").statistic
+    assert ks_statistic_normal(z) == want
+    assert ks_statistic_normal(z.reshape(1, -1)) == want  # ks_ratio's callers pass raveled samples; any shape works
+    assert ks_ratio(z, 1e-3) == float(want / kstwo.isf(1e-3, z.size))
+    assert ks_ratio(z, 0.25) == float(want / kstwo.isf(0.25, z.size))
+
+
+def test_ks_ratio_rejects_a_wrong_law():
+    """A sample of N(0.3, 1) is rejected at level 1e-6 and one of N(0, 1) is not: a statistic that lost D- or D+, or
+    a critical value of the asymptotic law at the wrong scale, would not separate them at m = 4000."""
+    rng = np.random.default_rng(7)
+    assert ks_ratio(rng.standard_normal(4000) + 0.3, 1e-6) > 1.0
+    assert ks_ratio(-(rng.standard_normal(4000) + 0.3), 1e-6) > 1.0
+    assert ks_ratio(rng.standard_normal(4000), 1e-6) < 1.0
+
 
 STEPS = [(5.0, 4.9), (1.0, 0.9), (0.1, 0.05), (1e-3, 1e-3 / 1.1), (1e-7, 5e-8)]
 

@@ -125,3 +125,35 @@ def test_read_only_input_comes_back_writeable_and_equal() -> None:
     np.testing.assert_array_equal(out, x)
     y = np.arange(6.0).reshape(3, 2)
     assert as_float_array(y, "y", 2) is y  # a writeable float64 array is not copied
+
+
+@pytest.mark.parametrize("make", [
+    lambda: np.arange(12.0).reshape(3, 4)[:, ::2],  # float64 but not contiguous
+    lambda: np.asfortranarray(np.arange(6.0).reshape(3, 2)),
+    lambda: np.arange(6.0).reshape(3, 2).astype(">f8"),  # equal values, another dtype instance (byte order)
+    lambda: np.arange(6, dtype=np.float32).reshape(3, 2),
+    lambda: np.arange(6).reshape(3, 2),
+    lambda: [[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]],
+])
+def test_as_float_array_general_path_returns_contiguous_native_float64(make) -> None:
+    """Whatever takes the general path (not a writeable C-contiguous native float64 ndarray) comes back as one,
+    equal in value; the fast path's shortcut must not let a strided view or a foreign dtype through."""
+    from numerics.validate import as_float_array
+
+    x = make()
+    out = as_float_array(x, "x", 2)
+    assert out.dtype == np.float64 and out.dtype.isnative and out.flags.c_contiguous and out.flags.writeable
+    np.testing.assert_array_equal(out, np.asarray(x, dtype=np.float64))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_as_float_array_fast_path_still_checks_values_and_dims(bad) -> None:
+    from numerics.validate import as_float_array
+
+    x = np.zeros((4, 2))
+    x[2, 1] = bad
+    with pytest.raises(ValueError, match="^x: contains NaN or infinite values"):
+        as_float_array(x, "x", 2)
+    assert as_float_array(x, "x", 2, check_finite=False) is x
+    with pytest.raises(ValueError, match="^x: expected 1-D array"):
+        as_float_array(np.zeros((4, 2)), "x", 1)

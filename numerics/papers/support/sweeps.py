@@ -39,11 +39,13 @@ exponential-integrator rows satisfy :math:`a_k\lambda_t + b_k = \lambda_s` (the 
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
 import numpy as np
-from scipy.stats import kstest, kstwo
+from scipy.special import ndtr
+from scipy.stats import kstwo
 
 from numerics.grids import time_grid
 from numerics.validate import check_choice
@@ -116,9 +118,33 @@ def sweep_grid(kind: str, delta: float, kappa: float, n: int, T: float = 5.0) ->
 
 
 def ks_ratio(z: np.ndarray, alpha: float) -> float:
-    """Kolmogorov-Smirnov statistic of ``z`` against N(0, 1) over its critical value at level ``alpha`` (the
-    exact finite-m law, ``scipy.stats.kstwo``): > 1 rejects the law at level ``alpha``."""
-    return float(kstest(z, "norm").statistic / kstwo.isf(alpha, z.size))
+    """Kolmogorov-Smirnov statistic of ``z`` against N(0, 1) (:func:`ks_statistic_normal`) over its critical value
+    at level ``alpha`` (the exact finite-m law, ``scipy.stats.kstwo``, :func:`_ks_critical`): > 1 rejects the law at
+    level ``alpha``."""
+    return float(ks_statistic_normal(z) / _ks_critical(float(alpha), int(np.size(z))))
+
+
+def ks_statistic_normal(z: np.ndarray) -> float:
+    r"""The two-sided Kolmogorov-Smirnov statistic of the sample ``z`` against N(0, 1),
+
+    .. math:: D_m = \max\big(\max_i (i/m - \Phi(z_{(i)})),\ \max_i (\Phi(z_{(i)}) - (i-1)/m)\big),
+
+    by the operations of ``scipy.stats.kstest(z, "norm").statistic`` (scipy 1.17's ``ks_1samp``: the same floats,
+    tested) without its p-value: kstest also evaluates the exact finite-m law of :math:`D_m` at the statistic, about
+    5 ms a call in Python at m = 2000, which :func:`ks_ratio` never reads."""
+    x = np.sort(np.asarray(z, dtype=np.float64).ravel())
+    m = x.size
+    cdf = ndtr(x)
+    d_plus = np.max(np.arange(1.0, m + 1) / m - cdf)
+    d_minus = np.max(cdf - np.arange(0.0, m) / m)
+    return float(max(d_plus, d_minus))
+
+
+@functools.lru_cache(maxsize=256)
+def _ks_critical(alpha: float, m: int) -> float:
+    """``kstwo.isf(alpha, m)``, memoised: the sweeps test many samples of one size at one level (an inversion of the
+    exact law costs about 2 ms)."""
+    return float(kstwo.isf(alpha, m))
 
 
 def branched_ends(make_target, method: str, grids: dict, deltas: list[float], z: np.ndarray,
