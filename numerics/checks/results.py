@@ -156,6 +156,8 @@ class RunReport:
     wall_time: float = 0.0
     results: list[ClaimResult] = field(default_factory=list)
     seeds: list[int] | None = None
+    #: The report writer's encoded claim entries (:func:`numerics.checks.report.report_json`), by result ``id``.
+    json_cache: dict[int, tuple] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def ensemble(self) -> dict[str, dict[str, Any]]:
