@@ -130,8 +130,9 @@ def ks_statistic_normal(z: np.ndarray) -> float:
     .. math:: D_m = \max\big(\max_i (i/m - \Phi(z_{(i)})),\ \max_i (\Phi(z_{(i)}) - (i-1)/m)\big),
 
     by the operations of ``scipy.stats.kstest(z, "norm").statistic`` (scipy 1.17's ``ks_1samp``: the same floats,
-    tested) without its p-value: kstest also evaluates the exact finite-m law of :math:`D_m` at the statistic, about
-    5 ms a call in Python at m = 2000, which :func:`ks_ratio` never reads."""
+    tested) without its p-value: kstest also evaluates the exact finite-m law of :math:`D_m` at the statistic (pure
+    Python; the sweeps' 1500 calls at m = 4000-254000 took 15.7 s with it, 2.3 s without), which :func:`ks_ratio`
+    never reads."""
     x = np.sort(np.asarray(z, dtype=np.float64).ravel())
     m = x.size
     cdf = ndtr(x)
