@@ -1,6 +1,7 @@
-"""mpmath's GMP backend (gmpy2, a dependency for speed) must not change a reference: the foundations oracles, the
-channel integrals' building blocks and a few special functions, evaluated with the backend mpmath picked and, in a
-subprocess, with the pure-Python one (MPMATH_NOGMPY=1), agree digit for digit."""
+"""mpmath's GMP backend (gmpy2, a dependency for speed) must not change a reference: the foundations oracles (50-digit
+scores, denoisers, log densities, posteriors, covariances, Hessians and error bounds), five special functions and a
+quadrature, evaluated with the backend mpmath picked and, in a subprocess, with the pure-Python one
+(MPMATH_NOGMPY=1), agree digit for digit."""
 import os
 import subprocess
 import sys

@@ -14,6 +14,7 @@ from numerics.papers.support.sweeps import (GRID_KINDS, SWEEP_ETA, SWEEP_METHODS
 from numerics.samplers import sample
 from numerics.target import ScoreModel
 
+
 def _ks_samples():
     """Samples the sweeps test and ones that probe the statistic's edge cases: N(0, 1) of many sizes, shifted and
     scaled laws (D+ and D- each the larger), ties, values beyond the normal CDF's saturation."""
